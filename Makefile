@@ -1,0 +1,58 @@
+# Waypost — developer entry points.  Every install step lives here, so that a clean
+# clone on a fresh Debian machine gets the same set-up as a developer's tree.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+DATA   ?= ./var
+# Debian tools the tests drive as real peers.
+DEBIAN_TEST_TOOLS := swaks
+APT_GET := $(shell command -v apt-get 2>/dev/null)
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: venv install install-test debian-test-tools demo serve test typecheck unit clean bench
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+venv install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test debian-test-tools
+
+# Installs the Debian packages the tests use when one of them is missing.
+debian-test-tools:
+	@missing=""; for t in $(DEBIAN_TEST_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ -n "$(APT_GET)" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "warning: apt-get not found; tests needing$$missing will fail"; fi; \
+	fi
+
+# Initialise ./var with a demo domain and account (once), then serve on the dev ports.
+demo: $(VENV)/.installed
+	@if [ ! -f $(DATA)/waypost.toml ]; then \
+	  $(VENV)/bin/waypost init $(DATA) --domain demo.test --hostname mail.demo.test && \
+	  $(VENV)/bin/waypost --data $(DATA) account add demo@demo.test --password demo-password && \
+	  echo "demo account: demo@demo.test / demo-password"; \
+	fi
+	$(VENV)/bin/waypost --data $(DATA) serve
+
+serve: $(VENV)/.installed
+	$(VENV)/bin/waypost --data $(DATA) serve
+
+typecheck: $(VENV)/.installed-test
+	$(VENV)/bin/mypy
+
+test: install-test typecheck
+	$(VENV)/bin/pytest -q
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache

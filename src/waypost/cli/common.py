@@ -1,0 +1,105 @@
+"""What every command shares: the data directory, output as a table or JSON, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..config import ConfigError, Settings, load_settings
+from ..db import Conflict, Database, NotFound, open_database
+from ..directory import Directory, DirectoryError
+
+__all__ = ["App", "pass_app", "emit", "fail", "handle_errors", "json_option"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class App:
+    data: Path
+    _settings: Settings | None = None
+    _db: Database | None = None
+    _directory: Directory | None = None
+    console: Console = field(default_factory=lambda: Console(soft_wrap=True))
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.data)
+            except ConfigError as e:
+                fail(str(e))
+        assert self._settings is not None
+        return self._settings
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = open_database(self.settings.storage.database, self.settings.data_dir)
+        return self._db
+
+    @property
+    def directory(self) -> Directory:
+        if self._directory is None:
+            self._directory = Directory(self.db, self.settings.server.main_domain)
+        return self._directory
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")(f)  # type: ignore[return-value]
+
+
+def fail(message: str, code: int = 1) -> Any:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(f: F) -> F:
+    """Turn the expected refusals of the lower layers into one clear line and exit 1."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except (Conflict, NotFound, DirectoryError, ConfigError, ValueError) as e:
+            fail(str(e).strip("'\""))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(app: App, rows: Sequence[dict[str, Any]], columns: Iterable[str], as_json: bool, title: str = "") -> None:
+    """A list: JSON (every field) for scripts, a table of ``columns`` for people."""
+    if as_json:
+        click.echo(json.dumps(list(rows), indent=2, default=str, ensure_ascii=False))
+        return
+    cols = list(columns)
+    table = Table(title=title or None, show_lines=False)
+    for c in cols:
+        table.add_column(c)
+    for row in rows:
+        table.add_row(*[_cell(row.get(c)) for c in cols])
+    if not rows:
+        app.console.print(f"(no {title.lower() or 'entries'})")
+        return
+    app.console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)

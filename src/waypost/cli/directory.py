@@ -1,0 +1,359 @@
+"""``waypost domain|account|alias|forwarder|group ...``"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from ..db import DomainRecord, ObjectRecord
+from .common import App, emit, fail, handle_errors, json_option, pass_app
+
+__all__ = ["register"]
+
+
+def _domain_row(app: App, d: DomainRecord) -> dict[str, Any]:
+    return {
+        "name": d.name,
+        "main": d.name == app.directory.main_domain,
+        "aliases": d.aliases,
+        "ips": d.settings.get("ips", []),
+        "objects": len(app.db.list_objects(d.name)),
+        "settings": d.settings,
+    }
+
+
+def _object_row(o: ObjectRecord) -> dict[str, Any]:
+    row: dict[str, Any] = {"address": o.address, "kind": o.kind,
+                           "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(o.created))}
+    data = {k: v for k, v in o.data.items() if k != "password"}
+    if o.kind == "account":
+        row["real_name"] = data.get("real_name", "")
+        row["enabled"] = data.get("enabled", True)
+        row["has_password"] = "password" in o.data
+    elif o.kind in ("alias", "forwarder"):
+        row["target"] = data.get("target", "")
+    elif o.kind == "group":
+        row["members"] = data.get("members", [])
+        row["real_name"] = data.get("real_name", "")
+    return row
+
+
+def _read_password(password: str | None, stdin: bool, prompt: bool = True) -> str | None:
+    if stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            fail("no password on standard input")
+        return line
+    if password is None and prompt:
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)  # type: ignore[no-any-return]
+    return password
+
+
+# -- domain ---------------------------------------------------------------------------
+
+@click.group()
+def domain() -> None:
+    """Local domains: the main domain and secondary domains.
+
+    Example: waypost domain add client1.com --alias www.client1.com
+    """
+
+
+@domain.command("add")
+@click.argument("name")
+@click.option("--alias", "aliases", multiple=True, help="Another name of the same domain (repeatable).")
+@click.option("--ip", "ips", multiple=True, help="Server address bound to this domain (repeatable).")
+@pass_app
+@handle_errors
+def domain_add(app: App, name: str, aliases: tuple[str, ...], ips: tuple[str, ...]) -> None:
+    """Create a domain.  Example: waypost domain add client1.com"""
+    settings = {"ips": list(ips)} if ips else None
+    rec = app.directory.add_domain(name, aliases, settings)
+    click.echo(f"domain {rec.name} added")
+
+
+@domain.command("list")
+@json_option
+@pass_app
+def domain_list(app: App, as_json: bool) -> None:
+    """List domains.  Example: waypost domain list --json"""
+    rows = [_domain_row(app, d) for d in app.directory.list_domains()]
+    emit(app, rows, ["name", "main", "aliases", "ips", "objects"], as_json, "Domains")
+
+
+@domain.command("set")
+@click.argument("name")
+@click.option("--alias", "aliases", multiple=True, help="Replace the domain's aliases (repeatable).")
+@click.option("--no-aliases", is_flag=True, help="Remove every alias.")
+@click.option("--ip", "ips", multiple=True, help="Replace the server addresses bound to it (repeatable).")
+@click.option("--no-ips", is_flag=True, help="Unbind every server address.")
+@pass_app
+@handle_errors
+def domain_set(app: App, name: str, aliases: tuple[str, ...], no_aliases: bool, ips: tuple[str, ...],
+               no_ips: bool) -> None:
+    """Change a domain.  Example: waypost domain set client1.com --ip 127.0.0.2"""
+    kwargs: dict[str, Any] = {}
+    if aliases or no_aliases:
+        kwargs["aliases"] = [] if no_aliases else list(aliases)
+    if ips or no_ips:
+        kwargs["ips"] = [] if no_ips else list(ips)
+    if not kwargs:
+        fail("nothing to change (see --help)")
+    rec = app.directory.set_domain(name, **kwargs)
+    click.echo(f"domain {rec.name} changed")
+
+
+@domain.command("remove")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+@handle_errors
+def domain_remove(app: App, name: str, yes: bool) -> None:
+    """Remove a domain and every object in it.  Example: waypost domain remove old.com --yes"""
+    rec = app.directory.require_domain(name)
+    count = len(app.db.list_objects(rec.name))
+    if not yes and not click.confirm(f"remove {rec.name} and its {count} objects?"):
+        fail("not removed")
+    app.directory.remove_domain(rec.name)
+    click.echo(f"domain {rec.name} removed ({count} objects)")
+
+
+# -- account --------------------------------------------------------------------------
+
+@click.group()
+def account() -> None:
+    """Accounts (mailboxes with a password).
+
+    Example: waypost account add info@client1.com --password 's3cret'
+    """
+
+
+@account.command("add")
+@click.argument("address")
+@click.option("--password", help="The password (prompted for when neither this nor --password-stdin is given).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@click.option("--no-password", is_flag=True, help="Create the account without a password (no login).")
+@click.option("--name", "real_name", default="", help="The user's real name.")
+@pass_app
+@handle_errors
+def account_add(app: App, address: str, password: str | None, password_stdin: bool, no_password: bool,
+                real_name: str) -> None:
+    """Create an account.  Example: waypost account add info@client1.com --password s3cret"""
+    pw = None if no_password else _read_password(password, password_stdin)
+    obj = app.directory.add_account(address, pw, real_name)
+    click.echo(f"account {obj.address} added")
+
+
+@account.command("list")
+@click.option("--domain", "domain_name", help="Only this domain.")
+@json_option
+@pass_app
+@handle_errors
+def account_list(app: App, domain_name: str | None, as_json: bool) -> None:
+    """List accounts.  Example: waypost account list --domain client1.com"""
+    rows = [_object_row(o) for o in app.directory.list_objects(domain_name, "account")]
+    emit(app, rows, ["address", "real_name", "enabled", "has_password"], as_json, "Accounts")
+
+
+@account.command("set")
+@click.argument("address")
+@click.option("--name", "real_name", help="The user's real name.")
+@click.option("--enable/--disable", "enabled", default=None, help="Allow or refuse mail and logins.")
+@pass_app
+@handle_errors
+def account_set(app: App, address: str, real_name: str | None, enabled: bool | None) -> None:
+    """Change an account.  Example: waypost account set info@client1.com --disable"""
+    changes: dict[str, Any] = {}
+    if real_name is not None:
+        changes["real_name"] = real_name
+    if enabled is not None:
+        changes["enabled"] = enabled
+    if not changes:
+        fail("nothing to change (see --help)")
+    obj = app.directory.update(address, "account", changes)
+    click.echo(f"account {obj.address} changed")
+
+
+@account.command("passwd")
+@click.argument("address")
+@click.option("--password", help="The new password (prompted for when not given).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@pass_app
+@handle_errors
+def account_passwd(app: App, address: str, password: str | None, password_stdin: bool) -> None:
+    """Set an account's password.  Example: waypost account passwd info@client1.com"""
+    pw = _read_password(password, password_stdin)
+    obj = app.directory.update(address, "account", {"password": pw})
+    click.echo(f"password of {obj.address} changed")
+
+
+@account.command("remove")
+@click.argument("address")
+@pass_app
+@handle_errors
+def account_remove(app: App, address: str) -> None:
+    """Remove an account and its aliases (its mail files stay on disk).
+    Example: waypost account remove info@client1.com"""
+    obj = app.directory.get(address)
+    app.directory.remove(address, "account")
+    click.echo(f"account {obj.address} removed")
+
+
+# -- alias ----------------------------------------------------------------------------
+
+@click.group()
+def alias() -> None:
+    """Aliases: other names of an account in the same domain.
+
+    Example: waypost alias add sales@client1.com info
+    """
+
+
+@alias.command("add")
+@click.argument("address")
+@click.argument("account_name", metavar="ACCOUNT")
+@pass_app
+@handle_errors
+def alias_add(app: App, address: str, account_name: str) -> None:
+    """Make ADDRESS another name of ACCOUNT.  Example: waypost alias add sales@client1.com info"""
+    obj = app.directory.add_alias(address, account_name)
+    click.echo(f"alias {obj.address} -> {obj.data['target']}@{obj.domain} added")
+
+
+@alias.command("list")
+@click.option("--domain", "domain_name", help="Only this domain.")
+@json_option
+@pass_app
+@handle_errors
+def alias_list(app: App, domain_name: str | None, as_json: bool) -> None:
+    """List aliases.  Example: waypost alias list --json"""
+    rows = [_object_row(o) for o in app.directory.list_objects(domain_name, "alias")]
+    emit(app, rows, ["address", "target"], as_json, "Aliases")
+
+
+@alias.command("remove")
+@click.argument("address")
+@pass_app
+@handle_errors
+def alias_remove(app: App, address: str) -> None:
+    """Remove an alias.  Example: waypost alias remove sales@client1.com"""
+    app.directory.remove(address, "alias")
+    click.echo(f"alias {address} removed")
+
+
+# -- forwarder ------------------------------------------------------------------------
+
+@click.group()
+def forwarder() -> None:
+    """Forwarders: a name in a local domain whose mail goes to another address.
+
+    Example: waypost forwarder add boss@client1.com boss@gmail.example
+    """
+
+
+@forwarder.command("add")
+@click.argument("address")
+@click.argument("target")
+@pass_app
+@handle_errors
+def forwarder_add(app: App, address: str, target: str) -> None:
+    """Create a forwarder.  Example: waypost forwarder add boss@client1.com boss@other.example"""
+    obj = app.directory.add_forwarder(address, target)
+    click.echo(f"forwarder {obj.address} -> {target} added")
+
+
+@forwarder.command("list")
+@click.option("--domain", "domain_name", help="Only this domain.")
+@json_option
+@pass_app
+@handle_errors
+def forwarder_list(app: App, domain_name: str | None, as_json: bool) -> None:
+    """List forwarders.  Example: waypost forwarder list"""
+    rows = [_object_row(o) for o in app.directory.list_objects(domain_name, "forwarder")]
+    emit(app, rows, ["address", "target"], as_json, "Forwarders")
+
+
+@forwarder.command("set")
+@click.argument("address")
+@click.argument("target")
+@pass_app
+@handle_errors
+def forwarder_set(app: App, address: str, target: str) -> None:
+    """Point a forwarder elsewhere.  Example: waypost forwarder set boss@client1.com boss@new.example"""
+    obj = app.directory.update(address, "forwarder", {"target": target})
+    click.echo(f"forwarder {obj.address} -> {target}")
+
+
+@forwarder.command("remove")
+@click.argument("address")
+@pass_app
+@handle_errors
+def forwarder_remove(app: App, address: str) -> None:
+    """Remove a forwarder.  Example: waypost forwarder remove boss@client1.com"""
+    app.directory.remove(address, "forwarder")
+    click.echo(f"forwarder {address} removed")
+
+
+# -- group ----------------------------------------------------------------------------
+
+@click.group()
+def group() -> None:
+    """Groups: mail to the group goes to every member.
+
+    Example: waypost group add staff@client1.com --member info --member bob@other.example
+    """
+
+
+@group.command("add")
+@click.argument("address")
+@click.option("--member", "members", multiple=True, help="A member address; a bare name is in the group's domain.")
+@click.option("--name", "real_name", default="", help="A descriptive name.")
+@pass_app
+@handle_errors
+def group_add(app: App, address: str, members: tuple[str, ...], real_name: str) -> None:
+    """Create a group.  Example: waypost group add staff@client1.com --member info --member bob"""
+    obj = app.directory.add_group(address, members, real_name)
+    click.echo(f"group {obj.address} added with {len(obj.data['members'])} members")
+
+
+@group.command("list")
+@click.option("--domain", "domain_name", help="Only this domain.")
+@json_option
+@pass_app
+@handle_errors
+def group_list(app: App, domain_name: str | None, as_json: bool) -> None:
+    """List groups.  Example: waypost group list --json"""
+    rows = [_object_row(o) for o in app.directory.list_objects(domain_name, "group")]
+    emit(app, rows, ["address", "real_name", "members"], as_json, "Groups")
+
+
+@group.command("set")
+@click.argument("address")
+@click.option("--add", "add", multiple=True, help="Add a member (repeatable).")
+@click.option("--remove", "remove", multiple=True, help="Remove a member (repeatable).")
+@pass_app
+@handle_errors
+def group_set(app: App, address: str, add: tuple[str, ...], remove: tuple[str, ...]) -> None:
+    """Change a group's members.  Example: waypost group set staff@client1.com --add carol --remove bob"""
+    if not add and not remove:
+        fail("nothing to change (see --help)")
+    obj = app.directory.set_group_members(address, add, remove)
+    click.echo(f"group {obj.address}: {', '.join(obj.data['members']) or '(no members)'}")
+
+
+@group.command("remove")
+@click.argument("address")
+@pass_app
+@handle_errors
+def group_remove(app: App, address: str) -> None:
+    """Remove a group.  Example: waypost group remove staff@client1.com"""
+    app.directory.remove(address, "group")
+    click.echo(f"group {address} removed")
+
+
+def register(cli: click.Group) -> None:
+    for g in (domain, account, alias, forwarder, group):
+        cli.add_command(g)

@@ -1,0 +1,321 @@
+"""Settings: declared once, loaded from ``DATA/waypost.toml``, validated at start.
+
+Every setting is a field of one of the section dataclasses below, with its type, its
+default and a sentence saying what it means (``doc``).  The loader refuses unknown
+sections, unknown keys and values of the wrong type with an error naming the key, and
+``waypost config reference`` prints the reference that the README carries (a test checks
+that the two agree).
+
+This module imports nothing from the rest of Waypost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "load_settings",
+    "parse_hostport",
+    "reference_markdown",
+    "render_toml",
+    "SETTINGS_FILE",
+]
+
+SETTINGS_FILE = "waypost.toml"
+
+
+class ConfigError(ValueError):
+    """A settings file that cannot be used; the message names the key."""
+
+
+def _s(default: Any, doc: str) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    hostname: str = _s("localhost", "Name used in the SMTP greeting, EHLO and Received header fields.")
+    main_domain: str = _s("localhost", "The main domain: addresses without a domain belong to it.")
+    workers: int = _s(0, "Worker processes sharing the listening sockets (0 = one per core).")
+    log_format: str = _s("text", "Log line format: 'text' (key=value) or 'json'.")
+    log_level: str = _s("info", "Least severe level logged: debug, info, warning, error.")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSettings:
+    smtp: str = _s("127.0.0.1:2525", "SMTP relay and ETRN listener (host:port, \"\" = off).")
+    submission: str = _s("127.0.0.1:2587", "SMTP submission listener; AUTH is required before MAIL.")
+    odmr: str = _s("", "ODMR (ATRN, RFC 2645) listener.")
+    imap: str = _s("", "IMAP listener.")
+    pop3: str = _s("", "POP3 listener.")
+    http: str = _s("", "HTTP listener (WebUser, admin).")
+    minger: str = _s("", "Minger (UDP) listener for domain sharing.")
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    database: str = _s("waypost.db", "SQLite file (relative to the data directory) or a postgresql:// URL.")
+    spool: str = _s("spool", "Directory of the durable message spool (relative to the data directory).")
+    mail: str = _s("mail", "Root of the Maildir store (relative to the data directory).")
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    certificate: str = _s("tls/cert.pem", "PEM certificate chain for STARTTLS (relative to the data directory).")
+    key: str = _s("tls/key.pem", "PEM private key for STARTTLS (relative to the data directory).")
+
+
+@dataclass(frozen=True, slots=True)
+class SMTPSettings:
+    max_message_size: int = _s(50 * 1024 * 1024, "Largest message accepted, in bytes (SIZE; 552 above it).")
+    max_recipients: int = _s(1000, "Most RCPT commands accepted for one message (452 4.5.3 above it).")
+    max_line_length: int = _s(1000, "Longest command or text line, in octets with CRLF (RFC 5321 §4.5.3.1).")
+    command_timeout: float = _s(300.0, "Seconds to wait for the next command before closing (RFC 5321 §4.5.3.2.7).")
+    data_timeout: float = _s(600.0, "Seconds a client may take to send a whole message after 354.")
+    max_received_headers: int = _s(30, "Messages with more Received header fields are bounced as a loop.")
+    max_errors: int = _s(20, "Bad commands tolerated in one session before it is closed with 421.")
+    auth_requires_tls: bool = _s(True, "Offer and accept AUTH only after STARTTLS.")
+    smtputf8: bool = _s(True, "Advertise SMTPUTF8 (RFC 6531).")
+
+
+@dataclass(frozen=True, slots=True)
+class DNSSettings:
+    nameservers: list[str] = _s([], "Name servers as host or host:port; empty = the system's resolver.")
+    timeout: float = _s(5.0, "Seconds a DNS look-up may take.")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    smtp_port: int = _s(25, "TCP port used for delivery to MX and A hosts (tests use a high port).")
+    max_per_host: int = _s(10, "Concurrent SMTP connections to one destination host.")
+    max_connections: int = _s(100, "Concurrent outgoing SMTP connections in all.")
+    connect_timeout: float = _s(30.0, "Seconds to wait for a remote server's TCP connection and greeting.")
+    command_timeout: float = _s(300.0, "Seconds to wait for a remote server's reply to one command.")
+    starttls: bool = _s(True, "Use STARTTLS when the remote server offers it (opportunistic, unverified).")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    retry_intervals: list[int] = _s(
+        [300, 600, 1200, 1800, 3600, 7200, 14400],
+        "Seconds between delivery attempts; the last interval repeats until expiry.",
+    )
+    expire_after: int = _s(5 * 86400, "Seconds after which undelivered mail is bounced (default 5 days).")
+    poll_interval: float = _s(1.0, "Seconds between looks at the queue index for due or released work.")
+    lease: int = _s(600, "Seconds a worker holds a message it is delivering before others may retry it.")
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    trusted_networks: list[str] = _s(["127.0.0.0/8", "::1/128"], "Client networks allowed to relay without AUTH.")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    listen: ListenSettings = field(default_factory=ListenSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    tls: TLSSettings = field(default_factory=TLSSettings)
+    smtp: SMTPSettings = field(default_factory=SMTPSettings)
+    dns: DNSSettings = field(default_factory=DNSSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    relay: RelaySettings = field(default_factory=RelaySettings)
+    # Not a setting: where the file was read from; paths are relative to it.
+    data_dir: Path = field(default=Path("."), metadata={"internal": True})
+
+    def path(self, relative: str) -> Path:
+        """A setting's path, resolved against the data directory."""
+        p = Path(relative)
+        return p if p.is_absolute() else self.data_dir / p
+
+    def replace(self, section: str, **values: Any) -> "Settings":
+        """A copy with some keys of one section changed (used by tests and `init`)."""
+        current = getattr(self, section)
+        return dataclasses.replace(self, **{section: dataclasses.replace(current, **values)})
+
+
+def _sections() -> list[tuple[str, type]]:
+    hints = typing.get_type_hints(Settings)
+    return [(f.name, hints[f.name]) for f in dataclasses.fields(Settings) if not f.metadata.get("internal")]
+
+
+def _check_value(where: str, value: Any, expected: Any) -> Any:
+    origin = typing.get_origin(expected)
+    if origin is list:
+        (item,) = typing.get_args(expected)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_check_value(f"{where}[{i}]", v, item) for i, v in enumerate(value)]
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        return value
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if expected is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {expected}")  # pragma: no cover - declaration bug
+
+
+def settings_from_dict(raw: dict[str, Any], data_dir: Path) -> Settings:
+    """Validate a parsed TOML document; every error names the offending key."""
+    sections = dict(_sections())
+    values: dict[str, Any] = {}
+    for name, content in raw.items():
+        if name not in sections:
+            raise ConfigError(f"unknown section [{name}] (known: {', '.join(sections)})")
+        if not isinstance(content, dict):
+            raise ConfigError(f"{name}: expected a table [{name}]")
+        cls = sections[name]
+        hints = typing.get_type_hints(cls)
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, value in content.items():
+            if key not in known:
+                raise ConfigError(f"unknown key {name}.{key} (known: {', '.join(sorted(known))})")
+            kwargs[key] = _check_value(f"{name}.{key}", value, hints[key])
+        values[name] = cls(**kwargs)
+    settings = Settings(**values, data_dir=data_dir)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    for f in dataclasses.fields(ListenSettings):
+        value = getattr(s.listen, f.name)
+        if value:
+            try:
+                parse_hostport(value)
+            except ValueError as e:
+                raise ConfigError(f"listen.{f.name}: {e}") from None
+    for i, ns in enumerate(s.dns.nameservers):
+        try:
+            parse_hostport(ns, default_port=53)
+        except ValueError as e:
+            raise ConfigError(f"dns.nameservers[{i}]: {e}") from None
+    for i, net in enumerate(s.relay.trusted_networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as e:
+            raise ConfigError(f"relay.trusted_networks[{i}]: {e}") from None
+    if s.server.log_format not in ("text", "json"):
+        raise ConfigError("server.log_format: expected 'text' or 'json'")
+    if s.server.log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("server.log_level: expected debug, info, warning or error")
+    if not s.queue.retry_intervals or any(i <= 0 for i in s.queue.retry_intervals):
+        raise ConfigError("queue.retry_intervals: expected a non-empty list of positive seconds")
+    for name in ("max_message_size", "max_recipients", "max_line_length", "max_received_headers"):
+        if getattr(s.smtp, name) <= 0:
+            raise ConfigError(f"smtp.{name}: must be positive")
+    if s.smtp.max_line_length < 512:
+        raise ConfigError("smtp.max_line_length: RFC 5321 §4.5.3.1.4 requires at least 512")
+    if not 0 < s.delivery.smtp_port < 65536:
+        raise ConfigError("delivery.smtp_port: expected a TCP port number")
+    if s.server.workers < 0:
+        raise ConfigError("server.workers: expected 0 (one per core) or more")
+
+
+def load_settings(data_dir: str | os.PathLike[str]) -> Settings:
+    """Read ``DATA/waypost.toml``; raises ConfigError naming the key on any problem."""
+    directory = Path(data_dir).resolve()
+    path = directory / SETTINGS_FILE
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found (create it with 'waypost init {data_dir}')") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return settings_from_dict(raw, directory)
+
+
+def parse_hostport(value: str, default_port: int | None = None) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or (with a default port) a bare host."""
+    value = value.strip()
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep:
+            raise ValueError(f"{value!r}: unbalanced '['")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{value!r}: expected ':' after ']'")
+    elif value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+    elif value.count(":") > 1:
+        host, port_text = value, ""  # a bare IPv6 address
+    else:
+        host, port_text = value, ""
+    if not host:
+        raise ValueError(f"{value!r}: no host")
+    if not port_text:
+        if default_port is None:
+            raise ValueError(f"{value!r}: expected host:port")
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        raise ValueError(f"{value!r}: bad port {port_text!r}")
+    return host, int(port_text)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def render_toml(settings: Settings) -> str:
+    """A complete, commented settings file for ``settings``."""
+    lines = ["# Waypost settings. Every key is documented in README.md (Configuration).", ""]
+    for name, cls in _sections():
+        lines.append(f"[{name}]")
+        section = getattr(settings, name)
+        for f in dataclasses.fields(cls):
+            lines.append(f"# {f.metadata['doc']}")
+            lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if isinstance(tp, types.GenericAlias):  # pragma: no cover
+        return str(tp)
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(tp, str(tp))
+
+
+def reference_markdown() -> str:
+    """The configuration reference, one table row per key (README.md carries it)."""
+    out = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    defaults = Settings()
+    for name, cls in _sections():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = _toml_value(getattr(getattr(defaults, name), f.name))
+            out.append(f"| `{name}.{f.name}` | {_type_name(hints[f.name])} | `{default}` | {f.metadata['doc']} |")
+    return "\n".join(out)

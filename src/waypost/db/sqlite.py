@@ -1,0 +1,385 @@
+"""The embedded engine: SQLite in WAL mode, one connection per thread.
+
+WAL lets readers (RCPT look-ups in every worker) run while one writer commits.  Writes
+take the write lock up front (``BEGIN IMMEDIATE``) so that two processes never deadlock
+upgrading a read lock.  ``synchronous=NORMAL``: a kill -9 loses nothing committed; only
+a power cut can lose the last transactions, and the spool (fsync'ed before every 250)
+is what the queue index is rebuilt from at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from .base import (
+    Conflict,
+    DomainRecord,
+    NotFound,
+    ObjectRecord,
+    QueuedMessage,
+    QueuedRecipient,
+    RecipientUpdate,
+)
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS domains (
+    name     TEXT PRIMARY KEY,
+    settings TEXT NOT NULL DEFAULT '{}',
+    created  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS domain_aliases (
+    alias  TEXT PRIMARY KEY,
+    domain TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS objects (
+    domain  TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+    name    TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    data    TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    PRIMARY KEY (domain, name)
+);
+CREATE TABLE IF NOT EXISTS queue_messages (
+    id       TEXT PRIMARY KEY,
+    sender   TEXT NOT NULL,
+    created  REAL NOT NULL,
+    size     INTEGER NOT NULL,
+    envelope TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue_recipients (
+    msg_id       TEXT NOT NULL REFERENCES queue_messages(id) ON DELETE CASCADE,
+    idx          INTEGER NOT NULL,
+    address      TEXT NOT NULL,
+    target       TEXT NOT NULL,
+    route        TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_reply   TEXT NOT NULL DEFAULT '',
+    notify       TEXT NOT NULL DEFAULT '',
+    orcpt        TEXT NOT NULL DEFAULT '',
+    held         INTEGER NOT NULL DEFAULT 0,
+    lease_owner  TEXT NOT NULL DEFAULT '',
+    lease_until  REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (msg_id, idx)
+);
+CREATE INDEX IF NOT EXISTS queue_due ON queue_recipients (status, held, next_attempt);
+CREATE INDEX IF NOT EXISTS queue_target ON queue_recipients (target);
+"""
+
+
+class SQLiteDatabase:
+    """``Database`` on one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        conn = self._conn()
+        conn.executescript(SCHEMA)
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    # -- connections ----------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:  # pragma: no cover - closing from another thread
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- domains --------------------------------------------------------------------
+
+    def _domain_row(self, conn: sqlite3.Connection, name: str) -> DomainRecord | None:
+        row = conn.execute("SELECT name, settings, created FROM domains WHERE name=?", (name,)).fetchone()
+        if row is None:
+            alias = conn.execute("SELECT domain FROM domain_aliases WHERE alias=?", (name,)).fetchone()
+            if alias is None:
+                return None
+            row = conn.execute("SELECT name, settings, created FROM domains WHERE name=?", (alias[0],)).fetchone()
+        aliases = [r[0] for r in conn.execute("SELECT alias FROM domain_aliases WHERE domain=? ORDER BY alias", (row[0],))]
+        return DomainRecord(name=row[0], aliases=aliases, settings=json.loads(row[1]), created=row[2])
+
+    def _name_taken(self, conn: sqlite3.Connection, name: str) -> bool:
+        return (
+            conn.execute("SELECT 1 FROM domains WHERE name=?", (name,)).fetchone() is not None
+            or conn.execute("SELECT 1 FROM domain_aliases WHERE alias=?", (name,)).fetchone() is not None
+        )
+
+    def add_domain(self, name: str, settings: dict[str, Any] | None = None) -> DomainRecord:
+        with self._write() as c:
+            if self._name_taken(c, name):
+                raise Conflict(f"domain {name} already exists")
+            c.execute(
+                "INSERT INTO domains (name, settings, created) VALUES (?, ?, ?)",
+                (name, json.dumps(settings or {}), time.time()),
+            )
+            rec = self._domain_row(c, name)
+        assert rec is not None
+        return rec
+
+    def get_domain(self, name: str) -> DomainRecord | None:
+        return self._domain_row(self._conn(), name)
+
+    def list_domains(self) -> list[DomainRecord]:
+        conn = self._conn()
+        names = [r[0] for r in conn.execute("SELECT name FROM domains ORDER BY name")]
+        return [rec for n in names if (rec := self._domain_row(conn, n)) is not None]
+
+    def update_domain_settings(self, name: str, changes: dict[str, Any]) -> DomainRecord:
+        with self._write() as c:
+            rec = self._domain_row(c, name)
+            if rec is None:
+                raise NotFound(f"no domain {name}")
+            settings = _merge(rec.settings, changes)
+            c.execute("UPDATE domains SET settings=? WHERE name=?", (json.dumps(settings), rec.name))
+            rec.settings = settings
+        return rec
+
+    def rename_domain_aliases(self, name: str, aliases: Sequence[str]) -> DomainRecord:
+        with self._write() as c:
+            rec = self._domain_row(c, name)
+            if rec is None:
+                raise NotFound(f"no domain {name}")
+            c.execute("DELETE FROM domain_aliases WHERE domain=?", (rec.name,))
+            for alias in aliases:
+                if self._name_taken(c, alias):
+                    raise Conflict(f"{alias} is already a domain or a domain alias")
+                c.execute("INSERT INTO domain_aliases (alias, domain) VALUES (?, ?)", (alias, rec.name))
+            out = self._domain_row(c, rec.name)
+        assert out is not None
+        return out
+
+    def remove_domain(self, name: str) -> None:
+        with self._write() as c:
+            if c.execute("DELETE FROM domains WHERE name=?", (name,)).rowcount == 0:
+                raise NotFound(f"no domain {name}")
+
+    # -- objects --------------------------------------------------------------------
+
+    def add_object(self, obj: ObjectRecord) -> ObjectRecord:
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM domains WHERE name=?", (obj.domain,)).fetchone() is None:
+                raise NotFound(f"no domain {obj.domain}")
+            existing = c.execute("SELECT kind FROM objects WHERE domain=? AND name=?", (obj.domain, obj.name)).fetchone()
+            if existing is not None:
+                raise Conflict(f"{obj.name}@{obj.domain} already exists (a {existing[0]})")
+            obj.created = obj.created or time.time()
+            c.execute(
+                "INSERT INTO objects (domain, name, kind, data, created) VALUES (?, ?, ?, ?, ?)",
+                (obj.domain, obj.name, obj.kind, json.dumps(obj.data), obj.created),
+            )
+        return obj
+
+    def get_object(self, domain: str, name: str) -> ObjectRecord | None:
+        row = self._conn().execute(
+            "SELECT domain, name, kind, data, created FROM objects WHERE domain=? AND name=?", (domain, name)
+        ).fetchone()
+        return None if row is None else ObjectRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
+
+    def list_objects(self, domain: str | None = None, kind: str | None = None) -> list[ObjectRecord]:
+        sql = "SELECT domain, name, kind, data, created FROM objects"
+        where, args = [], []
+        if domain is not None:
+            where.append("domain=?")
+            args.append(domain)
+        if kind is not None:
+            where.append("kind=?")
+            args.append(kind)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY domain, name"
+        return [ObjectRecord(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in self._conn().execute(sql, args)]
+
+    def update_object(self, domain: str, name: str, changes: dict[str, Any]) -> ObjectRecord:
+        with self._write() as c:
+            row = c.execute(
+                "SELECT domain, name, kind, data, created FROM objects WHERE domain=? AND name=?", (domain, name)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no object {name}@{domain}")
+            data = _merge(json.loads(row[3]), changes)
+            c.execute("UPDATE objects SET data=? WHERE domain=? AND name=?", (json.dumps(data), domain, name))
+        return ObjectRecord(row[0], row[1], row[2], data, row[4])
+
+    def remove_object(self, domain: str, name: str) -> None:
+        with self._write() as c:
+            if c.execute("DELETE FROM objects WHERE domain=? AND name=?", (domain, name)).rowcount == 0:
+                raise NotFound(f"no object {name}@{domain}")
+
+    # -- queue ------------------------------------------------------------------------
+
+    def queue_insert(self, messages: Iterable[QueuedMessage], lease_owner: str, lease_until: float) -> None:
+        with self._write() as c:
+            for m in messages:
+                c.execute(
+                    "INSERT OR IGNORE INTO queue_messages (id, sender, created, size, envelope) VALUES (?, ?, ?, ?, ?)",
+                    (m.msg_id, m.sender, m.created, m.size, json.dumps(m.envelope)),
+                )
+                c.executemany(
+                    "INSERT OR IGNORE INTO queue_recipients (msg_id, idx, address, target, route, status, attempts,"
+                    " next_attempt, last_reply, notify, orcpt, held, lease_owner, lease_until)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (m.msg_id, r.idx, r.address, r.target, json.dumps(r.route), r.status, r.attempts,
+                         r.next_attempt, r.last_reply, r.notify, r.orcpt, int(r.held), lease_owner, lease_until)
+                        for r in m.recipients
+                    ],
+                )
+
+    def queue_known_ids(self) -> set[str]:
+        return {r[0] for r in self._conn().execute("SELECT id FROM queue_messages")}
+
+    def _messages(self, conn: sqlite3.Connection, ids: Sequence[str], only_owner: str | None = None) -> list[QueuedMessage]:
+        out: list[QueuedMessage] = []
+        for msg_id in ids:
+            row = conn.execute(
+                "SELECT id, sender, created, size, envelope FROM queue_messages WHERE id=?", (msg_id,)
+            ).fetchone()
+            if row is None:
+                continue
+            msg = QueuedMessage(row[0], row[1], row[2], row[3], json.loads(row[4]))
+            sql = (
+                "SELECT msg_id, idx, address, target, route, status, attempts, next_attempt, last_reply,"
+                " notify, orcpt, held FROM queue_recipients WHERE msg_id=?"
+            )
+            args: list[Any] = [msg_id]
+            if only_owner is not None:
+                sql += " AND lease_owner=? AND status='queued'"
+                args.append(only_owner)
+            for r in conn.execute(sql + " ORDER BY idx", args):
+                msg.recipients.append(
+                    QueuedRecipient(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7], r[8], r[9], r[10], bool(r[11]))
+                )
+            out.append(msg)
+        return out
+
+    def queue_claim_due(self, now: float, owner: str, lease_until: float, limit: int) -> list[QueuedMessage]:
+        with self._write() as c:
+            rows = c.execute(
+                "UPDATE queue_recipients SET lease_owner=?, lease_until=? WHERE rowid IN ("
+                " SELECT rowid FROM queue_recipients WHERE status='queued' AND held=0 AND next_attempt<=?"
+                " AND lease_until<=? ORDER BY next_attempt LIMIT ?) RETURNING msg_id",
+                (owner, lease_until, now, now, limit),
+            ).fetchall()
+            ids = sorted({r[0] for r in rows})
+            return self._messages(c, ids, only_owner=owner)
+
+    def queue_update(self, updates: Iterable[RecipientUpdate], owner: str) -> list[str]:
+        touched: set[str] = set()
+        with self._write() as c:
+            for u in updates:
+                touched.add(u.msg_id)
+                c.execute(
+                    "UPDATE queue_recipients SET status=?, last_reply=?, next_attempt=?, attempts=attempts+1,"
+                    " lease_owner='', lease_until=0 WHERE msg_id=? AND idx=?",
+                    (u.status, u.reply, u.next_attempt, u.msg_id, u.idx),
+                )
+            finished = []
+            for msg_id in sorted(touched):
+                left = c.execute(
+                    "SELECT 1 FROM queue_recipients WHERE msg_id=? AND status='queued' LIMIT 1", (msg_id,)
+                ).fetchone()
+                if left is None:
+                    c.execute("DELETE FROM queue_messages WHERE id=?", (msg_id,))
+                    finished.append(msg_id)
+        return finished
+
+    def queue_release_lease(self, msg_ids: Iterable[str], owner: str) -> None:
+        with self._write() as c:
+            c.executemany(
+                "UPDATE queue_recipients SET lease_owner='', lease_until=0 WHERE msg_id=? AND lease_owner=?",
+                [(m, owner) for m in msg_ids],
+            )
+
+    def queue_release_leases_of(self, owner: str) -> int:
+        with self._write() as c:
+            return c.execute(
+                "UPDATE queue_recipients SET lease_owner='', lease_until=0"
+                " WHERE lease_owner=? OR substr(lease_owner, 1, ?)=?",
+                (owner, len(owner) + 1, owner + "/"),
+            ).rowcount
+
+    def queue_get(self, msg_id: str) -> QueuedMessage | None:
+        found = self._messages(self._conn(), [msg_id])
+        return found[0] if found else None
+
+    def queue_list(self) -> list[QueuedMessage]:
+        conn = self._conn()
+        ids = [r[0] for r in conn.execute("SELECT id FROM queue_messages ORDER BY created, id")]
+        return self._messages(conn, ids)
+
+    def queue_delete(self, msg_id: str) -> bool:
+        with self._write() as c:
+            return c.execute("DELETE FROM queue_messages WHERE id=?", (msg_id,)).rowcount > 0
+
+    def queue_reschedule(self, now: float, target: str | None = None, msg_id: str | None = None) -> int:
+        sql = "UPDATE queue_recipients SET next_attempt=? WHERE status='queued'"
+        args: list[Any] = [now]
+        if target is not None:
+            sql += " AND target=?"
+            args.append(target)
+        if msg_id is not None:
+            sql += " AND msg_id=?"
+            args.append(msg_id)
+        with self._write() as c:
+            return c.execute(sql, args).rowcount
+
+    def queue_set_held(self, target: str, held: bool) -> int:
+        with self._write() as c:
+            return c.execute(
+                "UPDATE queue_recipients SET held=? WHERE target=? AND status='queued'", (int(held), target)
+            ).rowcount
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,240 @@
+"""The directory: domains and the objects in them (accounts, aliases, forwarders, groups).
+
+It owns names and their rules (lower case, one name space per domain, aliases point at
+accounts of the same domain), passwords (argon2 hashes, never stored or logged in clear)
+and the domain settings that other packages read.  It reads and writes only through the
+``Database`` protocol and never caches: every look-up sees the latest committed state,
+so a running server sees CLI changes at once.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from ..address import AddressError, normalize_domain, parse_address
+from ..db import OBJECT_KINDS, Conflict, Database, DomainRecord, NotFound, ObjectRecord
+
+__all__ = [
+    "Conflict",
+    "Directory",
+    "DirectoryError",
+    "NotFound",
+    "ObjectRecord",
+    "DomainRecord",
+    "OBJECT_KINDS",
+]
+
+# Object names: the dot-atom characters most servers allow, without '%', '@' or '!',
+# which the router gives meanings of their own.
+_NAME = re.compile(r"^[a-z0-9!#$&'*+/=?^_`{|}~.-]{1,64}$")
+
+
+class DirectoryError(ValueError):
+    """A request the directory refuses; the message says why."""
+
+
+class Directory:
+    """Domains and objects, on top of a ``Database``."""
+
+    def __init__(self, db: Database, main_domain: str, hasher: PasswordHasher | None = None) -> None:
+        self.db = db
+        self.main_domain = normalize_domain(main_domain)
+        self._hasher = hasher or PasswordHasher()
+
+    # -- names ------------------------------------------------------------------
+
+    @staticmethod
+    def check_name(name: str) -> str:
+        n = name.strip().lower()
+        if not _NAME.match(n) or n.startswith(".") or n.endswith(".") or ".." in n:
+            raise DirectoryError(f"bad object name {name!r}")
+        return n
+
+    def split(self, address: str) -> tuple[str, str]:
+        """``name@domain`` (or a bare name in the main domain) → (name, domain)."""
+        try:
+            a = parse_address(address, allow_no_domain=True)
+        except AddressError as e:
+            raise DirectoryError(str(e)) from None
+        domain = a.domain or self.main_domain
+        rec = self.db.get_domain(domain)
+        if rec is None:
+            raise DirectoryError(f"{domain} is not a local domain")
+        return self.check_name(a.local_key), rec.name
+
+    # -- domains ----------------------------------------------------------------
+
+    def add_domain(self, name: str, aliases: Sequence[str] = (), settings: dict[str, Any] | None = None) -> DomainRecord:
+        try:
+            domain = normalize_domain(name)
+            alias_names = [normalize_domain(a) for a in aliases]
+        except AddressError as e:
+            raise DirectoryError(str(e)) from None
+        rec = self.db.add_domain(domain, settings)
+        if alias_names:
+            try:
+                rec = self.db.rename_domain_aliases(domain, alias_names)
+            except Conflict:
+                self.db.remove_domain(domain)
+                raise
+        return rec
+
+    def domain(self, name: str) -> DomainRecord | None:
+        """The local domain called ``name`` (or having it as an alias), else None."""
+        try:
+            return self.db.get_domain(normalize_domain(name))
+        except AddressError:
+            return None
+
+    def require_domain(self, name: str) -> DomainRecord:
+        rec = self.domain(name)
+        if rec is None:
+            raise NotFound(f"no domain {name}")
+        return rec
+
+    def list_domains(self) -> list[DomainRecord]:
+        return self.db.list_domains()
+
+    def set_domain(self, name: str, *, aliases: Sequence[str] | None = None, **settings: Any) -> DomainRecord:
+        rec = self.require_domain(name)
+        if aliases is not None:
+            try:
+                rec = self.db.rename_domain_aliases(rec.name, [normalize_domain(a) for a in aliases])
+            except AddressError as e:
+                raise DirectoryError(str(e)) from None
+        if settings:
+            rec = self.db.update_domain_settings(rec.name, settings)
+        return rec
+
+    def remove_domain(self, name: str) -> None:
+        rec = self.require_domain(name)
+        if rec.name == self.main_domain:
+            raise DirectoryError(f"{rec.name} is the main domain (server.main_domain) and cannot be removed")
+        self.db.remove_domain(rec.name)
+
+    # -- objects ----------------------------------------------------------------
+
+    def lookup(self, name: str, domain: str) -> ObjectRecord | None:
+        """The object ``name`` of the local domain ``domain`` (either may be any case)."""
+        rec = self.domain(domain)
+        if rec is None:
+            return None
+        return self.db.get_object(rec.name, name.lower())
+
+    def get(self, address: str) -> ObjectRecord:
+        name, domain = self.split(address)
+        obj = self.db.get_object(domain, name)
+        if obj is None:
+            raise NotFound(f"no object {name}@{domain}")
+        return obj
+
+    def list_objects(self, domain: str | None = None, kind: str | None = None) -> list[ObjectRecord]:
+        dom = self.require_domain(domain).name if domain else None
+        return self.db.list_objects(dom, kind)
+
+    def add_account(self, address: str, password: str | None = None, real_name: str = "") -> ObjectRecord:
+        name, domain = self.split(address)
+        data: dict[str, Any] = {"real_name": real_name, "enabled": True}
+        if password is not None:
+            data["password"] = self.hash_password(password)
+        return self.db.add_object(ObjectRecord(domain, name, "account", data))
+
+    def add_alias(self, address: str, account: str) -> ObjectRecord:
+        """``address`` becomes another name of ``account`` (same domain)."""
+        name, domain = self.split(address)
+        target = account.split("@", 1)
+        target_name = self.check_name(target[0])
+        if len(target) == 2 and normalize_domain(target[1]) != domain and self.require_domain(target[1]).name != domain:
+            raise DirectoryError("an alias must name an account of its own domain")
+        acct = self.db.get_object(domain, target_name)
+        if acct is None or acct.kind != "account":
+            raise DirectoryError(f"no account {target_name}@{domain}")
+        return self.db.add_object(ObjectRecord(domain, name, "alias", {"target": target_name}))
+
+    def add_forwarder(self, address: str, target: str) -> ObjectRecord:
+        name, domain = self.split(address)
+        try:
+            parse_address(target)
+        except AddressError as e:
+            raise DirectoryError(f"forwarder target: {e}") from None
+        return self.db.add_object(ObjectRecord(domain, name, "forwarder", {"target": target}))
+
+    def add_group(self, address: str, members: Sequence[str] = (), real_name: str = "") -> ObjectRecord:
+        name, domain = self.split(address)
+        checked = self._check_members(members)
+        return self.db.add_object(ObjectRecord(domain, name, "group", {"members": checked, "real_name": real_name}))
+
+    def _check_members(self, members: Sequence[str]) -> list[str]:
+        out = []
+        for m in members:
+            try:
+                parse_address(m, allow_no_domain=True)
+            except AddressError as e:
+                raise DirectoryError(f"group member {m!r}: {e}") from None
+            if m not in out:
+                out.append(m)
+        return out
+
+    def set_group_members(self, address: str, add: Sequence[str] = (), remove: Sequence[str] = ()) -> ObjectRecord:
+        obj = self._require_kind(address, "group")
+        members = [m for m in obj.data.get("members", []) if m not in set(remove)]
+        for m in self._check_members(add):
+            if m not in members:
+                members.append(m)
+        return self.db.update_object(obj.domain, obj.name, {"members": members})
+
+    def update(self, address: str, kind: str, changes: dict[str, Any]) -> ObjectRecord:
+        obj = self._require_kind(address, kind)
+        if "password" in changes and changes["password"] is not None:
+            changes = dict(changes, password=self.hash_password(changes["password"]))
+        if kind == "forwarder" and changes.get("target"):
+            try:
+                parse_address(changes["target"])
+            except AddressError as e:
+                raise DirectoryError(f"forwarder target: {e}") from None
+        return self.db.update_object(obj.domain, obj.name, changes)
+
+    def remove(self, address: str, kind: str) -> None:
+        obj = self._require_kind(address, kind)
+        if kind == "account":
+            for alias in self.db.list_objects(obj.domain, "alias"):
+                if alias.data.get("target") == obj.name:
+                    self.db.remove_object(alias.domain, alias.name)
+        self.db.remove_object(obj.domain, obj.name)
+
+    def _require_kind(self, address: str, kind: str) -> ObjectRecord:
+        obj = self.get(address)
+        if obj.kind != kind:
+            raise DirectoryError(f"{obj.address} is a {obj.kind}, not a {kind}")
+        return obj
+
+    def account_of(self, obj: ObjectRecord) -> ObjectRecord | None:
+        """The account an account or alias stands for (None for other kinds)."""
+        if obj.kind == "account":
+            return obj
+        if obj.kind == "alias":
+            target = self.db.get_object(obj.domain, obj.data.get("target", ""))
+            if target is not None and target.kind == "account":
+                return target
+        return None
+
+    # -- passwords --------------------------------------------------------------
+
+    def hash_password(self, password: str) -> str:
+        if not password:
+            raise DirectoryError("empty password")
+        return self._hasher.hash(password)
+
+    def verify_password(self, account: ObjectRecord, password: str) -> bool:
+        """Check a password (CPU-bound: call it off the event loop)."""
+        stored = account.data.get("password")
+        if account.kind != "account" or not stored or not account.data.get("enabled", True):
+            return False
+        try:
+            return self._hasher.verify(stored, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False

@@ -1,0 +1,466 @@
+"""The queue manager: from the spool to the mailboxes and the next hops.
+
+Theory of operation.  ``submit`` makes a message durable (spool + index, leased to this
+worker) and hands it straight to delivery, so a fresh message costs no index poll.
+Every ``queue.poll_interval`` the manager also claims due recipients from the index
+(retries, mail released by ``waypost queue flush``, leases of a worker that died), so
+any worker — or any node on a shared database — can finish any message.
+
+Recipients are grouped by their target (one queue per destination): ``local`` goes to
+the local delivery agent, which stores batches with one flush; ``mx:DOMAIN`` and
+``HOST[:PORT]`` go to the SMTP client under a per-destination and a global concurrency
+limit; ``refuse`` and ``discard`` are settled at once.  Each outcome is written to the
+index; a temporary failure is retried on the schedule of ``queue.retry_intervals``
+until ``queue.expire_after``; a permanent failure or an expiry sends a DSN to the
+sender (never to the null sender).  When no recipient of a message is left queued, its
+spool file is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import socket
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from ..config import Settings
+from ..db import Database, QueuedMessage, QueuedRecipient, RecipientUpdate
+from ..delivery import remote
+from ..log import event
+from ..mailstore import Delivery, Mailstore
+from ..router import LOCAL_TARGET, Context, Route, Router
+from . import dsn
+from .spool import Spool, SpoolEntry, new_message_id
+
+__all__ = ["QueueManager", "Recipient", "count_received"]
+
+log = logging.getLogger("waypost.queue")
+
+#: Most recipients one local batch stores with one flush.
+LOCAL_BATCH = 256
+
+_RECEIVED = re.compile(rb"^received:", re.IGNORECASE | re.MULTILINE)
+
+
+def count_received(data: bytes) -> int:
+    """Received header fields in the header block (RFC 5321 §6.3 loop detection)."""
+    end = data.find(b"\r\n\r\n")
+    header = data if end < 0 else data[: end + 2]
+    return len(_RECEIVED.findall(header))
+
+
+@dataclass(slots=True)
+class Recipient:
+    """An envelope recipient as accepted: the address given, where it goes, DSN params."""
+
+    address: str
+    route: Route
+    notify: str = ""
+    orcpt: str = ""
+
+
+@dataclass(slots=True)
+class _Outcome:
+    recipient: QueuedRecipient
+    status: str           # delivered | failed | deferred
+    reply: str            # "250 2.0.0 ..." style, or our own reason
+    enhanced: str = ""
+    remote_mta: str = ""
+
+
+class QueueManager:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        router: Router,
+        mailstore: Mailstore,
+        owner: str,
+        is_self: Callable[[str, str, int], bool] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.router = router
+        self.mailstore = mailstore
+        self.owner = owner
+        self.spool = Spool(settings.path(settings.storage.spool), on_commit=self._index)
+        self.resolver = remote.Resolver(settings)
+        self.is_self = is_self or (lambda host, ip, port: False)
+        self._local_queue: asyncio.Queue[tuple[QueuedMessage, list[QueuedRecipient], bytes | None]] | None = None
+        self._host_limits: dict[str, asyncio.Semaphore] = {}
+        self._global_limit: asyncio.Semaphore | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._running: list[asyncio.Task[Any]] = []
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Start-up only, before any worker runs: make the index match the spool."""
+        removed = self.spool.clean_tmp()
+        known = self.db.queue_known_ids()
+        on_disk = set(self.spool.ids())
+        restored = []
+        for msg_id in sorted(on_disk - known):
+            try:
+                envelope, data = self.spool.read(msg_id)
+            except (OSError, ValueError) as e:
+                log.error("event=spool-damaged id=%s error=%r", msg_id, e)
+                continue
+            restored.append(SpoolEntry(msg_id, envelope, data))
+        if restored:
+            self.db.queue_insert([_queued(e) for e in restored], lease_owner="", lease_until=0.0)
+        for msg_id in sorted(known - on_disk):
+            log.error("event=spool-missing id=%s (index entry removed)", msg_id)
+            self.db.queue_delete(msg_id)
+        self.db.queue_release_leases_of(self.settings.server.hostname)
+        event(log, "recovered", restored=len(restored), removed_tmp=removed, queued=len(known | on_disk))
+
+    async def start(self) -> None:
+        self._local_queue = asyncio.Queue()
+        self._global_limit = asyncio.Semaphore(self.settings.delivery.max_connections)
+        self._wake = asyncio.Event()
+        self.spool.start()
+        self._running = [
+            asyncio.create_task(self._local_agent(), name="local-delivery"),
+            asyncio.create_task(self._scheduler(), name="queue-scheduler"),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for t in self._running:
+            t.cancel()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._running, *self._tasks, return_exceptions=True)
+        self.spool.stop()
+        # Whatever this worker held goes back to the index for the next start.
+        await asyncio.to_thread(self.db.queue_release_leases_of, self.owner)
+
+    def wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    # -- submission -------------------------------------------------------------------
+
+    async def submit(self, sender: str, recipients: Sequence[Recipient], data: bytes,
+                     params: dict[str, Any] | None = None, msg_id: str | None = None) -> str:
+        """Make the message durable, then start delivering it.  Returns the queue id.
+        Raises SpoolError when it could not be stored (the client gets 452)."""
+        msg_id = msg_id or new_message_id()
+        recipients = _unique(recipients)
+        now = time.time()
+        envelope: dict[str, Any] = {
+            "sender": sender,
+            "created": now,
+            "size": len(data),
+            "hops": count_received(data),
+            "params": params or {},
+            "recipients": [
+                {"idx": i, "address": r.address, "route": r.route.to_dict(), "target": r.route.target,
+                 "notify": r.notify, "orcpt": r.orcpt}
+                for i, r in enumerate(recipients)
+            ],
+        }
+        entry = SpoolEntry(msg_id, envelope, data)
+        await self.spool.commit(entry)
+        for r in recipients:
+            event(log, "received", id=msg_id, sender=f"<{sender}>", rcpt=f"<{r.address}>",
+                  size=len(data), client=(params or {}).get("client"), target=r.route.target)
+        if not self._stopping:
+            msg = _queued(entry)
+            self._dispatch(msg, msg.recipients, data)
+        return msg_id
+
+    def _index(self, entries: list[SpoolEntry]) -> None:
+        """Committer thread: one index transaction per spool batch."""
+        lease_until = time.time() + self.settings.queue.lease
+        self.db.queue_insert([_queued(e) for e in entries], lease_owner=self.owner, lease_until=lease_until)
+
+    # -- scheduling ---------------------------------------------------------------------
+
+    async def _scheduler(self) -> None:
+        assert self._wake is not None
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.queue.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                now = time.time()
+                claimed = await asyncio.to_thread(
+                    self.db.queue_claim_due, now, self.owner, now + self.settings.queue.lease, 500
+                )
+            except Exception:
+                log.exception("event=claim-error")
+                continue
+            for msg in claimed:
+                self._dispatch(msg, msg.recipients, None)
+
+    def _dispatch(self, msg: QueuedMessage, recipients: list[QueuedRecipient], data: bytes | None) -> None:
+        if msg.envelope.get("hops", 0) > self.settings.smtp.max_received_headers:
+            reason = (f"554 5.4.6 Mail loop: more than {self.settings.smtp.max_received_headers}"
+                      " Received header fields")
+            self._spawn(self._settle(msg, [_Outcome(r, "failed", reason, "5.4.6") for r in recipients]))
+            return
+        by_target: dict[str, list[QueuedRecipient]] = defaultdict(list)
+        for r in recipients:
+            by_target[r.target].append(r)
+        for target, group in by_target.items():
+            if target == LOCAL_TARGET:
+                assert self._local_queue is not None
+                self._local_queue.put_nowait((msg, group, data))
+            elif target == "refuse":
+                outcomes = [
+                    _Outcome(r, "failed", f"{r.route.get('code', 550)} {r.route.get('status', '5.1.1')} "
+                             f"{r.route.get('reason', 'refused')}", r.route.get("status", "5.1.1"))
+                    for r in group
+                ]
+                self._spawn(self._settle(msg, outcomes))
+            elif target == "discard":
+                self._spawn(self._settle(msg, [_Outcome(r, "delivered", "250 2.0.0 discarded") for r in group]))
+            else:
+                self._spawn(self._remote(msg, target, group, data))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("event=delivery-task-error error=%r", task.exception(), exc_info=task.exception())
+
+    async def _load(self, msg: QueuedMessage, data: bytes | None) -> bytes:
+        if data is not None:
+            return data
+        _env, body = await asyncio.to_thread(self.spool.read, msg.msg_id)
+        return body
+
+    # -- local delivery -----------------------------------------------------------------
+
+    async def _local_agent(self) -> None:
+        assert self._local_queue is not None
+        q = self._local_queue
+        while True:
+            batch = [await q.get()]
+            count = len(batch[0][1])
+            while count < LOCAL_BATCH and not q.empty():
+                item = q.get_nowait()
+                batch.append(item)
+                count += len(item[1])
+            try:
+                await self._deliver_local(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # nothing lost: the leases run out and the work is retried
+                log.exception("event=local-delivery-error error=%r", e)
+                for msg, group, _ in batch:
+                    await self._settle(msg, [_Outcome(r, "deferred", f"451 4.3.0 local delivery failed: {e}") for r in group])
+
+    async def _deliver_local(self, batch: list[tuple[QueuedMessage, list[QueuedRecipient], bytes | None]]) -> None:
+        items: list[Delivery] = []
+        index: list[tuple[int, QueuedRecipient]] = []
+        for n, (msg, group, data) in enumerate(batch):
+            body = await self._load(msg, data)
+            # RFC 5321 §4.4: the final delivery adds Return-Path.
+            top = f"Return-Path: <{msg.sender}>\r\n".encode()
+            for r in group:
+                route = r.route
+                items.append(Delivery(route["domain"], route.get("account") or route["name"], top + body))
+                index.append((n, r))
+        results = await asyncio.to_thread(self.mailstore.deliver_batch, items)
+        per_msg: dict[int, list[_Outcome]] = defaultdict(list)
+        for (n, r), res in zip(index, results):
+            if isinstance(res, OSError):
+                per_msg[n].append(_Outcome(r, "deferred", f"452 4.3.1 cannot store the message: {res.strerror or res}"))
+            else:
+                per_msg[n].append(_Outcome(r, "delivered", f"250 2.0.0 stored as {res}", remote_mta=""))
+        await asyncio.gather(*(self._settle(batch[n][0], outs) for n, outs in per_msg.items()))
+
+    # -- remote delivery ----------------------------------------------------------------
+
+    def _destination(self, recipient: QueuedRecipient) -> remote.Destination:
+        route = recipient.route
+        host = route.get("host", "")
+        port = route.get("port")
+        if not host:
+            return remote.Destination.mx(route["domain"])
+        if _is_ip(host):
+            return remote.Destination.ip(host, port)
+        return remote.Destination.host(host, port)
+
+    async def _remote(self, msg: QueuedMessage, target: str, group: list[QueuedRecipient], data: bytes | None) -> None:
+        assert self._global_limit is not None
+        limit = self._host_limits.setdefault(target, asyncio.Semaphore(self.settings.delivery.max_per_host))
+        async with limit, self._global_limit:
+            try:
+                body = await self._load(msg, data)
+                params = msg.envelope.get("params", {})
+                mail_options = _mail_options(params, len(body))
+                rcpts = [(r.address if not r.route.get("address") else r.route["address"],
+                          _rcpt_options(r)) for r in group]
+                results = await remote.deliver(
+                    settings=self.settings, resolver=self.resolver, is_self=self.is_self,
+                    destination=self._destination(group[0]), sender=msg.sender, recipients=rcpts,
+                    data=body, mail_options=mail_options,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.exception("event=remote-delivery-error id=%s target=%s", msg.msg_id, target)
+                outcomes = [_Outcome(r, "deferred", f"451 4.3.0 delivery failed: {e}") for r in group]
+            else:
+                outcomes = []
+                for r, res in zip(group, results):
+                    status = "delivered" if res.ok else ("failed" if res.permanent else "deferred")
+                    outcomes.append(_Outcome(r, status, res.smtp_reply, res.enhanced, res.remote_host))
+        await self._settle(msg, outcomes)
+
+    # -- outcomes -----------------------------------------------------------------------
+
+    async def _settle(self, msg: QueuedMessage, outcomes: list[_Outcome]) -> None:
+        now = time.time()
+        expire_at = msg.created + self.settings.queue.expire_after
+        intervals = self.settings.queue.retry_intervals
+        updates: list[RecipientUpdate] = []
+        bounces: list[dsn.RecipientStatus] = []
+        successes: list[dsn.RecipientStatus] = []
+        for o in outcomes:
+            r = o.recipient
+            fields: dict[str, Any] = dict(id=msg.msg_id, sender=f"<{msg.sender}>", rcpt=f"<{r.address}>",
+                                          relay=o.remote_mta or r.target, reply=o.reply, attempts=r.attempts + 1)
+            if o.status == "delivered":
+                updates.append(RecipientUpdate(msg.msg_id, r.idx, "delivered", o.reply))
+                event(log, "delivered", **fields)
+                if dsn.should_notify(r.notify, "delivered") and msg.sender:
+                    successes.append(self._status(r, o, "delivered", now))
+            elif o.status == "failed":
+                updates.append(RecipientUpdate(msg.msg_id, r.idx, "failed", o.reply))
+                event(log, "bounced", logging.WARNING, **fields)
+                if dsn.should_notify(r.notify, "failed"):
+                    bounces.append(self._status(r, o, "failed", now))
+            elif now >= expire_at:
+                reply = f"{o.reply} (delivery time expired: {self.settings.queue.expire_after}s in the queue)"
+                updates.append(RecipientUpdate(msg.msg_id, r.idx, "failed", reply))
+                event(log, "expired", logging.WARNING, **fields)
+                if dsn.should_notify(r.notify, "failed"):
+                    o = _Outcome(r, "failed", reply, "4.4.7", o.remote_mta)
+                    bounces.append(self._status(r, o, "failed", now))
+            else:
+                interval = intervals[min(r.attempts, len(intervals) - 1)]
+                nxt = min(now + interval, expire_at)
+                updates.append(RecipientUpdate(msg.msg_id, r.idx, "queued", o.reply, next_attempt=nxt))
+                event(log, "deferred", **fields, retry_in=int(nxt - now))
+        original: bytes | None = None
+        if (bounces or successes) and msg.sender:
+            try:  # read before the file may go away below
+                original = await self._load(msg, None)
+            except OSError:
+                original = b""
+        finished = await asyncio.to_thread(self.db.queue_update, updates, self.owner)
+        for msg_id in finished:
+            await asyncio.to_thread(self.spool.remove, msg_id)
+        if original is not None:
+            for statuses in (bounces, successes):
+                if statuses:
+                    await self._send_dsn(msg, statuses, original)
+
+    def _status(self, r: QueuedRecipient, o: _Outcome, action: str, now: float) -> dsn.RecipientStatus:
+        enhanced = o.enhanced or _enhanced_of(o.reply) or ("2.0.0" if action == "delivered" else "5.0.0")
+        return dsn.RecipientStatus(
+            address=r.route.get("address") or r.address, action=action, status=enhanced,
+            diagnostic=o.reply, remote_mta=o.remote_mta.split(" ")[0] if o.remote_mta else "",
+            orcpt=r.orcpt, last_attempt=now,
+        )
+
+    async def _send_dsn(self, msg: QueuedMessage, statuses: list[dsn.RecipientStatus], original: bytes) -> None:
+        params = msg.envelope.get("params", {})
+        report = dsn.build_dsn(
+            reporting_mta=self.settings.server.hostname, sender=msg.sender, recipients=statuses,
+            original=original, ret=params.get("ret"), envid=params.get("envid"), arrival=msg.created,
+            received_from_mta=params.get("helo", ""),
+        )
+        res = self.router.resolve(msg.sender, Context(kind="mail", internal=True))
+        if res.route.kind == "refuse":
+            event(log, "dsn-undeliverable", level=logging.WARNING, id=msg.msg_id, sender=f"<{msg.sender}>",
+                  reason=res.route.reason)
+            return
+        routes = self.router.expand(res.route) if res.route.kind == "local" else [res.route]
+        recipients = [Recipient(msg.sender, r) for r in routes]
+        dsn_id = await self.submit("", recipients, report, {"client": "local", "dsn_for": msg.msg_id})
+        event(log, "dsn-sent", id=msg.msg_id, dsn_id=dsn_id, sender=f"<{msg.sender}>", count=len(statuses))
+
+
+def _unique(recipients: Sequence[Recipient]) -> list[Recipient]:
+    """One copy per final mailbox or remote address per message, as given first (an
+    account reached directly, through an alias and through a group gets one copy)."""
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for r in recipients:
+        route = r.route
+        if route.kind == "local":
+            key: tuple[str, ...] = ("local", route.domain, route.account or route.name)
+        else:
+            key = (route.kind, route.address.lower())
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def _queued(entry: SpoolEntry) -> QueuedMessage:
+    env = entry.envelope
+    msg = QueuedMessage(entry.msg_id, env["sender"], env["created"], env["size"],
+                        {k: v for k, v in env.items() if k not in ("recipients", "sender", "created", "size")})
+    for r in env["recipients"]:
+        msg.recipients.append(QueuedRecipient(
+            entry.msg_id, r["idx"], r["address"], r["target"], r["route"], "queued", 0, 0.0, "",
+            r.get("notify", ""), r.get("orcpt", ""), False,
+        ))
+    return msg
+
+
+def _mail_options(params: dict[str, Any], size: int) -> list[str]:
+    opts = [f"SIZE={size}"]
+    if params.get("body"):
+        opts.append(f"BODY={params['body']}")
+    if params.get("smtputf8"):
+        opts.append("SMTPUTF8")
+    if params.get("ret"):
+        opts.append(f"RET={params['ret']}")
+    if params.get("envid"):
+        opts.append(f"ENVID={params['envid']}")
+    return opts
+
+
+def _rcpt_options(r: QueuedRecipient) -> list[str]:
+    opts = []
+    if r.notify:
+        opts.append(f"NOTIFY={r.notify}")
+    if r.orcpt:
+        opts.append(f"ORCPT={r.orcpt}")
+    return opts
+
+
+_ENHANCED = re.compile(r"^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def _enhanced_of(reply: str) -> str:
+    m = _ENHANCED.match(reply)
+    return m.group(1) if m else ""
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,228 @@
+"""The durable spool: one file per message, made durable in batches (group commit).
+
+A spool file is::
+
+    WAYPOST-SPOOL 1\\n
+    <length of the envelope JSON in bytes>\\n
+    <envelope JSON>\\n
+    <the message, exactly as it will be delivered>
+
+Theory of operation.  ``Spool.commit`` hands a message to the committer thread and
+waits.  The committer takes every message waiting at that moment as one batch: it
+writes each to ``tmp/``, makes all of them durable with one flush, renames them into
+``queue/``, syncs ``queue/`` once, records the batch in the queue index (one
+transaction) and only then wakes the callers, who may answer 250.  While a batch is
+being flushed the next one gathers, so the number of flushes grows with time, not with
+the number of messages.  A crash before the rename leaves only ``tmp/`` files, which
+were never acknowledged and are removed at start-up; a crash after it leaves a complete
+file that start-up recovery puts back in the index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue as _queue
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..fsutil import durable_batch, fsync_dir, write_new_file
+
+__all__ = ["Spool", "SpoolEntry", "SpoolError", "new_message_id"]
+
+log = logging.getLogger("waypost.queue")
+
+MAGIC = b"WAYPOST-SPOOL 1\n"
+#: Most messages made durable by one flush.
+MAX_BATCH = 512
+
+
+class SpoolError(OSError):
+    """The spool could not take the message (disk full, I/O error)."""
+
+
+def new_message_id() -> str:
+    """A queue id: sortable by arrival (milliseconds, hex) and unique across workers."""
+    return f"{time.time_ns() // 1_000_000:011X}{secrets.token_hex(5).upper()}"
+
+
+@dataclass(slots=True)
+class SpoolEntry:
+    msg_id: str
+    envelope: dict[str, Any]
+    data: bytes
+
+    def header(self) -> bytes:
+        env = json.dumps(self.envelope, separators=(",", ":")).encode()
+        return MAGIC + str(len(env)).encode() + b"\n" + env + b"\n"
+
+
+class _Pending:
+    __slots__ = ("entry", "loop", "future")
+
+    def __init__(self, entry: SpoolEntry, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+        self.entry = entry
+        self.loop = loop
+        self.future = future
+
+
+class Spool:
+    """Spool files under ``root`` and the committer thread that writes them.
+
+    ``on_commit(entries)`` runs in the committer thread after the files are durable and
+    before the callers are woken: the queue index is written there, one transaction per
+    batch.  If it fails, the batch is still durable and recovery will index it.
+    """
+
+    def __init__(self, root: Path, on_commit: Callable[[list[SpoolEntry]], None] | None = None) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.queue_dir = root / "queue"
+        for d in (self.tmp, self.queue_dir):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._on_commit = on_commit
+        self._pending: _queue.SimpleQueue[_Pending | None] = _queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.batches = 0  # flushes made, for the benchmark and the logs
+
+    # -- committer ------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="spool-committer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._pending.put(None)
+            self._thread.join()
+            self._thread = None
+
+    async def commit(self, entry: SpoolEntry) -> None:
+        """Return once ``entry`` is durable in the spool; raise SpoolError if it is not."""
+        self.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.put(_Pending(entry, loop, future))
+        await future
+
+    def _run(self) -> None:
+        while True:
+            first = self._pending.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    nxt = self._pending.get_nowait()
+                except _queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._write_batch(batch)
+            if stop:
+                return
+
+    def _write_batch(self, batch: list[_Pending]) -> None:
+        written: list[tuple[int, _Pending]] = []
+        failed: list[tuple[_Pending, BaseException]] = []
+        for p in batch:
+            try:
+                fd = write_new_file(self.tmp / p.entry.msg_id, [p.entry.header(), p.entry.data])
+                written.append((fd, p))
+            except OSError as e:
+                failed.append((p, e))
+        try:
+            durable_batch([fd for fd, _ in written])
+            for fd, p in written:
+                os.close(fd)
+                os.rename(self.tmp / p.entry.msg_id, self.queue_dir / p.entry.msg_id)
+            if written:
+                fsync_dir(self.queue_dir)
+            self.batches += 1
+        except OSError as e:
+            for fd, p in written:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                for path in (self.tmp / p.entry.msg_id, self.queue_dir / p.entry.msg_id):
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
+                failed.append((p, e))
+            written = []
+        ok = [p for _, p in written]
+        if ok and self._on_commit is not None:
+            try:
+                self._on_commit([p.entry for p in ok])
+            except Exception:  # the files are durable; start-up recovery indexes them
+                log.exception("event=index-error count=%d", len(ok))
+        for p in ok:
+            p.loop.call_soon_threadsafe(_resolve, p.future, None)
+        for p, err in failed:
+            log.error("event=spool-error id=%s error=%r", p.entry.msg_id, err)
+            p.loop.call_soon_threadsafe(_resolve, p.future, SpoolError(getattr(err, "errno", 0) or 0, str(err)))
+
+    # -- reading ------------------------------------------------------------------------
+
+    def path(self, msg_id: str) -> Path:
+        return self.queue_dir / msg_id
+
+    def read(self, msg_id: str) -> tuple[dict[str, Any], bytes]:
+        return read_spool_file(self.path(msg_id))
+
+    def remove(self, msg_id: str) -> None:
+        try:
+            os.unlink(self.path(msg_id))
+        except FileNotFoundError:
+            pass
+
+    def ids(self) -> Iterator[str]:
+        for entry in os.scandir(self.queue_dir):
+            if entry.is_file():
+                yield entry.name
+
+    def clean_tmp(self) -> int:
+        """Remove files that never became durable (start-up only: no committer running)."""
+        n = 0
+        for entry in os.scandir(self.tmp):
+            try:
+                os.unlink(entry.path)
+                n += 1
+            except OSError:
+                pass
+        return n
+
+
+def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():  # the waiting session went away (client disconnected)
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+def read_spool_file(path: Path) -> tuple[dict[str, Any], bytes]:
+    with open(path, "rb") as f:
+        raw = f.read()
+    if not raw.startswith(MAGIC):
+        raise ValueError(f"{path}: not a Waypost spool file")
+    rest = raw[len(MAGIC):]
+    length_text, _, rest = rest.partition(b"\n")
+    length = int(length_text)
+    envelope = json.loads(rest[:length])
+    if rest[length:length + 1] != b"\n":
+        raise ValueError(f"{path}: damaged envelope")
+    return envelope, rest[length + 1:]

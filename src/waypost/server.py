@@ -1,0 +1,242 @@
+"""The ``Server``: one object that owns the data directory, the database, the directory,
+the router, the mailstore and the queue, and runs the listeners of one worker.
+
+``serve`` binds every listening socket once, recovers the queue from the spool, and
+then runs one worker in this process or forks ``server.workers`` workers that share the
+sockets.  A worker behaves like a cluster node: everything shared is in the database and
+the file system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any, Callable
+
+from .config import Settings, parse_hostport
+from .db import ObjectRecord, open_database
+from .directory import Directory
+from .log import configure_logging, event
+from .mailstore import Mailstore
+from .queue import QueueManager
+from .router import Context, Router
+from .smtp.server import SMTPService, WaypostSMTP, make_tls_context
+
+__all__ = ["Server", "bind_listeners", "serve"]
+
+log = logging.getLogger("waypost.server")
+
+#: Listeners this version serves (the others in [listen] are refused when set).
+SERVED = ("smtp", "submission")
+
+
+def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
+    sockets: dict[str, socket.socket] = {}
+    for name in ("smtp", "submission", "odmr", "imap", "pop3", "http", "minger"):
+        value = getattr(settings.listen, name)
+        if not value:
+            continue
+        if name not in SERVED:
+            raise SystemExit(f"listen.{name}: this listener is not available in this version; set it to \"\"")
+        host, port = parse_hostport(value)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            sock.close()
+            for other in sockets.values():
+                other.close()
+            raise SystemExit(f"listen.{name}: cannot listen on {value}: {e.strerror}") from None
+        sock.listen(1024)
+        sock.setblocking(False)
+        sockets[name] = sock
+    return sockets
+
+
+class Server:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.owner = f"{settings.server.hostname}/{os.getpid()}"
+        self.db = open_database(settings.storage.database, settings.data_dir)
+        self.directory = Directory(self.db, settings.server.main_domain)
+        self.router = Router(self.directory, settings.relay.trusted_networks, self._own_addresses())
+        self.mailstore = Mailstore(settings.path(settings.storage.mail), settings.server.hostname)
+        self.queue = QueueManager(settings, self.db, self.router, self.mailstore, self.owner, self.is_self)
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tls = self._tls_context()
+        self._dummy: ObjectRecord | None = None
+
+    def _own_addresses(self) -> list[str]:
+        out = {"127.0.0.1", "::1"}
+        for name in SERVED:
+            value = getattr(self.settings.listen, name)
+            if value:
+                host, _ = parse_hostport(value)
+                try:
+                    out.add(str(ipaddress.ip_address(host)))
+                except ValueError:
+                    pass
+        return sorted(out)
+
+    def _smtp_endpoints(self) -> set[tuple[str, int]]:
+        out = set()
+        if self.settings.listen.smtp:
+            host, port = parse_hostport(self.settings.listen.smtp)
+            out.add((host, port))
+        return out
+
+    def is_self(self, host: str, ip: str, port: int) -> bool:
+        """Whether a delivery hop is this very server (RFC 5321 §5.1 loop check)."""
+        for lhost, lport in self._smtp_endpoints():
+            if port != lport:
+                continue
+            if host.rstrip(".").lower() == self.settings.server.hostname.lower():
+                return True
+            if lhost in ("0.0.0.0", "::"):
+                try:
+                    if ipaddress.ip_address(ip).is_loopback:
+                        return True
+                except ValueError:
+                    pass
+            if ip == lhost:
+                return True
+        return False
+
+    def _tls_context(self) -> Any:
+        cert = self.settings.path(self.settings.tls.certificate)
+        key = self.settings.path(self.settings.tls.key)
+        if cert.exists() and key.exists():
+            return make_tls_context(str(cert), str(key))
+        log.warning("event=no-tls cert=%s (STARTTLS not offered)", cert)
+        return None
+
+    # -- authentication -------------------------------------------------------------
+
+    async def authenticate(self, login: str, password: str, server_ip: str | None) -> str | None:
+        """The account address for a login name and password, or None (never says why)."""
+        account = self.router.resolve_login(login, Context(kind="access", server_ip=server_ip))
+        if account is None:
+            # Spend the same time as a real check, so that names cannot be probed.
+            if self._dummy is None:
+                self._dummy = ObjectRecord("", "", "account", {"password": self.directory.hash_password("x" * 16)})
+            await asyncio.to_thread(self.directory.verify_password, self._dummy, password)
+            return None
+        ok = await asyncio.to_thread(self.directory.verify_password, account, password)
+        return account.address if ok else None
+
+    # -- running ------------------------------------------------------------------
+
+    async def start(self, sockets: dict[str, socket.socket]) -> None:
+        loop = asyncio.get_running_loop()
+        await self.queue.start()
+        service = SMTPService(self.settings, self.router, self.queue, self.authenticate, self._tls)
+        for name, sock in sockets.items():
+            server = await loop.create_server(_smtp_factory(service, name == "submission"), sock=sock)
+            self._servers.append(server)
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), timeout=2)
+            except asyncio.TimeoutError:
+                pass
+        await self.queue.stop()
+        self.db.close()
+
+
+def _smtp_factory(service: SMTPService, submission: bool) -> Callable[[], WaypostSMTP]:
+    return lambda: WaypostSMTP(service, submission=submission)
+
+
+def _run_worker(settings: Settings, sockets: dict[str, socket.socket]) -> int:
+    async def main() -> None:
+        server = Server(settings)
+        await server.start(sockets)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        event(log, "worker-ready", pid=os.getpid())
+        await stop.wait()
+        event(log, "worker-stopping", pid=os.getpid())
+        await server.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def serve(settings: Settings, workers: int | None = None, out: Callable[[str], None] = print) -> int:
+    """Bind, recover, run; returns the exit status.  SIGTERM stops cleanly."""
+    configure_logging(settings.server.log_format, settings.server.log_level)
+    n = workers if workers is not None else settings.server.workers
+    if n == 0:
+        n = os.cpu_count() or 1
+    sockets = bind_listeners(settings)
+    # Recovery runs once, before any worker takes work.
+    recovery = Server(settings)
+    recovery.queue.recover()
+    recovery.db.close()
+    for name, sock in sockets.items():
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        out(f"listening {name} {shown}:{port}")
+    sys.stdout.flush()
+    if n == 1:
+        return _run_worker(settings, sockets)
+    return _supervise(settings, sockets, n)
+
+
+def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int) -> int:
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 1
+            try:
+                code = _run_worker(settings, sockets)
+            finally:
+                os._exit(code)
+        children[pid] = slot
+
+    def on_term(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    for slot in range(n):
+        spawn(slot)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:  # pragma: no cover
+            continue
+        if pid not in children:
+            continue
+        slot = children.pop(pid)
+        if not stopping:
+            event(log, "worker-died", level=logging.ERROR, pid=pid, status=status)
+            time.sleep(0.2)
+            spawn(slot)
+    return 0

@@ -1,0 +1,744 @@
+"""The SMTP and submission listeners, on aiosmtpd.
+
+aiosmtpd parses EHLO, STARTTLS and AUTH and keeps the session; this subclass replaces
+the parts a mail server needs to own:
+
+* reading: our own buffered reader (``_readline``/``_read_data``) so that a bare CR or
+  LF, a NUL, an overlong line or pipelined garbage gets a proper reply instead of a
+  hang, DATA is read in large chunks, and plaintext pipelined after STARTTLS is dropped
+  (RFC 3207 §4.2, the command-injection attack);
+* MAIL and RCPT with their parameters (SIZE, BODY, SMTPUTF8, RET, ENVID, AUTH; NOTIFY,
+  ORCPT of RFC 3461) and a routing decision per recipient at RCPT time;
+* DATA: the Received header, limits, and ``queue.submit`` (fsync before 250);
+* replies: every reply carries an enhanced status code (RFC 2034) except the greeting,
+  the EHLO/HELO lines and intermediate 334/354 replies.
+
+Session states (RFC 5321 §4.1.4), in the order a client moves through them::
+
+    connected --EHLO/HELO--> greeted --MAIL--> in-transaction --RCPT--> has-recipients
+         ^                      ^                                            |
+         |                      +--------- RSET / end of DATA ---------------+
+         +-- STARTTLS (back to connected: the client must greet again)
+
+A listener never writes a Maildir or spool file itself: it hands messages to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import email.utils
+import logging
+import re
+import ssl
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, TLSSetupException
+
+from ..address import AddressError, parse_address
+from ..config import Settings
+from ..log import event
+from ..queue import QueueManager, Recipient, SpoolError
+from ..queue.spool import new_message_id
+from ..router import Context, Router
+from .replies import R, Reply, default_enhanced
+
+__all__ = ["SMTPService", "WaypostSMTP"]
+
+log = logging.getLogger("waypost.smtp")
+
+_REPLY = re.compile(r"^(\d{3})([ -])(.*)$", re.S)
+_HAS_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}( |$)")
+# RFC 3461 §4.2: NOTIFY="NEVER" / 1#( "SUCCESS" / "FAILURE" / "DELAY" )
+_NOTIFY = re.compile(r"^(NEVER|(SUCCESS|FAILURE|DELAY)(,(SUCCESS|FAILURE|DELAY))*)$")
+# RFC 3461 §4: xtext = *( xchar / hexchar ); ENVID at most 100 characters (§4.4)
+_XTEXT = re.compile(r"^([\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})+$")
+
+
+@dataclass
+class SMTPService:
+    """What every SMTP connection shares: settings, router, queue, password checks."""
+
+    settings: Settings
+    router: Router
+    queue: QueueManager
+    authenticate: Callable[[str, str, str | None], Any]  # async (login, password, server_ip) -> account | None
+    tls_context: ssl.SSLContext | None = None
+
+
+class _Envelope(Envelope):
+    def __init__(self) -> None:
+        super().__init__()
+        self.recipients: list[Recipient] = []
+        self.params: dict[str, Any] = {}
+        self.rcpt_count = 0
+
+
+class WaypostSMTP(SMTP):
+    def __init__(self, service: SMTPService, *, submission: bool) -> None:
+        s = service.settings
+        self.service = service
+        self.submission = submission
+        # StreamReader limit; our own reader enforces the real limits.
+        self.line_length_limit = 1 << 16
+        super().__init__(
+            handler=_NoHooks(),
+            data_size_limit=s.smtp.max_message_size,
+            enable_SMTPUTF8=s.smtp.smtputf8,
+            decode_data=False,
+            hostname=s.server.hostname,
+            ident="ESMTP Waypost",
+            tls_context=service.tls_context,
+            require_starttls=False,
+            timeout=s.smtp.command_timeout,
+            auth_required=submission,
+            auth_require_tls=s.smtp.auth_requires_tls,
+            authenticator=None,
+            auth_callback=None,
+        )
+        self._buf = bytearray()
+        self._errors = 0
+        self._auth_failures = 0
+        self._raw = False
+
+    # -- envelope / session ----------------------------------------------------------
+
+    def _create_envelope(self) -> Envelope:
+        return _Envelope()
+
+    @property
+    def env(self) -> _Envelope:
+        # (aiosmtpd's constructor inspects every attribute before the first envelope exists)
+        return self.envelope  # type: ignore[return-value]
+
+    def _client_ip(self) -> str | None:
+        peer = self.session.peer if self.session else None
+        return peer[0] if isinstance(peer, tuple) else None
+
+    def _server_ip(self) -> str | None:
+        if self.transport is None:
+            return None
+        sock = self.transport.get_extra_info("sockname")
+        return sock[0] if isinstance(sock, tuple) else None
+
+    def _context(self) -> Context:
+        return Context(kind="mail", client_ip=self._client_ip(), server_ip=self._server_ip(),
+                       authenticated=self.session.auth_data if self.session and self.session.authenticated else None)
+
+    # -- replies -------------------------------------------------------------------------
+
+    async def push(self, status: Any) -> None:
+        """Send a reply, adding the enhanced status code (RFC 2034 §3) it lacks."""
+        if isinstance(status, Reply):
+            status = str(status) if status.status else f"{status.code} {status.text}"
+        elif isinstance(status, bytes):
+            status = status.decode("utf-8", "replace")
+        if not self._raw:
+            m = _REPLY.match(status)
+            if m and m.group(1)[0] in "245" and not _HAS_ENHANCED.match(m.group(3)):
+                code = int(m.group(1))
+                status = f"{m.group(1)}{m.group(2)}{default_enhanced(code)} {m.group(3)}"
+        await super().push(status)
+
+    async def _raw_push(self, status: str) -> None:
+        self._raw = True
+        try:
+            await super().push(status)
+        finally:
+            self._raw = False
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def _fill(self) -> bool:
+        data = await self._reader.read(65536)
+        if not data:
+            return False
+        self._buf += data
+        return True
+
+    async def _readline(self, limit: int) -> bytes | Reply | None:
+        """One command line without its CRLF; a Reply for a line that is refused as it
+        stands (too long, bare LF); None at end of input."""
+        start = 0
+        while True:
+            i = self._buf.find(b"\n", start)
+            if i >= 0:
+                break
+            if len(self._buf) > limit:
+                # Too long: discard through the end of the line, then answer.
+                while True:
+                    self._buf.clear()
+                    if not await self._fill():
+                        return None
+                    j = self._buf.find(b"\n")
+                    if j >= 0:
+                        del self._buf[: j + 1]
+                        return R.LINE_TOO_LONG
+            start = len(self._buf)
+            if not await self._fill():
+                return None
+        line = bytes(self._buf[: i + 1])
+        del self._buf[: i + 1]
+        if len(line) > limit:
+            return R.LINE_TOO_LONG
+        if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
+            return R.BARE_LF
+        return line[:-2]
+
+    async def challenge_auth(self, challenge: Any, encode_to_b64: bool = True,
+                             log_client_response: bool = False) -> Any:
+        """RFC 4954 §4 continuation, read through our own buffer."""
+        challenge = challenge.encode() if isinstance(challenge, str) else challenge
+        await self._raw_push("334 " + (base64.b64encode(challenge) if encode_to_b64 else challenge).decode())
+        line = await self._readline(self.service.settings.smtp.max_line_length * 12)
+        if line is None:
+            raise ConnectionResetError("client went away during AUTH")
+        if isinstance(line, Reply):
+            await self.push(R.PARAM_SYNTAX.with_text("Bad AUTH response line"))
+            return MISSING
+        if line.strip() == b"*":
+            await self.push(Reply(501, "5.7.0", "Authentication cancelled"))
+            return MISSING
+        try:
+            return base64.b64decode(line.strip(), validate=True)
+        except binascii.Error:
+            await self.push(Reply(501, "5.5.2", "Cannot decode base64"))
+            return MISSING
+
+    # -- the command loop ------------------------------------------------------------------
+
+    async def _handle_client(self) -> None:
+        assert self.session is not None
+        settings = self.service.settings
+        await self._raw_push(f"220 {self.hostname} {self.__ident__}")
+        while self.transport is not None:
+            try:
+                line = await self._readline(max(settings.smtp.max_line_length, 512))
+                if line is None:
+                    break
+                if isinstance(line, Reply):
+                    await self._error(line)
+                    continue
+                if b"\x00" in line:
+                    await self._error(R.NUL_IN_COMMAND)
+                    continue
+                if not line:
+                    await self._error(R.BAD_SYNTAX)
+                    continue
+                command_bytes, _, arg_bytes = line.partition(b" ")
+                try:
+                    command = command_bytes.upper().decode("ascii")
+                    arg: str | None = arg_bytes.strip().decode("utf-8") if arg_bytes.strip() else None
+                except UnicodeDecodeError:
+                    await self._error(R.NOT_8BIT)
+                    continue
+                if arg is not None and not arg.isascii() and not settings.smtp.smtputf8:
+                    await self._error(R.NOT_8BIT)
+                    continue
+                method = self._smtp_methods.get(command)
+                if method is None:
+                    event(log, "unknown-command", level=logging.INFO, client=self._client_ip(), command=command[:20])
+                    await self._error(R.UNKNOWN_COMMAND.with_text(f'Command "{command[:20]}" not recognized'))
+                    continue
+                self._reset_timeout()
+                await method(arg)
+            except asyncio.CancelledError:
+                self._writer.close()
+                raise
+            except (ConnectionResetError, BrokenPipeError):
+                self._writer.close()
+                return
+            except Exception as error:
+                if isinstance(error, TLSSetupException):
+                    event(log, "tls-failed", level=logging.INFO, client=self._client_ip(), error=repr(error.__cause__))
+                    if self.transport is not None:
+                        self.transport.close()
+                    return
+                log.exception("event=smtp-error client=%s", self._client_ip())
+                await self.push(R.LOCAL_ERROR)
+
+    async def _error(self, reply: Reply) -> None:
+        """A bad command: answer it, and close after too many (RFC 5321 §4.3.2 lets a
+        server do so; we answer 421 first)."""
+        self._errors += 1
+        if self._errors > self.service.settings.smtp.max_errors:
+            event(log, "too-many-errors", level=logging.WARNING, client=self._client_ip())
+            await self.push(R.TOO_MANY_ERRORS)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await self.push(reply)
+
+    def _timeout_cb(self) -> None:
+        event(log, "timeout", level=logging.INFO, client=self._client_ip())
+        if self.transport is not None:
+            try:
+                self._writer.write(f"{R.TIMEOUT}\r\n".encode())
+            except Exception:  # pragma: no cover - transport already closing
+                pass
+            self.transport.close()
+
+    # -- greeting --------------------------------------------------------------------------
+
+    async def smtp_HELO(self, hostname: str) -> None:
+        if not hostname:
+            await self.push(R.PARAM_SYNTAX.with_text("Syntax: HELO hostname"))
+            return
+        self._set_rset_state()
+        assert self.session is not None
+        self.session.extended_smtp = False
+        self.session.host_name = hostname
+        await self._raw_push(f"250 {self.hostname}")
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        if not hostname:
+            await self.push(R.PARAM_SYNTAX.with_text("Syntax: EHLO hostname"))
+            return
+        self._set_rset_state()
+        assert self.session is not None
+        self.session.extended_smtp = True
+        self.session.host_name = hostname
+        lines = [self.hostname, "PIPELINING", f"SIZE {self.data_size_limit}", "8BITMIME"]
+        if self.enable_SMTPUTF8:
+            lines.append("SMTPUTF8")
+        lines += ["ENHANCEDSTATUSCODES", "DSN"]
+        if self.tls_context and not self._tls_protocol:
+            lines.append("STARTTLS")
+        if not self._auth_require_tls or self._tls_protocol:
+            lines.append("AUTH " + " ".join(sorted(self._auth_methods)))
+        for i, text in enumerate(lines):
+            await self._raw_push(f"250{'-' if i < len(lines) - 1 else ' '}{text}")
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if arg:
+            await self.push(R.PARAM_SYNTAX.with_text("Syntax: STARTTLS"))
+            return
+        if not self.tls_context or self._tls_protocol:
+            await self.push(R.TLS_UNAVAILABLE)
+            return
+        # RFC 3207 §4.2: anything the client pipelined after STARTTLS is discarded.
+        self._buf.clear()
+        self._raw = False
+        await super().smtp_STARTTLS(arg)
+        self._buf.clear()
+        assert self.session is not None
+        self.session.host_name = None  # the client must say EHLO again
+        self.session.extended_smtp = False
+
+    async def smtp_NOOP(self, arg: str) -> None:
+        await self.push(R.OK)
+
+    async def smtp_RSET(self, arg: str) -> None:
+        if arg:
+            await self.push(R.PARAM_SYNTAX.with_text("Syntax: RSET"))
+            return
+        self._set_rset_state()
+        await self.push(R.OK)
+
+    async def smtp_VRFY(self, arg: str) -> None:
+        # RFC 5321 §3.5.3: 252 when we will not verify (it would leak accounts).
+        await self.push(Reply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery"))
+
+    async def smtp_EXPN(self, arg: str) -> None:
+        await self.push(Reply(502, "5.5.1", "EXPN not available"))
+
+    # -- AUTH -----------------------------------------------------------------------------
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        # RFC 4616: message = [authzid] UTF8NUL authcid UTF8NUL passwd
+        if len(args) == 1:
+            blob = await self.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            if args[1] == "=":
+                blob = b""
+            else:
+                try:
+                    blob = base64.b64decode(args[1], validate=True)
+                except binascii.Error:
+                    await self.push(Reply(501, "5.5.2", "Cannot decode base64"))
+                    return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:
+            await self.push(Reply(501, "5.5.2", "Cannot split PLAIN credentials"))
+            return AuthResult(success=False, handled=True)
+        authzid, login, password = parts
+        if authzid and authzid != login:
+            await self.push(Reply(535, "5.7.8", "Authorization identity must be empty or the login"))
+            return AuthResult(success=False, handled=True)
+        return await self._check_login(login, password)
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            login = await self.challenge_auth("Username:")
+            if login is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                login = base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                await self.push(Reply(501, "5.5.2", "Cannot decode base64"))
+                return AuthResult(success=False, handled=True)
+        password = await self.challenge_auth("Password:")
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        return await self._check_login(login, password)
+
+    async def _check_login(self, login_b: bytes, password_b: bytes) -> AuthResult:
+        try:
+            login, password = login_b.decode("utf-8"), password_b.decode("utf-8")
+        except UnicodeDecodeError:
+            login, password = "", ""
+        account = await self.service.authenticate(login, password, self._server_ip()) if login else None
+        if account is None:
+            self._auth_failures += 1
+            event(log, "auth-failed", level=logging.WARNING, client=self._client_ip(), login=login[:64],
+                  failures=self._auth_failures)
+            # Slow down guessing: each failure on a connection waits longer.
+            await asyncio.sleep(min(0.5 * self._auth_failures, 5.0))
+            if self._auth_failures >= 3:
+                await self.push(Reply(421, "4.7.0", "Too many authentication failures"))
+                if self.transport is not None:
+                    self.transport.close()
+                return AuthResult(success=False, handled=True)
+            return AuthResult(success=False, handled=False, message=str(R.AUTH_FAILED))
+        event(log, "auth", client=self._client_ip(), account=account)
+        return AuthResult(success=True, handled=False, auth_data=account,
+                          message="235 2.7.0 Authentication successful")
+
+    # -- MAIL -----------------------------------------------------------------------------
+
+    async def _needs(self) -> bool:
+        """The checks before a transaction command; True if one failed (and was answered)."""
+        assert self.session is not None
+        if not self.session.host_name:
+            await self.push(R.NEED_HELO)
+            return True
+        if self._auth_required and not self.session.authenticated:
+            await self.push(R.AUTH_REQUIRED)
+            return True
+        return False
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if await self._needs():
+            return
+        if self.env.mail_from is not None:
+            await self.push(R.NESTED_MAIL)
+            return
+        parsed = _split_path(arg, "FROM:")
+        if parsed is None:
+            await self.push(R.PARAM_SYNTAX.with_text("Syntax: MAIL FROM:<address> [parameters]"))
+            return
+        path, params = parsed
+        assert self.session is not None
+        if params and not self.session.extended_smtp:
+            await self.push(R.PARAM_SYNTAX.with_text("Parameters need EHLO"))
+            return
+        sender = path
+        if sender:
+            try:
+                addr = parse_address(sender)
+            except AddressError as e:
+                await self.push(R.BAD_SENDER.with_text(f"Bad sender address syntax: {e}"))
+                return
+            sender = str(addr)
+        opts: dict[str, Any] = {}
+        for key, value in params:
+            if key == "SIZE":
+                if not value or not value.isdigit():
+                    await self.push(R.PARAM_SYNTAX.with_text("SIZE needs a number"))
+                    return
+                if int(value) > self.service.settings.smtp.max_message_size:
+                    await self.push(R.TOO_BIG)
+                    return
+            elif key == "BODY":
+                if (value or "").upper() not in ("7BIT", "8BITMIME"):
+                    await self.push(R.PARAM_SYNTAX.with_text("BODY must be 7BIT or 8BITMIME"))
+                    return
+                opts["body"] = value.upper()  # type: ignore[union-attr]
+            elif key == "SMTPUTF8":
+                if value is not None or not self.enable_SMTPUTF8:
+                    await self.push(R.UNKNOWN_PARAM.with_text("SMTPUTF8 takes no value" if value else "SMTPUTF8 not offered"))
+                    return
+                opts["smtputf8"] = True
+            elif key == "RET":  # RFC 3461 §4.3
+                if (value or "").upper() not in ("FULL", "HDRS"):
+                    await self.push(R.PARAM_SYNTAX.with_text("RET must be FULL or HDRS"))
+                    return
+                opts["ret"] = value.upper()  # type: ignore[union-attr]
+            elif key == "ENVID":  # RFC 3461 §4.4
+                if not value or len(value) > 100 or not _XTEXT.match(value):
+                    await self.push(R.PARAM_SYNTAX.with_text("ENVID must be xtext of at most 100 characters"))
+                    return
+                opts["envid"] = value
+            elif key == "AUTH":  # RFC 4954 §5: accepted; we do not trust it from outside
+                continue
+            else:
+                await self.push(R.UNKNOWN_PARAM.with_text(f"MAIL parameter {key} not recognized"))
+                return
+        if sender and not sender.isascii() and not opts.get("smtputf8"):
+            await self.push(R.SMTPUTF8_REQUIRED)
+            return
+        self.env.mail_from = sender
+        self.env.params = opts
+        await self.push(R.SENDER_OK)
+
+    # -- RCPT -----------------------------------------------------------------------------
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if await self._needs():
+            return
+        if self.env.mail_from is None:
+            await self.push(R.NEED_MAIL)
+            return
+        parsed = _split_path(arg, "TO:")
+        if parsed is None or not parsed[0]:
+            await self.push(R.PARAM_SYNTAX.with_text("Syntax: RCPT TO:<address> [parameters]"))
+            return
+        path, params = parsed
+        assert self.session is not None
+        if params and not self.session.extended_smtp:
+            await self.push(R.PARAM_SYNTAX.with_text("Parameters need EHLO"))
+            return
+        notify = orcpt = ""
+        for key, value in params:
+            if key == "NOTIFY":  # RFC 3461 §4.1
+                v = (value or "").upper()
+                if not _NOTIFY.match(v):
+                    await self.push(R.PARAM_SYNTAX.with_text("NOTIFY must be NEVER or SUCCESS, FAILURE, DELAY"))
+                    return
+                notify = v
+            elif key == "ORCPT":  # RFC 3461 §4.2: addr-type ";" xtext
+                atype, sep, xt = (value or "").partition(";")
+                if not sep or not atype or not xt or not _XTEXT.match(xt):
+                    await self.push(R.PARAM_SYNTAX.with_text("ORCPT must be addr-type;xtext"))
+                    return
+                orcpt = value  # type: ignore[assignment]
+            else:
+                await self.push(R.UNKNOWN_PARAM.with_text(f"RCPT parameter {key} not recognized"))
+                return
+        if self.env.rcpt_count >= self.service.settings.smtp.max_recipients:
+            await self.push(R.TOO_MANY_RCPTS)
+            return
+        if not path.isascii() and not self.env.params.get("smtputf8"):
+            await self.push(R.SMTPUTF8_REQUIRED)
+            return
+        res = self.service.router.resolve(path, self._context())
+        route = res.route
+        if route.kind == "refuse":
+            event(log, "rcpt-refused", level=logging.INFO, client=self._client_ip(), sender=f"<{self.env.mail_from}>",
+                  rcpt=f"<{path}>", reply=f"{route.code} {route.status}", reason=route.reason)
+            await self.push(Reply(route.code, route.status, route.reason))
+            return
+        routes = self.service.router.expand(route) if route.kind == "local" else [route]
+        for r in routes:
+            self.env.recipients.append(Recipient(path, r, notify, orcpt))
+        self.env.rcpt_count += 1
+        self.env.rcpt_tos.append(path)
+        await self.push(R.RCPT_OK.with_text(f"<{path}> OK"))
+
+    # -- DATA -----------------------------------------------------------------------------
+
+    async def smtp_DATA(self, arg: str | None) -> None:
+        if await self._needs():
+            return
+        if self.env.mail_from is None:
+            await self.push(R.NEED_MAIL)
+            return
+        if not self.env.rcpt_count:
+            await self.push(R.NEED_RCPT)
+            return
+        if arg:
+            await self.push(R.PARAM_SYNTAX.with_text("Syntax: DATA"))
+            return
+        settings = self.service.settings
+        await self._raw_push(f"354 {R.DATA_GO.text}")
+        self._reset_timeout(settings.smtp.data_timeout)
+        try:
+            body = await self._read_data(settings.smtp.max_message_size)
+        except asyncio.CancelledError:  # the connection was lost (aiosmtpd cancels us)
+            event(log, "data-aborted", level=logging.INFO, client=self._client_ip())
+            raise
+        self._reset_timeout()
+        if body is None:  # the client went away: nothing was accepted
+            event(log, "data-aborted", level=logging.INFO, client=self._client_ip())
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if isinstance(body, Reply):
+            self._set_rset_state()
+            await self.push(body)
+            return
+        problem = self._check_body(body)
+        if problem is not None:
+            event(log, "data-refused", level=logging.INFO, client=self._client_ip(), reply=f"{problem.code} {problem.status}")
+            self._set_rset_state()
+            await self.push(problem)
+            return
+        msg_id = new_message_id()
+        data = self._received_header(msg_id) + body
+        if self.submission:
+            data = _complete_headers(data, self.hostname)
+        env = self.env
+        params = dict(env.params, client=self._client_ip(), helo=self.session.host_name if self.session else "",
+                      auth=self.session.auth_data if self.session and self.session.authenticated else None)
+        self._set_rset_state()
+        try:
+            queued = await self.service.queue.submit(env.mail_from or "", env.recipients, data, params, msg_id=msg_id)
+        except SpoolError as e:
+            event(log, "spool-refused", level=logging.ERROR, client=self._client_ip(), error=str(e))
+            await self.push(R.NO_STORAGE)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("event=submit-error client=%s", self._client_ip())
+            await self.push(R.LOCAL_ERROR)
+            return
+        await self.push(R.QUEUED.with_text(f"OK: queued as {queued}"))
+
+    async def _read_data(self, limit: int) -> bytes | Reply | None:
+        """The message up to CRLF.CRLF, dot-unstuffed (RFC 5321 §4.5.2).  A message over
+        ``limit`` is read through and answered 552 (RFC 5321 §4.5.3.1.10)."""
+        buf = bytearray(b"\r\n")  # so that ".\r\n" right after 354 ends an empty message
+        buf += self._buf
+        self._buf.clear()
+        start = 0
+        too_big = False
+        while True:
+            end = buf.find(b"\r\n.\r\n", start)
+            if end >= 0:
+                break
+            start = max(0, len(buf) - 4)
+            if len(buf) > limit + 2 + 4:
+                too_big = True
+                keep = bytes(buf[-4:])
+                buf = bytearray(keep)
+                start = 0
+            data = await self._reader.read(262144)
+            if not data:
+                return None
+            buf += data
+        self._buf += buf[end + 5:]
+        if too_big:
+            return R.TOO_BIG
+        body = bytes(buf[2:end + 2])
+        if len(body) > limit:
+            return R.TOO_BIG
+        if body.startswith(b"."):
+            body = body[1:]
+        return body.replace(b"\r\n..", b"\r\n.")
+
+    def _check_body(self, body: bytes) -> Reply | None:
+        crlf = body.count(b"\r\n")
+        if body.count(b"\n") != crlf or body.count(b"\r") != crlf:
+            return R.BODY_BARE_LF
+        if b"\x00" in body:
+            return R.BODY_NUL
+        if not body.isascii() and not self.env.params.get("body") == "8BITMIME" and not self.env.params.get("smtputf8"):
+            return R.BODY_8BIT
+        max_line = self.service.settings.smtp.max_line_length
+        if len(body) > max_line - 2 and max(map(len, body.split(b"\r\n"))) > max_line - 2:
+            return R.BODY_LONG_LINE
+        return None
+
+    def _received_header(self, msg_id: str) -> bytes:
+        """RFC 5321 §4.4 trace field; protocol names of RFC 3848."""
+        assert self.session is not None
+        helo = self.session.host_name or "unknown"
+        ip = self._client_ip() or "unknown"
+        proto = "ESMTP" if self.session.extended_smtp else "SMTP"
+        if self._tls_protocol is not None:
+            proto += "S"
+        if self.session.authenticated:
+            proto += "A"
+        if self.env.params.get("smtputf8"):
+            proto = "UTF8" + proto.replace("ESMTP", "SMTP")
+        tls = ""
+        if self.session.ssl:
+            cipher = self.transport.get_extra_info("cipher") if self.transport else None
+            if cipher:
+                tls = f"\r\n\t(using {cipher[1]} with cipher {cipher[0]})"
+        rcpts = self.env.rcpt_tos
+        for_clause = f"\r\n\tfor <{rcpts[0]}>" if len(rcpts) == 1 else ""
+        date = email.utils.format_datetime(email.utils.localtime())
+        return (f"Received: from {_clean(helo)} ([{ip}]){tls}\r\n\tby {self.hostname} (Waypost) with {proto}"
+                f" id {msg_id}{for_clause}; {date}\r\n").encode("utf-8")
+
+
+class _NoHooks:
+    """aiosmtpd wants a handler object; all our policy lives in ``WaypostSMTP``."""
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"[^\x21-\x7e]", "?", text)[:255]
+
+
+def _split_path(arg: str | None, keyword: str) -> tuple[str, list[tuple[str, str | None]]] | None:
+    """``FROM:<path> params`` → (address, [(KEY, value)]), or None when malformed.
+
+    RFC 5321 §4.1.2: Reverse-path / Forward-path = Path;  Path = "<" [ A-d-l ":" ] Mailbox ">"
+    A source route (A-d-l) is accepted and ignored (§4.1.1.3, §C)."""
+    if arg is None or not arg[: len(keyword)].upper() == keyword:
+        return None
+    rest = arg[len(keyword):].lstrip()
+    if not rest.startswith("<"):
+        return None
+    # Find the closing ">" outside a quoted local part.
+    in_quote = escaped = False
+    close = -1
+    for i, ch in enumerate(rest):
+        if escaped:
+            escaped = False
+        elif ch == "\\" and in_quote:
+            escaped = True
+        elif ch == '"':
+            in_quote = not in_quote
+        elif ch == ">" and not in_quote:
+            close = i
+            break
+    if close < 0:
+        return None
+    path = rest[1:close]
+    if path.startswith("@"):
+        route, colon, mailbox = path.partition(":")
+        if not colon:
+            return None
+        path = mailbox
+    params: list[tuple[str, str | None]] = []
+    for word in rest[close + 1:].split():
+        key, eq, value = word.partition("=")
+        if not key or not re.match(r"^[A-Za-z0-9][A-Za-z0-9-]*$", key) or (eq and not value):
+            return None
+        params.append((key.upper(), value if eq else None))
+    return path, params
+
+
+def _complete_headers(data: bytes, hostname: str) -> bytes:
+    """RFC 6409 §8.3, §8.4: a submission server may add a missing Date and Message-ID."""
+    end = data.find(b"\r\n\r\n")
+    header = (data if end < 0 else data[: end + 2]).lower()
+    extra = b""
+    if b"\r\ndate:" not in b"\r\n" + header:
+        extra += f"Date: {email.utils.format_datetime(email.utils.localtime())}\r\n".encode()
+    if b"\r\nmessage-id:" not in b"\r\n" + header:
+        extra += f"Message-ID: {email.utils.make_msgid(domain=hostname)}\r\n".encode()
+    if not extra:
+        return data
+    # After our Received field (the first line block), before the client's headers.
+    first_end = data.find(b"\r\n", 0)
+    while first_end >= 0 and data[first_end + 2:first_end + 3] in (b" ", b"\t"):
+        first_end = data.find(b"\r\n", first_end + 2)
+    return data[: first_end + 2] + extra + data[first_end + 2:]
+
+
+def make_tls_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+

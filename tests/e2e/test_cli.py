@@ -1,0 +1,118 @@
+"""The ``waypost`` command as an administrator uses it (real subprocesses where it matters)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from click.testing import CliRunner
+
+from waypost.config import reference_markdown
+
+
+def test_init_creates_everything(instance):
+    d = instance.data
+    assert (d / "waypost.toml").exists()
+    assert (d / "waypost.db").exists()
+    assert (d / "tls" / "cert.pem").exists() and (d / "tls" / "key.pem").stat().st_mode & 0o077 == 0
+    assert (d / "spool").is_dir() and (d / "mail").is_dir()
+    mode = subprocess.run(["sqlite3", str(d / "waypost.db"), "PRAGMA journal_mode"], capture_output=True, text=True)
+    if mode.returncode == 0:
+        assert mode.stdout.strip() == "wal"
+    again = instance.cli("init", str(d), use_data=False)
+    assert again.exit_code == 1 and "exists" in again.output
+
+
+def test_domain_commands(instance):
+    instance.ok("domain", "add", "client1.com", "--alias", "client1.net")
+    instance.ok("domain", "set", "client1.com", "--ip", "127.0.0.2")
+    rows = json.loads(instance.ok("domain", "list", "--json"))
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["example.test"]["main"] is True
+    assert by_name["client1.com"]["aliases"] == ["client1.net"]
+    assert by_name["client1.com"]["ips"] == ["127.0.0.2"]
+    bad = instance.cli("domain", "add", "client1.net")
+    assert bad.exit_code == 1 and "error:" in bad.output
+    assert "client1.com" in instance.ok("domain", "list")
+    instance.ok("domain", "remove", "client1.com", "--yes")
+    assert [r["name"] for r in json.loads(instance.ok("domain", "list", "--json"))] == ["example.test"]
+    main = instance.cli("domain", "remove", "example.test", "--yes")
+    assert main.exit_code == 1 and "main domain" in main.output
+
+
+def test_account_commands(instance):
+    instance.ok("account", "add", "info@example.test", "--password-stdin", "--name", "Info Desk", input="pw-one\n")
+    [row] = json.loads(instance.ok("account", "list", "--json"))
+    assert row["address"] == "info@example.test" and row["real_name"] == "Info Desk" and row["has_password"]
+    assert "password" not in json.dumps(row).replace("has_password", "")
+    instance.ok("account", "passwd", "info@example.test", "--password", "pw-two")
+    instance.ok("account", "set", "info@example.test", "--disable")
+    assert json.loads(instance.ok("account", "list", "--json"))[0]["enabled"] is False
+    dup = instance.cli("account", "add", "info@example.test", "--no-password")
+    assert dup.exit_code == 1 and "already exists" in dup.output
+    nodom = instance.cli("account", "add", "x@nowhere.example", "--no-password")
+    assert nodom.exit_code == 1 and "not a local domain" in nodom.output
+    instance.ok("account", "remove", "info@example.test")
+    assert json.loads(instance.ok("account", "list", "--json")) == []
+
+
+def test_alias_forwarder_group_commands(instance):
+    instance.ok("account", "add", "info@example.test", "--no-password")
+    instance.ok("alias", "add", "sales@example.test", "info")
+    instance.ok("forwarder", "add", "boss@example.test", "boss@home.example")
+    instance.ok("forwarder", "set", "boss@example.test", "boss@new.example")
+    instance.ok("group", "add", "staff@example.test", "--member", "info", "--member", "bob@other.example")
+    instance.ok("group", "set", "staff@example.test", "--add", "carol", "--remove", "bob@other.example")
+    assert json.loads(instance.ok("alias", "list", "--json"))[0]["target"] == "info"
+    assert json.loads(instance.ok("forwarder", "list", "--json"))[0]["target"] == "boss@new.example"
+    assert json.loads(instance.ok("group", "list", "--json"))[0]["members"] == ["info", "carol"]
+    wrong = instance.cli("alias", "remove", "boss@example.test")
+    assert wrong.exit_code == 1 and "is a forwarder" in wrong.output
+    for kind, addr in (("alias", "sales"), ("forwarder", "boss"), ("group", "staff")):
+        instance.ok(kind, "remove", f"{addr}@example.test")
+        assert json.loads(instance.ok(kind, "list", "--json")) == []
+
+
+def test_route_explains_itself(instance):
+    instance.ok("account", "add", "info@example.test", "--no-password")
+    out = json.loads(instance.ok("route", "info@EXAMPLE.test", "--json"))
+    assert out["route"]["kind"] == "local" and out["target"] == "local"
+    denied = json.loads(instance.ok("route", "joe@friend.example", "--from", "203.0.113.5", "--json"))
+    assert denied["route"]["kind"] == "refuse" and denied["route"]["status"] == "5.7.1"
+    assert any("relay: denied" in step for step in denied["trace"])
+    allowed = instance.ok("route", "joe@friend.example", "--auth", "info@example.test")
+    assert "relay: allowed (authenticated as info@example.test)" in allowed
+
+
+def test_config_errors_name_the_key(instance):
+    text = (instance.data / "waypost.toml").read_text().replace("max_recipients = 1000", "max_recipients = \"many\"")
+    (instance.data / "waypost.toml").write_text(text)
+    bad = instance.cli("config", "check")
+    assert bad.exit_code == 1 and "smtp.max_recipients" in bad.output
+    (instance.data / "waypost.toml").write_text(text.replace('max_recipients = "many"', "max_recipents = 5"))
+    bad = instance.cli("config", "check")
+    assert bad.exit_code == 1 and "unknown key smtp.max_recipents" in bad.output
+
+
+def test_readme_carries_the_configuration_reference():
+    readme = (__import__("pathlib").Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert reference_markdown() in readme, "README.md is out of date: paste `waypost config reference`"
+
+
+def test_every_command_has_help_and_a_readme_example():
+    from waypost.cli import cli
+
+    readme = (__import__("pathlib").Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+    def walk(group, prefix):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                yield from walk(cmd, prefix + [name])
+            else:
+                yield prefix + [name]
+
+    for path in walk(cli, []):
+        out = CliRunner().invoke(cli, [*path, "--help"])
+        assert out.exit_code == 0, path
+        assert "Example:" in out.output, f"waypost {' '.join(path)} --help has no example"
+        assert f"waypost {' '.join(path)}" in readme or f"`{' '.join(path)}" in readme, f"README lacks {path}"

@@ -1,0 +1,108 @@
+"""A message answered with 250 is never lost: kill -9 mid-stream, restart, count."""
+
+from __future__ import annotations
+
+import collections
+import re
+import smtplib
+import subprocess
+import threading
+import time
+
+from support.server import WaypostInstance, wait_for
+
+TOKEN = re.compile(rb"X-Token: (\S+)")
+
+
+def test_kill9_while_clients_send_loses_nothing(tmp_path):
+    inst = WaypostInstance(tmp_path / "data", server={"workers": 2})
+    inst.ok("account", "add", "alice@example.test", "--no-password")
+    inst.start()
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        for i in range(150):  # bounded: at most 150 messages per client
+            if stop.is_set():
+                return
+            token = f"c{n}-m{i}"
+            try:
+                with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=5) as c:
+                    c.sendmail("x@outside.example", ["alice@example.test"],
+                               f"Subject: crash test\r\nX-Token: {token}\r\n\r\nbody\r\n".encode())
+            except (OSError, smtplib.SMTPException):
+                return  # the server died under us: this one was not acknowledged
+            with lock:
+                acked.append(token)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(acked) >= 120, timeout=60, what="120 acknowledged messages")
+    inst.kill9()
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert len(acked) >= 120
+
+    inst.start()
+    wait_for(lambda: inst.queue_ids() == [], timeout=60, what="the recovered queue to drain")
+    seen: collections.Counter[str] = collections.Counter()
+    for path in inst.messages("alice@example.test"):
+        m = TOKEN.search(path.read_bytes())
+        assert m, path
+        seen[m.group(1).decode()] += 1
+    missing = [t for t in acked if seen[t] == 0]
+    assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {missing[:5]}"
+    assert max(seen.values()) <= 2
+    assert inst.log_lines(r"event=recovered")
+    inst.stop()
+
+
+def test_sigterm_stops_cleanly_and_keeps_the_queue(tmp_path):
+    inst = WaypostInstance(tmp_path / "data", delivery={"smtp_port": 9, "connect_timeout": 1.0},
+                           dns={"nameservers": ["127.0.0.1:9"], "timeout": 0.5})
+    inst.start()
+    with smtplib.SMTP("127.0.0.1", inst.smtp_port) as c:
+        c.sendmail("x@example.test", ["joe@unreachable.test"], b"Subject: waits\r\n\r\nx\r\n")
+    wait_for(lambda: inst.log_lines(r"event=deferred"), what="the first attempt to fail")
+    started = time.monotonic()
+    assert inst.stop() == 0
+    assert time.monotonic() - started < 10
+    ids = inst.queue_ids()
+    assert len(ids) == 1
+    assert (inst.data / "spool" / "queue" / ids[0]).exists()
+    # After a restart the message is still there, waiting for its next attempt.
+    inst.start()
+    assert inst.queue_ids() == ids
+    inst.stop()
+
+
+def test_full_spool_disk_gives_452_and_loses_nothing(tmp_path):
+    spool = tmp_path / "small-spool"
+    spool.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(spool)], check=True)
+    try:
+        inst = WaypostInstance(tmp_path / "data", storage={"spool": str(spool)},
+                               delivery={"smtp_port": 9, "connect_timeout": 1.0},
+                               dns={"nameservers": ["127.0.0.1:9"], "timeout": 0.5})
+        inst.start()
+        results = []
+        body = b"Subject: big\r\n\r\n" + (b"z" * 998 + b"\r\n") * 60  # ~60 KB each
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port) as c:
+            c.ehlo("c")
+            for _ in range(8):
+                c.mail("x@example.test")
+                c.rcpt("joe@unreachable.test")
+                code, msg = c.data(body)
+                results.append((code, msg))
+        assert any(code == 452 and msg.startswith(b"4.3.1") for code, msg in results), results
+        accepted = sum(1 for code, _ in results if code == 250)
+        assert accepted >= 1
+        assert len(inst.queue_ids()) == accepted  # every 250 is queued, no partial file left
+        assert list((spool / "tmp").iterdir()) == []
+        assert inst.log_lines(r"event=spool-refused")
+        inst.stop()
+    finally:
+        subprocess.run(["umount", str(spool)], check=False)

@@ -1,0 +1,190 @@
+"""Real Waypost servers for tests: a data directory made by ``waypost init``, settings on
+free 127.0.0.1 ports, and ``waypost serve`` in a subprocess, ready when it has printed
+its ``listening`` lines.  Nothing here reaches any address outside 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+from typing import Any, Iterator
+
+from click.testing import CliRunner
+
+from waypost.cli import cli
+from waypost.config import load_settings, render_toml, settings_from_dict
+
+__all__ = ["WaypostInstance", "free_port", "wait_for", "maildir_messages"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something true, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def maildir_messages(root: Path) -> list[Path]:
+    """Every message file in a Maildir's new/ and cur/."""
+    out: list[Path] = []
+    for sub in ("new", "cur"):
+        d = root / sub
+        if d.is_dir():
+            out.extend(sorted(p for p in d.iterdir() if p.is_file()))
+    return out
+
+
+class WaypostInstance:
+    """One data directory and, while started, one ``waypost serve`` process."""
+
+    def __init__(self, base: Path, domain: str = "example.test", hostname: str | None = None,
+                 host: str = "127.0.0.1", **overrides: dict[str, Any]) -> None:
+        self.data = base
+        self.domain = domain
+        self.host = host
+        result = self.cli("init", str(base), "--domain", domain, "--hostname", hostname or f"mail.{domain}",
+                          use_data=False)
+        assert result.exit_code == 0, result.output
+        self.smtp_port = free_port(host)
+        self.submission_port = free_port(host)
+        listen = {"smtp": f"{host}:{self.smtp_port}", "submission": f"{host}:{self.submission_port}"}
+        sections: dict[str, dict[str, Any]] = {"listen": listen, "queue": {"poll_interval": 0.2},
+                                               "server": {"workers": 1}}
+        for name, values in overrides.items():
+            sections.setdefault(name, {}).update(values)
+        self.configure(**sections)
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+        self._reader: threading.Thread | None = None
+
+    # -- settings -------------------------------------------------------------------
+
+    @property
+    def settings_path(self) -> Path:
+        return self.data / "waypost.toml"
+
+    def configure(self, **sections: dict[str, Any]) -> None:
+        """Merge keys into waypost.toml (validated as the server will read it)."""
+        raw = tomllib.loads(self.settings_path.read_text())
+        for name, values in sections.items():
+            raw.setdefault(name, {}).update(values)
+        settings = settings_from_dict(raw, self.data.resolve())
+        self.settings_path.write_text(render_toml(settings))
+
+    @property
+    def settings(self) -> Any:
+        return load_settings(self.data)
+
+    def cli(self, *args: str, input: str | None = None, use_data: bool = True) -> Any:
+        """Run a ``waypost`` command in-process through click (the real CLI code)."""
+        argv = (["--data", str(self.data)] if use_data else []) + list(args)
+        return CliRunner().invoke(cli, argv, input=input, catch_exceptions=False)
+
+    def ok(self, *args: str, input: str | None = None) -> str:
+        result = self.cli(*args, input=input)
+        assert result.exit_code == 0, f"waypost {' '.join(args)} failed: {result.output}"
+        return str(result.output)
+
+    def mailbox(self, address: str) -> Path:
+        name, domain = address.split("@")
+        return self.data / "mail" / domain / name
+
+    def messages(self, address: str) -> list[Path]:
+        return maildir_messages(self.mailbox(address))
+
+    # -- process ------------------------------------------------------------------------
+
+    def start(self, *extra: str, timeout: float = 20.0) -> "WaypostInstance":
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.output = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "waypost", "--data", str(self.data), "serve", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        wait_for(lambda: any(line.startswith("listening submission") for line in self.output) or self._died(),
+                 timeout, what="the server's listening lines")
+        if self._died():
+            raise AssertionError("waypost serve exited:\n" + "\n".join(self.output))
+        # Workers take over the sockets right away; a connection made now queues in the backlog.
+        return self
+
+    def _died(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line.rstrip("\n"))
+
+    def log_lines(self, pattern: str) -> list[str]:
+        rx = re.compile(pattern)
+        return [line for line in list(self.output) if rx.search(line)]
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+                raise AssertionError("waypost serve did not stop on SIGTERM:\n" + "\n".join(self.output[-30:]))
+        code = self.proc.returncode
+        if self._reader is not None:
+            self._reader.join(2)
+        self.proc = None
+        return code
+
+    def kill9(self) -> None:
+        """kill -9 the whole server (every worker)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        if self._reader is not None:
+            self._reader.join(2)
+        self.proc = None
+
+    def queue_ids(self) -> list[str]:
+        import json
+
+        return [m["id"] for m in json.loads(self.ok("queue", "list", "--json"))]
+
+    def __enter__(self) -> "WaypostInstance":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None:
+            try:
+                self.stop()
+            except AssertionError:
+                pass
+
+
+def iter_lines(text: str) -> Iterator[str]:
+    yield from text.splitlines()

@@ -1,0 +1,111 @@
+"""The directory and the simple router on a real SQLite database."""
+
+from __future__ import annotations
+
+import pytest
+
+from waypost.db import Conflict, NotFound, SQLiteDatabase
+from waypost.directory import Directory, DirectoryError
+from waypost.router import Context, Router
+
+
+@pytest.fixture
+def directory(tmp_path):
+    db = SQLiteDatabase(tmp_path / "w.db")
+    d = Directory(db, "example.test")
+    d.add_domain("example.test")
+    d.add_domain("client1.com", aliases=["client1.net"])
+    yield d
+    db.close()
+
+
+def test_domains_and_aliases(directory):
+    assert [d.name for d in directory.list_domains()] == ["client1.com", "example.test"]
+    assert directory.domain("CLIENT1.NET.").name == "client1.com"
+    with pytest.raises(Conflict):
+        directory.add_domain("client1.net")
+    with pytest.raises(DirectoryError):
+        directory.add_domain("bad_domain!")
+    with pytest.raises(DirectoryError):
+        directory.remove_domain("example.test")  # the main domain stays
+    directory.remove_domain("client1.com")
+    assert directory.domain("client1.net") is None
+
+
+def test_accounts_passwords_and_one_name_space(directory):
+    acct = directory.add_account("Info@Client1.com", "s3cret-pass", "Info Desk")
+    assert acct.address == "info@client1.com"
+    assert acct.data["password"].startswith("$argon2")
+    assert directory.verify_password(acct, "s3cret-pass")
+    assert not directory.verify_password(acct, "wrong")
+    with pytest.raises(Conflict):
+        directory.add_forwarder("info@client1.com", "x@elsewhere.example")
+    with pytest.raises(DirectoryError):
+        directory.add_account("bad%name@client1.com", "x")
+    with pytest.raises(DirectoryError):
+        directory.add_account("someone@not-local.example", "x")
+    directory.update("info@client1.com", "account", {"enabled": False})
+    assert not directory.verify_password(directory.get("info@client1.com"), "s3cret-pass")
+
+
+def test_alias_must_name_an_account_of_its_domain(directory):
+    directory.add_account("info@client1.com", None)
+    directory.add_alias("sales@client1.com", "info")
+    with pytest.raises(DirectoryError):
+        directory.add_alias("x@client1.com", "nobody")
+    with pytest.raises(DirectoryError):
+        directory.add_alias("x@client1.com", "info@example.test")
+    directory.remove("info@client1.com", "account")
+    with pytest.raises(NotFound):
+        directory.get("sales@client1.com")  # removed with its account
+
+
+def test_router_local_objects_and_expansion(directory):
+    r = Router(directory, ["127.0.0.0/8"])
+    directory.add_account("info@client1.com", None)
+    directory.add_account("bob@example.test", None)
+    directory.add_alias("sales@client1.com", "info")
+    directory.add_forwarder("boss@client1.com", "boss@elsewhere.example")
+    directory.add_group("staff@client1.com", ["info", "bob@example.test", "ghost", "sales", "boss"])
+    directory.add_group("loop@client1.com", ["loop", "info"])
+
+    res = r.resolve("sales@client1.net", Context(client_ip="203.0.113.9"))
+    assert (res.route.kind, res.route.account, res.route.domain) == ("local", "info", "client1.com")
+    assert "domain client1.net: alias of client1.com" in res.trace
+
+    staff = r.resolve("staff@client1.com", Context(client_ip="203.0.113.9")).route
+    routes = r.expand(staff)
+    kinds = sorted((x.kind, x.address) for x in routes)
+    # info and its alias sales are one mailbox... but both names are kept as routes to the same account
+    assert ("local", "info@client1.com") in kinds
+    assert ("local", "bob@example.test") in kinds
+    assert ("remote", "boss@elsewhere.example") in kinds  # the forwarder may relay: it is ours
+    assert ("refuse", "ghost@client1.com") in kinds  # bounced later, not silently lost
+
+    looped = r.expand(r.resolve("loop@client1.com").route)
+    assert [x.address for x in looped] == ["info@client1.com"]
+
+
+def test_router_relay_decisions(directory):
+    r = Router(directory, ["127.0.0.0/8"])
+    outside = Context(client_ip="203.0.113.9")
+    assert r.resolve("joe@friend.example", outside).route.kind == "refuse"
+    assert r.resolve("joe@friend.example", outside).route.status == "5.7.1"
+    assert r.resolve("joe@friend.example", Context(client_ip="127.0.0.5")).route.kind == "remote"
+    authed = r.resolve("joe@friend.example", Context(client_ip="203.0.113.9", authenticated="info@client1.com"))
+    assert authed.route.kind == "remote" and authed.route.target == "mx:friend.example"
+    assert r.resolve("nobody@client1.com", outside).route.code == 550
+    assert r.resolve("user%victim.example@client1.com", outside).route.kind == "refuse"
+    assert r.resolve("bad address", outside).route.code == 501
+
+
+def test_login_names(directory):
+    r = Router(directory, [])
+    directory.add_account("info@client1.com", "pw-client1")
+    directory.add_account("info@example.test", "pw-main")
+    directory.set_domain("client1.com", ips=["127.0.0.2"])
+    assert r.resolve_login("info%client1.com", Context(kind="access")).address == "info@client1.com"
+    assert r.resolve_login("info@client1.net", Context(kind="access")).address == "info@client1.com"
+    assert r.resolve_login("info", Context(kind="access", server_ip="127.0.0.2")).address == "info@client1.com"
+    assert r.resolve_login("info", Context(kind="access", server_ip="127.0.0.1")).address == "info@example.test"
+    assert r.resolve_login("nobody", Context(kind="access")) is None

@@ -184,3 +184,80 @@ def test_json_log_format(instance):
     line = instance.log_lines(r'"event": "delivered"')[0]
     rec = json.loads(line)
     assert rec["rcpt"] == "<alice@example.test>" and rec["sender"] == "<x@outside.example>" and rec["id"]
+
+
+def test_expired_mail_is_bounced(tmp_path):
+    dns = TestDNSServer({"gone.test": {"A": ["127.0.0.1"]}})
+    dns.start()
+    a = WaypostInstance(tmp_path / "a", dns={"nameservers": [dns.nameserver]},
+                        delivery={"smtp_port": free_port_closed(), "connect_timeout": 1.0},
+                        queue={"poll_interval": 0.2, "retry_intervals": [1], "expire_after": 3})
+    a.ok("account", "add", "alice@example.test", "--no-password")
+    try:
+        a.start()
+        send(a, "alice@example.test", ["joe@gone.test"])
+        dsn = wait_for(lambda: a.messages("alice@example.test"), timeout=20, what="the expiry bounce")
+        text = dsn[0].read_text()
+        assert "Status: 4.4.7" in text and "Action: failed" in text
+        assert a.log_lines(r"event=expired .*rcpt=<joe@gone.test>")
+        assert len(a.log_lines(r"event=deferred .*rcpt=<joe@gone.test>")) >= 1
+        wait_for(lambda: a.queue_ids() == [])
+    finally:
+        a.stop()
+        dns.stop()
+
+
+def free_port_closed() -> int:
+    from support.server import free_port
+
+    return free_port()  # nothing listens there: connections are refused
+
+
+class _SlowCounter:
+    """An aiosmtpd handler that records how many sessions are in DATA at once."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.now = 0
+        self.peak = 0
+        self.count = 0
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        import asyncio
+
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        await asyncio.sleep(0.3)
+        with self.lock:
+            self.now -= 1
+            self.count += 1
+        return "250 2.0.0 OK"
+
+
+def test_concurrency_limit_per_destination(tmp_path):
+    from aiosmtpd.controller import Controller
+
+    from support.server import free_port
+
+    handler = _SlowCounter()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    dns = TestDNSServer({"slow.test": {"MX": [(10, "mx.slow.test")]}, "mx.slow.test": {"A": ["127.0.0.1"]}})
+    dns.start()
+    a = WaypostInstance(tmp_path / "a", dns={"nameservers": [dns.nameserver]},
+                        delivery={"smtp_port": port, "max_per_host": 2})
+    try:
+        a.start()
+        with smtplib.SMTP("127.0.0.1", a.smtp_port) as c:
+            for i in range(6):
+                c.sendmail("x@example.test", [f"r{i}@slow.test"], b"Subject: slow\r\n\r\nx\r\n")
+        wait_for(lambda: handler.count == 6, timeout=20, what="six deliveries")
+        assert handler.peak == 2
+    finally:
+        a.stop()
+        dns.stop()
+        controller.stop()

@@ -261,3 +261,44 @@ def test_concurrency_limit_per_destination(tmp_path):
         a.stop()
         dns.stop()
         controller.stop()
+
+
+def test_queue_flush_and_delete(pair):
+    a, b, dns = pair
+    a.configure(queue={"poll_interval": 0.2, "retry_intervals": [3600]})
+    a.start()  # b is down: both messages are deferred for an hour
+    send(a, "alice@example.test", ["rita@remote.test"], b"Subject: one\r\n\r\nx\r\n")
+    send(a, "alice@example.test", ["rita@remote.test"], b"Subject: two\r\n\r\nx\r\n")
+    wait_for(lambda: len(a.log_lines(r"event=deferred")) == 2)
+    first, second = a.queue_ids()
+    assert "Subject: one" in a.ok("queue", "show", first, "--body")
+    assert "deleted" in a.ok("queue", "delete", second)
+    assert a.cli("queue", "delete", second).exit_code == 1
+    assert not (a.data / "spool" / "queue" / second).exists()
+    b.start()
+    assert "1 recipient(s) due now" in a.ok("queue", "flush")
+    files = wait_for(lambda: b.messages("rita@remote.test"), what="the flushed message")
+    assert len(files) == 1 and b"Subject: one" in files[0].read_bytes()
+    wait_for(lambda: a.queue_ids() == [])
+    assert a.messages("alice@example.test") == []  # deleting does not bounce
+
+
+def test_concurrent_sessions_share_flushes(server):
+    import threading
+
+    def client(n):
+        with smtplib.SMTP("127.0.0.1", server.smtp_port) as c:
+            for i in range(5):
+                c.sendmail("x@outside.example", ["alice@example.test"], b"Subject: gc\r\n\r\nx\r\n")
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    wait_for(lambda: len(server.messages("alice@example.test")) == 100, timeout=30)
+    server.stop()
+    [stats] = server.log_lines(r"event=spool-stats")
+    fields = dict(kv.split("=") for kv in stats.split() if "=" in kv)
+    assert int(fields["messages"]) == 100
+    assert int(fields["flushes"]) < 100  # group commit: fewer flushes than messages

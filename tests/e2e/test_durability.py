@@ -106,3 +106,22 @@ def test_full_spool_disk_gives_452_and_loses_nothing(tmp_path):
         inst.stop()
     finally:
         subprocess.run(["umount", str(spool)], check=False)
+
+
+def test_a_dead_worker_is_replaced_and_its_work_taken_over(tmp_path):
+    import os
+    import signal as sig
+
+    inst = WaypostInstance(tmp_path / "data", server={"workers": 2})
+    inst.ok("account", "add", "alice@example.test", "--no-password")
+    inst.start()
+    ready = wait_for(lambda: len(inst.log_lines(r"event=worker-ready")) == 2 and inst.log_lines(r"event=worker-ready"))
+    pids = [int(line.rsplit("pid=", 1)[1]) for line in ready]
+    os.kill(pids[0], sig.SIGKILL)
+    wait_for(lambda: inst.log_lines(rf"event=worker-died pid={pids[0]}"))
+    wait_for(lambda: len(inst.log_lines(r"event=worker-ready")) == 3, what="a replacement worker")
+    for _ in range(10):
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port) as c:
+            c.sendmail("x@outside.example", ["alice@example.test"], b"Subject: after\r\n\r\nx\r\n")
+    wait_for(lambda: len(inst.messages("alice@example.test")) == 10)
+    assert inst.stop() == 0

@@ -139,6 +139,7 @@ class QueueManager:
             t.cancel()
         await asyncio.gather(*self._running, *self._tasks, return_exceptions=True)
         self.spool.stop()
+        event(log, "spool-stats", messages=self.spool.messages, flushes=self.spool.batches)
         # Whatever this worker held goes back to the index for the next start.
         await asyncio.to_thread(self.db.queue_release_leases_of, self.owner)
 

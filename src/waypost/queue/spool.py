@@ -89,7 +89,8 @@ class Spool:
         self._on_commit = on_commit
         self._pending: _queue.SimpleQueue[_Pending | None] = _queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self.batches = 0  # flushes made, for the benchmark and the logs
+        self.batches = 0  # flushes made (group commits) ...
+        self.messages = 0  # ... for this many messages: the logs show both at stop
 
     # -- committer ------------------------------------------------------------------
 
@@ -149,6 +150,7 @@ class Spool:
             if written:
                 fsync_dir(self.queue_dir)
             self.batches += 1
+            self.messages += len(written)
         except OSError as e:
             for fd, p in written:
                 try:

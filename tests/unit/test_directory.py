@@ -71,7 +71,7 @@ def test_router_local_objects_and_expansion(directory):
 
     res = r.resolve("sales@client1.net", Context(client_ip="203.0.113.9"))
     assert (res.route.kind, res.route.account, res.route.domain) == ("local", "info", "client1.com")
-    assert "domain client1.net: alias of client1.com" in res.trace
+    assert "domain client1.net: local (alias of client1.com)" in res.trace
 
     staff = r.resolve("staff@client1.com", Context(client_ip="203.0.113.9")).route
     routes = r.expand(staff)

@@ -13,6 +13,7 @@ from ..config import SETTINGS_FILE, ConfigError, Settings, reference_markdown, r
 from .common import App, fail, handle_errors, json_option, pass_app
 from .directory import register as register_directory
 from .queue import queue
+from .router import router
 
 __all__ = ["main", "cli"]
 
@@ -105,7 +106,8 @@ def config_reference() -> None:
 @click.argument("address")
 @click.option("--from", "client_ip", default=None, help="The client's IP address (for relay decisions).")
 @click.option("--auth", "auth", default=None, help="Resolve as if authenticated as this account.")
-@click.option("--kind", type=click.Choice(["mail", "access", "http"]), default="mail", show_default=True)
+@click.option("--kind", type=click.Choice(["mail", "access", "http"]), default="mail", show_default=True,
+              help="What the name is: an e-mail recipient, a login name, or an HTTP host name.")
 @click.option("--server-ip", default=None, help="The server address the client connected to (multihoming).")
 @json_option
 @pass_app
@@ -115,18 +117,21 @@ def route(app: App, address: str, client_ip: str | None, auth: str | None, kind:
     """Explain how ADDRESS is resolved, step by step.  Example: waypost route joe@friend.com --from 203.0.113.5"""
     from ..router import Context, Router
 
-    router = Router(app.directory, app.settings.relay.trusted_networks)
+    rt = Router(app.directory, app.settings.relay.trusted_networks)
     ctx = Context(kind=kind, client_ip=client_ip, server_ip=server_ip, authenticated=auth)
     if kind == "access":
-        acct = router.resolve_login(address, ctx)
-        result = {"input": address, "kind": kind, "account": acct.address if acct else None}
+        trace: list[str] = []
+        acct = rt.resolve_login(address, ctx, trace)
         if as_json:
-            click.echo(json.dumps(result, indent=2))
+            click.echo(json.dumps({"input": address, "kind": kind, "account": acct.address if acct else None,
+                                   "trace": trace}, indent=2))
         else:
-            click.echo(f"{address} -> {'account ' + acct.address if acct else 'no account'}")
+            for i, step in enumerate(trace, 1):
+                click.echo(f"{i:>3}. {step}")
+            click.echo(f"  -> {'account ' + acct.address if acct else 'no account'}")
         return
-    res = router.resolve(address, ctx)
-    routes = router.expand(res.route, res.trace) if res.route.kind == "local" else [res.route]
+    res = rt.resolve(address, ctx)
+    routes = rt.expand(res.route, res.trace) if res.route.kind == "local" else [res.route]
     if as_json:
         click.echo(json.dumps({"input": address, "route": res.route.to_dict(), "target": res.route.target,
                                "deliveries": [r.to_dict() | {"target": r.target} for r in routes],
@@ -140,6 +145,7 @@ def route(app: App, address: str, client_ip: str | None, auth: str | None, kind:
 
 
 cli.add_command(queue)
+cli.add_command(router)
 register_directory(cli)
 
 

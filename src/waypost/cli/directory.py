@@ -20,6 +20,7 @@ def _domain_row(app: App, d: DomainRecord) -> dict[str, Any]:
         "main": d.name == app.directory.main_domain,
         "aliases": d.aliases,
         "ips": d.settings.get("ips", []),
+        "mail_to_unknown": d.settings.get("mail_to_unknown", "rejected"),
         "objects": len(app.db.list_objects(d.name)),
         "settings": d.settings,
     }
@@ -52,6 +53,25 @@ def _read_password(password: str | None, stdin: bool, prompt: bool = True) -> st
     return password
 
 
+def _check_unknown(value: str) -> str:
+    """Mail to Unknown: one of the words, or a reroute pattern with one '*' whose result
+    the router can route (seed 004: '*%domain.dom@otherserver.dom.via')."""
+    from ..router.resolve import MAIL_TO_UNKNOWN
+
+    v = value.strip()
+    if v.lower() in MAIL_TO_UNKNOWN:
+        return v.lower()
+    if v.count("*") != 1:
+        fail(f"--mail-to-unknown: expected {', '.join(MAIL_TO_UNKNOWN)} or a pattern with one '*'")
+    from ..address import AddressError, parse_address
+
+    try:
+        parse_address(v.replace("*", "name"), allow_no_domain=True)
+    except AddressError as e:
+        fail(f"--mail-to-unknown: {e}")
+    return v
+
+
 # -- domain ---------------------------------------------------------------------------
 
 @click.group()
@@ -81,7 +101,7 @@ def domain_add(app: App, name: str, aliases: tuple[str, ...], ips: tuple[str, ..
 def domain_list(app: App, as_json: bool) -> None:
     """List domains.  Example: waypost domain list --json"""
     rows = [_domain_row(app, d) for d in app.directory.list_domains()]
-    emit(app, rows, ["name", "main", "aliases", "ips", "objects"], as_json, "Domains")
+    emit(app, rows, ["name", "main", "aliases", "ips", "mail_to_unknown", "objects"], as_json, "Domains")
 
 
 @domain.command("set")
@@ -90,12 +110,16 @@ def domain_list(app: App, as_json: bool) -> None:
 @click.option("--no-aliases", is_flag=True, help="Remove every alias.")
 @click.option("--ip", "ips", multiple=True, help="Replace the server addresses bound to it (repeatable).")
 @click.option("--no-ips", is_flag=True, help="Unbind every server address.")
+@click.option("--mail-to-unknown", "unknown", metavar="rejected|discarded|bounced|PATTERN",
+              help="What mail to a name with no object does; PATTERN reroutes, e.g. '*%client1.com@old.client1.com.via'.")
 @pass_app
 @handle_errors
 def domain_set(app: App, name: str, aliases: tuple[str, ...], no_aliases: bool, ips: tuple[str, ...],
-               no_ips: bool) -> None:
+               no_ips: bool, unknown: str | None) -> None:
     """Change a domain.  Example: waypost domain set client1.com --ip 127.0.0.2"""
     kwargs: dict[str, Any] = {}
+    if unknown is not None:
+        kwargs["mail_to_unknown"] = _check_unknown(unknown)
     if aliases or no_aliases:
         kwargs["aliases"] = [] if no_aliases else list(aliases)
     if ips or no_ips:

@@ -113,6 +113,12 @@ class Database(Protocol):
     # -- life cycle ---------------------------------------------------------------
     def close(self) -> None: ...
 
+    # -- server-wide values (the router table, later rules and hold lists) ----------
+    def get_value(self, key: str) -> Any:
+        """The JSON value stored under ``key``, or None."""
+    def set_value(self, key: str, value: Any) -> None:
+        """Store a JSON value under ``key`` (None removes it)."""
+
     # -- domains ------------------------------------------------------------------
     def add_domain(self, name: str, settings: dict[str, Any] | None = None) -> DomainRecord: ...
     def get_domain(self, name: str) -> DomainRecord | None:

@@ -131,6 +131,20 @@ class SQLiteDatabase:
             self._all.clear()
         self._local = threading.local()
 
+    # -- server-wide values -----------------------------------------------------------
+
+    def get_value(self, key: str) -> Any:
+        row = self._conn().execute("SELECT value FROM meta WHERE key=?", ("v:" + key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_value(self, key: str, value: Any) -> None:
+        with self._write() as c:
+            if value is None:
+                c.execute("DELETE FROM meta WHERE key=?", ("v:" + key,))
+            else:
+                c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                          ("v:" + key, json.dumps(value)))
+
     # -- domains --------------------------------------------------------------------
 
     def _domain_row(self, conn: sqlite3.Connection, name: str) -> DomainRecord | None:

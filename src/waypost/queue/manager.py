@@ -217,7 +217,7 @@ class QueueManager:
             if target == LOCAL_TARGET:
                 assert self._local_queue is not None
                 self._local_queue.put_nowait((msg, group, data))
-            elif target == "refuse":
+            elif target in ("refuse", "bounce"):
                 outcomes = [
                     _Outcome(r, "failed", f"{r.route.get('code', 550)} {r.route.get('status', '5.1.1')} "
                              f"{r.route.get('reason', 'refused')}", r.route.get("status", "5.1.1"))

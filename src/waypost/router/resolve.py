@@ -1,31 +1,78 @@
 """Address resolution: the one place where routing decisions are made.
 
 ``Router.resolve(address, context)`` is synchronous and does no network I/O: it reads
-the directory (committed database state) and the settings, and appends each step to a
-trace.  Listeners, rules and the queue ask it; they never decide routes themselves.
+the routing table and the directory (committed database state) and appends each step to
+a trace.  Listeners, rules and the queue ask it; they never decide routes themselves.
 
-Order of resolution for an e-mail recipient (ROUTER.md):
-  1. normalise the address (domain case, IDNA, trailing dot; no domain = main domain);
-  2. a local domain (or an IP literal of one of our own addresses): account, alias,
-     forwarder, group — else "unknown user";
-  3. any other domain: remote delivery by MX, if this client may relay, else refused.
+Order of resolution for an e-mail recipient (ROUTER.md), repeated on each rewritten
+address until it is final, at most ``MAX_HOPS`` times (a routing loop becomes a clear
+refusal, never a hang):
+
+  1. normalise (domain case, IDNA, trailing dot; no domain = the main domain);
+  2. the Router table: address-level before domain-level records, exact before wildcard;
+     a result in a ``.via`` domain or an IP literal is final (remote delivery);
+  3. an IP literal of one of our own addresses is the main domain; any other IP literal
+     is remote delivery to that address;
+  4. a local domain: account, alias, forwarder, group — then the ``%`` and ``!`` forms
+     (``user%victim@ours``, ``victim!user@ours``, ``"user@victim"@ours``) are routed as
+     the address they name — then the domain's Mail to Unknown;
+  5. any other domain: remote delivery by MX.
+
+Relay permission (asked only when the result is remote): a trusted client (Waypost's
+own expansions, an authenticated client, a client in ``relay.trusted_networks``) may
+relay anywhere.  Anyone may relay where a ``Relay:`` or ``RelayAll:`` record, or the
+domain's Mail to Unknown setting, sent the address — except that an address that
+reached a remote domain through the ``%``/``!`` forms is relayable for untrusted clients
+only through a ``RelayAll:`` record.  Everything else: ``554 5.7.1``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import threading
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from ..address import AddressError, ip_from_literal, is_ip_literal, parse_address
+from ..address import AddressError, ip_from_literal, is_ip_literal, normalize_domain, parse_address
+from ..db import Database
 from ..directory import Directory, ObjectRecord
 from .route import Context, Resolution, Route
+from .special import is_final_domain, normalize_via, parse_via, unpercent
+from .table import Prefix, RoutingTable, TableError, parse_table
 
-__all__ = ["Router", "MAX_EXPANSION"]
+__all__ = ["Router", "MAX_EXPANSION", "MAX_HOPS", "TABLE_KEY", "MAIL_TO_UNKNOWN", "store_table"]
 
 #: Most final recipients one address may expand to through groups and forwarders.
 MAX_EXPANSION = 1000
 #: Deepest chain of forwarders and groups followed.
 MAX_EXPANSION_DEPTH = 16
+#: Most rewrites (records, % forms, Mail to Unknown) applied to one address.
+MAX_HOPS = 16
+#: Where the table text lives in the database: {"text": ..., "version": n}.
+TABLE_KEY = "router.table"
+#: The values of a domain's ``mail_to_unknown`` setting besides a reroute pattern.
+MAIL_TO_UNKNOWN = ("rejected", "discarded", "bounced")
+
+
+def store_table(db: Database, text: str) -> tuple[int, list[TableError]]:
+    """Validate the whole text and, only if every line is good, make it the table.
+    Returns (number of records, errors); nothing changes when there are errors."""
+    records, errors = parse_table(text)
+    if errors:
+        return 0, errors
+    current = db.get_value(TABLE_KEY) or {}
+    db.set_value(TABLE_KEY, {"text": text, "version": int(current.get("version", 0)) + 1})
+    return len(records), []
+
+
+@dataclass(slots=True)
+class _Walk:
+    """What one resolution has learnt so far."""
+
+    trusted: bool
+    granted: bool = False      # a Relay:/RelayAll: record or Mail to Unknown sent us here
+    granted_all: bool = False  # ... a RelayAll: record
+    percent: bool = False      # a %/! form from the client was followed
 
 
 class Router:
@@ -38,6 +85,24 @@ class Router:
         self.directory = directory
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in trusted_networks]
         self.own_addresses = {str(ipaddress.ip_address(a)) for a in own_addresses}
+        self._table = RoutingTable.compile([])
+        self._table_version = 0
+        self._lock = threading.Lock()
+
+    # -- the table ----------------------------------------------------------------
+
+    def table(self) -> RoutingTable:
+        """The current table: recompiled when the stored text changed (the check is
+        one primary-key read), so a running server uses a new table at once."""
+        stored = self.directory.db.get_value(TABLE_KEY)
+        version = int(stored["version"]) if stored else 0
+        if version != self._table_version:
+            with self._lock:
+                if version != self._table_version:
+                    records, _errors = parse_table(stored["text"] if stored else "")
+                    self._table = RoutingTable.compile(records)
+                    self._table_version = version
+        return self._table
 
     # -- relay permission -------------------------------------------------------
 
@@ -48,11 +113,14 @@ class Router:
             ip = ipaddress.ip_address(client_ip.split("%", 1)[0])
         except ValueError:
             return False
-        if ip.version == 6 and ip.ipv4_mapped is not None:  # type: ignore[union-attr]
-            ip = ip.ipv4_mapped  # type: ignore[union-attr]
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
         return any(ip in net for net in self.trusted)
 
-    def may_relay(self, ctx: Context, trace: list[str]) -> bool:
+    def _trusted(self, ctx: Context) -> bool:
+        return ctx.internal or bool(ctx.authenticated) or self.is_trusted(ctx.client_ip)
+
+    def _may_relay(self, ctx: Context, walk: _Walk, trace: list[str]) -> bool:
         if ctx.internal:
             trace.append("relay: allowed (Waypost's own expansion)")
             return True
@@ -61,6 +129,12 @@ class Router:
             return True
         if self.is_trusted(ctx.client_ip):
             trace.append(f"relay: allowed (client {ctx.client_ip} is in relay.trusted_networks)")
+            return True
+        if walk.percent and not walk.granted_all:
+            trace.append("relay: denied (a %/! address from an untrusted client needs a RelayAll: record)")
+            return False
+        if walk.granted:
+            trace.append("relay: allowed (a Relay:/RelayAll: record or Mail to Unknown sent it here)")
             return True
         trace.append(f"relay: denied (client {ctx.client_ip or 'unknown'} is neither authenticated nor trusted)")
         return False
@@ -71,7 +145,9 @@ class Router:
         ctx = ctx or Context()
         trace: list[str] = [f"input: {address!r} ({ctx.kind})"]
         route = self._resolve(address, ctx, trace)
-        trace.append(f"result: {route.kind} {route.target if route.kind in ('local', 'remote', 'held') else ''}".rstrip())
+        where = route.target if route.kind in ("local", "remote", "held") else ""
+        trace.append(f"result: {route.kind} {where}".rstrip()
+                     + (f" ({route.code} {route.status} {route.reason})" if route.kind == "refuse" else ""))
         return Resolution(route, trace)
 
     def _resolve(self, address: str, ctx: Context, trace: list[str]) -> Route:
@@ -80,31 +156,113 @@ class Router:
         except AddressError as e:
             trace.append(f"syntax: {e}")
             return Route("refuse", address, code=501, status="5.1.3", reason=f"Bad recipient address syntax: {e}")
-        domain = addr.domain or self.directory.main_domain
+        main = self.directory.main_domain
+        local, domain = addr.local, addr.domain or main
         if not addr.domain:
-            trace.append(f"no domain: using the main domain {domain}")
-        if is_ip_literal(domain):
-            ip = ip_from_literal(domain)
-            if ip in self.own_addresses:
-                trace.append(f"{domain} is one of our own addresses: main domain {self.directory.main_domain}")
-                domain = self.directory.main_domain
-            else:
-                return self._remote(addr.local, domain, ctx, trace, host=ip, port=25)
-        rec = self.directory.domain(domain)
-        if rec is None:
-            trace.append(f"domain {domain}: not local")
-            return self._remote(addr.local, domain, ctx, trace)
-        if rec.name != domain:
-            trace.append(f"domain {domain}: alias of {rec.name}")
+            trace.append(f"no domain: using the main domain {main}")
+        table = self.table()
+        walk = _Walk(trusted=self._trusted(ctx))
+        for _hop in range(MAX_HOPS + 1):
+            # 2. the Router table
+            m = table.lookup(local, domain, ctx.kind, trusted=walk.trusted)
+            if m is not None:
+                trace.append(m.description)
+                if m.relay in (Prefix.RELAY, Prefix.RELAYALL):
+                    walk.granted = True
+                    walk.granted_all = walk.granted_all or m.relay is Prefix.RELAYALL
+                local, domain = m.local, m.domain or main
+                if is_final_domain(domain):
+                    return self._special(local, domain, ctx, walk, trace)
+                continue
+            # 3. IP literals
+            if is_ip_literal(domain):
+                ip = ip_from_literal(domain)
+                if ip not in self.own_addresses:
+                    return self._special(local, domain, ctx, walk, trace)
+                trace.append(f"{domain} is one of our own addresses: the main domain {main}")
+                domain = main
+            # 4. local domains
+            rec = self.directory.domain(domain)
+            if rec is None:
+                trace.append(f"domain {domain}: not local")
+                return self._remote(local, domain, ctx, walk, trace)
+            trace.append(f"domain {domain}: local" + (f" (alias of {rec.name})" if rec.name != domain else ""))
+            key = _unquote(local).lower()
+            obj = self.directory.db.get_object(rec.name, key)
+            if obj is not None:
+                return self._local(obj, trace)
+            trace.append(f"object {key}@{rec.name}: none")
+            inner = _source_route(local)
+            if inner is not None:
+                walk.percent = True
+                local, domain = inner
+                trace.append(f"{addr.local if _hop == 0 else key}@{rec.name} names {local}@{domain}: routed again")
+                try:
+                    domain = normalize_domain(domain)
+                except AddressError as e:
+                    return Route("refuse", f"{local}@{domain}", code=501, status="5.1.3", reason=f"Bad address: {e}")
+                continue
+            if ctx.kind != "mail":
+                return Route("refuse", f"{local}@{rec.name}", domain=rec.name, code=550, status="5.1.1",
+                             reason=f"<{local}@{rec.name}>: unknown name")
+            unknown = self._unknown(local, rec.name, rec.settings.get("mail_to_unknown", "rejected"), trace)
+            if isinstance(unknown, Route):
+                return unknown
+            walk.granted = True  # the administrator's own reroute
+            local, domain = unknown
+            if is_final_domain(domain):
+                return self._special(local, domain, ctx, walk, trace)
+        trace.append(f"routing loop: more than {MAX_HOPS} rewrites")
+        return Route("refuse", address, code=554, status="5.4.6",
+                     reason=f"<{address}>: routing loop (more than {MAX_HOPS} router rewrites)")
+
+    def _unknown(self, local: str, domain: str, setting: str, trace: list[str]) -> Route | tuple[str, str]:
+        """The domain's Mail to Unknown: a final route, or the address to route next."""
+        address = f"{local}@{domain}"
+        if setting == "discarded":
+            trace.append(f"Mail to Unknown of {domain}: discarded")
+            return Route("discard", address, domain=domain)
+        if setting == "bounced":
+            trace.append(f"Mail to Unknown of {domain}: accepted and bounced")
+            return Route("bounce", address, domain=domain, code=550, status="5.1.1",
+                         reason=f"<{address}>: no such user here")
+        if setting and setting != "rejected":
+            pattern = normalize_via(setting)
+            rerouted = pattern.replace("*", local, 1)
+            trace.append(f"Mail to Unknown of {domain}: rerouted by {setting} to {rerouted}")
+            r_local, at, r_domain = rerouted.rpartition("@")
+            if not at:
+                r_local, r_domain = rerouted, self.directory.main_domain
+            return r_local, r_domain.lower()
+        trace.append(f"Mail to Unknown of {domain}: rejected")
+        return Route("refuse", address, domain=domain, code=550, status="5.1.1",
+                     reason=f"<{address}>: no such user here")
+
+    def _special(self, local: str, domain: str, ctx: Context, walk: _Walk, trace: list[str]) -> Route:
+        """A ``.via`` domain or an IP literal: remote delivery to that host (seed 004)."""
+        via = parse_via(domain)
+        if via is None:
+            trace.append(f"{domain}: not a usable .via domain or IP literal")
+            return Route("refuse", f"{local}@{domain}", code=550, status="5.1.2",
+                         reason=f"<{local}@{domain}>: bad routing target {domain}")
+        # "The resulting envelope address (aname%domain.dom) is converted to the standard
+        # form (aname@domain.dom)": the last % turns into @; the .via part is cut off.
+        split = unpercent(local)
+        if split is not None:
+            envelope = f"{split[0]}@{split[1]}"
         else:
-            trace.append(f"domain {domain}: local")
-        local = addr.local_key
-        obj = self.directory.db.get_object(rec.name, local)
-        if obj is None:
-            trace.append(f"object {local}@{rec.name}: none")
-            return Route("refuse", f"{addr.local}@{rec.name}", domain=rec.name, code=550, status="5.1.1",
-                         reason=f"<{addr.local}@{rec.name}>: no such user here")
-        return self._local(obj, trace)
+            envelope = f"{local}@[{via.host}]" if via.is_ip else f"{local}@{via.host}"
+        how = "MX of" if via.mx else ("address" if via.is_ip else "A/AAAA of")
+        trace.append(f"{domain}: deliver to {how} {via}, envelope <{envelope}>")
+        env_domain = envelope.rpartition("@")[2]
+        if not self._may_relay(ctx, walk, trace):
+            return Route("refuse", envelope, domain=env_domain, code=554, status="5.7.1",
+                         reason=f"<{envelope}>: Relay access denied")
+        if via.mx:
+            return Route("remote", envelope, domain=via.host)
+        # An IP literal or N.N.N.N.via without a port: the standard port, which is
+        # delivery.smtp_port (25 unless a test moves it).
+        return Route("remote", envelope, domain=env_domain, host=via.host, port=via.port)
 
     def _local(self, obj: ObjectRecord, trace: list[str]) -> Route:
         trace.append(f"object {obj.address}: {obj.kind}")
@@ -123,23 +281,16 @@ class Router:
                              reason=f"<{obj.address}>: mailbox disabled")
         return Route("local", obj.address, domain=obj.domain, name=obj.name, object_kind=obj.kind, account=account)
 
-    def _remote(self, local: str, domain: str, ctx: Context, trace: list[str],
-                host: str = "", port: int | None = None) -> Route:
+    def _remote(self, local: str, domain: str, ctx: Context, walk: _Walk, trace: list[str]) -> Route:
         address = f"{local}@{domain}"
         if ctx.kind != "mail":
             trace.append(f"{ctx.kind} names must be local")
             return Route("refuse", address, code=550, status="5.1.1", reason=f"<{address}>: unknown name")
-        # '%', '!' and quoted '@' in the local part of a remote address are passed on
-        # as they are: they only matter to the destination, and only a client that may
-        # relay gets this far.
-        if not self.may_relay(ctx, trace):
+        if not self._may_relay(ctx, walk, trace):
             return Route("refuse", address, domain=domain, code=554, status="5.7.1",
                          reason=f"<{address}>: Relay access denied")
-        if host:
-            trace.append(f"remote: connect to {host} port {port}")
-        else:
-            trace.append(f"remote: deliver by MX of {domain}")
-        return Route("remote", address, domain=domain, host=host, port=port)
+        trace.append(f"remote: deliver by MX of {domain}")
+        return Route("remote", address, domain=domain)
 
     # -- login names ------------------------------------------------------------
 
@@ -153,21 +304,40 @@ class Router:
                 return rec.name
         return None
 
-    def resolve_login(self, login: str, ctx: Context) -> ObjectRecord | None:
+    def resolve_login(self, login: str, ctx: Context, trace: list[str] | None = None) -> ObjectRecord | None:
         """The account a login name stands for: ``name@domain``, ``name%domain`` (seed
         001), or a bare ``name`` in the domain bound to the server address, else in the
-        main domain.  Aliases log in as their account."""
+        main domain; ``Access:`` records of the table apply.  Aliases log in as their
+        account."""
+        trace = trace if trace is not None else []
         name = login.strip()
         if "@" not in name and "%" in name:
             local, _, domain = name.rpartition("%")
+            trace.append(f"login {name!r}: the last % stands for @")
         elif "@" in name:
             local, _, domain = name.rpartition("@")
         else:
-            local, domain = name, self.domain_for_ip(ctx.server_ip) or self.directory.main_domain
+            bound = self.domain_for_ip(ctx.server_ip)
+            local, domain = name, bound or self.directory.main_domain
+            trace.append(f"login {name!r} has no domain: {domain}"
+                         + (f" (bound to {ctx.server_ip})" if bound else " (the main domain)"))
         if not local or not domain:
             return None
+        try:
+            domain = normalize_domain(domain)
+        except AddressError:
+            return None
+        table = self.table()
+        for _hop in range(MAX_HOPS):
+            m = table.lookup(local, domain, "access", trusted=True)
+            if m is None:
+                break
+            trace.append(m.description)
+            local, domain = m.local, m.domain or self.directory.main_domain
         obj = self.directory.lookup(local, domain)
-        return self.directory.account_of(obj) if obj is not None else None
+        acct = self.directory.account_of(obj) if obj is not None else None
+        trace.append(f"account: {acct.address}" if acct else f"no account {local}@{domain}")
+        return acct
 
     # -- expansion of forwarders and groups ----------------------------------------
 
@@ -210,3 +380,32 @@ class Router:
             if res.route.kind == "refuse":  # kept: the queue bounces it to the sender
                 trace.append(f"expand: {member}: {res.route.reason}")
             self._expand(res.route, depth + 1, out, seen, trace)
+
+
+def _unquote(local: str) -> str:
+    if len(local) >= 2 and local.startswith('"') and local.endswith('"'):
+        out, escaped = [], False
+        for ch in local[1:-1]:
+            if escaped or ch != "\\":
+                out.append(ch)
+                escaped = False
+            else:
+                escaped = True
+        return "".join(out)
+    return local
+
+
+def _source_route(local: str) -> tuple[str, str] | None:
+    """The address a local part names by the old forms, if any (ROUTER.md step 1):
+    ``user%victim`` (the last % is the @), ``victim!user`` (UUCP), ``"user@victim"``."""
+    text = _unquote(local)
+    if "@" in text:
+        user, _, dom = text.rpartition("@")
+        return (user, dom) if user and dom else None
+    if "%" in text:
+        split = unpercent(text)
+        return split if split and split[0] and split[1] else None
+    if "!" in text:
+        dom, _, user = text.partition("!")
+        return (user, dom) if user and dom else None
+    return None

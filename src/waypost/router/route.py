@@ -30,7 +30,8 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One final answer.  ``kind`` is local, remote, held, discard or refuse.
+    """One final answer.  ``kind`` is local, remote, held, discard, bounce (accepted,
+    then bounced: Mail to Unknown "accepted and bounced") or refuse.
 
     local:   ``domain``/``name`` is the object found (``object_kind``); ``account`` the
              account an alias stands for.

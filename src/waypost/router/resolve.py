@@ -40,7 +40,7 @@ from .route import Context, Resolution, Route
 from .special import is_final_domain, normalize_via, parse_via, unpercent
 from .table import Prefix, RoutingTable, TableError, parse_table
 
-__all__ = ["Router", "MAX_EXPANSION", "MAX_HOPS", "TABLE_KEY", "MAIL_TO_UNKNOWN", "store_table"]
+__all__ = ["Router", "MAX_EXPANSION", "MAX_HOPS", "TABLE_KEY", "TABLE_VERSION_KEY", "MAIL_TO_UNKNOWN", "store_table"]
 
 #: Most final recipients one address may expand to through groups and forwarders.
 MAX_EXPANSION = 1000
@@ -48,8 +48,10 @@ MAX_EXPANSION = 1000
 MAX_EXPANSION_DEPTH = 16
 #: Most rewrites (records, % forms, Mail to Unknown) applied to one address.
 MAX_HOPS = 16
-#: Where the table text lives in the database: {"text": ..., "version": n}.
+#: Where the table text lives in the database: {"text": ..., "version": n} ...
 TABLE_KEY = "router.table"
+#: ... and its version alone, the one value read on every resolution.
+TABLE_VERSION_KEY = "router.table.version"
 #: The values of a domain's ``mail_to_unknown`` setting besides a reroute pattern.
 MAIL_TO_UNKNOWN = ("rejected", "discarded", "bounced")
 
@@ -60,8 +62,9 @@ def store_table(db: Database, text: str) -> tuple[int, list[TableError]]:
     records, errors = parse_table(text)
     if errors:
         return 0, errors
-    current = db.get_value(TABLE_KEY) or {}
-    db.set_value(TABLE_KEY, {"text": text, "version": int(current.get("version", 0)) + 1})
+    version = int(db.get_value(TABLE_VERSION_KEY) or 0) + 1
+    db.set_value(TABLE_KEY, {"text": text, "version": version})
+    db.set_value(TABLE_VERSION_KEY, version)
     return len(records), []
 
 
@@ -94,11 +97,11 @@ class Router:
     def table(self) -> RoutingTable:
         """The current table: recompiled when the stored text changed (the check is
         one primary-key read), so a running server uses a new table at once."""
-        stored = self.directory.db.get_value(TABLE_KEY)
-        version = int(stored["version"]) if stored else 0
+        version = int(self.directory.db.get_value(TABLE_VERSION_KEY) or 0)
         if version != self._table_version:
             with self._lock:
                 if version != self._table_version:
+                    stored = self.directory.db.get_value(TABLE_KEY)
                     records, _errors = parse_table(stored["text"] if stored else "")
                     self._table = RoutingTable.compile(records)
                     self._table_version = version
@@ -127,7 +130,7 @@ class Router:
         if ctx.authenticated:
             trace.append(f"relay: allowed (authenticated as {ctx.authenticated})")
             return True
-        if self.is_trusted(ctx.client_ip):
+        if walk.trusted:
             trace.append(f"relay: allowed (client {ctx.client_ip} is in relay.trusted_networks)")
             return True
         if walk.percent and not walk.granted_all:

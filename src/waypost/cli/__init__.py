@@ -137,11 +137,21 @@ def route(app: App, address: str, client_ip: str | None, auth: str | None, kind:
                                "deliveries": [r.to_dict() | {"target": r.target} for r in routes],
                                "trace": res.trace}, indent=2))
         return
+    from rich.table import Table
+
+    steps = Table(title=f"route {address}", show_header=True)
+    steps.add_column("#", justify="right")
+    steps.add_column("step")
     for i, step in enumerate(res.trace, 1):
-        click.echo(f"{i:>3}. {step}")
+        steps.add_row(str(i), step)
+    app.console.print(steps)
+    final = Table(title="deliveries", show_header=True)
+    for col in ("kind", "queue", "address", "reply"):
+        final.add_column(col)
     for r in routes:
-        click.echo(f"  -> {r.kind} {r.target if r.kind != 'refuse' else ''} {r.address}"
-                   f"{' ' + str(r.code) + ' ' + r.status + ' ' + r.reason if r.kind == 'refuse' else ''}")
+        final.add_row(r.kind, r.target if r.kind not in ("refuse",) else "",
+                      r.address, f"{r.code} {r.status} {r.reason}" if r.code else "")
+    app.console.print(final)
 
 
 cli.add_command(queue)

@@ -57,7 +57,7 @@ class ServerSettings:
 class ListenSettings:
     smtp: str = _s("127.0.0.1:2525", "SMTP relay and ETRN listener (host:port, \"\" = off).")
     submission: str = _s("127.0.0.1:2587", "SMTP submission listener; AUTH is required before MAIL.")
-    odmr: str = _s("", "ODMR (ATRN, RFC 2645) listener.")
+    odmr: str = _s("127.0.0.1:2366", "ODMR (ATRN, RFC 2645) listener; AUTH is required before ATRN.")
     imap: str = _s("", "IMAP listener.")
     pop3: str = _s("", "POP3 listener.")
     http: str = _s("", "HTTP listener (WebUser, admin).")
@@ -120,6 +120,14 @@ class QueueSettings:
 @dataclass(frozen=True, slots=True)
 class RelaySettings:
     trusted_networks: list[str] = _s(["127.0.0.0/8", "::1/128"], "Client networks allowed to relay without AUTH.")
+    backup_mx: bool = _s(False, "Relay to All Hosts We Backup: relay for domains whose MX lists this server below another host.")
+    backup_mx_cache: int = _s(300, "Seconds a backup-MX decision is remembered.")
+
+
+@dataclass(frozen=True, slots=True)
+class ETRNSettings:
+    clients: list[str] = _s(["0.0.0.0/0", "::/0"], "Client networks that may send ETRN (RFC 1985); others get 459.")
+    domains: list[str] = _s([], "Domains ETRN may release (empty: every domain with queued mail).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +141,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
     relay: RelaySettings = field(default_factory=RelaySettings)
+    etrn: ETRNSettings = field(default_factory=ETRNSettings)
     # Not a setting: where the file was read from; paths are relative to it.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -214,11 +223,12 @@ def _validate(s: Settings) -> None:
             parse_hostport(ns, default_port=53)
         except ValueError as e:
             raise ConfigError(f"dns.nameservers[{i}]: {e}") from None
-    for i, net in enumerate(s.relay.trusted_networks):
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError as e:
-            raise ConfigError(f"relay.trusted_networks[{i}]: {e}") from None
+    for key, nets in (("relay.trusted_networks", s.relay.trusted_networks), ("etrn.clients", s.etrn.clients)):
+        for i, net in enumerate(nets):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as e:
+                raise ConfigError(f"{key}[{i}]: {e}") from None
     if s.server.log_format not in ("text", "json"):
         raise ConfigError("server.log_format: expected 'text' or 'json'")
     if s.server.log_level not in ("debug", "info", "warning", "error"):

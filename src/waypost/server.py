@@ -10,6 +10,7 @@ the file system.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ipaddress
 import logging
 import os
@@ -33,7 +34,7 @@ __all__ = ["Server", "bind_listeners", "serve"]
 log = logging.getLogger("waypost.server")
 
 #: Listeners this version serves (the others in [listen] are refused when set).
-SERVED = ("smtp", "submission")
+SERVED = ("smtp", "submission", "odmr")
 
 
 def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
@@ -73,6 +74,11 @@ class Server:
         self._servers: list[asyncio.base_events.Server] = []
         self._tls = self._tls_context()
         self._dummy: ObjectRecord | None = None
+        # Password checks (argon2: ~0.1 s of CPU and 64 MiB each) run on their own two
+        # threads, at most 8 waiting: a flood of AUTH attempts cannot starve the queue's
+        # database and Maildir work, which uses the default executor.
+        self._hash_pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="passwords")
+        self._hash_slots = asyncio.Semaphore(8)
 
     def _own_addresses(self) -> list[str]:
         out = {"127.0.0.1", "::1"}
@@ -127,10 +133,14 @@ class Server:
             # Spend the same time as a real check, so that names cannot be probed.
             if self._dummy is None:
                 self._dummy = ObjectRecord("", "", "account", {"password": self.directory.hash_password("x" * 16)})
-            await asyncio.to_thread(self.directory.verify_password, self._dummy, password)
+            await self._verify(self._dummy, password)
             return None
-        ok = await asyncio.to_thread(self.directory.verify_password, account, password)
-        return account.address if ok else None
+        return account.address if await self._verify(account, password) else None
+
+    async def _verify(self, account: ObjectRecord, password: str) -> bool:
+        async with self._hash_slots:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._hash_pool, self.directory.verify_password, account, password)
 
     # -- running ------------------------------------------------------------------
 
@@ -139,7 +149,7 @@ class Server:
         await self.queue.start()
         service = SMTPService(self.settings, self.router, self.queue, self.authenticate, self._tls)
         for name, sock in sockets.items():
-            server = await loop.create_server(_smtp_factory(service, name == "submission"), sock=sock)
+            server = await loop.create_server(_smtp_factory(service, name), sock=sock)
             self._servers.append(server)
 
     async def stop(self) -> None:
@@ -154,8 +164,8 @@ class Server:
         self.db.close()
 
 
-def _smtp_factory(service: SMTPService, submission: bool) -> Callable[[], WaypostSMTP]:
-    return lambda: WaypostSMTP(service, submission=submission)
+def _smtp_factory(service: SMTPService, mode: str) -> Callable[[], WaypostSMTP]:
+    return lambda: WaypostSMTP(service, mode=mode)
 
 
 def _run_worker(settings: Settings, sockets: dict[str, socket.socket]) -> int:

@@ -42,18 +42,22 @@ def test_domain_commands(instance):
 
 def test_account_commands(instance):
     instance.ok("account", "add", "info@example.test", "--password-stdin", "--name", "Info Desk", input="pw-one\n")
-    [row] = json.loads(instance.ok("account", "list", "--json"))
+    rows = json.loads(instance.ok("account", "list", "--json"))
+    assert [r["address"] for r in rows] == ["info@example.test", "postmaster@example.test"]  # init made postmaster
+    row = rows[0]
     assert row["address"] == "info@example.test" and row["real_name"] == "Info Desk" and row["has_password"]
     assert "password" not in json.dumps(row).replace("has_password", "")
     instance.ok("account", "passwd", "info@example.test", "--password", "pw-two")
     instance.ok("account", "set", "info@example.test", "--disable")
     assert json.loads(instance.ok("account", "list", "--json"))[0]["enabled"] is False
+    pm = instance.cli("route", "postmaster@EXAMPLE.test", "--from", "203.0.113.5", "--json")
+    assert json.loads(pm.output)["route"]["kind"] == "local"  # RFC 5321 §4.5.1
     dup = instance.cli("account", "add", "info@example.test", "--no-password")
     assert dup.exit_code == 1 and "already exists" in dup.output
     nodom = instance.cli("account", "add", "x@nowhere.example", "--no-password")
     assert nodom.exit_code == 1 and "not a local domain" in nodom.output
     instance.ok("account", "remove", "info@example.test")
-    assert json.loads(instance.ok("account", "list", "--json")) == []
+    assert [r["address"] for r in json.loads(instance.ok("account", "list", "--json"))] == ["postmaster@example.test"]
 
 
 def test_alias_forwarder_group_commands(instance):

@@ -330,3 +330,36 @@ def test_utf8_addresses_need_smtputf8(server):
         t.expect(250)
     files = wait_for(lambda: server.messages("alice@example.test"))
     assert " with UTF8SMTP " in files[0].read_text("utf-8")
+
+
+def test_dot_unstuffing_removes_the_first_dot_of_every_line(server):
+    # RFC 5321 §4.5.2: the receiver deletes the first character of a line that is a period.
+    with smtp(server) as t:
+        t.cmd("EHLO c", 250)
+        t.cmd("MAIL FROM:<x@outside.example>", 250)
+        t.cmd("RCPT TO:<alice@example.test>", 250)
+        t.cmd("DATA", 354)
+        t.send_raw(b"..first\r\nSubject: dots\r\n\r\n..stuffed\r\n.unstuffed by a sloppy client\r\nplain\r\n.\r\n")
+        t.expect(250)
+    raw = wait_for(lambda: server.messages("alice@example.test"))[0].read_bytes()
+    assert b"\r\n.first\r\n" in raw
+    assert raw.endswith(b"\r\n.stuffed\r\nunstuffed by a sloppy client\r\nplain\r\n")
+
+
+def test_size_parameter_needs_ascii_digits(server):
+    with smtp(server) as t:
+        t.cmd("EHLO c", 250)
+        t.cmd("MAIL FROM:<x@outside.example> SIZE=\u00b2", 501, "5.5.4")
+        t.cmd("MAIL FROM:<x@outside.example> SIZE=\u0661\u0662", 501, "5.5.4")
+
+
+def test_guessing_unknown_users_counts_as_errors(instance):
+    instance.configure(smtp={"max_errors": 3})
+    instance.start()
+    with smtp(instance) as t:
+        t.cmd("EHLO c", 250)
+        t.cmd("MAIL FROM:<x@outside.example>", 250)
+        for name in ("a", "b", "c"):
+            t.cmd(f"RCPT TO:<{name}@example.test>", 550, "5.1.1")
+        t.cmd("RCPT TO:<d@example.test>", 421, "4.7.0")
+        assert t.closed()

@@ -152,3 +152,17 @@ def test_mail_before_helo_is_refused_on_both_ports(server, kind):
     with Transcript("127.0.0.1", port) as t:
         t.expect(220)
         t.cmd("MAIL FROM:<a@b.example>", 503, "5.5.1")
+
+
+def test_auth_is_refused_inside_a_mail_transaction(instance):
+    # RFC 4954 §4: "The AUTH command is not permitted during a mail transaction."
+    instance.configure(relay={"trusted_networks": []}, smtp={"auth_requires_tls": False})
+    instance.ok("account", "add", "alice@example.test", "--password", "alice-password")
+    instance.start()
+    with Transcript("127.0.0.1", instance.smtp_port) as t:
+        t.expect(220)
+        t.cmd("EHLO c", 250)
+        t.cmd("MAIL FROM:<x@remote.test>", 250)
+        t.cmd("RCPT TO:<v@remote.test>", 554, "5.7.1")
+        t.cmd("AUTH PLAIN " + base64.b64encode(b"\0alice@example.test\0alice-password").decode(), 503, "5.5.1")
+        t.cmd("RCPT TO:<v@remote.test>", 554, "5.7.1")

@@ -68,7 +68,9 @@ class WaypostInstance:
         assert result.exit_code == 0, result.output
         self.smtp_port = free_port(host)
         self.submission_port = free_port(host)
-        listen = {"smtp": f"{host}:{self.smtp_port}", "submission": f"{host}:{self.submission_port}"}
+        self.odmr_port = free_port(host)
+        listen = {"smtp": f"{host}:{self.smtp_port}", "submission": f"{host}:{self.submission_port}",
+                  "odmr": f"{host}:{self.odmr_port}"}
         sections: dict[str, dict[str, Any]] = {"listen": listen, "queue": {"poll_interval": 0.2},
                                                "server": {"workers": 1}}
         for name, values in overrides.items():
@@ -125,7 +127,8 @@ class WaypostInstance:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        wait_for(lambda: any(line.startswith("listening submission") for line in self.output) or self._died(),
+        wait_for(lambda: any("worker-ready" in line for line in self.output)
+                 or self._died(),
                  timeout, what="the server's listening lines")
         if self._died():
             raise AssertionError("waypost serve exited:\n" + "\n".join(self.output))

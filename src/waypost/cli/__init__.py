@@ -65,6 +65,8 @@ def init(directory: Path, main_domain: str, hostname: str | None, force: bool) -
     directory_ = Directory(db, domain)
     if directory_.domain(domain) is None:
         directory_.add_domain(domain)
+    if directory_.lookup("postmaster", domain) is None:  # RFC 5321 §4.5.1: postmaster must exist
+        directory_.add_account(f"postmaster@{domain}", None, "Postmaster")
     db.close()
     click.echo(f"initialised {directory} (main domain {domain}, host name {host})")
 

@@ -186,11 +186,19 @@ def account_list(app: App, domain_name: str | None, as_json: bool) -> None:
 @click.argument("address")
 @click.option("--name", "real_name", help="The user's real name.")
 @click.option("--enable/--disable", "enabled", default=None, help="Allow or refuse mail and logins.")
+@click.option("--atrn-domain", "atrn", multiple=True,
+              help="A domain this account may release with ATRN (repeatable; replaces the list).")
+@click.option("--no-atrn-domains", is_flag=True, help="Clear the ATRN domain list.")
 @pass_app
 @handle_errors
-def account_set(app: App, address: str, real_name: str | None, enabled: bool | None) -> None:
+def account_set(app: App, address: str, real_name: str | None, enabled: bool | None, atrn: tuple[str, ...],
+                no_atrn_domains: bool) -> None:
     """Change an account.  Example: waypost account set info@client1.com --disable"""
     changes: dict[str, Any] = {}
+    if atrn or no_atrn_domains:
+        from ..address import normalize_domain
+
+        changes["atrn_domains"] = [] if no_atrn_domains else [normalize_domain(d) for d in atrn]
     if real_name is not None:
         changes["real_name"] = real_name
     if enabled is not None:

@@ -28,6 +28,7 @@ def _row(m: QueuedMessage) -> dict[str, Any]:
         "created": _when(m.created),
         "recipients": [r.address for r in waiting],
         "targets": sorted({r.target for r in waiting}),
+        "held": any(r.held for r in waiting),
         "next_attempt": _when(min((r.next_attempt for r in waiting), default=0)),
         "last_reply": next((r.last_reply for r in waiting if r.last_reply), ""),
     }
@@ -47,7 +48,7 @@ def queue() -> None:
 def queue_list(app: App, as_json: bool) -> None:
     """List queued messages.  Example: waypost queue list --json"""
     rows = [_row(m) for m in app.db.queue_list()]
-    emit(app, rows, ["id", "sender", "size", "created", "recipients", "targets", "next_attempt", "last_reply"],
+    emit(app, rows, ["id", "sender", "size", "created", "recipients", "targets", "held", "next_attempt", "last_reply"],
          as_json, "Queued messages")
 
 
@@ -99,6 +100,56 @@ def queue_flush(app: App, msg_id: str | None, target: str | None) -> None:
     """Retry now (all, one message, or one destination).  Example: waypost queue flush"""
     n = app.db.queue_reschedule(time.time(), target=target, msg_id=msg_id)
     click.echo(f"{n} recipient(s) due now; a running server delivers them within queue.poll_interval")
+
+
+@queue.command("hold")
+@click.argument("domain")
+@pass_app
+@handle_errors
+def queue_hold(app: App, domain: str) -> None:
+    """Hold Mail for Domains: keep DOMAIN's mail until ETRN or ATRN releases it.
+    Example: waypost queue hold customer.example"""
+    from ..address import normalize_domain
+    from ..router.resolve import HOLD_KEY
+
+    d = normalize_domain(domain)
+    held = list(app.db.get_value(HOLD_KEY) or [])
+    if d not in held:
+        held.append(d)
+        app.db.set_value(HOLD_KEY, sorted(held))
+    n = app.db.queue_set_held(f"mx:{d}", True)
+    click.echo(f"holding mail for {d} ({n} queued recipient(s) now held)")
+
+
+@queue.command("release")
+@click.argument("domain")
+@pass_app
+@handle_errors
+def queue_release(app: App, domain: str) -> None:
+    """Stop holding DOMAIN's mail and deliver what waits now.  Example: waypost queue release customer.example"""
+    from ..address import normalize_domain
+    from ..router.resolve import HOLD_KEY
+
+    d = normalize_domain(domain)
+    held = list(app.db.get_value(HOLD_KEY) or [])
+    if d in held:
+        held.remove(d)
+        app.db.set_value(HOLD_KEY, held)
+    n = app.db.queue_set_held(f"mx:{d}", False)
+    app.db.queue_reschedule(time.time(), target=f"mx:{d}")
+    click.echo(f"no longer holding mail for {d}; {n} recipient(s) due now")
+
+
+@queue.command("holds")
+@json_option
+@pass_app
+def queue_holds(app: App, as_json: bool) -> None:
+    """List the domains whose mail is held (Hold Mail for Domains).  Example: waypost queue holds"""
+    from ..router.resolve import HOLD_KEY
+
+    targets = app.db.queue_targets()
+    rows = [{"domain": d, "messages": targets.get(f"mx:{d}", 0)} for d in app.db.get_value(HOLD_KEY) or []]
+    emit(app, rows, ["domain", "messages"], as_json, "Held domains")
 
 
 @queue.command("delete")

@@ -141,7 +141,8 @@ class Database(Protocol):
 
     # -- queue index --------------------------------------------------------------
     def queue_insert(self, messages: Iterable[QueuedMessage], lease_owner: str, lease_until: float) -> None:
-        """Record accepted messages; their recipients start leased to ``lease_owner``."""
+        """Record accepted messages; their recipients start leased to ``lease_owner``,
+        except held ones, which wait unleased for ETRN/ATRN."""
     def queue_known_ids(self) -> set[str]: ...
     def queue_claim_due(self, now: float, owner: str, lease_until: float, limit: int) -> list[QueuedMessage]:
         """Lease due, unheld, queued recipients (grouped into their messages) to ``owner``."""
@@ -156,5 +157,13 @@ class Database(Protocol):
     def queue_delete(self, msg_id: str) -> bool: ...
     def queue_reschedule(self, now: float, target: str | None = None, msg_id: str | None = None) -> int:
         """Make matching queued recipients due now; returns how many."""
+    def queue_claim_targets(self, targets: Sequence[str], owner: str, lease_until: float,
+                            now: float) -> list[QueuedMessage]:
+        """Lease every queued recipient waiting in ``targets``, held or not, due or not
+        (ETRN and ATRN ask for them now); recipients another worker holds are left."""
+    def queue_extend_leases(self, owner: str, lease_until: float) -> int:
+        """Renew every lease ``owner`` holds (the heartbeat of a worker at work)."""
+    def queue_targets(self) -> dict[str, int]:
+        """Every target with queued recipients, and how many messages wait in it."""
     def queue_set_held(self, target: str, held: bool) -> int:
         """Hold or release every queued recipient waiting in ``target``."""

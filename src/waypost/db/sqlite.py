@@ -279,7 +279,8 @@ class SQLiteDatabase:
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (m.msg_id, r.idx, r.address, r.target, json.dumps(r.route), r.status, r.attempts,
-                         r.next_attempt, r.last_reply, r.notify, r.orcpt, int(r.held), lease_owner, lease_until)
+                         r.next_attempt, r.last_reply, r.notify, r.orcpt, int(r.held),
+                         "" if r.held else lease_owner, 0.0 if r.held else lease_until)
                         for r in m.recipients
                     ],
                 )
@@ -287,7 +288,9 @@ class SQLiteDatabase:
     def queue_known_ids(self) -> set[str]:
         return {r[0] for r in self._conn().execute("SELECT id FROM queue_messages")}
 
-    def _messages(self, conn: sqlite3.Connection, ids: Sequence[str], only_owner: str | None = None) -> list[QueuedMessage]:
+    def _messages(self, conn: sqlite3.Connection, ids: Sequence[str], only_owner: str | None = None,
+                  only_rows: set[tuple[str, int]] | None = None) -> list[QueuedMessage]:
+        """Messages with their recipients; ``only_rows`` keeps just those (msg_id, idx)."""
         out: list[QueuedMessage] = []
         for msg_id in ids:
             row = conn.execute(
@@ -305,6 +308,8 @@ class SQLiteDatabase:
                 sql += " AND lease_owner=? AND status='queued'"
                 args.append(only_owner)
             for r in conn.execute(sql + " ORDER BY idx", args):
+                if only_rows is not None and (r[0], r[1]) not in only_rows:
+                    continue
                 msg.recipients.append(
                     QueuedRecipient(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7], r[8], r[9], r[10], bool(r[11]))
                 )
@@ -316,22 +321,22 @@ class SQLiteDatabase:
             rows = c.execute(
                 "UPDATE queue_recipients SET lease_owner=?, lease_until=? WHERE rowid IN ("
                 " SELECT rowid FROM queue_recipients WHERE status='queued' AND held=0 AND next_attempt<=?"
-                " AND lease_until<=? ORDER BY next_attempt LIMIT ?) RETURNING msg_id",
+                " AND lease_until<=? ORDER BY next_attempt LIMIT ?) RETURNING msg_id, idx",
                 (owner, lease_until, now, now, limit),
             ).fetchall()
-            ids = sorted({r[0] for r in rows})
-            return self._messages(c, ids, only_owner=owner)
+            return self._messages(c, sorted({r[0] for r in rows}), only_rows={(r[0], r[1]) for r in rows})
 
     def queue_update(self, updates: Iterable[RecipientUpdate], owner: str) -> list[str]:
         touched: set[str] = set()
         with self._write() as c:
             for u in updates:
-                touched.add(u.msg_id)
-                c.execute(
+                changed = c.execute(
                     "UPDATE queue_recipients SET status=?, last_reply=?, next_attempt=?, attempts=attempts+1,"
                     " lease_owner='', lease_until=0 WHERE msg_id=? AND idx=?",
                     (u.status, u.reply, u.next_attempt, u.msg_id, u.idx),
-                )
+                ).rowcount
+                if changed:  # a message the index does not know is never reported finished
+                    touched.add(u.msg_id)
             finished = []
             for msg_id in sorted(touched):
                 left = c.execute(
@@ -381,6 +386,28 @@ class SQLiteDatabase:
             args.append(msg_id)
         with self._write() as c:
             return c.execute(sql, args).rowcount
+
+    def queue_claim_targets(self, targets: Sequence[str], owner: str, lease_until: float,
+                            now: float) -> list[QueuedMessage]:
+        if not targets:
+            return []
+        marks = ",".join("?" * len(targets))
+        with self._write() as c:
+            rows = c.execute(
+                f"UPDATE queue_recipients SET lease_owner=?, lease_until=? WHERE status='queued'"
+                f" AND lease_until<=? AND target IN ({marks}) RETURNING msg_id, idx",
+                (owner, lease_until, now, *targets),
+            ).fetchall()
+            return self._messages(c, sorted({r[0] for r in rows}), only_rows={(r[0], r[1]) for r in rows})
+
+    def queue_extend_leases(self, owner: str, lease_until: float) -> int:
+        with self._write() as c:
+            return c.execute("UPDATE queue_recipients SET lease_until=? WHERE lease_owner=? AND status='queued'",
+                             (lease_until, owner)).rowcount
+
+    def queue_targets(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self._conn().execute(
+            "SELECT target, COUNT(DISTINCT msg_id) FROM queue_recipients WHERE status='queued' GROUP BY target")}
 
     def queue_set_held(self, target: str, held: bool) -> int:
         with self._write() as c:

@@ -30,7 +30,7 @@ __all__ = [
 
 # Object names: the dot-atom characters most servers allow, without '%', '@' or '!',
 # which the router gives meanings of their own.
-_NAME = re.compile(r"^[a-z0-9!#$&'*+/=?^_`{|}~.-]{1,64}$")
+_NAME = re.compile(r"^[a-z0-9#$&'*+=?^_`{|}~.-]{1,64}$")  # no "/": names are Maildir paths
 
 
 class DirectoryError(ValueError):

@@ -22,7 +22,7 @@ _SUBDIRS = ("cur", "new", "tmp")
 class Delivery:
     domain: str
     account: str
-    data: bytes
+    data: bytes | tuple[bytes, ...]  # chunks are written one after the other (no joined copy)
     mailbox: str = "INBOX"
 
 
@@ -45,10 +45,21 @@ class Mailstore:
         return base / ("." + mailbox.replace("/", "."))
 
     def ensure(self, path: Path) -> None:
+        """Create the Maildir (0700) if needed; every directory created is made durable
+        in its parent, so a new mailbox survives a power cut like its first message."""
         if path in self._known:
             return
+        created: list[Path] = []
+        for parent in reversed([path, *path.parents]):
+            if not parent.exists() and self.root in (parent, *parent.parents):
+                parent.mkdir(mode=0o700, exist_ok=True)
+                created.append(parent)
         for sub in _SUBDIRS:
-            (path / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not (path / sub).exists():
+                (path / sub).mkdir(mode=0o700, exist_ok=True)
+                created.append(path / sub)
+        for d in {c.parent for c in created}:
+            fsync_dir(d)
         with self._lock:
             self._known.add(path)
 
@@ -69,9 +80,10 @@ class Mailstore:
             try:
                 box = self.mailbox_path(item.domain, item.account, item.mailbox)
                 self.ensure(box)
-                name = self.unique_name(len(item.data))
+                chunks = item.data if isinstance(item.data, tuple) else (item.data,)
+                name = self.unique_name(sum(len(c) for c in chunks))
                 tmp = box / "tmp" / name
-                fd = write_new_file(tmp, item.data)
+                fd = write_new_file(tmp, chunks)
             except OSError as e:
                 results.append(e)
                 continue

@@ -97,6 +97,9 @@ class QueueManager:
         self._running: list[asyncio.Task[Any]] = []
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        # (msg_id, idx) of every recipient this worker is delivering: a claim never
+        # dispatches one of them twice, and the heartbeat keeps their leases alive.
+        self._in_flight: set[tuple[str, int]] = set()
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -127,9 +130,30 @@ class QueueManager:
         self._wake = asyncio.Event()
         self.spool.start()
         self._running = [
-            asyncio.create_task(self._local_agent(), name="local-delivery"),
-            asyncio.create_task(self._scheduler(), name="queue-scheduler"),
+            asyncio.create_task(self._supervised(self._local_agent, "local-delivery")),
+            asyncio.create_task(self._supervised(self._scheduler, "queue-scheduler")),
+            asyncio.create_task(self._supervised(self._heartbeat, "lease-heartbeat")),
         ]
+
+    async def _supervised(self, body: Callable[[], Any], name: str) -> None:
+        """Run a loop of the manager for ever: an unexpected error is logged and the
+        loop restarted, so that a database hiccup never silently stops delivery."""
+        while True:
+            try:
+                await body()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event=loop-restarted loop=%s", name)
+                await asyncio.sleep(0.5)
+
+    async def _heartbeat(self) -> None:
+        """Renew this worker's leases well before they run out (a third of the lease)."""
+        lease = self.settings.queue.lease
+        while True:
+            await asyncio.sleep(max(lease / 3, 0.1))
+            await asyncio.to_thread(self.db.queue_extend_leases, self.owner, time.time() + lease)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -164,7 +188,7 @@ class QueueManager:
             "params": params or {},
             "recipients": [
                 {"idx": i, "address": r.address, "route": r.route.to_dict(), "target": r.route.target,
-                 "notify": r.notify, "orcpt": r.orcpt}
+                 "notify": r.notify, "orcpt": r.orcpt, "held": r.route.kind == "held"}
                 for i, r in enumerate(recipients)
             ],
         }
@@ -202,9 +226,19 @@ class QueueManager:
                 log.exception("event=claim-error")
                 continue
             for msg in claimed:
-                self._dispatch(msg, msg.recipients, None)
+                fresh = [r for r in msg.recipients if (msg.msg_id, r.idx) not in self._in_flight]
+                if fresh:
+                    self._dispatch(msg, fresh, None)
 
-    def _dispatch(self, msg: QueuedMessage, recipients: list[QueuedRecipient], data: bytes | None) -> None:
+    def _dispatch(self, msg: QueuedMessage, recipients: list[QueuedRecipient], data: bytes | None,
+                  force: bool = False) -> None:
+        """Start delivering; held recipients wait for ETRN/ATRN unless ``force``."""
+        if not force:
+            recipients = [r for r in recipients if not r.held]
+        recipients = [r for r in recipients if (msg.msg_id, r.idx) not in self._in_flight]
+        if not recipients:
+            return
+        self._in_flight.update((msg.msg_id, r.idx) for r in recipients)
         if msg.envelope.get("hops", 0) > self.settings.smtp.max_received_headers:
             reason = (f"554 5.4.6 Mail loop: more than {self.settings.smtp.max_received_headers}"
                       " Received header fields")
@@ -245,6 +279,41 @@ class QueueManager:
         _env, body = await asyncio.to_thread(self.spool.read, msg.msg_id)
         return body
 
+    # -- on-demand release (ETRN, ATRN) -----------------------------------------------------
+
+    async def claim(self, targets: Sequence[str]) -> list[QueuedMessage]:
+        """Lease everything waiting in ``targets`` (held or not) to this worker."""
+        now = time.time()
+        return await asyncio.to_thread(self.db.queue_claim_targets, list(targets), self.owner,
+                                       now + self.settings.queue.lease, now)
+
+    async def release_now(self, targets: Sequence[str]) -> int:
+        """ETRN: deliver what waits in these queues now, by MX (RFC 1985).  Returns the
+        number of messages started; what fails stays queued (and held)."""
+        msgs = await self.claim(targets)
+        for m in msgs:
+            self._dispatch(m, m.recipients, None, force=True)
+        return len(msgs)
+
+    async def load(self, msg: QueuedMessage) -> bytes:
+        return await self._load(msg, None)
+
+    async def record(self, msg: QueuedMessage, results: Sequence[tuple[QueuedRecipient, int, str, str]],
+                     remote: str) -> None:
+        """Outcomes of a delivery made elsewhere (the turned ATRN connection):
+        (recipient, code, enhanced status, reply text) each; 2xx delivered, 5xx bounced,
+        anything else deferred (and still held)."""
+        outcomes = []
+        for r, code, enhanced, text in results:
+            reply = f"{code} {enhanced} {text}".replace("  ", " ")
+            status = "delivered" if 200 <= code < 300 else ("failed" if 500 <= code < 600 else "deferred")
+            outcomes.append(_Outcome(r, status, reply, enhanced, remote))
+        await self._settle(msg, outcomes)
+
+    async def unclaim(self, msgs: Sequence[QueuedMessage]) -> None:
+        """Give back leases without an attempt (the turned connection never started)."""
+        await asyncio.to_thread(self.db.queue_release_lease, [m.msg_id for m in msgs], self.owner)
+
     # -- local delivery -----------------------------------------------------------------
 
     async def _local_agent(self) -> None:
@@ -261,10 +330,16 @@ class QueueManager:
                 await self._deliver_local(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # nothing lost: the leases run out and the work is retried
+            except Exception as e:  # nothing lost: the work is deferred and retried
                 log.exception("event=local-delivery-error error=%r", e)
                 for msg, group, _ in batch:
-                    await self._settle(msg, [_Outcome(r, "deferred", f"451 4.3.0 local delivery failed: {e}") for r in group])
+                    try:
+                        await self._settle(msg, [_Outcome(r, "deferred", f"451 4.3.0 local delivery failed: {e}")
+                                                 for r in group])
+                    except Exception:  # the index is unreachable: the leases expire, then a retry
+                        log.exception("event=settle-error id=%s", msg.msg_id)
+                        for r in group:
+                            self._in_flight.discard((msg.msg_id, r.idx))
 
     async def _deliver_local(self, batch: list[tuple[QueuedMessage, list[QueuedRecipient], bytes | None]]) -> None:
         items: list[Delivery] = []
@@ -273,9 +348,9 @@ class QueueManager:
             body = await self._load(msg, data)
             # RFC 5321 §4.4: the final delivery adds Return-Path.
             top = f"Return-Path: <{msg.sender}>\r\n".encode()
-            for r in group:
+            for r in group:  # one copy of the body in memory, however many recipients
                 route = r.route
-                items.append(Delivery(route["domain"], route.get("account") or route["name"], top + body))
+                items.append(Delivery(route["domain"], route.get("account") or route["name"], (top, body)))
                 index.append((n, r))
         results = await asyncio.to_thread(self.mailstore.deliver_batch, items)
         per_msg: dict[int, list[_Outcome]] = defaultdict(list)
@@ -328,6 +403,13 @@ class QueueManager:
     # -- outcomes -----------------------------------------------------------------------
 
     async def _settle(self, msg: QueuedMessage, outcomes: list[_Outcome]) -> None:
+        try:
+            await self._settle_outcomes(msg, outcomes)
+        finally:
+            for o in outcomes:
+                self._in_flight.discard((msg.msg_id, o.recipient.idx))
+
+    async def _settle_outcomes(self, msg: QueuedMessage, outcomes: list[_Outcome]) -> None:
         now = time.time()
         expire_at = msg.created + self.settings.queue.expire_after
         intervals = self.settings.queue.retry_intervals
@@ -384,11 +466,16 @@ class QueueManager:
 
     async def _send_dsn(self, msg: QueuedMessage, statuses: list[dsn.RecipientStatus], original: bytes) -> None:
         params = msg.envelope.get("params", {})
-        report = dsn.build_dsn(
-            reporting_mta=self.settings.server.hostname, sender=msg.sender, recipients=statuses,
-            original=original, ret=params.get("ret"), envid=params.get("envid"), arrival=msg.created,
-            received_from_mta=params.get("helo", ""),
-        )
+        try:
+            report = dsn.build_dsn(
+                reporting_mta=self.settings.server.hostname, sender=msg.sender, recipients=statuses,
+                original=original, ret=params.get("ret"), envid=params.get("envid"), arrival=msg.created,
+                received_from_mta=params.get("helo", ""),
+            )
+        except ValueError as e:
+            event(log, "dsn-undeliverable", level=logging.WARNING, id=msg.msg_id, sender=f"<{msg.sender}>",
+                  reason=str(e))
+            return
         res = self.router.resolve(msg.sender, Context(kind="mail", internal=True))
         if res.route.kind == "refuse":
             event(log, "dsn-undeliverable", level=logging.WARNING, id=msg.msg_id, sender=f"<{msg.sender}>",
@@ -424,7 +511,7 @@ def _queued(entry: SpoolEntry) -> QueuedMessage:
     for r in env["recipients"]:
         msg.recipients.append(QueuedRecipient(
             entry.msg_id, r["idx"], r["address"], r["target"], r["route"], "queued", 0, 0.0, "",
-            r.get("notify", ""), r.get("orcpt", ""), False,
+            r.get("notify", ""), r.get("orcpt", ""), bool(r.get("held", False)),
         ))
     return msg
 

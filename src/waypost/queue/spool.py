@@ -89,6 +89,7 @@ class Spool:
         self._on_commit = on_commit
         self._pending: _queue.SimpleQueue[_Pending | None] = _queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._stopped = False
         self.batches = 0  # flushes made (group commits) ...
         self.messages = 0  # ... for this many messages: the logs show both at stop
 
@@ -100,6 +101,7 @@ class Spool:
             self._thread.start()
 
     def stop(self) -> None:
+        self._stopped = True
         if self._thread is not None:
             self._pending.put(None)
             self._thread.join()
@@ -107,6 +109,8 @@ class Spool:
 
     async def commit(self, entry: SpoolEntry) -> None:
         """Return once ``entry`` is durable in the spool; raise SpoolError if it is not."""
+        if self._stopped:
+            raise SpoolError(0, "the spool is shutting down")
         self.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -168,8 +172,22 @@ class Spool:
         if ok and self._on_commit is not None:
             try:
                 self._on_commit([p.entry for p in ok])
-            except Exception:  # the files are durable; start-up recovery indexes them
+            except Exception as e:
+                # Not indexed means not delivered until a restart: take the files back and
+                # let the clients retry (451) rather than answer 250 for them.
                 log.exception("event=index-error count=%d", len(ok))
+                for p in ok:
+                    try:
+                        os.unlink(self.queue_dir / p.entry.msg_id)
+                    except OSError:
+                        pass
+                    failed.append((p, e))
+                try:
+                    fsync_dir(self.queue_dir)
+                except OSError:
+                    pass
+                self.messages -= len(ok)
+                ok = []
         for p in ok:
             p.loop.call_soon_threadsafe(_resolve, p.future, None)
         for p, err in failed:

@@ -40,7 +40,8 @@ from .route import Context, Resolution, Route
 from .special import is_final_domain, normalize_via, parse_via, unpercent
 from .table import Prefix, RoutingTable, TableError, parse_table
 
-__all__ = ["Router", "MAX_EXPANSION", "MAX_HOPS", "TABLE_KEY", "TABLE_VERSION_KEY", "MAIL_TO_UNKNOWN", "store_table"]
+__all__ = ["Router", "HOLD_KEY", "MAX_EXPANSION", "MAX_HOPS", "TABLE_KEY", "TABLE_VERSION_KEY", "MAIL_TO_UNKNOWN",
+           "store_table"]
 
 #: Most final recipients one address may expand to through groups and forwarders.
 MAX_EXPANSION = 1000
@@ -52,6 +53,8 @@ MAX_HOPS = 16
 TABLE_KEY = "router.table"
 #: ... and its version alone, the one value read on every resolution.
 TABLE_VERSION_KEY = "router.table.version"
+#: Hold Mail for Domains: a list of domains whose queues wait for ETRN/ATRN.
+HOLD_KEY = "queue.hold"
 #: The values of a domain's ``mail_to_unknown`` setting besides a reroute pattern.
 MAIL_TO_UNKNOWN = ("rejected", "discarded", "bounced")
 
@@ -139,6 +142,9 @@ class Router:
         if walk.granted:
             trace.append("relay: allowed (a Relay:/RelayAll: record or Mail to Unknown sent it here)")
             return True
+        if ctx.backup_mx:
+            trace.append("relay: allowed (Relay to All Hosts We Backup: we are a lower MX of the domain)")
+            return True
         trace.append(f"relay: denied (client {ctx.client_ip or 'unknown'} is neither authenticated nor trusted)")
         return False
 
@@ -195,6 +201,12 @@ class Router:
             if obj is not None:
                 return self._local(obj, trace)
             trace.append(f"object {key}@{rec.name}: none")
+            if key == "postmaster" and rec.name != main:
+                # RFC 5321 §4.5.1: every domain accepts postmaster; ours is the main domain's.
+                pm = self.directory.db.get_object(main, "postmaster")
+                if pm is not None:
+                    trace.append(f"postmaster of {rec.name}: the main domain's postmaster@{main}")
+                    return self._local(pm, trace)
             inner = _source_route(local)
             if inner is not None:
                 walk.percent = True
@@ -262,7 +274,7 @@ class Router:
             return Route("refuse", envelope, domain=env_domain, code=554, status="5.7.1",
                          reason=f"<{envelope}>: Relay access denied")
         if via.mx:
-            return Route("remote", envelope, domain=via.host)
+            return self._mx_route(envelope, via.host, trace)
         # An IP literal or N.N.N.N.via without a port: the standard port, which is
         # delivery.smtp_port (25 unless a test moves it).
         return Route("remote", envelope, domain=env_domain, host=via.host, port=via.port)
@@ -293,6 +305,15 @@ class Router:
             return Route("refuse", address, domain=domain, code=554, status="5.7.1",
                          reason=f"<{address}>: Relay access denied")
         trace.append(f"remote: deliver by MX of {domain}")
+        return self._mx_route(address, domain, trace)
+
+    def held_domains(self) -> list[str]:
+        return list(self.directory.db.get_value(HOLD_KEY) or [])
+
+    def _mx_route(self, address: str, domain: str, trace: list[str]) -> Route:
+        if domain in self.held_domains():
+            trace.append(f"{domain} is in Hold Mail for Domains: kept in queue mx:{domain} until ETRN/ATRN")
+            return Route("held", address, domain=domain)
         return Route("remote", address, domain=domain)
 
     # -- login names ------------------------------------------------------------

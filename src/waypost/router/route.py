@@ -26,6 +26,7 @@ class Context:
     server_ip: str | None = None
     authenticated: str | None = None
     internal: bool = False
+    backup_mx: bool = False  # the caller found (by DNS) that we are a backup MX of the domain
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +63,8 @@ class Route:
                 return f"mx:{self.domain}"
             host = f"[{self.host}]" if ":" in self.host else self.host
             return f"{host}:{self.port}" if self.port else host
-        if self.kind == "held":
-            return f"held:{self.domain}"
+        if self.kind == "held":  # the domain's own queue, kept until ETRN/ATRN
+            return f"mx:{self.domain}"
         return self.kind
 
     def to_dict(self) -> dict[str, Any]:

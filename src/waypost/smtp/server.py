@@ -27,17 +27,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import binascii
 import email.utils
+import errno
+import ipaddress
 import logging
 import re
 import ssl
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, TLSSetupException
 
-from ..address import AddressError, parse_address
+from ..address import AddressError, normalize_domain, parse_address
 from ..config import Settings
 from ..log import event
 from ..queue import QueueManager, Recipient, SpoolError
@@ -66,6 +70,38 @@ class SMTPService:
     queue: QueueManager
     authenticate: Callable[[str, str, str | None], Any]  # async (login, password, server_ip) -> account | None
     tls_context: ssl.SSLContext | None = None
+    _backup_cache: dict[str, tuple[float, bool]] = field(default_factory=dict)
+
+    async def backup_for(self, domain: str) -> bool:
+        """Relay to All Hosts We Backup (seed 004): whether the domain's MX records name
+        this server (by host name, or by a non-loopback address of ours) below another
+        host.  Asked through DNS, remembered for ``relay.backup_mx_cache`` seconds."""
+        now = time.monotonic()
+        hit = self._backup_cache.get(domain)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        answer = False
+        try:
+            records = await self.queue.resolver.mx(domain)
+            ours = []
+            for pref, host in records:
+                if host.rstrip(".").lower() == self.settings.server.hostname.lower():
+                    ours.append(pref)
+                    continue
+                try:
+                    addrs = await self.queue.resolver.addresses(host)
+                except Exception:
+                    continue
+                if any(a in self.router.own_addresses and not ipaddress.ip_address(a).is_loopback for a in addrs):
+                    ours.append(pref)
+            answer = bool(ours) and any(pref < min(ours) for pref, _ in records)
+        except Exception as e:  # a DNS failure is no permission; not cached
+            event(log, "backup-mx-lookup-failed", level=logging.INFO, domain=domain, error=str(e))
+            return False
+        if len(self._backup_cache) > 10000:
+            self._backup_cache.clear()
+        self._backup_cache[domain] = (now + self.settings.relay.backup_mx_cache, answer)
+        return answer
 
 
 class _Envelope(Envelope):
@@ -77,9 +113,13 @@ class _Envelope(Envelope):
 
 
 class WaypostSMTP(SMTP):
-    def __init__(self, service: SMTPService, *, submission: bool) -> None:
+    def __init__(self, service: SMTPService, *, mode: str = "smtp") -> None:
+        """``mode``: "smtp" (relay port, ETRN), "submission" (AUTH before MAIL) or "odmr"
+        (RFC 2645: AUTH, then ATRN; no mail is accepted there)."""
         s = service.settings
         self.service = service
+        self.mode = mode
+        submission = mode == "submission"
         self.submission = submission
         # StreamReader limit; our own reader enforces the real limits.
         self.line_length_limit = 1 << 16
@@ -304,6 +344,10 @@ class WaypostSMTP(SMTP):
         if self.enable_SMTPUTF8:
             lines.append("SMTPUTF8")
         lines += ["ENHANCEDSTATUSCODES", "DSN"]
+        if self.mode == "smtp":
+            lines.append("ETRN")
+        if self.mode == "odmr":
+            lines.append("ATRN")
         if self.tls_context and not self._tls_protocol:
             lines.append("STARTTLS")
         if not self._auth_require_tls or self._tls_protocol:
@@ -345,6 +389,13 @@ class WaypostSMTP(SMTP):
         await self.push(Reply(502, "5.5.1", "EXPN not available"))
 
     # -- AUTH -----------------------------------------------------------------------------
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        if self.envelope is not None and self.env.mail_from is not None:
+            # RFC 4954 §4: "The AUTH command is not permitted during a mail transaction."
+            await self.push(Reply(503, "5.5.1", "AUTH not permitted during a mail transaction"))
+            return
+        await super().smtp_AUTH(arg)
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         # RFC 4616: message = [authzid] UTF8NUL authcid UTF8NUL passwd
@@ -414,6 +465,9 @@ class WaypostSMTP(SMTP):
     async def _needs(self) -> bool:
         """The checks before a transaction command; True if one failed (and was answered)."""
         assert self.session is not None
+        if self.mode == "odmr":  # RFC 2645 §4: the ODMR server takes no mail
+            await self.push(Reply(502, "5.5.1", "Mail is not accepted on the ODMR port; use ATRN"))
+            return True
         if not self.session.host_name:
             await self.push(R.NEED_HELO)
             return True
@@ -448,7 +502,7 @@ class WaypostSMTP(SMTP):
         opts: dict[str, Any] = {}
         for key, value in params:
             if key == "SIZE":
-                if not value or not value.isdigit():
+                if not value or not (value.isascii() and value.isdigit()):
                     await self.push(R.PARAM_SYNTAX.with_text("SIZE needs a number"))
                     return
                 if int(value) > self.service.settings.smtp.max_message_size:
@@ -528,10 +582,17 @@ class WaypostSMTP(SMTP):
             return
         res = self.service.router.resolve(path, self._context())
         route = res.route
+        if (route.kind == "refuse" and route.status == "5.7.1" and self.service.settings.relay.backup_mx
+                and route.domain and await self.service.backup_for(route.domain)):
+            res = self.service.router.resolve(path, dataclasses.replace(self._context(), backup_mx=True))
+            route = res.route
         if route.kind == "refuse":
             event(log, "rcpt-refused", level=logging.INFO, client=self._client_ip(), sender=f"<{self.env.mail_from}>",
                   rcpt=f"<{path}>", reply=f"{route.code} {route.status}", reason=route.reason)
-            await self.push(Reply(route.code, route.status, route.reason))
+            if route.code == 550 and route.status == "5.1.1":
+                await self._error(Reply(route.code, route.status, route.reason))  # guessing names
+            else:
+                await self.push(Reply(route.code, route.status, route.reason))
             return
         routes = self.service.router.expand(route) if route.kind == "local" else [route]
         for r in routes:
@@ -590,7 +651,8 @@ class WaypostSMTP(SMTP):
             queued = await self.service.queue.submit(env.mail_from or "", env.recipients, data, params, msg_id=msg_id)
         except SpoolError as e:
             event(log, "spool-refused", level=logging.ERROR, client=self._client_ip(), error=str(e))
-            await self.push(R.NO_STORAGE)
+            full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+            await self.push(R.NO_STORAGE if full else R.LOCAL_ERROR)
             return
         except asyncio.CancelledError:
             raise
@@ -628,9 +690,10 @@ class WaypostSMTP(SMTP):
         body = bytes(buf[2:end + 2])
         if len(body) > limit:
             return R.TOO_BIG
+        # RFC 5321 §4.5.2: "if the first character is a period ... it is deleted".
         if body.startswith(b"."):
             body = body[1:]
-        return body.replace(b"\r\n..", b"\r\n.")
+        return body.replace(b"\r\n.", b"\r\n")
 
     def _check_body(self, body: bytes) -> Reply | None:
         crlf = body.count(b"\r\n")
@@ -667,6 +730,226 @@ class WaypostSMTP(SMTP):
         date = email.utils.format_datetime(email.utils.localtime())
         return (f"Received: from {_clean(helo)} ([{ip}]){tls}\r\n\tby {self.hostname} (Waypost) with {proto}"
                 f" id {msg_id}{for_clause}; {date}\r\n").encode("utf-8")
+
+
+    # -- on-demand relay: ETRN (RFC 1985), ATRN and TURN (RFC 2645) ---------------------
+
+    async def smtp_ETRN(self, arg: str | None) -> None:
+        settings = self.service.settings
+        assert self.session is not None
+        if self.mode != "smtp":
+            await self.push(Reply(502, "5.5.1", "ETRN is served on the SMTP port"))
+            return
+        if not self.session.host_name:
+            await self.push(R.NEED_HELO)
+            return
+        if self.env.mail_from is not None:  # RFC 1985 §3: not inside a mail transaction
+            await self.push(Reply(503, "5.5.1", "ETRN not allowed inside a mail transaction"))
+            return
+        if not arg or " " in arg.strip():
+            await self.push(Reply(501, "5.5.4", "Syntax: ETRN [@|#]domain"))
+            return
+        node = arg.strip()
+        if not _client_in(self._client_ip(), settings.etrn.clients):
+            event(log, "etrn-refused", level=logging.WARNING, client=self._client_ip(), node=node)
+            await self.push(Reply(459, "4.7.1", f"Node {node} not allowed: this client may not send ETRN"))
+            return
+        targets, known = self._etrn_targets(node)
+        if targets is None:
+            await self.push(Reply(501, "5.5.4", f"Bad node name {node}"))
+            return
+        if not targets and not known:
+            await self.push(Reply(459, "4.7.1", f"Node {node} not allowed: no mail is queued or held for it"))
+            return
+        try:
+            started = await self.service.queue.release_now(targets) if targets else 0
+        except Exception:
+            log.exception("event=etrn-error node=%s", node)
+            await self.push(Reply(458, "4.3.0", f"Unable to queue messages for node {node}"))
+            return
+        event(log, "etrn", client=self._client_ip(), node=node, messages=started)
+        if started == 0:
+            await self.push(Reply(251, "2.0.0", f"OK, no messages waiting for node {node}"))
+        else:
+            await self.push(Reply(253, "2.0.0", f"OK, {started} pending messages for node {node} started"))
+
+    def _etrn_targets(self, node: str) -> tuple[list[str] | None, bool]:
+        """RFC 1985 §5: "domain", "@domain" (with its subdomains) or "#queue".  Returns
+        the queues to start (None: bad syntax) and whether the node is one we serve."""
+        db = self.service.router.directory.db
+        allowed = [d.lower() for d in self.service.settings.etrn.domains]
+        queued = db.queue_targets()
+        held = self.service.router.held_domains()
+        if node.startswith("#"):
+            name = node[1:].lower()
+            target = name if ":" in name else f"mx:{name}"
+            ok = not allowed or target.partition(":")[2] in allowed
+            return ([target] if ok and target in queued else []), ok and (target in queued or name in held)
+        sub = node.startswith("@")
+        try:
+            domain = normalize_domain(node[1:] if sub else node)
+        except AddressError:
+            return None, False
+
+        def matches(d: str) -> bool:
+            return d == domain or (sub and d.endswith("." + domain))
+
+        permitted = [t for t in queued if t.startswith("mx:") and matches(t[3:]) and (not allowed or t[3:] in allowed)]
+        known = bool(permitted) or any(matches(h) and (not allowed or h in allowed) for h in held)
+        return permitted, known
+
+    def _releasable(self) -> list[str]:
+        """The domains the authenticated account may release with ATRN/TURN: the account
+        named after a domain in the main domain (seed 004), and its atrn_domains."""
+        assert self.session is not None
+        account = str(self.session.auth_data or "")
+        name, _, domain = account.partition("@")
+        directory = self.service.router.directory
+        out = []
+        if domain == directory.main_domain and "." in name:
+            out.append(name)
+        obj = directory.db.get_object(domain, name)
+        if obj is not None:
+            out.extend(d.lower() for d in obj.data.get("atrn_domains", []))
+        return sorted(set(out))
+
+    async def smtp_ATRN(self, arg: str | None) -> None:
+        await self._atrn(arg, "ATRN")
+
+    async def smtp_TURN(self, arg: str | None) -> None:
+        # RFC 2645 §5 / RFC 821 TURN: only for an authenticated client, meaning "all my domains".
+        await self._atrn(None, "TURN")
+
+    async def _atrn(self, arg: str | None, verb: str) -> None:
+        assert self.session is not None
+        if self.mode != "odmr":
+            await self.push(Reply(502, "5.5.1", f"{verb} is served on the ODMR port"))
+            return
+        if not self.session.host_name:
+            await self.push(R.NEED_HELO)
+            return
+        if not self.session.authenticated:
+            await self.push(R.AUTH_REQUIRED)
+            return
+        may = self._releasable()
+        if arg:
+            try:
+                asked = [normalize_domain(d) for d in arg.split(",") if d.strip()]
+            except AddressError:
+                await self.push(Reply(501, "5.5.4", f"Syntax: {verb} domain[,domain...]"))
+                return
+        else:
+            asked = may
+        refused = [d for d in asked if d not in may]
+        if refused or not asked:
+            event(log, "atrn-refused", level=logging.WARNING, account=self.session.auth_data, domains=",".join(refused))
+            await self.push(Reply(450, "4.7.1", f"{verb} request refused for {', '.join(refused) or 'no domains'}"))
+            return
+        msgs = await self.service.queue.claim([f"mx:{d}" for d in asked])
+        if not msgs:
+            await self.push(Reply(453, "4.2.4", "You have no mail"))
+            return
+        event(log, "atrn", account=self.session.auth_data, domains=",".join(asked), messages=len(msgs))
+        await self.push(Reply(250, "2.0.0", "OK now reversing the connection"))
+        await self._turned(msgs)
+
+    async def _turned(self, msgs: list[Any]) -> None:
+        """RFC 2645 §4: the roles are reversed on this connection: we are the client."""
+        queue = self.service.queue
+        timeout = self.service.settings.delivery.command_timeout
+        peer = f"odmr:{self.session.auth_data if self.session else ''}"
+        self._reset_timeout(timeout * 4)
+        pending = list(msgs)
+
+        async def reply() -> tuple[int, str, str]:
+            lines = []
+            while True:
+                line = await asyncio.wait_for(self._readline(4096), timeout)
+                if line is None or isinstance(line, Reply):
+                    raise ConnectionError("the customer's reply was cut or malformed")
+                text = line.decode("utf-8", "replace")
+                if len(text) < 3 or not text[:3].isdigit():
+                    raise ConnectionError(f"not an SMTP reply: {text[:60]!r}")
+                lines.append(text[4:])
+                if text[3:4] != "-":
+                    code = int(text[:3])
+                    first = lines[0] if len(lines) == 1 else lines[-1]
+                    m = re.match(r"^([245]\.\d{1,3}\.\d{1,3}) (.*)$", first)
+                    return code, (m.group(1) if m else default_enhanced(code)), (m.group(2) if m else first)
+
+        async def send(line: str) -> None:
+            self._writer.write(line.encode("utf-8") + b"\r\n")
+            await self._writer.drain()
+
+        try:
+            code, _, text = await reply()
+            if code != 220:
+                raise ConnectionError(f"greeting {code} {text}")
+            await send(f"EHLO {self.hostname}")
+            code, _, _ = await reply()
+            if code != 250:
+                await send(f"HELO {self.hostname}")
+                code, _, text = await reply()
+                if code != 250:
+                    raise ConnectionError(f"HELO refused: {code} {text}")
+            while pending:
+                msg = pending[0]
+                data = await queue.load(msg)
+                await send(f"MAIL FROM:<{msg.sender}>")
+                code, enh, text = await reply()
+                results = []
+                if code != 250:
+                    results = [(r, code, enh, text) for r in msg.recipients]
+                else:
+                    accepted = []
+                    for r in msg.recipients:
+                        await send(f"RCPT TO:<{r.route.get('address') or r.address}>")
+                        rc = await reply()
+                        if rc[0] in (250, 251):
+                            accepted.append(r)
+                        else:
+                            results.append((r, *rc))
+                    if accepted:
+                        await send("DATA")
+                        code, enh, text = await reply()
+                        if code == 354:
+                            body = data if data.endswith(b"\r\n") else data + b"\r\n"
+                            if body.startswith(b"."):
+                                body = b"." + body
+                            self._writer.write(body.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+                            await self._writer.drain()
+                            code, enh, text = await reply()
+                        results.extend((r, code, enh, text) for r in accepted)
+                    else:
+                        await send("RSET")
+                        await reply()
+                await queue.record(msg, results, peer)
+                pending.pop(0)
+            await send("QUIT")
+            try:
+                await reply()
+            except (ConnectionError, asyncio.TimeoutError):
+                pass
+        except (ConnectionError, asyncio.TimeoutError, OSError, asyncio.CancelledError) as e:
+            event(log, "atrn-aborted", level=logging.WARNING, peer=peer, error=str(e) or "connection lost",
+                  left=len(pending))
+            if pending:  # nothing is lost: what was not finished stays queued (and held)
+                await asyncio.shield(queue.unclaim(pending))
+            if isinstance(e, asyncio.CancelledError):
+                raise
+        finally:
+            if self.transport is not None:
+                self.transport.close()
+
+
+def _client_in(ip: str | None, networks: list[str]) -> bool:
+    if not ip:
+        return False
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in ipaddress.ip_network(n, strict=False) for n in networks)
 
 
 class _NoHooks:

@@ -1,0 +1,225 @@
+"""Serving customers whose servers are online now and then (seed 004): Hold Mail for
+Domains, ETRN (RFC 1985), ODMR/ATRN (RFC 2645) — with smtplib, raw transcripts, a
+customer server that is a second Waypost, and Debian's fetchmail as the ODMR client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import smtplib
+import subprocess
+import time
+
+import pytest
+
+from support.dnsserver import TestDNSServer
+from support.server import WaypostInstance, wait_for
+from support.transcript import Transcript
+
+
+@pytest.fixture
+def provider(tmp_path):
+    """``isp`` (main domain isp.test) relays and holds mail for customer.test, whose own
+    server ``cust`` is reachable by MX (10) when it runs; the ISP is the backup MX (20)."""
+    cust = WaypostInstance(tmp_path / "cust", domain="customer.test", hostname="mail.customer.test")
+    cust.ok("domain", "add", "domain2.test")
+    cust.ok("account", "add", "joe@customer.test", "--no-password")
+    cust.ok("account", "add", "ann@domain2.test", "--no-password")
+    dns = TestDNSServer({
+        "customer.test": {"MX": [(10, "mail.customer.test"), (20, "mx.isp.test")]},
+        "mail.customer.test": {"A": ["127.0.0.1"]},
+        "mx.isp.test": {"A": ["127.0.0.9"]},
+    })
+    dns.start()
+    isp = WaypostInstance(tmp_path / "isp", domain="isp.test", hostname="mx.isp.test",
+                          dns={"nameservers": [dns.nameserver], "timeout": 2.0},
+                          delivery={"smtp_port": cust.smtp_port, "connect_timeout": 2.0},
+                          relay={"trusted_networks": []}, smtp={"auth_requires_tls": False})
+    (tmp_path / "router.txt").write_text("Relay: customer.test = customer.test@customer.test.via\n"
+                                         "Relay: domain2.test = domain2.test@customer.test.via\n")
+    isp.ok("router", "import", str(tmp_path / "router.txt"))
+    isp.ok("queue", "hold", "customer.test")
+    isp.ok("account", "add", "customer.test@isp.test", "--password", "cust-pw")  # seed 004: named after the domain
+    isp.ok("account", "add", "sender@isp.test", "--no-password")
+    yield isp, cust, dns
+    isp.stop()
+    cust.stop()
+    dns.stop()
+
+
+def send(inst, rcpts, subject="held"):
+    with smtplib.SMTP("127.0.0.1", inst.smtp_port) as c:
+        c.ehlo("outside.example")
+        return c.sendmail("sender@isp.test", rcpts, f"Subject: {subject}\r\nX-Keep: 1\r\n\r\nbody\r\n".encode())
+
+
+def test_held_mail_waits_for_etrn(provider):
+    isp, cust, dns = provider
+    isp.start()
+    cust.start()
+    send(isp, ["joe@customer.test"])
+    [entry] = json.loads(isp.ok("queue", "list", "--json"))
+    assert entry["held"] and entry["targets"] == ["mx:customer.test"]
+    time.sleep(1.0)  # several scheduler rounds: held mail is not delivered
+    assert cust.messages("joe@customer.test") == []
+    with smtplib.SMTP("127.0.0.1", isp.smtp_port) as c:
+        c.ehlo("mail.customer.test")
+        assert "etrn" in c.esmtp_features
+        code, msg = c.docmd("ETRN", "customer.test")
+        assert code == 253 and msg.startswith(b"2.0.0 OK, 1 pending messages for node customer.test started")
+    files = wait_for(lambda: cust.messages("joe@customer.test"), what="delivery after ETRN")
+    assert b"X-Keep: 1" in files[0].read_bytes()
+    wait_for(lambda: isp.queue_ids() == [])
+    assert isp.log_lines(r"event=etrn .*node=customer.test messages=1")
+
+
+def test_one_etrn_releases_several_domains(provider):
+    isp, cust, dns = provider
+    isp.start()
+    cust.start()
+    send(isp, ["joe@customer.test"], "one")
+    send(isp, ["ann@domain2.test"], "two")
+    assert json.loads(isp.ok("queue", "holds", "--json")) == [{"domain": "customer.test", "messages": 2}]
+    with smtplib.SMTP("127.0.0.1", isp.smtp_port) as c:
+        c.ehlo("x")
+        assert c.docmd("ETRN", "@customer.test")[0] == 253
+    wait_for(lambda: cust.messages("joe@customer.test") and cust.messages("ann@domain2.test"))
+    # ann's envelope was kept: it arrived as ann@domain2.test on the customer's server.
+    assert cust.log_lines(r"event=received .*rcpt=<ann@domain2.test>")
+
+
+def test_etrn_replies(provider):
+    isp, cust, dns = provider
+    isp.start()
+    with Transcript("127.0.0.1", isp.smtp_port) as t:
+        t.expect(220)
+        t.cmd("ETRN customer.test", 503, "5.5.1")  # before EHLO
+        t.cmd("EHLO x", 250)
+        t.cmd("ETRN", 501, "5.5.4")
+        t.cmd("ETRN customer.test", 251, "2.0.0")  # held, nothing waiting
+        t.cmd("ETRN #customer.test", 251, "2.0.0")
+        t.cmd("ETRN unknown.test", 459, "4.7.1")
+        t.cmd("ETRN bad..name", 501, "5.5.4")
+        t.cmd("MAIL FROM:<a@isp.test>", 250)
+        t.cmd("ETRN customer.test", 503, "5.5.1")  # inside a transaction
+
+
+def test_etrn_clients_setting(provider):
+    isp, cust, dns = provider
+    isp.configure(etrn={"clients": ["192.0.2.0/24"]})
+    isp.start()
+    with Transcript("127.0.0.1", isp.smtp_port) as t:
+        t.expect(220)
+        t.cmd("EHLO x", 250)
+        t.cmd("ETRN customer.test", 459, "4.7.1")
+    assert isp.log_lines(r"event=etrn-refused")
+
+
+def test_release_delivers_and_stops_holding(provider):
+    isp, cust, dns = provider
+    isp.start()
+    cust.start()
+    send(isp, ["joe@customer.test"])
+    isp.ok("queue", "release", "customer.test")
+    wait_for(lambda: cust.messages("joe@customer.test"), what="delivery after release")
+    send(isp, ["joe@customer.test"], "second")
+    wait_for(lambda: len(cust.messages("joe@customer.test")) == 2, what="no longer held")
+
+
+def _odmr(isp) -> Transcript:
+    t = Transcript("127.0.0.1", isp.odmr_port)
+    t.expect(220)
+    return t
+
+
+def _auth(t, user="customer.test@isp.test", password="cust-pw"):
+    t.cmd("AUTH PLAIN " + base64.b64encode(f"\0{user}\0{password}".encode()).decode(), 235, "2.7.0")
+
+
+def test_odmr_refusals(provider):
+    isp, cust, dns = provider
+    isp.start()
+    with _odmr(isp) as t:
+        r = t.cmd("EHLO mail.customer.test", 250)
+        assert "ATRN" in r.lines and any(line.startswith("AUTH") for line in r.lines)
+        t.cmd("ATRN customer.test", 530, "5.7.0")
+        t.cmd("TURN", 530, "5.7.0")
+        t.cmd("MAIL FROM:<a@b.test>", 502, "5.5.1")
+        _auth(t)
+        t.cmd("ATRN other.test", 450, "4.7.1")
+        t.cmd("ATRN customer.test,other.test", 450, "4.7.1")
+        t.cmd("ATRN customer.test", 453, "4.2.4")  # no mail
+    with Transcript("127.0.0.1", isp.smtp_port) as t:
+        t.expect(220)
+        t.cmd("EHLO x", 250)
+        t.cmd("ATRN customer.test", 502, "5.5.1")  # ODMR port only
+
+
+def test_atrn_turns_the_connection_around(provider):
+    """The customer side is played by this test, byte for byte (RFC 2645 §4 example)."""
+    isp, cust, dns = provider
+    isp.start()
+    send(isp, ["joe@customer.test", "nobody@customer.test"], "turned")
+    send(isp, ["ann@domain2.test"], "second")
+    with _odmr(isp) as t:
+        t.cmd("EHLO mail.customer.test", 250)
+        _auth(t)
+        t.cmd("ATRN customer.test", 250, "2.0.0")
+        t.send("220 mail.customer.test ready to receive email")
+        seen = []
+        data_count = 0
+        while True:
+            line = t._line()
+            assert line is not None, "the provider closed too early"
+            seen.append(line)
+            if line.startswith("EHLO"):
+                t.send("250-mail.customer.test")
+                t.send("250 SIZE")
+            elif line.startswith("MAIL FROM:"):
+                t.send("250 2.1.0 OK")
+            elif line.startswith("RCPT TO:<nobody@"):
+                t.send("550 5.1.1 no such user")
+            elif line.startswith("RCPT TO:"):
+                t.send("250 2.1.5 OK")
+            elif line == "DATA":
+                t.send("354 go ahead")
+                while (body_line := t._line()) != ".":
+                    seen.append("  " + body_line)
+                data_count += 1
+                t.send("250 2.0.0 received")
+            elif line == "QUIT":
+                t.send("221 bye")
+                break
+        assert t.closed()
+    assert seen[0] == "EHLO mx.isp.test"
+    assert "RCPT TO:<joe@customer.test>" in seen and "RCPT TO:<ann@domain2.test>" in seen
+    assert data_count == 2
+    wait_for(lambda: isp.queue_ids() == [])
+    # nobody@ got a 550: the sender is told (one DSN), joe's and ann's copies were delivered.
+    dsn = wait_for(lambda: isp.messages("sender@isp.test"), what="the DSN for nobody@")
+    assert "nobody@customer.test" in dsn[0].read_text() and "Status: 5.1.1" in dsn[0].read_text()
+    assert isp.log_lines(r"event=delivered .*rcpt=<joe@customer.test> relay=odmr:customer.test@isp.test")
+
+
+def test_atrn_customer_drops_the_connection(provider):
+    isp, cust, dns = provider
+    isp.start()
+    send(isp, ["joe@customer.test"], "survives")
+    with _odmr(isp) as t:
+        t.cmd("EHLO mail.customer.test", 250)
+        _auth(t)
+        t.cmd("ATRN", 250, "2.0.0")  # no argument: every domain of the account
+        t.send("220 ready")
+        assert t._line().startswith("EHLO")
+        t.send("250 ok")
+        assert t._line().startswith("MAIL FROM:")
+    wait_for(lambda: isp.log_lines(r"event=atrn-aborted"))
+    [entry] = json.loads(isp.ok("queue", "list", "--json"))
+    assert entry["held"] and entry["recipients"] == ["joe@customer.test"]
+    # ... and it is still there for the next ATRN or ETRN.
+    cust.start()
+    with smtplib.SMTP("127.0.0.1", isp.smtp_port) as c:
+        c.ehlo("x")
+        assert c.docmd("ETRN", "customer.test")[0] == 253
+    wait_for(lambda: cust.messages("joe@customer.test"))

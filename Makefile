@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 DATA   ?= ./var
 # Debian tools the tests drive as real peers.
-DEBIAN_TEST_TOOLS := swaks
+DEBIAN_TEST_TOOLS := swaks fetchmail
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
+import hmac
 import ipaddress
 import logging
 import os
@@ -27,6 +29,7 @@ from .log import configure_logging, event
 from .mailstore import Mailstore
 from .queue import QueueManager
 from .router import Context, Router
+from .secrets import Secrets
 from .smtp.server import SMTPService, WaypostSMTP, make_tls_context
 
 __all__ = ["Server", "bind_listeners", "serve"]
@@ -67,7 +70,7 @@ class Server:
         self.settings = settings
         self.owner = f"{settings.server.hostname}/{os.getpid()}"
         self.db = open_database(settings.storage.database, settings.data_dir)
-        self.directory = Directory(self.db, settings.server.main_domain)
+        self.directory = Directory(self.db, settings.server.main_domain, secrets=Secrets(settings.data_dir))
         self.router = Router(self.directory, settings.relay.trusted_networks, self._own_addresses())
         self.mailstore = Mailstore(settings.path(settings.storage.mail), settings.server.hostname)
         self.queue = QueueManager(settings, self.db, self.router, self.mailstore, self.owner, self.is_self)
@@ -137,6 +140,15 @@ class Server:
             return None
         return account.address if await self._verify(account, password) else None
 
+    async def authenticate_cram(self, login: str, challenge: str, digest: str, server_ip: str | None) -> str | None:
+        """RFC 2195 CRAM-MD5 against the account's sealed secret (``account passwd --cram-md5``)."""
+        account = self.router.resolve_login(login, Context(kind="access", server_ip=server_ip))
+        secret = self.directory.cram_secret(account) if account is not None else None
+        if account is None or secret is None:
+            return None
+        expected = hmac.new(secret.encode("utf-8"), challenge.encode("ascii"), hashlib.md5).hexdigest()
+        return account.address if hmac.compare_digest(expected, digest) else None
+
     async def _verify(self, account: ObjectRecord, password: str) -> bool:
         async with self._hash_slots:
             loop = asyncio.get_running_loop()
@@ -147,7 +159,8 @@ class Server:
     async def start(self, sockets: dict[str, socket.socket]) -> None:
         loop = asyncio.get_running_loop()
         await self.queue.start()
-        service = SMTPService(self.settings, self.router, self.queue, self.authenticate, self._tls)
+        service = SMTPService(self.settings, self.router, self.queue, self.authenticate, self._tls,
+                              self.authenticate_cram)
         for name, sock in sockets.items():
             server = await loop.create_server(_smtp_factory(service, name), sock=sock)
             self._servers.append(server)

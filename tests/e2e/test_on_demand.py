@@ -223,3 +223,70 @@ def test_atrn_customer_drops_the_connection(provider):
         c.ehlo("x")
         assert c.docmd("ETRN", "customer.test")[0] == 253
     wait_for(lambda: cust.messages("joe@customer.test"))
+def test_fetchmail_odmr_hands_held_mail_to_the_customer_server(provider, tmp_path):
+    fetchmail = shutil.which("fetchmail")
+    assert fetchmail, "fetchmail is installed by 'make test' (Debian package fetchmail)"
+    isp, cust, dns = provider
+    # fetchmail's ODMR speaks CRAM-MD5 only (RFC 2645 requires servers to offer it).
+    isp.ok("account", "passwd", "customer.test@isp.test", "--password", "cust-pw", "--cram-md5")
+    isp.configure(smtp={"auth_requires_tls": True})
+    isp.start()
+    cust.start()
+    send(isp, ["joe@customer.test"], "via fetchmail")
+    send(isp, ["ann@domain2.test"], "via fetchmail too")
+    rc = tmp_path / "fetchmailrc"
+    rc.write_text(
+        f'poll 127.0.0.1 service {isp.odmr_port} protocol ODMR\n'
+        f'  user "customer.test@isp.test" password "cust-pw"\n'
+        f'  fetchdomains customer.test\n'
+        f'  smtphost 127.0.0.1/{cust.smtp_port}\n'
+        f'  sslproto ""\n'
+    )
+    rc.chmod(0o600)
+    out = subprocess.run([fetchmail, "-f", str(rc), "-v", "--nosyslog", "--idfile", str(tmp_path / "ids"),
+                          "--pidfile", str(tmp_path / "pid")],
+                         capture_output=True, text=True, timeout=60, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert out.returncode in (0, 1), out.stdout + out.stderr  # 1: "no mail" on a second poll
+    files = wait_for(lambda: cust.messages("joe@customer.test") and cust.messages("ann@domain2.test"),
+                     what="fetchmail to hand both messages over", timeout=20)
+    assert files
+    assert b"Subject: via fetchmail" in cust.messages("joe@customer.test")[0].read_bytes()
+    wait_for(lambda: isp.queue_ids() == [])
+
+
+def test_cram_md5_on_the_odmr_port(provider):
+    import hashlib
+    import hmac
+
+    isp, cust, dns = provider
+    isp.ok("account", "passwd", "customer.test@isp.test", "--password", "cram-secret", "--cram-md5")
+    isp.configure(smtp={"auth_requires_tls": True})
+    isp.start()
+    secret_file = isp.data / "secret.key"
+    assert secret_file.stat().st_mode & 0o077 == 0
+    stored = json.loads(isp.ok("account", "list", "--json"))
+    assert "cram-secret" not in json.dumps(stored) and "cram-secret" not in (isp.data / "waypost.db").read_bytes().decode("latin-1")
+
+    def cram(t, user, secret):
+        r = t.cmd("AUTH CRAM-MD5", 334)
+        challenge = base64.b64decode(r.lines[0])
+        digest = hmac.new(secret.encode(), challenge, hashlib.md5).hexdigest()
+        t.send(base64.b64encode(f"{user} {digest}".encode()).decode())
+        return t.reply()
+
+    with _odmr(isp) as t:
+        r = t.cmd("EHLO c", 250)
+        assert "AUTH CRAM-MD5" in r.lines  # before TLS: only the challenge-response mechanism
+        t.cmd("AUTH PLAIN " + base64.b64encode(b"\0customer.test@isp.test\0cram-secret").decode(), 538, "5.7.11")
+        assert cram(t, "customer.test@isp.test", "wrong").code == 535
+        assert cram(t, "sender@isp.test", "anything").code == 535  # no sealed secret: no CRAM-MD5
+    with _odmr(isp) as t:
+        t.cmd("EHLO c", 250)
+        reply = cram(t, "customer.test@isp.test", "cram-secret")
+        assert (reply.code, reply.enhanced) == (235, "2.7.0")
+        t.cmd("ATRN customer.test", 453, "4.2.4")
+    # A new password without --cram-md5 drops the sealed copy.
+    isp.ok("account", "passwd", "customer.test@isp.test", "--password", "other")
+    with _odmr(isp) as t:
+        t.cmd("EHLO c", 250)
+        assert cram(t, "customer.test@isp.test", "other").code == 535

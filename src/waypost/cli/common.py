@@ -15,6 +15,7 @@ from rich.table import Table
 from ..config import ConfigError, Settings, load_settings
 from ..db import Conflict, Database, NotFound, open_database
 from ..directory import Directory, DirectoryError
+from ..secrets import Secrets
 
 __all__ = ["App", "pass_app", "emit", "fail", "handle_errors", "json_option"]
 
@@ -48,7 +49,8 @@ class App:
     @property
     def directory(self) -> Directory:
         if self._directory is None:
-            self._directory = Directory(self.db, self.settings.server.main_domain)
+            self._directory = Directory(self.db, self.settings.server.main_domain,
+                                        secrets=Secrets(self.settings.data_dir))
         return self._directory
 
 

@@ -213,12 +213,14 @@ def account_set(app: App, address: str, real_name: str | None, enabled: bool | N
 @click.argument("address")
 @click.option("--password", help="The new password (prompted for when not given).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@click.option("--cram-md5", is_flag=True,
+              help="Also keep it sealed for CRAM-MD5 (needed by ODMR clients such as fetchmail).")
 @pass_app
 @handle_errors
-def account_passwd(app: App, address: str, password: str | None, password_stdin: bool) -> None:
+def account_passwd(app: App, address: str, password: str | None, password_stdin: bool, cram_md5: bool) -> None:
     """Set an account's password.  Example: waypost account passwd info@client1.com"""
     pw = _read_password(password, password_stdin)
-    obj = app.directory.update(address, "account", {"password": pw})
+    obj = app.directory.update(address, "account", {"password": pw}, cram_md5=cram_md5)
     click.echo(f"password of {obj.address} changed")
 
 

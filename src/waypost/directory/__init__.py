@@ -16,6 +16,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ..address import AddressError, normalize_domain, parse_address
+from ..secrets import Secrets
 from ..db import OBJECT_KINDS, Conflict, Database, DomainRecord, NotFound, ObjectRecord
 
 __all__ = [
@@ -40,10 +41,12 @@ class DirectoryError(ValueError):
 class Directory:
     """Domains and objects, on top of a ``Database``."""
 
-    def __init__(self, db: Database, main_domain: str, hasher: PasswordHasher | None = None) -> None:
+    def __init__(self, db: Database, main_domain: str, hasher: PasswordHasher | None = None,
+                 secrets: Secrets | None = None) -> None:
         self.db = db
         self.main_domain = normalize_domain(main_domain)
         self._hasher = hasher or PasswordHasher()
+        self.secrets = secrets
 
     # -- names ------------------------------------------------------------------
 
@@ -187,10 +190,18 @@ class Directory:
                 members.append(m)
         return self.db.update_object(obj.domain, obj.name, {"members": members})
 
-    def update(self, address: str, kind: str, changes: dict[str, Any]) -> ObjectRecord:
+    def update(self, address: str, kind: str, changes: dict[str, Any], cram_md5: bool = False) -> ObjectRecord:
+        """Change an object.  A new ``password`` is hashed; with ``cram_md5`` it is also
+        kept sealed (readable by this server only) for CRAM-MD5 logins, which need the
+        shared secret itself; a new password without it drops any sealed copy."""
         obj = self._require_kind(address, kind)
         if "password" in changes and changes["password"] is not None:
-            changes = dict(changes, password=self.hash_password(changes["password"]))
+            plain = changes["password"]
+            changes = dict(changes, password=self.hash_password(plain), cram=None)
+            if cram_md5:
+                if self.secrets is None:
+                    raise DirectoryError("no secret key: CRAM-MD5 secrets cannot be stored")
+                changes["cram"] = self.secrets.seal(plain)
         if kind == "forwarder" and changes.get("target"):
             try:
                 parse_address(changes["target"])
@@ -228,6 +239,13 @@ class Directory:
         if not password:
             raise DirectoryError("empty password")
         return self._hasher.hash(password)
+
+    def cram_secret(self, account: ObjectRecord) -> str | None:
+        """The shared secret for CRAM-MD5 (RFC 2195), if the account has one."""
+        sealed = account.data.get("cram")
+        if not sealed or self.secrets is None or not account.data.get("enabled", True):
+            return None
+        return self.secrets.open(sealed)
 
     def verify_password(self, account: ObjectRecord, password: str) -> bool:
         """Check a password (CPU-bound: call it off the event loop)."""

@@ -34,6 +34,7 @@ import errno
 import ipaddress
 import logging
 import re
+import secrets
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ class SMTPService:
     queue: QueueManager
     authenticate: Callable[[str, str, str | None], Any]  # async (login, password, server_ip) -> account | None
     tls_context: ssl.SSLContext | None = None
+    # async (login, challenge, hex digest, server_ip) -> account | None  (RFC 2195)
+    authenticate_cram: Callable[[str, str, str, str | None], Any] | None = None
     _backup_cache: dict[str, tuple[float, bool]] = field(default_factory=dict)
 
     async def backup_for(self, domain: str) -> bool:
@@ -352,6 +355,10 @@ class WaypostSMTP(SMTP):
             lines.append("STARTTLS")
         if not self._auth_require_tls or self._tls_protocol:
             lines.append("AUTH " + " ".join(sorted(self._auth_methods)))
+        elif "CRAM-MD5" in self._auth_methods:
+            # A challenge-response mechanism shows no password: offered before TLS too
+            # (RFC 2645 ODMR clients such as fetchmail use it).
+            lines.append("AUTH CRAM-MD5")
         for i, text in enumerate(lines):
             await self._raw_push(f"250{'-' if i < len(lines) - 1 else ' '}{text}")
 
@@ -395,7 +402,32 @@ class WaypostSMTP(SMTP):
             # RFC 4954 §4: "The AUTH command is not permitted during a mail transaction."
             await self.push(Reply(503, "5.5.1", "AUTH not permitted during a mail transaction"))
             return
+        if arg and arg.split()[0].upper() == "CRAM-MD5" and self._auth_require_tls and not self._tls_protocol:
+            self._auth_require_tls = False
+            try:
+                await super().smtp_AUTH(arg)
+            finally:
+                self._auth_require_tls = True
+            return
         await super().smtp_AUTH(arg)
+
+    async def auth_CRAM__MD5(self, _: Any, args: list[str]) -> AuthResult:
+        """RFC 2195: the server sends a unique challenge; the client answers with its
+        name and HMAC-MD5(secret, challenge) in hex."""
+        if len(args) != 1:
+            await self.push(Reply(501, "5.5.4", "CRAM-MD5 takes no initial response"))
+            return AuthResult(success=False, handled=True)
+        challenge = f"<{secrets.token_hex(8)}.{int(time.time())}@{self.hostname}>"
+        blob = await self.challenge_auth(challenge)
+        if blob is MISSING:
+            return AuthResult(success=False, handled=True)
+        user, _, digest = blob.decode("utf-8", "replace").strip().rpartition(" ")
+        if not user or not re.fullmatch(r"[0-9a-f]{32}", digest):
+            await self.push(Reply(501, "5.5.2", "Malformed CRAM-MD5 response"))
+            return AuthResult(success=False, handled=True)
+        check = self.service.authenticate_cram
+        account = await check(user, challenge, digest, self._server_ip()) if check else None
+        return await self._login_result(user, account)
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         # RFC 4616: message = [authzid] UTF8NUL authcid UTF8NUL passwd
@@ -444,6 +476,9 @@ class WaypostSMTP(SMTP):
         except UnicodeDecodeError:
             login, password = "", ""
         account = await self.service.authenticate(login, password, self._server_ip()) if login else None
+        return await self._login_result(login, account)
+
+    async def _login_result(self, login: str, account: str | None) -> AuthResult:
         if account is None:
             self._auth_failures += 1
             event(log, "auth-failed", level=logging.WARNING, client=self._client_ip(), login=login[:64],

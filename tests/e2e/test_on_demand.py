@@ -160,7 +160,7 @@ def test_atrn_turns_the_connection_around(provider):
     """The customer side is played by this test, byte for byte (RFC 2645 §4 example)."""
     isp, cust, dns = provider
     isp.start()
-    send(isp, ["joe@customer.test", "nobody@customer.test"], "turned")
+    send(isp, ["joe@customer.test", "nobody@customer.test", "later@customer.test"], "turned")
     send(isp, ["ann@domain2.test"], "second")
     with _odmr(isp) as t:
         t.cmd("EHLO mail.customer.test", 250)
@@ -180,6 +180,8 @@ def test_atrn_turns_the_connection_around(provider):
                 t.send("250 2.1.0 OK")
             elif line.startswith("RCPT TO:<nobody@"):
                 t.send("550 5.1.1 no such user")
+            elif line.startswith("RCPT TO:<later@"):
+                t.send("451 4.2.0 mailbox busy, try later")
             elif line.startswith("RCPT TO:"):
                 t.send("250 2.1.5 OK")
             elif line == "DATA":
@@ -195,10 +197,15 @@ def test_atrn_turns_the_connection_around(provider):
     assert seen[0] == "EHLO mx.isp.test"
     assert "RCPT TO:<joe@customer.test>" in seen and "RCPT TO:<ann@domain2.test>" in seen
     assert data_count == 2
-    wait_for(lambda: isp.queue_ids() == [])
+    # later@ answered 451: it stays queued (and held) for the next ATRN; no bounce for it.
+    wait_for(lambda: [m["recipients"] for m in json.loads(isp.ok("queue", "list", "--json"))]
+             == [["later@customer.test"]])
+    [entry] = json.loads(isp.ok("queue", "list", "--json"))
+    assert entry["held"] and entry["last_reply"].startswith("451 4.2.0")
     # nobody@ got a 550: the sender is told (one DSN), joe's and ann's copies were delivered.
     dsn = wait_for(lambda: isp.messages("sender@isp.test"), what="the DSN for nobody@")
     assert "nobody@customer.test" in dsn[0].read_text() and "Status: 5.1.1" in dsn[0].read_text()
+    assert "later@customer.test" not in dsn[0].read_text()
     assert isp.log_lines(r"event=delivered .*rcpt=<joe@customer.test> relay=odmr:customer.test@isp.test")
 
 
@@ -290,3 +297,62 @@ def test_cram_md5_on_the_odmr_port(provider):
     with _odmr(isp) as t:
         t.cmd("EHLO c", 250)
         assert cram(t, "customer.test@isp.test", "other").code == 535
+
+
+def test_relay_to_all_hosts_we_backup(tmp_path):
+    dns = TestDNSServer({
+        "backedup.test": {"MX": [(10, "primary.backedup.test"), (20, "mx.isp.test")]},
+        "primary.backedup.test": {"A": ["127.0.0.1"]},
+        "primaryonly.test": {"MX": [(10, "mx.isp.test")]},
+        "stranger.test": {"MX": [(10, "primary.backedup.test")]},
+    })
+    dns.start()
+    isp = WaypostInstance(tmp_path / "isp", domain="isp.test", hostname="mx.isp.test",
+                          dns={"nameservers": [dns.nameserver]}, relay={"trusted_networks": [], "backup_mx": True},
+                          delivery={"smtp_port": 9, "connect_timeout": 1.0})
+    try:
+        isp.start()
+        with Transcript("127.0.0.1", isp.smtp_port) as t:
+            t.expect(220)
+            t.cmd("EHLO outside.example", 250)
+            t.cmd("MAIL FROM:<a@outside.example>", 250)
+            t.cmd("RCPT TO:<joe@backedup.test>", 250, "2.1.5")  # we are its backup MX
+            t.cmd("RCPT TO:<joe@primaryonly.test>", 554, "5.7.1")  # we are its only MX: not a backup
+            t.cmd("RCPT TO:<joe@stranger.test>", 554, "5.7.1")  # we are not listed
+        assert dns.asked("backedup.test", "MX")
+    finally:
+        isp.stop()
+        dns.stop()
+
+
+BATTERY = ["victim@elsewhere.test", "user%victim.test@isp.test", '"user@victim.test"@isp.test',
+           "@isp.test:user@victim.test", "victim.test!user@isp.test", "user%victim.test@[127.0.0.1]",
+           "USER%VICTIM.TEST@ISP.TEST", "user%victim.test@isp.test.", "victim@ELSEWHERE.TEST."]
+
+
+def test_open_relay_battery_through_the_listener(tmp_path):
+    isp = WaypostInstance(tmp_path / "isp", domain="isp.test", hostname="mx.isp.test",
+                          relay={"trusted_networks": []}, smtp={"auth_requires_tls": False},
+                          dns={"nameservers": ["127.0.0.1:9"], "timeout": 0.5},
+                          delivery={"smtp_port": 9, "connect_timeout": 1.0})
+    isp.ok("account", "add", "user@isp.test", "--password", "user-pw")
+    try:
+        isp.start()
+        with Transcript("127.0.0.1", isp.smtp_port) as t:
+            t.expect(220)
+            t.cmd("EHLO outside.example", 250)
+            t.cmd("MAIL FROM:<spammer@outside.example>", 250)
+            for rcpt in BATTERY:
+                t.cmd(f"RCPT TO:<{rcpt}>", 554, "5.7.1")
+            t.cmd("RCPT TO:<user@victim.test@isp.test>", 501, "5.1.3")  # not an address at all
+            t.cmd("DATA", 503, "5.5.1")  # nothing was accepted
+        assert isp.queue_ids() == []
+        with Transcript("127.0.0.1", isp.submission_port) as t:  # the same, authenticated
+            t.expect(220)
+            t.cmd("EHLO c", 250)
+            t.cmd("AUTH PLAIN " + base64.b64encode(b"\0user@isp.test\0user-pw").decode(), 235)
+            t.cmd("MAIL FROM:<user@isp.test>", 250)
+            for rcpt in BATTERY:
+                t.cmd(f"RCPT TO:<{rcpt}>", 250, "2.1.5")
+    finally:
+        isp.stop()

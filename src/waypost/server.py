@@ -75,6 +75,7 @@ class Server:
         self.mailstore = Mailstore(settings.path(settings.storage.mail), settings.server.hostname)
         self.queue = QueueManager(settings, self.db, self.router, self.mailstore, self.owner, self.is_self)
         self._servers: list[asyncio.base_events.Server] = []
+        self._service: SMTPService | None = None
         self._tls = self._tls_context()
         self._dummy: ObjectRecord | None = None
         # Password checks (argon2: ~0.1 s of CPU and 64 MiB each) run on their own two
@@ -161,13 +162,18 @@ class Server:
         await self.queue.start()
         service = SMTPService(self.settings, self.router, self.queue, self.authenticate, self._tls,
                               self.authenticate_cram)
+        self._service = service
         for name, sock in sockets.items():
             server = await loop.create_server(_smtp_factory(service, name), sock=sock)
             self._servers.append(server)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop listening, let messages in flight finish (at most ``grace`` s), tell the
+        other sessions 421, then stop the queue (its leases go back to the index)."""
         for server in self._servers:
             server.close()
+        if self._service is not None:
+            await self._service.shutdown(grace)
         for server in self._servers:
             try:
                 await asyncio.wait_for(server.wait_closed(), timeout=2)

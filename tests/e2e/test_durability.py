@@ -125,3 +125,36 @@ def test_a_dead_worker_is_replaced_and_its_work_taken_over(tmp_path):
             c.sendmail("x@outside.example", ["alice@example.test"], b"Subject: after\r\n\r\nx\r\n")
     wait_for(lambda: len(inst.messages("alice@example.test")) == 10)
     assert inst.stop() == 0
+
+
+def test_sigterm_tells_idle_sessions_421_and_lets_a_message_finish(tmp_path):
+    import signal as sig
+
+    from support.transcript import Transcript
+
+    inst = WaypostInstance(tmp_path / "data")
+    inst.ok("account", "add", "alice@example.test", "--no-password")
+    inst.start()
+    idle = Transcript("127.0.0.1", inst.smtp_port)
+    idle.expect(220)
+    idle.cmd("EHLO idle", 250)
+    busy = Transcript("127.0.0.1", inst.smtp_port)
+    busy.expect(220)
+    busy.cmd("EHLO busy", 250)
+    busy.cmd("MAIL FROM:<x@outside.example>", 250)
+    busy.cmd("RCPT TO:<alice@example.test>", 250)
+    busy.cmd("DATA", 354)
+    busy.send_raw(b"Subject: in flight\r\n\r\nfirst half\r\n")
+    inst.proc.send_signal(sig.SIGTERM)
+    idle.expect(421, "4.3.0")
+    busy.send_raw(b"second half\r\n.\r\n")
+    busy.expect(250, "2.0.0")  # the message in flight was finished, and is safe
+    busy.expect(421, "4.3.0")
+    assert inst.proc.wait(15) == 0
+    inst.proc = None
+    idle.close()
+    busy.close()
+    inst.start()
+    files = wait_for(lambda: inst.messages("alice@example.test"))
+    assert b"second half" in files[0].read_bytes()
+    inst.stop()

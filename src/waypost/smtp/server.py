@@ -74,6 +74,19 @@ class SMTPService:
     # async (login, challenge, hex digest, server_ip) -> account | None  (RFC 2195)
     authenticate_cram: Callable[[str, str, str, str | None], Any] | None = None
     _backup_cache: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    sessions: set["WaypostSMTP"] = field(default_factory=set)
+
+    async def shutdown(self, grace: float) -> None:
+        """SIGTERM: idle sessions get 421 4.3.0 at once; a session in the middle of a
+        message may finish it (and its 250) within ``grace`` seconds, then gets 421 too."""
+        for s in list(self.sessions):
+            if not s.in_data:
+                s.close_with(R.SHUTTING_DOWN)
+        deadline = time.monotonic() + grace
+        while any(s.in_data for s in self.sessions) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for s in list(self.sessions):
+            s.close_with(R.SHUTTING_DOWN)
 
     async def backup_for(self, domain: str) -> bool:
         """Relay to All Hosts We Backup (seed 004): whether the domain's MX records name
@@ -142,11 +155,29 @@ class WaypostSMTP(SMTP):
             auth_callback=None,
         )
         self._buf = bytearray()
+        self.in_data = False  # reading or committing a message: a shutdown waits for it
         self._errors = 0
         self._auth_failures = 0
         self._raw = False
 
     # -- envelope / session ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.service.sessions.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.service.sessions.discard(self)
+        super().connection_lost(error)
+
+    def close_with(self, reply: Reply) -> None:
+        """Send a last reply and close (server shutdown)."""
+        if self.transport is not None and not self.transport.is_closing():
+            try:
+                self._writer.write(f"{reply}\r\n".encode())
+            except Exception:  # pragma: no cover - transport already gone
+                pass
+            self.transport.close()
 
     def _create_envelope(self) -> Envelope:
         return _Envelope()
@@ -653,6 +684,13 @@ class WaypostSMTP(SMTP):
         settings = self.service.settings
         await self._raw_push(f"354 {R.DATA_GO.text}")
         self._reset_timeout(settings.smtp.data_timeout)
+        self.in_data = True
+        try:
+            await self._data_phase(settings)
+        finally:
+            self.in_data = False
+
+    async def _data_phase(self, settings: Settings) -> None:
         try:
             body = await self._read_data(settings.smtp.max_message_size)
         except asyncio.CancelledError:  # the connection was lost (aiosmtpd cancels us)

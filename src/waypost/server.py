@@ -179,8 +179,9 @@ class Server:
                 await asyncio.wait_for(server.wait_closed(), timeout=2)
             except asyncio.TimeoutError:
                 pass
-        await self.queue.stop()
-        self.db.close()
+        await self.queue.stop(grace)
+        # The database is not closed here: threads of the default executor may still be
+        # finishing a statement; asyncio.run waits for them, and the process exit closes it.
 
 
 def _smtp_factory(service: SMTPService, mode: str) -> Callable[[], WaypostSMTP]:
@@ -276,6 +277,8 @@ def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int) ->
         if pid not in children:
             continue
         slot = children.pop(pid)
+        if status != 0:
+            event(log, "worker-exit", level=logging.ERROR if not stopping else logging.WARNING, pid=pid, status=status)
         if not stopping:
             event(log, "worker-died", level=logging.ERROR, pid=pid, status=status)
             _release_leases(settings, pid)

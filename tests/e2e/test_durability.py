@@ -158,3 +158,29 @@ def test_sigterm_tells_idle_sessions_421_and_lets_a_message_finish(tmp_path):
     files = wait_for(lambda: inst.messages("alice@example.test"))
     assert b"second half" in files[0].read_bytes()
     inst.stop()
+
+
+def test_sigterm_right_after_delivery_leaves_no_duplicates(tmp_path):
+    # Found by bench/smtp_accept: a stop during the delivery bookkeeping used to crash
+    # (SQLite closed under a running thread) and leave spool files that were delivered again.
+    inst = WaypostInstance(tmp_path / "data")
+    inst.ok("account", "add", "alice@example.test", "--no-password")
+    inst.start()
+
+    def client(n):
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port) as c:
+            for i in range(15):
+                c.sendmail("x@outside.example", ["alice@example.test"], f"Subject: m{n}-{i}\r\n\r\nx\r\n".encode())
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    wait_for(lambda: len(inst.messages("alice@example.test")) == 120, timeout=30)
+    assert inst.stop() == 0
+    assert list((inst.data / "spool" / "queue").iterdir()) == []
+    inst.start()
+    wait_for(lambda: inst.queue_ids() == [])
+    assert len(inst.messages("alice@example.test")) == 120
+    inst.stop()

@@ -90,7 +90,7 @@ class QueueManager:
         self.spool = Spool(settings.path(settings.storage.spool), on_commit=self._index)
         self.resolver = remote.Resolver(settings)
         self.is_self = is_self or (lambda host, ip, port: False)
-        self._local_queue: asyncio.Queue[tuple[QueuedMessage, list[QueuedRecipient], bytes | None]] | None = None
+        self._local_queue: asyncio.Queue[tuple[QueuedMessage, list[QueuedRecipient], bytes | None] | None] | None = None
         self._host_limits: dict[str, asyncio.Semaphore] = {}
         self._global_limit: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -155,13 +155,24 @@ class QueueManager:
             await asyncio.sleep(max(lease / 3, 0.1))
             await asyncio.to_thread(self.db.queue_extend_leases, self.owner, time.time() + lease)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking work; let deliveries in flight finish their bookkeeping (index
+        update, spool removal) for at most ``grace`` seconds, so that what was delivered
+        is not delivered again after a restart; then give back what is left."""
         self._stopping = True
-        for t in self._running:
+        scheduler, heartbeat = self._running[1], self._running[2]
+        local = self._running[0]
+        for t in (scheduler, heartbeat):
             t.cancel()
-        for t in list(self._tasks):
+        if self._local_queue is not None:
+            self._local_queue.put_nowait(None)  # the agent ends after the batch in hand
+        in_flight = {local, *self._tasks}
+        _done, late = await asyncio.wait(in_flight, timeout=grace)
+        for t in late:
             t.cancel()
         await asyncio.gather(*self._running, *self._tasks, return_exceptions=True)
+        if late:
+            event(log, "stop-cut-short", level=logging.WARNING, tasks=len(late))
         self.spool.stop()
         event(log, "spool-stats", messages=self.spool.messages, flushes=self.spool.batches)
         # Whatever this worker held goes back to the index for the next start.
@@ -319,11 +330,18 @@ class QueueManager:
     async def _local_agent(self) -> None:
         assert self._local_queue is not None
         q = self._local_queue
-        while True:
-            batch = [await q.get()]
-            count = len(batch[0][1])
+        stopping = False
+        while not stopping:
+            first = await q.get()
+            if first is None:
+                return
+            batch = [first]
+            count = len(first[1])
             while count < LOCAL_BATCH and not q.empty():
                 item = q.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
                 batch.append(item)
                 count += len(item[1])
             try:
@@ -359,7 +377,7 @@ class QueueManager:
                 per_msg[n].append(_Outcome(r, "deferred", f"452 4.3.1 cannot store the message: {res.strerror or res}"))
             else:
                 per_msg[n].append(_Outcome(r, "delivered", f"250 2.0.0 stored as {res}", remote_mta=""))
-        await asyncio.gather(*(self._settle(batch[n][0], outs) for n, outs in per_msg.items()))
+        await self._settle_many([(batch[n][0], outs) for n, outs in per_msg.items()])
 
     # -- remote delivery ----------------------------------------------------------------
 
@@ -403,13 +421,37 @@ class QueueManager:
     # -- outcomes -----------------------------------------------------------------------
 
     async def _settle(self, msg: QueuedMessage, outcomes: list[_Outcome]) -> None:
-        try:
-            await self._settle_outcomes(msg, outcomes)
-        finally:
-            for o in outcomes:
-                self._in_flight.discard((msg.msg_id, o.recipient.idx))
+        await self._settle_many([(msg, outcomes)])
 
-    async def _settle_outcomes(self, msg: QueuedMessage, outcomes: list[_Outcome]) -> None:
+    async def _settle_many(self, items: list[tuple[QueuedMessage, list[_Outcome]]]) -> None:
+        """Record outcomes of several messages in one index transaction (a local batch
+        costs one write, not one per message), remove finished spool files, send DSNs."""
+        try:
+            plans = [(msg, *self._plan(msg, outcomes)) for msg, outcomes in items]
+            originals: dict[str, bytes] = {}
+            for msg, _updates, bounces, successes in plans:
+                if (bounces or successes) and msg.sender:
+                    try:  # read before the file may go away below
+                        originals[msg.msg_id] = await self._load(msg, None)
+                    except OSError:
+                        originals[msg.msg_id] = b""
+            all_updates = [u for _msg, updates, _b, _s in plans for u in updates]
+            finished = await asyncio.to_thread(self.db.queue_update, all_updates, self.owner)
+            if finished:
+                await asyncio.to_thread(self.spool.remove_many, finished)
+            for msg, _updates, bounces, successes in plans:
+                if msg.msg_id in originals:
+                    for statuses in (bounces, successes):
+                        if statuses:
+                            await self._send_dsn(msg, statuses, originals[msg.msg_id])
+        finally:
+            for msg, outcomes in items:
+                for o in outcomes:
+                    self._in_flight.discard((msg.msg_id, o.recipient.idx))
+
+    def _plan(self, msg: QueuedMessage, outcomes: list[_Outcome]
+              ) -> tuple[list[RecipientUpdate], list[dsn.RecipientStatus], list[dsn.RecipientStatus]]:
+        """The index updates, bounces and success reports for one message's outcomes."""
         now = time.time()
         expire_at = msg.created + self.settings.queue.expire_after
         intervals = self.settings.queue.retry_intervals
@@ -442,19 +484,7 @@ class QueueManager:
                 nxt = min(now + interval, expire_at)
                 updates.append(RecipientUpdate(msg.msg_id, r.idx, "queued", o.reply, next_attempt=nxt))
                 event(log, "deferred", **fields, retry_in=int(nxt - now))
-        original: bytes | None = None
-        if (bounces or successes) and msg.sender:
-            try:  # read before the file may go away below
-                original = await self._load(msg, None)
-            except OSError:
-                original = b""
-        finished = await asyncio.to_thread(self.db.queue_update, updates, self.owner)
-        for msg_id in finished:
-            await asyncio.to_thread(self.spool.remove, msg_id)
-        if original is not None:
-            for statuses in (bounces, successes):
-                if statuses:
-                    await self._send_dsn(msg, statuses, original)
+        return updates, bounces, successes
 
     def _status(self, r: QueuedRecipient, o: _Outcome, action: str, now: float) -> dsn.RecipientStatus:
         enhanced = o.enhanced or _enhanced_of(o.reply) or ("2.0.0" if action == "delivered" else "5.0.0")

@@ -208,6 +208,10 @@ class Spool:
         except FileNotFoundError:
             pass
 
+    def remove_many(self, msg_ids: list[str]) -> None:
+        for msg_id in msg_ids:
+            self.remove(msg_id)
+
     def ids(self) -> Iterator[str]:
         for entry in os.scandir(self.queue_dir):
             if entry.is_file():

@@ -390,8 +390,8 @@ class WaypostSMTP(SMTP):
             # A challenge-response mechanism shows no password: offered before TLS too
             # (RFC 2645 ODMR clients such as fetchmail use it).
             lines.append("AUTH CRAM-MD5")
-        for i, text in enumerate(lines):
-            await self._raw_push(f"250{'-' if i < len(lines) - 1 else ' '}{text}")
+        # One write for the whole reply (one segment on the wire, not one per line).
+        await self._raw_push("\r\n".join(f"250{'-' if i < len(lines) - 1 else ' '}{text}" for i, text in enumerate(lines)))
 
     async def smtp_STARTTLS(self, arg: str) -> None:
         if arg:

@@ -18,6 +18,8 @@ literal.
 
 from __future__ import annotations
 
+import abc
+
 from typing import TYPE_CHECKING
 
 from .lexer import Reason
@@ -64,8 +66,9 @@ class NeedMore(Exception):
         )
 
 
-class Rejected(Exception):
-    """The command at the start of the buffer is refused; see the module docstring."""
+class Rejected(Exception, metaclass=abc.ABCMeta):
+    """The command at the start of the buffer is refused; see the module docstring.
+    Each kind of refusal says how it is answered (``reply``)."""
 
     def __init__(self, tag: str | None, discard: int, skipper: CommandSkipper | None, message: str) -> None:
         super().__init__(message)
@@ -78,8 +81,9 @@ class Rejected(Exception):
         """What went wrong, for logs (the client gets ``reply()``)."""
         return str(self)
 
+    @abc.abstractmethod
     def reply(self) -> Tagged | Untagged:
-        raise NotImplementedError
+        """The response the server sends for this refusal."""
 
 
 class BadCommand(Rejected):

@@ -115,6 +115,7 @@ class QueueSettings:
     expire_after: int = _s(5 * 86400, "Seconds after which undelivered mail is bounced (default 5 days).")
     poll_interval: float = _s(1.0, "Seconds between looks at the queue index for due or released work.")
     lease: int = _s(600, "Seconds a worker holds a message it is delivering before others may retry it.")
+    orphan_scan: float = _s(60.0, "Seconds between looks for spool files the index lost (a worker killed mid-commit).")
 
 
 @dataclass(frozen=True, slots=True)

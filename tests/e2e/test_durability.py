@@ -184,3 +184,29 @@ def test_sigterm_right_after_delivery_leaves_no_duplicates(tmp_path):
     wait_for(lambda: inst.queue_ids() == [])
     assert len(inst.messages("alice@example.test")) == 120
     inst.stop()
+
+
+def test_a_spool_file_the_index_lost_is_adopted(tmp_path):
+    # What a worker killed between its spool commit and its index insert leaves behind.
+    import json as _json
+
+    inst = WaypostInstance(tmp_path / "data", queue={"poll_interval": 0.2, "orphan_scan": 0.5})
+    inst.ok("account", "add", "alice@example.test", "--no-password")
+    inst.start()
+    envelope = {"sender": "x@outside.example", "created": time.time(), "size": 20, "hops": 0, "params": {},
+                "recipients": [{"idx": 0, "address": "alice@example.test", "target": "local",
+                                "route": {"kind": "local", "address": "alice@example.test", "domain": "example.test",
+                                          "name": "alice", "object_kind": "account", "account": "alice"}}]}
+    env = _json.dumps(envelope).encode()
+    body = b"Subject: orphan\r\n\r\nx\r\n"
+    path = inst.data / "spool" / "queue" / "00000000000ORPHAN01"
+    path.write_bytes(b"WAYPOST-SPOOL 1\n" + str(len(env)).encode() + b"\n" + env + b"\n" + body)
+    old = time.time() - 5
+    import os as _os
+
+    _os.utime(path, (old, old))
+    files = wait_for(lambda: inst.messages("alice@example.test"), what="the orphan to be delivered")
+    assert b"Subject: orphan" in files[0].read_bytes()
+    wait_for(lambda: not path.exists())
+    assert inst.log_lines(r"event=orphans-adopted count=1")
+    inst.stop()

@@ -133,6 +133,7 @@ class QueueManager:
             asyncio.create_task(self._supervised(self._local_agent, "local-delivery")),
             asyncio.create_task(self._supervised(self._scheduler, "queue-scheduler")),
             asyncio.create_task(self._supervised(self._heartbeat, "lease-heartbeat")),
+            asyncio.create_task(self._supervised(self._orphans, "orphan-scan")),
         ]
 
     async def _supervised(self, body: Callable[[], Any], name: str) -> None:
@@ -148,6 +149,33 @@ class QueueManager:
                 log.exception("event=loop-restarted loop=%s", name)
                 await asyncio.sleep(0.5)
 
+    async def _orphans(self) -> None:
+        """A worker killed between its spool commit and the index insert leaves a file
+        nobody delivers; look for such files now and then (not only at start-up)."""
+        while True:
+            await asyncio.sleep(self.settings.queue.orphan_scan)
+            found = await asyncio.to_thread(self._adopt_orphans, self.settings.queue.orphan_scan)
+            if found:
+                event(log, "orphans-adopted", count=found)
+                self.wake()
+
+    def _adopt_orphans(self, min_age: float) -> int:
+        known = self.db.queue_known_ids()
+        now = time.time()
+        entries = []
+        for msg_id in set(self.spool.ids()) - known:
+            path = self.spool.path(msg_id)
+            try:
+                if now - path.stat().st_mtime < min_age:
+                    continue  # being committed right now
+                envelope, data = self.spool.read(msg_id)
+            except (OSError, ValueError):
+                continue
+            entries.append(SpoolEntry(msg_id, envelope, data))
+        if entries:  # INSERT OR IGNORE: two workers adopting one file record it once
+            self.db.queue_insert([_queued(e) for e in entries], lease_owner="", lease_until=0.0)
+        return len(entries)
+
     async def _heartbeat(self) -> None:
         """Renew this worker's leases well before they run out (a third of the lease)."""
         lease = self.settings.queue.lease
@@ -160,9 +188,8 @@ class QueueManager:
         update, spool removal) for at most ``grace`` seconds, so that what was delivered
         is not delivered again after a restart; then give back what is left."""
         self._stopping = True
-        scheduler, heartbeat = self._running[1], self._running[2]
-        local = self._running[0]
-        for t in (scheduler, heartbeat):
+        local, *loops = self._running
+        for t in loops:
             t.cancel()
         if self._local_queue is not None:
             self._local_queue.put_nowait(None)  # the agent ends after the batch in hand

@@ -61,7 +61,7 @@ class ListenSettings:
     imap: str = _s("", "IMAP listener.")
     pop3: str = _s("", "POP3 listener.")
     http: str = _s("", "HTTP listener (WebUser, admin).")
-    minger: str = _s("", "Minger (UDP) listener for domain sharing.")
+    minger: str = _s("", "Minger (UDP) listener for domain sharing (production port 4069; needs sharing.secret).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +126,14 @@ class RelaySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SharingSettings:
+    secret: str = _s("", "Minger shared secret (16 to 50 printable characters) our server checks (listen.minger).")
+    allow_anonymous: bool = _s(False, "Answer Minger queries that carry no digest.")
+    clients: list[str] = _s(["127.0.0.0/8", "::1/128"], "Networks whose Minger queries are answered (others get code 1).")
+    timeout: float = _s(5.0, "Seconds to wait for the peers' Minger answers.")
+
+
+@dataclass(frozen=True, slots=True)
 class ETRNSettings:
     clients: list[str] = _s(["0.0.0.0/0", "::/0"], "Client networks that may send ETRN (RFC 1985); others get 459.")
     domains: list[str] = _s([], "Domains ETRN may release (empty: every domain with queued mail).")
@@ -143,6 +151,7 @@ class Settings:
     queue: QueueSettings = field(default_factory=QueueSettings)
     relay: RelaySettings = field(default_factory=RelaySettings)
     etrn: ETRNSettings = field(default_factory=ETRNSettings)
+    sharing: SharingSettings = field(default_factory=SharingSettings)
     # Not a setting: where the file was read from; paths are relative to it.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -224,7 +233,8 @@ def _validate(s: Settings) -> None:
             parse_hostport(ns, default_port=53)
         except ValueError as e:
             raise ConfigError(f"dns.nameservers[{i}]: {e}") from None
-    for key, nets in (("relay.trusted_networks", s.relay.trusted_networks), ("etrn.clients", s.etrn.clients)):
+    for key, nets in (("relay.trusted_networks", s.relay.trusted_networks), ("etrn.clients", s.etrn.clients),
+                      ("sharing.clients", s.sharing.clients)):
         for i, net in enumerate(nets):
             try:
                 ipaddress.ip_network(net, strict=False)
@@ -243,6 +253,9 @@ def _validate(s: Settings) -> None:
         raise ConfigError("smtp.max_line_length: RFC 5321 §4.5.3.1.4 requires at least 512")
     if not 0 < s.delivery.smtp_port < 65536:
         raise ConfigError("delivery.smtp_port: expected a TCP port number")
+    if s.listen.minger and not s.sharing.allow_anonymous and not 16 <= len(s.sharing.secret) <= 50:
+        raise ConfigError("sharing.secret: listen.minger is set, so a secret of 16 to 50 characters is needed"
+                          " (or sharing.allow_anonymous = true)")
     if s.server.workers < 0:
         raise ConfigError("server.workers: expected 0 (one per core) or more")
 

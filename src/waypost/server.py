@@ -30,6 +30,7 @@ from .mailstore import Mailstore
 from .queue import QueueManager
 from .router import Context, Router
 from .secrets import Secrets
+from .sharing import MingerServer, directory_code
 from .smtp.server import SMTPService, WaypostSMTP, make_tls_context
 
 __all__ = ["Server", "bind_listeners", "serve"]
@@ -44,7 +45,7 @@ def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
     sockets: dict[str, socket.socket] = {}
     for name in ("smtp", "submission", "odmr", "imap", "pop3", "http", "minger"):
         value = getattr(settings.listen, name)
-        if not value:
+        if not value or name == "minger":  # UDP: each worker binds it (SO_REUSEPORT)
             continue
         if name not in SERVED:
             raise SystemExit(f"listen.{name}: this listener is not available in this version; set it to \"\"")
@@ -76,6 +77,7 @@ class Server:
         self.queue = QueueManager(settings, self.db, self.router, self.mailstore, self.owner, self.is_self)
         self._servers: list[asyncio.base_events.Server] = []
         self._service: SMTPService | None = None
+        self._minger: MingerServer | None = None
         self._tls = self._tls_context()
         self._dummy: ObjectRecord | None = None
         # Password checks (argon2: ~0.1 s of CPU and 64 MiB each) run on their own two
@@ -166,12 +168,23 @@ class Server:
         for name, sock in sockets.items():
             server = await loop.create_server(_smtp_factory(service, name), sock=sock)
             self._servers.append(server)
+        if self.settings.listen.minger:
+            host, port = parse_hostport(self.settings.listen.minger)
+            sharing = self.settings.sharing
+            self._minger = MingerServer(
+                lambda mailbox: directory_code(self.db, mailbox), allowed_networks=sharing.clients,
+                secret=sharing.secret or None, allow_anonymous=sharing.allow_anonymous, host=host, port=port,
+                reuse_port=True,
+            )
+            await self._minger.start()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop listening, let messages in flight finish (at most ``grace`` s), tell the
         other sessions 421, then stop the queue (its leases go back to the index)."""
         for server in self._servers:
             server.close()
+        if self._minger is not None:
+            await self._minger.close()
         if self._service is not None:
             await self._service.shutdown(grace)
         for server in self._servers:
@@ -220,10 +233,27 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         out(f"listening {name} {shown}:{port}")
+    if settings.listen.minger:
+        out(f"listening minger {_check_udp(settings.listen.minger)} (udp)")
     sys.stdout.flush()
     if n == 1:
         return _run_worker(settings, sockets)
     return _supervise(settings, sockets, n)
+
+
+def _check_udp(value: str) -> str:
+    """Fail early (in the supervisor) if the Minger port cannot be bound; the workers
+    bind it themselves with SO_REUSEPORT, so this probe is closed at once."""
+    host, port = parse_hostport(value)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        raise SystemExit(f"listen.minger: cannot listen on {value}: {e.strerror}") from None
+    finally:
+        sock.close()
+    return value
 
 
 def _release_leases(settings: Settings, pid: int) -> None:

@@ -14,6 +14,7 @@ from .common import App, fail, handle_errors, json_option, pass_app
 from .directory import register as register_directory
 from .queue import queue
 from .router import router
+from .share import share
 
 __all__ = ["main", "cli"]
 
@@ -158,6 +159,7 @@ def route(app: App, address: str, client_ip: str | None, auth: str | None, kind:
 
 cli.add_command(queue)
 cli.add_command(router)
+cli.add_command(share)
 register_directory(cli)
 
 

@@ -25,9 +25,15 @@ from .proto import (
     parse_query,
     parse_reply,
 )
+from .peers import PEERS_KEY, SharingPeer, directory_code, load_peers, save_peers
 from .server import Lookup, MingerServer, RateLimiter, ServerStats
 
 __all__ = [
+    "PEERS_KEY",
+    "SharingPeer",
+    "directory_code",
+    "load_peers",
+    "save_peers",
     "Code",
     "DEFAULT_PORT",
     "Lookup",

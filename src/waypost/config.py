@@ -131,6 +131,7 @@ class SharingSettings:
     allow_anonymous: bool = _s(False, "Answer Minger queries that carry no digest.")
     clients: list[str] = _s(["127.0.0.0/8", "::1/128"], "Networks whose Minger queries are answered (others get code 1).")
     timeout: float = _s(5.0, "Seconds to wait for the peers' Minger answers.")
+    cache_ttl: int = _s(5 * 86400, "Seconds a peer's positive answer is remembered (negative answers are not).")
 
 
 @dataclass(frozen=True, slots=True)

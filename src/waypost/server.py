@@ -31,6 +31,7 @@ from .queue import QueueManager
 from .router import Context, Router
 from .secrets import Secrets
 from .sharing import MingerServer, directory_code
+from .sharing.peers import ask_peers
 from .smtp.server import SMTPService, WaypostSMTP, make_tls_context
 
 __all__ = ["Server", "bind_listeners", "serve"]
@@ -71,7 +72,8 @@ class Server:
         self.settings = settings
         self.owner = f"{settings.server.hostname}/{os.getpid()}"
         self.db = open_database(settings.storage.database, settings.data_dir)
-        self.directory = Directory(self.db, settings.server.main_domain, secrets=Secrets(settings.data_dir))
+        self.secrets = Secrets(settings.data_dir)
+        self.directory = Directory(self.db, settings.server.main_domain, secrets=self.secrets)
         self.router = Router(self.directory, settings.relay.trusted_networks, self._own_addresses())
         self.mailstore = Mailstore(settings.path(settings.storage.mail), settings.server.hostname)
         self.queue = QueueManager(settings, self.db, self.router, self.mailstore, self.owner, self.is_self)
@@ -152,6 +154,14 @@ class Server:
         expected = hmac.new(secret.encode("utf-8"), challenge.encode("ascii"), hashlib.md5).hexdigest()
         return account.address if hmac.compare_digest(expected, digest) else None
 
+    async def ask_peers(self, address: str) -> dict[str, int | str]:
+        """Domain sharing: every peer that shares the address's domain, asked at once by
+        Minger; a positive answer is remembered (sharing.cache_ttl)."""
+        sharing = self.settings.sharing
+        answers = await ask_peers(self.db, self.secrets, address, sharing.timeout, sharing.cache_ttl)
+        event(log, "minger-lookup", address=address, answers=",".join(f"{h}={a}" for h, a in answers.items()))
+        return answers
+
     async def _verify(self, account: ObjectRecord, password: str) -> bool:
         async with self._hash_slots:
             loop = asyncio.get_running_loop()
@@ -163,7 +173,7 @@ class Server:
         loop = asyncio.get_running_loop()
         await self.queue.start()
         service = SMTPService(self.settings, self.router, self.queue, self.authenticate, self._tls,
-                              self.authenticate_cram)
+                              self.authenticate_cram, self.ask_peers)
         self._service = service
         for name, sock in sockets.items():
             server = await loop.create_server(_smtp_factory(service, name), sock=sock)

@@ -61,3 +61,83 @@ def test_minger_settings_are_checked(instance):
     assert short.exit_code == 1 and "--secret: at least 16 characters" in short.output
     nodomain = instance.cli("share", "peer", "add", "127.0.0.2", "--domain", "elsewhere.test")
     assert nodomain.exit_code == 1 and "not a local domain" in nodomain.output
+
+
+def _office(tmp_path, name, ip):
+    inst = WaypostInstance(tmp_path / name, domain="example.test", hostname=f"{name}.example.test", host=ip,
+                           sharing={"secret": SECRET, "timeout": 1.0})
+    inst.minger_port = free_port(ip)
+    inst.configure(listen={"minger": f"{ip}:{inst.minger_port}"})
+    return inst
+
+
+def _send(inst, rcpt, subject):
+    import smtplib
+
+    with smtplib.SMTP(inst.host, inst.smtp_port, source_address=("127.0.0.9", 0)) as c:
+        c.ehlo("client.example")
+        return c.sendmail("someone@outside.example", [rcpt], f"Subject: {subject}\r\n\r\nx\r\n".encode())
+
+
+def test_three_offices_share_one_domain(tmp_path):
+    import smtplib
+
+    from support.server import wait_for
+
+    offices = {"a": _office(tmp_path, "a", "127.0.0.1"), "b": _office(tmp_path, "b", "127.0.0.2"),
+               "c": _office(tmp_path, "c", "127.0.0.3")}
+    a, b, c = offices["a"], offices["b"], offices["c"]
+    a.ok("account", "add", "alice@example.test", "--no-password")
+    b.ok("account", "add", "bob@example.test", "--no-password")
+    c.ok("account", "add", "carol@example.test", "--no-password")
+    for me in offices.values():
+        for other in offices.values():
+            if other is not me:
+                me.ok("share", "peer", "add", f"{other.host}:{other.smtp_port}",
+                      "--minger-port", str(other.minger_port), "--secret", SECRET)
+    try:
+        for o in offices.values():
+            o.start()
+        # Any office takes mail for anyone; it lands on the right server.
+        for via in offices.values():
+            for who in ("alice", "bob", "carol"):
+                _send(via, f"{who}@example.test", f"{who} via {via.host}")
+        for who, home in (("alice", a), ("bob", b), ("carol", c)):
+            wait_for(lambda: len(home.messages(f"{who}@example.test")) == 3, what=f"{who}'s three messages")
+        assert not (a.data / "mail" / "example.test" / "bob").exists()
+        # The positive answer was cached: the second look-up for bob on a did not ask.
+        _send(a, "bob@example.test", "cached")
+        wait_for(lambda: len(b.messages("bob@example.test")) == 4)
+        assert len(a.log_lines(r"event=minger-lookup address=bob@example.test")) == 1
+        cached = json.loads(a.ok("share", "cache", "list", "--json"))
+        assert {"address": "bob@example.test", "peer": "127.0.0.2"} == {k: cached[0][k] for k in ("address", "peer")}
+        # Nobody has it: every peer says 3, Mail to Unknown (rejected) applies.
+        try:
+            _send(a, "nobody@example.test", "lost")
+            raise AssertionError("accepted mail for an unknown user")
+        except smtplib.SMTPRecipientsRefused as e:
+            assert e.recipients["nobody@example.test"][0] == 550
+        # A peer that is down: 451 at RCPT time, so the sender retries; then it works.
+        c.stop()
+        a.ok("share", "cache", "clear")
+        try:
+            _send(a, "carol@example.test", "while c is down")
+            raise AssertionError("accepted mail while the owner's office could not be asked")
+        except smtplib.SMTPRecipientsRefused as e:
+            code, text = e.recipients["carol@example.test"]
+            assert code == 451 and text.startswith(b"4.4.3")
+        created = a.cli("account", "add", "dave@example.test", "--no-password")
+        assert created.exit_code == 1 and "127.0.0.3 could not be asked" in created.output
+        c.start()
+        _send(a, "carol@example.test", "retried")
+        wait_for(lambda: len(c.messages("carol@example.test")) == 4, what="the retried message")
+        # A name that exists on a peer is not created here (unless --force).
+        dup = a.cli("account", "add", "bob@example.test", "--no-password")
+        assert dup.exit_code == 1 and "exists on the sharing peer 127.0.0.2" in dup.output
+        assert a.cli("account", "add", "dave@example.test", "--no-password").exit_code == 0
+        # waypost route shows each peer's answer.
+        route = json.loads(a.ok("route", "carol@example.test", "--json"))
+        assert route["target"] == f"127.0.0.3:{c.smtp_port}"
+    finally:
+        for o in offices.values():
+            o.stop()

@@ -134,6 +134,18 @@ def route(app: App, address: str, client_ip: str | None, auth: str | None, kind:
             click.echo(f"  -> {'account ' + acct.address if acct else 'no account'}")
         return
     res = rt.resolve(address, ctx)
+    if res.route.kind == "ask-peers":  # domain sharing: ask the peers now, as the listener would
+        import asyncio
+        import dataclasses
+
+        from ..secrets import Secrets
+        from ..sharing.peers import ask_peers
+
+        s = app.settings.sharing
+        answers = asyncio.run(ask_peers(app.db, Secrets(app.settings.data_dir), res.route.address, s.timeout, s.cache_ttl))
+        again = rt.resolve(address, dataclasses.replace(ctx, peer_answers=answers))
+        res.trace.extend(again.trace[1:])
+        res.route = again.route
     routes = rt.expand(res.route, res.trace) if res.route.kind == "local" else [res.route]
     if as_json:
         click.echo(json.dumps({"input": address, "route": res.route.to_dict(), "target": res.route.target,

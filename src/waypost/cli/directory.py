@@ -72,6 +72,23 @@ def _check_unknown(value: str) -> str:
     return v
 
 
+def _check_peers(app: App, address: str) -> None:
+    """Domain sharing (seed 002): a name that exists on a peer is not created here."""
+    import asyncio
+
+    from ..secrets import Secrets
+    from ..sharing.peers import ask_peers
+
+    name, domain = app.directory.split(address)
+    s = app.settings.sharing
+    answers = asyncio.run(ask_peers(app.db, Secrets(app.settings.data_dir), f"{name}@{domain}", s.timeout, s.cache_ttl))
+    for host, answer in answers.items():
+        if answer in (4, 5):
+            fail(f"{name}@{domain} exists on the sharing peer {host} (use --force to create it anyway)")
+        if not isinstance(answer, int) or answer != 3:
+            fail(f"the sharing peer {host} could not be asked about {name}@{domain}: {answer} (use --force)")
+
+
 # -- domain ---------------------------------------------------------------------------
 
 @click.group()
@@ -161,11 +178,14 @@ def account() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
 @click.option("--no-password", is_flag=True, help="Create the account without a password (no login).")
 @click.option("--name", "real_name", default="", help="The user's real name.")
+@click.option("--force", is_flag=True, help="Create it even if a domain-sharing peer has the name, or cannot be asked.")
 @pass_app
 @handle_errors
 def account_add(app: App, address: str, password: str | None, password_stdin: bool, no_password: bool,
-                real_name: str) -> None:
+                real_name: str, force: bool) -> None:
     """Create an account.  Example: waypost account add info@client1.com --password s3cret"""
+    if not force:
+        _check_peers(app, address)
     pw = None if no_password else _read_password(password, password_stdin)
     obj = app.directory.add_account(address, pw, real_name)
     click.echo(f"account {obj.address} added")

@@ -82,6 +82,37 @@ def peer_remove(app: App, host: str) -> None:
     click.echo(f"peer {host} removed")
 
 
+@share.group()
+def cache() -> None:
+    """Positive Minger answers remembered (sharing.cache_ttl).  Example: waypost share cache list"""
+
+
+@cache.command("list")
+@json_option
+@pass_app
+def cache_list(app: App, as_json: bool) -> None:
+    """List remembered answers.  Example: waypost share cache list --json"""
+    import time
+
+    from ..sharing.peers import CACHE_KEY
+
+    now = time.time()
+    rows = [{"address": a, "peer": e["peer"], "expires": time.strftime("%Y-%m-%d %H:%M", time.localtime(e["expires"]))}
+            for a, e in sorted((app.db.get_value(CACHE_KEY) or {}).items()) if e["expires"] > now]
+    emit(app, rows, ["address", "peer", "expires"], as_json, "Sharing cache")
+
+
+@cache.command("clear")
+@pass_app
+def cache_clear(app: App) -> None:
+    """Forget every remembered answer.  Example: waypost share cache clear"""
+    from ..sharing.peers import CACHE_KEY
+
+    n = len(app.db.get_value(CACHE_KEY) or {})
+    app.db.set_value(CACHE_KEY, None)
+    click.echo(f"forgot {n} answer(s)")
+
+
 @share.command("lookup")
 @click.argument("address")
 @json_option

@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import time
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from ..address import AddressError, ip_from_literal, is_ip_literal, normalize_domain, parse_address
 from ..db import Database
 from ..directory import Directory, ObjectRecord
+from ..sharing.peers import CACHE_KEY, PEERS_KEY
 from .route import Context, Resolution, Route
 from .special import is_final_domain, normalize_via, parse_via, unpercent
 from .table import Prefix, RoutingTable, TableError, parse_table
@@ -220,6 +222,9 @@ class Router:
             if ctx.kind != "mail":
                 return Route("refuse", f"{local}@{rec.name}", domain=rec.name, code=550, status="5.1.1",
                              reason=f"<{local}@{rec.name}>: unknown name")
+            shared = self._shared(f"{key}@{rec.name}", rec.name, ctx, trace)
+            if shared is not None:
+                return shared
             unknown = self._unknown(local, rec.name, rec.settings.get("mail_to_unknown", "rejected"), trace)
             if isinstance(unknown, Route):
                 return unknown
@@ -230,6 +235,46 @@ class Router:
         trace.append(f"routing loop: more than {MAX_HOPS} rewrites")
         return Route("refuse", address, code=554, status="5.4.6",
                      reason=f"<{address}>: routing loop (more than {MAX_HOPS} router rewrites)")
+
+    def _shared(self, address: str, domain: str, ctx: Context, trace: list[str]) -> Route | None:
+        """Domain sharing (seed 002), before Mail to Unknown: the peer that has the user,
+        from the cache or from the answers the caller brought; None to go on to Mail to
+        Unknown (no peer has it, or this is a peer's own delivery or ours)."""
+        peers = [p for p in self.directory.db.get_value(PEERS_KEY) or [] if not p.get("domains") or domain in p["domains"]]
+        if not peers or ctx.internal:
+            return None
+        if ctx.client_ip in {p["host"] for p in peers}:
+            # A peer sends us mail for a name we do not have: never send it back (a loop
+            # when two caches disagree); Mail to Unknown decides.
+            trace.append(f"sharing: {address} came from peer {ctx.client_ip}: not asked again")
+            return None
+        by_host = {p["host"]: p for p in peers}
+        cached = (self.directory.db.get_value(CACHE_KEY) or {}).get(address)
+        if cached and cached["expires"] > time.time() and cached["peer"] in by_host:
+            peer = by_host[cached["peer"]]
+            trace.append(f"sharing: cached: {address} is on peer {peer['host']}")
+            return self._to_peer(address, domain, peer, trace)
+        answers = ctx.peer_answers
+        if answers is None:
+            trace.append(f"sharing: ask peers {', '.join(by_host)} about {address}")
+            return Route("ask-peers", address, domain=domain)
+        for host, answer in answers.items():
+            trace.append(f"sharing: peer {host} answered {answer}")
+        for host, answer in answers.items():
+            if answer == 5 and host in by_host:
+                return self._to_peer(address, domain, by_host[host], trace)
+        if any(a == 4 for a in answers.values()):
+            return Route("refuse", address, domain=domain, code=550, status="5.2.1",
+                         reason=f"<{address}>: mailbox unavailable (on a sharing peer)")
+        if any(not isinstance(a, int) or a not in (3,) for a in answers.values()):
+            return Route("refuse", address, domain=domain, code=451, status="4.4.3",
+                         reason=f"<{address}>: a domain-sharing peer could not be asked; try again later")
+        trace.append(f"sharing: no peer has {address}")
+        return None
+
+    def _to_peer(self, address: str, domain: str, peer: dict[str, Any], trace: list[str]) -> Route:
+        trace.append(f"sharing: deliver to peer {peer['host']} port {peer['smtp_port']}")
+        return Route("remote", address, domain=domain, host=peer["host"], port=int(peer["smtp_port"]))
 
     def _unknown(self, local: str, domain: str, setting: str, trace: list[str]) -> Route | tuple[str, str]:
         """The domain's Mail to Unknown: a final route, or the address to route next."""

@@ -27,12 +27,16 @@ class Context:
     authenticated: str | None = None
     internal: bool = False
     backup_mx: bool = False  # the caller found (by DNS) that we are a backup MX of the domain
+    # Domain sharing: each peer's Minger answer for this address (host -> code, or an
+    # error text), asked by the caller when the router returned kind "ask-peers".
+    peer_answers: dict[str, int | str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     """One final answer.  ``kind`` is local, remote, held, discard, bounce (accepted,
-    then bounced: Mail to Unknown "accepted and bounced") or refuse.
+    then bounced: Mail to Unknown "accepted and bounced"), refuse, or ask-peers (not
+    final: the caller asks the domain-sharing peers by Minger and resolves again).
 
     local:   ``domain``/``name`` is the object found (``object_kind``); ``account`` the
              account an alias stands for.

@@ -8,17 +8,21 @@ our domains it shares (empty: every local domain).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..db import Database
 from ..secrets import Secrets
-from .client import Peer
+from .client import Peer, query_many
 from .proto import Code
 
-__all__ = ["PEERS_KEY", "SharingPeer", "load_peers", "save_peers", "directory_code"]
+__all__ = ["CACHE_KEY", "PEERS_KEY", "SharingPeer", "ask_peers", "remember", "load_peers", "save_peers", "directory_code"]
 
+#: Where the peers are kept, and the positive answers remembered ({address: {peer, expires}}).
 PEERS_KEY = "sharing.peers"
+CACHE_KEY = "sharing.cache"
 
 
 @dataclass(slots=True)
@@ -56,6 +60,34 @@ def save_peers(db: Database, secrets: Secrets, peers: list[SharingPeer]) -> None
         row["secret"] = secrets.seal(p.secret) if p.secret else ""
         rows.append(row)
     db.set_value(PEERS_KEY, rows)
+
+
+async def ask_peers(db: Database, secrets: Secrets, address: str, timeout: float,
+                    cache_ttl: float) -> dict[str, int | str]:
+    """Ask every peer that shares the address's domain at once; {host: code or "error:
+    ..."}.  A positive answer is remembered for ``cache_ttl`` seconds."""
+    domain = address.rpartition("@")[2].lower()
+    peers = [p for p in await asyncio.to_thread(load_peers, db, secrets) if p.shares(domain)]
+    if not peers:
+        return {}
+    found = await query_many([p.minger() for p in peers], address, timeout)
+    answers: dict[str, int | str] = {}
+    for p in peers:
+        a = found[p.minger()]
+        answers[p.host] = int(a) if isinstance(a, Code) else f"error: {a}"
+    for host, answer in answers.items():
+        if answer == int(Code.ACTIVE):
+            await asyncio.to_thread(remember, db, address, host, cache_ttl)
+            break
+    return answers
+
+
+def remember(db: Database, address: str, peer_host: str, ttl: float) -> None:
+    """Cache a positive answer (seed 002: remembered for days; negative ones are not)."""
+    now = time.time()
+    cache = {a: e for a, e in (db.get_value(CACHE_KEY) or {}).items() if e["expires"] > now}
+    cache[address.lower()] = {"peer": peer_host, "expires": now + ttl}
+    db.set_value(CACHE_KEY, cache)
 
 
 def directory_code(db: Database, address: str) -> int:

@@ -73,6 +73,8 @@ class SMTPService:
     tls_context: ssl.SSLContext | None = None
     # async (login, challenge, hex digest, server_ip) -> account | None  (RFC 2195)
     authenticate_cram: Callable[[str, str, str, str | None], Any] | None = None
+    # async (address) -> {peer host: Minger code or error text}  (domain sharing)
+    ask_peers: Callable[[str], Any] | None = None
     _backup_cache: dict[str, tuple[float, bool]] = field(default_factory=dict)
     sessions: set["WaypostSMTP"] = field(default_factory=set)
 
@@ -648,6 +650,10 @@ class WaypostSMTP(SMTP):
             return
         res = self.service.router.resolve(path, self._context())
         route = res.route
+        if route.kind == "ask-peers" and self.service.ask_peers is not None:
+            answers = await self.service.ask_peers(route.address)
+            res = self.service.router.resolve(path, dataclasses.replace(self._context(), peer_answers=answers))
+            route = res.route
         if (route.kind == "refuse" and route.status == "5.7.1" and self.service.settings.relay.backup_mx
                 and route.domain and await self.service.backup_for(route.domain)):
             res = self.service.router.resolve(path, dataclasses.replace(self._context(), backup_mx=True))

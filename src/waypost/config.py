@@ -104,6 +104,7 @@ class DeliverySettings:
     connect_timeout: float = _s(30.0, "Seconds to wait for a remote server's TCP connection and greeting.")
     command_timeout: float = _s(300.0, "Seconds to wait for a remote server's reply to one command.")
     starttls: bool = _s(True, "Use STARTTLS when the remote server offers it (opportunistic, unverified).")
+    bind_address: str = _s("", "Source address of outgoing SMTP connections (\"\" = the system chooses).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +253,11 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"smtp.{name}: must be positive")
     if s.smtp.max_line_length < 512:
         raise ConfigError("smtp.max_line_length: RFC 5321 §4.5.3.1.4 requires at least 512")
+    if s.delivery.bind_address:
+        try:
+            ipaddress.ip_address(s.delivery.bind_address)
+        except ValueError as e:
+            raise ConfigError(f"delivery.bind_address: {e}") from None
     if not 0 < s.delivery.smtp_port < 65536:
         raise ConfigError("delivery.smtp_port: expected a TCP port number")
     if s.listen.minger and not s.sharing.allow_anonymous and not 16 <= len(s.sharing.secret) <= 50:

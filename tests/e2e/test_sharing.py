@@ -65,7 +65,7 @@ def test_minger_settings_are_checked(instance):
 
 def _office(tmp_path, name, ip):
     inst = WaypostInstance(tmp_path / name, domain="example.test", hostname=f"{name}.example.test", host=ip,
-                           sharing={"secret": SECRET, "timeout": 1.0})
+                           sharing={"secret": SECRET, "timeout": 1.0}, delivery={"bind_address": ip})
     inst.minger_port = free_port(ip)
     inst.configure(listen={"minger": f"{ip}:{inst.minger_port}"})
     return inst
@@ -138,6 +138,48 @@ def test_three_offices_share_one_domain(tmp_path):
         # waypost route shows each peer's answer.
         route = json.loads(a.ok("route", "carol@example.test", "--json"))
         assert route["target"] == f"127.0.0.3:{c.smtp_port}"
+    finally:
+        for o in offices.values():
+            o.stop()
+
+
+def test_a_shared_group_reaches_every_member_once_and_caches_cannot_loop(tmp_path):
+    import sqlite3
+    import time as _time
+
+    from support.server import wait_for
+
+    offices = {"a": _office(tmp_path, "a", "127.0.0.1"), "b": _office(tmp_path, "b", "127.0.0.2"),
+               "c": _office(tmp_path, "c", "127.0.0.3")}
+    members = {"a": "alice", "b": "bob", "c": "carol"}
+    for key, o in offices.items():
+        o.ok("account", "add", f"{members[key]}@example.test", "--no-password")
+        o.ok("group", "add", "staff@example.test", "--member", members[key], "--shared")
+        for other in offices.values():
+            if other is not o:
+                o.ok("share", "peer", "add", f"{other.host}:{other.smtp_port}",
+                     "--minger-port", str(other.minger_port), "--secret", SECRET)
+    a, b, c = offices["a"], offices["b"], offices["c"]
+    # Poison the caches: a thinks ghost is on b, b thinks ghost is on a.
+    for me, other in ((a, "127.0.0.2"), (b, "127.0.0.1")):
+        db = sqlite3.connect(me.data / "waypost.db")
+        db.execute("INSERT INTO meta (key, value) VALUES ('v:sharing.cache', ?)",
+                   (json.dumps({"ghost@example.test": {"peer": other, "expires": _time.time() + 3600}}),))
+        db.commit()
+        db.close()
+    try:
+        for o in offices.values():
+            o.start()
+        _send(b, "staff@example.test", "all hands")
+        for key, o in offices.items():
+            wait_for(lambda: len(o.messages(f"{members[key]}@example.test")) == 1, what=f"{members[key]}'s copy\n" + "\n".join(b.output[-30:]))
+        _send(a, "ghost@example.test", "nobody has me")  # accepted: the (wrong) cache says b
+        wait_for(lambda: a.log_lines(r"event=bounced .*rcpt=<ghost@example.test>"), what="the bounce, not a loop")
+        assert b.log_lines(r"event=rcpt-refused .*rcpt=<ghost@example.test>")
+        assert not b.log_lines(r"event=received .*rcpt=<ghost@example.test>")
+        _time.sleep(0.5)
+        for key, o in offices.items():  # still exactly one copy each
+            assert len(o.messages(f"{members[key]}@example.test")) == 1
     finally:
         for o in offices.values():
             o.stop()

@@ -39,6 +39,7 @@ def _object_row(o: ObjectRecord) -> dict[str, Any]:
     elif o.kind == "group":
         row["members"] = data.get("members", [])
         row["real_name"] = data.get("real_name", "")
+        row["shared"] = bool(data.get("shared", False))
     return row
 
 
@@ -365,11 +366,14 @@ def group() -> None:
 @click.argument("address")
 @click.option("--member", "members", multiple=True, help="A member address; a bare name is in the group's domain.")
 @click.option("--name", "real_name", default="", help="A descriptive name.")
+@click.option("--shared", is_flag=True, help="Domain sharing: posts are also copied to every sharing peer.")
 @pass_app
 @handle_errors
-def group_add(app: App, address: str, members: tuple[str, ...], real_name: str) -> None:
+def group_add(app: App, address: str, members: tuple[str, ...], real_name: str, shared: bool) -> None:
     """Create a group.  Example: waypost group add staff@client1.com --member info --member bob"""
     obj = app.directory.add_group(address, members, real_name)
+    if shared:
+        obj = app.directory.update(obj.address, "group", {"shared": True})
     click.echo(f"group {obj.address} added with {len(obj.data['members'])} members")
 
 

@@ -534,6 +534,13 @@ class _Job:
     data: bytes
     mail_params: list[tuple[str, str | None]]
     needs_utf8: bool
+    bind_address: str = ""  # delivery.bind_address: the source of our connections
+
+    def source_for(self, ip: str) -> tuple[str, int] | None:
+        """The address to bind before connecting to ``ip`` (same family), or None."""
+        if self.bind_address and (":" in self.bind_address) == (":" in ip):
+            return (self.bind_address, 0)
+        return None
 
     def mail_options(self, extensions: dict[str, str]) -> list[str]:
         params = [(k, v) for k, v in self.mail_params if k not in ("SIZE", "SMTPUTF8")]
@@ -573,6 +580,7 @@ def _job(
         data=data,
         mail_params=mail_params,
         needs_utf8=needs_utf8,
+        bind_address=settings.delivery.bind_address,
     )
 
 
@@ -634,6 +642,7 @@ class _Session:
         self.smtp = aiosmtplib.SMTP(
             hostname=hop.ip, port=hop.port, local_hostname=job.helo_name,
             timeout=job.command_timeout, start_tls=False,
+            source_address=job.source_for(hop.ip),
         )
         self.phase = "connect"
         self.dsn = False

@@ -553,8 +553,8 @@ def _unique(recipients: Sequence[Recipient]) -> list[Recipient]:
         route = r.route
         if route.kind == "local":
             key: tuple[str, ...] = ("local", route.domain, route.account or route.name)
-        else:
-            key = (route.kind, route.address.lower())
+        else:  # the same address at two destinations (a shared group's peer copies) is two
+            key = (route.kind, route.address.lower(), route.target)
         if key not in seen:
             seen.add(key)
             out.append(r)

@@ -410,7 +410,7 @@ class Router:
 
     # -- expansion of forwarders and groups ----------------------------------------
 
-    def expand(self, route: Route, trace: list[str] | None = None) -> list[Route]:
+    def expand(self, route: Route, trace: list[str] | None = None, ctx: Context | None = None) -> list[Route]:
         """Final delivery routes for a local route: accounts stay, forwarders and groups
         are followed (members resolved as Waypost's own mail), duplicates dropped, with
         limits on depth and count.  A loop ends at the first repeat.  A member that
@@ -418,10 +418,12 @@ class Router:
         trace = trace if trace is not None else []
         out: list[Route] = []
         seen: set[str] = set()
-        self._expand(route, 0, out, seen, trace)
+        from_peer = ctx is not None and ctx.client_ip in {p["host"] for p in self.directory.db.get_value(PEERS_KEY) or []}
+        self._expand(route, 0, out, seen, trace, share=not from_peer)
         return out
 
-    def _expand(self, route: Route, depth: int, out: list[Route], seen: set[str], trace: list[str]) -> None:
+    def _expand(self, route: Route, depth: int, out: list[Route], seen: set[str], trace: list[str],
+                share: bool = True) -> None:
         key = f"{route.kind}:{route.address.lower()}"
         if key in seen:
             trace.append(f"expand: {route.address} already included")
@@ -441,6 +443,17 @@ class Router:
             return
         members: list[str] = [obj.data.get("target", "")] if obj.kind == "forwarder" else list(obj.data.get("members", []))
         trace.append(f"expand: {obj.kind} {obj.address} -> {', '.join(members) or '(nobody)'}")
+        if obj.kind == "group" and obj.data.get("shared"):
+            # Domain sharing (seed 002): a post to a shared group is also copied to every
+            # peer, which delivers it to its own members; a peer's copy is not shared again.
+            if not share:
+                trace.append(f"expand: {obj.address} is a peer's copy: our members only")
+            else:
+                for p in self.directory.db.get_value(PEERS_KEY) or []:
+                    if not p.get("domains") or obj.domain in p["domains"]:
+                        trace.append(f"expand: shared group {obj.address}: a copy to peer {p['host']}")
+                        out.append(Route("remote", obj.address, domain=obj.domain, host=p["host"],
+                                         port=int(p["smtp_port"])))
         internal = Context(kind="mail", internal=True)
         for member in members:
             if "@" not in member:

@@ -666,7 +666,7 @@ class WaypostSMTP(SMTP):
             else:
                 await self.push(Reply(route.code, route.status, route.reason))
             return
-        routes = self.service.router.expand(route) if route.kind == "local" else [route]
+        routes = self.service.router.expand(route, ctx=self._context()) if route.kind == "local" else [route]
         for r in routes:
             self.env.recipients.append(Recipient(path, r, notify, orcpt))
         self.env.rcpt_count += 1

@@ -136,6 +136,13 @@ class SharingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    local_users_stay: bool = _s(True, "Gateway rules never forward mail for an existing local user.")
+    relay_matched: bool = _s(False, "Accept a recipient as relay at RCPT time when a gateway rule forwards it.")
+    check_local: bool = _s(True, "A recipient in a local domain that has no such user is not forwarded (550).")
+
+
+@dataclass(frozen=True, slots=True)
 class ETRNSettings:
     clients: list[str] = _s(["0.0.0.0/0", "::/0"], "Client networks that may send ETRN (RFC 1985); others get 459.")
     domains: list[str] = _s([], "Domains ETRN may release (empty: every domain with queued mail).")
@@ -154,6 +161,7 @@ class Settings:
     relay: RelaySettings = field(default_factory=RelaySettings)
     etrn: ETRNSettings = field(default_factory=ETRNSettings)
     sharing: SharingSettings = field(default_factory=SharingSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
     # Not a setting: where the file was read from; paths are relative to it.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
 

@@ -29,6 +29,8 @@ from .log import configure_logging, event
 from .mailstore import Mailstore
 from .queue import QueueManager
 from .router import Context, Router
+from .router.resolve import GatewayOptions
+from .rules import GatewayStore, credentials_for
 from .secrets import Secrets
 from .sharing import MingerServer, directory_code
 from .sharing.peers import ask_peers
@@ -74,9 +76,14 @@ class Server:
         self.db = open_database(settings.storage.database, settings.data_dir)
         self.secrets = Secrets(settings.data_dir)
         self.directory = Directory(self.db, settings.server.main_domain, secrets=self.secrets)
-        self.router = Router(self.directory, settings.relay.trusted_networks, self._own_addresses())
+        self._gateway = GatewayStore(self.db)
+        g = settings.gateway
+        self.router = Router(self.directory, settings.relay.trusted_networks, self._own_addresses(),
+                             forwarding=self._gateway.table,
+                             gateway=GatewayOptions(g.local_users_stay, g.relay_matched, g.check_local))
         self.mailstore = Mailstore(settings.path(settings.storage.mail), settings.server.hostname)
-        self.queue = QueueManager(settings, self.db, self.router, self.mailstore, self.owner, self.is_self)
+        self.queue = QueueManager(settings, self.db, self.router, self.mailstore, self.owner, self.is_self,
+                                  credentials=lambda sender: credentials_for(self.db, self.secrets, sender))
         self._servers: list[asyncio.base_events.Server] = []
         self._service: SMTPService | None = None
         self._minger: MingerServer | None = None

@@ -15,6 +15,7 @@ from .directory import register as register_directory
 from .queue import queue
 from .router import router
 from .share import share
+from .gateway import gateway
 
 __all__ = ["main", "cli"]
 
@@ -120,7 +121,12 @@ def route(app: App, address: str, client_ip: str | None, auth: str | None, kind:
     """Explain how ADDRESS is resolved, step by step.  Example: waypost route joe@friend.com --from 203.0.113.5"""
     from ..router import Context, Router
 
-    rt = Router(app.directory, app.settings.relay.trusted_networks)
+    from ..router.resolve import GatewayOptions
+    from ..rules import GatewayStore
+
+    g = app.settings.gateway
+    rt = Router(app.directory, app.settings.relay.trusted_networks, forwarding=GatewayStore(app.db).table,
+                gateway=GatewayOptions(g.local_users_stay, g.relay_matched, g.check_local))
     ctx = Context(kind=kind, client_ip=client_ip, server_ip=server_ip, authenticated=auth)
     if kind == "access":
         trace: list[str] = []
@@ -172,6 +178,7 @@ def route(app: App, address: str, client_ip: str | None, auth: str | None, kind:
 cli.add_command(queue)
 cli.add_command(router)
 cli.add_command(share)
+cli.add_command(gateway)
 register_directory(cli)
 
 

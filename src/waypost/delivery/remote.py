@@ -43,6 +43,8 @@ Choices a caller must know (each is also stated where it is made):
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 import functools
 import ipaddress
@@ -535,6 +537,7 @@ class _Job:
     mail_params: list[tuple[str, str | None]]
     needs_utf8: bool
     bind_address: str = ""  # delivery.bind_address: the source of our connections
+    auth: tuple[str, str] | None = None  # next-hop SMTP AUTH (user, password)
 
     def source_for(self, ip: str) -> tuple[str, int] | None:
         """The address to bind before connecting to ``ip`` (same family), or None."""
@@ -633,7 +636,7 @@ async def _reply_of(command: Awaitable[SMTPResponse]) -> SMTPResponse:
 class _Session:
     """One connection to one hop, running the transaction of a ``_Job``."""
 
-    __slots__ = ("job", "hop", "starttls", "smtp", "phase", "dsn")
+    __slots__ = ("job", "hop", "starttls", "smtp", "phase", "dsn", "auth_used")
 
     def __init__(self, job: _Job, hop: Hop, starttls: bool) -> None:
         self.job = job
@@ -646,6 +649,7 @@ class _Session:
         )
         self.phase = "connect"
         self.dsn = False
+        self.auth_used = ""
 
     async def run(self) -> list[RecipientResult]:
         """The results of the transaction; raises ``_HopFailed`` when this hop could
@@ -674,6 +678,10 @@ class _Session:
             await self._starttls()
         extensions = dict(smtp.esmtp_extensions)
         self.dsn = "dsn" in extensions
+        if job.auth is not None:
+            refused = await self._authenticate(extensions)
+            if refused is not None:
+                return refused
 
         if job.needs_utf8 and "smtputf8" not in extensions:
             # RFC 6531 §3.2: do not send it to a server without SMTPUTF8.
@@ -764,6 +772,28 @@ class _Session:
         # RFC 3207 §4.2: forget what was learnt before TLS and ask again.
         await self._hello()
 
+    async def _authenticate(self, extensions: dict[str, str]) -> list[RecipientResult] | None:
+        """RFC 4954 towards the next hop; None when authenticated."""
+        assert self.job.auth is not None
+        user, password = self.job.auth
+        offered = extensions.get("auth", "").upper().split()
+        self.phase = "AUTH"
+        methods = (("CRAM-MD5", self.smtp.auth_crammd5), ("PLAIN", self.smtp.auth_plain),
+                   ("LOGIN", self.smtp.auth_login))
+        for name, method in methods:
+            if name not in offered:
+                continue
+            try:
+                await method(user, password, timeout=self.job.command_timeout)
+            except aiosmtplib.SMTPAuthenticationError as e:
+                return await self._all(454 if e.code < 500 else 451, "4.7.0",
+                                       f"{self.hop.label} refused AUTH {name} for {user}: {e.code} {e.message}")
+            except (aiosmtplib.SMTPException, OSError) as e:
+                raise _HopFailed(451, "4.4.2", f"AUTH {name} with {self.hop.label}: {e}") from None
+            self.auth_used = name
+            return None
+        return await self._all(451, "4.7.0", f"{self.hop.label} offers no AUTH mechanism we use ({' '.join(offered) or 'none'})")
+
     async def _all(self, code: int, status: str, text: str) -> list[RecipientResult]:
         """The same result for every recipient, made here (not a remote reply)."""
         await self._quit()
@@ -800,13 +830,14 @@ async def deliver_to_hops(
     data: bytes,
     mail_options: Sequence[str],
     tls_context: ssl.SSLContext | None = None,
+    auth: tuple[str, str] | None = None,
 ) -> list[RecipientResult]:
     """Run one SMTP transaction with the first hop that takes it; see ``deliver``.
 
     ``hops`` are tried in order (``plan`` makes them); with no hop, every recipient
     gets a temporary result.
     """
-    job = _job(settings, sender, recipients, data, mail_options, tls_context)
+    job = dataclasses.replace(_job(settings, sender, recipients, data, mail_options, tls_context), auth=auth)
     if not job.recipients:
         return []
     failure = _HopFailed(451, "4.4.4", "no hop to try")  # RFC 3463 X.4.4: unable to route
@@ -837,8 +868,13 @@ async def deliver(
     data: bytes,
     mail_options: Sequence[str],
     tls_context: ssl.SSLContext | None = None,
+    auth: tuple[str, str] | None = None,
 ) -> list[RecipientResult]:
     """Deliver one message to ``destination`` in one SMTP transaction.
+
+    ``auth`` (user, password): authenticate to the next hop (seed 003) with CRAM-MD5,
+    PLAIN or LOGIN, the first the server offers in that order; a refused AUTH, or no
+    mechanism offered, defers every recipient (4.7.x): it is reported, not bounced.
 
     ``recipients`` are ``(address, rcpt_options)`` pairs, e.g. ``("a@b.example",
     ["NOTIFY=FAILURE", "ORCPT=rfc822;a@b.example"])``; ``mail_options`` e.g.
@@ -870,5 +906,5 @@ async def deliver(
         return [RecipientResult(address, e.code, e.status, e.text) for address, _ in recipients]
     return await deliver_to_hops(
         settings=settings, hops=hops, sender=sender, recipients=recipients, data=data,
-        mail_options=mail_options, tls_context=tls_context,
+        mail_options=mail_options, tls_context=tls_context, auth=auth,
     )

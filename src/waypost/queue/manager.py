@@ -81,7 +81,10 @@ class QueueManager:
         mailstore: Mailstore,
         owner: str,
         is_self: Callable[[str, str, int], bool] | None = None,
+        credentials: Callable[[str], tuple[str, str] | None] | None = None,
     ) -> None:
+        """``credentials(sender)``: next-hop AUTH for routes that ask for it (gateway)."""
+        self.credentials = credentials
         self.settings = settings
         self.db = db
         self.router = router
@@ -428,10 +431,13 @@ class QueueManager:
                 mail_options = _mail_options(params, len(body))
                 rcpts = [(r.address if not r.route.get("address") else r.route["address"],
                           _rcpt_options(r)) for r in group]
+                auth = None
+                if group[0].route.get("auth") == "gateway" and self.credentials is not None:
+                    auth = await asyncio.to_thread(self.credentials, msg.sender)
                 results = await remote.deliver(
                     settings=self.settings, resolver=self.resolver, is_self=self.is_self,
                     destination=self._destination(group[0]), sender=msg.sender, recipients=rcpts,
-                    data=body, mail_options=mail_options,
+                    data=body, mail_options=mail_options, auth=auth,
                 )
             except asyncio.CancelledError:
                 raise

@@ -32,7 +32,7 @@ import ipaddress
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from ..address import AddressError, ip_from_literal, is_ip_literal, normalize_domain, parse_address
 from ..db import Database
@@ -42,7 +42,7 @@ from .route import Context, Resolution, Route
 from .special import is_final_domain, normalize_via, parse_via, unpercent
 from .table import Prefix, RoutingTable, TableError, parse_table
 
-__all__ = ["Router", "HOLD_KEY", "MAX_EXPANSION", "MAX_HOPS", "TABLE_KEY", "TABLE_VERSION_KEY", "MAIL_TO_UNKNOWN",
+__all__ = ["Router", "Forwarding", "GatewayOptions", "HOLD_KEY", "MAX_EXPANSION", "MAX_HOPS", "TABLE_KEY", "TABLE_VERSION_KEY", "MAIL_TO_UNKNOWN",
            "store_table"]
 
 #: Most final recipients one address may expand to through groups and forwarders.
@@ -73,6 +73,31 @@ def store_table(db: Database, text: str) -> tuple[int, list[TableError]]:
     return len(records), []
 
 
+class ForwardingRule(Protocol):
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def line_no(self) -> int: ...
+    @property
+    def mta(self) -> bool: ...
+    def envelope(self, address: str) -> str: ...
+
+
+class Forwarding(Protocol):
+    """The gateway forwarding table (waypost.rules): the first rule for an address."""
+
+    def first(self, address: str) -> ForwardingRule | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayOptions:
+    local_users_stay: bool = True
+    relay_matched: bool = False
+    check_local: bool = True
+
+
 @dataclass(slots=True)
 class _Walk:
     """What one resolution has learnt so far."""
@@ -89,8 +114,12 @@ class Router:
         directory: Directory,
         trusted_networks: Sequence[str] = (),
         own_addresses: Iterable[str] = (),
+        forwarding: Callable[[], Forwarding] | None = None,
+        gateway: GatewayOptions = GatewayOptions(),
     ) -> None:
         self.directory = directory
+        self.forwarding = forwarding
+        self.gateway = gateway
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in trusted_networks]
         self.own_addresses = {str(ipaddress.ip_address(a)) for a in own_addresses}
         self._table = RoutingTable.compile([])
@@ -185,6 +214,11 @@ class Router:
                 if is_final_domain(domain):
                     return self._special(local, domain, ctx, walk, trace)
                 continue
+            # 3. gateway forwarding rules (seed 003), first match wins
+            if self.forwarding is not None and ctx.kind == "mail" and not is_ip_literal(domain):
+                fwd = self._forward(local, domain, ctx, walk, trace)
+                if fwd is not None:
+                    return fwd
             # 3. IP literals
             if is_ip_literal(domain):
                 ip = ip_from_literal(domain)
@@ -235,6 +269,37 @@ class Router:
         trace.append(f"routing loop: more than {MAX_HOPS} rewrites")
         return Route("refuse", address, code=554, status="5.4.6",
                      reason=f"<{address}>: routing loop (more than {MAX_HOPS} router rewrites)")
+
+    def _forward(self, local: str, domain: str, ctx: Context, walk: _Walk, trace: list[str]) -> Route | None:
+        """A gateway rule's destination, or None for normal processing (no rule, an MTA
+        rule, a local user that stays, an unknown local user that is not forwarded)."""
+        assert self.forwarding is not None
+        address = f"{local}@{domain}"
+        rule = self.forwarding().first(address)
+        if rule is None:
+            return None
+        if rule.mta:
+            trace.append(f"gateway rule line {rule.line_no}: {address} -> MTA (normal delivery)")
+            return None
+        rec = self.directory.domain(domain)
+        if rec is not None:
+            obj = self.directory.db.get_object(rec.name, _unquote(local).lower())
+            if obj is not None and self.gateway.local_users_stay:
+                trace.append(f"gateway rule line {rule.line_no}: {address} is a local user: not forwarded")
+                return None
+            if obj is None and self.gateway.check_local:
+                trace.append(f"gateway rule line {rule.line_no}: no local user {address}: not forwarded")
+                return None
+        envelope = rule.envelope(address)
+        where = f"{rule.host}:{rule.port}" if rule.port else rule.host
+        trace.append(f"gateway rule line {rule.line_no}: {address} -> {where}, envelope <{envelope}>")
+        if self.gateway.relay_matched:
+            walk.granted = True
+        if not self._may_relay(ctx, walk, trace):
+            return Route("refuse", envelope, domain=domain, code=554, status="5.7.1",
+                         reason=f"<{address}>: Relay access denied")
+        return Route("remote", envelope, domain=envelope.rpartition("@")[2], host=rule.host, port=rule.port,
+                     auth="gateway")
 
     def _shared(self, address: str, domain: str, ctx: Context, trace: list[str]) -> Route | None:
         """Domain sharing (seed 002), before Mail to Unknown: the peer that has the user,

@@ -56,6 +56,7 @@ class Route:
     code: int = 0
     status: str = ""
     reason: str = ""
+    auth: str = ""  # "gateway": authenticate to the next hop with the gateway credentials
 
     @property
     def target(self) -> str:

@@ -1,0 +1,19 @@
+"""Rules: what happens to a message besides its plain route.  Today: the gateway
+forwarding table (seed 003).  Server-wide rules and account forwarding are to come."""
+
+from .gateway import (
+    CREDENTIALS_KEY,
+    RULES_KEY,
+    GatewayError,
+    GatewayRule,
+    GatewayStore,
+    GatewayTable,
+    credentials_for,
+    parse_gateway,
+    remove_credentials,
+    set_credentials,
+    store_rules,
+)
+
+__all__ = ["CREDENTIALS_KEY", "RULES_KEY", "GatewayError", "GatewayRule", "GatewayStore", "GatewayTable",
+           "credentials_for", "parse_gateway", "remove_credentials", "set_credentials", "store_rules"]

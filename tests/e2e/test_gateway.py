@@ -1,0 +1,169 @@
+"""The SMTP gateway (seed 003) through real servers: forwarding to internal servers with a
+domain rewrite, everything through an upstream that requires AUTH (LOGIN, CRAM-MD5), per-
+sender upstream accounts, an upstream that refuses AUTH."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import smtplib
+import time
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from support.server import WaypostInstance, free_port, wait_for
+
+ACCOUNTS = {"relay-common": "common-pw", "user1-upstream": "user1-pw"}
+
+
+class Upstream:
+    """An ISP's submission server: AUTH required (PLAIN and LOGIN), records what it got
+    and how each session authenticated."""
+
+    def __init__(self, refuse=False):
+        self.received = []
+        self.auths = []
+        self.refuse = refuse
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, auth_required=True,
+                                     auth_require_tls=False, authenticator=self._check)
+
+    def _check(self, server, session, envelope, mechanism, data):
+        ok = isinstance(data, LoginPassword) and not self.refuse and \
+            ACCOUNTS.get(data.login.decode()) == data.password.decode()
+        session.how = (mechanism, data.login.decode(), ok)
+        self.auths.append(session.how)
+        return AuthResult(success=ok, handled=False, auth_data=data)
+
+    async def handle_DATA(self, server, session, envelope):
+        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content, session.how))
+        return "250 2.0.0 accepted upstream"
+
+    def __enter__(self):
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.controller.stop()
+
+
+class CramUpstream(Upstream):
+    """The same, also offering CRAM-MD5 (RFC 2195)."""
+
+    async def auth_CRAM__MD5(self, server, args):  # aiosmtpd takes auth_* mechanisms from the handler
+        challenge = f"<{time.time_ns()}@upstream.test>".encode()
+        blob = await server.challenge_auth(challenge)
+        user, _, digest = blob.decode().rpartition(" ")
+        secret = ACCOUNTS.get(user, "")
+        ok = not self.refuse and hmac.compare_digest(hmac.new(secret.encode(), challenge, hashlib.md5).hexdigest(), digest)
+        server.session.how = ("CRAM-MD5", user, ok)
+        self.auths.append(server.session.how)
+        return AuthResult(success=ok, handled=False, auth_data=LoginPassword(user.encode(), b""))
+
+
+def _gateway(tmp_path, rules, **overrides):
+    gw = WaypostInstance(tmp_path / "gw", domain="example.test", hostname="gw.example.test", **overrides)
+    (tmp_path / "rules.txt").write_text(rules)
+    gw.ok("gateway", "import", str(tmp_path / "rules.txt"))
+    return gw
+
+
+def _send(inst, sender, rcpts, port=None):
+    with smtplib.SMTP("127.0.0.1", port or inst.smtp_port) as c:
+        c.ehlo("lan-terminal")
+        return c.sendmail(sender, rcpts, b"Subject: via the gateway\r\nX-Keep: yes\r\n\r\nbody\r\n")
+
+
+def test_all_outgoing_mail_through_an_authenticating_upstream(tmp_path):
+    # Seed 003 example 2: a LAN server forwards everything (*) to the ISP, with SMTP AUTH.
+    with CramUpstream() as isp:
+        gw = _gateway(tmp_path, f"* 127.0.0.1:{isp.port}\n")
+        gw.ok("account", "add", "user1@example.test", "--no-password")
+        gw.ok("account", "add", "user2@example.test", "--no-password")
+        gw.ok("gateway", "auth", "set", "--user", "relay-common", "--password", "common-pw")
+        gw.ok("gateway", "auth", "set", "--for", "user1@example.test", "--user", "user1-upstream", "--password", "user1-pw")
+        assert "common-pw" not in (gw.data / "waypost.db").read_bytes().decode("latin-1")
+        listed = json.loads(gw.ok("gateway", "auth", "list", "--json"))
+        assert {r["for"]: r["user"] for r in listed} == {"*": "relay-common", "user1@example.test": "user1-upstream"}
+        try:
+            gw.start()
+            _send(gw, "user2@example.test", ["friend@far-away.test"])
+            _send(gw, "user1@example.test", ["other@far-away.test"])
+            _send(gw, "user2@example.test", ["user1@example.test"])  # a local user stays local
+            wait_for(lambda: len(isp.received) == 2, what="two messages upstream")
+            by_sender = {r[0]: r for r in isp.received}
+            assert by_sender["user2@example.test"][1] == ["friend@far-away.test"]
+            assert by_sender["user2@example.test"][3] == ("CRAM-MD5", "relay-common", True)
+            assert by_sender["user1@example.test"][3] == ("CRAM-MD5", "user1-upstream", True)
+            assert b"X-Keep: yes" in by_sender["user1@example.test"][2]
+            wait_for(lambda: gw.messages("user1@example.test"))
+            route = json.loads(gw.ok("route", "friend@far-away.test", "--from", "127.0.0.1", "--json"))
+            assert route["route"]["auth"] == "gateway" and route["target"] == f"127.0.0.1:{isp.port}"
+        finally:
+            gw.stop()
+
+
+def test_plain_when_the_upstream_offers_no_cram_md5(tmp_path):
+    with Upstream() as isp:
+        gw = _gateway(tmp_path, f"* 127.0.0.1:{isp.port}\n")
+        gw.ok("gateway", "auth", "set", "--user", "relay-common", "--password", "common-pw")
+        try:
+            gw.start()
+            _send(gw, "someone@example.test", ["friend@far-away.test"])
+            wait_for(lambda: isp.received, what="the message upstream")
+            assert isp.received[0][3] == ("PLAIN", "relay-common", True)  # PLAIN before LOGIN
+        finally:
+            gw.stop()
+
+
+def test_an_upstream_that_refuses_auth_defers_and_reports(tmp_path):
+    with CramUpstream(refuse=True) as isp:
+        gw = _gateway(tmp_path, f"* 127.0.0.1:{isp.port}\n", queue={"poll_interval": 0.2, "retry_intervals": [3600]})
+        gw.ok("account", "add", "user2@example.test", "--no-password")
+        gw.ok("gateway", "auth", "set", "--user", "relay-common", "--password", "common-pw")
+        try:
+            gw.start()
+            _send(gw, "user2@example.test", ["friend@far-away.test"])
+            wait_for(lambda: gw.log_lines(r"event=deferred .*rcpt=<friend@far-away.test>"), what="a deferral\n" + "\n".join(gw.output[-20:]))
+            [entry] = json.loads(gw.ok("queue", "list", "--json"))
+            assert "refused AUTH" in entry["last_reply"] and entry["last_reply"].startswith("4")
+            assert gw.messages("user2@example.test") == []  # no bounce
+            assert "common-pw" not in "\n".join(gw.output)  # never logged
+        finally:
+            gw.stop()
+
+
+def test_gateway_in_front_of_internal_servers_with_rewrite(tmp_path):
+    # Seed 003 example 1: server A receives everything; mail2/mail3 domains go to servers
+    # B and C on their own ports, their domain rewritten to example.test.
+    b = WaypostInstance(tmp_path / "b", domain="example.test", hostname="b.example.test")
+    c = WaypostInstance(tmp_path / "c", domain="example.test", hostname="c.example.test")
+    b.ok("account", "add", "bob@example.test", "--no-password")
+    c.ok("account", "add", "carol@example.test", "--no-password")
+    rules = (f"@mail2.example.test 127.0.0.1:{b.smtp_port} rewrite=example.test  # server B\n"
+             f"@mail3.example.test 127.0.0.1:{c.smtp_port} rewrite=example.test  # server C\n")
+    a = _gateway(tmp_path, rules, relay={"trusted_networks": []}, gateway={"relay_matched": True})
+    a.ok("account", "add", "anna@example.test", "--no-password")
+    try:
+        for inst in (a, b, c):
+            inst.start()
+        _send(a, "x@outside.example", ["bob@mail2.example.test"])
+        _send(a, "x@outside.example", ["carol@mail3.example.test"])
+        _send(a, "x@outside.example", ["anna@example.test"])
+        wait_for(lambda: b.messages("bob@example.test") and c.messages("carol@example.test")
+                 and a.messages("anna@example.test"), what="each message on its server")
+        assert b.log_lines(r"event=received .*rcpt=<bob@example.test>")
+        # Without relay_matched an outside client may not use the rules.
+        a.stop()
+        a.configure(gateway={"relay_matched": False})
+        a.start()
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            _send(a, "x@outside.example", ["bob@mail2.example.test"])
+    finally:
+        for inst in (a, b, c):
+            inst.stop()
+
+

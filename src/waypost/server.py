@@ -30,7 +30,7 @@ from .mailstore import Mailstore
 from .queue import QueueManager
 from .router import Context, Router
 from .router.resolve import GatewayOptions
-from .rules import GatewayStore, credentials_for
+from .rules import GatewayStore, RulesStore, credentials_for
 from .secrets import Secrets
 from .sharing import MingerServer, directory_code
 from .sharing.peers import ask_peers
@@ -180,7 +180,7 @@ class Server:
         loop = asyncio.get_running_loop()
         await self.queue.start()
         service = SMTPService(self.settings, self.router, self.queue, self.authenticate, self._tls,
-                              self.authenticate_cram, self.ask_peers)
+                              self.authenticate_cram, self.ask_peers, RulesStore(self.db).rules)
         self._service = service
         for name, sock in sockets.items():
             server = await loop.create_server(_smtp_factory(service, name), sock=sock)

@@ -16,6 +16,7 @@ from .queue import queue
 from .router import router
 from .share import share
 from .gateway import gateway
+from .rule import rule
 
 __all__ = ["main", "cli"]
 
@@ -179,6 +180,7 @@ cli.add_command(queue)
 cli.add_command(router)
 cli.add_command(share)
 cli.add_command(gateway)
+cli.add_command(rule)
 register_directory(cli)
 
 

@@ -398,7 +398,8 @@ class QueueManager:
             top = f"Return-Path: <{msg.sender}>\r\n".encode()
             for r in group:  # one copy of the body in memory, however many recipients
                 route = r.route
-                items.append(Delivery(route["domain"], route.get("account") or route["name"], (top, body)))
+                items.append(Delivery(route["domain"], route.get("account") or route["name"], (top, body),
+                                      route.get("mailbox") or "INBOX"))
                 index.append((n, r))
         results = await asyncio.to_thread(self.mailstore.deliver_batch, items)
         per_msg: dict[int, list[_Outcome]] = defaultdict(list)
@@ -558,7 +559,7 @@ def _unique(recipients: Sequence[Recipient]) -> list[Recipient]:
     for r in recipients:
         route = r.route
         if route.kind == "local":
-            key: tuple[str, ...] = ("local", route.domain, route.account or route.name)
+            key: tuple[str, ...] = ("local", route.domain, route.account or route.name, route.mailbox)
         else:  # the same address at two destinations (a shared group's peer copies) is two
             key = (route.kind, route.address.lower(), route.target)
         if key not in seen:

@@ -57,6 +57,7 @@ class Route:
     status: str = ""
     reason: str = ""
     auth: str = ""  # "gateway": authenticate to the next hop with the gateway credentials
+    mailbox: str = ""  # local: a mailbox other than INBOX (a rule's "store ~account/mailbox")
 
     @property
     def target(self) -> str:

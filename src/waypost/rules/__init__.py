@@ -15,5 +15,8 @@ from .gateway import (
     store_rules,
 )
 
-__all__ = ["CREDENTIALS_KEY", "RULES_KEY", "GatewayError", "GatewayRule", "GatewayStore", "GatewayTable",
+from .server import Envelope, Outcome, RulesStore, ServerRules, format_rule, header_fields, parse_rules
+
+__all__ = ["Envelope", "Outcome", "RulesStore", "ServerRules", "format_rule", "header_fields", "parse_rules",
+           "CREDENTIALS_KEY", "RULES_KEY", "GatewayError", "GatewayRule", "GatewayStore", "GatewayTable",
            "credentials_for", "parse_gateway", "remove_credentials", "set_credentials", "store_rules"]

@@ -47,7 +47,9 @@ from ..config import Settings
 from ..log import event
 from ..queue import QueueManager, Recipient, SpoolError
 from ..queue.spool import new_message_id
-from ..router import Context, Router
+from ..router import Context, Route, Router
+from ..rules import Envelope as RuleEnvelope
+from ..rules import header_fields
 from .replies import R, Reply, default_enhanced
 
 __all__ = ["SMTPService", "WaypostSMTP"]
@@ -75,6 +77,8 @@ class SMTPService:
     authenticate_cram: Callable[[str, str, str, str | None], Any] | None = None
     # async (address) -> {peer host: Minger code or error text}  (domain sharing)
     ask_peers: Callable[[str], Any] | None = None
+    # () -> the server-wide rules now in force (waypost.rules.ServerRules)
+    rules: Callable[[], Any] | None = None
     _backup_cache: dict[str, tuple[float, bool]] = field(default_factory=dict)
     sessions: set["WaypostSMTP"] = field(default_factory=set)
 
@@ -666,12 +670,91 @@ class WaypostSMTP(SMTP):
             else:
                 await self.push(Reply(route.code, route.status, route.reason))
             return
+        refusal = self._rule_refusal(path)
+        if refusal is not None:
+            await self.push(refusal)
+            return
         routes = self.service.router.expand(route, ctx=self._context()) if route.kind == "local" else [route]
         for r in routes:
             self.env.recipients.append(Recipient(path, r, notify, orcpt))
         self.env.rcpt_count += 1
         self.env.rcpt_tos.append(path)
         await self.push(R.RCPT_OK.with_text(f"<{path}> OK"))
+
+    # -- server-wide rules ------------------------------------------------------------------
+
+    def _rule_envelope(self, recipients: list[str], body: bytes | None = None) -> RuleEnvelope:
+        sender = self.env.mail_from or ""
+        domain = sender.rpartition("@")[2]
+        router = self.service.router
+        return RuleEnvelope(
+            sender=sender, recipients=recipients,
+            authenticated=bool(self.session and self.session.authenticated),
+            trusted=router.is_trusted(self._client_ip()),
+            local_sender=bool(domain) and router.directory.domain(domain) is not None,
+            headers=header_fields(body) if body is not None else {}, size=len(body or b""),
+        )
+
+    def _rule_refusal(self, recipient: str) -> Reply | None:
+        """A rule that refuses this recipient at once (seed 004), or None."""
+        if self.service.rules is None:
+            return None
+        try:
+            hit = self.service.rules().check_recipient(self._rule_envelope([recipient]), recipient)
+        except Exception:  # a broken rule never loses mail: as if it had not matched
+            log.exception("event=rule-error phase=rcpt")
+            return None
+        if hit is None:
+            return None
+        event(log, "rule-rejected", client=self._client_ip(), rule=hit[0], sender=f"<{self.env.mail_from}>",
+              rcpt=f"<{recipient}>")
+        return Reply(550, "5.7.1", hit[1])
+
+    def _apply_rules(self, body: bytes) -> tuple[Reply | None, list[Recipient], bytes]:
+        """After DATA: (a refusal, or None; the recipients; the header fields to add)."""
+        recipients = list(self.env.recipients)
+        if self.service.rules is None:
+            return None, recipients, b""
+        try:
+            out = self.service.rules().apply(self._rule_envelope(list(self.env.rcpt_tos), body))
+            if not out.matched:
+                return None, recipients, b""
+            event(log, "rules", client=self._client_ip(), sender=f"<{self.env.mail_from}>", matched=",".join(out.matched))
+            if out.rejected:
+                return Reply(550, "5.7.1", out.rejected), [], b""
+            if out.discard:
+                return Reply(250, "2.0.0", "OK: discarded by a server rule"), [], b""
+            router = self.service.router
+            internal = Context(kind="mail", internal=True)
+
+            def routed(address: str) -> list[Recipient]:
+                res = router.resolve(address, internal)
+                rs = router.expand(res.route) if res.route.kind == "local" else [res.route]
+                return [Recipient(address, r) for r in rs]
+
+            if out.redirect:
+                recipients = [r for a in out.redirect for r in routed(a)]
+            for a in out.mirror:
+                recipients += routed(a)
+            for target in out.store:
+                recipients.append(Recipient(target, self._mailbox_route(target)))
+            extra = "".join(h + "\r\n" for h in out.add_headers).encode("utf-8")
+            return None, recipients, extra
+        except Exception:
+            log.exception("event=rule-error phase=data")
+            return None, list(self.env.recipients), b""
+
+    def _mailbox_route(self, target: str) -> Route:
+        """``~account[@domain]/mailbox`` as a local delivery into that mailbox."""
+        who, _, mailbox = target[1:].partition("/")
+        directory = self.service.router.directory
+        name, _, domain = who.partition("@")
+        obj = directory.lookup(name, domain or directory.main_domain)
+        acct = directory.account_of(obj) if obj is not None else None
+        if acct is None:
+            raise ValueError(f"store {target}: no such account")
+        return Route("local", acct.address, domain=acct.domain, name=acct.name, object_kind="account",
+                     account=acct.name, mailbox=mailbox)
 
     # -- DATA -----------------------------------------------------------------------------
 
@@ -718,8 +801,13 @@ class WaypostSMTP(SMTP):
             self._set_rset_state()
             await self.push(problem)
             return
+        refusal, recipients, added = self._apply_rules(body)
+        if refusal is not None:
+            self._set_rset_state()
+            await self.push(refusal)
+            return
         msg_id = new_message_id()
-        data = self._received_header(msg_id) + body
+        data = self._received_header(msg_id) + added + body
         if self.submission:
             data = _complete_headers(data, self.hostname)
         env = self.env
@@ -727,7 +815,7 @@ class WaypostSMTP(SMTP):
                       auth=self.session.auth_data if self.session and self.session.authenticated else None)
         self._set_rset_state()
         try:
-            queued = await self.service.queue.submit(env.mail_from or "", env.recipients, data, params, msg_id=msg_id)
+            queued = await self.service.queue.submit(env.mail_from or "", recipients, data, params, msg_id=msg_id)
         except SpoolError as e:
             event(log, "spool-refused", level=logging.ERROR, client=self._client_ip(), error=str(e))
             full = e.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -80,8 +80,8 @@ def _send(inst, sender, rcpts, port=None):
 def test_all_outgoing_mail_through_an_authenticating_upstream(tmp_path):
     # Seed 003 example 2: a LAN server forwards everything (*) to the ISP, with SMTP AUTH.
     with CramUpstream() as isp:
-        gw = _gateway(tmp_path, f"* 127.0.0.1:{isp.port}\n")
-        gw.ok("account", "add", "user1@example.test", "--no-password")
+        gw = _gateway(tmp_path, f"* 127.0.0.1:{isp.port}\n", smtp={"auth_requires_tls": False})
+        gw.ok("account", "add", "user1@example.test", "--password", "user1-local")
         gw.ok("account", "add", "user2@example.test", "--no-password")
         gw.ok("gateway", "auth", "set", "--user", "relay-common", "--password", "common-pw")
         gw.ok("gateway", "auth", "set", "--for", "user1@example.test", "--user", "user1-upstream", "--password", "user1-pw")
@@ -91,14 +91,17 @@ def test_all_outgoing_mail_through_an_authenticating_upstream(tmp_path):
         try:
             gw.start()
             _send(gw, "user2@example.test", ["friend@far-away.test"])
-            _send(gw, "user1@example.test", ["other@far-away.test"])
+            with smtplib.SMTP("127.0.0.1", gw.submission_port) as c:  # user1 logs in: its own upstream account
+                c.login("user1@example.test", "user1-local")
+                c.sendmail("user1@example.test", ["other@far-away.test"], b"Subject: mine\r\nX-Keep: yes\r\n\r\nx\r\n")
+            _send(gw, "user1@example.test", ["third@far-away.test"])  # MAIL FROM alone proves nothing
             _send(gw, "user2@example.test", ["user1@example.test"])  # a local user stays local
-            wait_for(lambda: len(isp.received) == 2, what="two messages upstream")
-            by_sender = {r[0]: r for r in isp.received}
-            assert by_sender["user2@example.test"][1] == ["friend@far-away.test"]
-            assert by_sender["user2@example.test"][3] == ("CRAM-MD5", "relay-common", True)
-            assert by_sender["user1@example.test"][3] == ("CRAM-MD5", "user1-upstream", True)
-            assert b"X-Keep: yes" in by_sender["user1@example.test"][2]
+            wait_for(lambda: len(isp.received) == 3, what="three messages upstream")
+            by_rcpt = {r[1][0]: r for r in isp.received}
+            assert by_rcpt["friend@far-away.test"][3] == ("CRAM-MD5", "relay-common", True)
+            assert by_rcpt["other@far-away.test"][3] == ("CRAM-MD5", "user1-upstream", True)
+            assert by_rcpt["third@far-away.test"][3] == ("CRAM-MD5", "relay-common", True)
+            assert b"X-Keep: yes" in by_rcpt["other@far-away.test"][2]
             wait_for(lambda: gw.messages("user1@example.test"))
             route = json.loads(gw.ok("route", "friend@far-away.test", "--from", "127.0.0.1", "--json"))
             assert route["route"]["auth"] == "gateway" and route["target"] == f"127.0.0.1:{isp.port}"

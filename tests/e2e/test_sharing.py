@@ -183,3 +183,20 @@ def test_a_shared_group_reaches_every_member_once_and_caches_cannot_loop(tmp_pat
     finally:
         for o in offices.values():
             o.stop()
+
+
+def test_an_address_minger_cannot_carry_is_not_asked_and_a_dead_peer_means_451(instance):
+    import smtplib
+
+    from support.transcript import Transcript
+
+    instance.ok("share", "peer", "add", "127.0.0.5:9", "--minger-port", str(free_port()), "--secret", SECRET)
+    instance.configure(sharing={"timeout": 0.5})
+    instance.start()
+    with Transcript("127.0.0.1", instance.smtp_port) as t:
+        t.expect(220)
+        t.cmd("EHLO c", 250)
+        t.cmd("MAIL FROM:<x@outside.example>", 250)
+        t.cmd('RCPT TO:<"a b"@example.test>', 550, "5.1.1")  # no traceback, no 451 for days
+        t.cmd("RCPT TO:<someone@example.test>", 451, "4.4.3")  # the peer cannot be asked
+    assert not instance.log_lines("Traceback")

@@ -264,3 +264,29 @@ def test_random_tables_never_crash_or_loop(env, records, address, trusted):
     res = r.resolve(address, TRUSTED if trusted else OUTSIDE)
     assert res.route.kind in ("local", "remote", "refuse", "discard", "bounce")
     assert len(res.trace) <= 4 * (MAX_HOPS + 2) + 4
+
+
+# -- regressions from review -----------------------------------------------------------
+
+def test_a_relayall_grant_does_not_cover_a_later_percent_route(env):
+    d, r = env
+    d.add_domain("cust.local")
+    table(d, "RelayAll: cust.com = cust.local\n")
+    rt = route(r, "x%evil.org@cust.com", OUTSIDE)
+    assert (rt.kind, rt.status) == ("refuse", "5.7.1")
+
+
+def test_percent_to_an_ip_literal_is_not_made_relayable_by_backup_mx(env):
+    d, r = env
+    ctx = Context(kind="mail", client_ip="203.0.113.9", backup_mx=True)
+    rt = route(r, "victim%attacker.org@[127.0.0.2]", ctx)
+    assert (rt.kind, rt.status) == ("refuse", "5.7.1")
+
+
+def test_the_seventeenth_rewrite_is_a_loop_whatever_it_ends_in(env):
+    d, r = env
+    lines = [f"h{i}.fict = h{i + 1}.fict" for i in range(16)] + ["h16.fict = h16.fict@[127.0.0.2]"]
+    table(d, "\n".join(lines) + "\n")
+    assert route(r, "x@h0.fict", TRUSTED).status == "5.4.6"
+    table(d, "\n".join(lines[1:]) + "\n")  # 16 rewrites: fine
+    assert route(r, "x@h1.fict", TRUSTED).kind == "remote"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import click
 
@@ -52,8 +53,12 @@ def peer_add(app: App, hostport: str, minger_port: int, secret: str, domains: tu
     for d in shared:
         if app.directory.domain(d) is None:
             fail(f"--domain: {d} is not a local domain")
+    try:  # the addresses its mail will come from: how a peer's copies are recognised
+        addresses = sorted({str(ai[4][0]) for ai in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)})
+    except OSError as e:
+        fail(f"{host}: cannot find its addresses ({e}); give an address or fix its DNS")
     peers = [p for p in load_peers(app.db, _secrets(app)) if p.host != host]
-    peers.append(SharingPeer(host, port, minger_port, secret, shared))
+    peers.append(SharingPeer(host, port, minger_port, secret, shared, addresses))
     save_peers(app.db, _secrets(app), peers)
     click.echo(f"peer {host} added (SMTP port {port}, Minger port {minger_port})")
 
@@ -63,10 +68,10 @@ def peer_add(app: App, hostport: str, minger_port: int, secret: str, domains: tu
 @pass_app
 def peer_list(app: App, as_json: bool) -> None:
     """List the peers (secrets are not shown).  Example: waypost share peer list --json"""
-    rows = [{"host": p.host, "smtp_port": p.smtp_port, "minger_port": p.minger_port,
+    rows = [{"host": p.host, "addresses": p.addresses, "smtp_port": p.smtp_port, "minger_port": p.minger_port,
              "secret": "set" if p.secret else "none (anonymous)", "domains": p.domains or ["(all)"]}
             for p in load_peers(app.db, _secrets(app))]
-    emit(app, rows, ["host", "smtp_port", "minger_port", "secret", "domains"], as_json, "Sharing peers")
+    emit(app, rows, ["host", "addresses", "smtp_port", "minger_port", "secret", "domains"], as_json, "Sharing peers")
 
 
 @peer.command("remove")

@@ -150,6 +150,8 @@ class Database(Protocol):
         """Apply delivery outcomes and release their leases.  Returns the ids of the
         messages that have no queued recipient left (the caller removes their files)."""
     def queue_release_lease(self, msg_ids: Iterable[str], owner: str) -> None: ...
+    def queue_release_rows(self, rows: Iterable[tuple[str, int]], owner: str) -> None:
+        """Release the leases ``owner`` holds on these (msg_id, idx) recipients."""
     def queue_release_leases_of(self, owner: str) -> int:
         """Release every lease held by ``owner`` or by any ``owner/...`` (its workers)."""
     def queue_get(self, msg_id: str) -> QueuedMessage | None: ...

@@ -354,6 +354,13 @@ class SQLiteDatabase:
                 [(m, owner) for m in msg_ids],
             )
 
+    def queue_release_rows(self, rows: Iterable[tuple[str, int]], owner: str) -> None:
+        with self._write() as c:
+            c.executemany(
+                "UPDATE queue_recipients SET lease_owner='', lease_until=0 WHERE msg_id=? AND idx=? AND lease_owner=?",
+                [(m, i, owner) for m, i in rows],
+            )
+
     def queue_release_leases_of(self, owner: str) -> int:
         with self._write() as c:
             return c.execute(

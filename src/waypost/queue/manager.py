@@ -352,8 +352,11 @@ class QueueManager:
         await self._settle(msg, outcomes)
 
     async def unclaim(self, msgs: Sequence[QueuedMessage]) -> None:
-        """Give back leases without an attempt (the turned connection never started)."""
-        await asyncio.to_thread(self.db.queue_release_lease, [m.msg_id for m in msgs], self.owner)
+        """Give back the leases of exactly these recipients, without an attempt (the
+        turned connection ended first); other recipients of the same messages that this
+        worker is delivering elsewhere keep theirs."""
+        rows = [(m.msg_id, r.idx) for m in msgs for r in m.recipients]
+        await asyncio.to_thread(self.db.queue_release_rows, rows, self.owner)
 
     # -- local delivery -----------------------------------------------------------------
 
@@ -434,7 +437,10 @@ class QueueManager:
                           _rcpt_options(r)) for r in group]
                 auth = None
                 if group[0].route.get("auth") == "gateway" and self.credentials is not None:
-                    auth = await asyncio.to_thread(self.credentials, msg.sender)
+                    # A sender's own upstream account only when it logged in as itself:
+                    # MAIL FROM alone proves nothing.
+                    who = str(msg.envelope.get("params", {}).get("auth") or "")
+                    auth = await asyncio.to_thread(self.credentials, who)
                 results = await remote.deliver(
                     settings=self.settings, resolver=self.resolver, is_self=self.is_self,
                     destination=self._destination(group[0]), sender=msg.sender, recipients=rcpts,

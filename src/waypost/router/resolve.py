@@ -106,6 +106,7 @@ class _Walk:
     granted: bool = False      # a Relay:/RelayAll: record or Mail to Unknown sent us here
     granted_all: bool = False  # ... a RelayAll: record
     percent: bool = False      # a %/! form from the client was followed
+    rewritten: bool = False    # a record or Mail to Unknown produced the current address
 
 
 class Router:
@@ -206,7 +207,10 @@ class Router:
             # 2. the Router table
             m = table.lookup(local, domain, ctx.kind, trusted=walk.trusted)
             if m is not None:
+                if _hop >= MAX_HOPS:  # a 17th rewrite: a loop, whatever it would end in
+                    break
                 trace.append(m.description)
+                walk.rewritten = True
                 if m.relay in (Prefix.RELAY, Prefix.RELAYALL):
                     walk.granted = True
                     walk.granted_all = walk.granted_all or m.relay is Prefix.RELAYALL
@@ -246,6 +250,10 @@ class Router:
             inner = _source_route(local)
             if inner is not None:
                 walk.percent = True
+                # A grant covers the address its record produced, not what the client's
+                # % form makes of it: only records applied from here on may grant.
+                walk.granted = walk.granted_all = False
+                walk.rewritten = False
                 local, domain = inner
                 trace.append(f"{addr.local if _hop == 0 else key}@{rec.name} names {local}@{domain}: routed again")
                 try:
@@ -263,6 +271,7 @@ class Router:
             if isinstance(unknown, Route):
                 return unknown
             walk.granted = True  # the administrator's own reroute
+            walk.rewritten = True
             local, domain = unknown
             if is_final_domain(domain):
                 return self._special(local, domain, ctx, walk, trace)
@@ -308,7 +317,7 @@ class Router:
         peers = [p for p in self.directory.db.get_value(PEERS_KEY) or [] if not p.get("domains") or domain in p["domains"]]
         if not peers or ctx.internal:
             return None
-        if ctx.client_ip in {p["host"] for p in peers}:
+        if _from_peer(ctx.client_ip, peers):
             # A peer sends us mail for a name we do not have: never send it back (a loop
             # when two caches disagree); Mail to Unknown decides.
             trace.append(f"sharing: {address} came from peer {ctx.client_ip}: not asked again")
@@ -373,6 +382,8 @@ class Router:
         # "The resulting envelope address (aname%domain.dom) is converted to the standard
         # form (aname@domain.dom)": the last % turns into @; the .via part is cut off.
         split = unpercent(local)
+        if split is not None and not walk.rewritten:
+            walk.percent = True  # the client's own "user%dom@[ip]": a source route of its making
         if split is not None:
             envelope = f"{split[0]}@{split[1]}"
         else:
@@ -483,7 +494,7 @@ class Router:
         trace = trace if trace is not None else []
         out: list[Route] = []
         seen: set[str] = set()
-        from_peer = ctx is not None and ctx.client_ip in {p["host"] for p in self.directory.db.get_value(PEERS_KEY) or []}
+        from_peer = ctx is not None and _from_peer(ctx.client_ip, self.directory.db.get_value(PEERS_KEY) or [])
         self._expand(route, 0, out, seen, trace, share=not from_peer)
         return out
 
@@ -527,6 +538,27 @@ class Router:
             if res.route.kind == "refuse":  # kept: the queue bounces it to the sender
                 trace.append(f"expand: {member}: {res.route.reason}")
             self._expand(res.route, depth + 1, out, seen, trace)
+
+
+def _from_peer(client_ip: str | None, peers: list[dict[str, Any]]) -> bool:
+    """Whether a client is one of the sharing peers, by the addresses recorded when the
+    peer was added (a peer given by name has its addresses looked up then)."""
+    if not client_ip:
+        return False
+    try:
+        ip = ipaddress.ip_address(client_ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for p in peers:
+        for a in p.get("addresses") or [p["host"]]:
+            try:
+                if ipaddress.ip_address(a) == ip:
+                    return True
+            except ValueError:
+                continue
+    return False
 
 
 def _unquote(local: str) -> str:

@@ -196,10 +196,11 @@ def remove_credentials(db: Any, who: str) -> bool:
     return found
 
 
-def credentials_for(db: Any, secrets: Any, sender: str) -> tuple[str, str] | None:
-    """The sender's own upstream account if it has one, else the common one (seed 003)."""
+def credentials_for(db: Any, secrets: Any, account: str) -> tuple[str, str] | None:
+    """The upstream account of the local account that authenticated and sent the message
+    (seed 003), else the common one; ``account`` "" means not authenticated."""
     creds = db.get_value(CREDENTIALS_KEY) or {}
-    entry = creds.get(sender.lower()) or creds.get("*")
+    entry = (creds.get(account.lower()) if account else None) or creds.get("*")
     if not entry:
         return None
     return entry["user"], secrets.open(entry["password"])

@@ -32,6 +32,7 @@ class SharingPeer:
     minger_port: int = 4069
     secret: str = ""  # sealed in the database; clear in memory
     domains: list[str] = field(default_factory=list)
+    addresses: list[str] = field(default_factory=list)  # how its connections are recognised
 
     def minger(self) -> Peer:
         return Peer(self.host, self.minger_port, self.secret or None)
@@ -49,7 +50,7 @@ def load_peers(db: Database, secrets: Secrets) -> list[SharingPeer]:
     for raw in db.get_value(PEERS_KEY) or []:
         secret = secrets.open(raw["secret"]) if raw.get("secret") else ""
         out.append(SharingPeer(raw["host"], int(raw["smtp_port"]), int(raw["minger_port"]), secret,
-                               list(raw.get("domains", []))))
+                               list(raw.get("domains", [])), list(raw.get("addresses", []))))
     return out
 
 

@@ -655,13 +655,19 @@ class WaypostSMTP(SMTP):
         res = self.service.router.resolve(path, self._context())
         route = res.route
         if route.kind == "ask-peers" and self.service.ask_peers is not None:
-            answers = await self.service.ask_peers(route.address)
+            try:
+                answers = await self.service.ask_peers(route.address)
+            except ValueError:  # not an address Minger can carry: nobody is asked
+                answers = {}
             res = self.service.router.resolve(path, dataclasses.replace(self._context(), peer_answers=answers))
             route = res.route
         if (route.kind == "refuse" and route.status == "5.7.1" and self.service.settings.relay.backup_mx
                 and route.domain and await self.service.backup_for(route.domain)):
-            res = self.service.router.resolve(path, dataclasses.replace(self._context(), backup_mx=True))
-            route = res.route
+            again = self.service.router.resolve(path, dataclasses.replace(self._context(), backup_mx=True)).route
+            # The permission covers delivery of that very domain by its MX, nothing else
+            # (not a %-route to an address, not another domain).
+            if again.kind in ("remote", "held") and not again.host and again.domain == route.domain:
+                route = again
         if route.kind == "refuse":
             event(log, "rcpt-refused", level=logging.INFO, client=self._client_ip(), sender=f"<{self.env.mail_from}>",
                   rcpt=f"<{path}>", reply=f"{route.code} {route.status}", reason=route.reason)
@@ -1086,6 +1092,9 @@ class WaypostSMTP(SMTP):
                             self._writer.write(body.replace(b"\r\n.", b"\r\n..") + b".\r\n")
                             await self._writer.drain()
                             code, enh, text = await reply()
+                        else:  # DATA refused: the transaction is over (RFC 5321 §3.3)
+                            await send("RSET")
+                            await reply()
                         results.extend((r, code, enh, text) for r in accepted)
                     else:
                         await send("RSET")
@@ -1104,6 +1113,10 @@ class WaypostSMTP(SMTP):
                 await asyncio.shield(queue.unclaim(pending))
             if isinstance(e, asyncio.CancelledError):
                 raise
+        except Exception:  # anything else (a damaged spool file, the index): nothing stays stuck
+            log.exception("event=atrn-error peer=%s", peer)
+            if pending:
+                await asyncio.shield(queue.unclaim(pending))
         finally:
             if self.transport is not None:
                 self.transport.close()

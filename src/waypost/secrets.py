@@ -7,6 +7,7 @@ Fernet (AES-128-CBC with HMAC-SHA256, from ``cryptography``) does the work.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -41,6 +42,11 @@ class Secrets:
                         os.fsync(f.fileno())
             self._fernet = Fernet(self.path.read_bytes().strip())
         return self._fernet
+
+    def derive(self, label: str) -> bytes:
+        """A key for another purpose (e.g. SRS hashes), derived from this one."""
+        self._key()
+        return hashlib.sha256(label.encode("utf-8") + b"\0" + self.path.read_bytes().strip()).digest()
 
     def seal(self, text: str) -> str:
         return self._key().encrypt(text.encode("utf-8")).decode("ascii")

@@ -31,6 +31,7 @@ from .queue import QueueManager
 from .router import Context, Router
 from .router.resolve import GatewayOptions
 from .rules import GatewayStore, RulesStore, credentials_for
+from .rules.srs import SRS
 from .secrets import Secrets
 from .sharing import MingerServer, directory_code
 from .sharing.peers import ask_peers
@@ -77,13 +78,15 @@ class Server:
         self.secrets = Secrets(settings.data_dir)
         self.directory = Directory(self.db, settings.server.main_domain, secrets=self.secrets)
         self._gateway = GatewayStore(self.db)
+        self.srs = SRS(self.secrets.derive("srs"), settings.server.main_domain)
         g = settings.gateway
         self.router = Router(self.directory, settings.relay.trusted_networks, self._own_addresses(),
                              forwarding=self._gateway.table,
-                             gateway=GatewayOptions(g.local_users_stay, g.relay_matched, g.check_local))
+                             gateway=GatewayOptions(g.local_users_stay, g.relay_matched, g.check_local),
+                             srs=self.srs)
         self.mailstore = Mailstore(settings.path(settings.storage.mail), settings.server.hostname)
         self.queue = QueueManager(settings, self.db, self.router, self.mailstore, self.owner, self.is_self,
-                                  credentials=lambda sender: credentials_for(self.db, self.secrets, sender))
+                                  credentials=lambda who: credentials_for(self.db, self.secrets, who), srs=self.srs)
         self._servers: list[asyncio.base_events.Server] = []
         self._service: SMTPService | None = None
         self._minger: MingerServer | None = None

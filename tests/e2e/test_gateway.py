@@ -170,3 +170,71 @@ def test_gateway_in_front_of_internal_servers_with_rewrite(tmp_path):
             inst.stop()
 
 
+
+
+def test_account_forwarding_with_srs_and_loops(tmp_path):
+    from support.dnsserver import TestDNSServer
+
+    b = WaypostInstance(tmp_path / "b", domain="remote.test", hostname="mx.remote.test")
+    b.ok("account", "add", "rita@remote.test", "--no-password")
+    dns = TestDNSServer({"remote.test": {"MX": [(10, "mx.remote.test")]}, "mx.remote.test": {"A": ["127.0.0.1"]}})
+    dns.start()
+    a = WaypostInstance(tmp_path / "a", domain="example.test", hostname="mail.example.test",
+                        dns={"nameservers": [dns.nameserver]}, delivery={"smtp_port": b.smtp_port})
+    for who in ("alice", "carol", "loop1", "loop2"):
+        a.ok("account", "add", f"{who}@example.test", "--no-password")
+    a.ok("account", "set", "alice@example.test", "--forward", "rita@remote.test", "--keep-copy")
+    a.ok("account", "set", "loop1@example.test", "--forward", "loop2@example.test")
+    a.ok("account", "set", "loop2@example.test", "--forward", "loop1@example.test")
+    try:
+        b.start()
+        a.start()
+        _send(a, "carol@example.test", ["alice@example.test"])
+        wait_for(lambda: a.messages("alice@example.test"), what="the copy kept for alice")
+        got = wait_for(lambda: b.messages("rita@remote.test"), what="the forwarded copy")
+        first_line = got[0].read_bytes().split(b"\r\n", 1)[0].decode()
+        assert first_line.startswith("Return-Path: <SRS0=") and first_line.endswith("=example.test=carol@example.test>")
+        srs_address = first_line[len("Return-Path: <"):-1]
+        # A bounce to the SRS address reaches the original sender.
+        with smtplib.SMTP("127.0.0.1", a.smtp_port) as c:
+            c.sendmail("", [srs_address], b"Subject: bounce of the forwarded copy\r\n\r\nx\r\n")
+        back = wait_for(lambda: [p for p in a.messages("carol@example.test") if b"bounce of the forwarded" in p.read_bytes()])
+        assert back
+        # A forged SRS address is refused.
+        with smtplib.SMTP("127.0.0.1", a.smtp_port) as c:
+            c.ehlo("x")
+            c.mail("")
+            assert c.rcpt(srs_address.replace("=carol@", "=mallory@"))[0] == 550
+        # Two accounts forwarding to each other: bounced once, never round and round.
+        _send(a, "carol@example.test", ["loop1@example.test"])
+        dsn = wait_for(lambda: [p for p in a.messages("carol@example.test") if b"forwarding loop" in p.read_bytes()])
+        assert len(dsn) == 1 and b"Status: 5.4.6" in dsn[0].read_bytes()
+        wait_for(lambda: a.queue_ids() == [])
+        assert a.messages("loop1@example.test") == [] and a.messages("loop2@example.test") == []
+    finally:
+        a.stop()
+        b.stop()
+        dns.stop()
+
+
+def test_a_rule_pointing_back_at_this_server_ends_as_a_bounced_loop(tmp_path):
+    # Seed 003's warning: relaying for rule domains while DNS points the destination here.
+    from support.dnsserver import TestDNSServer
+
+    dns = TestDNSServer({"inside.test": {"A": ["127.0.0.1"]}})
+    dns.start()
+    gw = _gateway(tmp_path, "@other.test inside.test\n", gateway={"relay_matched": True},
+                  dns={"nameservers": [dns.nameserver]})
+    gw.configure(delivery={"smtp_port": gw.smtp_port})
+    gw.ok("account", "add", "sender@example.test", "--no-password")
+    try:
+        gw.start()
+        _send(gw, "sender@example.test", ["user@other.test"])
+        dsn = wait_for(lambda: gw.messages("sender@example.test"), what="the loop bounce")
+        text = dsn[0].read_text()
+        assert "Status: 5.4.6" in text and "loops back to myself" in text
+        wait_for(lambda: gw.queue_ids() == [])
+        assert len(gw.log_lines(r"event=received .*rcpt=<user@other.test>")) == 1  # never re-received
+    finally:
+        gw.stop()
+        dns.stop()

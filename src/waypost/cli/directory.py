@@ -34,6 +34,8 @@ def _object_row(o: ObjectRecord) -> dict[str, Any]:
         row["real_name"] = data.get("real_name", "")
         row["enabled"] = data.get("enabled", True)
         row["has_password"] = "password" in o.data
+        row["forward"] = data.get("forward", "")
+        row["keep_copy"] = bool(data.get("keep_copy", False))
     elif o.kind in ("alias", "forwarder"):
         row["target"] = data.get("target", "")
     elif o.kind == "group":
@@ -210,12 +212,28 @@ def account_list(app: App, domain_name: str | None, as_json: bool) -> None:
 @click.option("--atrn-domain", "atrn", multiple=True,
               help="A domain this account may release with ATRN (repeatable; replaces the list).")
 @click.option("--no-atrn-domains", is_flag=True, help="Clear the ATRN domain list.")
+@click.option("--forward", "forward", default=None, metavar="ADDRESS", help="Forward this account's mail to ADDRESS.")
+@click.option("--keep-copy/--no-keep-copy", "keep_copy", default=None, help="With --forward: keep a copy here too.")
+@click.option("--no-forward", is_flag=True, help="Stop forwarding.")
 @pass_app
 @handle_errors
 def account_set(app: App, address: str, real_name: str | None, enabled: bool | None, atrn: tuple[str, ...],
-                no_atrn_domains: bool) -> None:
-    """Change an account.  Example: waypost account set info@client1.com --disable"""
+                no_atrn_domains: bool, forward: str | None, keep_copy: bool | None, no_forward: bool) -> None:
+    """Change an account.  Example: waypost account set info@client1.com --forward info@home.example --keep-copy"""
     changes: dict[str, Any] = {}
+    if forward is not None:
+        from ..address import AddressError, parse_address
+
+        try:
+            parse_address(forward)
+        except AddressError as e:
+            fail(f"--forward: {e}")
+        changes["forward"] = forward
+    if no_forward:
+        changes["forward"] = None
+        changes["keep_copy"] = None
+    if keep_copy is not None:
+        changes["keep_copy"] = keep_copy
     if atrn or no_atrn_domains:
         from ..address import normalize_domain
 

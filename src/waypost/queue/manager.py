@@ -82,9 +82,12 @@ class QueueManager:
         owner: str,
         is_self: Callable[[str, str, int], bool] | None = None,
         credentials: Callable[[str], tuple[str, str] | None] | None = None,
+        srs: Any = None,
     ) -> None:
-        """``credentials(sender)``: next-hop AUTH for routes that ask for it (gateway)."""
+        """``credentials(account)``: next-hop AUTH for routes that ask for it (gateway);
+        ``srs``: the Sender Rewriting Scheme for copies made by account forwarding."""
         self.credentials = credentials
+        self.srs = srs
         self.settings = settings
         self.db = db
         self.router = router
@@ -441,9 +444,12 @@ class QueueManager:
                     # MAIL FROM alone proves nothing.
                     who = str(msg.envelope.get("params", {}).get("auth") or "")
                     auth = await asyncio.to_thread(self.credentials, who)
+                sender = msg.sender
+                if group[0].route.get("forwarded") and self.srs is not None:
+                    sender = self.srs.forward(sender)  # SPF at the destination checks our domain
                 results = await remote.deliver(
                     settings=self.settings, resolver=self.resolver, is_self=self.is_self,
-                    destination=self._destination(group[0]), sender=msg.sender, recipients=rcpts,
+                    destination=self._destination(group[0]), sender=sender, recipients=rcpts,
                     data=body, mail_options=mail_options, auth=auth,
                 )
             except asyncio.CancelledError:

@@ -28,6 +28,7 @@ only through a ``RelayAll:`` record.  Everything else: ``554 5.7.1``.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import threading
 import time
@@ -117,8 +118,12 @@ class Router:
         own_addresses: Iterable[str] = (),
         forwarding: Callable[[], Forwarding] | None = None,
         gateway: GatewayOptions = GatewayOptions(),
+        srs: Any = None,
     ) -> None:
+        """``srs``: the Sender Rewriting Scheme (waypost.rules.srs.SRS) whose bounce
+        addresses (``SRS0=...@main domain``) route back to the original sender."""
         self.directory = directory
+        self.srs = srs
         self.forwarding = forwarding
         self.gateway = gateway
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in trusted_networks]
@@ -241,6 +246,14 @@ class Router:
             if obj is not None:
                 return self._local(obj, trace)
             trace.append(f"object {key}@{rec.name}: none")
+            original = self.srs.reverse(_unquote(local)) if self.srs is not None and rec.name == main else None
+            if original:
+                # A bounce of mail we forwarded: it goes back to the original sender.
+                trace.append(f"SRS address: the original sender is {original}")
+                walk.granted, walk.rewritten = True, True
+                local, _, domain = original.rpartition("@")
+                domain = domain.lower()
+                continue
             if key == "postmaster" and rec.name != main:
                 # RFC 5321 §4.5.1: every domain accepts postmaster; ours is the main domain's.
                 pm = self.directory.db.get_object(main, "postmaster")
@@ -505,6 +518,26 @@ class Router:
             trace.append(f"expand: {route.address} already included")
             return
         seen.add(key)
+        if route.kind == "local" and route.object_kind in ("account", "alias") and depth < MAX_EXPANSION_DEPTH:
+            acct = self.directory.db.get_object(route.domain, route.account or route.name)
+            target = acct.data.get("forward") if acct is not None else None
+            if target:
+                # Account forwarding (seed 003 forward.txt): the copy is routed like any
+                # mail of ours (gateway rules included); --keep-copy keeps one here.
+                trace.append(f"forward: {route.address} -> {target}" + (" (and a copy kept)" if acct and acct.data.get("keep_copy") else ""))
+                if acct is not None and acct.data.get("keep_copy"):
+                    out.append(route)
+                res = self.resolve(target, Context(kind="mail", internal=True))
+                nxt = res.route
+                if f"{nxt.kind}:{nxt.address.lower()}" in seen:
+                    trace.append(f"forward: {target} was already reached: a forwarding loop")
+                    out.append(Route("refuse", route.address, domain=route.domain, code=554, status="5.4.6",
+                                     reason=f"<{route.address}>: forwarding loop (via {target})"))
+                    return
+                if nxt.kind == "remote":
+                    nxt = dataclasses.replace(nxt, forwarded=True)
+                self._expand(nxt, depth + 1, out, seen, trace, share)
+                return
         if route.kind != "local" or route.object_kind in ("account", "alias"):
             if len(out) >= MAX_EXPANSION:
                 trace.append(f"expand: more than {MAX_EXPANSION} recipients; {route.address} dropped")

@@ -58,6 +58,7 @@ class Route:
     reason: str = ""
     auth: str = ""  # "gateway": authenticate to the next hop with the gateway credentials
     mailbox: str = ""  # local: a mailbox other than INBOX (a rule's "store ~account/mailbox")
+    forwarded: bool = False  # a copy made by account forwarding: leaves with an SRS sender
 
     @property
     def target(self) -> str:

@@ -80,3 +80,19 @@ def test_header_rules_discard_and_add_header(company):
     company.ok("rule", "move", "tag", "1")
     company.ok("rule", "remove", "junk")
     assert company.ok("rule", "export").startswith("tag:")
+
+
+def test_rule_targets_must_exist_and_forward_uses_srs(company, tmp_path):
+    bad = company.cli("rule", "add", "r: sender is a@b.test => redirect ghost@company.dom")
+    assert bad.exit_code == 1 and "redirect ghost@company.dom: there is no such local address" in bad.output
+    company.ok("rule", "add", "out: sender-domain is dept2.company.dom => forward archive@outside.test; "
+                              "mirror security@company.dom")
+    company.start()
+    with smtplib.SMTP("127.0.0.1", company.smtp_port) as c:
+        c.sendmail("eve@dept2.company.dom", ["ann@dept1.company.dom"], b"Subject: fw\r\n\r\nx\r\n")
+    wait_for(lambda: company.messages("security@company.dom") and company.messages("ann@dept1.company.dom"))
+    # The forwarded copy waits for the unreachable archive: its queue entry shows it.
+    import json as _json
+
+    wait_for(lambda: any("archive@outside.test" in m["recipients"]
+                         for m in _json.loads(company.ok("queue", "list", "--json"))))

@@ -17,6 +17,10 @@ __all__ = ["rule"]
 def _check(app: App) -> Any:
     def check(r: Rule) -> str | None:
         for a in r.actions:
+            if a.verb in ("mirror", "forward", "redirect"):
+                name, _, domain = a.arg.rpartition("@")
+                if app.directory.domain(domain) is not None and app.directory.lookup(name, domain) is None:
+                    return f"{a.verb} {a.arg}: there is no such local address (create it first)"
             if a.verb == "store":
                 who = a.arg[1:].partition("/")[0]
                 name, _, domain = who.partition("@")

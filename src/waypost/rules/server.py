@@ -16,7 +16,9 @@ A recipient condition holds for the recipient being decided (at RCPT time) or, a
 message has arrived, for any of its recipients.
 
 Actions: ``store ~account[@domain]/mailbox`` (a copy in that mailbox), ``mirror ADDRESS``
-(a copy to that address as well), ``redirect ADDRESS`` (to that address instead),
+(a copy to that address as well, with the original envelope sender), ``forward ADDRESS``
+(a copy re-sent by us: an SRS envelope sender, like account forwarding), ``redirect
+ADDRESS`` (to that address instead),
 ``add-header "Name: value"``, ``reject "text"`` (550 5.7.1 with the text), ``discard``
 (accepted and dropped), ``stop`` (no further rule).
 
@@ -44,7 +46,7 @@ RULES_KEY = "rules.server"
 FIELDS = ("sender", "sender-domain", "recipient", "recipient-domain", "size")
 FLAGS = ("authenticated", "local-sender", "trusted")
 OPS = ("is", "is-not", "in", "not-in", "matches", "over")
-ACTIONS = ("store", "mirror", "redirect", "add-header", "reject", "discard", "stop")
+ACTIONS = ("store", "mirror", "forward", "redirect", "add-header", "reject", "discard", "stop")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -104,6 +106,7 @@ class Outcome:
     discard: bool = False
     redirect: list[str] = field(default_factory=list)
     mirror: list[str] = field(default_factory=list)
+    forward: list[str] = field(default_factory=list)
     store: list[str] = field(default_factory=list)          # "~account[@domain]/mailbox"
     add_headers: list[str] = field(default_factory=list)
     matched: list[str] = field(default_factory=list)         # rule names, for the log
@@ -162,11 +165,11 @@ def _action(text: str) -> Action:
             raise ValueError(f"{verb}: {e}") from None
     if verb in ("discard", "stop") and arg:
         raise ValueError(f"{verb} takes no argument")
-    if verb in ("store", "mirror", "redirect", "add-header", "reject") and not arg:
+    if verb in ("store", "mirror", "forward", "redirect", "add-header", "reject") and not arg:
         raise ValueError(f"{verb} needs an argument")
     if verb == "store" and not re.match(r"^~[^/\s]+/\S+$", arg):
         raise ValueError("store needs ~account/mailbox (or ~account@domain/mailbox)")
-    if verb in ("mirror", "redirect") and "@" not in arg:
+    if verb in ("mirror", "forward", "redirect") and "@" not in arg:
         raise ValueError(f"{verb} needs an address")
     if verb == "add-header" and not re.match(r"^[!-9;-~]+:\s?[^\r\n]*$", arg):
         raise ValueError('add-header needs "Name: value"')
@@ -307,6 +310,8 @@ class ServerRules:
                     out.redirect.append(a.arg)
                 elif a.verb == "mirror":
                     out.mirror.append(a.arg)
+                elif a.verb == "forward":
+                    out.forward.append(a.arg)
                 elif a.verb == "store":
                     out.store.append(a.arg)
                 elif a.verb == "add-header":

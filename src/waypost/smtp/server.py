@@ -733,15 +733,19 @@ class WaypostSMTP(SMTP):
             router = self.service.router
             internal = Context(kind="mail", internal=True)
 
-            def routed(address: str) -> list[Recipient]:
+            def routed(address: str, forwarded: bool = False) -> list[Recipient]:
                 res = router.resolve(address, internal)
                 rs = router.expand(res.route) if res.route.kind == "local" else [res.route]
+                if forwarded:
+                    rs = [dataclasses.replace(r, forwarded=True) if r.kind == "remote" else r for r in rs]
                 return [Recipient(address, r) for r in rs]
 
             if out.redirect:
                 recipients = [r for a in out.redirect for r in routed(a)]
             for a in out.mirror:
                 recipients += routed(a)
+            for a in out.forward:
+                recipients += routed(a, forwarded=True)
             for target in out.store:
                 recipients.append(Recipient(target, self._mailbox_route(target)))
             extra = "".join(h + "\r\n" for h in out.add_headers).encode("utf-8")

@@ -1,10 +1,11 @@
-"""Domain sharing, first part: the peer list, our Minger server answering for the
-directory (seed 002; draft-hathcock-minger-06), and ``waypost share lookup``."""
+"""Domain sharing (seed 002; draft-hathcock-minger-06): our Minger server, the peer list,
+look-ups before Mail to Unknown, routing to the owner's office, caches, shared groups."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import smtplib
 
 from support.server import WaypostInstance, free_port
 
@@ -72,16 +73,12 @@ def _office(tmp_path, name, ip):
 
 
 def _send(inst, rcpt, subject):
-    import smtplib
-
     with smtplib.SMTP(inst.host, inst.smtp_port, source_address=("127.0.0.9", 0)) as c:
         c.ehlo("client.example")
         return c.sendmail("someone@outside.example", [rcpt], f"Subject: {subject}\r\n\r\nx\r\n".encode())
 
 
 def test_three_offices_share_one_domain(tmp_path):
-    import smtplib
-
     from support.server import wait_for
 
     offices = {"a": _office(tmp_path, "a", "127.0.0.1"), "b": _office(tmp_path, "b", "127.0.0.2"),
@@ -186,8 +183,6 @@ def test_a_shared_group_reaches_every_member_once_and_caches_cannot_loop(tmp_pat
 
 
 def test_an_address_minger_cannot_carry_is_not_asked_and_a_dead_peer_means_451(instance):
-    import smtplib
-
     from support.transcript import Transcript
 
     instance.ok("share", "peer", "add", "127.0.0.5:9", "--minger-port", str(free_port()), "--secret", SECRET)

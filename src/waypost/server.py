@@ -30,7 +30,7 @@ from .mailstore import Mailstore
 from .queue import QueueManager
 from .router import Context, Router
 from .router.resolve import GatewayOptions
-from .rules import GatewayStore, RulesStore, credentials_for
+from .rules import credentials_for, gateway_store, rules_store
 from .rules.srs import SRS
 from .secrets import Secrets
 from .sharing import MingerServer, directory_code
@@ -77,11 +77,10 @@ class Server:
         self.db = open_database(settings.storage.database, settings.data_dir)
         self.secrets = Secrets(settings.data_dir)
         self.directory = Directory(self.db, settings.server.main_domain, secrets=self.secrets)
-        self._gateway = GatewayStore(self.db)
         self.srs = SRS(self.secrets.derive("srs"), settings.server.main_domain)
         g = settings.gateway
         self.router = Router(self.directory, settings.relay.trusted_networks, self._own_addresses(),
-                             forwarding=self._gateway.table,
+                             forwarding=gateway_store(self.db).get,
                              gateway=GatewayOptions(g.local_users_stay, g.relay_matched, g.check_local),
                              srs=self.srs)
         self.mailstore = Mailstore(settings.path(settings.storage.mail), settings.server.hostname)
@@ -183,7 +182,7 @@ class Server:
         loop = asyncio.get_running_loop()
         await self.queue.start()
         service = SMTPService(self.settings, self.router, self.queue, self.authenticate, self._tls,
-                              self.authenticate_cram, self.ask_peers, RulesStore(self.db).rules)
+                              self.authenticate_cram, self.ask_peers, rules_store(self.db).get)
         self._service = service
         for name, sock in sockets.items():
             server = await loop.create_server(_smtp_factory(service, name), sock=sock)

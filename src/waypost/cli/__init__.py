@@ -123,10 +123,10 @@ def route(app: App, address: str, client_ip: str | None, auth: str | None, kind:
     from ..router import Context, Router
 
     from ..router.resolve import GatewayOptions
-    from ..rules import GatewayStore
+    from ..rules import gateway_store
 
     g = app.settings.gateway
-    rt = Router(app.directory, app.settings.relay.trusted_networks, forwarding=GatewayStore(app.db).table,
+    rt = Router(app.directory, app.settings.relay.trusted_networks, forwarding=gateway_store(app.db).get,
                 gateway=GatewayOptions(g.local_users_stay, g.relay_matched, g.check_local))
     ctx = Context(kind=kind, client_ip=client_ip, server_ip=server_ip, authenticated=auth)
     if kind == "access":

@@ -17,7 +17,7 @@ from ..db import Conflict, Database, NotFound, open_database
 from ..directory import Directory, DirectoryError
 from ..secrets import Secrets
 
-__all__ = ["App", "pass_app", "emit", "fail", "handle_errors", "json_option"]
+__all__ = ["App", "pass_app", "emit", "fail", "handle_errors", "json_option", "print_text", "refuse_import"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,6 +64,21 @@ def json_option(f: F) -> F:
 def fail(message: str, code: int = 1) -> Any:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def refuse_import(errors: Sequence[Any], source: str, what: str) -> None:
+    """Every bad line of an import (``source:line: reason: text``), then exit 1 saying
+    that nothing was changed; nothing at all when there are no errors."""
+    if not errors:
+        return
+    for e in errors:
+        click.echo(f"{source}:{e.line_no}: {e.reason}: {e.line.strip()}", err=True)
+    fail(f"{len(errors)} bad {what}")
+
+
+def print_text(text: str) -> None:
+    """An exported text, ending with exactly one newline (nothing for no text)."""
+    sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
 
 
 def handle_errors(f: F) -> F:

@@ -18,7 +18,7 @@ from ..rules import (
     store_rules,
 )
 from ..secrets import Secrets
-from .common import App, emit, fail, json_option, pass_app
+from .common import App, emit, fail, json_option, pass_app, print_text, refuse_import
 
 __all__ = ["gateway"]
 
@@ -37,10 +37,7 @@ def gateway_import(app: App, file: Any) -> None:
     """Replace the rules with FILE; every line is checked first and nothing changes if one
     is bad.  Example: waypost gateway import rules.txt"""
     count, errors = store_rules(app.db, file.read())
-    if errors:
-        for e in errors:
-            click.echo(f"{getattr(file, 'name', '-')}:{e.line_no}: {e.reason}: {e.line.strip()}", err=True)
-        fail(f"{len(errors)} bad line(s); the rules were not changed")
+    refuse_import(errors, getattr(file, "name", "-"), "line(s); the rules were not changed")
     click.echo(f"imported {count} rule(s); a running server uses them at once")
 
 
@@ -48,8 +45,7 @@ def gateway_import(app: App, file: Any) -> None:
 @pass_app
 def gateway_export(app: App) -> None:
     """Print the rules as imported.  Example: waypost gateway export > rules.txt"""
-    text = app.db.get_value(RULES_KEY) or ""
-    sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    print_text(app.db.get_value(RULES_KEY) or "")
 
 
 @gateway.command("show")

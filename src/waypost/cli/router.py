@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +10,13 @@ import click
 
 from ..router.resolve import TABLE_KEY, store_table
 from ..router.table import parse_table
-from .common import App, fail, json_option, pass_app
+from .common import App, fail, json_option, pass_app, print_text, refuse_import
 
 __all__ = ["router"]
 
 
 def _text(app: App) -> tuple[str, int]:
-    stored = app.db.get_value(TABLE_KEY) or {}
-    return stored.get("text", ""), int(stored.get("version", 0))
+    return str(app.db.get_value(TABLE_KEY) or ""), int(app.db.get_value(TABLE_KEY + ".version") or 0)
 
 
 @click.group()
@@ -58,10 +56,7 @@ def router_import(app: App, file: Any) -> None:
     """
     text = file.read()
     count, errors = store_table(app.db, text)
-    if errors:
-        for e in errors:
-            click.echo(f"{getattr(file, 'name', '-')}:{e.line_no}: {e.reason}: {e.line.strip()}", err=True)
-        fail(f"{len(errors)} bad line(s); the table was not changed")
+    refuse_import(errors, getattr(file, "name", "-"), "line(s); the table was not changed")
     click.echo(f"imported {count} record(s); a running server uses them at once")
 
 
@@ -75,7 +70,7 @@ def router_export(app: App, output: Path | None) -> None:
         output.write_text(text)
         click.echo(f"wrote {output}")
     else:
-        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+        print_text(text)
 
 
 @router.command("test")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
 from ..rules import format_rule, parse_rules
 from ..rules.server import RULES_KEY, Rule, store_rules
-from .common import App, emit, fail, json_option, pass_app
+from .common import App, emit, fail, json_option, pass_app, print_text, refuse_import
 
 __all__ = ["rule"]
 
@@ -33,10 +32,7 @@ def _check(app: App) -> Any:
 
 def _save(app: App, text: str, source: str) -> int:
     count, errors = store_rules(app.db, text, _check(app))
-    if errors:
-        for e in errors:
-            click.echo(f"{source}:{e.line_no}: {e.reason}: {e.line.strip()}", err=True)
-        fail(f"{len(errors)} bad rule(s); the rules were not changed")
+    refuse_import(errors, source, "rule(s); the rules were not changed")
     return count
 
 
@@ -67,8 +63,7 @@ def rule_import(app: App, file: Any) -> None:
 @pass_app
 def rule_export(app: App) -> None:
     """Print the rules, one a line.  Example: waypost rule export > rules.txt"""
-    text = app.db.get_value(RULES_KEY) or ""
-    sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    print_text(app.db.get_value(RULES_KEY) or "")
 
 
 @rule.command("list")

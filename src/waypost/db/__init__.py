@@ -20,6 +20,7 @@ from .base import (
     RecipientUpdate,
 )
 from .sqlite import SQLiteDatabase
+from .versioned import VersionedText
 
 __all__ = [
     "OBJECT_KINDS",
@@ -32,6 +33,7 @@ __all__ = [
     "QueuedRecipient",
     "RecipientUpdate",
     "SQLiteDatabase",
+    "VersionedText",
     "open_database",
 ]
 

@@ -30,20 +30,19 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from ..address import AddressError, ip_from_literal, is_ip_literal, normalize_domain, parse_address
-from ..db import Database
+from ..db import Database, VersionedText
 from ..directory import Directory, ObjectRecord
 from ..sharing.peers import CACHE_KEY, PEERS_KEY
 from .route import Context, Resolution, Route
 from .special import is_final_domain, normalize_via, parse_via, unpercent
 from .table import Prefix, RoutingTable, TableError, parse_table
 
-__all__ = ["Router", "Forwarding", "GatewayOptions", "HOLD_KEY", "MAX_EXPANSION", "MAX_HOPS", "TABLE_KEY", "TABLE_VERSION_KEY", "MAIL_TO_UNKNOWN",
+__all__ = ["Router", "Forwarding", "GatewayOptions", "HOLD_KEY", "MAX_EXPANSION", "MAX_HOPS", "TABLE_KEY", "MAIL_TO_UNKNOWN",
            "store_table"]
 
 #: Most final recipients one address may expand to through groups and forwarders.
@@ -52,10 +51,8 @@ MAX_EXPANSION = 1000
 MAX_EXPANSION_DEPTH = 16
 #: Most rewrites (records, % forms, Mail to Unknown) applied to one address.
 MAX_HOPS = 16
-#: Where the table text lives in the database: {"text": ..., "version": n} ...
+#: Where the table text lives in the database (its version beside it: VersionedText).
 TABLE_KEY = "router.table"
-#: ... and its version alone, the one value read on every resolution.
-TABLE_VERSION_KEY = "router.table.version"
 #: Hold Mail for Domains: a list of domains whose queues wait for ETRN/ATRN.
 HOLD_KEY = "queue.hold"
 #: The values of a domain's ``mail_to_unknown`` setting besides a reroute pattern.
@@ -68,10 +65,12 @@ def store_table(db: Database, text: str) -> tuple[int, list[TableError]]:
     records, errors = parse_table(text)
     if errors:
         return 0, errors
-    version = int(db.get_value(TABLE_VERSION_KEY) or 0) + 1
-    db.set_value(TABLE_KEY, {"text": text, "version": version})
-    db.set_value(TABLE_VERSION_KEY, version)
+    _table_store(db).put(text)
     return len(records), []
+
+
+def _table_store(db: Database) -> VersionedText[RoutingTable]:
+    return VersionedText(db, TABLE_KEY, lambda text: RoutingTable.compile(parse_table(text)[0]))
 
 
 class ForwardingRule(Protocol):
@@ -128,37 +127,19 @@ class Router:
         self.gateway = gateway
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in trusted_networks]
         self.own_addresses = {str(ipaddress.ip_address(a)) for a in own_addresses}
-        self._table = RoutingTable.compile([])
-        self._table_version = 0
-        self._lock = threading.Lock()
+        self._table = _table_store(directory.db)
 
     # -- the table ----------------------------------------------------------------
 
     def table(self) -> RoutingTable:
-        """The current table: recompiled when the stored text changed (the check is
-        one primary-key read), so a running server uses a new table at once."""
-        version = int(self.directory.db.get_value(TABLE_VERSION_KEY) or 0)
-        if version != self._table_version:
-            with self._lock:
-                if version != self._table_version:
-                    stored = self.directory.db.get_value(TABLE_KEY)
-                    records, _errors = parse_table(stored["text"] if stored else "")
-                    self._table = RoutingTable.compile(records)
-                    self._table_version = version
-        return self._table
+        """The current table; a running server uses a new one at once (VersionedText)."""
+        return self._table.get()
 
     # -- relay permission -------------------------------------------------------
 
     def is_trusted(self, client_ip: str | None) -> bool:
-        if not client_ip:
-            return False
-        try:
-            ip = ipaddress.ip_address(client_ip.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.trusted)
+        ip = _client_address(client_ip)
+        return ip is not None and any(ip in net for net in self.trusted)
 
     def _trusted(self, ctx: Context) -> bool:
         return ctx.internal or bool(ctx.authenticated) or self.is_trusted(ctx.client_ip)
@@ -573,17 +554,26 @@ class Router:
             self._expand(res.route, depth + 1, out, seen, trace)
 
 
-def _from_peer(client_ip: str | None, peers: list[dict[str, Any]]) -> bool:
-    """Whether a client is one of the sharing peers, by the addresses recorded when the
-    peer was added (a peer given by name has its addresses looked up then)."""
+def _client_address(client_ip: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A client's address as compared with networks and peers: the zone dropped and an
+    IPv4-mapped IPv6 address (``::ffff:1.2.3.4``) taken as the IPv4 address it carries."""
     if not client_ip:
-        return False
+        return None
     try:
         ip = ipaddress.ip_address(client_ip.split("%", 1)[0])
     except ValueError:
-        return False
+        return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+        return ip.ipv4_mapped
+    return ip
+
+
+def _from_peer(client_ip: str | None, peers: list[dict[str, Any]]) -> bool:
+    """Whether a client is one of the sharing peers, by the addresses recorded when the
+    peer was added (a peer given by name has its addresses looked up then)."""
+    ip = _client_address(client_ip)
+    if ip is None:
+        return False
     for p in peers:
         for a in p.get("addresses") or [p["host"]]:
             try:

@@ -6,7 +6,7 @@ from .gateway import (
     RULES_KEY,
     GatewayError,
     GatewayRule,
-    GatewayStore,
+    gateway_store,
     GatewayTable,
     credentials_for,
     parse_gateway,
@@ -15,8 +15,8 @@ from .gateway import (
     store_rules,
 )
 
-from .server import Envelope, Outcome, RulesStore, ServerRules, format_rule, header_fields, parse_rules
+from .server import Envelope, Outcome, ServerRules, rules_store, format_rule, header_fields, parse_rules
 
-__all__ = ["Envelope", "Outcome", "RulesStore", "ServerRules", "format_rule", "header_fields", "parse_rules",
-           "CREDENTIALS_KEY", "RULES_KEY", "GatewayError", "GatewayRule", "GatewayStore", "GatewayTable",
+__all__ = ["Envelope", "Outcome", "ServerRules", "rules_store", "format_rule", "header_fields", "parse_rules",
+           "CREDENTIALS_KEY", "RULES_KEY", "GatewayError", "GatewayRule", "gateway_store", "GatewayTable",
            "credentials_for", "parse_gateway", "remove_credentials", "set_credentials", "store_rules"]

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..address import AddressError, normalize_domain, parse_address
 from ..config import parse_hostport
+from ..db import VersionedText
 
 __all__ = ["GatewayRule", "GatewayError", "GatewayTable", "parse_gateway", "RULES_KEY", "CREDENTIALS_KEY"]
 
@@ -150,8 +151,9 @@ class GatewayTable:
         return None
 
 
-#: Bumped on every change of the rules, the one value read per resolution.
-RULES_VERSION_KEY = "gateway.rules.version"
+def gateway_store(db: Any) -> VersionedText[GatewayTable]:
+    """The table as stored; a running server uses a new one at once."""
+    return VersionedText(db, RULES_KEY, GatewayTable.from_text)
 
 
 def store_rules(db: Any, text: str) -> tuple[int, list[GatewayError]]:
@@ -159,26 +161,8 @@ def store_rules(db: Any, text: str) -> tuple[int, list[GatewayError]]:
     rules, errors = parse_gateway(text)
     if errors:
         return 0, errors
-    db.set_value(RULES_KEY, text)
-    db.set_value(RULES_VERSION_KEY, int(db.get_value(RULES_VERSION_KEY) or 0) + 1)
+    gateway_store(db).put(text)
     return len(rules), []
-
-
-class GatewayStore:
-    """The table as stored, recompiled when it changes (a running server uses a new
-    table at once)."""
-
-    def __init__(self, db: Any) -> None:
-        self.db = db
-        self._version = -1
-        self._table = GatewayTable([])
-
-    def table(self) -> GatewayTable:
-        version = int(self.db.get_value(RULES_VERSION_KEY) or 0)
-        if version != self._version:
-            self._table = GatewayTable.from_text(self.db.get_value(RULES_KEY) or "")
-            self._version = version
-        return self._table
 
 
 def set_credentials(db: Any, secrets: Any, who: str, user: str, password: str) -> None:

@@ -38,6 +38,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from ..db import VersionedText
+
 __all__ = ["Action", "Condition", "Envelope", "Outcome", "Rule", "RuleError", "ServerRules", "parse_rules",
            "RULES_KEY"]
 
@@ -323,8 +325,9 @@ class ServerRules:
         return out
 
 
-#: Bumped on every change of the rules.
-RULES_VERSION_KEY = "rules.server.version"
+def rules_store(db: Any) -> VersionedText[ServerRules]:
+    """The rules as stored; a running server uses changed rules at once."""
+    return VersionedText(db, RULES_KEY, ServerRules.from_text)
 
 
 def store_rules(db: Any, text: str, check: Callable[[Rule], str | None] | None = None) -> tuple[int, list[RuleError]]:
@@ -338,23 +341,8 @@ def store_rules(db: Any, text: str, check: Callable[[Rule], str | None] | None =
                 errors.append(RuleError(rule.line_no, format_rule(rule), reason))
     if errors:
         return 0, sorted(errors, key=lambda e: e.line_no)
-    db.set_value(RULES_KEY, text)
-    db.set_value(RULES_VERSION_KEY, int(db.get_value(RULES_VERSION_KEY) or 0) + 1)
+    rules_store(db).put(text)
     return len(rules), []
-
-
-class RulesStore:
-    def __init__(self, db: Any) -> None:
-        self.db = db
-        self._version = -1
-        self._rules = ServerRules([])
-
-    def rules(self) -> ServerRules:
-        version = int(self.db.get_value(RULES_VERSION_KEY) or 0)
-        if version != self._version:
-            self._rules = ServerRules.from_text(self.db.get_value(RULES_KEY) or "")
-            self._version = version
-        return self._rules
 
 
 def header_fields(data: bytes) -> dict[str, list[str]]:

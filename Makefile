@@ -5,8 +5,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 DATA   ?= ./var
-# Debian tools the tests drive as real peers.
-DEBIAN_TEST_TOOLS := swaks fetchmail
+# Debian tools the tests drive as real peers, as command:package.
+DEBIAN_TEST_TOOLS := swaks:swaks fetchmail:fetchmail mbsync:isync
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -28,7 +28,7 @@ install-test: $(VENV)/.installed-test debian-test-tools
 
 # Installs the Debian packages the tests use when one of them is missing.
 debian-test-tools:
-	@missing=""; for t in $(DEBIAN_TEST_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	@missing=""; for t in $(DEBIAN_TEST_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ -n "$(APT_GET)" ]; then \
 	    echo "installing Debian packages:$$missing"; \

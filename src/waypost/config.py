@@ -58,8 +58,8 @@ class ListenSettings:
     smtp: str = _s("127.0.0.1:2525", "SMTP relay and ETRN listener (host:port, \"\" = off).")
     submission: str = _s("127.0.0.1:2587", "SMTP submission listener; AUTH is required before MAIL.")
     odmr: str = _s("127.0.0.1:2366", "ODMR (ATRN, RFC 2645) listener; AUTH is required before ATRN.")
-    imap: str = _s("", "IMAP listener.")
-    pop3: str = _s("", "POP3 listener.")
+    imap: str = _s("127.0.0.1:2143", "IMAP listener (STARTTLS; production port 143).")
+    pop3: str = _s("127.0.0.1:2110", "POP3 listener (STLS; production port 110).")
     http: str = _s("", "HTTP listener (WebUser, admin).")
     minger: str = _s("", "Minger (UDP) listener for domain sharing (production port 4069; needs sharing.secret).")
 
@@ -88,6 +88,26 @@ class SMTPSettings:
     max_errors: int = _s(20, "Bad commands tolerated in one session before it is closed with 421.")
     auth_requires_tls: bool = _s(True, "Offer and accept AUTH only after STARTTLS.")
     smtputf8: bool = _s(True, "Advertise SMTPUTF8 (RFC 6531).")
+
+
+@dataclass(frozen=True, slots=True)
+class IMAPSettings:
+    plaintext_without_tls: bool = _s(False, "Accept LOGIN and AUTHENTICATE PLAIN without TLS (LOGINDISABLED otherwise).")
+    idle_timeout: float = _s(1800.0, "Seconds an authenticated client may stay silent (RFC 3501 §5.4: at least 30 min).")
+    login_timeout: float = _s(60.0, "Seconds a client has to log in.")
+    max_line_length: int = _s(8192, "Longest command line, in octets (RFC 7162 §4 asks for at least 8192).")
+    max_append_size: int = _s(50 * 1024 * 1024, "Largest literal (APPEND message) taken; larger ones are refused unread.")
+    failure_delay: float = _s(1.0, "Seconds before answering a failed login; doubles with each failure.")
+    max_login_failures: int = _s(3, "Failed logins on one connection before it is closed.")
+    max_bad_commands: int = _s(20, "Bad commands in a row before the connection is closed with BYE.")
+
+
+@dataclass(frozen=True, slots=True)
+class POP3Settings:
+    plaintext_without_tls: bool = _s(False, "Accept USER/PASS and AUTH PLAIN without TLS.")
+    idle_timeout: float = _s(600.0, "Seconds a client may stay silent (RFC 1939 §3: at least 10 minutes).")
+    failure_delay: float = _s(1.0, "Seconds before answering a failed login; doubles with each failure.")
+    max_login_failures: int = _s(3, "Failed logins on one connection before it is closed.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +175,8 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
     smtp: SMTPSettings = field(default_factory=SMTPSettings)
+    imap: IMAPSettings = field(default_factory=IMAPSettings)
+    pop3: POP3Settings = field(default_factory=POP3Settings)
     dns: DNSSettings = field(default_factory=DNSSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     queue: QueueSettings = field(default_factory=QueueSettings)

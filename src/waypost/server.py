@@ -26,7 +26,12 @@ from .config import Settings, parse_hostport
 from .db import ObjectRecord, open_database
 from .directory import Directory
 from .log import configure_logging, event
+from .bus import Bus
+from .imap.proto import Params
+from .imap.server import IMAPService
+from .imap.server import Limits as IMAPLimits
 from .mailstore import Mailstore
+from .pop3 import POP3Service
 from .queue import QueueManager
 from .router import Context, Router
 from .router.resolve import GatewayOptions
@@ -42,7 +47,9 @@ __all__ = ["Server", "bind_listeners", "serve"]
 log = logging.getLogger("waypost.server")
 
 #: Listeners this version serves (the others in [listen] are refused when set).
-SERVED = ("smtp", "submission", "odmr")
+SERVED = ("smtp", "submission", "odmr", "imap", "pop3")
+#: The SMTP listeners among them.
+SMTP_LISTENERS = ("smtp", "submission", "odmr")
 
 
 def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
@@ -55,7 +62,10 @@ def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
             raise SystemExit(f"listen.{name}: this listener is not available in this version; set it to \"\"")
         host, port = parse_hostport(value)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio turns Nagle off
+        # (TCP_NODELAY) only for sockets that say they are TCP.  With Nagle on, the last
+        # line of a reply written in pieces waits for the client's delayed ACK (~40 ms).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
@@ -83,12 +93,15 @@ class Server:
                              forwarding=gateway_store(self.db).get,
                              gateway=GatewayOptions(g.local_users_stay, g.relay_matched, g.check_local),
                              srs=self.srs)
-        self.mailstore = Mailstore(settings.path(settings.storage.mail), settings.server.hostname)
+        self.bus = Bus(settings.data_dir / "run")
+        self.mailstore = Mailstore(settings.path(settings.storage.mail), settings.server.hostname, self.db, self.bus)
         self.queue = QueueManager(settings, self.db, self.router, self.mailstore, self.owner, self.is_self,
                                   credentials=lambda who: credentials_for(self.db, self.secrets, who), srs=self.srs)
         self._servers: list[asyncio.base_events.Server] = []
         self._service: SMTPService | None = None
         self._minger: MingerServer | None = None
+        self._imap: IMAPService | None = None
+        self._pop3: POP3Service | None = None
         self._tls = self._tls_context()
         self._dummy: ObjectRecord | None = None
         # Password checks (argon2: ~0.1 s of CPU and 64 MiB each) run on their own two
@@ -184,8 +197,26 @@ class Server:
         service = SMTPService(self.settings, self.router, self.queue, self.authenticate, self._tls,
                               self.authenticate_cram, self.ask_peers, rules_store(self.db).get)
         self._service = service
+        await self.bus.start()
+        from .mailstore.maildir import LISTINGS_TOPIC
+
+        self.bus.subscribe(LISTINGS_TOPIC, self.mailstore.forget_listings)
         for name, sock in sockets.items():
-            server = await loop.create_server(_smtp_factory(service, name), sock=sock)
+            if name in SMTP_LISTENERS:
+                server = await loop.create_server(_smtp_factory(service, name), sock=sock)
+            elif name == "imap":
+                self._imap = self._imap_service()
+                server = await loop.create_server(self._imap.protocol_factory(), sock=sock)
+            elif name == "pop3":
+                pop3 = self.settings.pop3
+                self._pop3 = POP3Service(self.mailstore, self.authenticate, self._tls,
+                                         hostname=self.settings.server.hostname,
+                                         plaintext_without_tls=pop3.plaintext_without_tls,
+                                         failure_delay=pop3.failure_delay, max_failures=pop3.max_login_failures,
+                                         idle_timeout=pop3.idle_timeout)
+                server = await loop.create_server(self._pop3.protocol_factory(), sock=sock)
+            else:  # pragma: no cover - bind_listeners refuses what is not served
+                raise RuntimeError(f"no service for listener {name}")
             self._servers.append(server)
         if self.settings.listen.minger:
             host, port = parse_hostport(self.settings.listen.minger)
@@ -197,6 +228,16 @@ class Server:
             )
             await self._minger.start()
 
+    def _imap_service(self) -> IMAPService:
+        imap = self.settings.imap
+        limits = IMAPLimits(plaintext_without_tls=imap.plaintext_without_tls, idle_timeout=imap.idle_timeout,
+                            login_timeout=imap.login_timeout, failure_delay=imap.failure_delay,
+                            max_failures=imap.max_login_failures, max_bad_commands=imap.max_bad_commands)
+        params = Params(max_line_length=imap.max_line_length, max_literal_size=imap.max_append_size,
+                        max_command_size=imap.max_append_size + 1024 * 1024)
+        return IMAPService(self.mailstore, self.authenticate, self._tls, hostname=self.settings.server.hostname,
+                           lookup=self.directory.account_named, bus=self.bus, limits=limits, params=params)
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop listening, let messages in flight finish (at most ``grace`` s), tell the
         other sessions 421, then stop the queue (its leases go back to the index)."""
@@ -206,12 +247,17 @@ class Server:
             await self._minger.close()
         if self._service is not None:
             await self._service.shutdown(grace)
+        if self._imap is not None:
+            await self._imap.shutdown(min(grace, 5.0))
+        if self._pop3 is not None:
+            await self._pop3.shutdown(min(grace, 5.0))
         for server in self._servers:
             try:
                 await asyncio.wait_for(server.wait_closed(), timeout=2)
             except asyncio.TimeoutError:
                 pass
         await self.queue.stop(grace)
+        self.bus.close()
         # The database is not closed here: threads of the default executor may still be
         # finishing a statement; asyncio.run waits for them, and the process exit closes it.
 

@@ -69,8 +69,11 @@ class WaypostInstance:
         self.smtp_port = free_port(host)
         self.submission_port = free_port(host)
         self.odmr_port = free_port(host)
+        self.imap_port = free_port(host)
+        self.pop3_port = free_port(host)
         listen = {"smtp": f"{host}:{self.smtp_port}", "submission": f"{host}:{self.submission_port}",
-                  "odmr": f"{host}:{self.odmr_port}"}
+                  "odmr": f"{host}:{self.odmr_port}", "imap": f"{host}:{self.imap_port}",
+                  "pop3": f"{host}:{self.pop3_port}"}
         sections: dict[str, dict[str, Any]] = {"listen": listen, "queue": {"poll_interval": 0.2},
                                                "server": {"workers": 1}}
         for name, values in overrides.items():
@@ -146,6 +149,12 @@ class WaypostInstance:
     def log_lines(self, pattern: str) -> list[str]:
         rx = re.compile(pattern)
         return [line for line in list(self.output) if rx.search(line)]
+
+    def expect_log(self, pattern: str, count: int = 1, timeout: float = 10.0) -> list[str]:
+        """Wait until at least `count` log lines match: the server's output reaches
+        the test through a reader thread, a moment after the reply that caused it."""
+        return wait_for(lambda: len(lines := self.log_lines(pattern)) >= count and lines,
+                        timeout=timeout, what=f"a log line matching {pattern!r}")
 
     def stop(self, timeout: float = 15.0) -> int:
         if self.proc is None:

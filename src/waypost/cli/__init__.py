@@ -17,6 +17,7 @@ from .router import router
 from .share import share
 from .gateway import gateway
 from .rule import rule
+from .mailbox import acl, mailbox
 
 __all__ = ["main", "cli"]
 
@@ -181,6 +182,8 @@ cli.add_command(router)
 cli.add_command(share)
 cli.add_command(gateway)
 cli.add_command(rule)
+cli.add_command(mailbox)
+cli.add_command(acl)
 register_directory(cli)
 
 

@@ -47,6 +47,16 @@ class App:
         return self._db
 
     @property
+    def mailstore(self) -> Any:
+        """The mailstore, announcing its changes to running servers."""
+        from ..bus import Bus
+        from ..mailstore import Mailstore
+
+        settings = self.settings
+        return Mailstore(settings.path(settings.storage.mail), settings.server.hostname, self.db,
+                         Bus(settings.data_dir / "run"))
+
+    @property
     def directory(self) -> Directory:
         if self._directory is None:
             self._directory = Directory(self.db, self.settings.server.main_domain,

@@ -165,6 +165,46 @@ def domain_remove(app: App, name: str, yes: bool) -> None:
     click.echo(f"domain {rec.name} removed ({count} objects)")
 
 
+@domain.command("template")
+@click.argument("name")
+@click.option("--mailbox", "mailboxes", multiple=True, help="A mailbox every new account gets (repeatable).")
+@click.option("--subscribe", "subscriptions", multiple=True,
+              help="A subscription every new account gets, own or ~account/mailbox (repeatable).")
+@click.option("--alias", "aliases", multiple=True, metavar="NAME=TARGET",
+              help="A mailbox alias every new account gets, e.g. mkt-announce=~marketing/announce (repeatable).")
+@click.option("--clear", is_flag=True, help="Remove the template.")
+@json_option
+@pass_app
+@handle_errors
+def domain_template(app: App, name: str, mailboxes: tuple[str, ...], subscriptions: tuple[str, ...],
+                    aliases: tuple[str, ...], clear: bool, as_json: bool) -> None:
+    """The account template of a domain: what every new account of it starts with (the
+    options replace the template; none shows it).
+    Example: waypost domain template client1.com --subscribe "~marketing/announce" --alias mkt-announce=~marketing/announce"""
+    import json as _json
+
+    rec = app.directory.require_domain(name)
+    if clear or mailboxes or subscriptions or aliases:
+        pairs: dict[str, str] = {}
+        for item in aliases:
+            alias, sep, target = item.partition("=")
+            if not sep or not alias or not target:
+                fail(f"--alias {item!r}: give NAME=TARGET")
+            pairs[alias] = target
+        template = None if clear else {"mailboxes": list(mailboxes), "subscriptions": list(subscriptions),
+                                       "aliases": pairs}
+        rec = app.db.update_domain_settings(rec.name, {"template": template})
+        click.echo(f"domain {rec.name}: template {'removed' if clear else 'set'}")
+        return
+    shown: dict[str, Any] = rec.settings.get("shown") or {"mailboxes": [], "subscriptions": [], "aliases": {}}
+    if as_json:
+        click.echo(_json.dumps(shown, indent=2))
+        return
+    click.echo(f"mailboxes: {', '.join(shown.get('mailboxes', [])) or '-'}")
+    click.echo(f"subscriptions: {', '.join(shown.get('subscriptions', [])) or '-'}")
+    click.echo("aliases: " + (", ".join(f"{a} -> {t}" for a, t in shown.get("aliases", {}).items()) or "-"))
+
+
 # -- account --------------------------------------------------------------------------
 
 @click.group()
@@ -191,6 +231,8 @@ def account_add(app: App, address: str, password: str | None, password_stdin: bo
         _check_peers(app, address)
     pw = None if no_password else _read_password(password, password_stdin)
     obj = app.directory.add_account(address, pw, real_name)
+    # The mailboxes now: INBOX, the special-use folders and the domain's template.
+    app.mailstore.ensure_account(obj.domain, obj.name)
     click.echo(f"account {obj.address} added")
 
 
@@ -215,12 +257,19 @@ def account_list(app: App, domain_name: str | None, as_json: bool) -> None:
 @click.option("--forward", "forward", default=None, metavar="ADDRESS", help="Forward this account's mail to ADDRESS.")
 @click.option("--keep-copy/--no-keep-copy", "keep_copy", default=None, help="With --forward: keep a copy here too.")
 @click.option("--no-forward", is_flag=True, help="Stop forwarding.")
+@click.option("--right", "rights", multiple=True, type=click.Choice(["AllUsers", "CanAccessMailboxes"]),
+              help="Administrator right (repeatable; replaces the list): AllUsers = every right on every mailbox; "
+                   "CanAccessMailboxes = every right on the mailboxes of the account's domain.")
+@click.option("--no-rights", is_flag=True, help="Take every administrator right away.")
 @pass_app
 @handle_errors
 def account_set(app: App, address: str, real_name: str | None, enabled: bool | None, atrn: tuple[str, ...],
-                no_atrn_domains: bool, forward: str | None, keep_copy: bool | None, no_forward: bool) -> None:
+                no_atrn_domains: bool, forward: str | None, keep_copy: bool | None, no_forward: bool,
+                rights: tuple[str, ...], no_rights: bool) -> None:
     """Change an account.  Example: waypost account set info@client1.com --forward info@home.example --keep-copy"""
     changes: dict[str, Any] = {}
+    if rights or no_rights:
+        changes["rights"] = None if no_rights else sorted(set(rights))
     if forward is not None:
         from ..address import AddressError, parse_address
 

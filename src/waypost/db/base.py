@@ -20,6 +20,8 @@ from typing import Any, Iterable, Protocol, Sequence
 __all__ = [
     "Conflict",
     "Database",
+    "MailboxRecord",
+    "MessageRecord",
     "DomainRecord",
     "NotFound",
     "ObjectRecord",
@@ -107,6 +109,44 @@ class RecipientUpdate:
     next_attempt: float = 0.0
 
 
+@dataclass(slots=True)
+class MailboxRecord:
+    """One mailbox of an account in the mailbox index.
+
+    ``name`` is the IMAP name in Unicode with "/" between levels ("INBOX" for the
+    inbox); ``folder`` the Maildir++ directory beside the account's INBOX ("" for the
+    inbox itself).  ``uidvalidity`` changes only when the mailbox is created anew.
+    Messages whose UID is at least ``recent_uid`` have not yet been seen by a session
+    that selected the mailbox (IMAP \\Recent).
+    """
+
+    id: int
+    domain: str
+    account: str
+    name: str
+    folder: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    recent_uid: int
+    special_use: str = ""
+    exists: int = 0
+
+
+@dataclass(slots=True)
+class MessageRecord:
+    """One message of a mailbox: its UID, its Maildir file (``subdir``/``name``, the
+    unique base name without the ``:2,`` info) and what IMAP keeps about it."""
+
+    uid: int
+    name: str
+    subdir: str
+    flags: tuple[str, ...]
+    modseq: int
+    size: int            # octets as sent (CRLF); negative: not checked yet (Mailstore.sized)
+    internaldate: float
+
+
 class Database(Protocol):
     """What Waypost stores, engine by engine.  See the module docstring for guarantees."""
 
@@ -169,3 +209,75 @@ class Database(Protocol):
         """Every target with queued recipients, and how many messages wait in it."""
     def queue_set_held(self, target: str, held: bool) -> int:
         """Hold or release every queued recipient waiting in ``target``."""
+
+    # -- mailbox index (IMAP UIDs, flags, modseq; the files stay Maildir) ----------
+    def mailbox_list(self, domain: str, account: str) -> list[MailboxRecord]: ...
+    def mailbox_get(self, domain: str, account: str, name: str) -> MailboxRecord | None:
+        """The mailbox named exactly ``name`` (the caller folds "INBOX")."""
+    def mailbox_by_id(self, mailbox_id: int) -> MailboxRecord | None: ...
+    def mailbox_create(self, domain: str, account: str, name: str, folder: str, uidvalidity: int,
+                       special_use: str = "") -> MailboxRecord:
+        """Raises ``Conflict`` when the account has a mailbox of that name."""
+    def mailbox_delete(self, mailbox_id: int) -> None:
+        """Remove the mailbox and its message rows."""
+    def mailbox_rename(self, mailbox_id: int, name: str, folder: str) -> MailboxRecord:
+        """Raises ``Conflict`` when the new name is taken."""
+    def mailbox_set_special_use(self, mailbox_id: int, use: str) -> None:
+        """RFC 6154 attribute of the mailbox ("" for none)."""
+    def mailbox_state(self, mailbox_id: int) -> tuple[int, int, int] | None:
+        """(uidnext, highestmodseq, message count): the cheap "has it changed?" read."""
+    def message_add(self, mailbox_id: int,
+                    items: Sequence[tuple[str, str, tuple[str, ...], int, float]]) -> list[MessageRecord]:
+        """Index Maildir files (name, subdir, flags, size, internal date) under new UIDs,
+        in order, in one transaction.  A name already indexed keeps its UID and is
+        returned as it is (delivery and a directory scan may both see a file)."""
+    def message_set_sizes(self, mailbox_id: int, sizes: Sequence[tuple[int, int]]) -> None:
+        """Record checked sizes (UID, size); a size is a fact, not a change: no new
+        mod-sequence."""
+    def message_list(self, mailbox_id: int) -> list[MessageRecord]:
+        """Every message, by ascending UID."""
+    def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int]]:
+        """Messages added or changed after mod-sequence ``since`` (by UID), and the UIDs
+        expunged after it."""
+    def message_store(self, mailbox_id: int, uids: Sequence[int], flags: Sequence[str], mode: str,
+                      unchanged_since: int | None = None) -> tuple[list[MessageRecord], list[int]]:
+        """Replace (mode ""), add ("+") or remove ("-") flags; each changed message gets a
+        new mod-sequence.  With ``unchanged_since`` (RFC 7162), messages changed after it
+        are left alone and returned as the second list.  Returns the messages as they
+        are now (changed or not) and the UIDs refused."""
+    def message_expunge(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRecord]:
+        """Remove these messages from the index (recording their expunge mod-sequence);
+        returns those that were there."""
+    def message_claim_recent(self, mailbox_id: int) -> int:
+        """The first UID that is \\Recent for the caller; later claims see none of them."""
+    def message_cache_get(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, Any]:
+        """The JSON values kept with these messages (those that have one)."""
+    def message_cache_set(self, mailbox_id: int, values: Sequence[tuple[int, Any]]) -> None:
+        """Keep a JSON value with each message (the parsed ENVELOPE/BODYSTRUCTURE)."""
+    def subscription_list(self, domain: str, account: str) -> list[str]: ...
+    def subscription_set(self, domain: str, account: str, name: str, subscribed: bool) -> None: ...
+
+    # -- ACLs (RFC 4314), per-user \\Seen of shared mailboxes, mailbox aliases ------
+    def acl_get(self, mailbox_id: int) -> dict[str, str]:
+        """identifier -> rights granted on the mailbox (the owner's own rights are implied)."""
+    def acl_set(self, mailbox_id: int, identifier: str, rights: str | None) -> None:
+        """Grant ``rights`` to ``identifier``; empty or None removes the entry."""
+    def acl_granted(self, identifiers: Sequence[str]) -> list[tuple[MailboxRecord, str, str]]:
+        """Every (mailbox, identifier, rights) granted to any of ``identifiers``."""
+    def seen_get(self, mailbox_id: int, user: str) -> set[int]:
+        """The UIDs ``user`` has seen in a mailbox of another account."""
+    def seen_set(self, mailbox_id: int, user: str, uids: Sequence[int], seen: bool) -> None: ...
+    def mailbox_alias_list(self, domain: str, account: str) -> dict[str, str]:
+        """The account's mailbox aliases: alias name -> target mailbox name."""
+    def mailbox_alias_set(self, domain: str, account: str, name: str, target: str | None) -> None: ...
+
+    # -- header cache (SEARCH, FETCH BODY[HEADER...]): (mailbox, UID) -> header block --
+    def message_headers_get(self, mailbox_id: int, uids: Sequence[int] | None = None) -> dict[int, bytes]:
+        """The cached header blocks (the header and its blank line, as stored) of these
+        messages (every cached one with ``uids`` None); UIDs without one are absent."""
+    def message_headers_set(self, mailbox_id: int, values: Sequence[tuple[int, bytes]]) -> None:
+        """Cache header blocks; a UID already cached or no longer indexed is skipped."""
+    def message_headers_delete(self, mailbox_id: int, uids: Sequence[int]) -> None:
+        """Drop the cached header blocks of these (expunged) messages."""
+    def message_headers_prune(self, mailbox_id: int) -> int:
+        """Drop cached header blocks whose message is no longer indexed; how many."""

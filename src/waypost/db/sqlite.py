@@ -26,6 +26,7 @@ from .base import (
     QueuedRecipient,
     RecipientUpdate,
 )
+from .sqlite_mailbox import _MailboxIndex
 
 SCHEMA_VERSION = 1
 
@@ -77,10 +78,75 @@ CREATE TABLE IF NOT EXISTS queue_recipients (
 );
 CREATE INDEX IF NOT EXISTS queue_due ON queue_recipients (status, held, next_attempt);
 CREATE INDEX IF NOT EXISTS queue_target ON queue_recipients (target);
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id            INTEGER PRIMARY KEY,
+    domain        TEXT NOT NULL,
+    account       TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    folder        TEXT NOT NULL,
+    uidvalidity   INTEGER NOT NULL,
+    uidnext       INTEGER NOT NULL DEFAULT 1,
+    highestmodseq INTEGER NOT NULL DEFAULT 1,
+    recent_uid    INTEGER NOT NULL DEFAULT 1,
+    special_use   TEXT NOT NULL DEFAULT '',
+    UNIQUE (domain, account, name)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    mailbox_id   INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid          INTEGER NOT NULL,
+    name         TEXT NOT NULL,
+    subdir       TEXT NOT NULL,
+    flags        TEXT NOT NULL DEFAULT '',
+    modseq       INTEGER NOT NULL,
+    size         INTEGER NOT NULL,
+    internaldate REAL NOT NULL,
+    cache        TEXT,
+    PRIMARY KEY (mailbox_id, uid),
+    UNIQUE (mailbox_id, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_modseq ON messages (mailbox_id, modseq);
+CREATE TABLE IF NOT EXISTS expunged (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid        INTEGER NOT NULL,
+    modseq     INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS acl (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    identifier TEXT NOT NULL,
+    rights     TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, identifier)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS acl_identifier ON acl (identifier);
+CREATE TABLE IF NOT EXISTS seen (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    user       TEXT NOT NULL,
+    uid        INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, user, uid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mailbox_aliases (
+    domain  TEXT NOT NULL,
+    account TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    PRIMARY KEY (domain, account, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subscriptions (
+    domain  TEXT NOT NULL,
+    account TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    PRIMARY KEY (domain, account, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS message_headers (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid        INTEGER NOT NULL,
+    header     BLOB NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
 """
 
 
-class SQLiteDatabase:
+class SQLiteDatabase(_MailboxIndex):
     """``Database`` on one SQLite file."""
 
     def __init__(self, path: str | Path) -> None:

@@ -4,9 +4,31 @@ Layout: ``MAIL/<domain>/<account>/`` is the account's INBOX Maildir; other mailb
 are Maildir++ folders beside it (``.Sent``, ``.Archive.2026``), so that standard tools
 (Dovecot, mutt, mbsync) read the same files.  Delivery writes ``tmp/``, makes the batch
 durable (one flush), renames into ``new/`` and syncs the directories: a message is
-either whole in ``new/`` or absent.  This package never decides where mail goes.
+either whole in ``new/`` or absent.  The mailbox index (UIDs, flags, mod-sequences,
+subscriptions) lives in ``waypost.db``; ``maildir.py`` says how files and index stay
+in step.  This package never decides where mail goes.
 """
 
-from .maildir import Delivery, Mailstore
+from .maildir import (
+    SEPARATOR,
+    SPECIAL_USE,
+    Delivery,
+    MailboxNameError,
+    Mailstore,
+    flags_from_info,
+    folder_of,
+    normalize_name,
+    topic,
+)
 
-__all__ = ["Delivery", "Mailstore"]
+__all__ = [
+    "SEPARATOR",
+    "SPECIAL_USE",
+    "Delivery",
+    "MailboxNameError",
+    "Mailstore",
+    "flags_from_info",
+    "folder_of",
+    "normalize_name",
+    "topic",
+]

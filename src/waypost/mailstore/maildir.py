@@ -1,9 +1,28 @@
-"""Maildir delivery with group commit."""
+"""The Mailstore: Maildir files, the mailbox index beside them, and delivery.
+
+The files are the truth for *what* is in a mailbox; the index (``waypost.db``) gives each
+file its UID, flags and mod-sequence.  Every change is made file first, index second,
+so that a crash in between is repaired by ``sync`` (a file the index does not know is
+indexed; an index row whose file is gone is expunged):
+
+* delivery and APPEND write ``tmp/``, make the data durable, rename into ``new/`` (or
+  ``cur/``), make the directory durable, then index the file;
+* EXPUNGE unlinks the files, then removes their rows.
+
+Files are never renamed after they are stored: flags live in the index (a file picked
+up by ``sync`` brings the flags of its ``:2,`` info).  COPY hard-links the file under a
+new name, so a message copied or filed into a shared mailbox is one file on disk.
+Each change is announced on the bus as ``mailbox <id>``.
+"""
 
 from __future__ import annotations
 
 import itertools
+import logging
+import re
+from collections import OrderedDict
 import os
+import shutil
 import socket
 import threading
 import time
@@ -11,11 +30,43 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ..bus import Bus
+from ..db import Conflict, Database, MailboxRecord, MessageRecord
 from ..fsutil import durable_batch, fsync_dir, write_new_file
 
-__all__ = ["Delivery", "Mailstore"]
+__all__ = ["Delivery", "Mailstore", "MailboxNameError", "SPECIAL_USE", "topic"]
+
+log = logging.getLogger("waypost.mailstore")
 
 _SUBDIRS = ("cur", "new", "tmp")
+
+#: The folders every new account gets, with their RFC 6154 attribute.
+SPECIAL_USE = (("Drafts", "\\Drafts"), ("Sent", "\\Sent"), ("Junk", "\\Junk"), ("Trash", "\\Trash"))
+
+#: Maildir info letters (the ``:2,`` part of a file name) and the IMAP flags they stand for.
+_INFO_FLAGS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
+_FLAG_INFO = {v: k for k, v in _INFO_FLAGS.items()}
+
+#: Mailbox listings kept in memory per process (see ``Mailstore.listing``).
+_MAX_LISTINGS = 32
+
+#: Mailbox names: at most this many octets (UTF-8), levels, and octets per level.
+MAX_NAME = 512
+MAX_LEVELS = 16
+SEPARATOR = "/"
+
+
+class MailboxNameError(ValueError):
+    """The name cannot be a mailbox (empty level, control character, too long, ...)."""
+
+
+#: The bus topic that makes every worker drop its cached listings.
+LISTINGS_TOPIC = "listings"
+
+
+def topic(mailbox_id: int) -> str:
+    """The bus topic announcing a change to a mailbox."""
+    return f"mailbox {mailbox_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +77,52 @@ class Delivery:
     mailbox: str = "INBOX"
 
 
+def normalize_name(name: str) -> str:
+    """The stored form of a mailbox name: "INBOX" in any case is "INBOX" (RFC 3501
+    §5.1), also as the first level of a hierarchy; no empty level; no trailing
+    separator."""
+    if not name or len(name.encode("utf-8")) > MAX_NAME:
+        raise MailboxNameError("a mailbox name is 1 to 512 octets")
+    name = name.rstrip(SEPARATOR)
+    levels = name.split(SEPARATOR)
+    if len(levels) > MAX_LEVELS:
+        raise MailboxNameError(f"at most {MAX_LEVELS} levels")
+    for level in levels:
+        if not level or level in (".", ".."):
+            raise MailboxNameError("empty or dot level in the mailbox name")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in level):
+            raise MailboxNameError("control character in the mailbox name")
+    if levels[0].upper() == "INBOX":
+        levels[0] = "INBOX"
+    return SEPARATOR.join(levels)
+
+
+def folder_of(name: str) -> str:
+    """The Maildir++ directory of a mailbox: "" for INBOX, ``.Archive.2026`` for
+    ``Archive/2026`` ("." and "%" inside a level are written %2E and %25)."""
+    if name == "INBOX":
+        return ""
+    levels = name.split(SEPARATOR)
+    return "." + ".".join(lv.replace("%", "%25").replace(".", "%2E") for lv in levels)
+
+
+def flags_from_info(filename: str) -> tuple[str, ...]:
+    _, sep, info = filename.partition(":2,")
+    if not sep:
+        return ()
+    return tuple(_INFO_FLAGS[c] for c in sorted(set(info)) if c in _INFO_FLAGS)
+
+
+def info_of(flags: Sequence[str]) -> str:
+    return ":2," + "".join(sorted(_FLAG_INFO[f] for f in flags if f in _FLAG_INFO))
+
+
 class Mailstore:
-    def __init__(self, root: Path, hostname: str | None = None) -> None:
+    def __init__(self, root: Path, hostname: str | None = None, db: Database | None = None,
+                 bus: Bus | None = None) -> None:
         self.root = root
+        self.db = db
+        self.bus = bus
         # Maildir unique names: time.MusecPpidQn.host (the "/" and ":" of a host
         # name are encoded as the Maildir convention asks).
         host = hostname or socket.gethostname()
@@ -36,13 +130,25 @@ class Mailstore:
         self._counter = itertools.count()
         self._known: set[Path] = set()
         self._lock = threading.Lock()
+        self._scanned: dict[int, tuple[int, int]] = {}  # mailbox id -> (new, cur) mtimes last synced
+        # mailbox id -> (index state, its messages): the last listing this process read,
+        # shared by its sessions while the mailbox does not change (records are never
+        # modified in place).
+        self._listings: OrderedDict[int, tuple[tuple[int, int, int], list[MessageRecord]]] = OrderedDict()
+
+    # -- paths and names --------------------------------------------------------------
+
+    def account_path(self, domain: str, account: str) -> Path:
+        return self.root / domain / account
 
     def mailbox_path(self, domain: str, account: str, mailbox: str = "INBOX") -> Path:
-        base = self.root / domain / account
-        if mailbox.upper() == "INBOX":
-            return base
-        # Maildir++: hierarchy separator "." inside the folder name, leading dot.
-        return base / ("." + mailbox.replace("/", "."))
+        return self.account_path(domain, account) / folder_of(normalize_name(mailbox))
+
+    def box_path(self, box: MailboxRecord) -> Path:
+        return self.account_path(box.domain, box.account) / box.folder
+
+    def file_path(self, box: MailboxRecord, msg: MessageRecord) -> Path:
+        return self.box_path(box) / msg.subdir / msg.name
 
     def ensure(self, path: Path) -> None:
         """Create the Maildir (0700) if needed; every directory created is made durable
@@ -69,8 +175,372 @@ class Mailstore:
         usec = int((now - sec) * 1_000_000)
         return f"{sec}.M{usec}P{os.getpid()}Q{next(self._counter)}.{self._host},S={size}"
 
+    def _db(self) -> Database:
+        if self.db is None:
+            raise RuntimeError("this Mailstore has no index")
+        return self.db
+
+    def changed(self, box: MailboxRecord | int) -> None:
+        if self.bus is not None:
+            self.bus.publish(topic(box if isinstance(box, int) else box.id))
+
+    # -- mailboxes ----------------------------------------------------------------------
+
+    def ensure_account(self, domain: str, account: str) -> MailboxRecord:
+        """The account's INBOX; the first call also creates the special-use folders
+        (RFC 6154) and subscribes to them."""
+        db = self._db()
+        inbox = db.mailbox_get(domain, account, "INBOX")
+        if inbox is not None:
+            return inbox
+        inbox = self._create(domain, account, "INBOX")
+        for name, use in SPECIAL_USE:
+            if db.mailbox_get(domain, account, name) is None:
+                self._create(domain, account, name, use)
+            db.subscription_set(domain, account, name, True)
+        db.subscription_set(domain, account, "INBOX", True)
+        self._apply_template(domain, account)
+        return inbox
+
+    def _apply_template(self, domain: str, account: str) -> None:
+        """The domain's account template (``waypost domain template``): initial
+        mailboxes, subscriptions and mailbox aliases of every new account."""
+        db = self._db()
+        record = db.get_domain(domain)
+        template = (record.settings.get("template") if record is not None else None) or {}
+        for name in template.get("mailboxes", []):
+            try:
+                self.create(domain, account, name)
+            except (Conflict, MailboxNameError) as e:
+                log.info("event=template-mailbox-skipped account=%s@%s mailbox=%s reason=%s", account, domain, name, e)
+        for name in template.get("subscriptions", []):
+            db.subscription_set(domain, account, name, True)
+        for alias, target in (template.get("aliases") or {}).items():
+            db.mailbox_alias_set(domain, account, alias, target)
+
+    def _create(self, domain: str, account: str, name: str, special_use: str = "") -> MailboxRecord:
+        db = self._db()
+        folder = folder_of(name)
+        self.ensure(self.account_path(domain, account) / folder)
+        try:
+            return db.mailbox_create(domain, account, name, folder, _uidvalidity(), special_use)
+        except Conflict:  # another session or worker made it first
+            box = db.mailbox_get(domain, account, name)
+            if box is None:
+                raise
+            return box
+
+    def mailboxes(self, domain: str, account: str) -> list[MailboxRecord]:
+        self.ensure_account(domain, account)
+        return self._db().mailbox_list(domain, account)
+
+    def get(self, domain: str, account: str, name: str) -> MailboxRecord | None:
+        """The mailbox, or None; ``name`` in any case for INBOX."""
+        name = normalize_name(name)
+        if name == "INBOX":
+            return self.ensure_account(domain, account)
+        return self._db().mailbox_get(domain, account, name)
+
+    def create(self, domain: str, account: str, name: str) -> MailboxRecord:
+        """Create a mailbox (and its missing parents, RFC 3501 §6.3.3).  Raises
+        ``Conflict`` when it exists, ``MailboxNameError`` for a bad name."""
+        name = normalize_name(name)
+        self.ensure_account(domain, account)
+        db = self._db()
+        if db.mailbox_get(domain, account, name) is not None:
+            raise Conflict(f"mailbox {name!r} exists")
+        levels = name.split(SEPARATOR)
+        for i in range(1, len(levels)):
+            parent = SEPARATOR.join(levels[:i])
+            if db.mailbox_get(domain, account, parent) is None:
+                self._create(domain, account, parent)
+        folder = folder_of(name)
+        self.ensure(self.account_path(domain, account) / folder)
+        return db.mailbox_create(domain, account, name, folder, _uidvalidity())
+
+    def delete(self, box: MailboxRecord) -> None:
+        """Delete a mailbox and its messages (not INBOX; RFC 3501 §6.3.4)."""
+        if box.name == "INBOX":
+            raise MailboxNameError("INBOX cannot be deleted")
+        path = self.box_path(box)
+        self._db().mailbox_delete(box.id)
+        self._scanned.pop(box.id, None)
+        self._db().set_value(f"maildir-scan:{box.id}", None)
+        with self._lock:
+            self._known.discard(path)
+        # The index row goes first: a crash now leaves a directory without a row,
+        # which nothing lists; the next CREATE of that name reuses the directory.
+        shutil.rmtree(path, ignore_errors=True)
+        fsync_dir(path.parent)
+        self.changed(box)
+
+    def rename(self, box: MailboxRecord, new_name: str) -> MailboxRecord:
+        """Rename a mailbox and its children (RFC 3501 §6.3.5).  Renaming INBOX moves
+        its messages into the new mailbox and leaves INBOX empty."""
+        new_name = normalize_name(new_name)
+        db = self._db()
+        if db.mailbox_get(box.domain, box.account, new_name) is not None:
+            raise Conflict(f"mailbox {new_name!r} exists")
+        if new_name == box.name or new_name.startswith(box.name + SEPARATOR):
+            raise MailboxNameError("a mailbox cannot be renamed into itself")
+        if box.name == "INBOX":
+            target = self.create(box.domain, box.account, new_name)
+            msgs = self.messages(box)
+            self.copy(box, msgs, target)
+            self.expunge(box, msgs)
+            return target
+        levels = new_name.split(SEPARATOR)
+        for i in range(1, len(levels)):
+            parent = SEPARATOR.join(levels[:i])
+            if db.mailbox_get(box.domain, box.account, parent) is None:
+                self._create(box.domain, box.account, parent)
+        moved = [box] + [b for b in db.mailbox_list(box.domain, box.account)
+                         if b.name.startswith(box.name + SEPARATOR)]
+        base = self.account_path(box.domain, box.account)
+        out = box
+        for b in moved:
+            name = new_name + b.name[len(box.name):]
+            folder = folder_of(name)
+            os.rename(base / b.folder, base / folder)
+            with self._lock:
+                self._known.discard(base / b.folder)
+            renamed = db.mailbox_rename(b.id, name, folder)
+            if b.id == box.id:
+                out = renamed
+            self.changed(b)
+        fsync_dir(base)
+        return out
+
+    # -- subscriptions ------------------------------------------------------------------
+
+    def subscriptions(self, domain: str, account: str) -> list[str]:
+        return self._db().subscription_list(domain, account)
+
+    def subscribe(self, domain: str, account: str, name: str, on: bool = True) -> None:
+        self._db().subscription_set(domain, account, normalize_name(name), on)
+
+    # -- messages -----------------------------------------------------------------------
+
+    def sync(self, box: MailboxRecord, force: bool = False) -> bool:
+        """Bring the index in line with the Maildir: index files it does not know (in
+        file-name order, which is arrival order), expunge rows whose file is gone.
+        Cheap when neither ``new/`` nor ``cur/`` changed since the last call in this
+        process.  Returns whether the index changed."""
+        path = self.box_path(box)
+        try:
+            key = ((path / "new").stat().st_mtime_ns, (path / "cur").stat().st_mtime_ns)
+        except FileNotFoundError:
+            # Renamed or deleted by another session: never recreate the old folder
+            # (that would expunge every message of the mailbox).
+            current = self._db().mailbox_by_id(box.id)
+            if current is None:
+                return False
+            if current.folder != box.folder:
+                return self.sync(current, force)
+            self.ensure(path)
+            return False
+        if not force and self._scanned.get(box.id) == key:
+            return False
+        db = self._db()
+        shared = f"maildir-scan:{box.id}"
+        if not force and db.get_value(shared) == list(key):
+            # Another worker scanned these very directories: nothing new since.
+            self._scanned[box.id] = key
+            return False
+        on_disk: dict[str, str] = {}
+        for sub in ("new", "cur"):
+            for name in os.listdir(path / sub):
+                if not name.startswith("."):
+                    on_disk[name] = sub
+        indexed = {m.name: m for m in self.listing(box)[1]}
+        fresh: list[tuple[str, str, tuple[str, ...], int, float]] = []
+        base = str(path)
+        for name in sorted(n for n in on_disk if n not in indexed):
+            sub = on_disk[name]
+            found = _size_from_name(f"{base}/{sub}/{name}", name)
+            if found is None:
+                continue
+            fresh.append((name, sub, flags_from_info(name), found[0], found[1]))
+        gone = [m.uid for n, m in indexed.items() if n not in on_disk]
+        if fresh:
+            db.message_add(box.id, fresh)
+        if gone:
+            db.message_expunge(box.id, gone)
+        self._scanned[box.id] = key
+        db.set_value(shared, list(key))
+        if fresh or gone:
+            self.changed(box)
+        return bool(fresh or gone)
+
+    def sized(self, box: MailboxRecord, msgs: Sequence[MessageRecord]) -> dict[int, MessageRecord]:
+        """The messages among ``msgs`` whose size was not checked yet (files another
+        program dropped in), with their size as sent, now checked and kept in the
+        index: UID -> new record.  The records given are not changed."""
+        todo = [m for m in msgs if m.size < 0]
+        if not todo:
+            return {}
+        # Another session (or worker) may have checked them already.
+        known = {m.uid: m.size for m in self._db().message_list(box.id) if m.size >= 0}
+        base = str(self.box_path(box))
+        out: dict[int, MessageRecord] = {}
+        checked: list[tuple[int, int]] = []
+        for m in todo:
+            size = known.get(m.uid)
+            if size is None:
+                size = _crlf_size(f"{base}/{m.subdir}/{m.name}")
+                if size is None:
+                    continue
+                checked.append((m.uid, size))
+            out[m.uid] = MessageRecord(m.uid, m.name, m.subdir, m.flags, m.modseq, size, m.internaldate)
+        if checked:
+            self._db().message_set_sizes(box.id, checked)
+            if self.bus is not None:
+                self.bus.publish(LISTINGS_TOPIC)  # every worker drops its listings
+        self._listings.pop(box.id, None)
+        return out
+
+    def forget_listings(self) -> None:
+        """Drop the listings this process keeps (sizes were checked elsewhere)."""
+        self._listings.clear()
+
+    def messages(self, box: MailboxRecord) -> list[MessageRecord]:
+        return list(self.listing(box)[1])
+
+    def listing(self, box: MailboxRecord) -> tuple[tuple[int, int, int], list[MessageRecord]]:
+        """(state, messages by UID): the index state read first, then the messages, so
+        the messages are at least as new as the state.  Served from this process's
+        cache while the state is unchanged; the list must not be modified."""
+        db = self._db()
+        state = db.mailbox_state(box.id) or (0, 0, 0)
+        cached = self._listings.get(box.id)
+        if cached is not None and cached[0] == state:
+            self._listings.move_to_end(box.id)
+            return cached
+        entry = (state, db.message_list(box.id))
+        self._listings[box.id] = entry
+        while len(self._listings) > _MAX_LISTINGS:
+            self._listings.popitem(last=False)
+        return entry
+
+    def read(self, box: MailboxRecord, msg: MessageRecord) -> bytes:
+        """The message's bytes; FileNotFoundError when it was expunged meanwhile."""
+        try:
+            with open(self.file_path(box, msg), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            current = self._db().mailbox_by_id(box.id) if self.db is not None else None
+            if current is None or current.folder == box.folder:
+                raise
+            with open(self.file_path(current, msg), "rb") as f:  # renamed meanwhile
+                data = f.read()
+        if len(data) != msg.size and data.count(b"\n") != data.count(b"\r\n"):
+            # A file another program dropped in with bare LF line ends: IMAP and
+            # POP3 speak CRLF, and its size was indexed as CRLF (see sync).
+            data = _to_crlf(data)
+        return data
+
+    def append(self, box: MailboxRecord, data: bytes, flags: Sequence[str] = (),
+               internaldate: float | None = None) -> MessageRecord:
+        """Store a message durably in ``cur/`` and index it (IMAP APPEND)."""
+        path = self.box_path(box)
+        self.ensure(path)
+        name = self.unique_name(len(data)) + info_of(flags)
+        tmp = path / "tmp" / name
+        fd = write_new_file(tmp, data)
+        try:
+            durable_batch([fd])
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        final = path / "cur" / name
+        if internaldate is not None:
+            os.utime(tmp, (internaldate, internaldate))
+        os.rename(tmp, final)
+        fsync_dir(path / "cur")
+        when = internaldate if internaldate is not None else time.time()
+        [msg] = self._db().message_add(box.id, [(name, "cur", tuple(dict.fromkeys(flags)), len(data), when)])
+        self.changed(box)
+        return msg
+
+    def store(self, box: MailboxRecord, uids: Sequence[int], flags: Sequence[str], mode: str,
+              unchanged_since: int | None = None) -> tuple[list[MessageRecord], list[int]]:
+        out = self._db().message_store(box.id, uids, flags, mode, unchanged_since)
+        self.changed(box)
+        return out
+
+    def expunge(self, box: MailboxRecord, msgs: Sequence[MessageRecord]) -> list[int]:
+        """Remove messages: files first, then their index rows.  Returns the UIDs."""
+        if not msgs:
+            return []
+        path = self.box_path(box)
+        subdirs: set[str] = set()
+        for m in msgs:
+            try:
+                os.unlink(path / m.subdir / m.name)
+                subdirs.add(m.subdir)
+            except FileNotFoundError:
+                pass
+        for sub in subdirs:
+            fsync_dir(path / sub)
+        gone = self._db().message_expunge(box.id, [m.uid for m in msgs])
+        self.changed(box)
+        return [m.uid for m in gone]
+
+    def copy(self, src: MailboxRecord, msgs: Sequence[MessageRecord], dst: MailboxRecord,
+             flags: Sequence[tuple[str, ...]] | None = None) -> list[MessageRecord]:
+        """Copy messages into ``dst`` keeping flags (or, per message, ``flags``) and
+        internal dates (RFC 3501 §6.4.7); the copies are hard links where the file
+        system allows.  Returns the new records in the order of ``msgs``."""
+        if not msgs:
+            return []
+        checked = self.sized(src, msgs)
+        if checked:
+            msgs = [checked.get(m.uid, m) for m in msgs]
+        spath, dpath = self.box_path(src), self.box_path(dst)
+        self.ensure(dpath)
+        items: list[tuple[str, str, tuple[str, ...], int, float]] = []
+        fds: list[int] = []
+        made: list[Path] = []
+        try:
+            for i, m in enumerate(msgs):
+                kept = tuple(m.flags if flags is None else flags[i])
+                name = self.unique_name(m.size) + info_of(kept)
+                target = dpath / "cur" / name
+                source = spath / m.subdir / m.name
+                try:
+                    os.link(source, target)
+                except OSError as e:
+                    if isinstance(e, FileNotFoundError):
+                        raise
+                    with open(source, "rb") as f:
+                        fd = write_new_file(dpath / "tmp" / name, f.read())
+                    fds.append(fd)
+                    os.rename(dpath / "tmp" / name, target)
+                made.append(target)
+                items.append((name, "cur", kept, m.size, m.internaldate))
+            durable_batch(fds)
+        except BaseException:
+            for p in made:
+                try:
+                    os.unlink(p)
+                except OSError:
+                    pass
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+        fsync_dir(dpath / "cur")
+        out = self._db().message_add(dst.id, items)
+        self.changed(dst)
+        return out
+
+    # -- delivery -------------------------------------------------------------------------
+
     def deliver_batch(self, items: Sequence[Delivery]) -> list[str | OSError]:
-        """Store each message in its mailbox's ``new/``; one flush for the whole batch.
+        """Store each message in its mailbox's ``new/``; one flush for the whole batch;
+        then index them (one transaction per mailbox) and announce the change.
 
         Returns, per item, the file name given or the OSError that stopped it (a full
         disk fails the items it hit, not the others)."""
@@ -108,7 +578,84 @@ class Mailstore:
                 results[i] = e
         for d in dirs:
             fsync_dir(d)
+        if self.db is not None:
+            self._index_delivered(items, results)
         return results
+
+    def _index_delivered(self, items: Sequence[Delivery], results: Sequence[str | OSError]) -> None:
+        """Index what was delivered.  The messages are safe already: should this fail,
+        the next ``sync`` of the mailbox indexes them."""
+        now = time.time()
+        groups: dict[tuple[str, str, str], list[tuple[str, str, tuple[str, ...], int, float]]] = {}
+        for item, res in zip(items, results):
+            if isinstance(res, str):
+                size = len(item.data) if isinstance(item.data, bytes) else sum(len(c) for c in item.data)
+                groups.setdefault((item.domain, item.account, item.mailbox), []).append((res, "new", (), size, now))
+        for (domain, account, mailbox), entries in groups.items():
+            try:
+                box = self.get(domain, account, mailbox)
+                if box is None:
+                    box = self._create(domain, account, normalize_name(mailbox))
+                self._db().message_add(box.id, entries)
+                self.changed(box)
+            except Exception as e:  # noqa: BLE001 - logged; sync repairs it
+                log.warning(
+                    "event=index-error domain=%s account=%s mailbox=%s error=%r", domain, account, mailbox, e)
+
+
+_W_SIZE = re.compile(r",W=(\d+)")
+#: Maildir names begin with the delivery time in seconds (maildir(5)).
+_DELIVERED = re.compile(r"([1-9][0-9]{8,10})\.")
+
+
+def _to_crlf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _size_from_name(file: str, name: str) -> tuple[int, float] | None:
+    """(size, internal date) of a file another program put in a Maildir, without
+    reading it and, for a name of the Maildir form (``<seconds>.<unique>...``), without
+    even a stat: the date is the delivery time the name starts with.  The size is the
+    ``,W=`` of the name (Dovecot's size with CRLF line ends) or else unknown (``-1``):
+    ``Mailstore.sized`` reads the file when a client first needs the size, as Dovecot
+    does.  None when the file is gone."""
+    w = _W_SIZE.search(name)
+    size = int(w.group(1)) if w is not None else -1
+    m = _DELIVERED.match(name)
+    if m is not None:
+        return size, float(m.group(1))
+    try:
+        st = os.stat(file)
+    except FileNotFoundError:
+        return None
+    return size, st.st_mtime
+
+
+def _crlf_size(file: str) -> int | None:
+    """The size of a file as sent (CRLF line ends); None if it is gone."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        head = os.read(fd, 8192)
+        first = head.find(b"\n")
+        if first > 0 and head[first - 1] == 0x0D or first < 0 and len(head) < 8192:
+            # CRLF from its first line: taken as CRLF throughout (a file that mixes
+            # both is sent CRLF by ``read``, which notices the difference in size).
+            return size
+        data = head + os.read(fd, size + 1)
+    finally:
+        os.close(fd)
+    bare = data.count(b"\n") - data.count(b"\r\n")
+    return len(data) + max(bare, 0)
+
+
+def _uidvalidity() -> int:
+    # RFC 3501 §2.3.1.1: a new mailbox of an old name needs a greater UIDVALIDITY;
+    # seconds since the epoch grow, and fit in 32 bits until 2106.
+    return int(time.time()) & 0xFFFFFFFF
 
 
 def _unlink(path: Path) -> None:

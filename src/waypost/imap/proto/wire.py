@@ -33,7 +33,6 @@ MAX_QUOTED_LENGTH = 1024
 
 _ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\]]+\Z')
 _ASTRING = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\]+\Z')
-_QUOTABLE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]*\Z")
 # flag-fetch / flag-perm: "\" atom, an atom, or "\*"
 _FLAG = re.compile(rb'(\\?[^\x00-\x20\x7f-\xff(){%*"\\\]]+|\\\*)\Z')
 
@@ -52,13 +51,35 @@ def atom(value: str | bytes) -> bytes:
     return raw
 
 
+def _quoted(raw: bytes) -> bytes | None:
+    """The quoted form of 7-bit ``raw`` without NUL, CR or LF, or None."""
+    if len(raw) > MAX_QUOTED_LENGTH or not raw.isascii() or b"\r" in raw or b"\n" in raw:
+        return None
+    if b"\\" in raw or b'"' in raw:
+        raw = raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return b'"' + raw + b'"'
+
+
 def string(value: str | bytes) -> bytes:
     """string = quoted / literal"""
+    # The common case first: short 7-bit text without CR, LF, NUL, quote, backslash.
+    if (
+        type(value) is str
+        and value.isascii()
+        and len(value) <= MAX_QUOTED_LENGTH
+        and '"' not in value
+        and "\\" not in value
+        and "\r" not in value
+        and "\n" not in value
+        and "\x00" not in value
+    ):
+        return b'"' + value.encode("ascii") + b'"'
     raw = _octets(value)
     if b"\x00" in raw:
         raise ValueError("NUL cannot be sent in an IMAP string (RFC 3501 §4.3.1)")
-    if len(raw) <= MAX_QUOTED_LENGTH and _QUOTABLE.match(raw):
-        return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    quoted = _quoted(raw)
+    if quoted is not None:
+        return quoted
     return b"{%d}\r\n" % len(raw) + raw
 
 
@@ -85,16 +106,25 @@ def number(value: int) -> bytes:
     return b"%d" % value
 
 
+#: Flags already checked (a mailbox uses few): their wire form.
+_FLAGS: dict[str, bytes] = {}
+
+
 def flag(value: str) -> bytes:
+    known = _FLAGS.get(value)
+    if known is not None:
+        return known
     raw = _octets(value)
     if not _FLAG.match(raw):
         raise ValueError(f"not an IMAP flag: {value!r}")
+    if len(_FLAGS) < 4096:
+        _FLAGS[value] = raw
     return raw
 
 
 def flag_list(flags: Iterable[str]) -> bytes:
     """flag-list = "(" [flag *(SP flag)] ")" """
-    return paren(flag(f) for f in flags)
+    return b"(" + b" ".join([flag(f) for f in flags]) + b")"
 
 
 def paren(items: Iterable[bytes]) -> bytes:

@@ -1,0 +1,183 @@
+"""``waypost mailbox`` (mailboxes and mailbox aliases of an account) and ``waypost acl``
+(who may use a mailbox: RFC 4314 rights)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..mailstore.access import RIGHTS, Access, change_rights
+from .common import App, emit, fail, handle_errors, json_option, pass_app
+
+__all__ = ["acl", "mailbox"]
+
+
+def _account(app: App, address: str) -> tuple[str, str]:
+    obj = app.directory.get(address)
+    acct = app.directory.account_of(obj)
+    if acct is None:
+        fail(f"{address} is not an account")
+    assert acct is not None
+    return acct.domain, acct.name
+
+
+def _split(app: App, path: str) -> tuple[str, str, str]:
+    """ACCOUNT/MAILBOX -> (domain, account, mailbox)."""
+    address, sep, name = path.partition("/")
+    if not sep or not name:
+        fail(f"{path!r}: give ACCOUNT/MAILBOX, e.g. public@example.com/announce")
+    domain, account = _account(app, address)
+    return domain, account, name
+
+
+@click.group()
+def mailbox() -> None:
+    """Mailboxes of an account, and mailbox aliases."""
+
+
+@mailbox.command("list")
+@click.argument("account")
+@json_option
+@pass_app
+@handle_errors
+def mailbox_list(app: App, account: str, as_json: bool) -> None:
+    """An account's mailboxes.  Example: waypost mailbox list info@client1.com"""
+    domain, name = _account(app, account)
+    store = app.mailstore
+    rows = []
+    subscribed = set(store.subscriptions(domain, name))
+    for b in store.mailboxes(domain, name):
+        store.sync(b)
+        box = app.db.mailbox_by_id(b.id) or b
+        rows.append({"mailbox": box.name, "messages": box.exists, "uidvalidity": box.uidvalidity,
+                     "uidnext": box.uidnext, "special_use": box.special_use, "subscribed": box.name in subscribed,
+                     "acl": app.db.acl_get(box.id)})
+    emit(app, rows, ["mailbox", "messages", "special_use", "subscribed", "acl"], as_json, f"Mailboxes of {domain}/{name}")
+
+
+@mailbox.command("create")
+@click.argument("path", metavar="ACCOUNT/MAILBOX")
+@pass_app
+@handle_errors
+def mailbox_create(app: App, path: str) -> None:
+    """Create a mailbox.  Example: waypost mailbox create public@client1.com/announce"""
+    domain, account, name = _split(app, path)
+    box = app.mailstore.create(domain, account, name)
+    click.echo(f"mailbox {box.name} of {account}@{domain} created")
+
+
+@mailbox.group("alias")
+def alias() -> None:
+    """Mailbox aliases: a name in an account's list that stands for another mailbox."""
+
+
+@alias.command("add")
+@click.argument("account")
+@click.argument("name")
+@click.argument("target")
+@pass_app
+@handle_errors
+def alias_add(app: App, account: str, name: str, target: str) -> None:
+    """Give ACCOUNT a mailbox NAME that stands for TARGET.  Example: waypost mailbox alias add
+    bob@client1.com mkt-announce "~marketing/announce" """
+    domain, acct = _account(app, account)
+    access = Access(app.mailstore, domain, acct, app.directory.account_named)
+    if access.split(name) is None or name.startswith("~"):
+        fail("an alias name is a plain mailbox name, not ~account/...")
+    if any(b.name == name for b in access.own()):
+        fail(f"{account} has a mailbox named {name}")
+    aliases = dict(app.db.mailbox_alias_list(domain, acct))
+    aliases[name] = target
+    seen = {name}
+    hop = target
+    while hop in aliases:  # refuse loops of aliases
+        if hop in seen:
+            fail(f"{name} -> {target} would make a loop of aliases")
+        seen.add(hop)
+        hop = aliases[hop]
+    app.db.mailbox_alias_set(domain, acct, name, target)
+    ref = access.resolve(name)
+    if ref is None or "l" not in ref.rights:
+        app.db.mailbox_alias_set(domain, acct, name, None)
+        fail(f"{account} may not see {target} (no such mailbox, or no 'l' right)")
+    click.echo(f"{account}: mailbox alias {name} -> {target}")
+
+
+@alias.command("list")
+@click.argument("account")
+@json_option
+@pass_app
+@handle_errors
+def alias_list(app: App, account: str, as_json: bool) -> None:
+    """An account's mailbox aliases.  Example: waypost mailbox alias list bob@client1.com"""
+    domain, acct = _account(app, account)
+    rows = [{"alias": a, "target": t} for a, t in app.db.mailbox_alias_list(domain, acct).items()]
+    emit(app, rows, ["alias", "target"], as_json, f"Mailbox aliases of {acct}@{domain}")
+
+
+@alias.command("remove")
+@click.argument("account")
+@click.argument("name")
+@pass_app
+@handle_errors
+def alias_remove(app: App, account: str, name: str) -> None:
+    """Remove a mailbox alias.  Example: waypost mailbox alias remove bob@client1.com mkt-announce"""
+    domain, acct = _account(app, account)
+    if name not in app.db.mailbox_alias_list(domain, acct):
+        fail(f"{account} has no mailbox alias {name}")
+    app.db.mailbox_alias_set(domain, acct, name, None)
+    click.echo(f"{account}: mailbox alias {name} removed")
+
+
+@click.group()
+def acl() -> None:
+    """Access rights on mailboxes (RFC 4314: l r s w i p k x t e a)."""
+
+
+def _box(app: App, path: str) -> Any:
+    domain, account, name = _split(app, path)
+    box = app.mailstore.get(domain, account, name)
+    if box is None:
+        fail(f"{account}@{domain} has no mailbox {name}")
+    return box
+
+
+@acl.command("get")
+@click.argument("path", metavar="ACCOUNT/MAILBOX")
+@json_option
+@pass_app
+@handle_errors
+def acl_get(app: App, path: str, as_json: bool) -> None:
+    """Who has which rights on a mailbox.  Example: waypost acl get public@client1.com/announce"""
+    box = _box(app, path)
+    rows = [{"identifier": f"{box.account}@{box.domain}", "rights": RIGHTS, "note": "owner"}]
+    rows += [{"identifier": i, "rights": r, "note": ""} for i, r in app.db.acl_get(box.id).items()]
+    emit(app, rows, ["identifier", "rights", "note"], as_json, f"ACL of {path}")
+
+
+@acl.command("set")
+@click.argument("path", metavar="ACCOUNT/MAILBOX")
+@click.argument("identifier")
+@click.argument("rights")
+@pass_app
+@handle_errors
+def acl_set(app: App, path: str, identifier: str, rights: str) -> None:
+    """Grant rights: RIGHTS replaces, +RIGHTS adds, -RIGHTS removes, "none" takes all away.
+    Example: waypost acl set public@client1.com/announce marketing@client1.com lrswipkxtea"""
+    box = _box(app, path)
+    access = Access(app.mailstore, box.domain, box.account, app.directory.account_named)
+    ident = access.identifier(identifier, box)
+    if ident is None:
+        return fail(f"unknown identifier {identifier} (an account, or anyone)")  # type: ignore[no-any-return]
+    if ident == f"{box.account}@{box.domain}":
+        fail("the owner always has every right on its mailboxes")
+    current = app.db.acl_get(box.id).get(ident, "")
+    if rights.lower() == "none":
+        new = ""
+    elif rights[:1] in ("+", "-"):
+        new = change_rights(current, rights[1:], rights[0])
+    else:
+        new = change_rights(current, rights, "")
+    app.db.acl_set(box.id, ident, new or None)
+    click.echo(f"{path}: {ident} {new or '(no rights)'}")

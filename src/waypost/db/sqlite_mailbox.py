@@ -1,0 +1,353 @@
+"""SQLite: the mailbox index (IMAP UIDs, flags, mod-sequences, subscriptions).
+
+Each mailbox row carries its counters (``uidnext``, ``highestmodseq``); a change takes
+the write lock, bumps the counter and stamps the rows it touched with the new
+mod-sequence, so "what changed since N" is one indexed range read.  Expunged UIDs are
+kept with their mod-sequence for the sessions that still show them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Iterator, Sequence
+
+from .base import Conflict, MailboxRecord, MessageRecord, NotFound
+
+_MAILBOX_COLS = ("id, domain, account, name, folder, uidvalidity, uidnext, highestmodseq, recent_uid, special_use,"
+                 " (SELECT COUNT(*) FROM messages WHERE mailbox_id = mailboxes.id)")
+_MESSAGE_COLS = "uid, name, subdir, flags, modseq, size, internaldate"
+
+
+def _mailbox(row: tuple[Any, ...]) -> MailboxRecord:
+    return MailboxRecord(*row)
+
+
+def _message(row: tuple[Any, ...]) -> MessageRecord:
+    uid, name, subdir, flags, modseq, size, internaldate = row
+    return MessageRecord(uid, name, subdir, tuple(flags.split()) if flags else (), modseq, size, internaldate)
+
+
+class _MailboxIndex:
+    """The mailbox index half of ``SQLiteDatabase`` (mixed in below)."""
+
+    _conn: Any
+    _write: Any
+
+    def mailbox_list(self, domain: str, account: str) -> list[MailboxRecord]:
+        rows = self._conn().execute(
+            f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE domain=? AND account=? ORDER BY name",
+            (domain, account)).fetchall()
+        return [_mailbox(r) for r in rows]
+
+    def mailbox_get(self, domain: str, account: str, name: str) -> MailboxRecord | None:
+        row = self._conn().execute(
+            f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE domain=? AND account=? AND name=?",
+            (domain, account, name)).fetchone()
+        return _mailbox(row) if row else None
+
+    def mailbox_by_id(self, mailbox_id: int) -> MailboxRecord | None:
+        row = self._conn().execute(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+        return _mailbox(row) if row else None
+
+    def mailbox_create(self, domain: str, account: str, name: str, folder: str, uidvalidity: int,
+                       special_use: str = "") -> MailboxRecord:
+        with self._write() as c:
+            # RFC 3501 §2.3.1.1: a mailbox created anew under an old name needs a
+            # greater UIDVALIDITY, even within the same second: never hand out a value
+            # at or below the last one given.
+            row = c.execute("SELECT value FROM meta WHERE key='uidvalidity'").fetchone()
+            last = int(row[0]) if row else 0
+            uidvalidity = max(uidvalidity, last + 1)
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('uidvalidity', ?)", (str(uidvalidity),))
+            try:
+                cur = c.execute(
+                    "INSERT INTO mailboxes (domain, account, name, folder, uidvalidity, special_use)"
+                    " VALUES (?, ?, ?, ?, ?, ?)", (domain, account, name, folder, uidvalidity, special_use))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"mailbox {name!r} exists") from None
+            row = c.execute(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE id=?", (cur.lastrowid,)).fetchone()
+        return _mailbox(row)
+
+    def mailbox_delete(self, mailbox_id: int) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM mailboxes WHERE id=?", (mailbox_id,))
+
+    def mailbox_rename(self, mailbox_id: int, name: str, folder: str) -> MailboxRecord:
+        with self._write() as c:
+            try:
+                c.execute("UPDATE mailboxes SET name=?, folder=? WHERE id=?", (name, folder, mailbox_id))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"mailbox {name!r} exists") from None
+            row = c.execute(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"mailbox {mailbox_id}")
+        return _mailbox(row)
+
+    def mailbox_set_special_use(self, mailbox_id: int, use: str) -> None:
+        with self._write() as c:
+            c.execute("UPDATE mailboxes SET special_use=? WHERE id=?", (use, mailbox_id))
+
+    def mailbox_state(self, mailbox_id: int) -> tuple[int, int, int] | None:
+        row = self._conn().execute(
+            "SELECT uidnext, highestmodseq, (SELECT COUNT(*) FROM messages WHERE mailbox_id=?)"
+            " FROM mailboxes WHERE id=?", (mailbox_id, mailbox_id)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def message_add(self, mailbox_id: int,
+                    items: Sequence[tuple[str, str, tuple[str, ...], int, float]]) -> list[MessageRecord]:
+        out: list[MessageRecord] = []
+        with self._write() as c:
+            row = c.execute("SELECT uidnext, highestmodseq FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"mailbox {mailbox_id}")
+            uid, modseq = row
+            modseq += 1
+            # The common case in one statement: none of the names is indexed yet.
+            before = c.total_changes
+            c.executemany(
+                "INSERT OR IGNORE INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(mailbox_id, uid + i, name, subdir, " ".join(flags), modseq, size, internaldate)
+                 for i, (name, subdir, flags, size, internaldate) in enumerate(items)])
+            if c.total_changes - before == len(items):
+                out = [MessageRecord(uid + i, name, subdir, tuple(flags), modseq, size, internaldate)
+                       for i, (name, subdir, flags, size, internaldate) in enumerate(items)]
+                c.execute("UPDATE mailboxes SET uidnext=?, highestmodseq=? WHERE id=?",
+                          (uid + len(items), modseq, mailbox_id))
+                return out
+            # Some were indexed already: undo, and go one by one so UIDs stay dense.
+            c.execute("DELETE FROM messages WHERE mailbox_id=? AND uid>=?", (mailbox_id, uid))
+            for name, subdir, flags, size, internaldate in items:
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (mailbox_id, uid, name, subdir, " ".join(flags), modseq, size, internaldate))
+                if cur.rowcount == 0:  # indexed already (UNIQUE (mailbox_id, name))
+                    old = c.execute(f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=? AND name=?",
+                                    (mailbox_id, name)).fetchone()
+                    out.append(_message(old))
+                    continue
+                out.append(MessageRecord(uid, name, subdir, tuple(flags), modseq, size, internaldate))
+                uid += 1
+            c.execute("UPDATE mailboxes SET uidnext=?, highestmodseq=? WHERE id=?", (uid, modseq, mailbox_id))
+        return out
+
+    def message_set_sizes(self, mailbox_id: int, sizes: Sequence[tuple[int, int]]) -> None:
+        if not sizes:
+            return
+        with self._write() as c:
+            c.executemany("UPDATE messages SET size=? WHERE mailbox_id=? AND uid=?",
+                          [(size, mailbox_id, uid) for uid, size in sizes])
+
+    def message_list(self, mailbox_id: int) -> list[MessageRecord]:
+        rows = self._conn().execute(
+            f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=? ORDER BY uid", (mailbox_id,)).fetchall()
+        return [_message(r) for r in rows]
+
+    def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int]]:
+        conn = self._conn()
+        changed = conn.execute(
+            f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=? AND modseq>? ORDER BY uid",
+            (mailbox_id, since)).fetchall()
+        gone = conn.execute("SELECT uid FROM expunged WHERE mailbox_id=? AND modseq>? ORDER BY uid",
+                            (mailbox_id, since)).fetchall()
+        return [_message(r) for r in changed], [r[0] for r in gone]
+
+    def message_store(self, mailbox_id: int, uids: Sequence[int], flags: Sequence[str], mode: str,
+                      unchanged_since: int | None = None) -> tuple[list[MessageRecord], list[int]]:
+        out: list[MessageRecord] = []
+        refused: list[int] = []
+        wanted = list(dict.fromkeys(flags))
+        with self._write() as c:
+            row = c.execute("SELECT highestmodseq FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"mailbox {mailbox_id}")
+            modseq = row[0] + 1
+            bumped = False
+            for chunk in _chunks(uids, 500):
+                rows = c.execute(
+                    f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=? AND uid IN"
+                    f" ({','.join('?' * len(chunk))}) ORDER BY uid", (mailbox_id, *chunk)).fetchall()
+                for r in rows:
+                    m = _message(r)
+                    if unchanged_since is not None and m.modseq > unchanged_since:
+                        refused.append(m.uid)
+                        continue
+                    if mode == "+":
+                        new = m.flags + tuple(f for f in wanted if f not in m.flags)
+                    elif mode == "-":
+                        new = tuple(f for f in m.flags if f not in wanted)
+                    else:
+                        new = tuple(wanted)
+                    if set(new) == set(m.flags) and unchanged_since is None:
+                        out.append(m)
+                        continue
+                    # RFC 7162 §3.1.3: with UNCHANGEDSINCE, a STORE that changes nothing
+                    # still gets a new mod-sequence ("the server MUST ... update").
+                    c.execute("UPDATE messages SET flags=?, modseq=? WHERE mailbox_id=? AND uid=?",
+                              (" ".join(new), modseq, mailbox_id, m.uid))
+                    m.flags, m.modseq = new, modseq
+                    bumped = True
+                    out.append(m)
+            if bumped:
+                c.execute("UPDATE mailboxes SET highestmodseq=? WHERE id=?", (modseq, mailbox_id))
+        return out, refused
+
+    def message_expunge(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRecord]:
+        out: list[MessageRecord] = []
+        with self._write() as c:
+            row = c.execute("SELECT highestmodseq FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+            if row is None:
+                return []
+            modseq = row[0] + 1
+            for chunk in _chunks(uids, 500):
+                marks = ",".join("?" * len(chunk))
+                rows = c.execute(f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=? AND uid IN ({marks})",
+                                 (mailbox_id, *chunk)).fetchall()
+                out.extend(_message(r) for r in rows)
+                c.execute(f"DELETE FROM messages WHERE mailbox_id=? AND uid IN ({marks})", (mailbox_id, *chunk))
+                c.execute(f"DELETE FROM message_headers WHERE mailbox_id=? AND uid IN ({marks})",
+                          (mailbox_id, *chunk))
+            if out:
+                c.executemany("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+                              [(mailbox_id, m.uid, modseq) for m in out])
+                c.execute("UPDATE mailboxes SET highestmodseq=? WHERE id=?", (modseq, mailbox_id))
+        out.sort(key=lambda m: m.uid)
+        return out
+
+    def message_claim_recent(self, mailbox_id: int) -> int:
+        with self._write() as c:
+            row = c.execute("SELECT recent_uid, uidnext FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"mailbox {mailbox_id}")
+            c.execute("UPDATE mailboxes SET recent_uid=? WHERE id=?", (row[1], mailbox_id))
+        return int(row[0])
+
+    def message_cache_get(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, Any]:
+        out: dict[int, Any] = {}
+        conn = self._conn()
+        for chunk in _chunks(uids, 500):
+            rows = conn.execute(
+                f"SELECT uid, cache FROM messages WHERE mailbox_id=? AND cache IS NOT NULL AND uid IN"
+                f" ({','.join('?' * len(chunk))})", (mailbox_id, *chunk)).fetchall()
+            out.update((uid, json.loads(cache)) for uid, cache in rows)
+        return out
+
+    def message_cache_set(self, mailbox_id: int, values: Sequence[tuple[int, Any]]) -> None:
+        if not values:
+            return
+        with self._write() as c:
+            c.executemany("UPDATE messages SET cache=? WHERE mailbox_id=? AND uid=?",
+                          [(json.dumps(v, separators=(",", ":")), mailbox_id, uid) for uid, v in values])
+
+    def subscription_list(self, domain: str, account: str) -> list[str]:
+        rows = self._conn().execute("SELECT name FROM subscriptions WHERE domain=? AND account=? ORDER BY name",
+                                    (domain, account)).fetchall()
+        return [r[0] for r in rows]
+
+    def subscription_set(self, domain: str, account: str, name: str, subscribed: bool) -> None:
+        with self._write() as c:
+            if subscribed:
+                c.execute("INSERT OR IGNORE INTO subscriptions (domain, account, name) VALUES (?, ?, ?)",
+                          (domain, account, name))
+            else:
+                c.execute("DELETE FROM subscriptions WHERE domain=? AND account=? AND name=?",
+                          (domain, account, name))
+
+
+    # -- ACLs (RFC 4314), private \\Seen, mailbox aliases ------------------------------
+
+    def acl_get(self, mailbox_id: int) -> dict[str, str]:
+        rows = self._conn().execute("SELECT identifier, rights FROM acl WHERE mailbox_id=? ORDER BY identifier",
+                                    (mailbox_id,)).fetchall()
+        return dict(rows)
+
+    def acl_set(self, mailbox_id: int, identifier: str, rights: str | None) -> None:
+        with self._write() as c:
+            if rights:
+                c.execute("INSERT OR REPLACE INTO acl (mailbox_id, identifier, rights) VALUES (?, ?, ?)",
+                          (mailbox_id, identifier, rights))
+            else:
+                c.execute("DELETE FROM acl WHERE mailbox_id=? AND identifier=?", (mailbox_id, identifier))
+
+    def acl_granted(self, identifiers: Sequence[str]) -> list[tuple[MailboxRecord, str, str]]:
+        if not identifiers:
+            return []
+        marks = ",".join("?" * len(identifiers))
+        rows = self._conn().execute(
+            f"SELECT {_MAILBOX_COLS}, acl.identifier, acl.rights FROM acl JOIN mailboxes ON mailboxes.id = acl.mailbox_id"
+            f" WHERE acl.identifier IN ({marks}) ORDER BY mailboxes.domain, mailboxes.account, mailboxes.name",
+            tuple(identifiers)).fetchall()
+        return [(_mailbox(r[:-2]), r[-2], r[-1]) for r in rows]
+
+    def seen_get(self, mailbox_id: int, user: str) -> set[int]:
+        rows = self._conn().execute("SELECT uid FROM seen WHERE mailbox_id=? AND user=?", (mailbox_id, user))
+        return {r[0] for r in rows}
+
+    def seen_set(self, mailbox_id: int, user: str, uids: Sequence[int], seen: bool) -> None:
+        with self._write() as c:
+            if seen:
+                c.executemany("INSERT OR IGNORE INTO seen (mailbox_id, user, uid) VALUES (?, ?, ?)",
+                              [(mailbox_id, user, u) for u in uids])
+            else:
+                c.executemany("DELETE FROM seen WHERE mailbox_id=? AND user=? AND uid=?",
+                              [(mailbox_id, user, u) for u in uids])
+
+    def mailbox_alias_list(self, domain: str, account: str) -> dict[str, str]:
+        rows = self._conn().execute("SELECT name, target FROM mailbox_aliases WHERE domain=? AND account=?"
+                                    " ORDER BY name", (domain, account)).fetchall()
+        return dict(rows)
+
+    def mailbox_alias_set(self, domain: str, account: str, name: str, target: str | None) -> None:
+        with self._write() as c:
+            if target:
+                c.execute("INSERT OR REPLACE INTO mailbox_aliases (domain, account, name, target) VALUES (?, ?, ?, ?)",
+                          (domain, account, name, target))
+            else:
+                c.execute("DELETE FROM mailbox_aliases WHERE domain=? AND account=? AND name=?",
+                          (domain, account, name))
+
+    # -- header cache: each message's header block, for SEARCH and BODY[HEADER] ------
+
+    def message_headers_get(self, mailbox_id: int, uids: Sequence[int] | None = None) -> dict[int, bytes]:
+        conn = self._conn()
+        if uids is None:
+            return dict(conn.execute("SELECT uid, header FROM message_headers WHERE mailbox_id=?", (mailbox_id,)))
+        out: dict[int, bytes] = {}
+        for chunk in _chunks(uids, 500):
+            out.update(conn.execute(
+                f"SELECT uid, header FROM message_headers WHERE mailbox_id=? AND uid IN ({','.join('?' * len(chunk))})",
+                (mailbox_id, *chunk)))
+        return out
+
+    def message_headers_set(self, mailbox_id: int, values: Sequence[tuple[int, bytes]]) -> None:
+        if not values:
+            return
+        with self._write() as c:
+            # Only for messages still indexed: an expunge that won the race leaves no row.
+            if len(values) > 100:
+                indexed = {r[0] for r in c.execute("SELECT uid FROM messages WHERE mailbox_id=?", (mailbox_id,))}
+            else:
+                indexed = {r[0] for chunk in _chunks([uid for uid, _ in values], 500) for r in c.execute(
+                    f"SELECT uid FROM messages WHERE mailbox_id=? AND uid IN ({','.join('?' * len(chunk))})",
+                    (mailbox_id, *chunk))}
+            c.executemany("INSERT OR IGNORE INTO message_headers (mailbox_id, uid, header) VALUES (?, ?, ?)",
+                          [(mailbox_id, uid, header) for uid, header in values if uid in indexed])
+
+    def message_headers_delete(self, mailbox_id: int, uids: Sequence[int]) -> None:
+        with self._write() as c:
+            for chunk in _chunks(uids, 500):
+                c.execute(f"DELETE FROM message_headers WHERE mailbox_id=? AND uid IN ({','.join('?' * len(chunk))})",
+                          (mailbox_id, *chunk))
+
+    def message_headers_prune(self, mailbox_id: int) -> int:
+        with self._write() as c:
+            return int(c.execute(
+                "DELETE FROM message_headers WHERE mailbox_id=? AND uid NOT IN"
+                " (SELECT uid FROM messages WHERE mailbox_id=?)", (mailbox_id, mailbox_id)).rowcount)
+
+
+def _chunks(items: Sequence[int], n: int) -> Iterator[Sequence[int]]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]

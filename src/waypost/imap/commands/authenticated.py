@@ -1,0 +1,222 @@
+"""SELECT, EXAMINE, STATUS, APPEND, NAMESPACE, ENABLE and IDLE (RFC 3501 §6.3; RFC 2342,
+RFC 5161, RFC 2177; CONDSTORE, RFC 7162).  The commands that change the mailbox list
+are in ``mailboxes.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, TYPE_CHECKING
+
+from ...log import event
+from ...mailstore.access import MailboxRef
+from ..proto import (
+    Append,
+    AppendUid,
+    Codes,
+    Enable,
+    EnabledData,
+    Examine,
+    FlagsData,
+    HighestModSeq,
+    Idle,
+    Namespace,
+    NamespaceData,
+    PermanentFlags,
+    RecentData,
+    ExistsData,
+    Select,
+    Status,
+    StatusData,
+    Tagged,
+    UidNext,
+    UidValidity,
+    Unseen,
+    Untagged,
+    utf7_decode,
+    utf7_encode,
+)
+from ..session import Selected
+
+if TYPE_CHECKING:
+    from ..server import Connection
+
+log = logging.getLogger("waypost.imap")
+
+#: RFC 5161 §4: what ENABLE can turn on here.
+ENABLEABLE = ("CONDSTORE",)
+
+
+def decode_name(wire: str) -> str:
+    """A mailbox name from the wire (modified UTF-7, RFC 3501 §5.1.3); ValueError when
+    it is not valid modified UTF-7."""
+    return "INBOX" if wire.upper() == "INBOX" else utf7_decode(wire)
+
+
+def encode_name(name: str) -> str:
+    return utf7_encode(name)
+
+
+def find_mailbox(conn: Connection, wire: str) -> MailboxRef | None:
+    """The mailbox a wire name stands for for the logged-in user (own, ``~other/...``
+    or an alias) with the user's rights; None when it does not exist or the user may
+    not know that it does."""
+    assert conn.access is not None
+    try:
+        name = decode_name(wire)
+    except ValueError:
+        return None
+    return conn.access.resolve(name)
+
+
+def no_mailbox(tag: str) -> Tagged:
+    return Tagged(tag, "NO", "No such mailbox", Codes.NONEXISTENT)
+
+
+def no_permission(tag: str, right: str) -> Tagged:
+    return Tagged(tag, "NO", f"Permission denied (the {right!r} right is needed)", Codes.NOPERM)
+
+
+def permitted_flags(rights: str, flags: tuple[str, ...]) -> tuple[str, ...]:
+    """RFC 4314 §4: \\Seen needs "s", \\Deleted "t", every other flag "w"."""
+    def right(flag: str) -> str:
+        f = flag.lower()
+        return "s" if f == "\\seen" else "t" if f == "\\deleted" else "w"
+    return tuple(f for f in flags if right(f) in rights)
+
+
+async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
+    readonly = cmd.name == "EXAMINE"
+    conn.selected = None  # RFC 3501 §6.3.1: a failed SELECT leaves none selected
+    ref = find_mailbox(conn, cmd.mailbox)
+    if ref is None:
+        return no_mailbox(cmd.tag)
+    if not ref.may("r"):
+        return no_permission(cmd.tag, "r")
+    assert conn.access is not None
+    # RFC 4314 §4: without any right that changes the mailbox, it opens read-only.
+    readonly = readonly or not any(r in ref.rights for r in "sitwe")
+    condstore = cmd.condstore or "CONDSTORE" in conn.enabled
+    if cmd.condstore:
+        conn.enabled.add("CONDSTORE")  # RFC 7162 §3.1.8: a CONDSTORE parameter enables it
+    seen_user = None if conn.access.is_owner(ref.box) else conn.access.address
+    sel = await asyncio.to_thread(Selected.open, conn.store, ref.box, readonly, condstore, ref.rights, seen_user)
+    conn.selected = sel
+    out: list = [
+        FlagsData(sel.all_flags()),
+        ExistsData(sel.exists),
+        RecentData(len(sel.recent)),
+    ]
+    if sel.seen_user is None:
+        msgs = sel.msgs
+        first_unseen = next((i + 1 for i, u in enumerate(sel.uids) if "\\Seen" not in msgs[u].flags), None)
+    else:
+        first_unseen = next((i + 1 for i, u in enumerate(sel.uids) if not sel.is_seen(u)), None)
+    if first_unseen is not None:
+        out.append(Untagged("OK", "First unseen", Unseen(first_unseen)))
+    out += [
+        Untagged("OK", "Flags permitted",
+                 PermanentFlags(() if readonly else permitted_flags(ref.rights, sel.permanent_flags()))),
+        Untagged("OK", "UIDs valid", UidValidity(sel.box.uidvalidity)),
+        Untagged("OK", "Predicted next UID", UidNext(sel.state[0])),
+        Untagged("OK", "Highest", HighestModSeq(sel.modseq)),
+    ]
+    conn.send(*out)
+    code = Codes.READ_ONLY if readonly else Codes.READ_WRITE
+    return Tagged(cmd.tag, "OK", f"{cmd.name} completed", code)
+
+
+def status_items(conn: Connection, ref: MailboxRef, items: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    db = conn.store.db
+    assert db is not None and conn.access is not None
+    conn.store.sync(ref.box)
+    box = db.mailbox_by_id(ref.box.id) or ref.box
+    values = {"MESSAGES": box.exists, "UIDNEXT": box.uidnext, "UIDVALIDITY": box.uidvalidity,
+              "HIGHESTMODSEQ": box.highestmodseq}
+    if "UNSEEN" in items or "RECENT" in items:
+        msgs = conn.store.listing(box)[1]  # this worker's sessions share it
+        if conn.access.is_owner(box):
+            values["UNSEEN"] = sum(1 for m in msgs if "\\Seen" not in m.flags)
+        else:  # another account's mailbox: this user's own \Seen
+            seen = db.seen_get(box.id, conn.access.address)
+            values["UNSEEN"] = sum(1 for m in msgs if m.uid not in seen)
+        values["RECENT"] = sum(1 for m in msgs if m.uid >= box.recent_uid)
+    return tuple((item, values[item]) for item in items)
+
+
+async def status(conn: Connection, cmd: Status) -> Tagged:
+    ref = find_mailbox(conn, cmd.mailbox)
+    if ref is None:
+        return no_mailbox(cmd.tag)
+    if not ref.may("r"):
+        return no_permission(cmd.tag, "r")
+    if "HIGHESTMODSEQ" in cmd.items:
+        conn.enabled.add("CONDSTORE")  # RFC 7162 §3.1.8
+        if conn.selected is not None:
+            conn.selected.condstore = True
+    conn.send(StatusData(cmd.mailbox, status_items(conn, ref, cmd.items)))
+    return Tagged(cmd.tag, "OK", "STATUS completed")
+
+
+async def append(conn: Connection, cmd: Append) -> Tagged:
+    ref = find_mailbox(conn, cmd.mailbox)
+    if ref is None:
+        # RFC 3501 §6.3.11: TRYCREATE when the mailbox could be created.
+        return Tagged(cmd.tag, "NO", "No such mailbox", Codes.TRYCREATE)
+    if not ref.may("i"):
+        return no_permission(cmd.tag, "i")
+    if not cmd.message:
+        return Tagged(cmd.tag, "NO", "Empty message")
+    assert conn.access is not None
+    box = ref.box
+    flags = permitted_flags(ref.rights, tuple(f for f in cmd.flags if f.upper() != "\\RECENT"))
+    private_seen = not conn.access.is_owner(box) and "\\Seen" in flags
+    if private_seen:
+        flags = tuple(f for f in flags if f != "\\Seen")
+    when = cmd.date_time.timestamp() if cmd.date_time is not None else None
+    try:
+        msg = await asyncio.to_thread(conn.store.append, box, cmd.message, flags, when)
+        if private_seen and conn.store.db is not None:
+            conn.store.db.seen_set(box.id, conn.access.address, [msg.uid], True)
+    except OSError as e:
+        event(log, "imap-append-failed", level=logging.ERROR, peer=conn.peer, error=e.strerror or str(e))
+        return Tagged(cmd.tag, "NO", "Cannot store the message", Codes.SERVERBUG)
+    return Tagged(cmd.tag, "OK", "APPEND completed", AppendUid(box.uidvalidity, msg.uid))
+
+
+async def namespace(conn: Connection, cmd: Namespace) -> Tagged:
+    # RFC 2342: our own mailboxes, and other users' as ~name/mailbox.
+    conn.send(NamespaceData(personal=(("", "/"),), other_users=(("~", "/"),)))
+    return Tagged(cmd.tag, "OK", "NAMESPACE completed")
+
+
+async def enable(conn: Connection, cmd: Enable) -> Tagged:
+    turned = [c for c in cmd.capabilities if c.upper() in ENABLEABLE and c.upper() not in conn.enabled]
+    for c in turned:
+        conn.enabled.add(c.upper())
+        if c.upper() == "CONDSTORE" and conn.selected is not None:
+            conn.selected.condstore = True
+    conn.send(EnabledData(tuple(c.upper() for c in turned)))
+    return Tagged(cmd.tag, "OK", "ENABLE completed")
+
+
+async def idle(conn: Connection, cmd: Idle) -> Tagged | None:
+    refused = await conn.idle(cmd.tag)
+    if refused is not None:
+        return refused  # type: ignore[no-any-return]
+    if conn.closed:
+        return None
+    if conn.state.name == "LOGOUT":
+        return None
+    return Tagged(cmd.tag, "OK", "IDLE terminated")
+
+
+HANDLERS: dict[str, Any] = {
+    "SELECT": select,
+    "EXAMINE": select,
+    "STATUS": status,
+    "APPEND": append,
+    "NAMESPACE": namespace,
+    "ENABLE": enable,
+    "IDLE": idle,
+}

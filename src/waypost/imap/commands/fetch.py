@@ -1,0 +1,261 @@
+"""FETCH and UID FETCH (RFC 3501 §6.4.5, §6.4.8; CONDSTORE CHANGEDSINCE, RFC 7162).
+
+The simple items (UID, FLAGS, RFC822.SIZE, INTERNALDATE, MODSEQ) come from the index
+and never open a file: ``FETCH 1:* (UID FLAGS RFC822.SIZE)`` reads no message.  ENVELOPE
+and BODYSTRUCTURE are parsed once per message and kept in the index; body sections
+read the file.  A non-PEEK body fetch sets \\Seen (in a read-write mailbox) and the
+response then carries FLAGS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ...db import MessageRecord
+from .. import message as mime
+from ..proto import (
+    Att,
+    BodySection,
+    BodySectionItem,
+    Codes,
+    Fetch,
+    InternalDateItem,
+    R,
+    Rfc822Item,
+    Section,
+    SequenceError,
+    Tagged,
+)
+
+if TYPE_CHECKING:
+    from ..server import Connection
+    from ..session import Selected
+
+#: Flush the response to the socket when this much is waiting.
+_CHUNK = 256 * 1024
+
+_WHOLE = Section()
+_HEADER = Section(text="HEADER")
+_TEXT = Section(text="TEXT")
+_BODY_ITEMS = (Att.RFC822, Att.RFC822_HEADER, Att.RFC822_TEXT)
+_STRUCTURE_ITEMS = (Att.ENVELOPE, Att.BODY, Att.BODYSTRUCTURE)
+_LOCAL_ZONE = datetime.now(timezone.utc).astimezone().tzinfo
+
+
+def _header_part(att: Any) -> bool:
+    """BODY[HEADER], BODY[HEADER.FIELDS (...)], [.NOT] and RFC822.HEADER: parts of
+    the message header, which the header cache holds."""
+    if att is Att.RFC822_HEADER:
+        return True
+    return isinstance(att, BodySection) and not att.section.parts and \
+        att.section.text in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT")
+
+
+def _flags(flags: tuple[str, ...]) -> bytes:
+    return b"FLAGS (" + " ".join(flags).encode() + b")"
+
+
+def _sets_seen(att: Any) -> bool:
+    if isinstance(att, BodySection):
+        return not att.peek
+    return att in (Att.RFC822, Att.RFC822_TEXT)
+
+
+async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
+    sel = conn.selected
+    assert sel is not None
+    try:
+        targets = sel.resolve(cmd.sequence, cmd.uid)
+    except SequenceError as e:
+        return R.NO_SUCH_MESSAGE.tagged(cmd.tag, text=str(e))
+    atts = list(cmd.attributes)
+    if Att.FLAGS in atts or cmd.changed_since is not None or any(_sets_seen(a) for a in atts):
+        sel.catch_up(conn.store)  # flags as they are now
+    if cmd.changed_since is not None:
+        conn.enabled.add("CONDSTORE")
+        sel.condstore = True
+        targets = [(s, u) for s, u in targets if sel.msgs[u].modseq > cmd.changed_since]
+        if Att.MODSEQ not in atts:
+            atts.append(Att.MODSEQ)
+    if cmd.uid and Att.UID not in atts:
+        atts.insert(0, Att.UID)  # RFC 3501 §6.4.8
+    if sel.condstore and Att.MODSEQ not in atts and any(_sets_seen(a) for a in atts):
+        atts.append(Att.MODSEQ)
+    if Att.RFC822_SIZE in atts and any(sel.msgs[u].size < 0 for _, u in targets):
+        await asyncio.to_thread(sel.check_sizes, conn.store, [u for _, u in targets])
+    needs_file = any(isinstance(a, BodySection) or a in _BODY_ITEMS for a in atts)
+    needs_structure = any(a in _STRUCTURE_ITEMS for a in atts)
+    # RFC 4314 §4: without "s", a body fetch does not set \Seen.
+    sets_seen = not sel.readonly and sel.may("s") and any(_sets_seen(a) for a in atts)
+    # \Seen first, so that the FLAGS sent are the flags stored (RFC 3501 §6.4.5).
+    if sets_seen:
+        unseen = [u for _, u in targets if u not in sel.gone and not sel.is_seen(u)]
+        if unseen and sel.seen_user is not None:
+            sel.seen.update(unseen)  # another account's mailbox: this user's own \Seen
+            db = conn.store.db
+            assert db is not None
+            await asyncio.to_thread(db.seen_set, sel.box.id, sel.seen_user, unseen, True)
+        elif unseen:
+            records, _ = await asyncio.to_thread(conn.store.store, sel.box, unseen, ["\\Seen"], "+")
+            for m in records:
+                if m.uid in sel.msgs:
+                    sel.msgs[m.uid] = m
+        if Att.FLAGS not in atts:
+            atts.append(Att.FLAGS)
+    if not needs_file and not needs_structure:
+        await _fetch_index_only(conn, sel, targets, atts)
+        return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}FETCH completed")
+    cache: dict[int, Any] = {}
+    fresh: list[tuple[int, Any]] = []
+    if needs_structure:
+        db = conn.store.db
+        assert db is not None
+        cache = db.message_cache_get(sel.box.id, [u for _, u in targets])
+    # Header sections only (what clients fetch for a message list): from the
+    # header cache that SEARCH keeps, not the files.
+    header_only = needs_file and all(_header_part(a) or not (isinstance(a, BodySection) or a in _BODY_ITEMS)
+                                     for a in atts)
+    blocks: dict[int, bytes] = {}
+    if header_only:
+        from .search import header_blocks
+
+        blocks = await header_blocks(conn, sel, [u for _, u in targets if u not in sel.gone])
+    out: list[bytes] = []
+    size = 0
+    missing = False
+    for seq, uid in targets:
+        m = sel.msgs[uid]
+        data: bytes | None = None
+        if header_only and not (needs_structure and uid not in cache):
+            data = blocks.get(uid)
+            if not data:
+                missing = True
+                continue
+        elif needs_file or (needs_structure and uid not in cache):
+            try:
+                data = conn.store.read(sel.box, m)
+            except FileNotFoundError:
+                missing = True
+                continue
+        if needs_structure and uid not in cache:
+            assert data is not None
+            cache[uid] = mime.to_json(mime.envelope(data), mime.bodystructure(data))
+            fresh.append((uid, cache[uid]))
+        parts = [_item(sel, m, a, data, cache.get(uid)) for a in atts]
+        if Att.FLAGS in atts:
+            sel.owed.discard(uid)
+        line = b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
+        out.append(line)
+        size += len(line)
+        if size >= _CHUNK:
+            conn.write(b"".join(out))
+            out.clear()
+            size = 0
+            await conn.drain()
+    if out:
+        conn.write(b"".join(out))
+    if fresh:
+        db = conn.store.db
+        assert db is not None
+        await asyncio.to_thread(db.message_cache_set, sel.box.id, fresh)
+    if missing:
+        return Tagged(cmd.tag, "NO", "Some messages were expunged meanwhile", Codes.EXPUNGEISSUED)
+    return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}FETCH completed")
+
+
+#: The items answered from the index alone, and their wire form with a hole.
+_INDEX_FORMS = {
+    Att.UID: b"UID %d",
+    Att.FLAGS: b"FLAGS (%b)",
+    Att.RFC822_SIZE: b"RFC822.SIZE %d",
+    Att.MODSEQ: b"MODSEQ (%d)",
+    Att.INTERNALDATE: b"INTERNALDATE %b",
+}
+
+
+async def _fetch_index_only(conn: Connection, sel: Selected, targets: list[tuple[int, int]], atts: list[Any]) -> None:
+    """FETCH of UID, FLAGS, RFC822.SIZE, MODSEQ and INTERNALDATE: one format string
+    for the whole response and no file opened — the common "what changed" request
+    of every client (``FETCH 1:* (UID FLAGS)``)."""
+    template = b"* %d FETCH (" + b" ".join(_INDEX_FORMS[a] for a in atts) + b")\r\n"
+    forms: dict[tuple[str, ...], bytes] = {}
+    msgs, recent, private = sel.msgs, sel.recent, sel.seen_user is not None
+
+    def flags(uid: int, m: MessageRecord) -> bytes:
+        # The flags list as sent, made once per distinct set of flags.
+        key = sel.flags_of(uid) if private or uid in recent else m.flags
+        form = forms.get(key)
+        if form is None:
+            form = forms[key] = " ".join(key).encode()
+        return form
+
+    if atts == [Att.UID, Att.FLAGS, Att.RFC822_SIZE]:
+        # What every client sends on opening a mailbox: no call per item.
+        lines = (template % (seq, uid, flags(uid, msgs[uid]), msgs[uid].size) for seq, uid in targets)
+    else:
+        getters = [_INDEX_VALUES[a] if a is not Att.FLAGS else None for a in atts]
+        lines = (template % (seq, *[flags(uid, msgs[uid]) if g is None else g(msgs[uid]) for g in getters])
+                 for seq, uid in targets)
+    out: list[bytes] = []
+    size = 0
+    for line in lines:
+        out.append(line)
+        size += len(line)
+        if size >= _CHUNK:
+            conn.write(b"".join(out))
+            out.clear()
+            size = 0
+            await conn.drain()
+    if out:
+        conn.write(b"".join(out))
+    if Att.FLAGS in atts:
+        sel.owed.difference_update(uid for _, uid in targets)
+
+
+#: How the index items other than FLAGS fill their hole.
+_INDEX_VALUES: dict[Any, Any] = {
+    Att.UID: lambda m: m.uid,
+    Att.RFC822_SIZE: lambda m: m.size,
+    Att.MODSEQ: lambda m: m.modseq,
+    Att.INTERNALDATE: lambda m: InternalDateItem(datetime.fromtimestamp(m.internaldate, _LOCAL_ZONE)).encode()[13:],
+}
+
+
+def _item(sel: Selected, m: MessageRecord, att: Any, data: bytes | None, cached: Any) -> bytes:
+    if att is Att.UID:
+        return b"UID %d" % m.uid
+    if att is Att.FLAGS:
+        return _flags(sel.flags_of(m.uid))
+    if att is Att.RFC822_SIZE:
+        return b"RFC822.SIZE %d" % m.size
+    if att is Att.MODSEQ:
+        return b"MODSEQ (%d)" % m.modseq
+    if att is Att.INTERNALDATE:
+        return InternalDateItem(datetime.fromtimestamp(m.internaldate, _LOCAL_ZONE)).encode()
+    if att is Att.ENVELOPE:
+        return b"ENVELOPE " + mime.cached_envelope_wire(cached)
+    if att is Att.BODYSTRUCTURE:
+        return b"BODYSTRUCTURE " + mime.cached_body_wire(cached, True)
+    if att is Att.BODY:
+        return b"BODY " + mime.cached_body_wire(cached, False)
+    assert data is not None
+    if isinstance(att, BodySection):
+        if att.partial is None and att.section == _WHOLE:
+            return b"BODY[] {%d}\r\n" % len(data) + data
+        part = mime.section(data, att.section)
+        if att.partial is not None:
+            origin, count = att.partial
+            return BodySectionItem(att.section, part[origin:origin + count], origin).encode()
+        return BodySectionItem(att.section, part).encode()
+    if att is Att.RFC822:
+        return Rfc822Item(Att.RFC822, data).encode()
+    if att is Att.RFC822_HEADER:
+        return Rfc822Item(Att.RFC822_HEADER, mime.section(data, _HEADER)).encode()
+    if att is Att.RFC822_TEXT:
+        return Rfc822Item(Att.RFC822_TEXT, mime.section(data, _TEXT)).encode()
+    raise ValueError(f"unknown fetch item {att!r}")
+
+
+HANDLERS: dict[str, Any] = {"FETCH": fetch}

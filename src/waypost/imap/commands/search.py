@@ -1,0 +1,372 @@
+"""SEARCH and UID SEARCH (RFC 3501 §6.4.4; CONDSTORE MODSEQ, RFC 7162 §3.1.5).
+
+Keys on flags, sizes, dates, UIDs and mod-sequences are answered from the index.
+Keys on header fields (HEADER, FROM, SUBJECT, SENT*, ...) are answered from each
+message's header block: read once from the file (up to the empty line, not the whole
+message), then kept in the index (``message_headers``) and, lower-cased, in this
+worker's memory (``_MEMORY``).  A search first narrows the messages down to those
+whose header holds the words its keys need (``message.prefilter``) and evaluates
+only these.  BODY and TEXT read the files, once per message and search.
+
+``header_blocks`` gives FETCH the same cache for BODY[HEADER...] and RFC822.HEADER.
+The cache is keyed by (mailbox, UID), which never names other octets (a mailbox
+created anew has a new UIDVALIDITY, and its rows go with the old mailbox's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
+from itertools import filterfalse
+from typing import Any, TYPE_CHECKING
+
+from ...db import MessageRecord
+from .. import message as mime
+from ..proto import ModSeqKey, Search, SearchData, SearchKey, Tagged
+from ..proto.search import And, Larger, Not, Or, Smaller
+
+if TYPE_CHECKING:
+    from ..server import Connection
+    from ..session import Selected
+
+#: Octets of lower-cased header blocks a worker keeps, over all mailboxes.
+_MEMORY_BUDGET = 64 << 20
+#: Per cached message, besides its octets (dict slot, bytes object).
+_ENTRY_OVERHEAD = 100
+#: A header is read in pieces of at least this size until its empty line.
+_READ_CHUNK = 8192
+#: Fetching every cached header of a mailbox beats asking for this many by UID.
+_FETCH_ALL_ABOVE = 256
+
+
+class _Lowered:
+    """One mailbox's header blocks as the prefilter reads them (``message.searchable``); ``odd`` are the
+    UIDs whose header is not plain (``message.plain_header``).  ``scan`` searches
+    them all at once, joined (in UID order) into one string."""
+
+    __slots__ = ("headers", "odd", "size", "_joined")
+
+    def __init__(self) -> None:
+        self.headers: dict[int, bytes] = {}
+        self.odd: set[int] = set()
+        self.size = 0
+        self._joined: tuple[bytes, list[int], list[int]] | None = None
+
+    def add(self, uid: int, block: bytes) -> None:
+        if uid in self.headers:
+            return
+        self.headers[uid] = mime.searchable(block)
+        if not mime.plain_header(block):
+            self.odd.add(uid)
+        self.size += len(block) + _ENTRY_OVERHEAD
+        self._joined = None
+
+    def drop_except(self, live: dict[int, Any]) -> None:
+        for uid in [u for u in self.headers if u not in live]:
+            self.size -= len(self.headers.pop(uid)) + _ENTRY_OVERHEAD
+            self.odd.discard(uid)
+        self._joined = None
+
+    def scan(self, needle: bytes) -> list[int]:
+        """The UIDs whose lower-cased header holds ``needle``, ascending."""
+        if self._joined is None:
+            order = sorted(self.headers)
+            starts = []
+            at = 0
+            for uid in order:
+                starts.append(at)
+                at += len(self.headers[uid]) + 1
+            self._joined = (b"\n".join(self.headers[u] for u in order), starts, order)
+        joined, starts, order = self._joined
+        out: list[int] = []
+        find, headers, last = joined.find, self.headers, len(starts) - 1
+        pos = 0
+        while True:
+            i = find(needle, pos)
+            if i < 0:
+                return out
+            k = bisect_right(starts, i) - 1
+            uid = order[k]
+            if needle in headers[uid]:  # not one that runs into the next header
+                out.append(uid)
+            if k == last:
+                return out
+            pos = starts[k + 1]
+
+
+class _Memory:
+    """``_Lowered`` per (mailbox id, UIDVALIDITY), least recently used dropped first
+    when they hold more than ``budget`` octets."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.boxes: OrderedDict[tuple[int, int], _Lowered] = OrderedDict()
+
+    def get(self, key: tuple[int, int]) -> _Lowered:
+        found = self.boxes.get(key)
+        if found is None:
+            found = self.boxes[key] = _Lowered()
+        self.boxes.move_to_end(key)
+        return found
+
+    def trim(self) -> None:
+        total = sum(b.size for b in self.boxes.values())
+        while total > self.budget and self.boxes:
+            _, dropped = self.boxes.popitem(last=False)
+            total -= dropped.size
+
+
+_MEMORY = _Memory(_MEMORY_BUDGET)
+
+
+def _read_header(path: str) -> bytes | None:
+    """The header block of a message file (None when it is gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        buf = os.read(fd, _READ_CHUNK)
+        while True:
+            end = mime.header_end(buf)
+            if end is not None:
+                return buf[:end]
+            more = os.read(fd, max(len(buf), _READ_CHUNK))
+            if not more:
+                return buf  # no empty line: the whole message is header
+            buf += more
+    finally:
+        os.close(fd)
+
+
+def _read_headers(paths: list[str]) -> list[bytes | None]:
+    return [_read_header(p) for p in paths]
+
+
+def _paths(conn: Connection, sel: Selected, uids: list[int]) -> list[str]:
+    # Mailstore.file_path, without a Path per message.
+    base = str(conn.store.box_path(sel.box))
+    out = []
+    for uid in uids:
+        m = sel.msgs[uid]
+        out.append(f"{base}/{m.subdir}/{m.name}")
+    return out
+
+
+async def _from_files(conn: Connection, sel: Selected, uids: list[int], lowered: _Lowered | None,
+                      raw: dict[int, bytes], writes: list[asyncio.Future[None]]) -> None:
+    """Read the header blocks of ``uids`` from their files into ``raw`` (b"" for a
+    message whose file is gone) and ``lowered``; keeping them in the index is added
+    to ``writes`` (it goes on in a thread meanwhile: await them).  (Reading in
+    batches, the next read while this one is kept, is slower: the threads contend.)"""
+    db = conn.store.db
+    assert db is not None
+    blocks = await asyncio.to_thread(_read_headers, _paths(conn, sel, uids))
+    fresh: list[tuple[int, bytes]] = []
+    for uid, block in zip(uids, blocks):
+        if block is None:
+            raw[uid] = b""  # expunged meanwhile: matches as an empty message
+        else:
+            raw[uid] = block
+            fresh.append((uid, block))
+    if fresh:
+        writes.append(asyncio.ensure_future(asyncio.to_thread(db.message_headers_set, sel.box.id, fresh)))
+    if lowered is not None:
+        for uid, block in fresh:
+            lowered.add(uid, block)
+
+
+async def _lowered_headers(conn: Connection, sel: Selected, uids: list[int],
+                           writes: list[asyncio.Future[None]]) -> tuple[_Lowered, dict[int, bytes]]:
+    """This mailbox's lower-cased header blocks, with every one of ``uids`` (the
+    missing ones from the index, else from the files: see ``_from_files`` for
+    ``writes``), and the raw blocks read."""
+    box = sel.box
+    lowered = _MEMORY.get((box.id, box.uidvalidity))
+    raw: dict[int, bytes] = {}
+    known = lowered.headers
+    missing = list(filterfalse(known.__contains__, uids))
+    if missing:
+        db = conn.store.db
+        assert db is not None
+        every = len(missing) > _FETCH_ALL_ABOVE
+        got = await asyncio.to_thread(db.message_headers_get, box.id, None if every else missing)
+        for uid in missing:
+            block = got.get(uid)
+            if block is not None:
+                raw[uid] = block
+                lowered.add(uid, block)
+        if every and len(got) > len(sel.msgs) + _FETCH_ALL_ABOVE:
+            # Rows of messages expunged without ``message_headers_delete``.
+            await asyncio.to_thread(db.message_headers_prune, box.id)
+        unread = [u for u in missing if u not in raw]
+        if unread:
+            await _from_files(conn, sel, unread, lowered, raw, writes)
+        if len(known) > len(sel.msgs) + _FETCH_ALL_ABOVE:
+            lowered.drop_except(sel.msgs)
+        _MEMORY.trim()
+    return lowered, raw
+
+
+async def header_blocks(conn: Connection, sel: Selected, uids: list[int]) -> dict[int, bytes]:
+    """The header blocks (``message.header_end``) of these messages of the selected
+    mailbox, from the index or else the files (then kept); b"" for a message whose
+    file is gone.  ``message.section(block, ...)`` of HEADER, HEADER.FIELDS[.NOT]
+    (no part number) equals that of the whole message."""
+    db = conn.store.db
+    assert db is not None
+    raw = await asyncio.to_thread(db.message_headers_get, sel.box.id, uids)
+    unread = [u for u in uids if u not in raw]
+    if unread:
+        box = sel.box
+        writes: list[asyncio.Future[None]] = []
+        await _from_files(conn, sel, unread, _MEMORY.boxes.get((box.id, box.uidvalidity)), raw, writes)
+        await asyncio.gather(*writes)
+    return raw
+
+
+class _Target:
+    """One message as the search evaluation sees it (``message.SearchTarget``);
+    ``at`` moves it to the next message, so one object serves a whole search."""
+
+    __slots__ = ("seq", "uid", "size", "internaldate", "modseq", "_m", "_header", "_view", "_sel", "_store")
+
+    def __init__(self, conn: Connection, sel: Selected) -> None:
+        self._sel = sel
+        self._store = conn.store
+        self.seq = self.uid = self.size = self.modseq = 0
+        self.internaldate = 0.0
+        self._m: MessageRecord | None = None
+        self._header: bytes | None = None
+        self._view: mime.MessageView | None = None
+
+    def at(self, seq: int, m: MessageRecord, header: bytes | None = None) -> _Target:
+        self.seq = seq
+        self.uid = m.uid
+        self.size = m.size
+        self.internaldate = m.internaldate
+        self.modseq = m.modseq
+        self._m = m
+        self._header = header
+        self._view = None
+        return self
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return self._sel.flags_of(self.uid)
+
+    def view(self) -> mime.MessageView:
+        if self._view is None:
+            store, box, m = self._store, self._sel.box, self._m
+            assert m is not None
+
+            def load() -> bytes:
+                try:
+                    return store.read(box, m)
+                except FileNotFoundError:
+                    return b""
+
+            self._view = mime.MessageView(load, header=self._header)
+        return self._view
+
+
+def _mentions(key: SearchKey, kinds: tuple[type, ...]) -> bool:
+    """Whether a key of one of ``kinds`` stands anywhere in the criteria."""
+    if isinstance(key, kinds):
+        return True
+    if isinstance(key, Not):
+        return _mentions(key.key, kinds)
+    if isinstance(key, Or):
+        return _mentions(key.left, kinds) or _mentions(key.right, kinds)
+    if isinstance(key, And):
+        return any(_mentions(k, kinds) for k in key.keys)
+    return False
+
+
+def _narrow(lowered: _Lowered, flt: mime.HeaderFilter) -> list[int]:
+    """The UIDs whose header passes the prefilter (a superset of the matches among
+    the messages ``lowered`` holds), ascending."""
+    first, *rest = flt.clauses
+    found: set[int] = set()
+    for needle, plain_only in first:
+        found.update(lowered.scan(needle))
+        if plain_only:
+            found |= lowered.odd
+    uids = sorted(found)
+    headers, odd = lowered.headers, lowered.odd
+    for clause in rest:
+        one = mime.HeaderFilter((clause,))
+        uids = [u for u in uids if one(headers[u], u not in odd)]
+    return uids
+
+
+def _evaluate(test: Any, target: _Target, sel: Selected, numbered: list[tuple[int, int]],
+              headers: dict[int, bytes] | None, uid_result: bool) -> tuple[list[int], int]:
+    hits: list[int] = []
+    top = 0
+    msgs = sel.msgs
+    for seq, uid in numbered:
+        m = msgs[uid]
+        if test(target.at(seq, m, None if headers is None else headers.get(uid))):
+            hits.append(uid if uid_result else seq)
+            if m.modseq > top:
+                top = m.modseq
+    return hits, top
+
+
+async def search(conn: Connection, cmd: Search) -> Tagged:
+    sel = conn.selected
+    assert sel is not None
+    sel.catch_up(conn.store)  # search the flags as they are now
+    if _mentions(cmd.criteria, (Larger, Smaller)) and any(m.size < 0 for m in sel.msgs.values()):
+        await asyncio.to_thread(sel.check_sizes, conn.store)
+    key = cmd.criteria
+    with_modseq = _mentions(key, (ModSeqKey,))
+    if with_modseq:
+        conn.enabled.add("CONDSTORE")
+        sel.condstore = True
+    all_uids, gone = sel.uids, sel.gone
+    largest_seq = len(all_uids)
+    largest_uid = all_uids[-1] if all_uids else 0
+    test = mime.matcher(key, largest_seq, largest_uid)
+    target = _Target(conn, sel)
+    need = mime.content_needed(key)
+    flt = mime.prefilter(key) if need != mime.CONTENT_NONE else None
+    live = [u for u in all_uids if u not in gone] if gone else all_uids
+    writes: list[asyncio.Future[None]] = []
+    if need == mime.CONTENT_NONE:
+        numbered = [(i + 1, u) for i, u in enumerate(all_uids) if u not in gone]
+        hits, top = _evaluate(test, target, sel, numbered, None, cmd.uid)
+    elif need == mime.CONTENT_HEADER or flt is not None:
+        lowered, raw = await _lowered_headers(conn, sel, live, writes)
+        if flt is None:
+            chosen = live
+        else:
+            msgs = sel.msgs
+            chosen = [u for u in _narrow(lowered, flt) if u in msgs and u not in gone]
+        numbered = [(bisect_left(all_uids, u) + 1, u) for u in chosen]
+        missing = [u for u in chosen if u not in raw]
+        if missing:
+            db = conn.store.db
+            assert db is not None
+            every = len(missing) > _FETCH_ALL_ABOVE
+            got = await asyncio.to_thread(db.message_headers_get, sel.box.id, None if every else missing)
+            raw.update((u, got[u]) for u in missing if u in got)
+        if need == mime.CONTENT_BODY:
+            # The files are read: off the event loop, as other sessions go on.
+            hits, top = await asyncio.to_thread(_evaluate, test, target, sel, numbered, raw, cmd.uid)
+        else:
+            hits, top = _evaluate(test, target, sel, numbered, raw, cmd.uid)
+    else:
+        numbered = [(i + 1, u) for i, u in enumerate(all_uids) if u not in gone]
+        hits, top = await asyncio.to_thread(_evaluate, test, target, sel, numbered, None, cmd.uid)
+    # RFC 7162 §3.1.5: with MODSEQ in the criteria, the highest mod-sequence of the
+    # messages found follows the numbers.
+    conn.send(SearchData(tuple(hits), top if with_modseq and hits else None))
+    await asyncio.gather(*writes)
+    return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}SEARCH completed")
+
+
+HANDLERS: dict[str, Any] = {"SEARCH": search}

@@ -1,0 +1,447 @@
+"""The IMAP listener: a thin asyncio adapter around ``waypost.imap.proto``.
+
+One ``Connection`` per client.  ``data_received`` only appends to a buffer; one task per
+connection reads commands from it with ``proto.parse_command`` and runs them one after
+the other through the handler table (``waypost.imap.commands``), so a pipelining client
+gets its answers in order.  Writes go out through ``Connection.send``; a client that does
+not read makes ``send`` wait (the transport's flow control), never the whole worker.
+
+A listener never writes a Maildir file itself: the handlers call the ``Mailstore``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from ..bus import Bus
+from ..log import event
+from ..db import ObjectRecord
+from ..mailstore import Mailstore, topic
+from ..mailstore.access import Access
+from .proto import (
+    CapabilityCode,
+    Command,
+    IdleDone,
+    LiteralTooLarge,
+    NeedMore,
+    Params,
+    R,
+    Rejected,
+    Response,
+    SaslResponse,
+    State,
+    Tagged,
+    Untagged,
+    next_state,
+    parse_command,
+    parse_idle_done,
+    parse_sasl_response,
+    refusal,
+)
+from .proto.response import ContinueRequest
+from .commands import HANDLERS, UPDATES_WITHOUT_EXPUNGE
+from .session import Account, Selected
+
+__all__ = ["IMAPService", "Connection"]
+
+log = logging.getLogger("waypost.imap")
+
+#: Buffered octets from a client above which we stop reading from it.
+_READ_HIGH = 1 << 20
+#: Octets queued for a client above which ``send`` waits for it to read.
+_WRITE_HIGH = 1 << 20
+
+Authenticate = Callable[[str, str, "str | None"], Awaitable["str | None"]]
+#: (name, domain) -> the account record (aliases followed), or None.
+LookupAccount = Callable[[str, str], "ObjectRecord | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The session limits of the IMAP listener (settings ``imap.*``)."""
+
+    plaintext_without_tls: bool = False
+    idle_timeout: float = 1800.0          # RFC 3501 §5.4: at least 30 minutes
+    login_timeout: float = 60.0           # before authentication
+    failure_delay: float = 1.0            # first failed login; doubles each time
+    max_failures: int = 3                 # then BYE
+    max_bad_commands: int = 20            # BAD in a row, then BYE
+    idle_recheck: float = 5.0             # IDLE re-reads the index this often anyway
+
+
+class IMAPService:
+    """Everything the connections of one worker share."""
+
+    def __init__(self, mailstore: Mailstore, authenticate: Authenticate, tls_context: ssl.SSLContext | None, *,
+                 hostname: str, lookup: LookupAccount, bus: Bus | None = None, limits: Limits = Limits(),
+                 params: Params | None = None) -> None:
+        self.mailstore = mailstore
+        self.lookup = lookup
+        self.authenticate = authenticate
+        self.tls_context = tls_context
+        self.hostname = hostname
+        self.bus = bus
+        self.limits = limits
+        self.params = params or Params()
+        self.connections: set[Connection] = set()
+        self.closing = False
+
+    def protocol_factory(self) -> Callable[[], asyncio.Protocol]:
+        return lambda: Connection(self)
+
+    def capabilities(self, conn: Connection) -> tuple[str, ...]:
+        caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
+                "UNSELECT", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "ACL",
+                "RIGHTS=kxte"]
+        if conn.state is State.NOT_AUTHENTICATED:
+            if self.tls_context is not None and not conn.tls:
+                caps.append("STARTTLS")
+            if conn.plaintext_allowed():
+                caps.append("AUTH=PLAIN")
+            else:
+                caps.append("LOGINDISABLED")
+        return tuple(caps)
+
+    async def shutdown(self, grace: float) -> None:
+        """Tell every client BYE (RFC 3501 §7.1.5) and close; a command in progress
+        gets up to ``grace`` seconds to finish first."""
+        self.closing = True
+        conns = list(self.connections)
+        for c in conns:
+            c.begin_shutdown()
+        deadline = time.monotonic() + grace
+        while any(not c.closed for c in conns) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for c in conns:
+            c.abort()
+
+
+class Connection(asyncio.Protocol):
+    """One client; see the module docstring."""
+
+    def __init__(self, service: IMAPService) -> None:
+        self.service = service
+        self.store = service.mailstore
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.state = State.NOT_AUTHENTICATED
+        self.account: Account | None = None
+        self.access: Access | None = None
+        self.selected: Selected | None = None
+        self.tls = False
+        self.peer = "?"
+        self.server_ip: str | None = None
+        self.enabled: set[str] = set()
+        self.closed = False
+        self.failures = 0
+        self.bad_in_a_row = 0
+        self._data = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._eof = False
+        self._task: asyncio.Task[None] | None = None
+        self._busy = False
+        self._idle_wake: asyncio.Event | None = None
+        self._last_continuation: int | None = None
+        self._shutdown_pending = False
+
+    # -- asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.server_ip = sock[0] if sock else None
+        self.service.connections.add(self)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        self._data.set()
+        if len(self.buf) > _READ_HIGH and self.transport is not None:
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        self._data.set()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._eof = True
+        self._data.set()
+        self._writable.set()
+        if self._idle_wake is not None:
+            self._idle_wake.set()
+        self.service.connections.discard(self)
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # -- output ---------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def send(self, *responses: Response) -> None:
+        self.write(b"".join(r.encode() for r in responses))
+
+    async def drain(self) -> None:
+        if not self._writable.is_set():
+            await self._writable.wait()
+
+    def begin_shutdown(self) -> None:
+        if not self._busy and self._idle_wake is None:
+            self.send(Untagged("BYE", "Server shutting down"))
+            self.close()
+        else:
+            self._shutdown_pending = True
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def plaintext_allowed(self) -> bool:
+        return self.tls or self.service.limits.plaintext_without_tls
+
+    # -- input ----------------------------------------------------------------------
+
+    async def _more(self, timeout: float) -> bool:
+        """Wait for more octets; False at EOF or timeout."""
+        if self._eof:
+            return False
+        self._data.clear()
+        if self.transport is not None:
+            # We wait because the command needs these octets (a literal may be far
+            # larger than _READ_HIGH; Params.max_command_size bounds it).
+            self.transport.resume_reading()
+        try:
+            await asyncio.wait_for(self._data.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return not (self._eof and not self.buf)
+
+    def _timeout(self) -> float:
+        limits = self.service.limits
+        return limits.login_timeout if self.state is State.NOT_AUTHENTICATED else limits.idle_timeout
+
+    async def _run(self) -> None:
+        try:
+            self.send(Untagged("OK", f"{self.service.hostname} Waypost IMAP4rev1 ready",
+                               CapabilityCode(self.service.capabilities(self))))
+            event(log, "imap-connect", peer=self.peer)
+            await self._loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("event=imap-error peer=%s", self.peer)
+            try:
+                self.send(Untagged("BYE", "Internal error"))
+            except Exception:
+                pass
+        finally:
+            self.close()
+
+    async def _loop(self) -> None:
+        params = self.service.params
+        skipper = None
+        while self.state is not State.LOGOUT and not self.closed:
+            if skipper is not None:
+                used = skipper.feed(self.buf)
+                self.buf = self.buf[used:]
+                if not skipper.done:
+                    if not await self._more(self._timeout()):
+                        return
+                    continue
+                skipper = None
+            if self._shutdown_pending:
+                self.send(Untagged("BYE", "Server shutting down"))
+                return
+            try:
+                command, rest = parse_command(self.buf, params)
+            except NeedMore as more:
+                if more.continuation_required and more.literal_offset != self._last_continuation:
+                    self._last_continuation = more.literal_offset
+                    self.send(R.CONTINUE_LITERAL.continuation())
+                if not await self._more(self._timeout()):
+                    if not self._eof and not self.closed:
+                        self.send(Untagged("BYE", "Autologout; idle for too long"))
+                    return
+                continue
+            except Rejected as refused:
+                self._last_continuation = None
+                self.buf = self.buf[refused.discard:]
+                skipper = refused.skipper
+                event(log, "imap-bad", level=logging.INFO, peer=self.peer, detail=refused.message)
+                self.send(refused.reply())
+                if isinstance(refused, LiteralTooLarge) and not refused.synchronizing:
+                    # RFC 7888 §4: rather than read and drop a non-synchronizing
+                    # literal of any size, say BYE and close.
+                    self.send(Untagged("BYE", "Literal too large"))
+                    return
+                if self._count_bad():
+                    return
+                continue
+            self._last_continuation = None
+            self.buf = rest
+            wrong_state = refusal(command, self.state)
+            if wrong_state is not None:
+                self.send(wrong_state.tagged(command.tag))
+                if self._count_bad():
+                    return
+                continue
+            self._busy = True
+            try:
+                result = await self._dispatch(command)
+            finally:
+                self._busy = False
+            self.bad_in_a_row = self.bad_in_a_row + 1 if result == "BAD" else 0
+            if result != "NONE":
+                self.state = next_state(self.state, command, result)  # type: ignore[arg-type]
+            if self.state is not State.SELECTED:
+                self.selected = None
+            if self.bad_in_a_row >= self.service.limits.max_bad_commands:
+                self.send(Untagged("BYE", "Too many bad commands"))
+                return
+            await self.drain()
+
+    def _count_bad(self) -> bool:
+        self.bad_in_a_row += 1
+        if self.bad_in_a_row >= self.service.limits.max_bad_commands:
+            self.send(Untagged("BYE", "Too many bad commands"))
+            return True
+        return False
+
+    async def _dispatch(self, command: Command) -> str:
+        """Run one command; its status, or "NONE" when the handler answered itself."""
+        handler = HANDLERS[command.name]
+        try:
+            reply = await handler(self, command)
+        except Exception as e:
+            log.exception("event=imap-command-error peer=%s command=%s", self.peer, command.name)
+            reply = Tagged(command.tag, "NO", f"Internal error ({type(e).__name__})")
+        if reply is None:  # the handler has answered and set the state (LOGOUT, STARTTLS)
+            return "NONE"
+        if self.selected is not None and reply.status != "BAD" and command.name not in ("SELECT", "EXAMINE"):
+            allow = command.name not in UPDATES_WITHOUT_EXPUNGE or getattr(command, "uid", False)
+            updates = self.selected.refresh(self.store, allow_expunge=allow)
+            if updates:
+                self.send(*updates)
+            if self.selected.deleted:
+                return self._selected_deleted(reply)
+        self.send(reply)
+        return reply.status
+
+    def _selected_deleted(self, reply: Tagged) -> str:
+        """Another session deleted the selected mailbox: finish the command, then say
+        BYE (what Dovecot does; RFC 3501 has no way to un-select a mailbox for the
+        client)."""
+        self.send(reply, Untagged("BYE", "The selected mailbox was deleted"))
+        self.state = State.LOGOUT
+        self.close()
+        return "NONE"
+
+    # -- exchanges inside a command ---------------------------------------------------
+
+    async def read_sasl(self, tag: str, challenge: bytes = b"") -> SaslResponse | None:
+        """Send a SASL challenge and read the client's line; None when the client went
+        away or sent a bad line (already answered)."""
+        self.send(ContinueRequest(data=challenge))
+        while True:
+            try:
+                resp, self.buf = parse_sasl_response(self.buf, self.service.params, tag=tag)
+                return resp
+            except NeedMore:
+                if not await self._more(self.service.limits.login_timeout):
+                    return None
+            except Rejected as refused:
+                self.buf = self.buf[refused.discard:]
+                self.send(refused.reply())
+                return None
+
+    async def idle(self, tag: str) -> Any:
+        """RFC 2177: send updates as they happen until the client says DONE."""
+        self.send(R.IDLING.continuation())
+        wake = asyncio.Event()
+        self._idle_wake = wake
+        bus = self.service.bus
+        topic_name = None
+        if self.selected is not None and bus is not None:
+            topic_name = topic(self.selected.box.id)
+            bus.subscribe(topic_name, wake.set)
+        deadline = time.monotonic() + self.service.limits.idle_timeout
+        try:
+            while True:
+                try:
+                    _done, self.buf = parse_idle_done(self.buf, self.service.params, tag=tag)
+                    return None
+                except NeedMore:
+                    pass
+                except Rejected as refused:
+                    self.buf = self.buf[refused.discard:]
+                    return refused.reply()
+                if self.closed or self._eof:
+                    return None
+                if self._shutdown_pending:
+                    self.send(Untagged("BYE", "Server shutting down"))
+                    self.state = State.LOGOUT
+                    return None
+                if time.monotonic() > deadline:
+                    self.send(Untagged("BYE", "Autologout; idle for too long"))
+                    self.state = State.LOGOUT
+                    return None
+                self._data.clear()
+                if self.transport is not None:
+                    self.transport.resume_reading()
+                waits = [asyncio.ensure_future(self._data.wait()), asyncio.ensure_future(wake.wait())]
+                try:
+                    await asyncio.wait(waits, timeout=self.service.limits.idle_recheck,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits:
+                        w.cancel()
+                wake.clear()
+                if self.selected is not None:
+                    updates = self.selected.refresh(self.store, allow_expunge=True)
+                    if updates:
+                        self.send(*updates)
+                    if self.selected.deleted:
+                        self.send(Untagged("BYE", "The selected mailbox was deleted"))
+                        self.state = State.LOGOUT
+                        return None
+        finally:
+            self._idle_wake = None
+            if topic_name is not None and bus is not None:
+                bus.unsubscribe(topic_name, wake.set)
+
+    async def start_tls(self) -> bool:
+        """Upgrade the transport (the tagged OK has been sent)."""
+        ctx = self.service.tls_context
+        assert ctx is not None and self.transport is not None
+        loop = asyncio.get_running_loop()
+        try:
+            new = await loop.start_tls(self.transport, self, ctx, server_side=True)
+        except (ssl.SSLError, OSError, ConnectionError) as e:
+            event(log, "imap-tls-failed", peer=self.peer, error=str(e))
+            self.closed = True
+            return False
+        if new is None:
+            return False
+        self.transport = new  # type: ignore[assignment]
+        self.tls = True
+        return True

@@ -1,0 +1,230 @@
+"""What one IMAP connection knows: who is logged in, and the selected mailbox as this
+session has shown it to its client.
+
+RFC 3501 §5.2 and §7.4.1: the server must keep the client's view of message numbers
+consistent.  ``Selected`` holds that view (UIDs in sequence order, flags last sent)
+and, from the index, works out the untagged responses that bring the client up to
+date: EXPUNGE (only where a command allows it), EXISTS and RECENT for new messages,
+FETCH for flags another session changed.  The index is asked cheaply first
+(``mailbox_state``: UIDNEXT, HIGHESTMODSEQ and the count) and in full only when
+something moved.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from ..db import MailboxRecord, MessageRecord
+from ..mailstore import Mailstore
+from .proto import (
+    ExistsData,
+    ExpungeData,
+    FetchData,
+    FlagsItem,
+    ModSeqItem,
+    RecentData,
+    Response,
+    SequenceSet,
+    UidItem,
+)
+
+__all__ = ["Account", "Selected"]
+
+#: The flags every mailbox offers (RFC 3501 §2.3.2) besides keywords.
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    domain: str
+    name: str
+
+    @property
+    def address(self) -> str:
+        return f"{self.name}@{self.domain}"
+
+
+@dataclass(slots=True)
+class Selected:
+    box: MailboxRecord
+    readonly: bool
+    condstore: bool = False
+    uids: list[int] = field(default_factory=list)          # sequence number - 1 -> UID
+    msgs: dict[int, MessageRecord] = field(default_factory=dict)
+    recent: set[int] = field(default_factory=set)
+    modseq: int = 0                                        # everything up to here is shown
+    state: tuple[int, int, int] = (0, 0, 0)                # (uidnext, highestmodseq, count) seen
+    gone: set[int] = field(default_factory=set)            # expunged, EXPUNGE not sent yet
+    keywords: set[str] = field(default_factory=set)
+    rights: str = "lrswipkxtea"
+    # A mailbox of another account: \Seen is this user's own (RFC 4314 §5.1.2,
+    # per-user \Seen), kept in ``seen``; stored only with the "s" right.
+    seen_user: str | None = None
+    seen: set[int] = field(default_factory=set)
+    owed: set[int] = field(default_factory=set)            # flags changed elsewhere, FETCH not sent yet
+    arrived: list[int] = field(default_factory=list)       # new messages, EXISTS not sent yet
+    deleted: bool = False                                  # the mailbox was deleted under us
+
+    @classmethod
+    def open(cls, store: Mailstore, box: MailboxRecord, readonly: bool, condstore: bool,
+             rights: str = "lrswipkxtea", seen_user: str | None = None) -> Selected:
+        store.sync(box)
+        db = store.db
+        assert db is not None
+        first_recent = box.uidnext if readonly or seen_user else db.message_claim_recent(box.id)
+        state, msgs = store.listing(box)
+        sel = cls(box, readonly, condstore, rights=rights, seen_user=seen_user)
+        if seen_user is not None:
+            sel.seen = db.seen_get(box.id, seen_user)
+        sel.uids = [m.uid for m in msgs]
+        sel.msgs = {m.uid: m for m in msgs}
+        sel.recent = {m.uid for m in msgs if m.uid >= first_recent} if not readonly else set()
+        sel.modseq = state[1]
+        sel.state = state
+        for flags in {m.flags for m in msgs}:
+            sel.keywords.update(f for f in flags if not f.startswith("\\"))
+        return sel
+
+    # -- numbers --------------------------------------------------------------------
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def resolve(self, sequence: SequenceSet, uid: bool) -> list[tuple[int, int]]:
+        """(sequence number, UID) of the messages a set names, in mailbox order.
+        Raises ``SequenceError`` for message numbers that do not exist."""
+        out: list[tuple[int, int]] = []
+        if uid:
+            largest = self.uids[-1] if self.uids else 0
+            if not self.uids:
+                return out
+            for r in sequence.resolve(largest, uid=True):
+                lo = bisect.bisect_left(self.uids, r.start)
+                hi = bisect.bisect_right(self.uids, r.stop - 1)
+                out.extend((i + 1, self.uids[i]) for i in range(lo, hi))
+            return out
+        for r in sequence.resolve(len(self.uids)):
+            out.extend((n, self.uids[n - 1]) for n in r)
+        return out
+
+    def flags_of(self, uid: int) -> tuple[str, ...]:
+        flags = self.msgs[uid].flags
+        if self.seen_user is not None:
+            flags = tuple(f for f in flags if f != "\\Seen") + (("\\Seen",) if uid in self.seen else ())
+        if uid in self.recent:
+            return flags + ("\\Recent",)
+        return flags
+
+    def check_sizes(self, store: Mailstore, uids: list[int] | None = None) -> None:
+        """Make the sizes of these messages (all when None) the sizes as sent."""
+        msgs = [self.msgs[u] for u in (self.uids if uids is None else uids) if u in self.msgs]
+        self.msgs.update(store.sized(self.box, msgs))
+
+    def is_seen(self, uid: int) -> bool:
+        return "\\Seen" in self.flags_of(uid)
+
+    def may(self, rights: str) -> bool:
+        return all(r in self.rights for r in rights)
+
+    def permanent_flags(self) -> tuple[str, ...]:
+        return SYSTEM_FLAGS + tuple(sorted(self.keywords)) + ("\\*",)
+
+    def all_flags(self) -> tuple[str, ...]:
+        return SYSTEM_FLAGS + tuple(sorted(self.keywords))
+
+    # -- bringing the client up to date -------------------------------------------------
+
+    def expunged_here(self, uids: list[int]) -> list[Response]:
+        """This session expunged ``uids``: EXPUNGE responses, highest number first
+        so that each number is still right when the client reads it."""
+        out: list[Response] = []
+        for uid in sorted(uids, reverse=True):
+            seq = self.seq_of(uid)
+            if seq is None:
+                continue
+            del self.uids[seq - 1]
+            self.msgs.pop(uid, None)
+            self.recent.discard(uid)
+            self.gone.discard(uid)
+            self.owed.discard(uid)
+            out.append(ExpungeData(seq))
+        return out
+
+    def catch_up(self, store: Mailstore) -> bool:
+        """Read what changed in the index without telling the client yet: current
+        flags into ``msgs`` (their FETCH is owed: ``owed``), expunged UIDs into
+        ``gone``, new messages into ``arrived`` (numbered only when EXISTS is sent).
+        Commands that act on flags (SEARCH, COPY, EXPUNGE, CLOSE, STORE) call this
+        first, so they never act on stale flags.  False when the mailbox is gone."""
+        db = store.db
+        assert db is not None
+        fresh_box = db.mailbox_by_id(self.box.id)
+        if fresh_box is None:
+            return False
+        if fresh_box.folder != self.box.folder or fresh_box.name != self.box.name:
+            self.box = fresh_box  # renamed meanwhile: its files moved with it
+        if store.sync(self.box):
+            state = db.mailbox_state(self.box.id)  # files were just indexed
+            if state is None:
+                return False
+        else:
+            state = (fresh_box.uidnext, fresh_box.highestmodseq, fresh_box.exists)
+        if state == self.state:
+            return True
+        changed, expunged = db.message_changes(self.box.id, self.modseq)
+        self.gone.update(uid for uid in expunged if uid in self.msgs)
+        self.modseq = max(self.modseq, state[1])
+        self.state = state
+        last = self.uids[-1] if self.uids else 0
+        for m in changed:
+            self.keywords.update(f for f in m.flags if not f.startswith("\\"))
+            if m.uid > last:
+                if m.uid not in self.msgs:
+                    self.arrived.append(m.uid)
+                self.msgs[m.uid] = m
+                continue
+            old = self.msgs.get(m.uid)
+            if old is None or m.uid in self.gone:
+                continue
+            self.msgs[m.uid] = m
+            if set(old.flags) != set(m.flags) or (self.condstore and old.modseq != m.modseq):
+                self.owed.add(m.uid)
+        return True
+
+    def refresh(self, store: Mailstore, allow_expunge: bool) -> list[Response]:
+        """The untagged responses that tell the client what changed since it last
+        heard (RFC 3501 §7.4.1: no EXPUNGE during FETCH, STORE or SEARCH)."""
+        if not self.catch_up(store):
+            self.deleted = True
+            return []
+        db = store.db
+        assert db is not None
+        out: list[Response] = []
+        if allow_expunge and self.gone:
+            out = self.expunged_here(sorted(self.gone))
+        for uid in sorted(self.owed):
+            seq = self.seq_of(uid)
+            if seq is None or uid in self.gone:
+                continue
+            m = self.msgs[uid]
+            items: tuple[FlagsItem | UidItem | ModSeqItem, ...] = (UidItem(uid), FlagsItem(self.flags_of(uid)))
+            if self.condstore:
+                items += (ModSeqItem(m.modseq),)
+            out.append(FetchData(seq, items))
+        self.owed.clear()
+        if self.arrived:
+            fresh = sorted(self.arrived)
+            self.arrived.clear()
+            self.uids.extend(fresh)
+            if not self.readonly and self.seen_user is None:
+                first = db.message_claim_recent(self.box.id)
+                self.recent.update(u for u in fresh if u >= first)
+            out.append(ExistsData(len(self.uids)))
+            out.append(RecentData(len(self.recent)))
+        return out

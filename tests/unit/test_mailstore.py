@@ -1,0 +1,142 @@
+"""The Mailstore: Maildir files and the mailbox index in step (real SQLite, real files)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from waypost.db import Conflict, SQLiteDatabase
+from waypost.mailstore import Delivery, MailboxNameError, Mailstore, folder_of, normalize_name
+
+
+@pytest.fixture
+def store(tmp_path):
+    db = SQLiteDatabase(tmp_path / "w.db")
+    yield Mailstore(tmp_path / "mail", "mail.example.test", db)
+    db.close()
+
+
+def test_delivery_is_indexed_in_arrival_order(store):
+    results = store.deliver_batch([Delivery("example.test", "alice", b"Subject: %d\r\n\r\nx\r\n" % i)
+                                   for i in range(3)])
+    assert all(isinstance(r, str) for r in results)
+    box = store.get("example.test", "alice", "inbox")
+    msgs = store.messages(box)
+    assert [m.uid for m in msgs] == [1, 2, 3]
+    assert [m.name for m in msgs] == results
+    assert store.read(box, msgs[1]) == b"Subject: 1\r\n\r\nx\r\n"
+    assert box.uidvalidity > 0
+
+
+def test_new_account_gets_special_use_folders_and_subscriptions(store):
+    names = {b.name: b.special_use for b in store.mailboxes("example.test", "bob")}
+    assert names == {"INBOX": "", "Drafts": "\\Drafts", "Sent": "\\Sent", "Junk": "\\Junk", "Trash": "\\Trash"}
+    assert set(store.subscriptions("example.test", "bob")) == set(names)
+    assert (store.account_path("example.test", "bob") / ".Sent" / "cur").is_dir()
+
+
+def test_sync_indexes_foreign_files_and_forgets_vanished_ones(store):
+    box = store.get("example.test", "alice", "INBOX")
+    path = store.box_path(box)
+    (path / "cur" / "1700000000.X1.host:2,FS").write_bytes(b"Subject: dropped\r\n\r\n")
+    (path / "new" / "1700000001.X2.host").write_bytes(b"Subject: dropped 2\r\n\r\n")
+    assert store.sync(box)
+    msgs = store.messages(box)
+    assert [(m.uid, m.flags) for m in msgs] == [(1, ("\\Flagged", "\\Seen")), (2, ())]
+    os.unlink(path / "new" / "1700000001.X2.host")
+    store.sync(box, force=True)
+    assert [m.uid for m in store.messages(box)] == [1]
+    # UIDs are never reused: the next file gets 3.
+    (path / "new" / "1700000002.X3.host").write_bytes(b"x")
+    store.sync(box, force=True)
+    assert [m.uid for m in store.messages(box)] == [1, 3]
+
+
+def test_a_crash_between_file_and_index_is_repaired_by_sync(store):
+    store.db, db = None, store.db  # deliver as if the index write never happened
+    store.deliver_batch([Delivery("example.test", "carol", b"lost?\r\n")])
+    store.db = db
+    box = store.get("example.test", "carol", "INBOX")
+    assert store.messages(box) == []
+    store.sync(box, force=True)
+    assert len(store.messages(box)) == 1
+
+
+def test_append_store_copy_expunge(store):
+    box = store.get("example.test", "alice", "INBOX")
+    m = store.append(box, b"Subject: a\r\n\r\nbody\r\n", ["\\Seen"], 1_700_000_000.0)
+    assert m.uid == 1 and m.flags == ("\\Seen",) and m.internaldate == 1_700_000_000.0
+    assert m.name.endswith(":2,S")
+    records, refused = store.store(box, [1], ["\\Flagged"], "+")
+    assert records[0].flags == ("\\Seen", "\\Flagged") and refused == []
+    before = records[0].modseq
+    records, refused = store.store(box, [1], ["\\Draft"], "+", unchanged_since=before - 1)
+    assert refused == [1]
+    trash = store.get("example.test", "alice", "Trash")
+    [copy] = store.copy(box, store.messages(box), trash)
+    assert copy.flags == ("\\Seen", "\\Flagged") and copy.internaldate == 1_700_000_000.0
+    src = store.file_path(box, store.messages(box)[0])
+    dst = store.file_path(trash, copy)
+    assert os.stat(src).st_ino == os.stat(dst).st_ino  # one file on disk
+    assert store.expunge(box, store.messages(box)) == [1]
+    assert not src.exists() and dst.exists()
+    changed, gone = store.db.message_changes(box.id, 0)
+    assert changed == [] and gone == [1]
+
+
+def test_create_rename_delete(store):
+    store.create("example.test", "alice", "Archive/2026/Q1")
+    names = [b.name for b in store.mailboxes("example.test", "alice")]
+    assert {"Archive", "Archive/2026", "Archive/2026/Q1"} <= set(names)
+    with pytest.raises(Conflict):
+        store.create("example.test", "alice", "Archive")
+    box = store.get("example.test", "alice", "Archive")
+    store.append(store.get("example.test", "alice", "Archive/2026"), b"x\r\n")
+    store.rename(box, "Old")
+    names = {b.name for b in store.mailboxes("example.test", "alice")}
+    assert {"Old", "Old/2026", "Old/2026/Q1"} <= names and "Archive" not in names
+    moved = store.get("example.test", "alice", "Old/2026")
+    assert len(store.messages(moved)) == 1 and store.read(moved, store.messages(moved)[0]) == b"x\r\n"
+    with pytest.raises(MailboxNameError):
+        store.delete(store.get("example.test", "alice", "INBOX"))
+    store.delete(store.get("example.test", "alice", "Old/2026/Q1"))
+    assert store.get("example.test", "alice", "Old/2026/Q1") is None
+
+
+def test_renaming_inbox_moves_its_messages(store):
+    inbox = store.get("example.test", "alice", "INBOX")
+    store.append(inbox, b"one\r\n")
+    store.rename(inbox, "Before")
+    assert store.messages(store.get("example.test", "alice", "INBOX")) == []
+    assert len(store.messages(store.get("example.test", "alice", "Before"))) == 1
+
+
+@pytest.mark.parametrize("bad", ["", "a//b", "a/../b", "x\x01y", "/".join("a" * 1 for _ in range(20))])
+def test_bad_names(bad):
+    with pytest.raises(MailboxNameError):
+        normalize_name(bad)
+
+
+def test_names_and_folders():
+    assert normalize_name("inbox") == "INBOX"
+    assert normalize_name("Inbox/Sub/") == "INBOX/Sub"
+    assert folder_of("INBOX") == ""
+    assert folder_of("Archive/2026") == ".Archive.2026"
+    assert folder_of("v1.2/100%") == ".v1%2E2.100%25"
+
+
+def test_sizes_of_foreign_files_are_checked_when_first_needed(store):
+    box = store.get("example.test", "alice", "INBOX")
+    path = store.box_path(box)
+    (path / "cur" / "1700000000.A.host:2,").write_bytes(b"Subject: lf\n\nbody\n")          # bare LF
+    (path / "cur" / "1700000001.B.host:2,").write_bytes(b"Subject: crlf\r\n\r\nbody\r\n")
+    (path / "cur" / "1700000002.C.host,S=10,W=99:2,").write_bytes(b"0123456789")            # Dovecot's W=
+    store.sync(box)
+    msgs = store.messages(box)
+    assert [m.size < 0 for m in msgs] == [True, True, False]  # not read at sync: like Dovecot
+    checked = store.sized(box, msgs)
+    assert {u: m.size for u, m in checked.items()} == {1: 21, 2: 23}
+    assert [m.size for m in store.messages(box)] == [21, 23, 99]  # kept in the index
+    assert store.read(box, store.messages(box)[0]) == b"Subject: lf\r\n\r\nbody\r\n"
+    assert store.sized(box, store.messages(box)) == {}

@@ -56,7 +56,7 @@ def test_kill9_while_clients_send_loses_nothing(tmp_path):
     missing = [t for t in acked if seen[t] == 0]
     assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {missing[:5]}"
     assert max(seen.values()) <= 2
-    assert inst.log_lines(r"event=recovered")
+    inst.expect_log(r"event=recovered")
     inst.stop()
 
 
@@ -102,7 +102,7 @@ def test_full_spool_disk_gives_452_and_loses_nothing(tmp_path):
         assert accepted >= 1
         assert len(inst.queue_ids()) == accepted  # every 250 is queued, no partial file left
         assert list((spool / "tmp").iterdir()) == []
-        assert inst.log_lines(r"event=spool-refused")
+        inst.expect_log(r"event=spool-refused")
         inst.stop()
     finally:
         subprocess.run(["umount", str(spool)], check=False)
@@ -208,5 +208,5 @@ def test_a_spool_file_the_index_lost_is_adopted(tmp_path):
     files = wait_for(lambda: inst.messages("alice@example.test"), what="the orphan to be delivered")
     assert b"Subject: orphan" in files[0].read_bytes()
     wait_for(lambda: not path.exists())
-    assert inst.log_lines(r"event=orphans-adopted count=1")
+    inst.expect_log(r"event=orphans-adopted count=1")
     inst.stop()

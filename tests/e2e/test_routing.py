@@ -55,7 +55,7 @@ def test_gradual_migration_end_to_end(migration):
     for name in ("From", "To", "Subject", "X-Trace"):
         assert msg[name] == email.message_from_bytes(HEADERS, policy=email.policy.default)[name]
     assert new.messages("alice@example.test") == []
-    assert old.log_lines(r"event=received .*rcpt=<alice@example.test>")
+    old.expect_log(r"event=received .*rcpt=<alice@example.test>")
 
     # Create the account here: the next message stays here.
     new.ok("account", "add", "alice@example.test", "--no-password")
@@ -140,8 +140,8 @@ def test_login_on_an_address_bound_to_a_domain(tmp_path):
                 except smtplib.SMTPAuthenticationError:
                     logged_in = False
                 assert logged_in is ok, (host, password)
-        assert inst.log_lines(r"event=auth .*account=info@example.test")
-        assert inst.log_lines(r"event=auth .*account=info@client1.test")
+        inst.expect_log(r"event=auth .*account=info@example.test")
+        inst.expect_log(r"event=auth .*account=info@client1.test")
         with smtplib.SMTP("127.0.0.3", port) as c:  # any domain via name%domain on any address
             c.ehlo("c")
             c.login("info%client1.test", "client-pw")

@@ -59,7 +59,7 @@ def test_seed_examples_end_to_end(company, tmp_path):
     wait_for(lambda: outgoing.is_dir() and len(list(outgoing.iterdir())) == 1, what="the copy in ~security/outgoing")
     assert b"weekly report" in next(outgoing.iterdir()).read_bytes()
     assert company.messages("security@company.dom") == []  # the INBOX is untouched
-    assert company.log_lines(r"event=rule-rejected .*rule=dept1-limit .*rcpt=<friend@outside.test>")
+    company.expect_log(r"event=rule-rejected .*rule=dept1-limit .*rcpt=<friend@outside.test>")
 
 
 def test_header_rules_discard_and_add_header(company):

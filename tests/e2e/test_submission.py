@@ -50,7 +50,7 @@ def test_auth_plain_and_relay(server):
     raw = files[0].read_bytes()
     assert b" with ESMTPSA " in raw
     assert b"\r\nDate: " in raw and b"\r\nMessage-ID: <" in raw  # added for the submitter (RFC 6409 §8)
-    assert server.log_lines(r"event=auth .*account=alice@example.test")
+    server.expect_log(r"event=auth .*account=alice@example.test")
 
 
 def test_auth_login_with_login_name_forms(server):
@@ -73,7 +73,7 @@ def test_wrong_password_is_refused_slowly_and_logged(server):
         t.cmd("AUTH PLAIN " + base64.b64encode(b"\0nobody@example.test\0x").decode(), 535, "5.7.8")
         t.cmd("AUTH PLAIN " + bad, 421, "4.7.0")
         assert t.closed()
-    assert len(server.log_lines(r"event=auth-failed")) == 3
+    assert len(server.expect_log(r"event=auth-failed", count=3)) == 3
 
 
 def test_malformed_auth(server):

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["durable_batch", "fsync_dir", "write_new_file"]
+__all__ = ["durable_batch", "fsync_dir", "overwrite_file", "write_new_file"]
 
 _syncfs: Any = None
 try:  # Linux: int syncfs(int fd)
@@ -28,12 +28,7 @@ def write_new_file(path: Path, data: bytes | Iterable[bytes]) -> int:
     caller passes to ``durable_batch`` and then closes.  Raises OSError (ENOSPC, ...)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
-        for chunk in chunks:
-            view = memoryview(chunk)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+        _write_all(fd, data)
     except BaseException:
         os.close(fd)
         try:
@@ -42,6 +37,36 @@ def write_new_file(path: Path, data: bytes | Iterable[bytes]) -> int:
             pass
         raise
     return fd
+
+
+def overwrite_file(path: Path, data: bytes | Iterable[bytes], size: int) -> int:
+    """Write ``data`` over the existing file ``path`` of ``size`` bytes from its start
+    and cut it to that length (its inode and blocks are reused); returns an open fd as
+    ``write_new_file``.
+    On error the file is left as garbage for the caller to drop."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        length = _write_all(fd, data)
+        if length < size:
+            os.ftruncate(fd, length)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _write_all(fd: int, data: bytes | Iterable[bytes]) -> int:
+    chunks = [memoryview(data)] if isinstance(data, (bytes, bytearray, memoryview)) else [memoryview(c) for c in data]
+    total = sum(len(c) for c in chunks)
+    if len(chunks) > 64:  # far below IOV_MAX
+        chunks = [memoryview(b"".join(chunks))]
+    done = os.writev(fd, chunks)  # one system call in the usual case
+    if done < total:
+        rest = memoryview(b"".join(chunks))[done:]
+        while rest:
+            n = os.write(fd, rest)
+            rest = rest[n:]
+    return total
 
 
 def durable_batch(fds: list[int]) -> None:

@@ -1,0 +1,62 @@
+"""The spool on a real directory: group commit, file reuse, start-up cleaning."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from waypost.queue.spool import Spool, SpoolEntry, new_message_id
+
+
+def _commit(spool: Spool, entries: list[SpoolEntry]) -> None:
+    async def go() -> None:
+        await asyncio.gather(*(spool.commit(e) for e in entries))
+    asyncio.run(go())
+
+
+def test_a_finished_file_is_reused_for_the_next_message_of_any_size(tmp_path):
+    spool = Spool(tmp_path)
+    committed: list[list[str]] = []
+    spool._on_commit = lambda entries: committed.append([e.msg_id for e in entries])
+    try:
+        big = SpoolEntry(new_message_id(), {"sender": "a@example.test", "rcpt": ["b@example.test"]}, b"x" * 50_000)
+        _commit(spool, [big])
+        assert spool.read(big.msg_id) == (big.envelope, big.data)
+        inode = os.stat(spool.path(big.msg_id)).st_ino
+        spool.remove(big.msg_id)
+        assert not spool.path(big.msg_id).exists()
+        assert list(spool.ids()) == []
+
+        small = SpoolEntry(new_message_id(), {"sender": "", "rcpt": ["c@example.test"]}, b"short\r\n")
+        _commit(spool, [small])
+        # The same inode, cut to the new length: nothing of the old message is left.
+        assert os.stat(spool.path(small.msg_id)).st_ino == inode
+        assert spool.read(small.msg_id) == (small.envelope, small.data)
+        assert os.path.getsize(spool.path(small.msg_id)) < 200
+
+        spool.remove(small.msg_id)
+        larger = [SpoolEntry(new_message_id(), {"n": i}, bytes([65 + i]) * (1000 * (i + 1))) for i in range(3)]
+        _commit(spool, larger)
+        for e in larger:
+            assert spool.read(e.msg_id) == (e.envelope, e.data)
+        assert sorted(spool.ids()) == sorted(e.msg_id for e in larger)
+        # Every message was handed to the index once, in batches.
+        assert sorted(sum(committed, [])) == sorted([big.msg_id, small.msg_id] + [e.msg_id for e in larger])
+    finally:
+        spool.stop()
+
+
+def test_start_up_cleaning_removes_unfinished_and_pooled_files(tmp_path):
+    spool = Spool(tmp_path)
+    try:
+        entries = [SpoolEntry(new_message_id(), {}, b"m%d\r\n" % i) for i in range(4)]
+        _commit(spool, entries)
+        spool.remove_many([e.msg_id for e in entries[:2]])
+    finally:
+        spool.stop()
+    (tmp_path / "tmp" / "half-written").write_bytes(b"WAYPOST-SPOOL 1\n12")
+    assert len(os.listdir(tmp_path / "free")) == 2
+    again = Spool(tmp_path)
+    assert again.clean_tmp() == 1  # what was never durable; the pool goes quietly
+    assert os.listdir(tmp_path / "tmp") == [] and os.listdir(tmp_path / "free") == []
+    assert sorted(again.ids()) == sorted(e.msg_id for e in entries[2:])

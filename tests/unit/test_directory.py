@@ -109,3 +109,41 @@ def test_login_names(directory):
     assert r.resolve_login("info", Context(kind="access", server_ip="127.0.0.2")).address == "info@client1.com"
     assert r.resolve_login("info", Context(kind="access", server_ip="127.0.0.1")).address == "info@example.test"
     assert r.resolve_login("nobody", Context(kind="access")) is None
+
+
+def test_cached_settings_follow_a_change_made_by_another_process(tmp_path):
+    """Two handles on one file stand for two processes: what one changes, the other's
+    cache drops at its next look-up (the shared change token), and a caller changing
+    the record it was given changes nothing cached."""
+    path = tmp_path / "shared.db"
+    worker, cli = SQLiteDatabase(path), SQLiteDatabase(path)
+    try:
+        Directory(cli, "example.test").add_domain("example.test")
+        d = Directory(worker, "example.test")
+        assert d.domain("example.test").settings == {}
+        assert worker.get_value("router.table") is None
+        assert d.lookup("joe", "example.test") is None  # a miss is cached too
+
+        Directory(cli, "example.test").set_domain("example.test", aliases=["example.net"], mail_to_unknown="reject")
+        cli.set_value("router.table", "<*@old.test> = *@new.test")
+        Directory(cli, "example.test").add_account("joe@example.test", None)
+        assert d.domain("example.net").name == "example.test"
+        assert d.domain("example.test").settings["mail_to_unknown"] == "reject"
+        assert worker.get_value("router.table") == "<*@old.test> = *@new.test"
+        assert d.lookup("joe", "example.test") is not None
+
+        rec = d.domain("example.test")
+        rec.settings["mail_to_unknown"] = "changed by a caller"
+        rec.aliases.append("nowhere.test")
+        assert d.domain("example.test").settings["mail_to_unknown"] == "reject"
+        assert d.domain("example.test").aliases == ["example.net"]
+
+        Directory(cli, "example.test").remove("joe@example.test", "account")
+        assert d.lookup("joe", "example.test") is None
+        # Queue and mailbox writes leave the cache alone.
+        token = bytes(worker._changes[:8])
+        worker.mailbox_create("example.test", "joe", "INBOX", "", 1)
+        assert bytes(worker._changes[:8]) == token
+    finally:
+        worker.close()
+        cli.close()

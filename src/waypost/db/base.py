@@ -158,6 +158,10 @@ class Database(Protocol):
         """The JSON value stored under ``key``, or None."""
     def set_value(self, key: str, value: Any) -> None:
         """Store a JSON value under ``key`` (None removes it)."""
+    def get_mark(self, key: str) -> Any:
+        """A JSON value that changes all the time (a Maildir scan mark), never cached."""
+    def set_mark(self, key: str, value: Any) -> None:
+        """Store such a value; it does not invalidate the cached settings."""
 
     # -- domains ------------------------------------------------------------------
     def add_domain(self, name: str, settings: dict[str, Any] | None = None) -> DomainRecord: ...

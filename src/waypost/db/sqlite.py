@@ -5,17 +5,26 @@ take the write lock up front (``BEGIN IMMEDIATE``) so that two processes never d
 upgrading a read lock.  ``synchronous=NORMAL``: a kill -9 loses nothing committed; only
 a power cut can lose the last transactions, and the spool (fsync'ed before every 250)
 is what the queue index is rebuilt from at start-up.
+
+Settings read on every message (domains, objects, server-wide values) are cached in each
+process.  A write to them ends by storing a new random token in ``waypost.db-changes``,
+a small file every process of the data directory maps into memory; a cached row is used
+only while the token it was read under is still the current one, so a change made by
+any process (a worker, the CLI) is seen by the next look-up everywhere, and a look-up
+costs a comparison of eight bytes instead of a query.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
+import os
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .base import (
     Conflict,
@@ -27,6 +36,10 @@ from .base import (
     RecipientUpdate,
 )
 from .sqlite_mailbox import _MailboxIndex
+
+#: Most rows a process caches; past it the cache starts again (unknown names asked for
+#: by a flood of bad RCPTs must not grow it for ever).
+CACHE_ROWS = 20_000
 
 SCHEMA_VERSION = 1
 
@@ -154,6 +167,8 @@ class SQLiteDatabase(_MailboxIndex):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._changes = _changes_token(self.path)
+        self._cache: dict[tuple[str, ...], tuple[bytes, Any]] = {}
         conn = self._conn()
         conn.executescript(SCHEMA)
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
@@ -176,7 +191,9 @@ class SQLiteDatabase(_MailboxIndex):
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, settings: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction.  ``settings=False`` for the queue and the mailbox index,
+        which nothing caches; any other write invalidates every process's cache."""
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -186,6 +203,20 @@ class SQLiteDatabase(_MailboxIndex):
             raise
         else:
             conn.execute("COMMIT")
+            if settings:
+                self._changes[:8] = os.urandom(8)
+
+    def _cached(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
+        """``load()``, or what it gave under the current change token."""
+        token = bytes(self._changes[:8])
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == token:
+            return hit[1]
+        value = load()
+        if len(self._cache) >= CACHE_ROWS:
+            self._cache.clear()
+        self._cache[key] = (token, value)  # the token read before the query: safe
+        return value
 
     def close(self) -> None:
         with self._all_lock:
@@ -200,16 +231,30 @@ class SQLiteDatabase(_MailboxIndex):
     # -- server-wide values -----------------------------------------------------------
 
     def get_value(self, key: str) -> Any:
-        row = self._conn().execute("SELECT value FROM meta WHERE key=?", ("v:" + key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        text = self._cached(("v", key), lambda: _first(
+            self._conn().execute("SELECT value FROM meta WHERE key=?", ("v:" + key,)).fetchone()))
+        return None if text is None else json.loads(text)
+
+    def get_mark(self, key: str) -> Any:
+        return self._read_value("m:" + key)
+
+    def set_mark(self, key: str, value: Any) -> None:
+        self._write_value("m:" + key, value, settings=False)
 
     def set_value(self, key: str, value: Any) -> None:
-        with self._write() as c:
+        self._write_value("v:" + key, value)
+
+    def _read_value(self, key: str) -> Any:
+        row = self._conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def _write_value(self, key: str, value: Any, settings: bool = True) -> None:
+        with self._write(settings) as c:
             if value is None:
-                c.execute("DELETE FROM meta WHERE key=?", ("v:" + key,))
+                c.execute("DELETE FROM meta WHERE key=?", (key,))
             else:
                 c.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                          ("v:" + key, json.dumps(value)))
+                          (key, json.dumps(value)))
 
     # -- domains --------------------------------------------------------------------
 
@@ -242,7 +287,12 @@ class SQLiteDatabase(_MailboxIndex):
         return rec
 
     def get_domain(self, name: str) -> DomainRecord | None:
-        return self._domain_row(self._conn(), name)
+        def load() -> tuple[str, list[str], str, float] | None:
+            rec = self._domain_row(self._conn(), name)
+            return None if rec is None else (rec.name, rec.aliases, json.dumps(rec.settings), rec.created)
+        row = self._cached(("d", name), load)
+        # A new record each time: callers may change what they are given.
+        return None if row is None else DomainRecord(row[0], list(row[1]), json.loads(row[2]), row[3])
 
     def list_domains(self) -> list[DomainRecord]:
         conn = self._conn()
@@ -295,9 +345,9 @@ class SQLiteDatabase(_MailboxIndex):
         return obj
 
     def get_object(self, domain: str, name: str) -> ObjectRecord | None:
-        row = self._conn().execute(
+        row = self._cached(("o", domain, name), lambda: self._conn().execute(
             "SELECT domain, name, kind, data, created FROM objects WHERE domain=? AND name=?", (domain, name)
-        ).fetchone()
+        ).fetchone())
         return None if row is None else ObjectRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
 
     def list_objects(self, domain: str | None = None, kind: str | None = None) -> list[ObjectRecord]:
@@ -333,7 +383,7 @@ class SQLiteDatabase(_MailboxIndex):
     # -- queue ------------------------------------------------------------------------
 
     def queue_insert(self, messages: Iterable[QueuedMessage], lease_owner: str, lease_until: float) -> None:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             for m in messages:
                 c.execute(
                     "INSERT OR IGNORE INTO queue_messages (id, sender, created, size, envelope) VALUES (?, ?, ?, ?, ?)",
@@ -383,7 +433,7 @@ class SQLiteDatabase(_MailboxIndex):
         return out
 
     def queue_claim_due(self, now: float, owner: str, lease_until: float, limit: int) -> list[QueuedMessage]:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             rows = c.execute(
                 "UPDATE queue_recipients SET lease_owner=?, lease_until=? WHERE rowid IN ("
                 " SELECT rowid FROM queue_recipients WHERE status='queued' AND held=0 AND next_attempt<=?"
@@ -394,7 +444,7 @@ class SQLiteDatabase(_MailboxIndex):
 
     def queue_update(self, updates: Iterable[RecipientUpdate], owner: str) -> list[str]:
         touched: set[str] = set()
-        with self._write() as c:
+        with self._write(settings=False) as c:
             for u in updates:
                 changed = c.execute(
                     "UPDATE queue_recipients SET status=?, last_reply=?, next_attempt=?, attempts=attempts+1,"
@@ -414,21 +464,21 @@ class SQLiteDatabase(_MailboxIndex):
         return finished
 
     def queue_release_lease(self, msg_ids: Iterable[str], owner: str) -> None:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             c.executemany(
                 "UPDATE queue_recipients SET lease_owner='', lease_until=0 WHERE msg_id=? AND lease_owner=?",
                 [(m, owner) for m in msg_ids],
             )
 
     def queue_release_rows(self, rows: Iterable[tuple[str, int]], owner: str) -> None:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             c.executemany(
                 "UPDATE queue_recipients SET lease_owner='', lease_until=0 WHERE msg_id=? AND idx=? AND lease_owner=?",
                 [(m, i, owner) for m, i in rows],
             )
 
     def queue_release_leases_of(self, owner: str) -> int:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             return c.execute(
                 "UPDATE queue_recipients SET lease_owner='', lease_until=0"
                 " WHERE lease_owner=? OR substr(lease_owner, 1, ?)=?",
@@ -445,7 +495,7 @@ class SQLiteDatabase(_MailboxIndex):
         return self._messages(conn, ids)
 
     def queue_delete(self, msg_id: str) -> bool:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             return c.execute("DELETE FROM queue_messages WHERE id=?", (msg_id,)).rowcount > 0
 
     def queue_reschedule(self, now: float, target: str | None = None, msg_id: str | None = None) -> int:
@@ -457,7 +507,7 @@ class SQLiteDatabase(_MailboxIndex):
         if msg_id is not None:
             sql += " AND msg_id=?"
             args.append(msg_id)
-        with self._write() as c:
+        with self._write(settings=False) as c:
             return c.execute(sql, args).rowcount
 
     def queue_claim_targets(self, targets: Sequence[str], owner: str, lease_until: float,
@@ -465,7 +515,7 @@ class SQLiteDatabase(_MailboxIndex):
         if not targets:
             return []
         marks = ",".join("?" * len(targets))
-        with self._write() as c:
+        with self._write(settings=False) as c:
             rows = c.execute(
                 f"UPDATE queue_recipients SET lease_owner=?, lease_until=? WHERE status='queued'"
                 f" AND lease_until<=? AND target IN ({marks}) RETURNING msg_id, idx",
@@ -474,7 +524,7 @@ class SQLiteDatabase(_MailboxIndex):
             return self._messages(c, sorted({r[0] for r in rows}), only_rows={(r[0], r[1]) for r in rows})
 
     def queue_extend_leases(self, owner: str, lease_until: float) -> int:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             return c.execute("UPDATE queue_recipients SET lease_until=? WHERE lease_owner=? AND status='queued'",
                              (lease_until, owner)).rowcount
 
@@ -483,7 +533,7 @@ class SQLiteDatabase(_MailboxIndex):
             "SELECT target, COUNT(DISTINCT msg_id) FROM queue_recipients WHERE status='queued' GROUP BY target")}
 
     def queue_set_held(self, target: str, held: bool) -> int:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             return c.execute(
                 "UPDATE queue_recipients SET held=? WHERE target=? AND status='queued'", (int(held), target)
             ).rowcount
@@ -497,3 +547,20 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def _first(row: tuple[Any, ...] | None) -> Any:
+    return None if row is None else row[0]
+
+
+def _changes_token(db_path: str) -> mmap.mmap | bytearray:
+    """The shared change token of the database at ``db_path`` (eight bytes, mapped)."""
+    if db_path == ":memory:" or db_path.startswith("file:"):
+        return bytearray(8)  # private to this process: nothing else can change it
+    fd = os.open(db_path + "-changes", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(fd).st_size < 8:
+            os.ftruncate(fd, 8)
+        return mmap.mmap(fd, 8)
+    finally:
+        os.close(fd)

@@ -25,7 +25,17 @@ def _mailbox(row: tuple[Any, ...]) -> MailboxRecord:
 
 def _message(row: tuple[Any, ...]) -> MessageRecord:
     uid, name, subdir, flags, modseq, size, internaldate = row
-    return MessageRecord(uid, name, subdir, tuple(flags.split()) if flags else (), modseq, size, internaldate)
+    if flags:
+        split = _SPLIT_FLAGS.get(flags)
+        if split is None:
+            split = tuple(flags.split())
+            if len(_SPLIT_FLAGS) < 4096:  # few distinct flag sets: the same tuple serves all
+                _SPLIT_FLAGS[flags] = split
+        return MessageRecord(uid, name, subdir, split, modseq, size, internaldate)
+    return MessageRecord(uid, name, subdir, (), modseq, size, internaldate)
+
+
+_SPLIT_FLAGS: dict[str, tuple[str, ...]] = {}
 
 
 class _MailboxIndex:
@@ -52,7 +62,7 @@ class _MailboxIndex:
 
     def mailbox_create(self, domain: str, account: str, name: str, folder: str, uidvalidity: int,
                        special_use: str = "") -> MailboxRecord:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             # RFC 3501 §2.3.1.1: a mailbox created anew under an old name needs a
             # greater UIDVALIDITY, even within the same second: never hand out a value
             # at or below the last one given.
@@ -70,11 +80,11 @@ class _MailboxIndex:
         return _mailbox(row)
 
     def mailbox_delete(self, mailbox_id: int) -> None:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             c.execute("DELETE FROM mailboxes WHERE id=?", (mailbox_id,))
 
     def mailbox_rename(self, mailbox_id: int, name: str, folder: str) -> MailboxRecord:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             try:
                 c.execute("UPDATE mailboxes SET name=?, folder=? WHERE id=?", (name, folder, mailbox_id))
             except sqlite3.IntegrityError:
@@ -85,7 +95,7 @@ class _MailboxIndex:
         return _mailbox(row)
 
     def mailbox_set_special_use(self, mailbox_id: int, use: str) -> None:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             c.execute("UPDATE mailboxes SET special_use=? WHERE id=?", (use, mailbox_id))
 
     def mailbox_state(self, mailbox_id: int) -> tuple[int, int, int] | None:
@@ -97,7 +107,7 @@ class _MailboxIndex:
     def message_add(self, mailbox_id: int,
                     items: Sequence[tuple[str, str, tuple[str, ...], int, float]]) -> list[MessageRecord]:
         out: list[MessageRecord] = []
-        with self._write() as c:
+        with self._write(settings=False) as c:
             row = c.execute("SELECT uidnext, highestmodseq FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
             if row is None:
                 raise NotFound(f"mailbox {mailbox_id}")
@@ -136,7 +146,7 @@ class _MailboxIndex:
     def message_set_sizes(self, mailbox_id: int, sizes: Sequence[tuple[int, int]]) -> None:
         if not sizes:
             return
-        with self._write() as c:
+        with self._write(settings=False) as c:
             c.executemany("UPDATE messages SET size=? WHERE mailbox_id=? AND uid=?",
                           [(size, mailbox_id, uid) for uid, size in sizes])
 
@@ -159,7 +169,7 @@ class _MailboxIndex:
         out: list[MessageRecord] = []
         refused: list[int] = []
         wanted = list(dict.fromkeys(flags))
-        with self._write() as c:
+        with self._write(settings=False) as c:
             row = c.execute("SELECT highestmodseq FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
             if row is None:
                 raise NotFound(f"mailbox {mailbox_id}")
@@ -196,7 +206,7 @@ class _MailboxIndex:
 
     def message_expunge(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRecord]:
         out: list[MessageRecord] = []
-        with self._write() as c:
+        with self._write(settings=False) as c:
             row = c.execute("SELECT highestmodseq FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
             if row is None:
                 return []
@@ -217,7 +227,7 @@ class _MailboxIndex:
         return out
 
     def message_claim_recent(self, mailbox_id: int) -> int:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             row = c.execute("SELECT recent_uid, uidnext FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
             if row is None:
                 raise NotFound(f"mailbox {mailbox_id}")
@@ -237,7 +247,7 @@ class _MailboxIndex:
     def message_cache_set(self, mailbox_id: int, values: Sequence[tuple[int, Any]]) -> None:
         if not values:
             return
-        with self._write() as c:
+        with self._write(settings=False) as c:
             c.executemany("UPDATE messages SET cache=? WHERE mailbox_id=? AND uid=?",
                           [(json.dumps(v, separators=(",", ":")), mailbox_id, uid) for uid, v in values])
 
@@ -247,7 +257,7 @@ class _MailboxIndex:
         return [r[0] for r in rows]
 
     def subscription_set(self, domain: str, account: str, name: str, subscribed: bool) -> None:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             if subscribed:
                 c.execute("INSERT OR IGNORE INTO subscriptions (domain, account, name) VALUES (?, ?, ?)",
                           (domain, account, name))
@@ -264,7 +274,7 @@ class _MailboxIndex:
         return dict(rows)
 
     def acl_set(self, mailbox_id: int, identifier: str, rights: str | None) -> None:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             if rights:
                 c.execute("INSERT OR REPLACE INTO acl (mailbox_id, identifier, rights) VALUES (?, ?, ?)",
                           (mailbox_id, identifier, rights))
@@ -286,7 +296,7 @@ class _MailboxIndex:
         return {r[0] for r in rows}
 
     def seen_set(self, mailbox_id: int, user: str, uids: Sequence[int], seen: bool) -> None:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             if seen:
                 c.executemany("INSERT OR IGNORE INTO seen (mailbox_id, user, uid) VALUES (?, ?, ?)",
                               [(mailbox_id, user, u) for u in uids])
@@ -300,7 +310,7 @@ class _MailboxIndex:
         return dict(rows)
 
     def mailbox_alias_set(self, domain: str, account: str, name: str, target: str | None) -> None:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             if target:
                 c.execute("INSERT OR REPLACE INTO mailbox_aliases (domain, account, name, target) VALUES (?, ?, ?, ?)",
                           (domain, account, name, target))
@@ -324,7 +334,7 @@ class _MailboxIndex:
     def message_headers_set(self, mailbox_id: int, values: Sequence[tuple[int, bytes]]) -> None:
         if not values:
             return
-        with self._write() as c:
+        with self._write(settings=False) as c:
             # Only for messages still indexed: an expunge that won the race leaves no row.
             if len(values) > 100:
                 indexed = {r[0] for r in c.execute("SELECT uid FROM messages WHERE mailbox_id=?", (mailbox_id,))}
@@ -336,13 +346,13 @@ class _MailboxIndex:
                           [(mailbox_id, uid, header) for uid, header in values if uid in indexed])
 
     def message_headers_delete(self, mailbox_id: int, uids: Sequence[int]) -> None:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             for chunk in _chunks(uids, 500):
                 c.execute(f"DELETE FROM message_headers WHERE mailbox_id=? AND uid IN ({','.join('?' * len(chunk))})",
                           (mailbox_id, *chunk))
 
     def message_headers_prune(self, mailbox_id: int) -> int:
-        with self._write() as c:
+        with self._write(settings=False) as c:
             return int(c.execute(
                 "DELETE FROM message_headers WHERE mailbox_id=? AND uid NOT IN"
                 " (SELECT uid FROM messages WHERE mailbox_id=?)", (mailbox_id, mailbox_id)).rowcount)

@@ -110,7 +110,15 @@ def flags_from_info(filename: str) -> tuple[str, ...]:
     _, sep, info = filename.partition(":2,")
     if not sep:
         return ()
-    return tuple(_INFO_FLAGS[c] for c in sorted(set(info)) if c in _INFO_FLAGS)
+    flags = _FLAGS_OF_INFO.get(info)
+    if flags is None:
+        flags = tuple(_INFO_FLAGS[c] for c in sorted(set(info)) if c in _INFO_FLAGS)
+        if len(_FLAGS_OF_INFO) < 1024:  # a handful in practice ("S", "RS", "FS", ...)
+            _FLAGS_OF_INFO[info] = flags
+    return flags
+
+
+_FLAGS_OF_INFO: dict[str, tuple[str, ...]] = {}
 
 
 def info_of(flags: Sequence[str]) -> str:
@@ -265,7 +273,7 @@ class Mailstore:
         path = self.box_path(box)
         self._db().mailbox_delete(box.id)
         self._scanned.pop(box.id, None)
-        self._db().set_value(f"maildir-scan:{box.id}", None)
+        self._db().set_mark(f"maildir-scan:{box.id}", None)
         with self._lock:
             self._known.discard(path)
         # The index row goes first: a crash now leaves a directory without a row,
@@ -343,7 +351,7 @@ class Mailstore:
             return False
         db = self._db()
         shared = f"maildir-scan:{box.id}"
-        if not force and db.get_value(shared) == list(key):
+        if not force and db.get_mark(shared) == list(key):
             # Another worker scanned these very directories: nothing new since.
             self._scanned[box.id] = key
             return False
@@ -352,7 +360,8 @@ class Mailstore:
             for name in os.listdir(path / sub):
                 if not name.startswith("."):
                     on_disk[name] = sub
-        indexed = {m.name: m for m in self.listing(box)[1]}
+        state, listed = self.listing(box)
+        indexed = {m.name: m for m in listed}
         fresh: list[tuple[str, str, tuple[str, ...], int, float]] = []
         base = str(path)
         for name in sorted(n for n in on_disk if n not in indexed):
@@ -363,11 +372,13 @@ class Mailstore:
             fresh.append((name, sub, flags_from_info(name), found[0], found[1]))
         gone = [m.uid for n, m in indexed.items() if n not in on_disk]
         if fresh:
-            db.message_add(box.id, fresh)
+            added = db.message_add(box.id, fresh)
+            if not gone:
+                self._extend_listing(box, state, listed, added)
         if gone:
             db.message_expunge(box.id, gone)
         self._scanned[box.id] = key
-        db.set_value(shared, list(key))
+        db.set_mark(shared, list(key))
         if fresh or gone:
             self.changed(box)
         return bool(fresh or gone)
@@ -405,6 +416,17 @@ class Mailstore:
 
     def messages(self, box: MailboxRecord) -> list[MessageRecord]:
         return list(self.listing(box)[1])
+
+    def _extend_listing(self, box: MailboxRecord, state: tuple[int, int, int], listed: list[MessageRecord],
+                        added: list[MessageRecord]) -> None:
+        """Cache the listing after ``added`` were appended to the one of ``state``
+        without reading it again (10,000 rows on a first scan) when the index state
+        shows that nothing else happened meanwhile."""
+        if not added or added[0].uid != state[0] or added[0].modseq != state[1] + 1:
+            return
+        expected = (added[-1].uid + 1, added[0].modseq, state[2] + len(added))
+        if self._db().mailbox_state(box.id) == expected:
+            self._listings[box.id] = (expected, listed + added)
 
     def listing(self, box: MailboxRecord) -> tuple[tuple[int, int, int], list[MessageRecord]]:
         """(state, messages by UID): the index state read first, then the messages, so
@@ -619,11 +641,14 @@ def _size_from_name(file: str, name: str) -> tuple[int, float] | None:
     ``,W=`` of the name (Dovecot's size with CRLF line ends) or else unknown (``-1``):
     ``Mailstore.sized`` reads the file when a client first needs the size, as Dovecot
     does.  None when the file is gone."""
-    w = _W_SIZE.search(name)
-    size = int(w.group(1)) if w is not None else -1
-    m = _DELIVERED.match(name)
-    if m is not None:
-        return size, float(m.group(1))
+    size = -1
+    if ",W=" in name:
+        w = _W_SIZE.search(name)
+        if w is not None:
+            size = int(w.group(1))
+    seconds = name[:name.find(".")]
+    if 9 <= len(seconds) <= 11 and seconds.isdigit() and seconds[0] != "0":
+        return size, float(seconds)
     try:
         st = os.stat(file)
     except FileNotFoundError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -21,16 +22,26 @@ def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields
         logger.log(level, name, extra={"fields": {"event": name, **fields}})
 
 
+_NEEDS_QUOTES = re.compile(r'[ "=\n\t]')
+
+
 def _text_value(value: Any) -> str:
     s = str(value)
-    if s == "" or any(c in s for c in ' "=\n\t'):
+    if s == "" or _NEEDS_QUOTES.search(s):
         return json.dumps(s, ensure_ascii=False)
     return s
 
 
 class TextFormatter(logging.Formatter):
+    _second = -1
+    _prefix = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        second = int(record.created)
+        if second != self._second:  # strftime once a second, not once a line
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        stamp = f"{self._prefix}.{int(record.msecs):03d}Z"
         fields = getattr(record, "fields", None)
         if fields is not None:
             body = " ".join(f"{k}={_text_value(v)}" for k, v in fields.items() if v is not None)

@@ -10,6 +10,7 @@ the file system.
 from __future__ import annotations
 
 import asyncio
+import gc
 import concurrent.futures
 import hashlib
 import hmac
@@ -274,6 +275,7 @@ def _run_worker(settings: Settings, sockets: dict[str, socket.socket]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        _tune_gc()
         event(log, "worker-ready", pid=os.getpid())
         await stop.wait()
         event(log, "worker-stopping", pid=os.getpid())
@@ -281,6 +283,17 @@ def _run_worker(settings: Settings, sockets: dict[str, socket.socket]) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def _tune_gc() -> None:
+    """A worker's modules, settings and caches live as long as it does: move them out of
+    the cyclic collector's sight (``gc.freeze``) so that a full collection walks only
+    what requests made, and collect the youngest generation less often (every 10,000
+    allocations instead of 700): a first SELECT of 10,000 messages or a busy SMTP
+    second otherwise pays for dozens of collections that find next to nothing."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def serve(settings: Settings, workers: int | None = None, out: Callable[[str], None] = print) -> int:

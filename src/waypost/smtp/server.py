@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import binascii
+import dataclasses
+import datetime
 import email.utils
 import errno
 import inspect
@@ -949,7 +950,7 @@ class WaypostSMTP(SMTP):
                 tls = f"\r\n\t(using {cipher[1]} with cipher {cipher[0]})"
         rcpts = self.env.rcpt_tos
         for_clause = f"\r\n\tfor <{rcpts[0]}>" if len(rcpts) == 1 else ""
-        date = email.utils.format_datetime(email.utils.localtime())
+        date = _date_now()
         return (f"Received: from {_clean(helo)} ([{ip}]){tls}\r\n\tby {self.hostname} (Waypost) with {proto}"
                 f" id {msg_id}{for_clause}; {date}\r\n").encode("utf-8")
 
@@ -1185,6 +1186,19 @@ class _NoHooks:
     """aiosmtpd wants a handler object; all our policy lives in ``WaypostSMTP``."""
 
 
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _date_now() -> str:
+    """The RFC 5322 date-time of now in local time (made once a second: every message
+    of a busy second carries the same one)."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.format_datetime(email.utils.localtime(datetime.datetime.fromtimestamp(now))))
+    return _date_cache[1]
+
+
 def _clean(text: str) -> str:
     return re.sub(r"[^\x21-\x7e]", "?", text)[:255]
 
@@ -1235,7 +1249,7 @@ def _complete_headers(data: bytes, hostname: str) -> bytes:
     header = (data if end < 0 else data[: end + 2]).lower()
     extra = b""
     if b"\r\ndate:" not in b"\r\n" + header:
-        extra += f"Date: {email.utils.format_datetime(email.utils.localtime())}\r\n".encode()
+        extra += f"Date: {_date_now()}\r\n".encode()
     if b"\r\nmessage-id:" not in b"\r\n" + header:
         extra += f"Message-ID: {email.utils.make_msgid(domain=hostname)}\r\n".encode()
     if not extra:

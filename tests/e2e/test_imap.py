@@ -221,6 +221,36 @@ def test_vanishing_mid_append_stores_nothing(imap_server):
     assert not list(tmp.iterdir())
 
 
+def test_login_indexes_inbox_while_the_password_is_checked(imap_server):
+    """Files another program dropped into INBOX are indexed during LOGIN (while the
+    password hash is checked), before any SELECT; a wrong password still fails."""
+    import sqlite3
+
+    imap_server.ok("account", "add", "gina@example.test", "--password", "gina-password")
+    cur = imap_server.mailbox("gina@example.test") / "cur"
+    cur.mkdir(parents=True, exist_ok=True)
+    for i in range(40):
+        (cur / f"{1700000000 + i}.G{i}.elsewhere:2,S").write_bytes(b"Subject: dropped %d\r\n\r\nhi\r\n" % i)
+
+    def indexed() -> int:
+        db = sqlite3.connect(f"file:{imap_server.data / 'waypost.db'}?mode=ro", uri=True)
+        try:
+            return db.execute("SELECT COUNT(*) FROM messages JOIN mailboxes ON mailboxes.id = messages.mailbox_id"
+                              " WHERE domain='example.test' AND account='gina' AND mailboxes.name='INBOX'").fetchone()[0]
+        finally:
+            db.close()
+
+    r = Raw(imap_server.imap_port)
+    assert r.cmd(b'a1 LOGIN gina@example.test "wrong"')[-1].startswith(b"a1 NO")
+    assert r.cmd(b"a2 LOGIN gina@example.test gina-password")[-1].startswith(b"a2 OK")
+    wait_for(lambda: indexed() == 40, what="INBOX indexed without a SELECT")
+    reply = r.cmd(b"a3 SELECT INBOX")
+    assert b"* 40 EXISTS" in reply and reply[-1].startswith(b"a3 OK")
+    assert b"* 41 EXISTS" not in b"".join(reply)
+    r.cmd(b"a4 LOGOUT")
+    r.close()
+
+
 # -- several sessions ----------------------------------------------------------------------
 
 

@@ -53,6 +53,54 @@ def test_sync_indexes_foreign_files_and_forgets_vanished_ones(store):
     assert [m.uid for m in store.messages(box)] == [1, 3]
 
 
+def test_threads_building_one_index_at_once_take_turns(tmp_path):
+    """A login warms INBOX in one thread while the SELECT that follows syncs it in
+    another (and a second session may log in too): every file is indexed once, with
+    dense UIDs, and the account's mailboxes are created once."""
+    import threading
+
+    db = SQLiteDatabase(tmp_path / "w.db")
+    try:
+        store = Mailstore(tmp_path / "mail", "mail.example.test", db)
+        path = store.mailbox_path("example.test", "alice")
+        for sub in ("cur", "new", "tmp"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        for i in range(400):
+            (path / "cur" / f"{1700000000 + i}.X{i}.host:2,S").write_bytes(b"Subject: %d\r\n\r\nbody\r\n" % i)
+        start = threading.Barrier(6)
+        errors: list[BaseException] = []
+        offered: list[int] = []
+        add = db.message_add
+
+        def counting_add(mailbox_id, items):  # type: ignore[no-untyped-def]
+            offered.append(len(items))
+            return add(mailbox_id, items)
+
+        db.message_add = counting_add  # type: ignore[method-assign]
+
+        def warm() -> None:
+            try:
+                start.wait()
+                store.sync(store.ensure_account("example.test", "alice"))
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=warm) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        assert offered == [400]  # one thread scanned; the others found it done
+        box = store.get("example.test", "alice", "INBOX")
+        assert [m.uid for m in store.messages(box)] == list(range(1, 401))
+        assert db.mailbox_by_id(box.id).uidnext == 401
+        names = sorted(b.name for b in store.mailboxes("example.test", "alice"))
+        assert names == ["Drafts", "INBOX", "Junk", "Sent", "Trash"]
+    finally:
+        db.close()
+
+
 def test_a_crash_between_file_and_index_is_repaired_by_sync(store):
     store.db, db = None, store.db  # deliver as if the index write never happened
     store.deliver_batch([Delivery("example.test", "carol", b"lost?\r\n")])

@@ -119,6 +119,7 @@ def flags_from_info(filename: str) -> tuple[str, ...]:
 
 
 _FLAGS_OF_INFO: dict[str, tuple[str, ...]] = {}
+_LOCK_STRIPES = 64
 
 
 def info_of(flags: Sequence[str]) -> str:
@@ -138,6 +139,10 @@ class Mailstore:
         self._counter = itertools.count()
         self._known: set[Path] = set()
         self._lock = threading.Lock()
+        # Two threads bringing one mailbox's index up to date (a login warming INBOX,
+        # the SELECT that follows) take turns: the second then finds nothing to do.
+        self._sync_locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
+        self._account_locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
         self._scanned: dict[int, tuple[int, int]] = {}  # mailbox id -> (new, cur) mtimes last synced
         # mailbox id -> (index state, its messages): the last listing this process read,
         # shared by its sessions while the mailbox does not change (records are never
@@ -201,6 +206,14 @@ class Mailstore:
         inbox = db.mailbox_get(domain, account, "INBOX")
         if inbox is not None:
             return inbox
+        with self._account_locks[hash((domain, account)) % _LOCK_STRIPES]:
+            inbox = db.mailbox_get(domain, account, "INBOX")
+            if inbox is not None:
+                return inbox
+            return self._create_account(domain, account)
+
+    def _create_account(self, domain: str, account: str) -> MailboxRecord:
+        db = self._db()
         inbox = self._create(domain, account, "INBOX")
         for name, use in SPECIAL_USE:
             if db.mailbox_get(domain, account, name) is None:
@@ -334,6 +347,10 @@ class Mailstore:
         file-name order, which is arrival order), expunge rows whose file is gone.
         Cheap when neither ``new/`` nor ``cur/`` changed since the last call in this
         process.  Returns whether the index changed."""
+        with self._sync_locks[box.id % _LOCK_STRIPES]:
+            return self._sync(box, force)
+
+    def _sync(self, box: MailboxRecord, force: bool) -> bool:
         path = self.box_path(box)
         try:
             key = ((path / "new").stat().st_mtime_ns, (path / "cur").stat().st_mtime_ns)
@@ -344,7 +361,7 @@ class Mailstore:
             if current is None:
                 return False
             if current.folder != box.folder:
-                return self.sync(current, force)
+                return self._sync(current, force)
             self.ensure(path)
             return False
         if not force and self._scanned.get(box.id) == key:

@@ -16,6 +16,7 @@ created anew has a new UIDVALIDITY, and its rows go with the old mailbox's).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
@@ -26,6 +27,8 @@ from ...db import MessageRecord
 from .. import message as mime
 from ..proto import ModSeqKey, Search, SearchData, SearchKey, Tagged
 from ..proto.search import And, Larger, Not, Or, Smaller
+
+log = logging.getLogger("waypost.imap")
 
 if TYPE_CHECKING:
     from ..server import Connection
@@ -365,8 +368,25 @@ async def search(conn: Connection, cmd: Search) -> Tagged:
     # RFC 7162 §3.1.5: with MODSEQ in the criteria, the highest mod-sequence of the
     # messages found follows the numbers.
     conn.send(SearchData(tuple(hits), top if with_modseq and hits else None))
-    await asyncio.gather(*writes)
+    if writes:
+        # The header blocks read from files go on into the index after the answer:
+        # they are a cache (the next SEARCH finds them in memory meanwhile).
+        _keep(asyncio.ensure_future(asyncio.gather(*writes)))
     return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}SEARCH completed")
+
+
+_PENDING: set[asyncio.Future[Any]] = set()
+
+
+def _keep(future: asyncio.Future[Any]) -> None:
+    _PENDING.add(future)
+    future.add_done_callback(_kept)
+
+
+def _kept(future: asyncio.Future[Any]) -> None:
+    _PENDING.discard(future)
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("event=header-cache-error error=%r", future.exception())
 
 
 HANDLERS: dict[str, Any] = {"SEARCH": search}

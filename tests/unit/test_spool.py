@@ -60,3 +60,26 @@ def test_start_up_cleaning_removes_unfinished_and_pooled_files(tmp_path):
     assert again.clean_tmp() == 1  # what was never durable; the pool goes quietly
     assert os.listdir(tmp_path / "tmp") == [] and os.listdir(tmp_path / "free") == []
     assert sorted(again.ids()) == sorted(e.msg_id for e in entries[2:])
+
+
+def test_a_new_worker_drops_the_pool_of_a_dead_one_and_keeps_a_live_ones(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)  # exited: its pid is free (reuse within the test is not a concern)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / "free").mkdir(parents=True)
+        (tmp_path / "free" / f"{dead_pid}.1A2B").write_bytes(b"old")
+        (tmp_path / "free" / f"{live.pid}.3C4D").write_bytes(b"in use")
+        spool = Spool(tmp_path)
+        spool.start()
+        try:
+            assert sorted(os.listdir(tmp_path / "free")) == [f"{live.pid}.3C4D"]
+        finally:
+            spool.stop()
+    finally:
+        live.kill()
+        live.wait()

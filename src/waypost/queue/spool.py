@@ -24,8 +24,9 @@ message is the costliest part of a spool on some file systems: on ext4 without a
 journal each new inode is searched for past every inode freed in the last seconds
 (``recently_deleted``), which made inode allocation, for the spool and for the
 Maildir files alike, a fifth of the server's CPU under load.  Each process reuses
-only the files it put into ``free/`` itself (so two workers never write one file);
-start-up removes what is left there, as it does ``tmp/``.
+only the files it put into ``free/`` itself, named ``<pid>.<id>`` (so two workers never
+write one file); start-up removes what is left there, as it does ``tmp/``, and a
+worker that replaces a dead one removes the dead one's.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class Spool:
 
     def start(self) -> None:
         if self._thread is None:
+            self._drop_dead_pools()
             self._thread = threading.Thread(target=self._run, name="spool-committer", daemon=True)
             self._thread.start()
 
@@ -237,9 +239,10 @@ class Spool:
                 pooled = len(self._pool) < POOL_FILES
             size = os.stat(path).st_size if pooled else POOL_FILE_MAX + 1
             if size <= POOL_FILE_MAX:
-                os.rename(path, self.free / msg_id)
+                name = f"{os.getpid()}.{msg_id}"
+                os.rename(path, self.free / name)
                 with self._pool_lock:
-                    self._pool.append((msg_id, size))
+                    self._pool.append((name, size))
             else:
                 os.unlink(path)
         except FileNotFoundError:
@@ -248,6 +251,29 @@ class Spool:
     def remove_many(self, msg_ids: list[str]) -> None:
         for msg_id in msg_ids:
             self.remove(msg_id)
+
+    def _drop_dead_pools(self) -> None:
+        """Remove the pooled files of processes that are gone (a worker that died and
+        was replaced: nobody else will reuse them)."""
+        alive: dict[int, bool] = {}
+        for entry in os.scandir(self.free):
+            pid_text = entry.name.partition(".")[0]
+            if not pid_text.isdigit() or int(pid_text) == os.getpid():
+                continue
+            pid = int(pid_text)
+            if pid not in alive:
+                try:
+                    os.kill(pid, 0)
+                    alive[pid] = True
+                except ProcessLookupError:
+                    alive[pid] = False
+                except PermissionError:
+                    alive[pid] = True
+            if not alive[pid]:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
 
     def _take_pooled(self) -> tuple[Path, int] | None:
         with self._pool_lock:

@@ -27,6 +27,11 @@ def test_a_finished_file_is_reused_for_the_next_message_of_any_size(tmp_path):
         assert not spool.path(big.msg_id).exists()
         assert list(spool.ids()) == []
 
+        # Not written over before a flush of queue/ has made its removal durable: the
+        # next message gets a new file, and that flush frees the old one for reuse.
+        filler = SpoolEntry(new_message_id(), {"n": "filler"}, b"filler\r\n")
+        _commit(spool, [filler])
+        assert os.stat(spool.path(filler.msg_id)).st_ino != inode
         small = SpoolEntry(new_message_id(), {"sender": "", "rcpt": ["c@example.test"]}, b"short\r\n")
         _commit(spool, [small])
         # The same inode, cut to the new length: nothing of the old message is left.
@@ -35,13 +40,15 @@ def test_a_finished_file_is_reused_for_the_next_message_of_any_size(tmp_path):
         assert os.path.getsize(spool.path(small.msg_id)) < 200
 
         spool.remove(small.msg_id)
+        spool.remove(filler.msg_id)
         larger = [SpoolEntry(new_message_id(), {"n": i}, bytes([65 + i]) * (1000 * (i + 1))) for i in range(3)]
         _commit(spool, larger)
         for e in larger:
             assert spool.read(e.msg_id) == (e.envelope, e.data)
         assert sorted(spool.ids()) == sorted(e.msg_id for e in larger)
         # Every message was handed to the index once, in batches.
-        assert sorted(sum(committed, [])) == sorted([big.msg_id, small.msg_id] + [e.msg_id for e in larger])
+        assert sorted(sum(committed, [])) == sorted([big.msg_id, filler.msg_id, small.msg_id]
+                                                    + [e.msg_id for e in larger])
     finally:
         spool.stop()
 

@@ -18,8 +18,9 @@ were never acknowledged and are removed at start-up; a crash after it leaves a c
 file that start-up recovery puts back in the index.
 
 Files are reused.  A delivered message's file is not unlinked but renamed into
-``free/`` and the next message is written over it (then truncated to its length),
-renamed into ``queue/`` like a new one.  Creating and freeing an inode for every
+``free/``, and once a later flush of ``queue/`` has made that rename durable, a new
+message is written over it (then truncated to its length) and renamed into ``queue/``
+like a new one.  Creating and freeing an inode for every
 message is the costliest part of a spool on some file systems: on ext4 without a
 journal each new inode is searched for past every inode freed in the last seconds
 (``recently_deleted``), which made inode allocation, for the spool and for the
@@ -107,7 +108,10 @@ class Spool:
         self._stopped = False
         self.batches = 0  # flushes made (group commits) ...
         self.messages = 0  # ... for this many messages: the logs show both at stop
-        self._pool: list[tuple[str, int]] = []  # (name, size) in free/ that this process put there
+        # (name, size) of files in free/ that this process put there: ``_pool`` may be
+        # written over; ``_freed`` may not yet, until their leaving queue/ is durable.
+        self._pool: list[tuple[str, int]] = []
+        self._freed: list[tuple[str, int]] = []
         self._pool_lock = threading.Lock()
 
     # -- committer ------------------------------------------------------------------
@@ -181,7 +185,20 @@ class Spool:
                 os.close(fd)
                 os.rename(source, self.queue_dir / p.entry.msg_id)
             if written:
-                fsync_dir(self.queue_dir)
+                # Files freed before this flush of queue/ are durably out of it after it:
+                # only then may they be written over (were a power cut to bring a freed
+                # name back into queue/, it must hold the message it held, not a new
+                # one half written).
+                with self._pool_lock:
+                    freed, self._freed = self._freed, []
+                try:
+                    fsync_dir(self.queue_dir)
+                except OSError:
+                    with self._pool_lock:
+                        self._freed[:0] = freed
+                    raise
+                with self._pool_lock:
+                    self._pool.extend(freed)
             self.batches += 1
             self.messages += len(written)
         except OSError as e:
@@ -236,13 +253,13 @@ class Spool:
         path = self.path(msg_id)
         try:
             with self._pool_lock:
-                pooled = len(self._pool) < POOL_FILES
+                pooled = len(self._pool) + len(self._freed) < POOL_FILES
             size = os.stat(path).st_size if pooled else POOL_FILE_MAX + 1
             if size <= POOL_FILE_MAX:
                 name = f"{os.getpid()}.{msg_id}"
                 os.rename(path, self.free / name)
                 with self._pool_lock:
-                    self._pool.append((name, size))
+                    self._freed.append((name, size))
             else:
                 os.unlink(path)
         except FileNotFoundError:

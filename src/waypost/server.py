@@ -110,6 +110,7 @@ class Server:
         # database and Maildir work, which uses the default executor.
         self._hash_pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="passwords")
         self._hash_slots = asyncio.Semaphore(8)
+        self._warming: set[tuple[str, str]] = set()  # accounts whose INBOX a login is warming
 
     def _own_addresses(self) -> list[str]:
         out = {"127.0.0.1", "::1"}
@@ -159,14 +160,15 @@ class Server:
 
     async def authenticate(self, login: str, password: str, server_ip: str | None) -> str | None:
         """The account address for a login name and password, or None (never says why)."""
-        return await self._authenticate(login, password, server_ip, warm=True)
+        return await self._authenticate(login, password, server_ip, warm=False)
 
     async def authenticate_reader(self, login: str, password: str, server_ip: str | None) -> str | None:
         """``authenticate`` for IMAP and POP3.  While the password hash is checked (a
         tenth of a second of C code that lets go of the interpreter), another thread
         brings the account's INBOX index up to date, so that the SELECT or the maildrop
         that follows a login finds it ready instead of scanning then.  Nothing is sent
-        before the check ends, and the work is what the login would cause anyway."""
+        before the check ends; what a wrong password can cause is bounded (see
+        ``_warm_inbox``)."""
         return await self._authenticate(login, password, server_ip, warm=True)
 
     async def _authenticate(self, login: str, password: str, server_ip: str | None, warm: bool) -> str | None:
@@ -178,15 +180,31 @@ class Server:
             await self._verify(self._dummy, password)
             return None
         if warm and account.kind == "account" and account.data.get("enabled", True):
-            loop = asyncio.get_running_loop()
-            loop.run_in_executor(None, self._warm_inbox, account.domain, account.name).add_done_callback(
-                _log_warm_error)
+            self._warm_inbox(account.domain, account.name)
         return account.address if await self._verify(account, password) else None
 
     def _warm_inbox(self, domain: str, name: str) -> None:
-        inbox = self.mailstore.ensure_account(domain, name)
-        self.mailstore.sync(inbox)
-        self.mailstore.listing(inbox)  # read into this worker's cache
+        """Before the password is known, so bounded: an existing INBOX only (nothing is
+        created), one warm-up per account and ``_WARM_AT_ONCE`` per worker at a time
+        (more logins simply do not warm), and a sync that found nothing new costs two
+        stat calls."""
+        key = (domain, name)
+        if key in self._warming or len(self._warming) >= _WARM_AT_ONCE:
+            return
+        self._warming.add(key)
+
+        def work() -> None:
+            inbox = self.db.mailbox_get(domain, name, "INBOX")
+            if inbox is not None:
+                self.mailstore.sync(inbox)
+                self.mailstore.listing(inbox)  # read into this worker's cache
+
+        def done(future: "asyncio.Future[None]") -> None:
+            self._warming.discard(key)
+            if not future.cancelled() and future.exception() is not None:
+                log.warning("event=inbox-warm-failed account=%s@%s error=%r", name, domain, future.exception())
+
+        asyncio.get_running_loop().run_in_executor(None, work).add_done_callback(done)
 
     async def authenticate_cram(self, login: str, challenge: str, digest: str, server_ip: str | None) -> str | None:
         """RFC 2195 CRAM-MD5 against the account's sealed secret (``account passwd --cram-md5``)."""
@@ -305,9 +323,8 @@ def _run_worker(settings: Settings, sockets: dict[str, socket.socket]) -> int:
     return 0
 
 
-def _log_warm_error(future: "asyncio.Future[None]") -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("event=inbox-warm-failed error=%r", future.exception())
+#: INBOX warm-ups (see ``Server._warm_inbox``) a worker runs at once.
+_WARM_AT_ONCE = 2
 
 
 def _tune_gc() -> None:

@@ -240,6 +240,13 @@ def test_login_indexes_inbox_while_the_password_is_checked(imap_server):
         finally:
             db.close()
 
+    # A submission login does not warm the mailbox (only IMAP and POP3 read it).
+    with smtplib.SMTP("127.0.0.1", imap_server.submission_port, timeout=10) as s:
+        s.starttls(context=tls())
+        s.login("gina@example.test", "gina-password")
+    time.sleep(0.5)
+    assert indexed() == 0
+
     r = Raw(imap_server.imap_port)
     assert r.cmd(b'a1 LOGIN gina@example.test "wrong"')[-1].startswith(b"a1 NO")
     assert r.cmd(b"a2 LOGIN gina@example.test gina-password")[-1].startswith(b"a2 OK")

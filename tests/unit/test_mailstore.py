@@ -188,3 +188,61 @@ def test_sizes_of_foreign_files_are_checked_when_first_needed(store):
     assert [m.size for m in store.messages(box)] == [21, 23, 99]  # kept in the index
     assert store.read(box, store.messages(box)[0]) == b"Subject: lf\r\n\r\nbody\r\n"
     assert store.sized(box, store.messages(box)) == {}
+
+
+def test_dates_from_names_only_of_the_maildir_form(tmp_path):
+    from waypost.mailstore.maildir import _size_from_name
+
+    f = tmp_path / "x"
+    f.write_bytes(b"x")
+    os.utime(f, (1600000000, 1600000000))
+    assert _size_from_name(str(f), "1700000000.M1P2.host,W=123:2,S") == (123, 1700000000.0)
+    # No "." after the seconds, non-ASCII digits, a leading zero: not the Maildir
+    # form, so the date is the file's (and nothing raises).
+    for name in ("1700000000", "\u00b2" * 10 + ".x", "0700000000.x", "17000.x"):
+        assert _size_from_name(str(f), name) == (-1, 1600000000.0)
+
+
+def test_a_sync_that_need_not_wait_gives_way_to_one_under_way(store):
+    import threading
+
+    box = store.get("example.test", "alice", "INBOX")
+    (store.box_path(box) / "new" / "1700000001.Y1.host").write_bytes(b"Subject: x\r\n\r\n")
+    lock = store._sync_locks[box.id % len(store._sync_locks)]
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with lock:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(10)
+    try:
+        assert store.sync(box, wait=False) is False  # the event loop is not blocked
+    finally:
+        release.set()
+        t.join()
+    assert store.sync(box, wait=False) is True
+    assert len(store.messages(box)) == 1
+
+
+def test_header_blocks_of_a_deleted_mailbox_never_land_in_its_successor(tmp_path):
+    db = SQLiteDatabase(tmp_path / "w.db")
+    try:
+        store = Mailstore(tmp_path / "mail", "h", db)
+        store.ensure_account("example.test", "bob")
+        old = store.create("example.test", "alice", "Old")
+        db.message_add(old.id, [("1700000000.A.h", "new", (), 10, 1700000000.0)])
+        store.delete(old)
+        new = store.create("example.test", "bob", "Fresh")
+        assert new.id == old.id  # SQLite gave the freed id again
+        db.message_add(new.id, [("1700000001.B.h", "new", (), 10, 1700000001.0)])
+        # A late write for the old mailbox, made under its UIDVALIDITY:
+        db.message_headers_set(old.id, [(1, b"Subject: alice secret\r\n\r\n")], old.uidvalidity)
+        assert db.message_headers_get(new.id, [1]) == {}
+        db.message_headers_set(new.id, [(1, b"Subject: bob\r\n\r\n")], new.uidvalidity)
+        assert db.message_headers_get(new.id, [1]) == {1: b"Subject: bob\r\n\r\n"}
+    finally:
+        db.close()

@@ -90,3 +90,18 @@ def test_a_new_worker_drops_the_pool_of_a_dead_one_and_keeps_a_live_ones(tmp_pat
     finally:
         live.kill()
         live.wait()
+
+
+def test_a_finished_file_is_unlinked_when_the_pool_cannot_take_it(tmp_path):
+    """On a full disk rename may need a directory block that unlink does not: the
+    message still leaves queue/ (else it would be adopted and delivered again)."""
+    spool = Spool(tmp_path)
+    try:
+        entry = SpoolEntry(new_message_id(), {}, b"m\r\n")
+        _commit(spool, [entry])
+        os.rmdir(tmp_path / "free")
+        (tmp_path / "free").write_bytes(b"")  # any rename into free/ now fails (ENOTDIR)
+        spool.remove(entry.msg_id)
+        assert list(spool.ids()) == []
+    finally:
+        spool.stop()

@@ -279,8 +279,10 @@ class Database(Protocol):
     def message_headers_get(self, mailbox_id: int, uids: Sequence[int] | None = None) -> dict[int, bytes]:
         """The cached header blocks (the header and its blank line, as stored) of these
         messages (every cached one with ``uids`` None); UIDs without one are absent."""
-    def message_headers_set(self, mailbox_id: int, values: Sequence[tuple[int, bytes]]) -> None:
-        """Cache header blocks; a UID already cached or no longer indexed is skipped."""
+    def message_headers_set(self, mailbox_id: int, values: Sequence[tuple[int, bytes]],
+                            uidvalidity: int | None = None) -> None:
+        """Cache header blocks; a UID already cached or no longer indexed is skipped, and
+        everything when ``uidvalidity`` is given and no longer the mailbox's."""
     def message_headers_delete(self, mailbox_id: int, uids: Sequence[int]) -> None:
         """Drop the cached header blocks of these (expunged) messages."""
     def message_headers_prune(self, mailbox_id: int) -> int:

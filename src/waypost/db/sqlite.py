@@ -203,11 +203,13 @@ class SQLiteDatabase(_MailboxIndex):
             raise
         else:
             conn.execute("COMMIT")
-            if settings:
-                self._changes[:8] = os.urandom(8)
+            if settings and self._changes is not None:
+                self._changes[:8] = os.urandom(8)  # (a read-only user commits nothing)
 
     def _cached(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
         """``load()``, or what it gave under the current change token."""
+        if self._changes is None:
+            return load()
         token = bytes(self._changes[:8])
         hit = self._cache.get(key)
         if hit is not None and hit[0] == token:
@@ -553,11 +555,24 @@ def _first(row: tuple[Any, ...] | None) -> Any:
     return None if row is None else row[0]
 
 
-def _changes_token(db_path: str) -> mmap.mmap | bytearray:
-    """The shared change token of the database at ``db_path`` (eight bytes, mapped)."""
+def _changes_token(db_path: str) -> mmap.mmap | bytearray | None:
+    """The shared change token of the database at ``db_path`` (eight bytes, mapped);
+    read-only for a user who may only read the data directory; None (nothing is
+    cached) when there is none to read."""
     if db_path == ":memory:" or db_path.startswith("file:"):
         return bytearray(8)  # private to this process: nothing else can change it
-    fd = os.open(db_path + "-changes", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    path = db_path + "-changes"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except PermissionError:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            return mmap.mmap(fd, 8, access=mmap.ACCESS_READ) if os.fstat(fd).st_size >= 8 else None
+        finally:
+            os.close(fd)
     try:
         if os.fstat(fd).st_size < 8:
             os.ftruncate(fd, 8)

@@ -331,10 +331,16 @@ class _MailboxIndex:
                 (mailbox_id, *chunk)))
         return out
 
-    def message_headers_set(self, mailbox_id: int, values: Sequence[tuple[int, bytes]]) -> None:
+    def message_headers_set(self, mailbox_id: int, values: Sequence[tuple[int, bytes]],
+                            uidvalidity: int | None = None) -> None:
         if not values:
             return
         with self._write(settings=False) as c:
+            if uidvalidity is not None:
+                # A mailbox deleted meanwhile may have left its id to a new one.
+                row = c.execute("SELECT uidvalidity FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+                if row is None or row[0] != uidvalidity:
+                    return
             # Only for messages still indexed: an expunge that won the race leaves no row.
             if len(values) > 100:
                 indexed = {r[0] for r in c.execute("SELECT uid FROM messages WHERE mailbox_id=?", (mailbox_id,))}

@@ -169,7 +169,7 @@ class Selected:
             return False
         if fresh_box.folder != self.box.folder or fresh_box.name != self.box.name:
             self.box = fresh_box  # renamed meanwhile: its files moved with it
-        if store.sync(self.box):
+        if store.sync(self.box, wait=False):
             state = db.mailbox_state(self.box.id)  # files were just indexed
             if state is None:
                 return False

@@ -119,7 +119,7 @@ def flags_from_info(filename: str) -> tuple[str, ...]:
 
 
 _FLAGS_OF_INFO: dict[str, tuple[str, ...]] = {}
-_LOCK_STRIPES = 64
+_LOCK_STRIPES = 256
 
 
 def info_of(flags: Sequence[str]) -> str:
@@ -342,13 +342,21 @@ class Mailstore:
 
     # -- messages -----------------------------------------------------------------------
 
-    def sync(self, box: MailboxRecord, force: bool = False) -> bool:
+    def sync(self, box: MailboxRecord, force: bool = False, wait: bool = True) -> bool:
         """Bring the index in line with the Maildir: index files it does not know (in
         file-name order, which is arrival order), expunge rows whose file is gone.
         Cheap when neither ``new/`` nor ``cur/`` changed since the last call in this
-        process.  Returns whether the index changed."""
-        with self._sync_locks[box.id % _LOCK_STRIPES]:
+        process.  Returns whether the index changed.  ``wait=False`` (callers on the
+        event loop): when another thread is syncing this mailbox, return False at once
+        instead of blocking every session of the worker; that thread announces what
+        it indexes."""
+        lock = self._sync_locks[box.id % _LOCK_STRIPES]
+        if not lock.acquire(blocking=wait):
+            return False
+        try:
             return self._sync(box, force)
+        finally:
+            lock.release()
 
     def _sync(self, box: MailboxRecord, force: bool) -> bool:
         path = self.box_path(box)
@@ -453,7 +461,10 @@ class Mailstore:
         state = db.mailbox_state(box.id) or (0, 0, 0)
         cached = self._listings.get(box.id)
         if cached is not None and cached[0] == state:
-            self._listings.move_to_end(box.id)
+            try:
+                self._listings.move_to_end(box.id)
+            except KeyError:  # dropped by another thread meanwhile: still valid here
+                pass
             return cached
         entry = (state, db.message_list(box.id))
         self._listings[box.id] = entry
@@ -663,8 +674,8 @@ def _size_from_name(file: str, name: str) -> tuple[int, float] | None:
         w = _W_SIZE.search(name)
         if w is not None:
             size = int(w.group(1))
-    seconds = name[:name.find(".")]
-    if 9 <= len(seconds) <= 11 and seconds.isdigit() and seconds[0] != "0":
+    seconds = name[:name.find(".")] if "." in name else ""
+    if 9 <= len(seconds) <= 11 and seconds.isascii() and seconds.isdigit() and seconds[0] != "0":
         return size, float(seconds)
     try:
         st = os.stat(file)

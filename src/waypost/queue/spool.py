@@ -257,7 +257,13 @@ class Spool:
             size = os.stat(path).st_size if pooled else POOL_FILE_MAX + 1
             if size <= POOL_FILE_MAX:
                 name = f"{os.getpid()}.{msg_id}"
-                os.rename(path, self.free / name)
+                try:
+                    os.rename(path, self.free / name)
+                except FileNotFoundError:
+                    raise
+                except OSError:  # a full disk may refuse a directory entry: unlink needs none
+                    os.unlink(path)
+                    return
                 with self._pool_lock:
                     self._freed.append((name, size))
             else:

@@ -1195,7 +1195,8 @@ def _date_now() -> str:
     global _date_cache
     now = int(time.time())
     if _date_cache[0] != now:
-        _date_cache = (now, email.utils.format_datetime(email.utils.localtime(datetime.datetime.fromtimestamp(now))))
+        local = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).astimezone()
+        _date_cache = (now, email.utils.format_datetime(local))
     return _date_cache[1]
 
 

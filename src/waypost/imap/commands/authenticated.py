@@ -129,7 +129,7 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
 def status_items(conn: Connection, ref: MailboxRef, items: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
     db = conn.store.db
     assert db is not None and conn.access is not None
-    conn.store.sync(ref.box)
+    conn.store.sync(ref.box, wait=False)
     box = db.mailbox_by_id(ref.box.id) or ref.box
     values = {"MESSAGES": box.exists, "UIDNEXT": box.uidnext, "UIDVALIDITY": box.uidvalidity,
               "HIGHESTMODSEQ": box.highestmodseq}

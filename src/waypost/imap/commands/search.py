@@ -175,7 +175,8 @@ async def _from_files(conn: Connection, sel: Selected, uids: list[int], lowered:
             raw[uid] = block
             fresh.append((uid, block))
     if fresh:
-        writes.append(asyncio.ensure_future(asyncio.to_thread(db.message_headers_set, sel.box.id, fresh)))
+        writes.append(asyncio.ensure_future(
+            asyncio.to_thread(db.message_headers_set, sel.box.id, fresh, sel.box.uidvalidity)))
     if lowered is not None:
         for uid, block in fresh:
             lowered.add(uid, block)
@@ -371,7 +372,7 @@ async def search(conn: Connection, cmd: Search) -> Tagged:
     if writes:
         # The header blocks read from files go on into the index after the answer:
         # they are a cache (the next SEARCH finds them in memory meanwhile).
-        _keep(asyncio.ensure_future(asyncio.gather(*writes)))
+        _keep(asyncio.ensure_future(asyncio.gather(*writes, return_exceptions=True)))
     return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}SEARCH completed")
 
 
@@ -385,8 +386,11 @@ def _keep(future: asyncio.Future[Any]) -> None:
 
 def _kept(future: asyncio.Future[Any]) -> None:
     _PENDING.discard(future)
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("event=header-cache-error error=%r", future.exception())
+    if future.cancelled():
+        return
+    for result in future.result():
+        if isinstance(result, BaseException):
+            log.warning("event=header-cache-error error=%r", result)
 
 
 HANDLERS: dict[str, Any] = {"SEARCH": search}

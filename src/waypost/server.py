@@ -10,8 +10,8 @@ the file system.
 from __future__ import annotations
 
 import asyncio
-import gc
 import concurrent.futures
+import gc
 import hashlib
 import hmac
 import ipaddress

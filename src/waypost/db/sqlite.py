@@ -233,12 +233,12 @@ class SQLiteDatabase(_MailboxIndex):
     # -- server-wide values -----------------------------------------------------------
 
     def get_value(self, key: str) -> Any:
-        text = self._cached(("v", key), lambda: _first(
-            self._conn().execute("SELECT value FROM meta WHERE key=?", ("v:" + key,)).fetchone()))
+        text = self._cached(("v", key), lambda: self._meta_text("v:" + key))
         return None if text is None else json.loads(text)
 
     def get_mark(self, key: str) -> Any:
-        return self._read_value("m:" + key)
+        text = self._meta_text("m:" + key)
+        return None if text is None else json.loads(text)
 
     def set_mark(self, key: str, value: Any) -> None:
         self._write_value("m:" + key, value, settings=False)
@@ -246,9 +246,9 @@ class SQLiteDatabase(_MailboxIndex):
     def set_value(self, key: str, value: Any) -> None:
         self._write_value("v:" + key, value)
 
-    def _read_value(self, key: str) -> Any:
+    def _meta_text(self, key: str) -> str | None:
         row = self._conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+        return None if row is None else str(row[0])
 
     def _write_value(self, key: str, value: Any, settings: bool = True) -> None:
         with self._write(settings) as c:
@@ -549,10 +549,6 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _first(row: tuple[Any, ...] | None) -> Any:
-    return None if row is None else row[0]
 
 
 def _changes_token(db_path: str) -> mmap.mmap | bytearray | None:

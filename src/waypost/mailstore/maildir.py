@@ -669,14 +669,11 @@ def _size_from_name(file: str, name: str) -> tuple[int, float] | None:
     ``,W=`` of the name (Dovecot's size with CRLF line ends) or else unknown (``-1``):
     ``Mailstore.sized`` reads the file when a client first needs the size, as Dovecot
     does.  None when the file is gone."""
-    size = -1
-    if ",W=" in name:
-        w = _W_SIZE.search(name)
-        if w is not None:
-            size = int(w.group(1))
-    seconds = name[:name.find(".")] if "." in name else ""
-    if 9 <= len(seconds) <= 11 and seconds.isascii() and seconds.isdigit() and seconds[0] != "0":
-        return size, float(seconds)
+    w = _W_SIZE.search(name)
+    size = int(w.group(1)) if w is not None else -1
+    m = _DELIVERED.match(name)
+    if m is not None:
+        return size, float(m.group(1))
     try:
         st = os.stat(file)
     except FileNotFoundError:

@@ -163,19 +163,8 @@ class Spool:
         written: list[tuple[int, _Pending, Path]] = []
         failed: list[tuple[_Pending, BaseException]] = []
         for p in batch:
-            chunks = [p.entry.header(), p.entry.data]
             try:
-                reused = self._take_pooled()
-                fd = -1
-                if reused is not None:
-                    try:
-                        fd = overwrite_file(reused[0], chunks, reused[1])
-                        source = reused[0]
-                    except OSError:
-                        fd = -1
-                if fd < 0:
-                    source = self.tmp / p.entry.msg_id
-                    fd = write_new_file(source, chunks)
+                fd, source = self._write_file(p.entry)
                 written.append((fd, p, source))
             except OSError as e:
                 failed.append((p, e))
@@ -253,23 +242,25 @@ class Spool:
         path = self.path(msg_id)
         try:
             with self._pool_lock:
-                pooled = len(self._pool) + len(self._freed) < POOL_FILES
-            size = os.stat(path).st_size if pooled else POOL_FILE_MAX + 1
-            if size <= POOL_FILE_MAX:
-                name = f"{os.getpid()}.{msg_id}"
-                try:
-                    os.rename(path, self.free / name)
-                except FileNotFoundError:
-                    raise
-                except OSError:  # a full disk may refuse a directory entry: unlink needs none
-                    os.unlink(path)
-                    return
-                with self._pool_lock:
-                    self._freed.append((name, size))
-            else:
-                os.unlink(path)
+                room = len(self._pool) + len(self._freed) < POOL_FILES
+            size = os.stat(path).st_size if room else POOL_FILE_MAX + 1
+            if size <= POOL_FILE_MAX and self._to_pool(path, msg_id, size):
+                return
+            os.unlink(path)
         except FileNotFoundError:
             pass
+
+    def _to_pool(self, path: Path, msg_id: str, size: int) -> bool:
+        name = f"{os.getpid()}.{msg_id}"
+        try:
+            os.rename(path, self.free / name)
+        except FileNotFoundError:
+            raise
+        except OSError:  # a full disk may refuse a directory entry; unlink needs none
+            return False
+        with self._pool_lock:
+            self._freed.append((name, size))
+        return True
 
     def remove_many(self, msg_ids: list[str]) -> None:
         for msg_id in msg_ids:
@@ -298,12 +289,20 @@ class Spool:
                 except OSError:
                     pass
 
-    def _take_pooled(self) -> tuple[Path, int] | None:
+    def _write_file(self, entry: SpoolEntry) -> tuple[int, Path]:
+        """Write ``entry`` over a pooled file, else into a new one in ``tmp/``: the open
+        fd and the path to rename into ``queue/``."""
+        chunks = [entry.header(), entry.data]
         with self._pool_lock:
-            if not self._pool:
-                return None
-            name, size = self._pool.pop()
-        return self.free / name, size
+            pooled = self._pool.pop() if self._pool else None
+        if pooled is not None:
+            path = self.free / pooled[0]
+            try:
+                return overwrite_file(path, chunks, pooled[1]), path
+            except OSError:
+                pass  # left in free/ for start-up to remove; a new file will do
+        path = self.tmp / entry.msg_id
+        return write_new_file(path, chunks), path
 
     def ids(self) -> Iterator[str]:
         for entry in os.scandir(self.queue_dir):
@@ -313,15 +312,19 @@ class Spool:
     def clean_tmp(self) -> int:
         """Remove files that never became durable, and the pool (start-up only: no
         committer running); returns the number of unfinished files removed."""
-        n = 0
-        for d in (self.tmp, self.free):
-            for entry in os.scandir(d):
-                try:
-                    os.unlink(entry.path)
-                    n += d is self.tmp
-                except OSError:
-                    pass
-        return n
+        _remove_all(self.free)
+        return _remove_all(self.tmp)
+
+
+def _remove_all(directory: Path) -> int:
+    n = 0
+    for entry in os.scandir(directory):
+        try:
+            os.unlink(entry.path)
+            n += 1
+        except OSError:
+            pass
+    return n
 
 
 def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:

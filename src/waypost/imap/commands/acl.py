@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ...log import event
-from ...mailstore.access import RIGHTS, change_rights
+from ...mailstore.access import RIGHTS, MailboxRef, change_rights
 from ..proto import AclData, Codes, DeleteAcl, GetAcl, ListRights, ListRightsData, MyRights, MyRightsData
 from ..proto import SetAcl, Tagged
 from .authenticated import find_mailbox, no_mailbox, no_permission
@@ -26,13 +26,21 @@ log = logging.getLogger("waypost.imap")
 _OPTIONAL = tuple(RIGHTS)
 
 
-async def setacl(conn: Connection, cmd: SetAcl | DeleteAcl) -> Tagged:
-    assert conn.access is not None
+def _administered(conn: Connection, cmd: SetAcl | DeleteAcl | GetAcl | ListRights) -> MailboxRef | Tagged:
+    """The mailbox a command names, or its NO: unknown, or without the "a" right."""
     ref = find_mailbox(conn, cmd.mailbox)
     if ref is None:
         return no_mailbox(cmd.tag)
     if not ref.may("a"):
         return no_permission(cmd.tag, "a")
+    return ref
+
+
+async def setacl(conn: Connection, cmd: SetAcl | DeleteAcl) -> Tagged:
+    assert conn.access is not None
+    ref = _administered(conn, cmd)
+    if isinstance(ref, Tagged):
+        return ref
     ident = conn.access.identifier(cmd.identifier, ref.box)
     if ident is None:
         return Tagged(cmd.tag, "NO", f"Unknown identifier {cmd.identifier}", Codes.NONEXISTENT)
@@ -54,11 +62,9 @@ async def setacl(conn: Connection, cmd: SetAcl | DeleteAcl) -> Tagged:
 
 
 async def getacl(conn: Connection, cmd: GetAcl) -> Tagged:
-    ref = find_mailbox(conn, cmd.mailbox)
-    if ref is None:
-        return no_mailbox(cmd.tag)
-    if not ref.may("a"):
-        return no_permission(cmd.tag, "a")
+    ref = _administered(conn, cmd)
+    if isinstance(ref, Tagged):
+        return ref
     db = conn.store.db
     assert db is not None
     entries = ((ref.owner, RIGHTS),) + tuple(db.acl_get(ref.box.id).items())
@@ -68,11 +74,9 @@ async def getacl(conn: Connection, cmd: GetAcl) -> Tagged:
 
 async def listrights(conn: Connection, cmd: ListRights) -> Tagged:
     assert conn.access is not None
-    ref = find_mailbox(conn, cmd.mailbox)
-    if ref is None:
-        return no_mailbox(cmd.tag)
-    if not ref.may("a"):
-        return no_permission(cmd.tag, "a")
+    ref = _administered(conn, cmd)
+    if isinstance(ref, Tagged):
+        return ref
     ident = conn.access.identifier(cmd.identifier, ref.box)
     if ident == ref.owner:
         conn.send(ListRightsData(cmd.mailbox, cmd.identifier, RIGHTS))

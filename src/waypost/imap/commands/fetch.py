@@ -22,12 +22,12 @@ from ..proto import (
     Codes,
     Fetch,
     InternalDateItem,
-    R,
     Rfc822Item,
     Section,
-    SequenceError,
     Tagged,
 )
+
+from .selected import named_messages
 
 if TYPE_CHECKING:
     from ..server import Connection
@@ -66,10 +66,9 @@ def _sets_seen(att: Any) -> bool:
 async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
     sel = conn.selected
     assert sel is not None
-    try:
-        targets = sel.resolve(cmd.sequence, cmd.uid)
-    except SequenceError as e:
-        return R.NO_SUCH_MESSAGE.tagged(cmd.tag, text=str(e))
+    targets = named_messages(sel, cmd)
+    if isinstance(targets, Tagged):
+        return targets
     atts = list(cmd.attributes)
     if Att.FLAGS in atts or cmd.changed_since is not None or any(_sets_seen(a) for a in atts):
         sel.catch_up(conn.store)  # flags as they are now
@@ -122,8 +121,7 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         from .search import header_blocks
 
         blocks = await header_blocks(conn, sel, [u for _, u in targets if u not in sel.gone])
-    out: list[bytes] = []
-    size = 0
+    out = _Output(conn)
     missing = False
     for seq, uid in targets:
         m = sel.msgs[uid]
@@ -146,16 +144,9 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         parts = [_item(sel, m, a, data, cache.get(uid)) for a in atts]
         if Att.FLAGS in atts:
             sel.owed.discard(uid)
-        line = b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
-        out.append(line)
-        size += len(line)
-        if size >= _CHUNK:
-            conn.write(b"".join(out))
-            out.clear()
-            size = 0
+        if out.add(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"):
             await conn.drain()
-    if out:
-        conn.write(b"".join(out))
+    out.flush()
     if fresh:
         db = conn.store.db
         assert db is not None
@@ -163,6 +154,32 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
     if missing:
         return Tagged(cmd.tag, "NO", "Some messages were expunged meanwhile", Codes.EXPUNGEISSUED)
     return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}FETCH completed")
+
+
+class _Output:
+    """FETCH responses written in pieces of about ``_CHUNK`` octets."""
+
+    __slots__ = ("conn", "lines", "size")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lines: list[bytes] = []
+        self.size = 0
+
+    def add(self, line: bytes) -> bool:
+        """Queue a line; True when a piece was written (the caller awaits ``drain``)."""
+        self.lines.append(line)
+        self.size += len(line)
+        if self.size < _CHUNK:
+            return False
+        self.flush()
+        return True
+
+    def flush(self) -> None:
+        if self.lines:
+            self.conn.write(b"".join(self.lines))
+            self.lines.clear()
+            self.size = 0
 
 
 #: The items answered from the index alone, and their wire form with a hole.
@@ -198,18 +215,11 @@ async def _fetch_index_only(conn: Connection, sel: Selected, targets: list[tuple
         getters = [_INDEX_VALUES[a] if a is not Att.FLAGS else None for a in atts]
         lines = (template % (seq, *[flags(uid, msgs[uid]) if g is None else g(msgs[uid]) for g in getters])
                  for seq, uid in targets)
-    out: list[bytes] = []
-    size = 0
+    out = _Output(conn)
     for line in lines:
-        out.append(line)
-        size += len(line)
-        if size >= _CHUNK:
-            conn.write(b"".join(out))
-            out.clear()
-            size = 0
+        if out.add(line):
             await conn.drain()
-    if out:
-        conn.write(b"".join(out))
+    out.flush()
     if Att.FLAGS in atts:
         sel.owed.difference_update(uid for _, uid in targets)
 

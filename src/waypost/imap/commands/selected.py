@@ -14,6 +14,7 @@ from ..proto import (
     Copy,
     CopyUid,
     Expunge,
+    Fetch,
     FetchData,
     FlagsData,
     FlagsItem,
@@ -35,6 +36,16 @@ from .authenticated import find_mailbox, no_permission, permitted_flags
 
 if TYPE_CHECKING:
     from ..server import Connection
+    from ..session import Selected
+
+
+def named_messages(sel: Selected, cmd: Fetch | Store | Copy | Move) -> list[tuple[int, int]] | Tagged:
+    """(message number, UID) of the messages a command names, or its NO when a number
+    does not exist."""
+    try:
+        return sel.resolve(cmd.sequence, cmd.uid)
+    except SequenceError as e:
+        return R.NO_SUCH_MESSAGE.tagged(cmd.tag, text=str(e))
 
 
 async def check(conn: Connection, cmd: Check) -> Tagged:
@@ -80,10 +91,9 @@ async def expunge(conn: Connection, cmd: Expunge | UidExpunge) -> Tagged:
 async def store(conn: Connection, cmd: Store) -> Tagged:
     sel = conn.selected
     assert sel is not None
-    try:
-        targets = sel.resolve(cmd.sequence, cmd.uid)
-    except SequenceError as e:
-        return R.NO_SUCH_MESSAGE.tagged(cmd.tag, text=str(e))
+    targets = named_messages(sel, cmd)
+    if isinstance(targets, Tagged):
+        return targets
     if sel.readonly:
         return Tagged(cmd.tag, "NO", "Mailbox is read-only", Codes.READ_ONLY)
     flags = tuple(f for f in cmd.flags if f.upper() != "\\RECENT")
@@ -155,10 +165,9 @@ def _seen_set(conn: Connection, sel: Any, uids: list[int], seen: bool) -> None:
 async def copy(conn: Connection, cmd: Copy | Move) -> Tagged:
     sel = conn.selected
     assert sel is not None
-    try:
-        targets = sel.resolve(cmd.sequence, cmd.uid)
-    except SequenceError as e:
-        return R.NO_SUCH_MESSAGE.tagged(cmd.tag, text=str(e))
+    targets = named_messages(sel, cmd)
+    if isinstance(targets, Tagged):
+        return targets
     ref = find_mailbox(conn, cmd.mailbox)
     if ref is None:
         return Tagged(cmd.tag, "NO", "No such mailbox", Codes.TRYCREATE)

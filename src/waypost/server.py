@@ -43,7 +43,7 @@ from .sharing import MingerServer, directory_code
 from .sharing.peers import ask_peers
 from .smtp.server import SMTPService, WaypostSMTP, make_tls_context
 
-__all__ = ["Server", "bind_listeners", "serve"]
+__all__ = ["Server", "bind_listeners", "own_addresses", "serve"]
 
 log = logging.getLogger("waypost.server")
 
@@ -81,6 +81,19 @@ def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
     return sockets
 
 
+def own_addresses(settings: Settings) -> list[str]:
+    """The server's own IP addresses: loopback and every listener's address."""
+    out = {"127.0.0.1", "::1"}
+    for name in SERVED:
+        value = getattr(settings.listen, name)
+        if value:
+            host, _ = parse_hostport(value)
+            try:
+                out.add(str(ipaddress.ip_address(host)))
+            except ValueError:
+                pass
+    return sorted(out)
+
 class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -113,16 +126,7 @@ class Server:
         self._warming: set[tuple[str, str]] = set()  # accounts whose INBOX a login is warming
 
     def _own_addresses(self) -> list[str]:
-        out = {"127.0.0.1", "::1"}
-        for name in SERVED:
-            value = getattr(self.settings.listen, name)
-            if value:
-                host, _ = parse_hostport(value)
-                try:
-                    out.add(str(ipaddress.ip_address(host)))
-                except ValueError:
-                    pass
-        return sorted(out)
+        return own_addresses(self.settings)
 
     def _smtp_endpoints(self) -> set[tuple[str, int]]:
         out = set()

@@ -120,3 +120,50 @@ def test_every_command_has_help_and_a_readme_example():
         assert out.exit_code == 0, path
         assert "Example:" in out.output, f"waypost {' '.join(path)} --help has no example"
         assert f"waypost {' '.join(path)}" in readme or f"`{' '.join(path)}" in readme, f"README lacks {path}"
+
+
+def test_route_follows_relay_backup_mx(tmp_path):
+    """Issue 13 item 17: ``waypost route`` asks DNS as the listener does when
+    ``relay.backup_mx`` is on, instead of printing "Relay access denied"."""
+    from support.dnsserver import TestDNSServer
+    from support.server import WaypostInstance
+
+    with TestDNSServer({
+        "backedup.test": {"MX": [(10, "primary.backedup.test"), (20, "mx.isp.test")]},
+        "primaryonly.test": {"MX": [(10, "mx.isp.test")]},
+    }) as dns:
+        isp = WaypostInstance(tmp_path / "isp", domain="isp.test", hostname="mx.isp.test",
+                              dns={"nameservers": [dns.nameserver]}, relay={"trusted_networks": [], "backup_mx": True})
+        out = json.loads(isp.ok("route", "joe@backedup.test", "--from", "203.0.113.5", "--json"))
+        assert out["route"]["kind"] == "remote" and out["target"] == "mx:backedup.test"
+        assert any("backup MX" in step for step in out["trace"])
+        only = json.loads(isp.ok("route", "joe@primaryonly.test", "--from", "203.0.113.5", "--json"))
+        assert only["route"]["kind"] == "refuse" and only["route"]["status"] == "5.7.1"
+        isp.configure(relay={"backup_mx": False})
+        off = json.loads(isp.ok("route", "joe@backedup.test", "--from", "203.0.113.5", "--json"))
+        assert off["route"]["kind"] == "refuse" and off["route"]["status"] == "5.7.1"
+
+
+def test_domain_template_shows_what_was_set(instance):
+    """Issue 13 item 17: the template read back is the one written."""
+    instance.ok("domain", "template", "example.test", "--mailbox", "Archive", "--subscribe", "~marketing/announce",
+                "--alias", "mkt=~marketing/announce")
+    shown = json.loads(instance.ok("domain", "template", "example.test", "--json"))
+    assert shown == {"mailboxes": ["Archive"], "subscriptions": ["~marketing/announce"],
+                     "aliases": {"mkt": "~marketing/announce"}}
+    text = instance.ok("domain", "template", "example.test")
+    assert "mailboxes: Archive" in text and "mkt -> ~marketing/announce" in text
+    instance.ok("domain", "template", "example.test", "--clear")
+    assert json.loads(instance.ok("domain", "template", "example.test", "--json"))["mailboxes"] == []
+
+
+def test_mail_to_unknown_takes_every_via_spelling(instance):
+    """Issue 13 item 17: Mail to Unknown accepts the ``._via`` and ``.smtp`` spellings
+    that ``router import`` accepts, and routes them as ``.via``."""
+    for spelling in ("._via", ".smtp", ".via"):
+        instance.ok("domain", "set", "example.test", "--mail-to-unknown", f"*%example.test@old.example.test{spelling}")
+        out = json.loads(instance.ok("route", "nobody@example.test", "--json"))
+        assert out["route"]["kind"] == "remote", (spelling, out)
+        assert out["target"] == "mx:old.example.test" and out["route"]["address"] == "nobody@example.test"
+    bad = instance.cli("domain", "set", "example.test", "--mail-to-unknown", "*@bad_host._via")
+    assert bad.exit_code == 1 and "error:" in bad.output

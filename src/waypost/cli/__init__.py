@@ -126,8 +126,11 @@ def route(app: App, address: str, client_ip: str | None, auth: str | None, kind:
     from ..router.resolve import GatewayOptions
     from ..rules import gateway_store
 
+    from ..server import own_addresses
+
     g = app.settings.gateway
-    rt = Router(app.directory, app.settings.relay.trusted_networks, forwarding=gateway_store(app.db).get,
+    rt = Router(app.directory, app.settings.relay.trusted_networks, own_addresses(app.settings),
+                forwarding=gateway_store(app.db).get,
                 gateway=GatewayOptions(g.local_users_stay, g.relay_matched, g.check_local))
     ctx = Context(kind=kind, client_ip=client_ip, server_ip=server_ip, authenticated=auth)
     if kind == "access":
@@ -154,6 +157,26 @@ def route(app: App, address: str, client_ip: str | None, auth: str | None, kind:
         again = rt.resolve(address, dataclasses.replace(ctx, peer_answers=answers))
         res.trace.extend(again.trace[1:])
         res.route = again.route
+    if (res.route.kind == "refuse" and res.route.status == "5.7.1" and app.settings.relay.backup_mx
+            and res.route.domain):
+        # Relay to All Hosts We Backup: DNS is asked as the SMTP listener asks it.
+        import asyncio
+
+        from ..delivery import Resolver, backs_up
+
+        domain = res.route.domain
+        try:
+            ours = asyncio.run(backs_up(Resolver(app.settings), domain, app.settings.server.hostname,
+                                        rt.own_addresses))
+        except Exception as e:  # a DNS failure is no permission
+            res.trace.append(f"relay.backup_mx: the MX records of {domain} could not be read ({e})")
+            ours = False
+        else:
+            res.trace.append(f"relay.backup_mx: we are {'' if ours else 'not '}a backup MX of {domain} (DNS)")
+        if ours:
+            again = rt.as_backup(address, ctx, res.route)
+            res.trace.extend(again.trace[1:])
+            res.route = again.route
     routes = rt.expand(res.route, res.trace) if res.route.kind == "local" else [res.route]
     if as_json:
         click.echo(json.dumps({"input": address, "route": res.route.to_dict(), "target": res.route.target,

@@ -60,6 +60,7 @@ def _check_unknown(value: str) -> str:
     """Mail to Unknown: one of the words, or a reroute pattern with one '*' whose result
     the router can route (seed 004: '*%domain.dom@otherserver.dom.via')."""
     from ..router.resolve import MAIL_TO_UNKNOWN
+    from ..router.special import is_via, normalize_via, parse_via
 
     v = value.strip()
     if v.lower() in MAIL_TO_UNKNOWN:
@@ -68,10 +69,14 @@ def _check_unknown(value: str) -> str:
         fail(f"--mail-to-unknown: expected {', '.join(MAIL_TO_UNKNOWN)} or a pattern with one '*'")
     from ..address import AddressError, parse_address
 
+    # The older spellings ``._via`` and ``.smtp`` mean ``.via``, as in ``router import``.
+    v = normalize_via(v)
     try:
-        parse_address(v.replace("*", "name"), allow_no_domain=True)
+        domain = parse_address(v.replace("*", "name"), allow_no_domain=True).domain
     except AddressError as e:
         fail(f"--mail-to-unknown: {e}")
+    if is_via(domain) and parse_via(domain) is None:
+        fail(f"--mail-to-unknown: bad routing target {domain}")
     return v
 
 
@@ -196,7 +201,7 @@ def domain_template(app: App, name: str, mailboxes: tuple[str, ...], subscriptio
         rec = app.db.update_domain_settings(rec.name, {"template": template})
         click.echo(f"domain {rec.name}: template {'removed' if clear else 'set'}")
         return
-    shown: dict[str, Any] = rec.settings.get("shown") or {"mailboxes": [], "subscriptions": [], "aliases": {}}
+    shown: dict[str, Any] = rec.settings.get("template") or {"mailboxes": [], "subscriptions": [], "aliases": {}}
     if as_json:
         click.echo(_json.dumps(shown, indent=2))
         return

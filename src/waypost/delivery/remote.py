@@ -52,7 +52,7 @@ import itertools
 import random
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -305,6 +305,26 @@ class Resolver:
         if answer is None:
             return []
         return [str(ipaddress.ip_address(r.address)) for r in answer]
+
+
+async def backs_up(resolver: Resolver, domain: str, hostname: str, own_addresses: Iterable[str]) -> bool:
+    """Relay to All Hosts We Backup (seed 004): whether the MX records of ``domain``
+    name this server (by ``hostname``, or by a non-loopback address of ours) below
+    another host.  Raises (``ResolveError``) when DNS cannot tell: no permission."""
+    ours_ips = set(own_addresses)
+    records = await resolver.mx(domain)
+    ours = []
+    for pref, host in records:
+        if host.rstrip(".").lower() == hostname.lower():
+            ours.append(pref)
+            continue
+        try:
+            addrs = await resolver.addresses(host)
+        except Exception:  # a host we cannot look up is not us
+            continue
+        if any(a in ours_ips and not ipaddress.ip_address(a).is_loopback for a in addrs):
+            ours.append(pref)
+    return bool(ours) and any(pref < min(ours) for pref, _ in records)
 
 
 # -- the plan ------------------------------------------------------------------------------

@@ -177,6 +177,19 @@ class Router:
                      + (f" ({route.code} {route.status} {route.reason})" if route.kind == "refuse" else ""))
         return Resolution(route, trace)
 
+    def as_backup(self, address: str, ctx: Context, refused: Route) -> Resolution:
+        """Resolve again, for a client refused with 5.7.1, once the caller has found (by
+        DNS) that we are a backup MX of ``refused.domain`` (``relay.backup_mx``).  The
+        permission covers delivery of that very domain by its MX, nothing else (not a
+        %-route to an address, not another domain): otherwise the refusal stands."""
+        again = self.resolve(address, dataclasses.replace(ctx, backup_mx=True))
+        r = again.route
+        if r.kind in ("remote", "held") and not r.host and r.domain == refused.domain:
+            return again
+        again.trace.append(f"backup MX of {refused.domain}: does not cover {r.address}; refused")
+        again.route = refused
+        return again
+
     def _resolve(self, address: str, ctx: Context, trace: list[str]) -> Route:
         try:
             addr = parse_address(address, allow_no_domain=True)

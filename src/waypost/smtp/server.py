@@ -47,6 +47,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, TLSSetupException
 
 from ..address import AddressError, normalize_domain, parse_address
 from ..config import Settings
+from ..delivery import backs_up
 from ..log import event
 from ..queue import QueueManager, Recipient, SpoolError
 from ..queue.spool import new_message_id
@@ -105,21 +106,9 @@ class SMTPService:
         hit = self._backup_cache.get(domain)
         if hit is not None and hit[0] > now:
             return hit[1]
-        answer = False
         try:
-            records = await self.queue.resolver.mx(domain)
-            ours = []
-            for pref, host in records:
-                if host.rstrip(".").lower() == self.settings.server.hostname.lower():
-                    ours.append(pref)
-                    continue
-                try:
-                    addrs = await self.queue.resolver.addresses(host)
-                except Exception:
-                    continue
-                if any(a in self.router.own_addresses and not ipaddress.ip_address(a).is_loopback for a in addrs):
-                    ours.append(pref)
-            answer = bool(ours) and any(pref < min(ours) for pref, _ in records)
+            answer = await backs_up(self.queue.resolver, domain, self.settings.server.hostname,
+                                    self.router.own_addresses)
         except Exception as e:  # a DNS failure is no permission; not cached
             event(log, "backup-mx-lookup-failed", level=logging.INFO, domain=domain, error=str(e))
             return False
@@ -709,11 +698,7 @@ class WaypostSMTP(SMTP):
             route = res.route
         if (route.kind == "refuse" and route.status == "5.7.1" and self.service.settings.relay.backup_mx
                 and route.domain and await self.service.backup_for(route.domain)):
-            again = self.service.router.resolve(path, dataclasses.replace(self._context(), backup_mx=True)).route
-            # The permission covers delivery of that very domain by its MX, nothing else
-            # (not a %-route to an address, not another domain).
-            if again.kind in ("remote", "held") and not again.host and again.domain == route.domain:
-                route = again
+            route = self.service.router.as_backup(path, self._context(), route).route
         if route.kind == "refuse":
             event(log, "rcpt-refused", level=logging.INFO, client=self._client_ip(), sender=f"<{self.env.mail_from}>",
                   rcpt=f"<{path}>", reply=f"{route.code} {route.status}", reason=route.reason)

@@ -167,3 +167,35 @@ def test_mail_to_unknown_takes_every_via_spelling(instance):
         assert out["target"] == "mx:old.example.test" and out["route"]["address"] == "nobody@example.test"
     bad = instance.cli("domain", "set", "example.test", "--mail-to-unknown", "*@bad_host._via")
     assert bad.exit_code == 1 and "error:" in bad.output
+
+
+def test_forwarding_loops_are_refused_where_they_can_be_seen(instance):
+    """Issue 13 item 2: a forwarder, group member or account forwarding that leads back
+    to itself (directly, through a domain alias, or a chain of aliases, groups and
+    forwarders) is refused by the command, which names the chain."""
+    instance.ok("domain", "set", "example.test", "--alias", "example.net")
+    instance.ok("account", "add", "info@example.test", "--no-password")
+    instance.ok("alias", "add", "desk@example.test", "info")
+
+    def refused(*args: str) -> str:
+        r = instance.cli(*args)
+        assert r.exit_code == 1, (args, r.output)
+        assert "loop" in r.output, r.output
+        return str(r.output)
+
+    refused("forwarder", "add", "loop@example.test", "loop@example.test")
+    refused("forwarder", "add", "loop@example.test", "LOOP@Example.NET")
+    instance.ok("forwarder", "add", "f1@example.test", "g@example.test")  # g does not exist yet
+    out = refused("group", "add", "g@example.test", "--member", "info", "--member", "f1")
+    assert "f1@example.test" in out
+    instance.ok("group", "add", "g@example.test", "--member", "info")
+    refused("group", "set", "g@example.test", "--add", "f1@example.net")
+    refused("group", "set", "g@example.test", "--add", "g")
+    instance.ok("forwarder", "add", "f2@example.test", "f1@example.test")
+    refused("forwarder", "set", "f1@example.test", "f2@example.test")
+    refused("account", "set", "info@example.test", "--forward", "desk@example.test")
+    refused("account", "set", "info@example.test", "--forward", "f1@example.test")  # f1 -> g -> info
+    instance.ok("account", "set", "info@example.test", "--forward", "boss@elsewhere.example")
+    instance.ok("forwarder", "set", "f1@example.test", "info@example.test")
+    assert [r["target"] for r in json.loads(instance.ok("forwarder", "list", "--json"))] == [
+        "info@example.test", "f1@example.test"]

@@ -302,3 +302,27 @@ def test_concurrent_sessions_share_flushes(server):
     fields = dict(kv.split("=") for kv in stats.split() if "=" in kv)
     assert int(fields["messages"]) == 100
     assert int(fields["flushes"]) < 100  # group commit: fewer flushes than messages
+
+
+def test_a_loop_the_cli_cannot_see_bounces_with_a_log_line(server):
+    """Issue 13 item 2: a forwarder whose target comes back to it through a Router
+    record (which ``forwarder add`` cannot see) is bounced, with a log line, never
+    kept in the queue with no recipients."""
+    server.ok("forwarder", "add", "ring@example.test", "round@example.test")
+    server.ok("router", "import", "-", input="<round@example.test> = ring@example.test\n")
+    send(server, "bob@example.test", ["ring@example.test"])
+    server.expect_log(r"event=bounced .*rcpt=<ring@example.test>")
+    dsn = wait_for(lambda: server.messages("bob@example.test"), what="the DSN for the loop")
+    text = dsn[0].read_text()
+    assert "Status: 5.4.6" in text and "ring@example.test" in text
+    wait_for(lambda: server.queue_ids() == [], what="an empty queue")
+
+
+def test_an_empty_group_bounces_with_a_log_line(server):
+    """Issue 13 item 2: a group with no members is no black hole either."""
+    server.ok("group", "add", "nobody@example.test")
+    send(server, "bob@example.test", ["nobody@example.test"])
+    server.expect_log(r"event=bounced .*rcpt=<nobody@example.test>")
+    dsn = wait_for(lambda: server.messages("bob@example.test"), what="the DSN for the empty group")
+    assert "Status: 5.2.4" in dsn[0].read_text()
+    wait_for(lambda: server.queue_ids() == [], what="an empty queue")

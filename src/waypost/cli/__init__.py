@@ -121,17 +121,9 @@ def config_reference() -> None:
 def route(app: App, address: str, client_ip: str | None, auth: str | None, kind: str, server_ip: str | None,
           as_json: bool) -> None:
     """Explain how ADDRESS is resolved, step by step.  Example: waypost route joe@friend.com --from 203.0.113.5"""
-    from ..router import Context, Router
+    from ..router import Context
 
-    from ..router.resolve import GatewayOptions
-    from ..rules import gateway_store
-
-    from ..server import own_addresses
-
-    g = app.settings.gateway
-    rt = Router(app.directory, app.settings.relay.trusted_networks, own_addresses(app.settings),
-                forwarding=gateway_store(app.db).get,
-                gateway=GatewayOptions(g.local_users_stay, g.relay_matched, g.check_local))
+    rt = app.router
     ctx = Context(kind=kind, client_ip=client_ip, server_ip=server_ip, authenticated=auth)
     if kind == "access":
         trace: list[str] = []

@@ -57,6 +57,27 @@ class App:
                          Bus(settings.data_dir / "run"))
 
     @property
+    def router(self) -> Any:
+        """A router as the server builds it (the Router table, gateway rules, own addresses)."""
+        from ..router import Router
+        from ..router.resolve import GatewayOptions
+        from ..rules import gateway_store
+        from ..server import own_addresses
+
+        g = self.settings.gateway
+        return Router(self.directory, self.settings.relay.trusted_networks, own_addresses(self.settings),
+                      forwarding=gateway_store(self.db).get,
+                      gateway=GatewayOptions(g.local_users_stay, g.relay_matched, g.check_local))
+
+    def refuse_loop(self, address: str, targets: Sequence[str]) -> None:
+        """Exit 1 if mail sent on from ``address`` to ``targets`` would come back to it
+        (a forwarder, group member or account forwarding that swallows mail)."""
+        name, domain = self.directory.split(address)
+        chain = self.router.loop_back(f"{name}@{domain}", targets)
+        if chain:
+            fail(f"forwarding loop: {' -> '.join(chain)} (mail to {name}@{domain} would come back to it)")
+
+    @property
     def directory(self) -> Directory:
         if self._directory is None:
             self._directory = Directory(self.db, self.settings.server.main_domain,

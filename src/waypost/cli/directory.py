@@ -282,6 +282,7 @@ def account_set(app: App, address: str, real_name: str | None, enabled: bool | N
             parse_address(forward)
         except AddressError as e:
             fail(f"--forward: {e}")
+        app.refuse_loop(address, [forward])
         changes["forward"] = forward
     if no_forward:
         changes["forward"] = None
@@ -388,6 +389,7 @@ def forwarder() -> None:
 @handle_errors
 def forwarder_add(app: App, address: str, target: str) -> None:
     """Create a forwarder.  Example: waypost forwarder add boss@client1.com boss@other.example"""
+    app.refuse_loop(address, [target])
     obj = app.directory.add_forwarder(address, target)
     click.echo(f"forwarder {obj.address} -> {target} added")
 
@@ -410,6 +412,7 @@ def forwarder_list(app: App, domain_name: str | None, as_json: bool) -> None:
 @handle_errors
 def forwarder_set(app: App, address: str, target: str) -> None:
     """Point a forwarder elsewhere.  Example: waypost forwarder set boss@client1.com boss@new.example"""
+    app.refuse_loop(address, [target])
     obj = app.directory.update(address, "forwarder", {"target": target})
     click.echo(f"forwarder {obj.address} -> {target}")
 
@@ -443,6 +446,7 @@ def group() -> None:
 @handle_errors
 def group_add(app: App, address: str, members: tuple[str, ...], real_name: str, shared: bool) -> None:
     """Create a group.  Example: waypost group add staff@client1.com --member info --member bob"""
+    app.refuse_loop(address, members)
     obj = app.directory.add_group(address, members, real_name)
     if shared:
         obj = app.directory.update(obj.address, "group", {"shared": True})
@@ -470,6 +474,7 @@ def group_set(app: App, address: str, add: tuple[str, ...], remove: tuple[str, .
     """Change a group's members.  Example: waypost group set staff@client1.com --add carol --remove bob"""
     if not add and not remove:
         fail("nothing to change (see --help)")
+    app.refuse_loop(address, add)
     obj = app.directory.set_group_members(address, add, remove)
     click.echo(f"group {obj.address}: {', '.join(obj.data['members']) or '(no members)'}")
 

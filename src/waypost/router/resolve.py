@@ -502,8 +502,78 @@ class Router:
         out: list[Route] = []
         seen: set[str] = set()
         from_peer = ctx is not None and _from_peer(ctx.client_ip, self.directory.db.get_value(PEERS_KEY) or [])
+        start = len(trace)
         self._expand(route, 0, out, seen, trace, share=not from_peer)
+        if not out and route.kind == "local":
+            # Nothing to deliver to: mail must bounce, never wait in the queue for nobody.
+            looped = any("already included" in step or "forwarding loop" in step for step in trace[start:])
+            if looped:
+                trace.append(f"expand: {route.address} comes back to itself: a forwarding loop; bounced")
+                out.append(Route("refuse", route.address, domain=route.domain, code=554, status="5.4.6",
+                                 reason=f"<{route.address}>: forwarding loop (it leads back to itself)"))
+            else:
+                trace.append(f"expand: {route.address} expands to nobody; bounced")
+                # RFC 3463 X.2.4: mailing list expansion problem.
+                out.append(Route("refuse", route.address, domain=route.domain, code=550, status="5.2.4",
+                                 reason=f"<{route.address}>: expands to no recipient"))
         return out
+
+    def loop_back(self, address: str, targets: Sequence[str]) -> list[str] | None:
+        """Whether mail sent on to ``targets`` (the proposed target or members of the
+        forwarder or group ``address``, or the account forwarding of the account
+        ``address``; bare names are in its domain) would come back to ``address``,
+        followed as ``expand`` follows mail: the Router table, aliases, forwarders,
+        groups, account forwarding.  The chain that comes back, or None.  ``address``
+        is the object's canonical ``name@domain``; it need not exist yet."""
+        goal = address.lower()
+        domain = goal.rpartition("@")[2]
+        internal = Context(kind="mail", internal=True)
+        seen: set[str] = set()
+
+        def walk(target: str, chain: list[str], depth: int) -> list[str] | None:
+            if "@" not in target:
+                target = f"{target}@{domain}"
+            try:  # the object itself, by any spelling, before it exists
+                a = parse_address(target)
+                rec = self.directory.domain(a.domain)
+                if rec is not None and f"{_unquote(a.local).lower()}@{rec.name}" == goal:
+                    return chain + [target]
+            except AddressError:
+                return None
+            route = self.resolve(target, internal).route
+            here = route.address.lower()
+            names = {here}
+            if route.kind == "local" and route.account:
+                names.add(f"{route.account}@{route.domain}".lower())
+            chain = chain + [route.address]
+            if goal in names:
+                return chain
+            if route.kind != "local" or here in seen or depth >= MAX_EXPANSION_DEPTH:
+                return None
+            seen.add(here)
+            if route.object_kind in ("account", "alias"):
+                acct = self.directory.db.get_object(route.domain, route.account or route.name)
+                forward = acct.data.get("forward") if acct is not None else None
+                return walk(forward, chain, depth + 1) if forward else None
+            obj = self.directory.db.get_object(route.domain, route.name)
+            if obj is None:
+                return None
+            members = [obj.data.get("target", "")] if obj.kind == "forwarder" else list(obj.data.get("members", []))
+            for member in members:
+                if not member:
+                    continue
+                if "@" not in member:
+                    member = f"{member}@{obj.domain}"
+                found = walk(member, chain, depth + 1)
+                if found:
+                    return found
+            return None
+
+        for t in targets:
+            found = walk(t, [address], 0)
+            if found:
+                return found
+        return None
 
     def _expand(self, route: Route, depth: int, out: list[Route], seen: set[str], trace: list[str],
                 share: bool = True) -> None:

@@ -1,8 +1,9 @@
 """E-mail addresses: splitting, normalising and checking (RFC 5321 §4.1.2, RFC 6531).
 
 Pure functions used by every layer.  The domain part is compared in lower case, ASCII
-(IDNA) form without a trailing dot; the local part keeps its spelling, and directory
-names are compared in lower case.
+form without a trailing dot (IDNA 2008 with the UTS #46 mapping, by the ``idna``
+package); the local part keeps its spelling, and directory names are compared in lower
+case.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+
+import idna
 
 __all__ = [
     "Address",
@@ -81,9 +84,12 @@ def normalize_domain(domain: str) -> str:
             raise AddressError(f"bad address literal {domain!r}") from None
         return f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
     if not d.isascii():
+        # IDNA 2008 (RFC 5891) with the UTS #46 mapping (case, width, the ideographic
+        # full stop), non-transitional: "faß.de" is xn--fa-hia.de.  Python's own "idna"
+        # codec is IDNA 2003, which maps it to fass.de: another domain.
         try:
-            d = d.encode("idna").decode("ascii")
-        except UnicodeError:
+            d = idna.encode(d, uts46=True, transitional=False).decode("ascii")
+        except (idna.IDNAError, UnicodeError):
             raise AddressError(f"bad international domain {domain!r}") from None
     d = d.lower()
     if len(d) > MAX_DOMAIN:

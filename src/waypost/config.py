@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .address import AddressError, normalize_domain
+
 __all__ = [
     "ConfigError",
     "Settings",
@@ -272,6 +274,12 @@ def _validate(s: Settings) -> None:
                 ipaddress.ip_network(net, strict=False)
             except ValueError as e:
                 raise ConfigError(f"{key}[{i}]: {e}") from None
+    for key, domains in (("server.main_domain", [s.server.main_domain]), ("etrn.domains", s.etrn.domains)):
+        for d in domains:
+            try:
+                normalize_domain(d)
+            except AddressError as e:
+                raise ConfigError(f"{key}: {d!r}: {e}") from None
     if s.server.log_format not in ("text", "json"):
         raise ConfigError("server.log_format: expected 'text' or 'json'")
     if s.server.log_level not in ("debug", "info", "warning", "error"):

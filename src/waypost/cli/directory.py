@@ -77,7 +77,8 @@ def _check_unknown(value: str) -> str:
         fail(f"--mail-to-unknown: {e}")
     if is_via(domain) and parse_via(domain) is None:
         fail(f"--mail-to-unknown: bad routing target {domain}")
-    return v
+    local, at, _ = v.rpartition("@")
+    return f"{local}@{domain}" if at else v  # the domain as the router reads it (IDNA)
 
 
 def _check_peers(app: App, address: str) -> None:

@@ -374,7 +374,10 @@ class Router:
             r_local, at, r_domain = rerouted.rpartition("@")
             if not at:
                 r_local, r_domain = rerouted, self.directory.main_domain
-            return r_local, r_domain.lower()
+            try:
+                return r_local, normalize_domain(r_domain)
+            except AddressError:  # kept as written: routing refuses it with its reason
+                return r_local, r_domain.lower()
         trace.append(f"Mail to Unknown of {domain}: rejected")
         return Route("refuse", address, domain=domain, code=550, status="5.1.1",
                      reason=f"<{address}>: no such user here")

@@ -38,6 +38,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from ..address import AddressError, normalize_domain
 from ..db import VersionedText
 
 __all__ = ["Action", "Condition", "Envelope", "Outcome", "Rule", "RuleError", "ServerRules", "parse_rules",
@@ -115,7 +116,21 @@ class Outcome:
 
 
 def _domain(address: str) -> str:
-    return address.rpartition("@")[2].lower()
+    return _norm_domain(address.rpartition("@")[2])
+
+
+def _norm_domain(domain: str) -> str:
+    """A domain as the router compares it (IDNA 2008 + UTS #46: ``faß.de`` is
+    ``xn--fa-hia.de``); a pattern or a malformed name stays in lower case."""
+    try:
+        return normalize_domain(domain) if domain and "*" not in domain and "?" not in domain else domain.lower()
+    except AddressError:
+        return domain.lower()
+
+
+def _norm_address(address: str) -> str:
+    local, at, domain = address.rpartition("@")
+    return f"{local.lower()}@{_norm_domain(domain)}" if at else address.lower()
 
 
 def _parse_values(text: str) -> tuple[str, ...]:
@@ -145,6 +160,10 @@ def _condition(text: str) -> Condition:
     if (op == "over") != (fld == "size"):
         raise ValueError("size goes with 'over', and 'over' with size")
     values = _parse_values(value)
+    if fld in ("sender-domain", "recipient-domain"):
+        values = tuple(_norm_domain(v) for v in values)
+    elif fld in ("sender", "recipient"):
+        values = tuple(_norm_address(v) for v in values)
     if op == "over" and not values[0].isdigit():
         raise ValueError("size over N: N must be a number of bytes")
     if op in ("is", "is-not", "matches", "over") and len(values) != 1:
@@ -265,11 +284,11 @@ class ServerRules:
         if c.field == "size":
             return env.size > int(c.values[0])
         if c.field == "sender":
-            candidates: list[str] = [env.sender.lower()]
+            candidates: list[str] = [_norm_address(env.sender)]
         elif c.field == "sender-domain":
             candidates = [_domain(env.sender)]
         elif c.field == "recipient":
-            candidates = [r.lower() for r in recipients]
+            candidates = [_norm_address(r) for r in recipients]
         elif c.field == "recipient-domain":
             candidates = [_domain(r) for r in recipients]
         else:

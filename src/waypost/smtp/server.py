@@ -985,7 +985,7 @@ class WaypostSMTP(SMTP):
         """RFC 1985 §5: "domain", "@domain" (with its subdomains) or "#queue".  Returns
         the queues to start (None: bad syntax) and whether the node is one we serve."""
         db = self.service.router.directory.db
-        allowed = [d.lower() for d in self.service.settings.etrn.domains]
+        allowed = [normalize_domain(d) for d in self.service.settings.etrn.domains]  # checked at start
         queued = db.queue_targets()
         held = self.service.router.held_domains()
         if node.startswith("#"):

@@ -155,6 +155,8 @@ class SharingSettings:
     clients: list[str] = _s(["127.0.0.0/8", "::1/128"], "Networks whose Minger queries are answered (others get code 1).")
     timeout: float = _s(5.0, "Seconds to wait for the peers' Minger answers.")
     cache_ttl: int = _s(5 * 86400, "Seconds a peer's positive answer is remembered (negative answers are not).")
+    query_senders: bool = _s(False, "Query Domain Sharing hosts for message senders: a MAIL FROM address in a shared "
+                                     "domain must exist here or on a peer (else 550 5.1.0; 451 4.4.3 if a peer cannot be asked).")
 
 
 @dataclass(frozen=True, slots=True)

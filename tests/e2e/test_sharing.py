@@ -195,3 +195,65 @@ def test_an_address_minger_cannot_carry_is_not_asked_and_a_dead_peer_means_451(i
         t.cmd('RCPT TO:<"a b"@example.test>', 550, "5.1.1")  # no traceback, no 451 for days
         t.cmd("RCPT TO:<someone@example.test>", 451, "4.4.3")  # the peer cannot be asked
     assert not instance.log_lines("Traceback")
+
+
+def test_query_sharing_hosts_for_message_senders(tmp_path):
+    """Issue 13 item 19 (seed 002, "Query Domain Sharing hosts for message senders"):
+    with ``sharing.query_senders`` a MAIL FROM address in a shared domain must exist here
+    or on a peer; off (the default), every sender is accepted as before."""
+    from support.server import wait_for
+    from support.transcript import Transcript
+
+    offices = {"a": _office(tmp_path, "a", "127.0.0.1"), "b": _office(tmp_path, "b", "127.0.0.2"),
+               "c": _office(tmp_path, "c", "127.0.0.3")}
+    a, b, c = offices["a"], offices["b"], offices["c"]
+    a.configure(sharing={"query_senders": True})
+    a.ok("account", "add", "alice@example.test", "--no-password")
+    b.ok("account", "add", "bob@example.test", "--no-password")
+    c.ok("account", "add", "carol@example.test", "--no-password")
+    c.ok("account", "add", "cid@example.test", "--no-password")
+    c.ok("account", "set", "cid@example.test", "--disable")
+    for me in offices.values():
+        for other in offices.values():
+            if other is not me:
+                me.ok("share", "peer", "add", f"{other.host}:{other.smtp_port}",
+                      "--minger-port", str(other.minger_port), "--secret", SECRET)
+
+    def mail_from(inst, sender, code, enhanced=None):
+        with Transcript(inst.host, inst.smtp_port, source="127.0.0.9") as t:
+            t.expect(220)
+            t.cmd("EHLO client.example", 250)
+            return t.cmd(f"MAIL FROM:<{sender}>", code, enhanced)
+
+    try:
+        for o in offices.values():
+            o.start()
+        mail_from(a, "alice@example.test", 250, "2.1.0")          # ours
+        mail_from(a, "bob@example.test", 250, "2.1.0")            # on peer b
+        mail_from(a, "carol@EXAMPLE.test", 250, "2.1.0")          # on peer c
+        mail_from(a, "cid@example.test", 250, "2.1.0")            # exists on c (disabled there)
+        mail_from(a, "someone@outside.example", 250, "2.1.0")     # not a shared domain
+        mail_from(a, "", 250, "2.1.0")                            # the null sender
+        reply = mail_from(a, "ghost@example.test", 550, "5.1.0")  # nowhere
+        assert "ghost@example.test" in reply.text
+        a.expect_log(r"event=sender-refused .*sender=<ghost@example.test>")
+        mail_from(b, "ghost@example.test", 250, "2.1.0")          # b keeps the default: off
+        assert not b.log_lines(r"event=minger-lookup address=ghost")
+        # The positive answer for bob was remembered: asked once.
+        mail_from(a, "bob@example.test", 250, "2.1.0")
+        assert len(a.log_lines(r"event=minger-lookup address=bob@example.test")) == 1
+        # A peer that cannot be asked: 451, so the sender retries.
+        c.stop()
+        a.ok("share", "cache", "clear")
+        mail_from(a, "carol@example.test", 451, "4.4.3")
+        mail_from(a, "alice@example.test", 250, "2.1.0")          # ours: nobody is asked
+        c.start()
+        # A whole message from a sender on c, through a, to bob on b.
+        with smtplib.SMTP(a.host, a.smtp_port, source_address=("127.0.0.9", 0)) as s:
+            s.ehlo("client.example")
+            s.sendmail("carol@example.test", ["bob@example.test"], b"Subject: from c via a\r\n\r\nx\r\n")
+        got = wait_for(lambda: b.messages("bob@example.test"), what="carol's message on b")
+        assert b"from c via a" in got[0].read_bytes()
+    finally:
+        for o in offices.values():
+            o.stop()

@@ -286,6 +286,57 @@ class Router:
         return Route("refuse", address, code=554, status="5.4.6",
                      reason=f"<{address}>: routing loop (more than {MAX_HOPS} router rewrites)")
 
+    def check_sender(self, sender: str, ctx: Context | None = None) -> Resolution:
+        """Query Domain Sharing hosts for message senders (seed 002; the caller asks only
+        when ``sharing.query_senders`` is on): a MAIL FROM address in a local domain
+        shared with peers must name an object here, or one a peer has.  The route is
+        "accept", "ask-peers" (not final: the caller asks the peers by Minger and checks
+        again with ``ctx.peer_answers``) or "refuse" (550 5.1.0 nobody has it; 451 4.4.3
+        a peer could not be asked and none has it).  Any other sender is accepted."""
+        ctx = ctx or Context()
+        trace: list[str] = [f"sender: {sender!r}"]
+
+        def accept(why: str) -> Resolution:
+            trace.append(f"sender: accepted ({why})")
+            return Resolution(Route("accept", sender), trace)
+
+        try:
+            addr = parse_address(sender)
+        except AddressError as e:
+            trace.append(f"syntax: {e}")
+            return Resolution(Route("refuse", sender, code=501, status="5.1.7",
+                                    reason=f"Bad sender address syntax: {e}"), trace)
+        rec = self.directory.domain(addr.domain)
+        if rec is None:
+            return accept(f"{addr.domain} is not a local domain")
+        peers = [p for p in self.directory.db.get_value(PEERS_KEY) or [] if not p.get("domains") or rec.name in p["domains"]]
+        if not peers:
+            return accept(f"{rec.name} is not shared with a peer")
+        address = f"{addr.local_key}@{rec.name}"
+        if self.directory.db.get_object(rec.name, addr.local_key) is not None:
+            return accept(f"{address} is ours")
+        by_host = {p["host"] for p in peers}
+        cached = (self.directory.db.get_value(CACHE_KEY) or {}).get(address)
+        if cached and cached["expires"] > time.time() and cached["peer"] in by_host:
+            return accept(f"cached: {address} is on peer {cached['peer']}")
+        answers = ctx.peer_answers
+        if answers is None:
+            trace.append(f"sharing: ask peers {', '.join(sorted(by_host))} about sender {address}")
+            return Resolution(Route("ask-peers", address, domain=rec.name), trace)
+        for host, answer in answers.items():
+            trace.append(f"sharing: peer {host} answered {answer}")
+        for host, answer in answers.items():
+            if answer in (4, 5) and host in by_host:  # 4: exists, cannot receive: still a real sender
+                return accept(f"{address} is on peer {host}")
+        if any(not isinstance(a, int) or a != 3 for a in answers.values()):
+            return Resolution(Route("refuse", address, domain=rec.name, code=451, status="4.4.3",
+                                    reason=f"<{address}>: a domain-sharing peer could not be asked; try again later"),
+                              trace)
+        trace.append(f"sharing: no peer has sender {address}")
+        return Resolution(Route("refuse", address, domain=rec.name, code=550, status="5.1.0",
+                                reason=f"<{address}>: Sender address rejected: no such user here or on a sharing peer"),
+                          trace)
+
     def _forward(self, local: str, domain: str, ctx: Context, walk: _Walk, trace: list[str]) -> Route | None:
         """A gateway rule's destination, or None for normal processing (no rule, an MTA
         rule, a local user that stays, an unknown local user that is not forwarded)."""

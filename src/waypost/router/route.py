@@ -36,7 +36,8 @@ class Context:
 class Route:
     """One final answer.  ``kind`` is local, remote, held, discard, bounce (accepted,
     then bounced: Mail to Unknown "accepted and bounced"), refuse, or ask-peers (not
-    final: the caller asks the domain-sharing peers by Minger and resolves again).
+    final: the caller asks the domain-sharing peers by Minger and resolves again);
+    ``Router.check_sender`` answers accept, refuse or ask-peers.
 
     local:   ``domain``/``name`` is the object found (``object_kind``); ``account`` the
              account an alias stands for.

@@ -643,9 +643,32 @@ class WaypostSMTP(SMTP):
         if sender and not sender.isascii() and not opts.get("smtputf8"):
             await self.push(R.SMTPUTF8_REQUIRED)
             return
+        if sender and self.service.settings.sharing.query_senders:
+            refusal = await self._sender_refusal(sender)
+            if refusal is not None:
+                await self.push(refusal)
+                return
         self.env.mail_from = sender
         self.env.params = opts
         await self.push(R.SENDER_OK)
+
+    async def _sender_refusal(self, sender: str) -> Reply | None:
+        """Query Domain Sharing hosts for message senders (seed 002): the refusal for a
+        sender in a shared domain that neither we nor a peer have, else None."""
+        router = self.service.router
+        res = router.check_sender(sender, self._context())
+        if res.route.kind == "ask-peers":
+            try:
+                answers = await self.service.ask_peers(res.route.address) if self.service.ask_peers else {}
+            except ValueError:  # not an address Minger can carry: nobody vouches for it
+                answers = {}
+            res = router.check_sender(sender, dataclasses.replace(self._context(), peer_answers=answers))
+        route = res.route
+        if route.kind != "refuse":
+            return None
+        event(log, "sender-refused", level=logging.INFO, client=self._client_ip(), sender=f"<{sender}>",
+              reply=f"{route.code} {route.status}", reason=route.reason)
+        return Reply(route.code, route.status, route.reason)
 
     # -- RCPT -----------------------------------------------------------------------------
 

@@ -52,3 +52,19 @@ def test_server_rules_read_domains_the_same_way() -> None:
     assert rcpt("a@fass.de") is None
     assert rcpt("a@fass.de", sender="jörg@xn--fa-hia.de") == "who"
     assert rcpt("a@fass.de", sender="jörg@fass.de") is None
+
+
+def test_minger_answers_about_a_domain_given_in_u_labels(tmp_path) -> None:
+    from waypost.db import SQLiteDatabase
+    from waypost.directory import Directory
+    from waypost.sharing.peers import directory_code
+
+    db = SQLiteDatabase(tmp_path / "w.db")
+    d = Directory(db, "faß.de")
+    d.add_domain("faß.de")
+    d.add_account("joerg@faß.de", None)
+    assert directory_code(db, "joerg@Faß.de") == 5
+    assert directory_code(db, "joerg@xn--fa-hia.de") == 5
+    assert directory_code(db, "joerg@fass.de") == 3
+    assert directory_code(db, "joerg@☃.net") == 3
+    db.close()

@@ -290,3 +290,35 @@ def test_the_seventeenth_rewrite_is_a_loop_whatever_it_ends_in(env):
     assert route(r, "x@h0.fict", TRUSTED).status == "5.4.6"
     table(d, "\n".join(lines[1:]) + "\n")  # 16 rewrites: fine
     assert route(r, "x@h1.fict", TRUSTED).kind == "remote"
+
+
+# -- issue 13 item 2: nothing waits in the queue for nobody ----------------------------
+
+def test_an_expansion_to_nobody_is_a_refusal_to_bounce(env):
+    from waypost.sharing.peers import PEERS_KEY
+
+    d, r = env
+    d.add_forwarder("ring@main.dom", "round@main.dom")
+    table(d, "<round@main.dom> = ring@main.dom")
+    [loop] = r.expand(route(r, "ring@main.dom"))
+    assert (loop.kind, loop.code, loop.status) == ("refuse", 554, "5.4.6")
+    d.add_group("empty@main.dom")
+    [nobody] = r.expand(route(r, "empty@main.dom"))
+    assert (nobody.kind, nobody.code, nobody.status) == ("refuse", 550, "5.2.4")
+    # A peer's copy of a shared group with no member here: the peers deliver it.
+    d.update("empty@main.dom", "group", {"shared": True})
+    d.db.set_value(PEERS_KEY, [{"host": "127.0.0.2", "smtp_port": 25, "minger_port": 4069, "addresses": ["127.0.0.2"]}])
+    [copy] = r.expand(route(r, "empty@main.dom", TRUSTED), ctx=Context(kind="mail", client_ip="127.0.0.2"))
+    assert copy.kind == "discard"
+
+
+def test_loop_back_names_the_chain(env):
+    d, r = env
+    d.add_account("info@main.dom", None)
+    d.add_forwarder("f1@main.dom", "g@main.dom")
+    assert r.loop_back("f1@main.dom", ["F1@MAIN.dom"]) == ["f1@main.dom", "F1@MAIN.dom"]
+    assert r.loop_back("g@main.dom", ["info", "f1"]) == ["g@main.dom", "f1@main.dom", "g@main.dom"]
+    assert r.loop_back("g@main.dom", ["info", "someone@elsewhere.example"]) is None
+    d.add_group("g@main.dom", ["info"])
+    assert r.loop_back("info@main.dom", ["f1@main.dom"]) == ["info@main.dom", "f1@main.dom", "g@main.dom",
+                                                             "info@main.dom"]

@@ -556,12 +556,17 @@ class Router:
         out: list[Route] = []
         seen: set[str] = set()
         from_peer = ctx is not None and _from_peer(ctx.client_ip, self.directory.db.get_value(PEERS_KEY) or [])
-        start = len(trace)
-        self._expand(route, 0, out, seen, trace, share=not from_peer)
+        repeats: list[str] = []
+        self._expand(route, 0, out, seen, trace, share=not from_peer, repeats=repeats)
         if not out and route.kind == "local":
             # Nothing to deliver to: mail must bounce, never wait in the queue for nobody.
-            looped = any("already included" in step or "forwarding loop" in step for step in trace[start:])
-            if looped:
+            obj = self.directory.db.get_object(route.domain, route.name) if route.object_kind == "group" else None
+            if from_peer and obj is not None and obj.data.get("shared"):
+                # A peer's copy of a shared group none of whose members is here: the
+                # other offices deliver it; nothing to bounce.
+                trace.append(f"expand: {route.address} is a peer's copy and has no members here; discarded")
+                out.append(Route("discard", route.address, domain=route.domain))
+            elif repeats:
                 trace.append(f"expand: {route.address} comes back to itself: a forwarding loop; bounced")
                 out.append(Route("refuse", route.address, domain=route.domain, code=554, status="5.4.6",
                                  reason=f"<{route.address}>: forwarding loop (it leads back to itself)"))
@@ -630,10 +635,12 @@ class Router:
         return None
 
     def _expand(self, route: Route, depth: int, out: list[Route], seen: set[str], trace: list[str],
-                share: bool = True) -> None:
+                share: bool = True, repeats: list[str] | None = None) -> None:
         key = f"{route.kind}:{route.address.lower()}"
         if key in seen:
             trace.append(f"expand: {route.address} already included")
+            if repeats is not None:
+                repeats.append(route.address)
             return
         seen.add(key)
         if route.kind == "local" and route.object_kind in ("account", "alias") and depth < MAX_EXPANSION_DEPTH:
@@ -654,7 +661,7 @@ class Router:
                     return
                 if nxt.kind == "remote":
                     nxt = dataclasses.replace(nxt, forwarded=True)
-                self._expand(nxt, depth + 1, out, seen, trace, share)
+                self._expand(nxt, depth + 1, out, seen, trace, share, repeats)
                 return
         if route.kind != "local" or route.object_kind in ("account", "alias"):
             if len(out) >= MAX_EXPANSION:
@@ -688,7 +695,7 @@ class Router:
             res = self.resolve(member, internal)
             if res.route.kind == "refuse":  # kept: the queue bounces it to the sender
                 trace.append(f"expand: {member}: {res.route.reason}")
-            self._expand(res.route, depth + 1, out, seen, trace)
+            self._expand(res.route, depth + 1, out, seen, trace, repeats=repeats)
 
 
 def _client_address(client_ip: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

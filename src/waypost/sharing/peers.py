@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..address import AddressError, normalize_domain
 from ..db import Database
 from ..secrets import Secrets
 from .client import Peer, query_many
@@ -95,6 +96,10 @@ def directory_code(db: Database, address: str) -> int:
     """What our Minger server answers about ``address``: 5 exists and receives, 4 exists
     but cannot receive (a disabled account), 3 no such mailbox here."""
     local, _, domain = address.lower().rpartition("@")
+    try:  # a peer may ask in U-labels: read the domain as the router does (IDNA 2008)
+        domain = normalize_domain(domain) if domain else domain
+    except AddressError:
+        return int(Code.NOT_FOUND)
     rec = db.get_domain(domain)
     if rec is None or not local:
         return int(Code.NOT_FOUND)

@@ -219,8 +219,8 @@ def test_query_sharing_hosts_for_message_senders(tmp_path):
                 me.ok("share", "peer", "add", f"{other.host}:{other.smtp_port}",
                       "--minger-port", str(other.minger_port), "--secret", SECRET)
 
-    def mail_from(inst, sender, code, enhanced=None):
-        with Transcript(inst.host, inst.smtp_port, source="127.0.0.9") as t:
+    def mail_from(inst, sender, code, enhanced=None, source="127.0.0.9"):
+        with Transcript(inst.host, inst.smtp_port, source=source) as t:
             t.expect(220)
             t.cmd("EHLO client.example", 250)
             return t.cmd(f"MAIL FROM:<{sender}>", code, enhanced)
@@ -237,6 +237,7 @@ def test_query_sharing_hosts_for_message_senders(tmp_path):
         reply = mail_from(a, "ghost@example.test", 550, "5.1.0")  # nowhere
         assert "ghost@example.test" in reply.text
         a.expect_log(r"event=sender-refused .*sender=<ghost@example.test>")
+        mail_from(a, "srs0=x=y=z@example.test", 250, "2.1.0", source=b.host)  # a peer vouches for its own
         mail_from(b, "ghost@example.test", 250, "2.1.0")          # b keeps the default: off
         assert not b.log_lines(r"event=minger-lookup address=ghost")
         # The positive answer for bob was remembered: asked once.

@@ -322,3 +322,33 @@ def test_loop_back_names_the_chain(env):
     d.add_group("g@main.dom", ["info"])
     assert r.loop_back("info@main.dom", ["f1@main.dom"]) == ["info@main.dom", "f1@main.dom", "g@main.dom",
                                                              "info@main.dom"]
+
+
+# -- issue 13 item 19: Query Domain Sharing hosts for message senders --------------------
+
+def test_check_sender_in_a_shared_domain(env):
+    import dataclasses
+
+    from waypost.sharing.peers import PEERS_KEY
+
+    d, r = env
+    d.add_account("ann@domain.dom", None)
+    assert r.check_sender("ghost@domain.dom", OUTSIDE).route.kind == "accept"  # not shared yet
+    d.db.set_value(PEERS_KEY, [{"host": "127.0.0.2", "smtp_port": 25, "minger_port": 4069,
+                                "addresses": ["127.0.0.2"], "domains": ["domain.dom"]}])
+    assert r.check_sender("ghost@main.dom", OUTSIDE).route.kind == "accept"  # main.dom is not shared
+    assert r.check_sender("Ann@DOMAIN.dom", OUTSIDE).route.kind == "accept"
+    assert r.check_sender("postmaster@domain.dom", OUTSIDE).route.kind == "accept"
+    assert r.check_sender("ghost@domain.dom", Context(kind="mail", client_ip="127.0.0.2")).route.kind == "accept"
+    ask = r.check_sender("Ghost@domain.dom", OUTSIDE).route
+    assert (ask.kind, ask.address) == ("ask-peers", "ghost@domain.dom")
+
+    def answered(answers):
+        return r.check_sender("ghost@domain.dom", dataclasses.replace(OUTSIDE, peer_answers=answers)).route
+
+    assert answered({"127.0.0.2": 5}).kind == "accept"
+    assert answered({"127.0.0.2": 4}).kind == "accept"
+    no = answered({"127.0.0.2": 3})
+    assert (no.kind, no.code, no.status) == ("refuse", 550, "5.1.0")
+    down = answered({"127.0.0.2": "error: timed out"})
+    assert (down.kind, down.code, down.status) == ("refuse", 451, "4.4.3")

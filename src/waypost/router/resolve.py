@@ -315,6 +315,12 @@ class Router:
         address = f"{addr.local_key}@{rec.name}"
         if self.directory.db.get_object(rec.name, addr.local_key) is not None:
             return accept(f"{address} is ours")
+        if addr.local_key == "postmaster":  # RFC 5321 §4.5.1: every domain has one
+            return accept("postmaster")
+        if _from_peer(ctx.client_ip, peers):
+            # A peer checked its senders itself; its mail may carry addresses only it can
+            # vouch for (its SRS addresses for forwarded mail).
+            return accept(f"client {ctx.client_ip} is a sharing peer")
         by_host = {p["host"] for p in peers}
         cached = (self.directory.db.get_value(CACHE_KEY) or {}).get(address)
         if cached and cached["expires"] > time.time() and cached["peer"] in by_host:

@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
 import click
 from rich.console import Console
@@ -16,6 +16,9 @@ from ..config import ConfigError, Settings, load_settings
 from ..db import Conflict, Database, NotFound, open_database
 from ..directory import Directory, DirectoryError
 from ..secrets import Secrets
+
+if TYPE_CHECKING:
+    from ..router import Router
 
 __all__ = ["App", "pass_app", "emit", "fail", "handle_errors", "json_option", "print_text", "refuse_import"]
 
@@ -57,7 +60,7 @@ class App:
                          Bus(settings.data_dir / "run"))
 
     @property
-    def router(self) -> Any:
+    def router(self) -> "Router":
         """A router as the server builds it (the Router table, gateway rules, own addresses)."""
         from ..router import Router
         from ..router.resolve import GatewayOptions

@@ -1,0 +1,149 @@
+"""IMAP faults found by using Waypost as clients and attackers would (issue 13 items 5
+and 6, issue 14 items 3-8), each pinned down over a real socket against one
+``waypost serve``: Debian's curl and the standard library's imaplib as the clients,
+raw transcripts for the exact lines.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import shutil
+import smtplib
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import trustme
+
+from support.imap import Raw
+from support.server import WaypostInstance
+
+ACCOUNTS = ("tls", "long", "exam", "kw", "idl", "sub", "from")
+MAX_LINE = 2048  # imap.max_line_length of the small-limit server
+
+
+def _tls_files(ca: trustme.CA, data: Path) -> Path:
+    """Put a certificate for 127.0.0.1 issued by ``ca`` where the server reads its
+    own; the CA's file, for the clients, is returned."""
+    cert = ca.issue_cert("127.0.0.1", "mail.example.test")
+    cert.private_key_pem.write_to_path(str(data / "tls" / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(data / "tls" / "cert.pem"))
+    for pem in cert.cert_chain_pems[1:]:
+        with open(data / "tls" / "cert.pem", "ab") as f:
+            f.write(pem.bytes())
+    ca_file = data / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return ca_file
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    data = tmp_path_factory.mktemp("imap-faults") / "data"
+    inst = WaypostInstance(data, imap={"plaintext_without_tls": True, "failure_delay": 0.05},
+                           server={"workers": 2})
+    inst.ca_file = _tls_files(trustme.CA(), data)  # type: ignore[attr-defined]
+    inst.ok("domain", "add", "client2.test")
+    for who in ACCOUNTS:
+        inst.ok("account", "add", f"{who}@example.test", "--password", "pw")
+    inst.ok("account", "add", "info@client2.test", "--password", "secret")
+    inst.start()
+    yield inst
+    inst.stop()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A server with a small imap.max_line_length, so a line over it is cheap to send."""
+    inst = WaypostInstance(tmp_path_factory.mktemp("imap-small") / "data",
+                           imap={"plaintext_without_tls": True, "max_line_length": MAX_LINE})
+    inst.ok("account", "add", "long@example.test", "--password", "pw")
+    inst.start()
+    yield inst
+    inst.stop()
+
+
+def session(srv: WaypostInstance, who: str) -> Raw:
+    r = Raw(srv.imap_port)
+    assert r.cmd(f"L LOGIN {who}@example.test pw")[-1].startswith(b"L OK")
+    return r
+
+
+def deliver(srv: WaypostInstance, to: str, headers: str, body: str = "hello\r\n") -> None:
+    with smtplib.SMTP("127.0.0.1", srv.smtp_port) as s:
+        s.sendmail("sender@example.test", [to], (headers + "\r\n" + body).encode())
+
+
+# -- issue 13 item 5: STARTTLS keeps the client's first encrypted command -------------------
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="Debian's curl is not installed")
+def test_curl_starttls_32_at_once(srv):
+    """curl imap:// --ssl-reqd, verifying the server's certificate, 32 at once: every
+    one lists the mailboxes at once (the first command sent under TLS is not lost)."""
+    def one(i: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["curl", "-sS", "--ssl-reqd", "--cacert", str(srv.ca_file), "--max-time", "20",
+             "-u", "tls@example.test:pw", f"imap://127.0.0.1:{srv.imap_port}/"],
+            capture_output=True, text=True, timeout=60)
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(one, range(32)))
+    failed = [(r.returncode, r.stderr.strip()) for r in results if r.returncode != 0]
+    assert not failed, f"{len(failed)} of 32 curl runs failed: {failed[:3]}"
+    for r in results:
+        assert '"INBOX"' in r.stdout or " INBOX" in r.stdout, r.stdout
+
+
+def test_command_pipelined_after_starttls_handshake_is_answered(srv):
+    """The same over Python's ssl: the first command is written at once after the
+    handshake, in the packet that ends it where TLS 1.3 allows."""
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(srv.ca_file))
+    for _ in range(10):
+        sock = socket.create_connection(("127.0.0.1", srv.imap_port), timeout=10)
+        f = sock.makefile("rb")
+        assert f.readline().startswith(b"* OK")
+        sock.sendall(b"s STARTTLS\r\n")
+        assert f.readline().startswith(b"s OK")
+        tls = ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+        tls.sendall(b"c CAPABILITY\r\n")
+        got = b""
+        while b"c OK" not in got:
+            chunk = tls.recv(65536)
+            assert chunk, got
+            got += chunk
+        assert b"AUTH=PLAIN" in got and b"STARTTLS" not in got
+        tls.close()
+
+
+def test_plaintext_pipelined_after_starttls_is_dropped(srv):
+    """RFC 7817 / RFC 3501 §6.2.1: a command sent in the clear after STARTTLS (a
+    man in the middle's injection) is never read as a command under TLS."""
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(srv.ca_file))
+    sock = socket.create_connection(("127.0.0.1", srv.imap_port), timeout=10)
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"* OK")
+    sock.sendall(b"s STARTTLS\r\nx LOGIN tls@example.test pw\r\n")
+    assert f.readline().startswith(b"s OK")
+    tls = ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+    tls.sendall(b"c NOOP\r\n")
+    got = b""
+    while b"c OK" not in got:
+        chunk = tls.recv(65536)
+        assert chunk, got
+        got += chunk
+    assert got.startswith(b"c OK"), got  # nothing answers "x"
+    tls.sendall(b"d SELECT INBOX\r\n")  # still not logged in
+    got = b""
+    while b"d " not in got:
+        got += tls.recv(65536)
+    assert b"d BAD" in got or b"d NO" in got, got
+    tls.close()
+    srv.expect_log(r"event=imap-starttls-injection .*octets=\d+")

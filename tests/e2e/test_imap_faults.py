@@ -147,3 +147,26 @@ def test_plaintext_pipelined_after_starttls_is_dropped(srv):
     assert b"d BAD" in got or b"d NO" in got, got
     tls.close()
     srv.expect_log(r"event=imap-starttls-injection .*octets=\d+")
+
+
+# -- issue 13 item 6: a line over imap.max_line_length, then the next command ------------------
+
+
+def test_long_line_then_next_command_in_one_packet(small):
+    r = session(small, "long")
+    r.send(b"a1 NOOP " + b"x" * (MAX_LINE + 100) + b"\r\na2 NOOP\r\n")
+    first = r.line()
+    assert first.startswith(b"a1 BAD"), first
+    assert r.line().startswith(b"a2 OK")
+    # and when the long line ends with a literal header, its literal goes with it
+    r.send(b"b1 LOGIN " + b"x" * (MAX_LINE + 100) + b" {5+}\r\nabcde\r\nb2 NOOP\r\n")
+    assert r.line().startswith(b"b1 BAD")
+    assert r.line().startswith(b"b2 OK")
+    # a line exactly at the limit is a command
+    line = b'c1 LIST "" "' + b"y" * (MAX_LINE - len(b'c1 LIST "" ""') - 2) + b'"\r\n'
+    assert len(line) == MAX_LINE
+    assert r.cmd(line[:-2])[-1].startswith(b"c1 OK")
+    assert r.cmd(b'c2 LIST "" "y' + line[12:-2])[-1].startswith(b"c2 BAD")
+    assert r.cmd(b"c3 NOOP")[-1].startswith(b"c3 OK")
+    r.close()
+    small.expect_log(r"event=imap-bad .*line-too-long")

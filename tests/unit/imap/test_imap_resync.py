@@ -1,0 +1,74 @@
+"""A line over ``Params.max_line_length`` is answered BAD and the parser
+resynchronises at its CRLF (issue 13 item 6): the commands after it in the same
+buffer are kept, whether the long line arrives whole or in pieces."""
+
+from __future__ import annotations
+
+import pytest
+
+from waypost.imap.proto import BadCommand, Noop, Params, Reason, Rejected, parse_command, parse_idle_done
+from waypost.imap.proto import parse_sasl_response
+
+NEXT = b"Z9 NOOP\r\n"
+PARAMS = Params(max_line_length=64)
+
+
+def _after(stream: bytes, refused: Rejected) -> bytes:
+    """What the adapter does: drop ``discard`` octets, then feed the skipper."""
+    rest = stream[refused.discard:]
+    if refused.skipper is not None:
+        used = refused.skipper.feed(rest)
+        assert refused.skipper.done
+        rest = rest[used:]
+    return rest
+
+
+def test_long_line_and_the_next_command_in_one_buffer() -> None:
+    stream = b"A1 LOGIN " + b"x" * 200 + b"\r\n" + NEXT
+    with pytest.raises(BadCommand) as bad:
+        parse_command(stream, PARAMS)
+    assert bad.value.reason is Reason.LINE_TOO_LONG and bad.value.tag == "A1"
+    assert bad.value.reply().encode().startswith(b"A1 BAD ")
+    rest = _after(stream, bad.value)
+    assert rest == NEXT
+    command, left = parse_command(rest, PARAMS)
+    assert isinstance(command, Noop) and command.tag == "Z9" and left == b""
+
+
+def test_long_line_ending_in_a_literal_then_the_next_command() -> None:
+    stream = b"A1 LOGIN " + b"x" * 200 + b" {4+}\r\nabcd pass\r\n" + NEXT
+    with pytest.raises(BadCommand) as bad:
+        parse_command(stream, PARAMS)
+    assert _after(stream, bad.value) == NEXT
+
+
+def test_long_line_after_a_literal_of_the_same_command() -> None:
+    stream = b"A1 LOGIN {3+}\r\nabc " + b"p" * 200 + b"\r\n" + NEXT
+    with pytest.raises(BadCommand) as bad:
+        parse_command(stream, PARAMS)
+    assert bad.value.reason is Reason.LINE_TOO_LONG
+    assert _after(stream, bad.value) == NEXT
+
+
+@pytest.mark.parametrize("cut", [64, 100, 209, 210, 211])
+def test_long_line_in_pieces(cut: int) -> None:
+    """The refusal comes as soon as 64 octets hold no LF; the rest arrives later."""
+    stream = b"A1 LOGIN " + b"x" * 200 + b"\r\n" + NEXT
+    with pytest.raises(BadCommand) as bad:
+        parse_command(stream[:cut], PARAMS)
+    refused = bad.value
+    rest = stream[refused.discard:]
+    if refused.skipper is not None:
+        rest = rest[refused.skipper.feed(rest):]
+        assert refused.skipper.done
+    assert rest == NEXT
+
+
+def test_long_idle_and_sasl_lines_resynchronise() -> None:
+    stream = b"D" * 200 + b"\r\n" + NEXT
+    with pytest.raises(BadCommand) as bad:
+        parse_idle_done(stream, PARAMS, tag="I1")
+    assert _after(stream, bad.value) == NEXT
+    with pytest.raises(BadCommand) as bad:
+        parse_sasl_response(stream, PARAMS, tag="S1")
+    assert _after(stream, bad.value) == NEXT

@@ -170,3 +170,26 @@ def test_long_line_then_next_command_in_one_packet(small):
     assert r.cmd(b"c3 NOOP")[-1].startswith(b"c3 OK")
     r.close()
     small.expect_log(r"event=imap-bad .*line-too-long")
+
+
+# -- issue 14 item 5: the line limit admits every legal command ---------------------------
+
+
+def _largest_id() -> bytes:
+    """RFC 2971 §3.3: at most 30 pairs, fields of at most 30 octets, values of at
+    most 1024 octets; every value here is 1,024 quoted-specials, each escaped."""
+    pairs = b" ".join(b'"%s" "%s"' % (b"f%029d" % i, b'\\"' * 1024) for i in range(30))
+    return b"i1 ID (" + pairs + b")"
+
+
+def test_largest_legal_id_is_taken(srv):
+    line = _largest_id()
+    assert len(line) > 60_000
+    r = Raw(srv.imap_port)
+    reply = r.cmd(line)
+    assert reply[-1].startswith(b"i1 OK"), reply[-1][:200]
+    assert any(x.startswith(b"* ID (") for x in reply)
+    # 30 pairs of 1,024-octet plain values, as in the issue
+    pairs = b" ".join(b'"f%d" "%s"' % (i, b"v" * 1024) for i in range(30))
+    assert r.cmd(b"i2 ID (" + pairs + b")")[-1].startswith(b"i2 OK")
+    r.close()

@@ -1,12 +1,16 @@
-"""A line over ``Params.max_line_length`` is answered BAD and the parser
+"""Parser faults of issues 13 and 14, bytes in, commands out.
+
+A line over ``Params.max_line_length`` is answered BAD and the parser
 resynchronises at its CRLF (issue 13 item 6): the commands after it in the same
-buffer are kept, whether the long line arrives whole or in pieces."""
+buffer are kept, whether the long line arrives whole or in pieces.  LOGIN takes
+"%" (and "*") in its atoms, as imaplib sends them (issue 14 item 8).  The default
+line limit admits the largest legal ID (issue 14 item 5)."""
 
 from __future__ import annotations
 
 import pytest
 
-from waypost.imap.proto import BadCommand, Noop, Params, Reason, Rejected, parse_command, parse_idle_done
+from waypost.imap.proto import DEFAULT_PARAMS, BadCommand, Id, Login, Noop, Params, Reason, Rejected, parse_command, parse_idle_done
 from waypost.imap.proto import parse_sasl_response
 
 NEXT = b"Z9 NOOP\r\n"
@@ -72,3 +76,20 @@ def test_long_idle_and_sasl_lines_resynchronise() -> None:
     with pytest.raises(BadCommand) as bad:
         parse_sasl_response(stream, PARAMS, tag="S1")
     assert _after(stream, bad.value) == NEXT
+
+
+def test_login_takes_percent_and_star_unquoted() -> None:
+    command, rest = parse_command(b"a1 LOGIN info%client2.test se%c*ret\r\n" + NEXT)
+    assert command == Login("a1", "info%client2.test", "se%c*ret") and rest == NEXT
+    # only in LOGIN: a "%" elsewhere in an atom is still refused
+    with pytest.raises(BadCommand):
+        parse_command(b"a2 SELECT IN%BOX\r\n")
+    with pytest.raises(BadCommand):
+        parse_command(b"a3 LOGIN info(x) pw\r\n")
+
+
+def test_largest_legal_id_fits_the_default_line_limit() -> None:
+    pairs = b" ".join(b'"%s" "%s"' % (b"f%029d" % i, b'\\"' * 1024) for i in range(30))
+    command, rest = parse_command(b"i1 ID (" + pairs + b")\r\n", DEFAULT_PARAMS)
+    assert isinstance(command, Id) and command.parameters is not None
+    assert len(command.parameters) == 30 and command.parameters[0][1] == '"' * 1024

@@ -214,3 +214,37 @@ def test_login_name_percent_domain_unquoted(srv):
     assert r.cmd(b"a% NOOP", tag=b"*")[-1].startswith(b"* BAD")
     r.close()
 
+
+# -- issue 14 item 3: EXAMINE reports \Recent without clearing it -----------------------------
+
+
+def _recent(reply: list[bytes]) -> int:
+    return int(next(re.match(rb"\* (\d+) RECENT", x).group(1) for x in reply  # type: ignore[union-attr]
+                    if re.match(rb"\* \d+ RECENT", x)))
+
+
+def test_examine_reports_recent_and_leaves_it(srv):
+    deliver(srv, "exam@example.test", "From: a@example.test\r\nSubject: one\r\n")
+    deliver(srv, "exam@example.test", "From: a@example.test\r\nSubject: two\r\n")
+    r = session(srv, "exam")
+    reply = r.cmd("e1 EXAMINE INBOX")
+    assert reply[-1].startswith(b"e1 OK [READ-ONLY]")
+    assert _recent(reply) == 2
+    fetched = r.cmd("e2 FETCH 1:* FLAGS")
+    assert sum(b"\\Recent" in x for x in fetched) == 2
+    r2 = session(srv, "exam")
+    assert _recent(r2.cmd("e3 EXAMINE INBOX")) == 2  # not cleared by the first EXAMINE
+    assert _recent(r2.cmd("e4 SELECT INBOX")) == 2    # SELECT takes them
+    r3 = session(srv, "exam")
+    assert _recent(r3.cmd("e5 EXAMINE INBOX")) == 0
+    # mail arriving while a mailbox is examined is recent for it
+    deliver(srv, "exam@example.test", "From: a@example.test\r\nSubject: three\r\n")
+    deadline = __import__("time").monotonic() + 10
+    while True:
+        reply = r3.cmd("e6 NOOP")
+        if any(x == b"* 3 EXISTS" for x in reply) or __import__("time").monotonic() > deadline:
+            break
+    assert b"* 3 EXISTS" in reply and _recent(reply) == 1
+    for c in (r, r2, r3):
+        c.close()
+

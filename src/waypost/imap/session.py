@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from ..db import MailboxRecord, MessageRecord
+from ..db import Database, MailboxRecord, MessageRecord
 from ..mailstore import Mailstore
 from .proto import (
     ExistsData,
@@ -72,14 +72,17 @@ class Selected:
         store.sync(box)
         db = store.db
         assert db is not None
-        first_recent = box.uidnext if readonly or seen_user else db.message_claim_recent(box.id)
+        first_recent = box.uidnext if seen_user else _recent_from(db, box) if readonly \
+            else db.message_claim_recent(box.id)
         state, msgs = store.listing(box)
         sel = cls(box, readonly, condstore, rights=rights, seen_user=seen_user)
         if seen_user is not None:
             sel.seen = db.seen_get(box.id, seen_user)
         sel.uids = [m.uid for m in msgs]
         sel.msgs = {m.uid: m for m in msgs}
-        sel.recent = {m.uid for m in msgs if m.uid >= first_recent} if not readonly else set()
+        # RFC 3501 §6.3.2: EXAMINE answers like SELECT, \Recent included; it only
+        # does not take the messages' \Recent away from the sessions after it.
+        sel.recent = {m.uid for m in msgs if m.uid >= first_recent}
         sel.modseq = state[1]
         sel.state = state
         for flags in {m.flags for m in msgs}:
@@ -222,9 +225,16 @@ class Selected:
             fresh = sorted(self.arrived)
             self.arrived.clear()
             self.uids.extend(fresh)
-            if not self.readonly and self.seen_user is None:
-                first = db.message_claim_recent(self.box.id)
+            if self.seen_user is None:
+                first = _recent_from(db, self.box) if self.readonly else db.message_claim_recent(self.box.id)
                 self.recent.update(u for u in fresh if u >= first)
             out.append(ExistsData(len(self.uids)))
             out.append(RecentData(len(self.recent)))
         return out
+
+
+def _recent_from(db: Database, box: MailboxRecord) -> int:
+    """The first UID no session has claimed as recent, without claiming it (for a
+    read-only session)."""
+    fresh = db.mailbox_by_id(box.id)
+    return (fresh or box).recent_uid

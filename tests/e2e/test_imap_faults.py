@@ -248,3 +248,49 @@ def test_examine_reports_recent_and_leaves_it(srv):
     for c in (r, r2, r3):
         c.close()
 
+
+# -- issue 14 item 4: a new keyword is announced before a FETCH shows it ----------------------
+
+
+def _order_ok(lines: list[bytes], keyword: bytes) -> None:
+    fetch = next(i for i, x in enumerate(lines) if x.startswith(b"* ") and b" FETCH " in x and keyword in x)
+    flags = [i for i, x in enumerate(lines) if x.startswith(b"* FLAGS (") and keyword in x]
+    perm = [i for i, x in enumerate(lines) if b"[PERMANENTFLAGS (" in x and keyword in x]
+    assert flags and flags[0] < fetch, lines
+    assert perm and perm[0] < fetch, lines
+
+
+def test_keyword_from_another_session_is_announced_first(srv):
+    deliver(srv, "kw@example.test", "From: a@example.test\r\nSubject: kw\r\n")
+    a, b, c = session(srv, "kw"), session(srv, "kw"), session(srv, "kw")
+    for who in (a, b, c):
+        assert who.cmd("s SELECT INBOX")[-1].startswith(b"s OK")
+    assert a.cmd("a1 STORE 1 +FLAGS ($hello)")[-1].startswith(b"a1 OK")
+    _order_ok(b.cmd("b1 NOOP"), b"$hello")             # the updates after a command
+    _order_ok(c.cmd("c1 FETCH 1 (FLAGS)"), b"$hello")  # a FETCH that reads the new flags
+    assert a.cmd("a2 STORE 1 +FLAGS ($world)")[-1].startswith(b"a2 OK")
+    _order_ok(c.cmd("c2 UID FETCH 1:* (FLAGS)"), b"$world")
+    again = b.cmd("b2 NOOP")
+    _order_ok(again, b"$world")
+    assert sum(x.startswith(b"* FLAGS (") for x in again) == 1  # $hello is not announced twice
+    for who in (a, b, c):
+        who.close()
+
+
+def test_keyword_announced_to_an_idle_session(srv):
+    deliver(srv, "idl@example.test", "From: a@example.test\r\nSubject: kw\r\n")
+    a, b = session(srv, "idl"), session(srv, "idl")
+    for who in (a, b):
+        assert who.cmd("s SELECT INBOX")[-1].startswith(b"s OK")
+    b.send(b"i IDLE\r\n")
+    assert b.line().startswith(b"+ ")
+    assert a.cmd("a1 STORE 1 +FLAGS ($idle)")[-1].startswith(b"a1 OK")
+    seen = []
+    while not any(b" FETCH " in x for x in seen):
+        seen.append(b.line())
+    _order_ok(seen, b"$idle")
+    b.send(b"DONE\r\n")
+    assert b.line().startswith(b"i OK")
+    a.close()
+    b.close()
+

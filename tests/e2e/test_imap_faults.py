@@ -294,3 +294,22 @@ def test_keyword_announced_to_an_idle_session(srv):
     a.close()
     b.close()
 
+
+# -- issue 14 item 6: CHILDINFO only for a child that is not itself listed ---------------------
+
+
+def test_recursivematch_childinfo_only_for_children_not_listed(srv):
+    r = session(srv, "sub")
+    for cmd in ("CREATE Parent", "CREATE Parent/Child", "SUBSCRIBE Parent/Child",
+                "CREATE Both", "CREATE Both/Kid", "SUBSCRIBE Both", "SUBSCRIBE Both/Kid"):
+        assert r.cmd("t " + cmd)[-1].startswith(b"t OK"), cmd
+    star = r.cmd('l1 LIST (SUBSCRIBED RECURSIVEMATCH) "" "*"')
+    assert star[-1].startswith(b"l1 OK")
+    assert not any(b"CHILDINFO" in x for x in star), star   # every subscribed child is listed itself
+    assert any(x.endswith(b'"/" Parent/Child') and b"\\Subscribed" in x for x in star), star
+    assert any(x.endswith(b'"/" Both') for x in star), star
+    pct = r.cmd('l2 LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+    assert b'* LIST (\\HasChildren) "/" Parent ("CHILDINFO" ("SUBSCRIBED"))' in pct, pct  # RFC 5258 §3.5
+    assert b'* LIST (\\HasChildren \\Subscribed) "/" Both ("CHILDINFO" ("SUBSCRIBED"))' in pct, pct
+    r.close()
+

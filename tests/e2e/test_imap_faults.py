@@ -313,3 +313,33 @@ def test_recursivematch_childinfo_only_for_children_not_listed(srv):
     assert b'* LIST (\\HasChildren \\Subscribed) "/" Both ("CHILDINFO" ("SUBSCRIBED"))' in pct, pct
     r.close()
 
+
+# -- issue 14 item 7: SEARCH FROM matches the parsed address too -------------------------------
+
+
+def test_search_from_matches_parsed_addresses(srv):
+    froms = [
+        "alice(Alice Example)@sender.test",                     # a comment inside the address
+        "Alice Example <alice @ sender.test>",                  # white space around "@"
+        '"Alice \\"Al\\" Example" <alice@sender.test>',         # a quoted display name
+        '"alice"@sender.test (Alice Example)',                  # a quoted local part
+        "bob@sender.test",
+    ]
+    for i, f in enumerate(froms):
+        deliver(srv, "from@example.test", f"From: {f}\r\nSubject: s{i}\r\n")
+    r = session(srv, "from")
+    assert r.cmd("s SELECT INBOX")[-1].startswith(b"s OK")
+
+    def search(criteria: str) -> list[int]:
+        reply = r.cmd("f SEARCH " + criteria)
+        assert reply[-1].startswith(b"f OK"), reply
+        line = next(x for x in reply if x.startswith(b"* SEARCH"))
+        return [int(n) for n in line.split()[2:]]
+
+    assert search('FROM "alice@sender.test"') == [1, 2, 3, 4]
+    assert search("FROM ALICE@SENDER.TEST") == [1, 2, 3, 4]
+    assert search('FROM "Alice \\"Al\\" Example"') == [3]
+    assert search('FROM "Alice Example"') == [1, 2, 4]
+    assert search('FROM "bob@sender.test"') == [5]
+    assert search('NOT FROM "alice@sender.test"') == [5]
+    r.close()

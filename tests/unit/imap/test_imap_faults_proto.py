@@ -93,3 +93,31 @@ def test_largest_legal_id_fits_the_default_line_limit() -> None:
     command, rest = parse_command(b"i1 ID (" + pairs + b")\r\n", DEFAULT_PARAMS)
     assert isinstance(command, Id) and command.parameters is not None
     assert len(command.parameters) == 30 and command.parameters[0][1] == '"' * 1024
+
+
+# -- issue 14 item 7: SEARCH FROM on the parsed address as well as the raw text ---------------
+
+FROMS = [
+    (b"alice(Alice Example)@sender.test", True),
+    (b"Alice Example <alice @ sender.test>", True),
+    (b'"Alice \\"Al\\" Example" <alice@sender.test>', True),
+    (b'"alice"@sender.test (Alice Example)', True),
+    (b"Alice <alice@sender.test.example>", True),   # a substring, as RFC 3501 §6.4.4 asks
+    (b"=?UTF-8?Q?Alice?= <alice (x) @ (y) sender . test>", True),
+    (b"bob@sender.test", False),
+    (b"alice@other.test", False),
+]
+
+
+@pytest.mark.parametrize("from_, matches", FROMS)
+def test_search_from_address_as_parsed(from_: bytes, matches: bool) -> None:
+    from waypost.imap.message import MessageView, plain_header, prefilter, searchable
+    from waypost.imap.proto import EnvelopeField
+
+    header = b"From: " + from_ + b"\r\nSubject: x\r\n\r\n"
+    key = EnvelopeField("FROM", "alice@sender.test")
+    assert MessageView(header + b"body\r\n").envelope_contains("FROM", "alice@sender.test") is matches
+    flt = prefilter(key)
+    assert flt is not None
+    if matches:  # the prefilter is a necessary condition: it never drops a match
+        assert flt(searchable(header), plain_header(header))

@@ -11,6 +11,7 @@ import re
 import shutil
 import smtplib
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 import trustme
 
 from support.imap import Raw
-from support.server import WaypostInstance
+from support.server import WaypostInstance, wait_for
 
 ACCOUNTS = ("tls", "long", "exam", "kw", "idl", "sub", "from")
 MAX_LINE = 2048  # imap.max_line_length of the small-limit server
@@ -71,8 +72,11 @@ def session(srv: WaypostInstance, who: str) -> Raw:
 
 
 def deliver(srv: WaypostInstance, to: str, headers: str, body: str = "hello\r\n") -> None:
+    """Send a message over SMTP and wait until it is in the recipient's Maildir."""
+    before = len(srv.messages(to))
     with smtplib.SMTP("127.0.0.1", srv.smtp_port) as s:
         s.sendmail("sender@example.test", [to], (headers + "\r\n" + body).encode())
+    wait_for(lambda: len(srv.messages(to)) > before, what=f"delivery to {to}")
 
 
 # -- issue 13 item 5: STARTTLS keeps the client's first encrypted command -------------------
@@ -242,11 +246,12 @@ def test_examine_reports_recent_and_leaves_it(srv):
     assert _recent(r3.cmd("e5 EXAMINE INBOX")) == 0
     # mail arriving while a mailbox is examined is recent for it
     deliver(srv, "exam@example.test", "From: a@example.test\r\nSubject: three\r\n")
-    deadline = __import__("time").monotonic() + 10
+    deadline = time.monotonic() + 10
     while True:
         reply = r3.cmd("e6 NOOP")
-        if any(x == b"* 3 EXISTS" for x in reply) or __import__("time").monotonic() > deadline:
+        if b"* 3 EXISTS" in reply or time.monotonic() > deadline:
             break
+        time.sleep(0.05)
     assert b"* 3 EXISTS" in reply and _recent(reply) == 1
     for c in (r, r2, r3):
         c.close()
@@ -278,6 +283,23 @@ def test_keyword_from_another_session_is_announced_first(srv):
     assert sum(x.startswith(b"* FLAGS (") for x in again) == 1  # $hello is not announced twice
     for who in (a, b, c):
         who.close()
+
+
+def test_keyword_announced_with_expunges_in_the_same_update(srv):
+    for subject in ("x1", "x2"):
+        deliver(srv, "kw@example.test", f"From: a@example.test\r\nSubject: {subject}\r\n")
+    a, b = session(srv, "kw"), session(srv, "kw")
+    selected = a.cmd("s SELECT INBOX")
+    assert b.cmd("s SELECT INBOX")[-1].startswith(b"s OK")
+    last = int(next(x.split()[1] for x in selected if x.endswith(b" EXISTS")))
+    assert a.cmd(f"a1 STORE {last} +FLAGS (\\Deleted)")[-1].startswith(b"a1 OK")
+    assert a.cmd("a2 EXPUNGE")[-1].startswith(b"a2 OK")
+    assert a.cmd("a3 STORE 1 +FLAGS ($both)")[-1].startswith(b"a3 OK")
+    reply = b.cmd("b1 NOOP")
+    assert any(x.endswith(b" EXPUNGE") for x in reply), reply
+    _order_ok(reply, b"$both")
+    a.close()
+    b.close()
 
 
 def test_keyword_announced_to_an_idle_session(srv):

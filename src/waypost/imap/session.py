@@ -242,7 +242,7 @@ class Selected:
         assert db is not None
         out: list[Response] = self.announce_keywords()
         if allow_expunge and self.gone:
-            out = self.expunged_here(sorted(self.gone))
+            out += self.expunged_here(sorted(self.gone))
         for uid in sorted(self.owed):
             seq = self.seq_of(uid)
             if seq is None or uid in self.gone:

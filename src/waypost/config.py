@@ -97,7 +97,8 @@ class IMAPSettings:
     plaintext_without_tls: bool = _s(False, "Accept LOGIN and AUTHENTICATE PLAIN without TLS (LOGINDISABLED otherwise).")
     idle_timeout: float = _s(1800.0, "Seconds an authenticated client may stay silent (RFC 3501 §5.4: at least 30 min).")
     login_timeout: float = _s(60.0, "Seconds a client has to log in.")
-    max_line_length: int = _s(8192, "Longest command line, in octets (RFC 7162 §4 asks for at least 8192).")
+    max_line_length: int = _s(64 * 1024, "Longest command line, in octets; every legal command must fit (an ID of 30 "
+                                          "1,024-octet values, RFC 2971), and RFC 7162 §4 asks for at least 8192.")
     max_append_size: int = _s(50 * 1024 * 1024, "Largest literal (APPEND message) taken; larger ones are refused unread.")
     failure_delay: float = _s(1.0, "Seconds before answering a failed login; doubles with each failure.")
     max_login_failures: int = _s(3, "Failed logins on one connection before it is closed.")

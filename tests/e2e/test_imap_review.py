@@ -124,7 +124,8 @@ def uid_flags(r: Raw, box_cmd: str | None = None) -> dict[int, set[str]]:
     for line in ok(r.cmd("F UID FETCH 1:* (UID FLAGS)")):
         m = re.match(rb"\* \d+ FETCH \(.*UID (\d+).*FLAGS \(([^)]*)\)", line)
         if m:
-            out[int(m.group(1))] = set(m.group(2).decode().split())
+            # \Recent is the session's, not stored (EXAMINE shows it, RFC 3501 §6.3.2)
+            out[int(m.group(1))] = set(m.group(2).decode().split()) - {"\\Recent"}
     return out
 
 

@@ -1119,8 +1119,21 @@ class MessageView:
         return False
 
     def envelope_contains(self, field: str, value: str) -> bool:
-        """BCC CC FROM SUBJECT TO: the field's decoded text contains ``value``."""
-        return self.header_contains(field, value)
+        """BCC CC FROM SUBJECT TO: the field's decoded text contains ``value``; for
+        the address fields, or one of its addresses as parsed does (display name,
+        ``mailbox@host``, ``name <mailbox@host>``), so that comments, quoting and
+        white space in the field do not hide an address (as in Dovecot)."""
+        if self.header_contains(field, value):
+            return True
+        name = field.lower()
+        needle = value.casefold()
+        if name not in _ADDRESS_FIELDS or not needle:
+            return False
+        for raw in self._values(name):
+            for address in _addresses(_unfold(raw)):
+                if needle in _address_text(address):
+                    return True
+        return False
 
     def body_contains(self, value: str) -> bool:
         """RFC 3501 §6.4.4 BODY: the decoded text of the body parts contains
@@ -1184,6 +1197,25 @@ def _body_texts(data: bytes, ent: _Entity, out: list[str]) -> None:
         out.append(_decode(decoded, charset.decode("ascii", "replace")))
     elif not coded:
         out.append(_decode(raw, None))
+
+
+#: SEARCH keys whose field is an address list (RFC 3501 §6.4.4).
+_ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc"})
+#: What separates the words of an address as written: white space and specials.
+_ADDRESS_SEPARATORS = re.compile(r'[\s()<>@,;:\\".\[\]]+')
+
+
+def _address_text(address: Address) -> str:
+    """An address as SEARCH compares it: its display name (encoded-words decoded),
+    ``mailbox@host`` and ``name <mailbox@host>``, casefolded, one per line."""
+    def text(value: Str | None) -> str:
+        if value is None:
+            return ""
+        return _decode_header(value.encode("utf-8") if isinstance(value, str) else value)
+
+    name, mailbox, host = text(address.name), text(address.mailbox), text(address.host)
+    spec = f"{mailbox}@{host}" if host else mailbox
+    return f"{name}\n{spec}\n{name} <{spec}>".casefold()
 
 
 class SearchTarget(Protocol):
@@ -1430,10 +1462,10 @@ FilterLiteral = tuple[bytes, bool]
 
 
 def plain_header(block: bytes) -> bool:
-    """Whether the header's text is its octets: 7-bit, without NUL or encoded-word.
-    Every word of a plain header's decoded, unfolded, casefolded field values is
-    then in ``searchable(block)``."""
-    return block.isascii() and b"=?" not in block and b"\x00" not in block
+    """Whether the header's text is its octets: 7-bit, without NUL, encoded-word or
+    quoted-pair.  Every word of a plain header's decoded, unfolded, casefolded field
+    values, and of its addresses as parsed, is then in ``searchable(block)``."""
+    return block.isascii() and b"=?" not in block and b"\x00" not in block and b"\\" not in block
 
 
 def searchable(block: bytes) -> bytes:
@@ -1479,6 +1511,10 @@ def _clauses(key: SearchKey) -> list[tuple[FilterLiteral, ...]]:
             # and an LF in a field is followed by white space: a needle's words
             # (between white space) are in the header's octets without CR.
             words = needle.split()
+            if isinstance(key, EnvelopeField) and name.lower() in _ADDRESS_FIELDS:
+                # An address also matches as parsed (``envelope_contains``): only
+                # the pieces between specials are sure to be in the octets.
+                words = [w for w in _ADDRESS_SEPARATORS.split(needle) if w]
             if words:
                 out.insert(0, ((max(words, key=len).encode("ascii"), True),))
         return out

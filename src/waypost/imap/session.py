@@ -15,18 +15,21 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from ..db import MailboxRecord, MessageRecord
+from ..db import Database, MailboxRecord, MessageRecord
 from ..mailstore import Mailstore
 from .proto import (
     ExistsData,
     ExpungeData,
     FetchData,
+    FlagsData,
     FlagsItem,
     ModSeqItem,
+    PermanentFlags,
     RecentData,
     Response,
     SequenceSet,
     UidItem,
+    Untagged,
 )
 
 __all__ = ["Account", "Selected"]
@@ -56,7 +59,8 @@ class Selected:
     modseq: int = 0                                        # everything up to here is shown
     state: tuple[int, int, int] = (0, 0, 0)                # (uidnext, highestmodseq, count) seen
     gone: set[int] = field(default_factory=set)            # expunged, EXPUNGE not sent yet
-    keywords: set[str] = field(default_factory=set)
+    keywords: set[str] = field(default_factory=set)        # announced in FLAGS
+    new_keywords: set[str] = field(default_factory=set)    # in the index, FLAGS not sent yet
     rights: str = "lrswipkxtea"
     # A mailbox of another account: \Seen is this user's own (RFC 4314 §5.1.2,
     # per-user \Seen), kept in ``seen``; stored only with the "s" right.
@@ -72,14 +76,17 @@ class Selected:
         store.sync(box)
         db = store.db
         assert db is not None
-        first_recent = box.uidnext if readonly or seen_user else db.message_claim_recent(box.id)
+        first_recent = box.uidnext if seen_user else _recent_from(db, box) if readonly \
+            else db.message_claim_recent(box.id)
         state, msgs = store.listing(box)
         sel = cls(box, readonly, condstore, rights=rights, seen_user=seen_user)
         if seen_user is not None:
             sel.seen = db.seen_get(box.id, seen_user)
         sel.uids = [m.uid for m in msgs]
         sel.msgs = {m.uid: m for m in msgs}
-        sel.recent = {m.uid for m in msgs if m.uid >= first_recent} if not readonly else set()
+        # RFC 3501 §6.3.2: EXAMINE answers like SELECT, \Recent included; it only
+        # does not take the messages' \Recent away from the sessions after it.
+        sel.recent = {m.uid for m in msgs if m.uid >= first_recent}
         sel.modseq = state[1]
         sel.state = state
         for flags in {m.flags for m in msgs}:
@@ -138,6 +145,34 @@ class Selected:
     def all_flags(self) -> tuple[str, ...]:
         return SYSTEM_FLAGS + tuple(sorted(self.keywords))
 
+    def permitted_flags(self) -> tuple[str, ...]:
+        """PERMANENTFLAGS: none when read-only; else, by RFC 4314 §4, \\Seen needs
+        "s", \\Deleted "t", every other flag (and "\\*") "w"."""
+        if self.readonly:
+            return ()
+
+        def right(flag: str) -> str:
+            f = flag.lower()
+            return "s" if f == "\\seen" else "t" if f == "\\deleted" else "w"
+        return tuple(f for f in self.permanent_flags() if right(f) in self.rights)
+
+    def note_keywords(self, flags: tuple[str, ...] | list[str]) -> None:
+        """Keywords of ``flags`` this session's client has not been told of are owed
+        a FLAGS response (``announce_keywords``)."""
+        for f in flags:
+            if not f.startswith("\\") and f not in self.keywords:
+                self.new_keywords.add(f)
+
+    def announce_keywords(self) -> list[Response]:
+        """RFC 3501 §7.2.6: FLAGS (and PERMANENTFLAGS) naming the keywords that are
+        new to the client; sent before any FETCH response that shows them."""
+        if not self.new_keywords:
+            return []
+        self.keywords |= self.new_keywords
+        self.new_keywords.clear()
+        return [FlagsData(self.all_flags()),
+                Untagged("OK", "Flags permitted", PermanentFlags(self.permitted_flags()))]
+
     # -- bringing the client up to date -------------------------------------------------
 
     def expunged_here(self, uids: list[int]) -> list[Response]:
@@ -183,7 +218,7 @@ class Selected:
         self.state = state
         last = self.uids[-1] if self.uids else 0
         for m in changed:
-            self.keywords.update(f for f in m.flags if not f.startswith("\\"))
+            self.note_keywords(m.flags)
             if m.uid > last:
                 if m.uid not in self.msgs:
                     self.arrived.append(m.uid)
@@ -205,9 +240,9 @@ class Selected:
             return []
         db = store.db
         assert db is not None
-        out: list[Response] = []
+        out: list[Response] = self.announce_keywords()
         if allow_expunge and self.gone:
-            out = self.expunged_here(sorted(self.gone))
+            out += self.expunged_here(sorted(self.gone))
         for uid in sorted(self.owed):
             seq = self.seq_of(uid)
             if seq is None or uid in self.gone:
@@ -222,9 +257,16 @@ class Selected:
             fresh = sorted(self.arrived)
             self.arrived.clear()
             self.uids.extend(fresh)
-            if not self.readonly and self.seen_user is None:
-                first = db.message_claim_recent(self.box.id)
+            if self.seen_user is None:
+                first = _recent_from(db, self.box) if self.readonly else db.message_claim_recent(self.box.id)
                 self.recent.update(u for u in fresh if u >= first)
             out.append(ExistsData(len(self.uids)))
             out.append(RecentData(len(self.recent)))
         return out
+
+
+def _recent_from(db: Database, box: MailboxRecord) -> int:
+    """The first UID no session has claimed as recent, without claiming it (for a
+    read-only session)."""
+    fresh = db.mailbox_by_id(box.id)
+    return (fresh or box).recent_uid

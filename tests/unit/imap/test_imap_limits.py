@@ -19,7 +19,7 @@ from waypost.imap.proto import (
 
 
 def test_defaults() -> None:
-    assert DEFAULT_PARAMS.max_line_length == 8192  # RFC 7162 §4
+    assert DEFAULT_PARAMS.max_line_length == 64 * 1024  # RFC 7162 §4: at least 8192; RFC 2971 ID: ~63,500
     assert DEFAULT_PARAMS.charsets == ("UTF-8", "US-ASCII")
 
 

@@ -72,6 +72,7 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
     atts = list(cmd.attributes)
     if Att.FLAGS in atts or cmd.changed_since is not None or any(_sets_seen(a) for a in atts):
         sel.catch_up(conn.store)  # flags as they are now
+        conn.send(*sel.announce_keywords())  # RFC 3501 §7.2.6: before a FETCH shows them
     if cmd.changed_since is not None:
         conn.enabled.add("CONDSTORE")
         sel.condstore = True

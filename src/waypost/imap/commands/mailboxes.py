@@ -203,7 +203,11 @@ async def list_(conn: Connection, cmd: List) -> Tagged:
         ref = refs.get(name)
         box = ref.box if ref is not None else None
         is_sub = name in subscribed
-        child_sub = recursive and any(s.startswith(name + SEPARATOR) for s in subscribed)
+        # RFC 5258 §3.5: CHILDINFO tells of subscribed descendants the client does
+        # not see in this result; one that matches the patterns is listed itself.
+        child_sub = recursive and any(
+            s.startswith(name + SEPARATOR) and not any(rx.match(encode_name(s)) for rx in regexes)
+            for s in subscribed)
         if select_sub and not is_sub and not child_sub:
             continue
         own_use = box.special_use if box is not None and access.is_owner(box) and ref is not None \

@@ -28,15 +28,22 @@ async def starttls(conn: Connection, cmd: StartTls) -> Tagged | None:
     if conn.service.tls_context is None or conn.tls:
         return Tagged(cmd.tag, "NO" if conn.tls else "BAD", "TLS is already active" if conn.tls else "TLS is not available")
     # RFC 3501 §6.2.1 / RFC 7817: anything the client pipelined after STARTTLS was
-    # sent in the clear; it is dropped, never read as a command under TLS.
+    # sent in the clear; it is dropped, never read as a command under TLS.  Reading
+    # stops before the OK goes out, so the client's TLS handshake stays in the
+    # socket for ``start_tls`` even if ``drain`` waits; what is buffered then is
+    # plain text, dropped with no await before ``start_tls`` takes the socket.
+    # After that, ``conn.buf`` fills with decrypted octets (the client's first
+    # command under TLS may be there before ``start_tls`` returns): they are kept.
+    if conn.transport is not None:
+        conn.transport.pause_reading()
+    conn.send(Tagged(cmd.tag, "OK", "Begin TLS negotiation now"))
+    await conn.drain()
     if conn.buf:
         event(log, "imap-starttls-injection", peer=conn.peer, octets=len(conn.buf))
         conn.buf = b""
-    conn.send(Tagged(cmd.tag, "OK", "Begin TLS negotiation now"))
-    await conn.drain()
     if not await conn.start_tls():
         conn.state = State.LOGOUT
-    conn.buf = b""
+        conn.buf = b""
     return None
 
 

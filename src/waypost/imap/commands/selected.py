@@ -16,12 +16,10 @@ from ..proto import (
     Expunge,
     Fetch,
     FetchData,
-    FlagsData,
     FlagsItem,
     Modified,
     ModSeqItem,
     Move,
-    PermanentFlags,
     R,
     SequenceError,
     SequenceSet,
@@ -126,11 +124,8 @@ async def store(conn: Connection, cmd: Store) -> Tagged:
     else:
         records, refused = await asyncio.to_thread(conn.store.store, sel.box, uids, flags, cmd.mode,
                                                    cmd.unchanged_since)
-    new_keywords = {f for f in flags if not f.startswith("\\")} - sel.keywords
-    if new_keywords:
-        sel.keywords |= new_keywords
-        conn.send(FlagsData(sel.all_flags()),
-                  Untagged("OK", "Flags permitted", PermanentFlags(sel.permanent_flags())))
+    sel.note_keywords(flags)
+    conn.send(*sel.announce_keywords())  # with those other sessions set meanwhile
     out = []
     for m in records:
         if m.uid not in sel.msgs:

@@ -90,6 +90,11 @@ LBRACE = 0x7B
 _ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\]]+')
 # ASTRING-CHAR   = ATOM-CHAR / resp-specials
 _ASTRING = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\]+')
+# LOGIN's userid and password: ASTRING-CHAR plus the list-wildcards "%" and "*".
+# Not RFC 3501 grammar, but what real clients send (imaplib writes
+# ``LOGIN info%client2.com secret``) and what other servers take: seed 001's
+# ``name%domain`` login must work from them.
+_LOGIN_ASTRING = re.compile(rb'[^\x00-\x20\x7f-\xff(){"\\]+')
 # list-mailbox    = 1*list-char / string
 # list-char       = ATOM-CHAR / list-wildcards / resp-specials
 _LIST_CHARS = re.compile(rb'[^\x00-\x20\x7f-\xff(){"\\]+')
@@ -270,6 +275,13 @@ class Reader:
         if c == DQUOTE or c == LBRACE:
             return self.string(what)
         return self._run(_ASTRING, what)
+
+    def login_astring(self, what: str = "astring") -> bytes:
+        """An astring whose atom form may also hold "%" and "*" (``_LOGIN_ASTRING``)."""
+        c = self.peek()
+        if c == DQUOTE or c == LBRACE:
+            return self.string(what)
+        return self._run(_LOGIN_ASTRING, what)
 
     def string(self, what: str = "string") -> bytes:
         """string = quoted / literal"""

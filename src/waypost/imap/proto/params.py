@@ -19,7 +19,11 @@ class Params:
     ``max_line_length``
         Octets in one line of a command, CRLF included.  A command that carries
         literals is several lines; each is measured from the end of the previous
-        literal.  RFC 7162 §4 asks servers to accept lines of at least 8192 octets.
+        literal.  RFC 7162 §4 asks servers to accept lines of at least 8192
+        octets; every legal command must fit, and the largest legal ID (RFC 2971
+        §3.3: 30 pairs, 1,024-octet values, escaped) needs about 63,500, so the
+        default is 64 KiB (as in Dovecot).  A longer line is answered BAD and
+        skipped through its CRLF.
     ``max_literal_size``
         Octets in one literal ``{n}`` or ``{n+}``.  A larger announcement is refused
         before any of its data is read (``LiteralTooLarge``).  Set it to the largest
@@ -41,7 +45,7 @@ class Params:
         ``NO [BADCHARSET (...)]`` listing these (RFC 3501 §6.4.4).
     """
 
-    max_line_length: int = 8192
+    max_line_length: int = 64 * 1024
     max_literal_size: int = 64 * 1024 * 1024
     max_command_size: int = 65 * 1024 * 1024
     max_nesting_depth: int = 32

@@ -166,13 +166,7 @@ def _frame(buf: bytes, params: Params) -> int:
         lf = buf.find(b"\n", pos, min(n, pos + params.max_line_length))
         if lf < 0:
             if n - pos >= params.max_line_length:
-                raise BadCommand(
-                    _tag_of(buf),
-                    Reason.LINE_TOO_LONG,
-                    f"a line is longer than {params.max_line_length} octets",
-                    discard=n,
-                    skipper=CommandSkipper(tail=buf[-64:]),
-                )
+                raise _line_too_long(buf, pos, params, _tag_of(buf))
             raise NeedMore(False, tag=_tag_of(buf))
         if lf == pos or buf[lf - 1] != 0x0D:
             raise BadCommand(_tag_of(buf), Reason.BARE_LF, "", discard=lf + 1)
@@ -222,6 +216,21 @@ def _check_prefix(buf: bytes, line_end: int, params: Params, marker: tuple[int, 
         raise BadCharset(_tag_of(buf), e.charset, params.charsets, discard=discard, skipper=skipper) from None
 
 
+def _line_too_long(buf: bytes, pos: int, params: Params, tag: str | None) -> BadCommand:
+    """The refusal of the line at ``pos``, which has no LF in its first
+    ``max_line_length`` octets.  It is dropped through its own CRLF when that is in
+    the buffer already, so that the commands after it in the same packet are read
+    (as POP3 and SMTP resynchronise); otherwise the rest of it is skipped as it
+    arrives.  A line that ends with a literal header takes its literal with it."""
+    detail = f"a line is longer than {params.max_line_length} octets"
+    lf = buf.find(b"\n", pos + params.max_line_length)
+    if lf < 0:
+        return BadCommand(tag, Reason.LINE_TOO_LONG, detail, discard=len(buf),
+                          skipper=CommandSkipper(tail=buf[-64:]))
+    discard, skipper = _rest_of_command(buf, lf + 1, literal_marker(buf, pos, lf))
+    return BadCommand(tag, Reason.LINE_TOO_LONG, detail, discard=discard, skipper=skipper)
+
+
 def _rest_of_command(buf: bytes, line_end: int, marker: tuple[int, bool] | None) -> tuple[int, CommandSkipper | None]:
     """How to get past a command refused at the end of a line: drop through the
     line, then skip whatever of the command the client still sends."""
@@ -240,13 +249,7 @@ def _line(buf: bytes, params: Params, tag: str | None) -> tuple[bytes, int, tupl
     lf = buf.find(b"\n", 0, min(n, params.max_line_length))
     if lf < 0:
         if n >= params.max_line_length:
-            raise BadCommand(
-                tag,
-                Reason.LINE_TOO_LONG,
-                f"a line is longer than {params.max_line_length} octets",
-                discard=n,
-                skipper=CommandSkipper(tail=buf[-64:]),
-            )
+            raise _line_too_long(buf, 0, params, tag)
         raise NeedMore(False, tag=tag)
     if lf == 0 or buf[lf - 1] != 0x0D:
         raise BadCommand(tag, Reason.BARE_LF, "", discard=lf + 1)

@@ -87,10 +87,11 @@ def _login(r: Reader, tag: str) -> Command:
     # login           = "LOGIN" SP userid SP password
     # userid          = astring
     # password        = astring
+    # ... with "%" and "*" also taken unquoted (``Reader.login_astring``).
     r.sp()
-    userid = r.text(r.astring("user name"), "user name")
+    userid = r.text(r.login_astring("user name"), "user name")
     r.sp()
-    password = r.astring("password").decode("utf-8", "surrogateescape")
+    password = r.login_astring("password").decode("utf-8", "surrogateescape")
     return Login(tag, userid, password)
 
 

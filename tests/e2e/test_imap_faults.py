@@ -1,0 +1,370 @@
+"""IMAP faults found by using Waypost as clients and attackers would (issue 13 items 5
+and 6, issue 14 items 3-8), each pinned down over a real socket against one
+``waypost serve``: Debian's curl and the standard library's imaplib as the clients,
+raw transcripts for the exact lines.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import shutil
+import smtplib
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import trustme
+
+from support.imap import Raw
+from support.server import WaypostInstance, wait_for
+
+ACCOUNTS = ("tls", "long", "exam", "kw", "idl", "sub", "from")
+MAX_LINE = 2048  # imap.max_line_length of the small-limit server
+
+
+def _tls_files(ca: trustme.CA, data: Path) -> Path:
+    """Put a certificate for 127.0.0.1 issued by ``ca`` where the server reads its
+    own; the CA's file, for the clients, is returned."""
+    cert = ca.issue_cert("127.0.0.1", "mail.example.test")
+    cert.private_key_pem.write_to_path(str(data / "tls" / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(data / "tls" / "cert.pem"))
+    for pem in cert.cert_chain_pems[1:]:
+        with open(data / "tls" / "cert.pem", "ab") as f:
+            f.write(pem.bytes())
+    ca_file = data / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return ca_file
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    data = tmp_path_factory.mktemp("imap-faults") / "data"
+    inst = WaypostInstance(data, imap={"plaintext_without_tls": True, "failure_delay": 0.05},
+                           server={"workers": 2})
+    inst.ca_file = _tls_files(trustme.CA(), data)  # type: ignore[attr-defined]
+    inst.ok("domain", "add", "client2.test")
+    for who in ACCOUNTS:
+        inst.ok("account", "add", f"{who}@example.test", "--password", "pw")
+    inst.ok("account", "add", "info@client2.test", "--password", "secret")
+    inst.start()
+    yield inst
+    inst.stop()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A server with a small imap.max_line_length, so a line over it is cheap to send."""
+    inst = WaypostInstance(tmp_path_factory.mktemp("imap-small") / "data",
+                           imap={"plaintext_without_tls": True, "max_line_length": MAX_LINE})
+    inst.ok("account", "add", "long@example.test", "--password", "pw")
+    inst.start()
+    yield inst
+    inst.stop()
+
+
+def session(srv: WaypostInstance, who: str) -> Raw:
+    r = Raw(srv.imap_port)
+    assert r.cmd(f"L LOGIN {who}@example.test pw")[-1].startswith(b"L OK")
+    return r
+
+
+def deliver(srv: WaypostInstance, to: str, headers: str, body: str = "hello\r\n") -> None:
+    """Send a message over SMTP and wait until it is in the recipient's Maildir."""
+    before = len(srv.messages(to))
+    with smtplib.SMTP("127.0.0.1", srv.smtp_port) as s:
+        s.sendmail("sender@example.test", [to], (headers + "\r\n" + body).encode())
+    wait_for(lambda: len(srv.messages(to)) > before, what=f"delivery to {to}")
+
+
+# -- issue 13 item 5: STARTTLS keeps the client's first encrypted command -------------------
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="Debian's curl is not installed")
+def test_curl_starttls_32_at_once(srv):
+    """curl imap:// --ssl-reqd, verifying the server's certificate, 32 at once: every
+    one lists the mailboxes (the first command sent under TLS is not lost).  A lost
+    command leaves curl waiting for the 60 s autologout (imap.login_timeout), so
+    --max-time is below it; above the few seconds that 32 argon2 checks take on a
+    busy machine."""
+    def one(i: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["curl", "-sSv", "--ssl-reqd", "--cacert", str(srv.ca_file), "--max-time", "45",
+             "-u", "tls@example.test:pw", f"imap://127.0.0.1:{srv.imap_port}/"],
+            capture_output=True, text=True, timeout=90)
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(one, range(32)))
+    failed = [(r.returncode, r.stderr.strip()[-3000:]) for r in results if r.returncode != 0]
+    assert not failed, f"{len(failed)} of 32 curl runs failed: {failed[:3]}"
+    for r in results:
+        assert '"INBOX"' in r.stdout or " INBOX" in r.stdout, r.stdout
+
+
+def test_command_pipelined_after_starttls_handshake_is_answered(srv):
+    """The same over Python's ssl: the first command is written at once after the
+    handshake, in the packet that ends it where TLS 1.3 allows."""
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(srv.ca_file))
+    for _ in range(10):
+        sock = socket.create_connection(("127.0.0.1", srv.imap_port), timeout=10)
+        f = sock.makefile("rb")
+        assert f.readline().startswith(b"* OK")
+        sock.sendall(b"s STARTTLS\r\n")
+        assert f.readline().startswith(b"s OK")
+        tls = ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+        tls.sendall(b"c CAPABILITY\r\n")
+        got = b""
+        while b"c OK" not in got:
+            chunk = tls.recv(65536)
+            assert chunk, got
+            got += chunk
+        assert b"AUTH=PLAIN" in got and b"STARTTLS" not in got
+        tls.close()
+
+
+def test_plaintext_pipelined_after_starttls_is_dropped(srv):
+    """RFC 7817 / RFC 3501 §6.2.1: a command sent in the clear after STARTTLS (a
+    man in the middle's injection) is never read as a command under TLS."""
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(srv.ca_file))
+    sock = socket.create_connection(("127.0.0.1", srv.imap_port), timeout=10)
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"* OK")
+    sock.sendall(b"s STARTTLS\r\nx LOGIN tls@example.test pw\r\n")
+    assert f.readline().startswith(b"s OK")
+    tls = ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+    tls.sendall(b"c NOOP\r\n")
+    got = b""
+    while b"c OK" not in got:
+        chunk = tls.recv(65536)
+        assert chunk, got
+        got += chunk
+    assert got.startswith(b"c OK"), got  # nothing answers "x"
+    tls.sendall(b"d SELECT INBOX\r\n")  # still not logged in
+    got = b""
+    while b"d " not in got:
+        got += tls.recv(65536)
+    assert b"d BAD" in got or b"d NO" in got, got
+    tls.close()
+    srv.expect_log(r"event=imap-starttls-injection .*octets=\d+")
+
+
+# -- issue 13 item 6: a line over imap.max_line_length, then the next command ------------------
+
+
+def test_long_line_then_next_command_in_one_packet(small):
+    r = session(small, "long")
+    r.send(b"a1 NOOP " + b"x" * (MAX_LINE + 100) + b"\r\na2 NOOP\r\n")
+    first = r.line()
+    assert first.startswith(b"a1 BAD"), first
+    assert r.line().startswith(b"a2 OK")
+    # and when the long line ends with a literal header, its literal goes with it
+    r.send(b"b1 LOGIN " + b"x" * (MAX_LINE + 100) + b" {5+}\r\nabcde\r\nb2 NOOP\r\n")
+    assert r.line().startswith(b"b1 BAD")
+    assert r.line().startswith(b"b2 OK")
+    # a line exactly at the limit is a command
+    line = b'c1 LIST "" "' + b"y" * (MAX_LINE - len(b'c1 LIST "" ""') - 2) + b'"\r\n'
+    assert len(line) == MAX_LINE
+    assert r.cmd(line[:-2])[-1].startswith(b"c1 OK")
+    assert r.cmd(b'c2 LIST "" "y' + line[12:-2])[-1].startswith(b"c2 BAD")
+    assert r.cmd(b"c3 NOOP")[-1].startswith(b"c3 OK")
+    r.close()
+    small.expect_log(r"event=imap-bad .*line-too-long")
+
+
+# -- issue 14 item 5: the line limit admits every legal command ---------------------------
+
+
+def _largest_id() -> bytes:
+    """RFC 2971 §3.3: at most 30 pairs, fields of at most 30 octets, values of at
+    most 1024 octets; every value here is 1,024 quoted-specials, each escaped."""
+    pairs = b" ".join(b'"%s" "%s"' % (b"f%029d" % i, b'\\"' * 1024) for i in range(30))
+    return b"i1 ID (" + pairs + b")"
+
+
+def test_largest_legal_id_is_taken(srv):
+    line = _largest_id()
+    assert len(line) > 60_000
+    r = Raw(srv.imap_port)
+    reply = r.cmd(line)
+    assert reply[-1].startswith(b"i1 OK"), reply[-1][:200]
+    assert any(x.startswith(b"* ID (") for x in reply)
+    # 30 pairs of 1,024-octet plain values, as in the issue
+    pairs = b" ".join(b'"f%d" "%s"' % (i, b"v" * 1024) for i in range(30))
+    assert r.cmd(b"i2 ID (" + pairs + b")")[-1].startswith(b"i2 OK")
+    r.close()
+
+
+# -- issue 14 item 8: "%" in LOGIN's atoms, as imaplib sends it ------------------------------
+
+
+def test_login_name_percent_domain_unquoted(srv):
+    # imaplib sends the user name as it is: LOGIN info%client2.test "secret"
+    c = imaplib.IMAP4("127.0.0.1", srv.imap_port, timeout=10)
+    assert c.login("info%client2.test", "secret")[0] == "OK"
+    c.logout()
+    r = Raw(srv.imap_port)
+    assert r.cmd(b"a1 LOGIN info%client2.test secret")[-1].startswith(b"a1 OK")
+    r.close()
+    r = Raw(srv.imap_port)
+    assert r.cmd(b"a1 LOGIN tls%example.test pw")[-1].startswith(b"a1 OK")
+    r.close()
+    # still an error where the grammar has no atom: a "%" tag
+    r = Raw(srv.imap_port)
+    assert r.cmd(b"a% NOOP", tag=b"*")[-1].startswith(b"* BAD")
+    r.close()
+
+
+# -- issue 14 item 3: EXAMINE reports \Recent without clearing it -----------------------------
+
+
+def _recent(reply: list[bytes]) -> int:
+    return int(next(re.match(rb"\* (\d+) RECENT", x).group(1) for x in reply  # type: ignore[union-attr]
+                    if re.match(rb"\* \d+ RECENT", x)))
+
+
+def test_examine_reports_recent_and_leaves_it(srv):
+    deliver(srv, "exam@example.test", "From: a@example.test\r\nSubject: one\r\n")
+    deliver(srv, "exam@example.test", "From: a@example.test\r\nSubject: two\r\n")
+    r = session(srv, "exam")
+    reply = r.cmd("e1 EXAMINE INBOX")
+    assert reply[-1].startswith(b"e1 OK [READ-ONLY]")
+    assert _recent(reply) == 2
+    fetched = r.cmd("e2 FETCH 1:* FLAGS")
+    assert sum(b"\\Recent" in x for x in fetched) == 2
+    r2 = session(srv, "exam")
+    assert _recent(r2.cmd("e3 EXAMINE INBOX")) == 2  # not cleared by the first EXAMINE
+    assert _recent(r2.cmd("e4 SELECT INBOX")) == 2    # SELECT takes them
+    r3 = session(srv, "exam")
+    assert _recent(r3.cmd("e5 EXAMINE INBOX")) == 0
+    # mail arriving while a mailbox is examined is recent for it
+    deliver(srv, "exam@example.test", "From: a@example.test\r\nSubject: three\r\n")
+    deadline = time.monotonic() + 10
+    while True:
+        reply = r3.cmd("e6 NOOP")
+        if b"* 3 EXISTS" in reply or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert b"* 3 EXISTS" in reply and _recent(reply) == 1
+    for c in (r, r2, r3):
+        c.close()
+
+
+# -- issue 14 item 4: a new keyword is announced before a FETCH shows it ----------------------
+
+
+def _order_ok(lines: list[bytes], keyword: bytes) -> None:
+    fetch = next(i for i, x in enumerate(lines) if x.startswith(b"* ") and b" FETCH " in x and keyword in x)
+    flags = [i for i, x in enumerate(lines) if x.startswith(b"* FLAGS (") and keyword in x]
+    perm = [i for i, x in enumerate(lines) if b"[PERMANENTFLAGS (" in x and keyword in x]
+    assert flags and flags[0] < fetch, lines
+    assert perm and perm[0] < fetch, lines
+
+
+def test_keyword_from_another_session_is_announced_first(srv):
+    deliver(srv, "kw@example.test", "From: a@example.test\r\nSubject: kw\r\n")
+    a, b, c = session(srv, "kw"), session(srv, "kw"), session(srv, "kw")
+    for who in (a, b, c):
+        assert who.cmd("s SELECT INBOX")[-1].startswith(b"s OK")
+    assert a.cmd("a1 STORE 1 +FLAGS ($hello)")[-1].startswith(b"a1 OK")
+    _order_ok(b.cmd("b1 NOOP"), b"$hello")             # the updates after a command
+    _order_ok(c.cmd("c1 FETCH 1 (FLAGS)"), b"$hello")  # a FETCH that reads the new flags
+    assert a.cmd("a2 STORE 1 +FLAGS ($world)")[-1].startswith(b"a2 OK")
+    _order_ok(c.cmd("c2 UID FETCH 1:* (FLAGS)"), b"$world")
+    again = b.cmd("b2 NOOP")
+    _order_ok(again, b"$world")
+    assert sum(x.startswith(b"* FLAGS (") for x in again) == 1  # $hello is not announced twice
+    for who in (a, b, c):
+        who.close()
+
+
+def test_keyword_announced_with_expunges_in_the_same_update(srv):
+    for subject in ("x1", "x2"):
+        deliver(srv, "kw@example.test", f"From: a@example.test\r\nSubject: {subject}\r\n")
+    a, b = session(srv, "kw"), session(srv, "kw")
+    selected = a.cmd("s SELECT INBOX")
+    assert b.cmd("s SELECT INBOX")[-1].startswith(b"s OK")
+    last = int(next(x.split()[1] for x in selected if x.endswith(b" EXISTS")))
+    assert a.cmd(f"a1 STORE {last} +FLAGS (\\Deleted)")[-1].startswith(b"a1 OK")
+    assert a.cmd("a2 EXPUNGE")[-1].startswith(b"a2 OK")
+    assert a.cmd("a3 STORE 1 +FLAGS ($both)")[-1].startswith(b"a3 OK")
+    reply = b.cmd("b1 NOOP")
+    assert any(x.endswith(b" EXPUNGE") for x in reply), reply
+    _order_ok(reply, b"$both")
+    a.close()
+    b.close()
+
+
+def test_keyword_announced_to_an_idle_session(srv):
+    deliver(srv, "idl@example.test", "From: a@example.test\r\nSubject: kw\r\n")
+    a, b = session(srv, "idl"), session(srv, "idl")
+    for who in (a, b):
+        assert who.cmd("s SELECT INBOX")[-1].startswith(b"s OK")
+    b.send(b"i IDLE\r\n")
+    assert b.line().startswith(b"+ ")
+    assert a.cmd("a1 STORE 1 +FLAGS ($idle)")[-1].startswith(b"a1 OK")
+    seen = []
+    while not any(b" FETCH " in x for x in seen):
+        seen.append(b.line())
+    _order_ok(seen, b"$idle")
+    b.send(b"DONE\r\n")
+    assert b.line().startswith(b"i OK")
+    a.close()
+    b.close()
+
+
+# -- issue 14 item 6: CHILDINFO only for a child that is not itself listed ---------------------
+
+
+def test_recursivematch_childinfo_only_for_children_not_listed(srv):
+    r = session(srv, "sub")
+    for cmd in ("CREATE Parent", "CREATE Parent/Child", "SUBSCRIBE Parent/Child",
+                "CREATE Both", "CREATE Both/Kid", "SUBSCRIBE Both", "SUBSCRIBE Both/Kid"):
+        assert r.cmd("t " + cmd)[-1].startswith(b"t OK"), cmd
+    star = r.cmd('l1 LIST (SUBSCRIBED RECURSIVEMATCH) "" "*"')
+    assert star[-1].startswith(b"l1 OK")
+    assert not any(b"CHILDINFO" in x for x in star), star   # every subscribed child is listed itself
+    assert any(x.endswith(b'"/" Parent/Child') and b"\\Subscribed" in x for x in star), star
+    assert any(x.endswith(b'"/" Both') for x in star), star
+    pct = r.cmd('l2 LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+    assert b'* LIST (\\HasChildren) "/" Parent ("CHILDINFO" ("SUBSCRIBED"))' in pct, pct  # RFC 5258 §3.5
+    assert b'* LIST (\\HasChildren \\Subscribed) "/" Both ("CHILDINFO" ("SUBSCRIBED"))' in pct, pct
+    r.close()
+
+
+# -- issue 14 item 7: SEARCH FROM matches the parsed address too -------------------------------
+
+
+def test_search_from_matches_parsed_addresses(srv):
+    froms = [
+        "alice(Alice Example)@sender.test",                     # a comment inside the address
+        "Alice Example <alice @ sender.test>",                  # white space around "@"
+        '"Alice \\"Al\\" Example" <alice@sender.test>',         # a quoted display name
+        '"alice"@sender.test (Alice Example)',                  # a quoted local part
+        "bob@sender.test",
+    ]
+    for i, f in enumerate(froms):
+        deliver(srv, "from@example.test", f"From: {f}\r\nSubject: s{i}\r\n")
+    r = session(srv, "from")
+    assert r.cmd("s SELECT INBOX")[-1].startswith(b"s OK")
+
+    def search(criteria: str) -> list[int]:
+        reply = r.cmd("f SEARCH " + criteria)
+        assert reply[-1].startswith(b"f OK"), reply
+        line = next(x for x in reply if x.startswith(b"* SEARCH"))
+        return [int(n) for n in line.split()[2:]]
+
+    assert search('FROM "alice@sender.test"') == [1, 2, 3, 4]
+    assert search("FROM ALICE@SENDER.TEST") == [1, 2, 3, 4]
+    assert search('FROM "Alice \\"Al\\" Example"') == [3]
+    assert search('FROM "Alice Example"') == [1, 2, 4]
+    assert search('FROM "bob@sender.test"') == [5]
+    assert search('NOT FROM "alice@sender.test"') == [5]
+    r.close()

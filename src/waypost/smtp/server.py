@@ -471,7 +471,38 @@ class WaypostSMTP(SMTP):
         self._set_rset_state()
         await self.push(R.OK)
 
-    async def smtp_VRFY(self, arg: str) -> None:
+    async def smtp_HELP(self, arg: str | None) -> None:
+        """RFC 5321 §4.1.1.8: 211 or 214 with help; the commands of this listener, or
+        the syntax of one of them; 504 for a topic we have no help for."""
+        commands = self._commands()
+        if not arg:
+            await self.push(R.HELP.with_text("Commands: " + " ".join(commands)))
+            return
+        topic = arg.split()[0].upper()
+        if topic not in commands:
+            await self.push(R.HELP_UNKNOWN.with_text(f"HELP topic {topic[:20]} unknown"))
+            return
+        await self.push(R.HELP.with_text(f"Syntax: {_HELP_SYNTAX[topic]}"))
+
+    def _commands(self) -> list[str]:
+        """The commands this listener serves, in the order a session uses them."""
+        out = ["EHLO", "HELO"]
+        if self.tls_context is not None and not self._tls_protocol:
+            out.append("STARTTLS")
+        out.append("AUTH")
+        if self.mode == "odmr":
+            out += ["ATRN", "TURN"]
+        else:
+            out += ["MAIL", "RCPT", "DATA"]
+        out += ["RSET", "NOOP", "VRFY", "HELP", "QUIT"]
+        if self.mode == "smtp":
+            out.append("ETRN")
+        return out
+
+    async def smtp_VRFY(self, arg: str | None) -> None:
+        if not arg:  # RFC 5321 §4.1.1.6: VRFY takes a string naming a user or mailbox
+            await self.push(R.VRFY_SYNTAX)
+            return
         # RFC 5321 §3.5.3: 252 when we will not verify (it would leak accounts).
         await self.push(Reply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery"))
 
@@ -1170,6 +1201,27 @@ class WaypostSMTP(SMTP):
         finally:
             if self.transport is not None:
                 self.transport.close()
+
+
+#: HELP <command>: the syntax of each command (RFC 5321 §4.1.1, RFC 4954, RFC 3207,
+#: RFC 1985, RFC 2645).
+_HELP_SYNTAX = {
+    "EHLO": "EHLO domain",
+    "HELO": "HELO domain",
+    "STARTTLS": "STARTTLS",
+    "AUTH": "AUTH mechanism [initial-response]",
+    "MAIL": "MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME] [SMTPUTF8] [RET=FULL|HDRS] [ENVID=id]",
+    "RCPT": "RCPT TO:<address> [NOTIFY=NEVER|SUCCESS,FAILURE,DELAY] [ORCPT=type;address]",
+    "DATA": "DATA (then the message, ended by a line holding only a dot)",
+    "RSET": "RSET",
+    "NOOP": "NOOP",
+    "VRFY": "VRFY address",
+    "HELP": "HELP [command]",
+    "QUIT": "QUIT",
+    "ETRN": "ETRN [@|#]domain",
+    "ATRN": "ATRN [domain[,domain...]]",
+    "TURN": "TURN",
+}
 
 
 def _client_in(ip: str | None, networks: list[str]) -> bool:

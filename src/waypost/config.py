@@ -49,6 +49,8 @@ class ServerSettings:
     hostname: str = _s("localhost", "Name used in the SMTP greeting, EHLO and Received header fields.")
     main_domain: str = _s("localhost", "The main domain: addresses without a domain belong to it.")
     workers: int = _s(0, "Worker processes sharing the listening sockets (0 = one per core).")
+    listen_backlog: int = _s(1024, "Connections each TCP listener lets wait to be accepted (listen(2) backlog; "
+                                   "the kernel caps it at net.core.somaxconn).")
     log_format: str = _s("text", "Log line format: 'text' (key=value) or 'json'.")
     log_level: str = _s("info", "Least severe level logged: debug, info, warning, error.")
 
@@ -293,6 +295,8 @@ def _validate(s: Settings) -> None:
     if s.listen.minger and not s.sharing.allow_anonymous and not 16 <= len(s.sharing.secret) <= 50:
         raise ConfigError("sharing.secret: listen.minger is set, so a secret of 16 to 50 characters is needed"
                           " (or sharing.allow_anonymous = true)")
+    if s.server.listen_backlog <= 0:
+        raise ConfigError("server.listen_backlog: must be positive")
     if s.server.workers < 0:
         raise ConfigError("server.workers: expected 0 (one per core) or more")
 

@@ -75,7 +75,7 @@ def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
             for other in sockets.values():
                 other.close()
             raise SystemExit(f"listen.{name}: cannot listen on {value}: {e.strerror}") from None
-        sock.listen(1024)
+        sock.listen(settings.server.listen_backlog)
         sock.setblocking(False)
         sockets[name] = sock
     return sockets
@@ -240,12 +240,15 @@ class Server:
         from .mailstore.maildir import LISTINGS_TOPIC
 
         self.bus.subscribe(LISTINGS_TOPIC, self.mailstore.forget_listings)
+        # create_server calls listen() again on the socket it is given, with a backlog
+        # of 100 unless told: the setting is passed on (a burst would otherwise wait).
+        backlog = self.settings.server.listen_backlog
         for name, sock in sockets.items():
             if name in SMTP_LISTENERS:
-                server = await loop.create_server(_smtp_factory(service, name), sock=sock)
+                server = await loop.create_server(_smtp_factory(service, name), sock=sock, backlog=backlog)
             elif name == "imap":
                 self._imap = self._imap_service()
-                server = await loop.create_server(self._imap.protocol_factory(), sock=sock)
+                server = await loop.create_server(self._imap.protocol_factory(), sock=sock, backlog=backlog)
             elif name == "pop3":
                 pop3 = self.settings.pop3
                 self._pop3 = POP3Service(self.mailstore, self.authenticate_reader, self._tls,
@@ -253,7 +256,7 @@ class Server:
                                          plaintext_without_tls=pop3.plaintext_without_tls,
                                          failure_delay=pop3.failure_delay, max_failures=pop3.max_login_failures,
                                          idle_timeout=pop3.idle_timeout)
-                server = await loop.create_server(self._pop3.protocol_factory(), sock=sock)
+                server = await loop.create_server(self._pop3.protocol_factory(), sock=sock, backlog=backlog)
             else:  # pragma: no cover - bind_listeners refuses what is not served
                 raise RuntimeError(f"no service for listener {name}")
             self._servers.append(server)

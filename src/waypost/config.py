@@ -89,6 +89,9 @@ class SMTPSettings:
     max_received_headers: int = _s(30, "Messages with more Received header fields are bounced as a loop.")
     max_errors: int = _s(20, "Bad commands tolerated in one session before it is closed with 421.")
     auth_requires_tls: bool = _s(True, "Offer and accept AUTH only after STARTTLS.")
+    cram_md5: bool = _s(False, "Offer AUTH CRAM-MD5 on the SMTP and submission listeners (before STARTTLS too); it works "
+                               "only for accounts whose password is sealed (account passwd --cram-md5). The ODMR "
+                               "listener always offers it (RFC 2645 clients use it).")
     smtputf8: bool = _s(True, "Advertise SMTPUTF8 (RFC 6531).")
 
 

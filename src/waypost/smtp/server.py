@@ -206,6 +206,10 @@ class WaypostSMTP(SMTP):
             authenticator=None,
             auth_callback=None,
         )
+        if mode != "odmr" and not s.smtp.cram_md5:
+            # CRAM-MD5 works only for accounts with a sealed secret, and a client that
+            # sees it offered picks it before PLAIN and fails: offered where set.
+            self._auth_methods.pop("CRAM-MD5", None)
         self._buf = bytearray()
         self.in_data = False  # reading or committing a message: a shutdown waits for it
         self._errors = 0

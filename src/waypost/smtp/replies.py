@@ -65,6 +65,9 @@ class R:
     BODY_BARE_LF = Reply(554, "5.6.0", "Message contains a bare CR or LF (RFC 5321 §2.3.8)")
     BODY_NUL = Reply(554, "5.6.0", "Message contains a NUL character")
     BODY_LONG_LINE = Reply(554, "5.6.0", "Message has a line longer than 998 characters (RFC 5322 §2.1.1)")
+    # RFC 6409 §6.1: a submission server may refuse a sender the user may not use.
+    SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not owned by the authenticated user")
+    FROM_NOT_OWNED = Reply(550, "5.7.1", "From: address not owned by the authenticated user")
     SMTPUTF8_REQUIRED = Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8 (RFC 6531)")
 
 

@@ -689,9 +689,29 @@ class WaypostSMTP(SMTP):
         if sender and not sender.isascii() and not opts.get("smtputf8"):
             await self.push(R.SMTPUTF8_REQUIRED)
             return
+        if self.session.authenticated and not self._may_send_as(sender):
+            event(log, "sender-refused", level=logging.WARNING, client=self._client_ip(),
+                  account=self.session.auth_data, sender=f"<{sender}>", where="mail-from")
+            await self.push(R.SENDER_NOT_OWNED)
+            return
         self.env.mail_from = sender
         self.env.params = opts
         await self.push(R.SENDER_OK)
+
+    def _may_send_as(self, address: str) -> bool:
+        """The authenticated user may use ``address`` as a sender (Directory.may_send_as)."""
+        assert self.session is not None
+        return self.service.router.directory.may_send_as(str(self.session.auth_data), address)
+
+    def _foreign_from(self, header: bytes) -> str | None:
+        """An address of the From: (or Sender:) field the authenticated user may not
+        use, or None."""
+        fields = header_fields(header)
+        values = fields.get("from", []) + fields.get("sender", [])
+        for _, address in email.utils.getaddresses(values):
+            if not address or not self._may_send_as(address):  # (an empty one: unparsable)
+                return address or "(unparsable)"
+        return None
 
     # -- RCPT -----------------------------------------------------------------------------
 
@@ -897,6 +917,15 @@ class WaypostSMTP(SMTP):
             self._set_rset_state()
             await self.push(refusal)
             return
+        if self.session is not None and self.session.authenticated:
+            # The message as it will leave: with the fields rules added.
+            foreign = self._foreign_from(added + body)
+            if foreign is not None:
+                event(log, "sender-refused", level=logging.WARNING, client=self._client_ip(),
+                      account=self.session.auth_data, sender=f"<{foreign}>", where="from-header")
+                self._set_rset_state()
+                await self.push(R.FROM_NOT_OWNED)
+                return
         msg_id = new_message_id()
         data = self._received_header(msg_id) + added + body
         if self.submission:

@@ -116,6 +116,21 @@ class POP3Settings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthSettings:
+    free_failures: int = _s(5, "Failed logins (every protocol, every worker) from one client address, or for one "
+                               "account, within auth.window before the next attempts are slowed.")
+    delay: float = _s(1.0, "Seconds the first slowed attempt waits before its password is checked; doubles with "
+                           "each further failure.")
+    max_delay: float = _s(30.0, "Longest such wait, in seconds (also the wait before a blocked attempt is refused).")
+    block_after: int = _s(30, "Failed logins (from one client address, or for one account, within auth.window) "
+                              "after which it is blocked: logins are refused unchecked for auth.block_time.")
+    block_time: float = _s(900.0, "Seconds a block lasts; another failure once it is over blocks again.")
+    window: float = _s(3600.0, "Seconds after the last failure when a client's or an account's count starts again.")
+    known_client_days: float = _s(60.0, "An address from which an account logged in within this many days is known: "
+                                        "the account's failures (a guessing attack) do not slow or block it there.")
+
+
+@dataclass(frozen=True, slots=True)
 class DNSSettings:
     nameservers: list[str] = _s([], "Name servers as host or host:port; empty = the system's resolver.")
     timeout: float = _s(5.0, "Seconds a DNS look-up may take.")
@@ -182,6 +197,7 @@ class Settings:
     smtp: SMTPSettings = field(default_factory=SMTPSettings)
     imap: IMAPSettings = field(default_factory=IMAPSettings)
     pop3: POP3Settings = field(default_factory=POP3Settings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     dns: DNSSettings = field(default_factory=DNSSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
@@ -298,6 +314,12 @@ def _validate(s: Settings) -> None:
     if s.listen.minger and not s.sharing.allow_anonymous and not 16 <= len(s.sharing.secret) <= 50:
         raise ConfigError("sharing.secret: listen.minger is set, so a secret of 16 to 50 characters is needed"
                           " (or sharing.allow_anonymous = true)")
+    a = s.auth
+    if a.free_failures < 0 or a.block_after <= 0:
+        raise ConfigError("auth.free_failures and auth.block_after: expected 0 or more, and 1 or more")
+    for name in ("delay", "max_delay", "block_time", "window", "known_client_days"):
+        if getattr(a, name) < 0:
+            raise ConfigError(f"auth.{name}: must not be negative")
     if s.server.listen_backlog <= 0:
         raise ConfigError("server.listen_backlog: must be positive")
     if s.server.workers < 0:

@@ -47,6 +47,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, TLSSetupException
 
 from ..address import AddressError, normalize_domain, parse_address
 from ..config import Settings
+from ..directory.throttle import log_auth_failed
 from ..log import event
 from ..queue import QueueManager, Recipient, SpoolError
 from ..queue.spool import new_message_id
@@ -74,10 +75,11 @@ class SMTPService:
     settings: Settings
     router: Router
     queue: QueueManager
-    authenticate: Callable[[str, str, str | None], Any]  # async (login, password, server_ip) -> account | None
+    # async (login, password, server_ip, client_ip, proto) -> account | None (throttled and logged)
+    authenticate: Callable[[str, str, str | None, str | None, str], Any]
     tls_context: ssl.SSLContext | None = None
-    # async (login, challenge, hex digest, server_ip) -> account | None  (RFC 2195)
-    authenticate_cram: Callable[[str, str, str, str | None], Any] | None = None
+    # async (login, challenge, hex digest, server_ip, client_ip, proto) -> account | None  (RFC 2195)
+    authenticate_cram: Callable[[str, str, str, str | None, str | None, str], Any] | None = None
     # async (address) -> {peer host: Minger code or error text}  (domain sharing)
     ask_peers: Callable[[str], Any] | None = None
     # () -> the server-wide rules now in force (waypost.rules.ServerRules)
@@ -544,7 +546,7 @@ class WaypostSMTP(SMTP):
             await self.push(Reply(501, "5.5.2", "Malformed CRAM-MD5 response"))
             return AuthResult(success=False, handled=True)
         check = self.service.authenticate_cram
-        account = await check(user, challenge, digest, self._server_ip()) if check else None
+        account = await check(user, challenge, digest, self._server_ip(), self._client_ip(), self.mode) if check else None
         return await self._login_result(user, account)
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
@@ -568,6 +570,7 @@ class WaypostSMTP(SMTP):
             return AuthResult(success=False, handled=True)
         authzid, login, password = parts
         if authzid and authzid != login:
+            log_auth_failed(self.mode, self._client_ip(), login.decode("utf-8", "replace"), "authzid")
             await self.push(Reply(535, "5.7.8", "Authorization identity must be empty or the login"))
             return AuthResult(success=False, handled=True)
         return await self._check_login(login, password)
@@ -593,14 +596,17 @@ class WaypostSMTP(SMTP):
             login, password = login_b.decode("utf-8"), password_b.decode("utf-8")
         except UnicodeDecodeError:
             login, password = "", ""
-        account = await self.service.authenticate(login, password, self._server_ip()) if login else None
+        if login:
+            account = await self.service.authenticate(login, password, self._server_ip(), self._client_ip(), self.mode)
+        else:
+            account = None
+            log_auth_failed(self.mode, self._client_ip(), "", "no-login")
         return await self._login_result(login, account)
 
     async def _login_result(self, login: str, account: str | None) -> AuthResult:
         if account is None:
+            # (logged, counted and throttled across connections by the authenticate callback)
             self._auth_failures += 1
-            event(log, "auth-failed", level=logging.WARNING, client=self._client_ip(), login=login[:64],
-                  failures=self._auth_failures)
             # Slow down guessing: each failure on a connection waits longer.
             await asyncio.sleep(min(0.5 * self._auth_failures, 5.0))
             if self._auth_failures >= 3:

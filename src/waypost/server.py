@@ -202,18 +202,27 @@ class Server:
         unchecked; count a failure, remember a success's client; log every failure."""
         address = account.address if account is not None else None
         loop = asyncio.get_running_loop()
-        verdict = self.throttle.assess(client_ip, address, time.time())
-        if verdict.delay > 0:
-            await asyncio.sleep(verdict.delay)
-            if not verdict.blocked:
-                # Attempts that waited side by side: the failures of the others may
-                # have blocked this one meanwhile.
+        waited = 0.0
+        while True:
+            verdict = self.throttle.assess(client_ip, address, time.time())
+            if verdict.delay > waited:
+                await asyncio.sleep(verdict.delay - waited)
+                waited = verdict.delay
+                continue  # look again: the failures of attempts made meanwhile count
+            if verdict.blocked:
+                log_auth_failed(proto, client_ip, login, "blocked")
+                return None
+            async with self._hash_slots:
+                # The decisive look, holding a slot to check the password in: attempts
+                # that arrived side by side (50 connections at once) are checked one
+                # slot at a time, each seeing the failures counted before it.
                 verdict = self.throttle.assess(client_ip, address, time.time())
-        if verdict.blocked:
-            log_auth_failed(proto, client_ip, login, "blocked")
-            return None
-        if not await verify():
-            await loop.run_in_executor(None, self.throttle.failed, verdict, time.time())
+                if verdict.delay <= waited and not verdict.blocked:
+                    ok = await verify()
+                    if not ok:  # counted before the slot is let go
+                        await loop.run_in_executor(None, self.throttle.failed, verdict, time.time())
+                    break
+        if not ok:
             log_auth_failed(proto, client_ip, login, "credentials")
             return None
         assert address is not None
@@ -267,9 +276,9 @@ class Server:
         return answers
 
     async def _verify(self, account: ObjectRecord, password: str) -> bool:
-        async with self._hash_slots:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._hash_pool, self.directory.verify_password, account, password)
+        """(Called holding one of ``_hash_slots``: see ``_guarded``.)"""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._hash_pool, self.directory.verify_password, account, password)
 
     # -- running ------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 DATA   ?= ./var
 # Debian tools the tests drive as real peers, as command:package.
-DEBIAN_TEST_TOOLS := swaks:swaks fetchmail:fetchmail mbsync:isync
+DEBIAN_TEST_TOOLS := swaks:swaks fetchmail:fetchmail mbsync:isync ss:iproute2 fail2ban-regex:fail2ban
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

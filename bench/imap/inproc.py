@@ -55,7 +55,7 @@ async def main_async(args: argparse.Namespace, work: Path, src: Path, n: int) ->
     run.copy_maildir(src, store.mailbox_path(run.DOMAIN, run.LOCAL))
     store.ensure_account(run.DOMAIN, run.LOCAL)
 
-    async def authenticate(login: str, password: str, ip: str | None) -> str | None:
+    async def authenticate(login: str, password: str, ip: str | None, client_ip: str | None = None) -> str | None:
         return run.ADDRESS
 
     service = IMAPService(store, authenticate, None, hostname="inproc", lookup=lambda name, domain: None,

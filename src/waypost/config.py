@@ -51,6 +51,8 @@ class ServerSettings:
     hostname: str = _s("localhost", "Name used in the SMTP greeting, EHLO and Received header fields.")
     main_domain: str = _s("localhost", "The main domain: addresses without a domain belong to it.")
     workers: int = _s(0, "Worker processes sharing the listening sockets (0 = one per core).")
+    listen_backlog: int = _s(1024, "Connections each TCP listener lets wait to be accepted (listen(2) backlog; "
+                                   "the kernel caps it at net.core.somaxconn).")
     log_format: str = _s("text", "Log line format: 'text' (key=value) or 'json'.")
     log_level: str = _s("info", "Least severe level logged: debug, info, warning, error.")
 
@@ -89,6 +91,9 @@ class SMTPSettings:
     max_received_headers: int = _s(30, "Messages with more Received header fields are bounced as a loop.")
     max_errors: int = _s(20, "Bad commands tolerated in one session before it is closed with 421.")
     auth_requires_tls: bool = _s(True, "Offer and accept AUTH only after STARTTLS.")
+    cram_md5: bool = _s(False, "Offer AUTH CRAM-MD5 on the SMTP and submission listeners (before STARTTLS too); it works "
+                               "only for accounts whose password is sealed (account passwd --cram-md5). The ODMR "
+                               "listener always offers it (RFC 2645 clients use it).")
     smtputf8: bool = _s(True, "Advertise SMTPUTF8 (RFC 6531).")
 
 
@@ -111,6 +116,21 @@ class POP3Settings:
     idle_timeout: float = _s(600.0, "Seconds a client may stay silent (RFC 1939 §3: at least 10 minutes).")
     failure_delay: float = _s(1.0, "Seconds before answering a failed login; doubles with each failure.")
     max_login_failures: int = _s(3, "Failed logins on one connection before it is closed.")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    free_failures: int = _s(5, "Failed logins (every protocol, every worker) from one client address, or for one "
+                               "account, within auth.window before the next attempts are slowed.")
+    delay: float = _s(1.0, "Seconds the first slowed attempt waits before its password is checked; doubles with "
+                           "each further failure.")
+    max_delay: float = _s(30.0, "Longest such wait, in seconds (also the wait before a blocked attempt is refused).")
+    block_after: int = _s(30, "Failed logins (from one client address, or for one account, within auth.window) "
+                              "after which it is blocked: logins are refused unchecked for auth.block_time.")
+    block_time: float = _s(900.0, "Seconds a block lasts; another failure once it is over blocks again.")
+    window: float = _s(3600.0, "Seconds after the last failure when a client's or an account's count starts again.")
+    known_client_days: float = _s(60.0, "An address from which an account logged in within this many days is known: "
+                                        "the account's failures (a guessing attack) do not slow or block it there.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +202,7 @@ class Settings:
     smtp: SMTPSettings = field(default_factory=SMTPSettings)
     imap: IMAPSettings = field(default_factory=IMAPSettings)
     pop3: POP3Settings = field(default_factory=POP3Settings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     dns: DNSSettings = field(default_factory=DNSSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
@@ -304,6 +325,14 @@ def _validate(s: Settings) -> None:
     if s.listen.minger and not s.sharing.allow_anonymous and not 16 <= len(s.sharing.secret) <= 50:
         raise ConfigError("sharing.secret: listen.minger is set, so a secret of 16 to 50 characters is needed"
                           " (or sharing.allow_anonymous = true)")
+    a = s.auth
+    if a.free_failures < 0 or a.block_after <= 0:
+        raise ConfigError("auth.free_failures and auth.block_after: expected 0 or more, and 1 or more")
+    for name in ("delay", "max_delay", "block_time", "window", "known_client_days"):
+        if getattr(a, name) < 0:
+            raise ConfigError(f"auth.{name}: must not be negative")
+    if s.server.listen_backlog <= 0:
+        raise ConfigError("server.listen_backlog: must be positive")
     if s.server.workers < 0:
         raise ConfigError("server.workers: expected 0 (one per core) or more")
 

@@ -21,11 +21,12 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from .config import Settings, parse_hostport
 from .db import ObjectRecord, open_database
 from .directory import Directory
+from .directory.throttle import LoginThrottle, ThrottlePolicy, log_auth_failed
 from .log import configure_logging, event
 from .bus import Bus
 from .imap.proto import Params
@@ -75,7 +76,7 @@ def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
             for other in sockets.values():
                 other.close()
             raise SystemExit(f"listen.{name}: cannot listen on {value}: {e.strerror}") from None
-        sock.listen(1024)
+        sock.listen(settings.server.listen_backlog)
         sock.setblocking(False)
         sockets[name] = sock
     return sockets
@@ -124,6 +125,9 @@ class Server:
         self._hash_pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="passwords")
         self._hash_slots = asyncio.Semaphore(8)
         self._warming: set[tuple[str, str]] = set()  # accounts whose INBOX a login is warming
+        a = settings.auth
+        self.throttle = LoginThrottle(self.db, ThrottlePolicy(a.free_failures, a.delay, a.max_delay, a.block_after,
+                                                              a.block_time, a.window, a.known_client_days))
 
     def _own_addresses(self) -> list[str]:
         return own_addresses(self.settings)
@@ -162,30 +166,72 @@ class Server:
 
     # -- authentication -------------------------------------------------------------
 
-    async def authenticate(self, login: str, password: str, server_ip: str | None) -> str | None:
-        """The account address for a login name and password, or None (never says why)."""
-        return await self._authenticate(login, password, server_ip, warm=False)
+    async def authenticate(self, login: str, password: str, server_ip: str | None, client_ip: str | None = None,
+                           proto: str = "smtp") -> str | None:
+        """The account address for a login name and password, or None (never says why).
+        Throttled and logged (``LoginThrottle``)."""
+        return await self._authenticate(login, password, server_ip, client_ip, proto, warm=False)
 
-    async def authenticate_reader(self, login: str, password: str, server_ip: str | None) -> str | None:
-        """``authenticate`` for IMAP and POP3.  While the password hash is checked (a
-        tenth of a second of C code that lets go of the interpreter), another thread
-        brings the account's INBOX index up to date, so that the SELECT or the maildrop
-        that follows a login finds it ready instead of scanning then.  Nothing is sent
-        before the check ends; what a wrong password can cause is bounded (see
-        ``_warm_inbox``)."""
-        return await self._authenticate(login, password, server_ip, warm=True)
+    def reader_login(self, proto: str) -> Callable[[str, str, str | None, str | None], Awaitable[str | None]]:
+        """``authenticate`` for IMAP and POP3 (``proto``).  While the password hash is
+        checked (a tenth of a second of C code that lets go of the interpreter),
+        another thread brings the account's INBOX index up to date, so that the SELECT
+        or the maildrop that follows a login finds it ready instead of scanning then.
+        Nothing is sent before the check ends; what a wrong password can cause is
+        bounded (see ``_warm_inbox``)."""
+        async def check(login: str, password: str, server_ip: str | None, client_ip: str | None) -> str | None:
+            return await self._authenticate(login, password, server_ip, client_ip, proto, warm=True)
+        return check
 
-    async def _authenticate(self, login: str, password: str, server_ip: str | None, warm: bool) -> str | None:
+    async def _authenticate(self, login: str, password: str, server_ip: str | None, client_ip: str | None,
+                            proto: str, warm: bool) -> str | None:
         account = self.router.resolve_login(login, Context(kind="access", server_ip=server_ip))
-        if account is None:
-            # Spend the same time as a real check, so that names cannot be probed.
-            if self._dummy is None:
-                self._dummy = ObjectRecord("", "", "account", {"password": self.directory.hash_password("x" * 16)})
-            await self._verify(self._dummy, password)
+
+        async def verify() -> bool:
+            if account is None:
+                # Spend the same time as a real check, so that names cannot be probed.
+                if self._dummy is None:
+                    self._dummy = ObjectRecord("", "", "account", {"password": self.directory.hash_password("x" * 16)})
+                await self._verify(self._dummy, password)
+                return False
+            if warm and account.kind == "account" and account.data.get("enabled", True):
+                self._warm_inbox(account.domain, account.name)
+            return await self._verify(account, password)
+
+        return await self._guarded(login, account, client_ip, proto, verify)
+
+    async def _guarded(self, login: str, account: ObjectRecord | None, client_ip: str | None, proto: str,
+                       verify: Callable[[], Awaitable[bool]]) -> str | None:
+        """One login attempt through the throttle: wait, or refuse a blocked one
+        unchecked; count a failure, remember a success's client; log every failure."""
+        address = account.address if account is not None else None
+        loop = asyncio.get_running_loop()
+        waited = 0.0
+        while True:
+            verdict = self.throttle.assess(client_ip, address, time.time())
+            if verdict.delay > waited:
+                await asyncio.sleep(verdict.delay - waited)
+                waited = verdict.delay
+                continue  # look again: the failures of attempts made meanwhile count
+            if verdict.blocked:
+                log_auth_failed(proto, client_ip, login, "blocked")
+                return None
+            async with self._hash_slots:
+                # The decisive look, holding a slot to check the password in: attempts
+                # that arrived side by side (50 connections at once) are checked one
+                # slot at a time, each seeing the failures counted before it.
+                verdict = self.throttle.assess(client_ip, address, time.time())
+                if verdict.delay <= waited and not verdict.blocked:
+                    ok = await verify()
+                    if not ok:  # counted before the slot is let go
+                        await loop.run_in_executor(None, self.throttle.failed, verdict, time.time())
+                    break
+        if not ok:
+            log_auth_failed(proto, client_ip, login, "credentials")
             return None
-        if warm and account.kind == "account" and account.data.get("enabled", True):
-            self._warm_inbox(account.domain, account.name)
-        return account.address if await self._verify(account, password) else None
+        assert address is not None
+        await loop.run_in_executor(None, self.throttle.succeeded, verdict, address, time.time())
+        return address
 
     def _warm_inbox(self, domain: str, name: str) -> None:
         """Before the password is known, so bounded: an existing INBOX only (nothing is
@@ -210,14 +256,20 @@ class Server:
 
         asyncio.get_running_loop().run_in_executor(None, work).add_done_callback(done)
 
-    async def authenticate_cram(self, login: str, challenge: str, digest: str, server_ip: str | None) -> str | None:
-        """RFC 2195 CRAM-MD5 against the account's sealed secret (``account passwd --cram-md5``)."""
+    async def authenticate_cram(self, login: str, challenge: str, digest: str, server_ip: str | None,
+                                client_ip: str | None = None, proto: str = "smtp") -> str | None:
+        """RFC 2195 CRAM-MD5 against the account's sealed secret (``account passwd --cram-md5``);
+        throttled and logged like ``authenticate``."""
         account = self.router.resolve_login(login, Context(kind="access", server_ip=server_ip))
-        secret = self.directory.cram_secret(account) if account is not None else None
-        if account is None or secret is None:
-            return None
-        expected = hmac.new(secret.encode("utf-8"), challenge.encode("ascii"), hashlib.md5).hexdigest()
-        return account.address if hmac.compare_digest(expected, digest) else None
+
+        async def verify() -> bool:
+            secret = self.directory.cram_secret(account) if account is not None else None
+            if secret is None:
+                return False
+            expected = hmac.new(secret.encode("utf-8"), challenge.encode("ascii"), hashlib.md5).hexdigest()
+            return hmac.compare_digest(expected, digest)
+
+        return await self._guarded(login, account, client_ip, proto, verify)
 
     async def ask_peers(self, address: str) -> dict[str, int | str]:
         """Domain sharing: every peer that shares the address's domain, asked at once by
@@ -228,9 +280,9 @@ class Server:
         return answers
 
     async def _verify(self, account: ObjectRecord, password: str) -> bool:
-        async with self._hash_slots:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._hash_pool, self.directory.verify_password, account, password)
+        """(Called holding one of ``_hash_slots``: see ``_guarded``.)"""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._hash_pool, self.directory.verify_password, account, password)
 
     # -- running ------------------------------------------------------------------
 
@@ -244,20 +296,23 @@ class Server:
         from .mailstore.maildir import LISTINGS_TOPIC
 
         self.bus.subscribe(LISTINGS_TOPIC, self.mailstore.forget_listings)
+        # create_server calls listen() again on the socket it is given, with a backlog
+        # of 100 unless told: the setting is passed on (a burst would otherwise wait).
+        backlog = self.settings.server.listen_backlog
         for name, sock in sockets.items():
             if name in SMTP_LISTENERS:
-                server = await loop.create_server(_smtp_factory(service, name), sock=sock)
+                server = await loop.create_server(_smtp_factory(service, name), sock=sock, backlog=backlog)
             elif name == "imap":
                 self._imap = self._imap_service()
-                server = await loop.create_server(self._imap.protocol_factory(), sock=sock)
+                server = await loop.create_server(self._imap.protocol_factory(), sock=sock, backlog=backlog)
             elif name == "pop3":
                 pop3 = self.settings.pop3
-                self._pop3 = POP3Service(self.mailstore, self.authenticate_reader, self._tls,
+                self._pop3 = POP3Service(self.mailstore, self.reader_login("pop3"), self._tls,
                                          hostname=self.settings.server.hostname,
                                          plaintext_without_tls=pop3.plaintext_without_tls,
                                          failure_delay=pop3.failure_delay, max_failures=pop3.max_login_failures,
                                          idle_timeout=pop3.idle_timeout)
-                server = await loop.create_server(self._pop3.protocol_factory(), sock=sock)
+                server = await loop.create_server(self._pop3.protocol_factory(), sock=sock, backlog=backlog)
             else:  # pragma: no cover - bind_listeners refuses what is not served
                 raise RuntimeError(f"no service for listener {name}")
             self._servers.append(server)
@@ -278,7 +333,7 @@ class Server:
                             max_failures=imap.max_login_failures, max_bad_commands=imap.max_bad_commands)
         params = Params(max_line_length=imap.max_line_length, max_literal_size=imap.max_append_size,
                         max_command_size=imap.max_append_size + 1024 * 1024)
-        return IMAPService(self.mailstore, self.authenticate_reader, self._tls, hostname=self.settings.server.hostname,
+        return IMAPService(self.mailstore, self.reader_login("imap"), self._tls, hostname=self.settings.server.hostname,
                            lookup=self.directory.account_named, bus=self.bus, limits=limits, params=params)
 
     async def stop(self, grace: float = 10.0) -> None:

@@ -76,7 +76,7 @@ def test_failed_login_is_slowed_logged_and_ends_the_connection(imap_server):
     assert b"NO [AUTHENTICATIONFAILED]" in last[0]
     assert r.line().startswith(b"* BYE") if r.buf or True else True
     r.close()
-    imap_server.expect_log(r"event=imap-auth-failed .*login=alice@example.test")
+    imap_server.expect_log(r"event=auth-failed proto=imap client=127.0.0.1 login=alice@example.test reason=credentials")
 
 
 def test_plaintext_login_needs_tls_by_default(tmp_path):

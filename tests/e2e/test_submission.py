@@ -30,13 +30,43 @@ def sub(server) -> Transcript:
 def test_auth_is_offered_only_after_starttls(server):
     with sub(server) as t:
         r = t.cmd("EHLO c", 250)
-        # Only the challenge-response mechanism shows before TLS; no password crosses in clear.
-        assert [line for line in r.lines if line.startswith("AUTH")] == ["AUTH CRAM-MD5"]
+        # No mechanism before TLS: no password crosses in clear, and CRAM-MD5, which
+        # works only for accounts with a sealed secret, is not offered (smtp.cram_md5).
+        assert [line for line in r.lines if line.startswith("AUTH")] == []
         t.cmd("AUTH PLAIN " + base64.b64encode(b"\0alice@example.test\0alice-password").decode(), 538, "5.7.11")
         t.cmd("MAIL FROM:<alice@example.test>", 530, "5.7.0")
         t.starttls()
         r = t.cmd("EHLO c", 250)
-        assert "AUTH CRAM-MD5 LOGIN PLAIN" in r.lines
+        assert [line for line in r.lines if line.startswith("AUTH")] == ["AUTH LOGIN PLAIN"]
+        t.cmd("AUTH CRAM-MD5", 504, "5.5.4")
+
+
+def _cram(t, user, secret):
+    import hashlib
+    import hmac
+
+    r = t.cmd("AUTH CRAM-MD5", 334)
+    challenge = base64.b64decode(r.lines[0])
+    t.send(base64.b64encode(f"{user} {hmac.new(secret.encode(), challenge, hashlib.md5).hexdigest()}".encode()).decode())
+    return t.reply()
+
+
+def test_cram_md5_is_offered_only_when_set(instance):
+    """A client that sees CRAM-MD5 picks it first (neomutt, libsasl): it is offered on
+    the SMTP and submission ports only with smtp.cram_md5, for accounts that keep a
+    sealed secret (account passwd --cram-md5)."""
+    instance.configure(smtp={"cram_md5": True})
+    instance.ok("account", "add", "alice@example.test", "--password", "alice-password")
+    instance.ok("account", "passwd", "alice@example.test", "--password", "alice-password", "--cram-md5")
+    instance.start()
+    with sub(instance) as t:
+        r = t.cmd("EHLO c", 250)
+        assert [line for line in r.lines if line.startswith("AUTH")] == ["AUTH CRAM-MD5"]
+        t.starttls()
+        r = t.cmd("EHLO c", 250)
+        assert [line for line in r.lines if line.startswith("AUTH")] == ["AUTH CRAM-MD5 LOGIN PLAIN"]
+        reply = _cram(t, "alice@example.test", "alice-password")
+        assert (reply.code, reply.enhanced) == (235, "2.7.0")
 
 
 def test_auth_plain_and_relay(server):

@@ -147,3 +147,26 @@ def test_cached_settings_follow_a_change_made_by_another_process(tmp_path):
     finally:
         worker.close()
         cli.close()
+
+
+def test_may_send_as(directory):
+    """The one sender check (submission, web, rule-generated mail): issue 13 item 12."""
+    directory.add_account("info@client1.com")
+    directory.add_account("bob@client1.com")
+    directory.add_alias("sales@client1.com", "info")
+    directory.add_group("team@client1.com", ["info", "bob"])
+    may = directory.may_send_as
+    for own in ("info@client1.com", "Info@CLIENT1.net", "sales@client1.net", '"info"@client1.com', ""):
+        assert may("info@client1.com", own), own
+    for other in ("bob@client1.com", "team@client1.com", "info@example.test", "ceo@client2.org", "not an address",
+                  "info@client1.com.evil.test"):
+        assert not may("info@client1.com", other), other
+    assert not may("sales@client1.com", "sales@client1.com")  # an alias is not a login identity here
+    assert may("ghost@client1.com", "") and not may("ghost@client1.com", "ghost@client1.com")  # no account: only <>
+    directory.update("info@client1.com", "account", {"send_as": ["team@client1.net", "*@example.test"]})
+    assert may("info@client1.com", "team@client1.com") and may("info@client1.com", "anyone@example.test")
+    assert not may("info@client1.com", "bob@client1.com")
+    directory.set_domain("client1.com", send_as="domain")
+    assert may("bob@client1.com", "info@client1.net") and not may("bob@client1.com", "x@example.test")
+    directory.set_domain("client1.com", send_as="any")
+    assert may("bob@client1.com", "ceo@client2.org")

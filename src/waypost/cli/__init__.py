@@ -15,6 +15,7 @@ from .directory import register as register_directory
 from .queue import queue
 from .router import router
 from .share import share
+from .auth import auth
 from .gateway import gateway
 from .rule import rule
 from .mailbox import acl, mailbox
@@ -199,6 +200,7 @@ cli.add_command(gateway)
 cli.add_command(rule)
 cli.add_command(mailbox)
 cli.add_command(acl)
+cli.add_command(auth)
 register_directory(cli)
 
 

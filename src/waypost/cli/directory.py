@@ -36,6 +36,7 @@ def _object_row(o: ObjectRecord) -> dict[str, Any]:
         row["has_password"] = "password" in o.data
         row["forward"] = data.get("forward", "")
         row["keep_copy"] = bool(data.get("keep_copy", False))
+        row["send_as"] = data.get("send_as", [])
     elif o.kind in ("alias", "forwarder"):
         row["target"] = data.get("target", "")
     elif o.kind == "group":
@@ -138,12 +139,17 @@ def domain_list(app: App, as_json: bool) -> None:
 @click.option("--no-ips", is_flag=True, help="Unbind every server address.")
 @click.option("--mail-to-unknown", "unknown", metavar="rejected|discarded|bounced|PATTERN",
               help="What mail to a name with no object does; PATTERN reroutes, e.g. '*%client1.com@old.client1.com.via'.")
+@click.option("--send-as", "send_as", type=click.Choice(["own", "domain", "any"]),
+              help="Senders (MAIL FROM, From:) the domain's authenticated accounts may use: own (the account, its "
+                   "aliases and its --send-as rights; the default), domain (any address of the domain), any.")
 @pass_app
 @handle_errors
 def domain_set(app: App, name: str, aliases: tuple[str, ...], no_aliases: bool, ips: tuple[str, ...],
-               no_ips: bool, unknown: str | None) -> None:
+               no_ips: bool, unknown: str | None, send_as: str | None) -> None:
     """Change a domain.  Example: waypost domain set client1.com --ip 127.0.0.2"""
     kwargs: dict[str, Any] = {}
+    if send_as is not None:
+        kwargs["send_as"] = None if send_as == "own" else send_as
     if unknown is not None:
         kwargs["mail_to_unknown"] = _check_unknown(unknown)
     if aliases or no_aliases:
@@ -267,13 +273,28 @@ def account_list(app: App, domain_name: str | None, as_json: bool) -> None:
               help="Administrator right (repeatable; replaces the list): AllUsers = every right on every mailbox; "
                    "CanAccessMailboxes = every right on the mailboxes of the account's domain.")
 @click.option("--no-rights", is_flag=True, help="Take every administrator right away.")
+@click.option("--send-as", "send_as", multiple=True, metavar="ADDRESS",
+              help="Another address (a group, a shared account; *@domain for a whole domain) this account may use "
+                   "as its sender (repeatable; replaces the list).")
+@click.option("--no-send-as", is_flag=True, help="Clear the send-as list.")
 @pass_app
 @handle_errors
 def account_set(app: App, address: str, real_name: str | None, enabled: bool | None, atrn: tuple[str, ...],
                 no_atrn_domains: bool, forward: str | None, keep_copy: bool | None, no_forward: bool,
-                rights: tuple[str, ...], no_rights: bool) -> None:
+                rights: tuple[str, ...], no_rights: bool, send_as: tuple[str, ...], no_send_as: bool) -> None:
     """Change an account.  Example: waypost account set info@client1.com --forward info@home.example --keep-copy"""
     changes: dict[str, Any] = {}
+    if send_as or no_send_as:
+        from ..address import AddressError, parse_address
+
+        allowed = []
+        for a in send_as:
+            try:
+                parsed = parse_address(a.replace("*@", "x@", 1) if a.startswith("*@") else a)
+            except AddressError as e:
+                fail(f"--send-as {a}: {e}")
+            allowed.append(f"*@{parsed.domain}" if a.startswith("*@") else f"{parsed.local_key}@{parsed.domain}")
+        changes["send_as"] = None if no_send_as else sorted(set(allowed))
     if rights or no_rights:
         changes["rights"] = None if no_rights else sorted(set(rights))
     if forward is not None:

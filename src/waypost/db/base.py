@@ -275,6 +275,28 @@ class Database(Protocol):
         """The account's mailbox aliases: alias name -> target mailbox name."""
     def mailbox_alias_set(self, domain: str, account: str, name: str, target: str | None) -> None: ...
 
+    # -- login throttling (every protocol, worker and node counts in the same rows) ---
+    # Keys: "client:ADDRESS" (an IPv6 client by its /64) and "account:NAME@DOMAIN".
+    def login_failures_get(self, keys: Sequence[str], since: float) -> dict[str, tuple[int, float]]:
+        """(failures, blocked until) of each key whose last failure is at or after
+        ``since`` (else 0 failures) or whose block is not over by then; other keys
+        are absent."""
+    def login_failure_add(self, keys: Sequence[str], now: float, since: float, block_after: int,
+                          block_until: float) -> dict[str, tuple[int, float]]:
+        """Count one failed login against each key, in one transaction: a count whose
+        last failure is before ``since`` starts again at 1; a key that reaches
+        ``block_after`` failures and is not blocked now is blocked until ``block_until``.
+        Returns each key's (failures, blocked until).  Forgets counts that ran out."""
+    def login_failures_list(self, since: float) -> list[tuple[str, int, float, float]]:
+        """(key, failures, last failure, blocked until) of every key still counted."""
+    def login_failures_clear(self, keys: Sequence[str]) -> int:
+        """Forget these keys' failures and blocks; how many were there."""
+    def login_known_get(self, account: str, client: str) -> float | None:
+        """When ``account`` last logged in from ``client`` (a client key), or None."""
+    def login_known_set(self, account: str, client: str, now: float, forget_before: float) -> None:
+        """Record a successful login; the account's clients not seen since
+        ``forget_before`` are forgotten."""
+
     # -- header cache (SEARCH, FETCH BODY[HEADER...]): (mailbox, UID) -> header block --
     def message_headers_get(self, mailbox_id: int, uids: Sequence[int] | None = None) -> dict[int, bytes]:
         """The cached header blocks (the header and its blank line, as stored) of these

@@ -150,6 +150,19 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     name    TEXT NOT NULL,
     PRIMARY KEY (domain, account, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS login_failures (
+    key           TEXT PRIMARY KEY,
+    failures      INTEGER NOT NULL,
+    last_failure  REAL NOT NULL,
+    blocked_until REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS login_failures_last ON login_failures (last_failure);
+CREATE TABLE IF NOT EXISTS login_known (
+    account TEXT NOT NULL,
+    client  TEXT NOT NULL,
+    seen    REAL NOT NULL,
+    PRIMARY KEY (account, client)
+);
 CREATE TABLE IF NOT EXISTS message_headers (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
     uid        INTEGER NOT NULL,
@@ -539,6 +552,57 @@ class SQLiteDatabase(_MailboxIndex):
             return c.execute(
                 "UPDATE queue_recipients SET held=? WHERE target=? AND status='queued'", (int(held), target)
             ).rowcount
+
+    # -- login throttling -----------------------------------------------------------
+
+    def login_failures_get(self, keys: Sequence[str], since: float) -> dict[str, tuple[int, float]]:
+        if not keys:
+            return {}
+        marks = ",".join("?" * len(keys))
+        rows = self._conn().execute(
+            f"SELECT key, CASE WHEN last_failure >= ? THEN failures ELSE 0 END, blocked_until FROM login_failures"
+            f" WHERE key IN ({marks}) AND (last_failure >= ? OR blocked_until > ?)", (since, *keys, since, since))
+        return {r[0]: (int(r[1]), float(r[2])) for r in rows}
+
+    def login_failure_add(self, keys: Sequence[str], now: float, since: float, block_after: int,
+                          block_until: float) -> dict[str, tuple[int, float]]:
+        out: dict[str, tuple[int, float]] = {}
+        with self._write(settings=False) as c:
+            for key in keys:
+                row = c.execute("SELECT failures, last_failure, blocked_until FROM login_failures WHERE key=?",
+                                (key,)).fetchone()
+                failures = 1 if row is None or row[1] < since else int(row[0]) + 1
+                blocked = 0.0 if row is None else float(row[2])
+                if failures >= block_after and blocked <= now:
+                    blocked = block_until
+                c.execute("INSERT INTO login_failures (key, failures, last_failure, blocked_until) VALUES (?, ?, ?, ?)"
+                          " ON CONFLICT (key) DO UPDATE SET failures=excluded.failures,"
+                          " last_failure=excluded.last_failure, blocked_until=excluded.blocked_until",
+                          (key, failures, now, blocked))
+                out[key] = (failures, blocked)
+            # Counts that ran out and blocks that are over are forgotten.
+            c.execute("DELETE FROM login_failures WHERE last_failure < ? AND blocked_until < ?", (since, now))
+        return out
+
+    def login_failures_list(self, since: float) -> list[tuple[str, int, float, float]]:
+        return [(r[0], int(r[1]), float(r[2]), float(r[3])) for r in self._conn().execute(
+            "SELECT key, failures, last_failure, blocked_until FROM login_failures"
+            " WHERE last_failure >= ? OR blocked_until > ? ORDER BY key", (since, since))]
+
+    def login_failures_clear(self, keys: Sequence[str]) -> int:
+        with self._write(settings=False) as c:
+            return sum(c.execute("DELETE FROM login_failures WHERE key=?", (k,)).rowcount for k in keys)
+
+    def login_known_get(self, account: str, client: str) -> float | None:
+        row = self._conn().execute("SELECT seen FROM login_known WHERE account=? AND client=?",
+                                   (account, client)).fetchone()
+        return None if row is None else float(row[0])
+
+    def login_known_set(self, account: str, client: str, now: float, forget_before: float) -> None:
+        with self._write(settings=False) as c:
+            c.execute("INSERT INTO login_known (account, client, seen) VALUES (?, ?, ?)"
+                      " ON CONFLICT (account, client) DO UPDATE SET seen=excluded.seen", (account, client, now))
+            c.execute("DELETE FROM login_known WHERE account=? AND seen < ?", (account, forget_before))
 
 
 def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

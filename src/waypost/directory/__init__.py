@@ -22,6 +22,7 @@ from ..secrets import Secrets
 from ..db import OBJECT_KINDS, Conflict, Database, DomainRecord, NotFound, ObjectRecord
 
 __all__ = [
+    "SEND_AS_POLICIES",
     "Conflict",
     "Directory",
     "DirectoryError",
@@ -34,6 +35,12 @@ __all__ = [
 # Object names: the dot-atom characters most servers allow, without '%', '@' or '!',
 # which the router gives meanings of their own.
 _NAME = re.compile(r"^[a-z0-9#$&'*+=?^_`{|}~.-]{1,64}$")  # no "/": names are Maildir paths
+
+
+#: A domain's ``send_as`` setting: which sender addresses its authenticated accounts
+#: may use.  "own": the account, its aliases (in the domain and the domain's aliases),
+#: and its ``send_as`` rights; "domain": any address of the domain; "any": anything.
+SEND_AS_POLICIES = ("own", "domain", "any")
 
 
 class DirectoryError(ValueError):
@@ -239,6 +246,50 @@ class Directory:
             if target is not None and target.kind == "account":
                 return target
         return None
+
+    # -- sender addresses -------------------------------------------------------
+
+    def may_send_as(self, account: str, address: str) -> bool:
+        """Whether the account ``name@domain`` (as a login gives it) may use ``address``
+        as a sender: the envelope sender of mail it submits, an address of its From:
+        field.  The one check for submission, the web and rule-generated mail.
+
+        Its own addresses: the account and its aliases, in its domain or any of the
+        domain's aliases; the addresses of its ``send_as`` list (groups, shared
+        accounts; ``*@domain`` for a whole domain), given by an administrator; and
+        what its domain's ``send_as`` setting adds (SEND_AS_POLICIES).  The null
+        reverse-path is always allowed (it is no one's address)."""
+        if not address:
+            return True
+        name, _, domain = account.rpartition("@")
+        acct = self.db.get_object(domain, name)
+        if acct is None or acct.kind != "account":
+            return False
+        home = self.db.get_domain(acct.domain)
+        policy = home.settings.get("send_as", "own") if home is not None else "own"
+        if policy == "any":
+            return True
+        try:
+            a = parse_address(address)
+        except AddressError:
+            return False
+        rec = self.domain(a.domain)
+        canonical_domain = rec.name if rec is not None else a.domain
+        if rec is not None and rec.name == acct.domain:
+            if policy == "domain":
+                return True
+            obj = self.db.get_object(rec.name, a.local_key)
+            owner = self.account_of(obj) if obj is not None else None
+            if owner is not None and owner.name == acct.name and owner.domain == acct.domain:
+                return True
+        for right in acct.data.get("send_as", []):
+            r_local, _, r_domain = str(right).lower().rpartition("@")
+            r_rec = self.domain(r_domain)
+            if (r_rec.name if r_rec is not None else r_domain) != canonical_domain:
+                continue
+            if r_local == "*" or r_local == a.local_key:
+                return True
+        return False
 
     # -- passwords --------------------------------------------------------------
 

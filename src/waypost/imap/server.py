@@ -56,7 +56,8 @@ _READ_HIGH = 1 << 20
 #: Octets queued for a client above which ``send`` waits for it to read.
 _WRITE_HIGH = 1 << 20
 
-Authenticate = Callable[[str, str, "str | None"], Awaitable["str | None"]]
+#: (login, password, server_ip, client_ip) -> "name@domain" or None; it throttles and logs failures.
+Authenticate = Callable[[str, str, "str | None", "str | None"], Awaitable["str | None"]]
 #: (name, domain) -> the account record (aliases followed), or None.
 LookupAccount = Callable[[str, str], "ObjectRecord | None"]
 

@@ -20,6 +20,7 @@ import logging
 import ssl
 from typing import Awaitable, Callable
 
+from ..directory.throttle import log_auth_failed, peer_ip
 from ..log import event
 from ..mailstore import Mailstore
 from .maildrop import Maildrop
@@ -46,8 +47,9 @@ __all__ = ["Authenticate", "POP3Service", "Session"]
 
 log = logging.getLogger("waypost.pop3")
 
-#: ``authenticate(login, password, server_ip)`` -> "name@domain", or None.
-Authenticate = Callable[[str, str, "str | None"], Awaitable["str | None"]]
+#: ``authenticate(login, password, server_ip, client_ip)`` -> "name@domain", or None;
+#: it throttles and logs failed logins (``event=auth-failed``) itself.
+Authenticate = Callable[[str, str, "str | None", "str | None"], Awaitable["str | None"]]
 
 #: Octets buffered from a client (pipelined lines) above which we stop reading.
 _READ_HIGH = 64 * 1024
@@ -288,8 +290,8 @@ class Session(asyncio.Protocol):
         a row on this connection."""
         self.failures += 1
         svc = self.service
-        event(log, "pop3-login-failed", level=logging.WARNING, peer=self.peer, login=login, reason=reason,
-              failures=self.failures)
+        if reason != "bad credentials":  # (those the authenticate callback logged)
+            log_auth_failed("pop3", peer_ip(self.peer), login, reason.replace(" ", "-"))
         delay = min(svc.failure_delay * 2 ** (self.failures - 1), svc.max_failure_delay)
         if delay > 0:
             await asyncio.sleep(delay)

@@ -30,6 +30,7 @@ class R:
     QUEUED = Reply(250, "2.0.0", "OK: queued as {id}")
     DATA_GO = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
     BYE = Reply(221, "2.0.0", "Bye")
+    HELP = Reply(214, "2.0.0", "Commands: {commands}")
     # 4xx
     TIMEOUT = Reply(421, "4.4.2", "Timeout waiting for data; closing connection")
     TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors; closing connection")
@@ -49,6 +50,8 @@ class R:
     BAD_SENDER = Reply(501, "5.1.7", "Bad sender address syntax")
     BAD_RCPT = Reply(501, "5.1.3", "Bad recipient address syntax")
     NOT_IMPLEMENTED = Reply(502, "5.5.1", "Command not implemented")
+    HELP_UNKNOWN = Reply(504, "5.5.4", "HELP topic unknown")
+    VRFY_SYNTAX = Reply(501, "5.5.4", "Syntax: VRFY address")
     NEED_HELO = Reply(503, "5.5.1", "Send EHLO or HELO first")
     NEED_MAIL = Reply(503, "5.5.1", "Need MAIL command")
     NEED_RCPT = Reply(503, "5.5.1", "Need RCPT command")
@@ -62,6 +65,9 @@ class R:
     BODY_BARE_LF = Reply(554, "5.6.0", "Message contains a bare CR or LF (RFC 5321 §2.3.8)")
     BODY_NUL = Reply(554, "5.6.0", "Message contains a NUL character")
     BODY_LONG_LINE = Reply(554, "5.6.0", "Message has a line longer than 998 characters (RFC 5322 §2.1.1)")
+    # RFC 6409 §6.1: a submission server may refuse a sender the user may not use.
+    SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not owned by the authenticated user")
+    FROM_NOT_OWNED = Reply(550, "5.7.1", "From: address not owned by the authenticated user")
     SMTPUTF8_REQUIRED = Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8 (RFC 6531)")
 
 

@@ -48,6 +48,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, TLSSetupException
 from ..address import AddressError, normalize_domain, parse_address
 from ..config import Settings
 from ..delivery import backs_up
+from ..directory.throttle import log_auth_failed
 from ..log import event
 from ..queue import QueueManager, Recipient, SpoolError
 from ..queue.spool import new_message_id
@@ -75,10 +76,11 @@ class SMTPService:
     settings: Settings
     router: Router
     queue: QueueManager
-    authenticate: Callable[[str, str, str | None], Any]  # async (login, password, server_ip) -> account | None
+    # async (login, password, server_ip, client_ip, proto) -> account | None (throttled and logged)
+    authenticate: Callable[[str, str, str | None, str | None, str], Any]
     tls_context: ssl.SSLContext | None = None
-    # async (login, challenge, hex digest, server_ip) -> account | None  (RFC 2195)
-    authenticate_cram: Callable[[str, str, str, str | None], Any] | None = None
+    # async (login, challenge, hex digest, server_ip, client_ip, proto) -> account | None  (RFC 2195)
+    authenticate_cram: Callable[[str, str, str, str | None, str | None, str], Any] | None = None
     # async (address) -> {peer host: Minger code or error text}  (domain sharing)
     ask_peers: Callable[[str], Any] | None = None
     # () -> the server-wide rules now in force (waypost.rules.ServerRules)
@@ -195,6 +197,10 @@ class WaypostSMTP(SMTP):
             authenticator=None,
             auth_callback=None,
         )
+        if mode != "odmr" and not s.smtp.cram_md5:
+            # CRAM-MD5 works only for accounts with a sealed secret, and a client that
+            # sees it offered picks it before PLAIN and fails: offered where set.
+            self._auth_methods.pop("CRAM-MD5", None)
         self._buf = bytearray()
         self.in_data = False  # reading or committing a message: a shutdown waits for it
         self._errors = 0
@@ -460,7 +466,38 @@ class WaypostSMTP(SMTP):
         self._set_rset_state()
         await self.push(R.OK)
 
-    async def smtp_VRFY(self, arg: str) -> None:
+    async def smtp_HELP(self, arg: str | None) -> None:
+        """RFC 5321 §4.1.1.8: 211 or 214 with help; the commands of this listener, or
+        the syntax of one of them; 504 for a topic we have no help for."""
+        commands = self._commands()
+        if not arg:
+            await self.push(R.HELP.with_text("Commands: " + " ".join(commands)))
+            return
+        topic = arg.split()[0].upper()
+        if topic not in commands:
+            await self.push(R.HELP_UNKNOWN.with_text(f"HELP topic {topic[:20]} unknown"))
+            return
+        await self.push(R.HELP.with_text(f"Syntax: {_HELP_SYNTAX[topic]}"))
+
+    def _commands(self) -> list[str]:
+        """The commands this listener serves, in the order a session uses them."""
+        out = ["EHLO", "HELO"]
+        if self.tls_context is not None and not self._tls_protocol:
+            out.append("STARTTLS")
+        out.append("AUTH")
+        if self.mode == "odmr":
+            out += ["ATRN", "TURN"]
+        else:
+            out += ["MAIL", "RCPT", "DATA"]
+        out += ["RSET", "NOOP", "VRFY", "HELP", "QUIT"]
+        if self.mode == "smtp":
+            out.append("ETRN")
+        return out
+
+    async def smtp_VRFY(self, arg: str | None) -> None:
+        if not arg:  # RFC 5321 §4.1.1.6: VRFY takes a string naming a user or mailbox
+            await self.push(R.VRFY_SYNTAX)
+            return
         # RFC 5321 §3.5.3: 252 when we will not verify (it would leak accounts).
         await self.push(Reply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery"))
 
@@ -498,7 +535,7 @@ class WaypostSMTP(SMTP):
             await self.push(Reply(501, "5.5.2", "Malformed CRAM-MD5 response"))
             return AuthResult(success=False, handled=True)
         check = self.service.authenticate_cram
-        account = await check(user, challenge, digest, self._server_ip()) if check else None
+        account = await check(user, challenge, digest, self._server_ip(), self._client_ip(), self.mode) if check else None
         return await self._login_result(user, account)
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
@@ -522,6 +559,7 @@ class WaypostSMTP(SMTP):
             return AuthResult(success=False, handled=True)
         authzid, login, password = parts
         if authzid and authzid != login:
+            log_auth_failed(self.mode, self._client_ip(), login.decode("utf-8", "replace"), "authzid")
             await self.push(Reply(535, "5.7.8", "Authorization identity must be empty or the login"))
             return AuthResult(success=False, handled=True)
         return await self._check_login(login, password)
@@ -547,14 +585,17 @@ class WaypostSMTP(SMTP):
             login, password = login_b.decode("utf-8"), password_b.decode("utf-8")
         except UnicodeDecodeError:
             login, password = "", ""
-        account = await self.service.authenticate(login, password, self._server_ip()) if login else None
+        if login:
+            account = await self.service.authenticate(login, password, self._server_ip(), self._client_ip(), self.mode)
+        else:
+            account = None
+            log_auth_failed(self.mode, self._client_ip(), "", "no-login")
         return await self._login_result(login, account)
 
     async def _login_result(self, login: str, account: str | None) -> AuthResult:
         if account is None:
+            # (logged, counted and throttled across connections by the authenticate callback)
             self._auth_failures += 1
-            event(log, "auth-failed", level=logging.WARNING, client=self._client_ip(), login=login[:64],
-                  failures=self._auth_failures)
             # Slow down guessing: each failure on a connection waits longer.
             await asyncio.sleep(min(0.5 * self._auth_failures, 5.0))
             if self._auth_failures >= 3:
@@ -643,6 +684,11 @@ class WaypostSMTP(SMTP):
         if sender and not sender.isascii() and not opts.get("smtputf8"):
             await self.push(R.SMTPUTF8_REQUIRED)
             return
+        if self.session.authenticated and not self._may_send_as(sender):
+            event(log, "sender-refused", level=logging.WARNING, client=self._client_ip(),
+                  account=self.session.auth_data, sender=f"<{sender}>", where="mail-from")
+            await self.push(R.SENDER_NOT_OWNED)
+            return
         if sender and self.service.settings.sharing.query_senders:
             refusal = await self._sender_refusal(sender)
             if refusal is not None:
@@ -669,6 +715,20 @@ class WaypostSMTP(SMTP):
         event(log, "sender-refused", level=logging.INFO, client=self._client_ip(), sender=f"<{sender}>",
               reply=f"{route.code} {route.status}", reason=route.reason)
         return Reply(route.code, route.status, route.reason)
+    def _may_send_as(self, address: str) -> bool:
+        """The authenticated user may use ``address`` as a sender (Directory.may_send_as)."""
+        assert self.session is not None
+        return self.service.router.directory.may_send_as(str(self.session.auth_data), address)
+
+    def _foreign_from(self, header: bytes) -> str | None:
+        """An address of the From: (or Sender:) field the authenticated user may not
+        use, or None."""
+        fields = header_fields(header)
+        values = fields.get("from", []) + fields.get("sender", [])
+        for _, address in email.utils.getaddresses(values):
+            if not address or not self._may_send_as(address):  # (an empty one: unparsable)
+                return address or "(unparsable)"
+        return None
 
     # -- RCPT -----------------------------------------------------------------------------
 
@@ -870,6 +930,15 @@ class WaypostSMTP(SMTP):
             self._set_rset_state()
             await self.push(refusal)
             return
+        if self.session is not None and self.session.authenticated:
+            # The message as it will leave: with the fields rules added.
+            foreign = self._foreign_from(added + body)
+            if foreign is not None:
+                event(log, "sender-refused", level=logging.WARNING, client=self._client_ip(),
+                      account=self.session.auth_data, sender=f"<{foreign}>", where="from-header")
+                self._set_rset_state()
+                await self.push(R.FROM_NOT_OWNED)
+                return
         msg_id = new_message_id()
         data = self._received_header(msg_id) + added + body
         if self.submission:
@@ -1178,6 +1247,27 @@ class WaypostSMTP(SMTP):
         finally:
             if self.transport is not None:
                 self.transport.close()
+
+
+#: HELP <command>: the syntax of each command (RFC 5321 §4.1.1, RFC 4954, RFC 3207,
+#: RFC 1985, RFC 2645).
+_HELP_SYNTAX = {
+    "EHLO": "EHLO domain",
+    "HELO": "HELO domain",
+    "STARTTLS": "STARTTLS",
+    "AUTH": "AUTH mechanism [initial-response]",
+    "MAIL": "MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME] [SMTPUTF8] [RET=FULL|HDRS] [ENVID=id]",
+    "RCPT": "RCPT TO:<address> [NOTIFY=NEVER|SUCCESS,FAILURE,DELAY] [ORCPT=type;address]",
+    "DATA": "DATA (then the message, ended by a line holding only a dot)",
+    "RSET": "RSET",
+    "NOOP": "NOOP",
+    "VRFY": "VRFY address",
+    "HELP": "HELP [command]",
+    "QUIT": "QUIT",
+    "ETRN": "ETRN [@|#]domain",
+    "ATRN": "ATRN [domain[,domain...]]",
+    "TURN": "TURN",
+}
 
 
 def _client_in(ip: str | None, networks: list[str]) -> bool:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from typing import Any, TYPE_CHECKING
 
+from ...directory.throttle import log_auth_failed, peer_ip
 from ...log import event
 from ..proto import Authenticate, CapabilityCode, Codes, Login, R, StartTls, Tagged, Untagged
 from ..proto.state import State
@@ -50,11 +51,10 @@ async def starttls(conn: Connection, cmd: StartTls) -> Tagged | None:
 async def _login(conn: Connection, tag: str, login: str, password: str, how: str) -> Tagged | None:
     if not conn.plaintext_allowed():
         return Tagged(tag, "NO", "Use STARTTLS first", Codes.PRIVACYREQUIRED)
-    address = await conn.service.authenticate(login, password, conn.server_ip)
+    address = await conn.service.authenticate(login, password, conn.server_ip, peer_ip(conn.peer))
     if address is None:
+        # (logged, counted and throttled across connections by the authenticate callback)
         conn.failures += 1
-        event(log, "imap-auth-failed", level=logging.WARNING, peer=conn.peer, login=login,
-              mechanism=how, failures=conn.failures)
         await asyncio.sleep(conn.service.limits.failure_delay * (2 ** (conn.failures - 1)))
         if conn.failures >= conn.service.limits.max_failures:
             conn.send(Tagged(tag, "NO", "Authentication failed", Codes.AUTHENTICATIONFAILED),
@@ -105,6 +105,7 @@ async def authenticate(conn: Connection, cmd: Authenticate) -> Tagged | None:
         if reply is not None and reply.status == "OK" and conn.account is not None \
                 and authzid != conn.account.address:
             conn.account = None
+            log_auth_failed("imap", peer_ip(conn.peer), authcid, "authzid")
             return Tagged(cmd.tag, "NO", "Cannot act as another user", Codes.AUTHORIZATIONFAILED)
         return reply
     return await _login(conn, cmd.tag, authcid, password, "PLAIN")

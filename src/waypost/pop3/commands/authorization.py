@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from ...directory.throttle import peer_ip
 from ...log import event
 from ..maildrop import Maildrop
 from ..proto import (
@@ -95,7 +96,7 @@ async def login(session: Session, name: str, password: str, authzid: str = "") -
     """Check the credentials, then lock and open the maildrop (RFC 1939 §4)."""
     svc = session.service
     try:
-        address = await svc.authenticate(name, password, session.server_ip)
+        address = await svc.authenticate(name, password, session.server_ip, peer_ip(session.peer))
     except Exception as e:
         log.error("event=pop3-auth-error peer=%s login=%s error=%r", session.peer, name, e)
         return R.LOGIN_UNAVAILABLE

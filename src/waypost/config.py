@@ -51,6 +51,8 @@ class ServerSettings:
     workers: int = _s(0, "Worker processes sharing the listening sockets (0 = one per core).")
     log_format: str = _s("text", "Log line format: 'text' (key=value) or 'json'.")
     log_level: str = _s("info", "Least severe level logged: debug, info, warning, error.")
+    user: str = _s("", "Started as root, serve binds its ports and then runs as this user; every other"
+                   " command also runs as it (\"\" = stay who started it).")
 
 
 @dataclass(frozen=True, slots=True)

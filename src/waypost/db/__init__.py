@@ -6,6 +6,7 @@ available) or a SQLite file path relative to the data directory.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .base import (
@@ -38,8 +39,46 @@ __all__ = [
     "RecipientUpdate",
     "SQLiteDatabase",
     "VersionedText",
+    "database_problem",
     "open_database",
 ]
+
+
+def _sqlite_path(url: str, data_dir: Path) -> Path:
+    path = Path(url.removeprefix("sqlite:"))
+    return path if path.is_absolute() else data_dir / path
+
+
+def database_problem(url: str, data_dir: Path) -> str | None:
+    """Why ``open_database(url, data_dir)`` would fail, or None; the text names no key
+    (the caller says it is storage.database).  Reads, never creates or writes."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "the PostgreSQL engine is not available in this version (use a SQLite file such as \"waypost.db\")"
+    if "://" in url and not url.startswith("file:"):
+        return f"{url!r}: not a SQLite file path or a postgresql:// URL"
+    path = _sqlite_path(url, data_dir)
+    try:
+        return _sqlite_problem(path)
+    except OSError as e:
+        return f"{path}: {e.strerror}"
+
+
+def _sqlite_problem(path: Path) -> str | None:
+    if not path.parent.is_dir():
+        return f"{path.parent}: no such directory"
+    if path.is_dir():
+        return f"{path}: is a directory"
+    if path.exists():
+        try:
+            with open(path, "rb") as f:
+                header = f.read(16)
+        except OSError as e:
+            return f"{path}: {e.strerror}"
+        if header and header != b"SQLite format 3\0":  # https://sqlite.org/fileformat.html §1.3
+            return f"{path}: not a SQLite database"
+    elif not os.access(path.parent, os.W_OK):
+        return f"{path}: cannot be created ({path.parent} is not writable)"
+    return None
 
 
 def open_database(url: str, data_dir: Path) -> Database:

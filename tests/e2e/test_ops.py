@@ -151,6 +151,12 @@ def test_a_missing_certificate_in_the_data_directory_is_made_anew(instance):
         assert c.login("alice@example.test", "alice-password")[0] == "OK"
 
 
+def test_config_check_beside_a_running_server_only_warns(server):
+    check = server.cli("config", "check")
+    assert check.exit_code == 0, check.output
+    assert f"warning: listen.smtp: 127.0.0.1:{server.smtp_port} is in use now" in check.output
+
+
 def test_config_check_passes_a_good_file(instance):
     out = instance.ok("config", "check")
     assert out.strip().endswith(": OK")

@@ -27,8 +27,8 @@ from .config import SETTINGS_FILE, Settings
 from .db import Database
 from .secrets import KEY_FILE
 
-__all__ = ["UMASK", "backup", "loose_modes", "make_private", "owned_by_others", "private_umask",
-           "switch_user", "user_ids"]
+__all__ = ["UMASK", "backup", "chown_tree", "database_file", "loose_modes", "make_private", "make_tree_private",
+           "owned_by_others", "private_umask", "switch_user", "user_ids"]
 
 #: The mode bits no Waypost process ever grants when it creates a file or directory.
 UMASK = 0o077
@@ -44,6 +44,13 @@ def make_private(path: Path) -> None:
     mode = stat.S_IMODE(path.lstat().st_mode)
     if mode & 0o077:
         os.chmod(path, mode & 0o700)
+
+
+def make_tree_private(root: Path) -> None:
+    """``make_private`` on ``root`` and everything below it (``waypost init``)."""
+    for p in _walk(root):
+        if not p.is_symlink():
+            make_private(p)
 
 
 def _known_paths(settings: Settings) -> list[Path]:

@@ -307,3 +307,23 @@ def _uids(pid: int) -> set[int]:
         if line.startswith("Uid:"):
             return {int(x) for x in line.split()[1:]}
     raise AssertionError("no Uid line")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving files to another user needs root")
+def test_init_user_gives_the_directory_to_that_user(tmp_path):
+    import pwd
+
+    from click.testing import CliRunner
+
+    from waypost.cli import cli
+    from waypost.config import load_settings
+
+    nobody = pwd.getpwnam("nobody")
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "d"), "--domain", "example.test", "--user", "nobody"])
+    assert result.exit_code == 0, result.output
+    assert load_settings(tmp_path / "d").server.user == "nobody"
+    paths = [tmp_path / "d", *(tmp_path / "d").rglob("*")]
+    assert len(paths) > 6 and all(p.lstat().st_uid == nobody.pw_uid for p in paths)
+    assert _private(tmp_path / "d") == []
+    bad = CliRunner().invoke(cli, ["init", str(tmp_path / "e"), "--user", "no-such-user-waypost"])
+    assert bad.exit_code == 1 and "--user: no such user" in bad.output

@@ -52,7 +52,7 @@ def init(directory: Path, main_domain: str, hostname: str | None, force: bool, u
     """
     from ..address import AddressError, normalize_domain
     from ..certs import write_self_signed
-    from ..datadir import _walk, chown_tree, make_private, user_ids
+    from ..datadir import chown_tree, make_tree_private, user_ids
     from ..db import open_database
     from ..directory import Directory
 
@@ -90,9 +90,7 @@ def init(directory: Path, main_domain: str, hostname: str | None, force: bool, u
     if directory_.lookup("postmaster", domain) is None:  # RFC 5321 §4.5.1: postmaster must exist
         directory_.add_account(f"postmaster@{domain}", None, "Postmaster")
     db.close()
-    for p in _walk(settings.data_dir):  # whatever umask made a directory made before, it is private now
-        if not p.is_symlink():
-            make_private(p)
+    make_tree_private(settings.data_dir)  # whatever umask made what was there before, it is private now
     if ids is not None:
         chown_tree(settings.data_dir, *ids)
     click.echo(f"initialised {directory} (main domain {domain}, host name {host})")

@@ -111,6 +111,13 @@ def test_postgresql_url_is_refused_naming_the_key(instance):
     _refused_by_both(instance, "storage.database")
 
 
+def test_a_file_that_is_not_a_database_is_refused(instance):
+    (instance.data / "notes.txt").write_text("not a database, but long enough to have a header line\n" * 10)
+    instance.configure(storage={"database": "notes.txt"})
+    out = _refused_by_both(instance, "storage.database")
+    assert "not a database" in out
+
+
 def test_a_listener_this_version_lacks_is_refused(instance):
     instance.configure(listen={"http": f"127.0.0.1:{free_port()}"})
     _refused_by_both(instance, "listen.http")

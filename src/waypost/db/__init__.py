@@ -7,6 +7,7 @@ available) or a SQLite file path relative to the data directory.
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from .base import (
@@ -69,13 +70,17 @@ def _sqlite_problem(path: Path) -> str | None:
     if path.is_dir():
         return f"{path}: is a directory"
     if path.exists():
+        # Through SQLite, never a plain open(): closing any descriptor of the file would
+        # drop the POSIX locks that this process's connections hold on it
+        # (https://sqlite.org/howtocorrupt.html §2.2).
         try:
-            with open(path, "rb") as f:
-                header = f.read(16)
-        except OSError as e:
-            return f"{path}: {e.strerror}"
-        if header and header != b"SQLite format 3\0":  # https://sqlite.org/fileformat.html §1.3
-            return f"{path}: not a SQLite database"
+            conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+            try:
+                conn.execute("PRAGMA schema_version").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as e:
+            return f"{path}: {e}"
     elif not os.access(path.parent, os.W_OK):
         return f"{path}: cannot be created ({path.parent} is not writable)"
     return None

@@ -5,22 +5,29 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 DATA   ?= ./var
+# The exact versions the tests passed with; every pip install below is held to them.
+CONSTRAINTS := constraints.txt
 # Debian tools the tests drive as real peers, as command:package.
 DEBIAN_TEST_TOOLS := swaks:swaks fetchmail:fetchmail mbsync:isync ss:iproute2 fail2ban-regex:fail2ban
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv install install-test debian-test-tools demo serve test typecheck unit clean bench
+.PHONY: venv install install-test debian-test-tools demo serve test typecheck unit clean bench constraints
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e .
+	$(PIP) install -q -c $(CONSTRAINTS) -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(PIP) install -q -e '.[test]'
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml $(CONSTRAINTS)
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[test]'
 	touch $@
+
+# Rewrite constraints.txt from the venv, after an upgrade that the tests passed with.
+constraints: $(VENV)/.installed-test
+	{ sed -n '/^#/p' $(CONSTRAINTS); $(PIP) freeze --exclude-editable | grep -v '^#' | grep -iv '^waypost'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 venv install: $(VENV)/.installed
 

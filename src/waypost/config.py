@@ -55,6 +55,8 @@ class ServerSettings:
                                    "the kernel caps it at net.core.somaxconn).")
     log_format: str = _s("text", "Log line format: 'text' (key=value) or 'json'.")
     log_level: str = _s("info", "Least severe level logged: debug, info, warning, error.")
+    user: str = _s("", "Started as root, serve binds its ports and then runs as this user; every other"
+                   " command also runs as it (\"\" = stay who started it).")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import gc
 import hashlib
 import hmac
@@ -19,12 +20,16 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from .config import Settings, parse_hostport
-from .db import ObjectRecord, open_database
+from .certs import write_self_signed
+from .datadir import owned_by_others, switch_user, user_ids
+from .db import ObjectRecord, database_problem, open_database
 from .directory import Directory
 from .directory.throttle import LoginThrottle, ThrottlePolicy, log_auth_failed
 from .log import configure_logging, event
@@ -44,7 +49,7 @@ from .sharing import MingerServer, directory_code
 from .sharing.peers import ask_peers
 from .smtp.server import SMTPService, WaypostSMTP, make_tls_context
 
-__all__ = ["Server", "bind_listeners", "own_addresses", "serve"]
+__all__ = ["Problem", "Server", "bind_listeners", "own_addresses", "serve", "startup_problems"]
 
 log = logging.getLogger("waypost.server")
 
@@ -54,13 +59,130 @@ SERVED = ("smtp", "submission", "odmr", "imap", "pop3")
 SMTP_LISTENERS = ("smtp", "submission", "odmr")
 
 
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something in the settings that stops ``serve`` (``fatal``) or that it works
+    around; ``key`` is the setting to look at."""
+
+    key: str
+    text: str
+    fatal: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.text}"
+
+
+def startup_problems(settings: Settings, probe_ports: bool = False) -> list[Problem]:
+    """Every problem ``serve`` would meet at start-up because of the settings, found
+    without starting anything (``waypost config check`` prints them; ``serve`` refuses to
+    start on a fatal one).  ``probe_ports`` also binds each listening address for a
+    moment: an address in use is only a warning (a running server holds it)."""
+    out: list[Problem] = []
+    db = database_problem(settings.storage.database, settings.data_dir)
+    if db is not None:
+        out.append(Problem("storage.database", db))
+    for key in ("spool", "mail"):
+        path = settings.path(getattr(settings.storage, key))
+        if path.exists() and not path.is_dir():
+            out.append(Problem(f"storage.{key}", f"{path}: not a directory"))
+    out += _listener_problems(settings, probe_ports)
+    out += _tls_problems(settings)
+    out += _user_problems(settings)
+    return out
+
+
+def _listener_problems(settings: Settings, probe_ports: bool) -> list[Problem]:
+    out: list[Problem] = []
+    seen: dict[tuple[str, int, bool], str] = {}
+    for name in ("smtp", "submission", "odmr", "imap", "pop3", "http", "minger"):
+        value = getattr(settings.listen, name)
+        if not value:
+            continue
+        key = f"listen.{name}"
+        if name not in SERVED and name != "minger":
+            out.append(Problem(key, "this listener is not available in this version; set it to \"\""))
+            continue
+        host, port = parse_hostport(value)
+        udp = name == "minger"
+        if (host, port, udp) in seen:
+            out.append(Problem(key, f"{value} is also listen.{seen[host, port, udp]}"))
+            continue
+        seen[host, port, udp] = name
+        if probe_ports:
+            failure = _probe(host, port, udp)
+            if failure is not None and failure.errno == errno.EADDRINUSE:
+                out.append(Problem(key, f"{value} is in use now (by a running server?)", fatal=False))
+            elif failure is not None:
+                out.append(Problem(key, f"cannot listen on {value}: {failure.strerror}"))
+    return out
+
+
+def _probe(host: str, port: int, udp: bool) -> OSError | None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT if udp else socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        return e
+    finally:
+        sock.close()
+    return None
+
+
+def _self_signed_allowed(settings: Settings) -> bool:
+    """A missing certificate is made anew only where ``init`` would have made it: both
+    files missing, both inside the data directory (never over a path that an
+    administrator set to a real certificate elsewhere)."""
+    cert, key = settings.path(settings.tls.certificate), settings.path(settings.tls.key)
+    return (not cert.exists() and not key.exists()
+            and cert.is_relative_to(settings.data_dir) and key.is_relative_to(settings.data_dir))
+
+
+def _tls_problems(settings: Settings) -> list[Problem]:
+    cert, key = settings.path(settings.tls.certificate), settings.path(settings.tls.key)
+    if _self_signed_allowed(settings):
+        return [Problem("tls.certificate", f"{cert} not found: serve will make a new self-signed certificate for"
+                        f" {settings.server.hostname}", fatal=False)]
+    for name, path in (("tls.certificate", cert), ("tls.key", key)):
+        if not path.is_file():
+            return [Problem(name, f"{path}: not found (IMAP and POP3 logins need TLS)")]
+    try:
+        ssl.create_default_context(ssl.Purpose.SERVER_AUTH).load_verify_locations(cafile=str(cert))
+    except (ssl.SSLError, OSError) as e:
+        return [Problem("tls.certificate", f"{cert}: not a usable PEM certificate ({e})")]
+    try:
+        make_tls_context(str(cert), str(key))
+    except (ssl.SSLError, OSError) as e:
+        return [Problem("tls.key", f"{key}: not the private key of {cert} ({e})")]
+    return []
+
+
+def _user_problems(settings: Settings) -> list[Problem]:
+    name = settings.server.user
+    if not name:
+        return []
+    try:
+        uid, _ = user_ids(name)
+    except KeyError:
+        return [Problem("server.user", f"no such user {name!r}")]
+    if os.geteuid() == 0:
+        others = owned_by_others(settings, uid)
+        if others:
+            return [Problem("server.user", f"not owned by {name}: {', '.join(map(str, others))}"
+                            f" (chown -R {name}: {settings.data_dir})")]
+    elif os.geteuid() != uid:
+        return [Problem("server.user", f"serve must start as root (to become {name}) or as {name}")]
+    return []
+
+
 def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
     sockets: dict[str, socket.socket] = {}
     for name in ("smtp", "submission", "odmr", "imap", "pop3", "http", "minger"):
         value = getattr(settings.listen, name)
         if not value or name == "minger":  # UDP: each worker binds it (SO_REUSEPORT)
             continue
-        if name not in SERVED:
+        if name not in SERVED:  # pragma: no cover - startup_problems refused it first
             raise SystemExit(f"listen.{name}: this listener is not available in this version; set it to \"\"")
         host, port = parse_hostport(value)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -95,8 +217,9 @@ def own_addresses(settings: Settings) -> list[str]:
                 pass
     return sorted(out)
 
+
 class Server:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tls: ssl.SSLContext | None = None) -> None:
         self.settings = settings
         self.owner = f"{settings.server.hostname}/{os.getpid()}"
         self.db = open_database(settings.storage.database, settings.data_dir)
@@ -117,7 +240,7 @@ class Server:
         self._minger: MingerServer | None = None
         self._imap: IMAPService | None = None
         self._pop3: POP3Service | None = None
-        self._tls = self._tls_context()
+        self._tls = tls if tls is not None else self._tls_context()
         self._dummy: ObjectRecord | None = None
         # Password checks (argon2: ~0.1 s of CPU and 64 MiB each) run on their own two
         # threads, at most 8 waiting: a flood of AUTH attempts cannot starve the queue's
@@ -364,9 +487,9 @@ def _smtp_factory(service: SMTPService, mode: str) -> Callable[[], WaypostSMTP]:
     return lambda: WaypostSMTP(service, mode=mode)
 
 
-def _run_worker(settings: Settings, sockets: dict[str, socket.socket]) -> int:
+def _run_worker(settings: Settings, sockets: dict[str, socket.socket], tls: ssl.SSLContext | None) -> int:
     async def main() -> None:
-        server = Server(settings)
+        server = Server(settings, tls)
         await server.start(sockets)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -400,24 +523,54 @@ def _tune_gc() -> None:
 def serve(settings: Settings, workers: int | None = None, out: Callable[[str], None] = print) -> int:
     """Bind, recover, run; returns the exit status.  SIGTERM stops cleanly."""
     configure_logging(settings.server.log_format, settings.server.log_level)
+    problems = startup_problems(settings)
+    errors = [p for p in problems if p.fatal]
+    if errors:
+        raise SystemExit("\n".join(map(str, errors)))
+    for p in problems:
+        event(log, "config-warning", level=logging.WARNING, key=p.key, problem=p.text)
     n = workers if workers is not None else settings.server.workers
     if n == 0:
         n = os.cpu_count() or 1
     sockets = bind_listeners(settings)
+    minger = _check_udp(settings.listen.minger) if settings.listen.minger else ""
+    tls = _tls_setup(settings)
+    if settings.server.user and os.geteuid() == 0:
+        # The ports are bound and the TLS key read: nothing needs root any more.
+        switch_user(settings.server.user)
+        event(log, "user-switched", user=settings.server.user, uid=os.getuid())
+    elif os.geteuid() == 0:
+        event(log, "running-as-root", level=logging.WARNING, hint="set server.user to an unprivileged user")
     # Recovery runs once, before any worker takes work.
-    recovery = Server(settings)
+    recovery = Server(settings, tls)
     recovery.queue.recover()
     recovery.db.close()
     for name, sock in sockets.items():
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         out(f"listening {name} {shown}:{port}")
-    if settings.listen.minger:
-        out(f"listening minger {_check_udp(settings.listen.minger)} (udp)")
+    if minger:
+        out(f"listening minger {minger} (udp)")
     sys.stdout.flush()
     if n == 1:
-        return _run_worker(settings, sockets)
-    return _supervise(settings, sockets, n)
+        return _run_worker(settings, sockets, tls)
+    return _supervise(settings, sockets, n, tls)
+
+
+def _tls_setup(settings: Settings) -> ssl.SSLContext:
+    """The TLS context every worker uses, read before any change of user.  A data
+    directory whose certificate went missing gets a new self-signed one (said in the
+    log): without TLS, IMAP and POP3 logins would be impossible."""
+    cert, key = settings.path(settings.tls.certificate), settings.path(settings.tls.key)
+    if _self_signed_allowed(settings):
+        write_self_signed(cert, key, settings.server.hostname)
+        if settings.server.user and os.geteuid() == 0:
+            uid, gid = user_ids(settings.server.user)
+            for p in {cert.parent, key.parent, cert, key}:
+                os.chown(p, uid, gid)
+        event(log, "tls-certificate-created", level=logging.WARNING, certificate=str(cert),
+              hostname=settings.server.hostname)
+    return make_tls_context(str(cert), str(key))
 
 
 def _check_udp(value: str) -> str:
@@ -447,7 +600,7 @@ def _release_leases(settings: Settings, pid: int) -> None:
         log.exception("event=lease-release-error pid=%d", pid)
 
 
-def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int) -> int:
+def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int, tls: ssl.SSLContext) -> int:
     children: dict[int, int] = {}
     stopping = False
 
@@ -458,7 +611,7 @@ def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int) ->
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 1
             try:
-                code = _run_worker(settings, sockets)
+                code = _run_worker(settings, sockets, tls)
             finally:
                 os._exit(code)
         children[pid] = slot

@@ -120,11 +120,11 @@ class WaypostInstance:
 
     # -- process ------------------------------------------------------------------------
 
-    def start(self, *extra: str, timeout: float = 20.0) -> "WaypostInstance":
+    def start(self, *extra: str, timeout: float = 20.0, python: str = sys.executable) -> "WaypostInstance":
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.output = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "waypost", "--data", str(self.data), "serve", *extra],
+            [python, "-m", "waypost", "--data", str(self.data), "serve", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
             start_new_session=True,
         )

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-
+import os
 import sys
 from pathlib import Path
 
 import click
 
+from .. import __version__
 from ..config import SETTINGS_FILE, ConfigError, Settings, reference_markdown, render_toml
+from ..datadir import private_umask
 from .common import App, fail, handle_errors, json_option, pass_app
 from .directory import register as register_directory
 from .queue import queue
@@ -24,6 +26,7 @@ __all__ = ["main", "cli"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="waypost", message="%(prog)s %(version)s")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), envvar="WAYPOST_DATA",
               default=Path("./var"), show_default=True, help="The data directory (or WAYPOST_DATA).")
 @click.pass_context
@@ -32,6 +35,7 @@ def cli(ctx: click.Context, data: Path) -> None:
 
     Every command works on one data directory (--data DIR, or WAYPOST_DATA).
     """
+    private_umask()  # whatever this command creates is the server user's alone
     ctx.obj = App(data)
 
 
@@ -40,13 +44,16 @@ def cli(ctx: click.Context, data: Path) -> None:
 @click.option("--domain", "main_domain", default="localhost", show_default=True, help="The main domain.")
 @click.option("--hostname", default=None, help="The server's host name (default: mail.<domain>).")
 @click.option("--force", is_flag=True, help="Rewrite waypost.toml if it exists.")
-def init(directory: Path, main_domain: str, hostname: str | None, force: bool) -> None:
+@click.option("--user", default="", help="Set server.user and give the directory to this user (run as root).")
+def init(directory: Path, main_domain: str, hostname: str | None, force: bool, user: str) -> None:
     """Create a data directory: settings, database, spool, mail store, TLS certificate.
+    Everything in it is private (files 0600, directories 0700).
 
     Example: waypost init ./var --domain example.com --hostname mail.example.com
     """
     from ..address import AddressError, normalize_domain
     from ..certs import write_self_signed
+    from ..datadir import chown_tree, make_tree_private, user_ids
     from ..db import open_database
     from ..directory import Directory
 
@@ -54,13 +61,24 @@ def init(directory: Path, main_domain: str, hostname: str | None, force: bool) -
         domain = normalize_domain(main_domain)
     except AddressError as e:
         fail(f"--domain: {e}")
+    ids: tuple[int, int] | None = None
+    if user:
+        try:
+            ids = user_ids(user)
+        except KeyError:
+            fail(f"--user: no such user {user!r}")
+        assert ids is not None
+        if os.geteuid() not in (0, ids[0]):
+            fail(f"--user: only root can give the directory to {user}")
     host = hostname or (domain if domain == "localhost" else f"mail.{domain}")
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = directory / SETTINGS_FILE
     if path.exists() and not force:
         fail(f"{path} exists (use --force to rewrite it)")
-    settings = Settings(data_dir=directory.resolve()).replace("server", hostname=host, main_domain=domain)
-    path.write_text(render_toml(settings))
+    settings = Settings(data_dir=directory.resolve()).replace("server", hostname=host, main_domain=domain, user=user)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold sharing.secret
+    with os.fdopen(fd, "w") as f:
+        f.write(render_toml(settings))
     for sub in (settings.storage.spool, settings.storage.mail):
         settings.path(sub).mkdir(parents=True, exist_ok=True, mode=0o700)
     cert, key = settings.path(settings.tls.certificate), settings.path(settings.tls.key)
@@ -73,6 +91,9 @@ def init(directory: Path, main_domain: str, hostname: str | None, force: bool) -
     if directory_.lookup("postmaster", domain) is None:  # RFC 5321 §4.5.1: postmaster must exist
         directory_.add_account(f"postmaster@{domain}", None, "Postmaster")
     db.close()
+    make_tree_private(settings.data_dir)  # whatever umask made what was there before, it is private now
+    if ids is not None:
+        chown_tree(settings.data_dir, *ids)
     click.echo(f"initialised {directory} (main domain {domain}, host name {host})")
 
 
@@ -84,6 +105,7 @@ def serve(app: App, workers: int | None, log_format: str | None) -> None:
     """Run every configured listener until SIGTERM.  Example: waypost --data ./var serve"""
     from ..server import serve as run
 
+    app.keep_user = True  # serve binds its ports first, then changes user itself
     settings = app.settings
     if log_format:
         settings = settings.replace("server", log_format=log_format)
@@ -95,12 +117,59 @@ def config() -> None:
     """The settings file.  Example: waypost config check"""
 
 
+#: Paths with loose modes that ``config check`` names one by one; it counts the rest.
+_SHOWN_LOOSE = 20
+
+
 @config.command("check")
 @pass_app
 def config_check(app: App) -> None:
-    """Validate waypost.toml.  Example: waypost --data ./var config check"""
-    app.settings
+    """Validate waypost.toml, and find what would stop or cripple serve (a missing
+    certificate, an engine or a listener this version lacks, a port that cannot be
+    bound, server.user) and files other local users can read.  Exit 1 on an error.
+
+    Example: waypost --data ./var config check
+    """
+    from ..datadir import loose_modes
+    from ..server import startup_problems
+
+    settings = app.settings
+    problems = startup_problems(settings, probe_ports=True)
+    for p in problems:
+        click.echo(f"{'error' if p.fatal else 'warning'}: {p}", err=p.fatal)
+    loose = loose_modes(settings)
+    for path, mode in loose[:_SHOWN_LOOSE]:
+        click.echo(f"warning: {path}: mode {mode:04o} lets other local users in (expected 0600/0700)")
+    if loose:
+        more = f" ({len(loose) - _SHOWN_LOOSE} more)" if len(loose) > _SHOWN_LOOSE else ""
+        what = "1 path is" if len(loose) == 1 else f"{len(loose)} paths are"
+        click.echo(f"warning: {what} not private{more}: chmod -R go= {settings.data_dir}")
+    if any(p.fatal for p in problems):
+        sys.exit(1)
     click.echo(f"{app.data / SETTINGS_FILE}: OK")
+
+
+@cli.command()
+@click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--with-mail", is_flag=True, help="Also copy the spool and the Maildirs (after the database).")
+@pass_app
+@handle_errors
+def backup(app: App, destination: Path, with_mail: bool) -> None:
+    """Copy the data directory into the new directory DESTINATION while the server runs:
+    a consistent snapshot of the database, the settings, the secret key and the TLS files.
+
+    Example: waypost --data /srv/waypost backup /backup/waypost-$(date +%F) --with-mail
+    """
+    from ..datadir import backup as run_backup
+
+    db = app.db
+    try:
+        written = run_backup(app.settings, db, destination, with_mail)
+    except FileExistsError:
+        fail(f"{destination} exists (a backup goes into a new directory)")
+    for p in written:
+        click.echo(f"wrote {p}")
+    click.echo(f"backup of {app.settings.data_dir} in {destination}")
 
 
 @config.command("reference")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import ConfigError, Settings, load_settings
-from ..db import Conflict, Database, NotFound, open_database
+from ..db import Conflict, Database, NotFound, database_problem, open_database
 from ..directory import Directory, DirectoryError
 from ..secrets import Secrets
 
@@ -31,6 +32,8 @@ class App:
     _settings: Settings | None = None
     _db: Database | None = None
     _directory: Directory | None = None
+    #: True for ``serve``, which changes to server.user itself after binding its ports.
+    keep_user: bool = False
     console: Console = field(default_factory=lambda: Console(soft_wrap=True))
 
     @property
@@ -46,7 +49,25 @@ class App:
     @property
     def db(self) -> Database:
         if self._db is None:
-            self._db = open_database(self.settings.storage.database, self.settings.data_dir)
+            settings = self.settings
+            if settings.server.user and os.geteuid() == 0 and not self.keep_user:
+                # Root works as the server's user, so that nothing it creates (a
+                # Maildir, the -wal file) is out of the server's reach.
+                from ..datadir import owned_by_others, switch_user, user_ids
+
+                name = settings.server.user
+                try:
+                    others = owned_by_others(settings, user_ids(name)[0])
+                except KeyError:
+                    fail(f"server.user: no such user {name!r}")
+                if others:
+                    fail(f"server.user: not owned by {name}: {', '.join(map(str, others))}"
+                         f" (chown -R {name}: {settings.data_dir})")
+                switch_user(name)
+            problem = database_problem(settings.storage.database, settings.data_dir)
+            if problem is not None:
+                fail(f"storage.database: {problem}")
+            self._db = open_database(settings.storage.database, settings.data_dir)
         return self._db
 
     @property

@@ -6,6 +6,8 @@ available) or a SQLite file path relative to the data directory.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from pathlib import Path
 
 from .base import (
@@ -38,8 +40,50 @@ __all__ = [
     "RecipientUpdate",
     "SQLiteDatabase",
     "VersionedText",
+    "database_problem",
     "open_database",
 ]
+
+
+def _sqlite_path(url: str, data_dir: Path) -> Path:
+    path = Path(url.removeprefix("sqlite:"))
+    return path if path.is_absolute() else data_dir / path
+
+
+def database_problem(url: str, data_dir: Path) -> str | None:
+    """Why ``open_database(url, data_dir)`` would fail, or None; the text names no key
+    (the caller says it is storage.database).  Reads, never creates or writes."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "the PostgreSQL engine is not available in this version (use a SQLite file such as \"waypost.db\")"
+    if "://" in url and not url.startswith("file:"):
+        return f"{url!r}: not a SQLite file path or a postgresql:// URL"
+    path = _sqlite_path(url, data_dir)
+    try:
+        return _sqlite_problem(path)
+    except OSError as e:
+        return f"{path}: {e.strerror}"
+
+
+def _sqlite_problem(path: Path) -> str | None:
+    if not path.parent.is_dir():
+        return f"{path.parent}: no such directory"
+    if path.is_dir():
+        return f"{path}: is a directory"
+    if path.exists():
+        # Through SQLite, never a plain open(): closing any descriptor of the file would
+        # drop the POSIX locks that this process's connections hold on it
+        # (https://sqlite.org/howtocorrupt.html §2.2).
+        try:
+            conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+            try:
+                conn.execute("PRAGMA schema_version").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as e:
+            return f"{path}: {e}"
+    elif not os.access(path.parent, os.W_OK):
+        return f"{path}: cannot be created ({path.parent} is not writable)"
+    return None
 
 
 def open_database(url: str, data_dir: Path) -> Database:

@@ -15,6 +15,7 @@ Ordering and concurrency guarantees every engine gives:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence
 
 __all__ = [
@@ -152,6 +153,9 @@ class Database(Protocol):
 
     # -- life cycle ---------------------------------------------------------------
     def close(self) -> None: ...
+    def backup_to(self, path: Path) -> None:
+        """Write a consistent copy of the whole database, as of one moment, to the new
+        file ``path`` while other processes go on using it (``waypost backup``)."""
 
     # -- server-wide values (the router table, later rules and hold lists) ----------
     def get_value(self, key: str) -> Any:

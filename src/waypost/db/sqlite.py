@@ -243,6 +243,16 @@ class SQLiteDatabase(_MailboxIndex):
             self._all.clear()
         self._local = threading.local()
 
+    def backup_to(self, path: str | Path) -> None:
+        # The online backup API copies one consistent snapshot while other processes
+        # write; the copy is switched out of WAL so that it is one self-contained file.
+        target = sqlite3.connect(str(path), isolation_level=None)
+        try:
+            self._conn().backup(target)
+            target.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            target.close()
+
     # -- server-wide values -----------------------------------------------------------
 
     def get_value(self, key: str) -> Any:

@@ -13,16 +13,15 @@ import pytest
 
 from support.imap import Raw
 from support.server import WaypostInstance, wait_for
+from support.tls import client_context
 
 imaplib.Commands.setdefault("IDLE", ("AUTH", "SELECTED"))  # type: ignore[attr-defined]
 imaplib.Commands.setdefault("MOVE", ("SELECTED",))  # type: ignore[attr-defined]
 
 
 def tls() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    """Checks the server's certificate against the test CA, for the address dialled."""
+    return client_context()
 
 
 @pytest.fixture(scope="module")

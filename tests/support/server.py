@@ -22,6 +22,8 @@ from click.testing import CliRunner
 from waypost.cli import cli
 from waypost.config import load_settings, render_toml, settings_from_dict
 
+from . import tls
+
 __all__ = ["WaypostInstance", "free_port", "wait_for", "maildir_messages"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,9 +65,14 @@ class WaypostInstance:
         self.data = base
         self.domain = domain
         self.host = host
-        result = self.cli("init", str(base), "--domain", domain, "--hostname", hostname or f"mail.{domain}",
-                          use_data=False)
+        self.hostname = hostname or f"mail.{domain}"
+        result = self.cli("init", str(base), "--domain", domain, "--hostname", self.hostname, use_data=False)
         assert result.exit_code == 0, result.output
+        # A certificate from the test CA instead of the self-signed one: clients check it
+        # (support.tls.client_context) for the host name and for the address they dial.
+        initial = load_settings(base)
+        tls.install_certificate(initial.path(initial.tls.certificate), initial.path(initial.tls.key),
+                                self.hostname, host)
         self.smtp_port = free_port(host)
         self.submission_port = free_port(host)
         self.odmr_port = free_port(host)

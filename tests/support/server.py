@@ -239,7 +239,10 @@ class WaypostInstance:
             try:
                 self.proc.wait(timeout)
             except BaseException as e:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 self.proc.wait()
                 self.proc = None
                 if isinstance(e, subprocess.TimeoutExpired):
@@ -251,7 +254,10 @@ class WaypostInstance:
         try:
             wait_for(lambda: not _group_alive(proc), timeout=5.0, what="the workers to exit")
         except AssertionError:
-            os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc = None
             raise AssertionError("waypost serve exited, leaving a worker running:\n"
                                  + "\n".join(self.output[-30:])) from None

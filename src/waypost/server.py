@@ -365,6 +365,8 @@ class Server:
         if key in self._warming or len(self._warming) >= _WARM_AT_ONCE:
             return
         self._warming.add(key)
+        # Logged before the password check ends, so before the login's own log line.
+        log.debug("event=inbox-warm account=%s@%s", name, domain)
 
         def work() -> None:
             inbox = self.db.mailbox_get(domain, name, "INBOX")

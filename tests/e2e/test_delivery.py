@@ -114,7 +114,9 @@ def test_temporary_failure_is_retried(pair):
     a.start()  # b is not running: connection refused -> deferred
     send(a, "alice@example.test", ["rita@remote.test"])
     wait_for(lambda: a.log_lines(r"event=deferred .*rcpt=<rita@remote.test>"), what="a deferral")
-    [entry] = json.loads(a.ok("queue", "list", "--json"))
+    # The log line can come before the queue index records the reply.
+    [entry] = wait_for(lambda: [e for e in json.loads(a.ok("queue", "list", "--json")) if e["last_reply"]],
+                       what="the deferral in the queue index")
     assert entry["targets"] == ["mx:remote.test"] and entry["last_reply"].startswith("4")
     b.start()
     wait_for(lambda: b.messages("rita@remote.test"), timeout=15, what="the retry to deliver")

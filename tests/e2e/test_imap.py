@@ -13,23 +13,22 @@ import pytest
 
 from support.imap import Raw
 from support.server import WaypostInstance, wait_for
+from support.tls import client_context
 
 imaplib.Commands.setdefault("IDLE", ("AUTH", "SELECTED"))  # type: ignore[attr-defined]
 imaplib.Commands.setdefault("MOVE", ("SELECTED",))  # type: ignore[attr-defined]
 
 
 def tls() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    """Checks the server's certificate against the test CA, for the address dialled."""
+    return client_context()
 
 
 @pytest.fixture(scope="module")
 def imap_server(tmp_path_factory):
     inst = WaypostInstance(tmp_path_factory.mktemp("imap") / "data", imap={"plaintext_without_tls": True,
                                                                             "failure_delay": 0.05},
-                           server={"workers": 2})
+                           server={"workers": 2, "log_level": "debug"})  # debug: event=inbox-warm
     inst.ok("domain", "add", "other.test")
     for who in ("alice", "bob", "carol", "dave", "erin", "frank"):
         inst.ok("account", "add", f"{who}@example.test", "--password", f"{who}-password")
@@ -240,16 +239,20 @@ def test_login_indexes_inbox_while_the_password_is_checked(imap_server):
         finally:
             db.close()
 
-    # A submission login does not warm the mailbox (only IMAP and POP3 read it).
+    # A submission login does not warm the mailbox (only IMAP and POP3 read it).  A warm-up
+    # is logged (debug) when it starts, before the password check ends, so before the
+    # login's own event=auth line.
     with smtplib.SMTP("127.0.0.1", imap_server.submission_port, timeout=10) as s:
         s.starttls(context=tls())
         s.login("gina@example.test", "gina-password")
-    time.sleep(0.5)
+    imap_server.expect_log(r"event=auth .*account=gina@example.test")
+    assert not imap_server.log_lines(r"event=inbox-warm account=gina@example.test")
     assert indexed() == 0
 
     r = Raw(imap_server.imap_port)
     assert r.cmd(b'a1 LOGIN gina@example.test "wrong"')[-1].startswith(b"a1 NO")
     assert r.cmd(b"a2 LOGIN gina@example.test gina-password")[-1].startswith(b"a2 OK")
+    imap_server.expect_log(r"event=inbox-warm account=gina@example.test")
     wait_for(lambda: indexed() == 40, what="INBOX indexed without a SELECT")
     reply = r.cmd(b"a3 SELECT INBOX")
     assert b"* 40 EXISTS" in reply and reply[-1].startswith(b"a3 OK")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import imaplib
 import re
-import time
 
 import pytest
 
@@ -131,6 +130,16 @@ def uid_flags(r: Raw, box_cmd: str | None = None) -> dict[int, set[str]]:
 
 def tracebacks(srv: WaypostInstance) -> int:
     return sum("Traceback" in line for line in list(srv.output))
+
+
+def logged_so_far(srv: WaypostInstance) -> None:
+    """Wait until every line the server wrote before now has reached ``srv.output``: a
+    marker connection logs ``imap-connect`` with its own port, into the same pipe, after
+    anything the workers logged before they answered the commands already seen."""
+    r = Raw(srv.imap_port)
+    port = r.sock.getsockname()[1]
+    r.close()
+    srv.expect_log(rf"event=imap-connect peer=127\.0\.0\.1:{port}\b")
 
 
 # =====================================================================================
@@ -259,6 +268,7 @@ def test_bug_delete_of_the_selected_mailbox_leaves_a_broken_session(srv):
     """DELETE of the selected mailbox (RFC 3501 allows it) leaves the connection in the
     selected state with no mailbox: FETCH and CLOSE get "NO Internal error
     (AssertionError)" with a traceback in the log, and CLOSE can never leave."""
+    logged_so_far(srv)  # what earlier tests caused is in 'before'
     before = tracebacks(srv)
     a = session(srv, "del")
     ok(a.cmd("A0 CREATE Foo"))
@@ -268,7 +278,7 @@ def test_bug_delete_of_the_selected_mailbox_leaves_a_broken_session(srv):
     fetch = a.cmd("A3 FETCH 1 (FLAGS)")
     close = a.cmd("A4 CLOSE")
     a.close()
-    time.sleep(0.3)
+    logged_so_far(srv)
     assert b"Internal error" not in fetch[-1], fetch
     assert b"Internal error" not in close[-1], close
     assert tracebacks(srv) == before
@@ -556,6 +566,7 @@ def test_list_lsub_patterns_and_extended_list(srv):
 
 
 def test_malformed_commands_get_bad_or_no_never_a_traceback(srv):
+    logged_so_far(srv)  # what earlier tests caused is in 'before'
     before = tracebacks(srv)
     r = session(srv, "fuzz")
     fill(r, "INBOX", 1, create=False)
@@ -578,5 +589,5 @@ def test_malformed_commands_get_bad_or_no_never_a_traceback(srv):
         assert reply[-1].startswith(tag + b" BAD") or reply[-1].startswith(tag + b" NO"), (c, reply)
         assert b"Internal error" not in reply[-1], (c, reply)
     r.close()
-    time.sleep(0.3)
+    logged_so_far(srv)
     assert tracebacks(srv) == before

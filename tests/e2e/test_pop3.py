@@ -670,12 +670,24 @@ def test_failed_logins_are_delayed_more_each_time_then_closed(pop3, caplog):
     assert all("wrong" not in r.getMessage() + str(getattr(r, "fields", "")) for r in caplog.records)
 
 
-def test_a_good_login_resets_the_failure_count(pop3):
+def test_right_credentials_end_a_run_of_failures(pop3):
+    # "Failures in a row": right credentials end the run even when the maildrop is
+    # locked (IN-USE), so the next failure counts from one again: the connection is not
+    # closed at max_failures.  After a good login (TRANSACTION) no login can fail any
+    # more, so IN-USE is where the end of the run shows.
     s = pop3(max_failures=2)
+    holder = s.raw()
+    holder.login()
     c = s.raw()
     c.expect("USER alice")
     c.expect("PASS wrong", ok=False, code="AUTH")
-    c.login()
+    c.expect("USER alice")
+    c.expect("PASS alice-pw", ok=False, code="IN-USE")
+    c.expect("USER alice")
+    c.expect("PASS wrong", ok=False, code="AUTH")  # one failure in a row, not two: no close
+    holder.expect("QUIT")
+    c.expect("USER alice")
+    c.expect("PASS alice-pw")
     c.expect("QUIT")
 
 

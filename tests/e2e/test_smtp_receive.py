@@ -5,11 +5,11 @@ from __future__ import annotations
 import email
 import email.policy
 import smtplib
-import ssl
 
 import pytest
 
 from support.server import wait_for
+from support.tls import client_context
 from support.transcript import Transcript
 
 
@@ -293,10 +293,7 @@ def test_data_timeout(instance):
 def test_starttls_then_mail(server):
     with smtplib.SMTP("127.0.0.1", server.smtp_port) as c:
         c.ehlo("c")
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        code, _ = c.starttls(context=ctx)
+        code, _ = c.starttls(context=client_context())  # checks the certificate for 127.0.0.1
         assert code == 220
         c.ehlo("c")
         assert not c.has_extn("starttls")
@@ -312,10 +309,7 @@ def test_plaintext_pipelined_after_starttls_is_discarded(server):
         t.cmd("EHLO c", 250)
         t.send_raw(b"STARTTLS\r\nRSET\r\n")
         t.expect(220)
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        t.sock = ctx.wrap_socket(t.sock)
+        t.sock = client_context().wrap_socket(t.sock, server_hostname=server.hostname)
         t.cmd("EHLO c", 250)  # the first reply over TLS answers EHLO, not the injected RSET
 
 

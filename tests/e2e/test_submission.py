@@ -11,14 +11,13 @@ import subprocess
 import pytest
 
 from support.server import wait_for
+from support.tls import client_context, write_ca_file
 from support.transcript import Transcript
 
 
 def tls() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    """Checks the server's certificate against the test CA, for the address dialled."""
+    return client_context()
 
 
 def sub(server) -> Transcript:
@@ -148,11 +147,13 @@ def test_untrusted_client_relays_only_after_auth(instance):
         assert c.rcpt("someone@far-away.test")[0] == 250
 
 
-def test_swaks_submission_with_starttls_and_auth(server):
+def test_swaks_submission_with_starttls_and_auth(server, tmp_path):
     swaks = shutil.which("swaks")
     assert swaks, "swaks is installed by 'make test' (Debian package swaks)"
+    ca_file = write_ca_file(tmp_path / "ca.pem")
     out = subprocess.run(
-        [swaks, "--server", f"127.0.0.1:{server.submission_port}", "--tls", "--auth", "LOGIN",
+        [swaks, "--server", f"127.0.0.1:{server.submission_port}", "--tls", "--tls-verify",
+         "--tls-ca-path", str(ca_file), "--auth", "LOGIN",
          "--auth-user", "alice@example.test", "--auth-password", "alice-password",
          "--from", "alice@example.test", "--to", "bob@example.test", "--header", "Subject: via swaks",
          "--body", "sent by swaks", "--timeout", "20"],

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import tomllib
+import weakref
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,9 +23,70 @@ from click.testing import CliRunner
 from waypost.cli import cli
 from waypost.config import load_settings, render_toml, settings_from_dict
 
-__all__ = ["WaypostInstance", "free_port", "wait_for", "maildir_messages"]
+from . import tls
+
+__all__ = ["WaypostInstance", "free_port", "wait_for", "maildir_messages", "stop_all", "leftover_servers",
+           "kill_leftover_servers", "instances_made", "running_since"]
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# Every ``waypost serve`` this test session started: its process (the leader of a process
+# group of its own, which its forked workers share) and its data directory.
+_STARTED: list[tuple[subprocess.Popen[str], Path]] = []
+# Every WaypostInstance made, in order (weakly: the list keeps none alive).
+_INSTANCES: list[weakref.ref[WaypostInstance]] = []
+
+
+def instances_made() -> int:
+    """A mark: how many instances have been made so far."""
+    return len(_INSTANCES)
+
+
+def running_since(mark: int) -> list[WaypostInstance]:
+    """Instances made after ``mark`` whose server is still running."""
+    return [inst for ref in _INSTANCES[mark:] if (inst := ref()) is not None and inst.proc is not None]
+
+
+def _group_alive(proc: subprocess.Popen[str]) -> bool:
+    proc.poll()  # reap the leader if it has exited, so that only live processes count
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def leftover_servers() -> list[tuple[int, Path]]:
+    """(process group, data directory) of each server started here that has a process alive."""
+    return [(proc.pid, data) for proc, data in _STARTED if _group_alive(proc)]
+
+
+def kill_leftover_servers() -> list[tuple[int, Path]]:
+    """kill -9 every server started here that is still alive; what was killed."""
+    left = leftover_servers()
+    for proc, _data in _STARTED:
+        if _group_alive(proc):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    return left
+
+
+def stop_all(*things: Any) -> None:
+    """Stop each of ``things`` (anything with ``stop()``), even when an earlier one fails;
+    then raise the first failure.  For fixtures and ``finally:`` blocks that own several."""
+    first: BaseException | None = None
+    for thing in things:
+        try:
+            thing.stop()
+        except BaseException as e:  # noqa: BLE001 - stop the rest, then report
+            first = first or e
+    if first is not None:
+        raise first
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -60,12 +122,18 @@ class WaypostInstance:
 
     def __init__(self, base: Path, domain: str = "example.test", hostname: str | None = None,
                  host: str = "127.0.0.1", **overrides: dict[str, Any]) -> None:
+        _INSTANCES.append(weakref.ref(self))
         self.data = base
         self.domain = domain
         self.host = host
-        result = self.cli("init", str(base), "--domain", domain, "--hostname", hostname or f"mail.{domain}",
-                          use_data=False)
+        self.hostname = hostname or f"mail.{domain}"
+        result = self.cli("init", str(base), "--domain", domain, "--hostname", self.hostname, use_data=False)
         assert result.exit_code == 0, result.output
+        # A certificate from the test CA instead of the self-signed one: clients check it
+        # (support.tls.client_context) for the host name and for the address they dial.
+        initial = load_settings(base)
+        tls.install_certificate(initial.path(initial.tls.certificate), initial.path(initial.tls.key),
+                                self.hostname, host)
         self.smtp_port = free_port(host)
         self.submission_port = free_port(host)
         self.odmr_port = free_port(host)
@@ -128,12 +196,19 @@ class WaypostInstance:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
             start_new_session=True,
         )
+        _STARTED.append((self.proc, self.data))
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        wait_for(lambda: any("worker-ready" in line for line in self.output)
-                 or self._died(),
-                 timeout, what="the server's listening lines")
+        try:
+            wait_for(lambda: any("worker-ready" in line for line in self.output)
+                     or self._died(),
+                     timeout, what="the server's listening lines")
+        except BaseException:
+            # Not ready in time (or interrupted): no half-started server outlives the test.
+            self.kill9()
+            raise
         if self._died():
+            self.kill9()  # a worker the leader left behind, if any
             raise AssertionError("waypost serve exited:\n" + "\n".join(self.output))
         # Workers take over the sockets right away; a connection made now queues in the backlog.
         return self
@@ -163,10 +238,29 @@ class WaypostInstance:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            except BaseException as e:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 self.proc.wait()
-                raise AssertionError("waypost serve did not stop on SIGTERM:\n" + "\n".join(self.output[-30:]))
+                self.proc = None
+                if isinstance(e, subprocess.TimeoutExpired):
+                    raise AssertionError("waypost serve did not stop on SIGTERM:\n"
+                                         + "\n".join(self.output[-30:])) from None
+                raise
+        # The leader has exited; a worker it left behind would still hold the ports.
+        proc = self.proc
+        try:
+            wait_for(lambda: not _group_alive(proc), timeout=5.0, what="the workers to exit")
+        except AssertionError:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc = None
+            raise AssertionError("waypost serve exited, leaving a worker running:\n"
+                                 + "\n".join(self.output[-30:])) from None
         code = self.proc.returncode
         if self._reader is not None:
             self._reader.join(2)
@@ -176,7 +270,10 @@ class WaypostInstance:
     def kill9(self) -> None:
         """kill -9 the whole server (every worker)."""
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.proc.wait()
         if self._reader is not None:
             self._reader.join(2)
@@ -190,12 +287,13 @@ class WaypostInstance:
     def __enter__(self) -> "WaypostInstance":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         if self.proc is not None:
             try:
                 self.stop()
             except AssertionError:
-                pass
+                if exc_type is None:  # a server that will not stop is a failure of its own
+                    raise
 
 
 def iter_lines(text: str) -> Iterator[str]:

@@ -10,6 +10,8 @@ import socket
 import ssl
 from dataclasses import dataclass
 
+from .tls import client_context
+
 __all__ = ["Transcript", "SMTPReply"]
 
 
@@ -31,6 +33,7 @@ class SMTPReply:
 
 class Transcript:
     def __init__(self, host: str, port: int, timeout: float = 10.0, source: str | None = None) -> None:
+        self.host = host
         self.sock = socket.create_connection((host, port), timeout=timeout,
                                              source_address=(source, 0) if source else None)
         self.buf = b""
@@ -102,9 +105,9 @@ class Transcript:
         except socket.timeout:
             return False
 
-    def starttls(self) -> None:
+    def starttls(self, context: ssl.SSLContext | None = None, server_hostname: str | None = None) -> None:
+        """STARTTLS, then a handshake that checks the server's certificate against the
+        test CA (``support.tls``) for ``server_hostname`` (default: the address dialled)."""
         self.cmd("STARTTLS", 220)
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        self.sock = ctx.wrap_socket(self.sock)
+        ctx = context or client_context()
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname or self.host)

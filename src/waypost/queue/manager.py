@@ -278,6 +278,9 @@ class QueueManager:
                   force: bool = False) -> None:
         """Start delivering; held recipients wait for ETRN/ATRN unless ``force``."""
         if not force:
+            for r in recipients:
+                if r.held:  # says that it waits: a test (or an admin) need not wait to see nothing happen
+                    event(log, "held", id=msg.msg_id, sender=f"<{msg.sender}>", rcpt=f"<{r.address}>", target=r.target)
             recipients = [r for r in recipients if not r.held]
         recipients = [r for r in recipients if (msg.msg_id, r.idx) not in self._in_flight]
         if not recipients:

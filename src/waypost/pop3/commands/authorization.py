@@ -104,6 +104,9 @@ async def login(session: Session, name: str, password: str, authzid: str = "") -
         return await session.login_failed(name, "bad credentials")
     if authzid and authzid not in (name, address):
         return await session.login_failed(name, "authorization identity refused", R.AUTHZID_REFUSED)
+    # The credentials are right: the run of failures "in a row" ends here, also when
+    # the maildrop turns out to be locked (IN-USE) and the client tries again.
+    session.failures = 0
     account, at, domain = address.rpartition("@")
     if not at or not account or not domain:
         log.error("event=pop3-auth-error peer=%s login=%s error=%r", session.peer, name,
@@ -119,7 +122,6 @@ async def login(session: Session, name: str, password: str, authzid: str = "") -
         event(log, "pop3-in-use", peer=session.peer, account=address)
         return R.IN_USE
     session.maildrop = drop
-    session.failures = 0
     count, size = drop.stat()
     event(log, "pop3-login", peer=session.peer, account=address, tls=session.tls, messages=count)
     return R.LOGGED_IN.format(count=count, size=size)

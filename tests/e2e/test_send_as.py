@@ -14,13 +14,11 @@ import ssl
 import pytest
 
 from support.server import wait_for
+from support.tls import client_context
 
 
 def _tls() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    return client_context()
 
 
 @pytest.fixture

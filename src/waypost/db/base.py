@@ -190,9 +190,15 @@ class Database(Protocol):
     def queue_known_ids(self) -> set[str]: ...
     def queue_claim_due(self, now: float, owner: str, lease_until: float, limit: int) -> list[QueuedMessage]:
         """Lease due, unheld, queued recipients (grouped into their messages) to ``owner``."""
-    def queue_update(self, updates: Iterable[RecipientUpdate], owner: str) -> list[str]:
+    def queue_update(self, updates: Iterable[RecipientUpdate], owner: str,
+                     forget: Iterable[str] = ()) -> list[str]:
         """Apply delivery outcomes and release their leases.  Returns the ids of the
-        messages that have no queued recipient left (the caller removes their files)."""
+        messages that have no queued recipient left.  Their entries stay in the index
+        until the caller has removed their spool files and forgets them (``forget`` of a
+        later call, or ``queue_forget``): a spool file is never without its entry, so the
+        orphan scan cannot take a finished message for a lost one."""
+    def queue_forget(self, msg_ids: Iterable[str]) -> int:
+        """Remove the entries of these messages that have no queued recipient left."""
     def queue_release_lease(self, msg_ids: Iterable[str], owner: str) -> None: ...
     def queue_release_rows(self, rows: Iterable[tuple[str, int]], owner: str) -> None:
         """Release the leases ``owner`` holds on these (msg_id, idx) recipients."""

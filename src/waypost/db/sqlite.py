@@ -444,9 +444,11 @@ class SQLiteDatabase(_MailboxIndex):
             ).fetchall()
             return self._messages(c, sorted({r[0] for r in rows}), only_rows={(r[0], r[1]) for r in rows})
 
-    def queue_update(self, updates: Iterable[RecipientUpdate], owner: str) -> list[str]:
+    def queue_update(self, updates: Iterable[RecipientUpdate], owner: str,
+                     forget: Iterable[str] = ()) -> list[str]:
         touched: set[str] = set()
         with self._write(settings=False) as c:
+            self._forget(c, forget)
             for u in updates:
                 changed = c.execute(
                     "UPDATE queue_recipients SET status=?, last_reply=?, next_attempt=?, attempts=attempts+1,"
@@ -461,9 +463,22 @@ class SQLiteDatabase(_MailboxIndex):
                     "SELECT 1 FROM queue_recipients WHERE msg_id=? AND status='queued' LIMIT 1", (msg_id,)
                 ).fetchone()
                 if left is None:
-                    c.execute("DELETE FROM queue_messages WHERE id=?", (msg_id,))
                     finished.append(msg_id)
         return finished
+
+    def queue_forget(self, msg_ids: Iterable[str]) -> int:
+        with self._write(settings=False) as c:
+            return self._forget(c, msg_ids)
+
+    @staticmethod
+    def _forget(c: sqlite3.Connection, msg_ids: Iterable[str]) -> int:
+        n = 0
+        for msg_id in msg_ids:
+            n += c.execute(
+                "DELETE FROM queue_messages WHERE id=? AND NOT EXISTS"
+                " (SELECT 1 FROM queue_recipients WHERE msg_id=? AND status='queued')", (msg_id, msg_id),
+            ).rowcount
+        return n
 
     def queue_release_lease(self, msg_ids: Iterable[str], owner: str) -> None:
         with self._write(settings=False) as c:
@@ -493,7 +508,9 @@ class SQLiteDatabase(_MailboxIndex):
 
     def queue_list(self) -> list[QueuedMessage]:
         conn = self._conn()
-        ids = [r[0] for r in conn.execute("SELECT id FROM queue_messages ORDER BY created, id")]
+        ids = [r[0] for r in conn.execute(
+            "SELECT id FROM queue_messages m WHERE EXISTS (SELECT 1 FROM queue_recipients r"
+            " WHERE r.msg_id=m.id AND r.status='queued') ORDER BY created, id")]
         return self._messages(conn, ids)
 
     def queue_delete(self, msg_id: str) -> bool:

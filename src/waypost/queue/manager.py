@@ -93,7 +93,7 @@ class QueueManager:
         self.router = router
         self.mailstore = mailstore
         self.owner = owner
-        self.spool = Spool(settings.path(settings.storage.spool), on_commit=self._index)
+        self.spool = Spool(settings.path(settings.storage.spool), on_commit=self._index, on_abort=self._unindex)
         self.resolver = remote.Resolver(settings)
         self.is_self = is_self or (lambda host, ip, port: False)
         self._local_queue: asyncio.Queue[tuple[QueuedMessage, list[QueuedRecipient], bytes | None] | None] | None = None
@@ -106,6 +106,9 @@ class QueueManager:
         # (msg_id, idx) of every recipient this worker is delivering: a claim never
         # dispatches one of them twice, and the heartbeat keeps their leases alive.
         self._in_flight: set[tuple[str, int]] = set()
+        # Finished messages whose spool files are gone: their index entries are removed
+        # with the next index write (see Database.queue_update).
+        self._forget: list[str] = []
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -124,8 +127,11 @@ class QueueManager:
             restored.append(SpoolEntry(msg_id, envelope, data))
         if restored:
             self.db.queue_insert([_queued(e) for e in restored], lease_owner="", lease_until=0.0)
-        for msg_id in sorted(known - on_disk):
-            log.error("event=spool-missing id=%s (index entry removed)", msg_id)
+        gone = known - on_disk
+        self.db.queue_forget(gone)  # finished: the file was removed, the entry not yet
+        for msg_id in sorted(gone & self.db.queue_known_ids()):
+            # Indexed but never renamed into queue/ (never acknowledged), or lost.
+            log.warning("event=spool-missing id=%s (index entry removed)", msg_id)
             self.db.queue_delete(msg_id)
         self.db.queue_release_leases_of(self.settings.server.hostname)
         event(log, "recovered", restored=len(restored), removed_tmp=removed, queued=len(known | on_disk))
@@ -156,8 +162,8 @@ class QueueManager:
                 await asyncio.sleep(0.5)
 
     async def _orphans(self) -> None:
-        """A worker killed between its spool commit and the index insert leaves a file
-        nobody delivers; look for such files now and then (not only at start-up)."""
+        """Spool files the index does not know (a lost database, a restored backup) are
+        looked for now and then, not only at start-up."""
         while True:
             await asyncio.sleep(self.settings.queue.orphan_scan)
             found = await asyncio.to_thread(self._adopt_orphans, self.settings.queue.orphan_scan)
@@ -166,14 +172,21 @@ class QueueManager:
                 self.wake()
 
     def _adopt_orphans(self, min_age: float) -> int:
+        # The spool is listed BEFORE the index is read: a file is removed before its
+        # entry is forgotten, so a message whose delivery finishes between the two steps
+        # is either still known or its file can no longer be read; the other order took
+        # such a message for an orphan and queued it again.
+        on_disk = list(self.spool.ids())
         known = self.db.queue_known_ids()
         now = time.time()
         entries = []
-        for msg_id in set(self.spool.ids()) - known:
+        for msg_id in on_disk:
+            if msg_id in known:
+                continue
             path = self.spool.path(msg_id)
             try:
                 if now - path.stat().st_mtime < min_age:
-                    continue  # being committed right now
+                    continue  # written a moment ago: let the next scan decide
                 envelope, data = self.spool.read(msg_id)
             except (OSError, ValueError):
                 continue
@@ -207,6 +220,9 @@ class QueueManager:
         if late:
             event(log, "stop-cut-short", level=logging.WARNING, tasks=len(late))
         self.spool.stop()
+        if self._forget:
+            await asyncio.to_thread(self.db.queue_forget, self._forget)
+            self._forget = []
         event(log, "spool-stats", messages=self.spool.messages, flushes=self.spool.batches)
         # Whatever this worker held goes back to the index for the next start.
         await asyncio.to_thread(self.db.queue_release_leases_of, self.owner)
@@ -251,6 +267,11 @@ class QueueManager:
         lease_until = time.time() + self.settings.queue.lease
         self.db.queue_insert([_queued(e) for e in entries], lease_owner=self.owner, lease_until=lease_until)
 
+    def _unindex(self, msg_ids: list[str]) -> None:
+        """Committer thread: the files of an indexed batch could not enter queue/."""
+        for msg_id in msg_ids:
+            self.db.queue_delete(msg_id)
+
     # -- scheduling ---------------------------------------------------------------------
 
     async def _scheduler(self) -> None:
@@ -262,6 +283,13 @@ class QueueManager:
                 pass
             self._wake.clear()
             try:
+                if self._forget:  # no delivery wrote to the index since the last ones finished
+                    forget, self._forget = self._forget, []
+                    try:
+                        await asyncio.to_thread(self.db.queue_forget, forget)
+                    except BaseException:
+                        self._forget[:0] = forget
+                        raise
                 now = time.time()
                 claimed = await asyncio.to_thread(
                     self.db.queue_claim_due, now, self.owner, now + self.settings.queue.lease, 500
@@ -322,6 +350,18 @@ class QueueManager:
             return data
         _env, body = await asyncio.to_thread(self.spool.read, msg.msg_id)
         return body
+
+    async def _missing(self, msg: QueuedMessage, group: list[QueuedRecipient]) -> None:
+        """A claimed entry whose spool file is gone: its worker died between the index
+        insert and the rename into queue/ (the message was never acknowledged), or the
+        file was removed by hand.  Nothing can be delivered; retrying would only end in
+        a bounce for mail that never was, so the entry goes."""
+        log.warning("event=spool-missing id=%s (index entry removed)", msg.msg_id)
+        try:
+            await asyncio.to_thread(self.db.queue_delete, msg.msg_id)
+        finally:
+            for r in group:
+                self._in_flight.discard((msg.msg_id, r.idx))
 
     # -- on-demand release (ETRN, ATRN) -----------------------------------------------------
 
@@ -399,7 +439,11 @@ class QueueManager:
         items: list[Delivery] = []
         index: list[tuple[int, QueuedRecipient]] = []
         for n, (msg, group, data) in enumerate(batch):
-            body = await self._load(msg, data)
+            try:
+                body = await self._load(msg, data)
+            except FileNotFoundError:
+                await self._missing(msg, group)
+                continue
             # RFC 5321 §4.4: the final delivery adds Return-Path.
             top = f"Return-Path: <{msg.sender}>\r\n".encode()
             for r in group:  # one copy of the body in memory, however many recipients
@@ -434,6 +478,10 @@ class QueueManager:
         async with limit, self._global_limit:
             try:
                 body = await self._load(msg, data)
+            except FileNotFoundError:
+                await self._missing(msg, group)
+                return
+            try:
                 params = msg.envelope.get("params", {})
                 mail_options = _mail_options(params, len(body))
                 rcpts = [(r.address if not r.route.get("address") else r.route["address"],
@@ -482,9 +530,16 @@ class QueueManager:
                     except OSError:
                         originals[msg.msg_id] = b""
             all_updates = [u for _msg, updates, _b, _s in plans for u in updates]
-            finished = await asyncio.to_thread(self.db.queue_update, all_updates, self.owner)
+            forget, self._forget = self._forget, []
+            try:
+                finished = await asyncio.to_thread(self.db.queue_update, all_updates, self.owner, forget)
+            except BaseException:
+                self._forget[:0] = forget
+                raise
             if finished:
+                # File first, entry second (forgotten with the next index write).
                 await asyncio.to_thread(self.spool.remove_many, finished)
+                self._forget.extend(finished)
             for msg, _updates, bounces, successes in plans:
                 if msg.msg_id in originals:
                     for statuses in (bounces, successes):

@@ -80,3 +80,50 @@ def test_orphan_scan_never_adopts_delivered_mail(tmp_path):
         inst.stop()
         dns.stop()
         controller.stop()
+
+
+def test_no_250_before_the_message_is_fsynced_and_indexed(tmp_path):
+    # Issue 13 item 24: waking the senders in the spool before the queue index commits
+    # survived the suite.  The test holds SQLite's write lock while a message is sent:
+    # the server may answer 250 only once its index transaction went through, so at
+    # the moment the 250 arrives the entry must be readable and the file in queue/.
+    import sqlite3
+
+    inst = WaypostInstance(tmp_path / "data", delivery={"smtp_port": free_port(), "connect_timeout": 1.0},
+                           dns={"nameservers": ["127.0.0.1:9"], "timeout": 0.5},
+                           queue={"retry_intervals": [3600]})
+    inst.start()
+    db = sqlite3.connect(inst.data / "waypost.db", isolation_level=None, timeout=30)
+    seen: list[tuple[int, bytes, bool, bool]] = []
+    replied = threading.Event()
+
+    def send() -> None:
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=60) as c:
+            c.ehlo("client.example")
+            c.mail("x@example.test")
+            c.rcpt("joe@unreachable.test")
+            code, text = c.data(b"Subject: order\r\n\r\nx\r\n")
+            qid = text.rsplit(b" ", 1)[-1].decode()
+            reader = sqlite3.connect(inst.data / "waypost.db", timeout=30)
+            indexed = reader.execute("SELECT 1 FROM queue_messages WHERE id=?", (qid,)).fetchone() is not None
+            reader.close()
+            seen.append((code, text, indexed, (inst.data / "spool" / "queue" / qid).exists()))
+        replied.set()
+
+    try:
+        for _ in range(3):
+            replied.clear()
+            db.execute("BEGIN IMMEDIATE")  # the committer's index insert now waits
+            t = threading.Thread(target=send)
+            t.start()
+            replied.wait(1.5)  # bounded: long enough for a wrong order to answer first
+            db.execute("COMMIT")
+            t.join(30)
+        assert len(seen) == 3, seen
+        for code, text, indexed, on_disk in seen:
+            assert code == 250 and text.startswith(b"2.0.0"), (code, text)
+            assert indexed, f"250 sent before the index entry was committed: {text!r}"
+            assert on_disk, f"250 sent before the file was in queue/: {text!r}"
+    finally:
+        db.close()
+        inst.stop()

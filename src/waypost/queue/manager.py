@@ -445,11 +445,12 @@ class QueueManager:
                 await self._missing(msg, group)
                 continue
             # RFC 5321 §4.4: the final delivery adds Return-Path.
-            top = f"Return-Path: <{msg.sender}>\r\n".encode()
+            return_path = f"Return-Path: <{msg.sender}>\r\n"
             for r in group:  # one copy of the body in memory, however many recipients
                 route = r.route
-                items.append(Delivery(route["domain"], route.get("account") or route["name"], (top, body),
-                                      route.get("mailbox") or "INBOX"))
+                account = route.get("account") or route["name"]
+                top = (return_path + _delivery_fields(r.address, f"{account}@{route['domain']}")).encode()
+                items.append(Delivery(route["domain"], account, (top, body), route.get("mailbox") or "INBOX"))
                 index.append((n, r))
         results = await asyncio.to_thread(self.mailstore.deliver_batch, items)
         per_msg: dict[int, list[_Outcome]] = defaultdict(list)
@@ -616,6 +617,16 @@ class QueueManager:
         recipients = [Recipient(msg.sender, r) for r in routes]
         dsn_id = await self.submit("", recipients, report, {"client": "local", "dsn_for": msg.msg_id})
         event(log, "dsn-sent", id=msg.msg_id, dsn_id=dsn_id, sender=f"<{msg.sender}>", count=len(statuses))
+
+
+def _delivery_fields(original: str, final: str) -> str:
+    """X-Original-To (the recipient as the client gave it) and Delivered-To (the
+    account it was stored for), as Postfix's local delivery adds them: one account that
+    collects a whole domain (``<*@custb.dom> = custb.dom@company.dom``) keeps, in each
+    message, who it was for, for a fetcher to sort (fetchmail's ``envelope`` option)."""
+    def clean(address: str) -> str:  # an address never spans lines; be sure of it
+        return "".join(ch for ch in address if ch >= " " and ch != "\x7f")
+    return f"X-Original-To: {clean(original)}\r\nDelivered-To: {clean(final)}\r\n"
 
 
 def _unique(recipients: Sequence[Recipient]) -> list[Recipient]:

@@ -22,6 +22,11 @@ def test_unified_domain_account_keeps_each_recipient_for_fetchmail(tmp_path):
     rt = tmp_path / "router.txt"
     rt.write_text("<*@custb.dom> = custb.dom@company.dom\n")
     inst.ok("router", "import", str(rt))
+    with inst:
+        _check_fields_and_fetchmail(inst, tmp_path)
+
+
+def _check_fields_and_fetchmail(inst: WaypostInstance, tmp_path: Path) -> None:
     inst.start()
     with smtplib.SMTP("127.0.0.1", inst.smtp_port) as c:
         c.sendmail("x@outside.example", ["bob@custb.dom"], b"Subject: for bob\r\n\r\nx\r\n")
@@ -53,4 +58,68 @@ def test_unified_domain_account_keeps_each_recipient_for_fetchmail(tmp_path):
     bsmtp = out_file.read_text()
     rcpts = sorted(line.split(":", 1)[1].strip("<> ") for line in bsmtp.splitlines() if line.startswith("RCPT TO:"))
     assert rcpts == ["bob@custb.dom", "carol@custb.dom", "dave@custb.dom"], bsmtp
-    inst.stop()
+
+
+def test_kill9_under_load_delivers_nothing_twice_locally(tmp_path):
+    # Issue 13 item 4: a kill -9 left 10-25 (up to 60 with one worker) messages stored in
+    # the Maildir but not yet recorded in the index; they were stored again after the
+    # restart.  The bounded version of bench/kill9_duplicates: 0 local duplicates.
+    import collections
+    import re
+    import threading
+
+    token_rx = re.compile(rb"X-Token: (\S+)")
+    inst = WaypostInstance(tmp_path / "data", server={"workers": 1}, queue={"poll_interval": 0.2})
+    inst.ok("account", "add", "alice@example.test", "--no-password")
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        conn: smtplib.SMTP | None = None
+        for i in range(400):  # bounded
+            if stop.is_set():
+                break
+            try:
+                if conn is None:
+                    conn = smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=10)
+                conn.sendmail("x@outside.example", ["alice@example.test"],
+                              f"Subject: k\r\nX-Token: c{n}-m{i}\r\n\r\nx\r\n".encode())
+            except (OSError, smtplib.SMTPException):
+                conn = None  # the server is down: this one was not acknowledged
+                stop.wait(0.05)
+                continue
+            with lock:
+                acked.append(f"c{n}-m{i}")
+        if conn is not None:
+            try:
+                conn.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+
+    with inst:
+        inst.start()
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(20)]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(4):
+                mark = len(acked) + 200
+                wait_for(lambda: len(acked) >= mark, timeout=60, what="200 more acknowledged messages")
+                inst.kill9()
+                inst.start(timeout=60)
+            mark = len(acked) + 50
+            wait_for(lambda: len(acked) >= mark, timeout=60, what="messages after the last restart")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        wait_for(lambda: inst.queue_ids() == [], timeout=120, interval=0.2, what="the queue to drain")
+        seen: collections.Counter[str] = collections.Counter()
+        for path in inst.messages("alice@example.test"):
+            m = token_rx.search(path.read_bytes())
+            assert m, path
+            seen[m.group(1).decode()] += 1
+        assert [t for t in acked if seen[t] == 0] == []  # nothing acknowledged is lost
+        assert {t: c for t, c in seen.items() if c > 1} == {}
+        inst.expect_log(r"event=recovered")

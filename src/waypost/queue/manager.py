@@ -450,7 +450,10 @@ class QueueManager:
                 route = r.route
                 account = route.get("account") or route["name"]
                 top = (return_path + _delivery_fields(r.address, f"{account}@{route['domain']}")).encode()
-                items.append(Delivery(route["domain"], account, (top, body), route.get("mailbox") or "INBOX"))
+                # Named by queue id and recipient: a delivery made again after a crash
+                # (stored, not yet recorded) is recognised instead of stored twice.
+                items.append(Delivery(route["domain"], account, (top, body), route.get("mailbox") or "INBOX",
+                                      key=f"{msg.msg_id}_{r.idx}", date=msg.created, retry=data is None))
                 index.append((n, r))
         results = await asyncio.to_thread(self.mailstore.deliver_batch, items)
         per_msg: dict[int, list[_Outcome]] = defaultdict(list)

@@ -34,6 +34,7 @@ from ..log import event
 from ..mailstore import Delivery, Mailstore
 from ..router import LOCAL_TARGET, Context, Route, Router
 from . import dsn
+from .journal import Journal
 from .spool import Spool, SpoolEntry, new_message_id
 
 __all__ = ["QueueManager", "Recipient", "count_received"]
@@ -94,6 +95,7 @@ class QueueManager:
         self.mailstore = mailstore
         self.owner = owner
         self.spool = Spool(settings.path(settings.storage.spool), on_commit=self._index, on_abort=self._unindex)
+        self.journal = Journal(settings.path(settings.storage.spool) / "journal")
         self.resolver = remote.Resolver(settings)
         self.is_self = is_self or (lambda host, ip, port: False)
         self._local_queue: asyncio.Queue[tuple[QueuedMessage, list[QueuedRecipient], bytes | None] | None] | None = None
@@ -133,10 +135,33 @@ class QueueManager:
             # Indexed but never renamed into queue/ (never acknowledged), or lost.
             log.warning("event=spool-missing id=%s (index entry removed)", msg_id)
             self.db.queue_delete(msg_id)
+        self._replay_journals(everything=True)
         self.db.queue_release_leases_of(self.settings.server.hostname)
         event(log, "recovered", restored=len(restored), removed_tmp=removed, queued=len(known | on_disk))
 
+    def _replay_journals(self, everything: bool = False) -> int:
+        """Record in the index what the journals of dead processes say was delivered
+        (a kill -9 between a next hop's 250 and the index update)."""
+        total = 0
+        for path, rows in self.journal.orphaned(everything):
+            if rows:
+                updates = [RecipientUpdate(m, i, "delivered", "250 2.0.0 accepted by the next hop before a restart")
+                           for m, i in sorted(rows)]
+                finished = self.db.queue_update(updates, "")
+                self.spool.remove_many(finished)
+                self.db.queue_forget(finished)
+                total += len(rows)
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        if total:
+            event(log, "journal-replayed", recipients=total)
+        return total
+
     async def start(self) -> None:
+        # A worker that replaces a dead one finishes the dead one's bookkeeping first.
+        await asyncio.to_thread(self._replay_journals)
         self._local_queue = asyncio.Queue()
         self._global_limit = asyncio.Semaphore(self.settings.delivery.max_connections)
         self._wake = asyncio.Event()
@@ -220,6 +245,7 @@ class QueueManager:
         if late:
             event(log, "stop-cut-short", level=logging.WARNING, tasks=len(late))
         self.spool.stop()
+        self.journal.close()
         if self._forget:
             await asyncio.to_thread(self.db.queue_forget, self._forget)
             self._forget = []
@@ -478,6 +504,7 @@ class QueueManager:
 
     async def _remote(self, msg: QueuedMessage, target: str, group: list[QueuedRecipient], data: bytes | None) -> None:
         assert self._global_limit is not None
+        journaled: list[int] = []  # rows written to the journal, to be cleared once settled
         limit = self._host_limits.setdefault(target, asyncio.Semaphore(self.settings.delivery.max_per_host))
         async with limit, self._global_limit:
             try:
@@ -499,10 +526,13 @@ class QueueManager:
                 sender = msg.sender
                 if group[0].route.get("forwarded") and self.srs is not None:
                     sender = self.srs.forward(sender)  # SPF at the destination checks our domain
+                def accepted(positions: list[int]) -> None:
+                    journaled.append(self.journal.record((msg.msg_id, group[i].idx) for i in positions))
+
                 results = await remote.deliver(
                     settings=self.settings, resolver=self.resolver, is_self=self.is_self,
                     destination=self._destination(group[0]), sender=sender, recipients=rcpts,
-                    data=body, mail_options=mail_options, auth=auth,
+                    data=body, mail_options=mail_options, auth=auth, on_accepted=accepted,
                 )
             except asyncio.CancelledError:
                 raise
@@ -515,6 +545,7 @@ class QueueManager:
                     status = "delivered" if res.ok else ("failed" if res.permanent else "deferred")
                     outcomes.append(_Outcome(r, status, res.smtp_reply, res.enhanced, res.remote_host))
         await self._settle(msg, outcomes)
+        self.journal.settled(sum(journaled))  # only once the index has them
 
     # -- outcomes -----------------------------------------------------------------------
 

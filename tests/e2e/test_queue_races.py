@@ -127,3 +127,46 @@ def test_no_250_before_the_message_is_fsynced_and_indexed(tmp_path):
     finally:
         db.close()
         inst.stop()
+
+
+class QuitHolder(SlowSink):
+    """A sink that answers DATA at once and keeps the QUIT waiting until released."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.release = threading.Event()
+
+    async def handle_QUIT(self, server, session, envelope):
+        await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
+        return "221 Bye"
+
+
+def test_a_remote_250_survives_kill9_before_the_index_update(tmp_path):
+    # Issue 13 item 4 (remote): the next hop answered 250 and Waypost was killed before
+    # the index recorded it (here: while the hop holds QUIT); after the restart the
+    # message went out again.  The journal written at the 250 prevents that.
+    sink = QuitHolder()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    dns = TestDNSServer({"sink.test": {"MX": [(10, "mx.sink.test")]}, "mx.sink.test": {"A": ["127.0.0.1"]}})
+    dns.start()
+    inst = WaypostInstance(tmp_path / "data", dns={"nameservers": [dns.nameserver]},
+                           delivery={"smtp_port": port}, queue={"poll_interval": 0.1, "retry_intervals": [1]})
+    try:
+        inst.start()
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port) as c:
+            c.sendmail("x@example.test", ["rita@sink.test"], b"Subject: once\r\nX-Token: only\r\n\r\nx\r\n")
+        wait_for(lambda: sink.total() == 1, timeout=20, what="the sink to accept the message")
+        inst.kill9()
+        sink.release.set()
+        inst.start()
+        wait_for(lambda: inst.queue_ids() == [], timeout=20, what="the queue to be empty")
+        inst.expect_log(r"event=journal-replayed recipients=1")
+        assert inst.stop() == 0
+        assert sink.seen == {"only": 1}
+        assert list((inst.data / "spool" / "queue").iterdir()) == []
+    finally:
+        inst.stop()
+        dns.stop()
+        controller.stop()

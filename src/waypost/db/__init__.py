@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .base import (
     OBJECT_KINDS,
+    QUEUE_STATES,
     Conflict,
     Database,
     DomainRecord,
@@ -17,6 +18,8 @@ from .base import (
     MessageRecord,
     NotFound,
     ObjectRecord,
+    QueueEntry,
+    QueueFilter,
     QueuedMessage,
     QueuedRecipient,
     RecipientUpdate,
@@ -26,7 +29,10 @@ from .versioned import VersionedText
 
 __all__ = [
     "OBJECT_KINDS",
+    "QUEUE_STATES",
     "Conflict",
+    "QueueEntry",
+    "QueueFilter",
     "Database",
     "DomainRecord",
     "MailboxRecord",

@@ -31,6 +31,8 @@ from .base import (
     DomainRecord,
     NotFound,
     ObjectRecord,
+    QueueEntry,
+    QueueFilter,
     QueuedMessage,
     QueuedRecipient,
     RecipientUpdate,
@@ -91,6 +93,7 @@ CREATE TABLE IF NOT EXISTS queue_recipients (
 );
 CREATE INDEX IF NOT EXISTS queue_due ON queue_recipients (status, held, next_attempt);
 CREATE INDEX IF NOT EXISTS queue_target ON queue_recipients (target);
+CREATE INDEX IF NOT EXISTS queue_created ON queue_messages (created, id);
 CREATE TABLE IF NOT EXISTS mailboxes (
     id            INTEGER PRIMARY KEY,
     domain        TEXT NOT NULL,
@@ -502,6 +505,125 @@ class SQLiteDatabase(_MailboxIndex):
                 (owner, len(owner) + 1, owner + "/"),
             ).rowcount
 
+    @staticmethod
+    def _queue_where(where: QueueFilter, now: float) -> tuple[str, list[Any]]:
+        """The WHERE clause (on ``m``, queue_messages) of a queue filter: the message
+        has a queued recipient that matches (``+status``: the look-up goes by the
+        primary key, not by the index of due recipients, which is no help here)."""
+        rcpt = ["r2.msg_id=m.id", "+r2.status='queued'"]
+        args: list[Any] = []
+        if where.target is not None:
+            rcpt.append("+r2.target=?")
+            args.append(where.target)
+        if where.recipient is not None:
+            rcpt.append("lower(r2.address) LIKE ? ESCAPE '\\'")
+            args.append(_like(where.recipient))
+        if where.state == "queued":
+            rcpt.append("+r2.held=0")
+        elif where.state == "held":
+            rcpt.append("+r2.held=1")
+        elif where.state == "deferred":
+            rcpt.append("r2.attempts>0")
+        elif where.state == "active":
+            rcpt.append("r2.lease_owner!='' AND r2.lease_until>?")
+            args.append(now)
+        elif where.state is not None:
+            raise ValueError(f"unknown queue state {where.state!r}")
+        clauses = [f"EXISTS (SELECT 1 FROM queue_recipients r2 WHERE {' AND '.join(rcpt)})"]
+        if where.sender is not None:
+            clauses.append("lower(m.sender) LIKE ? ESCAPE '\\'")
+            args.append(_like(where.sender))
+        if where.created_before is not None:
+            clauses.append("m.created<?")
+            args.append(where.created_before)
+        if where.created_after is not None:
+            clauses.append("m.created>=?")
+            args.append(where.created_after)
+        return " AND ".join(clauses), args
+
+    def queue_entries(self, where: QueueFilter, limit: int | None = None, offset: int = 0) -> Iterator[QueueEntry]:
+        # A connection of its own: the rows are read while the caller prints them, and
+        # this thread's connection may be used meanwhile.
+        private = self.path == ":memory:" or self.path.startswith("file:")
+        conn = self._conn() if private else sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        try:
+            if limit == 0:
+                return
+            clause = ""
+            args: list[Any] = []
+            if where != QueueFilter():  # no filter: the join alone keeps messages with a queued recipient
+                clause, args = self._queue_where(where, time.time())
+                clause = " WHERE " + clause
+            # One pass in arrival order (the queue_created index), each message's
+            # queued recipients by primary key: no sort, no query per message, rows
+            # given out as they are read.  Pages are counted in messages, here.
+            rows = conn.execute(
+                "SELECT m.id, m.sender, m.created, m.size, r.address, r.target, r.held, r.attempts,"
+                " r.next_attempt, r.last_reply FROM queue_messages m INDEXED BY queue_created"
+                " CROSS JOIN queue_recipients r ON r.msg_id=m.id AND +r.status='queued'"
+                f"{clause} ORDER BY m.created, m.id", args)
+            entry: QueueEntry | None = None
+            skip, left = offset, limit
+            for msg_id, sender, created, size, address, target, held, attempts, nxt, reply in rows:
+                if entry is None or entry.msg_id != msg_id:
+                    if entry is not None:
+                        if skip:
+                            skip -= 1
+                        else:
+                            yield entry
+                            if left is not None:
+                                left -= 1
+                                if left == 0:
+                                    return
+                    entry = QueueEntry(msg_id, sender, created, size, next_attempt=nxt)
+                entry.recipients.append(address)
+                if target not in entry.targets:
+                    entry.targets.append(target)
+                entry.held = entry.held or bool(held)
+                entry.attempts = max(entry.attempts, attempts)
+                entry.next_attempt = min(entry.next_attempt, nxt)
+                if reply and not entry.last_reply:
+                    entry.last_reply = reply
+            if entry is not None and not skip:
+                yield entry
+        finally:
+            if not private:
+                conn.close()
+
+    def queue_count(self, where: QueueFilter) -> int:
+        clause, args = self._queue_where(where, time.time())
+        return int(self._conn().execute(f"SELECT COUNT(*) FROM queue_messages m WHERE {clause}", args).fetchone()[0])
+
+    def queue_delete_many(self, msg_ids: Sequence[str]) -> int:
+        with self._write(settings=False) as c:
+            return sum(c.execute("DELETE FROM queue_messages WHERE id=?", (m,)).rowcount for m in msg_ids)
+
+    def queue_set_matching(self, where: QueueFilter, now: float, held: bool | None = None,
+                           due: bool = False) -> int:
+        clause, args = self._queue_where(where, now)
+        rcpt: list[str] = ["status='queued'"]
+        rargs: list[Any] = []
+        if where.target is not None:
+            rcpt.append("target=?")
+            rargs.append(where.target)
+        if where.recipient is not None:
+            rcpt.append("lower(address) LIKE ? ESCAPE '\\'")
+            rargs.append(_like(where.recipient))
+        sets: list[str] = []
+        sargs: list[Any] = []
+        if held is not None:
+            sets.append("held=?")
+            sargs.append(int(held))
+        if due:
+            sets.append("next_attempt=?")
+            sargs.append(now)
+        if not sets:
+            return 0
+        sql = (f"UPDATE queue_recipients SET {', '.join(sets)} WHERE {' AND '.join(rcpt)}"
+               f" AND msg_id IN (SELECT m.id FROM queue_messages m WHERE {clause})")
+        with self._write(settings=False) as c:
+            return c.execute(sql, [*sargs, *rargs, *args]).rowcount
+
     def queue_get(self, msg_id: str) -> QueuedMessage | None:
         found = self._messages(self._conn(), [msg_id])
         return found[0] if found else None
@@ -556,6 +678,12 @@ class SQLiteDatabase(_MailboxIndex):
             return c.execute(
                 "UPDATE queue_recipients SET held=? WHERE target=? AND status='queued'", (int(held), target)
             ).rowcount
+
+
+def _like(pattern: str) -> str:
+    """A LIKE pattern (escape ``\\``) for an address where ``*`` is any text."""
+    escaped = pattern.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
 
 
 def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

@@ -170,3 +170,109 @@ def test_a_remote_250_survives_kill9_before_the_index_update(tmp_path):
         inst.stop()
         dns.stop()
         controller.stop()
+
+
+class GateSink(SlowSink):
+    """A sink that keeps each DATA waiting until ``gate`` opens, then answers ``reply``."""
+
+    def __init__(self, reply: str = "250 2.0.0 OK") -> None:
+        super().__init__(0.0)
+        self.gate = threading.Event()
+        self.waiting = 0
+        self.reply = reply
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.waiting += 1
+        await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 60)
+        await super().handle_DATA(server, session, envelope)
+        return self.reply
+
+
+def test_a_full_disk_under_the_index_holds_nothing_once_it_recovers(tmp_path):
+    # Issue 13 item 3: outcomes the index could not write (a full disk) left their
+    # recipients leased for queue.lease (600 s) after the disk recovered; and
+    # ``waypost queue list`` ended in a traceback while the disk was full.
+    import subprocess
+    import sys
+
+    from support.server import ROOT
+
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(small)], check=True)
+    sink = GateSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    dns = TestDNSServer({"sink.test": {"MX": [(10, "mx.sink.test")]}, "mx.sink.test": {"A": ["127.0.0.1"]}})
+    dns.start()
+    inst = WaypostInstance(small / "data", dns={"nameservers": [dns.nameserver]}, delivery={"smtp_port": port},
+                           queue={"poll_interval": 0.1, "retry_intervals": [3600]})
+    filler = small / "filler"
+    try:
+        inst.start()
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port) as c:
+            for n in range(3):
+                c.sendmail("x@example.test", [f"r{n}@sink.test"], f"Subject: full\r\nX-Token: t{n}\r\n\r\nx\r\n".encode())
+        wait_for(lambda: sink.waiting == 3, timeout=20, what="three deliveries in DATA")
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)  # until ENOSPC
+        sink.gate.set()  # the next hop accepts; the index cannot record it
+        inst.expect_log(r"event=index-write-failed", timeout=20)
+
+        listed = subprocess.run([sys.executable, "-m", "waypost", "--data", str(inst.data), "queue", "list", "--json"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+        assert len(__import__("json").loads(listed.stdout)) == 3
+
+        filler.unlink()  # the disk recovers
+        wait_for(lambda: inst.queue_ids() == [], timeout=15, what="the queue to drain (not after queue.lease)")
+        inst.expect_log(r"event=index-writable-again")
+        assert inst.stop() == 0
+        assert sink.seen == {"t0": 1, "t1": 1, "t2": 1}
+    finally:
+        inst.stop()
+        dns.stop()
+        controller.stop()
+        subprocess.run(["umount", "-l", str(small)], check=False)  # -l: this process may hold the db open
+
+
+def test_queue_list_reads_a_closed_database_on_a_full_disk(tmp_path):
+    # Issue 13 item 3: with every connection closed, opening the database in WAL mode
+    # must create its -wal and -shm files; on a full disk that failed with a traceback.
+    import json
+    import subprocess
+    import sys
+
+    from support.server import ROOT
+
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(small)], check=True)
+    try:
+        data = small / "data"
+
+        def waypost(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "waypost", "--data", str(data), *args], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=60)
+
+        subprocess.run([sys.executable, "-m", "waypost", "init", str(data), "--domain", "example.test"],
+                       cwd=ROOT, check=True, capture_output=True)
+        from waypost.db import QueuedMessage, QueuedRecipient, SQLiteDatabase
+
+        db = SQLiteDatabase(data / "waypost.db")
+        m = QueuedMessage("0190000000000AAAAAAAAAA", "x@example.test", 1.7e9, 10, {})
+        m.recipients.append(QueuedRecipient(m.msg_id, 0, "joe@far.test", "mx:far.test", {"kind": "remote"}))
+        db.queue_insert([m], lease_owner="", lease_until=0.0)
+        db.close()  # the last connection: the -wal and -shm files go
+        assert not (data / "waypost.db-wal").exists()
+        subprocess.run(["dd", "if=/dev/zero", f"of={small / 'filler'}", "bs=64k"], capture_output=True)
+
+        listed = waypost("queue", "list", "--json")
+        assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+        assert [r["id"] for r in json.loads(listed.stdout)] == [m.msg_id]
+        refused = waypost("queue", "delete", "--all", "--yes")  # a write: one line, no traceback
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert refused.stderr.startswith("error: the database refused the command"), refused.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)

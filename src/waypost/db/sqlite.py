@@ -173,7 +173,17 @@ class SQLiteDatabase(_MailboxIndex):
         self._changes = _changes_token(self.path)
         self._cache: dict[tuple[str, ...], tuple[bytes, Any]] = {}
         conn = self._conn()
-        conn.executescript(SCHEMA)
+        try:
+            conn.executescript(SCHEMA)
+        except sqlite3.OperationalError:
+            # A full disk (or a read-only user) cannot add what a newer version adds to
+            # an existing schema (an index); reading still works: ``waypost queue list``
+            # must, then most of all.  A database that was never made is an error.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone() is None:
+                raise
+            return
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -184,7 +194,11 @@ class SQLiteDatabase(_MailboxIndex):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError:
+                conn.close()
+                conn = self._read_only()
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -192,6 +206,26 @@ class SQLiteDatabase(_MailboxIndex):
             with self._all_lock:
                 self._all.append(conn)
         return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        """A connection of its own for a long read (see ``_read_only`` on a full disk)."""
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            conn.close()
+            return self._read_only()
+        return conn
+
+    def _read_only(self) -> sqlite3.Connection:
+        """The database as its file holds it, when WAL mode cannot start: that needs
+        the ``-wal`` and ``-shm`` files, which a full disk cannot create.  They are
+        missing only when every connection closed cleanly, having written everything
+        back into the file, so the file is then the whole truth; writes fail (with
+        "attempt to write a readonly database"), reads work."""
+        path = Path(self.path).resolve()
+        return sqlite3.connect(f"{path.as_uri()}?immutable=1", uri=True, isolation_level=None, timeout=30.0,
+                               check_same_thread=False)
 
     @contextmanager
     def _write(self, settings: bool = True) -> Iterator[sqlite3.Connection]:
@@ -545,7 +579,7 @@ class SQLiteDatabase(_MailboxIndex):
         # A connection of its own: the rows are read while the caller prints them, and
         # this thread's connection may be used meanwhile.
         private = self.path == ":memory:" or self.path.startswith("file:")
-        conn = self._conn() if private else sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        conn = self._conn() if private else self._reader()
         try:
             if limit == 0:
                 return
@@ -559,7 +593,7 @@ class SQLiteDatabase(_MailboxIndex):
             # given out as they are read.  Pages are counted in messages, here.
             rows = conn.execute(
                 "SELECT m.id, m.sender, m.created, m.size, r.address, r.target, r.held, r.attempts,"
-                " r.next_attempt, r.last_reply FROM queue_messages m INDEXED BY queue_created"
+                " r.next_attempt, r.last_reply FROM queue_messages m"
                 " CROSS JOIN queue_recipients r ON r.msg_id=m.id AND +r.status='queued'"
                 f"{clause} ORDER BY m.created, m.id", args)
             entry: QueueEntry | None = None

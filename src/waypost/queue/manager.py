@@ -111,6 +111,9 @@ class QueueManager:
         # Finished messages whose spool files are gone: their index entries are removed
         # with the next index write (see Database.queue_update).
         self._forget: list[str] = []
+        # Outcomes the index could not take (a full disk under the database): written
+        # again at every poll, their leases given back at once when the index recovers.
+        self._unsettled: list[tuple[QueuedMessage, list[_Outcome]]] = []
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -309,6 +312,8 @@ class QueueManager:
                 pass
             self._wake.clear()
             try:
+                if self._unsettled and not await self._retry_unsettled():
+                    continue  # the index still takes no writes: no claim either
                 if self._forget:  # no delivery wrote to the index since the last ones finished
                     forget, self._forget = self._forget, []
                     try:
@@ -327,6 +332,29 @@ class QueueManager:
                 fresh = [r for r in msg.recipients if (msg.msg_id, r.idx) not in self._in_flight]
                 if fresh:
                     self._dispatch(msg, fresh, None)
+
+    async def _retry_unsettled(self) -> bool:
+        """Write the outcomes the index refused; a deferral among them (most likely
+        caused by the same failure) is not recorded as an attempt: its lease is given
+        back, so the recipient is due again at once rather than after ``queue.lease``.
+        False while the index still refuses."""
+        items, self._unsettled = self._unsettled, []
+        release = [(m.msg_id, o.recipient.idx) for m, outs in items for o in outs if o.status == "deferred"]
+        final = [(m, kept) for m, outs in items if (kept := [o for o in outs if o.status != "deferred"])]
+        try:
+            if release:
+                await asyncio.to_thread(self.db.queue_release_rows, release, self.owner)
+        except Exception:
+            self._unsettled[:0] = items
+            return False
+        if release:
+            event(log, "leases-released", count=len(release), reason="index-write-failed")
+        if final:
+            await self._settle_many(final)  # kept again if the index refuses them
+        if self._unsettled:
+            return False
+        event(log, "index-writable-again", recorded=sum(len(outs) for _m, outs in final))
+        return True
 
     def _dispatch(self, msg: QueuedMessage, recipients: list[QueuedRecipient], data: bytes | None,
                   force: bool = False) -> None:
@@ -568,9 +596,15 @@ class QueueManager:
             forget, self._forget = self._forget, []
             try:
                 finished = await asyncio.to_thread(self.db.queue_update, all_updates, self.owner, forget)
-            except BaseException:
+            except asyncio.CancelledError:
                 self._forget[:0] = forget
                 raise
+            except Exception as e:
+                self._forget[:0] = forget
+                self._unsettled.extend(items)
+                event(log, "index-write-failed", level=logging.ERROR, count=len(all_updates), error=repr(e),
+                      retry="every queue.poll_interval")
+                return
             if finished:
                 # File first, entry second (forgotten with the next index write).
                 await asyncio.to_thread(self.spool.remove_many, finished)

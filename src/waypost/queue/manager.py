@@ -71,6 +71,7 @@ class _Outcome:
     reply: str            # "250 2.0.0 ..." style, or our own reason
     enhanced: str = ""
     remote_mta: str = ""
+    journaled: bool = False  # written to the journal: cleared from it once in the index
 
 
 class QueueManager:
@@ -407,11 +408,17 @@ class QueueManager:
 
     async def _missing(self, msg: QueuedMessage, group: list[QueuedRecipient]) -> None:
         """A claimed entry whose spool file is gone: its worker died between the index
-        insert and the rename into queue/ (the message was never acknowledged), or the
-        file was removed by hand.  Nothing can be delivered; retrying would only end in
-        a bounce for mail that never was, so the entry goes."""
-        log.warning("event=spool-missing id=%s (index entry removed)", msg.msg_id)
+        insert and the rename into queue/ (the message was never acknowledged; its
+        lease, and so ``queue.lease``, has passed since), or the file was removed by
+        hand.  Nothing can be delivered; retrying would only end in a bounce for mail
+        that never was, so the entry goes."""
         try:
+            if time.time() - msg.created < self.settings.queue.lease:
+                # Young: its committer may be between the index insert and the rename
+                # (a held recipient released by ETRN at that moment); look again later.
+                await asyncio.to_thread(self.db.queue_release_rows, [(msg.msg_id, r.idx) for r in group], self.owner)
+                return
+            log.warning("event=spool-missing id=%s (index entry removed)", msg.msg_id)
             await asyncio.to_thread(self.db.queue_delete, msg.msg_id)
         finally:
             for r in group:
@@ -532,7 +539,7 @@ class QueueManager:
 
     async def _remote(self, msg: QueuedMessage, target: str, group: list[QueuedRecipient], data: bytes | None) -> None:
         assert self._global_limit is not None
-        journaled: list[int] = []  # rows written to the journal, to be cleared once settled
+        journaled: set[int] = set()  # recipients written to the journal
         limit = self._host_limits.setdefault(target, asyncio.Semaphore(self.settings.delivery.max_per_host))
         async with limit, self._global_limit:
             try:
@@ -555,7 +562,9 @@ class QueueManager:
                 if group[0].route.get("forwarded") and self.srs is not None:
                     sender = self.srs.forward(sender)  # SPF at the destination checks our domain
                 def accepted(positions: list[int]) -> None:
-                    journaled.append(self.journal.record((msg.msg_id, group[i].idx) for i in positions))
+                    rows = [(msg.msg_id, group[i].idx) for i in positions]
+                    if self.journal.record(rows):
+                        journaled.update(idx for _m, idx in rows)
 
                 results = await remote.deliver(
                     settings=self.settings, resolver=self.resolver, is_self=self.is_self,
@@ -571,9 +580,9 @@ class QueueManager:
                 outcomes = []
                 for r, res in zip(group, results):
                     status = "delivered" if res.ok else ("failed" if res.permanent else "deferred")
-                    outcomes.append(_Outcome(r, status, res.smtp_reply, res.enhanced, res.remote_host))
+                    outcomes.append(_Outcome(r, status, res.smtp_reply, res.enhanced, res.remote_host,
+                                             journaled=r.idx in journaled))
         await self._settle(msg, outcomes)
-        self.journal.settled(sum(journaled))  # only once the index has them
 
     # -- outcomes -----------------------------------------------------------------------
 
@@ -605,6 +614,7 @@ class QueueManager:
                 event(log, "index-write-failed", level=logging.ERROR, count=len(all_updates), error=repr(e),
                       retry="every queue.poll_interval")
                 return
+            self.journal.settled(sum(1 for _m, outs in items for o in outs if o.journaled))  # in the index now
             if finished:
                 # File first, entry second (forgotten with the next index write).
                 await asyncio.to_thread(self.spool.remove_many, finished)

@@ -8,6 +8,7 @@ import collections
 import re
 import smtplib
 import threading
+import time
 
 from aiosmtpd.controller import Controller
 
@@ -276,3 +277,37 @@ def test_queue_list_reads_a_closed_database_on_a_full_disk(tmp_path):
         assert refused.stderr.startswith("error: the database refused the command"), refused.stderr
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_a_finished_message_whose_file_a_kill_left_is_not_delivered_again(tmp_path):
+    # Killed after the index recorded the delivery and before the spool file went: the
+    # file must not come back as an orphan (it did when the entry went first).
+    import json as _json
+
+    from waypost.db import QueuedMessage, QueuedRecipient, SQLiteDatabase
+
+    inst = WaypostInstance(tmp_path / "data", queue={"poll_interval": 0.1, "orphan_scan": 0.2})
+    inst.ok("account", "add", "alice@example.test", "--no-password")
+    route = {"kind": "local", "address": "alice@example.test", "domain": "example.test", "name": "alice",
+             "object_kind": "account", "account": "alice"}
+    msg_id = "0190000000000DONE000001"
+    envelope = {"sender": "x@outside.example", "created": time.time() - 5, "size": 20, "hops": 0, "params": {},
+                "recipients": [{"idx": 0, "address": "alice@example.test", "target": "local", "route": route}]}
+    db = SQLiteDatabase(inst.data / "waypost.db")
+    m = QueuedMessage(msg_id, "x@outside.example", envelope["created"], 20, {"hops": 0, "params": {}})
+    m.recipients.append(QueuedRecipient(msg_id, 0, "alice@example.test", "local", route, "delivered", 1))
+    db.queue_insert([m], lease_owner="", lease_until=0.0)
+    db.close()
+    spool = inst.data / "spool" / "queue"
+    spool.mkdir(parents=True, exist_ok=True)
+    env = _json.dumps(envelope).encode()
+    (spool / msg_id).write_bytes(b"WAYPOST-SPOOL 1\n" + str(len(env)).encode() + b"\n" + env + b"\n"
+                                 + b"Subject: done\r\n\r\nx\r\n")
+    with inst:
+        inst.start()
+        inst.expect_log(r"event=recovered")
+        assert not (spool / msg_id).exists()
+        assert inst.queue_ids() == []
+        assert inst.stop() == 0
+        assert inst.log_lines(r"orphans-adopted|event=delivered") == []
+        assert inst.messages("alice@example.test") == []

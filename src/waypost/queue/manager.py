@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..config import Settings
-from ..db import Database, QueuedMessage, QueuedRecipient, RecipientUpdate
+from ..db import Database, QueueFilter, QueuedMessage, QueuedRecipient, RecipientUpdate
 from ..delivery import remote
 from ..log import event
 from ..mailstore import Delivery, Mailstore
@@ -133,6 +133,15 @@ class QueueManager:
             restored.append(SpoolEntry(msg_id, envelope, data))
         if restored:
             self.db.queue_insert([_queued(e) for e in restored], lease_owner="", lease_until=0.0)
+        # Finished before a kill, file not yet removed: remove it now, then the entry
+        # (in that order, or the file would look like an orphan and go out again).
+        waiting = {e.msg_id for e in self.db.queue_entries(QueueFilter())}
+        done = sorted((known & on_disk) - waiting)
+        if done:
+            self.spool.discard(done)
+            self.db.queue_forget(done)
+            on_disk -= set(done)
+            known -= set(done)
         gone = known - on_disk
         self.db.queue_forget(gone)  # finished: the file was removed, the entry not yet
         for msg_id in sorted(gone & self.db.queue_known_ids()):

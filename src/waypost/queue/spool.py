@@ -283,6 +283,15 @@ class Spool:
         for msg_id in msg_ids:
             self.remove(msg_id)
 
+    def discard(self, msg_ids: list[str]) -> None:
+        """Unlink finished files for good (start-up recovery: no pool to feed), durably."""
+        for msg_id in msg_ids:
+            try:
+                os.unlink(self.path(msg_id))
+            except FileNotFoundError:
+                pass
+        fsync_dir(self.queue_dir)
+
     def _drop_dead_pools(self) -> None:
         """Remove the pooled files of processes that are gone (a worker that died and
         was replaced: nobody else will reuse them)."""

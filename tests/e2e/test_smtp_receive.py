@@ -39,7 +39,9 @@ def test_local_delivery_with_received_and_return_path(server):
         assert code == 250 and msg.startswith(b"2.0.0") and b"queued as" in msg
     files = wait_for(lambda: server.messages("alice@example.test"), what="delivery to alice")
     raw = files[0].read_bytes()
-    assert raw.startswith(b"Return-Path: <sender@outside.example>\r\nReceived: from client.example ([127.0.0.1])")
+    # Return-Path (RFC 5321 §4.4), then X-Original-To and Delivered-To (as Postfix adds them).
+    assert raw.startswith(b"Return-Path: <sender@outside.example>\r\nX-Original-To: Alice@EXAMPLE.TEST\r\n"
+                          b"Delivered-To: alice@example.test\r\nReceived: from client.example ([127.0.0.1])")
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert msg["Subject"] == "hello"
     assert b"\r\n.dot line\r\n" in raw  # dot-unstuffed (RFC 5321 §4.5.2)
@@ -261,7 +263,7 @@ def test_client_vanishing_mid_data_leaves_nothing(server):
         t.expect(250)
     files = wait_for(lambda: server.messages("alice@example.test"))
     assert len(files) == 1 and b"Subject: whole" in files[0].read_bytes()
-    assert server.queue_ids() == []
+    wait_for(lambda: server.queue_ids() == [], what="the delivery to be recorded")  # the file comes first
     assert list((server.data / "spool" / "tmp").iterdir()) == []
 
 

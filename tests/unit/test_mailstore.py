@@ -246,3 +246,23 @@ def test_header_blocks_of_a_deleted_mailbox_never_land_in_its_successor(tmp_path
         assert db.message_headers_get(new.id, [1]) == {1: b"Subject: bob\r\n\r\n"}
     finally:
         db.close()
+
+
+def test_a_queued_delivery_made_again_is_recognised(store):
+    # Issue 13 item 4: stored, then killed before the queue recorded it; the retry
+    # after the restart must find the file, not store a second copy.
+    first = Delivery("example.test", "alice", (b"Return-Path: <x@y>\r\n", b"Subject: once\r\n\r\nx\r\n"),
+                     key="0190ABCDEF0123456789_0", date=1_700_000_000.5)
+    [name] = store.deliver_batch([first])
+    assert isinstance(name, str) and name.startswith("1700000000.Q0190ABCDEF0123456789_0.")
+    again = Delivery(first.domain, first.account, first.data, key=first.key, date=first.date, retry=True)
+    assert store.deliver_batch([again]) == [name]
+    box = store.get("example.test", "alice", "INBOX")
+    assert [m.name for m in store.messages(box)] == [name]
+    assert len(os.listdir(store.box_path(box) / "new")) == 1
+    assert os.listdir(store.box_path(box) / "tmp") == []
+    # Another recipient of the same message (another key) is a message of its own.
+    other = Delivery(first.domain, first.account, first.data, key="0190ABCDEF0123456789_1", date=first.date,
+                     retry=True)
+    assert store.deliver_batch([other])[0] != name
+    assert len(store.messages(box)) == 2

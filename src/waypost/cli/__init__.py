@@ -274,10 +274,14 @@ register_directory(cli)
 
 
 def main() -> None:
+    import sqlite3
+
     try:
         cli(prog_name="waypost")
     except ConfigError as e:  # pragma: no cover - App reports these itself
         fail(str(e))
+    except sqlite3.Error as e:  # a full disk, a locked or damaged file: one line, no traceback
+        fail(f"the database refused the command: {e}")
 
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .base import (
     OBJECT_KINDS,
+    QUEUE_STATES,
     Conflict,
     Database,
     DomainRecord,
@@ -19,6 +20,8 @@ from .base import (
     MessageRecord,
     NotFound,
     ObjectRecord,
+    QueueEntry,
+    QueueFilter,
     QueuedMessage,
     QueuedRecipient,
     RecipientUpdate,
@@ -28,7 +31,10 @@ from .versioned import VersionedText
 
 __all__ = [
     "OBJECT_KINDS",
+    "QUEUE_STATES",
     "Conflict",
+    "QueueEntry",
+    "QueueFilter",
     "Database",
     "DomainRecord",
     "MailboxRecord",

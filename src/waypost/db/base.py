@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 __all__ = [
     "Conflict",
@@ -26,10 +26,13 @@ __all__ = [
     "DomainRecord",
     "NotFound",
     "ObjectRecord",
+    "QueueEntry",
+    "QueueFilter",
     "QueuedMessage",
     "QueuedRecipient",
     "RecipientUpdate",
     "OBJECT_KINDS",
+    "QUEUE_STATES",
 ]
 
 #: The kinds of object a domain holds; one name space per domain for all of them.
@@ -97,6 +100,45 @@ class QueuedMessage:
     size: int
     envelope: dict[str, Any]         # RET, ENVID, client, helo, auth, body type, smtputf8
     recipients: list[QueuedRecipient] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFilter:
+    """Which queued messages a listing or a bulk action is about; every field given
+    must match.  A message matches ``target``, ``recipient`` and ``state`` when one of
+    its queued recipients does.  ``sender`` and ``recipient`` are addresses, compared
+    without regard to case, where ``*`` stands for any text (``*@example.com``).
+    ``state``: ``queued`` (waiting, not held), ``held``, ``deferred`` (tried before),
+    ``active`` (a worker holds its lease now).  ``created_before``/``created_after``
+    are times (seconds since the epoch)."""
+
+    target: str | None = None
+    sender: str | None = None
+    recipient: str | None = None
+    state: str | None = None
+    created_before: float | None = None
+    created_after: float | None = None
+
+
+#: The values ``QueueFilter.state`` takes.
+QUEUE_STATES = ("queued", "held", "deferred", "active")
+
+
+@dataclass(slots=True)
+class QueueEntry:
+    """One line of ``waypost queue list``: a message and its waiting recipients,
+    without what only delivery needs (routes, envelope parameters)."""
+
+    msg_id: str
+    sender: str
+    created: float
+    size: int
+    recipients: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+    held: bool = False
+    attempts: int = 0
+    next_attempt: float = 0.0
+    last_reply: str = ""
 
 
 @dataclass(slots=True)
@@ -194,14 +236,32 @@ class Database(Protocol):
     def queue_known_ids(self) -> set[str]: ...
     def queue_claim_due(self, now: float, owner: str, lease_until: float, limit: int) -> list[QueuedMessage]:
         """Lease due, unheld, queued recipients (grouped into their messages) to ``owner``."""
-    def queue_update(self, updates: Iterable[RecipientUpdate], owner: str) -> list[str]:
+    def queue_update(self, updates: Iterable[RecipientUpdate], owner: str,
+                     forget: Iterable[str] = ()) -> list[str]:
         """Apply delivery outcomes and release their leases.  Returns the ids of the
-        messages that have no queued recipient left (the caller removes their files)."""
+        messages that have no queued recipient left.  Their entries stay in the index
+        until the caller has removed their spool files and forgets them (``forget`` of a
+        later call, or ``queue_forget``): a spool file is never without its entry, so the
+        orphan scan cannot take a finished message for a lost one."""
+    def queue_forget(self, msg_ids: Iterable[str]) -> int:
+        """Remove the entries of these messages that have no queued recipient left."""
     def queue_release_lease(self, msg_ids: Iterable[str], owner: str) -> None: ...
     def queue_release_rows(self, rows: Iterable[tuple[str, int]], owner: str) -> None:
         """Release the leases ``owner`` holds on these (msg_id, idx) recipients."""
     def queue_release_leases_of(self, owner: str) -> int:
         """Release every lease held by ``owner`` or by any ``owner/...`` (its workers)."""
+    def queue_entries(self, where: "QueueFilter", limit: int | None = None, offset: int = 0) -> Iterator["QueueEntry"]:
+        """Matching messages with a queued recipient, oldest first, read as they are
+        given out (a listing of any length in bounded memory).  Read-only."""
+    def queue_count(self, where: "QueueFilter") -> int:
+        """How many messages ``queue_entries`` would give."""
+    def queue_delete_many(self, msg_ids: Sequence[str]) -> int:
+        """Remove these messages from the index; how many there were."""
+    def queue_set_matching(self, where: "QueueFilter", now: float, held: bool | None = None,
+                           due: bool = False) -> int:
+        """Hold or release (``held``) and/or make due now (``due``) the queued
+        recipients of the matching messages that match the filter's target and
+        recipient themselves; returns how many recipients."""
     def queue_get(self, msg_id: str) -> QueuedMessage | None: ...
     def queue_list(self) -> list[QueuedMessage]: ...
     def queue_delete(self, msg_id: str) -> bool: ...

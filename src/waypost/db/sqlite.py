@@ -31,6 +31,8 @@ from .base import (
     DomainRecord,
     NotFound,
     ObjectRecord,
+    QueueEntry,
+    QueueFilter,
     QueuedMessage,
     QueuedRecipient,
     RecipientUpdate,
@@ -91,6 +93,7 @@ CREATE TABLE IF NOT EXISTS queue_recipients (
 );
 CREATE INDEX IF NOT EXISTS queue_due ON queue_recipients (status, held, next_attempt);
 CREATE INDEX IF NOT EXISTS queue_target ON queue_recipients (target);
+CREATE INDEX IF NOT EXISTS queue_created ON queue_messages (created, id);
 CREATE TABLE IF NOT EXISTS mailboxes (
     id            INTEGER PRIMARY KEY,
     domain        TEXT NOT NULL,
@@ -183,7 +186,17 @@ class SQLiteDatabase(_MailboxIndex):
         self._changes = _changes_token(self.path)
         self._cache: dict[tuple[str, ...], tuple[bytes, Any]] = {}
         conn = self._conn()
-        conn.executescript(SCHEMA)
+        try:
+            conn.executescript(SCHEMA)
+        except sqlite3.OperationalError:
+            # A full disk (or a read-only user) cannot add what a newer version adds to
+            # an existing schema (an index); reading still works: ``waypost queue list``
+            # must, then most of all.  A database that was never made is an error.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone() is None:
+                raise
+            return
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -194,7 +207,11 @@ class SQLiteDatabase(_MailboxIndex):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError:
+                conn.close()
+                conn = self._read_only()
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -202,6 +219,26 @@ class SQLiteDatabase(_MailboxIndex):
             with self._all_lock:
                 self._all.append(conn)
         return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        """A connection of its own for a long read (see ``_read_only`` on a full disk)."""
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            conn.close()
+            return self._read_only()
+        return conn
+
+    def _read_only(self) -> sqlite3.Connection:
+        """The database as its file holds it, when WAL mode cannot start: that needs
+        the ``-wal`` and ``-shm`` files, which a full disk cannot create.  They are
+        missing only when every connection closed cleanly, having written everything
+        back into the file, so the file is then the whole truth; writes fail (with
+        "attempt to write a readonly database"), reads work."""
+        path = Path(self.path).resolve()
+        return sqlite3.connect(f"{path.as_uri()}?immutable=1", uri=True, isolation_level=None, timeout=30.0,
+                               check_same_thread=False)
 
     @contextmanager
     def _write(self, settings: bool = True) -> Iterator[sqlite3.Connection]:
@@ -467,9 +504,11 @@ class SQLiteDatabase(_MailboxIndex):
             ).fetchall()
             return self._messages(c, sorted({r[0] for r in rows}), only_rows={(r[0], r[1]) for r in rows})
 
-    def queue_update(self, updates: Iterable[RecipientUpdate], owner: str) -> list[str]:
+    def queue_update(self, updates: Iterable[RecipientUpdate], owner: str,
+                     forget: Iterable[str] = ()) -> list[str]:
         touched: set[str] = set()
         with self._write(settings=False) as c:
+            self._forget(c, forget)
             for u in updates:
                 changed = c.execute(
                     "UPDATE queue_recipients SET status=?, last_reply=?, next_attempt=?, attempts=attempts+1,"
@@ -484,9 +523,22 @@ class SQLiteDatabase(_MailboxIndex):
                     "SELECT 1 FROM queue_recipients WHERE msg_id=? AND status='queued' LIMIT 1", (msg_id,)
                 ).fetchone()
                 if left is None:
-                    c.execute("DELETE FROM queue_messages WHERE id=?", (msg_id,))
                     finished.append(msg_id)
         return finished
+
+    def queue_forget(self, msg_ids: Iterable[str]) -> int:
+        with self._write(settings=False) as c:
+            return self._forget(c, msg_ids)
+
+    @staticmethod
+    def _forget(c: sqlite3.Connection, msg_ids: Iterable[str]) -> int:
+        n = 0
+        for msg_id in msg_ids:
+            n += c.execute(
+                "DELETE FROM queue_messages WHERE id=? AND NOT EXISTS"
+                " (SELECT 1 FROM queue_recipients WHERE msg_id=? AND status='queued')", (msg_id, msg_id),
+            ).rowcount
+        return n
 
     def queue_release_lease(self, msg_ids: Iterable[str], owner: str) -> None:
         with self._write(settings=False) as c:
@@ -510,13 +562,134 @@ class SQLiteDatabase(_MailboxIndex):
                 (owner, len(owner) + 1, owner + "/"),
             ).rowcount
 
+    @staticmethod
+    def _queue_where(where: QueueFilter, now: float) -> tuple[str, list[Any]]:
+        """The WHERE clause (on ``m``, queue_messages) of a queue filter: the message
+        has a queued recipient that matches (``+status``: the look-up goes by the
+        primary key, not by the index of due recipients, which is no help here)."""
+        rcpt = ["r2.msg_id=m.id", "+r2.status='queued'"]
+        args: list[Any] = []
+        if where.target is not None:
+            rcpt.append("+r2.target=?")
+            args.append(where.target)
+        if where.recipient is not None:
+            rcpt.append("lower(r2.address) LIKE ? ESCAPE '\\'")
+            args.append(_like(where.recipient))
+        if where.state == "queued":
+            rcpt.append("+r2.held=0")
+        elif where.state == "held":
+            rcpt.append("+r2.held=1")
+        elif where.state == "deferred":
+            rcpt.append("r2.attempts>0")
+        elif where.state == "active":
+            rcpt.append("r2.lease_owner!='' AND r2.lease_until>?")
+            args.append(now)
+        elif where.state is not None:
+            raise ValueError(f"unknown queue state {where.state!r}")
+        clauses = [f"EXISTS (SELECT 1 FROM queue_recipients r2 WHERE {' AND '.join(rcpt)})"]
+        if where.sender is not None:
+            clauses.append("lower(m.sender) LIKE ? ESCAPE '\\'")
+            args.append(_like(where.sender))
+        if where.created_before is not None:
+            clauses.append("m.created<?")
+            args.append(where.created_before)
+        if where.created_after is not None:
+            clauses.append("m.created>=?")
+            args.append(where.created_after)
+        return " AND ".join(clauses), args
+
+    def queue_entries(self, where: QueueFilter, limit: int | None = None, offset: int = 0) -> Iterator[QueueEntry]:
+        # A connection of its own: the rows are read while the caller prints them, and
+        # this thread's connection may be used meanwhile.
+        private = self.path == ":memory:" or self.path.startswith("file:")
+        conn = self._conn() if private else self._reader()
+        try:
+            if limit == 0:
+                return
+            clause = ""
+            args: list[Any] = []
+            if where != QueueFilter():  # no filter: the join alone keeps messages with a queued recipient
+                clause, args = self._queue_where(where, time.time())
+                clause = " WHERE " + clause
+            # One pass in arrival order (the queue_created index), each message's
+            # queued recipients by primary key: no sort, no query per message, rows
+            # given out as they are read.  Pages are counted in messages, here.
+            rows = conn.execute(
+                "SELECT m.id, m.sender, m.created, m.size, r.address, r.target, r.held, r.attempts,"
+                " r.next_attempt, r.last_reply FROM queue_messages m"
+                " CROSS JOIN queue_recipients r ON r.msg_id=m.id AND +r.status='queued'"
+                f"{clause} ORDER BY m.created, m.id", args)
+            entry: QueueEntry | None = None
+            skip, left = offset, limit
+            for msg_id, sender, created, size, address, target, held, attempts, nxt, reply in rows:
+                if entry is None or entry.msg_id != msg_id:
+                    if entry is not None:
+                        if skip:
+                            skip -= 1
+                        else:
+                            yield entry
+                            if left is not None:
+                                left -= 1
+                                if left == 0:
+                                    return
+                    entry = QueueEntry(msg_id, sender, created, size, next_attempt=nxt)
+                entry.recipients.append(address)
+                if target not in entry.targets:
+                    entry.targets.append(target)
+                entry.held = entry.held or bool(held)
+                entry.attempts = max(entry.attempts, attempts)
+                entry.next_attempt = min(entry.next_attempt, nxt)
+                if reply and not entry.last_reply:
+                    entry.last_reply = reply
+            if entry is not None and not skip:
+                yield entry
+        finally:
+            if not private:
+                conn.close()
+
+    def queue_count(self, where: QueueFilter) -> int:
+        clause, args = self._queue_where(where, time.time())
+        return int(self._conn().execute(f"SELECT COUNT(*) FROM queue_messages m WHERE {clause}", args).fetchone()[0])
+
+    def queue_delete_many(self, msg_ids: Sequence[str]) -> int:
+        with self._write(settings=False) as c:
+            return sum(c.execute("DELETE FROM queue_messages WHERE id=?", (m,)).rowcount for m in msg_ids)
+
+    def queue_set_matching(self, where: QueueFilter, now: float, held: bool | None = None,
+                           due: bool = False) -> int:
+        clause, args = self._queue_where(where, now)
+        rcpt: list[str] = ["status='queued'"]
+        rargs: list[Any] = []
+        if where.target is not None:
+            rcpt.append("target=?")
+            rargs.append(where.target)
+        if where.recipient is not None:
+            rcpt.append("lower(address) LIKE ? ESCAPE '\\'")
+            rargs.append(_like(where.recipient))
+        sets: list[str] = []
+        sargs: list[Any] = []
+        if held is not None:
+            sets.append("held=?")
+            sargs.append(int(held))
+        if due:
+            sets.append("next_attempt=?")
+            sargs.append(now)
+        if not sets:
+            return 0
+        sql = (f"UPDATE queue_recipients SET {', '.join(sets)} WHERE {' AND '.join(rcpt)}"
+               f" AND msg_id IN (SELECT m.id FROM queue_messages m WHERE {clause})")
+        with self._write(settings=False) as c:
+            return c.execute(sql, [*sargs, *rargs, *args]).rowcount
+
     def queue_get(self, msg_id: str) -> QueuedMessage | None:
         found = self._messages(self._conn(), [msg_id])
         return found[0] if found else None
 
     def queue_list(self) -> list[QueuedMessage]:
         conn = self._conn()
-        ids = [r[0] for r in conn.execute("SELECT id FROM queue_messages ORDER BY created, id")]
+        ids = [r[0] for r in conn.execute(
+            "SELECT id FROM queue_messages m WHERE EXISTS (SELECT 1 FROM queue_recipients r"
+            " WHERE r.msg_id=m.id AND r.status='queued') ORDER BY created, id")]
         return self._messages(conn, ids)
 
     def queue_delete(self, msg_id: str) -> bool:
@@ -613,6 +786,12 @@ class SQLiteDatabase(_MailboxIndex):
             c.execute("INSERT INTO login_known (account, client, seen) VALUES (?, ?, ?)"
                       " ON CONFLICT (account, client) DO UPDATE SET seen=excluded.seen", (account, client, now))
             c.execute("DELETE FROM login_known WHERE account=? AND seen < ?", (account, forget_before))
+
+
+def _like(pattern: str) -> str:
+    """A LIKE pattern (escape ``\\``) for an address where ``*`` is any text."""
+    escaped = pattern.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
 
 
 def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

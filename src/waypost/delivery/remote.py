@@ -558,6 +558,9 @@ class _Job:
     needs_utf8: bool
     bind_address: str = ""  # delivery.bind_address: the source of our connections
     auth: tuple[str, str] | None = None  # next-hop SMTP AUTH (user, password)
+    # Called with the positions (in ``recipients``) the end of data was accepted for,
+    # as soon as the reply is read: before QUIT, so that the caller can write it down.
+    on_accepted: Callable[[list[int]], None] | None = None
 
     def source_for(self, ip: str) -> tuple[str, int] | None:
         """The address to bind before connecting to ``ip`` (same family), or None."""
@@ -758,6 +761,8 @@ class _Session:
             # RFC 5321 §4.2.5: one reply to the end of data, for every accepted recipient.
             for i in accepted:
                 results[i] = RecipientResult.from_reply(job.recipients[i][0], reply, hop, self.dsn)
+            if job.on_accepted is not None and 200 <= reply.code < 300:
+                job.on_accepted(accepted)
         await self._quit()
         return [r for r in results if r is not None]
 
@@ -851,13 +856,15 @@ async def deliver_to_hops(
     mail_options: Sequence[str],
     tls_context: ssl.SSLContext | None = None,
     auth: tuple[str, str] | None = None,
+    on_accepted: Callable[[list[int]], None] | None = None,
 ) -> list[RecipientResult]:
     """Run one SMTP transaction with the first hop that takes it; see ``deliver``.
 
     ``hops`` are tried in order (``plan`` makes them); with no hop, every recipient
     gets a temporary result.
     """
-    job = dataclasses.replace(_job(settings, sender, recipients, data, mail_options, tls_context), auth=auth)
+    job = dataclasses.replace(_job(settings, sender, recipients, data, mail_options, tls_context), auth=auth,
+                              on_accepted=on_accepted)
     if not job.recipients:
         return []
     failure = _HopFailed(451, "4.4.4", "no hop to try")  # RFC 3463 X.4.4: unable to route
@@ -889,8 +896,12 @@ async def deliver(
     mail_options: Sequence[str],
     tls_context: ssl.SSLContext | None = None,
     auth: tuple[str, str] | None = None,
+    on_accepted: Callable[[list[int]], None] | None = None,
 ) -> list[RecipientResult]:
     """Deliver one message to ``destination`` in one SMTP transaction.
+
+    ``on_accepted(positions)`` is called, as soon as the end of data is answered 2xx,
+    with the positions in ``recipients`` it accepted (the queue journals them).
 
     ``auth`` (user, password): authenticate to the next hop (seed 003) with CRAM-MD5,
     PLAIN or LOGIN, the first the server offers in that order; a refused AUTH, or no
@@ -926,5 +937,5 @@ async def deliver(
         return [RecipientResult(address, e.code, e.status, e.text) for address, _ in recipients]
     return await deliver_to_hops(
         settings=settings, hops=hops, sender=sender, recipients=recipients, data=data,
-        mail_options=mail_options, tls_context=tls_context, auth=auth,
+        mail_options=mail_options, tls_context=tls_context, auth=auth, on_accepted=on_accepted,
     )

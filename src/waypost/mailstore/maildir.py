@@ -71,10 +71,18 @@ def topic(mailbox_id: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
+    """One message for one mailbox.  With a ``key`` (the queue id and recipient) the
+    file's name is made of it and of ``date`` instead of a fresh unique name, so a
+    delivery made again (``retry``: the queue may have stored it before a crash kept it
+    from recording that) is recognised and not stored twice."""
+
     domain: str
     account: str
     data: bytes | tuple[bytes, ...]  # chunks are written one after the other (no joined copy)
     mailbox: str = "INBOX"
+    key: str = ""
+    date: float = 0.0
+    retry: bool = False
 
 
 def normalize_name(name: str) -> str:
@@ -187,6 +195,10 @@ class Mailstore:
         sec = int(now)
         usec = int((now - sec) * 1_000_000)
         return f"{sec}.M{usec}P{os.getpid()}Q{next(self._counter)}.{self._host},S={size}"
+
+    def keyed_name(self, key: str, date: float, size: int) -> str:
+        """The Maildir name of a queued delivery: the same on every attempt."""
+        return f"{int(date)}.Q{key}.{self._host},S={size}"
 
     def _db(self) -> Database:
         if self.db is None:
@@ -601,14 +613,22 @@ class Mailstore:
                 box = self.mailbox_path(item.domain, item.account, item.mailbox)
                 self.ensure(box)
                 chunks = item.data if isinstance(item.data, tuple) else (item.data,)
-                name = self.unique_name(sum(len(c) for c in chunks))
+                size = sum(len(c) for c in chunks)
+                name = self.unique_name(size)
+                final = self.keyed_name(item.key, item.date, size) if item.key else name
+                if item.retry and item.key and _stored(box, final):
+                    log.info("event=delivery-recognised file=%s (stored before, not again)", final)
+                    results.append(final)
+                    continue
+                # tmp/ under a name of this process: two workers retrying one delivery
+                # at once (a lease ran out) each rename their own file over one name.
                 tmp = box / "tmp" / name
                 fd = write_new_file(tmp, chunks)
             except OSError as e:
                 results.append(e)
                 continue
-            written.append((fd, tmp, box / "new" / name, len(results)))
-            results.append(name)
+            written.append((fd, tmp, box / "new" / final, len(results)))
+            results.append(final)
         try:
             durable_batch([w[0] for w in written])
         except OSError as e:
@@ -706,6 +726,12 @@ def _uidvalidity() -> int:
     # RFC 3501 §2.3.1.1: a new mailbox of an old name needs a greater UIDVALIDITY;
     # seconds since the epoch grow, and fit in 32 bits until 2106.
     return int(time.time()) & 0xFFFFFFFF
+
+
+def _stored(box: Path, name: str) -> bool:
+    """Whether the Maildir holds a file of this name (ours stay in ``new/``; a tool may
+    have moved one to ``cur/``, with or without flags)."""
+    return any(os.path.exists(p) for p in (box / "new" / name, box / "cur" / name, box / "cur" / f"{name}:2,"))
 
 
 def _unlink(path: Path) -> None:

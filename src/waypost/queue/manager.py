@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..config import Settings
-from ..db import Database, QueuedMessage, QueuedRecipient, RecipientUpdate
+from ..db import Database, QueueFilter, QueuedMessage, QueuedRecipient, RecipientUpdate
 from ..delivery import remote
 from ..log import event
 from ..mailstore import Delivery, Mailstore
 from ..router import LOCAL_TARGET, Context, Route, Router
 from . import dsn
+from .journal import Journal
 from .spool import Spool, SpoolEntry, new_message_id
 
 __all__ = ["QueueManager", "Recipient", "count_received"]
@@ -70,6 +71,7 @@ class _Outcome:
     reply: str            # "250 2.0.0 ..." style, or our own reason
     enhanced: str = ""
     remote_mta: str = ""
+    journaled: bool = False  # written to the journal: cleared from it once in the index
 
 
 class QueueManager:
@@ -93,7 +95,8 @@ class QueueManager:
         self.router = router
         self.mailstore = mailstore
         self.owner = owner
-        self.spool = Spool(settings.path(settings.storage.spool), on_commit=self._index)
+        self.spool = Spool(settings.path(settings.storage.spool), on_commit=self._index, on_abort=self._unindex)
+        self.journal = Journal(settings.path(settings.storage.spool) / "journal")
         self.resolver = remote.Resolver(settings)
         self.is_self = is_self or (lambda host, ip, port: False)
         self._local_queue: asyncio.Queue[tuple[QueuedMessage, list[QueuedRecipient], bytes | None] | None] | None = None
@@ -106,6 +109,12 @@ class QueueManager:
         # (msg_id, idx) of every recipient this worker is delivering: a claim never
         # dispatches one of them twice, and the heartbeat keeps their leases alive.
         self._in_flight: set[tuple[str, int]] = set()
+        # Finished messages whose spool files are gone: their index entries are removed
+        # with the next index write (see Database.queue_update).
+        self._forget: list[str] = []
+        # Outcomes the index could not take (a full disk under the database): written
+        # again at every poll, their leases given back at once when the index recovers.
+        self._unsettled: list[tuple[QueuedMessage, list[_Outcome]]] = []
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -124,13 +133,48 @@ class QueueManager:
             restored.append(SpoolEntry(msg_id, envelope, data))
         if restored:
             self.db.queue_insert([_queued(e) for e in restored], lease_owner="", lease_until=0.0)
-        for msg_id in sorted(known - on_disk):
-            log.error("event=spool-missing id=%s (index entry removed)", msg_id)
+        # Finished before a kill, file not yet removed: remove it now, then the entry
+        # (in that order, or the file would look like an orphan and go out again).
+        waiting = {e.msg_id for e in self.db.queue_entries(QueueFilter())}
+        done = sorted((known & on_disk) - waiting)
+        if done:
+            self.spool.discard(done)
+            self.db.queue_forget(done)
+            on_disk -= set(done)
+            known -= set(done)
+        gone = known - on_disk
+        self.db.queue_forget(gone)  # finished: the file was removed, the entry not yet
+        for msg_id in sorted(gone & self.db.queue_known_ids()):
+            # Indexed but never renamed into queue/ (never acknowledged), or lost.
+            log.warning("event=spool-missing id=%s (index entry removed)", msg_id)
             self.db.queue_delete(msg_id)
+        self._replay_journals(everything=True)
         self.db.queue_release_leases_of(self.settings.server.hostname)
         event(log, "recovered", restored=len(restored), removed_tmp=removed, queued=len(known | on_disk))
 
+    def _replay_journals(self, everything: bool = False) -> int:
+        """Record in the index what the journals of dead processes say was delivered
+        (a kill -9 between a next hop's 250 and the index update)."""
+        total = 0
+        for path, rows in self.journal.orphaned(everything):
+            if rows:
+                updates = [RecipientUpdate(m, i, "delivered", "250 2.0.0 accepted by the next hop before a restart")
+                           for m, i in sorted(rows)]
+                finished = self.db.queue_update(updates, "")
+                self.spool.remove_many(finished)
+                self.db.queue_forget(finished)
+                total += len(rows)
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        if total:
+            event(log, "journal-replayed", recipients=total)
+        return total
+
     async def start(self) -> None:
+        # A worker that replaces a dead one finishes the dead one's bookkeeping first.
+        await asyncio.to_thread(self._replay_journals)
         self._local_queue = asyncio.Queue()
         self._global_limit = asyncio.Semaphore(self.settings.delivery.max_connections)
         self._wake = asyncio.Event()
@@ -156,8 +200,8 @@ class QueueManager:
                 await asyncio.sleep(0.5)
 
     async def _orphans(self) -> None:
-        """A worker killed between its spool commit and the index insert leaves a file
-        nobody delivers; look for such files now and then (not only at start-up)."""
+        """Spool files the index does not know (a lost database, a restored backup) are
+        looked for now and then, not only at start-up."""
         while True:
             await asyncio.sleep(self.settings.queue.orphan_scan)
             found = await asyncio.to_thread(self._adopt_orphans, self.settings.queue.orphan_scan)
@@ -166,14 +210,21 @@ class QueueManager:
                 self.wake()
 
     def _adopt_orphans(self, min_age: float) -> int:
+        # The spool is listed BEFORE the index is read: a file is removed before its
+        # entry is forgotten, so a message whose delivery finishes between the two steps
+        # is either still known or its file can no longer be read; the other order took
+        # such a message for an orphan and queued it again.
+        on_disk = list(self.spool.ids())
         known = self.db.queue_known_ids()
         now = time.time()
         entries = []
-        for msg_id in set(self.spool.ids()) - known:
+        for msg_id in on_disk:
+            if msg_id in known:
+                continue
             path = self.spool.path(msg_id)
             try:
                 if now - path.stat().st_mtime < min_age:
-                    continue  # being committed right now
+                    continue  # written a moment ago: let the next scan decide
                 envelope, data = self.spool.read(msg_id)
             except (OSError, ValueError):
                 continue
@@ -207,6 +258,10 @@ class QueueManager:
         if late:
             event(log, "stop-cut-short", level=logging.WARNING, tasks=len(late))
         self.spool.stop()
+        self.journal.close()
+        if self._forget:
+            await asyncio.to_thread(self.db.queue_forget, self._forget)
+            self._forget = []
         event(log, "spool-stats", messages=self.spool.messages, flushes=self.spool.batches)
         # Whatever this worker held goes back to the index for the next start.
         await asyncio.to_thread(self.db.queue_release_leases_of, self.owner)
@@ -251,6 +306,11 @@ class QueueManager:
         lease_until = time.time() + self.settings.queue.lease
         self.db.queue_insert([_queued(e) for e in entries], lease_owner=self.owner, lease_until=lease_until)
 
+    def _unindex(self, msg_ids: list[str]) -> None:
+        """Committer thread: the files of an indexed batch could not enter queue/."""
+        for msg_id in msg_ids:
+            self.db.queue_delete(msg_id)
+
     # -- scheduling ---------------------------------------------------------------------
 
     async def _scheduler(self) -> None:
@@ -262,6 +322,15 @@ class QueueManager:
                 pass
             self._wake.clear()
             try:
+                if self._unsettled and not await self._retry_unsettled():
+                    continue  # the index still takes no writes: no claim either
+                if self._forget:  # no delivery wrote to the index since the last ones finished
+                    forget, self._forget = self._forget, []
+                    try:
+                        await asyncio.to_thread(self.db.queue_forget, forget)
+                    except BaseException:
+                        self._forget[:0] = forget
+                        raise
                 now = time.time()
                 claimed = await asyncio.to_thread(
                     self.db.queue_claim_due, now, self.owner, now + self.settings.queue.lease, 500
@@ -273,6 +342,29 @@ class QueueManager:
                 fresh = [r for r in msg.recipients if (msg.msg_id, r.idx) not in self._in_flight]
                 if fresh:
                     self._dispatch(msg, fresh, None)
+
+    async def _retry_unsettled(self) -> bool:
+        """Write the outcomes the index refused; a deferral among them (most likely
+        caused by the same failure) is not recorded as an attempt: its lease is given
+        back, so the recipient is due again at once rather than after ``queue.lease``.
+        False while the index still refuses."""
+        items, self._unsettled = self._unsettled, []
+        release = [(m.msg_id, o.recipient.idx) for m, outs in items for o in outs if o.status == "deferred"]
+        final = [(m, kept) for m, outs in items if (kept := [o for o in outs if o.status != "deferred"])]
+        try:
+            if release:
+                await asyncio.to_thread(self.db.queue_release_rows, release, self.owner)
+        except Exception:
+            self._unsettled[:0] = items
+            return False
+        if release:
+            event(log, "leases-released", count=len(release), reason="index-write-failed")
+        if final:
+            await self._settle_many(final)  # kept again if the index refuses them
+        if self._unsettled:
+            return False
+        event(log, "index-writable-again", recorded=sum(len(outs) for _m, outs in final))
+        return True
 
     def _dispatch(self, msg: QueuedMessage, recipients: list[QueuedRecipient], data: bytes | None,
                   force: bool = False) -> None:
@@ -325,6 +417,24 @@ class QueueManager:
             return data
         _env, body = await asyncio.to_thread(self.spool.read, msg.msg_id)
         return body
+
+    async def _missing(self, msg: QueuedMessage, group: list[QueuedRecipient]) -> None:
+        """A claimed entry whose spool file is gone: its worker died between the index
+        insert and the rename into queue/ (the message was never acknowledged; its
+        lease, and so ``queue.lease``, has passed since), or the file was removed by
+        hand.  Nothing can be delivered; retrying would only end in a bounce for mail
+        that never was, so the entry goes."""
+        try:
+            if time.time() - msg.created < self.settings.queue.lease:
+                # Young: its committer may be between the index insert and the rename
+                # (a held recipient released by ETRN at that moment); look again later.
+                await asyncio.to_thread(self.db.queue_release_rows, [(msg.msg_id, r.idx) for r in group], self.owner)
+                return
+            log.warning("event=spool-missing id=%s (index entry removed)", msg.msg_id)
+            await asyncio.to_thread(self.db.queue_delete, msg.msg_id)
+        finally:
+            for r in group:
+                self._in_flight.discard((msg.msg_id, r.idx))
 
     # -- on-demand release (ETRN, ATRN) -----------------------------------------------------
 
@@ -402,13 +512,21 @@ class QueueManager:
         items: list[Delivery] = []
         index: list[tuple[int, QueuedRecipient]] = []
         for n, (msg, group, data) in enumerate(batch):
-            body = await self._load(msg, data)
+            try:
+                body = await self._load(msg, data)
+            except FileNotFoundError:
+                await self._missing(msg, group)
+                continue
             # RFC 5321 §4.4: the final delivery adds Return-Path.
-            top = f"Return-Path: <{msg.sender}>\r\n".encode()
+            return_path = f"Return-Path: <{msg.sender}>\r\n"
             for r in group:  # one copy of the body in memory, however many recipients
                 route = r.route
-                items.append(Delivery(route["domain"], route.get("account") or route["name"], (top, body),
-                                      route.get("mailbox") or "INBOX"))
+                account = route.get("account") or route["name"]
+                top = (return_path + _delivery_fields(r.address, f"{account}@{route['domain']}")).encode()
+                # Named by queue id and recipient: a delivery made again after a crash
+                # (stored, not yet recorded) is recognised instead of stored twice.
+                items.append(Delivery(route["domain"], account, (top, body), route.get("mailbox") or "INBOX",
+                                      key=f"{msg.msg_id}_{r.idx}", date=msg.created, retry=data is None))
                 index.append((n, r))
         results = await asyncio.to_thread(self.mailstore.deliver_batch, items)
         per_msg: dict[int, list[_Outcome]] = defaultdict(list)
@@ -433,10 +551,15 @@ class QueueManager:
 
     async def _remote(self, msg: QueuedMessage, target: str, group: list[QueuedRecipient], data: bytes | None) -> None:
         assert self._global_limit is not None
+        journaled: set[int] = set()  # recipients written to the journal
         limit = self._host_limits.setdefault(target, asyncio.Semaphore(self.settings.delivery.max_per_host))
         async with limit, self._global_limit:
             try:
                 body = await self._load(msg, data)
+            except FileNotFoundError:
+                await self._missing(msg, group)
+                return
+            try:
                 params = msg.envelope.get("params", {})
                 mail_options = _mail_options(params, len(body))
                 rcpts = [(r.address if not r.route.get("address") else r.route["address"],
@@ -450,10 +573,15 @@ class QueueManager:
                 sender = msg.sender
                 if group[0].route.get("forwarded") and self.srs is not None:
                     sender = self.srs.forward(sender)  # SPF at the destination checks our domain
+                def accepted(positions: list[int]) -> None:
+                    rows = [(msg.msg_id, group[i].idx) for i in positions]
+                    if self.journal.record(rows):
+                        journaled.update(idx for _m, idx in rows)
+
                 results = await remote.deliver(
                     settings=self.settings, resolver=self.resolver, is_self=self.is_self,
                     destination=self._destination(group[0]), sender=sender, recipients=rcpts,
-                    data=body, mail_options=mail_options, auth=auth,
+                    data=body, mail_options=mail_options, auth=auth, on_accepted=accepted,
                 )
             except asyncio.CancelledError:
                 raise
@@ -464,7 +592,8 @@ class QueueManager:
                 outcomes = []
                 for r, res in zip(group, results):
                     status = "delivered" if res.ok else ("failed" if res.permanent else "deferred")
-                    outcomes.append(_Outcome(r, status, res.smtp_reply, res.enhanced, res.remote_host))
+                    outcomes.append(_Outcome(r, status, res.smtp_reply, res.enhanced, res.remote_host,
+                                             journaled=r.idx in journaled))
         await self._settle(msg, outcomes)
 
     # -- outcomes -----------------------------------------------------------------------
@@ -485,9 +614,23 @@ class QueueManager:
                     except OSError:
                         originals[msg.msg_id] = b""
             all_updates = [u for _msg, updates, _b, _s in plans for u in updates]
-            finished = await asyncio.to_thread(self.db.queue_update, all_updates, self.owner)
+            forget, self._forget = self._forget, []
+            try:
+                finished = await asyncio.to_thread(self.db.queue_update, all_updates, self.owner, forget)
+            except asyncio.CancelledError:
+                self._forget[:0] = forget
+                raise
+            except Exception as e:
+                self._forget[:0] = forget
+                self._unsettled.extend(items)
+                event(log, "index-write-failed", level=logging.ERROR, count=len(all_updates), error=repr(e),
+                      retry="every queue.poll_interval")
+                return
+            self.journal.settled(sum(1 for _m, outs in items for o in outs if o.journaled))  # in the index now
             if finished:
+                # File first, entry second (forgotten with the next index write).
                 await asyncio.to_thread(self.spool.remove_many, finished)
+                self._forget.extend(finished)
             for msg, _updates, bounces, successes in plans:
                 if msg.msg_id in originals:
                     for statuses in (bounces, successes):
@@ -564,6 +707,16 @@ class QueueManager:
         recipients = [Recipient(msg.sender, r) for r in routes]
         dsn_id = await self.submit("", recipients, report, {"client": "local", "dsn_for": msg.msg_id})
         event(log, "dsn-sent", id=msg.msg_id, dsn_id=dsn_id, sender=f"<{msg.sender}>", count=len(statuses))
+
+
+def _delivery_fields(original: str, final: str) -> str:
+    """X-Original-To (the recipient as the client gave it) and Delivered-To (the
+    account it was stored for), as Postfix's local delivery adds them: one account that
+    collects a whole domain (``<*@custb.dom> = custb.dom@company.dom``) keeps, in each
+    message, who it was for, for a fetcher to sort (fetchmail's ``envelope`` option)."""
+    def clean(address: str) -> str:  # an address never spans lines; be sure of it
+        return "".join(ch for ch in address if ch >= " " and ch != "\x7f")
+    return f"X-Original-To: {clean(original)}\r\nDelivered-To: {clean(final)}\r\n"
 
 
 def _unique(recipients: Sequence[Recipient]) -> list[Recipient]:

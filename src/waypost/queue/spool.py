@@ -9,13 +9,13 @@ A spool file is::
 
 Theory of operation.  ``Spool.commit`` hands a message to the committer thread and
 waits.  The committer takes every message waiting at that moment as one batch: it
-writes each to ``tmp/``, makes all of them durable with one flush, renames them into
-``queue/``, syncs ``queue/`` once, records the batch in the queue index (one
-transaction) and only then wakes the callers, who may answer 250.  While a batch is
+writes each to ``tmp/``, makes all of them durable with one flush, records the batch
+in the queue index (one transaction), renames them into ``queue/``, syncs ``queue/``
+once, and only then wakes the callers, who may answer 250.  While a batch is
 being flushed the next one gathers, so the number of flushes grows with time, not with
 the number of messages.  A crash before the rename leaves only ``tmp/`` files, which
-were never acknowledged and are removed at start-up; a crash after it leaves a complete
-file that start-up recovery puts back in the index.
+were never acknowledged and are removed at start-up (with the index entries of those
+already recorded); a crash after it leaves a complete, indexed file.
 
 Files are reused.  A delivered message's file is not unlinked but renamed into
 ``free/``, and once a later flush of ``queue/`` has made that rename durable, a new
@@ -91,11 +91,13 @@ class Spool:
     """Spool files under ``root`` and the committer thread that writes them.
 
     ``on_commit(entries)`` runs in the committer thread after the files are durable and
-    before the callers are woken: the queue index is written there, one transaction per
-    batch.  If it fails, the batch is still durable and recovery will index it.
+    before they are renamed into ``queue/`` and the callers woken: the queue index is
+    written there, one transaction per batch.  If it fails, the batch fails (451).
+    ``on_abort(ids)`` takes entries out of the index again when the rename fails.
     """
 
-    def __init__(self, root: Path, on_commit: Callable[[list[SpoolEntry]], None] | None = None) -> None:
+    def __init__(self, root: Path, on_commit: Callable[[list[SpoolEntry]], None] | None = None,
+                 on_abort: Callable[[list[str]], None] | None = None) -> None:
         self.root = root
         self.tmp = root / "tmp"
         self.queue_dir = root / "queue"
@@ -103,6 +105,7 @@ class Spool:
         for d in (self.tmp, self.queue_dir, self.free):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._on_commit = on_commit
+        self._on_abort = on_abort
         self._pending: _queue.SimpleQueue[_Pending | None] = _queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -170,10 +173,27 @@ class Spool:
                 failed.append((p, e))
         try:
             durable_batch([fd for fd, _, _ in written])
-            for fd, p, source in written:
-                os.close(fd)
-                os.rename(source, self.queue_dir / p.entry.msg_id)
-            if written:
+        except OSError as e:
+            self._drop(written, failed, e)
+            written = []
+        if written and self._on_commit is not None:
+            # The index first, the rename into queue/ second: a file in queue/ always
+            # has its entry, so the orphan scan never mistakes a message being committed
+            # for a lost one.  A crash in between leaves an entry without a file, for a
+            # message never acknowledged: recovery (or the first claim) drops it.
+            try:
+                self._on_commit([p.entry for _, p, _ in written])
+            except Exception as e:
+                # Not indexed means not delivered until a restart: let the clients retry
+                # (451) rather than answer 250 for them.
+                log.exception("event=index-error count=%d", len(written))
+                self._drop(written, failed, e)
+                written = []
+        if written:
+            try:
+                for fd, p, source in written:
+                    os.close(fd)
+                    os.rename(source, self.queue_dir / p.entry.msg_id)
                 # Files freed before this flush of queue/ are durably out of it after it:
                 # only then may they be written over (were a power cut to bring a freed
                 # name back into queue/, it must hold the message it held, not a new
@@ -188,46 +208,43 @@ class Spool:
                     raise
                 with self._pool_lock:
                     self._pool.extend(freed)
+            except OSError as e:
+                self._drop(written, failed, e, closed=True)
+                if self._on_abort is not None:
+                    try:
+                        self._on_abort([p.entry.msg_id for _, p, _ in written])
+                    except Exception:  # the entries without files are dropped at the first claim
+                        log.exception("event=index-error count=%d", len(written))
+                written = []
+        if written:
             self.batches += 1
             self.messages += len(written)
-        except OSError as e:
-            for fd, p, source in written:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-                for path in (source, self.queue_dir / p.entry.msg_id):
-                    try:
-                        os.unlink(path)
-                    except OSError:
-                        pass
-                failed.append((p, e))
-            written = []
-        ok = [p for _, p, _ in written]
-        if ok and self._on_commit is not None:
-            try:
-                self._on_commit([p.entry for p in ok])
-            except Exception as e:
-                # Not indexed means not delivered until a restart: take the files back and
-                # let the clients retry (451) rather than answer 250 for them.
-                log.exception("event=index-error count=%d", len(ok))
-                for p in ok:
-                    try:
-                        os.unlink(self.queue_dir / p.entry.msg_id)
-                    except OSError:
-                        pass
-                    failed.append((p, e))
-                try:
-                    fsync_dir(self.queue_dir)
-                except OSError:
-                    pass
-                self.messages -= len(ok)
-                ok = []
-        for p in ok:
+        for _, p, _ in written:
             p.loop.call_soon_threadsafe(_resolve, p.future, None)
         for p, err in failed:
             log.error("event=spool-error id=%s error=%r", p.entry.msg_id, err)
             p.loop.call_soon_threadsafe(_resolve, p.future, SpoolError(getattr(err, "errno", 0) or 0, str(err)))
+
+    def _drop(self, written: list[tuple[int, _Pending, Path]], failed: list[tuple[_Pending, BaseException]],
+              error: BaseException, closed: bool = False) -> None:
+        """Take back files that will not be acknowledged: they fail with ``error``."""
+        for fd, p, source in written:
+            if not closed:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            for path in (source, self.queue_dir / p.entry.msg_id):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            failed.append((p, error))
+        if closed:
+            try:
+                fsync_dir(self.queue_dir)
+            except OSError:
+                pass
 
     # -- reading ------------------------------------------------------------------------
 
@@ -265,6 +282,15 @@ class Spool:
     def remove_many(self, msg_ids: list[str]) -> None:
         for msg_id in msg_ids:
             self.remove(msg_id)
+
+    def discard(self, msg_ids: list[str]) -> None:
+        """Unlink finished files for good (start-up recovery: no pool to feed), durably."""
+        for msg_id in msg_ids:
+            try:
+                os.unlink(self.path(msg_id))
+            except FileNotFoundError:
+                pass
+        fsync_dir(self.queue_dir)
 
     def _drop_dead_pools(self) -> None:
         """Remove the pooled files of processes that are gone (a worker that died and

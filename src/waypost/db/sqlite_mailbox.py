@@ -70,13 +70,20 @@ class _MailboxIndex:
             last = int(row[0]) if row else 0
             uidvalidity = max(uidvalidity, last + 1)
             c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('uidvalidity', ?)", (str(uidvalidity),))
+            # A mailbox id is never given twice, not even after the mailbox with the
+            # highest id is deleted (SQLite would reuse its rowid): every process keys
+            # its caches and bus topics by id (STYLE.md 13).
+            row = c.execute("SELECT MAX(CAST(value AS INTEGER)) FROM meta WHERE key='mailbox_id'"
+                            " UNION ALL SELECT MAX(id) FROM mailboxes").fetchall()
+            mailbox_id = max(int(r[0] or 0) for r in row) + 1
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('mailbox_id', ?)", (str(mailbox_id),))
             try:
-                cur = c.execute(
-                    "INSERT INTO mailboxes (domain, account, name, folder, uidvalidity, special_use)"
-                    " VALUES (?, ?, ?, ?, ?, ?)", (domain, account, name, folder, uidvalidity, special_use))
+                c.execute(
+                    "INSERT INTO mailboxes (id, domain, account, name, folder, uidvalidity, special_use)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", (mailbox_id, domain, account, name, folder, uidvalidity, special_use))
             except sqlite3.IntegrityError:
                 raise Conflict(f"mailbox {name!r} exists") from None
-            row = c.execute(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE id=?", (cur.lastrowid,)).fetchone()
+            row = c.execute(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
         return _mailbox(row)
 
     def mailbox_delete(self, mailbox_id: int) -> None:

@@ -17,10 +17,13 @@ Each change is announced on the bus as ``mailbox <id>``.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import itertools
 import logging
 import re
 from collections import OrderedDict
+from contextlib import contextmanager
 import os
 import shutil
 import socket
@@ -28,13 +31,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from ..bus import Bus
-from ..db import Conflict, Database, MailboxRecord, MessageRecord
+from ..db import Conflict, Database, MailboxRecord, MessageRecord, NotFound
 from ..fsutil import durable_batch, fsync_dir, write_new_file
 
-__all__ = ["Delivery", "Mailstore", "MailboxNameError", "SPECIAL_USE", "topic"]
+__all__ = ["Delivery", "Mailstore", "MailboxNameError", "MailboxNameTooLong", "SPECIAL_USE", "topic"]
 
 log = logging.getLogger("waypost.mailstore")
 
@@ -49,6 +52,10 @@ _FLAG_INFO = {v: k for k, v in _INFO_FLAGS.items()}
 
 #: Mailbox listings kept in memory per process (see ``Mailstore.listing``).
 _MAX_LISTINGS = 32
+#: Maildir directories this process knows to exist, and mailboxes whose directories it
+#: scanned: a few hundred bytes each, bounded all the same (least recently used go).
+_MAX_KNOWN_DIRS = 4096
+_MAX_SCANNED = 4096
 
 #: Mailbox names: at most this many octets (UTF-8), levels, and octets per level.
 MAX_NAME = 512
@@ -58,6 +65,10 @@ SEPARATOR = "/"
 
 class MailboxNameError(ValueError):
     """The name cannot be a mailbox (empty level, control character, too long, ...)."""
+
+
+class MailboxNameTooLong(MailboxNameError):
+    """The name is valid but longer than the file system can hold as a directory."""
 
 
 #: The bus topic that makes every worker drop its cached listings.
@@ -137,13 +148,22 @@ class Mailstore:
         host = hostname or socket.gethostname()
         self._host = host.replace("/", "\\057").replace(":", "\\072")
         self._counter = itertools.count()
-        self._known: set[Path] = set()
+        # Maildirs made or seen by this process: a hint only, checked with one stat at
+        # each use, since another worker may delete or rename them (and make them again).
+        self._known: OrderedDict[Path, None] = OrderedDict()
+        # The longest directory name the file system takes (NAME_MAX, 255 on most).
+        try:
+            self._name_max = os.pathconf(root if root.exists() else "/", "PC_NAME_MAX")
+        except (OSError, ValueError):
+            self._name_max = 255
+        self._held = threading.local()  # account locks this thread holds (re-entrant)
         self._lock = threading.Lock()
         # Two threads bringing one mailbox's index up to date (a login warming INBOX,
         # the SELECT that follows) take turns: the second then finds nothing to do.
         self._sync_locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
         self._account_locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
-        self._scanned: dict[int, tuple[int, int]] = {}  # mailbox id -> (new, cur) mtimes last synced
+        # mailbox id -> (new, cur) mtimes last synced (ids are never reused)
+        self._scanned: OrderedDict[int, tuple[int, int]] = OrderedDict()
         # mailbox id -> (index state, its messages): the last listing this process read,
         # shared by its sessions while the mailbox does not change (records are never
         # modified in place).
@@ -165,9 +185,16 @@ class Mailstore:
 
     def ensure(self, path: Path) -> None:
         """Create the Maildir (0700) if needed; every directory created is made durable
-        in its parent, so a new mailbox survives a power cut like its first message."""
+        in its parent, so a new mailbox survives a power cut like its first message.
+
+        A directory this process made before is checked with one stat: another worker
+        may have deleted it since (DELETE, RENAME), and the same path may be a new
+        mailbox now."""
         if path in self._known:
-            return
+            if os.path.isdir(path / "tmp"):
+                return
+            with self._lock:
+                self._known.pop(path, None)
         created: list[Path] = []
         for parent in reversed([path, *path.parents]):
             if not parent.exists() and self.root in (parent, *parent.parents):
@@ -180,7 +207,49 @@ class Mailstore:
         for d in {c.parent for c in created}:
             fsync_dir(d)
         with self._lock:
-            self._known.add(path)
+            self._known[path] = None
+            while len(self._known) > _MAX_KNOWN_DIRS:
+                self._known.popitem(last=False)
+
+    def _forget_dir(self, path: Path) -> None:
+        with self._lock:
+            self._known.pop(path, None)
+
+    def check_folder(self, name: str) -> str:
+        """The Maildir++ folder of mailbox ``name``, which must fit in one directory
+        name of the file system (a folder holds every level of the name)."""
+        folder = folder_of(name)
+        if len(os.fsencode(folder)) > self._name_max:
+            raise MailboxNameTooLong(
+                f"the mailbox name is too long for the file system ({self._name_max} octets for all levels)")
+        return folder
+
+    @contextmanager
+    def account_locked(self, domain: str, account: str) -> Iterator[None]:
+        """Hold the account's mailbox lock: CREATE, DELETE and RENAME of its mailboxes
+        run one at a time across threads, sessions and worker processes (an exclusive
+        ``flock`` on the account's directory, re-entrant within a thread)."""
+        key = (domain, account)
+        held: dict[tuple[str, str], int] = self._held.__dict__.setdefault("held", {})
+        if held.get(key):
+            held[key] += 1
+            try:
+                yield
+            finally:
+                held[key] -= 1
+            return
+        path = self.account_path(domain, account)
+        self.ensure(path)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held[key] = 1
+            try:
+                yield
+            finally:
+                held.pop(key, None)
+        finally:
+            os.close(fd)  # releases the lock
 
     def unique_name(self, size: int) -> str:
         now = time.time()
@@ -241,7 +310,7 @@ class Mailstore:
 
     def _create(self, domain: str, account: str, name: str, special_use: str = "") -> MailboxRecord:
         db = self._db()
-        folder = folder_of(name)
+        folder = self.check_folder(name)
         self.ensure(self.account_path(domain, account) / folder)
         try:
             return db.mailbox_create(domain, account, name, folder, _uidvalidity(), special_use)
@@ -264,72 +333,97 @@ class Mailstore:
 
     def create(self, domain: str, account: str, name: str) -> MailboxRecord:
         """Create a mailbox (and its missing parents, RFC 3501 §6.3.3).  Raises
-        ``Conflict`` when it exists, ``MailboxNameError`` for a bad name."""
+        ``Conflict`` when it exists, ``MailboxNameError`` for a bad name
+        (``MailboxNameTooLong`` for one the file system cannot hold)."""
         name = normalize_name(name)
+        folder = self.check_folder(name)
         self.ensure_account(domain, account)
         db = self._db()
-        if db.mailbox_get(domain, account, name) is not None:
-            raise Conflict(f"mailbox {name!r} exists")
-        levels = name.split(SEPARATOR)
-        for i in range(1, len(levels)):
-            parent = SEPARATOR.join(levels[:i])
-            if db.mailbox_get(domain, account, parent) is None:
-                self._create(domain, account, parent)
-        folder = folder_of(name)
-        self.ensure(self.account_path(domain, account) / folder)
-        return db.mailbox_create(domain, account, name, folder, _uidvalidity())
+        with self.account_locked(domain, account):
+            if db.mailbox_get(domain, account, name) is not None:
+                raise Conflict(f"mailbox {name!r} exists")
+            levels = name.split(SEPARATOR)
+            for i in range(1, len(levels)):
+                parent = SEPARATOR.join(levels[:i])
+                if db.mailbox_get(domain, account, parent) is None:
+                    self._create(domain, account, parent)
+            self.ensure(self.account_path(domain, account) / folder)
+            return db.mailbox_create(domain, account, name, folder, _uidvalidity())
+
+    def _current(self, box: MailboxRecord) -> MailboxRecord:
+        """``box`` as the index has it now (under the account lock): NotFound when it
+        was deleted or renamed by another session since the caller looked it up."""
+        current = self._db().mailbox_by_id(box.id)
+        if current is None or current.name != box.name or current.uidvalidity != box.uidvalidity:
+            raise NotFound(f"mailbox {box.name!r}")
+        return current
 
     def delete(self, box: MailboxRecord) -> None:
-        """Delete a mailbox and its messages (not INBOX; RFC 3501 §6.3.4)."""
+        """Delete a mailbox and its messages (not INBOX; RFC 3501 §6.3.4).  Raises
+        NotFound when it is gone already, Conflict when it has children."""
         if box.name == "INBOX":
             raise MailboxNameError("INBOX cannot be deleted")
-        path = self.box_path(box)
-        self._db().mailbox_delete(box.id)
-        self._scanned.pop(box.id, None)
-        self._db().set_mark(f"maildir-scan:{box.id}", None)
-        with self._lock:
-            self._known.discard(path)
-        # The index row goes first: a crash now leaves a directory without a row,
-        # which nothing lists; the next CREATE of that name reuses the directory.
-        shutil.rmtree(path, ignore_errors=True)
-        fsync_dir(path.parent)
+        db = self._db()
+        with self.account_locked(box.domain, box.account):
+            box = self._current(box)
+            if any(b.name.startswith(box.name + SEPARATOR) for b in db.mailbox_list(box.domain, box.account)):
+                raise Conflict(f"mailbox {box.name!r} has children")
+            path = self.box_path(box)
+            db.mailbox_delete(box.id)
+            self._scanned.pop(box.id, None)
+            db.set_mark(f"maildir-scan:{box.id}", None)
+            self._forget_dir(path)
+            # The index row goes first: a crash now leaves a directory without a row,
+            # which nothing lists; the next CREATE of that name reuses the directory.
+            shutil.rmtree(path, ignore_errors=True)
+            fsync_dir(path.parent)
         self.changed(box)
 
     def rename(self, box: MailboxRecord, new_name: str) -> MailboxRecord:
         """Rename a mailbox and its children (RFC 3501 §6.3.5).  Renaming INBOX moves
-        its messages into the new mailbox and leaves INBOX empty."""
+        its messages into the new mailbox and leaves INBOX empty.  Raises NotFound
+        when ``box`` was deleted or renamed meanwhile, Conflict when the name is taken."""
         new_name = normalize_name(new_name)
+        self.check_folder(new_name)
         db = self._db()
-        if db.mailbox_get(box.domain, box.account, new_name) is not None:
-            raise Conflict(f"mailbox {new_name!r} exists")
-        if new_name == box.name or new_name.startswith(box.name + SEPARATOR):
-            raise MailboxNameError("a mailbox cannot be renamed into itself")
-        if box.name == "INBOX":
-            target = self.create(box.domain, box.account, new_name)
-            msgs = self.messages(box)
-            self.copy(box, msgs, target)
-            self.expunge(box, msgs)
-            return target
-        levels = new_name.split(SEPARATOR)
-        for i in range(1, len(levels)):
-            parent = SEPARATOR.join(levels[:i])
-            if db.mailbox_get(box.domain, box.account, parent) is None:
-                self._create(box.domain, box.account, parent)
-        moved = [box] + [b for b in db.mailbox_list(box.domain, box.account)
-                         if b.name.startswith(box.name + SEPARATOR)]
-        base = self.account_path(box.domain, box.account)
-        out = box
-        for b in moved:
-            name = new_name + b.name[len(box.name):]
-            folder = folder_of(name)
-            os.rename(base / b.folder, base / folder)
-            with self._lock:
-                self._known.discard(base / b.folder)
-            renamed = db.mailbox_rename(b.id, name, folder)
-            if b.id == box.id:
-                out = renamed
-            self.changed(b)
-        fsync_dir(base)
+        with self.account_locked(box.domain, box.account):
+            box = self._current(box)
+            if db.mailbox_get(box.domain, box.account, new_name) is not None:
+                raise Conflict(f"mailbox {new_name!r} exists")
+            if new_name == box.name or new_name.startswith(box.name + SEPARATOR):
+                raise MailboxNameError("a mailbox cannot be renamed into itself")
+            moved = [box] + [b for b in db.mailbox_list(box.domain, box.account)
+                             if b.name.startswith(box.name + SEPARATOR)]
+            for b in moved:  # every new name must fit before anything moves
+                self.check_folder(new_name + b.name[len(box.name):])
+            if box.name == "INBOX":
+                target = self.create(box.domain, box.account, new_name)
+                msgs = self.messages(box)
+                self.copy(box, msgs, target)
+                self.expunge(box, msgs)
+                return target
+            levels = new_name.split(SEPARATOR)
+            for i in range(1, len(levels)):
+                parent = SEPARATOR.join(levels[:i])
+                if db.mailbox_get(box.domain, box.account, parent) is None:
+                    self._create(box.domain, box.account, parent)
+            base = self.account_path(box.domain, box.account)
+            out = box
+            for b in moved:
+                name = new_name + b.name[len(box.name):]
+                folder = folder_of(name)
+                try:
+                    os.rename(base / b.folder, base / folder)
+                except FileNotFoundError:
+                    # No directory (a crash between a DELETE's two steps, or files
+                    # removed by hand): the mailbox is empty; it gets its directory.
+                    self.ensure(base / folder)
+                self._forget_dir(base / b.folder)
+                renamed = db.mailbox_rename(b.id, name, folder)
+                if b.id == box.id:
+                    out = renamed
+                self.changed(b)
+            fsync_dir(base)
         return out
 
     # -- subscriptions ------------------------------------------------------------------
@@ -378,7 +472,7 @@ class Mailstore:
         shared = f"maildir-scan:{box.id}"
         if not force and db.get_mark(shared) == list(key):
             # Another worker scanned these very directories: nothing new since.
-            self._scanned[box.id] = key
+            self._scanned_at(box, key)
             return False
         on_disk: dict[str, str] = {}
         for sub in ("new", "cur"):
@@ -402,11 +496,20 @@ class Mailstore:
                 self._extend_listing(box, state, listed, added)
         if gone:
             db.message_expunge(box.id, gone)
-        self._scanned[box.id] = key
+        self._scanned_at(box, key)
         db.set_mark(shared, list(key))
         if fresh or gone:
             self.changed(box)
         return bool(fresh or gone)
+
+    def _scanned_at(self, box: MailboxRecord, key: tuple[int, int]) -> None:
+        self._scanned[box.id] = key
+        self._scanned.move_to_end(box.id)
+        while len(self._scanned) > _MAX_SCANNED:
+            try:
+                self._scanned.popitem(last=False)
+            except KeyError:  # emptied by another thread meanwhile
+                break
 
     def sized(self, box: MailboxRecord, msgs: Sequence[MessageRecord]) -> dict[int, MessageRecord]:
         """The messages among ``msgs`` whose size was not checked yet (files another
@@ -510,7 +613,11 @@ class Mailstore:
         os.rename(tmp, final)
         fsync_dir(path / "cur")
         when = internaldate if internaldate is not None else time.time()
-        [msg] = self._db().message_add(box.id, [(name, "cur", tuple(dict.fromkeys(flags)), len(data), when)])
+        try:
+            [msg] = self._db().message_add(box.id, [(name, "cur", tuple(dict.fromkeys(flags)), len(data), when)])
+        except NotFound:  # the mailbox was deleted meanwhile: the file goes with it
+            _unlink(final)
+            raise
         self.changed(box)
         return msg
 

@@ -275,3 +275,29 @@ def test_a_directory_removed_by_another_process_is_made_again(tmp_path):
     msg = one.append(again, b"Subject: 2\r\n\r\nx\r\n")
     assert [m.name for m in two.messages(two.get("example.test", "alice", "Foo"))] == [msg.name]
     db.close()
+
+
+def test_listings_in_memory_are_bounded_by_message_records(tmp_path):
+    """Issue 13 item 11: the listings a worker keeps hold at most ``listing_cache``
+    message records in all (the newest is kept even alone above it), and what they
+    answer stays right when the least recently used are dropped."""
+    db = SQLiteDatabase(tmp_path / "w.db")
+    store = Mailstore(tmp_path / "mail", "h", db, listing_cache=25)
+    boxes = []
+    for i in range(6):
+        box = store.create("example.test", "alice", f"Box{i}")
+        for j in range(10):
+            store.append(box, b"Subject: %d.%d\r\n\r\nx\r\n" % (i, j))
+        boxes.append(box)
+    for _round in range(2):
+        for box in boxes:
+            assert len(store.messages(box)) == 10
+            assert store._listed == sum(len(e[1]) for e in store._listings.values()) <= 25
+    big = store.create("example.test", "alice", "Big")
+    for j in range(30):
+        store.append(big, b"Subject: big %d\r\n\r\nx\r\n" % j)
+    assert len(store.messages(big)) == 30
+    assert list(store._listings) == [big.id] and store._listed == 30
+    store.forget_listings()
+    assert store._listed == 0 and not store._listings
+    db.close()

@@ -50,8 +50,10 @@ SPECIAL_USE = (("Drafts", "\\Drafts"), ("Sent", "\\Sent"), ("Junk", "\\Junk"), (
 _INFO_FLAGS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
 _FLAG_INFO = {v: k for k, v in _INFO_FLAGS.items()}
 
-#: Mailbox listings kept in memory per process (see ``Mailstore.listing``).
+#: Mailbox listings kept in memory per process (see ``Mailstore.listing``), and the
+#: message records they may hold in all unless told otherwise (``storage.listing_cache``).
 _MAX_LISTINGS = 32
+LISTING_CACHE = 200_000
 #: Maildir directories this process knows to exist, and mailboxes whose directories it
 #: scanned: a few hundred bytes each, bounded all the same (least recently used go).
 _MAX_KNOWN_DIRS = 4096
@@ -139,8 +141,9 @@ def info_of(flags: Sequence[str]) -> str:
 
 class Mailstore:
     def __init__(self, root: Path, hostname: str | None = None, db: Database | None = None,
-                 bus: Bus | None = None) -> None:
+                 bus: Bus | None = None, listing_cache: int = LISTING_CACHE) -> None:
         self.root = root
+        self._listing_cache = listing_cache
         self.db = db
         self.bus = bus
         # Maildir unique names: time.MusecPpidQn.host (the "/" and ":" of a host
@@ -167,7 +170,9 @@ class Mailstore:
         # mailbox id -> (index state, its messages): the last listing this process read,
         # shared by its sessions while the mailbox does not change (records are never
         # modified in place).
+        # Bounded by entries and by message records in all (``_keep_listing``).
         self._listings: OrderedDict[int, tuple[tuple[int, int, int], list[MessageRecord]]] = OrderedDict()
+        self._listed = 0  # message records in _listings
 
     # -- paths and names --------------------------------------------------------------
 
@@ -371,6 +376,7 @@ class Mailstore:
             path = self.box_path(box)
             db.mailbox_delete(box.id)
             self._scanned.pop(box.id, None)
+            self._drop_listing(box.id)
             db.set_mark(f"maildir-scan:{box.id}", None)
             self._forget_dir(path)
             # The index row goes first: a crash now leaves a directory without a row,
@@ -535,12 +541,35 @@ class Mailstore:
             self._db().message_set_sizes(box.id, checked)
             if self.bus is not None:
                 self.bus.publish(LISTINGS_TOPIC)  # every worker drops its listings
-        self._listings.pop(box.id, None)
+        self._drop_listing(box.id)
         return out
 
     def forget_listings(self) -> None:
         """Drop the listings this process keeps (sizes were checked elsewhere)."""
-        self._listings.clear()
+        with self._lock:
+            self._listings.clear()
+            self._listed = 0
+
+    def _keep_listing(self, mailbox_id: int, entry: tuple[tuple[int, int, int], list[MessageRecord]]) -> None:
+        """Cache a listing; the least recently used go while there are more than
+        ``_MAX_LISTINGS`` or more than ``listing_cache`` message records in all (the
+        newest is kept even alone above the bound: its sessions hold it anyway)."""
+        with self._lock:
+            old = self._listings.pop(mailbox_id, None)
+            if old is not None:
+                self._listed -= len(old[1])
+            self._listings[mailbox_id] = entry
+            self._listed += len(entry[1])
+            while len(self._listings) > 1 and (len(self._listings) > _MAX_LISTINGS
+                                               or self._listed > self._listing_cache):
+                _, dropped = self._listings.popitem(last=False)
+                self._listed -= len(dropped[1])
+
+    def _drop_listing(self, mailbox_id: int) -> None:
+        with self._lock:
+            old = self._listings.pop(mailbox_id, None)
+            if old is not None:
+                self._listed -= len(old[1])
 
     def messages(self, box: MailboxRecord) -> list[MessageRecord]:
         return list(self.listing(box)[1])
@@ -554,7 +583,7 @@ class Mailstore:
             return
         expected = (added[-1].uid + 1, added[0].modseq, state[2] + len(added))
         if self._db().mailbox_state(box.id) == expected:
-            self._listings[box.id] = (expected, listed + added)
+            self._keep_listing(box.id, (expected, listed + added))
 
     def listing(self, box: MailboxRecord) -> tuple[tuple[int, int, int], list[MessageRecord]]:
         """(state, messages by UID): the index state read first, then the messages, so
@@ -570,9 +599,7 @@ class Mailstore:
                 pass
             return cached
         entry = (state, db.message_list(box.id))
-        self._listings[box.id] = entry
-        while len(self._listings) > _MAX_LISTINGS:
-            self._listings.popitem(last=False)
+        self._keep_listing(box.id, entry)
         return entry
 
     def read(self, box: MailboxRecord, msg: MessageRecord) -> bytes:

@@ -29,7 +29,9 @@ def _message(row: tuple[Any, ...]) -> MessageRecord:
         split = _SPLIT_FLAGS.get(flags)
         if split is None:
             split = tuple(flags.split())
-            if len(_SPLIT_FLAGS) < 4096:  # few distinct flag sets: the same tuple serves all
+            # Few distinct flag sets: the same tuple serves all (bounded in entries,
+            # and in size: a long set of keywords is split each time).
+            if len(_SPLIT_FLAGS) < 4096 and len(flags) <= 256:
                 _SPLIT_FLAGS[flags] = split
         return MessageRecord(uid, name, subdir, split, modseq, size, internaldate)
     return MessageRecord(uid, name, subdir, (), modseq, size, internaldate)

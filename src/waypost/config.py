@@ -75,6 +75,8 @@ class StorageSettings:
     database: str = _s("waypost.db", "SQLite file (relative to the data directory) or a postgresql:// URL.")
     spool: str = _s("spool", "Directory of the durable message spool (relative to the data directory).")
     mail: str = _s("mail", "Root of the Maildir store (relative to the data directory).")
+    listing_cache: int = _s(200_000, "Message records (UID, flags, file name) of recently read mailbox listings a "
+                                     "worker keeps in memory, over all mailboxes (about 200 octets each).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,8 @@ class IMAPSettings:
     failure_delay: float = _s(1.0, "Seconds before answering a failed login; doubles with each failure.")
     max_login_failures: int = _s(3, "Failed logins on one connection before it is closed.")
     max_bad_commands: int = _s(20, "Bad commands in a row before the connection is closed with BYE.")
+    search_cache: int = _s(64 * 1024 * 1024, "Octets of message headers a worker keeps in memory for SEARCH, over "
+                                             "all mailboxes; the least recently searched go first.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +319,9 @@ def _validate(s: Settings) -> None:
     for name in ("max_message_size", "max_recipients", "max_line_length", "max_received_headers"):
         if getattr(s.smtp, name) <= 0:
             raise ConfigError(f"smtp.{name}: must be positive")
+    for key, value in (("storage.listing_cache", s.storage.listing_cache), ("imap.search_cache", s.imap.search_cache)):
+        if value < 0:
+            raise ConfigError(f"{key}: must be 0 or more")
     if s.smtp.max_line_length < 512:
         raise ConfigError("smtp.max_line_length: RFC 5321 §4.5.3.1.4 requires at least 512")
     if s.delivery.bind_address:

@@ -37,6 +37,7 @@ from .bus import Bus
 from .imap.proto import Params
 from .imap.server import IMAPService
 from .imap.server import Limits as IMAPLimits
+from .imap.commands.search import set_search_cache
 from .mailstore import Mailstore
 from .pop3 import POP3Service
 from .queue import QueueManager
@@ -232,7 +233,8 @@ class Server:
                              gateway=GatewayOptions(g.local_users_stay, g.relay_matched, g.check_local),
                              srs=self.srs)
         self.bus = Bus(settings.data_dir / "run")
-        self.mailstore = Mailstore(settings.path(settings.storage.mail), settings.server.hostname, self.db, self.bus)
+        self.mailstore = Mailstore(settings.path(settings.storage.mail), settings.server.hostname, self.db, self.bus,
+                                   listing_cache=settings.storage.listing_cache)
         self.queue = QueueManager(settings, self.db, self.router, self.mailstore, self.owner, self.is_self,
                                   credentials=lambda who: credentials_for(self.db, self.secrets, who), srs=self.srs)
         self._servers: list[asyncio.base_events.Server] = []
@@ -458,6 +460,7 @@ class Server:
                             max_failures=imap.max_login_failures, max_bad_commands=imap.max_bad_commands)
         params = Params(max_line_length=imap.max_line_length, max_literal_size=imap.max_append_size,
                         max_command_size=imap.max_append_size + 1024 * 1024)
+        set_search_cache(imap.search_cache)
         return IMAPService(self.mailstore, self.reader_login("imap"), self._tls, hostname=self.settings.server.hostname,
                            lookup=self.directory.account_named, bus=self.bus, limits=limits, params=params)
 

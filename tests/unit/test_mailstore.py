@@ -237,11 +237,12 @@ def test_header_blocks_of_a_deleted_mailbox_never_land_in_its_successor(tmp_path
         db.message_add(old.id, [("1700000000.A.h", "new", (), 10, 1700000000.0)])
         store.delete(old)
         new = store.create("example.test", "bob", "Fresh")
-        assert new.id == old.id  # SQLite gave the freed id again
+        assert new.id != old.id  # the freed id is never given again
         db.message_add(new.id, [("1700000001.B.h", "new", (), 10, 1700000001.0)])
         # A late write for the old mailbox, made under its UIDVALIDITY:
         db.message_headers_set(old.id, [(1, b"Subject: alice secret\r\n\r\n")], old.uidvalidity)
         assert db.message_headers_get(new.id, [1]) == {}
+        assert db.message_headers_get(old.id, [1]) == {}
         db.message_headers_set(new.id, [(1, b"Subject: bob\r\n\r\n")], new.uidvalidity)
         assert db.message_headers_get(new.id, [1]) == {1: b"Subject: bob\r\n\r\n"}
     finally:
@@ -266,3 +267,57 @@ def test_a_queued_delivery_made_again_is_recognised(store):
                      retry=True)
     assert store.deliver_batch([other])[0] != name
     assert len(store.messages(box)) == 2
+
+
+def test_a_mailbox_id_is_never_given_twice(store):
+    """SQLite reuses the rowid of the row with the highest id once it is deleted; every
+    process keys caches and bus topics by mailbox id (issue 14 item 1)."""
+    store.ensure_account("example.test", "alice")
+    seen = set()
+    for _ in range(5):
+        box = store.create("example.test", "alice", "Foo")
+        assert box.id not in seen
+        seen.add(box.id)
+        store.delete(box)
+
+
+def test_a_directory_removed_by_another_process_is_made_again(tmp_path):
+    """Two Mailstores on one data directory stand for two workers: one deletes a
+    mailbox the other has written to; the other then creates it anew and appends
+    (issue 14 item 2)."""
+    db = SQLiteDatabase(tmp_path / "w.db")
+    one = Mailstore(tmp_path / "mail", "mail.example.test", db)
+    two = Mailstore(tmp_path / "mail", "mail.example.test", db)
+    box = one.create("example.test", "alice", "Foo")
+    one.append(box, b"Subject: 1\r\n\r\nx\r\n")
+    two.delete(two.get("example.test", "alice", "Foo"))
+    again = one.create("example.test", "alice", "Foo")
+    msg = one.append(again, b"Subject: 2\r\n\r\nx\r\n")
+    assert [m.name for m in two.messages(two.get("example.test", "alice", "Foo"))] == [msg.name]
+    db.close()
+
+
+def test_listings_in_memory_are_bounded_by_message_records(tmp_path):
+    """Issue 13 item 11: the listings a worker keeps hold at most ``listing_cache``
+    message records in all (the newest is kept even alone above it), and what they
+    answer stays right when the least recently used are dropped."""
+    db = SQLiteDatabase(tmp_path / "w.db")
+    store = Mailstore(tmp_path / "mail", "h", db, listing_cache=25)
+    boxes = []
+    for i in range(6):
+        box = store.create("example.test", "alice", f"Box{i}")
+        for j in range(10):
+            store.append(box, b"Subject: %d.%d\r\n\r\nx\r\n" % (i, j))
+        boxes.append(box)
+    for _round in range(2):
+        for box in boxes:
+            assert len(store.messages(box)) == 10
+            assert store._listed == sum(len(e[1]) for e in store._listings.values()) <= 25
+    big = store.create("example.test", "alice", "Big")
+    for j in range(30):
+        store.append(big, b"Subject: big %d\r\n\r\nx\r\n" % j)
+    assert len(store.messages(big)) == 30
+    assert list(store._listings) == [big.id] and store._listed == 30
+    store.forget_listings()
+    assert store._listed == 0 and not store._listings
+    db.close()

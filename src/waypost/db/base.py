@@ -285,7 +285,8 @@ class Database(Protocol):
     def mailbox_by_id(self, mailbox_id: int) -> MailboxRecord | None: ...
     def mailbox_create(self, domain: str, account: str, name: str, folder: str, uidvalidity: int,
                        special_use: str = "") -> MailboxRecord:
-        """Raises ``Conflict`` when the account has a mailbox of that name."""
+        """Raises ``Conflict`` when the account has a mailbox of that name.  The new
+        mailbox's id has never been given to another mailbox (caches are keyed by it)."""
     def mailbox_delete(self, mailbox_id: int) -> None:
         """Remove the mailbox and its message rows."""
     def mailbox_rename(self, mailbox_id: int, name: str, folder: str) -> MailboxRecord:

@@ -29,7 +29,9 @@ def _message(row: tuple[Any, ...]) -> MessageRecord:
         split = _SPLIT_FLAGS.get(flags)
         if split is None:
             split = tuple(flags.split())
-            if len(_SPLIT_FLAGS) < 4096:  # few distinct flag sets: the same tuple serves all
+            # Few distinct flag sets: the same tuple serves all (bounded in entries,
+            # and in size: a long set of keywords is split each time).
+            if len(_SPLIT_FLAGS) < 4096 and len(flags) <= 256:
                 _SPLIT_FLAGS[flags] = split
         return MessageRecord(uid, name, subdir, split, modseq, size, internaldate)
     return MessageRecord(uid, name, subdir, (), modseq, size, internaldate)
@@ -70,13 +72,20 @@ class _MailboxIndex:
             last = int(row[0]) if row else 0
             uidvalidity = max(uidvalidity, last + 1)
             c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('uidvalidity', ?)", (str(uidvalidity),))
+            # A mailbox id is never given twice, not even after the mailbox with the
+            # highest id is deleted (SQLite would reuse its rowid): every process keys
+            # its caches and bus topics by id (STYLE.md 13).
+            row = c.execute("SELECT MAX(CAST(value AS INTEGER)) FROM meta WHERE key='mailbox_id'"
+                            " UNION ALL SELECT MAX(id) FROM mailboxes").fetchall()
+            mailbox_id = max(int(r[0] or 0) for r in row) + 1
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('mailbox_id', ?)", (str(mailbox_id),))
             try:
-                cur = c.execute(
-                    "INSERT INTO mailboxes (domain, account, name, folder, uidvalidity, special_use)"
-                    " VALUES (?, ?, ?, ?, ?, ?)", (domain, account, name, folder, uidvalidity, special_use))
+                c.execute(
+                    "INSERT INTO mailboxes (id, domain, account, name, folder, uidvalidity, special_use)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", (mailbox_id, domain, account, name, folder, uidvalidity, special_use))
             except sqlite3.IntegrityError:
                 raise Conflict(f"mailbox {name!r} exists") from None
-            row = c.execute(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE id=?", (cur.lastrowid,)).fetchone()
+            row = c.execute(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
         return _mailbox(row)
 
     def mailbox_delete(self, mailbox_id: int) -> None:

@@ -17,10 +17,13 @@ Each change is announced on the bus as ``mailbox <id>``.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import itertools
 import logging
 import re
 from collections import OrderedDict
+from contextlib import contextmanager
 import os
 import shutil
 import socket
@@ -28,13 +31,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from ..bus import Bus
-from ..db import Conflict, Database, MailboxRecord, MessageRecord
+from ..db import Conflict, Database, MailboxRecord, MessageRecord, NotFound
 from ..fsutil import durable_batch, fsync_dir, write_new_file
 
-__all__ = ["Delivery", "Mailstore", "MailboxNameError", "SPECIAL_USE", "topic"]
+__all__ = ["Delivery", "Mailstore", "MailboxNameError", "MailboxNameTooLong", "SPECIAL_USE", "topic"]
 
 log = logging.getLogger("waypost.mailstore")
 
@@ -47,8 +50,14 @@ SPECIAL_USE = (("Drafts", "\\Drafts"), ("Sent", "\\Sent"), ("Junk", "\\Junk"), (
 _INFO_FLAGS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
 _FLAG_INFO = {v: k for k, v in _INFO_FLAGS.items()}
 
-#: Mailbox listings kept in memory per process (see ``Mailstore.listing``).
+#: Mailbox listings kept in memory per process (see ``Mailstore.listing``), and the
+#: message records they may hold in all unless told otherwise (``storage.listing_cache``).
 _MAX_LISTINGS = 32
+LISTING_CACHE = 200_000
+#: Maildir directories this process knows to exist, and mailboxes whose directories it
+#: scanned: a few hundred bytes each, bounded all the same (least recently used go).
+_MAX_KNOWN_DIRS = 4096
+_MAX_SCANNED = 4096
 
 #: Mailbox names: at most this many octets (UTF-8), levels, and octets per level.
 MAX_NAME = 512
@@ -58,6 +67,10 @@ SEPARATOR = "/"
 
 class MailboxNameError(ValueError):
     """The name cannot be a mailbox (empty level, control character, too long, ...)."""
+
+
+class MailboxNameTooLong(MailboxNameError):
+    """The name is valid but longer than the file system can hold as a directory."""
 
 
 #: The bus topic that makes every worker drop its cached listings.
@@ -136,8 +149,9 @@ def info_of(flags: Sequence[str]) -> str:
 
 class Mailstore:
     def __init__(self, root: Path, hostname: str | None = None, db: Database | None = None,
-                 bus: Bus | None = None) -> None:
+                 bus: Bus | None = None, listing_cache: int = LISTING_CACHE) -> None:
         self.root = root
+        self._listing_cache = listing_cache
         self.db = db
         self.bus = bus
         # Maildir unique names: time.MusecPpidQn.host (the "/" and ":" of a host
@@ -145,17 +159,28 @@ class Mailstore:
         host = hostname or socket.gethostname()
         self._host = host.replace("/", "\\057").replace(":", "\\072")
         self._counter = itertools.count()
-        self._known: set[Path] = set()
+        # Maildirs made or seen by this process: a hint only, checked with one stat at
+        # each use, since another worker may delete or rename them (and make them again).
+        self._known: OrderedDict[Path, None] = OrderedDict()
+        # The longest directory name the file system takes (NAME_MAX, 255 on most).
+        try:
+            self._name_max = os.pathconf(root if root.exists() else "/", "PC_NAME_MAX")
+        except (OSError, ValueError):
+            self._name_max = 255
+        self._held = threading.local()  # account locks this thread holds (re-entrant)
         self._lock = threading.Lock()
         # Two threads bringing one mailbox's index up to date (a login warming INBOX,
         # the SELECT that follows) take turns: the second then finds nothing to do.
         self._sync_locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
         self._account_locks = [threading.RLock() for _ in range(_LOCK_STRIPES)]
-        self._scanned: dict[int, tuple[int, int]] = {}  # mailbox id -> (new, cur) mtimes last synced
+        # mailbox id -> (new, cur) mtimes last synced (ids are never reused)
+        self._scanned: OrderedDict[int, tuple[int, int]] = OrderedDict()
         # mailbox id -> (index state, its messages): the last listing this process read,
         # shared by its sessions while the mailbox does not change (records are never
         # modified in place).
+        # Bounded by entries and by message records in all (``_keep_listing``).
         self._listings: OrderedDict[int, tuple[tuple[int, int, int], list[MessageRecord]]] = OrderedDict()
+        self._listed = 0  # message records in _listings
 
     # -- paths and names --------------------------------------------------------------
 
@@ -173,9 +198,16 @@ class Mailstore:
 
     def ensure(self, path: Path) -> None:
         """Create the Maildir (0700) if needed; every directory created is made durable
-        in its parent, so a new mailbox survives a power cut like its first message."""
+        in its parent, so a new mailbox survives a power cut like its first message.
+
+        A directory this process made before is checked with one stat: another worker
+        may have deleted it since (DELETE, RENAME), and the same path may be a new
+        mailbox now."""
         if path in self._known:
-            return
+            if os.path.isdir(path / "tmp"):
+                return
+            with self._lock:
+                self._known.pop(path, None)
         created: list[Path] = []
         for parent in reversed([path, *path.parents]):
             if not parent.exists() and self.root in (parent, *parent.parents):
@@ -188,7 +220,49 @@ class Mailstore:
         for d in {c.parent for c in created}:
             fsync_dir(d)
         with self._lock:
-            self._known.add(path)
+            self._known[path] = None
+            while len(self._known) > _MAX_KNOWN_DIRS:
+                self._known.popitem(last=False)
+
+    def _forget_dir(self, path: Path) -> None:
+        with self._lock:
+            self._known.pop(path, None)
+
+    def check_folder(self, name: str) -> str:
+        """The Maildir++ folder of mailbox ``name``, which must fit in one directory
+        name of the file system (a folder holds every level of the name)."""
+        folder = folder_of(name)
+        if len(os.fsencode(folder)) > self._name_max:
+            raise MailboxNameTooLong(
+                f"the mailbox name is too long for the file system ({self._name_max} octets for all levels)")
+        return folder
+
+    @contextmanager
+    def account_locked(self, domain: str, account: str) -> Iterator[None]:
+        """Hold the account's mailbox lock: CREATE, DELETE and RENAME of its mailboxes
+        run one at a time across threads, sessions and worker processes (an exclusive
+        ``flock`` on the account's directory, re-entrant within a thread)."""
+        key = (domain, account)
+        held: dict[tuple[str, str], int] = self._held.__dict__.setdefault("held", {})
+        if held.get(key):
+            held[key] += 1
+            try:
+                yield
+            finally:
+                held[key] -= 1
+            return
+        path = self.account_path(domain, account)
+        self.ensure(path)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held[key] = 1
+            try:
+                yield
+            finally:
+                held.pop(key, None)
+        finally:
+            os.close(fd)  # releases the lock
 
     def unique_name(self, size: int) -> str:
         now = time.time()
@@ -253,7 +327,7 @@ class Mailstore:
 
     def _create(self, domain: str, account: str, name: str, special_use: str = "") -> MailboxRecord:
         db = self._db()
-        folder = folder_of(name)
+        folder = self.check_folder(name)
         self.ensure(self.account_path(domain, account) / folder)
         try:
             return db.mailbox_create(domain, account, name, folder, _uidvalidity(), special_use)
@@ -276,72 +350,98 @@ class Mailstore:
 
     def create(self, domain: str, account: str, name: str) -> MailboxRecord:
         """Create a mailbox (and its missing parents, RFC 3501 §6.3.3).  Raises
-        ``Conflict`` when it exists, ``MailboxNameError`` for a bad name."""
+        ``Conflict`` when it exists, ``MailboxNameError`` for a bad name
+        (``MailboxNameTooLong`` for one the file system cannot hold)."""
         name = normalize_name(name)
+        folder = self.check_folder(name)
         self.ensure_account(domain, account)
         db = self._db()
-        if db.mailbox_get(domain, account, name) is not None:
-            raise Conflict(f"mailbox {name!r} exists")
-        levels = name.split(SEPARATOR)
-        for i in range(1, len(levels)):
-            parent = SEPARATOR.join(levels[:i])
-            if db.mailbox_get(domain, account, parent) is None:
-                self._create(domain, account, parent)
-        folder = folder_of(name)
-        self.ensure(self.account_path(domain, account) / folder)
-        return db.mailbox_create(domain, account, name, folder, _uidvalidity())
+        with self.account_locked(domain, account):
+            if db.mailbox_get(domain, account, name) is not None:
+                raise Conflict(f"mailbox {name!r} exists")
+            levels = name.split(SEPARATOR)
+            for i in range(1, len(levels)):
+                parent = SEPARATOR.join(levels[:i])
+                if db.mailbox_get(domain, account, parent) is None:
+                    self._create(domain, account, parent)
+            self.ensure(self.account_path(domain, account) / folder)
+            return db.mailbox_create(domain, account, name, folder, _uidvalidity())
+
+    def _current(self, box: MailboxRecord) -> MailboxRecord:
+        """``box`` as the index has it now (under the account lock): NotFound when it
+        was deleted or renamed by another session since the caller looked it up."""
+        current = self._db().mailbox_by_id(box.id)
+        if current is None or current.name != box.name or current.uidvalidity != box.uidvalidity:
+            raise NotFound(f"mailbox {box.name!r}")
+        return current
 
     def delete(self, box: MailboxRecord) -> None:
-        """Delete a mailbox and its messages (not INBOX; RFC 3501 §6.3.4)."""
+        """Delete a mailbox and its messages (not INBOX; RFC 3501 §6.3.4).  Raises
+        NotFound when it is gone already, Conflict when it has children."""
         if box.name == "INBOX":
             raise MailboxNameError("INBOX cannot be deleted")
-        path = self.box_path(box)
-        self._db().mailbox_delete(box.id)
-        self._scanned.pop(box.id, None)
-        self._db().set_mark(f"maildir-scan:{box.id}", None)
-        with self._lock:
-            self._known.discard(path)
-        # The index row goes first: a crash now leaves a directory without a row,
-        # which nothing lists; the next CREATE of that name reuses the directory.
-        shutil.rmtree(path, ignore_errors=True)
-        fsync_dir(path.parent)
+        db = self._db()
+        with self.account_locked(box.domain, box.account):
+            box = self._current(box)
+            if any(b.name.startswith(box.name + SEPARATOR) for b in db.mailbox_list(box.domain, box.account)):
+                raise Conflict(f"mailbox {box.name!r} has children")
+            path = self.box_path(box)
+            db.mailbox_delete(box.id)
+            self._scanned.pop(box.id, None)
+            self._drop_listing(box.id)
+            db.set_mark(f"maildir-scan:{box.id}", None)
+            self._forget_dir(path)
+            # The index row goes first: a crash now leaves a directory without a row,
+            # which nothing lists; the next CREATE of that name reuses the directory.
+            shutil.rmtree(path, ignore_errors=True)
+            fsync_dir(path.parent)
         self.changed(box)
 
     def rename(self, box: MailboxRecord, new_name: str) -> MailboxRecord:
         """Rename a mailbox and its children (RFC 3501 §6.3.5).  Renaming INBOX moves
-        its messages into the new mailbox and leaves INBOX empty."""
+        its messages into the new mailbox and leaves INBOX empty.  Raises NotFound
+        when ``box`` was deleted or renamed meanwhile, Conflict when the name is taken."""
         new_name = normalize_name(new_name)
+        self.check_folder(new_name)
         db = self._db()
-        if db.mailbox_get(box.domain, box.account, new_name) is not None:
-            raise Conflict(f"mailbox {new_name!r} exists")
-        if new_name == box.name or new_name.startswith(box.name + SEPARATOR):
-            raise MailboxNameError("a mailbox cannot be renamed into itself")
-        if box.name == "INBOX":
-            target = self.create(box.domain, box.account, new_name)
-            msgs = self.messages(box)
-            self.copy(box, msgs, target)
-            self.expunge(box, msgs)
-            return target
-        levels = new_name.split(SEPARATOR)
-        for i in range(1, len(levels)):
-            parent = SEPARATOR.join(levels[:i])
-            if db.mailbox_get(box.domain, box.account, parent) is None:
-                self._create(box.domain, box.account, parent)
-        moved = [box] + [b for b in db.mailbox_list(box.domain, box.account)
-                         if b.name.startswith(box.name + SEPARATOR)]
-        base = self.account_path(box.domain, box.account)
-        out = box
-        for b in moved:
-            name = new_name + b.name[len(box.name):]
-            folder = folder_of(name)
-            os.rename(base / b.folder, base / folder)
-            with self._lock:
-                self._known.discard(base / b.folder)
-            renamed = db.mailbox_rename(b.id, name, folder)
-            if b.id == box.id:
-                out = renamed
-            self.changed(b)
-        fsync_dir(base)
+        with self.account_locked(box.domain, box.account):
+            box = self._current(box)
+            if db.mailbox_get(box.domain, box.account, new_name) is not None:
+                raise Conflict(f"mailbox {new_name!r} exists")
+            if new_name == box.name or new_name.startswith(box.name + SEPARATOR):
+                raise MailboxNameError("a mailbox cannot be renamed into itself")
+            moved = [box] + [b for b in db.mailbox_list(box.domain, box.account)
+                             if b.name.startswith(box.name + SEPARATOR)]
+            for b in moved:  # every new name must fit before anything moves
+                self.check_folder(new_name + b.name[len(box.name):])
+            if box.name == "INBOX":
+                target = self.create(box.domain, box.account, new_name)
+                msgs = self.messages(box)
+                self.copy(box, msgs, target)
+                self.expunge(box, msgs)
+                return target
+            levels = new_name.split(SEPARATOR)
+            for i in range(1, len(levels)):
+                parent = SEPARATOR.join(levels[:i])
+                if db.mailbox_get(box.domain, box.account, parent) is None:
+                    self._create(box.domain, box.account, parent)
+            base = self.account_path(box.domain, box.account)
+            out = box
+            for b in moved:
+                name = new_name + b.name[len(box.name):]
+                folder = folder_of(name)
+                try:
+                    os.rename(base / b.folder, base / folder)
+                except FileNotFoundError:
+                    # No directory (a crash between a DELETE's two steps, or files
+                    # removed by hand): the mailbox is empty; it gets its directory.
+                    self.ensure(base / folder)
+                self._forget_dir(base / b.folder)
+                renamed = db.mailbox_rename(b.id, name, folder)
+                if b.id == box.id:
+                    out = renamed
+                self.changed(b)
+            fsync_dir(base)
         return out
 
     # -- subscriptions ------------------------------------------------------------------
@@ -390,7 +490,7 @@ class Mailstore:
         shared = f"maildir-scan:{box.id}"
         if not force and db.get_mark(shared) == list(key):
             # Another worker scanned these very directories: nothing new since.
-            self._scanned[box.id] = key
+            self._scanned_at(box, key)
             return False
         on_disk: dict[str, str] = {}
         for sub in ("new", "cur"):
@@ -414,11 +514,20 @@ class Mailstore:
                 self._extend_listing(box, state, listed, added)
         if gone:
             db.message_expunge(box.id, gone)
-        self._scanned[box.id] = key
+        self._scanned_at(box, key)
         db.set_mark(shared, list(key))
         if fresh or gone:
             self.changed(box)
         return bool(fresh or gone)
+
+    def _scanned_at(self, box: MailboxRecord, key: tuple[int, int]) -> None:
+        self._scanned[box.id] = key
+        self._scanned.move_to_end(box.id)
+        while len(self._scanned) > _MAX_SCANNED:
+            try:
+                self._scanned.popitem(last=False)
+            except KeyError:  # emptied by another thread meanwhile
+                break
 
     def sized(self, box: MailboxRecord, msgs: Sequence[MessageRecord]) -> dict[int, MessageRecord]:
         """The messages among ``msgs`` whose size was not checked yet (files another
@@ -444,12 +553,35 @@ class Mailstore:
             self._db().message_set_sizes(box.id, checked)
             if self.bus is not None:
                 self.bus.publish(LISTINGS_TOPIC)  # every worker drops its listings
-        self._listings.pop(box.id, None)
+        self._drop_listing(box.id)
         return out
 
     def forget_listings(self) -> None:
         """Drop the listings this process keeps (sizes were checked elsewhere)."""
-        self._listings.clear()
+        with self._lock:
+            self._listings.clear()
+            self._listed = 0
+
+    def _keep_listing(self, mailbox_id: int, entry: tuple[tuple[int, int, int], list[MessageRecord]]) -> None:
+        """Cache a listing; the least recently used go while there are more than
+        ``_MAX_LISTINGS`` or more than ``listing_cache`` message records in all (the
+        newest is kept even alone above the bound: its sessions hold it anyway)."""
+        with self._lock:
+            old = self._listings.pop(mailbox_id, None)
+            if old is not None:
+                self._listed -= len(old[1])
+            self._listings[mailbox_id] = entry
+            self._listed += len(entry[1])
+            while len(self._listings) > 1 and (len(self._listings) > _MAX_LISTINGS
+                                               or self._listed > self._listing_cache):
+                _, dropped = self._listings.popitem(last=False)
+                self._listed -= len(dropped[1])
+
+    def _drop_listing(self, mailbox_id: int) -> None:
+        with self._lock:
+            old = self._listings.pop(mailbox_id, None)
+            if old is not None:
+                self._listed -= len(old[1])
 
     def messages(self, box: MailboxRecord) -> list[MessageRecord]:
         return list(self.listing(box)[1])
@@ -463,7 +595,7 @@ class Mailstore:
             return
         expected = (added[-1].uid + 1, added[0].modseq, state[2] + len(added))
         if self._db().mailbox_state(box.id) == expected:
-            self._listings[box.id] = (expected, listed + added)
+            self._keep_listing(box.id, (expected, listed + added))
 
     def listing(self, box: MailboxRecord) -> tuple[tuple[int, int, int], list[MessageRecord]]:
         """(state, messages by UID): the index state read first, then the messages, so
@@ -479,9 +611,7 @@ class Mailstore:
                 pass
             return cached
         entry = (state, db.message_list(box.id))
-        self._listings[box.id] = entry
-        while len(self._listings) > _MAX_LISTINGS:
-            self._listings.popitem(last=False)
+        self._keep_listing(box.id, entry)
         return entry
 
     def read(self, box: MailboxRecord, msg: MessageRecord) -> bytes:
@@ -522,7 +652,11 @@ class Mailstore:
         os.rename(tmp, final)
         fsync_dir(path / "cur")
         when = internaldate if internaldate is not None else time.time()
-        [msg] = self._db().message_add(box.id, [(name, "cur", tuple(dict.fromkeys(flags)), len(data), when)])
+        try:
+            [msg] = self._db().message_add(box.id, [(name, "cur", tuple(dict.fromkeys(flags)), len(data), when)])
+        except NotFound:  # the mailbox was deleted meanwhile: the file goes with it
+            _unlink(final)
+            raise
         self.changed(box)
         return msg
 

@@ -8,6 +8,7 @@ import asyncio
 import logging
 from typing import Any, TYPE_CHECKING
 
+from ...db import NotFound
 from ...log import event
 from ...mailstore.access import MailboxRef
 from ..proto import (
@@ -178,6 +179,8 @@ async def append(conn: Connection, cmd: Append) -> Tagged:
         msg = await asyncio.to_thread(conn.store.append, box, cmd.message, flags, when)
         if private_seen and conn.store.db is not None:
             conn.store.db.seen_set(box.id, conn.access.address, [msg.uid], True)
+    except NotFound:  # deleted by another session meanwhile (RFC 3501 §6.3.11)
+        return Tagged(cmd.tag, "NO", "No such mailbox", Codes.TRYCREATE)
     except OSError as e:
         event(log, "imap-append-failed", level=logging.ERROR, peer=conn.peer, error=e.strerror or str(e))
         return Tagged(cmd.tag, "NO", "Cannot store the message", Codes.SERVERBUG)

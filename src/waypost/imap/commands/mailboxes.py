@@ -12,8 +12,8 @@ import asyncio
 import re
 from typing import Any, TYPE_CHECKING
 
-from ...db import Conflict
-from ...mailstore import SEPARATOR, MailboxNameError
+from ...db import Conflict, NotFound
+from ...mailstore import SEPARATOR, MailboxNameError, MailboxNameTooLong
 from ..proto import Codes, Create, Delete, List, ListData, Lsub, LsubData, Rename, StatusData, Subscribe, Tagged
 from ..proto import Code, Untagged, Unsubscribe
 from ..proto.state import State
@@ -47,6 +47,8 @@ async def create(conn: Connection, cmd: Create) -> Tagged:
         box = await asyncio.to_thread(conn.store.create, domain, account, mailbox)
     except Conflict:
         return Tagged(cmd.tag, "NO", "Mailbox exists", Codes.ALREADYEXISTS)
+    except MailboxNameTooLong as e:
+        return Tagged(cmd.tag, "NO", f"Mailbox name too long: {e}", Codes.LIMIT)
     except MailboxNameError as e:
         return Tagged(cmd.tag, "NO", f"Invalid mailbox name: {e}", Codes.CANNOT)
     if cmd.special_use and conn.store.db is not None:
@@ -96,7 +98,12 @@ async def delete(conn: Connection, cmd: Delete) -> Tagged:
                 if b.name.startswith(box.name + SEPARATOR)]
     if children:
         return Tagged(cmd.tag, "NO", "Mailbox has children; delete them first", Codes.INUSE)
-    await asyncio.to_thread(conn.store.delete, box)
+    try:
+        await asyncio.to_thread(conn.store.delete, box)
+    except NotFound:  # deleted or renamed by another session meanwhile
+        return no_mailbox(cmd.tag)
+    except Conflict:
+        return Tagged(cmd.tag, "NO", "Mailbox has children; delete them first", Codes.INUSE)
     if conn.selected is not None and conn.selected.box.id == box.id:
         # RFC 3501 allows deleting the selected mailbox; nothing is selected then
         # (RFC 7162 §3.2.11's [CLOSED] says so to the client).
@@ -122,10 +129,14 @@ async def rename(conn: Connection, cmd: Rename) -> Tagged:
         if not conn.access.is_owner_of(where) and not _may_create(conn, where):
             return no_permission(cmd.tag, "k")
         await asyncio.to_thread(conn.store.rename, ref.box, where[2])
+    except NotFound:  # deleted or renamed by another session meanwhile
+        return no_mailbox(cmd.tag)
+    except MailboxNameTooLong as e:
+        return Tagged(cmd.tag, "NO", f"Mailbox name too long: {e}", Codes.LIMIT)
+    except Conflict:  # a ValueError too
+        return Tagged(cmd.tag, "NO", "Mailbox exists", Codes.ALREADYEXISTS)
     except ValueError as e:  # MailboxNameError too
         return Tagged(cmd.tag, "NO", f"Invalid mailbox name: {e}", Codes.CANNOT)
-    except Conflict:
-        return Tagged(cmd.tag, "NO", "Mailbox exists", Codes.ALREADYEXISTS)
     return Tagged(cmd.tag, "OK", "RENAME completed")
 
 

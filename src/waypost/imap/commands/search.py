@@ -34,10 +34,16 @@ if TYPE_CHECKING:
     from ..server import Connection
     from ..session import Selected
 
-#: Octets of lower-cased header blocks a worker keeps, over all mailboxes.
+#: Octets of lower-cased header blocks a worker keeps, over all mailboxes, unless
+#: ``imap.search_cache`` says otherwise (``set_search_cache``).
 _MEMORY_BUDGET = 64 << 20
+#: Mailboxes with headers in memory, however small.
+_MEMORY_BOXES = 1024
 #: Per cached message, besides its octets (dict slot, bytes object).
 _ENTRY_OVERHEAD = 100
+#: Per message of a joined copy (``_Lowered.scan``), besides its octets: two list slots
+#: and an int.
+_JOINED_OVERHEAD = 50
 #: A header is read in pieces of at least this size until its empty line.
 _READ_CHUNK = 8192
 #: Fetching every cached header of a mailbox beats asking for this many by UID.
@@ -54,7 +60,7 @@ class _Lowered:
     def __init__(self) -> None:
         self.headers: dict[int, bytes] = {}
         self.odd: set[int] = set()
-        self.size = 0
+        self.size = 0  # octets held, the joined copy included
         self._joined: tuple[bytes, list[int], list[int]] | None = None
 
     def add(self, uid: int, block: bytes) -> None:
@@ -64,13 +70,18 @@ class _Lowered:
         if not mime.plain_header(block):
             self.odd.add(uid)
         self.size += len(block) + _ENTRY_OVERHEAD
-        self._joined = None
+        self._unjoin()
+
+    def _unjoin(self) -> None:
+        if self._joined is not None:
+            self.size -= len(self._joined[0]) + _JOINED_OVERHEAD * len(self._joined[1])
+            self._joined = None
 
     def drop_except(self, live: dict[int, Any]) -> None:
         for uid in [u for u in self.headers if u not in live]:
             self.size -= len(self.headers.pop(uid)) + _ENTRY_OVERHEAD
             self.odd.discard(uid)
-        self._joined = None
+        self._unjoin()
 
     def scan(self, needle: bytes) -> list[int]:
         """The UIDs whose lower-cased header holds ``needle``, ascending."""
@@ -82,6 +93,7 @@ class _Lowered:
                 starts.append(at)
                 at += len(self.headers[uid]) + 1
             self._joined = (b"\n".join(self.headers[u] for u in order), starts, order)
+            self.size += len(self._joined[0]) + _JOINED_OVERHEAD * len(starts)
         joined, starts, order = self._joined
         out: list[int] = []
         find, headers, last = joined.find, self.headers, len(starts) - 1
@@ -101,7 +113,8 @@ class _Lowered:
 
 class _Memory:
     """``_Lowered`` per (mailbox id, UIDVALIDITY), least recently used dropped first
-    when they hold more than ``budget`` octets."""
+    when they hold more than ``budget`` octets (their joined copies included) or
+    there are more than ``_MEMORY_BOXES`` of them."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
@@ -116,12 +129,18 @@ class _Memory:
 
     def trim(self) -> None:
         total = sum(b.size for b in self.boxes.values())
-        while total > self.budget and self.boxes:
+        while (total > self.budget or len(self.boxes) > _MEMORY_BOXES) and self.boxes:
             _, dropped = self.boxes.popitem(last=False)
             total -= dropped.size
 
 
 _MEMORY = _Memory(_MEMORY_BUDGET)
+
+
+def set_search_cache(budget: int) -> None:
+    """The octets of headers this worker keeps for SEARCH (``imap.search_cache``)."""
+    _MEMORY.budget = budget
+    _MEMORY.trim()
 
 
 def _read_header(path: str) -> bytes | None:
@@ -298,6 +317,7 @@ def _narrow(lowered: _Lowered, flt: mime.HeaderFilter) -> list[int]:
         found.update(lowered.scan(needle))
         if plain_only:
             found |= lowered.odd
+    _MEMORY.trim()  # the joined copy counts
     uids = sorted(found)
     headers, odd = lowered.headers, lowered.odd
     for clause in rest:

@@ -79,14 +79,21 @@ def _sqlite_problem(path: Path) -> str | None:
         # Through SQLite, never a plain open(): closing any descriptor of the file would
         # drop the POSIX locks that this process's connections hold on it
         # (https://sqlite.org/howtocorrupt.html §2.2).
-        try:
-            conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+        # A full disk cannot make the -shm file that a WAL reader needs; the file is then
+        # read as it is (immutable), as SQLiteDatabase itself does, so that read-only
+        # commands (queue list) still work.
+        first: sqlite3.Error | None = None
+        for mode in ("mode=ro", "immutable=1"):
             try:
-                conn.execute("PRAGMA schema_version").fetchone()
-            finally:
-                conn.close()
-        except sqlite3.Error as e:
-            return f"{path}: {e}"
+                conn = sqlite3.connect(f"{path.absolute().as_uri()}?{mode}", uri=True)
+                try:
+                    conn.execute("PRAGMA schema_version").fetchone()
+                finally:
+                    conn.close()
+                return None
+            except sqlite3.Error as e:
+                first = first or e
+        return f"{path}: {first}"
     elif not os.access(path.parent, os.W_OK):
         return f"{path}: cannot be created ({path.parent} is not writable)"
     return None

@@ -93,3 +93,25 @@ def test_remembering_can_be_turned_off(instance):
     lines = instance.expect_log(r"event=password-check account=alice@example\.test cached=no ok=yes", count=3)
     assert len(lines) == 3
     assert not instance.log_lines(r"event=password-check .*cached=yes")
+
+
+def test_a_remembered_login_does_not_lift_a_block(instance):
+    """The throttle decides first: a blocked client is refused even with the password the
+    worker remembers, and wrong passwords are still checked in full and counted."""
+    instance.configure(server={"log_level": "debug"}, imap={"plaintext_without_tls": True, "failure_delay": 0.0},
+                       auth={"free_failures": 3, "delay": 0.1, "max_delay": 0.2, "block_after": 3,
+                             "block_time": 120})
+    instance.ok("account", "add", "alice@example.test", "--password", "alice-password")
+    instance.start()
+    assert imap_login(instance, "alice@example.test", "alice-password")
+    assert imap_login(instance, "alice@example.test", "alice-password")
+    instance.expect_log(r"event=password-check account=alice@example\.test cached=yes ok=yes")
+    for i in range(3):
+        assert not imap_login(instance, "alice@example.test", f"wrong-{i}")
+    instance.expect_log(r"event=password-check account=alice@example\.test cached=no ok=no", count=3)
+    assert not imap_login(instance, "alice@example.test", "alice-password")
+    instance.expect_log(r"event=auth-failed proto=imap client=127\.0\.0\.1 login=alice@example\.test reason=blocked$")
+    instance.ok("auth", "unblock", "127.0.0.1")
+    instance.ok("auth", "unblock", "alice@example.test")
+    assert imap_login(instance, "alice@example.test", "alice-password")
+    instance.expect_log(r"event=password-check account=alice@example\.test cached=yes ok=yes", count=2)

@@ -52,6 +52,19 @@ def test_hit_then_miss_after_a_password_change(directory):
     assert not cache.known(directory.get("alice@example.test"), "alice-password")
 
 
+def test_a_change_made_by_another_process_misses_at_its_next_look_up(tmp_path, directory):
+    """A worker reads the record through its own ``Database`` (which keeps rows under the
+    shared change token); the CLI changes the password through another one."""
+    worker = Directory(SQLiteDatabase(tmp_path / "w.db"), "example.test", hasher=FAST)
+    cache = VerifiedLogins(size=10, ttl=300.0, clock=Clock())
+    alice = worker.get("alice@example.test")
+    assert worker.verify_password(alice, "alice-password")
+    cache.remember(alice, "alice-password")
+    assert cache.known(worker.get("alice@example.test"), "alice-password")  # (read from the worker's cache)
+    directory.update("alice@example.test", "account", {"password": "new-password"})  # the CLI
+    assert not cache.known(worker.get("alice@example.test"), "alice-password")
+
+
 def test_a_disabled_account_is_never_a_hit(directory):
     cache = VerifiedLogins(size=10, ttl=300.0, clock=Clock())
     cache.remember(directory.get("alice@example.test"), "alice-password")

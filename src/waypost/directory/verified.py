@@ -11,8 +11,10 @@ Why this never outlives what it describes, in any process (STYLE.md point 13): t
 stored hash is part of the key, and argon2 hashes are salted, so a password change made
 anywhere (the CLI, the web admin, another worker or node) makes a new hash and every
 digest made with the old one misses, in every worker, as soon as the directory shows the
-new record.  The directory never caches (each login reads the account row afresh), so
-that is at once.  A disabled or deleted account is refused before the cache is asked.
+new record.  Each login looks the account up afresh (``Database.get_object``, whose
+in-process copy is dropped by the shared change token, ``waypost.db-changes``, at any
+directory write), so that is at once.  A disabled or deleted account is refused before
+the cache is asked.
 
 Only successes are remembered; a wrong password misses and gets the full check (and is
 counted by the login throttle like any other failure).  The cache is asked only for an

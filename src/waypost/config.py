@@ -137,6 +137,11 @@ class AuthSettings:
     window: float = _s(3600.0, "Seconds after the last failure when a client's or an account's count starts again.")
     known_client_days: float = _s(60.0, "An address from which an account logged in within this many days is known: "
                                         "the account's failures (a guessing attack) do not slow or block it there.")
+    verified_cache_size: int = _s(10000, "Successful logins each worker remembers (a keyed digest of account, stored "
+                                         "hash and password, in memory only), so that a client logging in again "
+                                         "skips the argon2id check; 0 = off.")
+    verified_cache_ttl: float = _s(300.0, "Seconds a successful login is remembered; a password change ends it at once "
+                                          "in every worker; 0 = off.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +342,8 @@ def _validate(s: Settings) -> None:
     a = s.auth
     if a.free_failures < 0 or a.block_after <= 0:
         raise ConfigError("auth.free_failures and auth.block_after: expected 0 or more, and 1 or more")
-    for name in ("delay", "max_delay", "block_time", "window", "known_client_days"):
+    for name in ("delay", "max_delay", "block_time", "window", "known_client_days", "verified_cache_size",
+                 "verified_cache_ttl"):
         if getattr(a, name) < 0:
             raise ConfigError(f"auth.{name}: must not be negative")
     if s.server.listen_backlog <= 0:

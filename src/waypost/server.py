@@ -32,6 +32,7 @@ from .datadir import owned_by_others, switch_user, user_ids
 from .db import ObjectRecord, database_problem, open_database
 from .directory import Directory
 from .directory.throttle import LoginThrottle, ThrottlePolicy, log_auth_failed
+from .directory.verified import VerifiedLogins
 from .log import configure_logging, event
 from .bus import Bus
 from .imap.proto import Params
@@ -253,6 +254,9 @@ class Server:
         a = settings.auth
         self.throttle = LoginThrottle(self.db, ThrottlePolicy(a.free_failures, a.delay, a.max_delay, a.block_after,
                                                               a.block_time, a.window, a.known_client_days))
+        # Successful checks remembered for a while (see VerifiedLogins: keyed by the
+        # stored hash, which a password change replaces in every worker at once).
+        self._verified = VerifiedLogins(a.verified_cache_size, a.verified_cache_ttl)
 
     def _own_addresses(self) -> list[str]:
         return own_addresses(self.settings)
@@ -317,7 +321,7 @@ class Server:
                 # Spend the same time as a real check, so that names cannot be probed.
                 if self._dummy is None:
                     self._dummy = ObjectRecord("", "", "account", {"password": self.directory.hash_password("x" * 16)})
-                await self._verify(self._dummy, password)
+                await self._verify(self._dummy, password, remember=False)
                 return False
             if warm and account.kind == "account" and account.data.get("enabled", True):
                 self._warm_inbox(account.domain, account.name)
@@ -406,10 +410,24 @@ class Server:
         event(log, "minger-lookup", address=address, answers=",".join(f"{h}={a}" for h, a in answers.items()))
         return answers
 
-    async def _verify(self, account: ObjectRecord, password: str) -> bool:
-        """(Called holding one of ``_hash_slots``: see ``_guarded``.)"""
+    async def _verify(self, account: ObjectRecord, password: str, remember: bool = True) -> bool:
+        """(Called holding one of ``_hash_slots``, after the throttle let the attempt
+        through: see ``_guarded``.)  A password verified for the account's present hash
+        within ``auth.verified_cache_ttl`` is accepted without the argon2 check; only
+        successes are remembered.  ``remember=False`` for the dummy check of an unknown
+        name, whose timing must stay that of a full check."""
+        if remember and self._verified.known(account, password):
+            event(log, "password-check", level=logging.DEBUG, account=account.address, cached="yes", ok="yes",
+                  pid=os.getpid())
+            return True
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._hash_pool, self.directory.verify_password, account, password)
+        ok = await loop.run_in_executor(self._hash_pool, self.directory.verify_password, account, password)
+        if remember:
+            if ok:
+                self._verified.remember(account, password)
+            event(log, "password-check", level=logging.DEBUG, account=account.address, cached="no",
+                  ok="yes" if ok else "no", pid=os.getpid())
+        return bool(ok)
 
     # -- running ------------------------------------------------------------------
 

@@ -69,6 +69,9 @@ class Selected:
     owed: set[int] = field(default_factory=set)            # flags changed elsewhere, FETCH not sent yet
     arrived: list[int] = field(default_factory=list)       # new messages, EXISTS not sent yet
     deleted: bool = False                                  # the mailbox was deleted under us
+    # RFC 5182: the UIDs the last SEARCH RETURN (SAVE) found ("$"); empty when the
+    # mailbox is selected.  Expunged ones drop out where "$" is read.
+    saved: set[int] = field(default_factory=set)
 
     @classmethod
     def open(cls, store: Mailstore, box: MailboxRecord, readonly: bool, condstore: bool,
@@ -105,8 +108,15 @@ class Selected:
 
     def resolve(self, sequence: SequenceSet, uid: bool) -> list[tuple[int, int]]:
         """(sequence number, UID) of the messages a set names, in mailbox order.
-        Raises ``SequenceError`` for message numbers that do not exist."""
+        Raises ``SequenceError`` for message numbers that do not exist.  "$" (RFC
+        5182) names the saved UIDs still here, for UID commands and others alike."""
         out: list[tuple[int, int]] = []
+        if sequence.saved:
+            for u in sorted(self.saved):
+                seq = self.seq_of(u)
+                if seq is not None:
+                    out.append((seq, u))
+            return out
         if uid:
             largest = self.uids[-1] if self.uids else 0
             if not self.uids:

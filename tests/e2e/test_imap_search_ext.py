@@ -156,3 +156,126 @@ def test_esearch_with_imaplib(ext_server, esearch_box):
     assert typ == "OK"
     assert untagged(c, "ESEARCH")[0].endswith(b"COUNT 3")
     c.logout()
+
+
+# -- SORT, SORT=DISPLAY, ESORT ------------------------------------------------------------
+
+
+def _sort(r: Raw, command: str) -> bytes:
+    lines = r.cmd(command)
+    assert lines[-1].split(b" ")[1] == b"OK", lines
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def sort_boxes(ext_server):
+    """Mailboxes shaped like Dovecot imaptest's sort-* groups."""
+    c = login(ext_server, "sort")
+    # Sizes: bodies of 1, 2, 3... octets (imaptest sort-size), arrival in order.
+    c.create("SIZE")
+    for i, body in enumerate(["1", "22", "333", "4\r\n4", "555", "66", "7777", "8"], start=1):
+        append(c, "SIZE", f"Date: Sat, 24 Mar 2007 23:00:00 +0200\r\n\r\n{body}\r\n".encode(),
+               when=f'"22-Feb-2008 0{i}:06:23 +0000"')
+    # Addresses (imaptest sort-addresses): a group's name sorts as its first mailbox.
+    c.create("ADDR")
+    for hour, (frm, to, cc) in enumerate([
+            ("user2@domain2.org", "foo bar <user2@domain2.org>", "user2@domain2.org (foo bar)"),
+            ("user2@domain1.org", "user2@domain1.org", "user2: blah@domain1.org;"),
+            ("user1@domain1.org", "user1@domain1.org", "user1@domain1.org")]):
+        append(c, "ADDR", f"From: {frm}\r\nTo: {to}\r\nCc: {cc}\r\n\r\nx\r\n".encode(),
+               when=f'"22-Feb-2008 0{hour}:06:23 +0000"')
+    # Display names (imaptest sort-display-from / -to, RFC 5957).
+    c.create("DISPLAY")
+    for who in ["foo bar <a@b.c>", "b@c.d", "d", "=?iso-8859-1?q?foo_aar?= <e@f.g>",
+                "=?iso-8859-1?q?foo_car?= <f@g.h>", "a: xx@xx.org, yy@yy.org;", "z: aa@aa.org, bb@bb.org;",
+                "empty:;"]:
+        append(c, "DISPLAY", f"From: {who}\r\nTo: {who}\r\n\r\nx\r\n".encode())
+    # Subjects and dates (RFC 5256 §2.1 base subjects; §2.2 sent dates).
+    c.create("SUBJ")
+    for subject, date in [("Re: hello", "Mon, 7 Feb 1994 21:52:25 -0800"),
+                          ("hello", "Mon, 7 Feb 1994 22:52:25 -0800"),
+                          ("[list] Fwd: Apples (fwd)", "Tue, 8 Feb 1994 06:00:00 +0000"),
+                          ("=?utf-8?q?=C3=A9t=C3=A9?=", "Sun, 6 Feb 1994 00:00:00 +0000"),
+                          ("[Fwd: RE: apples]", "not a date"),
+                          ("bananas", "Mon, 7 Feb 1994 23:00:00 -0800")]:
+        append(c, "SUBJ", message(subject, date=date), when='"07-Feb-1994 12:00:00 +0000"')
+    c.logout()
+
+
+def test_sort_capabilities(ext_server):
+    c = login(ext_server, "sort")
+    caps = c.capability()[1][0].split()
+    for cap in (b"SORT", b"SORT=DISPLAY", b"ESORT"):
+        assert cap in caps
+    c.logout()
+
+
+def test_sort_size_and_arrival(ext_server, sort_boxes):
+    r = raw(ext_server, "sort", "SIZE")
+    assert _sort(r, "A1 SORT (SIZE) US-ASCII ALL") == b"* SORT 1 8 2 6 3 5 4 7"
+    assert _sort(r, "A2 SORT (REVERSE SIZE) US-ASCII ALL") == b"* SORT 4 7 3 5 2 6 1 8"
+    assert _sort(r, "A3 SORT (SIZE REVERSE ARRIVAL) US-ASCII ALL") == b"* SORT 8 1 6 2 5 3 7 4"
+    assert _sort(r, "A4 SORT (REVERSE ARRIVAL) UTF-8 1:3") == b"* SORT 3 2 1"
+    # Equal dates: message number order, also under REVERSE.
+    assert _sort(r, "A5 SORT (DATE) UTF-8 ALL") == b"* SORT 1 2 3 4 5 6 7 8"
+    assert _sort(r, "A6 SORT (REVERSE DATE) UTF-8 ALL") == b"* SORT 1 2 3 4 5 6 7 8"
+    uids = [int(u) for u in re.findall(rb"UID (\d+)", b" ".join(r.cmd("F FETCH 1:* UID")))]
+    assert _sort(r, "A7 UID SORT (SIZE) UTF-8 2:4") == b"* SORT %d %d %d" % (uids[1], uids[2], uids[3])
+    r.close()
+
+
+def test_sort_addresses(ext_server, sort_boxes):
+    r = raw(ext_server, "sort", "ADDR")
+    for key in ("FROM", "TO", "CC"):
+        assert _sort(r, f"A1 SORT ({key}) US-ASCII ALL") == b"* SORT 3 1 2", key
+        assert _sort(r, f"A2 SORT (REVERSE {key}) US-ASCII ALL") == b"* SORT 1 2 3", key
+        assert _sort(r, f"A3 SORT ({key} REVERSE ARRIVAL) US-ASCII ALL") == b"* SORT 3 2 1", key
+    r.close()
+
+
+def test_sort_display(ext_server, sort_boxes):
+    r = raw(ext_server, "sort", "DISPLAY")
+    # a (group) < b@c.d < d < empty (group) < foo aar < foo bar < foo car < z (group)
+    assert _sort(r, "A1 SORT (DISPLAYFROM) US-ASCII ALL") == b"* SORT 6 2 3 8 4 1 5 7"
+    assert _sort(r, "A2 SORT (DISPLAYTO) US-ASCII ALL") == b"* SORT 6 2 3 8 4 1 5 7"
+    assert _sort(r, "A3 SORT (REVERSE DISPLAYTO) US-ASCII ALL") == b"* SORT 7 5 1 4 8 3 2 6"
+    r.close()
+
+
+def test_sort_subject_and_date(ext_server, sort_boxes):
+    r = raw(ext_server, "sort", "SUBJ")
+    # Base subjects: apples (3, 5), bananas (6), hello (1, 2), été (4: UTF-8 octets
+    # sort after ASCII letters).
+    assert _sort(r, "A1 SORT (SUBJECT) UTF-8 ALL") == b"* SORT 3 5 6 1 2 4"
+    assert _sort(r, "A2 SORT (SUBJECT REVERSE DATE) UTF-8 ALL") == b"* SORT 3 5 6 2 1 4"
+    # Sent dates in UTC (1 05:52, 3 06:00, 2 06:52, 6 07:00 on 8 Feb); 5 has none
+    # that can be read: its internal date (7 Feb 12:00) counts.
+    assert _sort(r, "A3 SORT (DATE) UTF-8 ALL") == b"* SORT 4 5 1 3 2 6"
+    assert _sort(r, "A4 SORT (DATE) UTF-8 SUBJECT hello") == b"* SORT 1 2"
+    assert r.cmd("A5 SORT (DATE) KOI9 ALL")[0].startswith(b"A5 NO [BADCHARSET")
+    assert r.cmd("A6 SORT (BOGUS) UTF-8 ALL")[0].startswith(b"A6 BAD")
+    # The charset is not optional: "ALL" is read as one.
+    assert r.cmd("A7 SORT (DATE) ALL")[0].startswith(b"A7 NO [BADCHARSET")
+    r.close()
+
+
+def test_esort(ext_server, sort_boxes):
+    r = raw(ext_server, "sort", "SIZE")
+    # RFC 5267 §3.2: MIN and MAX are the first and last in sort order, ALL keeps it.
+    assert _sort(r, "A1 SORT RETURN (MIN MAX COUNT) (REVERSE SIZE) US-ASCII ALL") == \
+        b'* ESEARCH (TAG "A1") MIN 4 MAX 8 COUNT 8'
+    assert _sort(r, "A2 SORT RETURN (ALL) (SIZE) US-ASCII ALL") == b'* ESEARCH (TAG "A2") ALL 1,8,2,6,3,5,4,7'
+    assert _sort(r, "A3 SORT RETURN (ALL) (ARRIVAL) US-ASCII 2:5") == b'* ESEARCH (TAG "A3") ALL 2:5'
+    assert _sort(r, "A4 SORT RETURN () (ARRIVAL) US-ASCII SUBJECT nothing") == b'* ESEARCH (TAG "A4")'
+    uids = [int(u) for u in re.findall(rb"UID (\d+)", b" ".join(r.cmd("F FETCH 1:* UID")))]
+    assert _sort(r, "A5 UID SORT RETURN (MIN) (SIZE) US-ASCII ALL") == b'* ESEARCH (TAG "A5") UID MIN %d' % uids[0]
+    r.close()
+
+
+def test_sort_with_imaplib(ext_server, sort_boxes):
+    c = login(ext_server, "sort")
+    c.select("SIZE")
+    assert c.sort("(REVERSE SIZE)", "UTF-8", "ALL") == ("OK", [b"4 7 3 5 2 6 1 8"])
+    typ, data = c.uid("SORT", "(SIZE)", "UTF-8", "1:2")
+    assert typ == "OK" and len(data[0].split()) == 2
+    c.logout()

@@ -425,10 +425,11 @@ def numbers_of(sel: Selected, uids: list[int], uid: bool) -> list[int]:
 
 
 def extended(conn: Connection, tag: str, uid: bool, returns: tuple[str, ...], uids: list[int],
-             numbers: list[int], with_modseq: bool) -> None:
-    """Answer RETURN (...) (RFC 4731 §3.1; RFC 5267 §3.2 for SORT, where ``uids``
-    and ``numbers`` come in sort order): one ESEARCH response, unless SAVE is the
-    only option; SAVE keeps the result for "$" (RFC 5182 §2.4)."""
+             numbers: list[int], with_modseq: bool, in_order: bool = False) -> None:
+    """Answer RETURN (...) (RFC 4731 §3.1): one ESEARCH response, unless SAVE is the
+    only option; SAVE keeps the result for "$" (RFC 5182 §2.4).  ``in_order``: SORT
+    RETURN (RFC 5267 §3.2), ``uids`` and ``numbers`` in sort order; MIN and MAX
+    are then the first and the last in that order, and ALL keeps it."""
     sel = conn.selected
     assert sel is not None
     options = set(returns) or {"ALL"}
@@ -440,15 +441,19 @@ def extended(conn: Connection, tag: str, uid: bool, returns: tuple[str, ...], ui
         else:
             picked: set[int] = set()
             if uids and "MIN" in options:
-                picked.add(uids[numbers.index(min(numbers))])
+                picked.add(uids[0] if in_order else uids[numbers.index(min(numbers))])
             if uids and "MAX" in options:
-                picked.add(uids[numbers.index(max(numbers))])
+                picked.add(uids[-1] if in_order else uids[numbers.index(max(numbers))])
             sel.saved = picked
         options.discard("SAVE")
         if not options:
             return
-    low = min(numbers) if numbers else None
-    high = max(numbers) if numbers else None
+    if in_order:
+        low = numbers[0] if numbers else None
+        high = numbers[-1] if numbers else None
+    else:
+        low = min(numbers) if numbers else None
+        high = max(numbers) if numbers else None
     modseq: int | None = None
     if with_modseq and numbers:
         # RFC 7162 §3.1.5: the highest mod-sequence of the messages returned: all

@@ -279,3 +279,79 @@ def test_sort_with_imaplib(ext_server, sort_boxes):
     typ, data = c.uid("SORT", "(SIZE)", "UTF-8", "1:2")
     assert typ == "OK" and len(data[0].split()) == 2
     c.logout()
+
+
+# -- THREAD ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def thread_box(ext_server):
+    """A discussion: 1 <- 2 <- 4, 1 <- 3 (by In-Reply-To and References), 5 replies
+    by subject only, 6 answers a message that is not here, 7 stands alone."""
+    c = login(ext_server, "thread")
+    c.create("T")
+    for i, (subject, extra) in enumerate([
+            ("lunch", "Message-ID: <1@x>\r\n"),
+            ("Re: lunch", "Message-ID: <2@x>\r\nIn-Reply-To: <1@x>\r\n"),
+            ("Re: lunch", "Message-ID: <3@x>\r\nReferences: <1@x>\r\n"),
+            ("Re: Re: lunch", "Message-ID: <4@x>\r\nReferences: <1@x> <2@x>\r\n"),
+            ("Fwd: lunch", "Message-ID: <5@x>\r\n"),
+            ("Re: party", "Message-ID: <6@x>\r\nIn-Reply-To: <gone@x>\r\n"),
+            ("report", "Message-ID: <7@x>\r\n")], start=1):
+        append(c, "T", message(subject, date=f"Mon, {i} Mar 2004 10:00:00 +0000", extra=extra))
+    c.logout()
+    return "T"
+
+
+def test_thread_capabilities(ext_server):
+    c = login(ext_server, "thread")
+    caps = c.capability()[1][0].split()
+    assert b"THREAD=ORDEREDSUBJECT" in caps and b"THREAD=REFERENCES" in caps
+    c.logout()
+
+
+def test_thread_references(ext_server, thread_box):
+    r = raw(ext_server, "thread", thread_box)
+    assert r.cmd("A1 THREAD REFERENCES UTF-8 ALL") == [
+        b"* THREAD (1 (2 4)(3)(5))(6)(7)", b"A1 OK THREAD completed"]
+    assert r.cmd("A2 THREAD REFERENCES US-ASCII SUBJECT nothing")[0] == b"* THREAD"
+    assert r.cmd("A3 THREAD REFERENCES UTF-8 NOT 1")[0] == b"* THREAD ((2 4)(3)(5))(6)(7)"
+    uids = [int(u) for u in re.findall(rb"UID (\d+)", b" ".join(r.cmd("F FETCH 1:* UID")))]
+    assert r.cmd("A4 UID THREAD REFERENCES UTF-8 6:7")[0] == b"* THREAD (%d)(%d)" % (uids[5], uids[6])
+    assert r.cmd("A5 THREAD FOO UTF-8 ALL")[0].startswith(b"A5 BAD")
+    r.close()
+
+
+def test_thread_orderedsubject(ext_server, thread_box):
+    r = raw(ext_server, "thread", thread_box)
+    # By base subject: lunch (1..5), party (6), report (7); each thread's first
+    # message is the parent of the others.
+    assert r.cmd("A1 THREAD ORDEREDSUBJECT UTF-8 ALL")[0] == b"* THREAD (1 (2)(3)(4)(5))(6)(7)"
+    assert r.cmd("A2 THREAD ORDEREDSUBJECT UTF-8 2,6")[0] == b"* THREAD (2)(6)"
+    r.close()
+
+
+def test_thread_with_imaplib(ext_server, thread_box):
+    c = login(ext_server, "thread")
+    c.select(thread_box)
+    assert c.thread("REFERENCES", "UTF-8", "ALL") == ("OK", [b"(1 (2 4)(3)(5))(6)(7)"])
+    uids = [int(u) for u in re.findall(rb"UID (\d+)", b" ".join(c.fetch("1:*", "UID")[1]))]
+    typ, data = c.uid("THREAD", "ORDEREDSUBJECT", "UTF-8", "ALL")
+    assert (typ, data) == ("OK", [b"(%d (%d)(%d)(%d)(%d))(%d)(%d)" % tuple(uids)])
+    c.logout()
+
+
+def test_thread_after_expunge(ext_server):
+    c = login(ext_server, "thread")
+    c.create("T2")
+    for extra in ["Message-ID: <a@y>\r\n", "Message-ID: <b@y>\r\nReferences: <a@y>\r\n",
+                  "Message-ID: <c@y>\r\nReferences: <a@y> <b@y>\r\n"]:
+        append(c, "T2", message("topic", extra=extra))
+    c.logout()
+    r = raw(ext_server, "thread", "T2")
+    assert r.cmd("A1 THREAD REFERENCES UTF-8 ALL")[0] == b"* THREAD (1 2 3)"
+    r.cmd("A2 STORE 2 +FLAGS.SILENT (\\Deleted)")
+    r.cmd("A3 EXPUNGE")
+    # b is gone: c still hangs under a, through the dummy b that is pruned.
+    assert r.cmd("A4 THREAD REFERENCES UTF-8 ALL")[0] == b"* THREAD (1 2)"
+    r.close()

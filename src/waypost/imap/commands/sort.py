@@ -66,4 +66,4 @@ async def thread(conn: Connection, cmd: Thread) -> Tagged:
     return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}THREAD completed")
 
 
-HANDLERS: dict[str, Any] = {"SORT": sort}
+HANDLERS: dict[str, Any] = {"SORT": sort, "THREAD": thread}

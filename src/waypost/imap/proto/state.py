@@ -90,6 +90,7 @@ LEGAL: dict[str, frozenset[State]] = {
     "UNSELECT": _SELECTED,
     "SEARCH": _SELECTED,
     "SORT": _SELECTED,
+    "THREAD": _SELECTED,
     "FETCH": _SELECTED,
     "STORE": _SELECTED,
     "COPY": _SELECTED,

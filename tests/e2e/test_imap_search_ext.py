@@ -355,3 +355,20 @@ def test_thread_after_expunge(ext_server):
     # b is gone: c still hangs under a, through the dummy b that is pruned.
     assert r.cmd("A4 THREAD REFERENCES UTF-8 ALL")[0] == b"* THREAD (1 2)"
     r.close()
+
+
+def test_failed_save_empties_the_saved_result(ext_server, esearch_box):
+    # RFC 5182 §2.1: a SEARCH (or SORT) with SAVE that fails leaves "$" empty.
+    r = raw(ext_server, "esearch", esearch_box)
+    r.cmd("A1 SEARCH RETURN (SAVE) 1:3")
+    assert r.cmd("A2 SEARCH $")[0] == b"* SEARCH 1 2 3"
+    assert r.cmd("A3 SEARCH RETURN (SAVE) CHARSET KOI9 ALL")[0].startswith(b"A3 NO [BADCHARSET")
+    assert r.cmd("A4 SEARCH $")[0] == b"* SEARCH"
+    r.cmd("A5 SEARCH RETURN (SAVE) 1:3")
+    assert r.cmd("A6 UID SORT RETURN (SAVE) (BOGUS) UTF-8 ALL")[0].startswith(b"A6 BAD")
+    assert r.cmd("A7 SEARCH $")[0] == b"* SEARCH"
+    # Any other refused command leaves it alone.
+    r.cmd("A8 SEARCH RETURN (SAVE) 2")
+    assert r.cmd("A9 SEARCH BOGUS")[0].startswith(b"A9 BAD")
+    assert r.cmd("A10 SEARCH $")[0] == b"* SEARCH 2"
+    r.close()

@@ -43,6 +43,7 @@ from .proto import (
     parse_sasl_response,
     refusal,
 )
+from .proto.commands.selected import saves_result
 from .proto.response import ContinueRequest
 from .commands import HANDLERS, UPDATES_WITHOUT_EXPUNGE
 from .session import Account, Selected
@@ -286,6 +287,8 @@ class Connection(asyncio.Protocol):
                 continue
             except Rejected as refused:
                 self._last_continuation = None
+                if self.selected is not None and saves_result(self.buf[:self.buf.find(b"\n")]):
+                    self.selected.saved = set()  # RFC 5182 §2.1: a failed SAVE saves nothing
                 self.buf = self.buf[refused.discard:]
                 skipper = refused.skipper
                 event(log, "imap-bad", level=logging.INFO, peer=self.peer, detail=refused.message)

@@ -109,3 +109,16 @@ def test_rfc_response_serialises(response: ESearchData, wire: bytes) -> None:
 def test_saved_set_prints_as_dollar() -> None:
     assert str(SAVED) == "$"
     assert SAVED.resolve(10) == ()
+
+
+@pytest.mark.parametrize("line,saving", [
+    (b"A1 SEARCH RETURN (SAVE) BOGUS\r\n", True),
+    (b"A1 uid search return (min save) x\r\n", True),
+    (b"A1 SORT RETURN (SAVE) (FOO) UTF-8 ALL\r\n", True),
+    (b"A1 SEARCH RETURN (MIN) SAVE\r\n", False),
+    (b"A1 SEARCH SAVE\r\n", False),
+    (b"A1 FETCH 1 (SAVE)\r\n", False),
+])
+def test_saves_result_spots_a_refused_save(line: bytes, saving: bool) -> None:
+    from waypost.imap.proto.commands.selected import saves_result
+    assert saves_result(line) is saving

@@ -20,6 +20,7 @@ from .base import Command, CommandParser
 __all__ = [
     "PARSERS",
     "UID_PARSERS",
+    "saves_result",
     "Check",
     "Close",
     "Copy",
@@ -165,6 +166,15 @@ RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
 SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
 #: RFC 5256 §3.
 THREAD_ALGORITHMS = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
+
+
+_SAVING = re.compile(rb"[^ \r\n]+ (?:UID )?(?:SEARCH|SORT) RETURN \([^)\r\n]*\bSAVE\b", re.IGNORECASE)
+
+
+def saves_result(line: bytes) -> bool:
+    """Whether a command line (refused, so not parsed) asked to SAVE its result:
+    RFC 5182 §2.1 empties the saved result when such a command fails."""
+    return _SAVING.match(line) is not None
 
 
 def _return_options(r: Reader) -> tuple[str, ...] | None:

@@ -73,6 +73,7 @@ __all__ = [
     "SearchTarget",
     "bodystructure",
     "cached_body_wire",
+    "address_list",
     "cached_envelope_wire",
     "content_needed",
     "decode_header",
@@ -1047,6 +1048,11 @@ def _named_field(wanted: bytes) -> _FieldScan:
     """The values of the fields called ``wanted`` (lower case), as ``_ANY_FIELD``
     finds them, without reading the other fields."""
     return _FieldScan(re.escape(wanted) + rb"[ \t]*:" + _VALUE, re.I)
+
+
+def address_list(raw: bytes | None) -> tuple[Address, ...]:
+    """An address field's value (``header_value``) parsed as ENVELOPE parses it."""
+    return () if raw is None else _addresses(_unfold(raw))
 
 
 def decode_header(raw: bytes) -> str:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import email.utils
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 
 from . import message as mime
 from .proto import ThreadNode
-from .proto.structure import Address, Envelope
+from .proto.structure import Address
 
 __all__ = [
     "Item",
@@ -144,24 +143,31 @@ def _display(addresses: tuple[Address, ...]) -> str:
 # -- SORT -----------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
 class Item:
     """One message as SORT and THREAD see it: ``number`` is what the answer names
-    (message number or UID), ``seq`` breaks ties; ``header`` its header block."""
+    (message number or UID), ``seq`` breaks ties; ``header`` its header block, read
+    field by field as the keys need them (first occurrence, as ENVELOPE)."""
 
-    number: int
-    seq: int
-    internaldate: float
-    size: int
-    header: bytes
-    _envelope: object = field(default=None, repr=False)
+    __slots__ = ("number", "seq", "internaldate", "size", "header", "_fields")
 
-    def envelope(self) -> Envelope:
-        if self._envelope is None:
-            self._envelope = mime.envelope(self.header)
-        env = self._envelope
-        assert isinstance(env, Envelope)
-        return env
+    def __init__(self, number: int, seq: int, internaldate: float, size: int, header: bytes) -> None:
+        self.number = number
+        self.seq = seq
+        self.internaldate = internaldate
+        self.size = size
+        self.header = header
+        self._fields: dict[str, bytes | None] = {}
+
+    def field(self, name: str) -> bytes | None:
+        """The unfolded value of the first field called ``name``, or None."""
+        try:
+            return self._fields[name]
+        except KeyError:
+            value = self._fields[name] = mime.header_value(self.header, name)
+            return value
+
+    def addresses(self, name: str) -> tuple[Address, ...]:
+        return mime.address_list(self.field(name))
 
 
 def _key(name: str) -> Callable[[Item], object]:
@@ -170,19 +176,13 @@ def _key(name: str) -> Callable[[Item], object]:
     if name == "SIZE":
         return lambda m: m.size
     if name == "DATE":
-        return lambda m: sent_date(m.envelope().date, m.internaldate)
+        return lambda m: sent_date(m.field("Date"), m.internaldate)
     if name == "SUBJECT":
-        return lambda m: casemap(base_subject(m.envelope().subject)[0])
-    if name == "FROM":
-        return lambda m: casemap(_mailbox(m.envelope().from_))
-    if name == "TO":
-        return lambda m: casemap(_mailbox(m.envelope().to))
-    if name == "CC":
-        return lambda m: casemap(_mailbox(m.envelope().cc))
-    if name == "DISPLAYFROM":
-        return lambda m: casemap(_display(m.envelope().from_))
-    if name == "DISPLAYTO":
-        return lambda m: casemap(_display(m.envelope().to))
+        return lambda m: casemap(base_subject(m.field("Subject"))[0])
+    if name in ("FROM", "TO", "CC"):
+        return lambda m: casemap(_mailbox(m.addresses(name)))
+    if name in ("DISPLAYFROM", "DISPLAYTO"):
+        return lambda m: casemap(_display(m.addresses(name[7:])))
     raise ValueError(f"unknown sort key {name!r}")
 
 
@@ -215,10 +215,9 @@ class _Info:
     __slots__ = ("item", "date", "subject", "refwd")
 
     def __init__(self, item: Item) -> None:
-        env = item.envelope()
         self.item = item
-        self.date = sent_date(env.date, item.internaldate)
-        subject, self.refwd = base_subject(env.subject)
+        self.date = sent_date(item.field("Date"), item.internaldate)
+        subject, self.refwd = base_subject(item.field("Subject"))
         self.subject = casemap(subject)
 
     def order(self) -> tuple[float, int]:
@@ -322,8 +321,8 @@ def references(items: Iterable[Item]) -> list[ThreadNode]:
     boxes: list[_Box] = []
     # (1) link messages by their references.
     for info in infos:
-        env = info.item.envelope()
-        ids = _ids(env.message_id)
+        item = info.item
+        ids = _ids(item.field("Message-ID"))
         box: _Box | None = None
         if ids:
             known = table.get(ids[0])
@@ -336,9 +335,9 @@ def references(items: Iterable[Item]) -> list[ThreadNode]:
         if box is None:  # no Message-ID, or a duplicate: a unique one
             box = _Box(info)
             boxes.append(box)
-        refs = _ids(mime.header_value(info.item.header, "References"))
+        refs = _ids(item.field("References"))
         if not refs:
-            refs = _ids(env.in_reply_to)[:1]
+            refs = _ids(item.field("In-Reply-To"))[:1]
         # (1.A) each reference the parent of the next.
         prev: _Box | None = None
         for ref in refs:

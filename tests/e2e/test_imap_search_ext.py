@@ -372,3 +372,29 @@ def test_failed_save_empties_the_saved_result(ext_server, esearch_box):
     assert r.cmd("A9 SEARCH BOGUS")[0].startswith(b"A9 BAD")
     assert r.cmd("A10 SEARCH $")[0] == b"* SEARCH 2"
     r.close()
+
+
+def test_esearch_modseq_and_condstore_enabling(ext_server):
+    # imaptest esearch-condstore: FETCH MODSEQ enables CONDSTORE (RFC 7162 §3.1),
+    # answered once with [HIGHESTMODSEQ]; ESEARCH then carries MODSEQ.
+    c = login(ext_server, "esearch")
+    c.create("ESC")
+    for i in range(1, 5):
+        append(c, "ESC", message(f"condstore {i}"))
+    c.logout()
+    r = raw(ext_server, "esearch", "ESC")
+    first = r.cmd("A1 FETCH 1 MODSEQ")
+    assert first[0].startswith(b"* OK [HIGHESTMODSEQ ") and first[-1].startswith(b"A1 OK")
+    assert not r.cmd("A2 FETCH 1 MODSEQ")[0].startswith(b"* OK [HIGHESTMODSEQ")
+    modseq = {}
+    for n in (1, 3, 2, 4):
+        line = r.cmd(f"S{n} STORE {n} +FLAGS (\\Seen)")[0]
+        modseq[n] = int(re.search(rb"MODSEQ \((\d+)\)", line).group(1))
+    seen = 'MODSEQ "/flags/\\\\seen" all'
+    assert r.cmd(f"A3 SEARCH RETURN (MIN) 1:3 {seen} 1")[0] == b'* ESEARCH (TAG "A3") MIN 1 MODSEQ %d' % modseq[1]
+    assert r.cmd(f"A4 SEARCH RETURN (MAX) 1:3 {seen} 1")[0] == b'* ESEARCH (TAG "A4") MAX 3 MODSEQ %d' % modseq[3]
+    assert r.cmd(f"A5 SEARCH RETURN () 1:3 {seen} 1")[0] == b'* ESEARCH (TAG "A5") ALL 1:3 MODSEQ %d' % modseq[2]
+    assert r.cmd(f"A6 SEARCH RETURN (MIN MAX) 2:3 {seen} 1")[0] == \
+        b'* ESEARCH (TAG "A6") MIN 2 MAX 3 MODSEQ %d' % modseq[2]
+    assert r.cmd(f"A7 SEARCH RETURN (ALL) 2:3 {seen} {modseq[4]}")[0] == b'* ESEARCH (TAG "A7")'
+    r.close()

@@ -23,6 +23,7 @@ from .proto import (
     FetchData,
     FlagsData,
     FlagsItem,
+    HighestModSeq,
     ModSeqItem,
     PermanentFlags,
     RecentData,
@@ -142,6 +143,15 @@ class Selected:
         """Make the sizes of these messages (all when None) the sizes as sent."""
         msgs = [self.msgs[u] for u in (self.uids if uids is None else uids) if u in self.msgs]
         self.msgs.update(store.sized(self.box, msgs))
+
+    def enable_condstore(self) -> list[Response]:
+        """A CONDSTORE enabling command (RFC 7162 §3.1: FETCH MODSEQ or
+        CHANGEDSINCE, SEARCH MODSEQ...) with this mailbox selected: the first one
+        is answered with the mailbox's [HIGHESTMODSEQ] before its tagged reply."""
+        if self.condstore:
+            return []
+        self.condstore = True
+        return [Untagged("OK", "Highest", HighestModSeq(self.modseq))]
 
     def is_seen(self, uid: int) -> bool:
         return "\\Seen" in self.flags_of(uid)

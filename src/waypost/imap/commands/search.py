@@ -373,7 +373,7 @@ async def find(conn: Connection, criteria: SearchKey) -> Found:
     with_modseq = _mentions(key, (ModSeqKey,))
     if with_modseq:
         conn.enabled.add("CONDSTORE")
-        sel.condstore = True
+        conn.send(*sel.enable_condstore())
     all_uids, gone = sel.uids, sel.gone
     largest_seq = len(all_uids)
     largest_uid = all_uids[-1] if all_uids else 0

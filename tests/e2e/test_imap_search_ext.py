@@ -398,3 +398,15 @@ def test_esearch_modseq_and_condstore_enabling(ext_server):
         b'* ESEARCH (TAG "A6") MIN 2 MAX 3 MODSEQ %d' % modseq[2]
     assert r.cmd(f"A7 SEARCH RETURN (ALL) 2:3 {seen} {modseq[4]}")[0] == b'* ESEARCH (TAG "A7")'
     r.close()
+
+
+def test_sort_save_and_dollar(ext_server, sort_boxes):
+    r = raw(ext_server, "sort", "SIZE")
+    # SORT RETURN (SAVE MIN): the first message in sort order is saved (RFC 5182 §2.4
+    # with RFC 5267); "$" then works in SORT criteria too.
+    assert r.cmd("A1 SORT RETURN (SAVE MIN) (REVERSE SIZE) UTF-8 ALL")[0] == b'* ESEARCH (TAG "A1") MIN 4'
+    assert _sort(r, "A2 SORT (SIZE) UTF-8 $") == b"* SORT 4"
+    assert r.cmd("A3 SORT RETURN (SAVE) (SIZE) UTF-8 1:3") == [b"A3 OK SORT completed"]
+    assert _sort(r, "A4 SORT (REVERSE SIZE) UTF-8 $") == b"* SORT 3 2 1"
+    assert r.cmd("A5 THREAD ORDEREDSUBJECT UTF-8 $")[0] == b"* THREAD (1 (2)(3))"
+    r.close()

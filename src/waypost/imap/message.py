@@ -73,12 +73,15 @@ __all__ = [
     "SearchTarget",
     "bodystructure",
     "cached_body_wire",
+    "address_list",
     "cached_envelope_wire",
     "content_needed",
+    "decode_header",
     "envelope",
     "evaluate",
     "from_json",
     "header_end",
+    "header_value",
     "matcher",
     "partial",
     "plain_header",
@@ -1045,6 +1048,27 @@ def _named_field(wanted: bytes) -> _FieldScan:
     """The values of the fields called ``wanted`` (lower case), as ``_ANY_FIELD``
     finds them, without reading the other fields."""
     return _FieldScan(re.escape(wanted) + rb"[ \t]*:" + _VALUE, re.I)
+
+
+def address_list(raw: bytes | None) -> tuple[Address, ...]:
+    """An address field's value (``header_value``) parsed as ENVELOPE parses it."""
+    return () if raw is None else _addresses(_unfold(raw))
+
+
+def decode_header(raw: bytes) -> str:
+    """A field value unfolded, its RFC 2047 encoded-words decoded (SORT, THREAD)."""
+    return _decode_header(raw)
+
+
+def header_value(block: bytes, name: str) -> bytes | None:
+    """The unfolded value of the first field called ``name`` (any case) in a
+    header block, or None."""
+    wanted = name.encode("ascii", "replace").lower()
+    if not _FIELD_NAME.match(wanted):
+        return None
+    hend = _split(block, 0, len(block))[0]
+    values = _named_field(wanted).findall(block, 0, hend)
+    return _unfold(values[0]) if values else None
 
 
 class MessageView:

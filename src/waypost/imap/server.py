@@ -43,6 +43,7 @@ from .proto import (
     parse_sasl_response,
     refusal,
 )
+from .proto.commands.selected import saves_result
 from .proto.response import ContinueRequest
 from .commands import HANDLERS, UPDATES_WITHOUT_EXPUNGE
 from .session import Account, Selected
@@ -98,7 +99,8 @@ class IMAPService:
     def capabilities(self, conn: Connection) -> tuple[str, ...]:
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
                 "UNSELECT", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "ACL",
-                "RIGHTS=kxte"]
+                "RIGHTS=kxte", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY", "ESORT",
+                "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
         if conn.state is State.NOT_AUTHENTICATED:
             if self.tls_context is not None and not conn.tls:
                 caps.append("STARTTLS")
@@ -286,6 +288,8 @@ class Connection(asyncio.Protocol):
                 continue
             except Rejected as refused:
                 self._last_continuation = None
+                if self.selected is not None and saves_result(self.buf[:self.buf.find(b"\n")]):
+                    self.selected.saved = set()  # RFC 5182 §2.1: a failed SAVE saves nothing
                 self.buf = self.buf[refused.discard:]
                 skipper = refused.skipper
                 event(log, "imap-bad", level=logging.INFO, peer=self.peer, detail=refused.message)

@@ -23,6 +23,7 @@ from .proto import (
     FetchData,
     FlagsData,
     FlagsItem,
+    HighestModSeq,
     ModSeqItem,
     PermanentFlags,
     RecentData,
@@ -69,6 +70,9 @@ class Selected:
     owed: set[int] = field(default_factory=set)            # flags changed elsewhere, FETCH not sent yet
     arrived: list[int] = field(default_factory=list)       # new messages, EXISTS not sent yet
     deleted: bool = False                                  # the mailbox was deleted under us
+    # RFC 5182: the UIDs the last SEARCH RETURN (SAVE) found ("$"); empty when the
+    # mailbox is selected.  Expunged ones drop out where "$" is read.
+    saved: set[int] = field(default_factory=set)
 
     @classmethod
     def open(cls, store: Mailstore, box: MailboxRecord, readonly: bool, condstore: bool,
@@ -105,8 +109,15 @@ class Selected:
 
     def resolve(self, sequence: SequenceSet, uid: bool) -> list[tuple[int, int]]:
         """(sequence number, UID) of the messages a set names, in mailbox order.
-        Raises ``SequenceError`` for message numbers that do not exist."""
+        Raises ``SequenceError`` for message numbers that do not exist.  "$" (RFC
+        5182) names the saved UIDs still here, for UID commands and others alike."""
         out: list[tuple[int, int]] = []
+        if sequence.saved:
+            for u in sorted(self.saved):
+                seq = self.seq_of(u)
+                if seq is not None:
+                    out.append((seq, u))
+            return out
         if uid:
             largest = self.uids[-1] if self.uids else 0
             if not self.uids:
@@ -132,6 +143,15 @@ class Selected:
         """Make the sizes of these messages (all when None) the sizes as sent."""
         msgs = [self.msgs[u] for u in (self.uids if uids is None else uids) if u in self.msgs]
         self.msgs.update(store.sized(self.box, msgs))
+
+    def enable_condstore(self) -> list[Response]:
+        """A CONDSTORE enabling command (RFC 7162 §3.1: FETCH MODSEQ or
+        CHANGEDSINCE, SEARCH MODSEQ...) with this mailbox selected: the first one
+        is answered with the mailbox's [HIGHESTMODSEQ] before its tagged reply."""
+        if self.condstore:
+            return []
+        self.condstore = True
+        return [Untagged("OK", "Highest", HighestModSeq(self.modseq))]
 
     def is_seen(self, uid: int) -> bool:
         return "\\Seen" in self.flags_of(uid)

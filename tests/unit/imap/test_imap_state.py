@@ -25,7 +25,7 @@ NA, AU, SE, LO = State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED, S
 def test_every_parsed_command_is_in_the_table() -> None:
     names = {n for n in COMMANDS if n != "UID"} | {"UID EXPUNGE"}
     assert names == set(LEGAL)
-    assert set(UID_PARSERS) == {"COPY", "FETCH", "SEARCH", "STORE", "MOVE", "EXPUNGE"}
+    assert set(UID_PARSERS) == {"COPY", "FETCH", "SEARCH", "STORE", "MOVE", "EXPUNGE", "SORT", "THREAD"}
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
-from . import acl, any_state, authenticated, fetch, mailboxes, not_authenticated, search, selected
+from . import acl, any_state, authenticated, fetch, mailboxes, not_authenticated, search, selected, sort
 
 Handler = Callable[[Any, Any], Awaitable[Any]]
 
@@ -25,10 +25,12 @@ HANDLERS: dict[str, Handler] = {
     **fetch.HANDLERS,
     **acl.HANDLERS,
     **search.HANDLERS,
+    **sort.HANDLERS,
 }
 
 #: RFC 3501 §7.4.1: "An EXPUNGE response MUST NOT be sent when no command is in
 #: progress, nor while responding to a FETCH, STORE, or SEARCH command."
-UPDATES_WITHOUT_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH"})
+#: SORT and THREAD answer with message numbers as SEARCH does (RFC 5256 §3).
+UPDATES_WITHOUT_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH", "SORT", "THREAD"})
 
 __all__ = ["HANDLERS", "UPDATES_WITHOUT_EXPUNGE"]

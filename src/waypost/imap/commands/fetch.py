@@ -73,9 +73,10 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
     if Att.FLAGS in atts or cmd.changed_since is not None or any(_sets_seen(a) for a in atts):
         sel.catch_up(conn.store)  # flags as they are now
         conn.send(*sel.announce_keywords())  # RFC 3501 §7.2.6: before a FETCH shows them
-    if cmd.changed_since is not None:
+    if cmd.changed_since is not None or Att.MODSEQ in atts:
         conn.enabled.add("CONDSTORE")
-        sel.condstore = True
+        conn.send(*sel.enable_condstore())
+    if cmd.changed_since is not None:
         targets = [(s, u) for s, u in targets if sel.msgs[u].modseq > cmd.changed_since]
         if Att.MODSEQ not in atts:
             atts.append(Att.MODSEQ)

@@ -1,4 +1,5 @@
-"""SEARCH and UID SEARCH (RFC 3501 §6.4.4; CONDSTORE MODSEQ, RFC 7162 §3.1.5).
+"""SEARCH and UID SEARCH (RFC 3501 §6.4.4; CONDSTORE MODSEQ, RFC 7162 §3.1.5; RETURN
+options and ESEARCH, RFC 4731; RETURN (SAVE) and "$", RFC 5182).
 
 Keys on flags, sizes, dates, UIDs and mod-sequences are answered from the index.
 Keys on header fields (HEADER, FROM, SUBJECT, SENT*, ...) are answered from each
@@ -25,8 +26,8 @@ from typing import Any, TYPE_CHECKING
 
 from ...db import MessageRecord
 from .. import message as mime
-from ..proto import ModSeqKey, Search, SearchData, SearchKey, Tagged
-from ..proto.search import And, Larger, Not, Or, Smaller
+from ..proto import ESearchData, ModSeqKey, Search, SearchData, SearchKey, SequenceKey, SequenceSet, Tagged
+from ..proto.search import All, And, Larger, Not, Or, Smaller
 
 log = logging.getLogger("waypost.imap")
 
@@ -327,30 +328,72 @@ def _narrow(lowered: _Lowered, flt: mime.HeaderFilter) -> list[int]:
 
 
 def _evaluate(test: Any, target: _Target, sel: Selected, numbered: list[tuple[int, int]],
-              headers: dict[int, bytes] | None, uid_result: bool) -> tuple[list[int], int]:
+              headers: dict[int, bytes] | None) -> tuple[list[int], int]:
     hits: list[int] = []
     top = 0
     msgs = sel.msgs
     for seq, uid in numbered:
         m = msgs[uid]
         if test(target.at(seq, m, None if headers is None else headers.get(uid))):
-            hits.append(uid if uid_result else seq)
+            hits.append(uid)
             if m.modseq > top:
                 top = m.modseq
     return hits, top
 
 
-async def search(conn: Connection, cmd: Search) -> Tagged:
+def _saved_key(sel: Selected, key: SearchKey) -> SearchKey:
+    """``key`` with RFC 5182's "$" replaced by the UIDs it names now."""
+    if isinstance(key, SequenceKey) and key.sequence.saved:
+        live = [u for u in sel.saved if u in sel.msgs]
+        if not live:
+            return Not(All())
+        return SequenceKey(SequenceSet.from_numbers(live), uid=True)
+    if isinstance(key, Not):
+        return Not(_saved_key(sel, key.key))
+    if isinstance(key, Or):
+        return Or(_saved_key(sel, key.left), _saved_key(sel, key.right))
+    if isinstance(key, And):
+        return And(tuple(_saved_key(sel, k) for k in key.keys))
+    return key
+
+
+def _mentions_saved(key: SearchKey) -> bool:
+    if isinstance(key, SequenceKey):
+        return key.sequence.saved
+    if isinstance(key, Not):
+        return _mentions_saved(key.key)
+    if isinstance(key, Or):
+        return _mentions_saved(key.left) or _mentions_saved(key.right)
+    if isinstance(key, And):
+        return any(_mentions_saved(k) for k in key.keys)
+    return False
+
+
+class Found:
+    """What a search found: ``uids`` in mailbox order, the highest mod-sequence
+    among them (``top``), and whether the criteria named MODSEQ."""
+
+    __slots__ = ("uids", "top", "with_modseq")
+
+    def __init__(self, uids: list[int], top: int, with_modseq: bool) -> None:
+        self.uids = uids
+        self.top = top
+        self.with_modseq = with_modseq
+
+
+async def find(conn: Connection, criteria: SearchKey) -> Found:
+    """The messages of the selected mailbox that match ``criteria`` (SEARCH, SORT
+    and THREAD), flags as they are now."""
     sel = conn.selected
     assert sel is not None
     sel.catch_up(conn.store)  # search the flags as they are now
-    if _mentions(cmd.criteria, (Larger, Smaller)) and any(m.size < 0 for m in sel.msgs.values()):
+    key = _saved_key(sel, criteria) if _mentions_saved(criteria) else criteria
+    if _mentions(key, (Larger, Smaller)) and any(m.size < 0 for m in sel.msgs.values()):
         await asyncio.to_thread(sel.check_sizes, conn.store)
-    key = cmd.criteria
     with_modseq = _mentions(key, (ModSeqKey,))
     if with_modseq:
         conn.enabled.add("CONDSTORE")
-        sel.condstore = True
+        conn.send(*sel.enable_condstore())
     all_uids, gone = sel.uids, sel.gone
     largest_seq = len(all_uids)
     largest_uid = all_uids[-1] if all_uids else 0
@@ -362,7 +405,7 @@ async def search(conn: Connection, cmd: Search) -> Tagged:
     writes: list[asyncio.Future[None]] = []
     if need == mime.CONTENT_NONE:
         numbered = [(i + 1, u) for i, u in enumerate(all_uids) if u not in gone]
-        hits, top = _evaluate(test, target, sel, numbered, None, cmd.uid)
+        hits, top = _evaluate(test, target, sel, numbered, None)
     elif need == mime.CONTENT_HEADER or flt is not None:
         lowered, raw = await _lowered_headers(conn, sel, live, writes)
         if flt is None:
@@ -380,19 +423,88 @@ async def search(conn: Connection, cmd: Search) -> Tagged:
             raw.update((u, got[u]) for u in missing if u in got)
         if need == mime.CONTENT_BODY:
             # The files are read: off the event loop, as other sessions go on.
-            hits, top = await asyncio.to_thread(_evaluate, test, target, sel, numbered, raw, cmd.uid)
+            hits, top = await asyncio.to_thread(_evaluate, test, target, sel, numbered, raw)
         else:
-            hits, top = _evaluate(test, target, sel, numbered, raw, cmd.uid)
+            hits, top = _evaluate(test, target, sel, numbered, raw)
     else:
         numbered = [(i + 1, u) for i, u in enumerate(all_uids) if u not in gone]
-        hits, top = await asyncio.to_thread(_evaluate, test, target, sel, numbered, None, cmd.uid)
-    # RFC 7162 §3.1.5: with MODSEQ in the criteria, the highest mod-sequence of the
-    # messages found follows the numbers.
-    conn.send(SearchData(tuple(hits), top if with_modseq and hits else None))
+        hits, top = await asyncio.to_thread(_evaluate, test, target, sel, numbered, None)
     if writes:
         # The header blocks read from files go on into the index after the answer:
         # they are a cache (the next SEARCH finds them in memory meanwhile).
         _keep(asyncio.ensure_future(asyncio.gather(*writes, return_exceptions=True)))
+    return Found(hits, top, with_modseq)
+
+
+def numbers_of(sel: Selected, uids: list[int], uid: bool) -> list[int]:
+    """``uids`` as the client asked for them: UIDs, or message numbers."""
+    if uid:
+        return uids
+    all_uids = sel.uids
+    return [bisect_left(all_uids, u) + 1 for u in uids]
+
+
+def extended(conn: Connection, tag: str, uid: bool, returns: tuple[str, ...], uids: list[int],
+             numbers: list[int], with_modseq: bool, in_order: bool = False) -> None:
+    """Answer RETURN (...) (RFC 4731 §3.1): one ESEARCH response, unless SAVE is the
+    only option; SAVE keeps the result for "$" (RFC 5182 §2.4).  ``in_order``: SORT
+    RETURN (RFC 5267 §3.2), ``uids`` and ``numbers`` in sort order; MIN and MAX
+    are then the first and the last in that order, and ALL keeps it."""
+    sel = conn.selected
+    assert sel is not None
+    options = set(returns) or {"ALL"}
+    if "SAVE" in options:
+        # RFC 5182 §2.4: with MIN and/or MAX but neither ALL nor COUNT, only the
+        # messages these return are saved.
+        if options & {"ALL", "COUNT"} or not options & {"MIN", "MAX"}:
+            sel.saved = set(uids)
+        else:
+            picked: set[int] = set()
+            if uids and "MIN" in options:
+                picked.add(uids[0] if in_order else uids[numbers.index(min(numbers))])
+            if uids and "MAX" in options:
+                picked.add(uids[-1] if in_order else uids[numbers.index(max(numbers))])
+            sel.saved = picked
+        options.discard("SAVE")
+        if not options:
+            return
+    if in_order:
+        low = numbers[0] if numbers else None
+        high = numbers[-1] if numbers else None
+    else:
+        low = min(numbers) if numbers else None
+        high = max(numbers) if numbers else None
+    modseq: int | None = None
+    if with_modseq and numbers:
+        # RFC 7162 §3.1.5: the highest mod-sequence of the messages returned: all
+        # of them for ALL and COUNT, else those MIN and MAX name.
+        if options & {"ALL", "COUNT"}:
+            shown = uids
+        else:
+            shown = [uids[numbers.index(n)] for n in (low if "MIN" in options else None,
+                                                      high if "MAX" in options else None) if n is not None]
+        modseq = max(sel.msgs[u].modseq for u in shown if u in sel.msgs)
+    conn.send(ESearchData(
+        tag, uid,
+        min=low if "MIN" in options else None,
+        max=high if "MAX" in options else None,
+        all=tuple(numbers) if "ALL" in options and numbers else None,
+        count=len(numbers) if "COUNT" in options else None,
+        modseq=modseq,
+    ))
+
+
+async def search(conn: Connection, cmd: Search) -> Tagged:
+    sel = conn.selected
+    assert sel is not None
+    found = await find(conn, cmd.criteria)
+    numbers = numbers_of(sel, found.uids, cmd.uid)
+    if cmd.returns is None:
+        # RFC 7162 §3.1.5: with MODSEQ in the criteria, the highest mod-sequence of the
+        # messages found follows the numbers.
+        conn.send(SearchData(tuple(numbers), found.top if found.with_modseq and numbers else None))
+    else:
+        extended(conn, cmd.tag, cmd.uid, cmd.returns, found.uids, numbers, found.with_modseq)
     return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}SEARCH completed")
 
 

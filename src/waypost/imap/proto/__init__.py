@@ -2,7 +2,7 @@
 responses in, bytes out.
 
 Owns the grammar of client commands (RFC 3501 §9 and the extensions we offer:
-LITERAL+, IDLE, NAMESPACE, UIDPLUS, MOVE, ENABLE, SPECIAL-USE, LIST-EXTENDED,
+ESEARCH, SEARCHRES, SORT, ESORT, THREAD, LITERAL+, IDLE, NAMESPACE, UIDPLUS, MOVE, ENABLE, SPECIAL-USE, LIST-EXTENDED,
 LIST-STATUS, UNSELECT, ID, SASL-IR, CONDSTORE, ACL), the wire form of server
 responses, the connection state table and the reply catalogue.  It never touches
 a socket, a file, a clock or the event loop, and never decides what a command
@@ -61,10 +61,12 @@ from .commands import (
     Search,
     Select,
     SetAcl,
+    Sort,
     StartTls,
     Status,
     Store,
     Subscribe,
+    Thread,
     UidExpunge,
     Unselect,
     Unsubscribe,
@@ -88,6 +90,7 @@ from .response import (
     ContinueRequest,
     CopyUid,
     EnabledData,
+    ESearchData,
     EnvelopeItem,
     ExistsData,
     ExpungeData,
@@ -112,8 +115,11 @@ from .response import (
     Rfc822Item,
     SearchData,
     SizeItem,
+    SortData,
     StatusData,
     Tagged,
+    ThreadData,
+    ThreadNode,
     UidItem,
     UidNext,
     UidValidity,
@@ -139,7 +145,7 @@ from .search import (
     Smaller,
     Text,
 )
-from .sequence import SequenceError, SequenceSet, resolve
+from .sequence import SAVED, SequenceError, SequenceSet, resolve
 from .state import LEGAL, State, is_legal, next_state, refusal
 from .structure import Address, BodyStructure, Envelope, MultiPart, SinglePart
 from .utf7 import utf7_decode, utf7_encode
@@ -191,14 +197,17 @@ __all__ = [
     "Search",
     "Select",
     "SetAcl",
+    "Sort",
     "StartTls",
     "Status",
     "Store",
     "Subscribe",
+    "Thread",
     "UidExpunge",
     "Unselect",
     "Unsubscribe",
     # sequence sets
+    "SAVED",
     "SequenceSet",
     "SequenceError",
     "resolve",
@@ -242,6 +251,10 @@ __all__ = [
     "LsubData",
     "StatusData",
     "SearchData",
+    "ESearchData",
+    "SortData",
+    "ThreadData",
+    "ThreadNode",
     "NamespaceData",
     "EnabledData",
     "IdData",

@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import NoReturn
 
 from .params import Params
-from .sequence import SEQUENCE_CHARS, SequenceError, SequenceSet
+from .sequence import SAVED, SEQUENCE_CHARS, SequenceError, SequenceSet
 
 __all__ = ["Incomplete", "Reader", "Reason", "SyntaxFailure"]
 
@@ -435,8 +435,12 @@ class Reader:
     def sequence_set(self) -> SequenceSet:
         """sequence-set = (seq-number / seq-range) *("," sequence-set)
 
-        Limited to ``Params.max_sequence_items`` items.
+        Limited to ``Params.max_sequence_items`` items.  RFC 5182 §4:
+        sequence-set =/ seq-last-command; seq-last-command = "$" (``SAVED``).
         """
+        if self.peek() == 0x24:
+            self.pos += 1
+            return SAVED
         m = SEQUENCE_CHARS.match(self.buf, self.pos, self.end)
         if m is None:
             self.fail_here("sequence set")

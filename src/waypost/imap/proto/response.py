@@ -34,6 +34,7 @@ __all__ = [
     "Codes",
     "ContinueRequest",
     "CopyUid",
+    "ESearchData",
     "EnabledData",
     "EnvelopeItem",
     "ExistsData",
@@ -59,8 +60,11 @@ __all__ = [
     "Rfc822Item",
     "SearchData",
     "SizeItem",
+    "SortData",
     "StatusData",
     "Tagged",
+    "ThreadData",
+    "ThreadNode",
     "UidItem",
     "UidNext",
     "UidValidity",
@@ -457,6 +461,118 @@ class SearchData:
         return out + CRLF
 
 
+def compact(numbers: Iterable[int]) -> bytes:
+    """A sequence-set naming ``numbers`` in their order: runs of consecutive
+    ascending numbers become ranges (``1:3,7,5``)."""
+    out: list[bytes] = []
+    start = prev = -1
+    for n in numbers:
+        if n == prev + 1 and start >= 0:
+            prev = n
+            continue
+        if start >= 0:
+            out.append(b"%d" % start if start == prev else b"%d:%d" % (start, prev))
+        start = prev = n
+    if start >= 0:
+        out.append(b"%d" % start if start == prev else b"%d:%d" % (start, prev))
+    return b",".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class ESearchData:
+    """RFC 4731 §3.1 (and RFC 5267 §3.2 for SORT):
+    esearch-response   = "ESEARCH" [search-correlator] [SP "UID"]
+                         *(SP search-return-data)
+    search-correlator  = SP "(" "TAG" SP tag-string ")"
+    search-return-data = "MIN" SP nz-number / "MAX" SP nz-number /
+                         "ALL" SP sequence-set / "COUNT" SP number
+    RFC 7162 §7:  search-return-data =/ "MODSEQ" SP mod-sequence-value
+
+    ``all`` is written in its order (``compact``); None leaves an item out."""
+
+    tag: str | None
+    uid: bool = False
+    min: int | None = None
+    max: int | None = None
+    all: tuple[int, ...] | None = None
+    count: int | None = None
+    modseq: int | None = None
+
+    def encode(self) -> bytes:
+        out = b"* ESEARCH"
+        if self.tag is not None:
+            out += b" (TAG " + wire.string(self.tag) + b")"
+        if self.uid:
+            out += b" UID"
+        if self.min is not None:
+            out += b" MIN %d" % self.min
+        if self.max is not None:
+            out += b" MAX %d" % self.max
+        if self.all:
+            out += b" ALL " + compact(self.all)
+        if self.count is not None:
+            out += b" COUNT %d" % self.count
+        if self.modseq is not None:
+            out += b" MODSEQ %d" % self.modseq
+        return out + CRLF
+
+
+@dataclass(frozen=True, slots=True)
+class SortData:
+    """RFC 5256 §5:  sort-data = "SORT" *(SP nz-number)
+    RFC 7162 §7:  sort-data = "SORT" [1*(SP nz-number) SP search-sort-mod-seq]"""
+
+    numbers: tuple[int, ...]
+    modseq: int | None = None
+
+    def encode(self) -> bytes:
+        out = b"* SORT"
+        for n in self.numbers:
+            out += b" %d" % n
+        if self.modseq is not None and self.numbers:
+            out += b" (MODSEQ %d)" % self.modseq
+        return out + CRLF
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadNode:
+    """One message of a thread (``number`` None: a dummy standing for a missing
+    parent, only at the top of a thread) and its replies."""
+
+    number: int | None
+    children: tuple[ThreadNode, ...] = ()
+
+    def encode(self) -> bytes:
+        """thread-list    = "(" (thread-members / thread-nested) ")"
+        thread-members = nz-number *(SP nz-number) [SP thread-nested]
+        thread-nested  = 2*thread-list"""
+        members: list[bytes] = []
+        node = self
+        while True:
+            if node.number is not None:
+                members.append(b"%d" % node.number)
+            if len(node.children) == 1:
+                node = node.children[0]
+                continue
+            nested = b"".join(child.encode() for child in node.children)
+            if nested:
+                members.append(nested)
+            break
+        return b"(" + b" ".join(members) + b")"
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadData:
+    """RFC 5256 §5:  thread-data = "THREAD" [SP 1*thread-list]"""
+
+    threads: tuple[ThreadNode, ...]
+
+    def encode(self) -> bytes:
+        if not self.threads:
+            return b"* THREAD" + CRLF
+        return b"* THREAD " + b"".join(t.encode() for t in self.threads) + CRLF
+
+
 @dataclass(frozen=True, slots=True)
 class NamespaceData:
     """RFC 2342 §6, as corrected by RFC 4466 §3:
@@ -701,6 +817,9 @@ Response = (
     | ListData
     | StatusData
     | SearchData
+    | ESearchData
+    | SortData
+    | ThreadData
     | NamespaceData
     | EnabledData
     | IdData

@@ -36,6 +36,7 @@ __all__ = [
     "Smaller",
     "Text",
     "parse_search_program",
+    "parse_sort_program",
 ]
 
 
@@ -223,10 +224,29 @@ def parse_search_program(r: Reader) -> tuple[SearchKey, str | None]:
         charset = raw.decode("ascii", "replace")
         strings = _Strings(_codec(r, charset), strict=True)
         r.sp()
+    return _keys(r, strings), charset
+
+
+def parse_sort_program(r: Reader) -> tuple[SearchKey, str]:
+    """SP charset 1*(SP search-key), the cursor after the sort criteria or the
+    threading algorithm.
+
+    RFC 5256 §5:
+      search-criteria = charset 1*(SP search-key)
+    The charset is not optional here; it decodes the strings as in SEARCH.
+    """
+    r.sp()
+    charset = r.astring("charset").decode("ascii", "replace")
+    strings = _Strings(_codec(r, charset), strict=True)
+    r.sp()
+    return _keys(r, strings), charset
+
+
+def _keys(r: Reader, strings: _Strings) -> SearchKey:
     keys = [_search_key(r, strings)]
     while r.skip_sp():
         keys.append(_search_key(r, strings))
-    return (keys[0] if len(keys) == 1 else And(tuple(keys))), charset
+    return keys[0] if len(keys) == 1 else And(tuple(keys))
 
 
 def _codec(r: Reader, charset: str) -> str:
@@ -251,7 +271,7 @@ def _search_key(r: Reader, strings: _Strings) -> SearchKey:
             keys.append(_search_key(r, strings))
         r.close()
         return keys[0] if len(keys) == 1 else And(tuple(keys))
-    if 0x30 <= c <= 0x39 or c == 0x2A:
+    if 0x30 <= c <= 0x39 or c == 0x2A or c == 0x24:  # RFC 5182: "$" too
         return SequenceKey(r.sequence_set())
     name = r.keyword("search key")
     if name == "ALL":

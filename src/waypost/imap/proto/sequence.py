@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["MAX_NUMBER", "SequenceError", "SequenceSet", "resolve"]
+__all__ = ["MAX_NUMBER", "SAVED", "SequenceError", "SequenceSet", "resolve"]
 
 #: RFC 3501 §9: ``nz-number = digit-nz *DIGIT ; Non-zero unsigned 32-bit integer
 #: (0 < n < 4,294,967,296)``.
@@ -47,9 +47,15 @@ Item = tuple[int | None, int | None]
 
 @dataclass(frozen=True, slots=True)
 class SequenceSet:
-    """A parsed sequence-set, in the client's order, ``None`` meaning "*"."""
+    """A parsed sequence-set, in the client's order, ``None`` meaning "*".
+
+    ``saved`` is RFC 5182's "$" (``SAVED``): the result a SEARCH saved with RETURN
+    (SAVE); it has no items, and the selected mailbox, not ``resolve``, says what it
+    names.
+    """
 
     items: tuple[Item, ...]
+    saved: bool = False
 
     @classmethod
     def parse(cls, text: str | bytes, *, max_items: int | None = None) -> SequenceSet:
@@ -140,7 +146,13 @@ class SequenceSet:
         return tuple(range(lo, hi + 1) for lo, hi in merged)
 
     def __str__(self) -> str:
+        if self.saved:
+            return "$"
         return ",".join(_item_str(item) for item in self.items)
+
+
+#: RFC 5182 §4:  seq-last-command = "$";  sequence-set =/ seq-last-command
+SAVED = SequenceSet((), saved=True)
 
 
 def resolve(sequence: SequenceSet, largest: int, *, uid: bool = False) -> tuple[range, ...]:

@@ -89,6 +89,8 @@ LEGAL: dict[str, frozenset[State]] = {
     "EXPUNGE": _SELECTED,
     "UNSELECT": _SELECTED,
     "SEARCH": _SELECTED,
+    "SORT": _SELECTED,
+    "THREAD": _SELECTED,
     "FETCH": _SELECTED,
     "STORE": _SELECTED,
     "COPY": _SELECTED,

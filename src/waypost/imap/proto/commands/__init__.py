@@ -31,12 +31,31 @@ from .authenticated import (
 )
 from .base import Command, CommandParser
 from .not_authenticated import Authenticate, Login, StartTls
-from .selected import Check, Close, Copy, Expunge, Fetch, Move, Search, Store, UidExpunge, Unselect
+from .selected import (
+    RETURN_OPTIONS,
+    SORT_KEYS,
+    THREAD_ALGORITHMS,
+    Check,
+    Close,
+    Copy,
+    Expunge,
+    Fetch,
+    Move,
+    Search,
+    Sort,
+    Store,
+    Thread,
+    UidExpunge,
+    Unselect,
+)
 
 __all__ = [
     "COMMANDS",
     "LIST_RETURN_OPTIONS",
     "LIST_SELECT_OPTIONS",
+    "RETURN_OPTIONS",
+    "SORT_KEYS",
+    "THREAD_ALGORITHMS",
     "STATUS_ITEMS",
     "Append",
     "Authenticate",
@@ -69,10 +88,12 @@ __all__ = [
     "Search",
     "Select",
     "SetAcl",
+    "Sort",
     "StartTls",
     "Status",
     "Store",
     "Subscribe",
+    "Thread",
     "UidExpunge",
     "Unselect",
     "Unsubscribe",

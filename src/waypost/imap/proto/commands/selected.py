@@ -13,21 +13,27 @@ from typing import ClassVar, Literal
 
 from ..fetch import FetchAttribute, parse_fetch_attributes
 from ..lexer import Reader, Reason
-from ..search import SearchKey, parse_search_program
+from ..search import SearchKey, parse_search_program, parse_sort_program
 from ..sequence import SequenceSet
 from .base import Command, CommandParser
 
 __all__ = [
     "PARSERS",
     "UID_PARSERS",
+    "saves_result",
     "Check",
     "Close",
     "Copy",
     "Expunge",
     "Fetch",
     "Move",
+    "RETURN_OPTIONS",
+    "SORT_KEYS",
+    "THREAD_ALGORITHMS",
     "Search",
+    "Sort",
     "Store",
+    "Thread",
     "UidExpunge",
     "Unselect",
 ]
@@ -75,7 +81,34 @@ class Search(Command):
     criteria: SearchKey
     charset: str | None = None
     uid: bool = False
+    #: RFC 4731 RETURN options, upper case, in the client's order (``()`` stands
+    #: for ALL); None without RETURN: the answer is a plain SEARCH response.
+    returns: tuple[str, ...] | None = None
     name: ClassVar[str] = "SEARCH"
+
+
+@dataclass(frozen=True, slots=True)
+class Sort(Command):
+    """SORT or UID SORT (RFC 5256 §3, RFC 5957 DISPLAYFROM/DISPLAYTO, RFC 5267
+    RETURN).  ``keys`` are (sort key, reversed) in the client's order."""
+
+    keys: tuple[tuple[str, bool], ...]
+    criteria: SearchKey
+    charset: str
+    uid: bool = False
+    returns: tuple[str, ...] | None = None
+    name: ClassVar[str] = "SORT"
+
+
+@dataclass(frozen=True, slots=True)
+class Thread(Command):
+    """THREAD or UID THREAD (RFC 5256 §3): ``algorithm`` upper case."""
+
+    algorithm: str
+    criteria: SearchKey
+    charset: str
+    uid: bool = False
+    name: ClassVar[str] = "THREAD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +160,102 @@ class Move(Command):
 # -- SEARCH ---------------------------------------------------------------------------
 
 
+#: RFC 4731 §3.1 (MIN MAX ALL COUNT) and RFC 5182 §4 (SAVE).
+RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+#: RFC 5256 §3 and RFC 5957 §3.
+SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
+#: RFC 5256 §3.
+THREAD_ALGORITHMS = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
+
+
+_SAVING = re.compile(rb"[^ \r\n]+ (?:UID )?(?:SEARCH|SORT) RETURN \([^)\r\n]*\bSAVE\b", re.IGNORECASE)
+
+
+def saves_result(line: bytes) -> bool:
+    """Whether a command line (refused, so not parsed) asked to SAVE its result:
+    RFC 5182 §2.1 empties the saved result when such a command fails."""
+    return _SAVING.match(line) is not None
+
+
+def _return_options(r: Reader) -> tuple[str, ...] | None:
+    # RFC 4731 §3.1:
+    # search-return-opts = SP "RETURN" SP "(" [search-return-opt
+    #                      *(SP search-return-opt)] ")"
+    # search-return-opt  = "MIN" / "MAX" / "ALL" / "COUNT"
+    # RFC 5182 §4:  search-return-opt =/ "SAVE"
+    start = r.pos
+    if not (r.skip_sp() and r.take("RETURN")):
+        r.pos = start
+        return None
+    r.sp()
+    r.open()
+    options: list[str] = []
+    if not r.try_close():
+        while True:
+            option = r.keyword("RETURN option")
+            if option not in RETURN_OPTIONS:
+                r.fail(Reason.UNKNOWN_OPTION, f"unknown RETURN option {option!r}")
+            if option not in options:
+                options.append(option)
+            if not r.skip_sp():
+                break
+        r.close()
+    return tuple(options)
+
+
 def _search(uid: bool) -> CommandParser:
     # search          = "SEARCH" [SP "CHARSET" SP astring] 1*(SP search-key)
+    # RFC 4731 §3.1:  search = "SEARCH" [search-return-opts] SP search-program
     def parse(r: Reader, tag: str) -> Command:
+        returns = _return_options(r)
         criteria, charset = parse_search_program(r)
-        return Search(tag, criteria, charset, uid)
+        return Search(tag, criteria, charset, uid, returns)
+
+    return parse
+
+
+def _sort(uid: bool) -> CommandParser:
+    # RFC 5256 §5:
+    # sort           = ["UID" SP] "SORT" SP sort-criteria SP search-criteria
+    # sort-criteria  = "(" sort-criterion *(SP sort-criterion) ")"
+    # sort-criterion = ["REVERSE" SP] sort-key
+    # sort-key       = "ARRIVAL" / "CC" / "DATE" / "FROM" / "SIZE" / "SUBJECT" / "TO"
+    # RFC 5957 §4:  sort-key =/ "DISPLAYFROM" / "DISPLAYTO"
+    # RFC 5267 §6:  sort =/ ["UID" SP] "SORT" search-return-opts SP sort-criteria SP search-criteria
+    def parse(r: Reader, tag: str) -> Command:
+        returns = _return_options(r)
+        r.sp()
+        r.open()
+        keys: list[tuple[str, bool]] = []
+        while True:
+            key = r.keyword("sort key")
+            reverse = key == "REVERSE"
+            if reverse:
+                r.sp()
+                key = r.keyword("sort key")
+            if key not in SORT_KEYS:
+                r.fail(Reason.SYNTAX, f"unknown sort key {key!r}")
+            keys.append((key, reverse))
+            if not r.skip_sp():
+                break
+        r.close()
+        criteria, charset = parse_sort_program(r)
+        return Sort(tag, tuple(keys), criteria, charset, uid, returns)
+
+    return parse
+
+
+def _thread(uid: bool) -> CommandParser:
+    # RFC 5256 §5:
+    # thread     = ["UID" SP] "THREAD" SP thread-alg SP search-criteria
+    # thread-alg = "ORDEREDSUBJECT" / "REFERENCES" / thread-alg-ext
+    def parse(r: Reader, tag: str) -> Command:
+        r.sp()
+        algorithm = r.keyword("threading algorithm")
+        if algorithm not in THREAD_ALGORITHMS:
+            r.fail(Reason.SYNTAX, f"unknown threading algorithm {algorithm!r}")
+        criteria, charset = parse_sort_program(r)
+        return Thread(tag, algorithm, criteria, charset, uid)
 
     return parse
 
@@ -256,6 +380,8 @@ UID_PARSERS: dict[str, CommandParser] = {
     "COPY": _copy(uid=True),
     "FETCH": _fetch(uid=True),
     "SEARCH": _search(uid=True),
+    "SORT": _sort(uid=True),
+    "THREAD": _thread(uid=True),
     "STORE": _store(uid=True),
     "MOVE": _move(uid=True),
     "EXPUNGE": _uid_expunge,
@@ -277,6 +403,8 @@ PARSERS: dict[str, CommandParser] = {
     "EXPUNGE": lambda r, tag: Expunge(tag),
     "UNSELECT": lambda r, tag: Unselect(tag),
     "SEARCH": _search(uid=False),
+    "SORT": _sort(uid=False),
+    "THREAD": _thread(uid=False),
     "FETCH": _fetch(uid=False),
     "STORE": _store(uid=False),
     "COPY": _copy(uid=False),

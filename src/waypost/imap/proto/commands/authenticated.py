@@ -3,7 +3,8 @@
 RFC 3501 §6.3: SELECT EXAMINE CREATE DELETE RENAME SUBSCRIBE UNSUBSCRIBE LIST LSUB
 STATUS APPEND; NAMESPACE (RFC 2342), ENABLE (RFC 5161), IDLE (RFC 2177), the ACL
 commands (RFC 4314); LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819), SPECIAL-USE
-(RFC 6154) and SELECT/EXAMINE (CONDSTORE) (RFC 7162).
+(RFC 6154), SELECT/EXAMINE (CONDSTORE) (RFC 7162), COMPRESS (RFC 4978), STATUS=SIZE
+(RFC 8438) and LIST-MYRIGHTS (RFC 8440).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "PARSERS",
     "STATUS_ITEMS",
     "Append",
+    "Compress",
     "Create",
     "Delete",
     "DeleteAcl",
@@ -224,6 +226,26 @@ class ListRights(Command):
 class MyRights(Command):
     mailbox: str
     name: ClassVar[str] = "MYRIGHTS"
+
+
+@dataclass(frozen=True, slots=True)
+class Compress(Command):
+    """RFC 4978 §3; ``algorithm`` is upper case ("DEFLATE" is the only one)."""
+
+    algorithm: str
+    name: ClassVar[str] = "COMPRESS"
+
+
+def _compress(r: Reader, tag: str) -> Command:
+    # RFC 4978 §4:
+    # command-auth =/ compress
+    # compress    = "COMPRESS" SP algorithm
+    # algorithm   = "DEFLATE"
+    r.sp()
+    algorithm = r.keyword("compression algorithm")
+    if algorithm != "DEFLATE":
+        r.fail(Reason.UNKNOWN_OPTION, f"unknown compression algorithm {algorithm!r}")
+    return Compress(tag, algorithm)
 
 
 # -- SELECT, EXAMINE ------------------------------------------------------------------
@@ -541,4 +563,5 @@ PARSERS: dict[str, CommandParser] = {
     "GETACL": _one_mailbox(GetAcl),
     "LISTRIGHTS": _mailbox_identifier(ListRights),
     "MYRIGHTS": _one_mailbox(MyRights),
+    "COMPRESS": _compress,
 }

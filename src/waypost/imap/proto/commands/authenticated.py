@@ -46,7 +46,8 @@ __all__ = [
 
 # status-att      = "MESSAGES" / "RECENT" / "UIDNEXT" / "UIDVALIDITY" / "UNSEEN"
 # RFC 7162 §7:  status-att =/ "HIGHESTMODSEQ"
-STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ")
+# RFC 8438 §4:  status-att =/ "SIZE"
+STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE")
 
 # RFC 5258 §6:
 # list-select-base-opt        = "SUBSCRIBED" / option-extension

@@ -73,3 +73,43 @@ def test_status_size(srv):
     assert statuses[b"INBOX"].endswith(b"(SIZE %d MESSAGES 4)" % (total + crlf))
     assert statuses[b"Drafts"].endswith(b"(SIZE 0 MESSAGES 0)")
     c.logout()
+
+
+def _myrights(c: imaplib.IMAP4, *args: str) -> tuple[list[bytes], dict[bytes, bytes]]:
+    typ, data = c._simple_command("LIST", *args)  # type: ignore[attr-defined]
+    assert typ == "OK", data
+    listed = [d for d in c.response("LIST")[1] if d is not None]
+    rights = {}
+    for d in c.response("MYRIGHTS")[1]:
+        name, _, value = d.rpartition(b" ")
+        rights[name.strip(b'"')] = value
+    return listed, rights
+
+
+def test_list_return_myrights(srv):
+    owner = client(srv, "owner")
+    assert "LIST-MYRIGHTS" in owner.capabilities
+    assert owner.create("Shared")[0] == "OK"
+    typ, data = owner._simple_command("SETACL", "Shared", "rights@example.test", "lr")  # type: ignore[attr-defined]
+    assert typ == "OK", data
+    listed, rights = _myrights(owner, '""', "%", "RETURN", "(MYRIGHTS)")
+    names = {re.search(rb'"/" "?([^"]+)"?$', d).group(1) for d in listed}  # type: ignore[union-attr]
+    assert set(rights) == names and b"INBOX" in names and b"Shared" in names
+    for name in (b"INBOX", b"Shared"):
+        typ, data = owner._simple_command("MYRIGHTS", name.decode())  # type: ignore[attr-defined]
+        assert typ == "OK"
+        assert owner.response("MYRIGHTS")[1][0].endswith(b" " + rights[name])
+    owner.logout()
+
+    # Another account sees the shared mailbox with the rights it was given, and its
+    # own mailboxes with all rights, in one LIST.
+    other = client(srv, "rights")
+    listed, rights = _myrights(other, '""', "*", "RETURN", "(MYRIGHTS)")
+    shared = [n for n in rights if n.endswith(b"/Shared")]
+    assert len(shared) == 1, (listed, rights)
+    assert rights[shared[0]] == b"lr"
+    assert set(b"lrswipkxtea") <= set(rights[b"INBOX"])
+    # Without RETURN (MYRIGHTS), no MYRIGHTS responses.
+    typ, _ = other.list('""', "%")
+    assert typ == "OK" and other.response("MYRIGHTS")[1] == [None]
+    other.logout()

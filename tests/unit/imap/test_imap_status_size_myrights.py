@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from waypost.imap.proto import List, Rejected, Status, StatusData, parse_command
+from waypost.imap.proto import List, ListData, MyRightsData, Rejected, Status, StatusData, parse_command
 
 
 def test_rfc8438_status_size_parses():
@@ -32,3 +32,19 @@ def test_unknown_status_item_is_still_bad():
     with pytest.raises(Rejected) as e:
         parse_command(b"a STATUS INBOX (SIZES)\r\n")
     assert e.value.reply().encode().startswith(b"a BAD")
+
+
+def test_rfc8440_list_return_myrights_parses():
+    # RFC 8440 §3 (example):  C: A01 LIST "" % RETURN (MYRIGHTS)
+    assert parse_command(b'A01 LIST "" % RETURN (MYRIGHTS)\r\n')[0] == \
+        List("A01", "", ("%",), (), ("MYRIGHTS",), extended=True)
+    assert parse_command(b'A02 LIST "" * RETURN (myrights STATUS (SIZE))\r\n')[0] == \
+        List("A02", "", ("*",), (), ("MYRIGHTS", "STATUS"), ("SIZE",), extended=True)
+
+
+def test_rfc8440_responses_serialise():
+    # S: * LIST () "." "INBOX"
+    # S: * MYRIGHTS "INBOX" lrswipkxtecda
+    assert ListData((), ".", "INBOX").encode() == b'* LIST () "." INBOX\r\n'
+    assert MyRightsData("INBOX", "lrswipkxtecda").encode() == b"* MYRIGHTS INBOX lrswipkxtecda\r\n"
+    assert MyRightsData("foo bar", "lrs").encode() == b'* MYRIGHTS "foo bar" lrs\r\n'

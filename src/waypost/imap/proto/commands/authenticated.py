@@ -58,7 +58,8 @@ LIST_SELECT_OPTIONS = ("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE")
 # RFC 5258 §6:  return-option = "SUBSCRIBED" / "CHILDREN" / status-option /
 #                               option-extension
 # RFC 6154 §6:  return-option =/ "SPECIAL-USE"
-LIST_RETURN_OPTIONS = ("SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS")
+# RFC 8440 §4:  return-option =/ "MYRIGHTS"
+LIST_RETURN_OPTIONS = ("SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS", "MYRIGHTS")
 
 # RFC 6154 §6:
 # use-attr = "\All" / "\Archive" / "\Drafts" / "\Flagged" / "\Junk" / "\Sent" /

@@ -160,6 +160,22 @@ def test_fetch_100_headers_compressed(srv):
     srv.expect_log(r"event=imap-compress-end .*plain_out=\d+")
 
 
+def test_compressed_command_in_the_same_packet_as_compress(srv):
+    """A client that sends its first compressed command right behind COMPRESS, in one
+    packet: the OK comes uncompressed, then the command's answer compressed."""
+    r = Deflated(srv.imap_port)
+    login(r, "twice")
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+    r.sock.sendall(b"z COMPRESS DEFLATE\r\n" + deflater.compress(b"n NOOP\r\n") + deflater.flush(zlib.Z_SYNC_FLUSH))
+    assert r._raw_line().startswith(b"z OK")
+    r.inflater = zlib.decompressobj(-15)
+    r.buf = r.inflater.decompress(r.buf)
+    r.deflater = deflater
+    assert r.line().startswith(b"n OK")
+    assert r.cmd("c CAPABILITY")[-1].startswith(b"c OK")
+    r.close()
+
+
 def test_compress_inside_starttls(srv):
     sock = socket.create_connection(("127.0.0.1", srv.imap_port), timeout=10)
     f = sock.makefile("rb")

@@ -272,3 +272,25 @@ def test_corrupt_stream_ends_the_session(srv):
     im = imaplib.IMAP4("127.0.0.1", srv.imap_port)
     im.login("junk@example.test", "pw")
     im.logout()
+
+
+def test_commands_before_a_half_close_are_all_answered(srv):
+    """1.6 MB of pipelined commands (more than is inflated at once), then the client
+    shuts its side: every command is still answered, in order."""
+    r = Deflated(srv.imap_port)
+    login(r, "twice")
+    r.compress()
+    assert r.deflater is not None
+    count = 1500
+    value = "v" * 1000
+    batch = b"".join(b'i%d ID ("name" "%s")\r\n' % (i, value.encode()) for i in range(count))
+    r.sock.sendall(r.deflater.compress(batch) + r.deflater.flush(zlib.Z_SYNC_FLUSH))
+    r.sock.shutdown(socket.SHUT_WR)
+    tags = []
+    while len(tags) < count:
+        line = r.line()
+        if line.startswith(b"i"):
+            assert b" OK " in line, line
+            tags.append(int(line.split(b" ")[0][1:]))
+    assert tags == list(range(count))
+    r.close()

@@ -165,6 +165,7 @@ class Connection(asyncio.Protocol):
         self._shutdown_pending = False
         self.deflate: Deflate | None = None
         self._flush_scheduled = False
+        self._corrupt = False
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -251,13 +252,14 @@ class Connection(asyncio.Protocol):
     def _inflate(self, limit: int) -> bool:
         """Inflate up to ``limit`` octets of the client's stream into ``buf``; True if
         any came.  A corrupt stream ends the connection."""
-        if self.deflate is None or self._eof or not self.deflate.has_more:
+        if self.deflate is None or self._corrupt or not self.deflate.has_more:
             return False
         try:
             out = self.deflate.inflate(limit)
         except CompressError as e:
             event(log, "imap-compress-error", level=logging.INFO, peer=self.peer, detail=str(e))
             self.send(Untagged("BYE", "Corrupt compressed data"))
+            self._corrupt = True
             self._eof = True  # nothing more is read from this client
             self._data.set()
             self.close()
@@ -295,10 +297,10 @@ class Connection(asyncio.Protocol):
 
     async def _more(self, timeout: float) -> bool:
         """Wait for more octets; False at EOF or timeout."""
+        if self._inflate(_INFLATE_CHUNK):  # compressed octets received already come first
+            return True
         if self._eof:
             return False
-        if self._inflate(_INFLATE_CHUNK):
-            return True
         self._data.clear()
         if self.transport is not None:
             # We wait because the command needs these octets (a literal may be far

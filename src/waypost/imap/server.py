@@ -6,6 +6,15 @@ the other through the handler table (``waypost.imap.commands``), so a pipelining
 gets its answers in order.  Writes go out through ``Connection.send``; a client that does
 not read makes ``send`` wait (the transport's flow control), never the whole worker.
 
+After ``COMPRESS DEFLATE`` (RFC 4978) the connection keeps a ``proto.Deflate``: every
+write is compressed, and one sync flush goes out at the end of each burst (scheduled
+with ``call_soon`` by the first write after a flush, so a burst is whatever the
+handlers send before the task next waits).  Octets from the client go to the
+inflater, and are inflated into ``buf`` only as far as ``_READ_HIGH`` allows, or one
+``_INFLATE_CHUNK`` at a time when the parser needs more: a zip bomb meets the parser's
+line and literal limits like any other flood.  Compression sits inside TLS: the
+``Connection`` sees the TLS transport's plaintext.
+
 A listener never writes a Maildir file itself: the handlers call the ``Mailstore``.
 """
 
@@ -26,6 +35,8 @@ from ..mailstore.access import Access
 from .proto import (
     CapabilityCode,
     Command,
+    CompressError,
+    Deflate,
     IdleDone,
     LiteralTooLarge,
     NeedMore,
@@ -56,6 +67,8 @@ log = logging.getLogger("waypost.imap")
 _READ_HIGH = 1 << 20
 #: Octets queued for a client above which ``send`` waits for it to read.
 _WRITE_HIGH = 1 << 20
+#: Plaintext octets inflated at a time when the parser asks for more (COMPRESS).
+_INFLATE_CHUNK = 64 * 1024
 
 #: (login, password, server_ip, client_ip) -> "name@domain" or None; it throttles and logs failures.
 Authenticate = Callable[[str, str, "str | None", "str | None"], Awaitable["str | None"]]
@@ -100,7 +113,8 @@ class IMAPService:
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
                 "UNSELECT", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "ACL",
                 "RIGHTS=kxte", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY", "ESORT",
-                "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
+                "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "COMPRESS=DEFLATE", "STATUS=SIZE",
+                "LIST-MYRIGHTS"]
         if conn.state is State.NOT_AUTHENTICATED:
             if self.tls_context is not None and not conn.tls:
                 caps.append("STARTTLS")
@@ -152,6 +166,9 @@ class Connection(asyncio.Protocol):
         self._idle_wake: asyncio.Event | None = None
         self._last_continuation: int | None = None
         self._shutdown_pending = False
+        self.deflate: Deflate | None = None
+        self._flush_scheduled = False
+        self._corrupt = False
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -166,7 +183,15 @@ class Connection(asyncio.Protocol):
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
+        if self.deflate is not None:
+            self.deflate.feed(data)
+            room = _READ_HIGH - len(self.buf)
+            if room > 0:
+                self._inflate(room)
+            if self.deflate is not None and self.deflate.pending > _READ_HIGH and self.transport is not None:
+                self.transport.pause_reading()
+        else:
+            self.buf += data
         self._data.set()
         if len(self.buf) > _READ_HIGH and self.transport is not None:
             self.transport.pause_reading()
@@ -177,6 +202,10 @@ class Connection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.deflate is not None and not self.closed:
+            d = self.deflate
+            event(log, "imap-compress-end", peer=self.peer, octets_in=d.octets_in, plain_in=d.plain_in,
+                  octets_out=d.octets_out, plain_out=d.plain_out)
         self.closed = True
         self._eof = True
         self._data.set()
@@ -195,7 +224,51 @@ class Connection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
+            if self.deflate is not None:
+                data = self.deflate.compress(data)
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._flush)
+                if not data:
+                    return
             self.transport.write(data)
+
+    def _flush(self) -> None:
+        """The end of a burst of output (RFC 4978 §4: Z_SYNC_FLUSH)."""
+        if not self._flush_scheduled:
+            return
+        self._flush_scheduled = False
+        if self.deflate is not None and self.transport is not None and not self.closed:
+            self.transport.write(self.deflate.flush())
+
+    def start_compression(self) -> None:
+        """COMPRESS DEFLATE: from now on, both directions are deflate streams (the
+        tagged OK has been sent).  Octets already received after the command are
+        the first compressed ones."""
+        assert self.deflate is None
+        self.deflate = Deflate()
+        rest, self.buf = self.buf, b""
+        if rest:
+            self.deflate.feed(rest)
+            self._inflate(_READ_HIGH)
+
+    def _inflate(self, limit: int) -> bool:
+        """Inflate up to ``limit`` octets of the client's stream into ``buf``; True if
+        any came.  A corrupt stream ends the connection."""
+        if self.deflate is None or self._corrupt or not self.deflate.has_more:
+            return False
+        try:
+            out = self.deflate.inflate(limit)
+        except CompressError as e:
+            event(log, "imap-compress-error", level=logging.INFO, peer=self.peer, detail=str(e))
+            self.send(Untagged("BYE", "Corrupt compressed data"))
+            self._corrupt = True
+            self._eof = True  # nothing more is read from this client
+            self._data.set()
+            self.close()
+            return False
+        self.buf += out
+        return bool(out)
 
     def send(self, *responses: Response) -> None:
         self.write(b"".join(r.encode() for r in responses))
@@ -213,6 +286,7 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
+            self._flush()
             self.transport.close()
 
     def abort(self) -> None:
@@ -226,6 +300,8 @@ class Connection(asyncio.Protocol):
 
     async def _more(self, timeout: float) -> bool:
         """Wait for more octets; False at EOF or timeout."""
+        if self._inflate(_INFLATE_CHUNK):  # compressed octets received already come first
+            return True
         if self._eof:
             return False
         self._data.clear()
@@ -410,6 +486,8 @@ class Connection(asyncio.Protocol):
                     self.send(Untagged("BYE", "Autologout; idle for too long"))
                     self.state = State.LOGOUT
                     return None
+                if self._inflate(_INFLATE_CHUNK):
+                    continue
                 self._data.clear()
                 if self.transport is not None:
                     self.transport.resume_reading()

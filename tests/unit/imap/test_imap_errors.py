@@ -115,7 +115,7 @@ CASES: list[tuple[bytes, str | None, Reason]] = [
     (b"A1 SEARCH BOGUS\r\n", "A1", Reason.SYNTAX),
     (b"A1 SEARCH OR SEEN\r\n", "A1", Reason.SYNTAX),
     (b"A1 STATUS INBOX ()\r\n", "A1", Reason.SYNTAX),
-    (b"A1 STATUS INBOX (SIZE)\r\n", "A1", Reason.SYNTAX),
+    (b"A1 STATUS INBOX (SIZES)\r\n", "A1", Reason.SYNTAX),
     (b"A1 APPEND INBOX \"hello\"\r\n", "A1", Reason.BAD_DATE),
     (b"A1 APPEND INBOX hello\r\n", "A1", Reason.SYNTAX),
     (b'A1 LIST (RECURSIVEMATCH) "" *\r\n', "A1", Reason.SYNTAX),

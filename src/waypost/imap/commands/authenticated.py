@@ -142,6 +142,12 @@ def status_items(conn: Connection, ref: MailboxRef, items: tuple[str, ...]) -> t
             seen = db.seen_get(box.id, conn.access.address)
             values["UNSEEN"] = sum(1 for m in msgs if m.uid not in seen)
         values["RECENT"] = sum(1 for m in msgs if m.uid >= box.recent_uid)
+    if "SIZE" in items:
+        # RFC 8438 §3: the total of the messages' RFC822.SIZE.  A file dropped in
+        # is measured now (as FETCH RFC822.SIZE would); one gone meanwhile counts 0.
+        msgs = conn.store.listing(box)[1]
+        checked = conn.store.sized(box, msgs)
+        values["SIZE"] = sum(max(checked[m.uid].size if m.uid in checked else m.size, 0) for m in msgs)
     return tuple((item, values[item]) for item in items)
 
 

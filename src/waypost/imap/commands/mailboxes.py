@@ -1,6 +1,6 @@
 """CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST and LSUB (RFC 3501 §6.3;
 LIST-EXTENDED, RFC 5258; LIST-STATUS, RFC 5819; SPECIAL-USE, RFC 6154; CHILDREN,
-RFC 3348).
+RFC 3348; LIST-MYRIGHTS, RFC 8440).
 
 Mailbox names are matched in their wire form (modified UTF-7), with "/" as the
 hierarchy delimiter: ``*`` matches anything, ``%`` anything but "/" (RFC 3501 §6.3.8).
@@ -15,7 +15,7 @@ from typing import Any, TYPE_CHECKING
 from ...db import Conflict, NotFound
 from ...mailstore import SEPARATOR, MailboxNameError, MailboxNameTooLong
 from ..proto import Codes, Create, Delete, List, ListData, Lsub, LsubData, Rename, StatusData, Subscribe, Tagged
-from ..proto import Code, Untagged, Unsubscribe
+from ..proto import Code, MyRightsData, Untagged, Unsubscribe
 from ..proto.state import State
 from .authenticated import decode_name, encode_name, find_mailbox, no_mailbox, no_permission, status_items
 
@@ -206,7 +206,8 @@ async def list_(conn: Connection, cmd: List) -> Tagged:
     candidates: dict[str, str] = {}  # wire name -> Unicode name
     for name in list(refs) + (sorted(subscribed - names) if select_sub else []):
         candidates[encode_name(name)] = name
-    out: list[ListData | StatusData] = []
+    want_rights = "MYRIGHTS" in cmd.return_options
+    out: list[ListData | MyRightsData | StatusData] = []
     for wire_name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
         if not any(rx.match(wire_name) for rx in regexes):
             continue
@@ -236,6 +237,9 @@ async def list_(conn: Connection, cmd: List) -> Tagged:
             attrs.append("\\Subscribed")
         child_info = ("SUBSCRIBED",) if child_sub and select_sub else ()
         out.append(ListData(tuple(attrs), SEPARATOR, wire_name, child_info))
+        if want_rights and ref is not None:
+            # RFC 8440 §3: the MYRIGHTS response of each listed mailbox that exists.
+            out.append(MyRightsData(wire_name, ref.rights))
         if cmd.return_status and ref is not None and ref.may("r"):
             out.append(StatusData(wire_name, status_items(conn, ref, cmd.return_status)))
     conn.send(*out)

@@ -3,7 +3,8 @@ responses in, bytes out.
 
 Owns the grammar of client commands (RFC 3501 §9 and the extensions we offer:
 ESEARCH, SEARCHRES, SORT, ESORT, THREAD, LITERAL+, IDLE, NAMESPACE, UIDPLUS, MOVE, ENABLE, SPECIAL-USE, LIST-EXTENDED,
-LIST-STATUS, UNSELECT, ID, SASL-IR, CONDSTORE, ACL), the wire form of server
+LIST-STATUS, UNSELECT, ID, SASL-IR, CONDSTORE, ACL, COMPRESS=DEFLATE,
+STATUS=SIZE, LIST-MYRIGHTS), the deflate streams of COMPRESS, the wire form of server
 responses, the connection state table and the reply catalogue.  It never touches
 a socket, a file, a clock or the event loop, and never decides what a command
 *does*: the asyncio adapter (``waypost.imap.server``) reads and writes, the
@@ -37,6 +38,7 @@ from .commands import (
     Check,
     Close,
     Command,
+    Compress,
     Copy,
     Create,
     Delete,
@@ -71,6 +73,7 @@ from .commands import (
     Unselect,
     Unsubscribe,
 )
+from .compress import CompressError, Deflate
 from .errors import BadCharset, BadCommand, LiteralTooLarge, NeedMore, Rejected
 from .fetch import MACROS, Att, BodySection, FetchAttribute, Section
 from .framing import CommandSkipper
@@ -166,8 +169,12 @@ __all__ = [
     "LiteralTooLarge",
     "CommandSkipper",
     "Reason",
+    # COMPRESS=DEFLATE
+    "CompressError",
+    "Deflate",
     # commands
     "Command",
+    "Compress",
     "Append",
     "Authenticate",
     "Capability",

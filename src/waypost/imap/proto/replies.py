@@ -86,6 +86,9 @@ class R:
     #    tagged BAD response to a command that uses a message sequence number
     #    greater than the number of messages in the selected mailbox" --
     NO_SUCH_MESSAGE = Reply("BAD", None, "No such message")
+    # -- COMPRESS (RFC 4978 §3) --
+    COMPRESS_ACTIVE = Reply("OK", None, "DEFLATE active")
+    COMPRESSION_ACTIVE = Reply("NO", Code("COMPRESSIONACTIVE"), "Compression is already active")
 
 
 #: The reply for each reason a command is BAD.

@@ -83,6 +83,7 @@ LEGAL: dict[str, frozenset[State]] = {
     "GETACL": _AUTHENTICATED,
     "LISTRIGHTS": _AUTHENTICATED,
     "MYRIGHTS": _AUTHENTICATED,
+    "COMPRESS": _AUTHENTICATED,  # RFC 4978 §4: command-auth
     # RFC 3501 §6.4 and the command-select extensions (UID X has X's states)
     "CHECK": _SELECTED,
     "CLOSE": _SELECTED,

@@ -3,7 +3,8 @@
 RFC 3501 §6.3: SELECT EXAMINE CREATE DELETE RENAME SUBSCRIBE UNSUBSCRIBE LIST LSUB
 STATUS APPEND; NAMESPACE (RFC 2342), ENABLE (RFC 5161), IDLE (RFC 2177), the ACL
 commands (RFC 4314); LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819), SPECIAL-USE
-(RFC 6154) and SELECT/EXAMINE (CONDSTORE) (RFC 7162).
+(RFC 6154), SELECT/EXAMINE (CONDSTORE) (RFC 7162), COMPRESS (RFC 4978), STATUS=SIZE
+(RFC 8438) and LIST-MYRIGHTS (RFC 8440).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "PARSERS",
     "STATUS_ITEMS",
     "Append",
+    "Compress",
     "Create",
     "Delete",
     "DeleteAcl",
@@ -44,7 +46,8 @@ __all__ = [
 
 # status-att      = "MESSAGES" / "RECENT" / "UIDNEXT" / "UIDVALIDITY" / "UNSEEN"
 # RFC 7162 §7:  status-att =/ "HIGHESTMODSEQ"
-STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ")
+# RFC 8438 §4:  status-att =/ "SIZE"
+STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE")
 
 # RFC 5258 §6:
 # list-select-base-opt        = "SUBSCRIBED" / option-extension
@@ -55,7 +58,8 @@ LIST_SELECT_OPTIONS = ("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE")
 # RFC 5258 §6:  return-option = "SUBSCRIBED" / "CHILDREN" / status-option /
 #                               option-extension
 # RFC 6154 §6:  return-option =/ "SPECIAL-USE"
-LIST_RETURN_OPTIONS = ("SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS")
+# RFC 8440 §4:  return-option =/ "MYRIGHTS"
+LIST_RETURN_OPTIONS = ("SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS", "MYRIGHTS")
 
 # RFC 6154 §6:
 # use-attr = "\All" / "\Archive" / "\Drafts" / "\Flagged" / "\Junk" / "\Sent" /
@@ -224,6 +228,26 @@ class ListRights(Command):
 class MyRights(Command):
     mailbox: str
     name: ClassVar[str] = "MYRIGHTS"
+
+
+@dataclass(frozen=True, slots=True)
+class Compress(Command):
+    """RFC 4978 §3; ``algorithm`` is upper case ("DEFLATE" is the only one)."""
+
+    algorithm: str
+    name: ClassVar[str] = "COMPRESS"
+
+
+def _compress(r: Reader, tag: str) -> Command:
+    # RFC 4978 §4:
+    # command-auth =/ compress
+    # compress    = "COMPRESS" SP algorithm
+    # algorithm   = "DEFLATE"
+    r.sp()
+    algorithm = r.keyword("compression algorithm")
+    if algorithm != "DEFLATE":
+        r.fail(Reason.UNKNOWN_OPTION, f"unknown compression algorithm {algorithm!r}")
+    return Compress(tag, algorithm)
 
 
 # -- SELECT, EXAMINE ------------------------------------------------------------------
@@ -541,4 +565,5 @@ PARSERS: dict[str, CommandParser] = {
     "GETACL": _one_mailbox(GetAcl),
     "LISTRIGHTS": _mailbox_identifier(ListRights),
     "MYRIGHTS": _one_mailbox(MyRights),
+    "COMPRESS": _compress,
 }

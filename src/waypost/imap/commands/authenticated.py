@@ -26,6 +26,7 @@ from ..proto import (
     RecentData,
     ExistsData,
     Select,
+    SequenceSet,
     Status,
     StatusData,
     Tagged,
@@ -159,29 +160,42 @@ async def status(conn: Connection, cmd: Status) -> Tagged:
 
 
 async def append(conn: Connection, cmd: Append) -> Tagged:
+    """APPEND (RFC 3501 §6.3.11), several messages at once (RFC 3502 MULTIAPPEND,
+    all or none) and literal8 data (RFC 3516 §4.4)."""
     ref = find_mailbox(conn, cmd.mailbox)
     if ref is None:
         # RFC 3501 §6.3.11: TRYCREATE when the mailbox could be created.
         return Tagged(cmd.tag, "NO", "No such mailbox", Codes.TRYCREATE)
     if not ref.may("i"):
         return no_permission(cmd.tag, "i")
-    if not cmd.message:
+    messages = cmd.messages
+    if any(not m.message for m in messages):
         return Tagged(cmd.tag, "NO", "Empty message")
     assert conn.access is not None
     box = ref.box
-    flags = permitted_flags(ref.rights, tuple(f for f in cmd.flags if f.upper() != "\\RECENT"))
-    private_seen = not conn.access.is_owner(box) and "\\Seen" in flags
-    if private_seen:
-        flags = tuple(f for f in flags if f != "\\Seen")
-    when = cmd.date_time.timestamp() if cmd.date_time is not None else None
+    private_seen = not conn.access.is_owner(box)
+    items: list[tuple[bytes, tuple[str, ...], float | None]] = []
+    seen: list[int] = []  # indexes of the messages whose \Seen is kept per user
+    for i, m in enumerate(messages):
+        flags = permitted_flags(ref.rights, tuple(f for f in m.flags if f.upper() != "\\RECENT"))
+        if private_seen and "\\Seen" in flags:
+            flags = tuple(f for f in flags if f != "\\Seen")
+            seen.append(i)
+        items.append((m.message, flags, m.date_time.timestamp() if m.date_time is not None else None))
     try:
-        msg = await asyncio.to_thread(conn.store.append, box, cmd.message, flags, when)
-        if private_seen and conn.store.db is not None:
-            conn.store.db.seen_set(box.id, conn.access.address, [msg.uid], True)
+        if len(items) == 1:
+            data, flags, when = items[0]
+            msgs = [await asyncio.to_thread(conn.store.append, box, data, flags, when)]
+        else:
+            msgs = await asyncio.to_thread(conn.store.append_many, box, items)
+        if seen and conn.store.db is not None:
+            conn.store.db.seen_set(box.id, conn.access.address, [msgs[i].uid for i in seen], True)
     except OSError as e:
         event(log, "imap-append-failed", level=logging.ERROR, peer=conn.peer, error=e.strerror or str(e))
         return Tagged(cmd.tag, "NO", "Cannot store the message", Codes.SERVERBUG)
-    return Tagged(cmd.tag, "OK", "APPEND completed", AppendUid(box.uidvalidity, msg.uid))
+    # RFC 4315 §3: a uid-set for a MULTIAPPEND, in the order of the messages.
+    uid: int | SequenceSet = msgs[0].uid if len(msgs) == 1 else SequenceSet.from_numbers(m.uid for m in msgs)
+    return Tagged(cmd.tag, "OK", "APPEND completed", AppendUid(box.uidvalidity, uid))
 
 
 async def namespace(conn: Connection, cmd: Namespace) -> Tagged:

@@ -32,6 +32,7 @@ The adapter's loop, in short::
 
 from .commands import (
     Append,
+    AppendMessage,
     Authenticate,
     Capability,
     Check,
@@ -163,6 +164,7 @@ __all__ = [
     # commands
     "Command",
     "Append",
+    "AppendMessage",
     "Authenticate",
     "Capability",
     "Check",

@@ -163,13 +163,20 @@ class Unseen:
 
 @dataclass(frozen=True, slots=True)
 class AppendUid:
-    """RFC 4315 §4:  resp-code-apnd = "APPENDUID" SP nz-number SP append-uid"""
+    """RFC 4315 §4:  resp-code-apnd = "APPENDUID" SP nz-number SP append-uid
+                     append-uid     = uniqueid / uid-set
+                     ; only permitted if client uses [MULTIAPPEND]
+                     ; to append multiple messages."""
 
     uidvalidity: int
-    uid: int
+    uid: int | SequenceSet
     name: ClassVar[str] = "APPENDUID"
 
     def encode(self) -> bytes:
+        if isinstance(self.uid, SequenceSet):
+            if self.uid.uses_star:
+                raise ValueError("uid-set has no '*'")
+            return b"APPENDUID " + wire.number(self.uidvalidity) + b" " + str(self.uid).encode("ascii")
         return b"APPENDUID " + wire.number(self.uidvalidity) + b" " + wire.number(self.uid)
 
 

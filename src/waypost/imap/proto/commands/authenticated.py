@@ -22,6 +22,7 @@ __all__ = [
     "PARSERS",
     "STATUS_ITEMS",
     "Append",
+    "AppendMessage",
     "Create",
     "Delete",
     "DeleteAcl",
@@ -155,17 +156,42 @@ class Status(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class AppendMessage:
+    """One message of an APPEND: its octets, flags and date; ``binary`` when it came
+    as a literal8 (RFC 3516 §4.4) and so may hold NUL octets."""
+
+    message: bytes
+    flags: tuple[str, ...] = ()
+    date_time: datetime | None = None
+    binary: bool = False
+
+    def __repr__(self) -> str:  # a message can be megabytes
+        return (f"AppendMessage(flags={self.flags!r}, date_time={self.date_time!r}, binary={self.binary}, "
+                f"message=<{len(self.message)} octets>)")
+
+
+@dataclass(frozen=True, slots=True)
 class Append(Command):
+    """The first message is in ``message``, ``flags``, ``date_time`` and ``binary``;
+    the others of a MULTIAPPEND (RFC 3502) in ``more``.  ``messages`` has them all."""
+
     mailbox: str
     message: bytes
     flags: tuple[str, ...] = ()
     date_time: datetime | None = None
+    more: tuple[AppendMessage, ...] = ()
+    binary: bool = False
     name: ClassVar[str] = "APPEND"
+
+    @property
+    def messages(self) -> tuple[AppendMessage, ...]:
+        return (AppendMessage(self.message, self.flags, self.date_time, self.binary), *self.more)
 
     def __repr__(self) -> str:  # a message can be megabytes
         return (
             f"Append(tag={self.tag!r}, mailbox={self.mailbox!r}, flags={self.flags!r}, "
-            f"date_time={self.date_time!r}, message=<{len(self.message)} octets>)"
+            f"date_time={self.date_time!r}, binary={self.binary}, message=<{len(self.message)} octets>, "
+            f"more={self.more!r})"
         )
 
 
@@ -441,10 +467,25 @@ def _status(r: Reader, tag: str) -> Command:
 
 
 def _append(r: Reader, tag: str) -> Command:
-    # append          = "APPEND" SP mailbox [SP flag-list] [SP date-time] SP
-    #                   literal
+    # RFC 3502 §6 (MULTIAPPEND):
+    #   append          = "APPEND" SP mailbox 1*append-message
+    #   append-message  = append-opts SP append-data
+    #   append-opts     = [SP flag-list] [SP date-time]
+    # RFC 3516 §4.4 (BINARY), RFC 4466 §2.1:
+    #   append-data     = literal / literal8
+    #   literal8        = "~{" number ["+"] "}" CRLF *OCTET
     r.sp()
     mailbox = r.mailbox()
+    first = _append_message(r)
+    more: list[AppendMessage] = []
+    while r.peek() == 0x20:
+        if len(more) + 1 >= r.params.max_append_messages:
+            r.fail(Reason.TOO_MANY_MESSAGES, f"more than {r.params.max_append_messages} messages in one APPEND")
+        more.append(_append_message(r))
+    return Append(tag, mailbox, first.message, first.flags, first.date_time, tuple(more), first.binary)
+
+
+def _append_message(r: Reader) -> AppendMessage:
     r.sp()
     flags: tuple[str, ...] = ()
     if r.peek() == 0x28:
@@ -454,9 +495,12 @@ def _append(r: Reader, tag: str) -> Command:
     if r.peek() == 0x22:
         when = r.date_time()
         r.sp()
-    if r.peek() != 0x7B:
+    c = r.peek()
+    if c == 0x7E:
+        return AppendMessage(r.literal8(), flags, when, True)
+    if c != 0x7B:
         r.fail_here("message literal")
-    return Append(tag, mailbox, r.literal(), flags, when)
+    return AppendMessage(r.literal(), flags, when)
 
 
 # -- NAMESPACE, ENABLE, IDLE ----------------------------------------------------------

@@ -1,0 +1,102 @@
+"""APPEND extensions through the real listener: MULTIAPPEND (RFC 3502) with its
+APPENDUID uid-set (RFC 4315), and literal8 (RFC 3516)."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+
+import pytest
+
+from support.imap import Raw
+from support.server import WaypostInstance
+
+
+@pytest.fixture(scope="module")
+def imap_server(tmp_path_factory):
+    inst = WaypostInstance(tmp_path_factory.mktemp("imapappend") / "data",
+                           imap={"plaintext_without_tls": True, "max_append_messages": 3})
+    for who in ("alice", "bob"):
+        inst.ok("account", "add", f"{who}@example.test", "--password", f"{who}-password")
+    inst.start()
+    yield inst
+    inst.stop()
+
+
+def login(server: WaypostInstance, who: str) -> imaplib.IMAP4:
+    c = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=10)
+    c.login(f"{who}@example.test", f"{who}-password")
+    return c
+
+
+def raw(server: WaypostInstance, who: str) -> Raw:
+    r = Raw(server.imap_port)
+    r.cmd(f"a0 LOGIN {who}@example.test {who}-password")
+    return r
+
+
+def msg(subject: str) -> bytes:
+    return b"From: a@example.test\r\nSubject: %s\r\n\r\nbody of %s\r\n" % (subject.encode(), subject.encode())
+
+
+def test_capability_lists_multiappend(imap_server):
+    c = login(imap_server, "alice")
+    assert "MULTIAPPEND" in c.capabilities
+    c.logout()
+
+
+def test_multiappend_stores_all_with_a_uid_set(imap_server):
+    r = raw(imap_server, "alice")
+    m1, m2, m3 = msg("one"), msg("two"), msg("three")
+    r.send(b"a1 APPEND INBOX (\\Seen) {%d}\r\n" % len(m1))
+    assert r.line().startswith(b"+ ")
+    r.send(m1 + b' (\\Flagged) " 7-Feb-1994 22:43:04 -0800" {%d}\r\n' % len(m2))
+    assert r.line().startswith(b"+ ")
+    r.send(m2 + b" {%d+}\r\n" % len(m3) + m3 + b"\r\n")
+    done = r.line()
+    m = re.match(rb"a1 OK \[APPENDUID (\d+) (\d+):(\d+)\] ", done)
+    assert m is not None, done
+    first, last = int(m.group(2)), int(m.group(3))
+    assert last - first == 2
+    r.close()
+    c = login(imap_server, "alice")
+    c.select("INBOX")
+    typ, data = c.uid("FETCH", f"{first}:{last}", "(FLAGS INTERNALDATE BODY.PEEK[])")
+    assert typ == "OK"
+    bodies = [d[1] for d in data if isinstance(d, tuple)]
+    metas = [d[0] for d in data if isinstance(d, tuple)]
+    assert bodies == [m1, m2, m3]
+    assert b"\\Seen" in metas[0] and b"\\Flagged" in metas[1]
+    assert b'"08-Feb-1994 06:43:04 +0000"' in metas[1]  # the same instant, in UTC
+    c.logout()
+
+
+def test_multiappend_is_all_or_nothing(imap_server):
+    c = login(imap_server, "bob")
+    typ, data = c.status("INBOX", "(MESSAGES UIDNEXT)")
+    before = data[0]
+    r = raw(imap_server, "bob")
+    m1 = msg("kept back")
+    # the second message is empty: the whole command fails, the first is not stored
+    reply = r.cmd(b"b1 APPEND INBOX {%d+}\r\n" % len(m1) + m1 + b" {0+}\r\n")
+    assert reply[-1].startswith(b"b1 NO ")
+    # one message more than imap.max_append_messages (3): BAD [LIMIT] before its data
+    one = b" {%d+}\r\n" % len(m1) + m1
+    reply = r.cmd(b"b2 APPEND INBOX" + one * 4)
+    assert reply[-1].startswith(b"b2 BAD [LIMIT]")
+    assert r.cmd(b"b3 NOOP")[-1].startswith(b"b3 OK")
+    r.close()
+    typ, data = c.status("INBOX", "(MESSAGES UIDNEXT)")
+    assert data[0] == before
+    c.logout()
+
+
+def test_append_literal8_keeps_nul_octets(imap_server):
+    data = b"Subject: bin\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00\x01\x02\xff\r\n"
+    r = raw(imap_server, "bob")
+    r.send(b"c1 APPEND INBOX ~{%d}\r\n" % len(data))
+    assert r.line().startswith(b"+ ")
+    r.send(data + b"\r\n")
+    m = re.match(rb"c1 OK \[APPENDUID \d+ (\d+)\]", r.line())
+    assert m is not None
+    r.close()

@@ -100,3 +100,54 @@ def test_append_literal8_keeps_nul_octets(imap_server):
     m = re.match(rb"c1 OK \[APPENDUID \d+ (\d+)\]", r.line())
     assert m is not None
     r.close()
+
+
+BINARY_MESSAGE = (
+    b"From: a@example.test\r\nSubject: parts\r\nMime-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    b"--b\r\nContent-Type: text/plain\r\n\r\nplain text\r\n"
+    b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    b"AAECaGVs\r\nbG8=\r\n"
+    b"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-unknown\r\n\r\nzzz\r\n"
+    b"--b--\r\n"
+)
+
+
+def test_fetch_binary_decodes_parts(imap_server):
+    c = login(imap_server, "alice")
+    assert "BINARY" in c.capabilities
+    c.create("Binary")
+    typ, data = c.append("Binary", None, None, BINARY_MESSAGE)
+    assert typ == "OK"
+    c.select("Binary")
+    typ, data = c.fetch("1", "(BINARY.SIZE[2] BINARY.PEEK[2] BINARY.PEEK[1]<6.20> FLAGS)")
+    assert typ == "OK", data
+    head = data[0][0]
+    assert b"BINARY.SIZE[2] 8" in head and b"BINARY[2] ~{8}" in head
+    assert data[0][1] == b"\x00\x01\x02hello"
+    assert b'BINARY[1]<6> "text"' in data[1] and b"\\Seen" not in data[1]
+    # without .PEEK, \Seen is set
+    typ, data = c.fetch("1", "(BINARY[1])")
+    assert typ == "OK" and b"\\Seen" in data[0]
+    # RFC 3516 §4.2: an encoding we cannot undo fails the FETCH with UNKNOWN-CTE
+    r = raw(imap_server, "alice")
+    r.cmd(b"d1 SELECT Binary")
+    assert r.cmd(b"d2 FETCH 1 BINARY.PEEK[3]")[-1].startswith(b"d2 NO [UNKNOWN-CTE]")
+    assert r.cmd(b"d3 FETCH 1 BINARY.SIZE[1]")[-1].startswith(b"d3 OK")
+    r.close()
+    c.logout()
+
+
+def test_a_literal8_message_comes_back_whole(imap_server):
+    data = b"Subject: bin2\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00\xfe\r\n"
+    r = raw(imap_server, "alice")
+    r.send(b"e1 APPEND INBOX ~{%d+}\r\n" % len(data) + data + b"\r\n")
+    uid = int(re.match(rb"e1 OK \[APPENDUID \d+ (\d+)\]", r.line()).group(1))  # type: ignore[union-attr]
+    r.close()
+    c = login(imap_server, "alice")
+    c.select("INBOX")
+    typ, got = c.uid("FETCH", str(uid), "(BODY.PEEK[] BINARY.PEEK[1])")
+    assert typ == "OK"
+    assert b"BODY[] ~{%d}" % len(data) in got[0][0] and got[0][1] == data
+    assert got[1][1] == b"\x00\xfe\r\n"  # the body of a single-part message
+    c.logout()

@@ -71,7 +71,7 @@ from .commands import (
     Unsubscribe,
 )
 from .errors import BadCharset, BadCommand, LiteralTooLarge, NeedMore, Rejected
-from .fetch import MACROS, Att, BodySection, FetchAttribute, Section
+from .fetch import MACROS, Att, BinarySection, BodySection, FetchAttribute, Section
 from .framing import CommandSkipper
 from .lexer import Reason
 from .params import DEFAULT_PARAMS, Params
@@ -80,6 +80,8 @@ from .replies import R, Reply
 from .response import (
     AclData,
     AppendUid,
+    BinaryItem,
+    BinarySizeItem,
     BodySectionItem,
     BodyStructureItem,
     CapabilityCode,
@@ -206,6 +208,7 @@ __all__ = [
     "resolve",
     # FETCH items
     "Att",
+    "BinarySection",
     "BodySection",
     "FetchAttribute",
     "MACROS",
@@ -258,6 +261,8 @@ __all__ = [
     "SizeItem",
     "EnvelopeItem",
     "BodyStructureItem",
+    "BinaryItem",
+    "BinarySizeItem",
     "BodySectionItem",
     "Rfc822Item",
     "ModSeqItem",

@@ -1,5 +1,5 @@
 """APPEND extensions through the real listener: MULTIAPPEND (RFC 3502) with its
-APPENDUID uid-set (RFC 4315), and literal8 (RFC 3516)."""
+APPENDUID uid-set (RFC 4315), literal8 and FETCH BINARY (RFC 3516), CATENATE (RFC 4469)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from support.server import WaypostInstance
 @pytest.fixture(scope="module")
 def imap_server(tmp_path_factory):
     inst = WaypostInstance(tmp_path_factory.mktemp("imapappend") / "data",
-                           imap={"plaintext_without_tls": True, "max_append_messages": 3})
+                           imap={"plaintext_without_tls": True, "max_append_messages": 3,
+                                 "max_append_size": 200_000})
     for who in ("alice", "bob"):
         inst.ok("account", "add", f"{who}@example.test", "--password", f"{who}-password")
     inst.start()
@@ -150,4 +151,50 @@ def test_a_literal8_message_comes_back_whole(imap_server):
     assert typ == "OK"
     assert b"BODY[] ~{%d}" % len(data) in got[0][0] and got[0][1] == data
     assert got[1][1] == b"\x00\xfe\r\n"  # the body of a single-part message
+    c.logout()
+
+
+DRAFT = (b"From: alice@example.test\r\nSubject: draft\r\nMime-Version: 1.0\r\n"
+         b'Content-Type: multipart/mixed; boundary="q"\r\n\r\n'
+         b"--q\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n--q--\r\n")
+
+
+def test_catenate_builds_a_message_from_urls_and_text(imap_server):
+    c = login(imap_server, "alice")
+    assert "CATENATE" in c.capabilities
+    c.create("Drafts2")
+    typ, data = c.append("Drafts2", None, None, DRAFT)
+    m = re.search(rb"APPENDUID (\d+) (\d+)", data[0])
+    assert m is not None
+    validity, uid = int(m.group(1)), int(m.group(2))
+    base = f"/Drafts2;UIDVALIDITY={validity}/;UID={uid}"
+    sep = b"\r\n--q\r\n"
+    r = raw(imap_server, "alice")
+    r.send(b'f1 APPEND Drafts2 (\\Draft) CATENATE (URL "%s/;section=HEADER" TEXT {%d}\r\n'
+           % (base.encode(), len(sep)))
+    assert r.line().startswith(b"+ ")
+    r.send(sep + b' URL "%s/;section=1.MIME" URL "%s/;SECTION=1" TEXT {9+}\r\n\r\n--q--\r\n)\r\n'
+           % (base.encode(), base.encode()))
+    done = r.line()
+    m2 = re.match(rb"f1 OK \[APPENDUID \d+ (\d+)\]", done)
+    assert m2 is not None, done
+    # BADURL: no such UID, a wrong UIDVALIDITY, another user's mailbox, another server
+    for url in (f"/Drafts2/;UID={uid + 100}", f"/Drafts2;UIDVALIDITY={validity + 1}/;UID={uid}",
+                f"/~bob@example.test/INBOX/;UID={uid}", f"imap://alice@example.test{base}"):
+        reply = r.cmd(b'f2 APPEND Drafts2 CATENATE (URL "%s")' % url.encode())
+        assert reply[-1].startswith(b"f2 NO [BADURL %s]" % url.encode()), reply
+    # TOOBIG: more than imap.max_append_size (200,000) octets once put together
+    big = b"Subject: big\r\n\r\n" + b"x" * 90_000 + b"\r\n"
+    typ, data = c.append("Drafts2", None, None, big)
+    big_uid = int(re.search(rb"APPENDUID \d+ (\d+)", data[0]).group(1))  # type: ignore[union-attr]
+    url = b'URL "/Drafts2/;UID=%d"' % big_uid
+    assert r.cmd(b"f3 APPEND Drafts2 CATENATE (%s %s %s)" % (url, url, url))[-1].startswith(b"f3 NO [TOOBIG]")
+    r.close()
+    c.select("Drafts2")
+    typ, got = c.uid("FETCH", m2.group(1).decode(), "(BODY.PEEK[] FLAGS)")
+    header = DRAFT[: DRAFT.index(b"\r\n\r\n") + 4]
+    assert got[0][1] == header + sep + b"Content-Type: text/plain\r\n\r\n" + b"first part" + b"\r\n--q--\r\n"
+    assert b"\\Draft" in got[1]  # FLAGS, after the literal
+    typ, data = c.status("Drafts2", "(MESSAGES)")
+    assert b"MESSAGES 3" in data[0]  # the draft, the catenated one and the big one: the refused ones stored nothing
     c.logout()

@@ -97,7 +97,7 @@ class IMAPService:
 
     def capabilities(self, conn: Connection) -> tuple[str, ...]:
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
-                "UNSELECT", "MULTIAPPEND", "BINARY", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "ACL",
+                "UNSELECT", "MULTIAPPEND", "BINARY", "CATENATE", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "ACL",
                 "RIGHTS=kxte"]
         if conn.state is State.NOT_AUTHENTICATED:
             if self.tls_context is not None and not conn.tls:

@@ -10,9 +10,12 @@ from typing import Any, TYPE_CHECKING
 
 from ...log import event
 from ...mailstore.access import MailboxRef
+from .. import message as mime
 from ..proto import (
     Append,
     AppendUid,
+    BadUrl,
+    CatUrl,
     Codes,
     Enable,
     EnabledData,
@@ -25,6 +28,7 @@ from ..proto import (
     PermanentFlags,
     RecentData,
     ExistsData,
+    Section,
     Select,
     SequenceSet,
     Status,
@@ -35,6 +39,7 @@ from ..proto import (
     Unseen,
     Untagged,
     utf7_decode,
+    parse_imap_url,
     utf7_encode,
 )
 from ..session import Selected
@@ -169,19 +174,28 @@ async def append(conn: Connection, cmd: Append) -> Tagged:
     if not ref.may("i"):
         return no_permission(cmd.tag, "i")
     messages = cmd.messages
-    if any(not m.message for m in messages):
-        return Tagged(cmd.tag, "NO", "Empty message")
     assert conn.access is not None
     box = ref.box
     private_seen = not conn.access.is_owner(box)
     items: list[tuple[bytes, tuple[str, ...], float | None]] = []
     seen: list[int] = []  # indexes of the messages whose \Seen is kept per user
+    bodies: list[bytes] = []
+    for m in messages:
+        if m.catenate is None:
+            bodies.append(m.message)
+            continue
+        built = await _catenate(conn, cmd.tag, m.catenate)
+        if isinstance(built, Tagged):
+            return built
+        bodies.append(built)
+    if any(not b for b in bodies):
+        return Tagged(cmd.tag, "NO", "Empty message")
     for i, m in enumerate(messages):
         flags = permitted_flags(ref.rights, tuple(f for f in m.flags if f.upper() != "\\RECENT"))
         if private_seen and "\\Seen" in flags:
             flags = tuple(f for f in flags if f != "\\Seen")
             seen.append(i)
-        items.append((m.message, flags, m.date_time.timestamp() if m.date_time is not None else None))
+        items.append((bodies[i], flags, m.date_time.timestamp() if m.date_time is not None else None))
     try:
         if len(items) == 1:
             data, flags, when = items[0]
@@ -196,6 +210,56 @@ async def append(conn: Connection, cmd: Append) -> Tagged:
     # RFC 4315 §3: a uid-set for a MULTIAPPEND, in the order of the messages.
     uid: int | SequenceSet = msgs[0].uid if len(msgs) == 1 else SequenceSet.from_numbers(m.uid for m in msgs)
     return Tagged(cmd.tag, "OK", "APPEND completed", AppendUid(box.uidvalidity, uid))
+
+
+async def _catenate(conn: Connection, tag: str, parts: tuple[bytes | CatUrl, ...]) -> bytes | Tagged:
+    """The message a CATENATE builds (RFC 4469 §5), or the tagged NO that refuses
+    it: ``BADURL`` for a URL that does not name a message (or section) the user may
+    read on this server, ``TOOBIG`` past ``imap.max_append_size``."""
+    limit = conn.service.params.max_literal_size
+    out: list[bytes] = []
+    size = 0
+    for part in parts:
+        if isinstance(part, CatUrl):
+            data = await _url_data(conn, part.url)
+            if data is None:
+                event(log, "imap-catenate-badurl", peer=conn.peer, url=part.url[:200])
+                return Tagged(tag, "NO", "Bad URL", BadUrl(part.url))
+        else:
+            data = part
+        size += len(data)
+        if size > limit:
+            return Tagged(tag, "NO", "Message too large", Codes.TOOBIG)
+        out.append(data)
+    return b"".join(out)
+
+
+async def _url_data(conn: Connection, url: str) -> bytes | None:
+    """The octets a server-relative IMAP URL names, or None when it names nothing the
+    user may read (RFC 4469 §5: the user needs the "r" right on the mailbox)."""
+    try:
+        u = parse_imap_url(url)
+    except ValueError:
+        return None
+    ref = find_mailbox(conn, u.mailbox)
+    if ref is None or not ref.may("r"):
+        return None
+    if u.uidvalidity is not None and u.uidvalidity != ref.box.uidvalidity:
+        return None
+    msgs = await asyncio.to_thread(conn.store.messages, ref.box)
+    msg = next((m for m in msgs if m.uid == u.uid), None)
+    if msg is None:
+        return None
+    try:
+        data = await asyncio.to_thread(conn.store.read, ref.box, msg)
+    except FileNotFoundError:
+        return None
+    if u.section != Section():
+        data = mime.section(data, u.section)
+    if u.partial is not None:
+        origin, count = u.partial
+        data = data[origin:] if count is None else data[origin:origin + count]
+    return data
 
 
 async def namespace(conn: Connection, cmd: Namespace) -> Tagged:

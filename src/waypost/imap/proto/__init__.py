@@ -33,6 +33,7 @@ The adapter's loop, in short::
 from .commands import (
     Append,
     AppendMessage,
+    CatUrl,
     Authenticate,
     Capability,
     Check,
@@ -73,6 +74,7 @@ from .commands import (
 from .errors import BadCharset, BadCommand, LiteralTooLarge, NeedMore, Rejected
 from .fetch import MACROS, Att, BinarySection, BodySection, FetchAttribute, Section
 from .framing import CommandSkipper
+from .url import ImapUrl, parse_imap_url
 from .lexer import Reason
 from .params import DEFAULT_PARAMS, Params
 from .parser import IdleDone, SaslResponse, parse_command, parse_idle_done, parse_sasl_response
@@ -80,6 +82,7 @@ from .replies import R, Reply
 from .response import (
     AclData,
     AppendUid,
+    BadUrl,
     BinaryItem,
     BinarySizeItem,
     BodySectionItem,
@@ -151,6 +154,8 @@ __all__ = [
     # parsing
     "DEFAULT_PARAMS",
     "Params",
+    "ImapUrl",
+    "parse_imap_url",
     "parse_command",
     "parse_idle_done",
     "parse_sasl_response",
@@ -167,6 +172,7 @@ __all__ = [
     "Command",
     "Append",
     "AppendMessage",
+    "CatUrl",
     "Authenticate",
     "Capability",
     "Check",
@@ -282,6 +288,7 @@ __all__ = [
     "UidValidity",
     "Unseen",
     "AppendUid",
+    "BadUrl",
     "CopyUid",
     "HighestModSeq",
     "Modified",

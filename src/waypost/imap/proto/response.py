@@ -25,6 +25,7 @@ from .structure import BodyStructure, Envelope
 __all__ = [
     "AclData",
     "AppendUid",
+    "BadUrl",
     "BadCharset",
     "BinaryItem",
     "BinarySizeItem",
@@ -183,6 +184,20 @@ class AppendUid:
 
 
 @dataclass(frozen=True, slots=True)
+class BadUrl:
+    """RFC 4469 §6:  resp-text-code =/ "BADURL" SP url-resp-text
+                     url-resp-text  = 1*(%x01-09 / %x0B-0C / %x0E-5C / %x5E-FE)
+                     ; Any TEXT-CHAR except "]" """
+
+    url: str
+    name: ClassVar[str] = "BADURL"
+
+    def encode(self) -> bytes:
+        text = "".join(c for c in self.url if c not in "]\r\n\x00") or "?"
+        return b"BADURL " + text.encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
 class CopyUid:
     """RFC 4315 §4:  resp-code-copy = "COPYUID" SP nz-number SP uid-set SP uid-set"""
 
@@ -235,6 +250,7 @@ ResponseCode = (
     | CopyUid
     | HighestModSeq
     | Modified
+    | BadUrl
 )
 
 

@@ -109,6 +109,8 @@ class IMAPSettings:
     max_line_length: int = _s(64 * 1024, "Longest command line, in octets; every legal command must fit (an ID of 30 "
                                           "1,024-octet values, RFC 2971), and RFC 7162 §4 asks for at least 8192.")
     max_append_size: int = _s(50 * 1024 * 1024, "Largest literal (APPEND message) taken; larger ones are refused unread.")
+    max_append_messages: int = _s(100, "Most messages in one APPEND (RFC 3502 MULTIAPPEND); one more is BAD [LIMIT]. "
+                                       "Together they are bounded by max_append_size + 1 MiB.")
     failure_delay: float = _s(1.0, "Seconds before answering a failed login; doubles with each failure.")
     max_login_failures: int = _s(3, "Failed logins on one connection before it is closed.")
     max_bad_commands: int = _s(20, "Bad commands in a row before the connection is closed with BYE.")
@@ -319,6 +321,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("server.log_format: expected 'text' or 'json'")
     if s.server.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError("server.log_level: expected debug, info, warning or error")
+    if s.imap.max_append_messages <= 0:
+        raise ConfigError("imap.max_append_messages: must be positive")
     if not s.queue.retry_intervals or any(i <= 0 for i in s.queue.retry_intervals):
         raise ConfigError("queue.retry_intervals: expected a non-empty list of positive seconds")
     for name in ("max_message_size", "max_recipients", "max_line_length", "max_received_headers"):

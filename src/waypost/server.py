@@ -477,7 +477,8 @@ class Server:
                             login_timeout=imap.login_timeout, failure_delay=imap.failure_delay,
                             max_failures=imap.max_login_failures, max_bad_commands=imap.max_bad_commands)
         params = Params(max_line_length=imap.max_line_length, max_literal_size=imap.max_append_size,
-                        max_command_size=imap.max_append_size + 1024 * 1024)
+                        max_command_size=imap.max_append_size + 1024 * 1024,
+                        max_append_messages=imap.max_append_messages)
         set_search_cache(imap.search_cache)
         return IMAPService(self.mailstore, self.reader_login("imap"), self._tls, hostname=self.settings.server.hostname,
                            lookup=self.directory.account_named, bus=self.bus, limits=limits, params=params)

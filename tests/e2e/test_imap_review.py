@@ -572,7 +572,7 @@ def test_malformed_commands_get_bad_or_no_never_a_traceback(srv):
     fill(r, "INBOX", 1, create=False)
     commands = [
         "STATUS INBOX ()", "STATUS INBOX (FOO)", "SELECT INBOX (QRESYNC (1 2))", "FETCH 1 BODY[0]",
-        "FETCH 1 BINARY[1]", "SEARCH 0", "UID FETCH 0:* FLAGS", "COPY 1 \"\"", "CREATE \"\"", "CREATE \"a//b\"",
+        "FETCH 1 BINARY[1.TEXT]", "SEARCH 0", "UID FETCH 0:* FLAGS", "COPY 1 \"\"", "CREATE \"\"", "CREATE \"a//b\"",
         "RENAME INBOX INBOX/sub", "STORE 1 FLAGS (\\Recent)", "CREATE \"&AGE-\"", "ENABLE", "ID (\"a\")",
         "FETCH 1 (BODY[HEADER.FIELDS ()])", "FETCH 1 BODY[]<0.0>", "SEARCH LARGER 99999999999",
         "SEARCH BEFORE 31-Feb-2020", "SEARCH OR", "SEARCH " + "(" * 60 + "ALL" + ")" * 60,

@@ -111,9 +111,9 @@ class IMAPService:
 
     def capabilities(self, conn: Connection) -> tuple[str, ...]:
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
-                "UNSELECT", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "ACL",
-                "RIGHTS=kxte", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY", "ESORT",
-                "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "COMPRESS=DEFLATE", "STATUS=SIZE",
+                "UNSELECT", "MULTIAPPEND", "BINARY", "CATENATE", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS",
+                "SPECIAL-USE", "CONDSTORE", "ACL", "RIGHTS=kxte", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY",
+                "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "COMPRESS=DEFLATE", "STATUS=SIZE",
                 "LIST-MYRIGHTS"]
         if conn.state is State.NOT_AUTHENTICATED:
             if self.tls_context is not None and not conn.tls:

@@ -660,6 +660,42 @@ class Mailstore:
         self.changed(box)
         return msg
 
+    def append_many(self, box: MailboxRecord,
+                    items: Sequence[tuple[bytes, Sequence[str], float | None]]) -> list[MessageRecord]:
+        """Store several messages (data, flags, internal date) all or none (RFC 3502
+        MULTIAPPEND): every file is written and flushed in ``tmp/`` first, then all are
+        moved to ``cur/`` and indexed in one transaction.  On any failure the files
+        already made are removed and the error is raised."""
+        path = self.box_path(box)
+        self.ensure(path)
+        names = [self.unique_name(len(data)) + info_of(flags) for data, flags, _when in items]
+        fds: list[int] = []
+        made: list[Path] = []
+        try:
+            for name, (data, _flags, _when) in zip(names, items):
+                fds.append(write_new_file(path / "tmp" / name, data))
+                made.append(path / "tmp" / name)
+            durable_batch(fds)
+            for i, (name, (_data, _flags, when)) in enumerate(zip(names, items)):
+                if when is not None:
+                    os.utime(made[i], (when, when))
+                os.rename(made[i], path / "cur" / name)
+                made[i] = path / "cur" / name
+            fsync_dir(path / "cur")
+            now = time.time()
+            out = self._db().message_add(box.id, [
+                (name, "cur", tuple(dict.fromkeys(flags)), len(data), when if when is not None else now)
+                for name, (data, flags, when) in zip(names, items)])
+        except BaseException:
+            for p in made:
+                _unlink(p)
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.changed(box)
+        return out
+
     def store(self, box: MailboxRecord, uids: Sequence[int], flags: Sequence[str], mode: str,
               unchanged_since: int | None = None) -> tuple[list[MessageRecord], list[int]]:
         out = self._db().message_store(box.id, uids, flags, mode, unchanged_since)

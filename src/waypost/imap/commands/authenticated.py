@@ -11,9 +11,12 @@ from typing import Any, TYPE_CHECKING
 from ...db import NotFound
 from ...log import event
 from ...mailstore.access import MailboxRef
+from .. import message as mime
 from ..proto import (
     Append,
     AppendUid,
+    BadUrl,
+    CatUrl,
     Codes,
     Enable,
     EnabledData,
@@ -26,7 +29,9 @@ from ..proto import (
     PermanentFlags,
     RecentData,
     ExistsData,
+    Section,
     Select,
+    SequenceSet,
     Status,
     StatusData,
     Tagged,
@@ -35,6 +40,7 @@ from ..proto import (
     Unseen,
     Untagged,
     utf7_decode,
+    parse_imap_url,
     utf7_encode,
 )
 from ..session import Selected
@@ -166,31 +172,103 @@ async def status(conn: Connection, cmd: Status) -> Tagged:
 
 
 async def append(conn: Connection, cmd: Append) -> Tagged:
+    """APPEND (RFC 3501 §6.3.11), several messages at once (RFC 3502 MULTIAPPEND,
+    all or none) and literal8 data (RFC 3516 §4.4)."""
     ref = find_mailbox(conn, cmd.mailbox)
     if ref is None:
         # RFC 3501 §6.3.11: TRYCREATE when the mailbox could be created.
         return Tagged(cmd.tag, "NO", "No such mailbox", Codes.TRYCREATE)
     if not ref.may("i"):
         return no_permission(cmd.tag, "i")
-    if not cmd.message:
-        return Tagged(cmd.tag, "NO", "Empty message")
+    messages = cmd.messages
     assert conn.access is not None
     box = ref.box
-    flags = permitted_flags(ref.rights, tuple(f for f in cmd.flags if f.upper() != "\\RECENT"))
-    private_seen = not conn.access.is_owner(box) and "\\Seen" in flags
-    if private_seen:
-        flags = tuple(f for f in flags if f != "\\Seen")
-    when = cmd.date_time.timestamp() if cmd.date_time is not None else None
+    private_seen = not conn.access.is_owner(box)
+    items: list[tuple[bytes, tuple[str, ...], float | None]] = []
+    seen: list[int] = []  # indexes of the messages whose \Seen is kept per user
+    bodies: list[bytes] = []
+    for m in messages:
+        if m.catenate is None:
+            bodies.append(m.message)
+            continue
+        built = await _catenate(conn, cmd.tag, m.catenate)
+        if isinstance(built, Tagged):
+            return built
+        bodies.append(built)
+    if any(not b for b in bodies):
+        return Tagged(cmd.tag, "NO", "Empty message")
+    for i, m in enumerate(messages):
+        flags = permitted_flags(ref.rights, tuple(f for f in m.flags if f.upper() != "\\RECENT"))
+        if private_seen and "\\Seen" in flags:
+            flags = tuple(f for f in flags if f != "\\Seen")
+            seen.append(i)
+        items.append((bodies[i], flags, m.date_time.timestamp() if m.date_time is not None else None))
     try:
-        msg = await asyncio.to_thread(conn.store.append, box, cmd.message, flags, when)
-        if private_seen and conn.store.db is not None:
-            conn.store.db.seen_set(box.id, conn.access.address, [msg.uid], True)
+        if len(items) == 1:
+            data, flags, when = items[0]
+            msgs = [await asyncio.to_thread(conn.store.append, box, data, flags, when)]
+        else:
+            msgs = await asyncio.to_thread(conn.store.append_many, box, items)
+        if seen and conn.store.db is not None:
+            conn.store.db.seen_set(box.id, conn.access.address, [msgs[i].uid for i in seen], True)
     except NotFound:  # deleted by another session meanwhile (RFC 3501 §6.3.11)
         return Tagged(cmd.tag, "NO", "No such mailbox", Codes.TRYCREATE)
     except OSError as e:
         event(log, "imap-append-failed", level=logging.ERROR, peer=conn.peer, error=e.strerror or str(e))
         return Tagged(cmd.tag, "NO", "Cannot store the message", Codes.SERVERBUG)
-    return Tagged(cmd.tag, "OK", "APPEND completed", AppendUid(box.uidvalidity, msg.uid))
+    # RFC 4315 §3: a uid-set for a MULTIAPPEND, in the order of the messages.
+    uid: int | SequenceSet = msgs[0].uid if len(msgs) == 1 else SequenceSet.from_numbers(m.uid for m in msgs)
+    return Tagged(cmd.tag, "OK", "APPEND completed", AppendUid(box.uidvalidity, uid))
+
+
+async def _catenate(conn: Connection, tag: str, parts: tuple[bytes | CatUrl, ...]) -> bytes | Tagged:
+    """The message a CATENATE builds (RFC 4469 §5), or the tagged NO that refuses
+    it: ``BADURL`` for a URL that does not name a message (or section) the user may
+    read on this server, ``TOOBIG`` past ``imap.max_append_size``."""
+    limit = conn.service.params.max_literal_size
+    out: list[bytes] = []
+    size = 0
+    for part in parts:
+        if isinstance(part, CatUrl):
+            data = await _url_data(conn, part.url)
+            if data is None:
+                event(log, "imap-catenate-badurl", peer=conn.peer, url=part.url[:200])
+                return Tagged(tag, "NO", "Bad URL", BadUrl(part.url))
+        else:
+            data = part
+        size += len(data)
+        if size > limit:
+            return Tagged(tag, "NO", "Message too large", Codes.TOOBIG)
+        out.append(data)
+    return b"".join(out)
+
+
+async def _url_data(conn: Connection, url: str) -> bytes | None:
+    """The octets a server-relative IMAP URL names, or None when it names nothing the
+    user may read (RFC 4469 §5: the user needs the "r" right on the mailbox)."""
+    try:
+        u = parse_imap_url(url)
+    except ValueError:
+        return None
+    ref = find_mailbox(conn, u.mailbox)
+    if ref is None or not ref.may("r"):
+        return None
+    if u.uidvalidity is not None and u.uidvalidity != ref.box.uidvalidity:
+        return None
+    msgs = await asyncio.to_thread(conn.store.messages, ref.box)
+    msg = next((m for m in msgs if m.uid == u.uid), None)
+    if msg is None:
+        return None
+    try:
+        data = await asyncio.to_thread(conn.store.read, ref.box, msg)
+    except FileNotFoundError:
+        return None
+    if u.section != Section():
+        data = mime.section(data, u.section)
+    if u.partial is not None:
+        origin, count = u.partial
+        data = data[origin:] if count is None else data[origin:origin + count]
+    return data
 
 
 async def namespace(conn: Connection, cmd: Namespace) -> Tagged:

@@ -1,4 +1,5 @@
-"""FETCH and UID FETCH (RFC 3501 §6.4.5, §6.4.8; CONDSTORE CHANGEDSINCE, RFC 7162).
+"""FETCH and UID FETCH (RFC 3501 §6.4.5, §6.4.8; CONDSTORE CHANGEDSINCE, RFC 7162;
+BINARY, BINARY.PEEK and BINARY.SIZE, RFC 3516).
 
 The simple items (UID, FLAGS, RFC822.SIZE, INTERNALDATE, MODSEQ) come from the index
 and never open a file: ``FETCH 1:* (UID FLAGS RFC822.SIZE)`` reads no message.  ENVELOPE
@@ -17,6 +18,9 @@ from ...db import MessageRecord
 from .. import message as mime
 from ..proto import (
     Att,
+    BinaryItem,
+    BinarySection,
+    BinarySizeItem,
     BodySection,
     BodySectionItem,
     Codes,
@@ -60,6 +64,8 @@ def _flags(flags: tuple[str, ...]) -> bytes:
 def _sets_seen(att: Any) -> bool:
     if isinstance(att, BodySection):
         return not att.peek
+    if isinstance(att, BinarySection):
+        return not att.peek and not att.size
     return att in (Att.RFC822, Att.RFC822_TEXT)
 
 
@@ -86,7 +92,7 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         atts.append(Att.MODSEQ)
     if Att.RFC822_SIZE in atts and any(sel.msgs[u].size < 0 for _, u in targets):
         await asyncio.to_thread(sel.check_sizes, conn.store, [u for _, u in targets])
-    needs_file = any(isinstance(a, BodySection) or a in _BODY_ITEMS for a in atts)
+    needs_file = any(isinstance(a, (BodySection, BinarySection)) or a in _BODY_ITEMS for a in atts)
     needs_structure = any(a in _STRUCTURE_ITEMS for a in atts)
     # RFC 4314 §4: without "s", a body fetch does not set \Seen.
     sets_seen = not sel.readonly and sel.may("s") and any(_sets_seen(a) for a in atts)
@@ -116,8 +122,8 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         cache = db.message_cache_get(sel.box.id, [u for _, u in targets])
     # Header sections only (what clients fetch for a message list): from the
     # header cache that SEARCH keeps, not the files.
-    header_only = needs_file and all(_header_part(a) or not (isinstance(a, BodySection) or a in _BODY_ITEMS)
-                                     for a in atts)
+    header_only = needs_file and all(
+        _header_part(a) or not (isinstance(a, (BodySection, BinarySection)) or a in _BODY_ITEMS) for a in atts)
     blocks: dict[int, bytes] = {}
     if header_only:
         from .search import header_blocks
@@ -125,6 +131,7 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         blocks = await header_blocks(conn, sel, [u for _, u in targets if u not in sel.gone])
     out = _Output(conn)
     missing = False
+    unknown_cte = False
     for seq, uid in targets:
         m = sel.msgs[uid]
         data: bytes | None = None
@@ -143,7 +150,11 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
             assert data is not None
             cache[uid] = mime.to_json(mime.envelope(data), mime.bodystructure(data))
             fresh.append((uid, cache[uid]))
-        parts = [_item(sel, m, a, data, cache.get(uid)) for a in atts]
+        try:
+            parts = [_item(sel, m, a, data, cache.get(uid)) for a in atts]
+        except mime.UnknownCte:
+            unknown_cte = True  # RFC 3516 §4.2: the FETCH fails, as a whole
+            continue
         if Att.FLAGS in atts:
             sel.owed.discard(uid)
         if out.add(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"):
@@ -153,6 +164,8 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         db = conn.store.db
         assert db is not None
         await asyncio.to_thread(db.message_cache_set, sel.box.id, fresh)
+    if unknown_cte:
+        return Tagged(cmd.tag, "NO", "Unknown content-transfer-encoding", Codes.UNKNOWN_CTE)
     if missing:
         return Tagged(cmd.tag, "NO", "Some messages were expunged meanwhile", Codes.EXPUNGEISSUED)
     return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}FETCH completed")
@@ -255,12 +268,21 @@ def _item(sel: Selected, m: MessageRecord, att: Any, data: bytes | None, cached:
     assert data is not None
     if isinstance(att, BodySection):
         if att.partial is None and att.section == _WHOLE:
-            return b"BODY[] {%d}\r\n" % len(data) + data
+            # "~" before a literal of octets with NUL: see response.nstring8
+            return b"BODY[] %s{%d}\r\n" % (b"~" if b"\x00" in data else b"", len(data)) + data
         part = mime.section(data, att.section)
         if att.partial is not None:
             origin, count = att.partial
             return BodySectionItem(att.section, part[origin:origin + count], origin).encode()
         return BodySectionItem(att.section, part).encode()
+    if isinstance(att, BinarySection):
+        decoded = mime.binary_section(data, att.parts)
+        if att.size:
+            return BinarySizeItem(att.parts, len(decoded)).encode()
+        if att.partial is not None:
+            origin, count = att.partial
+            return BinaryItem(att.parts, decoded[origin:origin + count], origin).encode()
+        return BinaryItem(att.parts, decoded).encode()
     if att is Att.RFC822:
         return Rfc822Item(Att.RFC822, data).encode()
     if att is Att.RFC822_HEADER:

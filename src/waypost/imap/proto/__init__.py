@@ -33,6 +33,8 @@ The adapter's loop, in short::
 
 from .commands import (
     Append,
+    AppendMessage,
+    CatUrl,
     Authenticate,
     Capability,
     Check,
@@ -75,8 +77,9 @@ from .commands import (
 )
 from .compress import CompressError, Deflate
 from .errors import BadCharset, BadCommand, LiteralTooLarge, NeedMore, Rejected
-from .fetch import MACROS, Att, BodySection, FetchAttribute, Section
+from .fetch import MACROS, Att, BinarySection, BodySection, FetchAttribute, Section
 from .framing import CommandSkipper
+from .url import ImapUrl, parse_imap_url
 from .lexer import Reason
 from .params import DEFAULT_PARAMS, Params
 from .parser import IdleDone, SaslResponse, parse_command, parse_idle_done, parse_sasl_response
@@ -84,6 +87,9 @@ from .replies import R, Reply
 from .response import (
     AclData,
     AppendUid,
+    BadUrl,
+    BinaryItem,
+    BinarySizeItem,
     BodySectionItem,
     BodyStructureItem,
     CapabilityCode,
@@ -157,6 +163,8 @@ __all__ = [
     # parsing
     "DEFAULT_PARAMS",
     "Params",
+    "ImapUrl",
+    "parse_imap_url",
     "parse_command",
     "parse_idle_done",
     "parse_sasl_response",
@@ -176,6 +184,8 @@ __all__ = [
     "Command",
     "Compress",
     "Append",
+    "AppendMessage",
+    "CatUrl",
     "Authenticate",
     "Capability",
     "Check",
@@ -220,6 +230,7 @@ __all__ = [
     "resolve",
     # FETCH items
     "Att",
+    "BinarySection",
     "BodySection",
     "FetchAttribute",
     "MACROS",
@@ -276,6 +287,8 @@ __all__ = [
     "SizeItem",
     "EnvelopeItem",
     "BodyStructureItem",
+    "BinaryItem",
+    "BinarySizeItem",
     "BodySectionItem",
     "Rfc822Item",
     "ModSeqItem",
@@ -295,6 +308,7 @@ __all__ = [
     "UidValidity",
     "Unseen",
     "AppendUid",
+    "BadUrl",
     "CopyUid",
     "HighestModSeq",
     "Modified",

@@ -1,5 +1,7 @@
 """FETCH data items as values: ``Att`` for the simple ones, ``BodySection`` for
-``BODY[section]<partial>`` and ``BODY.PEEK[...]``, and their grammar.
+``BODY[section]<partial>`` and ``BODY.PEEK[...]``, ``BinarySection`` for RFC 3516
+``BINARY[part]<partial>``, ``BINARY.PEEK[...]`` and ``BINARY.SIZE[...]``, and their
+grammar.
 
 The same ``Section`` names the part in the request and in the FETCH response
 (``response.BodySectionItem``), so the server echoes exactly what was asked.
@@ -16,6 +18,7 @@ from .lexer import Reader, Reason
 __all__ = [
     "MACROS",
     "Att",
+    "BinarySection",
     "BodySection",
     "FetchAttribute",
     "Section",
@@ -104,7 +107,28 @@ class BodySection:
     peek: bool = False
 
 
-FetchAttribute = Att | BodySection
+@dataclass(frozen=True, slots=True)
+class BinarySection:
+    """RFC 3516 §6:
+    fetch-att      =/ "BINARY" [".PEEK"] section-binary [partial] /
+                      "BINARY.SIZE" section-binary
+    section-binary = "[" [section-part] "]"
+
+    ``parts`` as in ``Section``; ``size`` is BINARY.SIZE (no partial); ``peek`` is
+    BINARY.PEEK, which does not set \\Seen.
+    """
+
+    parts: tuple[int, ...] = ()
+    partial: tuple[int, int] | None = None
+    peek: bool = False
+    size: bool = False
+
+    @property
+    def spec(self) -> str:
+        return ".".join(str(p) for p in self.parts)
+
+
+FetchAttribute = Att | BodySection | BinarySection
 
 
 def parse_fetch_attributes(r: Reader) -> tuple[tuple[FetchAttribute, ...], str | None]:
@@ -137,6 +161,12 @@ def _fetch_att(r: Reader) -> FetchAttribute:
         section = _section(r)
         partial = _partial(r)
         return BodySection(section, partial, peek=name == "BODY.PEEK")
+    if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE") and m.end() < r.end and r.buf[m.end()] == 0x5B:
+        r.pos = m.end()
+        parts = _section_binary(r)
+        if name == "BINARY.SIZE":
+            return BinarySection(parts, size=True)
+        return BinarySection(parts, _partial(r), peek=name == "BINARY.PEEK")
     att = _BY_NAME.get(name)
     if att is None:
         r.fail(Reason.SYNTAX, f"unknown fetch data item {name!r}")
@@ -167,6 +197,19 @@ def _section(r: Reader) -> Section:
         text, fields = _section_text(r, after_part=bool(parts))
     r.expect(0x5D, "']'")
     return Section(tuple(parts), text, fields)
+
+
+def _section_binary(r: Reader) -> tuple[int, ...]:
+    # section-binary  = "[" [section-part] "]"
+    r.expect(0x5B, "'['")
+    parts: list[int] = []
+    if r.peek() != 0x5D:
+        parts.append(r.nz_number("section part"))
+        while r.peek() == 0x2E:
+            r.pos += 1
+            parts.append(r.nz_number("section part"))
+    r.expect(0x5D, "']'")
+    return tuple(parts)
 
 
 def _section_text(r: Reader, *, after_part: bool) -> tuple[str, tuple[str, ...]]:

@@ -4,7 +4,7 @@ RFC 3501 §2.2: "The protocol receiver of an IMAP4rev1 client or server is eithe
 reading a line, or is reading a sequence of octets with a known count followed by
 a line."  A line that ends with a literal header, ``{n}`` CRLF or (RFC 7888)
 ``{n+}`` CRLF, is followed by n octets of data and then another line of the same
-command.  These two rules are all the parser needs to find the end of a command,
+command; a literal8 (RFC 3516, ``~{n}``) ends its line the same way.  These two rules are all the parser needs to find the end of a command,
 and all ``CommandSkipper`` needs to step over a refused one.
 """
 

@@ -50,6 +50,7 @@ class Reason(enum.Enum):
     BAD_STRING = "bad-string"
     UNKNOWN_OPTION = "unknown-option"
     EXPECTED_DONE = "expected-done"
+    TOO_MANY_MESSAGES = "too-many-messages"
 
 
 class SyntaxFailure(Exception):
@@ -103,6 +104,7 @@ _QUOTED_RUN = re.compile(rb'[^"\\\r\n\x00]*')
 # literal         = "{" number "}" CRLF *CHAR8
 # RFC 7888 §8:  literal = "{" number ["+"] "}" CRLF *CHAR8
 _LITERAL_HEADER = re.compile(rb"\{([0-9]+)(\+?)\}\r\n")
+_LITERAL8_HEADER = re.compile(rb"~\{([0-9]+)(\+?)\}\r\n")
 _DIGITS = re.compile(rb"[0-9]+")
 # date-text       = date-day "-" date-month "-" date-year
 # date-day        = 1*2DIGIT
@@ -342,9 +344,21 @@ class Reader:
         """literal = "{" number ["+"] "}" CRLF *CHAR8   (RFC 3501 §9, RFC 7888 §8)
 
         CHAR8 = %x01-ff: a literal may carry 8-bit octets but not NUL (binary data
-        needs RFC 3516 literal8, which we do not offer).
+        needs RFC 3516 literal8, ``literal8``).
         """
-        m = _LITERAL_HEADER.match(self.buf, self.pos, self.end)
+        at = self.pos
+        data = self._literal_data(_LITERAL_HEADER)
+        if b"\x00" in data:
+            self.pos = at
+            self.fail(Reason.NUL, "NUL octet in literal")
+        return data
+
+    def literal8(self) -> bytes:
+        """literal8 = "~{" number ["+"] "}" CRLF *OCTET   (RFC 3516 §4.1, RFC 7888 §8)"""
+        return self._literal_data(_LITERAL8_HEADER)
+
+    def _literal_data(self, header: re.Pattern[bytes]) -> bytes:
+        m = header.match(self.buf, self.pos, self.end)
         if m is None:
             self.fail(Reason.BAD_LITERAL, "bad literal syntax")
         digits = m.group(1)
@@ -355,8 +369,6 @@ class Reader:
         if start + size > self.end:
             raise Incomplete()
         data = self.buf[start : start + size]
-        if b"\x00" in data:
-            self.fail(Reason.NUL, "NUL octet in literal")
         self.pos = start + size
         return bytes(data)
 

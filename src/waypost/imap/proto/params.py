@@ -31,6 +31,10 @@ class Params:
     ``max_command_size``
         Octets in a whole command: every line and every literal.  Bounds what one
         command can make the server buffer, however many literals it carries.
+    ``max_append_messages``
+        Messages in one APPEND (RFC 3502 MULTIAPPEND).  One more is refused with
+        ``BAD [LIMIT]`` before its literal is read.  The whole command is bounded
+        by ``max_command_size`` as well.
     ``max_nesting_depth``
         Parenthesised lists inside one another, plus the search keys NOT and OR,
         which nest the same way (``NOT NOT NOT ...``).  Keeps the recursive parser
@@ -48,6 +52,7 @@ class Params:
     max_line_length: int = 64 * 1024
     max_literal_size: int = 64 * 1024 * 1024
     max_command_size: int = 65 * 1024 * 1024
+    max_append_messages: int = 100
     max_nesting_depth: int = 32
     max_sequence_items: int = 2048
     utf8: bool = False

@@ -67,6 +67,7 @@ class R:
     BAD_BASE64 = Reply("BAD", None, "Invalid base64")
     BAD_STRING = Reply("BAD", None, "Invalid string")
     UNKNOWN_OPTION = Reply("BAD", None, "Unknown option")
+    TOO_MANY_MESSAGES = Reply("BAD", Codes.LIMIT, "Too many messages in one APPEND")
     # RFC 7888 §4 / RFC 7889: a literal larger than we take.  Synchronizing: the
     # client has sent nothing yet, the command simply fails.  Non-synchronizing:
     # the command is rejected and its data skipped.
@@ -115,4 +116,5 @@ BAD_COMMAND: dict[Reason, Reply] = {
     Reason.BAD_STRING: R.BAD_STRING,
     Reason.UNKNOWN_OPTION: R.UNKNOWN_OPTION,
     Reason.EXPECTED_DONE: R.EXPECTED_DONE,
+    Reason.TOO_MANY_MESSAGES: R.TOO_MANY_MESSAGES,
 }

@@ -25,7 +25,10 @@ from .structure import BodyStructure, Envelope
 __all__ = [
     "AclData",
     "AppendUid",
+    "BadUrl",
     "BadCharset",
+    "BinaryItem",
+    "BinarySizeItem",
     "BodySectionItem",
     "BodyStructureItem",
     "CapabilityCode",
@@ -167,14 +170,35 @@ class Unseen:
 
 @dataclass(frozen=True, slots=True)
 class AppendUid:
-    """RFC 4315 §4:  resp-code-apnd = "APPENDUID" SP nz-number SP append-uid"""
+    """RFC 4315 §4:  resp-code-apnd = "APPENDUID" SP nz-number SP append-uid
+                     append-uid     = uniqueid / uid-set
+                     ; only permitted if client uses [MULTIAPPEND]
+                     ; to append multiple messages."""
 
     uidvalidity: int
-    uid: int
+    uid: int | SequenceSet
     name: ClassVar[str] = "APPENDUID"
 
     def encode(self) -> bytes:
+        if isinstance(self.uid, SequenceSet):
+            if self.uid.uses_star:
+                raise ValueError("uid-set has no '*'")
+            return b"APPENDUID " + wire.number(self.uidvalidity) + b" " + str(self.uid).encode("ascii")
         return b"APPENDUID " + wire.number(self.uidvalidity) + b" " + wire.number(self.uid)
+
+
+@dataclass(frozen=True, slots=True)
+class BadUrl:
+    """RFC 4469 §6:  resp-text-code =/ "BADURL" SP url-resp-text
+                     url-resp-text  = 1*(%x01-09 / %x0B-0C / %x0E-5C / %x5E-FE)
+                     ; Any TEXT-CHAR except "]" """
+
+    url: str
+    name: ClassVar[str] = "BADURL"
+
+    def encode(self) -> bytes:
+        text = "".join(c for c in self.url if c not in "]\r\n\x00") or "?"
+        return b"BADURL " + text.encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +254,7 @@ ResponseCode = (
     | CopyUid
     | HighestModSeq
     | Modified
+    | BadUrl
 )
 
 
@@ -265,6 +290,8 @@ class Codes:
     OVERQUOTA = Code("OVERQUOTA")
     ALREADYEXISTS = Code("ALREADYEXISTS")
     NONEXISTENT = Code("NONEXISTENT")
+    # RFC 3516 §4.2: a part whose content-transfer-encoding we cannot undo
+    UNKNOWN_CTE = Code("UNKNOWN-CTE")
     # defined by RFC 4469 (CATENATE); RFC 7888 and RFC 7889 use it for literals
     # too large to take
     TOOBIG = Code("TOOBIG")
@@ -676,6 +703,15 @@ class MyRightsData:
 #                    *(SP (msg-att-dynamic / msg-att-static)) ")"
 
 
+def nstring8(data: bytes | None) -> bytes:
+    """nstring, or a literal8 (RFC 3516 §4.2, ``~{n}``) for octets with a NUL, which
+    no string may carry: only a message APPENDed as a literal8 (with BINARY) holds
+    NUL, and a client that sent one reads literal8."""
+    if data is not None and b"\x00" in data:
+        return b"~{%d}\r\n" % len(data) + data
+    return wire.nstring(data)
+
+
 @dataclass(frozen=True, slots=True)
 class FlagsItem:
     """msg-att-dynamic = "FLAGS" SP "(" [flag-fetch *(SP flag-fetch)] ")" """
@@ -754,7 +790,37 @@ class BodySectionItem:
         out = b"BODY[" + str(self.section).encode("ascii") + b"]"
         if self.origin is not None:
             out += b"<%d>" % self.origin
-        return out + b" " + wire.nstring(self.data)
+        return out + b" " + nstring8(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryItem:
+    """RFC 3516 §6:  msg-att-static =/ "BINARY" section-binary SP (nstring / literal8)
+                                    / "BINARY.SIZE" section-binary SP number
+
+    The data goes as a literal8 (``~{n}``) when it holds a NUL, which no other
+    string may carry (RFC 3516 §4.2); ``origin`` only for a partial fetch."""
+
+    parts: tuple[int, ...]
+    data: bytes
+    origin: int | None = None
+
+    def encode(self) -> bytes:
+        out = b"BINARY[" + ".".join(str(p) for p in self.parts).encode("ascii") + b"]"
+        if self.origin is not None:
+            out += b"<%d>" % self.origin
+        return out + b" " + nstring8(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class BinarySizeItem:
+    """RFC 3516 §6:  "BINARY.SIZE" section-binary SP number"""
+
+    parts: tuple[int, ...]
+    size: int
+
+    def encode(self) -> bytes:
+        return b"BINARY.SIZE[" + ".".join(str(p) for p in self.parts).encode("ascii") + b"] " + wire.number(self.size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -766,7 +832,7 @@ class Rfc822Item:
 
     def encode(self) -> bytes:
         name: str = self.att.value
-        return name.encode("ascii") + b" " + wire.nstring(self.data)
+        return name.encode("ascii") + b" " + nstring8(self.data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -787,6 +853,8 @@ FetchItem = (
     | EnvelopeItem
     | BodyStructureItem
     | BodySectionItem
+    | BinaryItem
+    | BinarySizeItem
     | Rfc822Item
     | ModSeqItem
 )

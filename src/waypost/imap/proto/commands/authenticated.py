@@ -23,6 +23,8 @@ __all__ = [
     "PARSERS",
     "STATUS_ITEMS",
     "Append",
+    "AppendMessage",
+    "CatUrl",
     "Compress",
     "Create",
     "Delete",
@@ -159,17 +161,53 @@ class Status(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class CatUrl:
+    """RFC 4469 §5:  url = "URL" SP astring: a part of a CATENATE taken from a
+    message (or a section of it) on this server."""
+
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppendMessage:
+    """One message of an APPEND: its octets, flags and date; ``binary`` when it came
+    as a literal8 (RFC 3516 §4.4) and so may hold NUL octets.  A CATENATE (RFC 4469)
+    has its parts, text octets or ``CatUrl``, in ``catenate`` and no ``message``."""
+
+    message: bytes
+    flags: tuple[str, ...] = ()
+    date_time: datetime | None = None
+    binary: bool = False
+    catenate: tuple[bytes | CatUrl, ...] | None = None
+
+    def __repr__(self) -> str:  # a message can be megabytes
+        return (f"AppendMessage(flags={self.flags!r}, date_time={self.date_time!r}, binary={self.binary}, "
+                f"message=<{len(self.message)} octets>)")
+
+
+@dataclass(frozen=True, slots=True)
 class Append(Command):
+    """The first message is in ``message``, ``flags``, ``date_time`` and ``binary``;
+    the others of a MULTIAPPEND (RFC 3502) in ``more``.  ``messages`` has them all."""
+
     mailbox: str
     message: bytes
     flags: tuple[str, ...] = ()
     date_time: datetime | None = None
+    more: tuple[AppendMessage, ...] = ()
+    binary: bool = False
+    catenate: tuple[bytes | CatUrl, ...] | None = None
     name: ClassVar[str] = "APPEND"
+
+    @property
+    def messages(self) -> tuple[AppendMessage, ...]:
+        return (AppendMessage(self.message, self.flags, self.date_time, self.binary, self.catenate), *self.more)
 
     def __repr__(self) -> str:  # a message can be megabytes
         return (
             f"Append(tag={self.tag!r}, mailbox={self.mailbox!r}, flags={self.flags!r}, "
-            f"date_time={self.date_time!r}, message=<{len(self.message)} octets>)"
+            f"date_time={self.date_time!r}, binary={self.binary}, message=<{len(self.message)} octets>, "
+            f"more={self.more!r})"
         )
 
 
@@ -465,10 +503,26 @@ def _status(r: Reader, tag: str) -> Command:
 
 
 def _append(r: Reader, tag: str) -> Command:
-    # append          = "APPEND" SP mailbox [SP flag-list] [SP date-time] SP
-    #                   literal
+    # RFC 3502 §6 (MULTIAPPEND):
+    #   append          = "APPEND" SP mailbox 1*append-message
+    #   append-message  = append-opts SP append-data
+    #   append-opts     = [SP flag-list] [SP date-time]
+    # RFC 3516 §4.4 (BINARY), RFC 4466 §2.1:
+    #   append-data     = literal / literal8
+    #   literal8        = "~{" number ["+"] "}" CRLF *OCTET
     r.sp()
     mailbox = r.mailbox()
+    first = _append_message(r)
+    more: list[AppendMessage] = []
+    while r.peek() == 0x20:
+        if len(more) + 1 >= r.params.max_append_messages:
+            r.fail(Reason.TOO_MANY_MESSAGES, f"more than {r.params.max_append_messages} messages in one APPEND")
+        more.append(_append_message(r))
+    return Append(tag, mailbox, first.message, first.flags, first.date_time, tuple(more), first.binary,
+                  first.catenate)
+
+
+def _append_message(r: Reader) -> AppendMessage:
     r.sp()
     flags: tuple[str, ...] = ()
     if r.peek() == 0x28:
@@ -478,9 +532,40 @@ def _append(r: Reader, tag: str) -> Command:
     if r.peek() == 0x22:
         when = r.date_time()
         r.sp()
-    if r.peek() != 0x7B:
+    c = r.peek()
+    if c == 0x7E:
+        return AppendMessage(r.literal8(), flags, when, True)
+    if c != 0x7B and r.take("CATENATE"):
+        return AppendMessage(b"", flags, when, catenate=_catenate(r))
+    if c != 0x7B:
         r.fail_here("message literal")
-    return Append(tag, mailbox, r.literal(), flags, when)
+    return AppendMessage(r.literal(), flags, when)
+
+
+def _catenate(r: Reader) -> tuple[bytes | CatUrl, ...]:
+    # RFC 4469 §5:
+    #   append-data     =/ "CATENATE" SP "(" cat-part *(SP cat-part) ")"
+    #   cat-part        = text-literal / url
+    #   text-literal    = "TEXT" SP literal
+    #   url             = "URL" SP astring
+    # (RFC 3516 §4.4 lets the text be a literal8 as well.)
+    r.sp()
+    r.open()
+    parts = [_cat_part(r)]
+    while r.skip_sp():
+        parts.append(_cat_part(r))
+    r.close()
+    return tuple(parts)
+
+
+def _cat_part(r: Reader) -> bytes | CatUrl:
+    if r.take("TEXT"):
+        r.sp()
+        return r.literal8() if r.peek() == 0x7E else r.literal()
+    if r.take("URL"):
+        r.sp()
+        return CatUrl(r.text(r.astring("URL"), "URL"))
+    r.fail_here("TEXT or URL")
 
 
 # -- NAMESPACE, ENABLE, IDLE ----------------------------------------------------------

@@ -1,0 +1,89 @@
+"""RFC 3516 BINARY: the fetch-att grammar (§6), the response items (literal8 for data
+with NUL, §4.2) and content-transfer-decoding of a part, UNKNOWN-CTE included."""
+
+from __future__ import annotations
+
+import pytest
+
+from waypost.imap import message as mime
+from waypost.imap.proto import (
+    BadCommand,
+    BinaryItem,
+    BinarySection,
+    BinarySizeItem,
+    BodySectionItem,
+    Codes,
+    Fetch,
+    SequenceSet,
+    Section,
+    Tagged,
+    parse_command,
+)
+
+MESSAGE = (
+    b"From: a@example.test\r\nMime-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    b"--b\r\nContent-Type: text/plain\r\n\r\nplain text\r\n"
+    b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    b"AAECaGVs\r\nbG8=\r\n"
+    b"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b"caf=C3=A9 soft=\r\nbreak\r\n"
+    b"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n"
+    b"--b--\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "atts"),
+    [
+        (b"a1 FETCH 1 (BINARY[1])\r\n", (BinarySection((1,)),)),
+        (b"a2 FETCH 1 BINARY.PEEK[1.2]<0.7>\r\n", (BinarySection((1, 2), (0, 7), peek=True),)),
+        (b"a3 FETCH 1 (BINARY.SIZE[3] binary.peek[])\r\n",
+         (BinarySection((3,), size=True), BinarySection((), peek=True))),
+    ],
+)
+def test_binary_fetch_atts_parse(line: bytes, atts: tuple[BinarySection, ...]) -> None:
+    cmd, rest = parse_command(line)
+    assert rest == b"" and isinstance(cmd, Fetch)
+    assert cmd.sequence == SequenceSet.of(1) and cmd.attributes == atts
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"a1 FETCH 1 BINARY[HEADER]\r\n",  # section-binary is a section-part only
+        b"a1 FETCH 1 BINARY[1.MIME]\r\n",
+        b"a1 FETCH 1 BINARY.SIZE[1]<0.5>\r\n",  # no partial with BINARY.SIZE
+        b"a1 FETCH 1 BINARY[0]\r\n",
+    ],
+)
+def test_bad_binary_fetch_atts_are_refused(line: bytes) -> None:
+    with pytest.raises(BadCommand):
+        parse_command(line)
+
+
+def test_binary_response_items() -> None:
+    assert BinaryItem((1,), b"hello").encode() == b'BINARY[1] "hello"'
+    assert BinaryItem((5,), b"ab\x00c", 0).encode() == b"BINARY[5]<0> ~{4}\r\nab\x00c"
+    assert BinarySizeItem((1, 2), 7).encode() == b"BINARY.SIZE[1.2] 7"
+    # BODY[] of a message appended as a literal8 with NUL: a literal8 too, never a bad literal
+    assert BodySectionItem(Section(), b"x\x00").encode() == b"BODY[] ~{2}\r\nx\x00"
+    no = Tagged("a1", "NO", "Unknown content-transfer-encoding", Codes.UNKNOWN_CTE)
+    assert no.encode() == b"a1 NO [UNKNOWN-CTE] Unknown content-transfer-encoding\r\n"
+
+
+def test_binary_sections_decode_the_transfer_encoding() -> None:
+    assert mime.binary_section(MESSAGE, ()) == MESSAGE
+    assert mime.binary_section(MESSAGE, (1,)) == b"plain text"
+    assert mime.binary_section(MESSAGE, (2,)) == b"\x00\x01\x02hello"
+    assert mime.binary_section(MESSAGE, (3,)) == "café softbreak".encode()
+    assert mime.binary_section(MESSAGE, (9,)) == b""
+    with pytest.raises(mime.UnknownCte):
+        mime.binary_section(MESSAGE, (4,))
+
+
+def test_quoted_printable_follows_rfc2045() -> None:
+    # trailing white space dropped, "=" + white space is a soft break, "=XX" an octet
+    body = b"hello  \r\nbar=\r\n\r\nfoo\t \t= \r\n=62\r\nfoo =\t\r\nbar\r\na=3D41 =ZZ\r\n"
+    msg = b"Content-Type: text/plain\r\nContent-Transfer-Encoding: Quoted-Printable\r\n\r\n" + body
+    assert mime.binary_section(msg, (1,)) == b"hello\r\nbar\r\nfoo\t \tb\r\nfoo bar\r\na=41 =ZZ\r\n"

@@ -82,13 +82,14 @@ def deliver(srv: WaypostInstance, to: str, headers: str, body: str = "hello\r\n"
 # -- issue 13 item 5: STARTTLS keeps the client's first encrypted command -------------------
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="Debian's curl is not installed")
 def test_curl_starttls_32_at_once(srv):
     """curl imap:// --ssl-reqd, verifying the server's certificate, 32 at once: every
     one lists the mailboxes (the first command sent under TLS is not lost).  A lost
     command leaves curl waiting for the 60 s autologout (imap.login_timeout), so
     --max-time is below it; above the few seconds that 32 argon2 checks take on a
     busy machine."""
+    assert shutil.which("curl"), "Debian's curl is missing: `make test` installs it"
+
     def one(i: int) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["curl", "-sSv", "--ssl-reqd", "--cacert", str(srv.ca_file), "--max-time", "45",

@@ -9,37 +9,10 @@ the loops below go on (bounded) until both have.
 
 from __future__ import annotations
 
-import base64
 import re
-import socket
 
+from support.logins import imap_login, smtp_login
 from support.server import wait_for
-
-
-def _lines(s: socket.socket, until: bytes) -> bytes:
-    data = b""
-    while not any(line.startswith(until) for line in data.split(b"\r\n")[:-1]):
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def imap_login(inst, user: str, password: str) -> bool:
-    with socket.create_connection(("127.0.0.1", inst.imap_port), timeout=30) as s:
-        _lines(s, b"* OK")
-        s.sendall(f'a LOGIN "{user}" "{password}"\r\n'.encode())
-        return b"a OK" in _lines(s, b"a ")
-
-
-def smtp_login(inst, user: str, password: str) -> bool:
-    with socket.create_connection(("127.0.0.1", inst.submission_port), timeout=30) as s:
-        _lines(s, b"220 ")
-        s.sendall(b"EHLO c\r\n")
-        _lines(s, b"250 ")
-        s.sendall(b"AUTH PLAIN " + base64.b64encode(f"\0{user}\0{password}".encode()) + b"\r\n")
-        return _lines(s, b"").startswith(b"235")
 
 
 def _pids(inst, pattern: str, since: int = 0) -> set[str]:

@@ -563,18 +563,27 @@ class SQLiteDatabase(_MailboxIndex):
             ).rowcount
 
     @staticmethod
+    def _recipient_terms(where: QueueFilter, table: str = "", hint: str = "") -> tuple[list[str], list[Any]]:
+        """The conditions of a queue filter on one recipient row (its target and
+        address); ``table`` prefixes the columns, ``hint`` is ``+`` where the index on
+        target must not be chosen."""
+        terms: list[str] = []
+        args: list[Any] = []
+        if where.target is not None:
+            terms.append(f"{hint}{table}target=?")
+            args.append(where.target)
+        if where.recipient is not None:
+            terms.append(f"lower({table}address) LIKE ? ESCAPE '\\'")
+            args.append(_like(where.recipient))
+        return terms, args
+
+    @staticmethod
     def _queue_where(where: QueueFilter, now: float) -> tuple[str, list[Any]]:
         """The WHERE clause (on ``m``, queue_messages) of a queue filter: the message
         has a queued recipient that matches (``+status``: the look-up goes by the
         primary key, not by the index of due recipients, which is no help here)."""
-        rcpt = ["r2.msg_id=m.id", "+r2.status='queued'"]
-        args: list[Any] = []
-        if where.target is not None:
-            rcpt.append("+r2.target=?")
-            args.append(where.target)
-        if where.recipient is not None:
-            rcpt.append("lower(r2.address) LIKE ? ESCAPE '\\'")
-            args.append(_like(where.recipient))
+        terms, args = SQLiteDatabase._recipient_terms(where, "r2.", "+")
+        rcpt = ["r2.msg_id=m.id", "+r2.status='queued'", *terms]
         if where.state == "queued":
             rcpt.append("+r2.held=0")
         elif where.state == "held":
@@ -658,14 +667,8 @@ class SQLiteDatabase(_MailboxIndex):
     def queue_set_matching(self, where: QueueFilter, now: float, held: bool | None = None,
                            due: bool = False) -> int:
         clause, args = self._queue_where(where, now)
-        rcpt: list[str] = ["status='queued'"]
-        rargs: list[Any] = []
-        if where.target is not None:
-            rcpt.append("target=?")
-            rargs.append(where.target)
-        if where.recipient is not None:
-            rcpt.append("lower(address) LIKE ? ESCAPE '\\'")
-            rargs.append(_like(where.recipient))
+        terms, rargs = self._recipient_terms(where)
+        rcpt = ["status='queued'", *terms]
         sets: list[str] = []
         sargs: list[Any] = []
         if held is not None:
@@ -684,13 +687,6 @@ class SQLiteDatabase(_MailboxIndex):
     def queue_get(self, msg_id: str) -> QueuedMessage | None:
         found = self._messages(self._conn(), [msg_id])
         return found[0] if found else None
-
-    def queue_list(self) -> list[QueuedMessage]:
-        conn = self._conn()
-        ids = [r[0] for r in conn.execute(
-            "SELECT id FROM queue_messages m WHERE EXISTS (SELECT 1 FROM queue_recipients r"
-            " WHERE r.msg_id=m.id AND r.status='queued') ORDER BY created, id")]
-        return self._messages(conn, ids)
 
     def queue_delete(self, msg_id: str) -> bool:
         with self._write(settings=False) as c:

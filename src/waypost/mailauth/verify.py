@@ -29,6 +29,9 @@ MAX_SIGNATURES = 5
 #: RFC 8301 §3.2: verifiers MUST NOT consider signatures with RSA keys under 1024 bits valid.
 MIN_RSA_BITS = 1024
 
+#: RFC 6376 §3.5: the tags every signature has (a signature without one is unusable).
+REQUIRED_TAGS = (b"v", b"a", b"b", b"bh", b"d", b"h", b"s")
+
 _FIELD = re.compile(rb"^dkim-signature\s*:", re.IGNORECASE)
 
 
@@ -88,8 +91,9 @@ async def _verify_one(lookup: Lookup, message: bytes, idx: int, raw: bytes, trac
     algorithm = tags.get(b"a", b"").decode("ascii", "replace").lower()
     b = re.sub(rb"\s+", b"", tags.get(b"b", b""))[:8].decode("ascii", "replace")
     res = DKIMResult("neutral", domain, selector, algorithm, b)
-    if not domain or not selector:
-        res.reason = "signature lacks d= or s="
+    missing = [t.decode() for t in REQUIRED_TAGS if not tags.get(t)]
+    if missing:
+        res.reason = f"signature lacks {', '.join(t + '=' for t in missing)} (RFC 6376 §3.5)"
         trace.append(f"dkim[{idx}]: {res.reason}: neutral")
         return res
     name = f"{selector}._domainkey.{domain}"
@@ -126,6 +130,9 @@ async def _verify_one(lookup: Lookup, message: bytes, idx: int, raw: bytes, trac
     else:
         res.result = "pass" if ok else "fail"
         res.reason = "" if ok else "signature did not verify"
+        if ok and algorithm == "rsa-sha1":
+            # RFC 8301 §3.1: verifiers MUST NOT consider rsa-sha1 signatures valid.
+            res.result, res.reason = "fail", "rsa-sha1 signature verified, but SHA-1 is not accepted (RFC 8301 §3.1)"
     trace.append(f"dkim[{idx}] d={domain} s={selector} a={algorithm}: {res.result}"
                  + (f" ({res.reason})" if res.reason else ""))
     return res

@@ -149,3 +149,30 @@ def test_dns_command_reports_each_record(pair):
     assert rows[("example.test", "MX")]["status"] == "error"
     table = a.cli("dns", "example.test").output
     assert "DNS records of example.test" in table and "missing" in table and "error" in table
+
+
+def test_dkim_commands_and_bad_input(instance, tmp_path):
+    """The key life cycle through the CLI, and each refusal as one line and exit 1."""
+    out = instance.ok("dkim", "generate", "example.test", "--selector", "one")
+    assert "one._domainkey.example.test. IN TXT (" in out and '" "' in out  # an RSA key takes two strings
+    instance.ok("dkim", "generate", "example.test", "--selector", "two", "--algorithm", "ed25519", "--inactive")
+    states = {r["selector"]: r["state"] for r in json.loads(instance.ok("dkim", "list", "--json"))}
+    assert states == {"one": "signing", "two": "inactive"}
+    instance.ok("dkim", "activate", "example.test", "two")
+    states = {r["selector"]: r["state"] for r in json.loads(instance.ok("dkim", "list", "example.test", "--json"))}
+    assert states == {"one": "active", "two": "signing"}
+    assert "one signs" in instance.ok("dkim", "deactivate", "example.test", "two")
+    instance.ok("dkim", "remove", "example.test", "two")
+    for args, message in [
+        (("dkim", "generate", "nowhere.test"), "nowhere.test is not a local domain"),
+        (("dkim", "generate", "example.test", "--selector", "one"), "already has a DKIM key with selector one"),
+        (("dkim", "generate", "example.test", "--selector", "no_pe"), "not a valid DKIM selector"),
+        (("dkim", "activate", "example.test", "zz"), "has no DKIM key with selector zz"),
+        (("dkim", "remove", "example.test", "two"), "has no DKIM key with selector two"),
+        (("mailauth", "check", str(tmp_path / "none.eml"), "--client-ip", "192.0.2.1"), "No such file"),
+        (("mailauth", "check", "-", "--client-ip", "not-an-ip"), "is not an IP address"),
+        (("dns", "nowhere.test"), "not a local domain"),
+    ]:
+        result = instance.cli(*args)
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
+        assert "Traceback" not in result.output

@@ -15,6 +15,7 @@ import pytest
 from support.dnsserver import TestDNSServer
 from support.server import WaypostInstance, wait_for
 from support.tls import client_context
+from support.workers import on_two_workers
 
 DKIMVERIFY = """
 import sys, dns.resolver
@@ -176,3 +177,41 @@ def test_dkim_commands_and_bad_input(instance, tmp_path):
         result = instance.cli(*args)
         assert result.exit_code != 0 and message in result.output, (args, result.output)
         assert "Traceback" not in result.output
+
+
+
+def test_key_removed_and_recreated_is_seen_by_every_worker(pair):
+    """STYLE 13: each of two workers signs (and so has read the key), the key is
+    removed and made again under the same selector; both workers sign the next message
+    with the new key: it verifies against the new record."""
+    a, b, dns = pair
+    a.configure(server={"workers": 2})
+    publish_key(a, dns)
+    a.start()
+    b.start()
+
+    def connect() -> smtplib.SMTP:
+        c = smtplib.SMTP("127.0.0.1", a.submission_port)
+        c.starttls(context=client_context())
+        c.login("alice@example.test", "alice-password")
+        return c
+
+    first, second = on_two_workers(connect, lambda c: c.sock, lambda c: c.close(), a.proc.pid)
+    try:
+        for n, c in enumerate((first, second)):
+            c.sendmail("alice@example.test", ["rita@remote.test"], BODY.replace(b"signed", f"before {n}".encode()))
+        wait_for(lambda: len(b.messages("rita@remote.test")) >= 2, what="the first two")
+        a.ok("dkim", "remove", "example.test", "e2e")
+        publish_key(a, dns)  # same selector, a new key, its new record
+        for n, c in enumerate((first, second)):
+            c.sendmail("alice@example.test", ["rita@remote.test"], BODY.replace(b"signed", f"after {n}".encode()))
+    finally:
+        first.close()
+        second.close()
+    files = wait_for(lambda: (lambda f: f if len(f) >= 4 else None)(b.messages("rita@remote.test")),
+                     what="the two after")
+    after = [p.read_bytes() for p in files if b"Subject: after" in p.read_bytes()]
+    assert len(after) == 2
+    for raw in after:
+        out = dkimverify(dns, raw)
+        assert out.returncode == 0, out.stdout + out.stderr

@@ -8,16 +8,13 @@ counted, so a check can say what it cost.
 
 from __future__ import annotations
 
-import ipaddress
-
-import dns.asyncresolver
 import dns.exception
 import dns.name
-import dns.nameserver
 import dns.resolver
 import dns.reversename
 
-from ..config import Settings, parse_hostport
+from ..config import Settings
+from ..delivery.remote import async_resolver
 
 __all__ = ["Lookup", "DNSTempError", "DNSAnswer"]
 
@@ -38,22 +35,7 @@ class Lookup:
     __slots__ = ("resolver", "queries")
 
     def __init__(self, settings: Settings, timeout: float | None = None) -> None:
-        if settings.dns.nameservers:
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            servers: list[dns.nameserver.Nameserver] = []
-            for i, entry in enumerate(settings.dns.nameservers):
-                host, port = parse_hostport(entry, default_port=53)
-                try:
-                    ip = str(ipaddress.ip_address(host))
-                except ValueError:
-                    raise ValueError(f"dns.nameservers[{i}]: {entry!r}: a name server must be an IP address") from None
-                servers.append(dns.nameserver.Do53Nameserver(ip, port))
-            resolver.nameservers = servers
-        else:
-            resolver = dns.asyncresolver.Resolver()
-        resolver.timeout = timeout if timeout is not None else settings.dns.timeout
-        resolver.lifetime = resolver.timeout
-        self.resolver = resolver
+        self.resolver = async_resolver(settings, timeout)  # the delivery agent's, same settings
         self.queries = 0
 
     async def query(self, name: str, rdtype: str) -> DNSAnswer:

@@ -11,6 +11,7 @@ from .keys import ALGORITHMS, dns_name, dns_record, generate_key, signing_key
 from .lookup import DNSTempError, Lookup
 from .sign import Signer, should_sign
 from .spf import SPFResult, check_host, check_spf
+from .verdict import Verdict, check_message
 
 __all__ = [
     "ALGORITHMS",
@@ -18,7 +19,9 @@ __all__ = [
     "Lookup",
     "SPFResult",
     "Signer",
+    "Verdict",
     "check_host",
+    "check_message",
     "check_spf",
     "dns_name",
     "dns_record",

@@ -158,3 +158,16 @@ async def test_null_sender_uses_the_helo_identity(zone, settings):
     assert "smtp.mailfrom" not in v.header and "spf=pass smtp.helo=mx.example.test" in v.header
     v = await check_message(settings, MESSAGE, CLIENT, "[192.0.2.10]", "")
     assert v.helo is None and v.spf.result == "none"
+
+
+async def test_authentication_results_cannot_be_forged_through_its_values(zone, settings):
+    """What the client chose (HELO, MAIL FROM, a signature's d= and s=) is quoted or
+    cleaned: it can never add a method result of its own to the field (RFC 8601 §2.2)."""
+    evil_sig = (b"DKIM-Signature: v=1; a=rsa-sha256; d=x.test;dkim=pass; s=a(b)c; h=from; bh=AAAA; b=AAAA\r\n")
+    v = await check_message(settings, evil_sig + MESSAGE, STRANGER, "h;dkim=pass", 'a"b;spf=pass@example.test')
+    fields = v.header.split(";\r\n\t")
+    assert fields[0] == "Authentication-Results: mx.receiver.test"
+    assert [f.split("=", 1)[0].split()[0] for f in fields[1:]] == ["spf", "spf", "dkim", "dmarc"]
+    assert 'smtp.mailfrom="a\\"b;spf=pass@example.test"' in v.header
+    assert 'smtp.helo="h;dkim=pass"' in v.header
+    assert "\r\n" not in v.header[:-2].replace(";\r\n\t", "")

@@ -39,6 +39,7 @@ from .imap.proto import Params
 from .imap.server import IMAPService
 from .imap.server import Limits as IMAPLimits
 from .imap.commands.search import set_search_cache
+from .mailauth import Signer
 from .mailstore import Mailstore
 from .pop3 import POP3Service
 from .queue import QueueManager
@@ -237,7 +238,8 @@ class Server:
         self.mailstore = Mailstore(settings.path(settings.storage.mail), settings.server.hostname, self.db, self.bus,
                                    listing_cache=settings.storage.listing_cache)
         self.queue = QueueManager(settings, self.db, self.router, self.mailstore, self.owner, self.is_self,
-                                  credentials=lambda who: credentials_for(self.db, self.secrets, who), srs=self.srs)
+                                  credentials=lambda who: credentials_for(self.db, self.secrets, who), srs=self.srs,
+                                  signer=Signer(self.db, self.secrets))
         self._servers: list[asyncio.base_events.Server] = []
         self._service: SMTPService | None = None
         self._minger: MingerServer | None = None

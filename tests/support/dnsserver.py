@@ -18,11 +18,12 @@ Semantics (kept close to an authoritative server):
 * a name with a CNAME answers any other type with the CNAME and the target's records
   when the target is in the zone (NXDOMAIN when it is not);
 * ``fail(name, "SERVFAIL")`` makes a name answer with that response code;
-  ``drop(name)`` makes the server ignore queries for it (the client times out).
+  ``drop(name)`` makes the server ignore queries for it (the client times out);
+  ``drop(name, "TXT")`` only the queries of that type.
 
 Record values: ``A``/``AAAA`` an address string; ``MX`` a ``(preference, host)`` pair
 (``(0, ".")`` is a null MX, RFC 7505); ``TXT`` a string or a list of strings (one
-record of several character-strings); ``CNAME`` a host name.  Names are compared in
+record of several character-strings); ``CNAME`` and ``PTR`` a host name.  Names are compared in
 lower case without the trailing dot.  Every query is logged in ``queries`` as
 ``(name, type, transport)`` so a test can assert what was (not) asked.
 
@@ -41,7 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from dnslib import AAAA, CNAME, MX, QTYPE, RCODE, RR, TXT, A, DNSRecord
+from dnslib import AAAA, CNAME, MX, PTR, QTYPE, RCODE, RR, TXT, A, DNSLabel, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 __all__ = ["TestDNSServer", "Zone"]
@@ -51,7 +52,7 @@ Zone = Mapping[str, Mapping[str, Sequence[Any]]]
 
 ADDRESS = "127.0.0.1"
 TTL = 60
-SUPPORTED_TYPES = ("A", "AAAA", "MX", "TXT", "CNAME")
+SUPPORTED_TYPES = ("A", "AAAA", "MX", "TXT", "CNAME", "PTR")
 # Longest CNAME chain followed inside the zone (a loop ends here instead of hanging).
 MAX_CNAME_CHAIN = 8
 # Attempts at finding a port free for both TCP and UDP.
@@ -73,10 +74,11 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
         self.owner = owner
 
     def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
-        qname = _key(str(request.q.qname))
+        # From the raw labels: str() escapes what an SPF macro may leave in a name (spaces).
+        qname = _key(".".join(label.decode("utf-8", "replace") for label in request.q.qname.label))
         qtype = QTYPE.get(request.q.qtype, str(request.q.qtype))
         zone, failures, drops = self.owner._snapshot((qname, qtype, handler.protocol))
-        if qname in drops:
+        if qname in drops or (qname, qtype) in drops:
             raise _Drop()
         reply = request.reply()
         if qname in failures:
@@ -112,9 +114,12 @@ def _rr(name: str, rtype: str, value: Any) -> RR:
         rdata = TXT(list(value) if isinstance(value, (list, tuple)) else value)
     elif rtype == "CNAME":
         rdata = CNAME(value.rstrip(".") + ".")
+    elif rtype == "PTR":
+        rdata = PTR(value.rstrip(".") + ".")
     else:  # pragma: no cover - rejected by _check
         raise ValueError(rtype)
-    return RR(name + ".", getattr(QTYPE, rtype), rdata=rdata, ttl=TTL)
+    return RR(DNSLabel([label.encode("utf-8") for label in name.split(".")]), getattr(QTYPE, rtype), rdata=rdata,
+              ttl=TTL)
 
 
 class _Handler(DNSHandler):  # type: ignore[misc]
@@ -162,7 +167,7 @@ class TestDNSServer:
         self._lock = threading.Lock()
         self._zone: dict[str, dict[str, list[Any]]] = {}
         self._failures: dict[str, str] = {}
-        self._drops: builtins.set[str] = builtins.set()
+        self._drops: builtins.set[Any] = builtins.set()
         self._queries: list[tuple[str, str, str]] = []
         self._servers: list[DNSServer] = []
         self.port = 0
@@ -249,16 +254,17 @@ class TestDNSServer:
         with self._lock:
             self._failures[_key(name)] = rcode
 
-    def drop(self, name: str) -> None:
-        """Never answer queries for ``name``: the client's look-up times out."""
+    def drop(self, name: str, rtype: str | None = None) -> None:
+        """Never answer queries for ``name`` (of ``rtype`` only, when given): the
+        client's look-up times out."""
         with self._lock:
-            self._drops.add(_key(name))
+            self._drops.add(_key(name) if rtype is None else (_key(name), rtype.upper()))
 
     def heal(self, name: str) -> None:
         """Undo ``fail`` and ``drop`` for ``name``."""
         with self._lock:
             self._failures.pop(_key(name), None)
-            self._drops.discard(_key(name))
+            self._drops = {d for d in self._drops if d != _key(name) and not (isinstance(d, tuple) and d[0] == _key(name))}
 
     # -- the query log ------------------------------------------------------------------
 
@@ -279,7 +285,7 @@ class TestDNSServer:
 
     def _snapshot(
         self, query: tuple[str, str, str]
-    ) -> tuple[dict[str, dict[str, list[Any]]], dict[str, str], frozenset[str]]:
+    ) -> tuple[dict[str, dict[str, list[Any]]], dict[str, str], frozenset[Any]]:
         """Log ``query`` and return a consistent copy of the zone and the failures."""
         with self._lock:
             self._queries.append(query)

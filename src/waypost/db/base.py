@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 __all__ = [
     "Conflict",
     "Database",
+    "DKIMKeyRecord",
     "MailboxRecord",
     "MessageRecord",
     "DomainRecord",
@@ -190,6 +191,26 @@ class MessageRecord:
     internaldate: float
 
 
+@dataclass(slots=True)
+class DKIMKeyRecord:
+    """A DKIM signing key of a domain (table ``dkim_keys``, key ``(domain, selector)``).
+
+    ``private_key`` is sealed with the data directory's key (``waypost.secrets``):
+    PKCS#8 PEM for ``rsa``, the base64 32-octet seed for ``ed25519``.  ``public_key`` is
+    the base64 value of the DNS record's ``p=`` tag.  ``activated``: when the key was
+    made the signing key (0 = inactive); of a domain's active keys the one activated
+    last signs.
+    """
+
+    domain: str
+    selector: str
+    algorithm: str                   # rsa | ed25519
+    private_key: str
+    public_key: str
+    created: float = 0.0
+    activated: float = 0.0
+
+
 class Database(Protocol):
     """What Waypost stores, engine by engine.  See the module docstring for guarantees."""
 
@@ -220,6 +241,17 @@ class Database(Protocol):
         """Replace the domain's alias names."""
     def remove_domain(self, name: str) -> None:
         """Remove the domain and every object in it."""
+
+    # -- DKIM signing keys (one row per domain and selector) --------------------------
+    def dkim_key_add(self, key: DKIMKeyRecord) -> None:
+        """Store a new key; Conflict when the domain already has that selector."""
+    def dkim_keys(self, domain: str | None = None) -> list[DKIMKeyRecord]:
+        """The keys of ``domain`` (every domain when None), by domain then creation
+        time.  Read for every outgoing message: engines may cache it like settings."""
+    def dkim_key_activate(self, domain: str, selector: str, activated: float) -> None:
+        """Set ``activated`` (0 deactivates); NotFound when there is no such key."""
+    def dkim_key_remove(self, domain: str, selector: str) -> None:
+        """Remove a key; NotFound when there is no such key."""
 
     # -- objects in a domain ------------------------------------------------------
     def add_object(self, obj: ObjectRecord) -> ObjectRecord: ...

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .base import (
     Conflict,
+    DKIMKeyRecord,
     DomainRecord,
     NotFound,
     ObjectRecord,
@@ -165,6 +166,16 @@ CREATE TABLE IF NOT EXISTS login_known (
     client  TEXT NOT NULL,
     seen    REAL NOT NULL,
     PRIMARY KEY (account, client)
+);
+CREATE TABLE IF NOT EXISTS dkim_keys (
+    domain      TEXT NOT NULL,
+    selector    TEXT NOT NULL,
+    algorithm   TEXT NOT NULL,
+    private_key TEXT NOT NULL,
+    public_key  TEXT NOT NULL,
+    created     REAL NOT NULL,
+    activated   REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (domain, selector)
 );
 CREATE TABLE IF NOT EXISTS message_headers (
     mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
@@ -782,6 +793,37 @@ class SQLiteDatabase(_MailboxIndex):
             c.execute("INSERT INTO login_known (account, client, seen) VALUES (?, ?, ?)"
                       " ON CONFLICT (account, client) DO UPDATE SET seen=excluded.seen", (account, client, now))
             c.execute("DELETE FROM login_known WHERE account=? AND seen < ?", (account, forget_before))
+
+    # -- DKIM signing keys ----------------------------------------------------------
+
+    def dkim_key_add(self, key: DKIMKeyRecord) -> None:
+        with self._write() as c:
+            try:
+                c.execute("INSERT INTO dkim_keys (domain, selector, algorithm, private_key, public_key, created,"
+                          " activated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (key.domain, key.selector, key.algorithm, key.private_key, key.public_key, key.created,
+                           key.activated))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"{key.domain} already has a DKIM key with selector {key.selector}") from None
+
+    def dkim_keys(self, domain: str | None = None) -> list[DKIMKeyRecord]:
+        def load() -> list[DKIMKeyRecord]:
+            sql = ("SELECT domain, selector, algorithm, private_key, public_key, created, activated FROM dkim_keys"
+                   + (" WHERE domain=?" if domain is not None else "") + " ORDER BY domain, created, selector")
+            rows = self._conn().execute(sql, (domain,) if domain is not None else ()).fetchall()
+            return [DKIMKeyRecord(r[0], r[1], r[2], r[3], r[4], float(r[5]), float(r[6])) for r in rows]
+        return list(self._cached(("dkim", domain or "*"), load))
+
+    def dkim_key_activate(self, domain: str, selector: str, activated: float) -> None:
+        with self._write() as c:
+            if c.execute("UPDATE dkim_keys SET activated=? WHERE domain=? AND selector=?",
+                         (activated, domain, selector)).rowcount == 0:
+                raise NotFound(f"{domain} has no DKIM key with selector {selector}")
+
+    def dkim_key_remove(self, domain: str, selector: str) -> None:
+        with self._write() as c:
+            if c.execute("DELETE FROM dkim_keys WHERE domain=? AND selector=?", (domain, selector)).rowcount == 0:
+                raise NotFound(f"{domain} has no DKIM key with selector {selector}")
 
 
 def _like(pattern: str) -> str:

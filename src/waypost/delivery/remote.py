@@ -203,6 +203,28 @@ def _temporary_dns(name: str, rdtype: str, error: BaseException) -> TemporaryRes
     return TemporaryResolveError(451, "4.4.3", f"DNS look-up of {name} {rdtype} failed: {error}")
 
 
+def async_resolver(settings: Settings, timeout: float | None = None) -> dns.asyncresolver.Resolver:
+    """A dnspython resolver as ``settings.dns`` says: ``nameservers`` ("ip" or
+    "ip:port", port 53 by default) or, when empty, the system's (``/etc/resolv.conf``);
+    each look-up bounded by ``timeout`` (default ``dns.timeout``)."""
+    if settings.dns.nameservers:
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        servers: list[dns.nameserver.Nameserver] = []
+        for i, entry in enumerate(settings.dns.nameservers):
+            host, port = parse_hostport(entry, default_port=53)
+            try:
+                ip = str(ipaddress.ip_address(host))
+            except ValueError:
+                raise ValueError(f"dns.nameservers[{i}]: {entry!r}: a name server must be an IP address") from None
+            servers.append(dns.nameserver.Do53Nameserver(ip, port))
+        resolver.nameservers = servers
+    else:
+        resolver = dns.asyncresolver.Resolver()
+    resolver.timeout = timeout if timeout is not None else settings.dns.timeout
+    resolver.lifetime = resolver.timeout
+    return resolver
+
+
 class Resolver:
     """MX and address look-ups with dnspython, with permanent and temporary failures
     told apart (``PermanentResolveError`` / ``TemporaryResolveError``).
@@ -217,22 +239,7 @@ class Resolver:
     __slots__ = ("_resolver",)
 
     def __init__(self, settings: Settings) -> None:
-        if settings.dns.nameservers:
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            servers: list[dns.nameserver.Nameserver] = []
-            for i, entry in enumerate(settings.dns.nameservers):
-                host, port = parse_hostport(entry, default_port=53)
-                try:
-                    ip = str(ipaddress.ip_address(host))
-                except ValueError:
-                    raise ValueError(f"dns.nameservers[{i}]: {entry!r}: a name server must be an IP address") from None
-                servers.append(dns.nameserver.Do53Nameserver(ip, port))
-            resolver.nameservers = servers
-        else:
-            resolver = dns.asyncresolver.Resolver()
-        resolver.timeout = settings.dns.timeout
-        resolver.lifetime = settings.dns.timeout
-        self._resolver = resolver
+        self._resolver = async_resolver(settings)
 
     async def _query(self, name: str, rdtype: str, nxdomain_status: str) -> dns.resolver.Answer | None:
         """The answer, or None when the name exists without records of that type."""

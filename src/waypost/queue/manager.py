@@ -31,6 +31,7 @@ from ..config import Settings
 from ..db import Database, QueueFilter, QueuedMessage, QueuedRecipient, RecipientUpdate
 from ..delivery import remote
 from ..log import event
+from ..mailauth import Signer, should_sign
 from ..mailstore import Delivery, Mailstore
 from ..router import LOCAL_TARGET, Context, Route, Router
 from . import dsn
@@ -40,6 +41,9 @@ from .spool import Spool, SpoolEntry, new_message_id
 __all__ = ["QueueManager", "Recipient", "count_received"]
 
 log = logging.getLogger("waypost.queue")
+
+#: Larger messages are DKIM-signed in a thread (hashing the body would hold the loop).
+SIGN_INLINE = 256 * 1024
 
 #: Most recipients one local batch stores with one flush.
 LOCAL_BATCH = 256
@@ -85,9 +89,12 @@ class QueueManager:
         is_self: Callable[[str, str, int], bool] | None = None,
         credentials: Callable[[str], tuple[str, str] | None] | None = None,
         srs: Any = None,
+        signer: Signer | None = None,
     ) -> None:
         """``credentials(account)``: next-hop AUTH for routes that ask for it (gateway);
-        ``srs``: the Sender Rewriting Scheme for copies made by account forwarding."""
+        ``srs``: the Sender Rewriting Scheme for copies made by account forwarding;
+        ``signer``: DKIM-signs outgoing mail of our domains as it enters the queue."""
+        self.signer = signer
         self.credentials = credentials
         self.srs = srs
         self.settings = settings
@@ -278,6 +285,13 @@ class QueueManager:
         Raises SpoolError when it could not be stored (the client gets 452)."""
         msg_id = msg_id or new_message_id()
         recipients = _unique(recipients)
+        if self.signer is not None and should_sign(params or {}, [r.route.target for r in recipients]) is None:
+            # Every message enters the queue here (sessions, rules' copies, DSNs): the
+            # one place outgoing mail is signed, after the rules and before the spool.
+            if len(data) > SIGN_INLINE:
+                data = await asyncio.to_thread(self.signer.sign, data, msg_id)
+            else:
+                data = self.signer.sign(data, msg_id)
         now = time.time()
         envelope: dict[str, Any] = {
             "sender": sender,

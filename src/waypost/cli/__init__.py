@@ -21,6 +21,7 @@ from .auth import auth
 from .gateway import gateway
 from .rule import rule
 from .mailbox import acl, mailbox
+from .files import files
 
 __all__ = ["main", "cli"]
 
@@ -270,6 +271,7 @@ cli.add_command(rule)
 cli.add_command(mailbox)
 cli.add_command(acl)
 cli.add_command(auth)
+cli.add_command(files)
 register_directory(cli)
 
 

@@ -601,6 +601,7 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
     # Recovery runs once, before any worker takes work.
     recovery = Server(settings, tls)
     recovery.queue.recover()
+    recovery.files.recover()  # uploads a killed server left half-written
     recovery.db.close()
     for name, sock in sockets.items():
         host, port = sock.getsockname()[:2]

@@ -10,6 +10,7 @@ size limit; an upload past it is refused (552) and leaves nothing behind.
 from __future__ import annotations
 
 import ftplib
+import json
 import io
 import os
 import shutil
@@ -358,3 +359,43 @@ def test_two_workers_and_a_clean_stop_with_sessions_open(tmp_path):
         assert tmp_files(inst) == []
         assert not (area(inst, "erin@example.test") / "inflight.bin").exists()
         assert all("Traceback" not in line for line in inst.output)
+
+
+def test_files_commands(instance):
+    instance.ok("domain", "add", DOMAIN)
+    instance.ok("account", "add", f"alice@{DOMAIN}", "--password", PASSWORD)
+    instance.ok("files", "set-domain", DOMAIN, "--limit", "1M")
+    [row] = json.loads(instance.ok("files", "usage", f"alice@{DOMAIN}", "--json"))
+    assert (row["used"], row["limit"], row["limit_from"], row["listing"]) == (0, 1048576, "domain", False)
+    root = area(instance, f"alice@{DOMAIN}")
+    (root / "site").mkdir()
+    (root / "site" / "index.html").write_bytes(b"x" * 1500)
+    rows = json.loads(instance.ok("files", "ls", f"alice@{DOMAIN}", "--json"))
+    assert [(r["name"], r["kind"]) for r in rows] == [("site/", "folder")]
+    rows = json.loads(instance.ok("files", "ls", f"alice@{DOMAIN}", "site", "--json"))
+    assert [(r["name"], r["size"]) for r in rows] == [("index.html", 1500)]
+    instance.ok("files", "set", f"alice@{DOMAIN}", "--limit", "2K", "--listing")
+    [row] = json.loads(instance.ok("files", "usage", f"alice@{DOMAIN}", "--json"))
+    assert (row["used"], row["limit"], row["limit_from"], row["listing"]) == (1500, 2048, "account", True)
+    instance.ok("files", "set", f"alice@{DOMAIN}", "--default-limit", "--no-listing")
+    [row] = json.loads(instance.ok("files", "usage", f"alice@{DOMAIN}", "--json"))
+    assert (row["limit_from"], row["listing"]) == ("domain", False)
+    everyone = json.loads(instance.ok("files", "usage", "--json"))
+    assert {r["account"] for r in everyone} == {f"alice@{DOMAIN}", "postmaster@example.test"}
+    for args in (["files", "ls", f"alice@{DOMAIN}", "../.."], ["files", "ls", f"alice@{DOMAIN}", "none"],
+                 ["files", "set", f"alice@{DOMAIN}", "--limit", "lots"], ["files", "usage", f"nobody@{DOMAIN}"],
+                 ["files", "set", f"alice@{DOMAIN}"], ["files", "set-domain", "nowhere.test", "--limit", "1M"]):
+        result = instance.cli(*args)
+        assert result.exit_code != 0 and "Traceback" not in result.output, (args, result.output)
+    table = instance.ok("files", "usage", f"alice@{DOMAIN}")  # the table for people
+    assert "1.5 KiB" in table and "1.0 MiB" in table and "domain" in table
+
+
+def test_uploads_left_by_a_killed_server_are_removed_at_start(instance):
+    tmp = instance.data / "files" / ".tmp"
+    tmp.mkdir(parents=True)
+    (tmp / "upload-stale").write_bytes(b"half an upload")
+    instance.start()
+    assert not (tmp / "upload-stale").exists()
+    instance.expect_log(r"event=files-recovered removed_tmp=1")
+    instance.stop()

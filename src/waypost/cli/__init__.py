@@ -152,7 +152,7 @@ def config_check(app: App) -> None:
 
 @cli.command()
 @click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--with-mail", is_flag=True, help="Also copy the spool and the Maildirs (after the database).")
+@click.option("--with-mail", is_flag=True, help="Also copy the spool, the Maildirs and the file areas (after the database).")
 @pass_app
 @handle_errors
 def backup(app: App, destination: Path, with_mail: bool) -> None:

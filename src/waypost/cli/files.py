@@ -3,15 +3,32 @@ administrator sees them."""
 
 from __future__ import annotations
 
+import functools
 import re
 import time
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import click
 
 from .common import App, emit, fail, handle_errors, json_option, pass_app
 
 __all__ = ["files"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _files_errors(f: F) -> F:
+    """A refusal of the file area (no such folder, a refused path) is one line, exit 1."""
+    from ..files import FilesError
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except FilesError as e:
+            fail(str(e))
+
+    return wrapper  # type: ignore[return-value]
 
 _UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
 
@@ -50,8 +67,7 @@ def _usage_row(store: Any, acct: Any) -> dict[str, Any]:
                                                 else "default")
     return {"account": acct.address, "used": used, "limit": area.limit, "limit_from": source,
             "percent": round(100.0 * used / area.limit, 1) if area.limit else (0.0 if not used else 100.0),
-            "listing": bool(acct.data.get(LISTING_KEY, False)), "path": str(area.root),
-            "used_human": _human(used), "limit_human": _human(area.limit)}
+            "listing": bool(acct.data.get(LISTING_KEY, False)), "path": str(area.root)}
 
 
 @click.group()
@@ -68,6 +84,7 @@ def files() -> None:
 @json_option
 @pass_app
 @handle_errors
+@_files_errors
 def files_usage(app: App, address: str | None, domain_name: str | None, as_json: bool) -> None:
     """Octets used and the limit, for one account or many.
     Example: waypost files usage alice@client1.com --json"""
@@ -81,8 +98,10 @@ def files_usage(app: App, address: str | None, domain_name: str | None, as_json:
     else:
         accounts = app.directory.list_objects(domain_name, "account")
     rows = [_usage_row(store, a) for a in accounts]
-    emit(app, rows, ["account", "used_human", "limit_human", "percent", "limit_from", "listing"], as_json,
-         "File areas")
+    if not as_json:  # people read sizes with units
+        rows = [r | {"used": _human(r["used"]), "limit": _human(r["limit"]), "percent": f"{r['percent']}%"}
+                for r in rows]
+    emit(app, rows, ["account", "used", "limit", "percent", "limit_from", "listing"], as_json, "File areas")
 
 
 @files.command("ls")
@@ -91,6 +110,7 @@ def files_usage(app: App, address: str | None, domain_name: str | None, as_json:
 @json_option
 @pass_app
 @handle_errors
+@_files_errors
 def files_ls(app: App, address: str, path: str, as_json: bool) -> None:
     """List a folder of an account's file area (PATH is relative to its top).
     Example: waypost files ls alice@client1.com site/images"""

@@ -488,6 +488,25 @@ class FileStore:
         self._tmp = root / ".tmp"
         self._locks = root / ".locks"
 
+    def recover(self) -> int:
+        """Remove the uploads a stopped or killed server left in ``.tmp`` (none of them
+        was committed); ``serve`` calls it once, before any worker starts.  Returns how
+        many were removed."""
+        removed = 0
+        try:
+            names = os.listdir(self._tmp)
+        except FileNotFoundError:
+            return 0
+        for name in names:
+            try:
+                os.unlink(self._tmp / name)
+                removed += 1
+            except (FileNotFoundError, IsADirectoryError, PermissionError):
+                continue
+        if removed:
+            event(log, "files-recovered", removed_tmp=removed)
+        return removed
+
     def limit_of(self, account: ObjectRecord) -> int:
         """The account's own limit, else its domain's, else ``files.size_limit``."""
         own = account.data.get(LIMIT_KEY)

@@ -27,7 +27,7 @@ def env(tmp_path):
     d.add_account("alice@domain.dom", None)
     d.add_account("bob@main.dom", None)
     store = FileStore(tmp_path / "files", d, LIMIT)
-    r = Router(d, ["127.0.0.0/8"], own_addresses=["127.0.0.1"])
+    r = Router(d, ["127.0.0.0/8"], own_addresses=["127.0.0.1", "::1"])
     yield d, store, r, tmp_path
     db.close()
 
@@ -54,6 +54,8 @@ def test_split_path_refuses(bad):
 
 def test_split_path_accepts_ordinary_names():
     assert split_path("") == ()
+    assert len(split_path("/".join(["d"] * 32))) == 32  # MAX_DEPTH, at its edge
+    assert split_path("n" * 255) == ("n" * 255,)  # MAX_NAME, at its edge
     assert split_path("docs//index.html/") == ("docs", "index.html")
     assert split_path("100% sure.txt") == ("100% sure.txt",)
     assert split_path("%41bc") == ("%41bc",)  # decodes to a plain name: harmless, kept as given
@@ -112,7 +114,7 @@ def test_write_list_read_delete(env):
     assert area.list() == [] and area.usage() == 0
     area.mkdir("site")
     info = area.write("site/index.html", b"<h1>hi</h1>")
-    assert (info.path, info.size, info.content_type) == ("site/index.html", 11, "text/html; charset=utf-8")
+    assert (info.path, info.size, info.content_type) == ("site/index.html", 11, "text/html")
     area.write("site/pic.png", [b"\x89PNG", b"rest"])
     assert [(e.name, e.is_dir, e.size) for e in area.list()] == [("site", True, 0)]
     assert [(e.name, e.size) for e in area.list("site")] == [("index.html", 11), ("pic.png", 8)]
@@ -145,8 +147,8 @@ def test_write_list_read_delete(env):
 
 
 def test_content_types():
-    assert content_type("a.html") == "text/html; charset=utf-8"
-    assert content_type("A.CSS") == "text/css; charset=utf-8"
+    assert content_type("a.html") == "text/html"
+    assert content_type("A.CSS") == "text/css"
     assert content_type("x.pdf") == "application/pdf"
     assert content_type("noext") == "application/octet-stream"
     assert content_type("x.jpg") == "image/jpeg"
@@ -284,7 +286,7 @@ def test_tilde_urls(env):
     area.write("docs/a.txt", b"A")
     ans = lookup(store, r, "domain.dom", "/~alice/")
     assert ans.kind == "file" and ans.file.path == "index.html" and ans.site.account == "alice@domain.dom"
-    assert lookup(store, r, "DOMAIN.dom:8080", "/~alice/docs/a.txt").file.content_type == "text/plain; charset=utf-8"
+    assert lookup(store, r, "DOMAIN.dom:8080", "/~alice/docs/a.txt").file.content_type == "text/plain"
     assert lookup(store, r, "www.domain.dom", "/~alice/docs/a.txt").kind == "file"  # a domain alias
     ans = lookup(store, r, "domain.dom", "/~alice")
     assert (ans.kind, ans.location) == ("redirect", "/~alice/")
@@ -299,6 +301,8 @@ def test_tilde_urls(env):
     # The server's own address stands for the main domain.
     store.account_area("bob@main.dom").write("b.txt", b"B")
     assert lookup(store, r, "127.0.0.1:8080", "/~bob/b.txt").kind == "file"
+    assert lookup(store, r, "[::1]:8080", "/~bob/b.txt").kind == "file"
+    assert lookup(store, r, "192.0.2.1", "/~bob/b.txt").kind == "none"  # not one of ours
 
 
 @pytest.mark.parametrize("path", ["/~alice/../bob/b.txt", "/~alice/%2e%2e/x", "/~alice/a\x00b",
@@ -334,6 +338,9 @@ def test_personal_site_host_names_secondary_domain(env):
     assert lookup(store, r, "Alice.Domain.Dom:8080", "/index.html").kind == "file"
     assert lookup(store, r, "nobody.domain.dom", "/").kind == "none"
     assert lookup(store, r, "alice.domain.dom", "/../etc/passwd").kind == "not-found"
+    # An object called LoginPage that no record routed to is nobody's personal site.
+    d.add_account("loginpage@domain.dom", None)
+    assert lookup(store, r, "domain.dom", "/").kind == "none"
     # The domain itself is no personal site: its /~name URLs still work.
     assert lookup(store, r, "domain.dom", "/").kind == "none"
     assert lookup(store, r, "domain.dom", "/~alice/").kind == "file"

@@ -91,10 +91,12 @@ def _host_domain(host: str) -> str | None:
         return None
 
 
-def _account(router: Router, address: str) -> str | None:
+def _account(router: Router, address: str, *, rewritten_from: str = "") -> str | None:
     route = router.resolve(address, Context(kind="http")).route
     if route.kind != "local" or not route.account:
         return None
+    if rewritten_from and route.name.lower() == rewritten_from:
+        return None  # no record routed it: an object called LoginPage is nobody's site
     return f"{route.account}@{route.domain}"
 
 
@@ -106,7 +108,7 @@ def find_site(router: Router, host: str, path: str) -> Site | None:
     if domain is None or not path.startswith("/"):
         return None
     if not domain.startswith("["):
-        owner = _account(router, f"LoginPage@{domain}")
+        owner = _account(router, f"LoginPage@{domain}", rewritten_from="loginpage")
         if owner is not None:
             return Site(owner, "/", path[1:])
     if not path.startswith("/~"):

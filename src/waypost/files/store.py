@@ -122,14 +122,11 @@ class FileInfo:
 
 
 def content_type(name: str) -> str:
-    """The content type a file is served with (``application/octet-stream`` when unknown);
-    text types say UTF-8 unless the file's own markup says otherwise."""
+    """The content type a file is served with, by its name (``application/octet-stream``
+    when unknown).  No charset is claimed: a page says its own (``<meta charset>``), and
+    personal pages are not all UTF-8."""
     guessed, _ = _TYPES.guess_type(name, strict=False)
-    if guessed is None:
-        return "application/octet-stream"
-    if guessed.startswith("text/") or guessed in ("application/javascript", "application/json"):
-        return f"{guessed}; charset=utf-8"
-    return guessed
+    return guessed or "application/octet-stream"
 
 
 def _refuse(e: OSError, what: str) -> FilesError:

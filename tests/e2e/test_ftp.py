@@ -10,12 +10,11 @@ size limit; an upload past it is refused (552) and leaves nothing behind.
 from __future__ import annotations
 
 import ftplib
-import json
 import io
+import json
 import os
 import shutil
 import socket
-import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -90,6 +89,9 @@ def test_percent_login_upload_list_download_rename_delete(server):
     f = ftps(server, f"alice%{DOMAIN}")
     try:
         assert f.pwd() == "/"
+        # Passive data connections: on the address the client connected to, in ftp.passive_ports.
+        host, port = f.makepasv()
+        assert host == "127.0.0.1" and 50000 <= port <= 50099
         f.storbinary("STOR hello.txt", io.BytesIO(b"hello over FTPS"))
         assert (area(server, f"alice@{DOMAIN}") / "hello.txt").read_bytes() == b"hello over FTPS"
         assert f.nlst() == ["hello.txt"]
@@ -137,7 +139,7 @@ def test_at_login_alias_and_areas_are_separate(server):
         with pytest.raises(ftplib.error_perm, match=r"^550"):
             get(b, "mine.txt")
         with pytest.raises(ftplib.error_perm, match=r"^550"):
-            get(b, f"../alice/mine.txt")
+            get(b, "../alice/mine.txt")
         a.delete("mine.txt")
     finally:
         a.quit()

@@ -28,6 +28,7 @@ __all__ = [
     "Settings",
     "load_settings",
     "parse_hostport",
+    "parse_port_range",
     "reference_markdown",
     "render_toml",
     "SETTINGS_FILE",
@@ -68,6 +69,8 @@ class ListenSettings:
     pop3: str = _s("127.0.0.1:2110", "POP3 listener (STLS; production port 110).")
     http: str = _s("", "HTTP listener (WebUser, admin).")
     minger: str = _s("", "Minger (UDP) listener for domain sharing (production port 4069; needs sharing.secret).")
+    ftp: str = _s("127.0.0.1:2121", "FTP listener for the account file areas (explicit FTPS with AUTH TLS; "
+                                    "production port 21).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,8 @@ class StorageSettings:
     database: str = _s("waypost.db", "SQLite file (relative to the data directory) or a postgresql:// URL.")
     spool: str = _s("spool", "Directory of the durable message spool (relative to the data directory).")
     mail: str = _s("mail", "Root of the Maildir store (relative to the data directory).")
+    files: str = _s("files", "Root of the account file areas, one folder per domain and account (relative to "
+                             "the data directory).")
     listing_cache: int = _s(200_000, "Message records (UID, flags, file name) of recently read mailbox listings a "
                                      "worker keeps in memory, over all mailboxes (about 200 octets each).")
 
@@ -123,6 +128,25 @@ class POP3Settings:
     plaintext_without_tls: bool = _s(False, "Accept USER/PASS and AUTH PLAIN without TLS.")
     idle_timeout: float = _s(600.0, "Seconds a client may stay silent (RFC 1939 §3: at least 10 minutes).")
     failure_delay: float = _s(1.0, "Seconds before answering a failed login; doubles with each failure.")
+    max_login_failures: int = _s(3, "Failed logins on one connection before it is closed.")
+
+
+@dataclass(frozen=True, slots=True)
+class FilesSettings:
+    size_limit: int = _s(100 * 1024 * 1024, "Octets of files an account's file area may hold, unless the account "
+                                            "or its domain has its own limit (waypost files set).")
+
+
+@dataclass(frozen=True, slots=True)
+class FTPSettings:
+    plaintext_without_tls: bool = _s(False, "Accept USER/PASS and data transfers without AUTH TLS and PROT P.")
+    passive_ports: str = _s("50000-50099", "Range of TCP ports (first-last) for passive data connections, on "
+                                           "the address the client connected to.")
+    max_connections: int = _s(100, "FTP control connections each worker serves at once (one thread each).")
+    max_connections_per_ip: int = _s(10, "FTP control connections from one client address, per worker.")
+    idle_timeout: float = _s(300.0, "Seconds a client may stay silent on the control connection (also a stalled "
+                                    "data connection).")
+    failure_delay: float = _s(1.0, "Seconds before answering a failed login (the login throttle may add more).")
     max_login_failures: int = _s(3, "Failed logins on one connection before it is closed.")
 
 
@@ -215,6 +239,8 @@ class Settings:
     smtp: SMTPSettings = field(default_factory=SMTPSettings)
     imap: IMAPSettings = field(default_factory=IMAPSettings)
     pop3: POP3Settings = field(default_factory=POP3Settings)
+    ftp: FTPSettings = field(default_factory=FTPSettings)
+    files: FilesSettings = field(default_factory=FilesSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     dns: DNSSettings = field(default_factory=DNSSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
@@ -350,6 +376,14 @@ def _validate(s: Settings) -> None:
                  "verified_cache_ttl"):
         if getattr(a, name) < 0:
             raise ConfigError(f"auth.{name}: must not be negative")
+    if s.files.size_limit < 0:
+        raise ConfigError("files.size_limit: must be 0 or more")
+    try:
+        parse_port_range(s.ftp.passive_ports)
+    except ValueError as e:
+        raise ConfigError(f"ftp.passive_ports: {e}") from None
+    if s.ftp.max_connections <= 0 or s.ftp.max_connections_per_ip <= 0 or s.ftp.max_login_failures <= 0:
+        raise ConfigError("ftp.max_connections, ftp.max_connections_per_ip, ftp.max_login_failures: must be positive")
     if s.server.listen_backlog <= 0:
         raise ConfigError("server.listen_backlog: must be positive")
     if s.server.workers < 0:
@@ -395,6 +429,17 @@ def parse_hostport(value: str, default_port: int | None = None) -> tuple[str, in
     if not port_text.isdigit() or not 0 <= int(port_text) < 65536:
         raise ValueError(f"{value!r}: bad port {port_text!r}")
     return host, int(port_text)
+
+
+def parse_port_range(value: str) -> range:
+    """``first-last`` TCP ports, both included."""
+    first, sep, last = value.strip().partition("-")
+    if not sep or not first.strip().isdigit() or not last.strip().isdigit():
+        raise ValueError(f"{value!r}: expected first-last, e.g. 50000-50099")
+    lo, hi = int(first), int(last)
+    if not 1024 <= lo <= hi < 65536:
+        raise ValueError(f"{value!r}: expected ports from 1024 to 65535, first <= last")
+    return range(lo, hi + 1)
 
 
 def _toml_value(value: Any) -> str:

@@ -151,7 +151,7 @@ def backup(settings: Settings, db: Database, dest: Path, with_mail: bool = False
     """Copy the data directory's state into the new directory ``dest``, while a server
     may be running: the database through the engine's online backup (one consistent
     snapshot, no -wal file), then the settings, the secret key and the TLS files; with
-    ``with_mail`` also the spool and the Maildirs (after the snapshot, so every message
+    ``with_mail`` also the spool, the Maildirs and the file areas (after the snapshot, so every message
     the snapshot knows is in the copy).  Returns what was written.  Raises
     FileExistsError when ``dest`` exists."""
     dest.mkdir(mode=0o700, parents=False)
@@ -170,7 +170,8 @@ def backup(settings: Settings, db: Database, dest: Path, with_mail: bool = False
         os.chmod(copy, 0o600)
         written.append(copy)
     if with_mail:
-        for root in (settings.path(settings.storage.spool), settings.path(settings.storage.mail)):
+        for root in (settings.path(settings.storage.spool), settings.path(settings.storage.mail),
+                     settings.path(settings.storage.files)):
             if root.is_dir() and root.is_relative_to(settings.data_dir):
                 written.append(_copy_live_tree(root, dest / root.relative_to(settings.data_dir)))
     return written

@@ -24,15 +24,16 @@ import ssl
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from .config import Settings, parse_hostport
+from .config import Settings, parse_hostport, parse_port_range
 from .certs import write_self_signed
 from .datadir import owned_by_others, switch_user, user_ids
 from .db import ObjectRecord, database_problem, open_database
 from .directory import Directory
 from .directory.throttle import LoginThrottle, ThrottlePolicy, log_auth_failed
 from .directory.verified import VerifiedLogins
+from .files import FileStore
 from .log import configure_logging, event
 from .bus import Bus
 from .imap.proto import Params
@@ -52,12 +53,15 @@ from .sharing import MingerServer, directory_code
 from .sharing.peers import ask_peers
 from .smtp.server import SMTPService, WaypostSMTP, make_tls_context
 
+if TYPE_CHECKING:
+    from .ftp import FTPService
+
 __all__ = ["Problem", "Server", "bind_listeners", "own_addresses", "serve", "startup_problems"]
 
 log = logging.getLogger("waypost.server")
 
 #: Listeners this version serves (the others in [listen] are refused when set).
-SERVED = ("smtp", "submission", "odmr", "imap", "pop3")
+SERVED = ("smtp", "submission", "odmr", "imap", "pop3", "ftp")
 #: The SMTP listeners among them.
 SMTP_LISTENERS = ("smtp", "submission", "odmr")
 
@@ -84,7 +88,7 @@ def startup_problems(settings: Settings, probe_ports: bool = False) -> list[Prob
     db = database_problem(settings.storage.database, settings.data_dir)
     if db is not None:
         out.append(Problem("storage.database", db))
-    for key in ("spool", "mail"):
+    for key in ("spool", "mail", "files"):
         path = settings.path(getattr(settings.storage, key))
         if path.exists() and not path.is_dir():
             out.append(Problem(f"storage.{key}", f"{path}: not a directory"))
@@ -97,7 +101,7 @@ def startup_problems(settings: Settings, probe_ports: bool = False) -> list[Prob
 def _listener_problems(settings: Settings, probe_ports: bool) -> list[Problem]:
     out: list[Problem] = []
     seen: dict[tuple[str, int, bool], str] = {}
-    for name in ("smtp", "submission", "odmr", "imap", "pop3", "http", "minger"):
+    for name in ("smtp", "submission", "odmr", "imap", "pop3", "ftp", "http", "minger"):
         value = getattr(settings.listen, name)
         if not value:
             continue
@@ -181,7 +185,7 @@ def _user_problems(settings: Settings) -> list[Problem]:
 
 def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
     sockets: dict[str, socket.socket] = {}
-    for name in ("smtp", "submission", "odmr", "imap", "pop3", "http", "minger"):
+    for name in ("smtp", "submission", "odmr", "imap", "pop3", "ftp", "http", "minger"):
         value = getattr(settings.listen, name)
         if not value or name == "minger":  # UDP: each worker binds it (SO_REUSEPORT)
             continue
@@ -222,7 +226,7 @@ def own_addresses(settings: Settings) -> list[str]:
 
 
 class Server:
-    def __init__(self, settings: Settings, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, settings: Settings, tls: ssl.SSLContext | None = None, ftp_tls: Any = None) -> None:
         self.settings = settings
         self.owner = f"{settings.server.hostname}/{os.getpid()}"
         self.db = open_database(settings.storage.database, settings.data_dir)
@@ -245,6 +249,9 @@ class Server:
         self._minger: MingerServer | None = None
         self._imap: IMAPService | None = None
         self._pop3: POP3Service | None = None
+        self._ftp: "FTPService | None" = None
+        self._ftp_tls = ftp_tls
+        self.files = FileStore(settings.path(settings.storage.files), self.directory, settings.files.size_limit)
         self._tls = tls if tls is not None else self._tls_context()
         self._dummy: ObjectRecord | None = None
         # Password checks (argon2: ~0.1 s of CPU and 64 MiB each) run on their own two
@@ -460,6 +467,10 @@ class Server:
                                          failure_delay=pop3.failure_delay, max_failures=pop3.max_login_failures,
                                          idle_timeout=pop3.idle_timeout)
                 server = await loop.create_server(self._pop3.protocol_factory(), sock=sock, backlog=backlog)
+            elif name == "ftp":  # pyftpdlib's own threads, not asyncio (see waypost.ftp)
+                self._ftp = self._ftp_service()
+                self._ftp.start(sock, loop, backlog)
+                continue
             else:  # pragma: no cover - bind_listeners refuses what is not served
                 raise RuntimeError(f"no service for listener {name}")
             self._servers.append(server)
@@ -485,6 +496,19 @@ class Server:
         return IMAPService(self.mailstore, self.reader_login("imap"), self._tls, hostname=self.settings.server.hostname,
                            lookup=self.directory.account_named, bus=self.bus, limits=limits, params=params)
 
+    def _ftp_service(self) -> "FTPService":
+        # Imported here: only a server with listen.ftp loads pyftpdlib and pyOpenSSL.
+        from .ftp import FTPLimits, FTPService, load_tls
+
+        f = self.settings.ftp
+        tls = self._ftp_tls
+        if tls is None:
+            tls = load_tls(str(self.settings.path(self.settings.tls.certificate)),
+                           str(self.settings.path(self.settings.tls.key)))
+        limits = FTPLimits(f.plaintext_without_tls, parse_port_range(f.passive_ports), f.max_connections,
+                           f.max_connections_per_ip, f.idle_timeout, f.failure_delay, f.max_login_failures)
+        return FTPService(self.files, self.authenticate, tls, self.settings.server.hostname, limits)
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop listening, let messages in flight finish (at most ``grace`` s), tell the
         other sessions 421, then stop the queue (its leases go back to the index)."""
@@ -498,6 +522,8 @@ class Server:
             await self._imap.shutdown(min(grace, 5.0))
         if self._pop3 is not None:
             await self._pop3.shutdown(min(grace, 5.0))
+        if self._ftp is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._ftp.stop, min(grace, 10.0))
         for server in self._servers:
             try:
                 await asyncio.wait_for(server.wait_closed(), timeout=2)
@@ -513,9 +539,10 @@ def _smtp_factory(service: SMTPService, mode: str) -> Callable[[], WaypostSMTP]:
     return lambda: WaypostSMTP(service, mode=mode)
 
 
-def _run_worker(settings: Settings, sockets: dict[str, socket.socket], tls: ssl.SSLContext | None) -> int:
+def _run_worker(settings: Settings, sockets: dict[str, socket.socket], tls: ssl.SSLContext | None,
+                ftp_tls: Any = None) -> int:
     async def main() -> None:
-        server = Server(settings, tls)
+        server = Server(settings, tls, ftp_tls)
         await server.start(sockets)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -561,6 +588,12 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
     sockets = bind_listeners(settings)
     minger = _check_udp(settings.listen.minger) if settings.listen.minger else ""
     tls = _tls_setup(settings)
+    # pyOpenSSL's context for FTPS, from the same files, also read before the change of user.
+    ftp_tls = None
+    if settings.listen.ftp:
+        from .ftp import load_tls
+
+        ftp_tls = load_tls(str(settings.path(settings.tls.certificate)), str(settings.path(settings.tls.key)))
     if settings.server.user and os.geteuid() == 0:
         # The ports are bound and the TLS key read: nothing needs root any more.
         switch_user(settings.server.user)
@@ -570,6 +603,7 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
     # Recovery runs once, before any worker takes work.
     recovery = Server(settings, tls)
     recovery.queue.recover()
+    recovery.files.recover()  # uploads a killed server left half-written
     recovery.db.close()
     for name, sock in sockets.items():
         host, port = sock.getsockname()[:2]
@@ -579,8 +613,8 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
         out(f"listening minger {minger} (udp)")
     sys.stdout.flush()
     if n == 1:
-        return _run_worker(settings, sockets, tls)
-    return _supervise(settings, sockets, n, tls)
+        return _run_worker(settings, sockets, tls, ftp_tls)
+    return _supervise(settings, sockets, n, tls, ftp_tls)
 
 
 def _tls_setup(settings: Settings) -> ssl.SSLContext:
@@ -626,7 +660,8 @@ def _release_leases(settings: Settings, pid: int) -> None:
         log.exception("event=lease-release-error pid=%d", pid)
 
 
-def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int, tls: ssl.SSLContext) -> int:
+def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int, tls: ssl.SSLContext,
+               ftp_tls: Any = None) -> int:
     children: dict[int, int] = {}
     stopping = False
 
@@ -637,7 +672,7 @@ def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int, tl
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 1
             try:
-                code = _run_worker(settings, sockets, tls)
+                code = _run_worker(settings, sockets, tls, ftp_tls)
             finally:
                 os._exit(code)
         children[pid] = slot

@@ -281,11 +281,11 @@ class _Existing(WaypostInstance):
     def __init__(self, data: Path) -> None:
         self.data, self.domain, self.host = data, "example.test", "127.0.0.1"
         self.proc, self.output, self._reader = None, [], None
-        self.smtp_port, self.submission_port, self.odmr_port, self.imap_port, self.pop3_port = (
-            free_port() for _ in range(5))
+        self.smtp_port, self.submission_port, self.odmr_port, self.imap_port, self.pop3_port, self.ftp_port = (
+            free_port() for _ in range(6))
         self.configure(listen={"smtp": f"127.0.0.1:{self.smtp_port}", "submission": f"127.0.0.1:{self.submission_port}",
                                "odmr": f"127.0.0.1:{self.odmr_port}", "imap": f"127.0.0.1:{self.imap_port}",
-                               "pop3": f"127.0.0.1:{self.pop3_port}"})
+                               "pop3": f"127.0.0.1:{self.pop3_port}", "ftp": f"127.0.0.1:{self.ftp_port}"})
 
 
 def _free_low_port() -> int:

@@ -22,6 +22,7 @@ from .gateway import gateway
 from .rule import rule
 from .mailbox import acl, mailbox
 from .mailauth import dkim, dns_command, mailauth
+from .files import files
 
 __all__ = ["main", "cli"]
 
@@ -152,7 +153,7 @@ def config_check(app: App) -> None:
 
 @cli.command()
 @click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--with-mail", is_flag=True, help="Also copy the spool and the Maildirs (after the database).")
+@click.option("--with-mail", is_flag=True, help="Also copy the spool, the Maildirs and the file areas (after the database).")
 @pass_app
 @handle_errors
 def backup(app: App, destination: Path, with_mail: bool) -> None:
@@ -274,6 +275,7 @@ cli.add_command(auth)
 cli.add_command(dkim)
 cli.add_command(mailauth)
 cli.add_command(dns_command)
+cli.add_command(files)
 register_directory(cli)
 
 

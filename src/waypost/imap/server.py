@@ -57,6 +57,7 @@ from .proto import (
 from .proto.commands.selected import saves_result
 from .proto.response import ContinueRequest
 from .commands import HANDLERS, UPDATES_WITHOUT_EXPUNGE
+from .commands.context import updates as context_updates
 from .session import Account, Selected
 
 __all__ = ["IMAPService", "Connection"]
@@ -115,6 +116,7 @@ class IMAPService:
                 "SPECIAL-USE", "CONDSTORE", "ACL", "RIGHTS=kxte", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY",
                 "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "COMPRESS=DEFLATE", "STATUS=SIZE",
                 "LIST-MYRIGHTS"]
+        caps += ["CONTEXT=SEARCH", "CONTEXT=SORT", "PARTIAL"]
         if conn.state is State.NOT_AUTHENTICATED:
             if self.tls_context is not None and not conn.tls:
                 caps.append("STARTTLS")
@@ -425,6 +427,7 @@ class Connection(asyncio.Protocol):
                 self.send(*updates)
             if self.selected.deleted:
                 return self._selected_deleted(reply)
+            await context_updates(self)  # RFC 5267 ADDTO/REMOVEFROM
         self.send(reply)
         return reply.status
 
@@ -507,6 +510,7 @@ class Connection(asyncio.Protocol):
                         self.send(Untagged("BYE", "The selected mailbox was deleted"))
                         self.state = State.LOGOUT
                         return None
+                    await context_updates(self)
         finally:
             self._idle_wake = None
             if topic_name is not None and bus is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal, cast
+from typing import Callable, Literal, cast
 
 from .lexer import CharsetFailure, Reader, Reason
 from .sequence import SequenceSet
@@ -227,18 +227,22 @@ def parse_search_program(r: Reader) -> tuple[SearchKey, str | None]:
     return _keys(r, strings), charset
 
 
-def parse_sort_program(r: Reader) -> tuple[SearchKey, str]:
+def parse_sort_program(r: Reader, after_charset: Callable[[Reader], None] | None = None) -> tuple[SearchKey, str]:
     """SP charset 1*(SP search-key), the cursor after the sort criteria or the
     threading algorithm.
 
     RFC 5256 §5:
       search-criteria = charset 1*(SP search-key)
     The charset is not optional here; it decodes the strings as in SEARCH.
+    ``after_charset`` may read more (SORT's RETURN in Dovecot's place) and the SP
+    after it.
     """
     r.sp()
     charset = r.astring("charset").decode("ascii", "replace")
     strings = _Strings(_codec(r, charset), strict=True)
     r.sp()
+    if after_charset is not None:
+        after_charset(r)
     return _keys(r, strings), charset
 
 

@@ -1,0 +1,113 @@
+"""Search contexts (RFC 5267 CONTEXT=SEARCH and CONTEXT=SORT): SEARCH or SORT
+RETURN (UPDATE ...) keeps its result, and the session tells its client how that
+result changes until the mailbox is closed or the client says CANCELUPDATE.
+
+Theory of operation.  A context holds the criteria (and sort keys), the result as
+UIDs in result order, and the mailbox state (UIDNEXT, HIGHESTMODSEQ, count) it was
+worked out at.  Whatever changes the mailbox — this session, another session, another
+worker — shows in that state, which the session reads after every command and in
+IDLE (the change channel wakes IDLE).  Then ``updates`` works the result out again
+and sends the difference as an unsolicited ESEARCH (TAG "t") with REMOVEFROM and
+ADDTO (RFC 5267 §4.3): message numbers for SEARCH/SORT, UIDs for the UID forms,
+always naming messages the client has been told of (EXISTS sent, EXPUNGE not yet).
+Expunges go through ``expunging`` before their EXPUNGE responses, so a REMOVEFROM
+names a message number that is still right when the client reads it.
+
+Positions (context-position): for SORT, the 1-based place in the sorted result, one
+item per run of neighbours, removals from the last place back and additions from the
+first on, so each position is right when the client applies it in order; for
+SEARCH the result is in mailbox order and the position says nothing: ADDTO gives 0
+(RFC 5267 §6 allows it), REMOVEFROM the place of the first one removed.
+
+A session keeps at most ``MAX_CONTEXTS``; one more is refused with NOUPDATE.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TYPE_CHECKING
+
+from ...log import event
+from ..proto import Code, ESearchData, SearchKey, Tagged, Untagged
+from ..proto.commands.context import CancelUpdate
+from ..search_context import MAX_CONTEXTS, SearchContext, numbers, removals, runs, state_of
+
+if TYPE_CHECKING:
+    from ..server import Connection
+    from ..session import Selected
+
+__all__ = ["HANDLERS", "remember", "updates"]
+
+log = logging.getLogger("waypost.imap")
+
+def remember(conn: Connection, tag: str, uid: bool, criteria: SearchKey,
+             keys: tuple[tuple[str, bool], ...] | None, uids: list[int]) -> None:
+    """Keep the context of a SEARCH/SORT RETURN (UPDATE) just answered (a search
+    with the tag of a kept one replaces it)."""
+    sel = conn.selected
+    assert sel is not None
+    contexts: dict[str, SearchContext] = sel.contexts
+    if tag not in contexts and len(contexts) >= MAX_CONTEXTS:
+        # RFC 5267 §4.2: the server refuses to keep the context.
+        conn.send(Untagged("NO", "Too many search contexts", Code("NOUPDATE", f'"{tag}"')))
+        return
+    contexts[tag] = SearchContext(tag, uid, criteria, keys, list(uids), state_of(sel))
+
+
+async def _evaluate(conn: Connection, sel: Selected, ctx: SearchContext) -> list[int]:
+    from . import search as _search, sort as _sort  # they import this module
+    found = await _search.find(conn, ctx.criteria)
+    if ctx.keys is None:
+        return found.uids
+    names = {name for name, _ in ctx.keys}
+    items = await _sort._items(conn, sel, found.uids, True, bool(names - _sort._INDEX_KEYS), "SIZE" in names)
+    ordered = await _sort._run(_sort.sorting.sort, items, ctx.keys)
+    return [m.number for m in ordered]
+
+
+async def updates(conn: Connection) -> None:
+    """Send the changes of every context of the selected mailbox whose state moved."""
+    sel = conn.selected
+    if sel is None or not sel.contexts:
+        return
+    contexts: dict[str, SearchContext] = sel.contexts
+    for ctx in list(contexts.values()):
+        if ctx.state == sel.state and not sel.arrived:
+            continue
+        try:
+            fresh = await _evaluate(conn, sel, ctx)
+        except Exception:
+            log.exception("event=imap-context-error peer=%s tag=%s", conn.peer, ctx.tag)
+            continue
+        if conn.selected is not sel or contexts.get(ctx.tag) is not ctx:
+            return  # unselected or cancelled meanwhile
+        ctx.state = state_of(sel)
+        now = set(fresh)
+        removed = removals(sel, ctx, set(ctx.result) - now)
+        known = set(ctx.result)
+        added: list[tuple[int, tuple[int, ...]]] = []
+        new_at = [i for i, u in enumerate(fresh) if u not in known]
+        if new_at:
+            if ctx.keys is None:
+                added.append((0, numbers(sel, ctx, [fresh[i] for i in new_at])))
+            else:
+                added.extend((run[0] + 1, numbers(sel, ctx, [fresh[i] for i in run])) for run in runs(new_at))
+        ctx.result = fresh
+        if removed or added:
+            conn.send(ESearchData(ctx.tag, ctx.uid, addto=tuple(added), removefrom=removed))
+
+
+async def cancel_update(conn: Connection, cmd: CancelUpdate) -> Tagged:
+    """RFC 5267 §4.3: CANCELUPDATE ends the updates of these searches."""
+    sel = conn.selected
+    assert sel is not None
+    unknown = [t for t in cmd.tags if t not in sel.contexts]
+    if unknown:
+        event(log, "imap-bad", level=logging.INFO, peer=conn.peer, detail=f"CANCELUPDATE of unknown {unknown[0]!r}")
+        return Tagged(cmd.tag, "BAD", f"No search with the tag {unknown[0]!r} is being updated")
+    for t in cmd.tags:
+        del sel.contexts[t]
+    return Tagged(cmd.tag, "OK", "CANCELUPDATE completed")
+
+
+HANDLERS: dict[str, Any] = {"CANCELUPDATE": cancel_update}

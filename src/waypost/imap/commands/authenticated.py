@@ -12,7 +12,9 @@ from ...db import NotFound
 from ...log import event
 from ...mailstore.access import MailboxRef
 from .. import message as mime
+from ..objectid import mailbox_id
 from ..proto import (
+    Code,
     Append,
     AppendUid,
     BadUrl,
@@ -127,19 +129,21 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
         Untagged("OK", "UIDs valid", UidValidity(sel.box.uidvalidity)),
         Untagged("OK", "Predicted next UID", UidNext(sel.state[0])),
         Untagged("OK", "Highest", HighestModSeq(sel.modseq)),
+        Untagged("OK", "Ok", Code("MAILBOXID", f"({mailbox_id(sel.box)})")),  # RFC 8474 §4.1
     ]
     conn.send(*out)
     code = Codes.READ_ONLY if readonly else Codes.READ_WRITE
     return Tagged(cmd.tag, "OK", f"{cmd.name} completed", code)
 
 
-def status_items(conn: Connection, ref: MailboxRef, items: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+def status_items(conn: Connection, ref: MailboxRef, items: tuple[str, ...]) -> tuple[tuple[str, int | str], ...]:
     db = conn.store.db
     assert db is not None and conn.access is not None
     conn.store.sync(ref.box, wait=False)
     box = db.mailbox_by_id(ref.box.id) or ref.box
-    values = {"MESSAGES": box.exists, "UIDNEXT": box.uidnext, "UIDVALIDITY": box.uidvalidity,
-              "HIGHESTMODSEQ": box.highestmodseq}
+    values: dict[str, int | str] = {"MESSAGES": box.exists, "UIDNEXT": box.uidnext,
+                                    "UIDVALIDITY": box.uidvalidity, "HIGHESTMODSEQ": box.highestmodseq,
+                                    "MAILBOXID": mailbox_id(box)}
     if "UNSEEN" in items or "RECENT" in items:
         msgs = conn.store.listing(box)[1]  # this worker's sessions share it
         if conn.access.is_owner(box):

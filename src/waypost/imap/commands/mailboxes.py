@@ -16,6 +16,7 @@ from ...db import Conflict, NotFound
 from ...mailstore import SEPARATOR, MailboxNameError, MailboxNameTooLong
 from ..proto import Codes, Create, Delete, List, ListData, Lsub, LsubData, Rename, StatusData, Subscribe, Tagged
 from ..proto import Code, MyRightsData, Untagged, Unsubscribe
+from ..objectid import mailbox_id
 from ..proto.state import State
 from .authenticated import decode_name, encode_name, find_mailbox, no_mailbox, no_permission, status_items
 
@@ -53,7 +54,7 @@ async def create(conn: Connection, cmd: Create) -> Tagged:
         return Tagged(cmd.tag, "NO", f"Invalid mailbox name: {e}", Codes.CANNOT)
     if cmd.special_use and conn.store.db is not None:
         conn.store.db.mailbox_set_special_use(box.id, _canonical_use(cmd.special_use[0]))
-    return Tagged(cmd.tag, "OK", "CREATE completed")
+    return Tagged(cmd.tag, "OK", "CREATE completed", Code("MAILBOXID", f"({mailbox_id(box)})"))  # RFC 8474 §4.1
 
 
 def _may_create(conn: Connection, where: tuple[str, str, str]) -> bool:

@@ -26,6 +26,7 @@ from typing import Any, TYPE_CHECKING
 
 from ...db import MessageRecord
 from .. import message as mime
+from ..objectid import email_id
 from . import context
 from ..proto import ESearchData, ModSeqKey, Search, SearchData, SearchKey, SequenceKey, SequenceSet, Tagged
 from ..proto.search import All, And, Larger, Not, Or, Smaller
@@ -281,6 +282,11 @@ class _Target:
     @property
     def flags(self) -> tuple[str, ...]:
         return self._sel.flags_of(self.uid)
+
+    @property
+    def emailid(self) -> str:
+        assert self._m is not None
+        return email_id(self._m)
 
     def view(self) -> mime.MessageView:
         if self._view is None:

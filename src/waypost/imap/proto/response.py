@@ -459,13 +459,15 @@ class LsubData(ListData):
 @dataclass(frozen=True, slots=True)
 class StatusData:
     """mailbox-data =/ "STATUS" SP mailbox SP "(" [status-att-list] ")"
-    status-att-list =  status-att SP number *(SP status-att SP number)"""
+    status-att-list =  status-att SP number *(SP status-att SP number)
+    RFC 8474 §7:  status-att-val =/ "MAILBOXID" SP "(" objectid ")"  (a str value)"""
 
     mailbox: str
-    items: tuple[tuple[str, int], ...]
+    items: tuple[tuple[str, int | str], ...]
 
     def encode(self) -> bytes:
-        values = b" ".join(wire.atom(k) + b" " + wire.number(v) for k, v in self.items)
+        values = b" ".join(wire.atom(k) + b" " + (wire.number(v) if isinstance(v, int) else
+                                                   b"(" + wire.atom(v) + b")") for k, v in self.items)
         return b"* STATUS " + wire.astring(self.mailbox) + b" (" + values + b")" + CRLF
 
 

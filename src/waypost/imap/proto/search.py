@@ -12,6 +12,7 @@ server answers ``NO [BADCHARSET (...)]``, RFC 3501 §6.4.4).
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Callable, Literal, cast
@@ -30,6 +31,7 @@ __all__ = [
     "Larger",
     "ModSeqKey",
     "Not",
+    "ObjectIdKey",
     "Or",
     "SearchKey",
     "SequenceKey",
@@ -128,6 +130,15 @@ class ModSeqKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectIdKey:
+    """RFC 8474 §6 (search-key =/ "EMAILID" SP objectid / "THREADID" SP objectid):
+    the message with this EMAILID, or the messages of this THREADID."""
+
+    kind: Literal["EMAILID", "THREADID"]
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     key: SearchKey
 
@@ -157,6 +168,7 @@ SearchKey = (
     | Smaller
     | SequenceKey
     | ModSeqKey
+    | ObjectIdKey
     | Not
     | Or
     | And
@@ -178,6 +190,7 @@ _FLAG_KEYS: dict[str, tuple[str, bool]] = {
     "OLD": ("\\Recent", False),
 }
 _ENVELOPE_KEYS = ("BCC", "CC", "FROM", "SUBJECT", "TO")
+_OBJECTID = re.compile(rb"[A-Za-z0-9_-]{1,255}")
 _DATE_KEYS: dict[str, tuple[Literal["BEFORE", "ON", "SINCE"], bool]] = {
     "BEFORE": ("BEFORE", False),
     "ON": ("ON", False),
@@ -334,6 +347,13 @@ def _search_key(r: Reader, strings: _Strings) -> SearchKey:
         return Or(left, right)
     if name == "MODSEQ":
         return _modseq(r)
+    if name in ("EMAILID", "THREADID"):
+        # RFC 8474 §3:  objectid = 1*255(ALPHA / DIGIT / "_" / "-")
+        r.sp()
+        value = r.atom("objectid")
+        if _OBJECTID.fullmatch(value) is None:
+            r.fail(Reason.SYNTAX, "an object id is 1 to 255 letters, digits, '_' or '-'")
+        return ObjectIdKey(cast(Literal["EMAILID", "THREADID"], name), value.decode("ascii"))
     r.fail(Reason.SYNTAX, f"unknown search key {name!r}")
 
 

@@ -116,7 +116,7 @@ class IMAPService:
                 "SPECIAL-USE", "CONDSTORE", "ACL", "RIGHTS=kxte", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY",
                 "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "COMPRESS=DEFLATE", "STATUS=SIZE",
                 "LIST-MYRIGHTS"]
-        caps += ["CONTEXT=SEARCH", "CONTEXT=SORT", "PARTIAL", "OBJECTID"]
+        caps += ["CONTEXT=SEARCH", "CONTEXT=SORT", "PARTIAL", "OBJECTID", "UTF8=ACCEPT", "IMAP4rev2"]
         if conn.state is State.NOT_AUTHENTICATED:
             if self.tls_context is not None and not conn.tls:
                 caps.append("STARTTLS")
@@ -156,6 +156,7 @@ class Connection(asyncio.Protocol):
         self.peer = "?"
         self.server_ip: str | None = None
         self.enabled: set[str] = set()
+        self.params = service.params  # with utf8 after ENABLE UTF8=ACCEPT or IMAP4rev2
         self.closed = False
         self.failures = 0
         self.bad_in_a_row = 0
@@ -339,7 +340,6 @@ class Connection(asyncio.Protocol):
             self.close()
 
     async def _loop(self) -> None:
-        params = self.service.params
         skipper = None
         while self.state is not State.LOGOUT and not self.closed:
             if skipper is not None:
@@ -354,7 +354,7 @@ class Connection(asyncio.Protocol):
                 self.send(Untagged("BYE", "Server shutting down"))
                 return
             try:
-                command, rest = parse_command(self.buf, params)
+                command, rest = parse_command(self.buf, self.params)
             except NeedMore as more:
                 if more.continuation_required and more.literal_offset != self._last_continuation:
                     self._last_continuation = more.literal_offset

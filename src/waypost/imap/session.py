@@ -77,6 +77,8 @@ class Selected:
     saved: set[int] = field(default_factory=set)
     # RFC 5267: search contexts kept up to date, by tag (``commands/context.py``).
     contexts: dict[str, Any] = field(default_factory=dict)
+    # IMAP4rev2 enabled (RFC 9051 Appendix E): no RECENT responses, no \Recent flag.
+    rev2: bool = False
 
     @classmethod
     def open(cls, store: Mailstore, box: MailboxRecord, readonly: bool, condstore: bool,
@@ -139,7 +141,7 @@ class Selected:
         flags = self.msgs[uid].flags
         if self.seen_user is not None:
             flags = tuple(f for f in flags if f != "\\Seen") + (("\\Seen",) if uid in self.seen else ())
-        if uid in self.recent:
+        if uid in self.recent and not self.rev2:
             return flags + ("\\Recent",)
         return flags
 
@@ -286,7 +288,8 @@ class Selected:
                 first = _recent_from(db, self.box) if self.readonly else db.message_claim_recent(self.box.id)
                 self.recent.update(u for u in fresh if u >= first)
             out.append(ExistsData(len(self.uids)))
-            out.append(RecentData(len(self.recent)))
+            if not self.rev2:
+                out.append(RecentData(len(self.recent)))
         return out
 
 

@@ -517,10 +517,13 @@ async def search(conn: Connection, cmd: Search) -> Tagged:
     assert sel is not None
     found = await find(conn, cmd.criteria)
     numbers = numbers_of(sel, found.uids, cmd.uid)
-    if cmd.returns is None:
+    if cmd.returns is None and not sel.rev2:
         # RFC 7162 §3.1.5: with MODSEQ in the criteria, the highest mod-sequence of the
         # messages found follows the numbers.
         conn.send(SearchData(tuple(numbers), found.top if found.with_modseq and numbers else None))
+    elif cmd.returns is None:
+        # RFC 9051 §6.4.4: IMAP4rev2 answers SEARCH with ESEARCH, as RETURN (ALL).
+        extended(conn, cmd.tag, cmd.uid, (), found.uids, numbers, found.with_modseq)
     else:
         extended(conn, cmd.tag, cmd.uid, cmd.returns, found.uids, numbers, found.with_modseq,
                  partial=cmd.partial)

@@ -71,11 +71,11 @@ def test_update_follows_store_and_expunge(server):
     assert r.cmd("A STORE 1,2,5 +FLAGS.SILENT (\\Seen)") == [
         b'* ESEARCH (TAG "T1") ADDTO (0 1,5)', b"A OK STORE completed"]
     assert r.cmd("B STORE 1,2 -FLAGS.SILENT (\\Seen)") == [
-        b'* ESEARCH (TAG "T1") REMOVEFROM (1 1)', b"B OK STORE completed"]
+        b'* ESEARCH (TAG "T1") REMOVEFROM (0 1)', b"B OK STORE completed"]
     r.cmd("C STORE 3:6 +FLAGS.SILENT (\\Deleted)")
     # The REMOVEFROM names 5 before the EXPUNGEs renumber it.
     assert r.cmd("D EXPUNGE") == [
-        b'* ESEARCH (TAG "T1") REMOVEFROM (1 5)', b"* 6 EXPUNGE", b"* 5 EXPUNGE", b"* 4 EXPUNGE",
+        b'* ESEARCH (TAG "T1") REMOVEFROM (0 5)', b"* 6 EXPUNGE", b"* 5 EXPUNGE", b"* 4 EXPUNGE",
         b"* 3 EXPUNGE", b"D OK EXPUNGE completed"]
     assert r.cmd('E CANCELUPDATE "T1"') == [b"E OK CANCELUPDATE completed"]
     assert r.cmd("F STORE 1 +FLAGS.SILENT (\\Seen)") == [b"F OK STORE completed"]
@@ -100,12 +100,12 @@ def test_update_with_all_and_uids(server):
     assert b'* ESEARCH (TAG "T3") UID ADDTO (0 %d:%d)' % (u[2], u[4]) in out
     out = r.cmd("E STORE 1:5 -FLAGS.SILENT (\\Seen)")
     # s3 (message 2) still matches.
-    assert b'* ESEARCH (TAG "T2") REMOVEFROM (1 1,3:5)' in out
-    assert b'* ESEARCH (TAG "T3") UID REMOVEFROM (1 %d,%d:%d)' % (u[0], u[2], u[4]) in out
+    assert b'* ESEARCH (TAG "T2") REMOVEFROM (0 1,3:5)' in out
+    assert b'* ESEARCH (TAG "T3") UID REMOVEFROM (0 %d,%d:%d)' % (u[0], u[2], u[4]) in out
     r.cmd("F STORE 2 +FLAGS.SILENT (\\Deleted)")
     out = r.cmd("G EXPUNGE")
-    assert out.index(b'* ESEARCH (TAG "T2") REMOVEFROM (1 2)') < out.index(b"* 2 EXPUNGE")
-    assert b'* ESEARCH (TAG "T3") UID REMOVEFROM (1 %d)' % u[1] in out
+    assert out.index(b'* ESEARCH (TAG "T2") REMOVEFROM (0 2)') < out.index(b"* 2 EXPUNGE")
+    assert b'* ESEARCH (TAG "T3") UID REMOVEFROM (0 %d)' % u[1] in out
     r.close()
 
 
@@ -152,6 +152,22 @@ def test_sort_context_positions(server):
     r.close()
 
 
+def test_message_numbers_in_criteria_are_frozen(server):
+    fill(server, "Ctx7", 4)
+    r = raw(server, "Ctx7")
+    # "2:3" names messages 2 and 3 as they are now (RFC 5267 §4.3), whatever the
+    # expunge of message 1 does to their numbers.
+    assert r.cmd("T7 SEARCH RETURN (UPDATE ALL) 2:3 UNSEEN")[0] == b'* ESEARCH (TAG "T7") ALL 2:3'
+    r.cmd("A STORE 1 +FLAGS.SILENT (\\Deleted)")
+    out = r.cmd("B EXPUNGE")
+    assert out == [b"* 1 EXPUNGE", b"B OK EXPUNGE completed"]
+    # Old 2 and 3 are now 1 and 2; old 4 (now 3) still does not match.
+    assert r.cmd("C STORE 3 +FLAGS.SILENT (\\Flagged)") == [b"C OK STORE completed"]
+    assert r.cmd("D STORE 1 +FLAGS.SILENT (\\Seen)") == [b'* ESEARCH (TAG "T7") REMOVEFROM (0 1)',
+                                                         b"D OK STORE completed"]
+    r.close()
+
+
 def test_partial_search_and_sort(server):
     fill(server, "Ctx5", 5)
     r = raw(server, "Ctx5")
@@ -175,7 +191,8 @@ def test_partial_search_and_sort(server):
     assert r.cmd("PB SEARCH RETURN (SAVE PARTIAL 2:3) ALL") == [b'* ESEARCH (TAG "PB") PARTIAL (2:3 2:3)',
                                                                 b"PB OK SEARCH completed"]
     assert r.cmd("PC SEARCH $")[0] == b"* SEARCH 2 3"
-    for bad in ("PARTIAL 1", "PARTIAL 1:*", "PARTIAL *:1", "PARTIAL 0:3", "PARTIAL -1:3", "PARTIAL 1:2 ALL"):
+    for bad in ("PARTIAL 1", "PARTIAL 1:*", "PARTIAL *:1", "PARTIAL 0:3", "PARTIAL -1:3", "PARTIAL 1:2 ALL",
+                "PARTIAL 1:2 PARTIAL 3:4"):
         assert r.cmd(f"X SEARCH RETURN ({bad}) ALL")[-1].startswith(b"X BAD"), bad
         assert r.cmd(f"Y SORT (ARRIVAL) US-ASCII RETURN ({bad}) ALL")[-1].startswith(b"Y BAD"), bad
     assert r.cmd("Z NOOP")[-1].startswith(b"Z OK")
@@ -189,8 +206,11 @@ def test_too_many_contexts(server):
     for i in range(MAX_CONTEXTS):
         assert r.cmd(f"K{i} SEARCH RETURN (UPDATE) SEEN") == [b'* ESEARCH (TAG "K%d")' % i,
                                                                b"K%d OK SEARCH completed" % i]
-    # The same tag again replaces its context; one more is refused (RFC 5267 NOUPDATE).
-    assert r.cmd("K0 SEARCH RETURN (UPDATE) SEEN")[-1].startswith(b"K0 OK")
+    # The tag of an updated search again: BAD, and nothing run (RFC 5267 §4.3); one
+    # more context is refused (NOUPDATE, §4.3.1) and the search answered all the same.
+    assert r.cmd("K0 SEARCH RETURN (UPDATE ALL) SEEN") == [b"K0 BAD Tag reuse: a search with this tag is being updated"]
+    assert r.cmd("K0 SORT RETURN (UPDATE) (ARRIVAL) UTF-8 SEEN")[-1].startswith(b"K0 BAD")
+    assert r.cmd("K0 SEARCH RETURN (ALL) SEEN")[-1].startswith(b"K0 OK")  # without UPDATE: fine
     out = r.cmd("KX SEARCH RETURN (UPDATE) SEEN")
     assert out[1].startswith(b'* NO [NOUPDATE "KX"]') and out[-1].startswith(b"KX OK")
     out = r.cmd("A STORE 1 +FLAGS.SILENT (\\Seen)")

@@ -60,7 +60,8 @@ def removals(sel: Selected, ctx: SearchContext, doomed: set[int]) -> tuple[tuple
         return ()
     items: list[tuple[int, tuple[int, ...]]] = []
     if ctx.keys is None:
-        items.append((at[0] + 1, numbers(sel, ctx, [ctx.result[i] for i in at])))
+        # RFC 5267 §4.3.4: position 0, the client removes them wherever they are.
+        items.append((0, numbers(sel, ctx, [ctx.result[i] for i in at])))
     else:
         for run in reversed(runs(at)):
             items.append((run[0] + 1, numbers(sel, ctx, [ctx.result[i] for i in run])))

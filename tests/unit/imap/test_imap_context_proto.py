@@ -113,6 +113,6 @@ def test_expunging_names_numbers_before_the_expunge():
     sel.contexts["T"] = SearchContext("T", False, All(), None, [100, 300], (0, 0, 0))
     sel.contexts["U"] = SearchContext("U", True, All(), None, [200], (0, 0, 0))
     out = expunging(sel, [300])  # type: ignore[arg-type]
-    assert [r.encode() for r in out] == [b'* ESEARCH (TAG "T") REMOVEFROM (2 3)\r\n']
+    assert [r.encode() for r in out] == [b'* ESEARCH (TAG "T") REMOVEFROM (0 3)\r\n']
     assert sel.contexts["T"].result == [100]
     assert expunging(sel, [300]) == []  # type: ignore[arg-type]

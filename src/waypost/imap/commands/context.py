@@ -28,7 +28,7 @@ import logging
 from typing import Any, TYPE_CHECKING
 
 from ...log import event
-from ..proto import Code, ESearchData, SearchKey, Tagged, Untagged
+from ..proto import All, And, Code, ESearchData, Not, Or, SearchKey, SequenceKey, SequenceSet, Tagged, Untagged
 from ..proto.commands.context import CancelUpdate
 from ..search_context import MAX_CONTEXTS, SearchContext, numbers, removals, runs, state_of
 
@@ -36,22 +36,50 @@ if TYPE_CHECKING:
     from ..server import Connection
     from ..session import Selected
 
-__all__ = ["HANDLERS", "remember", "updates"]
+__all__ = ["HANDLERS", "remember", "reused", "updates"]
 
 log = logging.getLogger("waypost.imap")
 
+def reused(conn: Connection, tag: str, returns: tuple[str, ...] | None) -> Tagged | None:
+    """RFC 5267 §4.3: UPDATE with the tag of a search still updated is BAD (and the
+    search is not run)."""
+    sel = conn.selected
+    if returns is None or "UPDATE" not in returns or sel is None or tag not in sel.contexts:
+        return None
+    event(log, "imap-bad", level=logging.INFO, peer=conn.peer, detail=f"search tag {tag!r} reused")
+    return Tagged(tag, "BAD", "Tag reuse: a search with this tag is being updated")
+
+
 def remember(conn: Connection, tag: str, uid: bool, criteria: SearchKey,
              keys: tuple[tuple[str, bool], ...] | None, uids: list[int]) -> None:
-    """Keep the context of a SEARCH/SORT RETURN (UPDATE) just answered (a search
-    with the tag of a kept one replaces it)."""
+    """Keep the context of a SEARCH/SORT RETURN (UPDATE) just answered."""
     sel = conn.selected
     assert sel is not None
     contexts: dict[str, SearchContext] = sel.contexts
-    if tag not in contexts and len(contexts) >= MAX_CONTEXTS:
-        # RFC 5267 §4.2: the server refuses to keep the context.
+    if len(contexts) >= MAX_CONTEXTS:
+        # RFC 5267 §4.3.1: the server refuses to keep the context.
         conn.send(Untagged("NO", "Too many search contexts", Code("NOUPDATE", f'"{tag}"')))
         return
-    contexts[tag] = SearchContext(tag, uid, criteria, keys, list(uids), state_of(sel))
+    contexts[tag] = SearchContext(tag, uid, _frozen(sel, criteria), keys, list(uids), state_of(sel))
+
+
+def _frozen(sel: Selected, key: SearchKey) -> SearchKey:
+    """``key`` with message numbers and "$" replaced by the UIDs they name now."""
+    if isinstance(key, SequenceKey) and (key.sequence.saved or not key.uid):
+        if key.sequence.saved:
+            named = [u for u in sel.saved if u in sel.msgs]
+        else:
+            largest = len(sel.uids)  # numbers past it name nothing (as in the search)
+            named = [sel.uids[n - 1] for r in key.sequence.resolve(largest, uid=True) for n in r
+                     if 1 <= n <= largest]
+        return SequenceKey(SequenceSet.from_numbers(named), uid=True) if named else Not(All())
+    if isinstance(key, Not):
+        return Not(_frozen(sel, key.key))
+    if isinstance(key, Or):
+        return Or(_frozen(sel, key.left), _frozen(sel, key.right))
+    if isinstance(key, And):
+        return And(tuple(_frozen(sel, k) for k in key.keys))
+    return key
 
 
 async def _evaluate(conn: Connection, sel: Selected, ctx: SearchContext) -> list[int]:
@@ -89,7 +117,7 @@ async def updates(conn: Connection) -> None:
         new_at = [i for i, u in enumerate(fresh) if u not in known]
         if new_at:
             if ctx.keys is None:
-                added.append((0, numbers(sel, ctx, [fresh[i] for i in new_at])))
+                added.append((0, numbers(sel, ctx, [fresh[i] for i in new_at])))  # RFC 5267 §4.3.3
             else:
                 added.extend((run[0] + 1, numbers(sel, ctx, [fresh[i] for i in run])) for run in runs(new_at))
         ctx.result = fresh

@@ -515,6 +515,9 @@ def extended(conn: Connection, tag: str, uid: bool, returns: tuple[str, ...], ui
 async def search(conn: Connection, cmd: Search) -> Tagged:
     sel = conn.selected
     assert sel is not None
+    refused = context.reused(conn, cmd.tag, cmd.returns)
+    if refused is not None:
+        return refused
     found = await find(conn, cmd.criteria)
     numbers = numbers_of(sel, found.uids, cmd.uid)
     if cmd.returns is None and not sel.rev2:

@@ -50,6 +50,9 @@ async def _items(conn: Connection, sel: Selected, uids: list[int], uid: bool, he
 async def sort(conn: Connection, cmd: Sort) -> Tagged:
     sel = conn.selected
     assert sel is not None
+    refused = context.reused(conn, cmd.tag, cmd.returns)
+    if refused is not None:
+        return refused
     found = await find(conn, cmd.criteria)
     names = {name for name, _ in cmd.keys}
     items = await _items(conn, sel, found.uids, cmd.uid, bool(names - _INDEX_KEYS), "SIZE" in names)

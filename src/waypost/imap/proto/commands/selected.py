@@ -209,6 +209,8 @@ def _return_list(r: Reader) -> tuple[tuple[str, ...], PartialRange | None]:
             if option not in RETURN_OPTIONS:
                 r.fail(Reason.UNKNOWN_OPTION, f"unknown RETURN option {option!r}")
             if option == "PARTIAL":
+                if partial is not None:  # RFC 5267 §4.4: one PARTIAL at most
+                    r.fail(Reason.SYNTAX, "RETURN PARTIAL given twice")
                 r.sp()
                 partial = parse_partial_range(r)
             if option not in options:

@@ -196,6 +196,13 @@ def test_partial_search_and_sort(server):
         assert r.cmd(f"X SEARCH RETURN ({bad}) ALL")[-1].startswith(b"X BAD"), bad
         assert r.cmd(f"Y SORT (ARRIVAL) US-ASCII RETURN ({bad}) ALL")[-1].startswith(b"Y BAD"), bad
     assert r.cmd("Z NOOP")[-1].startswith(b"Z OK")
+    # RFC 9394 §3.2: UID FETCH (PARTIAL): a page of the messages the UID set names.
+    assert r.cmd("F1 UID FETCH 1:* (UID) (PARTIAL -1:-2)") == [
+        b"* 4 FETCH (UID %d)" % u[3], b"* 5 FETCH (UID %d)" % u[4], b"F1 OK UID FETCH completed"]
+    assert r.cmd("F2 UID FETCH %d:* (UID) (PARTIAL 1:1)" % u[1]) == [
+        b"* 2 FETCH (UID %d)" % u[1], b"F2 OK UID FETCH completed"]
+    assert r.cmd("F3 UID FETCH 1:* (UID) (PARTIAL 9:10)") == [b"F3 OK UID FETCH completed"]
+    assert r.cmd("F4 FETCH 1:* (FLAGS) (PARTIAL 1:2)")[-1].startswith(b"F4 BAD")
     r.close()
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from waypost.imap.proto import All, ESearchData, HasFlag, Params, Rejected, Search, Sort, parse_command
+from waypost.imap.proto import (All, Att, ESearchData, Fetch, HasFlag, Params, Rejected, Search, SequenceSet, Sort,
+                                parse_command)
 from waypost.imap.proto.commands.context import CancelUpdate
 from waypost.imap.proto.context import PartialRange
 from waypost.imap.search_context import SearchContext, expunging, removals, runs
@@ -28,6 +29,12 @@ COMMANDS = [
      Search("A03", All(), returns=("PARTIAL", "COUNT"), partial=PartialRange(400, 500))),
     (b"A04 SORT RETURN (PARTIAL 2:4) (DATE) UTF-8 ALL\r\n",
      Sort("A04", (("DATE", False),), All(), "UTF-8", returns=("PARTIAL",), partial=PartialRange(2, 4))),
+    # RFC 9394 §3.2: the PARTIAL modifier of UID FETCH
+    (b"E01 UID FETCH 1:* (FLAGS) (PARTIAL -1:-30)\r\n",
+     Fetch("E01", SequenceSet.of((1, None)), (Att.FLAGS,), uid=True, partial=PartialRange(1, 30, from_end=True))),
+    (b"E02 UID FETCH 1:* (UID) (CHANGEDSINCE 5 PARTIAL 31:60)\r\n",
+     Fetch("E02", SequenceSet.of((1, None)), (Att.UID,), uid=True, changed_since=5,
+           partial=PartialRange(31, 60))),
     # Dovecot's place for SORT's RETURN: after the charset.
     (b"A05 SORT (ARRIVAL) US-ASCII RETURN (UPDATE ALL) ALL\r\n",
      Sort("A05", (("ARRIVAL", False),), All(), "US-ASCII", returns=("UPDATE", "ALL"))),
@@ -52,6 +59,9 @@ def test_commands_parse(line, expected):
     b"A SEARCH RETURN (UPDATE) RETURN ALL\r\n",
     b"A SORT (ARRIVAL) US-ASCII RETURN (PARTIAL 1) ALL\r\n",
     b"A SORT RETURN (ALL) (ARRIVAL) US-ASCII RETURN (ALL) ALL\r\n",
+    b"A FETCH 1:* (FLAGS) (PARTIAL 1:10)\r\n",          # UID FETCH only
+    b"A UID FETCH 1:* (FLAGS) (PARTIAL 1:10 PARTIAL 2:3)\r\n",
+    b"A UID FETCH 1:* (FLAGS) (PARTIAL 1:*)\r\n",
     b"A CANCELUPDATE\r\n",
     b"A CANCELUPDATE B282\r\n",
 ])

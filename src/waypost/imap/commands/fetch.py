@@ -87,6 +87,8 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         targets = [(s, u) for s, u in targets if sel.msgs[u].modseq > cmd.changed_since]
         if Att.MODSEQ not in atts:
             atts.append(Att.MODSEQ)
+    if cmd.partial is not None:
+        targets = cmd.partial.pick([t for t in targets if t[1] not in sel.gone])  # RFC 9394 §3.2
     if cmd.uid and Att.UID not in atts:
         atts.insert(0, Att.UID)  # RFC 3501 §6.4.8
     if sel.condstore and Att.MODSEQ not in atts and any(_sets_seen(a) for a in atts):

@@ -10,9 +10,13 @@ how the result changes while the mailbox stays selected.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .lexer import Reader, Reason
+
+T = TypeVar("T")
 
 __all__ = [
     "PartialRange",
@@ -40,14 +44,14 @@ class PartialRange:
     last: int
     from_end: bool = False
 
-    def pick(self, results: list[int]) -> list[int]:
+    def pick(self, results: Sequence[T]) -> list[T]:
         """The results this range names, in their order (fewer or none when the
         result is shorter)."""
         n = len(results)
         if self.from_end:
             lo, hi = n - self.last, n - self.first + 1
-            return results[max(lo, 0):max(hi, 0)]
-        return results[self.first - 1:self.last]
+            return list(results[max(lo, 0):max(hi, 0)])
+        return list(results[self.first - 1:self.last])
 
     def encode(self) -> bytes:
         if self.from_end:

@@ -129,6 +129,8 @@ class Fetch(Command):
     uid: bool = False
     macro: str | None = None
     changed_since: int | None = None
+    #: RFC 9394 §3.2: UID FETCH (PARTIAL range): that page of the messages named.
+    partial: PartialRange | None = None
     name: ClassVar[str] = "FETCH"
 
 
@@ -314,18 +316,25 @@ def _fetch(uid: bool) -> CommandParser:
         r.sp()
         attributes, macro = parse_fetch_attributes(r)
         changed_since: int | None = None
+        partial: PartialRange | None = None
         if r.skip_sp():
             r.open()
             while True:
                 modifier = r.keyword("FETCH modifier")
-                if modifier != "CHANGEDSINCE":
+                if modifier == "PARTIAL" and uid and partial is None:
+                    # RFC 9394 §3.2:  fetch-modifier =/ "PARTIAL" SP partial-range
+                    # (UID FETCH only)
+                    r.sp()
+                    partial = parse_partial_range(r)
+                elif modifier != "CHANGEDSINCE":
                     r.fail(Reason.UNKNOWN_OPTION, f"unknown FETCH modifier {modifier!r}")
-                r.sp()
-                changed_since = r.mod_sequence(zero=False)
+                else:
+                    r.sp()
+                    changed_since = r.mod_sequence(zero=False)
                 if not r.skip_sp():
                     break
             r.close()
-        return Fetch(tag, sequence, attributes, uid, macro, changed_since)
+        return Fetch(tag, sequence, attributes, uid, macro, changed_since, partial)
 
     return parse
 

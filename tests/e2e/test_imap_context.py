@@ -110,7 +110,7 @@ def test_update_with_all_and_uids(server):
 
 
 def test_updates_from_another_session_and_idle(server):
-    fill(server, "Ctx3", 3)
+    fill(server, "Ctx3", 6)
     r = raw(server, "Ctx3")
     assert r.cmd("T4 SEARCH RETURN (UPDATE COUNT) FLAGGED")[0] == b'* ESEARCH (TAG "T4") COUNT 0'
     other = raw(server, "Ctx3")
@@ -118,23 +118,45 @@ def test_updates_from_another_session_and_idle(server):
     # The next command of the first session tells it (whichever worker the other is in).
     out = r.cmd("N NOOP")
     assert b'* ESEARCH (TAG "T4") ADDTO (0 2)' in out
-    # In IDLE, an APPEND elsewhere: EXISTS first, then the ADDTO naming the new message.
+    other.close()
     r.send(b"I IDLE\r\n")
     assert r.line().startswith(b"+ ")
+
+    def wait_for(what: bytes) -> list[bytes]:
+        seen: list[bytes] = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and what not in seen:
+            seen.append(r.line())
+        assert what in seen, seen
+        return seen
+
+    # In IDLE, changes made by four other connections (with two workers, most likely
+    # some in the other worker): the change channel wakes the session each time.
+    for n in (3, 4, 5, 6):
+        changer = raw(server, "Ctx3")
+        changer.cmd(f"B STORE {n} +FLAGS.SILENT (\\Flagged)")
+        changer.close()
+        wait_for(b'* ESEARCH (TAG "T4") ADDTO (0 %d)' % n)
+    changer = raw(server, "Ctx3")
+    changer.cmd("C STORE 2:3 -FLAGS.SILENT (\\Flagged)")
+    changer.close()
+    wait_for(b'* ESEARCH (TAG "T4") REMOVEFROM (0 2:3)')
+    # An APPEND elsewhere: EXISTS first, then the ADDTO naming the new message.
     c = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=10)
     c.login("ctx@example.test", PASSWORD)
     assert c.append("Ctx3", "(\\Flagged)", None, message("late"))[0] == "OK"
     c.logout()
-    seen = []
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not any(b"ADDTO" in line for line in seen):
-        seen.append(r.line())
-    assert b"* 4 EXISTS" in seen
-    assert seen[-1] == b'* ESEARCH (TAG "T4") ADDTO (0 4)'
-    assert seen.index(b"* 4 EXISTS") < len(seen) - 1
+    seen = wait_for(b'* ESEARCH (TAG "T4") ADDTO (0 7)')
+    assert seen.index(b"* 7 EXISTS") < seen.index(b'* ESEARCH (TAG "T4") ADDTO (0 7)')
     r.send(b"DONE\r\n")
     assert r.line().startswith(b"I OK")
-    other.close()
+    # An expunge elsewhere: REMOVEFROM before the EXPUNGE, both at the next command.
+    changer = raw(server, "Ctx3")
+    changer.cmd("D STORE 4 +FLAGS.SILENT (\\Deleted)")
+    changer.cmd("E EXPUNGE")
+    changer.close()
+    out = r.cmd("F NOOP")
+    assert out.index(b'* ESEARCH (TAG "T4") REMOVEFROM (0 4)') < out.index(b"* 4 EXPUNGE")
     r.close()
 
 

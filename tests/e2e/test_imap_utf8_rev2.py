@@ -89,6 +89,13 @@ def test_imap4rev2_answers(server):
     append(server, "Rev2", "three")
     out = r.cmd("J NOOP")
     assert b"* 3 EXISTS" in out and not [line for line in out if b"RECENT" in line]
+    # A SELECT with a mailbox selected: [CLOSED] first (RFC 9051 §7.1).
+    again = r.cmd("J2 EXAMINE Rev2")
+    assert again[0] == b"* OK [CLOSED] Previous mailbox closed" and again[-1].startswith(b"J2 OK")
+    assert r.cmd("J3 EXAMINE Rev2")[0] == b"* OK [CLOSED] Previous mailbox closed"
+    assert r.cmd("J4 SELECT Nowhere") == [b"* OK [CLOSED] Previous mailbox closed",
+                                         b"J4 NO [NONEXISTENT] No such mailbox"]
+    assert not [line for line in r.cmd("J5 SELECT Rev2") if b"CLOSED" in line]
     # Names are UTF-8 with IMAP4rev2 too (RFC 9051 §5.1).
     assert r.cmd('K CREATE "Bücher"'.encode())[-1].startswith(b"K OK")
     assert b'* LIST (\\HasNoChildren) "/" {7}\r\nB\xc3\xbccher' in r.cmd('L LIST "" "B*"')
@@ -97,5 +104,6 @@ def test_imap4rev2_answers(server):
     r1 = login(server)
     selected = r1.cmd("M SELECT Rev2")
     assert [line for line in selected if line.endswith(b"RECENT")]
+    assert not [line for line in r1.cmd("M2 SELECT Rev2") if b"CLOSED" in line]
     assert r1.cmd("N SEARCH DELETED")[0] == b"* SEARCH 2"
     r1.close()

@@ -106,6 +106,9 @@ def permitted_flags(rights: str, flags: tuple[str, ...]) -> tuple[str, ...]:
 
 async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
     readonly = cmd.name == "EXAMINE"
+    if conn.selected is not None and "IMAP4REV2" in conn.enabled:
+        # RFC 9051 §7.1: [CLOSED] marks where the old mailbox's responses end.
+        conn.send(Untagged("OK", "Previous mailbox closed", Code("CLOSED")))
     conn.selected = None  # RFC 3501 §6.3.1: a failed SELECT leaves none selected
     ref = find_mailbox(conn, cmd.mailbox)
     if ref is None:

@@ -126,3 +126,13 @@ def test_expunging_names_numbers_before_the_expunge():
     assert [r.encode() for r in out] == [b'* ESEARCH (TAG "T") REMOVEFROM (0 3)\r\n']
     assert sel.contexts["T"].result == [100]
     assert expunging(sel, [300]) == []  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("line,saving", [
+    (b"A SORT (ARRIVAL) UTF-8 RETURN (SAVE) BOGUS", True),
+    (b"A UID SORT (REVERSE DATE) US-ASCII RETURN (MIN SAVE) ALL", True),
+    (b"A SORT (ARRIVAL) UTF-8 RETURN (ALL) SUBJECT SAVE", False),
+])
+def test_a_refused_sort_with_save_after_the_charset_is_spotted(line: bytes, saving: bool) -> None:
+    from waypost.imap.proto.commands.selected import saves_result
+    assert saves_result(line) is saving

@@ -175,7 +175,10 @@ SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO",
 THREAD_ALGORITHMS = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
 
 
-_SAVING = re.compile(rb"[^ \r\n]+ (?:UID )?(?:SEARCH|SORT) RETURN \([^)\r\n]*\bSAVE\b", re.IGNORECASE)
+_SAVING = re.compile(rb"[^ \r\n]+ (?:UID )?(?:SEARCH|SORT) RETURN \([^)\r\n]*\bSAVE\b"
+                     # SORT's RETURN in Dovecot's place, after the charset
+                     rb"|[^ \r\n]+ (?:UID )?SORT \([^)\r\n]*\) [^ \r\n]+ RETURN \([^)\r\n]*\bSAVE\b",
+                     re.IGNORECASE)
 
 
 def saves_result(line: bytes) -> bool:

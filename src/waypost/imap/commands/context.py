@@ -40,6 +40,7 @@ __all__ = ["HANDLERS", "remember", "reused", "updates"]
 
 log = logging.getLogger("waypost.imap")
 
+
 def reused(conn: Connection, tag: str, returns: tuple[str, ...] | None) -> Tagged | None:
     """RFC 5267 §4.3: UPDATE with the tag of a search still updated is BAD (and the
     search is not run)."""

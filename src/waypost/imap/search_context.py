@@ -28,6 +28,7 @@ class SearchContext:
     keys: tuple[tuple[str, bool], ...] | None      # None: SEARCH (mailbox order)
     result: list[int]                              # UIDs, in result order
     state: tuple[int, int, int]
+    modseq: int = 0                                # messages up to here are in ``result`` or not
 
 
 def state_of(sel: Selected) -> tuple[int, int, int]:

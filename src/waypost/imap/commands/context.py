@@ -7,7 +7,9 @@ UIDs in result order, and the mailbox state (UIDNEXT, HIGHESTMODSEQ, count) it w
 worked out at.  Whatever changes the mailbox — this session, another session, another
 worker — shows in that state, which the session reads after every command and in
 IDLE (the change channel wakes IDLE).  Then ``updates`` works the result out again
-and sends the difference as an unsolicited ESEARCH (TAG "t") with REMOVEFROM and
+(RFC 5267 Appendix B: only the messages whose mod-sequence is above the one the
+context has seen, new ones included, are tested again; a SORT result is then put in
+order again) and sends the difference as an unsolicited ESEARCH (TAG "t") with REMOVEFROM and
 ADDTO (RFC 5267 §4.3): message numbers for SEARCH/SORT, UIDs for the UID forms,
 always naming messages the client has been told of (EXISTS sent, EXPUNGE not yet).
 Expunges go through ``expunging`` before their EXPUNGE responses, so a REMOVEFROM
@@ -61,7 +63,10 @@ def remember(conn: Connection, tag: str, uid: bool, criteria: SearchKey,
         # RFC 5267 §4.3.1: the server refuses to keep the context.
         conn.send(Untagged("NO", "Too many search contexts", Code("NOUPDATE", f'"{tag}"')))
         return
-    contexts[tag] = SearchContext(tag, uid, _frozen(sel, criteria), keys, list(uids), state_of(sel))
+    # The result covers the messages as ``find`` saw them: up to sel.state's
+    # HIGHESTMODSEQ (unless some are still to be announced: test them all again).
+    contexts[tag] = SearchContext(tag, uid, _frozen(sel, criteria), keys, list(uids), state_of(sel),
+                                  0 if sel.arrived else sel.state[1])
 
 
 def _frozen(sel: Selected, key: SearchKey) -> SearchKey:
@@ -84,12 +89,23 @@ def _frozen(sel: Selected, key: SearchKey) -> SearchKey:
 
 
 async def _evaluate(conn: Connection, sel: Selected, ctx: SearchContext) -> list[int]:
+    """The context's result now.  A message's match depends on nothing but itself
+    (message numbers and "$" are frozen), and every change to it raises its
+    mod-sequence: only the messages above ``ctx.modseq`` are tested."""
     from . import search as _search, sort as _sort  # they import this module
-    found = await _search.find(conn, ctx.criteria)
+    msgs, gone, since = sel.msgs, sel.gone, ctx.modseq
+    changed = [u for u in sel.uids if u not in gone and msgs[u].modseq > since]
+    members = {u for u in ctx.result if u in msgs and u not in gone and msgs[u].modseq <= since}
+    if changed:
+        only = SequenceKey(SequenceSet.from_numbers(changed), uid=True)
+        members.update((await _search.find(conn, And((only, ctx.criteria)))).uids)
     if ctx.keys is None:
-        return found.uids
+        return sorted(members)  # mailbox order: UIDs ascend with message numbers
+    if members == set(ctx.result):
+        return ctx.result  # sort keys never change: the same order
     names = {name for name, _ in ctx.keys}
-    items = await _sort._items(conn, sel, found.uids, True, bool(names - _sort._INDEX_KEYS), "SIZE" in names)
+    listed = [u for u in sel.uids if u in members]
+    items = await _sort._items(conn, sel, listed, True, bool(names - _sort._INDEX_KEYS), "SIZE" in names)
     ordered = await _sort._run(_sort.sorting.sort, items, ctx.keys)
     return [m.number for m in ordered]
 
@@ -103,6 +119,9 @@ async def updates(conn: Connection) -> None:
     for ctx in list(contexts.values()):
         if ctx.state == sel.state and not sel.arrived:
             continue
+        sel.catch_up(conn.store)
+        # What this evaluation covers; changes read while it runs wait for the next.
+        state, top = state_of(sel), (ctx.modseq if sel.arrived else sel.state[1])
         try:
             fresh = await _evaluate(conn, sel, ctx)
         except Exception:
@@ -110,7 +129,7 @@ async def updates(conn: Connection) -> None:
             continue
         if conn.selected is not sel or contexts.get(ctx.tag) is not ctx:
             return  # unselected or cancelled meanwhile
-        ctx.state = state_of(sel)
+        ctx.state, ctx.modseq = state, top
         now = set(fresh)
         removed = removals(sel, ctx, set(ctx.result) - now)
         known = set(ctx.result)

@@ -21,6 +21,7 @@ def server(tmp_path_factory):
     inst = WaypostInstance(tmp_path_factory.mktemp("imapctx") / "data", imap={"plaintext_without_tls": True},
                            server={"workers": 2})
     inst.ok("account", "add", "ctx@example.test", "--password", PASSWORD)
+    inst.ok("account", "add", "reader@example.test", "--password", PASSWORD)
     inst.start()
     yield inst
     inst.stop()
@@ -249,4 +250,22 @@ def test_too_many_contexts(server):
     assert r.cmd("S SELECT Ctx6")[-1].startswith(b"S OK")
     assert not [line for line in r.cmd("B STORE 1 -FLAGS.SILENT (\\Seen)") if b"ESEARCH" in line]
     assert r.cmd('D CANCELUPDATE "K1"')[-1].startswith(b"D BAD")
+    r.close()
+
+
+def test_private_seen_in_another_accounts_mailbox(server):
+    """In another account's mailbox \\Seen is the reader's own (RFC 4314 §5.1.2) and
+    raises no mod-sequence: a context of the reader still follows it."""
+    fill(server, "Shared", 3)
+    owner = raw(server, "Shared")
+    assert owner.cmd("A SETACL Shared reader@example.test lrs")[-1].startswith(b"A OK")
+    owner.close()
+    r = Raw(server.imap_port)
+    assert r.cmd(f"L LOGIN reader@example.test {PASSWORD}")[-1].startswith(b"L OK")
+    assert r.cmd("S SELECT ~ctx/Shared")[-1].startswith(b"S OK")
+    assert r.cmd("T8 SEARCH RETURN (UPDATE ALL) UNSEEN")[0] == b'* ESEARCH (TAG "T8") ALL 1:3'
+    assert r.cmd("B STORE 2 +FLAGS.SILENT (\\Seen)") == [b'* ESEARCH (TAG "T8") REMOVEFROM (0 2)',
+                                                         b"B OK STORE completed"]
+    assert r.cmd("C STORE 2 -FLAGS.SILENT (\\Seen)") == [b'* ESEARCH (TAG "T8") ADDTO (0 2)',
+                                                         b"C OK STORE completed"]
     r.close()

@@ -4,7 +4,7 @@ and cancel them are in ``commands/context.py`` (its docstring says how it works)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .proto import ESearchData, Response, SearchKey
@@ -12,7 +12,8 @@ from .proto import ESearchData, Response, SearchKey
 if TYPE_CHECKING:
     from .session import Selected
 
-__all__ = ["MAX_CONTEXTS", "SearchContext", "expunging", "numbers", "removals", "runs", "state_of"]
+__all__ = ["MAX_CONTEXTS", "SearchContext", "expunging", "numbers", "private_change", "removals", "runs",
+           "state_of"]
 
 #: Search contexts one session keeps at a time (RFC 5267 §4.2 lets a server refuse more).
 MAX_CONTEXTS = 16
@@ -29,6 +30,7 @@ class SearchContext:
     result: list[int]                              # UIDs, in result order
     state: tuple[int, int, int]
     modseq: int = 0                                # messages up to here are in ``result`` or not
+    retest: set[int] = field(default_factory=set)  # changed without a new mod-sequence
 
 
 def state_of(sel: Selected) -> tuple[int, int, int]:
@@ -80,3 +82,12 @@ def expunging(sel: Selected, uids: list[int]) -> list[Response]:
         if removed:
             out.append(ESearchData(ctx.tag, ctx.uid, removefrom=removed))
     return out
+
+
+def private_change(sel: Selected, uids: list[int]) -> None:
+    """This user's own \\Seen changed on these messages of another account's mailbox
+    (RFC 4314 §5.1.2): kept apart, it raises no mod-sequence, so the contexts are
+    told to test them again."""
+    for ctx in sel.contexts.values():
+        ctx.retest.update(uids)
+        ctx.state = _STALE

@@ -94,8 +94,10 @@ async def _evaluate(conn: Connection, sel: Selected, ctx: SearchContext) -> list
     mod-sequence: only the messages above ``ctx.modseq`` are tested."""
     from . import search as _search, sort as _sort  # they import this module
     msgs, gone, since = sel.msgs, sel.gone, ctx.modseq
-    changed = [u for u in sel.uids if u not in gone and msgs[u].modseq > since]
-    members = {u for u in ctx.result if u in msgs and u not in gone and msgs[u].modseq <= since}
+    retest, ctx.retest = ctx.retest, set()
+    changed = [u for u in sel.uids if u not in gone and (msgs[u].modseq > since or u in retest)]
+    members = {u for u in ctx.result if u in msgs and u not in gone and msgs[u].modseq <= since
+               and u not in retest}
     if changed:
         only = SequenceKey(SequenceSet.from_numbers(changed), uid=True)
         members.update((await _search.find(conn, And((only, ctx.criteria)))).uids)

@@ -376,7 +376,8 @@ def test_rfc3501_section8_sample_session(imap_server):
         (b"a002 select inbox", [rb"\* FLAGS \(\\Answered \\Flagged \\Deleted \\Seen \\Draft.*\)", rb"\* 12 EXISTS",
                                 rb"\* \d+ RECENT", rb"\* OK \[UNSEEN 12\] .*", rb"\* OK \[PERMANENTFLAGS \(.*\\\*\)\] .*",
                                 rb"\* OK \[UIDVALIDITY \d+\] .*", rb"\* OK \[UIDNEXT \d+\] .*",
-                                rb"\* OK \[HIGHESTMODSEQ \d+\] .*", rb"a002 OK \[READ-WRITE\] .*"]),
+                                rb"\* OK \[HIGHESTMODSEQ \d+\] .*", rb"\* OK \[MAILBOXID \(F\d+\)\] .*",
+                                rb"a002 OK \[READ-WRITE\] .*"]),
         (b"a003 fetch 12 full", [rb'\* 12 FETCH \(FLAGS \([^)]*\) INTERNALDATE "[^"]+" RFC822.SIZE \d+ '
                                  rb'ENVELOPE \("Wed, 17 Jul 1996 02:23:25 -0700 \(PDT\)" "IMAP4rev1 WG mtg summary and '
                                  rb'minutes" \(\("Terry Gray" NIL "gray" "cac.washington.edu"\)\) .* '

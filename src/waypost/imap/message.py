@@ -42,6 +42,7 @@ from .proto.search import (
     Larger,
     ModSeqKey,
     Not,
+    ObjectIdKey,
     Or,
     SearchKey,
     SequenceKey,
@@ -1322,6 +1323,11 @@ class SearchTarget(Protocol):
     @property
     def modseq(self) -> int: ...
 
+    @property
+    def emailid(self) -> str:
+        """RFC 8474 EMAILID (only read by an EMAILID search key)."""
+        ...
+
     def view(self) -> MessageView: ...
 
 
@@ -1329,6 +1335,10 @@ class _Search:
     """A target whose view is read at most once (``evaluate``'s promise)."""
 
     __slots__ = ("seq", "uid", "flags", "size", "internaldate", "modseq", "_msg", "_view")
+
+    @property
+    def emailid(self) -> str:
+        return self._msg.emailid
 
     def __init__(self, msg: SearchTarget) -> None:
         self.seq = msg.seq
@@ -1466,6 +1476,14 @@ def _modseq(key: ModSeqKey, ls: int, lu: int) -> Predicate:
     return lambda m: bool(m.modseq >= modseq)
 
 
+def _object_id(key: ObjectIdKey, ls: int, lu: int) -> Predicate:
+    # THREADID: no message has one (RFC 8474 §5.2: THREADID NIL).
+    if key.kind == "THREADID":
+        return lambda m: False
+    value = key.value
+    return lambda m: bool(m.emailid == value)
+
+
 def _not(key: Not, ls: int, lu: int) -> Predicate:
     inner = _compile(key.key, ls, lu)
     return lambda m: not inner(m)
@@ -1528,6 +1546,7 @@ _COMPILERS: dict[type, Callable[[Any, int, int], Predicate]] = {
     Smaller: _smaller,
     SequenceKey: _sequence,
     ModSeqKey: _modseq,
+    ObjectIdKey: _object_id,
     Not: _not,
     Or: _or,
     And: _and,

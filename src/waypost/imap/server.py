@@ -57,6 +57,7 @@ from .proto import (
 from .proto.commands.selected import saves_result
 from .proto.response import ContinueRequest
 from .commands import HANDLERS, UPDATES_WITHOUT_EXPUNGE
+from .commands.context import updates as context_updates
 from .session import Account, Selected
 
 __all__ = ["IMAPService", "Connection"]
@@ -115,6 +116,7 @@ class IMAPService:
                 "SPECIAL-USE", "CONDSTORE", "ACL", "RIGHTS=kxte", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY",
                 "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "COMPRESS=DEFLATE", "STATUS=SIZE",
                 "LIST-MYRIGHTS"]
+        caps += ["CONTEXT=SEARCH", "CONTEXT=SORT", "PARTIAL", "OBJECTID", "UTF8=ACCEPT", "IMAP4rev2"]
         if conn.state is State.NOT_AUTHENTICATED:
             if self.tls_context is not None and not conn.tls:
                 caps.append("STARTTLS")
@@ -154,6 +156,7 @@ class Connection(asyncio.Protocol):
         self.peer = "?"
         self.server_ip: str | None = None
         self.enabled: set[str] = set()
+        self.params = service.params  # with utf8 after ENABLE UTF8=ACCEPT or IMAP4rev2
         self.closed = False
         self.failures = 0
         self.bad_in_a_row = 0
@@ -337,7 +340,6 @@ class Connection(asyncio.Protocol):
             self.close()
 
     async def _loop(self) -> None:
-        params = self.service.params
         skipper = None
         while self.state is not State.LOGOUT and not self.closed:
             if skipper is not None:
@@ -352,7 +354,7 @@ class Connection(asyncio.Protocol):
                 self.send(Untagged("BYE", "Server shutting down"))
                 return
             try:
-                command, rest = parse_command(self.buf, params)
+                command, rest = parse_command(self.buf, self.params)
             except NeedMore as more:
                 if more.continuation_required and more.literal_offset != self._last_continuation:
                     self._last_continuation = more.literal_offset
@@ -425,6 +427,7 @@ class Connection(asyncio.Protocol):
                 self.send(*updates)
             if self.selected.deleted:
                 return self._selected_deleted(reply)
+            await context_updates(self)  # RFC 5267 ADDTO/REMOVEFROM
         self.send(reply)
         return reply.status
 
@@ -507,6 +510,7 @@ class Connection(asyncio.Protocol):
                         self.send(Untagged("BYE", "The selected mailbox was deleted"))
                         self.state = State.LOGOUT
                         return None
+                    await context_updates(self)
         finally:
             self._idle_wake = None
             if topic_name is not None and bus is not None:

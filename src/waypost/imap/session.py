@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..db import Database, MailboxRecord, MessageRecord
 from ..mailstore import Mailstore
+from .search_context import expunging
 from .proto import (
     ExistsData,
     ExpungeData,
@@ -73,6 +75,10 @@ class Selected:
     # RFC 5182: the UIDs the last SEARCH RETURN (SAVE) found ("$"); empty when the
     # mailbox is selected.  Expunged ones drop out where "$" is read.
     saved: set[int] = field(default_factory=set)
+    # RFC 5267: search contexts kept up to date, by tag (``commands/context.py``).
+    contexts: dict[str, Any] = field(default_factory=dict)
+    # IMAP4rev2 enabled (RFC 9051 Appendix E): no RECENT responses, no \Recent flag.
+    rev2: bool = False
 
     @classmethod
     def open(cls, store: Mailstore, box: MailboxRecord, readonly: bool, condstore: bool,
@@ -135,7 +141,7 @@ class Selected:
         flags = self.msgs[uid].flags
         if self.seen_user is not None:
             flags = tuple(f for f in flags if f != "\\Seen") + (("\\Seen",) if uid in self.seen else ())
-        if uid in self.recent:
+        if uid in self.recent and not self.rev2:
             return flags + ("\\Recent",)
         return flags
 
@@ -197,8 +203,9 @@ class Selected:
 
     def expunged_here(self, uids: list[int]) -> list[Response]:
         """This session expunged ``uids``: EXPUNGE responses, highest number first
-        so that each number is still right when the client reads it."""
-        out: list[Response] = []
+        so that each number is still right when the client reads it; the
+        REMOVEFROM of search contexts (RFC 5267) come first."""
+        out: list[Response] = expunging(self, uids) if self.contexts else []
         for uid in sorted(uids, reverse=True):
             seq = self.seq_of(uid)
             if seq is None:
@@ -281,7 +288,8 @@ class Selected:
                 first = _recent_from(db, self.box) if self.readonly else db.message_claim_recent(self.box.id)
                 self.recent.update(u for u in fresh if u >= first)
             out.append(ExistsData(len(self.uids)))
-            out.append(RecentData(len(self.recent)))
+            if not self.rev2:
+                out.append(RecentData(len(self.recent)))
         return out
 
 

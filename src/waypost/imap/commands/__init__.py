@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
-from . import acl, any_state, authenticated, compress, fetch, mailboxes, not_authenticated, search, selected, sort
+from . import acl, any_state, authenticated, compress, context, fetch, mailboxes, not_authenticated, search, selected, sort
 
 Handler = Callable[[Any, Any], Awaitable[Any]]
 
@@ -27,6 +27,7 @@ HANDLERS: dict[str, Handler] = {
     **search.HANDLERS,
     **sort.HANDLERS,
     **compress.HANDLERS,
+    **context.HANDLERS,
 }
 
 #: RFC 3501 §7.4.1: "An EXPUNGE response MUST NOT be sent when no command is in

@@ -5,6 +5,7 @@ are in ``mailboxes.py``."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any, TYPE_CHECKING
 
@@ -12,7 +13,9 @@ from ...db import NotFound
 from ...log import event
 from ...mailstore.access import MailboxRef
 from .. import message as mime
+from ..objectid import mailbox_id
 from ..proto import (
+    Code,
     Append,
     AppendUid,
     BadUrl,
@@ -51,17 +54,26 @@ if TYPE_CHECKING:
 log = logging.getLogger("waypost.imap")
 
 #: RFC 5161 §4: what ENABLE can turn on here.
-ENABLEABLE = ("CONDSTORE",)
+ENABLEABLE = ("CONDSTORE", "UTF8=ACCEPT", "IMAP4REV2")  # RFC 6855 §3, RFC 9051 §6.3.1
 
 
-def decode_name(wire: str) -> str:
+def decode_name(wire: str, utf8: bool = False) -> str:
     """A mailbox name from the wire (modified UTF-7, RFC 3501 §5.1.3); ValueError when
-    it is not valid modified UTF-7."""
-    return "INBOX" if wire.upper() == "INBOX" else utf7_decode(wire)
+    it is not valid modified UTF-7.  ``utf8`` (``utf8_names``): the name is UTF-8 as
+    it stands (RFC 6855 §3)."""
+    if wire.upper() == "INBOX":
+        return "INBOX"
+    return wire if utf8 else utf7_decode(wire)
 
 
-def encode_name(name: str) -> str:
-    return utf7_encode(name)
+def encode_name(name: str, utf8: bool = False) -> str:
+    return name if utf8 else utf7_encode(name)
+
+
+def utf8_names(conn: Connection) -> bool:
+    """Whether mailbox names travel in UTF-8 rather than modified UTF-7: after ENABLE
+    UTF8=ACCEPT (RFC 6855 §3) or IMAP4rev2 (RFC 9051 §5.1: IMAP4rev2 names are UTF-8)."""
+    return "UTF8=ACCEPT" in conn.enabled or "IMAP4REV2" in conn.enabled
 
 
 def find_mailbox(conn: Connection, wire: str) -> MailboxRef | None:
@@ -70,7 +82,7 @@ def find_mailbox(conn: Connection, wire: str) -> MailboxRef | None:
     not know that it does."""
     assert conn.access is not None
     try:
-        name = decode_name(wire)
+        name = decode_name(wire, utf8_names(conn))
     except ValueError:
         return None
     return conn.access.resolve(name)
@@ -94,6 +106,9 @@ def permitted_flags(rights: str, flags: tuple[str, ...]) -> tuple[str, ...]:
 
 async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
     readonly = cmd.name == "EXAMINE"
+    if conn.selected is not None and "IMAP4REV2" in conn.enabled:
+        # RFC 9051 §7.1: [CLOSED] marks where the old mailbox's responses end.
+        conn.send(Untagged("OK", "Previous mailbox closed", Code("CLOSED")))
     conn.selected = None  # RFC 3501 §6.3.1: a failed SELECT leaves none selected
     ref = find_mailbox(conn, cmd.mailbox)
     if ref is None:
@@ -108,18 +123,20 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
         conn.enabled.add("CONDSTORE")  # RFC 7162 §3.1.8: a CONDSTORE parameter enables it
     seen_user = None if conn.access.is_owner(ref.box) else conn.access.address
     sel = await asyncio.to_thread(Selected.open, conn.store, ref.box, readonly, condstore, ref.rights, seen_user)
+    sel.rev2 = "IMAP4REV2" in conn.enabled
     conn.selected = sel
     out: list = [
         FlagsData(sel.all_flags()),
         ExistsData(sel.exists),
-        RecentData(len(sel.recent)),
     ]
+    if not sel.rev2:  # RFC 9051 Appendix E: no RECENT, no [UNSEEN] in IMAP4rev2
+        out.append(RecentData(len(sel.recent)))
     if sel.seen_user is None:
         msgs = sel.msgs
         first_unseen = next((i + 1 for i, u in enumerate(sel.uids) if "\\Seen" not in msgs[u].flags), None)
     else:
         first_unseen = next((i + 1 for i, u in enumerate(sel.uids) if not sel.is_seen(u)), None)
-    if first_unseen is not None:
+    if first_unseen is not None and not sel.rev2:
         out.append(Untagged("OK", "First unseen", Unseen(first_unseen)))
     out += [
         Untagged("OK", "Flags permitted",
@@ -127,19 +144,23 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
         Untagged("OK", "UIDs valid", UidValidity(sel.box.uidvalidity)),
         Untagged("OK", "Predicted next UID", UidNext(sel.state[0])),
         Untagged("OK", "Highest", HighestModSeq(sel.modseq)),
+        Untagged("OK", "Ok", Code("MAILBOXID", f"({mailbox_id(sel.box)})")),  # RFC 8474 §4.1
     ]
     conn.send(*out)
     code = Codes.READ_ONLY if readonly else Codes.READ_WRITE
     return Tagged(cmd.tag, "OK", f"{cmd.name} completed", code)
 
 
-def status_items(conn: Connection, ref: MailboxRef, items: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+def status_items(conn: Connection, ref: MailboxRef, items: tuple[str, ...]) -> tuple[tuple[str, int | str], ...]:
     db = conn.store.db
     assert db is not None and conn.access is not None
     conn.store.sync(ref.box, wait=False)
     box = db.mailbox_by_id(ref.box.id) or ref.box
-    values = {"MESSAGES": box.exists, "UIDNEXT": box.uidnext, "UIDVALIDITY": box.uidvalidity,
-              "HIGHESTMODSEQ": box.highestmodseq}
+    values: dict[str, int | str] = {"MESSAGES": box.exists, "UIDNEXT": box.uidnext,
+                                    "UIDVALIDITY": box.uidvalidity, "HIGHESTMODSEQ": box.highestmodseq,
+                                    "MAILBOXID": mailbox_id(box)}
+    if "DELETED" in items:  # RFC 9051 §6.3.11: messages with \Deleted
+        values["DELETED"] = sum(1 for m in conn.store.listing(box)[1] if "\\Deleted" in m.flags)
     if "UNSEEN" in items or "RECENT" in items:
         msgs = conn.store.listing(box)[1]  # this worker's sessions share it
         if conn.access.is_owner(box):
@@ -283,6 +304,11 @@ async def enable(conn: Connection, cmd: Enable) -> Tagged:
         conn.enabled.add(c.upper())
         if c.upper() == "CONDSTORE" and conn.selected is not None:
             conn.selected.condstore = True
+        if c.upper() in ("UTF8=ACCEPT", "IMAP4REV2"):
+            # RFC 6855 §3: UTF-8 in quoted strings from now on.
+            conn.params = dataclasses.replace(conn.params, utf8=True)
+        if c.upper() == "IMAP4REV2" and conn.selected is not None:
+            conn.selected.rev2 = True
     conn.send(EnabledData(tuple(c.upper() for c in turned)))
     return Tagged(cmd.tag, "OK", "ENABLE completed")
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...db import MessageRecord
 from .. import message as mime
+from ..objectid import email_id
 from ..proto import (
     Att,
     BinaryItem,
@@ -86,6 +87,8 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         targets = [(s, u) for s, u in targets if sel.msgs[u].modseq > cmd.changed_since]
         if Att.MODSEQ not in atts:
             atts.append(Att.MODSEQ)
+    if cmd.partial is not None:
+        targets = cmd.partial.pick([t for t in targets if t[1] not in sel.gone])  # RFC 9394 §3.2
     if cmd.uid and Att.UID not in atts:
         atts.insert(0, Att.UID)  # RFC 3501 §6.4.8
     if sel.condstore and Att.MODSEQ not in atts and any(_sets_seen(a) for a in atts):
@@ -204,6 +207,11 @@ _INDEX_FORMS = {
     Att.RFC822_SIZE: b"RFC822.SIZE %d",
     Att.MODSEQ: b"MODSEQ (%d)",
     Att.INTERNALDATE: b"INTERNALDATE %b",
+    # RFC 8474 §7:  msg-att-static =/ fetch-emailid-resp / fetch-threadid-resp
+    # fetch-emailid-resp = "EMAILID" SP "(" objectid ")"
+    # fetch-threadid-resp = "THREADID" SP ( "(" objectid ")" / nil )
+    Att.EMAILID: b"EMAILID (%b)",
+    Att.THREADID: b"THREADID %b",
 }
 
 
@@ -244,6 +252,8 @@ _INDEX_VALUES: dict[Any, Any] = {
     Att.UID: lambda m: m.uid,
     Att.RFC822_SIZE: lambda m: m.size,
     Att.MODSEQ: lambda m: m.modseq,
+    Att.EMAILID: lambda m: email_id(m).encode(),
+    Att.THREADID: lambda m: b"NIL",
     Att.INTERNALDATE: lambda m: InternalDateItem(datetime.fromtimestamp(m.internaldate, _LOCAL_ZONE)).encode()[13:],
 }
 
@@ -257,6 +267,10 @@ def _item(sel: Selected, m: MessageRecord, att: Any, data: bytes | None, cached:
         return b"RFC822.SIZE %d" % m.size
     if att is Att.MODSEQ:
         return b"MODSEQ (%d)" % m.modseq
+    if att is Att.EMAILID:
+        return b"EMAILID (%b)" % email_id(m).encode()
+    if att is Att.THREADID:
+        return b"THREADID NIL"
     if att is Att.INTERNALDATE:
         return InternalDateItem(datetime.fromtimestamp(m.internaldate, _LOCAL_ZONE)).encode()
     if att is Att.ENVELOPE:

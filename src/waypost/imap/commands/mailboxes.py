@@ -16,8 +16,9 @@ from ...db import Conflict, NotFound
 from ...mailstore import SEPARATOR, MailboxNameError, MailboxNameTooLong
 from ..proto import Codes, Create, Delete, List, ListData, Lsub, LsubData, Rename, StatusData, Subscribe, Tagged
 from ..proto import Code, MyRightsData, Untagged, Unsubscribe
+from ..objectid import mailbox_id
 from ..proto.state import State
-from .authenticated import decode_name, encode_name, find_mailbox, no_mailbox, no_permission, status_items
+from .authenticated import decode_name, encode_name, find_mailbox, no_mailbox, no_permission, status_items, utf8_names
 
 if TYPE_CHECKING:
     from ..server import Connection
@@ -29,7 +30,7 @@ USEATTR = Code("USEATTR")
 async def create(conn: Connection, cmd: Create) -> Tagged:
     assert conn.account is not None and conn.access is not None
     try:
-        name = decode_name(cmd.mailbox).rstrip(SEPARATOR)
+        name = decode_name(cmd.mailbox, utf8_names(conn)).rstrip(SEPARATOR)
         where = conn.access.split(name)
     except (ValueError, MailboxNameError) as e:
         return Tagged(cmd.tag, "NO", f"Invalid mailbox name: {e}", Codes.CANNOT)
@@ -53,7 +54,7 @@ async def create(conn: Connection, cmd: Create) -> Tagged:
         return Tagged(cmd.tag, "NO", f"Invalid mailbox name: {e}", Codes.CANNOT)
     if cmd.special_use and conn.store.db is not None:
         conn.store.db.mailbox_set_special_use(box.id, _canonical_use(cmd.special_use[0]))
-    return Tagged(cmd.tag, "OK", "CREATE completed")
+    return Tagged(cmd.tag, "OK", "CREATE completed", Code("MAILBOXID", f"({mailbox_id(box)})"))  # RFC 8474 §4.1
 
 
 def _may_create(conn: Connection, where: tuple[str, str, str]) -> bool:
@@ -74,7 +75,7 @@ def _may_create(conn: Connection, where: tuple[str, str, str]) -> bool:
 def _is_alias(conn: Connection, wire: str) -> bool:
     assert conn.account is not None and conn.store.db is not None
     try:
-        name = decode_name(wire)
+        name = decode_name(wire, utf8_names(conn))
     except ValueError:
         return False
     return name in conn.store.db.mailbox_alias_list(conn.account.domain, conn.account.name)
@@ -123,7 +124,7 @@ async def rename(conn: Connection, cmd: Rename) -> Tagged:
     if not ref.may("x"):
         return no_permission(cmd.tag, "x")
     try:
-        where = conn.access.split(decode_name(cmd.new_name))
+        where = conn.access.split(decode_name(cmd.new_name, utf8_names(conn)))
         if where is None or (where[0], where[1]) != (ref.box.domain, ref.box.account):
             return Tagged(cmd.tag, "NO", "A mailbox stays with its owner", Codes.CANNOT)
         if not conn.access.is_owner_of(where) and not _may_create(conn, where):
@@ -143,7 +144,7 @@ async def rename(conn: Connection, cmd: Rename) -> Tagged:
 async def subscribe(conn: Connection, cmd: Subscribe | Unsubscribe) -> Tagged:
     assert conn.account is not None
     try:
-        name = decode_name(cmd.mailbox)
+        name = decode_name(cmd.mailbox, utf8_names(conn))
         ref = find_mailbox(conn, cmd.mailbox)
         if cmd.name == "SUBSCRIBE" and (ref is None or not ref.may("l")):
             return no_mailbox(cmd.tag)
@@ -198,14 +199,14 @@ async def list_(conn: Connection, cmd: List) -> Tagged:
         # "~name/..." lists that account's mailboxes this user may see.
         full = cmd.reference + p
         if full.startswith("~") and SEPARATOR in full:
-            owner = access.split(decode_name(full.split(SEPARATOR, 1)[0]) + SEPARATOR + "INBOX")
+            owner = access.split(decode_name(full.split(SEPARATOR, 1)[0], utf8_names(conn)) + SEPARATOR + "INBOX")
             if owner is not None:
                 visible += access.foreign((owner[0], owner[1]))
     refs = {r.name: r for r in visible}
     names = set(refs)
     candidates: dict[str, str] = {}  # wire name -> Unicode name
     for name in list(refs) + (sorted(subscribed - names) if select_sub else []):
-        candidates[encode_name(name)] = name
+        candidates[encode_name(name, utf8_names(conn))] = name
     want_rights = "MYRIGHTS" in cmd.return_options
     out: list[ListData | MyRightsData | StatusData] = []
     for wire_name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
@@ -218,7 +219,7 @@ async def list_(conn: Connection, cmd: List) -> Tagged:
         # RFC 5258 §3.5: CHILDINFO tells of subscribed descendants the client does
         # not see in this result; one that matches the patterns is listed itself.
         child_sub = recursive and any(
-            s.startswith(name + SEPARATOR) and not any(rx.match(encode_name(s)) for rx in regexes)
+            s.startswith(name + SEPARATOR) and not any(rx.match(encode_name(s, utf8_names(conn))) for rx in regexes)
             for s in subscribed)
         if select_sub and not is_sub and not child_sub:
             continue
@@ -257,7 +258,7 @@ async def lsub(conn: Connection, cmd: Lsub) -> Tagged:
     existing = {n for n in subscribed if conn.access.resolve(n) is not None}
     shown: dict[str, tuple[str, ...]] = {}
     for name in subscribed:
-        wire_name = encode_name(name)
+        wire_name = encode_name(name, utf8_names(conn))
         if rx.match(wire_name):
             shown[wire_name] = () if name in existing else ("\\Noselect",)
             continue
@@ -265,7 +266,7 @@ async def lsub(conn: Connection, cmd: Lsub) -> Tagged:
         # parent as \Noselect when it is not itself subscribed.
         levels = name.split(SEPARATOR)
         for i in range(len(levels) - 1, 0, -1):
-            parent = encode_name(SEPARATOR.join(levels[:i]))
+            parent = encode_name(SEPARATOR.join(levels[:i]), utf8_names(conn))
             if rx.match(parent) and parent not in shown:
                 shown[parent] = ("\\Noselect",)
                 break

@@ -26,6 +26,8 @@ from typing import Any, TYPE_CHECKING
 
 from ...db import MessageRecord
 from .. import message as mime
+from ..objectid import email_id
+from . import context
 from ..proto import ESearchData, ModSeqKey, Search, SearchData, SearchKey, SequenceKey, SequenceSet, Tagged
 from ..proto.search import All, And, Larger, Not, Or, Smaller
 
@@ -281,6 +283,11 @@ class _Target:
     def flags(self) -> tuple[str, ...]:
         return self._sel.flags_of(self.uid)
 
+    @property
+    def emailid(self) -> str:
+        assert self._m is not None
+        return email_id(self._m)
+
     def view(self) -> mime.MessageView:
         if self._view is None:
             store, box, m = self._store, self._sel.box, self._m
@@ -445,18 +452,26 @@ def numbers_of(sel: Selected, uids: list[int], uid: bool) -> list[int]:
 
 
 def extended(conn: Connection, tag: str, uid: bool, returns: tuple[str, ...], uids: list[int],
-             numbers: list[int], with_modseq: bool, in_order: bool = False) -> None:
+             numbers: list[int], with_modseq: bool, in_order: bool = False, partial: Any = None) -> None:
     """Answer RETURN (...) (RFC 4731 §3.1): one ESEARCH response, unless SAVE is the
     only option; SAVE keeps the result for "$" (RFC 5182 §2.4).  ``in_order``: SORT
     RETURN (RFC 5267 §3.2), ``uids`` and ``numbers`` in sort order; MIN and MAX
-    are then the first and the last in that order, and ALL keeps it."""
+    are then the first and the last in that order, and ALL keeps it.  ``partial``
+    (RFC 9394, a ``PartialRange``) picks a page of the result: PARTIAL (range set),
+    and SAVE then keeps only that page (RFC 9394 §3.2).  UPDATE and CONTEXT
+    (RFC 5267 §4) change nothing here; alone, UPDATE gets an ESEARCH without data."""
     sel = conn.selected
     assert sel is not None
-    options = set(returns) or {"ALL"}
+    options = set(returns)
+    options -= {"UPDATE", "CONTEXT"}
+    if not options and "UPDATE" not in returns:
+        options = {"ALL"}
     if "SAVE" in options:
         # RFC 5182 §2.4: with MIN and/or MAX but neither ALL nor COUNT, only the
         # messages these return are saved.
-        if options & {"ALL", "COUNT"} or not options & {"MIN", "MAX"}:
+        if partial is not None:
+            sel.saved = set(partial.pick(uids))
+        elif options & {"ALL", "COUNT"} or not options & {"MIN", "MAX"}:
             sel.saved = set(uids)
         else:
             picked: set[int] = set()
@@ -475,15 +490,17 @@ def extended(conn: Connection, tag: str, uid: bool, returns: tuple[str, ...], ui
         low = min(numbers) if numbers else None
         high = max(numbers) if numbers else None
     modseq: int | None = None
-    if with_modseq and numbers:
+    if with_modseq and numbers and options:
         # RFC 7162 §3.1.5: the highest mod-sequence of the messages returned: all
         # of them for ALL and COUNT, else those MIN and MAX name.
         if options & {"ALL", "COUNT"}:
             shown = uids
+        elif partial is not None and not options & {"MIN", "MAX"}:
+            shown = partial.pick(uids)
         else:
             shown = [uids[numbers.index(n)] for n in (low if "MIN" in options else None,
                                                       high if "MAX" in options else None) if n is not None]
-        modseq = max(sel.msgs[u].modseq for u in shown if u in sel.msgs)
+        modseq = max((sel.msgs[u].modseq for u in shown if u in sel.msgs), default=None)
     conn.send(ESearchData(
         tag, uid,
         min=low if "MIN" in options else None,
@@ -491,20 +508,30 @@ def extended(conn: Connection, tag: str, uid: bool, returns: tuple[str, ...], ui
         all=tuple(numbers) if "ALL" in options and numbers else None,
         count=len(numbers) if "COUNT" in options else None,
         modseq=modseq,
+        partial=(partial, tuple(partial.pick(numbers))) if partial is not None else None,
     ))
 
 
 async def search(conn: Connection, cmd: Search) -> Tagged:
     sel = conn.selected
     assert sel is not None
+    refused = context.reused(conn, cmd.tag, cmd.returns)
+    if refused is not None:
+        return refused
     found = await find(conn, cmd.criteria)
     numbers = numbers_of(sel, found.uids, cmd.uid)
-    if cmd.returns is None:
+    if cmd.returns is None and not sel.rev2:
         # RFC 7162 §3.1.5: with MODSEQ in the criteria, the highest mod-sequence of the
         # messages found follows the numbers.
         conn.send(SearchData(tuple(numbers), found.top if found.with_modseq and numbers else None))
+    elif cmd.returns is None:
+        # RFC 9051 §6.4.4: IMAP4rev2 answers SEARCH with ESEARCH, as RETURN (ALL).
+        extended(conn, cmd.tag, cmd.uid, (), found.uids, numbers, found.with_modseq)
     else:
-        extended(conn, cmd.tag, cmd.uid, cmd.returns, found.uids, numbers, found.with_modseq)
+        extended(conn, cmd.tag, cmd.uid, cmd.returns, found.uids, numbers, found.with_modseq,
+                 partial=cmd.partial)
+        if "UPDATE" in cmd.returns:
+            context.remember(conn, cmd.tag, cmd.uid, cmd.criteria, None, found.uids)
     return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}SEARCH completed")
 
 

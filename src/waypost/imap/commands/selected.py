@@ -30,6 +30,7 @@ from ..proto import (
     Unselect,
     Untagged,
 )
+from ..search_context import private_change
 from .authenticated import find_mailbox, no_permission, permitted_flags
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ async def store(conn: Connection, cmd: Store) -> Tagged:
             sel.seen.difference_update(uids)
             await asyncio.to_thread(_seen_set, conn, sel, uids, False)
         flags = tuple(f for f in flags if f != "\\Seen")
+        private_change(sel, uids)  # search contexts (RFC 5267) test them again
     if sel.seen_user is not None and cmd.mode == "":
         # The shared flags are replaced, the owner's \Seen kept as it is.
         owner_seen = [u for u in uids if "\\Seen" in sel.msgs[u].flags]

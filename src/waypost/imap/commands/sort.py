@@ -14,6 +14,7 @@ from typing import Any, TYPE_CHECKING
 
 from .. import sorting
 from ..proto import Sort, SortData, Tagged, Thread, ThreadData, ThreadNode
+from . import context
 from .search import extended, find, header_blocks, numbers_of
 
 if TYPE_CHECKING:
@@ -49,6 +50,9 @@ async def _items(conn: Connection, sel: Selected, uids: list[int], uid: bool, he
 async def sort(conn: Connection, cmd: Sort) -> Tagged:
     sel = conn.selected
     assert sel is not None
+    refused = context.reused(conn, cmd.tag, cmd.returns)
+    if refused is not None:
+        return refused
     found = await find(conn, cmd.criteria)
     names = {name for name, _ in cmd.keys}
     items = await _items(conn, sel, found.uids, cmd.uid, bool(names - _INDEX_KEYS), "SIZE" in names)
@@ -58,7 +62,10 @@ async def sort(conn: Connection, cmd: Sort) -> Tagged:
         conn.send(SortData(tuple(numbers), found.top if found.with_modseq and numbers else None))
     else:
         uids = numbers if cmd.uid else [sel.uids[n - 1] for n in numbers]
-        extended(conn, cmd.tag, cmd.uid, cmd.returns, uids, numbers, found.with_modseq, in_order=True)
+        extended(conn, cmd.tag, cmd.uid, cmd.returns, uids, numbers, found.with_modseq, in_order=True,
+                 partial=cmd.partial)
+        if "UPDATE" in cmd.returns:
+            context.remember(conn, cmd.tag, cmd.uid, cmd.criteria, cmd.keys, uids)
     return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}SORT completed")
 
 

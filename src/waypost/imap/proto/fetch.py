@@ -36,6 +36,8 @@ class Att(enum.Enum):
     RFC 7162 §7:
       fetch-att       =/ fetch-mod-sequence
       fetch-mod-sequence = "MODSEQ"
+    RFC 8474 §7:
+      fetch-att       =/ "EMAILID" / "THREADID"
     """
 
     ENVELOPE = "ENVELOPE"
@@ -49,6 +51,8 @@ class Att(enum.Enum):
     BODYSTRUCTURE = "BODYSTRUCTURE"
     UID = "UID"
     MODSEQ = "MODSEQ"
+    EMAILID = "EMAILID"
+    THREADID = "THREADID"
 
 
 _BY_NAME = {a.value: a for a in Att}

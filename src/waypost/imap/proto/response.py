@@ -15,7 +15,7 @@ import base64
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from . import wire
 from .fetch import Att, Section
@@ -459,13 +459,15 @@ class LsubData(ListData):
 @dataclass(frozen=True, slots=True)
 class StatusData:
     """mailbox-data =/ "STATUS" SP mailbox SP "(" [status-att-list] ")"
-    status-att-list =  status-att SP number *(SP status-att SP number)"""
+    status-att-list =  status-att SP number *(SP status-att SP number)
+    RFC 8474 §7:  status-att-val =/ "MAILBOXID" SP "(" objectid ")"  (a str value)"""
 
     mailbox: str
-    items: tuple[tuple[str, int], ...]
+    items: tuple[tuple[str, int | str], ...]
 
     def encode(self) -> bytes:
-        values = b" ".join(wire.atom(k) + b" " + wire.number(v) for k, v in self.items)
+        values = b" ".join(wire.atom(k) + b" " + (wire.number(v) if isinstance(v, int) else
+                                                   b"(" + wire.atom(v) + b")") for k, v in self.items)
         return b"* STATUS " + wire.astring(self.mailbox) + b" (" + values + b")" + CRLF
 
 
@@ -514,8 +516,17 @@ class ESearchData:
     search-return-data = "MIN" SP nz-number / "MAX" SP nz-number /
                          "ALL" SP sequence-set / "COUNT" SP number
     RFC 7162 §7:  search-return-data =/ "MODSEQ" SP mod-sequence-value
+    RFC 5267 §6:  search-return-data =/ "ADDTO" SP "(" context-position SP
+                      sequence-set ")" / "REMOVEFROM" SP "(" context-position SP
+                      sequence-set ")"
+                  context-position = number
+    RFC 9394 §3:  ret-data-partial = "PARTIAL" SP "(" partial-range SP
+                      partial-results ")"
+                  partial-results = sequence-set / "NIL"
 
-    ``all`` is written in its order (``compact``); None leaves an item out."""
+    ``all`` is written in its order (``compact``); None leaves an item out.
+    ``partial`` is the range asked for (anything with ``encode()``) and the
+    numbers it names; ``addto`` and ``removefrom`` are (position, numbers) items."""
 
     tag: str | None
     uid: bool = False
@@ -524,6 +535,9 @@ class ESearchData:
     all: tuple[int, ...] | None = None
     count: int | None = None
     modseq: int | None = None
+    partial: tuple[Any, tuple[int, ...]] | None = None
+    addto: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    removefrom: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
     def encode(self) -> bytes:
         out = b"* ESEARCH"
@@ -541,6 +555,13 @@ class ESearchData:
             out += b" COUNT %d" % self.count
         if self.modseq is not None:
             out += b" MODSEQ %d" % self.modseq
+        if self.partial is not None:
+            picked = self.partial[1]
+            out += b" PARTIAL (" + self.partial[0].encode() + b" " + (compact(picked) if picked else b"NIL") + b")"
+        for position, numbers in self.removefrom:
+            out += b" REMOVEFROM (%d " % position + compact(numbers) + b")"
+        for position, numbers in self.addto:
+            out += b" ADDTO (%d " % position + compact(numbers) + b")"
         return out + CRLF
 
 

@@ -12,9 +12,10 @@ server answers ``NO [BADCHARSET (...)]``, RFC 3501 §6.4.4).
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal, cast
+from typing import Callable, Literal, cast
 
 from .lexer import CharsetFailure, Reader, Reason
 from .sequence import SequenceSet
@@ -30,6 +31,7 @@ __all__ = [
     "Larger",
     "ModSeqKey",
     "Not",
+    "ObjectIdKey",
     "Or",
     "SearchKey",
     "SequenceKey",
@@ -128,6 +130,15 @@ class ModSeqKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectIdKey:
+    """RFC 8474 §6 (search-key =/ "EMAILID" SP objectid / "THREADID" SP objectid):
+    the message with this EMAILID, or the messages of this THREADID."""
+
+    kind: Literal["EMAILID", "THREADID"]
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     key: SearchKey
 
@@ -157,6 +168,7 @@ SearchKey = (
     | Smaller
     | SequenceKey
     | ModSeqKey
+    | ObjectIdKey
     | Not
     | Or
     | And
@@ -178,6 +190,7 @@ _FLAG_KEYS: dict[str, tuple[str, bool]] = {
     "OLD": ("\\Recent", False),
 }
 _ENVELOPE_KEYS = ("BCC", "CC", "FROM", "SUBJECT", "TO")
+_OBJECTID = re.compile(rb"[A-Za-z0-9_-]{1,255}")
 _DATE_KEYS: dict[str, tuple[Literal["BEFORE", "ON", "SINCE"], bool]] = {
     "BEFORE": ("BEFORE", False),
     "ON": ("ON", False),
@@ -227,18 +240,22 @@ def parse_search_program(r: Reader) -> tuple[SearchKey, str | None]:
     return _keys(r, strings), charset
 
 
-def parse_sort_program(r: Reader) -> tuple[SearchKey, str]:
+def parse_sort_program(r: Reader, after_charset: Callable[[Reader], None] | None = None) -> tuple[SearchKey, str]:
     """SP charset 1*(SP search-key), the cursor after the sort criteria or the
     threading algorithm.
 
     RFC 5256 §5:
       search-criteria = charset 1*(SP search-key)
     The charset is not optional here; it decodes the strings as in SEARCH.
+    ``after_charset`` may read more (SORT's RETURN in Dovecot's place) and the SP
+    after it.
     """
     r.sp()
     charset = r.astring("charset").decode("ascii", "replace")
     strings = _Strings(_codec(r, charset), strict=True)
     r.sp()
+    if after_charset is not None:
+        after_charset(r)
     return _keys(r, strings), charset
 
 
@@ -330,6 +347,13 @@ def _search_key(r: Reader, strings: _Strings) -> SearchKey:
         return Or(left, right)
     if name == "MODSEQ":
         return _modseq(r)
+    if name in ("EMAILID", "THREADID"):
+        # RFC 8474 §3:  objectid = 1*255(ALPHA / DIGIT / "_" / "-")
+        r.sp()
+        value = r.atom("objectid")
+        if _OBJECTID.fullmatch(value) is None:
+            r.fail(Reason.SYNTAX, "an object id is 1 to 255 letters, digits, '_' or '-'")
+        return ObjectIdKey(cast(Literal["EMAILID", "THREADID"], name), value.decode("ascii"))
     r.fail(Reason.SYNTAX, f"unknown search key {name!r}")
 
 

@@ -97,6 +97,7 @@ LEGAL: dict[str, frozenset[State]] = {
     "COPY": _SELECTED,
     "MOVE": _SELECTED,
     "UID EXPUNGE": _SELECTED,
+    "CANCELUPDATE": _SELECTED,  # RFC 5267 §4.3
 }
 
 Result = Literal["OK", "NO", "BAD"]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from . import any_state, authenticated, not_authenticated, selected
+from . import any_state, authenticated, context, not_authenticated, selected
 from .any_state import Capability, Id, Logout, Noop
 from .authenticated import (
     LIST_RETURN_OPTIONS,
@@ -112,4 +112,5 @@ COMMANDS: dict[str, CommandParser] = {
     **not_authenticated.PARSERS,
     **authenticated.PARSERS,
     **selected.PARSERS,
+    **context.PARSERS,
 }

@@ -49,7 +49,9 @@ __all__ = [
 # status-att      = "MESSAGES" / "RECENT" / "UIDNEXT" / "UIDVALIDITY" / "UNSEEN"
 # RFC 7162 §7:  status-att =/ "HIGHESTMODSEQ"
 # RFC 8438 §4:  status-att =/ "SIZE"
-STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE")
+STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
+                "MAILBOXID",  # RFC 8474 §4.2
+                "DELETED")    # RFC 9051 §6.3.11
 
 # RFC 5258 §6:
 # list-select-base-opt        = "SUBSCRIBED" / option-extension

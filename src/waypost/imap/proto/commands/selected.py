@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from ..context import PartialRange, parse_partial_range
 from ..fetch import FetchAttribute, parse_fetch_attributes
 from ..lexer import Reader, Reason
 from ..search import SearchKey, parse_search_program, parse_sort_program
@@ -84,6 +85,8 @@ class Search(Command):
     #: RFC 4731 RETURN options, upper case, in the client's order (``()`` stands
     #: for ALL); None without RETURN: the answer is a plain SEARCH response.
     returns: tuple[str, ...] | None = None
+    #: RFC 9394 PARTIAL (in ``returns`` too, as "PARTIAL").
+    partial: PartialRange | None = None
     name: ClassVar[str] = "SEARCH"
 
 
@@ -97,6 +100,7 @@ class Sort(Command):
     charset: str
     uid: bool = False
     returns: tuple[str, ...] | None = None
+    partial: PartialRange | None = None
     name: ClassVar[str] = "SORT"
 
 
@@ -125,6 +129,8 @@ class Fetch(Command):
     uid: bool = False
     macro: str | None = None
     changed_since: int | None = None
+    #: RFC 9394 §3.2: UID FETCH (PARTIAL range): that page of the messages named.
+    partial: PartialRange | None = None
     name: ClassVar[str] = "FETCH"
 
 
@@ -160,15 +166,19 @@ class Move(Command):
 # -- SEARCH ---------------------------------------------------------------------------
 
 
-#: RFC 4731 §3.1 (MIN MAX ALL COUNT) and RFC 5182 §4 (SAVE).
-RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+#: RFC 4731 §3.1 (MIN MAX ALL COUNT), RFC 5182 §4 (SAVE), RFC 5267 §4 (UPDATE,
+#: CONTEXT) and RFC 9394 (PARTIAL, which takes a range).
+RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "UPDATE", "CONTEXT", "PARTIAL"})
 #: RFC 5256 §3 and RFC 5957 §3.
 SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
 #: RFC 5256 §3.
 THREAD_ALGORITHMS = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
 
 
-_SAVING = re.compile(rb"[^ \r\n]+ (?:UID )?(?:SEARCH|SORT) RETURN \([^)\r\n]*\bSAVE\b", re.IGNORECASE)
+_SAVING = re.compile(rb"[^ \r\n]+ (?:UID )?(?:SEARCH|SORT) RETURN \([^)\r\n]*\bSAVE\b"
+                     # SORT's RETURN in Dovecot's place, after the charset
+                     rb"|[^ \r\n]+ (?:UID )?SORT \([^)\r\n]*\) [^ \r\n]+ RETURN \([^)\r\n]*\bSAVE\b",
+                     re.IGNORECASE)
 
 
 def saves_result(line: bytes) -> bool:
@@ -177,39 +187,57 @@ def saves_result(line: bytes) -> bool:
     return _SAVING.match(line) is not None
 
 
-def _return_options(r: Reader) -> tuple[str, ...] | None:
+def _return_options(r: Reader) -> tuple[tuple[str, ...], PartialRange | None] | None:
     # RFC 4731 §3.1:
     # search-return-opts = SP "RETURN" SP "(" [search-return-opt
     #                      *(SP search-return-opt)] ")"
-    # search-return-opt  = "MIN" / "MAX" / "ALL" / "COUNT"
-    # RFC 5182 §4:  search-return-opt =/ "SAVE"
     start = r.pos
     if not (r.skip_sp() and r.take("RETURN")):
         r.pos = start
         return None
+    return _return_list(r)
+
+
+def _return_list(r: Reader) -> tuple[tuple[str, ...], PartialRange | None]:
+    # The part of search-return-opts after "RETURN":
+    # search-return-opt  = "MIN" / "MAX" / "ALL" / "COUNT"
+    # RFC 5182 §4:  search-return-opt =/ "SAVE"
+    # RFC 5267 §6:  search-return-opt =/ "UPDATE" / "CONTEXT"
+    # RFC 9394 §3:  return-option =/ "PARTIAL" SP partial-range
     r.sp()
     r.open()
     options: list[str] = []
+    partial: PartialRange | None = None
     if not r.try_close():
         while True:
             option = r.keyword("RETURN option")
             if option not in RETURN_OPTIONS:
                 r.fail(Reason.UNKNOWN_OPTION, f"unknown RETURN option {option!r}")
+            if option == "PARTIAL":
+                if partial is not None:  # RFC 5267 §4.4: one PARTIAL at most
+                    r.fail(Reason.SYNTAX, "RETURN PARTIAL given twice")
+                r.sp()
+                partial = parse_partial_range(r)
             if option not in options:
                 options.append(option)
             if not r.skip_sp():
                 break
         r.close()
-    return tuple(options)
+    if partial is not None and "ALL" in options:
+        # RFC 9394 §3.1: "PARTIAL and ALL ... MUST NOT be specified together"
+        r.fail(Reason.SYNTAX, "RETURN PARTIAL and ALL exclude each other")
+    return tuple(options), partial
 
 
 def _search(uid: bool) -> CommandParser:
     # search          = "SEARCH" [SP "CHARSET" SP astring] 1*(SP search-key)
     # RFC 4731 §3.1:  search = "SEARCH" [search-return-opts] SP search-program
     def parse(r: Reader, tag: str) -> Command:
-        returns = _return_options(r)
+        got = _return_options(r)
         criteria, charset = parse_search_program(r)
-        return Search(tag, criteria, charset, uid, returns)
+        if got is None:
+            return Search(tag, criteria, charset, uid)
+        return Search(tag, criteria, charset, uid, got[0], got[1])
 
     return parse
 
@@ -222,8 +250,11 @@ def _sort(uid: bool) -> CommandParser:
     # sort-key       = "ARRIVAL" / "CC" / "DATE" / "FROM" / "SIZE" / "SUBJECT" / "TO"
     # RFC 5957 §4:  sort-key =/ "DISPLAYFROM" / "DISPLAYTO"
     # RFC 5267 §6:  sort =/ ["UID" SP] "SORT" search-return-opts SP sort-criteria SP search-criteria
+    # Dovecot (and imaptest's CONTEXT=SORT scripts) put RETURN after the charset:
+    #   SORT (ARRIVAL) US-ASCII RETURN (PARTIAL 1:10) ALL
+    # RETURN is no search key, so both places are taken.
     def parse(r: Reader, tag: str) -> Command:
-        returns = _return_options(r)
+        got = _return_options(r)
         r.sp()
         r.open()
         keys: list[tuple[str, bool]] = []
@@ -239,8 +270,17 @@ def _sort(uid: bool) -> CommandParser:
             if not r.skip_sp():
                 break
         r.close()
-        criteria, charset = parse_sort_program(r)
-        return Sort(tag, tuple(keys), criteria, charset, uid, returns)
+
+        def after_charset(r: Reader) -> None:
+            nonlocal got
+            if got is None and r.take("RETURN"):
+                got = _return_list(r)
+                r.sp()
+
+        criteria, charset = parse_sort_program(r, after_charset)
+        if got is None:
+            return Sort(tag, tuple(keys), criteria, charset, uid)
+        return Sort(tag, tuple(keys), criteria, charset, uid, got[0], got[1])
 
     return parse
 
@@ -279,18 +319,25 @@ def _fetch(uid: bool) -> CommandParser:
         r.sp()
         attributes, macro = parse_fetch_attributes(r)
         changed_since: int | None = None
+        partial: PartialRange | None = None
         if r.skip_sp():
             r.open()
             while True:
                 modifier = r.keyword("FETCH modifier")
-                if modifier != "CHANGEDSINCE":
+                if modifier == "PARTIAL" and uid and partial is None:
+                    # RFC 9394 §3.2:  fetch-modifier =/ "PARTIAL" SP partial-range
+                    # (UID FETCH only)
+                    r.sp()
+                    partial = parse_partial_range(r)
+                elif modifier != "CHANGEDSINCE":
                     r.fail(Reason.UNKNOWN_OPTION, f"unknown FETCH modifier {modifier!r}")
-                r.sp()
-                changed_since = r.mod_sequence(zero=False)
+                else:
+                    r.sp()
+                    changed_since = r.mod_sequence(zero=False)
                 if not r.skip_sp():
                     break
             r.close()
-        return Fetch(tag, sequence, attributes, uid, macro, changed_since)
+        return Fetch(tag, sequence, attributes, uid, macro, changed_since, partial)
 
     return parse
 

@@ -43,7 +43,7 @@ from .imap.commands.search import set_search_cache
 from .mailauth import Signer
 from .mailstore import Mailstore
 from .pop3 import POP3Service
-from .queue import QueueManager
+from .queue import QueueManager, release_dead_worker
 from .router import Context, Router
 from .router.resolve import GatewayOptions
 from .rules import credentials_for, gateway_store, rules_store
@@ -649,11 +649,12 @@ def _check_udp(value: str) -> str:
 
 
 def _release_leases(settings: Settings, pid: int) -> None:
-    """A dead worker's messages go back to the others now, not when its leases expire."""
+    """A dead worker's messages go back to the others now, not when its leases expire
+    (what its journal says was delivered is recorded first: see release_dead_worker)."""
     try:
         db = open_database(settings.storage.database, settings.data_dir)
         try:
-            db.queue_release_leases_of(f"{settings.server.hostname}/{pid}")
+            release_dead_worker(settings, db, f"{settings.server.hostname}/{pid}", pid)
         finally:
             db.close()
     except Exception:

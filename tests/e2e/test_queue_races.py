@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import re
+import signal
 import smtplib
 import threading
 import time
@@ -162,6 +164,45 @@ def test_a_remote_250_survives_kill9_before_the_index_update(tmp_path):
         inst.kill9()
         sink.release.set()
         inst.start()
+        wait_for(lambda: inst.queue_ids() == [], timeout=20, what="the queue to be empty")
+        inst.expect_log(r"event=journal-replayed recipients=1")
+        assert inst.stop() == 0
+        assert sink.seen == {"only": 1}
+        assert list((inst.data / "spool" / "queue").iterdir()) == []
+    finally:
+        inst.stop()
+        dns.stop()
+        controller.stop()
+
+
+def test_a_dead_workers_journal_is_replayed_before_its_leases_go(tmp_path):
+    # Issue 13 item 4 (remote, 2 workers): when one worker died after a next hop's 250
+    # was journaled and before the index recorded it, the supervisor gave its leases
+    # back at once and the other worker sent the message again before the replacement
+    # worker had read the dead one's journal.
+    sink = QuitHolder()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    dns = TestDNSServer({"sink.test": {"MX": [(10, "mx.sink.test")]}, "mx.sink.test": {"A": ["127.0.0.1"]}})
+    dns.start()
+    inst = WaypostInstance(tmp_path / "data", server={"workers": 2}, dns={"nameservers": [dns.nameserver]},
+                           delivery={"smtp_port": port}, queue={"poll_interval": 0.05, "retry_intervals": [1]})
+    journals = inst.data / "spool" / "journal"
+
+    def journaled() -> list[int]:
+        return [int(p.name) for p in journals.iterdir() if p.name.isdigit() and p.stat().st_size > 0]
+
+    try:
+        inst.start()
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port) as c:
+            c.sendmail("x@example.test", ["rita@sink.test"], b"Subject: once\r\nX-Token: only\r\n\r\nx\r\n")
+        [pid] = wait_for(journaled, timeout=20, what="the 250 in a worker's journal")
+        assert sink.total() == 1
+        os.kill(pid, signal.SIGKILL)  # that worker only; the other one keeps polling
+        sink.release.set()
+        inst.expect_log(rf"event=worker-died pid={pid}")
+        inst.expect_log(r"event=worker-ready", count=3)  # the replacement is up
         wait_for(lambda: inst.queue_ids() == [], timeout=20, what="the queue to be empty")
         inst.expect_log(r"event=journal-replayed recipients=1")
         assert inst.stop() == 0

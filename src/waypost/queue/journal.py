@@ -7,8 +7,11 @@ So the moment the reply is read, each accepted recipient is appended to this pro
 journal, ``journal/<pid>``, one line ``<queue id> <recipient index>``: one ``write(2)``,
 no flush (what a kill -9 must not lose is in the kernel already; a power cut may still
 repeat a delivery, which SMTP's at-least-once allows).  Once every recorded outcome is
-in the index the file is cut back to nothing.  A journal whose process is gone (start-up,
-or a worker that replaces a dead one) is read back into the index, then removed.
+in the index the file is cut back to nothing.  A journal whose process is gone is read
+back into the index, then removed: at start-up, by a worker that starts, and by the
+supervisor for a worker it has just reaped, before that worker's leases are given back
+(the other way round, another worker could claim and send again what the dead one's
+next hop had already taken).
 """
 
 from __future__ import annotations
@@ -89,17 +92,31 @@ class Journal:
                     continue  # our own, open
             elif not everything and _alive(pid):
                 continue
-            rows: set[tuple[str, int]] = set()
-            try:
-                with open(entry.path, encoding="ascii", errors="replace") as f:
-                    for line in f:
-                        parts = line.split()
-                        if len(parts) == 2 and parts[1].isdigit():
-                            rows.add((parts[0], int(parts[1])))
-            except OSError:
-                continue
-            out.append((Path(entry.path), rows))
+            rows = _read(Path(entry.path))
+            if rows is not None:
+                out.append((Path(entry.path), rows))
         return out
+
+    def of(self, pid: int) -> list[tuple[Path, set[tuple[str, int]]]]:
+        """The journal of one process that is gone (a worker the supervisor has just
+        reaped), with its rows; ``[]`` when it left none."""
+        path = self.directory / str(pid)
+        rows = _read(path)
+        return [] if rows is None else [(path, rows)]
+
+
+def _read(path: Path) -> set[tuple[str, int]] | None:
+    """The (queue id, recipient index) rows of a journal file; None when it cannot be read."""
+    rows: set[tuple[str, int]] = set()
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2 and parts[1].isdigit():
+                    rows.add((parts[0], int(parts[1])))
+    except OSError:
+        return None
+    return rows
 
 
 def _alive(pid: int) -> bool:

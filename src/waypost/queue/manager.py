@@ -25,6 +25,7 @@ import socket
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import Settings
@@ -38,7 +39,7 @@ from . import dsn
 from .journal import Journal
 from .spool import Spool, SpoolEntry, new_message_id
 
-__all__ = ["QueueManager", "Recipient", "count_received"]
+__all__ = ["QueueManager", "Recipient", "count_received", "release_dead_worker"]
 
 log = logging.getLogger("waypost.queue")
 
@@ -162,22 +163,7 @@ class QueueManager:
     def _replay_journals(self, everything: bool = False) -> int:
         """Record in the index what the journals of dead processes say was delivered
         (a kill -9 between a next hop's 250 and the index update)."""
-        total = 0
-        for path, rows in self.journal.orphaned(everything):
-            if rows:
-                updates = [RecipientUpdate(m, i, "delivered", "250 2.0.0 accepted by the next hop before a restart")
-                           for m, i in sorted(rows)]
-                finished = self.db.queue_update(updates, "")
-                self.spool.remove_many(finished)
-                self.db.queue_forget(finished)
-                total += len(rows)
-            try:
-                path.unlink()
-            except OSError:
-                pass
-        if total:
-            event(log, "journal-replayed", recipients=total)
-        return total
+        return _replay(self.db, self.spool, self.journal.orphaned(everything))
 
     async def start(self) -> None:
         # A worker that replaces a dead one finishes the dead one's bookkeeping first.
@@ -721,6 +707,40 @@ class QueueManager:
         recipients = [Recipient(msg.sender, r) for r in routes]
         dsn_id = await self.submit("", recipients, report, {"client": "local", "dsn_for": msg.msg_id})
         event(log, "dsn-sent", id=msg.msg_id, dsn_id=dsn_id, sender=f"<{msg.sender}>", count=len(statuses))
+
+
+def release_dead_worker(settings: Settings, db: Database, owner: str, pid: int) -> tuple[int, int]:
+    """A worker died (the supervisor reaped ``pid``, whose lease owner was ``owner``):
+    first record in the index what its journal says the next hops accepted, then give
+    its leases back so that the other workers finish its messages now rather than after
+    ``queue.lease``.  In that order: a lease given back first lets another worker claim
+    and send again a message whose next hop had already taken it.  Returns (recipients
+    replayed, recipients released)."""
+    root = settings.path(settings.storage.spool)
+    replayed = _replay(db, Spool(root), Journal(root / "journal").of(pid))
+    released = db.queue_release_leases_of(owner)
+    return replayed, released
+
+
+def _replay(db: Database, spool: Spool, journals: list[tuple[Path, set[tuple[str, int]]]]) -> int:
+    """Write journaled deliveries into the index, remove what that finishes, then the
+    journal files (only once the index holds their rows)."""
+    total = 0
+    for path, rows in journals:
+        if rows:
+            updates = [RecipientUpdate(m, i, "delivered", "250 2.0.0 accepted by the next hop before a restart")
+                       for m, i in sorted(rows)]
+            finished = db.queue_update(updates, "")
+            spool.discard(finished)  # file first, entry second (see recover)
+            db.queue_forget(finished)
+            total += len(rows)
+        try:
+            path.unlink()
+        except OSError:
+            pass
+    if total:
+        event(log, "journal-replayed", recipients=total)
+    return total
 
 
 def _delivery_fields(original: str, final: str) -> str:

@@ -175,6 +175,41 @@ def test_a_remote_250_survives_kill9_before_the_index_update(tmp_path):
         controller.stop()
 
 
+def test_a_remote_250_is_journaled_as_it_is_read(tmp_path):
+    # Issue 13 item 4 (remote): the 250 to the end of data was journaled only once
+    # aiosmtplib's coroutine had returned it; a kill -9 after the reply was read and
+    # before that coroutine ran again lost the fact, and the message went out again
+    # after the restart.  The server here is killed at exactly that point.
+    from support.kill_at_reply import wrapper
+
+    sink = SlowSink(0.0)
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    dns = TestDNSServer({"sink.test": {"MX": [(10, "mx.sink.test")]}, "mx.sink.test": {"A": ["127.0.0.1"]}})
+    dns.start()
+    inst = WaypostInstance(tmp_path / "data", dns={"nameservers": [dns.nameserver]},
+                           delivery={"smtp_port": port}, queue={"poll_interval": 0.1, "retry_intervals": [1]})
+    try:
+        inst.start(python=wrapper(tmp_path))
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port) as c:
+            c.sendmail("x@example.test", ["rita@sink.test"], b"Subject: once\r\nX-Token: only\r\n\r\nx\r\n")
+        proc = inst.proc
+        assert proc is not None
+        wait_for(lambda: proc.poll() is not None, timeout=20, what="the kill at the reply to the end of data")
+        assert proc.returncode == -9 and sink.seen == {"only": 1}
+        inst.kill9()  # reaps it (and any worker left)
+        inst.start()
+        wait_for(lambda: inst.queue_ids() == [], timeout=20, what="the queue to be empty")
+        inst.expect_log(r"event=journal-replayed recipients=1")
+        assert inst.stop() == 0
+        assert sink.seen == {"only": 1}
+    finally:
+        inst.stop()
+        dns.stop()
+        controller.stop()
+
+
 def test_a_dead_workers_journal_is_replayed_before_its_leases_go(tmp_path):
     # Issue 13 item 4 (remote, 2 workers): when one worker died after a next hop's 250
     # was journaled and before the index recorded it, the supervisor gave its leases

@@ -776,3 +776,111 @@ def test_split_reply() -> None:
     assert split_reply(451, "try later") == ("4.0.0", "try later")
     assert split_reply(250, "2.0.0 ok\n2.0.0 queued as 1") == ("2.0.0", "ok queued as 1")
     assert RecipientResult("a@b", 450, "4.2.1", "busy").temporary
+
+
+# -- deliver: the end of data's 2xx recorded as it is read (issue 13 item 4) -------------------
+
+
+class ScriptedHop:
+    """A next hop on 127.0.0.1 that accepts everything and answers the end of data with
+    ``end_reply`` written in ``pieces`` (separate writes, so separate reads), and DATA
+    itself with ``data_reply``."""
+
+    def __init__(self, end_reply: list[bytes], data_reply: bytes = b"354 go on\r\n") -> None:
+        self.end_reply = end_reply
+        self.data_reply = data_reply
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+        self.quit = False
+
+    async def __aenter__(self) -> ScriptedHop:
+        self.server = await asyncio.start_server(self._session, LOCAL, 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(b"220 scripted.test ESMTP\r\n")
+            while line := await reader.readline():
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    writer.write(b"250-scripted.test\r\n250 8BITMIME\r\n")
+                elif verb == b"DATA":
+                    writer.write(self.data_reply)
+                    if not self.data_reply.startswith(b"354"):
+                        continue
+                    await reader.readuntil(b"\r\n.\r\n")
+                    for piece in self.end_reply:
+                        writer.write(piece)
+                        await writer.drain()
+                        await asyncio.sleep(0.05)  # its own read on the other side
+                elif verb == b"QUIT":
+                    self.quit = True
+                    writer.write(b"221 bye\r\n")
+                    await writer.drain()
+                    break
+                else:
+                    writer.write(b"550 5.1.1 no\r\n" if b"<bad" in line else b"250 ok\r\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+async def _deliver_noting(port: int, recipients: list[str]) -> tuple[list[RecipientResult], list[tuple[list[int], bool]]]:
+    """Deliver to a ScriptedHop; returns the results and, for each call of
+    ``on_accepted``, its positions and whether it ran inside a task (False: in the
+    transport's own callback, before any coroutine had the reply)."""
+    calls: list[tuple[list[int], bool]] = []
+
+    def on_accepted(positions: list[int]) -> None:
+        calls.append((positions, asyncio.current_task() is not None))
+
+    settings = Settings().replace("delivery", connect_timeout=2.0, command_timeout=2.0)
+    results = await deliver_to_hops(settings=settings, hops=[Hop("scripted.test", LOCAL, port)],
+                                    sender="a@sender.test", recipients=[(r, []) for r in recipients],
+                                    data=MESSAGE, mail_options=[], on_accepted=on_accepted)
+    return results, calls
+
+
+async def test_the_end_of_data_2xx_is_noted_as_it_is_read() -> None:
+    # A multi-line reply cut in three reads: noted once, when its last line is complete,
+    # by the transport's callback (not after aiosmtplib's coroutine has returned it).
+    async with ScriptedHop([b"250-2.0.0 taken", b" in parts\r\n25", b"0 2.0.0 queued as X\r\n"]) as hop:
+        results, calls = await _deliver_noting(hop.port, ["a@x.test", "bad@x.test", "c@x.test"])
+        assert [r.code for r in results] == [250, 550, 250]
+        assert calls == [([0, 2], False)]
+        assert hop.quit  # the session went on to QUIT through aiosmtplib's own protocol
+
+
+async def test_no_2xx_to_the_end_of_data_is_never_noted() -> None:
+    async with ScriptedHop([b"451-4.3.0 not", b" now\r\n451 4.3.0 later\r\n"]) as hop:
+        results, calls = await _deliver_noting(hop.port, ["a@x.test"])
+        assert [r.code for r in results] == [451] and calls == []
+    # A DATA refused at once: the next reply is not the end of data's (it never came).
+    async with ScriptedHop([], data_reply=b"554 5.7.1 no data\r\n") as hop:
+        results, calls = await _deliver_noting(hop.port, ["a@x.test"])
+        assert [r.code for r in results] == [554] and calls == []
+
+
+async def test_the_end_of_data_2xx_is_noted_as_it_is_read_over_starttls(
+    dns_server: TestDNSServer, receivers: Any
+) -> None:
+    _ca, server_context = _tls_pair()
+    receiver = receivers(tls_context=server_context)
+    calls: list[tuple[list[int], bool]] = []
+
+    def on_accepted(positions: list[int]) -> None:
+        calls.append((positions, asyncio.current_task() is not None))
+
+    settings = make_settings(dns_server, receiver.port)
+    results = await deliver_to_hops(settings=settings, hops=[Hop("mx1.example.test", LOCAL, receiver.port)],
+                                    sender="a@sender.test", recipients=[("b@x.test", []), ("bad@x.test", [])],
+                                    data=MESSAGE, mail_options=[], on_accepted=on_accepted)
+    assert [r.code for r in results] == [250, 550]
+    assert receiver.messages[0].tls and receiver.verbs()[-1] == "QUIT"
+    assert calls == [([0], False)]

@@ -49,6 +49,7 @@ import asyncio
 import functools
 import ipaddress
 import itertools
+import logging
 import random
 import re
 import ssl
@@ -82,6 +83,8 @@ __all__ = [
     "plan",
     "split_reply",
 ]
+
+log = logging.getLogger("waypost.delivery")
 
 #: Seconds to wait for the reply to QUIT once the transaction is over; the results
 #: are known by then, so a slow server must not hold them for ``command_timeout``.
@@ -663,6 +666,97 @@ async def _reply_of(command: Awaitable[SMTPResponse]) -> SMTPResponse:
         return SMTPResponse(e.code, e.message)
 
 
+#: Most bytes of the replies to DATA and to the end of data that ``_EndOfDataTap``
+#: follows (aiosmtplib's own limit for one reply is 32 KiB); beyond, it lets go.
+TAP_LIMIT = 32 * 1024
+
+
+class _EndOfDataTap(asyncio.Protocol):
+    """Sits between the transport and aiosmtplib's protocol while DATA runs, and calls
+    ``on_accepted()`` the moment the reply to the end of data is complete and 2xx.
+
+    Why: that reply is the moment the next hop has the message.  aiosmtplib hands it
+    to the coroutine that awaits ``SMTP.data()`` only on a later turn of the event loop
+    (after every other callback ready then, which under load is many); a kill -9 in
+    between used to lose the fact, and the message went out again after the restart.
+    Here the journal is written in the very callback that read the bytes, before
+    aiosmtplib sees them.  What remains is the time the reply spends in the kernel
+    before this process reads it, which no client can close (SMTP delivers at least
+    once, RFC 5321 §6.1).
+
+    Only the transport's public protocol switch (``get_protocol``/``set_protocol``) is
+    used; every event is passed on to aiosmtplib's protocol unchanged.  Replies are
+    followed as RFC 5321 §4.2.1 writes them: a line ``NNN-`` continues, ``NNN `` (or
+    a bare ``NNN``) ends one.  The first reply must be 354 (to DATA), else the tap lets
+    go; the second is the reply to the end of data.
+    """
+
+    __slots__ = ("transport", "inner", "on_accepted", "buffer", "state", "fired")
+
+    def __init__(self, transport: asyncio.BaseTransport, on_accepted: Callable[[], None]) -> None:
+        self.transport = transport
+        self.inner = transport.get_protocol()
+        self.on_accepted = on_accepted
+        self.buffer = bytearray()
+        self.state = "data"  # -> "end" after 354 -> "done"
+        self.fired = False
+
+    @classmethod
+    def install(cls, transport: asyncio.BaseTransport, on_accepted: Callable[[], None]) -> _EndOfDataTap:
+        tap = cls(transport, on_accepted)
+        transport.set_protocol(tap)
+        return tap
+
+    def remove(self) -> None:
+        self.state = "done"
+        if self.transport.get_protocol() is self:
+            self.transport.set_protocol(self.inner)
+
+    def _follow(self, data: bytes) -> None:
+        self.buffer += data
+        while self.state != "done":
+            end = self.buffer.find(b"\n")
+            if end < 0:
+                if len(self.buffer) > TAP_LIMIT:
+                    self.state = "done"
+                return
+            line = bytes(self.buffer[: end + 1])
+            del self.buffer[: end + 1]
+            if line[3:4] == b"-":  # RFC 5321 §4.2.1: more lines of this reply follow
+                continue
+            code = line[:3]
+            if self.state == "data":
+                self.state = "end" if code == b"354" else "done"
+            else:
+                self.state = "done"
+                if code.isdigit() and code[:1] == b"2":
+                    self.fired = True
+                    try:
+                        self.on_accepted()
+                    except Exception:  # never into the transport: it would drop the connection
+                        log.exception("event=journal-error")
+        self.buffer.clear()
+
+    # -- asyncio.Protocol: everything goes on to aiosmtplib's protocol ---------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.state != "done":
+            self._follow(data)
+        self.inner.data_received(data)  # type: ignore[attr-defined]
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()  # type: ignore[attr-defined, no-any-return]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
 class _Session:
     """One connection to one hop, running the transaction of a ``_Job``."""
 
@@ -755,6 +849,10 @@ class _Session:
             return [r for r in results if r is not None]
 
         self.phase = "DATA"
+        on_accepted = job.on_accepted
+        tap = None
+        if on_accepted is not None and smtp.transport is not None:
+            tap = _EndOfDataTap.install(smtp.transport, lambda: on_accepted(accepted))
         try:
             reply = await _reply_of(smtp.data(job.data))
         except (aiosmtplib.SMTPException, OSError) as e:
@@ -768,8 +866,11 @@ class _Session:
             # RFC 5321 §4.2.5: one reply to the end of data, for every accepted recipient.
             for i in accepted:
                 results[i] = RecipientResult.from_reply(job.recipients[i][0], reply, hop, self.dsn)
-            if job.on_accepted is not None and 200 <= reply.code < 300:
-                job.on_accepted(accepted)
+            if on_accepted is not None and 200 <= reply.code < 300 and (tap is None or not tap.fired):
+                on_accepted(accepted)  # a reply the tap could not follow: recorded late, still recorded
+        finally:
+            if tap is not None:
+                tap.remove()
         await self._quit()
         return [r for r in results if r is not None]
 
@@ -908,7 +1009,9 @@ async def deliver(
     """Deliver one message to ``destination`` in one SMTP transaction.
 
     ``on_accepted(positions)`` is called, as soon as the end of data is answered 2xx,
-    with the positions in ``recipients`` it accepted (the queue journals them).
+    with the positions in ``recipients`` it accepted (the queue journals them): from the
+    transport's callback that read the reply's last line, before aiosmtplib has parsed
+    it and before this coroutine runs again (see ``_EndOfDataTap``); it must not block.
 
     ``auth`` (user, password): authenticate to the next hop (seed 003) with CRAM-MD5,
     PLAIN or LOGIN, the first the server offers in that order; a refused AUTH, or no

@@ -229,7 +229,8 @@ class Server:
     def __init__(self, settings: Settings, tls: ssl.SSLContext | None = None, ftp_tls: Any = None) -> None:
         self.settings = settings
         self.owner = f"{settings.server.hostname}/{os.getpid()}"
-        self.db = open_database(settings.storage.database, settings.data_dir)
+        self.db = open_database(settings.storage.database, settings.data_dir,
+                                pool_size=settings.storage.pool_size, pool_timeout=settings.storage.pool_timeout)
         self.secrets = Secrets(settings.data_dir)
         self.directory = Directory(self.db, settings.server.main_domain, secrets=self.secrets)
         self.srs = SRS(self.secrets.derive("srs"), settings.server.main_domain)
@@ -651,7 +652,8 @@ def _check_udp(value: str) -> str:
 def _release_leases(settings: Settings, pid: int) -> None:
     """A dead worker's messages go back to the others now, not when its leases expire."""
     try:
-        db = open_database(settings.storage.database, settings.data_dir)
+        db = open_database(settings.storage.database, settings.data_dir,
+                                pool_size=settings.storage.pool_size, pool_timeout=settings.storage.pool_timeout)
         try:
             db.queue_release_leases_of(f"{settings.server.hostname}/{pid}")
         finally:

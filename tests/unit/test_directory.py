@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from waypost.db import Conflict, NotFound, SQLiteDatabase
+from waypost.db import Conflict, NotFound
 from waypost.directory import Directory, DirectoryError
 from waypost.router import Context, Router
 
 
 @pytest.fixture
-def directory(tmp_path):
-    db = SQLiteDatabase(tmp_path / "w.db")
+def directory(tmp_path, make_db):
+    db = make_db("w.db")
     d = Directory(db, "example.test")
     d.add_domain("example.test")
     d.add_domain("client1.com", aliases=["client1.net"])
@@ -111,12 +111,11 @@ def test_login_names(directory):
     assert r.resolve_login("nobody", Context(kind="access")) is None
 
 
-def test_cached_settings_follow_a_change_made_by_another_process(tmp_path):
+def test_cached_settings_follow_a_change_made_by_another_process(tmp_path, make_db):
     """Two handles on one file stand for two processes: what one changes, the other's
     cache drops at its next look-up (the shared change token), and a caller changing
     the record it was given changes nothing cached."""
-    path = tmp_path / "shared.db"
-    worker, cli = SQLiteDatabase(path), SQLiteDatabase(path)
+    worker, cli = make_db("shared.db"), make_db("shared.db")
     try:
         Directory(cli, "example.test").add_domain("example.test")
         d = Directory(worker, "example.test")

@@ -86,7 +86,8 @@ def init(directory: Path, main_domain: str, hostname: str | None, force: bool, u
     cert, key = settings.path(settings.tls.certificate), settings.path(settings.tls.key)
     if not cert.exists() or not key.exists():
         write_self_signed(cert, key, host)
-    db = open_database(settings.storage.database, settings.data_dir)
+    db = open_database(settings.storage.database, settings.data_dir,
+                                pool_size=settings.storage.pool_size, pool_timeout=settings.storage.pool_timeout)
     directory_ = Directory(db, domain)
     if directory_.domain(domain) is None:
         directory_.add_domain(domain)

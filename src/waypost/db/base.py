@@ -32,6 +32,8 @@ __all__ = [
     "QueuedMessage",
     "QueuedRecipient",
     "RecipientUpdate",
+    "SchemaError",
+    "StorageUnavailable",
     "OBJECT_KINDS",
     "QUEUE_STATES",
 ]
@@ -46,6 +48,16 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     """The name is taken (by another object, domain or domain alias)."""
+
+
+class StorageUnavailable(ConnectionError):
+    """The database cannot be reached now (a PostgreSQL server down or unreachable);
+    the caller answers "try again later" (SMTP 451 4.3.0) and logs one line.  The engine
+    reconnects by itself when the database is back."""
+
+
+class SchemaError(RuntimeError):
+    """The database's schema is newer than this version of Waypost knows."""
 
 
 @dataclass(slots=True)

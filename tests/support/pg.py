@@ -72,11 +72,19 @@ def new_url() -> str:
     return _url(dbname, schema)
 
 
+def at_port(url: str, port: int) -> str:
+    """The same database and schema as ``url``, reached through 127.0.0.1:``port``."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    out = f"postgresql://{quote(str(info.get('user', 'postgres')))}@127.0.0.1:{port}/{info['dbname']}"
+    if "options" in info:
+        out += "?options=" + quote(str(info["options"]), safe="")
+    return out
+
+
 def closed_port_url(port: int) -> str:
-    """A URL of this run's database through ``port`` (where nothing listens, yet)."""
-    info = psycopg.conninfo.conninfo_to_dict(new_url())
-    return f"postgresql://{quote(str(info.get('user', 'postgres')))}@127.0.0.1:{port}/{info['dbname']}" + \
-        "?options=" + quote(str(info["options"]), safe="")
+    """A URL of a new schema of this run's database through ``port`` (where nothing
+    listens, yet)."""
+    return at_port(new_url(), port)
 
 
 def drop_run_database() -> None:

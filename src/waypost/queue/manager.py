@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..config import Settings
-from ..db import Database, QueueFilter, QueuedMessage, QueuedRecipient, RecipientUpdate
+from ..db import Database, QueueFilter, QueuedMessage, QueuedRecipient, RecipientUpdate, StorageUnavailable
 from ..delivery import remote
 from ..log import event
 from ..mailauth import Signer, should_sign
@@ -78,6 +78,11 @@ class _Outcome:
     journaled: bool = False  # written to the journal: cleared from it once in the index
 
 
+#: Present (in the data directory) while start-up recovery waits for an unreachable
+#: database; ``serve`` removes it once recovery has run.
+RECOVERY_PENDING = "run/recovery-pending"
+
+
 class QueueManager:
     def __init__(
         self,
@@ -122,6 +127,8 @@ class QueueManager:
         # Outcomes the index could not take (a full disk under the database): written
         # again at every poll, their leases given back at once when the index recovers.
         self._unsettled: list[tuple[QueuedMessage, list[_Outcome]]] = []
+        self._recovery_pending = settings.data_dir / RECOVERY_PENDING
+        self._db_down = False
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -315,8 +322,15 @@ class QueueManager:
             self._dispatch(msg, msg.recipients, data)
         return msg_id
 
+    def recovery_pending(self) -> bool:
+        """Start-up recovery could not run (the database was unreachable) and has not
+        run since: until it has, nothing enters the index and nothing is claimed."""
+        return self._recovery_pending.exists()
+
     def _index(self, entries: list[SpoolEntry]) -> None:
         """Committer thread: one index transaction per spool batch."""
+        if self.recovery_pending():
+            raise StorageUnavailable("start-up recovery waits for the database")
         lease_until = time.time() + self.settings.queue.lease
         self.db.queue_insert([_queued(e) for e in entries], lease_owner=self.owner, lease_until=lease_until)
 
@@ -335,6 +349,8 @@ class QueueManager:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+            if self.recovery_pending():
+                continue  # start-up recovery has not run yet: nothing is claimed before it
             try:
                 if self._unsettled and not await self._retry_unsettled():
                     continue  # the index still takes no writes: no claim either
@@ -349,9 +365,17 @@ class QueueManager:
                 claimed = await asyncio.to_thread(
                     self.db.queue_claim_due, now, self.owner, now + self.settings.queue.lease, 500
                 )
+            except StorageUnavailable as e:
+                if not self._db_down:  # one line when it goes, one when it is back
+                    event(log, "claim-error", level=logging.ERROR, error=str(e))
+                    self._db_down = True
+                continue
             except Exception:
                 log.exception("event=claim-error")
                 continue
+            if self._db_down:
+                self._db_down = False
+                event(log, "database-reachable", level=logging.WARNING)
             for msg in claimed:
                 fresh = [r for r in msg.recipients if (msg.msg_id, r.idx) not in self._in_flight]
                 if fresh:

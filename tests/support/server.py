@@ -176,6 +176,13 @@ class WaypostInstance:
     def settings(self) -> Any:
         return load_settings(self.data)
 
+    def db(self) -> Any:
+        """The instance's database, on its engine (close it when done)."""
+        from waypost.db import open_database
+
+        settings = self.settings
+        return open_database(settings.storage.database, settings.data_dir)
+
     def cli(self, *args: str, input: str | None = None, use_data: bool = True) -> Any:
         """Run a ``waypost`` command in-process through click (the real CLI code)."""
         argv = (["--data", str(self.data)] if use_data else []) + list(args)

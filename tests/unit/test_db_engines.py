@@ -124,3 +124,47 @@ def test_bad_postgresql_urls_are_reported_without_connecting(tmp_path):
     assert database_problem("postgresql://postgres@127.0.0.1:1/waypost", tmp_path) is None
     assert "names no database" in (database_problem("postgresql://postgres@127.0.0.1:1", tmp_path) or "")
     assert "not a valid" in (database_problem("postgresql://x@127.0.0.1:1/db?bogus=1", tmp_path) or "")
+
+
+def test_a_postgresql_backup_is_a_pg_dump_archive_that_restores(tmp_path):
+    import shutil
+    import subprocess
+
+    url = pg.new_url()
+    db = PostgresDatabase(url)
+    try:
+        db.add_domain("example.test")
+        db.backup_to(tmp_path / "waypost.pgdump")
+    finally:
+        db.close()
+    assert (tmp_path / "waypost.pgdump").read_bytes()[:5] == b"PGDMP"
+    listing = subprocess.run([shutil.which("pg_restore") or "pg_restore", "--list", str(tmp_path / "waypost.pgdump")],
+                             capture_output=True, text=True, check=True).stdout
+    assert "TABLE DATA" in listing and " domains " in listing
+
+
+def test_a_change_on_one_machine_reaches_the_cache_of_another_through_notify(tmp_path):
+    """Two engines with separate change tokens stand for two machines sharing the
+    database: what one changes, the other's cache drops once the NOTIFY arrives."""
+    url = pg.new_url()
+    a = PostgresDatabase(url, tmp_path / "a-changes")
+    b = PostgresDatabase(url, tmp_path / "b-changes")
+    try:
+        a.add_domain("example.test")
+        deadline = time.monotonic() + 10
+        while not b._listening.is_set():  # the first cached read starts b's listener
+            assert b.get_domain("example.test") is not None
+            assert time.monotonic() < deadline, "the listener never came up"
+            time.sleep(0.05)
+        assert b.get_domain("example.test").settings == {}          # cached now
+        with psycopg.connect(url) as conn:  # a read behind b's back shows it is cached
+            conn.execute("UPDATE domains SET settings='{\"x\": 1}'")
+        assert b.get_domain("example.test").settings == {}
+        a.update_domain_settings("example.test", {"y": 2})           # another machine
+        deadline = time.monotonic() + 5
+        while b.get_domain("example.test").settings != {"x": 1, "y": 2}:
+            assert time.monotonic() < deadline, "b never heard the change"
+            time.sleep(0.02)
+    finally:
+        a.close()
+        b.close()

@@ -17,7 +17,13 @@ migrated by the first process that connects.  A server that cannot be reached ra
 itself when the server is back.
 
 Caches: as with SQLite, settings are cached per process and validated by the eight-byte
-change token of the data directory (``changes.py``).
+change token of the data directory (``changes.py``), which a change made on this machine
+renews at once.  Several machines share the database but not the token: a settings
+write also sends ``NOTIFY waypost_changes`` (delivered at commit), and each process
+keeps one connection that LISTENs and renews its machine's token when a change comes
+from anywhere.  While that connection is down (the database unreachable, or not yet
+listening) nothing is served from the cache: a change made meanwhile on another machine
+could not be heard.
 """
 
 from __future__ import annotations
@@ -57,6 +63,9 @@ __all__ = ["PostgresDatabase", "url_problem"]
 
 #: Most rows a process caches (as in sqlite.py).
 CACHE_ROWS = 20_000
+
+#: The NOTIFY channel of settings changes (see the module docstring).
+CHANGES_CHANNEL = "waypost_changes"
 
 # Advisory lock keys (pg_advisory_xact_lock(int4, int4)): the first number says what is
 # locked, "WP" in ASCII, so that Waypost's locks are told from other software's.
@@ -257,6 +266,11 @@ class PostgresDatabase(_MailboxIndex):
         self._ready_lock = threading.Lock()
         self._changes = None if changes is None else changes_token(str(changes))
         self._cache: dict[tuple[str, ...], tuple[bytes, Any]] = {}
+        self._listening = threading.Event()   # the LISTEN connection is up
+        self._listener: threading.Thread | None = None
+        self._listen_conn: psycopg.Connection[Any] | None = None
+        self._closed = threading.Event()
+        self._timeout = timeout
 
     # -- connections ----------------------------------------------------------------
 
@@ -288,8 +302,52 @@ class PostgresDatabase(_MailboxIndex):
                 if settings:
                     conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, _SETTINGS_LOCK))
                 yield conn
-        if settings and self._changes is not None:
-            self._changes[:8] = os.urandom(8)
+                if settings:  # heard by every process of every machine, at commit
+                    conn.execute("SELECT pg_notify(%s, '')", (CHANGES_CHANNEL,))
+        if settings:
+            self._renew_token()
+
+    def _renew_token(self) -> None:
+        if self._changes is not None and not isinstance(self._changes, bytes):
+            try:
+                self._changes[:8] = os.urandom(8)
+            except TypeError:  # a read-only mapping (a user who may only read): nothing to renew
+                pass
+
+    # -- change notifications from other machines ------------------------------------
+
+    def _start_listener(self) -> None:
+        with self._ready_lock:
+            if self._listener is None and not self._closed.is_set():
+                self._listener = threading.Thread(target=self._listen, name="pg-listen", daemon=True)
+                self._listener.start()
+
+    def _listen(self) -> None:
+        """LISTEN for settings changes; renew the token on each (and on every reconnect,
+        for what may have been missed while down)."""
+        while not self._closed.is_set():
+            try:
+                conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self._timeout)))
+            except psycopg.Error:
+                self._closed.wait(1.0)
+                continue
+            self._listen_conn = conn
+            try:
+                conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+                self._renew_token()
+                self._listening.set()
+                while not self._closed.is_set():
+                    for _ in conn.notifies(timeout=1.0):
+                        self._renew_token()
+            except psycopg.Error:
+                pass
+            finally:
+                self._listening.clear()
+                self._listen_conn = None
+                try:
+                    conn.close()
+                except psycopg.Error:
+                    pass
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> None:
         with self._ready_lock:
@@ -318,6 +376,10 @@ class PostgresDatabase(_MailboxIndex):
     def _cached(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
         if self._changes is None:
             return load()
+        if not self._listening.is_set():
+            self._start_listener()
+            if not self._listening.wait(0.0):
+                return load()
         token = bytes(self._changes[:8])
         hit = self._cache.get(key)
         if hit is not None and hit[0] == token:
@@ -329,6 +391,9 @@ class PostgresDatabase(_MailboxIndex):
         return value
 
     def close(self) -> None:
+        # The listener sees the flag within a second and closes its connection; not
+        # waited for (a CLI command would wait for it on every exit).
+        self._closed.set()
         self._pool.close()
 
     def backup_to(self, path: str | Path) -> None:

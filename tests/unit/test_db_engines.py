@@ -168,3 +168,41 @@ def test_a_change_on_one_machine_reaches_the_cache_of_another_through_notify(tmp
     finally:
         a.close()
         b.close()
+
+
+def test_heartbeats_list_workers_with_the_leases_they_hold(make_db):
+    from waypost.db import QueuedMessage, QueuedRecipient
+
+    db = make_db()
+    db.node_heartbeat("mx1/100", "mx1", ["smtp=127.0.0.1:25"], 0.5, 1000.0)
+    db.node_heartbeat("mx2/200", "mx2", ["smtp=127.0.0.2:25"], 1.5, 1000.0)
+    db.node_heartbeat("mx1/100", "mx1", ["smtp=127.0.0.1:25"], 0.7, 1010.0)  # a later beat
+    m = QueuedMessage("0190000000000AAAAAAAAAA", "x@example.test", 1.0, 10, {})
+    m.recipients += [QueuedRecipient(m.msg_id, i, f"r{i}@far.test", "mx:far.test", {}) for i in range(3)]
+    db.queue_insert([m], lease_owner="mx2/200", lease_until=2000.0)
+    nodes = db.node_list(1500.0)
+    assert [(n.worker, n.node, n.started, n.seen, n.load, n.leases) for n in nodes] == [
+        ("mx1/100", "mx1", 1000.0, 1010.0, 0.7, 0), ("mx2/200", "mx2", 1000.0, 1000.0, 1.5, 3)]
+    assert nodes[1].addresses == ["smtp=127.0.0.2:25"]
+    assert [n.leases for n in db.node_list(2500.0)] == [0, 0]  # leases that ran out are not held
+    db.node_forget("mx1/100")
+    assert [n.worker for n in db.node_list(1500.0)] == ["mx2/200"]
+
+
+def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
+    url = pg.new_url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied DOUBLE PRECISION NOT NULL)")
+            for st in pg_engine.MIGRATIONS[0]:
+                conn.execute(st)
+            conn.execute("INSERT INTO schema_version VALUES (1, 0)")
+            conn.execute("INSERT INTO domains (name, settings, created) VALUES ('example.test', '{}', 1)")
+    db = PostgresDatabase(url)
+    try:
+        assert db.get_domain("example.test") is not None
+        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 2
+        db.node_heartbeat("w/1", "w", [], 0.0, 1.0)  # the table version 2 added
+        assert [n.worker for n in db.node_list(1.0)] == ["w/1"]
+    finally:
+        db.close()

@@ -23,6 +23,7 @@ from .rule import rule
 from .mailbox import acl, mailbox
 from .mailauth import dkim, dns_command, mailauth
 from .files import files
+from .cluster import cluster
 
 __all__ = ["main", "cli"]
 
@@ -280,6 +281,7 @@ def route(app: App, address: str, client_ip: str | None, auth: str | None, kind:
 cli.add_command(queue)
 cli.add_command(router)
 cli.add_command(share)
+cli.add_command(cluster)
 cli.add_command(gateway)
 cli.add_command(rule)
 cli.add_command(mailbox)

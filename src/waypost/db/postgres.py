@@ -46,6 +46,7 @@ from .base import (
     Conflict,
     DKIMKeyRecord,
     DomainRecord,
+    NodeRecord,
     NotFound,
     ObjectRecord,
     QueueEntry,
@@ -217,10 +218,23 @@ CREATE TABLE message_headers (
 )
 """
 
+#: Version 2: worker heartbeats (``waypost cluster status``).
+_V2 = """
+CREATE TABLE nodes (
+    worker    TEXT PRIMARY KEY,
+    node      TEXT NOT NULL,
+    addresses TEXT NOT NULL DEFAULT '[]',
+    started   DOUBLE PRECISION NOT NULL,
+    seen      DOUBLE PRECISION NOT NULL,
+    load      DOUBLE PRECISION NOT NULL DEFAULT 0
+)
+"""
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
 #: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
 MIGRATIONS: list[list[str]] = [
     [st.strip() for st in _V1.split(";\n") if st.strip()],
+    [_V2.strip()],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -892,6 +906,26 @@ class PostgresDatabase(_MailboxIndex):
             c.execute("INSERT INTO login_known (account, client, seen) VALUES (%s, %s, %s)"
                       " ON CONFLICT (account, client) DO UPDATE SET seen=excluded.seen", (account, client, now))
             c.execute("DELETE FROM login_known WHERE account=%s AND seen < %s", (account, forget_before))
+
+    # -- cluster: worker heartbeats ----------------------------------------------------
+
+    def node_heartbeat(self, worker: str, node: str, addresses: Sequence[str], load: float, now: float) -> None:
+        with self._write(settings=False) as c:
+            c.execute("INSERT INTO nodes (worker, node, addresses, started, seen, load) VALUES (%s, %s, %s, %s, %s, %s)"
+                      " ON CONFLICT (worker) DO UPDATE SET addresses=excluded.addresses, seen=excluded.seen,"
+                      " load=excluded.load", (worker, node, json.dumps(list(addresses)), now, now, load))
+
+    def node_forget(self, worker: str) -> None:
+        with self._write(settings=False) as c:
+            c.execute("DELETE FROM nodes WHERE worker=%s", (worker,))
+
+    def node_list(self, now: float) -> list[NodeRecord]:
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT n.worker, n.node, n.addresses, n.started, n.seen, n.load, COUNT(q.msg_id) FROM nodes n"
+                " LEFT JOIN queue_recipients q ON q.lease_owner=n.worker AND q.status='queued' AND q.lease_until>%s"
+                " GROUP BY n.worker ORDER BY n.node, n.worker", (now,)).fetchall()
+        return [NodeRecord(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], int(r[6])) for r in rows]
 
     # -- DKIM signing keys ----------------------------------------------------------
 

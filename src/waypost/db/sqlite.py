@@ -30,6 +30,7 @@ from .base import (
     Conflict,
     DKIMKeyRecord,
     DomainRecord,
+    NodeRecord,
     NotFound,
     ObjectRecord,
     QueueEntry,
@@ -187,10 +188,23 @@ CREATE TABLE IF NOT EXISTS message_headers (
 ) WITHOUT ROWID;
 """
 
+#: Version 2: worker heartbeats (``waypost cluster status``).
+_V2 = """
+CREATE TABLE IF NOT EXISTS nodes (
+    worker    TEXT PRIMARY KEY,
+    node      TEXT NOT NULL,
+    addresses TEXT NOT NULL DEFAULT '[]',
+    started   REAL NOT NULL,
+    seen      REAL NOT NULL,
+    load      REAL NOT NULL DEFAULT 0
+)
+"""
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes a database from version n - 1 to
 #: n (``PRAGMA user_version``).  Append; never edit one that has been released.
 MIGRATIONS: list[list[str]] = [
     [st.strip() for st in _V1.split(";\n") if st.strip()],
+    [_V2.strip()],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -799,6 +813,25 @@ class SQLiteDatabase(_MailboxIndex):
             c.execute("INSERT INTO login_known (account, client, seen) VALUES (?, ?, ?)"
                       " ON CONFLICT (account, client) DO UPDATE SET seen=excluded.seen", (account, client, now))
             c.execute("DELETE FROM login_known WHERE account=? AND seen < ?", (account, forget_before))
+
+    # -- cluster: worker heartbeats ----------------------------------------------------
+
+    def node_heartbeat(self, worker: str, node: str, addresses: Sequence[str], load: float, now: float) -> None:
+        with self._write(settings=False) as c:
+            c.execute("INSERT INTO nodes (worker, node, addresses, started, seen, load) VALUES (?, ?, ?, ?, ?, ?)"
+                      " ON CONFLICT (worker) DO UPDATE SET addresses=excluded.addresses, seen=excluded.seen,"
+                      " load=excluded.load", (worker, node, json.dumps(list(addresses)), now, now, load))
+
+    def node_forget(self, worker: str) -> None:
+        with self._write(settings=False) as c:
+            c.execute("DELETE FROM nodes WHERE worker=?", (worker,))
+
+    def node_list(self, now: float) -> list[NodeRecord]:
+        rows = self._conn().execute(
+            "SELECT worker, node, addresses, started, seen, load, (SELECT COUNT(*) FROM queue_recipients"
+            " WHERE lease_owner=nodes.worker AND status='queued' AND lease_until>?) FROM nodes ORDER BY node, worker",
+            (now,)).fetchall()
+        return [NodeRecord(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], int(r[6])) for r in rows]
 
     # -- DKIM signing keys ----------------------------------------------------------
 

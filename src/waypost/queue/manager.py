@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import socket
 import time
@@ -77,6 +78,10 @@ class _Outcome:
     remote_mta: str = ""
     journaled: bool = False  # written to the journal: cleared from it once in the index
 
+
+#: Seconds between two heartbeats of a worker in the database (``waypost cluster
+#: status`` calls a worker gone after three missed ones).
+NODE_HEARTBEAT = 10.0
 
 #: Present (in the data directory) while start-up recovery waits for an unreachable
 #: database; ``serve`` removes it once recovery has run.
@@ -198,6 +203,7 @@ class QueueManager:
             asyncio.create_task(self._supervised(self._scheduler, "queue-scheduler")),
             asyncio.create_task(self._supervised(self._heartbeat, "lease-heartbeat")),
             asyncio.create_task(self._supervised(self._orphans, "orphan-scan")),
+            asyncio.create_task(self._supervised(self._node_beat, "node-heartbeat")),
         ]
 
     async def _supervised(self, body: Callable[[], Any], name: str) -> None:
@@ -254,6 +260,20 @@ class QueueManager:
             await asyncio.sleep(max(lease / 3, 0.1))
             await asyncio.to_thread(self.db.queue_extend_leases, self.owner, time.time() + lease)
 
+    async def _node_beat(self) -> None:
+        """This worker's heartbeat in the database (``waypost cluster status``): its
+        node, listeners and load, every ``NODE_HEARTBEAT`` seconds."""
+        listen = self.settings.listen
+        addresses = [f"{name}={value}" for name in ("smtp", "submission", "odmr", "imap", "pop3", "ftp", "http", "minger")
+                     if (value := getattr(listen, name))]
+        while True:
+            try:
+                await asyncio.to_thread(self.db.node_heartbeat, self.owner, self.settings.server.hostname, addresses,
+                                        os.getloadavg()[0], time.time())
+            except StorageUnavailable:
+                pass  # the claim loop says so in the log
+            await asyncio.sleep(NODE_HEARTBEAT)
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking work; let deliveries in flight finish their bookkeeping (index
         update, spool removal) for at most ``grace`` seconds, so that what was delivered
@@ -279,6 +299,7 @@ class QueueManager:
         event(log, "spool-stats", messages=self.spool.messages, flushes=self.spool.batches)
         # Whatever this worker held goes back to the index for the next start.
         await asyncio.to_thread(self.db.queue_release_leases_of, self.owner)
+        await asyncio.to_thread(self.db.node_forget, self.owner)
 
     def wake(self) -> None:
         if self._wake is not None:

@@ -12,7 +12,7 @@ DEBIAN_TEST_TOOLS := swaks:swaks fetchmail:fetchmail mbsync:isync ss:iproute2 fa
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv install install-test debian-test-tools demo serve test typecheck unit clean bench constraints
+.PHONY: venv install install-test debian-test-tools demo serve test typecheck unit clean bench constraints postgresql-up
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -58,8 +58,22 @@ serve: $(VENV)/.installed
 typecheck: $(VENV)/.installed-test
 	$(VENV)/bin/mypy
 
-test: install-test typecheck
+# End-to-end files run again on the PostgreSQL engine by `make test` (delivery, IMAP,
+# queue races, ETRN, sharing, send-as, the engine's own): a few minutes, not the suite.
+PG_E2E := tests/e2e/test_local_delivery.py tests/e2e/test_queue_races.py \
+	tests/e2e/test_on_demand.py tests/e2e/test_send_as.py tests/e2e/test_imap_status_list.py \
+	tests/e2e/test_shared_mailboxes.py tests/e2e/test_sharing.py tests/e2e/test_login_throttle.py \
+	tests/e2e/test_mailbox_lifecycle.py
+
+# The machine's PostgreSQL (127.0.0.1:5432) is started if it is not running.
+postgresql-up:
+	@command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432 || \
+	  { command -v pg_ctlcluster >/dev/null 2>&1 && $(SUDO) pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; } || \
+	  echo "warning: PostgreSQL is not running on 127.0.0.1:5432; its tests will fail"
+
+test: install-test typecheck postgresql-up
 	$(VENV)/bin/pytest -q
+	WAYPOST_TEST_DATABASE=postgresql $(VENV)/bin/pytest -q $(PG_E2E)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache

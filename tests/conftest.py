@@ -6,6 +6,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from support import pg  # noqa: E402
 from support.server import (  # noqa: E402
     WaypostInstance,
     instances_made,
@@ -52,6 +53,41 @@ def _servers_stopped_after_each_module(request):
         stop_all(*left)
         if request.session.testsfailed == failed_before:
             pytest.fail(f"a fixture of {request.node.name} left waypost serve running: {names}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_db(request, tmp_path):
+    """``make_db(name="w.db")``: a ``Database`` on each engine in turn.  The same name
+    twice gives two engines on one database (two processes), sharing its change token."""
+    from waypost.db import SQLiteDatabase
+    from waypost.db.postgres import PostgresDatabase
+
+    made, urls = [], {}
+
+    def make(name: str = "w.db"):
+        if request.param == "sqlite":
+            db = SQLiteDatabase(tmp_path / name)
+        else:
+            if name not in urls:
+                urls[name] = pg.new_url()
+            db = PostgresDatabase(urls[name], tmp_path / f"{name}-changes", pool_size=4)
+        made.append(db)
+        return db
+
+    make.engine = request.param
+    yield make
+    for db in made:
+        db.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """On PostgreSQL (WAYPOST_TEST_DATABASE=postgresql), tests about SQLite files are skipped."""
+    if pg.engine_for_e2e() != "postgresql":
+        return
+    skip = pytest.mark.skip(reason="about the SQLite engine (WAYPOST_TEST_DATABASE=postgresql)")
+    for item in items:
+        if item.get_closest_marker("sqlite_only"):
+            item.add_marker(skip)
 
 
 @pytest.fixture
@@ -104,6 +140,7 @@ def pytest_sessionfinish(session, exitstatus):
                 except ProcessLookupError:
                     continue
                 left.append(f"pid {pid}: {cmdline}")
+    pg.drop_run_database()
     if left:
         sys.stderr.write("\nERROR: waypost serve processes were still running when the tests ended "
                          "(killed now):\n" + "".join(f"  {line}\n" for line in left))

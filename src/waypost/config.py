@@ -80,6 +80,9 @@ class StorageSettings:
     mail: str = _s("mail", "Root of the Maildir store (relative to the data directory).")
     files: str = _s("files", "Root of the account file areas, one folder per domain and account (relative to "
                              "the data directory).")
+    pool_size: int = _s(4, "PostgreSQL only: connections each worker process keeps open to the database at most.")
+    pool_timeout: float = _s(5.0, "PostgreSQL only: seconds to wait for a database connection before answering "
+                                  "\"try again later\" (SMTP 451 4.3.0).")
     listing_cache: int = _s(200_000, "Message records (UID, flags, file name) of recently read mailbox listings a "
                                      "worker keeps in memory, over all mailboxes (about 200 octets each).")
 
@@ -357,6 +360,8 @@ def _validate(s: Settings) -> None:
     for key, value in (("storage.listing_cache", s.storage.listing_cache), ("imap.search_cache", s.imap.search_cache)):
         if value < 0:
             raise ConfigError(f"{key}: must be 0 or more")
+    if s.storage.pool_size <= 0 or s.storage.pool_timeout <= 0:
+        raise ConfigError("storage.pool_size and storage.pool_timeout: must be positive")
     if s.smtp.max_line_length < 512:
         raise ConfigError("smtp.max_line_length: RFC 5321 §4.5.3.1.4 requires at least 512")
     if s.delivery.bind_address:

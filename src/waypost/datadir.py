@@ -157,7 +157,7 @@ def backup(settings: Settings, db: Database, dest: Path, with_mail: bool = False
     dest.mkdir(mode=0o700, parents=False)
     written: list[Path] = []
     source = database_file(settings)
-    target = dest / (source.name if source is not None else "waypost.db")
+    target = dest / (source.name if source is not None else "waypost.pgdump")  # pg_dump --format=custom
     db.backup_to(target)
     written.append(target)
     for path in (settings.data_dir / SETTINGS_FILE, settings.data_dir / KEY_FILE,

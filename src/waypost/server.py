@@ -22,14 +22,16 @@ import signal
 import socket
 import ssl
 import sys
+import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .config import Settings, parse_hostport, parse_port_range
 from .certs import write_self_signed
 from .datadir import owned_by_others, switch_user, user_ids
-from .db import ObjectRecord, database_problem, open_database
+from .db import ObjectRecord, StorageUnavailable, database_problem, open_database
 from .directory import Directory
 from .directory.throttle import LoginThrottle, ThrottlePolicy, log_auth_failed
 from .directory.verified import VerifiedLogins
@@ -44,6 +46,7 @@ from .mailauth import Signer
 from .mailstore import Mailstore
 from .pop3 import POP3Service
 from .queue import QueueManager, release_dead_worker
+from .queue.manager import RECOVERY_PENDING
 from .router import Context, Router
 from .router.resolve import GatewayOptions
 from .rules import credentials_for, gateway_store, rules_store
@@ -229,7 +232,8 @@ class Server:
     def __init__(self, settings: Settings, tls: ssl.SSLContext | None = None, ftp_tls: Any = None) -> None:
         self.settings = settings
         self.owner = f"{settings.server.hostname}/{os.getpid()}"
-        self.db = open_database(settings.storage.database, settings.data_dir)
+        self.db = open_database(settings.storage.database, settings.data_dir,
+                                pool_size=settings.storage.pool_size, pool_timeout=settings.storage.pool_timeout)
         self.secrets = Secrets(settings.data_dir)
         self.directory = Directory(self.db, settings.server.main_domain, secrets=self.secrets)
         self.srs = SRS(self.secrets.derive("srs"), settings.server.main_domain)
@@ -600,11 +604,23 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
         event(log, "user-switched", user=settings.server.user, uid=os.getuid())
     elif os.geteuid() == 0:
         event(log, "running-as-root", level=logging.WARNING, hint="set server.user to an unprivileged user")
-    # Recovery runs once, before any worker takes work.
+    # Recovery runs once, before any worker takes work.  A database that cannot be
+    # reached now (PostgreSQL down) does not stop the server: it listens and answers
+    # "try again later" (451), nothing enters or leaves the queue, and recovery runs
+    # as soon as the database is back (RECOVERY_PENDING tells the workers).
     recovery = Server(settings, tls)
-    recovery.queue.recover()
     recovery.files.recover()  # uploads a killed server left half-written
-    recovery.db.close()
+    pending = settings.data_dir / RECOVERY_PENDING
+    try:
+        recovery.queue.recover()
+        pending.unlink(missing_ok=True)
+        recovery.db.close()
+    except StorageUnavailable as e:
+        event(log, "database-unreachable", level=logging.ERROR, error=str(e),
+              hint="mail is answered 451 until the database is back; recovery runs then")
+        pending.parent.mkdir(mode=0o700, exist_ok=True)
+        pending.touch(mode=0o600)
+        threading.Thread(target=_recover_later, args=(recovery, pending), name="recovery", daemon=True).start()
     for name, sock in sockets.items():
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
@@ -615,6 +631,24 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
     if n == 1:
         return _run_worker(settings, sockets, tls, ftp_tls)
     return _supervise(settings, sockets, n, tls, ftp_tls)
+
+
+def _recover_later(recovery: "Server", pending: Path) -> None:
+    """Start-up recovery, tried again until the database answers; then the workers may
+    index and claim (they look for ``pending``)."""
+    while True:
+        time.sleep(1.0)
+        try:
+            recovery.queue.recover()
+        except StorageUnavailable:
+            continue
+        except Exception:
+            log.exception("event=recovery-error")
+            continue
+        pending.unlink(missing_ok=True)
+        event(log, "database-reachable", level=logging.WARNING, hint="start-up recovery done")
+        recovery.db.close()
+        return
 
 
 def _tls_setup(settings: Settings) -> ssl.SSLContext:
@@ -652,7 +686,9 @@ def _release_leases(settings: Settings, pid: int) -> None:
     """A dead worker's messages go back to the others now, not when its leases expire
     (what its journal says was delivered is recorded first: see release_dead_worker)."""
     try:
-        db = open_database(settings.storage.database, settings.data_dir)
+        db = open_database(settings.storage.database, settings.data_dir,
+                           pool_size=settings.storage.pool_size,
+                           pool_timeout=settings.storage.pool_timeout)
         try:
             release_dead_worker(settings, db, f"{settings.server.hostname}/{pid}", pid)
         finally:

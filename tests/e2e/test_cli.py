@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
 from click.testing import CliRunner
 
 from waypost.config import reference_markdown
 
 
+@pytest.mark.sqlite_only
 def test_init_creates_everything(instance):
     d = instance.data
     assert (d / "waypost.toml").exists()

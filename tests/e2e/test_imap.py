@@ -223,8 +223,6 @@ def test_vanishing_mid_append_stores_nothing(imap_server):
 def test_login_indexes_inbox_while_the_password_is_checked(imap_server):
     """Files another program dropped into INBOX are indexed during LOGIN (while the
     password hash is checked), before any SELECT; a wrong password still fails."""
-    import sqlite3
-
     imap_server.ok("account", "add", "gina@example.test", "--password", "gina-password")
     cur = imap_server.mailbox("gina@example.test") / "cur"
     cur.mkdir(parents=True, exist_ok=True)
@@ -232,10 +230,10 @@ def test_login_indexes_inbox_while_the_password_is_checked(imap_server):
         (cur / f"{1700000000 + i}.G{i}.elsewhere:2,S").write_bytes(b"Subject: dropped %d\r\n\r\nhi\r\n" % i)
 
     def indexed() -> int:
-        db = sqlite3.connect(f"file:{imap_server.data / 'waypost.db'}?mode=ro", uri=True)
+        db = imap_server.db()
         try:
-            return db.execute("SELECT COUNT(*) FROM messages JOIN mailboxes ON mailboxes.id = messages.mailbox_id"
-                              " WHERE domain='example.test' AND account='gina' AND mailboxes.name='INBOX'").fetchone()[0]
+            inbox = db.mailbox_get("example.test", "gina", "INBOX")
+            return 0 if inbox is None else len(db.message_list(inbox.id))
         finally:
             db.close()
 

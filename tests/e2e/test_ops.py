@@ -51,6 +51,7 @@ def _serve_cmd(inst: WaypostInstance, *args: str, python: str = sys.executable) 
 # -- item 14: nothing readable by other local users ------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_data_directory_is_private_under_a_loose_umask(tmp_path):
     """init, serve, a delivery and the CLI leave no file or directory that another
     local user may read, even when started with umask 022."""
@@ -79,6 +80,7 @@ def test_data_directory_is_private_under_a_loose_umask(tmp_path):
     assert _private(d) == []
 
 
+@pytest.mark.sqlite_only
 def test_config_check_warns_about_loose_modes(instance):
     d = instance.data
     assert "warning" not in instance.ok("config", "check")
@@ -182,6 +184,7 @@ def test_version():
     assert out.returncode == 0 and out.stdout.strip() == f"waypost {waypost.__version__}"
 
 
+@pytest.mark.sqlite_only
 def test_backup_while_running_restores(server, tmp_path):
     _send(server, "alice@example.test", "before the backup")
     wait_for(lambda: server.messages("alice@example.test"), what="delivery")

@@ -12,14 +12,14 @@ import time
 
 from support.server import ROOT, WaypostInstance
 
-from waypost.db import QueuedMessage, QueuedRecipient, SQLiteDatabase
+from waypost.db import QueuedMessage, QueuedRecipient
 
 TARGETS = ("mx:a.test", "mx:b.test", "local")
 
 
 def fill(inst: WaypostInstance, count: int, now: float, step: float = 1.0) -> list[str]:
     """``count`` queued messages, one every ``step`` seconds up to ``now``; ids oldest first."""
-    db = SQLiteDatabase(inst.data / "waypost.db")
+    db = inst.db()
     msgs = []
     for n in range(count):
         created = now - (count - n) * step

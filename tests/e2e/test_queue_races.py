@@ -12,6 +12,7 @@ import smtplib
 import threading
 import time
 
+import pytest
 from aiosmtpd.controller import Controller
 
 from support.dnsserver import TestDNSServer
@@ -85,6 +86,7 @@ def test_orphan_scan_never_adopts_delivered_mail(tmp_path):
         controller.stop()
 
 
+@pytest.mark.sqlite_only
 def test_no_250_before_the_message_is_fsynced_and_indexed(tmp_path):
     # Issue 13 item 24: waking the senders in the spool before the queue index commits
     # survived the suite.  The test holds SQLite's write lock while a message is sent:
@@ -266,6 +268,7 @@ class GateSink(SlowSink):
         return self.reply
 
 
+@pytest.mark.sqlite_only
 def test_a_full_disk_under_the_index_holds_nothing_once_it_recovers(tmp_path):
     # Issue 13 item 3: outcomes the index could not write (a full disk) left their
     # recipients leased for queue.lease (600 s) after the disk recovered; and
@@ -360,7 +363,7 @@ def test_a_finished_message_whose_file_a_kill_left_is_not_delivered_again(tmp_pa
     # file must not come back as an orphan (it did when the entry went first).
     import json as _json
 
-    from waypost.db import QueuedMessage, QueuedRecipient, SQLiteDatabase
+    from waypost.db import QueuedMessage, QueuedRecipient
 
     inst = WaypostInstance(tmp_path / "data", queue={"poll_interval": 0.1, "orphan_scan": 0.2})
     inst.ok("account", "add", "alice@example.test", "--no-password")
@@ -369,7 +372,7 @@ def test_a_finished_message_whose_file_a_kill_left_is_not_delivered_again(tmp_pa
     msg_id = "0190000000000DONE000001"
     envelope = {"sender": "x@outside.example", "created": time.time() - 5, "size": 20, "hops": 0, "params": {},
                 "recipients": [{"idx": 0, "address": "alice@example.test", "target": "local", "route": route}]}
-    db = SQLiteDatabase(inst.data / "waypost.db")
+    db = inst.db()
     m = QueuedMessage(msg_id, "x@outside.example", envelope["created"], 20, {"hops": 0, "params": {}})
     m.recipients.append(QueuedRecipient(msg_id, 0, "alice@example.test", "local", route, "delivered", 1))
     db.queue_insert([m], lease_owner="", lease_until=0.0)

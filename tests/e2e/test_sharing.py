@@ -141,7 +141,6 @@ def test_three_offices_share_one_domain(tmp_path):
 
 
 def test_a_shared_group_reaches_every_member_once_and_caches_cannot_loop(tmp_path):
-    import sqlite3
     import time as _time
 
     from support.server import wait_for
@@ -159,10 +158,8 @@ def test_a_shared_group_reaches_every_member_once_and_caches_cannot_loop(tmp_pat
     a, b, c = offices["a"], offices["b"], offices["c"]
     # Poison the caches: a thinks ghost is on b, b thinks ghost is on a.
     for me, other in ((a, "127.0.0.2"), (b, "127.0.0.1")):
-        db = sqlite3.connect(me.data / "waypost.db")
-        db.execute("INSERT INTO meta (key, value) VALUES ('v:sharing.cache', ?)",
-                   (json.dumps({"ghost@example.test": {"peer": other, "expires": _time.time() + 3600}}),))
-        db.commit()
+        db = me.db()
+        db.set_value("sharing.cache", {"ghost@example.test": {"peer": other, "expires": _time.time() + 3600}})
         db.close()
     try:
         for o in offices.values():

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from waypost.cli import cli
 from waypost.config import load_settings, render_toml, settings_from_dict
 
-from . import tls
+from . import pg, tls
 
 __all__ = ["WaypostInstance", "free_port", "wait_for", "maildir_messages", "stop_all", "leftover_servers",
            "kill_leftover_servers", "instances_made", "running_since"]
@@ -121,13 +121,19 @@ class WaypostInstance:
     """One data directory and, while started, one ``waypost serve`` process."""
 
     def __init__(self, base: Path, domain: str = "example.test", hostname: str | None = None,
-                 host: str = "127.0.0.1", **overrides: dict[str, Any]) -> None:
+                 host: str = "127.0.0.1", database: str | None = None, **overrides: dict[str, Any]) -> None:
+        """``database``: storage.database; by default a new PostgreSQL schema when
+        WAYPOST_TEST_DATABASE=postgresql (support/pg.py), else the SQLite file."""
         _INSTANCES.append(weakref.ref(self))
         self.data = base
         self.domain = domain
         self.host = host
         self.hostname = hostname or f"mail.{domain}"
-        result = self.cli("init", str(base), "--domain", domain, "--hostname", self.hostname, use_data=False)
+        if database is None and pg.engine_for_e2e() == "postgresql":
+            database = pg.new_url()
+        self.database = database
+        more = ("--database", database) if database is not None else ()
+        result = self.cli("init", str(base), "--domain", domain, "--hostname", self.hostname, *more, use_data=False)
         assert result.exit_code == 0, result.output
         # A certificate from the test CA instead of the self-signed one: clients check it
         # (support.tls.client_context) for the host name and for the address they dial.
@@ -169,6 +175,13 @@ class WaypostInstance:
     @property
     def settings(self) -> Any:
         return load_settings(self.data)
+
+    def db(self) -> Any:
+        """The instance's database, on its engine (close it when done)."""
+        from waypost.db import open_database
+
+        settings = self.settings
+        return open_database(settings.storage.database, settings.data_dir)
 
     def cli(self, *args: str, input: str | None = None, use_data: bool = True) -> Any:
         """Run a ``waypost`` command in-process through click (the real CLI code)."""

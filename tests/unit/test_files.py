@@ -7,8 +7,6 @@ import os
 import threading
 
 import pytest
-
-from waypost.db import SQLiteDatabase
 from waypost.directory import Directory
 from waypost.files import (Exists, FilesError, FileStore, LimitExceeded, Missing, NotEmpty, PathError, content_type,
                            lookup, split_path)
@@ -19,8 +17,8 @@ LIMIT = 10_000
 
 
 @pytest.fixture
-def env(tmp_path):
-    db = SQLiteDatabase(tmp_path / "w.db")
+def env(tmp_path, make_db):
+    db = make_db("w.db")
     d = Directory(db, "main.dom")
     d.add_domain("main.dom")
     d.add_domain("domain.dom", aliases=["www.domain.dom"])

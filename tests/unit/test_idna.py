@@ -54,12 +54,11 @@ def test_server_rules_read_domains_the_same_way() -> None:
     assert rcpt("a@fass.de", sender="jörg@fass.de") is None
 
 
-def test_minger_answers_about_a_domain_given_in_u_labels(tmp_path) -> None:
-    from waypost.db import SQLiteDatabase
+def test_minger_answers_about_a_domain_given_in_u_labels(tmp_path, make_db) -> None:
     from waypost.directory import Directory
     from waypost.sharing.peers import directory_code
 
-    db = SQLiteDatabase(tmp_path / "w.db")
+    db = make_db("w.db")
     d = Directory(db, "faß.de")
     d.add_domain("faß.de")
     d.add_account("joerg@faß.de", None)

@@ -6,13 +6,13 @@ import os
 
 import pytest
 
-from waypost.db import Conflict, SQLiteDatabase
+from waypost.db import Conflict
 from waypost.mailstore import Delivery, MailboxNameError, Mailstore, folder_of, normalize_name
 
 
 @pytest.fixture
-def store(tmp_path):
-    db = SQLiteDatabase(tmp_path / "w.db")
+def store(tmp_path, make_db):
+    db = make_db("w.db")
     yield Mailstore(tmp_path / "mail", "mail.example.test", db)
     db.close()
 
@@ -53,13 +53,13 @@ def test_sync_indexes_foreign_files_and_forgets_vanished_ones(store):
     assert [m.uid for m in store.messages(box)] == [1, 3]
 
 
-def test_threads_building_one_index_at_once_take_turns(tmp_path):
+def test_threads_building_one_index_at_once_take_turns(tmp_path, make_db):
     """A login warms INBOX in one thread while the SELECT that follows syncs it in
     another (and a second session may log in too): every file is indexed once, with
     dense UIDs, and the account's mailboxes are created once."""
     import threading
 
-    db = SQLiteDatabase(tmp_path / "w.db")
+    db = make_db("w.db")
     try:
         store = Mailstore(tmp_path / "mail", "mail.example.test", db)
         path = store.mailbox_path("example.test", "alice")
@@ -228,8 +228,8 @@ def test_a_sync_that_need_not_wait_gives_way_to_one_under_way(store):
     assert len(store.messages(box)) == 1
 
 
-def test_header_blocks_of_a_deleted_mailbox_never_land_in_its_successor(tmp_path):
-    db = SQLiteDatabase(tmp_path / "w.db")
+def test_header_blocks_of_a_deleted_mailbox_never_land_in_its_successor(tmp_path, make_db):
+    db = make_db("w.db")
     try:
         store = Mailstore(tmp_path / "mail", "h", db)
         store.ensure_account("example.test", "bob")
@@ -281,11 +281,11 @@ def test_a_mailbox_id_is_never_given_twice(store):
         store.delete(box)
 
 
-def test_a_directory_removed_by_another_process_is_made_again(tmp_path):
+def test_a_directory_removed_by_another_process_is_made_again(tmp_path, make_db):
     """Two Mailstores on one data directory stand for two workers: one deletes a
     mailbox the other has written to; the other then creates it anew and appends
     (issue 14 item 2)."""
-    db = SQLiteDatabase(tmp_path / "w.db")
+    db = make_db("w.db")
     one = Mailstore(tmp_path / "mail", "mail.example.test", db)
     two = Mailstore(tmp_path / "mail", "mail.example.test", db)
     box = one.create("example.test", "alice", "Foo")
@@ -297,11 +297,11 @@ def test_a_directory_removed_by_another_process_is_made_again(tmp_path):
     db.close()
 
 
-def test_listings_in_memory_are_bounded_by_message_records(tmp_path):
+def test_listings_in_memory_are_bounded_by_message_records(tmp_path, make_db):
     """Issue 13 item 11: the listings a worker keeps hold at most ``listing_cache``
     message records in all (the newest is kept even alone above it), and what they
     answer stays right when the least recently used are dropped."""
-    db = SQLiteDatabase(tmp_path / "w.db")
+    db = make_db("w.db")
     store = Mailstore(tmp_path / "mail", "h", db, listing_cache=25)
     boxes = []
     for i in range(6):

@@ -7,13 +7,13 @@ import dataclasses
 
 import pytest
 
-from waypost.db import NotFound, SQLiteDatabase
+from waypost.db import NotFound
 from waypost.mailstore import Mailstore
 
 
 @pytest.fixture
-def store(tmp_path):
-    db = SQLiteDatabase(tmp_path / "w.db")
+def store(tmp_path, make_db):
+    db = make_db("w.db")
     yield Mailstore(tmp_path / "mail", "mail.example.test", db)
     db.close()
 

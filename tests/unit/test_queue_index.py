@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from waypost.db import QueuedMessage, QueuedRecipient, RecipientUpdate, SQLiteDatabase
+from waypost.db import QueuedMessage, QueuedRecipient, RecipientUpdate
 
 
 def _msg(msg_id: str, n: int, held: bool = False) -> QueuedMessage:
@@ -15,8 +15,8 @@ def _msg(msg_id: str, n: int, held: bool = False) -> QueuedMessage:
     return m
 
 
-def test_a_claim_returns_only_the_rows_it_leased(tmp_path):
-    db = SQLiteDatabase(tmp_path / "q.db")
+def test_a_claim_returns_only_the_rows_it_leased(tmp_path, make_db):
+    db = make_db("q.db")
     now = time.time()
     db.queue_insert([_msg("M1", 2)], lease_owner="w/1", lease_until=now + 600)
     # recipient 0 is deferred (lease released, due now); recipient 1 is still in flight
@@ -25,8 +25,8 @@ def test_a_claim_returns_only_the_rows_it_leased(tmp_path):
     assert [r.idx for r in m.recipients] == [0]
 
 
-def test_leases_are_renewed_and_released(tmp_path):
-    db = SQLiteDatabase(tmp_path / "q.db")
+def test_leases_are_renewed_and_released(tmp_path, make_db):
+    db = make_db("q.db")
     now = time.time()
     db.queue_insert([_msg("M1", 1)], lease_owner="w/1", lease_until=now + 1)
     assert db.queue_extend_leases("w/1", now + 600) == 1
@@ -35,13 +35,13 @@ def test_leases_are_renewed_and_released(tmp_path):
     assert len(db.queue_claim_due(now + 5, "w/2", now + 600, 10)) == 1
 
 
-def test_update_of_an_unknown_message_never_reports_it_finished(tmp_path):
-    db = SQLiteDatabase(tmp_path / "q.db")
+def test_update_of_an_unknown_message_never_reports_it_finished(tmp_path, make_db):
+    db = make_db("q.db")
     assert db.queue_update([RecipientUpdate("GHOST", 0, "delivered", "250")], "w/1") == []
 
 
-def test_held_recipients_are_not_leased_at_insert_and_not_due(tmp_path):
-    db = SQLiteDatabase(tmp_path / "q.db")
+def test_held_recipients_are_not_leased_at_insert_and_not_due(tmp_path, make_db):
+    db = make_db("q.db")
     now = time.time()
     db.queue_insert([_msg("M1", 1, held=True)], lease_owner="w/1", lease_until=now + 600)
     assert db.queue_claim_due(now + 1, "w/1", now + 600, 10) == []

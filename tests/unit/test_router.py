@@ -9,8 +9,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from waypost.db import SQLiteDatabase
 from waypost.directory import Directory
 from waypost.router import Context, Router
 from waypost.router.resolve import MAX_HOPS, store_table
@@ -20,8 +18,8 @@ TRUSTED = Context(kind="mail", client_ip="127.0.0.1")
 
 
 @pytest.fixture
-def env(tmp_path):
-    db = SQLiteDatabase(tmp_path / "w.db")
+def env(tmp_path, make_db):
+    db = make_db("w.db")
     d = Directory(db, "main.dom")
     d.add_domain("main.dom")
     d.add_domain("domain.dom")

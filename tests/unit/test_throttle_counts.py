@@ -1,20 +1,18 @@
 """The login throttle's counts in the database, and its verdicts (edges of every setting).
 
-Two ``SQLiteDatabase`` objects on one file stand for two workers: what one counts, the
+Two ``Database`` objects on one database (each engine) stand for two workers: what one counts, the
 other sees at its next look (nothing is cached in a process)."""
 
 from __future__ import annotations
-
-from waypost.db import SQLiteDatabase
 from waypost.directory.throttle import LoginThrottle, ThrottlePolicy, client_key, peer_ip
 
 POLICY = ThrottlePolicy(free_failures=2, delay=1.0, max_delay=4.0, block_after=5, block_time=100.0, window=500.0,
                         known_client_days=1.0)
 
 
-def test_counts_are_shared_grow_block_and_run_out(tmp_path):
-    w1 = LoginThrottle(SQLiteDatabase(tmp_path / "w.db"), POLICY)
-    w2 = LoginThrottle(SQLiteDatabase(tmp_path / "w.db"), POLICY)
+def test_counts_are_shared_grow_block_and_run_out(tmp_path, make_db):
+    w1 = LoginThrottle(make_db("w.db"), POLICY)
+    w2 = LoginThrottle(make_db("w.db"), POLICY)
     now = 1000.0
     delays = []
     for i in range(5):
@@ -48,8 +46,8 @@ def test_counts_are_shared_grow_block_and_run_out(tmp_path):
     assert not w1.db.login_failures_list(0)
 
 
-def test_a_known_client_is_exempt_from_its_accounts_count_only(tmp_path):
-    t = LoginThrottle(SQLiteDatabase(tmp_path / "k.db"), POLICY)
+def test_a_known_client_is_exempt_from_its_accounts_count_only(tmp_path, make_db):
+    t = LoginThrottle(make_db("k.db"), POLICY)
     now = 1000.0
     t.succeeded(t.assess("192.0.2.7", "alice@example.test", now), "alice@example.test", now)
     for i in range(5):  # the account is attacked from elsewhere

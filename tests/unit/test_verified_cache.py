@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import pytest
 from argon2 import PasswordHasher
-
-from waypost.db import SQLiteDatabase
 from waypost.directory import Directory
 from waypost.directory.verified import VerifiedLogins
 
@@ -25,8 +23,8 @@ class Clock:
 
 
 @pytest.fixture
-def directory(tmp_path):
-    d = Directory(SQLiteDatabase(tmp_path / "w.db"), "example.test", hasher=FAST)
+def directory(tmp_path, make_db):
+    d = Directory(make_db("w.db"), "example.test", hasher=FAST)
     d.add_domain("example.test")
     d.add_account("alice@example.test", "alice-password")
     d.add_account("bob@example.test", "bob-password")
@@ -52,10 +50,10 @@ def test_hit_then_miss_after_a_password_change(directory):
     assert not cache.known(directory.get("alice@example.test"), "alice-password")
 
 
-def test_a_change_made_by_another_process_misses_at_its_next_look_up(tmp_path, directory):
+def test_a_change_made_by_another_process_misses_at_its_next_look_up(tmp_path, directory, make_db):
     """A worker reads the record through its own ``Database`` (which keeps rows under the
     shared change token); the CLI changes the password through another one."""
-    worker = Directory(SQLiteDatabase(tmp_path / "w.db"), "example.test", hasher=FAST)
+    worker = Directory(make_db("w.db"), "example.test", hasher=FAST)
     cache = VerifiedLogins(size=10, ttl=300.0, clock=Clock())
     alice = worker.get("alice@example.test")
     assert worker.verify_password(alice, "alice-password")

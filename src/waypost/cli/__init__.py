@@ -23,6 +23,7 @@ from .rule import rule
 from .mailbox import acl, mailbox
 from .mailauth import dkim, dns_command, mailauth
 from .files import files
+from .cluster import cluster
 
 __all__ = ["main", "cli"]
 
@@ -47,16 +48,20 @@ def cli(ctx: click.Context, data: Path) -> None:
 @click.option("--hostname", default=None, help="The server's host name (default: mail.<domain>).")
 @click.option("--force", is_flag=True, help="Rewrite waypost.toml if it exists.")
 @click.option("--user", default="", help="Set server.user and give the directory to this user (run as root).")
-def init(directory: Path, main_domain: str, hostname: str | None, force: bool, user: str) -> None:
+@click.option("--database", default=None, metavar="URL",
+              help="storage.database: a SQLite file (default waypost.db) or a postgresql:// URL (its schema is made).")
+def init(directory: Path, main_domain: str, hostname: str | None, force: bool, user: str,
+         database: str | None) -> None:
     """Create a data directory: settings, database, spool, mail store, TLS certificate.
     Everything in it is private (files 0600, directories 0700).
 
     Example: waypost init ./var --domain example.com --hostname mail.example.com
+    --database postgresql://waypost@db.example.com/waypost
     """
     from ..address import AddressError, normalize_domain
     from ..certs import write_self_signed
     from ..datadir import chown_tree, make_tree_private, user_ids
-    from ..db import open_database
+    from ..db import StorageUnavailable, database_problem, open_database
     from ..directory import Directory
 
     try:
@@ -74,10 +79,14 @@ def init(directory: Path, main_domain: str, hostname: str | None, force: bool, u
             fail(f"--user: only root can give the directory to {user}")
     host = hostname or (domain if domain == "localhost" else f"mail.{domain}")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if database is not None and (problem := database_problem(database, directory.resolve())) is not None:
+        fail(f"--database: {problem}")
     path = directory / SETTINGS_FILE
     if path.exists() and not force:
         fail(f"{path} exists (use --force to rewrite it)")
     settings = Settings(data_dir=directory.resolve()).replace("server", hostname=host, main_domain=domain, user=user)
+    if database is not None:
+        settings = settings.replace("storage", database=database)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold sharing.secret
     with os.fdopen(fd, "w") as f:
         f.write(render_toml(settings))
@@ -86,13 +95,18 @@ def init(directory: Path, main_domain: str, hostname: str | None, force: bool, u
     cert, key = settings.path(settings.tls.certificate), settings.path(settings.tls.key)
     if not cert.exists() or not key.exists():
         write_self_signed(cert, key, host)
-    db = open_database(settings.storage.database, settings.data_dir)
+    db = open_database(settings.storage.database, settings.data_dir,
+                                pool_size=settings.storage.pool_size, pool_timeout=settings.storage.pool_timeout)
     directory_ = Directory(db, domain)
-    if directory_.domain(domain) is None:
-        directory_.add_domain(domain)
-    if directory_.lookup("postmaster", domain) is None:  # RFC 5321 §4.5.1: postmaster must exist
-        directory_.add_account(f"postmaster@{domain}", None, "Postmaster")
-    db.close()
+    try:
+        if directory_.domain(domain) is None:
+            directory_.add_domain(domain)
+        if directory_.lookup("postmaster", domain) is None:  # RFC 5321 §4.5.1: postmaster must exist
+            directory_.add_account(f"postmaster@{domain}", None, "Postmaster")
+    except StorageUnavailable as e:
+        fail(f"--database: {e}")
+    finally:
+        db.close()
     make_tree_private(settings.data_dir)  # whatever umask made what was there before, it is private now
     if ids is not None:
         chown_tree(settings.data_dir, *ids)
@@ -267,6 +281,7 @@ def route(app: App, address: str, client_ip: str | None, auth: str | None, kind:
 cli.add_command(queue)
 cli.add_command(router)
 cli.add_command(share)
+cli.add_command(cluster)
 cli.add_command(gateway)
 cli.add_command(rule)
 cli.add_command(mailbox)
@@ -282,12 +297,18 @@ register_directory(cli)
 def main() -> None:
     import sqlite3
 
+    from ..db import SchemaError, StorageUnavailable
+
     try:
         cli(prog_name="waypost")
     except ConfigError as e:  # pragma: no cover - App reports these itself
         fail(str(e))
     except sqlite3.Error as e:  # a full disk, a locked or damaged file: one line, no traceback
         fail(f"the database refused the command: {e}")
+    except StorageUnavailable as e:  # a PostgreSQL server down or unreachable
+        fail(f"{e}: try again later")
+    except SchemaError as e:
+        fail(str(e))
 
 
 

@@ -67,7 +67,8 @@ class App:
             problem = database_problem(settings.storage.database, settings.data_dir)
             if problem is not None:
                 fail(f"storage.database: {problem}")
-            self._db = open_database(settings.storage.database, settings.data_dir)
+            self._db = open_database(settings.storage.database, settings.data_dir,
+                                pool_size=settings.storage.pool_size, pool_timeout=settings.storage.pool_timeout)
         return self._db
 
     @property

@@ -1,7 +1,7 @@
 """Storage: the ``Database`` protocol and its engines.  The only package that writes SQL.
 
-``open_database(url, data_dir)`` picks the engine: a ``postgresql://`` URL (not yet
-available) or a SQLite file path relative to the data directory.
+``open_database(url, data_dir)`` picks the engine: a ``postgresql://`` URL
+(``postgres.py``) or a SQLite file path relative to the data directory (``sqlite.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .base import (
     DomainRecord,
     MailboxRecord,
     MessageRecord,
+    NodeRecord,
     NotFound,
     ObjectRecord,
     QueueEntry,
@@ -26,6 +27,8 @@ from .base import (
     QueuedMessage,
     QueuedRecipient,
     RecipientUpdate,
+    SchemaError,
+    StorageUnavailable,
 )
 from .sqlite import SQLiteDatabase
 from .versioned import VersionedText
@@ -41,12 +44,16 @@ __all__ = [
     "DomainRecord",
     "MailboxRecord",
     "MessageRecord",
+    "NodeRecord",
     "NotFound",
     "ObjectRecord",
     "QueuedMessage",
     "QueuedRecipient",
     "RecipientUpdate",
+    "SchemaError",
     "SQLiteDatabase",
+    "StorageUnavailable",
+    "is_postgresql",
     "VersionedText",
     "database_problem",
     "open_database",
@@ -61,8 +68,11 @@ def _sqlite_path(url: str, data_dir: Path) -> Path:
 def database_problem(url: str, data_dir: Path) -> str | None:
     """Why ``open_database(url, data_dir)`` would fail, or None; the text names no key
     (the caller says it is storage.database).  Reads, never creates or writes."""
-    if url.startswith(("postgresql://", "postgres://")):
-        return "the PostgreSQL engine is not available in this version (use a SQLite file such as \"waypost.db\")"
+    if is_postgresql(url):
+        # Not connected here: a server started while the database is down answers
+        # "try again later" until it is back (see postgres.py).
+        from .postgres import url_problem
+        return url_problem(url)
     if "://" in url and not url.startswith("file:"):
         return f"{url!r}: not a SQLite file path or a postgresql:// URL"
     path = _sqlite_path(url, data_dir)
@@ -101,9 +111,27 @@ def _sqlite_problem(path: Path) -> str | None:
     return None
 
 
-def open_database(url: str, data_dir: Path) -> Database:
-    if url.startswith(("postgresql://", "postgres://")):
-        raise ValueError("storage.database: the PostgreSQL engine is not available in this version")
+def is_postgresql(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+#: Where the processes of a data directory that share a PostgreSQL database keep their
+#: change token (SQLite keeps it beside its file).
+PG_CHANGES_TOKEN = "run/db-changes"
+
+
+def open_database(url: str, data_dir: Path, pool_size: int = 4, pool_timeout: float = 5.0) -> Database:
+    """The database at ``url``; ``pool_size`` and ``pool_timeout`` (seconds to wait for a
+    connection before ``StorageUnavailable``) are for PostgreSQL."""
+    if is_postgresql(url):
+        from .postgres import PostgresDatabase
+
+        token = data_dir / PG_CHANGES_TOKEN
+        try:
+            token.parent.mkdir(mode=0o700, exist_ok=True)
+        except OSError:
+            pass  # (a read-only user: the token is then read-only, or absent and nothing is cached)
+        return PostgresDatabase(url, token, pool_size=pool_size, timeout=pool_timeout)
     path = Path(url.removeprefix("sqlite:"))
     if not path.is_absolute():
         path = data_dir / path

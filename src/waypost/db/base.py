@@ -25,6 +25,7 @@ __all__ = [
     "MailboxRecord",
     "MessageRecord",
     "DomainRecord",
+    "NodeRecord",
     "NotFound",
     "ObjectRecord",
     "QueueEntry",
@@ -32,6 +33,8 @@ __all__ = [
     "QueuedMessage",
     "QueuedRecipient",
     "RecipientUpdate",
+    "SchemaError",
+    "StorageUnavailable",
     "OBJECT_KINDS",
     "QUEUE_STATES",
 ]
@@ -46,6 +49,16 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     """The name is taken (by another object, domain or domain alias)."""
+
+
+class StorageUnavailable(ConnectionError):
+    """The database cannot be reached now (a PostgreSQL server down or unreachable);
+    the caller answers "try again later" (SMTP 451 4.3.0) and logs one line.  The engine
+    reconnects by itself when the database is back."""
+
+
+class SchemaError(RuntimeError):
+    """The database's schema is newer than this version of Waypost knows."""
 
 
 @dataclass(slots=True)
@@ -209,6 +222,23 @@ class DKIMKeyRecord:
     public_key: str
     created: float = 0.0
     activated: float = 0.0
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    """One worker process of a node (``waypost cluster status``), from its heartbeat.
+
+    ``worker`` is the queue lease owner (``hostname/pid``), ``node`` the host name
+    (``server.hostname``), ``addresses`` its listeners; ``leases``: queued recipients it
+    holds now."""
+
+    worker: str
+    node: str
+    addresses: list[str]
+    started: float
+    seen: float
+    load: float
+    leases: int = 0
 
 
 class Database(Protocol):
@@ -392,6 +422,15 @@ class Database(Protocol):
     def login_known_set(self, account: str, client: str, now: float, forget_before: float) -> None:
         """Record a successful login; the account's clients not seen since
         ``forget_before`` are forgotten."""
+
+    # -- cluster: worker heartbeats (table nodes) ------------------------------------
+    def node_heartbeat(self, worker: str, node: str, addresses: Sequence[str], load: float, now: float) -> None:
+        """Record that ``worker`` is alive now (its first beat also sets ``started``)."""
+    def node_forget(self, worker: str) -> None:
+        """Remove a worker that stopped cleanly."""
+    def node_list(self, now: float) -> list[NodeRecord]:
+        """Every worker with a heartbeat, by node then worker, with the leases it holds
+        at ``now``."""
 
     # -- header cache (SEARCH, FETCH BODY[HEADER...]): (mailbox, UID) -> header block --
     def message_headers_get(self, mailbox_id: int, uids: Sequence[int] | None = None) -> dict[int, bytes]:

@@ -30,6 +30,7 @@ from .base import (
     Conflict,
     DKIMKeyRecord,
     DomainRecord,
+    NodeRecord,
     NotFound,
     ObjectRecord,
     QueueEntry,
@@ -37,16 +38,18 @@ from .base import (
     QueuedMessage,
     QueuedRecipient,
     RecipientUpdate,
+    SchemaError,
 )
+from .changes import changes_token
 from .sqlite_mailbox import _MailboxIndex
 
 #: Most rows a process caches; past it the cache starts again (unknown names asked for
 #: by a flood of bad RCPTs must not grow it for ever).
 CACHE_ROWS = 20_000
 
-SCHEMA_VERSION = 1
-
-SCHEMA = """
+#: Version 1: the schema as it was before versioning (a database made then has
+#: user_version 0 and gets the statements below, which add only what it lacks).
+_V1 = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -185,6 +188,27 @@ CREATE TABLE IF NOT EXISTS message_headers (
 ) WITHOUT ROWID;
 """
 
+#: Version 2: worker heartbeats (``waypost cluster status``).
+_V2 = """
+CREATE TABLE IF NOT EXISTS nodes (
+    worker    TEXT PRIMARY KEY,
+    node      TEXT NOT NULL,
+    addresses TEXT NOT NULL DEFAULT '[]',
+    started   REAL NOT NULL,
+    seen      REAL NOT NULL,
+    load      REAL NOT NULL DEFAULT 0
+)
+"""
+
+#: The numbered migrations: MIGRATIONS[n - 1] takes a database from version n - 1 to
+#: n (``PRAGMA user_version``).  Append; never edit one that has been released.
+MIGRATIONS: list[list[str]] = [
+    [st.strip() for st in _V1.split(";\n") if st.strip()],
+    [_V2.strip()],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
 
 class SQLiteDatabase(_MailboxIndex):
     """``Database`` on one SQLite file."""
@@ -198,7 +222,7 @@ class SQLiteDatabase(_MailboxIndex):
         self._cache: dict[tuple[str, ...], tuple[bytes, Any]] = {}
         conn = self._conn()
         try:
-            conn.executescript(SCHEMA)
+            _migrate(conn)
         except sqlite3.OperationalError:
             # A full disk (or a read-only user) cannot add what a newer version adds to
             # an existing schema (an index); reading still works: ``waypost queue list``
@@ -207,10 +231,6 @@ class SQLiteDatabase(_MailboxIndex):
                 conn.execute("ROLLBACK")
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone() is None:
                 raise
-            return
-        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     # -- connections ----------------------------------------------------------------
 
@@ -794,6 +814,25 @@ class SQLiteDatabase(_MailboxIndex):
                       " ON CONFLICT (account, client) DO UPDATE SET seen=excluded.seen", (account, client, now))
             c.execute("DELETE FROM login_known WHERE account=? AND seen < ?", (account, forget_before))
 
+    # -- cluster: worker heartbeats ----------------------------------------------------
+
+    def node_heartbeat(self, worker: str, node: str, addresses: Sequence[str], load: float, now: float) -> None:
+        with self._write(settings=False) as c:
+            c.execute("INSERT INTO nodes (worker, node, addresses, started, seen, load) VALUES (?, ?, ?, ?, ?, ?)"
+                      " ON CONFLICT (worker) DO UPDATE SET addresses=excluded.addresses, seen=excluded.seen,"
+                      " load=excluded.load", (worker, node, json.dumps(list(addresses)), now, now, load))
+
+    def node_forget(self, worker: str) -> None:
+        with self._write(settings=False) as c:
+            c.execute("DELETE FROM nodes WHERE worker=?", (worker,))
+
+    def node_list(self, now: float) -> list[NodeRecord]:
+        rows = self._conn().execute(
+            "SELECT worker, node, addresses, started, seen, load, (SELECT COUNT(*) FROM queue_recipients"
+            " WHERE lease_owner=nodes.worker AND status='queued' AND lease_until>?) FROM nodes ORDER BY node, worker",
+            (now,)).fetchall()
+        return [NodeRecord(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], int(r[6])) for r in rows]
+
     # -- DKIM signing keys ----------------------------------------------------------
 
     def dkim_key_add(self, key: DKIMKeyRecord) -> None:
@@ -826,6 +865,31 @@ class SQLiteDatabase(_MailboxIndex):
                 raise NotFound(f"{domain} has no DKIM key with selector {selector}")
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema to ``SCHEMA_VERSION``, in one write transaction (several workers
+    starting at once: the first migrates, the others find it done)."""
+    if _user_version(conn) == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _user_version(conn)
+        if version > SCHEMA_VERSION:
+            raise SchemaError(f"the database has schema version {version}; this Waypost knows"
+                              f" {SCHEMA_VERSION} at most (a newer Waypost made it)")
+        for statements in MIGRATIONS[version:]:
+            for st in statements:
+                conn.execute(st)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
 def _like(pattern: str) -> str:
     """A LIKE pattern (escape ``\\``) for an address where ``*`` is any text."""
     escaped = pattern.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -843,26 +907,7 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def _changes_token(db_path: str) -> mmap.mmap | bytearray | None:
-    """The shared change token of the database at ``db_path`` (eight bytes, mapped);
-    read-only for a user who may only read the data directory; None (nothing is
-    cached) when there is none to read."""
+    """The change token of the database at ``db_path`` (see ``changes.py``)."""
     if db_path == ":memory:" or db_path.startswith("file:"):
         return bytearray(8)  # private to this process: nothing else can change it
-    path = db_path + "-changes"
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except PermissionError:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return None
-        try:
-            return mmap.mmap(fd, 8, access=mmap.ACCESS_READ) if os.fstat(fd).st_size >= 8 else None
-        finally:
-            os.close(fd)
-    try:
-        if os.fstat(fd).st_size < 8:
-            os.ftruncate(fd, 8)
-        return mmap.mmap(fd, 8)
-    finally:
-        os.close(fd)
+    return changes_token(db_path + "-changes")

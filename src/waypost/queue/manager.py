@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import socket
 import time
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import Settings
-from ..db import Database, QueueFilter, QueuedMessage, QueuedRecipient, RecipientUpdate
+from ..db import Database, QueueFilter, QueuedMessage, QueuedRecipient, RecipientUpdate, StorageUnavailable
 from ..delivery import remote
 from ..log import event
 from ..mailauth import Signer, should_sign
@@ -79,6 +80,15 @@ class _Outcome:
     journaled: bool = False  # written to the journal: cleared from it once in the index
 
 
+#: Seconds between two heartbeats of a worker in the database (``waypost cluster
+#: status`` calls a worker gone after three missed ones).
+NODE_HEARTBEAT = 10.0
+
+#: Present (in the data directory) while start-up recovery waits for an unreachable
+#: database; ``serve`` removes it once recovery has run.
+RECOVERY_PENDING = "run/recovery-pending"
+
+
 class QueueManager:
     def __init__(
         self,
@@ -123,6 +133,8 @@ class QueueManager:
         # Outcomes the index could not take (a full disk under the database): written
         # again at every poll, their leases given back at once when the index recovers.
         self._unsettled: list[tuple[QueuedMessage, list[_Outcome]]] = []
+        self._recovery_pending = settings.data_dir / RECOVERY_PENDING
+        self._db_down = False
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -177,6 +189,7 @@ class QueueManager:
             asyncio.create_task(self._supervised(self._scheduler, "queue-scheduler")),
             asyncio.create_task(self._supervised(self._heartbeat, "lease-heartbeat")),
             asyncio.create_task(self._supervised(self._orphans, "orphan-scan")),
+            asyncio.create_task(self._supervised(self._node_beat, "node-heartbeat")),
         ]
 
     async def _supervised(self, body: Callable[[], Any], name: str) -> None:
@@ -233,6 +246,20 @@ class QueueManager:
             await asyncio.sleep(max(lease / 3, 0.1))
             await asyncio.to_thread(self.db.queue_extend_leases, self.owner, time.time() + lease)
 
+    async def _node_beat(self) -> None:
+        """This worker's heartbeat in the database (``waypost cluster status``): its
+        node, listeners and load, every ``NODE_HEARTBEAT`` seconds."""
+        listen = self.settings.listen
+        addresses = [f"{name}={value}" for name in ("smtp", "submission", "odmr", "imap", "pop3", "ftp", "http", "minger")
+                     if (value := getattr(listen, name))]
+        while True:
+            try:
+                await asyncio.to_thread(self.db.node_heartbeat, self.owner, self.settings.server.hostname, addresses,
+                                        os.getloadavg()[0], time.time())
+            except StorageUnavailable:
+                pass  # the claim loop says so in the log
+            await asyncio.sleep(NODE_HEARTBEAT)
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking work; let deliveries in flight finish their bookkeeping (index
         update, spool removal) for at most ``grace`` seconds, so that what was delivered
@@ -258,6 +285,7 @@ class QueueManager:
         event(log, "spool-stats", messages=self.spool.messages, flushes=self.spool.batches)
         # Whatever this worker held goes back to the index for the next start.
         await asyncio.to_thread(self.db.queue_release_leases_of, self.owner)
+        await asyncio.to_thread(self.db.node_forget, self.owner)
 
     def wake(self) -> None:
         if self._wake is not None:
@@ -301,8 +329,15 @@ class QueueManager:
             self._dispatch(msg, msg.recipients, data)
         return msg_id
 
+    def recovery_pending(self) -> bool:
+        """Start-up recovery could not run (the database was unreachable) and has not
+        run since: until it has, nothing enters the index and nothing is claimed."""
+        return self._recovery_pending.exists()
+
     def _index(self, entries: list[SpoolEntry]) -> None:
         """Committer thread: one index transaction per spool batch."""
+        if self.recovery_pending():
+            raise StorageUnavailable("start-up recovery waits for the database")
         lease_until = time.time() + self.settings.queue.lease
         self.db.queue_insert([_queued(e) for e in entries], lease_owner=self.owner, lease_until=lease_until)
 
@@ -321,6 +356,8 @@ class QueueManager:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+            if self.recovery_pending():
+                continue  # start-up recovery has not run yet: nothing is claimed before it
             try:
                 if self._unsettled and not await self._retry_unsettled():
                     continue  # the index still takes no writes: no claim either
@@ -335,9 +372,17 @@ class QueueManager:
                 claimed = await asyncio.to_thread(
                     self.db.queue_claim_due, now, self.owner, now + self.settings.queue.lease, 500
                 )
+            except StorageUnavailable as e:
+                if not self._db_down:  # one line when it goes, one when it is back
+                    event(log, "claim-error", level=logging.ERROR, error=str(e))
+                    self._db_down = True
+                continue
             except Exception:
                 log.exception("event=claim-error")
                 continue
+            if self._db_down:
+                self._db_down = False
+                event(log, "database-reachable", level=logging.WARNING)
             for msg in claimed:
                 fresh = [r for r in msg.recipients if (msg.msg_id, r.idx) not in self._in_flight]
                 if fresh:

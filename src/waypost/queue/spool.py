@@ -186,7 +186,10 @@ class Spool:
             except Exception as e:
                 # Not indexed means not delivered until a restart: let the clients retry
                 # (451) rather than answer 250 for them.
-                log.exception("event=index-error count=%d", len(written))
+                if isinstance(e, ConnectionError):  # the database is unreachable: one line says it
+                    log.error("event=index-error count=%d error=%s", len(written), e)
+                else:
+                    log.exception("event=index-error count=%d", len(written))
                 self._drop(written, failed, e)
                 written = []
         if written:

@@ -47,6 +47,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, TLSSetupException
 
 from ..address import AddressError, normalize_domain, parse_address
 from ..config import Settings
+from ..db import StorageUnavailable
 from ..delivery import backs_up
 from ..directory.throttle import log_auth_failed
 from ..log import event
@@ -371,6 +372,12 @@ class WaypostSMTP(SMTP):
             except (ConnectionResetError, BrokenPipeError):
                 self._writer.close()
                 return
+            except StorageUnavailable as error:
+                # The database is down or unreachable: "try again later", one log line;
+                # the engine reconnects by itself and the next command may succeed.
+                event(log, "storage-unavailable", level=logging.ERROR, client=self._client_ip(),
+                      command=command[:20], error=str(error))
+                await self.push(R.LOCAL_ERROR)
             except Exception as error:
                 if isinstance(error, TLSSetupException):
                     event(log, "tls-failed", level=logging.INFO, client=self._client_ip(), error=repr(error.__cause__))

@@ -9,7 +9,6 @@ import pytest
 
 from support.dnsserver import TestDNSServer
 from waypost.config import Settings
-from waypost.db import SQLiteDatabase
 from waypost.mailauth import Lookup
 from waypost.secrets import Secrets
 
@@ -33,8 +32,8 @@ def lookup(settings):
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = SQLiteDatabase(tmp_path / "waypost.db")
+def db(tmp_path, make_db):
+    database = make_db("waypost.db")
     yield database
     database.close()
 

@@ -1,0 +1,976 @@
+"""The PostgreSQL engine: ``Database`` on a PostgreSQL server, for several machines.
+
+Connections come from one pool per process (``storage.pool_size``; psycopg_pool), each
+in autocommit mode: a read is one statement, a write one explicit transaction.  Where
+SQLite serialises every writer with its file lock, this engine locks only what must be:
+
+* the queue is leased with ``FOR UPDATE SKIP LOCKED``: two workers (or two machines)
+  claiming at once take disjoint recipients without waiting for each other;
+* mailbox counters (UIDNEXT, HIGHESTMODSEQ) are taken with a row lock on the mailbox;
+* the directory, the server-wide values and the DKIM keys, which check a name then
+  write it, take one transaction-level advisory lock (``_SETTINGS_LOCK``); login
+  counters take one per key; migrations one of their own.
+
+The schema is versioned (table ``schema_version``, one row per migration applied) and
+migrated by the first process that connects.  A server that cannot be reached raises
+``StorageUnavailable`` after ``storage.pool_timeout`` seconds; the pool reconnects by
+itself when the server is back.
+
+Caches: as with SQLite, settings are cached per process and validated by the eight-byte
+change token of the data directory (``changes.py``), which a change made on this machine
+renews at once.  Several machines share the database but not the token: a settings
+write also sends ``NOTIFY waypost_changes`` (delivered at commit), and each process
+keeps one connection that LISTENs and renews its machine's token when a change comes
+from anywhere.  While that connection is down (the database unreachable, or not yet
+listening) nothing is served from the cache: a change made meanwhile on another machine
+could not be heard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import psycopg
+from psycopg import conninfo
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .base import (
+    Conflict,
+    DKIMKeyRecord,
+    DomainRecord,
+    NodeRecord,
+    NotFound,
+    ObjectRecord,
+    QueueEntry,
+    QueueFilter,
+    QueuedMessage,
+    QueuedRecipient,
+    RecipientUpdate,
+    SchemaError,
+    StorageUnavailable,
+)
+from .changes import changes_token
+from .postgres_mailbox import _MailboxIndex
+
+__all__ = ["PostgresDatabase", "url_problem"]
+
+#: Most rows a process caches (as in sqlite.py).
+CACHE_ROWS = 20_000
+
+#: The NOTIFY channel of settings changes (see the module docstring).
+CHANGES_CHANNEL = "waypost_changes"
+
+# Advisory lock keys (pg_advisory_xact_lock(int4, int4)): the first number says what is
+# locked, "WP" in ASCII, so that Waypost's locks are told from other software's.
+_LOCK_CLASS = 0x5750
+_SETTINGS_LOCK = 1
+_MIGRATE_LOCK = 2
+_LOGIN_LOCK_CLASS = 0x5751   # (class, hashtext(key)): one lock per login-throttle key
+
+#: Version 1: every table of the SQLite schema version 1, in PostgreSQL's types
+#: (DOUBLE PRECISION for times: REAL is four octets here).
+_V1 = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE domains (
+    name     TEXT PRIMARY KEY,
+    settings TEXT NOT NULL DEFAULT '{}',
+    created  DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE domain_aliases (
+    alias  TEXT PRIMARY KEY,
+    domain TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE
+);
+CREATE INDEX domain_aliases_domain ON domain_aliases (domain);
+CREATE TABLE objects (
+    domain  TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+    name    TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    data    TEXT NOT NULL DEFAULT '{}',
+    created DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (domain, name)
+);
+CREATE TABLE queue_messages (
+    id       TEXT PRIMARY KEY,
+    sender   TEXT NOT NULL,
+    created  DOUBLE PRECISION NOT NULL,
+    size     BIGINT NOT NULL,
+    envelope TEXT NOT NULL
+);
+CREATE TABLE queue_recipients (
+    msg_id       TEXT NOT NULL REFERENCES queue_messages(id) ON DELETE CASCADE,
+    idx          INTEGER NOT NULL,
+    address      TEXT NOT NULL,
+    target       TEXT NOT NULL,
+    route        TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt DOUBLE PRECISION NOT NULL,
+    last_reply   TEXT NOT NULL DEFAULT '',
+    notify       TEXT NOT NULL DEFAULT '',
+    orcpt        TEXT NOT NULL DEFAULT '',
+    held         BOOLEAN NOT NULL DEFAULT FALSE,
+    lease_owner  TEXT NOT NULL DEFAULT '',
+    lease_until  DOUBLE PRECISION NOT NULL DEFAULT 0,
+    PRIMARY KEY (msg_id, idx)
+);
+CREATE INDEX queue_due ON queue_recipients (next_attempt) WHERE status = 'queued' AND NOT held;
+CREATE INDEX queue_target ON queue_recipients (target) WHERE status = 'queued';
+CREATE INDEX queue_lease_owner ON queue_recipients (lease_owner) WHERE lease_owner <> '';
+CREATE INDEX queue_created ON queue_messages (created, id);
+CREATE TABLE mailboxes (
+    id            BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    domain        TEXT NOT NULL,
+    account       TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    folder        TEXT NOT NULL,
+    uidvalidity   BIGINT NOT NULL,
+    uidnext       BIGINT NOT NULL DEFAULT 1,
+    highestmodseq BIGINT NOT NULL DEFAULT 1,
+    recent_uid    BIGINT NOT NULL DEFAULT 1,
+    special_use   TEXT NOT NULL DEFAULT '',
+    UNIQUE (domain, account, name)
+);
+CREATE TABLE messages (
+    mailbox_id   BIGINT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid          BIGINT NOT NULL,
+    name         TEXT NOT NULL,
+    subdir       TEXT NOT NULL,
+    flags        TEXT NOT NULL DEFAULT '',
+    modseq       BIGINT NOT NULL,
+    size         BIGINT NOT NULL,
+    internaldate DOUBLE PRECISION NOT NULL,
+    cache        TEXT,
+    PRIMARY KEY (mailbox_id, uid),
+    UNIQUE (mailbox_id, name)
+);
+CREATE INDEX messages_modseq ON messages (mailbox_id, modseq);
+CREATE TABLE expunged (
+    mailbox_id BIGINT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid        BIGINT NOT NULL,
+    modseq     BIGINT NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+);
+CREATE TABLE acl (
+    mailbox_id BIGINT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    identifier TEXT NOT NULL,
+    rights     TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, identifier)
+);
+CREATE INDEX acl_identifier ON acl (identifier);
+CREATE TABLE seen (
+    mailbox_id BIGINT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    reader     TEXT NOT NULL,
+    uid        BIGINT NOT NULL,
+    PRIMARY KEY (mailbox_id, reader, uid)
+);
+CREATE TABLE mailbox_aliases (
+    domain  TEXT NOT NULL,
+    account TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    PRIMARY KEY (domain, account, name)
+);
+CREATE TABLE subscriptions (
+    domain  TEXT NOT NULL,
+    account TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    PRIMARY KEY (domain, account, name)
+);
+CREATE TABLE login_failures (
+    key           TEXT PRIMARY KEY,
+    failures      INTEGER NOT NULL,
+    last_failure  DOUBLE PRECISION NOT NULL,
+    blocked_until DOUBLE PRECISION NOT NULL DEFAULT 0
+);
+CREATE INDEX login_failures_last ON login_failures (last_failure);
+CREATE TABLE login_known (
+    account TEXT NOT NULL,
+    client  TEXT NOT NULL,
+    seen    DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (account, client)
+);
+CREATE TABLE dkim_keys (
+    domain      TEXT NOT NULL,
+    selector    TEXT NOT NULL,
+    algorithm   TEXT NOT NULL,
+    private_key TEXT NOT NULL,
+    public_key  TEXT NOT NULL,
+    created     DOUBLE PRECISION NOT NULL,
+    activated   DOUBLE PRECISION NOT NULL DEFAULT 0,
+    PRIMARY KEY (domain, selector)
+);
+CREATE TABLE message_headers (
+    mailbox_id BIGINT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid        BIGINT NOT NULL,
+    header     BYTEA NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+)
+"""
+
+#: Version 2: worker heartbeats (``waypost cluster status``).
+_V2 = """
+CREATE TABLE nodes (
+    worker    TEXT PRIMARY KEY,
+    node      TEXT NOT NULL,
+    addresses TEXT NOT NULL DEFAULT '[]',
+    started   DOUBLE PRECISION NOT NULL,
+    seen      DOUBLE PRECISION NOT NULL,
+    load      DOUBLE PRECISION NOT NULL DEFAULT 0
+)
+"""
+
+#: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
+#: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
+MIGRATIONS: list[list[str]] = [
+    [st.strip() for st in _V1.split(";\n") if st.strip()],
+    [_V2.strip()],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a postgresql:// URL, or None; never connects."""
+    try:
+        params = conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as e:
+        return f"{url!r}: not a valid PostgreSQL URL ({str(e).strip()})"
+    if not params.get("dbname"):
+        return f"{url!r}: names no database (postgresql://user@host/DATABASE)"
+    return None
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for log lines and messages."""
+    try:
+        params = conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(bad URL)"
+    params.pop("password", None)
+    return f"postgresql://{params.get('user', '')}@{params.get('host', '')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+
+
+class PostgresDatabase(_MailboxIndex):
+    """``Database`` on a PostgreSQL server.  ``changes``: the path of the data directory's
+    change token (None: nothing is cached)."""
+
+    def __init__(self, url: str, changes: str | Path | None = None, pool_size: int = 4,
+                 timeout: float = 5.0) -> None:
+        self.url = url
+        self.where = _safe(url)
+        self._pool = ConnectionPool(
+            url, min_size=0, max_size=max(1, pool_size), open=False, timeout=timeout,
+            # Connect attempts end soon: a caller waits ``timeout`` at most anyway.
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
+            name=f"waypost-{os.getpid()}", reconnect_timeout=max(timeout, 60.0),
+        )
+        self._pool.open(wait=False)
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        self._changes = None if changes is None else changes_token(str(changes))
+        self._cache: dict[tuple[str, ...], tuple[bytes, Any]] = {}
+        self._listening = threading.Event()   # the LISTEN connection is up
+        self._listener: threading.Thread | None = None
+        self._listen_conn: psycopg.Connection[Any] | None = None
+        self._closed = threading.Event()
+        self._timeout = timeout
+
+    # -- connections ----------------------------------------------------------------
+
+    @contextmanager
+    def _checkout(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection (autocommit).  Unreachable server, or one lost during the
+        work: ``StorageUnavailable`` (the pool drops a broken connection by itself)."""
+        try:
+            with self._pool.connection() as conn:
+                if not self._ready:
+                    self._migrate(conn)
+                yield conn
+        except PoolTimeout:
+            raise StorageUnavailable(f"database {self.where} unreachable") from None
+        except psycopg.OperationalError as e:
+            raise StorageUnavailable(f"database {self.where}: {str(e).strip().splitlines()[0]}") from None
+
+    @contextmanager
+    def _read(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._checkout() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self, settings: bool = True) -> Iterator[psycopg.Connection[Any]]:
+        """A write transaction.  ``settings=True`` (the cached tables): serialised by the
+        settings lock, and every process's cache is invalidated after the commit."""
+        with self._checkout() as conn:
+            with conn.transaction():
+                if settings:
+                    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, _SETTINGS_LOCK))
+                yield conn
+                if settings:  # heard by every process of every machine, at commit
+                    conn.execute("SELECT pg_notify(%s, '')", (CHANGES_CHANNEL,))
+        if settings:
+            self._renew_token()
+
+    def _renew_token(self) -> None:
+        if self._changes is not None and not isinstance(self._changes, bytes):
+            try:
+                self._changes[:8] = os.urandom(8)
+            except TypeError:  # a read-only mapping (a user who may only read): nothing to renew
+                pass
+
+    # -- change notifications from other machines ------------------------------------
+
+    def _start_listener(self) -> None:
+        with self._ready_lock:
+            if self._listener is None and not self._closed.is_set():
+                self._listener = threading.Thread(target=self._listen, name="pg-listen", daemon=True)
+                self._listener.start()
+
+    def _listen(self) -> None:
+        """LISTEN for settings changes; renew the token on each (and on every reconnect,
+        for what may have been missed while down)."""
+        while not self._closed.is_set():
+            try:
+                conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self._timeout)))
+            except psycopg.Error:
+                self._closed.wait(1.0)
+                continue
+            self._listen_conn = conn
+            try:
+                conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+                self._renew_token()
+                self._listening.set()
+                while not self._closed.is_set():
+                    for _ in conn.notifies(timeout=1.0):
+                        self._renew_token()
+            except psycopg.Error:
+                pass
+            finally:
+                self._listening.clear()
+                self._listen_conn = None
+                try:
+                    conn.close()
+                except psycopg.Error:
+                    pass
+
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        with self._ready_lock:
+            if self._ready:
+                return
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, _MIGRATE_LOCK))
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_version ("
+                             " version INTEGER PRIMARY KEY, applied DOUBLE PRECISION NOT NULL)")
+                row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+                version = int(row[0]) if row else 0
+                if version > SCHEMA_VERSION:
+                    raise SchemaError(f"the database has schema version {version}; this Waypost knows"
+                                      f" {SCHEMA_VERSION} at most (a newer Waypost made it)")
+                for n, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+                    for st in statements:
+                        conn.execute(st)  # type: ignore[arg-type]  # our own constant text
+                    conn.execute("INSERT INTO schema_version (version, applied) VALUES (%s, %s)", (n, time.time()))
+            self._ready = True
+
+    def schema_version(self) -> int:
+        with self._read() as c:
+            row = c.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+        return int(row[0]) if row else 0
+
+    def _cached(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
+        if self._changes is None:
+            return load()
+        if not self._listening.is_set():
+            self._start_listener()
+            if not self._listening.wait(0.0):
+                return load()
+        token = bytes(self._changes[:8])
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == token:
+            return hit[1]
+        value = load()
+        if len(self._cache) >= CACHE_ROWS:
+            self._cache.clear()
+        self._cache[key] = (token, value)  # the token read before the query: safe
+        return value
+
+    def close(self) -> None:
+        # The listener sees the flag within a second and closes its connection; not
+        # waited for (a CLI command would wait for it on every exit).
+        self._closed.set()
+        self._pool.close()
+
+    def backup_to(self, path: str | Path) -> None:
+        # pg_dump reads one snapshot (REPEATABLE READ) while the servers go on; the
+        # custom format is what pg_restore takes back.
+        exe = shutil.which("pg_dump")
+        if exe is None:
+            raise OSError("pg_dump is not installed (Debian: postgresql-client)")
+        done = subprocess.run([exe, "--format=custom", "--no-owner", f"--file={path}", "--dbname", self.url],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise OSError(f"pg_dump failed: {done.stderr.strip()}")
+
+    # -- server-wide values -----------------------------------------------------------
+
+    def get_value(self, key: str) -> Any:
+        text = self._cached(("v", key), lambda: self._meta_text("v:" + key))
+        return None if text is None else json.loads(text)
+
+    def get_mark(self, key: str) -> Any:
+        text = self._meta_text("m:" + key)
+        return None if text is None else json.loads(text)
+
+    def set_mark(self, key: str, value: Any) -> None:
+        self._write_value("m:" + key, value, settings=False)
+
+    def set_value(self, key: str, value: Any) -> None:
+        self._write_value("v:" + key, value)
+
+    def _meta_text(self, key: str) -> str | None:
+        with self._read() as c:
+            row = c.execute("SELECT value FROM meta WHERE key=%s", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _write_value(self, key: str, value: Any, settings: bool = True) -> None:
+        with self._write(settings) as c:
+            if value is None:
+                c.execute("DELETE FROM meta WHERE key=%s", (key,))
+            else:
+                c.execute("INSERT INTO meta (key, value) VALUES (%s, %s)"
+                          " ON CONFLICT (key) DO UPDATE SET value=excluded.value", (key, json.dumps(value)))
+
+    # -- domains --------------------------------------------------------------------
+
+    @staticmethod
+    def _domain_row(conn: psycopg.Connection[Any], name: str) -> DomainRecord | None:
+        row = conn.execute(
+            "SELECT d.name, d.settings, d.created, ARRAY(SELECT alias FROM domain_aliases WHERE domain=d.name"
+            " ORDER BY alias) FROM domains d WHERE d.name=%s"
+            " OR d.name=(SELECT domain FROM domain_aliases WHERE alias=%s) LIMIT 1", (name, name)).fetchone()
+        if row is None:
+            return None
+        return DomainRecord(name=row[0], aliases=list(row[3]), settings=json.loads(row[1]), created=row[2])
+
+    @staticmethod
+    def _name_taken(conn: psycopg.Connection[Any], name: str) -> bool:
+        row = conn.execute("SELECT EXISTS (SELECT 1 FROM domains WHERE name=%s)"
+                           " OR EXISTS (SELECT 1 FROM domain_aliases WHERE alias=%s)", (name, name)).fetchone()
+        return bool(row and row[0])
+
+    def add_domain(self, name: str, settings: dict[str, Any] | None = None) -> DomainRecord:
+        with self._write() as c:
+            if self._name_taken(c, name):
+                raise Conflict(f"domain {name} already exists")
+            c.execute("INSERT INTO domains (name, settings, created) VALUES (%s, %s, %s)",
+                      (name, json.dumps(settings or {}), time.time()))
+            rec = self._domain_row(c, name)
+        assert rec is not None
+        return rec
+
+    def get_domain(self, name: str) -> DomainRecord | None:
+        def load() -> tuple[str, list[str], str, float] | None:
+            with self._read() as c:
+                rec = self._domain_row(c, name)
+            return None if rec is None else (rec.name, rec.aliases, json.dumps(rec.settings), rec.created)
+        row = self._cached(("d", name), load)
+        return None if row is None else DomainRecord(row[0], list(row[1]), json.loads(row[2]), row[3])
+
+    def list_domains(self) -> list[DomainRecord]:
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT d.name, d.settings, d.created, ARRAY(SELECT alias FROM domain_aliases WHERE domain=d.name"
+                " ORDER BY alias) FROM domains d ORDER BY d.name").fetchall()
+        return [DomainRecord(r[0], list(r[3]), json.loads(r[1]), r[2]) for r in rows]
+
+    def update_domain_settings(self, name: str, changes: dict[str, Any]) -> DomainRecord:
+        with self._write() as c:
+            rec = self._domain_row(c, name)
+            if rec is None:
+                raise NotFound(f"no domain {name}")
+            settings = _merge(rec.settings, changes)
+            c.execute("UPDATE domains SET settings=%s WHERE name=%s", (json.dumps(settings), rec.name))
+            rec.settings = settings
+        return rec
+
+    def rename_domain_aliases(self, name: str, aliases: Sequence[str]) -> DomainRecord:
+        with self._write() as c:
+            rec = self._domain_row(c, name)
+            if rec is None:
+                raise NotFound(f"no domain {name}")
+            c.execute("DELETE FROM domain_aliases WHERE domain=%s", (rec.name,))
+            for alias in aliases:
+                if self._name_taken(c, alias):
+                    raise Conflict(f"{alias} is already a domain or a domain alias")
+                c.execute("INSERT INTO domain_aliases (alias, domain) VALUES (%s, %s)", (alias, rec.name))
+            out = self._domain_row(c, rec.name)
+        assert out is not None
+        return out
+
+    def remove_domain(self, name: str) -> None:
+        with self._write() as c:
+            if c.execute("DELETE FROM domains WHERE name=%s", (name,)).rowcount == 0:
+                raise NotFound(f"no domain {name}")
+
+    # -- objects --------------------------------------------------------------------
+
+    def add_object(self, obj: ObjectRecord) -> ObjectRecord:
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM domains WHERE name=%s", (obj.domain,)).fetchone() is None:
+                raise NotFound(f"no domain {obj.domain}")
+            existing = c.execute("SELECT kind FROM objects WHERE domain=%s AND name=%s",
+                                 (obj.domain, obj.name)).fetchone()
+            if existing is not None:
+                raise Conflict(f"{obj.name}@{obj.domain} already exists (a {existing[0]})")
+            obj.created = obj.created or time.time()
+            c.execute("INSERT INTO objects (domain, name, kind, data, created) VALUES (%s, %s, %s, %s, %s)",
+                      (obj.domain, obj.name, obj.kind, json.dumps(obj.data), obj.created))
+        return obj
+
+    def get_object(self, domain: str, name: str) -> ObjectRecord | None:
+        def load() -> Any:
+            with self._read() as c:
+                return c.execute("SELECT domain, name, kind, data, created FROM objects WHERE domain=%s AND name=%s",
+                                 (domain, name)).fetchone()
+        row = self._cached(("o", domain, name), load)
+        return None if row is None else ObjectRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
+
+    def list_objects(self, domain: str | None = None, kind: str | None = None) -> list[ObjectRecord]:
+        sql = "SELECT domain, name, kind, data, created FROM objects"
+        where: list[str] = []
+        args: list[Any] = []
+        if domain is not None:
+            where.append("domain=%s")
+            args.append(domain)
+        if kind is not None:
+            where.append("kind=%s")
+            args.append(kind)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY domain, name"
+        with self._read() as c:
+            rows = c.execute(sql, args).fetchall()  # type: ignore[call-overload]
+        return [ObjectRecord(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    def update_object(self, domain: str, name: str, changes: dict[str, Any]) -> ObjectRecord:
+        with self._write() as c:
+            row = c.execute("SELECT domain, name, kind, data, created FROM objects WHERE domain=%s AND name=%s",
+                            (domain, name)).fetchone()
+            if row is None:
+                raise NotFound(f"no object {name}@{domain}")
+            data = _merge(json.loads(row[3]), changes)
+            c.execute("UPDATE objects SET data=%s WHERE domain=%s AND name=%s", (json.dumps(data), domain, name))
+        return ObjectRecord(row[0], row[1], row[2], data, row[4])
+
+    def remove_object(self, domain: str, name: str) -> None:
+        with self._write() as c:
+            if c.execute("DELETE FROM objects WHERE domain=%s AND name=%s", (domain, name)).rowcount == 0:
+                raise NotFound(f"no object {name}@{domain}")
+
+    # -- queue ------------------------------------------------------------------------
+
+    def queue_insert(self, messages: Iterable[QueuedMessage], lease_owner: str, lease_until: float) -> None:
+        msgs = list(messages)
+        if not msgs:
+            return
+        with self._write(settings=False) as c, c.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO queue_messages (id, sender, created, size, envelope) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                [(m.msg_id, m.sender, m.created, m.size, json.dumps(m.envelope)) for m in msgs])
+            cur.executemany(
+                "INSERT INTO queue_recipients (msg_id, idx, address, target, route, status, attempts,"
+                " next_attempt, last_reply, notify, orcpt, held, lease_owner, lease_until)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [(m.msg_id, r.idx, r.address, r.target, json.dumps(r.route), r.status, r.attempts,
+                  r.next_attempt, r.last_reply, r.notify, r.orcpt, bool(r.held),
+                  "" if r.held else lease_owner, 0.0 if r.held else lease_until)
+                 for m in msgs for r in m.recipients])
+
+    def queue_known_ids(self) -> set[str]:
+        with self._read() as c:
+            return {r[0] for r in c.execute("SELECT id FROM queue_messages")}
+
+    @staticmethod
+    def _messages(conn: psycopg.Connection[Any], ids: Sequence[str],
+                  only_rows: set[tuple[str, int]] | None = None) -> list[QueuedMessage]:
+        """Messages (in the order of ``ids``) with their recipients; ``only_rows`` keeps
+        just those (msg_id, idx).  Two queries, whatever the number of messages."""
+        if not ids:
+            return []
+        found = {r[0]: QueuedMessage(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in conn.execute(
+            "SELECT id, sender, created, size, envelope FROM queue_messages WHERE id = ANY(%s)", (list(ids),))}
+        for r in conn.execute(
+                "SELECT msg_id, idx, address, target, route, status, attempts, next_attempt, last_reply,"
+                " notify, orcpt, held FROM queue_recipients WHERE msg_id = ANY(%s) ORDER BY msg_id, idx",
+                (list(found),)):
+            if only_rows is not None and (r[0], r[1]) not in only_rows:
+                continue
+            found[r[0]].recipients.append(
+                QueuedRecipient(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7], r[8], r[9], r[10],
+                                bool(r[11])))
+        return [found[i] for i in ids if i in found]
+
+    def queue_claim_due(self, now: float, owner: str, lease_until: float, limit: int) -> list[QueuedMessage]:
+        with self._write(settings=False) as c:
+            # SKIP LOCKED: recipients another claimer is taking right now are left to it.
+            rows = c.execute(
+                "UPDATE queue_recipients r SET lease_owner=%s, lease_until=%s FROM ("
+                " SELECT msg_id, idx FROM queue_recipients WHERE status='queued' AND NOT held AND next_attempt<=%s"
+                " AND lease_until<=%s ORDER BY next_attempt LIMIT %s FOR UPDATE SKIP LOCKED) due"
+                " WHERE r.msg_id=due.msg_id AND r.idx=due.idx RETURNING r.msg_id, r.idx",
+                (owner, lease_until, now, now, limit)).fetchall()
+            return self._messages(c, sorted({r[0] for r in rows}), only_rows={(r[0], r[1]) for r in rows})
+
+    def queue_update(self, updates: Iterable[RecipientUpdate], owner: str,
+                     forget: Iterable[str] = ()) -> list[str]:
+        ups = list(updates)
+        with self._write(settings=False) as c:
+            self._forget(c, forget)
+            if not ups:
+                return []
+            touched = {r[0] for r in c.execute(
+                "UPDATE queue_recipients r SET status=u.status, last_reply=u.reply, next_attempt=u.next,"
+                " attempts=r.attempts+1, lease_owner='', lease_until=0"
+                " FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[], %s::float8[])"
+                " AS u(msg_id, idx, status, reply, next) WHERE r.msg_id=u.msg_id AND r.idx=u.idx"
+                " RETURNING r.msg_id",
+                ([u.msg_id for u in ups], [u.idx for u in ups], [u.status for u in ups], [u.reply for u in ups],
+                 [u.next_attempt for u in ups]))}
+            if not touched:  # a message the index does not know is never reported finished
+                return []
+            left = {r[0] for r in c.execute(
+                "SELECT DISTINCT msg_id FROM queue_recipients WHERE msg_id = ANY(%s) AND status='queued'",
+                (sorted(touched),))}
+        return sorted(touched - left)
+
+    def queue_forget(self, msg_ids: Iterable[str]) -> int:
+        with self._write(settings=False) as c:
+            return self._forget(c, msg_ids)
+
+    @staticmethod
+    def _forget(c: psycopg.Connection[Any], msg_ids: Iterable[str]) -> int:
+        ids = list(msg_ids)
+        if not ids:
+            return 0
+        return c.execute(
+            "DELETE FROM queue_messages m WHERE id = ANY(%s) AND NOT EXISTS"
+            " (SELECT 1 FROM queue_recipients WHERE msg_id=m.id AND status='queued')", (ids,)).rowcount
+
+    def queue_release_lease(self, msg_ids: Iterable[str], owner: str) -> None:
+        ids = list(msg_ids)
+        if ids:
+            with self._write(settings=False) as c:
+                c.execute("UPDATE queue_recipients SET lease_owner='', lease_until=0"
+                          " WHERE msg_id = ANY(%s) AND lease_owner=%s", (ids, owner))
+
+    def queue_release_rows(self, rows: Iterable[tuple[str, int]], owner: str) -> None:
+        pairs = list(rows)
+        if pairs:
+            with self._write(settings=False) as c:
+                c.execute("UPDATE queue_recipients r SET lease_owner='', lease_until=0"
+                          " FROM unnest(%s::text[], %s::int[]) AS u(msg_id, idx)"
+                          " WHERE r.msg_id=u.msg_id AND r.idx=u.idx AND r.lease_owner=%s",
+                          ([m for m, _ in pairs], [i for _, i in pairs], owner))
+
+    def queue_release_leases_of(self, owner: str) -> int:
+        with self._write(settings=False) as c:
+            return c.execute("UPDATE queue_recipients SET lease_owner='', lease_until=0"
+                             " WHERE lease_owner=%s OR starts_with(lease_owner, %s)", (owner, owner + "/")).rowcount
+
+    @staticmethod
+    def _recipient_terms(where: QueueFilter, table: str = "") -> tuple[list[str], list[Any]]:
+        terms: list[str] = []
+        args: list[Any] = []
+        if where.target is not None:
+            terms.append(f"{table}target=%s")
+            args.append(where.target)
+        if where.recipient is not None:
+            terms.append(f"lower({table}address) LIKE %s ESCAPE '\\'")
+            args.append(_like(where.recipient))
+        return terms, args
+
+    @staticmethod
+    def _queue_where(where: QueueFilter, now: float) -> tuple[str, list[Any]]:
+        """The WHERE clause (on ``m``, queue_messages) of a queue filter."""
+        terms, args = PostgresDatabase._recipient_terms(where, "r2.")
+        rcpt = ["r2.msg_id=m.id", "r2.status='queued'", *terms]
+        if where.state == "queued":
+            rcpt.append("NOT r2.held")
+        elif where.state == "held":
+            rcpt.append("r2.held")
+        elif where.state == "deferred":
+            rcpt.append("r2.attempts>0")
+        elif where.state == "active":
+            rcpt.append("r2.lease_owner<>'' AND r2.lease_until>%s")
+            args.append(now)
+        elif where.state is not None:
+            raise ValueError(f"unknown queue state {where.state!r}")
+        clauses = [f"EXISTS (SELECT 1 FROM queue_recipients r2 WHERE {' AND '.join(rcpt)})"]
+        if where.sender is not None:
+            clauses.append("lower(m.sender) LIKE %s ESCAPE '\\'")
+            args.append(_like(where.sender))
+        if where.created_before is not None:
+            clauses.append("m.created<%s")
+            args.append(where.created_before)
+        if where.created_after is not None:
+            clauses.append("m.created>=%s")
+            args.append(where.created_after)
+        return " AND ".join(clauses), args
+
+    def queue_entries(self, where: QueueFilter, limit: int | None = None, offset: int = 0) -> Iterator[QueueEntry]:
+        if limit == 0:
+            return
+        clause = ""
+        args: list[Any] = []
+        if where != QueueFilter():
+            clause, args = self._queue_where(where, time.time())
+            clause = " WHERE " + clause
+        # A server-side cursor in one read-only transaction: rows are fetched a batch
+        # at a time while the caller prints them (bounded memory, one snapshot).
+        with self._checkout() as conn, conn.transaction(), conn.cursor(name="queue_entries") as cur:
+            cur.itersize = 500
+            cur.execute(
+                "SELECT m.id, m.sender, m.created, m.size, r.address, r.target, r.held, r.attempts,"
+                " r.next_attempt, r.last_reply FROM queue_messages m"
+                " JOIN queue_recipients r ON r.msg_id=m.id AND r.status='queued'"
+                f"{clause} ORDER BY m.created, m.id, r.idx", args)  # type: ignore[arg-type]
+            entry: QueueEntry | None = None
+            skip, left = offset, limit
+            for msg_id, sender, created, size, address, target, held, attempts, nxt, reply in cur:
+                if entry is None or entry.msg_id != msg_id:
+                    if entry is not None:
+                        if skip:
+                            skip -= 1
+                        else:
+                            yield entry
+                            if left is not None:
+                                left -= 1
+                                if left == 0:
+                                    return
+                    entry = QueueEntry(msg_id, sender, created, size, next_attempt=nxt)
+                entry.recipients.append(address)
+                if target not in entry.targets:
+                    entry.targets.append(target)
+                entry.held = entry.held or bool(held)
+                entry.attempts = max(entry.attempts, attempts)
+                entry.next_attempt = min(entry.next_attempt, nxt)
+                if reply and not entry.last_reply:
+                    entry.last_reply = reply
+            if entry is not None and not skip:
+                yield entry
+
+    def queue_count(self, where: QueueFilter) -> int:
+        clause, args = self._queue_where(where, time.time())
+        with self._read() as c:
+            row = c.execute(f"SELECT COUNT(*) FROM queue_messages m WHERE {clause}", args).fetchone()  # type: ignore[arg-type]
+        return int(row[0]) if row else 0
+
+    def queue_delete_many(self, msg_ids: Sequence[str]) -> int:
+        if not msg_ids:
+            return 0
+        with self._write(settings=False) as c:
+            return c.execute("DELETE FROM queue_messages WHERE id = ANY(%s)", (list(msg_ids),)).rowcount
+
+    def queue_set_matching(self, where: QueueFilter, now: float, held: bool | None = None,
+                           due: bool = False) -> int:
+        clause, args = self._queue_where(where, now)
+        terms, rargs = self._recipient_terms(where)
+        rcpt = ["status='queued'", *terms]
+        sets: list[str] = []
+        sargs: list[Any] = []
+        if held is not None:
+            sets.append("held=%s")
+            sargs.append(bool(held))
+        if due:
+            sets.append("next_attempt=%s")
+            sargs.append(now)
+        if not sets:
+            return 0
+        sql = (f"UPDATE queue_recipients SET {', '.join(sets)} WHERE {' AND '.join(rcpt)}"
+               f" AND msg_id IN (SELECT m.id FROM queue_messages m WHERE {clause})")
+        with self._write(settings=False) as c:
+            return c.execute(sql, [*sargs, *rargs, *args]).rowcount  # type: ignore[arg-type]
+
+    def queue_get(self, msg_id: str) -> QueuedMessage | None:
+        with self._read() as c:
+            found = self._messages(c, [msg_id])
+        return found[0] if found else None
+
+    def queue_delete(self, msg_id: str) -> bool:
+        with self._write(settings=False) as c:
+            return c.execute("DELETE FROM queue_messages WHERE id=%s", (msg_id,)).rowcount > 0
+
+    def queue_reschedule(self, now: float, target: str | None = None, msg_id: str | None = None) -> int:
+        sql = "UPDATE queue_recipients SET next_attempt=%s WHERE status='queued'"
+        args: list[Any] = [now]
+        if target is not None:
+            sql += " AND target=%s"
+            args.append(target)
+        if msg_id is not None:
+            sql += " AND msg_id=%s"
+            args.append(msg_id)
+        with self._write(settings=False) as c:
+            return c.execute(sql, args).rowcount  # type: ignore[arg-type]
+
+    def queue_claim_targets(self, targets: Sequence[str], owner: str, lease_until: float,
+                            now: float) -> list[QueuedMessage]:
+        if not targets:
+            return []
+        with self._write(settings=False) as c:
+            rows = c.execute(
+                "UPDATE queue_recipients r SET lease_owner=%s, lease_until=%s FROM ("
+                " SELECT msg_id, idx FROM queue_recipients WHERE status='queued' AND lease_until<=%s"
+                " AND target = ANY(%s) FOR UPDATE SKIP LOCKED) t"
+                " WHERE r.msg_id=t.msg_id AND r.idx=t.idx RETURNING r.msg_id, r.idx",
+                (owner, lease_until, now, list(targets))).fetchall()
+            return self._messages(c, sorted({r[0] for r in rows}), only_rows={(r[0], r[1]) for r in rows})
+
+    def queue_extend_leases(self, owner: str, lease_until: float) -> int:
+        with self._write(settings=False) as c:
+            return c.execute("UPDATE queue_recipients SET lease_until=%s WHERE lease_owner=%s AND status='queued'",
+                             (lease_until, owner)).rowcount
+
+    def queue_targets(self) -> dict[str, int]:
+        with self._read() as c:
+            return {r[0]: r[1] for r in c.execute(
+                "SELECT target, COUNT(DISTINCT msg_id) FROM queue_recipients WHERE status='queued' GROUP BY target")}
+
+    def queue_set_held(self, target: str, held: bool) -> int:
+        with self._write(settings=False) as c:
+            return c.execute("UPDATE queue_recipients SET held=%s WHERE target=%s AND status='queued'",
+                             (bool(held), target)).rowcount
+
+    # -- login throttling -----------------------------------------------------------
+
+    def login_failures_get(self, keys: Sequence[str], since: float) -> dict[str, tuple[int, float]]:
+        if not keys:
+            return {}
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT key, CASE WHEN last_failure >= %s THEN failures ELSE 0 END, blocked_until FROM login_failures"
+                " WHERE key = ANY(%s) AND (last_failure >= %s OR blocked_until > %s)",
+                (since, list(keys), since, since)).fetchall()
+        return {r[0]: (int(r[1]), float(r[2])) for r in rows}
+
+    def login_failure_add(self, keys: Sequence[str], now: float, since: float, block_after: int,
+                          block_until: float) -> dict[str, tuple[int, float]]:
+        out: dict[str, tuple[int, float]] = {}
+        with self._write(settings=False) as c:
+            for key in sorted(set(keys)):  # one order for every caller: no deadlock
+                c.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOGIN_LOCK_CLASS, key))
+            for key in keys:
+                row = c.execute("SELECT failures, last_failure, blocked_until FROM login_failures WHERE key=%s",
+                                (key,)).fetchone()
+                failures = 1 if row is None or row[1] < since else int(row[0]) + 1
+                blocked = 0.0 if row is None else float(row[2])
+                if failures >= block_after and blocked <= now:
+                    blocked = block_until
+                c.execute("INSERT INTO login_failures (key, failures, last_failure, blocked_until)"
+                          " VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET failures=excluded.failures,"
+                          " last_failure=excluded.last_failure, blocked_until=excluded.blocked_until",
+                          (key, failures, now, blocked))
+                out[key] = (failures, blocked)
+            c.execute("DELETE FROM login_failures WHERE last_failure < %s AND blocked_until < %s", (since, now))
+        return out
+
+    def login_failures_list(self, since: float) -> list[tuple[str, int, float, float]]:
+        with self._read() as c:
+            rows = c.execute("SELECT key, failures, last_failure, blocked_until FROM login_failures"
+                             " WHERE last_failure >= %s OR blocked_until > %s ORDER BY key", (since, since)).fetchall()
+        return [(r[0], int(r[1]), float(r[2]), float(r[3])) for r in rows]
+
+    def login_failures_clear(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        with self._write(settings=False) as c:
+            return c.execute("DELETE FROM login_failures WHERE key = ANY(%s)", (list(keys),)).rowcount
+
+    def login_known_get(self, account: str, client: str) -> float | None:
+        with self._read() as c:
+            row = c.execute("SELECT seen FROM login_known WHERE account=%s AND client=%s", (account, client)).fetchone()
+        return None if row is None else float(row[0])
+
+    def login_known_set(self, account: str, client: str, now: float, forget_before: float) -> None:
+        with self._write(settings=False) as c:
+            c.execute("INSERT INTO login_known (account, client, seen) VALUES (%s, %s, %s)"
+                      " ON CONFLICT (account, client) DO UPDATE SET seen=excluded.seen", (account, client, now))
+            c.execute("DELETE FROM login_known WHERE account=%s AND seen < %s", (account, forget_before))
+
+    # -- cluster: worker heartbeats ----------------------------------------------------
+
+    def node_heartbeat(self, worker: str, node: str, addresses: Sequence[str], load: float, now: float) -> None:
+        with self._write(settings=False) as c:
+            c.execute("INSERT INTO nodes (worker, node, addresses, started, seen, load) VALUES (%s, %s, %s, %s, %s, %s)"
+                      " ON CONFLICT (worker) DO UPDATE SET addresses=excluded.addresses, seen=excluded.seen,"
+                      " load=excluded.load", (worker, node, json.dumps(list(addresses)), now, now, load))
+
+    def node_forget(self, worker: str) -> None:
+        with self._write(settings=False) as c:
+            c.execute("DELETE FROM nodes WHERE worker=%s", (worker,))
+
+    def node_list(self, now: float) -> list[NodeRecord]:
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT n.worker, n.node, n.addresses, n.started, n.seen, n.load, COUNT(q.msg_id) FROM nodes n"
+                " LEFT JOIN queue_recipients q ON q.lease_owner=n.worker AND q.status='queued' AND q.lease_until>%s"
+                " GROUP BY n.worker ORDER BY n.node, n.worker", (now,)).fetchall()
+        return [NodeRecord(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], int(r[6])) for r in rows]
+
+    # -- DKIM signing keys ----------------------------------------------------------
+
+    def dkim_key_add(self, key: DKIMKeyRecord) -> None:
+        with self._write() as c:
+            done = c.execute(
+                "INSERT INTO dkim_keys (domain, selector, algorithm, private_key, public_key, created, activated)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (key.domain, key.selector, key.algorithm, key.private_key, key.public_key, key.created,
+                 key.activated)).rowcount
+            if done == 0:
+                raise Conflict(f"{key.domain} already has a DKIM key with selector {key.selector}")
+
+    def dkim_keys(self, domain: str | None = None) -> list[DKIMKeyRecord]:
+        def load() -> list[DKIMKeyRecord]:
+            sql = ("SELECT domain, selector, algorithm, private_key, public_key, created, activated FROM dkim_keys"
+                   + (" WHERE domain=%s" if domain is not None else "") + " ORDER BY domain, created, selector")
+            with self._read() as c:
+                rows = c.execute(sql, (domain,) if domain is not None else ()).fetchall()  # type: ignore[arg-type]
+            return [DKIMKeyRecord(r[0], r[1], r[2], r[3], r[4], float(r[5]), float(r[6])) for r in rows]
+        return list(self._cached(("dkim", domain or "*"), load))
+
+    def dkim_key_activate(self, domain: str, selector: str, activated: float) -> None:
+        with self._write() as c:
+            if c.execute("UPDATE dkim_keys SET activated=%s WHERE domain=%s AND selector=%s",
+                         (activated, domain, selector)).rowcount == 0:
+                raise NotFound(f"{domain} has no DKIM key with selector {selector}")
+
+    def dkim_key_remove(self, domain: str, selector: str) -> None:
+        with self._write() as c:
+            if c.execute("DELETE FROM dkim_keys WHERE domain=%s AND selector=%s", (domain, selector)).rowcount == 0:
+                raise NotFound(f"{domain} has no DKIM key with selector {selector}")
+
+
+def _like(pattern: str) -> str:
+    """A LIKE pattern (escape ``\\``) for an address where ``*`` is any text."""
+    escaped = pattern.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,360 @@
+"""PostgreSQL: the mailbox index (IMAP UIDs, flags, mod-sequences, subscriptions, ACLs).
+
+As in ``sqlite_mailbox.py``, each mailbox row carries its counters (``uidnext``,
+``highestmodseq``).  A change locks that row (``FOR UPDATE``) before it reads them, so
+two workers or two machines adding to one mailbox get consecutive UIDs and mod-sequences
+in commit order; changes to other mailboxes go on meanwhile.  Header-cache writes take
+the row lock shared, so an expunge (which deletes their rows) is never overtaken.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import psycopg
+
+from .base import Conflict, MailboxRecord, MessageRecord, NotFound
+
+_MAILBOX_COLS = ("id, domain, account, name, folder, uidvalidity, uidnext, highestmodseq, recent_uid, special_use,"
+                 " (SELECT COUNT(*) FROM messages WHERE mailbox_id = mailboxes.id)")
+_MESSAGE_COLS = "uid, name, subdir, flags, modseq, size, internaldate"
+
+
+def _mailbox(row: Sequence[Any]) -> MailboxRecord:
+    return MailboxRecord(*row)
+
+
+def _message(row: Sequence[Any]) -> MessageRecord:
+    uid, name, subdir, flags, modseq, size, internaldate = row
+    return MessageRecord(uid, name, subdir, tuple(flags.split()) if flags else (), modseq, size, internaldate)
+
+
+class _MailboxIndex:
+    """The mailbox index half of ``PostgresDatabase`` (mixed in)."""
+
+    _read: Any
+    _write: Any
+
+    def mailbox_list(self, domain: str, account: str) -> list[MailboxRecord]:
+        with self._read() as c:
+            rows = c.execute(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE domain=%s AND account=%s ORDER BY name",
+                             (domain, account)).fetchall()
+        return [_mailbox(r) for r in rows]
+
+    def mailbox_get(self, domain: str, account: str, name: str) -> MailboxRecord | None:
+        with self._read() as c:
+            row = c.execute(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE domain=%s AND account=%s AND name=%s",
+                            (domain, account, name)).fetchone()
+        return _mailbox(row) if row else None
+
+    def mailbox_by_id(self, mailbox_id: int) -> MailboxRecord | None:
+        with self._read() as c:
+            row = c.execute(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE id=%s", (mailbox_id,)).fetchone()
+        return _mailbox(row) if row else None
+
+    def mailbox_create(self, domain: str, account: str, name: str, folder: str, uidvalidity: int,
+                       special_use: str = "") -> MailboxRecord:
+        with self._write(settings=False) as c:
+            # RFC 3501 §2.3.1.1: never a UIDVALIDITY at or below the last one given (the
+            # meta row is locked by the upsert until the commit).
+            row = c.execute(
+                "INSERT INTO meta (key, value) VALUES ('uidvalidity', %s) ON CONFLICT (key) DO UPDATE"
+                " SET value=GREATEST(meta.value::bigint + 1, excluded.value::bigint)::text RETURNING value",
+                (str(uidvalidity),)).fetchone()
+            uidvalidity = int(row[0])
+            # The id comes from an identity sequence, which never gives a number twice
+            # (caches and bus topics are keyed by it: STYLE.md 13).
+            try:
+                with c.transaction():
+                    row = c.execute(
+                        "INSERT INTO mailboxes (domain, account, name, folder, uidvalidity, special_use)"
+                        f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_MAILBOX_COLS}",
+                        (domain, account, name, folder, uidvalidity, special_use)).fetchone()
+            except psycopg.errors.UniqueViolation:
+                raise Conflict(f"mailbox {name!r} exists") from None
+        return _mailbox(row)
+
+    def mailbox_delete(self, mailbox_id: int) -> None:
+        with self._write(settings=False) as c:
+            c.execute("DELETE FROM mailboxes WHERE id=%s", (mailbox_id,))
+
+    def mailbox_rename(self, mailbox_id: int, name: str, folder: str) -> MailboxRecord:
+        with self._write(settings=False) as c:
+            try:
+                with c.transaction():
+                    row = c.execute(f"UPDATE mailboxes SET name=%s, folder=%s WHERE id=%s RETURNING {_MAILBOX_COLS}",
+                                    (name, folder, mailbox_id)).fetchone()
+            except psycopg.errors.UniqueViolation:
+                raise Conflict(f"mailbox {name!r} exists") from None
+        if row is None:
+            raise NotFound(f"mailbox {mailbox_id}")
+        return _mailbox(row)
+
+    def mailbox_set_special_use(self, mailbox_id: int, use: str) -> None:
+        with self._write(settings=False) as c:
+            c.execute("UPDATE mailboxes SET special_use=%s WHERE id=%s", (use, mailbox_id))
+
+    def mailbox_state(self, mailbox_id: int) -> tuple[int, int, int] | None:
+        with self._read() as c:
+            row = c.execute("SELECT uidnext, highestmodseq, (SELECT COUNT(*) FROM messages WHERE mailbox_id=%s)"
+                            " FROM mailboxes WHERE id=%s", (mailbox_id, mailbox_id)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def message_add(self, mailbox_id: int,
+                    items: Sequence[tuple[str, str, tuple[str, ...], int, float]]) -> list[MessageRecord]:
+        out: list[MessageRecord] = []
+        with self._write(settings=False) as c:
+            row = c.execute("SELECT uidnext, highestmodseq FROM mailboxes WHERE id=%s FOR UPDATE",
+                            (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"mailbox {mailbox_id}")
+            uid, modseq = row
+            modseq += 1
+            # Names indexed already (delivery and a directory scan may both see a file)
+            # keep their UID; the others get the next ones, in order.
+            known = {r[1]: _message(r) for r in c.execute(
+                f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=%s AND name = ANY(%s)",
+                (mailbox_id, [it[0] for it in items]))}
+            new: list[MessageRecord] = []
+            for name, subdir, flags, size, internaldate in items:
+                old = known.get(name)
+                if old is not None:
+                    out.append(old)
+                    continue
+                rec = MessageRecord(uid, name, subdir, tuple(flags), modseq, size, internaldate)
+                known[name] = rec
+                new.append(rec)
+                out.append(rec)
+                uid += 1
+            if new:
+                c.execute(
+                    "INSERT INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate)"
+                    " SELECT %s, * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[],"
+                    " %s::bigint[], %s::float8[])",
+                    (mailbox_id, [m.uid for m in new], [m.name for m in new], [m.subdir for m in new],
+                     [" ".join(m.flags) for m in new], [m.modseq for m in new], [m.size for m in new],
+                     [m.internaldate for m in new]))
+                c.execute("UPDATE mailboxes SET uidnext=%s, highestmodseq=%s WHERE id=%s", (uid, modseq, mailbox_id))
+        return out
+
+    def message_set_sizes(self, mailbox_id: int, sizes: Sequence[tuple[int, int]]) -> None:
+        if not sizes:
+            return
+        with self._write(settings=False) as c:
+            c.execute("UPDATE messages m SET size=u.size FROM unnest(%s::bigint[], %s::bigint[]) AS u(uid, size)"
+                      " WHERE m.mailbox_id=%s AND m.uid=u.uid",
+                      ([u for u, _ in sizes], [s for _, s in sizes], mailbox_id))
+
+    def message_list(self, mailbox_id: int) -> list[MessageRecord]:
+        with self._read() as c:
+            rows = c.execute(f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=%s ORDER BY uid",
+                             (mailbox_id,)).fetchall()
+        return [_message(r) for r in rows]
+
+    def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int]]:
+        with self._read() as c, c.transaction():  # one snapshot for both reads
+            changed = c.execute(f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=%s AND modseq>%s ORDER BY uid",
+                                (mailbox_id, since)).fetchall()
+            gone = c.execute("SELECT uid FROM expunged WHERE mailbox_id=%s AND modseq>%s ORDER BY uid",
+                             (mailbox_id, since)).fetchall()
+        return [_message(r) for r in changed], [r[0] for r in gone]
+
+    def message_store(self, mailbox_id: int, uids: Sequence[int], flags: Sequence[str], mode: str,
+                      unchanged_since: int | None = None) -> tuple[list[MessageRecord], list[int]]:
+        out: list[MessageRecord] = []
+        refused: list[int] = []
+        wanted = list(dict.fromkeys(flags))
+        with self._write(settings=False) as c:
+            row = c.execute("SELECT highestmodseq FROM mailboxes WHERE id=%s FOR UPDATE", (mailbox_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"mailbox {mailbox_id}")
+            modseq = row[0] + 1
+            changes: list[tuple[int, str]] = []
+            rows = c.execute(f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=%s AND uid = ANY(%s) ORDER BY uid",
+                             (mailbox_id, list(uids))).fetchall()
+            for r in rows:
+                m = _message(r)
+                if unchanged_since is not None and m.modseq > unchanged_since:
+                    refused.append(m.uid)
+                    continue
+                if mode == "+":
+                    new = m.flags + tuple(f for f in wanted if f not in m.flags)
+                elif mode == "-":
+                    new = tuple(f for f in m.flags if f not in wanted)
+                else:
+                    new = tuple(wanted)
+                if set(new) == set(m.flags) and unchanged_since is None:
+                    out.append(m)
+                    continue
+                # RFC 7162 §3.1.3: with UNCHANGEDSINCE, a STORE that changes nothing
+                # still gets a new mod-sequence.
+                changes.append((m.uid, " ".join(new)))
+                m.flags, m.modseq = new, modseq
+                out.append(m)
+            if changes:
+                c.execute("UPDATE messages m SET flags=u.flags, modseq=%s"
+                          " FROM unnest(%s::bigint[], %s::text[]) AS u(uid, flags)"
+                          " WHERE m.mailbox_id=%s AND m.uid=u.uid",
+                          (modseq, [u for u, _ in changes], [f for _, f in changes], mailbox_id))
+                c.execute("UPDATE mailboxes SET highestmodseq=%s WHERE id=%s", (modseq, mailbox_id))
+        return out, refused
+
+    def message_expunge(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRecord]:
+        with self._write(settings=False) as c:
+            row = c.execute("SELECT highestmodseq FROM mailboxes WHERE id=%s FOR UPDATE", (mailbox_id,)).fetchone()
+            if row is None:
+                return []
+            modseq = row[0] + 1
+            out = [_message(r) for r in c.execute(
+                f"DELETE FROM messages WHERE mailbox_id=%s AND uid = ANY(%s) RETURNING {_MESSAGE_COLS}",
+                (mailbox_id, list(uids)))]
+            if out:
+                gone = [m.uid for m in out]
+                c.execute("DELETE FROM message_headers WHERE mailbox_id=%s AND uid = ANY(%s)", (mailbox_id, gone))
+                c.execute("INSERT INTO expunged (mailbox_id, uid, modseq) SELECT %s, u, %s FROM unnest(%s::bigint[]) u"
+                          " ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq=excluded.modseq",
+                          (mailbox_id, modseq, gone))
+                c.execute("UPDATE mailboxes SET highestmodseq=%s WHERE id=%s", (modseq, mailbox_id))
+        out.sort(key=lambda m: m.uid)
+        return out
+
+    def message_claim_recent(self, mailbox_id: int) -> int:
+        with self._write(settings=False) as c:
+            row = c.execute(
+                "UPDATE mailboxes m SET recent_uid=m.uidnext FROM"
+                " (SELECT id, recent_uid FROM mailboxes WHERE id=%s FOR UPDATE) old"
+                " WHERE m.id=old.id RETURNING old.recent_uid", (mailbox_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"mailbox {mailbox_id}")
+        return int(row[0])
+
+    def message_cache_get(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, Any]:
+        with self._read() as c:
+            rows = c.execute("SELECT uid, cache FROM messages WHERE mailbox_id=%s AND cache IS NOT NULL"
+                             " AND uid = ANY(%s)", (mailbox_id, list(uids))).fetchall()
+        return {uid: json.loads(cache) for uid, cache in rows}
+
+    def message_cache_set(self, mailbox_id: int, values: Sequence[tuple[int, Any]]) -> None:
+        if not values:
+            return
+        with self._write(settings=False) as c:
+            c.execute("UPDATE messages m SET cache=u.cache FROM unnest(%s::bigint[], %s::text[]) AS u(uid, cache)"
+                      " WHERE m.mailbox_id=%s AND m.uid=u.uid",
+                      ([u for u, _ in values], [json.dumps(v, separators=(",", ":")) for _, v in values],
+                       mailbox_id))
+
+    def subscription_list(self, domain: str, account: str) -> list[str]:
+        with self._read() as c:
+            rows = c.execute("SELECT name FROM subscriptions WHERE domain=%s AND account=%s ORDER BY name",
+                             (domain, account)).fetchall()
+        return [r[0] for r in rows]
+
+    def subscription_set(self, domain: str, account: str, name: str, subscribed: bool) -> None:
+        with self._write(settings=False) as c:
+            if subscribed:
+                c.execute("INSERT INTO subscriptions (domain, account, name) VALUES (%s, %s, %s)"
+                          " ON CONFLICT DO NOTHING", (domain, account, name))
+            else:
+                c.execute("DELETE FROM subscriptions WHERE domain=%s AND account=%s AND name=%s",
+                          (domain, account, name))
+
+    # -- ACLs (RFC 4314), private \\Seen, mailbox aliases ------------------------------
+
+    def acl_get(self, mailbox_id: int) -> dict[str, str]:
+        with self._read() as c:
+            rows = c.execute("SELECT identifier, rights FROM acl WHERE mailbox_id=%s ORDER BY identifier",
+                             (mailbox_id,)).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def acl_set(self, mailbox_id: int, identifier: str, rights: str | None) -> None:
+        with self._write(settings=False) as c:
+            if rights:
+                c.execute("INSERT INTO acl (mailbox_id, identifier, rights) VALUES (%s, %s, %s)"
+                          " ON CONFLICT (mailbox_id, identifier) DO UPDATE SET rights=excluded.rights",
+                          (mailbox_id, identifier, rights))
+            else:
+                c.execute("DELETE FROM acl WHERE mailbox_id=%s AND identifier=%s", (mailbox_id, identifier))
+
+    def acl_granted(self, identifiers: Sequence[str]) -> list[tuple[MailboxRecord, str, str]]:
+        if not identifiers:
+            return []
+        with self._read() as c:
+            rows = c.execute(
+                f"SELECT {_MAILBOX_COLS}, acl.identifier, acl.rights FROM acl"
+                " JOIN mailboxes ON mailboxes.id = acl.mailbox_id WHERE acl.identifier = ANY(%s)"
+                " ORDER BY mailboxes.domain, mailboxes.account, mailboxes.name", (list(identifiers),)).fetchall()
+        return [(_mailbox(r[:-2]), r[-2], r[-1]) for r in rows]
+
+    def seen_get(self, mailbox_id: int, user: str) -> set[int]:
+        with self._read() as c:
+            return {r[0] for r in c.execute("SELECT uid FROM seen WHERE mailbox_id=%s AND reader=%s",
+                                            (mailbox_id, user))}
+
+    def seen_set(self, mailbox_id: int, user: str, uids: Sequence[int], seen: bool) -> None:
+        if not uids:
+            return
+        with self._write(settings=False) as c:
+            if seen:
+                c.execute("INSERT INTO seen (mailbox_id, reader, uid) SELECT %s, %s, u FROM unnest(%s::bigint[]) u"
+                          " ON CONFLICT DO NOTHING", (mailbox_id, user, list(uids)))
+            else:
+                c.execute("DELETE FROM seen WHERE mailbox_id=%s AND reader=%s AND uid = ANY(%s)",
+                          (mailbox_id, user, list(uids)))
+
+    def mailbox_alias_list(self, domain: str, account: str) -> dict[str, str]:
+        with self._read() as c:
+            rows = c.execute("SELECT name, target FROM mailbox_aliases WHERE domain=%s AND account=%s ORDER BY name",
+                             (domain, account)).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def mailbox_alias_set(self, domain: str, account: str, name: str, target: str | None) -> None:
+        with self._write(settings=False) as c:
+            if target:
+                c.execute("INSERT INTO mailbox_aliases (domain, account, name, target) VALUES (%s, %s, %s, %s)"
+                          " ON CONFLICT (domain, account, name) DO UPDATE SET target=excluded.target",
+                          (domain, account, name, target))
+            else:
+                c.execute("DELETE FROM mailbox_aliases WHERE domain=%s AND account=%s AND name=%s",
+                          (domain, account, name))
+
+    # -- header cache ----------------------------------------------------------------
+
+    def message_headers_get(self, mailbox_id: int, uids: Sequence[int] | None = None) -> dict[int, bytes]:
+        with self._read() as c:
+            if uids is None:
+                rows = c.execute("SELECT uid, header FROM message_headers WHERE mailbox_id=%s",
+                                 (mailbox_id,)).fetchall()
+            else:
+                rows = c.execute("SELECT uid, header FROM message_headers WHERE mailbox_id=%s AND uid = ANY(%s)",
+                                 (mailbox_id, list(uids))).fetchall()
+        return {r[0]: bytes(r[1]) for r in rows}
+
+    def message_headers_set(self, mailbox_id: int, values: Sequence[tuple[int, bytes]],
+                            uidvalidity: int | None = None) -> None:
+        if not values:
+            return
+        with self._write(settings=False) as c:
+            # FOR SHARE: an expunge (FOR UPDATE) waits for this, or this for it.
+            row = c.execute("SELECT uidvalidity FROM mailboxes WHERE id=%s FOR SHARE", (mailbox_id,)).fetchone()
+            if row is None or (uidvalidity is not None and row[0] != uidvalidity):
+                return
+            # Only for messages still indexed: an expunge that won the race leaves no row.
+            c.execute("INSERT INTO message_headers (mailbox_id, uid, header)"
+                      " SELECT %s, u.uid, u.header FROM unnest(%s::bigint[], %s::bytea[]) AS u(uid, header)"
+                      " WHERE EXISTS (SELECT 1 FROM messages m WHERE m.mailbox_id=%s AND m.uid=u.uid)"
+                      " ON CONFLICT DO NOTHING",
+                      (mailbox_id, [u for u, _ in values], [h for _, h in values], mailbox_id))
+
+    def message_headers_delete(self, mailbox_id: int, uids: Sequence[int]) -> None:
+        if not uids:
+            return
+        with self._write(settings=False) as c:
+            c.execute("DELETE FROM message_headers WHERE mailbox_id=%s AND uid = ANY(%s)", (mailbox_id, list(uids)))
+
+    def message_headers_prune(self, mailbox_id: int) -> int:
+        with self._write(settings=False) as c:
+            return int(c.execute(
+                "DELETE FROM message_headers h WHERE mailbox_id=%s AND NOT EXISTS"
+                " (SELECT 1 FROM messages m WHERE m.mailbox_id=h.mailbox_id AND m.uid=h.uid)",
+                (mailbox_id,)).rowcount)

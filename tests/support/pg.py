@@ -1,0 +1,97 @@
+"""PostgreSQL for the tests: one database per test run, one schema per engine asked for.
+
+The run's database (``waypost_test_<pid>_<random>``) is made on the server named by
+``WAYPOST_TEST_PG`` (default: 127.0.0.1:5432 as user postgres, the machine's and CI's)
+the first time a test needs it, and dropped when the run ends (``drop_run_database``,
+called by tests/conftest.py; ``WITH (FORCE)`` ends what a killed server left connected).
+Each ``new_url()`` is a fresh empty schema of it, named in the URL's search_path, so
+that tests never see each other's rows and nothing needs cleaning between them.
+``WAYPOST_TEST_DATABASE=postgresql`` makes the e2e server fixture use it too.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from urllib.parse import quote
+
+import psycopg
+
+ADMIN_URL = os.environ.get("WAYPOST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+_lock = threading.Lock()
+_run_db: str | None = None
+_serial = 0
+
+
+def engine_for_e2e() -> str:
+    """"postgresql" when the e2e servers should run on PostgreSQL, else "sqlite"."""
+    value = os.environ.get("WAYPOST_TEST_DATABASE", "sqlite").strip().lower()
+    if value not in ("sqlite", "postgresql"):
+        raise RuntimeError(f"WAYPOST_TEST_DATABASE={value!r}: expected sqlite or postgresql")
+    return value
+
+
+def _admin_to(dbname: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(ADMIN_URL)
+    info["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items()})
+
+
+def _url(dbname: str, schema: str | None = None) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(ADMIN_URL)
+    host, port, user = info.get("host", "127.0.0.1"), info.get("port", "5432"), info.get("user", "postgres")
+    url = f"postgresql://{quote(str(user))}@{host}:{port}/{dbname}"
+    if schema is not None:
+        url += "?options=" + quote(f"-csearch_path={schema}", safe="")
+    return url
+
+
+def run_database() -> str:
+    """The name of this run's database, made the first time."""
+    global _run_db
+    with _lock:
+        if _run_db is None:
+            name = f"waypost_test_{os.getpid()}_{secrets.token_hex(3)}"
+            with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+            _run_db = name
+        return _run_db
+
+
+def new_url() -> str:
+    """A postgresql:// URL of a new empty schema in this run's database."""
+    global _serial
+    dbname = run_database()
+    with _lock:
+        _serial += 1
+        schema = f"t{_serial}_{secrets.token_hex(3)}"
+    with psycopg.connect(_admin_to(dbname), autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')  # type: ignore[arg-type]
+    return _url(dbname, schema)
+
+
+def at_port(url: str, port: int) -> str:
+    """The same database and schema as ``url``, reached through 127.0.0.1:``port``."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    out = f"postgresql://{quote(str(info.get('user', 'postgres')))}@127.0.0.1:{port}/{info['dbname']}"
+    if "options" in info:
+        out += "?options=" + quote(str(info["options"]), safe="")
+    return out
+
+
+def closed_port_url(port: int) -> str:
+    """A URL of a new schema of this run's database through ``port`` (where nothing
+    listens, yet)."""
+    return at_port(new_url(), port)
+
+
+def drop_run_database() -> None:
+    global _run_db
+    with _lock:
+        if _run_db is None:
+            return
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{_run_db}" WITH (FORCE)')  # type: ignore[arg-type]
+        _run_db = None

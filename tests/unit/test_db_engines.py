@@ -1,0 +1,208 @@
+"""The storage engines themselves: schema versions and migrations on both engines, and
+the PostgreSQL engine's behaviour when its server cannot be reached."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import psycopg
+import pytest
+from support import pg
+from support.server import free_port
+from support.tcpproxy import TCPProxy
+
+from waypost.db import SchemaError, SQLiteDatabase, StorageUnavailable, open_database
+from waypost.db import postgres as pg_engine
+from waypost.db import sqlite as sqlite_engine
+from waypost.db.postgres import PostgresDatabase
+
+
+def test_a_sqlite_database_of_the_unversioned_schema_is_upgraded_and_keeps_its_rows(tmp_path):
+    """A file made before versioning (the version 1 tables, user_version 0, the old
+    'schema_version' meta row) is migrated in place; its rows are kept."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(sqlite_engine._V1)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+    conn.execute("INSERT INTO domains (name, settings, created) VALUES ('example.test', '{}', 1.0)")
+    conn.execute("INSERT INTO objects (domain, name, kind, data, created) VALUES"
+                 " ('example.test', 'alice', 'account', '{\"real_name\": \"Alice\"}', 2.0)")
+    conn.commit()
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+    conn.close()
+    db = SQLiteDatabase(path)
+    try:
+        assert db.get_object("example.test", "alice").data == {"real_name": "Alice"}
+        assert db.get_domain("example.test") is not None
+    finally:
+        db.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == sqlite_engine.SCHEMA_VERSION >= 1
+    conn.close()
+
+
+def test_a_sqlite_database_newer_than_the_code_is_refused(tmp_path):
+    path = tmp_path / "new.db"
+    SQLiteDatabase(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version={sqlite_engine.SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(SchemaError, match="newer Waypost"):
+        SQLiteDatabase(path)
+
+
+def test_postgresql_migrations_are_numbered_rows_applied_once():
+    url = pg.new_url()
+    one, two = PostgresDatabase(url), PostgresDatabase(url)
+    try:
+        one.add_domain("example.test")           # the first connection migrates
+        assert two.get_domain("example.test") is not None  # the second finds it done
+        with psycopg.connect(url) as conn:
+            versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+        assert versions == list(range(1, pg_engine.SCHEMA_VERSION + 1))
+        assert one.schema_version() == pg_engine.SCHEMA_VERSION
+    finally:
+        one.close()
+        two.close()
+
+
+def test_a_postgresql_schema_newer_than_the_code_is_refused():
+    url = pg.new_url()
+    db = PostgresDatabase(url)
+    db.list_domains()
+    db.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_version (version, applied) VALUES (%s, 0)", (pg_engine.SCHEMA_VERSION + 1,))
+    db = PostgresDatabase(url)
+    try:
+        with pytest.raises(SchemaError, match="newer Waypost"):
+            db.list_domains()
+    finally:
+        db.close()
+
+
+def test_an_unreachable_server_raises_storage_unavailable_then_recovers_when_its_port_comes_up(tmp_path):
+    port = free_port()
+    url = pg.closed_port_url(port)
+    db = open_database(url, tmp_path, pool_size=2, pool_timeout=1.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable, match=f"127.0.0.1:{port}"):
+            db.get_domain("example.test")
+        assert time.monotonic() - started < 5  # bounded by pool_timeout, not hung
+        with TCPProxy(port, ("127.0.0.1", 5432)):
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    db.add_domain("example.test")
+                    break
+                except StorageUnavailable:
+                    assert time.monotonic() < deadline, "the engine never reconnected"
+            assert db.get_domain("example.test") is not None
+        # The proxy is gone with its connections: the next use fails cleanly again.
+        with pytest.raises(StorageUnavailable):
+            db.list_domains()
+    finally:
+        db.close()
+
+
+def test_the_password_of_the_url_never_appears_in_errors(tmp_path):
+    port = free_port()
+    db = PostgresDatabase(f"postgresql://waypost:s3cret-pw@127.0.0.1:{port}/x", timeout=0.5)
+    try:
+        with pytest.raises(StorageUnavailable) as info:
+            db.list_domains()
+        assert "s3cret-pw" not in str(info.value)
+    finally:
+        db.close()
+
+
+def test_bad_postgresql_urls_are_reported_without_connecting(tmp_path):
+    from waypost.db import database_problem
+
+    assert database_problem("postgresql://postgres@127.0.0.1:1/waypost", tmp_path) is None
+    assert "names no database" in (database_problem("postgresql://postgres@127.0.0.1:1", tmp_path) or "")
+    assert "not a valid" in (database_problem("postgresql://x@127.0.0.1:1/db?bogus=1", tmp_path) or "")
+
+
+def test_a_postgresql_backup_is_a_pg_dump_archive_that_restores(tmp_path):
+    import shutil
+    import subprocess
+
+    url = pg.new_url()
+    db = PostgresDatabase(url)
+    try:
+        db.add_domain("example.test")
+        db.backup_to(tmp_path / "waypost.pgdump")
+    finally:
+        db.close()
+    assert (tmp_path / "waypost.pgdump").read_bytes()[:5] == b"PGDMP"
+    listing = subprocess.run([shutil.which("pg_restore") or "pg_restore", "--list", str(tmp_path / "waypost.pgdump")],
+                             capture_output=True, text=True, check=True).stdout
+    assert "TABLE DATA" in listing and " domains " in listing
+
+
+def test_a_change_on_one_machine_reaches_the_cache_of_another_through_notify(tmp_path):
+    """Two engines with separate change tokens stand for two machines sharing the
+    database: what one changes, the other's cache drops once the NOTIFY arrives."""
+    url = pg.new_url()
+    a = PostgresDatabase(url, tmp_path / "a-changes")
+    b = PostgresDatabase(url, tmp_path / "b-changes")
+    try:
+        a.add_domain("example.test")
+        deadline = time.monotonic() + 10
+        while not b._listening.is_set():  # the first cached read starts b's listener
+            assert b.get_domain("example.test") is not None
+            assert time.monotonic() < deadline, "the listener never came up"
+            time.sleep(0.05)
+        assert b.get_domain("example.test").settings == {}          # cached now
+        with psycopg.connect(url) as conn:  # a read behind b's back shows it is cached
+            conn.execute("UPDATE domains SET settings='{\"x\": 1}'")
+        assert b.get_domain("example.test").settings == {}
+        a.update_domain_settings("example.test", {"y": 2})           # another machine
+        deadline = time.monotonic() + 5
+        while b.get_domain("example.test").settings != {"x": 1, "y": 2}:
+            assert time.monotonic() < deadline, "b never heard the change"
+            time.sleep(0.02)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_heartbeats_list_workers_with_the_leases_they_hold(make_db):
+    from waypost.db import QueuedMessage, QueuedRecipient
+
+    db = make_db()
+    db.node_heartbeat("mx1/100", "mx1", ["smtp=127.0.0.1:25"], 0.5, 1000.0)
+    db.node_heartbeat("mx2/200", "mx2", ["smtp=127.0.0.2:25"], 1.5, 1000.0)
+    db.node_heartbeat("mx1/100", "mx1", ["smtp=127.0.0.1:25"], 0.7, 1010.0)  # a later beat
+    m = QueuedMessage("0190000000000AAAAAAAAAA", "x@example.test", 1.0, 10, {})
+    m.recipients += [QueuedRecipient(m.msg_id, i, f"r{i}@far.test", "mx:far.test", {}) for i in range(3)]
+    db.queue_insert([m], lease_owner="mx2/200", lease_until=2000.0)
+    nodes = db.node_list(1500.0)
+    assert [(n.worker, n.node, n.started, n.seen, n.load, n.leases) for n in nodes] == [
+        ("mx1/100", "mx1", 1000.0, 1010.0, 0.7, 0), ("mx2/200", "mx2", 1000.0, 1000.0, 1.5, 3)]
+    assert nodes[1].addresses == ["smtp=127.0.0.2:25"]
+    assert [n.leases for n in db.node_list(2500.0)] == [0, 0]  # leases that ran out are not held
+    db.node_forget("mx1/100")
+    assert [n.worker for n in db.node_list(1500.0)] == ["mx2/200"]
+
+
+def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
+    url = pg.new_url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied DOUBLE PRECISION NOT NULL)")
+            for st in pg_engine.MIGRATIONS[0]:
+                conn.execute(st)
+            conn.execute("INSERT INTO schema_version VALUES (1, 0)")
+            conn.execute("INSERT INTO domains (name, settings, created) VALUES ('example.test', '{}', 1)")
+    db = PostgresDatabase(url)
+    try:
+        assert db.get_domain("example.test") is not None
+        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 2
+        db.node_heartbeat("w/1", "w", [], 0.0, 1.0)  # the table version 2 added
+        assert [n.worker for n in db.node_list(1.0)] == ["w/1"]
+    finally:
+        db.close()

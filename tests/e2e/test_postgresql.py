@@ -36,8 +36,9 @@ def test_unreachable_database_gives_451_then_mail_flows_when_it_comes_back(tmp_p
                     if c.rcpt("alice@example.test")[0] != 250:
                         return False
                     code, _ = c.data(b"Subject: back\r\n\r\nthe database is back\r\n")
-                    assert code == 250
-                    return True
+                    # a pool still reconnecting on a loaded machine may answer DATA 451 too
+                    assert code in (250, 451)
+                    return code == 250
             wait_for(accepted, timeout=30, interval=0.5, what="a 250 once the database is reachable")
             wait_for(lambda: len(inst.messages("alice@example.test")) == 1, what="the message delivered")
             inst.stop()

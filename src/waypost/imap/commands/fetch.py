@@ -5,7 +5,8 @@ The simple items (UID, FLAGS, RFC822.SIZE, INTERNALDATE, MODSEQ) come from the i
 and never open a file: ``FETCH 1:* (UID FLAGS RFC822.SIZE)`` reads no message.  ENVELOPE
 and BODYSTRUCTURE are parsed once per message and kept in the index; body sections
 read the file.  A non-PEEK body fetch sets \\Seen (in a read-write mailbox) and the
-response then carries FLAGS.
+response then carries FLAGS.  A message another session expunged meanwhile gets
+what the index holds and "NIL FETCH responses" (RFC 2180 §4.1.3), tagged OK [EXPUNGEISSUED].
 """
 
 from __future__ import annotations
@@ -138,17 +139,25 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
     for seq, uid in targets:
         m = sel.msgs[uid]
         data: bytes | None = None
+        lost = False
         if header_only and not (needs_structure and uid not in cache):
             data = blocks.get(uid)
-            if not data:
-                missing = True
-                continue
+            lost = not data
         elif needs_file or (needs_structure and uid not in cache):
             try:
                 data = conn.store.read(sel.box, m)
             except FileNotFoundError:
-                missing = True
-                continue
+                lost = True
+        if lost:
+            # Expunged by another session, not yet announced to this one: what the
+            # index still holds, "NIL FETCH responses" for the rest (RFC 2180 §4.1.3).
+            missing = True
+            parts = [_lost_item(sel, m, a, cache.get(uid)) for a in atts]
+            if Att.FLAGS in atts:
+                sel.owed.discard(uid)
+            if out.add(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"):
+                await conn.drain()
+            continue
         if needs_structure and uid not in cache:
             assert data is not None
             cache[uid] = mime.to_json(mime.envelope(data), mime.bodystructure(data))
@@ -170,7 +179,7 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
     if unknown_cte:
         return Tagged(cmd.tag, "NO", "Unknown content-transfer-encoding", Codes.UNKNOWN_CTE)
     if missing:
-        return Tagged(cmd.tag, "NO", "Some messages were expunged meanwhile", Codes.EXPUNGEISSUED)
+        return Tagged(cmd.tag, "OK", "Some messages were expunged meanwhile", Codes.EXPUNGEISSUED)
     return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}FETCH completed")
 
 
@@ -304,6 +313,31 @@ def _item(sel: Selected, m: MessageRecord, att: Any, data: bytes | None, cached:
     if att is Att.RFC822_TEXT:
         return Rfc822Item(Att.RFC822_TEXT, mime.section(data, _TEXT)).encode()
     raise ValueError(f"unknown fetch item {att!r}")
+
+
+#: RFC 2180 §4.1.3's "NIL FETCH responses": empty data in the form of each item.
+_NIL_ENVELOPE = b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
+_NIL_BODY = b'("text" "plain" NIL NIL NIL "7bit" 0 0)'
+
+
+def _lost_item(sel: Selected, m: MessageRecord, att: Any, cached: Any) -> bytes:
+    """An item of a message whose file another session expunged: the index's items
+    and a cached structure as they are, the rest as NIL FETCH responses."""
+    if att is Att.ENVELOPE:
+        return b"ENVELOPE " + (mime.cached_envelope_wire(cached) if cached is not None else _NIL_ENVELOPE)
+    if att in (Att.BODY, Att.BODYSTRUCTURE):
+        if cached is not None:
+            return _item(sel, m, att, None, cached)
+        return (b"BODY " if att is Att.BODY else b"BODYSTRUCTURE ") + _NIL_BODY
+    if isinstance(att, BodySection):
+        return BodySectionItem(att.section, None, att.partial[0] if att.partial is not None else None).encode()
+    if isinstance(att, BinarySection):
+        if att.size:
+            return BinarySizeItem(att.parts, 0).encode()
+        return BinaryItem(att.parts, None, att.partial[0] if att.partial is not None else None).encode()
+    if att in _BODY_ITEMS:
+        return Rfc822Item(att, None).encode()
+    return _item(sel, m, att, None, cached)
 
 
 HANDLERS: dict[str, Any] = {"FETCH": fetch}

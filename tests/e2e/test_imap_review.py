@@ -418,6 +418,26 @@ def test_fetch_of_messages_another_session_expunged_gets_nil_fetch_responses(srv
     b.close()
 
 
+def test_fetch_size_of_a_dropped_in_file_gone_before_its_size_was_read(srv):
+    """A file another program dropped in is indexed with its size unknown until a client
+    asks (docs/imap.md); if it is gone by then, RFC822.SIZE is RFC 2180 §4.1.3's NIL
+    form 0, never the "-1" that imaptest's stress mode once read."""
+    r = session(srv, "lf")
+    ok(r.cmd("D0 SELECT INBOX"))
+    cur = srv.mailbox("lf@example.test") / "cur"
+    dropped = cur / "1700000100.M2P2Q2.otherhost:2,"
+    dropped.write_bytes(b"Subject: dropped\n\nbody\n")
+    n = int(untagged(ok(r.cmd("D1 SELECT INBOX")), b"EXISTS")[0].split()[1])
+    dropped.unlink()
+    for tag, items, want in (("D2", "RFC822.SIZE", b"RFC822.SIZE 0"),
+                             ("D3", "UID FLAGS RFC822.SIZE", b"RFC822.SIZE 0)"),
+                             ("D4", "RFC822.SIZE BODY.PEEK[]", b"RFC822.SIZE 0 BODY[] NIL")):
+        reply = r.cmd(f"{tag} FETCH {n} ({items})")
+        assert reply[-1] == tag.encode() + b" OK [EXPUNGEISSUED] Some messages were expunged meanwhile", reply
+        assert reply[0].startswith(b"* %d FETCH (" % n) and want in reply[0], reply
+    r.close()
+
+
 def test_uid_commands_with_star_in_empty_and_non_empty_mailboxes(srv):
     r = session(srv, "uidstar")
     ok(r.cmd("A0 CREATE Empty"))

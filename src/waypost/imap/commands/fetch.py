@@ -94,8 +94,10 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         atts.insert(0, Att.UID)  # RFC 3501 §6.4.8
     if sel.condstore and Att.MODSEQ not in atts and any(_sets_seen(a) for a in atts):
         atts.append(Att.MODSEQ)
+    unsized = False  # a size still unknown once checked: the file is gone
     if Att.RFC822_SIZE in atts and any(sel.msgs[u].size < 0 for _, u in targets):
         await asyncio.to_thread(sel.check_sizes, conn.store, [u for _, u in targets])
+        unsized = any(sel.msgs[u].size < 0 for _, u in targets)
     needs_file = any(isinstance(a, (BodySection, BinarySection)) or a in _BODY_ITEMS for a in atts)
     needs_structure = any(a in _STRUCTURE_ITEMS for a in atts)
     # RFC 4314 §4: without "s", a body fetch does not set \Seen.
@@ -117,6 +119,8 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
             atts.append(Att.FLAGS)
     if not needs_file and not needs_structure:
         await _fetch_index_only(conn, sel, targets, atts)
+        if unsized:
+            return Tagged(cmd.tag, "OK", "Some messages were expunged meanwhile", Codes.EXPUNGEISSUED)
         return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}FETCH completed")
     cache: dict[int, Any] = {}
     fresh: list[tuple[int, Any]] = []
@@ -178,7 +182,7 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         await asyncio.to_thread(db.message_cache_set, sel.box.id, fresh)
     if unknown_cte:
         return Tagged(cmd.tag, "NO", "Unknown content-transfer-encoding", Codes.UNKNOWN_CTE)
-    if missing:
+    if missing or unsized:
         return Tagged(cmd.tag, "OK", "Some messages were expunged meanwhile", Codes.EXPUNGEISSUED)
     return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}FETCH completed")
 
@@ -242,7 +246,7 @@ async def _fetch_index_only(conn: Connection, sel: Selected, targets: list[tuple
 
     if atts == [Att.UID, Att.FLAGS, Att.RFC822_SIZE]:
         # What every client sends on opening a mailbox: no call per item.
-        lines = (template % (seq, uid, flags(uid, msgs[uid]), msgs[uid].size) for seq, uid in targets)
+        lines = (template % (seq, uid, flags(uid, msgs[uid]), max(msgs[uid].size, 0)) for seq, uid in targets)
     else:
         getters = [_INDEX_VALUES[a] if a is not Att.FLAGS else None for a in atts]
         lines = (template % (seq, *[flags(uid, msgs[uid]) if g is None else g(msgs[uid]) for g in getters])
@@ -259,7 +263,7 @@ async def _fetch_index_only(conn: Connection, sel: Selected, targets: list[tuple
 #: How the index items other than FLAGS fill their hole.
 _INDEX_VALUES: dict[Any, Any] = {
     Att.UID: lambda m: m.uid,
-    Att.RFC822_SIZE: lambda m: m.size,
+    Att.RFC822_SIZE: lambda m: max(m.size, 0),  # unknown: the file is gone (RFC 2180 §4.1.3)
     Att.MODSEQ: lambda m: m.modseq,
     Att.EMAILID: lambda m: email_id(m).encode(),
     Att.THREADID: lambda m: b"NIL",
@@ -273,7 +277,7 @@ def _item(sel: Selected, m: MessageRecord, att: Any, data: bytes | None, cached:
     if att is Att.FLAGS:
         return _flags(sel.flags_of(m.uid))
     if att is Att.RFC822_SIZE:
-        return b"RFC822.SIZE %d" % m.size
+        return b"RFC822.SIZE %d" % max(m.size, 0)  # unknown: the file is gone (RFC 2180 §4.1.3)
     if att is Att.MODSEQ:
         return b"MODSEQ (%d)" % m.modseq
     if att is Att.EMAILID:

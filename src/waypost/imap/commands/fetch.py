@@ -115,6 +115,8 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
             for m in records:
                 if m.uid in sel.msgs:
                     sel.msgs[m.uid] = m
+                    sel.note_keywords(m.flags)  # set by others since catch_up, maybe
+            conn.send(*sel.announce_keywords())  # RFC 3501 §7.2.6
         if Att.FLAGS not in atts:
             atts.append(Att.FLAGS)
     if not needs_file and not needs_structure:

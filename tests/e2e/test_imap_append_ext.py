@@ -3,6 +3,7 @@ APPENDUID uid-set (RFC 4315), literal8 and FETCH BINARY (RFC 3516), CATENATE (RF
 
 from __future__ import annotations
 
+import base64
 import imaplib
 import re
 
@@ -139,18 +140,29 @@ def test_fetch_binary_decodes_parts(imap_server):
     c.logout()
 
 
-def test_a_literal8_message_comes_back_whole(imap_server):
-    data = b"Subject: bin2\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00\xfe\r\n"
+def test_a_literal8_message_is_kept_with_its_nul_parts_in_base64(imap_server):
+    """RFC 3516: a literal8 is only a BINARY response (BODY sections are nstrings, which
+    cannot carry NUL), so the parts of an APPENDed message that hold NUL are kept in
+    base64 with a Content-Transfer-Encoding saying so, as Dovecot shows them; BINARY
+    gives the octets back.  imaptest's append-binary group, byte for byte."""
+    body = b"\x00-\xe4\r\n\r\n\r\n\r\n"
+    data = (b"From: user@domain.org\r\nDate: Sat, 24 Mar 2007 23:00:00 +0200\r\nMime-Version: 1.0\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n" + body)
+    kept = data.replace(b"binary\r\n\r\n" + body, b"base64\r\n\r\n" + base64.b64encode(body))
     r = raw(imap_server, "alice")
     r.send(b"e1 APPEND INBOX ~{%d+}\r\n" % len(data) + data + b"\r\n")
     uid = int(re.match(rb"e1 OK \[APPENDUID \d+ (\d+)\]", r.line()).group(1))  # type: ignore[union-attr]
     r.close()
     c = login(imap_server, "alice")
     c.select("INBOX")
-    typ, got = c.uid("FETCH", str(uid), "(BODY.PEEK[] BINARY.PEEK[1])")
+    typ, got = c.uid("FETCH", str(uid), "(RFC822.SIZE BODY.PEEK[] BODY.PEEK[1] BINARY.SIZE[1] BINARY.PEEK[1])")
     assert typ == "OK"
-    assert b"BODY[] ~{%d}" % len(data) in got[0][0] and got[0][1] == data
-    assert got[1][1] == b"\x00\xfe\r\n"  # the body of a single-part message
+    assert b"RFC822.SIZE %d BODY[] {%d}" % (len(kept), len(kept)) in got[0][0] and got[0][1] == kept
+    assert got[1][0] == b' BODY[1] "%s" BINARY.SIZE[1] %d BINARY[1] ~{%d}' % (
+        base64.b64encode(body), len(body), len(body))
+    assert got[1][1] == body
+    typ, got = c.uid("FETCH", str(uid), "(BODYSTRUCTURE)")
+    assert b'BODYSTRUCTURE ("APPLICATION" "OCTET-STREAM" NIL NIL NIL "BASE64" 16 NIL NIL NIL NIL)' in got[0]
     c.logout()
 
 

@@ -321,3 +321,53 @@ def test_listings_in_memory_are_bounded_by_message_records(tmp_path, make_db):
     store.forget_listings()
     assert store._listed == 0 and not store._listings
     db.close()
+
+
+def _sync_until(root: str, dbfile: str, stop: str) -> None:
+    """Another worker: its own index connection and Mailstore, syncing INBOX again and
+    again (as SELECT and NOOP do) until ``stop`` exists."""
+    from pathlib import Path
+
+    db = SQLiteDatabase(Path(dbfile))
+    other = Mailstore(Path(root), "mail.example.test", db)
+    box = other.get("example.test", "alice", "INBOX")
+    assert box is not None
+    while not os.path.exists(stop):
+        other.sync(box, force=True)
+    db.close()
+
+
+def test_a_sync_in_another_process_never_takes_a_file_an_append_is_indexing(tmp_path):
+    """imaptest's stress mode: a sync in another worker that ran between an APPEND's move
+    of its file into cur/ and its indexing took the file for one another program dropped
+    in: size unknown (RFC822.SIZE -1 once sent) and internal date from the name, and the
+    APPEND's own record lost.  Writers and sync now take turns (Mailstore.indexing)."""
+    import multiprocessing
+
+    db = SQLiteDatabase(tmp_path / "w.db")
+    store = Mailstore(tmp_path / "mail", "mail.example.test", db)
+    box = store.get("example.test", "alice", "INBOX")
+    stop = tmp_path / "stop"
+    child = multiprocessing.get_context("fork").Process(
+        target=_sync_until, args=(str(tmp_path / "mail"), str(tmp_path / "w.db"), str(stop)))
+    child.start()
+    try:
+        made = []
+        for i in range(150):
+            data = b"Subject: %d\r\n\r\n" % i + b"x" * i + b"\r\n"
+            if i % 3 == 0:
+                made += [(m, len(d)) for m, d in zip(
+                    store.append_many(box, [(data, (), 1_000_000_000.0), (data + b"!", (), 1_000_000_000.0)]),
+                    (data, data + b"!"))]
+            else:
+                made.append((store.append(box, data, (), 1_000_000_000.0), len(data)))
+    finally:
+        stop.touch()
+        child.join(30)
+    assert child.exitcode == 0
+    records = {m.uid: m for m in store.messages(box)}
+    assert len(records) == len(made) == 200
+    for m, size in made:
+        assert m.size == size and m.internaldate == 1_000_000_000.0, m
+        assert records[m.uid] == m  # the APPEND's record is the index's
+    db.close()

@@ -972,6 +972,53 @@ def binary_section(
     raise UnknownCte(str(encoding))
 
 
+# A Content-Transfer-Encoding field with its folded continuation lines.
+_CTE_FIELD = re.compile(rb"^content-transfer-encoding[ \t]*:[^\n]*\n(?:[ \t][^\n]*\n)*", re.I | re.M)
+
+
+def without_nul(data: bytes, *, max_depth: int = MAX_MIME_DEPTH, max_parts: int = MAX_MIME_PARTS) -> bytes:
+    """``data`` with the body of every leaf part that holds a NUL octet encoded in
+    base64 (lines of 76 characters) and its Content-Transfer-Encoding field saying so;
+    ``data`` itself when it holds no NUL.
+
+    What APPEND stores of a message sent as a literal8 (RFC 3516 §4.4) with NUL in
+    it: no string but a literal8 can carry NUL, and a literal8 is only a BINARY
+    response (RFC 3516 §6: BODY sections are nstrings), so BODY[...] and RFC822 of
+    the message are sent converted, as Dovecot sends them, and BINARY[part] gives the
+    part's octets back.  (Parts beyond ``max_parts`` or ``max_depth`` stay as sent.)"""
+    if b"\x00" not in data:
+        return data
+    try:
+        root = _parse(data, max_depth, max_parts)
+    except Exception:  # a safety net, as in ``section``: stored as sent
+        return data
+    leaves: list[_Entity] = []
+    todo = [root]
+    while todo:
+        ent = todo.pop()
+        if ent.kind == _MULTIPART:
+            todo.extend(ent.children)
+        elif ent.kind == _MESSAGE and ent.inner is not None:
+            todo.append(ent.inner)
+        elif b"\x00" in data[ent.body:ent.end]:
+            leaves.append(ent)
+    out: list[bytes] = []
+    pos = 0
+    for ent in sorted(leaves, key=lambda e: e.start):
+        header = data[ent.start:ent.hend]
+        nl = b"\r\n" if header.endswith(b"\r\n") or not header else b"\n"
+        field = b"Content-Transfer-Encoding: base64" + nl
+        header, n = _CTE_FIELD.subn(lambda _m: field, header, count=1)
+        if not n:
+            header += field
+        encoded = base64.b64encode(data[ent.body:ent.end])
+        lines = nl.join(encoded[i:i + 76] for i in range(0, len(encoded), 76))
+        out += [data[pos:ent.start], header, data[ent.hend:ent.body] or nl, lines]
+        pos = ent.end
+    out.append(data[pos:])
+    return b"".join(out)
+
+
 _QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
 
 

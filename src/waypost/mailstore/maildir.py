@@ -9,6 +9,10 @@ indexed; an index row whose file is gone is expunged):
   ``cur/``), make the directory durable, then index the file;
 * EXPUNGE unlinks the files, then removes their rows.
 
+A writer holds the mailbox's indexing lock (``Mailstore.indexing``) from the move of its
+files into ``new/`` or ``cur/`` to their indexing, and ``sync`` holds it while it scans,
+so a message being stored is never indexed by a scan as a file dropped in.
+
 Files are never renamed after they are stored: flags live in the index (a file picked
 up by ``sync`` brings the flags of its ``:2,`` info).  COPY hard-links the file under a
 new name, so a message copied or filed into a shared mailbox is one file on disk.
@@ -264,6 +268,37 @@ class Mailstore:
         finally:
             os.close(fd)  # releases the lock
 
+    @contextmanager
+    def indexing(self, *paths: Path, wait: bool = True, missing_ok: bool = False) -> Iterator[bool]:
+        """Hold the indexing lock of these Maildirs (an exclusive ``flock`` on each one's
+        ``tmp/``, in path order), across threads and worker processes.  A writer holds
+        it from moving its files into ``new/`` or ``cur/`` until it has indexed them, and
+        ``sync`` while it lists and indexes: so ``sync`` never takes a file a writer is
+        about to index for one another program dropped in (indexed with its size and
+        internal date unknown, and the writer's own record then lost).  Yields False,
+        holding nothing, when ``wait`` is false and another holder has one of them.
+        ``FileNotFoundError`` for a Maildir that is gone, unless ``missing_ok`` (a
+        writer's files then fail to move there: the mailbox was deleted)."""
+        fds: list[int] = []
+        try:
+            for path in sorted(set(paths)):
+                try:
+                    fd = os.open(path / "tmp", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    if missing_ok:
+                        continue
+                    raise
+                fds.append(fd)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    yield False
+                    return
+            yield True
+        finally:
+            for fd in fds:
+                os.close(fd)  # releases its lock
+
     def unique_name(self, size: int) -> str:
         now = time.time()
         sec = int(now)
@@ -466,14 +501,19 @@ class Mailstore:
         if not lock.acquire(blocking=wait):
             return False
         try:
-            return self._sync(box, force)
+            return self._sync(box, force, wait)
         finally:
             lock.release()
 
-    def _sync(self, box: MailboxRecord, force: bool) -> bool:
+    def _sync(self, box: MailboxRecord, force: bool, wait: bool = True) -> bool:
         path = self.box_path(box)
         try:
-            key = ((path / "new").stat().st_mtime_ns, (path / "cur").stat().st_mtime_ns)
+            if not force and self._scanned.get(box.id) == _scan_key(path):
+                return False  # the common case, without the lock
+            with self.indexing(path, wait=wait) as held:
+                if not held:
+                    return False  # a writer is indexing: it announces what it adds
+                return self._scan(box, path, force)
         except FileNotFoundError:
             # Renamed or deleted by another session: never recreate the old folder
             # (that would expunge every message of the mailbox).
@@ -481,9 +521,12 @@ class Mailstore:
             if current is None:
                 return False
             if current.folder != box.folder:
-                return self._sync(current, force)
+                return self._sync(current, force, wait)
             self.ensure(path)
             return False
+
+    def _scan(self, box: MailboxRecord, path: Path, force: bool) -> bool:
+        key = _scan_key(path)
         if not force and self._scanned.get(box.id) == key:
             return False
         db = self._db()
@@ -649,14 +692,15 @@ class Mailstore:
         final = path / "cur" / name
         if internaldate is not None:
             os.utime(tmp, (internaldate, internaldate))
-        os.rename(tmp, final)
-        fsync_dir(path / "cur")
         when = internaldate if internaldate is not None else time.time()
-        try:
-            [msg] = self._db().message_add(box.id, [(name, "cur", tuple(dict.fromkeys(flags)), len(data), when)])
-        except NotFound:  # the mailbox was deleted meanwhile: the file goes with it
-            _unlink(final)
-            raise
+        with self.indexing(path, missing_ok=True):
+            os.rename(tmp, final)
+            fsync_dir(path / "cur")
+            try:
+                [msg] = self._db().message_add(box.id, [(name, "cur", tuple(dict.fromkeys(flags)), len(data), when)])
+            except NotFound:  # the mailbox was deleted meanwhile: the file goes with it
+                _unlink(final)
+                raise
         self.changed(box)
         return msg
 
@@ -676,16 +720,17 @@ class Mailstore:
                 fds.append(write_new_file(path / "tmp" / name, data))
                 made.append(path / "tmp" / name)
             durable_batch(fds)
-            for i, (name, (_data, _flags, when)) in enumerate(zip(names, items)):
-                if when is not None:
-                    os.utime(made[i], (when, when))
-                os.rename(made[i], path / "cur" / name)
-                made[i] = path / "cur" / name
-            fsync_dir(path / "cur")
-            now = time.time()
-            out = self._db().message_add(box.id, [
-                (name, "cur", tuple(dict.fromkeys(flags)), len(data), when if when is not None else now)
-                for name, (data, flags, when) in zip(names, items)])
+            with self.indexing(path, missing_ok=True):
+                for i, (name, (_data, _flags, when)) in enumerate(zip(names, items)):
+                    if when is not None:
+                        os.utime(made[i], (when, when))
+                    os.rename(made[i], path / "cur" / name)
+                    made[i] = path / "cur" / name
+                fsync_dir(path / "cur")
+                now = time.time()
+                out = self._db().message_add(box.id, [
+                    (name, "cur", tuple(dict.fromkeys(flags)), len(data), when if when is not None else now)
+                    for name, (data, flags, when) in zip(names, items)])
         except BaseException:
             for p in made:
                 _unlink(p)
@@ -735,36 +780,37 @@ class Mailstore:
         items: list[tuple[str, str, tuple[str, ...], int, float]] = []
         fds: list[int] = []
         made: list[Path] = []
-        try:
-            for i, m in enumerate(msgs):
-                kept = tuple(m.flags if flags is None else flags[i])
-                name = self.unique_name(m.size) + info_of(kept)
-                target = dpath / "cur" / name
-                source = spath / m.subdir / m.name
-                try:
-                    os.link(source, target)
-                except OSError as e:
-                    if isinstance(e, FileNotFoundError):
-                        raise
-                    with open(source, "rb") as f:
-                        fd = write_new_file(dpath / "tmp" / name, f.read())
-                    fds.append(fd)
-                    os.rename(dpath / "tmp" / name, target)
-                made.append(target)
-                items.append((name, "cur", kept, m.size, m.internaldate))
-            durable_batch(fds)
-        except BaseException:
-            for p in made:
-                try:
-                    os.unlink(p)
-                except OSError:
-                    pass
-            raise
-        finally:
-            for fd in fds:
-                os.close(fd)
-        fsync_dir(dpath / "cur")
-        out = self._db().message_add(dst.id, items)
+        with self.indexing(dpath, missing_ok=True):
+            try:
+                for i, m in enumerate(msgs):
+                    kept = tuple(m.flags if flags is None else flags[i])
+                    name = self.unique_name(m.size) + info_of(kept)
+                    target = dpath / "cur" / name
+                    source = spath / m.subdir / m.name
+                    try:
+                        os.link(source, target)
+                    except OSError as e:
+                        if isinstance(e, FileNotFoundError):
+                            raise
+                        with open(source, "rb") as f:
+                            fd = write_new_file(dpath / "tmp" / name, f.read())
+                        fds.append(fd)
+                        os.rename(dpath / "tmp" / name, target)
+                    made.append(target)
+                    items.append((name, "cur", kept, m.size, m.internaldate))
+                durable_batch(fds)
+            except BaseException:
+                for p in made:
+                    try:
+                        os.unlink(p)
+                    except OSError:
+                        pass
+                raise
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            fsync_dir(dpath / "cur")
+            out = self._db().message_add(dst.id, items)
         self.changed(dst)
         return out
 
@@ -808,18 +854,19 @@ class Mailstore:
                 results[i] = e
             return results
         dirs: set[Path] = set()
-        for fd, tmp, new, i in written:
-            os.close(fd)
-            try:
-                os.rename(tmp, new)
-                dirs.add(new.parent)
-            except OSError as e:
-                _unlink(tmp)
-                results[i] = e
-        for d in dirs:
-            fsync_dir(d)
-        if self.db is not None:
-            self._index_delivered(items, results)
+        with self.indexing(*{new.parent.parent for _fd, _tmp, new, _i in written}, missing_ok=True):
+            for fd, tmp, new, i in written:
+                os.close(fd)
+                try:
+                    os.rename(tmp, new)
+                    dirs.add(new.parent)
+                except OSError as e:
+                    _unlink(tmp)
+                    results[i] = e
+            for d in dirs:
+                fsync_dir(d)
+            if self.db is not None:
+                self._index_delivered(items, results)
         return results
 
     def _index_delivered(self, items: Sequence[Delivery], results: Sequence[str | OSError]) -> None:
@@ -846,6 +893,12 @@ class Mailstore:
 _W_SIZE = re.compile(r",W=(\d+)")
 #: Maildir names begin with the delivery time in seconds (maildir(5)).
 _DELIVERED = re.compile(r"([1-9][0-9]{8,10})\.")
+
+
+def _scan_key(path: Path) -> tuple[int, int]:
+    """What tells whether a Maildir changed since it was scanned: the mtimes of its
+    ``new/`` and ``cur/``; ``FileNotFoundError`` when it is gone."""
+    return (path / "new").stat().st_mtime_ns, (path / "cur").stat().st_mtime_ns
 
 
 def _to_crlf(data: bytes) -> bytes:

@@ -66,7 +66,7 @@ def test_binary_response_items() -> None:
     assert BinaryItem((1,), b"hello").encode() == b'BINARY[1] "hello"'
     assert BinaryItem((5,), b"ab\x00c", 0).encode() == b"BINARY[5]<0> ~{4}\r\nab\x00c"
     assert BinarySizeItem((1, 2), 7).encode() == b"BINARY.SIZE[1.2] 7"
-    # BODY[] of a message appended as a literal8 with NUL: a literal8 too, never a bad literal
+    # BODY[] of a file with NUL that another program dropped in: a literal8, never a bad literal
     assert BodySectionItem(Section(), b"x\x00").encode() == b"BODY[] ~{2}\r\nx\x00"
     no = Tagged("a1", "NO", "Unknown content-transfer-encoding", Codes.UNKNOWN_CTE)
     assert no.encode() == b"a1 NO [UNKNOWN-CTE] Unknown content-transfer-encoding\r\n"
@@ -87,3 +87,21 @@ def test_quoted_printable_follows_rfc2045() -> None:
     body = b"hello  \r\nbar=\r\n\r\nfoo\t \t= \r\n=62\r\nfoo =\t\r\nbar\r\na=3D41 =ZZ\r\n"
     msg = b"Content-Type: text/plain\r\nContent-Transfer-Encoding: Quoted-Printable\r\n\r\n" + body
     assert mime.binary_section(msg, (1,)) == b"hello\r\nbar\r\nfoo\t \tb\r\nfoo bar\r\na=41 =ZZ\r\n"
+
+
+def test_nul_parts_of_a_multipart_message_are_kept_in_base64():
+    # only the leaf parts holding NUL change; a folded CTE field is replaced whole,
+    # a part without one gets one; a message without NUL is kept as it is
+    blob = bytes(range(256))
+    msg = (b'Content-Type: multipart/mixed; boundary="XX"\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\n'
+           b"hello\r\n--XX\r\nContent-Type: application/x\r\nContent-Transfer-Encoding:\r\n binary\r\n\r\n"
+           + blob + b"\r\n--XX\r\n\r\nno\x00header\r\n--XX--\r\n")
+    kept = mime.without_nul(msg)
+    assert b"\x00" not in kept and b" binary" not in kept
+    assert mime.binary_section(kept, (1,)) == b"hello"
+    assert mime.binary_section(kept, (2,)) == blob
+    assert mime.binary_section(kept, (3,)) == b"no\x00header"
+    assert mime.section(kept, Section(parts=(3,), text="MIME")) == b"Content-Transfer-Encoding: base64\r\n\r\n"
+    lines = mime.section(kept, Section(parts=(2,))).split(b"\r\n")
+    assert [len(x) for x in lines] == [76, 76, 76, 76, 40]  # RFC 2045 §6.8: at most 76
+    assert mime.without_nul(MESSAGE) is MESSAGE

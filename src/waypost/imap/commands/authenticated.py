@@ -218,6 +218,9 @@ async def append(conn: Connection, cmd: Append) -> Tagged:
         bodies.append(built)
     if any(not b for b in bodies):
         return Tagged(cmd.tag, "NO", "Empty message")
+    # NUL octets (a literal8, RFC 3516 §4.4): parts holding them are kept in base64,
+    # so that BODY and RFC822 can send them; BINARY gives the octets back.
+    bodies = [mime.without_nul(b) if b"\x00" in b else b for b in bodies]
     for i, m in enumerate(messages):
         flags = permitted_flags(ref.rights, tuple(f for f in m.flags if f.upper() != "\\RECENT"))
         if private_seen and "\\Seen" in flags:

@@ -5,7 +5,8 @@ The simple items (UID, FLAGS, RFC822.SIZE, INTERNALDATE, MODSEQ) come from the i
 and never open a file: ``FETCH 1:* (UID FLAGS RFC822.SIZE)`` reads no message.  ENVELOPE
 and BODYSTRUCTURE are parsed once per message and kept in the index; body sections
 read the file.  A non-PEEK body fetch sets \\Seen (in a read-write mailbox) and the
-response then carries FLAGS.
+response then carries FLAGS.  A message another session expunged meanwhile gets
+what the index holds and "NIL FETCH responses" (RFC 2180 §4.1.3), tagged OK [EXPUNGEISSUED].
 """
 
 from __future__ import annotations
@@ -93,8 +94,10 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         atts.insert(0, Att.UID)  # RFC 3501 §6.4.8
     if sel.condstore and Att.MODSEQ not in atts and any(_sets_seen(a) for a in atts):
         atts.append(Att.MODSEQ)
+    unsized = False  # a size still unknown once checked: the file is gone
     if Att.RFC822_SIZE in atts and any(sel.msgs[u].size < 0 for _, u in targets):
         await asyncio.to_thread(sel.check_sizes, conn.store, [u for _, u in targets])
+        unsized = any(sel.msgs[u].size < 0 for _, u in targets)
     needs_file = any(isinstance(a, (BodySection, BinarySection)) or a in _BODY_ITEMS for a in atts)
     needs_structure = any(a in _STRUCTURE_ITEMS for a in atts)
     # RFC 4314 §4: without "s", a body fetch does not set \Seen.
@@ -112,10 +115,14 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
             for m in records:
                 if m.uid in sel.msgs:
                     sel.msgs[m.uid] = m
+                    sel.note_keywords(m.flags)  # set by others since catch_up, maybe
+            conn.send(*sel.announce_keywords())  # RFC 3501 §7.2.6
         if Att.FLAGS not in atts:
             atts.append(Att.FLAGS)
     if not needs_file and not needs_structure:
         await _fetch_index_only(conn, sel, targets, atts)
+        if unsized:
+            return Tagged(cmd.tag, "OK", "Some messages were expunged meanwhile", Codes.EXPUNGEISSUED)
         return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}FETCH completed")
     cache: dict[int, Any] = {}
     fresh: list[tuple[int, Any]] = []
@@ -138,17 +145,25 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
     for seq, uid in targets:
         m = sel.msgs[uid]
         data: bytes | None = None
+        lost = False
         if header_only and not (needs_structure and uid not in cache):
             data = blocks.get(uid)
-            if not data:
-                missing = True
-                continue
+            lost = not data
         elif needs_file or (needs_structure and uid not in cache):
             try:
                 data = conn.store.read(sel.box, m)
             except FileNotFoundError:
-                missing = True
-                continue
+                lost = True
+        if lost:
+            # Expunged by another session, not yet announced to this one: what the
+            # index still holds, "NIL FETCH responses" for the rest (RFC 2180 §4.1.3).
+            missing = True
+            parts = [_lost_item(sel, m, a, cache.get(uid)) for a in atts]
+            if Att.FLAGS in atts:
+                sel.owed.discard(uid)
+            if out.add(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"):
+                await conn.drain()
+            continue
         if needs_structure and uid not in cache:
             assert data is not None
             cache[uid] = mime.to_json(mime.envelope(data), mime.bodystructure(data))
@@ -169,8 +184,8 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         await asyncio.to_thread(db.message_cache_set, sel.box.id, fresh)
     if unknown_cte:
         return Tagged(cmd.tag, "NO", "Unknown content-transfer-encoding", Codes.UNKNOWN_CTE)
-    if missing:
-        return Tagged(cmd.tag, "NO", "Some messages were expunged meanwhile", Codes.EXPUNGEISSUED)
+    if missing or unsized:
+        return Tagged(cmd.tag, "OK", "Some messages were expunged meanwhile", Codes.EXPUNGEISSUED)
     return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}FETCH completed")
 
 
@@ -233,7 +248,7 @@ async def _fetch_index_only(conn: Connection, sel: Selected, targets: list[tuple
 
     if atts == [Att.UID, Att.FLAGS, Att.RFC822_SIZE]:
         # What every client sends on opening a mailbox: no call per item.
-        lines = (template % (seq, uid, flags(uid, msgs[uid]), msgs[uid].size) for seq, uid in targets)
+        lines = (template % (seq, uid, flags(uid, msgs[uid]), max(msgs[uid].size, 0)) for seq, uid in targets)
     else:
         getters = [_INDEX_VALUES[a] if a is not Att.FLAGS else None for a in atts]
         lines = (template % (seq, *[flags(uid, msgs[uid]) if g is None else g(msgs[uid]) for g in getters])
@@ -250,7 +265,7 @@ async def _fetch_index_only(conn: Connection, sel: Selected, targets: list[tuple
 #: How the index items other than FLAGS fill their hole.
 _INDEX_VALUES: dict[Any, Any] = {
     Att.UID: lambda m: m.uid,
-    Att.RFC822_SIZE: lambda m: m.size,
+    Att.RFC822_SIZE: lambda m: max(m.size, 0),  # unknown: the file is gone (RFC 2180 §4.1.3)
     Att.MODSEQ: lambda m: m.modseq,
     Att.EMAILID: lambda m: email_id(m).encode(),
     Att.THREADID: lambda m: b"NIL",
@@ -264,7 +279,7 @@ def _item(sel: Selected, m: MessageRecord, att: Any, data: bytes | None, cached:
     if att is Att.FLAGS:
         return _flags(sel.flags_of(m.uid))
     if att is Att.RFC822_SIZE:
-        return b"RFC822.SIZE %d" % m.size
+        return b"RFC822.SIZE %d" % max(m.size, 0)  # unknown: the file is gone (RFC 2180 §4.1.3)
     if att is Att.MODSEQ:
         return b"MODSEQ (%d)" % m.modseq
     if att is Att.EMAILID:
@@ -304,6 +319,31 @@ def _item(sel: Selected, m: MessageRecord, att: Any, data: bytes | None, cached:
     if att is Att.RFC822_TEXT:
         return Rfc822Item(Att.RFC822_TEXT, mime.section(data, _TEXT)).encode()
     raise ValueError(f"unknown fetch item {att!r}")
+
+
+#: RFC 2180 §4.1.3's "NIL FETCH responses": empty data in the form of each item.
+_NIL_ENVELOPE = b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"
+_NIL_BODY = b'("text" "plain" NIL NIL NIL "7bit" 0 0)'
+
+
+def _lost_item(sel: Selected, m: MessageRecord, att: Any, cached: Any) -> bytes:
+    """An item of a message whose file another session expunged: the index's items
+    and a cached structure as they are, the rest as NIL FETCH responses."""
+    if att is Att.ENVELOPE:
+        return b"ENVELOPE " + (mime.cached_envelope_wire(cached) if cached is not None else _NIL_ENVELOPE)
+    if att in (Att.BODY, Att.BODYSTRUCTURE):
+        if cached is not None:
+            return _item(sel, m, att, None, cached)
+        return (b"BODY " if att is Att.BODY else b"BODYSTRUCTURE ") + _NIL_BODY
+    if isinstance(att, BodySection):
+        return BodySectionItem(att.section, None, att.partial[0] if att.partial is not None else None).encode()
+    if isinstance(att, BinarySection):
+        if att.size:
+            return BinarySizeItem(att.parts, 0).encode()
+        return BinaryItem(att.parts, None, att.partial[0] if att.partial is not None else None).encode()
+    if att in _BODY_ITEMS:
+        return Rfc822Item(att, None).encode()
+    return _item(sel, m, att, None, cached)
 
 
 HANDLERS: dict[str, Any] = {"FETCH": fetch}

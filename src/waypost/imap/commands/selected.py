@@ -127,7 +127,9 @@ async def store(conn: Connection, cmd: Store) -> Tagged:
         records, refused = await asyncio.to_thread(conn.store.store, sel.box, uids, flags, cmd.mode,
                                                    cmd.unchanged_since)
     sel.note_keywords(flags)
-    conn.send(*sel.announce_keywords())  # with those other sessions set meanwhile
+    for m in records:  # the records hold what other sessions set since catch_up too
+        sel.note_keywords(m.flags)
+    conn.send(*sel.announce_keywords())  # RFC 3501 §7.2.6: before a FETCH shows them
     out = []
     for m in records:
         if m.uid not in sel.msgs:

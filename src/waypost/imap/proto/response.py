@@ -823,7 +823,7 @@ class BinaryItem:
     string may carry (RFC 3516 §4.2); ``origin`` only for a partial fetch."""
 
     parts: tuple[int, ...]
-    data: bytes
+    data: bytes | None
     origin: int | None = None
 
     def encode(self) -> bytes:

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from waypost.db import Conflict
+from waypost.db.sqlite import SQLiteDatabase
 from waypost.mailstore import Delivery, MailboxNameError, Mailstore, folder_of, normalize_name
 
 

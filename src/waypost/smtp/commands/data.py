@@ -1,0 +1,279 @@
+"""The message: DATA (RFC 5321 §4.1.1.4) and BDAT (RFC 3030), then the checks, the
+server-wide rules, the trace field, and the hand-off to the queue.
+
+``accept`` is the one place where a received message — its octets, its envelope, the
+client's address, its greeting and its login — is handed to ``QueueManager.submit``
+(which fsyncs it before we say 250).  A check of the message as a whole (SPF, DKIM,
+DMARC) belongs there, before ``submit``.
+
+LMTP (RFC 2033 §4.2): after the message, one reply per accepted recipient, in the
+order of the RCPT commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import email.utils
+import errno
+import logging
+import re
+import time
+from typing import TYPE_CHECKING
+
+from ...log import event
+from ...queue import Recipient, SpoolError
+from ...queue.spool import new_message_id
+from ...router import Context, Route
+from ..proto import BodyCheck, Mode, parse_bdat, refusal, wire
+from ..replies import R, Reply
+from .envelope import foreign_from, rule_envelope
+
+if TYPE_CHECKING:
+    from ..server import WaypostSMTP
+
+__all__ = ["HANDLERS", "accept"]
+
+log = logging.getLogger("waypost.smtp")
+
+
+async def data(s: WaypostSMTP, arg: str | None) -> None:
+    if arg:
+        s.send(R.PARAM_SYNTAX.with_text("Syntax: DATA"))
+        return
+    s.send(f"354 {R.DATA_GO.text}", raw=True)
+    s.in_data = True
+    try:
+        s.conn.start_data()
+        try:
+            pieces, end = await s.read_text(s.settings.smtp.data_timeout)
+        except Exception:
+            event(log, "data-aborted", level=logging.INFO, client=s.client_ip)
+            raise
+        if end.too_big:
+            s.reset_transaction()
+            s.send(R.TOO_BIG)
+            return
+        check = BodyCheck(s.settings.smtp.max_line_length)
+        for piece in pieces:
+            check.feed(piece)
+        await _complete(s, b"".join(pieces), check)
+    finally:
+        s.in_data = False
+
+
+async def bdat(s: WaypostSMTP, arg: str | None) -> None:
+    """RFC 3030 §2.  The chunk is read whatever happens to it: a chunk refused (wrong
+    state, too big, after a failed chunk of a pipeline) is read and dropped, so that
+    its octets are never taken for commands."""
+    command = parse_bdat(arg)
+    if isinstance(command, Reply):
+        await s.error(command)
+        return
+    refused = refusal("BDAT", s.state, s.mode, s.authenticated)
+    s.in_data = True
+    try:
+        s.conn.start_chunk(command.size)
+        try:
+            pieces, _ = await s.read_text(s.settings.smtp.data_timeout)
+        except Exception:
+            event(log, "data-aborted", level=logging.INFO, client=s.client_ip)
+            raise
+        if refused is not None:
+            s.send(refused)
+            return
+        if s.chunks is None:
+            s.chunks = []
+            s.chunk_check = BodyCheck(s.settings.smtp.max_line_length)
+        check = s.chunk_check
+        assert check is not None
+        s.chunk_size += command.size
+        if s.chunk_size > s.settings.smtp.max_message_size:
+            # RFC 3030 §2: the transaction has failed; chunks already pipelined behind
+            # this one are read and refused (503: no transaction).
+            s.reset_transaction()
+            s.send(R.TOO_BIG)
+            return
+        for piece in pieces:
+            check.feed(piece)
+            s.chunks.append(piece)
+        if not command.last:
+            s.send(Reply(250, "2.0.0", f"{command.size} octets received"))
+            return
+        body = b"".join(s.chunks)
+        if body and not body.endswith(b"\r\n"):  # the last line ends here
+            body += b"\r\n"
+            check.feed(b"\r\n")
+        await _complete(s, body, check)
+    finally:
+        s.in_data = False
+
+
+async def _complete(s: WaypostSMTP, body: bytes, check: BodyCheck) -> None:
+    problem = check.verdict(s.options.body == "8BITMIME" or s.options.smtputf8)
+    if problem is not None:
+        event(log, "data-refused", level=logging.INFO, client=s.client_ip, reply=f"{problem.code} {problem.status}")
+        _answer(s, problem)
+        return
+    _answer(s, await accept(s, body))
+
+
+def _answer(s: WaypostSMTP, reply: Reply) -> None:
+    """The reply to the end of a message: one, or (LMTP) one per recipient; the
+    transaction is over either way."""
+    count = s.rcpt_count if s.mode is Mode.LMTP else 1
+    s.reset_transaction()
+    s.write(wire(reply) * max(count, 1))
+
+
+async def accept(s: WaypostSMTP, body: bytes) -> Reply:
+    """The message has been read and is well-formed: apply the rules, add the trace
+    field and hand it to the queue.  Returns the reply for the client."""
+    refused, recipients, added = _apply_rules(s, body)
+    if refused is not None:
+        return refused
+    if s.authenticated:
+        # The message as it will leave: with the fields rules added.
+        foreign = foreign_from(s, added + body)
+        if foreign is not None:
+            event(log, "sender-refused", level=logging.WARNING, client=s.client_ip,
+                  account=s.auth_data, sender=f"<{foreign}>", where="from-header")
+            return R.FROM_NOT_OWNED
+    msg_id = new_message_id()
+    message = received_header(s, msg_id) + added + body
+    if s.mode is Mode.SUBMISSION:
+        message = _complete_headers(message, s.settings.server.hostname)
+    params = dict(s.options.as_params(), client=s.client_ip, helo=s.host_name or "",
+                  auth=s.auth_data if s.authenticated else None)
+    sender = s.mail_from or ""
+    try:
+        queued = await s.service.queue.submit(sender, recipients, message, params, msg_id=msg_id)
+    except SpoolError as e:
+        event(log, "spool-refused", level=logging.ERROR, client=s.client_ip, error=str(e))
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        return R.NO_STORAGE if full else R.LOCAL_ERROR
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("event=submit-error client=%s", s.client_ip)
+        return R.LOCAL_ERROR
+    return R.QUEUED.with_text(f"OK: queued as {queued}")
+
+
+def _apply_rules(s: WaypostSMTP, body: bytes) -> tuple[Reply | None, list[Recipient], bytes]:
+    """After the message: (a refusal, or None; the recipients; the header fields to add)."""
+    recipients = list(s.recipients)
+    if s.service.rules is None:
+        return None, recipients, b""
+    try:
+        out = s.service.rules().apply(rule_envelope(s, list(s.rcpt_tos), body))
+        if not out.matched:
+            return None, recipients, b""
+        event(log, "rules", client=s.client_ip, sender=f"<{s.mail_from}>", matched=",".join(out.matched))
+        if out.rejected:
+            return Reply(550, "5.7.1", out.rejected), [], b""
+        if out.discard:
+            return Reply(250, "2.0.0", "OK: discarded by a server rule"), [], b""
+        router = s.service.router
+        internal = Context(kind="mail", internal=True)
+
+        def routed(address: str, forwarded: bool = False) -> list[Recipient]:
+            res = router.resolve(address, internal)
+            rs = router.expand(res.route) if res.route.kind == "local" else [res.route]
+            if forwarded:
+                rs = [dataclasses.replace(r, forwarded=True) if r.kind == "remote" else r for r in rs]
+            return [Recipient(address, r) for r in rs]
+
+        if out.redirect:
+            recipients = [r for a in out.redirect for r in routed(a)]
+        for a in out.mirror:
+            recipients += routed(a)
+        for a in out.forward:
+            recipients += routed(a, forwarded=True)
+        for target in out.store:
+            recipients.append(Recipient(target, _mailbox_route(s, target)))
+        extra = "".join(h + "\r\n" for h in out.add_headers).encode("utf-8")
+        return None, recipients, extra
+    except Exception:
+        log.exception("event=rule-error phase=data")
+        return None, list(s.recipients), b""
+
+
+def _mailbox_route(s: WaypostSMTP, target: str) -> Route:
+    """``~account[@domain]/mailbox`` as a local delivery into that mailbox."""
+    who, _, mailbox = target[1:].partition("/")
+    directory = s.service.router.directory
+    name, _, domain = who.partition("@")
+    obj = directory.lookup(name, domain or directory.main_domain)
+    acct = directory.account_of(obj) if obj is not None else None
+    if acct is None:
+        raise ValueError(f"store {target}: no such account")
+    return Route("local", acct.address, domain=acct.domain, name=acct.name, object_kind="account",
+                 account=acct.name, mailbox=mailbox)
+
+
+def received_header(s: WaypostSMTP, msg_id: str) -> bytes:
+    """RFC 5321 §4.4 trace field; protocol names of RFC 3848 ("LMTP" of RFC 2033)."""
+    helo = s.host_name or "unknown"
+    ip = s.client_ip or "unknown"
+    if s.mode is Mode.LMTP:
+        proto = "LMTP"
+    else:
+        proto = "ESMTP" if s.extended else "SMTP"
+    if s.tls:
+        proto += "S"
+    if s.authenticated:
+        proto += "A"
+    if s.options.smtputf8:
+        proto = "UTF8" + proto.replace("ESMTP", "SMTP")
+    tls = ""
+    if s.tls and s.transport is not None:
+        cipher = s.transport.get_extra_info("cipher")
+        if cipher:
+            tls = f"\r\n\t(using {cipher[1]} with cipher {cipher[0]})"
+    rcpts = s.rcpt_tos
+    for_clause = f"\r\n\tfor <{rcpts[0]}>" if len(rcpts) == 1 else ""
+    date = _date_now()
+    return (f"Received: from {_clean(helo)} ([{ip}]){tls}\r\n\tby {s.settings.server.hostname} (Waypost) with "
+            f"{proto} id {msg_id}{for_clause}; {date}\r\n").encode("utf-8")
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _date_now() -> str:
+    """The RFC 5322 date-time of now in local time (made once a second: every message
+    of a busy second carries the same one)."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        local = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).astimezone()
+        _date_cache = (now, email.utils.format_datetime(local))
+    return _date_cache[1]
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"[^\x21-\x7e]", "?", text)[:255]
+
+
+def _complete_headers(data: bytes, hostname: str) -> bytes:
+    """RFC 6409 §8.3, §8.4: a submission server may add a missing Date and Message-ID."""
+    end = data.find(b"\r\n\r\n")
+    header = (data if end < 0 else data[: end + 2]).lower()
+    extra = b""
+    if b"\r\ndate:" not in b"\r\n" + header:
+        extra += f"Date: {_date_now()}\r\n".encode()
+    if b"\r\nmessage-id:" not in b"\r\n" + header:
+        extra += f"Message-ID: {email.utils.make_msgid(domain=hostname)}\r\n".encode()
+    if not extra:
+        return data
+    # After our Received field (the first line block), before the client's headers.
+    first_end = data.find(b"\r\n", 0)
+    while first_end >= 0 and data[first_end + 2:first_end + 3] in (b" ", b"\t"):
+        first_end = data.find(b"\r\n", first_end + 2)
+    return data[: first_end + 2] + extra + data[first_end + 2:]
+
+
+HANDLERS = {"DATA": data, "BDAT": bdat}
+

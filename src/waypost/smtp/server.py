@@ -318,10 +318,11 @@ class WaypostSMTP(asyncio.Protocol):
             if not await self._more(deadline, announce):
                 raise ClientGone()
 
-    async def read_text(self, timeout: float) -> tuple[list[bytes], TextEnd]:
+    async def read_text(self, timeout: float, check: BodyCheck | None = None) -> tuple[list[bytes], TextEnd]:
         """The message text after DATA's 354 or a BDAT command (``conn.start_data`` /
-        ``start_chunk`` called), in pieces; ClientGone when the client goes away or
-        takes longer than ``timeout`` for all of it."""
+        ``start_chunk`` called), in pieces, each fed to ``check`` as it arrives;
+        ClientGone when the client goes away or takes longer than ``timeout`` for all
+        of it."""
         deadline = asyncio.get_running_loop().time() + timeout
         pieces: list[bytes] = []
         while True:
@@ -329,10 +330,14 @@ class WaypostSMTP(asyncio.Protocol):
             if isinstance(got, TextEnd):
                 if got.tail:
                     pieces.append(got.tail)
+                    if check is not None:
+                        check.feed(got.tail)
                 return pieces, got
             if isinstance(got, bytes):
                 if got:
                     pieces.append(got)
+                    if check is not None:
+                        check.feed(got)
                 continue
             if not await self._more(deadline):
                 raise ClientGone()

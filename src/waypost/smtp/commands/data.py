@@ -46,8 +46,9 @@ async def data(s: WaypostSMTP, arg: str | None) -> None:
     s.in_data = True
     try:
         s.conn.start_data()
+        check = BodyCheck(s.settings.smtp.max_line_length)  # checked as it arrives
         try:
-            pieces, end = await s.read_text(s.settings.smtp.data_timeout)
+            pieces, end = await s.read_text(s.settings.smtp.data_timeout, check)
         except Exception:
             event(log, "data-aborted", level=logging.INFO, client=s.client_ip)
             raise
@@ -55,10 +56,7 @@ async def data(s: WaypostSMTP, arg: str | None) -> None:
             s.reset_transaction()
             s.send(R.TOO_BIG)
             return
-        check = BodyCheck(s.settings.smtp.max_line_length)
-        for piece in pieces:
-            check.feed(piece)
-        await _complete(s, b"".join(pieces), check)
+        await _complete(s, pieces, sum(map(len, pieces)), check)
     finally:
         s.in_data = False
 
@@ -75,48 +73,49 @@ async def bdat(s: WaypostSMTP, arg: str | None) -> None:
     s.in_data = True
     try:
         s.conn.start_chunk(command.size)
+        if refused is None and s.chunks is None:
+            s.chunks = []
+            s.chunk_check = BodyCheck(s.settings.smtp.max_line_length)
+        total = s.chunk_size + command.size
+        # (Checked as it arrives, unless it will be dropped.)
+        check = s.chunk_check if refused is None and total <= s.settings.smtp.max_message_size else None
         try:
-            pieces, _ = await s.read_text(s.settings.smtp.data_timeout)
+            pieces, _ = await s.read_text(s.settings.smtp.data_timeout, check)
         except Exception:
             event(log, "data-aborted", level=logging.INFO, client=s.client_ip)
             raise
         if refused is not None:
             s.send(refused)
             return
-        if s.chunks is None:
-            s.chunks = []
-            s.chunk_check = BodyCheck(s.settings.smtp.max_line_length)
-        check = s.chunk_check
-        assert check is not None
-        s.chunk_size += command.size
-        if s.chunk_size > s.settings.smtp.max_message_size:
+        if check is None:
             # RFC 3030 §2: the transaction has failed; chunks already pipelined behind
             # this one are read and refused (503: no transaction).
             s.reset_transaction()
             s.send(R.TOO_BIG)
             return
-        for piece in pieces:
-            check.feed(piece)
-            s.chunks.append(piece)
+        assert s.chunks is not None
+        s.chunk_size = total
+        s.chunks += pieces
         if not command.last:
             s.send(Reply(250, "2.0.0", f"{command.size} octets received"))
             return
-        body = b"".join(s.chunks)
-        if body and not body.endswith(b"\r\n"):  # the last line ends here
-            body += b"\r\n"
+        chunks = s.chunks
+        if chunks and not chunks[-1].endswith(b"\r\n"):  # the last line ends here
+            chunks.append(b"\r\n")
             check.feed(b"\r\n")
-        await _complete(s, body, check)
+            total += 2
+        await _complete(s, chunks, total, check)
     finally:
         s.in_data = False
 
 
-async def _complete(s: WaypostSMTP, body: bytes, check: BodyCheck) -> None:
+async def _complete(s: WaypostSMTP, pieces: list[bytes], size: int, check: BodyCheck) -> None:
     problem = check.verdict(s.options.body == "8BITMIME" or s.options.smtputf8)
     if problem is not None:
         event(log, "data-refused", level=logging.INFO, client=s.client_ip, reply=f"{problem.code} {problem.status}")
         _answer(s, problem)
         return
-    _answer(s, await accept(s, body))
+    _answer(s, await accept(s, pieces, size))
 
 
 def _answer(s: WaypostSMTP, reply: Reply) -> None:
@@ -127,21 +126,43 @@ def _answer(s: WaypostSMTP, reply: Reply) -> None:
     s.write(wire(reply) * max(count, 1))
 
 
-async def accept(s: WaypostSMTP, body: bytes) -> Reply:
+def header_section(pieces: list[bytes], limit: int = 1 << 20) -> bytes:
+    """The message's header section with the empty line after it (RFC 5322 §2.1), or
+    as much of the start of the message as ``limit`` allows when it has none."""
+    head = b""
+    for piece in pieces:
+        start = max(len(head) - 3, 0)
+        head += piece
+        end = head.find(b"\r\n\r\n", start)
+        if end >= 0:
+            return head[: end + 4]
+        if len(head) >= limit:
+            break
+    return head[:limit]
+
+
+async def accept(s: WaypostSMTP, pieces: list[bytes], size: int) -> Reply:
     """The message has been read and is well-formed: apply the rules, add the trace
-    field and hand it to the queue.  Returns the reply for the client."""
-    refused, recipients, added = _apply_rules(s, body)
+    field and hand it to the queue.  Returns the reply for the client.
+
+    ``pieces`` (taken over: emptied here) are the message text, ``size`` its length.
+    Checks of the message as a whole go here, before ``submit``: the octets are
+    ``message``, the envelope ``sender`` and ``recipients``, the client ``s.client_ip``,
+    its greeting ``s.host_name`` and login ``s.auth_data``."""
+    head = header_section(pieces)
+    refused, recipients, added = _apply_rules(s, head, size)
     if refused is not None:
         return refused
     if s.authenticated:
         # The message as it will leave: with the fields rules added.
-        foreign = foreign_from(s, added + body)
+        foreign = foreign_from(s, added + head)
         if foreign is not None:
             event(log, "sender-refused", level=logging.WARNING, client=s.client_ip,
                   account=s.auth_data, sender=f"<{foreign}>", where="from-header")
             return R.FROM_NOT_OWNED
     msg_id = new_message_id()
-    message = received_header(s, msg_id) + added + body
+    message = b"".join([received_header(s, msg_id), added, *pieces])  # one copy of the text
+    pieces.clear()
     if s.mode is Mode.SUBMISSION:
         message = _complete_headers(message, s.settings.server.hostname)
     params = dict(s.options.as_params(), client=s.client_ip, helo=s.host_name or "",
@@ -161,13 +182,14 @@ async def accept(s: WaypostSMTP, body: bytes) -> Reply:
     return R.QUEUED.with_text(f"OK: queued as {queued}")
 
 
-def _apply_rules(s: WaypostSMTP, body: bytes) -> tuple[Reply | None, list[Recipient], bytes]:
-    """After the message: (a refusal, or None; the recipients; the header fields to add)."""
+def _apply_rules(s: WaypostSMTP, head: bytes, size: int) -> tuple[Reply | None, list[Recipient], bytes]:
+    """After the message (its header section and size): (a refusal, or None; the
+    recipients; the header fields to add)."""
     recipients = list(s.recipients)
     if s.service.rules is None:
         return None, recipients, b""
     try:
-        out = s.service.rules().apply(rule_envelope(s, list(s.rcpt_tos), body))
+        out = s.service.rules().apply(rule_envelope(s, list(s.rcpt_tos), head, size))
         if not out.matched:
             return None, recipients, b""
         event(log, "rules", client=s.client_ip, sender=f"<{s.mail_from}>", matched=",".join(out.matched))

@@ -151,7 +151,9 @@ async def rcpt(s: WaypostSMTP, arg: str | None) -> None:
     s.send(R.RCPT_OK.with_text(f"<{path}> OK"))
 
 
-def rule_envelope(s: WaypostSMTP, recipients: list[str], body: bytes | None = None) -> RuleEnvelope:
+def rule_envelope(s: WaypostSMTP, recipients: list[str], head: bytes | None = None, size: int = 0) -> RuleEnvelope:
+    """What the server-wide rules see: the envelope and, after the message, its
+    header section and size."""
     sender = s.mail_from or ""
     domain = sender.rpartition("@")[2]
     router = s.service.router
@@ -160,7 +162,7 @@ def rule_envelope(s: WaypostSMTP, recipients: list[str], body: bytes | None = No
         authenticated=s.authenticated,
         trusted=router.is_trusted(s.client_ip),
         local_sender=bool(domain) and router.directory.domain(domain) is not None,
-        headers=header_fields(body) if body is not None else {}, size=len(body or b""),
+        headers=header_fields(head) if head is not None else {}, size=size,
     )
 
 

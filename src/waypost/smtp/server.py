@@ -138,7 +138,7 @@ class WaypostSMTP(asyncio.Protocol):
         "service", "settings", "mode", "params", "conn", "transport", "peer", "client_ip", "server_ip",
         "tls", "host_name", "extended", "authenticated", "auth_data", "auth_methods",
         "mail_from", "options", "recipients", "rcpt_tos", "chunks", "chunk_check", "chunk_size",
-        "in_data", "errors", "auth_failures", "task", "_data", "_writable", "_eof", "_paused", "_closed",
+        "in_data", "errors", "auth_failures", "task", "_data", "_writable", "_eof", "_paused", "_closed", "_done",
     )
 
     def __init__(self, service: SMTPService, *, mode: str | Mode = "smtp") -> None:
@@ -181,6 +181,7 @@ class WaypostSMTP(asyncio.Protocol):
         self._eof = False
         self._paused = False
         self._closed = False
+        self._done = False  # QUIT, 421, time-out: nothing more is read
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -254,17 +255,16 @@ class WaypostSMTP(asyncio.Protocol):
             self.transport.close()
 
     def finish(self) -> None:
-        """Close after what was sent (QUIT, a fatal error); nothing more is read."""
+        """Close after what was sent (QUIT, a fatal error); nothing more is read, not
+        even what the client pipelined behind."""
         self.close()
-        self._eof = True
+        self._done = self._eof = True
         self._data.set()
 
     def close_with(self, reply: Reply) -> None:
         """Send a last reply and close (server shutdown)."""
         self.send(reply)
-        self.close()
-        self._eof = True
-        self._data.set()
+        self.finish()
 
     async def error(self, reply: Reply) -> None:
         """A bad command: answer it, and close after too many (RFC 5321 §4.3.2 lets a
@@ -273,8 +273,7 @@ class WaypostSMTP(asyncio.Protocol):
         if self.errors > self.settings.smtp.max_errors:
             event(log, "too-many-errors", level=logging.WARNING, client=self.client_ip)
             self.send(R.TOO_MANY_ERRORS)
-            self.close()
-            self._eof = True
+            self.finish()
             return
         self.send(reply)
 
@@ -283,7 +282,7 @@ class WaypostSMTP(asyncio.Protocol):
     async def _more(self, deadline: float, announce: bool = True) -> bool:
         """Wait for more octets until ``deadline`` (loop time); False at the end of
         input, and after a time-out (answered 421 unless not ``announce``, and closed)."""
-        if self._eof:
+        if self._eof or self._done:
             return False
         self._data.clear()
         if self._paused and self.transport is not None:
@@ -298,13 +297,12 @@ class WaypostSMTP(asyncio.Protocol):
             else:
                 self.finish()
             return False
-        return not (self._eof and not len(self.conn))
+        return not self._done and not (self._eof and not len(self.conn))
 
     def _timed_out(self) -> None:
         event(log, "timeout", level=logging.INFO, client=self.client_ip)
         self.send(R.TIMEOUT)
-        self.close()
-        self._eof = True
+        self.finish()
 
     async def read_line(self, limit: int, timeout: float | None = None, announce: bool = True) -> bytes | Reply:
         """A raw line without its CRLF (an AUTH response, a reply during ODMR turn-
@@ -394,10 +392,10 @@ class WaypostSMTP(asyncio.Protocol):
             event(log, "tls-failed", level=logging.INFO, client=self.client_ip, error=repr(e))
             if self.transport is not None:
                 self.transport.abort()
-            self._eof = True
+            self._done = self._eof = True
             return False
         if new is None:
-            self._eof = True
+            self._done = self._eof = True
             return False
         self.transport = new
         self.tls = True
@@ -414,7 +412,7 @@ class WaypostSMTP(asyncio.Protocol):
             greeting = "LMTP" if self.mode is Mode.LMTP else "ESMTP"
             self.send(f"220 {self.settings.server.hostname} {greeting} Waypost", raw=True)
             loop = asyncio.get_running_loop()
-            while not self._eof or len(self.conn):
+            while not self._done and (not self._eof or len(self.conn)):
                 got = self.conn.next_command()
                 if isinstance(got, NeedData):
                     if not await self._more(loop.time() + self.settings.smtp.command_timeout):

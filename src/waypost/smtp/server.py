@@ -138,7 +138,7 @@ class WaypostSMTP(asyncio.Protocol):
         "service", "settings", "mode", "params", "conn", "transport", "peer", "client_ip", "server_ip",
         "tls", "host_name", "extended", "authenticated", "auth_data", "auth_methods",
         "mail_from", "options", "recipients", "rcpt_tos", "chunks", "chunk_check", "chunk_size",
-        "in_data", "errors", "auth_failures", "task", "_data", "_writable", "_eof", "_paused", "_closed", "_done",
+        "in_data", "errors", "auth_failures", "task", "_data", "_writable", "_eof", "_paused", "_closed", "_done", "_out",
     )
 
     def __init__(self, service: SMTPService, *, mode: str | Mode = "smtp") -> None:
@@ -182,6 +182,7 @@ class WaypostSMTP(asyncio.Protocol):
         self._paused = False
         self._closed = False
         self._done = False  # QUIT, 421, time-out: nothing more is read
+        self._out: list[bytes] = []  # replies not yet written (see write)
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -234,13 +235,24 @@ class WaypostSMTP(asyncio.Protocol):
         self.write(multiline(code, lines))
 
     def write(self, data: bytes) -> None:
+        """Queue octets for the client.  They are written (one system call for all the
+        replies queued) before the session waits for the client, so the replies to
+        pipelined commands (RFC 2920) leave together, in order."""
+        self._out.append(data)
+
+    def flush(self) -> None:
+        out = self._out
+        if not out:
+            return
         t = self.transport
         if t is not None and not t.is_closing():
-            t.write(data)
+            t.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
 
     async def drain(self) -> None:
         """Wait while the client does not read what we sent (at most the command
         time-out); ClientGone when it never does."""
+        self.flush()
         if not self._writable.is_set():
             try:
                 await asyncio.wait_for(self._writable.wait(), self.settings.smtp.command_timeout)
@@ -251,6 +263,7 @@ class WaypostSMTP(asyncio.Protocol):
             raise ClientGone()
 
     def close(self) -> None:
+        self.flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -282,6 +295,7 @@ class WaypostSMTP(asyncio.Protocol):
     async def _more(self, deadline: float, announce: bool = True) -> bool:
         """Wait for more octets until ``deadline`` (loop time); False at the end of
         input, and after a time-out (answered 421 unless not ``announce``, and closed)."""
+        self.flush()
         if self._eof or self._done:
             return False
         self._data.clear()
@@ -383,6 +397,7 @@ class WaypostSMTP(asyncio.Protocol):
         over TLS: the buffer is cleared with no wait between it and the switch."""
         ctx = self.service.tls_context
         assert ctx is not None and self.transport is not None
+        self.flush()  # the 220, in clear text
         self.conn.clear()
         loop = asyncio.get_running_loop()
         try:
@@ -422,7 +437,9 @@ class WaypostSMTP(asyncio.Protocol):
                     await self.error(got)
                     continue
                 await self._command(got, HANDLERS, OWN_STATE_CHECK)
-                if not self._writable.is_set():
+                if len(self._out) > 64:  # a client that pipelines without end
+                    await self.drain()
+                elif not self._writable.is_set():
                     await self.drain()
         except ClientGone:
             pass

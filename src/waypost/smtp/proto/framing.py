@@ -256,8 +256,8 @@ class BodyCheck:
             first = piece.find(b"\r\n")
             last = piece.rfind(b"\r\n")
             self._longest = max(self._longest, self._line + first)
-            if crlf > 1 and last - first > self._max:
-                self._longest = max(self._longest, max(map(len, piece[first + 2:last].split(b"\r\n"))))
+            if crlf > 1 and last - first > self._max and _has_long_line(piece, first + 2, last, self._max):
+                self._longest = self._max + 1
             self._line = len(piece) - last - 2
         else:
             self._line += len(piece)
@@ -273,3 +273,19 @@ class BodyCheck:
         if longest > self._max:
             return R.BODY_LONG_LINE
         return None
+
+
+def _has_long_line(text: bytes, start: int, end: int, limit: int) -> bool:
+    """Whether ``text[start:end]`` (whole lines separated by CRLF) has a line of more
+    than ``limit`` octets, CRLF not counted.
+
+    Such a line holds ``limit + 1`` consecutive octets, so it covers one of the points
+    ``start``, ``start + limit + 1``, ...; only the line around each point is measured
+    (two bounded searches), not every line of the text."""
+    step = limit + 1
+    for point in range(start, end, step):
+        left = text.rfind(b"\n", start, point + 1) + 1 or start
+        right = text.find(b"\r\n", left, end)
+        if (end if right < 0 else right) - left > limit:
+            return True
+    return False

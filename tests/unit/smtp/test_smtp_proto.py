@@ -488,3 +488,28 @@ def test_any_text_is_one_message_or_none(text, cuts):
     ends = [r for r in got[4:-1]]
     assert len(ends) == 2 and ends[0] == (354, "")  # one 354, one end-of-message reply
     assert len(s.messages) <= 1
+
+
+def _reference_verdict(body: bytes, max_line: int) -> Reply | None:
+    """What the server checked before the core streamed (the whole message at once)."""
+    crlf = body.count(b"\r\n")
+    if body.count(b"\n") != crlf or body.count(b"\r") != crlf:
+        return R.BODY_BARE_LF
+    if b"\x00" in body:
+        return R.BODY_NUL
+    if len(body) > max_line - 2 and max(map(len, body.split(b"\r\n"))) > max_line - 2:
+        return R.BODY_LONG_LINE
+    return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([b"\r\n", b"\r", b"\n", b"x", b"xxxxxxx", b"\x00", b"y" * 20]), max_size=40),
+       st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+       st.sampled_from([12, 13, 20, 512]))
+def test_body_check_piece_by_piece_is_the_check_of_the_whole(parts, cuts, max_line):
+    body = b"".join(parts)
+    check = BodyCheck(max_line)
+    edges = [0, *sorted(c for c in cuts if c <= len(body)), len(body)]
+    for a, b in zip(edges, edges[1:]):
+        check.feed(body[a:b])
+    assert check.verdict(eight_bit_ok=True) == _reference_verdict(body, max_line)

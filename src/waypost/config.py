@@ -65,6 +65,8 @@ class ListenSettings:
     smtp: str = _s("127.0.0.1:2525", "SMTP relay and ETRN listener (host:port, \"\" = off).")
     submission: str = _s("127.0.0.1:2587", "SMTP submission listener; AUTH is required before MAIL.")
     odmr: str = _s("127.0.0.1:2366", "ODMR (ATRN, RFC 2645) listener; AUTH is required before ATRN.")
+    lmtp: str = _s("", "LMTP (RFC 2033) listener for another MTA: host:port, or the absolute path of a Unix "
+                       "socket (made 0666: let its directory's permissions say who may connect); \"\" = off.")
     imap: str = _s("127.0.0.1:2143", "IMAP listener (STARTTLS; production port 143).")
     pop3: str = _s("127.0.0.1:2110", "POP3 listener (STLS; production port 110).")
     http: str = _s("", "HTTP listener (WebUser, admin).")
@@ -323,6 +325,8 @@ def settings_from_dict(raw: dict[str, Any], data_dir: Path) -> Settings:
 def _validate(s: Settings) -> None:
     for f in dataclasses.fields(ListenSettings):
         value = getattr(s.listen, f.name)
+        if f.name == "lmtp" and value.startswith("/"):
+            continue  # a Unix socket (checked when serve starts)
         if value:
             try:
                 parse_hostport(value)

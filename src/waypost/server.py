@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import ssl
 import sys
 import threading
@@ -64,9 +65,9 @@ __all__ = ["Problem", "Server", "bind_listeners", "own_addresses", "serve", "sta
 log = logging.getLogger("waypost.server")
 
 #: Listeners this version serves (the others in [listen] are refused when set).
-SERVED = ("smtp", "submission", "odmr", "imap", "pop3", "ftp")
+SERVED = ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp")
 #: The SMTP listeners among them.
-SMTP_LISTENERS = ("smtp", "submission", "odmr")
+SMTP_LISTENERS = ("smtp", "submission", "odmr", "lmtp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +105,16 @@ def startup_problems(settings: Settings, probe_ports: bool = False) -> list[Prob
 def _listener_problems(settings: Settings, probe_ports: bool) -> list[Problem]:
     out: list[Problem] = []
     seen: dict[tuple[str, int, bool], str] = {}
-    for name in ("smtp", "submission", "odmr", "imap", "pop3", "ftp", "http", "minger"):
+    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "minger"):
         value = getattr(settings.listen, name)
         if not value:
             continue
         key = f"listen.{name}"
+        if name == "lmtp" and value.startswith("/"):
+            problem = _unix_socket_problem(value)
+            if problem is not None:
+                out.append(Problem(key, problem))
+            continue
         if name not in SERVED and name != "minger":
             out.append(Problem(key, "this listener is not available in this version; set it to \"\""))
             continue
@@ -188,12 +194,15 @@ def _user_problems(settings: Settings) -> list[Problem]:
 
 def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
     sockets: dict[str, socket.socket] = {}
-    for name in ("smtp", "submission", "odmr", "imap", "pop3", "ftp", "http", "minger"):
+    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "minger"):
         value = getattr(settings.listen, name)
         if not value or name == "minger":  # UDP: each worker binds it (SO_REUSEPORT)
             continue
         if name not in SERVED:  # pragma: no cover - startup_problems refused it first
             raise SystemExit(f"listen.{name}: this listener is not available in this version; set it to \"\"")
+        if name == "lmtp" and value.startswith("/"):
+            sockets[name] = _bind_unix(value, settings.server.listen_backlog, sockets)
+            continue
         host, port = parse_hostport(value)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio turns Nagle off
@@ -214,12 +223,58 @@ def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
     return sockets
 
 
+def _unix_socket_problem(path: str) -> str | None:
+    """Why a Unix socket cannot be made at ``path`` (None: it can)."""
+    p = Path(path)
+    if not p.parent.is_dir():
+        return f"{p.parent} is not a directory"
+    if p.exists() or p.is_symlink():
+        if not stat.S_ISSOCK(p.lstat().st_mode):
+            return f"{path} exists and is not a socket"
+        if _socket_in_use(path):
+            return f"{path} is in use now (by a running server?)"
+    return None
+
+
+def _socket_in_use(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def _bind_unix(path: str, backlog: int, bound: dict[str, socket.socket]) -> socket.socket:
+    """A listening Unix socket at ``path``; a stale socket file nobody listens on (a
+    server that was killed) is replaced."""
+    problem = _unix_socket_problem(path)
+    if problem is None and os.path.lexists(path):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if problem is not None:
+            raise OSError(errno.EADDRINUSE, problem)
+        sock.bind(path)
+        os.chmod(path, 0o666)
+    except OSError as e:
+        sock.close()
+        for other in bound.values():
+            other.close()
+        raise SystemExit(f"listen.lmtp: cannot listen on {path}: {e.strerror}") from None
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
 def own_addresses(settings: Settings) -> list[str]:
     """The server's own IP addresses: loopback and every listener's address."""
     out = {"127.0.0.1", "::1"}
     for name in SERVED:
         value = getattr(settings.listen, name)
-        if value:
+        if value and not value.startswith("/"):
             host, _ = parse_hostport(value)
             try:
                 out.add(str(ipaddress.ip_address(host)))
@@ -622,6 +677,9 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
         pending.touch(mode=0o600)
         threading.Thread(target=_recover_later, args=(recovery, pending), name="recovery", daemon=True).start()
     for name, sock in sockets.items():
+        if sock.family == socket.AF_UNIX:
+            out(f"listening {name} {sock.getsockname()}")
+            continue
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         out(f"listening {name} {shown}:{port}")

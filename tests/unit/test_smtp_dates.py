@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from waypost.smtp import server
+from waypost.smtp.commands import data as server
 
 
 @pytest.mark.parametrize("epoch, expected", [

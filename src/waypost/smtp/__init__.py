@@ -1,6 +1,7 @@
-"""The SMTP listeners (relay, submission) on aiosmtpd.  A listener asks the router for
-every recipient and hands accepted messages to the queue; it never writes a Maildir or
-spool file itself."""
+"""The SMTP listeners (relay, submission, ODMR, LMTP): ``proto/`` (the sans-IO core),
+``server.py`` (the asyncio adapter) and ``commands/`` (the handlers by concern).  A
+listener asks the router for every recipient and hands accepted messages to the queue;
+it never writes a Maildir or spool file itself."""
 
 from .replies import R, Reply
 from .server import SMTPService, WaypostSMTP

@@ -1,0 +1,301 @@
+"""The message: DATA (RFC 5321 §4.1.1.4) and BDAT (RFC 3030), then the checks, the
+server-wide rules, the trace field, and the hand-off to the queue.
+
+``accept`` is the one place where a received message — its octets, its envelope, the
+client's address, its greeting and its login — is handed to ``QueueManager.submit``
+(which fsyncs it before we say 250).  A check of the message as a whole (SPF, DKIM,
+DMARC) belongs there, before ``submit``.
+
+LMTP (RFC 2033 §4.2): after the message, one reply per accepted recipient, in the
+order of the RCPT commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import email.utils
+import errno
+import logging
+import re
+import time
+from typing import TYPE_CHECKING
+
+from ...log import event
+from ...queue import Recipient, SpoolError
+from ...queue.spool import new_message_id
+from ...router import Context, Route
+from ..proto import BodyCheck, Mode, parse_bdat, refusal, wire
+from ..replies import R, Reply
+from .envelope import foreign_from, rule_envelope
+
+if TYPE_CHECKING:
+    from ..server import WaypostSMTP
+
+__all__ = ["HANDLERS", "accept"]
+
+log = logging.getLogger("waypost.smtp")
+
+
+async def data(s: WaypostSMTP, arg: str | None) -> None:
+    if arg:
+        s.send(R.PARAM_SYNTAX.with_text("Syntax: DATA"))
+        return
+    s.send(f"354 {R.DATA_GO.text}", raw=True)
+    s.in_data = True
+    try:
+        s.conn.start_data()
+        check = BodyCheck(s.settings.smtp.max_line_length)  # checked as it arrives
+        try:
+            pieces, end = await s.read_text(s.settings.smtp.data_timeout, check)
+        except Exception:
+            event(log, "data-aborted", level=logging.INFO, client=s.client_ip)
+            raise
+        if end.too_big:
+            s.reset_transaction()
+            s.send(R.TOO_BIG)
+            return
+        await _complete(s, pieces, sum(map(len, pieces)), check)
+    finally:
+        s.in_data = False
+
+
+async def bdat(s: WaypostSMTP, arg: str | None) -> None:
+    """RFC 3030 §2.  The chunk is read whatever happens to it: a chunk refused (wrong
+    state, too big, after a failed chunk of a pipeline) is read and dropped, so that
+    its octets are never taken for commands."""
+    command = parse_bdat(arg)
+    if isinstance(command, Reply):
+        await s.error(command)
+        return
+    refused = refusal("BDAT", s.state, s.mode, s.authenticated)
+    s.in_data = True
+    try:
+        s.conn.start_chunk(command.size)
+        if refused is None and s.chunks is None:
+            s.chunks = []
+            s.chunk_check = BodyCheck(s.settings.smtp.max_line_length)
+        total = s.chunk_size + command.size
+        # (Checked as it arrives, unless it will be dropped.)
+        check = s.chunk_check if refused is None and total <= s.settings.smtp.max_message_size else None
+        try:
+            pieces, _ = await s.read_text(s.settings.smtp.data_timeout, check)
+        except Exception:
+            event(log, "data-aborted", level=logging.INFO, client=s.client_ip)
+            raise
+        if refused is not None:
+            s.send(refused)
+            return
+        if check is None:
+            # RFC 3030 §2: the transaction has failed; chunks already pipelined behind
+            # this one are read and refused (503: no transaction).
+            s.reset_transaction()
+            s.send(R.TOO_BIG)
+            return
+        assert s.chunks is not None
+        s.chunk_size = total
+        s.chunks += pieces
+        if not command.last:
+            s.send(Reply(250, "2.0.0", f"{command.size} octets received"))
+            return
+        chunks = s.chunks
+        if chunks and not chunks[-1].endswith(b"\r\n"):  # the last line ends here
+            chunks.append(b"\r\n")
+            check.feed(b"\r\n")
+            total += 2
+        await _complete(s, chunks, total, check)
+    finally:
+        s.in_data = False
+
+
+async def _complete(s: WaypostSMTP, pieces: list[bytes], size: int, check: BodyCheck) -> None:
+    problem = check.verdict(s.options.body == "8BITMIME" or s.options.smtputf8)
+    if problem is not None:
+        event(log, "data-refused", level=logging.INFO, client=s.client_ip, reply=f"{problem.code} {problem.status}")
+        _answer(s, problem)
+        return
+    _answer(s, await accept(s, pieces, size))
+
+
+def _answer(s: WaypostSMTP, reply: Reply) -> None:
+    """The reply to the end of a message: one, or (LMTP) one per recipient; the
+    transaction is over either way."""
+    count = s.rcpt_count if s.mode is Mode.LMTP else 1
+    s.reset_transaction()
+    s.write(wire(reply) * max(count, 1))
+
+
+def header_section(pieces: list[bytes], limit: int = 1 << 20) -> bytes:
+    """The message's header section with the empty line after it (RFC 5322 §2.1), or
+    as much of the start of the message as ``limit`` allows when it has none."""
+    head = b""
+    for piece in pieces:
+        start = max(len(head) - 3, 0)
+        head += piece
+        end = head.find(b"\r\n\r\n", start)
+        if end >= 0:
+            return head[: end + 4]
+        if len(head) >= limit:
+            break
+    return head[:limit]
+
+
+async def accept(s: WaypostSMTP, pieces: list[bytes], size: int) -> Reply:
+    """The message has been read and is well-formed: apply the rules, add the trace
+    field and hand it to the queue.  Returns the reply for the client.
+
+    ``pieces`` (taken over: emptied here) are the message text, ``size`` its length.
+    Checks of the message as a whole go here, before ``submit``: the octets are
+    ``message``, the envelope ``sender`` and ``recipients``, the client ``s.client_ip``,
+    its greeting ``s.host_name`` and login ``s.auth_data``."""
+    head = header_section(pieces)
+    refused, recipients, added = _apply_rules(s, head, size)
+    if refused is not None:
+        return refused
+    if s.authenticated:
+        # The message as it will leave: with the fields rules added.
+        foreign = foreign_from(s, added + head)
+        if foreign is not None:
+            event(log, "sender-refused", level=logging.WARNING, client=s.client_ip,
+                  account=s.auth_data, sender=f"<{foreign}>", where="from-header")
+            return R.FROM_NOT_OWNED
+    msg_id = new_message_id()
+    message = b"".join([received_header(s, msg_id), added, *pieces])  # one copy of the text
+    pieces.clear()
+    if s.mode is Mode.SUBMISSION:
+        message = _complete_headers(message, s.settings.server.hostname)
+    params = dict(s.options.as_params(), client=s.client_ip, helo=s.host_name or "",
+                  auth=s.auth_data if s.authenticated else None)
+    sender = s.mail_from or ""
+    try:
+        queued = await s.service.queue.submit(sender, recipients, message, params, msg_id=msg_id)
+    except SpoolError as e:
+        event(log, "spool-refused", level=logging.ERROR, client=s.client_ip, error=str(e))
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        return R.NO_STORAGE if full else R.LOCAL_ERROR
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("event=submit-error client=%s", s.client_ip)
+        return R.LOCAL_ERROR
+    return R.QUEUED.with_text(f"OK: queued as {queued}")
+
+
+def _apply_rules(s: WaypostSMTP, head: bytes, size: int) -> tuple[Reply | None, list[Recipient], bytes]:
+    """After the message (its header section and size): (a refusal, or None; the
+    recipients; the header fields to add)."""
+    recipients = list(s.recipients)
+    if s.service.rules is None:
+        return None, recipients, b""
+    try:
+        out = s.service.rules().apply(rule_envelope(s, list(s.rcpt_tos), head, size))
+        if not out.matched:
+            return None, recipients, b""
+        event(log, "rules", client=s.client_ip, sender=f"<{s.mail_from}>", matched=",".join(out.matched))
+        if out.rejected:
+            return Reply(550, "5.7.1", out.rejected), [], b""
+        if out.discard:
+            return Reply(250, "2.0.0", "OK: discarded by a server rule"), [], b""
+        router = s.service.router
+        internal = Context(kind="mail", internal=True)
+
+        def routed(address: str, forwarded: bool = False) -> list[Recipient]:
+            res = router.resolve(address, internal)
+            rs = router.expand(res.route) if res.route.kind == "local" else [res.route]
+            if forwarded:
+                rs = [dataclasses.replace(r, forwarded=True) if r.kind == "remote" else r for r in rs]
+            return [Recipient(address, r) for r in rs]
+
+        if out.redirect:
+            recipients = [r for a in out.redirect for r in routed(a)]
+        for a in out.mirror:
+            recipients += routed(a)
+        for a in out.forward:
+            recipients += routed(a, forwarded=True)
+        for target in out.store:
+            recipients.append(Recipient(target, _mailbox_route(s, target)))
+        extra = "".join(h + "\r\n" for h in out.add_headers).encode("utf-8")
+        return None, recipients, extra
+    except Exception:
+        log.exception("event=rule-error phase=data")
+        return None, list(s.recipients), b""
+
+
+def _mailbox_route(s: WaypostSMTP, target: str) -> Route:
+    """``~account[@domain]/mailbox`` as a local delivery into that mailbox."""
+    who, _, mailbox = target[1:].partition("/")
+    directory = s.service.router.directory
+    name, _, domain = who.partition("@")
+    obj = directory.lookup(name, domain or directory.main_domain)
+    acct = directory.account_of(obj) if obj is not None else None
+    if acct is None:
+        raise ValueError(f"store {target}: no such account")
+    return Route("local", acct.address, domain=acct.domain, name=acct.name, object_kind="account",
+                 account=acct.name, mailbox=mailbox)
+
+
+def received_header(s: WaypostSMTP, msg_id: str) -> bytes:
+    """RFC 5321 §4.4 trace field; protocol names of RFC 3848 ("LMTP" of RFC 2033)."""
+    helo = s.host_name or "unknown"
+    ip = s.client_ip or "unknown"
+    if s.mode is Mode.LMTP:
+        proto = "LMTP"
+    else:
+        proto = "ESMTP" if s.extended else "SMTP"
+    if s.tls:
+        proto += "S"
+    if s.authenticated:
+        proto += "A"
+    if s.options.smtputf8:
+        proto = "UTF8" + proto.replace("ESMTP", "SMTP")
+    tls = ""
+    if s.tls and s.transport is not None:
+        cipher = s.transport.get_extra_info("cipher")
+        if cipher:
+            tls = f"\r\n\t(using {cipher[1]} with cipher {cipher[0]})"
+    rcpts = s.rcpt_tos
+    for_clause = f"\r\n\tfor <{rcpts[0]}>" if len(rcpts) == 1 else ""
+    date = _date_now()
+    return (f"Received: from {_clean(helo)} ([{ip}]){tls}\r\n\tby {s.settings.server.hostname} (Waypost) with "
+            f"{proto} id {msg_id}{for_clause}; {date}\r\n").encode("utf-8")
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _date_now() -> str:
+    """The RFC 5322 date-time of now in local time (made once a second: every message
+    of a busy second carries the same one)."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        local = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).astimezone()
+        _date_cache = (now, email.utils.format_datetime(local))
+    return _date_cache[1]
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"[^\x21-\x7e]", "?", text)[:255]
+
+
+def _complete_headers(data: bytes, hostname: str) -> bytes:
+    """RFC 6409 §8.3, §8.4: a submission server may add a missing Date and Message-ID."""
+    end = data.find(b"\r\n\r\n")
+    header = (data if end < 0 else data[: end + 2]).lower()
+    extra = b""
+    if b"\r\ndate:" not in b"\r\n" + header:
+        extra += f"Date: {_date_now()}\r\n".encode()
+    if b"\r\nmessage-id:" not in b"\r\n" + header:
+        extra += f"Message-ID: {email.utils.make_msgid(domain=hostname)}\r\n".encode()
+    if not extra:
+        return data
+    # After our Received field (the first line block), before the client's headers.
+    first_end = data.find(b"\r\n", 0)
+    while first_end >= 0 and data[first_end + 2:first_end + 3] in (b" ", b"\t"):
+        first_end = data.find(b"\r\n", first_end + 2)
+    return data[: first_end + 2] + extra + data[first_end + 2:]
+
+
+HANDLERS = {"DATA": data, "BDAT": bdat}
+

@@ -51,3 +51,65 @@ def test_init_with_a_postgresql_url_writes_it_and_makes_the_schema(tmp_path):
     assert "postmaster" in inst.ok("account", "list")
     bad = inst.cli("init", str(tmp_path / "other"), "--database", "postgresql://postgres@127.0.0.1:1", use_data=False)
     assert bad.exit_code != 0 and "names no database" in bad.output
+
+
+def test_storage_migrate_copies_a_sqlite_installation_that_then_serves_from_postgresql(tmp_path):
+    import imaplib
+    import json
+    import subprocess
+    import sys
+
+    from support.server import ROOT
+    from support.tls import client_context
+
+    inst = WaypostInstance(tmp_path / "data", database="waypost.db")  # SQLite, whatever the run's engine
+    inst.ok("account", "add", "alice@example.test", "--password", "alice-password")
+    inst.ok("alias", "add", "al@example.test", "alice")
+    inst.ok("router", "import", "-", input="<*@old.test> = alice@example.test\n")
+    with inst:
+        inst.start()
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=30) as c:
+            c.sendmail("x@outside.example", ["al@example.test"], b"Subject: before the move\r\n\r\nkept\r\n")
+        wait_for(lambda: len(inst.messages("alice@example.test")) == 1, what="the message delivered")
+        with imaplib.IMAP4("127.0.0.1", inst.imap_port) as m:  # index, flags: in the database
+            m.starttls(client_context())
+            m.login("alice@example.test", "alice-password")
+            m.select("INBOX")
+            m.store("1", "+FLAGS", "(\\Flagged)")
+        inst.stop()
+
+    url = pg.new_url()
+
+    def waypost(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "waypost", "--data", str(inst.data), *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    done = waypost("storage", "migrate", "--to", url)
+    assert done.returncode == 0, done.stderr
+    assert "counts match" in done.stdout and "messages" in done.stdout
+    again = waypost("storage", "migrate", "--to", url)  # the target is not empty now
+    assert again.returncode == 1 and "not empty" in again.stderr and "Traceback" not in again.stderr
+    assert waypost("storage", "migrate", "--to", url, "--force").returncode == 0
+
+    before = json.loads(inst.ok("account", "list", "--json"))
+    inst.configure(storage={"database": url})
+    assert json.loads(inst.ok("account", "list", "--json")) == before
+    assert "alice@example.test" in inst.ok("route", "joe@old.test")
+    with inst:
+        inst.start()
+        with imaplib.IMAP4("127.0.0.1", inst.imap_port) as m:
+            m.starttls(client_context())
+            m.login("alice@example.test", "alice-password")
+            m.select("INBOX")
+            typ, data = m.fetch("1", "(UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            assert typ == "OK" and b"\\Flagged" in data[0][0] and b"before the move" in data[0][1]
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=30) as c:  # new mail gets the next UID
+            c.sendmail("x@outside.example", ["alice@example.test"], b"Subject: after\r\n\r\nnew\r\n")
+        wait_for(lambda: len(inst.messages("alice@example.test")) == 2, what="the second message")
+        with imaplib.IMAP4("127.0.0.1", inst.imap_port) as m:
+            m.starttls(client_context())
+            m.login("alice@example.test", "alice-password")
+            m.select("INBOX")
+            assert wait_for(lambda: m.uid("SEARCH", "ALL")[1][0].split() == [b"1", b"2"] or None,
+                            what="UIDs 1 and 2")
+        inst.stop()

@@ -46,7 +46,7 @@ from .mailauth import Signer
 from .mailstore import Mailstore
 from .pop3 import POP3Service
 from .queue import QueueManager
-from .queue.manager import RECOVERY_PENDING
+from .queue.manager import NODE_HEARTBEAT, RECOVERY_PENDING
 from .router import Context, Router
 from .router.resolve import GatewayOptions
 from .rules import credentials_for, gateway_store, rules_store
@@ -612,6 +612,7 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
     recovery.files.recover()  # uploads a killed server left half-written
     pending = settings.data_dir / RECOVERY_PENDING
     try:
+        _refuse_a_second_node(settings, recovery)
         recovery.queue.recover()
         pending.unlink(missing_ok=True)
         recovery.db.close()
@@ -631,6 +632,20 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
     if n == 1:
         return _run_worker(settings, sockets, tls, ftp_tls)
     return _supervise(settings, sockets, n, tls, ftp_tls)
+
+
+def _refuse_a_second_node(settings: Settings, recovery: "Server") -> None:
+    """Start-up recovery reconciles the whole queue index with this node's own spool: on
+    a database that another node (another server.hostname) is using now, it would take
+    that node's queued mail for lost.  Several nodes on one database are not supported
+    yet (docs/postgresql.md), so that is refused."""
+    now = time.time()
+    others = sorted({n.node for n in recovery.db.node_list(now)
+                     if n.node != settings.server.hostname and now - n.seen <= 3 * NODE_HEARTBEAT})
+    if others:
+        recovery.db.close()
+        raise SystemExit(f"storage.database: node {', '.join(others)} is using this database now; several nodes"
+                         " on one database are not supported yet (see docs/postgresql.md)")
 
 
 def _recover_later(recovery: "Server", pending: Path) -> None:

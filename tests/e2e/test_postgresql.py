@@ -1,11 +1,14 @@
 """The PostgreSQL engine as a client sees it: a server whose database cannot be reached
 answers "try again later" (451 4.3.0), says so in one log line, and recovers by itself
 when the database's port comes up.  (PostgreSQL itself is shared on this machine and is
-never stopped: the port that comes up is a forwarder to it, support/tcpproxy.py.)"""
+never stopped: the port that comes up is a forwarder to it, support/tcpproxy.py.)
+Also: ``init --database``, ``storage migrate`` from SQLite, ``cluster status``."""
 
 from __future__ import annotations
 
 import smtplib
+
+import pytest
 
 from support import pg
 from support.server import WaypostInstance, free_port, wait_for
@@ -113,3 +116,22 @@ def test_storage_migrate_copies_a_sqlite_installation_that_then_serves_from_post
             assert wait_for(lambda: m.uid("SEARCH", "ALL")[1][0].split() == [b"1", b"2"] or None,
                             what="UIDs 1 and 2")
         inst.stop()
+
+
+def test_cluster_status_shows_the_running_worker_and_a_second_node_is_refused(tmp_path):
+    import json
+
+    url = pg.new_url()
+    a = WaypostInstance(tmp_path / "a", database=url, hostname="mail-a.example.test")
+    b = WaypostInstance(tmp_path / "b", database=url, hostname="mail-b.example.test", host="127.0.0.2")
+    with a, b:
+        a.start()
+        rows = wait_for(lambda: json.loads(a.ok("cluster", "status", "--json")) or None, what="a heartbeat")
+        [row] = rows
+        assert row["node"] == "mail-a.example.test" and row["state"] == "up"
+        assert f"smtp=127.0.0.1:{a.smtp_port}" in row["addresses"]
+        assert "1 node(s) up" in b.ok("cluster", "status")  # seen from the other data directory too
+        with pytest.raises(AssertionError, match="node mail-a.example.test is using this database"):
+            b.start()
+        a.stop()
+        assert json.loads(a.ok("cluster", "status", "--json")) == []  # a clean stop removes the row

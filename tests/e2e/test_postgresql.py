@@ -144,3 +144,53 @@ def test_cluster_status_shows_the_running_worker_and_a_second_node_is_refused(tm
             b.start()
         a.stop()
         assert json.loads(a.ok("cluster", "status", "--json")) == []  # a clean stop removes the row
+
+
+def test_no_250_before_the_message_is_in_the_postgresql_index(tmp_path):
+    """The PostgreSQL twin of test_queue_races' SQLite test: a transaction holds a lock
+    that every insert into the queue index waits for while a message is sent; the 250
+    may come only once the index took the entry, and the file is in queue/ by then."""
+    import threading
+
+    import psycopg
+
+    from support.server import free_port as _port
+
+    url = pg.new_url()
+    inst = WaypostInstance(tmp_path / "data", database=url,
+                           delivery={"smtp_port": _port(), "connect_timeout": 1.0},
+                           dns={"nameservers": ["127.0.0.1:9"], "timeout": 0.5}, queue={"retry_intervals": [3600]})
+    seen: list[tuple[int, bytes, bool, bool, bool]] = []
+    replied = threading.Event()
+
+    def send() -> None:
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=60) as c:
+            c.ehlo("client.example")
+            c.mail("x@example.test")
+            c.rcpt("joe@unreachable.test")
+            code, text = c.data(b"Subject: order\r\n\r\nx\r\n")
+        early = not locked.is_set()
+        qid = text.rsplit(b" ", 1)[-1].decode()
+        with psycopg.connect(url) as reader:
+            indexed = reader.execute("SELECT 1 FROM queue_messages WHERE id=%s", (qid,)).fetchone() is not None
+        seen.append((code, text, indexed, (inst.data / "spool" / "queue" / qid).exists(), early))
+        replied.set()
+
+    locked = threading.Event()  # set once the lock is given back
+    with inst, psycopg.connect(url) as holder:
+        inst.start()
+        for _ in range(3):
+            replied.clear()
+            locked.clear()
+            with holder.transaction():
+                holder.execute("LOCK TABLE queue_messages IN EXCLUSIVE MODE")  # inserts wait for it
+                t = threading.Thread(target=send)
+                t.start()
+                assert not replied.wait(1.5), "250 while the index could not take the entry"
+                locked.set()
+            t.join(30)
+        inst.stop()
+    assert len(seen) == 3, seen
+    for code, text, indexed, on_disk, early in seen:
+        assert code == 250 and text.startswith(b"2.0.0"), (code, text)
+        assert indexed and on_disk and not early, (text, indexed, on_disk, early)

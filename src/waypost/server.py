@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from .config import Settings, parse_hostport, parse_port_range
 from .certs import write_self_signed
 from .datadir import owned_by_others, switch_user, user_ids
-from .db import ObjectRecord, StorageUnavailable, database_problem, open_database
+from .db import ObjectRecord, StorageUnavailable, database_problem, is_postgresql, open_database
 from .directory import Directory
 from .directory.throttle import LoginThrottle, ThrottlePolicy, log_auth_failed
 from .directory.verified import VerifiedLogins
@@ -91,6 +91,17 @@ def startup_problems(settings: Settings, probe_ports: bool = False) -> list[Prob
     db = database_problem(settings.storage.database, settings.data_dir)
     if db is not None:
         out.append(Problem("storage.database", db))
+    elif probe_ports and is_postgresql(settings.storage.database):
+        # Only a warning: serve starts anyway and answers 451 until the database is back.
+        try:
+            probe = open_database(settings.storage.database, settings.data_dir, pool_size=1, pool_timeout=3.0)
+            try:
+                probe.list_domains()
+            finally:
+                probe.close()
+        except StorageUnavailable as e:
+            out.append(Problem("storage.database", f"{e} (serve would answer 451 until it is reachable)",
+                               fatal=False))
     for key in ("spool", "mail", "files"):
         path = settings.path(getattr(settings.storage, key))
         if path.exists() and not path.is_dir():

@@ -194,3 +194,15 @@ def test_no_250_before_the_message_is_in_the_postgresql_index(tmp_path):
     for code, text, indexed, on_disk, early in seen:
         assert code == 250 and text.startswith(b"2.0.0"), (code, text)
         assert indexed and on_disk and not early, (text, indexed, on_disk, early)
+
+
+def test_config_check_warns_when_the_database_cannot_be_reached(tmp_path):
+    url = pg.new_url()
+    inst = WaypostInstance(tmp_path / "data", database=url)
+    assert inst.cli("config", "check").exit_code == 0
+    port = free_port()
+    inst.configure(storage={"database": pg.at_port(url, port)})
+    check = inst.cli("config", "check")
+    assert check.exit_code == 0, check.output  # a warning: serve would start and answer 451
+    assert f"warning: storage.database: database postgresql://postgres@127.0.0.1:{port}/" in check.output
+    assert "unreachable" in check.output

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from .config import Settings, parse_hostport, parse_port_range
 from .certs import write_self_signed
 from .datadir import owned_by_others, switch_user, user_ids
-from .db import ObjectRecord, StorageUnavailable, database_problem, open_database
+from .db import ObjectRecord, StorageUnavailable, database_problem, is_postgresql, open_database
 from .directory import Directory
 from .directory.throttle import LoginThrottle, ThrottlePolicy, log_auth_failed
 from .directory.verified import VerifiedLogins
@@ -47,7 +47,7 @@ from .mailauth import Signer
 from .mailstore import Mailstore
 from .pop3 import POP3Service
 from .queue import QueueManager, release_dead_worker
-from .queue.manager import RECOVERY_PENDING
+from .queue.manager import NODE_HEARTBEAT, RECOVERY_PENDING
 from .router import Context, Router
 from .router.resolve import GatewayOptions
 from .rules import credentials_for, gateway_store, rules_store
@@ -92,6 +92,17 @@ def startup_problems(settings: Settings, probe_ports: bool = False) -> list[Prob
     db = database_problem(settings.storage.database, settings.data_dir)
     if db is not None:
         out.append(Problem("storage.database", db))
+    elif probe_ports and is_postgresql(settings.storage.database):
+        # Only a warning: serve starts anyway and answers 451 until the database is back.
+        try:
+            probe = open_database(settings.storage.database, settings.data_dir, pool_size=1, pool_timeout=3.0)
+            try:
+                probe.list_domains()
+            finally:
+                probe.close()
+        except StorageUnavailable as e:
+            out.append(Problem("storage.database", f"{e} (serve would answer 451 until it is reachable)",
+                               fatal=False))
     for key in ("spool", "mail", "files"):
         path = settings.path(getattr(settings.storage, key))
         if path.exists() and not path.is_dir():
@@ -667,6 +678,7 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
     recovery.files.recover()  # uploads a killed server left half-written
     pending = settings.data_dir / RECOVERY_PENDING
     try:
+        _refuse_a_second_node(settings, recovery)
         recovery.queue.recover()
         pending.unlink(missing_ok=True)
         recovery.db.close()
@@ -689,6 +701,20 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
     if n == 1:
         return _run_worker(settings, sockets, tls, ftp_tls)
     return _supervise(settings, sockets, n, tls, ftp_tls)
+
+
+def _refuse_a_second_node(settings: Settings, recovery: "Server") -> None:
+    """Start-up recovery reconciles the whole queue index with this node's own spool: on
+    a database that another node (another server.hostname) is using now, it would take
+    that node's queued mail for lost.  Several nodes on one database are not supported
+    yet (docs/postgresql.md), so that is refused."""
+    now = time.time()
+    others = sorted({n.node for n in recovery.db.node_list(now)
+                     if n.node != settings.server.hostname and now - n.seen <= 3 * NODE_HEARTBEAT})
+    if others:
+        recovery.db.close()
+        raise SystemExit(f"storage.database: node {', '.join(others)} is using this database now; several nodes"
+                         " on one database are not supported yet (see docs/postgresql.md)")
 
 
 def _recover_later(recovery: "Server", pending: Path) -> None:

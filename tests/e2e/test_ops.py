@@ -109,9 +109,11 @@ def _refused_by_both(instance: WaypostInstance, key: str) -> str:
     return check.output
 
 
-def test_postgresql_url_is_refused_naming_the_key(instance):
-    instance.configure(storage={"database": "postgresql://waypost@127.0.0.1/waypost"})
-    _refused_by_both(instance, "storage.database")
+def test_a_postgresql_url_without_a_database_is_refused_naming_the_key(instance):
+    # (A well-formed URL is the PostgreSQL engine: tests/e2e/test_postgresql.py.)
+    instance.configure(storage={"database": "postgresql://waypost@127.0.0.1"})
+    out = _refused_by_both(instance, "storage.database")
+    assert "names no database" in out
 
 
 def test_a_file_that_is_not_a_database_is_refused(instance):

@@ -62,6 +62,10 @@ class TCPProxy:
         with self._lock:
             self._closed = True
             conns, self._open = self._open, []
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() (Linux): the port is free at once
+        except OSError:
+            pass
         self._sock.close()
         for s in conns:
             try:

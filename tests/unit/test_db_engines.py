@@ -206,3 +206,29 @@ def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
         assert [n.worker for n in db.node_list(1.0)] == ["w/1"]
     finally:
         db.close()
+
+
+def test_connections_cut_while_resting_in_the_pool_are_replaced_before_use(tmp_path):
+    """A PostgreSQL restart as the pool sees it: every connection it holds is cut.  The
+    next command after a rest longer than idle_check still succeeds (the pool tries a
+    resting connection first and makes a new one); with no rest allowed it fails once."""
+    port = free_port()
+    url = pg.at_port(pg.new_url(), port)
+    checked = PostgresDatabase(url, pool_size=2, timeout=2.0, idle_check=0.0)
+    unchecked = PostgresDatabase(url, pool_size=2, timeout=2.0, idle_check=3600.0)
+    try:
+        proxy = TCPProxy(port, ("127.0.0.1", 5432))
+        checked.add_domain("example.test")
+        assert unchecked.get_domain("example.test") is not None
+        proxy.close()                                # "the server restarts"
+        proxy = TCPProxy(port, ("127.0.0.1", 5432))  # ... and is back
+        try:
+            assert [d.name for d in checked.list_domains()] == ["example.test"]
+            with pytest.raises(StorageUnavailable):  # the cut connection, used as it was
+                unchecked.list_domains()
+            assert [d.name for d in unchecked.list_domains()] == ["example.test"]  # then a new one
+        finally:
+            proxy.close()
+    finally:
+        checked.close()
+        unchecked.close()

@@ -24,6 +24,7 @@ from .mailbox import acl, mailbox
 from .mailauth import dkim, dns_command, mailauth
 from .files import files
 from .cluster import cluster
+from .storage import storage
 
 __all__ = ["main", "cli"]
 
@@ -40,6 +41,7 @@ def cli(ctx: click.Context, data: Path) -> None:
     """
     private_umask()  # whatever this command creates is the server user's alone
     ctx.obj = App(data)
+    ctx.call_on_close(ctx.obj.close)  # (PostgreSQL: the pool's connections go at once)
 
 
 @cli.command()
@@ -282,6 +284,7 @@ cli.add_command(queue)
 cli.add_command(router)
 cli.add_command(share)
 cli.add_command(cluster)
+cli.add_command(storage)
 cli.add_command(gateway)
 cli.add_command(rule)
 cli.add_command(mailbox)

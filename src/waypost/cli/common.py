@@ -71,6 +71,12 @@ class App:
                                 pool_size=settings.storage.pool_size, pool_timeout=settings.storage.pool_timeout)
         return self._db
 
+    def close(self) -> None:
+        """Close the database if this command opened it."""
+        if self._db is not None:
+            db, self._db, self._directory = self._db, None, None
+            db.close()
+
     @property
     def mailstore(self) -> Any:
         """The mailstore, announcing its changes to running servers."""

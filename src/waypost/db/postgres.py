@@ -65,6 +65,9 @@ __all__ = ["PostgresDatabase", "url_problem"]
 #: Most rows a process caches (as in sqlite.py).
 CACHE_ROWS = 20_000
 
+#: Seconds a pooled connection may rest before it is tried before use (``_check``).
+IDLE_CHECK = 2.0
+
 #: The NOTIFY channel of settings changes (see the module docstring).
 CHANGES_CHANNEL = "waypost_changes"
 
@@ -266,14 +269,17 @@ class PostgresDatabase(_MailboxIndex):
     change token (None: nothing is cached)."""
 
     def __init__(self, url: str, changes: str | Path | None = None, pool_size: int = 4,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, idle_check: float = IDLE_CHECK) -> None:
         self.url = url
         self.where = _safe(url)
+        self._idle_check = idle_check
+        self._returned: dict[int, float] = {}  # id(connection) -> when it went back to the pool
         self._pool = ConnectionPool(
             url, min_size=0, max_size=max(1, pool_size), open=False, timeout=timeout,
             # Connect attempts end soon: a caller waits ``timeout`` at most anyway.
             kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
             name=f"waypost-{os.getpid()}", reconnect_timeout=max(timeout, 60.0),
+            check=self._check, reset=self._reset,
         )
         self._pool.open(wait=False)
         self._ready = False
@@ -287,6 +293,19 @@ class PostgresDatabase(_MailboxIndex):
         self._timeout = timeout
 
     # -- connections ----------------------------------------------------------------
+
+    def _check(self, conn: psycopg.Connection[Any]) -> None:
+        """Before a connection is handed out: one that rested longer than ``idle_check``
+        is tried first (an empty query), so that a PostgreSQL restart costs a reconnect,
+        not the failure of the next command; a busy pool pays nothing."""
+        used = self._returned.get(id(conn))
+        if used is None or time.monotonic() - used > self._idle_check:
+            conn.execute("")
+
+    def _reset(self, conn: psycopg.Connection[Any]) -> None:
+        if len(self._returned) > 64:  # ids of connections long closed
+            self._returned.clear()
+        self._returned[id(conn)] = time.monotonic()
 
     @contextmanager
     def _checkout(self) -> Iterator[psycopg.Connection[Any]]:

@@ -29,7 +29,7 @@ from typing import Any, Awaitable, Callable
 
 from ..bus import Bus
 from ..log import event
-from ..db import ObjectRecord
+from ..db import ObjectRecord, StorageUnavailable
 from ..mailstore import Mailstore, topic
 from ..mailstore.access import Access
 from .proto import (
@@ -55,7 +55,7 @@ from .proto import (
     refusal,
 )
 from .proto.commands.selected import saves_result
-from .proto.response import ContinueRequest
+from .proto.response import Codes, ContinueRequest
 from .commands import HANDLERS, UPDATES_WITHOUT_EXPUNGE
 from .commands.context import updates as context_updates
 from .session import Account, Selected
@@ -415,6 +415,9 @@ class Connection(asyncio.Protocol):
         handler = HANDLERS[command.name]
         try:
             reply = await handler(self, command)
+        except StorageUnavailable as e:  # RFC 5530 §3: a temporary failure, one log line
+            event(log, "storage-unavailable", level=logging.ERROR, peer=self.peer, command=command.name, error=str(e))
+            reply = Tagged(command.tag, "NO", "The database cannot be reached now; try again later", Codes.UNAVAILABLE)
         except Exception as e:
             log.exception("event=imap-command-error peer=%s command=%s", self.peer, command.name)
             reply = Tagged(command.tag, "NO", f"Internal error ({type(e).__name__})")

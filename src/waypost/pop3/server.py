@@ -20,6 +20,7 @@ import logging
 import ssl
 from typing import Awaitable, Callable
 
+from ..db import StorageUnavailable
 from ..directory.throttle import log_auth_failed, peer_ip
 from ..log import event
 from ..mailstore import Mailstore
@@ -403,6 +404,9 @@ class Session(asyncio.Protocol):
 
         try:
             return await HANDLERS[command.name](self, command)
+        except StorageUnavailable as e:  # [SYS/TEMP] (RFC 3206): try again later, one log line
+            event(log, "storage-unavailable", level=logging.ERROR, peer=self.peer, command=command.name, error=str(e))
+            return R.INTERNAL_ERROR
         except Exception as e:
             log.exception("event=pop3-command-error peer=%s command=%s error=%r", self.peer, command.name, e)
             return R.INTERNAL_ERROR

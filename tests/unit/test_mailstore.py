@@ -372,3 +372,22 @@ def test_a_sync_in_another_process_never_takes_a_file_an_append_is_indexing(tmp_
         assert m.size == size and m.internaldate == 1_000_000_000.0, m
         assert records[m.uid] == m  # the APPEND's record is the index's
     db.close()
+
+
+def test_recent_is_claimed_only_up_to_what_the_claiming_session_knows(store):
+    """imaptest's stress mode once saw a message \\Recent in two sessions: a SELECT
+    claimed \\Recent up to the UIDNEXT of the moment and then listed the mailbox, so a
+    message appended in between was in its listing (and \\Recent there) but not in its
+    claim, and the next session claimed it too.  A claim now stops at the UIDNEXT the
+    session knows, and the rest is left to the next claim (on both engines)."""
+    box = store.get("example.test", "alice", "INBOX")
+    for i in range(3):
+        store.append(box, b"Subject: %d\r\n\r\nx\r\n" % i)
+    db = store.db
+    assert db.message_claim_recent(box.id, 3) == 1  # a session that knows UIDs 1 and 2
+    assert db.message_claim_recent(box.id, 2) == 3  # knows less: claims nothing, takes nothing
+    assert db.message_claim_recent(box.id, 4) == 3  # UID 3, then none left
+    assert db.message_claim_recent(box.id, 4) == 4
+    store.append(box, b"Subject: 4\r\n\r\nx\r\n")
+    assert db.message_claim_recent(box.id, 99) == 4  # never beyond UIDNEXT
+    assert db.message_claim_recent(box.id) == 5

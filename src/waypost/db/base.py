@@ -378,8 +378,11 @@ class Database(Protocol):
     def message_expunge(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRecord]:
         """Remove these messages from the index (recording their expunge mod-sequence);
         returns those that were there."""
-    def message_claim_recent(self, mailbox_id: int) -> int:
-        """The first UID that is \\Recent for the caller; later claims see none of them."""
+    def message_claim_recent(self, mailbox_id: int, upto: int | None = None) -> int:
+        """Claim \\Recent for the UIDs below ``upto`` (the caller's UIDNEXT, i.e. the
+        messages it knows; None: every message now): returns the first UID of the claim,
+        which covers ``[first, upto)`` (empty when first >= upto).  Later claims see none
+        of them, so no message is \\Recent in two sessions (RFC 3501 §2.3.2)."""
     def message_cache_get(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, Any]:
         """The JSON values kept with these messages (those that have one)."""
     def message_cache_set(self, mailbox_id: int, values: Sequence[tuple[int, Any]]) -> None:

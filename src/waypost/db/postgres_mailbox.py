@@ -219,12 +219,12 @@ class _MailboxIndex:
         out.sort(key=lambda m: m.uid)
         return out
 
-    def message_claim_recent(self, mailbox_id: int) -> int:
+    def message_claim_recent(self, mailbox_id: int, upto: int | None = None) -> int:
         with self._write(settings=False) as c:
             row = c.execute(
-                "UPDATE mailboxes m SET recent_uid=m.uidnext FROM"
-                " (SELECT id, recent_uid FROM mailboxes WHERE id=%s FOR UPDATE) old"
-                " WHERE m.id=old.id RETURNING old.recent_uid", (mailbox_id,)).fetchone()
+                "UPDATE mailboxes m SET recent_uid=GREATEST(old.recent_uid, LEAST(m.uidnext, COALESCE(%s, m.uidnext)))"
+                " FROM (SELECT id, recent_uid FROM mailboxes WHERE id=%s FOR UPDATE) old"
+                " WHERE m.id=old.id RETURNING old.recent_uid", (upto, mailbox_id)).fetchone()
         if row is None:
             raise NotFound(f"mailbox {mailbox_id}")
         return int(row[0])

@@ -235,12 +235,14 @@ class _MailboxIndex:
         out.sort(key=lambda m: m.uid)
         return out
 
-    def message_claim_recent(self, mailbox_id: int) -> int:
+    def message_claim_recent(self, mailbox_id: int, upto: int | None = None) -> int:
         with self._write(settings=False) as c:
             row = c.execute("SELECT recent_uid, uidnext FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
             if row is None:
                 raise NotFound(f"mailbox {mailbox_id}")
-            c.execute("UPDATE mailboxes SET recent_uid=? WHERE id=?", (row[1], mailbox_id))
+            bound = row[1] if upto is None else min(upto, row[1])
+            if bound > row[0]:
+                c.execute("UPDATE mailboxes SET recent_uid=? WHERE id=?", (bound, mailbox_id))
         return int(row[0])
 
     def message_cache_get(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, Any]:

@@ -86,9 +86,11 @@ class Selected:
         store.sync(box)
         db = store.db
         assert db is not None
-        first_recent = box.uidnext if seen_user else _recent_from(db, box) if readonly \
-            else db.message_claim_recent(box.id)
         state, msgs = store.listing(box)
+        # \Recent only for messages this session knows (below the listing's UIDNEXT):
+        # one that arrives meanwhile is claimed by the session that first sees it.
+        first_recent = box.uidnext if seen_user else _recent_from(db, box) if readonly \
+            else db.message_claim_recent(box.id, state[0])
         sel = cls(box, readonly, condstore, rights=rights, seen_user=seen_user)
         if seen_user is not None:
             sel.seen = db.seen_get(box.id, seen_user)
@@ -285,7 +287,8 @@ class Selected:
             self.arrived.clear()
             self.uids.extend(fresh)
             if self.seen_user is None:
-                first = _recent_from(db, self.box) if self.readonly else db.message_claim_recent(self.box.id)
+                first = _recent_from(db, self.box) if self.readonly \
+                    else db.message_claim_recent(self.box.id, fresh[-1] + 1)
                 self.recent.update(u for u in fresh if u >= first)
             out.append(ExistsData(len(self.uids)))
             if not self.rev2:

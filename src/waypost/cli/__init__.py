@@ -23,6 +23,7 @@ from .rule import rule
 from .mailbox import acl, mailbox
 from .mailauth import dkim, dns_command, mailauth
 from .files import files
+from .quota import quota
 
 __all__ = ["main", "cli"]
 
@@ -276,6 +277,7 @@ cli.add_command(dkim)
 cli.add_command(mailauth)
 cli.add_command(dns_command)
 cli.add_command(files)
+cli.add_command(quota)
 register_directory(cli)
 
 

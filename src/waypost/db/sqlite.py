@@ -39,6 +39,7 @@ from .base import (
     RecipientUpdate,
 )
 from .sqlite_mailbox import _MailboxIndex
+from .sqlite_sieve import _QuotaSieve
 
 #: Most rows a process caches; past it the cache starts again (unknown names asked for
 #: by a flood of bad RCPTs must not grow it for ever).
@@ -185,8 +186,64 @@ CREATE TABLE IF NOT EXISTS message_headers (
 ) WITHOUT ROWID;
 """
 
+#: Quota usage per account (RFC 9208 STORAGE in octets, MESSAGE), kept exact by
+#: triggers on the message index: every worker and the CLI change it in the same
+#: transaction as the messages themselves, so no process keeps a counter that drifts.
+#: A message of unknown size (-1, dropped in by another program) counts 0 until sized.
+#: Deleting a mailbox deletes its messages first (the cascade would run after the
+#: mailbox row, which the message trigger needs, is gone).
+QUOTA_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS quota_usage (
+        domain   TEXT NOT NULL,
+        account  TEXT NOT NULL,
+        storage  INTEGER NOT NULL DEFAULT 0,
+        messages INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (domain, account)
+    ) WITHOUT ROWID""",
+    """CREATE TRIGGER IF NOT EXISTS quota_add AFTER INSERT ON messages BEGIN
+        INSERT INTO quota_usage (domain, account, storage, messages)
+            SELECT domain, account, MAX(NEW.size, 0), 1 FROM mailboxes WHERE id = NEW.mailbox_id
+            ON CONFLICT (domain, account) DO UPDATE SET storage = storage + excluded.storage,
+                                                       messages = messages + 1;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS quota_remove AFTER DELETE ON messages BEGIN
+        UPDATE quota_usage SET storage = storage - MAX(OLD.size, 0), messages = messages - 1
+            WHERE (domain, account) = (SELECT domain, account FROM mailboxes WHERE id = OLD.mailbox_id);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS quota_mailbox_delete BEFORE DELETE ON mailboxes BEGIN
+        DELETE FROM messages WHERE mailbox_id = OLD.id;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS quota_size AFTER UPDATE OF size ON messages BEGIN
+        UPDATE quota_usage SET storage = storage - MAX(OLD.size, 0) + MAX(NEW.size, 0)
+            WHERE (domain, account) = (SELECT domain, account FROM mailboxes WHERE id = NEW.mailbox_id);
+    END""",
+)
 
-class SQLiteDatabase(_MailboxIndex):
+#: Sieve scripts of each account (RFC 5804: any number, at most one active), and the
+#: vacation replies sent (RFC 5230 §4.2: one per sender and handle per period).
+SIEVE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sieve_scripts (
+    domain  TEXT NOT NULL,
+    account TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    script  TEXT NOT NULL,
+    active  INTEGER NOT NULL DEFAULT 0,
+    updated REAL NOT NULL,
+    PRIMARY KEY (domain, account, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sieve_vacation (
+    domain  TEXT NOT NULL,
+    account TEXT NOT NULL,
+    handle  TEXT NOT NULL,
+    sender  TEXT NOT NULL,
+    until   REAL NOT NULL,
+    PRIMARY KEY (domain, account, handle, sender)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sieve_vacation_until ON sieve_vacation (until);
+"""
+
+
+class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
     """``Database`` on one SQLite file."""
 
     def __init__(self, path: str | Path) -> None:
@@ -211,6 +268,35 @@ class SQLiteDatabase(_MailboxIndex):
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        try:
+            self._migrate_quota_sieve(conn)
+        except sqlite3.OperationalError:
+            # As above: a full disk or a read-only user reads what is there.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+    def _migrate_quota_sieve(self, conn: sqlite3.Connection) -> None:
+        """Migration step: the Sieve tables, and the quota usage table with the triggers
+        that keep it exact.  A database made before them has its usage counted once
+        from the index, in the same transaction that creates the triggers, so no
+        message stored meanwhile (by another worker) is missed or counted twice."""
+        conn.executescript(SIEVE_SCHEMA)
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type='trigger' AND name='quota_size'").fetchone():
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type='trigger' AND name='quota_size'").fetchone() is None:
+                for statement in QUOTA_SCHEMA:
+                    conn.execute(statement)
+                conn.execute("DELETE FROM quota_usage")
+                conn.execute(
+                    "INSERT INTO quota_usage (domain, account, storage, messages)"
+                    " SELECT b.domain, b.account, SUM(MAX(m.size, 0)), COUNT(*)"
+                    " FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id GROUP BY b.domain, b.account")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     # -- connections ----------------------------------------------------------------
 

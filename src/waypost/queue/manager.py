@@ -32,7 +32,7 @@ from ..db import Database, QueueFilter, QueuedMessage, QueuedRecipient, Recipien
 from ..delivery import remote
 from ..log import event
 from ..mailauth import Signer, should_sign
-from ..mailstore import Delivery, Mailstore
+from ..mailstore import Delivery, Mailstore, OverQuota
 from ..router import LOCAL_TARGET, Context, Route, Router
 from . import dsn
 from .journal import Journal
@@ -545,7 +545,11 @@ class QueueManager:
         results = await asyncio.to_thread(self.mailstore.deliver_batch, items)
         per_msg: dict[int, list[_Outcome]] = defaultdict(list)
         for (n, r), res in zip(index, results):
-            if isinstance(res, OSError):
+            if isinstance(res, OverQuota):
+                # RFC 3463 X.2.2 mailbox full: retried until the queue's lifetime ends,
+                # then bounced as 5.2.2 (see _plan).
+                per_msg[n].append(_Outcome(r, "deferred", "452 4.2.2 mailbox full (over quota)", "4.2.2"))
+            elif isinstance(res, OSError):
                 per_msg[n].append(_Outcome(r, "deferred", f"452 4.3.1 cannot store the message: {res.strerror or res}"))
             else:
                 per_msg[n].append(_Outcome(r, "delivered", f"250 2.0.0 stored as {res}", remote_mta=""))
@@ -683,7 +687,9 @@ class QueueManager:
                 updates.append(RecipientUpdate(msg.msg_id, r.idx, "failed", reply))
                 event(log, "expired", logging.WARNING, **fields)
                 if dsn.should_notify(r.notify, "failed"):
-                    o = _Outcome(r, "failed", reply, "4.4.7", o.remote_mta)
+                    # Still full at the end: the mailbox-full status made permanent.
+                    status = "5.2.2" if o.enhanced == "4.2.2" else "4.4.7"
+                    o = _Outcome(r, "failed", reply, status, o.remote_mta)
                     bounces.append(self._status(r, o, "failed", now))
             else:
                 interval = intervals[min(r.attempts, len(intervals) - 1)]

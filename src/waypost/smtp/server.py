@@ -126,6 +126,7 @@ class _Envelope(Envelope):
         self.recipients: list[Recipient] = []
         self.params: dict[str, Any] = {}
         self.rcpt_count = 0
+        self.declared_size = 0  # MAIL FROM SIZE= (RFC 1870), 0 when not given
 
 
 class _IntrospectionCache:
@@ -648,6 +649,7 @@ class WaypostSMTP(SMTP):
                 return
             sender = str(addr)
         opts: dict[str, Any] = {}
+        declared = 0
         for key, value in params:
             if key == "SIZE":
                 if not value or not (value.isascii() and value.isdigit()):
@@ -656,6 +658,7 @@ class WaypostSMTP(SMTP):
                 if int(value) > self.service.settings.smtp.max_message_size:
                     await self.push(R.TOO_BIG)
                     return
+                declared = int(value)
             elif key == "BODY":
                 if (value or "").upper() not in ("7BIT", "8BITMIME"):
                     await self.push(R.PARAM_SYNTAX.with_text("BODY must be 7BIT or 8BITMIME"))
@@ -696,6 +699,7 @@ class WaypostSMTP(SMTP):
                 return
         self.env.mail_from = sender
         self.env.params = opts
+        self.env.declared_size = declared
         await self.push(R.SENDER_OK)
 
     async def _sender_refusal(self, sender: str) -> Reply | None:
@@ -795,11 +799,38 @@ class WaypostSMTP(SMTP):
             await self.push(refusal)
             return
         routes = self.service.router.expand(route, ctx=self._context()) if route.kind == "local" else [route]
+        if route.kind == "local" and len(routes) == 1 and await self._over_quota(path, routes):
+            return
         for r in routes:
             self.env.recipients.append(Recipient(path, r, notify, orcpt))
         self.env.rcpt_count += 1
         self.env.rcpt_tos.append(path)
         await self.push(R.RCPT_OK.with_text(f"<{path}> OK"))
+
+    async def _over_quota(self, path: str, routes: list[Route]) -> bool:
+        """Refuse a recipient (one account: a group's full member does not stop the
+        others) whose account is full now (or too full for the SIZE the client
+        declared) with ``452 4.2.2`` (RFC 3463 X.2.2; temporary: the sender
+        retries and may get through once the user makes room)."""
+        mailstore = self.service.queue.mailstore
+        size = self.env.declared_size
+        for r in routes:
+            if r.kind != "local" or not r.domain:
+                continue
+            account = r.account or r.name
+            try:
+                # Limits come from the directory's cache; usage, only when limited, is
+                # one indexed row: cheaper inline than a trip to a thread.
+                quota = mailstore.quota(r.domain, account)
+            except Exception:  # the index unreadable now: delivery will check again
+                log.exception("event=quota-error rcpt=<%s>", path)
+                continue
+            if quota.full or not quota.room_for(size):
+                event(log, "rcpt-refused", level=logging.INFO, client=self._client_ip(),
+                      sender=f"<{self.env.mail_from}>", rcpt=f"<{path}>", reply="452 4.2.2", reason="over quota")
+                await self.push(R.MAILBOX_FULL)
+                return True
+        return False
 
     # -- server-wide rules ------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from .mailbox import acl, mailbox
 from .mailauth import dkim, dns_command, mailauth
 from .files import files
 from .quota import quota
+from .sieve import sieve
 
 __all__ = ["main", "cli"]
 
@@ -278,6 +279,7 @@ cli.add_command(mailauth)
 cli.add_command(dns_command)
 cli.add_command(files)
 cli.add_command(quota)
+cli.add_command(sieve)
 register_directory(cli)
 
 

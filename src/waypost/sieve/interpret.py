@@ -1,0 +1,441 @@
+"""Running a checked script against one message: tests evaluated, actions collected
+(RFC 5228 §2.10), no I/O.  The caller (local delivery) carries the actions out.
+
+What the result means (RFC 5228 §2.10.2): the implicit keep stores the message in
+INBOX unless a ``discard``, a ``fileinto`` or ``redirect`` without ``:copy``, or a
+``reject`` cancelled it.  A ``fileinto`` of one mailbox twice stores once (§2.10.3).
+A run-time error (RFC 5228 §2.10.6) drops every action and keeps the message; the
+caller logs the error.  ``reject``/``ereject`` with ``keep``, ``fileinto``,
+``redirect`` or ``vacation`` is such an error (RFC 5429 §2.2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
+from typing import Callable, Iterable
+
+from .check import Script
+from .grammar import Argument, Command, Number, SieveError, StringList, Test
+
+__all__ = ["Action", "Message", "Result", "run"]
+
+#: Most actions one run may take (redirects included): a bound on what a script does.
+MAX_ACTIONS = 64
+#: Most redirects one run may send (RFC 5228 §4.2: limit them).
+MAX_REDIRECTS = 4
+#: vacation :days bounds (RFC 5230 §4.1: the site may narrow the range).
+MIN_DAYS, MAX_DAYS, DEFAULT_DAYS = 1, 90, 7
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+@dataclass(slots=True)
+class Message:
+    """What a script sees of one delivery."""
+
+    data: bytes                      # the message as stored (header and body)
+    sender: str                      # envelope MAIL FROM ("" for the null sender)
+    recipient: str                   # envelope RCPT TO as the client gave it
+    mailbox_exists: Callable[[str], bool] = lambda name: False
+    _headers: object = None
+
+    def headers(self) -> object:
+        if self._headers is None:
+            end = self.data.find(b"\r\n\r\n")
+            block = self.data if end < 0 else self.data[: end + 4]
+            self._headers = BytesHeaderParser(policy=compat32).parsebytes(block)
+        return self._headers
+
+    def header_values(self, name: str) -> list[str]:
+        msg = self.headers()
+        values = msg.get_all(name) or []  # type: ignore[attr-defined]
+        return [_decode(v) for v in values]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One thing to do.  ``kind``: keep, fileinto, redirect, discard, reject, ereject,
+    vacation.  ``flags`` for keep/fileinto (imap4flags); ``create`` for fileinto
+    (RFC 5490 :create); the vacation fields as RFC 5230 names them."""
+
+    kind: str
+    target: str = ""                 # mailbox (fileinto), address (redirect)
+    flags: tuple[str, ...] = ()
+    copy: bool = False
+    create: bool = False
+    days: int = DEFAULT_DAYS
+    subject: str = ""
+    from_: str = ""
+    addresses: tuple[str, ...] = ()
+    mime: bool = False
+    handle: str = ""
+    reason: str = ""                 # reject, ereject, vacation: the text
+
+
+@dataclass(slots=True)
+class Result:
+    actions: list[Action] = field(default_factory=list)
+    implicit_keep: bool = True
+    flags: tuple[str, ...] = ()      # the imap4flags internal variable at the end (implicit keep)
+    error: SieveError | None = None  # a run-time error: the caller keeps the message
+
+    def deliveries(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(mailbox, flags) to store into, keep first, each mailbox once."""
+        out: dict[str, tuple[str, ...]] = {}
+        if self.implicit_keep:
+            out["INBOX"] = self.flags
+        for a in self.actions:
+            if a.kind == "keep":
+                out.setdefault("INBOX", a.flags)
+            elif a.kind == "fileinto":
+                out.setdefault(a.target, a.flags)
+        return list(out.items())
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Run:
+    def __init__(self, script: Script, msg: Message) -> None:
+        self.script = script
+        self.msg = msg
+        self.result = Result()
+        self.variables: dict[str, str] = {}
+        self.matched: list[str] = []      # ${0}..${9} of the last :matches that matched
+        self.flags: dict[str, list[str]] = {"": []}  # imap4flags: "" is the internal variable
+        self.has_variables = "variables" in script.extensions
+
+    # -- strings ---------------------------------------------------------------------
+
+    def expand(self, s: str) -> str:
+        if not self.has_variables or "${" not in s:
+            return s
+        return _VAR.sub(self._variable, s)
+
+    def _variable(self, m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name.isdigit():
+            n = int(name)
+            return self.matched[n] if n < len(self.matched) else ""
+        return self.variables.get(name.lower(), "")
+
+    def strings(self, a: Argument | None) -> list[str]:
+        if not isinstance(a, StringList):
+            return []
+        return [self.expand(v) for v in a.values]
+
+    def string(self, a: Argument | None) -> str:
+        values = self.strings(a)
+        return values[0] if values else ""
+
+    # -- commands --------------------------------------------------------------------
+
+    def block(self, commands: list[Command]) -> None:
+        branch_taken = False
+        for cmd in commands:
+            name = cmd.name
+            if name == "require":
+                continue
+            if name == "if":
+                branch_taken = self.test(cmd.tests[0])
+                if branch_taken:
+                    self.block(cmd.block or [])
+                continue
+            if name == "elsif":
+                if not branch_taken:
+                    branch_taken = self.test(cmd.tests[0])
+                    if branch_taken:
+                        self.block(cmd.block or [])
+                continue
+            if name == "else":
+                if not branch_taken:
+                    self.block(cmd.block or [])
+                continue
+            self.command(cmd)
+
+    def add(self, action: Action, cmd: Command) -> None:
+        if len(self.result.actions) >= MAX_ACTIONS:
+            raise SieveError(f"more than {MAX_ACTIONS} actions", cmd.line, cmd.column)
+        self.result.actions.append(action)
+
+    def command(self, cmd: Command) -> None:
+        name, tags, pos = cmd.name, cmd.tags, cmd.positional
+        if name == "stop":
+            raise _Stop
+        if name == "keep":
+            self.add(Action("keep", flags=self.flags_for(tags)), cmd)
+        elif name == "discard":
+            self.result.implicit_keep = False
+            self.add(Action("discard"), cmd)
+        elif name == "fileinto":
+            copy = "copy" in tags
+            if not copy:
+                self.result.implicit_keep = False
+            self.add(Action("fileinto", self.string(pos[0]), self.flags_for(tags), copy, "create" in tags), cmd)
+        elif name == "redirect":
+            if sum(1 for a in self.result.actions if a.kind == "redirect") >= MAX_REDIRECTS:
+                raise SieveError(f"more than {MAX_REDIRECTS} redirects", cmd.line, cmd.column)
+            target = self.string(pos[0])
+            if "@" not in target:
+                raise SieveError(f"redirect to {target!r}: not an address", cmd.line, cmd.column)
+            copy = "copy" in tags
+            if not copy:
+                self.result.implicit_keep = False
+            self.add(Action("redirect", target, copy=copy), cmd)
+        elif name in ("reject", "ereject"):
+            self.result.implicit_keep = False
+            self.add(Action(name, reason=self.string(pos[0])), cmd)
+        elif name == "vacation":
+            self.vacation(cmd)
+        elif name in ("setflag", "addflag", "removeflag"):
+            var = self.string(pos[0]).lower() if len(pos) == 2 else ""
+            given = _flag_list(self.strings(pos[-1]))
+            current = self.flags.setdefault(var, [])
+            if name == "setflag":
+                current[:] = given
+            elif name == "addflag":
+                current.extend(f for f in given if f.lower() not in {c.lower() for c in current})
+            else:
+                drop = {f.lower() for f in given}
+                current[:] = [c for c in current if c.lower() not in drop]
+        elif name == "set":
+            value = self.string(pos[1])
+            # RFC 5229 §4.1: modifiers apply from the highest precedence down.
+            if "lower" in tags:
+                value = value.lower()
+            if "upper" in tags:
+                value = value.upper()
+            if "lowerfirst" in tags:
+                value = value[:1].lower() + value[1:]
+            if "upperfirst" in tags:
+                value = value[:1].upper() + value[1:]
+            if "quotewildcard" in tags:
+                value = re.sub(r"([*?\\])", r"\\\1", value)
+            if "length" in tags:
+                value = str(len(value))
+            self.variables[self.string(pos[0]).lower()] = value
+        else:  # pragma: no cover - the checker knows every command
+            raise SieveError(f"unknown command {name!r}", cmd.line, cmd.column)
+
+    def flags_for(self, tags: dict[str, Argument | None]) -> tuple[str, ...]:
+        if "flags" in tags:
+            return tuple(_flag_list(self.strings(tags["flags"])))
+        return tuple(self.flags[""])
+
+    def vacation(self, cmd: Command) -> None:
+        tags = cmd.tags
+        days = tags.get("days")
+        n = days.value if isinstance(days, Number) else DEFAULT_DAYS
+        reason = self.string(cmd.positional[0])
+        subject = self.string(tags.get("subject"))
+        from_ = self.string(tags.get("from"))
+        mime = "mime" in tags
+        # RFC 5230 §4.2: without :handle, the handle is made of the arguments, so that a
+        # changed reply goes out again to those who had the old one.
+        handle = self.string(tags.get("handle")) or hashlib.sha256(
+            "\0".join((reason, subject, from_, str(mime))).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        if any(a.kind == "vacation" for a in self.result.actions):
+            raise SieveError("vacation given twice", cmd.line, cmd.column)
+        self.add(Action("vacation", days=max(MIN_DAYS, min(MAX_DAYS, n)), subject=subject, from_=from_,
+                        addresses=tuple(self.strings(tags.get("addresses"))), mime=mime, handle=handle,
+                        reason=reason), cmd)
+
+    # -- tests -----------------------------------------------------------------------
+
+    def test(self, t: Test) -> bool:
+        name = t.name
+        if name == "true":
+            return True
+        if name == "false":
+            return False
+        if name == "not":
+            return not self.test(t.tests[0])
+        if name == "allof":
+            return all(self.test(x) for x in t.tests)
+        if name == "anyof":
+            return any(self.test(x) for x in t.tests)
+        if name == "size":
+            size = len(self.msg.data)
+            over, under = t.tags.get("over"), t.tags.get("under")
+            if isinstance(over, Number):
+                return size > over.value
+            return isinstance(under, Number) and size < under.value
+        if name == "exists":
+            return all(self.msg.header_values(h) for h in self.strings(t.positional[0]))
+        if name == "mailboxexists":
+            return all(self.msg.mailbox_exists(m) for m in self.strings(t.positional[0]))
+        keys = self.strings(t.positional[-1])
+        values: list[str | None]
+        if name == "header":
+            values = [v for h in self.strings(t.positional[0]) for v in self.msg.header_values(h)]
+        elif name == "address":
+            values = [_part(a, t) for h in self.strings(t.positional[0])
+                      for a in _addresses(self.msg.header_values(h))]
+        elif name == "envelope":
+            values = []
+            for part in self.strings(t.positional[0]):
+                p = part.lower()
+                if p == "from":
+                    values.append(_part(self.msg.sender, t))
+                elif p == "to":
+                    values.append(_part(self.msg.recipient, t))
+        elif name == "string":
+            values = list[str | None](self.strings(t.positional[0]))
+        elif name == "hasflag":
+            if len(t.positional) == 2:
+                names = [v.lower() for v in self.strings(t.positional[0])]
+                values = [f for n in names for f in self.flags.get(n, [])]
+            else:
+                values = list(self.flags[""])
+            keys = _flag_list(keys)
+        else:  # pragma: no cover - the checker knows every test
+            raise SieveError(f"unknown test {name!r}", t.line, t.column)
+        return self.match(t, [v for v in values if v is not None], keys)
+
+    def match(self, t: Test, values: list[str], keys: list[str]) -> bool:
+        comparator = "i;ascii-casemap"
+        c = t.tags.get("comparator")
+        if isinstance(c, StringList):
+            comparator = c.values[0].lower()
+        count = t.tags.get("count")
+        if isinstance(count, StringList):  # RFC 5231 §4.2: the number of values
+            n = str(len(values))
+            return any(_relation(count.values[0], _compare_numeric(n, k)) for k in keys)
+        value_rel = t.tags.get("value")
+        if isinstance(value_rel, StringList):
+            return any(_relation(value_rel.values[0], _compare(comparator, v, k)) for v in values for k in keys)
+        if "contains" in t.tags:
+            fold = _fold(comparator)
+            return any(fold(k) in fold(v) for v in values for k in keys)
+        if "matches" in t.tags:
+            for k in keys:
+                rx = _glob(k, comparator)
+                for v in values:
+                    m = rx.fullmatch(v)
+                    if m is not None:
+                        if self.has_variables:
+                            self.matched = [v, *[g or "" for g in m.groups()]][:10]
+                        return True
+            return False
+        return any(_compare(comparator, v, k) == 0 for v in values for k in keys)
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*|[0-9]+)\}")
+
+
+def _decode(value: str) -> str:
+    """A header field value unfolded, with RFC 2047 encoded words decoded (RFC 5228
+    §2.7.2: comparisons are on the decoded text)."""
+    value = re.sub(r"\r?\n[ \t]", " ", str(value)).strip()
+    if "=?" not in value:
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except (ValueError, LookupError, UnicodeError):
+        return value
+
+
+def _addresses(values: Iterable[str]) -> list[str]:
+    return [addr for _name, addr in getaddresses(list(values)) if addr]
+
+
+def _part(address: str, t: Test) -> str | None:
+    """The address part a test compares (RFC 5228 §2.7.4, RFC 5233 :user/:detail)."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        local, domain = address, ""
+    if "localpart" in t.tags:
+        return local
+    if "domain" in t.tags:
+        return domain
+    if "user" in t.tags:
+        return local.partition("+")[0]
+    if "detail" in t.tags:
+        user, plus, detail = local.partition("+")
+        return detail if plus else None  # no detail: nothing to match (RFC 5233 §4)
+    return address
+
+
+def _flag_list(values: Iterable[str]) -> list[str]:
+    """RFC 5232 §3: each string is a space-separated list of flags; one of each."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for v in values:
+        for f in v.split():
+            if f.lower() not in seen:
+                seen.add(f.lower())
+                out.append(_SYSTEM.get(f.lower(), f))
+    return out
+
+
+_SYSTEM = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
+
+
+def _fold(comparator: str) -> Callable[[str], str]:
+    if comparator == "i;octet":
+        return lambda s: s
+    return lambda s: s.translate(_ASCII_LOWER)
+
+
+def _compare_numeric(a: str, b: str) -> int:
+    """i;ascii-numeric (RFC 4790 §9.1): the leading digits as a number; none is +inf."""
+    def num(s: str) -> float:
+        m = re.match(r"[0-9]+", s)
+        return float("inf") if m is None else int(m.group())
+    x, y = num(a), num(b)
+    return (x > y) - (x < y)
+
+
+def _compare(comparator: str, a: str, b: str) -> int:
+    if comparator == "i;ascii-numeric":
+        return _compare_numeric(a, b)
+    fold = _fold(comparator)
+    x, y = fold(a), fold(b)
+    return (x > y) - (x < y)
+
+
+def _relation(rel: str, cmp: int) -> bool:
+    return {"gt": cmp > 0, "ge": cmp >= 0, "lt": cmp < 0, "le": cmp <= 0, "eq": cmp == 0, "ne": cmp != 0}[rel.lower()]
+
+
+def _glob(pattern: str, comparator: str) -> re.Pattern[str]:
+    """:matches (RFC 5228 §2.7.1): "*" any run, "?" one character, "\\" quotes."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append("(.*?)" if ch == "*" else "(.)" if ch == "?" else re.escape(ch))
+        i += 1
+    flags = re.DOTALL | (0 if comparator == "i;octet" else re.IGNORECASE | re.ASCII)
+    return re.compile("".join(out), flags)
+
+
+def run(script: Script, msg: Message) -> Result:
+    """Run the script.  Never raises for what a message contains: a run-time error is
+    returned in ``Result.error`` with the implicit keep restored and no actions."""
+    r = _Run(script, msg)
+    try:
+        r.block(script.commands)
+    except _Stop:
+        pass
+    except SieveError as e:
+        return Result(error=e)
+    result = r.result
+    result.flags = tuple(r.flags[""])
+    kinds = {a.kind for a in result.actions}
+    if kinds & {"reject", "ereject"} and kinds & {"keep", "fileinto", "redirect", "vacation"}:
+        first = next(a for a in result.actions if a.kind in ("reject", "ereject"))
+        return Result(error=SieveError(f"{first.kind} cannot be combined with keep, fileinto, redirect or vacation"
+                                       " (RFC 5429 §2.2)", 1))
+    return result

@@ -13,22 +13,6 @@ from .quota import account_arg
 
 __all__ = ["sieve"]
 
-#: RFC 5804 §1.6: script names are at most this long, without control characters.
-MAX_NAME = 128
-#: Scripts per account and octets of script text per account (HAVESPACE answers by them).
-MAX_SCRIPTS = 32
-MAX_SIZE = 1024 * 1024
-
-
-def check_name(name: str) -> str | None:
-    """Why ``name`` cannot name a script, or None (RFC 5804 §1.6)."""
-    if not name or len(name) > MAX_NAME:
-        return f"a script name is 1 to {MAX_NAME} characters"
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029" for c in name):
-        return "control character in the script name"
-    return None
-
-
 @click.group()
 def sieve() -> None:
     """Sieve filters of accounts (fileinto, reject, vacation, ...)."""
@@ -47,7 +31,9 @@ def sieve_put(app: App, address: str, name: str, file: TextIO, activate: bool) -
     from ..sieve import SieveError, compile_script
 
     acct = account_arg(app, address)
-    problem = check_name(name)
+    from ..sieve.managesieve import check_script_name
+
+    problem = check_script_name(name)
     if problem:
         fail(problem)
     text = file.read()

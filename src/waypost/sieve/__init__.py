@@ -5,9 +5,10 @@ mailbox, i;ascii-numeric), and ManageSieve (RFC 5804) to store scripts.
 The language is ours, sans-IO: ``compile_script`` turns text into a checked ``Script``
 (or a ``SieveError`` with line and column); ``run`` evaluates it against one message
 and returns the actions.  Local delivery (``waypost.queue``) runs each account's
-active script after the server-wide rules and carries the actions out; this package
-never stores, sends or reads anything itself (ManageSieve's listener, in
-``managesieve``, reaches scripts through the ``Database`` only).
+active script after the server-wide rules and carries the actions out: the language
+never stores, sends or reads anything itself.  The ManageSieve listener is the
+asyncio adapter ``managesieve.py`` around the sans-IO ``proto.py``; it reaches scripts
+through the ``Database`` only.
 """
 
 from __future__ import annotations

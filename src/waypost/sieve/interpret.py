@@ -11,12 +11,11 @@ caller logs the error.  ``reject``/``ereject`` with ``keep``, ``fileinto``,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from email.utils import getaddresses
 from typing import Callable, Iterable
 
@@ -35,27 +34,62 @@ MIN_DAYS, MAX_DAYS, DEFAULT_DAYS = 1, 90, 7
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-@dataclass(slots=True)
 class Message:
-    """What a script sees of one delivery."""
+    """What a script sees of one delivery.  The header is split once, and each
+    field's decoded values and addresses are kept for the tests that ask again."""
 
-    data: bytes                      # the message as stored (header and body)
-    sender: str                      # envelope MAIL FROM ("" for the null sender)
-    recipient: str                   # envelope RCPT TO as the client gave it
-    mailbox_exists: Callable[[str], bool] = lambda name: False
-    _headers: object = None
+    __slots__ = ("data", "sender", "recipient", "mailbox_exists", "_fields", "_values", "_addresses")
 
-    def headers(self) -> object:
-        if self._headers is None:
+    def __init__(self, data: bytes, sender: str, recipient: str,
+                 mailbox_exists: Callable[[str], bool] = lambda name: False) -> None:
+        self.data = data                    # the message as stored (header and body)
+        self.sender = sender                # envelope MAIL FROM ("" for the null sender)
+        self.recipient = recipient          # envelope RCPT TO as the client gave it
+        self.mailbox_exists = mailbox_exists
+        self._fields: dict[str, list[str]] | None = None
+        self._values: dict[str, list[str]] = {}
+        self._addresses: dict[str, list[str]] = {}
+
+    def fields(self) -> dict[str, list[str]]:
+        """Field name (lower case) -> raw values, unfolded, in order (RFC 5322 §2.2)."""
+        if self._fields is None:
             end = self.data.find(b"\r\n\r\n")
-            block = self.data if end < 0 else self.data[: end + 4]
-            self._headers = BytesHeaderParser(policy=compat32).parsebytes(block)
-        return self._headers
+            block = (self.data if end < 0 else self.data[:end]).decode("utf-8", "replace")
+            out: dict[str, list[str]] = {}
+            last: list[str] | None = None
+            for line in block.split("\r\n"):
+                if line[:1] in (" ", "\t"):
+                    if last is not None:
+                        last[-1] += " " + line.strip()
+                    continue
+                name, colon, value = line.partition(":")
+                if not colon or not name or name != name.rstrip():
+                    last = None
+                    continue
+                last = out.setdefault(name.lower(), [])
+                last.append(value.strip())
+            self._fields = out
+        return self._fields
 
     def header_values(self, name: str) -> list[str]:
-        msg = self.headers()
-        values = msg.get_all(name) or []  # type: ignore[attr-defined]
-        return [_decode(v) for v in values]
+        key = name.lower()
+        got = self._values.get(key)
+        if got is None:
+            got = self._values[key] = [_decode(v) for v in self.fields().get(key, ())]
+        return got
+
+    def addresses(self, name: str) -> list[str]:
+        key = name.lower()
+        got = self._addresses.get(key)
+        if got is None:
+            raw = self.fields().get(key, ())
+            got = self._addresses[key] = [a for _n, a in getaddresses(list(raw)) if a] if raw else []
+        return got
+
+    def first(self, name: str) -> str:
+        """The first raw value of a field, "" when there is none."""
+        values = self.fields().get(name.lower())
+        return values[0] if values else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,8 +310,7 @@ class _Run:
         if name == "header":
             values = [v for h in self.strings(t.positional[0]) for v in self.msg.header_values(h)]
         elif name == "address":
-            values = [_part(a, t) for h in self.strings(t.positional[0])
-                      for a in _addresses(self.msg.header_values(h))]
+            values = [_part(a, t) for h in self.strings(t.positional[0]) for a in self.msg.addresses(h)]
         elif name == "envelope":
             values = []
             for part in self.strings(t.positional[0]):
@@ -333,17 +366,12 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*|[0-9]+)\}")
 def _decode(value: str) -> str:
     """A header field value unfolded, with RFC 2047 encoded words decoded (RFC 5228
     §2.7.2: comparisons are on the decoded text)."""
-    value = re.sub(r"\r?\n[ \t]", " ", str(value)).strip()
     if "=?" not in value:
         return value
     try:
         return str(make_header(decode_header(value)))
     except (ValueError, LookupError, UnicodeError):
         return value
-
-
-def _addresses(values: Iterable[str]) -> list[str]:
-    return [addr for _name, addr in getaddresses(list(values)) if addr]
 
 
 def _part(address: str, t: Test) -> str | None:
@@ -378,10 +406,16 @@ def _flag_list(values: Iterable[str]) -> list[str]:
 _SYSTEM = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
 
 
+def _same(s: str) -> str:
+    return s
+
+
+def _casemap(s: str) -> str:
+    return s.translate(_ASCII_LOWER) if not s.islower() else s
+
+
 def _fold(comparator: str) -> Callable[[str], str]:
-    if comparator == "i;octet":
-        return lambda s: s
-    return lambda s: s.translate(_ASCII_LOWER)
+    return _same if comparator == "i;octet" else _casemap
 
 
 def _compare_numeric(a: str, b: str) -> int:
@@ -405,6 +439,7 @@ def _relation(rel: str, cmp: int) -> bool:
     return {"gt": cmp > 0, "ge": cmp >= 0, "lt": cmp < 0, "le": cmp <= 0, "eq": cmp == 0, "ne": cmp != 0}[rel.lower()]
 
 
+@functools.lru_cache(maxsize=1024)
 def _glob(pattern: str, comparator: str) -> re.Pattern[str]:
     """:matches (RFC 5228 §2.7.1): "*" any run, "?" one character, "\\" quotes."""
     out = []

@@ -57,8 +57,8 @@ def build_reply(msg: Message, action: Action, user: str, hostname: str) -> bytes
     original_subject = (msg.header_values("Subject") or [""])[0]
     subject = action.subject or f"Auto: {original_subject}".rstrip()
     from_ = action.from_ or user
-    msgid = (msg.headers().get("Message-ID") or "").strip()  # type: ignore[attr-defined]
-    refs = " ".join(v.strip() for v in msg.headers().get_all("References") or [])  # type: ignore[attr-defined]
+    msgid = msg.first("Message-ID")
+    refs = " ".join(msg.fields().get("references", []))
     fields = [
         ("From", from_),
         ("To", msg.sender),

@@ -138,3 +138,35 @@ def test_cli_refuses_bad_scripts_with_line_and_column(inst, tmp_path):
     inst.ok("sieve", "activate", "alice@example.test", "--none")
     inst.ok("sieve", "delete", "alice@example.test", "good")
     assert inst.ok("sieve", "list", "alice@example.test", "--json").strip() == "[]"
+
+
+def test_two_workers_one_vacation_reply_and_script_changes_seen_by_both(tmp_path):
+    import concurrent.futures
+
+    inst = WaypostInstance(tmp_path / "data", server={"workers": 2})
+    for who in ("alice", "dave"):
+        inst.ok("account", "add", f"{who}@example.test", "--password", "pw")
+    p = tmp_path / "a.sieve"
+    p.write_text('require ["vacation", "fileinto"];\nfileinto "A";\nvacation "away";\n')
+    inst.ok("sieve", "put", "alice@example.test", "main", str(p), "--activate")
+    with inst:
+        inst.start()
+
+        def burst(tag: str) -> None:
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda i: send(inst, "dave@example.test", f"{tag}{i}"), range(8)))
+
+        burst("first")
+        folder_a = inst.mailbox("alice@example.test") / ".A"
+        wait_for(lambda: len(maildir_messages(folder_a)) == 8, timeout=30, what="eight filed into A")
+        # Eight concurrent sessions over two worker processes: one reply to dave in all.
+        wait_for(lambda: inst.messages("dave@example.test"), what="the reply")
+        assert len(inst.log_lines(r'event=vacation-skipped .*reason="replied within the period"')) == 7
+        assert len(inst.messages("dave@example.test")) == 1
+        # A new script (same name) is used by every worker from the next message on.
+        p.write_text('require "fileinto";\nfileinto "B";\n')
+        inst.ok("sieve", "put", "alice@example.test", "main", str(p))
+        burst("second")
+        folder_b = inst.mailbox("alice@example.test") / ".B"
+        wait_for(lambda: len(maildir_messages(folder_b)) == 8, timeout=30, what="eight filed into B")
+        assert len(maildir_messages(folder_a)) == 8

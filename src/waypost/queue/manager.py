@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import email.utils
 import logging
 import re
 import socket
@@ -49,6 +50,9 @@ SIGN_INLINE = 256 * 1024
 
 #: Most recipients one local batch stores with one flush.
 LOCAL_BATCH = 256
+
+#: Usage (percent of a quota) at which the user is warned, at most once a day.
+QUOTA_WARNING = 90
 
 _RECEIVED = re.compile(rb"^received:", re.IGNORECASE | re.MULTILINE)
 
@@ -597,6 +601,45 @@ class QueueManager:
                 names = ",".join(o for o in outs if isinstance(o, str))
                 per_msg[n].append(_Outcome(r, "delivered", f"250 2.0.0 stored as {names}", remote_mta=""))
         await self._settle_many([(batch[n][0], outs) for n, outs in per_msg.items()])
+        filled = {(d.domain, d.account) for (_n, _r, d), res in zip(slots, results)
+                  if d is not None and isinstance(res, str)}
+        if filled:
+            for domain, account, percent in await asyncio.to_thread(self._quota_warnings, filled):
+                await self._warn_quota(domain, account, percent)
+
+    def _quota_warnings(self, accounts: set[tuple[str, str]]) -> list[tuple[str, str, int]]:
+        """The accounts just delivered to that are at ``QUOTA_WARNING`` percent or more
+        and were not warned in the last day (claimed in the database, so that one
+        worker warns, once)."""
+        out: list[tuple[str, str, int]] = []
+        now = time.time()
+        for domain, account in sorted(accounts):
+            quota = self.mailstore.quota(domain, account)
+            if not quota.limited:
+                continue
+            percent = quota.percent()
+            if percent >= QUOTA_WARNING and self.db.vacation_claim(domain, account, "quota-warning", "", now,
+                                                                    now + 86400):
+                out.append((domain, account, percent))
+        return out
+
+    async def _warn_quota(self, domain: str, account: str, percent: int) -> None:
+        """Tell the user their mailboxes are nearly full (issue 21), from the postmaster."""
+        address = f"{account}@{domain}"
+        res = self.router.resolve(address, Context(kind="mail", internal=True))
+        if res.route.kind != "local":
+            return
+        host = self.settings.server.hostname
+        text = (f"From: Mail System <postmaster@{host}>\r\nTo: <{address}>\r\n"
+                f"Subject: Your mailbox is {percent}% full\r\n"
+                f"Date: {email.utils.formatdate(time.time())}\r\n"
+                f"Message-ID: {email.utils.make_msgid(domain=host)}\r\nAuto-Submitted: auto-generated\r\n"
+                "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+                f"Your mailboxes use {percent}% of the space you have. When they are full, new mail\r\n"
+                "is refused or returned to its senders. Please delete or archive some messages.\r\n")
+        await self.submit("", [Recipient(address, r) for r in self.router.expand(res.route)], text.encode(),
+                          {"client": "local"})
+        event(log, "quota-warning", account=address, percent=percent)
 
     def _sieve_plans(self, loaded: list[tuple[int, QueuedMessage, QueuedRecipient, bytes]]) -> list[Filtered | None]:
         out: list[Filtered | None] = []

@@ -83,6 +83,9 @@ class SieveFilter:
             return Filtered()
         out = Filtered(deliveries=[])
         for mailbox, flags in result.deliveries():
+            if mailbox == "INBOX":
+                out.deliveries.append((mailbox, flags))
+                continue
             try:
                 mailbox = normalize_name(mailbox)
                 self.mailstore.check_folder(mailbox)

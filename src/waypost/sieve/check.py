@@ -200,6 +200,8 @@ def _fill(node: Command | Test, spec: _Spec, required: set[str], what: str) -> N
             raise SieveError(":days must be 1 or more", days.line, days.column)
     node.tags = tags
     node.positional = positional
+    if isinstance(node, Test) and isinstance(comparator, StringList):
+        node.comparator = comparator.values[0].lower()
 
 
 def _is_kind(a: Argument, kind: str) -> bool:

@@ -81,6 +81,7 @@ class Test:
     column: int
     tags: dict[str, Argument | None] = field(default_factory=dict)
     positional: list[Argument] = field(default_factory=list)
+    comparator: str = "i;ascii-casemap"  # set by the checker from :comparator
 
 
 @dataclass(slots=True)

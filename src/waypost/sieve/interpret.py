@@ -163,6 +163,8 @@ class _Run:
     def strings(self, a: Argument | None) -> list[str]:
         if not isinstance(a, StringList):
             return []
+        if not self.has_variables:
+            return list(a.values)
         return [self.expand(v) for v in a.values]
 
     def string(self, a: Argument | None) -> str:
@@ -333,10 +335,9 @@ class _Run:
         return self.match(t, [v for v in values if v is not None], keys)
 
     def match(self, t: Test, values: list[str], keys: list[str]) -> bool:
-        comparator = "i;ascii-casemap"
-        c = t.tags.get("comparator")
-        if isinstance(c, StringList):
-            comparator = c.values[0].lower()
+        if not values:
+            return False if "count" not in t.tags else self._count(t, values, keys)
+        comparator = t.comparator
         count = t.tags.get("count")
         if isinstance(count, StringList):  # RFC 5231 §4.2: the number of values
             n = str(len(values))
@@ -346,7 +347,8 @@ class _Run:
             return any(_relation(value_rel.values[0], _compare(comparator, v, k)) for v in values for k in keys)
         if "contains" in t.tags:
             fold = _fold(comparator)
-            return any(fold(k) in fold(v) for v in values for k in keys)
+            folded = [fold(k) for k in keys]
+            return any(k in fold(v) for v in values for k in folded)
         if "matches" in t.tags:
             for k in keys:
                 rx = _glob(k, comparator)
@@ -357,7 +359,17 @@ class _Run:
                             self.matched = [v, *[g or "" for g in m.groups()]][:10]
                         return True
             return False
-        return any(_compare(comparator, v, k) == 0 for v in values for k in keys)
+        if comparator == "i;ascii-numeric":
+            return any(_compare_numeric(v, k) == 0 for v in values for k in keys)
+        fold = _fold(comparator)
+        wanted = {fold(k) for k in keys}
+        return any(fold(v) in wanted for v in values)
+
+    def _count(self, t: Test, values: list[str], keys: list[str]) -> bool:
+        count = t.tags["count"]
+        assert isinstance(count, StringList)
+        n = str(len(values))
+        return any(_relation(count.values[0], _compare_numeric(n, k)) for k in keys)
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*|[0-9]+)\}")

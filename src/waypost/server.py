@@ -505,7 +505,10 @@ class Server:
         from .sieve.managesieve import ManageSieveService
 
         m = self.settings.managesieve
-        return ManageSieveService(self.db, self.reader_login("managesieve"), self._tls,
+        async def login(name: str, password: str, server_ip: str | None, client_ip: str | None) -> str | None:
+            return await self.authenticate(name, password, server_ip, client_ip, "managesieve")
+
+        return ManageSieveService(self.db, login, self._tls,
                                   hostname=self.settings.server.hostname, plaintext_without_tls=m.plaintext_without_tls,
                                   idle_timeout=m.idle_timeout, max_scripts=m.max_scripts,
                                   max_script_size=m.max_script_size)

@@ -164,3 +164,30 @@ def test_nesting_is_bounded():
 def test_redirect_to_a_non_address_is_a_runtime_error():
     r = go('require "variables"; set "t" ""; redirect "${t}";')
     assert r.error is not None and r.deliveries() == [("INBOX", ())]
+
+
+def test_vacation_reply_rules_and_from():
+    from waypost.sieve import build_reply, refusal
+
+    def action(extra: str = "") -> object:
+        return go(f'require "vacation"; vacation {extra} "away";', MSG.replace(b"List-Id", b"X-Id")).actions[0]
+
+    plain = Message(MSG.replace(b"List-Id", b"X-Id"), "coyote@desert.example.org", "bob+lists@example.test")
+    own = ["bob@example.test", "bob+lists@example.test"]
+    assert refusal(plain, action(), own) is None
+    assert refusal(Message(MSG, "coyote@desert.example.org", "x"), action(), own) == "mailing list"
+    assert refusal(Message(plain.data, "", "x"), action(), own) == "null sender"
+    assert refusal(Message(plain.data, "MAILER-DAEMON@x.example", "x"), action(), own) == "sender is a program"
+    assert refusal(Message(plain.data, "owner-list@x.example", "x"), action(), own) == "sender is a program"
+    assert refusal(Message(b"Auto-Submitted: auto-replied\r\n" + plain.data, "a@b.example", "x"), action(),
+                   own) == "auto-submitted"
+    assert refusal(Message(b"Precedence: bulk\r\n" + plain.data, "a@b.example", "x"), action(), own) == "bulk"
+    assert refusal(plain, action(), ["someone@else.example"]) == "not addressed to the user"
+    assert refusal(plain, action(':addresses "carl@example.test"'), ["someone@else.example"]) is None
+    # :from only as one of the user's addresses.
+    forged = build_reply(plain, action(':from "boss@elsewhere.example"'), "bob@example.test", "h.example")
+    assert b"From: bob@example.test\r\n" in forged
+    own_from = build_reply(plain, action(':from "Bob <bob+lists@example.test>"'), "bob@example.test", "h.example")
+    assert b"From: Bob <bob+lists@example.test>\r\n" in own_from
+    assert b"Subject: Auto: caf\xc3\xa9 I have a present for you" not in own_from  # encoded, not raw UTF-8
+    assert b"Auto-Submitted: auto-replied" in own_from

@@ -51,12 +51,17 @@ def refusal(msg: Message, action: Action, own: list[str]) -> str | None:
 
 
 def build_reply(msg: Message, action: Action, user: str, hostname: str) -> bytes:
-    """The reply (RFC 5230 §5): From the user (or ``:from``), To the sender, the
+    """The reply (RFC 5230 §5): From the user (or ``:from`` when it is one of the
+    user's addresses), To the sender, the
     subject ``:subject`` or "Auto: " and the original's, In-Reply-To and References,
     ``Auto-Submitted: auto-replied`` (RFC 3834 §5)."""
     original_subject = (msg.header_values("Subject") or [""])[0]
     subject = action.subject or f"Auto: {original_subject}".rstrip()
-    from_ = action.from_ or user
+    # RFC 5230 §4.4: ":from" only as one of the user's own addresses (the account, the
+    # address the mail came to, ``:addresses``): a script cannot forge another sender.
+    own = {a.lower() for a in (user, msg.recipient, *action.addresses)}
+    given = [a for _n, a in email.utils.getaddresses([action.from_])] if action.from_ else []
+    from_ = action.from_ if len(given) == 1 and given[0].lower() in own else user
     msgid = msg.first("Message-ID")
     refs = " ".join(msg.fields().get("references", []))
     fields = [

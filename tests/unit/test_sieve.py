@@ -191,3 +191,26 @@ def test_vacation_reply_rules_and_from():
     assert b"From: Bob <bob+lists@example.test>\r\n" in own_from
     assert b"Subject: Auto: caf\xc3\xa9 I have a present for you" not in own_from  # encoded, not raw UTF-8
     assert b"Auto-Submitted: auto-replied" in own_from
+
+
+MIME = (b"From: a@b.example\r\nTo: bob@example.test\r\nSubject: mixed\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="XX"\r\n\r\n'
+        b"--XX\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"Caf=C3=A9 MAKE MONEY fast\r\n"
+        b"--XX\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"PGI+aHRtbCBvbmx5PC9iPg==\r\n"
+        b"--XX--\r\n")
+
+
+def test_body_rfc5173():
+    def filed(test: str) -> list:
+        return go(f'require ["body", "fileinto"]; if {test} {{ fileinto "hit"; }}', MIME).deliveries()
+
+    assert filed('body :contains "café make money"') == [("hit", ())]  # :text decodes QP
+    assert filed('body :content "text/html" :contains "html only"') == [("hit", ())]  # and base64
+    assert filed('body :text :contains "html only"') == [("hit", ())]
+    assert filed('body :content "image" :contains "html"') == [("INBOX", ())]
+    assert filed('body :raw :contains "Caf=C3=A9"') == [("hit", ())]
+    assert filed('body :raw :contains "html only"') == [("INBOX", ())]
+    with pytest.raises(SieveError, match='require "body"'):
+        compile_script('if body :contains "x" { stop; }')

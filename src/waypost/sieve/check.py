@@ -14,7 +14,7 @@ __all__ = ["EXTENSIONS", "Script", "compile_script"]
 
 #: What ``require`` may name (the SIEVE capability line of ManageSieve, RFC 5804 §1.7).
 EXTENSIONS = ("fileinto", "reject", "ereject", "envelope", "imap4flags", "vacation", "copy", "variables",
-              "relational", "subaddress", "comparator-i;ascii-numeric", "mailbox", "encoded-character")
+              "relational", "subaddress", "comparator-i;ascii-numeric", "mailbox", "body")
 
 Kind = Literal["string", "strings", "number"]
 
@@ -66,6 +66,9 @@ _TESTS: dict[str, _Spec] = {
     "hasflag": _Spec("imap4flags", (("strings",), ("strings", "strings")), groups=_MATCHING),
     "string": _Spec("variables", (("strings", "strings"),), groups=_MATCHING),
     "mailboxexists": _Spec("mailbox", (("strings",),)),
+    # RFC 5173 §4: body [COMPARATOR] [MATCH-TYPE] [BODY-TRANSFORM] <key-list: string-list>
+    "body": _Spec("body", (("strings",),), groups=(_COMPARATOR, _MATCH, {"raw": None, "content": "strings",
+                                                                           "text": None})),
 }
 
 

@@ -11,13 +11,15 @@ caller logs the error.  ``reject``/``ereject`` with ``keep``, ``fileinto``,
 
 from __future__ import annotations
 
+import email
+import email.policy
 import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.utils import getaddresses
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from .check import Script
 from .grammar import Argument, Command, Number, SieveError, StringList, Test
@@ -28,6 +30,8 @@ __all__ = ["Action", "Message", "Result", "run"]
 MAX_ACTIONS = 64
 #: Most redirects one run may send (RFC 5228 §4.2: limit them).
 MAX_REDIRECTS = 4
+#: Octets of a message the body test looks at (RFC 5173 §6: a site may limit it).
+MAX_BODY = 1024 * 1024
 #: vacation :days bounds (RFC 5230 §4.1: the site may narrow the range).
 MIN_DAYS, MAX_DAYS, DEFAULT_DAYS = 1, 90, 7
 
@@ -38,7 +42,7 @@ class Message:
     """What a script sees of one delivery.  The header is split once, and each
     field's decoded values and addresses are kept for the tests that ask again."""
 
-    __slots__ = ("data", "sender", "recipient", "mailbox_exists", "_fields", "_values", "_addresses")
+    __slots__ = ("data", "sender", "recipient", "mailbox_exists", "_fields", "_values", "_addresses", "_parts")
 
     def __init__(self, data: bytes, sender: str, recipient: str,
                  mailbox_exists: Callable[[str], bool] = lambda name: False) -> None:
@@ -49,6 +53,27 @@ class Message:
         self._fields: dict[str, list[str]] | None = None
         self._values: dict[str, list[str]] = {}
         self._addresses: dict[str, list[str]] = {}
+        self._parts: list[tuple[str, str]] | None = None
+
+    def body(self, transform: str, types: Sequence[str] = ()) -> list[str]:
+        """The body as the ``body`` test sees it (RFC 5173 §5): ``raw`` the octets after
+        the header; ``text`` the decoded text/* parts; ``content`` the decoded parts
+        of the given types ("" any, "text" any text/*, "text/html" exactly).  At most
+        ``MAX_BODY`` octets are looked at."""
+        if transform == "raw":
+            end = self.data.find(b"\r\n\r\n")
+            raw = b"" if end < 0 else self.data[end + 4:end + 4 + MAX_BODY]
+            return [raw.decode("utf-8", "replace")]
+        if self._parts is None:
+            self._parts = _parts(self.data[:MAX_BODY])
+        if transform == "text":
+            types = ("text",)
+        out = []
+        for ctype, text in self._parts:
+            major = ctype.partition("/")[0]
+            if any(t == "" or t.lower() == ctype or ("/" not in t and t.lower() == major) for t in types):
+                out.append(text)
+        return out
 
     def fields(self) -> dict[str, list[str]]:
         """Field name (lower case) -> raw values, unfolded, in order (RFC 5322 §2.2)."""
@@ -323,6 +348,9 @@ class _Run:
                     values.append(_part(self.msg.recipient, t))
         elif name == "string":
             values = list[str | None](self.strings(t.positional[0]))
+        elif name == "body":
+            transform = "raw" if "raw" in t.tags else "content" if "content" in t.tags else "text"
+            values = list[str | None](self.msg.body(transform, self.strings(t.tags.get("content"))))
         elif name == "hasflag":
             if len(t.positional) == 2:
                 names = [v.lower() for v in self.strings(t.positional[0])]
@@ -416,6 +444,28 @@ def _flag_list(values: Iterable[str]) -> list[str]:
 
 
 _SYSTEM = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
+
+
+def _parts(data: bytes) -> list[tuple[str, str]]:
+    """(content type, decoded text) of each leaf part; a part that cannot be decoded
+    gives its text as it stands (never an error: the test then just does not match)."""
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    out: list[tuple[str, str]] = []
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        ctype = part.get_content_type()
+        try:
+            content = part.get_content()
+        except (LookupError, ValueError, AssertionError, KeyError):
+            payload = part.get_payload(decode=True)
+            content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
+        if isinstance(content, bytes):
+            content = content.decode("utf-8", "replace") if ctype.startswith("text/") else ""
+        elif not isinstance(content, str):
+            content = ""
+        out.append((ctype, content))
+    return out
 
 
 def _same(s: str) -> str:

@@ -214,3 +214,30 @@ def test_body_rfc5173():
     assert filed('body :raw :contains "html only"') == [("INBOX", ())]
     with pytest.raises(SieveError, match='require "body"'):
         compile_script('if body :contains "x" { stop; }')
+
+
+def test_date_and_currentdate_rfc5260():
+    import calendar
+
+    data = b"Date: Tue, 01 Dec 2026 23:30:00 -0500\r\nFrom: a@b.example\r\nTo: bob@example.test\r\n\r\nx\r\n"
+    now = calendar.timegm((2026, 12, 5, 8, 0, 0))
+
+    def filed(test: str, req: str = '"date", "fileinto", "relational"') -> list:
+        script = compile_script(f'require [{req}]; if {test} {{ fileinto "hit"; }}')
+        return run(script, Message(data, "a@b.example", "bob@example.test", now=now)).deliveries()
+
+    assert filed('date :originalzone :is "date" "date" "2026-12-01"') == [("hit", ())]
+    assert filed('date :zone "+0000" :is "date" "date" "2026-12-02"') == [("hit", ())]
+    assert filed('date :zone "+0000" :is "date" "hour" "04"') == [("hit", ())]
+    assert filed('date :originalzone :is "date" "zone" "-0500"') == [("hit", ())]
+    assert filed('date :originalzone :is "date" "weekday" "2"') == [("hit", ())]  # a Tuesday
+    assert filed('date :is "x-missing" "date" "2026-12-01"') == [("INBOX", ())]
+    # The vacation range Roundcube writes (RFC 5260 §5 with relational).
+    rng = ('allof (currentdate :zone "+0000" :value "ge" "iso8601" "2026-12-04T00:00:00+00:00", '
+           'currentdate :zone "+0000" :value "le" "iso8601" "2026-12-06T00:00:00+00:00")')
+    assert filed(rng) == [("hit", ())]
+    assert filed(rng.replace("2026-12-06T00:00:00", "2026-12-05T07:59:59")) == [("INBOX", ())]
+    with pytest.raises(SieveError, match="date-part"):
+        compile_script('require "date"; if currentdate :is "fortnight" "1" { stop; }')
+    with pytest.raises(SieveError, match="zone"):
+        compile_script('require "date"; if currentdate :zone "CET" :is "year" "2026" { stop; }')

@@ -5,6 +5,7 @@ kinds (§2.6, §2.7), at most one of each group of tags, ``require`` first, ``el
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -14,7 +15,7 @@ __all__ = ["EXTENSIONS", "Script", "compile_script"]
 
 #: What ``require`` may name (the SIEVE capability line of ManageSieve, RFC 5804 §1.7).
 EXTENSIONS = ("fileinto", "reject", "ereject", "envelope", "imap4flags", "vacation", "copy", "variables",
-              "relational", "subaddress", "comparator-i;ascii-numeric", "mailbox", "body")
+              "relational", "subaddress", "comparator-i;ascii-numeric", "mailbox", "body", "date")
 
 Kind = Literal["string", "strings", "number"]
 
@@ -26,6 +27,9 @@ _TAG_EXT = {"value": "relational", "count": "relational", "user": "subaddress", 
             "copy": "copy", "flags": "imap4flags", "create": "mailbox"}
 _COMPARATORS = {"i;ascii-casemap": None, "i;octet": None, "i;ascii-numeric": "comparator-i;ascii-numeric"}
 _RELATIONS = ("gt", "ge", "lt", "le", "eq", "ne")
+#: RFC 5260 §4.2
+DATE_PARTS = ("year", "month", "day", "date", "julian", "hour", "minute", "second", "time", "iso8601", "std11",
+              "zone", "weekday")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,13 @@ _TESTS: dict[str, _Spec] = {
     "hasflag": _Spec("imap4flags", (("strings",), ("strings", "strings")), groups=_MATCHING),
     "string": _Spec("variables", (("strings", "strings"),), groups=_MATCHING),
     "mailboxexists": _Spec("mailbox", (("strings",),)),
+    # RFC 5260 §4: date [<":zone" string> / ":originalzone"] [COMPARATOR] [MATCH-TYPE]
+    #              <header-name: string> <date-part: string> <key-list: string-list>
+    "date": _Spec("date", (("string", "string", "strings"),), {"zone": "string", "originalzone": None},
+                  groups=_MATCHING),
+    # RFC 5260 §5: currentdate [":zone" <time-zone: string>] [COMPARATOR] [MATCH-TYPE]
+    #              <date-part: string> <key-list: string-list>
+    "currentdate": _Spec("date", (("string", "strings"),), {"zone": "string"}, groups=_MATCHING),
     # RFC 5173 §4: body [COMPARATOR] [MATCH-TYPE] [BODY-TRANSFORM] <key-list: string-list>
     "body": _Spec("body", (("strings",),), groups=(_COMPARATOR, _MATCH, {"raw": None, "content": "strings",
                                                                            "text": None})),
@@ -197,6 +208,14 @@ def _fill(node: Command | Test, spec: _Spec, required: set[str], what: str) -> N
         v = tags.get(rel)
         if isinstance(v, StringList) and v.values[0].lower() not in _RELATIONS:
             raise SieveError(f"unknown relation {v.values[0]!r} (RFC 5231: gt ge lt le eq ne)", v.line, v.column)
+    if node.name in ("date", "currentdate"):
+        part = positional[-2]
+        assert isinstance(part, StringList)
+        if part.values[0].lower() not in DATE_PARTS:
+            raise SieveError(f"unknown date-part {part.values[0]!r}", part.line, part.column)
+        zone = tags.get("zone")
+        if isinstance(zone, StringList) and not re.fullmatch(r"[+-]\d{4}", zone.values[0]):
+            raise SieveError("a :zone is +hhmm or -hhmm", zone.line, zone.column)
     if node.name == "vacation":
         days = tags.get("days")
         if isinstance(days, Number) and days.value < 1:

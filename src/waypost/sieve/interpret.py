@@ -11,8 +11,11 @@ caller logs the error.  ``reject``/``ereject`` with ``keep``, ``fileinto``,
 
 from __future__ import annotations
 
+import datetime
 import email
 import email.policy
+import email.utils
+import time
 import functools
 import hashlib
 import re
@@ -42,10 +45,12 @@ class Message:
     """What a script sees of one delivery.  The header is split once, and each
     field's decoded values and addresses are kept for the tests that ask again."""
 
-    __slots__ = ("data", "sender", "recipient", "mailbox_exists", "_fields", "_values", "_addresses", "_parts")
+    __slots__ = ("data", "sender", "recipient", "mailbox_exists", "now", "_fields", "_values", "_addresses",
+                 "_parts")
 
     def __init__(self, data: bytes, sender: str, recipient: str,
-                 mailbox_exists: Callable[[str], bool] = lambda name: False) -> None:
+                 mailbox_exists: Callable[[str], bool] = lambda name: False, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now  # currentdate (RFC 5260 §5)
         self.data = data                    # the message as stored (header and body)
         self.sender = sender                # envelope MAIL FROM ("" for the null sender)
         self.recipient = recipient          # envelope RCPT TO as the client gave it
@@ -348,6 +353,8 @@ class _Run:
                     values.append(_part(self.msg.recipient, t))
         elif name == "string":
             values = list[str | None](self.strings(t.positional[0]))
+        elif name in ("date", "currentdate"):
+            values = list[str | None](self.date_values(t))
         elif name == "body":
             transform = "raw" if "raw" in t.tags else "content" if "content" in t.tags else "text"
             values = list[str | None](self.msg.body(transform, self.strings(t.tags.get("content"))))
@@ -361,6 +368,32 @@ class _Run:
         else:  # pragma: no cover - the checker knows every test
             raise SieveError(f"unknown test {name!r}", t.line, t.column)
         return self.match(t, [v for v in values if v is not None], keys)
+
+    def date_values(self, t: Test) -> list[str]:
+        """RFC 5260: the date-part of a header's date (``date``) or of now
+        (``currentdate``), in ``:zone``, the header's own zone (``:originalzone``), or
+        the server's local zone."""
+        part = self.string(t.positional[-2]).lower()
+        if t.name == "currentdate":
+            when = datetime.datetime.fromtimestamp(self.msg.now).astimezone()
+        else:
+            raw = self.msg.header_values(self.string(t.positional[0]))
+            if not raw:
+                return []
+            try:
+                when = email.utils.parsedate_to_datetime(raw[0])
+            except (TypeError, ValueError, IndexError):
+                return []
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=datetime.timezone.utc)
+            if "originalzone" not in t.tags and "zone" not in t.tags:
+                when = when.astimezone()
+        zone = t.tags.get("zone")
+        if isinstance(zone, StringList):
+            z = zone.values[0]
+            offset = (int(z[1:3]) * 60 + int(z[3:5])) * (-1 if z[0] == "-" else 1)
+            when = when.astimezone(datetime.timezone(datetime.timedelta(minutes=offset)))
+        return [_date_part(when, part)]
 
     def match(self, t: Test, values: list[str], keys: list[str]) -> bool:
         if not values:
@@ -466,6 +499,38 @@ def _parts(data: bytes) -> list[tuple[str, str]]:
             content = ""
         out.append((ctype, content))
     return out
+
+
+def _date_part(when: datetime.datetime, part: str) -> str:
+    """RFC 5260 §4.2."""
+    off = when.utcoffset() or datetime.timedelta(0)
+    minutes = int(off.total_seconds() // 60)
+    zone = f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    if part == "year":
+        return f"{when.year:04d}"
+    if part == "month":
+        return f"{when.month:02d}"
+    if part == "day":
+        return f"{when.day:02d}"
+    if part == "date":
+        return when.strftime("%Y-%m-%d")
+    if part == "julian":  # Modified Julian Day
+        return str((when.date() - datetime.date(1858, 11, 17)).days)
+    if part == "hour":
+        return f"{when.hour:02d}"
+    if part == "minute":
+        return f"{when.minute:02d}"
+    if part == "second":
+        return f"{when.second:02d}"
+    if part == "time":
+        return when.strftime("%H:%M:%S")
+    if part == "iso8601":
+        return when.strftime("%Y-%m-%dT%H:%M:%S") + f"{zone[:3]}:{zone[3:]}"
+    if part == "std11":
+        return email.utils.format_datetime(when)
+    if part == "zone":
+        return zone
+    return str((when.weekday() + 1) % 7)  # weekday: 0 is Sunday
 
 
 def _same(s: str) -> str:

@@ -73,3 +73,46 @@ def test_limits_account_then_domain(tmp_path):
     assert not quota_of(db, "a.test", "bo").limited
     cy = quota_of(db, "a.test", "cy")
     assert cy.full and not cy.room_for(1) and cy.percent() == 100
+
+
+def test_removed_account_leaves_no_filters_to_a_new_one(tmp_path):
+    db = SQLiteDatabase(tmp_path / "w.db")
+    db.add_domain("a.test")
+    db.add_object(ObjectRecord("a.test", "al", "account"))
+    db.sieve_put("a.test", "al", "fwd", 'redirect "old-owner@else.example";')
+    db.sieve_activate("a.test", "al", "fwd")
+    assert db.vacation_claim("a.test", "al", "h", "x@y.example", 1.0, 1e12)
+    db.remove_object("a.test", "al")
+    db.add_object(ObjectRecord("a.test", "al", "account"))
+    assert db.sieve_active("a.test", "al") is None and db.sieve_list("a.test", "al") == []
+    assert db.vacation_claim("a.test", "al", "h", "x@y.example", 2.0, 1e12)
+    db.sieve_put("a.test", "al", "s", "keep;")
+    db.remove_domain("a.test")
+    db.add_domain("a.test")
+    assert db.sieve_list("a.test", "al") == []
+
+
+def test_sieve_scripts_one_active(tmp_path):
+    from waypost.db import Conflict, NotFound
+
+    db = SQLiteDatabase(tmp_path / "w.db")
+    db.sieve_put("a.test", "al", "one", "keep;")
+    db.sieve_put("a.test", "al", "two", "discard;")
+    db.sieve_activate("a.test", "al", "one")
+    db.sieve_activate("a.test", "al", "two")
+    assert db.sieve_list("a.test", "al") == [("one", False), ("two", True)]
+    assert db.sieve_active("a.test", "al") == ("two", "discard;")
+    db.sieve_put("a.test", "al", "two", "keep;")  # replacing keeps it active
+    assert db.sieve_active("a.test", "al") == ("two", "keep;")
+    with pytest.raises(Conflict):
+        db.sieve_delete("a.test", "al", "two")
+    with pytest.raises(Conflict):
+        db.sieve_rename("a.test", "al", "one", "two")
+    with pytest.raises(NotFound):
+        db.sieve_activate("a.test", "al", "three")
+    db.sieve_rename("a.test", "al", "two", "main")
+    assert db.sieve_active("a.test", "al") == ("main", "keep;")
+    db.sieve_activate("a.test", "al", None)
+    assert db.sieve_active("a.test", "al") is None
+    db.sieve_delete("a.test", "al", "main")
+    assert db.sieve_usage("a.test", "al") == (1, 5)

@@ -486,6 +486,8 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
         with self._write() as c:
             if c.execute("DELETE FROM domains WHERE name=?", (name,)).rowcount == 0:
                 raise NotFound(f"no domain {name}")
+            c.execute("DELETE FROM sieve_scripts WHERE domain=?", (name,))
+            c.execute("DELETE FROM sieve_vacation WHERE domain=?", (name,))
 
     # -- objects --------------------------------------------------------------------
 
@@ -538,6 +540,10 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
         with self._write() as c:
             if c.execute("DELETE FROM objects WHERE domain=? AND name=?", (domain, name)).rowcount == 0:
                 raise NotFound(f"no object {name}@{domain}")
+            # An account's filters and vacation records go with it: a new account of
+            # the same name must not inherit them (a redirect to someone else's address).
+            c.execute("DELETE FROM sieve_scripts WHERE domain=? AND account=?", (domain, name))
+            c.execute("DELETE FROM sieve_vacation WHERE domain=? AND account=?", (domain, name))
 
     # -- queue ------------------------------------------------------------------------
 

@@ -86,7 +86,7 @@ def test_rfc5804_transcript(srv):
     assert greeting[0] == b'"IMPLEMENTATION" "Waypost"'
     assert b'"STARTTLS"' in greeting and b'"SASL" ""' in greeting  # no password before TLS
     assert re.match(rb'"SIEVE" ".*\bfileinto\b.*\bvacation\b', next(x for x in greeting if x.startswith(b'"SIEVE"')))
-    assert greeting[-1].startswith(b"OK")
+    assert greeting[-1].startswith(b"OK") and b'"UNAUTHENTICATE"' in greeting
     assert c.cmd(b'AUTHENTICATE "PLAIN" "' + plain("alice@example.test", "pw") + b'"') == \
         [b'NO (ENCRYPT-NEEDED) "Use STARTTLS before sending a password"']
     assert c.cmd(b"LISTSCRIPTS") == [b'NO "Authenticate first"']
@@ -132,6 +132,10 @@ def test_rfc5804_transcript(srv):
     assert c.cmd(b"FROBNICATE")[0].startswith(b"NO")
     assert c.cmd(b'PUTSCRIPT "x" {5+}\r\nab\xffcd')[0].startswith(b"NO")
     assert c.cmd(b"NOOP") == [b'OK "Done"']
+    # §2.14 UNAUTHENTICATE: back to the start, TLS kept.
+    assert c.cmd(b"UNAUTHENTICATE") == [b'OK "Unauthenticated"']
+    assert c.cmd(b"LISTSCRIPTS") == [b'NO "Authenticate first"']
+    assert c.cmd(b'AUTHENTICATE "PLAIN" "' + plain("alice@example.test", "pw") + b'"') == [b'OK "Authenticated"']
     assert c.cmd(b"LOGOUT") == [b'OK "Logout completed"']
     srv.expect_log(r"event=auth-failed .*managesieve")
 

@@ -119,7 +119,8 @@ class Session:
                  (b'"SIEVE"', quoted(" ".join(EXTENSIONS))),
                  (b'"SASL"', quoted("PLAIN" if plain_ok and self.state is State.NOT_AUTHENTICATED else "")),
                  (b'"MAXREDIRECTS"', quoted(str(MAX_REDIRECTS))),
-                 (b'"VERSION"', quoted("1.0"))]
+                 (b'"VERSION"', quoted("1.0")),
+                 (b'"UNAUTHENTICATE"', b"")]  # RFC 5804 §2.14
         if svc.tls_context is not None and not self.tls and self.state is State.NOT_AUTHENTICATED:
             lines.append((b'"STARTTLS"', b""))
         if self.state is State.AUTHENTICATED:

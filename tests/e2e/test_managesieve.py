@@ -143,8 +143,11 @@ def test_rfc5804_transcript(srv):
 def test_sieve_connect_uploads_a_script_that_files_mail(srv, tmp_path):
     exe = shutil.which("sieve-connect")
     assert exe, "sieve-connect is installed by 'make test' (Debian package sieve-connect)"
-    script = tmp_path / "lists.sieve"
-    script.write_text('require "fileinto";\nif exists "List-Id" { fileinto "Lists"; }\n')
+    script = tmp_path / "main.sieve"
+    script.write_text('require ["fileinto", "reject", "vacation"];\n'
+                      'if exists "List-Id" { fileinto "Lists"; stop; }\n'
+                      'if address :is "from" "carol@example.test" { reject "Not from you."; stop; }\n'
+                      'vacation :days 3 :subject "Away" "I am away.";\n')
     ca = tls.write_ca_file(tmp_path / "ca.pem")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -160,19 +163,30 @@ def test_sieve_connect_uploads_a_script_that_files_mail(srv, tmp_path):
         finally:
             os.close(r)
 
-    up = run("--upload", "--localsieve", str(script), "--remotesieve", "lists")
+    up = run("--upload", "--localsieve", str(script), "--remotesieve", "main")
     assert up.returncode == 0, up.stdout + up.stderr
-    act = run("--activate", "--remotesieve", "lists")
+    act = run("--activate", "--remotesieve", "main")
     assert act.returncode == 0, act.stdout + act.stderr
     listed = run("--list")
-    assert listed.returncode == 0 and listed.stdout.strip() == "\"lists\" ACTIVE", listed.stdout + listed.stderr
+    assert listed.returncode == 0 and listed.stdout.strip() == "\"main\" ACTIVE", listed.stdout + listed.stderr
     bad = tmp_path / "bad.sieve"
     bad.write_text('fileinto "x";\n')
     refused = run("--upload", "--localsieve", str(bad), "--remotesieve", "bad")
     assert refused.returncode != 0 and "line 1" in (refused.stdout + refused.stderr)
-    with smtplib.SMTP("127.0.0.1", srv.smtp_port) as s:
-        s.sendmail("news@lists.example", ["bob@example.test"],
-                   b"From: news@lists.example\r\nTo: bob@example.test\r\nList-Id: <n.lists.example>\r\n"
-                   b"Subject: issue 1\r\n\r\nnews\r\n")
+    def send(sender: str, subject: str, extra: str = "") -> None:
+        with smtplib.SMTP("127.0.0.1", srv.smtp_port) as s:
+            s.sendmail(sender, ["bob@example.test"],
+                       f"From: {sender}\r\nTo: bob@example.test\r\n{extra}Subject: {subject}\r\n\r\nx\r\n".encode())
+
+    send("news@lists.example", "issue 1", "List-Id: <n.lists.example>\r\n")
+    send("carol@example.test", "hello")
+    send("alice@example.test", "one")
+    send("alice@example.test", "two")
     wait_for(lambda: maildir_messages(srv.mailbox("bob@example.test") / ".Lists"), what="filed into Lists")
-    assert srv.messages("bob@example.test") == []
+    wait_for(lambda: len(srv.messages("bob@example.test")) == 2, what="alice's two in INBOX")
+    # carol's message refused: the DSN; alice: one vacation reply for two messages.
+    dsn = wait_for(lambda: srv.messages("carol@example.test"), what="the rejection")
+    assert b"Not from you." in dsn[0].read_bytes()
+    replies = wait_for(lambda: srv.messages("alice@example.test"), what="the vacation reply")
+    srv.expect_log(r'event=vacation-skipped .*sender=<alice@example.test> reason="replied within the period"')
+    assert len(srv.messages("alice@example.test")) == 1 and b"Subject: Away" in replies[0].read_bytes()

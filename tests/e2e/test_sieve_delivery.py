@@ -170,3 +170,15 @@ def test_two_workers_one_vacation_reply_and_script_changes_seen_by_both(tmp_path
         folder_b = inst.mailbox("alice@example.test") / ".B"
         wait_for(lambda: len(maildir_messages(folder_b)) == 8, timeout=30, what="eight filed into B")
         assert len(maildir_messages(folder_a)) == 8
+
+
+def test_editheader_changes_what_is_stored(inst, tmp_path):
+    p = tmp_path / "edit.sieve"
+    p.write_text('require ["editheader"];\naddheader "X-Sieve" "checked";\ndeleteheader "X-Spam-Score";\n')
+    inst.ok("sieve", "put", "alice@example.test", "edit", str(p), "--activate")
+    inst.start()
+    send(inst, "bob@example.test", "edited", "X-Spam-Score: 9.9\r\n")
+    [stored] = wait_for(lambda: inst.messages("alice@example.test"), what="stored")
+    [m] = parsed([stored])
+    assert m["X-Sieve"] == "checked" and m["X-Spam-Score"] is None and str(m["Subject"]) == "edited"
+    assert stored.read_bytes().startswith(b"Return-Path: <bob@example.test>\r\n")

@@ -241,3 +241,31 @@ def test_date_and_currentdate_rfc5260():
         compile_script('require "date"; if currentdate :is "fortnight" "1" { stop; }')
     with pytest.raises(SieveError, match="zone"):
         compile_script('require "date"; if currentdate :zone "CET" :is "year" "2026" { stop; }')
+
+
+def test_editheader_rfc5293():
+    r = go('require ["editheader", "fileinto"];\n'
+           'addheader "X-Filtered" "yes";\n'
+           'addheader :last "X-Last" "at the end";\n'
+           'deleteheader "x-caffeine";\n'
+           'deleteheader :matches "to" "*roadrunner*";\n'
+           'deleteheader "Received";\n'  # protected: ignored
+           'if header :is "x-filtered" "yes" { fileinto "seen-it"; }\n'
+           'if exists "x-caffeine" { fileinto "wrong"; }\n',
+           b"Received: from x\r\n" + MSG)
+    assert r.deliveries() == [("seen-it", ())]
+    head = r.data.split(b"\r\n\r\n")[0].split(b"\r\n")
+    assert head[0] == b"X-Filtered: yes" and head[-1] == b"X-Last: at the end"
+    assert b"Received: from x" in head and not any(h.lower().startswith(b"x-caffeine") for h in head)
+    assert not any(h.startswith(b"To:") for h in head)
+    assert r.data.endswith(b"anvil thing.\r\n")
+    two = b"X-A: 1\r\nX-A: 2\r\nX-A: 3\r\n\r\nb\r\n"
+    r = go('require "editheader"; deleteheader :index 1 :last "x-a";', two)
+    assert r.data == b"X-A: 1\r\nX-A: 2\r\n\r\nb\r\n"
+    r = go('require "editheader"; deleteheader :index 1 "x-a";', two)
+    assert r.data == b"X-A: 2\r\nX-A: 3\r\n\r\nb\r\n"
+    assert go("keep;").data is None
+    with pytest.raises(SieveError, match="not a header field name"):
+        compile_script('require "editheader"; addheader "bad name" "x";')
+    with pytest.raises(SieveError, match=":last needs :index"):
+        compile_script('require "editheader"; deleteheader :last "x";')

@@ -551,6 +551,8 @@ class QueueManager:
             top = (return_path + _delivery_fields(r.address, f"{account}@{route['domain']}")).encode()
             boxes = [(route.get("mailbox") or "INBOX", ())] if plan is None else plan.deliveries
             if plan is not None:
+                if plan.data is not None:  # edited by the script (editheader)
+                    body = plan.data
                 if plan.reject:
                     rejected[(n, r.idx)] = plan.reject
                 if plan.redirects:

@@ -42,6 +42,7 @@ class Filtered:
     reject: str = ""                                   # the reason: bounced with 550 5.7.1
     vacation: tuple[str, bytes] | None = None          # (to, reply)
     redirect_header: bytes = b""                       # prepended to each redirected copy
+    data: bytes | None = None                          # the message as editheader left it
 
 
 def _has_delivered_to(data: bytes, address: str) -> bool:
@@ -81,7 +82,7 @@ class SieveFilter:
         if result.error is not None:
             event(log, "sieve-error", logging.WARNING, **fields, error=str(result.error), action="kept in INBOX")
             return Filtered()
-        out = Filtered(deliveries=[])
+        out = Filtered(deliveries=[], data=result.data)
         for mailbox, flags in result.deliveries():
             if mailbox == "INBOX":
                 out.deliveries.append((mailbox, flags))

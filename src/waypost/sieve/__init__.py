@@ -1,6 +1,6 @@
 """Sieve mail filtering (RFC 5228) with the extensions users expect (fileinto, reject
 and ereject, envelope, imap4flags, vacation, copy, variables, relational, subaddress,
-mailbox, body, i;ascii-numeric), and ManageSieve (RFC 5804) to store scripts.
+mailbox, body, date, editheader, i;ascii-numeric), and ManageSieve (RFC 5804) to store scripts.
 
 The language is ours, sans-IO: ``compile_script`` turns text into a checked ``Script``
 (or a ``SieveError`` with line and column); ``run`` evaluates it against one message

@@ -15,7 +15,7 @@ __all__ = ["EXTENSIONS", "Script", "compile_script"]
 
 #: What ``require`` may name (the SIEVE capability line of ManageSieve, RFC 5804 §1.7).
 EXTENSIONS = ("fileinto", "reject", "ereject", "envelope", "imap4flags", "vacation", "copy", "variables",
-              "relational", "subaddress", "comparator-i;ascii-numeric", "mailbox", "body", "date")
+              "relational", "subaddress", "comparator-i;ascii-numeric", "mailbox", "body", "date", "editheader")
 
 Kind = Literal["string", "strings", "number"]
 
@@ -56,6 +56,12 @@ _COMMANDS: dict[str, _Spec] = {
     "setflag": _Spec("imap4flags", (("strings",), ("string", "strings"))),
     "addflag": _Spec("imap4flags", (("strings",), ("string", "strings"))),
     "removeflag": _Spec("imap4flags", (("strings",), ("string", "strings"))),
+    # RFC 5293 §4: addheader [":last"] <field-name: string> <value: string>
+    "addheader": _Spec("editheader", (("string", "string"),), {"last": None}),
+    # RFC 5293 §5: deleteheader [":index" <fieldno: number> [":last"]] [COMPARATOR] [MATCH-TYPE]
+    #              <field-name: string> [<value-patterns: string-list>]
+    "deleteheader": _Spec("editheader", (("string",), ("string", "strings")), {"index": "number", "last": None},
+                          groups=_MATCHING),
     "set": _Spec("variables", (("string", "string"),), {"lower": None, "upper": None, "lowerfirst": None,
                                                          "upperfirst": None, "quotewildcard": None, "length": None}),
 }
@@ -216,6 +222,14 @@ def _fill(node: Command | Test, spec: _Spec, required: set[str], what: str) -> N
         zone = tags.get("zone")
         if isinstance(zone, StringList) and not re.fullmatch(r"[+-]\d{4}", zone.values[0]):
             raise SieveError("a :zone is +hhmm or -hhmm", zone.line, zone.column)
+    if node.name == "deleteheader" and "last" in tags and "index" not in tags:
+        raise SieveError(":last needs :index (RFC 5293 §5)", node.line, node.column)
+    if node.name in ("addheader", "deleteheader"):
+        field_name = positional[0]
+        assert isinstance(field_name, StringList)
+        if not re.fullmatch(r"[!-9;-~]{1,76}", field_name.values[0]):
+            raise SieveError(f"{field_name.values[0]!r} is not a header field name", field_name.line,
+                             field_name.column)
     if node.name == "vacation":
         days = tags.get("days")
         if isinstance(days, Number) and days.value < 1:

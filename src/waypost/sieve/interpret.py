@@ -20,7 +20,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.utils import getaddresses
 from typing import Callable, Iterable, Sequence
 
@@ -33,6 +33,10 @@ __all__ = ["Action", "Message", "Result", "run"]
 MAX_ACTIONS = 64
 #: Most redirects one run may send (RFC 5228 §4.2: limit them).
 MAX_REDIRECTS = 4
+#: editheader (RFC 5293 §7): fields a script may neither add nor delete.
+PROTECTED_FIELDS = ("received", "auto-submitted", "return-path", "delivered-to")
+#: The longest value addheader writes.
+MAX_FIELD = 998 - 80
 #: Octets of a message the body test looks at (RFC 5173 §6: a site may limit it).
 MAX_BODY = 1024 * 1024
 #: vacation :days bounds (RFC 5230 §4.1: the site may narrow the range).
@@ -116,6 +120,14 @@ class Message:
             got = self._addresses[key] = [a for _n, a in getaddresses(list(raw)) if a] if raw else []
         return got
 
+    def replace(self, data: bytes) -> None:
+        """The message after an edit (editheader): what later tests see."""
+        self.data = data
+        self._fields = None
+        self._values.clear()
+        self._addresses.clear()
+        self._parts = None
+
     def first(self, name: str) -> str:
         """The first raw value of a field, "" when there is none."""
         values = self.fields().get(name.lower())
@@ -148,6 +160,7 @@ class Result:
     implicit_keep: bool = True
     flags: tuple[str, ...] = ()      # the imap4flags internal variable at the end (implicit keep)
     error: SieveError | None = None  # a run-time error: the caller keeps the message
+    data: bytes | None = None        # the message as editheader left it (None: unchanged)
 
     def deliveries(self) -> list[tuple[str, tuple[str, ...]]]:
         """(mailbox, flags) to store into, keep first, each mailbox once."""
@@ -175,6 +188,7 @@ class _Run:
         self.matched: list[str] = []      # ${0}..${9} of the last :matches that matched
         self.flags: dict[str, list[str]] = {"": []}  # imap4flags: "" is the internal variable
         self.has_variables = "variables" in script.extensions
+        self.edited = False
 
     # -- strings ---------------------------------------------------------------------
 
@@ -271,6 +285,10 @@ class _Run:
             else:
                 drop = {f.lower() for f in given}
                 current[:] = [c for c in current if c.lower() not in drop]
+        elif name == "addheader":
+            self.add_header(cmd)
+        elif name == "deleteheader":
+            self.delete_header(cmd)
         elif name == "set":
             value = self.string(pos[1])
             # RFC 5229 §4.1: modifiers apply from the highest precedence down.
@@ -289,6 +307,54 @@ class _Run:
             self.variables[self.string(pos[0]).lower()] = value
         else:  # pragma: no cover - the checker knows every command
             raise SieveError(f"unknown command {name!r}", cmd.line, cmd.column)
+
+    # -- editheader (RFC 5293) -----------------------------------------------------------
+
+    def add_header(self, cmd: Command) -> None:
+        name = self.string(cmd.positional[0])
+        if name.lower() in PROTECTED_FIELDS:
+            return  # RFC 5293 §7: never added by a script; ignored
+        value = " ".join(self.string(cmd.positional[1]).split())[:MAX_FIELD]
+        if not value.isascii():
+            value = Header(value, "utf-8").encode()
+        line = f"{name}: {value}\r\n".encode()
+        data = self.msg.data
+        if "last" in cmd.tags:
+            end = data.find(b"\r\n\r\n")
+            cut = len(data) if end < 0 else end + 2
+            self.msg.replace(data[:cut] + line + data[cut:])
+        else:
+            self.msg.replace(line + data)
+        self.edited = True
+
+    def delete_header(self, cmd: Command) -> None:
+        name = self.string(cmd.positional[0]).lower()
+        if name in PROTECTED_FIELDS:
+            return  # RFC 5293 §7
+        patterns = self.strings(cmd.positional[1]) if len(cmd.positional) == 2 else None
+        data = self.msg.data
+        end = data.find(b"\r\n\r\n")
+        head, rest = (data, b"") if end < 0 else (data[:end + 2], data[end + 2:])
+        fields = _split_fields(head)
+        named = [i for i, (n, _raw) in enumerate(fields) if n == name]
+        index = cmd.tags.get("index")
+        if isinstance(index, Number):
+            k = index.value
+            pick = named[-k] if "last" in cmd.tags and 0 < k <= len(named) else \
+                named[k - 1] if "last" not in cmd.tags and 0 < k <= len(named) else None
+            named = [] if pick is None else [pick]
+        drop = set()
+        for i in named:
+            if patterns is None:
+                drop.add(i)
+                continue
+            value = _decode(fields[i][1].decode("utf-8", "replace").partition(":")[2].replace("\r\n", "").strip())
+            probe = Test("header", [], [], cmd.line, cmd.column, dict(cmd.tags), [], _comparator_of(cmd))
+            if self.match(probe, [value], patterns):
+                drop.add(i)
+        if drop:
+            self.msg.replace(b"".join(raw for i, (_n, raw) in enumerate(fields) if i not in drop) + rest)
+            self.edited = True
 
     def flags_for(self, tags: dict[str, Argument | None]) -> tuple[str, ...]:
         if "flags" in tags:
@@ -501,6 +567,22 @@ def _parts(data: bytes) -> list[tuple[str, str]]:
     return out
 
 
+def _split_fields(head: bytes) -> list[tuple[str, bytes]]:
+    """(lower-case name, raw lines with CRLF) of each field of a header block."""
+    out: list[tuple[str, bytes]] = []
+    for line in head.split(b"\r\n")[:-1]:
+        if line[:1] in (b" ", b"\t") and out:
+            out[-1] = (out[-1][0], out[-1][1] + line + b"\r\n")
+        else:
+            out.append((line.partition(b":")[0].decode("ascii", "replace").strip().lower(), line + b"\r\n"))
+    return out
+
+
+def _comparator_of(cmd: Command) -> str:
+    c = cmd.tags.get("comparator")
+    return c.values[0].lower() if isinstance(c, StringList) else "i;ascii-casemap"
+
+
 def _date_part(when: datetime.datetime, part: str) -> str:
     """RFC 5260 §4.2."""
     off = when.utcoffset() or datetime.timedelta(0)
@@ -595,6 +677,8 @@ def run(script: Script, msg: Message) -> Result:
         return Result(error=e)
     result = r.result
     result.flags = tuple(r.flags[""])
+    if r.edited:
+        result.data = msg.data
     kinds = {a.kind for a in result.actions}
     if kinds & {"reject", "ereject"} and kinds & {"keep", "fileinto", "redirect", "vacation"}:
         first = next(a for a in result.actions if a.kind in ("reject", "ereject"))

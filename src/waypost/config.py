@@ -73,6 +73,8 @@ class ListenSettings:
     minger: str = _s("", "Minger (UDP) listener for domain sharing (production port 4069; needs sharing.secret).")
     ftp: str = _s("127.0.0.1:2121", "FTP listener for the account file areas (explicit FTPS with AUTH TLS; "
                                     "production port 21).")
+    sieve: str = _s("", "ManageSieve (RFC 5804) listener for the accounts' Sieve filters (production and "
+                        "conventional port 4190, e.g. \"127.0.0.1:4190\"; STARTTLS).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,14 @@ class POP3Settings:
     idle_timeout: float = _s(600.0, "Seconds a client may stay silent (RFC 1939 §3: at least 10 minutes).")
     failure_delay: float = _s(1.0, "Seconds before answering a failed login; doubles with each failure.")
     max_login_failures: int = _s(3, "Failed logins on one connection before it is closed.")
+
+
+@dataclass(frozen=True, slots=True)
+class ManageSieveSettings:
+    plaintext_without_tls: bool = _s(False, "Accept AUTHENTICATE PLAIN without STARTTLS.")
+    idle_timeout: float = _s(1800.0, "Seconds a ManageSieve client may stay silent.")
+    max_scripts: int = _s(32, "Sieve scripts an account may keep.")
+    max_script_size: int = _s(1024 * 1024, "Octets of one Sieve script.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +254,7 @@ class Settings:
     smtp: SMTPSettings = field(default_factory=SMTPSettings)
     imap: IMAPSettings = field(default_factory=IMAPSettings)
     pop3: POP3Settings = field(default_factory=POP3Settings)
+    managesieve: ManageSieveSettings = field(default_factory=ManageSieveSettings)
     ftp: FTPSettings = field(default_factory=FTPSettings)
     files: FilesSettings = field(default_factory=FilesSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)

@@ -59,13 +59,14 @@ from .smtp.server import SMTPService, WaypostSMTP, make_tls_context
 
 if TYPE_CHECKING:
     from .ftp import FTPService
+    from .sieve.managesieve import ManageSieveService
 
 __all__ = ["Problem", "Server", "bind_listeners", "own_addresses", "serve", "startup_problems"]
 
 log = logging.getLogger("waypost.server")
 
 #: Listeners this version serves (the others in [listen] are refused when set).
-SERVED = ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp")
+SERVED = ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "sieve")
 #: The SMTP listeners among them.
 SMTP_LISTENERS = ("smtp", "submission", "odmr", "lmtp")
 
@@ -116,7 +117,7 @@ def startup_problems(settings: Settings, probe_ports: bool = False) -> list[Prob
 def _listener_problems(settings: Settings, probe_ports: bool) -> list[Problem]:
     out: list[Problem] = []
     seen: dict[tuple[str, int, bool], str] = {}
-    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "minger"):
+    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "minger", "sieve"):
         value = getattr(settings.listen, name)
         if not value:
             continue
@@ -205,7 +206,7 @@ def _user_problems(settings: Settings) -> list[Problem]:
 
 def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
     sockets: dict[str, socket.socket] = {}
-    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "minger"):
+    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "minger", "sieve"):
         value = getattr(settings.listen, name)
         if not value or name == "minger":  # UDP: each worker binds it (SO_REUSEPORT)
             continue
@@ -321,6 +322,7 @@ class Server:
         self._pop3: POP3Service | None = None
         self._ftp: "FTPService | None" = None
         self._ftp_tls = ftp_tls
+        self._managesieve: "ManageSieveService | None" = None
         self.files = FileStore(settings.path(settings.storage.files), self.directory, settings.files.size_limit)
         self._tls = tls if tls is not None else self._tls_context()
         self._dummy: ObjectRecord | None = None
@@ -537,6 +539,9 @@ class Server:
                                          failure_delay=pop3.failure_delay, max_failures=pop3.max_login_failures,
                                          idle_timeout=pop3.idle_timeout)
                 server = await loop.create_server(self._pop3.protocol_factory(), sock=sock, backlog=backlog)
+            elif name == "sieve":
+                self._managesieve = self._managesieve_service()
+                server = await asyncio.start_server(self._managesieve.handle, sock=sock, backlog=backlog)
             elif name == "ftp":  # pyftpdlib's own threads, not asyncio (see waypost.ftp)
                 self._ftp = self._ftp_service()
                 self._ftp.start(sock, loop, backlog)
@@ -566,6 +571,18 @@ class Server:
         return IMAPService(self.mailstore, self.reader_login("imap"), self._tls, hostname=self.settings.server.hostname,
                            lookup=self.directory.account_named, bus=self.bus, limits=limits, params=params)
 
+    def _managesieve_service(self) -> "ManageSieveService":
+        from .sieve.managesieve import ManageSieveService
+
+        m = self.settings.managesieve
+        async def login(name: str, password: str, server_ip: str | None, client_ip: str | None) -> str | None:
+            return await self.authenticate(name, password, server_ip, client_ip, "managesieve")
+
+        return ManageSieveService(self.db, login, self._tls,
+                                  hostname=self.settings.server.hostname, plaintext_without_tls=m.plaintext_without_tls,
+                                  idle_timeout=m.idle_timeout, max_scripts=m.max_scripts,
+                                  max_script_size=m.max_script_size)
+
     def _ftp_service(self) -> "FTPService":
         # Imported here: only a server with listen.ftp loads pyftpdlib and pyOpenSSL.
         from .ftp import FTPLimits, FTPService, load_tls
@@ -592,6 +609,8 @@ class Server:
             await self._imap.shutdown(min(grace, 5.0))
         if self._pop3 is not None:
             await self._pop3.shutdown(min(grace, 5.0))
+        if self._managesieve is not None:
+            await self._managesieve.shutdown(min(grace, 5.0))
         if self._ftp is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._ftp.stop, min(grace, 10.0))
         for server in self._servers:

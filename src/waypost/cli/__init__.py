@@ -25,6 +25,8 @@ from .mailauth import dkim, dns_command, mailauth
 from .files import files
 from .cluster import cluster
 from .storage import storage
+from .quota import quota
+from .sieve import sieve
 
 __all__ = ["main", "cli"]
 
@@ -294,6 +296,8 @@ cli.add_command(dkim)
 cli.add_command(mailauth)
 cli.add_command(dns_command)
 cli.add_command(files)
+cli.add_command(quota)
+cli.add_command(sieve)
 register_directory(cli)
 
 

@@ -142,12 +142,21 @@ def domain_list(app: App, as_json: bool) -> None:
 @click.option("--send-as", "send_as", type=click.Choice(["own", "domain", "any"]),
               help="Senders (MAIL FROM, From:) the domain's authenticated accounts may use: own (the account, its "
                    "aliases and its --send-as rights; the default), domain (any address of the domain), any.")
+@click.option("--quota", "quota_storage", metavar="SIZE|unlimited",
+              help="Default mailbox storage limit of the domain's accounts: octets, or 500M, 2G.")
+@click.option("--quota-messages", "quota_messages", metavar="N|unlimited",
+              help="Default limit of messages in the domain's accounts.")
 @pass_app
 @handle_errors
 def domain_set(app: App, name: str, aliases: tuple[str, ...], no_aliases: bool, ips: tuple[str, ...],
-               no_ips: bool, unknown: str | None, send_as: str | None) -> None:
+               no_ips: bool, unknown: str | None, send_as: str | None, quota_storage: str | None,
+               quota_messages: str | None) -> None:
     """Change a domain.  Example: waypost domain set client1.com --ip 127.0.0.2"""
     kwargs: dict[str, Any] = {}
+    if quota_storage is not None or quota_messages is not None:
+        from .quota import quota_changes
+
+        kwargs.update(quota_changes(app, quota_storage, quota_messages, for_domain=True))
     if send_as is not None:
         kwargs["send_as"] = None if send_as == "own" else send_as
     if unknown is not None:
@@ -277,13 +286,22 @@ def account_list(app: App, domain_name: str | None, as_json: bool) -> None:
               help="Another address (a group, a shared account; *@domain for a whole domain) this account may use "
                    "as its sender (repeatable; replaces the list).")
 @click.option("--no-send-as", is_flag=True, help="Clear the send-as list.")
+@click.option("--quota", "quota_storage", metavar="SIZE|unlimited|default",
+              help="Mailbox storage limit: octets, or 500M, 2G; unlimited; default (the domain's).")
+@click.option("--quota-messages", "quota_messages", metavar="N|unlimited|default",
+              help="Limit of messages in the account's mailboxes.")
 @pass_app
 @handle_errors
 def account_set(app: App, address: str, real_name: str | None, enabled: bool | None, atrn: tuple[str, ...],
                 no_atrn_domains: bool, forward: str | None, keep_copy: bool | None, no_forward: bool,
-                rights: tuple[str, ...], no_rights: bool, send_as: tuple[str, ...], no_send_as: bool) -> None:
+                rights: tuple[str, ...], no_rights: bool, send_as: tuple[str, ...], no_send_as: bool,
+                quota_storage: str | None, quota_messages: str | None) -> None:
     """Change an account.  Example: waypost account set info@client1.com --forward info@home.example --keep-copy"""
     changes: dict[str, Any] = {}
+    if quota_storage is not None or quota_messages is not None:
+        from .quota import quota_changes
+
+        changes.update(quota_changes(app, quota_storage, quota_messages, for_domain=False))
     if send_as or no_send_as:
         from ..address import AddressError, parse_address
 

@@ -447,3 +447,34 @@ class Database(Protocol):
         """Drop the cached header blocks of these (expunged) messages."""
     def message_headers_prune(self, mailbox_id: int) -> int:
         """Drop cached header blocks whose message is no longer indexed; how many."""
+
+    # -- quotas (RFC 9208): usage per account, kept by the engine with the message index --
+    def quota_usage(self, domain: str, account: str) -> tuple[int, int]:
+        """(octets, messages) the account's mailboxes hold now, as exact as the index:
+        every ``message_add``/``message_expunge``/``mailbox_delete`` changes it in the
+        same transaction, whichever worker or node makes it."""
+    def quota_usage_list(self, domain: str | None = None) -> list[tuple[str, str, int, int]]:
+        """(domain, account, octets, messages) of every account with usage counted."""
+    def quota_recount(self, domain: str, account: str) -> tuple[int, int]:
+        """Count the account's usage again from the index (a repair); the new figures."""
+
+    # -- Sieve (RFC 5228 scripts, RFC 5804 management, RFC 5230 vacation) -------------
+    def sieve_list(self, domain: str, account: str) -> list[tuple[str, bool]]:
+        """(name, active) of the account's scripts, by name."""
+    def sieve_get(self, domain: str, account: str, name: str) -> str | None: ...
+    def sieve_active(self, domain: str, account: str) -> tuple[str, str] | None:
+        """(name, text) of the account's active script, or None."""
+    def sieve_put(self, domain: str, account: str, name: str, script: str) -> None:
+        """Store a script (a new one is inactive; replacing keeps its state)."""
+    def sieve_delete(self, domain: str, account: str, name: str) -> None:
+        """NotFound when there is none, Conflict when it is the active one."""
+    def sieve_rename(self, domain: str, account: str, old: str, new: str) -> None:
+        """NotFound when ``old`` is missing, Conflict when ``new`` exists."""
+    def sieve_activate(self, domain: str, account: str, name: str | None) -> None:
+        """Make ``name`` the only active script (None: none); NotFound when missing."""
+    def sieve_usage(self, domain: str, account: str) -> tuple[int, int]:
+        """(scripts, octets of script text) of the account."""
+    def vacation_claim(self, domain: str, account: str, handle: str, sender: str, now: float, until: float) -> bool:
+        """Whether a vacation reply may go to ``sender`` now: True (and recorded until
+        ``until``) when none was sent for this handle within the period, in one
+        transaction, so that two workers delivering at once send one reply."""

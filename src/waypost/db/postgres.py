@@ -59,6 +59,7 @@ from .base import (
 )
 from .changes import changes_token
 from .postgres_mailbox import _MailboxIndex
+from .postgres_sieve import _QuotaSieve
 
 __all__ = ["PostgresDatabase", "url_problem"]
 
@@ -233,11 +234,79 @@ CREATE TABLE nodes (
 )
 """
 
+#: Version 3: Sieve scripts and vacation replies, and quota usage per account kept exact
+#: by triggers on the message index (in the same transaction as every message stored,
+#: measured or removed, on every machine).  A schema made before them has its usage
+#: counted once, in the migration's transaction.  Deleting a mailbox deletes its
+#: messages first: the cascade would run after the mailbox row, which the message
+#: trigger reads, is gone.
+_V3: list[str] = [
+    """CREATE TABLE sieve_scripts (
+        domain  TEXT NOT NULL,
+        account TEXT NOT NULL,
+        name    TEXT NOT NULL,
+        script  TEXT NOT NULL,
+        active  BOOLEAN NOT NULL DEFAULT FALSE,
+        updated DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (domain, account, name)
+    )""",
+    """CREATE TABLE sieve_vacation (
+        domain  TEXT NOT NULL,
+        account TEXT NOT NULL,
+        handle  TEXT NOT NULL,
+        sender  TEXT NOT NULL,
+        until   DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (domain, account, handle, sender)
+    )""",
+    "CREATE INDEX sieve_vacation_until ON sieve_vacation (until)",
+    """CREATE TABLE quota_usage (
+        domain   TEXT NOT NULL,
+        account  TEXT NOT NULL,
+        storage  BIGINT NOT NULL DEFAULT 0,
+        messages BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (domain, account)
+    )""",
+    """CREATE FUNCTION quota_add() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO quota_usage (domain, account, storage, messages)
+            SELECT domain, account, GREATEST(NEW.size, 0), 1 FROM mailboxes WHERE id = NEW.mailbox_id
+            ON CONFLICT (domain, account) DO UPDATE SET storage = quota_usage.storage + EXCLUDED.storage,
+                                                       messages = quota_usage.messages + 1;
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER quota_add AFTER INSERT ON messages FOR EACH ROW EXECUTE FUNCTION quota_add()",
+    """CREATE FUNCTION quota_remove() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE quota_usage SET storage = storage - GREATEST(OLD.size, 0), messages = messages - 1
+            WHERE (domain, account) = (SELECT domain, account FROM mailboxes WHERE id = OLD.mailbox_id);
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER quota_remove AFTER DELETE ON messages FOR EACH ROW EXECUTE FUNCTION quota_remove()",
+    """CREATE FUNCTION quota_mailbox_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM messages WHERE mailbox_id = OLD.id;
+        RETURN OLD;
+    END $$""",
+    "CREATE TRIGGER quota_mailbox_delete BEFORE DELETE ON mailboxes FOR EACH ROW EXECUTE FUNCTION quota_mailbox_delete()",
+    """CREATE FUNCTION quota_size() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE quota_usage SET storage = storage - GREATEST(OLD.size, 0) + GREATEST(NEW.size, 0)
+            WHERE (domain, account) = (SELECT domain, account FROM mailboxes WHERE id = NEW.mailbox_id);
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER quota_size AFTER UPDATE OF size ON messages FOR EACH ROW"
+    " WHEN (OLD.size IS DISTINCT FROM NEW.size) EXECUTE FUNCTION quota_size()",
+    "INSERT INTO quota_usage (domain, account, storage, messages)"
+    " SELECT b.domain, b.account, SUM(GREATEST(m.size, 0)), COUNT(*)"
+    " FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id GROUP BY b.domain, b.account",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
 #: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
 MIGRATIONS: list[list[str]] = [
     [st.strip() for st in _V1.split(";\n") if st.strip()],
     [_V2.strip()],
+    _V3,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -264,7 +333,7 @@ def _safe(url: str) -> str:
     return f"postgresql://{params.get('user', '')}@{params.get('host', '')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
 
 
-class PostgresDatabase(_MailboxIndex):
+class PostgresDatabase(_MailboxIndex, _QuotaSieve):
     """``Database`` on a PostgreSQL server.  ``changes``: the path of the data directory's
     change token (None: nothing is cached)."""
 
@@ -540,6 +609,8 @@ class PostgresDatabase(_MailboxIndex):
         with self._write() as c:
             if c.execute("DELETE FROM domains WHERE name=%s", (name,)).rowcount == 0:
                 raise NotFound(f"no domain {name}")
+            c.execute("DELETE FROM sieve_scripts WHERE domain=%s", (name,))
+            c.execute("DELETE FROM sieve_vacation WHERE domain=%s", (name,))
 
     # -- objects --------------------------------------------------------------------
 
@@ -595,6 +666,10 @@ class PostgresDatabase(_MailboxIndex):
         with self._write() as c:
             if c.execute("DELETE FROM objects WHERE domain=%s AND name=%s", (domain, name)).rowcount == 0:
                 raise NotFound(f"no object {name}@{domain}")
+            # An account's filters and vacation records go with it: a new account of
+            # the same name must not inherit them (a redirect to someone else's address).
+            c.execute("DELETE FROM sieve_scripts WHERE domain=%s AND account=%s", (domain, name))
+            c.execute("DELETE FROM sieve_vacation WHERE domain=%s AND account=%s", (domain, name))
 
     # -- queue ------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from .base import (
 )
 from .changes import changes_token
 from .sqlite_mailbox import _MailboxIndex
+from .sqlite_sieve import _QuotaSieve
 
 #: Most rows a process caches; past it the cache starts again (unknown names asked for
 #: by a flood of bad RCPTs must not grow it for ever).
@@ -200,17 +201,88 @@ CREATE TABLE IF NOT EXISTS nodes (
 )
 """
 
+#: Quota usage per account (RFC 9208 STORAGE in octets, MESSAGE), kept exact by
+#: triggers on the message index: every worker and the CLI change it in the same
+#: transaction as the messages themselves, so no process keeps a counter that drifts.
+#: A message of unknown size (-1, dropped in by another program) counts 0 until sized.
+#: Deleting a mailbox deletes its messages first (the cascade would run after the
+#: mailbox row, which the message trigger needs, is gone).
+QUOTA_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS quota_usage (
+        domain   TEXT NOT NULL,
+        account  TEXT NOT NULL,
+        storage  INTEGER NOT NULL DEFAULT 0,
+        messages INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (domain, account)
+    ) WITHOUT ROWID""",
+    """CREATE TRIGGER IF NOT EXISTS quota_add AFTER INSERT ON messages BEGIN
+        INSERT INTO quota_usage (domain, account, storage, messages)
+            SELECT domain, account, MAX(NEW.size, 0), 1 FROM mailboxes WHERE id = NEW.mailbox_id
+            ON CONFLICT (domain, account) DO UPDATE SET storage = storage + excluded.storage,
+                                                       messages = messages + 1;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS quota_remove AFTER DELETE ON messages BEGIN
+        UPDATE quota_usage SET storage = storage - MAX(OLD.size, 0), messages = messages - 1
+            WHERE (domain, account) = (SELECT domain, account FROM mailboxes WHERE id = OLD.mailbox_id);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS quota_mailbox_delete BEFORE DELETE ON mailboxes BEGIN
+        DELETE FROM messages WHERE mailbox_id = OLD.id;
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS quota_size AFTER UPDATE OF size ON messages BEGIN
+        UPDATE quota_usage SET storage = storage - MAX(OLD.size, 0) + MAX(NEW.size, 0)
+            WHERE (domain, account) = (SELECT domain, account FROM mailboxes WHERE id = NEW.mailbox_id);
+    END""",
+)
+
+#: Sieve scripts of each account (RFC 5804: any number, at most one active), and the
+#: vacation replies sent (RFC 5230 §4.2: one per sender and handle per period).
+SIEVE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sieve_scripts (
+    domain  TEXT NOT NULL,
+    account TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    script  TEXT NOT NULL,
+    active  INTEGER NOT NULL DEFAULT 0,
+    updated REAL NOT NULL,
+    PRIMARY KEY (domain, account, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sieve_vacation (
+    domain  TEXT NOT NULL,
+    account TEXT NOT NULL,
+    handle  TEXT NOT NULL,
+    sender  TEXT NOT NULL,
+    until   REAL NOT NULL,
+    PRIMARY KEY (domain, account, handle, sender)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sieve_vacation_until ON sieve_vacation (until);
+"""
+
+#: Version 3: the Sieve tables, and quota usage with the triggers that keep it exact.  A
+#: database made before them has its usage counted once from the index, in the same
+#: transaction that creates the triggers, so no message stored meanwhile is missed or
+#: counted twice.
+_V3: list[str] = [
+    *(st.strip() for st in SIEVE_SCHEMA.split(";\n") if st.strip()),
+    *QUOTA_SCHEMA,
+    "DELETE FROM quota_usage",
+    "INSERT INTO quota_usage (domain, account, storage, messages)"
+    " SELECT b.domain, b.account, SUM(MAX(m.size, 0)), COUNT(*)"
+    " FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id GROUP BY b.domain, b.account",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes a database from version n - 1 to
 #: n (``PRAGMA user_version``).  Append; never edit one that has been released.
 MIGRATIONS: list[list[str]] = [
     [st.strip() for st in _V1.split(";\n") if st.strip()],
     [_V2.strip()],
+    _V3,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class SQLiteDatabase(_MailboxIndex):
+
+class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
     """``Database`` on one SQLite file."""
 
     def __init__(self, path: str | Path) -> None:
@@ -420,6 +492,8 @@ class SQLiteDatabase(_MailboxIndex):
         with self._write() as c:
             if c.execute("DELETE FROM domains WHERE name=?", (name,)).rowcount == 0:
                 raise NotFound(f"no domain {name}")
+            c.execute("DELETE FROM sieve_scripts WHERE domain=?", (name,))
+            c.execute("DELETE FROM sieve_vacation WHERE domain=?", (name,))
 
     # -- objects --------------------------------------------------------------------
 
@@ -472,6 +546,10 @@ class SQLiteDatabase(_MailboxIndex):
         with self._write() as c:
             if c.execute("DELETE FROM objects WHERE domain=? AND name=?", (domain, name)).rowcount == 0:
                 raise NotFound(f"no object {name}@{domain}")
+            # An account's filters and vacation records go with it: a new account of
+            # the same name must not inherit them (a redirect to someone else's address).
+            c.execute("DELETE FROM sieve_scripts WHERE domain=? AND account=?", (domain, name))
+            c.execute("DELETE FROM sieve_vacation WHERE domain=? AND account=?", (domain, name))
 
     # -- queue ------------------------------------------------------------------------
 

@@ -117,6 +117,7 @@ class IMAPService:
                 "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "COMPRESS=DEFLATE", "STATUS=SIZE",
                 "LIST-MYRIGHTS"]
         caps += ["CONTEXT=SEARCH", "CONTEXT=SORT", "PARTIAL", "OBJECTID", "UTF8=ACCEPT", "IMAP4rev2"]
+        caps += ["QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"]  # RFC 9208
         if conn.state is State.NOT_AUTHENTICATED:
             if self.tls_context is not None and not conn.tls:
                 caps.append("STARTTLS")

@@ -21,6 +21,7 @@ from .maildir import (
     normalize_name,
     topic,
 )
+from .quota import MESSAGES_KEY, STORAGE_KEY, UNLIMITED, OverQuota, Quota, limits_of, quota_of
 
 __all__ = [
     "SEPARATOR",
@@ -33,4 +34,11 @@ __all__ = [
     "folder_of",
     "normalize_name",
     "topic",
+    "MESSAGES_KEY",
+    "STORAGE_KEY",
+    "UNLIMITED",
+    "OverQuota",
+    "Quota",
+    "limits_of",
+    "quota_of",
 ]

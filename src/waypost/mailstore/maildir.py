@@ -40,6 +40,7 @@ from typing import Iterator, Sequence
 from ..bus import Bus
 from ..db import Conflict, Database, MailboxRecord, MessageRecord, NotFound
 from ..fsutil import durable_batch, fsync_dir, write_new_file
+from .quota import OverQuota, Quota, quota_of
 
 __all__ = ["Delivery", "Mailstore", "MailboxNameError", "MailboxNameTooLong", "SPECIAL_USE", "topic"]
 
@@ -100,6 +101,7 @@ class Delivery:
     key: str = ""
     date: float = 0.0
     retry: bool = False
+    flags: tuple[str, ...] = ()      # set in the index (Sieve imap4flags, RFC 5232)
 
 
 def normalize_name(name: str) -> str:
@@ -452,7 +454,7 @@ class Mailstore:
             if box.name == "INBOX":
                 target = self.create(box.domain, box.account, new_name)
                 msgs = self.messages(box)
-                self.copy(box, msgs, target)
+                self.copy(box, msgs, target, quota=False)
                 self.expunge(box, msgs)
                 return target
             levels = new_name.split(SEPARATOR)
@@ -676,7 +678,9 @@ class Mailstore:
 
     def append(self, box: MailboxRecord, data: bytes, flags: Sequence[str] = (),
                internaldate: float | None = None) -> MessageRecord:
-        """Store a message durably in ``cur/`` and index it (IMAP APPEND)."""
+        """Store a message durably in ``cur/`` and index it (IMAP APPEND).  Raises
+        OverQuota when it does not fit in the owner's quota."""
+        self.check_quota(box.domain, box.account, len(data))
         path = self.box_path(box)
         self.ensure(path)
         name = self.unique_name(len(data)) + info_of(flags)
@@ -709,7 +713,9 @@ class Mailstore:
         """Store several messages (data, flags, internal date) all or none (RFC 3502
         MULTIAPPEND): every file is written and flushed in ``tmp/`` first, then all are
         moved to ``cur/`` and indexed in one transaction.  On any failure the files
-        already made are removed and the error is raised."""
+        already made are removed and the error is raised (OverQuota, before anything is
+        written, when they do not all fit)."""
+        self.check_quota(box.domain, box.account, sum(len(d) for d, _f, _w in items), len(items))
         path = self.box_path(box)
         self.ensure(path)
         names = [self.unique_name(len(data)) + info_of(flags) for data, flags, _when in items]
@@ -766,15 +772,20 @@ class Mailstore:
         return [m.uid for m in gone]
 
     def copy(self, src: MailboxRecord, msgs: Sequence[MessageRecord], dst: MailboxRecord,
-             flags: Sequence[tuple[str, ...]] | None = None) -> list[MessageRecord]:
+             flags: Sequence[tuple[str, ...]] | None = None, quota: bool = True) -> list[MessageRecord]:
         """Copy messages into ``dst`` keeping flags (or, per message, ``flags``) and
         internal dates (RFC 3501 §6.4.7); the copies are hard links where the file
-        system allows.  Returns the new records in the order of ``msgs``."""
+        system allows.  Returns the new records in the order of ``msgs``.  Raises
+        OverQuota when the copies do not fit in the quota of ``dst``'s owner (RFC 9208
+        §4.1: a hard link is counted as a copy, as every copy is); ``quota=False`` for a
+        move within one account, which adds nothing in the end."""
         if not msgs:
             return []
         checked = self.sized(src, msgs)
         if checked:
             msgs = [checked.get(m.uid, m) for m in msgs]
+        if quota:
+            self.check_quota(dst.domain, dst.account, sum(max(m.size, 0) for m in msgs), len(msgs))
         spath, dpath = self.box_path(src), self.box_path(dst)
         self.ensure(dpath)
         items: list[tuple[str, str, tuple[str, ...], int, float]] = []
@@ -814,6 +825,17 @@ class Mailstore:
         self.changed(dst)
         return out
 
+    # -- quotas ---------------------------------------------------------------------------
+
+    def quota(self, domain: str, account: str, usage: bool = False) -> Quota:
+        """The account's limits and usage now (``waypost.mailstore.quota``)."""
+        return quota_of(self._db(), domain, account, usage)
+
+    def check_quota(self, domain: str, account: str, octets: int, count: int = 1) -> None:
+        """Raise OverQuota unless ``count`` messages of ``octets`` fit."""
+        if self.db is not None:
+            self.quota(domain, account).refuse(octets, count)
+
     # -- delivery -------------------------------------------------------------------------
 
     def deliver_batch(self, items: Sequence[Delivery]) -> list[str | OSError]:
@@ -821,13 +843,15 @@ class Mailstore:
         then index them (one transaction per mailbox) and announce the change.
 
         Returns, per item, the file name given or the OSError that stopped it (a full
-        disk fails the items it hit, not the others)."""
+        disk fails the items it hit, not the others; ``OverQuota`` the items that do not
+        fit in their account's quota, counting the items of the batch before them)."""
         results: list[str | OSError] = []
         written: list[tuple[int, Path, Path, int]] = []  # (fd, tmp, new, result index)
+        quotas: dict[tuple[str, str], Quota] = {}
+        pending: dict[tuple[str, str], tuple[int, int]] = {}  # stored by this batch so far
         for item in items:
             try:
                 box = self.mailbox_path(item.domain, item.account, item.mailbox)
-                self.ensure(box)
                 chunks = item.data if isinstance(item.data, tuple) else (item.data,)
                 size = sum(len(c) for c in chunks)
                 name = self.unique_name(size)
@@ -836,6 +860,14 @@ class Mailstore:
                     log.info("event=delivery-recognised file=%s (stored before, not again)", final)
                     results.append(final)
                     continue
+                if self.db is not None:
+                    who = (item.domain, item.account)
+                    if who not in quotas:
+                        quotas[who] = self.quota(*who)
+                    octets, count = pending.get(who, (0, 0))
+                    quotas[who].refuse(octets + size, count + 1)
+                    pending[who] = (octets + size, count + 1)
+                self.ensure(box)
                 # tmp/ under a name of this process: two workers retrying one delivery
                 # at once (a lease ran out) each rename their own file over one name.
                 tmp = box / "tmp" / name
@@ -877,7 +909,8 @@ class Mailstore:
         for item, res in zip(items, results):
             if isinstance(res, str):
                 size = len(item.data) if isinstance(item.data, bytes) else sum(len(c) for c in item.data)
-                groups.setdefault((item.domain, item.account, item.mailbox), []).append((res, "new", (), size, now))
+                groups.setdefault((item.domain, item.account, item.mailbox), []).append(
+                    (res, "new", item.flags, size, now))
         for (domain, account, mailbox), entries in groups.items():
             try:
                 box = self.get(domain, account, mailbox)

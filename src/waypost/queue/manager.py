@@ -19,6 +19,8 @@ spool file is removed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import email.utils
 import logging
 import os
 import re
@@ -34,10 +36,11 @@ from ..db import Database, QueueFilter, QueuedMessage, QueuedRecipient, Recipien
 from ..delivery import remote
 from ..log import event
 from ..mailauth import Signer, should_sign
-from ..mailstore import Delivery, Mailstore
+from ..mailstore import Delivery, Mailstore, OverQuota
 from ..router import LOCAL_TARGET, Context, Route, Router
 from . import dsn
 from .journal import Journal
+from .sieve_filter import Filtered, SieveFilter
 from .spool import Spool, SpoolEntry, new_message_id
 
 __all__ = ["QueueManager", "Recipient", "count_received", "release_dead_worker"]
@@ -49,6 +52,9 @@ SIGN_INLINE = 256 * 1024
 
 #: Most recipients one local batch stores with one flush.
 LOCAL_BATCH = 256
+
+#: Usage (percent of a quota) at which the user is warned, at most once a day.
+QUOTA_WARNING = 90
 
 _RECEIVED = re.compile(rb"^received:", re.IGNORECASE | re.MULTILINE)
 
@@ -112,6 +118,7 @@ class QueueManager:
         self.db = db
         self.router = router
         self.mailstore = mailstore
+        self.sieve = SieveFilter(db, mailstore, settings.server.hostname)
         self.owner = owner
         self.spool = Spool(settings.path(settings.storage.spool), on_commit=self._index, on_abort=self._unindex)
         self.journal = Journal(settings.path(settings.storage.spool) / "journal")
@@ -554,33 +561,150 @@ class QueueManager:
                             self._in_flight.discard((msg.msg_id, r.idx))
 
     async def _deliver_local(self, batch: list[tuple[QueuedMessage, list[QueuedRecipient], bytes | None]]) -> None:
-        items: list[Delivery] = []
-        index: list[tuple[int, QueuedRecipient]] = []
+        slots: list[tuple[int, QueuedRecipient, Delivery | None]] = []  # None: nothing to store
+        loaded: list[tuple[int, QueuedMessage, QueuedRecipient, bytes]] = []
         for n, (msg, group, data) in enumerate(batch):
             try:
                 body = await self._load(msg, data)
             except FileNotFoundError:
                 await self._missing(msg, group)
                 continue
+            loaded.extend((n, msg, r, body) for r in group)
+        # Each account's Sieve script (after the server-wide rules, which ran at DATA).
+        plans = await asyncio.to_thread(self._sieve_plans, loaded)
+        rejected: dict[tuple[int, int], str] = {}
+        sends: list[tuple[QueuedMessage, str, list[str], bytes]] = []  # (msg, sender, to, data)
+        for (n, msg, r, body), plan in zip(loaded, plans):
             # RFC 5321 §4.4: the final delivery adds Return-Path.
             return_path = f"Return-Path: <{msg.sender}>\r\n"
-            for r in group:  # one copy of the body in memory, however many recipients
-                route = r.route
-                account = route.get("account") or route["name"]
-                top = (return_path + _delivery_fields(r.address, f"{account}@{route['domain']}")).encode()
+            route = r.route
+            account = route.get("account") or route["name"]
+            top = (return_path + _delivery_fields(r.address, f"{account}@{route['domain']}")).encode()
+            boxes = [(route.get("mailbox") or "INBOX", ())] if plan is None else plan.deliveries
+            if plan is not None:
+                if plan.data is not None:  # edited by the script (editheader)
+                    body = plan.data
+                if plan.reject:
+                    rejected[(n, r.idx)] = plan.reject
+                if plan.redirects:
+                    sends.append((msg, msg.sender, plan.redirects, plan.redirect_header + body))
+                if plan.vacation is not None:
+                    sends.append((msg, "", [plan.vacation[0]], plan.vacation[1]))
+            if not boxes:  # discarded, rejected or redirected away: nothing stored
+                slots.append((n, r, None))
+                continue
+            for k, (mailbox, flags) in enumerate(boxes):
                 # Named by queue id and recipient: a delivery made again after a crash
                 # (stored, not yet recorded) is recognised instead of stored twice.
-                items.append(Delivery(route["domain"], account, (top, body), route.get("mailbox") or "INBOX",
-                                      key=f"{msg.msg_id}_{r.idx}", date=msg.created, retry=data is None))
-                index.append((n, r))
-        results = await asyncio.to_thread(self.mailstore.deliver_batch, items)
+                key = f"{msg.msg_id}_{r.idx}" + (f"_{k}" if k else "")
+                slots.append((n, r, Delivery(route["domain"], account, (top, body), mailbox, key=key,
+                                             date=msg.created, retry=batch[n][2] is None, flags=flags)))
+        items = [d for _n, _r, d in slots if d is not None]
+        stored = iter(await asyncio.to_thread(self.mailstore.deliver_batch, items))
+        results: list[str | OSError | None] = [next(stored) if d is not None else None for _n, _r, d in slots]
+        # Redirected copies and vacation replies are in the spool before the original
+        # is recorded as delivered: a crash between the two sends them again, never loses them.
+        for msg, sender, targets, data in sends:
+            await self._send_filtered(msg, sender, targets, data)
+        per_rcpt: dict[tuple[int, int], list[str | OSError | None]] = defaultdict(list)
+        order: list[tuple[int, QueuedRecipient]] = []
+        for (n, r, _d), res in zip(slots, results):
+            if (n, r.idx) not in per_rcpt:
+                order.append((n, r))
+            per_rcpt[(n, r.idx)].append(res)
         per_msg: dict[int, list[_Outcome]] = defaultdict(list)
-        for (n, r), res in zip(index, results):
-            if isinstance(res, OSError):
-                per_msg[n].append(_Outcome(r, "deferred", f"452 4.3.1 cannot store the message: {res.strerror or res}"))
+        for n, r in order:
+            outs = per_rcpt[(n, r.idx)]
+            quota = next((o for o in outs if isinstance(o, OverQuota)), None)
+            error = next((o for o in outs if isinstance(o, OSError)), None)
+            if quota is not None:
+                # RFC 3463 X.2.2 mailbox full: retried until the queue's lifetime ends,
+                # then bounced as 5.2.2 (see _plan).
+                per_msg[n].append(_Outcome(r, "deferred", "452 4.2.2 mailbox full (over quota)", "4.2.2"))
+            elif error is not None:
+                per_msg[n].append(_Outcome(r, "deferred", f"452 4.3.1 cannot store the message: {error.strerror or error}"))
+            elif (n, r.idx) in rejected:
+                # RFC 5429 §2.1: refused after acceptance: a DSN to the sender.
+                reason = " ".join(rejected[(n, r.idx)].split())[:500]
+                per_msg[n].append(_Outcome(r, "failed", f"550 5.7.1 {reason}", "5.7.1"))
+            elif all(o is None for o in outs):
+                per_msg[n].append(_Outcome(r, "delivered", "250 2.0.0 not stored: the recipient's filter took it",
+                                           remote_mta=""))
             else:
-                per_msg[n].append(_Outcome(r, "delivered", f"250 2.0.0 stored as {res}", remote_mta=""))
+                names = ",".join(o for o in outs if isinstance(o, str))
+                per_msg[n].append(_Outcome(r, "delivered", f"250 2.0.0 stored as {names}", remote_mta=""))
         await self._settle_many([(batch[n][0], outs) for n, outs in per_msg.items()])
+        filled = {(d.domain, d.account) for (_n, _r, d), res in zip(slots, results)
+                  if d is not None and isinstance(res, str)}
+        if filled:
+            for domain, account, percent in await asyncio.to_thread(self._quota_warnings, filled):
+                await self._warn_quota(domain, account, percent)
+
+    def _quota_warnings(self, accounts: set[tuple[str, str]]) -> list[tuple[str, str, int]]:
+        """The accounts just delivered to that are at ``QUOTA_WARNING`` percent or more
+        and were not warned in the last day (claimed in the database, so that one
+        worker warns, once)."""
+        out: list[tuple[str, str, int]] = []
+        now = time.time()
+        for domain, account in sorted(accounts):
+            quota = self.mailstore.quota(domain, account)
+            if not quota.limited:
+                continue
+            percent = quota.percent()
+            if percent >= QUOTA_WARNING and self.db.vacation_claim(domain, account, "quota-warning", "", now,
+                                                                    now + 86400):
+                out.append((domain, account, percent))
+        return out
+
+    async def _warn_quota(self, domain: str, account: str, percent: int) -> None:
+        """Tell the user their mailboxes are nearly full (issue 21), from the postmaster."""
+        address = f"{account}@{domain}"
+        res = self.router.resolve(address, Context(kind="mail", internal=True))
+        if res.route.kind != "local":
+            return
+        host = self.settings.server.hostname
+        text = (f"From: Mail System <postmaster@{host}>\r\nTo: <{address}>\r\n"
+                f"Subject: Your mailbox is {percent}% full\r\n"
+                f"Date: {email.utils.formatdate(time.time())}\r\n"
+                f"Message-ID: {email.utils.make_msgid(domain=host)}\r\nAuto-Submitted: auto-generated\r\n"
+                "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+                f"Your mailboxes use {percent}% of the space you have. When they are full, new mail\r\n"
+                "is refused or returned to its senders. Please delete or archive some messages.\r\n")
+        await self.submit("", [Recipient(address, r) for r in self.router.expand(res.route)], text.encode(),
+                          {"client": "local"})
+        event(log, "quota-warning", account=address, percent=percent)
+
+    def _sieve_plans(self, loaded: list[tuple[int, QueuedMessage, QueuedRecipient, bytes]]) -> list[Filtered | None]:
+        out: list[Filtered | None] = []
+        for _n, msg, r, body in loaded:
+            try:
+                out.append(self.sieve.plan(msg, r, body))
+            except Exception as e:  # noqa: BLE001 - a filter never loses mail: plain delivery
+                event(log, "sieve-error", logging.ERROR, id=msg.msg_id, rcpt=f"<{r.address}>", error=repr(e),
+                      action="kept in INBOX")
+                out.append(None)
+        return out
+
+    async def _send_filtered(self, msg: QueuedMessage, sender: str, targets: list[str], data: bytes) -> None:
+        """Queue a Sieve redirect (the original sender; SRS for a remote hop, as account
+        forwarding does) or a vacation reply (the null sender, RFC 5230 §5.1)."""
+        internal = Context(kind="mail", internal=True)
+        recipients: list[Recipient] = []
+        for address in targets:
+            res = self.router.resolve(address, internal)
+            if res.route.kind == "refuse":
+                event(log, "sieve-send-refused", logging.WARNING, id=msg.msg_id, rcpt=f"<{address}>",
+                      reason=res.route.reason)
+                continue
+            routes = self.router.expand(res.route) if res.route.kind == "local" else [res.route]
+            if sender:
+                routes = [dataclasses.replace(x, forwarded=True) if x.kind == "remote" else x for x in routes]
+            recipients += [Recipient(address, x) for x in routes]
+        if not recipients:
+            return
+        new_id = await self.submit(sender, recipients, data, {"client": "local", "sieve_for": msg.msg_id})
+        event(log, "sieve-sent", id=msg.msg_id, new_id=new_id, kind="redirect" if sender else "vacation",
+              rcpt=",".join(f"<{a}>" for a in targets))
 
     # -- remote delivery ----------------------------------------------------------------
 
@@ -714,7 +838,9 @@ class QueueManager:
                 updates.append(RecipientUpdate(msg.msg_id, r.idx, "failed", reply))
                 event(log, "expired", logging.WARNING, **fields)
                 if dsn.should_notify(r.notify, "failed"):
-                    o = _Outcome(r, "failed", reply, "4.4.7", o.remote_mta)
+                    # Still full at the end: the mailbox-full status made permanent.
+                    status = "5.2.2" if o.enhanced == "4.2.2" else "4.4.7"
+                    o = _Outcome(r, "failed", reply, status, o.remote_mta)
                     bounces.append(self._status(r, o, "failed", now))
             else:
                 interval = intervals[min(r.attempts, len(intervals) - 1)]

@@ -38,6 +38,7 @@ class R:
     LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing; try again later")
     NO_STORAGE = Reply(452, "4.3.1", "Insufficient system storage; try again later")
     TOO_MANY_RCPTS = Reply(452, "4.5.3", "Too many recipients")
+    MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full (over quota); try again later")
     TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
     # 5xx: syntax and sequence (RFC 5321 §4.2.4, RFC 3463 X.5.x)
     LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable
 
 from . import acl, any_state, authenticated, compress, context, fetch, mailboxes, not_authenticated, search, selected, sort
+from . import quota
 
 Handler = Callable[[Any, Any], Awaitable[Any]]
 
@@ -28,6 +29,7 @@ HANDLERS: dict[str, Handler] = {
     **sort.HANDLERS,
     **compress.HANDLERS,
     **context.HANDLERS,
+    **quota.HANDLERS,
 }
 
 #: RFC 3501 §7.4.1: "An EXPUNGE response MUST NOT be sent when no command is in

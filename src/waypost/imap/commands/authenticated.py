@@ -11,6 +11,7 @@ from typing import Any, TYPE_CHECKING
 
 from ...db import NotFound
 from ...log import event
+from ...mailstore import OverQuota
 from ...mailstore.access import MailboxRef
 from .. import message as mime
 from ..objectid import mailbox_id
@@ -161,6 +162,9 @@ def status_items(conn: Connection, ref: MailboxRef, items: tuple[str, ...]) -> t
                                     "MAILBOXID": mailbox_id(box)}
     if "DELETED" in items:  # RFC 9051 §6.3.11: messages with \Deleted
         values["DELETED"] = sum(1 for m in conn.store.listing(box)[1] if "\\Deleted" in m.flags)
+    if "DELETED-STORAGE" in items:  # RFC 9208 §4.2: in units of 1024 octets
+        octets = sum(max(m.size, 0) for m in conn.store.listing(box)[1] if "\\Deleted" in m.flags)
+        values["DELETED-STORAGE"] = -(-octets // 1024)
     if "UNSEEN" in items or "RECENT" in items:
         msgs = conn.store.listing(box)[1]  # this worker's sessions share it
         if conn.access.is_owner(box):
@@ -237,6 +241,9 @@ async def append(conn: Connection, cmd: Append) -> Tagged:
             conn.store.db.seen_set(box.id, conn.access.address, [msgs[i].uid for i in seen], True)
     except NotFound:  # deleted by another session meanwhile (RFC 3501 §6.3.11)
         return Tagged(cmd.tag, "NO", "No such mailbox", Codes.TRYCREATE)
+    except OverQuota:  # RFC 9208 §4.1: nothing is stored
+        event(log, "imap-over-quota", peer=conn.peer, user=conn.access.address, mailbox=box.name, command="APPEND")
+        return Tagged(cmd.tag, "NO", "Over quota", Codes.OVERQUOTA)
     except OSError as e:
         event(log, "imap-append-failed", level=logging.ERROR, peer=conn.peer, error=e.strerror or str(e))
         return Tagged(cmd.tag, "NO", "Cannot store the message", Codes.SERVERBUG)

@@ -5,7 +5,11 @@ FETCH is in ``fetch.py``, SEARCH in ``search.py``."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, TYPE_CHECKING
+
+from ...log import event
+from ...mailstore import OverQuota
 
 from ..proto import (
     Check,
@@ -36,6 +40,8 @@ from .authenticated import find_mailbox, no_permission, permitted_flags
 if TYPE_CHECKING:
     from ..server import Connection
     from ..session import Selected
+
+log = logging.getLogger("waypost.imap")
 
 
 def named_messages(sel: Selected, cmd: Fetch | Store | Copy | Move) -> list[tuple[int, int]] | Tagged:
@@ -184,9 +190,14 @@ async def copy(conn: Connection, cmd: Copy | Move) -> Tagged:
         return Tagged(cmd.tag, "NO", "Some of the messages were expunged", Codes.EXPUNGEISSUED)
     if not msgs:
         return Tagged(cmd.tag, "OK", f"{cmd.name} completed (nothing to do)")
+    # A MOVE within one account adds nothing to its usage: never refused for quota.
+    same_owner = (dst.domain, dst.account) == (sel.box.domain, sel.box.account)
     try:
         copies = await asyncio.to_thread(conn.store.copy, sel.box, msgs, dst,
-                                         _copied_flags(sel, msgs, ref.rights))
+                                         _copied_flags(sel, msgs, ref.rights), not (is_move and same_owner))
+    except OverQuota:  # RFC 9208 §4.1
+        event(log, "imap-over-quota", peer=conn.peer, mailbox=dst.name, command=cmd.name)
+        return Tagged(cmd.tag, "NO", "Over quota", Codes.OVERQUOTA)
     except FileNotFoundError:
         return Tagged(cmd.tag, "NO", "Some of the messages were expunged", Codes.EXPUNGEISSUED)
     except OSError as e:

@@ -55,6 +55,8 @@ __all__ = [
     "Modified",
     "ModSeqItem",
     "MyRightsData",
+    "QuotaData",
+    "QuotaRootData",
     "NamespaceData",
     "PermanentFlags",
     "RecentData",
@@ -717,6 +719,33 @@ class MyRightsData:
         return b"* MYRIGHTS " + wire.astring(self.mailbox) + b" " + wire.astring(self.rights) + CRLF
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaData:
+    """RFC 9208 §7:
+    quota-response = "QUOTA" SP quota-root-name SP quota-list
+    quota-list     = "(" quota-resource *(SP quota-resource) ")"
+    quota-resource = resource-name SP resource-usage SP resource-limit"""
+
+    root: str
+    resources: tuple[tuple[str, int, int], ...]
+
+    def encode(self) -> bytes:
+        items = b" ".join(wire.atom(n) + b" " + wire.number(u) + b" " + wire.number(lim)
+                          for n, u, lim in self.resources)
+        return b"* QUOTA " + wire.astring(self.root) + b" (" + items + b")" + CRLF
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRootData:
+    """RFC 9208 §7:  quotaroot-response = "QUOTAROOT" SP mailbox *(SP quota-root-name)"""
+
+    mailbox: str
+    roots: tuple[str, ...]
+
+    def encode(self) -> bytes:
+        return b"* QUOTAROOT " + wire.astring(self.mailbox) + b"".join(b" " + wire.astring(r) for r in self.roots) + CRLF
+
+
 # -- FETCH ----------------------------------------------------------------------------
 #
 # message-data    = nz-number SP ("EXPUNGE" / ("FETCH" SP msg-att))
@@ -915,6 +944,8 @@ Response = (
     | AclData
     | ListRightsData
     | MyRightsData
+    | QuotaData
+    | QuotaRootData
     | FetchData
 )
 

@@ -84,6 +84,9 @@ LEGAL: dict[str, frozenset[State]] = {
     "LISTRIGHTS": _AUTHENTICATED,
     "MYRIGHTS": _AUTHENTICATED,
     "COMPRESS": _AUTHENTICATED,  # RFC 4978 §4: command-auth
+    "GETQUOTA": _AUTHENTICATED,  # RFC 9208 §7: command-auth
+    "GETQUOTAROOT": _AUTHENTICATED,
+    "SETQUOTA": _AUTHENTICATED,
     # RFC 3501 §6.4 and the command-select extensions (UID X has X's states)
     "CHECK": _SELECTED,
     "CLOSE": _SELECTED,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ...address import AddressError, parse_address
 from ...log import event
 from ...queue import Recipient
+from ...router import Route
 from ...rules import Envelope as RuleEnvelope
 from ...rules import header_fields
 from ..proto import parse_mail, parse_mail_params, parse_rcpt, parse_rcpt_params
@@ -145,10 +146,37 @@ async def rcpt(s: WaypostSMTP, arg: str | None) -> None:
         s.send(refused)
         return
     routes = router.expand(route, ctx=s.context()) if route.kind == "local" else [route]
+    if route.kind == "local" and len(routes) == 1 and _over_quota(s, path, routes):
+        return
     for r in routes:
         s.recipients.append(Recipient(path, r, notify, orcpt))
     s.rcpt_tos.append(path)
     s.send(R.RCPT_OK.with_text(f"<{path}> OK"))
+
+def _over_quota(s: WaypostSMTP, path: str, routes: list[Route]) -> bool:
+    """Refuse a recipient (one account: a group's full member does not stop the
+    others) whose account is full now (or too full for the SIZE the client declared)
+    with ``452 4.2.2`` (RFC 3463 X.2.2; temporary: the sender retries and may get
+    through once the user makes room)."""
+    mailstore = s.service.queue.mailstore
+    size = s.options.size or 0
+    for r in routes:
+        if r.kind != "local" or not r.domain:
+            continue
+        account = r.account or r.name
+        try:
+            # Limits come from the directory's cache; usage, only when limited, is one
+            # indexed row: cheaper inline than a trip to a thread.
+            quota = mailstore.quota(r.domain, account)
+        except Exception:  # the index unreadable now: delivery will check again
+            log.exception("event=quota-error rcpt=<%s>", path)
+            continue
+        if quota.full or not quota.room_for(size):
+            event(log, "rcpt-refused", level=logging.INFO, client=s.client_ip,
+                  sender=f"<{s.mail_from}>", rcpt=f"<{path}>", reply="452 4.2.2", reason="over quota")
+            s.send(R.MAILBOX_FULL)
+            return True
+    return False
 
 
 def rule_envelope(s: WaypostSMTP, recipients: list[str], head: bytes | None = None, size: int = 0) -> RuleEnvelope:

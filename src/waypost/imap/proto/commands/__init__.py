@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from . import any_state, authenticated, context, not_authenticated, selected
+from . import any_state, authenticated, context, not_authenticated, quota, selected
 from .any_state import Capability, Id, Logout, Noop
 from .authenticated import (
     LIST_RETURN_OPTIONS,
@@ -33,6 +33,7 @@ from .authenticated import (
     Unsubscribe,
 )
 from .base import Command, CommandParser
+from .quota import GetQuota, GetQuotaRoot, SetQuota
 from .not_authenticated import Authenticate, Login, StartTls
 from .selected import (
     RETURN_OPTIONS,
@@ -103,6 +104,9 @@ __all__ = [
     "UidExpunge",
     "Unselect",
     "Unsubscribe",
+    "GetQuota",
+    "GetQuotaRoot",
+    "SetQuota",
 ]
 
 #: Command name (upper case) -> grammar.  "UID" dispatches on to
@@ -113,4 +117,5 @@ COMMANDS: dict[str, CommandParser] = {
     **authenticated.PARSERS,
     **selected.PARSERS,
     **context.PARSERS,
+    **quota.PARSERS,
 }

@@ -51,7 +51,8 @@ __all__ = [
 # RFC 8438 §4:  status-att =/ "SIZE"
 STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
                 "MAILBOXID",  # RFC 8474 §4.2
-                "DELETED")    # RFC 9051 §6.3.11
+                "DELETED",    # RFC 9051 §6.3.11
+                "DELETED-STORAGE")  # RFC 9208 §4.2
 
 # RFC 5258 §6:
 # list-select-base-opt        = "SUBSCRIBED" / option-extension

@@ -60,8 +60,8 @@ def _value(samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def _send(instance, rcpt: str) -> None:
-    with smtplib.SMTP("127.0.0.1", instance.smtp_port, timeout=30) as s:
+def _send(instance, rcpt: str, source: str = "127.0.0.1") -> None:
+    with smtplib.SMTP("127.0.0.1", instance.smtp_port, timeout=30, source_address=(source, 0)) as s:
         s.sendmail("someone@remote.test", [rcpt], f"Subject: for {rcpt}\r\n\r\nhello\r\n".encode())
 
 
@@ -169,3 +169,37 @@ def test_status_without_a_server(instance):
     out = instance.ok("status")
     assert "server not running: no counts" in out
     assert "queue: messages" in out
+
+
+def test_minger_lookups_and_cache_hits_are_counted(tmp_path):
+    """Domain Sharing (seed 002): a look-up a peer answers "found", one nobody has, then
+    the cached positive answer used without asking."""
+    from support.server import WaypostInstance
+
+    secret = "office-secret-0123456789"
+    minger = free_port()
+    b = WaypostInstance(tmp_path / "b", hostname="b.example.test", listen={"minger": f"127.0.0.1:{minger}"},
+                        sharing={"secret": secret})
+    b.ok("account", "add", "bob@example.test", "--no-password")
+    port = free_port()
+    a = WaypostInstance(tmp_path / "a", hostname="a.example.test", listen={"metrics": f"127.0.0.1:{port}"})
+    a.ok("share", "peer", "add", f"127.0.0.1:{b.smtp_port}", "--minger-port", str(minger), "--secret", secret)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        b.start()
+        a.start()
+        # From 127.0.0.9: mail from the peer's own address (127.0.0.1) is never asked about.
+        _send(a, "bob@example.test", "127.0.0.9")
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            _send(a, "nobody@example.test", "127.0.0.9")
+        _send(a, "bob@example.test", "127.0.0.9")  # the cached answer: no second look-up
+        wait_for(lambda: len(b.messages("bob@example.test")) == 2, timeout=20, what="bob's two messages on b")
+        s = _samples(url)
+        assert _value(s, "waypost_minger_lookups_total", result="found") == 1
+        assert _value(s, "waypost_minger_lookups_total", result="not_found") == 1
+        assert _value(s, "waypost_minger_cache_hits_total") == 1
+        assert _value(s, "waypost_recipients_delivered_total", target_kind="host") == 2
+        assert len(a.log_lines(r"event=minger-lookup address=bob@example.test")) == 1
+    finally:
+        a.stop()
+        b.stop()

@@ -203,3 +203,37 @@ def test_minger_lookups_and_cache_hits_are_counted(tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def test_bounced_and_deferred_are_counted_by_target_kind_and_the_queue_shows_what_waits(tmp_path):
+    """A next hop that refuses the recipient (550: bounced, reason failed) and one that is
+    down (deferred, the message stays queued: the queue gauges show it)."""
+    from support.server import WaypostInstance
+
+    sibling = WaypostInstance(tmp_path / "sibling", domain="client57.test", hostname="sibling.test")
+    closed = free_port()
+    port = free_port()
+    front = WaypostInstance(tmp_path / "front", listen={"metrics": f"127.0.0.1:{port}"},
+                            queue={"retry_intervals": [600]})
+    (tmp_path / "router.txt").write_text(f"Relay: client57.test = client57.test@127.0.0.1.{sibling.smtp_port}.via\n"
+                                         f"Relay: down.test = down.test@127.0.0.1.{closed}.via\n")
+    front.ok("router", "import", str(tmp_path / "router.txt"))
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        sibling.start()
+        front.start()
+        for rcpt in ("nobody@client57.test", "someone@down.test"):
+            with smtplib.SMTP("127.0.0.1", front.smtp_port, timeout=30) as c:
+                c.sendmail("", [rcpt], b"Subject: x\r\n\r\nx\r\n")  # null sender: no DSN
+        s = wait_for(lambda: (m := _samples(url)) and _value(m, "waypost_recipients_bounced_total",
+                                                             target_kind="host", reason="failed") == 1
+                     and _value(m, "waypost_recipients_deferred_total", target_kind="host") == 1 and m,
+                     timeout=30, what="one bounce and one deferral counted")
+        assert _value(s, "waypost_messages_received_total", listener="smtp") == 2
+        assert _value(s, "waypost_recipients_delivered_total", target_kind="host") == 0
+        assert _value(s, "waypost_queue_messages") == 1
+        assert _value(s, "waypost_queue_recipients", state="waiting") == 1
+        assert 0 < _value(s, "waypost_queue_oldest_age_seconds") < 60
+    finally:
+        front.stop()
+        sibling.stop()

@@ -75,6 +75,8 @@ class ListenSettings:
                                     "production port 21).")
     sieve: str = _s("", "ManageSieve (RFC 5804) listener for the accounts' Sieve filters (production and "
                         "conventional port 4190, e.g. \"127.0.0.1:4190\"; STARTTLS).")
+    metrics: str = _s("", "Prometheus metrics listener (GET /metrics), e.g. \"127.0.0.1:9101\"; keep it on a "
+                          "private address, and set metrics.token if others can reach it.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +242,12 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    token: str = _s("", "Bearer token a scrape of listen.metrics must send (Authorization: Bearer ...); "
+                        "\"\" = none asked.")
+
+
+@dataclass(frozen=True, slots=True)
 class ETRNSettings:
     clients: list[str] = _s(["0.0.0.0/0", "::/0"], "Client networks that may send ETRN (RFC 1985); others get 459.")
     domains: list[str] = _s([], "Domains ETRN may release (empty: every domain with queued mail).")
@@ -265,6 +273,7 @@ class Settings:
     etrn: ETRNSettings = field(default_factory=ETRNSettings)
     sharing: SharingSettings = field(default_factory=SharingSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     # Not a setting: where the file was read from; paths are relative to it.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
 

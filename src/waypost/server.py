@@ -38,6 +38,8 @@ from .directory.throttle import LoginThrottle, ThrottlePolicy, log_auth_failed
 from .directory.verified import VerifiedLogins
 from .files import FileStore
 from .log import configure_logging, event
+from . import metrics
+from .metrics.listener import MAX_REQUEST_HEAD, MetricsListener
 from .bus import Bus
 from .imap.proto import Params
 from .imap.server import IMAPService
@@ -66,7 +68,7 @@ __all__ = ["Problem", "Server", "bind_listeners", "own_addresses", "serve", "sta
 log = logging.getLogger("waypost.server")
 
 #: Listeners this version serves (the others in [listen] are refused when set).
-SERVED = ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "sieve")
+SERVED = ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "sieve", "metrics")
 #: The SMTP listeners among them.
 SMTP_LISTENERS = ("smtp", "submission", "odmr", "lmtp")
 
@@ -117,7 +119,8 @@ def startup_problems(settings: Settings, probe_ports: bool = False) -> list[Prob
 def _listener_problems(settings: Settings, probe_ports: bool) -> list[Problem]:
     out: list[Problem] = []
     seen: dict[tuple[str, int, bool], str] = {}
-    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "minger", "sieve"):
+    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "minger", "sieve",
+                 "metrics"):
         value = getattr(settings.listen, name)
         if not value:
             continue
@@ -206,7 +209,8 @@ def _user_problems(settings: Settings) -> list[Problem]:
 
 def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
     sockets: dict[str, socket.socket] = {}
-    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "minger", "sieve"):
+    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "minger", "sieve",
+                 "metrics"):
         value = getattr(settings.listen, name)
         if not value or name == "minger":  # UDP: each worker binds it (SO_REUSEPORT)
             continue
@@ -425,6 +429,7 @@ class Server:
                 continue  # look again: the failures of attempts made meanwhile count
             if verdict.blocked:
                 log_auth_failed(proto, client_ip, login, "blocked")
+                metrics.login(proto, False, "blocked")
                 return None
             async with self._hash_slots:
                 # The decisive look, holding a slot to check the password in: attempts
@@ -438,8 +443,10 @@ class Server:
                     break
         if not ok:
             log_auth_failed(proto, client_ip, login, "credentials")
+            metrics.login(proto, False, "credentials")
             return None
         assert address is not None
+        metrics.login(proto, True)
         await loop.run_in_executor(None, self.throttle.succeeded, verdict, address, time.time())
         return address
 
@@ -488,6 +495,8 @@ class Server:
         Minger; a positive answer is remembered (sharing.cache_ttl)."""
         sharing = self.settings.sharing
         answers = await ask_peers(self.db, self.secrets, address, sharing.timeout, sharing.cache_ttl)
+        if answers:
+            metrics.minger_lookup(answers)
         event(log, "minger-lookup", address=address, answers=",".join(f"{h}={a}" for h, a in answers.items()))
         return answers
 
@@ -527,10 +536,12 @@ class Server:
         backlog = self.settings.server.listen_backlog
         for name, sock in sockets.items():
             if name in SMTP_LISTENERS:
-                server = await loop.create_server(_smtp_factory(service, name), sock=sock, backlog=backlog)
+                server = await loop.create_server(_counted(_smtp_factory(service, name), name), sock=sock,
+                                                  backlog=backlog)
             elif name == "imap":
                 self._imap = self._imap_service()
-                server = await loop.create_server(self._imap.protocol_factory(), sock=sock, backlog=backlog)
+                server = await loop.create_server(_counted(self._imap.protocol_factory(), name), sock=sock,
+                                                  backlog=backlog)
             elif name == "pop3":
                 pop3 = self.settings.pop3
                 self._pop3 = POP3Service(self.mailstore, self.reader_login("pop3"), self._tls,
@@ -538,10 +549,22 @@ class Server:
                                          plaintext_without_tls=pop3.plaintext_without_tls,
                                          failure_delay=pop3.failure_delay, max_failures=pop3.max_login_failures,
                                          idle_timeout=pop3.idle_timeout)
-                server = await loop.create_server(self._pop3.protocol_factory(), sock=sock, backlog=backlog)
+                server = await loop.create_server(_counted(self._pop3.protocol_factory(), name), sock=sock,
+                                                  backlog=backlog)
             elif name == "sieve":
                 self._managesieve = self._managesieve_service()
-                server = await asyncio.start_server(self._managesieve.handle, sock=sock, backlog=backlog)
+                handle = self._managesieve.handle
+
+                async def counted_sieve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                    metrics.connection("sieve")
+                    await handle(reader, writer)
+
+                server = await asyncio.start_server(counted_sieve, sock=sock, backlog=backlog)
+            elif name == "metrics":  # counts its own connections
+                scrape = MetricsListener(metrics.metrics_dir(self.settings.data_dir), self.db,
+                                         self.settings.metrics.token)
+                server = await asyncio.start_server(scrape.handle, sock=sock, backlog=backlog,
+                                                    limit=MAX_REQUEST_HEAD)
             elif name == "ftp":  # pyftpdlib's own threads, not asyncio (see waypost.ftp)
                 self._ftp = self._ftp_service()
                 self._ftp.start(sock, loop, backlog)
@@ -628,11 +651,31 @@ def _smtp_factory(service: SMTPService, mode: str) -> Callable[[], WaypostSMTP]:
     return lambda: WaypostSMTP(service, mode=mode)
 
 
+def _counted(factory: Callable[[], Any], listener: str) -> Callable[[], Any]:
+    """``factory``, counting each connection it is called for (``waypost_connections_total``)."""
+    def make() -> Any:
+        metrics.connection(listener)
+        return factory()
+    return make
+
+
+#: Seconds between two readings of a worker's resident memory.
+MEMORY_INTERVAL = 5.0
+
+
+async def _watch_memory() -> None:
+    while True:
+        metrics.update_memory()
+        await asyncio.sleep(MEMORY_INTERVAL)
+
+
 def _run_worker(settings: Settings, sockets: dict[str, socket.socket], tls: ssl.SSLContext | None,
                 ftp_tls: Any = None) -> int:
     async def main() -> None:
+        metrics.start_worker(metrics.metrics_dir(settings.data_dir))
         server = Server(settings, tls, ftp_tls)
         await server.start(sockets)
+        memory = asyncio.create_task(_watch_memory())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -641,6 +684,7 @@ def _run_worker(settings: Settings, sockets: dict[str, socket.socket], tls: ssl.
         event(log, "worker-ready", pid=os.getpid())
         await stop.wait()
         event(log, "worker-stopping", pid=os.getpid())
+        memory.cancel()
         await server.stop()
 
     asyncio.run(main())
@@ -693,6 +737,7 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
     # reached now (PostgreSQL down) does not stop the server: it listens and answers
     # "try again later" (451), nothing enters or leaves the queue, and recovery runs
     # as soon as the database is back (RECOVERY_PENDING tells the workers).
+    metrics.reset(metrics.metrics_dir(settings.data_dir))  # as the user the workers run as
     recovery = Server(settings, tls)
     recovery.files.recover()  # uploads a killed server left half-written
     pending = settings.data_dir / RECOVERY_PENDING
@@ -842,6 +887,7 @@ def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int, tl
         slot = children.pop(pid)
         if status != 0:
             event(log, "worker-exit", level=logging.ERROR if not stopping else logging.WARNING, pid=pid, status=status)
+        metrics.worker_died(metrics.metrics_dir(settings.data_dir), pid)
         if not stopping:
             event(log, "worker-died", level=logging.ERROR, pid=pid, status=status)
             _release_leases(settings, pid)

@@ -1,10 +1,10 @@
-"""The queue index on SQLite: claims, leases, outcomes (regressions from review)."""
+"""The queue index on both engines: claims, leases, outcomes (regressions from review), figures."""
 
 from __future__ import annotations
 
 import time
 
-from waypost.db import QueuedMessage, QueuedRecipient, RecipientUpdate
+from waypost.db import QueuedMessage, QueuedRecipient, QueueStats, RecipientUpdate
 
 
 def _msg(msg_id: str, n: int, held: bool = False) -> QueuedMessage:
@@ -47,3 +47,17 @@ def test_held_recipients_are_not_leased_at_insert_and_not_due(tmp_path, make_db)
     assert db.queue_claim_due(now + 1, "w/1", now + 600, 10) == []
     [m] = db.queue_claim_targets(["mx:d0.test"], "w/2", now + 600, now)
     assert m.recipients[0].held
+
+
+def test_queue_stats_count_queued_and_held_recipients_and_the_oldest_message(tmp_path, make_db):
+    """The queue figures of /metrics and `waypost status` (issue 18), on both engines."""
+    db = make_db("q.db")
+    assert db.queue_stats() == QueueStats(0, 0, 0, 0.0)
+    now = time.time()
+    old = _msg("M1", 2)
+    old.created = now - 100
+    db.queue_insert([old, _msg("M2", 1, held=True)], lease_owner="w/1", lease_until=now + 600)
+    assert db.queue_stats() == QueueStats(2, 3, 1, old.created)
+    db.queue_update([RecipientUpdate("M1", 0, "delivered", "250"), RecipientUpdate("M1", 1, "failed", "550")], "w/1")
+    stats = db.queue_stats()
+    assert (stats.messages, stats.recipients, stats.held) == (1, 1, 1) and stats.oldest > old.created

@@ -27,6 +27,7 @@ from .cluster import cluster
 from .storage import storage
 from .quota import quota
 from .sieve import sieve
+from .status import status
 
 __all__ = ["main", "cli"]
 
@@ -298,6 +299,7 @@ cli.add_command(dns_command)
 cli.add_command(files)
 cli.add_command(quota)
 cli.add_command(sieve)
+cli.add_command(status)
 register_directory(cli)
 
 

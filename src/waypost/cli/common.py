@@ -19,6 +19,7 @@ from ..directory import Directory, DirectoryError
 from ..secrets import Secrets
 
 if TYPE_CHECKING:
+    from ..ops import Operations
     from ..router import Router
 
 __all__ = ["App", "pass_app", "emit", "fail", "handle_errors", "json_option", "print_text", "refuse_import"]
@@ -109,6 +110,13 @@ class App:
             fail(f"forwarding loop: {' -> '.join(chain)} (mail to {name}@{domain} would come back to it)")
 
     @property
+    def ops(self) -> "Operations":
+        """The operations layer, acting as this command's user (a server administrator)."""
+        from ..ops import Actor, Operations
+
+        return Operations(self.directory, Actor.cli())
+
+    @property
     def directory(self) -> Directory:
         if self._directory is None:
             self._directory = Directory(self.db, self.settings.server.main_domain,
@@ -149,8 +157,14 @@ def handle_errors(f: F) -> F:
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..ops import Denied, Invalid
+
         try:
             return f(*args, **kwargs)
+        except Invalid as e:  # the field as the option that carries it
+            fail(f"--{e.field.replace('_', '-')}: {e.message}")
+        except Denied as e:
+            fail(str(e))
         except (Conflict, NotFound, DirectoryError, ConfigError, ValueError) as e:
             fail(str(e).strip("'\""))
 

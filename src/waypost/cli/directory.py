@@ -57,31 +57,6 @@ def _read_password(password: str | None, stdin: bool, prompt: bool = True) -> st
     return password
 
 
-def _check_unknown(value: str) -> str:
-    """Mail to Unknown: one of the words, or a reroute pattern with one '*' whose result
-    the router can route (seed 004: '*%domain.dom@otherserver.dom.via')."""
-    from ..router.resolve import MAIL_TO_UNKNOWN
-    from ..router.special import is_via, normalize_via, parse_via
-
-    v = value.strip()
-    if v.lower() in MAIL_TO_UNKNOWN:
-        return v.lower()
-    if v.count("*") != 1:
-        fail(f"--mail-to-unknown: expected {', '.join(MAIL_TO_UNKNOWN)} or a pattern with one '*'")
-    from ..address import AddressError, parse_address
-
-    # The older spellings ``._via`` and ``.smtp`` mean ``.via``, as in ``router import``.
-    v = normalize_via(v)
-    try:
-        domain = parse_address(v.replace("*", "name"), allow_no_domain=True).domain
-    except AddressError as e:
-        fail(f"--mail-to-unknown: {e}")
-    if is_via(domain) and parse_via(domain) is None:
-        fail(f"--mail-to-unknown: bad routing target {domain}")
-    local, at, _ = v.rpartition("@")
-    return f"{local}@{domain}" if at else v  # the domain as the router reads it (IDNA)
-
-
 def _check_peers(app: App, address: str) -> None:
     """Domain sharing (seed 002): a name that exists on a peer is not created here."""
     import asyncio
@@ -117,8 +92,7 @@ def domain() -> None:
 @handle_errors
 def domain_add(app: App, name: str, aliases: tuple[str, ...], ips: tuple[str, ...]) -> None:
     """Create a domain.  Example: waypost domain add client1.com"""
-    settings = {"ips": list(ips)} if ips else None
-    rec = app.directory.add_domain(name, aliases, settings)
+    rec = app.ops.domain_add(name, aliases, ips)
     click.echo(f"domain {rec.name} added")
 
 
@@ -160,14 +134,14 @@ def domain_set(app: App, name: str, aliases: tuple[str, ...], no_aliases: bool, 
     if send_as is not None:
         kwargs["send_as"] = None if send_as == "own" else send_as
     if unknown is not None:
-        kwargs["mail_to_unknown"] = _check_unknown(unknown)
+        kwargs["mail_to_unknown"] = unknown  # checked by the operation
     if aliases or no_aliases:
         kwargs["aliases"] = [] if no_aliases else list(aliases)
     if ips or no_ips:
         kwargs["ips"] = [] if no_ips else list(ips)
     if not kwargs:
         fail("nothing to change (see --help)")
-    rec = app.directory.set_domain(name, **kwargs)
+    rec = app.ops.domain_set(name, **kwargs)
     click.echo(f"domain {rec.name} changed")
 
 
@@ -182,7 +156,7 @@ def domain_remove(app: App, name: str, yes: bool) -> None:
     count = len(app.db.list_objects(rec.name))
     if not yes and not click.confirm(f"remove {rec.name} and its {count} objects?"):
         fail("not removed")
-    app.directory.remove_domain(rec.name)
+    count = app.ops.domain_remove(rec.name)
     click.echo(f"domain {rec.name} removed ({count} objects)")
 
 
@@ -251,7 +225,7 @@ def account_add(app: App, address: str, password: str | None, password_stdin: bo
     if not force:
         _check_peers(app, address)
     pw = None if no_password else _read_password(password, password_stdin)
-    obj = app.directory.add_account(address, pw, real_name)
+    obj = app.ops.account_add(address, pw, real_name)
     # The mailboxes now: INBOX, the special-use folders and the domain's template.
     app.mailstore.ensure_account(obj.domain, obj.name)
     click.echo(f"account {obj.address} added")
@@ -354,7 +328,7 @@ def account_set(app: App, address: str, real_name: str | None, enabled: bool | N
 def account_passwd(app: App, address: str, password: str | None, password_stdin: bool, cram_md5: bool) -> None:
     """Set an account's password.  Example: waypost account passwd info@client1.com"""
     pw = _read_password(password, password_stdin)
-    obj = app.directory.update(address, "account", {"password": pw}, cram_md5=cram_md5)
+    obj = app.ops.account_passwd(address, pw, cram_md5=cram_md5)
     click.echo(f"password of {obj.address} changed")
 
 
@@ -365,8 +339,7 @@ def account_passwd(app: App, address: str, password: str | None, password_stdin:
 def account_remove(app: App, address: str) -> None:
     """Remove an account and its aliases (its mail files stay on disk).
     Example: waypost account remove info@client1.com"""
-    obj = app.directory.get(address)
-    app.directory.remove(address, "account")
+    obj = app.ops.account_remove(address)
     click.echo(f"account {obj.address} removed")
 
 

@@ -155,6 +155,18 @@ class QueueEntry:
     last_reply: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """The queue at a glance (``/metrics``, ``waypost status``): messages with a recipient
+    still to deliver, those recipients, how many of them are held, and when the oldest
+    such message entered the queue (0.0: the queue is empty)."""
+
+    messages: int
+    recipients: int
+    held: int
+    oldest: float
+
+
 @dataclass(slots=True)
 class RecipientUpdate:
     """The outcome of one delivery attempt for one recipient."""
@@ -336,6 +348,8 @@ class Database(Protocol):
         """Renew every lease ``owner`` holds (the heartbeat of a worker at work)."""
     def queue_targets(self) -> dict[str, int]:
         """Every target with queued recipients, and how many messages wait in it."""
+    def queue_stats(self) -> QueueStats:
+        """The queue at a glance: one read, no lock taken."""
     def queue_set_held(self, target: str, held: bool) -> int:
         """Hold or release every queued recipient waiting in ``target``."""
 

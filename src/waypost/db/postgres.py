@@ -51,6 +51,7 @@ from .base import (
     ObjectRecord,
     QueueEntry,
     QueueFilter,
+    QueueStats,
     QueuedMessage,
     QueuedRecipient,
     RecipientUpdate,
@@ -934,6 +935,15 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
         with self._write(settings=False) as c:
             return c.execute("UPDATE queue_recipients SET lease_until=%s WHERE lease_owner=%s AND status='queued'",
                              (lease_until, owner)).rowcount
+
+    def queue_stats(self) -> QueueStats:
+        with self._read() as c:
+            row = c.execute(
+                "SELECT COUNT(DISTINCT r.msg_id), COUNT(*), COALESCE(SUM(CASE WHEN r.held THEN 1 ELSE 0 END), 0),"
+                " COALESCE(MIN(m.created), 0) FROM queue_recipients r JOIN queue_messages m ON m.id = r.msg_id"
+                " WHERE r.status = 'queued'").fetchone()
+        assert row is not None
+        return QueueStats(int(row[0]), int(row[1]), int(row[2]), float(row[3]))
 
     def queue_targets(self) -> dict[str, int]:
         with self._read() as c:

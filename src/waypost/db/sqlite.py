@@ -35,6 +35,7 @@ from .base import (
     ObjectRecord,
     QueueEntry,
     QueueFilter,
+    QueueStats,
     QueuedMessage,
     QueuedRecipient,
     RecipientUpdate,
@@ -830,6 +831,13 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
         with self._write(settings=False) as c:
             return c.execute("UPDATE queue_recipients SET lease_until=? WHERE lease_owner=? AND status='queued'",
                              (lease_until, owner)).rowcount
+
+    def queue_stats(self) -> QueueStats:
+        row = self._conn().execute(
+            "SELECT COUNT(DISTINCT r.msg_id), COUNT(*), COALESCE(SUM(CASE WHEN r.held <> 0 THEN 1 ELSE 0 END), 0),"
+            " COALESCE(MIN(m.created), 0) FROM queue_recipients r JOIN queue_messages m ON m.id = r.msg_id"
+            " WHERE r.status = 'queued'").fetchone()
+        return QueueStats(int(row[0]), int(row[1]), int(row[2]), float(row[3]))
 
     def queue_targets(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self._conn().execute(

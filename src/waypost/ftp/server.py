@@ -51,6 +51,7 @@ from pyftpdlib.filesystems import AbstractedFS, FilesystemError
 from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
 
+from .. import metrics
 from ..files import AccountFiles, FilesError, FileStore, LimitExceeded, Upload
 from ..log import event
 
@@ -360,6 +361,9 @@ class FTPSession(TLS_FTPHandler):  # type: ignore[misc]
 
     def waypost_event(self, name: str, level: int = logging.INFO, **fields: Any) -> None:
         event(log, name, level=level, client=self.remote_ip, account=self.account or None, **fields)
+
+    def on_connect(self) -> None:
+        metrics.connection("ftp")
 
     def on_login(self, username: str) -> None:
         self.waypost_event("ftp-login", login=username[:128], tls="yes" if isinstance(self.socket, SSL.Connection) else "no")

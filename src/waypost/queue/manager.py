@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .. import metrics
 from ..config import Settings
 from ..db import Database, QueueFilter, QueuedMessage, QueuedRecipient, RecipientUpdate, StorageUnavailable
 from ..delivery import remote
@@ -301,9 +302,11 @@ class QueueManager:
     # -- submission -------------------------------------------------------------------
 
     async def submit(self, sender: str, recipients: Sequence[Recipient], data: bytes,
-                     params: dict[str, Any] | None = None, msg_id: str | None = None) -> str:
+                     params: dict[str, Any] | None = None, msg_id: str | None = None,
+                     source: str = "local") -> str:
         """Make the message durable, then start delivering it.  Returns the queue id.
-        Raises SpoolError when it could not be stored (the client gets 452)."""
+        Raises SpoolError when it could not be stored (the client gets 452).
+        ``source``: the listener it came in by (or local, dsn, sieve), for the metrics."""
         msg_id = msg_id or new_message_id()
         recipients = _unique(recipients)
         if self.signer is not None and should_sign(params or {}, [r.route.target for r in recipients]) is None:
@@ -328,6 +331,7 @@ class QueueManager:
         }
         entry = SpoolEntry(msg_id, envelope, data)
         await self.spool.commit(entry)
+        metrics.received(source)
         for r in recipients:
             event(log, "received", id=msg_id, sender=f"<{sender}>", rcpt=f"<{r.address}>",
                   size=len(data), client=(params or {}).get("client"), target=r.route.target)
@@ -702,7 +706,8 @@ class QueueManager:
             recipients += [Recipient(address, x) for x in routes]
         if not recipients:
             return
-        new_id = await self.submit(sender, recipients, data, {"client": "local", "sieve_for": msg.msg_id})
+        new_id = await self.submit(sender, recipients, data, {"client": "local", "sieve_for": msg.msg_id},
+                                   source="sieve")
         event(log, "sieve-sent", id=msg.msg_id, new_id=new_id, kind="redirect" if sender else "vacation",
               rcpt=",".join(f"<{a}>" for a in targets))
 
@@ -826,17 +831,20 @@ class QueueManager:
             if o.status == "delivered":
                 updates.append(RecipientUpdate(msg.msg_id, r.idx, "delivered", o.reply))
                 event(log, "delivered", **fields)
+                metrics.outcome("delivered", r.target)
                 if dsn.should_notify(r.notify, "delivered") and msg.sender:
                     successes.append(self._status(r, o, "delivered", now))
             elif o.status == "failed":
                 updates.append(RecipientUpdate(msg.msg_id, r.idx, "failed", o.reply))
                 event(log, "bounced", logging.WARNING, **fields)
+                metrics.outcome("failed", r.target)
                 if dsn.should_notify(r.notify, "failed"):
                     bounces.append(self._status(r, o, "failed", now))
             elif now >= expire_at:
                 reply = f"{o.reply} (delivery time expired: {self.settings.queue.expire_after}s in the queue)"
                 updates.append(RecipientUpdate(msg.msg_id, r.idx, "failed", reply))
                 event(log, "expired", logging.WARNING, **fields)
+                metrics.outcome("expired", r.target)
                 if dsn.should_notify(r.notify, "failed"):
                     # Still full at the end: the mailbox-full status made permanent.
                     status = "5.2.2" if o.enhanced == "4.2.2" else "4.4.7"
@@ -847,6 +855,7 @@ class QueueManager:
                 nxt = min(now + interval, expire_at)
                 updates.append(RecipientUpdate(msg.msg_id, r.idx, "queued", o.reply, next_attempt=nxt))
                 event(log, "deferred", **fields, retry_in=int(nxt - now))
+                metrics.outcome("deferred", r.target)
         return updates, bounces, successes
 
     def _status(self, r: QueuedRecipient, o: _Outcome, action: str, now: float) -> dsn.RecipientStatus:
@@ -876,7 +885,8 @@ class QueueManager:
             return
         routes = self.router.expand(res.route) if res.route.kind == "local" else [res.route]
         recipients = [Recipient(msg.sender, r) for r in routes]
-        dsn_id = await self.submit("", recipients, report, {"client": "local", "dsn_for": msg.msg_id})
+        dsn_id = await self.submit("", recipients, report, {"client": "local", "dsn_for": msg.msg_id},
+                                   source="dsn")
         event(log, "dsn-sent", id=msg.msg_id, dsn_id=dsn_id, sender=f"<{msg.sender}>", count=len(statuses))
 
 

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .. import metrics
 from ..fsutil import durable_batch, fsync_dir, overwrite_file, write_new_file
 
 __all__ = ["Spool", "SpoolEntry", "SpoolError", "new_message_id"]
@@ -222,6 +223,7 @@ class Spool:
         if written:
             self.batches += 1
             self.messages += len(written)
+            metrics.spool_flush(len(written))
         for _, p, _ in written:
             p.loop.call_soon_threadsafe(_resolve, p.future, None)
         for p, err in failed:

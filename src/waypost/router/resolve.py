@@ -42,8 +42,18 @@ from .route import Context, Resolution, Route
 from .special import is_final_domain, normalize_via, parse_via, unpercent
 from .table import Prefix, RoutingTable, TableError, parse_table
 
-__all__ = ["Router", "Forwarding", "GatewayOptions", "HOLD_KEY", "MAX_EXPANSION", "MAX_HOPS", "TABLE_KEY", "MAIL_TO_UNKNOWN",
+__all__ = ["Router", "Forwarding", "GatewayOptions", "HOLD_KEY", "SHARING_CACHED", "used_sharing_cache", "MAX_EXPANSION", "MAX_HOPS", "TABLE_KEY", "MAIL_TO_UNKNOWN",
            "store_table"]
+
+#: The trace step that says an answer came from the Domain Sharing cache (the metrics
+#: count these: ``used_sharing_cache``).
+SHARING_CACHED = "sharing: cached: "
+
+
+def used_sharing_cache(trace: list[str]) -> bool:
+    """Whether a resolution was answered from the cache of peers' positive answers."""
+    return any(step.startswith(SHARING_CACHED) for step in trace)
+
 
 #: Most final recipients one address may expand to through groups and forwarders.
 MAX_EXPANSION = 1000
@@ -324,6 +334,7 @@ class Router:
         by_host = {p["host"] for p in peers}
         cached = (self.directory.db.get_value(CACHE_KEY) or {}).get(address)
         if cached and cached["expires"] > time.time() and cached["peer"] in by_host:
+            trace.append(f"{SHARING_CACHED}{address} is on peer {cached['peer']}")
             return accept(f"cached: {address} is on peer {cached['peer']}")
         answers = ctx.peer_answers
         if answers is None:
@@ -390,7 +401,7 @@ class Router:
         cached = (self.directory.db.get_value(CACHE_KEY) or {}).get(address)
         if cached and cached["expires"] > time.time() and cached["peer"] in by_host:
             peer = by_host[cached["peer"]]
-            trace.append(f"sharing: cached: {address} is on peer {peer['host']}")
+            trace.append(f"{SHARING_CACHED}{address} is on peer {peer['host']}")
             return self._to_peer(address, domain, peer, trace)
         answers = ctx.peer_answers
         if answers is None:

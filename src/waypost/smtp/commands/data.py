@@ -169,7 +169,8 @@ async def accept(s: WaypostSMTP, pieces: list[bytes], size: int) -> Reply:
                   auth=s.auth_data if s.authenticated else None)
     sender = s.mail_from or ""
     try:
-        queued = await s.service.queue.submit(sender, recipients, message, params, msg_id=msg_id)
+        queued = await s.service.queue.submit(sender, recipients, message, params, msg_id=msg_id,
+                                              source=s.mode.value)
     except SpoolError as e:
         event(log, "spool-refused", level=logging.ERROR, client=s.client_ip, error=str(e))
         full = e.errno in (errno.ENOSPC, errno.EDQUOT)

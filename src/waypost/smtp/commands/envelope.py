@@ -10,10 +10,12 @@ import email.utils
 import logging
 from typing import TYPE_CHECKING
 
+from ... import metrics
 from ...address import AddressError, parse_address
 from ...log import event
 from ...queue import Recipient
 from ...router import Route
+from ...router.resolve import used_sharing_cache
 from ...rules import Envelope as RuleEnvelope
 from ...rules import header_fields
 from ..proto import parse_mail, parse_mail_params, parse_rcpt, parse_rcpt_params
@@ -69,6 +71,8 @@ async def _sender_refusal(s: WaypostSMTP, sender: str) -> Reply | None:
     sender in a shared domain that neither we nor a peer have, else None."""
     router = s.service.router
     res = router.check_sender(sender, s.context())
+    if used_sharing_cache(res.trace):
+        metrics.minger_cache_hit()
     if res.route.kind == "ask-peers":
         try:
             answers = await s.service.ask_peers(res.route.address) if s.service.ask_peers else {}
@@ -123,6 +127,8 @@ async def rcpt(s: WaypostSMTP, arg: str | None) -> None:
     router = service.router
     res = router.resolve(path, s.context())
     route = res.route
+    if used_sharing_cache(res.trace):
+        metrics.minger_cache_hit()
     if route.kind == "ask-peers" and service.ask_peers is not None:
         try:
             answers = await service.ask_peers(route.address)

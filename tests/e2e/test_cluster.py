@@ -6,6 +6,7 @@ directory, settings and listeners (docs/cluster.md).  PostgreSQL engine only."""
 from __future__ import annotations
 
 import email
+import json
 import imaplib
 import shutil
 import smtplib
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from support import pg
 from waypost.secrets import Secrets
+from support.dnsserver import TestDNSServer
 from support.imap import Raw
 from support.server import WaypostInstance, maildir_messages, wait_for
 
@@ -23,7 +25,7 @@ HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
 NAMES = ("mail-a.example.test", "mail-b.example.test", "mail-c.example.test")
 
 
-def make_cluster(tmp_path: Path, lease: int = 600) -> tuple[list[WaypostInstance], Path]:
+def make_cluster(tmp_path: Path, lease: int = 600, **more: dict) -> tuple[list[WaypostInstance], Path]:
     url = pg.new_url()
     shared = tmp_path / "shared"
     store = {"spool": str(shared / "spool"), "mail": str(shared / "mail"), "files": str(shared / "files")}
@@ -33,7 +35,7 @@ def make_cluster(tmp_path: Path, lease: int = 600) -> tuple[list[WaypostInstance
     for n, (host, name) in enumerate(zip(HOSTS, NAMES)):
         node = WaypostInstance(tmp_path / f"node{n}", database=url, hostname=name, host=host,
                                storage=store, imap={"plaintext_without_tls": True},
-                               queue={"lease": lease, "poll_interval": 0.2})
+                               queue={"lease": lease, "poll_interval": 0.2}, **more)
         if not nodes:
             Secrets(node.data).seal("made now")  # the key file, made on first use
         else:  # one key for the cluster: secrets sealed on one node are read on the others
@@ -219,3 +221,69 @@ def test_kill_9_of_one_node_under_load_loses_nothing_answered_250(tmp_path):
     finally:
         stop_all(nodes)
 
+
+
+class Sink:
+    """The customer's own server: takes every message and keeps it."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001 - aiosmtpd's hook
+        self.received.append(envelope.content)
+        return "250 2.0.0 taken"
+
+
+def test_a_starting_node_leaves_the_others_work_alone_and_etrn_on_b_releases_what_a_held(tmp_path):
+    """Node C starts while a message node A accepted is between its index insert and
+    its rename into spool/queue/ (simulated: the file is moved out), and while A has a
+    write in progress in its own tmp/: C's start-up recovery takes neither for lost or
+    left over.  Then ETRN on node B releases the domain whose mail A held."""
+    from aiosmtpd.controller import Controller
+
+    from support.server import free_port
+
+    sink = Sink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    dns = TestDNSServer({"customer.test": {"MX": [(10, "mail.customer.test")]},
+                         "mail.customer.test": {"A": ["127.0.0.1"]}})
+    dns.start()
+    nodes, shared = make_cluster(tmp_path, dns={"nameservers": [dns.nameserver], "timeout": 2.0},
+                                 delivery={"smtp_port": port, "connect_timeout": 2.0})
+    a, b, c = nodes
+    try:
+        (tmp_path / "router.txt").write_text("Relay: customer.test = customer.test@customer.test.via\n")
+        a.ok("router", "import", str(tmp_path / "router.txt"))
+        a.ok("queue", "hold", "customer.test")
+        a.start()
+        b.start()
+        with smtplib.SMTP(a.host, a.smtp_port, timeout=30) as s:
+            s.ehlo("client.example")
+            s.sendmail("sender@outside.example", ["joe@customer.test"], b"Subject: held\r\n\r\nbody\r\n")
+        a.expect_log(r"event=held .*rcpt=<joe@customer.test>")
+        [qid] = a.queue_ids()
+        queued = shared / "spool" / "queue" / qid
+        aside = tmp_path / "aside"
+        queued.rename(aside)  # as if A were between its index insert and its rename
+        in_progress = shared / "spool" / "nodes" / a.hostname / "tmp" / "0190ABCDEF0123456789"
+        in_progress.write_bytes(b"WAYPOST-SPOOL 1\n12")  # A writing a message now
+        c.start()
+        c.expect_log(r"event=recovered ")
+        assert not c.log_lines("event=spool-missing")
+        assert in_progress.exists()
+        assert [m["id"] for m in json.loads(c.ok("queue", "list", "--json"))] == [qid]
+        aside.rename(queued)  # A's rename
+        in_progress.unlink()
+        with smtplib.SMTP(b.host, b.smtp_port, timeout=30) as s:
+            s.ehlo("mail.customer.test")
+            code, msg = s.docmd("ETRN", "customer.test")
+            assert code == 253 and b"1 pending messages" in msg, (code, msg)
+        wait_for(lambda: sink.received, timeout=20, what="the held message delivered after ETRN on node B")
+        wait_for(lambda: a.queue_ids() == [], timeout=20, what="an empty queue")
+        assert len(sink.received) == 1 and b"Subject: held" in sink.received[0]
+    finally:
+        stop_all(nodes)
+        controller.stop()
+        dns.stop()

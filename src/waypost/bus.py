@@ -7,6 +7,13 @@ listening process in ``DATA/run/bus/``: a publisher sends the topic to each of t
 datagram is small and never blocks the publisher; a socket whose process is gone is
 removed by the first publisher that finds it dead.
 
+Between nodes (several machines on one PostgreSQL database, docs/cluster.md) a bus is
+``link``ed to the database: what it publishes also goes out as ``NOTIFY waypost_bus``
+(batched by a sender thread, never in the publisher's way), and what another node
+publishes comes back through the database's LISTEN connection (``heard``) to this
+process's subscribers.  A node's own topics are not taken back from the database: its
+processes heard them on the socket already.
+
 Delivery is best effort: a subscriber that must not miss a change also checks the
 database now and then (IMAP IDLE re-reads the mailbox state every few seconds).
 """
@@ -18,9 +25,10 @@ import errno
 import logging
 import os
 import socket
+import queue as _queue
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 __all__ = ["Bus"]
 
@@ -38,6 +46,46 @@ class Bus:
         self._send = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._send.setblocking(False)
         self._send_lock = threading.Lock()
+        self._node = ""
+        self._relay: Callable[[str, Sequence[str]], None] | None = None
+        self._outbox: _queue.SimpleQueue[str] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- between nodes ----------------------------------------------------------------
+
+    def link(self, node: str, relay: Callable[[str, Sequence[str]], None], background: bool = True) -> None:
+        """Also send every topic published here to the other nodes: ``relay(node,
+        topics)`` (the database's ``publish_topics``).  ``background``: from a sender
+        thread that batches what is published meanwhile (a server); else at once (a
+        CLI command, which exits right after)."""
+        self._node, self._relay = node, relay
+        if background:
+            self._outbox = _queue.SimpleQueue()
+            threading.Thread(target=self._send_out, name="bus-relay", daemon=True).start()
+
+    def _send_out(self) -> None:
+        assert self._outbox is not None and self._relay is not None
+        while True:
+            topics = {self._outbox.get()}
+            while len(topics) < 256:
+                try:
+                    topics.add(self._outbox.get_nowait())
+                except _queue.Empty:
+                    break
+            try:
+                self._relay(self._node, sorted(topics))
+            except Exception as e:  # the database is down: IDLE re-reads the state anyway
+                log.debug("event=bus-relay-error error=%s", e)
+
+    def heard(self, node: str, topic: str) -> None:
+        """A topic from the database (any thread): dispatched to this process's
+        subscribers unless this node published it (its processes heard it already)."""
+        if node == self._node or self._loop is None:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._dispatch, topic)
+        except RuntimeError:  # the loop is closed: the process is stopping
+            pass
 
     # -- listening ----------------------------------------------------------------
 
@@ -53,7 +101,8 @@ class Bus:
         sock.bind(str(path))
         sock.setblocking(False)
         self._sock, self._path = sock, path
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._readable)
 
     def close(self) -> None:
         if self._sock is not None:
@@ -106,6 +155,14 @@ class Bus:
     # -- publishing (any thread, any process) --------------------------------------
 
     def publish(self, topic: str) -> None:
+        if self._relay is not None:
+            if self._outbox is not None:
+                self._outbox.put(topic)
+            else:
+                try:
+                    self._relay(self._node, [topic])
+                except Exception as e:
+                    log.debug("event=bus-relay-error error=%s", e)
         data = topic.encode("utf-8")[:_MAX_TOPIC]
         try:
             names = os.listdir(self.dir)

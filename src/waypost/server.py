@@ -49,7 +49,7 @@ from .mailauth import Signer
 from .mailstore import Mailstore
 from .pop3 import POP3Service
 from .queue import QueueManager, release_dead_worker
-from .queue.manager import NODE_HEARTBEAT, RECOVERY_PENDING
+from .queue.manager import NODE_HEARTBEAT, RECOVERY_PENDING, cluster_node
 from .router import Context, Router
 from .router.resolve import GatewayOptions
 from .rules import credentials_for, gateway_store, rules_store
@@ -528,6 +528,7 @@ class Server:
                               self.authenticate_cram, self.ask_peers, rules_store(self.db).get)
         self._service = service
         await self.bus.start()
+        link_bus(self.bus, self.db, self.settings.server.hostname)
         from .mailstore.maildir import LISTINGS_TOPIC
 
         self.bus.subscribe(LISTINGS_TOPIC, self.mailstore.forget_listings)
@@ -739,10 +740,12 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
     # as soon as the database is back (RECOVERY_PENDING tells the workers).
     metrics.reset(metrics.metrics_dir(settings.data_dir))  # as the user the workers run as
     recovery = Server(settings, tls)
-    recovery.files.recover()  # uploads a killed server left half-written
+    # Uploads a killed server left half-written; on a store other nodes share, only old
+    # ones (theirs in progress stay).
+    recovery.files.recover(min_age=3600.0 if cluster_node(settings) else 0.0)
     pending = settings.data_dir / RECOVERY_PENDING
     try:
-        _refuse_a_second_node(settings, recovery)
+        _note_other_nodes(settings, recovery)
         recovery.queue.recover()
         pending.unlink(missing_ok=True)
         recovery.db.close()
@@ -767,18 +770,25 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
     return _supervise(settings, sockets, n, tls, ftp_tls)
 
 
-def _refuse_a_second_node(settings: Settings, recovery: "Server") -> None:
-    """Start-up recovery reconciles the whole queue index with this node's own spool: on
-    a database that another node (another server.hostname) is using now, it would take
-    that node's queued mail for lost.  Several nodes on one database are not supported
-    yet (docs/postgresql.md), so that is refused."""
+def link_bus(bus: Bus, db: Any, node: str, background: bool = True) -> None:
+    """On PostgreSQL, whose database several nodes share: the bus's topics (IMAP IDLE
+    wake-ups, listings to forget) cross nodes through LISTEN/NOTIFY (``waypost.bus``)."""
+    from .db.postgres import PostgresDatabase
+
+    if isinstance(db, PostgresDatabase):
+        bus.link(node, db.publish_topics, background=background)
+        if background:
+            db.listen_topics(bus.heard)
+
+
+def _note_other_nodes(settings: Settings, recovery: "Server") -> None:
+    """Several nodes share a PostgreSQL database and the mail store (docs/cluster.md):
+    the start-up log names the others seen up now."""
     now = time.time()
     others = sorted({n.node for n in recovery.db.node_list(now)
                      if n.node != settings.server.hostname and now - n.seen <= 3 * NODE_HEARTBEAT})
     if others:
-        recovery.db.close()
-        raise SystemExit(f"storage.database: node {', '.join(others)} is using this database now; several nodes"
-                         " on one database are not supported yet (see docs/postgresql.md)")
+        event(log, "cluster-nodes", node=settings.server.hostname, others=",".join(others))
 
 
 def _recover_later(recovery: "Server", pending: Path) -> None:

@@ -401,6 +401,9 @@ def test_uploads_left_by_a_killed_server_are_removed_at_start(instance):
     tmp = instance.data / "files" / ".tmp"
     tmp.mkdir(parents=True)
     (tmp / "upload-stale").write_bytes(b"half an upload")
+    # Written two hours ago: on PostgreSQL, whose file areas several nodes may share,
+    # start-up leaves younger ones alone (another node's uploads in progress).
+    os.utime(tmp / "upload-stale", (time.time() - 7200, time.time() - 7200))
     instance.start()
     assert not (tmp / "upload-stale").exists()
     instance.expect_log(r"event=files-recovered removed_tmp=1")

@@ -225,7 +225,10 @@ def test_a_dead_workers_journal_is_replayed_before_its_leases_go(tmp_path):
     dns.start()
     inst = WaypostInstance(tmp_path / "data", server={"workers": 2}, dns={"nameservers": [dns.nameserver]},
                            delivery={"smtp_port": port}, queue={"poll_interval": 0.05, "retry_intervals": [1]})
-    journals = inst.data / "spool" / "journal"
+    from waypost.queue.manager import cluster_node
+    from waypost.queue.spool import node_dir
+
+    journals = node_dir(inst.data / "spool", cluster_node(inst.settings)) / "journal"  # per node on PostgreSQL
 
     def journaled() -> list[int]:
         return [int(p.name) for p in journals.iterdir() if p.name.isdigit() and p.stat().st_size > 0]

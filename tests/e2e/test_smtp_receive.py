@@ -264,7 +264,10 @@ def test_client_vanishing_mid_data_leaves_nothing(server):
     files = wait_for(lambda: server.messages("alice@example.test"))
     assert len(files) == 1 and b"Subject: whole" in files[0].read_bytes()
     wait_for(lambda: server.queue_ids() == [], what="the delivery to be recorded")  # the file comes first
-    assert list((server.data / "spool" / "tmp").iterdir()) == []
+    from waypost.queue.manager import cluster_node
+    from waypost.queue.spool import node_dir
+
+    assert list((node_dir(server.data / "spool", cluster_node(server.settings)) / "tmp").iterdir()) == []
 
 
 def test_command_timeout_closes_with_421(instance):

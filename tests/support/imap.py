@@ -11,8 +11,8 @@ __all__ = ["Raw"]
 class Raw:
     """A literal IMAP transcript over a socket; literals are folded into their line."""
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection((host, port), timeout=10)
         self.buf = b""
         self.greeting = self.line()
 

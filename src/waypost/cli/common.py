@@ -84,9 +84,12 @@ class App:
         from ..bus import Bus
         from ..mailstore import Mailstore
 
+        from ..server import link_bus
+
         settings = self.settings
-        return Mailstore(settings.path(settings.storage.mail), settings.server.hostname, self.db,
-                         Bus(settings.data_dir / "run"))
+        bus = Bus(settings.data_dir / "run")
+        link_bus(bus, self.db, settings.server.hostname, background=False)
+        return Mailstore(settings.path(settings.storage.mail), settings.server.hostname, self.db, bus)
 
     @property
     def router(self) -> "Router":

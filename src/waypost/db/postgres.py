@@ -72,6 +72,9 @@ IDLE_CHECK = 2.0
 
 #: The NOTIFY channel of settings changes (see the module docstring).
 CHANGES_CHANNEL = "waypost_changes"
+#: The NOTIFY channel that carries the change bus (``waypost.bus``: mailbox changes
+#: that wake IMAP IDLE, listings to forget) between nodes; payload ``<node>\t<topic>``.
+BUS_CHANNEL = "waypost_bus"
 
 # Advisory lock keys (pg_advisory_xact_lock(int4, int4)): the first number says what is
 # locked, "WP" in ASCII, so that Waypost's locks are told from other software's.
@@ -361,6 +364,7 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
         self._listen_conn: psycopg.Connection[Any] | None = None
         self._closed = threading.Event()
         self._timeout = timeout
+        self._on_topic: Callable[[str, str], None] | None = None
 
     # -- connections ----------------------------------------------------------------
 
@@ -437,11 +441,15 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
             self._listen_conn = conn
             try:
                 conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+                conn.execute(f"LISTEN {BUS_CHANNEL}")
                 self._renew_token()
                 self._listening.set()
                 while not self._closed.is_set():
-                    for _ in conn.notifies(timeout=1.0):
-                        self._renew_token()
+                    for note in conn.notifies(timeout=1.0):
+                        if note.channel == BUS_CHANNEL:
+                            self._topic_heard(note.payload)
+                        else:
+                            self._renew_token()
             except psycopg.Error:
                 pass
             finally:
@@ -451,6 +459,29 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
                     conn.close()
                 except psycopg.Error:
                     pass
+
+    # -- the change bus between nodes (waypost.bus) -------------------------------------
+
+    def listen_topics(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(node, topic)`` (in the listener thread) for every bus topic
+        published by any process of any node (``publish_topics``)."""
+        self._on_topic = callback
+        self._start_listener()
+
+    def _topic_heard(self, payload: str) -> None:
+        node, sep, topic = payload.partition("\t")
+        if sep and self._on_topic is not None:
+            try:
+                self._on_topic(node, topic)
+            except Exception:  # a subscriber's error must not end the listener
+                pass
+
+    def publish_topics(self, node: str, topics: Sequence[str]) -> None:
+        """Send bus topics to every node (one statement for the lot, autocommit)."""
+        if topics:
+            with self._checkout() as c:
+                c.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
+                          (BUS_CHANNEL, [f"{node}\t{t}" for t in topics]))
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> None:
         with self._ready_lock:

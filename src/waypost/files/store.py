@@ -485,17 +485,21 @@ class FileStore:
         self._tmp = root / ".tmp"
         self._locks = root / ".locks"
 
-    def recover(self) -> int:
+    def recover(self, min_age: float = 0.0) -> int:
         """Remove the uploads a stopped or killed server left in ``.tmp`` (none of them
         was committed); ``serve`` calls it once, before any worker starts.  Returns how
-        many were removed."""
+        many were removed.  ``min_age``: only files not written for that many seconds
+        (an area several nodes share: the others' uploads in progress stay)."""
         removed = 0
+        now = time.time()
         try:
             names = os.listdir(self._tmp)
         except FileNotFoundError:
             return 0
         for name in names:
             try:
+                if min_age and now - os.stat(self._tmp / name).st_mtime < min_age:
+                    continue
                 os.unlink(self._tmp / name)
                 removed += 1
             except (FileNotFoundError, IsADirectoryError, PermissionError):

@@ -308,8 +308,10 @@ class Mailstore:
         return f"{sec}.M{usec}P{os.getpid()}Q{next(self._counter)}.{self._host},S={size}"
 
     def keyed_name(self, key: str, date: float, size: int) -> str:
-        """The Maildir name of a queued delivery: the same on every attempt."""
-        return f"{int(date)}.Q{key}.{self._host},S={size}"
+        """The Maildir name of a queued delivery: the same on every attempt, by any node
+        (the queue id makes it unique; no host name in it, so that a node taking over a
+        dead node's delivery recognises a copy the dead one stored: docs/cluster.md)."""
+        return f"{int(date)}.Q{key}.waypost,S={size}"
 
     def _db(self) -> Database:
         if self.db is None:

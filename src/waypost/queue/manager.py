@@ -42,7 +42,7 @@ from ..router import LOCAL_TARGET, Context, Route, Router
 from . import dsn
 from .journal import Journal
 from .sieve_filter import Filtered, SieveFilter
-from .spool import Spool, SpoolEntry, new_message_id
+from .spool import Spool, SpoolEntry, new_message_id, node_dir
 
 __all__ = ["QueueManager", "Recipient", "count_received", "release_dead_worker"]
 
@@ -121,8 +121,10 @@ class QueueManager:
         self.mailstore = mailstore
         self.sieve = SieveFilter(db, mailstore, settings.server.hostname)
         self.owner = owner
-        self.spool = Spool(settings.path(settings.storage.spool), on_commit=self._index, on_abort=self._unindex)
-        self.journal = Journal(settings.path(settings.storage.spool) / "journal")
+        self.node = cluster_node(settings)
+        root = settings.path(settings.storage.spool)
+        self.spool = Spool(root, on_commit=self._index, on_abort=self._unindex, node=self.node)
+        self.journal = Journal(node_dir(root, self.node) / "journal")
         self.resolver = remote.Resolver(settings)
         self.is_self = is_self or (lambda host, ip, port: False)
         self._local_queue: asyncio.Queue[tuple[QueuedMessage, list[QueuedRecipient], bytes | None] | None] | None = None
@@ -147,7 +149,12 @@ class QueueManager:
     # -- life cycle -------------------------------------------------------------------
 
     def recover(self) -> None:
-        """Start-up only, before any worker runs: make the index match the spool."""
+        """Start-up only, before any worker of this node runs: make the index match the
+        spool.  On a shared spool (``cluster_node``) the other nodes go on meanwhile:
+        only this node's own files are cleaned, and an index entry without its file is
+        left to the claim that finds it (it may be another node's message between its
+        index insert and its rename into queue/, not a lost one)."""
+        shared = bool(self.node)
         removed = self.spool.clean_tmp()
         known = self.db.queue_known_ids()
         on_disk = set(self.spool.ids())
@@ -170,7 +177,7 @@ class QueueManager:
             self.db.queue_forget(done)
             on_disk -= set(done)
             known -= set(done)
-        gone = known - on_disk
+        gone = set() if shared else known - on_disk
         self.db.queue_forget(gone)  # finished: the file was removed, the entry not yet
         for msg_id in sorted(gone & self.db.queue_known_ids()):
             # Indexed but never renamed into queue/ (never acknowledged), or lost.
@@ -890,6 +897,13 @@ class QueueManager:
         event(log, "dsn-sent", id=msg.msg_id, dsn_id=dsn_id, sender=f"<{msg.sender}>", count=len(statuses))
 
 
+def cluster_node(settings: Settings) -> str:
+    """This node's name on a spool that several nodes may share (``server.hostname``, on
+    the PostgreSQL engine, whose database several machines share: docs/cluster.md); ""
+    with SQLite, whose database, and so spool, belong to one machine."""
+    return settings.server.hostname if "://" in settings.storage.database else ""
+
+
 def release_dead_worker(settings: Settings, db: Database, owner: str, pid: int) -> tuple[int, int]:
     """A worker died (the supervisor reaped ``pid``, whose lease owner was ``owner``):
     first record in the index what its journal says the next hops accepted, then give
@@ -898,7 +912,8 @@ def release_dead_worker(settings: Settings, db: Database, owner: str, pid: int) 
     and send again a message whose next hop had already taken it.  Returns (recipients
     replayed, recipients released)."""
     root = settings.path(settings.storage.spool)
-    replayed = _replay(db, Spool(root), Journal(root / "journal").of(pid))
+    node = cluster_node(settings)
+    replayed = _replay(db, Spool(root, node=node), Journal(node_dir(root, node) / "journal").of(pid))
     released = db.queue_release_leases_of(owner)
     return replayed, released
 

@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterator
 from .. import metrics
 from ..fsutil import durable_batch, fsync_dir, overwrite_file, write_new_file
 
-__all__ = ["Spool", "SpoolEntry", "SpoolError", "new_message_id"]
+__all__ = ["Spool", "SpoolEntry", "SpoolError", "new_message_id", "node_dir"]
 
 log = logging.getLogger("waypost.queue")
 
@@ -98,11 +98,16 @@ class Spool:
     """
 
     def __init__(self, root: Path, on_commit: Callable[[list[SpoolEntry]], None] | None = None,
-                 on_abort: Callable[[list[str]], None] | None = None) -> None:
+                 on_abort: Callable[[list[str]], None] | None = None, node: str = "") -> None:
+        """``node``: on a spool that several nodes share (docs/cluster.md), this node's
+        name; its ``tmp/`` and ``free/`` are then ``nodes/<node>/tmp`` and ``.../free``,
+        which only this node writes and cleans, while ``queue/`` is common."""
         self.root = root
-        self.tmp = root / "tmp"
+        self.node = node
+        own = node_dir(root, node)
+        self.tmp = own / "tmp"
         self.queue_dir = root / "queue"
-        self.free = root / "free"
+        self.free = own / "free"
         for d in (self.tmp, self.queue_dir, self.free):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._on_commit = on_commit
@@ -345,6 +350,17 @@ class Spool:
         committer running); returns the number of unfinished files removed."""
         _remove_all(self.free)
         return _remove_all(self.tmp)
+
+
+def node_dir(root: Path, node: str) -> Path:
+    """Where a node keeps the spool files only it writes (tmp/, free/, journal/): the
+    spool itself on one machine, ``nodes/<node>`` on a spool several nodes share."""
+    if not node:
+        return root
+    safe = node.replace("/", "_").replace("\x00", "_")
+    if safe in (".", ".."):
+        safe = f"_{safe}"
+    return root / "nodes" / safe
 
 
 def _remove_all(directory: Path) -> int:

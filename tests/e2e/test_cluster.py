@@ -1,0 +1,289 @@
+"""Three Waypost nodes (127.0.0.1, 127.0.0.2, 127.0.0.3) serving one set of domains:
+one PostgreSQL database (a fresh schema of the run's database per test), one shared
+store (spool, Maildirs, file areas) and one ``secret.key``; each node has its own data
+directory, settings and listeners (docs/cluster.md).  PostgreSQL engine only."""
+
+from __future__ import annotations
+
+import email
+import json
+import imaplib
+import shutil
+import smtplib
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from support import pg
+from waypost.secrets import Secrets
+from support.dnsserver import TestDNSServer
+from support.imap import Raw
+from support.server import WaypostInstance, maildir_messages, wait_for
+
+HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+NAMES = ("mail-a.example.test", "mail-b.example.test", "mail-c.example.test")
+
+
+def make_cluster(tmp_path: Path, lease: int = 600, **more: dict) -> tuple[list[WaypostInstance], Path]:
+    url = pg.new_url()
+    shared = tmp_path / "shared"
+    store = {"spool": str(shared / "spool"), "mail": str(shared / "mail"), "files": str(shared / "files")}
+    for path in store.values():  # the shared file system an operator mounts on every node
+        Path(path).mkdir(parents=True, mode=0o700)
+    nodes = []
+    for n, (host, name) in enumerate(zip(HOSTS, NAMES)):
+        node = WaypostInstance(tmp_path / f"node{n}", database=url, hostname=name, host=host,
+                               storage=store, imap={"plaintext_without_tls": True},
+                               queue={"lease": lease, "poll_interval": 0.2}, **more)
+        if not nodes:
+            Secrets(node.data).seal("made now")  # the key file, made on first use
+        else:  # one key for the cluster: secrets sealed on one node are read on the others
+            shutil.copyfile(nodes[0].data / "secret.key", node.data / "secret.key")
+        nodes.append(node)
+    return nodes, shared
+
+
+def start_all(nodes: list[WaypostInstance]) -> None:
+    for node in nodes:
+        node.start()
+
+
+def stop_all(nodes: list[WaypostInstance]) -> None:
+    for node in nodes:
+        if node.proc is not None:
+            node.stop()
+
+
+def send(node: WaypostInstance, rcpt: str, subject: str) -> tuple[int, bytes]:
+    with smtplib.SMTP(node.host, node.smtp_port, timeout=30) as c:
+        c.ehlo("client.example")
+        c.mail("sender@outside.example")
+        code, text = c.rcpt(rcpt)
+        assert code == 250, (code, text)
+        return c.data(f"Subject: {subject}\r\nMessage-ID: <{subject}@outside.example>\r\n\r\nbody\r\n".encode())
+
+
+def subjects(shared: Path, address: str) -> Counter[str]:
+    name, domain = address.split("@")
+    found: Counter[str] = Counter()
+    for path in maildir_messages(shared / "mail" / domain / name):
+        found[str(email.message_from_bytes(path.read_bytes())["Subject"])] += 1
+    return found
+
+
+def test_mail_accepted_on_each_node_is_read_over_imap_on_another(tmp_path):
+    nodes, _shared = make_cluster(tmp_path)
+    try:
+        nodes[0].ok("account", "add", "alice@example.test", "--password", "alice-password")
+        start_all(nodes)
+        for n, node in enumerate(nodes):
+            code, _ = send(node, "alice@example.test", f"via-node-{n}")
+            assert code == 250
+        for n in range(3):
+            reader = nodes[(n + 1) % 3]
+            with imaplib.IMAP4(reader.host, reader.imap_port) as m:
+                m.login("alice@example.test", "alice-password")
+
+                def found() -> bool:
+                    m.select("INBOX")
+                    typ, data = m.search(None, "SUBJECT", f"via-node-{n}")
+                    return typ == "OK" and bool(data[0].split())
+                wait_for(found, timeout=15, what=f"the message accepted on node {n} seen on node {(n + 1) % 3}")
+    finally:
+        stop_all(nodes)
+
+
+def test_idle_on_one_node_wakes_for_a_delivery_made_by_another(tmp_path):
+    nodes, _shared = make_cluster(tmp_path)
+    a, b, c = nodes
+    try:
+        a.ok("account", "add", "bob@example.test", "--password", "bob-password")
+        start_all(nodes)
+        send(c, "bob@example.test", "first")  # the mailbox exists before IDLE starts
+        r = Raw(b.imap_port, host=b.host)
+        r.cmd(b"a1 LOGIN bob@example.test bob-password")
+        wait_for(lambda: any(x == b"* 1 EXISTS" for x in r.cmd(b"a2 SELECT INBOX")), timeout=15,
+                 what="the first message")
+        r.send(b"a3 IDLE\r\n")
+        assert r.line().startswith(b"+ ")
+        started = time.monotonic()
+        send(c, "bob@example.test", "wake up")  # accepted and delivered by node C
+        line = r.line()
+        waited = time.monotonic() - started
+        assert line == b"* 2 EXISTS"
+        assert waited < 4.0, waited  # LISTEN/NOTIFY woke it, not IDLE's 5-second re-check
+        r.send(b"DONE\r\n")
+        while not (line := r.line()).startswith(b"a3 "):
+            pass
+        assert line.startswith(b"a3 OK")
+        r.close()
+    finally:
+        stop_all(nodes)
+
+
+def test_an_account_made_with_the_cli_of_one_node_logs_in_on_another_at_once(tmp_path):
+    nodes, _shared = make_cluster(tmp_path)
+    a, _b, c = nodes
+    try:
+        start_all(nodes)
+        with smtplib.SMTP(c.host, c.smtp_port, timeout=30) as s:  # node C looks carol up: unknown
+            s.ehlo("client.example")
+            s.mail("sender@outside.example")
+            assert s.rcpt("carol@example.test")[0] == 550
+        a.ok("account", "add", "carol@example.test", "--password", "carol-password")  # node A's CLI
+        with imaplib.IMAP4(c.host, c.imap_port) as m:
+            assert m.login("carol@example.test", "carol-password")[0] == "OK"
+        with smtplib.SMTP(c.host, c.smtp_port, timeout=30) as s:
+            s.ehlo("client.example")
+            s.mail("sender@outside.example")
+            assert s.rcpt("carol@example.test")[0] == 250
+    finally:
+        stop_all(nodes)
+
+
+def test_kill_9_of_one_node_under_load_loses_nothing_answered_250(tmp_path):
+    """10 clients × 20 messages spread over the three nodes; node C is killed (-9) once a
+    third of them are answered, and never comes back.  Every message answered 250 by
+    any node, C included, must end in the Maildirs: C's queued and leased work is on the
+    shared spool and in the database, and its leases (4 s here) run out for A and B."""
+    nodes, shared = make_cluster(tmp_path, lease=4)
+    a, b, c = nodes
+    clients, per_client = 10, 20
+    rcpts = [f"user{n}@example.test" for n in range(5)]
+    try:
+        for r in rcpts:
+            a.ok("account", "add", r, "--password", "user-password")
+        start_all(nodes)
+        accepted: list[tuple[str, str]] = []  # (recipient, subject) answered 250
+        by_c: list[str] = []  # queue ids of the messages node C answered 250
+        early: list[str] = []  # ... of those, delivered by A or B before C was killed
+        refused: list[str] = []
+        lock = threading.Lock()
+        c_dead = threading.Event()
+        kill_at = clients * per_client // 3
+
+        def client(n: int) -> None:
+            for i in range(per_client):
+                subject = f"m-{n}-{i}"
+                rcpt = rcpts[(n + i) % len(rcpts)]
+                for attempt in range(3):  # a node that is gone: the next one
+                    node = nodes[(n + i + attempt) % 3]
+                    try:
+                        code, text = send(node, rcpt, subject)
+                    except (OSError, smtplib.SMTPException):
+                        continue
+                    if code == 250:
+                        with lock:
+                            accepted.append((rcpt, subject))
+                            if node is c:
+                                by_c.append(text.rsplit(b" ", 1)[-1].decode())
+                            if len(accepted) >= kill_at and not c_dead.is_set():
+                                c_dead.set()
+                                # While C lives its leases run: A and B have delivered
+                                # none of its messages yet.
+                                early.extend(i for node in (a, b) for i in by_c
+                                             if node.log_lines(f"event=delivered id={i} "))
+                                c.kill9()
+                        break
+                else:
+                    with lock:
+                        refused.append(subject)
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(180)
+        assert c_dead.is_set()
+        assert len(accepted) + len(refused) == clients * per_client
+
+        def counts() -> tuple[int, int]:
+            found: Counter[str] = Counter()
+            for r in rcpts:
+                found.update({f"{r} {s}": k for s, k in subjects(shared, r).items()})
+            lost = sum(1 for r, s in accepted if found[f"{r} {s}"] == 0)
+            duplicated = sum(1 for k in found.values() if k > 1)
+            return lost, duplicated
+
+        wait_for(lambda: counts()[0] == 0, timeout=60, interval=0.5, what="every message answered 250 delivered")
+        lost, duplicated = counts()
+        # The messages of C that A or B delivered (C died before it could, or before it
+        # recorded that it had: then the copy C stored is recognised, not stored again).
+        taken_over = {i for node in (a, b) for i in by_c if node.log_lines(f"event=delivered id={i} ")}
+        print(f"accepted={len(accepted)} by_c={len(by_c)} taken_over={len(taken_over)} refused={len(refused)}"
+              f" lost={lost} duplicated={duplicated}")
+        assert early == []
+        assert lost == 0
+        assert duplicated == 0
+        # Nothing is left in the queue once the dead node's leases ran out.
+        wait_for(lambda: a.queue_ids() == [], timeout=30, interval=0.5, what="an empty queue")
+    finally:
+        stop_all(nodes)
+
+
+
+class Sink:
+    """The customer's own server: takes every message and keeps it."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001 - aiosmtpd's hook
+        self.received.append(envelope.content)
+        return "250 2.0.0 taken"
+
+
+def test_a_starting_node_leaves_the_others_work_alone_and_etrn_on_b_releases_what_a_held(tmp_path):
+    """Node C starts while a message node A accepted is between its index insert and
+    its rename into spool/queue/ (simulated: the file is moved out), and while A has a
+    write in progress in its own tmp/: C's start-up recovery takes neither for lost or
+    left over.  Then ETRN on node B releases the domain whose mail A held."""
+    from aiosmtpd.controller import Controller
+
+    from support.server import free_port
+
+    sink = Sink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    dns = TestDNSServer({"customer.test": {"MX": [(10, "mail.customer.test")]},
+                         "mail.customer.test": {"A": ["127.0.0.1"]}})
+    dns.start()
+    nodes, shared = make_cluster(tmp_path, dns={"nameservers": [dns.nameserver], "timeout": 2.0},
+                                 delivery={"smtp_port": port, "connect_timeout": 2.0})
+    a, b, c = nodes
+    try:
+        (tmp_path / "router.txt").write_text("Relay: customer.test = customer.test@customer.test.via\n")
+        a.ok("router", "import", str(tmp_path / "router.txt"))
+        a.ok("queue", "hold", "customer.test")
+        a.start()
+        b.start()
+        with smtplib.SMTP(a.host, a.smtp_port, timeout=30) as s:
+            s.ehlo("client.example")
+            s.sendmail("sender@outside.example", ["joe@customer.test"], b"Subject: held\r\n\r\nbody\r\n")
+        a.expect_log(r"event=held .*rcpt=<joe@customer.test>")
+        [qid] = a.queue_ids()
+        queued = shared / "spool" / "queue" / qid
+        aside = tmp_path / "aside"
+        queued.rename(aside)  # as if A were between its index insert and its rename
+        in_progress = shared / "spool" / "nodes" / a.hostname / "tmp" / "0190ABCDEF0123456789"
+        in_progress.write_bytes(b"WAYPOST-SPOOL 1\n12")  # A writing a message now
+        c.start()
+        c.expect_log(r"event=recovered ")
+        assert not c.log_lines("event=spool-missing")
+        assert in_progress.exists()
+        assert [m["id"] for m in json.loads(c.ok("queue", "list", "--json"))] == [qid]
+        aside.rename(queued)  # A's rename
+        in_progress.unlink()
+        with smtplib.SMTP(b.host, b.smtp_port, timeout=30) as s:
+            s.ehlo("mail.customer.test")
+            code, msg = s.docmd("ETRN", "customer.test")
+            assert code == 253 and b"1 pending messages" in msg, (code, msg)
+        wait_for(lambda: sink.received, timeout=20, what="the held message delivered after ETRN on node B")
+        wait_for(lambda: a.queue_ids() == [], timeout=20, what="an empty queue")
+        assert len(sink.received) == 1 and b"Subject: held" in sink.received[0]
+    finally:
+        stop_all(nodes)
+        controller.stop()
+        dns.stop()

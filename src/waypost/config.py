@@ -67,8 +67,12 @@ class ListenSettings:
     odmr: str = _s("127.0.0.1:2366", "ODMR (ATRN, RFC 2645) listener; AUTH is required before ATRN.")
     lmtp: str = _s("", "LMTP (RFC 2033) listener for another MTA: host:port, or the absolute path of a Unix "
                        "socket (made 0666: let its directory's permissions say who may connect); \"\" = off.")
+    submissions: str = _s("", "SMTP submission over implicit TLS (RFC 8314; production port 465, e.g. "
+                              "\"0.0.0.0:465\"; AUTH required before MAIL, like listen.submission); \"\" = off.")
     imap: str = _s("127.0.0.1:2143", "IMAP listener (STARTTLS; production port 143).")
+    imaps: str = _s("", "IMAP over implicit TLS (RFC 8314; production port 993); \"\" = off.")
     pop3: str = _s("127.0.0.1:2110", "POP3 listener (STLS; production port 110).")
+    pop3s: str = _s("", "POP3 over implicit TLS (RFC 8314; production port 995); \"\" = off.")
     http: str = _s("", "HTTP listener (WebUser, admin).")
     minger: str = _s("", "Minger (UDP) listener for domain sharing (production port 4069; needs sharing.secret).")
     ftp: str = _s("127.0.0.1:2121", "FTP listener for the account file areas (explicit FTPS with AUTH TLS; "
@@ -93,8 +97,10 @@ class StorageSettings:
 
 @dataclass(frozen=True, slots=True)
 class TLSSettings:
-    certificate: str = _s("tls/cert.pem", "PEM certificate chain for STARTTLS (relative to the data directory).")
-    key: str = _s("tls/key.pem", "PEM private key for STARTTLS (relative to the data directory).")
+    certificate: str = _s("tls/cert.pem", "PEM certificate chain for STARTTLS and the implicit-TLS listeners "
+                                          "(relative to the data directory); read again on SIGHUP.")
+    key: str = _s("tls/key.pem", "PEM private key of the certificate (relative to the data directory); read again "
+                                 "on SIGHUP.")
 
 
 @dataclass(frozen=True, slots=True)

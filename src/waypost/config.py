@@ -252,6 +252,22 @@ class ETRNSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MailAuthSettings:
+    inbound: str = _s("off", "Checks of mail from outside at the SMTP listener (SPF for MAIL FROM and HELO, DKIM, DMARC; "
+                             "not for relay.trusted_networks, mailauth.exempt_networks or logged-in senders): 'off'; "
+                             "'tag' (an Authentication-Results field is added, forged ones with our host name are "
+                             "removed, nothing is refused); 'enforce' (also DMARC p=reject: mailauth.dmarc_reject, "
+                             "p=quarantine: into Junk, a DNS failure that leaves DMARC open: 451 4.7.1).")
+    dmarc_reject: str = _s("reject", "Under enforce, what a DMARC failure of a p=reject domain gets, unless every "
+                                     "recipient's domain says otherwise (waypost domain set --dmarc-reject): 'reject' "
+                                     "(550 5.7.1 at the end of DATA) or 'junk' (accepted into the Junk mailbox).")
+    exempt_networks: list[str] = _s([], "Client networks whose mail is not checked, besides relay.trusted_networks "
+                                        "(e.g. a backup MX or a forwarding service of your own).")
+    timeout: float = _s(10.0, "Seconds all the checks of one message may take (each DNS look-up has dns.timeout); "
+                              "longer is a temporary error (451 4.7.1 under enforce).")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     listen: ListenSettings = field(default_factory=ListenSettings)
@@ -271,6 +287,7 @@ class Settings:
     etrn: ETRNSettings = field(default_factory=ETRNSettings)
     sharing: SharingSettings = field(default_factory=SharingSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    mailauth: MailAuthSettings = field(default_factory=MailAuthSettings)
     # Not a setting: where the file was read from; paths are relative to it.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -355,7 +372,7 @@ def _validate(s: Settings) -> None:
         except ValueError as e:
             raise ConfigError(f"dns.nameservers[{i}]: {e}") from None
     for key, nets in (("relay.trusted_networks", s.relay.trusted_networks), ("etrn.clients", s.etrn.clients),
-                      ("sharing.clients", s.sharing.clients)):
+                      ("sharing.clients", s.sharing.clients), ("mailauth.exempt_networks", s.mailauth.exempt_networks)):
         for i, net in enumerate(nets):
             try:
                 ipaddress.ip_network(net, strict=False)
@@ -412,6 +429,12 @@ def _validate(s: Settings) -> None:
         raise ConfigError("ftp.max_connections, ftp.max_connections_per_ip, ftp.max_login_failures: must be positive")
     if s.server.listen_backlog <= 0:
         raise ConfigError("server.listen_backlog: must be positive")
+    if s.mailauth.inbound not in ("off", "tag", "enforce"):
+        raise ConfigError("mailauth.inbound: expected 'off', 'tag' or 'enforce'")
+    if s.mailauth.dmarc_reject not in ("reject", "junk"):
+        raise ConfigError("mailauth.dmarc_reject: expected 'reject' or 'junk'")
+    if s.mailauth.timeout <= 0:
+        raise ConfigError("mailauth.timeout: must be positive")
     if s.server.workers < 0:
         raise ConfigError("server.workers: expected 0 (one per core) or more")
 

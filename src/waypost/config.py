@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -268,6 +269,16 @@ class MailAuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FilterSettings:
+    rspamd: str = _s("", "Rspamd's normal worker as http://host:port (e.g. \"http://127.0.0.1:11333\"), asked "
+                         "(POST /checkv2) after DATA for mail from outside (as mailauth.inbound chooses it); "
+                         "\"\" = off.")
+    rspamd_timeout: float = _s(20.0, "Seconds Rspamd may take for one message; then filter.rspamd_failure applies.")
+    rspamd_failure: str = _s("open", "What a message gets when Rspamd does not answer in time or cannot be reached: "
+                                     "'open' (accepted unscanned, logged) or 'closed' (451 4.7.1, the sender retries).")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     listen: ListenSettings = field(default_factory=ListenSettings)
@@ -288,6 +299,7 @@ class Settings:
     sharing: SharingSettings = field(default_factory=SharingSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     mailauth: MailAuthSettings = field(default_factory=MailAuthSettings)
+    filter: FilterSettings = field(default_factory=FilterSettings)
     # Not a setting: where the file was read from; paths are relative to it.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -435,6 +447,12 @@ def _validate(s: Settings) -> None:
         raise ConfigError("mailauth.dmarc_reject: expected 'reject' or 'junk'")
     if s.mailauth.timeout <= 0:
         raise ConfigError("mailauth.timeout: must be positive")
+    if s.filter.rspamd and not re.fullmatch(r"http://[^/\s:]+(:\d{1,5})?(/\S*)?", s.filter.rspamd):
+        raise ConfigError("filter.rspamd: expected http://host:port, e.g. \"http://127.0.0.1:11333\"")
+    if s.filter.rspamd_failure not in ("open", "closed"):
+        raise ConfigError("filter.rspamd_failure: expected 'open' or 'closed'")
+    if s.filter.rspamd_timeout <= 0:
+        raise ConfigError("filter.rspamd_timeout: must be positive")
     if s.server.workers < 0:
         raise ConfigError("server.workers: expected 0 (one per core) or more")
 

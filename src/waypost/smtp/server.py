@@ -75,6 +75,9 @@ class SMTPService:
     # () -> the server-wide rules now in force (waypost.rules.ServerRules)
     rules: Callable[[], Any] | None = None
     _backup_cache: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    # The inbound checks' DNS (waypost.mailauth.Lookup), made at first use: one resolver
+    # per worker, whose cache keeps answers for their TTL (see smtp/commands/inbound.py).
+    mailauth_lookup: Any = None
     sessions: set["WaypostSMTP"] = field(default_factory=set)
     _params: dict[Mode, Params] = field(default_factory=dict)
 

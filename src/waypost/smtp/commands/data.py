@@ -28,7 +28,7 @@ from ...queue.spool import new_message_id
 from ...router import Context, Route
 from ..proto import BodyCheck, Mode, parse_bdat, refusal, wire
 from ..replies import R, Reply
-from . import inbound
+from . import inbound, rspamd
 from .envelope import foreign_from, rule_envelope
 
 if TYPE_CHECKING:
@@ -164,6 +164,15 @@ async def accept(s: WaypostSMTP, pieces: list[bytes], size: int) -> Reply:
     refused, recipients, added = _apply_rules(s, head, size)
     if refused is not None:
         return refused
+    msg_id = new_message_id()
+    if s.settings.filter.rspamd and inbound.outside(s):
+        spam = await rspamd.scan(s, b"".join(pieces), msg_id)
+        if spam.reply is not None:
+            return spam.reply
+        if spam.remove or spam.subject is not None:
+            pieces[:] = [rspamd.edit(b"".join(pieces), spam.remove, spam.subject)]
+        verdict_field += spam.headers
+        junk = junk or spam.junk
     if junk:
         recipients = inbound.junked(recipients)
     if s.authenticated:
@@ -173,7 +182,6 @@ async def accept(s: WaypostSMTP, pieces: list[bytes], size: int) -> Reply:
             event(log, "sender-refused", level=logging.WARNING, client=s.client_ip,
                   account=s.auth_data, sender=f"<{foreign}>", where="from-header")
             return R.FROM_NOT_OWNED
-    msg_id = new_message_id()
     message = b"".join([received_header(s, msg_id), verdict_field, added, *pieces])  # one copy of the text
     pieces.clear()
     if s.mode is Mode.SUBMISSION:

@@ -28,8 +28,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import dns.resolver
+
 from ...log import event
-from ...mailauth import check_message
+from ...mailauth import Lookup, check_message
 from ...queue import Recipient
 from ..proto import Mode
 from ..replies import Reply
@@ -37,7 +39,7 @@ from ..replies import Reply
 if TYPE_CHECKING:
     from ..server import WaypostSMTP
 
-__all__ = ["Inbound", "applies", "check", "strip_forged", "junked"]
+__all__ = ["Inbound", "applies", "check", "junked", "outside", "strip_forged"]
 
 log = logging.getLogger("waypost.smtp")
 
@@ -56,7 +58,13 @@ class Inbound:
 
 
 def applies(s: WaypostSMTP) -> bool:
-    if s.settings.mailauth.inbound == "off" or s.mode is not Mode.SMTP or s.authenticated:
+    """The message is checked: ``mailauth.inbound`` is on and it comes from outside."""
+    return s.settings.mailauth.inbound != "off" and outside(s)
+
+
+def outside(s: WaypostSMTP) -> bool:
+    """Mail on the SMTP listener from a client neither logged in nor in our networks."""
+    if s.mode is not Mode.SMTP or s.authenticated:
         return False
     if s.service.router.is_trusted(s.client_ip):
         return False
@@ -119,6 +127,21 @@ def junked(recipients: list[Recipient]) -> list[Recipient]:
             if r.route.kind == "local" and not r.route.mailbox else r for r in recipients]
 
 
+#: DNS answers a worker keeps (each for its TTL) for the inbound checks.
+CACHE_SIZE = 10_000
+
+
+def _lookup(s: WaypostSMTP) -> Lookup:
+    """The worker's resolver for the checks, with a cache: the SPF, DMARC and DKIM key
+    records of a sender that writes often are asked once per TTL, not per message."""
+    lookup = s.service.mailauth_lookup
+    if lookup is None:
+        lookup = s.service.mailauth_lookup = Lookup(s.settings)
+        lookup.resolver.cache = dns.resolver.LRUCache(CACHE_SIZE)
+    assert isinstance(lookup, Lookup)
+    return lookup
+
+
 async def check(s: WaypostSMTP, message: bytes) -> Inbound:
     settings = s.settings
     hostname = settings.server.hostname
@@ -126,7 +149,7 @@ async def check(s: WaypostSMTP, message: bytes) -> Inbound:
     sender = s.mail_from or ""
     try:
         verdict = await asyncio.wait_for(
-            check_message(settings, message, s.client_ip or "", s.host_name or "", sender),
+            check_message(settings, message, s.client_ip or "", s.host_name or "", sender, _lookup(s)),
             settings.mailauth.timeout)
     except asyncio.TimeoutError:
         event(log, "mailauth", level=logging.WARNING, client=s.client_ip, sender=f"<{sender}>",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -67,8 +68,12 @@ class ListenSettings:
     odmr: str = _s("127.0.0.1:2366", "ODMR (ATRN, RFC 2645) listener; AUTH is required before ATRN.")
     lmtp: str = _s("", "LMTP (RFC 2033) listener for another MTA: host:port, or the absolute path of a Unix "
                        "socket (made 0666: let its directory's permissions say who may connect); \"\" = off.")
+    submissions: str = _s("", "SMTP submission over implicit TLS (RFC 8314; production port 465, e.g. "
+                              "\"0.0.0.0:465\"; AUTH required before MAIL, like listen.submission); \"\" = off.")
     imap: str = _s("127.0.0.1:2143", "IMAP listener (STARTTLS; production port 143).")
+    imaps: str = _s("", "IMAP over implicit TLS (RFC 8314; production port 993); \"\" = off.")
     pop3: str = _s("127.0.0.1:2110", "POP3 listener (STLS; production port 110).")
+    pop3s: str = _s("", "POP3 over implicit TLS (RFC 8314; production port 995); \"\" = off.")
     http: str = _s("", "HTTP listener (WebUser, admin).")
     minger: str = _s("", "Minger (UDP) listener for domain sharing (production port 4069; needs sharing.secret).")
     ftp: str = _s("127.0.0.1:2121", "FTP listener for the account file areas (explicit FTPS with AUTH TLS; "
@@ -95,8 +100,10 @@ class StorageSettings:
 
 @dataclass(frozen=True, slots=True)
 class TLSSettings:
-    certificate: str = _s("tls/cert.pem", "PEM certificate chain for STARTTLS (relative to the data directory).")
-    key: str = _s("tls/key.pem", "PEM private key for STARTTLS (relative to the data directory).")
+    certificate: str = _s("tls/cert.pem", "PEM certificate chain for STARTTLS and the implicit-TLS listeners "
+                                          "(relative to the data directory); read again on SIGHUP.")
+    key: str = _s("tls/key.pem", "PEM private key of the certificate (relative to the data directory); read again "
+                                 "on SIGHUP.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +261,32 @@ class ETRNSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MailAuthSettings:
+    inbound: str = _s("off", "Checks of mail from outside at the SMTP listener (SPF for MAIL FROM and HELO, DKIM, DMARC; "
+                             "not for relay.trusted_networks, mailauth.exempt_networks or logged-in senders): 'off'; "
+                             "'tag' (an Authentication-Results field is added, forged ones with our host name are "
+                             "removed, nothing is refused); 'enforce' (also DMARC p=reject: mailauth.dmarc_reject, "
+                             "p=quarantine: into Junk, a DNS failure that leaves DMARC open: 451 4.7.1).")
+    dmarc_reject: str = _s("reject", "Under enforce, what a DMARC failure of a p=reject domain gets, unless every "
+                                     "recipient's domain says otherwise (waypost domain set --dmarc-reject): 'reject' "
+                                     "(550 5.7.1 at the end of DATA) or 'junk' (accepted into the Junk mailbox).")
+    exempt_networks: list[str] = _s([], "Client networks whose mail is not checked, besides relay.trusted_networks "
+                                        "(e.g. a backup MX or a forwarding service of your own).")
+    timeout: float = _s(10.0, "Seconds all the checks of one message may take (each DNS look-up has dns.timeout); "
+                              "longer is a temporary error (451 4.7.1 under enforce).")
+
+
+@dataclass(frozen=True, slots=True)
+class FilterSettings:
+    rspamd: str = _s("", "Rspamd's normal worker as http://host:port (e.g. \"http://127.0.0.1:11333\"), asked "
+                         "(POST /checkv2) after DATA for mail from outside (as mailauth.inbound chooses it); "
+                         "\"\" = off.")
+    rspamd_timeout: float = _s(20.0, "Seconds Rspamd may take for one message; then filter.rspamd_failure applies.")
+    rspamd_failure: str = _s("open", "What a message gets when Rspamd does not answer in time or cannot be reached: "
+                                     "'open' (accepted unscanned, logged) or 'closed' (451 4.7.1, the sender retries).")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     listen: ListenSettings = field(default_factory=ListenSettings)
@@ -274,6 +307,8 @@ class Settings:
     sharing: SharingSettings = field(default_factory=SharingSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    mailauth: MailAuthSettings = field(default_factory=MailAuthSettings)
+    filter: FilterSettings = field(default_factory=FilterSettings)
     # Not a setting: where the file was read from; paths are relative to it.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -358,7 +393,7 @@ def _validate(s: Settings) -> None:
         except ValueError as e:
             raise ConfigError(f"dns.nameservers[{i}]: {e}") from None
     for key, nets in (("relay.trusted_networks", s.relay.trusted_networks), ("etrn.clients", s.etrn.clients),
-                      ("sharing.clients", s.sharing.clients)):
+                      ("sharing.clients", s.sharing.clients), ("mailauth.exempt_networks", s.mailauth.exempt_networks)):
         for i, net in enumerate(nets):
             try:
                 ipaddress.ip_network(net, strict=False)
@@ -415,6 +450,18 @@ def _validate(s: Settings) -> None:
         raise ConfigError("ftp.max_connections, ftp.max_connections_per_ip, ftp.max_login_failures: must be positive")
     if s.server.listen_backlog <= 0:
         raise ConfigError("server.listen_backlog: must be positive")
+    if s.mailauth.inbound not in ("off", "tag", "enforce"):
+        raise ConfigError("mailauth.inbound: expected 'off', 'tag' or 'enforce'")
+    if s.mailauth.dmarc_reject not in ("reject", "junk"):
+        raise ConfigError("mailauth.dmarc_reject: expected 'reject' or 'junk'")
+    if s.mailauth.timeout <= 0:
+        raise ConfigError("mailauth.timeout: must be positive")
+    if s.filter.rspamd and not re.fullmatch(r"http://[^/\s:]+(:\d{1,5})?(/\S*)?", s.filter.rspamd):
+        raise ConfigError("filter.rspamd: expected http://host:port, e.g. \"http://127.0.0.1:11333\"")
+    if s.filter.rspamd_failure not in ("open", "closed"):
+        raise ConfigError("filter.rspamd_failure: expected 'open' or 'closed'")
+    if s.filter.rspamd_timeout <= 0:
+        raise ConfigError("filter.rspamd_timeout: must be positive")
     if s.server.workers < 0:
         raise ConfigError("server.workers: expected 0 (one per core) or more")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .config import Settings, parse_hostport, parse_port_range
-from .certs import write_self_signed
+from .certs import ServerTLS, make_tls_context, write_self_signed
 from .datadir import owned_by_others, switch_user, user_ids
 from .db import ObjectRecord, StorageUnavailable, database_problem, is_postgresql, open_database
 from .directory import Directory
@@ -57,7 +57,7 @@ from .rules.srs import SRS
 from .secrets import Secrets
 from .sharing import MingerServer, directory_code
 from .sharing.peers import ask_peers
-from .smtp.server import SMTPService, WaypostSMTP, make_tls_context
+from .smtp.server import SMTPService, WaypostSMTP
 
 if TYPE_CHECKING:
     from .ftp import FTPService
@@ -68,9 +68,15 @@ __all__ = ["Problem", "Server", "bind_listeners", "own_addresses", "serve", "sta
 log = logging.getLogger("waypost.server")
 
 #: Listeners this version serves (the others in [listen] are refused when set).
-SERVED = ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "sieve", "metrics")
+SERVED = ("smtp", "submission", "submissions", "odmr", "lmtp", "imap", "imaps", "pop3", "pop3s", "ftp", "sieve",
+          "metrics")
 #: The SMTP listeners among them.
 SMTP_LISTENERS = ("smtp", "submission", "odmr", "lmtp")
+#: Listeners with TLS from the first octet (RFC 8314), and the plain listener each one mirrors.
+IMPLICIT_TLS = {"submissions": "submission", "imaps": "imap", "pop3s": "pop3"}
+#: Every TCP/UDP listener, in the order they are bound.
+ALL_LISTENERS = ("smtp", "submission", "submissions", "odmr", "lmtp", "imap", "imaps", "pop3", "pop3s", "ftp", "http",
+                 "minger", "sieve", "metrics")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +125,7 @@ def startup_problems(settings: Settings, probe_ports: bool = False) -> list[Prob
 def _listener_problems(settings: Settings, probe_ports: bool) -> list[Problem]:
     out: list[Problem] = []
     seen: dict[tuple[str, int, bool], str] = {}
-    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "minger", "sieve",
-                 "metrics"):
+    for name in ALL_LISTENERS:
         value = getattr(settings.listen, name)
         if not value:
             continue
@@ -209,8 +214,7 @@ def _user_problems(settings: Settings) -> list[Problem]:
 
 def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
     sockets: dict[str, socket.socket] = {}
-    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "minger", "sieve",
-                 "metrics"):
+    for name in ALL_LISTENERS:
         value = getattr(settings.listen, name)
         if not value or name == "minger":  # UDP: each worker binds it (SO_REUSEPORT)
             continue
@@ -374,7 +378,7 @@ class Server:
         cert = self.settings.path(self.settings.tls.certificate)
         key = self.settings.path(self.settings.tls.key)
         if cert.exists() and key.exists():
-            return make_tls_context(str(cert), str(key))
+            return ServerTLS.load(str(cert), str(key))
         log.warning("event=no-tls cert=%s (STARTTLS not offered)", cert)
         return None
 
@@ -536,22 +540,32 @@ class Server:
         # of 100 unless told: the setting is passed on (a burst would otherwise wait).
         backlog = self.settings.server.listen_backlog
         for name, sock in sockets.items():
-            if name in SMTP_LISTENERS:
-                server = await loop.create_server(_counted(_smtp_factory(service, name), name), sock=sock,
-                                                  backlog=backlog)
-            elif name == "imap":
-                self._imap = self._imap_service()
+            # submissions, imaps, pop3s (RFC 8314): the service of the plain listener,
+            # with the TLS handshake first (the same context, so the same certificate).
+            kind = IMPLICIT_TLS.get(name, name)
+            tls: dict[str, Any] = {}
+            if name in IMPLICIT_TLS:
+                if self._tls is None:  # pragma: no cover - startup_problems refused it first
+                    raise RuntimeError(f"listen.{name} needs tls.certificate and tls.key")
+                tls = {"ssl": self._tls, "ssl_handshake_timeout": 60.0}
+            if kind in SMTP_LISTENERS:
+                server = await loop.create_server(_counted(_smtp_factory(service, kind), name), sock=sock,
+                                                  backlog=backlog, **tls)
+            elif kind == "imap":
+                if self._imap is None:
+                    self._imap = self._imap_service()
                 server = await loop.create_server(_counted(self._imap.protocol_factory(), name), sock=sock,
-                                                  backlog=backlog)
-            elif name == "pop3":
-                pop3 = self.settings.pop3
-                self._pop3 = POP3Service(self.mailstore, self.reader_login("pop3"), self._tls,
-                                         hostname=self.settings.server.hostname,
-                                         plaintext_without_tls=pop3.plaintext_without_tls,
-                                         failure_delay=pop3.failure_delay, max_failures=pop3.max_login_failures,
-                                         idle_timeout=pop3.idle_timeout)
+                                                  backlog=backlog, **tls)
+            elif kind == "pop3":
+                if self._pop3 is None:
+                    pop3 = self.settings.pop3
+                    self._pop3 = POP3Service(self.mailstore, self.reader_login("pop3"), self._tls,
+                                             hostname=self.settings.server.hostname,
+                                             plaintext_without_tls=pop3.plaintext_without_tls,
+                                             failure_delay=pop3.failure_delay, max_failures=pop3.max_login_failures,
+                                             idle_timeout=pop3.idle_timeout)
                 server = await loop.create_server(_counted(self._pop3.protocol_factory(), name), sock=sock,
-                                                  backlog=backlog)
+                                                  backlog=backlog, **tls)
             elif name == "sieve":
                 self._managesieve = self._managesieve_service()
                 handle = self._managesieve.handle
@@ -620,6 +634,15 @@ class Server:
                            f.max_connections_per_ip, f.idle_timeout, f.failure_delay, f.max_login_failures)
         return FTPService(self.files, self.authenticate, tls, self.settings.server.hostname, limits)
 
+    def reload_tls(self) -> None:
+        """SIGHUP: read the certificate and key again; the next handshake of every
+        listener (STARTTLS and implicit TLS) uses them.  (FTPS keeps its own context
+        until a restart.)"""
+        if isinstance(self._tls, ServerTLS):
+            self._tls.reload()
+        else:
+            event(log, "tls-reload-skipped", level=logging.WARNING, reason="no TLS context (no certificate at start)")
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop listening, let messages in flight finish (at most ``grace`` s), tell the
         other sessions 421, then stop the queue (its leases go back to the index)."""
@@ -681,6 +704,7 @@ def _run_worker(settings: Settings, sockets: dict[str, socket.socket], tls: ssl.
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
         _tune_gc()
         event(log, "worker-ready", pid=os.getpid())
         await stop.wait()
@@ -716,6 +740,9 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
         raise SystemExit("\n".join(map(str, errors)))
     for p in problems:
         event(log, "config-warning", level=logging.WARNING, key=p.key, problem=p.text)
+    # SIGHUP reloads the certificate once the workers run; until then it is ignored
+    # (its default would end the server).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     n = workers if workers is not None else settings.server.workers
     if n == 0:
         n = os.cpu_count() or 1
@@ -822,7 +849,7 @@ def _tls_setup(settings: Settings) -> ssl.SSLContext:
                 os.chown(p, uid, gid)
         event(log, "tls-certificate-created", level=logging.WARNING, certificate=str(cert),
               hostname=settings.server.hostname)
-    return make_tls_context(str(cert), str(key))
+    return ServerTLS.load(str(cert), str(key))
 
 
 def _check_udp(value: str) -> str:
@@ -865,6 +892,7 @@ def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int, tl
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the worker's loop takes it over
             code = 1
             try:
                 code = _run_worker(settings, sockets, tls, ftp_tls)
@@ -881,8 +909,17 @@ def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int, tl
             except ProcessLookupError:
                 pass
 
+    def on_hup(signum: int, frame: Any) -> None:
+        # Each worker reads the certificate again (they were forked with the old one).
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
     for slot in range(n):
         spawn(slot)
     while children:

@@ -120,13 +120,18 @@ def domain_list(app: App, as_json: bool) -> None:
               help="Default mailbox storage limit of the domain's accounts: octets, or 500M, 2G.")
 @click.option("--quota-messages", "quota_messages", metavar="N|unlimited",
               help="Default limit of messages in the domain's accounts.")
+@click.option("--dmarc-reject", "dmarc_reject", type=click.Choice(["reject", "junk", "default"]),
+              help="Under mailauth.inbound = enforce, what mail to this domain failing DMARC of a p=reject sender "
+                   "gets: reject (550 5.7.1), junk (into the recipient's Junk), default (mailauth.dmarc_reject).")
 @pass_app
 @handle_errors
 def domain_set(app: App, name: str, aliases: tuple[str, ...], no_aliases: bool, ips: tuple[str, ...],
                no_ips: bool, unknown: str | None, send_as: str | None, quota_storage: str | None,
-               quota_messages: str | None) -> None:
+               quota_messages: str | None, dmarc_reject: str | None) -> None:
     """Change a domain.  Example: waypost domain set client1.com --ip 127.0.0.2"""
     kwargs: dict[str, Any] = {}
+    if dmarc_reject is not None:
+        kwargs["dmarc_reject"] = None if dmarc_reject == "default" else dmarc_reject
     if quota_storage is not None or quota_messages is not None:
         from .quota import quota_changes
 

@@ -183,6 +183,7 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("sockname")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.server_ip = sock[0] if sock else None
+        self.tls = transport.get_extra_info("ssl_object") is not None  # imaps (RFC 8314)
         self.service.connections.add(self)
         self._task = asyncio.get_running_loop().create_task(self._run())
 

@@ -160,6 +160,7 @@ class Session(asyncio.Protocol):
         sock = transport.get_extra_info("sockname")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.server_ip = sock[0] if sock else None
+        self.tls = transport.get_extra_info("ssl_object") is not None  # pop3s (RFC 8314)
         self.service.sessions.add(self)
         self.task = asyncio.get_running_loop().create_task(self._run())
 

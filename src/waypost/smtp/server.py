@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..certs import make_tls_context
 from ..config import Settings
 from ..db import StorageUnavailable
 from ..delivery import backs_up
@@ -74,6 +75,9 @@ class SMTPService:
     # () -> the server-wide rules now in force (waypost.rules.ServerRules)
     rules: Callable[[], Any] | None = None
     _backup_cache: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    # The inbound checks' DNS (waypost.mailauth.Lookup), made at first use: one resolver
+    # per worker, whose cache keeps answers for their TTL (see smtp/commands/inbound.py).
+    mailauth_lookup: Any = None
     sessions: set["WaypostSMTP"] = field(default_factory=set)
     _params: dict[Mode, Params] = field(default_factory=dict)
 
@@ -196,6 +200,8 @@ class WaypostSMTP(asyncio.Protocol):
         sock = transport.get_extra_info("sockname")
         self.client_ip = self.peer[0] if isinstance(self.peer, tuple) else None
         self.server_ip = sock[0] if isinstance(sock, tuple) else None
+        # An implicit-TLS listener (RFC 8314, submissions): TLS from the first octet.
+        self.tls = transport.get_extra_info("ssl_object") is not None
         self.service.sessions.add(self)
         self.task = asyncio.get_running_loop().create_task(self._run())
 
@@ -481,10 +487,3 @@ class WaypostSMTP(asyncio.Protocol):
             log.exception("event=smtp-error client=%s", self.client_ip)
             self.send(R.LOCAL_ERROR)
 
-
-def make_tls_context(cert: str, key: str) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx

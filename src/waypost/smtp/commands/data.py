@@ -3,8 +3,8 @@ server-wide rules, the trace field, and the hand-off to the queue.
 
 ``accept`` is the one place where a received message — its octets, its envelope, the
 client's address, its greeting and its login — is handed to ``QueueManager.submit``
-(which fsyncs it before we say 250).  A check of the message as a whole (SPF, DKIM,
-DMARC) belongs there, before ``submit``.
+(which fsyncs it before we say 250).  The checks of the message as a whole (SPF, DKIM,
+DMARC: ``inbound.py``) run there first, before the rules and ``submit``.
 
 LMTP (RFC 2033 §4.2): after the message, one reply per accepted recipient, in the
 order of the RCPT commands.
@@ -28,6 +28,7 @@ from ...queue.spool import new_message_id
 from ...router import Context, Route
 from ..proto import BodyCheck, Mode, parse_bdat, refusal, wire
 from ..replies import R, Reply
+from . import inbound, rspamd
 from .envelope import foreign_from, rule_envelope
 
 if TYPE_CHECKING:
@@ -149,10 +150,31 @@ async def accept(s: WaypostSMTP, pieces: list[bytes], size: int) -> Reply:
     Checks of the message as a whole go here, before ``submit``: the octets are
     ``message``, the envelope ``sender`` and ``recipients``, the client ``s.client_ip``,
     its greeting ``s.host_name`` and login ``s.auth_data``."""
+    verdict_field = b""
+    junk = False
+    if inbound.applies(s):
+        # SPF, DKIM and DMARC of mail from outside (mailauth.inbound): see inbound.py.
+        outcome = await inbound.check(s, b"".join(pieces))
+        if outcome.reply is not None:
+            return outcome.reply
+        pieces[:] = [outcome.message]
+        size = len(outcome.message)
+        verdict_field, junk = outcome.header, outcome.junk
     head = header_section(pieces)
     refused, recipients, added = _apply_rules(s, head, size)
     if refused is not None:
         return refused
+    msg_id = new_message_id()
+    if s.settings.filter.rspamd and inbound.outside(s):
+        spam = await rspamd.scan(s, b"".join(pieces), msg_id)
+        if spam.reply is not None:
+            return spam.reply
+        if spam.remove or spam.subject is not None:
+            pieces[:] = [rspamd.edit(b"".join(pieces), spam.remove, spam.subject)]
+        verdict_field += spam.headers
+        junk = junk or spam.junk
+    if junk:
+        recipients = inbound.junked(recipients)
     if s.authenticated:
         # The message as it will leave: with the fields rules added.
         foreign = foreign_from(s, added + head)
@@ -160,8 +182,7 @@ async def accept(s: WaypostSMTP, pieces: list[bytes], size: int) -> Reply:
             event(log, "sender-refused", level=logging.WARNING, client=s.client_ip,
                   account=s.auth_data, sender=f"<{foreign}>", where="from-header")
             return R.FROM_NOT_OWNED
-    msg_id = new_message_id()
-    message = b"".join([received_header(s, msg_id), added, *pieces])  # one copy of the text
+    message = b"".join([received_header(s, msg_id), verdict_field, added, *pieces])  # one copy of the text
     pieces.clear()
     if s.mode is Mode.SUBMISSION:
         message = _complete_headers(message, s.settings.server.hostname)

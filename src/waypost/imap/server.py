@@ -118,6 +118,7 @@ class IMAPService:
                 "LIST-MYRIGHTS"]
         caps += ["CONTEXT=SEARCH", "CONTEXT=SORT", "PARTIAL", "OBJECTID", "UTF8=ACCEPT", "IMAP4rev2"]
         caps += ["QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"]  # RFC 9208
+        caps += ["URLAUTH", "URLAUTH=BINARY"]  # RFC 4467, RFC 5524
         if conn.state is State.NOT_AUTHENTICATED:
             if self.tls_context is not None and not conn.tls:
                 caps.append("STARTTLS")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from . import any_state, authenticated, context, not_authenticated, quota, selected
+from . import any_state, authenticated, context, not_authenticated, quota, selected, urlauth
 from .any_state import Capability, Id, Logout, Noop
 from .authenticated import (
     LIST_RETURN_OPTIONS,
@@ -34,6 +34,7 @@ from .authenticated import (
 )
 from .base import Command, CommandParser
 from .quota import GetQuota, GetQuotaRoot, SetQuota
+from .urlauth import GenUrlAuth, ResetKey, UrlFetch, UrlFetchItem
 from .not_authenticated import Authenticate, Login, StartTls
 from .selected import (
     RETURN_OPTIONS,
@@ -107,6 +108,10 @@ __all__ = [
     "GetQuota",
     "GetQuotaRoot",
     "SetQuota",
+    "GenUrlAuth",
+    "ResetKey",
+    "UrlFetch",
+    "UrlFetchItem",
 ]
 
 #: Command name (upper case) -> grammar.  "UID" dispatches on to
@@ -118,4 +123,5 @@ COMMANDS: dict[str, CommandParser] = {
     **selected.PARSERS,
     **context.PARSERS,
     **quota.PARSERS,
+    **urlauth.PARSERS,
 }

@@ -435,6 +435,7 @@ class ListData:
     delimiter: str | None
     mailbox: str
     child_info: tuple[str, ...] = ()
+    old_name: str | None = None  # RFC 5465 §5.4: "OLDNAME" of a renamed mailbox
     keyword: ClassVar[bytes] = b"LIST"
 
     def encode(self) -> bytes:
@@ -448,6 +449,8 @@ class ListData:
         out += b" " + wire.astring(self.mailbox)
         if self.child_info:
             out += b' ("CHILDINFO" ' + wire.paren(wire.string(c) for c in self.child_info) + b")"
+        elif self.old_name is not None:
+            out += b' ("OLDNAME" (' + wire.astring(self.old_name) + b"))"
         return out + CRLF
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from . import any_state, authenticated, context, not_authenticated, quota, selected, urlauth
+from . import any_state, authenticated, context, not_authenticated, quota, notify, selected, urlauth
 from .any_state import Capability, Id, Logout, Noop
 from .authenticated import (
     LIST_RETURN_OPTIONS,
@@ -35,6 +35,7 @@ from .authenticated import (
 from .base import Command, CommandParser
 from .quota import GetQuota, GetQuotaRoot, SetQuota
 from .urlauth import GenUrlAuth, ResetKey, UrlFetch, UrlFetchItem
+from .notify import Notify, NotifyGroup
 from .not_authenticated import Authenticate, Login, StartTls
 from .selected import (
     RETURN_OPTIONS,
@@ -112,6 +113,8 @@ __all__ = [
     "ResetKey",
     "UrlFetch",
     "UrlFetchItem",
+    "Notify",
+    "NotifyGroup",
 ]
 
 #: Command name (upper case) -> grammar.  "UID" dispatches on to
@@ -124,4 +127,5 @@ COMMANDS: dict[str, CommandParser] = {
     **context.PARSERS,
     **quota.PARSERS,
     **urlauth.PARSERS,
+    **notify.PARSERS,
 }

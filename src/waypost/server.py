@@ -529,7 +529,8 @@ class Server:
         loop = asyncio.get_running_loop()
         await self.queue.start()
         service = SMTPService(self.settings, self.router, self.queue, self.authenticate, self._tls,
-                              self.authenticate_cram, self.ask_peers, rules_store(self.db).get)
+                              self.authenticate_cram, self.ask_peers, rules_store(self.db).get,
+                              mailstore=self.mailstore, lookup_account=self.directory.account_named)
         self._service = service
         await self.bus.start()
         link_bus(self.bus, self.db, self.settings.server.hostname)

@@ -472,6 +472,15 @@ class Database(Protocol):
     def quota_recount(self, domain: str, account: str) -> tuple[int, int]:
         """Count the account's usage again from the index (a repair); the new figures."""
 
+    # -- URLAUTH (RFC 4467 §3): a mailbox access key per user and mailbox ------------
+    def urlauth_key(self, mailbox_id: int, domain: str, account: str, create: bool = False) -> bytes | None:
+        """The user's access key for the mailbox; with ``create`` a random one (256 bits)
+        is made when there is none (the same one for two workers racing), else None.
+        NotFound when the mailbox is gone.  The key goes with the mailbox."""
+    def urlauth_reset(self, domain: str, account: str, mailbox_id: int | None = None) -> None:
+        """Drop the user's key for the mailbox (every mailbox with None): every URL
+        authorized with it stops working; the next GENURLAUTH makes a new key."""
+
     # -- Sieve (RFC 5228 scripts, RFC 5804 management, RFC 5230 vacation) -------------
     def sieve_list(self, domain: str, account: str) -> list[tuple[str, bool]]:
         """(name, active) of the account's scripts, by name."""

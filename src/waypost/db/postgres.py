@@ -305,12 +305,26 @@ _V3: list[str] = [
     " FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id GROUP BY b.domain, b.account",
 ]
 
+#: Version 4: the mailbox access keys of URLAUTH (RFC 4467 §3), one per user and
+#: mailbox (see sqlite.py), gone with the mailbox.
+_V4: list[str] = [
+    """CREATE TABLE urlauth_keys (
+        mailbox_id BIGINT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        domain     TEXT NOT NULL,
+        account    TEXT NOT NULL,
+        key        BYTEA NOT NULL,
+        PRIMARY KEY (mailbox_id, domain, account)
+    )""",
+    "CREATE INDEX urlauth_keys_user ON urlauth_keys (domain, account)",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
 #: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
 MIGRATIONS: list[list[str]] = [
     [st.strip() for st in _V1.split(";\n") if st.strip()],
     [_V2.strip()],
     _V3,
+    _V4,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

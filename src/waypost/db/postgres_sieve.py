@@ -3,6 +3,7 @@ scripts and the vacation replies sent.  The same methods as ``sqlite_sieve.py``.
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
@@ -48,6 +49,33 @@ class _QuotaSieve:
             c.execute("UPDATE quota_usage SET storage=%s, messages=%s WHERE domain=%s AND account=%s",
                       (int(row[0]), int(row[1]), domain, account))
         return int(row[0]), int(row[1])
+
+    # -- URLAUTH mailbox access keys (RFC 4467 §3) -------------------------------------
+
+    def urlauth_key(self, mailbox_id: int, domain: str, account: str, create: bool = False) -> bytes | None:
+        with self._read() as c:
+            row = c.execute("SELECT key FROM urlauth_keys WHERE mailbox_id=%s AND domain=%s AND account=%s",
+                            (mailbox_id, domain, account)).fetchone()
+        if row is not None or not create:
+            return None if row is None else bytes(row[0])
+        with self._write(settings=False) as c:
+            try:
+                with c.transaction():
+                    c.execute("INSERT INTO urlauth_keys (mailbox_id, domain, account, key) VALUES (%s, %s, %s, %s)"
+                              " ON CONFLICT DO NOTHING", (mailbox_id, domain, account, secrets.token_bytes(32)))
+            except psycopg.errors.ForeignKeyViolation:  # the mailbox is gone
+                raise NotFound(f"no mailbox {mailbox_id}") from None
+            row = c.execute("SELECT key FROM urlauth_keys WHERE mailbox_id=%s AND domain=%s AND account=%s",
+                            (mailbox_id, domain, account)).fetchone()
+        return bytes(row[0])
+
+    def urlauth_reset(self, domain: str, account: str, mailbox_id: int | None = None) -> None:
+        with self._write(settings=False) as c:
+            if mailbox_id is None:
+                c.execute("DELETE FROM urlauth_keys WHERE domain=%s AND account=%s", (domain, account))
+            else:
+                c.execute("DELETE FROM urlauth_keys WHERE mailbox_id=%s AND domain=%s AND account=%s",
+                          (mailbox_id, domain, account))
 
     # -- Sieve scripts ----------------------------------------------------------------
 

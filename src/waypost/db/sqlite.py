@@ -271,12 +271,28 @@ _V3: list[str] = [
     " FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id GROUP BY b.domain, b.account",
 ]
 
+#: Version 4: the mailbox access keys of URLAUTH (RFC 4467 §3): one random key per
+#: user and mailbox, made at the user's first GENURLAUTH for it and replaced (deleted,
+#: made anew on demand) by RESETKEY.  Keyed by the mailbox's id, which is never given
+#: to another mailbox, and gone with the mailbox.
+_V4: list[str] = [
+    """CREATE TABLE IF NOT EXISTS urlauth_keys (
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        domain     TEXT NOT NULL,
+        account    TEXT NOT NULL,
+        key        BLOB NOT NULL,
+        PRIMARY KEY (mailbox_id, domain, account)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS urlauth_keys_user ON urlauth_keys (domain, account)",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes a database from version n - 1 to
 #: n (``PRAGMA user_version``).  Append; never edit one that has been released.
 MIGRATIONS: list[list[str]] = [
     [st.strip() for st in _V1.split(";\n") if st.strip()],
     [_V2.strip()],
     _V3,
+    _V4,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

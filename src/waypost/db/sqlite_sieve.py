@@ -3,6 +3,7 @@ scripts and the vacation replies sent."""
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import time
 from typing import Any
@@ -40,6 +41,31 @@ class _QuotaSieve:
                       " ON CONFLICT (domain, account) DO UPDATE SET storage=excluded.storage,"
                       " messages=excluded.messages", (domain, account, int(row[0]), int(row[1])))
         return int(row[0]), int(row[1])
+
+    # -- URLAUTH mailbox access keys (RFC 4467 §3) -------------------------------------
+
+    def urlauth_key(self, mailbox_id: int, domain: str, account: str, create: bool = False) -> bytes | None:
+        row = self._conn().execute("SELECT key FROM urlauth_keys WHERE mailbox_id=? AND domain=? AND account=?",
+                                   (mailbox_id, domain, account)).fetchone()
+        if row is not None or not create:
+            return None if row is None else bytes(row[0])
+        with self._write(settings=False) as c:
+            try:
+                c.execute("INSERT INTO urlauth_keys (mailbox_id, domain, account, key) VALUES (?, ?, ?, ?)"
+                          " ON CONFLICT DO NOTHING", (mailbox_id, domain, account, secrets.token_bytes(32)))
+            except sqlite3.IntegrityError:  # the mailbox is gone
+                raise NotFound(f"no mailbox {mailbox_id}") from None
+            row = c.execute("SELECT key FROM urlauth_keys WHERE mailbox_id=? AND domain=? AND account=?",
+                            (mailbox_id, domain, account)).fetchone()
+        return bytes(row[0])
+
+    def urlauth_reset(self, domain: str, account: str, mailbox_id: int | None = None) -> None:
+        with self._write(settings=False) as c:
+            if mailbox_id is None:
+                c.execute("DELETE FROM urlauth_keys WHERE domain=? AND account=?", (domain, account))
+            else:
+                c.execute("DELETE FROM urlauth_keys WHERE mailbox_id=? AND domain=? AND account=?",
+                          (mailbox_id, domain, account))
 
     # -- Sieve scripts ----------------------------------------------------------------
 

@@ -118,6 +118,7 @@ class IMAPService:
                 "LIST-MYRIGHTS"]
         caps += ["CONTEXT=SEARCH", "CONTEXT=SORT", "PARTIAL", "OBJECTID", "UTF8=ACCEPT", "IMAP4rev2"]
         caps += ["QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"]  # RFC 9208
+        caps += ["URLAUTH", "URLAUTH=BINARY", "NOTIFY"]  # RFC 4467, RFC 5524, RFC 5465
         if conn.state is State.NOT_AUTHENTICATED:
             if self.tls_context is not None and not conn.tls:
                 caps.append("STARTTLS")
@@ -173,6 +174,7 @@ class Connection(asyncio.Protocol):
         self.deflate: Deflate | None = None
         self._flush_scheduled = False
         self._corrupt = False
+        self.notify: Any = None  # RFC 5465: the session's ``notify.Watcher``, after NOTIFY SET
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -217,6 +219,9 @@ class Connection(asyncio.Protocol):
         self._writable.set()
         if self._idle_wake is not None:
             self._idle_wake.set()
+        if self.notify is not None:
+            self.notify.stop()
+            self.notify = None
         self.service.connections.discard(self)
 
     def pause_writing(self) -> None:

@@ -42,7 +42,7 @@ from ..db import Conflict, Database, MailboxRecord, MessageRecord, NotFound
 from ..fsutil import durable_batch, fsync_dir, write_new_file
 from .quota import OverQuota, Quota, quota_of
 
-__all__ = ["Delivery", "Mailstore", "MailboxNameError", "MailboxNameTooLong", "SPECIAL_USE", "topic"]
+__all__ = ["Delivery", "Mailstore", "MailboxNameError", "MailboxNameTooLong", "SPECIAL_USE", "account_topic", "topic"]
 
 log = logging.getLogger("waypost.mailstore")
 
@@ -85,6 +85,12 @@ LISTINGS_TOPIC = "listings"
 def topic(mailbox_id: int) -> str:
     """The bus topic announcing a change to a mailbox."""
     return f"mailbox {mailbox_id}"
+
+
+def account_topic(domain: str, account: str) -> str:
+    """The bus topic announcing a change to an account's list of mailboxes or of
+    subscriptions (IMAP NOTIFY, RFC 5465 MailboxName and SubscriptionChange)."""
+    return f"account {account}@{domain}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +328,10 @@ class Mailstore:
         if self.bus is not None:
             self.bus.publish(topic(box if isinstance(box, int) else box.id))
 
+    def account_changed(self, domain: str, account: str) -> None:
+        if self.bus is not None:
+            self.bus.publish(account_topic(domain, account))
+
     # -- mailboxes ----------------------------------------------------------------------
 
     def ensure_account(self, domain: str, account: str) -> MailboxRecord:
@@ -404,7 +414,9 @@ class Mailstore:
                 if db.mailbox_get(domain, account, parent) is None:
                     self._create(domain, account, parent)
             self.ensure(self.account_path(domain, account) / folder)
-            return db.mailbox_create(domain, account, name, folder, _uidvalidity())
+            box = db.mailbox_create(domain, account, name, folder, _uidvalidity())
+        self.account_changed(domain, account)
+        return box
 
     def _current(self, box: MailboxRecord) -> MailboxRecord:
         """``box`` as the index has it now (under the account lock): NotFound when it
@@ -435,6 +447,7 @@ class Mailstore:
             shutil.rmtree(path, ignore_errors=True)
             fsync_dir(path.parent)
         self.changed(box)
+        self.account_changed(box.domain, box.account)
 
     def rename(self, box: MailboxRecord, new_name: str) -> MailboxRecord:
         """Rename a mailbox and its children (RFC 3501 §6.3.5).  Renaming INBOX moves
@@ -481,6 +494,7 @@ class Mailstore:
                     out = renamed
                 self.changed(b)
             fsync_dir(base)
+        self.account_changed(box.domain, box.account)
         return out
 
     # -- subscriptions ------------------------------------------------------------------
@@ -490,6 +504,7 @@ class Mailstore:
 
     def subscribe(self, domain: str, account: str, name: str, on: bool = True) -> None:
         self._db().subscription_set(domain, account, normalize_name(name), on)
+        self.account_changed(domain, account)
 
     # -- messages -----------------------------------------------------------------------
 

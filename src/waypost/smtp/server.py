@@ -74,6 +74,10 @@ class SMTPService:
     ask_peers: Callable[[str], Any] | None = None
     # () -> the server-wide rules now in force (waypost.rules.ServerRules)
     rules: Callable[[], Any] | None = None
+    # BURL (RFC 4468): the mail store whose URLAUTH URLs submission resolves, and
+    # (name, domain) -> the account it stands for, as the IMAP listener looks users up
+    mailstore: Any = None
+    lookup_account: Callable[[str, str], Any] | None = None
     _backup_cache: dict[str, tuple[float, bool]] = field(default_factory=dict)
     # The inbound checks' DNS (waypost.mailauth.Lookup), made at first use: one resolver
     # per worker, whose cache keeps answers for their TTL (see smtp/commands/inbound.py).
@@ -87,7 +91,8 @@ class SMTPService:
             s = self.settings.smtp
             p = self._params[mode] = Params(mode=mode, max_line_length=s.max_line_length,
                                             max_message_size=s.max_message_size,
-                                            max_auth_line=s.max_line_length * 12, smtputf8=s.smtputf8)
+                                            max_auth_line=s.max_line_length * 12, smtputf8=s.smtputf8,
+                                            burl=mode is Mode.SUBMISSION and self.mailstore is not None)
         return p
 
     def protocol_factory(self, mode: str | Mode) -> Callable[[], "WaypostSMTP"]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable
 
 from . import acl, any_state, authenticated, compress, context, fetch, mailboxes, not_authenticated, search, selected, sort
-from . import quota
+from . import notify, quota, urlauth
 
 Handler = Callable[[Any, Any], Awaitable[Any]]
 
@@ -30,6 +30,8 @@ HANDLERS: dict[str, Handler] = {
     **compress.HANDLERS,
     **context.HANDLERS,
     **quota.HANDLERS,
+    **urlauth.HANDLERS,
+    **notify.HANDLERS,
 }
 
 #: RFC 3501 §7.4.1: "An EXPUNGE response MUST NOT be sent when no command is in

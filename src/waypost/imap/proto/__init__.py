@@ -62,6 +62,12 @@ from .commands import (
     GetQuota,
     GetQuotaRoot,
     SetQuota,
+    GenUrlAuth,
+    ResetKey,
+    UrlFetch,
+    UrlFetchItem,
+    Notify,
+    NotifyGroup,
     Namespace,
     Noop,
     Rename,
@@ -82,7 +88,7 @@ from .compress import CompressError, Deflate
 from .errors import BadCharset, BadCommand, LiteralTooLarge, NeedMore, Rejected
 from .fetch import MACROS, Att, BinarySection, BodySection, FetchAttribute, Section
 from .framing import CommandSkipper
-from .url import ImapUrl, parse_imap_url
+from .url import AuthUrl, ImapUrl, parse_auth_url, parse_imap_url
 from .lexer import Reason
 from .params import DEFAULT_PARAMS, Params
 from .parser import IdleDone, SaslResponse, parse_command, parse_idle_done, parse_sasl_response
@@ -121,6 +127,8 @@ from .response import (
     MyRightsData,
     QuotaData,
     QuotaRootData,
+    GenUrlAuthData,
+    UrlFetchData,
     NamespaceData,
     PermanentFlags,
     RecentData,
@@ -170,6 +178,8 @@ __all__ = [
     "Params",
     "ImapUrl",
     "parse_imap_url",
+    "parse_auth_url",
+    "AuthUrl",
     "parse_command",
     "parse_idle_done",
     "parse_sasl_response",
@@ -214,6 +224,12 @@ __all__ = [
     "Move",
     "MyRights",
     "GetQuota",
+    "GenUrlAuth",
+    "ResetKey",
+    "UrlFetch",
+    "UrlFetchItem",
+    "Notify",
+    "NotifyGroup",
     "GetQuotaRoot",
     "SetQuota",
     "Namespace",
@@ -288,6 +304,8 @@ __all__ = [
     "ListRightsData",
     "MyRightsData",
     "QuotaData",
+    "GenUrlAuthData",
+    "UrlFetchData",
     "QuotaRootData",
     "FetchData",
     "FetchItem",

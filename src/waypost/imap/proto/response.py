@@ -435,6 +435,7 @@ class ListData:
     delimiter: str | None
     mailbox: str
     child_info: tuple[str, ...] = ()
+    old_name: str | None = None  # RFC 5465 §5.4: "OLDNAME" of a renamed mailbox
     keyword: ClassVar[bytes] = b"LIST"
 
     def encode(self) -> bytes:
@@ -448,6 +449,8 @@ class ListData:
         out += b" " + wire.astring(self.mailbox)
         if self.child_info:
             out += b' ("CHILDINFO" ' + wire.paren(wire.string(c) for c in self.child_info) + b")"
+        elif self.old_name is not None:
+            out += b' ("OLDNAME" (' + wire.astring(self.old_name) + b"))"
         return out + CRLF
 
 
@@ -746,6 +749,37 @@ class QuotaRootData:
         return b"* QUOTAROOT " + wire.astring(self.mailbox) + b"".join(b" " + wire.astring(r) for r in self.roots) + CRLF
 
 
+@dataclass(frozen=True, slots=True)
+class GenUrlAuthData:
+    """RFC 4467 §9:  genurlauth-data = "*" SP "GENURLAUTH" 1*(SP url-full)"""
+
+    urls: tuple[str, ...]
+
+    def encode(self) -> bytes:
+        return b"* GENURLAUTH" + b"".join(b" " + wire.string(u) for u in self.urls) + CRLF
+
+
+@dataclass(frozen=True, slots=True)
+class UrlFetchData:
+    """RFC 4467 §9:  urlfetch-data = "*" SP "URLFETCH" 1*(SP url-full SP nstring)
+    RFC 5524 §6 (``ext`` given, the items asked for in the extended form):
+        url-fetch-data  = url-full SP (nstring / 1*(SP "(" url-fetch-resp ")"))
+        url-fetch-resp  = "BODYPARTSTRUCTURE" SP "(" body ")" / "BODY" SP nstring /
+                          "BINARY" SP nstring8
+    ``ext`` holds (item name, its encoded value); None as ``data`` without ``ext``
+    (or as the whole answer to an extended request) is NIL: the URL names nothing."""
+
+    url: str
+    data: bytes | None = None
+    ext: tuple[tuple[str, bytes], ...] | None = None
+
+    def encode(self) -> bytes:
+        head = b"* URLFETCH " + wire.string(self.url)
+        if self.ext:
+            return head + b"".join(b" (" + n.encode("ascii") + b" " + v + b")" for n, v in self.ext) + CRLF
+        return head + b" " + nstring8(self.data) + CRLF
+
+
 # -- FETCH ----------------------------------------------------------------------------
 #
 # message-data    = nz-number SP ("EXPUNGE" / ("FETCH" SP msg-att))
@@ -946,6 +980,8 @@ Response = (
     | MyRightsData
     | QuotaData
     | QuotaRootData
+    | GenUrlAuthData
+    | UrlFetchData
     | FetchData
 )
 

@@ -87,6 +87,10 @@ LEGAL: dict[str, frozenset[State]] = {
     "GETQUOTA": _AUTHENTICATED,  # RFC 9208 §7: command-auth
     "GETQUOTAROOT": _AUTHENTICATED,
     "SETQUOTA": _AUTHENTICATED,
+    "RESETKEY": _AUTHENTICATED,  # RFC 4467 §9: command-auth
+    "GENURLAUTH": _AUTHENTICATED,
+    "URLFETCH": _AUTHENTICATED,
+    "NOTIFY": _AUTHENTICATED,  # RFC 5465 §8: command-auth
     # RFC 3501 §6.4 and the command-select extensions (UID X has X's states)
     "CHECK": _SELECTED,
     "CLOSE": _SELECTED,

@@ -26,7 +26,7 @@ from ...log import event
 from ...queue import Recipient, SpoolError
 from ...queue.spool import new_message_id
 from ...router import Context, Route
-from ..proto import BodyCheck, Mode, parse_bdat, refusal, wire
+from ..proto import BodyCheck, Mode, parse_bdat, parse_burl, refusal, wire
 from ..replies import R, Reply
 from . import inbound, rspamd
 from .envelope import foreign_from, rule_envelope
@@ -108,6 +108,55 @@ async def bdat(s: WaypostSMTP, arg: str | None) -> None:
         await _complete(s, chunks, total, check)
     finally:
         s.in_data = False
+
+
+async def burl(s: WaypostSMTP, arg: str | None) -> None:
+    """RFC 4468: the octets an IMAP URL names, taken as a BDAT chunk would be (BURL and
+    BDAT mix in one message).  Only URLAUTH URLs of our own store are resolved
+    (``imap/urlauth.py``), as the submission server acting for the user who
+    authenticated: ``submit+`` that user, ``authuser`` or ``anonymous``.  A URL that
+    does not resolve fails the transaction (554 5.6.6; RFC 4468 §6)."""
+    command = parse_burl(arg)
+    if isinstance(command, Reply):
+        await s.error(command)
+        return
+    from ...imap import urlauth  # the IMAP side owns URLAUTH
+
+    store, lookup = s.service.mailstore, s.service.lookup_account
+    got = None
+    if store is not None and lookup is not None and s.auth_data and command.url[:7].lower() == "imap://":
+        account, _, domain = str(s.auth_data).rpartition("@")
+        who = urlauth.Requester(submit=(domain, account))
+        got = await asyncio.to_thread(urlauth.fetch, store, lookup, command.url, who, domain)
+    if got is None:
+        event(log, "burl-failed", level=logging.INFO, client=s.client_ip, account=s.auth_data,
+              url=command.url[:200])
+        s.reset_transaction()
+        s.send(R.BURL_FAILED)
+        return
+    data = got.octets()
+    if s.chunks is None:
+        s.chunks = []
+        s.chunk_check = BodyCheck(s.settings.smtp.max_line_length)
+    assert s.chunk_check is not None
+    total = s.chunk_size + len(data)
+    if total > s.settings.smtp.max_message_size:
+        s.reset_transaction()
+        s.send(R.TOO_BIG)
+        return
+    check = s.chunk_check
+    check.feed(data)
+    s.chunks.append(data)
+    s.chunk_size = total
+    if not command.last:
+        s.send(R.BURL_MORE)
+        return
+    chunks = s.chunks
+    if chunks and not chunks[-1].endswith(b"\r\n"):  # the last line ends here
+        chunks.append(b"\r\n")
+        check.feed(b"\r\n")
+        total += 2
+    await _complete(s, chunks, total, check)
 
 
 async def _complete(s: WaypostSMTP, pieces: list[bytes], size: int, check: BodyCheck) -> None:
@@ -319,5 +368,5 @@ def _complete_headers(data: bytes, hostname: str) -> bytes:
     return data[: first_end + 2] + extra + data[first_end + 2:]
 
 
-HANDLERS = {"DATA": data, "BDAT": bdat}
+HANDLERS = {"DATA": data, "BDAT": bdat, "BURL": burl}
 

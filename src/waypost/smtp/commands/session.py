@@ -25,6 +25,7 @@ HELP_SYNTAX = {
     "RCPT": "RCPT TO:<address> [NOTIFY=NEVER|SUCCESS,FAILURE,DELAY] [ORCPT=type;address]",
     "DATA": "DATA (then the message, ended by a line holding only a dot)",
     "BDAT": "BDAT size [LAST] (then exactly size octets of the message)",
+    "BURL": "BURL imap-url [LAST] (the message part a URLAUTH URL names)",
     "RSET": "RSET",
     "NOOP": "NOOP",
     "VRFY": "VRFY address",
@@ -64,7 +65,8 @@ async def ehlo(s: WaypostSMTP, arg: str | None) -> None:
             # A challenge-response mechanism shows no password: offered before TLS too
             # (RFC 2645 ODMR clients such as fetchmail use it).
             auth = ["CRAM-MD5"]
-    lines = [s.settings.server.hostname] + s.params.extensions(tls_offered=s.tls_offered(), auth=auth)
+    lines = [s.settings.server.hostname] + s.params.extensions(tls_offered=s.tls_offered(), auth=auth,
+                                                                    authenticated=s.authenticated)
     s.send_lines(250, lines)
 
 

@@ -21,13 +21,14 @@ The adapter's loop, in short::
         await HANDLERS[event.verb](session, event.arg)     # replies through wire()
 """
 
-from .commands import Auth, Bdat, Line, Mail, MailOptions, Rcpt
+from .commands import Auth, Bdat, Burl, Line, Mail, MailOptions, Rcpt
 from .connection import Connection, multiline, wire
 from .framing import NEED_DATA, BodyCheck, ChunkReader, DotReader, InputBuffer, NeedData, TextEnd
 from .params import DEFAULT_PARAMS, Mode, Params
 from .parser import (
     parse_auth,
     parse_bdat,
+    parse_burl,
     parse_line,
     parse_mail,
     parse_mail_params,
@@ -39,8 +40,8 @@ from .state import TRANSACTION, State, refusal, state_of
 
 __all__ = [
     "DEFAULT_PARAMS", "NEED_DATA", "TRANSACTION",
-    "Auth", "Bdat", "BodyCheck", "ChunkReader", "Connection", "DotReader", "InputBuffer", "Line", "Mail",
+    "Auth", "Bdat", "BodyCheck", "Burl", "ChunkReader", "Connection", "DotReader", "InputBuffer", "Line", "Mail",
     "MailOptions", "Mode", "NeedData", "Params", "Rcpt", "State", "TextEnd",
-    "multiline", "parse_auth", "parse_bdat", "parse_line", "parse_mail", "parse_mail_params", "parse_rcpt",
+    "multiline", "parse_auth", "parse_bdat", "parse_burl", "parse_line", "parse_mail", "parse_mail_params", "parse_rcpt",
     "parse_rcpt_params", "refusal", "split_path", "state_of", "wire",
 ]

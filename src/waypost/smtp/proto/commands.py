@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Auth", "Bdat", "Line", "Mail", "MailOptions", "Rcpt"]
+__all__ = ["Auth", "Bdat", "Burl", "Line", "Mail", "MailOptions", "Rcpt"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,14 @@ class Bdat:
     """``BDAT chunk-size [LAST]`` (RFC 3030 §2)."""
 
     size: int
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Burl:
+    """``BURL absolute-URI [LAST]`` (RFC 4468 §3)."""
+
+    url: str
     last: bool
 
 

@@ -48,6 +48,10 @@ class Params:
         Advertise SMTPUTF8 (RFC 6531) and take UTF-8 in commands.
     ``chunking``
         Advertise CHUNKING and take BDAT (RFC 3030).
+    ``burl``
+        Take BURL (RFC 4468) on the submission listener: ``BURL`` before AUTH, ``BURL
+        imap`` after it (the IMAP URLs we resolve are our own store's, for the user
+        who authenticated).
     """
 
     mode: Mode = Mode.SMTP
@@ -57,6 +61,7 @@ class Params:
     max_chunk_piece: int = 256 * 1024
     smtputf8: bool = True
     chunking: bool = True
+    burl: bool = False
 
     def __post_init__(self) -> None:
         if self.max_line_length < 512:
@@ -85,12 +90,14 @@ class Params:
             out += ["MAIL", "RCPT", "DATA"]
             if self.chunking:
                 out.append("BDAT")
+            if self.burl and self.mode is Mode.SUBMISSION:
+                out.append("BURL")
         out += ["RSET", "NOOP", "VRFY", "HELP", "QUIT"]
         if self.mode is Mode.SMTP:
             out.append("ETRN")
         return out
 
-    def extensions(self, *, tls_offered: bool, auth: list[str]) -> list[str]:
+    def extensions(self, *, tls_offered: bool, auth: list[str], authenticated: bool = False) -> list[str]:
         """The EHLO (LHLO) keywords after the greeting line (RFC 5321 §4.1.1.1)."""
         lines = ["PIPELINING", f"SIZE {self.max_message_size}", "8BITMIME"]
         if self.smtputf8:
@@ -100,6 +107,9 @@ class Params:
             lines.append("CHUNKING")
         if self.mode is Mode.SMTP:
             lines.append("ETRN")
+        if self.burl and self.mode is Mode.SUBMISSION:
+            # RFC 4468 §3: the URL schemes are listed once the client has authenticated.
+            lines.append("BURL imap" if authenticated else "BURL")
         if self.mode is Mode.ODMR:
             lines.append("ATRN")
         if tls_offered:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from ..replies import R, Reply
-from .commands import Auth, Bdat, Line, Mail, MailOptions, Rcpt
+from .commands import Auth, Bdat, Burl, Line, Mail, MailOptions, Rcpt
 from .params import Params
 
 __all__ = [
@@ -26,6 +26,9 @@ _KEYWORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 # RFC 3030 §2: bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] CR LF
 #              chunk-size = 1*DIGIT;  end-marker = "LAST"
 _BDAT = re.compile(r"^([0-9]{1,18})(?: +(LAST))? *$", re.I)
+# RFC 4468 §7: burl-cmd = "BURL" SP absolute-URI [SP end-marker] CRLF
+#              end-marker = "LAST"
+_BURL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:[\x21-\x7e]+)(?: +(LAST))? *$", re.I)
 
 
 def parse_line(line: bytes, params: Params) -> Line | Reply:
@@ -162,6 +165,14 @@ def parse_bdat(arg: str | None) -> Bdat | Reply:
     if m is None:
         return R.PARAM_SYNTAX.with_text("Syntax: BDAT size [LAST]")
     return Bdat(int(m.group(1)), m.group(2) is not None)
+
+
+def parse_burl(arg: str | None) -> Burl | Reply:
+    """RFC 4468 §3: ``BURL absolute-URI [LAST]``."""
+    m = _BURL.match(arg or "")
+    if m is None:
+        return R.PARAM_SYNTAX.with_text("Syntax: BURL absolute-URI [LAST]")
+    return Burl(m.group(1), m.group(2) is not None)
 
 
 def parse_auth(arg: str | None) -> Auth | Reply:

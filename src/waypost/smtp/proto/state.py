@@ -7,6 +7,7 @@ Theory of operation (RFC 5321 §4.1.4, §3.3; RFC 3030 §2; RFC 2033 §4)::
         |                            |                   DATA ... CRLF.CRLF
         |                            +---- RSET / end of message --------+
         |                            +---- BDAT n LAST ------ BDAT <-- BDAT n
+        |                            +---- BURL url LAST ---- BDAT <-- BURL url
         +-- STARTTLS (the client must greet again; RFC 3207 §4.2)
 
 The state is not stored: it follows from the session (greeted?  a sender?  recipients?
@@ -54,7 +55,9 @@ _ETRN_ELSEWHERE = Reply(502, "5.5.1", "ETRN is served on the SMTP port")
 
 #: (mode, verb) -> the reply for a command this listener does not serve.
 _NOT_SERVED: dict[tuple[Mode, str], Reply] = {
-    **{(Mode.ODMR, v): _ODMR_NO_MAIL for v in ("MAIL", "RCPT", "DATA", "BDAT")},
+    **{(Mode.ODMR, v): _ODMR_NO_MAIL for v in ("MAIL", "RCPT", "DATA", "BDAT", "BURL")},
+    # RFC 4468 §3: BURL is a submission command.
+    **{(m, "BURL"): Reply(502, "5.5.1", "BURL is served on the submission port") for m in (Mode.SMTP, Mode.LMTP)},
     **{(m, v): Reply(502, "5.5.1", f"{v} is served on the ODMR port")
        for m in (Mode.SMTP, Mode.SUBMISSION, Mode.LMTP) for v in ("ATRN", "TURN")},
     **{(m, "ETRN"): _ETRN_ELSEWHERE for m in (Mode.SUBMISSION, Mode.ODMR, Mode.LMTP)},
@@ -67,12 +70,12 @@ _NOT_SERVED: dict[tuple[Mode, str], Reply] = {
 #: Commands that need an authenticated client first, by mode (RFC 6409 §4.3 for
 #: submission; RFC 2645 §3 for ATRN).
 _NEEDS_AUTH: dict[Mode, frozenset[str]] = {
-    Mode.SUBMISSION: frozenset({"MAIL", "RCPT", "DATA", "BDAT"}),
+    Mode.SUBMISSION: frozenset({"MAIL", "RCPT", "DATA", "BDAT", "BURL"}),
     Mode.ODMR: frozenset({"ATRN", "TURN"}),
 }
 
 #: Commands that need a greeting first.
-_NEEDS_GREETING = frozenset({"MAIL", "RCPT", "DATA", "BDAT", "ETRN", "ATRN", "TURN"})
+_NEEDS_GREETING = frozenset({"MAIL", "RCPT", "DATA", "BDAT", "BURL", "ETRN", "ATRN", "TURN"})
 
 #: (verb, state) -> the fixed reply of a command in a state where it is not legal.
 _REFUSED: dict[tuple[str, State], Reply] = {
@@ -84,6 +87,8 @@ _REFUSED: dict[tuple[str, State], Reply] = {
     # transaction, a 503 "Bad sequence of commands" MUST be issued."
     ("DATA", _B): Reply(503, "5.5.1", "DATA not allowed after BDAT; transaction ended"),
     ("BDAT", _G): R.NEED_MAIL, ("BDAT", _M): R.NEED_RCPT,
+    # RFC 4468 §3: BURL takes part in the transaction as BDAT does (and mixes with it).
+    ("BURL", _G): R.NEED_MAIL, ("BURL", _M): R.NEED_RCPT,
     # RFC 1985 §3, RFC 4954 §4: not inside a mail transaction
     **{("ETRN", s): Reply(503, "5.5.1", "ETRN not allowed inside a mail transaction") for s in TRANSACTION},
     **{("AUTH", s): Reply(503, "5.5.1", "AUTH not permitted during a mail transaction") for s in TRANSACTION},

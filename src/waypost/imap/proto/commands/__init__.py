@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from . import any_state, authenticated, context, not_authenticated, quota, selected
+from . import any_state, authenticated, context, not_authenticated, quota, notify, selected, urlauth
 from .any_state import Capability, Id, Logout, Noop
 from .authenticated import (
     LIST_RETURN_OPTIONS,
@@ -34,6 +34,8 @@ from .authenticated import (
 )
 from .base import Command, CommandParser
 from .quota import GetQuota, GetQuotaRoot, SetQuota
+from .urlauth import GenUrlAuth, ResetKey, UrlFetch, UrlFetchItem
+from .notify import Notify, NotifyGroup
 from .not_authenticated import Authenticate, Login, StartTls
 from .selected import (
     RETURN_OPTIONS,
@@ -107,6 +109,12 @@ __all__ = [
     "GetQuota",
     "GetQuotaRoot",
     "SetQuota",
+    "GenUrlAuth",
+    "ResetKey",
+    "UrlFetch",
+    "UrlFetchItem",
+    "Notify",
+    "NotifyGroup",
 ]
 
 #: Command name (upper case) -> grammar.  "UID" dispatches on to
@@ -118,4 +126,6 @@ COMMANDS: dict[str, CommandParser] = {
     **selected.PARSERS,
     **context.PARSERS,
     **quota.PARSERS,
+    **urlauth.PARSERS,
+    **notify.PARSERS,
 }

@@ -69,7 +69,10 @@ class ListenSettings:
                        "socket (made 0666: let its directory's permissions say who may connect); \"\" = off.")
     imap: str = _s("127.0.0.1:2143", "IMAP listener (STARTTLS; production port 143).")
     pop3: str = _s("127.0.0.1:2110", "POP3 listener (STLS; production port 110).")
-    http: str = _s("", "HTTP listener (WebUser, admin).")
+    http: str = _s("127.0.0.1:8080", "HTTP listener: WebUser mail and the account file areas (production "
+                                     "port 80; \"\" = off).")
+    https: str = _s("127.0.0.1:8443", "HTTPS listener, with the certificate of STARTTLS (tls.certificate; "
+                                      "production port 443; \"\" = off).")
     minger: str = _s("", "Minger (UDP) listener for domain sharing (production port 4069; needs sharing.secret).")
     ftp: str = _s("127.0.0.1:2121", "FTP listener for the account file areas (explicit FTPS with AUTH TLS; "
                                     "production port 21).")
@@ -166,6 +169,13 @@ class FTPSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSettings:
+    session_lifetime: float = _s(8 * 3600.0, "Seconds a WebUser session lasts after its login.")
+    page_size: int = _s(50, "Messages on one page of a WebUser message list.")
+    max_upload_size: int = _s(25 * 1024 * 1024, "Octets a WebUser form (a composed message) may carry.")
+
+
+@dataclass(frozen=True, slots=True)
 class AuthSettings:
     free_failures: int = _s(5, "Failed logins (every protocol, every worker) from one client address, or for one "
                                "account, within auth.window before the next attempts are slowed.")
@@ -257,6 +267,7 @@ class Settings:
     managesieve: ManageSieveSettings = field(default_factory=ManageSieveSettings)
     ftp: FTPSettings = field(default_factory=FTPSettings)
     files: FilesSettings = field(default_factory=FilesSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     dns: DNSSettings = field(default_factory=DNSSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)

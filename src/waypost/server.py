@@ -59,6 +59,7 @@ from .smtp.server import SMTPService, WaypostSMTP, make_tls_context
 
 if TYPE_CHECKING:
     from .ftp import FTPService
+    from .web import WebService
     from .sieve.managesieve import ManageSieveService
 
 __all__ = ["Problem", "Server", "bind_listeners", "own_addresses", "serve", "startup_problems"]
@@ -66,7 +67,7 @@ __all__ = ["Problem", "Server", "bind_listeners", "own_addresses", "serve", "sta
 log = logging.getLogger("waypost.server")
 
 #: Listeners this version serves (the others in [listen] are refused when set).
-SERVED = ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "sieve")
+SERVED = ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "https", "sieve")
 #: The SMTP listeners among them.
 SMTP_LISTENERS = ("smtp", "submission", "odmr", "lmtp")
 
@@ -117,7 +118,7 @@ def startup_problems(settings: Settings, probe_ports: bool = False) -> list[Prob
 def _listener_problems(settings: Settings, probe_ports: bool) -> list[Problem]:
     out: list[Problem] = []
     seen: dict[tuple[str, int, bool], str] = {}
-    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "minger", "sieve"):
+    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "https", "minger", "sieve"):
         value = getattr(settings.listen, name)
         if not value:
             continue
@@ -206,7 +207,7 @@ def _user_problems(settings: Settings) -> list[Problem]:
 
 def bind_listeners(settings: Settings) -> dict[str, socket.socket]:
     sockets: dict[str, socket.socket] = {}
-    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "minger", "sieve"):
+    for name in ("smtp", "submission", "odmr", "lmtp", "imap", "pop3", "ftp", "http", "https", "minger", "sieve"):
         value = getattr(settings.listen, name)
         if not value or name == "minger":  # UDP: each worker binds it (SO_REUSEPORT)
             continue
@@ -322,6 +323,7 @@ class Server:
         self._pop3: POP3Service | None = None
         self._ftp: "FTPService | None" = None
         self._ftp_tls = ftp_tls
+        self._web: "WebService | None" = None
         self._managesieve: "ManageSieveService | None" = None
         self.files = FileStore(settings.path(settings.storage.files), self.directory, settings.files.size_limit)
         self._tls = tls if tls is not None else self._tls_context()
@@ -542,6 +544,10 @@ class Server:
             elif name == "sieve":
                 self._managesieve = self._managesieve_service()
                 server = await asyncio.start_server(self._managesieve.handle, sock=sock, backlog=backlog)
+            elif name in ("http", "https"):  # WebUser and the file areas (waypost.web)
+                if name == "https" and self._tls is None:
+                    raise RuntimeError("listen.https needs tls.certificate and tls.key")
+                server = await self._web_service().serve(sock, self._tls if name == "https" else None, backlog)
             elif name == "ftp":  # pyftpdlib's own threads, not asyncio (see waypost.ftp)
                 self._ftp = self._ftp_service()
                 self._ftp.start(sock, loop, backlog)
@@ -583,6 +589,14 @@ class Server:
                                   idle_timeout=m.idle_timeout, max_scripts=m.max_scripts,
                                   max_script_size=m.max_script_size)
 
+    def _web_service(self) -> "WebService":
+        # Imported here: only a server with listen.http(s) loads Starlette and uvicorn.
+        from .web import WebService
+
+        if self._web is None:
+            self._web = WebService(self)
+        return self._web
+
     def _ftp_service(self) -> "FTPService":
         # Imported here: only a server with listen.ftp loads pyftpdlib and pyOpenSSL.
         from .ftp import FTPLimits, FTPService, load_tls
@@ -613,6 +627,8 @@ class Server:
             await self._managesieve.shutdown(min(grace, 5.0))
         if self._ftp is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._ftp.stop, min(grace, 10.0))
+        if self._web is not None:
+            await self._web.shutdown(min(grace, 5.0))
         for server in self._servers:
             try:
                 await asyncio.wait_for(server.wait_closed(), timeout=2)

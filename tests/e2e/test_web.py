@@ -371,3 +371,66 @@ def test_file_storage_by_path_and_personal_site_and_traversal(server):
     assert raw_request(server, "GET", "/../secret/a.txt", f"alice.{MAIN}")[0] == 404
     assert raw_request(server, "POST", "/~alice/", MAIN)[0] == 405
     assert raw_request(server, "GET", "/~alice/", host)[0] in (200, 404)  # an IP literal host
+
+
+def _cli(server, *args):
+    # (In a thread: the CLI runs its own asyncio loop, and Playwright's runs in this one.)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(server.ok, *args).result()
+
+
+def test_server_rules_apply_to_web_mail(page, server):
+    """The server-wide rules see web mail as they see SMTP AUTH submissions: a rule
+    that adds a field and stores a copy, and one that rejects at "RCPT"."""
+    _cli(server, "rule", "add", f'webtag: authenticated and sender is alice@{MAIN} and header:Subject is "ruled" '
+         f'=> add-header "X-Web-Rule: yes"; store ~carol/audit')
+    _cli(server, "rule", "add", 'nobody-else: recipient is blocked@remote.test => reject "not to them"')
+    try:
+        log_in(page, server, "alice", PW["alice"])
+        page.wait_for_url("**/mail")
+        page.goto(url(server, "/mail/compose"))
+        page.fill("input[name=to]", "blocked@remote.test")
+        page.fill("input[name=subject]", "x")
+        page.click("#send")
+        assert "not to them" in page.inner_text("#error")
+        page.fill("input[name=to]", f"bob@{OTHER}")
+        page.fill("input[name=subject]", "ruled")
+        page.click("#send")
+        page.wait_for_selector("#sent")
+        copy = wait_for(lambda: [p for p in (server.data / "mail" / MAIN / "carol" / ".audit").glob("*/*")
+                                 if p.is_file()], what="the rule's copy")
+        assert b"X-Web-Rule: yes" in copy[0].read_bytes()
+    finally:
+        _cli(server, "rule", "remove", "webtag")
+        _cli(server, "rule", "remove", "nobody-else")
+
+
+def test_imap_idle_wakes_on_a_web_change(page, server):
+    msg = EmailMessage()
+    msg["From"] = "sender@remote.test"
+    msg["To"] = f"carol@{MAIN}"
+    msg["Subject"] = "idle wake"
+    msg.set_content("x")
+    smtp_send(server, f"carol@{MAIN}", msg)
+    with imaplib.IMAP4("127.0.0.1", server.imap_port) as im:
+        im.starttls(tls.client_context())
+        im.login(f"carol@{MAIN}", PW["carol"])
+        im.select("INBOX")
+        wait_for(lambda: im.uid("SEARCH", "SUBJECT", '"idle wake"')[1][0], what="delivery")
+        uid = int(im.uid("SEARCH", "SUBJECT", '"idle wake"')[1][0].split()[-1])
+        tag = im._new_tag().decode()
+        im.send(f"{tag} IDLE\r\n".encode())
+        assert im.readline().startswith(b"+")
+        log_in(page, server, "carol", PW["carol"])
+        page.wait_for_url("**/mail")
+        page.goto(url(server, f"/mail/msg?box=INBOX&uid={uid}"))
+        # Reading set \Seen: the IDLE session is told at once, then of the flag.
+        im.sock.settimeout(5)
+        line = im.readline()
+        assert b"FETCH" in line and b"\\Seen" in line
+        page.click("#flag")
+        line = im.readline()
+        assert b"FETCH" in line and b"\\Flagged" in line
+        im.send(b"DONE\r\n")
+        while not im.readline().startswith(tag.encode()):
+            pass

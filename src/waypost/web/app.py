@@ -34,6 +34,7 @@ from ..address import AddressError, normalize_domain
 from ..db import MailboxRecord, MessageRecord
 from ..log import event
 from ..mailstore.access import Access, MailboxRef
+from ..rules import rules_store
 from . import render
 from .send import SendError, recipients_of, submit
 from .sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, same_token
@@ -60,6 +61,7 @@ class Web:
         self.server = server
         self.settings = server.settings
         self.sessions = Sessions(server.db, server.settings.web.session_lifetime)
+        self.rules = rules_store(server.db).get  # the server-wide rules now in force
         self.env = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
                                autoescape=select_autoescape(default=True, default_for_string=True))
 
@@ -470,7 +472,7 @@ async def compose(web: Web, request: Request) -> Response:
         data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
         if len(data) > web.settings.smtp.max_message_size:
             raise SendError("the message is too big")
-        sent = await submit(web.server, session.account, addresses, data, _client(request), _secure(request))
+        sent = await submit(web.server, web.rules, session.account, addresses, data, _client(request), _secure(request))
     except SendError as e:
         return web.page(request, "compose.html", 400, title="New message", error=str(e), **{
             k: fields[k] for k in ("to", "cc", "subject", "body")})

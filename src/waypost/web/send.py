@@ -1,7 +1,8 @@
 """Sending from WebUser: the submission path of SMTP AUTH without SMTP.  The sender
 is the logged-in account, checked by ``Directory.may_send_as`` (the one send-as
 check); each recipient is routed by the Router (``Context(kind="mail",
-authenticated=...)``, as after AUTH) and expanded like an RCPT; the message goes to
+authenticated=...)``, as after AUTH) and expanded like an RCPT; the server-wide rules
+apply as on SMTP (at "RCPT" and over the whole message); the message goes to
 ``QueueManager.submit`` (spooled durably before we answer), then a copy into Sent."""
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import asyncio
 import email.utils
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ..address import AddressError, parse_address
 from ..log import event
 from ..queue import Recipient
 from ..router import Context
+from ..rules import Envelope, ServerRules, header_fields
+from ..rules.outcome import rule_routes
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -54,28 +57,55 @@ def recipients_of(*fields: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-async def submit(server: "Server", account: str, addresses: list[str], data: bytes, client_ip: str | None,
-                 secure: bool) -> Sent:
+async def submit(server: "Server", rules_now: Callable[[], ServerRules], account: str, addresses: list[str],
+                 data: bytes, client_ip: str | None, secure: bool) -> Sent:
     if not server.directory.may_send_as(account, account):  # a disabled account cannot send either
         raise SendError("this account may not send mail")
     limit = min(MAX_RECIPIENTS, server.settings.smtp.max_recipients)
     if len(addresses) > limit:
         raise SendError(f"at most {limit} recipients")
     ctx = Context(kind="mail", client_ip=client_ip, authenticated=account)
+    router = server.router
+    rules = rules_now()
+    domain = account.rpartition("@")[2]
+
+    def envelope(rcpts: list[str], head: bytes | None = None) -> Envelope:
+        return Envelope(sender=account, recipients=rcpts, authenticated=True, trusted=router.is_trusted(client_ip),
+                        local_sender=router.directory.domain(domain) is not None,
+                        headers=header_fields(head) if head is not None else {}, size=len(data))
+
     recipients: list[Recipient] = []
-    for address in addresses:
-        route = server.router.resolve(address, ctx).route
+    for address in addresses:  # as RCPT TO after AUTH
+        route = router.resolve(address, ctx).route
         if route.kind == "refuse":
             event(log, "rcpt-refused", level=logging.INFO, client=client_ip, account=account,
                   rcpt=f"<{address}>", reply=f"{route.code} {route.status}", reason=route.reason)
             raise SendError(f"{address}: {route.code} {route.status} {route.reason}")
-        routes = server.router.expand(route, ctx=ctx) if route.kind == "local" else [route]
+        hit = rules.check_recipient(envelope([address]), address)
+        if hit is not None:
+            event(log, "rule-rejected", client=client_ip, rule=hit[0], sender=f"<{account}>", rcpt=f"<{address}>")
+            raise SendError(f"{address}: 550 5.7.1 {hit[1]}")
+        routes = router.expand(route, ctx=ctx) if route.kind == "local" else [route]
         recipients += [Recipient(address, r) for r in routes]
+    # After the message, as after DATA: the rules over the whole message.
+    head = data[: data.find(b"\r\n\r\n") + 4] if b"\r\n\r\n" in data else data
+    out = rules.apply(envelope(addresses, head))
+    extra = b""
+    if out.matched:
+        event(log, "rules", client=client_ip, sender=f"<{account}>", matched=",".join(out.matched))
+        if out.rejected:
+            raise SendError(f"550 5.7.1 {out.rejected}")
+        if out.discard:
+            return Sent("", addresses, await asyncio.to_thread(_save_copy, server, account, data))
+        if out.redirect:
+            recipients = []
+        recipients += [Recipient(a, r) for a, r in rule_routes(router, out)]
+        extra = "".join(h + "\r\n" for h in out.add_headers).encode("utf-8")
     proto = "HTTPSA" if secure else "HTTPA"
     received = (f"Received: from [{client_ip or 'unknown'}]\r\n\tby {server.settings.server.hostname} (Waypost)"
                 f" with {proto}; {email.utils.formatdate(localtime=True)}\r\n").encode()
     params = {"client": client_ip, "helo": "", "auth": account}
-    queue_id = await server.queue.submit(account, recipients, received + data, params)
+    queue_id = await server.queue.submit(account, recipients, received + extra + data, params)
     event(log, "web-sent", id=queue_id, account=account, rcpts=len(addresses))
     return Sent(queue_id, addresses, await asyncio.to_thread(_save_copy, server, account, data))
 

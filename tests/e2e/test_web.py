@@ -28,7 +28,8 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
 MAIN = "example.test"
 OTHER = "client.test"
-PW = {"alice": "alice-web-pw-1", "bob": "bob-web-pw-1", "carol": "carol-web-pw-1"}
+PW = {"alice": "alice-web-pw-1", "bob": "bob-web-pw-1", "carol": "carol-web-pw-1", "admin": "admin-web-pw-1",
+      "dave": "dave-web-pw-1"}
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,10 @@ def server(tmp_path_factory):
         inst.ok("account", "add", f"alice@{MAIN}", "--password", PW["alice"])
         inst.ok("account", "add", f"bob@{OTHER}", "--password", PW["bob"])
         inst.ok("account", "add", f"carol@{MAIN}", "--password", PW["carol"])
+        inst.ok("account", "add", f"admin@{MAIN}", "--password", PW["admin"])
+        inst.ok("account", "set", f"admin@{MAIN}", "--right", "AllUsers")
+        inst.ok("account", "add", f"dave@{MAIN}", "--password", PW["dave"])
+        inst.ok("mailbox", "create", f"dave@{MAIN}/Projects")
         inst.start()
         yield inst
 
@@ -434,3 +439,95 @@ def test_imap_idle_wakes_on_a_web_change(page, server):
         im.send(b"DONE\r\n")
         while not im.readline().startswith(tag.encode()):
             pass
+
+
+def imap_login(server, who):
+    im = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    im.starttls(tls.client_context())
+    im.login(f"{who}@{MAIN}", PW[who])
+    return im
+
+
+def test_grant_subscribe_alias_and_the_grantee_sees_it(browser, server, tmp_path):
+    """dave grants lr on Projects to carol from the web; carol sees it over IMAP and, once
+    subscribed from the web, in her mailbox list with its unread count; an alias
+    ``proj`` stands for it."""
+    with imap_login(server, "dave") as im:
+        im.append("Projects", None, None, b"From: x@remote.test\r\nSubject: project plan\r\n\r\nplan\r\n")
+    ctx_d, ctx_c = browser.new_context(), browser.new_context()
+    try:
+        d, c = ctx_d.new_page(), ctx_c.new_page()
+        d.shots = c.shots = tmp_path
+        log_in(d, server, "dave", PW["dave"])
+        d.wait_for_url("**/mail")
+        d.click("tr[data-box=Projects] a.share")
+        d.fill("input[name=identifier]", "carol")
+        d.fill("input[name=rights]", "lr")
+        d.click("#grant")
+        assert d.inner_text(f"tr[data-ident='carol@{MAIN}'] .rights") == "lr"
+        shot(d, "acl")
+        with imap_login(server, "carol") as im:
+            typ, data = im.list('""', '"~dave/*"')
+            assert any(b"~dave/Projects" in line for line in data), data
+            typ, data = im.select('"~dave/Projects"', readonly=True)
+            assert typ == "OK" and data[0] == b"1"
+        log_in(c, server, "carol", PW["carol"])
+        c.wait_for_url("**/mail")
+        c.click("#sharing")
+        c.fill("#subscribe-name", "~dave/Projects")
+        c.click("#subscribe")
+        assert "~dave/Projects" in c.inner_text("#subscriptions")
+        c.fill("#alias-name", "proj")
+        c.fill("#alias-target", "~dave/Projects")
+        c.click("#add-alias")
+        assert "proj" in c.inner_text("#aliases")
+        shot(c, "sharing")
+        c.goto(url(server, "/mail"))
+        assert c.inner_text("tr[data-box='~dave/Projects'] .unseen") == "1"
+        assert c.inner_text("tr[data-box=proj] .unseen") == "1"
+        c.click("tr[data-box=proj] a")
+        c.click("text=project plan")
+        assert "plan" in c.inner_text("#body")
+        # carol has lr only: no flag, no delete (the same 404 as a missing message).
+        c.click("#delete")
+        assert c.inner_text("#message").startswith("No such message")
+        # A bad alias, a loop, an unknown account: said, nothing stored.
+        c.goto(url(server, "/mail/sharing"))
+        c.fill("#alias-name", "x")
+        c.fill("#alias-target", "~alice/INBOX")
+        c.click("#add-alias")
+        assert "no mailbox ~alice/INBOX" in c.inner_text("#error")
+        # Taking the rights away: gone from her list, and the same 404 as a missing mailbox.
+        d.goto(url(server, "/mail/acl?box=Projects"))
+        d.fill("input[name=identifier]", "carol")
+        d.fill("input[name=rights]", "")
+        d.click("#grant")
+        c.goto(url(server, "/mail"))
+        assert c.query_selector("tr[data-box='~dave/Projects']") is None
+        r = c.goto(url(server, "/mail/box?box=proj"))
+        assert r.status == 404
+        # Sharing someone else's mailbox is not hers to do.
+        assert c.goto(url(server, "/mail/acl?box=~dave/Projects")).status == 404
+    finally:
+        ctx_d.close()
+        ctx_c.close()
+
+
+def test_administrator_open_mailbox(page, server):
+    """Seed 000/004: an administrator with AllUsers opens ~username/INBOX from the
+    "Open Mailbox" field without logging in as that user; a user without the right
+    gets the same 404 as for a missing mailbox."""
+    with imap_login(server, "dave") as im:
+        im.append("INBOX", None, None, b"From: x@remote.test\r\nSubject: for dave only\r\n\r\nhi\r\n")
+    log_in(page, server, "admin", PW["admin"])
+    page.wait_for_url("**/mail")
+    page.fill("#open-mailbox", "~dave/INBOX")
+    page.click("#open")
+    assert "for dave only" in page.inner_text("#messages")
+    shot(page, "open-mailbox")
+    page.click("text=Log out")
+    log_in(page, server, "carol", PW["carol"])
+    page.wait_for_url("**/mail")
+    page.fill("#open-mailbox", "~dave/INBOX")
+    page.click("#open")
+    assert page.inner_text("#message") == "No such mailbox."

@@ -35,7 +35,7 @@ from ..db import MailboxRecord, MessageRecord
 from ..log import event
 from ..mailstore.access import Access, MailboxRef
 from ..rules import rules_store
-from . import render
+from . import render, sharing
 from .send import SendError, recipients_of, submit
 from .sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, same_token
 
@@ -479,6 +479,87 @@ async def compose(web: Web, request: Request) -> Response:
     return web.page(request, "sent.html", title="Sent", sent=sent)
 
 
+# -- sharing: rights, subscriptions, aliases ---------------------------------------------
+
+
+def _acl_values(web: Web, session: Session, name: str) -> dict[str, Any] | None:
+    access = _access(web, session)
+    ref = sharing.administered(access, name)
+    if ref is None:
+        return None
+    db = web.server.mailstore.db
+    assert db is not None
+    return {"ref": ref, "acl": sorted(db.acl_get(ref.box.id).items())}
+
+
+async def acl_page(web: Web, request: Request) -> Response:
+    session: Session = request.scope["waypost.session"]
+    error: str = ""
+    if request.method == "POST":
+        form = await request.form()
+        name = str(form.get("box") or "")
+
+        def change() -> str | None:
+            access = _access(web, session)
+            ref = sharing.administered(access, name)
+            if ref is None:
+                return "missing"
+            return sharing.set_rights(access, ref, str(form.get("identifier") or ""), str(form.get("rights") or ""))
+
+        problem: str | None = await asyncio.to_thread(change)
+        error = problem or ""
+        if error == "missing":
+            return web.not_found(request, "No such mailbox.")
+        if not error:
+            return RedirectResponse(f"/mail/acl?box={quote(name, safe='')}", 303)
+    else:
+        name = request.query_params.get("box", "")
+    values = await asyncio.to_thread(_acl_values, web, session, name)
+    if values is None:
+        return web.not_found(request, "No such mailbox.")
+    return web.page(request, "acl.html", 400 if error else 200, title=f"Sharing {values['ref'].name}",
+                    error=error, **values)
+
+
+def _sharing_values(web: Web, session: Session) -> dict[str, Any]:
+    store = web.server.mailstore
+    db = store.db
+    assert db is not None
+    store.ensure_account(session.domain, session.name)
+    return {"subscriptions": store.subscriptions(session.domain, session.name),
+            "aliases": sorted(db.mailbox_alias_list(session.domain, session.name).items())}
+
+
+async def sharing_page(web: Web, request: Request) -> Response:
+    """Subscriptions (own and foreign names) and mailbox aliases."""
+    session: Session = request.scope["waypost.session"]
+    error: str = ""
+    if request.method == "POST":
+        form = await request.form()
+        action = str(form.get("action") or "")
+        name = str(form.get("name") or "")
+        target = str(form.get("target") or "")
+
+        def change() -> str | None:
+            access = _access(web, session)
+            store = web.server.mailstore
+            if action in ("subscribe", "unsubscribe"):
+                return sharing.subscribe(store, access, name, action == "subscribe")
+            if action == "add-alias":
+                return sharing.add_alias(access, name, target)
+            if action == "remove-alias":
+                return sharing.remove_alias(access, name)
+            return "unknown action"
+
+        problem: str | None = await asyncio.to_thread(change)
+        error = problem or ""
+        if not error:
+            return RedirectResponse("/mail/sharing", 303)
+    values = await asyncio.to_thread(_sharing_values, web, session)
+    return web.page(request, "sharing.html", 400 if error else 200, title="Subscriptions and aliases",
+                    error=error, **values)
+
+
 # -- file areas ------------------------------------------------------------------------
 
 
@@ -540,6 +621,8 @@ def build_app(server: "Server") -> Callable[[Scope, Receive, Send], Awaitable[No
         Route("/mail/delete", _page(_action("delete"), web), methods=["POST"]),
         Route("/mail/move", _page(_action("move"), web), methods=["POST"]),
         Route("/mail/compose", _page(compose, web), methods=["GET", "POST"]),
+        Route("/mail/acl", _page(acl_page, web), methods=["GET", "POST"]),
+        Route("/mail/sharing", _page(sharing_page, web), methods=["GET", "POST"]),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

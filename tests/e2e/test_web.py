@@ -531,3 +531,85 @@ def test_administrator_open_mailbox(page, server):
     page.fill("#open-mailbox", "~dave/INBOX")
     page.click("#open")
     assert page.inner_text("#message") == "No such mailbox."
+
+
+def test_alias_login_and_a_disabled_account(page, server):
+    """An alias logs in as its account (Router, as IMAP); disabling an account refuses
+    its logins and ends the sessions it has."""
+    _cli(server, "alias", "add", f"eve@{MAIN}", "dave")
+    log_in(page, server, "eve", PW["dave"])
+    page.wait_for_url("**/mail")
+    assert page.inner_text("#who") == f"dave@{MAIN}"
+    _cli(server, "account", "set", f"dave@{MAIN}", "--disable")
+    try:
+        r = page.goto(url(server, "/mail"))
+        assert page.url.endswith("/login")
+        log_in(page, server, "dave", PW["dave"])
+        assert page.inner_text("#error") == "Wrong name or password."
+    finally:
+        _cli(server, "account", "set", f"dave@{MAIN}", "--enable")
+
+
+def test_malformed_mime_and_a_very_long_subject_still_render(page, server):
+    words = ["S" * 99] * 50
+    long_subject = " ".join(words)  # 5,000 characters, folded (RFC 5322 §2.2.3)
+    raw = (f"From: =?utf-8?B?broken?= <odd@remote.test>\r\nTo: carol@{MAIN}\r\nSubject: "
+           + "\r\n ".join(words) + "\r\n"
+           "Content-Type: multipart/mixed; boundary=\"nope\"\r\nMIME-Version: 1.0\r\n\r\n"
+           "--wrong\r\nContent-Type: text/html; charset=x-unknown-charset\r\n\r\n<b>bold<i>unclosed\r\n"
+           "--nope\r\nContent-Type: application/octet-stream; name=\"<img src=x onerror=alert(1)>.exe\"\r\n"
+           "Content-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n").encode()
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as s:
+        s.sendmail("odd@remote.test", [f"carol@{MAIN}"], raw)
+    log_in(page, server, "carol", PW["carol"])
+    page.wait_for_url("**/mail")
+    wait_for(lambda: page.goto(url(server, "/mail/box?box=INBOX")) and "SSSS" in page.inner_text("#messages"),
+             what="delivery")
+    row = page.inner_text("#messages tr[data-uid]:has-text('SSSS')")
+    assert row.rstrip().endswith("…") and len(row) < 500  # cut in the list
+    page.click("text=SSSS")
+    assert page.inner_text("#subject") == long_subject
+    assert "onerror" in page.inner_text("#attachments")  # a file name shown as text
+    assert page.dialogs == [] and page.evaluate("window.pwned === undefined")
+    assert "Traceback" not in page.content()
+
+
+def test_sessions_work_across_workers(tmp_path_factory):
+    """Sessions live in the database: with two workers, every request of a logged-in
+    client is served whichever worker accepts it."""
+    inst = WaypostInstance(tmp_path_factory.mktemp("web2") / "data", domain=MAIN, server={"workers": 2})
+    port = free_port()
+
+    def setup():  # (in a thread: the CLI runs asyncio, and Playwright's loop runs in this one)
+        inst.configure(listen={"http": f"127.0.0.1:{port}"})
+        inst.ok("account", "add", f"alice@{MAIN}", "--password", PW["alice"])
+        inst.start()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(setup).result()
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", "/login")
+        r = c.getresponse()
+        page = r.read().decode()
+        token = page.split('name="csrf" value="')[1].split('"')[0]
+        login_cookie = r.getheader("set-cookie").split(";")[0]
+        c.request("POST", "/login", urllib.parse.urlencode({"csrf": token, "login": "alice",
+                                                             "password": PW["alice"]}),
+                  {"Content-Type": "application/x-www-form-urlencoded", "Cookie": login_cookie})
+        r = c.getresponse()
+        r.read()
+        assert r.status == 303
+        cookie = [v for k, v in r.getheaders() if k.lower() == "set-cookie" and v.startswith("wp_session=")][0]
+        cookie = cookie.split(";")[0]
+        c.close()
+        for _ in range(30):  # a new connection each time: both workers accept some
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("GET", "/mail", headers={"Cookie": cookie})
+            r = c.getresponse()
+            assert r.status == 200 and b"alice@example.test" in r.read()
+            c.close()
+        assert sum("worker-ready" in line for line in inst.output) == 2
+    finally:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(inst.stop).result()

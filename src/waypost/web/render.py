@@ -63,7 +63,7 @@ def decode_header(value: object, limit: int = 0) -> str:
     except Exception:  # undecodable words: the raw text
         text = str(value)
     text = " ".join(text.split())
-    return text[:limit] + "…" if limit and len(text) > limit else text
+    return text[:limit].rstrip() + "…" if limit and len(text) > limit else text
 
 
 def summary(head: bytes) -> Summary:

@@ -66,11 +66,20 @@ class Sessions:
         return session_id, Session(account, csrf, _hash(session_id))
 
     def get(self, session_id: str | None) -> Session | None:
+        """The live session of a cookie: None for an unknown or expired id, and for an
+        account that was removed or disabled since the login (its session ends)."""
         if not session_id or len(session_id) > 100:
             return None
         h = _hash(session_id)
         row = self.db.web_session_get(h, time.time())
-        return Session(row[0], row[1], h) if row else None
+        if not row:
+            return None
+        name, _, domain = row[0].rpartition("@")
+        account = self.db.get_object(domain, name)
+        if account is None or account.kind != "account" or not account.data.get("enabled", True):
+            self.db.web_session_delete(h)
+            return None
+        return Session(row[0], row[1], h)
 
     def end(self, session: Session | str) -> None:
         self.db.web_session_delete(session.id_hash if isinstance(session, Session) else _hash(session))

@@ -74,7 +74,10 @@ class ListenSettings:
     imaps: str = _s("", "IMAP over implicit TLS (RFC 8314; production port 993); \"\" = off.")
     pop3: str = _s("127.0.0.1:2110", "POP3 listener (STLS; production port 110).")
     pop3s: str = _s("", "POP3 over implicit TLS (RFC 8314; production port 995); \"\" = off.")
-    http: str = _s("", "HTTP listener (WebUser, admin).")
+    http: str = _s("127.0.0.1:8080", "HTTP listener: WebUser mail and the account file areas (production "
+                                     "port 80; \"\" = off).")
+    https: str = _s("127.0.0.1:8443", "HTTPS listener, with the certificate of STARTTLS (tls.certificate; "
+                                      "production port 443; \"\" = off).")
     minger: str = _s("", "Minger (UDP) listener for domain sharing (production port 4069; needs sharing.secret).")
     ftp: str = _s("127.0.0.1:2121", "FTP listener for the account file areas (explicit FTPS with AUTH TLS; "
                                     "production port 21).")
@@ -172,6 +175,13 @@ class FTPSettings:
                                     "data connection).")
     failure_delay: float = _s(1.0, "Seconds before answering a failed login (the login throttle may add more).")
     max_login_failures: int = _s(3, "Failed logins on one connection before it is closed.")
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    session_lifetime: float = _s(8 * 3600.0, "Seconds a WebUser session lasts after its login.")
+    page_size: int = _s(50, "Messages on one page of a WebUser message list.")
+    max_upload_size: int = _s(25 * 1024 * 1024, "Octets a WebUser form (a composed message) may carry.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +308,7 @@ class Settings:
     managesieve: ManageSieveSettings = field(default_factory=ManageSieveSettings)
     ftp: FTPSettings = field(default_factory=FTPSettings)
     files: FilesSettings = field(default_factory=FilesSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     dns: DNSSettings = field(default_factory=DNSSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)

@@ -61,6 +61,7 @@ from .smtp.server import SMTPService, WaypostSMTP
 
 if TYPE_CHECKING:
     from .ftp import FTPService
+    from .web import WebService
     from .sieve.managesieve import ManageSieveService
 
 __all__ = ["Problem", "Server", "bind_listeners", "own_addresses", "serve", "startup_problems"]
@@ -68,15 +69,15 @@ __all__ = ["Problem", "Server", "bind_listeners", "own_addresses", "serve", "sta
 log = logging.getLogger("waypost.server")
 
 #: Listeners this version serves (the others in [listen] are refused when set).
-SERVED = ("smtp", "submission", "submissions", "odmr", "lmtp", "imap", "imaps", "pop3", "pop3s", "ftp", "sieve",
-          "metrics")
+SERVED = ("smtp", "submission", "submissions", "odmr", "lmtp", "imap", "imaps", "pop3", "pop3s", "ftp", "http",
+          "https", "sieve", "metrics")
 #: The SMTP listeners among them.
 SMTP_LISTENERS = ("smtp", "submission", "odmr", "lmtp")
 #: Listeners with TLS from the first octet (RFC 8314), and the plain listener each one mirrors.
 IMPLICIT_TLS = {"submissions": "submission", "imaps": "imap", "pop3s": "pop3"}
 #: Every TCP/UDP listener, in the order they are bound.
 ALL_LISTENERS = ("smtp", "submission", "submissions", "odmr", "lmtp", "imap", "imaps", "pop3", "pop3s", "ftp", "http",
-                 "minger", "sieve", "metrics")
+                 "https", "minger", "sieve", "metrics")
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +331,7 @@ class Server:
         self._pop3: POP3Service | None = None
         self._ftp: "FTPService | None" = None
         self._ftp_tls = ftp_tls
+        self._web: "WebService | None" = None
         self._managesieve: "ManageSieveService | None" = None
         self.files = FileStore(settings.path(settings.storage.files), self.directory, settings.files.size_limit)
         self._tls = tls if tls is not None else self._tls_context()
@@ -581,6 +583,10 @@ class Server:
                                          self.settings.metrics.token)
                 server = await asyncio.start_server(scrape.handle, sock=sock, backlog=backlog,
                                                     limit=MAX_REQUEST_HEAD)
+            elif name in ("http", "https"):  # WebUser and the file areas (waypost.web)
+                if name == "https" and self._tls is None:
+                    raise RuntimeError("listen.https needs tls.certificate and tls.key")
+                server = await self._web_service().serve(sock, self._tls if name == "https" else None, backlog)
             elif name == "ftp":  # pyftpdlib's own threads, not asyncio (see waypost.ftp)
                 self._ftp = self._ftp_service()
                 self._ftp.start(sock, loop, backlog)
@@ -622,6 +628,14 @@ class Server:
                                   idle_timeout=m.idle_timeout, max_scripts=m.max_scripts,
                                   max_script_size=m.max_script_size)
 
+    def _web_service(self) -> "WebService":
+        # Imported here: only a server with listen.http(s) loads Starlette and uvicorn.
+        from .web import WebService
+
+        if self._web is None:
+            self._web = WebService(self)
+        return self._web
+
     def _ftp_service(self) -> "FTPService":
         # Imported here: only a server with listen.ftp loads pyftpdlib and pyOpenSSL.
         from .ftp import FTPLimits, FTPService, load_tls
@@ -661,6 +675,8 @@ class Server:
             await self._managesieve.shutdown(min(grace, 5.0))
         if self._ftp is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._ftp.stop, min(grace, 10.0))
+        if self._web is not None:
+            await self._web.shutdown(min(grace, 5.0))
         for server in self._servers:
             try:
                 await asyncio.wait_for(server.wait_closed(), timeout=2)

@@ -123,9 +123,11 @@ def test_a_file_that_is_not_a_database_is_refused(instance):
     assert "not a database" in out
 
 
-def test_a_listener_this_version_lacks_is_refused(instance):
-    instance.configure(listen={"http": f"127.0.0.1:{free_port()}"})
-    _refused_by_both(instance, "listen.http")
+def test_two_listeners_on_one_port_are_refused(instance):
+    port = free_port()
+    instance.configure(listen={"http": f"127.0.0.1:{port}", "https": f"127.0.0.1:{port}"})
+    out = _refused_by_both(instance, "listen.https")
+    assert "is also listen.http" in out
 
 
 def test_an_address_not_on_this_host_is_refused(instance):
@@ -290,7 +292,8 @@ class _Existing(WaypostInstance):
             free_port() for _ in range(6))
         self.configure(listen={"smtp": f"127.0.0.1:{self.smtp_port}", "submission": f"127.0.0.1:{self.submission_port}",
                                "odmr": f"127.0.0.1:{self.odmr_port}", "imap": f"127.0.0.1:{self.imap_port}",
-                               "pop3": f"127.0.0.1:{self.pop3_port}", "ftp": f"127.0.0.1:{self.ftp_port}"})
+                               "pop3": f"127.0.0.1:{self.pop3_port}", "ftp": f"127.0.0.1:{self.ftp_port}",
+                               "http": "", "https": ""})
 
 
 def _free_low_port() -> int:

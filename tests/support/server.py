@@ -148,7 +148,8 @@ class WaypostInstance:
         self.ftp_port = free_port(host)
         listen = {"smtp": f"{host}:{self.smtp_port}", "submission": f"{host}:{self.submission_port}",
                   "odmr": f"{host}:{self.odmr_port}", "imap": f"{host}:{self.imap_port}",
-                  "pop3": f"{host}:{self.pop3_port}", "ftp": f"{host}:{self.ftp_port}"}
+                  "pop3": f"{host}:{self.pop3_port}", "ftp": f"{host}:{self.ftp_port}",
+                  "http": "", "https": ""}  # (a test that wants the web sets its own ports)
         sections: dict[str, dict[str, Any]] = {"listen": listen, "queue": {"poll_interval": 0.2},
                                                "server": {"workers": 1}}
         for name, values in overrides.items():

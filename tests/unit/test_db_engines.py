@@ -201,7 +201,7 @@ def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
     db = PostgresDatabase(url)
     try:
         assert db.get_domain("example.test") is not None
-        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 4
+        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 5
         db.node_heartbeat("w/1", "w", [], 0.0, 1.0)  # the table version 2 added
         assert [n.worker for n in db.node_list(1.0)] == ["w/1"]
         db.sieve_put("example.test", "al", "s", "keep;")  # the tables version 3 added
@@ -236,3 +236,18 @@ def test_connections_cut_while_resting_in_the_pool_are_replaced_before_use(tmp_p
     finally:
         checked.close()
         unchecked.close()
+
+
+def test_web_sessions_store_hash_expire_and_delete(make_db):
+    """WebUser sessions (migration 4), on both engines: found until they expire, gone
+    after delete; the row holds what it was given (a hash, never a session id)."""
+    db = make_db()
+    db.web_session_add("h1", "alice@example.test", "csrf1", 1000.0, 2000.0)
+    assert db.web_session_get("h1", 1500.0) == ("alice@example.test", "csrf1")
+    assert db.web_session_get("h1", 2500.0) is None
+    assert db.web_session_get("nope", 1500.0) is None
+    # Adding another session later drops the expired ones.
+    db.web_session_add("h2", "bob@example.test", "csrf2", 3000.0, 4000.0)
+    assert db.web_session_get("h1", 1500.0) is None
+    db.web_session_delete("h2")
+    assert db.web_session_get("h2", 3500.0) is None

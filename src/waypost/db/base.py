@@ -418,6 +418,13 @@ class Database(Protocol):
         """The account's mailbox aliases: alias name -> target mailbox name."""
     def mailbox_alias_set(self, domain: str, account: str, name: str, target: str | None) -> None: ...
 
+    # -- WebUser sessions (waypost.web): only a hash of the session id is stored ------
+    def web_session_add(self, id_hash: str, account: str, csrf: str, now: float, expires: float) -> None:
+        """Store a new session (and drop the ones expired by ``now``)."""
+    def web_session_get(self, id_hash: str, now: float) -> tuple[str, str] | None:
+        """(account address, CSRF token) of a session not expired by ``now``, or None."""
+    def web_session_delete(self, id_hash: str) -> None: ...
+
     # -- login throttling (every protocol, worker and node counts in the same rows) ---
     # Keys: "client:ADDRESS" (an IPv6 client by its /64) and "account:NAME@DOMAIN".
     def login_failures_get(self, keys: Sequence[str], since: float) -> dict[str, tuple[int, float]]:

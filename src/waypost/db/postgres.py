@@ -318,6 +318,14 @@ _V4: list[str] = [
     "CREATE INDEX urlauth_keys_user ON urlauth_keys (domain, account)",
 ]
 
+#: Version 5: WebUser sessions (``waypost.web``), only a hash of each session id kept.
+_V5: list[str] = [
+    "CREATE TABLE IF NOT EXISTS web_sessions ("
+    " id_hash TEXT PRIMARY KEY, account TEXT NOT NULL, csrf TEXT NOT NULL,"
+    " created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS web_sessions_expires ON web_sessions (expires)",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
 #: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
 MIGRATIONS: list[list[str]] = [
@@ -325,6 +333,7 @@ MIGRATIONS: list[list[str]] = [
     [_V2.strip()],
     _V3,
     _V4,
+    _V5,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1001,6 +1010,22 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
                              (bool(held), target)).rowcount
 
     # -- login throttling -----------------------------------------------------------
+
+    def web_session_add(self, id_hash: str, account: str, csrf: str, now: float, expires: float) -> None:
+        with self._write(settings=False) as c:
+            c.execute("DELETE FROM web_sessions WHERE expires < %s", (now,))
+            c.execute("INSERT INTO web_sessions (id_hash, account, csrf, created, expires) VALUES (%s, %s, %s, %s, %s)",
+                      (id_hash, account, csrf, now, expires))
+
+    def web_session_get(self, id_hash: str, now: float) -> tuple[str, str] | None:
+        with self._read() as c:
+            row = c.execute("SELECT account, csrf FROM web_sessions WHERE id_hash=%s AND expires >= %s",
+                            (id_hash, now)).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
+    def web_session_delete(self, id_hash: str) -> None:
+        with self._write(settings=False) as c:
+            c.execute("DELETE FROM web_sessions WHERE id_hash=%s", (id_hash,))
 
     def login_failures_get(self, keys: Sequence[str], since: float) -> dict[str, tuple[int, float]]:
         if not keys:

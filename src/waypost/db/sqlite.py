@@ -286,6 +286,15 @@ _V4: list[str] = [
     "CREATE INDEX IF NOT EXISTS urlauth_keys_user ON urlauth_keys (domain, account)",
 ]
 
+#: Version 5: WebUser sessions (``waypost.web``).  Only a hash of the session id is
+#: kept, so that a copy of the database opens no session.
+_V5: list[str] = [
+    "CREATE TABLE IF NOT EXISTS web_sessions ("
+    " id_hash TEXT PRIMARY KEY, account TEXT NOT NULL, csrf TEXT NOT NULL,"
+    " created REAL NOT NULL, expires REAL NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS web_sessions_expires ON web_sessions (expires)",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes a database from version n - 1 to
 #: n (``PRAGMA user_version``).  Append; never edit one that has been released.
 MIGRATIONS: list[list[str]] = [
@@ -293,10 +302,10 @@ MIGRATIONS: list[list[str]] = [
     [_V2.strip()],
     _V3,
     _V4,
+    _V5,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
-
 
 
 class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
@@ -866,6 +875,21 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
             ).rowcount
 
     # -- login throttling -----------------------------------------------------------
+
+    def web_session_add(self, id_hash: str, account: str, csrf: str, now: float, expires: float) -> None:
+        with self._write(settings=False) as c:
+            c.execute("DELETE FROM web_sessions WHERE expires < ?", (now,))
+            c.execute("INSERT INTO web_sessions (id_hash, account, csrf, created, expires) VALUES (?, ?, ?, ?, ?)",
+                      (id_hash, account, csrf, now, expires))
+
+    def web_session_get(self, id_hash: str, now: float) -> tuple[str, str] | None:
+        row = self._conn().execute("SELECT account, csrf FROM web_sessions WHERE id_hash=? AND expires >= ?",
+                                   (id_hash, now)).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
+    def web_session_delete(self, id_hash: str) -> None:
+        with self._write(settings=False) as c:
+            c.execute("DELETE FROM web_sessions WHERE id_hash=?", (id_hash,))
 
     def login_failures_get(self, keys: Sequence[str], since: float) -> dict[str, tuple[int, float]]:
         if not keys:

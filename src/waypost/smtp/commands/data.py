@@ -13,7 +13,6 @@ order of the RCPT commands.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime
 import email.utils
 import errno
@@ -26,6 +25,7 @@ from ...log import event
 from ...queue import Recipient, SpoolError
 from ...queue.spool import new_message_id
 from ...router import Context, Route
+from ...rules.outcome import rule_routes
 from ..proto import BodyCheck, Mode, parse_bdat, parse_burl, refusal, wire
 from ..replies import R, Reply
 from . import inbound, rspamd
@@ -268,42 +268,15 @@ def _apply_rules(s: WaypostSMTP, head: bytes, size: int) -> tuple[Reply | None, 
             return Reply(550, "5.7.1", out.rejected), [], b""
         if out.discard:
             return Reply(250, "2.0.0", "OK: discarded by a server rule"), [], b""
-        router = s.service.router
-        internal = Context(kind="mail", internal=True)
-
-        def routed(address: str, forwarded: bool = False) -> list[Recipient]:
-            res = router.resolve(address, internal)
-            rs = router.expand(res.route) if res.route.kind == "local" else [res.route]
-            if forwarded:
-                rs = [dataclasses.replace(r, forwarded=True) if r.kind == "remote" else r for r in rs]
-            return [Recipient(address, r) for r in rs]
-
+        pairs = rule_routes(s.service.router, out)
         if out.redirect:
-            recipients = [r for a in out.redirect for r in routed(a)]
-        for a in out.mirror:
-            recipients += routed(a)
-        for a in out.forward:
-            recipients += routed(a, forwarded=True)
-        for target in out.store:
-            recipients.append(Recipient(target, _mailbox_route(s, target)))
+            recipients = []
+        recipients += [Recipient(a, r) for a, r in pairs]
         extra = "".join(h + "\r\n" for h in out.add_headers).encode("utf-8")
         return None, recipients, extra
     except Exception:
         log.exception("event=rule-error phase=data")
         return None, list(s.recipients), b""
-
-
-def _mailbox_route(s: WaypostSMTP, target: str) -> Route:
-    """``~account[@domain]/mailbox`` as a local delivery into that mailbox."""
-    who, _, mailbox = target[1:].partition("/")
-    directory = s.service.router.directory
-    name, _, domain = who.partition("@")
-    obj = directory.lookup(name, domain or directory.main_domain)
-    acct = directory.account_of(obj) if obj is not None else None
-    if acct is None:
-        raise ValueError(f"store {target}: no such account")
-    return Route("local", acct.address, domain=acct.domain, name=acct.name, object_kind="account",
-                 account=acct.name, mailbox=mailbox)
 
 
 def received_header(s: WaypostSMTP, msg_id: str) -> bytes:

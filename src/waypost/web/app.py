@@ -1,0 +1,641 @@
+"""The Starlette application: routes, the session and CSRF checks, and the pages.
+
+Every request first meets the file areas (``waypost.files.lookup``: ``/~name/...`` and
+personal-site hosts, read-only for everyone); the rest are WebUser pages, which need a
+Host that names a domain we serve (or our host name, or an IP address).  Pages are
+rendered on the server and need no JavaScript; a Content-Security-Policy forbids
+scripts on every page, a second wall behind the sanitiser of message HTML.
+
+A foreign mailbox the user has no right to see gets the same 404 as a mailbox that
+does not exist (RFC 4314 §6 for the web).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from .. import files as filestore
+from ..address import AddressError, normalize_domain
+from ..db import MailboxRecord, MessageRecord
+from ..log import event
+from ..mailstore.access import Access, MailboxRef
+from ..rules import rules_store
+from . import render, sharing
+from .send import SendError, recipients_of, submit
+from .sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, same_token
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+__all__ = ["build_app"]
+
+log = logging.getLogger("waypost.web")
+
+_CSP_BASE = "default-src 'none'; script-src 'none'; style-src 'self' 'unsafe-inline'; form-action 'self'; " \
+            "frame-ancestors 'none'; base-uri 'none'"
+CSP = _CSP_BASE + "; img-src 'self' data:"
+CSP_REMOTE_IMAGES = _CSP_BASE + "; img-src 'self' data: http: https:"
+#: Octets of a message file read for a list row's Subject/From/Date.
+HEAD_READ = 16 * 1024
+
+
+class Web:
+    """What the handlers share: the worker's server objects and the templates."""
+
+    def __init__(self, server: "Server") -> None:
+        self.server = server
+        self.settings = server.settings
+        self.sessions = Sessions(server.db, server.settings.web.session_lifetime)
+        self.rules = rules_store(server.db).get  # the server-wide rules now in force
+        self.env = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
+                               autoescape=select_autoescape(default=True, default_for_string=True))
+
+    # -- pages -----------------------------------------------------------------------
+
+    def page(self, request: Request, template: str, status: int = 200, csp: str = CSP, **values: Any) -> HTMLResponse:
+        session: Session | None = request.scope.get("waypost.session")
+        body = self.env.get_template(template).render(session=session, csrf=session.csrf if session else "",
+                                                      q=quote, **values)
+        return HTMLResponse(body, status_code=status, headers=_headers(csp))
+
+    def not_found(self, request: Request, what: str = "Not found") -> HTMLResponse:
+        return self.page(request, "error.html", 404, title="Not found", message=what)
+
+    # -- hosts -----------------------------------------------------------------------
+
+    def host_domain(self, request: Request) -> str | None:
+        """The domain a WebUser page is asked for (seed 001: the domain comes from the
+        host name): one of ours (or a domain alias); our host name, localhost or an IP
+        address stand for the main domain (or the domain bound to that address).
+        None: a host we do not serve."""
+        host = (request.headers.get("host") or "").strip().lower()
+        name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+        try:
+            ip = ipaddress.ip_address(name)
+        except ValueError:
+            ip = None
+        router, directory = self.server.router, self.server.directory
+        if ip is not None:
+            return router.domain_for_ip(str(ip)) or directory.main_domain
+        if name in ("localhost", self.settings.server.hostname.lower()):
+            return directory.main_domain
+        try:
+            name = normalize_domain(name)
+        except AddressError:
+            return None
+        rec = directory.domain(name)
+        return rec.name if rec is not None else None
+
+
+def _headers(csp: str = CSP) -> dict[str, str]:
+    return {"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+            "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
+
+
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+Handler = Callable[[Web, Request], Awaitable[Response]]
+
+
+def _page(handler: Handler, web: Web, login: bool = True, csrf: bool = True) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: a Host we serve; with ``login``, a session (else to the login
+    page); a POST with the session's CSRF token (else 403)."""
+    async def endpoint(request: Request) -> Response:
+        domain = web.host_domain(request)
+        if domain is None:
+            event(log, "web-unknown-host", level=logging.INFO, client=_client(request),
+                  host=request.headers.get("host", ""))
+            return web.page(request, "error.html", 404, title="Not found",
+                            message="This server does not serve that host name.")
+        request.scope["waypost.domain"] = domain
+        session = await asyncio.to_thread(web.sessions.get, request.cookies.get(COOKIE))
+        request.scope["waypost.session"] = session
+        if login and session is None:
+            if request.method == "GET":
+                return RedirectResponse("/login", 303)
+            return web.page(request, "error.html", 403, title="Forbidden", message="Please log in again.")
+        if csrf and login and request.method == "POST":
+            form = await request.form(max_part_size=web.settings.web.max_upload_size)
+            if session is None or not same_token(str(form.get("csrf") or ""), session.csrf):
+                event(log, "web-csrf-refused", level=logging.WARNING, client=_client(request),
+                      path=request.url.path)
+                return web.page(request, "error.html", 403, title="Forbidden",
+                                message="The form has expired or did not come from this site.")
+        return await handler(web, request)
+    return endpoint
+
+
+# -- login -----------------------------------------------------------------------------
+
+
+async def login_page(web: Web, request: Request, error: str = "", status: int = 200) -> Response:
+    import secrets
+
+    token = secrets.token_urlsafe(24)
+    response = web.page(request, "login.html", status, login_token=token, error=error,
+                        domain=request.scope["waypost.domain"])
+    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="lax", secure=_secure(request), path="/login")
+    return response
+
+
+async def login(web: Web, request: Request) -> Response:
+    if request.method == "GET":
+        if request.scope.get("waypost.session") is not None:
+            return RedirectResponse("/mail", 303)
+        return await login_page(web, request)
+    form = await request.form()
+    if not same_token(str(form.get("csrf") or ""), request.cookies.get(LOGIN_COOKIE)):
+        event(log, "web-csrf-refused", level=logging.WARNING, client=_client(request), path="/login")
+        return web.page(request, "error.html", 403, title="Forbidden",
+                        message="The form has expired or did not come from this site.")
+    name = str(form.get("login") or "").strip()[:320]
+    password = str(form.get("password") or "")[:1024]
+    if "@" not in name and "%" not in name and name:
+        name = f"{name}@{request.scope['waypost.domain']}"  # seed 001: the domain of the host name
+    server_ip = request.scope.get("server", (None,))[0] if request.scope.get("server") else None
+    account = await web.server.authenticate(name, password, server_ip, _client(request), "web") if name else None
+    if account is None:
+        return await login_page(web, request, "Wrong name or password.", 401)
+    old = request.scope.get("waypost.session")
+    if old is not None:
+        await asyncio.to_thread(web.sessions.end, old)
+    session_id, _session = await asyncio.to_thread(web.sessions.create, account)
+    event(log, "web-login", client=_client(request), account=account)
+    response = RedirectResponse("/mail", 303)
+    response.set_cookie(COOKIE, session_id, httponly=True, samesite="lax", secure=_secure(request), path="/",
+                        max_age=int(web.settings.web.session_lifetime))
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+async def logout(web: Web, request: Request) -> Response:
+    session: Session = request.scope["waypost.session"]
+    await asyncio.to_thread(web.sessions.end, session)
+    response = RedirectResponse("/login", 303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+async def home(web: Web, request: Request) -> Response:
+    return RedirectResponse("/mail" if request.scope.get("waypost.session") else "/login", 303)
+
+
+# -- mail ------------------------------------------------------------------------------
+
+
+def _access(web: Web, session: Session) -> Access:
+    return Access(web.server.mailstore, session.domain, session.name, web.server.directory.account_named)
+
+
+def _unseen(web: Web, access: Access, box: MailboxRecord) -> int:
+    store = web.server.mailstore
+    msgs = store.listing(box)[1]
+    if access.is_owner(box):
+        return sum(1 for m in msgs if "\\Seen" not in m.flags)
+    db = store.db
+    assert db is not None
+    seen = db.seen_get(box.id, access.address)
+    return sum(1 for m in msgs if m.uid not in seen)
+
+
+def _mailboxes(web: Web, session: Session) -> list[tuple[MailboxRef, int, int]]:
+    """(mailbox, messages, unseen): own, then mailbox aliases, then subscribed
+    foreign mailbox names that this user may see."""
+    store = web.server.mailstore
+    store.ensure_account(session.domain, session.name)
+    access = _access(web, session)
+    refs = access.own()
+    refs += access.aliases()
+    for name in store.subscriptions(session.domain, session.name):
+        if name.startswith("~"):
+            ref = access.resolve(name)
+            if ref is not None and "r" in ref.rights:
+                refs.append(ref)
+    out = []
+    for ref in refs:
+        store.sync(ref.box, wait=False)
+        readable = "r" in ref.rights
+        count = len(store.listing(ref.box)[1]) if readable else 0
+        out.append((ref, count, _unseen(web, access, ref.box) if readable else 0))
+    return out
+
+
+async def mailboxes(web: Web, request: Request) -> Response:
+    session: Session = request.scope["waypost.session"]
+    rows = await asyncio.to_thread(_mailboxes, web, session)
+    return web.page(request, "mailboxes.html", title="Mailboxes", rows=rows)
+
+
+def _ref(web: Web, session: Session, name: str, rights: str = "r") -> MailboxRef | None:
+    """The mailbox a user names, when the user has ``rights`` on it; None otherwise,
+    the same for one that does not exist (no leak of names)."""
+    if not name or len(name) > 1000:
+        return None
+    store = web.server.mailstore
+    store.ensure_account(session.domain, session.name)
+    ref = _access(web, session).resolve(name)
+    if ref is None or not ref.may(rights):
+        return None
+    store.sync(ref.box, wait=False)
+    return ref
+
+
+def _message(web: Web, ref: MailboxRef, uid_text: str) -> MessageRecord | None:
+    try:
+        uid = int(uid_text)
+    except ValueError:
+        return None
+    for m in web.server.mailstore.listing(ref.box)[1]:
+        if m.uid == uid:
+            return m
+    return None
+
+
+def _head(web: Web, box: MailboxRecord, msg: MessageRecord) -> render.Summary:
+    try:
+        with open(web.server.mailstore.file_path(box, msg), "rb") as f:
+            data = f.read(HEAD_READ)
+    except OSError:
+        return render.Summary("(message gone)", "", "")
+    end = data.find(b"\n\n")
+    end2 = data.find(b"\r\n\r\n")
+    cut = min(e for e in (end, end2, len(data)) if e >= 0)
+    return render.summary(data[:cut] + b"\r\n\r\n")
+
+
+def _list(web: Web, session: Session, name: str, page: int) -> dict[str, Any] | None:
+    ref = _ref(web, session, name)
+    if ref is None:
+        return None
+    store = web.server.mailstore
+    msgs = store.listing(ref.box)[1]
+    size = web.settings.web.page_size
+    pages = max(1, math.ceil(len(msgs) / size))
+    page = min(max(page, 1), pages)
+    # Newest first: UIDs grow with arrival (RFC 3501 §2.3.1.1).
+    end = len(msgs) - (page - 1) * size
+    chosen = list(reversed(msgs[max(0, end - size):end]))
+    seen: set[int] | None = None
+    access = _access(web, session)
+    if not access.is_owner(ref.box):
+        db = store.db
+        assert db is not None
+        seen = db.seen_get(ref.box.id, access.address)
+    rows = []
+    for m in chosen:
+        unread = ("\\Seen" not in m.flags) if seen is None else (m.uid not in seen)
+        rows.append((m, _head(web, ref.box, m), unread, "\\Flagged" in m.flags))
+    boxes = [r.name for r in access.own()]
+    return {"ref": ref, "rows": rows, "page": page, "pages": pages, "total": len(msgs), "boxes": boxes}
+
+
+async def message_list(web: Web, request: Request) -> Response:
+    session: Session = request.scope["waypost.session"]
+    name = request.query_params.get("box", "INBOX")
+    try:
+        page = int(request.query_params.get("page", "1"))
+    except ValueError:
+        page = 1
+    values = await asyncio.to_thread(_list, web, session, name, page)
+    if values is None:
+        return web.not_found(request, "No such mailbox.")
+    return web.page(request, "messages.html", title=values["ref"].name, **values)
+
+
+def _mark_seen(web: Web, session: Session, ref: MailboxRef, msg: MessageRecord) -> None:
+    """Reading a message sets \\Seen, as IMAP's FETCH BODY[] does (RFC 3501 §6.4.5);
+    in another account's mailbox it is the reader's own \\Seen (RFC 4314 §5.1.2)."""
+    if not ref.may("s"):
+        return
+    store = web.server.mailstore
+    access = _access(web, session)
+    if access.is_owner(ref.box) or ref.owner == access.address:
+        if "\\Seen" not in msg.flags:
+            store.store(ref.box, [msg.uid], ["\\Seen"], "+")
+    else:
+        db = store.db
+        assert db is not None
+        db.seen_set(ref.box.id, access.address, [msg.uid], True)
+        store.changed(ref.box)
+
+
+def _read(web: Web, session: Session, name: str, uid: str, images: bool) -> tuple[MailboxRef, MessageRecord,
+                                                                                     render.Shown, list[str]] | None:
+    ref = _ref(web, session, name)
+    if ref is None:
+        return None
+    msg = _message(web, ref, uid)
+    if msg is None:
+        return None
+    try:
+        data = web.server.mailstore.read(ref.box, msg)
+    except FileNotFoundError:
+        return None
+    shown = render.render(data, remote_images=images)
+    _mark_seen(web, session, ref, msg)
+    return ref, msg, shown, [r.name for r in _access(web, session).own()]
+
+
+async def read_message(web: Web, request: Request) -> Response:
+    session: Session = request.scope["waypost.session"]
+    images = request.query_params.get("images") == "1"
+    found = await asyncio.to_thread(_read, web, session, request.query_params.get("box", ""),
+                                    request.query_params.get("uid", ""), images)
+    if found is None:
+        return web.not_found(request, "No such message.")
+    ref, msg, shown, boxes = found
+    return web.page(request, "message.html", csp=CSP_REMOTE_IMAGES if images else CSP, title=shown.subject,
+                    ref=ref, msg=msg, m=shown, boxes=boxes, images=images)
+
+
+def _data(web: Web, session: Session, name: str, uid: str) -> bytes | None:
+    ref = _ref(web, session, name)
+    msg = _message(web, ref, uid) if ref is not None else None
+    if ref is None or msg is None:
+        return None
+    try:
+        return web.server.mailstore.read(ref.box, msg)
+    except FileNotFoundError:
+        return None
+
+
+async def raw_message(web: Web, request: Request) -> Response:
+    session: Session = request.scope["waypost.session"]
+    data = await asyncio.to_thread(_data, web, session, request.query_params.get("box", ""),
+                                   request.query_params.get("uid", ""))
+    if data is None:
+        return web.not_found(request, "No such message.")
+    return Response(data, media_type="text/plain; charset=utf-8", headers=_headers())
+
+
+async def download(web: Web, request: Request) -> Response:
+    session: Session = request.scope["waypost.session"]
+    data = await asyncio.to_thread(_data, web, session, request.query_params.get("box", ""),
+                                   request.query_params.get("uid", ""))
+    try:
+        index = int(request.query_params.get("part", ""))
+    except ValueError:
+        index = -1
+    part = render.attachment(data, index) if data is not None else None
+    if part is None:
+        return web.not_found(request, "No such attachment.")
+    filename, _ctype, content = part
+    # Always a download, never rendered here (an HTML attachment must not run as ours).
+    headers = _headers()
+    headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename, safe='')}"
+    return Response(content, media_type="application/octet-stream", headers=headers)
+
+
+def _change(web: Web, session: Session, action: str, name: str, uid: str, target: str) -> str | None:
+    """Flag, unflag, delete or move one message; the URL to go to next, or None
+    (no such mailbox or message, or no right to do it)."""
+    store = web.server.mailstore
+    need = {"flag": "w", "unflag": "w", "delete": "te", "move": "te"}[action]
+    ref = _ref(web, session, name, "r" + need)
+    msg = _message(web, ref, uid) if ref is not None else None
+    if ref is None or msg is None:
+        return None
+    back = f"/mail/box?box={quote(ref.name, safe='')}"
+    if action in ("flag", "unflag"):
+        store.store(ref.box, [msg.uid], ["\\Flagged"], "+" if action == "flag" else "-")
+        return f"/mail/msg?box={quote(ref.name, safe='')}&uid={msg.uid}"
+    if action == "delete":
+        trash = store.get(session.domain, session.name, "Trash")
+        if trash is None or trash.id == ref.box.id:
+            store.store(ref.box, [msg.uid], ["\\Deleted"], "+")
+            store.expunge(ref.box, [msg])
+            return back
+        dst = _access(web, session).resolve("Trash")
+    else:
+        dst = _access(web, session).resolve(target) if target else None
+    if dst is None or not dst.may("i") or dst.box.id == ref.box.id:
+        return None
+    same_owner = (dst.box.domain, dst.box.account) == (ref.box.domain, ref.box.account)
+    store.copy(ref.box, [msg], dst.box, quota=not same_owner)
+    store.expunge(ref.box, [msg])
+    return back
+
+
+def _action(action: str) -> Handler:
+    async def handler(web: Web, request: Request) -> Response:
+        session: Session = request.scope["waypost.session"]
+        form = await request.form()
+        nxt = await asyncio.to_thread(_change, web, session, action, str(form.get("box") or ""),
+                                      str(form.get("uid") or ""), str(form.get("to") or ""))
+        if nxt is None:
+            return web.not_found(request, "No such message, or no right to do that.")
+        return RedirectResponse(nxt, 303)
+    return handler
+
+
+async def compose(web: Web, request: Request) -> Response:
+    session: Session = request.scope["waypost.session"]
+    if request.method == "GET":
+        return web.page(request, "compose.html", title="New message", error="", to="", cc="", subject="", body="")
+    form = await request.form(max_part_size=web.settings.web.max_upload_size)
+    fields = {k: str(form.get(k) or "") for k in ("to", "cc", "bcc", "subject", "body")}
+    uploads: list[tuple[str, str, bytes]] = []
+    for item in form.getlist("attachment"):
+        if isinstance(item, UploadFile) and item.filename:
+            content = await item.read()
+            uploads.append((item.filename[-200:], item.content_type or "application/octet-stream", content))
+    try:
+        addresses = recipients_of(fields["to"], fields["cc"], fields["bcc"])
+        if "\r" in fields["subject"] or "\n" in fields["subject"]:
+            raise SendError("the subject is one line")
+        account = await asyncio.to_thread(web.server.directory.account_named, session.name, session.domain)
+        real = (account.data.get("real_name") or "") if account is not None else ""
+        sender = f"{real} <{session.account}>" if real else session.account
+        msg = render.build(sender, fields["to"], fields["cc"], fields["subject"], fields["body"], uploads,
+                           web.settings.server.hostname)
+        data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+        if len(data) > web.settings.smtp.max_message_size:
+            raise SendError("the message is too big")
+        sent = await submit(web.server, web.rules, session.account, addresses, data, _client(request), _secure(request))
+    except SendError as e:
+        return web.page(request, "compose.html", 400, title="New message", error=str(e), **{
+            k: fields[k] for k in ("to", "cc", "subject", "body")})
+    return web.page(request, "sent.html", title="Sent", sent=sent)
+
+
+# -- sharing: rights, subscriptions, aliases ---------------------------------------------
+
+
+def _acl_values(web: Web, session: Session, name: str) -> dict[str, Any] | None:
+    access = _access(web, session)
+    ref = sharing.administered(access, name)
+    if ref is None:
+        return None
+    db = web.server.mailstore.db
+    assert db is not None
+    return {"ref": ref, "acl": sorted(db.acl_get(ref.box.id).items())}
+
+
+async def acl_page(web: Web, request: Request) -> Response:
+    session: Session = request.scope["waypost.session"]
+    error: str = ""
+    if request.method == "POST":
+        form = await request.form()
+        name = str(form.get("box") or "")
+
+        def change() -> str | None:
+            access = _access(web, session)
+            ref = sharing.administered(access, name)
+            if ref is None:
+                return "missing"
+            return sharing.set_rights(access, ref, str(form.get("identifier") or ""), str(form.get("rights") or ""))
+
+        problem: str | None = await asyncio.to_thread(change)
+        error = problem or ""
+        if error == "missing":
+            return web.not_found(request, "No such mailbox.")
+        if not error:
+            return RedirectResponse(f"/mail/acl?box={quote(name, safe='')}", 303)
+    else:
+        name = request.query_params.get("box", "")
+    values = await asyncio.to_thread(_acl_values, web, session, name)
+    if values is None:
+        return web.not_found(request, "No such mailbox.")
+    return web.page(request, "acl.html", 400 if error else 200, title=f"Sharing {values['ref'].name}",
+                    error=error, **values)
+
+
+def _sharing_values(web: Web, session: Session) -> dict[str, Any]:
+    store = web.server.mailstore
+    db = store.db
+    assert db is not None
+    store.ensure_account(session.domain, session.name)
+    return {"subscriptions": store.subscriptions(session.domain, session.name),
+            "aliases": sorted(db.mailbox_alias_list(session.domain, session.name).items())}
+
+
+async def sharing_page(web: Web, request: Request) -> Response:
+    """Subscriptions (own and foreign names) and mailbox aliases."""
+    session: Session = request.scope["waypost.session"]
+    error: str = ""
+    if request.method == "POST":
+        form = await request.form()
+        action = str(form.get("action") or "")
+        name = str(form.get("name") or "")
+        target = str(form.get("target") or "")
+
+        def change() -> str | None:
+            access = _access(web, session)
+            store = web.server.mailstore
+            if action in ("subscribe", "unsubscribe"):
+                return sharing.subscribe(store, access, name, action == "subscribe")
+            if action == "add-alias":
+                return sharing.add_alias(access, name, target)
+            if action == "remove-alias":
+                return sharing.remove_alias(access, name)
+            return "unknown action"
+
+        problem: str | None = await asyncio.to_thread(change)
+        error = problem or ""
+        if not error:
+            return RedirectResponse("/mail/sharing", 303)
+    values = await asyncio.to_thread(_sharing_values, web, session)
+    return web.page(request, "sharing.html", 400 if error else 200, title="Subscriptions and aliases",
+                    error=error, **values)
+
+
+# -- file areas ------------------------------------------------------------------------
+
+
+async def _file_response(web: Web, scope: Scope, receive: Receive, send: Send) -> bool:
+    """Serve a file-area URL; False when the request is not one (a WebUser page)."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    host = headers.get("host", "")
+    path = scope.get("path", "/")
+    server = web.server
+    answer = await asyncio.to_thread(filestore.lookup, server.files, server.router, host, path)
+    if answer.kind == "none":
+        return False
+    response: Response
+    if scope.get("method") not in ("GET", "HEAD"):
+        response = Response("Method not allowed\n", 405, headers={"Allow": "GET, HEAD"}, media_type="text/plain")
+    elif answer.kind == "redirect":
+        response = RedirectResponse(quote(answer.location, safe="/~"), 301)
+    elif answer.kind == "file" and answer.area is not None and answer.file is not None:
+        try:
+            f, info = await asyncio.to_thread(answer.area.open, answer.file.path)
+        except (filestore.FilesError, filestore.PathError, OSError):
+            f = None
+        if f is None:
+            response = Response("Not found\n", 404, media_type="text/plain")
+        else:
+            def chunks() -> Any:
+                with f:
+                    while True:
+                        block = f.read(64 * 1024)
+                        if not block:
+                            return
+                        yield block
+            response = StreamingResponse(chunks(), media_type=filestore.content_type(info.path),
+                                         headers={"Content-Length": str(info.size), "X-Content-Type-Options": "nosniff"})
+    elif answer.kind == "listing" and answer.site is not None:
+        body = web.env.get_template("listing.html").render(site=answer.site, entries=answer.entries, q=quote,
+                                                           session=None, title=answer.site.prefix + answer.site.path)
+        response = HTMLResponse(body, headers=_headers())
+    else:
+        event(log, "web-file-not-found", level=logging.DEBUG, host=host, path=path, reason=answer.reason)
+        response = Response("Not found\n", 404, media_type="text/plain")
+    await response(scope, receive, send)
+    return True
+
+
+def build_app(server: "Server") -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    web = Web(server)
+    routes = [
+        Route("/", _page(home, web, login=False), methods=["GET"]),
+        Route("/login", _page(login, web, login=False), methods=["GET", "POST"]),
+        Route("/logout", _page(logout, web), methods=["POST"]),
+        Route("/mail", _page(mailboxes, web), methods=["GET"]),
+        Route("/mail/box", _page(message_list, web), methods=["GET"]),
+        Route("/mail/msg", _page(read_message, web), methods=["GET"]),
+        Route("/mail/raw", _page(raw_message, web), methods=["GET"]),
+        Route("/mail/part", _page(download, web), methods=["GET"]),
+        Route("/mail/flag", _page(_action("flag"), web), methods=["POST"]),
+        Route("/mail/unflag", _page(_action("unflag"), web), methods=["POST"]),
+        Route("/mail/delete", _page(_action("delete"), web), methods=["POST"]),
+        Route("/mail/move", _page(_action("move"), web), methods=["POST"]),
+        Route("/mail/compose", _page(compose, web), methods=["GET", "POST"]),
+        Route("/mail/acl", _page(acl_page, web), methods=["GET", "POST"]),
+        Route("/mail/sharing", _page(sharing_page, web), methods=["GET", "POST"]),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        code = exc.status_code if isinstance(exc, HTTPException) else 500
+        if code >= 500:
+            log.error("event=web-error path=%s error=%r", request.url.path, exc)
+        return web.page(request, "error.html", code, title="Error", message="Not found." if code == 404 else "Error.")
+
+    starlette = Starlette(routes=routes, exception_handlers={HTTPException: not_found, Exception: not_found})
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and await _file_response(web, scope, receive, send):
+            return
+        await starlette(scope, receive, send)
+
+    return app

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from ...log import event
 from ...queue import Recipient, SpoolError
 from ...queue.spool import new_message_id
-from ...router import Context, Route
 from ...rules.outcome import rule_routes
 from ..proto import BodyCheck, Mode, parse_bdat, parse_burl, refusal, wire
 from ..replies import R, Reply

@@ -287,3 +287,26 @@ def test_a_starting_node_leaves_the_others_work_alone_and_etrn_on_b_releases_wha
         stop_all(nodes)
         controller.stop()
         dns.stop()
+
+
+def test_a_node_alone_forgets_an_entry_whose_file_never_came_at_once(tmp_path):
+    """With no other node up, an index entry without its file can only be this node's
+    own, cut by a kill between its index insert and its rename (never acknowledged):
+    start-up recovery forgets it at once, as on SQLite, instead of showing it for
+    queue.lease (it held the kill -9 test's queue for 600 s on PostgreSQL)."""
+    nodes, shared = make_cluster(tmp_path)
+    a = nodes[0]
+    try:
+        a.ok("queue", "hold", "customer.test")
+        a.start()
+        with smtplib.SMTP(a.host, a.smtp_port, timeout=30) as s:
+            s.ehlo("client.example")
+            s.sendmail("sender@outside.example", ["joe@customer.test"], b"Subject: cut\r\n\r\nbody\r\n")
+        [qid] = a.queue_ids()
+        stop_all(nodes)
+        (shared / "spool" / "queue" / qid).unlink()  # the rename a kill -9 cut off
+        a.start()
+        a.expect_log(r"event=recovered ")
+        assert a.queue_ids() == []
+    finally:
+        stop_all(nodes)

@@ -153,8 +153,10 @@ class QueueManager:
         spool.  On a shared spool (``cluster_node``) the other nodes go on meanwhile:
         only this node's own files are cleaned, and an index entry without its file is
         left to the claim that finds it (it may be another node's message between its
-        index insert and its rename into queue/, not a lost one)."""
-        shared = bool(self.node)
+        index insert and its rename into queue/, not a lost one) — while another node is
+        up; a node alone (PostgreSQL with one node, or every other one down) forgets such
+        entries at once, as with SQLite, instead of showing them for ``queue.lease``."""
+        shared = bool(self.node) and self._other_nodes_up()
         removed = self.spool.clean_tmp()
         known = self.db.queue_known_ids()
         on_disk = set(self.spool.ids())
@@ -346,6 +348,11 @@ class QueueManager:
             msg = _queued(entry)
             self._dispatch(msg, msg.recipients, data)
         return msg_id
+
+    def _other_nodes_up(self) -> bool:
+        """Another node's heartbeat is recent (docs/cluster.md)."""
+        now = time.time()
+        return any(n.node != self.node and now - n.seen <= 3 * NODE_HEARTBEAT for n in self.db.node_list(now))
 
     def recovery_pending(self) -> bool:
         """Start-up recovery could not run (the database was unreachable) and has not

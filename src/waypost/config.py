@@ -181,7 +181,8 @@ class FTPSettings:
 class WebSettings:
     session_lifetime: float = _s(8 * 3600.0, "Seconds a WebUser session lasts after its login.")
     page_size: int = _s(50, "Messages on one page of a WebUser message list.")
-    max_upload_size: int = _s(25 * 1024 * 1024, "Octets a WebUser form (a composed message) may carry.")
+    max_upload_size: int = _s(25 * 1024 * 1024, "Octets a WebUser form (a composed message, a file upload) "
+                                                "may carry; a larger request is answered 413.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,9 +233,10 @@ def _access(web: Web, session: Session) -> Access:
 
 def _unseen(web: Web, access: Access, box: MailboxRecord) -> int:
     store = web.server.mailstore
-    msgs = store.listing(box)[1]
     if access.is_owner(box):
-        return sum(1 for m in msgs if "\\Seen" not in m.flags)
+        current = store.db.mailbox_by_id(box.id) if store.db is not None else None
+        return (current or box).unseen  # the index's count (migration 6)
+    msgs = store.listing(box)[1]
     db = store.db
     assert db is not None
     seen = db.seen_get(box.id, access.address)

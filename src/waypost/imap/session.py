@@ -108,6 +108,15 @@ class Selected:
             sel.keywords.update(f for f in flags if not f.startswith("\\"))
         return sel
 
+    def all_seen(self, db: Database) -> bool:
+        """Whether every message this session shows has \\Seen (the owner's view), from
+        the index's counts: true only when the index is still at the state the session
+        shows (a flag change moves HIGHESTMODSEQ, a new message UIDNEXT) and counts no
+        unseen message."""
+        box = db.mailbox_by_id(self.box.id)
+        return (box is not None and box.unseen == 0 and not self.gone and not self.arrived
+                and (box.uidnext, box.highestmodseq, box.exists) == self.state and box.exists == len(self.uids))
+
     # -- numbers --------------------------------------------------------------------
 
     @property

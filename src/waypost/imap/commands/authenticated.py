@@ -144,7 +144,9 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
     ]
     if not sel.rev2:  # RFC 9051 Appendix E: no RECENT, no [UNSEEN] in IMAP4rev2
         out.append(RecentData(len(sel.recent)))
-    if sel.seen_user is None:
+    if sel.seen_user is None and conn.store.db is not None and await asyncio.to_thread(sel.all_seen, conn.store.db):
+        first_unseen = None  # the index's count says so: no message to look through
+    elif sel.seen_user is None:
         msgs = sel.msgs
         first_unseen = next((i + 1 for i, u in enumerate(sel.uids) if "\\Seen" not in msgs[u].flags), None)
     else:
@@ -198,17 +200,23 @@ def status_items(conn: Connection, ref: MailboxRef, items: tuple[str, ...]) -> t
     if "DELETED-STORAGE" in items:  # RFC 9208 §4.2: in units of 1024 octets
         octets = sum(max(m.size, 0) for m in conn.store.listing(box)[1] if "\\Deleted" in m.flags)
         values["DELETED-STORAGE"] = -(-octets // 1024)
-    if "UNSEEN" in items or "RECENT" in items:
-        msgs = conn.store.listing(box)[1]  # this worker's sessions share it
+    # MESSAGES, UNSEEN (the owner's) and SIZE are the counts the index keeps with the
+    # mailbox row (migration 6); RECENT an indexed range: a 100,000-message mailbox is
+    # not read for them.
+    if "UNSEEN" in items:
         if conn.access.is_owner(box):
-            values["UNSEEN"] = sum(1 for m in msgs if "\\Seen" not in m.flags)
+            values["UNSEEN"] = box.unseen
         else:  # another account's mailbox: this user's own \Seen
+            msgs = conn.store.listing(box)[1]  # this worker's sessions share it
             seen = db.seen_get(box.id, conn.access.address)
             values["UNSEEN"] = sum(1 for m in msgs if m.uid not in seen)
-        values["RECENT"] = sum(1 for m in msgs if m.uid >= box.recent_uid)
-    if "SIZE" in items:
-        # RFC 8438 §3: the total of the messages' RFC822.SIZE.  A file dropped in
-        # is measured now (as FETCH RFC822.SIZE would); one gone meanwhile counts 0.
+    if "RECENT" in items:
+        values["RECENT"] = db.message_count_from(box.id, box.recent_uid)
+    if "SIZE" in items and box.unsized == 0:
+        values["SIZE"] = box.size  # RFC 8438 §3: the total of the messages' RFC822.SIZE
+    elif "SIZE" in items:
+        # A file dropped in is measured now (as FETCH RFC822.SIZE would); one gone
+        # meanwhile counts 0.
         msgs = conn.store.listing(box)[1]
         checked = conn.store.sized(box, msgs)
         values["SIZE"] = sum(max(checked[m.uid].size if m.uid in checked else m.size, 0) for m in msgs)

@@ -117,6 +117,17 @@ class QueuedMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiToken:
+    """An API token (``waypost token add``): only a SHA-256 of the token is stored.
+    ``domains`` None: a server administrator's token; else the domains it may act on."""
+
+    name: str
+    domains: tuple[str, ...] | None
+    created: float
+    last_used: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class QueueFilter:
     """Which queued messages a listing or a bulk action is about; every field given
     must match.  A message matches ``target``, ``recipient`` and ``state`` when one of
@@ -187,6 +198,10 @@ class MailboxRecord:
     inbox itself).  ``uidvalidity`` changes only when the mailbox is created anew.
     Messages whose UID is at least ``recent_uid`` have not yet been seen by a session
     that selected the mailbox (IMAP \\Recent).
+
+    ``exists``, ``unseen`` (messages without \\Seen in their flags: the owner's view),
+    ``size`` (the known sizes added up) and ``unsized`` (messages not measured yet) are
+    the counts the index keeps by triggers, read with the row: nothing is counted.
     """
 
     id: int
@@ -200,6 +215,9 @@ class MailboxRecord:
     recent_uid: int
     special_use: str = ""
     exists: int = 0
+    unseen: int = 0
+    size: int = 0
+    unsized: int = 0
 
 
 @dataclass(slots=True)
@@ -370,6 +388,9 @@ class Database(Protocol):
         """RFC 6154 attribute of the mailbox ("" for none)."""
     def mailbox_state(self, mailbox_id: int) -> tuple[int, int, int] | None:
         """(uidnext, highestmodseq, message count): the cheap "has it changed?" read."""
+    def message_count_from(self, mailbox_id: int, uid: int) -> int:
+        """How many messages have a UID of at least ``uid`` (STATUS RECENT): an indexed
+        range, not the whole mailbox."""
     def message_add(self, mailbox_id: int,
                     items: Sequence[tuple[str, str, tuple[str, ...], int, float]]) -> list[MessageRecord]:
         """Index Maildir files (name, subdir, flags, size, internal date) under new UIDs,
@@ -424,6 +445,15 @@ class Database(Protocol):
     def web_session_get(self, id_hash: str, now: float) -> tuple[str, str] | None:
         """(account address, CSRF token) of a session not expired by ``now``, or None."""
     def web_session_delete(self, id_hash: str) -> None: ...
+
+    # -- API tokens (waypost.web's /api/v1): only a hash of each token is stored -------
+    def api_token_add(self, name: str, token_hash: str, domains: Sequence[str] | None, now: float) -> ApiToken:
+        """Store a new token; ``Conflict`` when a token of that name exists."""
+    def api_token_find(self, token_hash: str, now: float) -> ApiToken | None:
+        """The token with this hash (its use noted at ``now``), or None."""
+    def api_token_list(self) -> list[ApiToken]: ...
+    def api_token_remove(self, name: str) -> bool:
+        """Revoke a token; False when there is none of that name."""
 
     # -- login throttling (every protocol, worker and node counts in the same rows) ---
     # Keys: "client:ADDRESS" (an IPv6 client by its /64) and "account:NAME@DOMAIN".

@@ -51,6 +51,7 @@ from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .base import (
+    ApiToken,
     Conflict,
     DKIMKeyRecord,
     DomainRecord,
@@ -342,6 +343,85 @@ _V5: list[str] = [
     "CREATE INDEX IF NOT EXISTS web_sessions_expires ON web_sessions (expires)",
 ]
 
+#: Version 6: each mailbox's message count, unseen count and size kept exact by triggers
+#: on the message index (see sqlite.py).  Statement-level triggers with transition
+#: tables: an APPEND of 1,000 messages, an expunge or a STORE on 1:* updates the row
+#: once, not once per message.
+_UNSEEN = "(position(' \\Seen ' IN ' ' || flags || ' ') = 0)::int"
+_V6: list[str] = [
+    """CREATE TABLE mailbox_counts (
+        mailbox_id BIGINT PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
+        messages   BIGINT NOT NULL DEFAULT 0,
+        unseen     BIGINT NOT NULL DEFAULT 0,
+        size       BIGINT NOT NULL DEFAULT 0,
+        unsized    BIGINT NOT NULL DEFAULT 0
+    )""",
+    """CREATE FUNCTION counts_mailbox() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO mailbox_counts (mailbox_id) VALUES (NEW.id) ON CONFLICT DO NOTHING;
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER counts_mailbox AFTER INSERT ON mailboxes FOR EACH ROW EXECUTE FUNCTION counts_mailbox()",
+    f"""CREATE FUNCTION counts_add() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE mailbox_counts c SET messages = c.messages + d.n, unseen = c.unseen + d.unseen,
+                                    size = c.size + d.size, unsized = c.unsized + d.unsized
+            FROM (SELECT mailbox_id, COUNT(*) AS n, SUM({_UNSEEN}) AS unseen, SUM(GREATEST(size, 0)) AS size,
+                         COUNT(*) FILTER (WHERE size < 0) AS unsized
+                  FROM new_rows GROUP BY mailbox_id) d
+            WHERE c.mailbox_id = d.mailbox_id;
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER counts_add AFTER INSERT ON messages REFERENCING NEW TABLE AS new_rows"
+    " FOR EACH STATEMENT EXECUTE FUNCTION counts_add()",
+    f"""CREATE FUNCTION counts_remove() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE mailbox_counts c SET messages = c.messages - d.n, unseen = c.unseen - d.unseen,
+                                    size = c.size - d.size, unsized = c.unsized - d.unsized
+            FROM (SELECT mailbox_id, COUNT(*) AS n, SUM({_UNSEEN}) AS unseen, SUM(GREATEST(size, 0)) AS size,
+                         COUNT(*) FILTER (WHERE size < 0) AS unsized
+                  FROM old_rows GROUP BY mailbox_id) d
+            WHERE c.mailbox_id = d.mailbox_id;
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER counts_remove AFTER DELETE ON messages REFERENCING OLD TABLE AS old_rows"
+    " FOR EACH STATEMENT EXECUTE FUNCTION counts_remove()",
+    # A trigger with transition tables may not name columns: it sees every UPDATE of
+    # messages (the header and body caches too) and changes the row only when the
+    # difference is not nothing.
+    f"""CREATE FUNCTION counts_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE mailbox_counts c SET unseen = c.unseen + d.unseen, size = c.size + d.size,
+                                    unsized = c.unsized + d.unsized
+            FROM (SELECT mailbox_id, SUM(u) AS unseen, SUM(s) AS size, SUM(z) AS unsized
+                  FROM (SELECT mailbox_id, {_UNSEEN} AS u, GREATEST(size, 0) AS s, (size < 0)::int AS z
+                        FROM new_rows
+                        UNION ALL
+                        SELECT mailbox_id, -{_UNSEEN}, -GREATEST(size, 0), -(size < 0)::int
+                        FROM old_rows) x
+                  GROUP BY mailbox_id
+                  HAVING SUM(u) <> 0 OR SUM(s) <> 0 OR SUM(z) <> 0) d
+            WHERE c.mailbox_id = d.mailbox_id;
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER counts_change AFTER UPDATE ON messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"
+    " FOR EACH STATEMENT EXECUTE FUNCTION counts_change()",
+    f"INSERT INTO mailbox_counts (mailbox_id, messages, unseen, size, unsized)"
+    f" SELECT b.id, COUNT(m.uid), COALESCE(SUM(CASE WHEN m.uid IS NULL THEN 0"
+    f" ELSE (position(' \\Seen ' IN ' ' || m.flags || ' ') = 0)::int END), 0),"
+    f" COALESCE(SUM(GREATEST(m.size, 0)), 0), COUNT(*) FILTER (WHERE m.size < 0)"
+    f" FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id GROUP BY b.id",
+]
+
+#: Version 7: API tokens (``waypost token``, the JSON API of ``waypost.web``).  Only a
+#: SHA-256 of each token is kept (the token is 256 random bits: no slow hash needed);
+#: ``domains`` is empty for a server administrator's token, else the domains, one a line.
+_V7: list[str] = [
+    "CREATE TABLE IF NOT EXISTS api_tokens ("
+    " name TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, domains TEXT NOT NULL,"
+    " created DOUBLE PRECISION NOT NULL, last_used DOUBLE PRECISION NOT NULL DEFAULT 0)",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
 #: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
 MIGRATIONS: list[list[str]] = [
@@ -350,6 +430,8 @@ MIGRATIONS: list[list[str]] = [
     _V3,
     _V4,
     _V5,
+    _V6,
+    _V7,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1091,6 +1173,38 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
         with self._write(settings=False) as c:
             return c.execute("UPDATE queue_recipients SET held=%s WHERE target=%s AND status='queued'",
                              (bool(held), target)).rowcount
+
+    # -- API tokens -------------------------------------------------------------------
+
+    def api_token_add(self, name: str, token_hash: str, domains: Sequence[str] | None, now: float) -> ApiToken:
+        try:
+            with self._write(settings=False) as c:
+                c.execute("INSERT INTO api_tokens (name, token_hash, domains, created) VALUES (%s, %s, %s, %s)",
+                          (name, token_hash, "\n".join(domains) if domains is not None else "", now))
+        except psycopg.errors.UniqueViolation:
+            raise Conflict(f"a token named {name} exists") from None
+        return ApiToken(name, tuple(domains) if domains is not None else None, now)
+
+    def api_token_find(self, token_hash: str, now: float) -> ApiToken | None:
+        with self._read() as c:
+            row = c.execute("SELECT name, domains, created FROM api_tokens WHERE token_hash=%s",
+                            (token_hash,)).fetchone()
+        if row is None:
+            return None
+        with self._write(settings=False) as c:
+            c.execute("UPDATE api_tokens SET last_used=%s WHERE token_hash=%s AND last_used < %s",
+                      (now, token_hash, now - 60))  # at most one write a minute per token
+        return ApiToken(str(row[0]), tuple(str(row[1]).split("\n")) if row[1] else None, float(row[2]), now)
+
+    def api_token_list(self) -> list[ApiToken]:
+        with self._read() as c:
+            rows = c.execute("SELECT name, domains, created, last_used FROM api_tokens ORDER BY name").fetchall()
+        return [ApiToken(str(r[0]), tuple(str(r[1]).split("\n")) if r[1] else None, float(r[2]), float(r[3]))
+                for r in rows]
+
+    def api_token_remove(self, name: str) -> bool:
+        with self._write(settings=False) as c:
+            return bool(c.execute("DELETE FROM api_tokens WHERE name=%s", (name,)).rowcount)
 
     # -- login throttling -----------------------------------------------------------
 

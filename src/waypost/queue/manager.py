@@ -36,7 +36,7 @@ from ..config import Settings
 from ..db import Database, QueueFilter, QueuedMessage, QueuedRecipient, RecipientUpdate, StorageUnavailable
 from ..delivery import remote
 from ..log import event
-from ..mailauth import Signer, should_sign
+from ..mailauth import Sealer, Signer, should_seal, should_sign
 from ..mailstore import Delivery, Mailstore, OverQuota
 from ..router import LOCAL_TARGET, Context, Route, Router
 from . import dsn
@@ -108,11 +108,14 @@ class QueueManager:
         credentials: Callable[[str], tuple[str, str] | None] | None = None,
         srs: Any = None,
         signer: Signer | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         """``credentials(account)``: next-hop AUTH for routes that ask for it (gateway);
         ``srs``: the Sender Rewriting Scheme for copies made by account forwarding;
-        ``signer``: DKIM-signs outgoing mail of our domains as it enters the queue."""
+        ``signer``: DKIM-signs outgoing mail of our domains as it enters the queue;
+        ``sealer``: ARC-seals mail from outside that we send on (RFC 8617)."""
         self.signer = signer
+        self.sealer = sealer
         self.credentials = credentials
         self.srs = srs
         self.settings = settings
@@ -325,6 +328,12 @@ class QueueManager:
                 data = await asyncio.to_thread(self.signer.sign, data, msg_id)
             else:
                 data = self.signer.sign(data, msg_id)
+        elif (self.sealer is not None and should_seal(params or {}, [r.route.target for r in recipients]) is None
+              and self.sealer.has_our_results(data)):
+            # Mail from outside that leaves again (forwarders, groups, lists, gateway
+            # rules): an ARC set over what the rules made of it, with our verdicts.
+            # dkimpy's RSA is pure Python: a thread, so the loop goes on meanwhile.
+            data = await asyncio.to_thread(self.sealer.seal, data, msg_id)
         now = time.time()
         envelope: dict[str, Any] = {
             "sender": sender,

@@ -1,5 +1,5 @@
 """SELECT, EXAMINE, STATUS, APPEND, NAMESPACE, ENABLE and IDLE (RFC 3501 §6.3; RFC 2342,
-RFC 5161, RFC 2177; CONDSTORE, RFC 7162).  The commands that change the mailbox list
+RFC 5161, RFC 2177; CONDSTORE and QRESYNC, RFC 7162).  The commands that change the mailbox list
 are in ``mailboxes.py``."""
 
 from __future__ import annotations
@@ -25,12 +25,16 @@ from ..proto import (
     Enable,
     EnabledData,
     Examine,
+    FetchData,
     FlagsData,
+    FlagsItem,
     HighestModSeq,
     Idle,
+    ModSeqItem,
     Namespace,
     NamespaceData,
     PermanentFlags,
+    QresyncParams,
     RecentData,
     ExistsData,
     Section,
@@ -39,6 +43,7 @@ from ..proto import (
     Status,
     StatusData,
     Tagged,
+    UidItem,
     UidNext,
     UidValidity,
     Unseen,
@@ -55,7 +60,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("waypost.imap")
 
 #: RFC 5161 §4: what ENABLE can turn on here.
-ENABLEABLE = ("CONDSTORE", "UTF8=ACCEPT", "IMAP4REV2")  # RFC 6855 §3, RFC 9051 §6.3.1
+ENABLEABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2")  # RFC 7162, RFC 6855 §3, RFC 9051 §6.3.1
 
 
 def decode_name(wire: str, utf8: bool = False) -> str:
@@ -107,8 +112,14 @@ def permitted_flags(rights: str, flags: tuple[str, ...]) -> tuple[str, ...]:
 
 async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
     readonly = cmd.name == "EXAMINE"
-    if conn.selected is not None and "IMAP4REV2" in conn.enabled:
-        # RFC 9051 §7.1: [CLOSED] marks where the old mailbox's responses end.
+    qresync = "QRESYNC" in conn.enabled
+    if cmd.qresync is not None and not qresync:
+        # RFC 7162 §3.2.5: "MUST respond with a tagged BAD ... if the client hasn't
+        # issued ENABLE QRESYNC"; a BAD changes nothing, the selection stays.
+        return Tagged(cmd.tag, "BAD", "QRESYNC needs ENABLE QRESYNC first")
+    if conn.selected is not None and ("IMAP4REV2" in conn.enabled or qresync):
+        # RFC 9051 §7.1, RFC 7162 §3.2.11: [CLOSED] marks where the old mailbox's
+        # responses end.
         conn.send(Untagged("OK", "Previous mailbox closed", Code("CLOSED")))
     conn.selected = None  # RFC 3501 §6.3.1: a failed SELECT leaves none selected
     ref = find_mailbox(conn, cmd.mailbox)
@@ -125,6 +136,7 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
     seen_user = None if conn.access.is_owner(ref.box) else conn.access.address
     sel = await asyncio.to_thread(Selected.open, conn.store, ref.box, readonly, condstore, ref.rights, seen_user)
     sel.rev2 = "IMAP4REV2" in conn.enabled
+    sel.qresync = qresync
     conn.selected = sel
     out: list = [
         FlagsData(sel.all_flags()),
@@ -149,9 +161,30 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
         Untagged("OK", "Highest", HighestModSeq(sel.modseq)),
         Untagged("OK", "Ok", Code("MAILBOXID", f"({mailbox_id(sel.box)})")),  # RFC 8474 §4.1
     ]
+    if cmd.qresync is not None and cmd.qresync.uidvalidity == sel.box.uidvalidity:
+        out += await asyncio.to_thread(_resync, conn, sel, cmd.qresync)
     conn.send(*out)
     code = Codes.READ_ONLY if readonly else Codes.READ_WRITE
     return Tagged(cmd.tag, "OK", f"{cmd.name} completed", code)
+
+
+def _resync(conn: Connection, sel: Selected, known: QresyncParams) -> list[Any]:
+    """RFC 7162 §3.2.5.1: what changed since the client's mod-sequence, after the
+    usual SELECT responses: VANISHED (EARLIER) for the UIDs expunged since, then a
+    FETCH (UID FLAGS MODSEQ) for each message changed or added since; both only
+    for the known UIDs when the client named them.  (A different UIDVALIDITY makes
+    it a plain SELECT: the caller does not come here.)  The index keeps every
+    expunged UID with its mod-sequence, so ``seq_match`` is never needed to guess."""
+    db = conn.store.db
+    assert db is not None
+    out: list[Any] = sel.vanished_since(db, known.modseq, known.known_uids)
+    wanted = sel.uid_test(known.known_uids) if known.known_uids is not None else None
+    for seq, uid in enumerate(sel.uids, 1):
+        m = sel.msgs[uid]
+        if m.modseq <= known.modseq or (wanted is not None and not wanted(uid)):
+            continue
+        out.append(FetchData(seq, (UidItem(uid), FlagsItem(sel.flags_of(uid)), ModSeqItem(m.modseq))))
+    return out
 
 
 def status_items(conn: Connection, ref: MailboxRef, items: tuple[str, ...]) -> tuple[tuple[str, int | str], ...]:
@@ -317,10 +350,16 @@ async def namespace(conn: Connection, cmd: Namespace) -> Tagged:
 
 
 async def enable(conn: Connection, cmd: Enable) -> Tagged:
-    turned = [c for c in cmd.capabilities if c.upper() in ENABLEABLE and c.upper() not in conn.enabled]
+    turned = [c for c in dict.fromkeys(c.upper() for c in cmd.capabilities)
+              if c in ENABLEABLE and c not in conn.enabled]
     for c in turned:
         conn.enabled.add(c.upper())
-        if c.upper() == "CONDSTORE" and conn.selected is not None:
+        if c.upper() == "QRESYNC":
+            # RFC 7162 §3.2.3: enabling QRESYNC enables CONDSTORE too.
+            conn.enabled.add("CONDSTORE")
+            if conn.selected is not None:
+                conn.selected.qresync = True
+        if c.upper() in ("CONDSTORE", "QRESYNC") and conn.selected is not None:
             conn.selected.condstore = True
         if c.upper() in ("UTF8=ACCEPT", "IMAP4REV2"):
             # RFC 6855 §3: UTF-8 in quoted strings from now on.

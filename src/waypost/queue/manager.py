@@ -577,12 +577,19 @@ class QueueManager:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # nothing lost: the work is deferred and retried
-                log.exception("event=local-delivery-error error=%r", e)
+                if isinstance(e, StorageUnavailable):  # the database went away: one line, no trace
+                    event(log, "local-delivery-error", level=logging.ERROR, error=str(e))
+                else:
+                    log.exception("event=local-delivery-error error=%r", e)
                 for msg, group, _ in batch:
                     try:
                         await self._settle(msg, [_Outcome(r, "deferred", f"451 4.3.0 local delivery failed: {e}")
                                                  for r in group])
-                    except Exception:  # the index is unreachable: the leases expire, then a retry
+                    except StorageUnavailable as e2:  # the leases expire (or are given back), then a retry
+                        event(log, "settle-error", level=logging.ERROR, id=msg.msg_id, error=str(e2))
+                        for r in group:
+                            self._in_flight.discard((msg.msg_id, r.idx))
+                    except Exception:
                         log.exception("event=settle-error id=%s", msg.msg_id)
                         for r in group:
                             self._in_flight.discard((msg.msg_id, r.idx))
@@ -664,7 +671,12 @@ class QueueManager:
         filled = {(d.domain, d.account) for (_n, _r, d), res in zip(slots, results)
                   if d is not None and isinstance(res, str)}
         if filled:
-            for domain, account, percent in await asyncio.to_thread(self._quota_warnings, filled):
+            try:
+                warnings = await asyncio.to_thread(self._quota_warnings, filled)
+            except StorageUnavailable as e:  # delivered and recorded: the warning waits for the next one
+                event(log, "quota-warning-error", level=logging.WARNING, error=str(e))
+                return
+            for domain, account, percent in warnings:
                 await self._warn_quota(domain, account, percent)
 
     def _quota_warnings(self, accounts: set[tuple[str, str]]) -> list[tuple[str, str, int]]:

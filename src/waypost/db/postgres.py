@@ -396,6 +396,11 @@ _V6: list[str] = [
     f" FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id GROUP BY b.id",
 ]
 
+#: Version 7: the save date of each message (RFC 8514 SAVEDATE; see sqlite.py).
+_V7: list[str] = [
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS savedate DOUBLE PRECISION",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
 #: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
 MIGRATIONS: list[list[str]] = [
@@ -405,6 +410,7 @@ MIGRATIONS: list[list[str]] = [
     _V4,
     _V5,
     _V6,
+    _V7,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -946,6 +946,26 @@ def release_dead_worker(settings: Settings, db: Database, owner: str, pid: int) 
     return replayed, released
 
 
+def release_node(settings: Settings, db: Database, node: str, now: float) -> tuple[int, int, int]:
+    """A node that is gone for good (``waypost cluster release``, docs/cluster.md): first
+    record in the index what its journals say its next hops accepted, then give back
+    every lease its workers hold (so that the other nodes finish its messages now rather
+    than after ``queue.lease``), then forget its heartbeats.  In that order, for the
+    reason given in ``release_dead_worker``.  On a spool of one machine (SQLite) only
+    the journals of processes that are gone are read.  Returns (recipients replayed,
+    recipients released, workers forgotten)."""
+    root = settings.path(settings.storage.spool)
+    shared = bool(cluster_node(settings))
+    directory = node_dir(root, node if shared else "") / "journal"
+    journals = Journal(directory).orphaned(everything=shared) if directory.is_dir() else []
+    replayed = _replay(db, Spool(root, node=node if shared else ""), journals) if journals else 0
+    released = db.queue_release_leases_of(node)
+    workers = [w.worker for w in db.node_list(now) if w.node == node]
+    for worker in workers:
+        db.node_forget(worker)
+    return replayed, released, len(workers)
+
+
 def _replay(db: Database, spool: Spool, journals: list[tuple[Path, set[tuple[str, int]]]]) -> int:
     """Write journaled deliveries into the index, remove what that finishes, then the
     journal files (only once the index holds their rows)."""

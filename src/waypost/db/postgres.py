@@ -695,6 +695,17 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
             row = c.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
         return int(row[0]) if row else 0
 
+    def settings_token(self) -> bytes | None:
+        # Only while this process hears the other machines' changes (LISTEN): without
+        # it, a change made elsewhere would not replace the token.
+        if self._changes is None:
+            return None
+        if not self._listening.is_set():
+            self._start_listener()
+            if not self._listening.wait(0.0):
+                return None
+        return bytes(self._changes[:8])
+
     def _cached(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
         if self._changes is None:
             return load()

@@ -201,13 +201,14 @@ def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
     db = PostgresDatabase(url)
     try:
         assert db.get_domain("example.test") is not None
-        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 7
+        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 8
         db.node_heartbeat("w/1", "w", [], 0.0, 1.0)  # the table version 2 added
         assert [n.worker for n in db.node_list(1.0)] == ["w/1"]
         db.sieve_put("example.test", "al", "s", "keep;")  # the tables version 3 added
         assert db.sieve_list("example.test", "al") == [("s", False)]
         assert db.quota_usage("example.test", "al") == (0, 0)
         assert db.urlauth_key(1, "example.test", "al") is None  # the table version 4 added
+        assert db.api_token_list() == []  # the table version 7 added
     finally:
         db.close()
 
@@ -254,7 +255,7 @@ def test_web_sessions_store_hash_expire_and_delete(make_db):
 
 
 def _savedate_checks(db) -> None:
-    """Migration 7 (RFC 8514 save dates): a message indexed before has none; one
+    """Migration 8 (RFC 8514 save dates): a message indexed before has none; one
     added now has the time it was stored, whatever its internal date."""
     box = db.mailbox_create("example.test", "sd", "INBOX", "", 7)
     before = time.time()
@@ -263,13 +264,13 @@ def _savedate_checks(db) -> None:
     assert [m.savedate for m in db.message_list(box.id)] == [new.savedate]
 
 
-def test_sqlite_migration_7_keeps_old_messages_without_a_save_date(tmp_path):
-    path = tmp_path / "v6.db"
+def test_sqlite_migration_8_keeps_old_messages_without_a_save_date(tmp_path):
+    path = tmp_path / "v7.db"
     conn = sqlite3.connect(path)
-    for statements in sqlite_engine.MIGRATIONS[:6]:
+    for statements in sqlite_engine.MIGRATIONS[:7]:
         for st in statements:
             conn.execute(st)
-    conn.execute("PRAGMA user_version=6")
+    conn.execute("PRAGMA user_version=7")
     conn.execute("INSERT INTO mailboxes (id, domain, account, name, folder, uidvalidity, uidnext)"
                  " VALUES (1, 'example.test', 'old', 'INBOX', '', 5, 2)")
     conn.execute("INSERT INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate)"
@@ -284,12 +285,12 @@ def test_sqlite_migration_7_keeps_old_messages_without_a_save_date(tmp_path):
         db.close()
 
 
-def test_postgresql_migration_7_keeps_old_messages_without_a_save_date():
+def test_postgresql_migration_8_keeps_old_messages_without_a_save_date():
     url = pg.new_url()
     with psycopg.connect(url, autocommit=True) as conn:
         with conn.transaction():
             conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied DOUBLE PRECISION NOT NULL)")
-            for n, statements in enumerate(pg_engine.MIGRATIONS[:6], start=1):
+            for n, statements in enumerate(pg_engine.MIGRATIONS[:7], start=1):
                 for st in statements:
                     conn.execute(st)
                 conn.execute("INSERT INTO schema_version VALUES (%s, 0)", (n,))

@@ -52,7 +52,7 @@ def _s(default: Any, doc: str) -> Any:
 class ServerSettings:
     hostname: str = _s("localhost", "Name used in the SMTP greeting, EHLO and Received header fields.")
     main_domain: str = _s("localhost", "The main domain: addresses without a domain belong to it.")
-    workers: int = _s(0, "Worker processes sharing the listening sockets (0 = one per core).")
+    workers: int = _s(0, "Worker processes sharing the listening sockets (0 = one per usable CPU).")
     listen_backlog: int = _s(1024, "Connections each TCP listener lets wait to be accepted (listen(2) backlog; "
                                    "the kernel caps it at net.core.somaxconn).")
     log_format: str = _s("text", "Log line format: 'text' (key=value) or 'json'.")
@@ -181,7 +181,8 @@ class FTPSettings:
 class WebSettings:
     session_lifetime: float = _s(8 * 3600.0, "Seconds a WebUser session lasts after its login.")
     page_size: int = _s(50, "Messages on one page of a WebUser message list.")
-    max_upload_size: int = _s(25 * 1024 * 1024, "Octets a WebUser form (a composed message) may carry.")
+    max_upload_size: int = _s(25 * 1024 * 1024, "Octets a WebUser form (a composed message, a file upload) "
+                                                "may carry; a larger request is answered 413.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,7 +475,7 @@ def _validate(s: Settings) -> None:
     if s.filter.rspamd_timeout <= 0:
         raise ConfigError("filter.rspamd_timeout: must be positive")
     if s.server.workers < 0:
-        raise ConfigError("server.workers: expected 0 (one per core) or more")
+        raise ConfigError("server.workers: expected 0 (one per usable CPU) or more")
 
 
 def load_settings(data_dir: str | os.PathLike[str]) -> Settings:

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from .web import WebService
     from .sieve.managesieve import ManageSieveService
 
-__all__ = ["Problem", "Server", "bind_listeners", "own_addresses", "serve", "startup_problems"]
+__all__ = ["Problem", "Server", "bind_listeners", "default_workers", "own_addresses", "serve", "startup_problems"]
 
 log = logging.getLogger("waypost.server")
 
@@ -748,6 +748,19 @@ def _tune_gc() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
+def default_workers() -> int:
+    """The number of workers ``server.workers = 0`` (the default) runs: one per CPU this
+    process may run on.  That is the CPUs of its affinity mask (``taskset``, a cgroup
+    cpuset, a container's ``--cpuset-cpus``), not every core of the machine: a worker on
+    a CPU it may not use only takes turns with another one.  The work of a worker is
+    CPU-bound Python (one core each), shared state lives in the database and the spool,
+    so fewer workers than usable CPUs leave cores idle and more only add switching."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
 def serve(settings: Settings, workers: int | None = None, out: Callable[[str], None] = print) -> int:
     """Bind, recover, run; returns the exit status.  SIGTERM stops cleanly."""
     configure_logging(settings.server.log_format, settings.server.log_level)
@@ -763,7 +776,7 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     n = workers if workers is not None else settings.server.workers
     if n == 0:
-        n = os.cpu_count() or 1
+        n = default_workers()
     sockets = bind_listeners(settings)
     minger = _check_udp(settings.listen.minger) if settings.listen.minger else ""
     tls = _tls_setup(settings)

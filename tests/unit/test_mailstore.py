@@ -391,3 +391,36 @@ def test_recent_is_claimed_only_up_to_what_the_claiming_session_knows(store):
     store.append(box, b"Subject: 4\r\n\r\nx\r\n")
     assert db.message_claim_recent(box.id, 99) == 4  # never beyond UIDNEXT
     assert db.message_claim_recent(box.id) == 5
+
+
+def test_listing_is_patched_from_the_change_log_not_read_again(tmp_path, make_db):
+    """A cached listing is brought up to date from ``message_changes`` (adds, flag
+    changes, expunges) instead of ``message_list``; the result equals a fresh read, and
+    the list sessions already hold is not changed."""
+    db = make_db("patch.db")
+    store = Mailstore(tmp_path / "mail", "h", db)
+    box = store.get("example.test", "alice", "INBOX")
+    for i in range(200):
+        store.append(box, b"Subject: %d\r\n\r\nx\r\n" % i)
+    reads = []
+    real = db.message_list
+    db.message_list = lambda mailbox_id: reads.append(mailbox_id) or real(mailbox_id)  # type: ignore[method-assign]
+    first = store.listing(box)[1]
+    assert len(reads) == 1 and len(first) == 200
+    held = list(first)
+    store.store(box, [3, 150], ["\\Seen"], "+")
+    store.expunge(box, [m for m in first if m.uid in (5, 6, 199)])
+    store.append(box, b"Subject: new\r\n\r\nx\r\n", ["\\Flagged"])
+    store.store(box, [201], ["\\Answered"], "+")
+    state, patched = store.listing(box)
+    assert len(reads) == 1  # patched, not read again
+    assert first == held  # what a session held is unchanged
+    fresh = real(box.id)
+    assert patched == fresh and state == db.mailbox_state(box.id)
+    assert [m.flags for m in patched if m.uid in (3, 150, 201)] == [("\\Seen",), ("\\Seen",),
+                                                                     ("\\Flagged", "\\Answered")]
+    assert store.listing(box)[1] is patched  # unchanged state: the same list
+    # Many changes at once: one read of the whole listing is cheaper.
+    store.store(box, [m.uid for m in patched], ["\\Deleted"], "+")
+    assert store.listing(box)[1] == real(box.id) and len(reads) == 2
+    db.close()

@@ -119,7 +119,7 @@ def init(directory: Path, main_domain: str, hostname: str | None, force: bool, u
 
 
 @cli.command()
-@click.option("--workers", type=int, default=None, help="Worker processes (default: server.workers; 0 = one per core).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: server.workers; 0 = one per usable CPU).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Override server.log_format.")
 @pass_app
 def serve(app: App, workers: int | None, log_format: str | None) -> None:

@@ -187,6 +187,10 @@ class MailboxRecord:
     inbox itself).  ``uidvalidity`` changes only when the mailbox is created anew.
     Messages whose UID is at least ``recent_uid`` have not yet been seen by a session
     that selected the mailbox (IMAP \\Recent).
+
+    ``exists``, ``unseen`` (messages without \\Seen in their flags: the owner's view),
+    ``size`` (the known sizes added up) and ``unsized`` (messages not measured yet) are
+    the counts the index keeps by triggers, read with the row: nothing is counted.
     """
 
     id: int
@@ -200,6 +204,9 @@ class MailboxRecord:
     recent_uid: int
     special_use: str = ""
     exists: int = 0
+    unseen: int = 0
+    size: int = 0
+    unsized: int = 0
 
 
 @dataclass(slots=True)
@@ -370,6 +377,9 @@ class Database(Protocol):
         """RFC 6154 attribute of the mailbox ("" for none)."""
     def mailbox_state(self, mailbox_id: int) -> tuple[int, int, int] | None:
         """(uidnext, highestmodseq, message count): the cheap "has it changed?" read."""
+    def message_count_from(self, mailbox_id: int, uid: int) -> int:
+        """How many messages have a UID of at least ``uid`` (STATUS RECENT): an indexed
+        range, not the whole mailbox."""
     def message_add(self, mailbox_id: int,
                     items: Sequence[tuple[str, str, tuple[str, ...], int, float]]) -> list[MessageRecord]:
         """Index Maildir files (name, subdir, flags, size, internal date) under new UIDs,

@@ -295,6 +295,50 @@ _V5: list[str] = [
     "CREATE INDEX IF NOT EXISTS web_sessions_expires ON web_sessions (expires)",
 ]
 
+#: Version 6: each mailbox's message count, unseen count and size, kept exact by triggers
+#: on the message index in the same transaction as the messages themselves (as quota
+#: usage is), so that SELECT, STATUS and every command's "what changed" check read one
+#: row instead of counting 100,000.  ``size`` sums the known sizes; ``unsized`` counts
+#: the messages of unknown size (-1: dropped in by another program, not measured yet).
+#: The row goes with its mailbox (the id is never given again).  A database made before
+#: has its counts made once here, in the migration's transaction.
+_UNSEEN_NEW = "(instr(' ' || NEW.flags || ' ', ' \\Seen ') = 0)"
+_UNSEEN_OLD = "(instr(' ' || OLD.flags || ' ', ' \\Seen ') = 0)"
+_V6: list[str] = [
+    """CREATE TABLE IF NOT EXISTS mailbox_counts (
+        mailbox_id INTEGER PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,
+        messages   INTEGER NOT NULL DEFAULT 0,
+        unseen     INTEGER NOT NULL DEFAULT 0,
+        size       INTEGER NOT NULL DEFAULT 0,
+        unsized    INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TRIGGER IF NOT EXISTS counts_mailbox AFTER INSERT ON mailboxes BEGIN
+        INSERT OR IGNORE INTO mailbox_counts (mailbox_id) VALUES (NEW.id);
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS counts_add AFTER INSERT ON messages BEGIN
+        UPDATE mailbox_counts SET messages = messages + 1, unseen = unseen + {_UNSEEN_NEW},
+                                  size = size + MAX(NEW.size, 0), unsized = unsized + (NEW.size < 0)
+            WHERE mailbox_id = NEW.mailbox_id;
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS counts_remove AFTER DELETE ON messages BEGIN
+        UPDATE mailbox_counts SET messages = messages - 1, unseen = unseen - {_UNSEEN_OLD},
+                                  size = size - MAX(OLD.size, 0), unsized = unsized - (OLD.size < 0)
+            WHERE mailbox_id = OLD.mailbox_id;
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS counts_change AFTER UPDATE OF flags, size ON messages
+        WHEN OLD.flags IS NOT NEW.flags OR OLD.size IS NOT NEW.size BEGIN
+        UPDATE mailbox_counts SET unseen = unseen - {_UNSEEN_OLD} + {_UNSEEN_NEW},
+                                  size = size - MAX(OLD.size, 0) + MAX(NEW.size, 0),
+                                  unsized = unsized - (OLD.size < 0) + (NEW.size < 0)
+            WHERE mailbox_id = NEW.mailbox_id;
+    END""",
+    "INSERT OR REPLACE INTO mailbox_counts (mailbox_id, messages, unseen, size, unsized)"
+    " SELECT b.id, COUNT(m.uid),"
+    " COALESCE(SUM(m.uid IS NOT NULL AND instr(' ' || m.flags || ' ', ' \\Seen ') = 0), 0),"
+    " COALESCE(SUM(MAX(m.size, 0)), 0), COALESCE(SUM(m.size < 0), 0)"
+    " FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id GROUP BY b.id",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes a database from version n - 1 to
 #: n (``PRAGMA user_version``).  Append; never edit one that has been released.
 MIGRATIONS: list[list[str]] = [
@@ -303,6 +347,7 @@ MIGRATIONS: list[list[str]] = [
     _V3,
     _V4,
     _V5,
+    _V6,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -15,7 +15,11 @@ from typing import Any, Iterator, Sequence
 from .base import Conflict, MailboxRecord, MessageRecord, NotFound
 
 _MAILBOX_COLS = ("id, domain, account, name, folder, uidvalidity, uidnext, highestmodseq, recent_uid, special_use,"
-                 " (SELECT COUNT(*) FROM messages WHERE mailbox_id = mailboxes.id)")
+                 # The counts the triggers keep (migration 6): one row read, nothing counted.
+                 " COALESCE((SELECT messages FROM mailbox_counts WHERE mailbox_id = mailboxes.id), 0),"
+                 " COALESCE((SELECT unseen FROM mailbox_counts WHERE mailbox_id = mailboxes.id), 0),"
+                 " COALESCE((SELECT size FROM mailbox_counts WHERE mailbox_id = mailboxes.id), 0),"
+                 " COALESCE((SELECT unsized FROM mailbox_counts WHERE mailbox_id = mailboxes.id), 0)")
 _MESSAGE_COLS = "uid, name, subdir, flags, modseq, size, internaldate"
 
 
@@ -109,9 +113,14 @@ class _MailboxIndex:
 
     def mailbox_state(self, mailbox_id: int) -> tuple[int, int, int] | None:
         row = self._conn().execute(
-            "SELECT uidnext, highestmodseq, (SELECT COUNT(*) FROM messages WHERE mailbox_id=?)"
-            " FROM mailboxes WHERE id=?", (mailbox_id, mailbox_id)).fetchone()
+            "SELECT uidnext, highestmodseq, COALESCE(c.messages, 0) FROM mailboxes"
+            " LEFT JOIN mailbox_counts c ON c.mailbox_id = mailboxes.id WHERE id=?", (mailbox_id,)).fetchone()
         return (row[0], row[1], row[2]) if row else None
+
+    def message_count_from(self, mailbox_id: int, uid: int) -> int:
+        row = self._conn().execute("SELECT COUNT(*) FROM messages WHERE mailbox_id=? AND uid>=?",
+                                   (mailbox_id, uid)).fetchone()
+        return int(row[0])
 
     def message_add(self, mailbox_id: int,
                     items: Sequence[tuple[str, str, tuple[str, ...], int, float]]) -> list[MessageRecord]:

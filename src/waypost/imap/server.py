@@ -113,7 +113,7 @@ class IMAPService:
     def capabilities(self, conn: Connection) -> tuple[str, ...]:
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
                 "UNSELECT", "MULTIAPPEND", "BINARY", "CATENATE", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS",
-                "SPECIAL-USE", "CONDSTORE", "ACL", "RIGHTS=kxte", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY",
+                "SPECIAL-USE", "CONDSTORE", "QRESYNC", "ACL", "RIGHTS=kxte", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY",
                 "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "COMPRESS=DEFLATE", "STATUS=SIZE",
                 "LIST-MYRIGHTS"]
         caps += ["CONTEXT=SEARCH", "CONTEXT=SORT", "PARTIAL", "OBJECTID", "UTF8=ACCEPT", "IMAP4rev2"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ..db import Database, MailboxRecord, MessageRecord
 from ..mailstore import Mailstore
@@ -33,6 +33,7 @@ from .proto import (
     SequenceSet,
     UidItem,
     Untagged,
+    VanishedData,
 )
 
 __all__ = ["Account", "Selected"]
@@ -79,6 +80,8 @@ class Selected:
     contexts: dict[str, Any] = field(default_factory=dict)
     # IMAP4rev2 enabled (RFC 9051 Appendix E): no RECENT responses, no \Recent flag.
     rev2: bool = False
+    # QRESYNC enabled (RFC 7162 §3.2.10): VANISHED (UIDs) instead of EXPUNGE.
+    qresync: bool = False
 
     @classmethod
     def open(cls, store: Mailstore, box: MailboxRecord, readonly: bool, condstore: bool,
@@ -104,6 +107,15 @@ class Selected:
         for flags in {m.flags for m in msgs}:
             sel.keywords.update(f for f in flags if not f.startswith("\\"))
         return sel
+
+    def all_seen(self, db: Database) -> bool:
+        """Whether every message this session shows has \\Seen (the owner's view), from
+        the index's counts: true only when the index is still at the state the session
+        shows (a flag change moves HIGHESTMODSEQ, a new message UIDNEXT) and counts no
+        unseen message."""
+        box = db.mailbox_by_id(self.box.id)
+        return (box is not None and box.unseen == 0 and not self.gone and not self.arrived
+                and (box.uidnext, box.highestmodseq, box.exists) == self.state and box.exists == len(self.uids))
 
     # -- numbers --------------------------------------------------------------------
 
@@ -206,8 +218,10 @@ class Selected:
     def expunged_here(self, uids: list[int]) -> list[Response]:
         """This session expunged ``uids``: EXPUNGE responses, highest number first
         so that each number is still right when the client reads it; the
-        REMOVEFROM of search contexts (RFC 5267) come first."""
+        REMOVEFROM of search contexts (RFC 5267) come first.  With QRESYNC one
+        VANISHED names them all by UID (RFC 7162 §3.2.10)."""
         out: list[Response] = expunging(self, uids) if self.contexts else []
+        vanished: list[int] = []
         for uid in sorted(uids, reverse=True):
             seq = self.seq_of(uid)
             if seq is None:
@@ -217,8 +231,36 @@ class Selected:
             self.recent.discard(uid)
             self.gone.discard(uid)
             self.owed.discard(uid)
-            out.append(ExpungeData(seq))
+            if self.qresync:
+                vanished.append(uid)
+            else:
+                out.append(ExpungeData(seq))
+        if vanished:
+            out.append(VanishedData(SequenceSet.from_numbers(vanished)))
         return out
+
+    def uid_test(self, uids: SequenceSet) -> Callable[[int], bool]:
+        """Whether a UID is in a UID set, "*" standing for every UID the mailbox has
+        given (UIDNEXT - 1), so that "1:*" also names the last one expunged."""
+        spans = uids.resolve(max(self.state[0] - 1, 1), uid=True)  # sorted, apart
+        starts = [r.start for r in spans]
+
+        def named(u: int) -> bool:
+            i = bisect.bisect_right(starts, u) - 1
+            return i >= 0 and u in spans[i]
+        return named
+
+    def vanished_since(self, db: Database, modseq: int, within: SequenceSet | None) -> list[Response]:
+        """``VANISHED (EARLIER)`` for the UIDs expunged after ``modseq`` (RFC 7162
+        §3.2.5.1 and §3.2.6), only those ``within`` when given.  Every expunge keeps
+        its UID and mod-sequence in the index, so the answer is exact, never a guess."""
+        _, gone = db.message_changes(self.box.id, modseq)
+        if within is not None:
+            named = self.uid_test(within)
+            gone = [u for u in gone if named(u)]
+        if not gone:
+            return []
+        return [VanishedData(SequenceSet.from_numbers(gone), earlier=True)]
 
     def catch_up(self, store: Mailstore) -> bool:
         """Read what changed in the index without telling the client yet: current

@@ -662,7 +662,12 @@ class Mailstore:
     def listing(self, box: MailboxRecord) -> tuple[tuple[int, int, int], list[MessageRecord]]:
         """(state, messages by UID): the index state read first, then the messages, so
         the messages are at least as new as the state.  Served from this process's
-        cache while the state is unchanged; the list must not be modified."""
+        cache while the state is unchanged; the list must not be modified.
+
+        When the state moved on, the cached listing is patched from the index's change
+        log (``message_changes`` since its mod-sequence: new and changed records, and
+        the UIDs expunged) instead of read again whole: a flag set or a message
+        delivered in a 100,000-message mailbox reads a few rows, not 100,000."""
         db = self._db()
         state = db.mailbox_state(box.id) or (0, 0, 0)
         cached = self._listings.get(box.id)
@@ -672,9 +677,35 @@ class Mailstore:
             except KeyError:  # dropped by another thread meanwhile: still valid here
                 pass
             return cached
-        entry = (state, db.message_list(box.id))
+        entry: tuple[tuple[int, int, int], list[MessageRecord]] | None = None
+        if cached is not None and state[1] > cached[0][1] and state[0] >= cached[0][0]:
+            entry = self._patched(box, cached, state)
+        if entry is None:
+            entry = (state, db.message_list(box.id))
         self._keep_listing(box.id, entry)
         return entry
+
+    def _patched(self, box: MailboxRecord, cached: tuple[tuple[int, int, int], list[MessageRecord]],
+                 state: tuple[int, int, int]) -> tuple[tuple[int, int, int], list[MessageRecord]] | None:
+        """``cached`` brought to ``state`` from the change log, as a new list (sessions
+        hold the old one); None when reading the whole listing is the surer or the
+        cheaper way (many changes, or the result does not add up to the state's count:
+        a change made between the two reads, then the next call patches again)."""
+        old_state, old = cached
+        changed, gone = self._db().message_changes(box.id, old_state[1])
+        if len(changed) + len(gone) > max(64, len(old) // 4):
+            return None
+        expunged = set(gone)
+        by_uid = {m.uid: m for m in changed}
+        out = [by_uid.pop(m.uid, m) for m in old if m.uid not in expunged]
+        # What is left is new: UIDs above every one listed (RFC 3501 §2.3.1.1).
+        added = sorted((m for m in by_uid.values() if m.uid not in expunged), key=lambda m: m.uid)
+        if added and out and added[0].uid <= out[-1].uid:
+            return None
+        out += added
+        if len(out) != state[2]:
+            return None
+        return state, out
 
     def read(self, box: MailboxRecord, msg: MessageRecord) -> bytes:
         """The message's bytes; FileNotFoundError when it was expunged meanwhile."""

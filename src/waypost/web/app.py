@@ -117,6 +117,29 @@ def _secure(request: Request) -> bool:
 
 Handler = Callable[[Web, Request], Awaitable[Response]]
 
+#: Octets a form may carry beyond ``web.max_upload_size`` (its other fields, the
+#: multipart boundaries and headers).
+FORM_OVERHEAD = 64 * 1024
+
+
+class BodyTooLarge(Exception):
+    """A request body passed the bound (answered 413)."""
+
+
+def _bounded(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises BodyTooLarge once more than ``limit`` body octets came."""
+    seen = 0
+
+    async def bounded() -> Any:
+        nonlocal seen
+        message = await receive()
+        if message.get("type") == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge()
+        return message
+    return bounded
+
 
 def _page(handler: Handler, web: Web, login: bool = True, csrf: bool = True) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler: a Host we serve; with ``login``, a session (else to the login
@@ -210,9 +233,10 @@ def _access(web: Web, session: Session) -> Access:
 
 def _unseen(web: Web, access: Access, box: MailboxRecord) -> int:
     store = web.server.mailstore
-    msgs = store.listing(box)[1]
     if access.is_owner(box):
-        return sum(1 for m in msgs if "\\Seen" not in m.flags)
+        current = store.db.mailbox_by_id(box.id) if store.db is not None else None
+        return (current or box).unseen  # the index's count (migration 6)
+    msgs = store.listing(box)[1]
     db = store.db
     assert db is not None
     seen = db.seen_get(box.id, access.address)
@@ -631,11 +655,31 @@ def build_app(server: "Server") -> Callable[[Scope, Receive, Send], Awaitable[No
             log.error("event=web-error path=%s error=%r", request.url.path, exc)
         return web.page(request, "error.html", code, title="Error", message="Not found." if code == 404 else "Error.")
 
-    starlette = Starlette(routes=routes, exception_handlers={HTTPException: not_found, Exception: not_found})
+    from . import account
+    routes += account.routes(web)
+
+    async def too_large(request: Request, exc: Exception) -> Response:
+        event(log, "web-body-too-large", level=logging.INFO, client=_client(request), path=request.url.path)
+        return web.page(request, "error.html", 413, title="Too large",
+                        message=f"The request is larger than {web.settings.web.max_upload_size} octets.")
+
+    starlette = Starlette(routes=routes, exception_handlers={HTTPException: not_found, BodyTooLarge: too_large,
+                                                             Exception: not_found})
+    limit = web.settings.web.max_upload_size + FORM_OVERHEAD
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and await _file_response(web, scope, receive, send):
             return
+        if scope["type"] == "http" and scope.get("method") not in ("GET", "HEAD"):
+            # A body larger than a form may be is answered 413 before it is read when it
+            # says its length, and as soon as it passes the bound when it does not.
+            length = dict(scope.get("headers", [])).get(b"content-length", b"")
+            if length.isdigit() and int(length) > limit:
+                event(log, "web-body-too-large", level=logging.INFO, path=scope.get("path", ""), length=int(length))
+                await Response("Request too large\n", 413, media_type="text/plain",
+                               headers={"Connection": "close"})(scope, receive, send)
+                return
+            receive = _bounded(receive, limit)
         await starlette(scope, receive, send)
 
     return app

@@ -100,7 +100,7 @@ CASES: list[tuple[bytes, str | None, Reason]] = [
     (b'A1 APPEND INBOX "31-Feb-1994 00:00:00 +0000" {1}\r\nx\r\n', "A1", Reason.BAD_DATE),
     (b"A1 STORE 1 +FLAGS (\\Recent)\r\n", "A1", Reason.BAD_FLAG),
     (b"A1 STORE 1 +FLAGS (\\*)\r\n", "A1", Reason.BAD_FLAG),
-    (b"A1 SELECT INBOX (QRESYNC (1 2))\r\n", "A1", Reason.UNKNOWN_OPTION),
+    (b"A1 SELECT INBOX (QRESYNCX (1 2))\r\n", "A1", Reason.UNKNOWN_OPTION),
     (b"A1 FETCH 1 FLAGS (VANISHED)\r\n", "A1", Reason.UNKNOWN_OPTION),
     (b'A1 LIST (BOGUS) "" *\r\n', "A1", Reason.UNKNOWN_OPTION),
     (b'A1 LIST "" * RETURN (BOGUS)\r\n', "A1", Reason.UNKNOWN_OPTION),

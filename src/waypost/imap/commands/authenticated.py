@@ -1,5 +1,5 @@
 """SELECT, EXAMINE, STATUS, APPEND, NAMESPACE, ENABLE and IDLE (RFC 3501 §6.3; RFC 2342,
-RFC 5161, RFC 2177; CONDSTORE, RFC 7162).  The commands that change the mailbox list
+RFC 5161, RFC 2177; CONDSTORE and QRESYNC, RFC 7162).  The commands that change the mailbox list
 are in ``mailboxes.py``."""
 
 from __future__ import annotations
@@ -25,12 +25,16 @@ from ..proto import (
     Enable,
     EnabledData,
     Examine,
+    FetchData,
     FlagsData,
+    FlagsItem,
     HighestModSeq,
     Idle,
+    ModSeqItem,
     Namespace,
     NamespaceData,
     PermanentFlags,
+    QresyncParams,
     RecentData,
     ExistsData,
     Section,
@@ -39,6 +43,7 @@ from ..proto import (
     Status,
     StatusData,
     Tagged,
+    UidItem,
     UidNext,
     UidValidity,
     Unseen,
@@ -55,7 +60,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("waypost.imap")
 
 #: RFC 5161 §4: what ENABLE can turn on here.
-ENABLEABLE = ("CONDSTORE", "UTF8=ACCEPT", "IMAP4REV2")  # RFC 6855 §3, RFC 9051 §6.3.1
+ENABLEABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2")  # RFC 7162, RFC 6855 §3, RFC 9051 §6.3.1
 
 
 def decode_name(wire: str, utf8: bool = False) -> str:
@@ -107,8 +112,14 @@ def permitted_flags(rights: str, flags: tuple[str, ...]) -> tuple[str, ...]:
 
 async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
     readonly = cmd.name == "EXAMINE"
-    if conn.selected is not None and "IMAP4REV2" in conn.enabled:
-        # RFC 9051 §7.1: [CLOSED] marks where the old mailbox's responses end.
+    qresync = "QRESYNC" in conn.enabled
+    if cmd.qresync is not None and not qresync:
+        # RFC 7162 §3.2.5: "MUST respond with a tagged BAD ... if the client hasn't
+        # issued ENABLE QRESYNC"; a BAD changes nothing, the selection stays.
+        return Tagged(cmd.tag, "BAD", "QRESYNC needs ENABLE QRESYNC first")
+    if conn.selected is not None and ("IMAP4REV2" in conn.enabled or qresync):
+        # RFC 9051 §7.1, RFC 7162 §3.2.11: [CLOSED] marks where the old mailbox's
+        # responses end.
         conn.send(Untagged("OK", "Previous mailbox closed", Code("CLOSED")))
     conn.selected = None  # RFC 3501 §6.3.1: a failed SELECT leaves none selected
     ref = find_mailbox(conn, cmd.mailbox)
@@ -125,6 +136,7 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
     seen_user = None if conn.access.is_owner(ref.box) else conn.access.address
     sel = await asyncio.to_thread(Selected.open, conn.store, ref.box, readonly, condstore, ref.rights, seen_user)
     sel.rev2 = "IMAP4REV2" in conn.enabled
+    sel.qresync = qresync
     conn.selected = sel
     out: list = [
         FlagsData(sel.all_flags()),
@@ -132,7 +144,9 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
     ]
     if not sel.rev2:  # RFC 9051 Appendix E: no RECENT, no [UNSEEN] in IMAP4rev2
         out.append(RecentData(len(sel.recent)))
-    if sel.seen_user is None:
+    if sel.seen_user is None and conn.store.db is not None and await asyncio.to_thread(sel.all_seen, conn.store.db):
+        first_unseen = None  # the index's count says so: no message to look through
+    elif sel.seen_user is None:
         msgs = sel.msgs
         first_unseen = next((i + 1 for i, u in enumerate(sel.uids) if "\\Seen" not in msgs[u].flags), None)
     else:
@@ -147,9 +161,30 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
         Untagged("OK", "Highest", HighestModSeq(sel.modseq)),
         Untagged("OK", "Ok", Code("MAILBOXID", f"({mailbox_id(sel.box)})")),  # RFC 8474 §4.1
     ]
+    if cmd.qresync is not None and cmd.qresync.uidvalidity == sel.box.uidvalidity:
+        out += await asyncio.to_thread(_resync, conn, sel, cmd.qresync)
     conn.send(*out)
     code = Codes.READ_ONLY if readonly else Codes.READ_WRITE
     return Tagged(cmd.tag, "OK", f"{cmd.name} completed", code)
+
+
+def _resync(conn: Connection, sel: Selected, known: QresyncParams) -> list[Any]:
+    """RFC 7162 §3.2.5.1: what changed since the client's mod-sequence, after the
+    usual SELECT responses: VANISHED (EARLIER) for the UIDs expunged since, then a
+    FETCH (UID FLAGS MODSEQ) for each message changed or added since; both only
+    for the known UIDs when the client named them.  (A different UIDVALIDITY makes
+    it a plain SELECT: the caller does not come here.)  The index keeps every
+    expunged UID with its mod-sequence, so ``seq_match`` is never needed to guess."""
+    db = conn.store.db
+    assert db is not None
+    out: list[Any] = sel.vanished_since(db, known.modseq, known.known_uids)
+    wanted = sel.uid_test(known.known_uids) if known.known_uids is not None else None
+    for seq, uid in enumerate(sel.uids, 1):
+        m = sel.msgs[uid]
+        if m.modseq <= known.modseq or (wanted is not None and not wanted(uid)):
+            continue
+        out.append(FetchData(seq, (UidItem(uid), FlagsItem(sel.flags_of(uid)), ModSeqItem(m.modseq))))
+    return out
 
 
 def status_items(conn: Connection, ref: MailboxRef, items: tuple[str, ...]) -> tuple[tuple[str, int | str], ...]:
@@ -165,17 +200,23 @@ def status_items(conn: Connection, ref: MailboxRef, items: tuple[str, ...]) -> t
     if "DELETED-STORAGE" in items:  # RFC 9208 §4.2: in units of 1024 octets
         octets = sum(max(m.size, 0) for m in conn.store.listing(box)[1] if "\\Deleted" in m.flags)
         values["DELETED-STORAGE"] = -(-octets // 1024)
-    if "UNSEEN" in items or "RECENT" in items:
-        msgs = conn.store.listing(box)[1]  # this worker's sessions share it
+    # MESSAGES, UNSEEN (the owner's) and SIZE are the counts the index keeps with the
+    # mailbox row (migration 6); RECENT an indexed range: a 100,000-message mailbox is
+    # not read for them.
+    if "UNSEEN" in items:
         if conn.access.is_owner(box):
-            values["UNSEEN"] = sum(1 for m in msgs if "\\Seen" not in m.flags)
+            values["UNSEEN"] = box.unseen
         else:  # another account's mailbox: this user's own \Seen
+            msgs = conn.store.listing(box)[1]  # this worker's sessions share it
             seen = db.seen_get(box.id, conn.access.address)
             values["UNSEEN"] = sum(1 for m in msgs if m.uid not in seen)
-        values["RECENT"] = sum(1 for m in msgs if m.uid >= box.recent_uid)
-    if "SIZE" in items:
-        # RFC 8438 §3: the total of the messages' RFC822.SIZE.  A file dropped in
-        # is measured now (as FETCH RFC822.SIZE would); one gone meanwhile counts 0.
+    if "RECENT" in items:
+        values["RECENT"] = db.message_count_from(box.id, box.recent_uid)
+    if "SIZE" in items and box.unsized == 0:
+        values["SIZE"] = box.size  # RFC 8438 §3: the total of the messages' RFC822.SIZE
+    elif "SIZE" in items:
+        # A file dropped in is measured now (as FETCH RFC822.SIZE would); one gone
+        # meanwhile counts 0.
         msgs = conn.store.listing(box)[1]
         checked = conn.store.sized(box, msgs)
         values["SIZE"] = sum(max(checked[m.uid].size if m.uid in checked else m.size, 0) for m in msgs)
@@ -309,10 +350,16 @@ async def namespace(conn: Connection, cmd: Namespace) -> Tagged:
 
 
 async def enable(conn: Connection, cmd: Enable) -> Tagged:
-    turned = [c for c in cmd.capabilities if c.upper() in ENABLEABLE and c.upper() not in conn.enabled]
+    turned = [c for c in dict.fromkeys(c.upper() for c in cmd.capabilities)
+              if c in ENABLEABLE and c not in conn.enabled]
     for c in turned:
         conn.enabled.add(c.upper())
-        if c.upper() == "CONDSTORE" and conn.selected is not None:
+        if c.upper() == "QRESYNC":
+            # RFC 7162 §3.2.3: enabling QRESYNC enables CONDSTORE too.
+            conn.enabled.add("CONDSTORE")
+            if conn.selected is not None:
+                conn.selected.qresync = True
+        if c.upper() in ("CONDSTORE", "QRESYNC") and conn.selected is not None:
             conn.selected.condstore = True
         if c.upper() in ("UTF8=ACCEPT", "IMAP4REV2"):
             # RFC 6855 §3: UTF-8 in quoted strings from now on.

@@ -1,4 +1,5 @@
-"""FETCH and UID FETCH (RFC 3501 §6.4.5, §6.4.8; CONDSTORE CHANGEDSINCE, RFC 7162;
+"""FETCH and UID FETCH (RFC 3501 §6.4.5, §6.4.8; CONDSTORE CHANGEDSINCE and QRESYNC
+VANISHED, RFC 7162;
 BINARY, BINARY.PEEK and BINARY.SIZE, RFC 3516).
 
 The simple items (UID, FLAGS, RFC822.SIZE, INTERNALDATE, MODSEQ) come from the index
@@ -74,6 +75,9 @@ def _sets_seen(att: Any) -> bool:
 async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
     sel = conn.selected
     assert sel is not None
+    if cmd.vanished and "QRESYNC" not in conn.enabled:
+        # RFC 7162 §3.2.6: VANISHED before ENABLE QRESYNC is a tagged BAD.
+        return Tagged(cmd.tag, "BAD", "VANISHED needs ENABLE QRESYNC first")
     targets = named_messages(sel, cmd)
     if isinstance(targets, Tagged):
         return targets
@@ -84,6 +88,11 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
     if cmd.changed_since is not None or Att.MODSEQ in atts:
         conn.enabled.add("CONDSTORE")
         conn.send(*sel.enable_condstore())
+    if cmd.vanished and cmd.changed_since is not None and not cmd.sequence.saved:
+        # RFC 7162 §3.2.6: the UIDs of the set expunged since, before the FETCHes.
+        db = conn.store.db
+        assert db is not None
+        conn.send(*await asyncio.to_thread(sel.vanished_since, db, cmd.changed_since, cmd.sequence))
     if cmd.changed_since is not None:
         targets = [(s, u) for s, u in targets if sel.msgs[u].modseq > cmd.changed_since]
         if Att.MODSEQ not in atts:

@@ -1,5 +1,5 @@
 """CHECK, CLOSE, UNSELECT, EXPUNGE, UID EXPUNGE, STORE, COPY and MOVE (RFC 3501 §6.4;
-UNSELECT, RFC 3691; UIDPLUS, RFC 4315; MOVE, RFC 6851; CONDSTORE, RFC 7162).
+UNSELECT, RFC 3691; UIDPLUS, RFC 4315; MOVE, RFC 6851; CONDSTORE and QRESYNC, RFC 7162).
 FETCH is in ``fetch.py``, SEARCH in ``search.py``."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..proto import (
     Fetch,
     FetchData,
     FlagsItem,
+    HighestModSeq,
     Modified,
     ModSeqItem,
     Move,
@@ -90,6 +91,11 @@ async def expunge(conn: Connection, cmd: Expunge | UidExpunge) -> Tagged:
               if u in wanted and u not in sel.gone and "\\Deleted" in sel.msgs[u].flags]
     uids = await asyncio.to_thread(conn.store.expunge, sel.box, doomed)
     conn.send(*sel.expunged_here(uids))
+    if sel.qresync:
+        # RFC 7162 §3.2.7: the tagged OK carries [HIGHESTMODSEQ], a value up to
+        # which the client has now heard everything (so the rest is sent first).
+        conn.send(*sel.refresh(conn.store, allow_expunge=True))
+        return Tagged(cmd.tag, "OK", f"{cmd.name} completed", HighestModSeq(sel.modseq))
     return Tagged(cmd.tag, "OK", f"{cmd.name} completed")
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "EnvelopeItem",
     "ExistsData",
     "ExpungeData",
+    "VanishedData",
     "FetchData",
     "FetchItem",
     "FlagsData",
@@ -408,6 +409,18 @@ class ExpungeData:
 
     def encode(self) -> bytes:
         return b"* %d EXPUNGE\r\n" % self.seq
+
+
+@dataclass(frozen=True, slots=True)
+class VanishedData:
+    """RFC 7162 §7:  message-data =/ expunged-resp
+    expunged-resp = "VANISHED" [SP "(EARLIER)"] SP known-uids"""
+
+    uids: SequenceSet
+    earlier: bool = False
+
+    def encode(self) -> bytes:
+        return b"* VANISHED " + (b"(EARLIER) " if self.earlier else b"") + str(self.uids).encode() + CRLF
 
 
 @dataclass(frozen=True, slots=True)
@@ -965,6 +978,7 @@ Response = (
     | ExistsData
     | RecentData
     | ExpungeData
+    | VanishedData
     | FlagsData
     | ListData
     | StatusData

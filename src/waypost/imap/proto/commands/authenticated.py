@@ -3,7 +3,7 @@
 RFC 3501 §6.3: SELECT EXAMINE CREATE DELETE RENAME SUBSCRIBE UNSUBSCRIBE LIST LSUB
 STATUS APPEND; NAMESPACE (RFC 2342), ENABLE (RFC 5161), IDLE (RFC 2177), the ACL
 commands (RFC 4314); LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819), SPECIAL-USE
-(RFC 6154), SELECT/EXAMINE (CONDSTORE) (RFC 7162), COMPRESS (RFC 4978), STATUS=SIZE
+(RFC 6154), SELECT/EXAMINE (CONDSTORE) and (QRESYNC ...) (RFC 7162), COMPRESS (RFC 4978), STATUS=SIZE
 (RFC 8438) and LIST-MYRIGHTS (RFC 8440).
 """
 
@@ -15,12 +15,14 @@ from datetime import datetime
 from typing import ClassVar, Literal
 
 from ..lexer import Reader, Reason
+from ..sequence import SequenceSet
 from .base import Command, CommandParser
 
 __all__ = [
     "LIST_RETURN_OPTIONS",
     "LIST_SELECT_OPTIONS",
     "PARSERS",
+    "QresyncParams",
     "STATUS_ITEMS",
     "Append",
     "AppendMessage",
@@ -76,12 +78,26 @@ _RIGHTS = re.compile(rb"[a-z0-9]*\Z")
 
 
 @dataclass(frozen=True, slots=True)
+class QresyncParams:
+    """What the client knew of a mailbox (RFC 7162 §3.2.5): its UIDVALIDITY and
+    mod-sequence, optionally the UIDs it holds (no "*") and pairs of message
+    numbers and UIDs (``seq_match``: known-sequence-set, known-uid-set)."""
+
+    uidvalidity: int
+    modseq: int
+    known_uids: SequenceSet | None = None
+    seq_match: tuple[SequenceSet, SequenceSet] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Select(Command):
-    """``condstore``: SELECT mailbox (CONDSTORE), RFC 7162 §3.1.8."""
+    """``condstore``: SELECT mailbox (CONDSTORE), RFC 7162 §3.1.8; ``qresync``:
+    SELECT mailbox (QRESYNC (...)), RFC 7162 §3.2.5."""
 
     mailbox: str
     condstore: bool = False
     name: ClassVar[str] = "SELECT"
+    qresync: QresyncParams | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +105,7 @@ class Examine(Command):
     mailbox: str
     condstore: bool = False
     name: ClassVar[str] = "EXAMINE"
+    qresync: QresyncParams | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,38 +311,87 @@ def _compress(r: Reader, tag: str) -> Command:
 # -- SELECT, EXAMINE ------------------------------------------------------------------
 
 
-def _select_params(r: Reader) -> bool:
+def _select_params(r: Reader) -> tuple[bool, QresyncParams | None]:
     # RFC 4466 §3:
     # select          = "SELECT" SP mailbox [select-params]
     # select-params   = SP "(" select-param *(SP select-param) ")"
     # select-param    = select-param-name [SP select-param-value]
     # RFC 7162 §7:  select-param =/ condstore-param ;  condstore-param = "CONDSTORE"
+    #   select-param =/ "QRESYNC" SP "(" uidvalidity SP mod-sequence-value
+    #                   [SP known-uids] [SP seq-match-data] ")"
     if not r.skip_sp():
-        return False
+        return False, None
     r.open()
     condstore = False
+    qresync: QresyncParams | None = None
     while True:
         name = r.keyword("select parameter")
-        if name != "CONDSTORE":
+        if name == "CONDSTORE":
+            condstore = True
+        elif name == "QRESYNC" and qresync is None:
+            r.sp()
+            qresync = _qresync_param(r)
+        else:
             r.fail(Reason.UNKNOWN_OPTION, f"unknown SELECT parameter {name!r}")
-        condstore = True
         if not r.skip_sp():
             break
     r.close()
-    return condstore
+    return condstore, qresync
+
+
+def _known_set(r: Reader, what: str) -> SequenceSet:
+    # known-uids = sequence-set ;; sequence of UIDs, "*" is not allowed
+    value = r.sequence_set()
+    if value.saved or value.uses_star:
+        r.fail(Reason.BAD_SEQUENCE, f"{what}: \"*\" and \"$\" are not allowed")
+    return value
+
+
+def _qresync_param(r: Reader) -> QresyncParams:
+    # RFC 7162 §7:
+    # uidvalidity    = nz-number
+    # seq-match-data = "(" known-sequence-set SP known-uid-set ")"
+    # known-sequence-set = sequence-set ; "*" is not allowed
+    # known-uid-set  = sequence-set ; "*" is not allowed
+    r.open()
+    uidvalidity = r.nz_number("UIDVALIDITY")
+    r.sp()
+    modseq = r.mod_sequence(zero=False)
+    known: SequenceSet | None = None
+    match: tuple[SequenceSet, SequenceSet] | None = None
+    if r.skip_sp():
+        if r.peek() != 0x28:
+            known = _known_set(r, "known UIDs")
+            if r.skip_sp():
+                match = _seq_match(r)
+        else:
+            match = _seq_match(r)
+    r.close()
+    return QresyncParams(uidvalidity, modseq, known, match)
+
+
+def _seq_match(r: Reader) -> tuple[SequenceSet, SequenceSet]:
+    r.open()
+    seqs = _known_set(r, "known sequence set")
+    r.sp()
+    uids = _known_set(r, "known UID set")
+    r.close()
+    return seqs, uids
 
 
 def _select(r: Reader, tag: str) -> Command:
     r.sp()
     mailbox = r.mailbox()
-    return Select(tag, mailbox, _select_params(r))
+    condstore, qresync = _select_params(r)
+    return Select(tag, mailbox, condstore, qresync=qresync)
 
 
 def _examine(r: Reader, tag: str) -> Command:
     # examine         = "EXAMINE" SP mailbox [select-params]   (RFC 4466 §3)
     r.sp()
     mailbox = r.mailbox()
-    return Examine(tag, mailbox, _select_params(r))
+    condstore, qresync = _select_params(r)
+    return Examine(tag, mailbox, condstore, qresync=qresync)
 
 
 # -- mailbox management ---------------------------------------------------------------

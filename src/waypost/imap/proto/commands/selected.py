@@ -132,6 +132,8 @@ class Fetch(Command):
     #: RFC 9394 §3.2: UID FETCH (PARTIAL range): that page of the messages named.
     partial: PartialRange | None = None
     name: ClassVar[str] = "FETCH"
+    #: RFC 7162 §3.2.6: UID FETCH ... (CHANGEDSINCE n VANISHED).
+    vanished: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +315,7 @@ def _fetch(uid: bool) -> CommandParser:
     # RFC 7162 §7:
     # fetch-modifier     =/ chgsince-fetch-mod
     # chgsince-fetch-mod = "CHANGEDSINCE" SP mod-sequence-value
+    # fetch-modifier     =/ "VANISHED"   (UID FETCH only, with CHANGEDSINCE: §3.2.6)
     def parse(r: Reader, tag: str) -> Command:
         r.sp()
         sequence = r.sequence_set()
@@ -320,6 +323,7 @@ def _fetch(uid: bool) -> CommandParser:
         attributes, macro = parse_fetch_attributes(r)
         changed_since: int | None = None
         partial: PartialRange | None = None
+        vanished = False
         if r.skip_sp():
             r.open()
             while True:
@@ -329,7 +333,9 @@ def _fetch(uid: bool) -> CommandParser:
                     # (UID FETCH only)
                     r.sp()
                     partial = parse_partial_range(r)
-                elif modifier != "CHANGEDSINCE":
+                elif modifier == "VANISHED" and uid and not vanished:
+                    vanished = True
+                elif modifier != "CHANGEDSINCE" or changed_since is not None:
                     r.fail(Reason.UNKNOWN_OPTION, f"unknown FETCH modifier {modifier!r}")
                 else:
                     r.sp()
@@ -337,7 +343,11 @@ def _fetch(uid: bool) -> CommandParser:
                 if not r.skip_sp():
                     break
             r.close()
-        return Fetch(tag, sequence, attributes, uid, macro, changed_since, partial)
+        if vanished and changed_since is None:
+            # RFC 7162 §3.2.6: "The VANISHED UID FETCH modifier MUST only be
+            # specified together with the CHANGEDSINCE UID FETCH modifier."
+            r.fail(Reason.SYNTAX, "VANISHED needs CHANGEDSINCE")
+        return Fetch(tag, sequence, attributes, uid, macro, changed_since, partial, vanished=vanished)
 
     return parse
 

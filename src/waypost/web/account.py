@@ -1,0 +1,251 @@
+"""The user's own pages beside the mail: Account File Storage (``/files``: upload,
+folders, delete, the public listing switch) and the account settings (``/settings``:
+password, real name, forwarding).
+
+Files go through ``waypost.files`` only (``AccountFiles``: the jail, the atomic upload,
+the area's size limit); an upload that would pass the limit is answered 413 and leaves
+nothing behind.  Settings go through the ``Directory`` as ``waypost account set`` does
+(the same keys, the same forwarding-loop check through the Router); the password change
+asks for the current password through the server's throttled ``authenticate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from .. import files as filestore
+from ..address import AddressError, parse_address
+from ..log import event
+from .sessions import Session
+
+if TYPE_CHECKING:
+    from .app import Web
+
+__all__ = ["routes"]
+
+log = logging.getLogger("waypost.web")
+
+#: Longest real name, and the password lengths a user may choose.
+MAX_REAL_NAME = 200
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+#: Octets read from an uploaded part at a time into the area.
+_CHUNK = 64 * 1024
+
+
+# -- file storage -------------------------------------------------------------------------
+
+
+def _area(web: "Web", session: Session) -> filestore.AccountFiles:
+    return web.server.files.account_area(session.account)
+
+
+def _folder_of(path: str) -> str:
+    return "/".join(filestore.split_path(path))
+
+
+def _files_values(web: "Web", session: Session, path: str) -> dict[str, Any]:
+    area = _area(web, session)
+    folder = _folder_of(path)
+    entries = area.list(folder)
+    crumbs: list[tuple[str, str]] = []
+    parts = folder.split("/") if folder else []
+    for i, part in enumerate(parts):
+        crumbs.append((part, "/".join(parts[:i + 1])))
+    return {"folder": folder, "entries": entries, "crumbs": crumbs, "usage": area.usage(), "limit": area.limit,
+            "listing": area.listing, "public": f"/~{session.name}/" + (folder + "/" if folder else "")}
+
+
+async def files_page(web: "Web", request: Request, error: str = "", status: int = 200,
+                     folder: str | None = None) -> Response:
+    session: Session = request.scope["waypost.session"]
+    path = folder if folder is not None else request.query_params.get("path", "")
+    try:
+        values = await asyncio.to_thread(_files_values, web, session, path)
+    except filestore.PathError as e:
+        event(log, "web-files-refused", level=logging.INFO, account=session.account, path=path[:200], reason=str(e))
+        return web.page(request, "error.html", 400, title="Refused", message=f"Bad path: {e}")
+    except filestore.FilesError:
+        return web.not_found(request, "No such folder.")
+    return web.page(request, "files.html", status, title="Files", error=error, **values)
+
+
+def _store_upload(area: filestore.AccountFiles, target: str, item: UploadFile) -> filestore.FileInfo:
+    """Copy one uploaded part into the area: through ``Upload`` (a temporary file until
+    the commit), so a refusal at any point leaves nothing."""
+    item.file.seek(0)
+    with area.upload(target) as up:
+        while True:
+            chunk = item.file.read(_CHUNK)
+            if not chunk:
+                break
+            up.write(chunk)
+        return up.commit()
+
+
+async def files_upload(web: "Web", request: Request) -> Response:
+    session: Session = request.scope["waypost.session"]
+    form = await request.form()
+    folder = str(form.get("path") or "")
+    items = [i for i in form.getlist("file") if isinstance(i, UploadFile) and i.filename]
+    if not items:
+        return await files_page(web, request, "Choose a file to upload.", 400, folder)
+    stored: list[str] = []
+    try:
+        area = await asyncio.to_thread(_area, web, session)
+        base = _folder_of(folder)
+        for item in items:
+            name = item.filename or ""
+            # The name is one component: a browser sends no folder; "../x" is refused.
+            if "/" in name or "\\" in name:
+                raise filestore.PathError("a file name holds no folder")
+            target = f"{base}/{name}" if base else name
+            filestore.split_path(target)
+            info = await asyncio.to_thread(_store_upload, area, target, item)
+            stored.append(info.path)
+    except filestore.LimitExceeded as e:
+        event(log, "web-files-over-limit", level=logging.INFO, account=session.account, limit=e.limit,
+              needed=e.needed)
+        return await files_page(web, request, f"Not stored: the file area is full ({e}).", 413, folder)
+    except filestore.PathError as e:
+        event(log, "web-files-refused", level=logging.INFO, account=session.account, path=folder[:200],
+              reason=str(e))
+        return web.page(request, "error.html", 400, title="Refused", message=f"Bad path or name: {e}")
+    except filestore.FilesError as e:
+        return await files_page(web, request, str(e), 400, folder)
+    event(log, "web-files-upload", account=session.account, files=len(stored))
+    return RedirectResponse(f"/files?path={_q(folder)}", 303)
+
+
+def _q(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path, safe="")
+
+
+def _files_change(action: str) -> Any:
+    async def handler(web: "Web", request: Request) -> Response:
+        session: Session = request.scope["waypost.session"]
+        form = await request.form()
+        folder = str(form.get("path") or "")
+        name = str(form.get("name") or "").strip()
+
+        def change() -> None:
+            area = _area(web, session)
+            if action == "listing":
+                on = str(form.get("listing") or "") == "on"
+                web.server.directory.update(session.account, "account", {filestore.LISTING_KEY: on or None})
+                return
+            if not name or "/" in name or "\\" in name:
+                raise filestore.PathError("a name (no folder in it) is needed")
+            base = _folder_of(folder)
+            target = f"{base}/{name}" if base else name
+            if action == "mkdir":
+                area.mkdir(target)
+            elif area.is_dir(target):
+                area.rmdir(target)
+            else:
+                area.remove(target)
+
+        try:
+            await asyncio.to_thread(change)
+        except filestore.PathError as e:
+            event(log, "web-files-refused", level=logging.INFO, account=session.account,
+                  path=f"{folder}/{name}"[:200], reason=str(e))
+            return web.page(request, "error.html", 400, title="Refused", message=f"Bad path or name: {e}")
+        except filestore.FilesError as e:
+            return await files_page(web, request, str(e), 409 if isinstance(e, (filestore.Exists,
+                                                                                   filestore.NotEmpty)) else 404,
+                                    folder)
+        event(log, f"web-files-{action}", account=session.account)
+        return RedirectResponse(f"/files?path={_q(folder)}", 303)
+    return handler
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+def _settings_values(web: "Web", session: Session) -> dict[str, Any]:
+    account = web.server.directory.account_named(session.name, session.domain)
+    data = account.data if account is not None else {}
+    return {"real_name": data.get("real_name", ""), "forward": data.get("forward") or "",
+            "keep_copy": bool(data.get("keep_copy", False))}
+
+
+async def settings_page(web: "Web", request: Request, error: str = "", done: str = "", status: int = 200) -> Response:
+    session: Session = request.scope["waypost.session"]
+    values = await asyncio.to_thread(_settings_values, web, session)
+    if not done:
+        done = {"name": "Your name was changed.", "forward": "Forwarding was changed.",
+                "password": "Your password was changed."}.get(request.query_params.get("done", ""), "")
+    return web.page(request, "settings.html", status, title="Settings", error=error, done=done, **values)
+
+
+async def settings_change(web: "Web", request: Request) -> Response:
+    session: Session = request.scope["waypost.session"]
+    form = await request.form()
+    action = str(form.get("action") or "")
+    directory = web.server.directory
+    if action == "name":
+        name = " ".join(str(form.get("real_name") or "").split())
+        if len(name) > MAX_REAL_NAME:
+            return await settings_page(web, request, f"At most {MAX_REAL_NAME} characters.", status=400)
+        await asyncio.to_thread(directory.update, session.account, "account", {"real_name": name})
+    elif action == "forward":
+        target = str(form.get("forward") or "").strip()
+        keep = str(form.get("keep_copy") or "") == "on"
+        if target:
+            try:
+                target = str(parse_address(target))
+            except AddressError as e:
+                return await settings_page(web, request, f"Forward to: {e}", status=400)
+            chain = await asyncio.to_thread(web.server.router.loop_back, session.account, [target])
+            if chain:
+                return await settings_page(web, request, "That would make a forwarding loop: "
+                                           + " -> ".join(chain), status=400)
+            changes: dict[str, Any] = {"forward": target, "keep_copy": keep}
+        else:
+            changes = {"forward": None, "keep_copy": None}
+        await asyncio.to_thread(directory.update, session.account, "account", changes)
+    elif action == "password":
+        current = str(form.get("current") or "")[:MAX_PASSWORD]
+        new = str(form.get("new") or "")
+        if new != str(form.get("repeat") or ""):
+            return await settings_page(web, request, "The new password and its repetition differ.", status=400)
+        if not MIN_PASSWORD <= len(new) <= MAX_PASSWORD:
+            return await settings_page(web, request, f"A password has {MIN_PASSWORD} to {MAX_PASSWORD} characters.",
+                                       status=400)
+        client = request.client.host if request.client else None
+        server_ip = request.scope.get("server", (None,))[0] if request.scope.get("server") else None
+        # The current password, checked like a login (throttled, failures logged).
+        who = await web.server.authenticate(session.account, current, server_ip, client, "web")
+        if who != session.account:
+            return await settings_page(web, request, "The current password is wrong.", status=403)
+        account = await asyncio.to_thread(directory.account_named, session.name, session.domain)
+        cram = bool(account is not None and account.data.get("cram"))
+        await asyncio.to_thread(directory.update, session.account, "account", {"password": new}, cram)
+    else:
+        return await settings_page(web, request, "Unknown change.", status=400)
+    event(log, "web-settings", account=session.account, change=action)  # never the values
+    return RedirectResponse(f"/settings?done={action}", 303)
+
+
+def routes(web: "Web") -> list[Route]:
+    from .app import _page
+
+    return [
+        Route("/files", _page(lambda w, r: files_page(w, r), web), methods=["GET"]),
+        Route("/files/upload", _page(files_upload, web), methods=["POST"]),
+        Route("/files/mkdir", _page(_files_change("mkdir"), web), methods=["POST"]),
+        Route("/files/delete", _page(_files_change("delete"), web), methods=["POST"]),
+        Route("/files/listing", _page(_files_change("listing"), web), methods=["POST"]),
+        Route("/settings", _page(lambda w, r: settings_page(w, r), web), methods=["GET"]),
+        Route("/settings", _page(settings_change, web), methods=["POST"]),
+    ]

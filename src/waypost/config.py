@@ -285,6 +285,14 @@ class MailAuthSettings:
                                         "(e.g. a backup MX or a forwarding service of your own).")
     timeout: float = _s(10.0, "Seconds all the checks of one message may take (each DNS look-up has dns.timeout); "
                               "longer is a temporary error (451 4.7.1 under enforce).")
+    arc_trusted_sealers: list[str] = _s([], "Domains whose ARC seals we trust (mailing lists, forwarders): a DMARC "
+                                            "failure whose ARC chain passes and in which one of them recorded "
+                                            "dmarc=pass gets disposition none (RFC 8617 §7.2).")
+    arc_seal: bool = _s(True, "Seal (ARC, RFC 8617) mail from outside that was checked (mailauth.inbound) and is "
+                              "sent on to another server (forwarders, groups, lists, gateway rules), with the "
+                              "active RSA DKIM key of mailauth.arc_domain.")
+    arc_domain: str = _s("", "Domain whose active RSA DKIM key seals (d= of the ARC-Seal); \"\" = the domain of "
+                             "server.hostname (or its nearest parent with a key, up to the organisational domain).")
 
 
 @dataclass(frozen=True, slots=True)

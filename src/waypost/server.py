@@ -45,7 +45,7 @@ from .imap.proto import Params
 from .imap.server import IMAPService
 from .imap.server import Limits as IMAPLimits
 from .imap.commands.search import set_search_cache
-from .mailauth import Signer
+from .mailauth import Sealer, Signer
 from .mailstore import Mailstore
 from .pop3 import POP3Service
 from .queue import QueueManager, release_dead_worker
@@ -323,7 +323,9 @@ class Server:
                                    listing_cache=settings.storage.listing_cache)
         self.queue = QueueManager(settings, self.db, self.router, self.mailstore, self.owner, self.is_self,
                                   credentials=lambda who: credentials_for(self.db, self.secrets, who), srs=self.srs,
-                                  signer=Signer(self.db, self.secrets))
+                                  signer=Signer(self.db, self.secrets),
+                                  sealer=Sealer(self.db, self.secrets, settings.server.hostname,
+                                                settings.mailauth.arc_domain) if settings.mailauth.arc_seal else None)
         self._servers: list[asyncio.base_events.Server] = []
         self._service: SMTPService | None = None
         self._minger: MingerServer | None = None

@@ -215,3 +215,57 @@ def test_key_removed_and_recreated_is_seen_by_every_worker(pair):
     for raw in after:
         out = dkimverify(dns, raw)
         assert out.returncode == 0, out.stdout + out.stderr
+
+
+PERL_ARC_VERIFY = r"""
+use strict; use Mail::DKIM::ARC::Verifier; use Mail::DKIM::DNS; use Net::DNS::Resolver;
+Mail::DKIM::DNS::resolver(Net::DNS::Resolver->new(nameservers => ['127.0.0.1'], port => $ARGV[0],
+                                                   recurse => 1, udp_timeout => 3, tcp_timeout => 3));
+my $msg = do { local $/; <STDIN> }; $msg =~ s/\r?\n/\r\n/g;
+my $arc = Mail::DKIM::ARC::Verifier->new(Strict => 1);
+$arc->PRINT($msg); $arc->CLOSE;
+print $arc->result, "\n";
+"""
+
+
+def test_forwarded_inbound_mail_is_arc_sealed_and_trusted_by_the_next_hop(pair):
+    """Mail from outside, checked at ``a`` (DMARC pass by SPF), sent on by a forwarder to
+    ``b``: ``a`` seals it; ``b`` sees the chain pass and, trusting ``a``'s seal, does
+    not refuse it though DMARC fails there (the forwarder's MAIL FROM does not align)."""
+    a, b, dns = pair
+    dns.set("sender.test", "TXT", ["v=spf1 ip4:127.0.0.1 -all"])
+    dns.set("_dmarc.sender.test", "TXT", ["v=DMARC1; p=reject"])
+    publish_key(a, dns)
+    # a sends from 127.0.0.2, which sender.test's SPF does not list: DMARC fails at b.
+    a.configure(relay={"trusted_networks": []}, mailauth={"inbound": "tag"},
+                delivery={"smtp_port": b.smtp_port, "connect_timeout": 3.0, "bind_address": "127.0.0.2"})
+    b.configure(relay={"trusted_networks": []},
+                mailauth={"inbound": "enforce", "arc_trusted_sealers": ["example.test"]})
+    a.ok("forwarder", "add", "fwd@example.test", "rita@remote.test")
+    a.start()
+    b.start()
+    text = (b"From: Sam <sam@sender.test>\r\nTo: fwd@example.test\r\nSubject: sealed hop\r\n"
+            b"Message-ID: <arc-1@sender.test>\r\n\r\nHello via a forwarder.\r\n")
+    with smtplib.SMTP("127.0.0.1", a.smtp_port) as c:
+        c.ehlo("mx.sender.test")
+        assert c.sendmail("sam@sender.test", ["fwd@example.test"], text) == {}
+    a.expect_log(r"event=arc-sealed .*d=example.test s=e2e i=1 cv=none")
+    got = wait_for(lambda: (lambda f: f[0].read_bytes() if f else None)(b.messages("rita@remote.test")),
+                   what="the forwarded message", timeout=20)
+    head = got.split(b"\r\n\r\n", 1)[0].decode()
+    assert "ARC-Seal: i=1; cv=none; a=rsa-sha256; d=example.test; s=e2e;" in head
+    assert "ARC-Authentication-Results: i=1; mail.example.test;" in head
+    ours = head.split("Authentication-Results: mail.remote.test;", 1)[1]
+    assert "arc=pass" in ours and "smtp.remote-ip=127.0.0.2" in ours
+    assert "dmarc=fail (p=reject dis=none arc trusted sealer example.test)" in ours
+    # Independent verifiers of a's seal, on the message as b stored it.
+    out = subprocess.run([sys.executable, "-c", DKIMVERIFY.replace("from dkim.dkimverify import main",
+                                                                   "from dkim.arcverify import main")
+                          .replace('"dkimverify"', '"arcverify"'), str(dns.port)],
+                         input=got, capture_output=True, timeout=60)
+    assert b"arc verification: cv=b'pass' success" in out.stdout, out.stdout + out.stderr
+    perl = subprocess.run(["perl", "-e", PERL_ARC_VERIFY, str(dns.port)], input=got, capture_output=True,
+                          timeout=60)
+    assert perl.stdout.decode().split("\n")[0] == "pass", perl.stdout + perl.stderr
+    b.expect_log(r"event=mailauth .*header_from=sender.test .*arc=pass:example.test dmarc=fail policy=reject "
+                 r"disposition=none action=accept .*override=.arc trusted sealer example.test")

@@ -201,13 +201,14 @@ def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
     db = PostgresDatabase(url)
     try:
         assert db.get_domain("example.test") is not None
-        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 6
+        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 7
         db.node_heartbeat("w/1", "w", [], 0.0, 1.0)  # the table version 2 added
         assert [n.worker for n in db.node_list(1.0)] == ["w/1"]
         db.sieve_put("example.test", "al", "s", "keep;")  # the tables version 3 added
         assert db.sieve_list("example.test", "al") == [("s", False)]
         assert db.quota_usage("example.test", "al") == (0, 0)
         assert db.urlauth_key(1, "example.test", "al") is None  # the table version 4 added
+        assert db.api_token_list() == []  # the table version 7 added
     finally:
         db.close()
 

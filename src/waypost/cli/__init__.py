@@ -14,6 +14,7 @@ from ..config import SETTINGS_FILE, ConfigError, Settings, reference_markdown, r
 from ..datadir import private_umask
 from .common import App, fail, handle_errors, json_option, pass_app
 from .directory import register as register_directory
+from .token import token
 from .queue import queue
 from .router import router
 from .share import share
@@ -212,74 +213,33 @@ def config_reference() -> None:
 def route(app: App, address: str, client_ip: str | None, auth: str | None, kind: str, server_ip: str | None,
           as_json: bool) -> None:
     """Explain how ADDRESS is resolved, step by step.  Example: waypost route joe@friend.com --from 203.0.113.5"""
-    from ..router import Context
+    import asyncio
 
-    rt = app.router
-    ctx = Context(kind=kind, client_ip=client_ip, server_ip=server_ip, authenticated=auth)
-    if kind == "access":
-        trace: list[str] = []
-        acct = rt.resolve_login(address, ctx, trace)
-        if as_json:
-            click.echo(json.dumps({"input": address, "kind": kind, "account": acct.address if acct else None,
-                                   "trace": trace}, indent=2))
-        else:
-            for i, step in enumerate(trace, 1):
-                click.echo(f"{i:>3}. {step}")
-            click.echo(f"  -> {'account ' + acct.address if acct else 'no account'}")
-        return
-    res = rt.resolve(address, ctx)
-    if res.route.kind == "ask-peers":  # domain sharing: ask the peers now, as the listener would
-        import asyncio
-        import dataclasses
+    from ..ops.explain import explain
 
-        from ..secrets import Secrets
-        from ..sharing.peers import ask_peers
-
-        s = app.settings.sharing
-        answers = asyncio.run(ask_peers(app.db, Secrets(app.settings.data_dir), res.route.address, s.timeout, s.cache_ttl))
-        again = rt.resolve(address, dataclasses.replace(ctx, peer_answers=answers))
-        res.trace.extend(again.trace[1:])
-        res.route = again.route
-    if (res.route.kind == "refuse" and res.route.status == "5.7.1" and app.settings.relay.backup_mx
-            and res.route.domain):
-        # Relay to All Hosts We Backup: DNS is asked as the SMTP listener asks it.
-        import asyncio
-
-        from ..delivery import Resolver, backs_up
-
-        domain = res.route.domain
-        try:
-            ours = asyncio.run(backs_up(Resolver(app.settings), domain, app.settings.server.hostname,
-                                        rt.own_addresses))
-        except Exception as e:  # a DNS failure is no permission
-            res.trace.append(f"relay.backup_mx: the MX records of {domain} could not be read ({e})")
-            ours = False
-        else:
-            res.trace.append(f"relay.backup_mx: we are {'' if ours else 'not '}a backup MX of {domain} (DNS)")
-        if ours:
-            again = rt.as_backup(address, ctx, res.route)
-            res.trace.extend(again.trace[1:])
-            res.route = again.route
-    routes = rt.expand(res.route, res.trace) if res.route.kind == "local" else [res.route]
+    out = asyncio.run(explain(app.router, app.settings, app.db, address, kind, client_ip, server_ip, auth))
     if as_json:
-        click.echo(json.dumps({"input": address, "route": res.route.to_dict(), "target": res.route.target,
-                               "deliveries": [r.to_dict() | {"target": r.target} for r in routes],
-                               "trace": res.trace}, indent=2))
+        click.echo(json.dumps(out, indent=2))
+        return
+    if kind == "access":
+        for i, step in enumerate(out["trace"], 1):
+            click.echo(f"{i:>3}. {step}")
+        click.echo(f"  -> {'account ' + out['account'] if out['account'] else 'no account'}")
         return
     from rich.table import Table
 
     steps = Table(title=f"route {address}", show_header=True)
     steps.add_column("#", justify="right")
     steps.add_column("step")
-    for i, step in enumerate(res.trace, 1):
+    for i, step in enumerate(out["trace"], 1):
         steps.add_row(str(i), step)
     app.console.print(steps)
     final = Table(title="deliveries", show_header=True)
     for col in ("kind", "queue", "address", "reply"):
         final.add_column(col)
-    for r in routes:
-        final.add_row(r.kind, r.target if r.kind not in ("refuse",) else "",
-                      r.address, f"{r.code} {r.status} {r.reason}" if r.code else "")
+    for r in out["deliveries"]:
+        final.add_row(r["kind"], r["target"] if r["kind"] not in ("refuse",) else "",
+                      r["address"], f"{r['code']} {r['status']} {r['reason']}" if r.get("code") else "")
     app.console.print(final)
 
 
@@ -300,6 +260,7 @@ cli.add_command(files)
 cli.add_command(quota)
 cli.add_command(sieve)
 cli.add_command(status)
+cli.add_command(token)
 register_directory(cli)
 
 

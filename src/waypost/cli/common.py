@@ -104,20 +104,13 @@ class App:
                       forwarding=gateway_store(self.db).get,
                       gateway=GatewayOptions(g.local_users_stay, g.relay_matched, g.check_local))
 
-    def refuse_loop(self, address: str, targets: Sequence[str]) -> None:
-        """Exit 1 if mail sent on from ``address`` to ``targets`` would come back to it
-        (a forwarder, group member or account forwarding that swallows mail)."""
-        name, domain = self.directory.split(address)
-        chain = self.router.loop_back(f"{name}@{domain}", targets)
-        if chain:
-            fail(f"forwarding loop: {' -> '.join(chain)} (mail to {name}@{domain} would come back to it)")
-
     @property
     def ops(self) -> "Operations":
         """The operations layer, acting as this command's user (a server administrator)."""
         from ..ops import Actor, Operations
 
-        return Operations(self.directory, Actor.cli())
+        return Operations(self.directory, Actor.cli(), router=lambda: self.router,
+                          spool=self.settings.path(self.settings.storage.spool))
 
     @property
     def directory(self) -> Directory:

@@ -3,47 +3,23 @@
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
 import click
 
 from ..db import DomainRecord, ObjectRecord
+from ..ops import domain_view, object_view
 from .common import App, emit, fail, handle_errors, json_option, pass_app
 
 __all__ = ["register"]
 
 
 def _domain_row(app: App, d: DomainRecord) -> dict[str, Any]:
-    return {
-        "name": d.name,
-        "main": d.name == app.directory.main_domain,
-        "aliases": d.aliases,
-        "ips": d.settings.get("ips", []),
-        "mail_to_unknown": d.settings.get("mail_to_unknown", "rejected"),
-        "objects": len(app.db.list_objects(d.name)),
-        "settings": d.settings,
-    }
+    return domain_view(app.directory, d)
 
 
 def _object_row(o: ObjectRecord) -> dict[str, Any]:
-    row: dict[str, Any] = {"address": o.address, "kind": o.kind,
-                           "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(o.created))}
-    data = {k: v for k, v in o.data.items() if k != "password"}
-    if o.kind == "account":
-        row["real_name"] = data.get("real_name", "")
-        row["enabled"] = data.get("enabled", True)
-        row["has_password"] = "password" in o.data
-        row["forward"] = data.get("forward", "")
-        row["keep_copy"] = bool(data.get("keep_copy", False))
-        row["send_as"] = data.get("send_as", [])
-    elif o.kind in ("alias", "forwarder"):
-        row["target"] = data.get("target", "")
-    elif o.kind == "group":
-        row["members"] = data.get("members", [])
-        row["real_name"] = data.get("real_name", "")
-        row["shared"] = bool(data.get("shared", False))
-    return row
+    return object_view(o)
 
 
 def _read_password(password: str | None, stdin: bool, prompt: bool = True) -> str | None:
@@ -193,7 +169,7 @@ def domain_template(app: App, name: str, mailboxes: tuple[str, ...], subscriptio
             pairs[alias] = target
         template = None if clear else {"mailboxes": list(mailboxes), "subscriptions": list(subscriptions),
                                        "aliases": pairs}
-        rec = app.db.update_domain_settings(rec.name, {"template": template})
+        rec = app.ops.domain_template(rec.name, template)
         click.echo(f"domain {rec.name}: template {'removed' if clear else 'set'}")
         return
     shown: dict[str, Any] = rec.settings.get("template") or {"mailboxes": [], "subscriptions": [], "aliases": {}}
@@ -261,6 +237,10 @@ def account_list(app: App, domain_name: str | None, as_json: bool) -> None:
               help="Administrator right (repeatable; replaces the list): AllUsers = every right on every mailbox; "
                    "CanAccessMailboxes = every right on the mailboxes of the account's domain.")
 @click.option("--no-rights", is_flag=True, help="Take every administrator right away.")
+@click.option("--admin-domain", "admin_domains", multiple=True, metavar="DOMAIN",
+              help="Make the account a domain administrator of DOMAIN on the admin pages and the API "
+                   "(repeatable; replaces the list).")
+@click.option("--no-admin-domains", is_flag=True, help="The account administers no domain.")
 @click.option("--send-as", "send_as", multiple=True, metavar="ADDRESS",
               help="Another address (a group, a shared account; *@domain for a whole domain) this account may use "
                    "as its sender (repeatable; replaces the list).")
@@ -273,7 +253,8 @@ def account_list(app: App, domain_name: str | None, as_json: bool) -> None:
 @handle_errors
 def account_set(app: App, address: str, real_name: str | None, enabled: bool | None, atrn: tuple[str, ...],
                 no_atrn_domains: bool, forward: str | None, keep_copy: bool | None, no_forward: bool,
-                rights: tuple[str, ...], no_rights: bool, send_as: tuple[str, ...], no_send_as: bool,
+                rights: tuple[str, ...], no_rights: bool, admin_domains: tuple[str, ...], no_admin_domains: bool,
+                send_as: tuple[str, ...], no_send_as: bool,
                 quota_storage: str | None, quota_messages: str | None) -> None:
     """Change an account.  Example: waypost account set info@client1.com --forward info@home.example --keep-copy"""
     changes: dict[str, Any] = {}
@@ -282,26 +263,12 @@ def account_set(app: App, address: str, real_name: str | None, enabled: bool | N
 
         changes.update(quota_changes(app, quota_storage, quota_messages, for_domain=False))
     if send_as or no_send_as:
-        from ..address import AddressError, parse_address
-
-        allowed = []
-        for a in send_as:
-            try:
-                parsed = parse_address(a.replace("*@", "x@", 1) if a.startswith("*@") else a)
-            except AddressError as e:
-                fail(f"--send-as {a}: {e}")
-            allowed.append(f"*@{parsed.domain}" if a.startswith("*@") else f"{parsed.local_key}@{parsed.domain}")
-        changes["send_as"] = None if no_send_as else sorted(set(allowed))
+        changes["send_as"] = None if no_send_as else list(send_as)
     if rights or no_rights:
-        changes["rights"] = None if no_rights else sorted(set(rights))
+        changes["rights"] = None if no_rights else list(rights)
+    if admin_domains or no_admin_domains:
+        changes["admin_domains"] = None if no_admin_domains else list(admin_domains)
     if forward is not None:
-        from ..address import AddressError, parse_address
-
-        try:
-            parse_address(forward)
-        except AddressError as e:
-            fail(f"--forward: {e}")
-        app.refuse_loop(address, [forward])
         changes["forward"] = forward
     if no_forward:
         changes["forward"] = None
@@ -309,16 +276,14 @@ def account_set(app: App, address: str, real_name: str | None, enabled: bool | N
     if keep_copy is not None:
         changes["keep_copy"] = keep_copy
     if atrn or no_atrn_domains:
-        from ..address import normalize_domain
-
-        changes["atrn_domains"] = [] if no_atrn_domains else [normalize_domain(d) for d in atrn]
+        changes["atrn_domains"] = [] if no_atrn_domains else list(atrn)
     if real_name is not None:
         changes["real_name"] = real_name
     if enabled is not None:
         changes["enabled"] = enabled
     if not changes:
         fail("nothing to change (see --help)")
-    obj = app.directory.update(address, "account", changes)
+    obj = app.ops.account_set(address, **changes)
     click.echo(f"account {obj.address} changed")
 
 
@@ -365,7 +330,7 @@ def alias() -> None:
 @handle_errors
 def alias_add(app: App, address: str, account_name: str) -> None:
     """Make ADDRESS another name of ACCOUNT.  Example: waypost alias add sales@client1.com info"""
-    obj = app.directory.add_alias(address, account_name)
+    obj = app.ops.alias_add(address, account_name)
     click.echo(f"alias {obj.address} -> {obj.data['target']}@{obj.domain} added")
 
 
@@ -386,7 +351,7 @@ def alias_list(app: App, domain_name: str | None, as_json: bool) -> None:
 @handle_errors
 def alias_remove(app: App, address: str) -> None:
     """Remove an alias.  Example: waypost alias remove sales@client1.com"""
-    app.directory.remove(address, "alias")
+    app.ops.alias_remove(address)
     click.echo(f"alias {address} removed")
 
 
@@ -407,8 +372,7 @@ def forwarder() -> None:
 @handle_errors
 def forwarder_add(app: App, address: str, target: str) -> None:
     """Create a forwarder.  Example: waypost forwarder add boss@client1.com boss@other.example"""
-    app.refuse_loop(address, [target])
-    obj = app.directory.add_forwarder(address, target)
+    obj = app.ops.forwarder_add(address, target)
     click.echo(f"forwarder {obj.address} -> {target} added")
 
 
@@ -430,8 +394,7 @@ def forwarder_list(app: App, domain_name: str | None, as_json: bool) -> None:
 @handle_errors
 def forwarder_set(app: App, address: str, target: str) -> None:
     """Point a forwarder elsewhere.  Example: waypost forwarder set boss@client1.com boss@new.example"""
-    app.refuse_loop(address, [target])
-    obj = app.directory.update(address, "forwarder", {"target": target})
+    obj = app.ops.forwarder_set(address, target)
     click.echo(f"forwarder {obj.address} -> {target}")
 
 
@@ -441,7 +404,7 @@ def forwarder_set(app: App, address: str, target: str) -> None:
 @handle_errors
 def forwarder_remove(app: App, address: str) -> None:
     """Remove a forwarder.  Example: waypost forwarder remove boss@client1.com"""
-    app.directory.remove(address, "forwarder")
+    app.ops.forwarder_remove(address)
     click.echo(f"forwarder {address} removed")
 
 
@@ -464,10 +427,7 @@ def group() -> None:
 @handle_errors
 def group_add(app: App, address: str, members: tuple[str, ...], real_name: str, shared: bool) -> None:
     """Create a group.  Example: waypost group add staff@client1.com --member info --member bob"""
-    app.refuse_loop(address, members)
-    obj = app.directory.add_group(address, members, real_name)
-    if shared:
-        obj = app.directory.update(obj.address, "group", {"shared": True})
+    obj = app.ops.group_add(address, members, real_name, shared)
     click.echo(f"group {obj.address} added with {len(obj.data['members'])} members")
 
 
@@ -492,8 +452,7 @@ def group_set(app: App, address: str, add: tuple[str, ...], remove: tuple[str, .
     """Change a group's members.  Example: waypost group set staff@client1.com --add carol --remove bob"""
     if not add and not remove:
         fail("nothing to change (see --help)")
-    app.refuse_loop(address, add)
-    obj = app.directory.set_group_members(address, add, remove)
+    obj = app.ops.group_set(address, add, remove)
     click.echo(f"group {obj.address}: {', '.join(obj.data['members']) or '(no members)'}")
 
 
@@ -503,7 +462,7 @@ def group_set(app: App, address: str, add: tuple[str, ...], remove: tuple[str, .
 @handle_errors
 def group_remove(app: App, address: str) -> None:
     """Remove a group.  Example: waypost group remove staff@client1.com"""
-    app.directory.remove(address, "group")
+    app.ops.group_remove(address)
     click.echo(f"group {address} removed")
 
 

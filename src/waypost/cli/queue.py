@@ -254,15 +254,9 @@ def queue_hold(app: App, domain: str | None, target: str | None, sender: str | N
             click.echo(f"{n} queued recipient(s) now held; 'waypost queue release' with the same options lets them go")
         return
     from ..address import normalize_domain
-    from ..router.resolve import HOLD_KEY
 
-    d = normalize_domain(domain)
-    held = list(app.db.get_value(HOLD_KEY) or [])
-    if d not in held:
-        held.append(d)
-        app.db.set_value(HOLD_KEY, sorted(held))
-    n = app.db.queue_set_held(f"mx:{d}", True)
-    click.echo(f"holding mail for {d} ({n} queued recipient(s) now held)")
+    n = app.ops.queue_hold(domain)
+    click.echo(f"holding mail for {normalize_domain(domain)} ({n} queued recipient(s) now held)")
 
 
 @queue.command("release")
@@ -285,16 +279,9 @@ def queue_release(app: App, domain: str | None, target: str | None, sender: str 
             click.echo(f"{n} recipient(s) released and due now")
         return
     from ..address import normalize_domain
-    from ..router.resolve import HOLD_KEY
 
-    d = normalize_domain(domain)
-    held = list(app.db.get_value(HOLD_KEY) or [])
-    if d in held:
-        held.remove(d)
-        app.db.set_value(HOLD_KEY, held)
-    n = app.db.queue_set_held(f"mx:{d}", False)
-    app.db.queue_reschedule(time.time(), target=f"mx:{d}")
-    click.echo(f"no longer holding mail for {d}; {n} recipient(s) due now")
+    n = app.ops.queue_release(domain)
+    click.echo(f"no longer holding mail for {normalize_domain(domain)}; {n} recipient(s) due now")
 
 
 @queue.command("holds")
@@ -302,10 +289,7 @@ def queue_release(app: App, domain: str | None, target: str | None, sender: str 
 @pass_app
 def queue_holds(app: App, as_json: bool) -> None:
     """List the domains whose mail is held (Hold Mail for Domains).  Example: waypost queue holds"""
-    from ..router.resolve import HOLD_KEY
-
-    targets = app.db.queue_targets()
-    rows = [{"domain": d, "messages": targets.get(f"mx:{d}", 0)} for d in app.db.get_value(HOLD_KEY) or []]
+    rows = app.ops.queue_holds()
     emit(app, rows, ["domain", "messages"], as_json, "Held domains")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..router.resolve import TABLE_KEY, store_table
+from ..router.resolve import TABLE_KEY
 from ..router.table import parse_table
 from .common import App, fail, json_option, pass_app, print_text, refuse_import
 
@@ -55,7 +55,7 @@ def router_import(app: App, file: Any) -> None:
     Example: waypost router import router.txt
     """
     text = file.read()
-    count, errors = store_table(app.db, text)
+    count, errors = app.ops.router_set(text)
     refuse_import(errors, getattr(file, "name", "-"), "line(s); the table was not changed")
     click.echo(f"imported {count} record(s); a running server uses them at once")
 

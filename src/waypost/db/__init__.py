@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .base import (
     OBJECT_KINDS,
+    ApiToken,
     QUEUE_STATES,
     Conflict,
     Database,
@@ -36,6 +37,7 @@ from .versioned import VersionedText
 
 __all__ = [
     "OBJECT_KINDS",
+    "ApiToken",
     "QUEUE_STATES",
     "Conflict",
     "QueueEntry",

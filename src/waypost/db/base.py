@@ -117,6 +117,17 @@ class QueuedMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiToken:
+    """An API token (``waypost token add``): only a SHA-256 of the token is stored.
+    ``domains`` None: a server administrator's token; else the domains it may act on."""
+
+    name: str
+    domains: tuple[str, ...] | None
+    created: float
+    last_used: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class QueueFilter:
     """Which queued messages a listing or a bulk action is about; every field given
     must match.  A message matches ``target``, ``recipient`` and ``state`` when one of
@@ -434,6 +445,15 @@ class Database(Protocol):
     def web_session_get(self, id_hash: str, now: float) -> tuple[str, str] | None:
         """(account address, CSRF token) of a session not expired by ``now``, or None."""
     def web_session_delete(self, id_hash: str) -> None: ...
+
+    # -- API tokens (waypost.web's /api/v1): only a hash of each token is stored -------
+    def api_token_add(self, name: str, token_hash: str, domains: Sequence[str] | None, now: float) -> ApiToken:
+        """Store a new token; ``Conflict`` when a token of that name exists."""
+    def api_token_find(self, token_hash: str, now: float) -> ApiToken | None:
+        """The token with this hash (its use noted at ``now``), or None."""
+    def api_token_list(self) -> list[ApiToken]: ...
+    def api_token_remove(self, name: str) -> bool:
+        """Revoke a token; False when there is none of that name."""
 
     # -- login throttling (every protocol, worker and node counts in the same rows) ---
     # Keys: "client:ADDRESS" (an IPv6 client by its /64) and "account:NAME@DOMAIN".

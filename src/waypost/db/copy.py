@@ -22,7 +22,7 @@ __all__ = ["TABLES", "TargetNotEmpty", "copy_sqlite_to_postgres"]
 TABLES = (
     "meta", "domains", "domain_aliases", "objects", "dkim_keys", "queue_messages", "queue_recipients",
     "mailboxes", "messages", "expunged", "acl", "seen", "mailbox_aliases", "subscriptions",
-    "login_failures", "login_known", "message_headers", "nodes",
+    "login_failures", "login_known", "message_headers", "nodes", "api_tokens",
 )
 
 _RENAMED = {("seen", "user"): "reader"}

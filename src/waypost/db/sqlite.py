@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .base import (
+    ApiToken,
     Conflict,
     DKIMKeyRecord,
     DomainRecord,
@@ -339,6 +340,15 @@ _V6: list[str] = [
     " FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id GROUP BY b.id",
 ]
 
+#: Version 7: API tokens (``waypost token``, the JSON API of ``waypost.web``).  Only a
+#: SHA-256 of each token is kept (the token is 256 random bits: no slow hash needed);
+#: ``domains`` is empty for a server administrator's token, else the domains, one a line.
+_V7: list[str] = [
+    "CREATE TABLE IF NOT EXISTS api_tokens ("
+    " name TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, domains TEXT NOT NULL,"
+    " created REAL NOT NULL, last_used REAL NOT NULL DEFAULT 0) WITHOUT ROWID",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes a database from version n - 1 to
 #: n (``PRAGMA user_version``).  Append; never edit one that has been released.
 MIGRATIONS: list[list[str]] = [
@@ -348,6 +358,7 @@ MIGRATIONS: list[list[str]] = [
     _V4,
     _V5,
     _V6,
+    _V7,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -918,6 +929,36 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
             return c.execute(
                 "UPDATE queue_recipients SET held=? WHERE target=? AND status='queued'", (int(held), target)
             ).rowcount
+
+    # -- API tokens -------------------------------------------------------------------
+
+    def api_token_add(self, name: str, token_hash: str, domains: Sequence[str] | None, now: float) -> ApiToken:
+        try:
+            with self._write(settings=False) as c:
+                c.execute("INSERT INTO api_tokens (name, token_hash, domains, created) VALUES (?, ?, ?, ?)",
+                          (name, token_hash, "\n".join(domains) if domains is not None else "", now))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"a token named {name} exists") from None
+        return ApiToken(name, tuple(domains) if domains is not None else None, now)
+
+    def api_token_find(self, token_hash: str, now: float) -> ApiToken | None:
+        row = self._conn().execute("SELECT name, domains, created FROM api_tokens WHERE token_hash=?",
+                                   (token_hash,)).fetchone()
+        if row is None:
+            return None
+        with self._write(settings=False) as c:
+            c.execute("UPDATE api_tokens SET last_used=? WHERE token_hash=? AND last_used < ?",
+                      (now, token_hash, now - 60))  # at most one write a minute per token
+        return ApiToken(str(row[0]), tuple(str(row[1]).split("\n")) if row[1] else None, float(row[2]), now)
+
+    def api_token_list(self) -> list[ApiToken]:
+        rows = self._conn().execute("SELECT name, domains, created, last_used FROM api_tokens ORDER BY name").fetchall()
+        return [ApiToken(str(r[0]), tuple(str(r[1]).split("\n")) if r[1] else None, float(r[2]), float(r[3]))
+                for r in rows]
+
+    def api_token_remove(self, name: str) -> bool:
+        with self._write(settings=False) as c:
+            return bool(c.execute("DELETE FROM api_tokens WHERE name=?", (name,)).rowcount)
 
     # -- login throttling -----------------------------------------------------------
 

@@ -1,12 +1,13 @@
 """Mail authentication: DKIM signing of our outgoing mail, and the inbound verdict
-engine (SPF, DKIM, DMARC) that produces one Authentication-Results field and a trace.
+engine (SPF, DKIM, ARC, DMARC) that produces one Authentication-Results field and a trace.
 
 Owns: the DKIM keys' life cycle (through ``waypost.db``), signing, SPF/DKIM/DMARC
-evaluation, the records a domain should publish.  Never: SQL (the ``db`` package does
+and ARC evaluation, ARC sealing of what we send on, the records a domain should publish.  Never: SQL (the ``db`` package does
 it), listener code, or a decision to refuse a message — it gives verdicts; the
 listener that calls it applies the policy.
 """
 
+from .arc import ARCResult, Sealer, should_seal
 from .keys import ALGORITHMS, dns_name, dns_record, generate_key, signing_key
 from .lookup import DNSTempError, Lookup
 from .sign import Signer, should_sign
@@ -14,6 +15,9 @@ from .spf import SPFResult, check_host, check_spf
 from .verdict import Verdict, check_message
 
 __all__ = [
+    "ARCResult",
+    "Sealer",
+    "should_seal",
     "ALGORITHMS",
     "DNSTempError",
     "Lookup",

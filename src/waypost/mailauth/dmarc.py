@@ -59,6 +59,7 @@ class DMARCResult:
     disposition: str = "none"     # what the receiver should do: none, quarantine, reject
     record_domain: str = ""
     reason: str = ""
+    override: str = ""            # why the disposition is milder than the policy (RFC 7489 §6.7)
 
 
 def is_dmarc_record(text: str) -> bool:

@@ -1,4 +1,4 @@
-"""The inbound verdict: SPF (MAIL FROM and HELO), DKIM, DMARC for one message, as one
+"""The inbound verdict: SPF (MAIL FROM and HELO), DKIM, ARC, DMARC for one message, as one
 ``Authentication-Results`` field (RFC 8601) named after our host and a trace.
 
 ``check_message`` is what ``waypost mailauth check`` runs and what the SMTP listener
@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..config import Settings
+from .arc import ARCResult, trusted_override, verify_arc
 from .dmarc import DMARCResult, evaluate_dmarc
 from .lookup import Lookup
 from .sign import from_domain, header_fields
@@ -30,6 +31,7 @@ class Verdict:
     helo: SPFResult | None
     dkim: list[DKIMResult]
     dmarc: DMARCResult
+    arc: ARCResult
     header: str                      # the Authentication-Results field, folded, with CRLF
     trace: list[str] = field(default_factory=list)
     dns_queries: int = 0
@@ -40,6 +42,8 @@ class Verdict:
             "helo": None if self.helo is None else {"result": self.helo.result, "domain": self.helo.domain},
             "dkim": [{"result": d.result, "domain": d.domain, "selector": d.selector, "algorithm": d.algorithm,
                       "reason": d.reason} for d in self.dkim],
+            "arc": {"result": self.arc.result, "sets": self.arc.sets, "sealers": self.arc.sealers,
+                    "reason": self.arc.reason},
             "dmarc": {"result": self.dmarc.result, "from": self.dmarc.from_domain, "policy": self.dmarc.policy,
                       "disposition": self.dmarc.disposition, "reason": self.dmarc.reason},
             "authentication_results": self.header,
@@ -85,13 +89,24 @@ async def check_message(settings: Settings, message: bytes, client_ip: str, helo
         trace.append("spf: nothing to check: none")
 
     dkim_results = await verify_all(lookup, message, trace)
+    arc = await verify_arc(lookup, message, trace)
 
     author, problem = from_domain(header_fields(message))
     temp = spf.result == "temperror" or any(d.result == "temperror" for d in dkim_results)
     dmarc = await evaluate_dmarc(lookup, author, problem, spf.result, spf.domain,
                                  [d.domain for d in dkim_results if d.result == "pass"], temp, trace, rng)
-    header = authentication_results(hostname, spf, helo_result, helo, mail_from, dkim_results, dmarc)
-    return Verdict(spf, helo_result, dkim_results, dmarc, header, trace, lookup.queries - start)
+    if dmarc.result == "fail" and dmarc.disposition != "none":
+        sealer = trusted_override(arc, dmarc.from_domain, settings.mailauth.arc_trusted_sealers)
+        if sealer is not None:
+            # RFC 7489 §6.7 local policy, RFC 8617 §7.2: a sealer we trust saw it pass
+            # before it changed the message (a list footer, a subject tag).
+            dmarc.disposition = "none"
+            dmarc.override = f"arc trusted sealer {sealer}"
+            trace.append(f"dmarc: ARC chain passes and trusted sealer {sealer} recorded dmarc=pass: "
+                         "disposition none")
+    header = authentication_results(hostname, spf, helo_result, helo, mail_from, dkim_results, dmarc, arc,
+                                    client_ip)
+    return Verdict(spf, helo_result, dkim_results, dmarc, arc, header, trace, lookup.queries - start)
 
 
 # RFC 2045 token: the characters a value may have without quotes (RFC 8601 §2.2 pvalue).
@@ -110,7 +125,8 @@ def _comment(text: str) -> str:
 
 
 def authentication_results(hostname: str, spf: SPFResult, helo_result: SPFResult | None, helo: str,
-                           mail_from: str, dkim: list[DKIMResult], dmarc: DMARCResult) -> str:
+                           mail_from: str, dkim: list[DKIMResult], dmarc: DMARCResult,
+                           arc: ARCResult | None = None, client_ip: str = "") -> str:
     """RFC 8601 §2.2: ``Authentication-Results: authserv-id; resinfo; ...``, one
     method result a line."""
     parts: list[str] = []
@@ -126,7 +142,15 @@ def authentication_results(hostname: str, spf: SPFResult, helo_result: SPFResult
                         (("header.d", d.domain), ("header.s", d.selector), ("header.a", d.algorithm),
                          ("header.b", d.b)) if v)
         parts.append(f"dkim={d.result}{_comment(d.reason)}{props}")
+    if arc is not None and arc.result != "none":
+        # RFC 8617 §4.4 (and its IANA registrations): arc=, header.oldest-pass, smtp.remote-ip.
+        note = f"{arc.sets} set{'s' if arc.sets > 1 else ''}, sealed by {', '.join(arc.sealers)}" if arc.result == "pass" else arc.reason
+        parts.append(f"arc={arc.result}{_comment(note)}"
+                     + (f" header.oldest-pass={arc.oldest_pass}" if arc.result == "pass" else "")
+                     + (f" smtp.remote-ip={_value(client_ip)}" if client_ip else ""))
     dmarc_comment = f"p={dmarc.policy} dis={dmarc.disposition}" if dmarc.result in ("pass", "fail") else dmarc.reason
+    if dmarc.override:
+        dmarc_comment += f" {dmarc.override}"
     parts.append(f"dmarc={dmarc.result}{_comment(dmarc_comment)}"
                  + (f" header.from={_value(dmarc.from_domain)}" if dmarc.from_domain else ""))
     return f"Authentication-Results: {hostname};\r\n\t" + ";\r\n\t".join(parts) + "\r\n"

@@ -16,16 +16,29 @@ knows about HTTP.  This package must never write SQL or a Maildir file itself.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import logging
+import re
+import secrets
+import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
-from ..address import AddressError, parse_address
-from ..db import DomainRecord, ObjectRecord
+from ..address import AddressError, normalize_domain, parse_address
+from ..db import ApiToken, DomainRecord, NotFound, ObjectRecord, QueueEntry, QueueFilter, QueuedMessage
 from ..directory import Directory
 from ..log import event
 
-__all__ = ["Actor", "Denied", "Invalid", "Operations", "check_mail_to_unknown"]
+if TYPE_CHECKING:
+    from ..router import Router
+
+__all__ = ["ACCOUNT_FIELDS", "ADMIN_RIGHTS", "Actor", "Denied", "Invalid", "Operations", "TOKEN_PREFIX", "Tokens", "check_mail_to_unknown",
+           "domain_view", "object_view", "token_actor", "token_hash"]
+
+#: The administrator rights of an account (``waypost account set --right``).
+#: AllUsers is also the server administrator's right on the admin pages and the API.
+ADMIN_RIGHTS = ("AllUsers", "CanAccessMailboxes")
 
 log = logging.getLogger("waypost.admin")
 
@@ -48,6 +61,20 @@ class Actor:
         except (KeyError, OSError):  # pragma: no cover - a uid with no name
             user = "unknown"
         return cls(f"cli:{user}")
+
+    @classmethod
+    def of_account(cls, account: ObjectRecord, via: str = "admin") -> "Actor | None":
+        """The actor an account is on the admin pages and the API: a server
+        administrator with the right ``AllUsers``, a domain administrator of the
+        domains of its ``admin_domains`` (``waypost account set --admin-domain``), or
+        None (an ordinary account: nothing under /admin/)."""
+        if account.kind != "account" or not account.data.get("enabled", True):
+            return None
+        name = f"{via}:{account.address}"
+        if "AllUsers" in (account.data.get("rights") or []):
+            return cls(name)
+        domains = account.data.get("admin_domains") or []
+        return cls(name, frozenset(str(d).lower() for d in domains)) if domains else None
 
     @property
     def server_admin(self) -> bool:
@@ -95,12 +122,65 @@ def check_mail_to_unknown(value: str) -> str:
     return f"{local}@{domain}" if at else v  # the domain as the router reads it (IDNA)
 
 
-class Operations:
-    """The changes ``actor`` may make, on one directory."""
+def domain_view(directory: Directory, d: DomainRecord) -> dict[str, Any]:
+    """A domain as ``waypost domain list --json`` and the API show it."""
+    return {
+        "name": d.name,
+        "main": d.name == directory.main_domain,
+        "aliases": list(d.aliases),
+        "ips": list(d.settings.get("ips", [])),
+        "mail_to_unknown": d.settings.get("mail_to_unknown", "rejected"),
+        "objects": len(directory.db.list_objects(d.name)),
+        "settings": d.settings,
+    }
 
-    def __init__(self, directory: Directory, actor: Actor) -> None:
+
+def object_view(o: ObjectRecord) -> dict[str, Any]:
+    """An object (never its password) as ``waypost account list --json`` and the API
+    show it."""
+    row: dict[str, Any] = {"address": o.address, "kind": o.kind,
+                           "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(o.created))}
+    data = {k: v for k, v in o.data.items() if k not in ("password", "cram")}
+    if o.kind == "account":
+        row["real_name"] = data.get("real_name", "")
+        row["enabled"] = data.get("enabled", True)
+        row["has_password"] = "password" in o.data
+        row["forward"] = data.get("forward") or ""
+        row["keep_copy"] = bool(data.get("keep_copy", False))
+        row["send_as"] = list(data.get("send_as") or [])
+        row["rights"] = list(data.get("rights") or [])
+        row["admin_domains"] = list(data.get("admin_domains") or [])
+    elif o.kind in ("alias", "forwarder"):
+        row["target"] = data.get("target", "")
+    elif o.kind == "group":
+        row["members"] = list(data.get("members", []))
+        row["real_name"] = data.get("real_name", "")
+        row["shared"] = bool(data.get("shared", False))
+    return row
+
+
+#: What ``account_set`` takes, and what only a server administrator may change:
+#: administrator rights and send-as rights reach beyond one domain.
+ACCOUNT_FIELDS = ("real_name", "enabled", "forward", "keep_copy", "rights", "admin_domains", "send_as",
+                  "atrn_domains", "quota_storage", "quota_messages")
+_SERVER_ADMIN_FIELDS = ("rights", "admin_domains", "send_as", "atrn_domains")
+
+
+class Operations:
+    """The changes ``actor`` may make, on one directory.  ``router`` makes a router
+    as the server builds it (the forwarding-loop check needs one); ``spool`` is the
+    spool directory (its ``queue/`` holds the queued message files)."""
+
+    def __init__(self, directory: Directory, actor: Actor, router: "Callable[[], Router] | None" = None,
+                 spool: Path | None = None) -> None:
         self.directory = directory
         self.actor = actor
+        self._router = router
+        self.spool = spool
+
+    @property
+    def db(self) -> Any:
+        return self.directory.db
 
     # -- checks and the log --------------------------------------------------------
 
@@ -121,7 +201,34 @@ class Operations:
         self._require(domain)
         return name, domain
 
+    def _visible_domain(self, domain: str | None) -> str | None:
+        """A ``domain`` filter of a list, checked; None: every domain the actor sees."""
+        if domain is None:
+            return None
+        rec = self.directory.require_domain(domain)
+        self._require(rec.name)
+        return rec.name
+
+    def refuse_loop(self, address: str, targets: Sequence[str], field: str = "target") -> None:
+        """Refuse (``Invalid``) mail sent on from ``address`` to ``targets`` that would
+        come back to it (a forwarder, group member or account forwarding that swallows
+        mail)."""
+        if self._router is None or not targets:
+            return
+        name, domain = self.directory.split(address)
+        chain = self._router().loop_back(f"{name}@{domain}", list(targets))
+        if chain:
+            raise Invalid(field, f"forwarding loop: {' -> '.join(chain)} (mail to {name}@{domain} would come back to it)")
+
     # -- domains ---------------------------------------------------------------------
+
+    def domain_list(self) -> list[DomainRecord]:
+        return [d for d in self.directory.list_domains() if self.actor.may(d.name)]
+
+    def domain_get(self, name: str) -> DomainRecord:
+        rec = self.directory.require_domain(name)
+        self._require(rec.name)
+        return rec
 
     def domain_add(self, name: str, aliases: Iterable[str] = (), ips: Iterable[str] = ()) -> DomainRecord:
         self._require_server_admin("create domains")
@@ -132,15 +239,37 @@ class Operations:
 
     def domain_set(self, name: str, **changes: Any) -> DomainRecord:
         """``changes`` as ``Directory.set_domain`` takes them; ``mail_to_unknown`` is
-        checked here; binding server addresses (``ips``) is the server administrator's."""
+        checked here; binding server addresses (``ips``) and domain aliases are the
+        server administrator's (they take names and addresses from other domains)."""
         rec = self.directory.require_domain(name)
         self._require(rec.name)
         if "ips" in changes:
             self._require_server_admin("bind server addresses")
+        if "aliases" in changes:
+            self._require_server_admin("change domain aliases")
         if changes.get("mail_to_unknown") is not None:
             changes["mail_to_unknown"] = check_mail_to_unknown(changes["mail_to_unknown"])
         rec = self.directory.set_domain(rec.name, **changes)
         self.audit("domain-set", rec.name, fields=",".join(sorted(changes)))
+        return rec
+
+    def domain_template(self, name: str, template: dict[str, Any] | None) -> DomainRecord:
+        """Set (None: remove) the account template of a domain: ``mailboxes``,
+        ``subscriptions`` (lists of names) and ``aliases`` (alias name -> target)."""
+        rec = self.domain_get(name)
+        if template is not None:
+            for key in ("mailboxes", "subscriptions"):
+                value = template.get(key, [])
+                if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                    raise Invalid(key, "expected a list of mailbox names")
+            pairs = template.get("aliases", {})
+            if not isinstance(pairs, dict) or not all(isinstance(k, str) and k and isinstance(v, str) and v
+                                                      for k, v in pairs.items()):
+                raise Invalid("aliases", "expected alias name -> target mailbox")
+            template = {"mailboxes": list(template.get("mailboxes", [])),
+                        "subscriptions": list(template.get("subscriptions", [])), "aliases": dict(pairs)}
+        rec = self.db.update_domain_settings(rec.name, {"template": template})
+        self.audit("domain-template", rec.name, template="removed" if template is None else "set")
         return rec
 
     def domain_remove(self, name: str) -> int:
@@ -151,6 +280,26 @@ class Operations:
         self.directory.remove_domain(rec.name)
         self.audit("domain-remove", rec.name, objects=count)
         return count
+
+    # -- objects of every kind -------------------------------------------------------
+
+    def object_list(self, kind: str, domain: str | None = None) -> list[ObjectRecord]:
+        """The objects of ``kind`` the actor may see (of ``domain`` only, if given)."""
+        dom = self._visible_domain(domain)
+        return [o for o in self.directory.list_objects(dom, kind) if self.actor.may(o.domain)]
+
+    def object_get(self, address: str, kind: str) -> ObjectRecord:
+        self._domain_of(address)
+        obj = self.directory.get(address)
+        if obj.kind != kind:
+            raise NotFound(f"{obj.address} is a {obj.kind}, not a {kind}")
+        return obj
+
+    def _remove(self, address: str, kind: str) -> ObjectRecord:
+        obj = self.object_get(address, kind)
+        self.directory.remove(obj.address, kind)
+        self.audit(f"{kind}-remove", obj.address)
+        return obj
 
     # -- accounts --------------------------------------------------------------------
 
@@ -166,9 +315,311 @@ class Operations:
         self.audit("account-passwd", obj.address)  # never the password
         return obj
 
+    def account_set(self, address: str, **changes: Any) -> ObjectRecord:
+        """Change an account: the fields of ``ACCOUNT_FIELDS`` (None removes one).
+        Rights, domain administration, send-as and ATRN domains reach beyond the
+        account's domain: a server administrator's."""
+        self._domain_of(address)
+        unknown = sorted(set(changes) - set(ACCOUNT_FIELDS))
+        if unknown:
+            raise Invalid(unknown[0], "not a setting of an account")
+        if any(k in changes for k in _SERVER_ADMIN_FIELDS):
+            self._require_server_admin("give administrator, send-as or ATRN rights")
+        if changes.get("rights") is not None:
+            bad = [r for r in changes["rights"] if r not in ADMIN_RIGHTS]
+            if bad:
+                raise Invalid("rights", f"unknown right {bad[0]!r} (expected {', '.join(ADMIN_RIGHTS)})")
+            changes["rights"] = sorted(set(changes["rights"])) or None
+        if changes.get("admin_domains") is not None:
+            names = []
+            for d in changes["admin_domains"]:
+                rec = self.directory.domain(str(d))
+                if rec is None:
+                    raise Invalid("admin_domains", f"{d} is not a local domain")
+                names.append(rec.name)
+            changes["admin_domains"] = sorted(set(names)) or None
+        if changes.get("send_as") is not None:
+            allowed = []
+            for a in changes["send_as"]:
+                try:
+                    parsed = parse_address(a.replace("*@", "x@", 1) if a.startswith("*@") else a)
+                except AddressError as e:
+                    raise Invalid("send_as", f"{a}: {e}") from None
+                allowed.append(f"*@{parsed.domain}" if a.startswith("*@") else f"{parsed.local_key}@{parsed.domain}")
+            changes["send_as"] = sorted(set(allowed)) or None
+        if changes.get("atrn_domains") is not None:
+            try:
+                changes["atrn_domains"] = [normalize_domain(d) for d in changes["atrn_domains"]]
+            except AddressError as e:
+                raise Invalid("atrn_domains", str(e)) from None
+        if changes.get("forward"):
+            try:
+                parse_address(changes["forward"])
+            except AddressError as e:
+                raise Invalid("forward", str(e)) from None
+            self.refuse_loop(address, [changes["forward"]], "forward")
+        elif "forward" in changes:
+            changes["forward"] = None
+            changes.setdefault("keep_copy", None)
+        for key in ("quota_storage", "quota_messages"):
+            if key in changes:
+                value = changes[key]
+                if value is not None and value != "unlimited" and (
+                        isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                    raise Invalid(key, "expected a number of octets or messages (0 or more), \"unlimited\" or null")
+        if not changes:
+            raise Invalid("changes", "nothing to change")
+        obj = self.directory.update(address, "account", changes)
+        self.audit("account-set", obj.address, fields=",".join(sorted(changes)))
+        return obj
+
     def account_remove(self, address: str) -> ObjectRecord:
         self._domain_of(address)
         obj = self.directory.get(address)
         self.directory.remove(address, "account")
         self.audit("account-remove", obj.address)
         return obj
+
+    # -- aliases, forwarders, groups ---------------------------------------------------
+
+    def alias_add(self, address: str, account: str) -> ObjectRecord:
+        self._domain_of(address)
+        obj = self.directory.add_alias(address, account)
+        self.audit("alias-add", obj.address, target=obj.data["target"])
+        return obj
+
+    def alias_remove(self, address: str) -> ObjectRecord:
+        return self._remove(address, "alias")
+
+    def forwarder_add(self, address: str, target: str) -> ObjectRecord:
+        self._domain_of(address)
+        self.refuse_loop(address, [target])
+        obj = self.directory.add_forwarder(address, target)
+        self.audit("forwarder-add", obj.address)
+        return obj
+
+    def forwarder_set(self, address: str, target: str) -> ObjectRecord:
+        self.object_get(address, "forwarder")
+        self.refuse_loop(address, [target])
+        obj = self.directory.update(address, "forwarder", {"target": target})
+        self.audit("forwarder-set", obj.address)
+        return obj
+
+    def forwarder_remove(self, address: str) -> ObjectRecord:
+        return self._remove(address, "forwarder")
+
+    def group_add(self, address: str, members: Sequence[str] = (), real_name: str = "",
+                  shared: bool = False) -> ObjectRecord:
+        self._domain_of(address)
+        self.refuse_loop(address, members, "members")
+        obj = self.directory.add_group(address, members, real_name)
+        if shared:
+            obj = self.directory.update(obj.address, "group", {"shared": True})
+        self.audit("group-add", obj.address, members=len(obj.data["members"]))
+        return obj
+
+    def group_set(self, address: str, add: Sequence[str] = (), remove: Sequence[str] = ()) -> ObjectRecord:
+        self.object_get(address, "group")
+        if not add and not remove:
+            raise Invalid("add", "nothing to change")
+        self.refuse_loop(address, add, "add")
+        obj = self.directory.set_group_members(address, add, remove)
+        self.audit("group-set", obj.address, members=len(obj.data["members"]))
+        return obj
+
+    def group_remove(self, address: str) -> ObjectRecord:
+        return self._remove(address, "group")
+
+    # -- the Router table and the route explainer --------------------------------------
+
+    def router_get(self) -> tuple[str, int]:
+        """The Router table's text and version (server administrators: it names
+        every domain's routes)."""
+        self._require_server_admin("read the Router table")
+        from ..router.resolve import TABLE_KEY
+
+        return str(self.db.get_value(TABLE_KEY) or ""), int(self.db.get_value(TABLE_KEY + ".version") or 0)
+
+    def router_set(self, text: str) -> tuple[int, list[Any]]:
+        """Replace the table, as ``router import``: every line is checked first; with a
+        bad line nothing changes and the errors (line_no, reason, line) come back."""
+        self._require_server_admin("change the Router table")
+        from ..router.resolve import store_table
+
+        count, errors = store_table(self.db, text)
+        if not errors:
+            self.audit("router-import", "router", records=count)
+        return count, errors
+
+    # -- the queue ---------------------------------------------------------------------
+
+    def queue_scope(self, where: QueueFilter, domain: str | None = None) -> QueueFilter:
+        """The filter narrowed to what the actor may see: a domain administrator sees
+        the messages waiting for recipients of their domains (``domain``, or their only
+        domain); a server administrator everything (``domain``: that domain's)."""
+        import dataclasses
+
+        if domain is not None:
+            try:
+                d = normalize_domain(domain)
+            except AddressError as e:
+                raise Invalid("domain", str(e)) from None
+            rec = self.directory.domain(d)
+            d = rec.name if rec is not None else d
+            self._require(d)
+        elif self.actor.domains is not None:
+            if len(self.actor.domains) != 1:
+                raise Invalid("domain", "say which of your domains")
+            d = next(iter(self.actor.domains))
+        else:
+            return where
+        if where.recipient is not None and not where.recipient.lower().endswith("@" + d):
+            raise Invalid("recipient", f"not an address of {d}")
+        return dataclasses.replace(where, recipient=where.recipient or f"*@{d}")
+
+    def queue_list(self, where: QueueFilter, domain: str | None = None, limit: int | None = None,
+                   offset: int = 0) -> Iterator[QueueEntry]:
+        return self.db.queue_entries(self.queue_scope(where, domain), limit=limit, offset=offset)  # type: ignore[no-any-return]
+
+    def queue_count(self, where: QueueFilter, domain: str | None = None) -> int:
+        return int(self.db.queue_count(self.queue_scope(where, domain)))
+
+    def _may_see(self, m: QueuedMessage) -> bool:
+        return self.actor.server_admin or any(self.actor.may(r.address.rpartition("@")[2]) for r in m.recipients)
+
+    def queue_get(self, msg_id: str) -> QueuedMessage:
+        if not msg_id or "/" in msg_id or msg_id.startswith(".") or len(msg_id) > 100:
+            raise Invalid("id", f"bad queue id {msg_id!r}")
+        m = self.db.queue_get(msg_id)
+        if m is None:
+            raise NotFound(f"no queued message {msg_id}")
+        if not self._may_see(m):
+            raise Denied(f"{self.actor.name} may not see queued message {msg_id}")
+        return m  # type: ignore[no-any-return]
+
+    def queue_flush(self, msg_id: str | None = None, where: QueueFilter | None = None,
+                    domain: str | None = None) -> int:
+        """Retry now: one message, or the messages of a filter; returns recipients."""
+        if msg_id is not None:
+            self.queue_get(msg_id)
+            n = int(self.db.queue_reschedule(time.time(), msg_id=msg_id))
+        else:
+            n = int(self.db.queue_set_matching(self.queue_scope(where or QueueFilter(), domain), time.time(), due=True))
+        self.audit("queue-flush", msg_id or "queue", recipients=n)
+        return n
+
+    def queue_delete(self, msg_id: str) -> None:
+        """Delete one message from the queue without a bounce."""
+        self.queue_get(msg_id)
+        if not self.db.queue_delete(msg_id):
+            raise NotFound(f"no queued message {msg_id}")
+        if self.spool is not None:
+            try:
+                (self.spool / "queue" / msg_id).unlink()
+            except FileNotFoundError:
+                pass
+        self.audit("queue-delete", msg_id)
+
+    def queue_holds(self) -> list[dict[str, Any]]:
+        """The domains whose mail is held, with their queued recipients."""
+        from ..router.resolve import HOLD_KEY
+
+        targets = self.db.queue_targets()
+        return [{"domain": d, "messages": targets.get(f"mx:{d}", 0)}
+                for d in self.db.get_value(HOLD_KEY) or [] if self.actor.may(d)]
+
+    def queue_hold(self, domain: str) -> int:
+        """Hold Mail for Domains: keep the domain's mail until ETRN, ATRN or a release."""
+        from ..router.resolve import HOLD_KEY
+
+        try:
+            d = normalize_domain(domain)
+        except AddressError as e:
+            raise Invalid("domain", str(e)) from None
+        self._require(d)
+        held = list(self.db.get_value(HOLD_KEY) or [])
+        if d not in held:
+            held.append(d)
+            self.db.set_value(HOLD_KEY, sorted(held))
+        n = int(self.db.queue_set_held(f"mx:{d}", True))
+        self.audit("queue-hold", d, recipients=n)
+        return n
+
+    def queue_release(self, domain: str) -> int:
+        from ..router.resolve import HOLD_KEY
+
+        try:
+            d = normalize_domain(domain)
+        except AddressError as e:
+            raise Invalid("domain", str(e)) from None
+        self._require(d)
+        held = list(self.db.get_value(HOLD_KEY) or [])
+        if d in held:
+            held.remove(d)
+            self.db.set_value(HOLD_KEY, held)
+        n = int(self.db.queue_set_held(f"mx:{d}", False))
+        self.db.queue_reschedule(time.time(), target=f"mx:{d}")
+        self.audit("queue-release", d, recipients=n)
+        return n
+
+
+# -- API tokens ------------------------------------------------------------------------
+
+#: What every token starts with (so that a leaked one is easy to recognise in a log or a
+#: repository scan); 256 random bits follow.
+TOKEN_PREFIX = "wpt_"
+_TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def token_hash(token: str) -> str:
+    """What the database keeps of a token: its SHA-256 (the token itself is 256 random
+    bits, so a slow password hash would add nothing)."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+class Tokens:
+    """``waypost token add|list|remove``: server administrators only (a token acts
+    without a password)."""
+
+    def __init__(self, ops: Operations) -> None:
+        self.ops = ops
+
+    def add(self, name: str, domains: Sequence[str] | None = None) -> tuple[ApiToken, str]:
+        """A new token: (its record, the token, shown once and never stored)."""
+        self.ops._require_server_admin("make API tokens")
+        if not _TOKEN_NAME.match(name):
+            raise Invalid("name", "1-64 letters, digits, '.', '_' or '-'")
+        scope: list[str] | None = None
+        if domains:
+            scope = []
+            for d in domains:
+                rec = self.ops.directory.domain(d)
+                if rec is None:
+                    raise Invalid("domain", f"{d} is not a local domain")
+                scope.append(rec.name)
+            scope = sorted(set(scope))
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        rec = self.ops.db.api_token_add(name, token_hash(token), scope, time.time())
+        self.ops.audit("token-add", name, scope=",".join(scope) if scope else "server")
+        return rec, token
+
+    def list(self) -> list[ApiToken]:
+        self.ops._require_server_admin("list API tokens")
+        return self.ops.db.api_token_list()  # type: ignore[no-any-return]
+
+    def remove(self, name: str) -> None:
+        self.ops._require_server_admin("revoke API tokens")
+        if not self.ops.db.api_token_remove(name):
+            raise NotFound(f"no token {name}")
+        self.ops.audit("token-remove", name)
+
+
+def token_actor(db: Any, token: str) -> Actor | None:
+    """The actor of an API token (``Authorization: Bearer``), None for an unknown or
+    revoked one."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    rec = db.api_token_find(token_hash(token), time.time())
+    if rec is None:
+        return None
+    return Actor(f"token:{rec.name}", frozenset(rec.domains) if rec.domains is not None else None)

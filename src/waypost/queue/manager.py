@@ -36,7 +36,7 @@ from ..config import Settings
 from ..db import Database, QueueFilter, QueuedMessage, QueuedRecipient, RecipientUpdate, StorageUnavailable
 from ..delivery import remote
 from ..log import event
-from ..mailauth import Signer, should_sign
+from ..mailauth import Sealer, Signer, should_seal, should_sign
 from ..mailstore import Delivery, Mailstore, OverQuota
 from ..router import LOCAL_TARGET, Context, Route, Router
 from . import dsn
@@ -110,11 +110,14 @@ class QueueManager:
         credentials: Callable[[str], tuple[str, str] | None] | None = None,
         srs: Any = None,
         signer: Signer | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         """``credentials(account)``: next-hop AUTH for routes that ask for it (gateway);
         ``srs``: the Sender Rewriting Scheme for copies made by account forwarding;
-        ``signer``: DKIM-signs outgoing mail of our domains as it enters the queue."""
+        ``signer``: DKIM-signs outgoing mail of our domains as it enters the queue;
+        ``sealer``: ARC-seals mail from outside that we send on (RFC 8617)."""
         self.signer = signer
+        self.sealer = sealer
         self.credentials = credentials
         self.srs = srs
         self.settings = settings
@@ -339,11 +342,20 @@ class QueueManager:
             # Every message enters the queue here (sessions, rules' copies, DSNs): the
             # one place outgoing mail is signed, after the rules and before the spool.
             if stream is not None:
-                data = await asyncio.to_thread(_sign_streamed, self.signer, data, stream, msg_id)
+                data = await asyncio.to_thread(_in_front_of_stream, self.signer.sign, data, stream, msg_id)
             elif len(data) > SIGN_INLINE:
                 data = await asyncio.to_thread(self.signer.sign, data, msg_id)
             else:
                 data = self.signer.sign(data, msg_id)
+        elif (self.sealer is not None and should_seal(params or {}, [r.route.target for r in recipients]) is None
+              and self.sealer.has_our_results(data)):
+            # Mail from outside that leaves again (forwarders, groups, lists, gateway
+            # rules): an ARC set over what the rules made of it, with our verdicts.
+            # dkimpy's RSA is pure Python: a thread, so the loop goes on meanwhile.
+            if stream is not None:
+                data = await asyncio.to_thread(_in_front_of_stream, self.sealer.seal, data, stream, msg_id)
+            else:
+                data = await asyncio.to_thread(self.sealer.seal, data, msg_id)
         size = len(data) + (stream.length if stream is not None else 0)
         if stream is not None:
             # The header section is in the head, or at the start of the text.
@@ -976,12 +988,13 @@ def _replay(db: Database, spool: Spool, journals: list[tuple[Path, set[tuple[str
     return total
 
 
-def _sign_streamed(signer: Signer, head: bytes, stream: SpoolStream, msg_id: str) -> bytes:
-    """The head of a streamed message with its DKIM-Signature field in front (the
-    signature covers the whole message, so the text is read back for it)."""
+def _in_front_of_stream(add: Callable[[bytes, str], bytes], head: bytes, stream: SpoolStream, msg_id: str) -> bytes:
+    """The head of a streamed message with what ``add`` (DKIM signing, ARC sealing: both
+    put fields in front of the message) puts in front; ``add`` reads the whole message,
+    so the text is read back from the stream's file for it."""
     whole = head + stream.read_text()
-    signed = signer.sign(whole, msg_id)
-    return signed[: len(signed) - len(whole)] + head
+    done = add(whole, msg_id)
+    return done[: len(done) - len(whole)] + head
 
 
 def _delivery_fields(original: str, final: str) -> str:

@@ -34,8 +34,10 @@ from ..address import AddressError, normalize_domain
 from ..db import MailboxRecord, MessageRecord
 from ..log import event
 from ..mailstore.access import Access, MailboxRef
+from ..ops import Actor, Operations
 from ..rules import rules_store
 from . import render, sharing
+from .api import PREFIX, build_api
 from .send import SendError, recipients_of, submit
 from .sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, same_token
 
@@ -64,6 +66,12 @@ class Web:
         self.rules = rules_store(server.db).get  # the server-wide rules now in force
         self.env = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
                                autoescape=select_autoescape(default=True, default_for_string=True))
+
+    def operations(self, actor: "Actor") -> Operations:
+        """The operations layer acting as ``actor`` (the admin pages and the API)."""
+        server = self.server
+        return Operations(server.directory, actor, router=lambda: server.router,
+                          spool=self.settings.path(self.settings.storage.spool))
 
     # -- pages -----------------------------------------------------------------------
 
@@ -667,7 +675,12 @@ def build_app(server: "Server") -> Callable[[Scope, Receive, Send], Awaitable[No
                                                              Exception: not_found})
     limit = web.settings.web.max_upload_size + FORM_OVERHEAD
 
+    api = build_api(web)
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (scope.get("path") == PREFIX or scope.get("path", "").startswith(PREFIX + "/")):
+            await api(scope, receive, send)
+            return
         if scope["type"] == "http" and await _file_response(web, scope, receive, send):
             return
         if scope["type"] == "http" and scope.get("method") not in ("GET", "HEAD"):

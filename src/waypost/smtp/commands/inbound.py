@@ -190,6 +190,7 @@ async def check(s: WaypostSMTP, message: bytes) -> Inbound:
           header_from=d.from_domain or "-", spf=verdict.spf.result,
           helo_spf=verdict.helo.result if verdict.helo is not None else "-",
           dkim=",".join(f"{r.result}:{r.domain}" for r in verdict.dkim) or "none",
+          arc=verdict.arc.result + (f":{','.join(verdict.arc.sealers)}" if verdict.arc.sealers else ""),
           dmarc=d.result, policy=d.policy, disposition=d.disposition, action=action,
-          mode=settings.mailauth.inbound, queries=verdict.dns_queries)
+          mode=settings.mailauth.inbound, queries=verdict.dns_queries, override=d.override or "-")
     return Inbound(reply, verdict.header.encode("utf-8"), junk, stripped)

@@ -1,0 +1,279 @@
+"""ARC (RFC 8617): validating the chain of a message we receive, and sealing a message
+from outside that we send on to another server.
+
+Theory of operation.  An ARC set is three fields with the same instance ``i=``:
+ARC-Authentication-Results (what that hop concluded), ARC-Message-Signature (a DKIM-like
+signature of the message as that hop sent it) and ARC-Seal (a signature over every ARC
+field up to and including its own set).  The chain *passes* (RFC 8617 §5.2) when the
+newest Message-Signature verifies and every Seal verifies with ``cv=none`` at ``i=1``
+and ``cv=pass`` above; it *fails* otherwise; a message without ARC fields is ``none``.
+dkimpy does the canonicalization and the signature checks; the public keys are fetched
+first through ``Lookup`` (asynchronous, ``dns.nameservers``), so dkimpy never does I/O,
+as in ``verify.py``.
+
+What a pass is worth: nothing by itself (anyone can seal).  A receiver trusts the
+verdicts of the sealers it knows (``mailauth.arc_trusted_sealers``): when DMARC fails
+and the chain passes and a set sealed by a trusted domain recorded ``dmarc=pass`` for the
+same From domain, the DMARC disposition becomes ``none`` (RFC 7489 §6.7 local policy;
+RFC 8617 §7.2) — a mailing list or forwarder that broke the author's signature does
+not get its mail refused.
+
+Sealing (``Sealer``): a message from outside (checked by ``mailauth.inbound``, which
+left our Authentication-Results field in it) that leaves for another server gets a new
+set at ``QueueManager.submit``, after the rules changed it (gateway rewrites,
+forwarders, groups, lists): the receiver can then see what we saw before we changed it.
+dkimpy builds the set from our Authentication-Results field (its ``arc=`` result gives
+the new Seal's ``cv=``).  ARC signs with rsa-sha256 only (RFC 8617 §4.1.3), so the
+sealing domain needs an active RSA key (``waypost dkim generate``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import authres
+import dkim
+from dkim.util import InvalidTagValueList, parse_tag_value
+
+from ..db import Database, DKIMKeyRecord
+from ..log import event
+from .lookup import DNSTempError, Lookup
+from .psl import organizational_domain
+from .verify import MIN_RSA_BITS
+
+__all__ = ["ARCResult", "Sealer", "should_seal", "verify_arc", "trusted_override", "MAX_SETS"]
+
+log = logging.getLogger("waypost.mailauth")
+
+#: ARC sets checked on one message.  RFC 8617 §4.2.1 allows 50; each costs two DNS
+#: look-ups and two public-key operations, so a chain longer than this fails unchecked
+#: (real chains have one to three sets: one per list or forwarder on the way).
+MAX_SETS = 10
+
+_ARC_FIELD = re.compile(rb"^(arc-seal|arc-message-signature|arc-authentication-results)\s*:", re.IGNORECASE)
+
+
+@dataclass(slots=True)
+class ARCResult:
+    """``result``: none, pass or fail (RFC 8617 §4.4); ``sets``: the instances found;
+    ``sealers``: the Seal domain of each set, newest first; ``aar``: the
+    ARC-Authentication-Results value of each set, newest first."""
+
+    result: str
+    reason: str = ""
+    sets: int = 0
+    sealers: list[str] = field(default_factory=list)
+    aar: list[str] = field(default_factory=list)
+    oldest_pass: int = 0
+
+
+def _arc_fields(message: bytes) -> list[tuple[str, bytes]]:
+    """The ARC fields of the header, (lower-case name, value), in order."""
+    end = message.find(b"\r\n\r\n")
+    block = message if end < 0 else message[: end + 2]
+    out: list[tuple[str, bytes]] = []
+    current: tuple[str, bytearray] | None = None
+    for line in block.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and current is not None:
+            current[1].extend(b"\r\n" + line)
+            continue
+        if current is not None:
+            out.append((current[0], bytes(current[1])))
+            current = None
+        m = _ARC_FIELD.match(line)
+        if m:
+            current = (m.group(1).decode().lower(), bytearray(line.split(b":", 1)[1]))
+    if current is not None:
+        out.append((current[0], bytes(current[1])))
+    return out
+
+
+async def verify_arc(lookup: Lookup, message: bytes, trace: list[str]) -> ARCResult:
+    """The chain validation status of ``message`` (RFC 8617 §5.2)."""
+    message = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    fields = _arc_fields(message)
+    if not fields:
+        trace.append("arc: no ARC fields: none")
+        return ARCResult("none")
+    keys: dict[str, bytes | None] = {}
+    instances: set[int] = set()
+    for name, value in fields:
+        if name == "arc-authentication-results":
+            m = re.match(rb"\s*i\s*=\s*(\d+)\s*;", value)
+            if m:
+                instances.add(int(m.group(1)))
+            continue
+        try:
+            tags = parse_tag_value(value)
+        except InvalidTagValueList as e:
+            trace.append(f"arc: {name} does not parse ({e}): fail")
+            return ARCResult("fail", f"{name} does not parse")
+        try:
+            instances.add(int(tags.get(b"i", b"0")))
+        except ValueError:
+            trace.append(f"arc: {name} has a bad i=: fail")
+            return ARCResult("fail", f"{name} has a bad i= tag")
+        d = tags.get(b"d", b"").decode("ascii", "replace").lower().strip()
+        s = tags.get(b"s", b"").decode("ascii", "replace").lower().strip()
+        if d and s:
+            keys[f"{s}._domainkey.{d}"] = None
+    if len(instances) > MAX_SETS or max(instances, default=0) > MAX_SETS:
+        reason = f"{max(len(instances), max(instances, default=0))} sets, more than the {MAX_SETS} checked"
+        trace.append(f"arc: {reason}: fail")
+        return ARCResult("fail", reason, sets=len(instances))
+    for name in keys:
+        try:
+            records = await lookup.query(name, "TXT")
+        except DNSTempError as e:
+            # RFC 8617 has no temperror: the chain cannot be shown to pass.
+            trace.append(f"arc: key look-up {name}: {e}: fail")
+            return ARCResult("fail", f"key look-up of {name} failed for now", sets=len(instances))
+        keys[name] = records[0].encode("utf-8") if records else None
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
+        return keys.get(name.decode("ascii", "replace").rstrip(".").lower())
+
+    checker = dkim.ARC(message, minkey=MIN_RSA_BITS)
+    try:
+        cv, data, reason = checker.verify(dnsfunc=dnsfunc)
+    except Exception as e:  # dkimpy on input it did not foresee: a verdict, never a crash
+        trace.append(f"arc: chain not usable ({type(e).__name__}: {e}): fail")
+        return ARCResult("fail", f"chain not usable: {e}", sets=len(instances))
+    sealers = [r.get("as-domain", b"").decode("ascii", "replace").lower() for r in data]
+    aar = [r.get("aar-value", b"").decode("utf-8", "replace") for r in data]
+    result = {dkim.CV_Pass: "pass", dkim.CV_None: "none"}.get(cv, "fail")
+    if cv is None:  # a Seal said cv=fail: the chain ended there, and is a failure for us
+        result = "fail"
+    if result == "none" and data:
+        result = "fail"
+    out = ARCResult(result, "" if result == "pass" else str(reason), len(data), sealers, aar)
+    if result == "pass":
+        # RFC 8617 §4.4 header.oldest-pass: the oldest instance whose Message-Signature still verifies.
+        valid = [r["instance"] for r in data if r.get("ams-valid")]
+        out.oldest_pass = min(valid) if valid else 0
+    trace.append(f"arc: {len(data)} set(s), sealed by {', '.join(sealers) or '-'}: {result}"
+                 + (f" ({out.reason})" if out.reason else ""))
+    return out
+
+
+def _aar_dmarc_pass(aar: str, from_domain: str) -> bool:
+    """The ARC-Authentication-Results value ``i=N; authserv-id; ...`` records a DMARC pass
+    for ``from_domain``."""
+    text = re.sub(r"^\s*i\s*=\s*\d+\s*;", "", aar.replace("\r\n", " "))
+    try:
+        parsed = authres.AuthenticationResultsHeader.parse("Authentication-Results: " + text.strip())
+    except Exception:  # authres raises its own SyntaxError and others on odd input
+        return False
+    for res in parsed.results:
+        if res.method == "dmarc" and str(res.result).lower() == "pass":
+            props = {f"{p.type}.{p.name}".lower(): str(p.value).lower() for p in res.properties}
+            if props.get("header.from", from_domain) == from_domain:
+                return True
+    return False
+
+
+def trusted_override(arc: ARCResult, from_domain: str, trusted: list[str]) -> str | None:
+    """The trusted sealer whose set recorded a DMARC pass for ``from_domain``, when the
+    chain passes; else None."""
+    if arc.result != "pass" or not trusted or not from_domain:
+        return None
+    wanted = {t.rstrip(".").lower() for t in trusted}
+    for sealer, aar in zip(arc.sealers, arc.aar):
+        if sealer in wanted and _aar_dmarc_pass(aar, from_domain):
+            return sealer
+    return None
+
+
+def should_seal(params: dict[str, Any], targets: list[str]) -> str | None:
+    """None when the message is mail from outside that leaves for another server (the
+    case ``should_sign`` leaves out), else why it is not sealed."""
+    from .sign import LOCAL_TARGETS
+
+    if all(t in LOCAL_TARGETS for t in targets):
+        return "no remote recipient"
+    if params.get("auth") or params.get("client") in (None, "local"):
+        return "ours: DKIM-signed, not sealed"
+    return None
+
+
+class Sealer:
+    """Adds an ARC set to messages from outside that we send on; one per worker."""
+
+    __slots__ = ("db", "secrets", "hostname", "domain")
+
+    def __init__(self, db: Database, secrets: Any, hostname: str, domain: str = "") -> None:
+        self.db = db
+        self.secrets = secrets
+        self.hostname = hostname
+        self.domain = (domain or hostname).rstrip(".").lower()
+
+    def has_our_results(self, data: bytes) -> bool:
+        """The header has an Authentication-Results field of ours (the inbound check
+        ran): without it there is nothing to seal (a cheap test before any key look-up)."""
+        end = data.find(b"\r\n\r\n")
+        head = (data if end < 0 else data[:end]).lower()
+        return b"authentication-results: " + self.hostname.lower().encode("ascii", "replace") + b";" in head
+
+    def key(self) -> DKIMKeyRecord | None:
+        """The sealing key: the last activated active RSA key of the sealing domain, or
+        of its nearest parent up to the organisational domain."""
+        org = organizational_domain(self.domain)
+        name = self.domain
+        while True:
+            active = [k for k in self.db.dkim_keys(name) if k.activated > 0 and k.algorithm == "rsa"]
+            if active:
+                return max(active, key=lambda k: (k.activated, k.created))
+            if name == org or "." not in name:
+                return None
+            name = name.split(".", 1)[1]
+
+    def seal(self, data: bytes, msg_id: str = "") -> bytes:
+        """``data`` with a new ARC set in front, or unchanged (logged) when there is no
+        Authentication-Results field of ours to seal, no key, or dkimpy refuses."""
+        key = self.key()
+        if key is None:
+            event(log, "arc-unsealed", level=logging.DEBUG, id=msg_id, reason=f"no active RSA key for {self.domain}")
+            return data
+        try:
+            private = self.secrets.open(key.private_key).encode("ascii")
+            message = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            fields = dkim.ARC(message, minkey=MIN_RSA_BITS, linesep=b"\r\n").sign(
+                key.selector.encode("ascii"), key.domain.encode("ascii"), private, self.hostname.encode("ascii"),
+                include_headers=_sealed_fields(message))
+        except Exception as e:  # a damaged key, a message dkimpy refuses: send it on unsealed
+            event(log, "arc-seal-failed", level=logging.ERROR, id=msg_id, domain=key.domain, selector=key.selector,
+                  error=str(e) or type(e).__name__)
+            return data
+        if not fields:
+            event(log, "arc-unsealed", level=logging.DEBUG, id=msg_id,
+                  reason="no Authentication-Results of ours (mailauth.inbound off or not checked)")
+            return data
+        event(log, "arc-sealed", id=msg_id, d=key.domain, s=key.selector,
+              i=_instance(fields[0]), cv=_tag(fields[0], b"cv"))
+        return b"".join(fields) + data
+
+
+def _sealed_fields(message: bytes) -> list[bytes]:
+    """The fields the ARC-Message-Signature covers: the DKIM recommended ones the
+    message has, From always (RFC 8617 §4.1.2 as RFC 6376 §5.4)."""
+    from .sign import SIGNED_FIELDS, header_fields
+
+    present = {n for n, _v in header_fields(message)}
+    out = [f.encode() for f in SIGNED_FIELDS if f in present and f != "from"]
+    if "dkim-signature" in present:
+        out.append(b"dkim-signature")  # the author's signature, as this hop passed it on
+    return [b"from"] + out
+
+
+def _tag(field_line: bytes, tag: bytes) -> str:
+    try:
+        return parse_tag_value(field_line.split(b":", 1)[1]).get(tag, b"").decode("ascii", "replace")
+    except (InvalidTagValueList, IndexError):
+        return ""
+
+
+def _instance(field_line: bytes) -> str:
+    return _tag(field_line, b"i")

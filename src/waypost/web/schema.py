@@ -1,0 +1,216 @@
+"""The JSON Schema pieces of the API (``/api/v1/``) and the one validator of request
+bodies and query strings.  The OpenAPI document is made of these, so what is checked
+is what is documented.
+
+Only the part of JSON Schema the API uses is understood: ``type`` (one or a list),
+``properties``, ``required``, ``additionalProperties`` (false or a schema), ``items``,
+``enum``, ``minLength``/``maxLength``, ``minimum``/``maximum``, ``maxItems``,
+``minProperties``.  An
+error names the field (``aliases[2]``, ``template.mailboxes``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["SchemaError", "validate", "S", "ERROR", "PAGE"]
+
+
+class SchemaError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+_TYPES: dict[str, Any] = {"string": str, "boolean": bool, "object": dict, "array": list, "null": type(None)}
+
+
+def _is(value: Any, t: str) -> bool:
+    if t == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if t == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, _TYPES[t])
+
+
+def validate(value: Any, schema: dict[str, Any], field: str = "body") -> None:
+    """Raise ``SchemaError`` naming the first field that does not match ``schema``."""
+    types = schema.get("type")
+    if types is not None:
+        names = [types] if isinstance(types, str) else list(types)
+        if not any(_is(value, t) for t in names):
+            raise SchemaError(field, f"expected {' or '.join(names)}")
+    if "enum" in schema and value not in schema["enum"]:
+        raise SchemaError(field, f"expected one of {', '.join(map(str, schema['enum']))}")
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            raise SchemaError(field, "empty" if not value else "too short")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            raise SchemaError(field, f"longer than {schema['maxLength']} characters")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            raise SchemaError(field, f"less than {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            raise SchemaError(field, f"more than {schema['maximum']}")
+    if isinstance(value, list):
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            raise SchemaError(field, f"more than {schema['maxItems']} items")
+        if "items" in schema:
+            for i, item in enumerate(value):
+                validate(item, schema["items"], f"{field}[{i}]")
+    if isinstance(value, dict):
+        props: dict[str, Any] = schema.get("properties", {})
+        prefix = "" if field == "body" else f"{field}."
+        if len(value) < schema.get("minProperties", 0):
+            raise SchemaError(field, "nothing given")
+        for name in schema.get("required", []):
+            if name not in value:
+                raise SchemaError(prefix + name, "required")
+        extra = schema.get("additionalProperties", True)
+        for name, item in value.items():
+            if name in props:
+                validate(item, props[name], prefix + name)
+            elif extra is False:
+                raise SchemaError(prefix + name, "unknown field")
+            elif isinstance(extra, dict):
+                validate(item, extra, prefix + name)
+
+
+# -- the schemas ------------------------------------------------------------------------
+
+_STR = {"type": "string", "minLength": 1, "maxLength": 1024}
+_STRS = {"type": "array", "items": _STR, "maxItems": 1000}
+_ADDRESS = {"type": "string", "minLength": 1, "maxLength": 320}
+
+ERROR = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                       "field": {"type": "string"},
+                       "lines": {"type": "array", "items": {
+                           "type": "object", "required": ["line", "reason", "text"],
+                           "properties": {"line": {"type": "integer"}, "reason": {"type": "string"},
+                                          "text": {"type": "string"}}}}}}},
+}
+
+
+def PAGE(item: dict[str, Any]) -> dict[str, Any]:
+    """A page of a list: ``items`` and where it is in the whole."""
+    return {"type": "object", "required": ["items", "total", "limit", "offset"],
+            "properties": {"items": {"type": "array", "items": item}, "total": {"type": "integer"},
+                           "limit": {"type": "integer"}, "offset": {"type": "integer"}}}
+
+
+class S:
+    """Named schemas (``components/schemas`` of the document)."""
+
+    Domain = {"type": "object", "required": ["name", "main", "aliases", "ips", "mail_to_unknown", "objects"],
+              "properties": {"name": {"type": "string"}, "main": {"type": "boolean"},
+                             "aliases": {"type": "array", "items": {"type": "string"}},
+                             "ips": {"type": "array", "items": {"type": "string"}},
+                             "mail_to_unknown": {"type": "string"}, "objects": {"type": "integer"},
+                             "settings": {"type": "object"}}}
+    DomainAdd = {"type": "object", "required": ["name"], "additionalProperties": False,
+                 "properties": {"name": _STR, "aliases": _STRS, "ips": _STRS}}
+    DomainSet = {"type": "object", "additionalProperties": False, "minProperties": 1,
+                 "properties": {"aliases": _STRS, "ips": _STRS, "mail_to_unknown": _STR,
+                                "send_as": {"type": "string", "enum": ["own", "domain", "any"]},
+                                "dmarc_reject": {"type": ["string", "null"], "enum": ["reject", "junk", None]}}}
+    Template = {"type": "object", "additionalProperties": False,
+                "properties": {"mailboxes": _STRS, "subscriptions": _STRS,
+                               "aliases": {"type": "object", "additionalProperties": _STR}}}
+    Object = {"type": "object", "required": ["address", "kind", "created"],
+              "properties": {"address": {"type": "string"}, "kind": {"type": "string"},
+                             "created": {"type": "string"}, "real_name": {"type": "string"},
+                             "enabled": {"type": "boolean"}, "has_password": {"type": "boolean"},
+                             "forward": {"type": "string"}, "keep_copy": {"type": "boolean"},
+                             "send_as": {"type": "array", "items": {"type": "string"}},
+                             "rights": {"type": "array", "items": {"type": "string"}},
+                             "admin_domains": {"type": "array", "items": {"type": "string"}},
+                             "target": {"type": "string"},
+                             "members": {"type": "array", "items": {"type": "string"}},
+                             "shared": {"type": "boolean"}}}
+    AccountAdd = {"type": "object", "required": ["address"], "additionalProperties": False,
+                  "properties": {"address": _ADDRESS, "password": {"type": ["string", "null"], "minLength": 1,
+                                                                   "maxLength": 1024},
+                                 "real_name": {"type": "string", "maxLength": 1024},
+                                 "force": {"type": "boolean"}}}
+    AccountSet = {"type": "object", "additionalProperties": False, "minProperties": 1,
+                  "properties": {"real_name": {"type": "string", "maxLength": 1024}, "enabled": {"type": "boolean"},
+                                 "forward": {"type": ["string", "null"], "maxLength": 320},
+                                 "keep_copy": {"type": ["boolean", "null"]},
+                                 "rights": {"type": ["array", "null"], "items": {"type": "string",
+                                            "enum": ["AllUsers", "CanAccessMailboxes"]}},
+                                 "admin_domains": {"type": ["array", "null"], "items": _STR, "maxItems": 1000},
+                                 "send_as": {"type": ["array", "null"], "items": _ADDRESS, "maxItems": 1000},
+                                 "atrn_domains": {"type": ["array", "null"], "items": _STR, "maxItems": 1000},
+                                 "quota_storage": {"type": ["integer", "string", "null"], "minimum": 0, "maxLength": 16},
+                                 "quota_messages": {"type": ["integer", "string", "null"], "minimum": 0,
+                                                    "maxLength": 16}}}
+    Password = {"type": "object", "required": ["password"], "additionalProperties": False,
+                "properties": {"password": {"type": "string", "minLength": 1, "maxLength": 1024},
+                               "cram_md5": {"type": "boolean"}}}
+    AliasAdd = {"type": "object", "required": ["address", "account"], "additionalProperties": False,
+                "properties": {"address": _ADDRESS, "account": _ADDRESS}}
+    ForwarderAdd = {"type": "object", "required": ["address", "target"], "additionalProperties": False,
+                    "properties": {"address": _ADDRESS, "target": _ADDRESS}}
+    ForwarderSet = {"type": "object", "required": ["target"], "additionalProperties": False,
+                    "properties": {"target": _ADDRESS}}
+    GroupAdd = {"type": "object", "required": ["address"], "additionalProperties": False,
+                "properties": {"address": _ADDRESS, "members": {"type": "array", "items": _ADDRESS, "maxItems": 10000},
+                               "real_name": {"type": "string", "maxLength": 1024}, "shared": {"type": "boolean"}}}
+    GroupSet = {"type": "object", "additionalProperties": False,
+                "properties": {"add": {"type": "array", "items": _ADDRESS, "maxItems": 10000},
+                               "remove": {"type": "array", "items": _ADDRESS, "maxItems": 10000}}}
+    Router = {"type": "object", "required": ["text", "version", "records"],
+              "properties": {"text": {"type": "string"}, "version": {"type": "integer"},
+                             "records": {"type": "array", "items": {
+                                 "type": "object", "required": ["line", "prefix", "left", "right"],
+                                 "properties": {"line": {"type": "integer"}, "prefix": {"type": "string"},
+                                                "left": {"type": "string"}, "right": {"type": "string"}}}}}}
+    RouterSet = {"type": "object", "required": ["text"], "additionalProperties": False,
+                 "properties": {"text": {"type": "string", "maxLength": 8 * 1024 * 1024}}}
+    RouteAsk = {"type": "object", "required": ["address"], "additionalProperties": False,
+                "properties": {"address": _ADDRESS, "kind": {"type": "string", "enum": ["mail", "access", "http"]},
+                               "client_ip": {"type": "string", "maxLength": 64},
+                               "server_ip": {"type": "string", "maxLength": 64},
+                               "authenticated": {"type": "string", "maxLength": 320}}}
+    Route = {"type": "object", "required": ["input", "kind", "trace"],
+             "properties": {"input": {"type": "string"}, "kind": {"type": "string"},
+                            "trace": {"type": "array", "items": {"type": "string"}},
+                            "account": {"type": ["string", "null"]}, "route": {"type": "object"},
+                            "target": {"type": "string"},
+                            "deliveries": {"type": "array", "items": {"type": "object"}}}}
+    QueueEntry = {"type": "object",
+                  "required": ["id", "sender", "size", "created", "recipients", "targets", "held", "attempts",
+                               "next_attempt", "last_reply"],
+                  "properties": {"id": {"type": "string"}, "sender": {"type": "string"}, "size": {"type": "integer"},
+                                 "created": {"type": "number"},
+                                 "recipients": {"type": "array", "items": {"type": "string"}},
+                                 "targets": {"type": "array", "items": {"type": "string"}},
+                                 "held": {"type": "boolean"}, "attempts": {"type": "integer"},
+                                 "next_attempt": {"type": "number"}, "last_reply": {"type": "string"}}}
+    QueueMessage = {"type": "object", "required": ["id", "sender", "size", "created", "recipients"],
+                    "properties": {"id": {"type": "string"}, "sender": {"type": "string"},
+                                   "size": {"type": "integer"}, "created": {"type": "number"},
+                                   "params": {"type": "object"},
+                                   "recipients": {"type": "array", "items": {
+                                       "type": "object", "required": ["address", "target", "status", "held"],
+                                       "properties": {"address": {"type": "string"}, "target": {"type": "string"},
+                                                      "status": {"type": "string"}, "attempts": {"type": "integer"},
+                                                      "next_attempt": {"type": "number"},
+                                                      "last_reply": {"type": "string"},
+                                                      "held": {"type": "boolean"}}}}}}
+    QueueFlush = {"type": "object", "additionalProperties": False,
+                  "properties": {"domain": _STR, "target": _STR, "sender": {"type": "string", "maxLength": 320},
+                                 "recipient": _ADDRESS,
+                                 "state": {"type": "string", "enum": ["queued", "held", "deferred", "active"]}}}
+    Count = {"type": "object", "required": ["recipients"], "properties": {"recipients": {"type": "integer"}}}
+    Hold = {"type": "object", "required": ["domain", "messages"],
+            "properties": {"domain": {"type": "string"}, "messages": {"type": "integer"}}}
+    Whoami = {"type": "object", "required": ["actor", "server_admin", "domains"],
+              "properties": {"actor": {"type": "string"}, "server_admin": {"type": "boolean"},
+                             "domains": {"type": ["array", "null"], "items": {"type": "string"}},
+                             "csrf": {"type": "string"}}}

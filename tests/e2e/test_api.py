@@ -1,0 +1,311 @@
+"""The JSON API (issue 18 point 3) on a real ``waypost serve``: the OpenAPI document
+against the routes the listener answers, ``curl`` as the client, the authorisation
+matrix (anonymous, revoked token, ordinary account, a domain administrator of A and a
+token scoped to A acting on B: each refused, nothing changed), bad input naming the
+field, sessions with CSRF, the Router table and the queue."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import smtplib
+import subprocess
+import urllib.parse
+
+import pytest
+
+from support.server import WaypostInstance, free_port, wait_for
+
+A, B = "a.test", "b.test"
+PW = {"root": "root-api-pw-1", "boss": "boss-api-pw-1", "user": "user-api-pw-1", "other": "other-api-pw-1"}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    with WaypostInstance(tmp_path_factory.mktemp("api") / "data", domain="example.test",
+                         auth={"free_failures": 1000, "block_after": 1000}) as inst:
+        inst.http_port = free_port()
+        inst.configure(listen={"http": f"127.0.0.1:{inst.http_port}"}, delivery={"smtp_port": free_port()},
+                       dns={"nameservers": [f"127.0.0.1:{free_port()}"]})
+        inst.ok("domain", "add", A)
+        inst.ok("domain", "add", B)
+        inst.ok("account", "add", "root@example.test", "--password", PW["root"])
+        inst.ok("account", "set", "root@example.test", "--right", "AllUsers")
+        inst.ok("account", "add", f"boss@{A}", "--password", PW["boss"])
+        inst.ok("account", "set", f"boss@{A}", "--admin-domain", A)
+        inst.ok("account", "add", f"user@{A}", "--password", PW["user"])
+        inst.ok("account", "add", f"other@{B}", "--password", PW["other"])
+        inst.ok("alias", "add", f"sales@{B}", "other")
+        inst.ok("forwarder", "add", f"fwd@{B}", "someone@remote.test")
+        inst.ok("group", "add", f"team@{B}", "--member", "other")
+        inst.tokens = {}
+        for name, scope in (("server", ()), ("scoped-a", ("--domain", A)), ("revoked", ())):
+            inst.tokens[name] = inst.ok("token", "add", name, *scope).splitlines()[0]
+        inst.ok("token", "remove", "revoked")
+        inst.ok("queue", "hold", "remote.test")
+        inst.start()
+        with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=10) as c:
+            c.sendmail(f"other@{B}", ["x@remote.test"], "Subject: held\r\n\r\nbody\r\n")
+        wait_for(lambda: inst.queue_ids(), what="a held message")
+        yield inst
+
+
+def call(inst, method, path, body=None, token=None, headers=None, raw=None):
+    """(status, parsed JSON or text, headers) of one request over http.client."""
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    if data is not None:
+        h.setdefault("Content-Type", "application/json")
+    conn = http.client.HTTPConnection("127.0.0.1", inst.http_port, timeout=30)
+    try:
+        conn.request(method, path, body=data, headers=h)
+        r = conn.getresponse()
+        text = r.read().decode()
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = text
+        headers_out: dict[str, str] = {}
+        for k, v in r.getheaders():
+            k = k.lower()
+            headers_out[k] = f"{headers_out[k]}, {v}" if k in headers_out else v
+        return r.status, parsed, headers_out
+    finally:
+        conn.close()
+
+
+def login(inst, who: str, domain: str) -> tuple[str, str]:
+    """(session cookie, CSRF token) of a WebUser login, the way a browser gets them."""
+    status, page, headers = call(inst, "GET", "/login", headers={"Host": domain})
+    form_token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    login_cookie = re.search(r"wp_login=([^;]+)", headers["set-cookie"]).group(1)
+    form = urllib.parse.urlencode({"csrf": form_token, "login": f"{who}@{domain}", "password": PW[who]})
+    status, _, headers = call(inst, "POST", "/login", raw=form.encode(),
+                              headers={"Host": domain, "Content-Type": "application/x-www-form-urlencoded",
+                                       "Cookie": f"wp_login={login_cookie}"})
+    assert status == 303, status
+    cookie = re.search(r"wp_session=([^;]+)", headers["set-cookie"]).group(1)
+    status, me, _ = call(inst, "GET", "/api/v1/whoami", headers={"Cookie": f"wp_session={cookie}"})
+    return cookie, (me.get("csrf", "") if status == 200 else "")
+
+
+def snapshot(inst) -> str:
+    """Everything an operation could change, as text."""
+    db = inst.db()
+    try:
+        from waypost.router.resolve import HOLD_KEY, TABLE_KEY
+
+        parts = [[(d.name, d.aliases, d.settings) for d in db.list_domains()],
+                 [(o.address, o.kind, o.data) for o in db.list_objects()],
+                 db.get_value(TABLE_KEY), db.get_value(HOLD_KEY),
+                 [(e.msg_id, e.held, e.next_attempt) for e in db.queue_entries(__import__("waypost.db", fromlist=["QueueFilter"]).QueueFilter())]]
+        return json.dumps(parts, sort_keys=True, default=str)
+    finally:
+        db.close()
+
+
+def concrete(path: str, inst) -> str:
+    """A documented path with parameters naming objects of domain B."""
+    qid = inst.queue_ids()[0]
+    return (path.replace("{domain}", B).replace("{id}", qid)
+            .replace("/accounts/{address}", f"/accounts/other@{B}").replace("/aliases/{address}", f"/aliases/sales@{B}")
+            .replace("/forwarders/{address}", f"/forwarders/fwd@{B}").replace("/groups/{address}", f"/groups/team@{B}"))
+
+
+#: A valid body per operation, about domain B (what a permitted caller would send).
+BODIES = {
+    "addDomain": {"name": "c.test"}, "setDomain": {"mail_to_unknown": "discarded"},
+    "setTemplate": {"mailboxes": ["Projects"]}, "addAccount": {"address": f"new@{B}", "password": "new-pw-1"},
+    "setAccount": {"real_name": "Changed"}, "setPassword": {"password": "changed-pw-1"},
+    "addAlias": {"address": f"al@{B}", "account": "other"}, "addForwarder": {"address": f"f2@{B}", "target": "z@remote.test"},
+    "setForwarder": {"target": "y@remote.test"}, "addGroup": {"address": f"g2@{B}", "members": ["other"]},
+    "setGroup": {"add": ["x@remote.test"]}, "setRouter": {"text": f"<x@{B}> = y@{B}\n"},
+    "explainRoute": {"address": f"other@{B}"}, "flushQueue": {"domain": B},
+}
+#: What a domain administrator of A (or a token scoped to A) may call about B: lists,
+#: which show only A's part of them (checked below), and who they are.
+SCOPED_OK = {"whoami", "listDomains", "listAccounts", "listAliases", "listForwarders", "listGroups", "listHolds",
+             "listQueue"}
+
+
+def operations(inst):
+    status, doc, _ = call(inst, "GET", "/api/v1/openapi.json")
+    assert status == 200
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            yield method.upper(), path, op
+
+
+def test_the_openapi_document_is_the_routes_the_listener_answers(api):
+    status, doc, _ = call(api, "GET", "/api/v1/openapi.json")
+    assert status == 200 and doc["openapi"].startswith("3.1")
+    ops = list(operations(api))
+    assert len(ops) >= 35 and len({op["operationId"] for _, _, op in ops}) == len(ops)
+    for method, path, op in ops:  # every documented operation is answered (401: it exists, asks who)
+        p = concrete(path, api)
+        status, body, headers = call(api, method, p, body=BODIES.get(op["operationId"], {}) if "requestBody" in op else None)
+        assert status == 401, (method, p, status, body)
+        assert body["error"]["code"] == "unauthorized" and "Bearer" in headers["www-authenticate"]
+    for path, methods in doc["paths"].items():  # and nothing else is
+        for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - {m.upper() for m in methods}:
+            status, body, headers = call(api, method, concrete(path, api), token=api.tokens["server"])
+            assert status == 405, (method, path, status)
+            assert set(headers["allow"].split(", ")) == {m.upper() for m in methods}
+    status, body, _ = call(api, "GET", "/api/v1/nothing-here", token=api.tokens["server"])
+    assert status == 404 and body["error"]["code"] == "not_found"
+
+
+def test_the_authorisation_matrix(api):
+    """Every operation, as anonymous, with a revoked token, as an ordinary account, as a
+    domain administrator of A (session) and with a token scoped to A, on B: refused
+    (401/403) and nothing changed."""
+    user_cookie, user_csrf = login(api, "user", A)
+    boss_cookie, boss_csrf = login(api, "boss", A)
+    assert user_csrf == ""  # an ordinary account gets no further than 403
+    callers = {
+        "anonymous": ({}, {401}),
+        "revoked token": ({"Authorization": f"Bearer {api.tokens['revoked']}"}, {401}),
+        "garbage token": ({"Authorization": "Bearer wpt_" + "A" * 43}, {401}),
+        "ordinary account": ({"Cookie": f"wp_session={user_cookie}"}, {403}),
+        "domain admin of A": ({"Cookie": f"wp_session={boss_cookie}", "X-CSRF-Token": boss_csrf}, {403}),
+        "token scoped to A": ({"Authorization": f"Bearer {api.tokens['scoped-a']}"}, {403}),
+    }
+    before = snapshot(api)
+    tried = 0
+    for method, path, op in operations(api):
+        for who, (headers, refused) in callers.items():
+            p = concrete(path, api)
+            if op["operationId"] in SCOPED_OK and who in ("domain admin of A", "token scoped to A"):
+                if not any(q["name"] == "domain" for q in op.get("parameters", [])):
+                    continue
+                p += f"?domain={B}"  # their lists, but of B
+            body = BODIES.get(op["operationId"], {}) if "requestBody" in op else None
+            status, answer, _ = call(api, method, p, body=body, headers=headers)
+            assert status in refused, (who, method, p, status, answer)
+            assert answer["error"]["message"], answer
+            tried += 1
+    assert tried > 200
+    assert snapshot(api) == before
+    # What a domain administrator's lists show: A only.
+    for who in ({"Cookie": f"wp_session={boss_cookie}"}, {"Authorization": f"Bearer {api.tokens['scoped-a']}"}):
+        status, page, _ = call(api, "GET", "/api/v1/domains", headers=who)
+        assert status == 200 and [d["name"] for d in page["items"]] == [A]
+        status, page, _ = call(api, "GET", "/api/v1/accounts", headers=who)
+        assert status == 200 and {o["address"] for o in page["items"]} == {f"boss@{A}", f"user@{A}"}
+        for kind in ("aliases", "forwarders", "groups"):
+            status, page, _ = call(api, "GET", f"/api/v1/{kind}", headers=who)
+            assert status == 200 and page["items"] == []
+        status, page, _ = call(api, "GET", "/api/v1/queue", headers=who)
+        assert status == 200 and page["items"] == [] and page["total"] == 0  # B's message is not shown
+        status, page, _ = call(api, "GET", f"/api/v1/accounts?domain={B}", headers=who)
+        assert status == 403
+    # A session's unsafe request without its CSRF token is refused; with it, done.
+    status, answer, _ = call(api, "PATCH", f"/api/v1/accounts/user@{A}", {"real_name": "U"},
+                             headers={"Cookie": f"wp_session={boss_cookie}"})
+    assert status == 403 and answer["error"]["code"] == "csrf"
+    status, answer, _ = call(api, "PATCH", f"/api/v1/accounts/user@{A}", {"real_name": "U"},
+                             headers={"Cookie": f"wp_session={boss_cookie}", "X-CSRF-Token": boss_csrf})
+    assert status == 200 and answer["real_name"] == "U"
+    api.expect_log(r"event=admin-change actor=admin:boss@a\.test action=account-set object=user@a\.test")
+
+
+def test_a_server_administrator_runs_every_group_with_curl(api):
+    """curl, as a script would: one call per group, the changes seen by the CLI."""
+    token = api.tokens["server"]
+
+    def curl(method, path, body=None):
+        args = ["curl", "-sS", "-X", method, "-H", f"Authorization: Bearer {token}", "-w", "\n%{http_code}",
+                f"http://127.0.0.1:{api.http_port}{path}"]
+        if body is not None:
+            args += ["-H", "Content-Type: application/json", "--data-binary", json.dumps(body)]
+        out = subprocess.run(args, capture_output=True, text=True, timeout=30, check=True).stdout
+        text, _, code = out.rpartition("\n")
+        return int(code), json.loads(text)
+
+    assert curl("POST", "/api/v1/domains", {"name": "d.test", "aliases": ["www.d.test"]})[0] == 201
+    assert curl("POST", "/api/v1/domains", {"name": "d.test"})[0] == 409
+    code, acct = curl("POST", "/api/v1/accounts", {"address": "info@d.test", "password": "info-pw-1", "real_name": "Info"})
+    assert code == 201 and acct["address"] == "info@d.test" and acct["has_password"] and "password" not in acct
+    assert curl("PATCH", "/api/v1/accounts/info@d.test", {"admin_domains": ["d.test"], "enabled": True})[0] == 200
+    assert curl("PUT", "/api/v1/accounts/info@d.test/password", {"password": "new-info-pw-2"})[0] == 200
+    assert curl("POST", "/api/v1/aliases", {"address": "hello@d.test", "account": "info"})[0] == 201
+    assert curl("POST", "/api/v1/forwarders", {"address": "out@d.test", "target": "far@remote.test"})[0] == 201
+    code, err = curl("PATCH", "/api/v1/forwarders/out@d.test", {"target": "OUT@d.test"})
+    assert code == 400 and err["error"]["field"] == "target" and "loop" in err["error"]["message"]
+    assert curl("POST", "/api/v1/groups", {"address": "all@d.test", "members": ["info", "x@remote.test"]})[0] == 201
+    code, grp = curl("PATCH", "/api/v1/groups/all@d.test", {"remove": ["x@remote.test"]})
+    assert code == 200 and grp["members"] == ["info"]
+    assert curl("PUT", "/api/v1/domains/d.test/template", {"mailboxes": ["Projects"], "subscriptions": []})[0] == 200
+    code, dom = curl("PATCH", "/api/v1/domains/d.test", {"mail_to_unknown": "discarded", "send_as": "domain"})
+    assert code == 200 and dom["mail_to_unknown"] == "discarded"
+    listed = json.loads(api.ok("account", "list", "--domain", "d.test", "--json"))
+    assert [(a["address"], a["admin_domains"]) for a in listed] == [("info@d.test", ["d.test"])]
+    assert "hello@d.test" in api.ok("alias", "list", "--domain", "d.test")
+    code, page = curl("GET", "/api/v1/accounts?domain=d.test&limit=1&offset=0")
+    assert code == 200 and page["total"] == 1 and len(page["items"]) == 1
+    # The Router table: a bad line is refused with its number, nothing changes; a good
+    # table is used at once (the explainer shows the new route).
+    code, err = curl("PUT", "/api/v1/router", {"text": "<a@d.test> = b@d.test\nthis is no record\n"})
+    assert code == 400 and err["error"]["lines"][0]["line"] == 2 and err["error"]["field"] == "text"
+    assert curl("GET", "/api/v1/router")[1]["text"] == ""
+    assert curl("PUT", "/api/v1/router", {"text": "<boss@d.test> = info@d.test\n"})[0] == 200
+    code, route = curl("POST", "/api/v1/route", {"address": "boss@d.test"})
+    assert code == 200 and route["route"]["kind"] == "local" and route["route"]["name"] == "info", route
+    # The queue: the held message, shown, flushed, released, deleted.
+    code, page = curl("GET", "/api/v1/queue?target=mx:remote.test")
+    assert code == 200 and page["total"] == 1 and page["items"][0]["held"]
+    qid = page["items"][0]["id"]
+    assert curl("GET", f"/api/v1/queue/{qid}")[1]["recipients"][0]["address"] == "x@remote.test"
+    assert curl("GET", "/api/v1/queue/holds")[1]["items"] == [{"domain": "remote.test", "messages": 1}]
+    assert curl("POST", f"/api/v1/queue/{qid}/flush")[0] == 200
+    assert curl("PUT", "/api/v1/queue/holds/remote.test")[0] == 200
+    code, deleted = curl("DELETE", f"/api/v1/queue/{qid}")
+    assert code == 200 and deleted["id"] == qid and qid not in api.queue_ids()
+    assert not (api.data / "spool" / "queue" / qid).exists()
+    assert curl("GET", f"/api/v1/queue/{qid}")[0] == 404
+    assert curl("DELETE", "/api/v1/queue/holds/remote.test")[0] == 200
+    assert curl("GET", "/api/v1/queue/holds")[1]["items"] == []
+    # Removal, and the log line naming the token.
+    assert curl("DELETE", "/api/v1/groups/all@d.test")[0] == 200
+    assert curl("DELETE", "/api/v1/accounts/info@d.test")[0] == 200
+    assert curl("DELETE", "/api/v1/domains/d.test")[1] == {"objects": 1}  # the forwarder left
+    assert curl("GET", "/api/v1/domains/d.test")[0] == 404
+    api.expect_log(r"event=admin-change actor=token:server action=domain-remove object=d\.test")
+    assert curl("PUT", "/api/v1/router", {"text": ""})[0] == 200
+
+
+@pytest.mark.parametrize("body, raw, ctype, status, field", [
+    ({"name": 5}, None, None, 400, "name"),
+    ({"name": "e.test", "colour": "red"}, None, None, 400, "colour"),
+    ({"name": "e.test", "aliases": ["ok.test", 7]}, None, None, 400, "aliases[1]"),
+    ({}, None, None, 400, "name"),
+    (None, b"{not json", None, 400, "body"),
+    (None, b'{"name": "e.test"}', "text/plain", 415, None),
+    (None, b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}', None, 413, None),
+    ({"name": "bad..name"}, None, None, 400, "name"),
+])
+def test_bad_input_is_refused_naming_the_field(api, body, raw, ctype, status, field):
+    headers = {"Content-Type": ctype} if ctype else {}
+    got, answer, _ = call(api, "POST", "/api/v1/domains", body=body, raw=raw, token=api.tokens["server"],
+                          headers=headers)
+    assert got == status, answer
+    assert answer["error"].get("field") == field, answer
+    assert call(api, "GET", "/api/v1/domains/e.test", token=api.tokens["server"])[0] == 404
+
+
+def test_bad_query_and_account_fields_name_the_field(api):
+    t = api.tokens["server"]
+    for path, field in (("/api/v1/accounts?limit=0", "limit"), ("/api/v1/accounts?limit=x", "limit"),
+                        ("/api/v1/accounts?colour=red", "colour"), ("/api/v1/queue?state=lost", "state"),
+                        ("/api/v1/accounts?domain=nowhere.test", "domain")):
+        status, answer, _ = call(api, "GET", path, token=t)
+        assert status in (400, 404), (path, answer)
+        if status == 400:
+            assert answer["error"]["field"] == field, answer
+    for body, field in (({"rights": ["Root"]}, "rights[0]"), ({"quota_storage": -1}, "quota_storage"),
+                        ({"forward": "not an address"}, "forward"), ({}, "body"), ({"enabled": "yes"}, "enabled")):
+        status, answer, _ = call(api, "PATCH", f"/api/v1/accounts/user@{A}", body, token=t)
+        assert status == 400 and answer["error"]["field"] == field, (body, answer)

@@ -441,6 +441,9 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
             if settings and self._changes is not None:
                 self._changes[:8] = os.urandom(8)  # (a read-only user commits nothing)
 
+    def settings_token(self) -> bytes | None:
+        return None if self._changes is None else bytes(self._changes[:8])
+
     def _cached(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
         """``load()``, or what it gave under the current change token."""
         if self._changes is None:

@@ -610,12 +610,19 @@ class QueueManager:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # nothing lost: the work is deferred and retried
-                log.exception("event=local-delivery-error error=%r", e)
+                if isinstance(e, StorageUnavailable):  # the database went away: one line, no trace
+                    event(log, "local-delivery-error", level=logging.ERROR, error=str(e))
+                else:
+                    log.exception("event=local-delivery-error error=%r", e)
                 for msg, group, _ in batch:
                     try:
                         await self._settle(msg, [_Outcome(r, "deferred", f"451 4.3.0 local delivery failed: {e}")
                                                  for r in group])
-                    except Exception:  # the index is unreachable: the leases expire, then a retry
+                    except StorageUnavailable as e2:  # the leases expire (or are given back), then a retry
+                        event(log, "settle-error", level=logging.ERROR, id=msg.msg_id, error=str(e2))
+                        for r in group:
+                            self._in_flight.discard((msg.msg_id, r.idx))
+                    except Exception:
                         log.exception("event=settle-error id=%s", msg.msg_id)
                         for r in group:
                             self._in_flight.discard((msg.msg_id, r.idx))
@@ -697,7 +704,12 @@ class QueueManager:
         filled = {(d.domain, d.account) for (_n, _r, d), res in zip(slots, results)
                   if d is not None and isinstance(res, str)}
         if filled:
-            for domain, account, percent in await asyncio.to_thread(self._quota_warnings, filled):
+            try:
+                warnings = await asyncio.to_thread(self._quota_warnings, filled)
+            except StorageUnavailable as e:  # delivered and recorded: the warning waits for the next one
+                event(log, "quota-warning-error", level=logging.WARNING, error=str(e))
+                return
+            for domain, account, percent in warnings:
                 await self._warn_quota(domain, account, percent)
 
     def _quota_warnings(self, accounts: set[tuple[str, str]]) -> list[tuple[str, str, int]]:
@@ -965,6 +977,26 @@ def release_dead_worker(settings: Settings, db: Database, owner: str, pid: int) 
     replayed = _replay(db, Spool(root, node=node), Journal(node_dir(root, node) / "journal").of(pid))
     released = db.queue_release_leases_of(owner)
     return replayed, released
+
+
+def release_node(settings: Settings, db: Database, node: str, now: float) -> tuple[int, int, int]:
+    """A node that is gone for good (``waypost cluster release``, docs/cluster.md): first
+    record in the index what its journals say its next hops accepted, then give back
+    every lease its workers hold (so that the other nodes finish its messages now rather
+    than after ``queue.lease``), then forget its heartbeats.  In that order, for the
+    reason given in ``release_dead_worker``.  On a spool of one machine (SQLite) only
+    the journals of processes that are gone are read.  Returns (recipients replayed,
+    recipients released, workers forgotten)."""
+    root = settings.path(settings.storage.spool)
+    shared = bool(cluster_node(settings))
+    directory = node_dir(root, node if shared else "") / "journal"
+    journals = Journal(directory).orphaned(everything=shared) if directory.is_dir() else []
+    replayed = _replay(db, Spool(root, node=node if shared else ""), journals) if journals else 0
+    released = db.queue_release_leases_of(node)
+    workers = [w.worker for w in db.node_list(now) if w.node == node]
+    for worker in workers:
+        db.node_forget(worker)
+    return replayed, released, len(workers)
 
 
 def _replay(db: Database, spool: Spool, journals: list[tuple[Path, set[tuple[str, int]]]]) -> int:

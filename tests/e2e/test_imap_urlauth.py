@@ -150,8 +150,9 @@ def test_urlauth_binary_extended_fetch(imap_server):
     b64 = gen(r, f"imap://alice@example.test/INBOX/;uid={uid}/;section=2;urlauth=authuser")
     out = r.cmd(f'f URLFETCH ("{b64}" BINARY BODYPARTSTRUCTURE)')
     assert out[-1].startswith(b"f OK")
+    # with BINARY, the size and lines of the decoded part, the encoding as written (Dovecot)
     assert out[0] == (b'* URLFETCH "' + b64.encode() + b'" (BODYPARTSTRUCTURE ("TEXT" "PLAIN" ("CHARSET" '
-                      b'"us-ascii") NIL NIL "7BIT" 11 0 NIL NIL NIL NIL)) (BINARY "hello world")')
+                      b'"us-ascii") NIL NIL "BASE64" 11 0 NIL NIL NIL NIL)) (BINARY "hello world")')
     out = r.cmd(f'f URLFETCH ("{b64}" BODYPARTSTRUCTURE BODY)')
     assert out[0].endswith(b'(BODYPARTSTRUCTURE ("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "BASE64" 16 0'
                            b' NIL NIL NIL NIL)) (BODY "aGVsbG8gd29ybGQ=")'), out
@@ -161,6 +162,47 @@ def test_urlauth_binary_extended_fetch(imap_server):
     out = r.cmd(f'f URLFETCH ("{odd[:-2]}00" BINARY)')
     assert out[0].endswith(b'" NIL')  # not authorized: NIL, as in RFC 4467
     r.close()
+
+
+FORWARD = (b"From: joe@example.test\r\nSubject: fwd\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="o"\r\n\r\n'
+           b"--o\r\nContent-Type: message/rfc822\r\n\r\n"
+           b'From: sub@example.test\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary="i"\r\n\r\n'
+           b"--i\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGVs\r\nbG8gd29y\r\nbGQ=\r\n\r\n"
+           b"--i\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+           b"--i--\r\n"
+           b"--o--\r\n")
+FORWARD_INNER = (b'From: sub@example.test\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary="i"\r\n\r\n'
+                 b"--i\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: binary\r\n\r\nhello world\r\n"
+                 b"--i\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+                 b"--i--")
+
+
+def test_binary_of_a_message_part_converts_its_parts(imap_server):
+    # imaptest's urlauth-binary: BINARY of a MESSAGE/RFC822 part has each part inside
+    # decoded, its Content-Transfer-Encoding saying binary, and BODYPARTSTRUCTURE the
+    # decoded sizes and lines; FETCH BINARY[1] and BINARY.SIZE[1] give the same octets
+    r = raw(imap_server, "alice")
+    uid = append(r, FORWARD)
+    url = gen(r, f"imap://alice@example.test/INBOX/;uid={uid}/;section=1;urlauth=authuser")
+    out = r.cmd(f'f URLFETCH ("{url}" BINARY BODYPARTSTRUCTURE)')
+    assert out[-1].startswith(b"f OK"), out
+    head = (b'* URLFETCH "' + url.encode() + b'" (BODYPARTSTRUCTURE ("MESSAGE" "RFC822" NIL NIL NIL "7BIT" %d ('
+            % len(FORWARD_INNER))
+    assert out[0].startswith(head), out
+    assert (b'(("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "BASE64" 11 0 NIL NIL NIL NIL)'
+            b'("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 5 0 NIL NIL NIL NIL) "ALTERNATIVE" '
+            b'("BOUNDARY" "i") NIL NIL NIL) %d NIL NIL NIL NIL)) (BINARY {%d}\r\n'
+            % (FORWARD_INNER.count(b"\n"), len(FORWARD_INNER))) in out[0], out
+    assert out[0].endswith(FORWARD_INNER + b")"), out
+    r.close()
+    with imaplib.IMAP4("127.0.0.1", imap_server.imap_port) as m:
+        m.login("alice@example.test", "alice-password")
+        m.select("INBOX", readonly=True)
+        typ, data = m.uid("FETCH", str(uid), "(BINARY.PEEK[1] BINARY.SIZE[1] BINARY.PEEK[1.1])")
+        assert typ == "OK", data
+        assert data[0][1] == FORWARD_INNER, data
+        assert data[1] == b' BINARY.SIZE[1] %d BINARY[1.1] "hello world")' % len(FORWARD_INNER), data
 
 
 @pytest.mark.parametrize("rump, why", [

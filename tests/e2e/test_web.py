@@ -565,7 +565,7 @@ def test_malformed_mime_and_a_very_long_subject_still_render(page, server):
     page.wait_for_url("**/mail")
     wait_for(lambda: page.goto(url(server, "/mail/box?box=INBOX")) and "SSSS" in page.inner_text("#messages"),
              what="delivery")
-    row = page.inner_text("#messages tr[data-uid]:has-text('SSSS')")
+    row = page.inner_text("#messages tr[data-uid]:has-text('SSSS') a")  # the subject cell
     assert row.rstrip().endswith("…") and len(row) < 500  # cut in the list
     page.click("text=SSSS")
     assert page.inner_text("#subject") == long_subject

@@ -24,6 +24,7 @@ import binascii
 import codecs
 import functools
 import re
+import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -48,6 +49,7 @@ from .proto.search import (
     SequenceKey,
     Smaller,
     Text,
+    Within,
 )
 from .proto.sequence import SequenceSet
 from .proto.structure import (
@@ -787,26 +789,28 @@ _US_ASCII: tuple[Str, Str] = ("CHARSET", "US-ASCII")
 _EMPTY_PART = SinglePart("TEXT", "PLAIN", (_US_ASCII,), size=0, lines=0)
 
 
-def _structure(data: bytes, ent: _Entity) -> BodyStructure:
+def _structure(data: bytes, ent: _Entity, binary: bool = False) -> BodyStructure:
     f = ent.fields
     disposition = _disposition(f.get(b"disposition"))
     language = _language(f.get(b"language"))
     location = _plain_field(f.get(b"location"))
     params = _param_list(ent.params)
     if ent.kind == _MULTIPART:
-        parts = tuple(_structure(data, child) for child in ent.children) or (_EMPTY_PART,)
+        parts = tuple(_structure(data, child, binary) for child in ent.children) or (_EMPTY_PART,)
         return MultiPart(parts, _text(ent.subtype), params, disposition, language, location)
     lines: int | None = None
     env: Envelope | None = None
     inner_body: BodyStructure | None = None
+    body = _binary_body(data, ent) if binary else None
+    size = ent.end - ent.body if body is None else len(body)
     if ent.kind == _MESSAGE:
         inner = ent.inner
         assert inner is not None
         env = _envelope_at(data, inner.start, inner.hend)
-        inner_body = _structure(data, inner)
-        lines = data.count(b"\n", ent.body, ent.end)
+        inner_body = _structure(data, inner, binary)
+        lines = data.count(b"\n", ent.body, ent.end) if body is None else body.count(b"\n")
     elif ent.type == b"TEXT":
-        lines = data.count(b"\n", ent.body, ent.end)
+        lines = data.count(b"\n", ent.body, ent.end) if body is None else body.count(b"\n")
         if not any(name == b"CHARSET" for name, _ in ent.params):
             params += (_US_ASCII,)  # RFC 2046 §4.1.2: the default charset
     return SinglePart(
@@ -816,7 +820,7 @@ def _structure(data: bytes, ent: _Entity) -> BodyStructure:
         id=_plain_field(f.get(b"id")),
         description=_plain_field(f.get(b"description")),
         encoding=_encoding(f.get(b"transfer-encoding")),
-        size=ent.end - ent.body,
+        size=size,
         lines=lines,
         envelope=env,
         body=inner_body,
@@ -828,19 +832,22 @@ def _structure(data: bytes, ent: _Entity) -> BodyStructure:
 
 
 def bodystructure(
-    data: bytes, *, max_depth: int = MAX_MIME_DEPTH, max_parts: int = MAX_MIME_PARTS
+    data: bytes, *, binary: bool = False, max_depth: int = MAX_MIME_DEPTH, max_parts: int = MAX_MIME_PARTS
 ) -> BodyStructure:
     """The BODYSTRUCTURE of a message (RFC 3501 §7.4.2); BODY is its
     ``encode(extensible=False)``.
 
     Types, subtypes, encodings, parameter and disposition names are upper case;
     parameter values as written (RFC 2231 continuations joined, extended values left
-    encoded).  Sizes are octets of the body as stored, lines its LF count.  A part
-    without Content-Type is TEXT/PLAIN ("CHARSET" "US-ASCII") (MESSAGE/RFC822 in a
-    multipart/digest); an unreadable message degrades to TEXT/PLAIN.  Never raises.
+    encoded).  Sizes are octets of the body as stored, lines its LF count; with
+    ``binary``, the size and LF count of each part's body as BINARY gives it (the
+    encodings stay as written: Dovecot's BODYPARTSTRUCTURE for URLFETCH with BINARY,
+    RFC 5524).  A part without Content-Type is TEXT/PLAIN ("CHARSET" "US-ASCII")
+    (MESSAGE/RFC822 in a multipart/digest); an unreadable message degrades to
+    TEXT/PLAIN.  Never raises.
     """
     try:
-        return _structure(data, _parse(data, max_depth, max_parts))
+        return _structure(data, _parse(data, max_depth, max_parts), binary)
     except Exception:  # a safety net: FETCH must answer for any stored message
         _, body = _split(data, 0, len(data))
         return SinglePart("TEXT", "PLAIN", (_US_ASCII,), size=len(data) - body, lines=data.count(b"\n", body))
@@ -948,8 +955,9 @@ def binary_section(
 ) -> bytes:
     """The octets of ``BINARY[parts]`` (RFC 3516 §4.2): the body of the part with its
     content-transfer-encoding (base64, quoted-printable) undone.  ``[]`` is the whole
-    message as stored; a multipart or MESSAGE/RFC822 part is its body as stored; a
-    part that does not exist is ``b""``.  Raises ``UnknownCte`` for any other
+    message as stored; a multipart or MESSAGE/RFC822 part is its body with each part
+    in it converted so (see ``_binary_body``: what Dovecot sends); a part that does
+    not exist is ``b""``.  Raises ``UnknownCte`` for a leaf part in any other
     encoding than 7bit, 8bit, binary, base64 and quoted-printable."""
     if not parts:
         return data
@@ -959,17 +967,41 @@ def binary_section(
         return b""
     if node is None:
         return b""
-    raw = data[node.body : node.end]
     if node.kind != _LEAF:
-        return raw
+        return _binary_body(data, node)
     encoding = _encoding(node.fields.get(b"transfer-encoding"))
-    if encoding in ("7BIT", "8BIT", "BINARY"):
+    if encoding not in ("7BIT", "8BIT", "BINARY", "BASE64", "QUOTED-PRINTABLE"):
+        raise UnknownCte(str(encoding))
+    return _binary_body(data, node)
+
+
+def _binary_body(data: bytes, ent: _Entity) -> bytes:
+    """The body of ``ent`` as BINARY gives it: a leaf's base64 or quoted-printable
+    undone (any other encoding as stored); in a multipart or MESSAGE/RFC822 body,
+    every part converted so, the Content-Transfer-Encoding field of each part whose
+    encoding was undone saying ``binary`` (Dovecot's binary converter does the same;
+    imaptest's urlauth-binary expects it); everything between the parts as stored."""
+    if ent.kind == _LEAF:
+        raw = data[ent.body:ent.end]
+        encoding = _encoding(ent.fields.get(b"transfer-encoding"))
+        if encoding == "BASE64":
+            return _base64(raw)
+        if encoding == "QUOTED-PRINTABLE":
+            return _quoted_printable(raw)
         return raw
-    if encoding == "BASE64":
-        return _base64(raw)
-    if encoding == "QUOTED-PRINTABLE":
-        return _quoted_printable(raw)
-    raise UnknownCte(str(encoding))
+    children = ent.children if ent.kind == _MULTIPART else [ent.inner] if ent.inner is not None else []
+    out: list[bytes] = []
+    pos = ent.body
+    for child in children:
+        header = data[child.start:child.hend]
+        if child.kind == _LEAF and _encoding(child.fields.get(b"transfer-encoding")) in ("BASE64",
+                                                                                         "QUOTED-PRINTABLE"):
+            nl = b"\r\n" if header.endswith(b"\r\n") else b"\n"
+            header = _CTE_FIELD.sub(lambda _m: b"Content-Transfer-Encoding: binary" + nl, header, count=1)
+        out += [data[pos:child.start], header, data[child.hend:child.body], _binary_body(data, child)]
+        pos = child.end
+    out.append(data[pos:ent.end])
+    return b"".join(out)
 
 
 # A Content-Transfer-Encoding field with its folded continuation lines.
@@ -1368,6 +1400,11 @@ class SearchTarget(Protocol):
     def internaldate(self) -> float: ...
 
     @property
+    def savedate(self) -> float | None:
+        """RFC 8514: when it was stored in this mailbox; None when unknown."""
+        ...
+
+    @property
     def modseq(self) -> int: ...
 
     @property
@@ -1381,7 +1418,7 @@ class SearchTarget(Protocol):
 class _Search:
     """A target whose view is read at most once (``evaluate``'s promise)."""
 
-    __slots__ = ("seq", "uid", "flags", "size", "internaldate", "modseq", "_msg", "_view")
+    __slots__ = ("seq", "uid", "flags", "size", "internaldate", "savedate", "modseq", "_msg", "_view")
 
     @property
     def emailid(self) -> str:
@@ -1393,6 +1430,7 @@ class _Search:
         self.flags = msg.flags
         self.size = msg.size
         self.internaldate = msg.internaldate
+        self.savedate = msg.savedate
         self.modseq = msg.modseq
         self._msg = msg
         self._view: MessageView | None = None
@@ -1472,10 +1510,15 @@ def _text_key(key: Text, ls: int, lu: int) -> Predicate:
 
 
 def _date(key: DateKey, ls: int, lu: int) -> Predicate:
-    op, when, sent = key.op, key.date, key.sent
+    op, when, sent, saved = key.op, key.date, key.sent, key.saved
 
     def on_date(m: Any) -> bool:
-        day = m.view().sent_date() if sent else date.fromtimestamp(m.internaldate)
+        if sent:
+            day = m.view().sent_date()
+        elif saved:  # RFC 8514 §4.2; a message with no save date has its internal date
+            day = date.fromtimestamp(m.internaldate if m.savedate is None else m.savedate)
+        else:
+            day = date.fromtimestamp(m.internaldate)
         if day is None:
             return False
         if op == "BEFORE":
@@ -1485,6 +1528,18 @@ def _date(key: DateKey, ls: int, lu: int) -> Predicate:
         return bool(day >= when)
 
     return on_date
+
+
+def _within(key: Within, ls: int, lu: int) -> Predicate:
+    # RFC 5032 §3: against the time of the search, so read at each test (the
+    # compiled key is cached across searches).
+    seconds, older = key.seconds, key.op == "OLDER"
+
+    def within(m: Any) -> bool:
+        age = time.time() - m.internaldate
+        return age > seconds if older else age <= seconds
+
+    return within
 
 
 def _larger(key: Larger, ls: int, lu: int) -> Predicate:
@@ -1594,6 +1649,7 @@ _COMPILERS: dict[type, Callable[[Any, int, int], Predicate]] = {
     SequenceKey: _sequence,
     ModSeqKey: _modseq,
     ObjectIdKey: _object_id,
+    Within: _within,
     Not: _not,
     Or: _or,
     And: _and,

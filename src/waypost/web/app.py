@@ -13,6 +13,7 @@ does not exist (RFC 4314 §6 for the web).
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import ipaddress
 import logging
 import math
@@ -33,10 +34,11 @@ from .. import files as filestore
 from ..address import AddressError, normalize_domain
 from ..db import MailboxRecord, MessageRecord
 from ..log import event
+from ..mailstore import OverQuota
 from ..mailstore.access import Access, MailboxRef
 from ..ops import Actor, Operations
 from ..rules import rules_store
-from . import render, sharing
+from . import listing, render, sharing
 from .api import PREFIX, build_api
 from .send import SendError, recipients_of, submit
 from .sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, same_token
@@ -316,18 +318,30 @@ def _head(web: Web, box: MailboxRecord, msg: MessageRecord) -> render.Summary:
     return render.summary(data[:cut] + b"\r\n\r\n")
 
 
-def _list(web: Web, session: Session, name: str, page: int) -> dict[str, Any] | None:
+def _list(web: Web, session: Session, name: str, page: int, sort: str = "arrival", descending: bool = True,
+          query: str = "") -> dict[str, Any] | None:
     ref = _ref(web, session, name)
     if ref is None:
         return None
     store = web.server.mailstore
     msgs = store.listing(ref.box)[1]
     size = web.settings.web.page_size
-    pages = max(1, math.ceil(len(msgs) / size))
-    page = min(max(page, 1), pages)
-    # Newest first: UIDs grow with arrival (RFC 3501 §2.3.1.1).
-    end = len(msgs) - (page - 1) * size
-    chosen = list(reversed(msgs[max(0, end - size):end]))
+    if sort == "arrival" and not query:
+        # Newest first: UIDs grow with arrival (RFC 3501 §2.3.1.1); only the page is read.
+        total = len(msgs)
+        pages = max(1, math.ceil(total / size))
+        page = min(max(page, 1), pages)
+        if descending:
+            end = total - (page - 1) * size
+            chosen = list(reversed(msgs[max(0, end - size):end]))
+        else:
+            chosen = list(msgs[(page - 1) * size:page * size])
+    else:
+        found = listing.ordered(store, ref.box, msgs, sort, descending, query)
+        total = len(found)
+        pages = max(1, math.ceil(total / size))
+        page = min(max(page, 1), pages)
+        chosen = found[(page - 1) * size:page * size]
     seen: set[int] | None = None
     access = _access(web, session)
     if not access.is_owner(ref.box):
@@ -339,7 +353,8 @@ def _list(web: Web, session: Session, name: str, page: int) -> dict[str, Any] | 
         unread = ("\\Seen" not in m.flags) if seen is None else (m.uid not in seen)
         rows.append((m, _head(web, ref.box, m), unread, "\\Flagged" in m.flags))
     boxes = [r.name for r in access.own()]
-    return {"ref": ref, "rows": rows, "page": page, "pages": pages, "total": len(msgs), "boxes": boxes}
+    return {"ref": ref, "rows": rows, "page": page, "pages": pages, "total": total, "all": len(msgs), "boxes": boxes,
+            "sort": sort, "order": "desc" if descending else "asc", "query": query}
 
 
 async def message_list(web: Web, request: Request) -> Response:
@@ -349,7 +364,12 @@ async def message_list(web: Web, request: Request) -> Response:
         page = int(request.query_params.get("page", "1"))
     except ValueError:
         page = 1
-    values = await asyncio.to_thread(_list, web, session, name, page)
+    sort = request.query_params.get("sort", "arrival")
+    if sort not in listing.SORTS:
+        sort = "arrival"
+    descending = request.query_params.get("order", "desc") != "asc"
+    query = " ".join(request.query_params.get("q", "").split())[:200]
+    values = await asyncio.to_thread(_list, web, session, name, page, sort, descending, query)
     if values is None:
         return web.not_found(request, "No such mailbox.")
     return web.page(request, "messages.html", title=values["ref"].name, **values)
@@ -398,7 +418,8 @@ async def read_message(web: Web, request: Request) -> Response:
         return web.not_found(request, "No such message.")
     ref, msg, shown, boxes = found
     return web.page(request, "message.html", csp=CSP_REMOTE_IMAGES if images else CSP, title=shown.subject,
-                    ref=ref, msg=msg, m=shown, boxes=boxes, images=images)
+                    ref=ref, msg=msg, m=shown, boxes=boxes, images=images,
+                    copied=request.query_params.get("copied", "")[:200])
 
 
 def _data(web: Web, session: Session, name: str, uid: str) -> bytes | None:
@@ -440,10 +461,11 @@ async def download(web: Web, request: Request) -> Response:
 
 
 def _change(web: Web, session: Session, action: str, name: str, uid: str, target: str) -> str | None:
-    """Flag, unflag, delete or move one message; the URL to go to next, or None
-    (no such mailbox or message, or no right to do it)."""
+    """Flag, unflag, delete, move or copy one message; the URL to go to next, or None
+    (no such mailbox or message, or no right to do it).  OverQuota when the target's
+    owner has no room (a move within one account takes no more room)."""
     store = web.server.mailstore
-    need = {"flag": "w", "unflag": "w", "delete": "te", "move": "te"}[action]
+    need = {"flag": "w", "unflag": "w", "delete": "te", "move": "te", "copy": ""}[action]
     ref = _ref(web, session, name, "r" + need)
     msg = _message(web, ref, uid) if ref is not None else None
     if ref is None or msg is None:
@@ -461,9 +483,12 @@ def _change(web: Web, session: Session, action: str, name: str, uid: str, target
         dst = _access(web, session).resolve("Trash")
     else:
         dst = _access(web, session).resolve(target) if target else None
-    if dst is None or not dst.may("i") or dst.box.id == ref.box.id:
+    if dst is None or not dst.may("i") or (dst.box.id == ref.box.id and action != "copy"):
         return None
     same_owner = (dst.box.domain, dst.box.account) == (ref.box.domain, ref.box.account)
+    if action == "copy":
+        store.copy(ref.box, [msg], dst.box)  # a copy takes room, in any account (RFC 9208 §4.1)
+        return f"/mail/msg?box={quote(ref.name, safe='')}&uid={msg.uid}&copied={quote(dst.name, safe='')}"
     store.copy(ref.box, [msg], dst.box, quota=not same_owner)
     store.expunge(ref.box, [msg])
     return back
@@ -473,21 +498,94 @@ def _action(action: str) -> Handler:
     async def handler(web: Web, request: Request) -> Response:
         session: Session = request.scope["waypost.session"]
         form = await request.form()
-        nxt = await asyncio.to_thread(_change, web, session, action, str(form.get("box") or ""),
-                                      str(form.get("uid") or ""), str(form.get("to") or ""))
+        try:
+            nxt = await asyncio.to_thread(_change, web, session, action, str(form.get("box") or ""),
+                                          str(form.get("uid") or ""), str(form.get("to") or ""))
+        except OverQuota:
+            # RFC 4918 §11.5 507 Insufficient Storage: the target account is full.
+            event(log, "web-over-quota", level=logging.INFO, account=session.account, action=action,
+                  target=str(form.get("to") or "Trash")[:200])
+            return web.page(request, "error.html", 507, title="Mailbox full",
+                            message="Not done: the target mailbox's account is over its quota.")
         if nxt is None:
             return web.not_found(request, "No such message, or no right to do that.")
         return RedirectResponse(nxt, 303)
     return handler
 
 
+def _own_addresses(web: Web, session: Session) -> set[str]:
+    """The addresses a reply-all leaves out: the account's, and its aliases'."""
+    out = {session.account.lower()}
+    for obj in web.server.directory.db.list_objects(session.domain, "alias"):
+        if obj.data.get("target") == session.name:
+            out.add(obj.address.lower())
+    return out
+
+
+def _original(web: Web, session: Session, box: str, uid: str) -> tuple[MailboxRef, MessageRecord, bytes] | None:
+    """The message a reply or forward starts from (read right needed), or None."""
+    ref = _ref(web, session, box)
+    msg = _message(web, ref, uid) if ref is not None else None
+    if ref is None or msg is None:
+        return None
+    try:
+        return ref, msg, web.server.mailstore.read(ref.box, msg)
+    except FileNotFoundError:
+        return None
+
+
+_MODES = ("reply", "all", "forward")
+
+
+def _mark_answered(web: Web, ref: MailboxRef, msg: MessageRecord, mode: str) -> None:
+    """\\Answered on what was replied to (RFC 3501 §2.3.2), $Forwarded on what was
+    forwarded (the keyword of RFC 5550 §5.9), when the user may set flags there."""
+    if ref.may("w"):
+        web.server.mailstore.store(ref.box, [msg.uid], ["$Forwarded" if mode == "forward" else "\\Answered"], "+")
+
+
 async def compose(web: Web, request: Request) -> Response:
     session: Session = request.scope["waypost.session"]
+    source = request.query_params if request.method == "GET" else await request.form(
+        max_part_size=web.settings.web.max_upload_size)
+    mode = str(source.get("mode") or "")
+    box, uid = str(source.get("box") or ""), str(source.get("uid") or "")
+    original = None
+    if mode in _MODES:
+        original = await asyncio.to_thread(_original, web, session, box, uid)
+        if original is None:
+            return web.not_found(request, "No such message.")
+    else:
+        mode = ""
+    ref_values: dict[str, Any] = {"mode": mode, "box": box, "uid": uid}
     if request.method == "GET":
-        return web.page(request, "compose.html", title="New message", error="", to="", cc="", subject="", body="")
-    form = await request.form(max_part_size=web.settings.web.max_upload_size)
+        if original is None:
+            return web.page(request, "compose.html", title="New message", error="", to="", cc="", subject="",
+                            body="", attachments=[], keep=set(), **ref_values)
+        own = await asyncio.to_thread(_own_addresses, web, session)
+        d = render.draft(original[2], mode, own)
+        return web.page(request, "compose.html", title=d.subject or "New message", error="", to=d.to, cc=d.cc,
+                        subject=d.subject, body=d.body, attachments=d.attachments,
+                        keep={a.index for a in d.attachments}, **ref_values)
+    form = source
     fields = {k: str(form.get(k) or "") for k in ("to", "cc", "bcc", "subject", "body")}
     uploads: list[tuple[str, str, bytes]] = []
+    kept: set[int] = set()
+    in_reply_to = references = ""
+    offered: list[render.Attachment] = []
+    if original is not None:
+        d = render.draft(original[2], mode, set())
+        offered = d.attachments
+        in_reply_to, references = d.in_reply_to, d.references
+        # A forward carries the original's attachments the user kept ticked, from the
+        # store (they are never sent to the browser and back).
+        wanted = {str(v) for v in form.getlist("keep")}
+        for a in offered:
+            if str(a.index) in wanted:
+                part = render.attachment(original[2], a.index)
+                if part is not None:
+                    uploads.append(part)
+                    kept.add(a.index)
     for item in form.getlist("attachment"):
         if isinstance(item, UploadFile) and item.filename:
             content = await item.read()
@@ -498,16 +596,18 @@ async def compose(web: Web, request: Request) -> Response:
             raise SendError("the subject is one line")
         account = await asyncio.to_thread(web.server.directory.account_named, session.name, session.domain)
         real = (account.data.get("real_name") or "") if account is not None else ""
-        sender = f"{real} <{session.account}>" if real else session.account
+        sender = email.utils.formataddr((real, session.account)) if real else session.account
         msg = render.build(sender, fields["to"], fields["cc"], fields["subject"], fields["body"], uploads,
-                           web.settings.server.hostname)
+                           web.settings.server.hostname, in_reply_to, references)
         data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
         if len(data) > web.settings.smtp.max_message_size:
             raise SendError("the message is too big")
         sent = await submit(web.server, web.rules, session.account, addresses, data, _client(request), _secure(request))
     except SendError as e:
-        return web.page(request, "compose.html", 400, title="New message", error=str(e), **{
-            k: fields[k] for k in ("to", "cc", "subject", "body")})
+        return web.page(request, "compose.html", 400, title="New message", error=str(e), attachments=offered,
+                        keep=kept, **{k: fields[k] for k in ("to", "cc", "subject", "body")}, **ref_values)
+    if original is not None:
+        await asyncio.to_thread(_mark_answered, web, original[0], original[1], mode)
     return web.page(request, "sent.html", title="Sent", sent=sent)
 
 
@@ -652,6 +752,7 @@ def build_app(server: "Server") -> Callable[[Scope, Receive, Send], Awaitable[No
         Route("/mail/unflag", _page(_action("unflag"), web), methods=["POST"]),
         Route("/mail/delete", _page(_action("delete"), web), methods=["POST"]),
         Route("/mail/move", _page(_action("move"), web), methods=["POST"]),
+        Route("/mail/copy", _page(_action("copy"), web), methods=["POST"]),
         Route("/mail/compose", _page(compose, web), methods=["GET", "POST"]),
         Route("/mail/acl", _page(acl_page, web), methods=["GET", "POST"]),
         Route("/mail/sharing", _page(sharing_page, web), methods=["GET", "POST"]),

@@ -13,7 +13,8 @@ from email.parser import BytesParser, BytesHeaderParser
 
 import nh3
 
-__all__ = ["Attachment", "Shown", "Summary", "attachment", "decode_header", "render", "summary"]
+__all__ = ["Attachment", "Draft", "Shown", "Summary", "attachment", "build", "decode_header", "draft", "render",
+           "summary"]
 
 #: Tags and attributes kept in message HTML; everything else (script, style, iframe,
 #: forms, event handlers, javascript: URLs) goes.
@@ -161,7 +162,7 @@ def attachment(data: bytes, index: int) -> tuple[str, str, bytes] | None:
 
 
 def build(sender: str, to: str, cc: str, subject: str, body: str, files: list[tuple[str, str, bytes]],
-          hostname: str) -> EmailMessage:
+          hostname: str, in_reply_to: str = "", references: str = "") -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = sender
     if to:
@@ -171,9 +172,80 @@ def build(sender: str, to: str, cc: str, subject: str, body: str, files: list[tu
     msg["Subject"] = subject
     msg["Date"] = email.utils.formatdate(localtime=True)
     msg["Message-ID"] = email.utils.make_msgid(domain=hostname)
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    if references:
+        msg["References"] = references
     msg["MIME-Version"] = "1.0"
     msg.set_content(body)
     for name, ctype, content in files:
         main, _, sub = (ctype or "application/octet-stream").partition("/")
         msg.add_attachment(content, maintype=main or "application", subtype=sub or "octet-stream", filename=name)
     return msg
+
+
+@dataclass(slots=True)
+class Draft:
+    """A reply or a forward as the compose form starts it."""
+
+    to: str
+    cc: str
+    subject: str
+    body: str
+    in_reply_to: str = ""
+    references: str = ""
+    attachments: list[Attachment] = field(default_factory=list)   # a forward's, to keep
+
+
+_RE = ("re:", "aw:", "sv:")
+_FWD = ("fwd:", "fw:", "wg:")
+
+
+def _addresses(values: list[str]) -> list[tuple[str, str]]:
+    return [(n, a) for n, a in email.utils.getaddresses([decode_header(v) for v in values]) if a]
+
+
+def _quote(text: str) -> str:
+    return "\n".join("> " + line if line else ">" for line in text.replace("\r\n", "\n").rstrip("\n").split("\n"))
+
+
+def draft(data: bytes, mode: str, own: set[str]) -> Draft:
+    """The compose form's start for ``mode`` ``reply`` (to Reply-To, else From),
+    ``all`` (and every other To and Cc, not ``own`` addresses) or ``forward`` (no
+    recipient; the original's attachments offered).  RFC 5322 §3.6.4: In-Reply-To is
+    the original's Message-ID, References its References (else In-Reply-To) and that."""
+    msg = BytesParser(policy=policy.compat32).parsebytes(data)
+    shown = render(data)
+    text = shown.text
+    if not text and shown.html:
+        text = nh3.clean(shown.html, tags=set())  # the HTML's text, for quoting
+    subject = shown.subject if shown.subject != "(no subject)" else ""
+    if mode == "forward":
+        if not subject.lower().startswith(_FWD):
+            subject = f"Fwd: {subject}".rstrip()
+        head = "\n".join(f"{k}: {v}" for k, v in (("Subject", shown.subject), ("Date", shown.date),
+                                                   ("From", shown.sender), ("To", shown.to), ("Cc", shown.cc)) if v)
+        body = f"\n\n-------- Forwarded message --------\n{head}\n\n{text}"
+        return Draft("", "", subject, body, attachments=list(shown.attachments))
+    if not subject.lower().startswith(_RE):
+        subject = f"Re: {subject}".rstrip()
+    mine = {a.lower() for a in own}
+    reply_to = _addresses([str(v) for v in msg.get_all("Reply-To", [])]) or _addresses(
+        [str(v) for v in msg.get_all("From", [])])
+    to = [(n, a) for n, a in reply_to]
+    cc: list[tuple[str, str]] = []
+    if mode == "all":
+        taken = {a.lower() for _n, a in to} | mine
+        for n, a in _addresses([str(v) for v in msg.get_all("To", []) + msg.get_all("Cc", [])]):
+            if a.lower() not in taken:
+                taken.add(a.lower())
+                cc.append((n, a))
+        if not to or all(a.lower() in mine for _n, a in to):  # a reply to one's own message
+            to = [x for x in to if x[1].lower() not in mine] or to
+    msgid = " ".join(str(msg.get("Message-ID") or "").split())
+    refs = " ".join(str(msg.get("References") or msg.get("In-Reply-To") or "").split())
+    references = f"{refs} {msgid}".strip() if msgid else refs
+    who = shown.sender or "someone"
+    body = f"\n\nOn {shown.date}, {who} wrote:\n{_quote(text)}\n" if text else ""
+    return Draft(", ".join(email.utils.formataddr(x) for x in to), ", ".join(email.utils.formataddr(x) for x in cc),
+                 subject, body, msgid, references[-4000:])

@@ -82,6 +82,54 @@ def test_binary_sections_decode_the_transfer_encoding() -> None:
         mime.binary_section(MESSAGE, (4,))
 
 
+# A MESSAGE/RFC822 part holding a multipart whose parts are in base64 and
+# quoted-printable (the shape of imaptest's urlauth-binary message).
+NESTED = (
+    b'From: a@example.test\r\nMime-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="out"\r\n\r\n'
+    b"prologue\r\n--out\r\nContent-Type: message/rfc822\r\n\r\n"
+    b'From: b@example.test\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary="in"\r\n\r\n'
+    b"inner prologue\r\n"
+    b"--in\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGVs\r\nbG8g\r\nd29y\r\nbGQ=\r\n\r\n"
+    b"--in\r\nContent-Transfer-Encoding:\r\n Quoted-Printable\r\nContent-Type: text/plain\r\n\r\n"
+    b"two=\r\n lines=0D=0Aend\r\n"
+    b"--in\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-odd\r\n\r\nkept\r\n"
+    b"--in--\r\ninner epilogue\r\n"
+    b"--out--\r\n"
+)
+INNER_BINARY = (
+    b'From: b@example.test\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary="in"\r\n\r\n'
+    b"inner prologue\r\n"
+    b"--in\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: binary\r\n\r\nhello world\r\n"
+    b"--in\r\nContent-Transfer-Encoding: binary\r\nContent-Type: text/plain\r\n\r\ntwo lines\r\nend\r\n"
+    b"--in\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-odd\r\n\r\nkept\r\n"
+    b"--in--\r\ninner epilogue"  # the CRLF before "--out--" is the delimiter's
+)
+
+
+def test_binary_of_a_message_part_converts_the_parts_inside() -> None:
+    # as Dovecot: each part's encoding undone, its Content-Transfer-Encoding field (a
+    # folded one too) saying binary; an encoding that cannot be undone left as stored
+    assert mime.binary_section(NESTED, (1,)) == INNER_BINARY
+    assert mime.binary_section(NESTED, (1, 1)) == b"hello world"
+    assert mime.binary_section(NESTED, (1, 2)) == b"two lines\r\nend"
+    with pytest.raises(mime.UnknownCte):
+        mime.binary_section(NESTED, (1, 3))
+    assert mime.binary_section(NESTED, ()) == NESTED  # the whole message as stored
+
+
+def test_binary_bodystructure_has_the_decoded_sizes_and_the_written_encodings() -> None:
+    stored = mime.bodystructure(NESTED).encode(True)
+    binary = mime.bodystructure(NESTED, binary=True).encode(True)
+    # the MESSAGE/RFC822 part: size and lines of its converted body
+    size, lines = len(INNER_BINARY), INNER_BINARY.count(b"\n")
+    inner = NESTED.split(b"rfc822\r\n\r\n")[1].removesuffix(b"\r\n--out--\r\n")
+    assert b'"7BIT" %d (' % len(inner) in stored
+    assert b'"7BIT" %d (' % size in binary and b") %d NIL NIL NIL NIL)" % lines in binary
+    # the parts: encodings as written, sizes and lines of the decoded text
+    assert b'"BASE64" 11 0 ' in binary and b'"BASE64" 24 4 ' in stored
+    assert b'"QUOTED-PRINTABLE" 14 1 ' in binary and b'"X-ODD" 4 0 ' in binary
+
+
 def test_quoted_printable_follows_rfc2045() -> None:
     # trailing white space dropped, "=" + white space is a soft break, "=XX" an octet
     body = b"hello  \r\nbar=\r\n\r\nfoo\t \t= \r\n=62\r\nfoo =\t\r\nbar\r\na=3D41 =ZZ\r\n"

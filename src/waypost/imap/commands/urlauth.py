@@ -6,7 +6,6 @@ URLAUTH=BINARY (RFC 5524).  The keys, the verifier and the checks are in
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +14,6 @@ from .. import message as mime
 from .. import urlauth
 from ..proto import BadUrl, Codes, GenUrlAuth, GenUrlAuthData, ResetKey, Tagged, UrlFetch, UrlFetchData, UrlFetchItem
 from ..proto.response import nstring8
-from ..proto.structure import SinglePart
 from .authenticated import decode_name, utf8_names
 
 if TYPE_CHECKING:
@@ -80,9 +78,10 @@ async def urlfetch(conn: Connection, cmd: UrlFetch) -> Tagged:
 
 def _extended(got: urlauth.Fetched, item: UrlFetchItem) -> tuple[tuple[str, bytes], ...]:
     """RFC 5524 §4: the items asked for, in the order BODYPARTSTRUCTURE, BODY, BINARY.
-    With BINARY, the structure describes the decoded octets (encoding 7BIT, 8BIT or
-    BINARY, their size), as BINARY gives them; a part whose encoding cannot be undone
-    has BINARY NIL and its structure as stored."""
+    With BINARY, the structure gives the size and lines of each part as BINARY gives
+    it, the encodings as written (what Dovecot answers, and imaptest's urlauth-binary
+    expects); a part whose encoding cannot be undone has BINARY NIL and its structure
+    as stored."""
     assert item.args is not None
     decoded: bytes | None = None
     if "BINARY" in item.args:
@@ -96,16 +95,9 @@ def _extended(got: urlauth.Fetched, item: UrlFetchItem) -> tuple[tuple[str, byte
             decoded = decoded[origin:] if count is None else decoded[origin:origin + count]
     out: list[tuple[str, bytes]] = []
     if "BODYPARTSTRUCTURE" in item.args:
-        part = urlauth.part_structure(mime.bodystructure(got.message), got.part.section.parts)
-        if part is None:
-            out.append(("BODYPARTSTRUCTURE", b"NIL"))
-        else:
-            if (decoded is not None and isinstance(part, SinglePart) and part.body is None
-                    and str(part.encoding).upper() in ("BASE64", "QUOTED-PRINTABLE")):
-                cte = "BINARY" if b"\x00" in decoded else "8BIT" if any(c >= 0x80 for c in decoded) else "7BIT"
-                part = dataclasses.replace(part, encoding=cte, size=len(decoded),
-                                           lines=None if part.lines is None else 0)
-            out.append(("BODYPARTSTRUCTURE", part.encode(True)))
+        binary = decoded is not None and got.part.section.text is None
+        part = urlauth.part_structure(mime.bodystructure(got.message, binary=binary), got.part.section.parts)
+        out.append(("BODYPARTSTRUCTURE", b"NIL" if part is None else part.encode(True)))
     if "BODY" in item.args:
         out.append(("BODY", nstring8(got.octets())))
     if "BINARY" in item.args:

@@ -1,0 +1,300 @@
+"""WebUser mail work beyond reading (issue 17 point 3) in a real browser: reply,
+reply-all and forward (the original's attachments carried from the store), copy, search
+and sort in the message list, and a move or copy into a full account answered 507
+(issue 21).  Checked with imaplib on the same index; Playwright drives Debian's chromium.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import email
+import email.policy
+import imaplib
+import os
+import smtplib
+import time
+import urllib.parse
+from email.message import EmailMessage
+
+import pytest
+
+from support import tls
+from support.server import WaypostInstance, free_port, wait_for
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+MAIN = "example.test"
+PW = {"alice": "alice-web-pw-1", "bob": "bob-web-pw-1", "carol": "carol-web-pw-1", "dave": "dave-web-pw-1",
+      "erin": "erin-web-pw-1"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with WaypostInstance(tmp_path_factory.mktemp("webmail") / "data", domain=MAIN,
+                         auth={"free_failures": 1000, "block_after": 1000}) as inst:
+        inst.http_port = free_port()
+        inst.configure(listen={"http": f"127.0.0.1:{inst.http_port}"})
+        for name, pw in PW.items():
+            inst.ok("account", "add", f"{name}@{MAIN}", "--password", pw)
+        inst.ok("mailbox", "create", f"alice@{MAIN}/Archive")
+        inst.ok("mailbox", "create", f"dave@{MAIN}/Drop")
+        inst.start()
+        yield inst
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM,
+                              args=["--no-sandbox", "--host-resolver-rules=MAP * 127.0.0.1"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server, tmp_path):
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    pg.shots = tmp_path
+    yield pg
+    ctx.close()
+
+
+def url(server, path="/"):
+    return f"http://127.0.0.1:{server.http_port}{path}"
+
+
+def shot(page, name):
+    page.screenshot(path=str(page.shots / f"{name}.png"), full_page=True)
+
+
+def log_in(page, server, name):
+    page.goto(url(server, "/login"))
+    page.fill("input[name=login]", name)
+    page.fill("input[name=password]", PW[name])
+    page.click("#login")
+    page.wait_for_url("**/mail")
+
+
+def cli(server, *args):
+    # (In a thread: the CLI runs its own asyncio loop, and Playwright's runs in this one.)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(server.ok, *args).result()
+
+
+def imap(server, who):
+    im = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    im.starttls(tls.client_context())
+    im.login(f"{who}@{MAIN}", PW[who])
+    return im
+
+
+def found(server, who, subject, box="INBOX"):
+    with imap(server, who) as im:
+        im.select(box)
+        typ, data = im.search(None, "SUBJECT", f'"{subject}"')
+        if not data[0]:
+            return None
+        typ, body = im.fetch(data[0].split()[-1], "(BODY.PEEK[])")
+        return email.message_from_bytes(body[0][1], policy=email.policy.default)
+
+
+def flags_of(server, who, subject, box="INBOX"):
+    with imap(server, who) as im:
+        im.select(box, readonly=True)
+        typ, data = im.search(None, "SUBJECT", f'"{subject}"')
+        typ, out = im.fetch(data[0].split()[-1], "(FLAGS)")
+        return out[0]
+
+
+def open_message(page, server, box, subject):
+    page.goto(url(server, f"/mail/box?box={urllib.parse.quote(box, safe='')}"))
+    page.click(f"#messages a:has-text('{subject}')")
+    page.wait_for_selector("#subject")
+
+
+def test_reply_reply_all_and_forward_with_attachments(page, server):
+    msg = EmailMessage()
+    msg["From"] = "Sam Sender <sender@remote.test>"
+    msg["To"] = f"alice@{MAIN}, Bob <bob@{MAIN}>"
+    msg["Cc"] = f"carol@{MAIN}"
+    msg["Subject"] = "Quarterly figures"
+    msg["Message-ID"] = "<orig-1@remote.test>"
+    msg["References"] = "<thread-0@remote.test>"
+    msg.set_content("first line\nsecond line\n")
+    msg.add_attachment(b"%PDF-1.4 figures", maintype="application", subtype="pdf", filename="figures.pdf")
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as s:
+        s.send_message(msg, from_addr="sender@remote.test", to_addrs=[f"alice@{MAIN}"])
+    wait_for(lambda: server.messages(f"alice@{MAIN}"), what="delivery")
+    log_in(page, server, "alice")
+    open_message(page, server, "INBOX", "Quarterly figures")
+    # Reply all: the sender, and the other recipients but not alice herself.
+    page.click("#reply-all")
+    assert page.input_value("input[name=to]") == "Sam Sender <sender@remote.test>"
+    assert page.input_value("input[name=cc]") == f"Bob <bob@{MAIN}>, carol@{MAIN}"
+    assert page.input_value("input[name=subject]") == "Re: Quarterly figures"
+    page.go_back()
+    page.click("#reply")
+    assert page.input_value("input[name=to]") == "Sam Sender <sender@remote.test>"
+    assert page.input_value("input[name=cc]") == ""
+    body = page.input_value("textarea[name=body]")
+    assert "Sam Sender <sender@remote.test> wrote:" in body and "> first line\n> second line" in body
+    assert page.query_selector("#kept") is None  # a reply carries no attachment
+    shot(page, "reply")
+    page.fill("input[name=to]", f"bob@{MAIN}")  # (a local recipient: nothing leaves the machine)
+    page.click("#send")
+    page.wait_for_selector("#sent")
+    got = wait_for(lambda: found(server, "bob", "Re: Quarterly figures"), what="the reply")
+    assert got["In-Reply-To"] == "<orig-1@remote.test>"
+    assert got["References"] == "<thread-0@remote.test> <orig-1@remote.test>"
+    assert b"\\Answered" in flags_of(server, "alice", "Quarterly figures")
+    # Forward: the original's attachment is offered (ticked) and comes from the store.
+    open_message(page, server, "INBOX", "Quarterly figures")
+    page.click("#forward")
+    assert page.input_value("input[name=subject]") == "Fwd: Quarterly figures"
+    assert page.input_value("input[name=to]") == ""
+    assert page.is_checked("#kept input[name=keep]")
+    assert "-------- Forwarded message --------" in page.input_value("textarea[name=body]")
+    page.fill("input[name=to]", f"carol@{MAIN}")
+    page.set_input_files("input[name=attachment]", files=[
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"my notes"}])
+    shot(page, "forward")
+    page.click("#send")
+    page.wait_for_selector("#sent")
+    fwd = wait_for(lambda: found(server, "carol", "Fwd: Quarterly figures"), what="the forward")
+    files = {p.get_filename(): p.get_content() for p in fwd.iter_attachments()}
+    assert files == {"figures.pdf": b"%PDF-1.4 figures", "notes.txt": "my notes"}
+    assert b"$Forwarded" in flags_of(server, "alice", "Quarterly figures")
+    # Unticked, the attachment stays behind.
+    open_message(page, server, "INBOX", "Quarterly figures")
+    page.click("#forward")
+    page.uncheck("#kept input[name=keep]")
+    page.fill("input[name=to]", f"carol@{MAIN}")
+    page.fill("input[name=subject]", "Fwd: without the file")
+    page.click("#send")
+    page.wait_for_selector("#sent")
+    bare = wait_for(lambda: found(server, "carol", "Fwd: without the file"), what="the second forward")
+    assert list(bare.iter_attachments()) == []
+    # A reply to a message one may not read: the same 404 as a missing one.
+    r = page.goto(url(server, "/mail/compose?mode=reply&box=~bob/INBOX&uid=1"))
+    assert r.status == 404
+
+
+def test_copy_and_a_full_account_is_507(page, server):
+    with imap(server, "dave") as im:
+        im.setacl("Drop", f"alice@{MAIN}", "lri")
+    with imap(server, "alice") as im:
+        im.append("INBOX", None, None, b"From: x@remote.test\r\nSubject: keep me twice\r\n\r\n" + b"k" * 2000 + b"\r\n")
+    log_in(page, server, "alice")
+    open_message(page, server, "INBOX", "keep me twice")
+    page.select_option("#copy-to", "Archive")
+    page.click("#copy")
+    assert page.inner_text("#copied") == "Copied to Archive."
+    assert found(server, "alice", "keep me twice", "Archive") and found(server, "alice", "keep me twice")
+    # dave's account is full: a move into his shared mailbox is 507, and nothing moved.
+    cli(server, "account", "set", f"dave@{MAIN}", "--quota", "100")
+    open_message(page, server, "INBOX", "keep me twice")
+    page.select_option("#move-to", "Archive")  # (the list offers own mailboxes; the form names dave's)
+    page.eval_on_selector("#move-to", "s => { const o = document.createElement('option');"
+                                      " o.text = '~dave/Drop'; s.add(o); s.value = '~dave/Drop'; }")
+    with page.expect_response("**/mail/move") as answer:
+        page.click("#move")
+    assert answer.value.status == 507
+    assert "over its quota" in page.inner_text("#message")
+    shot(page, "move-507")
+    assert found(server, "alice", "keep me twice") is not None
+    assert any("event=web-over-quota" in line for line in server.output)
+    assert "Traceback" not in "".join(server.output)
+    # Over her own quota, a copy is 507 too; a move within her account is not refused.
+    cli(server, "account", "set", f"alice@{MAIN}", "--quota", "100")
+    try:
+        open_message(page, server, "INBOX", "keep me twice")
+        page.select_option("#copy-to", "Archive")
+        with page.expect_response("**/mail/copy") as answer:
+            page.click("#copy")
+        assert answer.value.status == 507
+        open_message(page, server, "INBOX", "keep me twice")
+        page.select_option("#move-to", "Junk")
+        with page.expect_response("**/mail/move") as answer:
+            page.click("#move")
+        assert answer.value.status == 303
+        assert found(server, "alice", "keep me twice", "Junk")
+    finally:
+        cli(server, "account", "set", f"alice@{MAIN}", "--quota", "default")
+        cli(server, "account", "set", f"dave@{MAIN}", "--quota", "default")
+
+
+def test_search_and_sort_the_list(page, server):
+    rows = [  # (from, subject, date, body size)
+        ("Zed <zed@remote.test>", "Invoice 7", "Mon, 01 Jan 2024 10:00:00 +0000", 10),
+        ("Amy <amy@remote.test>", "lunch", "Wed, 03 Jan 2024 10:00:00 +0000", 3000),
+        ("Bob <bob@remote.test>", "Re: invoice 7", "Tue, 02 Jan 2024 10:00:00 +0000", 500),
+        ("Cid <cid@remote.test>", "=?utf-8?q?Caf=C3=A9_invoice?=", "Fri, 05 Jan 2024 10:00:00 +0000", 50),
+        ("Dee <dee@remote.test>", "agenda", "Thu, 04 Jan 2024 10:00:00 +0000", 1000),
+    ]
+    with imap(server, "erin") as im:
+        for sender, subject, date, size in rows:
+            im.append("INBOX", None, None, (f"From: {sender}\r\nTo: erin@{MAIN}\r\nSubject: {subject}\r\n"
+                                            f"Date: {date}\r\n\r\n" + "b" * size + "\r\n").encode())
+    log_in(page, server, "erin")
+    page.goto(url(server, "/mail/box?box=INBOX"))
+
+    def subjects():
+        return [page.inner_text(f"#messages tr[data-uid='{u}'] a")
+                for u in page.eval_on_selector_all("#messages tr[data-uid]", "rs => rs.map(r => r.dataset.uid)")]
+
+    assert subjects() == ["agenda", "Café invoice", "Re: invoice 7", "lunch", "Invoice 7"]  # newest first
+    page.click("#sort-date")
+    assert subjects() == ["Café invoice", "agenda", "lunch", "Re: invoice 7", "Invoice 7"]
+    page.click("#sort-date")  # again: the other way
+    assert subjects()[0] == "Invoice 7" and "order=asc" in page.url
+    page.click("#sort-from")
+    assert subjects() == ["Invoice 7", "agenda", "Café invoice", "Re: invoice 7", "lunch"]  # zed..amy
+    page.click("#sort-subject")
+    assert subjects() == ["Re: invoice 7", "lunch", "Invoice 7", "Café invoice", "agenda"]
+    page.click("#sort-size")
+    assert subjects() == ["lunch", "agenda", "Re: invoice 7", "Café invoice", "Invoice 7"]
+    # Search (case folded, encoded words decoded, every word must match), in the order chosen.
+    page.fill("#search", "INVOICE")
+    page.click("#search-go")
+    assert subjects() == ["Re: invoice 7", "Café invoice", "Invoice 7"]
+    assert page.inner_text("#count").startswith("3 of 5 messages match")
+    shot(page, "search")
+    page.fill("#search", "invoice café")
+    page.click("#search-go")
+    assert subjects() == ["Café invoice"]
+    page.fill("#search", "bob@remote.test")
+    page.click("#search-go")
+    assert subjects() == ["Re: invoice 7"]
+    page.fill("#search", "nothing-like-this")
+    page.click("#search-go")
+    assert subjects() == [] and page.inner_text("#count").startswith("0 of 5")
+    # A new message is found at once (the listing is patched, the keys are per UID).
+    with imap(server, "erin") as im:
+        im.append("INBOX", None, None, f"From: new@remote.test\r\nTo: erin@{MAIN}\r\nSubject: late invoice\r\n"
+                                       "Date: Sat, 06 Jan 2024 10:00:00 +0000\r\n\r\nx\r\n".encode())
+    page.goto(url(server, "/mail/box?box=INBOX&q=invoice&sort=date"))
+    assert subjects()[0] == "late invoice" and len(subjects()) == 4
+    # Bad parameters fall back, never a traceback.
+    r = page.goto(url(server, "/mail/box?box=INBOX&sort=%3Cscript%3E&order=x&page=-4&q=" + "a" * 5000))
+    assert r.status == 200 and "Traceback" not in page.content()
+
+
+def test_paging_keeps_the_search_and_the_order(page, server):
+    with imap(server, "carol") as im:
+        for i in range(120):
+            im.append("INBOX", None, None, f"From: p{i:03d}@remote.test\r\nSubject: page item {i:03d}\r\n\r\nx\r\n"
+                      .encode())
+    log_in(page, server, "carol")
+    page.goto(url(server, "/mail/box?box=INBOX&q=page+item&sort=subject&order=asc"))
+    assert page.inner_text("#count").startswith("120 of")
+    first = page.inner_text("#messages tr[data-uid] a")
+    assert first == "page item 000"
+    page.click("a[rel=next]")
+    assert page.inner_text("#messages tr[data-uid] a") == "page item 050"
+    page.click("a[rel=next]")
+    assert page.inner_text("#messages tr[data-uid] a") == "page item 100"
+    assert page.query_selector("a[rel=next]") is None

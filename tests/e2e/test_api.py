@@ -309,3 +309,26 @@ def test_bad_query_and_account_fields_name_the_field(api):
                         ({"forward": "not an address"}, "forward"), ({}, "body"), ({"enabled": "yes"}, "enabled")):
         status, answer, _ = call(api, "PATCH", f"/api/v1/accounts/user@{A}", body, token=t)
         assert status == 400 and answer["error"]["field"] == field, (body, answer)
+
+
+def test_schemathesis_against_the_served_document(api, tmp_path):
+    """schemathesis (a test extra) generates requests from /api/v1/openapi.json and
+    sends them to the real listener as a server administrator: no 5xx, every status
+    code documented, every answer JSON that matches its schema."""
+    pytest.importorskip("schemathesis")
+    import shutil
+    import sys
+    from pathlib import Path
+
+    exe = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
+    assert exe, "schemathesis is a test extra: make install-test"
+    run = subprocess.run(
+        [exe, "run", f"http://127.0.0.1:{api.http_port}/api/v1/openapi.json",
+         "-H", f"Authorization: Bearer {api.tokens['server']}",
+         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
+                     "response_schema_conformance",
+         "--phases", "examples,coverage,fuzzing", "--max-examples", "15", "--seed", "18", "--workers", "1",
+         "--request-timeout", "20", "--report-dir", str(tmp_path), "--no-color"],
+        capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert not api.log_lines(r"event=api-error|Traceback")

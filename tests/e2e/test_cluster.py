@@ -15,6 +15,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from support import pg
 from waypost.secrets import Secrets
 from support.dnsserver import TestDNSServer
@@ -25,8 +27,10 @@ HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
 NAMES = ("mail-a.example.test", "mail-b.example.test", "mail-c.example.test")
 
 
-def make_cluster(tmp_path: Path, lease: int = 600, **more: dict) -> tuple[list[WaypostInstance], Path]:
-    url = pg.new_url()
+def make_cluster(tmp_path: Path, lease: int = 600, url: str | None = None,
+                 **more: dict) -> tuple[list[WaypostInstance], Path]:
+    url = url or pg.new_url()
+    storage = more.pop("storage", {})  # more storage.* settings, for every node
     shared = tmp_path / "shared"
     store = {"spool": str(shared / "spool"), "mail": str(shared / "mail"), "files": str(shared / "files")}
     for path in store.values():  # the shared file system an operator mounts on every node
@@ -34,7 +38,7 @@ def make_cluster(tmp_path: Path, lease: int = 600, **more: dict) -> tuple[list[W
     nodes = []
     for n, (host, name) in enumerate(zip(HOSTS, NAMES)):
         node = WaypostInstance(tmp_path / f"node{n}", database=url, hostname=name, host=host,
-                               storage=store, imap={"plaintext_without_tls": True},
+                               storage={**store, **storage}, imap={"plaintext_without_tls": True},
                                queue={"lease": lease, "poll_interval": 0.2}, **more)
         if not nodes:
             Secrets(node.data).seal("made now")  # the key file, made on first use
@@ -310,3 +314,190 @@ def test_a_node_alone_forgets_an_entry_whose_file_never_came_at_once(tmp_path):
         assert a.queue_ids() == []
     finally:
         stop_all(nodes)
+
+
+def test_a_postgresql_restart_under_load_answers_4xx_never_250_and_the_nodes_recover(tmp_path):
+    """A PostgreSQL server of the test's own (support/pgprivate.py; the machine's is never
+    stopped) is stopped while 6 clients send through the three nodes, kept down for 6 s,
+    then started again.  While it is down every reply to a command sent then is 4xx
+    (never 250, never 5xx), and comes at once (the engine fails fast instead of waiting
+    ``storage.pool_timeout``); once it is up, every node answers 250 again within 5 s
+    by itself; every message answered 250 is delivered once."""
+    from support.pgprivate import PrivatePostgres, available
+
+    if available() is not None:
+        pytest.skip(str(available()))
+    with PrivatePostgres() as server:
+        url = server.new_database()
+        nodes, shared = make_cluster(tmp_path, url=url, storage={"pool_timeout": 5.0})
+        rcpts = [f"user{n}@example.test" for n in range(3)]
+        clients, attempts = 6, 400  # bounded: each client stops at its 400th attempt
+        # (node, command, sent, answered, code) of every command after MAIL
+        replies: list[tuple[int, str, float, float, int]] = []
+        accepted: list[tuple[str, str]] = []
+        lock = threading.Lock()
+        stop_clients = threading.Event()
+        window: dict[str, float] = {}
+        try:
+            for r in rcpts:
+                nodes[0].ok("account", "add", r, "--password", "user-password")
+            start_all(nodes)
+
+            def client(n: int) -> None:
+                for i in range(attempts):
+                    if stop_clients.is_set():
+                        return
+                    k = (n + i) % 3
+                    node, rcpt, subject = nodes[k], rcpts[(n + i) % len(rcpts)], f"r-{n}-{i}"
+                    try:
+                        with smtplib.SMTP(node.host, node.smtp_port, timeout=30) as s:
+                            s.ehlo("client.example")
+                            s.mail("sender@outside.example")
+                            sent = time.monotonic()
+                            code, _ = s.rcpt(rcpt)
+                            with lock:
+                                replies.append((k, "RCPT", sent, time.monotonic(), code))
+                            if code != 250:
+                                time.sleep(0.1)  # a client that retries, not a busy loop
+                                continue
+                            sent = time.monotonic()
+                            code, _ = s.data(f"Subject: {subject}\r\n\r\nbody\r\n".encode())
+                            with lock:
+                                replies.append((k, "DATA", sent, time.monotonic(), code))
+                                if code == 250:
+                                    accepted.append((rcpt, subject))
+                    except (OSError, smtplib.SMTPException):
+                        time.sleep(0.1)
+
+            threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+            for t in threads:
+                t.start()
+            wait_for(lambda: len(accepted) >= 20, timeout=60, interval=0.1, what="20 messages before the stop")
+            server.stop("fast")  # sessions ended, the port closed
+            window["down"] = time.monotonic()
+            time.sleep(6.0)  # the database stays down for 6 s while the clients go on
+            window["up"] = time.monotonic()
+            server.start()
+            up = window["up"]
+
+            def every_node_back() -> bool:
+                with lock:
+                    return all(any(k == n and c == 250 and s >= up for k, _, s, _, c in replies) for n in range(3))
+            wait_for(every_node_back, timeout=30, interval=0.1, what="a 250 from every node after the restart")
+            stop_clients.set()
+            for t in threads:
+                t.join(120)
+            assert not any(t.is_alive() for t in threads)
+
+            down = [(k, cmd, s, a, c) for k, cmd, s, a, c in replies if s >= window["down"] and a <= window["up"]]
+            assert down, "no command was answered while the database was down"
+            assert all(400 <= c < 500 for *_, c in down), sorted({(cmd, c) for _, cmd, _, _, c in down})
+            waits = sorted(a - s for _, _, s, a, _ in down)
+            back = [min(s for k, _, s, _, c in replies if k == n and c == 250 and s >= up) - up for n in range(3)]
+            print(f"down-window replies={len(down)} median wait={waits[len(waits) // 2]:.3f}s"
+                  f" max={waits[-1]:.3f}s; first 250 after the start per node: {[round(b, 2) for b in back]}s;"
+                  f" accepted={len(accepted)}")
+            # Fail fast: not storage.pool_timeout (5 s) per command while it is down.
+            assert waits[len(waits) // 2] < 1.0, waits
+            # The pools reconnect by themselves; ``server.start()`` returned once it was up.
+            assert max(back) < 5.0 + 1.0, back
+
+            def counts() -> tuple[int, int]:
+                found: Counter[str] = Counter()
+                for r in rcpts:
+                    found.update({f"{r} {s}": k for s, k in subjects(shared, r).items()})
+                lost = sum(1 for r, s in accepted if found[f"{r} {s}"] == 0)
+                return lost, sum(1 for k in found.values() if k > 1)
+
+            wait_for(lambda: counts()[0] == 0, timeout=60, interval=0.5, what="every message answered 250 delivered")
+            assert counts() == (0, 0)
+            wait_for(lambda: nodes[0].queue_ids() == [], timeout=30, interval=0.5, what="an empty queue")
+            tracebacks = ["\n".join(node.output[i:i + 30]) for node in nodes
+                          for i, line in enumerate(node.output) if "Traceback" in line]
+            assert not tracebacks, tracebacks[0]
+        finally:
+            stop_clients.set()
+            stop_all(nodes)
+
+
+class SlowSink:
+    """A next hop that keeps its first callers waiting until ``hold`` is cleared, then
+    refuses them (their client is gone by then); later ones it takes and keeps."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.waiting = threading.Event()
+        self.hold = True
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001 - aiosmtpd's hook
+        import asyncio
+
+        if self.hold:
+            self.waiting.set()
+            while self.hold:
+                await asyncio.sleep(0.05)
+            return "451 4.3.0 the client that sent this is gone"
+        self.received.append(envelope.content)
+        return "250 2.0.0 taken"
+
+
+def test_cluster_release_gives_a_dead_nodes_leases_and_journal_back_at_once(tmp_path):
+    """Node C is killed (-9) while it delivers a message it accepted (its next hop holds
+    it in DATA) and with a delivery in its journal that it never recorded.  Its lease
+    (600 s) would keep the message from A and B for ten minutes; ``cluster release``
+    (refused while C was heard lately, unless --force) records the journaled delivery,
+    gives the lease back, and A or B deliver the message once, at once."""
+    from aiosmtpd.controller import Controller
+
+    from support.server import free_port
+
+    sink = SlowSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    dns = TestDNSServer({"customer.test": {"MX": [(10, "mail.customer.test")]},
+                         "mail.customer.test": {"A": ["127.0.0.1"]}})
+    dns.start()
+    nodes, shared = make_cluster(tmp_path, dns={"nameservers": [dns.nameserver], "timeout": 2.0},
+                                 delivery={"smtp_port": port, "connect_timeout": 2.0})
+    a, b, c = nodes
+    try:
+        (tmp_path / "router.txt").write_text("Relay: customer.test = customer.test@customer.test.via\n"
+                                             "Relay: held.test = held.test@held.test.via\n")
+        a.ok("router", "import", str(tmp_path / "router.txt"))
+        a.ok("queue", "hold", "held.test")
+        start_all(nodes)
+        with smtplib.SMTP(c.host, c.smtp_port, timeout=30) as s:
+            s.ehlo("client.example")
+            s.sendmail("sender@outside.example", ["joe@held.test"], b"Subject: journaled\r\n\r\nx\r\n")
+            s.mail("sender@outside.example")
+            s.rcpt("joe@customer.test")
+            code, text = s.data(b"Subject: leased\r\n\r\nbody\r\n")
+            assert code == 250
+        leased = text.rsplit(b" ", 1)[-1].decode()
+        journaled = next(i for i in c.queue_ids() if i != leased)
+        assert sink.waiting.wait(20), "node C never reached its next hop"
+        refused = a.cli("cluster", "release", c.hostname)
+        assert refused.exit_code == 1 and "is up" in refused.output  # C is alive: refused
+        c.kill9()
+        # What C's next hop accepted just before the kill, in C's journal (the line
+        # format of waypost.queue.journal), never recorded in the index.
+        journal = shared / "spool" / "nodes" / c.hostname / "journal"
+        (journal / "999999").write_text(f"{journaled} 0\n")
+        sink.hold = False  # C's session: refused (C is gone); the next ones are taken
+        time.sleep(2.0)  # C's lease (600 s) holds the message: nobody delivers it meanwhile
+        assert sink.received == []
+        assert "is up" in a.cli("cluster", "release", c.hostname).output  # heard < 30 s ago
+        result = json.loads(a.ok("cluster", "release", c.hostname, "--force", "--json"))
+        assert result == {"node": c.hostname, "replayed": 1, "released": 1, "workers_forgotten": 1}, result
+        wait_for(lambda: sink.received, timeout=20, what="C's message delivered by A or B after the release")
+        wait_for(lambda: a.queue_ids() == [], timeout=20, what="an empty queue")
+        assert len(sink.received) == 1 and b"Subject: leased" in sink.received[0]
+        assert not (journal / "999999").exists()
+        assert c.hostname not in {r["node"] for r in json.loads(a.ok("cluster", "status", "--json"))}
+        unknown = a.cli("cluster", "release", "mail-x.example.test")
+        assert unknown.exit_code == 1 and "no worker of node mail-x.example.test" in unknown.output
+    finally:
+        stop_all(nodes)
+        controller.stop()
+        dns.stop()

@@ -209,3 +209,46 @@ def test_config_check_warns_when_the_database_cannot_be_reached(tmp_path):
     assert check.exit_code == 0, check.output  # a warning: serve would start and answer 451
     assert f"warning: storage.database: database postgresql://postgres@127.0.0.1:{port}/" in check.output
     assert "unreachable" in check.output
+
+
+def test_the_engine_fails_fast_while_the_server_is_down_and_reconnects_by_itself(tmp_path):
+    """A PostgreSQL server of the test's own (the machine's is never stopped) goes down
+    under an open pool: the first call that meets it raises StorageUnavailable, and
+    every call after it at once, not after ``pool_timeout`` (5 s here); once the server
+    is back the same engine answers again within 5 s, with no restart."""
+    import time
+
+    from support.pgprivate import PrivatePostgres, available
+    from waypost.db import StorageUnavailable
+    from waypost.db.postgres import PostgresDatabase
+
+    if available() is not None:
+        pytest.skip(str(available()))
+    with PrivatePostgres() as server:
+        db = PostgresDatabase(server.new_database(), tmp_path / "changes", pool_size=4, timeout=5.0)
+        try:
+            db.add_domain("example.test")
+            assert [d.name for d in db.list_domains()] == ["example.test"]
+            server.stop("fast")
+            with pytest.raises(StorageUnavailable):
+                db.list_domains()
+            waits = []
+            for _ in range(20):
+                started = time.monotonic()
+                with pytest.raises(StorageUnavailable, match="unreachable"):
+                    db.list_domains()
+                waits.append(time.monotonic() - started)
+                time.sleep(0.05)
+            assert max(waits) < 1.0, waits  # not pool_timeout (5 s) each
+            server.start()
+            up = time.monotonic()
+
+            def answers() -> bool:
+                try:
+                    return [d.name for d in db.list_domains()] == ["example.test"]
+                except StorageUnavailable:
+                    return False
+            wait_for(answers, timeout=10, interval=0.05, what="the engine answering after the restart")
+            assert time.monotonic() - up < 5.0
+        finally:
+            db.close()

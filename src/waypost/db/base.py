@@ -232,6 +232,10 @@ class MessageRecord:
     modseq: int
     size: int            # octets as sent (CRLF); negative: not checked yet (Mailstore.sized)
     internaldate: float
+    # When it was stored in this mailbox (RFC 8514 SAVEDATE): by delivery, APPEND,
+    # COPY, MOVE, or indexed as dropped in; None for a message indexed before
+    # migration 8 kept it.
+    savedate: float | None = None
 
 
 @dataclass(slots=True)
@@ -279,6 +283,13 @@ class Database(Protocol):
     def backup_to(self, path: Path) -> None:
         """Write a consistent copy of the whole database, as of one moment, to the new
         file ``path`` while other processes go on using it (``waypost backup``)."""
+
+    def settings_token(self) -> bytes | None:
+        """The current change token of the cached settings (domains, objects, server-wide
+        values): eight bytes that every process reads and any settings write, by any
+        process (a worker, the CLI, another node), replaces.  A value worked out from
+        settings stays true while the token is the same.  None when there is no token
+        to trust (then nothing may be remembered)."""
 
     # -- server-wide values (the router table, later rules and hold lists) ----------
     def get_value(self, key: str) -> Any:

@@ -12,9 +12,17 @@ SQLite serialises every writer with its file lock, this engine locks only what m
   counters take one per key; migrations one of their own.
 
 The schema is versioned (table ``schema_version``, one row per migration applied) and
-migrated by the first process that connects.  A server that cannot be reached raises
-``StorageUnavailable`` after ``storage.pool_timeout`` seconds; the pool reconnects by
-itself when the server is back.
+migrated by the first process that connects.
+
+When the server goes away (a connection breaks, a pooled connection fails its check, or
+no connection comes within ``storage.pool_timeout``) the engine is marked *down*: every
+call raises ``StorageUnavailable`` at once instead of waiting ``pool_timeout`` (SMTP's
+RCPT looks the directory up on the event loop: a wait there would stall every session
+of the worker), and a prober thread tries a fresh connection every ``PROBE_INTERVAL``
+seconds.  The first that succeeds marks it up again and has the pool drop its broken
+connections, so a server that comes back is used within about a second; the pool's own
+reconnect attempts give up after ``RECONNECT_WINDOW`` seconds (its back-off doubles up
+to that, not to a minute) and start again on demand.
 
 Caches: as with SQLite, settings are cached per process and validated by the eight-byte
 change token of the data directory (``changes.py``), which a change made on this machine
@@ -70,6 +78,14 @@ CACHE_ROWS = 20_000
 
 #: Seconds a pooled connection may rest before it is tried before use (``_check``).
 IDLE_CHECK = 2.0
+
+#: Seconds between two connection attempts of the prober while the server is down.
+PROBE_INTERVAL = 0.5
+#: Seconds the pool keeps retrying a connection it could not make before it gives up
+#: (and tries again when a command next asks for one).
+RECONNECT_WINDOW = 3.0
+#: Seconds a caller waits for a pooled connection between two looks at the down flag.
+_WAIT_SLICE = 0.25
 
 #: The NOTIFY channel of settings changes (see the module docstring).
 CHANGES_CHANNEL = "waypost_changes"
@@ -406,6 +422,11 @@ _V7: list[str] = [
     " created DOUBLE PRECISION NOT NULL, last_used DOUBLE PRECISION NOT NULL DEFAULT 0)",
 ]
 
+#: Version 8: the save date of each message (RFC 8514 SAVEDATE; see sqlite.py).
+_V8: list[str] = [
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS savedate DOUBLE PRECISION",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
 #: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
 MIGRATIONS: list[list[str]] = [
@@ -416,6 +437,7 @@ MIGRATIONS: list[list[str]] = [
     _V5,
     _V6,
     _V7,
+    _V8,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -456,7 +478,7 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
             url, min_size=0, max_size=max(1, pool_size), open=False, timeout=timeout,
             # Connect attempts end soon: a caller waits ``timeout`` at most anyway.
             kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
-            name=f"waypost-{os.getpid()}", reconnect_timeout=max(timeout, 60.0),
+            name=f"waypost-{os.getpid()}", reconnect_timeout=RECONNECT_WINDOW,
             check=self._check, reset=self._reset,
         )
         self._pool.open(wait=False)
@@ -470,6 +492,9 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
         self._closed = threading.Event()
         self._timeout = timeout
         self._on_topic: Callable[[str, str], None] | None = None
+        self._down = threading.Event()   # the server did not answer: fail fast, probe
+        self._prober: threading.Thread | None = None
+        self._down_lock = threading.Lock()
 
     # -- connections ----------------------------------------------------------------
 
@@ -479,7 +504,14 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
         not the failure of the next command; a busy pool pays nothing."""
         used = self._returned.get(id(conn))
         if used is None or time.monotonic() - used > self._idle_check:
-            conn.execute("")
+            try:
+                conn.execute("")
+            except psycopg.OperationalError:
+                # Cut while it rested (a restart that is over, or a server that is
+                # gone): the pool makes a new one, unless the server does not answer.
+                if not self._reachable():
+                    self._mark_down()
+                raise
 
     def _reset(self, conn: psycopg.Connection[Any]) -> None:
         if len(self._returned) > 64:  # ids of connections long closed
@@ -489,16 +521,73 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
     @contextmanager
     def _checkout(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection (autocommit).  Unreachable server, or one lost during the
-        work: ``StorageUnavailable`` (the pool drops a broken connection by itself)."""
+        work: ``StorageUnavailable`` (the pool drops a broken connection by itself); at
+        once while the engine is marked down."""
+        conn = self._getconn()
         try:
-            with self._pool.connection() as conn:
-                if not self._ready:
-                    self._migrate(conn)
-                yield conn
-        except PoolTimeout:
-            raise StorageUnavailable(f"database {self.where} unreachable") from None
+            if not self._ready:
+                self._migrate(conn)
+            yield conn
         except psycopg.OperationalError as e:
+            # The connection was cut (a restart, a terminated backend): the pool makes
+            # a new one; callers fail fast only if the server does not answer now.
+            if (conn.broken or conn.closed) and not self._reachable():
+                self._mark_down()
             raise StorageUnavailable(f"database {self.where}: {str(e).strip().splitlines()[0]}") from None
+        finally:
+            self._pool.putconn(conn)
+
+    def _getconn(self) -> psycopg.Connection[Any]:
+        """A connection from the pool within ``pool_timeout``, looking at the down flag
+        every ``_WAIT_SLICE`` seconds meanwhile (set by a failed check or a broken
+        connection in another thread: then this caller gives up at once too)."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            if self._down.is_set():
+                raise StorageUnavailable(f"database {self.where} unreachable")
+            left = deadline - time.monotonic()
+            try:
+                return self._pool.getconn(timeout=max(0.01, min(_WAIT_SLICE, left)))
+            except PoolTimeout:
+                if time.monotonic() >= deadline:
+                    self._mark_down()  # (the prober clears it at once if the pool was only busy)
+                    raise StorageUnavailable(f"database {self.where} unreachable") from None
+            except psycopg.OperationalError as e:
+                self._mark_down()
+                raise StorageUnavailable(f"database {self.where}: {str(e).strip().splitlines()[0]}") from None
+
+    def _mark_down(self) -> None:
+        """The server did not answer: callers fail fast until the prober reaches it."""
+        with self._down_lock:
+            if self._closed.is_set() or self._down.is_set():
+                return
+            self._down.set()
+            self._prober = threading.Thread(target=self._probe, name="pg-probe", daemon=True)
+            self._prober.start()
+
+    def _reachable(self) -> bool:
+        """Whether a new connection can be made now (refused at once when the server is
+        down; ``connect_timeout`` when its host does not answer)."""
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(2, int(self._timeout)))
+        except psycopg.Error:
+            return False
+        conn.close()
+        return True
+
+    def _probe(self) -> None:
+        while not self._closed.is_set():
+            if not self._reachable():
+                self._closed.wait(PROBE_INTERVAL)
+                continue
+            try:  # the connections that rested in the pool across the outage are broken
+                self._pool.check()
+            except Exception:  # a failed reconnect of the pool's own: it retries by itself
+                pass
+            break
+        with self._down_lock:
+            self._down.clear()
+            self._prober = None
 
     @contextmanager
     def _read(self) -> Iterator[psycopg.Connection[Any]]:
@@ -611,6 +700,17 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
         with self._read() as c:
             row = c.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
         return int(row[0]) if row else 0
+
+    def settings_token(self) -> bytes | None:
+        # Only while this process hears the other machines' changes (LISTEN): without
+        # it, a change made elsewhere would not replace the token.
+        if self._changes is None:
+            return None
+        if not self._listening.is_set():
+            self._start_listener()
+            if not self._listening.wait(0.0):
+                return None
+        return bytes(self._changes[:8])
 
     def _cached(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
         if self._changes is None:

@@ -50,10 +50,28 @@ __all__ = ["Router", "Forwarding", "GatewayOptions", "HOLD_KEY", "SHARING_CACHED
 SHARING_CACHED = "sharing: cached: "
 
 
+def _rememberable(route: Route, trace: list[str]) -> bool:
+    """Whether an answer depends on nothing but the settings: not on Domain Sharing (a
+    peer's answer, a cache entry that expires) and not on an SRS address (valid for so
+    many days)."""
+    if route.kind == "ask-peers":
+        return False
+    for step in trace:
+        if step.startswith("sharing") or "srs0=" in step.lower():
+            return False
+    return True
+
+
 def used_sharing_cache(trace: list[str]) -> bool:
     """Whether a resolution was answered from the cache of peers' positive answers."""
     return any(step.startswith(SHARING_CACHED) for step in trace)
 
+
+#: Answers a Router remembers in its process (``Router.resolve``): the same address in the
+#: same context is answered from memory while the settings it was worked out from are
+#: unchanged.  Bounded: when full it starts again (a flood of unknown RCPTs must not
+#: grow it for ever).
+REMEMBERED = 32_768
 
 #: Most final recipients one address may expand to through groups and forwarders.
 MAX_EXPANSION = 1000
@@ -119,6 +137,9 @@ class _Walk:
     rewritten: bool = False    # a record or Mail to Unknown produced the current address
 
 
+_NO_CONTEXT = Context()
+
+
 class Router:
     def __init__(
         self,
@@ -128,9 +149,13 @@ class Router:
         forwarding: Callable[[], Forwarding] | None = None,
         gateway: GatewayOptions = GatewayOptions(),
         srs: Any = None,
+        remember: int = REMEMBERED,
     ) -> None:
         """``srs``: the Sender Rewriting Scheme (waypost.rules.srs.SRS) whose bounce
-        addresses (``SRS0=...@main domain``) route back to the original sender."""
+        addresses (``SRS0=...@main domain``) route back to the original sender.
+        ``remember``: most answers kept in memory (``resolve``); 0 keeps none."""
+        self._remember = remember
+        self._trusted_ips: dict[str, bool] = {}
         self.directory = directory
         self.srs = srs
         self.forwarding = forwarding
@@ -138,6 +163,9 @@ class Router:
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in trusted_networks]
         self.own_addresses = {str(ipaddress.ip_address(a)) for a in own_addresses}
         self._table = _table_store(directory.db)
+        # (settings token, answers worked out under it): swapped whole when the token
+        # changes, so an answer is never used under a token other than its own.
+        self._memo: tuple[bytes | None, dict[tuple[str, Context], Resolution]] = (None, {})
 
     # -- the table ----------------------------------------------------------------
 
@@ -148,8 +176,18 @@ class Router:
     # -- relay permission -------------------------------------------------------
 
     def is_trusted(self, client_ip: str | None) -> bool:
-        ip = _client_address(client_ip)
-        return ip is not None and any(ip in net for net in self.trusted)
+        if not client_ip:
+            return False
+        known = self._trusted_ips.get(client_ip)
+        if known is None:
+            # Parsing the address was a sixth of a resolution: kept per address text
+            # (the networks are fixed for this Router), bounded.
+            ip = _client_address(client_ip)
+            known = ip is not None and any(ip in net for net in self.trusted)
+            if len(self._trusted_ips) >= 4096:
+                self._trusted_ips.clear()
+            self._trusted_ips[client_ip] = known
+        return known
 
     def _trusted(self, ctx: Context) -> bool:
         return ctx.internal or bool(ctx.authenticated) or self.is_trusted(ctx.client_ip)
@@ -179,13 +217,45 @@ class Router:
     # -- resolution -------------------------------------------------------------
 
     def resolve(self, address: str, ctx: Context | None = None) -> Resolution:
-        ctx = ctx or Context()
+        """The route of ``address`` with its trace.
+
+        Remembered: an answer depends only on the settings (the table, domains, objects,
+        gateway rules, hold list: everything under the database's settings token) and on
+        the address and context, so the same question under the same token gets the
+        same answer from this process's memory.  Any settings change, by any process or
+        node, replaces the token, and the next question starts from nothing: a CLI
+        change is seen by every worker at once.  Answers that depend on the time or on
+        a peer (Domain Sharing, SRS addresses) are never remembered."""
+        ctx = ctx or _NO_CONTEXT
+        token = self.directory.db.settings_token() if ctx.peer_answers is None else None
+        answers: dict[tuple[str, Context], Resolution] | None = None
+        if token is not None:
+            memo = self._memo
+            if memo[0] == token:
+                answers = memo[1]
+                hit = answers.get((address, ctx))
+                if hit is not None:
+                    return Resolution(hit.route, list(hit.trace))
+            else:
+                answers = {}
+                self._memo = (token, answers)
         trace: list[str] = [f"input: {address!r} ({ctx.kind})"]
         route = self._resolve(address, ctx, trace)
         where = route.target if route.kind in ("local", "remote", "held") else ""
         trace.append(f"result: {route.kind} {where}".rstrip()
                      + (f" ({route.code} {route.status} {route.reason})" if route.kind == "refuse" else ""))
+        if answers is not None and self._remember > 0 and _rememberable(route, trace):
+            # Into the dict of the token read before the work: if the settings changed
+            # meanwhile, that dict is already (or will be) dropped with its token.
+            if len(answers) >= self._remember:
+                answers.clear()
+            answers[(address, ctx)] = Resolution(route, list(trace))
         return Resolution(route, trace)
+
+    @property
+    def remembered(self) -> int:
+        """How many answers this Router holds in memory now."""
+        return len(self._memo[1])
 
     def as_backup(self, address: str, ctx: Context, refused: Route) -> Resolution:
         """Resolve again, for a client refused with 5.7.1, once the caller has found (by

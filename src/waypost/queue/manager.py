@@ -35,6 +35,7 @@ from .. import metrics
 from ..config import Settings
 from ..db import Database, QueueFilter, QueuedMessage, QueuedRecipient, RecipientUpdate, StorageUnavailable
 from ..delivery import remote
+from ..delivery.tlspolicy import TLSPolicies
 from ..log import event
 from ..mailauth import Sealer, Signer, should_seal, should_sign
 from ..mailstore import Delivery, Mailstore, OverQuota
@@ -134,6 +135,7 @@ class QueueManager:
         self.spool = Spool(root, on_commit=self._index, on_abort=self._unindex, node=self.node)
         self.journal = Journal(node_dir(root, self.node) / "journal")
         self.resolver = remote.Resolver(settings)
+        self.tls_policies = TLSPolicies(settings, db, self.resolver)
         self.is_self = is_self or (lambda host, ip, port: False)
         self._local_queue: asyncio.Queue[tuple[QueuedMessage, list[QueuedRecipient], bytes | None] | None] | None = None
         self._host_limits: dict[str, asyncio.Semaphore] = {}
@@ -834,10 +836,13 @@ class QueueManager:
                     if self.journal.record(rows):
                         journaled.update(idx for _m, idx in rows)
 
+                destination = self._destination(group[0])
+                # delivery.tls_policy, MTA-STS (RFC 8461) or opportunistic TLS.
+                tls = await self.tls_policies.policy_for(destination)
                 results = await remote.deliver(
                     settings=self.settings, resolver=self.resolver, is_self=self.is_self,
-                    destination=self._destination(group[0]), sender=sender, recipients=rcpts,
-                    data=body, mail_options=mail_options, auth=auth, on_accepted=accepted,
+                    destination=destination, sender=sender, recipients=rcpts,
+                    data=body, mail_options=mail_options, auth=auth, on_accepted=accepted, tls=tls,
                 )
             except asyncio.CancelledError:
                 raise

@@ -232,6 +232,10 @@ class MessageRecord:
     modseq: int
     size: int            # octets as sent (CRLF); negative: not checked yet (Mailstore.sized)
     internaldate: float
+    # When it was stored in this mailbox (RFC 8514 SAVEDATE): by delivery, APPEND,
+    # COPY, MOVE, or indexed as dropped in; None for a message indexed before
+    # migration 8 kept it.
+    savedate: float | None = None
 
 
 @dataclass(slots=True)

@@ -35,6 +35,7 @@ from .. import metrics
 from ..config import Settings
 from ..db import Database, QueueFilter, QueuedMessage, QueuedRecipient, RecipientUpdate, StorageUnavailable
 from ..delivery import remote
+from ..delivery.tlspolicy import TLSPolicies
 from ..log import event
 from ..mailauth import Sealer, Signer, should_seal, should_sign
 from ..mailstore import Delivery, Mailstore, OverQuota
@@ -42,7 +43,7 @@ from ..router import LOCAL_TARGET, Context, Route, Router
 from . import dsn
 from .journal import Journal
 from .sieve_filter import Filtered, SieveFilter
-from .spool import Spool, SpoolEntry, new_message_id, node_dir
+from .spool import Spool, SpoolEntry, SpoolStream, new_message_id, node_dir
 
 __all__ = ["QueueManager", "Recipient", "count_received", "release_dead_worker"]
 
@@ -53,6 +54,8 @@ SIGN_INLINE = 256 * 1024
 
 #: Most recipients one local batch stores with one flush.
 LOCAL_BATCH = 256
+#: ... and at most about this many octets of messages.
+LOCAL_BATCH_BYTES = 8 * 1024 * 1024
 
 #: Usage (percent of a quota) at which the user is warned, at most once a day.
 QUOTA_WARNING = 90
@@ -129,6 +132,7 @@ class QueueManager:
         self.spool = Spool(root, on_commit=self._index, on_abort=self._unindex, node=self.node)
         self.journal = Journal(node_dir(root, self.node) / "journal")
         self.resolver = remote.Resolver(settings)
+        self.tls_policies = TLSPolicies(settings, db, self.resolver)
         self.is_self = is_self or (lambda host, ip, port: False)
         self._local_queue: asyncio.Queue[tuple[QueuedMessage, list[QueuedRecipient], bytes | None] | None] | None = None
         self._host_limits: dict[str, asyncio.Semaphore] = {}
@@ -315,16 +319,33 @@ class QueueManager:
 
     async def submit(self, sender: str, recipients: Sequence[Recipient], data: bytes,
                      params: dict[str, Any] | None = None, msg_id: str | None = None,
-                     source: str = "local") -> str:
+                     source: str = "local", stream: SpoolStream | None = None) -> str:
         """Make the message durable, then start delivering it.  Returns the queue id.
         Raises SpoolError when it could not be stored (the client gets 452).
-        ``source``: the listener it came in by (or local, dsn, sieve), for the metrics."""
+        ``source``: the listener it came in by (or local, dsn, sieve), for the metrics.
+        ``stream``: the message's text is in this spool stream (flushed), and ``data``
+        is only what goes in front of it (a big message, never held in memory whole);
+        the stream is taken over (committed, or removed on failure)."""
+        try:
+            return await self._submit(sender, recipients, data, params, msg_id, source, stream)
+        except BaseException:
+            # Not handed to the committer (which removes the file itself when it fails):
+            # the stream's file is not left in tmp/ until the next start.
+            if stream is not None and not stream.committing:
+                stream.abort()
+            raise
+
+    async def _submit(self, sender: str, recipients: Sequence[Recipient], data: bytes,
+                      params: dict[str, Any] | None, msg_id: str | None, source: str,
+                      stream: SpoolStream | None) -> str:
         msg_id = msg_id or new_message_id()
         recipients = _unique(recipients)
         if self.signer is not None and should_sign(params or {}, [r.route.target for r in recipients]) is None:
             # Every message enters the queue here (sessions, rules' copies, DSNs): the
             # one place outgoing mail is signed, after the rules and before the spool.
-            if len(data) > SIGN_INLINE:
+            if stream is not None:
+                data = await asyncio.to_thread(_in_front_of_stream, self.signer.sign, data, stream, msg_id)
+            elif len(data) > SIGN_INLINE:
                 data = await asyncio.to_thread(self.signer.sign, data, msg_id)
             else:
                 data = self.signer.sign(data, msg_id)
@@ -333,13 +354,22 @@ class QueueManager:
             # Mail from outside that leaves again (forwarders, groups, lists, gateway
             # rules): an ARC set over what the rules made of it, with our verdicts.
             # dkimpy's RSA is pure Python: a thread, so the loop goes on meanwhile.
-            data = await asyncio.to_thread(self.sealer.seal, data, msg_id)
+            if stream is not None:
+                data = await asyncio.to_thread(_in_front_of_stream, self.sealer.seal, data, stream, msg_id)
+            else:
+                data = await asyncio.to_thread(self.sealer.seal, data, msg_id)
+        size = len(data) + (stream.length if stream is not None else 0)
+        if stream is not None:
+            # The header section is in the head, or at the start of the text.
+            hops = count_received(data if b"\r\n\r\n" in data else data + stream.read_start(64 * 1024))
+        else:
+            hops = count_received(data)
         now = time.time()
         envelope: dict[str, Any] = {
             "sender": sender,
             "created": now,
-            "size": len(data),
-            "hops": count_received(data),
+            "size": size,
+            "hops": hops,
             "params": params or {},
             "recipients": [
                 {"idx": i, "address": r.address, "route": r.route.to_dict(), "target": r.route.target,
@@ -347,15 +377,16 @@ class QueueManager:
                 for i, r in enumerate(recipients)
             ],
         }
-        entry = SpoolEntry(msg_id, envelope, data)
+        entry = SpoolEntry(msg_id, envelope, data, stream)
         await self.spool.commit(entry)
         metrics.received(source)
         for r in recipients:
             event(log, "received", id=msg_id, sender=f"<{sender}>", rcpt=f"<{r.address}>",
-                  size=len(data), client=(params or {}).get("client"), target=r.route.target)
+                  size=size, client=(params or {}).get("client"), target=r.route.target)
         if not self._stopping:
             msg = _queued(entry)
-            self._dispatch(msg, msg.recipients, data)
+            # A streamed message is read back from its spool file when it is delivered.
+            self._dispatch(msg, msg.recipients, data if stream is None else None)
         return msg_id
 
     def _other_nodes_up(self) -> bool:
@@ -565,13 +596,17 @@ class QueueManager:
                 return
             batch = [first]
             count = len(first[1])
-            while count < LOCAL_BATCH and not q.empty():
+            size = first[0].size
+            # Bounded in recipients and in octets: the messages of a batch are in memory
+            # together, and big ones (streamed in at intake) are taken one at a time.
+            while count < LOCAL_BATCH and size < LOCAL_BATCH_BYTES and not q.empty():
                 item = q.get_nowait()
                 if item is None:
                     stopping = True
                     break
                 batch.append(item)
                 count += len(item[1])
+                size += item[0].size
             try:
                 await self._deliver_local(batch)
             except asyncio.CancelledError:
@@ -787,10 +822,13 @@ class QueueManager:
                     if self.journal.record(rows):
                         journaled.update(idx for _m, idx in rows)
 
+                destination = self._destination(group[0])
+                # delivery.tls_policy, MTA-STS (RFC 8461) or opportunistic TLS.
+                tls = await self.tls_policies.policy_for(destination)
                 results = await remote.deliver(
                     settings=self.settings, resolver=self.resolver, is_self=self.is_self,
-                    destination=self._destination(group[0]), sender=sender, recipients=rcpts,
-                    data=body, mail_options=mail_options, auth=auth, on_accepted=accepted,
+                    destination=destination, sender=sender, recipients=rcpts,
+                    data=body, mail_options=mail_options, auth=auth, on_accepted=accepted, tls=tls,
                 )
             except asyncio.CancelledError:
                 raise
@@ -985,6 +1023,15 @@ def _replay(db: Database, spool: Spool, journals: list[tuple[Path, set[tuple[str
     if total:
         event(log, "journal-replayed", recipients=total)
     return total
+
+
+def _in_front_of_stream(add: Callable[[bytes, str], bytes], head: bytes, stream: SpoolStream, msg_id: str) -> bytes:
+    """The head of a streamed message with what ``add`` (DKIM signing, ARC sealing: both
+    put fields in front of the message) puts in front; ``add`` reads the whole message,
+    so the text is read back from the stream's file for it."""
+    whole = head + stream.read_text()
+    done = add(whole, msg_id)
+    return done[: len(done) - len(whole)] + head
 
 
 def _delivery_fields(original: str, final: str) -> str:

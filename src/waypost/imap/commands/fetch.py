@@ -2,7 +2,7 @@
 VANISHED, RFC 7162;
 BINARY, BINARY.PEEK and BINARY.SIZE, RFC 3516).
 
-The simple items (UID, FLAGS, RFC822.SIZE, INTERNALDATE, MODSEQ) come from the index
+The simple items (UID, FLAGS, RFC822.SIZE, INTERNALDATE, MODSEQ, SAVEDATE) come from the index
 and never open a file: ``FETCH 1:* (UID FLAGS RFC822.SIZE)`` reads no message.  ENVELOPE
 and BODYSTRUCTURE are parsed once per message and kept in the index; body sections
 read the file.  A non-PEEK body fetch sets \\Seen (in a read-write mailbox) and the
@@ -236,6 +236,8 @@ _INDEX_FORMS = {
     # fetch-threadid-resp = "THREADID" SP ( "(" objectid ")" / nil )
     Att.EMAILID: b"EMAILID (%b)",
     Att.THREADID: b"THREADID %b",
+    # RFC 8514 §4:  msg-att-static =/ "SAVEDATE" SP (date-time / nil)
+    Att.SAVEDATE: b"SAVEDATE %b",
 }
 
 
@@ -279,7 +281,15 @@ _INDEX_VALUES: dict[Any, Any] = {
     Att.EMAILID: lambda m: email_id(m).encode(),
     Att.THREADID: lambda m: b"NIL",
     Att.INTERNALDATE: lambda m: InternalDateItem(datetime.fromtimestamp(m.internaldate, _LOCAL_ZONE)).encode()[13:],
+    Att.SAVEDATE: lambda m: _save_date(m),
 }
+
+
+def _save_date(m: MessageRecord) -> bytes:
+    """RFC 8514 §4.1: NIL when the save date is not known (indexed before it was kept)."""
+    if m.savedate is None:
+        return b"NIL"
+    return InternalDateItem(datetime.fromtimestamp(m.savedate, _LOCAL_ZONE)).encode()[13:]
 
 
 def _item(sel: Selected, m: MessageRecord, att: Any, data: bytes | None, cached: Any) -> bytes:
@@ -297,6 +307,8 @@ def _item(sel: Selected, m: MessageRecord, att: Any, data: bytes | None, cached:
         return b"THREADID NIL"
     if att is Att.INTERNALDATE:
         return InternalDateItem(datetime.fromtimestamp(m.internaldate, _LOCAL_ZONE)).encode()
+    if att is Att.SAVEDATE:
+        return b"SAVEDATE " + _save_date(m)
     if att is Att.ENVELOPE:
         return b"ENVELOPE " + mime.cached_envelope_wire(cached)
     if att is Att.BODYSTRUCTURE:

@@ -38,6 +38,8 @@ class Att(enum.Enum):
       fetch-mod-sequence = "MODSEQ"
     RFC 8474 §7:
       fetch-att       =/ "EMAILID" / "THREADID"
+    RFC 8514 §4:
+      fetch-att       =/ "SAVEDATE"
     """
 
     ENVELOPE = "ENVELOPE"
@@ -53,6 +55,7 @@ class Att(enum.Enum):
     MODSEQ = "MODSEQ"
     EMAILID = "EMAILID"
     THREADID = "THREADID"
+    SAVEDATE = "SAVEDATE"
 
 
 _BY_NAME = {a.value: a for a in Att}

@@ -59,6 +59,9 @@ LOCAL_BATCH_BYTES = 8 * 1024 * 1024
 
 #: Usage (percent of a quota) at which the user is warned, at most once a day.
 QUOTA_WARNING = 90
+#: Octets the fields added on the way in (Return-Path, Delivered-To, Received) may
+#: give the warning, counted when checking that it fits.
+WARNING_FIELDS = 1024
 
 _RECEIVED = re.compile(rb"^received:", re.IGNORECASE | re.MULTILINE)
 
@@ -711,40 +714,51 @@ class QueueManager:
             except StorageUnavailable as e:  # delivered and recorded: the warning waits for the next one
                 event(log, "quota-warning-error", level=logging.WARNING, error=str(e))
                 return
-            for domain, account, percent in warnings:
-                await self._warn_quota(domain, account, percent)
+            for domain, account, percent, text in warnings:
+                await self._warn_quota(domain, account, percent, text)
 
-    def _quota_warnings(self, accounts: set[tuple[str, str]]) -> list[tuple[str, str, int]]:
+    def _quota_warnings(self, accounts: set[tuple[str, str]]) -> list[tuple[str, str, int, bytes]]:
         """The accounts just delivered to that are at ``QUOTA_WARNING`` percent or more
         and were not warned in the last day (claimed in the database, so that one
-        worker warns, once)."""
-        out: list[tuple[str, str, int]] = []
+        worker warns, once), with their warning.  A warning that would not fit in the
+        account's quota is not queued at all (it would only wait in the queue, refused
+        452 4.2.2, until it expired) and not claimed: the next delivery looks again."""
+        out: list[tuple[str, str, int, bytes]] = []
         now = time.time()
         for domain, account in sorted(accounts):
             quota = self.mailstore.quota(domain, account)
             if not quota.limited:
                 continue
             percent = quota.percent()
-            if percent >= QUOTA_WARNING and self.db.vacation_claim(domain, account, "quota-warning", "", now,
-                                                                    now + 86400):
-                out.append((domain, account, percent))
+            if percent < QUOTA_WARNING:
+                continue
+            text = self._warning_text(domain, account, percent)
+            if not quota.room_for(len(text) + WARNING_FIELDS):
+                event(log, "quota-warning-skipped", level=logging.INFO, account=f"{account}@{domain}",
+                      percent=percent, reason="no-room")
+                continue
+            if self.db.vacation_claim(domain, account, "quota-warning", "", now, now + 86400):
+                out.append((domain, account, percent, text))
         return out
 
-    async def _warn_quota(self, domain: str, account: str, percent: int) -> None:
-        """Tell the user their mailboxes are nearly full (issue 21), from the postmaster."""
+    def _warning_text(self, domain: str, account: str, percent: int) -> bytes:
         address = f"{account}@{domain}"
-        res = self.router.resolve(address, Context(kind="mail", internal=True))
-        if res.route.kind != "local":
-            return
         host = self.settings.server.hostname
-        text = (f"From: Mail System <postmaster@{host}>\r\nTo: <{address}>\r\n"
+        return (f"From: Mail System <postmaster@{host}>\r\nTo: <{address}>\r\n"
                 f"Subject: Your mailbox is {percent}% full\r\n"
                 f"Date: {email.utils.formatdate(time.time())}\r\n"
                 f"Message-ID: {email.utils.make_msgid(domain=host)}\r\nAuto-Submitted: auto-generated\r\n"
                 "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
                 f"Your mailboxes use {percent}% of the space you have. When they are full, new mail\r\n"
-                "is refused or returned to its senders. Please delete or archive some messages.\r\n")
-        await self.submit("", [Recipient(address, r) for r in self.router.expand(res.route)], text.encode(),
+                "is refused or returned to its senders. Please delete or archive some messages.\r\n").encode()
+
+    async def _warn_quota(self, domain: str, account: str, percent: int, text: bytes) -> None:
+        """Tell the user their mailboxes are nearly full (issue 21), from the postmaster."""
+        address = f"{account}@{domain}"
+        res = self.router.resolve(address, Context(kind="mail", internal=True))
+        if res.route.kind != "local":
+            return
+        await self.submit("", [Recipient(address, r) for r in self.router.expand(res.route)], text,
                           {"client": "local"})
         event(log, "quota-warning", account=address, percent=percent)
 

@@ -42,6 +42,7 @@ __all__ = [
     "EnvelopeItem",
     "ExistsData",
     "ExpungeData",
+    "PreviewItem",
     "VanishedData",
     "FetchData",
     "FetchItem",
@@ -837,6 +838,17 @@ class InternalDateItem:
 
     def encode(self) -> bytes:
         return b"INTERNALDATE " + wire.date_time(self.when)
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewItem:
+    """RFC 8970 §6:  msg-att-dynamic =/ "PREVIEW" SP nstring
+    (UTF-8: a literal when it is not ASCII)."""
+
+    text: str | None
+
+    def encode(self) -> bytes:
+        return b"PREVIEW " + wire.nstring(self.text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,8 +173,8 @@ class Move(Command):
 RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "UPDATE", "CONTEXT", "PARTIAL"})
 #: RFC 5256 §3 and RFC 5957 §3.
 SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
-#: RFC 5256 §3.
-THREAD_ALGORITHMS = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
+#: RFC 5256 §3, and REFS (draft-ietf-morg-inthread; Dovecot's THREAD=REFS).
+THREAD_ALGORITHMS = frozenset({"ORDEREDSUBJECT", "REFERENCES", "REFS"})
 
 
 _SAVING = re.compile(rb"[^ \r\n]+ (?:UID )?(?:SEARCH|SORT) RETURN \([^)\r\n]*\bSAVE\b"

@@ -314,8 +314,8 @@ def _cut(pool: list[str], rng: random.Random, nbytes: int) -> list[str]:
     return out
 
 
-def generate_maildir(dest: Path, n: int, seed: int) -> Corpus:
-    """``n`` messages in ``dest/cur`` (``:2,`` info, some ``S``), CRLF, 1-50 KiB, about a
+def generate_maildir(dest: Path, n: int, seed: int, max_kib: int = 50) -> Corpus:
+    """``n`` messages in ``dest/cur`` (``:2,`` info, some ``S``), CRLF, 1-``max_kib`` KiB, about a
     fifth multipart with an attachment, ``X-Bench-Tag`` on a tenth of them (the NEEDLE
     value on ~1 %).  The same ``seed`` gives the same bytes and names."""
     rng = random.Random(seed)
@@ -331,7 +331,7 @@ def generate_maildir(dest: Path, n: int, seed: int) -> Corpus:
     t0 = 1_700_000_000
     for i in range(n):
         ts = t0 + i * 97 + rng.randrange(90)
-        target = int(1024 * 50 ** rng.random())  # log-uniform 1 KiB .. 50 KiB
+        target = int(1024 * max_kib ** rng.random())  # log-uniform 1 KiB .. max_kib KiB
         name, addr = rng.choice(senders)
         subject = " ".join(rng.choice(words) for _ in range(rng.randint(2, 9))).capitalize()
         date = email.utils.formatdate(ts, localtime=False)
@@ -589,6 +589,42 @@ class Workloads:
         finally:
             await s.close()
         return Figure(t, c), resp
+
+    async def _after_login(self, deadline, line: str) -> tuple[Figure, bytes]:
+        s = await Session.open(self.port, deadline)
+        try:
+            await s.command(f'LOGIN "{ADDRESS}" "{PASSWORD}"')
+            c0 = self._cpu()
+            t0 = time.perf_counter()
+            resp = await s.command(line)
+            t = time.perf_counter() - t0
+            c = self._cpu() - c0
+        finally:
+            await s.close()
+        return Figure(t, c), resp
+
+    # a2. SELECT alone (after an untimed LOGIN): what a big mailbox costs to open
+    def select_only(self) -> Figure:
+        async def go(deadline):
+            fig, resp = await self._after_login(deadline, "SELECT INBOX")
+            m = re.search(rb"^\* (\d+) EXISTS", resp, re.M)
+            if not m or int(m.group(1)) != self.corpus.count:
+                raise ImapError(f"SELECT says {m and m.group(1)!r} EXISTS, the Maildir has {self.corpus.count}")
+            return fig
+        return self._run(go)
+
+    # a3. STATUS (MESSAGES UNSEEN SIZE) of the big INBOX, not selected
+    def status(self) -> Figure:
+        async def go(deadline):
+            fig, resp = await self._after_login(deadline, "STATUS INBOX (MESSAGES UNSEEN SIZE)")
+            m = re.search(rb"^\* STATUS \S+ \((.*)\)\r$", resp, re.M)
+            got = dict(re.findall(rb"(MESSAGES|UNSEEN|SIZE) (\d+)", m.group(1))) if m else {}
+            want = {b"MESSAGES": self.corpus.count, b"UNSEEN": self.corpus.count - self.corpus.seen,
+                    b"SIZE": self.corpus.total_bytes}
+            if {k: int(v) for k, v in got.items()} != want:
+                raise ImapError(f"STATUS gave {got}, expected {want}")
+            return fig
+        return self._run(go)
 
     # b. FETCH 1:* (UID FLAGS RFC822.SIZE)
     def fetch_all(self) -> Figure:
@@ -977,6 +1013,10 @@ LINES = [
     # key, label, unit ("s" or "ms")
     ("select_first", "first LOGIN+SELECT (index build)", "s"),
     ("select", "LOGIN+SELECT", "ms"),
+    ("select_only", "SELECT alone (after LOGIN)", "ms"),
+    ("status", "STATUS (MESSAGES UNSEEN SIZE) alone", "ms"),
+    ("select_restart", "SELECT alone, first after a restart", "ms"),
+    ("status_restart", "STATUS alone, first after a restart", "ms"),
     ("fetch_all_first", "FETCH 1:* (UID FLAGS RFC822.SIZE), first", "ms"),
     ("fetch_all", "FETCH 1:* (UID FLAGS RFC822.SIZE)", "ms"),
     ("bodies", "UID FETCH a:b BODY.PEEK[] ({bodies} bodies)", "ms"),
@@ -1032,14 +1072,28 @@ def measure(server: Server, args, corpus: Corpus, source: Path) -> Result:
                     f"client CPU {fig.client_cpu:.2f} s"
                     + (f" ({fig.note})" if fig.note else ""))
 
-        step("select_first", w.login_select, 1)
-        step("select", w.login_select, args.repeat)
-        step("fetch_all_first", w.fetch_all, 1)
-        step("fetch_all", w.fetch_all, args.repeat)
-        step("bodies", w.fetch_bodies, args.repeat)
-        step("search_first", w.search, 1)
-        step("search", w.search, args.repeat)
-        step("mixed", w.mixed, args.repeat)
+        def want(key: str) -> bool:
+            return not args.lines or key in args.lines
+
+        step("select_first", w.login_select, 1)  # always: it builds the index
+        for key, fn, times in (("select", w.login_select, args.repeat), ("select_only", w.select_only, args.repeat),
+                               ("status", w.status, args.repeat), ("fetch_all_first", w.fetch_all, 1),
+                               ("fetch_all", w.fetch_all, args.repeat), ("bodies", w.fetch_bodies, args.repeat),
+                               ("search_first", w.search, 1), ("search", w.search, args.repeat),
+                               ("mixed", w.mixed, args.repeat)):
+            if want(key) and (key not in ("bodies", "mixed") or w.mailbox is not None):
+                step(key, fn, times)
+        if want("select_restart") or want("status_restart"):
+            # The index as the server left it on disk, read by a fresh process: a
+            # restart must not rebuild or re-read it whole.  STATUS first (it does not
+            # load the listing), then SELECT, each the first of its kind.
+            server.stop()
+            server.start()
+            log(f"{server.name}: restarted")
+            if want("status_restart"):
+                step("status_restart", w.status, 1)
+            if want("select_restart"):
+                step("select_restart", w.select_only, 1)
     except BenchError as e:
         res.error = str(e)
         tail = server.log_tail()
@@ -1155,7 +1209,15 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--waypost", help="the waypost command (default: REPO/.venv/bin/waypost)")
     ap.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
+    ap.add_argument("--max-kib", type=int, default=50, help="largest generated message in KiB (default 50; "
+                    "smaller keeps a 100,000-message Maildir small)")
+    ap.add_argument("--lines", type=lambda v: [x.strip() for x in v.split(",") if x.strip()], default=[],
+                    help="only these lines (comma-separated keys: " + ",".join(k for k, _, _ in LINES)
+                    + "); the first LOGIN+SELECT always runs")
     args = ap.parse_args()
+    unknown = [k for k in args.lines if k not in {k for k, _, _ in LINES}]
+    if unknown:
+        ap.error(f"--lines: unknown {unknown}")
     if args.messages < 100 or args.repeat < 1 or args.sessions < 1 or args.bodies < 1:
         ap.error("--messages must be at least 100, --repeat, --sessions and --bodies at least 1")
 
@@ -1194,7 +1256,7 @@ def main() -> int:
         log(f"generating {args.messages} messages (seed {args.seed})")
         t0 = time.monotonic()
         source = work / "source"
-        corpus = generate_maildir(source, args.messages, args.seed)
+        corpus = generate_maildir(source, args.messages, args.seed, args.max_kib)
         log(f"generated {corpus.total_bytes / MiB:.1f} MiB in {time.monotonic() - t0:.1f} s")
         print(f"imap: {corpus.count} messages, {corpus.total_bytes / MiB:.1f} MiB ({corpus.multipart} multipart, "
               f"{corpus.seen} \\Seen, {corpus.needles} with {TAG_HEADER}: {NEEDLE}); {args.repeat} runs of each "

@@ -209,6 +209,9 @@ class AuthSettings:
 class DNSSettings:
     nameservers: list[str] = _s([], "Name servers as host or host:port; empty = the system's resolver.")
     timeout: float = _s(5.0, "Seconds a DNS look-up may take.")
+    trust_ad: bool = _s(False, "Trust the AD (authenticated data) bit of the name servers' answers: they are a "
+                               "validating resolver on this host (dns.nameservers on 127.0.0.1 or ::1 only, e.g. "
+                               "unbound). Needed for DANE (delivery.dane).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +223,18 @@ class DeliverySettings:
     command_timeout: float = _s(300.0, "Seconds to wait for a remote server's reply to one command.")
     starttls: bool = _s(True, "Use STARTTLS when the remote server offers it (opportunistic, unverified).")
     bind_address: str = _s("", "Source address of outgoing SMTP connections (\"\" = the system chooses).")
+    dane: bool = _s(True, "Use DANE (RFC 7672) where DNSSEC-validated TLSA records exist for an MX host (only with "
+                          "dns.trust_ad): TLS matching them, or the message waits.")
+    mta_sts: bool = _s(True, "Honour the MTA-STS policies (RFC 8461) of the domains we deliver to: 'enforce' asks for "
+                             "TLS with a certificate valid for a listed MX host, or the message waits.")
+    mta_sts_port: int = _s(443, "TCP port of the HTTPS policy servers (mta-sts.<domain>); tests use a high port.")
+    mta_sts_timeout: float = _s(10.0, "Seconds a policy fetch may take.")
+    tls_ca_file: str = _s("", "PEM file of the certificate authorities that verified outbound TLS (MTA-STS policy "
+                              "fetches, enforce and verify deliveries) trusts; \"\" = the system's store.")
+    tls_policy: list[str] = _s([], "Per-destination TLS, as 'domain=level' (a leading '.' covers sub-domains): "
+                                   "'none' (never STARTTLS), 'may' (opportunistic), 'encrypt' (TLS required, not "
+                                   "verified), 'verify' (TLS with a certificate valid for the MX host). It replaces "
+                                   "MTA-STS and DANE for that domain.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +311,14 @@ class MailAuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MTASTSSettings:
+    mode: str = _s("", "Our MTA-STS policy (RFC 8461), served at https://mta-sts.<domain>/.well-known/mta-sts.txt "
+                       "for every hosted domain by listen.https: 'testing', 'enforce' or 'none'; \"\" = not served.")
+    mx: list[str] = _s([], "The MX host names (or *.parent patterns) the policy lists; empty = server.hostname.")
+    max_age: int = _s(604800, "Seconds senders may cache the policy (at most 31557600).")
+
+
+@dataclass(frozen=True, slots=True)
 class FilterSettings:
     rspamd: str = _s("", "Rspamd's normal worker as http://host:port (e.g. \"http://127.0.0.1:11333\"), asked "
                          "(POST /checkv2) after DATA for mail from outside (as mailauth.inbound chooses it); "
@@ -328,6 +351,7 @@ class Settings:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     mailauth: MailAuthSettings = field(default_factory=MailAuthSettings)
+    mta_sts: MTASTSSettings = field(default_factory=MTASTSSettings)
     filter: FilterSettings = field(default_factory=FilterSettings)
     # Not a setting: where the file was read from; paths are relative to it.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
@@ -470,6 +494,23 @@ def _validate(s: Settings) -> None:
         raise ConfigError("ftp.max_connections, ftp.max_connections_per_ip, ftp.max_login_failures: must be positive")
     if s.server.listen_backlog <= 0:
         raise ConfigError("server.listen_backlog: must be positive")
+    if s.dns.trust_ad:
+        for ns in s.dns.nameservers or ["(the system's resolver)"]:
+            try:
+                loopback = ipaddress.ip_address(parse_hostport(ns, default_port=53)[0]).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                raise ConfigError(f"dns.trust_ad: name server {ns} is not on this host (127.0.0.1 or ::1): "
+                                  "its AD bit could be forged on the way")
+    if s.mta_sts.mode not in ("", "testing", "enforce", "none"):
+        raise ConfigError("mta_sts.mode: expected \"\", 'testing', 'enforce' or 'none'")
+    if not 0 <= s.mta_sts.max_age <= 31557600:
+        raise ConfigError("mta_sts.max_age: from 0 to 31557600 seconds (RFC 8461 §3.2)")
+    for entry in s.delivery.tls_policy:
+        name, eq, level = entry.partition("=")
+        if not eq or not name.strip() or level.strip() not in ("none", "may", "encrypt", "verify"):
+            raise ConfigError(f"delivery.tls_policy: {entry!r}: expected 'domain=none|may|encrypt|verify'")
     if s.mailauth.inbound not in ("off", "tag", "enforce"):
         raise ConfigError("mailauth.inbound: expected 'off', 'tag' or 'enforce'")
     if s.mailauth.dmarc_reject not in ("reject", "junk"):

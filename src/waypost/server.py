@@ -766,6 +766,7 @@ def default_workers() -> int:
 def serve(settings: Settings, workers: int | None = None, out: Callable[[str], None] = print) -> int:
     """Bind, recover, run; returns the exit status.  SIGTERM stops cleanly."""
     configure_logging(settings.server.log_format, settings.server.log_level)
+    fixed_mmap_threshold()
     problems = startup_problems(settings)
     errors = [p for p in problems if p.fatal]
     if errors:
@@ -827,6 +828,33 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
     if n == 1:
         return _run_worker(settings, sockets, tls, ftp_tls)
     return _supervise(settings, sockets, n, tls, ftp_tls)
+
+
+#: glibc's ``M_MMAP_THRESHOLD`` as ``serve`` sets it (see ``fixed_mmap_threshold``).
+MMAP_THRESHOLD = 256 * 1024
+_M_MMAP_THRESHOLD = -3  # <malloc.h>
+
+
+def fixed_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Make glibc's malloc serve every block of ``threshold`` octets or more with its own
+    mmap, so that freeing it gives the memory back to the system at once.
+
+    By default the threshold is dynamic: once a block mmap'ed for a big message (the
+    text of a DATA, a message loaded for delivery) is freed, glibc raises the
+    threshold to that size, and the next big blocks come from the heap, where a small
+    object allocated after them keeps the memory from ever being returned: the RSS of
+    a worker grew with the biggest messages it had seen and stayed there.  Setting
+    the threshold turns the dynamic adjustment off (mallopt(3)); the forked workers
+    inherit it.  Returns False where the C library is not glibc (nothing changed)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
 
 
 def link_bus(bus: Bus, db: Any, node: str, background: bool = True) -> None:

@@ -419,3 +419,117 @@ def test_a_postgresql_restart_under_load_answers_4xx_never_250_and_the_nodes_rec
             stop_clients.set()
             stop_all(nodes)
 
+
+class SlowSink:
+    """A next hop that keeps its first callers waiting until ``hold`` is cleared, then
+    refuses them (their client is gone by then); later ones it takes and keeps."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.waiting = threading.Event()
+        self.hold = True
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001 - aiosmtpd's hook
+        import asyncio
+
+        if self.hold:
+            self.waiting.set()
+            while self.hold:
+                await asyncio.sleep(0.05)
+            return "451 4.3.0 the client that sent this is gone"
+        self.received.append(envelope.content)
+        return "250 2.0.0 taken"
+
+
+def test_cluster_release_gives_a_dead_nodes_leases_and_journal_back_at_once(tmp_path):
+    """Node C is killed (-9) while it delivers a message it accepted (its next hop holds
+    it in DATA) and with a delivery in its journal that it never recorded.  Its lease
+    (600 s) would keep the message from A and B for ten minutes; ``cluster release``
+    (refused while C was heard lately, unless --force) records the journaled delivery,
+    gives the lease back, and A or B deliver the message once, at once."""
+    from aiosmtpd.controller import Controller
+
+    from support.server import free_port
+
+    sink = SlowSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    dns = TestDNSServer({"customer.test": {"MX": [(10, "mail.customer.test")]},
+                         "mail.customer.test": {"A": ["127.0.0.1"]}})
+    dns.start()
+    nodes, shared = make_cluster(tmp_path, dns={"nameservers": [dns.nameserver], "timeout": 2.0},
+                                 delivery={"smtp_port": port, "connect_timeout": 2.0})
+    a, b, c = nodes
+    try:
+        (tmp_path / "router.txt").write_text("Relay: customer.test = customer.test@customer.test.via\n"
+                                             "Relay: held.test = held.test@held.test.via\n")
+        a.ok("router", "import", str(tmp_path / "router.txt"))
+        a.ok("queue", "hold", "held.test")
+        start_all(nodes)
+        with smtplib.SMTP(c.host, c.smtp_port, timeout=30) as s:
+            s.ehlo("client.example")
+            s.sendmail("sender@outside.example", ["joe@held.test"], b"Subject: journaled\r\n\r\nx\r\n")
+            s.mail("sender@outside.example")
+            s.rcpt("joe@customer.test")
+            code, text = s.data(b"Subject: leased\r\n\r\nbody\r\n")
+            assert code == 250
+        leased = text.rsplit(b" ", 1)[-1].decode()
+        journaled = next(i for i in c.queue_ids() if i != leased)
+        assert sink.waiting.wait(20), "node C never reached its next hop"
+        refused = a.cli("cluster", "release", c.hostname)
+        assert refused.exit_code == 1 and "is up" in refused.output  # C is alive: refused
+        c.kill9()
+        # What C's next hop accepted just before the kill, in C's journal (the line
+        # format of waypost.queue.journal), never recorded in the index.
+        journal = shared / "spool" / "nodes" / c.hostname / "journal"
+        (journal / "999999").write_text(f"{journaled} 0\n")
+        sink.hold = False  # C's session: refused (C is gone); the next ones are taken
+        time.sleep(2.0)  # C's lease (600 s) holds the message: nobody delivers it meanwhile
+        assert sink.received == []
+        assert "is up" in a.cli("cluster", "release", c.hostname).output  # heard < 30 s ago
+        result = json.loads(a.ok("cluster", "release", c.hostname, "--force", "--json"))
+        assert result == {"node": c.hostname, "replayed": 1, "released": 1, "workers_forgotten": 1}, result
+        wait_for(lambda: sink.received, timeout=20, what="C's message delivered by A or B after the release")
+        wait_for(lambda: a.queue_ids() == [], timeout=20, what="an empty queue")
+        assert len(sink.received) == 1 and b"Subject: leased" in sink.received[0]
+        assert not (journal / "999999").exists()
+        assert c.hostname not in {r["node"] for r in json.loads(a.ok("cluster", "status", "--json"))}
+        unknown = a.cli("cluster", "release", "mail-x.example.test")
+        assert unknown.exit_code == 1 and "no worker of node mail-x.example.test" in unknown.output
+    finally:
+        stop_all(nodes)
+        controller.stop()
+        dns.stop()
+
+
+def test_a_sieve_script_changed_on_one_node_is_used_by_another_at_once(tmp_path):
+    """Node B caches alice's active script (read at every local delivery); a new script
+    put through node A's CLI, then the account removed and made again under the same
+    name (no script), are used by node B from its next delivery on: the cache is
+    invalidated across nodes by NOTIFY (STYLE.md point 13)."""
+    nodes, shared = make_cluster(tmp_path)
+    a, b, _c = nodes
+    script = tmp_path / "main.sieve"
+    mail = shared / "mail" / "example.test" / "alice"
+    try:
+        a.ok("account", "add", "alice@example.test", "--password", "alice-password")
+        script.write_text('require "fileinto";\nfileinto "A";\n')
+        a.ok("sieve", "put", "alice@example.test", "main", str(script), "--activate")
+        a.start()
+        b.start()
+        for n in range(2):  # both through node B: the second is served from its cache
+            assert send(b, "alice@example.test", f"first-{n}")[0] == 250
+        wait_for(lambda: len(maildir_messages(mail / ".A")) == 2, timeout=15, what="two filed into A by node B")
+        script.write_text('require "fileinto";\nfileinto "B";\n')
+        a.ok("sieve", "put", "alice@example.test", "main", str(script))  # node A's CLI
+        assert send(b, "alice@example.test", "second")[0] == 250
+        wait_for(lambda: len(maildir_messages(mail / ".B")) == 1, timeout=15, what="filed into B by node B")
+        a.ok("account", "remove", "alice@example.test")
+        a.ok("account", "add", "alice@example.test", "--password", "alice-password")
+        assert send(b, "alice@example.test", "third")[0] == 250
+        wait_for(lambda: subjects(shared, "alice@example.test")["third"] == 1, timeout=15,
+                 what="the new account's message in INBOX")
+        assert len(maildir_messages(mail / ".A")) == 2 and len(maildir_messages(mail / ".B")) == 1
+    finally:
+        stop_all(nodes)

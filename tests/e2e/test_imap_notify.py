@@ -65,8 +65,35 @@ def test_initial_status_as_imaptest_asks(imap_server):
     assert re.fullmatch(rb"\* STATUS box2 \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+ HIGHESTMODSEQ \d+\)", out[0]), out
     out = r.cmd("n NOTIFY SET (mailboxes box2 (MessageNew MessageExpunge FlagChange))")
     assert len(out) == 1 and out[0].startswith(b"n OK")  # without STATUS: none
+    # imaptest's notify group: each event alone for a mailbox that is not selected
+    out = r.cmd("n NOTIFY SET STATUS (mailboxes box2 (MessageExpunge))")
+    assert re.fullmatch(rb"\* STATUS box2 \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+\)", out[0]), out
+    assert out[-1].startswith(b"n OK") and len(out) == 2
+    out = r.cmd("n NOTIFY SET STATUS (mailboxes box2 (MessageNew))")
+    assert re.fullmatch(rb"\* STATUS box2 \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+\)", out[0]), out
+    out = r.cmd("n NOTIFY SET STATUS (mailboxes box2 (FlagChange))")
+    assert re.fullmatch(rb"\* STATUS box2 \(UIDVALIDITY \d+ HIGHESTMODSEQ \d+\)", out[0]), out
+    assert out[-1].startswith(b"n OK") and len(out) == 2
     r.cmd("n NOTIFY NONE")
     r.close()
+
+
+def test_message_expunge_alone_in_another_mailbox(imap_server):
+    # MessageExpunge alone for a mailbox that is not selected: its STATUS comes when
+    # a message goes from it (another session's EXPUNGE)
+    r, other = raw(imap_server), raw(imap_server)
+    r.cmd("c CREATE box3")
+    append(r, "box3")
+    append(r, "box3")
+    assert r.cmd("n NOTIFY SET (mailboxes box3 (MessageExpunge))")[-1].startswith(b"n OK")
+    assert other.cmd("s SELECT box3")[-1].startswith(b"s OK")
+    other.cmd("t STORE 1 +FLAGS.SILENT (\\Deleted)")
+    assert other.cmd("x EXPUNGE")[-1].startswith(b"x OK")
+    line = r.line()  # unasked, within NOTIFY's wake-up
+    assert re.fullmatch(rb"\* STATUS box3 \(MESSAGES 1 UIDNEXT 3 UIDVALIDITY \d+\)", line), line
+    r.cmd("n NOTIFY NONE")
+    r.close()
+    other.close()
 
 
 def test_message_events_in_other_mailboxes_arrive_unasked(imap_server):
@@ -129,8 +156,9 @@ def test_selected_mailbox_updates_come_at_once(imap_server):
 @pytest.mark.parametrize("line, reply", [
     ("n NOTIFY SET (personal (AnnotationChange))", b"n NO [BADEVENT (MessageNew MessageExpunge FlagChange "
                                                    b"MailboxName SubscriptionChange)]"),
-    ("n NOTIFY SET (personal (MessageNew))", b"n BAD"),
-    ("n NOTIFY SET (personal (FlagChange))", b"n BAD"),
+    ("n NOTIFY SET (selected (MessageNew))", b"n BAD"),
+    ("n NOTIFY SET (selected-delayed (MessageExpunge))", b"n BAD"),
+    ("n NOTIFY SET (selected (FlagChange))", b"n BAD"),
     ("n NOTIFY SET (personal (MessageNew (uid) MessageExpunge))", b"n BAD"),
     ("n NOTIFY SET (everywhere (MessageNew MessageExpunge))", b"n BAD"),
     ("n NOTIFY SET", b"n BAD"),

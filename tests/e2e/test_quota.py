@@ -202,3 +202,34 @@ def test_usage_exact_with_two_workers(tmp_path):
         assert (row["messages"], row["storage"]) == (30, sum(p.stat().st_size for p in files))
         assert inst.ok("quota", "recount", "alice@example.test").startswith("alice@example.test")
         assert usage(inst, "alice@example.test") == row
+
+
+def test_the_90_percent_warning_is_sent_when_it_fits_and_never_queued_when_not(inst):
+    """At 90 % the user gets one warning in INBOX; an account so full that the warning
+    itself would not fit gets none: nothing waits in the queue refused 452 4.2.2 (the
+    bug: it sat there until it expired), and no claim is taken, so that the next
+    delivery with room warns."""
+    inst.ok("account", "set", "alice@example.test", "--quota", "20K")
+    inst.ok("account", "set", "bob@example.test", "--quota", "40K")
+    inst.start()
+    with smtplib.SMTP("127.0.0.1", inst.smtp_port) as s:
+        s.sendmail("x@outside.example", ["alice@example.test"], body(19 * KB + 700, "nearly full"))
+        s.sendmail("x@outside.example", ["bob@example.test"], body(37 * KB, "nearly full"))
+    inst.expect_log(r"event=quota-warning-skipped account=alice@example\.test .*reason=no-room")
+    warned = wait_for(lambda: [p for p in inst.messages("bob@example.test") if b"% full" in p.read_bytes()],
+                      what="bob's warning")
+    assert re.search(rb"Subject: Your mailbox is 9\d% full", warned[0].read_bytes())
+    assert len(inst.messages("alice@example.test")) == 1
+    assert json.loads(inst.ok("queue", "list", "--json")) == []
+    assert not inst.log_lines(r"event=deferred .*alice")
+    # Room made, and mail that takes alice to 90 % again: now the warning fits.
+    c = imap(inst)
+    c.select("INBOX")
+    c.store("1", "+FLAGS", "(\\Deleted)")
+    c.expunge()
+    c.logout()
+    inst.ok("account", "set", "alice@example.test", "--quota", "40K")
+    with smtplib.SMTP("127.0.0.1", inst.smtp_port) as s:
+        s.sendmail("x@outside.example", ["alice@example.test"], body(37 * KB, "again"))
+    wait_for(lambda: [p for p in inst.messages("alice@example.test") if b"% full" in p.read_bytes()],
+             what="alice's warning")

@@ -6,7 +6,9 @@ listing switch), served read-only at ``/~name/``; an upload over the area's limi
 over ``web.max_upload_size`` is answered 413 and leaves nothing; path traversal in the
 folder, the file name or the form is refused.  ``/settings``: real name, forwarding
 (mail delivered over SMTP then arrives at the forward address) and the password (IMAP
-logins follow it).
+logins follow it).  ``/quota`` and ``/vacation`` (issue 21): the vacation reply is
+edited in the account's active Sieve script, the one Debian's ``sieve-connect`` sees
+over ManageSieve.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import concurrent.futures
 import http.client
 import imaplib
 import os
+import re
+import shutil
 import smtplib
+import subprocess
 import urllib.parse
 from email.message import EmailMessage
 
@@ -28,7 +33,8 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = "/usr/bin/chromium"
 MAIN = "example.test"
-PW = {"alice": "alice-web-pw-1", "carol": "carol-web-pw-1", "frank": "frank-web-pw-1", "gina": "gina-web-pw-1"}
+PW = {"alice": "alice-web-pw-1", "carol": "carol-web-pw-1", "frank": "frank-web-pw-1", "gina": "gina-web-pw-1",
+      "hank": "hank-web-pw-1", "ivy": "ivy-web-pw-1"}
 #: A small form bound, so that the 413 of a body over it is cheap to provoke.
 MAX_UPLOAD = 300_000
 
@@ -37,8 +43,9 @@ MAX_UPLOAD = 300_000
 def server(tmp_path_factory):
     with WaypostInstance(tmp_path_factory.mktemp("webacct") / "data", domain=MAIN,
                          auth={"free_failures": 1000, "block_after": 1000}) as inst:
-        inst.http_port = free_port()
-        inst.configure(listen={"http": f"127.0.0.1:{inst.http_port}"}, web={"max_upload_size": MAX_UPLOAD})
+        inst.http_port, inst.sieve_port = free_port(), free_port()
+        inst.configure(listen={"http": f"127.0.0.1:{inst.http_port}", "sieve": f"127.0.0.1:{inst.sieve_port}"},
+                       web={"max_upload_size": MAX_UPLOAD})
         for name, pw in PW.items():
             inst.ok("account", "add", f"{name}@{MAIN}", "--password", pw)
         inst.start()
@@ -346,3 +353,130 @@ def test_settings_real_name_forwarding_and_password(page, server):
         assert not any("a-new-password-2" in line for line in server.output)  # never logged
     finally:
         cli(server, "account", "passwd", f"alice@{MAIN}", "--password", PW["alice"])
+
+
+# -- quota and vacation (issue 21) ----------------------------------------------------------
+
+
+def smtp(server, sender, rcpt, subject, extra=""):
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as s:
+        s.sendmail(sender, [rcpt], (f"From: {sender}\r\nTo: {rcpt}\r\n{extra}Subject: {subject}\r\n\r\n"
+                                    + ("x" * 78 + "\r\n") * 25).encode())
+
+
+def test_quota_page_shows_limits_usage_and_the_biggest_mailboxes(page, server):
+    cli(server, "account", "set", f"hank@{MAIN}", "--quota", "10K", "--quota-messages", "50")
+    for i in range(4):
+        smtp(server, "x@remote.test", f"hank@{MAIN}", f"filler {i}")
+    wait_for(lambda: len(server.messages(f"hank@{MAIN}")) == 4, what="delivery")
+    log_in(page, server, "hank")
+    page.click("header a[href='/quota']")
+    assert page.inner_text("#quota-storage .limit") == str(10 * 1024)
+    used = int(page.inner_text("#quota-storage .used"))
+    assert 8000 < used < 10 * 1024 and page.inner_text("#quota-messages .used") == "4"
+    assert page.inner_text("#quota-messages .limit") == "50"
+    assert "% of what it may" in page.inner_text("#percent") and "delete or archive" in page.inner_text("#percent")
+    assert page.inner_text("#by-mailbox tr[data-box] td") == "INBOX"  # the biggest first
+    assert int(page.inner_text("#by-mailbox tr[data-box=INBOX] .octets")) == used
+    shot(page, "quota")
+    cli(server, "account", "set", f"hank@{MAIN}", "--quota", "default", "--quota-messages", "default")
+    page.reload()
+    assert page.inner_text("#quota-storage .limit") == "unlimited" and page.query_selector("#percent") is None
+
+
+def sieve_connect(server, tmp_path, who, *args):
+    exe = shutil.which("sieve-connect")
+    assert exe, "sieve-connect is installed by 'make test' (Debian package sieve-connect)"
+    ca = tls.write_ca_file(tmp_path / "ca.pem")
+    r, w = os.pipe()
+    os.write(w, PW[who].encode() + b"\n")
+    os.close(w)
+    try:
+        out = subprocess.run([exe, "--server", "127.0.0.1", "--port", str(server.sieve_port),
+                              "--user", f"{who}@{MAIN}", "--passwordfd", str(r), "--authmech", "PLAIN",
+                              "--tlscafile", str(ca), *args],
+                             capture_output=True, text=True, timeout=60, pass_fds=(r,),
+                             env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    finally:
+        os.close(r)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_vacation_page_edits_the_script_managesieve_sees(page, server, tmp_path):
+    local = tmp_path / "main.sieve"
+    local.write_text('require ["fileinto"];\n# lists go to their folder\n'
+                     'if exists "List-Id" { fileinto "Lists"; stop; }\n')
+    sieve_connect(server, tmp_path, "hank", "--upload", "--localsieve", str(local), "--remotesieve", "main")
+    sieve_connect(server, tmp_path, "hank", "--activate", "--remotesieve", "main")
+    log_in(page, server, "hank")
+    page.click("header a[href='/vacation']")
+    assert page.inner_text("#script") == "main" and not page.is_checked("#enabled")
+    page.check("#enabled")
+    page.fill("#subject", "Away \"this\" week")
+    page.fill("#reason", "I am away until Monday.\nUrgent: call the office.")
+    page.fill("#days", "2")
+    page.click("#save")
+    assert page.inner_text("#done") == "Saved."
+    assert page.is_checked("#enabled") and page.input_value("#days") == "2"
+    assert page.input_value("#reason") == "I am away until Monday.\nUrgent: call the office."
+    shot(page, "vacation")
+    # ManageSieve sees the same script: the user's rule kept, the vacation rule added.
+    got = tmp_path / "got.sieve"
+    sieve_connect(server, tmp_path, "hank", "--download", "--remotesieve", "main", "--localsieve", str(got))
+    text = got.read_text()
+    assert 'fileinto "Lists"' in text and 'vacation :days 2 :subject "Away \\"this\\" week"' in text
+    assert '"main" ACTIVE' in sieve_connect(server, tmp_path, "hank", "--list")
+    # It runs: one reply per sender in the period, none to a list.
+    smtp(server, f"gina@{MAIN}", f"hank@{MAIN}", "first")
+    smtp(server, f"gina@{MAIN}", f"hank@{MAIN}", "second")
+    smtp(server, f"gina@{MAIN}", f"hank@{MAIN}", "list mail", "List-Id: <l.example.test>\r\n")
+    replies = wait_for(lambda: [p for p in server.messages(f"gina@{MAIN}") if b"Away" in p.read_bytes()],
+                       what="the vacation reply")
+    server.expect_log(r'event=vacation-skipped .*sender=<gina@example.test> reason="replied within the period"')
+    assert len(replies) == 1 and b"Urgent: call the office." in replies[0].read_bytes()
+    # Off: the rule stays in the script, but answers no one.
+    page.uncheck("#enabled")
+    page.click("#save")
+    sieve_connect(server, tmp_path, "hank", "--download", "--remotesieve", "main", "--localsieve", str(got))
+    assert re.search(r"if false \{\s*vacation", got.read_text())
+    smtp(server, f"carol@{MAIN}", f"hank@{MAIN}", "while off")
+    wait_for(lambda: any(b"while off" in p.read_bytes() for p in server.messages(f"hank@{MAIN}")), what="delivery")
+    assert not any(b"Away" in p.read_bytes() for p in server.messages(f"carol@{MAIN}"))
+    # A script that answers from rules of its own is left to a Sieve client.
+    local.write_text('require ["vacation"];\nif header :contains "subject" "x" { vacation "own rule"; }\n')
+    sieve_connect(server, tmp_path, "hank", "--upload", "--localsieve", str(local), "--remotesieve", "main")
+    page.goto(url(server, "/vacation"))
+    assert "Sieve client" in page.inner_text("#foreign") and page.query_selector("#save") is None
+    cookie = "wp_session=" + {c["name"]: c["value"] for c in page.context.cookies()}["wp_session"]
+    token = page.get_attribute("input[name=csrf]", "value")
+    form = urllib.parse.urlencode({"csrf": token, "enabled": "on", "reason": "x", "days": "3"}).encode()
+    status, _, _ = request(server, "POST", "/vacation", body=form,
+                           headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 409
+    sieve_connect(server, tmp_path, "hank", "--download", "--remotesieve", "main", "--localsieve", str(got))
+    assert got.read_text() == local.read_text()  # untouched
+
+
+def test_vacation_without_a_script_makes_one_and_bad_input_is_refused(page, server, tmp_path):
+    log_in(page, server, "ivy")
+    page.goto(url(server, "/vacation"))
+    page.check("#enabled")
+    page.fill("#reason", "")
+    page.click("#save")
+    assert "Write the message" in page.inner_text("#error")
+    # (The browser itself refuses 0 days in the number field: the server is asked by hand.)
+    cookie = "wp_session=" + {c["name"]: c["value"] for c in page.context.cookies()}["wp_session"]
+    token = page.get_attribute("input[name=csrf]", "value")
+    for days in ("0", "366", "x"):
+        form = urllib.parse.urlencode({"csrf": token, "enabled": "on", "reason": "x", "days": days}).encode()
+        status, _, data = request(server, "POST", "/vacation", body=form,
+                                  headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 400 and b"Days: 1 to 365" in data
+    page.fill("#reason", "Back soon.")
+    page.fill("#days", "7")
+    page.click("#save")
+    assert page.inner_text("#done") == "Saved."
+    assert '"webuser" ACTIVE' in sieve_connect(server, tmp_path, "ivy", "--list")
+    text = cli(server, "sieve", "get", f"ivy@{MAIN}", "webuser")
+    assert 'require "vacation";' in text and '"Back soon."' in text

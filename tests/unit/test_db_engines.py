@@ -201,7 +201,7 @@ def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
     db = PostgresDatabase(url)
     try:
         assert db.get_domain("example.test") is not None
-        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 7
+        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 8
         db.node_heartbeat("w/1", "w", [], 0.0, 1.0)  # the table version 2 added
         assert [n.worker for n in db.node_list(1.0)] == ["w/1"]
         db.sieve_put("example.test", "al", "s", "keep;")  # the tables version 3 added
@@ -252,3 +252,55 @@ def test_web_sessions_store_hash_expire_and_delete(make_db):
     assert db.web_session_get("h1", 1500.0) is None
     db.web_session_delete("h2")
     assert db.web_session_get("h2", 3500.0) is None
+
+
+def _savedate_checks(db) -> None:
+    """Migration 8 (RFC 8514 save dates): a message indexed before has none; one
+    added now has the time it was stored, whatever its internal date."""
+    box = db.mailbox_create("example.test", "sd", "INBOX", "", 7)
+    before = time.time()
+    [new] = db.message_add(box.id, [("1.M1.h", "new", (), 10, 1_000_000.0)])
+    assert new.internaldate == 1_000_000.0 and before - 1 <= new.savedate <= time.time() + 1
+    assert [m.savedate for m in db.message_list(box.id)] == [new.savedate]
+
+
+def test_sqlite_migration_8_keeps_old_messages_without_a_save_date(tmp_path):
+    path = tmp_path / "v7.db"
+    conn = sqlite3.connect(path)
+    for statements in sqlite_engine.MIGRATIONS[:7]:
+        for st in statements:
+            conn.execute(st)
+    conn.execute("PRAGMA user_version=7")
+    conn.execute("INSERT INTO mailboxes (id, domain, account, name, folder, uidvalidity, uidnext)"
+                 " VALUES (1, 'example.test', 'old', 'INBOX', '', 5, 2)")
+    conn.execute("INSERT INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate)"
+                 " VALUES (1, 1, '0.M0.h', 'cur', '', 1, 10, 5.0)")
+    conn.commit()
+    conn.close()
+    db = SQLiteDatabase(path)
+    try:
+        assert [m.savedate for m in db.message_list(1)] == [None]
+        _savedate_checks(db)
+    finally:
+        db.close()
+
+
+def test_postgresql_migration_8_keeps_old_messages_without_a_save_date():
+    url = pg.new_url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied DOUBLE PRECISION NOT NULL)")
+            for n, statements in enumerate(pg_engine.MIGRATIONS[:7], start=1):
+                for st in statements:
+                    conn.execute(st)
+                conn.execute("INSERT INTO schema_version VALUES (%s, 0)", (n,))
+            row = conn.execute("INSERT INTO mailboxes (domain, account, name, folder, uidvalidity, uidnext)"
+                               " VALUES ('example.test', 'old', 'INBOX', '', 5, 2) RETURNING id").fetchone()
+            conn.execute("INSERT INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate)"
+                         " VALUES (%s, 1, '0.M0.h', 'cur', '', 1, 10, 5.0)", (row[0],))
+    db = PostgresDatabase(url)
+    try:
+        assert [m.savedate for m in db.message_list(row[0])] == [None]
+        _savedate_checks(db)
+    finally:
+        db.close()

@@ -105,3 +105,68 @@ def test_a_finished_file_is_unlinked_when_the_pool_cannot_take_it(tmp_path):
         assert list(spool.ids()) == []
     finally:
         spool.stop()
+
+
+def test_a_streamed_message_is_spool_format_2_and_both_formats_read(tmp_path):
+    """A big message's text is written while it arrives (SpoolStream), its head and
+    envelope behind it at commit; read back it is head + text.  Format 1 files (every
+    small message, and what older versions wrote) still read."""
+    spool = Spool(tmp_path)
+    spool._on_commit = lambda entries: None
+    text = b"Subject: big\r\n\r\n" + b"line of text\r\n" * 50_000
+
+    async def go() -> SpoolEntry:
+        stream = spool.open_stream()
+        for at in range(0, len(text), 100_000):
+            if stream.write(text[at:at + 100_000]):
+                await stream.flush()
+        await stream.flush()
+        assert stream.read_start(14) == b"Subject: big\r\n"
+        entry = SpoolEntry(new_message_id(), {"sender": "a@example.test", "size": 0}, b"Received: x\r\n", stream)
+        await spool.commit(entry)
+        return entry
+
+    try:
+        entry = asyncio.run(go())
+        raw = spool.path(entry.msg_id).read_bytes()
+        assert raw.startswith(b"WAYPOST-SPOOL 2\n")
+        assert spool.read(entry.msg_id) == (entry.envelope, b"Received: x\r\n" + text)
+        assert list(os.scandir(spool.tmp)) == []
+        old = SpoolEntry(new_message_id(), {"sender": ""}, b"small\r\n")
+        _commit(spool, [old])
+        assert spool.path(old.msg_id).read_bytes().startswith(b"WAYPOST-SPOOL 1\n")
+        assert spool.read(old.msg_id) == (old.envelope, b"small\r\n")
+    finally:
+        spool.stop()
+
+
+def test_a_stream_refused_or_abandoned_leaves_no_file(tmp_path):
+    spool = Spool(tmp_path)
+
+    def refuse(entries: list[SpoolEntry]) -> None:
+        raise ConnectionError("the index is unreachable")
+
+    spool._on_commit = refuse
+
+    async def go() -> None:
+        dropped = spool.open_stream()
+        dropped.write(b"x" * 1000)
+        await dropped.flush()
+        dropped.abort()  # the client went away
+        stream = spool.open_stream()
+        stream.write(b"text\r\n")
+        await stream.flush()
+        stream_entry = SpoolEntry(new_message_id(), {"sender": ""}, b"", stream)
+        try:
+            await spool.commit(stream_entry)
+        except OSError:
+            pass
+        else:
+            raise AssertionError("committed without an index")
+        stream.abort()  # after the committer had it: nothing more to do
+
+    try:
+        asyncio.run(go())
+        assert list(os.scandir(spool.tmp)) == [] and list(spool.ids()) == []
+    finally:
+        spool.stop()

@@ -422,6 +422,11 @@ _V7: list[str] = [
     " created DOUBLE PRECISION NOT NULL, last_used DOUBLE PRECISION NOT NULL DEFAULT 0)",
 ]
 
+#: Version 8: the save date of each message (RFC 8514 SAVEDATE; see sqlite.py).
+_V8: list[str] = [
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS savedate DOUBLE PRECISION",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
 #: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
 MIGRATIONS: list[list[str]] = [
@@ -432,6 +437,7 @@ MIGRATIONS: list[list[str]] = [
     _V5,
     _V6,
     _V7,
+    _V8,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -10,6 +10,7 @@ the row lock shared, so an expunge (which deletes their rows) is never overtaken
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Sequence
 
 import psycopg
@@ -22,7 +23,7 @@ _MAILBOX_COLS = ("id, domain, account, name, folder, uidvalidity, uidnext, highe
                  " COALESCE((SELECT unseen FROM mailbox_counts WHERE mailbox_id = mailboxes.id), 0),"
                  " COALESCE((SELECT size FROM mailbox_counts WHERE mailbox_id = mailboxes.id), 0),"
                  " COALESCE((SELECT unsized FROM mailbox_counts WHERE mailbox_id = mailboxes.id), 0)")
-_MESSAGE_COLS = "uid, name, subdir, flags, modseq, size, internaldate"
+_MESSAGE_COLS = "uid, name, subdir, flags, modseq, size, internaldate, savedate"
 
 
 def _mailbox(row: Sequence[Any]) -> MailboxRecord:
@@ -30,8 +31,9 @@ def _mailbox(row: Sequence[Any]) -> MailboxRecord:
 
 
 def _message(row: Sequence[Any]) -> MessageRecord:
-    uid, name, subdir, flags, modseq, size, internaldate = row
-    return MessageRecord(uid, name, subdir, tuple(flags.split()) if flags else (), modseq, size, internaldate)
+    uid, name, subdir, flags, modseq, size, internaldate, savedate = row
+    return MessageRecord(uid, name, subdir, tuple(flags.split()) if flags else (), modseq, size, internaldate,
+                         savedate)
 
 
 class _MailboxIndex:
@@ -122,6 +124,7 @@ class _MailboxIndex:
                 raise NotFound(f"mailbox {mailbox_id}")
             uid, modseq = row
             modseq += 1
+            now = time.time()  # the save date (RFC 8514) of all of them
             # Names indexed already (delivery and a directory scan may both see a file)
             # keep their UID; the others get the next ones, in order.
             known = {r[1]: _message(r) for r in c.execute(
@@ -133,17 +136,17 @@ class _MailboxIndex:
                 if old is not None:
                     out.append(old)
                     continue
-                rec = MessageRecord(uid, name, subdir, tuple(flags), modseq, size, internaldate)
+                rec = MessageRecord(uid, name, subdir, tuple(flags), modseq, size, internaldate, now)
                 known[name] = rec
                 new.append(rec)
                 out.append(rec)
                 uid += 1
             if new:
                 c.execute(
-                    "INSERT INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate)"
-                    " SELECT %s, * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[],"
+                    "INSERT INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate, savedate)"
+                    " SELECT %s, *, %s FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[],"
                     " %s::bigint[], %s::float8[])",
-                    (mailbox_id, [m.uid for m in new], [m.name for m in new], [m.subdir for m in new],
+                    (mailbox_id, now, [m.uid for m in new], [m.name for m in new], [m.subdir for m in new],
                      [" ".join(m.flags) for m in new], [m.modseq for m in new], [m.size for m in new],
                      [m.internaldate for m in new]))
                 c.execute("UPDATE mailboxes SET uidnext=%s, highestmodseq=%s WHERE id=%s", (uid, modseq, mailbox_id))

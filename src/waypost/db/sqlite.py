@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -349,6 +350,13 @@ _V7: list[str] = [
     " created REAL NOT NULL, last_used REAL NOT NULL DEFAULT 0) WITHOUT ROWID",
 ]
 
+#: Version 8: the save date of each message (RFC 8514 SAVEDATE): when it was stored in
+#: its mailbox.  Messages indexed before have none (FETCH SAVEDATE answers NIL, and the
+#: SAVED* search keys use their internal date).
+_V8: list[str] = [
+    "ALTER TABLE messages ADD COLUMN savedate REAL",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes a database from version n - 1 to
 #: n (``PRAGMA user_version``).  Append; never edit one that has been released.
 MIGRATIONS: list[list[str]] = [
@@ -359,6 +367,7 @@ MIGRATIONS: list[list[str]] = [
     _V5,
     _V6,
     _V7,
+    _V8,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1093,12 +1102,25 @@ def _migrate(conn: sqlite3.Connection) -> None:
                               f" {SCHEMA_VERSION} at most (a newer Waypost made it)")
         for statements in MIGRATIONS[version:]:
             for st in statements:
-                conn.execute(st)
+                _apply(conn, st)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+#: "ALTER TABLE t ADD COLUMN c ...": SQLite has no IF NOT EXISTS for it.
+_ADD_COLUMN = re.compile(r"ALTER TABLE (\w+) ADD COLUMN (\w+)\b", re.IGNORECASE)
+
+
+def _apply(conn: sqlite3.Connection, statement: str) -> None:
+    """One migration statement.  Like the others (CREATE ... IF NOT EXISTS), adding a
+    column that is there already does nothing, so a migration may meet what it makes."""
+    m = _ADD_COLUMN.match(statement)
+    if m is not None and any(row[1] == m.group(2) for row in conn.execute(f"PRAGMA table_info({m.group(1)})")):
+        return
+    conn.execute(statement)
 
 
 def _user_version(conn: sqlite3.Connection) -> int:

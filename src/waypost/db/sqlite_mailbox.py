@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from typing import Any, Iterator, Sequence
 
 from .base import Conflict, MailboxRecord, MessageRecord, NotFound
@@ -20,7 +21,7 @@ _MAILBOX_COLS = ("id, domain, account, name, folder, uidvalidity, uidnext, highe
                  " COALESCE((SELECT unseen FROM mailbox_counts WHERE mailbox_id = mailboxes.id), 0),"
                  " COALESCE((SELECT size FROM mailbox_counts WHERE mailbox_id = mailboxes.id), 0),"
                  " COALESCE((SELECT unsized FROM mailbox_counts WHERE mailbox_id = mailboxes.id), 0)")
-_MESSAGE_COLS = "uid, name, subdir, flags, modseq, size, internaldate"
+_MESSAGE_COLS = "uid, name, subdir, flags, modseq, size, internaldate, savedate"
 
 
 def _mailbox(row: tuple[Any, ...]) -> MailboxRecord:
@@ -28,7 +29,7 @@ def _mailbox(row: tuple[Any, ...]) -> MailboxRecord:
 
 
 def _message(row: tuple[Any, ...]) -> MessageRecord:
-    uid, name, subdir, flags, modseq, size, internaldate = row
+    uid, name, subdir, flags, modseq, size, internaldate, savedate = row
     if flags:
         split = _SPLIT_FLAGS.get(flags)
         if split is None:
@@ -37,8 +38,8 @@ def _message(row: tuple[Any, ...]) -> MessageRecord:
             # and in size: a long set of keywords is split each time).
             if len(_SPLIT_FLAGS) < 4096 and len(flags) <= 256:
                 _SPLIT_FLAGS[flags] = split
-        return MessageRecord(uid, name, subdir, split, modseq, size, internaldate)
-    return MessageRecord(uid, name, subdir, (), modseq, size, internaldate)
+        return MessageRecord(uid, name, subdir, split, modseq, size, internaldate, savedate)
+    return MessageRecord(uid, name, subdir, (), modseq, size, internaldate, savedate)
 
 
 _SPLIT_FLAGS: dict[str, tuple[str, ...]] = {}
@@ -131,15 +132,16 @@ class _MailboxIndex:
                 raise NotFound(f"mailbox {mailbox_id}")
             uid, modseq = row
             modseq += 1
+            now = time.time()  # the save date (RFC 8514) of all of them
             # The common case in one statement: none of the names is indexed yet.
             before = c.total_changes
             c.executemany(
-                "INSERT OR IGNORE INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(mailbox_id, uid + i, name, subdir, " ".join(flags), modseq, size, internaldate)
+                "INSERT OR IGNORE INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate,"
+                " savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(mailbox_id, uid + i, name, subdir, " ".join(flags), modseq, size, internaldate, now)
                  for i, (name, subdir, flags, size, internaldate) in enumerate(items)])
             if c.total_changes - before == len(items):
-                out = [MessageRecord(uid + i, name, subdir, tuple(flags), modseq, size, internaldate)
+                out = [MessageRecord(uid + i, name, subdir, tuple(flags), modseq, size, internaldate, now)
                        for i, (name, subdir, flags, size, internaldate) in enumerate(items)]
                 c.execute("UPDATE mailboxes SET uidnext=?, highestmodseq=? WHERE id=?",
                           (uid + len(items), modseq, mailbox_id))
@@ -148,15 +150,15 @@ class _MailboxIndex:
             c.execute("DELETE FROM messages WHERE mailbox_id=? AND uid>=?", (mailbox_id, uid))
             for name, subdir, flags, size, internaldate in items:
                 cur = c.execute(
-                    "INSERT OR IGNORE INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (mailbox_id, uid, name, subdir, " ".join(flags), modseq, size, internaldate))
+                    "INSERT OR IGNORE INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate,"
+                    " savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (mailbox_id, uid, name, subdir, " ".join(flags), modseq, size, internaldate, now))
                 if cur.rowcount == 0:  # indexed already (UNIQUE (mailbox_id, name))
                     old = c.execute(f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=? AND name=?",
                                     (mailbox_id, name)).fetchone()
                     out.append(_message(old))
                     continue
-                out.append(MessageRecord(uid, name, subdir, tuple(flags), modseq, size, internaldate))
+                out.append(MessageRecord(uid, name, subdir, tuple(flags), modseq, size, internaldate, now))
                 uid += 1
             c.execute("UPDATE mailboxes SET uidnext=?, highestmodseq=? WHERE id=?", (uid, modseq, mailbox_id))
         return out

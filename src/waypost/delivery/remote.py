@@ -33,7 +33,11 @@ Choices a caller must know (each is also stated where it is made):
 * A failed TLS handshake after STARTTLS is retried once on a new connection to the
   same hop without STARTTLS (opportunistic TLS, like Postfix's "may" level); a
   STARTTLS command refused with a 4xx/5xx reply goes on in clear on the same
-  connection (RFC 3207 §4).
+  connection (RFC 3207 §4).  A ``TLSPolicy`` changes that: ``encrypt`` and ``verify``
+  (MTA-STS ``enforce``, DANE, ``delivery.tls_policy``) make a hop without TLS, or whose
+  certificate does not verify, a hop failure (4.7.5): the message is never sent in
+  clear; ``none`` sends in clear.  MTA-STS ``enforce`` also drops the MX hosts that its
+  ``mx`` patterns do not cover (RFC 8461 §4.2).
 * Once DATA has been sent, a lost connection or a timeout gives every accepted
   recipient a temporary result (the message may or may not have arrived: a later
   retry can duplicate it, RFC 1047) and no other hop is tried.
@@ -55,7 +59,7 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import aiosmtplib
 import dns.asyncresolver
@@ -68,6 +72,9 @@ from aiosmtplib import SMTPResponse
 
 from ..address import ip_from_literal, is_ip_literal
 from ..config import Settings, parse_hostport
+from ..log import event
+from .dane import check_chain
+from .mtasts import verified_context
 
 __all__ = [
     "Destination",
@@ -78,6 +85,8 @@ __all__ = [
     "ResolveError",
     "Resolver",
     "TemporaryResolveError",
+    "TLSPolicy",
+    "TLSReport",
     "deliver",
     "deliver_to_hops",
     "plan",
@@ -94,6 +103,46 @@ QUIT_TIMEOUT = 10.0
 IsSelf = Callable[[str, str, int], bool]
 
 DestinationKind = Literal["mx", "host", "ip"]
+
+
+# -- TLS policies ---------------------------------------------------------------------------
+
+#: ``report(mx_host, result_type, detail)``: one TLS outcome for TLS-RPT (RFC 8460 §4.3
+#: result types, or "success").
+TLSReport = Callable[[str, str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class TLSPolicy:
+    """The TLS one delivery must have.
+
+    ``level``: ``none`` (no STARTTLS), ``may`` (opportunistic: encrypt when offered,
+    verify nothing, fall back to clear on a failed handshake), ``encrypt`` (TLS
+    required, not verified), ``verify`` (TLS required, the certificate valid for the MX
+    host name against ``delivery.tls_ca_file`` or the system's store).
+    ``testing``: verify and report, but deliver as under ``may`` when it fails (MTA-STS
+    ``testing``).  ``mx``: the MX host names allowed (MTA-STS ``enforce``), or None.
+    ``source`` names the policy in replies and logs; ``report`` hears each outcome.
+    ``verify_host`` (DANE): a callable that checks the peer's certificate chain (DER,
+    leaf first) for a hop instead of PKIX; returns None when it matches, else the
+    result type and reason.
+    """
+
+    level: str = "may"
+    testing: bool = False
+    mx: Callable[[str], bool] | None = None
+    source: str = ""
+    ca_file: str = ""
+    report: TLSReport | None = None
+    verify_host: Callable[[Hop, list[bytes]], tuple[str, str] | None] | None = None
+    # DANE (RFC 7672): ``dane_lookup(kind, name, [(host, port)])`` gives the hosts with
+    # DNSSEC-validated TLSA records, which ``deliver`` puts in ``dane``.
+    dane_lookup: Callable[[str, str, list[tuple[str, int]]], Awaitable[dict[str, list[Any]]]] | None = None
+    dane: dict[str, list[Any]] | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.level in ("encrypt", "verify") and not self.testing
 
 
 # -- destinations and hops ----------------------------------------------------------------
@@ -243,6 +292,11 @@ class Resolver:
 
     def __init__(self, settings: Settings) -> None:
         self._resolver = async_resolver(settings)
+
+    @property
+    def dnspython(self) -> dns.asyncresolver.Resolver:
+        """dnspython's resolver underneath (for the TXT look-ups of MTA-STS)."""
+        return self._resolver
 
     async def _query(self, name: str, rdtype: str, nxdomain_status: str) -> dns.resolver.Answer | None:
         """The answer, or None when the name exists without records of that type."""
@@ -561,6 +615,7 @@ class _Job:
     command_timeout: float
     starttls: bool
     tls_context: ssl.SSLContext | None
+    tls: TLSPolicy
     sender: str
     recipients: list[tuple[str, list[tuple[str, str | None]]]]
     data: bytes
@@ -611,6 +666,7 @@ def _job(
         command_timeout=settings.delivery.command_timeout,
         starttls=settings.delivery.starttls,
         tls_context=tls_context,
+        tls=TLSPolicy(),
         sender=sender,
         recipients=rcpts,
         data=data,
@@ -760,12 +816,21 @@ class _EndOfDataTap(asyncio.Protocol):
 class _Session:
     """One connection to one hop, running the transaction of a ``_Job``."""
 
-    __slots__ = ("job", "hop", "starttls", "smtp", "phase", "dsn", "auth_used")
+    __slots__ = ("job", "hop", "starttls", "smtp", "phase", "dsn", "auth_used", "tls")
 
-    def __init__(self, job: _Job, hop: Hop, starttls: bool) -> None:
+    def __init__(self, job: _Job, hop: Hop, starttls: bool, tls: TLSPolicy | None = None) -> None:
         self.job = job
         self.hop = hop
-        self.starttls = starttls
+        self.tls = tls if tls is not None else job.tls
+        if self.tls.dane and hop.host in self.tls.dane:
+            # RFC 7672 §2.2: this host has validated TLSA records: TLS matching them, or
+            # nothing (before MTA-STS, RFC 8461 §2).
+            records = self.tls.dane[hop.host]
+            self.tls = dataclasses.replace(
+                self.tls, level="verify", testing=False, source="DANE",
+                verify_host=lambda h, chain: check_chain(records, chain, [h.host]))
+            starttls = True
+        self.starttls = starttls and self.tls.level != "none"
         self.smtp = aiosmtplib.SMTP(
             hostname=hop.ip, port=hop.port, local_hostname=job.helo_name,
             timeout=job.command_timeout, start_tls=False,
@@ -800,6 +865,8 @@ class _Session:
         await self._hello()
         if self.starttls and "starttls" in smtp.esmtp_extensions:
             await self._starttls()
+        elif self.tls.level in ("encrypt", "verify"):
+            self._tls_failed("starttls-not-supported", f"{hop.label} does not offer STARTTLS")
         extensions = dict(smtp.esmtp_extensions)
         self.dsn = "dsn" in extensions
         if job.auth is not None:
@@ -888,20 +955,59 @@ class _Session:
         if not 200 <= reply.code < 300:
             raise _HopFailed.refused(self.hop, reply, self.phase)
 
+    def _tls_failed(self, result_type: str, detail: str) -> None:
+        """A TLS requirement not met: reported; a hop failure unless only testing."""
+        tls = self.tls
+        if tls.report is not None:
+            tls.report(self.hop.host, result_type, detail)
+        event(log, "tls-policy-failed", level=logging.WARNING, host=self.hop.label, policy=tls.source or tls.level,
+              result=result_type, detail=detail, action="deliver (testing)" if tls.testing else "defer")
+        if not tls.testing:
+            # RFC 8461 §5 / RFC 7672 §2.2: never on in clear; RFC 3463 X.7.5 (X.7.10 TLS required).
+            raise _HopFailed(451, "4.7.5", f"{detail}: the {tls.source or tls.level} policy requires TLS"
+                             + (" with a verified certificate" if tls.level == "verify" else ""))
+
     async def _starttls(self) -> None:
         self.phase = "STARTTLS"
-        context = self.job.tls_context or _opportunistic_context()
+        tls = self.tls
+        verify = tls.level == "verify"
+        if verify and tls.verify_host is None:
+            context = verified_context(tls.ca_file)
+        else:
+            context = self.job.tls_context or _opportunistic_context()
         server_name = None if _is_ip(self.hop.host) else self.hop.host
         try:
             await self.smtp.starttls(tls_context=context, server_hostname=server_name)
         except aiosmtplib.SMTPResponseException as e:
             if e.code == 421 or not self.smtp.is_connected:
                 raise _HopFailed.refused(self.hop, SMTPResponse(e.code, e.message), self.phase) from None
+            if tls.level in ("encrypt", "verify"):
+                self._tls_failed("starttls-not-supported", f"{self.hop.label} refused STARTTLS: {e.code} {e.message}")
             return  # RFC 3207 §4: refused; opportunistic, so go on in clear
         except (aiosmtplib.SMTPException, OSError) as e:  # the handshake failed
+            if verify:
+                kind = _verify_failure(e)
+                if tls.report is not None:
+                    tls.report(self.hop.host, kind, str(e))
+                event(log, "tls-policy-failed", level=logging.WARNING, host=self.hop.label,
+                      policy=tls.source or tls.level, result=kind, detail=str(e),
+                      action="deliver (testing)" if tls.testing else "defer")
+            if tls.required:
+                raise _HopFailed(451, "4.7.5", f"TLS with {self.hop.label} failed ({e}): the {tls.source or tls.level} "
+                                 "policy requires TLS" + (" with a verified certificate" if verify else "")) from None
             raise _HopFailed(
                 451, "4.7.5", f"TLS handshake with {self.hop.label} failed: {e}", tls_broken=True
             ) from None
+        if verify and tls.verify_host is not None:
+            chain = _peer_chain(self.smtp)
+            problem = tls.verify_host(self.hop, chain)
+            if problem is not None:
+                self._tls_failed(*problem)
+                if tls.testing:
+                    await self._hello()
+                    return
+        if verify and tls.report is not None:
+            tls.report(self.hop.host, "success", "")
         # RFC 3207 §4.2: forget what was learnt before TLS and ask again.
         await self._hello()
 
@@ -943,6 +1049,46 @@ class _Session:
             pass
 
 
+def _verify_failure(error: BaseException) -> str:
+    """The RFC 8460 §4.3 result type of a failed verified handshake."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            code = seen.verify_code
+            if code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH
+                return "certificate-host-mismatch"
+            if code == 10:  # X509_V_ERR_CERT_HAS_EXPIRED
+                return "certificate-expired"
+            return "certificate-not-trusted"
+        seen = seen.__cause__ or seen.__context__
+    return "validation-failure"
+
+
+#: _ssl.ENCODING_DER: the format argument of Certificate.public_bytes (DER, not PEM).
+_ENCODING_DER = 2
+
+
+def _peer_chain(smtp: aiosmtplib.SMTP) -> list[bytes]:
+    """The certificates the server sent (DER, leaf first)."""
+    transport = smtp.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return []
+    # Public from Python 3.13 (SSLObject.get_unverified_chain); on 3.11 and 3.12 the
+    # same method of the underlying _ssl object (read only: nothing is patched).
+    getter = getattr(ssl_object, "get_unverified_chain", None) or getattr(
+        getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+    if getter is None:
+        leaf = ssl_object.getpeercert(binary_form=True)
+        return [leaf] if leaf else []
+    out: list[bytes] = []
+    for c in getter() or []:
+        out.append(c if isinstance(c, bytes) else c.public_bytes(_ENCODING_DER))
+    return out
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -965,6 +1111,7 @@ async def deliver_to_hops(
     tls_context: ssl.SSLContext | None = None,
     auth: tuple[str, str] | None = None,
     on_accepted: Callable[[list[int]], None] | None = None,
+    tls: TLSPolicy | None = None,
 ) -> list[RecipientResult]:
     """Run one SMTP transaction with the first hop that takes it; see ``deliver``.
 
@@ -972,17 +1119,21 @@ async def deliver_to_hops(
     gets a temporary result.
     """
     job = dataclasses.replace(_job(settings, sender, recipients, data, mail_options, tls_context), auth=auth,
-                              on_accepted=on_accepted)
+                              on_accepted=on_accepted, tls=tls or TLSPolicy(ca_file=settings.delivery.tls_ca_file))
     if not job.recipients:
         return []
     failure = _HopFailed(451, "4.4.4", "no hop to try")  # RFC 3463 X.4.4: unable to route
     for hop in hops:
         try:
-            return await _Session(job, hop, job.starttls).run()
+            return await _Session(job, hop, job.starttls or job.tls.level != "may").run()
         except _HopFailed as e:
             failure = e
         if failure.tls_broken:
             try:
+                if job.tls.testing:
+                    # MTA-STS testing: the failure is reported; deliver as without a
+                    # policy, opportunistic TLS first.
+                    return await _Session(job, hop, True, TLSPolicy(ca_file=job.tls.ca_file)).run()
                 return await _Session(job, hop, starttls=False).run()
             except _HopFailed as e:
                 failure = e
@@ -1005,6 +1156,7 @@ async def deliver(
     tls_context: ssl.SSLContext | None = None,
     auth: tuple[str, str] | None = None,
     on_accepted: Callable[[list[int]], None] | None = None,
+    tls: TLSPolicy | None = None,
 ) -> list[RecipientResult]:
     """Deliver one message to ``destination`` in one SMTP transaction.
 
@@ -1045,7 +1197,25 @@ async def deliver(
         hops = await plan(destination, resolver, is_self, default_port=settings.delivery.smtp_port)
     except ResolveError as e:
         return [RecipientResult(address, e.code, e.status, e.text) for address, _ in recipients]
+    if tls is not None and tls.dane_lookup is not None and destination.kind != "ip":
+        dane = await tls.dane_lookup(destination.kind, destination.name, [(h.host, h.port) for h in hops])
+        if dane:
+            tls = dataclasses.replace(tls, dane=dane)
+            event(log, "dane", destination=destination.name, hosts=",".join(sorted(dane)))
+    if tls is not None and tls.mx is not None and destination.kind == "mx":
+        mx_ok = tls.mx
+        allowed = [h for h in hops if mx_ok(h.host) or (tls.dane is not None and h.host in tls.dane)]
+        for h in {h.host for h in hops} - {h.host for h in allowed}:
+            if tls.report is not None:
+                tls.report(h, "validation-failure", f"MX {h} not in the {tls.source} policy")
+            event(log, "tls-policy-failed", level=logging.WARNING, host=h, policy=tls.source,
+                  result="validation-failure", detail="MX host not listed by the policy", action="skip host")
+        if not allowed:
+            # RFC 8461 §4.2: no MX host matches an enforced policy: temporary, never elsewhere.
+            return [RecipientResult(address, 451, "4.7.5", f"no MX host of {destination.name} matches its "
+                                    f"{tls.source} policy") for address, _ in recipients]
+        hops = allowed
     return await deliver_to_hops(
         settings=settings, hops=hops, sender=sender, recipients=recipients, data=data,
-        mail_options=mail_options, tls_context=tls_context, auth=auth, on_accepted=on_accepted,
+        mail_options=mail_options, tls_context=tls_context, auth=auth, on_accepted=on_accepted, tls=tls,
     )

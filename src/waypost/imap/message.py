@@ -24,6 +24,7 @@ import binascii
 import codecs
 import functools
 import re
+import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -48,6 +49,7 @@ from .proto.search import (
     SequenceKey,
     Smaller,
     Text,
+    Within,
 )
 from .proto.sequence import SequenceSet
 from .proto.structure import (
@@ -1398,6 +1400,11 @@ class SearchTarget(Protocol):
     def internaldate(self) -> float: ...
 
     @property
+    def savedate(self) -> float | None:
+        """RFC 8514: when it was stored in this mailbox; None when unknown."""
+        ...
+
+    @property
     def modseq(self) -> int: ...
 
     @property
@@ -1411,7 +1418,7 @@ class SearchTarget(Protocol):
 class _Search:
     """A target whose view is read at most once (``evaluate``'s promise)."""
 
-    __slots__ = ("seq", "uid", "flags", "size", "internaldate", "modseq", "_msg", "_view")
+    __slots__ = ("seq", "uid", "flags", "size", "internaldate", "savedate", "modseq", "_msg", "_view")
 
     @property
     def emailid(self) -> str:
@@ -1423,6 +1430,7 @@ class _Search:
         self.flags = msg.flags
         self.size = msg.size
         self.internaldate = msg.internaldate
+        self.savedate = msg.savedate
         self.modseq = msg.modseq
         self._msg = msg
         self._view: MessageView | None = None
@@ -1502,10 +1510,15 @@ def _text_key(key: Text, ls: int, lu: int) -> Predicate:
 
 
 def _date(key: DateKey, ls: int, lu: int) -> Predicate:
-    op, when, sent = key.op, key.date, key.sent
+    op, when, sent, saved = key.op, key.date, key.sent, key.saved
 
     def on_date(m: Any) -> bool:
-        day = m.view().sent_date() if sent else date.fromtimestamp(m.internaldate)
+        if sent:
+            day = m.view().sent_date()
+        elif saved:  # RFC 8514 §4.2; a message with no save date has its internal date
+            day = date.fromtimestamp(m.internaldate if m.savedate is None else m.savedate)
+        else:
+            day = date.fromtimestamp(m.internaldate)
         if day is None:
             return False
         if op == "BEFORE":
@@ -1515,6 +1528,18 @@ def _date(key: DateKey, ls: int, lu: int) -> Predicate:
         return bool(day >= when)
 
     return on_date
+
+
+def _within(key: Within, ls: int, lu: int) -> Predicate:
+    # RFC 5032 §3: against the time of the search, so read at each test (the
+    # compiled key is cached across searches).
+    seconds, older = key.seconds, key.op == "OLDER"
+
+    def within(m: Any) -> bool:
+        age = time.time() - m.internaldate
+        return age > seconds if older else age <= seconds
+
+    return within
 
 
 def _larger(key: Larger, ls: int, lu: int) -> Predicate:
@@ -1624,6 +1649,7 @@ _COMPILERS: dict[type, Callable[[Any, int, int], Predicate]] = {
     SequenceKey: _sequence,
     ModSeqKey: _modseq,
     ObjectIdKey: _object_id,
+    Within: _within,
     Not: _not,
     Or: _or,
     And: _and,

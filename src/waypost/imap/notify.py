@@ -54,17 +54,20 @@ RECHECK = 5.0
 
 def problem(groups: tuple[NotifyGroup, ...]) -> tuple[str, str] | None:
     """(status, text) refusing a NOTIFY SET, or None.  RFC 5465 §5: an event we do not
-    offer is ``NO [BADEVENT ...]``; MessageNew and MessageExpunge go together, and
-    FlagChange needs both (as Dovecot checks)."""
+    offer is ``NO [BADEVENT ...]``; for the selected mailbox (whose message numbers
+    they move), MessageNew and MessageExpunge go together and FlagChange needs both.
+    Other mailboxes are told of by STATUS, where any one of them makes sense alone
+    (Dovecot checks the same; imaptest's notify group asks for each alone)."""
     for g in groups:
         for e in g.events:
             if e not in SUPPORTED:
                 return "BADEVENT", f"Event {e} is not supported"
         events = set(g.events)
-        if ("MessageNew" in events) != ("MessageExpunge" in events):
-            return "BAD", "MessageNew and MessageExpunge must be given together"
-        if "FlagChange" in events and "MessageNew" not in events:
-            return "BAD", "FlagChange needs MessageNew and MessageExpunge"
+        selected = g.filter in ("SELECTED", "SELECTED-DELAYED")
+        if selected and ("MessageNew" in events) != ("MessageExpunge" in events):
+            return "BAD", "MessageNew and MessageExpunge must be given together for the selected mailbox"
+        if selected and "FlagChange" in events and "MessageNew" not in events:
+            return "BAD", "FlagChange needs MessageNew and MessageExpunge for the selected mailbox"
         if g.fetch_atts is not None and g.filter not in ("SELECTED", "SELECTED-DELAYED"):
             return "BAD", "A fetch-att list is for the selected mailbox only"
     return None

@@ -9,6 +9,8 @@ did not answer).
 
 from __future__ import annotations
 
+import hashlib
+
 import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -69,9 +71,38 @@ def _same_key(public: str) -> Callable[[str], bool]:
     return lambda v: _tags(v).get("p") == public
 
 
+def _mta_sts_record(settings: Settings, domain: str) -> Expected:
+    if settings.mta_sts.mode:
+        # Served by us ([mta_sts]): the record must carry our policy's id.
+        pid = policy_id(settings)
+        return Expected(f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={pid}",
+                        f"MTA-STS (RFC 8461 §3.1): our policy ({settings.mta_sts.mode}) at "
+                        f"https://mta-sts.{domain}/.well-known/mta-sts.txt",
+                        kind=lambda v: v.startswith("v=STSv1"),
+                        accept=lambda v: bool(re.match(rf"^v=STSv1;\s*id={pid}\s*;?\s*$", v)))
+    return Expected(f"_mta-sts.{domain}", "TXT", "v=STSv1; id=<change when the policy changes>",
+                    "MTA-STS (RFC 8461 §3.1)", kind=lambda v: v.startswith("v=STSv1"),
+                    accept=lambda v: bool(re.match(r"^v=STSv1;\s*id=[A-Za-z0-9]{1,32}\s*;?\s*$", v)))
+
+
 def _same_target(port: int, host: str) -> Callable[[str], bool]:
     """An SRV answer ``priority weight port target.`` naming our port and host."""
     return lambda v: [x.rstrip(".").lower() for x in v.split()[2:]] == [str(port), host.rstrip(".").lower()]
+
+
+def policy_text(settings: Settings) -> str:
+    """Our MTA-STS policy (RFC 8461 §3.2: ``key: value`` lines, CRLF), as the web
+    listener serves it for every hosted domain (``[mta_sts]``)."""
+    m = settings.mta_sts
+    mx = m.mx or [settings.server.hostname]
+    lines = ["version: STSv1", f"mode: {m.mode}", *(f"mx: {h}" for h in mx), f"max_age: {m.max_age}"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def policy_id(settings: Settings) -> str:
+    """RFC 8461 §3.1 ``id`` (1 to 32 letters and digits): 20 hex digits of the policy's
+    SHA-256, so that it changes exactly when the policy does."""
+    return hashlib.sha256(policy_text(settings).encode("utf-8")).hexdigest()[:20]
 
 
 def expected_records(settings: Settings, domain: str, keys: Sequence[DKIMKeyRecord]) -> list[Expected]:
@@ -91,9 +122,7 @@ def expected_records(settings: Settings, domain: str, keys: Sequence[DKIMKeyReco
     out += [
         Expected(f"_dmarc.{domain}", "TXT", f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}",
                  "DMARC policy (RFC 7489); any valid policy is ok", kind=is_dmarc_record, accept=_dmarc_ok),
-        Expected(f"_mta-sts.{domain}", "TXT", "v=STSv1; id=<change when the policy changes>",
-                 "MTA-STS (RFC 8461 §3.1)", kind=lambda v: v.startswith("v=STSv1"),
-                 accept=lambda v: bool(re.match(r"^v=STSv1;\s*id=[A-Za-z0-9]{1,32}\s*;?\s*$", v))),
+        _mta_sts_record(settings, domain),
         Expected(f"_smtp._tls.{domain}", "TXT", f"v=TLSRPTv1; rua=mailto:tlsrpt@{domain}",
                  "TLS reporting (RFC 8460 §3)", kind=lambda v: v.startswith("v=TLSRPTv1"),
                  accept=lambda v: "rua=" in v),

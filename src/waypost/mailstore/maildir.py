@@ -610,7 +610,7 @@ class Mailstore:
                 if size is None:
                     continue
                 checked.append((m.uid, size))
-            out[m.uid] = MessageRecord(m.uid, m.name, m.subdir, m.flags, m.modseq, size, m.internaldate)
+            out[m.uid] = MessageRecord(m.uid, m.name, m.subdir, m.flags, m.modseq, size, m.internaldate, m.savedate)
         if checked:
             self._db().message_set_sizes(box.id, checked)
             if self.bus is not None:

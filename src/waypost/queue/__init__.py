@@ -5,8 +5,8 @@ spool only when every recipient is delivered or bounced.  This package decides w
 deliver; ``waypost.delivery`` and ``waypost.mailstore`` do the delivering.
 """
 
-from .manager import QueueManager, Recipient, count_received, release_dead_worker
-from .spool import Spool, SpoolEntry, SpoolError, new_message_id
+from .manager import QueueManager, Recipient, count_received, release_dead_worker, release_node
+from .spool import Spool, SpoolEntry, SpoolError, SpoolStream, new_message_id
 
-__all__ = ["QueueManager", "Recipient", "Spool", "SpoolEntry", "SpoolError", "count_received", "new_message_id",
-           "release_dead_worker"]
+__all__ = ["QueueManager", "Recipient", "Spool", "SpoolEntry", "SpoolError", "SpoolStream", "count_received",
+           "new_message_id", "release_dead_worker", "release_node"]

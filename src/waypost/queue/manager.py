@@ -35,6 +35,7 @@ from .. import metrics
 from ..config import Settings
 from ..db import Database, QueueFilter, QueuedMessage, QueuedRecipient, RecipientUpdate, StorageUnavailable
 from ..delivery import remote
+from ..delivery.tlspolicy import TLSPolicies
 from ..log import event
 from ..mailauth import Sealer, Signer, should_seal, should_sign
 from ..mailstore import Delivery, Mailstore, OverQuota
@@ -42,7 +43,7 @@ from ..router import LOCAL_TARGET, Context, Route, Router
 from . import dsn
 from .journal import Journal
 from .sieve_filter import Filtered, SieveFilter
-from .spool import Spool, SpoolEntry, new_message_id, node_dir
+from .spool import Spool, SpoolEntry, SpoolStream, new_message_id, node_dir
 
 __all__ = ["QueueManager", "Recipient", "count_received", "release_dead_worker"]
 
@@ -53,9 +54,14 @@ SIGN_INLINE = 256 * 1024
 
 #: Most recipients one local batch stores with one flush.
 LOCAL_BATCH = 256
+#: ... and at most about this many octets of messages.
+LOCAL_BATCH_BYTES = 8 * 1024 * 1024
 
 #: Usage (percent of a quota) at which the user is warned, at most once a day.
 QUOTA_WARNING = 90
+#: Octets the fields added on the way in (Return-Path, Delivered-To, Received) may
+#: give the warning, counted when checking that it fits.
+WARNING_FIELDS = 1024
 
 _RECEIVED = re.compile(rb"^received:", re.IGNORECASE | re.MULTILINE)
 
@@ -129,6 +135,7 @@ class QueueManager:
         self.spool = Spool(root, on_commit=self._index, on_abort=self._unindex, node=self.node)
         self.journal = Journal(node_dir(root, self.node) / "journal")
         self.resolver = remote.Resolver(settings)
+        self.tls_policies = TLSPolicies(settings, db, self.resolver)
         self.is_self = is_self or (lambda host, ip, port: False)
         self._local_queue: asyncio.Queue[tuple[QueuedMessage, list[QueuedRecipient], bytes | None] | None] | None = None
         self._host_limits: dict[str, asyncio.Semaphore] = {}
@@ -315,16 +322,33 @@ class QueueManager:
 
     async def submit(self, sender: str, recipients: Sequence[Recipient], data: bytes,
                      params: dict[str, Any] | None = None, msg_id: str | None = None,
-                     source: str = "local") -> str:
+                     source: str = "local", stream: SpoolStream | None = None) -> str:
         """Make the message durable, then start delivering it.  Returns the queue id.
         Raises SpoolError when it could not be stored (the client gets 452).
-        ``source``: the listener it came in by (or local, dsn, sieve), for the metrics."""
+        ``source``: the listener it came in by (or local, dsn, sieve), for the metrics.
+        ``stream``: the message's text is in this spool stream (flushed), and ``data``
+        is only what goes in front of it (a big message, never held in memory whole);
+        the stream is taken over (committed, or removed on failure)."""
+        try:
+            return await self._submit(sender, recipients, data, params, msg_id, source, stream)
+        except BaseException:
+            # Not handed to the committer (which removes the file itself when it fails):
+            # the stream's file is not left in tmp/ until the next start.
+            if stream is not None and not stream.committing:
+                stream.abort()
+            raise
+
+    async def _submit(self, sender: str, recipients: Sequence[Recipient], data: bytes,
+                      params: dict[str, Any] | None, msg_id: str | None, source: str,
+                      stream: SpoolStream | None) -> str:
         msg_id = msg_id or new_message_id()
         recipients = _unique(recipients)
         if self.signer is not None and should_sign(params or {}, [r.route.target for r in recipients]) is None:
             # Every message enters the queue here (sessions, rules' copies, DSNs): the
             # one place outgoing mail is signed, after the rules and before the spool.
-            if len(data) > SIGN_INLINE:
+            if stream is not None:
+                data = await asyncio.to_thread(_in_front_of_stream, self.signer.sign, data, stream, msg_id)
+            elif len(data) > SIGN_INLINE:
                 data = await asyncio.to_thread(self.signer.sign, data, msg_id)
             else:
                 data = self.signer.sign(data, msg_id)
@@ -333,13 +357,22 @@ class QueueManager:
             # Mail from outside that leaves again (forwarders, groups, lists, gateway
             # rules): an ARC set over what the rules made of it, with our verdicts.
             # dkimpy's RSA is pure Python: a thread, so the loop goes on meanwhile.
-            data = await asyncio.to_thread(self.sealer.seal, data, msg_id)
+            if stream is not None:
+                data = await asyncio.to_thread(_in_front_of_stream, self.sealer.seal, data, stream, msg_id)
+            else:
+                data = await asyncio.to_thread(self.sealer.seal, data, msg_id)
+        size = len(data) + (stream.length if stream is not None else 0)
+        if stream is not None:
+            # The header section is in the head, or at the start of the text.
+            hops = count_received(data if b"\r\n\r\n" in data else data + stream.read_start(64 * 1024))
+        else:
+            hops = count_received(data)
         now = time.time()
         envelope: dict[str, Any] = {
             "sender": sender,
             "created": now,
-            "size": len(data),
-            "hops": count_received(data),
+            "size": size,
+            "hops": hops,
             "params": params or {},
             "recipients": [
                 {"idx": i, "address": r.address, "route": r.route.to_dict(), "target": r.route.target,
@@ -347,15 +380,16 @@ class QueueManager:
                 for i, r in enumerate(recipients)
             ],
         }
-        entry = SpoolEntry(msg_id, envelope, data)
+        entry = SpoolEntry(msg_id, envelope, data, stream)
         await self.spool.commit(entry)
         metrics.received(source)
         for r in recipients:
             event(log, "received", id=msg_id, sender=f"<{sender}>", rcpt=f"<{r.address}>",
-                  size=len(data), client=(params or {}).get("client"), target=r.route.target)
+                  size=size, client=(params or {}).get("client"), target=r.route.target)
         if not self._stopping:
             msg = _queued(entry)
-            self._dispatch(msg, msg.recipients, data)
+            # A streamed message is read back from its spool file when it is delivered.
+            self._dispatch(msg, msg.recipients, data if stream is None else None)
         return msg_id
 
     def _other_nodes_up(self) -> bool:
@@ -565,13 +599,17 @@ class QueueManager:
                 return
             batch = [first]
             count = len(first[1])
-            while count < LOCAL_BATCH and not q.empty():
+            size = first[0].size
+            # Bounded in recipients and in octets: the messages of a batch are in memory
+            # together, and big ones (streamed in at intake) are taken one at a time.
+            while count < LOCAL_BATCH and size < LOCAL_BATCH_BYTES and not q.empty():
                 item = q.get_nowait()
                 if item is None:
                     stopping = True
                     break
                 batch.append(item)
                 count += len(item[1])
+                size += item[0].size
             try:
                 await self._deliver_local(batch)
             except asyncio.CancelledError:
@@ -676,40 +714,51 @@ class QueueManager:
             except StorageUnavailable as e:  # delivered and recorded: the warning waits for the next one
                 event(log, "quota-warning-error", level=logging.WARNING, error=str(e))
                 return
-            for domain, account, percent in warnings:
-                await self._warn_quota(domain, account, percent)
+            for domain, account, percent, text in warnings:
+                await self._warn_quota(domain, account, percent, text)
 
-    def _quota_warnings(self, accounts: set[tuple[str, str]]) -> list[tuple[str, str, int]]:
+    def _quota_warnings(self, accounts: set[tuple[str, str]]) -> list[tuple[str, str, int, bytes]]:
         """The accounts just delivered to that are at ``QUOTA_WARNING`` percent or more
         and were not warned in the last day (claimed in the database, so that one
-        worker warns, once)."""
-        out: list[tuple[str, str, int]] = []
+        worker warns, once), with their warning.  A warning that would not fit in the
+        account's quota is not queued at all (it would only wait in the queue, refused
+        452 4.2.2, until it expired) and not claimed: the next delivery looks again."""
+        out: list[tuple[str, str, int, bytes]] = []
         now = time.time()
         for domain, account in sorted(accounts):
             quota = self.mailstore.quota(domain, account)
             if not quota.limited:
                 continue
             percent = quota.percent()
-            if percent >= QUOTA_WARNING and self.db.vacation_claim(domain, account, "quota-warning", "", now,
-                                                                    now + 86400):
-                out.append((domain, account, percent))
+            if percent < QUOTA_WARNING:
+                continue
+            text = self._warning_text(domain, account, percent)
+            if not quota.room_for(len(text) + WARNING_FIELDS):
+                event(log, "quota-warning-skipped", level=logging.INFO, account=f"{account}@{domain}",
+                      percent=percent, reason="no-room")
+                continue
+            if self.db.vacation_claim(domain, account, "quota-warning", "", now, now + 86400):
+                out.append((domain, account, percent, text))
         return out
 
-    async def _warn_quota(self, domain: str, account: str, percent: int) -> None:
-        """Tell the user their mailboxes are nearly full (issue 21), from the postmaster."""
+    def _warning_text(self, domain: str, account: str, percent: int) -> bytes:
         address = f"{account}@{domain}"
-        res = self.router.resolve(address, Context(kind="mail", internal=True))
-        if res.route.kind != "local":
-            return
         host = self.settings.server.hostname
-        text = (f"From: Mail System <postmaster@{host}>\r\nTo: <{address}>\r\n"
+        return (f"From: Mail System <postmaster@{host}>\r\nTo: <{address}>\r\n"
                 f"Subject: Your mailbox is {percent}% full\r\n"
                 f"Date: {email.utils.formatdate(time.time())}\r\n"
                 f"Message-ID: {email.utils.make_msgid(domain=host)}\r\nAuto-Submitted: auto-generated\r\n"
                 "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
                 f"Your mailboxes use {percent}% of the space you have. When they are full, new mail\r\n"
-                "is refused or returned to its senders. Please delete or archive some messages.\r\n")
-        await self.submit("", [Recipient(address, r) for r in self.router.expand(res.route)], text.encode(),
+                "is refused or returned to its senders. Please delete or archive some messages.\r\n").encode()
+
+    async def _warn_quota(self, domain: str, account: str, percent: int, text: bytes) -> None:
+        """Tell the user their mailboxes are nearly full (issue 21), from the postmaster."""
+        address = f"{account}@{domain}"
+        res = self.router.resolve(address, Context(kind="mail", internal=True))
+        if res.route.kind != "local":
+            return
+        await self.submit("", [Recipient(address, r) for r in self.router.expand(res.route)], text,
                           {"client": "local"})
         event(log, "quota-warning", account=address, percent=percent)
 
@@ -787,10 +836,13 @@ class QueueManager:
                     if self.journal.record(rows):
                         journaled.update(idx for _m, idx in rows)
 
+                destination = self._destination(group[0])
+                # delivery.tls_policy, MTA-STS (RFC 8461) or opportunistic TLS.
+                tls = await self.tls_policies.policy_for(destination)
                 results = await remote.deliver(
                     settings=self.settings, resolver=self.resolver, is_self=self.is_self,
-                    destination=self._destination(group[0]), sender=sender, recipients=rcpts,
-                    data=body, mail_options=mail_options, auth=auth, on_accepted=accepted,
+                    destination=destination, sender=sender, recipients=rcpts,
+                    data=body, mail_options=mail_options, auth=auth, on_accepted=accepted, tls=tls,
                 )
             except asyncio.CancelledError:
                 raise
@@ -946,6 +998,26 @@ def release_dead_worker(settings: Settings, db: Database, owner: str, pid: int) 
     return replayed, released
 
 
+def release_node(settings: Settings, db: Database, node: str, now: float) -> tuple[int, int, int]:
+    """A node that is gone for good (``waypost cluster release``, docs/cluster.md): first
+    record in the index what its journals say its next hops accepted, then give back
+    every lease its workers hold (so that the other nodes finish its messages now rather
+    than after ``queue.lease``), then forget its heartbeats.  In that order, for the
+    reason given in ``release_dead_worker``.  On a spool of one machine (SQLite) only
+    the journals of processes that are gone are read.  Returns (recipients replayed,
+    recipients released, workers forgotten)."""
+    root = settings.path(settings.storage.spool)
+    shared = bool(cluster_node(settings))
+    directory = node_dir(root, node if shared else "") / "journal"
+    journals = Journal(directory).orphaned(everything=shared) if directory.is_dir() else []
+    replayed = _replay(db, Spool(root, node=node if shared else ""), journals) if journals else 0
+    released = db.queue_release_leases_of(node)
+    workers = [w.worker for w in db.node_list(now) if w.node == node]
+    for worker in workers:
+        db.node_forget(worker)
+    return replayed, released, len(workers)
+
+
 def _replay(db: Database, spool: Spool, journals: list[tuple[Path, set[tuple[str, int]]]]) -> int:
     """Write journaled deliveries into the index, remove what that finishes, then the
     journal files (only once the index holds their rows)."""
@@ -965,6 +1037,15 @@ def _replay(db: Database, spool: Spool, journals: list[tuple[Path, set[tuple[str
     if total:
         event(log, "journal-replayed", recipients=total)
     return total
+
+
+def _in_front_of_stream(add: Callable[[bytes, str], bytes], head: bytes, stream: SpoolStream, msg_id: str) -> bytes:
+    """The head of a streamed message with what ``add`` (DKIM signing, ARC sealing: both
+    put fields in front of the message) puts in front; ``add`` reads the whole message,
+    so the text is read back from the stream's file for it."""
+    whole = head + stream.read_text()
+    done = add(whole, msg_id)
+    return done[: len(done) - len(whole)] + head
 
 
 def _delivery_fields(original: str, final: str) -> str:

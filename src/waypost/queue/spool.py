@@ -7,6 +7,18 @@ A spool file is::
     <envelope JSON>\\n
     <the message, exactly as it will be delivered>
 
+A message too big to hold in memory (``SpoolStream``: the SMTP listener writes it
+while it arrives) is in version 2, written in the order it becomes known::
+
+    WAYPOST-SPOOL 2\\n
+    <the client's text, as it arrived>
+    <the head: what goes in front of the text (Received and the fields we add)>
+    <envelope JSON>
+    <offset of the head, 20 digits> SP <offset of the envelope, 20 digits>\\n
+
+and the message is the head followed by the text.  Both versions are read; small
+messages are still written in version 1.
+
 Theory of operation.  ``Spool.commit`` hands a message to the committer thread and
 waits.  The committer takes every message waiting at that moment as one batch: it
 writes each to ``tmp/``, makes all of them durable with one flush, records the batch
@@ -47,11 +59,14 @@ from typing import Any, Callable, Iterator
 from .. import metrics
 from ..fsutil import durable_batch, fsync_dir, overwrite_file, write_new_file
 
-__all__ = ["Spool", "SpoolEntry", "SpoolError", "new_message_id", "node_dir"]
+__all__ = ["STREAM_BUFFER", "Spool", "SpoolEntry", "SpoolError", "SpoolStream", "new_message_id", "node_dir"]
 
 log = logging.getLogger("waypost.queue")
 
 MAGIC = b"WAYPOST-SPOOL 1\n"
+MAGIC2 = b"WAYPOST-SPOOL 2\n"
+#: Version 2's trailer: the offsets of the head and of the envelope.
+_TRAILER = 42
 #: Most messages made durable by one flush.
 MAX_BATCH = 512
 #: Most files a process keeps in ``free/`` for reuse, and the largest it keeps.
@@ -70,13 +85,126 @@ def new_message_id() -> str:
 
 @dataclass(slots=True)
 class SpoolEntry:
+    """A message for the spool.  ``data`` is the whole message, or with ``stream`` the
+    head that goes in front of the text already in the stream's file."""
+
     msg_id: str
     envelope: dict[str, Any]
     data: bytes
+    stream: "SpoolStream | None" = None
 
     def header(self) -> bytes:
         env = json.dumps(self.envelope, separators=(",", ":")).encode()
         return MAGIC + str(len(env)).encode() + b"\n" + env + b"\n"
+
+
+class SpoolStream:
+    """The text of one message being received, written to a file of ``tmp/`` as it
+    arrives (spool format 2), so that a big message is never held in memory.
+
+    ``write`` only appends to a buffer and says when ``flush`` (a thread hop, one
+    ``write(2)`` of up to ``STREAM_BUFFER`` octets) is due: memory per message stays
+    under about twice that.  The file becomes a spool file when its entry is committed
+    (``Spool.commit``, which writes the head, the envelope and the trailer behind the
+    text, makes it durable with the rest of its batch and renames it into ``queue/``);
+    ``abort`` removes it.  Until then it is in ``tmp/``, removed at start-up after a
+    crash: nothing in it was ever acknowledged."""
+
+    __slots__ = ("path", "fd", "length", "committing", "_buf", "_tail")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            _write_fully(self.fd, MAGIC2)
+        except BaseException:
+            self.abort()
+            raise
+        self.length = 0  # octets of text written or buffered
+        self.committing = False  # handed to the committer, which owns the file from then on
+        self._buf: list[bytes] = []
+        self._tail = 0  # octets in _buf
+
+    def write(self, piece: bytes) -> bool:
+        """Buffer ``piece``; True when ``flush`` should be awaited before more."""
+        if piece:
+            self._buf.append(piece)
+            self._tail += len(piece)
+            self.length += len(piece)
+        return self._tail >= STREAM_BUFFER
+
+    async def flush(self) -> None:
+        """Write what is buffered (in a thread: a busy disk never stalls the event loop);
+        SpoolError when the disk refuses it."""
+        if not self._buf:
+            return
+        data = b"".join(self._buf) if len(self._buf) > 1 else self._buf[0]
+        self._buf.clear()
+        self._tail = 0
+        fd = self.fd
+        if fd is None:
+            raise SpoolError(0, "the spool stream was closed")
+        try:
+            await asyncio.to_thread(_write_fully, fd, data)
+        except OSError as e:
+            raise SpoolError(e.errno or 0, str(e)) from e
+
+    def read_text(self) -> bytes:
+        """The text written so far (after ``flush``): for the checks that need the whole
+        message at once (DKIM signing, inbound DKIM, Rspamd)."""
+        with open(self.path, "rb") as f:
+            f.seek(len(MAGIC2))
+            return f.read(self.length)
+
+    def read_start(self, n: int) -> bytes:
+        """The first ``n`` octets of the text written so far."""
+        with open(self.path, "rb") as f:
+            f.seek(len(MAGIC2))
+            return f.read(min(n, self.length))
+
+    def finish(self, head: bytes, envelope: dict[str, Any]) -> int:
+        """Committer thread: write head, envelope and trailer behind the text; returns
+        the fd (its ownership passes to the committer)."""
+        fd = self.fd
+        if fd is None or self._buf:
+            raise SpoolError(0, "spool stream not flushed")
+        head_at = len(MAGIC2) + self.length
+        env = json.dumps(envelope, separators=(",", ":")).encode()
+        trailer = b"%020d %020d\n" % (head_at, head_at + len(head))
+        os.lseek(fd, head_at, os.SEEK_SET)
+        _write_fully(fd, head + env + trailer)
+        self.fd = None
+        return fd
+
+    def abort(self) -> None:
+        """Drop the file (the message was refused, or the client went away); nothing
+        once it is handed to the committer."""
+        if not self.committing:
+            self.remove()
+
+    def remove(self) -> None:
+        self._buf.clear()
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+
+#: Octets a ``SpoolStream`` buffers before a write.
+STREAM_BUFFER = 256 * 1024
+
+
+def _write_fully(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
 
 
 class _Pending:
@@ -141,10 +269,14 @@ class Spool:
     async def commit(self, entry: SpoolEntry) -> None:
         """Return once ``entry`` is durable in the spool; raise SpoolError if it is not."""
         if self._stopped:
+            if entry.stream is not None:
+                entry.stream.abort()
             raise SpoolError(0, "the spool is shutting down")
         self.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        if entry.stream is not None:
+            entry.stream.committing = True
         self._pending.put(_Pending(entry, loop, future))
         await future
 
@@ -176,6 +308,8 @@ class Spool:
                 fd, source = self._write_file(p.entry)
                 written.append((fd, p, source))
             except OSError as e:
+                if p.entry.stream is not None:
+                    p.entry.stream.remove()
                 failed.append((p, e))
         try:
             durable_batch([fd for fd, _, _ in written])
@@ -325,9 +459,20 @@ class Spool:
                 except OSError:
                     pass
 
+    def open_stream(self) -> SpoolStream:
+        """A new file in ``tmp/`` for a message written while it arrives; SpoolError
+        when it cannot be made."""
+        try:
+            return SpoolStream(self.tmp / f"stream.{new_message_id()}")
+        except OSError as e:
+            raise SpoolError(e.errno or 0, str(e)) from e
+
     def _write_file(self, entry: SpoolEntry) -> tuple[int, Path]:
         """Write ``entry`` over a pooled file, else into a new one in ``tmp/``: the open
         fd and the path to rename into ``queue/``."""
+        if entry.stream is not None:
+            stream = entry.stream
+            return stream.finish(entry.data, entry.envelope), stream.path
         chunks = [entry.header(), entry.data]
         with self._pool_lock:
             pooled = self._pool.pop() if self._pool else None
@@ -386,6 +531,8 @@ def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
 def read_spool_file(path: Path) -> tuple[dict[str, Any], bytes]:
     with open(path, "rb") as f:
         raw = f.read()
+    if raw.startswith(MAGIC2):
+        return _read_v2(path, raw)
     if not raw.startswith(MAGIC):
         raise ValueError(f"{path}: not a Waypost spool file")
     rest = raw[len(MAGIC):]
@@ -395,3 +542,20 @@ def read_spool_file(path: Path) -> tuple[dict[str, Any], bytes]:
     if rest[length:length + 1] != b"\n":
         raise ValueError(f"{path}: damaged envelope")
     return envelope, rest[length + 1:]
+
+
+def _read_v2(path: Path, raw: bytes) -> tuple[dict[str, Any], bytes]:
+    """Spool format 2 (see the module docstring): text, head, envelope, trailer."""
+    trailer = raw[-_TRAILER:]
+    try:
+        if len(raw) < len(MAGIC2) + _TRAILER or not trailer.endswith(b"\n"):
+            raise ValueError
+        head_text, _, env_text = trailer[:-1].partition(b" ")
+        head_at, env_at = int(head_text), int(env_text)
+        if not len(MAGIC2) <= head_at <= env_at <= len(raw) - _TRAILER:
+            raise ValueError
+        envelope = json.loads(raw[env_at:len(raw) - _TRAILER])
+    except ValueError:
+        raise ValueError(f"{path}: damaged spool file (version 2)") from None
+    view = memoryview(raw)
+    return envelope, b"".join((view[head_at:env_at], view[len(MAGIC2):head_at]))

@@ -23,7 +23,7 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..certs import make_tls_context
 from ..config import Settings
@@ -48,6 +48,9 @@ from .proto import (
     wire,
 )
 from .replies import R, Reply
+
+if TYPE_CHECKING:
+    from .commands.text import MessageText
 
 __all__ = ["SMTPService", "WaypostSMTP", "make_tls_context"]
 
@@ -178,7 +181,7 @@ class WaypostSMTP(asyncio.Protocol):
         self.options = MailOptions()
         self.recipients: list[Recipient] = []
         self.rcpt_tos: list[str] = []
-        self.chunks: list[bytes] | None = None  # BDAT chunks of this transaction
+        self.chunks: MessageText | None = None  # the BDAT chunks of this transaction
         self.chunk_check: BodyCheck | None = None
         self.chunk_size = 0
         self.in_data = False  # reading or committing a message: a shutdown waits for it
@@ -342,26 +345,30 @@ class WaypostSMTP(asyncio.Protocol):
             if not await self._more(deadline, announce):
                 raise ClientGone()
 
-    async def read_text(self, timeout: float, check: BodyCheck | None = None) -> tuple[list[bytes], TextEnd]:
+    async def read_text(self, timeout: float, text: MessageText | None,
+                        check: BodyCheck | None = None) -> TextEnd:
         """The message text after DATA's 354 or a BDAT command (``conn.start_data`` /
-        ``start_chunk`` called), in pieces, each fed to ``check`` as it arrives;
-        ClientGone when the client goes away or takes longer than ``timeout`` for all
-        of it."""
+        ``start_chunk`` called), piece by piece into ``text`` (None: read and dropped),
+        each piece fed to ``check`` as it arrives; ``text`` writes a big message to the
+        spool as it comes (``commands/text.py``), so memory stays bounded.  ClientGone
+        when the client goes away or takes longer than ``timeout`` for all of it."""
         deadline = asyncio.get_running_loop().time() + timeout
-        pieces: list[bytes] = []
+        conn = self.conn
         while True:
-            got = self.conn.next_text()
+            got = conn.next_text()
             if isinstance(got, TextEnd):
                 if got.tail:
-                    pieces.append(got.tail)
                     if check is not None:
                         check.feed(got.tail)
-                return pieces, got
+                    if text is not None and text.add(got.tail):
+                        await text.flush()
+                return got
             if isinstance(got, bytes):
                 if got:
-                    pieces.append(got)
                     if check is not None:
                         check.feed(got)
+                    if text is not None and text.add(got):
+                        await text.flush()
                 continue
             if not await self._more(deadline):
                 raise ClientGone()
@@ -390,6 +397,8 @@ class WaypostSMTP(asyncio.Protocol):
         self.options = MailOptions()
         self.recipients = []
         self.rcpt_tos = []
+        if self.chunks is not None:
+            self.chunks.abort()
         self.chunks = None
         self.chunk_check = None
         self.chunk_size = 0
@@ -461,6 +470,7 @@ class WaypostSMTP(asyncio.Protocol):
             log.exception("event=smtp-error client=%s", self.client_ip)
             self.send(R.LOCAL_ERROR)
         finally:
+            self.reset_transaction()  # a BDAT transaction left unfinished: its file goes
             self.close()
             self.service.sessions.discard(self)
 

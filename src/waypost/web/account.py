@@ -36,6 +36,9 @@ log = logging.getLogger("waypost.web")
 MAX_REAL_NAME = 200
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
+#: Longest vacation subject and reason (the reply is one short message).
+MAX_SUBJECT = 200
+MAX_REASON = 10_000
 #: Octets read from an uploaded part at a time into the area.
 _CHUNK = 64 * 1024
 
@@ -237,6 +240,116 @@ async def settings_change(web: "Web", request: Request) -> Response:
     return RedirectResponse(f"/settings?done={action}", 303)
 
 
+# -- quota and vacation (issue 21) -------------------------------------------------------------
+
+#: The script WebUser makes when the account has no active one.
+WEB_SCRIPT = "webuser"
+
+
+def _quota_values(web: "Web", session: Session) -> dict[str, Any]:
+    store = web.server.mailstore
+    store.ensure_account(session.domain, session.name)
+    quota = store.quota(session.domain, session.name, usage=True)
+    boxes = []
+    for box in store.mailboxes(session.domain, session.name):
+        msgs = store.listing(box)[1]
+        boxes.append((box.name, len(msgs), sum(max(m.size, 0) for m in msgs)))
+    boxes.sort(key=lambda b: -b[2])
+    try:
+        area = _area(web, session)
+        files = (area.usage(), area.limit)
+    except filestore.FilesError:
+        files = (0, 0)
+    return {"quota": quota, "percent": quota.percent(), "boxes": boxes, "files": files}
+
+
+async def quota_page(web: "Web", request: Request) -> Response:
+    """"My mailbox is full — of what?": the limits, the usage, and the mailboxes by size."""
+    session: Session = request.scope["waypost.session"]
+    values = await asyncio.to_thread(_quota_values, web, session)
+    return web.page(request, "quota.html", title="Storage", **values)
+
+
+def _vacation_state(web: "Web", session: Session) -> tuple[str, str, bool]:
+    """(script name, its text, whether it is the active one) that the page edits: the
+    active script, else WebUser's own (made active when saved)."""
+    db = web.server.db
+    active = db.sieve_active(session.domain, session.name)
+    if active is not None:
+        return active[0], active[1], True
+    text = db.sieve_get(session.domain, session.name, WEB_SCRIPT)
+    return WEB_SCRIPT, text or "", False
+
+
+async def vacation_page(web: "Web", request: Request, error: str = "", status: int = 200,
+                        form_values: Any = None) -> Response:
+    from ..sieve import SieveError
+    from ..sieve.edit import DEFAULT_DAYS, Foreign, vacation_of
+
+    session: Session = request.scope["waypost.session"]
+    name, text, active = await asyncio.to_thread(_vacation_state, web, session)
+    foreign = ""
+    values: dict[str, Any] = {"enabled": False, "subject": "", "reason": "", "days": DEFAULT_DAYS}
+    try:
+        v = vacation_of(text) if text.strip() else None
+        if v is not None:
+            values = {"enabled": v.enabled, "subject": v.subject, "reason": v.reason.replace("\r\n", "\n"),
+                      "days": v.days}
+    except Foreign as e:
+        foreign = f"Your Sieve script {name!r} {e}: change it with a Sieve client (ManageSieve)."
+    except SieveError as e:
+        foreign = f"Your Sieve script {name!r} cannot be read ({e}): change it with a Sieve client."
+    if form_values:
+        values.update(form_values)
+    done = "Saved." if request.query_params.get("done") else ""
+    return web.page(request, "vacation.html", status, title="Vacation", error=error, done=done, foreign=foreign,
+                    script=name, active=active, **values)
+
+
+async def vacation_change(web: "Web", request: Request) -> Response:
+    from ..sieve import SieveError
+    from ..sieve.edit import MAX_DAYS, Foreign, Vacation, with_vacation
+
+    session: Session = request.scope["waypost.session"]
+    form = await request.form()
+    enabled = str(form.get("enabled") or "") == "on"
+    subject = " ".join(str(form.get("subject") or "").split())[:MAX_SUBJECT]
+    reason = str(form.get("reason") or "").replace("\r\n", "\n").strip("\n")
+    try:
+        days = int(str(form.get("days") or ""))
+    except ValueError:
+        days = 0
+    kept = {"enabled": enabled, "subject": subject, "reason": reason, "days": days}
+    if not 1 <= days <= MAX_DAYS:
+        return await vacation_page(web, request, f"Days: 1 to {MAX_DAYS}.", 400, kept)
+    if enabled and not reason.strip():
+        return await vacation_page(web, request, "Write the message to send.", 400, kept)
+    if len(reason) > MAX_REASON:
+        return await vacation_page(web, request, f"At most {MAX_REASON} characters.", 400, kept)
+
+    def save() -> str | None:
+        name, text, active = _vacation_state(web, session)
+        if not text.strip() and not enabled:
+            return None  # nothing to turn off
+        try:
+            new = with_vacation(text, Vacation(enabled, reason.replace("\n", "\r\n"), subject, days))
+        except Foreign as e:
+            return f"Your Sieve script {e}: change it with a Sieve client."
+        except SieveError as e:
+            return f"Your Sieve script cannot be read ({e}): change it with a Sieve client."
+        db = web.server.db
+        db.sieve_put(session.domain, session.name, name, new)
+        if not active:
+            db.sieve_activate(session.domain, session.name, name)
+        event(log, "web-vacation", account=session.account, script=name, enabled="yes" if enabled else "no")
+        return None
+
+    problem = await asyncio.to_thread(save)
+    if problem:
+        return await vacation_page(web, request, problem, 409, kept)
+    return RedirectResponse("/vacation?done=1", 303)
+
+
 def routes(web: "Web") -> list[Route]:
     from .app import _page
 
@@ -248,4 +361,7 @@ def routes(web: "Web") -> list[Route]:
         Route("/files/listing", _page(_files_change("listing"), web), methods=["POST"]),
         Route("/settings", _page(lambda w, r: settings_page(w, r), web), methods=["GET"]),
         Route("/settings", _page(settings_change, web), methods=["POST"]),
+        Route("/quota", _page(quota_page, web), methods=["GET"]),
+        Route("/vacation", _page(lambda w, r: vacation_page(w, r), web), methods=["GET"]),
+        Route("/vacation", _page(vacation_change, web), methods=["POST"]),
     ]

@@ -765,7 +765,7 @@ def build_app(server: "Server") -> Callable[[Scope, Receive, Send], Awaitable[No
             log.error("event=web-error path=%s error=%r", request.url.path, exc)
         return web.page(request, "error.html", code, title="Error", message="Not found." if code == 404 else "Error.")
 
-    from . import account
+    from . import account, mta_sts
     routes += account.routes(web)
 
     async def too_large(request: Request, exc: Exception) -> Response:
@@ -783,6 +783,8 @@ def build_app(server: "Server") -> Callable[[Scope, Receive, Send], Awaitable[No
         if scope["type"] == "http" and (scope.get("path") == PREFIX or scope.get("path", "").startswith(PREFIX + "/")):
             await api(scope, receive, send)
             return
+        if scope["type"] == "http" and await mta_sts.respond(web.settings, server.directory, scope, receive, send):
+            return  # https://mta-sts.<domain>/.well-known/mta-sts.txt (RFC 8461 §3.3)
         if scope["type"] == "http" and await _file_response(web, scope, receive, send):
             return
         if scope["type"] == "http" and scope.get("method") not in ("GET", "HEAD"):

@@ -42,8 +42,14 @@ def test_problems() -> None:
     ok = (NotifyGroup("PERSONAL", (), ("MessageNew", "MessageExpunge", "FlagChange")),)
     assert problem(ok) is None
     assert problem((NotifyGroup("INBOXES", (), ("AnnotationChange",)),))[0] == "BADEVENT"
-    assert problem((NotifyGroup("INBOXES", (), ("MessageNew",)),))[0] == "BAD"
-    assert problem((NotifyGroup("INBOXES", (), ("FlagChange",)),))[0] == "BAD"
+    # for the selected mailbox MessageNew and MessageExpunge go together, FlagChange
+    # needs both; elsewhere (STATUS) each may come alone, as in Dovecot and imaptest
+    assert problem((NotifyGroup("SELECTED", (), ("MessageNew",)),))[0] == "BAD"
+    assert problem((NotifyGroup("SELECTED-DELAYED", (), ("MessageExpunge",)),))[0] == "BAD"
+    assert problem((NotifyGroup("SELECTED", (), ("FlagChange",)),))[0] == "BAD"
+    assert problem((NotifyGroup("INBOXES", (), ("MessageNew",)),)) is None
+    assert problem((NotifyGroup("MAILBOXES", ("x",), ("MessageExpunge",)),)) is None
+    assert problem((NotifyGroup("INBOXES", (), ("FlagChange",)),)) is None
     assert problem((NotifyGroup("INBOXES", (), ("MessageNew", "MessageExpunge"), "(uid)"),))[0] == "BAD"
     assert problem((NotifyGroup("SELECTED", (), ("MessageNew", "MessageExpunge"), "(uid)"),)) is None
 

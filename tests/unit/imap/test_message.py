@@ -651,6 +651,7 @@ class Stored:
     internaldate: float = 0.0
     modseq: int = 5
     views: int = 0
+    savedate: float | None = None
 
     def view(self) -> MessageView:
         self.views += 1

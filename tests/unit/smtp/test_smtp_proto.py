@@ -478,7 +478,10 @@ def test_random_chunkings_give_the_same_replies(cuts):
 def test_any_text_is_one_message_or_none(text, cuts):
     """Whatever the client sends after DATA, up to the first CRLF.CRLF is one message
     (or one refusal): never two, never an early end."""
-    data = ENVELOPE + b"DATA\r\n" + text.replace(b"\r\n.\r\n", b"\r\n..\r\n") + b"\r\n.\r\nNOOP\r\n"
+    # Dot-stuffed as a client must (RFC 5321 §4.5.2): every line that starts with a
+    # dot, the first one included, so that no CRLF.CRLF is left inside the text.
+    stuffed = (b"\r\n" + text).replace(b"\r\n.", b"\r\n..")[2:]
+    data = ENVELOPE + b"DATA\r\n" + stuffed + b"\r\n.\r\nNOOP\r\n"
     s = Session()
     edges = [0, *sorted(c for c in cuts if c <= len(data)), len(data)]
     for a, b in zip(edges, edges[1:]):

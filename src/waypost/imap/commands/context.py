@@ -30,7 +30,7 @@ import logging
 from typing import Any, TYPE_CHECKING
 
 from ...log import event
-from ..proto import All, And, Code, ESearchData, Not, Or, SearchKey, SequenceKey, SequenceSet, Tagged, Untagged
+from ..proto import All, And, Code, ESearchData, Not, Or, SearchKey, SequenceKey, SequenceSet, Tagged, Untagged, Within
 from ..proto.commands.context import CancelUpdate
 from ..search_context import MAX_CONTEXTS, SearchContext, numbers, removals, runs, state_of
 
@@ -59,6 +59,12 @@ def remember(conn: Connection, tag: str, uid: bool, criteria: SearchKey,
     sel = conn.selected
     assert sel is not None
     contexts: dict[str, SearchContext] = sel.contexts
+    if _aging(criteria):
+        # OLDER/YOUNGER (RFC 5032) change their answer as time passes, with no change
+        # to any message; the updates follow changes only, so such a context is not
+        # kept (RFC 5267 §4.3.1: NOUPDATE).
+        conn.send(Untagged("NO", "Results of OLDER/YOUNGER are not updated", Code("NOUPDATE", f'"{tag}"')))
+        return
     if len(contexts) >= MAX_CONTEXTS:
         # RFC 5267 §4.3.1: the server refuses to keep the context.
         conn.send(Untagged("NO", "Too many search contexts", Code("NOUPDATE", f'"{tag}"')))
@@ -67,6 +73,18 @@ def remember(conn: Connection, tag: str, uid: bool, criteria: SearchKey,
     # HIGHESTMODSEQ (unless some are still to be announced: test them all again).
     contexts[tag] = SearchContext(tag, uid, _frozen(sel, criteria), keys, list(uids), state_of(sel),
                                   0 if sel.arrived else sel.state[1])
+
+
+def _aging(key: SearchKey) -> bool:
+    if isinstance(key, Within):
+        return True
+    if isinstance(key, Not):
+        return _aging(key.key)
+    if isinstance(key, Or):
+        return _aging(key.left) or _aging(key.right)
+    if isinstance(key, And):
+        return any(_aging(k) for k in key.keys)
+    return False
 
 
 def _frozen(sel: Selected, key: SearchKey) -> SearchKey:

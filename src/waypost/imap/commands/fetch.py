@@ -2,7 +2,7 @@
 VANISHED, RFC 7162;
 BINARY, BINARY.PEEK and BINARY.SIZE, RFC 3516).
 
-The simple items (UID, FLAGS, RFC822.SIZE, INTERNALDATE, MODSEQ) come from the index
+The simple items (UID, FLAGS, RFC822.SIZE, INTERNALDATE, MODSEQ, SAVEDATE) come from the index
 and never open a file: ``FETCH 1:* (UID FLAGS RFC822.SIZE)`` reads no message.  ENVELOPE
 and BODYSTRUCTURE are parsed once per message and kept in the index; body sections
 read the file.  A non-PEEK body fetch sets \\Seen (in a read-write mailbox) and the
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...db import MessageRecord
 from .. import message as mime
+from ..preview import preview
 from ..objectid import email_id
 from ..proto import (
     Att,
@@ -29,6 +30,7 @@ from ..proto import (
     Codes,
     Fetch,
     InternalDateItem,
+    PreviewItem,
     Rfc822Item,
     Section,
     Tagged,
@@ -107,7 +109,8 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
     if Att.RFC822_SIZE in atts and any(sel.msgs[u].size < 0 for _, u in targets):
         await asyncio.to_thread(sel.check_sizes, conn.store, [u for _, u in targets])
         unsized = any(sel.msgs[u].size < 0 for _, u in targets)
-    needs_file = any(isinstance(a, (BodySection, BinarySection)) or a in _BODY_ITEMS for a in atts)
+    needs_file = any(isinstance(a, (BodySection, BinarySection)) or a in _BODY_ITEMS or a is Att.PREVIEW
+                     for a in atts)
     needs_structure = any(a in _STRUCTURE_ITEMS for a in atts)
     # RFC 4314 §4: without "s", a body fetch does not set \Seen.
     sets_seen = not sel.readonly and sel.may("s") and any(_sets_seen(a) for a in atts)
@@ -141,7 +144,7 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         cache = db.message_cache_get(sel.box.id, [u for _, u in targets])
     # Header sections only (what clients fetch for a message list): from the
     # header cache that SEARCH keeps, not the files.
-    header_only = needs_file and all(
+    header_only = needs_file and Att.PREVIEW not in atts and all(
         _header_part(a) or not (isinstance(a, (BodySection, BinarySection)) or a in _BODY_ITEMS) for a in atts)
     blocks: dict[int, bytes] = {}
     if header_only:
@@ -236,6 +239,8 @@ _INDEX_FORMS = {
     # fetch-threadid-resp = "THREADID" SP ( "(" objectid ")" / nil )
     Att.EMAILID: b"EMAILID (%b)",
     Att.THREADID: b"THREADID %b",
+    # RFC 8514 §4:  msg-att-static =/ "SAVEDATE" SP (date-time / nil)
+    Att.SAVEDATE: b"SAVEDATE %b",
 }
 
 
@@ -279,7 +284,15 @@ _INDEX_VALUES: dict[Any, Any] = {
     Att.EMAILID: lambda m: email_id(m).encode(),
     Att.THREADID: lambda m: b"NIL",
     Att.INTERNALDATE: lambda m: InternalDateItem(datetime.fromtimestamp(m.internaldate, _LOCAL_ZONE)).encode()[13:],
+    Att.SAVEDATE: lambda m: _save_date(m),
 }
+
+
+def _save_date(m: MessageRecord) -> bytes:
+    """RFC 8514 §4.1: NIL when the save date is not known (indexed before it was kept)."""
+    if m.savedate is None:
+        return b"NIL"
+    return InternalDateItem(datetime.fromtimestamp(m.savedate, _LOCAL_ZONE)).encode()[13:]
 
 
 def _item(sel: Selected, m: MessageRecord, att: Any, data: bytes | None, cached: Any) -> bytes:
@@ -297,8 +310,13 @@ def _item(sel: Selected, m: MessageRecord, att: Any, data: bytes | None, cached:
         return b"THREADID NIL"
     if att is Att.INTERNALDATE:
         return InternalDateItem(datetime.fromtimestamp(m.internaldate, _LOCAL_ZONE)).encode()
+    if att is Att.SAVEDATE:
+        return b"SAVEDATE " + _save_date(m)
     if att is Att.ENVELOPE:
         return b"ENVELOPE " + mime.cached_envelope_wire(cached)
+    if att is Att.PREVIEW:
+        assert data is not None
+        return PreviewItem(preview(data)).encode()
     if att is Att.BODYSTRUCTURE:
         return b"BODYSTRUCTURE " + mime.cached_body_wire(cached, True)
     if att is Att.BODY:
@@ -352,6 +370,8 @@ def _lost_item(sel: Selected, m: MessageRecord, att: Any, cached: Any) -> bytes:
         return BinaryItem(att.parts, None, att.partial[0] if att.partial is not None else None).encode()
     if att in _BODY_ITEMS:
         return Rfc822Item(att, None).encode()
+    if att is Att.PREVIEW:
+        return PreviewItem(None).encode()
     return _item(sel, m, att, None, cached)
 
 

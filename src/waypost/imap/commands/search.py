@@ -257,13 +257,15 @@ class _Target:
     """One message as the search evaluation sees it (``message.SearchTarget``);
     ``at`` moves it to the next message, so one object serves a whole search."""
 
-    __slots__ = ("seq", "uid", "size", "internaldate", "modseq", "_m", "_header", "_view", "_sel", "_store")
+    __slots__ = ("seq", "uid", "size", "internaldate", "savedate", "modseq", "_m", "_header", "_view", "_sel",
+                 "_store")
 
     def __init__(self, conn: Connection, sel: Selected) -> None:
         self._sel = sel
         self._store = conn.store
         self.seq = self.uid = self.size = self.modseq = 0
         self.internaldate = 0.0
+        self.savedate: float | None = None
         self._m: MessageRecord | None = None
         self._header: bytes | None = None
         self._view: mime.MessageView | None = None
@@ -273,6 +275,7 @@ class _Target:
         self.uid = m.uid
         self.size = m.size
         self.internaldate = m.internaldate
+        self.savedate = m.savedate
         self.modseq = m.modseq
         self._m = m
         self._header = header

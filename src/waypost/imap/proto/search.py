@@ -30,6 +30,7 @@ __all__ = [
     "Header",
     "Larger",
     "ModSeqKey",
+    "Within",
     "Not",
     "ObjectIdKey",
     "Or",
@@ -89,12 +90,14 @@ class Text:
 
 @dataclass(frozen=True, slots=True)
 class DateKey:
-    """BEFORE ON SINCE (internal date) and SENTBEFORE SENTON SENTSINCE (Date:
-    header, ``sent=True``), disregarding time and time zone."""
+    """BEFORE ON SINCE (internal date), SENTBEFORE SENTON SENTSINCE (Date:
+    header, ``sent=True``) and SAVEDBEFORE SAVEDON SAVEDSINCE (RFC 8514 save date,
+    ``saved=True``), disregarding time and time zone."""
 
     op: Literal["BEFORE", "ON", "SINCE"]
     date: date
     sent: bool = False
+    saved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,15 @@ class ModSeqKey:
     modseq: int
     entry: str | None = None
     entry_type: Literal["priv", "shared", "all"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Within:
+    """RFC 5032 §4 (search-key =/ ( "OLDER" / "YOUNGER" ) SP nz-number): messages
+    whose internal date is more than (OLDER) or at most (YOUNGER) ``seconds`` ago."""
+
+    op: Literal["OLDER", "YOUNGER"]
+    seconds: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +181,7 @@ SearchKey = (
     | SequenceKey
     | ModSeqKey
     | ObjectIdKey
+    | Within
     | Not
     | Or
     | And
@@ -199,6 +212,11 @@ _DATE_KEYS: dict[str, tuple[Literal["BEFORE", "ON", "SINCE"], bool]] = {
     "SENTON": ("ON", True),
     "SENTSINCE": ("SINCE", True),
 }
+# RFC 8514 §4:
+# search-key =/ "SAVEDBEFORE" SP date / "SAVEDON" SP date / "SAVEDSINCE" SP date /
+#               "SAVEDATESUPPORTED"
+_SAVED_KEYS: dict[str, Literal["BEFORE", "ON", "SINCE"]] = {
+    "SAVEDBEFORE": "BEFORE", "SAVEDON": "ON", "SAVEDSINCE": "SINCE"}
 
 
 class _Strings:
@@ -306,6 +324,17 @@ def _search_key(r: Reader, strings: _Strings) -> SearchKey:
     if when is not None:
         r.sp()
         return DateKey(when[0], r.date(), sent=when[1])
+    if name in ("OLDER", "YOUNGER"):
+        r.sp()
+        return Within(cast(Literal["OLDER", "YOUNGER"], name), r.nz_number("interval"))
+    saved = _SAVED_KEYS.get(name)
+    if saved is not None:
+        r.sp()
+        return DateKey(saved, r.date(), saved=True)
+    if name == "SAVEDATESUPPORTED":
+        # RFC 8514 §4.2: all messages of a mailbox that keeps save dates; every
+        # mailbox here does.
+        return All()
     if name == "BODY":
         r.sp()
         return Body(strings.decode(r, r.astring()))

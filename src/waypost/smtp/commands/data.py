@@ -29,11 +29,12 @@ from ..proto import BodyCheck, Mode, parse_bdat, parse_burl, refusal, wire
 from ..replies import R, Reply
 from . import inbound, rspamd
 from .envelope import foreign_from, rule_envelope
+from .text import MessageText, header_section
 
 if TYPE_CHECKING:
     from ..server import WaypostSMTP
 
-__all__ = ["HANDLERS", "accept"]
+__all__ = ["HANDLERS", "accept", "header_section"]
 
 log = logging.getLogger("waypost.smtp")
 
@@ -44,11 +45,19 @@ async def data(s: WaypostSMTP, arg: str | None) -> None:
         return
     s.send(f"354 {R.DATA_GO.text}", raw=True)
     s.in_data = True
+    text = MessageText(s.service.queue.spool)
     try:
         s.conn.start_data()
         check = BodyCheck(s.settings.smtp.max_line_length)  # checked as it arrives
         try:
-            pieces, end = await s.read_text(s.settings.smtp.data_timeout, check)
+            end = await s.read_text(s.settings.smtp.data_timeout, text, check)
+        except SpoolError as e:
+            # The disk refused the text of a big message: the rest is read and dropped.
+            text.abort()
+            await s.read_text(s.settings.smtp.data_timeout, None)
+            s.reset_transaction()
+            s.send(_spool_reply(s, e))
+            return
         except Exception:
             event(log, "data-aborted", level=logging.INFO, client=s.client_ip)
             raise
@@ -56,8 +65,9 @@ async def data(s: WaypostSMTP, arg: str | None) -> None:
             s.reset_transaction()
             s.send(R.TOO_BIG)
             return
-        await _complete(s, pieces, sum(map(len, pieces)), check)
+        await _complete(s, text, check)
     finally:
+        text.abort()  # unless handed to the queue, which then owns it
         s.in_data = False
 
 
@@ -74,13 +84,19 @@ async def bdat(s: WaypostSMTP, arg: str | None) -> None:
     try:
         s.conn.start_chunk(command.size)
         if refused is None and s.chunks is None:
-            s.chunks = []
+            s.chunks = MessageText(s.service.queue.spool)
             s.chunk_check = BodyCheck(s.settings.smtp.max_line_length)
         total = s.chunk_size + command.size
-        # (Checked as it arrives, unless it will be dropped.)
-        check = s.chunk_check if refused is None and total <= s.settings.smtp.max_message_size else None
+        # (Checked and kept as it arrives, unless it will be dropped.)
+        keep = refused is None and total <= s.settings.smtp.max_message_size
+        check = s.chunk_check if keep else None
         try:
-            pieces, _ = await s.read_text(s.settings.smtp.data_timeout, check)
+            await s.read_text(s.settings.smtp.data_timeout, s.chunks if keep else None, check)
+        except SpoolError as e:
+            await s.read_text(s.settings.smtp.data_timeout, None)
+            s.reset_transaction()
+            s.send(_spool_reply(s, e))
+            return
         except Exception:
             event(log, "data-aborted", level=logging.INFO, client=s.client_ip)
             raise
@@ -93,18 +109,16 @@ async def bdat(s: WaypostSMTP, arg: str | None) -> None:
             s.reset_transaction()
             s.send(R.TOO_BIG)
             return
-        assert s.chunks is not None
+        text = s.chunks
+        assert text is not None
         s.chunk_size = total
-        s.chunks += pieces
         if not command.last:
             s.send(Reply(250, "2.0.0", f"{command.size} octets received"))
             return
-        chunks = s.chunks
-        if chunks and not chunks[-1].endswith(b"\r\n"):  # the last line ends here
-            chunks.append(b"\r\n")
+        if text.size and not text.ends_with_crlf:  # the last line ends here
+            text.add(b"\r\n")
             check.feed(b"\r\n")
-            total += 2
-        await _complete(s, chunks, total, check)
+        await _complete(s, text, check)
     finally:
         s.in_data = False
 
@@ -135,7 +149,7 @@ async def burl(s: WaypostSMTP, arg: str | None) -> None:
         return
     data = got.octets()
     if s.chunks is None:
-        s.chunks = []
+        s.chunks = MessageText(s.service.queue.spool)
         s.chunk_check = BodyCheck(s.settings.smtp.max_line_length)
     assert s.chunk_check is not None
     total = s.chunk_size + len(data)
@@ -145,26 +159,31 @@ async def burl(s: WaypostSMTP, arg: str | None) -> None:
         return
     check = s.chunk_check
     check.feed(data)
-    s.chunks.append(data)
+    text = s.chunks
+    try:
+        if text.add(data):
+            await text.flush()
+    except SpoolError as e:
+        s.reset_transaction()
+        s.send(_spool_reply(s, e))
+        return
     s.chunk_size = total
     if not command.last:
         s.send(R.BURL_MORE)
         return
-    chunks = s.chunks
-    if chunks and not chunks[-1].endswith(b"\r\n"):  # the last line ends here
-        chunks.append(b"\r\n")
+    if text.size and not text.ends_with_crlf:  # the last line ends here
+        text.add(b"\r\n")
         check.feed(b"\r\n")
-        total += 2
-    await _complete(s, chunks, total, check)
+    await _complete(s, text, check)
 
 
-async def _complete(s: WaypostSMTP, pieces: list[bytes], size: int, check: BodyCheck) -> None:
+async def _complete(s: WaypostSMTP, text: MessageText, check: BodyCheck) -> None:
     problem = check.verdict(s.options.body == "8BITMIME" or s.options.smtputf8)
     if problem is not None:
         event(log, "data-refused", level=logging.INFO, client=s.client_ip, reply=f"{problem.code} {problem.status}")
         _answer(s, problem)
         return
-    _answer(s, await accept(s, pieces, size))
+    _answer(s, await accept(s, text))
 
 
 def _answer(s: WaypostSMTP, reply: Reply) -> None:
@@ -175,50 +194,49 @@ def _answer(s: WaypostSMTP, reply: Reply) -> None:
     s.write(wire(reply) * max(count, 1))
 
 
-def header_section(pieces: list[bytes], limit: int = 1 << 20) -> bytes:
-    """The message's header section with the empty line after it (RFC 5322 §2.1), or
-    as much of the start of the message as ``limit`` allows when it has none."""
-    head = b""
-    for piece in pieces:
-        start = max(len(head) - 3, 0)
-        head += piece
-        end = head.find(b"\r\n\r\n", start)
-        if end >= 0:
-            return head[: end + 4]
-        if len(head) >= limit:
-            break
-    return head[:limit]
+def _spool_reply(s: WaypostSMTP, e: SpoolError) -> Reply:
+    event(log, "spool-refused", level=logging.ERROR, client=s.client_ip, error=str(e))
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return R.NO_STORAGE if full else R.LOCAL_ERROR
 
 
-async def accept(s: WaypostSMTP, pieces: list[bytes], size: int) -> Reply:
+async def accept(s: WaypostSMTP, text: MessageText) -> Reply:
     """The message has been read and is well-formed: apply the rules, add the trace
     field and hand it to the queue.  Returns the reply for the client.
 
-    ``pieces`` (taken over: emptied here) are the message text, ``size`` its length.
-    Checks of the message as a whole go here, before ``submit``: the octets are
-    ``message``, the envelope ``sender`` and ``recipients``, the client ``s.client_ip``,
-    its greeting ``s.host_name`` and login ``s.auth_data``."""
+    ``text`` is the message text, in memory or (a big one) already in a spool stream;
+    it is taken over.  Checks of the message as a whole go here, before ``submit``:
+    the octets are ``await text.whole()`` (read back from the spool for a big message),
+    the header section ``text.header()``, the envelope ``sender`` and ``recipients``,
+    the client ``s.client_ip``, its greeting ``s.host_name`` and login ``s.auth_data``."""
     verdict_field = b""
     junk = False
+    try:
+        await text.flush()  # a streamed text: all of it in its file
+    except SpoolError as e:
+        return _spool_reply(s, e)
     if inbound.applies(s):
         # SPF, DKIM and DMARC of mail from outside (mailauth.inbound): see inbound.py.
-        outcome = await inbound.check(s, b"".join(pieces))
+        outcome = await inbound.check(s, await text.whole())
         if outcome.reply is not None:
             return outcome.reply
-        pieces[:] = [outcome.message]
-        size = len(outcome.message)
+        text.pieces[:] = [outcome.message]
+        text.size = len(outcome.message)
         verdict_field, junk = outcome.header, outcome.junk
-    head = header_section(pieces)
-    refused, recipients, added = _apply_rules(s, head, size)
+    head = text.header()
+    refused, recipients, added = _apply_rules(s, head, text.size)
     if refused is not None:
         return refused
     msg_id = new_message_id()
     if s.settings.filter.rspamd and inbound.outside(s):
-        spam = await rspamd.scan(s, b"".join(pieces), msg_id)
+        whole = await text.whole()
+        spam = await rspamd.scan(s, whole, msg_id)
         if spam.reply is not None:
             return spam.reply
         if spam.remove or spam.subject is not None:
-            pieces[:] = [rspamd.edit(b"".join(pieces), spam.remove, spam.subject)]
+            edited = rspamd.edit(whole, spam.remove, spam.subject)
+            text.pieces[:] = [edited]
+            text.size = len(edited)
         verdict_field += spam.headers
         junk = junk or spam.junk
     if junk:
@@ -230,20 +248,23 @@ async def accept(s: WaypostSMTP, pieces: list[bytes], size: int) -> Reply:
             event(log, "sender-refused", level=logging.WARNING, client=s.client_ip,
                   account=s.auth_data, sender=f"<{foreign}>", where="from-header")
             return R.FROM_NOT_OWNED
-    message = b"".join([received_header(s, msg_id), verdict_field, added, *pieces])  # one copy of the text
-    pieces.clear()
+    stream = text.stream
+    front = b"".join([received_header(s, msg_id), verdict_field, added])
     if s.mode is Mode.SUBMISSION:
-        message = _complete_headers(message, s.settings.server.hostname)
+        front = _complete_headers(front, head, s.settings.server.hostname)
+    if stream is None:
+        message = b"".join([front, *text.pieces])  # one copy of the text
+        text.pieces = []
+    else:
+        message = front  # what goes in front of the text in the stream's file
     params = dict(s.options.as_params(), client=s.client_ip, helo=s.host_name or "",
                   auth=s.auth_data if s.authenticated else None)
     sender = s.mail_from or ""
     try:
         queued = await s.service.queue.submit(sender, recipients, message, params, msg_id=msg_id,
-                                              source=s.mode.value)
+                                              source=s.mode.value, stream=stream)
     except SpoolError as e:
-        event(log, "spool-refused", level=logging.ERROR, client=s.client_ip, error=str(e))
-        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
-        return R.NO_STORAGE if full else R.LOCAL_ERROR
+        return _spool_reply(s, e)
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -322,22 +343,24 @@ def _clean(text: str) -> str:
     return re.sub(r"[^\x21-\x7e]", "?", text)[:255]
 
 
-def _complete_headers(data: bytes, hostname: str) -> bytes:
-    """RFC 6409 §8.3, §8.4: a submission server may add a missing Date and Message-ID."""
-    end = data.find(b"\r\n\r\n")
-    header = (data if end < 0 else data[: end + 2]).lower()
+def _complete_headers(front: bytes, head: bytes, hostname: str) -> bytes:
+    """RFC 6409 §8.3, §8.4: a submission server may add a missing Date and Message-ID.
+    ``front``: our Received field (and what we add after it); ``head``: the client's
+    header section.  Returns ``front`` with the missing fields after Received."""
+    end = head.find(b"\r\n\r\n")
+    header = b"\r\n" + (front + (head if end < 0 else head[: end + 2])).lower()
     extra = b""
-    if b"\r\ndate:" not in b"\r\n" + header:
+    if b"\r\ndate:" not in header:
         extra += f"Date: {_date_now()}\r\n".encode()
-    if b"\r\nmessage-id:" not in b"\r\n" + header:
+    if b"\r\nmessage-id:" not in header:
         extra += f"Message-ID: {email.utils.make_msgid(domain=hostname)}\r\n".encode()
     if not extra:
-        return data
+        return front
     # After our Received field (the first line block), before the client's headers.
-    first_end = data.find(b"\r\n", 0)
-    while first_end >= 0 and data[first_end + 2:first_end + 3] in (b" ", b"\t"):
-        first_end = data.find(b"\r\n", first_end + 2)
-    return data[: first_end + 2] + extra + data[first_end + 2:]
+    first_end = front.find(b"\r\n", 0)
+    while first_end >= 0 and front[first_end + 2:first_end + 3] in (b" ", b"\t"):
+        first_end = front.find(b"\r\n", first_end + 2)
+    return front[: first_end + 2] + extra + front[first_end + 2:]
 
 
 HANDLERS = {"DATA": data, "BDAT": bdat, "BURL": burl}

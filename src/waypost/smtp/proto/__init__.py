@@ -19,6 +19,25 @@ The adapter's loop, in short::
         if (reply := refusal(event.verb, state, mode, authenticated)) is not None:
             write(wire(reply)); continue
         await HANDLERS[event.verb](session, event.arg)     # replies through wire()
+
+Message text comes out in pieces of at most ``Params.max_chunk_piece`` octets and is
+never needed whole here: the handlers keep a small message in memory and stream a big
+one to the spool as it arrives (``smtp/commands/text.py``, spool format 2).
+
+The SMTP *client* that delivers to other servers (``delivery/remote.py``) keeps
+aiosmtplib (issue 15 point 6), and does not share this core.  What the two sides could
+share is small: ``wire`` and the shape of a reply line.  A client is a different
+machine: it parses multi-line replies and EHLO keywords, pipelines MAIL and RCPT and
+pairs each reply with its recipient, dot-stuffs on the way out, runs the client side of
+STARTTLS and of AUTH, and has its own time-outs per command (RFC 5321 §4.5.3.2).
+aiosmtplib does all of that through a public API that ``remote.py`` uses as published
+(the end-of-data tap swaps the transport's protocol with the transport's own public
+``set_protocol``, and touches nothing private), is tested against real servers (our
+own listener and aiosmtpd, ``tests/e2e/test_delivery.py``, ``test_gateway.py``), and
+an upgrade of it cannot break intake, which is the risk this core removed on the server
+side.  Writing a client
+core would be new code to get right for no gain in speed: delivery spends its time
+waiting for the next hop, not in parsing.
 """
 
 from .commands import Auth, Bdat, Burl, Line, Mail, MailOptions, Rcpt

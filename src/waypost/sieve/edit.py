@@ -1,0 +1,193 @@
+"""Editing a script through its grammar (for WebUser's vacation page): the syntax tree
+of ``grammar.parse`` written back as Sieve text (``unparse``), and the one vacation
+rule a form manages found and replaced in that tree (``vacation_of``,
+``with_vacation``).  Pure: text in, text out.
+
+The rule the form manages is a ``vacation`` command at the top level of the script
+(on) or alone in a top-level ``if false { ... }`` (off: its text is kept for the next
+time).  A script that answers in other places (a ``vacation`` inside the user's own
+tests) is not ours to rewrite: ``Foreign`` says so, and the user edits it with a
+Sieve client.  Writing the tree back keeps every command and argument; comments and
+the layout of the text are not kept (the result is checked by ``compile_script``
+before it is stored).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .check import compile_script
+from .grammar import Argument, Command, Number, SieveError, StringList, Tag, Test, parse
+
+__all__ = ["Foreign", "Vacation", "unparse", "vacation_of", "with_vacation"]
+
+#: RFC 5230 §4.1: the default and the bounds a user may choose here.
+DEFAULT_DAYS = 7
+MAX_DAYS = 365
+
+
+class Foreign(ValueError):
+    """The script has vacation rules this page does not manage."""
+
+
+@dataclass(frozen=True, slots=True)
+class Vacation:
+    enabled: bool
+    reason: str
+    subject: str = ""
+    days: int = DEFAULT_DAYS
+
+
+# -- writing the tree back ------------------------------------------------------------------
+
+
+def _string(value: str) -> str:
+    # RFC 5228 §2.4.2: in a quoted string only "\" and '"' need a "\"; line breaks may
+    # stand as they are (the lexer reads CRLF).
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _argument(a: Argument) -> str:
+    if isinstance(a, Tag):
+        return ":" + a.name
+    if isinstance(a, Number):
+        return str(a.value)
+    if a.single and len(a.values) == 1:
+        return _string(a.values[0])
+    return "[" + ", ".join(_string(v) for v in a.values) + "]"
+
+
+def _test(t: Test) -> str:
+    out = t.name
+    if t.arguments:
+        out += " " + " ".join(_argument(a) for a in t.arguments)
+    if t.tests:
+        if len(t.tests) == 1 and t.name not in ("anyof", "allof"):
+            out += " " + _test(t.tests[0])
+        else:
+            out += " (" + ", ".join(_test(x) for x in t.tests) + ")"
+    return out
+
+
+def _command(c: Command, indent: str) -> str:
+    out = indent + c.name
+    if c.arguments:
+        out += " " + " ".join(_argument(a) for a in c.arguments)
+    if c.tests:
+        if len(c.tests) == 1:
+            out += " " + _test(c.tests[0])
+        else:
+            out += " (" + ", ".join(_test(x) for x in c.tests) + ")"
+    if c.block is None:
+        return out + ";\n"
+    inner = "".join(_command(x, indent + "    ") for x in c.block)
+    return out + " {\n" + inner + indent + "}\n"
+
+
+def unparse(commands: list[Command]) -> str:
+    """Sieve text that parses to ``commands`` again."""
+    return "".join(_command(c, "") for c in commands)
+
+
+# -- the managed vacation rule ----------------------------------------------------------------
+
+
+def _is_off(c: Command) -> bool:
+    return (c.name == "if" and len(c.tests) == 1 and c.tests[0].name == "false" and c.block is not None
+            and len(c.block) == 1 and c.block[0].name == "vacation")
+
+
+def _walk(commands: list[Command]) -> list[Command]:
+    out = []
+    for c in commands:
+        out.append(c)
+        if c.block:
+            out += _walk(c.block)
+    return out
+
+
+def _managed(commands: list[Command]) -> tuple[int, Command, bool] | None:
+    """(index at the top level, the vacation command, on) of the managed rule; Foreign
+    when vacation is used anywhere else."""
+    found: list[tuple[int, Command, bool]] = []
+    for i, c in enumerate(commands):
+        if c.name == "vacation":
+            found.append((i, c, True))
+        elif _is_off(c):
+            assert c.block is not None
+            found.append((i, c.block[0], False))
+    ours = {id(v) for _i, v, _on in found}
+    if len(found) > 1 or any(c.name == "vacation" and id(c) not in ours for c in _walk(commands)):
+        raise Foreign("the script sends vacation replies from rules of its own")
+    return found[0] if found else None
+
+
+def vacation_of(text: str) -> Vacation | None:
+    """The managed vacation rule of a script (None: there is none); SieveError for a
+    script that does not parse, Foreign (see above)."""
+    script = compile_script(text)  # tags filled in by the checker
+    got = _managed(script.commands)
+    if got is None:
+        return None
+    _i, cmd, on = got
+    reason = cmd.positional[0]
+    subject = cmd.tags.get("subject")
+    days = cmd.tags.get("days")
+    return Vacation(on, reason.values[0] if isinstance(reason, StringList) else "",
+                    subject.values[0] if isinstance(subject, StringList) else "",
+                    days.value if isinstance(days, Number) else DEFAULT_DAYS)
+
+
+def _vacation_command(v: Vacation, old: Command | None) -> Command:
+    """The vacation command for ``v``: the old one's other tags (``:addresses``,
+    ``:from``, ``:handle``, ``:mime``) kept, ``:days``, ``:subject`` and the reason set."""
+    args: list[Argument] = []
+    if old is not None:
+        skip = False
+        for a in old.arguments[:-1]:  # the last argument is the reason (RFC 5230 §4)
+            if skip:
+                skip = False
+                continue
+            if isinstance(a, Tag) and a.name in ("days", "subject"):
+                skip = True
+                continue
+            args.append(a)
+    args.append(Tag("days", 0, 0))
+    args.append(Number(v.days, 0, 0))
+    if v.subject:
+        args.append(Tag("subject", 0, 0))
+        args.append(StringList((v.subject,), 0, 0, True))
+    args.append(StringList((v.reason,), 0, 0, True))
+    return Command("vacation", args, [], None, 0, 0)
+
+
+def with_vacation(text: str, v: Vacation) -> str:
+    """``text`` (may be empty) with its managed vacation rule set to ``v``: replaced in
+    place, or put first after ``require`` (so that no ``stop`` comes before it);
+    ``require`` gets "vacation".  The result is checked (SieveError if it is not a
+    script: a bug, never stored)."""
+    if not 1 <= v.days <= MAX_DAYS:
+        raise ValueError(f"days: 1 to {MAX_DAYS}")
+    commands = parse(text) if text.strip() else []
+    compile_script(text) if text.strip() else None  # the old text must be a script
+    got = _managed(commands)
+    old = got[1] if got is not None else None
+    vac = _vacation_command(v, old)
+    rule = vac if v.enabled else Command("if", [], [Test("false", [], [], 0, 0)], [vac], 0, 0)
+    if got is not None:
+        commands[got[0]] = rule
+    else:
+        at = 0
+        while at < len(commands) and commands[at].name == "require":
+            at += 1
+        commands.insert(at, rule)
+    requires = [c for c in commands if c.name == "require"]
+    named = {v_.lower() for c in requires for a in c.arguments if isinstance(a, StringList) for v_ in a.values}
+    if "vacation" not in named:
+        commands.insert(0, Command("require", [StringList(("vacation",), 0, 0, True)], [], None, 0, 0))
+    out = unparse(commands)
+    compile_script(out)
+    return out
+
+
+__all__ += ["SieveError"]

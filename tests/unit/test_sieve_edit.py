@@ -1,0 +1,99 @@
+"""Editing a script through its grammar (``waypost.sieve.edit``): the tree written back
+parses to the same tree and runs the same way; WebUser's vacation rule is found, set
+on and off, and replaced without touching the user's other rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from waypost.sieve import Message, compile_script, run
+from waypost.sieve.edit import Foreign, Vacation, unparse, vacation_of, with_vacation
+from waypost.sieve.grammar import parse
+
+RFC5228_9 = '''
+require ["fileinto"];
+if header :is "Sender" "owner-ietf-mta-filters@imc.org" { fileinto "filter"; }
+elsif address :DOMAIN :is ["From", "To"] "example.com" { keep; }
+elsif anyof (NOT address :all :contains ["To", "Cc", "Bcc"] "me@example.com",
+             header :matches "subject" ["*make*money*fast*", "*university*dipl*mas*"]) { fileinto "spam"; }
+else { fileinto "personal"; }
+'''
+
+ODD = '''require ["variables", "imap4flags", "relational", "comparator-i;ascii-numeric", "vacation"];
+# a comment that goes
+set "quote" "say \\"hi\\" \\\\ there";
+if allof (header :value "ge" :comparator "i;ascii-numeric" "X-Priority" "3", size :over 10K) {
+    addflag "$Low";
+}
+if header :contains "subject" "text" { vacation :days 3 :addresses ["me@example.test"] :mime text:
+Content-Type: text/plain
+
+two lines,
+..dot-stuffed
+.
+; }
+'''
+
+
+def _shape(commands):
+    def arg(a):
+        return (type(a).__name__, getattr(a, "name", None), getattr(a, "value", None), getattr(a, "values", None))
+
+    def test(t):
+        return (t.name, [arg(a) for a in t.arguments], [test(x) for x in t.tests])
+
+    return [(c.name, [arg(a) for a in c.arguments], [test(t) for t in c.tests],
+             None if c.block is None else _shape(c.block)) for c in commands]
+
+
+@pytest.mark.parametrize("text", [RFC5228_9, ODD, "", "keep;", 'if true { if false { stop; } }'])
+def test_unparse_gives_the_same_tree(text):
+    again = unparse(parse(text))
+    assert _shape(parse(again)) == _shape(parse(text))
+    if text.strip():
+        compile_script(again)
+
+
+MSG = (b"From: Coyote <coyote@desert.example.org>\r\nTo: bob@example.test\r\n"
+       b"Subject: make money fast\r\n\r\nbody\r\n")
+
+
+def _run(text):
+    return run(compile_script(text), Message(MSG, "coyote@desert.example.org", "bob@example.test",
+                                             mailbox_exists=lambda m: True))
+
+
+def test_vacation_added_first_kept_off_and_replaced():
+    on = with_vacation(RFC5228_9, Vacation(True, "Away until Monday.\r\nBob", "Out of office", 5))
+    assert on.splitlines()[0] == 'require "vacation";'
+    assert vacation_of(on) == Vacation(True, "Away until Monday.\r\nBob", "Out of office", 5)
+    r = _run(on)
+    assert r.deliveries() == [("spam", ())]  # the user's rules run as before
+    assert [a.kind for a in r.actions if a.kind == "vacation"] == ["vacation"]
+    off = with_vacation(on, Vacation(False, "Away until Monday.\r\nBob", "Out of office", 5))
+    assert vacation_of(off) == Vacation(False, "Away until Monday.\r\nBob", "Out of office", 5)
+    assert "if false {" in off
+    assert [a.kind for a in _run(off).actions if a.kind == "vacation"] == []
+    assert _run(off).deliveries() == [("spam", ())]
+    again = with_vacation(off, Vacation(True, "Back soon", "", 7))
+    assert vacation_of(again) == Vacation(True, "Back soon", "", 7)
+    assert again.count("vacation :days") == 1
+
+
+def test_other_tags_of_the_rule_are_kept_and_an_empty_script_gets_one():
+    text = 'require ["vacation"];\nvacation :addresses ["b@example.test"] :days 2 :handle "h" "old";\nkeep;\n'
+    new = with_vacation(text, Vacation(True, 'new "reason"', "S", 9))
+    cmd = [c for c in compile_script(new).commands if c.name == "vacation"][0]
+    assert cmd.tags["addresses"].values == ("b@example.test",) and cmd.tags["handle"].values == ("h",)
+    assert cmd.tags["days"].value == 9 and cmd.positional[0].values == ('new "reason"',)
+    assert vacation_of(with_vacation("", Vacation(True, "hi"))) == Vacation(True, "hi", "", 7)
+    assert vacation_of("keep;") is None
+
+
+def test_a_script_with_vacation_in_its_own_rules_is_not_rewritten():
+    with pytest.raises(Foreign):
+        vacation_of(ODD)
+    with pytest.raises(Foreign):
+        with_vacation(ODD, Vacation(True, "x"))
+    with pytest.raises(ValueError):
+        with_vacation("", Vacation(True, "x", days=0))

@@ -109,3 +109,22 @@ def test_url_partial_in_catenate_and_urlfetch(server):
     got = r.cmd(b'u URLFETCH "' + url + b'"')
     assert got[0] == b'* URLFETCH "' + url + b'" "234"', got
     r.close()
+
+
+def test_thread_refs(server):
+    c = client(server)
+    assert "THREAD=REFS" in c.capabilities
+    c.create("Threads")
+    for mid, extra, day, subject in (("<1@t>", "", 1, "one"), ("<2@t>", "", 5, "two"),
+                                     ("<3@t>", "In-Reply-To: <1@t>\r\n", 9, "Re: one"),
+                                     ("<4@t>", "", 6, "Re: two")):
+        msg = (f"Message-ID: {mid}\r\n{extra}Subject: {subject}\r\nDate: {day} Feb 2024 12:00:00 +0000\r\n"
+               f"\r\nbody\r\n").encode()
+        assert c.append("Threads", None, None, msg)[0] == "OK"
+    c.select("Threads")
+    typ, data = c.uid("THREAD", "REFS", "UTF-8", "ALL")
+    # No subject gathering (4 is alone), threads by their newest message (1-3 last).
+    assert typ == "OK" and data == [b"(2)(4)(1 3)"]
+    typ, data = c.thread("REFERENCES", "UTF-8", "ALL")
+    assert data == [b"(1 3)(2 4)"]
+    c.logout()

@@ -534,7 +534,9 @@ class Database(Protocol):
         """(name, active) of the account's scripts, by name."""
     def sieve_get(self, domain: str, account: str, name: str) -> str | None: ...
     def sieve_active(self, domain: str, account: str) -> tuple[str, str] | None:
-        """(name, text) of the account's active script, or None."""
+        """(name, text) of the account's active script, or None.  Cached in each
+        process (read at every local delivery); every script write and an account's
+        removal invalidate it in every process of every node before they return."""
     def sieve_put(self, domain: str, account: str, name: str, script: str) -> None:
         """Store a script (a new one is inactive; replacing keeps its state)."""
     def sieve_delete(self, domain: str, account: str, name: str) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "casemap",
     "ordered_subject",
     "references",
+    "refs",
     "sent_date",
     "sort",
 ]
@@ -314,8 +315,9 @@ def _node(box: _Box) -> ThreadNode:
     return ThreadNode(number, tuple(_node(c) for c in box.children))
 
 
-def references(items: Iterable[Item]) -> list[ThreadNode]:
-    """THREAD=REFERENCES (RFC 5256 §3)."""
+def _linked(items: Iterable[Item]) -> list[_Box]:
+    """REFERENCES steps (1) to (3): the messages linked by their references, the
+    root set with its dummies pruned."""
     infos = sorted((_Info(i) for i in items), key=lambda x: x.item.seq)
     table: dict[bytes, _Box] = {}
     boxes: list[_Box] = []
@@ -358,6 +360,12 @@ def references(items: Iterable[Item]) -> list[ThreadNode]:
     roots = _prune([b for b in boxes if b.parent is None], True)
     for root in roots:
         root.parent = None
+    return roots
+
+
+def references(items: Iterable[Item]) -> list[ThreadNode]:
+    """THREAD=REFERENCES (RFC 5256 §3)."""
+    roots = _linked(items)
     # (4) the root set by sent date (a dummy's children first).
     _sort_tree(roots)
     # (5) gather threads of one base subject.
@@ -405,3 +413,23 @@ def references(items: Iterable[Item]) -> list[ThreadNode]:
     # (6) every set of siblings by sent date.
     _sort_tree(top)
     return [_node(b) for b in top]
+
+
+def _newest(box: _Box) -> tuple[float, int]:
+    """The (sent date, number) of the newest message of a thread."""
+    best = (0.0, 0) if box.info is None else box.info.order()
+    for child in box.children:
+        best = max(best, _newest(child))
+    return best
+
+
+def refs(items: Iterable[Item]) -> list[ThreadNode]:
+    """THREAD=REFS (draft-ietf-morg-inthread, as Dovecot offers it): REFERENCES'
+    linking by Message-ID, References and In-Reply-To (steps 1 to 3) without its
+    gathering of threads by base subject (step 5); siblings by sent date as in step
+    (6), and the threads by the sent date of their newest message, so that the
+    thread with the latest reply comes last."""
+    roots = _linked(items)
+    _sort_tree(roots)
+    roots.sort(key=_newest)
+    return [_node(b) for b in roots]

@@ -24,6 +24,12 @@ from waypost.mailauth.spf import check_spf
 SUITE = json.loads((Path(__file__).resolve().parents[2] / "data" / "rfc7208" / "rfc7208-tests.json").read_text())
 #: Seconds a look-up of a TIMEOUT name waits: short, the answer never comes.
 TIMEOUT = 0.3
+#: Seconds a look-up may take in a scenario where no name times out.  The resolver's
+#: lifetime bounds every query, so with TIMEOUT everywhere a test process that the
+#: host did not schedule for 0.3 s (2 CPUs shared by many test runs) saw an answer
+#: from its own DNS server as a time-out: temperror, and a "pass" case such as
+#: macro-mania-in-domain failed now and then.
+PATIENT = 10.0
 
 
 def _strings(value) -> list[str]:
@@ -77,6 +83,12 @@ def _load(dns: TestDNSServer, zonedata: dict) -> None:
                     dns.drop(name, rtype)
 
 
+def _drops_queries(zonedata: dict) -> bool:
+    """Whether the scenario has names whose queries time out (``TIMEOUT``)."""
+    return any(r == "TIMEOUT" or (isinstance(r, dict) and "TIMEOUT" in r.values())
+               for records in zonedata.values() for r in records)
+
+
 CASES = [(i, name, case) for i, scenario in enumerate(SUITE) for name, case in sorted(scenario["tests"].items())]
 
 
@@ -95,7 +107,8 @@ async def test_rfc7208_case(servers, index, name, case):
         _load(dns, SUITE[index]["zonedata"])
         servers[index] = dns
     dns = servers[index]
-    settings = Settings().replace("dns", nameservers=[dns.nameserver], timeout=TIMEOUT)
+    timeout = TIMEOUT if _drops_queries(SUITE[index]["zonedata"]) else PATIENT
+    settings = Settings().replace("dns", nameservers=[dns.nameserver], timeout=timeout)
     result = await check_spf(Lookup(settings), case["host"], case["mailfrom"], case["helo"],
                              receiver="receiver.test", default_explanation="DEFAULT")
     wanted = case["result"] if isinstance(case["result"], list) else [case["result"]]

@@ -194,7 +194,9 @@ def status_items(conn: Connection, ref: MailboxRef, items: tuple[str, ...]) -> t
     box = db.mailbox_by_id(ref.box.id) or ref.box
     values: dict[str, int | str] = {"MESSAGES": box.exists, "UIDNEXT": box.uidnext,
                                     "UIDVALIDITY": box.uidvalidity, "HIGHESTMODSEQ": box.highestmodseq,
-                                    "MAILBOXID": mailbox_id(box)}
+                                    "MAILBOXID": mailbox_id(box),
+                                    # RFC 7889 §4: the same in every mailbox (the capability's)
+                                    "APPENDLIMIT": conn.service.params.max_literal_size}
     if "DELETED" in items:  # RFC 9051 §6.3.11: messages with \Deleted
         values["DELETED"] = sum(1 for m in conn.store.listing(box)[1] if "\\Deleted" in m.flags)
     if "DELETED-STORAGE" in items:  # RFC 9208 §4.2: in units of 1024 octets

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...db import MessageRecord
 from .. import message as mime
+from ..preview import preview
 from ..objectid import email_id
 from ..proto import (
     Att,
@@ -29,6 +30,7 @@ from ..proto import (
     Codes,
     Fetch,
     InternalDateItem,
+    PreviewItem,
     Rfc822Item,
     Section,
     Tagged,
@@ -107,7 +109,8 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
     if Att.RFC822_SIZE in atts and any(sel.msgs[u].size < 0 for _, u in targets):
         await asyncio.to_thread(sel.check_sizes, conn.store, [u for _, u in targets])
         unsized = any(sel.msgs[u].size < 0 for _, u in targets)
-    needs_file = any(isinstance(a, (BodySection, BinarySection)) or a in _BODY_ITEMS for a in atts)
+    needs_file = any(isinstance(a, (BodySection, BinarySection)) or a in _BODY_ITEMS or a is Att.PREVIEW
+                     for a in atts)
     needs_structure = any(a in _STRUCTURE_ITEMS for a in atts)
     # RFC 4314 §4: without "s", a body fetch does not set \Seen.
     sets_seen = not sel.readonly and sel.may("s") and any(_sets_seen(a) for a in atts)
@@ -141,7 +144,7 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         cache = db.message_cache_get(sel.box.id, [u for _, u in targets])
     # Header sections only (what clients fetch for a message list): from the
     # header cache that SEARCH keeps, not the files.
-    header_only = needs_file and all(
+    header_only = needs_file and Att.PREVIEW not in atts and all(
         _header_part(a) or not (isinstance(a, (BodySection, BinarySection)) or a in _BODY_ITEMS) for a in atts)
     blocks: dict[int, bytes] = {}
     if header_only:
@@ -311,6 +314,9 @@ def _item(sel: Selected, m: MessageRecord, att: Any, data: bytes | None, cached:
         return b"SAVEDATE " + _save_date(m)
     if att is Att.ENVELOPE:
         return b"ENVELOPE " + mime.cached_envelope_wire(cached)
+    if att is Att.PREVIEW:
+        assert data is not None
+        return PreviewItem(preview(data)).encode()
     if att is Att.BODYSTRUCTURE:
         return b"BODYSTRUCTURE " + mime.cached_body_wire(cached, True)
     if att is Att.BODY:
@@ -364,6 +370,8 @@ def _lost_item(sel: Selected, m: MessageRecord, att: Any, cached: Any) -> bytes:
         return BinaryItem(att.parts, None, att.partial[0] if att.partial is not None else None).encode()
     if att in _BODY_ITEMS:
         return Rfc822Item(att, None).encode()
+    if att is Att.PREVIEW:
+        return PreviewItem(None).encode()
     return _item(sel, m, att, None, cached)
 
 

@@ -42,6 +42,10 @@ async def create(conn: Connection, cmd: Create) -> Tagged:
     uses = {u.lower() for u in cmd.special_use}
     if uses - {"\\sent", "\\drafts", "\\trash", "\\junk", "\\archive", "\\all", "\\flagged"}:
         return Tagged(cmd.tag, "NO", "Unknown special use", USEATTR)
+    if len(uses) > 1:
+        # RFC 6154 §3: a use that cannot be given is refused, nothing created, with
+        # USEATTR; a mailbox here has one special use.
+        return Tagged(cmd.tag, "NO", "One special use per mailbox", USEATTR)
     if not conn.access.is_owner_of(where) and not _may_create(conn, where):
         return Tagged(cmd.tag, "NO", "Permission denied (the 'k' right is needed)", Codes.NOPERM)
     try:

@@ -83,6 +83,7 @@ from .commands import (
     Thread,
     UidExpunge,
     Unselect,
+    UidBatches,
     Unsubscribe,
 )
 from .compress import CompressError, Deflate
@@ -113,7 +114,9 @@ from .response import (
     EnvelopeItem,
     ExistsData,
     ExpungeData,
+    PreviewItem,
     VanishedData,
+    UidBatchesData,
     FetchData,
     FetchItem,
     FlagsData,
@@ -250,6 +253,7 @@ __all__ = [
     "Thread",
     "UidExpunge",
     "Unselect",
+    "UidBatches",
     "Unsubscribe",
     # sequence sets
     "SAVED",
@@ -293,7 +297,9 @@ __all__ = [
     "ExistsData",
     "RecentData",
     "ExpungeData",
+    "PreviewItem",
     "VanishedData",
+    "UidBatchesData",
     "FlagsData",
     "ListData",
     "LsubData",

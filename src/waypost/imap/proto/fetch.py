@@ -40,6 +40,10 @@ class Att(enum.Enum):
       fetch-att       =/ "EMAILID" / "THREADID"
     RFC 8514 §4:
       fetch-att       =/ "SAVEDATE"
+    RFC 8970 §6:
+      fetch-att       =/ "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"]
+      preview-mod     = "LAZY"
+    (LAZY is taken and changes nothing: the preview is always made.)
     """
 
     ENVELOPE = "ENVELOPE"
@@ -56,6 +60,7 @@ class Att(enum.Enum):
     EMAILID = "EMAILID"
     THREADID = "THREADID"
     SAVEDATE = "SAVEDATE"
+    PREVIEW = "PREVIEW"
 
 
 _BY_NAME = {a.value: a for a in Att}
@@ -178,7 +183,28 @@ def _fetch_att(r: Reader) -> FetchAttribute:
     if att is None:
         r.fail(Reason.SYNTAX, f"unknown fetch data item {name!r}")
     r.pos = m.end()
+    if att is Att.PREVIEW:
+        _preview_mods(r)
     return att
+
+
+def _preview_mods(r: Reader) -> None:
+    # "PREVIEW (LAZY)"; a "(" that follows with something else is no preview-mod
+    # (FETCH 1 PREVIEW (CHANGEDSINCE 5): the fetch modifiers).
+    start = r.pos
+    if not (r.skip_sp() and r.peek() == 0x28):
+        r.pos = start
+        return
+    r.open()
+    if r.peek_keyword() != "LAZY":
+        r.pos = start
+        return
+    while True:
+        if r.keyword("preview modifier") != "LAZY":
+            r.fail(Reason.SYNTAX, "the only PREVIEW modifier is LAZY")
+        if not r.skip_sp():
+            break
+    r.close()
 
 
 def _section(r: Reader) -> Section:

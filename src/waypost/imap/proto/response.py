@@ -42,7 +42,9 @@ __all__ = [
     "EnvelopeItem",
     "ExistsData",
     "ExpungeData",
+    "PreviewItem",
     "VanishedData",
+    "UidBatchesData",
     "FetchData",
     "FetchItem",
     "FlagsData",
@@ -421,6 +423,22 @@ class VanishedData:
 
     def encode(self) -> bytes:
         return b"* VANISHED " + (b"(EARLIER) " if self.earlier else b"") + str(self.uids).encode() + CRLF
+
+
+@dataclass(frozen=True, slots=True)
+class UidBatchesData:
+    """draft-ietf-mailmaint-imap-uidbatches:
+    uidbatches-response = "UIDBATCHES" SP search-correlator
+                          [SP uid-range *("," uid-range)]    ; highest UID first"""
+
+    tag: str
+    ranges: tuple[tuple[int, int], ...]
+
+    def encode(self) -> bytes:
+        out = b"* UIDBATCHES (TAG " + wire.string(self.tag) + b")"
+        if self.ranges:
+            out += b" " + b",".join(b"%d:%d" % r for r in self.ranges)
+        return out + CRLF
 
 
 @dataclass(frozen=True, slots=True)
@@ -840,6 +858,17 @@ class InternalDateItem:
 
 
 @dataclass(frozen=True, slots=True)
+class PreviewItem:
+    """RFC 8970 §6:  msg-att-dynamic =/ "PREVIEW" SP nstring
+    (UTF-8: a literal when it is not ASCII)."""
+
+    text: str | None
+
+    def encode(self) -> bytes:
+        return b"PREVIEW " + wire.nstring(self.text)
+
+
+@dataclass(frozen=True, slots=True)
 class SizeItem:
     """msg-att-static =/ "RFC822.SIZE" SP number"""
 
@@ -979,6 +1008,7 @@ Response = (
     | RecentData
     | ExpungeData
     | VanishedData
+    | UidBatchesData
     | FlagsData
     | ListData
     | StatusData

@@ -54,7 +54,8 @@ __all__ = [
 STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE",
                 "MAILBOXID",  # RFC 8474 §4.2
                 "DELETED",    # RFC 9051 §6.3.11
-                "DELETED-STORAGE")  # RFC 9208 §4.2
+                "DELETED-STORAGE",  # RFC 9208 §4.2
+                "APPENDLIMIT")      # RFC 7889 §4: status-att =/ "APPENDLIMIT"
 
 # RFC 5258 §6:
 # list-select-base-opt        = "SUBSCRIBED" / option-extension

@@ -209,6 +209,9 @@ class AuthSettings:
 class DNSSettings:
     nameservers: list[str] = _s([], "Name servers as host or host:port; empty = the system's resolver.")
     timeout: float = _s(5.0, "Seconds a DNS look-up may take.")
+    trust_ad: bool = _s(False, "Trust the AD (authenticated data) bit of the name servers' answers: they are a "
+                               "validating resolver on this host (dns.nameservers on 127.0.0.1 or ::1 only, e.g. "
+                               "unbound). Needed for DANE (delivery.dane).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +223,8 @@ class DeliverySettings:
     command_timeout: float = _s(300.0, "Seconds to wait for a remote server's reply to one command.")
     starttls: bool = _s(True, "Use STARTTLS when the remote server offers it (opportunistic, unverified).")
     bind_address: str = _s("", "Source address of outgoing SMTP connections (\"\" = the system chooses).")
+    dane: bool = _s(True, "Use DANE (RFC 7672) where DNSSEC-validated TLSA records exist for an MX host (only with "
+                          "dns.trust_ad): TLS matching them, or the message waits.")
     mta_sts: bool = _s(True, "Honour the MTA-STS policies (RFC 8461) of the domains we deliver to: 'enforce' asks for "
                              "TLS with a certificate valid for a listed MX host, or the message waits.")
     mta_sts_port: int = _s(443, "TCP port of the HTTPS policy servers (mta-sts.<domain>); tests use a high port.")
@@ -314,6 +319,16 @@ class MTASTSSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TLSRPTSettings:
+    enabled: bool = _s(True, "Send TLS-RPT reports (RFC 8460) of our deliveries under MTA-STS and DANE policies to "
+                             "the domains that publish _smtp._tls (rua=mailto: through the queue, https: by POST).")
+    interval: int = _s(86400, "Seconds one report covers (RFC 8460: a UTC day); periods are aligned on the epoch. "
+                              "Tests use a few seconds.")
+    organization: str = _s("", "organization-name of the reports; \"\" = server.hostname.")
+    contact: str = _s("", "contact-info of the reports; \"\" = postmaster@server.main_domain.")
+
+
+@dataclass(frozen=True, slots=True)
 class FilterSettings:
     rspamd: str = _s("", "Rspamd's normal worker as http://host:port (e.g. \"http://127.0.0.1:11333\"), asked "
                          "(POST /checkv2) after DATA for mail from outside (as mailauth.inbound chooses it); "
@@ -347,6 +362,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     mailauth: MailAuthSettings = field(default_factory=MailAuthSettings)
     mta_sts: MTASTSSettings = field(default_factory=MTASTSSettings)
+    tlsrpt: TLSRPTSettings = field(default_factory=TLSRPTSettings)
     filter: FilterSettings = field(default_factory=FilterSettings)
     # Not a setting: where the file was read from; paths are relative to it.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
@@ -489,6 +505,17 @@ def _validate(s: Settings) -> None:
         raise ConfigError("ftp.max_connections, ftp.max_connections_per_ip, ftp.max_login_failures: must be positive")
     if s.server.listen_backlog <= 0:
         raise ConfigError("server.listen_backlog: must be positive")
+    if s.dns.trust_ad:
+        for ns in s.dns.nameservers or ["(the system's resolver)"]:
+            try:
+                loopback = ipaddress.ip_address(parse_hostport(ns, default_port=53)[0]).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                raise ConfigError(f"dns.trust_ad: name server {ns} is not on this host (127.0.0.1 or ::1): "
+                                  "its AD bit could be forged on the way")
+    if s.tlsrpt.interval < 1:
+        raise ConfigError("tlsrpt.interval: at least 1 second")
     if s.mta_sts.mode not in ("", "testing", "enforce", "none"):
         raise ConfigError("mta_sts.mode: expected \"\", 'testing', 'enforce' or 'none'")
     if not 0 <= s.mta_sts.max_age <= 31557600:

@@ -501,3 +501,35 @@ def test_cluster_release_gives_a_dead_nodes_leases_and_journal_back_at_once(tmp_
         stop_all(nodes)
         controller.stop()
         dns.stop()
+
+
+def test_a_sieve_script_changed_on_one_node_is_used_by_another_at_once(tmp_path):
+    """Node B caches alice's active script (read at every local delivery); a new script
+    put through node A's CLI, then the account removed and made again under the same
+    name (no script), are used by node B from its next delivery on: the cache is
+    invalidated across nodes by NOTIFY (STYLE.md point 13)."""
+    nodes, shared = make_cluster(tmp_path)
+    a, b, _c = nodes
+    script = tmp_path / "main.sieve"
+    mail = shared / "mail" / "example.test" / "alice"
+    try:
+        a.ok("account", "add", "alice@example.test", "--password", "alice-password")
+        script.write_text('require "fileinto";\nfileinto "A";\n')
+        a.ok("sieve", "put", "alice@example.test", "main", str(script), "--activate")
+        a.start()
+        b.start()
+        for n in range(2):  # both through node B: the second is served from its cache
+            assert send(b, "alice@example.test", f"first-{n}")[0] == 250
+        wait_for(lambda: len(maildir_messages(mail / ".A")) == 2, timeout=15, what="two filed into A by node B")
+        script.write_text('require "fileinto";\nfileinto "B";\n')
+        a.ok("sieve", "put", "alice@example.test", "main", str(script))  # node A's CLI
+        assert send(b, "alice@example.test", "second")[0] == 250
+        wait_for(lambda: len(maildir_messages(mail / ".B")) == 1, timeout=15, what="filed into B by node B")
+        a.ok("account", "remove", "alice@example.test")
+        a.ok("account", "add", "alice@example.test", "--password", "alice-password")
+        assert send(b, "alice@example.test", "third")[0] == 250
+        wait_for(lambda: subjects(shared, "alice@example.test")["third"] == 1, timeout=15,
+                 what="the new account's message in INBOX")
+        assert len(maildir_messages(mail / ".A")) == 2 and len(maildir_messages(mail / ".B")) == 1
+    finally:
+        stop_all(nodes)

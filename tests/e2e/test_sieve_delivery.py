@@ -98,11 +98,12 @@ def test_script_files_rejects_replies_once_and_flags(inst, tmp_path):
 def test_broken_script_keeps_mail_and_logs(inst):
     inst.start()
     # Stored behind the checker's back (as an older version might have): never loses mail.
-    from waypost.db import open_database
-
-    db = open_database("waypost.db", inst.data)
-    db.sieve_put("example.test", "alice", "bad", 'require "fileinto";\nfileinto "A"\nkeep;')
-    db.sieve_activate("example.test", "alice", "bad")
+    db = inst.db()  # the instance's engine (SQLite or PostgreSQL)
+    try:
+        db.sieve_put("example.test", "alice", "bad", 'require "fileinto";\nfileinto "A"\nkeep;')
+        db.sieve_activate("example.test", "alice", "bad")
+    finally:
+        db.close()
     send(inst, "bob@example.test", "still here")
     wait_for(lambda: len(inst.messages("alice@example.test")) == 1, what="kept in INBOX")
     inst.expect_log(r"event=sieve-error .*line 3")
@@ -170,6 +171,13 @@ def test_two_workers_one_vacation_reply_and_script_changes_seen_by_both(tmp_path
         folder_b = inst.mailbox("alice@example.test") / ".B"
         wait_for(lambda: len(maildir_messages(folder_b)) == 8, timeout=30, what="eight filed into B")
         assert len(maildir_messages(folder_a)) == 8
+        # Removed and made again under the same name: no script (the cached one of the
+        # old account is not used by either worker).
+        inst.ok("account", "remove", "alice@example.test")
+        inst.ok("account", "add", "alice@example.test", "--password", "pw")
+        burst("third")
+        wait_for(lambda: len(inst.messages("alice@example.test")) == 8, timeout=30, what="eight in the new INBOX")
+        assert len(maildir_messages(folder_b)) == 8
 
 
 def test_editheader_changes_what_is_stored(inst, tmp_path):

@@ -23,7 +23,12 @@ Semantics (kept close to an authoritative server):
 
 Record values: ``A``/``AAAA`` an address string; ``MX`` a ``(preference, host)`` pair
 (``(0, ".")`` is a null MX, RFC 7505); ``TXT`` a string or a list of strings (one
-record of several character-strings); ``CNAME`` and ``PTR`` a host name.  Names are compared in
+record of several character-strings); ``CNAME`` and ``PTR`` a host name; ``TLSA`` a
+``(usage, selector, matching type, data bytes)`` tuple (RFC 6698).
+
+DNSSEC is not signed here: ``secure(name, ...)`` makes the answers for those names
+carry the AD bit, as a validating resolver on 127.0.0.1 (unbound) sets it for data it
+validated (RFC 4035 §3.2.3); every other answer has it clear (insecure data).  Names are compared in
 lower case without the trailing dot.  Every query is logged in ``queries`` as
 ``(name, type, transport)`` so a test can assert what was (not) asked.
 
@@ -42,7 +47,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from dnslib import AAAA, CNAME, MX, PTR, QTYPE, RCODE, RR, TXT, A, DNSLabel, DNSRecord
+from dnslib import AAAA, CNAME, MX, PTR, QTYPE, RCODE, RR, TLSA, TXT, A, DNSLabel, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 __all__ = ["TestDNSServer", "Zone"]
@@ -52,7 +57,7 @@ Zone = Mapping[str, Mapping[str, Sequence[Any]]]
 
 ADDRESS = "127.0.0.1"
 TTL = 60
-SUPPORTED_TYPES = ("A", "AAAA", "MX", "TXT", "CNAME", "PTR")
+SUPPORTED_TYPES = ("A", "AAAA", "MX", "TXT", "CNAME", "PTR", "TLSA")
 # Longest CNAME chain followed inside the zone (a loop ends here instead of hanging).
 MAX_CNAME_CHAIN = 8
 # Attempts at finding a port free for both TCP and UDP.
@@ -81,6 +86,9 @@ class _ZoneResolver(BaseResolver):  # type: ignore[misc]
         if qname in drops or (qname, qtype) in drops:
             raise _Drop()
         reply = request.reply()
+        # reply() copies the query's flags: the AD bit a client asked with (RFC 6840
+        # §5.7) must not come back unless the data is "secure".
+        reply.header.ad = 1 if qname in self.owner._secure else 0
         if qname in failures:
             reply.header.rcode = getattr(RCODE, failures[qname])
             return reply
@@ -116,6 +124,9 @@ def _rr(name: str, rtype: str, value: Any) -> RR:
         rdata = CNAME(value.rstrip(".") + ".")
     elif rtype == "PTR":
         rdata = PTR(value.rstrip(".") + ".")
+    elif rtype == "TLSA":
+        usage, selector, mtype, data = value
+        rdata = TLSA(int(usage), int(selector), int(mtype), bytes(data))
     else:  # pragma: no cover - rejected by _check
         raise ValueError(rtype)
     return RR(DNSLabel([label.encode("utf-8") for label in name.split(".")]), getattr(QTYPE, rtype), rdata=rdata,
@@ -168,6 +179,7 @@ class TestDNSServer:
         self._zone: dict[str, dict[str, list[Any]]] = {}
         self._failures: dict[str, str] = {}
         self._drops: builtins.set[Any] = builtins.set()
+        self._secure: frozenset[str] = frozenset()
         self._queries: list[tuple[str, str, str]] = []
         self._servers: list[DNSServer] = []
         self.port = 0
@@ -241,6 +253,11 @@ class TestDNSServer:
                 records[rtype] = checked
             else:
                 records.pop(rtype, None)
+
+    def secure(self, *names: str) -> None:
+        """Answers for these names carry the AD bit from now on (see the module docstring)."""
+        with self._lock:
+            self._secure = self._secure | {_key(n) for n in names}
 
     def remove(self, name: str) -> None:
         """Remove a name and all its records: it answers NXDOMAIN from now on."""

@@ -456,6 +456,9 @@ class Database(Protocol):
     def web_session_get(self, id_hash: str, now: float) -> tuple[str, str] | None:
         """(account address, CSRF token) of a session not expired by ``now``, or None."""
     def web_session_delete(self, id_hash: str) -> None: ...
+    def web_session_end_others(self, account: str, keep: str) -> int:
+        """Delete every session of ``account`` but the one whose hash is ``keep`` (a
+        password change); how many went."""
 
     # -- API tokens (waypost.web's /api/v1): only a hash of each token is stored -------
     def api_token_add(self, name: str, token_hash: str, domains: Sequence[str] | None, now: float) -> ApiToken:
@@ -534,7 +537,9 @@ class Database(Protocol):
         """(name, active) of the account's scripts, by name."""
     def sieve_get(self, domain: str, account: str, name: str) -> str | None: ...
     def sieve_active(self, domain: str, account: str) -> tuple[str, str] | None:
-        """(name, text) of the account's active script, or None."""
+        """(name, text) of the account's active script, or None.  Cached in each
+        process (read at every local delivery); every script write and an account's
+        removal invalidate it in every process of every node before they return."""
     def sieve_put(self, domain: str, account: str, name: str, script: str) -> None:
         """Store a script (a new one is inactive; replacing keeps its state)."""
     def sieve_delete(self, domain: str, account: str, name: str) -> None:

@@ -17,6 +17,7 @@ class _QuotaSieve:
 
     _read: Any
     _write: Any
+    _cached: Any
 
     # -- quota usage ------------------------------------------------------------------
 
@@ -92,19 +93,25 @@ class _QuotaSieve:
         return None if row is None else str(row[0])
 
     def sieve_active(self, domain: str, account: str) -> tuple[str, str] | None:
-        with self._read() as c:
-            row = c.execute("SELECT name, script FROM sieve_scripts WHERE domain=%s AND account=%s AND active",
-                            (domain, account)).fetchone()
-        return None if row is None else (str(row[0]), str(row[1]))
+        # Read at every local delivery: cached like the directory (the script writes
+        # above and an account's removal renew the change token of every process, on
+        # every node through NOTIFY; see the module docstring of postgres.py).
+        def load() -> tuple[str, str] | None:
+            with self._read() as c:
+                row = c.execute("SELECT name, script FROM sieve_scripts WHERE domain=%s AND account=%s AND active",
+                                (domain, account)).fetchone()
+            return None if row is None else (str(row[0]), str(row[1]))
+        value: tuple[str, str] | None = self._cached(("sieve", domain, account), load)
+        return value
 
     def sieve_put(self, domain: str, account: str, name: str, script: str) -> None:
-        with self._write(settings=False) as c:
+        with self._write() as c:
             c.execute("INSERT INTO sieve_scripts (domain, account, name, script, updated) VALUES (%s, %s, %s, %s, %s)"
                       " ON CONFLICT (domain, account, name) DO UPDATE SET script=EXCLUDED.script,"
                       " updated=EXCLUDED.updated", (domain, account, name, script, time.time()))
 
     def sieve_delete(self, domain: str, account: str, name: str) -> None:
-        with self._write(settings=False) as c:
+        with self._write() as c:
             row = c.execute("SELECT active FROM sieve_scripts WHERE domain=%s AND account=%s AND name=%s FOR UPDATE",
                             (domain, account, name)).fetchone()
             if row is None:
@@ -115,7 +122,7 @@ class _QuotaSieve:
 
     def sieve_rename(self, domain: str, account: str, old: str, new: str) -> None:
         try:
-            with self._write(settings=False) as c:
+            with self._write() as c:
                 n = c.execute("UPDATE sieve_scripts SET name=%s WHERE domain=%s AND account=%s AND name=%s",
                               (new, domain, account, old)).rowcount
                 if n == 0:
@@ -124,7 +131,7 @@ class _QuotaSieve:
             raise Conflict(f"script {new!r} exists") from None
 
     def sieve_activate(self, domain: str, account: str, name: str | None) -> None:
-        with self._write(settings=False) as c:
+        with self._write() as c:
             if name is not None and c.execute(
                     "SELECT 1 FROM sieve_scripts WHERE domain=%s AND account=%s AND name=%s",
                     (domain, account, name)).fetchone() is None:

@@ -16,6 +16,7 @@ class _QuotaSieve:
 
     _conn: Any
     _write: Any
+    _cached: Any
 
     # -- quota usage ------------------------------------------------------------------
 
@@ -80,18 +81,23 @@ class _QuotaSieve:
         return None if row is None else str(row[0])
 
     def sieve_active(self, domain: str, account: str) -> tuple[str, str] | None:
-        row = self._conn().execute("SELECT name, script FROM sieve_scripts WHERE domain=? AND account=? AND active=1",
-                                   (domain, account)).fetchone()
-        return None if row is None else (str(row[0]), str(row[1]))
+        # Read at every local delivery: cached like the directory (the script writes
+        # above and an account's removal renew the change token every process maps).
+        def load() -> tuple[str, str] | None:
+            row = self._conn().execute("SELECT name, script FROM sieve_scripts WHERE domain=? AND account=? AND active=1",
+                                       (domain, account)).fetchone()
+            return None if row is None else (str(row[0]), str(row[1]))
+        value: tuple[str, str] | None = self._cached(("sieve", domain, account), load)
+        return value
 
     def sieve_put(self, domain: str, account: str, name: str, script: str) -> None:
-        with self._write(settings=False) as c:
+        with self._write() as c:
             c.execute("INSERT INTO sieve_scripts (domain, account, name, script, updated) VALUES (?, ?, ?, ?, ?)"
                       " ON CONFLICT (domain, account, name) DO UPDATE SET script=excluded.script,"
                       " updated=excluded.updated", (domain, account, name, script, time.time()))
 
     def sieve_delete(self, domain: str, account: str, name: str) -> None:
-        with self._write(settings=False) as c:
+        with self._write() as c:
             row = c.execute("SELECT active FROM sieve_scripts WHERE domain=? AND account=? AND name=?",
                             (domain, account, name)).fetchone()
             if row is None:
@@ -101,7 +107,7 @@ class _QuotaSieve:
             c.execute("DELETE FROM sieve_scripts WHERE domain=? AND account=? AND name=?", (domain, account, name))
 
     def sieve_rename(self, domain: str, account: str, old: str, new: str) -> None:
-        with self._write(settings=False) as c:
+        with self._write() as c:
             try:
                 n = c.execute("UPDATE sieve_scripts SET name=? WHERE domain=? AND account=? AND name=?",
                               (new, domain, account, old)).rowcount
@@ -111,7 +117,7 @@ class _QuotaSieve:
                 raise NotFound(f"no script {old!r}")
 
     def sieve_activate(self, domain: str, account: str, name: str | None) -> None:
-        with self._write(settings=False) as c:
+        with self._write() as c:
             if name is not None and c.execute(
                     "SELECT 1 FROM sieve_scripts WHERE domain=? AND account=? AND name=?",
                     (domain, account, name)).fetchone() is None:

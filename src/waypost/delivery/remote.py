@@ -59,7 +59,7 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import aiosmtplib
 import dns.asyncresolver
@@ -73,6 +73,7 @@ from aiosmtplib import SMTPResponse
 from ..address import ip_from_literal, is_ip_literal
 from ..config import Settings, parse_hostport
 from ..log import event
+from .dane import check_chain
 from .mtasts import verified_context
 
 __all__ = [
@@ -106,9 +107,10 @@ DestinationKind = Literal["mx", "host", "ip"]
 
 # -- TLS policies ---------------------------------------------------------------------------
 
-#: ``report(mx_host, result_type, detail)``: one TLS outcome for TLS-RPT (RFC 8460 §4.3
-#: result types, or "success").
-TLSReport = Callable[[str, str, str], None]
+#: ``report(policy, mx_host, receiving_ip, result_type, detail)``: one TLS outcome for
+#: TLS-RPT (RFC 8460 §4.3 result types, or "success"); ``policy`` is the one in force for
+#: that host (its ``source`` says MTA-STS or DANE).
+TLSReport = Callable[["TLSPolicy", str, str, str, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +131,16 @@ class TLSPolicy:
 
     level: str = "may"
     testing: bool = False
+    policy_text: str = ""         # the MTA-STS policy as fetched (TLS-RPT policy-string)
     mx: Callable[[str], bool] | None = None
     source: str = ""
     ca_file: str = ""
     report: TLSReport | None = None
     verify_host: Callable[[Hop, list[bytes]], tuple[str, str] | None] | None = None
+    # DANE (RFC 7672): ``dane_lookup(kind, name, [(host, port)])`` gives the hosts with
+    # DNSSEC-validated TLSA records, which ``deliver`` puts in ``dane``.
+    dane_lookup: Callable[[str, str, list[tuple[str, int]]], Awaitable[dict[str, list[Any]]]] | None = None
+    dane: dict[str, list[Any]] | None = None
 
     @property
     def required(self) -> bool:
@@ -817,6 +824,14 @@ class _Session:
         self.job = job
         self.hop = hop
         self.tls = tls if tls is not None else job.tls
+        if self.tls.dane and hop.host in self.tls.dane:
+            # RFC 7672 §2.2: this host has validated TLSA records: TLS matching them, or
+            # nothing (before MTA-STS, RFC 8461 §2).
+            records = self.tls.dane[hop.host]
+            self.tls = dataclasses.replace(
+                self.tls, level="verify", testing=False, source="DANE",
+                verify_host=lambda h, chain: check_chain(records, chain, [h.host]))
+            starttls = True
         self.starttls = starttls and self.tls.level != "none"
         self.smtp = aiosmtplib.SMTP(
             hostname=hop.ip, port=hop.port, local_hostname=job.helo_name,
@@ -946,7 +961,7 @@ class _Session:
         """A TLS requirement not met: reported; a hop failure unless only testing."""
         tls = self.tls
         if tls.report is not None:
-            tls.report(self.hop.host, result_type, detail)
+            tls.report(tls, self.hop.host, self.hop.ip, result_type, detail)
         event(log, "tls-policy-failed", level=logging.WARNING, host=self.hop.label, policy=tls.source or tls.level,
               result=result_type, detail=detail, action="deliver (testing)" if tls.testing else "defer")
         if not tls.testing:
@@ -975,7 +990,7 @@ class _Session:
             if verify:
                 kind = _verify_failure(e)
                 if tls.report is not None:
-                    tls.report(self.hop.host, kind, str(e))
+                    tls.report(tls, self.hop.host, self.hop.ip, kind, str(e))
                 event(log, "tls-policy-failed", level=logging.WARNING, host=self.hop.label,
                       policy=tls.source or tls.level, result=kind, detail=str(e),
                       action="deliver (testing)" if tls.testing else "defer")
@@ -994,7 +1009,7 @@ class _Session:
                     await self._hello()
                     return
         if verify and tls.report is not None:
-            tls.report(self.hop.host, "success", "")
+            tls.report(tls, self.hop.host, self.hop.ip, "success", "")
         # RFC 3207 §4.2: forget what was learnt before TLS and ask again.
         await self._hello()
 
@@ -1053,18 +1068,27 @@ def _verify_failure(error: BaseException) -> str:
     return "validation-failure"
 
 
+#: _ssl.ENCODING_DER: the format argument of Certificate.public_bytes (DER, not PEM).
+_ENCODING_DER = 2
+
+
 def _peer_chain(smtp: aiosmtplib.SMTP) -> list[bytes]:
     """The certificates the server sent (DER, leaf first)."""
     transport = smtp.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     if ssl_object is None:
         return []
-    try:
-        chain = ssl_object.get_unverified_chain()  # Python 3.13
-    except AttributeError:
+    # Public from Python 3.13 (SSLObject.get_unverified_chain); on 3.11 and 3.12 the
+    # same method of the underlying _ssl object (read only: nothing is patched).
+    getter = getattr(ssl_object, "get_unverified_chain", None) or getattr(
+        getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+    if getter is None:
         leaf = ssl_object.getpeercert(binary_form=True)
         return [leaf] if leaf else []
-    return [c if isinstance(c, bytes) else c.public_bytes() for c in (chain or [])]
+    out: list[bytes] = []
+    for c in getter() or []:
+        out.append(c if isinstance(c, bytes) else c.public_bytes(_ENCODING_DER))
+    return out
 
 
 def _is_ip(host: str) -> bool:
@@ -1175,11 +1199,17 @@ async def deliver(
         hops = await plan(destination, resolver, is_self, default_port=settings.delivery.smtp_port)
     except ResolveError as e:
         return [RecipientResult(address, e.code, e.status, e.text) for address, _ in recipients]
+    if tls is not None and tls.dane_lookup is not None and destination.kind != "ip":
+        dane = await tls.dane_lookup(destination.kind, destination.name, [(h.host, h.port) for h in hops])
+        if dane:
+            tls = dataclasses.replace(tls, dane=dane)
+            event(log, "dane", destination=destination.name, hosts=",".join(sorted(dane)))
     if tls is not None and tls.mx is not None and destination.kind == "mx":
-        allowed = [h for h in hops if tls.mx(h.host)]
+        mx_ok = tls.mx
+        allowed = [h for h in hops if mx_ok(h.host) or (tls.dane is not None and h.host in tls.dane)]
         for h in {h.host for h in hops} - {h.host for h in allowed}:
             if tls.report is not None:
-                tls.report(h, "validation-failure", f"MX {h} not in the {tls.source} policy")
+                tls.report(tls, h, "", "validation-failure", f"MX {h} not in the {tls.source} policy")
             event(log, "tls-policy-failed", level=logging.WARNING, host=h, policy=tls.source,
                   result="validation-failure", detail="MX host not listed by the policy", action="skip host")
         if not allowed:

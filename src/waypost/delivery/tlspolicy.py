@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import Settings
+from .dane import DANE, trusted_resolver
 from .mtasts import MTASTS
-from .remote import Destination, TLSPolicy, TLSReport
+from .remote import Destination, TLSPolicy, TLSReport, async_resolver
 
 __all__ = ["TLSPolicies", "override_for"]
 
@@ -37,24 +38,29 @@ def override_for(settings: Settings, name: str) -> str | None:
 class TLSPolicies:
     """One per worker: the TLS policy of each delivery."""
 
-    __slots__ = ("settings", "mta_sts", "ca_file")
+    __slots__ = ("settings", "mta_sts", "ca_file", "dane")
 
     def __init__(self, settings: Settings, db: Any, resolver: Any) -> None:
         """``resolver``: the delivery ``Resolver`` (its look-ups and dnspython resolver)."""
         self.settings = settings
         self.ca_file = str(settings.path(settings.delivery.tls_ca_file)) if settings.delivery.tls_ca_file else ""
         self.mta_sts = MTASTS(settings, db, resolver.dnspython, resolver.addresses) if settings.delivery.mta_sts else None
+        # DANE only with a validating resolver on this host that we were told to trust.
+        self.dane = (DANE(async_resolver(settings)) if settings.delivery.dane and trusted_resolver(settings)
+                     else None)
 
     async def policy_for(self, destination: Destination, report: TLSReport | None = None) -> TLSPolicy:
         level = override_for(self.settings, destination.name) if destination.kind != "ip" else None
         if level is not None:
             return TLSPolicy(level=level, source=f"delivery.tls_policy {level}", ca_file=self.ca_file, report=report)
+        dane = self.dane.records if self.dane is not None else None
         if destination.kind == "mx" and self.mta_sts is not None:
             policy = await self.mta_sts.policy(destination.name)
             if policy is not None and policy.mode == "enforce":
                 return TLSPolicy(level="verify", mx=policy.matches, source="MTA-STS", ca_file=self.ca_file,
-                                 report=report)
+                                 report=report, dane_lookup=dane, policy_text=policy.text)
             if policy is not None and policy.mode == "testing":
                 return TLSPolicy(level="verify", testing=True, source="MTA-STS testing", ca_file=self.ca_file,
-                                 report=report)
-        return TLSPolicy(level="may" if self.settings.delivery.starttls else "none", ca_file=self.ca_file)
+                                 report=report, dane_lookup=dane, policy_text=policy.text)
+        return TLSPolicy(level="may" if self.settings.delivery.starttls else "none", ca_file=self.ca_file,
+                         report=report, dane_lookup=dane)

@@ -97,15 +97,17 @@ class Selected:
         sel = cls(box, readonly, condstore, rights=rights, seen_user=seen_user)
         if seen_user is not None:
             sel.seen = db.seen_get(box.id, seen_user)
-        sel.uids = [m.uid for m in msgs]
-        sel.msgs = {m.uid: m for m in msgs}
+        # The worker's index of this listing, shared by its sessions; each session
+        # changes its own copies (a copy is a fraction of walking the records).
+        index = store.listing_index(box.id, msgs)
+        sel.uids = list(index.uids)
+        sel.msgs = dict(index.by_uid)
         # RFC 3501 §6.3.2: EXAMINE answers like SELECT, \Recent included; it only
         # does not take the messages' \Recent away from the sessions after it.
-        sel.recent = {m.uid for m in msgs if m.uid >= first_recent}
+        sel.recent = set(sel.uids[bisect.bisect_left(sel.uids, first_recent):])
         sel.modseq = state[1]
         sel.state = state
-        for flags in {m.flags for m in msgs}:
-            sel.keywords.update(f for f in flags if not f.startswith("\\"))
+        sel.keywords.update(index.keywords)
         return sel
 
     def all_seen(self, db: Database) -> bool:

@@ -2,9 +2,10 @@
 out.  No file, socket or index here: the handlers (``commands/sort.py``) hand in each
 message's header block, as the SEARCH header cache keeps it.
 
-Strings are compared with the i;ascii-casemap collation (RFC 4790 §9.2): their
-UTF-8 octets with a-z mapped to A-Z (``casemap``).  Ties go to the lower message
-number (RFC 5256 §3).
+Strings are compared with the i;unicode-casemap collation (RFC 5051; I18NLEVEL=1,
+RFC 5255): each character titlecased, then NFKD, as UTF-8 octets (``casemap``; for
+ASCII the same as i;ascii-casemap).  Ties go to the lower message number (RFC 5256
+§3).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import email.utils
 import re
 from collections.abc import Callable, Iterable, Sequence
 
+from . import collation
 from . import message as mime
 from .proto import ThreadNode
 from .proto.structure import Address
@@ -23,14 +25,16 @@ __all__ = [
     "casemap",
     "ordered_subject",
     "references",
+    "refs",
     "sent_date",
     "sort",
 ]
 
 
 def casemap(text: str) -> bytes:
-    """The i;ascii-casemap form of ``text``: its UTF-8 octets, ASCII upper-cased."""
-    return text.encode("utf-8", "surrogateescape").upper()
+    """The form SORT orders and THREAD compares base subjects in: i;unicode-casemap
+    (RFC 5051, the default comparator of I18NLEVEL=1, RFC 5255 §4.3)."""
+    return collation.casemap(text)
 
 
 # -- base subject (RFC 5256 §2.1) -------------------------------------------------------
@@ -314,8 +318,9 @@ def _node(box: _Box) -> ThreadNode:
     return ThreadNode(number, tuple(_node(c) for c in box.children))
 
 
-def references(items: Iterable[Item]) -> list[ThreadNode]:
-    """THREAD=REFERENCES (RFC 5256 §3)."""
+def _linked(items: Iterable[Item]) -> list[_Box]:
+    """REFERENCES steps (1) to (3): the messages linked by their references, the
+    root set with its dummies pruned."""
     infos = sorted((_Info(i) for i in items), key=lambda x: x.item.seq)
     table: dict[bytes, _Box] = {}
     boxes: list[_Box] = []
@@ -358,6 +363,12 @@ def references(items: Iterable[Item]) -> list[ThreadNode]:
     roots = _prune([b for b in boxes if b.parent is None], True)
     for root in roots:
         root.parent = None
+    return roots
+
+
+def references(items: Iterable[Item]) -> list[ThreadNode]:
+    """THREAD=REFERENCES (RFC 5256 §3)."""
+    roots = _linked(items)
     # (4) the root set by sent date (a dummy's children first).
     _sort_tree(roots)
     # (5) gather threads of one base subject.
@@ -405,3 +416,23 @@ def references(items: Iterable[Item]) -> list[ThreadNode]:
     # (6) every set of siblings by sent date.
     _sort_tree(top)
     return [_node(b) for b in top]
+
+
+def _newest(box: _Box) -> tuple[float, int]:
+    """The (sent date, number) of the newest message of a thread."""
+    best = (0.0, 0) if box.info is None else box.info.order()
+    for child in box.children:
+        best = max(best, _newest(child))
+    return best
+
+
+def refs(items: Iterable[Item]) -> list[ThreadNode]:
+    """THREAD=REFS (draft-ietf-morg-inthread, as Dovecot offers it): REFERENCES'
+    linking by Message-ID, References and In-Reply-To (steps 1 to 3) without its
+    gathering of threads by base subject (step 5); siblings by sent date as in step
+    (6), and the threads by the sent date of their newest message, so that the
+    thread with the latest reply comes last."""
+    roots = _linked(items)
+    _sort_tree(roots)
+    roots.sort(key=_newest)
+    return [_node(b) for b in roots]

@@ -11,6 +11,7 @@ import pytest
 
 from waypost.imap import sorting
 from waypost.imap.proto import (
+    All,
     Command,
     DateKey,
     Params,
@@ -188,3 +189,37 @@ def test_references_siblings_by_date() -> None:
 def test_references_uses_in_reply_to_only_without_references() -> None:
     assert refs("Message-ID: <1@b>", "Message-ID: <2@b>",
                 "Message-ID: <3@b>\r\nReferences: <2@b>\r\nIn-Reply-To: <1@b>") == b"(1)(2 3)"
+
+
+# -- THREAD=REFS -------------------------------------------------------------------------------
+
+
+def by_refs(*headers: str, dates: tuple[int, ...] = ()) -> bytes:
+    return wire(sorting.refs(msgs(*headers, dates=dates)))
+
+
+def test_refs_parses() -> None:
+    assert parse_command(b"a UID THREAD REFS UTF-8 ALL\r\n", Params())[0] == \
+        Thread("a", "REFS", All(), "UTF-8", uid=True)
+
+
+def test_refs_links_as_references() -> None:
+    assert by_refs("Message-ID: <1@b>", "Message-ID: <2@b>\r\nIn-Reply-To: <1@b>",
+                   "Message-ID: <3@b>\r\nIn-Reply-To: <1@b>", "Message-ID: <4@b>\r\nIn-Reply-To: <2@b>",
+                   dates=(1, 2, 3, 4)) == b"(1 (2 4)(3))"
+    assert by_refs("References: <a@b>", "References: <a@b>") == b"((1)(2))"
+
+
+def test_refs_does_not_join_by_subject() -> None:
+    headers = ("Message-Id: <a@b>\r\nSubject: foo", "Message-Id: <b@b>\r\nSubject: Re: foo")
+    assert refs(*headers) == b"(1 2)"
+    assert by_refs(*headers) == b"(1)(2)"
+
+
+def test_refs_threads_by_their_newest_message() -> None:
+    # Thread 1 (days 1 and 9) has the latest reply: it comes after thread 2 (day 5),
+    # though it started first.  REFERENCES orders them by their first messages.
+    headers = ("Message-ID: <1@b>\r\nSubject: one", "Message-ID: <2@b>\r\nSubject: two",
+               "Message-ID: <3@b>\r\nIn-Reply-To: <1@b>\r\nSubject: Re: one")
+    assert refs(*headers, dates=(1, 5, 9)) == b"(1 3)(2)"
+    assert by_refs(*headers, dates=(1, 5, 9)) == b"(2)(1 3)"

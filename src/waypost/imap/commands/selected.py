@@ -14,6 +14,7 @@ from ...mailstore import OverQuota
 from ..proto import (
     Check,
     Close,
+    Code,
     Codes,
     Copy,
     CopyUid,
@@ -30,6 +31,8 @@ from ..proto import (
     SequenceSet,
     Store,
     Tagged,
+    UidBatches,
+    UidBatchesData,
     UidExpunge,
     UidItem,
     Unselect,
@@ -222,6 +225,46 @@ async def copy(conn: Connection, cmd: Copy | Move) -> Tagged:
     return Tagged(cmd.tag, "OK", "MOVE completed")
 
 
+#: UIDBATCHES: the smallest batch taken (a smaller one is NO [TOOFEW]) and the most
+#: messages one command may cover (its batches times their size, or every message
+#: when all batches are asked for; beyond, NO [TOOMANY]).  The draft's floor for the
+#: latter is 100,000.
+MIN_UID_BATCH = 500
+MAX_UID_BATCH_MESSAGES = 100_000
+
+
+async def uidbatches(conn: Connection, cmd: UidBatches) -> Tagged:
+    """The UID ranges that cut the messages this session shows into batches of
+    ``cmd.size``, newest first: each range from just below the previous one down to
+    its batch's lowest UID, the last down to UID 1, so that they tile the UID space
+    (what Stalwart and Cyrus answer).  A batch range past the last batch gives no
+    range; nothing is saved for "$"."""
+    sel = conn.selected
+    assert sel is not None
+    if cmd.size < MIN_UID_BATCH:
+        return Tagged(cmd.tag, "NO", f"The smallest batch is {MIN_UID_BATCH} messages", Code("TOOFEW"))
+    first, last = cmd.batches or (1, None)
+    if last is not None and first > last:
+        return Tagged(cmd.tag, "BAD", "The batch range goes from the lower to the higher", Codes.CLIENTBUG)
+    uids = [u for u in sel.uids if u not in sel.gone]
+    count = len(uids) if last is None else (last - first + 1) * cmd.size
+    if count > MAX_UID_BATCH_MESSAGES:
+        return Tagged(cmd.tag, "NO", f"At most {MAX_UID_BATCH_MESSAGES} messages in one UIDBATCHES",
+                      Code("TOOMANY"))
+    total = -(-len(uids) // cmd.size)
+    stop = total if last is None else min(last, total)
+    ranges: list[tuple[int, int]] = []
+    high = uids[-1] if uids else 0
+    for batch in range(stop):
+        end = min((batch + 1) * cmd.size, len(uids))
+        low = 1 if end == len(uids) else uids[len(uids) - end]
+        if batch + 1 >= first:
+            ranges.append((high, low))
+        high = low - 1
+    conn.send(UidBatchesData(cmd.tag, tuple(ranges)))
+    return Tagged(cmd.tag, "OK", "UIDBATCHES completed")
+
+
 def _copied_flags(sel: Any, msgs: list[Any], rights: str) -> list[tuple[str, ...]] | None:
     """The flags the copies get: as they are, when source and target are both this
     user's own; else the flags this user sees, less those the target's rights do not
@@ -240,4 +283,5 @@ HANDLERS: dict[str, Any] = {
     "STORE": store,
     "COPY": copy,
     "MOVE": copy,
+    "UIDBATCHES": uidbatches,
 }

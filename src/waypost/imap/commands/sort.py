@@ -1,5 +1,5 @@
 """SORT and UID SORT (RFC 5256 §3, RFC 5957 DISPLAYFROM/DISPLAYTO, RFC 5267 ESORT),
-THREAD and UID THREAD (RFC 5256 §3: ORDEREDSUBJECT, REFERENCES).
+THREAD and UID THREAD (RFC 5256 §3: ORDEREDSUBJECT, REFERENCES; and REFS).
 
 The messages are found as SEARCH finds them (``search.find``); their sort keys come
 from the index (arrival, size) and from the header blocks SEARCH keeps
@@ -74,10 +74,14 @@ async def thread(conn: Connection, cmd: Thread) -> Tagged:
     assert sel is not None
     found = await find(conn, cmd.criteria)
     items = await _items(conn, sel, found.uids, cmd.uid, True, False)
-    algorithm = sorting.ordered_subject if cmd.algorithm == "ORDEREDSUBJECT" else sorting.references
+    algorithm = _ALGORITHMS[cmd.algorithm]
     threads: list[ThreadNode] = await _run(algorithm, items)
     conn.send(ThreadData(tuple(threads)))
     return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}THREAD completed")
 
+
+#: RFC 5256 §3 and THREAD=REFS.
+_ALGORITHMS: dict[str, Any] = {"ORDEREDSUBJECT": sorting.ordered_subject, "REFERENCES": sorting.references,
+                               "REFS": sorting.refs}
 
 HANDLERS: dict[str, Any] = {"SORT": sort, "THREAD": thread}

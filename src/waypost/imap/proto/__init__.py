@@ -83,6 +83,7 @@ from .commands import (
     Thread,
     UidExpunge,
     Unselect,
+    UidBatches,
     Unsubscribe,
 )
 from .compress import CompressError, Deflate
@@ -115,6 +116,7 @@ from .response import (
     ExpungeData,
     PreviewItem,
     VanishedData,
+    UidBatchesData,
     FetchData,
     FetchItem,
     FlagsData,
@@ -251,6 +253,7 @@ __all__ = [
     "Thread",
     "UidExpunge",
     "Unselect",
+    "UidBatches",
     "Unsubscribe",
     # sequence sets
     "SAVED",
@@ -296,6 +299,7 @@ __all__ = [
     "ExpungeData",
     "PreviewItem",
     "VanishedData",
+    "UidBatchesData",
     "FlagsData",
     "ListData",
     "LsubData",

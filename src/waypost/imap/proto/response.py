@@ -44,6 +44,7 @@ __all__ = [
     "ExpungeData",
     "PreviewItem",
     "VanishedData",
+    "UidBatchesData",
     "FetchData",
     "FetchItem",
     "FlagsData",
@@ -422,6 +423,22 @@ class VanishedData:
 
     def encode(self) -> bytes:
         return b"* VANISHED " + (b"(EARLIER) " if self.earlier else b"") + str(self.uids).encode() + CRLF
+
+
+@dataclass(frozen=True, slots=True)
+class UidBatchesData:
+    """draft-ietf-mailmaint-imap-uidbatches:
+    uidbatches-response = "UIDBATCHES" SP search-correlator
+                          [SP uid-range *("," uid-range)]    ; highest UID first"""
+
+    tag: str
+    ranges: tuple[tuple[int, int], ...]
+
+    def encode(self) -> bytes:
+        out = b"* UIDBATCHES (TAG " + wire.string(self.tag) + b")"
+        if self.ranges:
+            out += b" " + b",".join(b"%d:%d" % r for r in self.ranges)
+        return out + CRLF
 
 
 @dataclass(frozen=True, slots=True)
@@ -991,6 +1008,7 @@ Response = (
     | RecentData
     | ExpungeData
     | VanishedData
+    | UidBatchesData
     | FlagsData
     | ListData
     | StatusData

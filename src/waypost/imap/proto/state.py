@@ -105,6 +105,7 @@ LEGAL: dict[str, frozenset[State]] = {
     "MOVE": _SELECTED,
     "UID EXPUNGE": _SELECTED,
     "CANCELUPDATE": _SELECTED,  # RFC 5267 §4.3
+    "UIDBATCHES": _SELECTED,    # draft-ietf-mailmaint-imap-uidbatches
 }
 
 Result = Literal["OK", "NO", "BAD"]

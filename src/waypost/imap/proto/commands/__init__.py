@@ -54,6 +54,7 @@ from .selected import (
     Thread,
     UidExpunge,
     Unselect,
+    UidBatches,
 )
 
 __all__ = [
@@ -107,6 +108,7 @@ __all__ = [
     "Thread",
     "UidExpunge",
     "Unselect",
+    "UidBatches",
     "Unsubscribe",
     "GetQuota",
     "GetQuotaRoot",

@@ -35,6 +35,7 @@ __all__ = [
     "Sort",
     "Store",
     "Thread",
+    "UidBatches",
     "UidExpunge",
     "Unselect",
 ]
@@ -59,6 +60,17 @@ class Close(Command):
 @dataclass(frozen=True, slots=True)
 class Expunge(Command):
     name: ClassVar[str] = "EXPUNGE"
+
+
+@dataclass(frozen=True, slots=True)
+class UidBatches(Command):
+    """UIDBATCHES (draft-ietf-mailmaint-imap-uidbatches): the UID ranges that cut the
+    mailbox into batches of ``size`` messages, newest first; ``batches`` (first,
+    last), 1-based, asks for only those batches."""
+
+    size: int
+    batches: tuple[int, int] | None = None
+    name: ClassVar[str] = "UIDBATCHES"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +185,8 @@ class Move(Command):
 RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "UPDATE", "CONTEXT", "PARTIAL"})
 #: RFC 5256 §3 and RFC 5957 §3.
 SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
-#: RFC 5256 §3.
-THREAD_ALGORITHMS = frozenset({"ORDEREDSUBJECT", "REFERENCES"})
+#: RFC 5256 §3, and REFS (draft-ietf-morg-inthread; Dovecot's THREAD=REFS).
+THREAD_ALGORITHMS = frozenset({"ORDEREDSUBJECT", "REFERENCES", "REFS"})
 
 
 _SAVING = re.compile(rb"[^ \r\n]+ (?:UID )?(?:SEARCH|SORT) RETURN \([^)\r\n]*\bSAVE\b"
@@ -423,6 +435,20 @@ def _move(uid: bool) -> CommandParser:
     return parse
 
 
+def _uidbatches(r: Reader, tag: str) -> Command:
+    # draft-ietf-mailmaint-imap-uidbatches:
+    # command-select =/ uidbatches
+    # uidbatches     = "UIDBATCHES" SP nz-number [SP nz-number ":" nz-number]
+    r.sp()
+    size = r.nz_number("batch size")
+    batches: tuple[int, int] | None = None
+    if r.skip_sp():
+        first = r.nz_number("batch number")
+        r.expect(0x3A, "':'")
+        batches = (first, r.nz_number("batch number"))
+    return UidBatches(tag, size, batches)
+
+
 def _uid_expunge(r: Reader, tag: str) -> Command:
     r.sp()
     return UidExpunge(tag, r.sequence_set())
@@ -459,6 +485,7 @@ PARSERS: dict[str, CommandParser] = {
     "CLOSE": lambda r, tag: Close(tag),
     "EXPUNGE": lambda r, tag: Expunge(tag),
     "UNSELECT": lambda r, tag: Unselect(tag),
+    "UIDBATCHES": _uidbatches,
     "SEARCH": _search(uid=False),
     "SORT": _sort(uid=False),
     "THREAD": _thread(uid=False),

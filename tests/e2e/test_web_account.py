@@ -284,7 +284,10 @@ def imap_login_ok(server, address, password):
         return True
 
 
-def test_settings_real_name_forwarding_and_password(page, server):
+def test_settings_real_name_forwarding_and_password(page, server, browser):
+    other = browser.new_context()  # alice in another browser: ended by the password change
+    other_page = other.new_page()
+    log_in(other_page, server, "alice")
     log_in(page, server, "alice")
     page.click("header a[href='/settings']")
     page.fill("#real-name", "Alice  Liddell")
@@ -347,6 +350,11 @@ def test_settings_real_name_forwarding_and_password(page, server):
     page.fill("#repeat-password", "a-new-password-2")
     page.click("#save-password")
     assert page.inner_text("#done") == "Your password was changed."
+    page.goto(url(server, "/mail"))  # this session goes on
+    assert page.url.endswith("/mail")
+    other_page.goto(url(server, "/mail"))
+    assert other_page.url.endswith("/login")
+    other.close()
     try:
         assert imap_login_ok(server, f"alice@{MAIN}", "a-new-password-2")
         assert not imap_login_ok(server, f"alice@{MAIN}", PW["alice"])

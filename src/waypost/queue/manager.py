@@ -44,6 +44,7 @@ from . import dsn
 from .journal import Journal
 from .sieve_filter import Filtered, SieveFilter
 from .spool import Spool, SpoolEntry, SpoolStream, new_message_id, node_dir
+from .tlsrpt import TLSReporter
 
 __all__ = ["QueueManager", "Recipient", "count_received", "release_dead_worker"]
 
@@ -136,6 +137,8 @@ class QueueManager:
         self.journal = Journal(node_dir(root, self.node) / "journal")
         self.resolver = remote.Resolver(settings)
         self.tls_policies = TLSPolicies(settings, db, self.resolver)
+        self.tlsrpt = TLSReporter(settings, root, self.node, self.resolver, self.submit, self._made_for) \
+            if settings.tlsrpt.enabled else None
         self.is_self = is_self or (lambda host, ip, port: False)
         self._local_queue: asyncio.Queue[tuple[QueuedMessage, list[QueuedRecipient], bytes | None] | None] | None = None
         self._host_limits: dict[str, asyncio.Semaphore] = {}
@@ -217,6 +220,7 @@ class QueueManager:
             asyncio.create_task(self._supervised(self._heartbeat, "lease-heartbeat")),
             asyncio.create_task(self._supervised(self._orphans, "orphan-scan")),
             asyncio.create_task(self._supervised(self._node_beat, "node-heartbeat")),
+            *([asyncio.create_task(self._supervised(self.tlsrpt.run, "tls-reports"))] if self.tlsrpt else []),
         ]
 
     async def _supervised(self, body: Callable[[], Any], name: str) -> None:
@@ -838,7 +842,8 @@ class QueueManager:
 
                 destination = self._destination(group[0])
                 # delivery.tls_policy, MTA-STS (RFC 8461) or opportunistic TLS.
-                tls = await self.tls_policies.policy_for(destination)
+                tls = await self.tls_policies.policy_for(
+                    destination, self.tlsrpt.recorder(destination.name) if self.tlsrpt is not None else None)
                 results = await remote.deliver(
                     settings=self.settings, resolver=self.resolver, is_self=self.is_self,
                     destination=destination, sender=sender, recipients=rcpts,
@@ -975,6 +980,15 @@ class QueueManager:
         dsn_id = await self.submit("", recipients, report, {"client": "local", "dsn_for": msg.msg_id},
                                    source="dsn")
         event(log, "dsn-sent", id=msg.msg_id, dsn_id=dsn_id, sender=f"<{msg.sender}>", count=len(statuses))
+
+
+    def _made_for(self, address: str) -> list[Recipient]:
+        """The recipients of a message we make to ``address`` (a TLS report), routed as a DSN is."""
+        res = self.router.resolve(address, Context(kind="mail", internal=True))
+        if res.route.kind == "refuse":
+            return []
+        routes = self.router.expand(res.route) if res.route.kind == "local" else [res.route]
+        return [Recipient(address, r) for r in routes]
 
 
 def cluster_node(settings: Settings) -> str:

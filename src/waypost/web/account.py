@@ -234,6 +234,9 @@ async def settings_change(web: "Web", request: Request) -> Response:
         account = await asyncio.to_thread(directory.account_named, session.name, session.domain)
         cram = bool(account is not None and account.data.get("cram"))
         await asyncio.to_thread(directory.update, session.account, "account", {"password": new}, cram)
+        # The other sessions of the account end (a password changed because it leaked).
+        ended = await asyncio.to_thread(web.server.db.web_session_end_others, session.account, session.id_hash)
+        event(log, "web-sessions-ended", account=session.account, sessions=ended)
     else:
         return await settings_page(web, request, "Unknown change.", status=400)
     event(log, "web-settings", account=session.account, change=action)  # never the values

@@ -332,3 +332,42 @@ def test_schemathesis_against_the_served_document(api, tmp_path):
         capture_output=True, text=True, timeout=400, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert not api.log_lines(r"event=api-error|Traceback")
+
+
+def test_the_queue_pages_follow_each_other_without_a_gap_or_a_repeat(tmp_path):
+    """The admin queue page (its browser tests: test_admin_web.py).  Keyset paging ("Next page" carries the last message's time and id): 130 messages,
+    some with the same created time, read page by page as a browser follows the links."""
+    from waypost.db import QueuedMessage, QueuedRecipient
+
+    with WaypostInstance(tmp_path / "data") as inst:
+        inst.http_port = free_port()
+        inst.configure(listen={"http": f"127.0.0.1:{inst.http_port}"})
+        inst.ok("account", "add", "root@example.test", "--password", PW["root"])
+        inst.ok("account", "set", "root@example.test", "--right", "AllUsers")
+        inst.start()  # (before the rows: start-up recovery forgets index rows without a spool file)
+        db = inst.db()
+        ids = []
+        try:
+            msgs = []
+            for n in range(130):
+                created = 1_700_000_000.0 + (n // 3) * 0.001  # three messages to a millisecond
+                msg_id = f"{n:020X}"
+                m = QueuedMessage(msg_id, "s@senders.test", created, 100, {})
+                m.recipients.append(QueuedRecipient(msg_id, 0, f"r{n}@far.test", "mx:far.test", {"kind": "remote"},
+                                                    "queued", 0, created + 10 ** 9, ""))
+                msgs.append(m)
+                ids.append(msg_id)
+            db.queue_insert(msgs, lease_owner="", lease_until=0.0)
+        finally:
+            db.close()
+        cookie, _ = login(inst, "root", "example.test")
+        seen, path, pages = [], "/admin/queue", 0
+        while path and pages < 10:
+            status, page, _ = call(inst, "GET", path.replace("&amp;", "&"), headers={"Cookie": f"wp_session={cookie}"})
+            assert status == 200
+            seen += re.findall(r'<tr data-id="([0-9A-F]+)">', page)
+            m = re.search(r'<a href="([^"]+)" id="next">', page)
+            path = m.group(1) if m else ""
+            pages += 1
+        assert pages == 3 and seen == ids, (pages, len(seen), page[-1500:])
+        inst.stop()

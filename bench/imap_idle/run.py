@@ -113,8 +113,9 @@ class Dovecot(ib.PrivateDovecot):
         text = re.sub(r"^mail_location = .*$", f"mail_location = maildir:{self.maildir}/%n", text, flags=re.M)
         text = text.replace("mail_max_userip_connections = 1000",
                             f"mail_max_userip_connections = {self.sessions + 10}")
+        text = text.replace("service imap-login {\n", f"service imap-login {{\n  process_limit = {self.sessions + 10}\n")
         text += (f"auth_cache_size = 10M\nservice imap {{\n  process_limit = {self.sessions + 10}\n}}\n"
-                 f"service imap-login {{\n  process_limit = {self.sessions + 10}\n}}\n"
+                 f"service anvil {{\n  client_limit = {2 * self.sessions + 200}\n}}\n"
                  f"default_client_limit = {self.sessions + 100}\n")
         self.conf.write_text(text)
         ib.run(["doveconf", "-c", str(self.conf), "-n"])
@@ -302,7 +303,8 @@ def main() -> int:
                 results[name] = asyncio.run(measure(current, args, n))
             except (BenchError, OSError, asyncio.TimeoutError) as e:
                 results[name] = {"error": repr(e)}
-                log(f"{name}: FAILED: {e!r}")
+                tail = current.log_tail()
+                log(f"{name}: FAILED: {e!r}" + (f"\n--- last log lines ---\n{tail}" if tail else ""))
             current.stop()
             current = None
     except ib.Interrupted as e:

@@ -97,3 +97,28 @@ def test_a_script_with_vacation_in_its_own_rules_is_not_rewritten():
         with_vacation(ODD, Vacation(True, "x"))
     with pytest.raises(ValueError):
         with_vacation("", Vacation(True, "x", days=0))
+
+
+def test_filing_rules_added_listed_and_removed_around_the_users_own():
+    from waypost.sieve.edit import Filter, filters_of, with_filter, without_filter
+
+    text = with_vacation(RFC5228_9, Vacation(True, "away"))
+    assert filters_of(text) == ([], 4)  # if/elsif/elsif/else of the user's
+    text = with_filter(text, Filter("from", 'news@lists "x"', "Lists"))
+    text = with_filter(text, Filter("subject", "[ci]", "Builds"))
+    found, other = filters_of(text)
+    assert [(f.field, f.value, f.mailbox) for f in found] == [("from", 'news@lists "x"', "Lists"),
+                                                              ("subject", "[ci]", "Builds")] and other == 4
+    assert 'require "fileinto"' not in text  # RFC5228_9 requires it already
+    msg = (b'From: news@lists "x" <n@example.org>\r\nTo: bob@example.test\r\nSubject: hello\r\n\r\nx\r\n')
+    r = run(compile_script(text), Message(msg, "n@example.org", "bob@example.test", mailbox_exists=lambda m: True))
+    assert r.deliveries() == [("spam", ()), ("Lists", ())]  # the user's rules first, then the new one
+    gone = without_filter(text, found[0].index, found[0].text)
+    assert [(f.field, f.mailbox) for f in filters_of(gone)[0]] == [("subject", "Builds")]
+    assert vacation_of(gone) == Vacation(True, "away")
+    with pytest.raises(ValueError, match="changed"):
+        without_filter(gone, found[0].index, found[0].text)  # the same rule again: gone
+    with pytest.raises(ValueError):
+        with_filter("", Filter("x-unknown", "v", "Box"))
+    only = with_filter("", Filter("list-id", "dev.example.org", "Dev"))
+    assert only.startswith('require "fileinto";') and filters_of(only)[1] == 0

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from .check import compile_script
 from .grammar import Argument, Command, Number, SieveError, StringList, Tag, Test, parse
 
-__all__ = ["Foreign", "Vacation", "unparse", "vacation_of", "with_vacation"]
+__all__ = ["FIELDS", "Filter", "Foreign", "Vacation", "filters_of", "unparse", "vacation_of", "with_filter",
+           "with_vacation", "without_filter"]
 
 #: RFC 5230 §4.1: the default and the bounds a user may choose here.
 DEFAULT_DAYS = 7
@@ -185,6 +186,108 @@ def with_vacation(text: str, v: Vacation) -> str:
     named = {v_.lower() for c in requires for a in c.arguments if isinstance(a, StringList) for v_ in a.values}
     if "vacation" not in named:
         commands.insert(0, Command("require", [StringList(("vacation",), 0, 0, True)], [], None, 0, 0))
+    out = unparse(commands)
+    compile_script(out)
+    return out
+
+
+
+# -- simple filing rules ---------------------------------------------------------------------
+
+#: The header fields a filing rule may test (shown as From, To, Cc, Subject, List-Id).
+FIELDS = ("from", "to", "cc", "subject", "list-id")
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """``if header :contains "<field>" "<value>" { fileinto "<mailbox>"; stop; }``: a
+    top-level rule the filters page shows and removes; ``index`` is its place among
+    the script's top-level commands, ``text`` its Sieve text (to check, at removal,
+    that the script did not change meanwhile)."""
+
+    field: str
+    value: str
+    mailbox: str
+    index: int = -1
+    text: str = ""
+
+
+def _filter_of(c: Command, index: int) -> Filter | None:
+    if c.name != "if" or len(c.tests) != 1 or c.block is None:
+        return None
+    t = c.tests[0]
+    args = t.arguments
+    if (t.name != "header" or t.tests or len(args) != 3 or not isinstance(args[0], Tag)
+            or args[0].name != "contains"):
+        return None
+    field, value = args[1], args[2]
+    if not (isinstance(field, StringList) and isinstance(value, StringList) and len(field.values) == 1
+            and len(value.values) == 1 and field.values[0].lower() in FIELDS):
+        return None
+    block = c.block
+    if not 1 <= len(block) <= 2 or block[0].name != "fileinto" or len(block[0].arguments) != 1:
+        return None
+    box = block[0].arguments[0]
+    if not isinstance(box, StringList) or len(box.values) != 1 or block[0].tests or block[0].block is not None:
+        return None
+    if len(block) == 2 and (block[1].name != "stop" or block[1].arguments or block[1].tests):
+        return None
+    return Filter(field.values[0].lower(), value.values[0], box.values[0], index, _command(c, ""))
+
+
+def filters_of(text: str) -> tuple[list[Filter], int]:
+    """The script's filing rules, and how many of its other top-level commands (besides
+    ``require`` and the managed vacation rule) the page does not show."""
+    if not text.strip():
+        return [], 0
+    compile_script(text)
+    commands = parse(text)
+    out: list[Filter] = []
+    other = 0
+    for i, c in enumerate(commands):
+        f = _filter_of(c, i)
+        if f is not None:
+            out.append(f)
+        elif c.name != "require" and c.name != "vacation" and not _is_off(c):
+            other += 1
+    return out, other
+
+
+def _require(commands: list[Command], extension: str) -> None:
+    named = {v.lower() for c in commands if c.name == "require" for a in c.arguments if isinstance(a, StringList)
+             for v in a.values}
+    if extension not in named:
+        commands.insert(0, Command("require", [StringList((extension,), 0, 0, True)], [], None, 0, 0))
+
+
+def with_filter(text: str, f: Filter) -> str:
+    """``text`` with the filing rule ``f`` added at the end (after the user's rules)."""
+    if f.field not in FIELDS:
+        raise ValueError(f"field: one of {', '.join(FIELDS)}")
+    if not f.value or not f.mailbox:
+        raise ValueError("a value and a mailbox are needed")
+    commands = parse(text) if text.strip() else []
+    if text.strip():
+        compile_script(text)
+    test = Test("header", [Tag("contains", 0, 0), StringList((f.field,), 0, 0, True),
+                           StringList((f.value,), 0, 0, True)], [], 0, 0)
+    block = [Command("fileinto", [StringList((f.mailbox,), 0, 0, True)], [], None, 0, 0),
+             Command("stop", [], [], None, 0, 0)]
+    commands.append(Command("if", [], [test], block, 0, 0))
+    _require(commands, "fileinto")
+    out = unparse(commands)
+    compile_script(out)
+    return out
+
+
+def without_filter(text: str, index: int, expected: str) -> str:
+    """``text`` without the filing rule at top-level ``index``; ValueError when that
+    command is not the rule ``expected`` (its text) any more: the script changed."""
+    commands = parse(text)
+    if not 0 <= index < len(commands) or _command(commands[index], "") != expected \
+            or _filter_of(commands[index], index) is None:
+        raise ValueError("the script changed meanwhile: reload the page")
+    del commands[index]
     out = unparse(commands)
     compile_script(out)
     return out

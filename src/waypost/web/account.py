@@ -353,6 +353,75 @@ async def vacation_change(web: "Web", request: Request) -> Response:
     return RedirectResponse("/vacation?done=1", 303)
 
 
+def _filters_values(web: "Web", session: Session) -> dict[str, Any]:
+    from ..sieve import SieveError
+    from ..sieve.edit import FIELDS, filters_of
+
+    name, text, active = _vacation_state(web, session)
+    store = web.server.mailstore
+    store.ensure_account(session.domain, session.name)
+    boxes = [b.name for b in store.mailboxes(session.domain, session.name) if b.name != "INBOX"]
+    values: dict[str, Any] = {"script": name, "active": active, "fields": FIELDS, "boxes": boxes, "filters": [],
+                              "other": 0, "foreign": ""}
+    try:
+        values["filters"], values["other"] = filters_of(text)
+    except SieveError as e:
+        values["foreign"] = f"Your Sieve script {name!r} cannot be read ({e}): change it with a Sieve client."
+    return values
+
+
+async def filters_page(web: "Web", request: Request, error: str = "", status: int = 200) -> Response:
+    session: Session = request.scope["waypost.session"]
+    values = await asyncio.to_thread(_filters_values, web, session)
+    done = "Saved." if request.query_params.get("done") else ""
+    return web.page(request, "filters.html", status, title="Filters", error=error, done=done, **values)
+
+
+async def filters_change(web: "Web", request: Request) -> Response:
+    from ..sieve import SieveError
+    from ..sieve.edit import Filter, with_filter, without_filter
+
+    session: Session = request.scope["waypost.session"]
+    form = await request.form()
+    action = str(form.get("action") or "")
+
+    def save() -> tuple[str, int] | None:
+        name, text, active = _vacation_state(web, session)
+        try:
+            if action == "add":
+                field = str(form.get("field") or "").lower()
+                value = " ".join(str(form.get("value") or "").split())[:MAX_SUBJECT]
+                box = str(form.get("mailbox") or "")
+                store = web.server.mailstore
+                if box == "INBOX" or store.get(session.domain, session.name, box) is None:
+                    return "Choose one of your mailboxes.", 400
+                new = with_filter(text, Filter(field, value, box))
+            elif action == "remove":
+                try:
+                    index = int(str(form.get("index") or ""))
+                except ValueError:
+                    return "No such rule.", 400
+                # (A form sends its line breaks as CRLF: HTML "converting line breaks".)
+                new = without_filter(text, index, str(form.get("rule") or "").replace("\r\n", "\n"))
+            else:
+                return "Unknown change.", 400
+        except SieveError as e:
+            return f"Your Sieve script cannot be read ({e}): change it with a Sieve client.", 409
+        except ValueError as e:
+            return str(e), 409 if action == "remove" else 400
+        db = web.server.db
+        db.sieve_put(session.domain, session.name, name, new)
+        if not active:
+            db.sieve_activate(session.domain, session.name, name)
+        event(log, "web-filters", account=session.account, script=name, change=action)
+        return None
+
+    problem = await asyncio.to_thread(save)
+    if problem:
+        return await filters_page(web, request, problem[0], problem[1])
+    return RedirectResponse("/filters?done=1", 303)
+
+
 def routes(web: "Web") -> list[Route]:
     from .app import _page
 
@@ -367,4 +436,6 @@ def routes(web: "Web") -> list[Route]:
         Route("/quota", _page(quota_page, web), methods=["GET"]),
         Route("/vacation", _page(lambda w, r: vacation_page(w, r), web), methods=["GET"]),
         Route("/vacation", _page(vacation_change, web), methods=["POST"]),
+        Route("/filters", _page(lambda w, r: filters_page(w, r), web), methods=["GET"]),
+        Route("/filters", _page(filters_change, web), methods=["POST"]),
     ]

@@ -129,7 +129,8 @@ BODIES = {
     "addAlias": {"address": f"al@{B}", "account": "other"}, "addForwarder": {"address": f"f2@{B}", "target": "z@remote.test"},
     "setForwarder": {"target": "y@remote.test"}, "addGroup": {"address": f"g2@{B}", "members": ["other"]},
     "setGroup": {"add": ["x@remote.test"]}, "setRouter": {"text": f"<x@{B}> = y@{B}\n"},
-    "explainRoute": {"address": f"other@{B}"}, "flushQueue": {"domain": B},
+    "explainRoute": {"address": f"other@{B}"}, "flushQueue": {"domain": B}, "holdQueue": {"domain": B},
+    "releaseQueue": {"domain": B}, "deleteQueue": {"domain": B},
     "setRules": {"text": "big: size over 1000 => discard\n"}, "addRule": {"text": "big: size over 1000 => discard"},
     "moveRule": {"position": 1}, "setGateway": {"text": "* 127.0.0.9:2525\n"},
     "setGatewayAuth": {"user": "relay", "password": "relay-pw-1"},
@@ -274,6 +275,13 @@ def test_a_server_administrator_runs_every_group_with_curl(api):
     assert curl("GET", f"/api/v1/queue/{qid}")[1]["recipients"][0]["address"] == "x@remote.test"
     assert curl("GET", "/api/v1/queue/holds")[1]["items"] == [{"domain": "remote.test", "messages": 1}]
     assert curl("POST", f"/api/v1/queue/{qid}/flush")[0] == 200
+    assert curl("POST", "/api/v1/queue/release", {"target": "mx:remote.test"})[1] == {"recipients": 1}
+    assert curl("GET", f"/api/v1/queue/{qid}")[1]["recipients"][0]["held"] is False
+    assert curl("POST", "/api/v1/queue/hold", {"recipient": "x@remote.test"})[1] == {"recipients": 1}
+    assert curl("GET", f"/api/v1/queue/{qid}")[1]["recipients"][0]["held"] is True
+    code, err = curl("POST", "/api/v1/queue/delete", {})
+    assert code == 400 and err["error"]["field"] == "filter"
+    assert curl("POST", "/api/v1/queue/delete", {"sender": "nobody@nowhere.test"})[1] == {"messages": 0}
     assert curl("PUT", "/api/v1/queue/holds/remote.test")[0] == 200
     code, deleted = curl("DELETE", f"/api/v1/queue/{qid}")
     assert code == 200 and deleted["id"] == qid and qid not in api.queue_ids()

@@ -598,6 +598,43 @@ class Operations(ServerOps):
         self.audit("queue-flush", msg_id or "queue", recipients=n)
         return n
 
+    def queue_hold_matching(self, where: QueueFilter, domain: str | None = None) -> int:
+        """Hold the queued messages a filter chooses; returns recipients."""
+        n = int(self.db.queue_set_matching(self.queue_scope(where, domain), time.time(), held=True))
+        self.audit("queue-hold-matching", domain or "queue", recipients=n)
+        return n
+
+    def queue_release_matching(self, where: QueueFilter, domain: str | None = None) -> int:
+        """Release (and make due now) the held messages a filter chooses."""
+        import dataclasses
+
+        scoped = self.queue_scope(dataclasses.replace(where, state=where.state or "held"), domain)
+        n = int(self.db.queue_set_matching(scoped, time.time(), held=False, due=True))
+        self.audit("queue-release-matching", domain or "queue", recipients=n)
+        return n
+
+    def queue_delete_matching(self, where: QueueFilter, domain: str | None = None, everything: bool = False) -> int:
+        """Delete, without a bounce, the messages a filter chooses (in chunks: bounded
+        memory, short write transactions); returns messages.  An empty filter deletes
+        the whole queue only with ``everything`` (``waypost queue delete --all``)."""
+        scoped = self.queue_scope(where, domain)
+        if scoped == QueueFilter() and not everything:
+            raise Invalid("filter", "say which messages (an empty filter would delete the whole queue)")
+        deleted = 0
+        while True:
+            ids = [e.msg_id for e in self.db.queue_entries(scoped, limit=1000)]
+            if not ids:
+                break
+            deleted += int(self.db.queue_delete_many(ids))
+            if self.spool is not None:
+                for msg_id in ids:
+                    try:
+                        (self.spool / "queue" / msg_id).unlink()
+                    except FileNotFoundError:
+                        pass
+        self.audit("queue-delete-matching", domain or "queue", messages=deleted)
+        return deleted
+
     def queue_delete(self, msg_id: str) -> None:
         """Delete one message from the queue without a bounce."""
         self.queue_get(msg_id)

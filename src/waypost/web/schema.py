@@ -261,3 +261,4 @@ class S:
                              "identifier": _ADDRESS, "rights": {"type": "string", "minLength": 1, "maxLength": 32}}}
     Mailboxes = {"type": "object", "required": ["mailboxes"],
                  "properties": {"mailboxes": {"type": "array", "items": {"type": "string"}}}}
+    Deleted = {"type": "object", "required": ["messages"], "properties": {"messages": {"type": "integer"}}}

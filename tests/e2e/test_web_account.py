@@ -488,6 +488,18 @@ def test_vacation_without_a_script_makes_one_and_bad_input_is_refused(page, serv
     assert '"webuser" ACTIVE' in sieve_connect(server, tmp_path, "ivy", "--list")
     text = cli(server, "sieve", "get", f"ivy@{MAIN}", "webuser")
     assert 'require "vacation";' in text and '"Back soon."' in text
+    # Between two days (RFC 5260 currentdate): kept in the script, shown again.
+    page.fill("#start", "2026-12-20")
+    page.fill("#end", "2027-01-03")
+    page.click("#save")
+    assert page.input_value("#start") == "2026-12-20" and page.input_value("#end") == "2027-01-03"
+    text = cli(server, "sieve", "get", f"ivy@{MAIN}", "webuser")
+    assert 'currentdate :value "le" "date" "2027-01-03"' in text and '"relational"' in text
+    form = urllib.parse.urlencode({"csrf": token, "enabled": "on", "reason": "x", "days": "7",
+                                   "start": "2027-02-01", "end": "2027-01-01"}).encode()
+    status, _, data = request(server, "POST", "/vacation", body=form,
+                              headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 400 and b"the first day is after the last" in data
 
 
 def test_filters_page_files_mail_through_the_same_script(page, server, tmp_path):

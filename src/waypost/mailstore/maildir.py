@@ -209,6 +209,8 @@ class Mailstore:
         # mailbox id -> (the listing's message list, (UIDs, records by UID, keywords)):
         # worked out once per cached listing (``listing_index``), gone with it.
         self._indexes: dict[int, tuple[list[MessageRecord], ListingIndex]] = {}
+        # mailbox id -> ((since, index state), what changed): see ``changes``.
+        self._changes: dict[int, tuple[tuple[int, tuple[int, int, int]], tuple[list[MessageRecord], list[int]]]] = {}
 
     # -- paths and names --------------------------------------------------------------
 
@@ -663,6 +665,24 @@ class Mailstore:
             self._indexes.pop(mailbox_id, None)
             if old is not None:
                 self._listed -= len(old[1])
+
+    def changes(self, mailbox_id: int, since: int,
+                state: tuple[int, int, int]) -> tuple[list[MessageRecord], list[int]]:
+        """``db.message_changes(mailbox_id, since)``, read by a session that saw the index
+        at ``state`` (read before this call).  The sessions of this process that ask
+        for the same mailbox, mod-sequence and state share one read: the answer was
+        read after that state was seen, and while the state is the same nothing has
+        changed since, so it holds everything each of them would have read.  One entry
+        per mailbox, bounded; read-only lists."""
+        key = (since, state)
+        hit = self._changes.get(mailbox_id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        result = self._db().message_changes(mailbox_id, since)
+        if len(self._changes) >= 4 * _MAX_LISTINGS:
+            self._changes.clear()
+        self._changes[mailbox_id] = (key, result)
+        return result
 
     def listing_index(self, mailbox_id: int, msgs: list[MessageRecord]) -> ListingIndex:
         """The UIDs in order, the records by UID and the keywords of ``msgs`` (a list

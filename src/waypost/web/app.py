@@ -40,6 +40,7 @@ from ..mailstore.access import Access, MailboxRef
 from ..ops import Actor, Operations
 from ..rules import rules_store
 from . import listing, render, sharing
+from .admin import ADMIN_ROUTES
 from .api import PREFIX, build_api
 from .send import SendError, recipients_of, submit
 from .sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, same_token
@@ -743,7 +744,7 @@ def build_app(server: "Server") -> Callable[[Scope, Receive, Send], Awaitable[No
         Route("/mail/compose", _page(compose, web), methods=["GET", "POST"]),
         Route("/mail/acl", _page(acl_page, web), methods=["GET", "POST"]),
         Route("/mail/sharing", _page(sharing_page, web), methods=["GET", "POST"]),
-    ]
+    ] + [Route(path, _page(handler, web), methods=methods) for path, handler, methods in ADMIN_ROUTES]
 
     async def not_found(request: Request, exc: Exception) -> Response:
         code = exc.status_code if isinstance(exc, HTTPException) else 500

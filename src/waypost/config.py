@@ -96,7 +96,8 @@ class StorageSettings:
                              "the data directory).")
     pool_size: int = _s(4, "PostgreSQL only: connections each worker process keeps open to the database at most.")
     pool_timeout: float = _s(5.0, "PostgreSQL only: seconds to wait for a database connection before answering "
-                                  "\"try again later\" (SMTP 451 4.3.0).")
+                                  "\"try again later\" (SMTP 451 4.3.0); at once while the database is known to be "
+                                  "down (docs/postgresql.md).")
     listing_cache: int = _s(200_000, "Message records (UID, flags, file name) of recently read mailbox listings a "
                                      "worker keeps in memory, over all mailboxes (about 200 octets each).")
 

@@ -29,6 +29,7 @@ from ..address import AddressError, normalize_domain, parse_address
 from ..db import ApiToken, DomainRecord, NotFound, ObjectRecord, QueueEntry, QueueFilter, QueuedMessage
 from ..directory import Directory
 from ..log import event
+from .server import ServerOps
 
 if TYPE_CHECKING:
     from ..router import Router
@@ -166,7 +167,7 @@ ACCOUNT_FIELDS = ("real_name", "enabled", "forward", "keep_copy", "rights", "adm
 _SERVER_ADMIN_FIELDS = ("rights", "admin_domains", "send_as", "atrn_domains")
 
 
-class Operations:
+class Operations(ServerOps):
     """The changes ``actor`` may make, on one directory.  ``router`` makes a router
     as the server builds it (the forwarding-loop check needs one); ``spool`` is the
     spool directory (its ``queue/`` holds the queued message files)."""

@@ -841,7 +841,12 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
 
 
 #: glibc's ``M_MMAP_THRESHOLD`` as ``serve`` sets it (see ``fixed_mmap_threshold``).
-MMAP_THRESHOLD = 256 * 1024
+#: Above the pieces a session handles (256 KiB read and framing buffers, 1 MiB spool
+#: writes), which are freed and reused at once from the heap: served by mmap, each of
+#: them cost a fresh mapping and a page fault per 4 KiB, twice the CPU of copying
+#: them.  Below whole big messages (loaded for delivery or a check), which go back to
+#: the system when freed.
+MMAP_THRESHOLD = 4 * 1024 * 1024
 _M_MMAP_THRESHOLD = -3  # <malloc.h>
 
 

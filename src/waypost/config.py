@@ -96,7 +96,8 @@ class StorageSettings:
                              "the data directory).")
     pool_size: int = _s(4, "PostgreSQL only: connections each worker process keeps open to the database at most.")
     pool_timeout: float = _s(5.0, "PostgreSQL only: seconds to wait for a database connection before answering "
-                                  "\"try again later\" (SMTP 451 4.3.0).")
+                                  "\"try again later\" (SMTP 451 4.3.0); at once while the database is known to be "
+                                  "down (docs/postgresql.md).")
     listing_cache: int = _s(200_000, "Message records (UID, flags, file name) of recently read mailbox listings a "
                                      "worker keeps in memory, over all mailboxes (about 200 octets each).")
 
@@ -319,6 +320,16 @@ class MTASTSSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TLSRPTSettings:
+    enabled: bool = _s(True, "Send TLS-RPT reports (RFC 8460) of our deliveries under MTA-STS and DANE policies to "
+                             "the domains that publish _smtp._tls (rua=mailto: through the queue, https: by POST).")
+    interval: int = _s(86400, "Seconds one report covers (RFC 8460: a UTC day); periods are aligned on the epoch. "
+                              "Tests use a few seconds.")
+    organization: str = _s("", "organization-name of the reports; \"\" = server.hostname.")
+    contact: str = _s("", "contact-info of the reports; \"\" = postmaster@server.main_domain.")
+
+
+@dataclass(frozen=True, slots=True)
 class FilterSettings:
     rspamd: str = _s("", "Rspamd's normal worker as http://host:port (e.g. \"http://127.0.0.1:11333\"), asked "
                          "(POST /checkv2) after DATA for mail from outside (as mailauth.inbound chooses it); "
@@ -352,6 +363,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     mailauth: MailAuthSettings = field(default_factory=MailAuthSettings)
     mta_sts: MTASTSSettings = field(default_factory=MTASTSSettings)
+    tlsrpt: TLSRPTSettings = field(default_factory=TLSRPTSettings)
     filter: FilterSettings = field(default_factory=FilterSettings)
     # Not a setting: where the file was read from; paths are relative to it.
     data_dir: Path = field(default=Path("."), metadata={"internal": True})
@@ -503,6 +515,8 @@ def _validate(s: Settings) -> None:
             if not loopback:
                 raise ConfigError(f"dns.trust_ad: name server {ns} is not on this host (127.0.0.1 or ::1): "
                                   "its AD bit could be forged on the way")
+    if s.tlsrpt.interval < 1:
+        raise ConfigError("tlsrpt.interval: at least 1 second")
     if s.mta_sts.mode not in ("", "testing", "enforce", "none"):
         raise ConfigError("mta_sts.mode: expected \"\", 'testing', 'enforce' or 'none'")
     if not 0 <= s.mta_sts.max_age <= 31557600:

@@ -44,6 +44,9 @@ def api(tmp_path_factory):
             inst.tokens[name] = inst.ok("token", "add", name, *scope).splitlines()[0]
         inst.ok("token", "remove", "revoked")
         inst.ok("queue", "hold", "remote.test")
+        inst.ok("rule", "add", "first: size over 100000000 => discard")
+        inst.ok("gateway", "auth", "set", "--user", "relay", "--password", "relay-pw-0")
+        inst.ok("share", "peer", "add", "127.0.0.2:2525", "--secret", "p" * 20, "--domain", B)
         inst.start()
         with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=10) as c:
             c.sendmail(f"other@{B}", ["x@remote.test"], "Subject: held\r\n\r\nbody\r\n")
@@ -101,6 +104,8 @@ def snapshot(inst) -> str:
         parts = [[(d.name, d.aliases, d.settings) for d in db.list_domains()],
                  [(o.address, o.kind, o.data) for o in db.list_objects()],
                  db.get_value(TABLE_KEY), db.get_value(HOLD_KEY),
+                 [db.get_value(k) for k in ("rules.server", "gateway.rules", "gateway.credentials", "sharing.peers",
+                                            "sharing.cache")],
                  [(e.msg_id, e.held, e.next_attempt) for e in db.queue_entries(__import__("waypost.db", fromlist=["QueueFilter"]).QueueFilter())]]
         return json.dumps(parts, sort_keys=True, default=str)
     finally:
@@ -112,7 +117,8 @@ def concrete(path: str, inst) -> str:
     qid = inst.queue_ids()[0]
     return (path.replace("{domain}", B).replace("{id}", qid)
             .replace("/accounts/{address}", f"/accounts/other@{B}").replace("/aliases/{address}", f"/aliases/sales@{B}")
-            .replace("/forwarders/{address}", f"/forwarders/fwd@{B}").replace("/groups/{address}", f"/groups/team@{B}"))
+            .replace("/forwarders/{address}", f"/forwarders/fwd@{B}").replace("/groups/{address}", f"/groups/team@{B}")
+            .replace("{name}", "first").replace("{who}", "*").replace("{host}", "127.0.0.2"))
 
 
 #: A valid body per operation, about domain B (what a permitted caller would send).
@@ -124,6 +130,10 @@ BODIES = {
     "setForwarder": {"target": "y@remote.test"}, "addGroup": {"address": f"g2@{B}", "members": ["other"]},
     "setGroup": {"add": ["x@remote.test"]}, "setRouter": {"text": f"<x@{B}> = y@{B}\n"},
     "explainRoute": {"address": f"other@{B}"}, "flushQueue": {"domain": B},
+    "setRules": {"text": "big: size over 1000 => discard\n"}, "addRule": {"text": "big: size over 1000 => discard"},
+    "moveRule": {"position": 1}, "setGateway": {"text": "* 127.0.0.9:2525\n"},
+    "setGatewayAuth": {"user": "relay", "password": "relay-pw-1"},
+    "addPeer": {"host": "127.0.0.3", "secret": "s" * 20},
 }
 #: What a domain administrator of A (or a token scoped to A) may call about B: lists,
 #: which show only A's part of them (checked below), and who they are.
@@ -275,6 +285,35 @@ def test_a_server_administrator_runs_every_group_with_curl(api):
     assert curl("GET", "/api/v1/domains/d.test")[0] == 404
     api.expect_log(r"event=admin-change actor=token:server action=domain-remove object=d\.test")
     assert curl("PUT", "/api/v1/router", {"text": ""})[0] == 200
+    # Server-wide rules: add at a position, move, a bad one refused with its line, remove.
+    code, rules = curl("POST", "/api/v1/rules", {"text": "second: size over 200000000 => discard", "position": 1})
+    assert code == 200 and [r["name"] for r in rules["rules"]] == ["second", "first"]
+    code, rules = curl("PATCH", "/api/v1/rules/second", {"position": 2})
+    assert [r["name"] for r in rules["rules"]] == ["first", "second"]
+    code, err = curl("POST", "/api/v1/rules", {"text": "bad: size over 1 => store ~nobody@example.test/x"})
+    assert code == 400 and "nobody" in err["error"]["lines"][0]["reason"]
+    assert curl("DELETE", "/api/v1/rules/second")[0] == 200 and curl("DELETE", "/api/v1/rules/second")[0] == 404
+    assert "second" not in api.ok("rule", "list")
+    # Gateway rules and next-hop AUTH (the password sealed, never shown).
+    code, gw = curl("PUT", "/api/v1/gateway", {"text": "@far.test 127.0.0.9:2525\n"})
+    assert code == 200 and gw["rules"][0]["destination"] == "127.0.0.9" and gw["rules"][0]["port"] == 2525
+    assert curl("PUT", "/api/v1/gateway", {"text": "nonsense\n"})[0] == 400
+    assert curl("PUT", "/api/v1/gateway/auth/*", {"user": "relay2", "password": "relay-pw-2"})[0] == 200
+    code, creds = curl("GET", "/api/v1/gateway/auth")
+    assert creds["items"] == [{"for": "*", "user": "relay2"}] and "relay-pw-2" not in json.dumps(creds)
+    assert "relay-pw-2" not in json.dumps(api.db().get_value("gateway.credentials"))
+    assert curl("PUT", "/api/v1/gateway", {"text": ""})[0] == 200
+    # Domain Sharing peers and cache.
+    code, peer = curl("POST", "/api/v1/sharing/peers", {"host": "127.0.0.4", "minger_port": 4070, "secret": "q" * 20,
+                                                        "domains": [A]})
+    assert code == 201 and peer == {"host": "127.0.0.4", "addresses": ["127.0.0.4"], "smtp_port": 25,
+                                    "minger_port": 4070, "secret": True, "domains": [A]}
+    code, err = curl("POST", "/api/v1/sharing/peers", {"host": "127.0.0.5", "secret": "short"})
+    assert code == 400 and err["error"]["field"] == "secret"
+    assert {p["host"] for p in curl("GET", "/api/v1/sharing/peers")[1]["items"]} == {"127.0.0.2", "127.0.0.4"}
+    assert curl("DELETE", "/api/v1/sharing/peers/127.0.0.4")[0] == 200
+    assert curl("GET", "/api/v1/sharing/cache")[1]["items"] == []
+    assert curl("DELETE", "/api/v1/sharing/cache")[1] == {"answers": 0}
 
 
 @pytest.mark.parametrize("body, raw, ctype, status, field", [
@@ -332,3 +371,42 @@ def test_schemathesis_against_the_served_document(api, tmp_path):
         capture_output=True, text=True, timeout=400, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert not api.log_lines(r"event=api-error|Traceback")
+
+
+def test_the_queue_pages_follow_each_other_without_a_gap_or_a_repeat(tmp_path):
+    """The admin queue page (its browser tests: test_admin_web.py).  Keyset paging ("Next page" carries the last message's time and id): 130 messages,
+    some with the same created time, read page by page as a browser follows the links."""
+    from waypost.db import QueuedMessage, QueuedRecipient
+
+    with WaypostInstance(tmp_path / "data") as inst:
+        inst.http_port = free_port()
+        inst.configure(listen={"http": f"127.0.0.1:{inst.http_port}"})
+        inst.ok("account", "add", "root@example.test", "--password", PW["root"])
+        inst.ok("account", "set", "root@example.test", "--right", "AllUsers")
+        inst.start()  # (before the rows: start-up recovery forgets index rows without a spool file)
+        db = inst.db()
+        ids = []
+        try:
+            msgs = []
+            for n in range(130):
+                created = 1_700_000_000.0 + (n // 3) * 0.001  # three messages to a millisecond
+                msg_id = f"{n:020X}"
+                m = QueuedMessage(msg_id, "s@senders.test", created, 100, {})
+                m.recipients.append(QueuedRecipient(msg_id, 0, f"r{n}@far.test", "mx:far.test", {"kind": "remote"},
+                                                    "queued", 0, created + 10 ** 9, ""))
+                msgs.append(m)
+                ids.append(msg_id)
+            db.queue_insert(msgs, lease_owner="", lease_until=0.0)
+        finally:
+            db.close()
+        cookie, _ = login(inst, "root", "example.test")
+        seen, path, pages = [], "/admin/queue", 0
+        while path and pages < 10:
+            status, page, _ = call(inst, "GET", path.replace("&amp;", "&"), headers={"Cookie": f"wp_session={cookie}"})
+            assert status == 200
+            seen += re.findall(r'<tr data-id="([0-9A-F]+)">', page)
+            m = re.search(r'<a href="([^"]+)" id="next">', page)
+            path = m.group(1) if m else ""
+            pages += 1
+        assert pages == 3 and seen == ids, (pages, len(seen), page[-1500:])
+        inst.stop()

@@ -51,4 +51,16 @@ def test_preview_of_messages(server):
     assert not any(b"\\Seen" in f for f in flags)  # PREVIEW sets no \Seen
     with pytest.raises(imaplib.IMAP4.error):
         c.fetch("1", "(PREVIEW (BOGUS))")
+    # Made once: the previews are kept in the index with the message structure, and
+    # later FETCHes (with ENVELOPE too) answer the same.
+    db = server.db()
+    try:
+        box = db.mailbox_get("example.test", "pv", "INBOX")
+        kept = db.message_cache_get(box.id, [1, 2, 3])
+    finally:
+        db.close()
+    assert kept[1]["preview"] == "Hi there, the meeting moved to 3pm." and kept[3]["preview"] == "Big sale & more"
+    assert "envelope" in kept[1]
+    typ, again = c.uid("FETCH", "3", "(ENVELOPE PREVIEW)")
+    assert again[0].endswith(b'PREVIEW "Big sale & more")') and b"ENVELOPE (" in again[0]
     c.logout()

@@ -220,3 +220,23 @@ def test_imaplib_resynchronises(server):
     typ, data = c.uid("SEARCH", "ALL")
     assert [int(x) for x in data[0].split()] == sorted(cache)
     c.logout()
+
+
+def test_vanished_during_idle_from_another_connection(server):
+    fill(server, "Idle", 3)
+    r = login(server)
+    assert r.cmd("S SELECT Idle")[-1].startswith(b"S OK")
+    r.send(b"I IDLE\r\n")
+    assert r.line().startswith(b"+ ")
+    other = login(server, qresync=False)  # maybe in the other worker
+    assert other.cmd("S SELECT Idle")[-1].startswith(b"S OK")
+    assert other.cmd("D UID STORE 2 +FLAGS.SILENT (\\Deleted)")[-1].startswith(b"D OK")
+    assert other.cmd("X EXPUNGE")[0] == b"* 2 EXPUNGE"
+    heard = r.line()
+    while heard.startswith(b"* ") and b"VANISHED" not in heard:  # a FETCH of the \Deleted flag first
+        heard = r.line()
+    assert heard == b"* VANISHED 2"
+    r.send(b"DONE\r\n")
+    assert r.line().startswith(b"I OK")
+    other.close()
+    r.close()

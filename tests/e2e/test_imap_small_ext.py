@@ -128,3 +128,27 @@ def test_thread_refs(server):
     typ, data = c.thread("REFERENCES", "UTF-8", "ALL")
     assert data == [b"(1 3)(2 4)"]
     c.logout()
+
+
+def test_i18nlevel_1_search_and_sort(server):
+    c = client(server)
+    assert "I18NLEVEL=1" in c.capabilities
+    c.create("Intl")
+    for subject, body in (("zebra", "plain words"), ("=?utf-8?q?=C3=89clair?=", "au café du coin"),
+                          ("apple", "CAFE\u0301 again"), ("eclipse", "ＣＡＦＥ in full width"),
+                          ("ḟoo", "nothing")):
+        msg = (f"Subject: {subject}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").encode()
+        assert c.append("Intl", None, None, msg)[0] == "OK"
+    c.select("Intl")
+    c.literal = "CAFÉ".encode()
+    typ, data = c.uid("SEARCH", "CHARSET", "UTF-8", "BODY")
+    assert typ == "OK" and data[0].split() == [b"2", b"3"]  # composed and decomposed, any case
+    typ, data = c.uid("SEARCH", "BODY", "cafe")
+    # "ＣＡＦＥ" folds to "cafe", and "café" to "cafe" + U+0301, which holds it (as in Dovecot).
+    assert data[0].split() == [b"2", b"3", b"4"]
+    typ, data = c.uid("SEARCH", "BODY", "plain")
+    assert data[0].split() == [b"1"]
+    # i;unicode-casemap: "Éclair" sorts among the Es, "ḟoo" among the Fs.
+    typ, data = c.sort("(SUBJECT)", "UTF-8", "ALL")
+    assert data[0].split() == [b"3", b"4", b"2", b"5", b"1"]
+    c.logout()

@@ -17,6 +17,7 @@ from support.policyserver import PolicyServer
 from support.server import WaypostInstance, wait_for
 from support.tls import write_ca_file
 
+REPORT_PERIOD = 4  # seconds a TLS report covers here (a day in production)
 DOMAINS = ["enf.test", "mism.test", "notlisted.test", "testing.test", "cache.test", "bad.test", "over.test"]
 
 
@@ -35,8 +36,15 @@ def world(tmp_path_factory):
         zone[f"mta-sts.{d}"] = {"A": ["127.0.0.1"]}
     for d in ("forced.test", "plain.test"):  # no MTA-STS; delivery.tls_policy decides
         zone[d] = {"MX": [(10, "mx2.remote.test")]}
+    # TLS-RPT (RFC 8460): reports by mail to b and by HTTPS POST to the policy server.
+    zone["remote.test"] = {"MX": [(10, "mail.remote.test")]}
+    zone["reports.remote.test"] = {"A": ["127.0.0.1"]}
+    https = PolicyServer(DOMAINS, extra_names=("reports.remote.test",))
+    for d in ("enf.test", "mism.test"):
+        zone[f"_smtp._tls.{d}"] = {"TXT": [f"v=TLSRPTv1; rua=mailto:tlsrpt@remote.test,"
+                                           f"https://reports.remote.test:{https.port}/tlsrpt"]}
     dns = TestDNSServer(zone).start()
-    https = PolicyServer(DOMAINS).start()
+    https.start()
     https.policies.update({
         "enf.test": policy("enforce", "mail.remote.test"),
         "mism.test": policy("enforce", "*.remote.test"),
@@ -47,6 +55,7 @@ def world(tmp_path_factory):
     https.answers["bad.test"] = (302, "text/plain", b"moved\n")
     https.answers["over.test"] = (200, "text/plain", b"version: STSv1\r\n" + b"x" * 70_000)
     b = WaypostInstance(base / "b", domain="remote.test", dns={"nameservers": [dns.nameserver]})
+    b.ok("account", "add", "tlsrpt@remote.test", "--no-password")
     for d in DOMAINS + ["forced.test", "plain.test"]:
         b.ok("domain", "add", d)
         b.ok("account", "add", f"rita@{d}", "--no-password")
@@ -55,7 +64,8 @@ def world(tmp_path_factory):
                         delivery={"smtp_port": b.smtp_port, "connect_timeout": 3.0, "mta_sts_port": https.port,
                                   "tls_ca_file": str(write_ca_file(base / "ca.pem")),
                                   "tls_policy": ["forced.test=verify", ".plain.test=none"]},
-                        queue={"poll_interval": 0.2, "retry_intervals": [3600]})
+                        queue={"poll_interval": 0.2, "retry_intervals": [3600]},
+                        tlsrpt={"interval": REPORT_PERIOD})
     b.start()
     a.start()
     yield a, b, dns, https
@@ -213,3 +223,51 @@ def test_our_own_policy_is_served_and_honoured_by_the_next_waypost(tmp_path):
         a.stop()
         b.stop()
         dns.stop()
+
+
+def test_tls_reports_by_mail_and_https(world):
+    """RFC 8460: after their periods end, a sends the reports of enf.test (successes)
+    and mism.test (certificate-host-mismatch failures), which publish _smtp._tls, to
+    both their rua URIs: a multipart/report mail (gzip'ed JSON) and an HTTPS POST.
+    (Runs after the tests above, whose deliveries it reports on.)"""
+    import email
+    import gzip
+    import json
+
+    a, b, _dns, https = world
+
+    def reports_for(domain: str) -> list[dict]:
+        out = []
+        for p in b.messages("tlsrpt@remote.test"):
+            msg = email.message_from_bytes(p.read_bytes())
+            if msg["TLS-Report-Domain"] != domain:
+                continue
+            assert msg.get_content_type() == "multipart/report" and msg.get_param("report-type") == "tlsrpt"
+            assert msg["Subject"].startswith(f"Report Domain: {domain} Submitter: mail.example.test Report-ID: <")
+            part = [x for x in msg.walk() if x.get_content_type() == "application/tlsrpt+gzip"][0]
+            assert part.get_filename().startswith(f"mail.example.test!{domain}!")
+            out.append(json.loads(gzip.decompress(part.get_payload(decode=True))))
+        return out
+
+    enf = wait_for(lambda: reports_for("enf.test"), timeout=30, what="a TLS report for enf.test")
+    mism = wait_for(lambda: reports_for("mism.test"), timeout=30, what="a TLS report for mism.test")
+    r = enf[0]
+    assert r["organization-name"] == "mail.example.test" and r["contact-info"] == "postmaster@example.test"
+    assert r["date-range"]["start-datetime"].endswith("Z") and r["report-id"].endswith("@mail.example.test")
+    pol = [p for rep in enf for p in rep["policies"]]
+    assert all(p["policy"]["policy-type"] == "sts" and p["policy"]["policy-domain"] == "enf.test" for p in pol)
+    assert pol[0]["policy"]["mx-host"] == ["mail.remote.test"]
+    assert "mode: enforce" in pol[0]["policy"]["policy-string"]
+    assert sum(p["summary"]["total-successful-session-count"] for p in pol) >= 1
+    assert sum(p["summary"]["total-failure-session-count"] for p in pol) == 0
+    fails = [f for rep in mism for p in rep["policies"] for f in p.get("failure-details", [])]
+    assert fails and all(f["result-type"] == "certificate-host-mismatch" for f in fails)
+    assert {f["receiving-mx-hostname"] for f in fails} == {"mx2.remote.test"}
+    assert {f["receiving-ip"] for f in fails} == {"127.0.0.1"}
+    # The same reports by HTTPS.
+    posted = wait_for(lambda: [json.loads(gzip.decompress(body)) for host, path, ctype, body in list(https.posts)
+                               if host == "reports.remote.test" and path == "/tlsrpt"
+                               and ctype == "application/tlsrpt+gzip"], timeout=30, what="reports by HTTPS")
+    domains = {p["policy"]["policy-domain"] for rep in posted for p in rep["policies"]}
+    assert {"enf.test", "mism.test"} <= domains
+    a.expect_log(r"event=tlsrpt-sent domain=enf.test to=https://reports.remote.test:\d+/tlsrpt status=201")

@@ -34,7 +34,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
 MAIN = "example.test"
 PW = {"alice": "alice-web-pw-1", "carol": "carol-web-pw-1", "frank": "frank-web-pw-1", "gina": "gina-web-pw-1",
-      "hank": "hank-web-pw-1", "ivy": "ivy-web-pw-1"}
+      "hank": "hank-web-pw-1", "ivy": "ivy-web-pw-1", "jack": "jack-web-pw-1"}
 #: A small form bound, so that the 413 of a body over it is cheap to provoke.
 MAX_UPLOAD = 300_000
 
@@ -284,7 +284,10 @@ def imap_login_ok(server, address, password):
         return True
 
 
-def test_settings_real_name_forwarding_and_password(page, server):
+def test_settings_real_name_forwarding_and_password(page, server, browser):
+    other = browser.new_context()  # alice in another browser: ended by the password change
+    other_page = other.new_page()
+    log_in(other_page, server, "alice")
     log_in(page, server, "alice")
     page.click("header a[href='/settings']")
     page.fill("#real-name", "Alice  Liddell")
@@ -347,6 +350,11 @@ def test_settings_real_name_forwarding_and_password(page, server):
     page.fill("#repeat-password", "a-new-password-2")
     page.click("#save-password")
     assert page.inner_text("#done") == "Your password was changed."
+    page.goto(url(server, "/mail"))  # this session goes on
+    assert page.url.endswith("/mail")
+    other_page.goto(url(server, "/mail"))
+    assert other_page.url.endswith("/login")
+    other.close()
     try:
         assert imap_login_ok(server, f"alice@{MAIN}", "a-new-password-2")
         assert not imap_login_ok(server, f"alice@{MAIN}", PW["alice"])
@@ -480,3 +488,55 @@ def test_vacation_without_a_script_makes_one_and_bad_input_is_refused(page, serv
     assert '"webuser" ACTIVE' in sieve_connect(server, tmp_path, "ivy", "--list")
     text = cli(server, "sieve", "get", f"ivy@{MAIN}", "webuser")
     assert 'require "vacation";' in text and '"Back soon."' in text
+    # Between two days (RFC 5260 currentdate): kept in the script, shown again.
+    page.fill("#start", "2026-12-20")
+    page.fill("#end", "2027-01-03")
+    page.click("#save")
+    assert page.input_value("#start") == "2026-12-20" and page.input_value("#end") == "2027-01-03"
+    text = cli(server, "sieve", "get", f"ivy@{MAIN}", "webuser")
+    assert 'currentdate :value "le" "date" "2027-01-03"' in text and '"relational"' in text
+    form = urllib.parse.urlencode({"csrf": token, "enabled": "on", "reason": "x", "days": "7",
+                                   "start": "2027-02-01", "end": "2027-01-01"}).encode()
+    status, _, data = request(server, "POST", "/vacation", body=form,
+                              headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 400 and b"the first day is after the last" in data
+
+
+def test_filters_page_files_mail_through_the_same_script(page, server, tmp_path):
+    cli(server, "mailbox", "create", f"jack@{MAIN}/Lists")
+    local = tmp_path / "main.sieve"
+    local.write_text('require ["fileinto"];\nif header :contains "subject" "[spam]" { discard; stop; }\n')
+    sieve_connect(server, tmp_path, "jack", "--upload", "--localsieve", str(local), "--remotesieve", "main")
+    sieve_connect(server, tmp_path, "jack", "--activate", "--remotesieve", "main")
+    log_in(page, server, "jack")
+    page.click("header a[href='/filters']")
+    assert page.inner_text("#script") == "main" and "1 other rule" in page.inner_text("#other")
+    page.select_option("#field", "list-id")
+    page.fill("#value", "dev.example.org")
+    page.select_option("#mailbox", "Lists")
+    page.click("#add")
+    assert page.inner_text("#done") == "Saved."
+    assert page.inner_text("#filters tr[data-index] .mailbox") == "Lists"
+    shot(page, "filters")
+    got = tmp_path / "got.sieve"
+    sieve_connect(server, tmp_path, "jack", "--download", "--remotesieve", "main", "--localsieve", str(got))
+    text = got.read_text()
+    assert 'discard' in text and 'header :contains "list-id" "dev.example.org"' in text
+    smtp(server, "x@remote.test", f"jack@{MAIN}", "from the list", "List-Id: <dev.example.org>\r\n")
+    wait_for(lambda: [p for p in (server.mailbox(f"jack@{MAIN}") / ".Lists" / "new").iterdir()]
+             if (server.mailbox(f"jack@{MAIN}") / ".Lists" / "new").exists() else None, what="filed into Lists")
+    # A rule for a mailbox that is not the user's is refused; removing works once.
+    cookie = "wp_session=" + {c["name"]: c["value"] for c in page.context.cookies()}["wp_session"]
+    token = page.get_attribute("input[name=csrf]", "value")
+    form = urllib.parse.urlencode({"csrf": token, "action": "add", "field": "from", "value": "x",
+                                   "mailbox": "../../etc"}).encode()
+    status, _, _ = request(server, "POST", "/filters", body=form,
+                           headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 400
+    page.click("#filters tr[data-index] .remove")
+    assert page.inner_text("#done") == "Saved." and page.query_selector("#filters tr[data-index]") is None
+    sieve_connect(server, tmp_path, "jack", "--download", "--remotesieve", "main", "--localsieve", str(got))
+    assert "list-id" not in got.read_text() and "discard" in got.read_text()
+    smtp(server, "x@remote.test", f"jack@{MAIN}", "list again", "List-Id: <dev.example.org>\r\n")
+    wait_for(lambda: any(b"list again" in p.read_bytes() for p in server.messages(f"jack@{MAIN}")),
+             what="delivered to INBOX")

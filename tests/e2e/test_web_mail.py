@@ -298,3 +298,70 @@ def test_paging_keeps_the_search_and_the_order(page, server):
     page.click("a[rel=next]")
     assert page.inner_text("#messages tr[data-uid] a") == "page item 100"
     assert page.query_selector("a[rel=next]") is None
+
+
+def test_list_rows_after_a_mailbox_is_deleted_and_made_again_in_two_workers(tmp_path_factory):
+    """STYLE 13: the rows a worker keeps (Subject/From/Date, sort keys) are keyed by
+    (mailbox id, UIDVALIDITY, UID), never reused: a mailbox deleted and made again under
+    its name, whose new message has UID 1 again, shows the new message in every worker."""
+    import http.client
+
+    inst = WaypostInstance(tmp_path_factory.mktemp("webmail2") / "data", domain=MAIN, server={"workers": 2})
+    port = free_port()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        def setup():
+            inst.configure(listen={"http": f"127.0.0.1:{port}"})
+            inst.ok("account", "add", f"alice@{MAIN}", "--password", PW["alice"])
+            inst.start()
+        pool.submit(setup).result()
+    try:
+        def session():
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("GET", "/login")
+            r = c.getresponse()
+            token = r.read().decode().split('name="csrf" value="')[1].split('"')[0]
+            login_cookie = r.getheader("set-cookie").split(";")[0]
+            c.request("POST", "/login", urllib.parse.urlencode({"csrf": token, "login": "alice",
+                                                                 "password": PW["alice"]}),
+                      {"Content-Type": "application/x-www-form-urlencoded", "Cookie": login_cookie})
+            r = c.getresponse()
+            r.read()
+            c.close()
+            return [v for k, v in r.getheaders() if k.lower() == "set-cookie" and v.startswith("wp_session=")][0] \
+                .split(";")[0]
+
+        cookie = session()
+
+        def pages(path):
+            out = []
+            for _ in range(12):  # a new connection each time: both workers answer some
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                c.request("GET", path, headers={"Cookie": cookie})
+                r = c.getresponse()
+                out.append(r.read().decode())
+                c.close()
+            return out
+
+        def imap_alice():
+            im = imaplib.IMAP4("127.0.0.1", inst.imap_port)
+            im.starttls(tls.client_context())
+            im.login(f"alice@{MAIN}", PW["alice"])
+            return im
+
+        with imap_alice() as im:
+            im.create("Tmp")
+            im.append("Tmp", None, None, b"From: old@remote.test\r\nSubject: the old one\r\n\r\nx\r\n")
+        for path in ("/mail/box?box=Tmp", "/mail/box?box=Tmp&sort=subject&q=one"):
+            assert all("the old one" in p for p in pages(path))
+        with imap_alice() as im:
+            im.delete("Tmp")
+            im.create("Tmp")
+            im.append("Tmp", None, None, b"From: new@remote.test\r\nSubject: the new one\r\n\r\nx\r\n")
+            im.select("Tmp")
+            assert im.uid("SEARCH", "ALL")[1][0] == b"1"  # the same UID as before
+        for path in ("/mail/box?box=Tmp", "/mail/box?box=Tmp&sort=subject&q=one"):
+            got = pages(path)
+            assert all("the new one" in p and "the old one" not in p for p in got)
+    finally:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(inst.stop).result()

@@ -9,7 +9,8 @@ a temporary directory, ``pg_ctl`` on a free port of 127.0.0.1 with ``listen_addr
 the server runs as the ``postgres`` account, which owns the directory.
 
 ``PrivatePostgres`` is a context manager; leaving it stops the server (``immediate``)
-and removes its directory.
+and removes its directory.  Standard library only (SQL through the same version's
+``psql``), so that bench/smtp_accept can use it too (``--database private``).
 """
 
 from __future__ import annotations
@@ -18,17 +19,20 @@ import glob
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from .server import free_port
-
 __all__ = ["PrivatePostgres", "binaries", "available"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def binaries() -> Path | None:
@@ -58,7 +62,8 @@ def available() -> str | None:
 class PrivatePostgres:
     """initdb + pg_ctl on 127.0.0.1:``port`` (a free one by default)."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, settings: str = "") -> None:
+        """``settings``: more lines for postgresql.conf (e.g. shared_preload_libraries)."""
         bindir = binaries()
         if bindir is None:
             raise RuntimeError(available() or "no PostgreSQL binaries")
@@ -77,7 +82,7 @@ class PrivatePostgres:
         with open(self.data / "postgresql.conf", "a") as f:
             f.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
                     f"unix_socket_directories = '{self.dir}'\nfsync = off\nmax_connections = 100\n"
-                    "shared_buffers = 32MB\n")
+                    f"shared_buffers = 32MB\n{settings}\n")
 
     @property
     def admin_url(self) -> str:
@@ -103,22 +108,19 @@ class PrivatePostgres:
         return subprocess.run([str(self.bin / "pg_ctl"), "-D", str(self.data), "status"],
                               capture_output=True, **self._as).returncode == 0
 
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run ``sql`` with psql as user postgres; its unaligned output."""
+        proc = subprocess.run([str(self.bin / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                               "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
+                               "-c", sql], capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"psql: {proc.stderr.strip()}")
+        return proc.stdout
+
     def new_database(self, name: str = "test") -> str:
         """CREATE DATABASE ``name``; its URL."""
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]  # test's own name
+        self.psql(f'CREATE DATABASE "{name}"')
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with psycopg.connect(self.admin_url, connect_timeout=2):
-                    return
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
 
     def close(self) -> None:
         try:

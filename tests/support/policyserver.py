@@ -4,7 +4,8 @@ certificate from the test CA (support.tls) for every ``mta-sts.<domain>`` it ser
 ``policies[domain] = text`` sets what ``https://mta-sts.<domain>/.well-known/mta-sts.txt``
 answers (200, text/plain); ``answers[domain] = (status, content_type, body)`` makes it
 answer anything else (a redirect, a wrong type, an oversized body).  ``requests``
-counts the GETs per domain.  Runs in a daemon thread; ``stop()`` ends it.
+counts the GETs per domain; a POST (a TLS-RPT report, RFC 8460 §5.4) is kept in
+``posts`` as ``(host, path, content type, body)`` and answered 201.  Runs in a daemon thread; ``stop()`` ends it.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ __all__ = ["PolicyServer"]
 
 
 class PolicyServer:
-    def __init__(self, domains: list[str]) -> None:
+    def __init__(self, domains: list[str], extra_names: tuple[str, ...] = ()) -> None:
         self.port = free_port()
+        self.posts: list[tuple[str, str, str, bytes]] = []
         self.policies: dict[str, str] = {}
         self.answers: dict[str, tuple[int, str, bytes]] = {}
         self.requests: dict[str, int] = {}
-        leaf = CA.issue_cert(*[f"mta-sts.{d}" for d in domains])
+        leaf = CA.issue_cert(*[f"mta-sts.{d}" for d in domains], *extra_names)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         leaf.configure_cert(context)
         owner = self
@@ -51,6 +53,15 @@ class PolicyServer:
                     self.send_header("Location", "https://elsewhere.test/.well-known/mta-sts.txt")
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(min(length, 1 << 22))
+                owner.posts.append(((self.headers.get("Host") or "").split(":")[0].lower(), self.path,
+                                    self.headers.get("Content-Type") or "", body))
+                self.send_response(201)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, *args: Any) -> None:
                 pass

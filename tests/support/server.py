@@ -6,6 +6,7 @@ its ``listening`` lines.  Nothing here reaches any address outside 127.0.0.0/8.
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -89,10 +90,29 @@ def stop_all(*things: Any) -> None:
         raise first
 
 
+# Ports for test listeners come from below the kernel's ephemeral range (32768-60999 on
+# Linux), which every outgoing connection on the machine draws from: a port the kernel
+# handed out as free could be taken by some client's connection before the server bound
+# it ("Address already in use" under load). Below that range only listeners compete.
+_PORT_RANGE = (20000, 32000)
+_GIVEN: set[int] = set()
+_RANDOM = random.Random(os.getpid() ^ time.monotonic_ns())
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port free on ``host`` now, not handed out before by this process."""
+    for _ in range(1000):
+        port = _RANDOM.randrange(*_PORT_RANGE)
+        if port in _GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE} on {host}")
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:

@@ -252,6 +252,11 @@ def test_web_sessions_store_hash_expire_and_delete(make_db):
     assert db.web_session_get("h1", 1500.0) is None
     db.web_session_delete("h2")
     assert db.web_session_get("h2", 3500.0) is None
+    # A password change ends the account's other sessions, not its own nor others'.
+    for h, who in (("a1", "alice"), ("a2", "alice"), ("a3", "alice"), ("b1", "bob")):
+        db.web_session_add(h, f"{who}@example.test", "c", 5000.0, 6000.0)
+    assert db.web_session_end_others("alice@example.test", "a2") == 2
+    assert [h for h in ("a1", "a2", "a3", "b1") if db.web_session_get(h, 5500.0)] == ["a2", "b1"]
 
 
 def _savedate_checks(db) -> None:

@@ -424,3 +424,25 @@ def test_listing_is_patched_from_the_change_log_not_read_again(tmp_path, make_db
     store.store(box, [m.uid for m in patched], ["\\Deleted"], "+")
     assert store.listing(box)[1] == real(box.id) and len(reads) == 2
     db.close()
+
+
+def test_listing_index_is_shared_while_its_listing_lasts(store):
+    """SELECT of a big mailbox copies the worker's index of the listing (UIDs, records by
+    UID, keywords) instead of walking every record: the same index while the listing is
+    the same, a new one when the mailbox changed, and copies that sessions may change."""
+    store.deliver_batch([Delivery("example.test", "alice", b"Subject: %d\r\n\r\nx\r\n" % i) for i in range(4)])
+    box = store.get("example.test", "alice", "INBOX")
+    assert box is not None
+    store.db.message_store(box.id, [2], ["$Work", "\\Seen"], "+")
+    _, msgs = store.listing(box)
+    index = store.listing_index(box.id, msgs)
+    assert index.uids == [1, 2, 3, 4] and index.keywords == {"$Work"}
+    assert [index.by_uid[u].uid for u in index.uids] == index.uids
+    assert store.listing_index(box.id, store.listing(box)[1]) is index  # unchanged: shared
+    mine = list(index.uids)
+    mine.pop()  # a session's own copy
+    assert index.uids == [1, 2, 3, 4]
+    store.db.message_expunge(box.id, [1])
+    _, after = store.listing(box)
+    fresh = store.listing_index(box.id, after)
+    assert fresh is not index and fresh.uids == [2, 3, 4]

@@ -60,3 +60,12 @@ def test_tls_policy_setting(tmp_path):
     (tmp_path / "waypost.toml").write_text(render_toml(Settings().replace("delivery", tls_policy=["x.test=strict"])))
     with pytest.raises(ConfigError, match="delivery.tls_policy"):
         load_settings(tmp_path)
+
+
+def test_tlsrpt_record():
+    from waypost.queue.tlsrpt import parse_rua
+
+    assert parse_rua("v=TLSRPTv1; rua=mailto:tls@example.com,https://r.example.com/x") == [
+        "mailto:tls@example.com", "https://r.example.com/x"]
+    assert parse_rua("v=TLSRPTv1;rua=ftp://x.example, mailto:a@b.example") == ["mailto:a@b.example"]
+    assert parse_rua("v=TLSRPTv2; rua=mailto:a@b.example") == [] and parse_rua("v=TLSRPTv1") == []

@@ -456,6 +456,9 @@ class Database(Protocol):
     def web_session_get(self, id_hash: str, now: float) -> tuple[str, str] | None:
         """(account address, CSRF token) of a session not expired by ``now``, or None."""
     def web_session_delete(self, id_hash: str) -> None: ...
+    def web_session_end_others(self, account: str, keep: str) -> int:
+        """Delete every session of ``account`` but the one whose hash is ``keep`` (a
+        password change); how many went."""
 
     # -- API tokens (waypost.web's /api/v1): only a hash of each token is stored -------
     def api_token_add(self, name: str, token_hash: str, domains: Sequence[str] | None, now: float) -> ApiToken:

@@ -989,6 +989,10 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
         with self._write(settings=False) as c:
             c.execute("DELETE FROM web_sessions WHERE id_hash=?", (id_hash,))
 
+    def web_session_end_others(self, account: str, keep: str) -> int:
+        with self._write(settings=False) as c:
+            return c.execute("DELETE FROM web_sessions WHERE account=? AND id_hash<>?", (account, keep)).rowcount
+
     def login_failures_get(self, keys: Sequence[str], since: float) -> dict[str, tuple[int, float]]:
         if not keys:
             return {}

@@ -107,9 +107,10 @@ DestinationKind = Literal["mx", "host", "ip"]
 
 # -- TLS policies ---------------------------------------------------------------------------
 
-#: ``report(mx_host, result_type, detail)``: one TLS outcome for TLS-RPT (RFC 8460 §4.3
-#: result types, or "success").
-TLSReport = Callable[[str, str, str], None]
+#: ``report(policy, mx_host, receiving_ip, result_type, detail)``: one TLS outcome for
+#: TLS-RPT (RFC 8460 §4.3 result types, or "success"); ``policy`` is the one in force for
+#: that host (its ``source`` says MTA-STS or DANE).
+TLSReport = Callable[["TLSPolicy", str, str, str, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,7 @@ class TLSPolicy:
 
     level: str = "may"
     testing: bool = False
+    policy_text: str = ""         # the MTA-STS policy as fetched (TLS-RPT policy-string)
     mx: Callable[[str], bool] | None = None
     source: str = ""
     ca_file: str = ""
@@ -959,7 +961,7 @@ class _Session:
         """A TLS requirement not met: reported; a hop failure unless only testing."""
         tls = self.tls
         if tls.report is not None:
-            tls.report(self.hop.host, result_type, detail)
+            tls.report(tls, self.hop.host, self.hop.ip, result_type, detail)
         event(log, "tls-policy-failed", level=logging.WARNING, host=self.hop.label, policy=tls.source or tls.level,
               result=result_type, detail=detail, action="deliver (testing)" if tls.testing else "defer")
         if not tls.testing:
@@ -988,7 +990,7 @@ class _Session:
             if verify:
                 kind = _verify_failure(e)
                 if tls.report is not None:
-                    tls.report(self.hop.host, kind, str(e))
+                    tls.report(tls, self.hop.host, self.hop.ip, kind, str(e))
                 event(log, "tls-policy-failed", level=logging.WARNING, host=self.hop.label,
                       policy=tls.source or tls.level, result=kind, detail=str(e),
                       action="deliver (testing)" if tls.testing else "defer")
@@ -1007,7 +1009,7 @@ class _Session:
                     await self._hello()
                     return
         if verify and tls.report is not None:
-            tls.report(self.hop.host, "success", "")
+            tls.report(tls, self.hop.host, self.hop.ip, "success", "")
         # RFC 3207 §4.2: forget what was learnt before TLS and ask again.
         await self._hello()
 
@@ -1207,7 +1209,7 @@ async def deliver(
         allowed = [h for h in hops if mx_ok(h.host) or (tls.dane is not None and h.host in tls.dane)]
         for h in {h.host for h in hops} - {h.host for h in allowed}:
             if tls.report is not None:
-                tls.report(h, "validation-failure", f"MX {h} not in the {tls.source} policy")
+                tls.report(tls, h, "", "validation-failure", f"MX {h} not in the {tls.source} policy")
             event(log, "tls-policy-failed", level=logging.WARNING, host=h, policy=tls.source,
                   result="validation-failure", detail="MX host not listed by the policy", action="skip host")
         if not allowed:

@@ -58,9 +58,9 @@ class TLSPolicies:
             policy = await self.mta_sts.policy(destination.name)
             if policy is not None and policy.mode == "enforce":
                 return TLSPolicy(level="verify", mx=policy.matches, source="MTA-STS", ca_file=self.ca_file,
-                                 report=report, dane_lookup=dane)
+                                 report=report, dane_lookup=dane, policy_text=policy.text)
             if policy is not None and policy.mode == "testing":
                 return TLSPolicy(level="verify", testing=True, source="MTA-STS testing", ca_file=self.ca_file,
-                                 report=report, dane_lookup=dane)
+                                 report=report, dane_lookup=dane, policy_text=policy.text)
         return TLSPolicy(level="may" if self.settings.delivery.starttls else "none", ca_file=self.ca_file,
                          report=report, dane_lookup=dane)

@@ -31,6 +31,7 @@ from datetime import date
 from email.utils import parsedate_tz
 from typing import Any, Protocol
 
+from .collation import fold
 from .proto.fetch import Section
 from .proto.search import (
     All,
@@ -1213,7 +1214,7 @@ class MessageView:
     ``data`` is the message or a function returning it; it is only called when a
     question needs the octets.  ``header``, when given, is the message's header block
     (``data[:header_end(data)]``): questions on header fields are answered from it
-    without ``data``.  Matching is case-insensitive (Unicode casefold) on decoded
+    without ``data``.  Matching is case-insensitive (``collation.fold``) on decoded
     text: RFC 2047 words in header fields, quoted-printable and base64 bodies in
     their declared charset.
     """
@@ -1264,17 +1265,17 @@ class MessageView:
         """RFC 3501 §6.4.4 HEADER: a field called ``name`` whose value contains
         ``value``; an empty ``value`` matches any message that has the field."""
         values = self._values(name)
-        needle = value.casefold()
+        needle = fold(value)
         if not needle:
             return bool(values)
         octets = needle.encode("ascii") if needle.isascii() else None
         for raw in values:
             if raw.isascii() and b"=?" not in raw:
                 # 7-bit text without encoded-words decodes to itself, and its
-                # casefold is its ASCII lower case: compare octets.
+                # fold is its ASCII lower case: compare octets.
                 if octets is not None and octets in _unfold(raw).lower():
                     return True
-            elif needle in _decode_header(raw).casefold():
+            elif needle in fold(_decode_header(raw)):
                 return True
         return False
 
@@ -1286,7 +1287,7 @@ class MessageView:
         if self.header_contains(field, value):
             return True
         name = field.lower()
-        needle = value.casefold()
+        needle = fold(value)
         if name not in _ADDRESS_FIELDS or not needle:
             return False
         for raw in self._values(name):
@@ -1299,11 +1300,11 @@ class MessageView:
         """RFC 3501 §6.4.4 BODY: the decoded text of the body parts contains
         ``value``; parts that are not text are searched as they are stored unless
         they are base64 or quoted-printable (binary)."""
-        return value.casefold() in self._body()
+        return fold(value) in self._body()
 
     def text_contains(self, value: str) -> bool:
         """RFC 3501 §6.4.4 TEXT: the header or the body contains ``value``."""
-        needle = value.casefold()
+        needle = fold(value)
         return needle in self._headers() or needle in self._body()
 
     def sent_date(self) -> date | None:
@@ -1314,9 +1315,9 @@ class MessageView:
 
     def _headers(self) -> str:
         if self._header_text is None:
-            self._header_text = "\n".join(
+            self._header_text = fold("\n".join(
                 f"{name.decode('latin-1')}: {_decode_header(raw)}" for name, raw in self._header_fields()
-            ).casefold()
+            ))
         return self._header_text
 
     def _body(self) -> str:
@@ -1329,7 +1330,7 @@ class MessageView:
             except Exception:  # search the octets rather than fail the SEARCH
                 _, body = _split(data, 0, len(data))
                 pieces = [_decode(data[body:], None)]
-            self._body_text = "\n".join(pieces).casefold()
+            self._body_text = fold("\n".join(pieces))
         return self._body_text
 
 
@@ -1375,7 +1376,7 @@ def _address_text(address: Address) -> str:
 
     name, mailbox, host = text(address.name), text(address.mailbox), text(address.host)
     spec = f"{mailbox}@{host}" if host else mailbox
-    return f"{name}\n{spec}\n{name} <{spec}>".casefold()
+    return fold(f"{name}\n{spec}\n{name} <{spec}>")
 
 
 class SearchTarget(Protocol):
@@ -1707,7 +1708,7 @@ def _clauses(key: SearchKey) -> list[tuple[FilterLiteral, ...]]:
         if not _FIELD_NAME.match(wanted):
             return [()]  # names no field: nothing matches
         out: list[tuple[FilterLiteral, ...]] = [((wanted, False),)]
-        needle = key.value.casefold()
+        needle = fold(key.value)
         if needle.isascii():
             # The decoded value of a plain header is its octets without CR and LF,
             # and an LF in a field is followed by white space: a needle's words

@@ -118,6 +118,7 @@ class IMAPService:
                 "LIST-MYRIGHTS", "SAVEDATE", "WITHIN", "PREVIEW",
                 "CREATE-SPECIAL-USE", "URL-PARTIAL",  # RFC 6154 §3, RFC 5550 §5
                 "UIDBATCHES",  # draft-ietf-mailmaint-imap-uidbatches
+                "I18NLEVEL=1",  # RFC 5255 §4.3: i;unicode-casemap by default (collation.py)
                 # RFC 7889 §3: one limit for every mailbox, the largest literal taken.
                 f"APPENDLIMIT={self.params.max_literal_size}"]
         caps += ["CONTEXT=SEARCH", "CONTEXT=SORT", "PARTIAL", "OBJECTID", "UTF8=ACCEPT", "IMAP4rev2"]

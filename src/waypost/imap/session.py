@@ -80,6 +80,9 @@ class Selected:
     contexts: dict[str, Any] = field(default_factory=dict)
     # IMAP4rev2 enabled (RFC 9051 Appendix E): no RECENT responses, no \Recent flag.
     rev2: bool = False
+    # The mailbox's first unclaimed \Recent UID as last read (``catch_up``): new
+    # messages below it were claimed by another session already, without a write.
+    recent_mark: int = 0
     # QRESYNC enabled (RFC 7162 §3.2.10): VANISHED (UIDs) instead of EXPUNGE.
     qresync: bool = False
 
@@ -97,15 +100,17 @@ class Selected:
         sel = cls(box, readonly, condstore, rights=rights, seen_user=seen_user)
         if seen_user is not None:
             sel.seen = db.seen_get(box.id, seen_user)
-        sel.uids = [m.uid for m in msgs]
-        sel.msgs = {m.uid: m for m in msgs}
+        # The worker's index of this listing, shared by its sessions; each session
+        # changes its own copies (a copy is a fraction of walking the records).
+        index = store.listing_index(box.id, msgs)
+        sel.uids = list(index.uids)
+        sel.msgs = dict(index.by_uid)
         # RFC 3501 §6.3.2: EXAMINE answers like SELECT, \Recent included; it only
         # does not take the messages' \Recent away from the sessions after it.
-        sel.recent = {m.uid for m in msgs if m.uid >= first_recent}
+        sel.recent = set(sel.uids[bisect.bisect_left(sel.uids, first_recent):])
         sel.modseq = state[1]
         sel.state = state
-        for flags in {m.flags for m in msgs}:
-            sel.keywords.update(f for f in flags if not f.startswith("\\"))
+        sel.keywords.update(index.keywords)
         return sel
 
     def all_seen(self, db: Database) -> bool:
@@ -281,6 +286,7 @@ class Selected:
             return False
         if fresh_box.folder != self.box.folder or fresh_box.name != self.box.name:
             self.box = fresh_box  # renamed meanwhile: its files moved with it
+        self.recent_mark = fresh_box.recent_uid
         if store.sync(self.box, wait=False):
             state = db.mailbox_state(self.box.id)  # files were just indexed
             if state is None:
@@ -289,7 +295,9 @@ class Selected:
             state = (fresh_box.uidnext, fresh_box.highestmodseq, fresh_box.exists)
         if state == self.state:
             return True
-        changed, expunged = db.message_changes(self.box.id, self.modseq)
+        # Shared by this worker's sessions that ask the same at once (a delivery to a
+        # mailbox hundreds of sessions IDLE on is read once per worker).
+        changed, expunged = store.changes(self.box.id, self.modseq, state)
         self.gone.update(uid for uid in expunged if uid in self.msgs)
         self.modseq = max(self.modseq, state[1])
         self.state = state
@@ -336,7 +344,9 @@ class Selected:
             self.arrived.clear()
             self.uids.extend(fresh)
             if self.seen_user is None:
+                # Claimed by another session already (the mark only grows): no write.
                 first = _recent_from(db, self.box) if self.readonly \
+                    else self.recent_mark if self.recent_mark > fresh[-1] \
                     else db.message_claim_recent(self.box.id, fresh[-1] + 1)
                 self.recent.update(u for u in fresh if u >= first)
             out.append(ExistsData(len(self.uids)))

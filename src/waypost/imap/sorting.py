@@ -2,9 +2,10 @@
 out.  No file, socket or index here: the handlers (``commands/sort.py``) hand in each
 message's header block, as the SEARCH header cache keeps it.
 
-Strings are compared with the i;ascii-casemap collation (RFC 4790 §9.2): their
-UTF-8 octets with a-z mapped to A-Z (``casemap``).  Ties go to the lower message
-number (RFC 5256 §3).
+Strings are compared with the i;unicode-casemap collation (RFC 5051; I18NLEVEL=1,
+RFC 5255): each character titlecased, then NFKD, as UTF-8 octets (``casemap``; for
+ASCII the same as i;ascii-casemap).  Ties go to the lower message number (RFC 5256
+§3).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import email.utils
 import re
 from collections.abc import Callable, Iterable, Sequence
 
+from . import collation
 from . import message as mime
 from .proto import ThreadNode
 from .proto.structure import Address
@@ -30,8 +32,9 @@ __all__ = [
 
 
 def casemap(text: str) -> bytes:
-    """The i;ascii-casemap form of ``text``: its UTF-8 octets, ASCII upper-cased."""
-    return text.encode("utf-8", "surrogateescape").upper()
+    """The form SORT orders and THREAD compares base subjects in: i;unicode-casemap
+    (RFC 5051, the default comparator of I18NLEVEL=1, RFC 5255 §4.3)."""
+    return collation.casemap(text)
 
 
 # -- base subject (RFC 5256 §2.1) -------------------------------------------------------

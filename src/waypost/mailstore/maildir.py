@@ -42,7 +42,8 @@ from ..db import Conflict, Database, MailboxRecord, MessageRecord, NotFound
 from ..fsutil import durable_batch, fsync_dir, write_new_file
 from .quota import OverQuota, Quota, quota_of
 
-__all__ = ["Delivery", "Mailstore", "MailboxNameError", "MailboxNameTooLong", "SPECIAL_USE", "account_topic", "topic"]
+__all__ = ["Delivery", "ListingIndex", "Mailstore", "MailboxNameError", "MailboxNameTooLong", "SPECIAL_USE", "account_topic",
+           "topic"]
 
 log = logging.getLogger("waypost.mailstore")
 
@@ -80,6 +81,15 @@ class MailboxNameTooLong(MailboxNameError):
 
 #: The bus topic that makes every worker drop its cached listings.
 LISTINGS_TOPIC = "listings"
+
+
+@dataclass(frozen=True, slots=True)
+class ListingIndex:
+    """What a session needs of a listing to select the mailbox (``listing_index``)."""
+
+    uids: list[int]
+    by_uid: dict[int, MessageRecord]
+    keywords: frozenset[str]
 
 
 def topic(mailbox_id: int) -> str:
@@ -193,6 +203,11 @@ class Mailstore:
         # Bounded by entries and by message records in all (``_keep_listing``).
         self._listings: OrderedDict[int, tuple[tuple[int, int, int], list[MessageRecord]]] = OrderedDict()
         self._listed = 0  # message records in _listings
+        # mailbox id -> (the listing's message list, (UIDs, records by UID, keywords)):
+        # worked out once per cached listing (``listing_index``), gone with it.
+        self._indexes: dict[int, tuple[list[MessageRecord], ListingIndex]] = {}
+        # mailbox id -> ((since, index state), what changed): see ``changes``.
+        self._changes: dict[int, tuple[tuple[int, tuple[int, int, int]], tuple[list[MessageRecord], list[int]]]] = {}
 
     # -- paths and names --------------------------------------------------------------
 
@@ -632,18 +647,56 @@ class Mailstore:
             old = self._listings.pop(mailbox_id, None)
             if old is not None:
                 self._listed -= len(old[1])
+                self._indexes.pop(mailbox_id, None)
             self._listings[mailbox_id] = entry
             self._listed += len(entry[1])
             while len(self._listings) > 1 and (len(self._listings) > _MAX_LISTINGS
                                                or self._listed > self._listing_cache):
-                _, dropped = self._listings.popitem(last=False)
+                gone, dropped = self._listings.popitem(last=False)
                 self._listed -= len(dropped[1])
+                self._indexes.pop(gone, None)
 
     def _drop_listing(self, mailbox_id: int) -> None:
         with self._lock:
             old = self._listings.pop(mailbox_id, None)
+            self._indexes.pop(mailbox_id, None)
             if old is not None:
                 self._listed -= len(old[1])
+
+    def changes(self, mailbox_id: int, since: int,
+                state: tuple[int, int, int]) -> tuple[list[MessageRecord], list[int]]:
+        """``db.message_changes(mailbox_id, since)``, read by a session that saw the index
+        at ``state`` (read before this call).  The sessions of this process that ask
+        for the same mailbox, mod-sequence and state share one read: the answer was
+        read after that state was seen, and while the state is the same nothing has
+        changed since, so it holds everything each of them would have read.  One entry
+        per mailbox, bounded; read-only lists."""
+        key = (since, state)
+        hit = self._changes.get(mailbox_id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        result = self._db().message_changes(mailbox_id, since)
+        if len(self._changes) >= 4 * _MAX_LISTINGS:
+            self._changes.clear()
+        self._changes[mailbox_id] = (key, result)
+        return result
+
+    def listing_index(self, mailbox_id: int, msgs: list[MessageRecord]) -> ListingIndex:
+        """The UIDs in order, the records by UID and the keywords of ``msgs`` (a list
+        ``listing`` returned), worked out once while that listing is cached in this
+        process: every session that selects a 100,000-message mailbox copies them
+        instead of walking every record again.  Read-only (copy before changing)."""
+        hit = self._indexes.get(mailbox_id)
+        if hit is not None and hit[0] is msgs:
+            return hit[1]
+        uids = [m.uid for m in msgs]
+        index = ListingIndex(uids, dict(zip(uids, msgs)),
+                             frozenset(f for flags in {m.flags for m in msgs} for f in flags if not f.startswith("\\")))
+        with self._lock:
+            cached = self._listings.get(mailbox_id)
+            if cached is not None and cached[1] is msgs:  # only for a listing still kept
+                self._indexes[mailbox_id] = (msgs, index)
+        return index
 
     def messages(self, box: MailboxRecord) -> list[MessageRecord]:
         return list(self.listing(box)[1])

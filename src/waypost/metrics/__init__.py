@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -299,7 +300,16 @@ def render(directory: Path, db: "Database | None") -> bytes:
     from prometheus_client import generate_latest
 
     update_memory()
-    return generate_latest(_registry(directory, db))
+    for attempt in range(3):
+        try:
+            return generate_latest(_registry(directory, db))
+        except (FileNotFoundError, struct.error):
+            # Workers come and go under the collector: a dead worker's live-gauge files
+            # are removed (worker_died) between its listing of the directory and its
+            # reading of them, and a new worker's file can still be empty: read again.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def read_families(directory: Path, db: "Database | None") -> Iterable["Metric"]:

@@ -58,6 +58,14 @@ class MetricsListener:
             pass
         except Exception:
             log.exception("event=metrics-error client=%s", client)
+            # An answer, not a closed connection: the scraper records a failed scrape.
+            try:
+                body = b"500 Internal Server Error\n"
+                writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                             b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+            except (ConnectionError, OSError):
+                pass
         finally:
             writer.close()
             try:

@@ -44,6 +44,7 @@ from . import dsn
 from .journal import Journal
 from .sieve_filter import Filtered, SieveFilter
 from .spool import Spool, SpoolEntry, SpoolStream, new_message_id, node_dir
+from .tlsrpt import TLSReporter
 
 __all__ = ["QueueManager", "Recipient", "count_received", "release_dead_worker"]
 
@@ -136,6 +137,8 @@ class QueueManager:
         self.journal = Journal(node_dir(root, self.node) / "journal")
         self.resolver = remote.Resolver(settings)
         self.tls_policies = TLSPolicies(settings, db, self.resolver)
+        self.tlsrpt = TLSReporter(settings, root, self.node, self.resolver, self.submit, self._made_for) \
+            if settings.tlsrpt.enabled else None
         self.is_self = is_self or (lambda host, ip, port: False)
         self._local_queue: asyncio.Queue[tuple[QueuedMessage, list[QueuedRecipient], bytes | None] | None] | None = None
         self._host_limits: dict[str, asyncio.Semaphore] = {}
@@ -217,6 +220,7 @@ class QueueManager:
             asyncio.create_task(self._supervised(self._heartbeat, "lease-heartbeat")),
             asyncio.create_task(self._supervised(self._orphans, "orphan-scan")),
             asyncio.create_task(self._supervised(self._node_beat, "node-heartbeat")),
+            *([asyncio.create_task(self._supervised(self.tlsrpt.run, "tls-reports"))] if self.tlsrpt else []),
         ]
 
     async def _supervised(self, body: Callable[[], Any], name: str) -> None:
@@ -672,7 +676,9 @@ class QueueManager:
                 slots.append((n, r, Delivery(route["domain"], account, (top, body), mailbox, key=key,
                                              date=msg.created, retry=batch[n][2] is None, flags=flags)))
         items = [d for _n, _r, d in slots if d is not None]
-        stored = iter(await asyncio.to_thread(self.mailstore.deliver_batch, items))
+        # One thread hop stores the batch and looks at the quotas it filled.
+        stored_list, warnings = await asyncio.to_thread(self._store, items)
+        stored = iter(stored_list)
         results: list[str | OSError | None] = [next(stored) if d is not None else None for _n, _r, d in slots]
         # Redirected copies and vacation replies are in the spool before the original
         # is recorded as delivered: a crash between the two sends them again, never loses them.
@@ -706,16 +712,21 @@ class QueueManager:
                 names = ",".join(o for o in outs if isinstance(o, str))
                 per_msg[n].append(_Outcome(r, "delivered", f"250 2.0.0 stored as {names}", remote_mta=""))
         await self._settle_many([(batch[n][0], outs) for n, outs in per_msg.items()])
-        filled = {(d.domain, d.account) for (_n, _r, d), res in zip(slots, results)
-                  if d is not None and isinstance(res, str)}
-        if filled:
-            try:
-                warnings = await asyncio.to_thread(self._quota_warnings, filled)
-            except StorageUnavailable as e:  # delivered and recorded: the warning waits for the next one
-                event(log, "quota-warning-error", level=logging.WARNING, error=str(e))
-                return
-            for domain, account, percent, text in warnings:
-                await self._warn_quota(domain, account, percent, text)
+        for domain, account, percent, text in warnings:
+            await self._warn_quota(domain, account, percent, text)
+
+    def _store(self, items: list[Delivery]) -> tuple[list[str | OSError], list[tuple[str, str, int, bytes]]]:
+        """Worker thread: store a local batch, then the quota warnings its accounts are
+        due (an unreachable database delays a warning to the next delivery)."""
+        results = self.mailstore.deliver_batch(items)
+        filled = {(d.domain, d.account) for d, res in zip(items, results) if isinstance(res, str)}
+        if not filled:
+            return results, []
+        try:
+            return results, self._quota_warnings(filled)
+        except StorageUnavailable as e:  # delivered: the warning waits for the next one
+            event(log, "quota-warning-error", level=logging.WARNING, error=str(e))
+            return results, []
 
     def _quota_warnings(self, accounts: set[tuple[str, str]]) -> list[tuple[str, str, int, bytes]]:
         """The accounts just delivered to that are at ``QUOTA_WARNING`` percent or more
@@ -838,7 +849,8 @@ class QueueManager:
 
                 destination = self._destination(group[0])
                 # delivery.tls_policy, MTA-STS (RFC 8461) or opportunistic TLS.
-                tls = await self.tls_policies.policy_for(destination)
+                tls = await self.tls_policies.policy_for(
+                    destination, self.tlsrpt.recorder(destination.name) if self.tlsrpt is not None else None)
                 results = await remote.deliver(
                     settings=self.settings, resolver=self.resolver, is_self=self.is_self,
                     destination=destination, sender=sender, recipients=rcpts,
@@ -877,7 +889,8 @@ class QueueManager:
             all_updates = [u for _msg, updates, _b, _s in plans for u in updates]
             forget, self._forget = self._forget, []
             try:
-                finished = await asyncio.to_thread(self.db.queue_update, all_updates, self.owner, forget)
+                # One thread hop: the index, then the files of what is finished.
+                finished = await asyncio.to_thread(self._record, all_updates, forget)
             except asyncio.CancelledError:
                 self._forget[:0] = forget
                 raise
@@ -889,8 +902,8 @@ class QueueManager:
                 return
             self.journal.settled(sum(1 for _m, outs in items for o in outs if o.journaled))  # in the index now
             if finished:
-                # File first, entry second (forgotten with the next index write).
-                await asyncio.to_thread(self.spool.remove_many, finished)
+                # File first (removed by _record), entry second (forgotten with the next
+                # index write).
                 self._forget.extend(finished)
             for msg, _updates, bounces, successes in plans:
                 if msg.msg_id in originals:
@@ -901,6 +914,20 @@ class QueueManager:
             for msg, outcomes in items:
                 for o in outcomes:
                     self._in_flight.discard((msg.msg_id, o.recipient.idx))
+
+    def _record(self, updates: list[RecipientUpdate], forget: list[str]) -> list[str]:
+        """Worker thread: write outcomes to the index, then remove the spool files of
+        the messages that are finished; returns the ids whose file is gone (their
+        entries may be forgotten).  A file that cannot be removed keeps its entry,
+        done, and start-up removes both."""
+        removed: list[str] = []
+        for msg_id in self.db.queue_update(updates, self.owner, forget):
+            try:
+                self.spool.remove(msg_id)
+                removed.append(msg_id)
+            except OSError as e:
+                event(log, "spool-remove-failed", level=logging.ERROR, id=msg_id, error=repr(e))
+        return removed
 
     def _plan(self, msg: QueuedMessage, outcomes: list[_Outcome]
               ) -> tuple[list[RecipientUpdate], list[dsn.RecipientStatus], list[dsn.RecipientStatus]]:
@@ -975,6 +1002,15 @@ class QueueManager:
         dsn_id = await self.submit("", recipients, report, {"client": "local", "dsn_for": msg.msg_id},
                                    source="dsn")
         event(log, "dsn-sent", id=msg.msg_id, dsn_id=dsn_id, sender=f"<{msg.sender}>", count=len(statuses))
+
+
+    def _made_for(self, address: str) -> list[Recipient]:
+        """The recipients of a message we make to ``address`` (a TLS report), routed as a DSN is."""
+        res = self.router.resolve(address, Context(kind="mail", internal=True))
+        if res.route.kind == "refuse":
+            return []
+        routes = self.router.expand(res.route) if res.route.kind == "local" else [res.route]
+        return [Recipient(address, r) for r in routes]
 
 
 def cluster_node(settings: Settings) -> str:

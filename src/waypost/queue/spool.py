@@ -49,7 +49,7 @@ import json
 import logging
 import os
 import queue as _queue
-import secrets
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -80,7 +80,11 @@ class SpoolError(OSError):
 
 def new_message_id() -> str:
     """A queue id: sortable by arrival (milliseconds, hex) and unique across workers."""
-    return f"{time.time_ns() // 1_000_000:011X}{secrets.token_hex(5).upper()}"
+    # 40 random bits from the random module's generator, not os.urandom (a system call
+    # for every message): it is seeded from the system in every process, and again in
+    # every forked worker (the module reseeds after fork); an id is no secret (it is in
+    # the 250 reply), it only must not repeat.
+    return f"{time.time_ns() // 1_000_000:011X}{random.getrandbits(40):010X}"
 
 
 @dataclass(slots=True)
@@ -363,11 +367,19 @@ class Spool:
             self.batches += 1
             self.messages += len(written)
             metrics.spool_flush(len(written))
+        # One wake-up per event loop for the whole batch (each call_soon_threadsafe
+        # writes to the loop's self-pipe).
+        outcomes: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]] = {}
         for _, p, _ in written:
-            p.loop.call_soon_threadsafe(_resolve, p.future, None)
+            outcomes.setdefault(p.loop, []).append((p.future, None))
         for p, err in failed:
             log.error("event=spool-error id=%s error=%r", p.entry.msg_id, err)
-            p.loop.call_soon_threadsafe(_resolve, p.future, SpoolError(getattr(err, "errno", 0) or 0, str(err)))
+            outcomes.setdefault(p.loop, []).append((p.future, SpoolError(getattr(err, "errno", 0) or 0, str(err))))
+        for loop, results in outcomes.items():
+            try:
+                loop.call_soon_threadsafe(_resolve_all, results)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                pass
 
     def _drop(self, written: list[tuple[int, _Pending, Path]], failed: list[tuple[_Pending, BaseException]],
               error: BaseException, closed: bool = False) -> None:
@@ -517,6 +529,11 @@ def _remove_all(directory: Path) -> int:
         except OSError:
             pass
     return n
+
+
+def _resolve_all(results: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    for future, error in results:
+        _resolve(future, error)
 
 
 def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:

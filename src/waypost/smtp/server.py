@@ -134,6 +134,16 @@ class SMTPService:
         return answer
 
 
+#: The handler table and the verbs that check their own state, imported at the first
+#: session (not at every one: an import statement costs even when the module is loaded).
+_TABLE: tuple[dict[str, Any], frozenset[str]] | None = None
+
+
+def _time_up(waiter: "asyncio.Future[bool]") -> None:
+    if not waiter.done():
+        waiter.set_result(True)
+
+
 class ClientGone(Exception):
     """The client went away (or timed out) while a handler waited for it."""
 
@@ -151,7 +161,7 @@ class WaypostSMTP(asyncio.Protocol):
         "service", "settings", "mode", "params", "conn", "transport", "peer", "client_ip", "server_ip",
         "tls", "host_name", "extended", "authenticated", "auth_data", "auth_methods",
         "mail_from", "options", "recipients", "rcpt_tos", "chunks", "chunk_check", "chunk_size",
-        "in_data", "errors", "auth_failures", "task", "_data", "_writable", "_eof", "_paused", "_closed", "_done", "_out",
+        "in_data", "errors", "auth_failures", "task", "_waiter", "_writable", "_eof", "_paused", "_closed", "_done", "_out",
     )
 
     def __init__(self, service: SMTPService, *, mode: str | Mode = "smtp") -> None:
@@ -188,7 +198,7 @@ class WaypostSMTP(asyncio.Protocol):
         self.errors = 0
         self.auth_failures = 0
         self.task: asyncio.Task[None] | None = None
-        self._data = asyncio.Event()
+        self._waiter: asyncio.Future[bool] | None = None  # _more waits for input on it
         self._writable = asyncio.Event()
         self._writable.set()
         self._eof = False
@@ -215,14 +225,14 @@ class WaypostSMTP(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.conn.feed(data)
-        self._data.set()
+        self._wake()
         if len(self.conn) > _READ_HIGH and self.transport is not None and not self._paused:
             self._paused = True
             self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
         self._eof = True
-        self._data.set()
+        self._wake()
         # Keep our half open: what the client sent before its EOF (a pipelined QUIT)
         # is still answered.  (An SSL transport cannot be half-closed.)
         return not self.tls
@@ -230,9 +240,15 @@ class WaypostSMTP(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
         self._closed = True
-        self._data.set()
+        self._wake()
         self._writable.set()
         self.service.sessions.discard(self)
+
+    def _wake(self) -> None:
+        """Input (or its end) for the session waiting in ``_more``."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(False)
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -287,7 +303,7 @@ class WaypostSMTP(asyncio.Protocol):
         even what the client pipelined behind."""
         self.close()
         self._done = self._eof = True
-        self._data.set()
+        self._wake()
 
     def close_with(self, reply: Reply) -> None:
         """Send a last reply and close (server shutdown)."""
@@ -313,14 +329,22 @@ class WaypostSMTP(asyncio.Protocol):
         self.flush()
         if self._eof or self._done:
             return False
-        self._data.clear()
         if self._paused and self.transport is not None:
             self._paused = False
             self.transport.resume_reading()
+        # One future woken by data_received (or EOF, or the end of the session) and one
+        # timer, not asyncio.wait_for around an Event: that made a task, two futures and
+        # two turns of the loop for every read, six or more reads per message.
         loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_at(deadline, _time_up, waiter)
         try:
-            await asyncio.wait_for(self._data.wait(), max(deadline - loop.time(), 0.0))
-        except asyncio.TimeoutError:
+            timed_out = await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+        if timed_out:
             if announce:
                 self._timed_out()
             else:
@@ -442,8 +466,12 @@ class WaypostSMTP(asyncio.Protocol):
     # -- the session ------------------------------------------------------------------
 
     async def _run(self) -> None:
-        from .commands import HANDLERS, OWN_STATE_CHECK
+        global _TABLE
+        if _TABLE is None:
+            from .commands import HANDLERS, OWN_STATE_CHECK  # (they import this module)
 
+            _TABLE = (HANDLERS, OWN_STATE_CHECK)
+        HANDLERS, OWN_STATE_CHECK = _TABLE
         try:
             greeting = "LMTP" if self.mode is Mode.LMTP else "ESMTP"
             self.send(f"220 {self.settings.server.hostname} {greeting} Waypost", raw=True)

@@ -234,6 +234,9 @@ async def settings_change(web: "Web", request: Request) -> Response:
         account = await asyncio.to_thread(directory.account_named, session.name, session.domain)
         cram = bool(account is not None and account.data.get("cram"))
         await asyncio.to_thread(directory.update, session.account, "account", {"password": new}, cram)
+        # The other sessions of the account end (a password changed because it leaked).
+        ended = await asyncio.to_thread(web.server.db.web_session_end_others, session.account, session.id_hash)
+        event(log, "web-sessions-ended", account=session.account, sessions=ended)
     else:
         return await settings_page(web, request, "Unknown change.", status=400)
     event(log, "web-settings", account=session.account, change=action)  # never the values
@@ -289,12 +292,13 @@ async def vacation_page(web: "Web", request: Request, error: str = "", status: i
     session: Session = request.scope["waypost.session"]
     name, text, active = await asyncio.to_thread(_vacation_state, web, session)
     foreign = ""
-    values: dict[str, Any] = {"enabled": False, "subject": "", "reason": "", "days": DEFAULT_DAYS}
+    values: dict[str, Any] = {"enabled": False, "subject": "", "reason": "", "days": DEFAULT_DAYS, "start": "",
+                              "end": ""}
     try:
         v = vacation_of(text) if text.strip() else None
         if v is not None:
             values = {"enabled": v.enabled, "subject": v.subject, "reason": v.reason.replace("\r\n", "\n"),
-                      "days": v.days}
+                      "days": v.days, "start": v.start, "end": v.end}
     except Foreign as e:
         foreign = f"Your Sieve script {name!r} {e}: change it with a Sieve client (ManageSieve)."
     except SieveError as e:
@@ -319,7 +323,8 @@ async def vacation_change(web: "Web", request: Request) -> Response:
         days = int(str(form.get("days") or ""))
     except ValueError:
         days = 0
-    kept = {"enabled": enabled, "subject": subject, "reason": reason, "days": days}
+    start, end = str(form.get("start") or "").strip()[:10], str(form.get("end") or "").strip()[:10]
+    kept = {"enabled": enabled, "subject": subject, "reason": reason, "days": days, "start": start, "end": end}
     if not 1 <= days <= MAX_DAYS:
         return await vacation_page(web, request, f"Days: 1 to {MAX_DAYS}.", 400, kept)
     if enabled and not reason.strip():
@@ -327,16 +332,18 @@ async def vacation_change(web: "Web", request: Request) -> Response:
     if len(reason) > MAX_REASON:
         return await vacation_page(web, request, f"At most {MAX_REASON} characters.", 400, kept)
 
-    def save() -> str | None:
+    def save() -> tuple[str, int] | None:
         name, text, active = _vacation_state(web, session)
         if not text.strip() and not enabled:
             return None  # nothing to turn off
         try:
-            new = with_vacation(text, Vacation(enabled, reason.replace("\n", "\r\n"), subject, days))
+            new = with_vacation(text, Vacation(enabled, reason.replace("\n", "\r\n"), subject, days, start, end))
         except Foreign as e:
-            return f"Your Sieve script {e}: change it with a Sieve client."
+            return f"Your Sieve script {e}: change it with a Sieve client.", 409
         except SieveError as e:
-            return f"Your Sieve script cannot be read ({e}): change it with a Sieve client."
+            return f"Your Sieve script cannot be read ({e}): change it with a Sieve client.", 409
+        except ValueError as e:  # the dates
+            return f"Dates: {e}.", 400
         db = web.server.db
         db.sieve_put(session.domain, session.name, name, new)
         if not active:
@@ -346,8 +353,77 @@ async def vacation_change(web: "Web", request: Request) -> Response:
 
     problem = await asyncio.to_thread(save)
     if problem:
-        return await vacation_page(web, request, problem, 409, kept)
+        return await vacation_page(web, request, problem[0], problem[1], kept)
     return RedirectResponse("/vacation?done=1", 303)
+
+
+def _filters_values(web: "Web", session: Session) -> dict[str, Any]:
+    from ..sieve import SieveError
+    from ..sieve.edit import FIELDS, filters_of
+
+    name, text, active = _vacation_state(web, session)
+    store = web.server.mailstore
+    store.ensure_account(session.domain, session.name)
+    boxes = [b.name for b in store.mailboxes(session.domain, session.name) if b.name != "INBOX"]
+    values: dict[str, Any] = {"script": name, "active": active, "fields": FIELDS, "boxes": boxes, "filters": [],
+                              "other": 0, "foreign": ""}
+    try:
+        values["filters"], values["other"] = filters_of(text)
+    except SieveError as e:
+        values["foreign"] = f"Your Sieve script {name!r} cannot be read ({e}): change it with a Sieve client."
+    return values
+
+
+async def filters_page(web: "Web", request: Request, error: str = "", status: int = 200) -> Response:
+    session: Session = request.scope["waypost.session"]
+    values = await asyncio.to_thread(_filters_values, web, session)
+    done = "Saved." if request.query_params.get("done") else ""
+    return web.page(request, "filters.html", status, title="Filters", error=error, done=done, **values)
+
+
+async def filters_change(web: "Web", request: Request) -> Response:
+    from ..sieve import SieveError
+    from ..sieve.edit import Filter, with_filter, without_filter
+
+    session: Session = request.scope["waypost.session"]
+    form = await request.form()
+    action = str(form.get("action") or "")
+
+    def save() -> tuple[str, int] | None:
+        name, text, active = _vacation_state(web, session)
+        try:
+            if action == "add":
+                field = str(form.get("field") or "").lower()
+                value = " ".join(str(form.get("value") or "").split())[:MAX_SUBJECT]
+                box = str(form.get("mailbox") or "")
+                store = web.server.mailstore
+                if box == "INBOX" or store.get(session.domain, session.name, box) is None:
+                    return "Choose one of your mailboxes.", 400
+                new = with_filter(text, Filter(field, value, box))
+            elif action == "remove":
+                try:
+                    index = int(str(form.get("index") or ""))
+                except ValueError:
+                    return "No such rule.", 400
+                # (A form sends its line breaks as CRLF: HTML "converting line breaks".)
+                new = without_filter(text, index, str(form.get("rule") or "").replace("\r\n", "\n"))
+            else:
+                return "Unknown change.", 400
+        except SieveError as e:
+            return f"Your Sieve script cannot be read ({e}): change it with a Sieve client.", 409
+        except ValueError as e:
+            return str(e), 409 if action == "remove" else 400
+        db = web.server.db
+        db.sieve_put(session.domain, session.name, name, new)
+        if not active:
+            db.sieve_activate(session.domain, session.name, name)
+        event(log, "web-filters", account=session.account, script=name, change=action)
+        return None
+
+    problem = await asyncio.to_thread(save)
+    if problem:
+        return await filters_page(web, request, problem[0], problem[1])
+    return RedirectResponse("/filters?done=1", 303)
 
 
 def routes(web: "Web") -> list[Route]:
@@ -364,4 +440,6 @@ def routes(web: "Web") -> list[Route]:
         Route("/quota", _page(quota_page, web), methods=["GET"]),
         Route("/vacation", _page(lambda w, r: vacation_page(w, r), web), methods=["GET"]),
         Route("/vacation", _page(vacation_change, web), methods=["POST"]),
+        Route("/filters", _page(lambda w, r: filters_page(w, r), web), methods=["GET"]),
+        Route("/filters", _page(filters_change, web), methods=["POST"]),
     ]

@@ -13,6 +13,7 @@ does not exist (RFC 4314 §6 for the web).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import email.utils
 import ipaddress
 import logging
@@ -39,6 +40,7 @@ from ..mailstore.access import Access, MailboxRef
 from ..ops import Actor, Operations
 from ..rules import rules_store
 from . import listing, render, sharing
+from .admin import ADMIN_ROUTES
 from .api import PREFIX, build_api
 from .send import SendError, recipients_of, submit
 from .sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, same_token
@@ -54,8 +56,6 @@ _CSP_BASE = "default-src 'none'; script-src 'none'; style-src 'self' 'unsafe-inl
             "frame-ancestors 'none'; base-uri 'none'"
 CSP = _CSP_BASE + "; img-src 'self' data:"
 CSP_REMOTE_IMAGES = _CSP_BASE + "; img-src 'self' data: http: https:"
-#: Octets of a message file read for a list row's Subject/From/Date.
-HEAD_READ = 16 * 1024
 
 
 class Web:
@@ -300,22 +300,9 @@ def _message(web: Web, ref: MailboxRef, uid_text: str) -> MessageRecord | None:
         uid = int(uid_text)
     except ValueError:
         return None
-    for m in web.server.mailstore.listing(ref.box)[1]:
-        if m.uid == uid:
-            return m
-    return None
-
-
-def _head(web: Web, box: MailboxRecord, msg: MessageRecord) -> render.Summary:
-    try:
-        with open(web.server.mailstore.file_path(box, msg), "rb") as f:
-            data = f.read(HEAD_READ)
-    except OSError:
-        return render.Summary("(message gone)", "", "")
-    end = data.find(b"\n\n")
-    end2 = data.find(b"\r\n\r\n")
-    cut = min(e for e in (end, end2, len(data)) if e >= 0)
-    return render.summary(data[:cut] + b"\r\n\r\n")
+    msgs = web.server.mailstore.listing(ref.box)[1]
+    at = bisect.bisect_left(msgs, uid, key=lambda m: m.uid)  # by UID (Mailstore.listing)
+    return msgs[at] if at < len(msgs) and msgs[at].uid == uid else None
 
 
 def _list(web: Web, session: Session, name: str, page: int, sort: str = "arrival", descending: bool = True,
@@ -349,9 +336,10 @@ def _list(web: Web, session: Session, name: str, page: int, sort: str = "arrival
         assert db is not None
         seen = db.seen_get(ref.box.id, access.address)
     rows = []
+    heads = listing.summaries(store, ref.box, chosen)
     for m in chosen:
         unread = ("\\Seen" not in m.flags) if seen is None else (m.uid not in seen)
-        rows.append((m, _head(web, ref.box, m), unread, "\\Flagged" in m.flags))
+        rows.append((m, heads[m.uid], unread, "\\Flagged" in m.flags))
     boxes = [r.name for r in access.own()]
     return {"ref": ref, "rows": rows, "page": page, "pages": pages, "total": total, "all": len(msgs), "boxes": boxes,
             "sort": sort, "order": "desc" if descending else "asc", "query": query}
@@ -756,7 +744,7 @@ def build_app(server: "Server") -> Callable[[Scope, Receive, Send], Awaitable[No
         Route("/mail/compose", _page(compose, web), methods=["GET", "POST"]),
         Route("/mail/acl", _page(acl_page, web), methods=["GET", "POST"]),
         Route("/mail/sharing", _page(sharing_page, web), methods=["GET", "POST"]),
-    ]
+    ] + [Route(path, _page(handler, web), methods=methods) for path, handler, methods in ADMIN_ROUTES]
 
     async def not_found(request: Request, exc: Exception) -> Response:
         code = exc.status_code if isinstance(exc, HTTPException) else 500

@@ -25,9 +25,9 @@ from typing import Sequence
 
 from ..db import MailboxRecord, MessageRecord
 from ..mailstore import Mailstore
-from .render import decode_header
+from .render import Summary, decode_header, summary
 
-__all__ = ["SORTS", "Keys", "ordered"]
+__all__ = ["SORTS", "Keys", "ordered", "summaries"]
 
 #: The orders a list may have (``sort=``); each also reversed with ``order=asc|desc``.
 SORTS = ("arrival", "date", "from", "subject", "size")
@@ -50,6 +50,8 @@ class Keys:
 
 
 _keys: OrderedDict[tuple[int, int, int], Keys] = OrderedDict()
+#: A list row's Subject, From and Date, by the same key (they never change either).
+_summaries: OrderedDict[tuple[int, int, int], Summary] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -105,21 +107,15 @@ def keys(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord]) ->
                 out[m.uid] = k
     if not missing:
         return out
-    db = store.db
-    assert db is not None
-    cached = db.message_headers_get(box.id, [m.uid for m in missing])
-    base = str(store.box_path(box))
     made: list[tuple[int, Keys]] = []
-    for m in missing:
-        block = cached.get(m.uid)
+    dates = {m.uid: m.internaldate for m in missing}
+    for uid, block in _blocks(store, box, missing).items():
         if block is None:
-            block = _read_header(f"{base}/{m.subdir}/{m.name}")
-            if block is None:
-                out[m.uid] = Keys(m.internaldate, "", "", "")
-                continue
-        k = _keys_of(block, m.internaldate)
-        out[m.uid] = k
-        made.append((m.uid, k))
+            out[uid] = Keys(dates[uid], "", "", "")
+            continue
+        k = _keys_of(block, dates[uid])
+        out[uid] = k
+        made.append((uid, k))
     with _lock:
         for uid, k in made:
             _keys[(box.id, box.uidvalidity, uid)] = k
@@ -150,3 +146,44 @@ def ordered(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord],
     elif sort == "size":
         chosen.sort(key=lambda m: (m.size, m.uid))
     return chosen[::-1] if descending else chosen
+
+
+def _blocks(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord]) -> dict[int, bytes | None]:
+    """Header blocks: the index's cache first, else the files (None: the file is gone)."""
+    db = store.db
+    assert db is not None
+    got: dict[int, bytes | None] = dict(db.message_headers_get(box.id, [m.uid for m in msgs]))
+    base = str(store.box_path(box))
+    for m in msgs:
+        if m.uid not in got:
+            got[m.uid] = _read_header(f"{base}/{m.subdir}/{m.name}")
+    return got
+
+
+def summaries(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord]) -> dict[int, Summary]:
+    """UID -> the Subject, From and Date a list row shows, kept per process like ``Keys``
+    (a list page served again reads no header)."""
+    out: dict[int, Summary] = {}
+    missing: list[MessageRecord] = []
+    with _lock:
+        for m in msgs:
+            hit = _summaries.get((box.id, box.uidvalidity, m.uid))
+            if hit is None:
+                missing.append(m)
+            else:
+                out[m.uid] = hit
+    if not missing:
+        return out
+    made = []
+    for uid, block in _blocks(store, box, missing).items():
+        if block is None:
+            out[uid] = Summary("(message gone)", "", "")
+            continue
+        out[uid] = summary(block if block.endswith(b"\n\n") or block.endswith(b"\r\n\r\n") else block + b"\r\n\r\n")
+        made.append((uid, out[uid]))
+    with _lock:
+        for uid, value in made:
+            _summaries[(box.id, box.uidvalidity, uid)] = value
+        while len(_summaries) > MAX_KEYS:
+            _summaries.popitem(last=False)
+    return out

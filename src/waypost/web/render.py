@@ -5,6 +5,7 @@ a ``Shown`` out.  Malformed MIME still renders: whatever the parser makes of it.
 from __future__ import annotations
 
 import email.header
+import html
 import email.utils
 from dataclasses import dataclass, field
 from email import policy
@@ -218,7 +219,7 @@ def draft(data: bytes, mode: str, own: set[str]) -> Draft:
     shown = render(data)
     text = shown.text
     if not text and shown.html:
-        text = nh3.clean(shown.html, tags=set())  # the HTML's text, for quoting
+        text = html.unescape(nh3.clean(shown.html, tags=set()))  # the HTML's text, for quoting
     subject = shown.subject if shown.subject != "(no subject)" else ""
     if mode == "forward":
         if not subject.lower().startswith(_FWD):
@@ -246,6 +247,7 @@ def draft(data: bytes, mode: str, own: set[str]) -> Draft:
     refs = " ".join(str(msg.get("References") or msg.get("In-Reply-To") or "").split())
     references = f"{refs} {msgid}".strip() if msgid else refs
     who = shown.sender or "someone"
-    body = f"\n\nOn {shown.date}, {who} wrote:\n{_quote(text)}\n" if text else ""
+    said = f"On {shown.date}, {who} wrote:" if shown.date else f"{who} wrote:"
+    body = f"\n\n{said}\n{_quote(text)}\n" if text else ""
     return Draft(", ".join(email.utils.formataddr(x) for x in to), ", ".join(email.utils.formataddr(x) for x in cc),
                  subject, body, msgid, references[-4000:])

@@ -127,11 +127,22 @@ def test_no_subject_is_empty() -> None:
     assert sorting.base_subject(None) == ("", False)
 
 
-def test_casemap_is_ascii_only() -> None:
-    # i;ascii-casemap: a-z match A-Z, other octets are compared as they are.
-    assert sorting.casemap("abc") == sorting.casemap("ABC")
-    assert sorting.casemap("é") != sorting.casemap("É")
-    assert sorting.casemap("z") < sorting.casemap("é")
+def test_casemap_is_unicode_casemap() -> None:
+    # i;unicode-casemap (RFC 5051 §2): titlecase, then NFKD, as UTF-8 octets.
+    assert sorting.casemap("abc") == sorting.casemap("ABC") == b"ABC"
+    assert sorting.casemap("é") == sorting.casemap("É") == sorting.casemap("E\u0301") == "E\u0301".encode()
+    assert sorting.casemap("ǆ") == sorting.casemap("Ǆ") == sorting.casemap("ǅ")  # the titlecase digraph
+    assert sorting.casemap("ℌ") == sorting.casemap("h") and sorting.casemap("ＡＢＣ") == b"ABC"
+    assert sorting.casemap("ß") == "ß".encode()  # no simple titlecase: stays
+    # "é" sorts with E now, before "z".
+    assert sorting.casemap("d") < sorting.casemap("é") < sorting.casemap("z")
+
+
+def test_sort_orders_accented_subjects_with_their_letter() -> None:
+    items = [sorting.Item(i, i, 0.0, 10, f"Subject: {s}\r\n\r\n".encode())
+             for i, s in enumerate(("zebra", "Éclair", "apple", "eclipse", "=?utf-8?q?=C3=A9t=C3=A9?="), start=1)]
+    # apple, eclipse, Éclair (E + U+0301: the combining mark's octets come after "C"), été, zebra
+    assert [m.seq for m in sorting.sort(items, [("SUBJECT", False)])] == [3, 4, 2, 5, 1]
 
 
 def test_sent_date_falls_back_to_internal_date() -> None:

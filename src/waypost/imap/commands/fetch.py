@@ -109,9 +109,10 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
     if Att.RFC822_SIZE in atts and any(sel.msgs[u].size < 0 for _, u in targets):
         await asyncio.to_thread(sel.check_sizes, conn.store, [u for _, u in targets])
         unsized = any(sel.msgs[u].size < 0 for _, u in targets)
-    needs_file = any(isinstance(a, (BodySection, BinarySection)) or a in _BODY_ITEMS or a is Att.PREVIEW
-                     for a in atts)
+    needs_file = any(isinstance(a, (BodySection, BinarySection)) or a in _BODY_ITEMS for a in atts)
     needs_structure = any(a in _STRUCTURE_ITEMS for a in atts)
+    # RFC 8970: a preview is made once from the file and kept with the structure.
+    needs_preview = Att.PREVIEW in atts
     # RFC 4314 §4: without "s", a body fetch does not set \Seen.
     sets_seen = not sel.readonly and sel.may("s") and any(_sets_seen(a) for a in atts)
     # \Seen first, so that the FLAGS sent are the flags stored (RFC 3501 §6.4.5).
@@ -137,20 +138,20 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
     # mod-sequences stay those of the index (RFC 7162 §3.2: every unsolicited FETCH
     # of a flag change carries MODSEQ).
     tells_flags = Att.FLAGS in atts and (Att.MODSEQ in atts or not sel.condstore)
-    if not needs_file and not needs_structure:
+    if not needs_file and not needs_structure and not needs_preview:
         await _fetch_index_only(conn, sel, targets, atts, tells_flags)
         if unsized:
             return Tagged(cmd.tag, "OK", "Some messages were expunged meanwhile", Codes.EXPUNGEISSUED)
         return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}FETCH completed")
     cache: dict[int, Any] = {}
     fresh: list[tuple[int, Any]] = []
-    if needs_structure:
+    if needs_structure or needs_preview:
         db = conn.store.db
         assert db is not None
         cache = db.message_cache_get(sel.box.id, [u for _, u in targets])
     # Header sections only (what clients fetch for a message list): from the
     # header cache that SEARCH keeps, not the files.
-    header_only = needs_file and Att.PREVIEW not in atts and all(
+    header_only = needs_file and all(
         _header_part(a) or not (isinstance(a, (BodySection, BinarySection)) or a in _BODY_ITEMS) for a in atts)
     blocks: dict[int, bytes] = {}
     if header_only:
@@ -164,10 +165,11 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         m = sel.msgs[uid]
         data: bytes | None = None
         lost = False
-        if header_only and not (needs_structure and uid not in cache):
+        unmade = needs_preview and "preview" not in cache.get(uid, ())
+        if header_only and not (needs_structure and uid not in cache) and not unmade:
             data = blocks.get(uid)
             lost = not data
-        elif needs_file or (needs_structure and uid not in cache):
+        elif needs_file or (needs_structure and uid not in cache) or unmade:
             try:
                 data = conn.store.read(sel.box, m)
             except FileNotFoundError:
@@ -182,10 +184,15 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
             if out.add(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"):
                 await conn.drain()
             continue
-        if needs_structure and uid not in cache:
+        if (needs_structure or unmade) and uid not in cache:
             assert data is not None
             cache[uid] = mime.to_json(mime.envelope(data), mime.bodystructure(data))
             fresh.append((uid, cache[uid]))
+        if unmade:
+            assert data is not None
+            cache[uid]["preview"] = preview(data)
+            if not fresh or fresh[-1][0] != uid:
+                fresh.append((uid, cache[uid]))
         try:
             parts = [_item(sel, m, a, data, cache.get(uid)) for a in atts]
         except mime.UnknownCte:
@@ -322,6 +329,8 @@ def _item(sel: Selected, m: MessageRecord, att: Any, data: bytes | None, cached:
     if att is Att.ENVELOPE:
         return b"ENVELOPE " + mime.cached_envelope_wire(cached)
     if att is Att.PREVIEW:
+        if cached is not None and "preview" in cached:
+            return PreviewItem(cached["preview"]).encode()
         assert data is not None
         return PreviewItem(preview(data)).encode()
     if att is Att.BODYSTRUCTURE:
@@ -378,7 +387,7 @@ def _lost_item(sel: Selected, m: MessageRecord, att: Any, cached: Any) -> bytes:
     if att in _BODY_ITEMS:
         return Rfc822Item(att, None).encode()
     if att is Att.PREVIEW:
-        return PreviewItem(None).encode()
+        return PreviewItem(cached.get("preview") if cached is not None else None).encode()
     return _item(sel, m, att, None, cached)
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..server import Connection
 
 #: RFC 6154 §6: the special-use attribute cannot be given.
-USEATTR = Code("USEATTR")
+USEATTR = Codes.USEATTR
 
 
 async def create(conn: Connection, cmd: Create) -> Tagged:

@@ -14,7 +14,6 @@ from ...mailstore import OverQuota
 from ..proto import (
     Check,
     Close,
-    Code,
     Codes,
     Copy,
     CopyUid,
@@ -242,7 +241,7 @@ async def uidbatches(conn: Connection, cmd: UidBatches) -> Tagged:
     sel = conn.selected
     assert sel is not None
     if cmd.size < MIN_UID_BATCH:
-        return Tagged(cmd.tag, "NO", f"The smallest batch is {MIN_UID_BATCH} messages", Code("TOOFEW"))
+        return Tagged(cmd.tag, "NO", f"The smallest batch is {MIN_UID_BATCH} messages", Codes.TOOFEW)
     first, last = cmd.batches or (1, None)
     if last is not None and first > last:
         return Tagged(cmd.tag, "BAD", "The batch range goes from the lower to the higher", Codes.CLIENTBUG)
@@ -250,7 +249,7 @@ async def uidbatches(conn: Connection, cmd: UidBatches) -> Tagged:
     count = len(uids) if last is None else (last - first + 1) * cmd.size
     if count > MAX_UID_BATCH_MESSAGES:
         return Tagged(cmd.tag, "NO", f"At most {MAX_UID_BATCH_MESSAGES} messages in one UIDBATCHES",
-                      Code("TOOMANY"))
+                      Codes.TOOMANY)
     total = -(-len(uids) // cmd.size)
     stop = total if last is None else min(last, total)
     ranges: list[tuple[int, int]] = []

@@ -300,6 +300,12 @@ class Codes:
     # defined by RFC 4469 (CATENATE); RFC 7888 and RFC 7889 use it for literals
     # too large to take
     TOOBIG = Code("TOOBIG")
+    # draft-ietf-mailmaint-imap-uidbatches: a batch below the server's smallest, and an
+    # answer larger than it gives
+    TOOFEW = Code("TOOFEW")
+    TOOMANY = Code("TOOMANY")
+    # RFC 6154 §3: CREATE ... (USE (...)) with a use that cannot be given
+    USEATTR = Code("USEATTR")
 
 
 # -- status responses and the continuation request ------------------------------------

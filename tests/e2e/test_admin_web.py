@@ -1,0 +1,265 @@
+"""The admin pages (issue 18 point 4) in a real browser: Playwright driving Debian's
+chromium against a real ``waypost serve``.  A server administrator creates a domain and
+an account, edits the Router table (a bad line is shown with its number and nothing
+changes; a good one is used at once and the explainer shows the new route), holds and
+releases a domain's queue with a message in it; a domain administrator sees and changes
+only their domain; an ordinary account gets 403; a form without its CSRF token is
+refused.  Screenshots are kept under the test's tmp directory (docs/admin-web.md)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import smtplib
+import urllib.parse
+
+import pytest
+
+from support.server import WaypostInstance, free_port, wait_for
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+A, B = "a.test", "b.test"
+PW = {"root": "root-admin-pw-1", "boss": "boss-admin-pw-1", "user": "user-admin-pw-1"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with WaypostInstance(tmp_path_factory.mktemp("admin") / "data", domain="example.test",
+                         auth={"free_failures": 1000, "block_after": 1000}) as inst:
+        inst.http_port = free_port()
+        inst.configure(listen={"http": f"127.0.0.1:{inst.http_port}"}, delivery={"smtp_port": free_port()},
+                       dns={"nameservers": [f"127.0.0.1:{free_port()}"]})
+        inst.ok("domain", "add", A)
+        inst.ok("domain", "add", B)
+        inst.ok("account", "add", "root@example.test", "--password", PW["root"])
+        inst.ok("account", "set", "root@example.test", "--right", "AllUsers")
+        inst.ok("account", "add", f"boss@{A}", "--password", PW["boss"])
+        inst.ok("account", "set", f"boss@{A}", "--admin-domain", A)
+        inst.ok("account", "add", f"user@{A}", "--password", PW["user"])
+        inst.ok("account", "add", f"other@{B}", "--password", "other-admin-pw-1")
+        inst.start()
+        yield inst
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--host-resolver-rules=MAP * 127.0.0.1"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, tmp_path):
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    pg.shots = tmp_path
+    yield pg
+    ctx.close()
+
+
+def url(server, path):
+    return f"http://127.0.0.1:{server.http_port}{path}"
+
+
+def log_in(page, server, login, password):
+    page.goto(url(server, "/login"))
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", password)
+    page.click("#login")
+    page.wait_for_url("**/mail")
+
+
+def shot(page, name):
+    page.screenshot(path=str(page.shots / f"{name}.png"), full_page=True)
+
+
+def test_a_server_administrator_creates_a_domain_and_an_account(page, server):
+    log_in(page, server, "root@example.test", PW["root"])
+    page.goto(url(server, "/admin"))
+    page.wait_for_url("**/admin/domains")
+    page.fill("#add-domain input[name=name]", "new.test")
+    page.fill("#add-domain input[name=aliases]", "www.new.test")
+    page.click("#add-domain button")
+    page.wait_for_selector("tr[data-domain='new.test']")
+    shot(page, "admin-domains")
+    page.fill("#add-domain input[name=name]", "bad..name")
+    page.click("#add-domain button")
+    assert "bad..name" in page.inner_text("#error") or "name" in page.inner_text("#error")
+    page.goto(url(server, "/admin/domain?name=new.test"))
+    page.fill("#add-account input[name=address]", "info")
+    page.fill("#add-account input[name=password]", "info-admin-pw-1")
+    page.fill("#add-account input[name=real_name]", "Info Desk")
+    page.click("#add-account button")
+    page.wait_for_selector("tr[data-address='info@new.test']")
+    page.fill("#add-forwarder input[name=address]", "loop")
+    page.fill("#add-forwarder input[name=target]", "loop@new.test")
+    page.click("#add-forwarder button")
+    assert "forwarding loop" in page.inner_text("#error")
+    shot(page, "admin-domain")
+    # The account is real: it logs in over IMAP... (the CLI sees it, with its mailboxes)
+    assert "info@new.test" in server.ok("account", "list", "--domain", "new.test")
+    assert (server.data / "mail" / "new.test" / "info").exists()
+    page.goto(url(server, "/admin/account?address=info@new.test"))
+    page.uncheck("#account-settings input[name=enabled]")
+    page.click("#account-settings button")
+    page.wait_for_url("**/admin/account?address=info%40new.test")
+    assert not page.is_checked("#account-settings input[name=enabled]")
+    server.expect_log(r"event=admin-change actor=admin:root@example\.test action=account-set object=info@new\.test")
+
+
+def test_the_router_table_is_edited_in_place_and_the_explainer_shows_the_route(page, server):
+    log_in(page, server, "root@example.test", PW["root"])
+    page.goto(url(server, "/admin/router"))
+    page.fill("#router textarea", f"<sales@{A}> = user@{A}\nthis line is no record\n")
+    page.click("#router button")
+    err = page.inner_text("#error")
+    assert "line 2" in err and "Nothing was changed" in err
+    assert server.ok("router", "export").strip() == ""
+    shot(page, "admin-router-error")
+    page.fill("#router textarea", f"<sales@{A}> = user@{A}\n")
+    page.click("#router button")
+    page.wait_for_selector("#saved")
+    assert server.ok("router", "export").strip() == f"<sales@{A}> = user@{A}"
+    page.fill("#explain input[name=address]", f"sales@{A}")
+    page.click("#explain button")
+    page.wait_for_selector("#trace")
+    assert f"user@{A}" in page.inner_text("#deliveries") and "local" in page.inner_text("#deliveries")
+    shot(page, "admin-router")
+    # At once for mail too: the running server delivers sales@ to user@.
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as c:
+        c.sendmail("someone@remote.test", [f"sales@{A}"], "Subject: routed\r\n\r\nbody\r\n")
+    wait_for(lambda: server.messages(f"user@{A}"), what="delivery by the new table")
+
+
+def test_hold_and_release_a_domains_queue_with_a_message_in_it(page, server):
+    log_in(page, server, "root@example.test", PW["root"])
+    page.goto(url(server, "/admin/queue"))
+    page.fill("#hold input[name=domain]", "remote.test")
+    page.click("#hold button")
+    page.wait_for_selector("#holds tr[data-domain='remote.test']")
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as c:
+        c.sendmail(f"user@{A}", ["someone@remote.test"], "Subject: held\r\n\r\nbody\r\n")
+    qid = wait_for(lambda: server.queue_ids(), what="a queued message")[0]
+    page.goto(url(server, "/admin/queue?target=mx:remote.test"))
+    row = page.locator(f"tr[data-id='{qid}']")
+    assert row.locator(".state").inner_text() == "held"
+    shot(page, "admin-queue")
+    page.click(f"tr[data-id='{qid}'] a")
+    assert "someone@remote.test" in page.inner_text("#recipients")
+    page.goto(url(server, "/admin/queue"))
+    page.click("#holds tr[data-domain='remote.test'] button")
+    page.wait_for_selector("#holds tr[data-domain='remote.test']", state="detached")
+    db = server.db()
+    try:
+        m = db.queue_get(qid)
+        assert m is not None and not any(r.held for r in m.recipients)
+    finally:
+        db.close()
+    page.goto(url(server, "/admin/queue"))
+    page.click(f"tr[data-id='{qid}'] form:has(input[value=delete]) button")
+    page.wait_for_selector(f"tr[data-id='{qid}']", state="detached")
+    assert qid not in server.queue_ids()
+
+
+def test_a_domain_administrator_sees_only_their_domain(page, server):
+    log_in(page, server, f"boss@{A}", PW["boss"])
+    page.goto(url(server, "/admin/domains"))
+    names = page.locator("#domains tr[data-domain]").evaluate_all("rows => rows.map(r => r.dataset.domain)")
+    assert names == [A]
+    assert page.locator("#add-domain").count() == 0  # no new domains
+    assert page.locator("header a[href='/admin/router']").count() == 0
+    shot(page, "admin-domain-admin")
+    for path in (f"/admin/domain?name={B}", f"/admin/account?address=other@{B}", "/admin/router"):
+        response = page.goto(url(server, path))
+        assert response.status == 403, path
+    page.goto(url(server, f"/admin/domain?name={A}"))
+    page.fill("#add-account input[name=address]", "helper")
+    page.fill("#add-account input[name=password]", "helper-admin-pw-1")
+    page.click("#add-account button")
+    page.wait_for_selector(f"tr[data-address='helper@{A}']")
+    # A form naming B, sent from A's page, is refused and changes nothing.
+    page.goto(url(server, f"/admin/domain?name={A}"))
+    page.evaluate(f"document.querySelector('#add-account input[name=domain]').value = '{B}'")
+    page.fill("#add-account input[name=address]", "intruder")
+    page.fill("#add-account input[name=password]", "intruder-pw-1")
+    page.click("#add-account button")
+    assert page.locator("h1").inner_text() == "Forbidden"
+    assert "intruder" not in server.ok("account", "list", "--domain", B)
+
+
+def test_an_ordinary_account_and_a_missing_csrf_token_are_refused(page, server):
+    log_in(page, server, f"user@{A}", PW["user"])
+    for path in ("/admin", "/admin/domains", "/admin/queue", f"/admin/domain?name={A}"):
+        assert page.goto(url(server, path)).status == 403, path
+    # An administrator's session, but a form without its CSRF token (another site's form).
+    page.context.clear_cookies()
+    log_in(page, server, "root@example.test", PW["root"])
+    cookie = next(c["value"] for c in page.context.cookies() if c["name"] == "wp_session")
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+    body = urllib.parse.urlencode({"action": "add", "name": "csrf.test"})
+    conn.request("POST", "/admin/domains", body=body, headers={
+        "Cookie": f"wp_session={cookie}", "Content-Type": "application/x-www-form-urlencoded"})
+    assert conn.getresponse().status == 403
+    conn.close()
+    assert "csrf.test" not in server.ok("domain", "list")
+
+
+
+def test_rules_are_reordered_and_gateway_and_sharing_are_set(page, server):
+    log_in(page, server, "root@example.test", PW["root"])
+    page.goto(url(server, "/admin/rules"))
+    for text in ("one: size over 100000000 => discard", "two: size over 200000000 => discard"):
+        page.fill("#add-rule input[name=text]", text)
+        page.click("#add-rule button")
+        page.wait_for_url("**/admin/rules")
+    page.fill("#add-rule input[name=text]", "bad: size over 1 => store ~nobody/x")
+    page.click("#add-rule button")
+    assert "nobody" in page.inner_text("#error")
+    page.goto(url(server, "/admin/rules"))
+    order = lambda: page.locator("#rules tr[data-name]").evaluate_all("rows => rows.map(r => r.dataset.name)")
+    assert order() == ["one", "two"]
+    page.click("#rules tr[data-name='two'] button.up")
+    page.wait_for_url("**/admin/rules")
+    assert order() == ["two", "one"]
+    assert [line.split(":")[0] for line in server.ok("rule", "export").splitlines()] == ["two", "one"]
+    shot(page, "admin-rules")
+    page.click("#rules tr[data-name='one'] button.remove")
+    page.wait_for_url("**/admin/rules")
+    assert order() == ["two"]
+    # Gateway: a bad line by number, nothing changed; next-hop AUTH set (never shown back).
+    page.goto(url(server, "/admin/gateway"))
+    page.fill("#gateway textarea", "@far.test 127.0.0.9:2525\nnonsense\n")
+    page.click("#gateway button")
+    assert "line 2" in page.inner_text("#error")
+    assert server.ok("gateway", "export").strip() == ""
+    page.fill("#auth-set input[name=user]", "relay")
+    page.fill("#auth-set input[name=password]", "relay-web-pw-1")
+    page.click("#auth-set button")
+    page.wait_for_selector("#credentials tr[data-for='*']")
+    assert "relay-web-pw-1" not in page.content()
+    # Sharing: a peer added (its secret checked), then removed.
+    page.goto(url(server, "/admin/sharing"))
+    page.fill("#add-peer input[name=host]", "127.0.0.2")
+    page.fill("#add-peer input[name=secret]", "short")
+    page.click("#add-peer button")
+    assert "secret" in page.inner_text("#error")
+    page.fill("#add-peer input[name=host]", "127.0.0.2")
+    page.fill("#add-peer input[name=secret]", "s" * 20)
+    page.fill("#add-peer input[name=domains]", B)
+    page.click("#add-peer button")
+    page.wait_for_selector("#peers tr[data-host='127.0.0.2']")
+    assert "127.0.0.2" in server.ok("share", "peer", "list")
+    page.click("#peers tr[data-host='127.0.0.2'] button")
+    page.wait_for_selector("#peers tr[data-host='127.0.0.2']", state="detached")
+    server.ok("rule", "remove", "two")
+    server.ok("gateway", "auth", "remove", "*")
+    # None of these pages is a domain administrator's.
+    page.context.clear_cookies()
+    log_in(page, server, f"boss@{A}", PW["boss"])
+    for path in ("/admin/rules", "/admin/gateway", "/admin/sharing"):
+        assert page.goto(url(server, path)).status == 403, path

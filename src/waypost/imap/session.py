@@ -63,6 +63,7 @@ class Selected:
     modseq: int = 0                                        # everything up to here is shown
     state: tuple[int, int, int] = (0, 0, 0)                # (uidnext, highestmodseq, count) seen
     gone: set[int] = field(default_factory=set)            # expunged, EXPUNGE not sent yet
+    held_modseq: int = 0                                   # with ``gone``: the mod-sequence before them
     keywords: set[str] = field(default_factory=set)        # announced in FLAGS
     new_keywords: set[str] = field(default_factory=set)    # in the index, FLAGS not sent yet
     rights: str = "lrswipkxtea"
@@ -176,7 +177,7 @@ class Selected:
         if self.condstore:
             return []
         self.condstore = True
-        return [Untagged("OK", "Highest", HighestModSeq(self.modseq))]
+        return [Untagged("OK", "Highest", HighestModSeq(self.held_modseq if self.gone else self.modseq))]
 
     def is_seen(self, uid: int) -> bool:
         return "\\Seen" in self.flags_of(uid)
@@ -298,7 +299,10 @@ class Selected:
         # Shared by this worker's sessions that ask the same at once (a delivery to a
         # mailbox hundreds of sessions IDLE on is read once per worker).
         changed, expunged = store.changes(self.box.id, self.modseq, state)
-        self.gone.update(uid for uid in expunged if uid in self.msgs)
+        held = [uid for uid in expunged if uid in self.msgs and uid not in self.gone]
+        if held and not self.gone:
+            self.held_modseq = self.modseq  # below the first expunge not yet told
+        self.gone.update(held)
         self.modseq = max(self.modseq, state[1])
         self.state = state
         last = self.uids[-1] if self.uids else 0
@@ -339,6 +343,11 @@ class Selected:
                 items += (ModSeqItem(m.modseq),)
             out.append(FetchData(seq, items))
         self.owed.clear()
+        if self.qresync and self.gone:
+            # RFC 7162 §3.2: MODSEQs sent while a VANISHED waits come with a
+            # [HIGHESTMODSEQ] below the expunge's, so that a client that is cut off
+            # now resynchronises from before it.
+            out.append(Untagged("OK", "Highest", HighestModSeq(self.held_modseq)))
         if self.arrived:
             fresh = sorted(self.arrived)
             self.arrived.clear()

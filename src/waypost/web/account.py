@@ -72,6 +72,13 @@ async def files_page(web: "Web", request: Request, error: str = "", status: int 
     path = folder if folder is not None else request.query_params.get("path", "")
     try:
         values = await asyncio.to_thread(_files_values, web, session, path)
+        # The public pages are on the account's domain: from another host name (our
+        # host name, an address) the links name that domain, on the port asked.
+        if request.scope.get("waypost.domain") != session.domain:
+            port = request.url.port
+            values["site"] = f"{request.url.scheme}://{session.domain}" + (f":{port}" if port else "")
+        else:
+            values["site"] = ""
     except filestore.PathError as e:
         event(log, "web-files-refused", level=logging.INFO, account=session.account, path=path[:200], reason=str(e))
         return web.page(request, "error.html", 400, title="Refused", message=f"Bad path: {e}")

@@ -182,6 +182,14 @@ def test_a_domain_administrator_sees_only_their_domain(page, server):
     page.fill("#add-account input[name=password]", "helper-admin-pw-1")
     page.click("#add-account button")
     page.wait_for_selector(f"tr[data-address='helper@{A}']")
+    # The ACL of a mailbox of A (from the account page), but not of B.
+    page.goto(url(server, f"/admin/account?address=user@{A}"))
+    page.click("#mailboxes a:text('INBOX')")
+    page.fill("#grant input[name=identifier]", "boss")
+    page.fill("#grant input[name=rights]", "lrs")
+    page.click("#grant button")
+    assert page.locator(f"#acl tr[data-ident='boss@{A}'] .rights").inner_text() == "lrs"
+    assert page.goto(url(server, f"/admin/acl?mailbox=other@{B}/INBOX")).status == 403
     # A form naming B, sent from A's page, is refused and changes nothing.
     page.goto(url(server, f"/admin/domain?name={A}"))
     page.evaluate(f"document.querySelector('#add-account input[name=domain]').value = '{B}'")
@@ -208,3 +216,58 @@ def test_an_ordinary_account_and_a_missing_csrf_token_are_refused(page, server):
     conn.close()
     assert "csrf.test" not in server.ok("domain", "list")
 
+
+
+def test_rules_are_reordered_and_gateway_and_sharing_are_set(page, server):
+    log_in(page, server, "root@example.test", PW["root"])
+    page.goto(url(server, "/admin/rules"))
+    for text in ("one: size over 100000000 => discard", "two: size over 200000000 => discard"):
+        page.fill("#add-rule input[name=text]", text)
+        page.click("#add-rule button")
+        page.wait_for_url("**/admin/rules")
+    page.fill("#add-rule input[name=text]", "bad: size over 1 => store ~nobody/x")
+    page.click("#add-rule button")
+    assert "nobody" in page.inner_text("#error")
+    page.goto(url(server, "/admin/rules"))
+    order = lambda: page.locator("#rules tr[data-name]").evaluate_all("rows => rows.map(r => r.dataset.name)")
+    assert order() == ["one", "two"]
+    page.click("#rules tr[data-name='two'] button.up")
+    page.wait_for_url("**/admin/rules")
+    assert order() == ["two", "one"]
+    assert [line.split(":")[0] for line in server.ok("rule", "export").splitlines()] == ["two", "one"]
+    shot(page, "admin-rules")
+    page.click("#rules tr[data-name='one'] button.remove")
+    page.wait_for_url("**/admin/rules")
+    assert order() == ["two"]
+    # Gateway: a bad line by number, nothing changed; next-hop AUTH set (never shown back).
+    page.goto(url(server, "/admin/gateway"))
+    page.fill("#gateway textarea", "@far.test 127.0.0.9:2525\nnonsense\n")
+    page.click("#gateway button")
+    assert "line 2" in page.inner_text("#error")
+    assert server.ok("gateway", "export").strip() == ""
+    page.fill("#auth-set input[name=user]", "relay")
+    page.fill("#auth-set input[name=password]", "relay-web-pw-1")
+    page.click("#auth-set button")
+    page.wait_for_selector("#credentials tr[data-for='*']")
+    assert "relay-web-pw-1" not in page.content()
+    # Sharing: a peer added (its secret checked), then removed.
+    page.goto(url(server, "/admin/sharing"))
+    page.fill("#add-peer input[name=host]", "127.0.0.2")
+    page.fill("#add-peer input[name=secret]", "short")
+    page.click("#add-peer button")
+    assert "secret" in page.inner_text("#error")
+    page.fill("#add-peer input[name=host]", "127.0.0.2")
+    page.fill("#add-peer input[name=secret]", "s" * 20)
+    page.fill("#add-peer input[name=domains]", B)
+    page.click("#add-peer button")
+    page.wait_for_selector("#peers tr[data-host='127.0.0.2']")
+    assert "127.0.0.2" in server.ok("share", "peer", "list")
+    page.click("#peers tr[data-host='127.0.0.2'] button")
+    page.wait_for_selector("#peers tr[data-host='127.0.0.2']", state="detached")
+    server.ok("rule", "remove", "two")
+    server.ok("gateway", "auth", "remove", "*")
+    # None of these pages is a domain administrator's.
+    page.context.clear_cookies()
+    log_in(page, server, f"boss@{A}", PW["boss"])
+    for path in ("/admin/rules", "/admin/gateway", "/admin/sharing"):
+        assert page.goto(url(server, path)).status == 403, path

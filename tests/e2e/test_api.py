@@ -44,6 +44,9 @@ def api(tmp_path_factory):
             inst.tokens[name] = inst.ok("token", "add", name, *scope).splitlines()[0]
         inst.ok("token", "remove", "revoked")
         inst.ok("queue", "hold", "remote.test")
+        inst.ok("rule", "add", "first: size over 100000000 => discard")
+        inst.ok("gateway", "auth", "set", "--user", "relay", "--password", "relay-pw-0")
+        inst.ok("share", "peer", "add", "127.0.0.2:2525", "--secret", "p" * 20, "--domain", B)
         inst.start()
         with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=10) as c:
             c.sendmail(f"other@{B}", ["x@remote.test"], "Subject: held\r\n\r\nbody\r\n")
@@ -101,6 +104,8 @@ def snapshot(inst) -> str:
         parts = [[(d.name, d.aliases, d.settings) for d in db.list_domains()],
                  [(o.address, o.kind, o.data) for o in db.list_objects()],
                  db.get_value(TABLE_KEY), db.get_value(HOLD_KEY),
+                 [db.get_value(k) for k in ("rules.server", "gateway.rules", "gateway.credentials", "sharing.peers",
+                                            "sharing.cache")],
                  [(e.msg_id, e.held, e.next_attempt) for e in db.queue_entries(__import__("waypost.db", fromlist=["QueueFilter"]).QueueFilter())]]
         return json.dumps(parts, sort_keys=True, default=str)
     finally:
@@ -112,7 +117,8 @@ def concrete(path: str, inst) -> str:
     qid = inst.queue_ids()[0]
     return (path.replace("{domain}", B).replace("{id}", qid)
             .replace("/accounts/{address}", f"/accounts/other@{B}").replace("/aliases/{address}", f"/aliases/sales@{B}")
-            .replace("/forwarders/{address}", f"/forwarders/fwd@{B}").replace("/groups/{address}", f"/groups/team@{B}"))
+            .replace("/forwarders/{address}", f"/forwarders/fwd@{B}").replace("/groups/{address}", f"/groups/team@{B}")
+            .replace("{name}", "first").replace("{who}", "*").replace("{host}", "127.0.0.2"))
 
 
 #: A valid body per operation, about domain B (what a permitted caller would send).
@@ -123,7 +129,13 @@ BODIES = {
     "addAlias": {"address": f"al@{B}", "account": "other"}, "addForwarder": {"address": f"f2@{B}", "target": "z@remote.test"},
     "setForwarder": {"target": "y@remote.test"}, "addGroup": {"address": f"g2@{B}", "members": ["other"]},
     "setGroup": {"add": ["x@remote.test"]}, "setRouter": {"text": f"<x@{B}> = y@{B}\n"},
-    "explainRoute": {"address": f"other@{B}"}, "flushQueue": {"domain": B},
+    "explainRoute": {"address": f"other@{B}"}, "flushQueue": {"domain": B}, "holdQueue": {"domain": B},
+    "releaseQueue": {"domain": B}, "deleteQueue": {"domain": B},
+    "setRules": {"text": "big: size over 1000 => discard\n"}, "addRule": {"text": "big: size over 1000 => discard"},
+    "moveRule": {"position": 1}, "setGateway": {"text": "* 127.0.0.9:2525\n"},
+    "setGatewayAuth": {"user": "relay", "password": "relay-pw-1"},
+    "addPeer": {"host": "127.0.0.3", "secret": "s" * 20},
+    "setAcl": {"mailbox": f"other@{B}/INBOX", "identifier": "anyone", "rights": "lr"},
 }
 #: What a domain administrator of A (or a token scoped to A) may call about B: lists,
 #: which show only A's part of them (checked below), and who they are.
@@ -178,6 +190,8 @@ def test_the_authorisation_matrix(api):
     for method, path, op in operations(api):
         for who, (headers, refused) in callers.items():
             p = concrete(path, api)
+            if op["operationId"] == "getAcl":
+                p += f"?mailbox=other@{B}/INBOX"
             if op["operationId"] in SCOPED_OK and who in ("domain admin of A", "token scoped to A"):
                 if not any(q["name"] == "domain" for q in op.get("parameters", [])):
                     continue
@@ -261,6 +275,13 @@ def test_a_server_administrator_runs_every_group_with_curl(api):
     assert curl("GET", f"/api/v1/queue/{qid}")[1]["recipients"][0]["address"] == "x@remote.test"
     assert curl("GET", "/api/v1/queue/holds")[1]["items"] == [{"domain": "remote.test", "messages": 1}]
     assert curl("POST", f"/api/v1/queue/{qid}/flush")[0] == 200
+    assert curl("POST", "/api/v1/queue/release", {"target": "mx:remote.test"})[1] == {"recipients": 1}
+    assert curl("GET", f"/api/v1/queue/{qid}")[1]["recipients"][0]["held"] is False
+    assert curl("POST", "/api/v1/queue/hold", {"recipient": "x@remote.test"})[1] == {"recipients": 1}
+    assert curl("GET", f"/api/v1/queue/{qid}")[1]["recipients"][0]["held"] is True
+    code, err = curl("POST", "/api/v1/queue/delete", {})
+    assert code == 400 and err["error"]["field"] == "filter"
+    assert curl("POST", "/api/v1/queue/delete", {"sender": "nobody@nowhere.test"})[1] == {"messages": 0}
     assert curl("PUT", "/api/v1/queue/holds/remote.test")[0] == 200
     code, deleted = curl("DELETE", f"/api/v1/queue/{qid}")
     assert code == 200 and deleted["id"] == qid and qid not in api.queue_ids()
@@ -268,6 +289,21 @@ def test_a_server_administrator_runs_every_group_with_curl(api):
     assert curl("GET", f"/api/v1/queue/{qid}")[0] == 404
     assert curl("DELETE", "/api/v1/queue/holds/remote.test")[0] == 200
     assert curl("GET", "/api/v1/queue/holds")[1]["items"] == []
+    # Mailbox ACLs (RFC 4314 rights), as waypost acl get|set.
+    code, boxes = curl("GET", "/api/v1/accounts/info@d.test/mailboxes")
+    assert code == 200 and "INBOX" in boxes["mailboxes"]
+    code, acl = curl("PUT", "/api/v1/acl", {"mailbox": "info@d.test/INBOX", "identifier": "anyone", "rights": "lr"})
+    assert code == 200 and {"identifier": "anyone", "rights": "lr", "note": ""} in acl["entries"]
+    code, acl = curl("PUT", "/api/v1/acl", {"mailbox": "info@d.test/INBOX", "identifier": "anyone", "rights": "+s"})
+    assert {"identifier": "anyone", "rights": "lrs", "note": ""} in acl["entries"]
+    assert "anyone" in api.ok("acl", "get", "info@d.test/INBOX")
+    for body, field in (({"mailbox": "info@d.test/INBOX", "identifier": "anyone", "rights": "lz"}, "rights"),
+                        ({"mailbox": "info@d.test/INBOX", "identifier": "nobody", "rights": "lr"}, "identifier"),
+                        ({"mailbox": "info@d.test", "identifier": "anyone", "rights": "lr"}, "mailbox")):
+        code, err = curl("PUT", "/api/v1/acl", body)
+        assert code == 400 and err["error"]["field"] == field, err
+    assert curl("GET", "/api/v1/acl?mailbox=info@d.test/NoSuchBox")[0] == 404
+    assert curl("GET", "/api/v1/acl")[1]["error"]["field"] == "mailbox"
     # Removal, and the log line naming the token.
     assert curl("DELETE", "/api/v1/groups/all@d.test")[0] == 200
     assert curl("DELETE", "/api/v1/accounts/info@d.test")[0] == 200
@@ -275,6 +311,35 @@ def test_a_server_administrator_runs_every_group_with_curl(api):
     assert curl("GET", "/api/v1/domains/d.test")[0] == 404
     api.expect_log(r"event=admin-change actor=token:server action=domain-remove object=d\.test")
     assert curl("PUT", "/api/v1/router", {"text": ""})[0] == 200
+    # Server-wide rules: add at a position, move, a bad one refused with its line, remove.
+    code, rules = curl("POST", "/api/v1/rules", {"text": "second: size over 200000000 => discard", "position": 1})
+    assert code == 200 and [r["name"] for r in rules["rules"]] == ["second", "first"]
+    code, rules = curl("PATCH", "/api/v1/rules/second", {"position": 2})
+    assert [r["name"] for r in rules["rules"]] == ["first", "second"]
+    code, err = curl("POST", "/api/v1/rules", {"text": "bad: size over 1 => store ~nobody@example.test/x"})
+    assert code == 400 and "nobody" in err["error"]["lines"][0]["reason"]
+    assert curl("DELETE", "/api/v1/rules/second")[0] == 200 and curl("DELETE", "/api/v1/rules/second")[0] == 404
+    assert "second" not in api.ok("rule", "list")
+    # Gateway rules and next-hop AUTH (the password sealed, never shown).
+    code, gw = curl("PUT", "/api/v1/gateway", {"text": "@far.test 127.0.0.9:2525\n"})
+    assert code == 200 and gw["rules"][0]["destination"] == "127.0.0.9" and gw["rules"][0]["port"] == 2525
+    assert curl("PUT", "/api/v1/gateway", {"text": "nonsense\n"})[0] == 400
+    assert curl("PUT", "/api/v1/gateway/auth/*", {"user": "relay2", "password": "relay-pw-2"})[0] == 200
+    code, creds = curl("GET", "/api/v1/gateway/auth")
+    assert creds["items"] == [{"for": "*", "user": "relay2"}] and "relay-pw-2" not in json.dumps(creds)
+    assert "relay-pw-2" not in json.dumps(api.db().get_value("gateway.credentials"))
+    assert curl("PUT", "/api/v1/gateway", {"text": ""})[0] == 200
+    # Domain Sharing peers and cache.
+    code, peer = curl("POST", "/api/v1/sharing/peers", {"host": "127.0.0.4", "minger_port": 4070, "secret": "q" * 20,
+                                                        "domains": [A]})
+    assert code == 201 and peer == {"host": "127.0.0.4", "addresses": ["127.0.0.4"], "smtp_port": 25,
+                                    "minger_port": 4070, "secret": True, "domains": [A]}
+    code, err = curl("POST", "/api/v1/sharing/peers", {"host": "127.0.0.5", "secret": "short"})
+    assert code == 400 and err["error"]["field"] == "secret"
+    assert {p["host"] for p in curl("GET", "/api/v1/sharing/peers")[1]["items"]} == {"127.0.0.2", "127.0.0.4"}
+    assert curl("DELETE", "/api/v1/sharing/peers/127.0.0.4")[0] == 200
+    assert curl("GET", "/api/v1/sharing/cache")[1]["items"] == []
+    assert curl("DELETE", "/api/v1/sharing/cache")[1] == {"answers": 0}
 
 
 @pytest.mark.parametrize("body, raw, ctype, status, field", [

@@ -21,7 +21,7 @@ from support import pg
 from waypost.secrets import Secrets
 from support.dnsserver import TestDNSServer
 from support.imap import Raw
-from support.server import WaypostInstance, maildir_messages, wait_for
+from support.server import WaypostInstance, free_port, maildir_messages, wait_for
 
 HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
 NAMES = ("mail-a.example.test", "mail-b.example.test", "mail-c.example.test")
@@ -245,8 +245,6 @@ def test_a_starting_node_leaves_the_others_work_alone_and_etrn_on_b_releases_wha
     left over.  Then ETRN on node B releases the domain whose mail A held."""
     from aiosmtpd.controller import Controller
 
-    from support.server import free_port
-
     sink = Sink()
     port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
@@ -449,8 +447,6 @@ def test_cluster_release_gives_a_dead_nodes_leases_and_journal_back_at_once(tmp_
     gives the lease back, and A or B deliver the message once, at once."""
     from aiosmtpd.controller import Controller
 
-    from support.server import free_port
-
     sink = SlowSink()
     port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
@@ -531,5 +527,93 @@ def test_a_sieve_script_changed_on_one_node_is_used_by_another_at_once(tmp_path)
         wait_for(lambda: subjects(shared, "alice@example.test")["third"] == 1, timeout=15,
                  what="the new account's message in INBOX")
         assert len(maildir_messages(mail / ".A")) == 2 and len(maildir_messages(mail / ".B")) == 1
+    finally:
+        stop_all(nodes)
+
+
+def test_domain_sharings_cache_is_one_for_the_nodes(tmp_path):
+    """Domain Sharing (seed 002) between a cluster and another office: bob lives on the
+    office P (127.0.0.3, its own SQLite).  Node A asks P's Minger server once and
+    remembers the answer in the database; node B then routes bob to P without asking;
+    ``share cache clear`` on node B makes node A ask again at once (its cached copy of
+    the table is dropped through NOTIFY)."""
+    secret = "office-secret-0123456789"
+    nodes, _shared = make_cluster(tmp_path, sharing={"secret": secret, "timeout": 2.0})
+    a, b, _c = nodes
+    minger = free_port("127.0.0.3")
+    p = WaypostInstance(tmp_path / "p", hostname="p.example.test", host="127.0.0.3", database="waypost.db",
+                        sharing={"secret": secret, "timeout": 2.0}, listen={"minger": f"127.0.0.3:{minger}"})
+    try:
+        p.ok("account", "add", "bob@example.test", "--no-password")
+        a.ok("share", "peer", "add", f"127.0.0.3:{p.smtp_port}", "--minger-port", str(minger), "--secret", secret)
+        p.start()
+        a.start()
+        b.start()
+        lookups = r"event=minger-lookup address=bob@example.test"
+        assert send(a, "bob@example.test", "via-a")[0] == 250
+        wait_for(lambda: len(p.messages("bob@example.test")) == 1, timeout=20, what="bob's message on P, via A")
+        assert len(a.log_lines(lookups)) == 1
+        assert send(b, "bob@example.test", "via-b")[0] == 250  # A's answer, from the database
+        wait_for(lambda: len(p.messages("bob@example.test")) == 2, timeout=20, what="bob's message on P, via B")
+        assert b.log_lines(lookups) == []
+        assert [r["address"] for r in json.loads(b.ok("share", "cache", "list", "--json"))] == ["bob@example.test"]
+        b.ok("share", "cache", "clear")  # on node B: node A forgets it too
+        assert send(a, "bob@example.test", "via-a-again")[0] == 250
+        wait_for(lambda: len(p.messages("bob@example.test")) == 3, timeout=20, what="bob's third message on P")
+        assert len(a.log_lines(lookups)) == 2
+    finally:
+        stop_all(nodes)
+        p.stop()
+
+
+def test_atrn_on_one_node_turns_around_mail_another_node_held(tmp_path):
+    """ODMR (RFC 2645): node A accepts mail for customer.test, whose mail is held; the
+    customer logs in to node B's ODMR port and says ATRN: node B turns the connection
+    around and hands over the message node A accepted, once; the queue is then empty."""
+    import base64
+
+    from support.transcript import Transcript
+
+    nodes, _shared = make_cluster(tmp_path, smtp={"auth_requires_tls": False})
+    a, b, _c = nodes
+    try:
+        (tmp_path / "router.txt").write_text("Relay: customer.test = customer.test@customer.test.via\n")
+        a.ok("router", "import", str(tmp_path / "router.txt"))
+        a.ok("queue", "hold", "customer.test")
+        a.ok("account", "add", "customer.test@example.test", "--password", "cust-pw")
+        a.start()
+        b.start()
+        with smtplib.SMTP(a.host, a.smtp_port, timeout=30) as s:
+            s.ehlo("client.example")
+            s.sendmail("sender@outside.example", ["joe@customer.test"], b"Subject: turned\r\n\r\nbody\r\n")
+        a.expect_log(r"event=held .*rcpt=<joe@customer.test>")
+        with Transcript(b.host, b.odmr_port) as t:
+            t.expect(220)
+            t.cmd("EHLO mail.customer.test", 250)
+            plain = base64.b64encode(b"\0customer.test@example.test\0cust-pw").decode()
+            t.cmd("AUTH PLAIN " + plain, 235, "2.7.0")
+            t.cmd("ATRN customer.test", 250, "2.0.0")
+            t.send("220 mail.customer.test ready to receive email")
+            seen: list[str] = []
+            while True:
+                line = t._line()
+                assert line is not None, "node B closed too early"
+                seen.append(line)
+                if line.startswith("EHLO"):
+                    t.send("250 mail.customer.test")
+                elif line.startswith(("MAIL FROM:", "RCPT TO:")):
+                    t.send("250 OK")
+                elif line == "DATA":
+                    t.send("354 go ahead")
+                    while (body := t._line()) != ".":
+                        seen.append("  " + str(body))
+                    t.send("250 2.0.0 received")
+                elif line == "QUIT":
+                    t.send("221 bye")
+                    break
+        assert seen[0] == f"EHLO {b.hostname}"
+        assert seen.count("RCPT TO:<joe@customer.test>") == 1 and "  Subject: turned" in seen
+        b.expect_log(r"event=delivered .*rcpt=<joe@customer.test> relay=odmr:customer.test@example.test")
+        wait_for(lambda: a.queue_ids() == [], timeout=20, what="an empty queue")
     finally:
         stop_all(nodes)

@@ -240,3 +240,27 @@ def test_vanished_during_idle_from_another_connection(server):
     assert r.line().startswith(b"I OK")
     other.close()
     r.close()
+
+
+def test_held_expunge_keeps_highestmodseq_below_it(server):
+    """RFC 7162 §3.2: while a VANISHED waits (no expunge during FETCH), the MODSEQs sent
+    come with a [HIGHESTMODSEQ] below the expunge's mod-sequence."""
+    fill(server, "Held", 4)
+    r = login(server)
+    assert r.cmd("S SELECT Held")[-1].startswith(b"S OK")
+    other = login(server, qresync=False)
+    assert other.cmd("S SELECT Held")[-1].startswith(b"S OK")
+    assert other.cmd("D UID STORE 1 +FLAGS.SILENT (\\Deleted)")[-1].startswith(b"D OK")
+    before = int(re.search(rb"HIGHESTMODSEQ (\d+)", other.cmd("T STATUS Held (HIGHESTMODSEQ)")[0]).group(1))
+    assert other.cmd("X EXPUNGE")[0] == b"* 1 EXPUNGE"          # its mod-sequence: before + 1
+    assert other.cmd("F UID STORE 3 +FLAGS.SILENT (\\Flagged)")[-1].startswith(b"F OK")  # later still
+    during = r.cmd("F FETCH 1:* (UID)")
+    assert not any(b"VANISHED" in line for line in during)
+    assert any(re.fullmatch(rb"\* 3 FETCH \(UID 3 FLAGS \([^)]*\\Flagged[^)]*\) MODSEQ \(\d+\)\)", line)
+               for line in during), during
+    held = [int(m.group(1)) for line in during if (m := re.search(rb"^\* OK \[HIGHESTMODSEQ (\d+)\]", line))]
+    assert held and all(h <= before for h in held), (held, before)
+    told = r.cmd("N NOOP")
+    assert b"* VANISHED 1" in told and not any(b"HIGHESTMODSEQ" in line for line in told)
+    other.close()
+    r.close()

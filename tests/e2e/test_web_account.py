@@ -48,6 +48,8 @@ def server(tmp_path_factory):
                        web={"max_upload_size": MAX_UPLOAD})
         for name, pw in PW.items():
             inst.ok("account", "add", f"{name}@{MAIN}", "--password", pw)
+        inst.ok("domain", "add", "client.test")
+        inst.ok("account", "add", "kim@client.test", "--password", "kim-web-pw-1")
         inst.start()
         yield inst
 
@@ -488,6 +490,18 @@ def test_vacation_without_a_script_makes_one_and_bad_input_is_refused(page, serv
     assert '"webuser" ACTIVE' in sieve_connect(server, tmp_path, "ivy", "--list")
     text = cli(server, "sieve", "get", f"ivy@{MAIN}", "webuser")
     assert 'require "vacation";' in text and '"Back soon."' in text
+    # Between two days (RFC 5260 currentdate): kept in the script, shown again.
+    page.fill("#start", "2026-12-20")
+    page.fill("#end", "2027-01-03")
+    page.click("#save")
+    assert page.input_value("#start") == "2026-12-20" and page.input_value("#end") == "2027-01-03"
+    text = cli(server, "sieve", "get", f"ivy@{MAIN}", "webuser")
+    assert 'currentdate :value "le" "date" "2027-01-03"' in text and '"relational"' in text
+    form = urllib.parse.urlencode({"csrf": token, "enabled": "on", "reason": "x", "days": "7",
+                                   "start": "2027-02-01", "end": "2027-01-01"}).encode()
+    status, _, data = request(server, "POST", "/vacation", body=form,
+                              headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 400 and b"the first day is after the last" in data
 
 
 def test_filters_page_files_mail_through_the_same_script(page, server, tmp_path):
@@ -528,3 +542,18 @@ def test_filters_page_files_mail_through_the_same_script(page, server, tmp_path)
     smtp(server, "x@remote.test", f"jack@{MAIN}", "list again", "List-Id: <dev.example.org>\r\n")
     wait_for(lambda: any(b"list again" in p.read_bytes() for p in server.messages(f"jack@{MAIN}")),
              what="delivered to INBOX")
+
+
+def test_public_links_name_the_accounts_domain(page, server):
+    """An account of another domain, logged in at an IP address: the public address of
+    its files is on its own domain (``/~kim/`` of 127.0.0.1 would be the main domain's)."""
+    log_in(page, server, "kim%client.test", "kim-web-pw-1")
+    page.goto(url(server, "/files"))
+    page.set_input_files("#upload-file", files=[{"name": "a b.html", "mimeType": "text/html", "buffer": b"<p>kim</p>"}])
+    page.click("#upload")
+    page.wait_for_selector("#files tr[data-name='a b.html']")
+    assert page.inner_text("#public") == f"http://client.test:{server.http_port}/~kim/"
+    href = page.get_attribute("#files tr[data-name='a b.html'] a", "href")
+    assert href == f"http://client.test:{server.http_port}/~kim/a%20b.html"
+    status, _, data = request(server, "GET", "/~kim/a%20b.html", host="client.test")
+    assert status == 200 and data == b"<p>kim</p>"

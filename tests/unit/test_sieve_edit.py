@@ -122,3 +122,31 @@ def test_filing_rules_added_listed_and_removed_around_the_users_own():
         with_filter("", Filter("x-unknown", "v", "Box"))
     only = with_filter("", Filter("list-id", "dev.example.org", "Dev"))
     assert only.startswith('require "fileinto";') and filters_of(only)[1] == 0
+
+
+def test_vacation_between_two_days_on_and_off():
+    on = with_vacation("keep;", Vacation(True, "away", "", 7, "2026-12-20", "2027-01-03"))
+    assert vacation_of(on) == Vacation(True, "away", "", 7, "2026-12-20", "2027-01-03")
+    assert 'currentdate :value "ge" "date" "2026-12-20"' in on
+    script = compile_script(on)
+    assert {"vacation", "date", "relational"} <= script.extensions
+
+    def actions(now):
+        return [a.kind for a in run(script, Message(MSG, "coyote@desert.example.org", "bob@example.test",
+                                                    mailbox_exists=lambda m: True, now=now)).actions]
+
+    import datetime
+    day = lambda y, m, d: datetime.datetime(y, m, d, 12).timestamp()  # noqa: E731
+    assert "vacation" in actions(day(2026, 12, 25)) and "vacation" in actions(day(2027, 1, 3))
+    assert "vacation" not in actions(day(2026, 12, 19)) and "vacation" not in actions(day(2027, 1, 4))
+    off = with_vacation(on, Vacation(False, "away", "", 7, "2026-12-20", "2027-01-03"))
+    assert vacation_of(off) == Vacation(False, "away", "", 7, "2026-12-20", "2027-01-03")
+    assert "vacation" not in [a.kind for a in run(compile_script(off), Message(
+        MSG, "coyote@desert.example.org", "bob@example.test", now=day(2026, 12, 25))).actions]
+    only_end = with_vacation(off, Vacation(True, "away", "", 7, "", "2027-01-03"))
+    assert vacation_of(only_end) == Vacation(True, "away", "", 7, "", "2027-01-03")
+    back = with_vacation(only_end, Vacation(True, "away"))
+    assert vacation_of(back) == Vacation(True, "away") and "currentdate" not in back
+    for bad in (("2027-01-03", "2026-12-20"), ("2026-13-01", ""), ("soon", "")):
+        with pytest.raises(ValueError):
+            with_vacation("", Vacation(True, "x", "", 7, *bad))

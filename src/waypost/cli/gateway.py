@@ -8,17 +8,8 @@ from typing import Any
 
 import click
 
-from ..rules import (
-    CREDENTIALS_KEY,
-    RULES_KEY,
-    GatewayTable,
-    parse_gateway,
-    remove_credentials,
-    set_credentials,
-    store_rules,
-)
-from ..secrets import Secrets
-from .common import App, emit, fail, json_option, pass_app, print_text, refuse_import
+from ..rules import RULES_KEY, GatewayTable
+from .common import App, emit, fail, handle_errors, json_option, pass_app, print_text, refuse_import
 
 __all__ = ["gateway"]
 
@@ -36,7 +27,7 @@ def gateway() -> None:
 def gateway_import(app: App, file: Any) -> None:
     """Replace the rules with FILE; every line is checked first and nothing changes if one
     is bad.  Example: waypost gateway import rules.txt"""
-    count, errors = store_rules(app.db, file.read())
+    count, errors = app.ops.gateway_set(file.read())
     refuse_import(errors, getattr(file, "name", "-"), "line(s); the rules were not changed")
     click.echo(f"imported {count} rule(s); a running server uses them at once")
 
@@ -53,9 +44,7 @@ def gateway_export(app: App) -> None:
 @pass_app
 def gateway_show(app: App, as_json: bool) -> None:
     """The rules in the order they are tried.  Example: waypost gateway show"""
-    rules, _ = parse_gateway(app.db.get_value(RULES_KEY) or "")
-    rows = [{"line": r.line_no, "match": r.match, "destination": "MTA" if r.mta else r.host,
-             "port": r.port or "", "rewrite": r.rewrite} for r in rules]
+    rows = [dict(r, port=r["port"] or "") for r in app.ops.gateway_list()]
     emit(app, rows, ["line", "match", "destination", "port", "rewrite"], as_json, "Gateway rules")
 
 
@@ -83,6 +72,7 @@ def auth() -> None:
 @click.option("--password", default=None, help="The upstream password (prompted for when not given).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
 @pass_app
+@handle_errors
 def auth_set(app: App, who: str, user: str, password: str | None, password_stdin: bool) -> None:
     """Set credentials (sealed with the data directory's key).  Example: waypost gateway auth set --user relay --password-stdin"""
     if password_stdin:
@@ -91,7 +81,7 @@ def auth_set(app: App, who: str, user: str, password: str | None, password_stdin
         password = click.prompt("Password", hide_input=True)
     if not password:
         fail("empty password")
-    set_credentials(app.db, Secrets(app.settings.data_dir), who, user, password)
+    app.ops.gateway_auth_set(who, user, password)
     click.echo(f"credentials for {who} set (user {user})")
 
 
@@ -100,7 +90,7 @@ def auth_set(app: App, who: str, user: str, password: str | None, password_stdin
 @pass_app
 def auth_list(app: App, as_json: bool) -> None:
     """Who authenticates as whom (passwords are never shown).  Example: waypost gateway auth list"""
-    rows = [{"for": who, "user": e["user"]} for who, e in sorted((app.db.get_value(CREDENTIALS_KEY) or {}).items())]
+    rows = app.ops.gateway_auth_list()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -110,8 +100,8 @@ def auth_list(app: App, as_json: bool) -> None:
 @auth.command("remove")
 @click.argument("who")
 @pass_app
+@handle_errors
 def auth_remove(app: App, who: str) -> None:
     """Remove credentials.  Example: waypost gateway auth remove '*'"""
-    if not remove_credentials(app.db, who):
-        fail(f"no credentials for {who}")
+    app.ops.gateway_auth_remove(who)
     click.echo(f"credentials for {who} removed")

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import click
 
-from ..address import AddressError, normalize_domain, parse_address
+from ..address import AddressError, parse_address
 from ..config import parse_hostport
 from ..secrets import Secrets
-from ..sharing import Code, SharingPeer, load_peers, query_many, save_peers
-from ..sharing.proto import MIN_SECRET_LENGTH
+from ..sharing import Code, load_peers, query_many
 from .common import App, emit, fail, handle_errors, json_option, pass_app
 
 __all__ = ["share"]
@@ -44,22 +42,7 @@ def peer() -> None:
 def peer_add(app: App, hostport: str, minger_port: int, secret: str, domains: tuple[str, ...]) -> None:
     """Add (or replace) a peer.  Example: waypost share peer add 127.0.0.2:2525 --minger-port 4069 --secret s3cret-s3cret-s3cret"""
     host, port = parse_hostport(hostport, default_port=25)
-    if secret and len(secret) < MIN_SECRET_LENGTH:
-        fail(f"--secret: at least {MIN_SECRET_LENGTH} characters")
-    try:
-        shared = [normalize_domain(d) for d in domains]
-    except AddressError as e:
-        fail(f"--domain: {e}")
-    for d in shared:
-        if app.directory.domain(d) is None:
-            fail(f"--domain: {d} is not a local domain")
-    try:  # the addresses its mail will come from: how a peer's copies are recognised
-        addresses = sorted({str(ai[4][0]) for ai in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)})
-    except OSError as e:
-        fail(f"{host}: cannot find its addresses ({e}); give an address or fix its DNS")
-    peers = [p for p in load_peers(app.db, _secrets(app)) if p.host != host]
-    peers.append(SharingPeer(host, port, minger_port, secret, shared, addresses))
-    save_peers(app.db, _secrets(app), peers)
+    app.ops.peer_add(host, port, minger_port, secret, domains)
     click.echo(f"peer {host} added (SMTP port {port}, Minger port {minger_port})")
 
 
@@ -68,22 +51,18 @@ def peer_add(app: App, hostport: str, minger_port: int, secret: str, domains: tu
 @pass_app
 def peer_list(app: App, as_json: bool) -> None:
     """List the peers (secrets are not shown).  Example: waypost share peer list --json"""
-    rows = [{"host": p.host, "addresses": p.addresses, "smtp_port": p.smtp_port, "minger_port": p.minger_port,
-             "secret": "set" if p.secret else "none (anonymous)", "domains": p.domains or ["(all)"]}
-            for p in load_peers(app.db, _secrets(app))]
+    rows = [dict(p, secret="set" if p["secret"] else "none (anonymous)", domains=p["domains"] or ["(all)"])
+            for p in app.ops.peers_list()]
     emit(app, rows, ["host", "addresses", "smtp_port", "minger_port", "secret", "domains"], as_json, "Sharing peers")
 
 
 @peer.command("remove")
 @click.argument("host")
 @pass_app
+@handle_errors
 def peer_remove(app: App, host: str) -> None:
     """Remove a peer.  Example: waypost share peer remove 127.0.0.2"""
-    peers = load_peers(app.db, _secrets(app))
-    kept = [p for p in peers if p.host != host]
-    if len(kept) == len(peers):
-        fail(f"no peer {host}")
-    save_peers(app.db, _secrets(app), kept)
+    app.ops.peer_remove(host)
     click.echo(f"peer {host} removed")
 
 
@@ -99,11 +78,8 @@ def cache_list(app: App, as_json: bool) -> None:
     """List remembered answers.  Example: waypost share cache list --json"""
     import time
 
-    from ..sharing.peers import CACHE_KEY
-
-    now = time.time()
-    rows = [{"address": a, "peer": e["peer"], "expires": time.strftime("%Y-%m-%d %H:%M", time.localtime(e["expires"]))}
-            for a, e in sorted((app.db.get_value(CACHE_KEY) or {}).items()) if e["expires"] > now]
+    rows = [dict(e, expires=time.strftime("%Y-%m-%d %H:%M", time.localtime(e["expires"])))
+            for e in app.ops.sharing_cache()]
     emit(app, rows, ["address", "peer", "expires"], as_json, "Sharing cache")
 
 
@@ -111,10 +87,7 @@ def cache_list(app: App, as_json: bool) -> None:
 @pass_app
 def cache_clear(app: App) -> None:
     """Forget every remembered answer.  Example: waypost share cache clear"""
-    from ..sharing.peers import CACHE_KEY
-
-    n = len(app.db.get_value(CACHE_KEY) or {})
-    app.db.set_value(CACHE_KEY, None)
+    n = app.ops.sharing_cache_clear()
     click.echo(f"forgot {n} answer(s)")
 
 

@@ -63,6 +63,7 @@ class Selected:
     modseq: int = 0                                        # everything up to here is shown
     state: tuple[int, int, int] = (0, 0, 0)                # (uidnext, highestmodseq, count) seen
     gone: set[int] = field(default_factory=set)            # expunged, EXPUNGE not sent yet
+    held_modseq: int = 0                                   # with ``gone``: the mod-sequence before them
     keywords: set[str] = field(default_factory=set)        # announced in FLAGS
     new_keywords: set[str] = field(default_factory=set)    # in the index, FLAGS not sent yet
     rights: str = "lrswipkxtea"
@@ -176,7 +177,7 @@ class Selected:
         if self.condstore:
             return []
         self.condstore = True
-        return [Untagged("OK", "Highest", HighestModSeq(self.modseq))]
+        return [Untagged("OK", "Highest", HighestModSeq(self.held_modseq if self.gone else self.modseq))]
 
     def is_seen(self, uid: int) -> bool:
         return "\\Seen" in self.flags_of(uid)
@@ -220,12 +221,16 @@ class Selected:
 
     # -- bringing the client up to date -------------------------------------------------
 
-    def expunged_here(self, uids: list[int]) -> list[Response]:
+    def expunged_here(self, uids: list[int], recent: bool = True) -> list[Response]:
         """This session expunged ``uids``: EXPUNGE responses, highest number first
         so that each number is still right when the client reads it; the
         REMOVEFROM of search contexts (RFC 5267) come first.  With QRESYNC one
-        VANISHED names them all by UID (RFC 7162 §3.2.10)."""
+        VANISHED names them all by UID (RFC 7162 §3.2.10).  When a message that was
+        \\Recent here went, a RECENT response with the new count follows (as Dovecot
+        sends it: a client counts \\Recent by RECENT responses), unless ``recent`` is
+        False (the caller sends one itself)."""
         out: list[Response] = expunging(self, uids) if self.contexts else []
+        recent_before = len(self.recent)
         vanished: list[int] = []
         for uid in sorted(uids, reverse=True):
             seq = self.seq_of(uid)
@@ -242,6 +247,8 @@ class Selected:
                 out.append(ExpungeData(seq))
         if vanished:
             out.append(VanishedData(SequenceSet.from_numbers(vanished)))
+        if recent and not self.rev2 and len(self.recent) != recent_before:
+            out.append(RecentData(len(self.recent)))
         return out
 
     def uid_test(self, uids: SequenceSet) -> Callable[[int], bool]:
@@ -292,7 +299,10 @@ class Selected:
         # Shared by this worker's sessions that ask the same at once (a delivery to a
         # mailbox hundreds of sessions IDLE on is read once per worker).
         changed, expunged = store.changes(self.box.id, self.modseq, state)
-        self.gone.update(uid for uid in expunged if uid in self.msgs)
+        held = [uid for uid in expunged if uid in self.msgs and uid not in self.gone]
+        if held and not self.gone:
+            self.held_modseq = self.modseq  # below the first expunge not yet told
+        self.gone.update(held)
         self.modseq = max(self.modseq, state[1])
         self.state = state
         last = self.uids[-1] if self.uids else 0
@@ -320,8 +330,9 @@ class Selected:
         db = store.db
         assert db is not None
         out: list[Response] = self.announce_keywords()
+        recent_before = len(self.recent)
         if allow_expunge and self.gone:
-            out += self.expunged_here(sorted(self.gone))
+            out += self.expunged_here(sorted(self.gone), recent=False)
         for uid in sorted(self.owed):
             seq = self.seq_of(uid)
             if seq is None or uid in self.gone:
@@ -332,6 +343,11 @@ class Selected:
                 items += (ModSeqItem(m.modseq),)
             out.append(FetchData(seq, items))
         self.owed.clear()
+        if self.qresync and self.gone:
+            # RFC 7162 §3.2: MODSEQs sent while a VANISHED waits come with a
+            # [HIGHESTMODSEQ] below the expunge's, so that a client that is cut off
+            # now resynchronises from before it.
+            out.append(Untagged("OK", "Highest", HighestModSeq(self.held_modseq)))
         if self.arrived:
             fresh = sorted(self.arrived)
             self.arrived.clear()
@@ -345,6 +361,8 @@ class Selected:
             out.append(ExistsData(len(self.uids)))
             if not self.rev2:
                 out.append(RecentData(len(self.recent)))
+        elif not self.rev2 and len(self.recent) != recent_before:
+            out.append(RecentData(len(self.recent)))  # \Recent messages expunged
         return out
 
 

@@ -4,8 +4,9 @@ rule a form manages found and replaced in that tree (``vacation_of``,
 ``with_vacation``).  Pure: text in, text out.
 
 The rule the form manages is a ``vacation`` command at the top level of the script
-(on) or alone in a top-level ``if false { ... }`` (off: its text is kept for the next
-time).  A script that answers in other places (a ``vacation`` inside the user's own
+(on), or alone in the block of a top-level ``if`` whose test is ``false`` (off: its
+text is kept for the next time), a ``currentdate :value "ge"|"le" "date"`` bound (on
+between two days), or ``allof`` of these.  A script that answers in other places (a ``vacation`` inside the user's own
 tests) is not ours to rewrite: ``Foreign`` says so, and the user edits it with a
 Sieve client.  Writing the tree back keeps every command and argument; comments and
 the layout of the text are not kept (the result is checked by ``compile_script``
@@ -14,6 +15,8 @@ before it is stored).
 
 from __future__ import annotations
 
+import datetime
+import re
 from dataclasses import dataclass
 
 from .check import compile_script
@@ -37,6 +40,8 @@ class Vacation:
     reason: str
     subject: str = ""
     days: int = DEFAULT_DAYS
+    start: str = ""     # YYYY-MM-DD: answer from this day on (the server's time zone)
+    end: str = ""       # YYYY-MM-DD: up to and with this day
 
 
 # -- writing the tree back ------------------------------------------------------------------
@@ -93,9 +98,46 @@ def unparse(commands: list[Command]) -> str:
 # -- the managed vacation rule ----------------------------------------------------------------
 
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _bound(t: Test) -> tuple[str, str] | None:
+    """("ge"|"le", "YYYY-MM-DD") of ``currentdate :value "ge"|"le" "date" "<date>"``."""
+    a = t.arguments
+    if (t.name != "currentdate" or t.tests or len(a) != 4 or not isinstance(a[0], Tag) or a[0].name != "value"
+            or not all(isinstance(x, StringList) and len(x.values) == 1 for x in a[1:])):
+        return None
+    rel, part, date = (x.values[0] for x in a[1:] if isinstance(x, StringList))
+    if rel.lower() not in ("ge", "le") or part.lower() != "date" or not _DATE.fullmatch(date):
+        return None
+    return rel.lower(), date
+
+
+def _condition(c: Command) -> tuple[bool, str, str] | None:
+    """(on, start, end) of a top-level ``if`` that holds the managed rule: its test is
+    ``false`` (off), a date bound, or ``allof`` of these; its block the vacation alone."""
+    if c.name != "if" or len(c.tests) != 1 or c.block is None or len(c.block) != 1 \
+            or c.block[0].name != "vacation":
+        return None
+    t = c.tests[0]
+    parts = t.tests if t.name == "allof" and not t.arguments else [t]
+    on, start, end = True, "", ""
+    for x in parts:
+        if x.name == "false" and not x.arguments and not x.tests:
+            on = False
+            continue
+        b = _bound(x)
+        if b is None:
+            return None
+        if b[0] == "ge":
+            start = b[1]
+        else:
+            end = b[1]
+    return on, start, end
+
+
 def _is_off(c: Command) -> bool:
-    return (c.name == "if" and len(c.tests) == 1 and c.tests[0].name == "false" and c.block is not None
-            and len(c.block) == 1 and c.block[0].name == "vacation")
+    return _condition(c) is not None
 
 
 def _walk(commands: list[Command]) -> list[Command]:
@@ -107,16 +149,18 @@ def _walk(commands: list[Command]) -> list[Command]:
     return out
 
 
-def _managed(commands: list[Command]) -> tuple[int, Command, bool] | None:
-    """(index at the top level, the vacation command, on) of the managed rule; Foreign
-    when vacation is used anywhere else."""
-    found: list[tuple[int, Command, bool]] = []
+def _managed(commands: list[Command]) -> tuple[int, Command, tuple[bool, str, str]] | None:
+    """(index at the top level, the vacation command, (on, start, end)) of the managed
+    rule; Foreign when vacation is used anywhere else."""
+    found: list[tuple[int, Command, tuple[bool, str, str]]] = []
     for i, c in enumerate(commands):
         if c.name == "vacation":
-            found.append((i, c, True))
-        elif _is_off(c):
-            assert c.block is not None
-            found.append((i, c.block[0], False))
+            found.append((i, c, (True, "", "")))
+        else:
+            cond = _condition(c)
+            if cond is not None:
+                assert c.block is not None
+                found.append((i, c.block[0], cond))
     ours = {id(v) for _i, v, _on in found}
     if len(found) > 1 or any(c.name == "vacation" and id(c) not in ours for c in _walk(commands)):
         raise Foreign("the script sends vacation replies from rules of its own")
@@ -130,13 +174,13 @@ def vacation_of(text: str) -> Vacation | None:
     got = _managed(script.commands)
     if got is None:
         return None
-    _i, cmd, on = got
+    _i, cmd, (on, start, end) = got
     reason = cmd.positional[0]
     subject = cmd.tags.get("subject")
     days = cmd.tags.get("days")
     return Vacation(on, reason.values[0] if isinstance(reason, StringList) else "",
                     subject.values[0] if isinstance(subject, StringList) else "",
-                    days.value if isinstance(days, Number) else DEFAULT_DAYS)
+                    days.value if isinstance(days, Number) else DEFAULT_DAYS, start, end)
 
 
 def _vacation_command(v: Vacation, old: Command | None) -> Command:
@@ -169,12 +213,31 @@ def with_vacation(text: str, v: Vacation) -> str:
     script: a bug, never stored)."""
     if not 1 <= v.days <= MAX_DAYS:
         raise ValueError(f"days: 1 to {MAX_DAYS}")
+    for date in (v.start, v.end):
+        if date:
+            try:
+                datetime.date.fromisoformat(date)
+            except ValueError:
+                raise ValueError(f"{date!r} is not a date (YYYY-MM-DD)") from None
+    if v.start and v.end and v.start > v.end:
+        raise ValueError("the first day is after the last")
     commands = parse(text) if text.strip() else []
     compile_script(text) if text.strip() else None  # the old text must be a script
     got = _managed(commands)
     old = got[1] if got is not None else None
     vac = _vacation_command(v, old)
-    rule = vac if v.enabled else Command("if", [], [Test("false", [], [], 0, 0)], [vac], 0, 0)
+    tests: list[Test] = [] if v.enabled else [Test("false", [], [], 0, 0)]
+    for rel, date in (("ge", v.start), ("le", v.end)):
+        if date:
+            # RFC 5260 §5 with RFC 5231: currentdate :value "ge" "date" "2026-12-24"
+            tests.append(Test("currentdate", [Tag("value", 0, 0), StringList((rel,), 0, 0, True),
+                                              StringList(("date",), 0, 0, True), StringList((date,), 0, 0, True)],
+                              [], 0, 0))
+    if not tests:
+        rule = vac
+    else:
+        test = tests[0] if len(tests) == 1 else Test("allof", [], tests, 0, 0)
+        rule = Command("if", [], [test], [vac], 0, 0)
     if got is not None:
         commands[got[0]] = rule
     else:
@@ -182,10 +245,8 @@ def with_vacation(text: str, v: Vacation) -> str:
         while at < len(commands) and commands[at].name == "require":
             at += 1
         commands.insert(at, rule)
-    requires = [c for c in commands if c.name == "require"]
-    named = {v_.lower() for c in requires for a in c.arguments if isinstance(a, StringList) for v_ in a.values}
-    if "vacation" not in named:
-        commands.insert(0, Command("require", [StringList(("vacation",), 0, 0, True)], [], None, 0, 0))
+    for ext in (("vacation", "date", "relational") if v.start or v.end else ("vacation",)):
+        _require(commands, ext)
     out = unparse(commands)
     compile_script(out)
     return out

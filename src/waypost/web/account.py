@@ -72,6 +72,13 @@ async def files_page(web: "Web", request: Request, error: str = "", status: int 
     path = folder if folder is not None else request.query_params.get("path", "")
     try:
         values = await asyncio.to_thread(_files_values, web, session, path)
+        # The public pages are on the account's domain: from another host name (our
+        # host name, an address) the links name that domain, on the port asked.
+        if request.scope.get("waypost.domain") != session.domain:
+            port = request.url.port
+            values["site"] = f"{request.url.scheme}://{session.domain}" + (f":{port}" if port else "")
+        else:
+            values["site"] = ""
     except filestore.PathError as e:
         event(log, "web-files-refused", level=logging.INFO, account=session.account, path=path[:200], reason=str(e))
         return web.page(request, "error.html", 400, title="Refused", message=f"Bad path: {e}")
@@ -292,12 +299,13 @@ async def vacation_page(web: "Web", request: Request, error: str = "", status: i
     session: Session = request.scope["waypost.session"]
     name, text, active = await asyncio.to_thread(_vacation_state, web, session)
     foreign = ""
-    values: dict[str, Any] = {"enabled": False, "subject": "", "reason": "", "days": DEFAULT_DAYS}
+    values: dict[str, Any] = {"enabled": False, "subject": "", "reason": "", "days": DEFAULT_DAYS, "start": "",
+                              "end": ""}
     try:
         v = vacation_of(text) if text.strip() else None
         if v is not None:
             values = {"enabled": v.enabled, "subject": v.subject, "reason": v.reason.replace("\r\n", "\n"),
-                      "days": v.days}
+                      "days": v.days, "start": v.start, "end": v.end}
     except Foreign as e:
         foreign = f"Your Sieve script {name!r} {e}: change it with a Sieve client (ManageSieve)."
     except SieveError as e:
@@ -322,7 +330,8 @@ async def vacation_change(web: "Web", request: Request) -> Response:
         days = int(str(form.get("days") or ""))
     except ValueError:
         days = 0
-    kept = {"enabled": enabled, "subject": subject, "reason": reason, "days": days}
+    start, end = str(form.get("start") or "").strip()[:10], str(form.get("end") or "").strip()[:10]
+    kept = {"enabled": enabled, "subject": subject, "reason": reason, "days": days, "start": start, "end": end}
     if not 1 <= days <= MAX_DAYS:
         return await vacation_page(web, request, f"Days: 1 to {MAX_DAYS}.", 400, kept)
     if enabled and not reason.strip():
@@ -330,16 +339,18 @@ async def vacation_change(web: "Web", request: Request) -> Response:
     if len(reason) > MAX_REASON:
         return await vacation_page(web, request, f"At most {MAX_REASON} characters.", 400, kept)
 
-    def save() -> str | None:
+    def save() -> tuple[str, int] | None:
         name, text, active = _vacation_state(web, session)
         if not text.strip() and not enabled:
             return None  # nothing to turn off
         try:
-            new = with_vacation(text, Vacation(enabled, reason.replace("\n", "\r\n"), subject, days))
+            new = with_vacation(text, Vacation(enabled, reason.replace("\n", "\r\n"), subject, days, start, end))
         except Foreign as e:
-            return f"Your Sieve script {e}: change it with a Sieve client."
+            return f"Your Sieve script {e}: change it with a Sieve client.", 409
         except SieveError as e:
-            return f"Your Sieve script cannot be read ({e}): change it with a Sieve client."
+            return f"Your Sieve script cannot be read ({e}): change it with a Sieve client.", 409
+        except ValueError as e:  # the dates
+            return f"Dates: {e}.", 400
         db = web.server.db
         db.sieve_put(session.domain, session.name, name, new)
         if not active:
@@ -349,7 +360,7 @@ async def vacation_change(web: "Web", request: Request) -> Response:
 
     problem = await asyncio.to_thread(save)
     if problem:
-        return await vacation_page(web, request, problem, 409, kept)
+        return await vacation_page(web, request, problem[0], problem[1], kept)
     return RedirectResponse("/vacation?done=1", 303)
 
 

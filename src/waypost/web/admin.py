@@ -201,7 +201,31 @@ async def account(web: "Web", request: Request, ops: Operations) -> Response:
                 raise
             error, status = _refusal(e), 400
     obj = await asyncio.to_thread(ops.object_get, address, "account")
-    return _render(web, request, "admin_account.html", status, title=obj.address, error=error, account=object_view(obj))
+    boxes = await asyncio.to_thread(ops.mailbox_list, obj.address)
+    return _render(web, request, "admin_account.html", status, title=obj.address, error=error, account=object_view(obj),
+                   mailboxes=boxes)
+
+
+async def acl(web: "Web", request: Request, ops: Operations) -> Response:
+    """The ACL of one mailbox (``mailbox=ACCOUNT/MAILBOX``): grant, change, take away."""
+    path = request.query_params.get("mailbox", "")
+    error, status = "", 200
+    if request.method == "POST":
+        f = await _form(request)
+        path = f.get("mailbox", path)
+        try:
+            await asyncio.to_thread(ops.acl_set, path, f.get("identifier", ""), f.get("rights", "").strip() or "none")
+            return RedirectResponse("/admin/acl?" + urlencode({"mailbox": path}), 303)
+        except _EXPECTED as e:
+            if isinstance(e, (Denied, NotFound)):
+                raise
+            error, status = _refusal(e), 400
+    try:
+        entries = await asyncio.to_thread(ops.acl_get, path)
+    except Invalid as e:
+        return _render(web, request, "error.html", 400, title="Bad request", message=_refusal(e))
+    return _render(web, request, "admin_acl.html", status, title=f"ACL of {path}", error=error, mailbox=path,
+                   entries=entries)
 
 
 # -- the queue -----------------------------------------------------------------------------
@@ -313,6 +337,93 @@ async def router(web: "Web", request: Request, ops: Operations) -> Response:
                    address=address, client_ip=client_ip or "", explained=explained, explain_error=explain_error)
 
 
+async def _settings_page(web: "Web", request: Request, ops: Operations, template: str, title: str, path: str,
+                         change: Callable[[dict[str, str]], Any], values: Callable[[], dict[str, Any]]) -> Response:
+    """A page of server-wide settings: POST a form to ``change`` (which may return the
+    bad lines of a whole text), then back to the page; else show ``values``."""
+    error, errors, status = "", [], 200
+    text: str | None = None
+    if request.method == "POST":
+        f = await _form(request)
+        try:
+            bad = await asyncio.to_thread(change, f)
+        except _EXPECTED as e:
+            if isinstance(e, Denied):
+                raise
+            error, status = _refusal(e), 400
+        else:
+            if not bad:
+                return RedirectResponse(path, 303)
+            errors, status, text = bad, 400, f.get("text", "")
+    shown = await asyncio.to_thread(values)
+    if text is not None:
+        shown["text"] = text
+    return _render(web, request, template, status, title=title, error=error, errors=errors, **shown)
+
+
+async def rules(web: "Web", request: Request, ops: Operations) -> Response:
+    """The server-wide rules: add (at a position), move up and down, remove."""
+    def change(f: dict[str, str]) -> Any:
+        action = f.get("action", "")
+        if action == "add":
+            position = f.get("position", "").strip()
+            if position and not position.isdigit():
+                raise Invalid("position", "expected a number")
+            return ops.rule_add(f.get("text", "").strip(), int(position) if position else None)[1]
+        if action == "move":
+            if not f.get("position", "").isdigit():
+                raise Invalid("position", "expected a number")
+            ops.rule_move(f.get("name", ""), int(f["position"]))
+        elif action == "remove":
+            ops.rule_remove(f.get("name", ""))
+        else:
+            raise Invalid("action", "unknown action")
+        return []
+    return await _settings_page(web, request, ops, "admin_rules.html", "Server-wide rules", "/admin/rules", change,
+                                lambda: {"rules": ops.rules_list()})
+
+
+async def gateway(web: "Web", request: Request, ops: Operations) -> Response:
+    """The gateway forwarding rules (edited whole, as the Router table) and next-hop AUTH."""
+    def change(f: dict[str, str]) -> Any:
+        action = f.get("action", "")
+        if action == "rules":
+            return ops.gateway_set(f.get("text", "").replace("\r\n", "\n"))[1]
+        if action == "auth-set":
+            ops.gateway_auth_set(f.get("who", "").strip() or "*", f.get("user", "").strip(), f.get("password", ""))
+        elif action == "auth-remove":
+            ops.gateway_auth_remove(f.get("who", ""))
+        else:
+            raise Invalid("action", "unknown action")
+        return []
+    return await _settings_page(web, request, ops, "admin_gateway.html", "Gateway", "/admin/gateway", change,
+                                lambda: {"text": ops.gateway_text(), "credentials": ops.gateway_auth_list()})
+
+
+async def sharing_page(web: "Web", request: Request, ops: Operations) -> Response:
+    """Domain Sharing: peers (added, removed) and the remembered answers."""
+    def change(f: dict[str, str]) -> Any:
+        action = f.get("action", "")
+        if action == "peer-add":
+            ports = {}
+            for key, default in (("smtp_port", 25), ("minger_port", 4069)):
+                value = f.get(key, "").strip()
+                if value and not value.isdigit():
+                    raise Invalid(key, "expected a port number")
+                ports[key] = int(value) if value else default
+            ops.peer_add(f.get("host", "").strip(), ports["smtp_port"], ports["minger_port"], f.get("secret", ""),
+                         f.get("domains", "").split())
+        elif action == "peer-remove":
+            ops.peer_remove(f.get("host", ""))
+        elif action == "cache-clear":
+            ops.sharing_cache_clear()
+        else:
+            raise Invalid("action", "unknown action")
+        return []
+    return await _settings_page(web, request, ops, "admin_sharing.html", "Domain Sharing", "/admin/sharing", change,
+                                lambda: {"peers": ops.peers_list(), "cache": ops.sharing_cache(), "when": _when})
+
+
 async def home(web: "Web", request: Request, ops: Operations) -> Response:
     return RedirectResponse("/admin/domains", 303)
 
@@ -326,4 +437,8 @@ ADMIN_ROUTES: list[tuple[str, Handler, list[str]]] = [
     ("/admin/queue", admin_page(queue), ["GET", "POST"]),
     ("/admin/queue/message", admin_page(queue_message), ["GET"]),
     ("/admin/router", admin_page(router), ["GET", "POST"]),
+    ("/admin/acl", admin_page(acl), ["GET", "POST"]),
+    ("/admin/rules", admin_page(rules), ["GET", "POST"]),
+    ("/admin/gateway", admin_page(gateway), ["GET", "POST"]),
+    ("/admin/sharing", admin_page(sharing_page), ["GET", "POST"]),
 ]

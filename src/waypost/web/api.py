@@ -81,6 +81,8 @@ class Op:
     #: The field a DirectoryError (a bad name, a domain that is not ours) is about.
     subject: str = "address"
     max_body: int = MAX_BODY
+    #: Query parameters that must be given.
+    required: tuple[str, ...] = ()
 
 
 _LIMITS: dict[str, dict[str, Any]] = {"limit": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX},
@@ -164,7 +166,7 @@ async def _account_add(c: Call) -> Any:
         from ..secrets import Secrets
         from ..sharing.peers import ask_peers
 
-        name, domain = await asyncio.to_thread(c.ops.directory.split, b["address"])
+        name, domain = await asyncio.to_thread(c.ops._domain_of, b["address"])  # (may the caller, first)
         s = c.web.settings.sharing
         answers = await ask_peers(c.web.server.db, Secrets(c.web.settings.data_dir), f"{name}@{domain}", s.timeout,
                                   s.cache_ttl)
@@ -291,6 +293,73 @@ def _release(c: Call) -> Any:
     return {"recipients": c.ops.queue_release(c.path["domain"])}
 
 
+def _rules_view(c: Call) -> Any:
+    return {"text": c.ops.rules_text(), "rules": c.ops.rules_list()}
+
+
+def _rules_set(c: Call) -> Any:
+    _count, errors = c.ops.rules_set(c.body["text"])
+    if errors:
+        raise _BadLines(errors)
+    return _rules_view(c)
+
+
+def _rule_add(c: Call) -> Any:
+    _at, errors = c.ops.rule_add(c.body["text"], c.body.get("position"))
+    if errors:
+        raise _BadLines(errors)
+    return _rules_view(c)
+
+
+def _rule_move(c: Call) -> Any:
+    c.ops.rule_move(c.path["name"], c.body["position"])
+    return _rules_view(c)
+
+
+def _rule_remove(c: Call) -> Any:
+    c.ops.rule_remove(c.path["name"])
+    return _rules_view(c)
+
+
+def _gateway_view(c: Call) -> Any:
+    return {"text": c.ops.gateway_text(), "rules": c.ops.gateway_list()}
+
+
+def _gateway_set(c: Call) -> Any:
+    _count, errors = c.ops.gateway_set(c.body["text"])
+    if errors:
+        raise _BadLines(errors)
+    return _gateway_view(c)
+
+
+def _auth_set(c: Call) -> Any:
+    c.ops.gateway_auth_set(c.path["who"], c.body["user"], c.body["password"])
+    return {"for": c.path["who"].lower(), "user": c.body["user"]}
+
+
+def _auth_remove(c: Call) -> Any:
+    c.ops.gateway_auth_remove(c.path["who"])
+    return {"for": c.path["who"].lower(), "user": ""}
+
+
+def _peer_add(c: Call) -> Any:
+    b = c.body
+    c.ops.peer_add(b["host"], b.get("smtp_port", 25), b.get("minger_port", 4069), b.get("secret", ""),
+                   b.get("domains", []))
+    return next(p for p in c.ops.peers_list() if p["host"] == b["host"])
+
+
+def _peer_remove(c: Call) -> Any:
+    gone = next((p for p in c.ops.peers_list() if p["host"] == c.path["host"]), None)
+    c.ops.peer_remove(c.path["host"])
+    return gone
+
+
+def _acl_set(c: Call) -> Any:
+    c.ops.acl_set(c.body["mailbox"], c.body["identifier"], c.body["rights"])
+    return {"mailbox": c.body["mailbox"], "entries": c.ops.acl_get(c.body["mailbox"])}
+
+
 P = PREFIX
 OPERATIONS: list[Op] = [
     Op("GET", f"{P}/whoami", "whoami", "Who the token or session acts as", "session", _whoami,
@@ -326,6 +395,15 @@ OPERATIONS: list[Op] = [
        _remover("account"), response=S.Object),
     Op("PUT", f"{P}/accounts/{{address}}/password", "setPassword", "Set an account's password", "accounts",
        _account_password, body=S.Password, response=S.Object),
+    Op("GET", f"{P}/accounts/{{address}}/mailboxes", "listMailboxes", "The names of an account's mailboxes",
+       "acl", lambda c: {"mailboxes": c.ops.mailbox_list(c.path["address"])}, response=S.Mailboxes),
+    Op("GET", f"{P}/acl", "getAcl", "Who has which rights (RFC 4314) on a mailbox, ACCOUNT/MAILBOX", "acl",
+       lambda c: {"mailbox": c.query["mailbox"], "entries": c.ops.acl_get(c.query["mailbox"])},
+       query={"mailbox": {"type": "string", "minLength": 3, "maxLength": 1024}}, required=("mailbox",),
+       response=S.Acl, subject="mailbox"),
+    Op("PUT", f"{P}/acl", "setAcl",
+       "Grant rights on a mailbox: rights replaces, +rights adds, -rights removes, none takes all", "acl",
+       _acl_set, body=S.AclSet, response=S.Acl, subject="mailbox"),
     Op("GET", f"{P}/aliases", "listAliases", "List aliases", "aliases", _lister("alias"),
        query={**_DOMAIN_Q, **_LIMITS}, response=PAGE(S.Object), subject="domain"),
     Op("POST", f"{P}/aliases", "addAlias", "Make an address another name of an account", "aliases",
@@ -365,10 +443,52 @@ OPERATIONS: list[Op] = [
        _router_set, body=S.RouterSet, response=S.Router, subject="text", max_body=MAX_BODY_TABLE),
     Op("POST", f"{P}/route", "explainRoute", "Explain how an address is resolved, step by step", "routing",
        _route, body=S.RouteAsk, response=S.Route),
+    Op("GET", f"{P}/rules", "getRules", "The server-wide rules, in the order they apply", "rules", _rules_view,
+       response=S.Rules),
+    Op("PUT", f"{P}/rules", "setRules", "Replace every server-wide rule (checked first; a bad line changes nothing)",
+       "rules", _rules_set, body=S.Text, response=S.Rules, subject="text", max_body=MAX_BODY_TABLE),
+    Op("POST", f"{P}/rules", "addRule", "Add one server-wide rule (at position, 1 = first; default last)", "rules",
+       _rule_add, body=S.RuleAdd, response=S.Rules, subject="text"),
+    Op("PATCH", f"{P}/rules/{{name}}", "moveRule", "Move a server-wide rule to another position", "rules",
+       _rule_move, body=S.RuleMove, response=S.Rules, subject="name"),
+    Op("DELETE", f"{P}/rules/{{name}}", "removeRule", "Remove a server-wide rule", "rules", _rule_remove,
+       response=S.Rules, subject="name"),
+    Op("GET", f"{P}/gateway", "getGateway", "The gateway forwarding rules (first match wins)", "gateway",
+       _gateway_view, response=S.Gateway),
+    Op("PUT", f"{P}/gateway", "setGateway", "Replace the gateway forwarding rules (a bad line changes nothing)",
+       "gateway", _gateway_set, body=S.Text, response=S.Gateway, subject="text", max_body=MAX_BODY_TABLE),
+    Op("GET", f"{P}/gateway/auth", "listGatewayAuth", "Next-hop SMTP AUTH accounts (never the passwords)",
+       "gateway", lambda c: _page(c.ops.gateway_auth_list(), c.query), query=_LIMITS,
+       response=PAGE(S.Credentials)),
+    Op("PUT", f"{P}/gateway/auth/{{who}}", "setGatewayAuth",
+       "Set the next-hop account of a sender ('*': the common one); the password is sealed", "gateway",
+       _auth_set, body=S.CredentialsSet, response=S.Credentials, subject="who"),
+    Op("DELETE", f"{P}/gateway/auth/{{who}}", "removeGatewayAuth", "Remove next-hop credentials", "gateway",
+       _auth_remove, response=S.Credentials, subject="who"),
+    Op("GET", f"{P}/sharing/peers", "listPeers", "Domain Sharing peers (never their secrets)", "sharing",
+       lambda c: _page(c.ops.peers_list(), c.query), query=_LIMITS, response=PAGE(S.Peer)),
+    Op("POST", f"{P}/sharing/peers", "addPeer", "Add (or replace) a Domain Sharing peer", "sharing", _peer_add,
+       body=S.PeerAdd, response=S.Peer, status=201, subject="host"),
+    Op("DELETE", f"{P}/sharing/peers/{{host}}", "removePeer", "Remove a Domain Sharing peer", "sharing",
+       _peer_remove, response=S.Peer, subject="host"),
+    Op("GET", f"{P}/sharing/cache", "listSharingCache", "Positive Minger answers remembered", "sharing",
+       lambda c: _page(c.ops.sharing_cache(), c.query), query=_LIMITS, response=PAGE(S.CacheEntry)),
+    Op("DELETE", f"{P}/sharing/cache", "clearSharingCache", "Forget every remembered Minger answer", "sharing",
+       lambda c: {"answers": c.ops.sharing_cache_clear()}, response=S.Cleared),
     Op("GET", f"{P}/queue", "listQueue", "List queued messages, oldest first, a page at a time", "queue",
        _queue_list, query={**_QUEUE_Q, **_LIMITS}, response=PAGE(S.QueueEntry), subject="domain"),
     Op("POST", f"{P}/queue/flush", "flushQueue", "Retry now the queued messages a filter chooses", "queue",
        _queue_flush, body=S.QueueFlush, response=S.Count, subject="domain"),
+    Op("POST", f"{P}/queue/hold", "holdQueue", "Hold the queued messages a filter chooses", "queue",
+       lambda c: {"recipients": c.ops.queue_hold_matching(_queue_filter(c.body), c.body.get("domain"))},
+       body=S.QueueFlush, response=S.Count, subject="domain"),
+    Op("POST", f"{P}/queue/release", "releaseQueue", "Release (and retry now) the held messages a filter chooses",
+       "queue", lambda c: {"recipients": c.ops.queue_release_matching(_queue_filter(c.body), c.body.get("domain"))},
+       body=S.QueueFlush, response=S.Count, subject="domain"),
+    Op("POST", f"{P}/queue/delete", "deleteQueue",
+       "Delete without a bounce the messages a filter chooses (an empty filter is refused)", "queue",
+       lambda c: {"messages": c.ops.queue_delete_matching(_queue_filter(c.body), c.body.get("domain"))},
+       body=S.QueueFlush, response=S.Deleted, subject="domain"),
     Op("GET", f"{P}/queue/holds", "listHolds", "Domains whose mail is held (Hold Mail for Domains)", "queue",
        _holds, query=_LIMITS, response=PAGE(S.Hold)),
     Op("PUT", f"{P}/queue/holds/{{domain}}", "holdDomain", "Hold a domain's mail until ETRN, ATRN or release",
@@ -397,7 +517,7 @@ def openapi_document() -> dict[str, Any]:
         params = [{"name": n, "in": "path", "required": True,
                    "schema": {"type": "string", "minLength": 1, "maxLength": 320}}
                   for n in _path_names(op.path)]
-        params += [{"name": n, "in": "query", "required": False, "schema": s} for n, s in op.query.items()]
+        params += [{"name": n, "in": "query", "required": n in op.required, "schema": s} for n, s in op.query.items()]
         entry: dict[str, Any] = {
             "operationId": op.op_id, "summary": op.summary, "tags": [op.tag],
             "responses": {str(op.status): {"description": "Done", "content": {
@@ -522,6 +642,9 @@ def _query(request: Request, op: Op) -> dict[str, Any]:
                 raise SchemaError(name, "expected integer") from None
         validate(v, schema, name)
         out[name] = v
+    for name in op.required:
+        if name not in out:
+            raise SchemaError(name, "required")
     return out
 
 

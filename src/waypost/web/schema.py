@@ -214,3 +214,51 @@ class S:
               "properties": {"actor": {"type": "string"}, "server_admin": {"type": "boolean"},
                              "domains": {"type": ["array", "null"], "items": {"type": "string"}},
                              "csrf": {"type": "string"}}}
+    Text = {"type": "object", "required": ["text"], "additionalProperties": False,
+            "properties": {"text": {"type": "string", "maxLength": 8 * 1024 * 1024}}}
+    Rules = {"type": "object", "required": ["text", "rules"],
+             "properties": {"text": {"type": "string"}, "rules": {"type": "array", "items": {
+                 "type": "object", "required": ["position", "name", "rule", "at_rcpt"],
+                 "properties": {"position": {"type": "integer"}, "name": {"type": "string"},
+                                "rule": {"type": "string"}, "at_rcpt": {"type": "boolean"}}}}}}
+    RuleAdd = {"type": "object", "required": ["text"], "additionalProperties": False,
+               "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 64 * 1024},
+                              "position": {"type": "integer", "minimum": 1}}}
+    RuleMove = {"type": "object", "required": ["position"], "additionalProperties": False,
+                "properties": {"position": {"type": "integer", "minimum": 1}}}
+    Gateway = {"type": "object", "required": ["text", "rules"],
+               "properties": {"text": {"type": "string"}, "rules": {"type": "array", "items": {
+                   "type": "object", "required": ["line", "match", "destination", "port", "rewrite"],
+                   "properties": {"line": {"type": "integer"}, "match": {"type": "string"},
+                                  "destination": {"type": "string"}, "port": {"type": ["integer", "null"]},
+                                  "rewrite": {"type": "string"}}}}}}
+    Credentials = {"type": "object", "required": ["for", "user"],
+                   "properties": {"for": {"type": "string"}, "user": {"type": "string"}}}
+    CredentialsSet = {"type": "object", "required": ["user", "password"], "additionalProperties": False,
+                      "properties": {"user": {"type": "string", "minLength": 1, "maxLength": 320},
+                                     "password": {"type": "string", "minLength": 1, "maxLength": 1024}}}
+    Peer = {"type": "object", "required": ["host", "addresses", "smtp_port", "minger_port", "secret", "domains"],
+            "properties": {"host": {"type": "string"}, "addresses": {"type": "array", "items": {"type": "string"}},
+                           "smtp_port": {"type": "integer"}, "minger_port": {"type": "integer"},
+                           "secret": {"type": "boolean"}, "domains": {"type": "array", "items": {"type": "string"}}}}
+    PeerAdd = {"type": "object", "required": ["host"], "additionalProperties": False,
+               "properties": {"host": {"type": "string", "minLength": 1, "maxLength": 255},
+                              "smtp_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                              "minger_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                              "secret": {"type": "string", "maxLength": 50},
+                              "domains": {"type": "array", "items": _STR, "maxItems": 1000}}}
+    CacheEntry = {"type": "object", "required": ["address", "peer", "expires"],
+                  "properties": {"address": {"type": "string"}, "peer": {"type": "string"},
+                                 "expires": {"type": "number"}}}
+    Cleared = {"type": "object", "required": ["answers"], "properties": {"answers": {"type": "integer"}}}
+    Acl = {"type": "object", "required": ["mailbox", "entries"],
+           "properties": {"mailbox": {"type": "string"}, "entries": {"type": "array", "items": {
+               "type": "object", "required": ["identifier", "rights", "note"],
+               "properties": {"identifier": {"type": "string"}, "rights": {"type": "string"},
+                              "note": {"type": "string"}}}}}}
+    AclSet = {"type": "object", "required": ["mailbox", "identifier", "rights"], "additionalProperties": False,
+              "properties": {"mailbox": {"type": "string", "minLength": 3, "maxLength": 1024},
+                             "identifier": _ADDRESS, "rights": {"type": "string", "minLength": 1, "maxLength": 32}}}
+    Mailboxes = {"type": "object", "required": ["mailboxes"],
+                 "properties": {"mailboxes": {"type": "array", "items": {"type": "string"}}}}
+    Deleted = {"type": "object", "required": ["messages"], "properties": {"messages": {"type": "integer"}}}

@@ -351,6 +351,7 @@ def test_a_server_administrator_runs_every_group_with_curl(api):
     (None, b'{"name": "e.test"}', "text/plain", 415, None),
     (None, b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}', None, 413, None),
     ({"name": "bad..name"}, None, None, 400, "name"),
+    ({"name": "e.test", "ips": ["127.0.0.1", "not-an-ip"]}, None, None, 400, "ips"),
 ])
 def test_bad_input_is_refused_naming_the_field(api, body, raw, ctype, status, field):
     headers = {"Content-Type": ctype} if ctype else {}

@@ -123,6 +123,19 @@ def check_mail_to_unknown(value: str) -> str:
     return f"{local}@{domain}" if at else v  # the domain as the router reads it (IDNA)
 
 
+def _check_ips(ips: Iterable[str]) -> list[str]:
+    """Server addresses bound to a domain (multihoming), as the listeners compare them."""
+    import ipaddress
+
+    out = []
+    for ip in ips:
+        try:
+            out.append(str(ipaddress.ip_address(str(ip).strip())))
+        except ValueError:
+            raise Invalid("ips", f"{ip!r} is not an IP address") from None
+    return out
+
+
 def domain_view(directory: Directory, d: DomainRecord) -> dict[str, Any]:
     """A domain as ``waypost domain list --json`` and the API show it."""
     return {
@@ -234,7 +247,7 @@ class Operations(ServerOps):
 
     def domain_add(self, name: str, aliases: Iterable[str] = (), ips: Iterable[str] = ()) -> DomainRecord:
         self._require_server_admin("create domains")
-        ip_list = list(ips)
+        ip_list = _check_ips(ips)
         rec = self.directory.add_domain(name, tuple(aliases), {"ips": ip_list} if ip_list else None)
         self.audit("domain-add", rec.name)
         return rec
@@ -247,6 +260,7 @@ class Operations(ServerOps):
         self._require(rec.name)
         if "ips" in changes:
             self._require_server_admin("bind server addresses")
+            changes["ips"] = _check_ips(changes["ips"] or [])
         if "aliases" in changes:
             self._require_server_admin("change domain aliases")
         if changes.get("mail_to_unknown") is not None:

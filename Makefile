@@ -8,8 +8,9 @@ DATA   ?= ./var
 # The exact versions the tests passed with; every pip install below is held to them.
 CONSTRAINTS := constraints.txt
 # Debian tools the tests drive as real peers, as command:package (libmail-dkim-perl: Perl's
-# Mail::DKIM, the second ARC verifier of our seals; its dkimproxy-verify marks it installed).
-DEBIAN_TEST_TOOLS := swaks:swaks fetchmail:fetchmail mbsync:isync ss:iproute2 fail2ban-regex:fail2ban curl:curl opendkim-testmsg:opendkim-tools openssl:openssl postfix:postfix pg_restore:postgresql-client sieve-connect:sieve-connect rspamd:rspamd chromium:chromium dkimproxy-verify:libmail-dkim-perl
+# Mail::DKIM, the second ARC verifier of our seals; its dkimproxy-verify marks it installed;
+# redis-server: the Bayes store of the Rspamd learning test).
+DEBIAN_TEST_TOOLS := swaks:swaks fetchmail:fetchmail mbsync:isync ss:iproute2 fail2ban-regex:fail2ban curl:curl opendkim-testmsg:opendkim-tools openssl:openssl postfix:postfix pg_restore:postgresql-client sieve-connect:sieve-connect rspamd:rspamd chromium:chromium dkimproxy-verify:libmail-dkim-perl redis-server:redis-server
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -337,6 +337,11 @@ class FilterSettings:
     rspamd_timeout: float = _s(20.0, "Seconds Rspamd may take for one message; then filter.rspamd_failure applies.")
     rspamd_failure: str = _s("open", "What a message gets when Rspamd does not answer in time or cannot be reached: "
                                      "'open' (accepted unscanned, logged) or 'closed' (451 4.7.1, the sender retries).")
+    rspamd_controller: str = _s("", "Rspamd's controller worker as http://host:port (e.g. \"http://127.0.0.1:11334\"): "
+                                    "a message moved into Junk is reported as spam (POST /learnspam), one moved out "
+                                    "of Junk (not into Trash) as ham (/learnham); \"\" = off.")
+    rspamd_password: str = _s("", "The controller's password (sent as its Password field; \"\" = none, for a "
+                                  "controller that trusts our address through its secure_ip).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,6 +538,9 @@ def _validate(s: Settings) -> None:
         raise ConfigError("mailauth.timeout: must be positive")
     if s.filter.rspamd and not re.fullmatch(r"http://[^/\s:]+(:\d{1,5})?(/\S*)?", s.filter.rspamd):
         raise ConfigError("filter.rspamd: expected http://host:port, e.g. \"http://127.0.0.1:11333\"")
+    if s.filter.rspamd_controller and not re.fullmatch(r"http://[^/\s:]+(:\d{1,5})?(/\S*)?",
+                                                        s.filter.rspamd_controller):
+        raise ConfigError("filter.rspamd_controller: expected http://host:port, e.g. \"http://127.0.0.1:11334\"")
     if s.filter.rspamd_failure not in ("open", "closed"):
         raise ConfigError("filter.rspamd_failure: expected 'open' or 'closed'")
     if s.filter.rspamd_timeout <= 0:

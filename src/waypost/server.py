@@ -335,6 +335,7 @@ class Server:
         self._ftp_tls = ftp_tls
         self._web: "WebService | None" = None
         self._managesieve: "ManageSieveService | None" = None
+        self._learner: Any = None  # waypost.mailauth.learn.Learner, with filter.rspamd_controller
         self.files = FileStore(settings.path(settings.storage.files), self.directory, settings.files.size_limit)
         self._tls = tls if tls is not None else self._tls_context()
         self._dummy: ObjectRecord | None = None
@@ -541,6 +542,12 @@ class Server:
         from .mailstore.maildir import LISTINGS_TOPIC
 
         self.bus.subscribe(LISTINGS_TOPIC, self.mailstore.forget_listings)
+        if self.settings.filter.rspamd_controller:
+            from .mailauth.learn import Learner
+
+            # Moves into and out of Junk (IMAP, WebUser) reported to Rspamd's controller.
+            self._learner = Learner(self.settings, loop)
+            self.mailstore.on_copy = self._learner.copied
         # create_server calls listen() again on the socket it is given, with a backlog
         # of 100 unless told: the setting is passed on (a burst would otherwise wait).
         backlog = self.settings.server.listen_backlog
@@ -665,6 +672,9 @@ class Server:
         other sessions 421, then stop the queue (its leases go back to the index)."""
         for server in self._servers:
             server.close()
+        if self._learner is not None:
+            self.mailstore.on_copy = None
+            await self._learner.stop(min(grace, 5.0))
         if self._minger is not None:
             await self._minger.close()
         if self._service is not None:

@@ -564,3 +564,56 @@ def test_domain_sharings_cache_is_one_for_the_nodes(tmp_path):
     finally:
         stop_all(nodes)
         p.stop()
+
+
+def test_atrn_on_one_node_turns_around_mail_another_node_held(tmp_path):
+    """ODMR (RFC 2645): node A accepts mail for customer.test, whose mail is held; the
+    customer logs in to node B's ODMR port and says ATRN: node B turns the connection
+    around and hands over the message node A accepted, once; the queue is then empty."""
+    import base64
+
+    from support.transcript import Transcript
+
+    nodes, _shared = make_cluster(tmp_path, smtp={"auth_requires_tls": False})
+    a, b, _c = nodes
+    try:
+        (tmp_path / "router.txt").write_text("Relay: customer.test = customer.test@customer.test.via\n")
+        a.ok("router", "import", str(tmp_path / "router.txt"))
+        a.ok("queue", "hold", "customer.test")
+        a.ok("account", "add", "customer.test@example.test", "--password", "cust-pw")
+        a.start()
+        b.start()
+        with smtplib.SMTP(a.host, a.smtp_port, timeout=30) as s:
+            s.ehlo("client.example")
+            s.sendmail("sender@outside.example", ["joe@customer.test"], b"Subject: turned\r\n\r\nbody\r\n")
+        a.expect_log(r"event=held .*rcpt=<joe@customer.test>")
+        with Transcript(b.host, b.odmr_port) as t:
+            t.expect(220)
+            t.cmd("EHLO mail.customer.test", 250)
+            plain = base64.b64encode(b"\0customer.test@example.test\0cust-pw").decode()
+            t.cmd("AUTH PLAIN " + plain, 235, "2.7.0")
+            t.cmd("ATRN customer.test", 250, "2.0.0")
+            t.send("220 mail.customer.test ready to receive email")
+            seen: list[str] = []
+            while True:
+                line = t._line()
+                assert line is not None, "node B closed too early"
+                seen.append(line)
+                if line.startswith("EHLO"):
+                    t.send("250 mail.customer.test")
+                elif line.startswith(("MAIL FROM:", "RCPT TO:")):
+                    t.send("250 OK")
+                elif line == "DATA":
+                    t.send("354 go ahead")
+                    while (body := t._line()) != ".":
+                        seen.append("  " + str(body))
+                    t.send("250 2.0.0 received")
+                elif line == "QUIT":
+                    t.send("221 bye")
+                    break
+        assert seen[0] == f"EHLO {b.hostname}"
+        assert seen.count("RCPT TO:<joe@customer.test>") == 1 and "  Subject: turned" in seen
+        b.expect_log(r"event=delivered .*rcpt=<joe@customer.test> relay=odmr:customer.test@example.test")
+        wait_for(lambda: a.queue_ids() == [], timeout=20, what="an empty queue")
+    finally:
+        stop_all(nodes)

@@ -21,7 +21,7 @@ import trustme
 from support.imap import Raw
 from support.server import WaypostInstance, wait_for
 
-ACCOUNTS = ("tls", "long", "exam", "kw", "idl", "sub", "from")
+ACCOUNTS = ("tls", "long", "exam", "kw", "idl", "sub", "from", "modseq", "recent")
 MAX_LINE = 2048  # imap.max_line_length of the small-limit server
 
 
@@ -256,6 +256,67 @@ def test_examine_reports_recent_and_leaves_it(srv):
     assert b"* 3 EXISTS" in reply and _recent(reply) == 1
     for c in (r, r2, r3):
         c.close()
+
+
+# -- found by imaptest's stress mode with checkpoint= (every session's view compared) ---------
+
+
+def _append(r: Raw, text: bytes) -> None:
+    r.send(b"ap APPEND INBOX {%d+}\r\n" % len(text) + text + b"\r\n")
+    while not (line := r.line()).startswith(b"ap "):
+        pass
+    assert line.startswith(b"ap OK"), line
+
+
+def test_fetch_flags_in_a_condstore_session_leaves_the_modseq_update_owed(srv):
+    # A FETCH of FLAGS that shows another session's change, without MODSEQ, must not
+    # settle the FETCH (UID FLAGS MODSEQ) a CONDSTORE session is owed: the client would
+    # keep the old mod-sequence (imaptest: "modseqs differ"); Dovecot sends it after.
+    a, b = session(srv, "modseq"), session(srv, "modseq")
+    _append(a, b"Subject: m\r\n\r\nx\r\n")
+    assert a.cmd("s SELECT INBOX (CONDSTORE)")[-1].startswith(b"s OK")
+    assert b.cmd("s SELECT INBOX")[-1].startswith(b"s OK")
+    stored = b.cmd("b1 STORE 1 (UNCHANGEDSINCE 1000000) +FLAGS (\\Flagged)")
+    modseq = re.search(rb"MODSEQ \((\d+)\)", b" ".join(stored))
+    assert modseq is not None and stored[-1].startswith(b"b1 OK"), stored
+    reply = a.cmd("a1 FETCH 1 (FLAGS)")
+    assert reply[0].startswith(b"* 1 FETCH (FLAGS (\\Flagged") and b"MODSEQ" not in reply[0], reply
+    assert re.fullmatch(rb"\* 1 FETCH \(UID \d+ FLAGS \(\\Flagged[^)]*\) MODSEQ \(" + modseq.group(1) + rb"\)\)",
+                        reply[1]), reply
+    assert reply[-1].startswith(b"a1 OK") and len(reply) == 3
+    # asked with MODSEQ, nothing more is owed; with no change since, nothing either
+    assert b.cmd("b2 STORE 1 -FLAGS (\\Flagged)")[-1].startswith(b"b2 OK")
+    reply = a.cmd("a2 FETCH 1 (FLAGS MODSEQ)")
+    assert len(reply) == 2 and b"MODSEQ (" in reply[0], reply
+    assert len(a.cmd("a3 FETCH 1 (FLAGS)")) == 2
+    a.close()
+    b.close()
+
+
+def test_recent_count_follows_expunges(srv):
+    # RECENT is sent again when \Recent messages are expunged, by this session or by
+    # another (imaptest: "Total RECENT count ... larger than current message count"),
+    # as Dovecot does; a client counts \Recent by RECENT responses.
+    a, b = session(srv, "recent"), session(srv, "recent")
+    assert a.cmd("s SELECT INBOX")[-1].startswith(b"s OK")
+    for subject in (b"r1", b"r2", b"r3"):
+        _append(b, b"Subject: " + subject + b"\r\n\r\nx\r\n")
+    reply = a.cmd("a1 NOOP")
+    assert b"* 3 EXISTS" in reply and _recent(reply) == 3, reply
+    reply = b.cmd("s SELECT INBOX")
+    assert _recent(reply) == 0, reply  # a took them
+    assert b.cmd("b1 STORE 1 +FLAGS.SILENT (\\Deleted)")[-1].startswith(b"b1 OK")
+    reply = b.cmd("b2 EXPUNGE")
+    assert b"* 1 EXPUNGE" in reply and not any(x.endswith(b" RECENT") for x in reply), reply  # none here
+    reply = a.cmd("a2 NOOP")
+    assert b"* 1 EXPUNGE" in reply and _recent(reply) == 2, reply
+    assert reply.index(b"* 1 EXPUNGE") < next(i for i, x in enumerate(reply) if x.endswith(b" RECENT"))
+    assert a.cmd("a3 STORE 2 +FLAGS.SILENT (\\Deleted)")[-1].startswith(b"a3 OK")
+    reply = a.cmd("a4 EXPUNGE")
+    assert b"* 2 EXPUNGE" in reply and _recent(reply) == 1, reply
+    assert b.cmd("b3 NOOP")[:-1] == [b"* 2 EXPUNGE"]  # not \Recent there: no RECENT
+    a.close()
+    b.close()
 
 
 # -- issue 14 item 4: a new keyword is announced before a FETCH shows it ----------------------

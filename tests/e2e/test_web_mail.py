@@ -365,3 +365,59 @@ def test_list_rows_after_a_mailbox_is_deleted_and_made_again_in_two_workers(tmp_
     finally:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pool.submit(inst.stop).result()
+
+
+def test_acting_on_ticked_messages_of_the_list(page, server):
+    with imap(server, "bob") as im:
+        for i in range(5):
+            im.append("INBOX", None, None, f"From: t@remote.test\r\nSubject: tick {i}\r\n\r\nx\r\n".encode())
+    log_in(page, server, "bob")
+    page.goto(url(server, "/mail/box?box=INBOX&q=tick&sort=subject&order=asc"))
+
+    def tick(*subjects):
+        for s in subjects:
+            page.check(f"#messages tr[data-uid]:has-text('{s}') input[name=uid]")
+
+    tick("tick 0", "tick 1")
+    page.select_option("#bulk-action", "seen")
+    page.click("#bulk-go")
+    assert page.url.endswith("/mail/box?box=INBOX")
+    with imap(server, "bob") as im:
+        im.select("INBOX", readonly=True)
+        seen = im.search(None, "SEEN")[1][0].split()
+        assert len(seen) == 2
+        assert all(b"tick 0" in im.fetch(n, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1][0][1]
+                   or b"tick 1" in im.fetch(n, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1][0][1] for n in seen)
+    page.goto(url(server, "/mail/box?box=INBOX&q=tick&sort=subject&order=asc"))
+    tick("tick 2", "tick 3", "tick 4")
+    page.select_option("#bulk-action", "move")
+    page.select_option("#bulk-to", "Junk")
+    shot(page, "bulk")
+    page.click("#bulk-go")
+    with imap(server, "bob") as im:
+        im.select("Junk", readonly=True)
+        assert len(im.search(None, "SUBJECT", '"tick"')[1][0].split()) == 3
+        im.select("INBOX", readonly=True)
+        assert len(im.search(None, "SUBJECT", '"tick"')[1][0].split()) == 2
+    page.goto(url(server, "/mail/box?box=INBOX&q=tick"))
+    tick("tick 0")
+    page.select_option("#bulk-action", "delete")
+    page.click("#bulk-go")
+    assert found(server, "bob", "tick 0", "Trash") is not None and found(server, "bob", "tick 0") is None
+    # Nothing ticked, an unknown action, UIDs of nothing: refused, nothing done.
+    page.goto(url(server, "/mail/box?box=INBOX&q=tick"))
+    token = page.get_attribute("#bulk input[name=csrf]", "value")
+    cookie = {c["name"]: c["value"] for c in page.context.cookies()}["wp_session"]
+    with page.expect_response("**/mail/bulk") as answer:
+        page.click("#bulk-go")
+    assert answer.value.status == 404
+    import http.client
+    for body in (f"csrf={token}&box=INBOX&action=explode&uid=1", f"csrf={token}&box=INBOX&action=delete&uid=99999"
+                 f"&uid=x&uid=-1"):
+        c = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+        c.request("POST", "/mail/bulk", body, {"Cookie": f"wp_session={cookie}",
+                                                "Content-Type": "application/x-www-form-urlencoded"})
+        r = c.getresponse()
+        assert r.status in (400, 404) and b"Traceback" not in r.read()
+        c.close()
+    assert found(server, "bob", "tick 1") is not None

@@ -221,12 +221,16 @@ class Selected:
 
     # -- bringing the client up to date -------------------------------------------------
 
-    def expunged_here(self, uids: list[int]) -> list[Response]:
+    def expunged_here(self, uids: list[int], recent: bool = True) -> list[Response]:
         """This session expunged ``uids``: EXPUNGE responses, highest number first
         so that each number is still right when the client reads it; the
         REMOVEFROM of search contexts (RFC 5267) come first.  With QRESYNC one
-        VANISHED names them all by UID (RFC 7162 §3.2.10)."""
+        VANISHED names them all by UID (RFC 7162 §3.2.10).  When a message that was
+        \\Recent here went, a RECENT response with the new count follows (as Dovecot
+        sends it: a client counts \\Recent by RECENT responses), unless ``recent`` is
+        False (the caller sends one itself)."""
         out: list[Response] = expunging(self, uids) if self.contexts else []
+        recent_before = len(self.recent)
         vanished: list[int] = []
         for uid in sorted(uids, reverse=True):
             seq = self.seq_of(uid)
@@ -243,6 +247,8 @@ class Selected:
                 out.append(ExpungeData(seq))
         if vanished:
             out.append(VanishedData(SequenceSet.from_numbers(vanished)))
+        if recent and not self.rev2 and len(self.recent) != recent_before:
+            out.append(RecentData(len(self.recent)))
         return out
 
     def uid_test(self, uids: SequenceSet) -> Callable[[int], bool]:
@@ -324,8 +330,9 @@ class Selected:
         db = store.db
         assert db is not None
         out: list[Response] = self.announce_keywords()
+        recent_before = len(self.recent)
         if allow_expunge and self.gone:
-            out += self.expunged_here(sorted(self.gone))
+            out += self.expunged_here(sorted(self.gone), recent=False)
         for uid in sorted(self.owed):
             seq = self.seq_of(uid)
             if seq is None or uid in self.gone:
@@ -354,6 +361,8 @@ class Selected:
             out.append(ExistsData(len(self.uids)))
             if not self.rev2:
                 out.append(RecentData(len(self.recent)))
+        elif not self.rev2 and len(self.recent) != recent_before:
+            out.append(RecentData(len(self.recent)))  # \Recent messages expunged
         return out
 
 

@@ -35,7 +35,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..bus import Bus
 from ..db import Conflict, Database, MailboxRecord, MessageRecord, NotFound
@@ -176,6 +176,9 @@ class Mailstore:
         self._listing_cache = listing_cache
         self.db = db
         self.bus = bus
+        # Called after every copy between mailboxes as on_copy(src, dst, paths of the
+        # copies): Rspamd learning (waypost.mailauth.learn) hears moves into and out of Junk.
+        self.on_copy: Callable[[MailboxRecord, MailboxRecord, list[Path]], None] | None = None
         # Maildir unique names: time.MusecPpidQn.host (the "/" and ":" of a host
         # name are encoded as the Maildir convention asks).
         host = hostname or socket.gethostname()
@@ -924,6 +927,12 @@ class Mailstore:
             fsync_dir(dpath / "cur")
             out = self._db().message_add(dst.id, items)
         self.changed(dst)
+        hook = self.on_copy
+        if hook is not None:
+            try:
+                hook(src, dst, made)
+            except Exception:  # a listener's trouble never fails the copy
+                log.exception("event=copy-hook-error mailbox=%s", dst.name)
         return out
 
     # -- quotas ---------------------------------------------------------------------------

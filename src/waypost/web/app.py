@@ -73,7 +73,7 @@ class Web:
         """The operations layer acting as ``actor`` (the admin pages and the API)."""
         server = self.server
         return Operations(server.directory, actor, router=lambda: server.router,
-                          spool=self.settings.path(self.settings.storage.spool))
+                          spool=self.settings.path(self.settings.storage.spool), mailstore=lambda: server.mailstore)
 
     # -- pages -----------------------------------------------------------------------
 
@@ -448,25 +448,45 @@ async def download(web: Web, request: Request) -> Response:
     return Response(content, media_type="application/octet-stream", headers=headers)
 
 
-def _change(web: Web, session: Session, action: str, name: str, uid: str, target: str) -> str | None:
-    """Flag, unflag, delete, move or copy one message; the URL to go to next, or None
-    (no such mailbox or message, or no right to do it).  OverQuota when the target's
-    owner has no room (a move within one account takes no more room)."""
+#: Messages one list form may act on at once (a page holds ``web.page_size``).
+MAX_BULK = 500
+
+
+def _change(web: Web, session: Session, action: str, name: str, uids: list[str], target: str,
+            single: bool = True) -> str | None:
+    """Flag, unflag, mark seen or unseen, delete, move or copy messages (one from the
+    message page, ``single``; those ticked in a list); the URL to go to next, or None (no
+    such mailbox, none of the messages, or no right to do it).  OverQuota when the
+    target's owner has no room (a move within one account takes no more room)."""
     store = web.server.mailstore
-    need = {"flag": "w", "unflag": "w", "delete": "te", "move": "te", "copy": ""}[action]
+    need = {"flag": "w", "unflag": "w", "seen": "s", "unseen": "s", "delete": "te", "move": "te", "copy": ""}[action]
     ref = _ref(web, session, name, "r" + need)
-    msg = _message(web, ref, uid) if ref is not None else None
-    if ref is None or msg is None:
+    if ref is None:
         return None
+    msgs = list({m.uid: m for m in (_message(web, ref, u) for u in uids[:MAX_BULK]) if m is not None}.values())
+    if not msgs:
+        return None
+    picked = [m.uid for m in msgs]
     back = f"/mail/box?box={quote(ref.name, safe='')}"
+    here = f"/mail/msg?box={quote(ref.name, safe='')}&uid={msgs[0].uid}"
     if action in ("flag", "unflag"):
-        store.store(ref.box, [msg.uid], ["\\Flagged"], "+" if action == "flag" else "-")
-        return f"/mail/msg?box={quote(ref.name, safe='')}&uid={msg.uid}"
+        store.store(ref.box, picked, ["\\Flagged"], "+" if action == "flag" else "-")
+        return here if single else back
+    if action in ("seen", "unseen"):
+        access = _access(web, session)
+        if access.is_owner(ref.box) or ref.owner == access.address:
+            store.store(ref.box, picked, ["\\Seen"], "+" if action == "seen" else "-")
+        else:  # the reader's own \\Seen (RFC 4314 §5.1.2)
+            db = store.db
+            assert db is not None
+            db.seen_set(ref.box.id, access.address, picked, action == "seen")
+            store.changed(ref.box)
+        return back
     if action == "delete":
         trash = store.get(session.domain, session.name, "Trash")
         if trash is None or trash.id == ref.box.id:
-            store.store(ref.box, [msg.uid], ["\\Deleted"], "+")
-            store.expunge(ref.box, [msg])
+            store.store(ref.box, picked, ["\\Deleted"], "+")
+            store.expunge(ref.box, msgs)
             return back
         dst = _access(web, session).resolve("Trash")
     else:
@@ -475,23 +495,29 @@ def _change(web: Web, session: Session, action: str, name: str, uid: str, target
         return None
     same_owner = (dst.box.domain, dst.box.account) == (ref.box.domain, ref.box.account)
     if action == "copy":
-        store.copy(ref.box, [msg], dst.box)  # a copy takes room, in any account (RFC 9208 §4.1)
-        return f"/mail/msg?box={quote(ref.name, safe='')}&uid={msg.uid}&copied={quote(dst.name, safe='')}"
-    store.copy(ref.box, [msg], dst.box, quota=not same_owner)
-    store.expunge(ref.box, [msg])
+        store.copy(ref.box, msgs, dst.box)  # a copy takes room, in any account (RFC 9208 §4.1)
+        return f"{here}&copied={quote(dst.name, safe='')}" if single else back
+    store.copy(ref.box, msgs, dst.box, quota=not same_owner)
+    store.expunge(ref.box, msgs)
     return back
 
 
-def _action(action: str) -> Handler:
+def _action(action: str | None) -> Handler:
+    """A message page's button (``action``), or the list's form (None: the action and
+    the ticked UIDs come in the form)."""
     async def handler(web: Web, request: Request) -> Response:
         session: Session = request.scope["waypost.session"]
         form = await request.form()
+        what = action or str(form.get("action") or "")
+        if what not in ("flag", "unflag", "seen", "unseen", "delete", "move", "copy"):
+            return web.page(request, "error.html", 400, title="Refused", message="Unknown action.")
+        uids = [str(u) for u in form.getlist("uid")]
         try:
-            nxt = await asyncio.to_thread(_change, web, session, action, str(form.get("box") or ""),
-                                          str(form.get("uid") or ""), str(form.get("to") or ""))
+            nxt = await asyncio.to_thread(_change, web, session, what, str(form.get("box") or ""), uids,
+                                          str(form.get("to") or ""), action is not None)
         except OverQuota:
             # RFC 4918 §11.5 507 Insufficient Storage: the target account is full.
-            event(log, "web-over-quota", level=logging.INFO, account=session.account, action=action,
+            event(log, "web-over-quota", level=logging.INFO, account=session.account, action=what,
                   target=str(form.get("to") or "Trash")[:200])
             return web.page(request, "error.html", 507, title="Mailbox full",
                             message="Not done: the target mailbox's account is over its quota.")
@@ -741,6 +767,7 @@ def build_app(server: "Server") -> Callable[[Scope, Receive, Send], Awaitable[No
         Route("/mail/delete", _page(_action("delete"), web), methods=["POST"]),
         Route("/mail/move", _page(_action("move"), web), methods=["POST"]),
         Route("/mail/copy", _page(_action("copy"), web), methods=["POST"]),
+        Route("/mail/bulk", _page(_action(None), web), methods=["POST"]),
         Route("/mail/compose", _page(compose, web), methods=["GET", "POST"]),
         Route("/mail/acl", _page(acl_page, web), methods=["GET", "POST"]),
         Route("/mail/sharing", _page(sharing_page, web), methods=["GET", "POST"]),

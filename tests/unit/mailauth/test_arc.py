@@ -200,3 +200,15 @@ async def test_trusted_sealer_turns_a_dmarc_failure_into_disposition_none(db, se
         list_ar.replace(b"dmarc=pass", b"dmarc=fail") + MESSAGE + b"-- \r\nfooter\r\n")
     v = await check_message(trusted, other, STRANGER, "mx.lists.test", "list-bounces@lists.test")
     assert (v.arc.result, v.dmarc.disposition) == ("pass", "reject")
+
+
+def test_a_dkim_signed_message_is_sealed(sealer, dns, db, secrets):
+    """The author's DKIM-Signature stays out of the AMS h= (dkimpy refuses it there):
+    a signed message from outside is sealed, not left unsealed."""
+    from waypost.mailauth import Signer
+
+    add_key(db, secrets, dns, "example.test", "s1")
+    signed = Signer(db, secrets).sign(MESSAGE)
+    sealed = sealer.seal(OUR_AR + signed, "q3")
+    assert sealed.startswith(b"ARC-Seal: i=1; cv=none;")
+    assert dkimpy_verify(dns, sealed) == (dkim.CV_Pass, "success")

@@ -132,8 +132,14 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
             conn.send(*sel.announce_keywords())  # RFC 3501 §7.2.6
         if Att.FLAGS not in atts:
             atts.append(Att.FLAGS)
+    # The FLAGS sent settle what the client was owed (flags changed elsewhere), but
+    # in a CONDSTORE session only with their MODSEQ: else the FETCH (UID FLAGS
+    # MODSEQ) owed still follows, as Dovecot sends it, so that the client's
+    # mod-sequences stay those of the index (RFC 7162 §3.2: every unsolicited FETCH
+    # of a flag change carries MODSEQ).
+    tells_flags = Att.FLAGS in atts and (Att.MODSEQ in atts or not sel.condstore)
     if not needs_file and not needs_structure and not needs_preview:
-        await _fetch_index_only(conn, sel, targets, atts)
+        await _fetch_index_only(conn, sel, targets, atts, tells_flags)
         if unsized:
             return Tagged(cmd.tag, "OK", "Some messages were expunged meanwhile", Codes.EXPUNGEISSUED)
         return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}FETCH completed")
@@ -173,7 +179,7 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
             # index still holds, "NIL FETCH responses" for the rest (RFC 2180 §4.1.3).
             missing = True
             parts = [_lost_item(sel, m, a, cache.get(uid)) for a in atts]
-            if Att.FLAGS in atts:
+            if tells_flags:
                 sel.owed.discard(uid)
             if out.add(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"):
                 await conn.drain()
@@ -192,7 +198,7 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         except mime.UnknownCte:
             unknown_cte = True  # RFC 3516 §4.2: the FETCH fails, as a whole
             continue
-        if Att.FLAGS in atts:
+        if tells_flags:
             sel.owed.discard(uid)
         if out.add(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"):
             await conn.drain()
@@ -251,7 +257,8 @@ _INDEX_FORMS = {
 }
 
 
-async def _fetch_index_only(conn: Connection, sel: Selected, targets: list[tuple[int, int]], atts: list[Any]) -> None:
+async def _fetch_index_only(conn: Connection, sel: Selected, targets: list[tuple[int, int]], atts: list[Any],
+                            tells_flags: bool) -> None:
     """FETCH of UID, FLAGS, RFC822.SIZE, MODSEQ and INTERNALDATE: one format string
     for the whole response and no file opened — the common "what changed" request
     of every client (``FETCH 1:* (UID FLAGS)``)."""
@@ -279,7 +286,7 @@ async def _fetch_index_only(conn: Connection, sel: Selected, targets: list[tuple
         if out.add(line):
             await conn.drain()
     out.flush()
-    if Att.FLAGS in atts:
+    if tells_flags:
         sel.owed.difference_update(uid for _, uid in targets)
 
 

@@ -61,11 +61,17 @@ typecheck: $(VENV)/.installed-test
 	$(VENV)/bin/mypy
 
 # End-to-end files run again on the PostgreSQL engine by `make test` (delivery, IMAP,
-# queue races, ETRN, sharing, send-as, the engine's own): a few minutes, not the suite.
+# POP3, quotas (kept by the engine's triggers), ManageSieve, rules, queue races, ETRN,
+# sharing, send-as, the engine's own): a few minutes, not the suite.  Each file was added
+# after it passed on PostgreSQL.  (Measured with the machine's two cores 100 % busy with
+# other work, load average 14: about 11 minutes, the set before the last five files 7;
+# test_sieve_delivery.py, test_delivery.py and test_smtp_receive.py pass on PostgreSQL
+# too but are left out for time.)
 PG_E2E := tests/e2e/test_local_delivery.py tests/e2e/test_queue_races.py \
 	tests/e2e/test_on_demand.py tests/e2e/test_send_as.py tests/e2e/test_imap_status_list.py \
 	tests/e2e/test_shared_mailboxes.py tests/e2e/test_sharing.py tests/e2e/test_login_throttle.py \
-	tests/e2e/test_mailbox_lifecycle.py
+	tests/e2e/test_mailbox_lifecycle.py tests/e2e/test_imap.py tests/e2e/test_pop3.py \
+	tests/e2e/test_quota.py tests/e2e/test_managesieve.py tests/e2e/test_rules.py
 
 # The machine's PostgreSQL (127.0.0.1:5432) is started if it is not running.
 postgresql-up:

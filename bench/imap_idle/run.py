@@ -13,7 +13,9 @@ then the script reports:
 - **shared wake-up**: another session APPENDs a message to ``bench``'s INBOX; the time
   from sending the APPEND (its storing included) until each of the --watchers sessions has read its
   ``* n EXISTS`` (p50, p99, max over --rounds appends);
-- **one INBOX**: the same for ``solo``'s one watcher, while every other session sits.
+- **one INBOX**: the same for ``solo``'s one watcher, while every other session sits;
+- **idle CPU**: the server's CPU seconds per second over --quiet seconds while every
+  session sits in IDLE and nothing happens.
 
 Dovecot keeps one imap process per session and its default ``process_limit`` for imap
 is 1024, so it is measured with --peer-sessions (default 1000) sessions unless told
@@ -227,6 +229,11 @@ async def measure(server, args, sessions: int) -> dict:
         out.update(sessions=len(held), mib=kib / 1024, procs=procs, per_session_kib=(kib - base_kib) / len(held))
         log(f"{server.name}: {len(held)} sessions in IDLE, server PSS {kib / 1024:.1f} MiB in {procs} processes "
             f"(before: {base_kib / 1024:.1f} MiB), {(kib - base_kib) / len(held):.1f} KiB per session")
+        # What the sessions cost while nothing happens (IDLE's periodic re-check).
+        c0 = ib.tree_cpu(server.root_pid())
+        await asyncio.sleep(args.quiet)
+        out["idle_cpu"] = (ib.tree_cpu(server.root_pid()) - c0) / args.quiet
+        log(f"{server.name}: while the sessions sit idle: {out['idle_cpu']:.3f} CPU seconds per second")
         # Wake-ups.
         for user, group, key in (("bench", watchers, "shared"), ("solo", [solo] if solo else [], "one")):
             lat: list[float] = []
@@ -262,6 +269,7 @@ def main() -> int:
     ap.add_argument("--watchers", type=int, default=1000, help="sessions watching the shared INBOX (default 1000)")
     ap.add_argument("--rounds", type=int, default=5, help="APPENDs for each wake-up figure")
     ap.add_argument("--batch", type=int, default=200, help="sessions opened at once")
+    ap.add_argument("--quiet", type=float, default=10.0, help="seconds the idle server's CPU is measured over")
     ap.add_argument("--timeout", type=float, default=120, help="bound of every wait, in seconds")
     ap.add_argument("--workers", type=int, default=0, help="waypost serve --workers (0: its default)")
     ap.add_argument("--only", choices=("waypost", "dovecot"))
@@ -347,6 +355,7 @@ def main() -> int:
     row("server PSS before them (MiB)", lambda r: r["base_mib"], ".1f", ratio=False)
     row("per session (KiB)", lambda r: r["per_session_kib"], ".1f")
     row("server processes", lambda r: r["procs"], "d", ratio=False)
+    row("CPU s/s while they sit idle", lambda r: r["idle_cpu"], ".3f", ratio=False)
     row("shared INBOX wake-up p50 (ms)", lambda r: r["shared"]["p50"] * 1000, ".1f")
     row("shared INBOX wake-up p99 (ms)", lambda r: r["shared"]["p99"] * 1000, ".1f")
     row("shared INBOX wake-up max (ms)", lambda r: r["shared"]["max"] * 1000, ".1f")

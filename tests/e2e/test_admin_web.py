@@ -182,6 +182,14 @@ def test_a_domain_administrator_sees_only_their_domain(page, server):
     page.fill("#add-account input[name=password]", "helper-admin-pw-1")
     page.click("#add-account button")
     page.wait_for_selector(f"tr[data-address='helper@{A}']")
+    # The ACL of a mailbox of A (from the account page), but not of B.
+    page.goto(url(server, f"/admin/account?address=user@{A}"))
+    page.click("#mailboxes a:text('INBOX')")
+    page.fill("#grant input[name=identifier]", "boss")
+    page.fill("#grant input[name=rights]", "lrs")
+    page.click("#grant button")
+    assert page.locator(f"#acl tr[data-ident='boss@{A}'] .rights").inner_text() == "lrs"
+    assert page.goto(url(server, f"/admin/acl?mailbox=other@{B}/INBOX")).status == 403
     # A form naming B, sent from A's page, is refused and changes nothing.
     page.goto(url(server, f"/admin/domain?name={A}"))
     page.evaluate(f"document.querySelector('#add-account input[name=domain]').value = '{B}'")

@@ -129,11 +129,13 @@ BODIES = {
     "addAlias": {"address": f"al@{B}", "account": "other"}, "addForwarder": {"address": f"f2@{B}", "target": "z@remote.test"},
     "setForwarder": {"target": "y@remote.test"}, "addGroup": {"address": f"g2@{B}", "members": ["other"]},
     "setGroup": {"add": ["x@remote.test"]}, "setRouter": {"text": f"<x@{B}> = y@{B}\n"},
-    "explainRoute": {"address": f"other@{B}"}, "flushQueue": {"domain": B},
+    "explainRoute": {"address": f"other@{B}"}, "flushQueue": {"domain": B}, "holdQueue": {"domain": B},
+    "releaseQueue": {"domain": B}, "deleteQueue": {"domain": B},
     "setRules": {"text": "big: size over 1000 => discard\n"}, "addRule": {"text": "big: size over 1000 => discard"},
     "moveRule": {"position": 1}, "setGateway": {"text": "* 127.0.0.9:2525\n"},
     "setGatewayAuth": {"user": "relay", "password": "relay-pw-1"},
     "addPeer": {"host": "127.0.0.3", "secret": "s" * 20},
+    "setAcl": {"mailbox": f"other@{B}/INBOX", "identifier": "anyone", "rights": "lr"},
 }
 #: What a domain administrator of A (or a token scoped to A) may call about B: lists,
 #: which show only A's part of them (checked below), and who they are.
@@ -188,6 +190,8 @@ def test_the_authorisation_matrix(api):
     for method, path, op in operations(api):
         for who, (headers, refused) in callers.items():
             p = concrete(path, api)
+            if op["operationId"] == "getAcl":
+                p += f"?mailbox=other@{B}/INBOX"
             if op["operationId"] in SCOPED_OK and who in ("domain admin of A", "token scoped to A"):
                 if not any(q["name"] == "domain" for q in op.get("parameters", [])):
                     continue
@@ -271,6 +275,13 @@ def test_a_server_administrator_runs_every_group_with_curl(api):
     assert curl("GET", f"/api/v1/queue/{qid}")[1]["recipients"][0]["address"] == "x@remote.test"
     assert curl("GET", "/api/v1/queue/holds")[1]["items"] == [{"domain": "remote.test", "messages": 1}]
     assert curl("POST", f"/api/v1/queue/{qid}/flush")[0] == 200
+    assert curl("POST", "/api/v1/queue/release", {"target": "mx:remote.test"})[1] == {"recipients": 1}
+    assert curl("GET", f"/api/v1/queue/{qid}")[1]["recipients"][0]["held"] is False
+    assert curl("POST", "/api/v1/queue/hold", {"recipient": "x@remote.test"})[1] == {"recipients": 1}
+    assert curl("GET", f"/api/v1/queue/{qid}")[1]["recipients"][0]["held"] is True
+    code, err = curl("POST", "/api/v1/queue/delete", {})
+    assert code == 400 and err["error"]["field"] == "filter"
+    assert curl("POST", "/api/v1/queue/delete", {"sender": "nobody@nowhere.test"})[1] == {"messages": 0}
     assert curl("PUT", "/api/v1/queue/holds/remote.test")[0] == 200
     code, deleted = curl("DELETE", f"/api/v1/queue/{qid}")
     assert code == 200 and deleted["id"] == qid and qid not in api.queue_ids()
@@ -278,6 +289,21 @@ def test_a_server_administrator_runs_every_group_with_curl(api):
     assert curl("GET", f"/api/v1/queue/{qid}")[0] == 404
     assert curl("DELETE", "/api/v1/queue/holds/remote.test")[0] == 200
     assert curl("GET", "/api/v1/queue/holds")[1]["items"] == []
+    # Mailbox ACLs (RFC 4314 rights), as waypost acl get|set.
+    code, boxes = curl("GET", "/api/v1/accounts/info@d.test/mailboxes")
+    assert code == 200 and "INBOX" in boxes["mailboxes"]
+    code, acl = curl("PUT", "/api/v1/acl", {"mailbox": "info@d.test/INBOX", "identifier": "anyone", "rights": "lr"})
+    assert code == 200 and {"identifier": "anyone", "rights": "lr", "note": ""} in acl["entries"]
+    code, acl = curl("PUT", "/api/v1/acl", {"mailbox": "info@d.test/INBOX", "identifier": "anyone", "rights": "+s"})
+    assert {"identifier": "anyone", "rights": "lrs", "note": ""} in acl["entries"]
+    assert "anyone" in api.ok("acl", "get", "info@d.test/INBOX")
+    for body, field in (({"mailbox": "info@d.test/INBOX", "identifier": "anyone", "rights": "lz"}, "rights"),
+                        ({"mailbox": "info@d.test/INBOX", "identifier": "nobody", "rights": "lr"}, "identifier"),
+                        ({"mailbox": "info@d.test", "identifier": "anyone", "rights": "lr"}, "mailbox")):
+        code, err = curl("PUT", "/api/v1/acl", body)
+        assert code == 400 and err["error"]["field"] == field, err
+    assert curl("GET", "/api/v1/acl?mailbox=info@d.test/NoSuchBox")[0] == 404
+    assert curl("GET", "/api/v1/acl")[1]["error"]["field"] == "mailbox"
     # Removal, and the log line naming the token.
     assert curl("DELETE", "/api/v1/groups/all@d.test")[0] == 200
     assert curl("DELETE", "/api/v1/accounts/info@d.test")[0] == 200
@@ -410,3 +436,17 @@ def test_the_queue_pages_follow_each_other_without_a_gap_or_a_repeat(tmp_path):
             pages += 1
         assert pages == 3 and seen == ids, (pages, len(seen), page[-1500:])
         inst.stop()
+
+
+def test_metrics_on_the_web_listener_with_a_server_token(api):
+    """/metrics on listen.http for a server administrator's token: the Prometheus text
+    format, read back with prometheus_client's parser; other callers refused."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, text, headers = call(api, "GET", "/metrics", token=api.tokens["server"])
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families, text[:500]
+    assert any(name.startswith("waypost_queue") for name in families), sorted(families)
+    for token, expected in ((None, 401), (api.tokens["revoked"], 401), (api.tokens["scoped-a"], 403)):
+        assert call(api, "GET", "/metrics", token=token)[0] == expected

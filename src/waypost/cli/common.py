@@ -110,7 +110,7 @@ class App:
         from ..ops import Actor, Operations
 
         return Operations(self.directory, Actor.cli(), router=lambda: self.router,
-                          spool=self.settings.path(self.settings.storage.spool))
+                          spool=self.settings.path(self.settings.storage.spool), mailstore=lambda: self.mailstore)
 
     @property
     def directory(self) -> Directory:

@@ -150,9 +150,7 @@ def _box(app: App, path: str) -> Any:
 @handle_errors
 def acl_get(app: App, path: str, as_json: bool) -> None:
     """Who has which rights on a mailbox.  Example: waypost acl get public@client1.com/announce"""
-    box = _box(app, path)
-    rows = [{"identifier": f"{box.account}@{box.domain}", "rights": RIGHTS, "note": "owner"}]
-    rows += [{"identifier": i, "rights": r, "note": ""} for i, r in app.db.acl_get(box.id).items()]
+    rows = app.ops.acl_get(path)
     emit(app, rows, ["identifier", "rights", "note"], as_json, f"ACL of {path}")
 
 
@@ -165,19 +163,5 @@ def acl_get(app: App, path: str, as_json: bool) -> None:
 def acl_set(app: App, path: str, identifier: str, rights: str) -> None:
     """Grant rights: RIGHTS replaces, +RIGHTS adds, -RIGHTS removes, "none" takes all away.
     Example: waypost acl set public@client1.com/announce marketing@client1.com lrswipkxtea"""
-    box = _box(app, path)
-    access = Access(app.mailstore, box.domain, box.account, app.directory.account_named)
-    ident = access.identifier(identifier, box)
-    if ident is None:
-        return fail(f"unknown identifier {identifier} (an account, or anyone)")  # type: ignore[no-any-return]
-    if ident == f"{box.account}@{box.domain}":
-        fail("the owner always has every right on its mailboxes")
-    current = app.db.acl_get(box.id).get(ident, "")
-    if rights.lower() == "none":
-        new = ""
-    elif rights[:1] in ("+", "-"):
-        new = change_rights(current, rights[1:], rights[0])
-    else:
-        new = change_rights(current, rights, "")
-    app.db.acl_set(box.id, ident, new or None)
+    ident, new = app.ops.acl_set(path, identifier, rights)
     click.echo(f"{path}: {ident} {new or '(no rights)'}")

@@ -250,7 +250,7 @@ def queue_hold(app: App, domain: str | None, target: str | None, sender: str | N
     if domain is None:
         where = _filter(target, sender, recipient, older_than, newer_than, state)
         if _choose(app, where, everything, "Hold", yes):
-            n = app.db.queue_set_matching(where, time.time(), held=True)
+            n = app.ops.queue_hold_matching(where)
             click.echo(f"{n} queued recipient(s) now held; 'waypost queue release' with the same options lets them go")
         return
     from ..address import normalize_domain
@@ -275,7 +275,7 @@ def queue_release(app: App, domain: str | None, target: str | None, sender: str 
     if domain is None:
         where = _filter(target, sender, recipient, older_than, newer_than, state or "held")
         if _choose(app, where, everything, "Release", yes):
-            n = app.db.queue_set_matching(where, time.time(), held=False, due=True)
+            n = app.ops.queue_release_matching(where)
             click.echo(f"{n} recipient(s) released and due now")
         return
     from ..address import normalize_domain
@@ -311,17 +311,7 @@ def queue_delete(app: App, msg_ids: tuple[str, ...], target: str | None, sender:
         where = _filter(target, sender, recipient, older_than, newer_than, state)
         if not _choose(app, where, everything, "Delete", yes):
             return
-        deleted = 0
-        while True:  # in chunks: bounded memory, short write transactions
-            ids = [e.msg_id for e in app.db.queue_entries(where, limit=1000)]
-            if not ids:
-                break
-            deleted += app.db.queue_delete_many(ids)
-            for msg_id in ids:
-                try:
-                    (spool / msg_id).unlink()
-                except FileNotFoundError:
-                    pass
+        deleted = app.ops.queue_delete_matching(where, everything=everything)
         click.echo(f"deleted {deleted} message(s)")
         return
     missing = 0

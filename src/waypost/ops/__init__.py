@@ -173,11 +173,12 @@ class Operations(ServerOps):
     spool directory (its ``queue/`` holds the queued message files)."""
 
     def __init__(self, directory: Directory, actor: Actor, router: "Callable[[], Router] | None" = None,
-                 spool: Path | None = None) -> None:
+                 spool: Path | None = None, mailstore: "Callable[[], Any] | None" = None) -> None:
         self.directory = directory
         self.actor = actor
         self._router = router
         self.spool = spool
+        self._mailstore = mailstore
 
     @property
     def db(self) -> Any:
@@ -431,6 +432,69 @@ class Operations(ServerOps):
     def group_remove(self, address: str) -> ObjectRecord:
         return self._remove(address, "group")
 
+    # -- mailbox ACLs (RFC 4314) ---------------------------------------------------------
+
+    def _mailbox(self, path: str) -> Any:
+        """``ACCOUNT/MAILBOX`` -> the mailbox record (its domain the actor's)."""
+        address, sep, name = path.partition("/")
+        if not sep or not name:
+            raise Invalid("mailbox", f"{path!r}: give ACCOUNT/MAILBOX, e.g. public@example.com/announce")
+        self._domain_of(address)
+        acct = self.directory.account_of(self.directory.get(address))
+        if acct is None:
+            raise Invalid("mailbox", f"{address} is not an account")
+        if self._mailstore is None:
+            raise Invalid("mailbox", "no mailstore here")
+        box = self._mailstore().get(acct.domain, acct.name, name)
+        if box is None:
+            raise NotFound(f"{acct.address} has no mailbox {name}")
+        return box
+
+    def mailbox_list(self, address: str) -> list[str]:
+        """The names of an account's mailboxes."""
+        self._domain_of(address)
+        acct = self.directory.account_of(self.directory.get(address))
+        if acct is None:
+            raise Invalid("address", f"{address} is not an account")
+        if self._mailstore is None:
+            return []
+        return sorted(b.name for b in self._mailstore().mailboxes(acct.domain, acct.name))
+
+    def acl_get(self, path: str) -> list[dict[str, str]]:
+        """Who has which rights on a mailbox (the owner first, with every right)."""
+        from ..mailstore.access import RIGHTS
+
+        box = self._mailbox(path)
+        rows = [{"identifier": f"{box.account}@{box.domain}", "rights": RIGHTS, "note": "owner"}]
+        rows += [{"identifier": i, "rights": r, "note": ""} for i, r in sorted(self.db.acl_get(box.id).items())]
+        return rows
+
+    def acl_set(self, path: str, identifier: str, rights: str) -> tuple[str, str]:
+        """Grant rights: ``rights`` replaces, ``+rights`` adds, ``-rights`` removes,
+        ``none`` takes all away.  Returns (the identifier as stored, its rights now)."""
+        from ..mailstore.access import Access, change_rights
+
+        box = self._mailbox(path)
+        access = Access(self._mailstore(), box.domain, box.account, self.directory.account_named)  # type: ignore[misc]
+        ident = access.identifier(identifier, box)
+        if ident is None:
+            raise Invalid("identifier", f"unknown identifier {identifier} (an account, or anyone)")
+        if ident == f"{box.account}@{box.domain}":
+            raise Invalid("identifier", "the owner always has every right on its mailboxes")
+        current = self.db.acl_get(box.id).get(ident, "")
+        try:
+            if rights.lower() == "none":
+                new = ""
+            elif rights[:1] in ("+", "-"):
+                new = change_rights(current, rights[1:], rights[0])
+            else:
+                new = change_rights(current, rights, "")
+        except ValueError as e:
+            raise Invalid("rights", str(e)) from None
+        self.db.acl_set(box.id, ident, new or None)
+        self.audit("acl-set", path, identifier=ident, rights=new or "none")
+        return ident, str(new)
+
     # -- the Router table and the route explainer --------------------------------------
 
     def router_get(self) -> tuple[str, int]:
@@ -533,6 +597,43 @@ class Operations(ServerOps):
             n = int(self.db.queue_set_matching(self.queue_scope(where or QueueFilter(), domain), time.time(), due=True))
         self.audit("queue-flush", msg_id or "queue", recipients=n)
         return n
+
+    def queue_hold_matching(self, where: QueueFilter, domain: str | None = None) -> int:
+        """Hold the queued messages a filter chooses; returns recipients."""
+        n = int(self.db.queue_set_matching(self.queue_scope(where, domain), time.time(), held=True))
+        self.audit("queue-hold-matching", domain or "queue", recipients=n)
+        return n
+
+    def queue_release_matching(self, where: QueueFilter, domain: str | None = None) -> int:
+        """Release (and make due now) the held messages a filter chooses."""
+        import dataclasses
+
+        scoped = self.queue_scope(dataclasses.replace(where, state=where.state or "held"), domain)
+        n = int(self.db.queue_set_matching(scoped, time.time(), held=False, due=True))
+        self.audit("queue-release-matching", domain or "queue", recipients=n)
+        return n
+
+    def queue_delete_matching(self, where: QueueFilter, domain: str | None = None, everything: bool = False) -> int:
+        """Delete, without a bounce, the messages a filter chooses (in chunks: bounded
+        memory, short write transactions); returns messages.  An empty filter deletes
+        the whole queue only with ``everything`` (``waypost queue delete --all``)."""
+        scoped = self.queue_scope(where, domain)
+        if scoped == QueueFilter() and not everything:
+            raise Invalid("filter", "say which messages (an empty filter would delete the whole queue)")
+        deleted = 0
+        while True:
+            ids = [e.msg_id for e in self.db.queue_entries(scoped, limit=1000)]
+            if not ids:
+                break
+            deleted += int(self.db.queue_delete_many(ids))
+            if self.spool is not None:
+                for msg_id in ids:
+                    try:
+                        (self.spool / "queue" / msg_id).unlink()
+                    except FileNotFoundError:
+                        pass
+        self.audit("queue-delete-matching", domain or "queue", messages=deleted)
+        return deleted
 
     def queue_delete(self, msg_id: str) -> None:
         """Delete one message from the queue without a bounce."""

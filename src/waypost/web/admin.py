@@ -201,7 +201,31 @@ async def account(web: "Web", request: Request, ops: Operations) -> Response:
                 raise
             error, status = _refusal(e), 400
     obj = await asyncio.to_thread(ops.object_get, address, "account")
-    return _render(web, request, "admin_account.html", status, title=obj.address, error=error, account=object_view(obj))
+    boxes = await asyncio.to_thread(ops.mailbox_list, obj.address)
+    return _render(web, request, "admin_account.html", status, title=obj.address, error=error, account=object_view(obj),
+                   mailboxes=boxes)
+
+
+async def acl(web: "Web", request: Request, ops: Operations) -> Response:
+    """The ACL of one mailbox (``mailbox=ACCOUNT/MAILBOX``): grant, change, take away."""
+    path = request.query_params.get("mailbox", "")
+    error, status = "", 200
+    if request.method == "POST":
+        f = await _form(request)
+        path = f.get("mailbox", path)
+        try:
+            await asyncio.to_thread(ops.acl_set, path, f.get("identifier", ""), f.get("rights", "").strip() or "none")
+            return RedirectResponse("/admin/acl?" + urlencode({"mailbox": path}), 303)
+        except _EXPECTED as e:
+            if isinstance(e, (Denied, NotFound)):
+                raise
+            error, status = _refusal(e), 400
+    try:
+        entries = await asyncio.to_thread(ops.acl_get, path)
+    except Invalid as e:
+        return _render(web, request, "error.html", 400, title="Bad request", message=_refusal(e))
+    return _render(web, request, "admin_acl.html", status, title=f"ACL of {path}", error=error, mailbox=path,
+                   entries=entries)
 
 
 # -- the queue -----------------------------------------------------------------------------
@@ -413,6 +437,7 @@ ADMIN_ROUTES: list[tuple[str, Handler, list[str]]] = [
     ("/admin/queue", admin_page(queue), ["GET", "POST"]),
     ("/admin/queue/message", admin_page(queue_message), ["GET"]),
     ("/admin/router", admin_page(router), ["GET", "POST"]),
+    ("/admin/acl", admin_page(acl), ["GET", "POST"]),
     ("/admin/rules", admin_page(rules), ["GET", "POST"]),
     ("/admin/gateway", admin_page(gateway), ["GET", "POST"]),
     ("/admin/sharing", admin_page(sharing_page), ["GET", "POST"]),

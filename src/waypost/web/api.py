@@ -42,7 +42,7 @@ from .sessions import COOKIE, same_token
 if TYPE_CHECKING:
     from .app import Web
 
-__all__ = ["OPERATIONS", "PREFIX", "build_api", "openapi_document"]
+__all__ = ["OPERATIONS", "PREFIX", "build_api", "metrics_endpoint", "openapi_document"]
 
 log = logging.getLogger("waypost.web")
 
@@ -81,6 +81,8 @@ class Op:
     #: The field a DirectoryError (a bad name, a domain that is not ours) is about.
     subject: str = "address"
     max_body: int = MAX_BODY
+    #: Query parameters that must be given.
+    required: tuple[str, ...] = ()
 
 
 _LIMITS: dict[str, dict[str, Any]] = {"limit": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX},
@@ -353,6 +355,11 @@ def _peer_remove(c: Call) -> Any:
     return gone
 
 
+def _acl_set(c: Call) -> Any:
+    c.ops.acl_set(c.body["mailbox"], c.body["identifier"], c.body["rights"])
+    return {"mailbox": c.body["mailbox"], "entries": c.ops.acl_get(c.body["mailbox"])}
+
+
 P = PREFIX
 OPERATIONS: list[Op] = [
     Op("GET", f"{P}/whoami", "whoami", "Who the token or session acts as", "session", _whoami,
@@ -388,6 +395,15 @@ OPERATIONS: list[Op] = [
        _remover("account"), response=S.Object),
     Op("PUT", f"{P}/accounts/{{address}}/password", "setPassword", "Set an account's password", "accounts",
        _account_password, body=S.Password, response=S.Object),
+    Op("GET", f"{P}/accounts/{{address}}/mailboxes", "listMailboxes", "The names of an account's mailboxes",
+       "acl", lambda c: {"mailboxes": c.ops.mailbox_list(c.path["address"])}, response=S.Mailboxes),
+    Op("GET", f"{P}/acl", "getAcl", "Who has which rights (RFC 4314) on a mailbox, ACCOUNT/MAILBOX", "acl",
+       lambda c: {"mailbox": c.query["mailbox"], "entries": c.ops.acl_get(c.query["mailbox"])},
+       query={"mailbox": {"type": "string", "minLength": 3, "maxLength": 1024}}, required=("mailbox",),
+       response=S.Acl, subject="mailbox"),
+    Op("PUT", f"{P}/acl", "setAcl",
+       "Grant rights on a mailbox: rights replaces, +rights adds, -rights removes, none takes all", "acl",
+       _acl_set, body=S.AclSet, response=S.Acl, subject="mailbox"),
     Op("GET", f"{P}/aliases", "listAliases", "List aliases", "aliases", _lister("alias"),
        query={**_DOMAIN_Q, **_LIMITS}, response=PAGE(S.Object), subject="domain"),
     Op("POST", f"{P}/aliases", "addAlias", "Make an address another name of an account", "aliases",
@@ -463,6 +479,16 @@ OPERATIONS: list[Op] = [
        _queue_list, query={**_QUEUE_Q, **_LIMITS}, response=PAGE(S.QueueEntry), subject="domain"),
     Op("POST", f"{P}/queue/flush", "flushQueue", "Retry now the queued messages a filter chooses", "queue",
        _queue_flush, body=S.QueueFlush, response=S.Count, subject="domain"),
+    Op("POST", f"{P}/queue/hold", "holdQueue", "Hold the queued messages a filter chooses", "queue",
+       lambda c: {"recipients": c.ops.queue_hold_matching(_queue_filter(c.body), c.body.get("domain"))},
+       body=S.QueueFlush, response=S.Count, subject="domain"),
+    Op("POST", f"{P}/queue/release", "releaseQueue", "Release (and retry now) the held messages a filter chooses",
+       "queue", lambda c: {"recipients": c.ops.queue_release_matching(_queue_filter(c.body), c.body.get("domain"))},
+       body=S.QueueFlush, response=S.Count, subject="domain"),
+    Op("POST", f"{P}/queue/delete", "deleteQueue",
+       "Delete without a bounce the messages a filter chooses (an empty filter is refused)", "queue",
+       lambda c: {"messages": c.ops.queue_delete_matching(_queue_filter(c.body), c.body.get("domain"))},
+       body=S.QueueFlush, response=S.Deleted, subject="domain"),
     Op("GET", f"{P}/queue/holds", "listHolds", "Domains whose mail is held (Hold Mail for Domains)", "queue",
        _holds, query=_LIMITS, response=PAGE(S.Hold)),
     Op("PUT", f"{P}/queue/holds/{{domain}}", "holdDomain", "Hold a domain's mail until ETRN, ATRN or release",
@@ -491,7 +517,7 @@ def openapi_document() -> dict[str, Any]:
         params = [{"name": n, "in": "path", "required": True,
                    "schema": {"type": "string", "minLength": 1, "maxLength": 320}}
                   for n in _path_names(op.path)]
-        params += [{"name": n, "in": "query", "required": False, "schema": s} for n, s in op.query.items()]
+        params += [{"name": n, "in": "query", "required": n in op.required, "schema": s} for n, s in op.query.items()]
         entry: dict[str, Any] = {
             "operationId": op.op_id, "summary": op.summary, "tags": [op.tag],
             "responses": {str(op.status): {"description": "Done", "content": {
@@ -616,6 +642,9 @@ def _query(request: Request, op: Op) -> dict[str, Any]:
                 raise SchemaError(name, "expected integer") from None
         validate(v, schema, name)
         out[name] = v
+    for name in op.required:
+        if name not in out:
+            raise SchemaError(name, "required")
     return out
 
 
@@ -660,6 +689,27 @@ def _endpoint(web: "Web", by_method: dict[str, Op]) -> Callable[[Request], Await
         return JSONResponse(result, op.status, headers={"Cache-Control": "no-store"})
 
     return endpoint
+
+
+async def metrics_endpoint(web: "Web", request: Request) -> Response:
+    """``/metrics`` on the web listeners (the Prometheus text format, as the
+    ``listen.metrics`` listener answers), for a server administrator's API token only:
+    a scraper that cannot reach a private listener sends ``Authorization: Bearer``."""
+    from .. import metrics
+
+    if request.method != "GET":
+        return Response("Method not allowed\n", 405, headers={"Allow": "GET"}, media_type="text/plain")
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    actor = await asyncio.to_thread(token_actor, web.server.db, token.strip()) if scheme.lower() == "bearer" else None
+    if actor is None:
+        event(log, "api-refused", level=logging.WARNING, client=_client(request), reason="bad-token", path="/metrics")
+        return Response("a server administrator's token is needed (Authorization: Bearer)\n", 401,
+                        headers={"WWW-Authenticate": 'Bearer realm="waypost"'}, media_type="text/plain")
+    if not actor.server_admin:
+        return Response("server administrators only\n", 403, media_type="text/plain")
+    body = await asyncio.to_thread(metrics.render, metrics.metrics_dir(web.settings.data_dir), web.server.db)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8", headers={"Cache-Control": "no-store"})
 
 
 def build_api(web: "Web") -> Starlette:

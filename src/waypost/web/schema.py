@@ -251,3 +251,14 @@ class S:
                   "properties": {"address": {"type": "string"}, "peer": {"type": "string"},
                                  "expires": {"type": "number"}}}
     Cleared = {"type": "object", "required": ["answers"], "properties": {"answers": {"type": "integer"}}}
+    Acl = {"type": "object", "required": ["mailbox", "entries"],
+           "properties": {"mailbox": {"type": "string"}, "entries": {"type": "array", "items": {
+               "type": "object", "required": ["identifier", "rights", "note"],
+               "properties": {"identifier": {"type": "string"}, "rights": {"type": "string"},
+                              "note": {"type": "string"}}}}}}
+    AclSet = {"type": "object", "required": ["mailbox", "identifier", "rights"], "additionalProperties": False,
+              "properties": {"mailbox": {"type": "string", "minLength": 3, "maxLength": 1024},
+                             "identifier": _ADDRESS, "rights": {"type": "string", "minLength": 1, "maxLength": 32}}}
+    Mailboxes = {"type": "object", "required": ["mailboxes"],
+                 "properties": {"mailboxes": {"type": "array", "items": {"type": "string"}}}}
+    Deleted = {"type": "object", "required": ["messages"], "properties": {"messages": {"type": "integer"}}}

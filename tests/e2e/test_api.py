@@ -436,3 +436,17 @@ def test_the_queue_pages_follow_each_other_without_a_gap_or_a_repeat(tmp_path):
             pages += 1
         assert pages == 3 and seen == ids, (pages, len(seen), page[-1500:])
         inst.stop()
+
+
+def test_metrics_on_the_web_listener_with_a_server_token(api):
+    """/metrics on listen.http for a server administrator's token: the Prometheus text
+    format, read back with prometheus_client's parser; other callers refused."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, text, headers = call(api, "GET", "/metrics", token=api.tokens["server"])
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families, text[:500]
+    assert any(name.startswith("waypost_queue") for name in families), sorted(families)
+    for token, expected in ((None, 401), (api.tokens["revoked"], 401), (api.tokens["scoped-a"], 403)):
+        assert call(api, "GET", "/metrics", token=token)[0] == expected

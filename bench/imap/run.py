@@ -861,9 +861,11 @@ protocol imap {{
 
 
 class Waypost(Server):
-    def __init__(self, work: Path, port: int, workers: int, exe: str) -> None:
-        self.name = "waypost"
-        self.dir = work / "waypost"
+    def __init__(self, work: Path, port: int, workers: int, exe: str, database: str | None = None) -> None:
+        """``database``: a postgresql:// URL (the PostgreSQL engine, "waypost-pg") or None."""
+        self.database = database
+        self.name = "waypost-pg" if database else "waypost"
+        self.dir = work / self.name
         self.maildir = self.dir / "mail" / DOMAIN / LOCAL
         self.port = port
         self.workers = workers
@@ -880,7 +882,8 @@ class Waypost(Server):
 
     def init(self) -> None:
         """The data directory and the account (before the Maildir is copied in)."""
-        run([self.exe, "init", str(self.dir), "--domain", DOMAIN])
+        more = ["--database", self.database] if self.database else []
+        run([self.exe, "init", str(self.dir), "--domain", DOMAIN, *more])
         run([self.exe, "--data", str(self.dir), "account", "add", ADDRESS, "--password-stdin"],
             input=PASSWORD + "\n")
         import tomllib
@@ -1110,16 +1113,18 @@ def fmt(v: float | None, spec: str) -> str:
 
 def table(results: list[Result], args) -> str:
     by = {r.name: r for r in results}
-    names = [n for n in ("waypost", "dovecot") if n in by]
-    both = len(names) == 2
+    ours = [n for n in ("waypost", "waypost-pg") if n in by]
+    names = ours + (["dovecot"] if "dovecot" in by else [])
+    both = bool(ours) and "dovecot" in by
     labels = {k: lab.format(bodies=args.bodies, sessions=args.sessions) + f" ({u})" for k, lab, u in LINES}
     labels["rate"] = f"{args.sessions} concurrent mixed sessions (sessions/s)"
     W = max(len(x) for x in labels.values()) + 2
     head1 = f"{'':{W}}" + "".join(f"{n:^22}" for n in names)
     head2 = f"{'':{W}}" + "".join(f"{'time':>11}{'CPU (s)':>11}" for _ in names)
     if both:
-        head1 += f"{'waypost/dovecot':^22}"
-        head2 += f"{'time':>11}{'CPU':>11}"
+        for n in ours:
+            head1 += f"{n + '/dovecot':^22}"
+            head2 += f"{'time':>11}{'CPU':>11}"
     out = [head1, head2]
     for key, _, unit in LINES:
         scale = 1000 if unit == "ms" else 1
@@ -1130,9 +1135,10 @@ def table(results: list[Result], args) -> str:
             meds[n] = m
             row += f"{fmt(m and m[0] * scale, '.1f' if unit == 'ms' else '.3f'):>11}{fmt(m and m[1], '.2f'):>11}"
         if both:
-            a, b = meds["waypost"], meds["dovecot"]
-            row += f"{fmt(a and b and a[0] / b[0], '.2f'):>11}"
-            row += f"{fmt(a and b and b[1] > 0.005 and a[1] / b[1] or None, '.2f'):>11}"
+            for n in ours:
+                a, b = meds[n], meds["dovecot"]
+                row += f"{fmt(a and b and a[0] / b[0], '.2f'):>11}"
+                row += f"{fmt(a and b and b[1] > 0.005 and a[1] / b[1] or None, '.2f'):>11}"
         out.append(row)
     row = f"{labels['rate']:{W}}"
     rates = {}
@@ -1141,7 +1147,8 @@ def table(results: list[Result], args) -> str:
         rates[n] = m and args.sessions / m[0]
         row += f"{fmt(rates[n], '.1f'):>11}{'':>11}"
     if both:
-        row += f"{fmt(rates['waypost'] and rates['dovecot'] and rates['waypost'] / rates['dovecot'], '.2f'):>11}"
+        for n in ours:
+            row += f"{fmt(rates[n] and rates['dovecot'] and rates[n] / rates['dovecot'], '.2f'):>11}{'':>11}"
     out.append(row)
     if both:
         out.append("ratio = waypost / dovecot: for times and CPU seconds < 1 means Waypost is faster or cheaper; "
@@ -1196,7 +1203,12 @@ def main() -> int:
     ap.add_argument("--repeat", "-r", type=int, default=3, help="runs of each workload; the median is shown")
     ap.add_argument("--bodies", type=int, default=1000, help="whole bodies fetched by the UID FETCH line")
     ap.add_argument("--sessions", type=int, default=50, help="concurrent sessions of the mixed workload")
-    ap.add_argument("--only", choices=("waypost", "dovecot"), help="measure one server only")
+    ap.add_argument("--only", choices=("waypost", "dovecot"), help="measure one server only (with --database: "
+                    "waypost means both engines)")
+    ap.add_argument("--database", metavar="URL", help="also measure Waypost on the PostgreSQL engine (waypost-pg, "
+                    "after waypost): a postgresql://... URL (a new schema of it, dropped at the end), 'postgresql' "
+                    "for the machine's server (postgresql://postgres@127.0.0.1:5432/test), or 'private' for a server "
+                    "of the bench's own (tests/support/pgprivate.py, fsync on), stopped at the end")
     ap.add_argument("--order", default="dovecot,waypost", help="which server runs first (default dovecot,waypost)")
     ap.add_argument("--workers", type=int, default=2, help="waypost serve --workers (default 2)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds any one workload run may take (every "
@@ -1229,6 +1241,11 @@ def main() -> int:
         ap.error("--order: dovecot,waypost or waypost,dovecot")
     if args.only:
         servers = [args.only]
+    if args.database:
+        if args.database not in ("postgresql", "private") and "://" not in args.database:
+            ap.error(f"--database {args.database!r}: a postgresql:// URL, postgresql or private")
+        if "waypost" in servers:
+            servers.insert(servers.index("waypost") + 1, "waypost-pg")
 
     def on_signal(signum, frame):
         raise Interrupted(signal.Signals(signum).name)
@@ -1252,7 +1269,27 @@ def main() -> int:
     fs = fs_type(work)
     results: list[Result] = []
     current: Server | None = None
+    private_pg = None
+    schema = pg_url = ""
     try:
+        if args.database == "postgresql":
+            args.database = "postgresql://postgres@127.0.0.1:5432/test"
+        elif args.database == "private":
+            sys.path.insert(0, str(REPO / "tests"))
+            from support.pgprivate import PrivatePostgres, available  # standard library only
+
+            if available() is not None:
+                raise BenchError(f"--database private: {available()}")
+            private_pg = PrivatePostgres(settings="fsync = on\n")
+            private_pg.start()
+            args.database = private_pg.new_database("bench")
+        if args.database:
+            from urllib.parse import quote
+
+            schema = f"waypost_bench_imap_{os.getpid()}"
+            run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", args.database, "-c", f'CREATE SCHEMA "{schema}"'])
+            pg_url = args.database + ("&" if "?" in args.database else "?") + "options=" + quote(
+                f"-csearch_path={schema}", safe="")
         log(f"generating {args.messages} messages (seed {args.seed})")
         t0 = time.monotonic()
         source = work / "source"
@@ -1270,14 +1307,15 @@ def main() -> int:
             if name == "dovecot":
                 current = PrivateDovecot(work, port, owner, owner_name)
             else:
-                current = Waypost(work, port, args.workers, exe)
+                current = Waypost(work, port, args.workers, exe, database=pg_url if name == "waypost-pg" else None)
             r = measure(current, args, corpus, source)
             results.append(r)
             if isinstance(current, PrivateDovecot):
                 print(f"  dovecot {r.version}, private instance, mail processes as {owner_name}, password "
                       f"argon2id {current.scheme}")
             else:
-                print(f"  waypost {r.version}, {args.workers} workers")
+                print(f"  {name} {r.version}, {args.workers} workers"
+                      + (f", PostgreSQL engine on {args.database}" if name == "waypost-pg" else ""))
             current = None
         print()
         print(table(results, args))
@@ -1288,6 +1326,10 @@ def main() -> int:
     finally:
         if current is not None:
             current.stop()
+        if schema:
+            run(["psql", "-q", "-d", args.database, "-c", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'], check=False)
+        if private_pg is not None:
+            private_pg.close()
         if args.keep:
             log(f"kept {work}")
         else:

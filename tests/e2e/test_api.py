@@ -224,6 +224,11 @@ def test_the_authorisation_matrix(api):
                              headers={"Cookie": f"wp_session={boss_cookie}", "X-CSRF-Token": boss_csrf})
     assert status == 200 and answer["real_name"] == "U"
     api.expect_log(r"event=admin-change actor=admin:boss@a\.test action=account-set object=user@a\.test")
+    # An account with administrator rights (here the domain administrator itself) is a
+    # server administrator's to change: its password would hand over its rights.
+    status, answer, _ = call(api, "PUT", f"/api/v1/accounts/boss@{A}/password", {"password": "taken-over-1"},
+                             token=api.tokens["scoped-a"])
+    assert status == 403 and "administrator rights" in answer["error"]["message"]
 
 
 def test_a_server_administrator_runs_every_group_with_curl(api):
@@ -351,6 +356,7 @@ def test_a_server_administrator_runs_every_group_with_curl(api):
     (None, b'{"name": "e.test"}', "text/plain", 415, None),
     (None, b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}', None, 413, None),
     ({"name": "bad..name"}, None, None, 400, "name"),
+    ({"name": "e.test", "ips": ["127.0.0.1", "not-an-ip"]}, None, None, 400, "ips"),
 ])
 def test_bad_input_is_refused_naming_the_field(api, body, raw, ctype, status, field):
     headers = {"Content-Type": ctype} if ctype else {}
@@ -436,3 +442,17 @@ def test_the_queue_pages_follow_each_other_without_a_gap_or_a_repeat(tmp_path):
             pages += 1
         assert pages == 3 and seen == ids, (pages, len(seen), page[-1500:])
         inst.stop()
+
+
+def test_metrics_on_the_web_listener_with_a_server_token(api):
+    """/metrics on listen.http for a server administrator's token: the Prometheus text
+    format, read back with prometheus_client's parser; other callers refused."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, text, headers = call(api, "GET", "/metrics", token=api.tokens["server"])
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families, text[:500]
+    assert any(name.startswith("waypost_queue") for name in families), sorted(families)
+    for token, expected in ((None, 401), (api.tokens["revoked"], 401), (api.tokens["scoped-a"], 403)):
+        assert call(api, "GET", "/metrics", token=token)[0] == expected

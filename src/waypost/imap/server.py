@@ -113,14 +113,13 @@ class IMAPService:
     def capabilities(self, conn: Connection) -> tuple[str, ...]:
         caps = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
                 "UNSELECT", "MULTIAPPEND", "BINARY", "CATENATE", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS",
-                "SPECIAL-USE", "CONDSTORE", "QRESYNC", "ACL", "RIGHTS=kxte", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY",
-                "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "THREAD=REFS", "COMPRESS=DEFLATE", "STATUS=SIZE",
-                "LIST-MYRIGHTS", "SAVEDATE", "WITHIN", "PREVIEW",
-                "CREATE-SPECIAL-USE", "URL-PARTIAL",  # RFC 6154 §3, RFC 5550 §5
-                "UIDBATCHES",  # draft-ietf-mailmaint-imap-uidbatches
-                "I18NLEVEL=1",  # RFC 5255 §4.3: i;unicode-casemap by default (collation.py)
-                # RFC 7889 §3: one limit for every mailbox, the largest literal taken.
-                f"APPENDLIMIT={self.params.max_literal_size}"]
+                "SPECIAL-USE", "CONDSTORE", "QRESYNC", "ACL", "RIGHTS=kxte", "ESEARCH", "SEARCHRES", "SORT",
+                "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "THREAD=REFS",
+                "COMPRESS=DEFLATE", "STATUS=SIZE", "LIST-MYRIGHTS"]
+        caps += ["SAVEDATE", "WITHIN", "PREVIEW", "CREATE-SPECIAL-USE", "URL-PARTIAL"]  # RFC 8514, 5032, 8970, 6154, 5550
+        caps += ["UIDBATCHES"]  # draft-ietf-mailmaint-imap-uidbatches
+        caps += ["I18NLEVEL=1"]  # RFC 5255 §4.3: i;unicode-casemap by default (collation.py)
+        caps += [f"APPENDLIMIT={self.params.max_literal_size}"]  # RFC 7889 §3: the same for every mailbox
         caps += ["CONTEXT=SEARCH", "CONTEXT=SORT", "PARTIAL", "OBJECTID", "UTF8=ACCEPT", "IMAP4rev2"]
         caps += ["QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"]  # RFC 9208
         caps += ["URLAUTH", "URLAUTH=BINARY", "NOTIFY"]  # RFC 4467, RFC 5524, RFC 5465

@@ -138,6 +138,8 @@ async def domain(web: "Web", request: Request, ops: Operations) -> Response:
                     changes["send_as"] = None if f["send_as"] == "own" else f["send_as"]
                 if ops.actor.server_admin and "aliases" in f:
                     changes["aliases"] = f["aliases"].split()
+                if ops.actor.server_admin and "ips" in f:
+                    changes["ips"] = f["ips"].split()
                 if not changes:
                     raise Invalid("settings", "nothing to change")
                 ops.domain_set(name, **changes)

@@ -42,7 +42,7 @@ from .sessions import COOKIE, same_token
 if TYPE_CHECKING:
     from .app import Web
 
-__all__ = ["OPERATIONS", "PREFIX", "build_api", "openapi_document"]
+__all__ = ["OPERATIONS", "PREFIX", "build_api", "metrics_endpoint", "openapi_document"]
 
 log = logging.getLogger("waypost.web")
 
@@ -689,6 +689,27 @@ def _endpoint(web: "Web", by_method: dict[str, Op]) -> Callable[[Request], Await
         return JSONResponse(result, op.status, headers={"Cache-Control": "no-store"})
 
     return endpoint
+
+
+async def metrics_endpoint(web: "Web", request: Request) -> Response:
+    """``/metrics`` on the web listeners (the Prometheus text format, as the
+    ``listen.metrics`` listener answers), for a server administrator's API token only:
+    a scraper that cannot reach a private listener sends ``Authorization: Bearer``."""
+    from .. import metrics
+
+    if request.method != "GET":
+        return Response("Method not allowed\n", 405, headers={"Allow": "GET"}, media_type="text/plain")
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    actor = await asyncio.to_thread(token_actor, web.server.db, token.strip()) if scheme.lower() == "bearer" else None
+    if actor is None:
+        event(log, "api-refused", level=logging.WARNING, client=_client(request), reason="bad-token", path="/metrics")
+        return Response("a server administrator's token is needed (Authorization: Bearer)\n", 401,
+                        headers={"WWW-Authenticate": 'Bearer realm="waypost"'}, media_type="text/plain")
+    if not actor.server_admin:
+        return Response("server administrators only\n", 403, media_type="text/plain")
+    body = await asyncio.to_thread(metrics.render, metrics.metrics_dir(web.settings.data_dir), web.server.db)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8", headers={"Cache-Control": "no-store"})
 
 
 def build_api(web: "Web") -> Starlette:

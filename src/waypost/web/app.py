@@ -41,7 +41,7 @@ from ..ops import Actor, Operations
 from ..rules import rules_store
 from . import listing, render, sharing
 from .admin import ADMIN_ROUTES
-from .api import PREFIX, build_api
+from .api import PREFIX, build_api, metrics_endpoint
 from .send import SendError, recipients_of, submit
 from .sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, same_token
 
@@ -796,6 +796,10 @@ def build_app(server: "Server") -> Callable[[Scope, Receive, Send], Awaitable[No
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (scope.get("path") == PREFIX or scope.get("path", "").startswith(PREFIX + "/")):
             await api(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope.get("path") == "/metrics":
+            response = await metrics_endpoint(web, Request(scope, receive))
+            await response(scope, receive, send)
             return
         if scope["type"] == "http" and await mta_sts.respond(web.settings, server.directory, scope, receive, send):
             return  # https://mta-sts.<domain>/.well-known/mta-sts.txt (RFC 8461 §3.3)

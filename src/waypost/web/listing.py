@@ -7,7 +7,8 @@ message's header: its block is taken from the index's header cache (``message_he
 the one IMAP SEARCH and SORT fill), else read from the file (up to the empty line; not
 written to that cache, whose blocks are IMAP's to cut); what the list needs of it (``Keys``) is kept in this
 process, keyed by (mailbox id, UIDVALIDITY, UID), which never names other octets (ids
-and UIDs are never reused, a message's octets never change), bounded in entries.
+and UIDs are never reused, a message's octets never change), bounded in entries and in
+characters.
 
 Blocking (files and the index): the handlers run it in a thread.
 """
@@ -33,6 +34,10 @@ __all__ = ["SORTS", "Keys", "ordered", "summaries"]
 SORTS = ("arrival", "date", "from", "subject", "size")
 #: Messages whose keys one process keeps (a few hundred octets each).
 MAX_KEYS = 200_000
+#: Characters (of the texts, plus a per-entry overhead) each of the two caches may hold:
+#: the bound that matters when headers are long.
+MAX_CHARS = 32 << 20
+_OVERHEAD = 120
 #: Octets of a file read at a time while looking for the end of its header.
 _READ = 8192
 #: Longest header block read from a file (a header beyond is cut: still a key).
@@ -53,6 +58,25 @@ _keys: OrderedDict[tuple[int, int, int], Keys] = OrderedDict()
 #: A list row's Subject, From and Date, by the same key (they never change either).
 _summaries: OrderedDict[tuple[int, int, int], Summary] = OrderedDict()
 _lock = threading.Lock()
+_chars = {"keys": 0, "summaries": 0}
+
+
+def _cost(value: Keys | Summary) -> int:
+    if isinstance(value, Keys):
+        return len(value.sender) + len(value.subject) + len(value.text) + _OVERHEAD
+    return len(value.subject) + len(value.sender) + len(value.date) + _OVERHEAD
+
+
+def _keep(cache: OrderedDict, name: str, key: tuple[int, int, int], value: Keys | Summary) -> None:
+    """(Holding ``_lock``.)  Cache ``value``; the oldest go while a bound is passed."""
+    old = cache.pop(key, None)
+    if old is not None:
+        _chars[name] -= _cost(old)
+    cache[key] = value
+    _chars[name] += _cost(value)
+    while len(cache) > 1 and (len(cache) > MAX_KEYS or _chars[name] > MAX_CHARS):
+        _k, gone = cache.popitem(last=False)
+        _chars[name] -= _cost(gone)
 
 
 def _keys_of(block: bytes, internaldate: float) -> Keys:
@@ -118,9 +142,7 @@ def keys(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord]) ->
         made.append((uid, k))
     with _lock:
         for uid, k in made:
-            _keys[(box.id, box.uidvalidity, uid)] = k
-        while len(_keys) > MAX_KEYS:
-            _keys.popitem(last=False)
+            _keep(_keys, "keys", (box.id, box.uidvalidity, uid), k)
     return out
 
 
@@ -183,7 +205,5 @@ def summaries(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord
         made.append((uid, out[uid]))
     with _lock:
         for uid, value in made:
-            _summaries[(box.id, box.uidvalidity, uid)] = value
-        while len(_summaries) > MAX_KEYS:
-            _summaries.popitem(last=False)
+            _keep(_summaries, "summaries", (box.id, box.uidvalidity, uid), value)
     return out

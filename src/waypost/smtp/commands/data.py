@@ -21,6 +21,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from ...db import StorageUnavailable
 from ...log import event
 from ...queue import Recipient, SpoolError
 from ...queue.spool import new_message_id
@@ -267,6 +268,9 @@ async def accept(s: WaypostSMTP, text: MessageText) -> Reply:
         return _spool_reply(s, e)
     except asyncio.CancelledError:
         raise
+    except StorageUnavailable as e:  # the queue index cannot take it: 451, one line
+        event(log, "storage-unavailable", level=logging.ERROR, client=s.client_ip, command="DATA", error=str(e))
+        return R.LOCAL_ERROR
     except Exception:
         log.exception("event=submit-error client=%s", s.client_ip)
         return R.LOCAL_ERROR
@@ -294,6 +298,11 @@ def _apply_rules(s: WaypostSMTP, head: bytes, size: int) -> tuple[Reply | None, 
         recipients += [Recipient(a, r) for a, r in pairs]
         extra = "".join(h + "\r\n" for h in out.add_headers).encode("utf-8")
         return None, recipients, extra
+    except StorageUnavailable as e:
+        # The rules could not be read: "try again later", never a message let through
+        # without the rules that may refuse or redirect it.
+        event(log, "storage-unavailable", level=logging.ERROR, client=s.client_ip, command="DATA", error=str(e))
+        return R.LOCAL_ERROR, [], b""
     except Exception:
         log.exception("event=rule-error phase=data")
         return None, list(s.recipients), b""

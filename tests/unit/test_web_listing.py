@@ -1,0 +1,48 @@
+"""WebUser's list order, search and row cache (``waypost.web.listing``) on a real
+Mailstore (SQLite or PostgreSQL, real Maildir files)."""
+
+from __future__ import annotations
+
+from waypost.mailstore import Mailstore
+from waypost.web import listing
+
+
+def _store(tmp_path, make_db):
+    db = make_db("listing.db")
+    store = Mailstore(tmp_path / "mail", "h", db)
+    box = store.get("example.test", "alice", "INBOX")
+    return db, store, box
+
+
+def test_order_and_search_from_the_headers(tmp_path, make_db):
+    db, store, box = _store(tmp_path, make_db)
+    for sender, subject, date in (("Zed <z@x.test>", "b report", "Tue, 02 Jan 2024 10:00:00 +0000"),
+                                  ("amy <a@x.test>", "=?utf-8?q?=C3=A9t=C3=A9?= report", "Mon, 01 Jan 2024 10:00:00 +0000"),
+                                  ("Bob <b@x.test>", "another", "garbage date")):
+        store.append(box, f"From: {sender}\r\nSubject: {subject}\r\nDate: {date}\r\n\r\nbody\r\n".encode())
+    msgs = store.listing(box)[1]
+    subj = lambda ms: [listing.summaries(store, box, ms)[m.uid].subject for m in ms]  # noqa: E731
+    assert subj(listing.ordered(store, box, msgs, "arrival", True, "")) == ["another", "été report", "b report"]
+    assert subj(listing.ordered(store, box, msgs, "from", False, "")) == ["été report", "another", "b report"]
+    assert subj(listing.ordered(store, box, msgs, "subject", False, "")) == ["another", "b report", "été report"]
+    # A Date that cannot be read sorts by arrival time (today: after 2024).
+    assert subj(listing.ordered(store, box, msgs, "date", False, "")) == ["été report", "b report", "another"]
+    assert subj(listing.ordered(store, box, msgs, "date", False, "REPORT été")) == ["été report"]
+    assert listing.ordered(store, box, msgs, "size", False, "nothing") == []
+    db.close()
+
+
+def test_the_row_caches_are_bounded_in_characters(tmp_path, make_db, monkeypatch):
+    db, store, box = _store(tmp_path, make_db)
+    monkeypatch.setattr(listing, "MAX_CHARS", 5000)
+    for i in range(40):
+        store.append(box, f"From: s{i}@x.test\r\nSubject: {'long words ' * 25}{i}\r\n\r\nx\r\n".encode())
+    msgs = store.listing(box)[1]
+    first = listing.summaries(store, box, msgs)
+    listing.keys(store, box, msgs)
+    assert listing._chars["summaries"] <= 5000 and listing._chars["keys"] <= 5000
+    assert listing._chars["summaries"] == sum(listing._cost(v) for v in listing._summaries.values())
+    assert len(listing._summaries) < 40
+    again = listing.summaries(store, box, msgs)  # the evicted ones are read again, the same
+    assert again == first and first[msgs[7].uid].subject.endswith(" 7")
+    db.close()

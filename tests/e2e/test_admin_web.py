@@ -167,6 +167,14 @@ def test_hold_and_release_a_domains_queue_with_a_message_in_it(page, server):
         assert m is not None and not any(r.held for r in m.recipients)
     finally:
         db.close()
+    # The messages a filter chooses, held and released together.
+    page.goto(url(server, "/admin/queue?recipient=someone%40remote.test"))
+    page.click("#hold-matching")
+    page.wait_for_url("**/admin/queue?recipient=someone%40remote.test")
+    assert page.locator(f"tr[data-id='{qid}'] .state").inner_text() == "held"
+    page.click("#release-matching")
+    page.wait_for_url("**/admin/queue?recipient=someone%40remote.test")
+    assert page.locator(f"tr[data-id='{qid}'] .state").inner_text() != "held"
     page.goto(url(server, "/admin/queue"))
     page.click(f"tr[data-id='{qid}'] form:has(input[value=delete]) button")
     page.wait_for_selector(f"tr[data-id='{qid}']", state="detached")

@@ -224,6 +224,11 @@ def test_the_authorisation_matrix(api):
                              headers={"Cookie": f"wp_session={boss_cookie}", "X-CSRF-Token": boss_csrf})
     assert status == 200 and answer["real_name"] == "U"
     api.expect_log(r"event=admin-change actor=admin:boss@a\.test action=account-set object=user@a\.test")
+    # An account with administrator rights (here the domain administrator itself) is a
+    # server administrator's to change: its password would hand over its rights.
+    status, answer, _ = call(api, "PUT", f"/api/v1/accounts/boss@{A}/password", {"password": "taken-over-1"},
+                             token=api.tokens["scoped-a"])
+    assert status == 403 and "administrator rights" in answer["error"]["message"]
 
 
 def test_a_server_administrator_runs_every_group_with_curl(api):

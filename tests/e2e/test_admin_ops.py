@@ -45,6 +45,10 @@ def test_a_domain_administrator_changes_only_their_domain(instance, caplog):
     instance.ok("domain", "add", "a.test")
     instance.ok("domain", "add", "b.test")
     instance.ok("account", "add", "x@b.test", "--password", "x-pw-1")
+    instance.ok("account", "add", "root@a.test", "--password", "root-pw-1")
+    instance.ok("account", "set", "root@a.test", "--right", "AllUsers")
+    instance.ok("account", "add", "peer@a.test", "--password", "peer-pw-1")
+    instance.ok("account", "set", "peer@a.test", "--admin-domain", "a.test", "--admin-domain", "b.test")
     db, ops = _ops(instance, Actor("admin:boss@a.test", frozenset({"a.test"})))
     try:
         with caplog.at_level("INFO", logger="waypost.admin"):
@@ -59,7 +63,18 @@ def test_a_domain_administrator_changes_only_their_domain(instance, caplog):
         ops.domain_set("a.test", mail_to_unknown="discarded")
         ops.domain_template("a.test", {"mailboxes": ["Projects"], "subscriptions": [], "aliases": {}})
         assert [d.name for d in ops.domain_list()] == ["a.test"]
-        assert {o.address for o in ops.object_list("account")} == {"info@a.test"}
+        assert {o.address for o in ops.object_list("account")} == {"info@a.test", "root@a.test", "peer@a.test"}
+        # Accounts with administrator rights in A are a server administrator's to change:
+        # their password or forwarding would hand over their rights.
+        for admin in ("root@a.test", "peer@a.test"):
+            before_admin = db.get_object("a.test", admin.split("@")[0])
+            for attempt in (lambda: ops.account_passwd(admin, "taken-over-1"),
+                            lambda: ops.account_set(admin, forward="me@elsewhere.example"),
+                            lambda: ops.account_set(admin, enabled=False),
+                            lambda: ops.account_remove(admin)):
+                with pytest.raises(Denied):
+                    attempt()
+            assert db.get_object("a.test", admin.split("@")[0]) == before_admin
         before = db.get_object("b.test", "x")
         for attempt in (lambda: ops.account_add("y@b.test", "y-pw-1"),
                         lambda: ops.account_passwd("x@b.test", "new-pw-1"),

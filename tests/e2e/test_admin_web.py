@@ -101,6 +101,13 @@ def test_a_server_administrator_creates_a_domain_and_an_account(page, server):
     page.click("#add-forwarder button")
     assert "forwarding loop" in page.inner_text("#error")
     shot(page, "admin-domain")
+    page.fill("#domain-settings input[name=ips]", "127.0.0.7 bogus")
+    page.click("#domain-settings button")
+    assert "ips" in page.inner_text("#error")
+    page.fill("#domain-settings input[name=ips]", "127.0.0.7")
+    page.click("#domain-settings button")
+    page.wait_for_url("**/admin/domain?name=new.test")
+    assert '"127.0.0.7"' in server.ok("domain", "list", "--json")
     # The account is real: it logs in over IMAP... (the CLI sees it, with its mailboxes)
     assert "info@new.test" in server.ok("account", "list", "--domain", "new.test")
     assert (server.data / "mail" / "new.test" / "info").exists()
@@ -160,6 +167,14 @@ def test_hold_and_release_a_domains_queue_with_a_message_in_it(page, server):
         assert m is not None and not any(r.held for r in m.recipients)
     finally:
         db.close()
+    # The messages a filter chooses, held and released together.
+    page.goto(url(server, "/admin/queue?recipient=someone%40remote.test"))
+    page.click("#hold-matching")
+    page.wait_for_url("**/admin/queue?recipient=someone%40remote.test")
+    assert page.locator(f"tr[data-id='{qid}'] .state").inner_text() == "held"
+    page.click("#release-matching")
+    page.wait_for_url("**/admin/queue?recipient=someone%40remote.test")
+    assert page.locator(f"tr[data-id='{qid}'] .state").inner_text() != "held"
     page.goto(url(server, "/admin/queue"))
     page.click(f"tr[data-id='{qid}'] form:has(input[value=delete]) button")
     page.wait_for_selector(f"tr[data-id='{qid}']", state="detached")

@@ -224,6 +224,11 @@ def test_the_authorisation_matrix(api):
                              headers={"Cookie": f"wp_session={boss_cookie}", "X-CSRF-Token": boss_csrf})
     assert status == 200 and answer["real_name"] == "U"
     api.expect_log(r"event=admin-change actor=admin:boss@a\.test action=account-set object=user@a\.test")
+    # An account with administrator rights (here the domain administrator itself) is a
+    # server administrator's to change: its password would hand over its rights.
+    status, answer, _ = call(api, "PUT", f"/api/v1/accounts/boss@{A}/password", {"password": "taken-over-1"},
+                             token=api.tokens["scoped-a"])
+    assert status == 403 and "administrator rights" in answer["error"]["message"]
 
 
 def test_a_server_administrator_runs_every_group_with_curl(api):
@@ -351,6 +356,7 @@ def test_a_server_administrator_runs_every_group_with_curl(api):
     (None, b'{"name": "e.test"}', "text/plain", 415, None),
     (None, b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}', None, 413, None),
     ({"name": "bad..name"}, None, None, 400, "name"),
+    ({"name": "e.test", "ips": ["127.0.0.1", "not-an-ip"]}, None, None, 400, "ips"),
 ])
 def test_bad_input_is_refused_naming_the_field(api, body, raw, ctype, status, field):
     headers = {"Content-Type": ctype} if ctype else {}
@@ -450,3 +456,18 @@ def test_metrics_on_the_web_listener_with_a_server_token(api):
     assert any(name.startswith("waypost_queue") for name in families), sorted(families)
     for token, expected in ((None, 401), (api.tokens["revoked"], 401), (api.tokens["scoped-a"], 403)):
         assert call(api, "GET", "/metrics", token=token)[0] == expected
+
+
+def test_nul_and_lone_surrogates_are_refused_naming_the_field(api):
+    """A JSON string may carry U+0000 or half a surrogate pair; neither engine can store
+    them (PostgreSQL refuses NUL in TEXT; neither encodes a lone surrogate): a 400
+    naming the field, nothing stored."""
+    t = api.tokens["server"]
+    for raw, field in ((b'{"real_name": "Us\\u0000er"}', "real_name"), (b'{"real_name": "Us\\ud800er"}', "real_name")):
+        status, answer, _ = call(api, "PATCH", f"/api/v1/accounts/user@{A}", raw=raw, token=t)
+        assert status == 400 and answer["error"]["field"] == field, (raw, answer)
+    status, answer, _ = call(api, "GET", "/api/v1/accounts?domain=a%00.test", token=t)
+    assert status == 400 and answer["error"]["field"] == "domain", answer
+    status, answer, _ = call(api, "GET", f"/api/v1/accounts/user@{A}", token=t)
+    assert status == 200 and "\x00" not in json.dumps(answer) and "\\u0000" not in json.dumps(answer), answer
+    assert "Traceback" not in "\n".join(api.output)

@@ -252,3 +252,35 @@ def test_the_engine_fails_fast_while_the_server_is_down_and_reconnects_by_itself
             assert time.monotonic() - up < 5.0
         finally:
             db.close()
+
+
+def test_storage_migrate_force_copies_sieve_and_counts_quota_once(tmp_path):
+    """A second ``migrate --force`` replaces the target: quota usage and mailbox counts
+    are those of the source (not twice them), and Sieve scripts, vacation memory, URLAUTH
+    keys and WebUser sessions come along."""
+    from waypost.db.copy import copy_sqlite_to_postgres
+    from waypost.db.postgres import PostgresDatabase
+    from waypost.db.sqlite import SQLiteDatabase
+
+    source = tmp_path / "waypost.db"
+    db = SQLiteDatabase(source)
+    box = db.mailbox_create("example.test", "alice", "INBOX", "", 1)
+    db.message_add(box.id, [("m1", "cur", (), 100, 1.0), ("m2", "new", ("\\Seen",), 50, 2.0)])
+    db.sieve_put("example.test", "alice", "main", "keep;")
+    db.sieve_activate("example.test", "alice", "main")
+    key = db.urlauth_key(box.id, "example.test", "alice", create=True)
+    db.web_session_add("hash1", "alice@example.test", "csrf", 1.0, 4e9)
+    db.close()
+
+    url = pg.new_url()
+    copy_sqlite_to_postgres(source, url)
+    copy_sqlite_to_postgres(source, url, force=True)
+    target = PostgresDatabase(url, pool_size=1)
+    try:
+        assert target.quota_usage("example.test", "alice") == (150, 2)
+        assert target.mailbox_state(box.id) is not None and target.mailbox_state(box.id)[2] == 2
+        assert target.sieve_active("example.test", "alice") == ("main", "keep;")
+        assert target.urlauth_key(box.id, "example.test", "alice") == key
+        assert target.web_session_get("hash1", 2.0) == ("alice@example.test", "csrf")
+    finally:
+        target.close()

@@ -1,7 +1,7 @@
 """Rspamd learning: Debian's rspamd (controller worker with a password, Bayes in a
 redis-server started by the test on 127.0.0.1) hears from Waypost when a user moves a
-message into Junk (learnspam) or out of it (learnham), by IMAP MOVE and COPY (imaplib);
-a wrong password is logged, never a failed move."""
+message into Junk (learnspam) or out of it (learnham), by IMAP MOVE and COPY (imaplib)
+and by the WebUser move form; a wrong password is logged, never a failed move."""
 
 from __future__ import annotations
 
@@ -154,3 +154,49 @@ def test_a_wrong_password_is_logged_and_the_move_still_works(tmp_path, rspamd):
         finally:
             c.logout()
         inst.expect_log(r"event=rspamd-learn kind=spam account=example.test/bob result=refused status=401 answer=.*Unauthorized")
+
+
+def test_a_webuser_move_into_junk_is_learned(tmp_path, rspamd):
+    """The WebUser move form goes through the same copy hook: learnspam."""
+    import http.client
+    import urllib.parse
+
+    port = free_port()
+    inst = WaypostInstance(tmp_path / "data", listen={"http": f"127.0.0.1:{port}"},
+                           filter={"rspamd_controller": rspamd, "rspamd_password": PASSWORD})
+    inst.ok("account", "add", "bob@example.test", "--password", "bob-password")
+    with inst:
+        inst.start()
+        c = imap(inst)
+        try:
+            c.create("Junk")
+            c.append("INBOX", None, None, message("web move"))
+        finally:
+            c.logout()
+        before = learned(rspamd)
+
+        def call(method: str, path: str, body: str = "", cookie: str = "") -> http.client.HTTPResponse:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+            headers = {"Cookie": cookie} if cookie else {}
+            if body:
+                headers["Content-Type"] = "application/x-www-form-urlencoded"
+            conn.request(method, path, body, headers)
+            return conn.getresponse()
+
+        r = call("GET", "/login")
+        token = r.read().decode().split('name="csrf" value="')[1].split('"')[0]
+        login_cookie = r.getheader("set-cookie").split(";")[0]
+        r = call("POST", "/login", urllib.parse.urlencode({"csrf": token, "login": "bob@example.test",
+                                                           "password": "bob-password"}), login_cookie)
+        r.read()
+        assert r.status == 303
+        cookie = [v for k, v in r.getheaders() if k.lower() == "set-cookie" and v.startswith("wp_session=")][0]
+        cookie = cookie.split(";")[0]
+        page = call("GET", "/mail/msg?box=INBOX&uid=1", cookie=cookie).read().decode()
+        csrf = page.split('name="csrf" value="')[1].split('"')[0]
+        r = call("POST", "/mail/move", urllib.parse.urlencode({"csrf": csrf, "box": "INBOX", "uid": "1",
+                                                               "to": "Junk"}), cookie)
+        r.read()
+        assert r.status in (200, 303), r.status
+        inst.expect_log(r"event=rspamd-learn kind=spam account=example.test/bob result=learned status=200")
+        assert learned(rspamd) == before + 1

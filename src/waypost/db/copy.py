@@ -23,7 +23,15 @@ TABLES = (
     "meta", "domains", "domain_aliases", "objects", "dkim_keys", "queue_messages", "queue_recipients",
     "mailboxes", "messages", "expunged", "acl", "seen", "mailbox_aliases", "subscriptions",
     "login_failures", "login_known", "message_headers", "nodes", "api_tokens",
+    "sieve_scripts", "sieve_vacation", "urlauth_keys", "web_sessions",
 )
+
+#: Tables that triggers fill as the rows above are copied (quota usage, mailbox
+#: counts): emptied with the others by ``force``, never copied (that would count twice).
+DERIVED = ("quota_usage", "mailbox_counts")
+
+#: SQLite INTEGER columns that are BOOLEAN in PostgreSQL.
+_BOOLEANS = {"queue_recipients": "held", "sieve_scripts": "active"}
 
 _RENAMED = {("seen", "user"): "reader"}
 
@@ -46,11 +54,11 @@ def copy_sqlite_to_postgres(source: Path, target_url: str, force: bool = False,
         try:
             src.execute("BEGIN")  # one snapshot of the whole source
             with target._write(settings=False) as dst:
-                busy = [t for t in TABLES if dst.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()]  # type: ignore[arg-type]
+                busy = [t for t in (*TABLES, *DERIVED) if dst.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()]  # type: ignore[arg-type]
                 if busy and not force:
                     raise TargetNotEmpty(f"the target database is not empty (tables {', '.join(busy)})")
                 if busy:
-                    dst.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")  # type: ignore[arg-type]
+                    dst.execute(f"TRUNCATE {', '.join((*TABLES, *DERIVED))} CASCADE")  # type: ignore[arg-type]
                 counts = {t: _copy_table(src, dst, t, progress) for t in TABLES}
                 # Mailbox ids are never given twice: the sequence starts past every id
                 # SQLite ever gave (its counter remembers deleted mailboxes too).
@@ -76,7 +84,7 @@ def _copy_table(src: sqlite3.Connection, dst: Any, table: str,
     cols = [r[1] for r in src.execute(f"PRAGMA table_info({table})")]
     total = int(src.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
     names = ", ".join(_RENAMED.get((table, c), c) for c in cols)
-    held = cols.index("held") if table == "queue_recipients" else -1
+    held = cols.index(_BOOLEANS[table]) if table in _BOOLEANS else -1
     done = 0
     if progress is not None:
         progress(table, 0, total)

@@ -123,6 +123,19 @@ def check_mail_to_unknown(value: str) -> str:
     return f"{local}@{domain}" if at else v  # the domain as the router reads it (IDNA)
 
 
+def _check_ips(ips: Iterable[str]) -> list[str]:
+    """Server addresses bound to a domain (multihoming), as the listeners compare them."""
+    import ipaddress
+
+    out = []
+    for ip in ips:
+        try:
+            out.append(str(ipaddress.ip_address(str(ip).strip())))
+        except ValueError:
+            raise Invalid("ips", f"{ip!r} is not an IP address") from None
+    return out
+
+
 def domain_view(directory: Directory, d: DomainRecord) -> dict[str, Any]:
     """A domain as ``waypost domain list --json`` and the API show it."""
     return {
@@ -203,6 +216,18 @@ class Operations(ServerOps):
         self._require(domain)
         return name, domain
 
+    def _require_manageable(self, address: str) -> None:
+        """An account with administrator rights (``AllUsers``, ``CanAccessMailboxes``,
+        domains to administer) is a server administrator's to change: a domain
+        administrator who could set its password or forwarding would have its rights."""
+        if self.actor.server_admin:
+            return
+        name, domain = self.directory.split(address)
+        obj = self.directory.lookup(name, domain)
+        acct = self.directory.account_of(obj) if obj is not None else None
+        if acct is not None and (acct.data.get("rights") or acct.data.get("admin_domains")):
+            raise Denied(f"{self.actor.name} may not change {acct.address}: it has administrator rights")
+
     def _visible_domain(self, domain: str | None) -> str | None:
         """A ``domain`` filter of a list, checked; None: every domain the actor sees."""
         if domain is None:
@@ -234,7 +259,7 @@ class Operations(ServerOps):
 
     def domain_add(self, name: str, aliases: Iterable[str] = (), ips: Iterable[str] = ()) -> DomainRecord:
         self._require_server_admin("create domains")
-        ip_list = list(ips)
+        ip_list = _check_ips(ips)
         rec = self.directory.add_domain(name, tuple(aliases), {"ips": ip_list} if ip_list else None)
         self.audit("domain-add", rec.name)
         return rec
@@ -247,6 +272,7 @@ class Operations(ServerOps):
         self._require(rec.name)
         if "ips" in changes:
             self._require_server_admin("bind server addresses")
+            changes["ips"] = _check_ips(changes["ips"] or [])
         if "aliases" in changes:
             self._require_server_admin("change domain aliases")
         if changes.get("mail_to_unknown") is not None:
@@ -313,6 +339,7 @@ class Operations(ServerOps):
 
     def account_passwd(self, address: str, password: str | None, cram_md5: bool = False) -> ObjectRecord:
         self._domain_of(address)
+        self._require_manageable(address)
         obj = self.directory.update(address, "account", {"password": password}, cram_md5=cram_md5)
         self.audit("account-passwd", obj.address)  # never the password
         return obj
@@ -322,6 +349,7 @@ class Operations(ServerOps):
         Rights, domain administration, send-as and ATRN domains reach beyond the
         account's domain: a server administrator's."""
         self._domain_of(address)
+        self._require_manageable(address)
         unknown = sorted(set(changes) - set(ACCOUNT_FIELDS))
         if unknown:
             raise Invalid(unknown[0], "not a setting of an account")
@@ -377,6 +405,7 @@ class Operations(ServerOps):
 
     def account_remove(self, address: str) -> ObjectRecord:
         self._domain_of(address)
+        self._require_manageable(address)
         obj = self.directory.get(address)
         self.directory.remove(address, "account")
         self.audit("account-remove", obj.address)
@@ -475,6 +504,7 @@ class Operations(ServerOps):
         from ..mailstore.access import Access, change_rights
 
         box = self._mailbox(path)
+        self._require_manageable(f"{box.account}@{box.domain}")
         access = Access(self._mailstore(), box.domain, box.account, self.directory.account_named)  # type: ignore[misc]
         ident = access.identifier(identifier, box)
         if ident is None:

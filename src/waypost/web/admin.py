@@ -138,6 +138,8 @@ async def domain(web: "Web", request: Request, ops: Operations) -> Response:
                     changes["send_as"] = None if f["send_as"] == "own" else f["send_as"]
                 if ops.actor.server_admin and "aliases" in f:
                     changes["aliases"] = f["aliases"].split()
+                if ops.actor.server_admin and "ips" in f:
+                    changes["ips"] = f["ips"].split()
                 if not changes:
                     raise Invalid("settings", "nothing to change")
                 ops.domain_set(name, **changes)
@@ -282,6 +284,17 @@ async def queue(web: "Web", request: Request, ops: Operations) -> Response:
                 ops.queue_flush(f.get("id", ""))
             elif action == "delete":
                 ops.queue_delete(f.get("id", ""))
+            elif action in ("hold-matching", "release-matching", "flush-matching", "delete-matching"):
+                # The messages the filter shown chooses (all of its pages).
+                where, domain = _queue_where(f)
+                if action == "hold-matching":
+                    ops.queue_hold_matching(where, domain)
+                elif action == "release-matching":
+                    ops.queue_release_matching(where, domain)
+                elif action == "flush-matching":
+                    ops.queue_flush(None, where, domain)
+                else:
+                    ops.queue_delete_matching(where, domain)
             else:
                 raise Invalid("action", "unknown action")
         try:

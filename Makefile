@@ -63,10 +63,10 @@ typecheck: $(VENV)/.installed-test
 # End-to-end files run again on the PostgreSQL engine by `make test` (delivery, IMAP,
 # POP3, quotas (kept by the engine's triggers), ManageSieve, rules, queue races, ETRN,
 # sharing, send-as, the engine's own): a few minutes, not the suite.  Each file was added
-# after it passed on PostgreSQL.  (Measured with the machine's two cores 100 % busy with
-# other work, load average 14: about 11 minutes, the set before the last five files 7;
-# test_sieve_delivery.py, test_delivery.py and test_smtp_receive.py pass on PostgreSQL
-# too but are left out for time.)
+# after it passed on PostgreSQL.  (On the two-core machine shared with other work: 4
+# minutes at load average 5-9, 11 minutes at load average 14; test_sieve_delivery.py,
+# test_delivery.py and test_smtp_receive.py pass on PostgreSQL too but are left out for
+# time.)
 PG_E2E := tests/e2e/test_local_delivery.py tests/e2e/test_queue_races.py \
 	tests/e2e/test_on_demand.py tests/e2e/test_send_as.py tests/e2e/test_imap_status_list.py \
 	tests/e2e/test_shared_mailboxes.py tests/e2e/test_sharing.py tests/e2e/test_login_throttle.py \

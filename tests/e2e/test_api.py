@@ -456,3 +456,18 @@ def test_metrics_on_the_web_listener_with_a_server_token(api):
     assert any(name.startswith("waypost_queue") for name in families), sorted(families)
     for token, expected in ((None, 401), (api.tokens["revoked"], 401), (api.tokens["scoped-a"], 403)):
         assert call(api, "GET", "/metrics", token=token)[0] == expected
+
+
+def test_nul_and_lone_surrogates_are_refused_naming_the_field(api):
+    """A JSON string may carry U+0000 or half a surrogate pair; neither engine can store
+    them (PostgreSQL refuses NUL in TEXT; neither encodes a lone surrogate): a 400
+    naming the field, nothing stored."""
+    t = api.tokens["server"]
+    for raw, field in ((b'{"real_name": "Us\\u0000er"}', "real_name"), (b'{"real_name": "Us\\ud800er"}', "real_name")):
+        status, answer, _ = call(api, "PATCH", f"/api/v1/accounts/user@{A}", raw=raw, token=t)
+        assert status == 400 and answer["error"]["field"] == field, (raw, answer)
+    status, answer, _ = call(api, "GET", "/api/v1/accounts?domain=a%00.test", token=t)
+    assert status == 400 and answer["error"]["field"] == "domain", answer
+    status, answer, _ = call(api, "GET", f"/api/v1/accounts/user@{A}", token=t)
+    assert status == 200 and "\x00" not in json.dumps(answer) and "\\u0000" not in json.dumps(answer), answer
+    assert "Traceback" not in "\n".join(api.output)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import http.client
 import imaplib
+import re
 import smtplib
 import ssl
 import time
@@ -613,3 +614,23 @@ def test_sessions_work_across_workers(tmp_path_factory):
     finally:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pool.submit(inst.stop).result()
+
+
+def test_a_nul_in_a_form_field_is_refused_and_nothing_stored(page, server):
+    """No browser sends U+0000 in a form (PostgreSQL could not store it): 400 and a
+    log line, the account unchanged; the same before logging in."""
+    log_in(page, server, "carol", PW["carol"])
+    page.wait_for_url("**/mail")
+    cookie = {c["name"]: c["value"] for c in page.context.cookies()}["wp_session"]
+    host = f"127.0.0.1:{server.http_port}"
+    _, _, html = raw_request(server, "GET", "/settings", host, headers={"Cookie": f"wp_session={cookie}"})
+    csrf = re.search(rb'name="csrf" value="([^"]+)"', html).group(1).decode()
+    form = {"Cookie": f"wp_session={cookie}", "Content-Type": "application/x-www-form-urlencoded"}
+    body = urllib.parse.urlencode({"csrf": csrf, "action": "name", "real_name": "Car\x00ol"}).encode()
+    status, _, data = raw_request(server, "POST", "/settings", host, body, form)
+    assert status == 400 and b"Traceback" not in data
+    assert "\\u0000" not in _cli(server, "account", "list", "--json")
+    status, _, _ = raw_request(server, "POST", "/login", host, b"login=car%00ol&password=x",
+                               {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 400
+    assert any("event=web-form-refused" in line for line in server.output)

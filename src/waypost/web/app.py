@@ -168,8 +168,15 @@ def _page(handler: Handler, web: Web, login: bool = True, csrf: bool = True) -> 
             if request.method == "GET":
                 return RedirectResponse("/login", 303)
             return web.page(request, "error.html", 403, title="Forbidden", message="Please log in again.")
-        if csrf and login and request.method == "POST":
+        if request.method == "POST":
             form = await request.form(max_part_size=web.settings.web.max_upload_size)
+            if any("\x00" in (v if isinstance(v, str) else (v.filename or "")) for _, v in form.multi_items()):
+                # No form sends U+0000 (HTML turns it into U+FFFD); PostgreSQL stores none.
+                event(log, "web-form-refused", level=logging.WARNING, client=_client(request),
+                      path=request.url.path, reason="U+0000 in a field")
+                return web.page(request, "error.html", 400, title="Refused",
+                                message="The form carries a NUL character.")
+        if csrf and login and request.method == "POST":
             if session is None or not same_token(str(form.get("csrf") or ""), session.csrf):
                 event(log, "web-csrf-refused", level=logging.WARNING, client=_client(request),
                       path=request.url.path)

@@ -44,6 +44,14 @@ def validate(value: Any, schema: dict[str, Any], field: str = "body") -> None:
     if "enum" in schema and value not in schema["enum"]:
         raise SchemaError(field, f"expected one of {', '.join(map(str, schema['enum']))}")
     if isinstance(value, str):
+        # JSON may carry U+0000 and lone surrogates: PostgreSQL stores no NUL in TEXT,
+        # and neither engine encodes half a surrogate pair.
+        if "\x00" in value:
+            raise SchemaError(field, "contains U+0000")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SchemaError(field, "not valid Unicode (a lone surrogate)") from None
         if len(value) < schema.get("minLength", 0):
             raise SchemaError(field, "empty" if not value else "too short")
         if "maxLength" in schema and len(value) > schema["maxLength"]:

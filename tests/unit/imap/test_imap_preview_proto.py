@@ -72,3 +72,11 @@ def test_no_text_and_the_length_limit() -> None:
     assert len(got) <= MAX_PREVIEW and got.startswith("word word") and "  " not in got
     wide = crlf("Subject: x\n\n" + "あ" * 400 + "\n")
     assert preview(wide) == "あ" * MAX_PREVIEW  # characters, not octets
+
+
+def test_no_control_characters_c0_or_c1() -> None:
+    # An unknown charset is read as Latin-1: its octets 0x80-0x9F are C1 controls,
+    # which no client's message list should show.
+    msg = (b"Subject: c\r\nContent-Type: text/plain; charset=bogus-9\r\n\r\n"
+           b"a\x9e\x8bb\x01c\x85d \xe9t\xe9\r\n")
+    assert preview(msg) == "abc d \u00e9t\u00e9"  # (U+0085 NEL ends a line)

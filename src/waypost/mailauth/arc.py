@@ -9,7 +9,8 @@ newest Message-Signature verifies and every Seal verifies with ``cv=none`` at ``
 and ``cv=pass`` above; it *fails* otherwise; a message without ARC fields is ``none``.
 dkimpy does the canonicalization and the signature checks; the public keys are fetched
 first through ``Lookup`` (asynchronous, ``dns.nameservers``), so dkimpy never does I/O,
-as in ``verify.py``.
+as in ``verify.py`` (and, as there, ``fastverify`` does the public-key operations with
+OpenSSL and canonicalizes the message once for the DKIM and ARC signatures together).
 
 What a pass is worth: nothing by itself (anyone can seal).  A receiver trusts the
 verdicts of the sealers it knows (``mailauth.arc_trusted_sealers``): when DMARC fails
@@ -40,6 +41,7 @@ from dkim.util import InvalidTagValueList, parse_tag_value
 
 from ..db import Database, DKIMKeyRecord
 from ..log import event
+from .fastverify import Canon, FastARC
 from .lookup import DNSTempError, Lookup
 from .psl import organizational_domain
 from .verify import MIN_RSA_BITS
@@ -91,9 +93,12 @@ def _arc_fields(message: bytes) -> list[tuple[str, bytes]]:
     return out
 
 
-async def verify_arc(lookup: Lookup, message: bytes, trace: list[str]) -> ARCResult:
-    """The chain validation status of ``message`` (RFC 8617 §5.2)."""
-    message = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+async def verify_arc(lookup: Lookup, message: bytes, trace: list[str], canon: Canon | None = None) -> ARCResult:
+    """The chain validation status of ``message`` (RFC 8617 §5.2); ``canon``: the
+    message already split (``check_message`` shares one with ``verify_all``)."""
+    if canon is None:
+        canon = Canon(message)
+    message = canon.message
     fields = _arc_fields(message)
     if not fields:
         trace.append("arc: no ARC fields: none")
@@ -136,7 +141,7 @@ async def verify_arc(lookup: Lookup, message: bytes, trace: list[str]) -> ARCRes
     def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
         return keys.get(name.decode("ascii", "replace").rstrip(".").lower())
 
-    checker = dkim.ARC(message, minkey=MIN_RSA_BITS)
+    checker = FastARC(canon, MIN_RSA_BITS)
     try:
         cv, data, reason = checker.verify(dnsfunc=dnsfunc)
     except Exception as e:  # dkimpy on input it did not foresee: a verdict, never a crash

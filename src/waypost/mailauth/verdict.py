@@ -20,6 +20,7 @@ from .dmarc import DMARCResult, evaluate_dmarc
 from .lookup import Lookup
 from .sign import from_domain, header_fields
 from .spf import SPFResult, check_host, check_spf
+from .fastverify import Canon
 from .verify import DKIMResult, verify_all
 
 __all__ = ["Verdict", "check_message", "authentication_results"]
@@ -88,8 +89,9 @@ async def check_message(settings: Settings, message: bytes, client_ip: str, helo
         spf = SPFResult("none", "", "no MAIL FROM domain and no HELO name")
         trace.append("spf: nothing to check: none")
 
-    dkim_results = await verify_all(lookup, message, trace)
-    arc = await verify_arc(lookup, message, trace)
+    canon = Canon(message)  # split and canonicalized once for every DKIM and ARC signature
+    dkim_results = await verify_all(lookup, message, trace, canon)
+    arc = await verify_arc(lookup, message, trace, canon)
 
     author, problem = from_domain(header_fields(message))
     temp = spf.result == "temperror" or any(d.result == "temperror" for d in dkim_results)

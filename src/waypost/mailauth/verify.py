@@ -3,6 +3,8 @@
 The public keys are fetched first, asynchronously, through ``Lookup``
 (``dns.nameservers``, the time-out, temporary failures told apart); dkimpy then
 checks each signature against the key already in hand, so it never does I/O itself.
+The public-key operation is OpenSSL's and the message is canonicalized once for all
+its signatures (``fastverify``: dkimpy's rules, ``cryptography``'s RSA and Ed25519).
 
 Results per signature (RFC 8601 §2.7.1): ``pass``; ``fail`` (the signature or body
 hash does not match, or it has expired); ``neutral`` (the signature cannot be parsed);
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
+from .fastverify import Canon, FastDKIM
 from .lookup import DNSTempError, Lookup
 
 __all__ = ["DKIMResult", "verify_all", "MAX_SIGNATURES", "MIN_RSA_BITS"]
@@ -65,22 +68,26 @@ def _signature_fields(message: bytes) -> list[bytes]:
     return values
 
 
-async def verify_all(lookup: Lookup, message: bytes, trace: list[str]) -> list[DKIMResult]:
-    message = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")  # dkimpy takes either; be sure
+async def verify_all(lookup: Lookup, message: bytes, trace: list[str], canon: Canon | None = None) -> list[DKIMResult]:
+    """``canon``: the message already split (``check_message`` shares one with ``verify_arc``)."""
+    if canon is None:
+        canon = Canon(message)
+    message = canon.message
     fields = _signature_fields(message)
     if not fields:
         trace.append("dkim: no DKIM-Signature field: none")
         return []
+    checker = FastDKIM(canon, MIN_RSA_BITS)
     results: list[DKIMResult] = []
     for idx, raw in enumerate(fields):
         if idx >= MAX_SIGNATURES:
             trace.append(f"dkim: {len(fields) - MAX_SIGNATURES} more signature(s) not checked (limit {MAX_SIGNATURES})")
             break
-        results.append(await _verify_one(lookup, message, idx, raw, trace))
+        results.append(await _verify_one(lookup, checker, idx, raw, trace))
     return results
 
 
-async def _verify_one(lookup: Lookup, message: bytes, idx: int, raw: bytes, trace: list[str]) -> DKIMResult:
+async def _verify_one(lookup: Lookup, checker: FastDKIM, idx: int, raw: bytes, trace: list[str]) -> DKIMResult:
     try:
         tags = parse_tag_value(raw)
     except InvalidTagValueList as e:
@@ -118,7 +125,6 @@ async def _verify_one(lookup: Lookup, message: bytes, idx: int, raw: bytes, trac
         res.result, res.reason = "permerror", f"RSA key of {bits} bits (RFC 8301 §3.2: at least {MIN_RSA_BITS})"
         trace.append(f"dkim[{idx}] d={domain} s={selector}: {res.reason}: permerror")
         return res
-    checker = dkim.DKIM(message, minkey=MIN_RSA_BITS)
     try:
         ok = checker.verify(idx=idx, dnsfunc=lambda _name, timeout=5: key)
     except dkim.ValidationError as e:

@@ -1,0 +1,210 @@
+"""DKIM and ARC verification with dkimpy's parsing and rules, OpenSSL's public-key
+operations and one canonicalization per message.
+
+dkimpy (``dkim.DKIM``, ``dkim.ARC``) stays the reference for everything but two costs it
+pays on every signature: RSA verification in pure Python (``pow`` on Python integers
+and its byte conversions) and canonicalizing the header and the body again for each
+signature (the DKIM signature, the ARC-Message-Signature and the ARC-Seal of a signed and
+sealed message: three times).  ``Canon`` holds one message, normalised to CRLF and split
+once, and remembers each canonicalized header list (per header algorithm) and each body
+hash (per hash, body algorithm and ``l=``); ``FastDKIM`` and ``FastARC`` are dkimpy's
+classes with ``verify_sig_process`` replaced by the same steps (RFC 6376 §6.1.3: body
+hash, then the header hash with the signature field's ``b=`` emptied, via dkimpy's own
+``hash_headers``) on those cached parts, the signature checked by ``cryptography``:
+
+- RSA: RSASSA-PKCS1-v1_5 with the DigestInfo of the hash (SHA-256, or SHA-1 for
+  rsa-sha1 — refused later, RFC 8301) over the prehashed header hash.  dkimpy computes
+  ``s^e mod n`` for any length of ``s``; the signature is reduced mod n and written at
+  the modulus' length first, so the verdict is the same for every input.
+- Ed25519 (RFC 8463): the signature over the SHA-256 header hash.
+
+Whatever is unusual — a key under ``minkey``, one ``cryptography`` will not build, an
+Ed25519 signature not 64 octets long — goes to dkimpy's own ``verify_sig_process``,
+so its verdict (or exception) stays what it was.  tests/unit/mailauth/test_fastverify.py
+compares the verdicts of both on good, tampered, ``l=``, simple/relaxed and RFC 8463
+messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any, Callable
+
+import dkim
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
+from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError, Relaxed
+
+__all__ = ["Canon", "FastARC", "FastDKIM"]
+
+#: Public keys built by ``cryptography``, keyed by their own content (a key is never
+#: reused with another meaning, so nothing here can be stale).
+KEY_CACHE = 256
+_rsa_keys: dict[tuple[int, int], rsa.RSAPublicKey | None] = {}
+_ed_keys: dict[bytes, ed25519.Ed25519PublicKey | None] = {}
+
+_PREHASHED: dict[str, Any] = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}
+
+
+class Canon:
+    """One message, split into dkimpy's (headers, body) once, with the canonicalized
+    forms every signature of it needs computed once."""
+
+    __slots__ = ("message", "headers", "body", "_headers", "_bodies", "_hashes")
+
+    def __init__(self, message: bytes) -> None:
+        self.message = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        self.headers, self.body = dkim.rfc822_parse(self.message)
+        self._headers: dict[Any, list[tuple[bytes, bytes]]] = {}
+        self._bodies: dict[Any, bytes] = {}
+        self._hashes: dict[tuple[Any, Any, bytes | None], bytes] = {}
+
+    def canonical_headers(self, algorithm: Any) -> list[tuple[bytes, bytes]]:
+        got = self._headers.get(algorithm)
+        if got is None:
+            got = self._headers[algorithm] = algorithm.canonicalize_headers(self.headers)
+        return got
+
+    def body_hash(self, hasher: Callable[..., Any], algorithm: Any, length: bytes | None) -> bytes:
+        """The digest of the body under ``algorithm``, cut to ``l=`` when given."""
+        key = (hasher, algorithm, length)
+        digest = self._hashes.get(key)
+        if digest is None:
+            body = self._bodies.get(algorithm)
+            if body is None:
+                body = self._bodies[algorithm] = algorithm.canonicalize_body(self.body)
+            if length is not None:
+                body = body[: int(length)]  # as dkimpy: a bad l= raises the same ValueError
+            digest = self._hashes[key] = hasher(body).digest()
+        return digest
+
+
+def _rsa_key(pk: dict[str, int]) -> rsa.RSAPublicKey | None:
+    key = (pk["modulus"], pk["publicExponent"])
+    if key not in _rsa_keys:
+        if len(_rsa_keys) >= KEY_CACHE:
+            _rsa_keys.clear()
+        try:
+            _rsa_keys[key] = rsa.RSAPublicNumbers(key[1], key[0]).public_key()
+        except Exception:  # OpenSSL refuses it (even modulus, exponent 1...): dkimpy decides
+            _rsa_keys[key] = None
+    return _rsa_keys[key]
+
+
+def _ed_key(pk: Any) -> ed25519.Ed25519PublicKey | None:
+    raw = bytes(pk)
+    if raw not in _ed_keys:
+        if len(_ed_keys) >= KEY_CACHE:
+            _ed_keys.clear()
+        try:
+            _ed_keys[raw] = ed25519.Ed25519PublicKey.from_public_bytes(raw)
+        except Exception:
+            _ed_keys[raw] = None
+    return _ed_keys[raw]
+
+
+class _Fast:
+    """The replacement of ``DomainSigner.verify_sig_process`` (dkimpy 1.1.8), same
+    order of checks, same exceptions."""
+
+    _canon: Canon
+    # dkimpy's attributes (set by DomainSigner.__init__ and verify_sig)
+    tlsrpt: Any
+    seqtlsrpt: Any
+    pk: Any
+    ktag: Any
+    keysize: Any
+    minkey: int
+    headers: Any
+    body: Any
+    signed_headers: Any
+
+    def _bind(self, canon: Canon) -> None:
+        self._canon = canon
+        self.headers, self.body = canon.headers, canon.body
+
+    def verify_sig_process(self, sig: dict[bytes, bytes], include_headers: list[bytes],
+                           sig_header: tuple[bytes, bytes], dnsfunc: Any) -> bool:
+        slow = super().verify_sig_process  # type: ignore[misc]
+        if self.tlsrpt or self.seqtlsrpt or (self.ktag == b"rsa" and self.keysize < self.minkey):
+            return bool(slow(sig, include_headers, sig_header, dnsfunc))
+        try:
+            canon_policy = CanonicalizationPolicy.from_c_value(sig.get(b"c", b"simple/simple"))
+        except InvalidCanonicalizationPolicyError as e:
+            raise dkim.MessageFormatError("invalid c= value: %s" % e.args[0])
+        hasher = dkim.HASH_ALGORITHMS[sig[b"a"]]
+        if b"bh" in sig:
+            bodyhash = self._canon.body_hash(hasher, canon_policy.body_algorithm, sig.get(b"l"))
+            try:
+                bh = base64.b64decode(re.sub(rb"\s+", b"", sig[b"bh"]))
+            except TypeError as e:
+                raise dkim.MessageFormatError(str(e))
+            if bodyhash != bh:
+                raise dkim.ValidationError(
+                    "body hash mismatch (got %r, expected %r)" % (base64.b64encode(bodyhash), sig[b"bh"]))
+        if b"from" in include_headers:
+            include_headers.append(b"from")  # dkimpy's bug#644046: a second From breaks the signature
+        h = hasher()
+        headers = self._canon.canonical_headers(canon_policy.header_algorithm)
+        self.signed_headers = dkim.hash_headers(h, canon_policy, headers, include_headers, sig_header, sig)
+        signature = base64.b64decode(re.sub(rb"\s+", b"", sig[b"b"]))
+        if self.ktag == b"rsa":
+            public = _rsa_key(self.pk)
+            prehashed = _PREHASHED.get(h.name.lower())
+            if public is None or prehashed is None:
+                return bool(slow(sig, include_headers[:-1] if b"from" in include_headers else include_headers,
+                                 sig_header, dnsfunc))
+            n = self.pk["modulus"]
+            value = int.from_bytes(signature, "big") % n
+            try:
+                public.verify(value.to_bytes((n.bit_length() + 7) // 8, "big"), h.digest(),
+                              padding.PKCS1v15(), utils.Prehashed(prehashed))
+            except InvalidSignature:
+                return False
+            return True
+        if self.ktag == b"ed25519":
+            public_ed = _ed_key(self.pk)
+            if public_ed is None or len(signature) != 64:
+                return bool(slow(sig, include_headers[:-1] if b"from" in include_headers else include_headers,
+                                 sig_header, dnsfunc))
+            try:
+                public_ed.verify(signature, h.digest())
+            except InvalidSignature:
+                return False
+            return True
+        raise dkim.UnknownKeyTypeError(self.ktag)
+
+
+class FastDKIM(_Fast, dkim.DKIM):
+    """``dkim.DKIM`` on a ``Canon``, for verification."""
+
+    def __init__(self, canon: Canon, minkey: int) -> None:
+        dkim.DKIM.__init__(self, None, minkey=minkey)
+        self._bind(canon)
+
+
+class FastARC(_Fast, dkim.ARC):
+    """``dkim.ARC`` on a ``Canon``, for verification."""
+
+    def __init__(self, canon: Canon, minkey: int) -> None:
+        dkim.ARC.__init__(self, None, minkey=minkey)
+        self._bind(canon)
+
+    def sorted_arc_headers(self) -> tuple[int, list[Any]]:
+        """dkimpy's, on the message's relaxed header list computed once."""
+        headers = []
+        for x, y in self._canon.canonical_headers(Relaxed):
+            if x.lower() in dkim.ARC.ARC_HEADERS:
+                m = dkim.ARC.INSTANCE_RE.search(y)
+                if m is not None:
+                    try:
+                        headers.append((int(m.group(1)), (x, y)))
+                    except ValueError:
+                        pass
+        if not headers:
+            return 0, []
+        headers = sorted(headers, key=lambda a: [a[0], a[1][0].lower(), a[1][1].lower()])
+        headers.reverse()
+        return headers[0][0], headers

@@ -286,3 +286,14 @@ def test_rules_are_reordered_and_gateway_and_sharing_are_set(page, server):
     log_in(page, server, f"boss@{A}", PW["boss"])
     for path in ("/admin/rules", "/admin/gateway", "/admin/sharing"):
         assert page.goto(url(server, path)).status == 403, path
+
+
+def test_a_bad_address_or_queue_id_in_the_url_is_400_not_a_traceback(page, server):
+    log_in(page, server, "root@example.test", PW["root"])
+    for path in ("/admin/account?address=", "/admin/account?address=a@@b", "/admin/queue/message?id=../../etc",
+                 "/admin/queue/message?id="):
+        response = page.goto(url(server, path))
+        assert response.status == 400, (path, response.status)
+        assert "Traceback" not in page.content()
+    assert any("event=web-admin-refused" in line for line in server.output)
+    assert "Traceback" not in "\n".join(server.output)

@@ -281,6 +281,6 @@ def test_storage_migrate_force_copies_sieve_and_counts_quota_once(tmp_path):
         assert target.mailbox_state(box.id) is not None and target.mailbox_state(box.id)[2] == 2
         assert target.sieve_active("example.test", "alice") == ("main", "keep;")
         assert target.urlauth_key(box.id, "example.test", "alice") == key
-        assert target.web_session_get("hash1", 2.0) == ("alice@example.test", "csrf")
+        assert target.web_session_get("hash1", 2.0) == ("alice@example.test", "csrf", 1.0)
     finally:
         target.close()

@@ -634,3 +634,18 @@ def test_a_nul_in_a_form_field_is_refused_and_nothing_stored(page, server):
                                {"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 400
     assert any("event=web-form-refused" in line for line in server.output)
+
+
+def test_a_session_does_not_pass_to_a_new_account_of_the_same_name(page, server):
+    """The account a session was opened for is removed and another made under its
+    name: the old cookie opens nothing (the name is reused, the account is not the same)."""
+    _cli(server, "account", "add", f"erin@{MAIN}", "--password", "erin-web-pw-1")
+    log_in(page, server, "erin", "erin-web-pw-1")
+    page.wait_for_url("**/mail")
+    cookie = {c["name"]: c["value"] for c in page.context.cookies()}["wp_session"]
+    host = f"127.0.0.1:{server.http_port}"
+    assert raw_request(server, "GET", "/settings", host, headers={"Cookie": f"wp_session={cookie}"})[0] == 200
+    _cli(server, "account", "remove", f"erin@{MAIN}")
+    _cli(server, "account", "add", f"erin@{MAIN}", "--password", "erin-web-pw-2")
+    status, headers, _ = raw_request(server, "GET", "/settings", host, headers={"Cookie": f"wp_session={cookie}"})
+    assert status == 303 and headers["location"].endswith("/login"), (status, headers)

@@ -244,7 +244,7 @@ def test_web_sessions_store_hash_expire_and_delete(make_db):
     after delete; the row holds what it was given (a hash, never a session id)."""
     db = make_db()
     db.web_session_add("h1", "alice@example.test", "csrf1", 1000.0, 2000.0)
-    assert db.web_session_get("h1", 1500.0) == ("alice@example.test", "csrf1")
+    assert db.web_session_get("h1", 1500.0) == ("alice@example.test", "csrf1", 1000.0)
     assert db.web_session_get("h1", 2500.0) is None
     assert db.web_session_get("nope", 1500.0) is None
     # Adding another session later drops the expired ones.

@@ -453,8 +453,9 @@ class Database(Protocol):
     # -- WebUser sessions (waypost.web): only a hash of the session id is stored ------
     def web_session_add(self, id_hash: str, account: str, csrf: str, now: float, expires: float) -> None:
         """Store a new session (and drop the ones expired by ``now``)."""
-    def web_session_get(self, id_hash: str, now: float) -> tuple[str, str] | None:
-        """(account address, CSRF token) of a session not expired by ``now``, or None."""
+    def web_session_get(self, id_hash: str, now: float) -> tuple[str, str, float] | None:
+        """(account address, CSRF token, when it was opened) of a session not expired by
+        ``now``, or None."""
     def web_session_delete(self, id_hash: str) -> None: ...
     def web_session_end_others(self, account: str, keep: str) -> int:
         """Delete every session of ``account`` but the one whose hash is ``keep`` (a

@@ -980,10 +980,10 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
             c.execute("INSERT INTO web_sessions (id_hash, account, csrf, created, expires) VALUES (?, ?, ?, ?, ?)",
                       (id_hash, account, csrf, now, expires))
 
-    def web_session_get(self, id_hash: str, now: float) -> tuple[str, str] | None:
-        row = self._conn().execute("SELECT account, csrf FROM web_sessions WHERE id_hash=? AND expires >= ?",
+    def web_session_get(self, id_hash: str, now: float) -> tuple[str, str, float] | None:
+        row = self._conn().execute("SELECT account, csrf, created FROM web_sessions WHERE id_hash=? AND expires >= ?",
                                    (id_hash, now)).fetchone()
-        return (str(row[0]), str(row[1])) if row else None
+        return (str(row[0]), str(row[1]), float(row[2])) if row else None
 
     def web_session_delete(self, id_hash: str) -> None:
         with self._write(settings=False) as c:

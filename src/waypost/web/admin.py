@@ -11,6 +11,7 @@ changed.  Every change is logged by the operations layer as ``actor=admin:<accou
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlencode
@@ -21,8 +22,11 @@ from starlette.responses import RedirectResponse, Response
 from ..address import AddressError
 from ..db import Conflict, NotFound, QueueFilter
 from ..directory import DirectoryError
+from ..log import event
 from ..ops import Actor, Denied, Invalid, Operations, domain_view, object_view
 from .sessions import Session
+
+log = logging.getLogger("waypost.web")
 
 if TYPE_CHECKING:
     from .app import Web
@@ -67,6 +71,12 @@ def admin_page(handler: Callable[["Web", Request, Operations], Any]) -> Handler:
             return web.page(request, "error.html", 403, title="Forbidden", message=str(e), admin=ops.actor)
         except NotFound as e:
             return web.page(request, "error.html", 404, title="Not found", message=str(e).strip("'\""), admin=ops.actor)
+        except (Invalid, DirectoryError, AddressError, ValueError) as e:
+            # A bad address or id in the URL (a form's own errors are shown on its page).
+            event(log, "web-admin-refused", level=logging.INFO, account=ops.actor.name, path=request.url.path,
+                  reason=str(e)[:200])
+            return web.page(request, "error.html", 400, title="Refused", message=str(e).strip("'\""),
+                            admin=ops.actor)
         return result
     return run
 

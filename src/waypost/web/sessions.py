@@ -67,7 +67,8 @@ class Sessions:
 
     def get(self, session_id: str | None) -> Session | None:
         """The live session of a cookie: None for an unknown or expired id, and for an
-        account that was removed or disabled since the login (its session ends)."""
+        account that was removed, disabled or made again under its name since the login
+        (its session ends)."""
         if not session_id or len(session_id) > 100:
             return None
         h = _hash(session_id)
@@ -76,7 +77,9 @@ class Sessions:
             return None
         name, _, domain = row[0].rpartition("@")
         account = self.db.get_object(domain, name)
-        if account is None or account.kind != "account" or not account.data.get("enabled", True):
+        # An account made after the login is another account under a reused name.
+        if (account is None or account.kind != "account" or not account.data.get("enabled", True)
+                or account.created > row[2]):
             self.db.web_session_delete(h)
             return None
         return Session(row[0], row[1], h)

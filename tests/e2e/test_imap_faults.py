@@ -21,7 +21,7 @@ import trustme
 from support.imap import Raw
 from support.server import WaypostInstance, wait_for
 
-ACCOUNTS = ("tls", "long", "exam", "kw", "idl", "sub", "from", "modseq", "recent")
+ACCOUNTS = ("tls", "long", "exam", "kw", "idl", "sub", "from", "modseq", "recent", "srch")
 MAX_LINE = 2048  # imap.max_line_length of the small-limit server
 
 
@@ -315,6 +315,31 @@ def test_recent_count_follows_expunges(srv):
     reply = a.cmd("a4 EXPUNGE")
     assert b"* 2 EXPUNGE" in reply and _recent(reply) == 1, reply
     assert b.cmd("b3 NOOP")[:-1] == [b"* 2 EXPUNGE"]  # not \Recent there: no RECENT
+    a.close()
+    b.close()
+
+
+def test_search_keeps_a_message_expunged_elsewhere_until_its_expunge_is_sent(srv):
+    # Until this session is sent the EXPUNGE (never during SEARCH), the message keeps
+    # its number, and criteria the index answers still match it, as a FETCH of it
+    # answers (RFC 2180 §4.1.3) and as Dovecot does (imaptest: "SEARCH result missing").
+    a, b = session(srv, "srch"), session(srv, "srch")
+    for subject in (b"s1", b"s2", b"s3"):
+        _append(b, b"Subject: " + subject + b"\r\n\r\nx\r\n")
+    assert a.cmd("s SELECT INBOX")[-1].startswith(b"s OK")
+    assert b.cmd("s SELECT INBOX")[-1].startswith(b"s OK")
+    assert b.cmd("b1 STORE 2 +FLAGS.SILENT (\\Deleted)")[-1].startswith(b"b1 OK")
+    assert b.cmd("b2 EXPUNGE")[-1].startswith(b"b2 OK")
+    r1 = a.cmd("a1 SEARCH 1:3")
+    assert r1 == [b"* SEARCH 1 2 3", b"a1 OK SEARCH completed"], r1
+    r2 = a.cmd("a2 SEARCH 2 UNDELETED")
+    assert r2[0] == b"* SEARCH 2", r2  # its flags as this session knows them
+    r3 = a.cmd("a3 UID SEARCH ALL")
+    assert r3[0].split()[2:] == [b"1", b"2", b"3"], r3
+    # after a UID command (UIDs do not move) or the next NOOP, the EXPUNGE is sent
+    reply = r3 + a.cmd("a4 NOOP")
+    assert reply.count(b"* 2 EXPUNGE") == 1, reply
+    assert a.cmd("a5 SEARCH 1:*")[0] == b"* SEARCH 1 2"
     a.close()
     b.close()
 

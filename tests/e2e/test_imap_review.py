@@ -364,7 +364,8 @@ def test_expunge_order_exists_and_fetch_after_another_session_expunged(srv):
     assert not untagged(reply, b"EXPUNGE")
     assert reply[:6] == [b"* %d FETCH (UID %d)" % (i, i) for i in range(1, 7)]  # 1:* as the client knew it
     assert reply[6:8] == [b"* 7 EXISTS", b"* 0 RECENT"]  # then the news
-    assert untagged(ok(b.cmd("B3 SEARCH ALL")), b"SEARCH") == [b"* SEARCH 1 3 6 7"]
+    # the expunged messages keep their numbers, and their index records match (as Dovecot)
+    assert untagged(ok(b.cmd("B3 SEARCH ALL")), b"SEARCH") == [b"* SEARCH 1 2 3 4 5 6 7"]
     assert not untagged(ok(b.cmd("B4 STORE 1 +FLAGS.SILENT (\\Seen)")), b"EXPUNGE")
     reply = b.cmd("B5 FETCH 4 (BODY.PEEK[])")  # gone meanwhile: RFC 2180 §4.1.3, as Dovecot
     assert reply == [b"* 4 FETCH (BODY[] NIL)", b"B5 OK [EXPUNGEISSUED] Some messages were expunged meanwhile"]
@@ -588,11 +589,12 @@ def test_idle_hears_flags_expunge_and_new_mail_from_another_session(srv):
     assert a.line() == b"* 3 RECENT"  # message 2 was \Recent here (as Dovecot tells it)
     append(b, "Box", "Subject: n\r\n\r\nn\r\n")
     assert a.line() == b"* 4 EXISTS"
-    assert a.line() == b"* 4 RECENT"
+    recent = a.line()  # 4, or 3 when B's own session took the new message's \Recent first
+    assert recent in (b"* 4 RECENT", b"* 3 RECENT"), recent
     reply = ok(b.cmd("B4 MOVE 1 Trash"))
     assert reply[0].startswith(b"* OK [COPYUID ") and reply[1] == b"* 1 EXPUNGE"  # RFC 6851 §4.3
     assert a.line() == b"* 1 EXPUNGE"
-    assert a.line() == b"* 3 RECENT"
+    assert a.line() == b"* %d RECENT" % (int(recent.split()[1]) - 1)  # message 1 was \Recent here
     a.send(b"DONE\r\n")
     assert a.line() == b"A2 OK IDLE terminated"
     assert [x for x in ok(a.cmd("A3 FETCH 1:* (UID)")) if x.startswith(b"*")] == [

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
-from .fastverify import Canon, FastDKIM
+from .fastverify import Canon, FastDKIM, evaluate_pk
 from .lookup import DNSTempError, Lookup
 
 __all__ = ["DKIMResult", "verify_all", "MAX_SIGNATURES", "MIN_RSA_BITS"]
@@ -116,7 +116,7 @@ async def _verify_one(lookup: Lookup, checker: FastDKIM, idx: int, raw: bytes, t
         return res
     key = records[0].encode("utf-8")
     try:
-        _pk, bits, ktag, _tlsrpt = dkim.evaluate_pk(name.encode(), key)
+        _pk, bits, ktag, _tlsrpt = evaluate_pk(name.encode(), key)
     except (dkim.KeyFormatError, binascii.Error, ValueError) as e:
         res.result, res.reason = "permerror", f"unusable key at {name}: {e}"
         trace.append(f"dkim[{idx}] d={domain} s={selector}: {res.reason}: permerror")

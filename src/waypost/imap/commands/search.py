@@ -414,7 +414,11 @@ async def find(conn: Connection, criteria: SearchKey) -> Found:
     live = [u for u in all_uids if u not in gone] if gone else all_uids
     writes: list[asyncio.Future[None]] = []
     if need == mime.CONTENT_NONE:
-        numbered = [(i + 1, u) for i, u in enumerate(all_uids) if u not in gone]
+        # A message another session expunged keeps its number here until its EXPUNGE
+        # is sent, and the index's record of it (flags, size, dates) is still this
+        # session's: criteria of the index match it, as FETCH answers it (RFC 2180
+        # §4.1.3) and as Dovecot's view does (imaptest: "SEARCH result missing seq").
+        numbered = list(enumerate(all_uids, 1))
         hits, top = _evaluate(test, target, sel, numbered, None)
     elif need == mime.CONTENT_HEADER or flt is not None:
         lowered, raw = await _lowered_headers(conn, sel, live, writes)

@@ -471,3 +471,17 @@ def test_nul_and_lone_surrogates_are_refused_naming_the_field(api):
     status, answer, _ = call(api, "GET", f"/api/v1/accounts/user@{A}", token=t)
     assert status == 200 and "\x00" not in json.dumps(answer) and "\\u0000" not in json.dumps(answer), answer
     assert "Traceback" not in "\n".join(api.output)
+
+
+def test_a_domain_administrator_may_not_let_the_domain_send_as_anyone(api):
+    """``send_as: any`` lets the domain's accounts use any address at all (another
+    hosted domain's too): a right beyond the domain, a server administrator's to give,
+    as an account's send-as is.  ``domain`` stays within the domain: allowed."""
+    scoped = {"Authorization": f"Bearer {api.tokens['scoped-a']}"}
+    status, answer, _ = call(api, "PATCH", f"/api/v1/domains/{A}", {"send_as": "any"}, headers=scoped)
+    assert status == 403, answer
+    assert call(api, "GET", f"/api/v1/domains/{A}", token=api.tokens["server"])[1]["settings"].get("send_as") != "any"
+    status, answer, _ = call(api, "PATCH", f"/api/v1/domains/{A}", {"send_as": "domain"}, headers=scoped)
+    assert status == 200 and answer["settings"]["send_as"] == "domain", answer
+    status, answer, _ = call(api, "PATCH", f"/api/v1/domains/{A}", {"send_as": "own"}, headers=scoped)
+    assert status == 200, answer

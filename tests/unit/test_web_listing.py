@@ -3,8 +3,26 @@ Mailstore (SQLite or PostgreSQL, real Maildir files)."""
 
 from __future__ import annotations
 
+import pytest
+
 from waypost.mailstore import Mailstore
 from waypost.web import listing
+
+
+@pytest.fixture(autouse=True)
+def _empty_row_caches():
+    """The row caches are per process and keyed by (mailbox id, UIDVALIDITY, UID), which
+    one database never gives out twice. Each test here makes a new database whose first
+    mailbox has id 1 and, within the same second, the same UIDVALIDITY: a server process
+    never sees two databases, so the caches start empty for each test as they would."""
+    def clear():
+        with listing._lock:
+            listing._keys.clear()
+            listing._summaries.clear()
+            listing._chars.update(keys=0, summaries=0)
+    clear()
+    yield
+    clear()
 
 
 def _store(tmp_path, make_db):

@@ -266,8 +266,9 @@ class Operations(ServerOps):
 
     def domain_set(self, name: str, **changes: Any) -> DomainRecord:
         """``changes`` as ``Directory.set_domain`` takes them; ``mail_to_unknown`` is
-        checked here; binding server addresses (``ips``) and domain aliases are the
-        server administrator's (they take names and addresses from other domains)."""
+        checked here; binding server addresses (``ips``), domain aliases and ``send_as``
+        "any" are the server administrator's (they take names and addresses from other
+        domains)."""
         rec = self.directory.require_domain(name)
         self._require(rec.name)
         if "ips" in changes:
@@ -275,6 +276,10 @@ class Operations(ServerOps):
             changes["ips"] = _check_ips(changes["ips"] or [])
         if "aliases" in changes:
             self._require_server_admin("change domain aliases")
+        if changes.get("send_as") == "any":
+            # Any address at all, other domains' too: beyond the domain, as an
+            # account's send-as is.
+            self._require_server_admin("let a domain send as any address")
         if changes.get("mail_to_unknown") is not None:
             changes["mail_to_unknown"] = check_mail_to_unknown(changes["mail_to_unknown"])
         rec = self.directory.set_domain(rec.name, **changes)

@@ -526,7 +526,10 @@ def test_a_sieve_script_changed_on_one_node_is_used_by_another_at_once(tmp_path)
         assert send(b, "alice@example.test", "third")[0] == 250
         wait_for(lambda: subjects(shared, "alice@example.test")["third"] == 1, timeout=15,
                  what="the new account's message in INBOX")
-        assert len(maildir_messages(mail / ".A")) == 2 and len(maildir_messages(mail / ".B")) == 1
+        # Neither old folder was used; they went aside with the removal (test_account_reuse.py).
+        [kept] = mail.parent.glob(".removed.alice.*")
+        assert len(maildir_messages(kept / ".A")) == 2 and len(maildir_messages(kept / ".B")) == 1
+        assert not maildir_messages(mail / ".A") and not maildir_messages(mail / ".B")
     finally:
         stop_all(nodes)
 

@@ -177,7 +177,10 @@ def test_two_workers_one_vacation_reply_and_script_changes_seen_by_both(tmp_path
         inst.ok("account", "add", "alice@example.test", "--password", "pw")
         burst("third")
         wait_for(lambda: len(inst.messages("alice@example.test")) == 8, timeout=30, what="eight in the new INBOX")
-        assert len(maildir_messages(folder_b)) == 8
+        # The old owner's folders went aside with the removal (test_account_reuse.py).
+        assert not maildir_messages(folder_b)
+        [kept] = folder_b.parent.parent.glob(".removed.alice.*")
+        assert len(maildir_messages(kept / ".B")) == 8 and len(maildir_messages(kept / ".A")) == 8
 
 
 def test_editheader_changes_what_is_stored(inst, tmp_path):

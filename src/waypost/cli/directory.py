@@ -307,7 +307,8 @@ def account_passwd(app: App, address: str, password: str | None, password_stdin:
 @pass_app
 @handle_errors
 def account_remove(app: App, address: str) -> None:
-    """Remove an account and its aliases (its mail files stay on disk).
+    """Remove an account and its aliases.  Its mail files stay on disk, moved aside to
+    mail/DOMAIN/.removed.NAME.TIME: an account made later under the name starts empty.
     Example: waypost account remove info@client1.com"""
     obj = app.ops.account_remove(address)
     click.echo(f"account {obj.address} removed")

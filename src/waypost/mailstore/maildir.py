@@ -467,6 +467,37 @@ class Mailstore:
         self.changed(box)
         self.account_changed(box.domain, box.account)
 
+    def retire_account(self, domain: str, account: str) -> Path | None:
+        """An account was removed: its mailboxes leave the index and its Maildir is moved
+        aside to ``<domain>/.removed.<account>.<time>`` (kept on disk, never listed: no
+        account name starts with a dot), so an account made later under the same name
+        starts empty instead of finding the old owner's mail.  Returns where the files
+        went (None when the account had none)."""
+        db = self._db()
+        path = self.account_path(domain, account)
+        if not path.is_dir() and not db.mailbox_list(domain, account):
+            return None
+        boxes: list[MailboxRecord] = []
+        moved: Path | None = None
+        with self.account_locked(domain, account):
+            for box in db.mailbox_list(domain, account):
+                db.mailbox_delete(box.id)
+                self._scanned.pop(box.id, None)
+                self._drop_listing(box.id)
+                db.set_mark(f"maildir-scan:{box.id}", None)
+                boxes.append(box)
+            with self._lock:
+                for known in [k for k in self._known if path in (k, *k.parents)]:
+                    self._known.pop(known, None)
+            if path.is_dir():
+                moved = path.with_name(f".removed.{account}.{time.time_ns()}")
+                os.rename(path, moved)
+                fsync_dir(path.parent)
+        for box in boxes:
+            self.changed(box)
+        self.account_changed(domain, account)
+        return moved
+
     def rename(self, box: MailboxRecord, new_name: str) -> MailboxRecord:
         """Rename a mailbox and its children (RFC 3501 §6.3.5).  Renaming INBOX moves
         its messages into the new mailbox and leaves INBOX empty.  Raises NotFound

@@ -413,8 +413,30 @@ class Operations(ServerOps):
         self._require_manageable(address)
         obj = self.directory.get(address)
         self.directory.remove(address, "account")
+        self._retire_account(obj)
         self.audit("account-remove", obj.address)
         return obj
+
+    def _retire_account(self, obj: ObjectRecord) -> None:
+        """What the removed account owned goes with it, so that an account made later
+        under the same name inherits nothing: its mailboxes (the files are moved aside,
+        see Mailstore.retire_account), subscriptions, mailbox aliases, Sieve scripts,
+        URLAUTH keys and the rights other accounts granted it on their mailboxes."""
+        db, domain, name = self.db, obj.domain, obj.name
+        for mailbox in db.subscription_list(domain, name):
+            db.subscription_set(domain, name, mailbox, False)
+        for alias in db.mailbox_alias_list(domain, name):
+            db.mailbox_alias_set(domain, name, alias, None)
+        db.sieve_activate(domain, name, None)
+        for script, _active in db.sieve_list(domain, name):
+            db.sieve_delete(domain, name, script)
+        db.urlauth_reset(domain, name)
+        for box, identifier, _rights in db.acl_granted([obj.address]):
+            db.acl_set(box.id, identifier, None)
+        if self._mailstore is not None:
+            moved = self._mailstore().retire_account(domain, name)
+            if moved is not None:
+                event(log, "account-mail-retired", account=obj.address, kept=str(moved))
 
     # -- aliases, forwarders, groups ---------------------------------------------------
 

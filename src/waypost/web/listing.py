@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from email import policy
 from email.parser import BytesHeaderParser
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 from ..db import MailboxRecord, MessageRecord
 from ..mailstore import Mailstore
@@ -79,6 +79,24 @@ def _keep(cache: OrderedDict, name: str, key: tuple[int, int, int], value: Keys 
         _chars[name] -= _cost(gone)
 
 
+V = TypeVar("V", "Keys", "Summary")
+
+
+def _cached(cache: "OrderedDict[tuple[int, int, int], V]", box: MailboxRecord,
+            msgs: Sequence[MessageRecord]) -> tuple[dict[int, V], list[MessageRecord]]:
+    """(UID -> what ``cache`` holds for these messages, the messages it does not hold)."""
+    out: dict[int, V] = {}
+    missing: list[MessageRecord] = []
+    with _lock:
+        for m in msgs:
+            hit = cache.get((box.id, box.uidvalidity, m.uid))
+            if hit is None:
+                missing.append(m)
+            else:
+                out[m.uid] = hit
+    return out, missing
+
+
 def _keys_of(block: bytes, internaldate: float) -> Keys:
     msg = BytesHeaderParser(policy=policy.compat32).parsebytes(block)
     date = internaldate
@@ -120,15 +138,7 @@ def _read_header(path: str) -> bytes | None:
 def keys(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord]) -> dict[int, Keys]:
     """UID -> ``Keys`` of these messages (a message whose file is gone sorts by its
     arrival, with empty fields)."""
-    out: dict[int, Keys] = {}
-    missing: list[MessageRecord] = []
-    with _lock:
-        for m in msgs:
-            k = _keys.get((box.id, box.uidvalidity, m.uid))
-            if k is None:
-                missing.append(m)
-            else:
-                out[m.uid] = k
+    out, missing = _cached(_keys, box, msgs)
     if not missing:
         return out
     made: list[tuple[int, Keys]] = []
@@ -185,15 +195,7 @@ def _blocks(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord])
 def summaries(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord]) -> dict[int, Summary]:
     """UID -> the Subject, From and Date a list row shows, kept per process like ``Keys``
     (a list page served again reads no header)."""
-    out: dict[int, Summary] = {}
-    missing: list[MessageRecord] = []
-    with _lock:
-        for m in msgs:
-            hit = _summaries.get((box.id, box.uidvalidity, m.uid))
-            if hit is None:
-                missing.append(m)
-            else:
-                out[m.uid] = hit
+    out, missing = _cached(_summaries, box, msgs)
     if not missing:
         return out
     made = []

@@ -206,7 +206,7 @@ def test_copy_and_a_full_account_is_507(page, server):
     assert "over its quota" in page.inner_text("#message")
     shot(page, "move-507")
     assert found(server, "alice", "keep me twice") is not None
-    assert any("event=web-over-quota" in line for line in server.output)
+    server.expect_log(r"event=web-over-quota")
     assert "Traceback" not in "".join(server.output)
     # Over her own quota, a copy is 507 too; a move within her account is not refused.
     cli(server, "account", "set", f"alice@{MAIN}", "--quota", "100")

@@ -130,11 +130,11 @@ def _claim(port: int) -> bool:
     return True
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` now, not handed out before by this process nor (while
-    it runs) by any other test process on this machine."""
+def free_port(host: str = "127.0.0.1", port_range: tuple[int, int] = _PORT_RANGE) -> int:
+    """A TCP port of ``port_range`` (first, last + 1) free on ``host`` now, not handed out
+    before by this process nor (while it runs) by any other test process on this machine."""
     for _ in range(1000):
-        port = _RANDOM.randrange(*_PORT_RANGE)
+        port = _RANDOM.randrange(*port_range)
         if port in _GIVEN:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -146,7 +146,7 @@ def free_port(host: str = "127.0.0.1") -> int:
             continue
         _GIVEN.add(port)
         return port
-    raise RuntimeError(f"no free port in {_PORT_RANGE} on {host}")
+    raise RuntimeError(f"no free port in {port_range} on {host}")
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:

@@ -10,8 +10,6 @@ import threading
 import time
 
 from support.server import WaypostInstance, wait_for
-from waypost.queue.manager import cluster_node
-from waypost.queue.spool import node_dir
 
 TOKEN = re.compile(rb"X-Token: (\S+)")
 
@@ -104,7 +102,7 @@ def test_full_spool_disk_gives_452_and_loses_nothing(tmp_path):
         assert accepted >= 1
         assert len(inst.queue_ids()) == accepted  # every 250 is queued, no partial file left
         # The unfinished writes are the node's own (spool/nodes/<node>/tmp on PostgreSQL).
-        assert list((node_dir(spool, cluster_node(inst.settings)) / "tmp").iterdir()) == []
+        assert list((inst.own_spool() / "tmp").iterdir()) == []
         inst.expect_log(r"event=spool-refused")
         inst.stop()
     finally:

@@ -238,6 +238,15 @@ class WaypostInstance:
         settings = self.settings
         return open_database(settings.storage.database, settings.data_dir)
 
+    def own_spool(self) -> Path:
+        """Where this node keeps the spool files only it writes (tmp/, free/, journal/):
+        the spool itself on SQLite, spool/nodes/<server.hostname> on PostgreSQL."""
+        from waypost.queue.manager import cluster_node
+        from waypost.queue.spool import node_dir
+
+        settings = self.settings
+        return node_dir(settings.path(settings.storage.spool), cluster_node(settings))
+
     def stored_text(self) -> str:
         """Everything the instance's database holds, as text, for checking that a secret
         is stored sealed: on SQLite the bytes of its file and write-ahead log (a value

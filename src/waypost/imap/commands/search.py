@@ -290,8 +290,8 @@ class _Target:
     """One message as the search evaluation sees it (``message.SearchTarget``);
     ``at`` moves it to the next message, so one object serves a whole search."""
 
-    __slots__ = ("seq", "uid", "size", "internaldate", "savedate", "modseq", "_m", "_header", "_view", "_sel",
-                 "_store")
+    __slots__ = ("seq", "uid", "size", "internaldate", "savedate", "modseq", "lost", "_m", "_header", "_view",
+                 "_sel", "_store")
 
     def __init__(self, conn: Connection, sel: Selected) -> None:
         self._sel = sel
@@ -299,6 +299,7 @@ class _Target:
         self.seq = self.uid = self.size = self.modseq = 0
         self.internaldate = 0.0
         self.savedate: float | None = None
+        self.lost = False  # a file was gone when read (expunged meanwhile)
         self._m: MessageRecord | None = None
         self._header: bytes | None = None
         self._view: mime.MessageView | None = None
@@ -333,6 +334,7 @@ class _Target:
                 try:
                     return store.read(box, m)
                 except FileNotFoundError:
+                    self.lost = True
                     return b""
 
             self._view = mime.MessageView(load, header=self._header)
@@ -494,6 +496,7 @@ async def find(conn: Connection, criteria: SearchKey) -> Found:
         numbered = [(i + 1, u) for i, u in enumerate(all_uids) if u not in gone]
         lost = bool(gone)
         hits, top = await asyncio.to_thread(_evaluate, test, target, sel, numbered, None)
+    lost = lost or target.lost
     if writes:
         # The header blocks read from files go on into the index after the answer:
         # they are a cache (the next SEARCH finds them in memory meanwhile).

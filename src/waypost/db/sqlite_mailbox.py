@@ -133,14 +133,15 @@ class _MailboxIndex:
             uid, modseq = row
             modseq += 1
             now = time.time()  # the save date (RFC 8514) of all of them
-            # The common case in one statement: none of the names is indexed yet.
-            before = c.total_changes
-            c.executemany(
+            # The common case in one statement: none of the names is indexed yet.  (Its
+            # rowcount counts the rows it inserted; ``total_changes`` would count what
+            # the quota and count triggers change too, and never equal ``len(items)``.)
+            cur = c.executemany(
                 "INSERT OR IGNORE INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate,"
                 " savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(mailbox_id, uid + i, name, subdir, " ".join(flags), modseq, size, internaldate, now)
                  for i, (name, subdir, flags, size, internaldate) in enumerate(items)])
-            if c.total_changes - before == len(items):
+            if cur.rowcount == len(items):
                 out = [MessageRecord(uid + i, name, subdir, tuple(flags), modseq, size, internaldate, now)
                        for i, (name, subdir, flags, size, internaldate) in enumerate(items)]
                 c.execute("UPDATE mailboxes SET uidnext=?, highestmodseq=? WHERE id=?",

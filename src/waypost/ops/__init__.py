@@ -29,13 +29,15 @@ from ..address import AddressError, normalize_domain, parse_address
 from ..db import ApiToken, DomainRecord, NotFound, ObjectRecord, QueueEntry, QueueFilter, QueuedMessage
 from ..directory import Directory, DirectoryError
 from ..log import event
+from .mail import MailOps, parse_quota
 from .server import ServerOps
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..router import Router
 
 __all__ = ["ACCOUNT_FIELDS", "ADMIN_RIGHTS", "Actor", "Denied", "Invalid", "Operations", "TOKEN_PREFIX", "Tokens", "check_mail_to_unknown",
-           "domain_view", "object_view", "token_actor", "token_hash"]
+           "domain_view", "object_view", "parse_quota", "token_actor", "token_hash"]
 
 #: The administrator rights of an account (``waypost account set --right``).
 #: AllUsers is also the server administrator's right on the admin pages and the API.
@@ -180,18 +182,21 @@ ACCOUNT_FIELDS = ("real_name", "enabled", "forward", "keep_copy", "rights", "adm
 _SERVER_ADMIN_FIELDS = ("rights", "admin_domains", "send_as", "atrn_domains")
 
 
-class Operations(ServerOps):
+class Operations(ServerOps, MailOps):
     """The changes ``actor`` may make, on one directory.  ``router`` makes a router
     as the server builds it (the forwarding-loop check needs one); ``spool`` is the
-    spool directory (its ``queue/`` holds the queued message files)."""
+    spool directory (its ``queue/`` holds the queued message files); ``settings``
+    the server's (the DNS records a domain should publish name its host)."""
 
     def __init__(self, directory: Directory, actor: Actor, router: "Callable[[], Router] | None" = None,
-                 spool: Path | None = None, mailstore: "Callable[[], Any] | None" = None) -> None:
+                 spool: Path | None = None, mailstore: "Callable[[], Any] | None" = None,
+                 settings: "Settings | None" = None) -> None:
         self.directory = directory
         self.actor = actor
         self._router = router
         self.spool = spool
         self._mailstore = mailstore
+        self.settings = settings
 
     @property
     def db(self) -> Any:
@@ -282,6 +287,9 @@ class Operations(ServerOps):
             self._require_server_admin("let a domain send as any address")
         if changes.get("mail_to_unknown") is not None:
             changes["mail_to_unknown"] = check_mail_to_unknown(changes["mail_to_unknown"])
+        for key in ("quota_storage", "quota_messages"):
+            if key in changes:  # the default limit of the domain's accounts (None: none)
+                changes[key] = parse_quota(key, changes[key], key == "quota_storage", for_domain=True)
         rec = self.directory.set_domain(rec.name, **changes)
         self.audit("domain-set", rec.name, fields=",".join(sorted(changes)))
         return rec
@@ -409,11 +417,8 @@ class Operations(ServerOps):
             changes["forward"] = None
             changes.setdefault("keep_copy", None)
         for key in ("quota_storage", "quota_messages"):
-            if key in changes:
-                value = changes[key]
-                if value is not None and value != "unlimited" and (
-                        isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                    raise Invalid(key, "expected a number of octets or messages (0 or more), \"unlimited\" or null")
+            if key in changes:  # a number (2G for a size), "unlimited", or None: the domain's
+                changes[key] = parse_quota(key, changes[key], key == "quota_storage")
         if not changes:
             raise Invalid("changes", "nothing to change")
         obj = self.directory.update(address, "account", changes)

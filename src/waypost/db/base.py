@@ -560,3 +560,14 @@ class Database(Protocol):
         """Whether a vacation reply may go to ``sender`` now: True (and recorded until
         ``until``) when none was sent for this handle within the period, in one
         transaction, so that two workers delivering at once send one reply."""
+
+    # -- an account's removal -----------------------------------------------------------
+    def account_forget(self, domain: str, account: str) -> int:
+        """Drop, in one transaction, every row kept for the account name ``account`` of
+        ``domain`` (apart from its directory object and its mailbox index, which go
+        through their own methods): its subscriptions, mailbox aliases, Sieve scripts
+        (the cached active script too, in every process), vacation replies sent,
+        URLAUTH keys, the rights others granted it, its \\Seen marks on other accounts'
+        mailboxes and its known login clients.  An account made later under the name
+        inherits none of them.  Idempotent (a retry after a crash finishes the job);
+        returns how many rows went."""

@@ -73,7 +73,8 @@ class Web:
         """The operations layer acting as ``actor`` (the admin pages and the API)."""
         server = self.server
         return Operations(server.directory, actor, router=lambda: server.router,
-                          spool=self.settings.path(self.settings.storage.spool), mailstore=lambda: server.mailstore)
+                          spool=self.settings.path(self.settings.storage.spool), mailstore=lambda: server.mailstore,
+                          settings=self.settings)
 
     # -- pages -----------------------------------------------------------------------
 

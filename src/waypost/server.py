@@ -70,14 +70,14 @@ log = logging.getLogger("waypost.server")
 
 #: Listeners this version serves (the others in [listen] are refused when set).
 SERVED = ("smtp", "submission", "submissions", "odmr", "lmtp", "imap", "imaps", "pop3", "pop3s", "ftp", "http",
-          "https", "sieve", "metrics")
+          "https", "managesieve", "metrics")
 #: The SMTP listeners among them.
 SMTP_LISTENERS = ("smtp", "submission", "odmr", "lmtp")
 #: Listeners with TLS from the first octet (RFC 8314), and the plain listener each one mirrors.
 IMPLICIT_TLS = {"submissions": "submission", "imaps": "imap", "pop3s": "pop3"}
 #: Every TCP/UDP listener, in the order they are bound.
 ALL_LISTENERS = ("smtp", "submission", "submissions", "odmr", "lmtp", "imap", "imaps", "pop3", "pop3s", "ftp", "http",
-                 "https", "minger", "sieve", "metrics")
+                 "https", "minger", "managesieve", "metrics")
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,7 +578,7 @@ class Server:
                                              idle_timeout=pop3.idle_timeout)
                 server = await loop.create_server(_counted(self._pop3.protocol_factory(), name), sock=sock,
                                                   backlog=backlog, **tls)
-            elif name == "sieve":
+            elif name == "managesieve":
                 self._managesieve = self._managesieve_service()
                 handle = self._managesieve.handle
 

@@ -41,7 +41,7 @@ debian-test-tools:
 	if [ -n "$$missing" ]; then \
 	  if [ -n "$(APT_GET)" ]; then \
 	    echo "installing Debian packages:$$missing"; \
-	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	    $(SUDO) apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=600 install -y -qq $$missing >/dev/null; \
 	  else echo "warning: apt-get not found; tests needing$$missing will fail"; fi; \
 	fi
 

@@ -81,8 +81,9 @@ class ListenSettings:
     minger: str = _s("", "Minger (UDP) listener for domain sharing (production port 4069; needs sharing.secret).")
     ftp: str = _s("127.0.0.1:2121", "FTP listener for the account file areas (explicit FTPS with AUTH TLS; "
                                     "production port 21).")
-    sieve: str = _s("", "ManageSieve (RFC 5804) listener for the accounts' Sieve filters (production and "
-                        "conventional port 4190, e.g. \"127.0.0.1:4190\"; STARTTLS).")
+    managesieve: str = _s("", "ManageSieve (RFC 5804) listener for the accounts' Sieve filters (production and "
+                              "conventional port 4190, e.g. \"127.0.0.1:4190\"; STARTTLS). The older spelling "
+                              "listen.sieve is read too.")
     metrics: str = _s("", "Prometheus metrics listener (GET /metrics), e.g. \"127.0.0.1:9101\"; keep it on a "
                           "private address, and set metrics.token if others can reach it.")
 
@@ -415,6 +416,10 @@ def _check_value(where: str, value: Any, expected: Any) -> Any:
     raise ConfigError(f"{where}: unsupported type {expected}")  # pragma: no cover - declaration bug
 
 
+#: Keys read under an older name: (section, old key) -> the key's name now.
+_RENAMED = {("listen", "sieve"): "managesieve"}
+
+
 def settings_from_dict(raw: dict[str, Any], data_dir: Path) -> Settings:
     """Validate a parsed TOML document; every error names the offending key."""
     sections = dict(_sections())
@@ -429,6 +434,11 @@ def settings_from_dict(raw: dict[str, Any], data_dir: Path) -> Settings:
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {}
         for key, value in content.items():
+            new = _RENAMED.get((name, key))
+            if new is not None:
+                if new in content:
+                    raise ConfigError(f"{name}.{key} and {name}.{new} are the same setting: keep only {name}.{new}")
+                key = new
             if key not in known:
                 raise ConfigError(f"unknown key {name}.{key} (known: {', '.join(sorted(known))})")
             kwargs[key] = _check_value(f"{name}.{key}", value, hints[key])

@@ -45,7 +45,7 @@ from .imap.proto import Params
 from .imap.server import IMAPService
 from .imap.server import Limits as IMAPLimits
 from .imap.commands.search import set_search_cache
-from .mailauth import Sealer, Signer
+from .mailauth import Sealer, Signer, load_psl
 from .mailstore import Mailstore
 from .pop3 import POP3Service
 from .queue import QueueManager, release_dead_worker
@@ -70,14 +70,14 @@ log = logging.getLogger("waypost.server")
 
 #: Listeners this version serves (the others in [listen] are refused when set).
 SERVED = ("smtp", "submission", "submissions", "odmr", "lmtp", "imap", "imaps", "pop3", "pop3s", "ftp", "http",
-          "https", "sieve", "metrics")
+          "https", "managesieve", "metrics")
 #: The SMTP listeners among them.
 SMTP_LISTENERS = ("smtp", "submission", "odmr", "lmtp")
 #: Listeners with TLS from the first octet (RFC 8314), and the plain listener each one mirrors.
 IMPLICIT_TLS = {"submissions": "submission", "imaps": "imap", "pop3s": "pop3"}
 #: Every TCP/UDP listener, in the order they are bound.
 ALL_LISTENERS = ("smtp", "submission", "submissions", "odmr", "lmtp", "imap", "imaps", "pop3", "pop3s", "ftp", "http",
-                 "https", "minger", "sieve", "metrics")
+                 "https", "minger", "managesieve", "metrics")
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,7 +578,7 @@ class Server:
                                              idle_timeout=pop3.idle_timeout)
                 server = await loop.create_server(_counted(self._pop3.protocol_factory(), name), sock=sock,
                                                   backlog=backlog, **tls)
-            elif name == "sieve":
+            elif name == "managesieve":
                 self._managesieve = self._managesieve_service()
                 handle = self._managesieve.handle
 
@@ -825,6 +825,10 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
         pending.parent.mkdir(mode=0o700, exist_ok=True)
         pending.touch(mode=0o600)
         threading.Thread(target=_recover_later, args=(recovery, pending), name="recovery", daemon=True).start()
+    if settings.mailauth.inbound != "off":
+        # Every inbound check needs the Public Suffix List (DMARC): read once here, the
+        # workers forked below share it, and no message pays for it.
+        load_psl()
     for name, sock in sockets.items():
         if sock.family == socket.AF_UNIX:
             out(f"listening {name} {sock.getsockname()}")

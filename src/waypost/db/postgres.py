@@ -1299,6 +1299,19 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
                       " ON CONFLICT (account, client) DO UPDATE SET seen=excluded.seen", (account, client, now))
             c.execute("DELETE FROM login_known WHERE account=%s AND seen < %s", (account, forget_before))
 
+    # -- an account's removal ---------------------------------------------------------
+
+    def account_forget(self, domain: str, account: str) -> int:
+        address = f"{account}@{domain}"
+        n = 0
+        with self._write() as c:  # renews the change token: the cached active script goes
+            for table in ("subscriptions", "mailbox_aliases", "sieve_scripts", "sieve_vacation", "urlauth_keys"):
+                n += c.execute(f"DELETE FROM {table} WHERE domain=%s AND account=%s", (domain, account)).rowcount
+            n += c.execute("DELETE FROM acl WHERE identifier=%s", (address,)).rowcount
+            n += c.execute("DELETE FROM seen WHERE reader=%s", (address,)).rowcount
+            n += c.execute("DELETE FROM login_known WHERE account=%s", (address,)).rowcount
+        return n
+
     # -- cluster: worker heartbeats ----------------------------------------------------
 
     def node_heartbeat(self, worker: str, node: str, addresses: Sequence[str], load: float, now: float) -> None:

@@ -225,7 +225,6 @@ class _MailboxIndex:
                 (mailbox_id, list(uids)))]
             if out:
                 gone = [m.uid for m in out]
-                c.execute("DELETE FROM message_headers WHERE mailbox_id=%s AND uid = ANY(%s)", (mailbox_id, gone))
                 c.execute("INSERT INTO expunged (mailbox_id, uid, modseq) SELECT %s, u, %s FROM unnest(%s::bigint[]) u"
                           " ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq=excluded.modseq",
                           (mailbox_id, modseq, gone))
@@ -370,5 +369,14 @@ class _MailboxIndex:
         with self._write(settings=False) as c:
             return int(c.execute(
                 "DELETE FROM message_headers h WHERE mailbox_id=%s AND NOT EXISTS"
-                " (SELECT 1 FROM messages m WHERE m.mailbox_id=h.mailbox_id AND m.uid=h.uid)",
+                " (SELECT 1 FROM messages m WHERE m.mailbox_id=h.mailbox_id AND m.uid=h.uid) AND NOT EXISTS"
+                " (SELECT 1 FROM expunged e WHERE e.mailbox_id=h.mailbox_id AND e.uid=h.uid)",
                 (mailbox_id,)).rowcount)
+
+    def message_headers_missing(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        if not uids:
+            return []
+        with self._read() as c:
+            have = {r[0] for r in c.execute(
+                "SELECT uid FROM message_headers WHERE mailbox_id=%s AND uid = ANY(%s)", (mailbox_id, list(uids)))}
+        return [u for u in uids if u not in have]

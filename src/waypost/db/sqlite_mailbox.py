@@ -133,14 +133,15 @@ class _MailboxIndex:
             uid, modseq = row
             modseq += 1
             now = time.time()  # the save date (RFC 8514) of all of them
-            # The common case in one statement: none of the names is indexed yet.
-            before = c.total_changes
-            c.executemany(
+            # The common case in one statement: none of the names is indexed yet.  (Its
+            # rowcount counts the rows it inserted; ``total_changes`` would count what
+            # the quota and count triggers change too, and never equal ``len(items)``.)
+            cur = c.executemany(
                 "INSERT OR IGNORE INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate,"
                 " savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(mailbox_id, uid + i, name, subdir, " ".join(flags), modseq, size, internaldate, now)
                  for i, (name, subdir, flags, size, internaldate) in enumerate(items)])
-            if c.total_changes - before == len(items):
+            if cur.rowcount == len(items):
                 out = [MessageRecord(uid + i, name, subdir, tuple(flags), modseq, size, internaldate, now)
                        for i, (name, subdir, flags, size, internaldate) in enumerate(items)]
                 c.execute("UPDATE mailboxes SET uidnext=?, highestmodseq=? WHERE id=?",
@@ -237,8 +238,6 @@ class _MailboxIndex:
                                  (mailbox_id, *chunk)).fetchall()
                 out.extend(_message(r) for r in rows)
                 c.execute(f"DELETE FROM messages WHERE mailbox_id=? AND uid IN ({marks})", (mailbox_id, *chunk))
-                c.execute(f"DELETE FROM message_headers WHERE mailbox_id=? AND uid IN ({marks})",
-                          (mailbox_id, *chunk))
             if out:
                 c.executemany("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
                               [(mailbox_id, m.uid, modseq) for m in out])
@@ -383,7 +382,17 @@ class _MailboxIndex:
         with self._write(settings=False) as c:
             return int(c.execute(
                 "DELETE FROM message_headers WHERE mailbox_id=? AND uid NOT IN"
-                " (SELECT uid FROM messages WHERE mailbox_id=?)", (mailbox_id, mailbox_id)).rowcount)
+                " (SELECT uid FROM messages WHERE mailbox_id=?) AND uid NOT IN"
+                " (SELECT uid FROM expunged WHERE mailbox_id=?)", (mailbox_id, mailbox_id, mailbox_id)).rowcount)
+
+    def message_headers_missing(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        conn = self._conn()
+        have: set[int] = set()
+        for chunk in _chunks(uids, 500):
+            have.update(r[0] for r in conn.execute(
+                f"SELECT uid FROM message_headers WHERE mailbox_id=? AND uid IN ({','.join('?' * len(chunk))})",
+                (mailbox_id, *chunk)))
+        return [u for u in uids if u not in have]
 
 
 def _chunks(items: Sequence[int], n: int) -> Iterator[Sequence[int]]:

@@ -436,12 +436,19 @@ class Connection(asyncio.Protocol):
             return "NONE"
         if self.selected is not None and reply.status != "BAD" and command.name not in ("SELECT", "EXAMINE"):
             allow = command.name not in UPDATES_WITHOUT_EXPUNGE or getattr(command, "uid", False)
-            updates = self.selected.refresh(self.store, allow_expunge=allow)
-            if updates:
-                self.send(*updates)
-            if self.selected.deleted:
-                return self._selected_deleted(reply)
-            await context_updates(self)  # RFC 5267 ADDTO/REMOVEFROM
+            try:
+                updates = self.selected.refresh(self.store, allow_expunge=allow)
+                if updates:
+                    self.send(*updates)
+                if self.selected.deleted:
+                    return self._selected_deleted(reply)
+                await context_updates(self)  # RFC 5267 ADDTO/REMOVEFROM
+            except StorageUnavailable as e:
+                # The command's own answer stands; what changed meanwhile is told on a
+                # later command, once the database answers again (the session stays).
+                if reply.code != Codes.UNAVAILABLE:
+                    event(log, "storage-unavailable", level=logging.ERROR, peer=self.peer, command=command.name,
+                          step="updates", error=str(e))
         self.send(reply)
         return reply.status
 
@@ -483,6 +490,7 @@ class Connection(asyncio.Protocol):
             topic_name = topic(self.selected.box.id)
             bus.subscribe(topic_name, wake.set)
         deadline = time.monotonic() + self.service.limits.idle_timeout
+        outage = False  # the last look at the mailbox met an unreachable database
         try:
             while True:
                 try:
@@ -517,7 +525,17 @@ class Connection(asyncio.Protocol):
                         w.cancel()
                 wake.clear()
                 if self.selected is not None:
-                    updates = self.selected.refresh(self.store, allow_expunge=True)
+                    try:
+                        updates = self.selected.refresh(self.store, allow_expunge=True)
+                    except StorageUnavailable as e:
+                        # The database is down: keep idling (a phone should not be cut
+                        # off for it) and look again at the next wake-up or re-check.
+                        if not outage:
+                            event(log, "storage-unavailable", level=logging.ERROR, peer=self.peer, command="IDLE",
+                                  error=str(e))
+                        outage = True
+                        continue
+                    outage = False
                     if updates:
                         self.send(*updates)
                     if self.selected.deleted:

@@ -45,7 +45,7 @@ from .imap.proto import Params
 from .imap.server import IMAPService
 from .imap.server import Limits as IMAPLimits
 from .imap.commands.search import set_search_cache
-from .mailauth import Sealer, Signer
+from .mailauth import Sealer, Signer, load_psl
 from .mailstore import Mailstore
 from .pop3 import POP3Service
 from .queue import QueueManager, release_dead_worker
@@ -827,6 +827,10 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
         pending.parent.mkdir(mode=0o700, exist_ok=True)
         pending.touch(mode=0o600)
         threading.Thread(target=_recover_later, args=(recovery, pending), name="recovery", daemon=True).start()
+    if settings.mailauth.inbound != "off":
+        # Every inbound check needs the Public Suffix List (DMARC): read once here, the
+        # workers forked below share it, and no message pays for it.
+        load_psl()
     for name, sock in sockets.items():
         if sock.family == socket.AF_UNIX:
             out(f"listening {name} {sock.getsockname()}")

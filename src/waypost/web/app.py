@@ -66,8 +66,10 @@ class Web:
         self.settings = server.settings
         self.sessions = Sessions(server.db, server.settings.web.session_lifetime)
         self.rules = rules_store(server.db).get  # the server-wide rules now in force
+        # auto_reload off: the templates are the package's files, and checking each one's
+        # mtime on every page is a stat per template per request.
         self.env = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
-                               autoescape=select_autoescape(default=True, default_for_string=True))
+                               autoescape=select_autoescape(default=True, default_for_string=True), auto_reload=False)
 
     def operations(self, actor: "Actor") -> Operations:
         """The operations layer acting as ``actor`` (the admin pages and the API)."""
@@ -349,7 +351,7 @@ def _list(web: Web, session: Session, name: str, page: int, sort: str = "arrival
         unread = ("\\Seen" not in m.flags) if seen is None else (m.uid not in seen)
         rows.append((m, heads[m.uid], unread, "\\Flagged" in m.flags))
     boxes = [r.name for r in access.own()]
-    return {"ref": ref, "rows": rows, "page": page, "pages": pages, "total": total, "all": len(msgs), "boxes": boxes,
+    return {"ref": ref, "rows": rows, "rows_html": render.list_rows(rows, ref.name), "page": page, "pages": pages, "total": total, "all": len(msgs), "boxes": boxes,
             "sort": sort, "order": "desc" if descending else "asc", "query": query}
 
 

@@ -28,10 +28,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import dns.resolver
-
 from ...log import event
-from ...mailauth import Lookup, check_message
+from ...mailauth import AnswerCache, Lookup, check_message
 from ...queue import Recipient
 from ..proto import Mode
 from ..replies import Reply
@@ -127,17 +125,13 @@ def junked(recipients: list[Recipient]) -> list[Recipient]:
             if r.route.kind == "local" and not r.route.mailbox else r for r in recipients]
 
 
-#: DNS answers a worker keeps (each for its TTL) for the inbound checks.
-CACHE_SIZE = 10_000
-
-
 def _lookup(s: WaypostSMTP) -> Lookup:
-    """The worker's resolver for the checks, with a cache: the SPF, DMARC and DKIM key
-    records of a sender that writes often are asked once per TTL, not per message."""
+    """The worker's resolver for the checks, with a cache (``mailauth.AnswerCache``): the
+    SPF, DMARC and DKIM key records of a sender that writes often are asked once per
+    TTL, not per message."""
     lookup = s.service.mailauth_lookup
     if lookup is None:
-        lookup = s.service.mailauth_lookup = Lookup(s.settings)
-        lookup.resolver.cache = dns.resolver.LRUCache(CACHE_SIZE)
+        lookup = s.service.mailauth_lookup = Lookup(s.settings, cache=AnswerCache())
     assert isinstance(lookup, Lookup)
     return lookup
 

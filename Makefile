@@ -69,7 +69,8 @@ typecheck: $(VENV)/.installed-test
 # cores (test servers spend much of their time waiting on clients, fsync and the
 # database); their ports never collide (tests/support/server.py free_port claims each
 # port machine-wide) and each makes and drops its own PostgreSQL database; only the
-# first keeps .pytest_cache (--lf).  The PostgreSQL pass's output follows the SQLite one's.
+# first keeps .pytest_cache (--lf).  tests/run_engines.py runs them and prints the
+# PostgreSQL pass's output after the SQLite one's.
 PG_E2E := tests/e2e --ignore=tests/e2e/test_postgresql.py --ignore=tests/e2e/test_cluster.py \
 	--ignore=tests/e2e/test_pg_outage.py
 
@@ -80,13 +81,7 @@ postgresql-up:
 	  echo "warning: PostgreSQL is not running on 127.0.0.1:5432; its tests will fail"
 
 test: install-test typecheck postgresql-up
-	@log=$$(mktemp /tmp/waypost-test-postgresql.XXXXXX); \
-	WAYPOST_TEST_DATABASE=postgresql $(VENV)/bin/pytest -q -p no:cacheprovider $(PG_E2E) >$$log 2>&1 & pg=$$!; \
-	$(VENV)/bin/pytest -q; sqlite=$$?; \
-	wait $$pg; postgresql=$$?; \
-	echo "== the end-to-end suite again on PostgreSQL (WAYPOST_TEST_DATABASE=postgresql) =="; \
-	cat $$log; rm -f $$log; \
-	[ $$sqlite = 0 ] && [ $$postgresql = 0 ]
+	$(PY) tests/run_engines.py $(PG_E2E)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache

@@ -566,6 +566,7 @@ class Server:
             elif kind == "imap":
                 if self._imap is None:
                     self._imap = self._imap_service()
+                    self._imap.start_pruning()
                 server = await loop.create_server(_counted(self._imap.protocol_factory(), name), sock=sock,
                                                   backlog=backlog, **tls)
             elif kind == "pop3":
@@ -617,7 +618,8 @@ class Server:
         imap = self.settings.imap
         limits = IMAPLimits(plaintext_without_tls=imap.plaintext_without_tls, idle_timeout=imap.idle_timeout,
                             login_timeout=imap.login_timeout, failure_delay=imap.failure_delay,
-                            max_failures=imap.max_login_failures, max_bad_commands=imap.max_bad_commands)
+                            max_failures=imap.max_login_failures, max_bad_commands=imap.max_bad_commands,
+                            expunged_keep=imap.expunged_keep)
         params = Params(max_line_length=imap.max_line_length, max_literal_size=imap.max_append_size,
                         max_command_size=imap.max_append_size + 1024 * 1024,
                         max_append_messages=imap.max_append_messages)

@@ -9,9 +9,12 @@ outage), an IDLE session ended, and WebUser and the API answered 500 with a trac
 
 from __future__ import annotations
 
+import base64
+import ftplib
 import imaplib
 import json
 import smtplib
+import socket
 import urllib.error
 import urllib.request
 
@@ -35,9 +38,10 @@ def _get(url: str, token: str | None = None) -> tuple[int, dict[str, str], bytes
 
 def test_sessions_survive_a_database_outage_and_every_listener_says_try_later(tmp_path):
     with PrivatePostgres() as pgs:
-        http_port = free_port()
+        http_port, sieve_port = free_port(), free_port()
         inst = WaypostInstance(tmp_path / "data", database=pgs.new_database(), server={"workers": 2},
-                               listen={"http": f"127.0.0.1:{http_port}"})
+                               listen={"http": f"127.0.0.1:{http_port}", "managesieve": f"127.0.0.1:{sieve_port}"},
+                               managesieve={"plaintext_without_tls": True})
         inst.ok("account", "add", "alice@example.test", "--password", "Secret-pass-1")
         token = inst.ok("token", "add", "probe").splitlines()[0]
         with inst.start():
@@ -74,6 +78,23 @@ def test_sessions_survive_a_database_outage_and_every_listener_says_try_later(tm
                 status, headers, body = _get(web + "/api/v1/domains", token)
                 assert status == 503 and json.loads(body)["error"]["code"] == "unavailable"
                 inst.expect_log(r"event=storage-unavailable .*path=/api/v1/domains")
+                # FTP: 421 to PASS (RFC 959), not a dropped connection or a failed login.
+                ftp = ftplib.FTP_TLS(context=client_context(), timeout=15)
+                ftp.connect("127.0.0.1", inst.ftp_port)
+                ftp.auth()
+                with pytest.raises(ftplib.error_temp, match="^421"):
+                    ftp.login("alice@example.test", "Secret-pass-1")
+                ftp.close()
+                # ManageSieve: NO (TRYLATER) (RFC 5804 §1.3), the session goes on.
+                with socket.create_connection(("127.0.0.1", sieve_port), timeout=15) as sv:
+                    sv_file = sv.makefile("rb")
+                    while not sv_file.readline().startswith(b"OK"):
+                        pass
+                    cred = base64.b64encode(b"\0alice@example.test\0Secret-pass-1").decode()
+                    sv.sendall(f'AUTHENTICATE "PLAIN" "{cred}"\r\n'.encode())
+                    assert sv_file.readline().startswith(b"NO (TRYLATER)")
+                    sv.sendall(b"NOOP\r\n")
+                    assert sv_file.readline().startswith(b"OK")
                 inst.expect_log(r"event=storage-unavailable .*command=IDLE", timeout=20)  # it looked, and idles on
             finally:
                 pgs.start()

@@ -412,9 +412,19 @@ class Database(Protocol):
         mod-sequence."""
     def message_list(self, mailbox_id: int) -> list[MessageRecord]:
         """Every message, by ascending UID."""
-    def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int]]:
+    def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int] | None]:
         """Messages added or changed after mod-sequence ``since`` (by UID), and the UIDs
-        expunged after it."""
+        expunged after it; None instead of the UIDs when ``since`` is below the
+        mailbox's floor (``expunged_prune`` dropped records after it: compare
+        ``message_uids`` with what is known)."""
+    def message_uids(self, mailbox_id: int) -> list[int]:
+        """Every UID of the mailbox now, ascending."""
+    def expunged_prune(self, before: float, headers_before: float) -> int:
+        """Drop the expunge records (every mailbox) made before time ``before``, each
+        mailbox's floor raised to the highest mod-sequence dropped; and the header
+        blocks kept of expunged messages (``message_expunge``) made before
+        ``headers_before`` or ``before``.  Any worker or node may run it at any time;
+        returns the records dropped."""
     def message_store(self, mailbox_id: int, uids: Sequence[int], flags: Sequence[str], mode: str,
                       unchanged_since: int | None = None) -> tuple[list[MessageRecord], list[int]]:
         """Replace (mode ""), add ("+") or remove ("-") flags; each changed message gets a

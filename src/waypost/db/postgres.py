@@ -427,6 +427,13 @@ _V8: list[str] = [
     "ALTER TABLE messages ADD COLUMN IF NOT EXISTS savedate DOUBLE PRECISION",
 ]
 
+#: Version 9: the ``expunged`` table is pruned (see sqlite.py).
+_V9: list[str] = [
+    "ALTER TABLE expunged ADD COLUMN IF NOT EXISTS at DOUBLE PRECISION NOT NULL DEFAULT 0",
+    "ALTER TABLE mailboxes ADD COLUMN IF NOT EXISTS expunged_floor BIGINT NOT NULL DEFAULT 0",
+    "CREATE INDEX IF NOT EXISTS expunged_at ON expunged (at)",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
 #: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
 MIGRATIONS: list[list[str]] = [
@@ -438,6 +445,7 @@ MIGRATIONS: list[list[str]] = [
     _V6,
     _V7,
     _V8,
+    _V9,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -357,6 +357,16 @@ _V8: list[str] = [
     "ALTER TABLE messages ADD COLUMN savedate REAL",
 ]
 
+#: Version 9: the ``expunged`` table is pruned (``expunged_prune``): each record has the
+#: time of its expunge, and each mailbox the mod-sequence at or below which expunges
+#: are no longer recorded one by one (QRESYNC then names every UID that is not there,
+#: RFC 7162 §3.2.5.1).  Records made before have time 0: the first prune takes them.
+_V9: list[str] = [
+    "ALTER TABLE expunged ADD COLUMN at REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE mailboxes ADD COLUMN expunged_floor INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX IF NOT EXISTS expunged_at ON expunged (at)",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes a database from version n - 1 to
 #: n (``PRAGMA user_version``).  Append; never edit one that has been released.
 MIGRATIONS: list[list[str]] = [
@@ -368,6 +378,7 @@ MIGRATIONS: list[list[str]] = [
     _V6,
     _V7,
     _V8,
+    _V9,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -131,19 +131,19 @@ def test_filters_read_through_the_index_choose_what_the_contract_says(make_db):
     assert all(int(e.msg_id) % 211 == 0 for e in far)
 
 
-def test_migration_9_fills_the_domain_columns_of_a_queue_indexed_before(tmp_path):
-    """Rows queued under schema 8 get their recipient's and sending account's domain."""
+def test_migration_10_fills_the_domain_columns_of_a_queue_indexed_before(tmp_path):
+    """Rows queued under schema 9 get their recipient's and sending account's domain."""
     import sqlite3
 
     from waypost.db import QueueFilter, SQLiteDatabase
     from waypost.db import sqlite as sqlite_engine
 
-    path = tmp_path / "v8.db"
+    path = tmp_path / "v9.db"
     conn = sqlite3.connect(path)
-    for statements in sqlite_engine.MIGRATIONS[:8]:
+    for statements in sqlite_engine.MIGRATIONS[:9]:
         for st in statements:
             conn.execute(st)
-    conn.execute("PRAGMA user_version=8")
+    conn.execute("PRAGMA user_version=9")
     conn.execute("INSERT INTO queue_messages (id, sender, created, size, envelope) VALUES"
                  " ('M1', 'x@out.test', 1.0, 10, '{\"params\": {\"auth\": \"Bob@B.test\"}}'),"
                  " ('M2', 'bob@b.test', 2.0, 10, '{\"params\": {}}')")

@@ -428,10 +428,17 @@ _V8: list[str] = [
     "ALTER TABLE messages ADD COLUMN IF NOT EXISTS savedate DOUBLE PRECISION",
 ]
 
-#: Version 9: the queue by domain (see sqlite.py): each recipient's domain and the
+#: Version 9: the ``expunged`` table is pruned (see sqlite.py).
+_V9: list[str] = [
+    "ALTER TABLE expunged ADD COLUMN IF NOT EXISTS at DOUBLE PRECISION NOT NULL DEFAULT 0",
+    "ALTER TABLE mailboxes ADD COLUMN IF NOT EXISTS expunged_floor BIGINT NOT NULL DEFAULT 0",
+    "CREATE INDEX IF NOT EXISTS expunged_at ON expunged (at)",
+]
+
+#: Version 10: the queue by domain (see sqlite.py): each recipient's domain and the
 #: domain of the account that sent a message, indexed; and the held recipients (the
 #: index of due ones leaves them out).
-_V9: list[str] = [
+_V10: list[str] = [
     "ALTER TABLE queue_recipients ADD COLUMN IF NOT EXISTS domain TEXT NOT NULL DEFAULT ''",
     "UPDATE queue_recipients SET domain = lower(substring(address from '@([^@]*)$')) WHERE position('@' in address) > 0",
     "CREATE INDEX IF NOT EXISTS queue_domain ON queue_recipients (domain) WHERE status = 'queued'",
@@ -454,6 +461,7 @@ MIGRATIONS: list[list[str]] = [
     _V7,
     _V8,
     _V9,
+    _V10,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1322,6 +1330,19 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
             c.execute("INSERT INTO login_known (account, client, seen) VALUES (%s, %s, %s)"
                       " ON CONFLICT (account, client) DO UPDATE SET seen=excluded.seen", (account, client, now))
             c.execute("DELETE FROM login_known WHERE account=%s AND seen < %s", (account, forget_before))
+
+    # -- an account's removal ---------------------------------------------------------
+
+    def account_forget(self, domain: str, account: str) -> int:
+        address = f"{account}@{domain}"
+        n = 0
+        with self._write() as c:  # renews the change token: the cached active script goes
+            for table in ("subscriptions", "mailbox_aliases", "sieve_scripts", "sieve_vacation", "urlauth_keys"):
+                n += c.execute(f"DELETE FROM {table} WHERE domain=%s AND account=%s", (domain, account)).rowcount
+            n += c.execute("DELETE FROM acl WHERE identifier=%s", (address,)).rowcount
+            n += c.execute("DELETE FROM seen WHERE reader=%s", (address,)).rowcount
+            n += c.execute("DELETE FROM login_known WHERE account=%s", (address,)).rowcount
+        return n
 
     # -- cluster: worker heartbeats ----------------------------------------------------
 

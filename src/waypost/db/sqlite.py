@@ -358,13 +358,23 @@ _V8: list[str] = [
     "ALTER TABLE messages ADD COLUMN savedate REAL",
 ]
 
-#: Version 9: the queue by domain (issue 18): each recipient's domain (after its last
+#: Version 9: the ``expunged`` table is pruned (``expunged_prune``): each record has the
+#: time of its expunge, and each mailbox the mod-sequence at or below which expunges
+#: are no longer recorded one by one (QRESYNC then names every UID that is not there,
+#: RFC 7162 §3.2.5.1).  Records made before have time 0: the first prune takes them.
+_V9: list[str] = [
+    "ALTER TABLE expunged ADD COLUMN at REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE mailboxes ADD COLUMN expunged_floor INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX IF NOT EXISTS expunged_at ON expunged (at)",
+]
+
+#: Version 10: the queue by domain (issue 18): each recipient's domain (after its last
 #: '@', lower case) and the domain of the account that sent a message (its envelope's
 #: ``params.auth``; '' for mail from outside), indexed, so that a domain
 #: administrator's queue and a filter matching few messages are read through an index
 #: instead of the whole queue.  ``rtrim(a, replace(a, '@', ''))`` is ``a`` up to its
 #: last '@'.
-_V9: list[str] = [
+_V10: list[str] = [
     "ALTER TABLE queue_recipients ADD COLUMN domain TEXT NOT NULL DEFAULT ''",
     "UPDATE queue_recipients SET domain = lower(replace(address, rtrim(address, replace(address, '@', '')), ''))"
     " WHERE instr(address, '@') > 0",
@@ -388,6 +398,7 @@ MIGRATIONS: list[list[str]] = [
     _V7,
     _V8,
     _V9,
+    _V10,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1130,6 +1141,19 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
             c.execute("INSERT INTO login_known (account, client, seen) VALUES (?, ?, ?)"
                       " ON CONFLICT (account, client) DO UPDATE SET seen=excluded.seen", (account, client, now))
             c.execute("DELETE FROM login_known WHERE account=? AND seen < ?", (account, forget_before))
+
+    # -- an account's removal ---------------------------------------------------------
+
+    def account_forget(self, domain: str, account: str) -> int:
+        address = f"{account}@{domain}"
+        n = 0
+        with self._write() as c:  # renews the change token: the cached active script goes
+            for table in ("subscriptions", "mailbox_aliases", "sieve_scripts", "sieve_vacation", "urlauth_keys"):
+                n += c.execute(f"DELETE FROM {table} WHERE domain=? AND account=?", (domain, account)).rowcount
+            n += c.execute("DELETE FROM acl WHERE identifier=?", (address,)).rowcount
+            n += c.execute("DELETE FROM seen WHERE user=?", (address,)).rowcount
+            n += c.execute("DELETE FROM login_known WHERE account=?", (address,)).rowcount
+        return n
 
     # -- cluster: worker heartbeats ----------------------------------------------------
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from ..address import AddressError, normalize_domain, parse_address
 from ..db import ApiToken, DomainRecord, NotFound, ObjectRecord, QueueEntry, QueueFilter, QueuedMessage
-from ..directory import Directory
+from ..directory import Directory, DirectoryError
 from ..log import event
 from .mail import MailOps, parse_quota
 from .server import ServerOps
@@ -314,11 +314,18 @@ class Operations(ServerOps, MailOps):
         return rec
 
     def domain_remove(self, name: str) -> int:
-        """Remove a domain and every object in it; returns how many objects went."""
+        """Remove a domain and every object in it (what its accounts owned is retired as
+        ``account_remove`` retires it); returns how many objects went."""
         self._require_server_admin("remove domains")
         rec = self.directory.require_domain(name)
         count = len(self.directory.db.list_objects(rec.name))
+        accounts = [o.name for o in self.directory.db.list_objects(rec.name, "account")]
+        if rec.name != self.directory.main_domain:  # (which remove_domain refuses)
+            for account in accounts:  # as account_remove does, before and after
+                self._retire_account(rec.name, account, "removed")
         self.directory.remove_domain(rec.name)
+        for account in accounts:
+            self._retire_account(rec.name, account, "removed")
         self.audit("domain-remove", rec.name, objects=count)
         return count
 
@@ -345,7 +352,12 @@ class Operations(ServerOps, MailOps):
     # -- accounts --------------------------------------------------------------------
 
     def account_add(self, address: str, password: str | None, real_name: str = "") -> ObjectRecord:
-        self._domain_of(address)
+        """Make an account.  What an earlier account of the name left behind (a removal
+        cut short by a crash under an older version, mail a queued delivery stored after
+        the removal) is retired first: the new account starts empty."""
+        name, domain = self._domain_of(address)
+        if self.directory.lookup(name, domain) is None:
+            self._retire_account(domain, name, "leftover")
         obj = self.directory.add_account(address, password, real_name)
         self.audit("account-add", obj.address)
         return obj
@@ -414,34 +426,35 @@ class Operations(ServerOps, MailOps):
         return obj
 
     def account_remove(self, address: str) -> ObjectRecord:
+        """Remove an account and everything it owned.  Ordered so that a crash (kill -9)
+        at any point is safe and ``account remove`` again finishes the job: what the
+        account owned is retired while the account still exists (a crash leaves the
+        same owner with less), then the account goes, then anything a delivery or a
+        session made in between is retired too.  ``account_add`` retires what any other
+        cut-short removal left."""
         self._domain_of(address)
         self._require_manageable(address)
         obj = self.directory.get(address)
-        self.directory.remove(address, "account")
-        self._retire_account(obj)
+        if obj.kind != "account":
+            raise DirectoryError(f"{obj.address} is a {obj.kind}, not an account")
+        self._retire_account(obj.domain, obj.name, "removed")
+        self.directory.remove(obj.address, "account")
+        self._retire_account(obj.domain, obj.name, "removed")
         self.audit("account-remove", obj.address)
         return obj
 
-    def _retire_account(self, obj: ObjectRecord) -> None:
-        """What the removed account owned goes with it, so that an account made later
-        under the same name inherits nothing: its mailboxes (the files are moved aside,
-        see Mailstore.retire_account), subscriptions, mailbox aliases, Sieve scripts,
-        URLAUTH keys and the rights other accounts granted it on their mailboxes."""
-        db, domain, name = self.db, obj.domain, obj.name
-        for mailbox in db.subscription_list(domain, name):
-            db.subscription_set(domain, name, mailbox, False)
-        for alias in db.mailbox_alias_list(domain, name):
-            db.mailbox_alias_set(domain, name, alias, None)
-        db.sieve_activate(domain, name, None)
-        for script, _active in db.sieve_list(domain, name):
-            db.sieve_delete(domain, name, script)
-        db.urlauth_reset(domain, name)
-        for box, identifier, _rights in db.acl_granted([obj.address]):
-            db.acl_set(box.id, identifier, None)
-        if self._mailstore is not None:
-            moved = self._mailstore().retire_account(domain, name)
-            if moved is not None:
-                event(log, "account-mail-retired", account=obj.address, kept=str(moved))
+    def _retire_account(self, domain: str, name: str, why: str) -> None:
+        """What the account ``name`` owned goes, so that an account made later under the
+        name inherits nothing: the rows kept for it (subscriptions, mailbox aliases,
+        Sieve scripts and vacation memory, URLAUTH keys, the rights and \\Seen marks on
+        other accounts' mailboxes, known login clients: ``Database.account_forget``),
+        then its mailboxes (the files are moved aside, see Mailstore.retire_account).
+        Each step is idempotent."""
+        rows = self.db.account_forget(domain, name)
+        moved = self._mailstore().retire_account(domain, name) if self._mailstore is not None else None
+        if moved is not None or (why == "leftover" and rows):
+            event(log, "account-mail-retired", account=f"{name}@{domain}", reason=why, rows=rows,
+                  kept=str(moved) if moved is not None else "")
 
     # -- aliases, forwarders, groups ---------------------------------------------------
 

@@ -26,6 +26,7 @@ import fcntl
 import itertools
 import logging
 import re
+from array import array
 from collections import OrderedDict
 from contextlib import contextmanager
 import os
@@ -35,15 +36,17 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from types import MappingProxyType
+from typing import Callable, Iterator, Mapping, Sequence
 
 from ..bus import Bus
 from ..db import Conflict, Database, MailboxRecord, MessageRecord, NotFound
 from ..fsutil import durable_batch, fsync_dir, write_new_file
+from . import uidfile
 from .quota import OverQuota, Quota, quota_of
 
-__all__ = ["Delivery", "ListingIndex", "Mailstore", "MailboxNameError", "MailboxNameTooLong", "SPECIAL_USE", "account_topic",
-           "topic"]
+__all__ = ["Delivery", "ListingIndex", "Mailstore", "MailboxNameError", "MailboxNameTooLong", "SPECIAL_USE", "Selection",
+           "account_topic", "topic"]
 
 log = logging.getLogger("waypost.mailstore")
 
@@ -64,6 +67,10 @@ LISTING_CACHE = 200_000
 #: scanned: a few hundred bytes each, bounded all the same (least recently used go).
 _MAX_KNOWN_DIRS = 4096
 _MAX_SCANNED = 4096
+#: A mailbox's UID file (``uidfile``) brought up to date from the index's change log is
+#: written again once it is this many changes behind (a SELECT after a restart reads
+#: at most about this many rows besides the file).
+UID_FILE_REWRITE = 256
 
 #: Mailbox names: at most this many octets (UTF-8), levels, and octets per level.
 MAX_NAME = 512
@@ -87,9 +94,22 @@ LISTINGS_TOPIC = "listings"
 class ListingIndex:
     """What a session needs of a listing to select the mailbox (``listing_index``)."""
 
-    uids: list[int]
+    uids: array[int]
     by_uid: dict[int, MessageRecord]
     keywords: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What SELECT needs of a mailbox at one index ``state`` (``Mailstore.selection``):
+    its UIDs in order and its keywords, and its message records by UID when this
+    process has them at hand (else None: ``listing`` reads them when a command needs
+    them).  Shared and read-only: a session copies ``uids`` before changing them."""
+
+    state: tuple[int, int, int]
+    uids: array[int]
+    keywords: frozenset[str]
+    records: Mapping[int, MessageRecord] | None
 
 
 def topic(mailbox_id: int) -> str:
@@ -209,6 +229,10 @@ class Mailstore:
         # mailbox id -> (the listing's message list, (UIDs, records by UID, keywords)):
         # worked out once per cached listing (``listing_index``), gone with it.
         self._indexes: dict[int, tuple[list[MessageRecord], ListingIndex]] = {}
+        # mailbox id -> (UID file stamp, UIDs, keywords): the last UID file this process
+        # read, patched or wrote (``selection``); the id is never reused and the stamp
+        # holds the index state, so an entry is only used for exactly that state.
+        self._uid_files: OrderedDict[int, tuple[uidfile.Stamp, array[int], frozenset[str]]] = OrderedDict()
         # mailbox id -> ((since, index state), what changed): see ``changes``.
         self._changes: dict[int, tuple[tuple[int, tuple[int, int, int]], tuple[list[MessageRecord], list[int]]]] = {}
 
@@ -723,7 +747,7 @@ class Mailstore:
         hit = self._indexes.get(mailbox_id)
         if hit is not None and hit[0] is msgs:
             return hit[1]
-        uids = [m.uid for m in msgs]
+        uids = array("I", [m.uid for m in msgs])
         index = ListingIndex(uids, dict(zip(uids, msgs)),
                              frozenset(f for flags in {m.flags for m in msgs} for f in flags if not f.startswith("\\")))
         with self._lock:
@@ -731,6 +755,76 @@ class Mailstore:
             if cached is not None and cached[1] is msgs:  # only for a listing still kept
                 self._indexes[mailbox_id] = (msgs, index)
         return index
+
+    def selection(self, box: MailboxRecord) -> Selection:
+        """What SELECT needs of ``box`` now, at the least cost: from this process's
+        cached listing when it is at the index's state; else from the mailbox's UID
+        file (``uidfile``), checked against the index's state and brought up to date
+        from its change log, without reading the message records; else from the whole
+        listing, and the UID file is written for the next process that starts."""
+        db = self._db()
+        state = db.mailbox_state(box.id) or (0, 0, 0)
+        cached = self._listings.get(box.id)
+        if cached is not None and cached[0] == state:
+            index = self.listing_index(box.id, cached[1])
+            known = self._uid_files.get(box.id)
+            if known is None or state[1] - known[0][3] >= UID_FILE_REWRITE:
+                self._write_uid_file(box, state, index.uids, index.keywords)
+            return Selection(state, index.uids, index.keywords, MappingProxyType(index.by_uid))
+        found = self._from_uid_file(box, state)
+        if found is not None:
+            return found
+        state, msgs = self.listing(box)
+        index = self.listing_index(box.id, msgs)
+        self._write_uid_file(box, state, index.uids, index.keywords)
+        return Selection(state, index.uids, index.keywords, MappingProxyType(index.by_uid))
+
+    def _from_uid_file(self, box: MailboxRecord, state: tuple[int, int, int]) -> Selection | None:
+        """The selection at ``state`` from the UID file; None when there is none, it is
+        not this mailbox's, or it cannot be brought to ``state`` cheaply and surely."""
+        stamp = (box.id, box.uidvalidity, *state)
+        known = self._uid_files.get(box.id)
+        if known is not None and known[0] == stamp:
+            return Selection(state, known[1], known[2], None)
+        found = uidfile.read(self.box_path(box), box.id, box.uidvalidity)
+        if found is None:
+            return None
+        old, uids, keywords = found
+        if old != stamp:
+            _, _, old_next, old_modseq, _ = old
+            if old_modseq >= state[1] or old_next > state[0]:
+                return None  # newer than the state read, or not an earlier state of it
+            changed, gone = self._db().message_changes(box.id, old_modseq)
+            if len(changed) + len(gone) > max(4 * UID_FILE_REWRITE, len(uids) // 4):
+                return None  # reading the listing is as cheap
+            if gone:
+                expunged = set(gone)
+                uids = array("I", [u for u in uids if u not in expunged])
+            # Messages added since: UIDs above every one in the file (RFC 3501
+            # §2.3.1.1), below the state's UIDNEXT (later ones are not in its count).
+            uids.extend(m.uid for m in changed if old_next <= m.uid < state[0])
+            keywords = keywords | {f for m in changed for f in m.flags if not f.startswith("\\")}
+            # Every change made after ``state`` was read can only leave UIDs out:
+            # a count that adds up is the state's set of UIDs.
+            if len(uids) != state[2]:
+                return None
+            if len(changed) + len(gone) >= UID_FILE_REWRITE:
+                self._write_uid_file(box, state, uids, keywords)
+        self._remember_uid_file(box.id, (stamp, uids, keywords))
+        return Selection(state, uids, keywords, None)
+
+    def _write_uid_file(self, box: MailboxRecord, state: tuple[int, int, int], uids: array[int],
+                        keywords: frozenset[str]) -> None:
+        stamp = (box.id, box.uidvalidity, *state)
+        if uidfile.write(self.box_path(box), stamp, uids, keywords):
+            self._remember_uid_file(box.id, (stamp, uids, keywords))
+
+    def _remember_uid_file(self, mailbox_id: int, entry: tuple[uidfile.Stamp, array[int], frozenset[str]]) -> None:
+        with self._lock:
+            self._uid_files[mailbox_id] = entry
+            self._uid_files.move_to_end(mailbox_id)
+            while len(self._uid_files) > _MAX_LISTINGS:
+                self._uid_files.popitem(last=False)
 
     def messages(self, box: MailboxRecord) -> list[MessageRecord]:
         return list(self.listing(box)[1])

@@ -11,7 +11,7 @@ from array import array
 import pytest
 
 from waypost.imap.session import Selected
-from waypost.mailstore import Mailstore, uidfile
+from waypost.mailstore import Delivery, Mailstore, maildir, uidfile
 from waypost.mailstore.maildir import UID_FILE_REWRITE
 
 
@@ -158,3 +158,32 @@ def test_file_copies_are_not_left_in_tmp(tmp_path, db):
     assert [p.name for p in (a.box_path(box) / "tmp").iterdir()] == []
     shutil.rmtree(a.box_path(box) / "tmp")
     assert not uidfile.write(a.box_path(box), (box.id, box.uidvalidity, 1, 1, 0), array("I"), frozenset())
+
+
+def test_writers_carry_the_scan_of_a_big_mailbox_over_their_own_change(tmp_path, db, monkeypatch):
+    """Delivery, APPEND, COPY and EXPUNGE into a mailbox whose directories are as the
+    last scan left them carry that scan over (the shared mark follows their change), so
+    the next SELECT in any worker does not list the Maildir again; a file another
+    program dropped in before is still found by the next scan."""
+    monkeypatch.setattr(maildir, "SCAN_CARRY_MIN", 5)
+    a = worker(tmp_path, db)
+    box = fill(a, "Big", 6)
+    path = a.box_path(box)
+    mark = f"maildir-scan:{box.id}"
+    assert db.get_mark(mark) == list(maildir._scan_key(path))
+    a.deliver_batch([Delivery("example.test", "alice", b"Subject: d\r\n\r\nx\r\n", mailbox="Big")])
+    a.append(box, b"Subject: a\r\n\r\nx\r\n")
+    a.expunge(box, a.messages(box)[:2])
+    inbox = fill(a, "INBOX", 1)
+    a.copy(inbox, a.messages(inbox), box)
+    assert db.get_mark(mark) == list(maildir._scan_key(path))
+    other = worker(tmp_path, db)
+    assert not other.sync(box)  # nothing to scan: its index is the directories'
+    # A file dropped in by another program: the next writer finds the directories
+    # changed since the scan, carries nothing, and the next scan indexes the file.
+    (path / "new" / "1700000000.X9.host").write_bytes(b"Subject: dropped\r\n\r\n")
+    a.append(box, b"Subject: after\r\n\r\nx\r\n")
+    assert db.get_mark(mark) != list(maildir._scan_key(path))
+    assert other.sync(box)
+    assert "1700000000.X9.host" in {m.name for m in db.message_list(box.id)}
+    assert len(db.message_list(box.id)) == 6 + 1 + 1 - 2 + 1 + 1 + 1

@@ -67,6 +67,11 @@ LISTING_CACHE = 200_000
 #: scanned: a few hundred bytes each, bounded all the same (least recently used go).
 _MAX_KNOWN_DIRS = 4096
 _MAX_SCANNED = 4096
+#: A writer that holds a mailbox's indexing lock and finds its directories as the last
+#: scan left them carries that scan over its own change (``_carry_scan``), so that the
+#: next SELECT in any worker does not list the whole Maildir again; for mailboxes of
+#: at least this many messages (below, a scan is cheaper than the index write).
+SCAN_CARRY_MIN = 1000
 #: A mailbox's UID file (``uidfile``) brought up to date from the index's change log is
 #: written again once it is this many changes behind (a SELECT after a restart reads
 #: at most about this many rows besides the file).
@@ -664,6 +669,27 @@ class Mailstore:
             except KeyError:  # emptied by another thread meanwhile
                 break
 
+    def _carry_scan(self, box: MailboxRecord, path: Path, before: tuple[int, int] | None) -> None:
+        """A writer holding the indexing lock of ``path`` changed its files and indexed
+        the change itself: when the directories were, before that change, as the last
+        scan left them (``before`` equal to the scan's key, here or in the index's shared
+        mark), everything in them is indexed now too, and the scan is carried over to
+        their new key.  No other writer and no scan can have changed them in between
+        (all hold that lock); a program that drops files in without it changes the key
+        again later, or did so before (then nothing is carried and the next SELECT scans).
+        Only for big mailboxes: for small ones a scan costs less than the write."""
+        if before is None or box.exists < SCAN_CARRY_MIN:
+            return
+        after = _key_or_none(path)
+        if after is None or after == before:
+            return
+        if self._scanned.get(box.id) == before:
+            self._scanned_at(box, after)
+        shared = f"maildir-scan:{box.id}"
+        db = self._db()
+        if db.get_mark(shared) == list(before):
+            db.set_mark(shared, list(after))
+
     def sized(self, box: MailboxRecord, msgs: Sequence[MessageRecord]) -> dict[int, MessageRecord]:
         """The messages among ``msgs`` whose size was not checked yet (files another
         program dropped in), with their size as sent, now checked and kept in the
@@ -927,6 +953,7 @@ class Mailstore:
             os.utime(tmp, (internaldate, internaldate))
         when = internaldate if internaldate is not None else time.time()
         with self.indexing(path, missing_ok=True):
+            before = _key_or_none(path)
             os.rename(tmp, final)
             fsync_dir(path / "cur")
             try:
@@ -934,6 +961,7 @@ class Mailstore:
             except NotFound:  # the mailbox was deleted meanwhile: the file goes with it
                 _unlink(final)
                 raise
+            self._carry_scan(box, path, before)
         self.changed(box)
         return msg
 
@@ -956,6 +984,7 @@ class Mailstore:
                 made.append(path / "tmp" / name)
             durable_batch(fds)
             with self.indexing(path, missing_ok=True):
+                before = _key_or_none(path)
                 for i, (name, (_data, _flags, when)) in enumerate(zip(names, items)):
                     if when is not None:
                         os.utime(made[i], (when, when))
@@ -966,6 +995,7 @@ class Mailstore:
                 out = self._db().message_add(box.id, [
                     (name, "cur", tuple(dict.fromkeys(flags)), len(data), when if when is not None else now)
                     for name, (data, flags, when) in zip(names, items)])
+                self._carry_scan(box, path, before)
         except BaseException:
             for p in made:
                 _unlink(p)
@@ -988,15 +1018,18 @@ class Mailstore:
             return []
         path = self.box_path(box)
         subdirs: set[str] = set()
-        for m in msgs:
-            try:
-                os.unlink(path / m.subdir / m.name)
-                subdirs.add(m.subdir)
-            except FileNotFoundError:
-                pass
-        for sub in subdirs:
-            fsync_dir(path / sub)
-        gone = self._db().message_expunge(box.id, [m.uid for m in msgs])
+        with self.indexing(path, missing_ok=True):
+            before = _key_or_none(path)
+            for m in msgs:
+                try:
+                    os.unlink(path / m.subdir / m.name)
+                    subdirs.add(m.subdir)
+                except FileNotFoundError:
+                    pass
+            for sub in subdirs:
+                fsync_dir(path / sub)
+            gone = self._db().message_expunge(box.id, [m.uid for m in msgs])
+            self._carry_scan(box, path, before)
         self.changed(box)
         return [m.uid for m in gone]
 
@@ -1021,6 +1054,7 @@ class Mailstore:
         fds: list[int] = []
         made: list[Path] = []
         with self.indexing(dpath, missing_ok=True):
+            before = _key_or_none(dpath)
             try:
                 for i, m in enumerate(msgs):
                     kept = tuple(m.flags if flags is None else flags[i])
@@ -1051,6 +1085,7 @@ class Mailstore:
                     os.close(fd)
             fsync_dir(dpath / "cur")
             out = self._db().message_add(dst.id, items)
+            self._carry_scan(dst, dpath, before)
         self.changed(dst)
         hook = self.on_copy
         if hook is not None:
@@ -1121,7 +1156,9 @@ class Mailstore:
                 results[i] = e
             return results
         dirs: set[Path] = set()
-        with self.indexing(*{new.parent.parent for _fd, _tmp, new, _i in written}, missing_ok=True):
+        boxes = {new.parent.parent for _fd, _tmp, new, _i in written}
+        with self.indexing(*boxes, missing_ok=True):
+            before = {b: _key_or_none(b) for b in boxes} if self.db is not None else {}
             for fd, tmp, new, i in written:
                 os.close(fd)
                 try:
@@ -1133,12 +1170,15 @@ class Mailstore:
             for d in dirs:
                 fsync_dir(d)
             if self.db is not None:
-                self._index_delivered(items, results)
+                for box in self._index_delivered(items, results):
+                    path = self.box_path(box)
+                    self._carry_scan(box, path, before.get(path))
         return results
 
-    def _index_delivered(self, items: Sequence[Delivery], results: Sequence[str | OSError]) -> None:
-        """Index what was delivered.  The messages are safe already: should this fail,
-        the next ``sync`` of the mailbox indexes them."""
+    def _index_delivered(self, items: Sequence[Delivery], results: Sequence[str | OSError]) -> list[MailboxRecord]:
+        """Index what was delivered; returns the mailboxes indexed.  The messages are
+        safe already: should this fail, the next ``sync`` of the mailbox indexes them."""
+        indexed: list[MailboxRecord] = []
         now = time.time()
         groups: dict[tuple[str, str, str], list[tuple[str, str, tuple[str, ...], int, float]]] = {}
         for item, res in zip(items, results):
@@ -1153,9 +1193,11 @@ class Mailstore:
                     box = self._create(domain, account, normalize_name(mailbox))
                 self._db().message_add(box.id, entries)
                 self.changed(box)
+                indexed.append(box)
             except Exception as e:  # noqa: BLE001 - logged; sync repairs it
                 log.warning(
                     "event=index-error domain=%s account=%s mailbox=%s error=%r", domain, account, mailbox, e)
+        return indexed
 
 
 _W_SIZE = re.compile(r",W=(\d+)")
@@ -1167,6 +1209,13 @@ def _scan_key(path: Path) -> tuple[int, int]:
     """What tells whether a Maildir changed since it was scanned: the mtimes of its
     ``new/`` and ``cur/``; ``FileNotFoundError`` when it is gone."""
     return (path / "new").stat().st_mtime_ns, (path / "cur").stat().st_mtime_ns
+
+
+def _key_or_none(path: Path) -> tuple[int, int] | None:
+    try:
+        return _scan_key(path)
+    except FileNotFoundError:
+        return None
 
 
 def _to_crlf(data: bytes) -> bytes:

@@ -81,8 +81,9 @@ class ListenSettings:
     minger: str = _s("", "Minger (UDP) listener for domain sharing (production port 4069; needs sharing.secret).")
     ftp: str = _s("127.0.0.1:2121", "FTP listener for the account file areas (explicit FTPS with AUTH TLS; "
                                     "production port 21).")
-    sieve: str = _s("", "ManageSieve (RFC 5804) listener for the accounts' Sieve filters (production and "
-                        "conventional port 4190, e.g. \"127.0.0.1:4190\"; STARTTLS).")
+    managesieve: str = _s("", "ManageSieve (RFC 5804) listener for the accounts' Sieve filters (production and "
+                              "conventional port 4190, e.g. \"127.0.0.1:4190\"; STARTTLS). The older spelling "
+                              "listen.sieve is read too.")
     metrics: str = _s("", "Prometheus metrics listener (GET /metrics), e.g. \"127.0.0.1:9101\"; keep it on a "
                           "private address, and set metrics.token if others can reach it.")
 
@@ -141,6 +142,11 @@ class IMAPSettings:
     max_bad_commands: int = _s(20, "Bad commands in a row before the connection is closed with BYE.")
     search_cache: int = _s(64 * 1024 * 1024, "Octets of message headers a worker keeps in memory for SEARCH, over "
                                              "all mailboxes; the least recently searched go first.")
+    expunged_keep: float = _s(7 * 86400.0, "Seconds the index keeps the UID and mod-sequence of each expunged "
+                                           "message (QRESYNC's VANISHED, RFC 7162); a client back from longer away "
+                                           "is sent every UID of its range that is not there. The header blocks "
+                                           "kept of expunged messages (SEARCH in sessions not yet told) go after "
+                                           "twice imap.idle_timeout, or with these records if sooner.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +421,10 @@ def _check_value(where: str, value: Any, expected: Any) -> Any:
     raise ConfigError(f"{where}: unsupported type {expected}")  # pragma: no cover - declaration bug
 
 
+#: Keys read under an older name: (section, old key) -> the key's name now.
+_RENAMED = {("listen", "sieve"): "managesieve"}
+
+
 def settings_from_dict(raw: dict[str, Any], data_dir: Path) -> Settings:
     """Validate a parsed TOML document; every error names the offending key."""
     sections = dict(_sections())
@@ -429,6 +439,11 @@ def settings_from_dict(raw: dict[str, Any], data_dir: Path) -> Settings:
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {}
         for key, value in content.items():
+            new = _RENAMED.get((name, key))
+            if new is not None:
+                if new in content:
+                    raise ConfigError(f"{name}.{key} and {name}.{new} are the same setting: keep only {name}.{new}")
+                key = new
             if key not in known:
                 raise ConfigError(f"unknown key {name}.{key} (known: {', '.join(sorted(known))})")
             kwargs[key] = _check_value(f"{name}.{key}", value, hints[key])
@@ -472,6 +487,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("server.log_level: expected debug, info, warning or error")
     if s.imap.max_append_messages <= 0:
         raise ConfigError("imap.max_append_messages: must be positive")
+    if s.imap.expunged_keep <= 0:
+        raise ConfigError("imap.expunged_keep: must be positive")
     if not s.queue.retry_intervals or any(i <= 0 for i in s.queue.retry_intervals):
         raise ConfigError("queue.retry_intervals: expected a non-empty list of positive seconds")
     for name in ("max_message_size", "max_recipients", "max_line_length", "max_received_headers"):

@@ -1,16 +1,30 @@
 """An account removed and made again under the same name inherits nothing of the old
 owner: not its mail (on two workers that had it cached), not its folders, subscriptions,
 Sieve scripts, nor the rights other accounts had granted it (issue 13: one customer must
-never act as another). The old owner's files stay on disk, moved aside."""
+never act as another). The old owner's files stay on disk, moved aside.
+
+Nor after a removal cut short by kill -9: the removal is killed for real where it waits
+for the account's Maildir lock, and the states an older version left when killed after
+its first steps (the account gone, its mailbox rows and Maildir still there) are made
+through the storage layer as that crash left them; then ``account add`` and IMAP on two
+workers.  Nor the old owner's \\Seen marks on a shared mailbox, its vacation memory or
+the login throttle's trust in its clients."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import smtplib
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from support.imap import Raw
+from support.logins import imap_login
 from support.server import WaypostInstance, wait_for
 from support.workers import on_two_workers
 
@@ -96,3 +110,189 @@ def test_a_name_made_again_starts_empty(srv: WaypostInstance) -> None:
                or p.is_file() and "/new/" in str(p))
     for r in (a, b, c, d, boss):
         r.close()
+
+
+# -- removals cut short by kill -9 ------------------------------------------------------------
+
+def give_the_old_owner_mail(srv: WaypostInstance) -> None:
+    """The old owner: mail in INBOX and in a folder of its own, a subscription, a Sieve
+    script, and read access to the boss's mailbox."""
+    a = login(srv, "old-pw")
+    boss = login(srv, "boss-pw", "boss")
+    ok(boss.cmd("C CREATE Board"))
+    append(boss, "Board", "Subject: minutes\r\n\r\nconfidential\r\n")
+    srv.ok("acl", "set", "boss@example.test/Board", "z@example.test", "lrs")
+    append(a, "INBOX", "Subject: old-1\r\n\r\nold owner's\r\n")
+    ok(a.cmd("C CREATE Private"))
+    ok(a.cmd("U SUBSCRIBE Private"))
+    append(a, "Private", "Subject: old-2\r\n\r\nold owner's\r\n")
+    assert exists(a, "INBOX") == 1 and exists(a, "Private") == 1
+    sieve = srv.data / "old.sieve"
+    sieve.write_text('require "fileinto"; fileinto "Private";\n')
+    srv.ok("sieve", "put", "z@example.test", "main", str(sieve), "--activate")
+    a.close()
+    boss.close()
+
+
+def the_new_owner_sees_nothing_old(srv: WaypostInstance) -> None:
+    """The new owner, on both workers: an empty INBOX, none of the old folders,
+    subscriptions or rights, no inherited script; its first message lands in INBOX."""
+    assert srv.proc is not None
+    c, d = on_two_workers(lambda: login(srv, "new-pw"), lambda r: r.sock, lambda r: r.close(), srv.proc.pid)
+    for r in (c, d):
+        assert exists(r, "INBOX") == 0
+        listed = names(ok(r.cmd('L LIST "" "*"')))
+        assert "Private" not in listed and not any("Board" in n for n in listed), listed
+        assert "Private" not in names(ok(r.cmd('S LSUB "" "*"')))
+        assert b"NO" in r.cmd("X SELECT Private")[-1]
+        assert b"NO" in r.cmd("X SELECT ~boss/Board")[-1]
+    assert "main" not in srv.ok("sieve", "list", "z@example.test")
+    assert "z@example.test" not in srv.ok("acl", "get", "boss@example.test/Board")
+    with smtplib.SMTP("127.0.0.1", srv.smtp_port, timeout=30) as s:
+        s.sendmail("x@example.net", ["z@example.test"], b"Subject: new-1\r\n\r\nfor the new owner\r\n")
+    wait_for(lambda: exists(c, "INBOX") == 1, timeout=20, what="the new owner's first message in INBOX")
+    assert exists(d, "INBOX") == 1 and b"NO" in d.cmd("X SELECT Private")[-1]
+    c.close()
+    d.close()
+
+
+def waypost(srv: WaypostInstance, *args: str) -> subprocess.Popen[str]:
+    """The ``waypost`` command as a process of its own (so that it can be killed)."""
+    return subprocess.Popen([sys.executable, "-m", "waypost", "--data", str(srv.data), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def waits_for_a_lock(pid: int) -> bool:
+    """Whether process ``pid`` is blocked on a file lock (``/proc/locks`` lists a
+    waiter as ``N: -> FLOCK ADVISORY WRITE PID ...``)."""
+    return any(f[1:3] == ["->", "FLOCK"] and f[5] == str(pid)
+               for f in (line.split() for line in Path("/proc/locks").read_text().splitlines()) if len(f) > 5)
+
+
+def test_a_removal_killed_midway_is_finished_by_running_it_again(srv: WaypostInstance) -> None:
+    give_the_old_owner_mail(srv)
+    # The removal retires the Maildir under the account's lock: hold it, so that the
+    # command stops there (after its first steps), and kill it.
+    fd = os.open(srv.mailbox("z@example.test"), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        proc = waypost(srv, "account", "remove", "z@example.test")
+        try:
+            wait_for(lambda: waits_for_a_lock(proc.pid) or proc.poll() is not None, timeout=30,
+                     what="account remove waiting for the account's lock")
+            assert proc.poll() is None, proc.communicate()[0]
+        finally:
+            proc.kill()  # SIGKILL
+            proc.communicate()
+    finally:
+        os.close(fd)
+    # Cut short, the account is still there (with less): nobody else can take the name
+    # meanwhile, and the same command again finishes the job.
+    assert "z@example.test" in srv.ok("account", "list")
+    assert srv.cli("account", "add", "z@example.test", "--password", "new-pw").exit_code != 0
+    srv.ok("account", "remove", "z@example.test")
+    srv.ok("account", "add", "z@example.test", "--password", "new-pw")
+    the_new_owner_sees_nothing_old(srv)
+
+
+@pytest.mark.parametrize("rows_gone", [False, True], ids=["rows-and-maildir-left", "maildir-left"])
+def test_what_a_killed_removal_left_is_retired_by_account_add(srv: WaypostInstance, rows_gone: bool,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """An older version removed the account first, then the mailbox rows, then moved the
+    Maildir: killed after the first step it left the rows and the Maildir of a name with
+    no account, after the second the Maildir.  The same state, made through the storage
+    layer as the crash left it."""
+    give_the_old_owner_mail(srv)
+    db = srv.db()
+    try:
+        db.remove_object("example.test", "z")
+        if rows_gone:
+            for box in db.mailbox_list("example.test", "z"):
+                db.mailbox_delete(box.id)
+        # A delivery in flight at the removal sends its vacation reply after it.
+        now = time.time()
+        assert db.vacation_claim("example.test", "z", "away", "boss@example.test", now, now + 7 * 86400)
+    finally:
+        db.close()
+    assert srv.messages("z@example.test")  # the old owner's files, where the account's go
+    with caplog.at_level("INFO", logger="waypost.admin"):
+        caplog.clear()
+        srv.ok("account", "add", "z@example.test", "--password", "new-pw")
+    [retired] = [r.fields for r in caplog.records if getattr(r, "fields", {}).get("event") == "account-mail-retired"]
+    assert retired["account"] == "z@example.test" and retired["reason"] == "leftover"
+    assert retired["kept"].startswith(str(srv.mailbox("z@example.test").parent / ".removed.z."))
+    db = srv.db()
+    try:  # the new owner's vacation replies are its own
+        now = time.time()
+        assert db.vacation_claim("example.test", "z", "away", "boss@example.test", now, now + 7 * 86400)
+    finally:
+        db.close()
+    the_new_owner_sees_nothing_old(srv)
+    [kept] = [p for p in srv.mailbox("z@example.test").parent.iterdir() if p.name.startswith(".removed.z.")]
+    assert any(b"old owner's" in p.read_bytes() for p in kept.rglob("*") if p.is_file() and p.parent.name in ("cur", "new"))
+
+
+# -- what else the old owner left: \\Seen marks, vacation memory, trusted clients ------------
+
+VACATION = 'require "vacation";\nvacation :days 7 :subject "Away" "I am away.";\n'
+
+
+def seen_on_board(r: Raw) -> bool:
+    ok(r.cmd("S SELECT ~boss/Board"))
+    return b"\\Seen" in b"".join(ok(r.cmd("F FETCH 1 (FLAGS)")))
+
+
+def test_no_seen_marks_vacation_memory_or_trusted_clients_are_inherited(tmp_path: Path) -> None:
+    srv = WaypostInstance(tmp_path / "data", server={"workers": 2},
+                          imap={"plaintext_without_tls": True, "failure_delay": 0.0},
+                          auth={"free_failures": 3, "delay": 0.5, "max_delay": 0.5, "block_after": 4, "block_time": 120})
+    srv.ok("account", "add", "z@example.test", "--password", "old-pw")
+    srv.ok("account", "add", "boss@example.test", "--password", "boss-pw")
+    script = tmp_path / "away.sieve"
+    script.write_text(VACATION)
+    with srv:
+        srv.start()
+        boss = login(srv, "boss-pw", "boss")
+        ok(boss.cmd("C CREATE Board"))
+        append(boss, "Board", "Subject: minutes\r\n\r\nconfidential\r\n")
+        srv.ok("acl", "set", "boss@example.test/Board", "z@example.test", "lrs")
+        # The old owner logs in from 127.0.0.1 (a client it is known by from now on),
+        # reads the boss's message (its own \\Seen mark there), and is away: the boss
+        # gets one vacation reply, and the next message none (within the 7 days).
+        old = login(srv, "old-pw")
+        ok(old.cmd("F FETCH 1 BODY[]")) if ok(old.cmd("S SELECT ~boss/Board")) else None
+        assert seen_on_board(old)
+        old.close()
+        srv.ok("sieve", "put", "z@example.test", "away", str(script), "--activate")
+        for n in (1, 2):
+            with smtplib.SMTP("127.0.0.1", srv.smtp_port, timeout=30) as s:
+                s.sendmail("boss@example.test", ["z@example.test"], f"From: boss@example.test\r\nTo: z@example.test\r\nSubject: q{n}\r\n\r\nthere?\r\n".encode())
+        srv.expect_log(r"event=vacation-skipped .*sender=<boss@example.test> .*reason=\"replied within the period\"",
+                       timeout=30)
+        assert len(wait_for(lambda: srv.messages("boss@example.test"), what="the old owner's vacation reply")) == 1
+
+        srv.ok("account", "remove", "z@example.test")
+        srv.ok("account", "add", "z@example.test", "--password", "new-pw")
+        srv.ok("acl", "set", "boss@example.test/Board", "z@example.test", "lrs")
+        srv.ok("sieve", "put", "z@example.test", "away", str(script), "--activate")
+
+        # Someone guesses the new owner's password from 127.0.0.2: the account is
+        # blocked, and 127.0.0.1 is no client the new owner is known by: refused there too.
+        for i in range(4):
+            assert not imap_login(srv, "z@example.test", f"guess-{i}", "127.0.0.2")
+        srv.expect_log(r"event=auth-failed proto=imap client=127\.0\.0\.2 login=z@example.test", count=4)
+        assert not imap_login(srv, "z@example.test", "new-pw", "127.0.0.1")
+        srv.expect_log(r"event=auth-failed proto=imap client=127\.0\.0\.1 login=z@example.test reason=blocked")
+        srv.ok("auth", "unblock", "z@example.test")
+
+        # The new owner has seen nothing of the boss's mailbox (the boss's own view unchanged) ...
+        new = login(srv, "new-pw")
+        assert not seen_on_board(new)
+        ok(boss.cmd("S SELECT Board"))
+        assert b"\\Seen" not in b"".join(ok(boss.cmd("F FETCH 1 (FLAGS)")))
+        # ... and replied to nobody yet: the boss's next message gets the new owner's reply.
+        with smtplib.SMTP("127.0.0.1", srv.smtp_port, timeout=30) as s:
+            s.sendmail("boss@example.test", ["z@example.test"], b"From: boss@example.test\r\nTo: z@example.test\r\nSubject: q3\r\n\r\nthere?\r\n")
+        wait_for(lambda: len(srv.messages("boss@example.test")) == 2, timeout=30, what="the new owner's vacation reply")
+        new.close()
+        boss.close()

@@ -297,3 +297,75 @@ def test_a_bad_address_or_queue_id_in_the_url_is_400_not_a_traceback(page, serve
         assert "Traceback" not in page.content()
     server.expect_log(r"event=web-admin-refused")
     assert "Traceback" not in "\n".join(server.output)
+
+
+def test_a_domain_administrator_makes_a_dkim_key_and_sets_quotas_and_sieve(page, server):
+    """The pages of ``waypost dkim|dns|quota|sieve|mailbox create``, as a domain
+    administrator of A: a DKIM key generated and its DNS record shown (and signing),
+    quotas set as people write them (a bad one named), a Sieve script refused with its
+    line then stored, a mailbox made; B's pages refused."""
+    log_in(page, server, f"boss@{A}", PW["boss"])
+    page.goto(url(server, f"/admin/domain?name={A}"))
+    page.click("#dkim-link")
+    page.wait_for_url("**/admin/dkim?domain=a.test")
+    page.fill("#dkim-generate input[name=selector]", "web2027")
+    page.select_option("#dkim-generate select[name=algorithm]", "ed25519")
+    page.click("#dkim-generate button")
+    row = page.locator("#dkim-keys tr[data-selector='web2027']")
+    row.wait_for()
+    assert row.locator(".state").inner_text() == "signing"
+    record = row.locator(".record").inner_text()
+    assert record.startswith(f"web2027._domainkey.{A} TXT v=DKIM1; k=ed25519; p="), record
+    assert f"web2027._domainkey.{A}" in page.inner_text("#dns-records")
+    shot(page, "admin-dkim")
+    listed = server.ok("dkim", "list", A, "--json")
+    assert '"web2027"' in listed and '"signing"' in listed
+    server.expect_log(r"event=admin-change actor=admin:boss@a\.test action=dkim-generate object=web2027\._domainkey\.a\.test")
+    page.fill("#dkim-generate input[name=selector]", "no_good!")
+    page.click("#dkim-generate button")
+    assert "selector" in page.inner_text("#error")
+    page.click("#dkim-keys tr[data-selector='web2027'] form:has(input[value=deactivate]) button")
+    page.wait_for_url("**/admin/dkim?domain=a.test")
+    assert page.locator("#dkim-keys tr[data-selector='web2027'] .state").inner_text() == "inactive"
+    assert page.goto(url(server, f"/admin/dkim?domain={B}")).status == 403
+    assert page.goto(url(server, f"/admin/quotas?domain={B}")).status == 403
+    # Quotas: the account's own limit, and the domain's default.
+    page.goto(url(server, f"/admin/account?address=user@{A}"))
+    page.fill("#account-quota input[name=quota_storage]", "lots")
+    page.click("#account-quota button")
+    assert "quota_storage" in page.inner_text("#error")
+    page.fill("#account-quota input[name=quota_storage]", "2M")
+    page.fill("#account-quota input[name=quota_messages]", "300")
+    page.click("#account-quota button")
+    page.wait_for_url("**/admin/account?address=user%40a.test")
+    assert "2.0 MiB" in page.inner_text("#quota-usage") and "300" in page.inner_text("#quota-usage")
+    assert "2.0 MiB" in server.ok("quota", "show", f"user@{A}")
+    page.goto(url(server, f"/admin/quotas?domain={A}"))
+    page.fill("#quota-defaults input[name=quota_messages]", "900")
+    page.click("#quota-defaults button")
+    page.wait_for_url("**/admin/quotas?domain=a.test")
+    assert page.locator(f"#quotas tr[data-account='boss@{A}'] .message-limit").inner_text() == "900"
+    assert page.locator(f"#quotas tr[data-account='user@{A}'] .message-limit").inner_text() == "300"
+    shot(page, "admin-quotas")
+    # Sieve: a bad script shown with its line, nothing stored; a good one active.
+    page.goto(url(server, f"/admin/account?address=user@{A}"))
+    page.fill("#sieve-put input[name=name]", "main")
+    page.fill("#sieve-put textarea[name=script]", "keep;\nfrobnicate;\n")
+    page.click("#sieve-put button")
+    assert "script" in page.inner_text("#error") and "2" in page.inner_text("#error")
+    assert "main" not in server.ok("sieve", "list", f"user@{A}")
+    page.fill("#sieve-put input[name=name]", "main")
+    page.fill("#sieve-put textarea[name=script]", 'require "fileinto";\nfileinto "Junk";\n')
+    page.check("#sieve-put input[name=activate]")
+    page.click("#sieve-put button")
+    page.wait_for_selector("#sieve-scripts tr[data-name='main']")
+    assert "active" in page.inner_text("#sieve-scripts tr[data-name='main']")
+    assert 'fileinto "Junk"' in server.ok("sieve", "get", f"user@{A}", "main")
+    page.fill("#mailbox-create input[name=mailbox]", "Archive")
+    page.click("#mailbox-create button")
+    page.wait_for_selector("#mailboxes a:text('Archive')")
+    shot(page, "admin-account-mail")
+    server.ok("sieve", "activate", f"user@{A}", "--none")
+    server.ok("sieve", "delete", f"user@{A}", "main")
+    server.ok("account", "set", f"user@{A}", "--quota", "default", "--quota-messages", "default")
+    server.ok("domain", "set", A, "--quota-messages", "unlimited")

@@ -47,6 +47,8 @@ def api(tmp_path_factory):
         inst.ok("rule", "add", "first: size over 100000000 => discard")
         inst.ok("gateway", "auth", "set", "--user", "relay", "--password", "relay-pw-0")
         inst.ok("share", "peer", "add", "127.0.0.2:2525", "--secret", "p" * 20, "--domain", B)
+        inst.ok("dkim", "generate", B, "--selector", "sel1", "--algorithm", "ed25519")
+        inst.ok("sieve", "put", f"other@{B}", "first", "-", input="keep;\n")
         inst.start()
         with smtplib.SMTP("127.0.0.1", inst.smtp_port, timeout=10) as c:
             c.sendmail(f"other@{B}", ["x@remote.test"], "Subject: held\r\n\r\nbody\r\n")
@@ -106,7 +108,12 @@ def snapshot(inst) -> str:
                  db.get_value(TABLE_KEY), db.get_value(HOLD_KEY),
                  [db.get_value(k) for k in ("rules.server", "gateway.rules", "gateway.credentials", "sharing.peers",
                                             "sharing.cache")],
-                 [(e.msg_id, e.held, e.next_attempt) for e in db.queue_entries(__import__("waypost.db", fromlist=["QueueFilter"]).QueueFilter())]]
+                 [(e.msg_id, e.held, e.next_attempt) for e in db.queue_entries(__import__("waypost.db", fromlist=["QueueFilter"]).QueueFilter())],
+                 [(k.domain, k.selector, k.activated) for k in db.dkim_keys()],
+                 [(o.address, db.sieve_list(o.domain, o.name), [(s, db.sieve_get(o.domain, o.name, s))
+                                                                for s, _ in db.sieve_list(o.domain, o.name)],
+                   db.quota_usage(o.domain, o.name), sorted(b.name for b in db.mailbox_list(o.domain, o.name)))
+                  for o in db.list_objects(kind="account")]]
         return json.dumps(parts, sort_keys=True, default=str)
     finally:
         db.close()
@@ -118,7 +125,8 @@ def concrete(path: str, inst) -> str:
     return (path.replace("{domain}", B).replace("{id}", qid)
             .replace("/accounts/{address}", f"/accounts/other@{B}").replace("/aliases/{address}", f"/aliases/sales@{B}")
             .replace("/forwarders/{address}", f"/forwarders/fwd@{B}").replace("/groups/{address}", f"/groups/team@{B}")
-            .replace("{name}", "first").replace("{who}", "*").replace("{host}", "127.0.0.2"))
+            .replace("{name}", "first").replace("{who}", "*").replace("{host}", "127.0.0.2")
+            .replace("{selector}", "sel1"))
 
 
 #: A valid body per operation, about domain B (what a permitted caller would send).
@@ -136,11 +144,13 @@ BODIES = {
     "setGatewayAuth": {"user": "relay", "password": "relay-pw-1"},
     "addPeer": {"host": "127.0.0.3", "secret": "s" * 20},
     "setAcl": {"mailbox": f"other@{B}/INBOX", "identifier": "anyone", "rights": "lr"},
+    "createMailbox": {"name": "Projects"}, "generateDkimKey": {"algorithm": "ed25519"}, "setDkimKey": {"active": False},
+    "putSieveScript": {"script": "discard;\n", "activate": True}, "activateSieveScript": {"name": None},
 }
 #: What a domain administrator of A (or a token scoped to A) may call about B: lists,
 #: which show only A's part of them (checked below), and who they are.
 SCOPED_OK = {"whoami", "listDomains", "listAccounts", "listAliases", "listForwarders", "listGroups", "listHolds",
-             "listQueue"}
+             "listQueue", "listQuotas"}
 
 
 def operations(inst):
@@ -214,6 +224,8 @@ def test_the_authorisation_matrix(api):
             assert status == 200 and page["items"] == []
         status, page, _ = call(api, "GET", "/api/v1/queue", headers=who)
         assert status == 200 and page["items"] == [] and page["total"] == 0  # B's message is not shown
+        status, page, _ = call(api, "GET", "/api/v1/quotas", headers=who)
+        assert status == 200 and {r["account"] for r in page["items"]} == {f"boss@{A}", f"user@{A}"}
         status, page, _ = call(api, "GET", f"/api/v1/accounts?domain={B}", headers=who)
         assert status == 403
     # A session's unsafe request without its CSRF token is refused; with it, done.
@@ -345,6 +357,90 @@ def test_a_server_administrator_runs_every_group_with_curl(api):
     assert curl("DELETE", "/api/v1/sharing/peers/127.0.0.4")[0] == 200
     assert curl("GET", "/api/v1/sharing/cache")[1]["items"] == []
     assert curl("DELETE", "/api/v1/sharing/cache")[1] == {"answers": 0}
+
+
+def test_dkim_dns_quotas_sieve_and_mailboxes_with_curl(api):
+    """The operations of ``waypost dkim|dns|quota|sieve|mailbox create`` over the API,
+    with curl: a token scoped to A does them for A (and the CLI sees the result), the
+    server token for any domain; bad input names the field."""
+    def curl(method, path, body=None, token=api.tokens["scoped-a"]):
+        args = ["curl", "-sS", "-X", method, "-H", f"Authorization: Bearer {token}", "-w", "\n%{http_code}",
+                f"http://127.0.0.1:{api.http_port}{path}"]
+        if body is not None:
+            args += ["-H", "Content-Type: application/json", "--data-binary", json.dumps(body)]
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+        text, _, code = out.rpartition("\n")
+        return int(code), json.loads(text)
+
+    # DKIM: generate (inactive first, as a careful rotation does), see its record, activate.
+    code, key = curl("POST", f"/api/v1/domains/{A}/dkim", {"selector": "rot1", "inactive": True})
+    assert code == 201 and key["state"] == "inactive" and key["name"] == f"rot1._domainkey.{A}", key
+    assert key["value"].startswith("v=DKIM1; k=rsa; p=") and key["type"] == "TXT"
+    api.expect_log(r"event=admin-change actor=token:scoped-a action=dkim-generate object=rot1\._domainkey\.a\.test")
+    code, err = curl("POST", f"/api/v1/domains/{A}/dkim", {"selector": "rot1"})
+    assert code == 409, err
+    code, err = curl("POST", f"/api/v1/domains/{A}/dkim", {"selector": "bad_selector!"})
+    assert code == 400 and err["error"]["field"] == "selector", err
+    code, page = curl("GET", f"/api/v1/domains/{A}/dns")
+    assert code == 200 and any(r["name"] == f"rot1._domainkey.{A}" and r["expected"] == key["value"]
+                               for r in page["items"]), page
+    assert {r["type"] for r in page["items"]} >= {"MX", "TXT"}
+    # Asking DNS (here a name server that does not answer): each record "error", at once
+    # and within the look-up bound, not a hung request.
+    code, page = curl("GET", f"/api/v1/domains/{A}/dns?check=true")
+    assert code == 200 and page["items"] and {r["status"] for r in page["items"]} == {"error"}, page
+    code, key = curl("PATCH", f"/api/v1/domains/{A}/dkim/rot1", {"active": True})
+    assert code == 200 and key["state"] == "signing"
+    listed = json.loads(api.ok("dkim", "list", A, "--json"))
+    assert [(k["selector"], k["state"]) for k in listed] == [("rot1", "signing")]
+    code, gone = curl("DELETE", f"/api/v1/domains/{A}/dkim/rot1")
+    assert code == 200 and gone["selector"] == "rot1" and json.loads(api.ok("dkim", "list", A, "--json")) == []
+    assert curl("GET", f"/api/v1/domains/{A}/dkim/rot1")[0] == 404
+    # B's key: the server token sees it, the token of A does not (the matrix: 403).
+    code, page = curl("GET", f"/api/v1/domains/{B}/dkim", token=api.tokens["server"])
+    assert code == 200 and [k["selector"] for k in page["items"]] == ["sel1"]
+    # Quotas: a size as people write it, shown in octets; the domain's default.
+    code, acct = curl("PATCH", f"/api/v1/accounts/user@{A}", {"quota_storage": "2M", "quota_messages": 100})
+    assert code == 200, acct
+    code, q = curl("GET", f"/api/v1/accounts/user@{A}/quota")
+    assert code == 200 and q["storage_limit"] == 2 * 1024 * 1024 and q["message_limit"] == 100, q
+    code, err = curl("PATCH", f"/api/v1/accounts/user@{A}", {"quota_storage": "lots"})
+    assert code == 400 and err["error"]["field"] == "quota_storage", err
+    code, dom = curl("PATCH", f"/api/v1/domains/{A}", {"quota_messages": 5000})
+    assert code == 200 and dom["settings"]["quota_messages"] == 5000
+    code, q = curl("GET", f"/api/v1/quotas?domain={A}")
+    assert code == 200 and {r["account"]: r["message_limit"] for r in q["items"]} == {f"user@{A}": 100,
+                                                                                       f"boss@{A}": 5000}
+    code, q = curl("POST", f"/api/v1/accounts/user@{A}/quota/recount")
+    assert code == 200 and q["storage"] == 0 and q["messages"] == 0
+    assert "user@a.test" in api.ok("quota", "show", f"user@{A}")
+    assert curl("PATCH", f"/api/v1/accounts/user@{A}", {"quota_storage": None, "quota_messages": None})[0] == 200
+    assert curl("PATCH", f"/api/v1/domains/{A}", {"quota_messages": None})[0] == 200
+    # Sieve: a bad script is refused with its line; a good one stored, activated, deleted.
+    code, err = curl("PUT", f"/api/v1/accounts/user@{A}/sieve/main", {"script": "keep;\nfrobnicate;\n"})
+    assert code == 400 and err["error"]["field"] == "script" and "2" in err["error"]["message"], err
+    code, script = curl("PUT", f"/api/v1/accounts/user@{A}/sieve/main",
+                        {"script": 'require "fileinto";\nfileinto "Junk";\n', "activate": True})
+    assert code == 200 and script == {"name": "main", "active": True}
+    assert "fileinto" in api.ok("sieve", "get", f"user@{A}", "main")
+    code, got = curl("GET", f"/api/v1/accounts/user@{A}/sieve/main")
+    assert got["script"].startswith('require "fileinto"') and got["active"]
+    assert curl("DELETE", f"/api/v1/accounts/user@{A}/sieve/main")[0] == 409  # the active one
+    code, listed = curl("PUT", f"/api/v1/accounts/user@{A}/sieve-active", {"name": None})
+    assert code == 200 and listed["items"] == [{"name": "main", "active": False}]
+    assert curl("DELETE", f"/api/v1/accounts/user@{A}/sieve/main")[0] == 200
+    assert curl("GET", f"/api/v1/accounts/user@{A}/sieve")[1] == {"items": []}
+    # A Sieve script of an account with administrator rights could redirect its mail.
+    code, err = curl("PUT", f"/api/v1/accounts/boss@{A}/sieve/x", {"script": "keep;\n"})
+    assert code == 403 and "administrator rights" in err["error"]["message"]
+    # Mailboxes: created (with a parent), a bad name refused naming the field.
+    code, boxes = curl("POST", f"/api/v1/accounts/user@{A}/mailboxes", {"name": "Projects/2027"})
+    assert code == 201 and {"Projects", "Projects/2027"} <= set(boxes["mailboxes"]), boxes
+    assert curl("POST", f"/api/v1/accounts/user@{A}/mailboxes", {"name": "Projects/2027"})[0] == 409
+    code, err = curl("POST", f"/api/v1/accounts/user@{A}/mailboxes", {"name": "a\u0001b"})
+    assert code == 400 and err["error"]["field"] in ("mailbox", "name"), err
+    assert "Projects/2027" in api.ok("mailbox", "list", f"user@{A}")
+    api.expect_log(r"event=admin-change actor=token:scoped-a action=mailbox-create object=user@a\.test/Projects/2027")
 
 
 @pytest.mark.parametrize("body, raw, ctype, status, field", [

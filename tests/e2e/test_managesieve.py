@@ -69,13 +69,13 @@ def plain(user: str, password: str) -> bytes:
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     port = free_port()
-    inst = WaypostInstance(tmp_path_factory.mktemp("managesieve") / "data", listen={"sieve": f"127.0.0.1:{port}"},
+    inst = WaypostInstance(tmp_path_factory.mktemp("managesieve") / "data", listen={"managesieve": f"127.0.0.1:{port}"},
                            managesieve={"max_scripts": 3, "max_script_size": 2000})
     inst.sieve_port = port
     for who in ("alice", "bob", "carol"):
         inst.ok("account", "add", f"{who}@example.test", "--password", "pw")
     inst.start()
-    inst.expect_log(r"listening sieve")
+    inst.expect_log(r"listening managesieve")
     yield inst
     inst.stop()
 

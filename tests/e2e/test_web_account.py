@@ -44,7 +44,7 @@ def server(tmp_path_factory):
     with WaypostInstance(tmp_path_factory.mktemp("webacct") / "data", domain=MAIN,
                          auth={"free_failures": 1000, "block_after": 1000}) as inst:
         inst.http_port, inst.sieve_port = free_port(), free_port()
-        inst.configure(listen={"http": f"127.0.0.1:{inst.http_port}", "sieve": f"127.0.0.1:{inst.sieve_port}"},
+        inst.configure(listen={"http": f"127.0.0.1:{inst.http_port}", "managesieve": f"127.0.0.1:{inst.sieve_port}"},
                        web={"max_upload_size": MAX_UPLOAD})
         for name, pw in PW.items():
             inst.ok("account", "add", f"{name}@{MAIN}", "--password", pw)

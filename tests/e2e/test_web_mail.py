@@ -283,6 +283,62 @@ def test_search_and_sort_the_list(page, server):
     assert r.status == 200 and "Traceback" not in page.content()
 
 
+def test_search_finds_the_body_as_imap_search_does(page, server):
+    """The words of a search are looked for in the body too, decoded (quoted-printable,
+    base64, charsets), by IMAP SEARCH's own matcher: the browser's rows are what
+    imaplib's ``OR FROM w OR TO w OR CC w OR SUBJECT w BODY w`` finds."""
+    import base64
+
+    latin = base64.b64encode("Grüße aus Köln: das Zauberwort".encode("iso-8859-1")).decode()
+    bodies = {
+        "qp note": "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+                   "The zauber=\r\nwort is caf=C3=A9 cr=C3=A8me.\r\n",
+        "b64 note": "Content-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain; "
+                    f"charset=iso-8859-1\r\nContent-Transfer-Encoding: base64\r\n\r\n{latin}\r\n--b1\r\n"
+                    "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                    f"{base64.b64encode(b'hidden attachment words').decode()}\r\n--b1--\r\n",
+        "html note": "Content-Type: text/html; charset=utf-8\r\n\r\n<p>Meet at the <b>lighthouse</b></p>\r\n",
+        "plain note": "Content-Type: text/plain\r\n\r\nnothing to see, only a lighthouse keeper\r\n",
+    }
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as s:
+        for subject, rest in bodies.items():
+            s.sendmail("far@remote.test", [f"dave@{MAIN}"],
+                       f"From: far@remote.test\r\nTo: dave@{MAIN}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
+                       f"{rest}".encode())
+    log_in(page, server, "dave")
+
+    def browser_uids(query):
+        page.goto(url(server, "/mail/box?box=INBOX&sort=arrival&order=asc"))
+        page.fill("#search", query)
+        page.click("#search-go")
+        page.wait_for_selector("#count")
+        return [int(u) for u in page.eval_on_selector_all("#messages tr[data-uid]", "rs => rs.map(r => r.dataset.uid)")]
+
+    def imap_uids(query):
+        with imap(server, "dave") as im:
+            assert im.enable("UTF8=ACCEPT")[0] == "OK"  # non-ASCII words in quoted strings (RFC 6855)
+            im.select("INBOX", readonly=True)
+            criteria = []
+            for w in query.split():
+                criteria += ["OR", "FROM", f'"{w}"', "OR", "TO", f'"{w}"', "OR", "CC", f'"{w}"', "OR", "SUBJECT",
+                             f'"{w}"', "BODY", f'"{w}"']
+            typ, data = im.uid("SEARCH", *criteria)
+            assert typ == "OK", data
+            return sorted(int(u) for u in data[0].split())
+
+    def subjects_of(uids):
+        return sorted(page.inner_text(f"#messages tr[data-uid='{u}'] a") for u in uids)
+
+    expected = {"zauberwort": ["b64 note", "qp note"], "CAFÉ crème": ["qp note"], "grüsse köln": ["b64 note"],
+                "lighthouse": ["html note", "plain note"], "lighthouse keeper": ["plain note"],
+                "attachment": [], "far@remote.test note qp": ["qp note"]}
+    for query, subjects in expected.items():
+        got = browser_uids(query)
+        assert subjects_of(got) == subjects, query
+        assert got == imap_uids(query), query
+    shot(page, "search-body")
+
+
 def test_paging_keeps_the_search_and_the_order(page, server):
     with imap(server, "carol") as im:
         for i in range(120):

@@ -20,6 +20,8 @@ def _empty_row_caches():
             listing._keys.clear()
             listing._summaries.clear()
             listing._chars.update(keys=0, summaries=0)
+            listing._found.clear()
+            listing._found_uids[0] = 0
     clear()
     yield
     clear()
@@ -63,4 +65,40 @@ def test_the_row_caches_are_bounded_in_characters(tmp_path, make_db, monkeypatch
     assert len(listing._summaries) < 40
     again = listing.summaries(store, box, msgs)  # the evicted ones are read again, the same
     assert again == first and first[msgs[7].uid].subject.endswith(" 7")
+    db.close()
+
+
+def test_search_finds_words_in_the_decoded_body_as_imap_search_does(tmp_path, make_db):
+    import base64
+
+    db, store, box = _store(tmp_path, make_db)
+    latin = base64.b64encode("Grüße aus Köln, Geheimnis".encode("iso-8859-1")).decode()
+    hidden = base64.b64encode(b"secret in an attachment").decode()
+    for raw in (
+        # quoted-printable with a soft line break inside the word, and UTF-8
+        "From: a@x.test\r\nSubject: one\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\nthe sec=\r\nret word caf=C3=A9\r\n",
+        # base64 text in ISO-8859-1 beside a base64 attachment that is not text
+        "From: b@x.test\r\nSubject: two\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\n"
+        "Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        f"{latin}\r\n--zz\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        f"{hidden}\r\n--zz--\r\n",
+        # the word in the header only
+        "From: Secret Sender <c@x.test>\r\nSubject: three\r\n\r\nnothing here\r\n",
+    ):
+        store.append(box, raw.encode())
+    msgs = store.listing(box)[1]
+    subj = lambda ms: [listing.summaries(store, box, ms)[m.uid].subject for m in ms]  # noqa: E731
+    assert subj(listing.ordered(store, box, msgs, "arrival", False, "SECRET")) == ["one", "three"]
+    assert subj(listing.ordered(store, box, msgs, "arrival", False, "café word")) == ["one"]
+    assert subj(listing.ordered(store, box, msgs, "arrival", False, "köln GRÜSSE")) == ["two"]
+    assert subj(listing.ordered(store, box, msgs, "arrival", False, "attachment")) == []
+    # The same search after new mail looks only at the new message, and finds it.
+    store.append(box, b"From: d@x.test\r\nSubject: four\r\n\r\nmore secret\r\n")
+    msgs = store.listing(box)[1]
+    assert subj(listing.ordered(store, box, msgs, "subject", True, "secret")) == ["three", "one", "four"]
+    # An expunged message is no longer found.
+    store.expunge(box, [m for m in msgs if m.uid == msgs[0].uid])
+    msgs = store.listing(box)[1]
+    assert subj(listing.ordered(store, box, msgs, "arrival", False, "secret")) == ["three", "four"]
     db.close()

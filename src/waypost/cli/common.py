@@ -110,7 +110,8 @@ class App:
         from ..ops import Actor, Operations
 
         return Operations(self.directory, Actor.cli(), router=lambda: self.router,
-                          spool=self.settings.path(self.settings.storage.spool), mailstore=lambda: self.mailstore)
+                          spool=self.settings.path(self.settings.storage.spool), mailstore=lambda: self.mailstore,
+                          settings=self.settings)
 
     @property
     def directory(self) -> Directory:

@@ -309,6 +309,7 @@ def account_passwd(app: App, address: str, password: str | None, password_stdin:
 def account_remove(app: App, address: str) -> None:
     """Remove an account and its aliases.  Its mail files stay on disk, moved aside to
     mail/DOMAIN/.removed.NAME.TIME: an account made later under the name starts empty.
+    If the command is killed midway, the account is still there: run it again.
     Example: waypost account remove info@client1.com"""
     obj = app.ops.account_remove(address)
     click.echo(f"account {obj.address} removed")

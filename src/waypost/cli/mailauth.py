@@ -6,34 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import click
 
-from ..address import AddressError, normalize_domain
-from ..db import DKIMKeyRecord
-from ..mailauth import ALGORITHMS, Lookup, dns_name, dns_record, generate_key
-from ..mailauth.keys import check_selector, new_selector, signing_key
-from ..secrets import Secrets
+from ..mailauth import ALGORITHMS, Lookup
+from ..mailauth.keys import signing_key
 from .common import App, emit, fail, handle_errors, json_option, pass_app
 
 __all__ = ["dkim", "mailauth", "dns_command"]
 
 #: Largest message file ``mailauth check`` reads.
 MAX_CHECK_FILE = 64 * 1024 * 1024
-
-
-def _local_domain(app: App, domain: str) -> str:
-    try:
-        name = normalize_domain(domain)
-    except AddressError as e:
-        fail(f"{domain}: {e}")
-    record = app.directory.domain(name)
-    if record is None:
-        return fail(f"{name} is not a local domain (waypost domain add {name})")  # type: ignore[no-any-return]
-    return record.name
 
 
 def zone_line(name: str, value: str) -> str:
@@ -64,20 +48,16 @@ def dkim_generate(app: App, domain: str, selector: str | None, algorithm: str, i
 
     Example: waypost dkim generate example.com --selector mail2026 --algorithm ed25519
     """
-    name = _local_domain(app, domain)
-    sel = check_selector(selector) if selector else new_selector(algorithm)
-    material = generate_key(algorithm)
-    now = time.time()
-    sealed = Secrets(app.settings.data_dir).seal(material.private)
-    app.db.dkim_key_add(DKIMKeyRecord(name, sel, algorithm, sealed, material.public, now, 0.0 if inactive else now))
-    record = dns_record(algorithm, material.public)
+    key = app.ops.dkim_generate(domain, selector, algorithm, inactive)
     if as_json:
-        click.echo(json.dumps({"domain": name, "selector": sel, "algorithm": algorithm, "active": not inactive,
-                               "name": dns_name(name, sel), "type": "TXT", "value": record}, indent=2))
+        click.echo(json.dumps({"domain": key["domain"], "selector": key["selector"], "algorithm": algorithm,
+                               "active": not inactive, "name": key["name"], "type": "TXT", "value": key["value"]},
+                              indent=2))
         return
-    click.echo(f"DKIM key {sel} for {name} ({algorithm}, {'inactive' if inactive else 'signing from now on'}).")
+    click.echo(f"DKIM key {key['selector']} for {key['domain']} ({algorithm}, "
+               f"{'inactive' if inactive else 'signing from now on'}).")
     click.echo("Publish this record:")
-    click.echo(zone_line(dns_name(name, sel), record))
+    click.echo(zone_line(key["name"], key["value"]))
 
 
 @dkim.command("list")
@@ -87,18 +67,8 @@ def dkim_generate(app: App, domain: str, selector: str | None, algorithm: str, i
 @handle_errors
 def dkim_list(app: App, domain: str | None, as_json: bool) -> None:
     """The keys (all domains, or DOMAIN's) and which one signs.  Example: waypost dkim list example.com"""
-    name = _local_domain(app, domain) if domain else None
-    rows = []
-    signers: dict[str, Any] = {}
-    for k in app.db.dkim_keys(name):
-        if k.domain not in signers:
-            signers[k.domain] = signing_key(app.db, k.domain)
-        signer = signers[k.domain]
-        rows.append({"domain": k.domain, "selector": k.selector, "algorithm": k.algorithm,
-                     "created": time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created)),
-                     "state": "signing" if signer is not None and signer.selector == k.selector
-                     else ("active" if k.activated else "inactive"),
-                     "record": f"{dns_name(k.domain, k.selector)} TXT {dns_record(k.algorithm, k.public_key)}"})
+    rows = [{k: v for k, v in r.items() if k not in ("name", "type", "value")}
+            | {"record": f"{r['name']} TXT {r['value']}"} for r in app.ops.dkim_list(domain)]
     emit(app, rows, ["domain", "selector", "algorithm", "created", "state"], as_json, title="DKIM keys")
 
 
@@ -110,9 +80,8 @@ def dkim_list(app: App, domain: str | None, as_json: bool) -> None:
 def dkim_activate(app: App, domain: str, selector: str) -> None:
     """Make SELECTOR's key the one that signs DOMAIN's mail (after its record is published).
     Example: waypost dkim activate example.com mail2026"""
-    name = _local_domain(app, domain)
-    app.db.dkim_key_activate(name, check_selector(selector), time.time())
-    click.echo(f"{name}: mail is signed with selector {selector} from now on")
+    key = app.ops.dkim_activate(domain, selector)
+    click.echo(f"{key['domain']}: mail is signed with selector {key['selector']} from now on")
 
 
 @dkim.command("deactivate")
@@ -123,10 +92,10 @@ def dkim_activate(app: App, domain: str, selector: str) -> None:
 def dkim_deactivate(app: App, domain: str, selector: str) -> None:
     """Stop signing with SELECTOR's key (keep it, and its record, for mail already sent).
     Example: waypost dkim deactivate example.com mail2025"""
-    name = _local_domain(app, domain)
-    app.db.dkim_key_activate(name, check_selector(selector), 0.0)
-    now = signing_key(app.db, name)
-    click.echo(f"{name}: {selector} no longer signs; " + (f"{now.selector} signs" if now else "nothing signs now"))
+    key = app.ops.dkim_activate(domain, selector, active=False)
+    now = signing_key(app.db, key["domain"])
+    click.echo(f"{key['domain']}: {key['selector']} no longer signs; "
+               + (f"{now.selector} signs" if now else "nothing signs now"))
 
 
 @dkim.command("remove")
@@ -137,9 +106,8 @@ def dkim_deactivate(app: App, domain: str, selector: str) -> None:
 def dkim_remove(app: App, domain: str, selector: str) -> None:
     """Delete a key (remove its DNS record a few days later: mail in transit still needs it).
     Example: waypost dkim remove example.com mail2025"""
-    name = _local_domain(app, domain)
-    app.db.dkim_key_remove(name, check_selector(selector))
-    click.echo(f"removed DKIM key {selector} of {name}")
+    key = app.ops.dkim_remove(domain, selector)
+    click.echo(f"removed DKIM key {key['selector']} of {key['domain']}")
 
 
 @click.group()
@@ -205,10 +173,9 @@ def dns_command(app: App, domain: str, as_json: bool) -> None:
 
     Example: waypost dns example.com
     """
-    from ..mailauth.publish import check_records, expected_records
+    from ..mailauth.publish import check_records
 
-    name = _local_domain(app, domain)
-    expected = expected_records(app.settings, name, app.db.dkim_keys(name))
+    name, expected = app.ops.dns_expected(domain)
     checked = asyncio.run(check_records(Lookup(app.settings), expected))
     rows = [c.to_dict() for c in checked]
     if as_json:

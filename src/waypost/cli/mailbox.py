@@ -62,9 +62,9 @@ def mailbox_list(app: App, account: str, as_json: bool) -> None:
 @handle_errors
 def mailbox_create(app: App, path: str) -> None:
     """Create a mailbox.  Example: waypost mailbox create public@client1.com/announce"""
-    domain, account, name = _split(app, path)
-    box = app.mailstore.create(domain, account, name)
-    click.echo(f"mailbox {box.name} of {account}@{domain} created")
+    name = app.ops.mailbox_create(path)
+    domain, account = _account(app, path.partition("/")[0])
+    click.echo(f"mailbox {name} of {account}@{domain} created")
 
 
 @mailbox.group("alias")

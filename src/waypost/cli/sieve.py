@@ -28,22 +28,13 @@ def sieve() -> None:
 def sieve_put(app: App, address: str, name: str, file: TextIO, activate: bool) -> None:
     """Store a script (checked first; refused with its line and column).
     Example: waypost sieve put alice@client1.com main main.sieve --activate"""
-    from ..sieve import SieveError, compile_script
+    from ..ops import Invalid
 
-    acct = account_arg(app, address)
-    from ..sieve.managesieve import check_script_name
-
-    problem = check_script_name(name)
-    if problem:
-        fail(problem)
-    text = file.read()
     try:
-        compile_script(text)
-    except SieveError as e:
-        fail(f"{name}: {e}")
-    app.db.sieve_put(acct.domain, acct.name, name, text)
-    if activate:
-        app.db.sieve_activate(acct.domain, acct.name, name)
+        app.ops.sieve_put(address, name, file.read(), activate)
+    except Invalid as e:
+        fail(f"{name}: {e.message}" if e.field == "script" else e.message)
+    acct = account_arg(app, address)
     click.echo(f"script {name} of {acct.address} stored" + (" and active" if activate else ""))
 
 
@@ -54,12 +45,7 @@ def sieve_put(app: App, address: str, name: str, file: TextIO, activate: bool) -
 @handle_errors
 def sieve_get(app: App, address: str, name: str) -> None:
     """Print a script.  Example: waypost sieve get alice@client1.com main"""
-    acct = account_arg(app, address)
-    text = app.db.sieve_get(acct.domain, acct.name, name)
-    if text is None:
-        fail(f"{acct.address} has no script {name!r}")
-    assert text is not None
-    sys.stdout.write(text)
+    sys.stdout.write(app.ops.sieve_get(address, name))
 
 
 @sieve.command("list")
@@ -69,9 +55,8 @@ def sieve_get(app: App, address: str, name: str) -> None:
 @handle_errors
 def sieve_list(app: App, address: str, as_json: bool) -> None:
     """An account's scripts.  Example: waypost sieve list alice@client1.com"""
-    acct = account_arg(app, address)
-    rows = [{"name": n, "active": a} for n, a in app.db.sieve_list(acct.domain, acct.name)]
-    emit(app, rows, ["name", "active"], as_json, f"Sieve scripts of {acct.address}")
+    rows = app.ops.sieve_list(address)
+    emit(app, rows, ["name", "active"], as_json, f"Sieve scripts of {account_arg(app, address).address}")
 
 
 @sieve.command("activate")
@@ -82,11 +67,10 @@ def sieve_list(app: App, address: str, as_json: bool) -> None:
 @handle_errors
 def sieve_activate(app: App, address: str, name: str | None, none: bool) -> None:
     """Choose the active script.  Example: waypost sieve activate alice@client1.com main"""
-    acct = account_arg(app, address)
     if (name is None) == (not none):
         fail("give NAME or --none")
-    app.db.sieve_activate(acct.domain, acct.name, None if none else name)
-    click.echo(f"{acct.address}: " + ("no active script" if none else f"{name} is active"))
+    app.ops.sieve_activate(address, None if none else name)
+    click.echo(f"{account_arg(app, address).address}: " + ("no active script" if none else f"{name} is active"))
 
 
 @sieve.command("delete")
@@ -96,9 +80,8 @@ def sieve_activate(app: App, address: str, name: str | None, none: bool) -> None
 @handle_errors
 def sieve_delete(app: App, address: str, name: str) -> None:
     """Delete a script (not the active one).  Example: waypost sieve delete alice@client1.com old"""
-    acct = account_arg(app, address)
-    app.db.sieve_delete(acct.domain, acct.name, name)
-    click.echo(f"script {name} of {acct.address} deleted")
+    app.ops.sieve_delete(address, name)
+    click.echo(f"script {name} of {account_arg(app, address).address} deleted")
 
 
 @sieve.command("check")

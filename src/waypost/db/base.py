@@ -416,9 +416,19 @@ class Database(Protocol):
         """The lowest UID under ``below`` whose flags lack \\Seen (the owner's view), or
         None: SELECT's [UNSEEN] without reading the listing (a walk of the UID index
         that stops at the first match)."""
-    def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int]]:
+    def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int] | None]:
         """Messages added or changed after mod-sequence ``since`` (by UID), and the UIDs
-        expunged after it."""
+        expunged after it; None instead of the UIDs when ``since`` is below the
+        mailbox's floor (``expunged_prune`` dropped records after it: compare
+        ``message_uids`` with what is known)."""
+    def message_uids(self, mailbox_id: int) -> list[int]:
+        """Every UID of the mailbox now, ascending."""
+    def expunged_prune(self, before: float, headers_before: float) -> int:
+        """Drop the expunge records (every mailbox) made before time ``before``, each
+        mailbox's floor raised to the highest mod-sequence dropped; and the header
+        blocks kept of expunged messages (``message_expunge``) made before
+        ``headers_before`` or ``before``.  Any worker or node may run it at any time;
+        returns the records dropped."""
     def message_store(self, mailbox_id: int, uids: Sequence[int], flags: Sequence[str], mode: str,
                       unchanged_since: int | None = None) -> tuple[list[MessageRecord], list[int]]:
         """Replace (mode ""), add ("+") or remove ("-") flags; each changed message gets a
@@ -427,7 +437,9 @@ class Database(Protocol):
         are now (changed or not) and the UIDs refused."""
     def message_expunge(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRecord]:
         """Remove these messages from the index (recording their expunge mod-sequence);
-        returns those that were there."""
+        returns those that were there.  Their cached header blocks stay, for sessions
+        that still show them until they are sent the EXPUNGE (SEARCH by header finds
+        them there); they go with the expunge records (``message_headers_prune``)."""
     def message_claim_recent(self, mailbox_id: int, upto: int | None = None) -> int:
         """Claim \\Recent for the UIDs below ``upto`` (the caller's UIDNEXT, i.e. the
         messages it knows; None: every message now): returns the first UID of the claim,
@@ -516,7 +528,10 @@ class Database(Protocol):
     def message_headers_delete(self, mailbox_id: int, uids: Sequence[int]) -> None:
         """Drop the cached header blocks of these (expunged) messages."""
     def message_headers_prune(self, mailbox_id: int) -> int:
-        """Drop cached header blocks whose message is no longer indexed; how many."""
+        """Drop cached header blocks whose message is neither indexed nor still
+        recorded as expunged; how many."""
+    def message_headers_missing(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        """Those of ``uids`` (in their order) that have no cached header block."""
 
     # -- quotas (RFC 9208): usage per account, kept by the engine with the message index --
     def quota_usage(self, domain: str, account: str) -> tuple[int, int]:
@@ -559,3 +574,14 @@ class Database(Protocol):
         """Whether a vacation reply may go to ``sender`` now: True (and recorded until
         ``until``) when none was sent for this handle within the period, in one
         transaction, so that two workers delivering at once send one reply."""
+
+    # -- an account's removal -----------------------------------------------------------
+    def account_forget(self, domain: str, account: str) -> int:
+        """Drop, in one transaction, every row kept for the account name ``account`` of
+        ``domain`` (apart from its directory object and its mailbox index, which go
+        through their own methods): its subscriptions, mailbox aliases, Sieve scripts
+        (the cached active script too, in every process), vacation replies sent,
+        URLAUTH keys, the rights others granted it, its \\Seen marks on other accounts'
+        mailboxes and its known login clients.  An account made later under the name
+        inherits none of them.  Idempotent (a retry after a crash finishes the job);
+        returns how many rows went."""

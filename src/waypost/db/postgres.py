@@ -427,6 +427,13 @@ _V8: list[str] = [
     "ALTER TABLE messages ADD COLUMN IF NOT EXISTS savedate DOUBLE PRECISION",
 ]
 
+#: Version 9: the ``expunged`` table is pruned (see sqlite.py).
+_V9: list[str] = [
+    "ALTER TABLE expunged ADD COLUMN IF NOT EXISTS at DOUBLE PRECISION NOT NULL DEFAULT 0",
+    "ALTER TABLE mailboxes ADD COLUMN IF NOT EXISTS expunged_floor BIGINT NOT NULL DEFAULT 0",
+    "CREATE INDEX IF NOT EXISTS expunged_at ON expunged (at)",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
 #: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
 MIGRATIONS: list[list[str]] = [
@@ -438,6 +445,7 @@ MIGRATIONS: list[list[str]] = [
     _V6,
     _V7,
     _V8,
+    _V9,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1298,6 +1306,19 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
             c.execute("INSERT INTO login_known (account, client, seen) VALUES (%s, %s, %s)"
                       " ON CONFLICT (account, client) DO UPDATE SET seen=excluded.seen", (account, client, now))
             c.execute("DELETE FROM login_known WHERE account=%s AND seen < %s", (account, forget_before))
+
+    # -- an account's removal ---------------------------------------------------------
+
+    def account_forget(self, domain: str, account: str) -> int:
+        address = f"{account}@{domain}"
+        n = 0
+        with self._write() as c:  # renews the change token: the cached active script goes
+            for table in ("subscriptions", "mailbox_aliases", "sieve_scripts", "sieve_vacation", "urlauth_keys"):
+                n += c.execute(f"DELETE FROM {table} WHERE domain=%s AND account=%s", (domain, account)).rowcount
+            n += c.execute("DELETE FROM acl WHERE identifier=%s", (address,)).rowcount
+            n += c.execute("DELETE FROM seen WHERE reader=%s", (address,)).rowcount
+            n += c.execute("DELETE FROM login_known WHERE account=%s", (address,)).rowcount
+        return n
 
     # -- cluster: worker heartbeats ----------------------------------------------------
 

@@ -357,6 +357,16 @@ _V8: list[str] = [
     "ALTER TABLE messages ADD COLUMN savedate REAL",
 ]
 
+#: Version 9: the ``expunged`` table is pruned (``expunged_prune``): each record has the
+#: time of its expunge, and each mailbox the mod-sequence at or below which expunges
+#: are no longer recorded one by one (QRESYNC then names every UID that is not there,
+#: RFC 7162 §3.2.5.1).  Records made before have time 0: the first prune takes them.
+_V9: list[str] = [
+    "ALTER TABLE expunged ADD COLUMN at REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE mailboxes ADD COLUMN expunged_floor INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX IF NOT EXISTS expunged_at ON expunged (at)",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes a database from version n - 1 to
 #: n (``PRAGMA user_version``).  Append; never edit one that has been released.
 MIGRATIONS: list[list[str]] = [
@@ -368,6 +378,7 @@ MIGRATIONS: list[list[str]] = [
     _V6,
     _V7,
     _V8,
+    _V9,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1041,6 +1052,19 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
             c.execute("INSERT INTO login_known (account, client, seen) VALUES (?, ?, ?)"
                       " ON CONFLICT (account, client) DO UPDATE SET seen=excluded.seen", (account, client, now))
             c.execute("DELETE FROM login_known WHERE account=? AND seen < ?", (account, forget_before))
+
+    # -- an account's removal ---------------------------------------------------------
+
+    def account_forget(self, domain: str, account: str) -> int:
+        address = f"{account}@{domain}"
+        n = 0
+        with self._write() as c:  # renews the change token: the cached active script goes
+            for table in ("subscriptions", "mailbox_aliases", "sieve_scripts", "sieve_vacation", "urlauth_keys"):
+                n += c.execute(f"DELETE FROM {table} WHERE domain=? AND account=?", (domain, account)).rowcount
+            n += c.execute("DELETE FROM acl WHERE identifier=?", (address,)).rowcount
+            n += c.execute("DELETE FROM seen WHERE user=?", (address,)).rowcount
+            n += c.execute("DELETE FROM login_known WHERE account=?", (address,)).rowcount
+        return n
 
     # -- cluster: worker heartbeats ----------------------------------------------------
 

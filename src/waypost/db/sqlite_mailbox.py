@@ -133,14 +133,15 @@ class _MailboxIndex:
             uid, modseq = row
             modseq += 1
             now = time.time()  # the save date (RFC 8514) of all of them
-            # The common case in one statement: none of the names is indexed yet.
-            before = c.total_changes
-            c.executemany(
+            # The common case in one statement: none of the names is indexed yet.  (Its
+            # rowcount counts the rows it inserted; ``total_changes`` would count what
+            # the quota and count triggers change too, and never equal ``len(items)``.)
+            cur = c.executemany(
                 "INSERT OR IGNORE INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate,"
                 " savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(mailbox_id, uid + i, name, subdir, " ".join(flags), modseq, size, internaldate, now)
                  for i, (name, subdir, flags, size, internaldate) in enumerate(items)])
-            if c.total_changes - before == len(items):
+            if cur.rowcount == len(items):
                 out = [MessageRecord(uid + i, name, subdir, tuple(flags), modseq, size, internaldate, now)
                        for i, (name, subdir, flags, size, internaldate) in enumerate(items)]
                 c.execute("UPDATE mailboxes SET uidnext=?, highestmodseq=? WHERE id=?",
@@ -181,14 +182,34 @@ class _MailboxIndex:
             " ORDER BY uid LIMIT 1", (mailbox_id, below)).fetchone()
         return int(row[0]) if row else None
 
-    def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int]]:
+    def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int] | None]:
         conn = self._conn()
         changed = conn.execute(
             f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=? AND modseq>? ORDER BY uid",
             (mailbox_id, since)).fetchall()
         gone = conn.execute("SELECT uid FROM expunged WHERE mailbox_id=? AND modseq>? ORDER BY uid",
                             (mailbox_id, since)).fetchall()
+        # Read after the records: a prune in between shows here, never the other way.
+        floor = conn.execute("SELECT expunged_floor FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+        if floor is not None and since < floor[0]:
+            return [_message(r) for r in changed], None
         return [_message(r) for r in changed], [r[0] for r in gone]
+
+    def message_uids(self, mailbox_id: int) -> list[int]:
+        return [r[0] for r in self._conn().execute(
+            "SELECT uid FROM messages WHERE mailbox_id=? ORDER BY uid", (mailbox_id,))]
+
+    def expunged_prune(self, before: float, headers_before: float) -> int:
+        with self._write(settings=False) as c:
+            c.execute("DELETE FROM message_headers WHERE (mailbox_id, uid) IN"
+                      " (SELECT mailbox_id, uid FROM expunged WHERE at < ?) AND uid NOT IN"
+                      " (SELECT uid FROM messages m WHERE m.mailbox_id=message_headers.mailbox_id)",
+                      (max(before, headers_before),))
+            tops = c.execute("SELECT mailbox_id, MAX(modseq) FROM expunged WHERE at < ? GROUP BY mailbox_id"
+                             " ORDER BY mailbox_id", (before,)).fetchall()
+            for mailbox_id, top in tops:
+                c.execute("UPDATE mailboxes SET expunged_floor=MAX(expunged_floor, ?) WHERE id=?", (top, mailbox_id))
+            return int(c.execute("DELETE FROM expunged WHERE at < ?", (before,)).rowcount)
 
     def message_store(self, mailbox_id: int, uids: Sequence[int], flags: Sequence[str], mode: str,
                       unchanged_since: int | None = None) -> tuple[list[MessageRecord], list[int]]:
@@ -243,11 +264,10 @@ class _MailboxIndex:
                                  (mailbox_id, *chunk)).fetchall()
                 out.extend(_message(r) for r in rows)
                 c.execute(f"DELETE FROM messages WHERE mailbox_id=? AND uid IN ({marks})", (mailbox_id, *chunk))
-                c.execute(f"DELETE FROM message_headers WHERE mailbox_id=? AND uid IN ({marks})",
-                          (mailbox_id, *chunk))
             if out:
-                c.executemany("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
-                              [(mailbox_id, m.uid, modseq) for m in out])
+                now = time.time()
+                c.executemany("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq, at) VALUES (?, ?, ?, ?)",
+                              [(mailbox_id, m.uid, modseq, now) for m in out])
                 c.execute("UPDATE mailboxes SET highestmodseq=? WHERE id=?", (modseq, mailbox_id))
         out.sort(key=lambda m: m.uid)
         return out
@@ -389,7 +409,17 @@ class _MailboxIndex:
         with self._write(settings=False) as c:
             return int(c.execute(
                 "DELETE FROM message_headers WHERE mailbox_id=? AND uid NOT IN"
-                " (SELECT uid FROM messages WHERE mailbox_id=?)", (mailbox_id, mailbox_id)).rowcount)
+                " (SELECT uid FROM messages WHERE mailbox_id=?) AND uid NOT IN"
+                " (SELECT uid FROM expunged WHERE mailbox_id=?)", (mailbox_id, mailbox_id, mailbox_id)).rowcount)
+
+    def message_headers_missing(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        conn = self._conn()
+        have: set[int] = set()
+        for chunk in _chunks(uids, 500):
+            have.update(r[0] for r in conn.execute(
+                f"SELECT uid FROM message_headers WHERE mailbox_id=? AND uid IN ({','.join('?' * len(chunk))})",
+                (mailbox_id, *chunk)))
+        return [u for u in uids if u not in have]
 
 
 def _chunks(items: Sequence[int], n: int) -> Iterator[Sequence[int]]:

@@ -239,7 +239,8 @@ class Mailstore:
         # holds the index state, so an entry is only used for exactly that state.
         self._uid_files: OrderedDict[int, tuple[uidfile.Stamp, array[int], frozenset[str]]] = OrderedDict()
         # mailbox id -> ((since, index state), what changed): see ``changes``.
-        self._changes: dict[int, tuple[tuple[int, tuple[int, int, int]], tuple[list[MessageRecord], list[int]]]] = {}
+        self._changes: dict[int, tuple[tuple[int, tuple[int, int, int]],
+                                       tuple[list[MessageRecord], list[int] | None]]] = {}
 
     # -- paths and names --------------------------------------------------------------
 
@@ -748,7 +749,7 @@ class Mailstore:
                 self._listed -= len(old[1])
 
     def changes(self, mailbox_id: int, since: int,
-                state: tuple[int, int, int]) -> tuple[list[MessageRecord], list[int]]:
+                state: tuple[int, int, int]) -> tuple[list[MessageRecord], list[int] | None]:
         """``db.message_changes(mailbox_id, since)``, read by a session that saw the index
         at ``state`` (read before this call).  The sessions of this process that ask
         for the same mailbox, mod-sequence and state share one read: the answer was
@@ -821,6 +822,8 @@ class Mailstore:
             if old_modseq >= state[1] or old_next > state[0]:
                 return None  # newer than the state read, or not an earlier state of it
             changed, gone = self._db().message_changes(box.id, old_modseq)
+            if gone is None:
+                return None  # the expunge records since the file's were pruned
             if len(changed) + len(gone) > max(4 * UID_FILE_REWRITE, len(uids) // 4):
                 return None  # reading the listing is as cheap
             if gone:
@@ -900,8 +903,8 @@ class Mailstore:
         a change made between the two reads, then the next call patches again)."""
         old_state, old = cached
         changed, gone = self._db().message_changes(box.id, old_state[1])
-        if len(changed) + len(gone) > max(64, len(old) // 4):
-            return None
+        if gone is None or len(changed) + len(gone) > max(64, len(old) // 4):
+            return None  # (None: the expunges since are no longer recorded one by one)
         expunged = set(gone)
         by_uid = {m.uid: m for m in changed}
         out = [by_uid.pop(m.uid, m) for m in old if m.uid not in expunged]
@@ -1170,9 +1173,9 @@ class Mailstore:
             for d in dirs:
                 fsync_dir(d)
             if self.db is not None:
-                for box in self._index_delivered(items, results):
-                    path = self.box_path(box)
-                    self._carry_scan(box, path, before.get(path))
+                for record in self._index_delivered(items, results):
+                    path = self.box_path(record)
+                    self._carry_scan(record, path, before.get(path))
         return results
 
     def _index_delivered(self, items: Sequence[Delivery], results: Sequence[str | OSError]) -> list[MailboxRecord]:

@@ -27,15 +27,17 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from ..address import AddressError, normalize_domain, parse_address
 from ..db import ApiToken, DomainRecord, NotFound, ObjectRecord, QueueEntry, QueueFilter, QueuedMessage
-from ..directory import Directory
+from ..directory import Directory, DirectoryError
 from ..log import event
+from .mail import MailOps, parse_quota
 from .server import ServerOps
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..router import Router
 
 __all__ = ["ACCOUNT_FIELDS", "ADMIN_RIGHTS", "Actor", "Denied", "Invalid", "Operations", "TOKEN_PREFIX", "Tokens", "check_mail_to_unknown",
-           "domain_view", "object_view", "token_actor", "token_hash"]
+           "domain_view", "object_view", "parse_quota", "token_actor", "token_hash"]
 
 #: The administrator rights of an account (``waypost account set --right``).
 #: AllUsers is also the server administrator's right on the admin pages and the API.
@@ -180,18 +182,21 @@ ACCOUNT_FIELDS = ("real_name", "enabled", "forward", "keep_copy", "rights", "adm
 _SERVER_ADMIN_FIELDS = ("rights", "admin_domains", "send_as", "atrn_domains")
 
 
-class Operations(ServerOps):
+class Operations(ServerOps, MailOps):
     """The changes ``actor`` may make, on one directory.  ``router`` makes a router
     as the server builds it (the forwarding-loop check needs one); ``spool`` is the
-    spool directory (its ``queue/`` holds the queued message files)."""
+    spool directory (its ``queue/`` holds the queued message files); ``settings``
+    the server's (the DNS records a domain should publish name its host)."""
 
     def __init__(self, directory: Directory, actor: Actor, router: "Callable[[], Router] | None" = None,
-                 spool: Path | None = None, mailstore: "Callable[[], Any] | None" = None) -> None:
+                 spool: Path | None = None, mailstore: "Callable[[], Any] | None" = None,
+                 settings: "Settings | None" = None) -> None:
         self.directory = directory
         self.actor = actor
         self._router = router
         self.spool = spool
         self._mailstore = mailstore
+        self.settings = settings
 
     @property
     def db(self) -> Any:
@@ -282,6 +287,9 @@ class Operations(ServerOps):
             self._require_server_admin("let a domain send as any address")
         if changes.get("mail_to_unknown") is not None:
             changes["mail_to_unknown"] = check_mail_to_unknown(changes["mail_to_unknown"])
+        for key in ("quota_storage", "quota_messages"):
+            if key in changes:  # the default limit of the domain's accounts (None: none)
+                changes[key] = parse_quota(key, changes[key], key == "quota_storage", for_domain=True)
         rec = self.directory.set_domain(rec.name, **changes)
         self.audit("domain-set", rec.name, fields=",".join(sorted(changes)))
         return rec
@@ -306,11 +314,18 @@ class Operations(ServerOps):
         return rec
 
     def domain_remove(self, name: str) -> int:
-        """Remove a domain and every object in it; returns how many objects went."""
+        """Remove a domain and every object in it (what its accounts owned is retired as
+        ``account_remove`` retires it); returns how many objects went."""
         self._require_server_admin("remove domains")
         rec = self.directory.require_domain(name)
         count = len(self.directory.db.list_objects(rec.name))
+        accounts = [o.name for o in self.directory.db.list_objects(rec.name, "account")]
+        if rec.name != self.directory.main_domain:  # (which remove_domain refuses)
+            for account in accounts:  # as account_remove does, before and after
+                self._retire_account(rec.name, account, "removed")
         self.directory.remove_domain(rec.name)
+        for account in accounts:
+            self._retire_account(rec.name, account, "removed")
         self.audit("domain-remove", rec.name, objects=count)
         return count
 
@@ -337,7 +352,12 @@ class Operations(ServerOps):
     # -- accounts --------------------------------------------------------------------
 
     def account_add(self, address: str, password: str | None, real_name: str = "") -> ObjectRecord:
-        self._domain_of(address)
+        """Make an account.  What an earlier account of the name left behind (a removal
+        cut short by a crash under an older version, mail a queued delivery stored after
+        the removal) is retired first: the new account starts empty."""
+        name, domain = self._domain_of(address)
+        if self.directory.lookup(name, domain) is None:
+            self._retire_account(domain, name, "leftover")
         obj = self.directory.add_account(address, password, real_name)
         self.audit("account-add", obj.address)
         return obj
@@ -397,11 +417,8 @@ class Operations(ServerOps):
             changes["forward"] = None
             changes.setdefault("keep_copy", None)
         for key in ("quota_storage", "quota_messages"):
-            if key in changes:
-                value = changes[key]
-                if value is not None and value != "unlimited" and (
-                        isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                    raise Invalid(key, "expected a number of octets or messages (0 or more), \"unlimited\" or null")
+            if key in changes:  # a number (2G for a size), "unlimited", or None: the domain's
+                changes[key] = parse_quota(key, changes[key], key == "quota_storage")
         if not changes:
             raise Invalid("changes", "nothing to change")
         obj = self.directory.update(address, "account", changes)
@@ -409,34 +426,35 @@ class Operations(ServerOps):
         return obj
 
     def account_remove(self, address: str) -> ObjectRecord:
+        """Remove an account and everything it owned.  Ordered so that a crash (kill -9)
+        at any point is safe and ``account remove`` again finishes the job: what the
+        account owned is retired while the account still exists (a crash leaves the
+        same owner with less), then the account goes, then anything a delivery or a
+        session made in between is retired too.  ``account_add`` retires what any other
+        cut-short removal left."""
         self._domain_of(address)
         self._require_manageable(address)
         obj = self.directory.get(address)
-        self.directory.remove(address, "account")
-        self._retire_account(obj)
+        if obj.kind != "account":
+            raise DirectoryError(f"{obj.address} is a {obj.kind}, not an account")
+        self._retire_account(obj.domain, obj.name, "removed")
+        self.directory.remove(obj.address, "account")
+        self._retire_account(obj.domain, obj.name, "removed")
         self.audit("account-remove", obj.address)
         return obj
 
-    def _retire_account(self, obj: ObjectRecord) -> None:
-        """What the removed account owned goes with it, so that an account made later
-        under the same name inherits nothing: its mailboxes (the files are moved aside,
-        see Mailstore.retire_account), subscriptions, mailbox aliases, Sieve scripts,
-        URLAUTH keys and the rights other accounts granted it on their mailboxes."""
-        db, domain, name = self.db, obj.domain, obj.name
-        for mailbox in db.subscription_list(domain, name):
-            db.subscription_set(domain, name, mailbox, False)
-        for alias in db.mailbox_alias_list(domain, name):
-            db.mailbox_alias_set(domain, name, alias, None)
-        db.sieve_activate(domain, name, None)
-        for script, _active in db.sieve_list(domain, name):
-            db.sieve_delete(domain, name, script)
-        db.urlauth_reset(domain, name)
-        for box, identifier, _rights in db.acl_granted([obj.address]):
-            db.acl_set(box.id, identifier, None)
-        if self._mailstore is not None:
-            moved = self._mailstore().retire_account(domain, name)
-            if moved is not None:
-                event(log, "account-mail-retired", account=obj.address, kept=str(moved))
+    def _retire_account(self, domain: str, name: str, why: str) -> None:
+        """What the account ``name`` owned goes, so that an account made later under the
+        name inherits nothing: the rows kept for it (subscriptions, mailbox aliases,
+        Sieve scripts and vacation memory, URLAUTH keys, the rights and \\Seen marks on
+        other accounts' mailboxes, known login clients: ``Database.account_forget``),
+        then its mailboxes (the files are moved aside, see Mailstore.retire_account).
+        Each step is idempotent."""
+        rows = self.db.account_forget(domain, name)
+        moved = self._mailstore().retire_account(domain, name) if self._mailstore is not None else None
+        if moved is not None or (why == "leftover" and rows):
+            event(log, "account-mail-retired", account=f"{name}@{domain}", reason=why, rows=rows,
+                  kept=str(moved) if moved is not None else "")
 
     # -- aliases, forwarders, groups ---------------------------------------------------
 

@@ -203,6 +203,20 @@ async def account(web: "Web", request: Request, ops: Operations) -> Response:
             elif action == "rights":
                 ops.account_set(address, rights=[r for r in ("AllUsers", "CanAccessMailboxes") if f.get(r) == "on"],
                                 admin_domains=f.get("admin_domains", "").split())
+            elif action == "quota":  # "2G", "unlimited", or empty: the domain's default
+                ops.account_set(address, quota_storage=f.get("quota_storage", "").strip() or None,
+                                quota_messages=f.get("quota_messages", "").strip() or None)
+            elif action == "quota-recount":
+                ops.quota_recount(address)
+            elif action == "mailbox-create":
+                ops.mailbox_create(f"{address}/{f.get('mailbox', '').strip()}")
+            elif action == "sieve-put":
+                ops.sieve_put(address, f.get("name", "").strip(), f.get("script", "").replace("\r\n", "\n"),
+                              f.get("activate") == "on")
+            elif action == "sieve-activate":
+                ops.sieve_activate(address, f.get("name") or None)
+            elif action == "sieve-delete":
+                ops.sieve_delete(address, f.get("name", ""))
             else:
                 raise Invalid("action", "unknown action")
         try:
@@ -214,8 +228,90 @@ async def account(web: "Web", request: Request, ops: Operations) -> Response:
             error, status = _refusal(e), 400
     obj = await asyncio.to_thread(ops.object_get, address, "account")
     boxes = await asyncio.to_thread(ops.mailbox_list, obj.address)
+    quota = await asyncio.to_thread(ops.quota_show, obj.address)
+    scripts = await asyncio.to_thread(ops.sieve_list, obj.address)
     return _render(web, request, "admin_account.html", status, title=obj.address, error=error, account=object_view(obj),
-                   mailboxes=boxes)
+                   mailboxes=boxes, quota=quota, own_quota={k: obj.data.get(k) for k in ("quota_storage",
+                                                                                          "quota_messages")},
+                   scripts=scripts, size=_size)
+
+
+def _size(n: int | None) -> str:
+    """Octets as people read them (None: unlimited)."""
+    if n is None:
+        return "unlimited"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(n)  # pragma: no cover
+
+
+async def dkim(web: "Web", request: Request, ops: Operations) -> Response:
+    """A domain's DKIM keys (generate, activate, deactivate, remove) and every DNS
+    record the domain should publish, as ``waypost dkim`` and ``waypost dns``."""
+    name = request.query_params.get("domain", "")
+    error, status = "", 200
+    if request.method == "POST":
+        f = await _form(request)
+        name = f.get("domain", name)
+        action = f.get("action", "")
+
+        def change() -> None:
+            selector = f.get("selector", "").strip()
+            if action == "generate":
+                ops.dkim_generate(name, selector or None, f.get("algorithm", "rsa"), f.get("inactive") == "on")
+            elif action in ("activate", "deactivate"):
+                ops.dkim_activate(name, selector, action == "activate")
+            elif action == "remove":
+                ops.dkim_remove(name, selector)
+            else:
+                raise Invalid("action", "unknown action")
+        try:
+            await asyncio.to_thread(change)
+            return RedirectResponse("/admin/dkim?" + urlencode({"domain": name}), 303)
+        except _EXPECTED as e:
+            if isinstance(e, Denied):
+                raise
+            error, status = _refusal(e), 400
+
+    def values() -> dict[str, Any]:
+        domain_name, expected = ops.dns_expected(name)
+        return {"domain": domain_name, "keys": ops.dkim_list(domain_name), "records": expected}
+    shown = await asyncio.to_thread(values)
+    return _render(web, request, "admin_dkim.html", status, title=f"DKIM and DNS of {shown['domain']}", error=error,
+                   **shown)
+
+
+async def quotas(web: "Web", request: Request, ops: Operations) -> Response:
+    """The accounts of a domain, fullest first, and the domain's default limits."""
+    name = request.query_params.get("domain", "")
+    error, status = "", 200
+    if request.method == "POST":
+        f = await _form(request)
+        name = f.get("domain", name)
+
+        def change() -> None:
+            if f.get("action") != "defaults":
+                raise Invalid("action", "unknown action")
+            ops.domain_set(name, quota_storage=f.get("quota_storage", "").strip() or None,
+                           quota_messages=f.get("quota_messages", "").strip() or None)
+        try:
+            await asyncio.to_thread(change)
+            return RedirectResponse("/admin/quotas?" + urlencode({"domain": name}), 303)
+        except _EXPECTED as e:
+            if isinstance(e, Denied):
+                raise
+            error, status = _refusal(e), 400
+
+    def values() -> dict[str, Any]:
+        rec = ops.domain_get(name)
+        return {"domain": rec.name, "rows": ops.quota_list(rec.name),
+                "defaults": {k: rec.settings.get(k) for k in ("quota_storage", "quota_messages")}}
+    shown = await asyncio.to_thread(values)
+    return _render(web, request, "admin_quotas.html", status, title=f"Quotas of {shown['domain']}", error=error,
+                   size=_size, **shown)
 
 
 async def acl(web: "Web", request: Request, ops: Operations) -> Response:
@@ -461,6 +557,8 @@ ADMIN_ROUTES: list[tuple[str, Handler, list[str]]] = [
     ("/admin/queue/message", admin_page(queue_message), ["GET"]),
     ("/admin/router", admin_page(router), ["GET", "POST"]),
     ("/admin/acl", admin_page(acl), ["GET", "POST"]),
+    ("/admin/dkim", admin_page(dkim), ["GET", "POST"]),
+    ("/admin/quotas", admin_page(quotas), ["GET", "POST"]),
     ("/admin/rules", admin_page(rules), ["GET", "POST"]),
     ("/admin/gateway", admin_page(gateway), ["GET", "POST"]),
     ("/admin/sharing", admin_page(sharing_page), ["GET", "POST"]),

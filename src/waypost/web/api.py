@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..address import AddressError
-from ..db import Conflict, NotFound, QueueEntry, QueueFilter, QueuedMessage
+from ..db import Conflict, NotFound, QueueEntry, QueueFilter, QueuedMessage, StorageUnavailable
 from ..directory import DirectoryError
 from ..log import event
 from ..ops import Actor, Denied, Invalid, Operations, domain_view, object_view, token_actor
@@ -50,6 +50,8 @@ PREFIX = "/api/v1"
 #: Octets of a request body (the Router table may be large; everything else is small).
 MAX_BODY = 1024 * 1024
 MAX_BODY_TABLE = 16 * 1024 * 1024
+#: Seconds one DNS look-up of ``GET /domains/{domain}/dns?check=true`` may take.
+DNS_CHECK_TIMEOUT = 5.0
 #: Items of one page of a list, by default and at most.
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 
@@ -360,6 +362,55 @@ def _acl_set(c: Call) -> Any:
     return {"mailbox": c.body["mailbox"], "entries": c.ops.acl_get(c.body["mailbox"])}
 
 
+def _dkim_generate(c: Call) -> Any:
+    b = c.body
+    return c.ops.dkim_generate(c.path["domain"], b.get("selector"), b.get("algorithm", "rsa"), bool(b.get("inactive")))
+
+
+async def _dns(c: Call) -> Any:
+    """The records a domain should publish; with ``check=true`` also what DNS answers
+    now (as ``waypost dns``)."""
+    from ..mailauth import Lookup
+    from ..mailauth.publish import check_records
+
+    _name, expected = await asyncio.to_thread(c.ops.dns_expected, c.path["domain"])
+    if c.query.get("check"):
+        # The records at once, each look-up bounded: an unreachable name server makes
+        # the answer "error" for each, within DNS_CHECK_TIMEOUT, not a hung request.
+        lookup = Lookup(c.web.settings, min(c.web.settings.dns.timeout, DNS_CHECK_TIMEOUT))
+        checked = await asyncio.gather(*(check_records(lookup, [e]) for e in expected))
+        rows = [x[0].to_dict() for x in checked]
+    else:
+        rows = [{"name": e.name, "type": e.rtype, "expected": e.value, "purpose": e.purpose} for e in expected]
+    return _page(rows, c.query)
+
+
+def _sieve_get(c: Call) -> Any:
+    text = c.ops.sieve_get(c.path["address"], c.path["name"])
+    active = any(r["name"] == c.path["name"] and r["active"] for r in c.ops.sieve_list(c.path["address"]))
+    return {"name": c.path["name"], "active": active, "script": text}
+
+
+def _sieve_put(c: Call) -> Any:
+    return c.ops.sieve_put(c.path["address"], c.path["name"], c.body["script"], bool(c.body.get("activate")))
+
+
+def _sieve_delete(c: Call) -> Any:
+    gone = _sieve_get(c)
+    c.ops.sieve_delete(c.path["address"], c.path["name"])
+    return gone | {"active": False}
+
+
+def _sieve_activate(c: Call) -> Any:
+    c.ops.sieve_activate(c.path["address"], c.body["name"])
+    return {"items": c.ops.sieve_list(c.path["address"])}
+
+
+def _mailbox_create(c: Call) -> Any:
+    c.ops.mailbox_create(f"{c.path['address']}/{c.body['name']}")
+    return {"mailboxes": c.ops.mailbox_list(c.path["address"])}
+
+
 P = PREFIX
 OPERATIONS: list[Op] = [
     Op("GET", f"{P}/whoami", "whoami", "Who the token or session acts as", "session", _whoami,
@@ -397,6 +448,49 @@ OPERATIONS: list[Op] = [
        _account_password, body=S.Password, response=S.Object),
     Op("GET", f"{P}/accounts/{{address}}/mailboxes", "listMailboxes", "The names of an account's mailboxes",
        "acl", lambda c: {"mailboxes": c.ops.mailbox_list(c.path["address"])}, response=S.Mailboxes),
+    Op("POST", f"{P}/accounts/{{address}}/mailboxes", "createMailbox",
+       "Create a mailbox of an account (and its missing parents)", "acl", _mailbox_create, body=S.MailboxCreate,
+       response=S.Mailboxes, status=201),
+    Op("GET", f"{P}/accounts/{{address}}/quota", "getQuota",
+       "An account's mailbox usage and limits (null: unlimited); set them with PATCH of the account or domain",
+       "quota", lambda c: c.ops.quota_show(c.path["address"]), response=S.Quota),
+    Op("POST", f"{P}/accounts/{{address}}/quota/recount", "recountQuota",
+       "Count an account's usage again from the mailbox index (a repair)", "quota",
+       lambda c: c.ops.quota_recount(c.path["address"]), response=S.Quota),
+    Op("GET", f"{P}/quotas", "listQuotas", "Every account's usage and limits, fullest first", "quota",
+       lambda c: _page(c.ops.quota_list(c.query.get("domain")), c.query), query={**_DOMAIN_Q, **_LIMITS},
+       response=PAGE(S.Quota), subject="domain"),
+    Op("GET", f"{P}/accounts/{{address}}/sieve", "listSieveScripts", "An account's Sieve scripts", "sieve",
+       lambda c: {"items": c.ops.sieve_list(c.path["address"])}, response=S.SieveList),
+    Op("PUT", f"{P}/accounts/{{address}}/sieve-active", "activateSieveScript",
+       "Choose the account's active Sieve script (null: none, plain delivery)", "sieve", _sieve_activate,
+       body=S.SieveActivate, response=S.SieveList),
+    Op("GET", f"{P}/accounts/{{address}}/sieve/{{name}}", "getSieveScript", "A Sieve script's text", "sieve",
+       _sieve_get, response=S.SieveScript),
+    Op("PUT", f"{P}/accounts/{{address}}/sieve/{{name}}", "putSieveScript",
+       "Store a Sieve script (checked first: a bad one is refused with its line and column)", "sieve", _sieve_put,
+       body=S.SievePut, response=S.SieveScript, max_body=2 * 1024 * 1024),
+    Op("DELETE", f"{P}/accounts/{{address}}/sieve/{{name}}", "deleteSieveScript",
+       "Delete a Sieve script (not the active one)", "sieve", _sieve_delete, response=S.SieveScript),
+    Op("GET", f"{P}/domains/{{domain}}/dkim", "listDkimKeys",
+       "A domain's DKIM keys, which one signs, and the TXT record each needs", "dkim",
+       lambda c: _page(c.ops.dkim_list(c.path["domain"]), c.query), query=_LIMITS, response=PAGE(S.DkimKey),
+       subject="domain"),
+    Op("POST", f"{P}/domains/{{domain}}/dkim", "generateDkimKey",
+       "Make a DKIM key (signing at once unless inactive: publish its record first)", "dkim", _dkim_generate,
+       body=S.DkimGenerate, response=S.DkimKey, status=201, subject="domain"),
+    Op("GET", f"{P}/domains/{{domain}}/dkim/{{selector}}", "getDkimKey", "One DKIM key and its DNS record", "dkim",
+       lambda c: c.ops.dkim_get(c.path["domain"], c.path["selector"]), response=S.DkimKey, subject="selector"),
+    Op("PATCH", f"{P}/domains/{{domain}}/dkim/{{selector}}", "setDkimKey",
+       "Sign with this key from now on (active: true), or stop signing with it", "dkim",
+       lambda c: c.ops.dkim_activate(c.path["domain"], c.path["selector"], c.body["active"]), body=S.DkimSet,
+       response=S.DkimKey, subject="selector"),
+    Op("DELETE", f"{P}/domains/{{domain}}/dkim/{{selector}}", "removeDkimKey",
+       "Delete a DKIM key (remove its DNS record days later)", "dkim",
+       lambda c: c.ops.dkim_remove(c.path["domain"], c.path["selector"]), response=S.DkimKey, subject="selector"),
+    Op("GET", f"{P}/domains/{{domain}}/dns", "listDnsRecords",
+       "Every DNS record the domain should publish (check=true: and what DNS answers now)", "dkim", _dns,
+       query={"check": {"type": "boolean"}, **_LIMITS}, response=PAGE(S.DnsRecord), subject="domain"),
     Op("GET", f"{P}/acl", "getAcl", "Who has which rights (RFC 4314) on a mailbox, ACCOUNT/MAILBOX", "acl",
        lambda c: {"mailbox": c.query["mailbox"], "entries": c.ops.acl_get(c.query["mailbox"])},
        query={"mailbox": {"type": "string", "minLength": 3, "maxLength": 1024}}, required=("mailbox",),
@@ -533,8 +627,10 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Waypost administration API", "version": "1",
-                 "description": "Domains, accounts, aliases, forwarders, groups, the Router table and the queue "
-                                "of a Waypost mail server; the operations of the `waypost` command."},
+                 "description": "Domains, accounts, aliases, forwarders, groups, DKIM keys, quotas, Sieve "
+                                "scripts, mailboxes and their ACLs, the Router table, rules, the gateway, "
+                                "Domain Sharing and the queue of a Waypost mail server; the operations of the "
+                                "`waypost` command."},
         "servers": [{"url": "/"}],
         "security": [{"token": []}, {"session": []}],
         "components": {
@@ -640,6 +736,10 @@ def _query(request: Request, op: Op) -> dict[str, Any]:
                 v = int(value)
             except ValueError:
                 raise SchemaError(name, "expected integer") from None
+        elif schema.get("type") == "boolean":
+            if value not in ("true", "false"):
+                raise SchemaError(name, "expected true or false")
+            v = value == "true"
         validate(v, schema, name)
         out[name] = v
     for name in op.required:
@@ -733,5 +833,12 @@ def build_api(web: "Web") -> Starlette:
             return error(500, "internal", "internal error")
         return error(code, "not_found" if code == 404 else "http_error", "no such API route" if code == 404 else str(exc))
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        event(log, "storage-unavailable", level=logging.ERROR, path=request.url.path, error=str(exc))
+        response = error(503, "unavailable", "the database cannot be reached now; try again later")
+        response.headers["Retry-After"] = "10"
+        return response
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, StorageUnavailable: unavailable,
+                                                        Exception: http_error})
 

@@ -1,20 +1,27 @@
 """The order and the search of a WebUser message list.
 
 Arrival (UID) and size come from the index alone, so the default list of a
-100,000-message mailbox costs nothing more than its page.  Date, sender and subject,
-and the search (words that must all appear in From, To, Cc or Subject), need each
-message's header: its block is taken from the index's header cache (``message_headers``,
-the one IMAP SEARCH and SORT fill), else read from the file (up to the empty line; not
-written to that cache, whose blocks are IMAP's to cut); what the list needs of it (``Keys``) is kept in this
-process, keyed by (mailbox id, UIDVALIDITY, UID), which never names other octets (ids
-and UIDs are never reused, a message's octets never change), bounded in entries and in
-characters.
+100,000-message mailbox costs nothing more than its page.  Date, sender and subject
+need each message's header: its block is taken from the index's header cache
+(``message_headers``, the one IMAP SEARCH and SORT fill), else read from the file (up
+to the empty line; not written to that cache, whose blocks are IMAP's to cut); what
+the list needs of it (``Keys``) is kept in this process, keyed by (mailbox id,
+UIDVALIDITY, UID), which never names other octets (ids and UIDs are never reused, a
+message's octets never change), bounded in entries and in characters.
+
+The search is IMAP's (``criteria``: every word in From, To, Cc, Subject or the body,
+its text parts decoded from quoted-printable or base64 and their charsets), evaluated
+by IMAP SEARCH's own matcher (``waypost.imap.message``), so a WebUser search finds
+what ``SEARCH`` of the same key finds.  What a search found is kept per (mailbox id,
+UIDVALIDITY, words) with the highest UID it looked at (``_found``): the next page, or
+the same search after new mail, reads only the messages that came since.
 
 Blocking (files and the index): the handlers run it in a thread.
 """
 
 from __future__ import annotations
 
+import bisect
 import email.utils
 import os
 import threading
@@ -25,10 +32,12 @@ from email.parser import BytesHeaderParser
 from typing import Sequence, TypeVar
 
 from ..db import MailboxRecord, MessageRecord
+from ..imap import message as mime
+from ..imap.proto.search import And, Body, EnvelopeField, Or, SearchKey
 from ..mailstore import Mailstore
 from .render import Summary, decode_header, summary
 
-__all__ = ["SORTS", "Keys", "ordered", "summaries"]
+__all__ = ["SORTS", "Keys", "criteria", "found", "ordered", "summaries"]
 
 #: The orders a list may have (``sort=``); each also reversed with ``order=asc|desc``.
 SORTS = ("arrival", "date", "from", "subject", "size")
@@ -42,8 +51,11 @@ _OVERHEAD = 120
 _READ = 8192
 #: Longest header block read from a file (a header beyond is cut: still a key).
 _MAX_HEADER = 256 * 1024
-#: Characters of each field kept for sorting and searching.
+#: Characters of each field kept for sorting.
 _FIELD = 300
+#: Searches whose result one process keeps, and the UIDs they may hold in all.
+MAX_SEARCHES = 64
+MAX_FOUND = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +63,6 @@ class Keys:
     date: float         # the Date field (RFC 5256 §2.2: the arrival time when it has none)
     sender: str         # From, decoded, lower case
     subject: str        # Subject, decoded, lower case
-    text: str           # From, To, Cc and Subject together, lower case: what a search looks in
 
 
 _keys: OrderedDict[tuple[int, int, int], Keys] = OrderedDict()
@@ -63,7 +74,7 @@ _chars = {"keys": 0, "summaries": 0}
 
 def _cost(value: Keys | Summary) -> int:
     if isinstance(value, Keys):
-        return len(value.sender) + len(value.subject) + len(value.text) + _OVERHEAD
+        return len(value.sender) + len(value.subject) + _OVERHEAD
     return len(value.subject) + len(value.sender) + len(value.date) + _OVERHEAD
 
 
@@ -109,9 +120,7 @@ def _keys_of(block: bytes, internaldate: float) -> Keys:
             pass
     sender = decode_header(msg.get("From"), _FIELD).lower()
     subject = decode_header(msg.get("Subject"), _FIELD).lower()
-    to = decode_header(msg.get("To"), _FIELD).lower()
-    cc = decode_header(msg.get("Cc"), _FIELD).lower()
-    return Keys(date, sender, subject, "\n".join((sender, to, cc, subject)))
+    return Keys(date, sender, subject)
 
 
 def _read_header(path: str) -> bytes | None:
@@ -145,7 +154,7 @@ def keys(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord]) ->
     dates = {m.uid: m.internaldate for m in missing}
     for uid, block in _blocks(store, box, missing).items():
         if block is None:
-            out[uid] = Keys(dates[uid], "", "", "")
+            out[uid] = Keys(dates[uid], "", "")
             continue
         k = _keys_of(block, dates[uid])
         out[uid] = k
@@ -158,26 +167,111 @@ def keys(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord]) ->
 
 def ordered(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord], sort: str, descending: bool,
             query: str) -> list[MessageRecord]:
-    """``msgs`` (by UID) filtered by ``query`` (every word in From/To/Cc/Subject, case
-    folded) and in the order ``sort``; ties by arrival."""
-    words = query.lower().split()
-    if sort not in ("date", "from", "subject") and not words:
+    """``msgs`` (by UID) filtered by ``query`` (``found``) and in the order ``sort``;
+    ties by arrival."""
+    words = tuple(query.split())
+    if words:
+        hits = found(store, box, msgs, words)
+        msgs = [m for m in msgs if m.uid in hits]
+    if sort not in ("date", "from", "subject"):
         if sort == "size":
             chosen = sorted(msgs, key=lambda m: (m.size, m.uid))
         else:
             chosen = list(msgs)
         return chosen[::-1] if descending else chosen
     k = keys(store, box, msgs)
-    chosen = [m for m in msgs if all(w in k[m.uid].text for w in words)] if words else list(msgs)
+    chosen = list(msgs)
     if sort == "date":
         chosen.sort(key=lambda m: (k[m.uid].date, m.uid))
     elif sort == "from":
         chosen.sort(key=lambda m: (k[m.uid].sender, m.uid))
-    elif sort == "subject":
+    else:
         chosen.sort(key=lambda m: (k[m.uid].subject, m.uid))
-    elif sort == "size":
-        chosen.sort(key=lambda m: (m.size, m.uid))
     return chosen[::-1] if descending else chosen
+
+
+# -- search ------------------------------------------------------------------------------
+
+
+def criteria(words: Sequence[str]) -> SearchKey:
+    """The IMAP search key a WebUser search stands for: each word in From, To, Cc,
+    Subject or the body, that is ``OR FROM w OR TO w OR CC w OR SUBJECT w BODY w``
+    for every word (RFC 3501 §6.4.4; case folded, encoded words and the body's
+    transfer encodings and charsets decoded, as IMAP SEARCH matches)."""
+    keys: list[SearchKey] = [
+        Or(EnvelopeField("FROM", w), Or(EnvelopeField("TO", w), Or(EnvelopeField("CC", w),
+                                                                      Or(EnvelopeField("SUBJECT", w), Body(w)))))
+        for w in words]
+    return keys[0] if len(keys) == 1 else And(tuple(keys))
+
+
+class _Target:
+    """One message as IMAP's matcher sees it (``message.SearchTarget``); only
+    ``view`` is read by the keys of ``criteria``.  The header block, when the index
+    has it, answers the header keys without the file; the file is read at most
+    once (a message whose file is gone is an empty message, as in IMAP SEARCH)."""
+
+    __slots__ = ("seq", "uid", "flags", "size", "internaldate", "savedate", "modseq", "emailid", "_view")
+
+    def __init__(self, store: Mailstore, box: MailboxRecord, m: MessageRecord, header: bytes | None) -> None:
+        self.seq = 0
+        self.uid = m.uid
+        self.flags = m.flags
+        self.size = m.size
+        self.internaldate = m.internaldate
+        self.savedate = m.savedate
+        self.modseq = m.modseq
+        self.emailid = ""
+
+        def load() -> bytes:
+            try:
+                return store.read(box, m)
+            except FileNotFoundError:
+                return b""
+
+        self._view = mime.MessageView(load, header=header)
+
+    def view(self) -> mime.MessageView:
+        return self._view
+
+
+#: (mailbox id, UIDVALIDITY, words) -> (the highest UID looked at, the UIDs found).
+_found: OrderedDict[tuple[int, int, tuple[str, ...]], tuple[int, frozenset[int]]] = OrderedDict()
+_found_uids = [0]
+
+
+def found(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord], words: Sequence[str]) -> frozenset[int]:
+    """The UIDs of ``msgs`` (by UID) that match ``criteria(words)`` (and maybe of
+    messages expunged since: the caller picks from its own).  A message's
+    octets never change, so what an earlier search of the same words found stands for
+    the UIDs it looked at; only those above are evaluated (then, with the index's
+    header blocks first, their files)."""
+    cache_key = (box.id, box.uidvalidity, tuple(words))
+    with _lock:
+        upto, before = _found.get(cache_key, (0, frozenset()))
+    todo = msgs[bisect.bisect_right(msgs, upto, key=lambda m: m.uid):]
+    hits = set(before)
+    if todo:
+        key = criteria(words)
+        test = mime.matcher(key, len(msgs), msgs[-1].uid)
+        db = store.db
+        assert db is not None
+        headers = db.message_headers_get(box.id, None if len(todo) > 256 else [m.uid for m in todo])
+        for m in todo:
+            if test(_Target(store, box, m, headers.get(m.uid))):
+                hits.add(m.uid)
+        upto = todo[-1].uid
+    result = frozenset(hits)  # expunged ones too: their UIDs never come back
+    with _lock:
+        old = _found.pop(cache_key, None)
+        if old is not None:
+            _found_uids[0] -= len(old[1])
+        _found[cache_key] = (upto, result)
+        _found_uids[0] += len(result)
+        while len(_found) > 1 and (len(_found) > MAX_SEARCHES or _found_uids[0] > MAX_FOUND):
+            _k, gone = _found.popitem(last=False)
+            _found_uids[0] -= len(gone[1])
+    return result
 
 
 def _blocks(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord]) -> dict[int, bytes | None]:

@@ -125,7 +125,11 @@ class S:
     DomainSet = {"type": "object", "additionalProperties": False, "minProperties": 1,
                  "properties": {"aliases": _STRS, "ips": _STRS, "mail_to_unknown": _STR,
                                 "send_as": {"type": "string", "enum": ["own", "domain", "any"]},
-                                "dmarc_reject": {"type": ["string", "null"], "enum": ["reject", "junk", None]}}}
+                                "dmarc_reject": {"type": ["string", "null"], "enum": ["reject", "junk", None]},
+                                "quota_storage": {"type": ["integer", "string", "null"], "minimum": 0,
+                                                  "maxLength": 16},
+                                "quota_messages": {"type": ["integer", "string", "null"], "minimum": 0,
+                                                   "maxLength": 16}}}
     Template = {"type": "object", "additionalProperties": False,
                 "properties": {"mailboxes": _STRS, "subscriptions": _STRS,
                                "aliases": {"type": "object", "additionalProperties": _STR}}}
@@ -270,3 +274,40 @@ class S:
     Mailboxes = {"type": "object", "required": ["mailboxes"],
                  "properties": {"mailboxes": {"type": "array", "items": {"type": "string"}}}}
     Deleted = {"type": "object", "required": ["messages"], "properties": {"messages": {"type": "integer"}}}
+    MailboxCreate = {"type": "object", "required": ["name"], "additionalProperties": False,
+                     "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 1024}}}
+    DkimKey = {"type": "object", "required": ["domain", "selector", "algorithm", "created", "state", "name", "type",
+                                              "value"],
+               "properties": {"domain": {"type": "string"}, "selector": {"type": "string"},
+                              "algorithm": {"type": "string", "enum": ["rsa", "ed25519"]},
+                              "created": {"type": "string"},
+                              "state": {"type": "string", "enum": ["signing", "active", "inactive"]},
+                              "name": {"type": "string"}, "type": {"type": "string"}, "value": {"type": "string"}}}
+    DkimGenerate = {"type": "object", "additionalProperties": False,
+                    "properties": {"selector": {"type": "string", "minLength": 1, "maxLength": 253},
+                                   "algorithm": {"type": "string", "enum": ["rsa", "ed25519"]},
+                                   "inactive": {"type": "boolean"}}}
+    DkimSet = {"type": "object", "required": ["active"], "additionalProperties": False,
+               "properties": {"active": {"type": "boolean"}}}
+    DnsRecord = {"type": "object", "required": ["name", "type", "expected", "purpose"],
+                 "properties": {"name": {"type": "string"}, "type": {"type": "string"},
+                                "expected": {"type": "string"}, "purpose": {"type": "string"},
+                                "status": {"type": "string", "enum": ["ok", "missing", "different", "error"]},
+                                "found": {"type": "array", "items": {"type": "string"}}}}
+    Quota = {"type": "object", "required": ["account", "storage", "storage_limit", "messages", "message_limit",
+                                            "percent"],
+             "properties": {"account": {"type": "string"}, "storage": {"type": "integer"},
+                            "storage_limit": {"type": ["integer", "null"]}, "messages": {"type": "integer"},
+                            "message_limit": {"type": ["integer", "null"]}, "percent": {"type": "integer"}}}
+    SieveScript = {"type": "object", "required": ["name", "active"],
+                   "properties": {"name": {"type": "string"}, "active": {"type": "boolean"},
+                                  "script": {"type": "string"}}}
+    SieveList = {"type": "object", "required": ["items"],
+                 "properties": {"items": {"type": "array", "items": {
+                     "type": "object", "required": ["name", "active"],
+                     "properties": {"name": {"type": "string"}, "active": {"type": "boolean"}}}}}}
+    SievePut = {"type": "object", "required": ["script"], "additionalProperties": False,
+                "properties": {"script": {"type": "string", "maxLength": 1024 * 1024},
+                               "activate": {"type": "boolean"}}}
+    SieveActivate = {"type": "object", "required": ["name"], "additionalProperties": False,
+                     "properties": {"name": {"type": ["string", "null"], "minLength": 1, "maxLength": 1024}}}

@@ -148,7 +148,7 @@ class Canon:
     """One message, split into dkimpy's (headers, body) once, with the canonicalized
     forms every signature of it needs computed once."""
 
-    __slots__ = ("message", "headers", "body", "_headers", "_bodies", "_hashes", "_tags")
+    __slots__ = ("message", "headers", "body", "_headers", "_names", "_bodies", "_hashes", "_tags")
 
     def __init__(self, message: bytes) -> None:
         self.message = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
@@ -157,6 +157,7 @@ class Canon:
         self._bodies: dict[Any, bytes] = {}
         self._hashes: dict[tuple[Any, Any, bytes | None], bytes] = {}
         self._tags: dict[bytes, dict[bytes, bytes]] = {}
+        self._names: dict[Any, list[bytes]] = {}
 
     def tags(self, value: bytes) -> dict[bytes, bytes]:
         """``parse_tag_value(value)`` (a new dict each time: dkimpy adds to it), parsed
@@ -170,6 +171,13 @@ class Canon:
         got = self._headers.get(algorithm)
         if got is None:
             got = self._headers[algorithm] = canonicalize_headers(algorithm, self.headers)
+        return got
+
+    def header_names(self, algorithm: Any) -> list[bytes]:
+        """The lower-case names of ``canonical_headers(algorithm)``."""
+        got = self._names.get(algorithm)
+        if got is None:
+            got = self._names[algorithm] = [x[0].lower() for x in self.canonical_headers(algorithm)]
         return got
 
     def body_hash(self, hasher: Callable[..., Any], algorithm: Any, length: bytes | None) -> bytes:
@@ -210,10 +218,32 @@ def _ed_key(pk: Any) -> ed25519.Ed25519PublicKey | None:
     return _ed_keys[raw]
 
 
+def select_headers(headers: list[tuple[bytes, bytes]], names: list[bytes],
+                   include_headers: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """``dkim.select_headers`` (RFC 6376 §5.4.2: each name in ``h=`` takes the lowest
+    field of that name not taken yet) with the fields' lower-case ``names`` given."""
+    sign_headers = []
+    lastindex: dict[bytes, int] = {}
+    for h in include_headers:
+        assert h == h.lower()  # as dkimpy
+        i = lastindex.get(h, len(headers))
+        while i > 0:
+            i -= 1
+            if h == names[i]:
+                sign_headers.append(headers[i])
+                break
+        lastindex[h] = i
+    return sign_headers
+
+
 def hash_headers(hasher: Any, canonicalize_headers_policy: Any, headers: list[tuple[bytes, bytes]],
-                 include_headers: list[bytes], sigheader: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
-    """``dkim.hash_headers`` with ``RE_BTAG`` above."""
-    sign_headers: list[tuple[bytes, bytes]] = dkim.select_headers(headers, include_headers)
+                 include_headers: list[bytes], sigheader: tuple[bytes, bytes],
+                 names: list[bytes] | None = None) -> list[tuple[bytes, bytes]]:
+    """``dkim.hash_headers`` with ``RE_BTAG`` above; ``names``: the lower-case names of
+    ``headers`` when known (``Canon.header_names``)."""
+    if names is None:
+        names = [x[0].lower() for x in headers]
+    sign_headers = select_headers(headers, names, include_headers)
     cheaders = canonicalize_headers(canonicalize_headers_policy.header_algorithm,
                                     [(sigheader[0], RE_BTAG.sub(b"\\1", sigheader[1]))])
     for x, y in sign_headers + [(x, y.rstrip()) for x, y in cheaders]:
@@ -292,7 +322,8 @@ class _Fast:
             include_headers.append(b"from")  # dkimpy's bug#644046: a second From breaks the signature
         h = hasher()
         headers = self._canon.canonical_headers(canon_policy.header_algorithm)
-        self.signed_headers = hash_headers(h, canon_policy, headers, include_headers, sig_header)
+        self.signed_headers = hash_headers(h, canon_policy, headers, include_headers, sig_header,
+                                           self._canon.header_names(canon_policy.header_algorithm))
         signature = base64.b64decode(re.sub(rb"\s+", b"", sig[b"b"]))
         if self.ktag == b"rsa":
             public = _rsa_key(self.pk)

@@ -17,6 +17,7 @@ workers (STYLE.md point 13).  It stands in front of dnspython, whose cached
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Callable
 
@@ -54,7 +55,7 @@ class AnswerCache:
     """Answers by (query name, type) until their TTL runs out; at most ``size`` of them
     (when full, the expired ones go, then the oldest)."""
 
-    __slots__ = ("size", "clock", "_entries", "hits", "misses")
+    __slots__ = ("size", "clock", "_entries", "hits", "misses", "pending")
 
     def __init__(self, size: int = CACHE_SIZE, clock: Callable[[], float] = time.monotonic) -> None:
         self.size = size
@@ -62,6 +63,8 @@ class AnswerCache:
         self._entries: dict[tuple[bytes, str], tuple[float, tuple[str, ...], bool]] = {}
         self.hits = 0
         self.misses = 0
+        #: Queries on their way, by key: (their event loop, the task).
+        self.pending: dict[tuple[bytes, str], tuple[asyncio.AbstractEventLoop, asyncio.Task[DNSAnswer]]] = {}
 
     def get(self, key: tuple[bytes, str]) -> DNSAnswer | None:
         entry = self._entries.get(key)
@@ -98,6 +101,13 @@ def _negative_ttl(e: dns.resolver.NXDOMAIN, qname: dns.name.Name) -> float:
         return 0
 
 
+def _forget(cache: AnswerCache, key: tuple[bytes, str], task: asyncio.Task[DNSAnswer]) -> None:
+    if cache.pending.get(key, (None, None))[1] is task:
+        del cache.pending[key]
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure nobody awaited any more is not "never retrieved"
+
+
 class Lookup:
     """One resolver for a whole check; ``queries`` counts what it asked (answers from
     ``cache`` included)."""
@@ -119,10 +129,27 @@ class Lookup:
             hit = cache.get(key)
             if hit is not None:
                 return hit
-            out = await self._query(name, rdtype)
-            cache.put(key, out, out.ttl)
-            return out
+            # Sessions that ask the same name at once (a burst from one sender, a cold
+            # cache) share one query; each gets its own copy of the answer.
+            loop = asyncio.get_running_loop()
+            pending = cache.pending.get(key)
+            if pending is None or pending[0] is not loop:
+                task = loop.create_task(self._fetch(key, name, rdtype))
+                cache.pending[key] = (loop, task)
+                task.add_done_callback(lambda done: _forget(cache, key, done))
+            else:
+                task = pending[1]
+            out = await asyncio.shield(task)  # one session's time-out does not end the others' query
+            copy = DNSAnswer(out)
+            copy.nxdomain, copy.ttl = out.nxdomain, out.ttl
+            return copy
         return await self._query(name, rdtype)
+
+    async def _fetch(self, key: tuple[bytes, str], name: str, rdtype: str) -> DNSAnswer:
+        out = await self._query(name, rdtype)
+        if self.cache is not None:
+            self.cache.put(key, out, out.ttl)
+        return out
 
     async def _query(self, name: str, rdtype: str) -> DNSAnswer:
         out = DNSAnswer()

@@ -322,3 +322,19 @@ def test_relaxed_canonicalization_and_parsing_same_as_dkimpy():
         kinds[ours[0]] = kinds.get(ours[0], 0) + 1
     # Both outcomes (a parse, and dkimpy's refusals) were seen many times.
     assert kinds.get("result", 0) > 1000 and kinds.get("MessageFormatError", 0) > 1000, kinds
+
+
+def test_select_headers_same_as_dkimpy():
+    """``select_headers`` with the names given picks dkimpy's fields (repeated names in
+    h=, names absent from the message, mixed case in the message)."""
+    import random
+
+    from waypost.mailauth.fastverify import select_headers
+
+    names = [b"From", b"from", b"To", b"Subject", b"ARC-Seal", b"arc-seal", b"X"]
+    rng = random.Random(5422)
+    for _ in range(5000):
+        headers = [(rng.choice(names), b"v%d" % i) for i in range(rng.randint(0, 12))]
+        include = [rng.choice(names).lower() for _ in range(rng.randint(0, 8))]
+        assert select_headers(headers, [x[0].lower() for x in headers], include) == \
+            dkim.select_headers(headers, include), (headers, include)

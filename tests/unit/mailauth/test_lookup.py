@@ -86,3 +86,21 @@ async def test_the_cache_keeps_at_most_its_size(dns, settings, clock):
     assert asked(dns, "n4.example.test", "TXT") == 1
     await lookup.query("n0.example.test", "TXT")  # the oldest went
     assert asked(dns, "n0.example.test", "TXT") == 2
+
+
+async def test_sessions_asking_at_once_share_one_query(dns, cached):
+    """A burst (twenty sessions of one sender, a cold cache): one query on the wire,
+    every session its own copy of the answer; a temporary failure reaches them all."""
+    import asyncio
+
+    dns.set("burst.example.test", "TXT", ["v=spf1 -all"])
+    answers = await asyncio.gather(*(cached.query("burst.example.test", "TXT") for _ in range(20)))
+    assert all(a == ["v=spf1 -all"] for a in answers)
+    answers[0].append("mine")
+    assert answers[1] == ["v=spf1 -all"]
+    assert asked(dns, "burst.example.test", "TXT") == 1
+    dns.fail("down.example.test")
+    failures = await asyncio.gather(*(cached.query("down.example.test", "TXT") for _ in range(5)),
+                                    return_exceptions=True)
+    assert all(isinstance(f, DNSTempError) for f in failures)
+    assert asked(dns, "down.example.test", "TXT") >= 1 and not cached.cache.pending

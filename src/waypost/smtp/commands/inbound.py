@@ -145,10 +145,12 @@ async def check(s: WaypostSMTP, message: bytes) -> Inbound:
     enforce = settings.mailauth.inbound == "enforce"
     sender = s.mail_from or ""
     try:
-        verdict = await asyncio.wait_for(
-            check_message(settings, message, s.client_ip or "", s.host_name or "", sender, _lookup(s)),
-            settings.mailauth.timeout)
-    except asyncio.TimeoutError:
+        # asyncio.timeout, not wait_for: the check runs in this session's task (wait_for
+        # made a task of its own for every message).
+        async with asyncio.timeout(settings.mailauth.timeout):
+            verdict = await check_message(settings, message, s.client_ip or "", s.host_name or "", sender,
+                                          _lookup(s))
+    except TimeoutError:
         event(log, "mailauth", level=logging.WARNING, client=s.client_ip, sender=f"<{sender}>",
               result="temperror", reason=f"checks took longer than {settings.mailauth.timeout}s",
               action="defer" if enforce else "tag")

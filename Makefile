@@ -71,6 +71,7 @@ PG_E2E := tests/e2e/test_local_delivery.py tests/e2e/test_queue_races.py \
 	tests/e2e/test_on_demand.py tests/e2e/test_send_as.py tests/e2e/test_imap_status_list.py \
 	tests/e2e/test_shared_mailboxes.py tests/e2e/test_sharing.py tests/e2e/test_login_throttle.py \
 	tests/e2e/test_mailbox_lifecycle.py tests/e2e/test_imap.py tests/e2e/test_pop3.py \
+	tests/e2e/test_imap_expunged_prune.py \
 	tests/e2e/test_quota.py tests/e2e/test_managesieve.py tests/e2e/test_rules.py \
 	tests/e2e/test_admin_ops.py tests/e2e/test_api.py tests/e2e/test_account_reuse.py
 

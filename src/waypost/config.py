@@ -142,6 +142,11 @@ class IMAPSettings:
     max_bad_commands: int = _s(20, "Bad commands in a row before the connection is closed with BYE.")
     search_cache: int = _s(64 * 1024 * 1024, "Octets of message headers a worker keeps in memory for SEARCH, over "
                                              "all mailboxes; the least recently searched go first.")
+    expunged_keep: float = _s(7 * 86400.0, "Seconds the index keeps the UID and mod-sequence of each expunged "
+                                           "message (QRESYNC's VANISHED, RFC 7162); a client back from longer away "
+                                           "is sent every UID of its range that is not there. The header blocks "
+                                           "kept of expunged messages (SEARCH in sessions not yet told) go after "
+                                           "twice imap.idle_timeout, or with these records if sooner.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,6 +487,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("server.log_level: expected debug, info, warning or error")
     if s.imap.max_append_messages <= 0:
         raise ConfigError("imap.max_append_messages: must be positive")
+    if s.imap.expunged_keep <= 0:
+        raise ConfigError("imap.expunged_keep: must be positive")
     if not s.queue.retry_intervals or any(i <= 0 for i in s.queue.retry_intervals):
         raise ConfigError("queue.retry_intervals: expected a non-empty list of positive seconds")
     for name in ("max_message_size", "max_recipients", "max_line_length", "max_received_headers"):

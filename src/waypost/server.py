@@ -45,7 +45,7 @@ from .imap.proto import Params
 from .imap.server import IMAPService
 from .imap.server import Limits as IMAPLimits
 from .imap.commands.search import set_search_cache
-from .mailauth import Sealer, Signer
+from .mailauth import Sealer, Signer, load_psl
 from .mailstore import Mailstore
 from .pop3 import POP3Service
 from .queue import QueueManager, release_dead_worker
@@ -566,6 +566,7 @@ class Server:
             elif kind == "imap":
                 if self._imap is None:
                     self._imap = self._imap_service()
+                    self._imap.start_pruning()
                 server = await loop.create_server(_counted(self._imap.protocol_factory(), name), sock=sock,
                                                   backlog=backlog, **tls)
             elif kind == "pop3":
@@ -617,7 +618,8 @@ class Server:
         imap = self.settings.imap
         limits = IMAPLimits(plaintext_without_tls=imap.plaintext_without_tls, idle_timeout=imap.idle_timeout,
                             login_timeout=imap.login_timeout, failure_delay=imap.failure_delay,
-                            max_failures=imap.max_login_failures, max_bad_commands=imap.max_bad_commands)
+                            max_failures=imap.max_login_failures, max_bad_commands=imap.max_bad_commands,
+                            expunged_keep=imap.expunged_keep)
         params = Params(max_line_length=imap.max_line_length, max_literal_size=imap.max_append_size,
                         max_command_size=imap.max_append_size + 1024 * 1024,
                         max_append_messages=imap.max_append_messages)
@@ -825,6 +827,10 @@ def serve(settings: Settings, workers: int | None = None, out: Callable[[str], N
         pending.parent.mkdir(mode=0o700, exist_ok=True)
         pending.touch(mode=0o600)
         threading.Thread(target=_recover_later, args=(recovery, pending), name="recovery", daemon=True).start()
+    if settings.mailauth.inbound != "off":
+        # Every inbound check needs the Public Suffix List (DMARC): read once here, the
+        # workers forked below share it, and no message pays for it.
+        load_psl()
     for name, sock in sockets.items():
         if sock.family == socket.AF_UNIX:
             out(f"listening {name} {sock.getsockname()}")

@@ -499,6 +499,32 @@ def test_cluster_release_gives_a_dead_nodes_leases_and_journal_back_at_once(tmp_
         dns.stop()
 
 
+def test_a_router_table_imported_on_one_node_is_used_by_another_at_once(tmp_path):
+    """Node B remembers its routing answers under the database's settings token; a table
+    imported through node A's CLI replaces the token on every node (NOTIFY), so B's next
+    RCPT is routed by the new table, not answered from memory."""
+    nodes, _shared = make_cluster(tmp_path, relay={"trusted_networks": []},
+                                  dns={"nameservers": ["127.0.0.1:9"], "timeout": 0.5})
+    a, b, _c = nodes
+    try:
+        b.start()
+
+        def rcpt() -> int:
+            with smtplib.SMTP(b.host, b.smtp_port, timeout=30) as s:
+                s.ehlo("client.example")
+                s.mail("sender@outside.example")
+                return s.rcpt("joe@friend.test")[0]
+
+        assert rcpt() >= 500 and rcpt() >= 500  # relaying denied, the second time from memory
+        (tmp_path / "router.txt").write_text("Relay: friend.test = friend.test@friend.test.via\n")
+        a.ok("router", "import", str(tmp_path / "router.txt"))  # node A's CLI (A not serving)
+        assert rcpt() == 250
+        a.ok("router", "import", "/dev/null")  # and back: an empty table
+        assert rcpt() >= 500
+    finally:
+        stop_all(nodes)
+
+
 def test_a_sieve_script_changed_on_one_node_is_used_by_another_at_once(tmp_path):
     """Node B caches alice's active script (read at every local delivery); a new script
     put through node A's CLI, then the account removed and made again under the same

@@ -7,6 +7,7 @@ raw transcripts for the exact lines.
 from __future__ import annotations
 
 import imaplib
+import poplib
 import re
 import shutil
 import smtplib
@@ -20,8 +21,9 @@ import trustme
 
 from support.imap import Raw
 from support.server import WaypostInstance, wait_for
+from support.workers import on_two_workers
 
-ACCOUNTS = ("tls", "long", "exam", "kw", "idl", "sub", "from", "modseq", "recent", "srch")
+ACCOUNTS = ("tls", "long", "exam", "kw", "idl", "sub", "from", "modseq", "recent", "srch", "hdr", "hdrpop")
 MAX_LINE = 2048  # imap.max_line_length of the small-limit server
 
 
@@ -43,7 +45,7 @@ def _tls_files(ca: trustme.CA, data: Path) -> Path:
 def srv(tmp_path_factory):
     data = tmp_path_factory.mktemp("imap-faults") / "data"
     inst = WaypostInstance(data, imap={"plaintext_without_tls": True, "failure_delay": 0.05},
-                           server={"workers": 2})
+                           pop3={"plaintext_without_tls": True}, server={"workers": 2})
     inst.ca_file = _tls_files(trustme.CA(), data)  # type: ignore[attr-defined]
     inst.ok("domain", "add", "client2.test")
     for who in ACCOUNTS:
@@ -342,6 +344,65 @@ def test_search_keeps_a_message_expunged_elsewhere_until_its_expunge_is_sent(srv
     assert a.cmd("a5 SEARCH 1:*")[0] == b"* SEARCH 1 2"
     a.close()
     b.close()
+
+
+def _dated(n: int) -> bytes:
+    return (b"From: Person %d <p%d@example.test>\r\nSubject: hdr%d\r\n"
+            b"Date: 0%d Jan 2026 10:00:00 +0000\r\n\r\nbody %d\r\n" % (n, n, n, n, n))
+
+
+def test_header_search_keeps_a_message_expunged_on_another_worker_until_its_expunge_is_sent(srv):
+    # imaptest stress with SEARCH/SORT/THREAD: header criteria (SENTON, SENTSINCE, FROM,
+    # SUBJECT, HEADER) missed a message another session had expunged before this one was
+    # sent the EXPUNGE: its file and its header rows were gone. The index now keeps its
+    # header block until the expunge records go; never searched by header before, the
+    # block is taken from the file at the expunge. Two sessions on two workers.
+    a, b = on_two_workers(lambda: session(srv, "hdr"), lambda r: r.sock, lambda r: r.close(), srv.proc.pid)
+    for n in (1, 2, 3):
+        _append(b, _dated(n))
+    assert a.cmd("s SELECT INBOX")[-1].startswith(b"s OK")
+    assert b.cmd("s SELECT INBOX")[-1].startswith(b"s OK")
+    assert b.cmd("b1 STORE 2 +FLAGS.SILENT (\\Deleted)")[-1].startswith(b"b1 OK")
+    assert b"* 2 EXPUNGE" in b.cmd("b2 EXPUNGE")
+    for criteria, found in ((b"SUBJECT hdr2", b"2"), (b"SENTON 2-Jan-2026", b"2"), (b"SENTSINCE 2-Jan-2026", b"2 3"),
+                            (b"SENTBEFORE 3-Jan-2026", b"1 2"), (b"FROM p2@example.test", b"2"),
+                            (b"HEADER Subject hdr", b"1 2 3"), (b"NOT SUBJECT hdr1", b"2 3")):
+        reply = a.cmd(b"a1 SEARCH " + criteria)
+        assert reply == [b"* SEARCH " + found, b"a1 OK SEARCH completed"], (criteria, reply)
+    reply = a.cmd("a2 SORT (REVERSE SUBJECT) UTF-8 SUBJECT hdr")
+    assert reply == [b"* SORT 3 2 1", b"a2 OK SORT completed"], reply
+    reply = a.cmd("a3 THREAD ORDEREDSUBJECT UTF-8 FROM example.test")
+    assert reply[0] == b"* THREAD (1)(2)(3)" and reply[-1] == b"a3 OK THREAD completed", reply
+    # a body is no longer there to search: left out, and the answer says so (RFC 5530 §3)
+    reply = a.cmd("a4 SEARCH BODY \"body\"")
+    assert reply[0] == b"* SEARCH 1 3" and reply[-1].startswith(b"a4 OK [EXPUNGEISSUED] "), reply
+    reply = a.cmd("a5 NOOP")
+    assert b"* 2 EXPUNGE" in reply, reply
+    assert a.cmd("a6 SEARCH SUBJECT hdr")[:2] == [b"* SEARCH 1 2", b"a6 OK SEARCH completed"]
+    a.close()
+    b.close()
+
+
+def test_header_search_says_expungeissued_for_a_header_it_never_kept(srv):
+    # POP3 expunges without keeping the header blocks (only IMAP's expunges do): the
+    # IMAP session that still shows the message cannot test it, and says so instead of
+    # answering as if the search were complete.
+    a = session(srv, "hdrpop")
+    for n in (1, 2):
+        _append(a, _dated(n))
+    assert a.cmd("s SELECT INBOX")[-1].startswith(b"s OK")
+    pop = poplib.POP3("127.0.0.1", srv.pop3_port, timeout=10)
+    pop.user("hdrpop@example.test")
+    pop.pass_("pw")
+    pop.dele(2)
+    pop.quit()
+    reply = a.cmd("a1 SEARCH SUBJECT hdr")
+    assert reply[0] == b"* SEARCH 1" and reply[-1].startswith(b"a1 OK [EXPUNGEISSUED] "), reply
+    reply = a.cmd("a2 SEARCH SUBJECT hdr1")  # narrowed to what it could test: still not complete
+    assert reply[-1].startswith(b"a2 OK [EXPUNGEISSUED] "), reply
+    assert b"* 2 EXPUNGE" in a.cmd("a3 NOOP")
+    assert a.cmd("a4 SEARCH SUBJECT hdr") == [b"* SEARCH 1", b"a4 OK SEARCH completed"]
+    a.close()
 
 
 # -- issue 14 item 4: a new keyword is announced before a FETCH shows it ----------------------

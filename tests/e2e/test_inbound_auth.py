@@ -8,6 +8,7 @@ senders are not checked."""
 from __future__ import annotations
 
 import smtplib
+import time
 
 import dkim
 import pytest
@@ -173,3 +174,29 @@ def test_trusted_networks_are_not_checked(tmp_path, dns):
         head = header_of(delivered(inst, "bob@example.test", "from inside"))
     # Not checked: delivered as sent (our own network vouches for it), no DNS asked.
     assert head.count("Authentication-Results:") == 1 and not dns.asked("_dmarc.bank.test")
+
+
+def test_checks_longer_than_mailauth_timeout_defer_or_tag(tmp_path, dns):
+    """A check that does not finish within ``mailauth.timeout`` (a DMARC look-up that
+    gets no answer, with a longer dns.timeout): 451 4.7.1 under enforce, the message
+    taken with dmarc=temperror under tag; each logged."""
+    dns.set("silent.test", "TXT", ["v=spf1 ip4:127.0.0.1 -all"])
+    dns.drop("_dmarc.silent.test")
+    for mode in ("enforce", "tag"):
+        inst = WaypostInstance(tmp_path / mode, dns={"nameservers": [dns.nameserver], "timeout": 8.0},
+                               relay={"trusted_networks": []}, mailauth={"inbound": mode, "timeout": 1.0})
+        inst.ok("account", "add", "bob@example.test", "--no-password")
+        with inst:
+            inst.start()
+            started = time.monotonic()
+            if mode == "enforce":
+                with pytest.raises(smtplib.SMTPDataError) as e:
+                    send(inst, "alice@silent.test", message("alice@silent.test", "slow check"))
+                assert e.value.smtp_code == 451 and e.value.smtp_error.startswith(b"4.7.1")
+                inst.expect_log(r"event=mailauth .*result=temperror .*longer than 1.0s.* action=defer")
+            else:
+                assert send(inst, "alice@silent.test", message("alice@silent.test", "slow check")) == {}
+                head = header_of(delivered(inst, "bob@example.test", "slow check"))
+                assert "dmarc=temperror (checks did not finish in 1 s)" in head
+                inst.expect_log(r"event=mailauth .*result=temperror .*action=tag")
+            assert time.monotonic() - started < 6  # the check's time-out, not the DNS one

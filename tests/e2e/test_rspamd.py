@@ -1,11 +1,17 @@
 """The spam filter: Debian's Rspamd, started by the test on 127.0.0.1 (its own
 configuration directory, DNS through the test DNS server, no Redis), asked by Waypost
 after DATA (``filter.rspamd``): GTUBE is refused with 550, a clean message is delivered
-with Rspamd's verdict fields, a forged X-Spam is removed; a filter that cannot be
-reached or does not answer in time gets ``filter.rspamd_failure``."""
+with Rspamd's verdict fields, a forged X-Spam is removed; Rspamd's "add header" and
+"rewrite subject" actions (its thresholds set by the test, reached by two multimap
+rules of its own) put the message into Junk, the second with Rspamd's Subject, as an
+IMAP client sees it; a filter that cannot be reached or does not answer in time gets
+``filter.rspamd_failure``."""
 
 from __future__ import annotations
 
+import email
+import email.policy
+import imaplib
 import shutil
 import smtplib
 import socket
@@ -17,8 +23,16 @@ import pytest
 
 from support.dnsserver import TestDNSServer
 from support.server import WaypostInstance, free_port, maildir_messages, wait_for
+from support.tls import client_context
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+#: Rspamd's thresholds in this test (override.d/actions.conf): far above what a plain
+#: message scores here, reached only by the multimap rules below; greylisting off.
+ACTIONS = ('reject = 150;\nrewrite_subject = 100;\nadd_header = 50;\ngreylist = null;\n'
+           'subject = "[SPAM] %s";\n')
+#: A Subject containing the word gets the symbol's score (local.d/multimap.conf).
+MULTIMAP = {"WAYPOST_ADD_HEADER": ("add-header-word", 60), "WAYPOST_REWRITE_SUBJECT": ("rewrite-subject-word", 110)}
 
 
 def message(subject: str, body: str = "Hello Bob, see you tomorrow at ten.", extra: str = "") -> bytes:
@@ -49,6 +63,15 @@ def rspamd(tmp_path_factory, dns):
     (over / "options.inc").write_text(f'dns {{ nameserver = ["{dns.nameserver}"]; timeout = 1s; retransmits = 1; }}\n'
                                       "disable_hyperscan = true;\n")
     (over / "logging.inc").write_text('type = "console";\nlevel = "error";\n')
+    (over / "actions.conf").write_text(ACTIONS)
+    local = base / "conf" / "local.d"
+    local.mkdir()
+    rules = []
+    for symbol, (word, score) in MULTIMAP.items():
+        (local / f"{symbol}.map").write_text(f"/{word}/i\n")
+        rules.append(f'{symbol} {{ type = "header"; header = "Subject"; regexp = true; '
+                     f'map = "{local / (symbol + ".map")}"; score = {score}; }}\n')
+    (local / "multimap.conf").write_text("".join(rules))
     log = open(base / "rspamd.out", "wb")
     proc = subprocess.Popen([exe, "-f", "-i", "--insecure", "-c", "/etc/rspamd/rspamd.conf",
                              f"--var=LOCAL_CONFDIR={base / 'conf'}", f"--var=DBDIR={base / 'db'}",
@@ -152,3 +175,55 @@ def test_rspamd_unreachable_fail_open_and_fail_closed(tmp_path, dns):
             assert e.value.smtp_code == 451 and e.value.smtp_error.startswith(b"4.7.1")
             assert time.monotonic() - started < 10
             inst.expect_log(r"event=rspamd-unavailable .*no answer within 1 s.*action=defer")
+
+
+def imap_message(inst: WaypostInstance, mailbox: str, subject_word: str) -> email.message.EmailMessage | None:
+    """The message of ``mailbox`` whose Subject has ``subject_word``, fetched by an IMAP
+    client (None when there is none)."""
+    c = imaplib.IMAP4("127.0.0.1", inst.imap_port, timeout=30)
+    try:
+        c.starttls(ssl_context=client_context())
+        c.login("bob@example.test", "bob-password")
+        typ, _ = c.select(mailbox, readonly=True)
+        if typ != "OK":
+            return None
+        typ, found = c.search(None, "SUBJECT", subject_word)
+        assert typ == "OK"
+        numbers = found[0].split()
+        if not numbers:
+            return None
+        typ, data = c.fetch(numbers[-1], "(BODY.PEEK[])")
+        assert typ == "OK"
+        raw = next(part[1] for part in data if isinstance(part, tuple))
+        return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
+    finally:
+        c.logout()
+
+
+def test_add_header_action_files_the_message_in_junk(server):
+    assert send(server, message("offer add-header-word today")) == {}
+    delivered(server, "add-header-word", mailbox="Junk")
+    got = imap_message(server, "Junk", "add-header-word")
+    assert got is not None
+    assert got["Subject"] == "offer add-header-word today"  # this action leaves the Subject alone
+    assert got["X-Spam"] == "Yes"
+    result = got["X-Spamd-Result"]
+    assert result.startswith("default: True [") and "action=add header" in result and "WAYPOST_ADD_HEADER" in result
+    assert imap_message(server, "INBOX", "add-header-word") is None
+    server.expect_log(r"event=rspamd .*action=\"add header\" .*symbols=[^ ]*WAYPOST_ADD_HEADER.*result=junk")
+
+
+def test_rewrite_subject_action_files_the_message_in_junk_with_rspamds_subject(server):
+    assert send(server, message("deal rewrite-subject-word now")) == {}
+    delivered(server, "rewrite-subject-word", mailbox="Junk")
+    got = imap_message(server, "Junk", "rewrite-subject-word")
+    assert got is not None
+    # Rspamd's subject (actions.subject = "[SPAM] %s"), once: the original field is replaced.
+    assert got["Subject"] == "[SPAM] deal rewrite-subject-word now"
+    assert len(got.get_all("Subject")) == 1
+    assert got["X-Spam"] == "Yes"
+    assert "action=rewrite subject" in got["X-Spamd-Result"] and "WAYPOST_REWRITE_SUBJECT" in got["X-Spamd-Result"]
+    assert "Hello Bob" in got.get_content()  # the body is untouched
+    assert imap_message(server, "INBOX", "rewrite-subject-word") is None
+    server.expect_log(r"event=rspamd .*action=\"rewrite subject\" .*symbols=[^ ]*WAYPOST_REWRITE_SUBJECT"
+                      r".*result=junk")

@@ -126,7 +126,7 @@ def test_ten_big_messages_at_once_are_streamed_with_bounded_memory(tmp_path):
         sent.wait()
         # Every client has sent all but its last octets; the server has read all but
         # what the sockets still hold (flow control: it reads no faster than it writes).
-        spool_tmp = inst.data / "spool" / "tmp"
+        spool_tmp = inst.own_spool() / "tmp"
         streams = wait_for(lambda: len(s := [p for p in spool_tmp.iterdir() if p.name.startswith("stream.")])
                            == SESSIONS and s, timeout=60, what="a spool stream per session")
         wait_for(lambda: sum(p.stat().st_size for p in streams) >= SESSIONS * (SIZE - 4 * MiB),
@@ -149,7 +149,7 @@ def test_ten_big_messages_at_once_are_streamed_with_bounded_memory(tmp_path):
         got = stored_text(files, tag)
         assert len(got) == 1, tag
         assert hashlib.sha256(got[0]).hexdigest() == hashlib.sha256(text).hexdigest(), tag
-    assert not [p for p in (inst.data / "spool" / "tmp").iterdir()]
+    assert not [p for p in (inst.own_spool() / "tmp").iterdir()]
     inst.stop()
 
 
@@ -177,7 +177,7 @@ def test_kill9_in_the_middle_of_a_big_message_loses_nothing_answered(tmp_path):
     envelope(t)
     t.cmd("DATA", 354)
     t.send_raw(stuffed(third)[: 12 * MiB])
-    spool_tmp = inst.data / "spool" / "tmp"
+    spool_tmp = inst.own_spool() / "tmp"
     wait_for(lambda: any(p.name.startswith("stream.") and p.stat().st_size > 8 * MiB for p in spool_tmp.iterdir()),
              timeout=60, what="the third message to be streamed")
     inst.kill9()

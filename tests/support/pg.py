@@ -12,7 +12,9 @@ that tests never see each other's rows and nothing needs cleaning between them.
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import subprocess
 import threading
 from urllib.parse import quote
 
@@ -85,6 +87,16 @@ def closed_port_url(port: int) -> str:
     """A URL of a new schema of this run's database through ``port`` (where nothing
     listens, yet)."""
     return at_port(new_url(), port)
+
+
+def dump(url: str) -> str:
+    """``pg_dump`` (plain SQL, rows as COPY data) of the schema that ``url`` names in its
+    search_path, or of its whole database."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    match = re.search(r"search_path=([^\s,]+)", str(info.pop("options", "")))
+    conninfo = psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items()})
+    args = ["pg_dump", "--no-owner", f"--dbname={conninfo}"] + ([f"--schema={match.group(1)}"] if match else [])
+    return subprocess.run(args, check=True, capture_output=True, text=True, timeout=60).stdout
 
 
 def drop_run_database() -> None:

@@ -5,6 +5,8 @@ its ``listening`` lines.  Nothing here reaches any address outside 127.0.0.0/8.
 
 from __future__ import annotations
 
+import collections
+import fcntl
 import os
 import random
 import re
@@ -12,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tomllib
@@ -98,11 +101,40 @@ _PORT_RANGE = (20000, 32000)
 _GIVEN: set[int] = set()
 _RANDOM = random.Random(os.getpid() ^ time.monotonic_ns())
 
+# Between free_port() and the server's bind the port is free, and another test process
+# (a pytest-xdist worker, the other engine's pass of `make test`, another checkout's run
+# on the same machine) could draw it too.  Each port handed out is therefore claimed by a
+# POSIX record lock on byte ``port`` of one file shared by every test process of the
+# machine; a locked port is skipped.  The kernel drops a process's locks when it exits
+# (kill -9 included), so nothing is left to clean.  A process keeps its last _HELD ports
+# locked (a port handed out that long ago is bound by its server or no longer used; a
+# server restarted on its old ports within a test keeps them: far fewer than _HELD later).
+_LOCK_PATH = Path(tempfile.gettempdir()) / "waypost-test-ports.lock"
+_HELD = 512
+_locked: collections.deque[int] = collections.deque()
+_lock_fd: int | None = None
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` now, not handed out before by this process."""
+
+def _claim(port: int) -> bool:
+    """Lock byte ``port`` of the shared file for this process; False if another holds it."""
+    global _lock_fd
+    if _lock_fd is None:
+        _lock_fd = os.open(_LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.lockf(_lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
+    except OSError:  # EAGAIN/EACCES: held by another process
+        return False
+    _locked.append(port)
+    if len(_locked) > _HELD:
+        fcntl.lockf(_lock_fd, fcntl.LOCK_UN, 1, _locked.popleft())
+    return True
+
+
+def free_port(host: str = "127.0.0.1", port_range: tuple[int, int] = _PORT_RANGE) -> int:
+    """A TCP port of ``port_range`` (first, last + 1) free on ``host`` now, not handed out
+    before by this process nor (while it runs) by any other test process on this machine."""
     for _ in range(1000):
-        port = _RANDOM.randrange(*_PORT_RANGE)
+        port = _RANDOM.randrange(*port_range)
         if port in _GIVEN:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -110,9 +142,11 @@ def free_port(host: str = "127.0.0.1") -> int:
                 s.bind((host, port))
             except OSError:
                 continue
+        if not _claim(port):
+            continue
         _GIVEN.add(port)
         return port
-    raise RuntimeError(f"no free port in {_PORT_RANGE} on {host}")
+    raise RuntimeError(f"no free port in {port_range} on {host}")
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
@@ -203,6 +237,25 @@ class WaypostInstance:
 
         settings = self.settings
         return open_database(settings.storage.database, settings.data_dir)
+
+    def own_spool(self) -> Path:
+        """Where this node keeps the spool files only it writes (tmp/, free/, journal/):
+        the spool itself on SQLite, spool/nodes/<server.hostname> on PostgreSQL."""
+        from waypost.queue.manager import cluster_node
+        from waypost.queue.spool import node_dir
+
+        settings = self.settings
+        return node_dir(settings.path(settings.storage.spool), cluster_node(settings))
+
+    def stored_text(self) -> str:
+        """Everything the instance's database holds, as text, for checking that a secret
+        is stored sealed: on SQLite the bytes of its file and write-ahead log (a value
+        written lately may be only in the log), on PostgreSQL a ``pg_dump`` of its schema."""
+        database = self.settings.storage.database
+        if "://" not in database:
+            path = self.settings.path(database)
+            return "".join(p.read_bytes().decode("latin-1") for p in (path, Path(f"{path}-wal")) if p.exists())
+        return pg.dump(database)
 
     def cli(self, *args: str, input: str | None = None, use_data: bool = True) -> Any:
         """Run a ``waypost`` command in-process through click (the real CLI code)."""

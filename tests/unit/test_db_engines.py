@@ -201,7 +201,7 @@ def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
     db = PostgresDatabase(url)
     try:
         assert db.get_domain("example.test") is not None
-        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 8
+        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 10
         db.node_heartbeat("w/1", "w", [], 0.0, 1.0)  # the table version 2 added
         assert [n.worker for n in db.node_list(1.0)] == ["w/1"]
         db.sieve_put("example.test", "al", "s", "keep;")  # the tables version 3 added
@@ -209,8 +209,39 @@ def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
         assert db.quota_usage("example.test", "al") == (0, 0)
         assert db.urlauth_key(1, "example.test", "al") is None  # the table version 4 added
         assert db.api_token_list() == []  # the table version 7 added
+        assert db.expunged_prune(1.0, 1.0) == 0  # the columns version 9 added
     finally:
         db.close()
+
+
+def test_expunge_records_are_pruned_and_the_floor_kept(make_db):
+    """``expunged_prune`` drops old expunge records, raising the mailbox's floor: asked
+    from below it, ``message_changes`` answers None for the expunged UIDs (compare
+    ``message_uids``); the header blocks kept of expunged messages go with them, or
+    sooner."""
+    db = make_db()
+    box = db.mailbox_create("example.test", "al", "INBOX", "", 1234)
+    db.message_add(box.id, [(f"m{i}", "cur", (), 10, 1.0) for i in range(1, 5)])
+    db.message_headers_set(box.id, [(u, b"Subject: %d\r\n\r\n" % u) for u in (1, 2, 3)])
+    db.message_expunge(box.id, [1])
+    assert db.message_headers_get(box.id, [1]) == {1: b"Subject: 1\r\n\r\n"}  # kept after the expunge
+    assert db.message_headers_missing(box.id, [1, 2, 4]) == [4]
+    after_first = db.mailbox_state(box.id)[1]
+    assert db.message_changes(box.id, 0)[1] == [1]
+    assert db.expunged_prune(time.time() - 3600, time.time() - 3600) == 0  # nothing that old
+    db.message_expunge(box.id, [2])
+    assert db.expunged_prune(0.0, time.time() + 1) == 0  # the header blocks only
+    assert db.message_headers_get(box.id, [1, 2, 3]) == {3: b"Subject: 3\r\n\r\n"}
+    assert db.message_changes(box.id, 0)[1] == [1, 2]
+    assert db.expunged_prune(time.time() + 1, 0.0) == 2
+    assert db.message_changes(box.id, 0)[1] is None  # below the floor
+    assert db.message_changes(box.id, after_first)[1] is None
+    assert db.message_changes(box.id, db.mailbox_state(box.id)[1])[1] == []
+    assert db.message_uids(box.id) == [3, 4]
+    db.message_expunge(box.id, [4])
+    assert db.message_changes(box.id, db.mailbox_state(box.id)[1] - 1)[1] == [4]  # exact above it
+    db.message_headers_prune(box.id)
+    assert db.message_headers_get(box.id) == {3: b"Subject: 3\r\n\r\n"}
 
 
 def test_connections_cut_while_resting_in_the_pool_are_replaced_before_use(tmp_path):
@@ -332,3 +363,30 @@ def test_sqlite_message_add_of_new_names_inserts_each_row_once(tmp_path):
     assert db.mailbox_state(box.id) == (8, 3, 7)
     db._conn().set_trace_callback(None)
     db.close()
+
+
+def test_postgresql_migration_10_fills_the_domain_columns_of_a_queue_indexed_before():
+    """Rows queued under schema 9 get their recipient's and sending account's domain."""
+    from waypost.db import QueueFilter
+
+    url = pg.new_url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied DOUBLE PRECISION NOT NULL)")
+            for n, statements in enumerate(pg_engine.MIGRATIONS[:9], start=1):
+                for st in statements:
+                    conn.execute(st)
+                conn.execute("INSERT INTO schema_version VALUES (%s, 0)", (n,))
+            conn.execute("INSERT INTO queue_messages (id, sender, created, size, envelope) VALUES"
+                         " ('M1', 'x@out.test', 1.0, 10, '{\"params\": {\"auth\": \"Bob@B.test\"}}'),"
+                         " ('M2', 'bob@b.test', 2.0, 10, '{\"params\": {}}')")
+            conn.execute("INSERT INTO queue_recipients (msg_id, idx, address, target, route, status, next_attempt)"
+                         " VALUES ('M1', 0, 'r@far.test', 'mx:far.test', '{}', 'queued', 0),"
+                         " ('M2', 0, '\"a@b\"@A.Test', 'local', '{}', 'queued', 0)")
+    db = PostgresDatabase(url)
+    try:
+        assert [e.msg_id for e in db.queue_entries(QueueFilter(domain="b.test"))] == ["M1"]
+        assert [e.msg_id for e in db.queue_entries(QueueFilter(domain="a.test"))] == ["M2"]
+        assert [e.msg_id for e in db.queue_entries(QueueFilter(recipient="*@a.test"))] == ["M2"]
+    finally:
+        db.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -324,35 +325,44 @@ def test_listings_in_memory_are_bounded_by_message_records(tmp_path, make_db):
     db.close()
 
 
-def _sync_until(root: str, dbfile: str, stop: str) -> None:
+def _sync_until(root: str, engine: str, where: str, stop: str) -> None:
     """Another worker: its own index connection and Mailstore, syncing INBOX again and
     again (as SELECT and NOOP do) until ``stop`` exists."""
     from pathlib import Path
 
-    db = SQLiteDatabase(Path(dbfile))
+    from waypost.db.postgres import PostgresDatabase
+
+    db = SQLiteDatabase(Path(where)) if engine == "sqlite" else PostgresDatabase(where, Path(f"{stop}-changes"))
     other = Mailstore(Path(root), "mail.example.test", db)
     box = other.get("example.test", "alice", "INBOX")
     assert box is not None
+    other.sync(box, force=True)
+    Path(f"{stop}-syncing").touch()
     while not os.path.exists(stop):
         other.sync(box, force=True)
     db.close()
 
 
-def test_a_sync_in_another_process_never_takes_a_file_an_append_is_indexing(tmp_path):
+def test_a_sync_in_another_process_never_takes_a_file_an_append_is_indexing(make_db, tmp_path):
     """imaptest's stress mode: a sync in another worker that ran between an APPEND's move
     of its file into cur/ and its indexing took the file for one another program dropped
     in: size unknown (RFC822.SIZE -1 once sent) and internal date from the name, and the
     APPEND's own record lost.  Writers and sync now take turns (Mailstore.indexing)."""
     import multiprocessing
 
-    db = SQLiteDatabase(tmp_path / "w.db")
+    db = make_db("w.db")
     store = Mailstore(tmp_path / "mail", "mail.example.test", db)
     box = store.get("example.test", "alice", "INBOX")
     stop = tmp_path / "stop"
-    child = multiprocessing.get_context("fork").Process(
-        target=_sync_until, args=(str(tmp_path / "mail"), str(tmp_path / "w.db"), str(stop)))
+    where = str(tmp_path / "w.db") if make_db.engine == "sqlite" else db.url
+    child = multiprocessing.get_context("spawn").Process(
+        target=_sync_until, args=(str(tmp_path / "mail"), make_db.engine, where, str(stop)))
     child.start()
     try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(f"{stop}-syncing"):  # the child's first sync went through
+            assert child.is_alive() and time.monotonic() < deadline
+            time.sleep(0.02)
         made = []
         for i in range(150):
             data = b"Subject: %d\r\n\r\n" % i + b"x" * i + b"\r\n"
@@ -371,7 +381,6 @@ def test_a_sync_in_another_process_never_takes_a_file_an_append_is_indexing(tmp_
     for m, size in made:
         assert m.size == size and m.internaldate == 1_000_000_000.0, m
         assert records[m.uid] == m  # the APPEND's record is the index's
-    db.close()
 
 
 def test_recent_is_claimed_only_up_to_what_the_claiming_session_knows(store):

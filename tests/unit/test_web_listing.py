@@ -102,3 +102,44 @@ def test_search_finds_words_in_the_decoded_body_as_imap_search_does(tmp_path, ma
     msgs = store.listing(box)[1]
     assert subj(listing.ordered(store, box, msgs, "arrival", False, "secret")) == ["three", "four"]
     db.close()
+
+
+def test_a_sort_keeps_the_header_blocks_in_the_index_as_imap_cuts_them(tmp_path, make_db):
+    """The header blocks a sort reads from the files go into the index's header cache
+    (the same blocks IMAP SEARCH keeps): another worker, or a restart, sorts without
+    the files."""
+    from waypost.imap import message as mime
+
+    db, store, box = _store(tmp_path, make_db)
+    raws = [b"From: b@x.test\r\nSubject: second\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\n\r\nbody\r\n",
+            b"Subject: first\r\nFrom: a@x.test\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\nbody\r\n",
+            b"From: c@x.test\nSubject: no empty line, bare LF"]
+    for raw in raws:
+        store.append(box, raw)
+    msgs = store.listing(box)[1]
+    assert db.message_headers_get(box.id) == {}
+    assert [m.uid for m in listing.ordered(store, box, msgs, "date", False, "")] == [2, 1, 3]
+    kept = db.message_headers_get(box.id)
+    for m in msgs:
+        data = store.read(box, m)
+        end = mime.header_end(data)
+        assert kept[m.uid] == (data if end is None else data[:end])
+    # Another process (empty row caches), the files gone: the same order from the index.
+    with listing._lock:
+        listing._keys.clear()
+        listing._chars["keys"] = 0
+    for m in msgs:
+        store.file_path(box, m).unlink()
+    assert [m.uid for m in listing.ordered(store, box, msgs, "date", False, "")] == [2, 1, 3]
+    assert [m.uid for m in listing.ordered(store, box, msgs, "from", True, "")] == [3, 1, 2]
+    db.close()
+
+
+def test_date_from_subject_reads_the_first_of_each_field_unfolded():
+    from waypost.imap import message as mime
+
+    block = (b"Received: from x\r\n\tby y; Mon, 01 Jan 2024\r\nsubject: folded\r\n  words\r\nFROM: a@x.test\r\n"
+             b"Subject: second one\r\nX-Date: no\r\nDate: Tue, 02 Jan 2024 10:00:00 +0000\r\n\r\nSubject: body\r\n")
+    assert mime.date_from_subject(block) == (b"Tue, 02 Jan 2024 10:00:00 +0000", b"a@x.test", b"folded  words")
+    assert mime.date_from_subject(b"From: only@x.test\n\n") == (None, b"only@x.test", None)
+    assert mime.date_from_subject(b"") == (None, None, None)

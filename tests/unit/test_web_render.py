@@ -45,3 +45,19 @@ def test_forward_offers_the_attachments_and_says_what_it_forwards():
     assert [a.filename for a in d.attachments] == ["r.pdf"]
     assert "-------- Forwarded message --------\nSubject: Fwd: report\nDate: 2024-01-01" in d.body
     assert render.attachment(m.as_bytes(), d.attachments[0].index) == ("r.pdf", "application/pdf", b"PDF")
+
+
+def test_list_rows_escape_the_message_texts_and_quote_the_mailbox():
+    from waypost.db import MessageRecord
+
+    rows = [(MessageRecord(7, "7.x", "cur", ("\\Flagged",), 1, 1234, 1.0, 1.0),
+             render.Summary('<script>alert(1)</script> & "q"', "Eve <eve@x.test>' onmouseover='x", "<b>today</b>"),
+             True, True),
+            (MessageRecord(8, "8.x", "cur", (), 1, -1, 1.0, 1.0), render.Summary("plain", "a@x.test", ""), False,
+             False)]
+    out = render.list_rows(rows, 'A&B "<x>"/c')
+    assert "<script>" not in out and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;q&quot;" in out
+    assert "Eve &lt;eve@x.test&gt;&#x27; onmouseover=&#x27;x" in out and "&lt;b&gt;today&lt;/b&gt;" in out
+    assert 'href="/mail/msg?box=A%26B%20%22%3Cx%3E%22%2Fc&amp;uid=7"' in out
+    assert out.count("<tr ") == 2 and 'class="unread" data-uid="7"' in out and "★" in out
+    assert 'class="read" data-uid="8"' in out and "<td>1234</td>" in out and "<td></td></tr>" in out

@@ -265,10 +265,15 @@ register_directory(cli)
 
 
 def main() -> None:
+    import logging
     import sqlite3
 
     from ..db import SchemaError, StorageUnavailable
 
+    # psycopg's pool reports each failed connection attempt as a warning; with no logging
+    # set up, Python would print every one of them on stderr before our own line below.
+    # (``serve`` sets up logging and keeps them in its log.)
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
     try:
         cli(prog_name="waypost")
     except ConfigError as e:  # pragma: no cover - App reports these itself

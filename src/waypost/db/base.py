@@ -135,7 +135,15 @@ class QueueFilter:
     without regard to case, where ``*`` stands for any text (``*@example.com``).
     ``state``: ``queued`` (waiting, not held), ``held``, ``deferred`` (tried before),
     ``active`` (a worker holds its lease now).  ``created_before``/``created_after``
-    are times (seconds since the epoch)."""
+    are times (seconds since the epoch).  ``domain``: mail of that domain, a queued
+    recipient in it or a message one of its accounts sent (the account that logged in
+    to send it, not the MAIL FROM address, which proves nothing); a recipient matches
+    the other fields and ``domain`` together.
+
+    Both engines keep each recipient's domain and the sending account's domain in
+    indexed columns, so a filter on ``domain``, ``target``, ``recipient`` ``*@domain``
+    or the state ``held`` that matches few messages is read through an index, not by
+    reading the whole queue."""
 
     target: str | None = None
     sender: str | None = None
@@ -143,6 +151,29 @@ class QueueFilter:
     state: str | None = None
     created_before: float | None = None
     created_after: float | None = None
+    domain: str | None = None
+
+
+def queue_domain(address: str) -> str:
+    """The domain of a queued address as the queue's domain columns hold it (after the
+    last '@', lower case; '' for none)."""
+    return address.rpartition("@")[2].lower() if "@" in address else ""
+
+
+def queue_auth_domain(envelope: dict[str, Any]) -> str:
+    """The domain of the account that logged in to send a queued message (its
+    envelope's ``params.auth``); '' for mail from outside."""
+    params = envelope.get("params") or {}
+    return queue_domain(str(params.get("auth") or "")) if isinstance(params, dict) else ""
+
+
+def whole_domain(pattern: str) -> str | None:
+    """``*@example.com`` -> ``example.com``: a recipient pattern that is a whole domain
+    (the same set as the domain column equal to it); None for any other pattern."""
+    local, at, domain = pattern.rpartition("@")
+    if at and local == "*" and domain and "*" not in domain:
+        return domain.lower()
+    return None
 
 
 #: The values ``QueueFilter.state`` takes.
@@ -412,9 +443,19 @@ class Database(Protocol):
         mod-sequence."""
     def message_list(self, mailbox_id: int) -> list[MessageRecord]:
         """Every message, by ascending UID."""
-    def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int]]:
+    def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int] | None]:
         """Messages added or changed after mod-sequence ``since`` (by UID), and the UIDs
-        expunged after it."""
+        expunged after it; None instead of the UIDs when ``since`` is below the
+        mailbox's floor (``expunged_prune`` dropped records after it: compare
+        ``message_uids`` with what is known)."""
+    def message_uids(self, mailbox_id: int) -> list[int]:
+        """Every UID of the mailbox now, ascending."""
+    def expunged_prune(self, before: float, headers_before: float) -> int:
+        """Drop the expunge records (every mailbox) made before time ``before``, each
+        mailbox's floor raised to the highest mod-sequence dropped; and the header
+        blocks kept of expunged messages (``message_expunge``) made before
+        ``headers_before`` or ``before``.  Any worker or node may run it at any time;
+        returns the records dropped."""
     def message_store(self, mailbox_id: int, uids: Sequence[int], flags: Sequence[str], mode: str,
                       unchanged_since: int | None = None) -> tuple[list[MessageRecord], list[int]]:
         """Replace (mode ""), add ("+") or remove ("-") flags; each changed message gets a
@@ -423,7 +464,9 @@ class Database(Protocol):
         are now (changed or not) and the UIDs refused."""
     def message_expunge(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageRecord]:
         """Remove these messages from the index (recording their expunge mod-sequence);
-        returns those that were there."""
+        returns those that were there.  Their cached header blocks stay, for sessions
+        that still show them until they are sent the EXPUNGE (SEARCH by header finds
+        them there); they go with the expunge records (``message_headers_prune``)."""
     def message_claim_recent(self, mailbox_id: int, upto: int | None = None) -> int:
         """Claim \\Recent for the UIDs below ``upto`` (the caller's UIDNEXT, i.e. the
         messages it knows; None: every message now): returns the first UID of the claim,
@@ -512,7 +555,10 @@ class Database(Protocol):
     def message_headers_delete(self, mailbox_id: int, uids: Sequence[int]) -> None:
         """Drop the cached header blocks of these (expunged) messages."""
     def message_headers_prune(self, mailbox_id: int) -> int:
-        """Drop cached header blocks whose message is no longer indexed; how many."""
+        """Drop cached header blocks whose message is neither indexed nor still
+        recorded as expunged; how many."""
+    def message_headers_missing(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        """Those of ``uids`` (in their order) that have no cached header block."""
 
     # -- quotas (RFC 9208): usage per account, kept by the engine with the message index --
     def quota_usage(self, domain: str, account: str) -> tuple[int, int]:

@@ -166,13 +166,37 @@ class _MailboxIndex:
                              (mailbox_id,)).fetchall()
         return [_message(r) for r in rows]
 
-    def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int]]:
+    def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int] | None]:
         with self._read() as c, c.transaction():  # one snapshot for both reads
             changed = c.execute(f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=%s AND modseq>%s ORDER BY uid",
                                 (mailbox_id, since)).fetchall()
             gone = c.execute("SELECT uid FROM expunged WHERE mailbox_id=%s AND modseq>%s ORDER BY uid",
                              (mailbox_id, since)).fetchall()
+            # Read after the records: a prune in between shows here, never the other way.
+            floor = c.execute("SELECT expunged_floor FROM mailboxes WHERE id=%s", (mailbox_id,)).fetchone()
+        if floor is not None and since < floor[0]:
+            return [_message(r) for r in changed], None
         return [_message(r) for r in changed], [r[0] for r in gone]
+
+    def message_uids(self, mailbox_id: int) -> list[int]:
+        with self._read() as c:
+            return [r[0] for r in c.execute("SELECT uid FROM messages WHERE mailbox_id=%s ORDER BY uid",
+                                            (mailbox_id,))]
+
+    def expunged_prune(self, before: float, headers_before: float) -> int:
+        with self._write(settings=False) as c:
+            c.execute("DELETE FROM message_headers h USING expunged e"
+                      " WHERE e.mailbox_id=h.mailbox_id AND e.uid=h.uid AND e.at < %s AND NOT EXISTS"
+                      " (SELECT 1 FROM messages m WHERE m.mailbox_id=h.mailbox_id AND m.uid=h.uid)",
+                      (max(before, headers_before),))
+            # One mailbox row at a time, in id order: two prunes never wait for each other
+            # in a circle, and an expunge (FOR UPDATE of its one row) only waits.
+            tops = c.execute("SELECT mailbox_id, MAX(modseq) FROM expunged WHERE at < %s GROUP BY mailbox_id"
+                             " ORDER BY mailbox_id", (before,)).fetchall()
+            for mailbox_id, top in tops:
+                c.execute("UPDATE mailboxes SET expunged_floor=GREATEST(expunged_floor, %s) WHERE id=%s",
+                          (top, mailbox_id))
+            return int(c.execute("DELETE FROM expunged WHERE at < %s", (before,)).rowcount)
 
     def message_store(self, mailbox_id: int, uids: Sequence[int], flags: Sequence[str], mode: str,
                       unchanged_since: int | None = None) -> tuple[list[MessageRecord], list[int]]:
@@ -225,10 +249,10 @@ class _MailboxIndex:
                 (mailbox_id, list(uids)))]
             if out:
                 gone = [m.uid for m in out]
-                c.execute("DELETE FROM message_headers WHERE mailbox_id=%s AND uid = ANY(%s)", (mailbox_id, gone))
-                c.execute("INSERT INTO expunged (mailbox_id, uid, modseq) SELECT %s, u, %s FROM unnest(%s::bigint[]) u"
-                          " ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq=excluded.modseq",
-                          (mailbox_id, modseq, gone))
+                c.execute("INSERT INTO expunged (mailbox_id, uid, modseq, at)"
+                          " SELECT %s, u, %s, %s FROM unnest(%s::bigint[]) u"
+                          " ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq=excluded.modseq, at=excluded.at",
+                          (mailbox_id, modseq, time.time(), gone))
                 c.execute("UPDATE mailboxes SET highestmodseq=%s WHERE id=%s", (modseq, mailbox_id))
         out.sort(key=lambda m: m.uid)
         return out
@@ -370,5 +394,14 @@ class _MailboxIndex:
         with self._write(settings=False) as c:
             return int(c.execute(
                 "DELETE FROM message_headers h WHERE mailbox_id=%s AND NOT EXISTS"
-                " (SELECT 1 FROM messages m WHERE m.mailbox_id=h.mailbox_id AND m.uid=h.uid)",
+                " (SELECT 1 FROM messages m WHERE m.mailbox_id=h.mailbox_id AND m.uid=h.uid) AND NOT EXISTS"
+                " (SELECT 1 FROM expunged e WHERE e.mailbox_id=h.mailbox_id AND e.uid=h.uid)",
                 (mailbox_id,)).rowcount)
+
+    def message_headers_missing(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        if not uids:
+            return []
+        with self._read() as c:
+            have = {r[0] for r in c.execute(
+                "SELECT uid FROM message_headers WHERE mailbox_id=%s AND uid = ANY(%s)", (mailbox_id, list(uids)))}
+        return [u for u in uids if u not in have]

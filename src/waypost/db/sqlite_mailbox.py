@@ -176,14 +176,34 @@ class _MailboxIndex:
             f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=? ORDER BY uid", (mailbox_id,)).fetchall()
         return [_message(r) for r in rows]
 
-    def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int]]:
+    def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int] | None]:
         conn = self._conn()
         changed = conn.execute(
             f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=? AND modseq>? ORDER BY uid",
             (mailbox_id, since)).fetchall()
         gone = conn.execute("SELECT uid FROM expunged WHERE mailbox_id=? AND modseq>? ORDER BY uid",
                             (mailbox_id, since)).fetchall()
+        # Read after the records: a prune in between shows here, never the other way.
+        floor = conn.execute("SELECT expunged_floor FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+        if floor is not None and since < floor[0]:
+            return [_message(r) for r in changed], None
         return [_message(r) for r in changed], [r[0] for r in gone]
+
+    def message_uids(self, mailbox_id: int) -> list[int]:
+        return [r[0] for r in self._conn().execute(
+            "SELECT uid FROM messages WHERE mailbox_id=? ORDER BY uid", (mailbox_id,))]
+
+    def expunged_prune(self, before: float, headers_before: float) -> int:
+        with self._write(settings=False) as c:
+            c.execute("DELETE FROM message_headers WHERE (mailbox_id, uid) IN"
+                      " (SELECT mailbox_id, uid FROM expunged WHERE at < ?) AND uid NOT IN"
+                      " (SELECT uid FROM messages m WHERE m.mailbox_id=message_headers.mailbox_id)",
+                      (max(before, headers_before),))
+            tops = c.execute("SELECT mailbox_id, MAX(modseq) FROM expunged WHERE at < ? GROUP BY mailbox_id"
+                             " ORDER BY mailbox_id", (before,)).fetchall()
+            for mailbox_id, top in tops:
+                c.execute("UPDATE mailboxes SET expunged_floor=MAX(expunged_floor, ?) WHERE id=?", (top, mailbox_id))
+            return int(c.execute("DELETE FROM expunged WHERE at < ?", (before,)).rowcount)
 
     def message_store(self, mailbox_id: int, uids: Sequence[int], flags: Sequence[str], mode: str,
                       unchanged_since: int | None = None) -> tuple[list[MessageRecord], list[int]]:
@@ -238,11 +258,10 @@ class _MailboxIndex:
                                  (mailbox_id, *chunk)).fetchall()
                 out.extend(_message(r) for r in rows)
                 c.execute(f"DELETE FROM messages WHERE mailbox_id=? AND uid IN ({marks})", (mailbox_id, *chunk))
-                c.execute(f"DELETE FROM message_headers WHERE mailbox_id=? AND uid IN ({marks})",
-                          (mailbox_id, *chunk))
             if out:
-                c.executemany("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
-                              [(mailbox_id, m.uid, modseq) for m in out])
+                now = time.time()
+                c.executemany("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq, at) VALUES (?, ?, ?, ?)",
+                              [(mailbox_id, m.uid, modseq, now) for m in out])
                 c.execute("UPDATE mailboxes SET highestmodseq=? WHERE id=?", (modseq, mailbox_id))
         out.sort(key=lambda m: m.uid)
         return out
@@ -384,7 +403,17 @@ class _MailboxIndex:
         with self._write(settings=False) as c:
             return int(c.execute(
                 "DELETE FROM message_headers WHERE mailbox_id=? AND uid NOT IN"
-                " (SELECT uid FROM messages WHERE mailbox_id=?)", (mailbox_id, mailbox_id)).rowcount)
+                " (SELECT uid FROM messages WHERE mailbox_id=?) AND uid NOT IN"
+                " (SELECT uid FROM expunged WHERE mailbox_id=?)", (mailbox_id, mailbox_id, mailbox_id)).rowcount)
+
+    def message_headers_missing(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        conn = self._conn()
+        have: set[int] = set()
+        for chunk in _chunks(uids, 500):
+            have.update(r[0] for r in conn.execute(
+                f"SELECT uid FROM message_headers WHERE mailbox_id=? AND uid IN ({','.join('?' * len(chunk))})",
+                (mailbox_id, *chunk)))
+        return [u for u in uids if u not in have]
 
 
 def _chunks(items: Sequence[int], n: int) -> Iterator[Sequence[int]]:

@@ -46,12 +46,13 @@ import threading
 from typing import Any, Callable, Coroutine
 
 from OpenSSL import SSL
-from pyftpdlib.authorizers import AuthenticationFailed
+from pyftpdlib.authorizers import AuthenticationFailed, AuthorizerError
 from pyftpdlib.filesystems import AbstractedFS, FilesystemError
 from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
 
 from .. import metrics
+from ..db import StorageUnavailable
 from ..files import AccountFiles, FilesError, FileStore, LimitExceeded, Upload
 from ..log import event
 
@@ -100,6 +101,12 @@ class FTPLimits:
 
 # -- logins -------------------------------------------------------------------------
 
+class _Unavailable(AuthorizerError):  # type: ignore[misc]
+    """The login could not be checked now (the database is unreachable)."""
+
+    TEXT = "login not checked: database unreachable"
+
+
 class _Authorizer:
     """pyftpdlib's authorizer interface, answered by ``Server.authenticate``.  The
     session learns its area in ``validate_authentication``; every account has every
@@ -122,6 +129,10 @@ class _Authorizer:
         except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError):
             future.cancel()
             raise AuthenticationFailed("Authentication failed.") from None
+        except StorageUnavailable as e:  # the database is down: not a wrong password
+            event(log, "storage-unavailable", level=logging.ERROR, client=handler.remote_ip, command="PASS",
+                  error=str(e))
+            raise _Unavailable(_Unavailable.TEXT) from None
         if address is None:
             raise AuthenticationFailed("Authentication failed.")
         try:
@@ -358,6 +369,13 @@ class FTPSession(TLS_FTPHandler):  # type: ignore[misc]
             super().respond(resp)
         else:
             super().respond(resp, logfun=logfun)
+
+    def handle_auth_failed(self, msg: str, password: str) -> None:
+        if msg == _Unavailable.TEXT:  # RFC 959: 421 to PASS, service not available (not counted as a failure)
+            self.respond("421 Service not available now (the database cannot be reached); try again later.")
+            self.close_when_done()
+            return
+        super().handle_auth_failed(msg, password)
 
     def waypost_event(self, name: str, level: int = logging.INFO, **fields: Any) -> None:
         event(log, name, level=level, client=self.remote_ip, account=self.account or None, **fields)

@@ -1208,6 +1208,21 @@ def header_value(block: bytes, name: str) -> bytes | None:
     return _unfold(values[0]) if values else None
 
 
+_LIST_FIELD = _FieldScan(rb"(date|from|subject)[ \t]*:" + _VALUE, re.I, rb"(?=[DdFfSs])")
+
+
+def date_from_subject(block: bytes) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """The unfolded values of the first Date, From and Subject fields of a header
+    block (None for one it lacks), in one scan of it: what a message list sorts by."""
+    hend = _split(block, 0, len(block))[0]
+    found: dict[bytes, bytes] = {}
+    for name, value in _LIST_FIELD.findall(block, 0, hend):
+        found.setdefault(name.lower(), value)
+    date, sender, subject = found.get(b"date"), found.get(b"from"), found.get(b"subject")
+    return (None if date is None else _unfold(date), None if sender is None else _unfold(sender),
+            None if subject is None else _unfold(subject))
+
+
 class MessageView:
     """The content side of SEARCH for one message, computed lazily and cached.
 

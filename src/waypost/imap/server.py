@@ -88,6 +88,36 @@ class Limits:
     max_failures: int = 3                 # then BYE
     max_bad_commands: int = 20            # BAD in a row, then BYE
     idle_recheck: float = 5.0             # IDLE re-reads the index this often anyway
+    expunged_keep: float = 7 * 86400.0    # expunge records (QRESYNC) kept this long
+
+
+def prune_interval(keep: float) -> float:
+    """Seconds between two prunes of the expunge records: a quarter of the time
+    they are kept, between 1 s and 10 min."""
+    return min(600.0, max(1.0, keep / 4))
+
+
+_PRUNE_MARK = "imap-expunged-prune"
+
+
+def prune_expunged(store: Mailstore, limits: Limits, now: float | None = None) -> int | None:
+    """Drop the expunge records older than ``limits.expunged_keep`` and the header
+    blocks kept of expunged messages older than twice the idle timeout (a session
+    silent for longer is logged out; one that is not hears of the expunge at its next
+    command but FETCH, STORE or SEARCH).  Every worker runs it; one that finds it
+    done by another within the interval skips it (a race only prunes twice).
+    Returns the records dropped, None when skipped."""
+    db = store.db
+    assert db is not None
+    now = time.time() if now is None else now
+    last = db.get_mark(_PRUNE_MARK)
+    if isinstance(last, (int, float)) and 0 <= now - last < prune_interval(limits.expunged_keep) * 0.9:
+        return None
+    db.set_mark(_PRUNE_MARK, now)
+    dropped = db.expunged_prune(now - limits.expunged_keep, now - 2 * limits.idle_timeout)
+    if dropped:
+        event(log, "expunged-pruned", records=dropped)
+    return dropped
 
 
 class IMAPService:
@@ -106,6 +136,21 @@ class IMAPService:
         self.params = params or Params()
         self.connections: set[Connection] = set()
         self.closing = False
+        self._pruning: asyncio.Task[None] | None = None
+
+    def start_pruning(self) -> None:
+        """Prune the index's expunge records now and then (``prune_expunged``)."""
+        if self._pruning is None:
+            self._pruning = asyncio.get_running_loop().create_task(self._prune_loop())
+
+    async def _prune_loop(self) -> None:
+        every = prune_interval(self.limits.expunged_keep)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.to_thread(prune_expunged, self.mailstore, self.limits)
+            except Exception as e:  # the database away: the next round tries again
+                log.warning("event=expunged-prune-failed error=%r", e)
 
     def protocol_factory(self) -> Callable[[], asyncio.Protocol]:
         return lambda: Connection(self)
@@ -136,6 +181,8 @@ class IMAPService:
         """Tell every client BYE (RFC 3501 §7.1.5) and close; a command in progress
         gets up to ``grace`` seconds to finish first."""
         self.closing = True
+        if self._pruning is not None:
+            self._pruning.cancel()
         conns = list(self.connections)
         for c in conns:
             c.begin_shutdown()
@@ -459,12 +506,19 @@ class Connection(asyncio.Protocol):
             return "NONE"
         if self.selected is not None and reply.status != "BAD" and command.name not in ("SELECT", "EXAMINE"):
             allow = command.name not in UPDATES_WITHOUT_EXPUNGE or getattr(command, "uid", False)
-            updates = self.selected.refresh(self.store, allow_expunge=allow)
-            if updates:
-                self.send(*updates)
-            if self.selected.deleted:
-                return self._selected_deleted(reply)
-            await context_updates(self)  # RFC 5267 ADDTO/REMOVEFROM
+            try:
+                updates = self.selected.refresh(self.store, allow_expunge=allow)
+                if updates:
+                    self.send(*updates)
+                if self.selected.deleted:
+                    return self._selected_deleted(reply)
+                await context_updates(self)  # RFC 5267 ADDTO/REMOVEFROM
+            except StorageUnavailable as e:
+                # The command's own answer stands; what changed meanwhile is told on a
+                # later command, once the database answers again (the session stays).
+                if reply.code != Codes.UNAVAILABLE:
+                    event(log, "storage-unavailable", level=logging.ERROR, peer=self.peer, command=command.name,
+                          step="updates", error=str(e))
         self.send(reply)
         return reply.status
 
@@ -506,6 +560,7 @@ class Connection(asyncio.Protocol):
             topic_name = topic(self.selected.box.id)
             bus.subscribe(topic_name, wake.set)
         deadline = time.monotonic() + self.service.limits.idle_timeout
+        outage = False  # the last look at the mailbox met an unreachable database
         try:
             while True:
                 try:
@@ -540,7 +595,17 @@ class Connection(asyncio.Protocol):
                         w.cancel()
                 wake.clear()
                 if self.selected is not None:
-                    updates = self.selected.refresh(self.store, allow_expunge=True)
+                    try:
+                        updates = self.selected.refresh(self.store, allow_expunge=True)
+                    except StorageUnavailable as e:
+                        # The database is down: keep idling (a phone should not be cut
+                        # off for it) and look again at the next wake-up or re-check.
+                        if not outage:
+                            event(log, "storage-unavailable", level=logging.ERROR, peer=self.peer, command="IDLE",
+                                  error=str(e))
+                        outage = True
+                        continue
+                    outage = False
                     if updates:
                         self.send(*updates)
                     if self.selected.deleted:

@@ -265,15 +265,45 @@ class Selected:
 
     def vanished_since(self, db: Database, modseq: int, within: SequenceSet | None) -> list[Response]:
         """``VANISHED (EARLIER)`` for the UIDs expunged after ``modseq`` (RFC 7162
-        §3.2.5.1 and §3.2.6), only those ``within`` when given.  Every expunge keeps
-        its UID and mod-sequence in the index, so the answer is exact, never a guess."""
+        §3.2.5.1 and §3.2.6), only those ``within`` when given.  The index keeps each
+        expunge's UID and mod-sequence for ``imap.expunged_keep``: exact for a
+        ``modseq`` since then; from before it (the records were pruned), every UID
+        of the range that is not in the mailbox, which may name UIDs the client never
+        had (as RFC 7162 §3.2.5.1 allows), but never misses one."""
         _, gone = db.message_changes(self.box.id, modseq)
+        if gone is None:
+            return self._vanished_all(db, within)
         if within is not None:
             named = self.uid_test(within)
             gone = [u for u in gone if named(u)]
         if not gone:
             return []
         return [VanishedData(SequenceSet.from_numbers(gone), earlier=True)]
+
+    def _vanished_all(self, db: Database, within: SequenceSet | None) -> list[Response]:
+        """``VANISHED (EARLIER)`` naming every UID below UIDNEXT (as this session last
+        read it), ``within`` when given, that is not in the mailbox now."""
+        top = self.state[0] - 1
+        if top < 1:
+            return []
+        spans = within.resolve(top, uid=True) if within is not None else (range(1, top + 1),)
+        present = db.message_uids(self.box.id)
+        items: list[tuple[int | None, int | None]] = []
+        for span in spans:
+            at, hi = span.start, span.stop - 1
+            i = bisect.bisect_left(present, at)
+            while at <= hi:
+                if i < len(present) and present[i] <= hi:
+                    if present[i] > at:
+                        items.append((at, present[i] - 1))
+                    at = present[i] + 1
+                    i += 1
+                else:
+                    items.append((at, hi))
+                    break
+        if not items:
+            return []
+        return [VanishedData(SequenceSet(tuple(items)), earlier=True)]
 
     def catch_up(self, store: Mailstore) -> bool:
         """Read what changed in the index without telling the client yet: current
@@ -300,6 +330,11 @@ class Selected:
         # Shared by this worker's sessions that ask the same at once (a delivery to a
         # mailbox hundreds of sessions IDLE on is read once per worker).
         changed, expunged = store.changes(self.box.id, self.modseq, state)
+        if expunged is None:
+            # The expunge records since this session's mod-sequence were pruned: what it
+            # shows that the index no longer holds has gone.
+            present = set(db.message_uids(self.box.id))
+            expunged = [uid for uid in self.msgs if uid not in present]
         held = [uid for uid in expunged if uid in self.msgs and uid not in self.gone]
         if held and not self.gone:
             self.held_modseq = self.modseq  # below the first expunge not yet told

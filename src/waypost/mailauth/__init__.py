@@ -9,7 +9,8 @@ listener that calls it applies the policy.
 
 from .arc import ARCResult, Sealer, should_seal
 from .keys import ALGORITHMS, dns_name, dns_record, generate_key, signing_key
-from .lookup import DNSTempError, Lookup
+from .lookup import AnswerCache, DNSTempError, Lookup
+from .psl import load as load_psl
 from .sign import Signer, should_sign
 from .spf import SPFResult, check_host, check_spf
 from .verdict import Verdict, check_message
@@ -19,6 +20,7 @@ __all__ = [
     "Sealer",
     "should_seal",
     "ALGORITHMS",
+    "AnswerCache",
     "DNSTempError",
     "Lookup",
     "SPFResult",
@@ -30,6 +32,7 @@ __all__ = [
     "dns_name",
     "dns_record",
     "generate_key",
+    "load_psl",
     "should_sign",
     "signing_key",
 ]

@@ -104,6 +104,27 @@ def parse_record(text: str) -> DMARCRecord:
                        valid_rua, text)
 
 
+#: Records whose parse is kept (a pure function of the text; DNS says how long a text holds).
+PARSE_CACHE = 1024
+_parses: dict[str, DMARCRecord | DMARCSyntaxError] = {}
+
+
+def _parsed(text: str) -> DMARCRecord:
+    """``parse_record(text)``, once per record text (its readers never change it)."""
+    got = _parses.get(text)
+    if got is None:
+        try:
+            got = parse_record(text)
+        except DMARCSyntaxError as e:
+            got = e
+        if len(_parses) >= PARSE_CACHE:
+            _parses.clear()
+        _parses[text] = got
+    if isinstance(got, DMARCSyntaxError):
+        raise DMARCSyntaxError(*got.args)
+    return got
+
+
 def aligned(identifier: str, author: str, mode: str) -> bool:
     """RFC 7489 §3.1: strict = the same name; relaxed = the same organisational domain."""
     identifier, author = identifier.rstrip(".").lower(), author.rstrip(".").lower()
@@ -126,7 +147,7 @@ async def _find_record(lookup: Lookup, author: str, trace: list[str]) -> tuple[D
             return None, domain
         if records:
             trace.append(f"dmarc: {name}: {records[0]}")
-            return parse_record(records[0]), domain  # DMARCSyntaxError goes up
+            return _parsed(records[0]), domain  # DMARCSyntaxError goes up
         trace.append(f"dmarc: {name}: no record")
     return None, author
 

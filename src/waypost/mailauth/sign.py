@@ -46,7 +46,7 @@ from ..log import event
 from .keys import ALGORITHMS
 from .psl import organizational_domain
 
-__all__ = ["Signer", "SIGNED_FIELDS", "from_domain", "header_fields", "should_sign"]
+__all__ = ["Signer", "SIGNED_FIELDS", "field_values", "from_domain", "header_fields", "should_sign"]
 
 log = logging.getLogger("waypost.mailauth")
 
@@ -80,6 +80,31 @@ def header_fields(data: bytes) -> list[tuple[str, str]]:
         if sep:
             fields.append((raw_name.strip().lower().decode("ascii", "replace"),
                            raw_value.strip().decode("utf-8", "replace")))
+    return fields
+
+
+def field_values(data: bytes, name: str) -> list[tuple[str, str]]:
+    """``header_fields(data)`` with only the fields called ``name`` (lower case): the
+    others are not decoded."""
+    end = data.find(b"\r\n\r\n")
+    block = data if end < 0 else data[: end + 2]
+    if name.encode("ascii") not in block.lower():
+        return []
+    fields: list[tuple[str, str]] = []
+    wanted = False  # the last field seen is one of ours (its continuation lines are)
+    for line in block.split(b"\r\n"):
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            if wanted:
+                last_name, last_value = fields[-1]
+                fields[-1] = (last_name, last_value + " " + line.strip().decode("utf-8", "replace"))
+            continue
+        raw_name, sep, raw_value = line.partition(b":")
+        if sep:
+            wanted = raw_name.strip().lower().decode("ascii", "replace") == name
+            if wanted:
+                fields.append((name, raw_value.strip().decode("utf-8", "replace")))
     return fields
 
 

@@ -188,7 +188,7 @@ async def _check(ctx: _Ctx, domain: str, depth: int) -> tuple[str, str, str]:
         ctx.trace.append(f"{domain}: no SPF record: none")
         return "none", "", ""
     ctx.trace.append(f"{domain}: {record}")
-    terms = _parse(record)
+    terms = _parsed(record)
     redirect = next((t for t in terms if t.kind == "redirect"), None)
     exp = next((t for t in terms if t.kind == "exp"), None)
     for term in terms:
@@ -213,6 +213,28 @@ async def _check(ctx: _Ctx, domain: str, depth: int) -> tuple[str, str, str]:
         return result, mech, explanation
     ctx.trace.append(f"{domain}: no mechanism matched: neutral (RFC 7208 §4.7)")
     return "neutral", "", ""
+
+
+#: Records whose parse is kept (a pure function of the text; a record is re-read from
+#: DNS as its TTL says, and a changed record is another text).
+PARSE_CACHE = 1024
+_parses: dict[str, tuple[_Term, ...] | _PermError] = {}
+
+
+def _parsed(record: str) -> tuple[_Term, ...]:
+    """``_parse(record)``, once per record text (its terms are never changed)."""
+    got = _parses.get(record)
+    if got is None:
+        try:
+            got = tuple(_parse(record))
+        except _PermError as e:
+            got = e
+        if len(_parses) >= PARSE_CACHE:
+            _parses.clear()
+        _parses[record] = got
+    if isinstance(got, _PermError):
+        raise _PermError(*got.args)
+    return got
 
 
 def _parse(record: str) -> list[_Term]:

@@ -18,7 +18,7 @@ from ..config import Settings
 from .arc import ARCResult, trusted_override, verify_arc
 from .dmarc import DMARCResult, evaluate_dmarc
 from .lookup import Lookup
-from .sign import from_domain, header_fields
+from .sign import field_values, from_domain
 from .spf import SPFResult, check_host, check_spf
 from .fastverify import Canon
 from .verify import DKIMResult, verify_all
@@ -93,7 +93,7 @@ async def check_message(settings: Settings, message: bytes, client_ip: str, helo
     dkim_results = await verify_all(lookup, message, trace, canon)
     arc = await verify_arc(lookup, message, trace, canon)
 
-    author, problem = from_domain(header_fields(message))
+    author, problem = from_domain(field_values(message, "from"))
     temp = spf.result == "temperror" or any(d.result == "temperror" for d in dkim_results)
     dmarc = await evaluate_dmarc(lookup, author, problem, spf.result, spf.domain,
                                  [d.domain for d in dkim_results if d.result == "pass"], temp, trace, rng)

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 import dkim
-from dkim.util import InvalidTagValueList, parse_tag_value
+from dkim.util import InvalidTagValueList
 
 from .fastverify import Canon, FastDKIM, evaluate_pk
 from .lookup import DNSTempError, Lookup
@@ -35,7 +35,6 @@ MIN_RSA_BITS = 1024
 #: RFC 6376 §3.5: the tags every signature has (a signature without one is unusable).
 REQUIRED_TAGS = (b"v", b"a", b"b", b"bh", b"d", b"h", b"s")
 
-_FIELD = re.compile(rb"^dkim-signature\s*:", re.IGNORECASE)
 
 
 @dataclass(slots=True)
@@ -48,32 +47,13 @@ class DKIMResult:
     reason: str = ""
 
 
-def _signature_fields(message: bytes) -> list[bytes]:
-    """The values of the DKIM-Signature fields, topmost first."""
-    end = message.find(b"\r\n\r\n")
-    block = message if end < 0 else message[: end + 2]
-    values: list[bytes] = []
-    current: bytearray | None = None
-    for line in block.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and current is not None:
-            current += b"\r\n" + line
-            continue
-        if current is not None:
-            values.append(bytes(current))
-            current = None
-        if _FIELD.match(line):
-            current = bytearray(line.split(b":", 1)[1])
-    if current is not None:
-        values.append(bytes(current))
-    return values
-
-
 async def verify_all(lookup: Lookup, message: bytes, trace: list[str], canon: Canon | None = None) -> list[DKIMResult]:
     """``canon``: the message already split (``check_message`` shares one with ``verify_arc``)."""
     if canon is None:
         canon = Canon(message)
-    message = canon.message
-    fields = _signature_fields(message)
+    # The values dkimpy's verify_headerprep sees, topmost first (each with its CRLF,
+    # which parsing strips): their tags are parsed once for both (Canon.tags).
+    fields = [value for name, value in canon.headers if name.lower() == b"dkim-signature"]
     if not fields:
         trace.append("dkim: no DKIM-Signature field: none")
         return []
@@ -83,13 +63,14 @@ async def verify_all(lookup: Lookup, message: bytes, trace: list[str], canon: Ca
         if idx >= MAX_SIGNATURES:
             trace.append(f"dkim: {len(fields) - MAX_SIGNATURES} more signature(s) not checked (limit {MAX_SIGNATURES})")
             break
-        results.append(await _verify_one(lookup, checker, idx, raw, trace))
+        results.append(await _verify_one(lookup, checker, canon, idx, raw, trace))
     return results
 
 
-async def _verify_one(lookup: Lookup, checker: FastDKIM, idx: int, raw: bytes, trace: list[str]) -> DKIMResult:
+async def _verify_one(lookup: Lookup, checker: FastDKIM, canon: Canon, idx: int, raw: bytes,
+                      trace: list[str]) -> DKIMResult:
     try:
-        tags = parse_tag_value(raw)
+        tags = canon.tags(raw)
     except InvalidTagValueList as e:
         trace.append(f"dkim[{idx}]: signature does not parse ({e}): neutral")
         return DKIMResult("neutral", reason=f"signature syntax: {e}")

@@ -210,7 +210,8 @@ class Mailstore:
         # worked out once per cached listing (``listing_index``), gone with it.
         self._indexes: dict[int, tuple[list[MessageRecord], ListingIndex]] = {}
         # mailbox id -> ((since, index state), what changed): see ``changes``.
-        self._changes: dict[int, tuple[tuple[int, tuple[int, int, int]], tuple[list[MessageRecord], list[int]]]] = {}
+        self._changes: dict[int, tuple[tuple[int, tuple[int, int, int]],
+                                       tuple[list[MessageRecord], list[int] | None]]] = {}
 
     # -- paths and names --------------------------------------------------------------
 
@@ -698,7 +699,7 @@ class Mailstore:
                 self._listed -= len(old[1])
 
     def changes(self, mailbox_id: int, since: int,
-                state: tuple[int, int, int]) -> tuple[list[MessageRecord], list[int]]:
+                state: tuple[int, int, int]) -> tuple[list[MessageRecord], list[int] | None]:
         """``db.message_changes(mailbox_id, since)``, read by a session that saw the index
         at ``state`` (read before this call).  The sessions of this process that ask
         for the same mailbox, mod-sequence and state share one read: the answer was
@@ -780,8 +781,8 @@ class Mailstore:
         a change made between the two reads, then the next call patches again)."""
         old_state, old = cached
         changed, gone = self._db().message_changes(box.id, old_state[1])
-        if len(changed) + len(gone) > max(64, len(old) // 4):
-            return None
+        if gone is None or len(changed) + len(gone) > max(64, len(old) // 4):
+            return None  # (None: the expunges since are no longer recorded one by one)
         expunged = set(gone)
         by_uid = {m.uid: m for m in changed}
         out = [by_uid.pop(m.uid, m) for m in old if m.uid not in expunged]

@@ -18,7 +18,7 @@ import logging
 import ssl
 from typing import Any, Awaitable, Callable
 
-from ..db import Conflict, Database, NotFound
+from ..db import Conflict, Database, NotFound, StorageUnavailable
 from ..log import event
 from .check import EXTENSIONS, compile_script
 from .grammar import SieveError
@@ -198,6 +198,10 @@ class Session:
                 self.bad = 0
                 try:
                     reply = await HANDLERS[cmd.name](self, cmd)
+                except StorageUnavailable as e:  # RFC 5804 §1.3: TRYLATER, a temporary failure
+                    event(log, "storage-unavailable", level=logging.ERROR, peer=self.peer, command=cmd.name,
+                          error=str(e))
+                    reply = Reply("NO", "The database cannot be reached now; try again later", "TRYLATER")
                 except Exception as e:  # a bug: the client gets NO, the session goes on
                     log.exception("event=managesieve-error peer=%s command=%s error=%r", self.peer, cmd.name, e)
                     reply = Reply("NO", "Internal error")

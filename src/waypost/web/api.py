@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..address import AddressError
-from ..db import Conflict, NotFound, QueueEntry, QueueFilter, QueuedMessage
+from ..db import Conflict, NotFound, QueueEntry, QueueFilter, QueuedMessage, StorageUnavailable
 from ..directory import DirectoryError
 from ..log import event
 from ..ops import Actor, Denied, Invalid, Operations, domain_view, object_view, token_actor
@@ -833,5 +833,12 @@ def build_api(web: "Web") -> Starlette:
             return error(500, "internal", "internal error")
         return error(code, "not_found" if code == 404 else "http_error", "no such API route" if code == 404 else str(exc))
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        event(log, "storage-unavailable", level=logging.ERROR, path=request.url.path, error=str(exc))
+        response = error(503, "unavailable", "the database cannot be reached now; try again later")
+        response.headers["Retry-After"] = "10"
+        return response
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, StorageUnavailable: unavailable,
+                                                        Exception: http_error})
 

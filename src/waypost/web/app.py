@@ -33,7 +33,7 @@ from starlette.types import Receive, Scope, Send
 
 from .. import files as filestore
 from ..address import AddressError, normalize_domain
-from ..db import MailboxRecord, MessageRecord
+from ..db import MailboxRecord, MessageRecord, StorageUnavailable
 from ..log import event
 from ..mailstore import OverQuota
 from ..mailstore.access import Access, MailboxRef
@@ -66,8 +66,10 @@ class Web:
         self.settings = server.settings
         self.sessions = Sessions(server.db, server.settings.web.session_lifetime)
         self.rules = rules_store(server.db).get  # the server-wide rules now in force
+        # auto_reload off: the templates are the package's files, and checking each one's
+        # mtime on every page is a stat per template per request.
         self.env = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
-                               autoescape=select_autoescape(default=True, default_for_string=True))
+                               autoescape=select_autoescape(default=True, default_for_string=True), auto_reload=False)
 
     def operations(self, actor: "Actor") -> Operations:
         """The operations layer acting as ``actor`` (the admin pages and the API)."""
@@ -349,7 +351,7 @@ def _list(web: Web, session: Session, name: str, page: int, sort: str = "arrival
         unread = ("\\Seen" not in m.flags) if seen is None else (m.uid not in seen)
         rows.append((m, heads[m.uid], unread, "\\Flagged" in m.flags))
     boxes = [r.name for r in access.own()]
-    return {"ref": ref, "rows": rows, "page": page, "pages": pages, "total": total, "all": len(msgs), "boxes": boxes,
+    return {"ref": ref, "rows": rows, "rows_html": render.list_rows(rows, ref.name), "page": page, "pages": pages, "total": total, "all": len(msgs), "boxes": boxes,
             "sort": sort, "order": "desc" if descending else "asc", "query": query}
 
 
@@ -795,8 +797,18 @@ def build_app(server: "Server") -> Callable[[Scope, Receive, Send], Awaitable[No
         return web.page(request, "error.html", 413, title="Too large",
                         message=f"The request is larger than {web.settings.web.max_upload_size} octets.")
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        # The database is down (PostgreSQL restarting, say): 503 with a retry hint and one
+        # log line, as SMTP answers 451 and IMAP NO [UNAVAILABLE]; never a 500 with a traceback.
+        event(log, "storage-unavailable", level=logging.ERROR, client=_client(request), path=request.url.path,
+              error=str(exc))
+        response = web.page(request, "error.html", 503, title="Try again later",
+                            message="The server cannot reach its database just now. Try again in a moment.")
+        response.headers["Retry-After"] = "10"
+        return response
+
     starlette = Starlette(routes=routes, exception_handlers={HTTPException: not_found, BodyTooLarge: too_large,
-                                                             Exception: not_found})
+                                                             StorageUnavailable: unavailable, Exception: not_found})
     limit = web.settings.web.max_upload_size + FORM_OVERHEAD
 
     api = build_api(web)
@@ -809,9 +821,15 @@ def build_app(server: "Server") -> Callable[[Scope, Receive, Send], Awaitable[No
             response = await metrics_endpoint(web, Request(scope, receive))
             await response(scope, receive, send)
             return
-        if scope["type"] == "http" and await mta_sts.respond(web.settings, server.directory, scope, receive, send):
-            return  # https://mta-sts.<domain>/.well-known/mta-sts.txt (RFC 8461 §3.3)
-        if scope["type"] == "http" and await _file_response(web, scope, receive, send):
+        try:
+            if scope["type"] == "http" and await mta_sts.respond(web.settings, server.directory, scope, receive, send):
+                return  # https://mta-sts.<domain>/.well-known/mta-sts.txt (RFC 8461 §3.3)
+            if scope["type"] == "http" and await _file_response(web, scope, receive, send):
+                return
+        except StorageUnavailable as e:  # (the look-ups before a response has started)
+            event(log, "storage-unavailable", level=logging.ERROR, path=scope.get("path", ""), error=str(e))
+            await Response("The server cannot reach its database just now; try again in a moment.\n", 503,
+                           media_type="text/plain", headers={"Retry-After": "10"})(scope, receive, send)
             return
         if scope["type"] == "http" and scope.get("method") not in ("GET", "HEAD"):
             # A body larger than a form may be is answered 413 before it is read when it

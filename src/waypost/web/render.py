@@ -11,11 +11,16 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser, BytesHeaderParser
+from typing import TYPE_CHECKING, Sequence
+from urllib.parse import quote
 
 import nh3
 
-__all__ = ["Attachment", "Draft", "Shown", "Summary", "attachment", "build", "decode_header", "draft", "render",
-           "summary"]
+if TYPE_CHECKING:
+    from ..db import MessageRecord
+
+__all__ = ["Attachment", "Draft", "Shown", "Summary", "attachment", "build", "decode_header", "draft", "list_rows",
+           "render", "summary"]
 
 #: Tags and attributes kept in message HTML; everything else (script, style, iframe,
 #: forms, event handlers, javascript: URLs) goes.
@@ -55,6 +60,23 @@ class Summary:
     subject: str
     sender: str
     date: str
+
+
+def list_rows(rows: "Sequence[tuple[MessageRecord, Summary, bool, bool]]", box: str) -> str:
+    """The rows of a message list (``messages.html``): (message, summary, unread,
+    flagged) each.  Made here rather than in the template because it is the hot loop
+    of the busiest page: Jinja escaped ten values a row (2.5 ms of CPU for a page of
+    50); here only the message's own texts are escaped (numbers, fixed words and the
+    quoted mailbox name need none).  HTML, for ``|safe``."""
+    escape = html.escape
+    link = f"/mail/msg?box={quote(box, safe='')}&amp;uid="
+    out = []
+    for m, s, unread, flagged in rows:
+        out.append(f'<tr class="{"unread" if unread else "read"}" data-uid="{m.uid}"><td><input type="checkbox" '
+                   f'name="uid" value="{m.uid}" aria-label="select"> {"★" if flagged else ""}</td>'
+                   f'<td>{escape(s.sender)}</td><td><a href="{link}{m.uid}">{escape(s.subject)}</a></td>'
+                   f'<td>{escape(s.date)}</td><td>{m.size if m.size >= 0 else ""}</td></tr>\n')
+    return "".join(out)
 
 
 def decode_header(value: object, limit: int = 0) -> str:

@@ -212,3 +212,29 @@ def test_a_dkim_signed_message_is_sealed(sealer, dns, db, secrets):
     sealed = sealer.seal(OUR_AR + signed, "q3")
     assert sealed.startswith(b"ARC-Seal: i=1; cv=none;")
     assert dkimpy_verify(dns, sealed) == (dkim.CV_Pass, "success")
+
+
+def test_openssl_seal_is_dkimpys_octet_for_octet(db, secrets, dns):
+    """``arc_sign`` (the RSA operations by OpenSSL) writes exactly the set dkimpy's own
+    ``ARC.sign`` writes (RSASSA-PKCS1-v1_5 is deterministic): a first set, a second one
+    over a chain that passed, and one over a failed chain; then dkimpy verifies it."""
+    from waypost.mailauth.arc import arc_sign
+
+    key = add_key(db, secrets, dns, "receiver.test", "arcx")
+    pem = secrets.open(key.private_key).encode("ascii")
+    fields = [b"from", b"to", b"subject", b"date", b"message-id"]
+    first = b"".join(arc_sign(OUR_AR + MESSAGE, b"arcx", b"receiver.test", pem, b"mx.receiver.test", fields,
+                              timestamp=1765000000)) + OUR_AR + MESSAGE
+    cases = {
+        "first": OUR_AR + MESSAGE,
+        "second": b"Authentication-Results: mx.receiver.test; arc=pass\r\n" + first,
+        "after a failure": b"Authentication-Results: mx.receiver.test; arc=fail\r\n" + first,
+    }
+    for name, message in cases.items():
+        ours = arc_sign(message, b"arcx", b"receiver.test", pem, b"mx.receiver.test", fields, timestamp=1765000000)
+        reference = dkim.ARC(message, linesep=b"\r\n").sign(b"arcx", b"receiver.test", pem, b"mx.receiver.test",
+                                                           include_headers=fields, timestamp=1765000000)
+        assert ours and ours == reference, name
+    assert dkimpy_verify(dns, first) == (dkim.CV_Pass, "success")
+    # No Authentication-Results of ours: no set, as dkimpy.
+    assert arc_sign(MESSAGE, b"arcx", b"receiver.test", pem, b"mx.receiver.test", fields) == []

@@ -287,3 +287,54 @@ def test_b_tag_emptied_as_dkimpy_does():
         assert ours == dkim.RE_BTAG.sub(b"\\1", value), value
         changed += ours != value
     assert changed > 1000
+
+
+def _outcome_of(call: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        return "result", call()
+    except Exception as e:
+        return type(e).__name__, str(e)
+
+
+def test_relaxed_canonicalization_and_parsing_same_as_dkimpy():
+    """``relaxed_headers``, ``relaxed_body`` and ``parse_message`` give dkimpy's output
+    (``Relaxed``, ``rfc822_parse``) octet for octet, exceptions included, on random
+    texts of the characters that matter (runs of spaces and tabs, bare CR and LF, empty
+    lines, continuation lines, mbox "From " lines, fields without a colon)."""
+    import random
+
+    from dkim.canonicalization import Relaxed
+
+    from waypost.mailauth.fastverify import parse_message, relaxed_body, relaxed_headers
+
+    pieces = [b" ", b"  ", b"\t", b"\r", b"\n", b"\r\n", b"\r\n\r\n", b"\r\n ", b"\r\n\t", b"a", b"Bc", b":",
+              b"From ", b"Subject:", b"x-y:", b"\x7f", b"\xe9", b" \r\n", b"\t\r\n", b"\r\n\r\n\r\n"]
+    rng = random.Random(6376)
+    kinds: dict[str, int] = {}
+    for _ in range(20000):
+        raw = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        assert relaxed_body(raw) == Relaxed.canonicalize_body(raw), raw
+        fields = [[b"Name ", raw], [b"X", raw + b" \t x"]]
+        assert relaxed_headers(fields) == Relaxed.canonicalize_headers(fields), raw
+        message = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")  # as Canon has it
+        ours, reference = _outcome_of(lambda: parse_message(message)), _outcome_of(lambda: dkim.rfc822_parse(message))
+        assert ours == reference, message
+        kinds[ours[0]] = kinds.get(ours[0], 0) + 1
+    # Both outcomes (a parse, and dkimpy's refusals) were seen many times.
+    assert kinds.get("result", 0) > 1000 and kinds.get("MessageFormatError", 0) > 1000, kinds
+
+
+def test_select_headers_same_as_dkimpy():
+    """``select_headers`` with the names given picks dkimpy's fields (repeated names in
+    h=, names absent from the message, mixed case in the message)."""
+    import random
+
+    from waypost.mailauth.fastverify import select_headers
+
+    names = [b"From", b"from", b"To", b"Subject", b"ARC-Seal", b"arc-seal", b"X"]
+    rng = random.Random(5422)
+    for _ in range(5000):
+        headers = [(rng.choice(names), b"v%d" % i) for i in range(rng.randint(0, 12))]
+        include = [rng.choice(names).lower() for _ in range(rng.randint(0, 8))]
+        assert select_headers(headers, [x[0].lower() for x in headers], include) == \
+            dkim.select_headers(headers, include), (headers, include)

@@ -171,3 +171,23 @@ async def test_authentication_results_cannot_be_forged_through_its_values(zone, 
     assert 'smtp.mailfrom="a\\"b;spf=pass@example.test"' in v.header
     assert 'smtp.helo="h;dkim=pass"' in v.header
     assert "\r\n" not in v.header[:-2].replace(";\r\n\t", "")
+
+
+def test_field_values_are_header_fields_of_that_name():
+    """``field_values`` (the From scan of every check) keeps exactly the fields of that
+    name ``header_fields`` gives, on random header sections (continuation lines after a
+    From, after another field, after a line without a colon, before any field)."""
+    import random
+
+    from waypost.mailauth.sign import field_values, header_fields
+
+    pieces = [b"From: a@b.test", b"from :x", b"FROM:", b"To: c", b"\r\n", b"\r\n ", b"\r\n\t", b" y", b"garbage",
+              b"\xe9", b":", b"\r\n\r\n", b"Fromage: no"]
+    rng = random.Random(5322)
+    seen = 0
+    for _ in range(5000):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 25)))
+        expected = [f for f in header_fields(data) if f[0] == "from"]
+        assert field_values(data, "from") == expected, data
+        seen += bool(expected)
+    assert seen > 1000

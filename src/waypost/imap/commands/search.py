@@ -29,6 +29,7 @@ from .. import message as mime
 from ..objectid import email_id
 from . import context
 from ..proto import ESearchData, ModSeqKey, Search, SearchData, SearchKey, SequenceKey, SequenceSet, Tagged
+from ..proto.response import Codes
 from ..proto.search import All, And, Larger, Not, Or, Smaller
 
 log = logging.getLogger("waypost.imap")
@@ -58,12 +59,13 @@ class _Lowered:
     UIDs whose header is not plain (``message.plain_header``).  ``scan`` searches
     them all at once, joined (in UID order) into one string."""
 
-    __slots__ = ("headers", "odd", "size", "_joined")
+    __slots__ = ("headers", "odd", "size", "pruned", "_joined")
 
     def __init__(self) -> None:
         self.headers: dict[int, bytes] = {}
         self.odd: set[int] = set()
         self.size = 0  # octets held, the joined copy included
+        self.pruned = False  # the index's stale rows were dropped once
         self._joined: tuple[bytes, list[int], list[int]] | None = None
 
     def add(self, uid: int, block: bytes) -> None:
@@ -181,10 +183,12 @@ def _paths(conn: Connection, sel: Selected, uids: list[int]) -> list[str]:
 
 
 async def _from_files(conn: Connection, sel: Selected, uids: list[int], lowered: _Lowered | None,
-                      raw: dict[int, bytes], writes: list[asyncio.Future[None]]) -> None:
-    """Read the header blocks of ``uids`` from their files into ``raw`` (b"" for a
-    message whose file is gone) and ``lowered``; keeping them in the index is added
-    to ``writes`` (it goes on in a thread meanwhile: await them).  (Reading in
+                      raw: dict[int, bytes], writes: list[asyncio.Future[None]],
+                      lost: set[int] | None = None) -> None:
+    """Read the header blocks of ``uids`` from their files into ``raw`` and
+    ``lowered``; a message whose file is gone gets b"" in ``raw`` and, given
+    ``lost``, goes there instead.  Keeping the blocks in the index is added to
+    ``writes`` (it goes on in a thread meanwhile: await them).  (Reading in
     batches, the next read while this one is kept, is slower: the threads contend.)"""
     db = conn.store.db
     assert db is not None
@@ -192,7 +196,10 @@ async def _from_files(conn: Connection, sel: Selected, uids: list[int], lowered:
     fresh: list[tuple[int, bytes]] = []
     for uid, block in zip(uids, blocks):
         if block is None:
-            raw[uid] = b""  # expunged meanwhile: matches as an empty message
+            if lost is not None:
+                lost.add(uid)  # expunged meanwhile: nothing to answer from
+            else:
+                raw[uid] = b""
         else:
             raw[uid] = block
             fresh.append((uid, block))
@@ -205,13 +212,15 @@ async def _from_files(conn: Connection, sel: Selected, uids: list[int], lowered:
 
 
 async def _lowered_headers(conn: Connection, sel: Selected, uids: list[int],
-                           writes: list[asyncio.Future[None]]) -> tuple[_Lowered, dict[int, bytes]]:
+                           writes: list[asyncio.Future[None]]) -> tuple[_Lowered, dict[int, bytes], set[int]]:
     """This mailbox's lower-cased header blocks, with every one of ``uids`` (the
     missing ones from the index, else from the files: see ``_from_files`` for
-    ``writes``), and the raw blocks read."""
+    ``writes``), the raw blocks read, and the UIDs of ``uids`` whose header is
+    nowhere (expunged, its file gone, and never kept in the index)."""
     box = sel.box
     lowered = _MEMORY.get((box.id, box.uidvalidity))
     raw: dict[int, bytes] = {}
+    lost: set[int] = set()
     known = lowered.headers
     missing = list(filterfalse(known.__contains__, uids))
     if missing:
@@ -224,16 +233,18 @@ async def _lowered_headers(conn: Connection, sel: Selected, uids: list[int],
             if block is not None:
                 raw[uid] = block
                 lowered.add(uid, block)
-        if every and len(got) > len(sel.msgs) + _FETCH_ALL_ABOVE:
-            # Rows of messages expunged without ``message_headers_delete``.
+        if every and len(got) > len(sel.msgs) + _FETCH_ALL_ABOVE and not lowered.pruned:
+            # Rows of messages expunged long ago (those of recent expunges stay:
+            # ``message_expunge``).
+            lowered.pruned = True
             await asyncio.to_thread(db.message_headers_prune, box.id)
         unread = [u for u in missing if u not in raw]
         if unread:
-            await _from_files(conn, sel, unread, lowered, raw, writes)
+            await _from_files(conn, sel, unread, lowered, raw, writes, lost)
         if len(known) > len(sel.msgs) + _FETCH_ALL_ABOVE:
             lowered.drop_except(sel.msgs)
         _MEMORY.trim()
-    return lowered, raw
+    return lowered, raw, lost
 
 
 async def header_blocks(conn: Connection, sel: Selected, uids: list[int]) -> dict[int, bytes]:
@@ -253,12 +264,34 @@ async def header_blocks(conn: Connection, sel: Selected, uids: list[int]) -> dic
     return raw
 
 
+#: An expunge of at most this many messages first keeps in the index the header
+#: blocks it lacks of them (read from their files), so that the sessions that still
+#: show them find them by header until they are told (``find``); a larger one
+#: leaves those to OK [EXPUNGEISSUED].
+_KEEP_AT_EXPUNGE = 1000
+
+
+async def keep_headers(conn: Connection, sel: Selected, msgs: list[MessageRecord]) -> None:
+    """Before ``msgs`` of the selected mailbox are expunged: make sure the index
+    keeps their header blocks (``_KEEP_AT_EXPUNGE``)."""
+    if not msgs or len(msgs) > _KEEP_AT_EXPUNGE:
+        return
+    db = conn.store.db
+    assert db is not None
+    box = sel.box
+    missing = await asyncio.to_thread(db.message_headers_missing, box.id, [m.uid for m in msgs])
+    if missing:
+        writes: list[asyncio.Future[None]] = []
+        await _from_files(conn, sel, missing, _MEMORY.boxes.get((box.id, box.uidvalidity)), {}, writes)
+        await asyncio.gather(*writes)
+
+
 class _Target:
     """One message as the search evaluation sees it (``message.SearchTarget``);
     ``at`` moves it to the next message, so one object serves a whole search."""
 
-    __slots__ = ("seq", "uid", "size", "internaldate", "savedate", "modseq", "_m", "_header", "_view", "_sel",
-                 "_store")
+    __slots__ = ("seq", "uid", "size", "internaldate", "savedate", "modseq", "lost", "_m", "_header", "_view",
+                 "_sel", "_store")
 
     def __init__(self, conn: Connection, sel: Selected) -> None:
         self._sel = sel
@@ -266,6 +299,7 @@ class _Target:
         self.seq = self.uid = self.size = self.modseq = 0
         self.internaldate = 0.0
         self.savedate: float | None = None
+        self.lost = False  # a file was gone when read (expunged meanwhile)
         self._m: MessageRecord | None = None
         self._header: bytes | None = None
         self._view: mime.MessageView | None = None
@@ -300,6 +334,7 @@ class _Target:
                 try:
                     return store.read(box, m)
                 except FileNotFoundError:
+                    self.lost = True
                     return b""
 
             self._view = mime.MessageView(load, header=self._header)
@@ -381,14 +416,23 @@ def _mentions_saved(key: SearchKey) -> bool:
 
 class Found:
     """What a search found: ``uids`` in mailbox order, the highest mod-sequence
-    among them (``top``), and whether the criteria named MODSEQ."""
+    among them (``top``), whether the criteria named MODSEQ, and whether messages
+    expunged meanwhile could not be tested (``lost``: the tagged OK then says
+    [EXPUNGEISSUED], ``completed``)."""
 
-    __slots__ = ("uids", "top", "with_modseq")
+    __slots__ = ("uids", "top", "with_modseq", "lost")
 
-    def __init__(self, uids: list[int], top: int, with_modseq: bool) -> None:
+    def __init__(self, uids: list[int], top: int, with_modseq: bool, lost: bool = False) -> None:
         self.uids = uids
         self.top = top
         self.with_modseq = with_modseq
+        self.lost = lost
+
+    def completed(self, tag: str, what: str) -> Tagged:
+        """The tagged OK of the command that searched."""
+        if self.lost:
+            return Tagged(tag, "OK", f"{what} completed (some messages were expunged)", Codes.EXPUNGEISSUED)
+        return Tagged(tag, "OK", f"{what} completed")
 
 
 async def find(conn: Connection, criteria: SearchKey) -> Found:
@@ -411,22 +455,30 @@ async def find(conn: Connection, criteria: SearchKey) -> Found:
     target = _Target(conn, sel)
     need = mime.content_needed(key)
     flt = mime.prefilter(key) if need != mime.CONTENT_NONE else None
-    live = [u for u in all_uids if u not in gone] if gone else all_uids
     writes: list[asyncio.Future[None]] = []
+    # A message another session expunged keeps its number here until its EXPUNGE is
+    # sent (``gone``), and criteria still match it as they matched before (RFC 2180
+    # §4.1.3, and as Dovecot's view does; imaptest: "SEARCH result missing seq"):
+    # those of the index from the session's record of it, header criteria from the
+    # header block the index keeps after the expunge (``message_expunge``).  What can
+    # no longer be read (a header never kept, a body: the file is gone) is left out,
+    # and the answer says so: OK [EXPUNGEISSUED] (RFC 5530 §3, as Dovecot answers).
+    lost = False
     if need == mime.CONTENT_NONE:
-        # A message another session expunged keeps its number here until its EXPUNGE
-        # is sent, and the index's record of it (flags, size, dates) is still this
-        # session's: criteria of the index match it, as FETCH answers it (RFC 2180
-        # §4.1.3) and as Dovecot's view does (imaptest: "SEARCH result missing seq").
         numbered = list(enumerate(all_uids, 1))
         hits, top = _evaluate(test, target, sel, numbered, None)
     elif need == mime.CONTENT_HEADER or flt is not None:
-        lowered, raw = await _lowered_headers(conn, sel, live, writes)
+        lowered, raw, unknown = await _lowered_headers(conn, sel, all_uids, writes)
         if flt is None:
-            chosen = live
+            chosen = [u for u in all_uids if u not in unknown] if unknown else all_uids
         else:
             msgs = sel.msgs
-            chosen = [u for u in _narrow(lowered, flt) if u in msgs and u not in gone]
+            chosen = [u for u in _narrow(lowered, flt) if u in msgs]
+        lost = bool(unknown)
+        if need == mime.CONTENT_BODY and gone:
+            kept = [u for u in chosen if u not in gone]
+            lost = lost or len(kept) < len(chosen)
+            chosen = kept
         numbered = [(bisect_left(all_uids, u) + 1, u) for u in chosen]
         missing = [u for u in chosen if u not in raw]
         if missing:
@@ -442,12 +494,14 @@ async def find(conn: Connection, criteria: SearchKey) -> Found:
             hits, top = _evaluate(test, target, sel, numbered, raw)
     else:
         numbered = [(i + 1, u) for i, u in enumerate(all_uids) if u not in gone]
+        lost = bool(gone)
         hits, top = await asyncio.to_thread(_evaluate, test, target, sel, numbered, None)
+    lost = lost or target.lost
     if writes:
         # The header blocks read from files go on into the index after the answer:
         # they are a cache (the next SEARCH finds them in memory meanwhile).
         _keep(asyncio.ensure_future(asyncio.gather(*writes, return_exceptions=True)))
-    return Found(hits, top, with_modseq)
+    return Found(hits, top, with_modseq, lost)
 
 
 def numbers_of(sel: Selected, uids: list[int], uid: bool) -> list[int]:
@@ -539,7 +593,7 @@ async def search(conn: Connection, cmd: Search) -> Tagged:
                  partial=cmd.partial)
         if "UPDATE" in cmd.returns:
             context.remember(conn, cmd.tag, cmd.uid, cmd.criteria, None, found.uids)
-    return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}SEARCH completed")
+    return found.completed(cmd.tag, f"{'UID ' if cmd.uid else ''}SEARCH")
 
 
 _PENDING: set[asyncio.Future[Any]] = set()

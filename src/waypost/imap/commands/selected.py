@@ -39,6 +39,7 @@ from ..proto import (
 )
 from ..search_context import private_change
 from .authenticated import find_mailbox, no_permission, permitted_flags
+from .search import keep_headers
 
 if TYPE_CHECKING:
     from ..server import Connection
@@ -67,6 +68,7 @@ async def close(conn: Connection, cmd: Close) -> Tagged:
         sel.catch_up(conn.store)  # \Deleted as it is now, whoever set it
         # RFC 3501 §6.4.2: expunge silently, no EXPUNGE responses.
         doomed = [sel.msgs[u] for u in sel.uids if "\\Deleted" in sel.msgs[u].flags and u not in sel.gone]
+        await keep_headers(conn, sel, doomed)
         await asyncio.to_thread(conn.store.expunge, sel.box, doomed)
     conn.selected = None
     return Tagged(cmd.tag, "OK", "CLOSE completed")
@@ -91,6 +93,7 @@ async def expunge(conn: Connection, cmd: Expunge | UidExpunge) -> Tagged:
         wanted = set(sel.uids)
     doomed = [sel.msgs[u] for u in sel.uids
               if u in wanted and u not in sel.gone and "\\Deleted" in sel.msgs[u].flags]
+    await keep_headers(conn, sel, doomed)
     uids = await asyncio.to_thread(conn.store.expunge, sel.box, doomed)
     conn.send(*sel.expunged_here(uids))
     if sel.qresync:
@@ -219,6 +222,7 @@ async def copy(conn: Connection, cmd: Copy | Move) -> Tagged:
     # RFC 6851 §4.3: the COPYUID goes in an untagged OK before the EXPUNGEs.
     if code is not None:
         conn.send(Untagged("OK", "Moved", code))
+    await keep_headers(conn, sel, msgs)
     uids = await asyncio.to_thread(conn.store.expunge, sel.box, msgs)
     conn.send(*sel.expunged_here(uids))
     return Tagged(cmd.tag, "OK", "MOVE completed")

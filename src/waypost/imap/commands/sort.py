@@ -66,7 +66,7 @@ async def sort(conn: Connection, cmd: Sort) -> Tagged:
                  partial=cmd.partial)
         if "UPDATE" in cmd.returns:
             context.remember(conn, cmd.tag, cmd.uid, cmd.criteria, cmd.keys, uids)
-    return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}SORT completed")
+    return found.completed(cmd.tag, f"{'UID ' if cmd.uid else ''}SORT")
 
 
 async def thread(conn: Connection, cmd: Thread) -> Tagged:
@@ -77,7 +77,7 @@ async def thread(conn: Connection, cmd: Thread) -> Tagged:
     algorithm = _ALGORITHMS[cmd.algorithm]
     threads: list[ThreadNode] = await _run(algorithm, items)
     conn.send(ThreadData(tuple(threads)))
-    return Tagged(cmd.tag, "OK", f"{'UID ' if cmd.uid else ''}THREAD completed")
+    return found.completed(cmd.tag, f"{'UID ' if cmd.uid else ''}THREAD")
 
 
 #: RFC 5256 §3 and THREAD=REFS.

@@ -28,10 +28,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import dns.resolver
-
 from ...log import event
-from ...mailauth import Lookup, check_message
+from ...mailauth import AnswerCache, Lookup, check_message
 from ...queue import Recipient
 from ..proto import Mode
 from ..replies import Reply
@@ -88,12 +86,15 @@ def strip_forged(message: bytes, hostname: str) -> tuple[bytes, int]:
     ``hostname`` (any case); and how many were removed."""
     end = message.find(b"\r\n\r\n")
     head, body = (message, b"") if end < 0 else (message[: end + 2], message[end + 2:])
-    if b"authentication-results" not in head.lower():
+    lowered = head.lower()
+    if b"authentication-results" not in lowered:
         return message, 0
+    want = hostname.rstrip(".").lower()
+    if head.isascii() and want.encode("utf-8") not in lowered:
+        return message, 0  # no field can name our host (without the text, no authserv-id can)
     fields = [f for f in _FIELD_START.split(head) if f]
     kept: list[bytes] = []
     removed = 0
-    want = hostname.rstrip(".").lower()
     for f in fields:
         name, colon, value = f.partition(b":")
         if colon and name.strip().lower() == b"authentication-results":
@@ -127,17 +128,13 @@ def junked(recipients: list[Recipient]) -> list[Recipient]:
             if r.route.kind == "local" and not r.route.mailbox else r for r in recipients]
 
 
-#: DNS answers a worker keeps (each for its TTL) for the inbound checks.
-CACHE_SIZE = 10_000
-
-
 def _lookup(s: WaypostSMTP) -> Lookup:
-    """The worker's resolver for the checks, with a cache: the SPF, DMARC and DKIM key
-    records of a sender that writes often are asked once per TTL, not per message."""
+    """The worker's resolver for the checks, with a cache (``mailauth.AnswerCache``): the
+    SPF, DMARC and DKIM key records of a sender that writes often are asked once per
+    TTL, not per message."""
     lookup = s.service.mailauth_lookup
     if lookup is None:
-        lookup = s.service.mailauth_lookup = Lookup(s.settings)
-        lookup.resolver.cache = dns.resolver.LRUCache(CACHE_SIZE)
+        lookup = s.service.mailauth_lookup = Lookup(s.settings, cache=AnswerCache())
     assert isinstance(lookup, Lookup)
     return lookup
 
@@ -148,10 +145,12 @@ async def check(s: WaypostSMTP, message: bytes) -> Inbound:
     enforce = settings.mailauth.inbound == "enforce"
     sender = s.mail_from or ""
     try:
-        verdict = await asyncio.wait_for(
-            check_message(settings, message, s.client_ip or "", s.host_name or "", sender, _lookup(s)),
-            settings.mailauth.timeout)
-    except asyncio.TimeoutError:
+        # asyncio.timeout, not wait_for: the check runs in this session's task (wait_for
+        # made a task of its own for every message).
+        async with asyncio.timeout(settings.mailauth.timeout):
+            verdict = await check_message(settings, message, s.client_ip or "", s.host_name or "", sender,
+                                          _lookup(s))
+    except TimeoutError:
         event(log, "mailauth", level=logging.WARNING, client=s.client_ip, sender=f"<{sender}>",
               result="temperror", reason=f"checks took longer than {settings.mailauth.timeout}s",
               action="defer" if enforce else "tag")

@@ -443,6 +443,10 @@ class Database(Protocol):
         mod-sequence."""
     def message_list(self, mailbox_id: int) -> list[MessageRecord]:
         """Every message, by ascending UID."""
+    def message_first_unseen(self, mailbox_id: int, below: int) -> int | None:
+        """The lowest UID under ``below`` whose flags lack \\Seen (the owner's view), or
+        None: SELECT's [UNSEEN] without reading the listing (a walk of the UID index
+        that stops at the first match)."""
     def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int] | None]:
         """Messages added or changed after mod-sequence ``since`` (by UID), and the UIDs
         expunged after it; None instead of the UIDs when ``since`` is below the

@@ -70,6 +70,9 @@ _READ_HIGH = 1 << 20
 _WRITE_HIGH = 1 << 20
 #: Plaintext octets inflated at a time when the parser asks for more (COMPRESS).
 _INFLATE_CHUNK = 64 * 1024
+#: Commands that do not need the selected mailbox's message records read first
+#: (``load_records``): IDLE reads them when a change wakes it.
+_NO_RECORDS = frozenset({"SELECT", "EXAMINE", "UNSELECT", "LOGOUT", "IDLE"})
 
 #: (login, password, server_ip, client_ip) -> "name@domain" or None; it throttles and logs failures.
 Authenticate = Callable[[str, str, "str | None", "str | None"], Awaitable["str | None"]]
@@ -491,10 +494,20 @@ class Connection(asyncio.Protocol):
             return True
         return False
 
+    async def load_records(self) -> None:
+        """The selected mailbox's message records, read in a thread when SELECT did not
+        have them at hand (a 100,000-message mailbox just after a restart): never on
+        the event loop, which every session of the worker shares."""
+        sel = self.selected
+        if sel is not None and not sel.loaded:
+            await asyncio.to_thread(sel.load, self.store)
+
     async def _dispatch(self, command: Command) -> str:
         """Run one command; its status, or "NONE" when the handler answered itself."""
         handler = HANDLERS[command.name]
         try:
+            if command.name not in _NO_RECORDS:
+                await self.load_records()
             reply = await handler(self, command)
         except StorageUnavailable as e:  # RFC 5530 §3: a temporary failure, one log line
             event(log, "storage-unavailable", level=logging.ERROR, peer=self.peer, command=command.name, error=str(e))
@@ -507,6 +520,7 @@ class Connection(asyncio.Protocol):
         if self.selected is not None and reply.status != "BAD" and command.name not in ("SELECT", "EXAMINE"):
             allow = command.name not in UPDATES_WITHOUT_EXPUNGE or getattr(command, "uid", False)
             try:
+                await self.load_records()
                 updates = self.selected.refresh(self.store, allow_expunge=allow)
                 if updates:
                     self.send(*updates)
@@ -596,6 +610,7 @@ class Connection(asyncio.Protocol):
                 wake.clear()
                 if self.selected is not None:
                     try:
+                        await self.load_records()
                         updates = self.selected.refresh(self.store, allow_expunge=True)
                     except StorageUnavailable as e:
                         # The database is down: keep idling (a phone should not be cut

@@ -48,6 +48,7 @@ SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 class Account:
     domain: str
     name: str
+    created: float = 0.0  # the account object's creation time: a name made again is another account
 
     @property
     def address(self) -> str:

@@ -113,7 +113,8 @@ def snapshot(inst) -> str:
                  [(k.domain, k.selector, k.activated) for k in db.dkim_keys()],
                  [(o.address, db.sieve_list(o.domain, o.name), [(s, db.sieve_get(o.domain, o.name, s))
                                                                 for s, _ in db.sieve_list(o.domain, o.name)],
-                   db.quota_usage(o.domain, o.name), sorted(b.name for b in db.mailbox_list(o.domain, o.name)))
+                   db.quota_usage(o.domain, o.name), sorted(b.name for b in db.mailbox_list(o.domain, o.name)),
+                   db.mailbox_alias_list(o.domain, o.name))
                   for o in db.list_objects(kind="account")]]
         return json.dumps(parts, sort_keys=True, default=str)
     finally:
@@ -148,6 +149,7 @@ BODIES = {
     "createMailbox": {"name": "Projects"}, "generateDkimKey": {"algorithm": "ed25519"}, "setDkimKey": {"active": False},
     "putSieveScript": {"script": "discard;\n", "activate": True}, "activateSieveScript": {"name": None},
     "setFileArea": {"limit": "1M", "listing": True}, "setDomainFileLimit": {"limit": "10M"},
+    "setMailboxAlias": {"target": "INBOX"},
 }
 #: What a domain administrator of A (or a token scoped to A) may call about B: lists,
 #: which show only A's part of them (checked below), and who they are.
@@ -461,6 +463,18 @@ def test_dkim_dns_quotas_sieve_and_mailboxes_with_curl(api):
     code, err = curl("POST", f"/api/v1/accounts/user@{A}/mailboxes", {"name": "a\u0001b"})
     assert code == 400 and err["error"]["field"] in ("mailbox", "name"), err
     assert "Projects/2027" in api.ok("mailbox", "list", f"user@{A}")
+    # Mailbox aliases: a name standing for a mailbox the account may see; a loop refused.
+    code, alias = curl("PUT", f"/api/v1/accounts/user@{A}/mailbox-aliases/Current", {"target": "Projects/2027"})
+    assert code == 200 and alias == {"alias": "Current", "target": "Projects/2027"}, alias
+    code, err = curl("PUT", f"/api/v1/accounts/user@{A}/mailbox-aliases/Other", {"target": f"~other@{B}/INBOX"})
+    assert code == 400 and err["error"]["field"] == "target", err  # no 'l' right there
+    code, err = curl("PUT", f"/api/v1/accounts/user@{A}/mailbox-aliases/Projects", {"target": "INBOX"})
+    assert code == 400 and err["error"]["field"] == "name", err  # a mailbox of its own has that name
+    assert "Current" in api.ok("mailbox", "alias", "list", f"user@{A}")
+    code, gone = curl("DELETE", f"/api/v1/accounts/user@{A}/mailbox-aliases/Current")
+    assert code == 200 and gone["target"] == "Projects/2027"
+    assert curl("GET", f"/api/v1/accounts/user@{A}/mailbox-aliases")[1] == {"items": []}
+    assert curl("DELETE", f"/api/v1/accounts/user@{A}/mailbox-aliases/Current")[0] == 404
     api.expect_log(r"event=admin-change actor=token:scoped-a action=mailbox-create object=user@a\.test/Projects/2027")
 
 

@@ -594,9 +594,13 @@ class Operations(ServerOps, MailOps):
     # -- the queue ---------------------------------------------------------------------
 
     def queue_scope(self, where: QueueFilter, domain: str | None = None) -> QueueFilter:
-        """The filter narrowed to what the actor may see: a domain administrator sees
-        the messages waiting for recipients of their domains (``domain``, or their only
-        domain); a server administrator everything (``domain``: that domain's)."""
+        """The filter narrowed to what the actor may see.  The queue entries of a
+        domain (issue 18: "the queue entries of the domains given to them") are its
+        mail both ways: messages with a queued recipient in it, and messages one of its
+        accounts sent (the account that logged in to send it: the MAIL FROM address
+        alone proves nothing, anyone may write it).  A domain administrator sees those
+        of ``domain``, or of their only domain; a server administrator everything
+        (``domain``: that domain's)."""
         import dataclasses
 
         if domain is not None:
@@ -613,9 +617,7 @@ class Operations(ServerOps, MailOps):
             d = next(iter(self.actor.domains))
         else:
             return where
-        if where.recipient is not None and not where.recipient.lower().endswith("@" + d):
-            raise Invalid("recipient", f"not an address of {d}")
-        return dataclasses.replace(where, recipient=where.recipient or f"*@{d}")
+        return dataclasses.replace(where, domain=d)
 
     def queue_list(self, where: QueueFilter, domain: str | None = None, limit: int | None = None,
                    offset: int = 0) -> Iterator[QueueEntry]:
@@ -650,7 +652,15 @@ class Operations(ServerOps, MailOps):
         return int(self.db.queue_count(self.queue_scope(where, domain)))
 
     def _may_see(self, m: QueuedMessage) -> bool:
-        return self.actor.server_admin or any(self.actor.may(r.address.rpartition("@")[2]) for r in m.recipients)
+        """A message of the actor's domains: a recipient there, or sent by one of their
+        accounts (as ``queue_scope``)."""
+        from ..db.base import queue_auth_domain, queue_domain
+
+        if self.actor.server_admin:
+            return True
+        sent_by = queue_auth_domain(m.envelope)
+        return (bool(sent_by) and self.actor.may(sent_by)) or any(self.actor.may(queue_domain(r.address))
+                                                                  for r in m.recipients)
 
     def queue_get(self, msg_id: str) -> QueuedMessage:
         if not msg_id or "/" in msg_id or msg_id.startswith(".") or len(msg_id) > 100:

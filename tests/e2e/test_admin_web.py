@@ -346,7 +346,22 @@ def test_a_domain_administrator_makes_a_dkim_key_and_sets_quotas_and_sieve(page,
     page.wait_for_url("**/admin/quotas?domain=a.test")
     assert page.locator(f"#quotas tr[data-account='boss@{A}'] .message-limit").inner_text() == "900"
     assert page.locator(f"#quotas tr[data-account='user@{A}'] .message-limit").inner_text() == "300"
+    page.fill("#files-default input[name=files_limit]", "lots")
+    page.click("#files-default button")
+    assert "limit" in page.inner_text("#error")
+    page.fill("#files-default input[name=files_limit]", "3M")
+    page.click("#files-default button")
+    page.wait_for_url("**/admin/quotas?domain=a.test")
+    assert page.input_value("#files-default input[name=files_limit]") == str(3 << 20)
+    assert '"limit_from": "domain"' in server.ok("files", "usage", f"boss@{A}", "--json")
     shot(page, "admin-quotas")
+    # The file area's own limit.
+    page.goto(url(server, f"/admin/account?address=user@{A}"))
+    page.fill("#account-files input[name=files_limit]", "5M")
+    page.click("#account-files button")
+    page.wait_for_url("**/admin/account?address=user%40a.test")
+    assert "5.0 MiB" in page.inner_text("#files-usage") and "account" in page.inner_text("#files-usage")
+    assert '"limit": 5242880' in server.ok("files", "usage", f"user@{A}", "--json")
     # Sieve: a bad script shown with its line, nothing stored; a good one active.
     page.goto(url(server, f"/admin/account?address=user@{A}"))
     page.fill("#sieve-put input[name=name]", "main")
@@ -369,3 +384,5 @@ def test_a_domain_administrator_makes_a_dkim_key_and_sets_quotas_and_sieve(page,
     server.ok("sieve", "delete", f"user@{A}", "main")
     server.ok("account", "set", f"user@{A}", "--quota", "default", "--quota-messages", "default")
     server.ok("domain", "set", A, "--quota-messages", "unlimited")
+    server.ok("files", "set", f"user@{A}", "--default-limit")
+    server.ok("files", "set-domain", A, "--default-limit")

@@ -229,6 +229,7 @@ class Connection(asyncio.Protocol):
         self._flush_scheduled = False
         self._corrupt = False
         self.notify: Any = None  # RFC 5465: the session's ``notify.Watcher``, after NOTIFY SET
+        self._account_token: bytes | None = None  # settings token of the last account check
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -449,6 +450,12 @@ class Connection(asyncio.Protocol):
                 if self._count_bad():
                     return
                 continue
+            if self.account is not None and not await self._account_still_there():
+                # Removed, disabled or made again under its name (another customer's
+                # account now): this session's login is void (RFC 3501 §7.1.5 BYE).
+                event(log, "imap-account-gone", peer=self.peer, account=self.account.address)
+                self.send(Untagged("BYE", "The account was removed or changed; log in again"))
+                return
             self._busy = True
             try:
                 result = await self._dispatch(command)
@@ -463,6 +470,22 @@ class Connection(asyncio.Protocol):
                 self.send(Untagged("BYE", "Too many bad commands"))
                 return
             await self.drain()
+
+    async def _account_still_there(self) -> bool:
+        """Whether the account this session logged in to is still the same enabled
+        account.  Looked up again only when the cached settings changed (any directory
+        write, by any process, replaces the token), else once per command."""
+        assert self.account is not None
+        db = self.store.db
+        token = db.settings_token() if db is not None else None
+        if token is not None and token == self._account_token:
+            return True
+        obj = await asyncio.to_thread(self.service.lookup, self.account.name, self.account.domain)
+        if (obj is None or obj.kind != "account" or obj.created != self.account.created
+                or not obj.data.get("enabled", True)):
+            return False
+        self._account_token = token
+        return True
 
     def _count_bad(self) -> bool:
         self.bad_in_a_row += 1

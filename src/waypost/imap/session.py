@@ -404,8 +404,9 @@ class Selected:
         if expunged is None:
             # The expunge records since this session's mod-sequence were pruned: what it
             # shows that the index no longer holds has gone.
+            # (Its UIDs, not ``msgs``: the records need not be read for this.)
             present = set(db.message_uids(self.box.id))
-            expunged = [uid for uid in self.msgs if uid not in present]
+            expunged = [uid for uid in (*self.uids, *self.arrived) if uid not in present]
         held = [uid for uid in expunged if uid in self.msgs and uid not in self.gone]
         if held and not self.gone:
             self.held_modseq = self.modseq  # below the first expunge not yet told

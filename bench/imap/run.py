@@ -51,6 +51,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MiB = 1024 * 1024
 CHUNK = 1 << 18  # the client reads up to 256 KiB at a time
+MEMORY_SESSIONS = 10  # sessions of the memory line (select_memory)
 
 
 class BenchError(Exception):
@@ -155,6 +156,24 @@ def tree_cpu(root: int | None) -> float:
     if root is None:
         return 0.0
     return sum(st[1] for st in process_tree(root).values()) / TICKS
+
+
+def tree_memory(root: int | None) -> int:
+    """Memory of a process tree (every process of the server), in bytes: the sum of each
+    process's proportional set size (``Pss`` of ``/proc/PID/smaps_rollup``: a page shared
+    by n processes counts 1/n in each, so Dovecot's processes mapping one index are not
+    counted n times), or its RSS where that cannot be read."""
+    if root is None:
+        return 0
+    total = 0
+    for pid, st in process_tree(root).items():
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                pss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration, ValueError):
+            pss = st[2] * PAGE
+        total += pss
+    return total
 
 
 def listener_pids(port: int) -> set[int]:
@@ -613,6 +632,41 @@ class Workloads:
             return fig
         return self._run(go)
 
+    # a2b. Memory: MEMORY_SESSIONS sessions hold the big INBOX selected; the server's
+    # memory (``tree_memory``, all processes) grows by this much per session, from
+    # before the SELECTs to after them (the logins are made before the first reading).
+    # Then a NOOP in each, so that whatever a server reads after SELECT is read: the
+    # note gives what that added (Waypost: the message records, shared by the sessions
+    # of a worker; Dovecot: nothing more).
+    def select_memory(self) -> Figure:
+        async def go(deadline):
+            sessions = []
+            try:
+                for _ in range(MEMORY_SESSIONS):
+                    s = await Session.open(self.port, deadline)
+                    sessions.append(s)
+                    await s.command(f'LOGIN "{ADDRESS}" "{PASSWORD}"')
+                await asyncio.sleep(0.5)  # login work (warm-ups) settles
+                before = tree_memory(self.root_pid())
+                c0 = self._cpu()
+                for s in sessions:
+                    await s.command("SELECT INBOX")
+                await asyncio.sleep(0.5)
+                selected = tree_memory(self.root_pid())
+                c = self._cpu() - c0
+                for s in sessions:
+                    await s.command("NOOP")
+                await asyncio.sleep(0.5)
+                after = tree_memory(self.root_pid())
+            finally:
+                for s in sessions:
+                    await s.close()
+            return Figure((selected - before) / MEMORY_SESSIONS / 1024, c,
+                          note=f"server PSS {before / MiB:.1f} MiB before, +{(selected - before) / MiB:.1f} MiB "
+                               f"for {MEMORY_SESSIONS} SELECTs, +{(after - selected) / MiB:.1f} MiB more after "
+                               "a NOOP in each")
+        return self._run(go)
+
     # a3. STATUS (MESSAGES UNSEEN SIZE) of the big INBOX, not selected
     def status(self) -> Figure:
         async def go(deadline):
@@ -1018,6 +1072,7 @@ LINES = [
     ("select", "LOGIN+SELECT", "ms"),
     ("select_only", "SELECT alone (after LOGIN)", "ms"),
     ("status", "STATUS (MESSAGES UNSEEN SIZE) alone", "ms"),
+    ("select_memory", "memory per session with it selected", "KiB"),
     ("select_restart", "SELECT alone, first after a restart", "ms"),
     ("status_restart", "STATUS alone, first after a restart", "ms"),
     ("fetch_all_first", "FETCH 1:* (UID FLAGS RFC822.SIZE), first", "ms"),
@@ -1071,7 +1126,8 @@ def measure(server: Server, args, corpus: Corpus, source: Path) -> Result:
                 except (ImapError, OSError, asyncio.TimeoutError) as e:
                     raise BenchError(f"{key}: {e!r}" if not isinstance(e, ImapError) else f"{key}: {e}") from None
                 res.figures.setdefault(key, []).append(fig)
-                log(f"{server.name}: {key} #{i + 1}: {fig.seconds * 1000:.1f} ms, server CPU {fig.cpu:.2f} s, "
+                value = f"{fig.seconds:.0f} KiB" if key == "select_memory" else f"{fig.seconds * 1000:.1f} ms"
+                log(f"{server.name}: {key} #{i + 1}: {value}, server CPU {fig.cpu:.2f} s, "
                     f"client CPU {fig.client_cpu:.2f} s"
                     + (f" ({fig.note})" if fig.note else ""))
 
@@ -1080,7 +1136,8 @@ def measure(server: Server, args, corpus: Corpus, source: Path) -> Result:
 
         step("select_first", w.login_select, 1)  # always: it builds the index
         for key, fn, times in (("select", w.login_select, args.repeat), ("select_only", w.select_only, args.repeat),
-                               ("status", w.status, args.repeat), ("fetch_all_first", w.fetch_all, 1),
+                               ("status", w.status, args.repeat), ("select_memory", w.select_memory, 1),
+                               ("fetch_all_first", w.fetch_all, 1),
                                ("fetch_all", w.fetch_all, args.repeat), ("bodies", w.fetch_bodies, args.repeat),
                                ("search_first", w.search, 1), ("search", w.search, args.repeat),
                                ("mixed", w.mixed, args.repeat)):
@@ -1133,7 +1190,8 @@ def table(results: list[Result], args) -> str:
         for n in names:
             m = by[n].median(key)
             meds[n] = m
-            row += f"{fmt(m and m[0] * scale, '.1f' if unit == 'ms' else '.3f'):>11}{fmt(m and m[1], '.2f'):>11}"
+            spec = {"ms": ".1f", "KiB": ".0f"}.get(unit, ".3f")
+            row += f"{fmt(m and m[0] * scale, spec):>11}{fmt(m and m[1], '.2f'):>11}"
         if both:
             for n in ours:
                 a, b = meds[n], meds["dovecot"]

@@ -208,6 +208,7 @@ def main() -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-web-"))
     server = WebWaypost(work, imapbench.free_port(), args.workers, exe)
     load1 = os.getloadavg()[0]
+    firsts: dict[str, float] = {}
     try:
         server.init()
         log(f"generating {args.messages} messages into {server.maildir}")
@@ -222,6 +223,15 @@ def main() -> int:
         if status != 200:
             raise BenchError(f"list page: {status}")
         log(f"first list page (indexing {args.messages} messages) took {secs:.1f} s")
+        firsts["list"] = secs
+        # Untimed by wrk: the first pages sorted by Date (every message's header: from the
+        # files, then in the other worker from the index's header cache).
+        for n in (1, 2):
+            status, _, secs = get(server.http_port, "/mail/box?box=INBOX&sort=date", cookie)
+            if status != 200:
+                raise BenchError(f"date-sorted list page: {status}")
+            firsts[f"date{n}"] = secs
+            log(f"date-sorted list page, request {n}, took {secs:.1f} s")
         for _ in range(4 * args.workers):
             get(server.http_port, "/mail/box?box=INBOX", cookie)
         uids = [int(u) for u in re.findall(rb'data-uid="(\d+)"', page)]
@@ -250,6 +260,9 @@ def main() -> int:
     print(f"\nbench/web: {args.messages} messages, {args.connections} connections, {args.duration:.0f} s each, "
           f"waypost --workers {args.workers}, {os.cpu_count()} CPUs, load average {load1:.1f} before, "
           f"{load2:.1f} after")
+    print(f"first list page (indexing) {firsts['list']:.1f} s; first two date-sorted pages {firsts['date1']:.1f} s "
+          f"and {firsts['date2']:.1f} s (a connection each: either worker; the second worker reads the headers "
+          f"from the index)")
     print(f"{'':28} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'CPU s':>7}")
     labels = {"list": "web list page (50 rows)", "read": "web read-message page", "imap": "IMAP UID FETCH 50 ENVELOPE"}
     for name, r in results.items():
@@ -263,7 +276,8 @@ def main() -> int:
     for note in server.notes_after():
         print(f"note: {note}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "load": [load1, load2], "results": results},
+        Path(args.json).write_text(json.dumps({"args": vars(args), "load": [load1, load2], "results": results,
+                                               "first": firsts},
                                               indent=2))
     return 0
 

@@ -475,7 +475,9 @@ class Server:
             inbox = self.db.mailbox_get(domain, name, "INBOX")
             if inbox is not None:
                 self.mailstore.sync(inbox)
-                self.mailstore.listing(inbox)  # read into this worker's cache
+                # What SELECT needs (the UIDs, from the UID file when this worker has
+                # not read the listing): the records are read when a command needs them.
+                self.mailstore.selection(inbox)
 
         def done(future: "asyncio.Future[None]") -> None:
             self._warming.discard(key)

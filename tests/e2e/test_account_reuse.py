@@ -104,6 +104,14 @@ def test_a_name_made_again_starts_empty(srv: WaypostInstance) -> None:
     with smtplib.SMTP("127.0.0.1", srv.smtp_port, timeout=30) as s:
         s.sendmail("x@example.net", ["z@example.test"], b"Subject: new-1\r\n\r\nfor the new owner\r\n")
     wait_for(lambda: exists(c, "INBOX") == 1, timeout=20, what="the new owner's first message in INBOX")
+    # The old owner's sessions, still open on both workers, reach nothing of the new
+    # owner's: their next command ends them.
+    for r in (a, b):
+        r.send(b"S SELECT INBOX\r\n")
+        assert r.line().startswith(b"* BYE "), "the old owner's session went on"
+        with pytest.raises((EOFError, ConnectionError)):
+            r.line()
+    srv.expect_log(r"event=imap-account-gone .*account=z@example.test", count=2)
     # The old owner's files are kept, moved aside where no account can reach them.
     [kept] = [p for p in srv.mailbox("z@example.test").parent.iterdir() if p.name.startswith(".removed.z.")]
     assert any("old owner's" in p.read_text() for p in kept.rglob("*") if p.is_file() and "/cur/" in str(p)

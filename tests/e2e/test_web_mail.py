@@ -305,6 +305,8 @@ def test_search_finds_the_body_as_imap_search_does(page, server):
             s.sendmail("far@remote.test", [f"dave@{MAIN}"],
                        f"From: far@remote.test\r\nTo: dave@{MAIN}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
                        f"{rest}".encode())
+    # (250 is the queue's: wait until all four are delivered.)
+    wait_for(lambda: all(found(server, "dave", subject) for subject in bodies), timeout=30, what="the four notes")
     log_in(page, server, "dave")
 
     def browser_uids(query):

@@ -201,7 +201,7 @@ def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
     db = PostgresDatabase(url)
     try:
         assert db.get_domain("example.test") is not None
-        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 9
+        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 10
         db.node_heartbeat("w/1", "w", [], 0.0, 1.0)  # the table version 2 added
         assert [n.worker for n in db.node_list(1.0)] == ["w/1"]
         db.sieve_put("example.test", "al", "s", "keep;")  # the tables version 3 added
@@ -363,3 +363,30 @@ def test_sqlite_message_add_of_new_names_inserts_each_row_once(tmp_path):
     assert db.mailbox_state(box.id) == (8, 3, 7)
     db._conn().set_trace_callback(None)
     db.close()
+
+
+def test_postgresql_migration_10_fills_the_domain_columns_of_a_queue_indexed_before():
+    """Rows queued under schema 9 get their recipient's and sending account's domain."""
+    from waypost.db import QueueFilter
+
+    url = pg.new_url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied DOUBLE PRECISION NOT NULL)")
+            for n, statements in enumerate(pg_engine.MIGRATIONS[:9], start=1):
+                for st in statements:
+                    conn.execute(st)
+                conn.execute("INSERT INTO schema_version VALUES (%s, 0)", (n,))
+            conn.execute("INSERT INTO queue_messages (id, sender, created, size, envelope) VALUES"
+                         " ('M1', 'x@out.test', 1.0, 10, '{\"params\": {\"auth\": \"Bob@B.test\"}}'),"
+                         " ('M2', 'bob@b.test', 2.0, 10, '{\"params\": {}}')")
+            conn.execute("INSERT INTO queue_recipients (msg_id, idx, address, target, route, status, next_attempt)"
+                         " VALUES ('M1', 0, 'r@far.test', 'mx:far.test', '{}', 'queued', 0),"
+                         " ('M2', 0, '\"a@b\"@A.Test', 'local', '{}', 'queued', 0)")
+    db = PostgresDatabase(url)
+    try:
+        assert [e.msg_id for e in db.queue_entries(QueueFilter(domain="b.test"))] == ["M1"]
+        assert [e.msg_id for e in db.queue_entries(QueueFilter(domain="a.test"))] == ["M2"]
+        assert [e.msg_id for e in db.queue_entries(QueueFilter(recipient="*@a.test"))] == ["M2"]
+    finally:
+        db.close()

@@ -3,42 +3,14 @@ administrator sees them."""
 
 from __future__ import annotations
 
-import functools
-import re
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import click
 
 from .common import App, emit, fail, handle_errors, json_option, pass_app
 
 __all__ = ["files"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _files_errors(f: F) -> F:
-    """A refusal of the file area (no such folder, a refused path) is one line, exit 1."""
-    from ..files import FilesError
-
-    @functools.wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return f(*args, **kwargs)
-        except FilesError as e:
-            fail(str(e))
-
-    return wrapper  # type: ignore[return-value]
-
-_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
-
-
-def parse_size(text: str) -> int:
-    """``1048576``, ``500K``, ``100M``, ``2G`` (powers of 1024) -> octets."""
-    m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)(i?b)?\s*", text.lower())
-    if m is None:
-        raise click.BadParameter(f"{text!r}: expected a size such as 1048576, 500K, 100M or 2G")
-    return int(m.group(1)) * _UNITS[m.group(2)]
 
 
 def _human(n: int) -> str:
@@ -56,20 +28,6 @@ def _store(app: App) -> Any:
     return FileStore(s.path(s.storage.files), app.directory, s.files.size_limit)
 
 
-def _usage_row(store: Any, acct: Any) -> dict[str, Any]:
-    from ..files import LIMIT_KEY, LISTING_KEY
-
-    area = store.for_account(acct)
-    used = area.usage()
-    own = acct.data.get(LIMIT_KEY)
-    dom = store.directory.db.get_domain(acct.domain)
-    source = "account" if own is not None else ("domain" if dom and dom.settings.get(LIMIT_KEY) is not None
-                                                else "default")
-    return {"account": acct.address, "used": used, "limit": area.limit, "limit_from": source,
-            "percent": round(100.0 * used / area.limit, 1) if area.limit else (0.0 if not used else 100.0),
-            "listing": bool(acct.data.get(LISTING_KEY, False)), "path": str(area.root)}
-
-
 @click.group()
 def files() -> None:
     """Account File Storage: each account's file area (served on the web and by FTP).
@@ -84,21 +42,16 @@ def files() -> None:
 @json_option
 @pass_app
 @handle_errors
-@_files_errors
 def files_usage(app: App, address: str | None, domain_name: str | None, as_json: bool) -> None:
     """Octets used and the limit, for one account or many.
     Example: waypost files usage alice@client1.com --json"""
-    store = _store(app)
-    if address:
-        obj = app.directory.get(address)
-        acct = app.directory.account_of(obj)
-        if acct is None:
-            fail(f"{obj.address} is a {obj.kind}, not an account")
-        accounts: list[Any] = [acct]
-    else:
-        accounts = app.directory.list_objects(domain_name, "account")
-    rows = [_usage_row(store, a) for a in accounts]
-    if not as_json:  # people read sizes with units
+    rows = app.ops.files_usage(address, domain_name)
+    if as_json:  # where each area is, for the server's administrator
+        store = _store(app)
+        for r in rows:
+            name, _, domain = r["account"].rpartition("@")
+            r["path"] = str(store.area_path(domain, name))
+    else:  # people read sizes with units
         rows = [r | {"used": _human(r["used"]), "limit": _human(r["limit"]), "percent": f"{r['percent']}%"}
                 for r in rows]
     emit(app, rows, ["account", "used", "limit", "percent", "limit_from", "listing"], as_json, "File areas")
@@ -110,15 +63,13 @@ def files_usage(app: App, address: str | None, domain_name: str | None, as_json:
 @json_option
 @pass_app
 @handle_errors
-@_files_errors
 def files_ls(app: App, address: str, path: str, as_json: bool) -> None:
     """List a folder of an account's file area (PATH is relative to its top).
     Example: waypost files ls alice@client1.com site/images"""
-    area = _store(app).account_area(address)
-    rows = [{"name": e.name + ("/" if e.is_dir else ""), "kind": "folder" if e.is_dir else "file", "size": e.size,
-             "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(e.mtime))}
-            for e in area.list(path.strip("/"))]
-    emit(app, rows, ["name", "size", "modified"], as_json, f"{area.owner}:/{path.strip('/')}")
+    rows = [{"name": e["name"] + ("/" if e["folder"] else ""), "kind": "folder" if e["folder"] else "file",
+             "size": e["size"], "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(e["modified"]))}
+            for e in app.ops.files_list(address, path)]
+    emit(app, rows, ["name", "size", "modified"], as_json, f"{address}:/{path.strip('/')}")
 
 
 @files.command("set")
@@ -131,21 +82,19 @@ def files_ls(app: App, address: str, path: str, as_json: bool) -> None:
 @handle_errors
 def files_set(app: App, address: str, limit: str | None, default_limit: bool, listing: bool | None) -> None:
     """An account's file-area settings.  Example: waypost files set alice@client1.com --limit 50M --listing"""
-    from ..files import LIMIT_KEY, LISTING_KEY
-
     changes: dict[str, Any] = {}
     if limit is not None and default_limit:
         fail("--limit and --default-limit exclude each other")
     if limit is not None:
-        changes[LIMIT_KEY] = parse_size(limit)
+        changes["limit"] = limit
     if default_limit:
-        changes[LIMIT_KEY] = None
+        changes["limit"] = None
     if listing is not None:
-        changes[LISTING_KEY] = listing or None
+        changes["listing"] = listing
     if not changes:
         fail("nothing to change (see --help)")
-    obj = app.directory.update(address, "account", changes)
-    click.echo(f"file area of {obj.address} changed")
+    row = app.ops.files_set(address, **changes)
+    click.echo(f"file area of {row['account']} changed")
 
 
 @files.command("set-domain")
@@ -156,10 +105,7 @@ def files_set(app: App, address: str, limit: str | None, default_limit: bool, li
 @handle_errors
 def files_set_domain(app: App, name: str, limit: str | None, default_limit: bool) -> None:
     """The file-area limit of a domain's accounts.  Example: waypost files set-domain client1.com --limit 1G"""
-    from ..files import LIMIT_KEY
-
     if (limit is None) == (not default_limit):
         fail("give --limit SIZE or --default-limit")
-    rec = app.directory.require_domain(name)
-    rec = app.db.update_domain_settings(rec.name, {LIMIT_KEY: parse_size(limit) if limit is not None else None})
-    click.echo(f"file areas of {rec.name} changed")
+    app.ops.files_set_domain(name, limit)
+    click.echo(f"file areas of {app.directory.require_domain(name).name} changed")

@@ -135,7 +135,15 @@ class QueueFilter:
     without regard to case, where ``*`` stands for any text (``*@example.com``).
     ``state``: ``queued`` (waiting, not held), ``held``, ``deferred`` (tried before),
     ``active`` (a worker holds its lease now).  ``created_before``/``created_after``
-    are times (seconds since the epoch)."""
+    are times (seconds since the epoch).  ``domain``: mail of that domain, a queued
+    recipient in it or a message one of its accounts sent (the account that logged in
+    to send it, not the MAIL FROM address, which proves nothing); a recipient matches
+    the other fields and ``domain`` together.
+
+    Both engines keep each recipient's domain and the sending account's domain in
+    indexed columns, so a filter on ``domain``, ``target``, ``recipient`` ``*@domain``
+    or the state ``held`` that matches few messages is read through an index, not by
+    reading the whole queue."""
 
     target: str | None = None
     sender: str | None = None
@@ -143,6 +151,29 @@ class QueueFilter:
     state: str | None = None
     created_before: float | None = None
     created_after: float | None = None
+    domain: str | None = None
+
+
+def queue_domain(address: str) -> str:
+    """The domain of a queued address as the queue's domain columns hold it (after the
+    last '@', lower case; '' for none)."""
+    return address.rpartition("@")[2].lower() if "@" in address else ""
+
+
+def queue_auth_domain(envelope: dict[str, Any]) -> str:
+    """The domain of the account that logged in to send a queued message (its
+    envelope's ``params.auth``); '' for mail from outside."""
+    params = envelope.get("params") or {}
+    return queue_domain(str(params.get("auth") or "")) if isinstance(params, dict) else ""
+
+
+def whole_domain(pattern: str) -> str | None:
+    """``*@example.com`` -> ``example.com``: a recipient pattern that is a whole domain
+    (the same set as the domain column equal to it); None for any other pattern."""
+    local, at, domain = pattern.rpartition("@")
+    if at and local == "*" and domain and "*" not in domain:
+        return domain.lower()
+    return None
 
 
 #: The values ``QueueFilter.state`` takes.
@@ -412,6 +443,10 @@ class Database(Protocol):
         mod-sequence."""
     def message_list(self, mailbox_id: int) -> list[MessageRecord]:
         """Every message, by ascending UID."""
+    def message_first_unseen(self, mailbox_id: int, below: int) -> int | None:
+        """The lowest UID under ``below`` whose flags lack \\Seen (the owner's view), or
+        None: SELECT's [UNSEEN] without reading the listing (a walk of the UID index
+        that stops at the first match)."""
     def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int] | None]:
         """Messages added or changed after mod-sequence ``since`` (by UID), and the UIDs
         expunged after it; None instead of the UIDs when ``since`` is below the

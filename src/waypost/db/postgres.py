@@ -67,6 +67,7 @@ from .base import (
     SchemaError,
     StorageUnavailable,
 )
+from .base import queue_auth_domain, queue_domain, whole_domain
 from .changes import changes_token
 from .postgres_mailbox import _MailboxIndex
 from .postgres_sieve import _QuotaSieve
@@ -434,6 +435,20 @@ _V9: list[str] = [
     "CREATE INDEX IF NOT EXISTS expunged_at ON expunged (at)",
 ]
 
+#: Version 10: the queue by domain (see sqlite.py): each recipient's domain and the
+#: domain of the account that sent a message, indexed; and the held recipients (the
+#: index of due ones leaves them out).
+_V10: list[str] = [
+    "ALTER TABLE queue_recipients ADD COLUMN IF NOT EXISTS domain TEXT NOT NULL DEFAULT ''",
+    "UPDATE queue_recipients SET domain = lower(substring(address from '@([^@]*)$')) WHERE position('@' in address) > 0",
+    "CREATE INDEX IF NOT EXISTS queue_domain ON queue_recipients (domain) WHERE status = 'queued'",
+    "CREATE INDEX IF NOT EXISTS queue_held ON queue_recipients (msg_id) WHERE status = 'queued' AND held",
+    "ALTER TABLE queue_messages ADD COLUMN IF NOT EXISTS auth_domain TEXT NOT NULL DEFAULT ''",
+    "UPDATE queue_messages SET auth_domain = lower(substring(envelope::jsonb #>> '{params,auth}' from '@([^@]*)$'))"
+    " WHERE position('@' in COALESCE(envelope::jsonb #>> '{params,auth}', '')) > 0",
+    "CREATE INDEX IF NOT EXISTS queue_auth_domain ON queue_messages (auth_domain) WHERE auth_domain <> ''",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
 #: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
 MIGRATIONS: list[list[str]] = [
@@ -446,6 +461,7 @@ MIGRATIONS: list[list[str]] = [
     _V7,
     _V8,
     _V9,
+    _V10,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -924,16 +940,16 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
             return
         with self._write(settings=False) as c, c.cursor() as cur:
             cur.executemany(
-                "INSERT INTO queue_messages (id, sender, created, size, envelope) VALUES (%s, %s, %s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                [(m.msg_id, m.sender, m.created, m.size, json.dumps(m.envelope)) for m in msgs])
+                "INSERT INTO queue_messages (id, sender, created, size, envelope, auth_domain)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [(m.msg_id, m.sender, m.created, m.size, json.dumps(m.envelope), queue_auth_domain(m.envelope)) for m in msgs])
             cur.executemany(
                 "INSERT INTO queue_recipients (msg_id, idx, address, target, route, status, attempts,"
-                " next_attempt, last_reply, notify, orcpt, held, lease_owner, lease_until)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                " next_attempt, last_reply, notify, orcpt, held, lease_owner, lease_until, domain)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 [(m.msg_id, r.idx, r.address, r.target, json.dumps(r.route), r.status, r.attempts,
                   r.next_attempt, r.last_reply, r.notify, r.orcpt, bool(r.held),
-                  "" if r.held else lease_owner, 0.0 if r.held else lease_until)
+                  "" if r.held else lease_owner, 0.0 if r.held else lease_until, queue_domain(r.address))
                  for m in msgs for r in m.recipients])
 
     def queue_known_ids(self) -> set[str]:
@@ -1035,8 +1051,16 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
             terms.append(f"{table}target=%s")
             args.append(where.target)
         if where.recipient is not None:
-            terms.append(f"lower({table}address) LIKE %s ESCAPE '\\'")
-            args.append(_like(where.recipient))
+            whole = whole_domain(where.recipient)
+            if whole is not None:  # the same recipients, through the domain column
+                terms.append(f"{table}domain=%s")
+                args.append(whole)
+            else:
+                terms.append(f"lower({table}address) LIKE %s ESCAPE '\\'")
+                args.append(_like(where.recipient))
+        if where.domain is not None:
+            terms.append(f"({table}domain=%s OR {table}msg_id IN (SELECT id FROM queue_messages WHERE auth_domain=%s))")
+            args += [where.domain.lower(), where.domain.lower()]
         return terms, args
 
     @staticmethod

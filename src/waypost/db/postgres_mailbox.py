@@ -166,6 +166,14 @@ class _MailboxIndex:
                              (mailbox_id,)).fetchall()
         return [_message(r) for r in rows]
 
+    def message_first_unseen(self, mailbox_id: int, below: int) -> int | None:
+        with self._read() as c:
+            row = c.execute(
+                "SELECT uid FROM messages WHERE mailbox_id=%s AND uid<%s"
+                " AND strpos(' ' || flags || ' ', %s) = 0 ORDER BY uid LIMIT 1",
+                (mailbox_id, below, " \\Seen ")).fetchone()
+        return int(row[0]) if row else None
+
     def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int] | None]:
         with self._read() as c, c.transaction():  # one snapshot for both reads
             changed = c.execute(f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=%s AND modseq>%s ORDER BY uid",

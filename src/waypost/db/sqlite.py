@@ -43,6 +43,7 @@ from .base import (
     RecipientUpdate,
     SchemaError,
 )
+from .base import queue_auth_domain, queue_domain, whole_domain
 from .changes import changes_token
 from .sqlite_mailbox import _MailboxIndex
 from .sqlite_sieve import _QuotaSieve
@@ -367,6 +368,24 @@ _V9: list[str] = [
     "CREATE INDEX IF NOT EXISTS expunged_at ON expunged (at)",
 ]
 
+#: Version 10: the queue by domain (issue 18): each recipient's domain (after its last
+#: '@', lower case) and the domain of the account that sent a message (its envelope's
+#: ``params.auth``; '' for mail from outside), indexed, so that a domain
+#: administrator's queue and a filter matching few messages are read through an index
+#: instead of the whole queue.  ``rtrim(a, replace(a, '@', ''))`` is ``a`` up to its
+#: last '@'.
+_V10: list[str] = [
+    "ALTER TABLE queue_recipients ADD COLUMN domain TEXT NOT NULL DEFAULT ''",
+    "UPDATE queue_recipients SET domain = lower(replace(address, rtrim(address, replace(address, '@', '')), ''))"
+    " WHERE instr(address, '@') > 0",
+    "CREATE INDEX IF NOT EXISTS queue_domain ON queue_recipients (domain, status)",
+    "ALTER TABLE queue_messages ADD COLUMN auth_domain TEXT NOT NULL DEFAULT ''",
+    "UPDATE queue_messages SET auth_domain = lower(replace(a, rtrim(a, replace(a, '@', '')), ''))"
+    " FROM (SELECT id AS mid, json_extract(envelope, '$.params.auth') AS a FROM queue_messages)"
+    " WHERE id = mid AND instr(a, '@') > 0",
+    "CREATE INDEX IF NOT EXISTS queue_auth_domain ON queue_messages (auth_domain) WHERE auth_domain <> ''",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes a database from version n - 1 to
 #: n (``PRAGMA user_version``).  Append; never edit one that has been released.
 MIGRATIONS: list[list[str]] = [
@@ -379,6 +398,7 @@ MIGRATIONS: list[list[str]] = [
     _V7,
     _V8,
     _V9,
+    _V10,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -662,17 +682,18 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
         with self._write(settings=False) as c:
             for m in messages:
                 c.execute(
-                    "INSERT OR IGNORE INTO queue_messages (id, sender, created, size, envelope) VALUES (?, ?, ?, ?, ?)",
-                    (m.msg_id, m.sender, m.created, m.size, json.dumps(m.envelope)),
+                    "INSERT OR IGNORE INTO queue_messages (id, sender, created, size, envelope, auth_domain)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (m.msg_id, m.sender, m.created, m.size, json.dumps(m.envelope), queue_auth_domain(m.envelope)),
                 )
                 c.executemany(
                     "INSERT OR IGNORE INTO queue_recipients (msg_id, idx, address, target, route, status, attempts,"
-                    " next_attempt, last_reply, notify, orcpt, held, lease_owner, lease_until)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " next_attempt, last_reply, notify, orcpt, held, lease_owner, lease_until, domain)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (m.msg_id, r.idx, r.address, r.target, json.dumps(r.route), r.status, r.attempts,
                          r.next_attempt, r.last_reply, r.notify, r.orcpt, int(r.held),
-                         "" if r.held else lease_owner, 0.0 if r.held else lease_until)
+                         "" if r.held else lease_owner, 0.0 if r.held else lease_until, queue_domain(r.address))
                         for r in m.recipients
                     ],
                 )
@@ -778,18 +799,57 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
 
     @staticmethod
     def _recipient_terms(where: QueueFilter, table: str = "", hint: str = "") -> tuple[list[str], list[Any]]:
-        """The conditions of a queue filter on one recipient row (its target and
-        address); ``table`` prefixes the columns, ``hint`` is ``+`` where the index on
-        target must not be chosen."""
+        """The conditions of a queue filter on one recipient row (its target, address
+        and domain); ``table`` prefixes the columns, ``hint`` is ``+`` where an index
+        must not be chosen."""
         terms: list[str] = []
         args: list[Any] = []
         if where.target is not None:
             terms.append(f"{hint}{table}target=?")
             args.append(where.target)
         if where.recipient is not None:
-            terms.append(f"lower({table}address) LIKE ? ESCAPE '\\'")
-            args.append(_like(where.recipient))
+            whole = whole_domain(where.recipient)
+            if whole is not None:  # the same recipients, through the domain column
+                terms.append(f"{hint}{table}domain=?")
+                args.append(whole)
+            else:
+                terms.append(f"lower({table}address) LIKE ? ESCAPE '\\'")
+                args.append(_like(where.recipient))
+        if where.domain is not None:
+            terms.append(f"({hint}{table}domain=? OR {table}msg_id IN"
+                         " (SELECT id FROM queue_messages WHERE auth_domain=?))")
+            args += [where.domain.lower(), where.domain.lower()]
         return terms, args
+
+    @staticmethod
+    def _state_terms(where: QueueFilter, table: str, hint: str, now: float) -> tuple[list[str], list[Any]]:
+        if where.state is None:
+            return [], []
+        if where.state == "queued":
+            return [f"{hint}{table}held=0"], []
+        if where.state == "held":
+            return [f"{hint}{table}held=1"], []
+        if where.state == "deferred":
+            return [f"{table}attempts>0"], []
+        if where.state == "active":
+            return [f"{table}lease_owner!='' AND {table}lease_until>?"], [now]
+        raise ValueError(f"unknown queue state {where.state!r}")
+
+    @staticmethod
+    def _message_terms(where: QueueFilter, table: str = "m.") -> tuple[list[str], list[Any]]:
+        """The conditions of a queue filter on the message row."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if where.sender is not None:
+            clauses.append(f"lower({table}sender) LIKE ? ESCAPE '\\'")
+            args.append(_like(where.sender))
+        if where.created_before is not None:
+            clauses.append(f"{table}created<?")
+            args.append(where.created_before)
+        if where.created_after is not None:
+            clauses.append(f"{table}created>=?")
+            args.append(where.created_after)
+        return clauses, args
 
     @staticmethod
     def _queue_where(where: QueueFilter, now: float) -> tuple[str, list[Any]]:
@@ -797,29 +857,35 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
         has a queued recipient that matches (``+status``: the look-up goes by the
         primary key, not by the index of due recipients, which is no help here)."""
         terms, args = SQLiteDatabase._recipient_terms(where, "r2.", "+")
-        rcpt = ["r2.msg_id=m.id", "+r2.status='queued'", *terms]
-        if where.state == "queued":
-            rcpt.append("+r2.held=0")
-        elif where.state == "held":
-            rcpt.append("+r2.held=1")
-        elif where.state == "deferred":
-            rcpt.append("r2.attempts>0")
-        elif where.state == "active":
-            rcpt.append("r2.lease_owner!='' AND r2.lease_until>?")
-            args.append(now)
-        elif where.state is not None:
-            raise ValueError(f"unknown queue state {where.state!r}")
+        state, sargs = SQLiteDatabase._state_terms(where, "r2.", "+", now)
+        rcpt = ["r2.msg_id=m.id", "+r2.status='queued'", *terms, *state]
         clauses = [f"EXISTS (SELECT 1 FROM queue_recipients r2 WHERE {' AND '.join(rcpt)})"]
-        if where.sender is not None:
-            clauses.append("lower(m.sender) LIKE ? ESCAPE '\\'")
-            args.append(_like(where.sender))
-        if where.created_before is not None:
-            clauses.append("m.created<?")
-            args.append(where.created_before)
-        if where.created_after is not None:
-            clauses.append("m.created>=?")
-            args.append(where.created_after)
-        return " AND ".join(clauses), args
+        more, margs = SQLiteDatabase._message_terms(where)
+        return " AND ".join(clauses + more), [*args, *sargs, *margs]
+
+    def _candidates(self, conn: sqlite3.Connection, where: QueueFilter, now: float) -> tuple[str, list[Any]] | None:
+        """The ids of the messages a filter chooses, read through an index (recipient
+        domain, sending account's domain, target, or held), as a query; None when the
+        filter has no such condition or chooses more than ``NARROW_QUEUE`` recipients
+        (then the messages are read in arrival order, where matches come soon)."""
+        if where.target is None and where.state != "held" and where.domain is None and (
+                where.recipient is None or whole_domain(where.recipient) is None):
+            return None
+        terms, args = self._recipient_terms(where.__class__(target=where.target, recipient=where.recipient), "r2.")
+        state, sargs = self._state_terms(where, "r2.", "", now)
+        rest = ["r2.status='queued'", *terms, *state]
+        if where.domain is None:
+            sql, params = f"SELECT r2.msg_id FROM queue_recipients r2 WHERE {' AND '.join(rest)}", [*args, *sargs]
+        else:
+            d = where.domain.lower()
+            sql = (f"SELECT r2.msg_id FROM queue_recipients r2 WHERE r2.domain=? AND {' AND '.join(rest)}"
+                   " UNION ALL SELECT r2.msg_id FROM queue_messages a CROSS JOIN queue_recipients r2"
+                   f" ON r2.msg_id=a.id WHERE a.auth_domain=? AND {' AND '.join(rest)}")
+            params = [d, *args, *sargs, d, *args, *sargs]
+        found = conn.execute(f"SELECT COUNT(*) FROM ({sql} LIMIT {NARROW_QUEUE + 1})", params).fetchone()[0]
+        if found > NARROW_QUEUE:
+            return None
+        return f"SELECT DISTINCT msg_id FROM ({sql})", params
 
     def queue_entries(self, where: QueueFilter, limit: int | None = None, offset: int = 0) -> Iterator[QueueEntry]:
         # A connection of its own: the rows are read while the caller prints them, and
@@ -829,19 +895,33 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
         try:
             if limit == 0:
                 return
-            clause = ""
-            args: list[Any] = []
-            if where != QueueFilter():  # no filter: the join alone keeps messages with a queued recipient
-                clause, args = self._queue_where(where, time.time())
-                clause = " WHERE " + clause
-            # One pass in arrival order (the queue_created index), each message's
-            # queued recipients by primary key: no sort, no query per message, rows
-            # given out as they are read.  Pages are counted in messages, here.
-            rows = conn.execute(
-                "SELECT m.id, m.sender, m.created, m.size, r.address, r.target, r.held, r.attempts,"
-                " r.next_attempt, r.last_reply FROM queue_messages m"
-                " CROSS JOIN queue_recipients r ON r.msg_id=m.id AND +r.status='queued'"
-                f"{clause} ORDER BY m.created, m.id", args)
+            columns = ("SELECT m.id, m.sender, m.created, m.size, r.address, r.target, r.held, r.attempts,"
+                       " r.next_attempt, r.last_reply")
+            now = time.time()
+            narrow = self._candidates(conn, where, now) if where != QueueFilter() else None
+            if narrow is not None:
+                # Few messages match: their ids through the index, then each message and
+                # its recipients by primary key (CROSS JOIN: in this order), sorted.
+                chosen, args = narrow
+                more, margs = self._message_terms(where)
+                rows = conn.execute(
+                    f"WITH c(id) AS MATERIALIZED ({chosen}) {columns} FROM c CROSS JOIN queue_messages m ON m.id=c.id"
+                    " CROSS JOIN queue_recipients r ON r.msg_id=m.id AND +r.status='queued'"
+                    f"{' WHERE ' + ' AND '.join(more) if more else ''} ORDER BY m.created, m.id, r.idx",
+                    [*args, *margs])
+            else:
+                clause = ""
+                args = []
+                if where != QueueFilter():  # no filter: the join alone keeps messages with a queued recipient
+                    clause, args = self._queue_where(where, now)
+                    clause = " WHERE " + clause
+                # One pass in arrival order (the queue_created index), each message's
+                # queued recipients by primary key: no sort, no query per message, rows
+                # given out as they are read.  Pages are counted in messages, here.
+                rows = conn.execute(
+                    f"{columns} FROM queue_messages m"
+                    " CROSS JOIN queue_recipients r ON r.msg_id=m.id AND +r.status='queued'"
+                    f"{clause} ORDER BY m.created, m.id", args)
             entry: QueueEntry | None = None
             skip, left = offset, limit
             for msg_id, sender, created, size, address, target, held, attempts, nxt, reply in rows:
@@ -871,8 +951,17 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
                 conn.close()
 
     def queue_count(self, where: QueueFilter) -> int:
-        clause, args = self._queue_where(where, time.time())
-        return int(self._conn().execute(f"SELECT COUNT(*) FROM queue_messages m WHERE {clause}", args).fetchone()[0])
+        conn = self._conn()
+        now = time.time()
+        narrow = self._candidates(conn, where, now)
+        if narrow is not None:
+            chosen, args = narrow
+            more, margs = self._message_terms(where)
+            return int(conn.execute(
+                f"SELECT COUNT(*) FROM ({chosen}) c CROSS JOIN queue_messages m ON m.id=c.msg_id"
+                f"{' WHERE ' + ' AND '.join(more) if more else ''}", [*args, *margs]).fetchone()[0])
+        clause, args = self._queue_where(where, now)
+        return int(conn.execute(f"SELECT COUNT(*) FROM queue_messages m WHERE {clause}", args).fetchone()[0])
 
     def queue_delete_many(self, msg_ids: Sequence[str]) -> int:
         with self._write(settings=False) as c:
@@ -1153,6 +1242,12 @@ def _apply(conn: sqlite3.Connection, statement: str) -> None:
 
 def _user_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+#: Recipients a filter may choose through an index before the queue is read in
+#: arrival order instead (where, with this many matching, matches come soon); below it
+#: the matching messages are sorted by arrival (a few milliseconds for this many).
+NARROW_QUEUE = 5000
 
 
 def _like(pattern: str) -> str:

@@ -176,6 +176,12 @@ class _MailboxIndex:
             f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=? ORDER BY uid", (mailbox_id,)).fetchall()
         return [_message(r) for r in rows]
 
+    def message_first_unseen(self, mailbox_id: int, below: int) -> int | None:
+        row = self._conn().execute(
+            "SELECT uid FROM messages WHERE mailbox_id=? AND uid<? AND instr(' ' || flags || ' ', ' \\Seen ') = 0"
+            " ORDER BY uid LIMIT 1", (mailbox_id, below)).fetchone()
+        return int(row[0]) if row else None
+
     def message_changes(self, mailbox_id: int, since: int) -> tuple[list[MessageRecord], list[int] | None]:
         conn = self._conn()
         changed = conn.execute(

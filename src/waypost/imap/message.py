@@ -814,13 +814,18 @@ def _structure(data: bytes, ent: _Entity, binary: bool = False) -> BodyStructure
         lines = data.count(b"\n", ent.body, ent.end) if body is None else body.count(b"\n")
         if not any(name == b"CHARSET" for name, _ in ent.params):
             params += (_US_ASCII,)  # RFC 2046 §4.1.2: the default charset
+    encoding = _encoding(f.get(b"transfer-encoding"))
+    if body is not None and ent.kind == _LEAF and encoding in ("BASE64", "QUOTED-PRINTABLE"):
+        # RFC 5524 §4 (the examples): with BINARY, the structure names the domain of
+        # the data sent, not the encoding that was undone.
+        encoding = _domain(body)
     return SinglePart(
         type=_text(ent.type),
         subtype=_text(ent.subtype),
         params=params,
         id=_plain_field(f.get(b"id")),
         description=_plain_field(f.get(b"description")),
-        encoding=_encoding(f.get(b"transfer-encoding")),
+        encoding=encoding,
         size=size,
         lines=lines,
         envelope=env,
@@ -832,6 +837,18 @@ def _structure(data: bytes, ent: _Entity, binary: bool = False) -> BodyStructure
     )
 
 
+#: RFC 2045 §2.7-2.8: 7bit and 8bit data have lines of at most 998 octets.
+_LONG_LINE = re.compile(rb"[^\r\n]{999}")
+
+
+def _domain(body: bytes) -> str:
+    """The domain of decoded data (RFC 3516 §4.2, RFC 2045 §2.7-2.9): BINARY with a
+    NUL or a line over 998 octets; else 8BIT with an octet over 127; else 7BIT."""
+    if b"\0" in body or _LONG_LINE.search(body):
+        return "BINARY"
+    return "8BIT" if not body.isascii() else "7BIT"
+
+
 def bodystructure(
     data: bytes, *, binary: bool = False, max_depth: int = MAX_MIME_DEPTH, max_parts: int = MAX_MIME_PARTS
 ) -> BodyStructure:
@@ -841,9 +858,10 @@ def bodystructure(
     Types, subtypes, encodings, parameter and disposition names are upper case;
     parameter values as written (RFC 2231 continuations joined, extended values left
     encoded).  Sizes are octets of the body as stored, lines its LF count; with
-    ``binary``, the size and LF count of each part's body as BINARY gives it (the
-    encodings stay as written: Dovecot's BODYPARTSTRUCTURE for URLFETCH with BINARY,
-    RFC 5524).  A part without Content-Type is TEXT/PLAIN ("CHARSET" "US-ASCII")
+    ``binary``, the size and LF count of each part's body as BINARY gives it, and a
+    part whose base64 or quoted-printable was undone has the domain of the decoded
+    data for its encoding (7BIT, 8BIT or BINARY: URLFETCH's BODYPARTSTRUCTURE with
+    BINARY, RFC 5524 §4).  A part without Content-Type is TEXT/PLAIN ("CHARSET" "US-ASCII")
     (MESSAGE/RFC822 in a multipart/digest); an unreadable message degrades to
     TEXT/PLAIN.  Never raises.
     """

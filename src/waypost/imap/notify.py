@@ -277,9 +277,11 @@ class Watcher:
                 out = await asyncio.to_thread(self.changes)
                 if conn.closed:
                     return
+                if conn.selected is not None and not conn.selected.loaded:
+                    await conn.load_records()  # in a thread; then the state is looked at again
                 sel = conn.selected
                 if (sel is not None and self.selected_events and not conn._busy
-                        and conn._idle_wake is None):
+                        and conn._idle_wake is None and not conn.closed):
                     updates = sel.refresh(conn.store, allow_expunge=True)
                     out += updates
                 if out:

@@ -70,6 +70,9 @@ _READ_HIGH = 1 << 20
 _WRITE_HIGH = 1 << 20
 #: Plaintext octets inflated at a time when the parser asks for more (COMPRESS).
 _INFLATE_CHUNK = 64 * 1024
+#: Commands that do not need the selected mailbox's message records read first
+#: (``load_records``): IDLE reads them when a change wakes it.
+_NO_RECORDS = frozenset({"SELECT", "EXAMINE", "UNSELECT", "LOGOUT", "IDLE"})
 
 #: (login, password, server_ip, client_ip) -> "name@domain" or None; it throttles and logs failures.
 Authenticate = Callable[[str, str, "str | None", "str | None"], Awaitable["str | None"]]
@@ -226,6 +229,7 @@ class Connection(asyncio.Protocol):
         self._flush_scheduled = False
         self._corrupt = False
         self.notify: Any = None  # RFC 5465: the session's ``notify.Watcher``, after NOTIFY SET
+        self._account_token: bytes | None = None  # settings token of the last account check
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -446,6 +450,12 @@ class Connection(asyncio.Protocol):
                 if self._count_bad():
                     return
                 continue
+            if self.account is not None and not await self._account_still_there():
+                # Removed, disabled or made again under its name (another customer's
+                # account now): this session's login is void (RFC 3501 §7.1.5 BYE).
+                event(log, "imap-account-gone", peer=self.peer, account=self.account.address)
+                self.send(Untagged("BYE", "The account was removed or changed; log in again"))
+                return
             self._busy = True
             try:
                 result = await self._dispatch(command)
@@ -461,6 +471,22 @@ class Connection(asyncio.Protocol):
                 return
             await self.drain()
 
+    async def _account_still_there(self) -> bool:
+        """Whether the account this session logged in to is still the same enabled
+        account.  Looked up again only when the cached settings changed (any directory
+        write, by any process, replaces the token), else once per command."""
+        assert self.account is not None
+        db = self.store.db
+        token = db.settings_token() if db is not None else None
+        if token is not None and token == self._account_token:
+            return True
+        obj = await asyncio.to_thread(self.service.lookup, self.account.name, self.account.domain)
+        if (obj is None or obj.kind != "account" or obj.created != self.account.created
+                or not obj.data.get("enabled", True)):
+            return False
+        self._account_token = token
+        return True
+
     def _count_bad(self) -> bool:
         self.bad_in_a_row += 1
         if self.bad_in_a_row >= self.service.limits.max_bad_commands:
@@ -468,10 +494,20 @@ class Connection(asyncio.Protocol):
             return True
         return False
 
+    async def load_records(self) -> None:
+        """The selected mailbox's message records, read in a thread when SELECT did not
+        have them at hand (a 100,000-message mailbox just after a restart): never on
+        the event loop, which every session of the worker shares."""
+        sel = self.selected
+        if sel is not None and not sel.loaded:
+            await asyncio.to_thread(sel.load, self.store)
+
     async def _dispatch(self, command: Command) -> str:
         """Run one command; its status, or "NONE" when the handler answered itself."""
         handler = HANDLERS[command.name]
         try:
+            if command.name not in _NO_RECORDS:
+                await self.load_records()
             reply = await handler(self, command)
         except StorageUnavailable as e:  # RFC 5530 §3: a temporary failure, one log line
             event(log, "storage-unavailable", level=logging.ERROR, peer=self.peer, command=command.name, error=str(e))
@@ -484,6 +520,7 @@ class Connection(asyncio.Protocol):
         if self.selected is not None and reply.status != "BAD" and command.name not in ("SELECT", "EXAMINE"):
             allow = command.name not in UPDATES_WITHOUT_EXPUNGE or getattr(command, "uid", False)
             try:
+                await self.load_records()
                 updates = self.selected.refresh(self.store, allow_expunge=allow)
                 if updates:
                     self.send(*updates)
@@ -573,6 +610,7 @@ class Connection(asyncio.Protocol):
                 wake.clear()
                 if self.selected is not None:
                     try:
+                        await self.load_records()
                         updates = self.selected.refresh(self.store, allow_expunge=True)
                     except StorageUnavailable as e:
                         # The database is down: keep idling (a phone should not be cut

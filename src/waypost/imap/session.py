@@ -13,8 +13,10 @@ something moved.
 from __future__ import annotations
 
 import bisect
+from array import array
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 from ..db import Database, MailboxRecord, MessageRecord
 from ..mailstore import Mailstore
@@ -46,6 +48,7 @@ SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 class Account:
     domain: str
     name: str
+    created: float = 0.0  # the account object's creation time: a name made again is another account
 
     @property
     def address(self) -> str:
@@ -57,8 +60,12 @@ class Selected:
     box: MailboxRecord
     readonly: bool
     condstore: bool = False
-    uids: list[int] = field(default_factory=list)          # sequence number - 1 -> UID
-    msgs: dict[int, MessageRecord] = field(default_factory=dict)
+    uids: array[int] = field(default_factory=lambda: array("I"))  # sequence number - 1 -> UID
+    # The message records by UID (``msgs``): the worker's shared listing, read-only,
+    # until this session changes one (``own_msgs`` copies it then); None until a
+    # command needs them (a SELECT answers from the UIDs and the index's counts).
+    records: Mapping[int, MessageRecord] | None = None
+    opened: tuple[int, int, int] = (0, 0, 0)               # the state ``uids`` were read at
     recent: set[int] = field(default_factory=set)
     modseq: int = 0                                        # everything up to here is shown
     state: tuple[int, int, int] = (0, 0, 0)                # (uidnext, highestmodseq, count) seen
@@ -86,6 +93,7 @@ class Selected:
     recent_mark: int = 0
     # QRESYNC enabled (RFC 7162 §3.2.10): VANISHED (UIDs) instead of EXPUNGE.
     qresync: bool = False
+    _store: Mailstore | None = None  # where ``msgs`` are read from when first needed
 
     @classmethod
     def open(cls, store: Mailstore, box: MailboxRecord, readonly: bool, condstore: bool,
@@ -93,26 +101,88 @@ class Selected:
         store.sync(box)
         db = store.db
         assert db is not None
-        state, msgs = store.listing(box)
-        # \Recent only for messages this session knows (below the listing's UIDNEXT):
+        # The UIDs and keywords at the index's state, and the records when this worker
+        # has them at hand: shared by its sessions; each copies the UIDs (one memory
+        # copy) and shares the records until it changes one.
+        selection = store.selection(box)
+        state = selection.state
+        # \Recent only for messages this session knows (below the state's UIDNEXT):
         # one that arrives meanwhile is claimed by the session that first sees it.
         first_recent = box.uidnext if seen_user else _recent_from(db, box) if readonly \
             else db.message_claim_recent(box.id, state[0])
         sel = cls(box, readonly, condstore, rights=rights, seen_user=seen_user)
         if seen_user is not None:
             sel.seen = db.seen_get(box.id, seen_user)
-        # The worker's index of this listing, shared by its sessions; each session
-        # changes its own copies (a copy is a fraction of walking the records).
-        index = store.listing_index(box.id, msgs)
-        sel.uids = list(index.uids)
-        sel.msgs = dict(index.by_uid)
+        sel.uids = selection.uids[:]
+        sel.records = selection.records
+        sel._store = store
+        sel.opened = state
         # RFC 3501 §6.3.2: EXAMINE answers like SELECT, \Recent included; it only
         # does not take the messages' \Recent away from the sessions after it.
         sel.recent = set(sel.uids[bisect.bisect_left(sel.uids, first_recent):])
         sel.modseq = state[1]
         sel.state = state
-        sel.keywords.update(index.keywords)
+        sel.keywords.update(selection.keywords)
         return sel
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the message records are at hand (else ``load`` reads them)."""
+        return self.records is not None
+
+    @property
+    def msgs(self) -> Mapping[int, MessageRecord]:
+        """The records of the messages this session shows, by UID.  Read-only: a
+        change goes through ``own_msgs``.  Read from the index the first time
+        (callers on the event loop call ``load`` in a thread before)."""
+        records = self.records
+        if records is None:
+            records = self._load()
+        return records
+
+    def own_msgs(self) -> dict[int, MessageRecord]:
+        """The records as this session's own dict, to change (copied the first time)."""
+        records = self.msgs
+        if not isinstance(records, dict):
+            records = self.records = dict(records)
+        return records
+
+    def load(self, store: Mailstore) -> None:
+        """Read the message records if they are not at hand (in a thread: the first
+        read of a 100,000-message mailbox in a worker takes a while)."""
+        if self.records is None:
+            self._store = store
+            self._load()
+        self._store = None  # loaded: the session holds no reference to the store
+
+    def _load(self) -> Mapping[int, MessageRecord]:
+        store = self._store
+        assert store is not None
+        self._store = None
+        state, listing = store.listing(self.box)
+        by_uid = store.listing_index(self.box.id, listing).by_uid
+        if state == self.opened and len(self.uids) == state[2] and not self.arrived:
+            # The very messages this session shows: the worker's records, shared.
+            self.records = MappingProxyType(by_uid)
+            return self.records
+        # The mailbox moved on since SELECT: this session's own records of the
+        # messages it shows (and of those it has not announced yet).  One expunged
+        # meanwhile has no record left: it is shown as expunged (no flags, no file;
+        # a FETCH answers what RFC 2180 §4.1.3 allows) until its EXPUNGE is sent.
+        # A record changed since is owed its FETCH: the client may hold the flags of
+        # the mod-sequence SELECT announced (RFC 7162 §3.2).
+        own: dict[int, MessageRecord] = {}
+        since = self.opened[1]
+        for uid in (*self.uids, *self.arrived):
+            m = by_uid.get(uid)
+            if m is None:
+                m = MessageRecord(uid, _EXPUNGED, "new", (), since, 0, 0.0)
+            elif m.modseq > since:
+                self.owed.add(uid)
+                self.note_keywords(m.flags)
+            own[uid] = m
+        self.records = own
+        return own
 
     def all_seen(self, db: Database) -> bool:
         """Whether every message this session shows has \\Seen (the owner's view), from
@@ -168,7 +238,9 @@ class Selected:
     def check_sizes(self, store: Mailstore, uids: list[int] | None = None) -> None:
         """Make the sizes of these messages (all when None) the sizes as sent."""
         msgs = [self.msgs[u] for u in (self.uids if uids is None else uids) if u in self.msgs]
-        self.msgs.update(store.sized(self.box, msgs))
+        checked = store.sized(self.box, msgs)
+        if checked:
+            self.own_msgs().update(checked)
 
     def enable_condstore(self) -> list[Response]:
         """A CONDSTORE enabling command (RFC 7162 §3.1: FETCH MODSEQ or
@@ -237,7 +309,7 @@ class Selected:
             if seq is None:
                 continue
             del self.uids[seq - 1]
-            self.msgs.pop(uid, None)
+            self.own_msgs().pop(uid, None)
             self.recent.discard(uid)
             self.gone.discard(uid)
             self.owed.discard(uid)
@@ -332,8 +404,9 @@ class Selected:
         if expunged is None:
             # The expunge records since this session's mod-sequence were pruned: what it
             # shows that the index no longer holds has gone.
+            # (Its UIDs, not ``msgs``: the records need not be read for this.)
             present = set(db.message_uids(self.box.id))
-            expunged = [uid for uid in self.msgs if uid not in present]
+            expunged = [uid for uid in (*self.uids, *self.arrived) if uid not in present]
         held = [uid for uid in expunged if uid in self.msgs and uid not in self.gone]
         if held and not self.gone:
             self.held_modseq = self.modseq  # below the first expunge not yet told
@@ -346,12 +419,12 @@ class Selected:
             if m.uid > last:
                 if m.uid not in self.msgs:
                     self.arrived.append(m.uid)
-                self.msgs[m.uid] = m
+                self.own_msgs()[m.uid] = m
                 continue
             old = self.msgs.get(m.uid)
             if old is None or m.uid in self.gone:
                 continue
-            self.msgs[m.uid] = m
+            self.own_msgs()[m.uid] = m
             if set(old.flags) != set(m.flags) or (self.condstore and old.modseq != m.modseq):
                 self.owed.add(m.uid)
         return True
@@ -399,6 +472,11 @@ class Selected:
         elif not self.rev2 and len(self.recent) != recent_before:
             out.append(RecentData(len(self.recent)))  # \Recent messages expunged
         return out
+
+
+#: The file name of the record of a message expunged before this session read the
+#: records (``Selected._load``): no Maildir file has a name starting with ".".
+_EXPUNGED = ".expunged"
 
 
 def _recent_from(db: Database, box: MailboxRecord) -> int:

@@ -64,7 +64,6 @@ log = logging.getLogger("waypost.mailauth")
 #: (real chains have one to three sets: one per list or forwarder on the way).
 MAX_SETS = 10
 
-_ARC_FIELD = re.compile(rb"^(arc-seal|arc-message-signature|arc-authentication-results)\s*:", re.IGNORECASE)
 
 
 @dataclass(slots=True)
@@ -81,24 +80,18 @@ class ARCResult:
     oldest_pass: int = 0
 
 
-def _arc_fields(message: bytes) -> list[tuple[str, bytes]]:
-    """The ARC fields of the header, (lower-case name, value), in order."""
-    end = message.find(b"\r\n\r\n")
-    block = message if end < 0 else message[: end + 2]
+_ARC_NAMES = {b"arc-seal": "arc-seal", b"arc-message-signature": "arc-message-signature",
+              b"arc-authentication-results": "arc-authentication-results"}
+
+
+def _arc_fields(canon: Canon) -> list[tuple[str, bytes]]:
+    """The ARC fields of the header, (lower-case name, value), in order: the fields
+    dkimpy's verifier sees (``Canon.headers``)."""
     out: list[tuple[str, bytes]] = []
-    current: tuple[str, bytearray] | None = None
-    for line in block.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and current is not None:
-            current[1].extend(b"\r\n" + line)
-            continue
-        if current is not None:
-            out.append((current[0], bytes(current[1])))
-            current = None
-        m = _ARC_FIELD.match(line)
-        if m:
-            current = (m.group(1).decode().lower(), bytearray(line.split(b":", 1)[1]))
-    if current is not None:
-        out.append((current[0], bytes(current[1])))
+    for name, value in canon.headers:
+        known = _ARC_NAMES.get(name.lower())
+        if known is not None:
+            out.append((known, value))
     return out
 
 
@@ -107,8 +100,7 @@ async def verify_arc(lookup: Lookup, message: bytes, trace: list[str], canon: Ca
     message already split (``check_message`` shares one with ``verify_all``)."""
     if canon is None:
         canon = Canon(message)
-    message = canon.message
-    fields = _arc_fields(message)
+    fields = _arc_fields(canon)
     if not fields:
         trace.append("arc: no ARC fields: none")
         return ARCResult("none")

@@ -6,7 +6,8 @@ are Maildir++ folders beside it (``.Sent``, ``.Archive.2026``), so that standard
 durable (one flush), renames into ``new/`` and syncs the directories: a message is
 either whole in ``new/`` or absent.  The mailbox index (UIDs, flags, mod-sequences,
 subscriptions) lives in ``waypost.db``; ``maildir.py`` says how files and index stay
-in step.  This package never decides where mail goes.
+in step.  Beside each Maildir, ``waypost.uids`` (``uidfile.py``) keeps the mailbox's UIDs
+packed for SELECT: a cache checked against the index at every read, never the truth.  This package never decides where mail goes.
 """
 
 from .maildir import (
@@ -16,6 +17,7 @@ from .maildir import (
     MailboxNameError,
     MailboxNameTooLong,
     Mailstore,
+    Selection,
     flags_from_info,
     folder_of,
     normalize_name,
@@ -30,6 +32,7 @@ __all__ = [
     "MailboxNameError",
     "MailboxNameTooLong",
     "Mailstore",
+    "Selection",
     "flags_from_info",
     "folder_of",
     "normalize_name",

@@ -26,6 +26,7 @@ import fcntl
 import itertools
 import logging
 import re
+from array import array
 from collections import OrderedDict
 from contextlib import contextmanager
 import os
@@ -35,15 +36,17 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from types import MappingProxyType
+from typing import Callable, Iterator, Mapping, Sequence
 
 from ..bus import Bus
 from ..db import Conflict, Database, MailboxRecord, MessageRecord, NotFound
 from ..fsutil import durable_batch, fsync_dir, write_new_file
+from . import uidfile
 from .quota import OverQuota, Quota, quota_of
 
-__all__ = ["Delivery", "ListingIndex", "Mailstore", "MailboxNameError", "MailboxNameTooLong", "SPECIAL_USE", "account_topic",
-           "topic"]
+__all__ = ["Delivery", "ListingIndex", "Mailstore", "MailboxNameError", "MailboxNameTooLong", "SPECIAL_USE", "Selection",
+           "account_topic", "topic"]
 
 log = logging.getLogger("waypost.mailstore")
 
@@ -64,6 +67,15 @@ LISTING_CACHE = 200_000
 #: scanned: a few hundred bytes each, bounded all the same (least recently used go).
 _MAX_KNOWN_DIRS = 4096
 _MAX_SCANNED = 4096
+#: A writer that holds a mailbox's indexing lock and finds its directories as the last
+#: scan left them carries that scan over its own change (``_carry_scan``), so that the
+#: next SELECT in any worker does not list the whole Maildir again; for mailboxes of
+#: at least this many messages (below, a scan is cheaper than the index write).
+SCAN_CARRY_MIN = 1000
+#: A mailbox's UID file (``uidfile``) brought up to date from the index's change log is
+#: written again once it is this many changes behind (a SELECT after a restart reads
+#: at most about this many rows besides the file).
+UID_FILE_REWRITE = 256
 
 #: Mailbox names: at most this many octets (UTF-8), levels, and octets per level.
 MAX_NAME = 512
@@ -87,9 +99,22 @@ LISTINGS_TOPIC = "listings"
 class ListingIndex:
     """What a session needs of a listing to select the mailbox (``listing_index``)."""
 
-    uids: list[int]
+    uids: array[int]
     by_uid: dict[int, MessageRecord]
     keywords: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What SELECT needs of a mailbox at one index ``state`` (``Mailstore.selection``):
+    its UIDs in order and its keywords, and its message records by UID when this
+    process has them at hand (else None: ``listing`` reads them when a command needs
+    them).  Shared and read-only: a session copies ``uids`` before changing them."""
+
+    state: tuple[int, int, int]
+    uids: array[int]
+    keywords: frozenset[str]
+    records: Mapping[int, MessageRecord] | None
 
 
 def topic(mailbox_id: int) -> str:
@@ -209,6 +234,10 @@ class Mailstore:
         # mailbox id -> (the listing's message list, (UIDs, records by UID, keywords)):
         # worked out once per cached listing (``listing_index``), gone with it.
         self._indexes: dict[int, tuple[list[MessageRecord], ListingIndex]] = {}
+        # mailbox id -> (UID file stamp, UIDs, keywords): the last UID file this process
+        # read, patched or wrote (``selection``); the id is never reused and the stamp
+        # holds the index state, so an entry is only used for exactly that state.
+        self._uid_files: OrderedDict[int, tuple[uidfile.Stamp, array[int], frozenset[str]]] = OrderedDict()
         # mailbox id -> ((since, index state), what changed): see ``changes``.
         self._changes: dict[int, tuple[tuple[int, tuple[int, int, int]],
                                        tuple[list[MessageRecord], list[int] | None]]] = {}
@@ -641,6 +670,27 @@ class Mailstore:
             except KeyError:  # emptied by another thread meanwhile
                 break
 
+    def _carry_scan(self, box: MailboxRecord, path: Path, before: tuple[int, int] | None) -> None:
+        """A writer holding the indexing lock of ``path`` changed its files and indexed
+        the change itself: when the directories were, before that change, as the last
+        scan left them (``before`` equal to the scan's key, here or in the index's shared
+        mark), everything in them is indexed now too, and the scan is carried over to
+        their new key.  No other writer and no scan can have changed them in between
+        (all hold that lock); a program that drops files in without it changes the key
+        again later, or did so before (then nothing is carried and the next SELECT scans).
+        Only for big mailboxes: for small ones a scan costs less than the write."""
+        if before is None or box.exists < SCAN_CARRY_MIN:
+            return
+        after = _key_or_none(path)
+        if after is None or after == before:
+            return
+        if self._scanned.get(box.id) == before:
+            self._scanned_at(box, after)
+        shared = f"maildir-scan:{box.id}"
+        db = self._db()
+        if db.get_mark(shared) == list(before):
+            db.set_mark(shared, list(after))
+
     def sized(self, box: MailboxRecord, msgs: Sequence[MessageRecord]) -> dict[int, MessageRecord]:
         """The messages among ``msgs`` whose size was not checked yet (files another
         program dropped in), with their size as sent, now checked and kept in the
@@ -724,7 +774,7 @@ class Mailstore:
         hit = self._indexes.get(mailbox_id)
         if hit is not None and hit[0] is msgs:
             return hit[1]
-        uids = [m.uid for m in msgs]
+        uids = array("I", [m.uid for m in msgs])
         index = ListingIndex(uids, dict(zip(uids, msgs)),
                              frozenset(f for flags in {m.flags for m in msgs} for f in flags if not f.startswith("\\")))
         with self._lock:
@@ -732,6 +782,78 @@ class Mailstore:
             if cached is not None and cached[1] is msgs:  # only for a listing still kept
                 self._indexes[mailbox_id] = (msgs, index)
         return index
+
+    def selection(self, box: MailboxRecord) -> Selection:
+        """What SELECT needs of ``box`` now, at the least cost: from this process's
+        cached listing when it is at the index's state; else from the mailbox's UID
+        file (``uidfile``), checked against the index's state and brought up to date
+        from its change log, without reading the message records; else from the whole
+        listing, and the UID file is written for the next process that starts."""
+        db = self._db()
+        state = db.mailbox_state(box.id) or (0, 0, 0)
+        cached = self._listings.get(box.id)
+        if cached is not None and cached[0] == state:
+            index = self.listing_index(box.id, cached[1])
+            known = self._uid_files.get(box.id)
+            if known is None or state[1] - known[0][3] >= UID_FILE_REWRITE:
+                self._write_uid_file(box, state, index.uids, index.keywords)
+            return Selection(state, index.uids, index.keywords, MappingProxyType(index.by_uid))
+        found = self._from_uid_file(box, state)
+        if found is not None:
+            return found
+        state, msgs = self.listing(box)
+        index = self.listing_index(box.id, msgs)
+        self._write_uid_file(box, state, index.uids, index.keywords)
+        return Selection(state, index.uids, index.keywords, MappingProxyType(index.by_uid))
+
+    def _from_uid_file(self, box: MailboxRecord, state: tuple[int, int, int]) -> Selection | None:
+        """The selection at ``state`` from the UID file; None when there is none, it is
+        not this mailbox's, or it cannot be brought to ``state`` cheaply and surely."""
+        stamp = (box.id, box.uidvalidity, *state)
+        known = self._uid_files.get(box.id)
+        if known is not None and known[0] == stamp:
+            return Selection(state, known[1], known[2], None)
+        found = uidfile.read(self.box_path(box), box.id, box.uidvalidity)
+        if found is None:
+            return None
+        old, uids, keywords = found
+        if old != stamp:
+            _, _, old_next, old_modseq, _ = old
+            if old_modseq >= state[1] or old_next > state[0]:
+                return None  # newer than the state read, or not an earlier state of it
+            changed, gone = self._db().message_changes(box.id, old_modseq)
+            if gone is None:
+                return None  # the expunge records since the file's were pruned
+            if len(changed) + len(gone) > max(4 * UID_FILE_REWRITE, len(uids) // 4):
+                return None  # reading the listing is as cheap
+            if gone:
+                expunged = set(gone)
+                uids = array("I", [u for u in uids if u not in expunged])
+            # Messages added since: UIDs above every one in the file (RFC 3501
+            # §2.3.1.1), below the state's UIDNEXT (later ones are not in its count).
+            uids.extend(m.uid for m in changed if old_next <= m.uid < state[0])
+            keywords = keywords | {f for m in changed for f in m.flags if not f.startswith("\\")}
+            # Every change made after ``state`` was read can only leave UIDs out:
+            # a count that adds up is the state's set of UIDs.
+            if len(uids) != state[2]:
+                return None
+            if len(changed) + len(gone) >= UID_FILE_REWRITE:
+                self._write_uid_file(box, state, uids, keywords)
+        self._remember_uid_file(box.id, (stamp, uids, keywords))
+        return Selection(state, uids, keywords, None)
+
+    def _write_uid_file(self, box: MailboxRecord, state: tuple[int, int, int], uids: array[int],
+                        keywords: frozenset[str]) -> None:
+        stamp = (box.id, box.uidvalidity, *state)
+        if uidfile.write(self.box_path(box), stamp, uids, keywords):
+            self._remember_uid_file(box.id, (stamp, uids, keywords))
+
+    def _remember_uid_file(self, mailbox_id: int, entry: tuple[uidfile.Stamp, array[int], frozenset[str]]) -> None:
+        with self._lock:
+            self._uid_files[mailbox_id] = entry
+            self._uid_files.move_to_end(mailbox_id)
+            while len(self._uid_files) > _MAX_LISTINGS:
+                self._uid_files.popitem(last=False)
 
     def messages(self, box: MailboxRecord) -> list[MessageRecord]:
         return list(self.listing(box)[1])
@@ -834,6 +956,7 @@ class Mailstore:
             os.utime(tmp, (internaldate, internaldate))
         when = internaldate if internaldate is not None else time.time()
         with self.indexing(path, missing_ok=True):
+            before = _key_or_none(path)
             os.rename(tmp, final)
             fsync_dir(path / "cur")
             try:
@@ -841,6 +964,7 @@ class Mailstore:
             except NotFound:  # the mailbox was deleted meanwhile: the file goes with it
                 _unlink(final)
                 raise
+            self._carry_scan(box, path, before)
         self.changed(box)
         return msg
 
@@ -863,6 +987,7 @@ class Mailstore:
                 made.append(path / "tmp" / name)
             durable_batch(fds)
             with self.indexing(path, missing_ok=True):
+                before = _key_or_none(path)
                 for i, (name, (_data, _flags, when)) in enumerate(zip(names, items)):
                     if when is not None:
                         os.utime(made[i], (when, when))
@@ -873,6 +998,7 @@ class Mailstore:
                 out = self._db().message_add(box.id, [
                     (name, "cur", tuple(dict.fromkeys(flags)), len(data), when if when is not None else now)
                     for name, (data, flags, when) in zip(names, items)])
+                self._carry_scan(box, path, before)
         except BaseException:
             for p in made:
                 _unlink(p)
@@ -895,15 +1021,18 @@ class Mailstore:
             return []
         path = self.box_path(box)
         subdirs: set[str] = set()
-        for m in msgs:
-            try:
-                os.unlink(path / m.subdir / m.name)
-                subdirs.add(m.subdir)
-            except FileNotFoundError:
-                pass
-        for sub in subdirs:
-            fsync_dir(path / sub)
-        gone = self._db().message_expunge(box.id, [m.uid for m in msgs])
+        with self.indexing(path, missing_ok=True):
+            before = _key_or_none(path)
+            for m in msgs:
+                try:
+                    os.unlink(path / m.subdir / m.name)
+                    subdirs.add(m.subdir)
+                except FileNotFoundError:
+                    pass
+            for sub in subdirs:
+                fsync_dir(path / sub)
+            gone = self._db().message_expunge(box.id, [m.uid for m in msgs])
+            self._carry_scan(box, path, before)
         self.changed(box)
         return [m.uid for m in gone]
 
@@ -928,6 +1057,7 @@ class Mailstore:
         fds: list[int] = []
         made: list[Path] = []
         with self.indexing(dpath, missing_ok=True):
+            before = _key_or_none(dpath)
             try:
                 for i, m in enumerate(msgs):
                     kept = tuple(m.flags if flags is None else flags[i])
@@ -958,6 +1088,7 @@ class Mailstore:
                     os.close(fd)
             fsync_dir(dpath / "cur")
             out = self._db().message_add(dst.id, items)
+            self._carry_scan(dst, dpath, before)
         self.changed(dst)
         hook = self.on_copy
         if hook is not None:
@@ -1028,7 +1159,9 @@ class Mailstore:
                 results[i] = e
             return results
         dirs: set[Path] = set()
-        with self.indexing(*{new.parent.parent for _fd, _tmp, new, _i in written}, missing_ok=True):
+        boxes = {new.parent.parent for _fd, _tmp, new, _i in written}
+        with self.indexing(*boxes, missing_ok=True):
+            before = {b: _key_or_none(b) for b in boxes} if self.db is not None else {}
             for fd, tmp, new, i in written:
                 os.close(fd)
                 try:
@@ -1040,12 +1173,15 @@ class Mailstore:
             for d in dirs:
                 fsync_dir(d)
             if self.db is not None:
-                self._index_delivered(items, results)
+                for record in self._index_delivered(items, results):
+                    path = self.box_path(record)
+                    self._carry_scan(record, path, before.get(path))
         return results
 
-    def _index_delivered(self, items: Sequence[Delivery], results: Sequence[str | OSError]) -> None:
-        """Index what was delivered.  The messages are safe already: should this fail,
-        the next ``sync`` of the mailbox indexes them."""
+    def _index_delivered(self, items: Sequence[Delivery], results: Sequence[str | OSError]) -> list[MailboxRecord]:
+        """Index what was delivered; returns the mailboxes indexed.  The messages are
+        safe already: should this fail, the next ``sync`` of the mailbox indexes them."""
+        indexed: list[MailboxRecord] = []
         now = time.time()
         groups: dict[tuple[str, str, str], list[tuple[str, str, tuple[str, ...], int, float]]] = {}
         for item, res in zip(items, results):
@@ -1060,9 +1196,11 @@ class Mailstore:
                     box = self._create(domain, account, normalize_name(mailbox))
                 self._db().message_add(box.id, entries)
                 self.changed(box)
+                indexed.append(box)
             except Exception as e:  # noqa: BLE001 - logged; sync repairs it
                 log.warning(
                     "event=index-error domain=%s account=%s mailbox=%s error=%r", domain, account, mailbox, e)
+        return indexed
 
 
 _W_SIZE = re.compile(r",W=(\d+)")
@@ -1074,6 +1212,13 @@ def _scan_key(path: Path) -> tuple[int, int]:
     """What tells whether a Maildir changed since it was scanned: the mtimes of its
     ``new/`` and ``cur/``; ``FileNotFoundError`` when it is gone."""
     return (path / "new").stat().st_mtime_ns, (path / "cur").stat().st_mtime_ns
+
+
+def _key_or_none(path: Path) -> tuple[int, int] | None:
+    try:
+        return _scan_key(path)
+    except FileNotFoundError:
+        return None
 
 
 def _to_crlf(data: bytes) -> bytes:

@@ -594,9 +594,13 @@ class Operations(ServerOps, MailOps):
     # -- the queue ---------------------------------------------------------------------
 
     def queue_scope(self, where: QueueFilter, domain: str | None = None) -> QueueFilter:
-        """The filter narrowed to what the actor may see: a domain administrator sees
-        the messages waiting for recipients of their domains (``domain``, or their only
-        domain); a server administrator everything (``domain``: that domain's)."""
+        """The filter narrowed to what the actor may see.  The queue entries of a
+        domain (issue 18: "the queue entries of the domains given to them") are its
+        mail both ways: messages with a queued recipient in it, and messages one of its
+        accounts sent (the account that logged in to send it: the MAIL FROM address
+        alone proves nothing, anyone may write it).  A domain administrator sees those
+        of ``domain``, or of their only domain; a server administrator everything
+        (``domain``: that domain's)."""
         import dataclasses
 
         if domain is not None:
@@ -613,9 +617,7 @@ class Operations(ServerOps, MailOps):
             d = next(iter(self.actor.domains))
         else:
             return where
-        if where.recipient is not None and not where.recipient.lower().endswith("@" + d):
-            raise Invalid("recipient", f"not an address of {d}")
-        return dataclasses.replace(where, recipient=where.recipient or f"*@{d}")
+        return dataclasses.replace(where, domain=d)
 
     def queue_list(self, where: QueueFilter, domain: str | None = None, limit: int | None = None,
                    offset: int = 0) -> Iterator[QueueEntry]:
@@ -650,7 +652,15 @@ class Operations(ServerOps, MailOps):
         return int(self.db.queue_count(self.queue_scope(where, domain)))
 
     def _may_see(self, m: QueuedMessage) -> bool:
-        return self.actor.server_admin or any(self.actor.may(r.address.rpartition("@")[2]) for r in m.recipients)
+        """A message of the actor's domains: a recipient there, or sent by one of their
+        accounts (as ``queue_scope``)."""
+        from ..db.base import queue_auth_domain, queue_domain
+
+        if self.actor.server_admin:
+            return True
+        sent_by = queue_auth_domain(m.envelope)
+        return (bool(sent_by) and self.actor.may(sent_by)) or any(self.actor.may(queue_domain(r.address))
+                                                                  for r in m.recipients)
 
     def queue_get(self, msg_id: str) -> QueuedMessage:
         if not msg_id or "/" in msg_id or msg_id.startswith(".") or len(msg_id) > 100:
@@ -695,11 +705,19 @@ class Operations(ServerOps, MailOps):
         scoped = self.queue_scope(where, domain)
         if scoped == QueueFilter() and not everything:
             raise Invalid("filter", "say which messages (an empty filter would delete the whole queue)")
-        deleted = 0
+        deleted = kept = 0
         while True:
-            ids = [e.msg_id for e in self.db.queue_entries(scoped, limit=1000)]
+            # The messages kept (another domain's recipients too) stay first in arrival
+            # order: read past them.
+            ids = [e.msg_id for e in self.db.queue_entries(scoped, limit=1000, offset=kept)]
             if not ids:
                 break
+            if not self.actor.server_admin:
+                mine = [i for i in ids if (m := self.db.queue_get(i)) is None or self._may_delete(m)]
+                kept += len(ids) - len(mine)
+                ids = mine
+                if not ids:
+                    continue
             deleted += int(self.db.queue_delete_many(ids))
             if self.spool is not None:
                 for msg_id in ids:
@@ -707,12 +725,28 @@ class Operations(ServerOps, MailOps):
                         (self.spool / "queue" / msg_id).unlink()
                     except FileNotFoundError:
                         pass
-        self.audit("queue-delete-matching", domain or "queue", messages=deleted)
+        self.audit("queue-delete-matching", domain or "queue", messages=deleted, kept=kept)
         return deleted
 
+    def _may_delete(self, m: QueuedMessage) -> bool:
+        """Whether deleting the whole message harms no other domain: a server
+        administrator's, mail the actor's accounts sent, or mail whose queued recipients
+        are all in the actor's domains."""
+        from ..db.base import queue_auth_domain, queue_domain
+
+        if self.actor.server_admin:
+            return True
+        sent_by = queue_auth_domain(m.envelope)
+        if sent_by and self.actor.may(sent_by):
+            return True
+        return all(self.actor.may(queue_domain(r.address)) for r in m.recipients if r.status == "queued")
+
     def queue_delete(self, msg_id: str) -> None:
-        """Delete one message from the queue without a bounce."""
-        self.queue_get(msg_id)
+        """Delete one message from the queue without a bounce.  A domain administrator
+        may not delete a message that also waits for another domain's recipients."""
+        m = self.queue_get(msg_id)
+        if not self._may_delete(m):
+            raise Denied(f"{self.actor.name} may not delete {msg_id}: it also waits for recipients of other domains")
         if not self.db.queue_delete(msg_id):
             raise NotFound(f"no queued message {msg_id}")
         if self.spool is not None:

@@ -1,7 +1,7 @@
 """The operations on what a domain's mail carries and holds: DKIM signing keys and the
 DNS records to publish (``waypost dkim``, ``waypost dns``), mailbox quotas (``waypost
-quota``, the ``--quota`` options), Sieve scripts (``waypost sieve``) and mailbox
-creation (``waypost mailbox create``).  Mixed into ``Operations``: the same checks
+quota``, the ``--quota`` options), Sieve scripts (``waypost sieve``), mailbox
+creation (``waypost mailbox create``) and the account file areas (``waypost files``).  Mixed into ``Operations``: the same checks
 for the CLI, the API and the admin pages.
 
 A domain administrator may do all of it for the domains given to them (a DKIM key
@@ -317,3 +317,150 @@ class MailOps:
         if factory is None:
             raise Invalid("mailbox", "no mailstore here")
         return factory()
+
+    # -- account file areas (Account File Storage) ------------------------------------
+
+    def _file_store(self) -> Any:
+        from ..files import FileStore
+        from . import Invalid
+
+        if self.settings is None:
+            raise Invalid("address", "no settings here")
+        s = self.settings
+        return FileStore(s.path(s.storage.files), self.directory, s.files.size_limit)
+
+    @staticmethod
+    def _octets(field: str, value: Any) -> int:
+        """A size limit: octets, or ``500K``, ``100M``, ``2G`` (not unlimited)."""
+        from . import Invalid
+
+        octets = parse_quota(field, value, True, for_domain=True)
+        if not isinstance(octets, int):
+            raise Invalid(field, "expected a size such as 1048576, 500K, 100M or 2G")
+        return octets
+
+    def files_usage(self, address: str | None = None, domain: str | None = None) -> list[dict[str, Any]]:
+        """Octets used and the limit of each account's file area (one account, a
+        domain's, or every one the actor administers)."""
+        from ..files import LIMIT_KEY, LISTING_KEY, FilesError
+        from . import Invalid
+
+        store = self._file_store()
+        if address:
+            accounts = [self._account(address)]
+        else:
+            name = self._local_domain(domain) if domain else None
+            accounts = [o for o in self.directory.list_objects(name, "account") if self.actor_may(o.domain)]
+        rows = []
+        for acct in accounts:
+            try:
+                area = store.for_account(acct)
+                used = area.usage()
+            except FilesError as e:
+                raise Invalid("address", f"{acct.address}: {e}") from None
+            dom = self._mdb.get_domain(acct.domain)
+            source = ("account" if acct.data.get(LIMIT_KEY) is not None else
+                      "domain" if dom is not None and dom.settings.get(LIMIT_KEY) is not None else "default")
+            rows.append({"account": acct.address, "used": used, "limit": area.limit, "limit_from": source,
+                         "percent": round(100.0 * used / area.limit, 1) if area.limit else (0.0 if not used else 100.0),
+                         "listing": bool(acct.data.get(LISTING_KEY, False))})
+        return rows
+
+    def files_list(self, address: str, path: str = "") -> list[dict[str, Any]]:
+        """A folder of an account's file area (``path`` from its top)."""
+        from ..db import NotFound
+        from ..files import FilesError
+        from ..files.store import Missing
+        from . import Invalid
+
+        acct = self._account(address)
+        try:
+            entries = self._file_store().for_account(acct).list(path.strip("/"))
+        except Missing as e:
+            raise NotFound(str(e)) from None
+        except FilesError as e:
+            raise Invalid("path", str(e)) from None
+        return [{"name": e.name, "folder": e.is_dir, "size": e.size, "modified": e.mtime} for e in entries]
+
+    def files_set(self, address: str, **changes: Any) -> dict[str, Any]:
+        """An account's file-area settings: ``limit`` (a size; None: its domain's or the
+        server's) and ``listing`` (visitors may list a folder without index.html)."""
+        from ..files import LIMIT_KEY, LISTING_KEY
+        from . import Invalid
+
+        acct = self._account(address)
+        unknown = sorted(set(changes) - {"limit", "listing"})
+        if unknown:
+            raise Invalid(unknown[0], "not a setting of a file area")
+        if not changes:
+            raise Invalid("changes", "nothing to change")
+        data: dict[str, Any] = {}
+        if "limit" in changes:
+            data[LIMIT_KEY] = None if changes["limit"] is None else self._octets("limit", changes["limit"])
+        if "listing" in changes:
+            if not isinstance(changes["listing"], bool):
+                raise Invalid("listing", "expected true or false")
+            data[LISTING_KEY] = changes["listing"] or None
+        obj = self.directory.update(acct.address, "account", data)
+        self.audit("files-set", obj.address, fields=",".join(sorted(changes)))
+        return self.files_usage(obj.address)[0]
+
+    def files_set_domain(self, domain: str, limit: Any) -> int | None:
+        """The file-area limit of a domain's accounts without their own (None: the
+        server's ``files.size_limit``)."""
+        from ..files import LIMIT_KEY
+
+        name = self._local_domain(domain)
+        octets = None if limit is None else self._octets("limit", limit)
+        self._mdb.update_domain_settings(name, {LIMIT_KEY: octets})
+        self.audit("files-set-domain", name, limit=octets if octets is not None else "default")
+        return octets
+
+    # -- mailbox aliases (a name in an account's list that stands for another mailbox) --
+
+    def mailbox_alias_list(self, address: str) -> list[dict[str, str]]:
+        acct = self._account(address)
+        return [{"alias": a, "target": t} for a, t in self._mdb.mailbox_alias_list(acct.domain, acct.name).items()]
+
+    def mailbox_alias_add(self, address: str, name: str, target: str) -> dict[str, str]:
+        """Give the account a mailbox ``name`` standing for ``target`` (its own mailbox or
+        ``~account/mailbox``); refused when it would make a loop of aliases or the
+        account may not see the target (no such mailbox, no 'l' right)."""
+        from ..mailstore.access import Access
+        from . import Invalid
+
+        acct = self._account(address)
+        access = Access(self._store(), acct.domain, acct.name, self.directory.account_named)
+        if not name or len(name) > 1024 or access.split(name) is None or name.startswith("~"):
+            raise Invalid("name", "an alias name is a plain mailbox name, not ~account/...")
+        if not target or len(target) > 1024:
+            raise Invalid("target", "expected a mailbox name or ~account/mailbox")
+        if any(b.name == name for b in access.own()):
+            raise Invalid("name", f"{acct.address} has a mailbox named {name}")
+        aliases = dict(self._mdb.mailbox_alias_list(acct.domain, acct.name))
+        aliases[name] = target
+        seen, hop = {name}, target
+        while hop in aliases:  # refuse loops of aliases
+            if hop in seen:
+                raise Invalid("target", f"{name} -> {target} would make a loop of aliases")
+            seen.add(hop)
+            hop = aliases[hop]
+        before = self._mdb.mailbox_alias_list(acct.domain, acct.name).get(name)
+        self._mdb.mailbox_alias_set(acct.domain, acct.name, name, target)
+        ref = access.resolve(name)
+        if ref is None or "l" not in ref.rights:
+            self._mdb.mailbox_alias_set(acct.domain, acct.name, name, before)
+            raise Invalid("target", f"{acct.address} may not see {target} (no such mailbox, or no 'l' right)")
+        self.audit("mailbox-alias-add", f"{acct.address}/{name}", target=target)
+        return {"alias": name, "target": target}
+
+    def mailbox_alias_remove(self, address: str, name: str) -> dict[str, str]:
+        from ..db import NotFound
+
+        acct = self._account(address)
+        aliases = self._mdb.mailbox_alias_list(acct.domain, acct.name)
+        if name not in aliases:
+            raise NotFound(f"{acct.address} has no mailbox alias {name}")
+        self._mdb.mailbox_alias_set(acct.domain, acct.name, name, None)
+        self.audit("mailbox-alias-remove", f"{acct.address}/{name}")
+        return {"alias": name, "target": str(aliases[name])}

@@ -208,6 +208,13 @@ async def account(web: "Web", request: Request, ops: Operations) -> Response:
                                 quota_messages=f.get("quota_messages", "").strip() or None)
             elif action == "quota-recount":
                 ops.quota_recount(address)
+            elif action == "files":  # "50M", or empty: the domain's limit
+                ops.files_set(address, limit=f.get("files_limit", "").strip() or None,
+                              listing=f.get("files_listing") == "on")
+            elif action == "mailbox-alias-add":
+                ops.mailbox_alias_add(address, f.get("alias", "").strip(), f.get("target", "").strip())
+            elif action == "mailbox-alias-remove":
+                ops.mailbox_alias_remove(address, f.get("alias", ""))
             elif action == "mailbox-create":
                 ops.mailbox_create(f"{address}/{f.get('mailbox', '').strip()}")
             elif action == "sieve-put":
@@ -230,7 +237,10 @@ async def account(web: "Web", request: Request, ops: Operations) -> Response:
     boxes = await asyncio.to_thread(ops.mailbox_list, obj.address)
     quota = await asyncio.to_thread(ops.quota_show, obj.address)
     scripts = await asyncio.to_thread(ops.sieve_list, obj.address)
+    aliases = await asyncio.to_thread(ops.mailbox_alias_list, obj.address)
+    [files] = await asyncio.to_thread(ops.files_usage, obj.address)
     return _render(web, request, "admin_account.html", status, title=obj.address, error=error, account=object_view(obj),
+                   files=files, own_files_limit=obj.data.get("files_limit"), mailbox_aliases=aliases,
                    mailboxes=boxes, quota=quota, own_quota={k: obj.data.get(k) for k in ("quota_storage",
                                                                                           "quota_messages")},
                    scripts=scripts, size=_size)
@@ -285,7 +295,8 @@ async def dkim(web: "Web", request: Request, ops: Operations) -> Response:
 
 
 async def quotas(web: "Web", request: Request, ops: Operations) -> Response:
-    """The accounts of a domain, fullest first, and the domain's default limits."""
+    """The accounts of a domain, fullest first, and the domain's default limits (of
+    mailboxes, and of file areas)."""
     name = request.query_params.get("domain", "")
     error, status = "", 200
     if request.method == "POST":
@@ -293,10 +304,13 @@ async def quotas(web: "Web", request: Request, ops: Operations) -> Response:
         name = f.get("domain", name)
 
         def change() -> None:
-            if f.get("action") != "defaults":
+            if f.get("action") == "defaults":
+                ops.domain_set(name, quota_storage=f.get("quota_storage", "").strip() or None,
+                               quota_messages=f.get("quota_messages", "").strip() or None)
+            elif f.get("action") == "files-default":  # the file areas' limit; empty: the server's
+                ops.files_set_domain(name, f.get("files_limit", "").strip() or None)
+            else:
                 raise Invalid("action", "unknown action")
-            ops.domain_set(name, quota_storage=f.get("quota_storage", "").strip() or None,
-                           quota_messages=f.get("quota_messages", "").strip() or None)
         try:
             await asyncio.to_thread(change)
             return RedirectResponse("/admin/quotas?" + urlencode({"domain": name}), 303)
@@ -308,7 +322,7 @@ async def quotas(web: "Web", request: Request, ops: Operations) -> Response:
     def values() -> dict[str, Any]:
         rec = ops.domain_get(name)
         return {"domain": rec.name, "rows": ops.quota_list(rec.name),
-                "defaults": {k: rec.settings.get(k) for k in ("quota_storage", "quota_messages")}}
+                "defaults": {k: rec.settings.get(k) for k in ("quota_storage", "quota_messages", "files_limit")}}
     shown = await asyncio.to_thread(values)
     return _render(web, request, "admin_quotas.html", status, title=f"Quotas of {shown['domain']}", error=error,
                    size=_size, **shown)

@@ -291,14 +291,14 @@ async def mailboxes(web: Web, request: Request) -> Response:
     return web.page(request, "mailboxes.html", title="Mailboxes", rows=rows)
 
 
-def _ref(web: Web, session: Session, name: str, rights: str = "r") -> MailboxRef | None:
+def _ref(web: Web, session: Session, name: str, rights: str = "r", access: Access | None = None) -> MailboxRef | None:
     """The mailbox a user names, when the user has ``rights`` on it; None otherwise,
     the same for one that does not exist (no leak of names)."""
     if not name or len(name) > 1000:
         return None
     store = web.server.mailstore
     store.ensure_account(session.domain, session.name)
-    ref = _access(web, session).resolve(name)
+    ref = (access or _access(web, session)).resolve(name)
     if ref is None or not ref.may(rights):
         return None
     store.sync(ref.box, wait=False)
@@ -317,7 +317,8 @@ def _message(web: Web, ref: MailboxRef, uid_text: str) -> MessageRecord | None:
 
 def _list(web: Web, session: Session, name: str, page: int, sort: str = "arrival", descending: bool = True,
           query: str = "") -> dict[str, Any] | None:
-    ref = _ref(web, session, name)
+    access = _access(web, session)  # (one directory look-up a page)
+    ref = _ref(web, session, name, access=access)
     if ref is None:
         return None
     store = web.server.mailstore
@@ -340,7 +341,6 @@ def _list(web: Web, session: Session, name: str, page: int, sort: str = "arrival
         page = min(max(page, 1), pages)
         chosen = found[(page - 1) * size:page * size]
     seen: set[int] | None = None
-    access = _access(web, session)
     if not access.is_owner(ref.box):
         db = store.db
         assert db is not None
@@ -351,8 +351,9 @@ def _list(web: Web, session: Session, name: str, page: int, sort: str = "arrival
         unread = ("\\Seen" not in m.flags) if seen is None else (m.uid not in seen)
         rows.append((m, heads[m.uid], unread, "\\Flagged" in m.flags))
     boxes = [r.name for r in access.own()]
-    return {"ref": ref, "rows": rows, "rows_html": render.list_rows(rows, ref.name), "page": page, "pages": pages, "total": total, "all": len(msgs), "boxes": boxes,
-            "sort": sort, "order": "desc" if descending else "asc", "query": query}
+    return {"ref": ref, "rows": rows, "rows_html": render.list_rows(rows, ref.name), "page": page, "pages": pages,
+            "total": total, "all": len(msgs), "boxes": boxes, "sort": sort, "order": "desc" if descending else "asc",
+            "query": query}
 
 
 async def message_list(web: Web, request: Request) -> Response:
@@ -373,13 +374,13 @@ async def message_list(web: Web, request: Request) -> Response:
     return web.page(request, "messages.html", title=values["ref"].name, **values)
 
 
-def _mark_seen(web: Web, session: Session, ref: MailboxRef, msg: MessageRecord) -> None:
+def _mark_seen(web: Web, session: Session, ref: MailboxRef, msg: MessageRecord, access: Access | None = None) -> None:
     """Reading a message sets \\Seen, as IMAP's FETCH BODY[] does (RFC 3501 §6.4.5);
     in another account's mailbox it is the reader's own \\Seen (RFC 4314 §5.1.2)."""
     if not ref.may("s"):
         return
     store = web.server.mailstore
-    access = _access(web, session)
+    access = access or _access(web, session)
     if access.is_owner(ref.box) or ref.owner == access.address:
         if "\\Seen" not in msg.flags:
             store.store(ref.box, [msg.uid], ["\\Seen"], "+")
@@ -392,7 +393,8 @@ def _mark_seen(web: Web, session: Session, ref: MailboxRef, msg: MessageRecord) 
 
 def _read(web: Web, session: Session, name: str, uid: str, images: bool) -> tuple[MailboxRef, MessageRecord,
                                                                                      render.Shown, list[str]] | None:
-    ref = _ref(web, session, name)
+    access = _access(web, session)  # (one directory look-up a page)
+    ref = _ref(web, session, name, access=access)
     if ref is None:
         return None
     msg = _message(web, ref, uid)
@@ -403,8 +405,8 @@ def _read(web: Web, session: Session, name: str, uid: str, images: bool) -> tupl
     except FileNotFoundError:
         return None
     shown = render.render(data, remote_images=images)
-    _mark_seen(web, session, ref, msg)
-    return ref, msg, shown, [r.name for r in _access(web, session).own()]
+    _mark_seen(web, session, ref, msg, access)
+    return ref, msg, shown, [r.name for r in access.own()]
 
 
 async def read_message(web: Web, request: Request) -> Response:

@@ -311,3 +311,24 @@ class S:
                                "activate": {"type": "boolean"}}}
     SieveActivate = {"type": "object", "required": ["name"], "additionalProperties": False,
                      "properties": {"name": {"type": ["string", "null"], "minLength": 1, "maxLength": 1024}}}
+    FileArea = {"type": "object", "required": ["account", "used", "limit", "limit_from", "percent", "listing"],
+                "properties": {"account": {"type": "string"}, "used": {"type": "integer"}, "limit": {"type": "integer"},
+                               "limit_from": {"type": "string", "enum": ["account", "domain", "default"]},
+                               "percent": {"type": "number"}, "listing": {"type": "boolean"}}}
+    FileAreaSet = {"type": "object", "additionalProperties": False, "minProperties": 1,
+                   "properties": {"limit": {"type": ["integer", "string", "null"], "minimum": 0, "maxLength": 24},
+                                  "listing": {"type": "boolean"}}}
+    FileEntries = {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {
+        "type": "object", "required": ["name", "folder", "size", "modified"],
+        "properties": {"name": {"type": "string"}, "folder": {"type": "boolean"}, "size": {"type": "integer"},
+                       "modified": {"type": "number"}}}}}}
+    DomainFiles = {"type": "object", "required": ["limit"], "additionalProperties": False,
+                   "properties": {"limit": {"type": ["integer", "string", "null"], "minimum": 0, "maxLength": 24}}}
+    DomainFilesView = {"type": "object", "required": ["domain", "limit"],
+                       "properties": {"domain": {"type": "string"}, "limit": {"type": ["integer", "null"]}}}
+    MailboxAlias = {"type": "object", "required": ["alias", "target"],
+                    "properties": {"alias": {"type": "string"}, "target": {"type": "string"}}}
+    MailboxAliases = {"type": "object", "required": ["items"],
+                      "properties": {"items": {"type": "array", "items": MailboxAlias}}}
+    MailboxAliasSet = {"type": "object", "required": ["target"], "additionalProperties": False,
+                       "properties": {"target": {"type": "string", "minLength": 1, "maxLength": 1024}}}

@@ -117,7 +117,7 @@ def test_binary_of_a_message_part_converts_the_parts_inside() -> None:
     assert mime.binary_section(NESTED, ()) == NESTED  # the whole message as stored
 
 
-def test_binary_bodystructure_has_the_decoded_sizes_and_the_written_encodings() -> None:
+def test_binary_bodystructure_has_the_decoded_sizes_and_domains() -> None:
     stored = mime.bodystructure(NESTED).encode(True)
     binary = mime.bodystructure(NESTED, binary=True).encode(True)
     # the MESSAGE/RFC822 part: size and lines of its converted body
@@ -125,9 +125,21 @@ def test_binary_bodystructure_has_the_decoded_sizes_and_the_written_encodings() 
     inner = NESTED.split(b"rfc822\r\n\r\n")[1].removesuffix(b"\r\n--out--\r\n")
     assert b'"7BIT" %d (' % len(inner) in stored
     assert b'"7BIT" %d (' % size in binary and b") %d NIL NIL NIL NIL)" % lines in binary
-    # the parts: encodings as written, sizes and lines of the decoded text
-    assert b'"BASE64" 11 0 ' in binary and b'"BASE64" 24 4 ' in stored
-    assert b'"QUOTED-PRINTABLE" 14 1 ' in binary and b'"X-ODD" 4 0 ' in binary
+    # the parts: sizes and lines of the decoded text, and where base64 or
+    # quoted-printable was undone, the domain of what is sent (RFC 5524 §4's examples)
+    assert b'"7BIT" 11 0 ' in binary and b'"BASE64" 24 4 ' in stored
+    assert b'"7BIT" 14 1 ' in binary and b'"X-ODD" 4 0 ' in binary
+    assert b'"QUOTED-PRINTABLE"' in stored and b'"QUOTED-PRINTABLE"' not in binary
+
+
+def test_binary_bodystructure_domain_of_the_decoded_data() -> None:
+    def part(cte: bytes, body: bytes) -> bytes:
+        msg = b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: " + cte + b"\r\n\r\n" + body
+        return mime.bodystructure(msg, binary=True).encode(True)
+    assert b'"8BIT" 2 ' in part(b"base64", b"w6k=")          # "\xc3\xa9": an octet over 127
+    assert b'"BINARY" 3 ' in part(b"base64", b"AGFi")        # a NUL
+    assert b'"BINARY" 1000 ' in part(b"quoted-printable", b"a" * 1000)  # a line over 998 octets
+    assert b'"7BIT" 5 ' in part(b"7bit", b"hello")           # not decoded: as written
 
 
 def test_quoted_printable_follows_rfc2045() -> None:

@@ -146,10 +146,13 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
         out.append(RecentData(len(sel.recent)))
     if sel.seen_user is None and conn.store.db is not None and await asyncio.to_thread(sel.all_seen, conn.store.db):
         first_unseen = None  # the index's count says so: no message to look through
+    elif sel.seen_user is None and not sel.loaded:
+        first_unseen = await asyncio.to_thread(_first_unseen, conn, sel)
     elif sel.seen_user is None:
         msgs = sel.msgs
         first_unseen = next((i + 1 for i, u in enumerate(sel.uids) if "\\Seen" not in msgs[u].flags), None)
     else:
+        await asyncio.to_thread(sel.load, conn.store)
         first_unseen = next((i + 1 for i, u in enumerate(sel.uids) if not sel.is_seen(u)), None)
     if first_unseen is not None and not sel.rev2:
         out.append(Untagged("OK", "First unseen", Unseen(first_unseen)))
@@ -166,6 +169,23 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
     conn.send(*out)
     code = Codes.READ_ONLY if readonly else Codes.READ_WRITE
     return Tagged(cmd.tag, "OK", f"{cmd.name} completed", code)
+
+
+def _first_unseen(conn: Connection, sel: Selected) -> int | None:
+    """[UNSEEN] without the message records: the index's first UID without \\Seen
+    among the messages the session shows, by its number; the records are read only
+    when that message is no longer among them (expunged since)."""
+    db = conn.store.db
+    assert db is not None
+    uid = db.message_first_unseen(sel.box.id, sel.opened[0])
+    if uid is None:
+        return None
+    seq = sel.seq_of(uid)
+    if seq is not None:
+        return seq
+    sel.load(conn.store)
+    msgs = sel.msgs
+    return next((i + 1 for i, u in enumerate(sel.uids) if "\\Seen" not in msgs[u].flags), None)
 
 
 def _resync(conn: Connection, sel: Selected, known: QresyncParams) -> list[Any]:

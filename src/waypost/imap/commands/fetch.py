@@ -127,7 +127,7 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
             records, _ = await asyncio.to_thread(conn.store.store, sel.box, unseen, ["\\Seen"], "+")
             for m in records:
                 if m.uid in sel.msgs:
-                    sel.msgs[m.uid] = m
+                    sel.own_msgs()[m.uid] = m
                     sel.note_keywords(m.flags)  # set by others since catch_up, maybe
             conn.send(*sel.announce_keywords())  # RFC 3501 §7.2.6
         if Att.FLAGS not in atts:

@@ -64,7 +64,8 @@ async def _login(conn: Connection, tag: str, login: str, password: str, how: str
             return None
         return Tagged(tag, "NO", "Authentication failed", Codes.AUTHENTICATIONFAILED)
     name, _, domain = address.rpartition("@")
-    conn.account = Account(domain, name)
+    obj = await asyncio.to_thread(conn.service.lookup, name, domain)
+    conn.account = Account(domain, name, obj.created if obj is not None else 0.0)
     conn.access = Access(conn.store, domain, name, conn.service.lookup)
     conn.failures = 0
     event(log, "imap-login", peer=conn.peer, account=address, mechanism=how)

@@ -22,7 +22,7 @@ import os
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from itertools import filterfalse
-from typing import Any, TYPE_CHECKING
+from typing import Any, Mapping, Sequence, TYPE_CHECKING
 
 from ...db import MessageRecord
 from .. import message as mime
@@ -82,7 +82,7 @@ class _Lowered:
             self.size -= len(self._joined[0]) + _JOINED_OVERHEAD * len(self._joined[1])
             self._joined = None
 
-    def drop_except(self, live: dict[int, Any]) -> None:
+    def drop_except(self, live: Mapping[int, Any]) -> None:
         for uid in [u for u in self.headers if u not in live]:
             self.size -= len(self.headers.pop(uid)) + _ENTRY_OVERHEAD
             self.odd.discard(uid)
@@ -211,7 +211,7 @@ async def _from_files(conn: Connection, sel: Selected, uids: list[int], lowered:
             lowered.add(uid, block)
 
 
-async def _lowered_headers(conn: Connection, sel: Selected, uids: list[int],
+async def _lowered_headers(conn: Connection, sel: Selected, uids: Sequence[int],
                            writes: list[asyncio.Future[None]]) -> tuple[_Lowered, dict[int, bytes], set[int]]:
     """This mailbox's lower-cased header blocks, with every one of ``uids`` (the
     missing ones from the index, else from the files: see ``_from_files`` for

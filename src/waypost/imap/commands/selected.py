@@ -151,7 +151,7 @@ async def store(conn: Connection, cmd: Store) -> Tagged:
     for m in records:
         if m.uid not in sel.msgs:
             continue
-        sel.msgs[m.uid] = m
+        sel.own_msgs()[m.uid] = m
         seq = sel.seq_of(m.uid)
         if seq is None:
             continue

@@ -799,7 +799,7 @@ class GenUrlAuthData:
 @dataclass(frozen=True, slots=True)
 class UrlFetchData:
     """RFC 4467 §9:  urlfetch-data = "*" SP "URLFETCH" 1*(SP url-full SP nstring)
-    RFC 5524 §6 (``ext`` given, the items asked for in the extended form):
+    RFC 5524 §5 (``ext`` given, the items asked for in the extended form):
         url-fetch-data  = url-full SP (nstring / 1*(SP "(" url-fetch-resp ")"))
         url-fetch-resp  = "BODYPARTSTRUCTURE" SP "(" body ")" / "BODY" SP nstring /
                           "BINARY" SP nstring8

@@ -726,6 +726,17 @@ async def _watch_memory() -> None:
         await asyncio.sleep(MEMORY_INTERVAL)
 
 
+# A worker was forked with the supervisor's TLS context: set when a SIGHUP reached the
+# supervisor before (the context is then stale) or the worker before its event loop took
+# the signal over; the worker then reads the certificate again as soon as it can.
+_HUP_PENDING = False
+
+
+def _note_hup(signum: int, frame: Any) -> None:
+    global _HUP_PENDING
+    _HUP_PENDING = True
+
+
 def _run_worker(settings: Settings, sockets: dict[str, socket.socket], tls: ssl.SSLContext | None,
                 ftp_tls: Any = None) -> int:
     async def main() -> None:
@@ -738,6 +749,8 @@ def _run_worker(settings: Settings, sockets: dict[str, socket.socket], tls: ssl.
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
+        if _HUP_PENDING:  # a SIGHUP came before the loop took it, or before this worker was forked
+            server.reload_tls()
         _tune_gc()
         event(log, "worker-ready", pid=os.getpid())
         await stop.wait()
@@ -975,7 +988,7 @@ def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int, tl
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the worker's loop takes it over
+            signal.signal(signal.SIGHUP, _note_hup)  # until the worker's loop takes it over
             code = 1
             try:
                 code = _run_worker(settings, sockets, tls, ftp_tls)
@@ -993,7 +1006,10 @@ def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int, tl
                 pass
 
     def on_hup(signum: int, frame: Any) -> None:
-        # Each worker reads the certificate again (they were forked with the old one).
+        # Each worker reads the certificate again (they were forked with the old one);
+        # so does each worker forked from now on (a replacement), at its start.
+        global _HUP_PENDING
+        _HUP_PENDING = True
         for pid in list(children):
             try:
                 os.kill(pid, signal.SIGHUP)

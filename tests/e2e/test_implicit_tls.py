@@ -145,3 +145,28 @@ def test_sighup_reloads_the_certificate_in_every_worker(tmp_path):
         inst.expect_log(r"event=tls-reload-failed", count=2)
         assert _peer_certificate(inst.pop3s_port, inst.hostname) == new
         assert inst.proc.poll() is None
+
+
+def test_a_worker_forked_after_sighup_serves_the_new_certificate(tmp_path):
+    """The workers are forked with the supervisor's TLS context; one forked after a
+    SIGHUP (a replacement for one that died) read the old certificate again until the
+    next SIGHUP.  It now reads the files at its start."""
+    import os
+
+    inst = _instance(tmp_path / "data", workers=2)
+    settings = inst.settings
+    cert, key = settings.path(settings.tls.certificate), settings.path(settings.tls.key)
+    with inst:
+        inst.start()
+        ready = inst.expect_log(r"event=worker-ready", count=2, timeout=30)
+        install_certificate(cert, key, inst.hostname, "127.0.0.1")
+        new = ssl.PEM_cert_to_DER_cert(cert.read_text())
+        assert inst.proc is not None
+        inst.proc.send_signal(signal.SIGHUP)
+        inst.expect_log(r"event=tls-reloaded", count=2)
+        victim = int(ready[0].split("pid=")[1].split()[0])
+        os.kill(victim, signal.SIGKILL)
+        inst.expect_log(r"event=worker-died", count=1, timeout=30)
+        inst.expect_log(r"event=worker-ready", count=3, timeout=30)
+        for _ in range(8):  # connections land on either worker
+            assert _peer_certificate(inst.imaps_port, inst.hostname) == new

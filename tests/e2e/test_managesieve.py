@@ -190,3 +190,24 @@ def test_sieve_connect_uploads_a_script_that_files_mail(srv, tmp_path):
     replies = wait_for(lambda: srv.messages("alice@example.test"), what="the vacation reply")
     srv.expect_log(r'event=vacation-skipped .*sender=<alice@example.test> reason="replied within the period"')
     assert len(srv.messages("alice@example.test")) == 1 and b"Subject: Away" in replies[0].read_bytes()
+
+
+def test_a_session_ends_when_its_account_is_removed_and_made_again(srv, tmp_path):
+    """The old owner's session, still open across ``account remove`` and ``account add``
+    of its name, must not put scripts on the new owner's account (a redirect of its mail):
+    its next command ends it (issue 13: one customer must never act as another)."""
+    srv.ok("account", "add", "dora@example.test", "--password", "old-pw")
+    c = Raw(srv.sieve_port)
+    c.upto_status()
+    c.starttls(srv.hostname)
+    assert c.cmd(b'AUTHENTICATE "PLAIN" "' + plain("dora@example.test", "old-pw") + b'"') == [b'OK "Authenticated"']
+    assert c.cmd(b"LISTSCRIPTS")[-1].startswith(b"OK")
+    srv.ok("account", "remove", "dora@example.test")
+    srv.ok("account", "add", "dora@example.test", "--password", "new-pw")
+    script = b'redirect "thief@example.net";'
+    reply = c.cmd(b'PUTSCRIPT "steal" {%d+}\r\n' % len(script) + script)
+    assert reply[-1].startswith(b"BYE"), reply
+    with pytest.raises((EOFError, ConnectionError)):
+        c.line()
+    srv.expect_log(r"event=managesieve-account-gone .*account=dora@example.test")
+    assert "steal" not in srv.ok("sieve", "list", "dora@example.test")

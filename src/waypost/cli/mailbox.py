@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from ..mailstore.access import RIGHTS, Access, change_rights
 from .common import App, emit, fail, handle_errors, json_option, pass_app
 
 __all__ = ["acl", "mailbox"]
@@ -81,26 +80,12 @@ def alias() -> None:
 def alias_add(app: App, account: str, name: str, target: str) -> None:
     """Give ACCOUNT a mailbox NAME that stands for TARGET.  Example: waypost mailbox alias add
     bob@client1.com mkt-announce "~marketing/announce" """
-    domain, acct = _account(app, account)
-    access = Access(app.mailstore, domain, acct, app.directory.account_named)
-    if access.split(name) is None or name.startswith("~"):
-        fail("an alias name is a plain mailbox name, not ~account/...")
-    if any(b.name == name for b in access.own()):
-        fail(f"{account} has a mailbox named {name}")
-    aliases = dict(app.db.mailbox_alias_list(domain, acct))
-    aliases[name] = target
-    seen = {name}
-    hop = target
-    while hop in aliases:  # refuse loops of aliases
-        if hop in seen:
-            fail(f"{name} -> {target} would make a loop of aliases")
-        seen.add(hop)
-        hop = aliases[hop]
-    app.db.mailbox_alias_set(domain, acct, name, target)
-    ref = access.resolve(name)
-    if ref is None or "l" not in ref.rights:
-        app.db.mailbox_alias_set(domain, acct, name, None)
-        fail(f"{account} may not see {target} (no such mailbox, or no 'l' right)")
+    from ..ops import Invalid
+
+    try:
+        app.ops.mailbox_alias_add(account, name, target)
+    except Invalid as e:
+        fail(e.message)
     click.echo(f"{account}: mailbox alias {name} -> {target}")
 
 
@@ -112,8 +97,7 @@ def alias_add(app: App, account: str, name: str, target: str) -> None:
 def alias_list(app: App, account: str, as_json: bool) -> None:
     """An account's mailbox aliases.  Example: waypost mailbox alias list bob@client1.com"""
     domain, acct = _account(app, account)
-    rows = [{"alias": a, "target": t} for a, t in app.db.mailbox_alias_list(domain, acct).items()]
-    emit(app, rows, ["alias", "target"], as_json, f"Mailbox aliases of {acct}@{domain}")
+    emit(app, app.ops.mailbox_alias_list(account), ["alias", "target"], as_json, f"Mailbox aliases of {acct}@{domain}")
 
 
 @alias.command("remove")
@@ -123,10 +107,7 @@ def alias_list(app: App, account: str, as_json: bool) -> None:
 @handle_errors
 def alias_remove(app: App, account: str, name: str) -> None:
     """Remove a mailbox alias.  Example: waypost mailbox alias remove bob@client1.com mkt-announce"""
-    domain, acct = _account(app, account)
-    if name not in app.db.mailbox_alias_list(domain, acct):
-        fail(f"{account} has no mailbox alias {name}")
-    app.db.mailbox_alias_set(domain, acct, name, None)
+    app.ops.mailbox_alias_remove(account, name)
     click.echo(f"{account}: mailbox alias {name} removed")
 
 

@@ -705,11 +705,19 @@ class Operations(ServerOps, MailOps):
         scoped = self.queue_scope(where, domain)
         if scoped == QueueFilter() and not everything:
             raise Invalid("filter", "say which messages (an empty filter would delete the whole queue)")
-        deleted = 0
+        deleted = kept = 0
         while True:
-            ids = [e.msg_id for e in self.db.queue_entries(scoped, limit=1000)]
+            # The messages kept (another domain's recipients too) stay first in arrival
+            # order: read past them.
+            ids = [e.msg_id for e in self.db.queue_entries(scoped, limit=1000, offset=kept)]
             if not ids:
                 break
+            if not self.actor.server_admin:
+                mine = [i for i in ids if (m := self.db.queue_get(i)) is None or self._may_delete(m)]
+                kept += len(ids) - len(mine)
+                ids = mine
+                if not ids:
+                    continue
             deleted += int(self.db.queue_delete_many(ids))
             if self.spool is not None:
                 for msg_id in ids:
@@ -717,12 +725,28 @@ class Operations(ServerOps, MailOps):
                         (self.spool / "queue" / msg_id).unlink()
                     except FileNotFoundError:
                         pass
-        self.audit("queue-delete-matching", domain or "queue", messages=deleted)
+        self.audit("queue-delete-matching", domain or "queue", messages=deleted, kept=kept)
         return deleted
 
+    def _may_delete(self, m: QueuedMessage) -> bool:
+        """Whether deleting the whole message harms no other domain: a server
+        administrator's, mail the actor's accounts sent, or mail whose queued recipients
+        are all in the actor's domains."""
+        from ..db.base import queue_auth_domain, queue_domain
+
+        if self.actor.server_admin:
+            return True
+        sent_by = queue_auth_domain(m.envelope)
+        if sent_by and self.actor.may(sent_by):
+            return True
+        return all(self.actor.may(queue_domain(r.address)) for r in m.recipients if r.status == "queued")
+
     def queue_delete(self, msg_id: str) -> None:
-        """Delete one message from the queue without a bounce."""
-        self.queue_get(msg_id)
+        """Delete one message from the queue without a bounce.  A domain administrator
+        may not delete a message that also waits for another domain's recipients."""
+        m = self.queue_get(msg_id)
+        if not self._may_delete(m):
+            raise Denied(f"{self.actor.name} may not delete {msg_id}: it also waits for recipients of other domains")
         if not self.db.queue_delete(msg_id):
             raise NotFound(f"no queued message {msg_id}")
         if self.spool is not None:

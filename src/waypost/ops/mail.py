@@ -415,3 +415,52 @@ class MailOps:
         self._mdb.update_domain_settings(name, {LIMIT_KEY: octets})
         self.audit("files-set-domain", name, limit=octets if octets is not None else "default")
         return octets
+
+    # -- mailbox aliases (a name in an account's list that stands for another mailbox) --
+
+    def mailbox_alias_list(self, address: str) -> list[dict[str, str]]:
+        acct = self._account(address)
+        return [{"alias": a, "target": t} for a, t in self._mdb.mailbox_alias_list(acct.domain, acct.name).items()]
+
+    def mailbox_alias_add(self, address: str, name: str, target: str) -> dict[str, str]:
+        """Give the account a mailbox ``name`` standing for ``target`` (its own mailbox or
+        ``~account/mailbox``); refused when it would make a loop of aliases or the
+        account may not see the target (no such mailbox, no 'l' right)."""
+        from ..mailstore.access import Access
+        from . import Invalid
+
+        acct = self._account(address)
+        access = Access(self._store(), acct.domain, acct.name, self.directory.account_named)
+        if not name or len(name) > 1024 or access.split(name) is None or name.startswith("~"):
+            raise Invalid("name", "an alias name is a plain mailbox name, not ~account/...")
+        if not target or len(target) > 1024:
+            raise Invalid("target", "expected a mailbox name or ~account/mailbox")
+        if any(b.name == name for b in access.own()):
+            raise Invalid("name", f"{acct.address} has a mailbox named {name}")
+        aliases = dict(self._mdb.mailbox_alias_list(acct.domain, acct.name))
+        aliases[name] = target
+        seen, hop = {name}, target
+        while hop in aliases:  # refuse loops of aliases
+            if hop in seen:
+                raise Invalid("target", f"{name} -> {target} would make a loop of aliases")
+            seen.add(hop)
+            hop = aliases[hop]
+        before = self._mdb.mailbox_alias_list(acct.domain, acct.name).get(name)
+        self._mdb.mailbox_alias_set(acct.domain, acct.name, name, target)
+        ref = access.resolve(name)
+        if ref is None or "l" not in ref.rights:
+            self._mdb.mailbox_alias_set(acct.domain, acct.name, name, before)
+            raise Invalid("target", f"{acct.address} may not see {target} (no such mailbox, or no 'l' right)")
+        self.audit("mailbox-alias-add", f"{acct.address}/{name}", target=target)
+        return {"alias": name, "target": target}
+
+    def mailbox_alias_remove(self, address: str, name: str) -> dict[str, str]:
+        from ..db import NotFound
+
+        acct = self._account(address)
+        aliases = self._mdb.mailbox_alias_list(acct.domain, acct.name)
+        if name not in aliases:
+            raise NotFound(f"{acct.address} has no mailbox alias {name}")
+        self._mdb.mailbox_alias_set(acct.domain, acct.name, name, None)
+        self.audit("mailbox-alias-remove", f"{acct.address}/{name}")
+        return {"alias": name, "target": str(aliases[name])}

@@ -81,7 +81,7 @@ class ManageSieveService:
 
 class Session:
     __slots__ = ("service", "reader", "writer", "buf", "state", "tls", "peer", "server_ip", "user", "domain",
-                 "account", "failures", "bad")
+                 "account", "created", "failures", "bad")
 
     def __init__(self, service: ManageSieveService, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> None:
@@ -98,6 +98,7 @@ class Session:
         self.user = ""
         self.domain = ""
         self.account = ""
+        self.created = 0.0  # the account object's creation time: a name made again is another account
         self.failures = 0
         self.bad = 0
 
@@ -196,6 +197,12 @@ class Session:
                     self.write(refused.encode())
                     continue
                 self.bad = 0
+                if self.state is State.AUTHENTICATED and not await self._account_still_there():
+                    # Removed, disabled or made again under its name (another customer's
+                    # account now): this login is void (RFC 5804 §1.3 BYE).
+                    event(log, "managesieve-account-gone", peer=self.peer, account=self.user)
+                    self.bye("The account was removed or changed; log in again")
+                    return
                 try:
                     reply = await HANDLERS[cmd.name](self, cmd)
                 except StorageUnavailable as e:  # RFC 5804 §1.3: TRYLATER, a temporary failure
@@ -216,6 +223,12 @@ class Session:
         finally:
             if not self.writer.is_closing():
                 self.writer.close()
+
+    async def _account_still_there(self) -> bool:
+        """Whether the account this session logged in to is still the same enabled account."""
+        obj = await asyncio.to_thread(self.service.db.get_object, self.domain, self.account)
+        return (obj is not None and obj.kind == "account" and obj.created == self.created
+                and bool(obj.data.get("enabled", True)))
 
     # -- what the handlers share ----------------------------------------------------
 
@@ -292,7 +305,9 @@ async def _authenticate(s: Session, cmd: Command) -> Reply:
     if address is None:
         return await _failed(s, authcid, "Authentication failed")
     name, _, domain = address.partition("@")
+    obj = await asyncio.to_thread(s.service.db.get_object, domain, name)
     s.user, s.account, s.domain = address, name, domain
+    s.created = obj.created if obj is not None else 0.0
     s.state = State.AUTHENTICATED
     event(log, "managesieve-login", peer=s.peer, account=address)
     return Reply("OK", "Authenticated")

@@ -211,6 +211,10 @@ async def account(web: "Web", request: Request, ops: Operations) -> Response:
             elif action == "files":  # "50M", or empty: the domain's limit
                 ops.files_set(address, limit=f.get("files_limit", "").strip() or None,
                               listing=f.get("files_listing") == "on")
+            elif action == "mailbox-alias-add":
+                ops.mailbox_alias_add(address, f.get("alias", "").strip(), f.get("target", "").strip())
+            elif action == "mailbox-alias-remove":
+                ops.mailbox_alias_remove(address, f.get("alias", ""))
             elif action == "mailbox-create":
                 ops.mailbox_create(f"{address}/{f.get('mailbox', '').strip()}")
             elif action == "sieve-put":
@@ -233,9 +237,10 @@ async def account(web: "Web", request: Request, ops: Operations) -> Response:
     boxes = await asyncio.to_thread(ops.mailbox_list, obj.address)
     quota = await asyncio.to_thread(ops.quota_show, obj.address)
     scripts = await asyncio.to_thread(ops.sieve_list, obj.address)
+    aliases = await asyncio.to_thread(ops.mailbox_alias_list, obj.address)
     [files] = await asyncio.to_thread(ops.files_usage, obj.address)
     return _render(web, request, "admin_account.html", status, title=obj.address, error=error, account=object_view(obj),
-                   files=files, own_files_limit=obj.data.get("files_limit"),
+                   files=files, own_files_limit=obj.data.get("files_limit"), mailbox_aliases=aliases,
                    mailboxes=boxes, quota=quota, own_quota={k: obj.data.get(k) for k in ("quota_storage",
                                                                                           "quota_messages")},
                    scripts=scripts, size=_size)

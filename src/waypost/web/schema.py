@@ -326,3 +326,9 @@ class S:
                    "properties": {"limit": {"type": ["integer", "string", "null"], "minimum": 0, "maxLength": 24}}}
     DomainFilesView = {"type": "object", "required": ["domain", "limit"],
                        "properties": {"domain": {"type": "string"}, "limit": {"type": ["integer", "null"]}}}
+    MailboxAlias = {"type": "object", "required": ["alias", "target"],
+                    "properties": {"alias": {"type": "string"}, "target": {"type": "string"}}}
+    MailboxAliases = {"type": "object", "required": ["items"],
+                      "properties": {"items": {"type": "array", "items": MailboxAlias}}}
+    MailboxAliasSet = {"type": "object", "required": ["target"], "additionalProperties": False,
+                       "properties": {"target": {"type": "string", "minLength": 1, "maxLength": 1024}}}

@@ -635,6 +635,36 @@ def test_a_domain_administrator_sees_the_mail_its_accounts_sent_not_a_forged_sen
     call(api, "DELETE", f"/api/v1/queue/{forged}", token=api.tokens["server"])
 
 
+def test_failed_logins_are_listed_and_forgotten_by_a_server_administrator(api):
+    """``waypost auth blocked|unblock`` over the API and on its page: a failed SMTP
+    login counted for the account and the client, forgotten; a domain token refused."""
+    with smtplib.SMTP("127.0.0.1", api.submission_port, timeout=10) as c:
+        c.starttls(context=client_context())
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            c.login(f"user@{A}", "not-the-password")
+    status, page, _ = call(api, "GET", "/api/v1/auth/blocked", token=api.tokens["server"])
+    keys = {r["key"]: r for r in page["items"]}
+    assert status == 200 and keys[f"account:user@{A}"]["failures"] >= 1, page
+    assert "client:127.0.0.1" in keys
+    assert call(api, "GET", "/api/v1/auth/blocked", token=api.tokens["scoped-a"])[0] == 403
+    assert call(api, "DELETE", f"/api/v1/auth/blocked/user@{A}", token=api.tokens["scoped-a"])[0] == 403
+    status, answer, _ = call(api, "DELETE", f"/api/v1/auth/blocked/user@{A}", token=api.tokens["server"])
+    assert status == 200 and answer == {"key": f"account:user@{A}", "cleared": True}, answer
+    status, answer, _ = call(api, "DELETE", "/api/v1/auth/blocked/not%20an%20address!", token=api.tokens["server"])
+    assert status == 400 and answer["error"]["field"] == "who", answer
+    # The page: the client's count, forgotten with its button's form (CSRF token in it).
+    cookie, _ = login(api, "root", "example.test")
+    status, html, _ = call(api, "GET", "/admin/logins", headers={"Cookie": f"wp_session={cookie}"})
+    assert status == 200 and 'data-key="client:127.0.0.1"' in html and f"account:user@{A}" not in html
+    csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+    form = urllib.parse.urlencode({"csrf": csrf, "action": "unblock", "who": "client:127.0.0.1"})
+    status, _, _ = call(api, "POST", "/admin/logins", raw=form.encode(),
+                        headers={"Cookie": f"wp_session={cookie}", "Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 303
+    assert "client:127.0.0.1" not in api.ok("auth", "blocked")
+    api.expect_log(r"event=admin-change actor=admin:root@example\.test action=auth-unblock object=client:127\.0\.0\.1")
+
+
 def test_a_domain_administrator_deletes_no_mail_of_another_domain(api):
     """A message waiting for recipients of A and of B: A's administrator sees it, but
     deleting it would take B's mail too: refused by id, kept by a filter; a message

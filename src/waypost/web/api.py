@@ -411,6 +411,11 @@ def _mailbox_create(c: Call) -> Any:
     return {"mailboxes": c.ops.mailbox_list(c.path["address"])}
 
 
+def _unblock(c: Call) -> Any:
+    key, cleared = c.ops.auth_unblock(c.path["who"])
+    return {"key": key, "cleared": bool(cleared)}
+
+
 P = PREFIX
 OPERATIONS: list[Op] = [
     Op("GET", f"{P}/whoami", "whoami", "Who the token or session acts as", "session", _whoami,
@@ -595,6 +600,12 @@ OPERATIONS: list[Op] = [
        lambda c: _page(c.ops.sharing_cache(), c.query), query=_LIMITS, response=PAGE(S.CacheEntry)),
     Op("DELETE", f"{P}/sharing/cache", "clearSharingCache", "Forget every remembered Minger answer", "sharing",
        lambda c: {"answers": c.ops.sharing_cache_clear()}, response=S.Cleared),
+    Op("GET", f"{P}/auth/blocked", "listLoginFailures",
+       "Client addresses and accounts with failed logins counted, and their blocks", "auth",
+       lambda c: _page(c.ops.auth_blocked(), c.query), query=_LIMITS, response=PAGE(S.LoginFailures)),
+    Op("DELETE", f"{P}/auth/blocked/{{who}}", "unblockLogins",
+       "Forget the failed logins of a client address (IPv6: its /64) or an account", "auth",
+       _unblock, response=S.Unblocked, subject="who"),
     Op("GET", f"{P}/queue", "listQueue", "List queued messages, oldest first, a page at a time", "queue",
        _queue_list, query={**_QUEUE_Q, **_LIMITS}, response=PAGE(S.QueueEntry), subject="domain"),
     Op("POST", f"{P}/queue/flush", "flushQueue", "Retry now the queued messages a filter chooses", "queue",

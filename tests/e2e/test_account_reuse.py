@@ -331,7 +331,7 @@ def test_a_silent_old_session_hears_nothing_of_the_new_owner(srv: WaypostInstanc
         except (EOFError, ConnectionError):
             pass
         except TimeoutError:
-            raise AssertionError(f"{'watcher' if r is watcher else 'idler'} not ended: {heard}") from None
+            raise AssertionError(f"{'watcher' if r is watcher else 'idler'} not ended: {heard}\n" + "\n".join(srv.output[-60:])) from None
         assert heard and heard[-1].startswith(b"* BYE "), heard
         assert not any(b"Secret-Merger-Plans" in x or b"STATUS" in x or b"EXISTS" in x for x in heard), heard
     srv.expect_log(r"event=imap-account-gone .*account=z@example.test", count=2)

@@ -284,6 +284,14 @@ class Watcher:
                               error=str(e))
                     outage = True
                     continue
+                except Exception:
+                    # The account went while we looked (its mailboxes being retired by
+                    # `account remove`): the check says so and the session ends; anything
+                    # else is logged and the watcher looks again at the next wake-up.
+                    if await conn.account_gone():
+                        return
+                    log.exception("event=imap-notify-error peer=%s", conn.peer)
+                    continue
                 outage = False
                 if conn.closed:
                     return

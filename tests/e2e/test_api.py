@@ -149,7 +149,7 @@ BODIES = {
     "createMailbox": {"name": "Projects"}, "generateDkimKey": {"algorithm": "ed25519"}, "setDkimKey": {"active": False},
     "putSieveScript": {"script": "discard;\n", "activate": True}, "activateSieveScript": {"name": None},
     "setFileArea": {"limit": "1M", "listing": True}, "setDomainFileLimit": {"limit": "10M"},
-    "setMailboxAlias": {"target": "INBOX"},
+    "setMailboxAlias": {"target": "INBOX"}, "testGateway": {"address": f"x@{B}"},
 }
 #: What a domain administrator of A (or a token scoped to A) may call about B: lists,
 #: which show only A's part of them (checked below), and who they are.
@@ -345,6 +345,13 @@ def test_a_server_administrator_runs_every_group_with_curl(api):
     code, gw = curl("PUT", "/api/v1/gateway", {"text": "@far.test 127.0.0.9:2525\n"})
     assert code == 200 and gw["rules"][0]["destination"] == "127.0.0.9" and gw["rules"][0]["port"] == 2525
     assert curl("PUT", "/api/v1/gateway", {"text": "nonsense\n"})[0] == 400
+    code, tested = curl("POST", "/api/v1/gateway/test", {"address": "bob@far.test"})
+    assert code == 200 and tested["rule"]["line"] == 1 and tested["rule"]["destination"] == "127.0.0.9", tested
+    assert curl("POST", "/api/v1/gateway/test", {"address": "bob@near.test"})[1]["rule"] is None
+    assert "line 1" in api.ok("gateway", "test", "bob@far.test")
+    cookie, _ = login(api, "root", "example.test")
+    status, html, _ = call(api, "GET", "/admin/gateway?address=bob%40far.test", headers={"Cookie": f"wp_session={cookie}"})
+    assert status == 200 and "line 1: @far.test -&gt; 127.0.0.9:2525" in html, html[-800:]
     assert curl("PUT", "/api/v1/gateway/auth/*", {"user": "relay2", "password": "relay-pw-2"})[0] == 200
     code, creds = curl("GET", "/api/v1/gateway/auth")
     assert creds["items"] == [{"for": "*", "user": "relay2"}] and "relay-pw-2" not in json.dumps(creds)

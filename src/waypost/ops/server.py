@@ -150,6 +150,22 @@ class ServerOps:
             self.audit("gateway-import", "gateway", rules=count)
         return count, errors
 
+    def gateway_test(self, address: str) -> dict[str, Any]:
+        """Which gateway rule decides for ``address`` (first match wins), and the
+        recipient as the destination gets it; ``rule`` None: delivered normally."""
+        from ..ops import Invalid
+        from ..rules.gateway import GatewayTable
+
+        if not address or len(address) > 320 or "@" not in address:
+            raise Invalid("address", "expected an address")
+        rule = GatewayTable.from_text(self.gateway_text()).first(address)
+        if rule is None:
+            return {"address": address, "rule": None, "envelope": address}
+        return {"address": address, "rule": {"line": rule.line_no, "match": rule.match,
+                                             "destination": "MTA" if rule.mta else rule.host, "port": rule.port,
+                                             "rewrite": rule.rewrite},
+                "envelope": address if rule.mta else rule.envelope(address)}
+
     def gateway_auth_list(self) -> list[dict[str, str]]:
         from ..rules import CREDENTIALS_KEY
 

@@ -529,8 +529,10 @@ async def gateway(web: "Web", request: Request, ops: Operations) -> Response:
         else:
             raise Invalid("action", "unknown action")
         return []
+    address = request.query_params.get("address", "").strip()[:320]
     return await _settings_page(web, request, ops, "admin_gateway.html", "Gateway", "/admin/gateway", change,
-                                lambda: {"text": ops.gateway_text(), "credentials": ops.gateway_auth_list()})
+                                lambda: {"text": ops.gateway_text(), "credentials": ops.gateway_auth_list(),
+                                         "address": address, "tested": ops.gateway_test(address) if address else None})
 
 
 async def sharing_page(web: "Web", request: Request, ops: Operations) -> Response:

@@ -582,6 +582,8 @@ OPERATIONS: list[Op] = [
        _gateway_view, response=S.Gateway),
     Op("PUT", f"{P}/gateway", "setGateway", "Replace the gateway forwarding rules (a bad line changes nothing)",
        "gateway", _gateway_set, body=S.Text, response=S.Gateway, subject="text", max_body=MAX_BODY_TABLE),
+    Op("POST", f"{P}/gateway/test", "testGateway", "Which gateway rule decides for an address (waypost gateway test)",
+       "gateway", lambda c: c.ops.gateway_test(c.body["address"]), body=S.GatewayAsk, response=S.GatewayAnswer),
     Op("GET", f"{P}/gateway/auth", "listGatewayAuth", "Next-hop SMTP AUTH accounts (never the passwords)",
        "gateway", lambda c: _page(c.ops.gateway_auth_list(), c.query), query=_LIMITS,
        response=PAGE(S.Credentials)),

@@ -337,3 +337,8 @@ class S:
                                     "last_failure": {"type": "number"}, "blocked_until": {"type": "number"}}}
     Unblocked = {"type": "object", "required": ["key", "cleared"],
                  "properties": {"key": {"type": "string"}, "cleared": {"type": "boolean"}}}
+    GatewayAsk = {"type": "object", "required": ["address"], "additionalProperties": False,
+                  "properties": {"address": {"type": "string", "minLength": 1, "maxLength": 320}}}
+    GatewayAnswer = {"type": "object", "required": ["address", "rule", "envelope"],
+                     "properties": {"address": {"type": "string"}, "envelope": {"type": "string"},
+                                    "rule": {"type": ["object", "null"]}}}

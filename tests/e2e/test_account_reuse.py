@@ -304,3 +304,36 @@ def test_no_seen_marks_vacation_memory_or_trusted_clients_are_inherited(tmp_path
         wait_for(lambda: len(srv.messages("boss@example.test")) == 2, timeout=30, what="the new owner's vacation reply")
         new.close()
         boss.close()
+
+
+def test_a_silent_old_session_hears_nothing_of_the_new_owner(srv: WaypostInstance) -> None:
+    """Sessions of the old owner that send no command — one under NOTIFY (RFC 5465,
+    which pushes LIST and STATUS between commands), one in IDLE — get BYE once the name
+    is made again, and nothing of the new owner's folders or mail reaches them (found by
+    review: the NOTIFY session received the new owner's folder names and counts)."""
+    watcher = login(srv, "old-pw")
+    ok(watcher.cmd("N NOTIFY SET STATUS (personal (MessageNew MessageExpunge MailboxName))"))
+    idler = login(srv, "old-pw")
+    ok(idler.cmd("S SELECT INBOX"))
+    idler.send(b"I IDLE\r\n")
+    assert idler.line().startswith(b"+ ")
+    srv.ok("account", "remove", "z@example.test")
+    srv.ok("account", "add", "z@example.test", "--password", "new-pw")
+    new = login(srv, "new-pw")
+    ok(new.cmd("C CREATE Secret-Merger-Plans"))
+    append(new, "INBOX", "Subject: for the new owner\r\n\r\nnot for the old one\r\n")
+    for r in (watcher, idler):
+        r.sock.settimeout(20)
+        heard = []
+        try:
+            while True:
+                heard.append(r.line())
+        except (EOFError, ConnectionError):
+            pass
+        except TimeoutError:
+            raise AssertionError(f"{'watcher' if r is watcher else 'idler'} not ended: {heard}\n" + "\n".join(srv.output[-60:])) from None
+        assert heard and heard[-1].startswith(b"* BYE "), heard
+        assert not any(b"Secret-Merger-Plans" in x or b"STATUS" in x or b"EXISTS" in x for x in heard), heard
+    srv.expect_log(r"event=imap-account-gone .*account=z@example.test", count=2)
+    for r in (watcher, idler, new):
+        r.close()

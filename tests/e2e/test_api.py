@@ -149,7 +149,7 @@ BODIES = {
     "createMailbox": {"name": "Projects"}, "generateDkimKey": {"algorithm": "ed25519"}, "setDkimKey": {"active": False},
     "putSieveScript": {"script": "discard;\n", "activate": True}, "activateSieveScript": {"name": None},
     "setFileArea": {"limit": "1M", "listing": True}, "setDomainFileLimit": {"limit": "10M"},
-    "setMailboxAlias": {"target": "INBOX"},
+    "setMailboxAlias": {"target": "INBOX"}, "testGateway": {"address": f"x@{B}"},
 }
 #: What a domain administrator of A (or a token scoped to A) may call about B: lists,
 #: which show only A's part of them (checked below), and who they are.
@@ -345,6 +345,13 @@ def test_a_server_administrator_runs_every_group_with_curl(api):
     code, gw = curl("PUT", "/api/v1/gateway", {"text": "@far.test 127.0.0.9:2525\n"})
     assert code == 200 and gw["rules"][0]["destination"] == "127.0.0.9" and gw["rules"][0]["port"] == 2525
     assert curl("PUT", "/api/v1/gateway", {"text": "nonsense\n"})[0] == 400
+    code, tested = curl("POST", "/api/v1/gateway/test", {"address": "bob@far.test"})
+    assert code == 200 and tested["rule"]["line"] == 1 and tested["rule"]["destination"] == "127.0.0.9", tested
+    assert curl("POST", "/api/v1/gateway/test", {"address": "bob@near.test"})[1]["rule"] is None
+    assert "line 1" in api.ok("gateway", "test", "bob@far.test")
+    cookie, _ = login(api, "root", "example.test")
+    status, html, _ = call(api, "GET", "/admin/gateway?address=bob%40far.test", headers={"Cookie": f"wp_session={cookie}"})
+    assert status == 200 and "line 1: @far.test -&gt; 127.0.0.9:2525" in html, html[-800:]
     assert curl("PUT", "/api/v1/gateway/auth/*", {"user": "relay2", "password": "relay-pw-2"})[0] == 200
     code, creds = curl("GET", "/api/v1/gateway/auth")
     assert creds["items"] == [{"for": "*", "user": "relay2"}] and "relay-pw-2" not in json.dumps(creds)
@@ -629,10 +636,52 @@ def test_a_domain_administrator_sees_the_mail_its_accounts_sent_not_a_forged_sen
     # The server administrator's domain filter chooses the same.
     status, page, _ = call(api, "GET", f"/api/v1/queue?domain={A}", token=api.tokens["server"])
     assert [e["id"] for e in page["items"]] == [mine]
+    # What a server administrator held of the account's outgoing mail (a spam run, say)
+    # the domain's administrator sees but may not release, retry or hold by filter:
+    # they act only on their own domains' recipients (found by review).
+    server = api.tokens["server"]
+    assert call(api, "POST", "/api/v1/queue/hold", {"recipient": "far1@remote.test"}, token=server)[1] == \
+        {"recipients": 1}
+    for path in ("/api/v1/queue/release", "/api/v1/queue/flush", "/api/v1/queue/hold"):
+        status, answer, _ = call(api, "POST", path, {}, token=api.tokens["scoped-a"])
+        assert status == 200 and answer == {"recipients": 0}, (path, answer)
+        status, answer, _ = call(api, "POST", path, {"recipient": "far1@remote.test"}, token=api.tokens["scoped-a"])
+        assert status == 403, (path, answer)
+    assert call(api, "GET", f"/api/v1/queue/{mine}", token=server)[1]["recipients"][0]["held"] is True
     status, answer, _ = call(api, "POST", "/api/v1/queue/delete", {"domain": A}, token=api.tokens["scoped-a"])
     assert status == 200 and answer == {"messages": 1}
     assert mine not in api.queue_ids() and forged in api.queue_ids()
     call(api, "DELETE", f"/api/v1/queue/{forged}", token=api.tokens["server"])
+
+
+def test_failed_logins_are_listed_and_forgotten_by_a_server_administrator(api):
+    """``waypost auth blocked|unblock`` over the API and on its page: a failed SMTP
+    login counted for the account and the client, forgotten; a domain token refused."""
+    with smtplib.SMTP("127.0.0.1", api.submission_port, timeout=10) as c:
+        c.starttls(context=client_context())
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            c.login(f"user@{A}", "not-the-password")
+    status, page, _ = call(api, "GET", "/api/v1/auth/blocked", token=api.tokens["server"])
+    keys = {r["key"]: r for r in page["items"]}
+    assert status == 200 and keys[f"account:user@{A}"]["failures"] >= 1, page
+    assert "client:127.0.0.1" in keys
+    assert call(api, "GET", "/api/v1/auth/blocked", token=api.tokens["scoped-a"])[0] == 403
+    assert call(api, "DELETE", f"/api/v1/auth/blocked/user@{A}", token=api.tokens["scoped-a"])[0] == 403
+    status, answer, _ = call(api, "DELETE", f"/api/v1/auth/blocked/user@{A}", token=api.tokens["server"])
+    assert status == 200 and answer == {"key": f"account:user@{A}", "cleared": True}, answer
+    status, answer, _ = call(api, "DELETE", "/api/v1/auth/blocked/not%20an%20address!", token=api.tokens["server"])
+    assert status == 400 and answer["error"]["field"] == "who", answer
+    # The page: the client's count, forgotten with its button's form (CSRF token in it).
+    cookie, _ = login(api, "root", "example.test")
+    status, html, _ = call(api, "GET", "/admin/logins", headers={"Cookie": f"wp_session={cookie}"})
+    assert status == 200 and 'data-key="client:127.0.0.1"' in html and f"account:user@{A}" not in html
+    csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+    form = urllib.parse.urlencode({"csrf": csrf, "action": "unblock", "who": "client:127.0.0.1"})
+    status, _, _ = call(api, "POST", "/admin/logins", raw=form.encode(),
+                        headers={"Cookie": f"wp_session={cookie}", "Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 303
+    assert "client:127.0.0.1" not in api.ok("auth", "blocked")
+    api.expect_log(r"event=admin-change actor=admin:root@example\.test action=auth-unblock object=client:127\.0\.0\.1")
 
 
 def test_a_domain_administrator_deletes_no_mail_of_another_domain(api):

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..rules import RULES_KEY, GatewayTable
+from ..rules import RULES_KEY
 from .common import App, emit, fail, handle_errors, json_option, pass_app, print_text, refuse_import
 
 __all__ = ["gateway"]
@@ -51,13 +51,17 @@ def gateway_show(app: App, as_json: bool) -> None:
 @gateway.command("test")
 @click.argument("address")
 @pass_app
+@handle_errors
 def gateway_test(app: App, address: str) -> None:
     """Which rule decides for ADDRESS.  Example: waypost gateway test user1@example.jp"""
-    rule = GatewayTable.from_text(app.db.get_value(RULES_KEY) or "").first(address)
-    if rule is None:
+    found = app.ops.gateway_test(address)
+    r = found["rule"]
+    if r is None:
         click.echo(f"no rule: {address} is delivered normally")
     else:
-        click.echo(f"line {rule.line_no}: {rule} -> {'normal delivery' if rule.mta else rule.envelope(address)}")
+        dest = "MTA" if r["destination"] == "MTA" else (f"{r['destination']}:{r['port']}" if r["port"] else r["destination"])
+        text = f"{r['match']} {dest}" + (f" rewrite={r['rewrite']}" if r["rewrite"] else "")
+        click.echo(f"line {r['line']}: {text} -> {'normal delivery' if dest == 'MTA' else found['envelope']}")
 
 
 @gateway.group()

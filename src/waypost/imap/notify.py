@@ -33,7 +33,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..db import MailboxRecord
+from ..db import MailboxRecord, StorageUnavailable
+from ..log import event
 from ..mailstore.maildir import SEPARATOR, account_topic, topic
 from .proto import ListData, NotifyGroup, Response, StatusData
 
@@ -256,6 +257,7 @@ class Watcher:
         conn = self.conn
         access = conn.access
         assert access is not None
+        outage = False  # the last look met an unreachable database
         try:
             while not conn.closed:
                 wanted = {account_topic(access.domain, access.account)} | {topic(i) for i in self.names}
@@ -270,11 +272,27 @@ class Watcher:
                 # Not while a command runs (IDLE excepted): its responses come first.
                 while conn._busy and conn._idle_wake is None and not conn.closed:
                     await asyncio.sleep(0.02)
-                if conn.closed:
+                if conn.closed or await conn.account_gone():
                     return
                 # STATUS and LIST responses may come at any time; only the selected
                 # mailbox's updates wait for no command to be running.
-                out = await asyncio.to_thread(self.changes)
+                try:
+                    out = await asyncio.to_thread(self.changes)
+                except StorageUnavailable as e:  # look again at the next wake-up or re-check
+                    if not outage:
+                        event(log, "storage-unavailable", level=logging.ERROR, peer=conn.peer, command="NOTIFY",
+                              error=str(e))
+                    outage = True
+                    continue
+                except Exception:
+                    # The account went while we looked (its mailboxes being retired by
+                    # `account remove`): the check says so and the session ends; anything
+                    # else is logged and the watcher looks again at the next wake-up.
+                    if await conn.account_gone():
+                        return
+                    log.exception("event=imap-notify-error peer=%s", conn.peer)
+                    continue
+                outage = False
                 if conn.closed:
                     return
                 if conn.selected is not None and not conn.selected.loaded:

@@ -450,11 +450,7 @@ class Connection(asyncio.Protocol):
                 if self._count_bad():
                     return
                 continue
-            if self.account is not None and not await self._account_still_there():
-                # Removed, disabled or made again under its name (another customer's
-                # account now): this session's login is void (RFC 3501 §7.1.5 BYE).
-                event(log, "imap-account-gone", peer=self.peer, account=self.account.address)
-                self.send(Untagged("BYE", "The account was removed or changed; log in again"))
+            if await self.account_gone():
                 return
             self._busy = True
             try:
@@ -470,6 +466,27 @@ class Connection(asyncio.Protocol):
                 self.send(Untagged("BYE", "Too many bad commands"))
                 return
             await self.drain()
+
+    async def account_gone(self) -> bool:
+        """True (and BYE sent, the session ending) when the account this session logged
+        in to was removed, disabled or made again under its name (another customer's
+        account now): its login is void (RFC 3501 §7.1.5).  Asked before each command,
+        before NOTIFY output and at each IDLE wake-up: nothing of the new owner's may
+        reach the old session.  While the database cannot be reached the last verdict
+        stands (the command itself is answered NO [UNAVAILABLE] if it needs it)."""
+        if self.account is None or self.closed:
+            return False
+        try:
+            there = await self._account_still_there()
+        except StorageUnavailable:
+            return False
+        if there:
+            return False
+        event(log, "imap-account-gone", peer=self.peer, account=self.account.address)
+        self.send(Untagged("BYE", "The account was removed or changed; log in again"))
+        self.state = State.LOGOUT
+        self.close()
+        return True
 
     async def _account_still_there(self) -> bool:
         """Whether the account this session logged in to is still the same enabled
@@ -608,6 +625,8 @@ class Connection(asyncio.Protocol):
                     for w in waits:
                         w.cancel()
                 wake.clear()
+                if await self.account_gone():
+                    return None
                 if self.selected is not None:
                     try:
                         await self.load_records()

@@ -619,6 +619,26 @@ class Operations(ServerOps, MailOps):
             return where
         return dataclasses.replace(where, domain=d)
 
+    def _acting_scope(self, where: QueueFilter, domain: str | None) -> QueueFilter:
+        """``queue_scope`` for a bulk hold, release or retry: a domain administrator
+        sees the mail their accounts sent to other domains, but acts only on the
+        recipients in their own domains (else the administrator of d could release what
+        a server administrator held of a spam run sent by one of d's accounts, or mail
+        held for another domain's ETRN)."""
+        import dataclasses
+
+        scoped = self.queue_scope(where, domain)
+        if self.actor.server_admin or scoped.domain is None:
+            return scoped
+        d = scoped.domain
+        if scoped.recipient is None:
+            return dataclasses.replace(scoped, recipient=f"*@{d}")
+        from ..db.base import queue_domain
+
+        if queue_domain(scoped.recipient) != d:
+            raise Denied(f"{self.actor.name} may act only on recipients in {d}")
+        return scoped
+
     def queue_list(self, where: QueueFilter, domain: str | None = None, limit: int | None = None,
                    offset: int = 0) -> Iterator[QueueEntry]:
         return self.db.queue_entries(self.queue_scope(where, domain), limit=limit, offset=offset)  # type: ignore[no-any-return]
@@ -679,13 +699,14 @@ class Operations(ServerOps, MailOps):
             self.queue_get(msg_id)
             n = int(self.db.queue_reschedule(time.time(), msg_id=msg_id))
         else:
-            n = int(self.db.queue_set_matching(self.queue_scope(where or QueueFilter(), domain), time.time(), due=True))
+            n = int(self.db.queue_set_matching(self._acting_scope(where or QueueFilter(), domain), time.time(),
+                                               due=True))
         self.audit("queue-flush", msg_id or "queue", recipients=n)
         return n
 
     def queue_hold_matching(self, where: QueueFilter, domain: str | None = None) -> int:
         """Hold the queued messages a filter chooses; returns recipients."""
-        n = int(self.db.queue_set_matching(self.queue_scope(where, domain), time.time(), held=True))
+        n = int(self.db.queue_set_matching(self._acting_scope(where, domain), time.time(), held=True))
         self.audit("queue-hold-matching", domain or "queue", recipients=n)
         return n
 
@@ -693,7 +714,7 @@ class Operations(ServerOps, MailOps):
         """Release (and make due now) the held messages a filter chooses."""
         import dataclasses
 
-        scoped = self.queue_scope(dataclasses.replace(where, state=where.state or "held"), domain)
+        scoped = self._acting_scope(dataclasses.replace(where, state=where.state or "held"), domain)
         n = int(self.db.queue_set_matching(scoped, time.time(), held=False, due=True))
         self.audit("queue-release-matching", domain or "queue", recipients=n)
         return n

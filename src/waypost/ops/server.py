@@ -1,5 +1,6 @@
 """The server-wide operations (server administrators only): server-wide rules, gateway
-forwarding rules and next-hop AUTH, Domain Sharing peers and cache.  Mixed into
+forwarding rules and next-hop AUTH, Domain Sharing peers and cache, the failed-login
+counts and blocks.  Mixed into
 ``Operations``; the same checks for ``waypost rule|gateway|share``, the API and the
 admin pages."""
 
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from ..address import AddressError, normalize_domain
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..directory import Directory
     from ..secrets import Secrets
 
@@ -20,6 +22,7 @@ __all__ = ["ServerOps"]
 
 class ServerOps:
     directory: "Directory"
+    settings: "Settings | None"
 
     # (from Operations)
     def _require_server_admin(self, what: str) -> None: ...  # pragma: no cover
@@ -147,6 +150,22 @@ class ServerOps:
             self.audit("gateway-import", "gateway", rules=count)
         return count, errors
 
+    def gateway_test(self, address: str) -> dict[str, Any]:
+        """Which gateway rule decides for ``address`` (first match wins), and the
+        recipient as the destination gets it; ``rule`` None: delivered normally."""
+        from ..ops import Invalid
+        from ..rules.gateway import GatewayTable
+
+        if not address or len(address) > 320 or "@" not in address:
+            raise Invalid("address", "expected an address")
+        rule = GatewayTable.from_text(self.gateway_text()).first(address)
+        if rule is None:
+            return {"address": address, "rule": None, "envelope": address}
+        return {"address": address, "rule": {"line": rule.line_no, "match": rule.match,
+                                             "destination": "MTA" if rule.mta else rule.host, "port": rule.port,
+                                             "rewrite": rule.rewrite},
+                "envelope": address if rule.mta else rule.envelope(address)}
+
     def gateway_auth_list(self) -> list[dict[str, str]]:
         from ..rules import CREDENTIALS_KEY
 
@@ -246,3 +265,38 @@ class ServerOps:
         self._db.set_value(CACHE_KEY, None)
         self.audit("share-cache-clear", "cache", answers=n)
         return n
+
+    # -- failed logins (waypost auth blocked|unblock) ------------------------------------
+
+    def auth_blocked(self) -> list[dict[str, Any]]:
+        """Client addresses and accounts with failed logins still counted (within
+        ``auth.window``), and until when each is blocked (0: not blocked)."""
+        self._require_server_admin("read the failed-login counts")
+        window = self.settings.auth.window if self.settings is not None else 3600.0
+        return [{"key": key, "failures": failures, "last_failure": last, "blocked_until": until}
+                for key, failures, last, until in self._db.login_failures_list(time.time() - window)]
+
+    def auth_unblock(self, who: str) -> tuple[str, int]:
+        """Forget the failed logins of a client address (an IPv6 one: its /64), an
+        account, or a key as ``auth_blocked`` lists it; returns (the key, how many keys
+        were counted: 0 or 1)."""
+        from ..address import parse_address
+        from ..db import NotFound
+        from ..directory.throttle import client_key
+        from ..ops import Invalid
+
+        self._require_server_admin("unblock logins")
+        # A key as listed (``client:192.0.2.7``, ``client:2001:db8::/64``, ``account:...``).
+        key = who if who.startswith(("client:", "account:")) and len(who) <= 400 else client_key(who)
+        if key is None:
+            try:
+                a = parse_address(who, allow_no_domain=True)
+            except AddressError as e:
+                raise Invalid("who", f"{who}: neither an IP address nor an account ({e})") from None
+            obj = self.directory.account_named(a.local_key, a.domain or self.directory.main_domain)
+            if obj is None:
+                raise NotFound(f"{who}: no such account")
+            key = f"account:{obj.address}"
+        n = int(self._db.login_failures_clear([key]))
+        self.audit("auth-unblock", key, cleared=n)
+        return key, n

@@ -529,8 +529,10 @@ async def gateway(web: "Web", request: Request, ops: Operations) -> Response:
         else:
             raise Invalid("action", "unknown action")
         return []
+    address = request.query_params.get("address", "").strip()[:320]
     return await _settings_page(web, request, ops, "admin_gateway.html", "Gateway", "/admin/gateway", change,
-                                lambda: {"text": ops.gateway_text(), "credentials": ops.gateway_auth_list()})
+                                lambda: {"text": ops.gateway_text(), "credentials": ops.gateway_auth_list(),
+                                         "address": address, "tested": ops.gateway_test(address) if address else None})
 
 
 async def sharing_page(web: "Web", request: Request, ops: Operations) -> Response:
@@ -557,6 +559,18 @@ async def sharing_page(web: "Web", request: Request, ops: Operations) -> Respons
                                 lambda: {"peers": ops.peers_list(), "cache": ops.sharing_cache(), "when": _when})
 
 
+async def logins(web: "Web", request: Request, ops: Operations) -> Response:
+    """Failed logins counted against client addresses and accounts, and their blocks;
+    a block forgotten (server administrators)."""
+    def change(f: dict[str, str]) -> Any:
+        if f.get("action") != "unblock":
+            raise Invalid("action", "unknown action")
+        ops.auth_unblock(f.get("who", "").strip())
+        return []
+    return await _settings_page(web, request, ops, "admin_logins.html", "Failed logins", "/admin/logins", change,
+                                lambda: {"rows": ops.auth_blocked(), "when": _when, "now": time.time()})
+
+
 async def home(web: "Web", request: Request, ops: Operations) -> Response:
     return RedirectResponse("/admin/domains", 303)
 
@@ -576,4 +590,5 @@ ADMIN_ROUTES: list[tuple[str, Handler, list[str]]] = [
     ("/admin/rules", admin_page(rules), ["GET", "POST"]),
     ("/admin/gateway", admin_page(gateway), ["GET", "POST"]),
     ("/admin/sharing", admin_page(sharing_page), ["GET", "POST"]),
+    ("/admin/logins", admin_page(logins), ["GET", "POST"]),
 ]

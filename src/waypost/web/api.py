@@ -411,6 +411,11 @@ def _mailbox_create(c: Call) -> Any:
     return {"mailboxes": c.ops.mailbox_list(c.path["address"])}
 
 
+def _unblock(c: Call) -> Any:
+    key, cleared = c.ops.auth_unblock(c.path["who"])
+    return {"key": key, "cleared": bool(cleared)}
+
+
 P = PREFIX
 OPERATIONS: list[Op] = [
     Op("GET", f"{P}/whoami", "whoami", "Who the token or session acts as", "session", _whoami,
@@ -577,6 +582,8 @@ OPERATIONS: list[Op] = [
        _gateway_view, response=S.Gateway),
     Op("PUT", f"{P}/gateway", "setGateway", "Replace the gateway forwarding rules (a bad line changes nothing)",
        "gateway", _gateway_set, body=S.Text, response=S.Gateway, subject="text", max_body=MAX_BODY_TABLE),
+    Op("POST", f"{P}/gateway/test", "testGateway", "Which gateway rule decides for an address (waypost gateway test)",
+       "gateway", lambda c: c.ops.gateway_test(c.body["address"]), body=S.GatewayAsk, response=S.GatewayAnswer),
     Op("GET", f"{P}/gateway/auth", "listGatewayAuth", "Next-hop SMTP AUTH accounts (never the passwords)",
        "gateway", lambda c: _page(c.ops.gateway_auth_list(), c.query), query=_LIMITS,
        response=PAGE(S.Credentials)),
@@ -595,6 +602,12 @@ OPERATIONS: list[Op] = [
        lambda c: _page(c.ops.sharing_cache(), c.query), query=_LIMITS, response=PAGE(S.CacheEntry)),
     Op("DELETE", f"{P}/sharing/cache", "clearSharingCache", "Forget every remembered Minger answer", "sharing",
        lambda c: {"answers": c.ops.sharing_cache_clear()}, response=S.Cleared),
+    Op("GET", f"{P}/auth/blocked", "listLoginFailures",
+       "Client addresses and accounts with failed logins counted, and their blocks", "auth",
+       lambda c: _page(c.ops.auth_blocked(), c.query), query=_LIMITS, response=PAGE(S.LoginFailures)),
+    Op("DELETE", f"{P}/auth/blocked/{{who}}", "unblockLogins",
+       "Forget the failed logins of a client address (IPv6: its /64) or an account", "auth",
+       _unblock, response=S.Unblocked, subject="who"),
     Op("GET", f"{P}/queue", "listQueue", "List queued messages, oldest first, a page at a time", "queue",
        _queue_list, query={**_QUEUE_Q, **_LIMITS}, response=PAGE(S.QueueEntry), subject="domain"),
     Op("POST", f"{P}/queue/flush", "flushQueue", "Retry now the queued messages a filter chooses", "queue",

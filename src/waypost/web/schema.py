@@ -332,3 +332,13 @@ class S:
                       "properties": {"items": {"type": "array", "items": MailboxAlias}}}
     MailboxAliasSet = {"type": "object", "required": ["target"], "additionalProperties": False,
                        "properties": {"target": {"type": "string", "minLength": 1, "maxLength": 1024}}}
+    LoginFailures = {"type": "object", "required": ["key", "failures", "last_failure", "blocked_until"],
+                     "properties": {"key": {"type": "string"}, "failures": {"type": "integer"},
+                                    "last_failure": {"type": "number"}, "blocked_until": {"type": "number"}}}
+    Unblocked = {"type": "object", "required": ["key", "cleared"],
+                 "properties": {"key": {"type": "string"}, "cleared": {"type": "boolean"}}}
+    GatewayAsk = {"type": "object", "required": ["address"], "additionalProperties": False,
+                  "properties": {"address": {"type": "string", "minLength": 1, "maxLength": 320}}}
+    GatewayAnswer = {"type": "object", "required": ["address", "rule", "envelope"],
+                     "properties": {"address": {"type": "string"}, "envelope": {"type": "string"},
+                                    "rule": {"type": ["object", "null"]}}}

@@ -139,7 +139,7 @@ BODIES = {
     "addAlias": {"address": f"al@{B}", "account": "other"}, "addForwarder": {"address": f"f2@{B}", "target": "z@remote.test"},
     "setForwarder": {"target": "y@remote.test"}, "addGroup": {"address": f"g2@{B}", "members": ["other"]},
     "setGroup": {"add": ["x@remote.test"]}, "setRouter": {"text": f"<x@{B}> = y@{B}\n"},
-    "explainRoute": {"address": f"other@{B}"}, "flushQueue": {"domain": B}, "holdQueue": {"domain": B},
+    "explainRoute": {"address": f"other@{B}"}, "lookupSharing": {"address": f"other@{B}"}, "flushQueue": {"domain": B}, "holdQueue": {"domain": B},
     "releaseQueue": {"domain": B}, "deleteQueue": {"domain": B},
     "setRules": {"text": "big: size over 1000 => discard\n"}, "addRule": {"text": "big: size over 1000 => discard"},
     "moveRule": {"position": 1}, "setGateway": {"text": "* 127.0.0.9:2525\n"},

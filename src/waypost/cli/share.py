@@ -98,23 +98,10 @@ def cache_clear(app: App) -> None:
 @handle_errors
 def lookup(app: App, address: str, as_json: bool) -> None:
     """Ask every peer about ADDRESS now, and print each answer.  Example: waypost share lookup bob@example.com"""
-    try:
-        addr = parse_address(address)
-    except AddressError as e:
-        fail(str(e))
-    peers = [p for p in load_peers(app.db, _secrets(app)) if p.shares(addr.domain)]
-    if not peers:
-        fail(f"no peer shares {addr.domain}")
-    answers = asyncio.run(query_many([p.minger() for p in peers], str(addr), app.settings.sharing.timeout))
-    rows = []
-    for p in peers:
-        a = answers[p.minger()]
-        rows.append({"peer": p.host, "minger_port": p.minger_port,
-                     "answer": a.name.lower().replace("_", " ") if isinstance(a, Code) else f"error: {a}",
-                     "code": int(a) if isinstance(a, Code) else None})
+    rows = app.ops.sharing_lookup(address, app.settings.sharing.timeout)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    emit(app, rows, ["peer", "minger_port", "code", "answer"], False, f"Minger answers for {addr}")
+    emit(app, rows, ["peer", "minger_port", "code", "answer"], False, f"Minger answers for {address}")
 
 

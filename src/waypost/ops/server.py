@@ -249,6 +249,34 @@ class ServerOps:
         save_peers(self._db, secrets, kept)
         self.audit("share-peer-remove", host)
 
+    def sharing_lookup(self, address: str, timeout: float) -> list[dict[str, Any]]:
+        """Ask every peer that shares the address's domain about it now (Minger), as
+        ``waypost share lookup`` does: one row per peer with its answer.  Nothing is
+        remembered (the delivery path's look-ups fill the cache)."""
+        import asyncio
+
+        from ..address import parse_address
+        from ..ops import Invalid
+        from ..sharing import load_peers
+        from ..sharing import Code, query_many
+
+        self._require_server_admin("ask the sharing peers")
+        try:
+            addr = parse_address(address)
+        except AddressError as e:
+            raise Invalid("address", str(e)) from None
+        peers = [p for p in load_peers(self._db, self._secrets()) if p.shares(addr.domain)]
+        if not peers:
+            raise Invalid("address", f"no peer shares {addr.domain}")
+        answers = asyncio.run(query_many([p.minger() for p in peers], str(addr), timeout))
+        rows = []
+        for p in peers:
+            a = answers[p.minger()]
+            rows.append({"peer": p.host, "minger_port": p.minger_port,
+                         "answer": a.name.lower().replace("_", " ") if isinstance(a, Code) else f"error: {a}",
+                         "code": int(a) if isinstance(a, Code) else None})
+        return rows
+
     def sharing_cache(self) -> list[dict[str, Any]]:
         from ..sharing.peers import CACHE_KEY
 

@@ -555,8 +555,19 @@ async def sharing_page(web: "Web", request: Request, ops: Operations) -> Respons
         else:
             raise Invalid("action", "unknown action")
         return []
+    lookup = request.query_params.get("lookup", "").strip()[:320]
+
+    def values() -> dict[str, Any]:
+        out: dict[str, Any] = {"peers": ops.peers_list(), "cache": ops.sharing_cache(), "when": _when,
+                               "lookup": lookup, "answers": None, "lookup_error": ""}
+        if lookup:  # waypost share lookup: ask every peer now
+            try:
+                out["answers"] = ops.sharing_lookup(lookup, web.settings.sharing.timeout)
+            except Invalid as e:
+                out["lookup_error"] = e.message
+        return out
     return await _settings_page(web, request, ops, "admin_sharing.html", "Domain Sharing", "/admin/sharing", change,
-                                lambda: {"peers": ops.peers_list(), "cache": ops.sharing_cache(), "when": _when})
+                                values)
 
 
 async def logins(web: "Web", request: Request, ops: Operations) -> Response:

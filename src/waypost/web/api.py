@@ -344,6 +344,11 @@ def _auth_remove(c: Call) -> Any:
     return {"for": c.path["who"].lower(), "user": ""}
 
 
+def _sharing_lookup(c: Call) -> Any:
+    timeout: float = c.web.settings.sharing.timeout
+    return {"address": c.body["address"], "answers": c.ops.sharing_lookup(c.body["address"], timeout)}
+
+
 def _peer_add(c: Call) -> Any:
     b = c.body
     c.ops.peer_add(b["host"], b.get("smtp_port", 25), b.get("minger_port", 4069), b.get("secret", ""),
@@ -598,6 +603,8 @@ OPERATIONS: list[Op] = [
        body=S.PeerAdd, response=S.Peer, status=201, subject="host"),
     Op("DELETE", f"{P}/sharing/peers/{{host}}", "removePeer", "Remove a Domain Sharing peer", "sharing",
        _peer_remove, response=S.Peer, subject="host"),
+    Op("POST", f"{P}/sharing/lookup", "lookupSharing", "Ask every sharing peer about an address now (Minger)",
+       "sharing", _sharing_lookup, body=S.LookupAsk, response=S.Lookup, subject="address"),
     Op("GET", f"{P}/sharing/cache", "listSharingCache", "Positive Minger answers remembered", "sharing",
        lambda c: _page(c.ops.sharing_cache(), c.query), query=_LIMITS, response=PAGE(S.CacheEntry)),
     Op("DELETE", f"{P}/sharing/cache", "clearSharingCache", "Forget every remembered Minger answer", "sharing",

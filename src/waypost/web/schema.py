@@ -263,6 +263,14 @@ class S:
                   "properties": {"address": {"type": "string"}, "peer": {"type": "string"},
                                  "expires": {"type": "number"}}}
     Cleared = {"type": "object", "required": ["answers"], "properties": {"answers": {"type": "integer"}}}
+    LookupAsk = {"type": "object", "required": ["address"], "additionalProperties": False,
+                 "properties": {"address": _ADDRESS}}
+    Lookup = {"type": "object", "required": ["address", "answers"], "properties": {
+        "address": {"type": "string"},
+        "answers": {"type": "array", "items": {
+            "type": "object", "required": ["peer", "minger_port", "answer", "code"],
+            "properties": {"peer": {"type": "string"}, "minger_port": {"type": "integer"},
+                           "answer": {"type": "string"}, "code": {"type": ["integer", "null"]}}}}}}
     Acl = {"type": "object", "required": ["mailbox", "entries"],
            "properties": {"mailbox": {"type": "string"}, "entries": {"type": "array", "items": {
                "type": "object", "required": ["identifier", "rights", "note"],

@@ -66,11 +66,11 @@ class MailOps:
     settings: "Settings | None"
     actor: Any
 
-    # (from Operations)
-    def _require(self, domain: str) -> None: ...  # pragma: no cover
-    def _domain_of(self, address: str) -> tuple[str, str]: raise NotImplementedError  # pragma: no cover
-    def _require_manageable(self, address: str) -> None: ...  # pragma: no cover
-    def audit(self, action: str, obj: str, **fields: Any) -> None: ...  # pragma: no cover
+    if TYPE_CHECKING:  # given by Operations, which this mixin is part of (types only, no code)
+        def _require(self, domain: str) -> None: ...
+        def _domain_of(self, address: str) -> tuple[str, str]: ...
+        def _require_manageable(self, address: str) -> None: ...
+        def audit(self, action: str, obj: str, **fields: Any) -> None: ...
 
     @property
     def _mdb(self) -> Any:

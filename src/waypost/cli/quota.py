@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..ops.mail import format_size
 from .common import App, emit, fail, handle_errors, json_option, pass_app
 
 __all__ = ["quota", "quota_changes"]
@@ -36,20 +37,9 @@ def quota_changes(app: App, storage: str | None, messages: str | None, for_domai
             except OSError:
                 size = 0
             if size and value > size:
-                click.echo(f"note: {text} is more than the file system holds ({_human(size)}): "
+                click.echo(f"note: {text} is more than the file system holds ({format_size(size)}): "
                            "the disk fills before the quota does", err=True)
     return changes
-
-
-def _human(n: int | None) -> str:
-    if n is None:
-        return "unlimited"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(n)  # pragma: no cover
 
 
 def account_arg(app: App, address: str) -> Any:
@@ -62,7 +52,7 @@ def account_arg(app: App, address: str) -> Any:
 
 
 def _table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**r, "storage": _human(r["storage"]), "storage_limit": _human(r["storage_limit"]),
+    return [{**r, "storage": format_size(r["storage"]), "storage_limit": format_size(r["storage_limit"]),
              "message_limit": "unlimited" if r["message_limit"] is None else r["message_limit"],
              "percent": f"{r['percent']}%"} for r in rows]
 
@@ -105,4 +95,4 @@ def quota_recount(app: App, address: str) -> None:
     """Count an account's usage again from the mailbox index (a repair; usage is kept
     exact as mail comes and goes).  Example: waypost quota recount alice@client1.com"""
     row = app.ops.quota_recount(address)
-    click.echo(f"{row['account']}: {_human(row['storage'])} in {row['messages']} messages")
+    click.echo(f"{row['account']}: {format_size(row['storage'])} in {row['messages']} messages")

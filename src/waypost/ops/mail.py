@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..directory import Directory
     from ..secrets import Secrets
 
-__all__ = ["MailOps", "parse_quota"]
+__all__ = ["MailOps", "format_size", "parse_quota"]
 
 _UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
 #: Largest Sieve script the API and the pages store (ManageSieve's default limit).
@@ -59,6 +59,18 @@ def parse_quota(field: str, value: Any, size: bool, for_domain: bool = False) ->
         raise Invalid(field, "expected a size such as 1048576, 500K, 100M, 2G, or unlimited" if size
                       else "expected a number of messages, or unlimited")
     return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def format_size(n: int | None) -> str:
+    """Octets as people read them (None: unlimited)."""
+    if n is None:
+        return "unlimited"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(n)  # pragma: no cover
 
 
 class MailOps:

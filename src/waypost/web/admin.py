@@ -24,6 +24,7 @@ from ..db import Conflict, NotFound, QueueFilter
 from ..directory import DirectoryError
 from ..log import event
 from ..ops import Actor, Denied, Invalid, Operations, domain_view, object_view
+from ..ops.mail import format_size as _size
 from .sessions import Session
 
 log = logging.getLogger("waypost.web")
@@ -244,18 +245,6 @@ async def account(web: "Web", request: Request, ops: Operations) -> Response:
                    mailboxes=boxes, quota=quota, own_quota={k: obj.data.get(k) for k in ("quota_storage",
                                                                                           "quota_messages")},
                    scripts=scripts, size=_size)
-
-
-def _size(n: int | None) -> str:
-    """Octets as people read them (None: unlimited)."""
-    if n is None:
-        return "unlimited"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(n)  # pragma: no cover
 
 
 async def dkim(web: "Web", request: Request, ops: Operations) -> Response:

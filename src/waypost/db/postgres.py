@@ -449,6 +449,13 @@ _V10: list[str] = [
     "CREATE INDEX IF NOT EXISTS queue_auth_domain ON queue_messages (auth_domain) WHERE auth_domain <> ''",
 ]
 
+#: Version 11: each message's sort keys (sqlite.py's _V11 says why).
+_V11: list[str] = [
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS sort_date DOUBLE PRECISION",
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS sort_from TEXT",
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS sort_subject TEXT",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
 #: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
 MIGRATIONS: list[list[str]] = [
@@ -462,6 +469,7 @@ MIGRATIONS: list[list[str]] = [
     _V8,
     _V9,
     _V10,
+    _V11,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

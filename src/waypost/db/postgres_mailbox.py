@@ -197,14 +197,22 @@ class _MailboxIndex:
                       " WHERE e.mailbox_id=h.mailbox_id AND e.uid=h.uid AND e.at < %s AND NOT EXISTS"
                       " (SELECT 1 FROM messages m WHERE m.mailbox_id=h.mailbox_id AND m.uid=h.uid)",
                       (max(before, headers_before),))
-            # One mailbox row at a time, in id order: two prunes never wait for each other
-            # in a circle, and an expunge (FOR UPDATE of its one row) only waits.
-            tops = c.execute("SELECT mailbox_id, MAX(modseq) FROM expunged WHERE at < %s GROUP BY mailbox_id"
-                             " ORDER BY mailbox_id", (before,)).fetchall()
-            for mailbox_id, top in tops:
-                c.execute("UPDATE mailboxes SET expunged_floor=GREATEST(expunged_floor, %s) WHERE id=%s",
-                          (top, mailbox_id))
-            return int(c.execute("DELETE FROM expunged WHERE at < %s", (before,)).rowcount)
+            # The mailbox rows first, in id order, as every writer of a mailbox takes its row
+            # before its records (an expunge, mailbox_delete's cascade): two prunes never
+            # wait for each other in a circle, nor a prune and a deletion.
+            c.execute("SELECT id FROM mailboxes WHERE id IN (SELECT mailbox_id FROM expunged WHERE at < %s)"
+                      " ORDER BY id FOR UPDATE", (before,))
+            # Then one statement (one snapshot) drops the records and raises each mailbox's
+            # floor to the highest mod-sequence among exactly the records it dropped.  Read
+            # and deleted in two statements, a record committed in between (an expunge on a
+            # node whose clock is behind, so its time is already "old") went without
+            # raising the floor, and a QRESYNC from below its mod-sequence missed its UID.
+            row = c.execute("WITH gone AS (DELETE FROM expunged WHERE at < %s RETURNING mailbox_id, modseq),"
+                            " raised AS (UPDATE mailboxes m SET expunged_floor=GREATEST(m.expunged_floor, t.top)"
+                            " FROM (SELECT mailbox_id, MAX(modseq) AS top FROM gone GROUP BY mailbox_id) t"
+                            " WHERE m.id=t.mailbox_id)"
+                            " SELECT count(*) FROM gone", (before,)).fetchone()
+            return int(row[0]) if row else 0
 
     def message_store(self, mailbox_id: int, uids: Sequence[int], flags: Sequence[str], mode: str,
                       unchanged_since: int | None = None) -> tuple[list[MessageRecord], list[int]]:

@@ -368,7 +368,10 @@ class Database(Protocol):
 
     # -- objects in a domain ------------------------------------------------------
     def add_object(self, obj: ObjectRecord) -> ObjectRecord: ...
-    def get_object(self, domain: str, name: str) -> ObjectRecord | None: ...
+    def get_object(self, domain: str, name: str, fresh: bool = False) -> ObjectRecord | None:
+        """The object, or None.  ``fresh``: read now, never from the cache (which another
+        process's write reaches only with its change notification, on PostgreSQL a moment
+        later): for decisions that must see every write committed before the call."""
     def list_objects(self, domain: str | None = None, kind: str | None = None) -> list[ObjectRecord]: ...
     def update_object(self, domain: str, name: str, changes: dict[str, Any]) -> ObjectRecord:
         """Merge ``changes`` into the object's data; a value of None removes the key."""

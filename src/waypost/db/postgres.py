@@ -896,12 +896,12 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
                       (obj.domain, obj.name, obj.kind, json.dumps(obj.data), obj.created))
         return obj
 
-    def get_object(self, domain: str, name: str) -> ObjectRecord | None:
+    def get_object(self, domain: str, name: str, fresh: bool = False) -> ObjectRecord | None:
         def load() -> Any:
             with self._read() as c:
                 return c.execute("SELECT domain, name, kind, data, created FROM objects WHERE domain=%s AND name=%s",
                                  (domain, name)).fetchone()
-        row = self._cached(("o", domain, name), load)
+        row = load() if fresh else self._cached(("o", domain, name), load)
         return None if row is None else ObjectRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
 
     def list_objects(self, domain: str | None = None, kind: str | None = None) -> list[ObjectRecord]:

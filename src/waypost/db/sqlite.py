@@ -648,10 +648,12 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
             )
         return obj
 
-    def get_object(self, domain: str, name: str) -> ObjectRecord | None:
-        row = self._cached(("o", domain, name), lambda: self._conn().execute(
-            "SELECT domain, name, kind, data, created FROM objects WHERE domain=? AND name=?", (domain, name)
-        ).fetchone())
+    def get_object(self, domain: str, name: str, fresh: bool = False) -> ObjectRecord | None:
+        def load() -> Any:
+            return self._conn().execute(
+                "SELECT domain, name, kind, data, created FROM objects WHERE domain=? AND name=?", (domain, name)
+            ).fetchone()
+        row = load() if fresh else self._cached(("o", domain, name), load)
         return None if row is None else ObjectRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
 
     def list_objects(self, domain: str | None = None, kind: str | None = None) -> list[ObjectRecord]:

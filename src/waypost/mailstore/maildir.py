@@ -289,6 +289,16 @@ class Mailstore:
             while len(self._known) > _MAX_KNOWN_DIRS:
                 self._known.popitem(last=False)
 
+    def ensure_dir(self, path: Path) -> None:
+        """Create the directory ``path`` under the root (0700, durable in its parent),
+        not a Maildir: a domain's directory, which holds its accounts' Maildirs."""
+        if os.path.isdir(path):
+            return
+        for parent in reversed([path, *path.parents]):
+            if not parent.exists() and self.root in (parent, *parent.parents):
+                parent.mkdir(mode=0o700, exist_ok=True)
+                fsync_dir(parent.parent)
+
     def _forget_dir(self, path: Path) -> None:
         with self._lock:
             self._known.pop(path, None)
@@ -317,15 +327,42 @@ class Mailstore:
                 held[key] -= 1
             return
         path = self.account_path(domain, account)
-        self.ensure(path)
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
+        while True:
+            self.ensure(path)
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             fcntl.flock(fd, fcntl.LOCK_EX)
+            # ``retire_account`` moves the directory aside under this lock: a waiter
+            # then holds the lock of the moved one, not the name's.  Again, on the new one.
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        try:
             held[key] = 1
             try:
                 yield
             finally:
                 held.pop(key, None)
+        finally:
+            os.close(fd)  # releases the lock
+
+    @contextmanager
+    def names_locked(self, domain: str, shared: bool = False) -> Iterator[None]:
+        """Hold the lock of the domain's account names (a ``flock`` on the domain's
+        directory, across threads, worker processes and the CLI): exclusive while an
+        account of the domain is made or removed (``account add`` looks the name up,
+        retires what a cut-short removal left and makes the account as one step, so
+        that of two adds of one name the loser never retires the winner's new mail);
+        shared while a delivery checks that each account it stores for is still the
+        one the message was accepted for, and stores.  Taken before any account lock."""
+        path = self.root / domain
+        self.ensure_dir(path)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
         finally:
             os.close(fd)  # releases the lock
 

@@ -449,6 +449,13 @@ _V10: list[str] = [
     "CREATE INDEX IF NOT EXISTS queue_auth_domain ON queue_messages (auth_domain) WHERE auth_domain <> ''",
 ]
 
+#: Version 11: each message's sort keys (sqlite.py's _V11 says why).
+_V11: list[str] = [
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS sort_date DOUBLE PRECISION",
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS sort_from TEXT",
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS sort_subject TEXT",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
 #: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
 MIGRATIONS: list[list[str]] = [
@@ -462,6 +469,7 @@ MIGRATIONS: list[list[str]] = [
     _V8,
     _V9,
     _V10,
+    _V11,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -888,12 +896,12 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
                       (obj.domain, obj.name, obj.kind, json.dumps(obj.data), obj.created))
         return obj
 
-    def get_object(self, domain: str, name: str) -> ObjectRecord | None:
+    def get_object(self, domain: str, name: str, fresh: bool = False) -> ObjectRecord | None:
         def load() -> Any:
             with self._read() as c:
                 return c.execute("SELECT domain, name, kind, data, created FROM objects WHERE domain=%s AND name=%s",
                                  (domain, name)).fetchone()
-        row = self._cached(("o", domain, name), load)
+        row = load() if fresh else self._cached(("o", domain, name), load)
         return None if row is None else ObjectRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
 
     def list_objects(self, domain: str | None = None, kind: str | None = None) -> list[ObjectRecord]:

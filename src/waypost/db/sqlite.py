@@ -386,6 +386,12 @@ _V10: list[str] = [
     "CREATE INDEX IF NOT EXISTS queue_auth_domain ON queue_messages (auth_domain) WHERE auth_domain <> ''",
 ]
 
+#: Version 11: the \Seen marks of each reader on others' mailboxes are found by reader
+#: (``account_forget`` drops a removed account's marks), not by a scan of every mark.
+_V11: list[str] = [
+    "CREATE INDEX IF NOT EXISTS seen_user ON seen (user)",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes a database from version n - 1 to
 #: n (``PRAGMA user_version``).  Append; never edit one that has been released.
 MIGRATIONS: list[list[str]] = [
@@ -399,6 +405,7 @@ MIGRATIONS: list[list[str]] = [
     _V8,
     _V9,
     _V10,
+    _V11,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1155,6 +1162,9 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
             n += c.execute("DELETE FROM acl WHERE identifier=?", (address,)).rowcount
             n += c.execute("DELETE FROM seen WHERE user=?", (address,)).rowcount
             n += c.execute("DELETE FROM login_known WHERE account=?", (address,)).rowcount
+            # The login throttle's count of failures for the name (and its block): a
+            # new owner of the name is not held back by guesses at the old one's password.
+            n += c.execute("DELETE FROM login_failures WHERE key=?", (f"account:{address}",)).rowcount
         return n
 
     # -- cluster: worker heartbeats ----------------------------------------------------

@@ -202,7 +202,7 @@ def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
     db = PostgresDatabase(url)
     try:
         assert db.get_domain("example.test") is not None
-        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 11
+        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 12
         db.node_heartbeat("w/1", "w", [], 0.0, 1.0)  # the table version 2 added
         assert [n.worker for n in db.node_list(1.0)] == ["w/1"]
         db.sieve_put("example.test", "al", "s", "keep;")  # the tables version 3 added
@@ -211,7 +211,8 @@ def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
         assert db.urlauth_key(1, "example.test", "al") is None  # the table version 4 added
         assert db.api_token_list() == []  # the table version 7 added
         assert db.expunged_prune(1.0, 1.0) == 0  # the columns version 9 added
-        with db._read() as c:  # the index version 11 added
+        assert db.message_sort_keys_get(1) == {}  # the columns version 11 added
+        with db._read() as c:  # the index version 12 added
             assert c.execute("SELECT 1 FROM pg_indexes WHERE tablename='seen' AND indexname='seen_reader'").fetchone()
     finally:
         db.close()

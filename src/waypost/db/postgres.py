@@ -449,9 +449,16 @@ _V10: list[str] = [
     "CREATE INDEX IF NOT EXISTS queue_auth_domain ON queue_messages (auth_domain) WHERE auth_domain <> ''",
 ]
 
-#: Version 11: the \Seen marks of each reader on others' mailboxes are found by reader
-#: (``account_forget`` drops a removed account's marks), not by a scan of every mark.
+#: Version 11: each message's sort keys (sqlite.py's _V11 says why).
 _V11: list[str] = [
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS sort_date DOUBLE PRECISION",
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS sort_from TEXT",
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS sort_subject TEXT",
+]
+
+#: Version 12: the \Seen marks of each reader on others' mailboxes are found by reader
+#: (``account_forget`` drops a removed account's marks), not by a scan of every mark.
+_V12: list[str] = [
     "CREATE INDEX IF NOT EXISTS seen_reader ON seen (reader)",
 ]
 
@@ -469,6 +476,7 @@ MIGRATIONS: list[list[str]] = [
     _V9,
     _V10,
     _V11,
+    _V12,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

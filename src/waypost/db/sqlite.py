@@ -386,9 +386,20 @@ _V10: list[str] = [
     "CREATE INDEX IF NOT EXISTS queue_auth_domain ON queue_messages (auth_domain) WHERE auth_domain <> ''",
 ]
 
-#: Version 11: the \Seen marks of each reader on others' mailboxes are found by reader
-#: (``account_forget`` drops a removed account's marks), not by a scan of every mark.
+#: Version 11: each message's sort keys (``SortKeys``: the Date as a time, From and
+#: Subject decoded and lower case), kept when it is stored (delivery, APPEND, COPY,
+#: MOVE) so that no sort of a message list reads message files.  NULL: not known (a
+#: message indexed before, or from a directory scan): the list makes them once from the
+#: header and keeps them.
 _V11: list[str] = [
+    "ALTER TABLE messages ADD COLUMN sort_date REAL",
+    "ALTER TABLE messages ADD COLUMN sort_from TEXT",
+    "ALTER TABLE messages ADD COLUMN sort_subject TEXT",
+]
+
+#: Version 12: the \Seen marks of each reader on others' mailboxes are found by reader
+#: (``account_forget`` drops a removed account's marks), not by a scan of every mark.
+_V12: list[str] = [
     "CREATE INDEX IF NOT EXISTS seen_user ON seen (user)",
 ]
 
@@ -406,6 +417,7 @@ MIGRATIONS: list[list[str]] = [
     _V9,
     _V10,
     _V11,
+    _V12,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -33,7 +33,7 @@ from .config import Settings, parse_hostport, parse_port_range
 from .certs import ServerTLS, make_tls_context, write_self_signed
 from .datadir import owned_by_others, switch_user, user_ids
 from .db import ObjectRecord, StorageUnavailable, database_problem, is_postgresql, open_database
-from .directory import Directory
+from .directory import Directory, password_hasher
 from .directory.throttle import LoginThrottle, ThrottlePolicy, log_auth_failed
 from .directory.verified import VerifiedLogins
 from .files import FileStore
@@ -312,7 +312,8 @@ class Server:
         self.db = open_database(settings.storage.database, settings.data_dir,
                                 pool_size=settings.storage.pool_size, pool_timeout=settings.storage.pool_timeout)
         self.secrets = Secrets(settings.data_dir)
-        self.directory = Directory(self.db, settings.server.main_domain, secrets=self.secrets)
+        self.directory = Directory(self.db, settings.server.main_domain, secrets=self.secrets,
+                                   hasher=password_hasher(settings.auth.argon2_memory, settings.auth.argon2_passes))
         self.srs = SRS(self.secrets.derive("srs"), settings.server.main_domain)
         g = settings.gateway
         self.router = Router(self.directory, settings.relay.trusted_networks, self._own_addresses(),

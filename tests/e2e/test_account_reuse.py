@@ -440,3 +440,22 @@ def test_two_adds_of_one_name_at_once_never_retire_the_winners_mail(tmp_path: Pa
         # The old owner's files are kept aside; none of the winner's went with them.
         for kept in (p for p in srv.mailbox("z@example.test").parent.iterdir() if p.name.startswith(".removed.z.")):
             assert not any(b"for the winner" in p.read_bytes() for p in kept.rglob("*") if p.is_file())
+
+
+def test_the_new_owner_is_not_blocked_for_guesses_at_the_old_owners_password(tmp_path: Path) -> None:
+    """The login throttle's count of failed logins for the name (and its block) goes
+    with the account: someone guessed the old owner's password until the name was
+    blocked; the new owner logs in at once, from a client never seen before."""
+    srv = WaypostInstance(tmp_path / "data", imap={"plaintext_without_tls": True, "failure_delay": 0.0},
+                          auth={"free_failures": 3, "delay": 0.5, "max_delay": 0.5, "block_after": 4, "block_time": 600})
+    srv.ok("account", "add", "z@example.test", "--password", "old-pw")
+    with srv:
+        srv.start()
+        for i in range(4):
+            assert not imap_login(srv, "z@example.test", f"guess-{i}", "127.0.0.2")
+        srv.expect_log(r"event=auth-failed proto=imap client=127\.0\.0\.2 login=z@example.test", count=4)
+        assert "account:z@example.test" in srv.ok("auth", "blocked")
+        srv.ok("account", "remove", "z@example.test")
+        assert "account:z@example.test" not in srv.ok("auth", "blocked")
+        srv.ok("account", "add", "z@example.test", "--password", "new-pw")
+        assert imap_login(srv, "z@example.test", "new-pw", "127.0.0.3")

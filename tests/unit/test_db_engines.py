@@ -202,7 +202,7 @@ def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
     db = PostgresDatabase(url)
     try:
         assert db.get_domain("example.test") is not None
-        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 11
+        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 12
         db.node_heartbeat("w/1", "w", [], 0.0, 1.0)  # the table version 2 added
         assert [n.worker for n in db.node_list(1.0)] == ["w/1"]
         db.sieve_put("example.test", "al", "s", "keep;")  # the tables version 3 added
@@ -212,6 +212,8 @@ def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
         assert db.api_token_list() == []  # the table version 7 added
         assert db.expunged_prune(1.0, 1.0) == 0  # the columns version 9 added
         assert db.message_sort_keys_get(1) == {}  # the columns version 11 added
+        with db._read() as c:  # the index version 12 added
+            assert c.execute("SELECT 1 FROM pg_indexes WHERE tablename='seen' AND indexname='seen_reader'").fetchone()
     finally:
         db.close()
 
@@ -430,3 +432,18 @@ def test_postgresql_migration_10_fills_the_domain_columns_of_a_queue_indexed_bef
         assert [e.msg_id for e in db.queue_entries(QueueFilter(recipient="*@a.test"))] == ["M2"]
     finally:
         db.close()
+
+
+def test_the_seen_marks_of_a_reader_are_found_through_an_index(make_db):
+    """``account_forget`` drops a removed account's \\Seen marks on others' mailboxes
+    (``DELETE FROM seen`` by reader): through an index, not a scan of every mark."""
+    db = make_db()
+    db.mailbox_list("example.test", "x")  # (the schema is made)
+    if make_db.engine == "sqlite":
+        plan = " ".join(str(r[-1]) for r in db._conn().execute(
+            "EXPLAIN QUERY PLAN DELETE FROM seen WHERE user=?", ("z@example.test",)).fetchall())
+        assert "USING" in plan and "INDEX" in plan and "(user=?)" in plan, plan
+    else:
+        with db._read() as c:
+            defs = [r[0] for r in c.execute("SELECT indexdef FROM pg_indexes WHERE tablename='seen'").fetchall()]
+        assert any(d.rstrip().endswith("(reader)") for d in defs), defs

@@ -639,6 +639,7 @@ class Database(Protocol):
         through their own methods): its subscriptions, mailbox aliases, Sieve scripts
         (the cached active script too, in every process), vacation replies sent,
         URLAUTH keys, the rights others granted it, its \\Seen marks on other accounts'
-        mailboxes and its known login clients.  An account made later under the name
+        mailboxes, its known login clients and the login throttle's count of failures
+        for the name (and its block).  An account made later under the name
         inherits none of them.  Idempotent (a retry after a crash finishes the job);
         returns how many rows went."""

@@ -456,6 +456,12 @@ _V11: list[str] = [
     "ALTER TABLE messages ADD COLUMN IF NOT EXISTS sort_subject TEXT",
 ]
 
+#: Version 12: the \Seen marks of each reader on others' mailboxes are found by reader
+#: (``account_forget`` drops a removed account's marks), not by a scan of every mark.
+_V12: list[str] = [
+    "CREATE INDEX IF NOT EXISTS seen_reader ON seen (reader)",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
 #: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
 MIGRATIONS: list[list[str]] = [
@@ -470,6 +476,7 @@ MIGRATIONS: list[list[str]] = [
     _V9,
     _V10,
     _V11,
+    _V12,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1350,6 +1357,9 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
             n += c.execute("DELETE FROM acl WHERE identifier=%s", (address,)).rowcount
             n += c.execute("DELETE FROM seen WHERE reader=%s", (address,)).rowcount
             n += c.execute("DELETE FROM login_known WHERE account=%s", (address,)).rowcount
+            # The login throttle's count of failures for the name (and its block): a
+            # new owner of the name is not held back by guesses at the old one's password.
+            n += c.execute("DELETE FROM login_failures WHERE key=%s", (f"account:{address}",)).rowcount
         return n
 
     # -- cluster: worker heartbeats ----------------------------------------------------

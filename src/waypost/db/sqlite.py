@@ -397,6 +397,12 @@ _V11: list[str] = [
     "ALTER TABLE messages ADD COLUMN sort_subject TEXT",
 ]
 
+#: Version 12: the \Seen marks of each reader on others' mailboxes are found by reader
+#: (``account_forget`` drops a removed account's marks), not by a scan of every mark.
+_V12: list[str] = [
+    "CREATE INDEX IF NOT EXISTS seen_user ON seen (user)",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes a database from version n - 1 to
 #: n (``PRAGMA user_version``).  Append; never edit one that has been released.
 MIGRATIONS: list[list[str]] = [
@@ -411,6 +417,7 @@ MIGRATIONS: list[list[str]] = [
     _V9,
     _V10,
     _V11,
+    _V12,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1167,6 +1174,9 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
             n += c.execute("DELETE FROM acl WHERE identifier=?", (address,)).rowcount
             n += c.execute("DELETE FROM seen WHERE user=?", (address,)).rowcount
             n += c.execute("DELETE FROM login_known WHERE account=?", (address,)).rowcount
+            # The login throttle's count of failures for the name (and its block): a
+            # new owner of the name is not held back by guesses at the old one's password.
+            n += c.execute("DELETE FROM login_failures WHERE key=?", (f"account:{address}",)).rowcount
         return n
 
     # -- cluster: worker heartbeats ----------------------------------------------------

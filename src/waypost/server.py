@@ -45,6 +45,7 @@ from .imap.proto import Params
 from .imap.server import IMAPService
 from .imap.server import Limits as IMAPLimits
 from .imap.commands.search import set_search_cache
+from .imap.message import list_keys
 from .mailauth import Sealer, Signer, load_psl
 from .mailstore import Mailstore
 from .pop3 import POP3Service
@@ -58,6 +59,10 @@ from .secrets import Secrets
 from .sharing import MingerServer, directory_code
 from .sharing.peers import ask_peers
 from .smtp.server import SMTPService, WaypostSMTP
+# The SMTP handler table is imported here, before the workers fork, not by each
+# worker's first session (that one waited for the import, and a worker compiled the
+# modules again wherever no bytecode cache could be written).
+from .smtp import commands as _smtp_commands  # noqa: F401
 
 if TYPE_CHECKING:
     from .ftp import FTPService
@@ -321,6 +326,7 @@ class Server:
         self.bus = Bus(settings.data_dir / "run")
         self.mailstore = Mailstore(settings.path(settings.storage.mail), settings.server.hostname, self.db, self.bus,
                                    listing_cache=settings.storage.listing_cache)
+        self.mailstore.sort_keys = list_keys  # kept as each message is stored (WebUser's sorts)
         self.queue = QueueManager(settings, self.db, self.router, self.mailstore, self.owner, self.is_self,
                                   credentials=lambda who: credentials_for(self.db, self.secrets, who), srs=self.srs,
                                   signer=Signer(self.db, self.secrets),

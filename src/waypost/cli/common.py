@@ -89,7 +89,11 @@ class App:
         settings = self.settings
         bus = Bus(settings.data_dir / "run")
         link_bus(bus, self.db, settings.server.hostname, background=False)
-        return Mailstore(settings.path(settings.storage.mail), settings.server.hostname, self.db, bus)
+        from ..imap.message import list_keys
+
+        store = Mailstore(settings.path(settings.storage.mail), settings.server.hostname, self.db, bus)
+        store.sort_keys = list_keys  # kept as each message is stored (WebUser's sorts)
+        return store
 
     @property
     def router(self) -> "Router":

@@ -130,12 +130,13 @@ class Directory:
 
     # -- objects ----------------------------------------------------------------
 
-    def lookup(self, name: str, domain: str) -> ObjectRecord | None:
-        """The object ``name`` of the local domain ``domain`` (either may be any case)."""
+    def lookup(self, name: str, domain: str, fresh: bool = False) -> ObjectRecord | None:
+        """The object ``name`` of the local domain ``domain`` (either may be any case);
+        ``fresh``: read now, not from the cache (Database.get_object)."""
         rec = self.domain(domain)
         if rec is None:
             return None
-        return self.db.get_object(rec.name, name.lower())
+        return self.db.get_object(rec.name, name.lower(), fresh=fresh)
 
     def get(self, address: str) -> ObjectRecord:
         name, domain = self.split(address)

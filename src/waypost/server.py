@@ -59,6 +59,10 @@ from .secrets import Secrets
 from .sharing import MingerServer, directory_code
 from .sharing.peers import ask_peers
 from .smtp.server import SMTPService, WaypostSMTP
+# The SMTP handler table is imported here, before the workers fork, not by each
+# worker's first session (that one waited for the import, and a worker compiled the
+# modules again wherever no bytecode cache could be written).
+from .smtp import commands as _smtp_commands  # noqa: F401
 
 if TYPE_CHECKING:
     from .ftp import FTPService

@@ -33,7 +33,7 @@ from .config import Settings, parse_hostport, parse_port_range
 from .certs import ServerTLS, make_tls_context, write_self_signed
 from .datadir import owned_by_others, switch_user, user_ids
 from .db import ObjectRecord, StorageUnavailable, database_problem, is_postgresql, open_database
-from .directory import Directory
+from .directory import Directory, password_hasher
 from .directory.throttle import LoginThrottle, ThrottlePolicy, log_auth_failed
 from .directory.verified import VerifiedLogins
 from .files import FileStore
@@ -45,6 +45,7 @@ from .imap.proto import Params
 from .imap.server import IMAPService
 from .imap.server import Limits as IMAPLimits
 from .imap.commands.search import search_cache_held, set_search_cache
+from .imap.message import list_keys
 from .mailauth import Sealer, Signer, load_psl
 from .mailstore import Mailstore
 from .pop3 import POP3Service
@@ -58,6 +59,10 @@ from .secrets import Secrets
 from .sharing import MingerServer, directory_code
 from .sharing.peers import ask_peers
 from .smtp.server import SMTPService, WaypostSMTP
+# The SMTP handler table is imported here, before the workers fork, not by each
+# worker's first session (that one waited for the import, and a worker compiled the
+# modules again wherever no bytecode cache could be written).
+from .smtp import commands as _smtp_commands  # noqa: F401
 
 if TYPE_CHECKING:
     from .ftp import FTPService
@@ -311,7 +316,8 @@ class Server:
         self.db = open_database(settings.storage.database, settings.data_dir,
                                 pool_size=settings.storage.pool_size, pool_timeout=settings.storage.pool_timeout)
         self.secrets = Secrets(settings.data_dir)
-        self.directory = Directory(self.db, settings.server.main_domain, secrets=self.secrets)
+        self.directory = Directory(self.db, settings.server.main_domain, secrets=self.secrets,
+                                   hasher=password_hasher(settings.auth.argon2_memory, settings.auth.argon2_passes))
         self.srs = SRS(self.secrets.derive("srs"), settings.server.main_domain)
         g = settings.gateway
         self.router = Router(self.directory, settings.relay.trusted_networks, self._own_addresses(),
@@ -321,6 +327,7 @@ class Server:
         self.bus = Bus(settings.data_dir / "run")
         self.mailstore = Mailstore(settings.path(settings.storage.mail), settings.server.hostname, self.db, self.bus,
                                    listing_cache=settings.storage.listing_cache)
+        self.mailstore.sort_keys = list_keys  # kept as each message is stored (WebUser's sorts)
         self.queue = QueueManager(settings, self.db, self.router, self.mailstore, self.owner, self.is_self,
                                   credentials=lambda who: credentials_for(self.db, self.secrets, who), srs=self.srs,
                                   signer=Signer(self.db, self.secrets),

@@ -13,11 +13,15 @@ the login throttle's trust in its clients."""
 from __future__ import annotations
 
 import fcntl
+import http.client as http_client
+import json
 import os
 import re
+import signal
 import smtplib
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +29,7 @@ import pytest
 
 from support.imap import Raw
 from support.logins import imap_login
-from support.server import WaypostInstance, wait_for
+from support.server import WaypostInstance, free_port, wait_for
 from support.workers import on_two_workers
 
 
@@ -340,3 +344,118 @@ def test_a_silent_old_session_hears_nothing_of_the_new_owner(srv: WaypostInstanc
     srv.expect_log(r"event=imap-account-gone .*account=z@example.test")  # (the NOTIFY session's, at least)
     for r in (watcher, idler, new):
         r.close()
+
+
+# -- two `account add` of one name at the same instant --------------------------------------
+
+def lock_waiters() -> set[int]:
+    """The processes blocked on a file lock now (``N: -> FLOCK ...`` in /proc/locks)."""
+    return {int(f[5]) for f in (line.split() for line in Path("/proc/locks").read_text().splitlines())
+            if len(f) > 5 and f[1:3] == ["->", "FLOCK"]}
+
+
+def stopped(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "T"
+
+
+def test_two_adds_of_one_name_at_once_never_retire_the_winners_mail(tmp_path: Path) -> None:
+    """An API retry and the CLI add one name at the same instant, where a removal cut
+    short left the old owner's Maildir: the loser's clean-up of what was left must not
+    move aside what the winner received meanwhile.  The CLI's add is caught in its
+    clean-up (waiting for the account's Maildir lock, which the test holds) and stopped
+    there (SIGSTOP: descheduled at the worst moment); then the API's add runs.  Whoever
+    wins, every message sent to the name after it won is in its INBOX."""
+    http = free_port()
+    srv = WaypostInstance(tmp_path / "data", imap={"plaintext_without_tls": True, "failure_delay": 0.05},
+                          listen={"http": f"127.0.0.1:{http}"})
+    srv.ok("account", "add", "z@example.test", "--password", "old-pw")
+    srv.ok("account", "add", "boss@example.test", "--password", "boss-pw")
+    token = srv.ok("token", "add", "ops").splitlines()[0]
+    with srv:
+        srv.start()
+        give_the_old_owner_mail(srv)
+        db = srv.db()
+        try:  # an older version's removal, killed after its first step
+            db.remove_object("example.test", "z")
+        finally:
+            db.close()
+
+        api: dict[str, object] = {}
+
+        def api_add() -> None:
+            conn = http_client.HTTPConnection("127.0.0.1", http, timeout=60)
+            try:
+                conn.request("POST", "/api/v1/accounts",
+                             body=json.dumps({"address": "z@example.test", "password": "api-pw"}),
+                             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+                r = conn.getresponse()
+                api["status"], api["body"] = r.status, r.read().decode()
+            finally:
+                conn.close()
+
+        fd = os.open(srv.mailbox("z@example.test"), os.O_RDONLY | os.O_DIRECTORY)
+        released = False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            cli = waypost(srv, "account", "add", "z@example.test", "--password", "cli-pw")
+            try:
+                wait_for(lambda: cli.pid in lock_waiters() or cli.poll() is not None, timeout=30,
+                         what="the CLI's account add waiting for the account's lock")
+                assert cli.poll() is None, cli.communicate()[0]
+                os.kill(cli.pid, signal.SIGSTOP)
+                wait_for(lambda: stopped(cli.pid), what="the CLI's account add stopped")
+                os.close(fd)
+                released = True
+                caller = threading.Thread(target=api_add)
+                caller.start()
+                # The API's add either goes through (while the CLI's is half-way) or
+                # waits for the CLI's to finish.
+                wait_for(lambda: not caller.is_alive() or lock_waiters(), timeout=30,
+                         what="the API's account add done or waiting")
+                sent = 0
+                if not caller.is_alive() and api.get("status") == 201:
+                    with smtplib.SMTP("127.0.0.1", srv.smtp_port, timeout=30) as s:
+                        s.sendmail("x@example.net", ["z@example.test"], b"Subject: new-1\r\n\r\nfor the winner\r\n")
+                    sent = 1
+                    wait_for(lambda: len(srv.messages("z@example.test")) == 1, timeout=20,
+                             what="the winner's first message stored")
+            finally:
+                os.kill(cli.pid, signal.SIGCONT)
+                out = cli.communicate(timeout=60)[0]
+            caller.join(60)
+        finally:
+            if not released:
+                os.close(fd)
+        winners = [pw for pw, won in (("cli-pw", cli.returncode == 0), ("api-pw", api.get("status") == 201)) if won]
+        assert len(winners) == 1, (out, api)
+        assert cli.returncode == 0 or "exists" in out, out
+        with smtplib.SMTP("127.0.0.1", srv.smtp_port, timeout=30) as s:
+            s.sendmail("x@example.net", ["z@example.test"], b"Subject: new-2\r\n\r\nfor the winner\r\n")
+        sent += 1
+        r = login(srv, winners[0])
+        wait_for(lambda: exists(r, "INBOX") >= sent, timeout=20, what="the winner's messages in its INBOX")
+        assert exists(r, "INBOX") == sent
+        assert b"NO" in r.cmd("X SELECT Private")[-1]
+        r.close()
+        # The old owner's files are kept aside; none of the winner's went with them.
+        for kept in (p for p in srv.mailbox("z@example.test").parent.iterdir() if p.name.startswith(".removed.z.")):
+            assert not any(b"for the winner" in p.read_bytes() for p in kept.rglob("*") if p.is_file())
+
+
+def test_the_new_owner_is_not_blocked_for_guesses_at_the_old_owners_password(tmp_path: Path) -> None:
+    """The login throttle's count of failed logins for the name (and its block) goes
+    with the account: someone guessed the old owner's password until the name was
+    blocked; the new owner logs in at once, from a client never seen before."""
+    srv = WaypostInstance(tmp_path / "data", imap={"plaintext_without_tls": True, "failure_delay": 0.0},
+                          auth={"free_failures": 3, "delay": 0.5, "max_delay": 0.5, "block_after": 4, "block_time": 600})
+    srv.ok("account", "add", "z@example.test", "--password", "old-pw")
+    with srv:
+        srv.start()
+        for i in range(4):
+            assert not imap_login(srv, "z@example.test", f"guess-{i}", "127.0.0.2")
+        srv.expect_log(r"event=auth-failed proto=imap client=127\.0\.0\.2 login=z@example.test", count=4)
+        assert "account:z@example.test" in srv.ok("auth", "blocked")
+        srv.ok("account", "remove", "z@example.test")
+        assert "account:z@example.test" not in srv.ok("auth", "blocked")
+        srv.ok("account", "add", "z@example.test", "--password", "new-pw")
+        assert imap_login(srv, "z@example.test", "new-pw", "127.0.0.3")

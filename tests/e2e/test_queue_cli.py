@@ -70,7 +70,8 @@ def timed(inst: WaypostInstance, *args: str) -> tuple[subprocess.CompletedProces
 def test_paging_and_filters(tmp_path):
     inst = WaypostInstance(tmp_path / "data")
     now = time.time()
-    ids = fill(inst, 300, now, step=60)  # a minute apart: the seconds a command takes change nothing
+    ids = fill(inst, 300, now, step=600)  # ten minutes apart: the boundaries below are 5 minutes from any entry,
+    # so minutes of a loaded machine between the fill and a command change nothing
 
     def listed(*args: str) -> list[str]:
         out = waypost(inst, "queue", "list", "--json", *args)
@@ -83,10 +84,10 @@ def test_paging_and_filters(tmp_path):
     assert listed("--sender", "S3@senders.test") == ids[3::7]
     assert listed("--sender", "*@senders.test", "--limit", "3") == ids[:3]
     assert listed("--recipient", "r42@*") == [ids[42]]
-    assert listed("--older-than", "250.5m") == ids[:50]
-    assert listed("--newer-than", "10.5m") == ids[-10:]
+    assert listed("--older-than", "2505m") == ids[:50]
+    assert listed("--newer-than", "105m") == ids[-10:]
     assert listed("--state", "deferred", "--limit", "2") == ids[1:4:2]
-    assert listed("--target", "local", "--older-than", "290.5m") == [i for i in ids[:10] if ids.index(i) % 3 == 2]
+    assert listed("--target", "local", "--older-than", "2905m") == [i for i in ids[:10] if ids.index(i) % 3 == 2]
     bad = waypost(inst, "queue", "list", "--older-than", "yesterday")
     assert bad.returncode != 0 and "--older-than" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -589,6 +589,8 @@ def test_sessions_work_across_workers(tmp_path_factory):
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(setup).result()
     try:
+        # start() returns when the first worker is ready; both must be, for both to accept.
+        inst.expect_log("worker-ready", count=2, timeout=20)
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         c.request("GET", "/login")
         r = c.getresponse()

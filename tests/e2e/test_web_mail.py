@@ -110,6 +110,13 @@ def flags_of(server, who, subject, box="INBOX"):
         return out[0]
 
 
+def follow(page, selector):
+    """Click what loads a new page and wait until it has loaded: reading the list while
+    the new document is still arriving sees no rows (or the old page's)."""
+    with page.expect_navigation():
+        page.click(selector)
+
+
 def open_message(page, server, box, subject):
     page.goto(url(server, f"/mail/box?box={urllib.parse.quote(box, safe='')}"))
     page.click(f"#messages a:has-text('{subject}')")
@@ -247,30 +254,30 @@ def test_search_and_sort_the_list(page, server):
                 for u in page.eval_on_selector_all("#messages tr[data-uid]", "rs => rs.map(r => r.dataset.uid)")]
 
     assert subjects() == ["agenda", "Café invoice", "Re: invoice 7", "lunch", "Invoice 7"]  # newest first
-    page.click("#sort-date")
+    follow(page, "#sort-date")
     assert subjects() == ["Café invoice", "agenda", "lunch", "Re: invoice 7", "Invoice 7"]
-    page.click("#sort-date")  # again: the other way
+    follow(page, "#sort-date")  # again: the other way
     assert subjects()[0] == "Invoice 7" and "order=asc" in page.url
-    page.click("#sort-from")
+    follow(page, "#sort-from")
     assert subjects() == ["Invoice 7", "agenda", "Café invoice", "Re: invoice 7", "lunch"]  # zed..amy
-    page.click("#sort-subject")
+    follow(page, "#sort-subject")
     assert subjects() == ["Re: invoice 7", "lunch", "Invoice 7", "Café invoice", "agenda"]
-    page.click("#sort-size")
+    follow(page, "#sort-size")
     assert subjects() == ["lunch", "agenda", "Re: invoice 7", "Café invoice", "Invoice 7"]
     # Search (case folded, encoded words decoded, every word must match), in the order chosen.
     page.fill("#search", "INVOICE")
-    page.click("#search-go")
+    follow(page, "#search-go")
     assert subjects() == ["Re: invoice 7", "Café invoice", "Invoice 7"]
     assert page.inner_text("#count").startswith("3 of 5 messages match")
     shot(page, "search")
     page.fill("#search", "invoice café")
-    page.click("#search-go")
+    follow(page, "#search-go")
     assert subjects() == ["Café invoice"]
     page.fill("#search", "bob@remote.test")
-    page.click("#search-go")
+    follow(page, "#search-go")
     assert subjects() == ["Re: invoice 7"]
     page.fill("#search", "nothing-like-this")
-    page.click("#search-go")
+    follow(page, "#search-go")
     assert subjects() == [] and page.inner_text("#count").startswith("0 of 5")
     # A new message is found at once (the listing is patched, the keys are per UID).
     with imap(server, "erin") as im:
@@ -312,7 +319,7 @@ def test_search_finds_the_body_as_imap_search_does(page, server):
     def browser_uids(query):
         page.goto(url(server, "/mail/box?box=INBOX&sort=arrival&order=asc"))
         page.fill("#search", query)
-        page.click("#search-go")
+        follow(page, "#search-go")
         page.wait_for_selector("#count")
         return [int(u) for u in page.eval_on_selector_all("#messages tr[data-uid]", "rs => rs.map(r => r.dataset.uid)")]
 
@@ -351,9 +358,9 @@ def test_paging_keeps_the_search_and_the_order(page, server):
     assert page.inner_text("#count").startswith("120 of")
     first = page.inner_text("#messages tr[data-uid] a")
     assert first == "page item 000"
-    page.click("a[rel=next]")
+    follow(page, "a[rel=next]")
     assert page.inner_text("#messages tr[data-uid] a") == "page item 050"
-    page.click("a[rel=next]")
+    follow(page, "a[rel=next]")
     assert page.inner_text("#messages tr[data-uid] a") == "page item 100"
     assert page.query_selector("a[rel=next]") is None
 

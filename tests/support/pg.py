@@ -4,6 +4,9 @@ The run's database (``waypost_test_<pid>_<random>``) is made on the server named
 ``WAYPOST_TEST_PG`` (default: 127.0.0.1:5432 as user postgres, the machine's and CI's)
 the first time a test needs it, and dropped when the run ends (``drop_run_database``,
 called by tests/conftest.py; ``WITH (FORCE)`` ends what a killed server left connected).
+A run that was killed cannot drop its own: the next run drops such leftovers
+(``drop_leftovers``: by name, by the age the server gives the database, and only if
+nobody is connected to it, so a run in progress is never touched).
 Each ``new_url()`` is a fresh empty schema of it, named in the URL's search_path, so
 that tests never see each other's rows and nothing needs cleaning between them.
 ``WAYPOST_TEST_DATABASE=postgresql`` makes the e2e server fixture use it too.
@@ -16,11 +19,18 @@ import re
 import secrets
 import subprocess
 import threading
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
 
 ADMIN_URL = os.environ.get("WAYPOST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+#: The prefix of every run's database name (``drop_leftovers`` touches no other).
+PREFIX = "waypost_test_"
+#: A run's database this old (seconds) with nobody connected is a killed run's leftover:
+#: a whole `make test` takes under half an hour.
+LEFTOVER_AGE = 6 * 3600.0
 
 _lock = threading.Lock()
 _run_db: str | None = None
@@ -55,11 +65,38 @@ def run_database() -> str:
     global _run_db
     with _lock:
         if _run_db is None:
-            name = f"waypost_test_{os.getpid()}_{secrets.token_hex(3)}"
+            name = f"{PREFIX}{os.getpid()}_{secrets.token_hex(3)}"
             with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+                drop_leftovers(conn)
                 conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
             _run_db = name
         return _run_db
+
+
+def drop_leftovers(conn: psycopg.Connection[Any], prefix: str = PREFIX,
+                   age: float = LEFTOVER_AGE) -> list[str]:
+    """Drop the databases named ``prefix``... that the server made more than ``age``
+    seconds ago (the time of its ``PG_VERSION`` file, written when the database is
+    created) and that nobody is connected to: what killed runs left.  Without FORCE,
+    DROP DATABASE refuses a database in use, so one that a run (or a stopped debugger)
+    still holds stays.  Reading the file's time needs a superuser (or
+    pg_read_server_files); without it nothing is dropped.  The names dropped."""
+    pattern = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+    try:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s AND NOT datistemplate"
+            " AND (pg_stat_file('base/' || oid || '/PG_VERSION', true)).modification"
+            " < now() - make_interval(secs => %s)", (pattern, age)).fetchall()
+    except psycopg.Error:
+        return []
+    dropped = []
+    for (name,) in rows:
+        try:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')  # type: ignore[arg-type]
+        except psycopg.Error:  # in use now: not a leftover
+            continue
+        dropped.append(str(name))
+    return dropped
 
 
 def new_url() -> str:

@@ -4,12 +4,13 @@ the PostgreSQL engine's behaviour when its server cannot be reached."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 
 import psycopg
 import pytest
 from support import pg
-from support.server import free_port
+from support.server import free_port, wait_for
 from support.tcpproxy import TCPProxy
 
 from waypost.db import SchemaError, SQLiteDatabase, StorageUnavailable, open_database
@@ -201,7 +202,7 @@ def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
     db = PostgresDatabase(url)
     try:
         assert db.get_domain("example.test") is not None
-        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 10
+        assert db.schema_version() == pg_engine.SCHEMA_VERSION == 12
         db.node_heartbeat("w/1", "w", [], 0.0, 1.0)  # the table version 2 added
         assert [n.worker for n in db.node_list(1.0)] == ["w/1"]
         db.sieve_put("example.test", "al", "s", "keep;")  # the tables version 3 added
@@ -210,6 +211,9 @@ def test_a_postgresql_schema_of_version_1_is_migrated_to_the_current_one():
         assert db.urlauth_key(1, "example.test", "al") is None  # the table version 4 added
         assert db.api_token_list() == []  # the table version 7 added
         assert db.expunged_prune(1.0, 1.0) == 0  # the columns version 9 added
+        assert db.message_sort_keys_get(1) == {}  # the columns version 11 added
+        with db._read() as c:  # the index version 12 added
+            assert c.execute("SELECT 1 FROM pg_indexes WHERE tablename='seen' AND indexname='seen_reader'").fetchone()
     finally:
         db.close()
 
@@ -242,6 +246,44 @@ def test_expunge_records_are_pruned_and_the_floor_kept(make_db):
     assert db.message_changes(box.id, db.mailbox_state(box.id)[1] - 1)[1] == [4]  # exact above it
     db.message_headers_prune(box.id)
     assert db.message_headers_get(box.id) == {3: b"Subject: 3\r\n\r\n"}
+
+
+def test_a_postgresql_prune_raises_the_floor_for_a_record_committed_while_it_runs(tmp_path):
+    """An expunge on another node commits while a prune is under way, its record's time
+    already older than the prune's bound (that node's clock is behind).  Whatever the
+    prune drops raises the floor: asked from before that expunge, ``message_changes``
+    gives its UID or None (compare the UIDs), never an empty list.  Read and deleted in
+    two statements, the prune dropped the record read by neither and the answer was []."""
+    db = PostgresDatabase(pg.new_url(), tmp_path / "changes", pool_size=4)
+    try:
+        box = db.mailbox_create("example.test", "al", "INBOX", "", 1234)
+        db.message_add(box.id, [(f"m{i}", "cur", (), 10, 1.0) for i in range(1, 4)])
+        db.message_expunge(box.id, [1])
+        known = db.mailbox_state(box.id)[1]  # what a client saw before the other expunge
+        with psycopg.connect(db.url, autocommit=True) as other:
+            # message_expunge's statements, held open: the mailbox row stays locked.
+            other.execute("BEGIN")
+            top = other.execute("SELECT highestmodseq FROM mailboxes WHERE id=%s FOR UPDATE",
+                                (box.id,)).fetchone()[0]
+            other.execute("DELETE FROM messages WHERE mailbox_id=%s AND uid=2", (box.id,))
+            other.execute("INSERT INTO expunged (mailbox_id, uid, modseq, at) VALUES (%s, 2, %s, %s)",
+                          (box.id, top + 1, time.time()))
+            other.execute("UPDATE mailboxes SET highestmodseq=%s WHERE id=%s", (top + 1, box.id))
+            dropped: list[int] = []
+            prune = threading.Thread(target=lambda: dropped.append(db.expunged_prune(time.time() + 3600, 0.0)))
+            prune.start()
+            blocked = "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))"
+            with psycopg.connect(db.url, autocommit=True) as watch:
+                wait_for(lambda: watch.execute(blocked, (other.info.backend_pid,)).fetchone()[0],
+                         what="the prune waiting for the other expunge")
+            other.execute("COMMIT")
+            prune.join(30)
+        assert not prune.is_alive() and dropped
+        assert db.message_uids(box.id) == [3]
+        assert db.message_changes(box.id, known)[1] in (None, [2])
+        assert db.message_changes(box.id, 0)[1] in (None, [1, 2])
+    finally:
+        db.close()
 
 
 def test_connections_cut_while_resting_in_the_pool_are_replaced_before_use(tmp_path):
@@ -390,3 +432,18 @@ def test_postgresql_migration_10_fills_the_domain_columns_of_a_queue_indexed_bef
         assert [e.msg_id for e in db.queue_entries(QueueFilter(recipient="*@a.test"))] == ["M2"]
     finally:
         db.close()
+
+
+def test_the_seen_marks_of_a_reader_are_found_through_an_index(make_db):
+    """``account_forget`` drops a removed account's \\Seen marks on others' mailboxes
+    (``DELETE FROM seen`` by reader): through an index, not a scan of every mark."""
+    db = make_db()
+    db.mailbox_list("example.test", "x")  # (the schema is made)
+    if make_db.engine == "sqlite":
+        plan = " ".join(str(r[-1]) for r in db._conn().execute(
+            "EXPLAIN QUERY PLAN DELETE FROM seen WHERE user=?", ("z@example.test",)).fetchall())
+        assert "USING" in plan and "INDEX" in plan and "(user=?)" in plan, plan
+    else:
+        with db._read() as c:
+            defs = [r[0] for r in c.execute("SELECT indexdef FROM pg_indexes WHERE tablename='seen'").fetchall()]
+        assert any(d.rstrip().endswith("(reader)") for d in defs), defs

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from .common import App, emit, fail, handle_errors, json_option, pass_app
@@ -19,15 +17,6 @@ def _account(app: App, address: str) -> tuple[str, str]:
         fail(f"{address} is not an account")
     assert acct is not None
     return acct.domain, acct.name
-
-
-def _split(app: App, path: str) -> tuple[str, str, str]:
-    """ACCOUNT/MAILBOX -> (domain, account, mailbox)."""
-    address, sep, name = path.partition("/")
-    if not sep or not name:
-        fail(f"{path!r}: give ACCOUNT/MAILBOX, e.g. public@example.com/announce")
-    domain, account = _account(app, address)
-    return domain, account, name
 
 
 @click.group()
@@ -114,14 +103,6 @@ def alias_remove(app: App, account: str, name: str) -> None:
 @click.group()
 def acl() -> None:
     """Access rights on mailboxes (RFC 4314: l r s w i p k x t e a)."""
-
-
-def _box(app: App, path: str) -> Any:
-    domain, account, name = _split(app, path)
-    box = app.mailstore.get(domain, account, name)
-    if box is None:
-        fail(f"{account}@{domain} has no mailbox {name}")
-    return box
 
 
 @acl.command("get")

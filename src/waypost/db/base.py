@@ -251,6 +251,17 @@ class MailboxRecord:
     unsized: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class SortKeys:
+    """What a message list sorts a message by besides arrival and size, kept in the
+    index when the message is stored (delivery, APPEND, COPY, MOVE) so that no sort
+    reads message files: ``waypost.imap.message.list_keys`` makes them."""
+
+    date: float      # the Date field as a time (RFC 5256 §2.2: the internal date without one)
+    sender: str      # From, RFC 2047 decoded, white space collapsed, lower case, cut
+    subject: str     # Subject, the same way
+
+
 @dataclass(slots=True)
 class MessageRecord:
     """One message of a mailbox: its UID, its Maildir file (``subdir``/``name``, the
@@ -357,7 +368,10 @@ class Database(Protocol):
 
     # -- objects in a domain ------------------------------------------------------
     def add_object(self, obj: ObjectRecord) -> ObjectRecord: ...
-    def get_object(self, domain: str, name: str) -> ObjectRecord | None: ...
+    def get_object(self, domain: str, name: str, fresh: bool = False) -> ObjectRecord | None:
+        """The object, or None.  ``fresh``: read now, never from the cache (which another
+        process's write reaches only with its change notification, on PostgreSQL a moment
+        later): for decisions that must see every write committed before the call."""
     def list_objects(self, domain: str | None = None, kind: str | None = None) -> list[ObjectRecord]: ...
     def update_object(self, domain: str, name: str, changes: dict[str, Any]) -> ObjectRecord:
         """Merge ``changes`` into the object's data; a value of None removes the key."""
@@ -434,10 +448,12 @@ class Database(Protocol):
         """How many messages have a UID of at least ``uid`` (STATUS RECENT): an indexed
         range, not the whole mailbox."""
     def message_add(self, mailbox_id: int,
-                    items: Sequence[tuple[str, str, tuple[str, ...], int, float]]) -> list[MessageRecord]:
+                    items: Sequence[tuple[str, str, tuple[str, ...], int, float]],
+                    keys: Sequence[SortKeys | None] | None = None) -> list[MessageRecord]:
         """Index Maildir files (name, subdir, flags, size, internal date) under new UIDs,
-        in order, in one transaction.  A name already indexed keeps its UID and is
-        returned as it is (delivery and a directory scan may both see a file)."""
+        in order, in one transaction, with their sort keys (``keys``, one per item, None
+        for one not known).  A name already indexed keeps its UID and is returned as it
+        is (delivery and a directory scan may both see a file)."""
     def message_set_sizes(self, mailbox_id: int, sizes: Sequence[tuple[int, int]]) -> None:
         """Record checked sizes (UID, size); a size is a fact, not a change: no new
         mod-sequence."""
@@ -548,6 +564,16 @@ class Database(Protocol):
         """Every worker with a heartbeat, by node then worker, with the leases it holds
         at ``now``."""
 
+    # -- sort keys of a message list (``SortKeys``), kept with each message's row --
+    def message_sort_keys_get(self, mailbox_id: int, uids: Sequence[int] | None = None) -> dict[int, SortKeys]:
+        """The sort keys of these messages (of every one with ``uids`` None); a message
+        whose keys are not known (indexed from a directory scan, or before migration
+        11) is absent."""
+    def message_sort_keys_set(self, mailbox_id: int, values: Sequence[tuple[int, SortKeys]],
+                              uidvalidity: int) -> None:
+        """Keep sort keys made from the message files; nothing when ``uidvalidity`` is no
+        longer the mailbox's (its id was given to a new one)."""
+
     # -- header cache (SEARCH, FETCH BODY[HEADER...]): (mailbox, UID) -> header block --
     def message_headers_get(self, mailbox_id: int, uids: Sequence[int] | None = None) -> dict[int, bytes]:
         """The cached header blocks (the header and its blank line, as stored) of these
@@ -613,6 +639,7 @@ class Database(Protocol):
         through their own methods): its subscriptions, mailbox aliases, Sieve scripts
         (the cached active script too, in every process), vacation replies sent,
         URLAUTH keys, the rights others granted it, its \\Seen marks on other accounts'
-        mailboxes and its known login clients.  An account made later under the name
+        mailboxes, its known login clients and the login throttle's count of failures
+        for the name (and its block).  An account made later under the name
         inherits none of them.  Idempotent (a retry after a crash finishes the job);
         returns how many rows went."""

@@ -449,6 +449,19 @@ _V10: list[str] = [
     "CREATE INDEX IF NOT EXISTS queue_auth_domain ON queue_messages (auth_domain) WHERE auth_domain <> ''",
 ]
 
+#: Version 11: each message's sort keys (sqlite.py's _V11 says why).
+_V11: list[str] = [
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS sort_date DOUBLE PRECISION",
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS sort_from TEXT",
+    "ALTER TABLE messages ADD COLUMN IF NOT EXISTS sort_subject TEXT",
+]
+
+#: Version 12: the \Seen marks of each reader on others' mailboxes are found by reader
+#: (``account_forget`` drops a removed account's marks), not by a scan of every mark.
+_V12: list[str] = [
+    "CREATE INDEX IF NOT EXISTS seen_reader ON seen (reader)",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes the schema from version n - 1 to n.
 #: Append; never edit one that has been released.  (The same numbers as sqlite.py.)
 MIGRATIONS: list[list[str]] = [
@@ -462,6 +475,8 @@ MIGRATIONS: list[list[str]] = [
     _V8,
     _V9,
     _V10,
+    _V11,
+    _V12,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -888,12 +903,12 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
                       (obj.domain, obj.name, obj.kind, json.dumps(obj.data), obj.created))
         return obj
 
-    def get_object(self, domain: str, name: str) -> ObjectRecord | None:
+    def get_object(self, domain: str, name: str, fresh: bool = False) -> ObjectRecord | None:
         def load() -> Any:
             with self._read() as c:
                 return c.execute("SELECT domain, name, kind, data, created FROM objects WHERE domain=%s AND name=%s",
                                  (domain, name)).fetchone()
-        row = self._cached(("o", domain, name), load)
+        row = load() if fresh else self._cached(("o", domain, name), load)
         return None if row is None else ObjectRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
 
     def list_objects(self, domain: str | None = None, kind: str | None = None) -> list[ObjectRecord]:
@@ -1342,6 +1357,9 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
             n += c.execute("DELETE FROM acl WHERE identifier=%s", (address,)).rowcount
             n += c.execute("DELETE FROM seen WHERE reader=%s", (address,)).rowcount
             n += c.execute("DELETE FROM login_known WHERE account=%s", (address,)).rowcount
+            # The login throttle's count of failures for the name (and its block): a
+            # new owner of the name is not held back by guesses at the old one's password.
+            n += c.execute("DELETE FROM login_failures WHERE key=%s", (f"account:{address}",)).rowcount
         return n
 
     # -- cluster: worker heartbeats ----------------------------------------------------

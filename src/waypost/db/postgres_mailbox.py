@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import psycopg
 
-from .base import Conflict, MailboxRecord, MessageRecord, NotFound
+from .base import Conflict, MailboxRecord, MessageRecord, NotFound, SortKeys
 
 _MAILBOX_COLS = ("id, domain, account, name, folder, uidvalidity, uidnext, highestmodseq, recent_uid, special_use,"
                  # The counts the triggers keep (migration 6): one row read, nothing counted.
@@ -115,8 +115,10 @@ class _MailboxIndex:
         return int(row[0])
 
     def message_add(self, mailbox_id: int,
-                    items: Sequence[tuple[str, str, tuple[str, ...], int, float]]) -> list[MessageRecord]:
+                    items: Sequence[tuple[str, str, tuple[str, ...], int, float]],
+                    keys: Sequence[SortKeys | None] | None = None) -> list[MessageRecord]:
         out: list[MessageRecord] = []
+        new_keys: list[SortKeys | None] = []
         with self._write(settings=False) as c:
             row = c.execute("SELECT uidnext, highestmodseq FROM mailboxes WHERE id=%s FOR UPDATE",
                             (mailbox_id,)).fetchone()
@@ -131,7 +133,7 @@ class _MailboxIndex:
                 f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=%s AND name = ANY(%s)",
                 (mailbox_id, [it[0] for it in items]))}
             new: list[MessageRecord] = []
-            for name, subdir, flags, size, internaldate in items:
+            for i, (name, subdir, flags, size, internaldate) in enumerate(items):
                 old = known.get(name)
                 if old is not None:
                     out.append(old)
@@ -139,18 +141,44 @@ class _MailboxIndex:
                 rec = MessageRecord(uid, name, subdir, tuple(flags), modseq, size, internaldate, now)
                 known[name] = rec
                 new.append(rec)
+                new_keys.append(keys[i] if keys is not None else None)
                 out.append(rec)
                 uid += 1
             if new:
                 c.execute(
-                    "INSERT INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate, savedate)"
+                    "INSERT INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate,"
+                    " sort_date, sort_from, sort_subject, savedate)"
                     " SELECT %s, *, %s FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[],"
-                    " %s::bigint[], %s::float8[])",
+                    " %s::bigint[], %s::float8[], %s::float8[], %s::text[], %s::text[])",
                     (mailbox_id, now, [m.uid for m in new], [m.name for m in new], [m.subdir for m in new],
                      [" ".join(m.flags) for m in new], [m.modseq for m in new], [m.size for m in new],
-                     [m.internaldate for m in new]))
+                     [m.internaldate for m in new], [k.date if k else None for k in new_keys],
+                     [k.sender if k else None for k in new_keys], [k.subject if k else None for k in new_keys]))
                 c.execute("UPDATE mailboxes SET uidnext=%s, highestmodseq=%s WHERE id=%s", (uid, modseq, mailbox_id))
         return out
+
+    def message_sort_keys_get(self, mailbox_id: int, uids: Sequence[int] | None = None) -> dict[int, SortKeys]:
+        with self._read() as c:
+            if uids is None:
+                rows = c.execute("SELECT uid, sort_date, sort_from, sort_subject FROM messages"
+                                 " WHERE mailbox_id=%s AND sort_date IS NOT NULL", (mailbox_id,)).fetchall()
+            else:
+                rows = c.execute("SELECT uid, sort_date, sort_from, sort_subject FROM messages"
+                                 " WHERE mailbox_id=%s AND sort_date IS NOT NULL AND uid = ANY(%s)",
+                                 (mailbox_id, list(uids))).fetchall()
+        return {uid: SortKeys(date, sender, subject) for uid, date, sender, subject in rows}
+
+    def message_sort_keys_set(self, mailbox_id: int, values: Sequence[tuple[int, SortKeys]],
+                              uidvalidity: int) -> None:
+        if not values:
+            return
+        with self._write(settings=False) as c:
+            c.execute("UPDATE messages m SET sort_date=u.d, sort_from=u.f, sort_subject=u.s"
+                      " FROM unnest(%s::bigint[], %s::float8[], %s::text[], %s::text[]) AS u(uid, d, f, s)"
+                      " WHERE m.mailbox_id=%s AND m.uid=u.uid"
+                      " AND EXISTS (SELECT 1 FROM mailboxes b WHERE b.id=%s AND b.uidvalidity=%s)",
+                      ([u for u, _ in values], [k.date for _, k in values], [k.sender for _, k in values],
+                       [k.subject for _, k in values], mailbox_id, mailbox_id, uidvalidity))
 
     def message_set_sizes(self, mailbox_id: int, sizes: Sequence[tuple[int, int]]) -> None:
         if not sizes:
@@ -197,14 +225,22 @@ class _MailboxIndex:
                       " WHERE e.mailbox_id=h.mailbox_id AND e.uid=h.uid AND e.at < %s AND NOT EXISTS"
                       " (SELECT 1 FROM messages m WHERE m.mailbox_id=h.mailbox_id AND m.uid=h.uid)",
                       (max(before, headers_before),))
-            # One mailbox row at a time, in id order: two prunes never wait for each other
-            # in a circle, and an expunge (FOR UPDATE of its one row) only waits.
-            tops = c.execute("SELECT mailbox_id, MAX(modseq) FROM expunged WHERE at < %s GROUP BY mailbox_id"
-                             " ORDER BY mailbox_id", (before,)).fetchall()
-            for mailbox_id, top in tops:
-                c.execute("UPDATE mailboxes SET expunged_floor=GREATEST(expunged_floor, %s) WHERE id=%s",
-                          (top, mailbox_id))
-            return int(c.execute("DELETE FROM expunged WHERE at < %s", (before,)).rowcount)
+            # The mailbox rows first, in id order, as every writer of a mailbox takes its row
+            # before its records (an expunge, mailbox_delete's cascade): two prunes never
+            # wait for each other in a circle, nor a prune and a deletion.
+            c.execute("SELECT id FROM mailboxes WHERE id IN (SELECT mailbox_id FROM expunged WHERE at < %s)"
+                      " ORDER BY id FOR UPDATE", (before,))
+            # Then one statement (one snapshot) drops the records and raises each mailbox's
+            # floor to the highest mod-sequence among exactly the records it dropped.  Read
+            # and deleted in two statements, a record committed in between (an expunge on a
+            # node whose clock is behind, so its time is already "old") went without
+            # raising the floor, and a QRESYNC from below its mod-sequence missed its UID.
+            row = c.execute("WITH gone AS (DELETE FROM expunged WHERE at < %s RETURNING mailbox_id, modseq),"
+                            " raised AS (UPDATE mailboxes m SET expunged_floor=GREATEST(m.expunged_floor, t.top)"
+                            " FROM (SELECT mailbox_id, MAX(modseq) AS top FROM gone GROUP BY mailbox_id) t"
+                            " WHERE m.id=t.mailbox_id)"
+                            " SELECT count(*) FROM gone", (before,)).fetchone()
+            return int(row[0]) if row else 0
 
     def message_store(self, mailbox_id: int, uids: Sequence[int], flags: Sequence[str], mode: str,
                       unchanged_since: int | None = None) -> tuple[list[MessageRecord], list[int]]:

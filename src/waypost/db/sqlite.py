@@ -386,6 +386,23 @@ _V10: list[str] = [
     "CREATE INDEX IF NOT EXISTS queue_auth_domain ON queue_messages (auth_domain) WHERE auth_domain <> ''",
 ]
 
+#: Version 11: each message's sort keys (``SortKeys``: the Date as a time, From and
+#: Subject decoded and lower case), kept when it is stored (delivery, APPEND, COPY,
+#: MOVE) so that no sort of a message list reads message files.  NULL: not known (a
+#: message indexed before, or from a directory scan): the list makes them once from the
+#: header and keeps them.
+_V11: list[str] = [
+    "ALTER TABLE messages ADD COLUMN sort_date REAL",
+    "ALTER TABLE messages ADD COLUMN sort_from TEXT",
+    "ALTER TABLE messages ADD COLUMN sort_subject TEXT",
+]
+
+#: Version 12: the \Seen marks of each reader on others' mailboxes are found by reader
+#: (``account_forget`` drops a removed account's marks), not by a scan of every mark.
+_V12: list[str] = [
+    "CREATE INDEX IF NOT EXISTS seen_user ON seen (user)",
+]
+
 #: The numbered migrations: MIGRATIONS[n - 1] takes a database from version n - 1 to
 #: n (``PRAGMA user_version``).  Append; never edit one that has been released.
 MIGRATIONS: list[list[str]] = [
@@ -399,6 +416,8 @@ MIGRATIONS: list[list[str]] = [
     _V8,
     _V9,
     _V10,
+    _V11,
+    _V12,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -636,10 +655,12 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
             )
         return obj
 
-    def get_object(self, domain: str, name: str) -> ObjectRecord | None:
-        row = self._cached(("o", domain, name), lambda: self._conn().execute(
-            "SELECT domain, name, kind, data, created FROM objects WHERE domain=? AND name=?", (domain, name)
-        ).fetchone())
+    def get_object(self, domain: str, name: str, fresh: bool = False) -> ObjectRecord | None:
+        def load() -> Any:
+            return self._conn().execute(
+                "SELECT domain, name, kind, data, created FROM objects WHERE domain=? AND name=?", (domain, name)
+            ).fetchone()
+        row = load() if fresh else self._cached(("o", domain, name), load)
         return None if row is None else ObjectRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
 
     def list_objects(self, domain: str | None = None, kind: str | None = None) -> list[ObjectRecord]:
@@ -1153,6 +1174,9 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
             n += c.execute("DELETE FROM acl WHERE identifier=?", (address,)).rowcount
             n += c.execute("DELETE FROM seen WHERE user=?", (address,)).rowcount
             n += c.execute("DELETE FROM login_known WHERE account=?", (address,)).rowcount
+            # The login throttle's count of failures for the name (and its block): a
+            # new owner of the name is not held back by guesses at the old one's password.
+            n += c.execute("DELETE FROM login_failures WHERE key=?", (f"account:{address}",)).rowcount
         return n
 
     # -- cluster: worker heartbeats ----------------------------------------------------

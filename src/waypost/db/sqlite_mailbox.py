@@ -13,7 +13,7 @@ import sqlite3
 import time
 from typing import Any, Iterator, Sequence
 
-from .base import Conflict, MailboxRecord, MessageRecord, NotFound
+from .base import Conflict, MailboxRecord, MessageRecord, NotFound, SortKeys
 
 _MAILBOX_COLS = ("id, domain, account, name, folder, uidvalidity, uidnext, highestmodseq, recent_uid, special_use,"
                  # The counts the triggers keep (migration 6): one row read, nothing counted.
@@ -43,6 +43,11 @@ def _message(row: tuple[Any, ...]) -> MessageRecord:
 
 
 _SPLIT_FLAGS: dict[str, tuple[str, ...]] = {}
+_NO_KEYS: tuple[None, None, None] = (None, None, None)
+
+
+def _sort_columns(keys: SortKeys | None) -> tuple[float, str, str] | tuple[None, None, None]:
+    return _NO_KEYS if keys is None else (keys.date, keys.sender, keys.subject)
 
 
 class _MailboxIndex:
@@ -124,8 +129,10 @@ class _MailboxIndex:
         return int(row[0])
 
     def message_add(self, mailbox_id: int,
-                    items: Sequence[tuple[str, str, tuple[str, ...], int, float]]) -> list[MessageRecord]:
+                    items: Sequence[tuple[str, str, tuple[str, ...], int, float]],
+                    keys: Sequence[SortKeys | None] | None = None) -> list[MessageRecord]:
         out: list[MessageRecord] = []
+        sort = [_sort_columns(k) for k in keys] if keys is not None else [_NO_KEYS] * len(items)
         with self._write(settings=False) as c:
             row = c.execute("SELECT uidnext, highestmodseq FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
             if row is None:
@@ -138,8 +145,8 @@ class _MailboxIndex:
             # the quota and count triggers change too, and never equal ``len(items)``.)
             cur = c.executemany(
                 "INSERT OR IGNORE INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate,"
-                " savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(mailbox_id, uid + i, name, subdir, " ".join(flags), modseq, size, internaldate, now)
+                " savedate, sort_date, sort_from, sort_subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(mailbox_id, uid + i, name, subdir, " ".join(flags), modseq, size, internaldate, now, *sort[i])
                  for i, (name, subdir, flags, size, internaldate) in enumerate(items)])
             if cur.rowcount == len(items):
                 out = [MessageRecord(uid + i, name, subdir, tuple(flags), modseq, size, internaldate, now)
@@ -149,11 +156,11 @@ class _MailboxIndex:
                 return out
             # Some were indexed already: undo, and go one by one so UIDs stay dense.
             c.execute("DELETE FROM messages WHERE mailbox_id=? AND uid>=?", (mailbox_id, uid))
-            for name, subdir, flags, size, internaldate in items:
+            for i, (name, subdir, flags, size, internaldate) in enumerate(items):
                 cur = c.execute(
                     "INSERT OR IGNORE INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate,"
-                    " savedate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (mailbox_id, uid, name, subdir, " ".join(flags), modseq, size, internaldate, now))
+                    " savedate, sort_date, sort_from, sort_subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (mailbox_id, uid, name, subdir, " ".join(flags), modseq, size, internaldate, now, *sort[i]))
                 if cur.rowcount == 0:  # indexed already (UNIQUE (mailbox_id, name))
                     old = c.execute(f"SELECT {_MESSAGE_COLS} FROM messages WHERE mailbox_id=? AND name=?",
                                     (mailbox_id, name)).fetchone()
@@ -163,6 +170,28 @@ class _MailboxIndex:
                 uid += 1
             c.execute("UPDATE mailboxes SET uidnext=?, highestmodseq=? WHERE id=?", (uid, modseq, mailbox_id))
         return out
+
+    def message_sort_keys_get(self, mailbox_id: int, uids: Sequence[int] | None = None) -> dict[int, SortKeys]:
+        conn = self._conn()
+        if uids is None:
+            rows = conn.execute("SELECT uid, sort_date, sort_from, sort_subject FROM messages"
+                                " WHERE mailbox_id=? AND sort_date IS NOT NULL", (mailbox_id,)).fetchall()
+        else:
+            rows = [r for chunk in _chunks(uids, 500) for r in conn.execute(
+                "SELECT uid, sort_date, sort_from, sort_subject FROM messages WHERE mailbox_id=?"
+                f" AND sort_date IS NOT NULL AND uid IN ({','.join('?' * len(chunk))})", (mailbox_id, *chunk))]
+        return {uid: SortKeys(date, sender, subject) for uid, date, sender, subject in rows}
+
+    def message_sort_keys_set(self, mailbox_id: int, values: Sequence[tuple[int, SortKeys]],
+                              uidvalidity: int) -> None:
+        if not values:
+            return
+        with self._write(settings=False) as c:
+            row = c.execute("SELECT uidvalidity FROM mailboxes WHERE id=?", (mailbox_id,)).fetchone()
+            if row is None or row[0] != uidvalidity:
+                return
+            c.executemany("UPDATE messages SET sort_date=?, sort_from=?, sort_subject=? WHERE mailbox_id=? AND uid=?",
+                          [(k.date, k.sender, k.subject, mailbox_id, uid) for uid, k in values])
 
     def message_set_sizes(self, mailbox_id: int, sizes: Sequence[tuple[int, int]]) -> None:
         if not sizes:

@@ -28,6 +28,7 @@ __all__ = [
     "DirectoryError",
     "NotFound",
     "ObjectRecord",
+    "password_hasher",
     "DomainRecord",
     "OBJECT_KINDS",
 ]
@@ -45,6 +46,12 @@ SEND_AS_POLICIES = ("own", "domain", "any")
 
 class DirectoryError(ValueError):
     """A request the directory refuses; the message says why."""
+
+
+def password_hasher(memory_kib: int, passes: int) -> PasswordHasher:
+    """The argon2id hasher of new passwords: ``auth.argon2_memory`` KiB, ``auth.argon2_passes``
+    passes, 4 lanes.  Checking a stored hash uses the cost written in it."""
+    return PasswordHasher(time_cost=passes, memory_cost=memory_kib)
 
 
 class Directory:
@@ -130,12 +137,13 @@ class Directory:
 
     # -- objects ----------------------------------------------------------------
 
-    def lookup(self, name: str, domain: str) -> ObjectRecord | None:
-        """The object ``name`` of the local domain ``domain`` (either may be any case)."""
+    def lookup(self, name: str, domain: str, fresh: bool = False) -> ObjectRecord | None:
+        """The object ``name`` of the local domain ``domain`` (either may be any case);
+        ``fresh``: read now, not from the cache (Database.get_object)."""
         rec = self.domain(domain)
         if rec is None:
             return None
-        return self.db.get_object(rec.name, name.lower())
+        return self.db.get_object(rec.name, name.lower(), fresh=fresh)
 
     def get(self, address: str) -> ObjectRecord:
         name, domain = self.split(address)

@@ -28,7 +28,9 @@ an upload is fsynced.  ``ftp.max_connections`` bounds the threads.
   removed, an older file of that name stays as it was.  A transfer that is aborted
   (ABOR, a dropped data connection, a stopping server) leaves nothing either: only a
   transfer that ended and was committed is answered ``226``.
-* **Stopping**: ``stop`` ends the acceptor loop, which closes the listening socket in
+* **Stopping**: ``stop`` ends the acceptor loop at once (a byte on a pipe the loop
+  polls wakes it; without it the loop would notice only at its poll timeout, 0.5 s,
+  and every worker's stop would wait that long), which closes the listening socket in
   this worker and ends every session thread within a second (pyftpdlib's poll
   timeout); uploads in flight are discarded.
 """
@@ -403,6 +405,52 @@ class FTPSession(TLS_FTPHandler):  # type: ignore[misc]
             self.waypost_event("ftp-refused", level=logging.DEBUG, command=cmd, code=respcode, reply=respstr)
 
 
+class _Waker:
+    """The read end of a pipe in the acceptor loop's poll: ``wake`` (from any thread)
+    ends the loop's current wait.  pyftpdlib's loop calls ``handle_read_event`` when a
+    byte is there and ``close`` when the loop is closed (``close_all``)."""
+
+    def __init__(self, ioloop: Any) -> None:
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+        self._fileno = self._r
+        self._ioloop = ioloop
+        ioloop.register(self._r, self, ioloop.READ)
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def handle_read_event(self) -> None:
+        try:
+            os.read(self._r, 512)
+        except BlockingIOError:
+            pass
+
+    def handle_close(self) -> None:
+        pass
+
+    def handle_error(self) -> None:  # pragma: no cover - os.read of a pipe we own
+        log.exception("event=ftp-waker-failed")
+
+    def wake(self) -> None:
+        try:
+            os.write(self._w, b"\0")
+        except (BlockingIOError, OSError):  # full (a wake is pending) or already closed
+            pass
+
+    def close(self) -> None:
+        self._ioloop.unregister(self._r)
+        for fd in (self._r, self._w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 class FTPService:
     """The FTP listener of one worker (see the module docstring)."""
 
@@ -414,6 +462,7 @@ class FTPService:
         self.hostname = hostname
         self.limits = limits
         self._server: ThreadedFTPServer | None = None
+        self._waker: _Waker | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -435,6 +484,7 @@ class FTPService:
         server.max_cons = lim.max_connections
         server.max_cons_per_ip = lim.max_connections_per_ip
         self._server = server
+        self._waker = _Waker(server.ioloop)
         self._thread = threading.Thread(target=self._run, name="ftp-acceptor", daemon=True)
         self._thread.start()
 
@@ -451,5 +501,7 @@ class FTPService:
     def stop(self, timeout: float = 10.0) -> None:
         """End the acceptor and every session (blocking: call it off the event loop)."""
         self._stopping.set()
+        if self._waker is not None:
+            self._waker.wake()
         if self._thread is not None:
             self._thread.join(timeout)

@@ -28,9 +28,10 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date
-from email.utils import parsedate_tz
+from email.utils import mktime_tz, parsedate_tz
 from typing import Any, Protocol
 
+from ..db import SortKeys
 from .collation import fold
 from .proto.fetch import Section
 from .proto.search import (
@@ -92,6 +93,7 @@ __all__ = [
     "from_json",
     "header_end",
     "header_value",
+    "list_keys",
     "matcher",
     "partial",
     "plain_header",
@@ -1245,6 +1247,36 @@ def date_from_subject(block: bytes) -> tuple[bytes | None, bytes | None, bytes |
     date, sender, subject = found.get(b"date"), found.get(b"from"), found.get(b"subject")
     return (None if date is None else _unfold(date), None if sender is None else _unfold(sender),
             None if subject is None else _unfold(subject))
+
+
+#: Characters of each field a list keeps for sorting (``list_keys``).
+LIST_KEY_FIELD = 300
+
+
+def list_keys(block: bytes, internaldate: float) -> SortKeys:
+    """The sort keys of a message list (WebUser) for a message whose header block, or
+    start (the scan stops at the header's end), is ``block``: one scan of IMAP's field
+    scanner for Date, From and Subject (``date_from_subject``) and its RFC 2047 decoder,
+    instead of ``email``'s parser of the whole header (0.8 ms a message).  A message
+    without a usable Date sorts by ``internaldate`` (RFC 5256 §2.2)."""
+    date = internaldate
+    raw_date, raw_from, raw_subject = date_from_subject(block)
+    if raw_date:
+        parsed = parsedate_tz(raw_date.decode("latin-1"))
+        if parsed is not None:
+            try:
+                date = float(mktime_tz(parsed))
+            except (OverflowError, ValueError):
+                pass
+    return SortKeys(date, _list_text(raw_from), _list_text(raw_subject))
+
+
+def _list_text(raw: bytes | None) -> str:
+    """A field's decoded text, white space collapsed, lower case, at most
+    ``LIST_KEY_FIELD`` characters ("" when there is none)."""
+    if raw is None:
+        return ""
+    return " ".join(_decode_header(raw).split())[:LIST_KEY_FIELD].lower()
 
 
 class MessageView:

@@ -40,7 +40,7 @@ from types import MappingProxyType
 from typing import Callable, Iterator, Mapping, Sequence
 
 from ..bus import Bus
-from ..db import Conflict, Database, MailboxRecord, MessageRecord, NotFound
+from ..db import Conflict, Database, MailboxRecord, MessageRecord, NotFound, SortKeys
 from ..fsutil import durable_batch, fsync_dir, write_new_file
 from . import uidfile
 from .quota import OverQuota, Quota, quota_of
@@ -204,6 +204,11 @@ class Mailstore:
         # Called after every copy between mailboxes as on_copy(src, dst, paths of the
         # copies): Rspamd learning (waypost.mailauth.learn) hears moves into and out of Junk.
         self.on_copy: Callable[[MailboxRecord, MailboxRecord, list[Path]], None] | None = None
+        # Makes a message list's sort keys from the start of a message (its header), kept
+        # in the index as each message is stored so that no sort reads the files (set by
+        # the server: ``waypost.imap.message.list_keys``; None: the list makes them from
+        # the files once).
+        self.sort_keys: Callable[[bytes, float], SortKeys] | None = None
         # Maildir unique names: time.MusecPpidQn.host (the "/" and ":" of a host
         # name are encoded as the Maildir convention asks).
         host = hostname or socket.gethostname()
@@ -284,6 +289,16 @@ class Mailstore:
             while len(self._known) > _MAX_KNOWN_DIRS:
                 self._known.popitem(last=False)
 
+    def ensure_dir(self, path: Path) -> None:
+        """Create the directory ``path`` under the root (0700, durable in its parent),
+        not a Maildir: a domain's directory, which holds its accounts' Maildirs."""
+        if os.path.isdir(path):
+            return
+        for parent in reversed([path, *path.parents]):
+            if not parent.exists() and self.root in (parent, *parent.parents):
+                parent.mkdir(mode=0o700, exist_ok=True)
+                fsync_dir(parent.parent)
+
     def _forget_dir(self, path: Path) -> None:
         with self._lock:
             self._known.pop(path, None)
@@ -312,15 +327,42 @@ class Mailstore:
                 held[key] -= 1
             return
         path = self.account_path(domain, account)
-        self.ensure(path)
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
+        while True:
+            self.ensure(path)
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             fcntl.flock(fd, fcntl.LOCK_EX)
+            # ``retire_account`` moves the directory aside under this lock: a waiter
+            # then holds the lock of the moved one, not the name's.  Again, on the new one.
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        try:
             held[key] = 1
             try:
                 yield
             finally:
                 held.pop(key, None)
+        finally:
+            os.close(fd)  # releases the lock
+
+    @contextmanager
+    def names_locked(self, domain: str, shared: bool = False) -> Iterator[None]:
+        """Hold the lock of the domain's account names (a ``flock`` on the domain's
+        directory, across threads, worker processes and the CLI): exclusive while an
+        account of the domain is made or removed (``account add`` looks the name up,
+        retires what a cut-short removal left and makes the account as one step, so
+        that of two adds of one name the loser never retires the winner's new mail);
+        shared while a delivery checks that each account it stores for is still the
+        one the message was accepted for, and stores.  Taken before any account lock."""
+        path = self.root / domain
+        self.ensure_dir(path)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
         finally:
             os.close(fd)  # releases the lock
 
@@ -960,7 +1002,8 @@ class Mailstore:
             os.rename(tmp, final)
             fsync_dir(path / "cur")
             try:
-                [msg] = self._db().message_add(box.id, [(name, "cur", tuple(dict.fromkeys(flags)), len(data), when)])
+                [msg] = self._db().message_add(box.id, [(name, "cur", tuple(dict.fromkeys(flags)), len(data), when)],
+                                               [self._sort_keys(data, when)])
             except NotFound:  # the mailbox was deleted meanwhile: the file goes with it
                 _unlink(final)
                 raise
@@ -995,9 +1038,11 @@ class Mailstore:
                     made[i] = path / "cur" / name
                 fsync_dir(path / "cur")
                 now = time.time()
+                dates = [when if when is not None else now for _data, _flags, when in items]
                 out = self._db().message_add(box.id, [
-                    (name, "cur", tuple(dict.fromkeys(flags)), len(data), when if when is not None else now)
-                    for name, (data, flags, when) in zip(names, items)])
+                    (name, "cur", tuple(dict.fromkeys(flags)), len(data), date)
+                    for name, (data, flags, _when), date in zip(names, items, dates)],
+                    [self._sort_keys(data, date) for (data, _flags, _when), date in zip(items, dates)])
                 self._carry_scan(box, path, before)
         except BaseException:
             for p in made:
@@ -1087,7 +1132,9 @@ class Mailstore:
                 for fd in fds:
                     os.close(fd)
             fsync_dir(dpath / "cur")
-            out = self._db().message_add(dst.id, items)
+            # The copies' sort keys are the originals' (the same octets).
+            kept_keys = self._db().message_sort_keys_get(src.id, [m.uid for m in msgs])
+            out = self._db().message_add(dst.id, items, [kept_keys.get(m.uid) for m in msgs])
             self._carry_scan(dst, dpath, before)
         self.changed(dst)
         hook = self.on_copy
@@ -1097,6 +1144,29 @@ class Mailstore:
             except Exception:  # a listener's trouble never fails the copy
                 log.exception("event=copy-hook-error mailbox=%s", dst.name)
         return out
+
+    def _sort_keys(self, data: bytes | Sequence[bytes], internaldate: float) -> SortKeys | None:
+        """The sort keys of a message being stored (``data``: it, or its chunks), or None
+        (no maker set, or it failed: a cache, never a reason to refuse the message)."""
+        make = self.sort_keys
+        if make is None:
+            return None
+        if isinstance(data, bytes):
+            head = data if len(data) <= SORT_KEYS_HEAD else data[:SORT_KEYS_HEAD]
+        else:
+            parts: list[bytes] = []
+            got = 0
+            for chunk in data:
+                parts.append(chunk if got + len(chunk) <= SORT_KEYS_HEAD else chunk[:SORT_KEYS_HEAD - got])
+                got += len(parts[-1])
+                if got >= SORT_KEYS_HEAD:
+                    break
+            head = b"".join(parts)
+        try:
+            return make(head, internaldate)
+        except Exception:  # noqa: BLE001 - logged; the list makes them from the file
+            log.exception("event=sort-keys-error")
+            return None
 
     # -- quotas ---------------------------------------------------------------------------
 
@@ -1184,17 +1254,19 @@ class Mailstore:
         indexed: list[MailboxRecord] = []
         now = time.time()
         groups: dict[tuple[str, str, str], list[tuple[str, str, tuple[str, ...], int, float]]] = {}
+        keys: dict[tuple[str, str, str], list[SortKeys | None]] = {}
         for item, res in zip(items, results):
             if isinstance(res, str):
                 size = len(item.data) if isinstance(item.data, bytes) else sum(len(c) for c in item.data)
-                groups.setdefault((item.domain, item.account, item.mailbox), []).append(
-                    (res, "new", item.flags, size, now))
+                where = (item.domain, item.account, item.mailbox)
+                groups.setdefault(where, []).append((res, "new", item.flags, size, now))
+                keys.setdefault(where, []).append(self._sort_keys(item.data, now))
         for (domain, account, mailbox), entries in groups.items():
             try:
                 box = self.get(domain, account, mailbox)
                 if box is None:
                     box = self._create(domain, account, normalize_name(mailbox))
-                self._db().message_add(box.id, entries)
+                self._db().message_add(box.id, entries, keys[(domain, account, mailbox)])
                 self.changed(box)
                 indexed.append(box)
             except Exception as e:  # noqa: BLE001 - logged; sync repairs it
@@ -1202,6 +1274,10 @@ class Mailstore:
                     "event=index-error domain=%s account=%s mailbox=%s error=%r", domain, account, mailbox, e)
         return indexed
 
+
+#: Octets of a message's start from which its sort keys are made (a longer header is
+#: cut there, as the list cuts one it reads from a file).
+SORT_KEYS_HEAD = 256 * 1024
 
 _W_SIZE = re.compile(r",W=(\d+)")
 #: Maildir names begin with the delivery time in seconds (maildir(5)).

@@ -95,12 +95,18 @@ class _Metrics:
 
 
 _m: _Metrics | None = None
+#: (metric name, label values) -> the labelled child of ``_m``'s metric: ``labels()``
+#: takes a lock and builds its key at every call, a few times per message.  Emptied
+#: whenever ``_m`` is made again.
+_children: dict[tuple[str, tuple[str, ...]], Any] = {}
 
 
 def start_worker(directory: Path) -> None:
     """Count from now on in this process, into ``directory`` (made by ``reset``)."""
     global _m
     from prometheus_client import Counter, Gauge, Histogram, values
+
+    _children.clear()
 
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     # The value class is chosen when prometheus_client is imported, from the variable
@@ -153,8 +159,11 @@ def _count(what: str, *labels: str, amount: float = 1.0) -> None:
     if m is None:
         return
     try:
-        metric = getattr(m, what)
-        (metric.labels(*labels) if labels else metric).inc(amount)
+        child = _children.get((what, labels))
+        if child is None:
+            metric = getattr(m, what)
+            child = _children[(what, labels)] = metric.labels(*labels) if labels else metric
+        child.inc(amount)
     except Exception as e:  # a full disk must not stop mail
         log.warning("event=metrics-error metric=%s error=%r", what, e)
 

@@ -21,9 +21,10 @@ import logging
 import re
 import secrets
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Iterator, Sequence
 
 from ..address import AddressError, normalize_domain, parse_address
 from ..db import ApiToken, DomainRecord, NotFound, ObjectRecord, QueueEntry, QueueFilter, QueuedMessage
@@ -320,12 +321,13 @@ class Operations(ServerOps, MailOps):
         rec = self.directory.require_domain(name)
         count = len(self.directory.db.list_objects(rec.name))
         accounts = [o.name for o in self.directory.db.list_objects(rec.name, "account")]
-        if rec.name != self.directory.main_domain:  # (which remove_domain refuses)
-            for account in accounts:  # as account_remove does, before and after
+        with self._names_locked(rec.name):
+            if rec.name != self.directory.main_domain:  # (which remove_domain refuses)
+                for account in accounts:  # as account_remove does, before and after
+                    self._retire_account(rec.name, account, "removed")
+            self.directory.remove_domain(rec.name)
+            for account in accounts:
                 self._retire_account(rec.name, account, "removed")
-        self.directory.remove_domain(rec.name)
-        for account in accounts:
-            self._retire_account(rec.name, account, "removed")
         self.audit("domain-remove", rec.name, objects=count)
         return count
 
@@ -356,9 +358,12 @@ class Operations(ServerOps, MailOps):
         cut short by a crash under an older version, mail a queued delivery stored after
         the removal) is retired first: the new account starts empty."""
         name, domain = self._domain_of(address)
-        if self.directory.lookup(name, domain) is None:
-            self._retire_account(domain, name, "leftover")
-        obj = self.directory.add_account(address, password, real_name)
+        # One step for every process (the CLI, the API's retry, another worker):
+        # look-up, clean-up and creation under the lock of the domain's names.
+        with self._names_locked(domain):
+            if self.directory.lookup(name, domain, fresh=True) is None:  # (a winner's add seen at once)
+                self._retire_account(domain, name, "leftover")
+            obj = self.directory.add_account(address, password, real_name)
         self.audit("account-add", obj.address)
         return obj
 
@@ -437,11 +442,16 @@ class Operations(ServerOps, MailOps):
         obj = self.directory.get(address)
         if obj.kind != "account":
             raise DirectoryError(f"{obj.address} is a {obj.kind}, not an account")
-        self._retire_account(obj.domain, obj.name, "removed")
-        self.directory.remove(obj.address, "account")
-        self._retire_account(obj.domain, obj.name, "removed")
+        with self._names_locked(obj.domain):  # (an add of the name waits: its mail is its own)
+            self._retire_account(obj.domain, obj.name, "removed")
+            self.directory.remove(obj.address, "account")
+            self._retire_account(obj.domain, obj.name, "removed")
         self.audit("account-remove", obj.address)
         return obj
+
+    def _names_locked(self, domain: str) -> ContextManager[None]:
+        """The lock of the domain's account names (Mailstore.names_locked), exclusive."""
+        return self._mailstore().names_locked(domain) if self._mailstore is not None else nullcontext()
 
     def _retire_account(self, domain: str, name: str, why: str) -> None:
         """What the account ``name`` owned goes, so that an account made later under the

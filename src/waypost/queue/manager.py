@@ -637,7 +637,6 @@ class QueueManager:
                             self._in_flight.discard((msg.msg_id, r.idx))
 
     async def _deliver_local(self, batch: list[tuple[QueuedMessage, list[QueuedRecipient], bytes | None]]) -> None:
-        slots: list[tuple[int, QueuedRecipient, Delivery | None]] = []  # None: nothing to store
         loaded: list[tuple[int, QueuedMessage, QueuedRecipient, bytes]] = []
         for n, (msg, group, data) in enumerate(batch):
             try:
@@ -646,40 +645,9 @@ class QueueManager:
                 await self._missing(msg, group)
                 continue
             loaded.extend((n, msg, r, body) for r in group)
-        # Each account's Sieve script (after the server-wide rules, which ran at DATA).
-        plans = await asyncio.to_thread(self._sieve_plans, loaded)
-        rejected: dict[tuple[int, int], str] = {}
-        sends: list[tuple[QueuedMessage, str, list[str], bytes]] = []  # (msg, sender, to, data)
-        for (n, msg, r, body), plan in zip(loaded, plans):
-            # RFC 5321 §4.4: the final delivery adds Return-Path.
-            return_path = f"Return-Path: <{msg.sender}>\r\n"
-            route = r.route
-            account = route.get("account") or route["name"]
-            top = (return_path + _delivery_fields(r.address, f"{account}@{route['domain']}")).encode()
-            boxes = [(route.get("mailbox") or "INBOX", ())] if plan is None else plan.deliveries
-            if plan is not None:
-                if plan.data is not None:  # edited by the script (editheader)
-                    body = plan.data
-                if plan.reject:
-                    rejected[(n, r.idx)] = plan.reject
-                if plan.redirects:
-                    sends.append((msg, msg.sender, plan.redirects, plan.redirect_header + body))
-                if plan.vacation is not None:
-                    sends.append((msg, "", [plan.vacation[0]], plan.vacation[1]))
-            if not boxes:  # discarded, rejected or redirected away: nothing stored
-                slots.append((n, r, None))
-                continue
-            for k, (mailbox, flags) in enumerate(boxes):
-                # Named by queue id and recipient: a delivery made again after a crash
-                # (stored, not yet recorded) is recognised instead of stored twice.
-                key = f"{msg.msg_id}_{r.idx}" + (f"_{k}" if k else "")
-                slots.append((n, r, Delivery(route["domain"], account, (top, body), mailbox, key=key,
-                                             date=msg.created, retry=batch[n][2] is None, flags=flags)))
-        items = [d for _n, _r, d in slots if d is not None]
-        # One thread hop stores the batch and looks at the quotas it filled.
-        stored_list, warnings = await asyncio.to_thread(self._store, items)
-        stored = iter(stored_list)
-        results: list[str | OSError | None] = [next(stored) if d is not None else None for _n, _r, d in slots]
+        # One thread hop: each account's Sieve script (after the server-wide rules,
+        # which ran at DATA), then the batch stored and the quotas it filled looked at.
+        slots, rejected, sends, results, warnings = await asyncio.to_thread(self._plan_and_store, batch, loaded)
         # Redirected copies and vacation replies are in the spool before the original
         # is recorded as delivered: a crash between the two sends them again, never loses them.
         for msg, sender, targets, data in sends:
@@ -714,6 +682,49 @@ class QueueManager:
         await self._settle_many([(batch[n][0], outs) for n, outs in per_msg.items()])
         for domain, account, percent, text in warnings:
             await self._warn_quota(domain, account, percent, text)
+
+    def _plan_and_store(self, batch: list[tuple[QueuedMessage, list[QueuedRecipient], bytes | None]],
+                        loaded: list[tuple[int, QueuedMessage, QueuedRecipient, bytes]]) -> tuple[
+            list[tuple[int, QueuedRecipient, Delivery | None]], dict[tuple[int, int], str],
+            list[tuple[QueuedMessage, str, list[str], bytes]], list[str | OSError | None],
+            list[tuple[str, str, int, bytes]]]:
+        """Worker thread: the Sieve plans of a local batch, the deliveries they make
+        (stored), and what the loop does next: (slots, rejected, sends, results per
+        slot, quota warnings)."""
+        plans = self._sieve_plans(loaded)
+        slots: list[tuple[int, QueuedRecipient, Delivery | None]] = []  # None: nothing to store
+        rejected: dict[tuple[int, int], str] = {}
+        sends: list[tuple[QueuedMessage, str, list[str], bytes]] = []  # (msg, sender, to, data)
+        for (n, msg, r, body), plan in zip(loaded, plans):
+            # RFC 5321 §4.4: the final delivery adds Return-Path.
+            return_path = f"Return-Path: <{msg.sender}>\r\n"
+            route = r.route
+            account = route.get("account") or route["name"]
+            top = (return_path + _delivery_fields(r.address, f"{account}@{route['domain']}")).encode()
+            boxes = [(route.get("mailbox") or "INBOX", ())] if plan is None else plan.deliveries
+            if plan is not None:
+                if plan.data is not None:  # edited by the script (editheader)
+                    body = plan.data
+                if plan.reject:
+                    rejected[(n, r.idx)] = plan.reject
+                if plan.redirects:
+                    sends.append((msg, msg.sender, plan.redirects, plan.redirect_header + body))
+                if plan.vacation is not None:
+                    sends.append((msg, "", [plan.vacation[0]], plan.vacation[1]))
+            if not boxes:  # discarded, rejected or redirected away: nothing stored
+                slots.append((n, r, None))
+                continue
+            for k, (mailbox, flags) in enumerate(boxes):
+                # Named by queue id and recipient: a delivery made again after a crash
+                # (stored, not yet recorded) is recognised instead of stored twice.
+                key = f"{msg.msg_id}_{r.idx}" + (f"_{k}" if k else "")
+                slots.append((n, r, Delivery(route["domain"], account, (top, body), mailbox, key=key,
+                                             date=msg.created, retry=batch[n][2] is None, flags=flags)))
+        items = [d for _n, _r, d in slots if d is not None]
+        stored_list, warnings = self._store(items)
+        stored = iter(stored_list)
+        results: list[str | OSError | None] = [next(stored) if d is not None else None for _n, _r, d in slots]
+        return slots, rejected, sends, results, warnings
 
     def _store(self, items: list[Delivery]) -> tuple[list[str | OSError], list[tuple[str, str, int, bytes]]]:
         """Worker thread: store a local batch, then the quota warnings its accounts are

@@ -91,12 +91,20 @@ class Web:
 
     # -- hosts -----------------------------------------------------------------------
 
-    def host_domain(self, request: Request) -> str | None:
-        """The domain a WebUser page is asked for (seed 001: the domain comes from the
-        host name): one of ours (or a domain alias); our host name, localhost or an IP
-        address stand for the main domain (or the domain bound to that address).
-        None: a host we do not serve."""
-        host = (request.headers.get("host") or "").strip().lower()
+    def host_and_session(self, host: str, cookie: str | None) -> tuple[str | None, Session | None]:
+        """(``host_domain(host)``, the session of the cookie when the host is served).
+        Both read the database: the caller runs this in a thread, never on the event
+        loop (a slow or locked database would stop every session of the worker)."""
+        domain = self.host_domain(host)
+        return domain, (self.sessions.get(cookie) if domain is not None else None)
+
+    def host_domain(self, host: str) -> str | None:
+        """The domain a WebUser page is asked for by its ``Host`` header (seed 001: the
+        domain comes from the host name): one of ours (or a domain alias); our host
+        name, localhost or an IP address stand for the main domain (or the domain bound
+        to that address).  None: a host we do not serve.  Reads the database
+        (blocking)."""
+        host = host.strip().lower()
         name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
         try:
             ip = ipaddress.ip_address(name)
@@ -158,14 +166,18 @@ def _page(handler: Handler, web: Web, login: bool = True, csrf: bool = True) -> 
     """Wrap a handler: a Host we serve; with ``login``, a session (else to the login
     page); a POST with the session's CSRF token (else 403)."""
     async def endpoint(request: Request) -> Response:
-        domain = web.host_domain(request)
+        host, cookie = request.headers.get("host") or "", request.cookies.get(COOKIE)
+        looked = request.scope.get("waypost.looked")
+        if looked is not None and looked[2] is not None and looked[:2] == (host, cookie):  # (with the file areas)
+            domain, session = looked[2]
+        else:
+            domain, session = await asyncio.to_thread(web.host_and_session, host, cookie)
         if domain is None:
             event(log, "web-unknown-host", level=logging.INFO, client=_client(request),
                   host=request.headers.get("host", ""))
             return web.page(request, "error.html", 404, title="Not found",
                             message="This server does not serve that host name.")
         request.scope["waypost.domain"] = domain
-        session = await asyncio.to_thread(web.sessions.get, request.cookies.get(COOKIE))
         request.scope["waypost.session"] = session
         if login and session is None:
             if request.method == "GET":
@@ -722,13 +734,28 @@ async def sharing_page(web: Web, request: Request) -> Response:
 
 
 async def _file_response(web: Web, scope: Scope, receive: Receive, send: Send) -> bool:
-    """Serve a file-area URL; False when the request is not one (a WebUser page)."""
+    """Serve a file-area URL; False when the request is not one (a WebUser page).
+    For a page, the same trip to a thread also looks up the Host's domain and the
+    session (``Web.host_and_session``), left in the scope for ``_page``: one hop off the
+    event loop instead of two."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
     host = headers.get("host", "")
     path = scope.get("path", "/")
     server = web.server
-    answer = await asyncio.to_thread(filestore.lookup, server.files, server.router, host, path)
+    cookie = Request(scope).cookies.get(COOKIE)
+
+    def look() -> tuple[filestore.PublicAnswer, tuple[str | None, Session | None] | None]:
+        answer = filestore.lookup(server.files, server.router, host, path)
+        if answer.kind != "none":
+            return answer, None
+        try:
+            return answer, web.host_and_session(host, cookie)
+        except StorageUnavailable:  # the page answers it (503 with a page)
+            return answer, None
+
+    answer, looked = await asyncio.to_thread(look)
     if answer.kind == "none":
+        scope["waypost.looked"] = (host, cookie, looked)
         return False
     response: Response
     if scope.get("method") not in ("GET", "HEAD"):

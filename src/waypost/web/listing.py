@@ -2,13 +2,15 @@
 
 Arrival (UID) and size come from the index alone, so the default list of a
 100,000-message mailbox costs nothing more than its page.  Date, sender and subject
-need each message's header: its block is taken from the index's header cache
-(``message_headers``, the one IMAP SEARCH and SORT fill), else read from the file (up
-to the empty line, as IMAP cuts it) and then kept in that cache, so each message
-file is read once for all workers and restarts; what
-the list needs of it (``Keys``) is kept in this process, keyed by (mailbox id,
-UIDVALIDITY, UID), which never names other octets (ids and UIDs are never reused, a
-message's octets never change), bounded in entries and in characters.
+(``Keys``, the index's ``SortKeys``) are kept in the index when a message is stored
+(delivery, APPEND, COPY, MOVE: ``Mailstore.sort_keys``), so a sort reads no message
+file.  A message indexed without them (dropped into the Maildir by another program, or
+before the index kept them) has them made once from its header block (the index's
+header cache, ``message_headers``, else the file up to the empty line, as IMAP cuts
+it) and kept in the index for all workers and restarts.  What a list has read is kept
+in this process too, keyed by (mailbox id, UIDVALIDITY, UID), which never names other
+octets (ids and UIDs are never reused, a message's octets never change), bounded in
+entries and in characters.
 
 The search is IMAP's (``criteria``: every word in From, To, Cc, Subject or the body,
 its text parts decoded from quoted-printable or base64 and their charsets), evaluated
@@ -23,15 +25,13 @@ Blocking (files and the index): the handlers run it in a thread.
 from __future__ import annotations
 
 import bisect
-import email.utils
 import logging
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Sequence, TypeVar
 
-from ..db import MailboxRecord, MessageRecord
+from ..db import MailboxRecord, MessageRecord, SortKeys
 from ..imap import message as mime
 from ..imap.proto.search import And, Body, EnvelopeField, Or, SearchKey
 from ..log import event
@@ -54,8 +54,6 @@ _OVERHEAD = 120
 _READ = 8192
 #: Longest header block read from a file (a header beyond is cut: still a key).
 _MAX_HEADER = 256 * 1024
-#: Characters of each field kept for sorting.
-_FIELD = 300
 #: Reading every cached header block of a mailbox beats asking for this many by UID.
 _ALL_HEADERS_ABOVE = 256
 #: Header blocks read from files are kept in the index this many to a transaction.
@@ -65,11 +63,8 @@ MAX_SEARCHES = 64
 MAX_FOUND = 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Keys:
-    date: float         # the Date field (RFC 5256 §2.2: the arrival time when it has none)
-    sender: str         # From, decoded, lower case
-    subject: str        # Subject, decoded, lower case
+#: The sort keys of a message (kept in the index by the store: ``SortKeys``).
+Keys = SortKeys
 
 
 _keys: OrderedDict[tuple[int, int, int], Keys] = OrderedDict()
@@ -115,31 +110,6 @@ def _cached(cache: "OrderedDict[tuple[int, int, int], V]", box: MailboxRecord,
     return out, missing
 
 
-def _keys_of(block: bytes, internaldate: float) -> Keys:
-    """The sort keys of a header block, with IMAP's field scanner and RFC 2047 decoder
-    (``message.date_from_subject``, ``message.decode_header``): one scan for the three
-    fields instead of ``email``'s parser of the whole header (0.8 ms a message: 80 s of
-    CPU for a first sort of 100,000)."""
-    date = internaldate
-    raw_date, raw_from, raw_subject = mime.date_from_subject(block)
-    if raw_date:
-        parsed = email.utils.parsedate_tz(raw_date.decode("latin-1"))
-        if parsed is not None:
-            try:
-                date = float(email.utils.mktime_tz(parsed))
-            except (OverflowError, ValueError):
-                pass
-    return Keys(date, _text(raw_from), _text(raw_subject))
-
-
-def _text(raw: bytes | None) -> str:
-    """A field's decoded text, white space collapsed, lower case, at most ``_FIELD``
-    characters ("" when there is none)."""
-    if raw is None:
-        return ""
-    return " ".join(mime.decode_header(raw).split())[:_FIELD].lower()
-
-
 def _read_header(path: str) -> tuple[bytes, bool] | None:
     """(the header block of a message file as IMAP cuts it, ``message.header_end``:
     up to the empty line, or the whole file without one; whether it is whole, not cut
@@ -170,17 +140,37 @@ def keys(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord]) ->
     out, missing = _cached(_keys, box, msgs)
     if not missing:
         return out
+    db = store.db
+    assert db is not None
+    # Kept in the index when each message was stored (or made here before).
+    stored = db.message_sort_keys_get(box.id, None if len(missing) > _ALL_HEADERS_ABOVE else
+                                      [m.uid for m in missing])
+    kept: list[tuple[int, Keys]] = []
+    unknown: list[MessageRecord] = []
+    for m in missing:
+        k = stored.get(m.uid)
+        if k is None:
+            unknown.append(m)
+        else:
+            out[m.uid] = k
+            kept.append((m.uid, k))
     made: list[tuple[int, Keys]] = []
-    dates = {m.uid: m.internaldate for m in missing}
-    for uid, block in _blocks(store, box, missing).items():
-        if block is None:
-            out[uid] = Keys(dates[uid], "", "")
-            continue
-        k = _keys_of(block, dates[uid])
-        out[uid] = k
-        made.append((uid, k))
+    if unknown:  # indexed from a directory scan, or before the index kept keys
+        dates = {m.uid: m.internaldate for m in unknown}
+        for uid, block in _blocks(store, box, unknown).items():
+            if block is None:
+                out[uid] = Keys(dates[uid], "", "")
+                continue
+            k = mime.list_keys(block, dates[uid])
+            out[uid] = k
+            made.append((uid, k))
+        try:
+            for at in range(0, len(made), _STORE_BATCH):
+                db.message_sort_keys_set(box.id, made[at:at + _STORE_BATCH], box.uidvalidity)
+        except Exception as e:  # a cache: the page is served all the same
+            event(log, "web-sort-keys-failed", level=logging.WARNING, mailbox=box.id, error=str(e))
     with _lock:
-        for uid, k in made:
+        for uid, k in kept + made:
             _keep(_keys, "keys", (box.id, box.uidvalidity, uid), k)
     return out
 

@@ -10,6 +10,8 @@ Never: a policy for a host name that is not ``mta-sts.`` + a domain we host.
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 from typing import Any
 
@@ -37,7 +39,7 @@ async def respond(settings: Settings, directory: Any, scope: Scope, receive: Rec
     if host.startswith("[") or not host.startswith("mta-sts."):
         return False
     domain = host[len("mta-sts."):]
-    if directory.domain(domain) is None:
+    if await asyncio.to_thread(directory.domain, domain) is None:  # (the database: never on the loop)
         event(log, "mta-sts-unknown-domain", level=logging.INFO, host=host)
         return False
     if scope.get("method") not in ("GET", "HEAD"):

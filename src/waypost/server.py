@@ -44,7 +44,7 @@ from .bus import Bus
 from .imap.proto import Params
 from .imap.server import IMAPService
 from .imap.server import Limits as IMAPLimits
-from .imap.commands.search import set_search_cache
+from .imap.commands.search import search_cache_held, set_search_cache
 from .imap.message import list_keys
 from .mailauth import Sealer, Signer, load_psl
 from .mailstore import Mailstore
@@ -633,6 +633,7 @@ class Server:
                         max_command_size=imap.max_append_size + 1024 * 1024,
                         max_append_messages=imap.max_append_messages)
         set_search_cache(imap.search_cache)
+        metrics.report_search_cache(search_cache_held)
         return IMAPService(self.mailstore, self.reader_login("imap"), self._tls, hostname=self.settings.server.hostname,
                            lookup=self.directory.account_named, bus=self.bus, limits=limits, params=params)
 

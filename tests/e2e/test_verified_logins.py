@@ -32,12 +32,17 @@ def test_a_password_change_ends_a_remembered_login_in_every_worker(instance):
     check = r"event=password-check account=alice@example\.test "
 
     # Logins until each worker has answered one from what it remembers.
+    accepted = 0
     for _ in range(80):
         assert imap_login(instance, "alice@example.test", "old-password")
+        accepted += 1
         if _pids(instance, check + "cached=yes ok=yes") == workers:
             break
     assert _pids(instance, check + "cached=yes ok=yes") == workers
     assert smtp_login(instance, "alice@example.test", "old-password")  # every protocol shares it
+    # A login's line reaches the output a moment after its reply: every one of these is
+    # read before the mark, so that none is taken for an answer given after the change.
+    instance.expect_log(check + r"cached=\w+ ok=yes", count=accepted + 1)
 
     mark = len(instance.output)
     instance.ok("account", "passwd", "alice@example.test", "--password", "new-password")

@@ -459,3 +459,32 @@ def test_the_new_owner_is_not_blocked_for_guesses_at_the_old_owners_password(tmp
         assert "account:z@example.test" not in srv.ok("auth", "blocked")
         srv.ok("account", "add", "z@example.test", "--password", "new-pw")
         assert imap_login(srv, "z@example.test", "new-pw", "127.0.0.3")
+
+
+# -- a local delivery queued for the old owner ------------------------------------------------
+
+def test_mail_queued_for_the_old_owner_never_reaches_the_new_one(srv: WaypostInstance) -> None:
+    """A message accepted for z while z was the old owner's account, still queued when
+    the name is removed and made again, is bounced to its sender (5.1.1, with a log
+    line), not stored for the new owner.  It waits in the queue because the old owner's
+    mailbox was over quota (the client gave no SIZE, so RCPT could not tell)."""
+    srv.ok("account", "set", "z@example.test", "--quota", "100")
+    with smtplib.SMTP("127.0.0.1", srv.smtp_port, timeout=30) as s:
+        s.ehlo("client.example.test")
+        assert s.mail("boss@example.test")[0] == 250  # (no SIZE=)
+        assert s.rcpt("z@example.test")[0] == 250
+        assert s.data(b"From: boss@example.test\r\nSubject: for the old owner\r\n\r\n" + b"old owner's business\r\n" * 40)[0] == 250
+    srv.expect_log(r"event=deferred .*rcpt=<z@example.test>.*4\.2\.2", timeout=30)
+    srv.ok("account", "remove", "z@example.test")
+    srv.ok("account", "add", "z@example.test", "--password", "new-pw")
+    srv.ok("queue", "flush")
+    wait_for(lambda: not srv.queue_ids(), timeout=30, what="the queue empty")
+    r = login(srv, "new-pw")
+    assert exists(r, "INBOX") == 0, "the old owner's mail reached the new owner"
+    r.close()
+    assert not any(b"old owner's business" in p.read_bytes() for p in srv.messages("z@example.test"))
+    srv.expect_log(r"event=local-recipient-gone .*account=z@example.test", timeout=30)
+    srv.expect_log(r"event=bounced .*rcpt=<z@example.test>.*5\.1\.1", timeout=30)
+    [dsn] = wait_for(lambda: srv.messages("boss@example.test"), timeout=30, what="the bounce to the sender")
+    assert b"5.1.1" in dsn.read_bytes()
+

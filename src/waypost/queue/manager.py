@@ -637,7 +637,6 @@ class QueueManager:
                             self._in_flight.discard((msg.msg_id, r.idx))
 
     async def _deliver_local(self, batch: list[tuple[QueuedMessage, list[QueuedRecipient], bytes | None]]) -> None:
-        slots: list[tuple[int, QueuedRecipient, Delivery | None]] = []  # None: nothing to store
         loaded: list[tuple[int, QueuedMessage, QueuedRecipient, bytes]] = []
         for n, (msg, group, data) in enumerate(batch):
             try:
@@ -646,11 +645,64 @@ class QueueManager:
                 await self._missing(msg, group)
                 continue
             loaded.extend((n, msg, r, body) for r in group)
-        # The accounts removed since their messages were accepted (their names may be
-        # another account's now: no script of theirs runs, nothing is stored for them),
-        # then each other account's Sieve script (after the server-wide rules, which
-        # ran at DATA).
-        gone, plans = await asyncio.to_thread(self._plans, loaded)
+        # One thread hop: the accounts removed since their messages were accepted (no
+        # script of theirs runs, nothing is stored for them: ``_plans``), each other
+        # account's Sieve script (after the server-wide rules, which ran at DATA), then
+        # the batch stored and the quotas it filled looked at.
+        slots, rejected, sends, results, warnings = await asyncio.to_thread(self._plan_and_store, batch, loaded)
+        # Redirected copies and vacation replies are in the spool before the original
+        # is recorded as delivered: a crash between the two sends them again, never loses them.
+        for msg, sender, targets, data in sends:
+            await self._send_filtered(msg, sender, targets, data)
+        per_rcpt: dict[tuple[int, int], list[str | OSError | None]] = defaultdict(list)
+        order: list[tuple[int, QueuedRecipient]] = []
+        for (n, r, _d), res in zip(slots, results):
+            if (n, r.idx) not in per_rcpt:
+                order.append((n, r))
+            per_rcpt[(n, r.idx)].append(res)
+        per_msg: dict[int, list[_Outcome]] = defaultdict(list)
+        for n, r in order:
+            outs = per_rcpt[(n, r.idx)]
+            quota = next((o for o in outs if isinstance(o, OverQuota)), None)
+            error = next((o for o in outs if isinstance(o, OSError)), None)
+            if isinstance(error, AccountGone):
+                # Accepted for an account that was removed since (perhaps made again
+                # under its name: another customer's now): bounced, never stored there.
+                account = f"{r.route.get('account') or r.route['name']}@{r.route['domain']}"
+                event(log, "local-recipient-gone", logging.WARNING, id=batch[n][0].msg_id, rcpt=f"<{r.address}>",
+                      account=account)
+                per_msg[n].append(_Outcome(r, "failed", f"550 5.1.1 <{r.address}>: the account {account} it was"
+                                           " accepted for was removed", "5.1.1"))
+            elif quota is not None:
+                # RFC 3463 X.2.2 mailbox full: retried until the queue's lifetime ends,
+                # then bounced as 5.2.2 (see _plan).
+                per_msg[n].append(_Outcome(r, "deferred", "452 4.2.2 mailbox full (over quota)", "4.2.2"))
+            elif error is not None:
+                per_msg[n].append(_Outcome(r, "deferred", f"452 4.3.1 cannot store the message: {error.strerror or error}"))
+            elif (n, r.idx) in rejected:
+                # RFC 5429 §2.1: refused after acceptance: a DSN to the sender.
+                reason = " ".join(rejected[(n, r.idx)].split())[:500]
+                per_msg[n].append(_Outcome(r, "failed", f"550 5.7.1 {reason}", "5.7.1"))
+            elif all(o is None for o in outs):
+                per_msg[n].append(_Outcome(r, "delivered", "250 2.0.0 not stored: the recipient's filter took it",
+                                           remote_mta=""))
+            else:
+                names = ",".join(o for o in outs if isinstance(o, str))
+                per_msg[n].append(_Outcome(r, "delivered", f"250 2.0.0 stored as {names}", remote_mta=""))
+        await self._settle_many([(batch[n][0], outs) for n, outs in per_msg.items()])
+        for domain, account, percent, text in warnings:
+            await self._warn_quota(domain, account, percent, text)
+
+    def _plan_and_store(self, batch: list[tuple[QueuedMessage, list[QueuedRecipient], bytes | None]],
+                        loaded: list[tuple[int, QueuedMessage, QueuedRecipient, bytes]]) -> tuple[
+            list[tuple[int, QueuedRecipient, Delivery | None]], dict[tuple[int, int], str],
+            list[tuple[QueuedMessage, str, list[str], bytes]], list[str | OSError | None],
+            list[tuple[str, str, int, bytes]]]:
+        """Worker thread: the Sieve plans of a local batch, the deliveries they make
+        (stored), and what the loop does next: (slots, rejected, sends, results per
+        slot, quota warnings)."""
+        gone, plans = self._plans(loaded)
+        slots: list[tuple[int, QueuedRecipient, Delivery | None]] = []  # None: nothing to store
         rejected: dict[tuple[int, int], str] = {}
         sends: list[tuple[QueuedMessage, str, list[str], bytes]] = []  # (msg, sender, to, data)
         for (n, msg, r, body), plan in zip(loaded, plans):
@@ -683,52 +735,13 @@ class QueueManager:
                                              date=msg.created, retry=batch[n][2] is None, flags=flags,
                                              owner=route.get("created", 0.0))))
         items = [d for _n, _r, d in slots if d is not None]
-        # One thread hop stores the batch and looks at the quotas it filled.
-        stored_list, warnings = await asyncio.to_thread(self._store, items)
+        stored_list, warnings = self._store(items)
         stored = iter(stored_list)
-        results: list[str | OSError | None] = [next(stored) if d is not None else None for _n, _r, d in slots]
-        # Redirected copies and vacation replies are in the spool before the original
-        # is recorded as delivered: a crash between the two sends them again, never loses them.
-        for msg, sender, targets, data in sends:
-            await self._send_filtered(msg, sender, targets, data)
-        per_rcpt: dict[tuple[int, int], list[str | OSError | None]] = defaultdict(list)
-        order: list[tuple[int, QueuedRecipient]] = []
-        for (n, r, _d), res in zip(slots, results):
-            if (n, r.idx) not in per_rcpt:
-                order.append((n, r))
-            per_rcpt[(n, r.idx)].append(res)
-        per_msg: dict[int, list[_Outcome]] = defaultdict(list)
-        for n, r in order:
-            outs = per_rcpt[(n, r.idx)]
-            quota = next((o for o in outs if isinstance(o, OverQuota)), None)
-            error = next((o for o in outs if isinstance(o, OSError)), None)
-            if (n, r.idx) in gone or isinstance(error, AccountGone):
-                # Accepted for an account that was removed since (perhaps made again
-                # under its name: another customer's now): bounced, never stored there.
-                account = f"{r.route.get('account') or r.route['name']}@{r.route['domain']}"
-                event(log, "local-recipient-gone", logging.WARNING, id=batch[n][0].msg_id, rcpt=f"<{r.address}>",
-                      account=account)
-                per_msg[n].append(_Outcome(r, "failed", f"550 5.1.1 <{r.address}>: the account {account} it was"
-                                           " accepted for was removed", "5.1.1"))
-            elif quota is not None:
-                # RFC 3463 X.2.2 mailbox full: retried until the queue's lifetime ends,
-                # then bounced as 5.2.2 (see _plan).
-                per_msg[n].append(_Outcome(r, "deferred", "452 4.2.2 mailbox full (over quota)", "4.2.2"))
-            elif error is not None:
-                per_msg[n].append(_Outcome(r, "deferred", f"452 4.3.1 cannot store the message: {error.strerror or error}"))
-            elif (n, r.idx) in rejected:
-                # RFC 5429 §2.1: refused after acceptance: a DSN to the sender.
-                reason = " ".join(rejected[(n, r.idx)].split())[:500]
-                per_msg[n].append(_Outcome(r, "failed", f"550 5.7.1 {reason}", "5.7.1"))
-            elif all(o is None for o in outs):
-                per_msg[n].append(_Outcome(r, "delivered", "250 2.0.0 not stored: the recipient's filter took it",
-                                           remote_mta=""))
-            else:
-                names = ",".join(o for o in outs if isinstance(o, str))
-                per_msg[n].append(_Outcome(r, "delivered", f"250 2.0.0 stored as {names}", remote_mta=""))
-        await self._settle_many([(batch[n][0], outs) for n, outs in per_msg.items()])
-        for domain, account, percent, text in warnings:
-            await self._warn_quota(domain, account, percent, text)
+        results: list[str | OSError | None] = [
+            next(stored) if d is not None
+            else AccountGone("the account it was accepted for was removed") if (n, r.idx) in gone else None
+            for n, r, d in slots]
+        return slots, rejected, sends, results, warnings
 
     def _store(self, items: list[Delivery]) -> tuple[list[str | OSError], list[tuple[str, str, int, bytes]]]:
         """Worker thread: store a local batch, then the quota warnings its accounts are

@@ -107,7 +107,8 @@ class InputBuffer:
 
     def take(self, n: int) -> bytes:
         """Up to ``n`` buffered octets, consumed."""
-        out = bytes(self.buf[:n])
+        with memoryview(self.buf) as view:
+            out = bytes(view[:n])  # one copy (a slice of the bytearray made two)
         del self.buf[:n]
         return out
 

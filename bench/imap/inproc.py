@@ -2,7 +2,7 @@
 """inproc: Waypost's IMAP server and a client in one process, under cProfile.
 
 For finding where a command's time goes without the rest of ``waypost serve``: an
-``IMAPService`` on a copy of run.py's Maildir (its own SQLite index and Mailstore, a
+``IMAPService`` on a copy of run.py's Maildir (its own SQLite index, directory and Mailstore, a
 LOGIN that accepts any password, no argon2), served on 127.0.0.1 by ``loop.create_server``
 (so TCP_NODELAY is on, as asyncio sets it for sockets it makes), driven by run.py's
 client in the same event loop.  For each command: ``--repeat`` timed runs (min /
@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "src"))
 import run  # noqa: E402
 
 from waypost.db.sqlite import SQLiteDatabase  # noqa: E402
+from waypost.directory import Directory  # noqa: E402
 from waypost.imap.commands import search as search_command  # noqa: E402
 from waypost.imap.server import IMAPService, Limits  # noqa: E402
 from waypost.mailstore import Mailstore  # noqa: E402
@@ -51,6 +52,8 @@ def _cold(db: SQLiteDatabase) -> None:
 async def main_async(args: argparse.Namespace, work: Path, src: Path, n: int) -> None:
     db = SQLiteDatabase(work / "index.sqlite")
     db.add_domain(run.DOMAIN)
+    directory = Directory(db, run.DOMAIN)
+    directory.add_account(run.ADDRESS)  # sessions check before each command that it is still there
     store = Mailstore(work / "mail", hostname="inproc", db=db)
     run.copy_maildir(src, store.mailbox_path(run.DOMAIN, run.LOCAL))
     store.ensure_account(run.DOMAIN, run.LOCAL)
@@ -58,7 +61,7 @@ async def main_async(args: argparse.Namespace, work: Path, src: Path, n: int) ->
     async def authenticate(login: str, password: str, ip: str | None, client_ip: str | None = None) -> str | None:
         return run.ADDRESS
 
-    service = IMAPService(store, authenticate, None, hostname="inproc", lookup=lambda name, domain: None,
+    service = IMAPService(store, authenticate, None, hostname="inproc", lookup=directory.account_named,
                           limits=Limits(plaintext_without_tls=True))
     server = await asyncio.get_running_loop().create_server(service.protocol_factory(), run.HOST, 0)
     port = server.sockets[0].getsockname()[1]

@@ -210,6 +210,12 @@ class AuthSettings:
                                          "skips the argon2id check; 0 = off.")
     verified_cache_ttl: float = _s(300.0, "Seconds a successful login is remembered; a password change ends it at once "
                                           "in every worker; 0 = off.")
+    argon2_memory: int = _s(65536, "KiB of memory each new password hash (argon2id, 4 lanes) fills; with "
+                                   "auth.argon2_passes, RFC 9106's second recommended setting (64 MiB, 3 passes). "
+                                   "A stored hash keeps the cost it was made with: a change applies to passwords "
+                                   "set from then on. At least 32.")
+    argon2_passes: int = _s(3, "Passes over that memory (argon2id's time cost) of each new password hash; "
+                               "at least 1.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,6 +524,8 @@ def _validate(s: Settings) -> None:
                  "verified_cache_ttl"):
         if getattr(a, name) < 0:
             raise ConfigError(f"auth.{name}: must not be negative")
+    if a.argon2_memory < 32 or a.argon2_passes < 1:  # argon2: 8 KiB per lane at least
+        raise ConfigError("auth.argon2_memory and auth.argon2_passes: expected 32 or more, and 1 or more")
     if s.files.size_limit < 0:
         raise ConfigError("files.size_limit: must be 0 or more")
     try:

@@ -71,6 +71,13 @@ class JSONFormatter(logging.Formatter):
 
 
 def configure_logging(fmt: str = "text", level: str = "info", stream: Any = None) -> None:
+    # Neither formatter prints the caller's file and line, the thread or the process:
+    # a record need not find them (the logging HOWTO's "Optimization"), a few times per
+    # message on a busy listener.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

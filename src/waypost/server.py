@@ -33,7 +33,7 @@ from .config import Settings, parse_hostport, parse_port_range
 from .certs import ServerTLS, make_tls_context, write_self_signed
 from .datadir import owned_by_others, switch_user, user_ids
 from .db import ObjectRecord, StorageUnavailable, database_problem, is_postgresql, open_database
-from .directory import Directory
+from .directory import Directory, password_hasher
 from .directory.throttle import LoginThrottle, ThrottlePolicy, log_auth_failed
 from .directory.verified import VerifiedLogins
 from .files import FileStore
@@ -44,7 +44,7 @@ from .bus import Bus
 from .imap.proto import Params
 from .imap.server import IMAPService
 from .imap.server import Limits as IMAPLimits
-from .imap.commands.search import set_search_cache
+from .imap.commands.search import search_cache_held, set_search_cache
 from .imap.message import list_keys
 from .mailauth import Sealer, Signer, load_psl
 from .mailstore import Mailstore
@@ -59,6 +59,10 @@ from .secrets import Secrets
 from .sharing import MingerServer, directory_code
 from .sharing.peers import ask_peers
 from .smtp.server import SMTPService, WaypostSMTP
+# The SMTP handler table is imported here, before the workers fork, not by each
+# worker's first session (that one waited for the import, and a worker compiled the
+# modules again wherever no bytecode cache could be written).
+from .smtp import commands as _smtp_commands  # noqa: F401
 
 if TYPE_CHECKING:
     from .ftp import FTPService
@@ -312,7 +316,8 @@ class Server:
         self.db = open_database(settings.storage.database, settings.data_dir,
                                 pool_size=settings.storage.pool_size, pool_timeout=settings.storage.pool_timeout)
         self.secrets = Secrets(settings.data_dir)
-        self.directory = Directory(self.db, settings.server.main_domain, secrets=self.secrets)
+        self.directory = Directory(self.db, settings.server.main_domain, secrets=self.secrets,
+                                   hasher=password_hasher(settings.auth.argon2_memory, settings.auth.argon2_passes))
         self.srs = SRS(self.secrets.derive("srs"), settings.server.main_domain)
         g = settings.gateway
         self.router = Router(self.directory, settings.relay.trusted_networks, self._own_addresses(),
@@ -628,6 +633,7 @@ class Server:
                         max_command_size=imap.max_append_size + 1024 * 1024,
                         max_append_messages=imap.max_append_messages)
         set_search_cache(imap.search_cache)
+        metrics.report_search_cache(search_cache_held)
         return IMAPService(self.mailstore, self.reader_login("imap"), self._tls, hostname=self.settings.server.hostname,
                            lookup=self.directory.account_named, bus=self.bus, limits=limits, params=params)
 

@@ -88,10 +88,19 @@ def test_metrics_are_counted_by_two_workers_and_survive_a_killed_worker(instance
                                                          target_kind="local") == 4 and m,
                  timeout=20, what="four local deliveries counted")
     assert _value(s, "waypost_messages_received_total", listener="smtp") == 4
+    imap = imaplib.IMAP4("127.0.0.1", instance.imap_port, timeout=30)
+    imap.login("alice@example.test", "alice-password")
+    imap.select("INBOX")
+    assert imap.search(None, "SUBJECT", "alice")[1][0].split() == [b"1", b"2", b"3", b"4"]
+    imap.logout()
+    # What the search keeps is reported by the worker that keeps it (every few seconds).
+    s = wait_for(lambda: (m := _samples(url)) and any(
+        v > 0 for (n, _), v in m.items() if n == "waypost_imap_search_cache_bytes") and m,
+        timeout=20, what="the SEARCH cache reported")
     assert _value(s, "waypost_connections_total", listener="smtp") == 5
-    assert _value(s, "waypost_connections_total", listener="imap") == 1
+    assert _value(s, "waypost_connections_total", listener="imap") == 2
     assert _value(s, "waypost_connections_total", listener="pop3") == 2
-    assert _value(s, "waypost_logins_total", proto="imap") == 1
+    assert _value(s, "waypost_logins_total", proto="imap") == 2
     assert _value(s, "waypost_logins_total", proto="pop3") == 1
     assert _value(s, "waypost_login_failures_total", proto="pop3", reason="credentials") == 1
     assert _value(s, "waypost_recipients_bounced_total", target_kind="local", reason="failed") == 0
@@ -134,7 +143,7 @@ def test_metrics_are_counted_by_two_workers_and_survive_a_killed_worker(instance
 
     data = json.loads(instance.ok("status", "--json"))
     assert data["running"] is True and len(data["workers"]) == 2
-    assert {"name": "waypost_logins_total", "labels": {"proto": "imap"}, "value": 1.0} in data["metrics"]
+    assert {"name": "waypost_logins_total", "labels": {"proto": "imap"}, "value": 2.0} in data["metrics"]
 
     instance.stop()
     out = instance.ok("status")

@@ -204,8 +204,12 @@ class WaypostInstance:
                   "odmr": f"{host}:{self.odmr_port}", "imap": f"{host}:{self.imap_port}",
                   "pop3": f"{host}:{self.pop3_port}", "ftp": f"{host}:{self.ftp_port}",
                   "http": "", "https": ""}  # (a test that wants the web sets its own ports)
+        # Passwords are hashed with argon2id as always, at a small cost: at the default (64 MiB,
+        # 3 passes) each hash and each first login takes ~0.2 s of CPU, and the suite makes
+        # thousands.  A test about the cost itself sets auth.argon2_* back.
         sections: dict[str, dict[str, Any]] = {"listen": listen, "queue": {"poll_interval": 0.2},
-                                               "server": {"workers": 1}}
+                                               "server": {"workers": 1},
+                                               "auth": {"argon2_memory": 1024, "argon2_passes": 1}}
         for name, values in overrides.items():
             sections.setdefault(name, {}).update(values)
         self.configure(**sections)

@@ -286,6 +286,30 @@ def test_a_postgresql_prune_raises_the_floor_for_a_record_committed_while_it_run
         db.close()
 
 
+def test_a_postgresql_select_with_no_recent_message_to_claim_writes_nothing(tmp_path):
+    """SELECT claims \\Recent (``message_claim_recent``) each time; with nothing new to
+    claim it must not write: an UPDATE that changes nothing still makes a new version
+    of the mailbox row (its ctid moves) and a flush at commit, a disk wait per SELECT."""
+    db = PostgresDatabase(pg.new_url(), tmp_path / "changes", pool_size=2)
+    try:
+        box = db.mailbox_create("example.test", "al", "INBOX", "", 1234)
+        db.message_add(box.id, [(f"m{i}", "cur", (), 10, 1.0) for i in range(1, 4)])
+        with psycopg.connect(db.url, autocommit=True) as c:
+            def version() -> tuple[str, str]:
+                return c.execute("SELECT ctid::text, xmin::text FROM mailboxes WHERE id=%s", (box.id,)).fetchone()
+            assert db.message_claim_recent(box.id, 4) == 1  # UIDs 1-3 claimed: a write
+            claimed = version()
+            assert db.message_claim_recent(box.id, 4) == 4  # nothing left
+            assert db.message_claim_recent(box.id, 2) == 4  # a session that knows less
+            assert version() == claimed
+            db.message_add(box.id, [("m4", "cur", (), 10, 1.0)])
+            moved = version()
+            assert db.message_claim_recent(box.id, 5) == 4  # UID 4: claimed
+            assert version() != moved
+    finally:
+        db.close()
+
+
 def test_connections_cut_while_resting_in_the_pool_are_replaced_before_use(tmp_path):
     """A PostgreSQL restart as the pool sees it: every connection it holds is cut.  The
     next command after a rest longer than idle_check still succeeds (the pool tries a

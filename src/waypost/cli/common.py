@@ -15,7 +15,7 @@ from rich.table import Table
 
 from ..config import ConfigError, Settings, load_settings
 from ..db import Conflict, Database, NotFound, database_problem, open_database
-from ..directory import Directory, DirectoryError
+from ..directory import Directory, DirectoryError, password_hasher
 from ..secrets import Secrets
 
 if TYPE_CHECKING:
@@ -120,7 +120,9 @@ class App:
     @property
     def directory(self) -> Directory:
         if self._directory is None:
+            a = self.settings.auth
             self._directory = Directory(self.db, self.settings.server.main_domain,
+                                        hasher=password_hasher(a.argon2_memory, a.argon2_passes),
                                         secrets=Secrets(self.settings.data_dir))
         return self._directory
 

@@ -302,6 +302,17 @@ class _MailboxIndex:
         return out
 
     def message_claim_recent(self, mailbox_id: int, upto: int | None = None) -> int:
+        # Most SELECTs find nothing new to claim: then a read answers, as on SQLite, and
+        # no transaction writes (an UPDATE that changes nothing still makes a new row
+        # version, a WAL record and a flush at commit: a disk wait for every SELECT).
+        # When there is something, the locked UPDATE claims it; a session that read a
+        # bound already reached claims nothing, which the UPDATE would also have said.
+        with self._read() as c:
+            row = c.execute("SELECT recent_uid, uidnext FROM mailboxes WHERE id=%s", (mailbox_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"mailbox {mailbox_id}")
+        if (row[1] if upto is None else min(upto, row[1])) <= row[0]:
+            return int(row[0])
         with self._write(settings=False) as c:
             row = c.execute(
                 "UPDATE mailboxes m SET recent_uid=GREATEST(old.recent_uid, LEAST(m.uidnext, COALESCE(%s, m.uidnext)))"

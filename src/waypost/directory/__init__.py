@@ -28,6 +28,7 @@ __all__ = [
     "DirectoryError",
     "NotFound",
     "ObjectRecord",
+    "password_hasher",
     "DomainRecord",
     "OBJECT_KINDS",
 ]
@@ -45,6 +46,12 @@ SEND_AS_POLICIES = ("own", "domain", "any")
 
 class DirectoryError(ValueError):
     """A request the directory refuses; the message says why."""
+
+
+def password_hasher(memory_kib: int, passes: int) -> PasswordHasher:
+    """The argon2id hasher of new passwords: ``auth.argon2_memory`` KiB, ``auth.argon2_passes``
+    passes, 4 lanes.  Checking a stored hash uses the cost written in it."""
+    return PasswordHasher(time_cost=passes, memory_cost=memory_kib)
 
 
 class Directory:

@@ -26,7 +26,7 @@ import functools
 import re
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from email.utils import mktime_tz, parsedate_tz
 from typing import Any, Protocol
@@ -73,6 +73,8 @@ __all__ = [
     "CONTENT_NONE",
     "MAX_MIME_DEPTH",
     "MAX_MIME_PARTS",
+    "FieldLiteral",
+    "FieldStrings",
     "HeaderFilter",
     "MessageView",
     "SearchTarget",
@@ -84,6 +86,10 @@ __all__ = [
     "decode_header",
     "envelope",
     "evaluate",
+    "field_filter",
+    "field_key",
+    "field_keys",
+    "field_strings",
     "from_json",
     "header_end",
     "header_value",
@@ -1281,12 +1287,16 @@ class MessageView:
     (``data[:header_end(data)]``): questions on header fields are answered from it
     without ``data``.  Matching is case-insensitive (``collation.fold``) on decoded
     text: RFC 2047 words in header fields, quoted-printable and base64 bodies in
-    their declared charset.
+    their declared charset.  ``strings``, when given, answers HEADER and the
+    envelope fields instead of the header: ``strings(name, addresses)`` must be
+    ``field_strings(header, *field_key(name, addresses))`` (a cache of it).
     """
 
-    __slots__ = ("_load", "_data", "_header", "_fields", "_header_text", "_body_text")
+    __slots__ = ("_load", "_data", "_header", "_fields", "_header_text", "_body_text", "_strings")
 
-    def __init__(self, data: bytes | Callable[[], bytes], header: bytes | None = None) -> None:
+    def __init__(self, data: bytes | Callable[[], bytes], header: bytes | None = None,
+                 strings: Callable[[bytes, bool], FieldStrings] | None = None) -> None:
+        self._strings = strings
         self._load: Callable[[], bytes] | None = None
         self._data: bytes | None = None
         if isinstance(data, bytes):
@@ -1329,26 +1339,26 @@ class MessageView:
     def header_contains(self, name: str, value: str) -> bool:
         """RFC 3501 §6.4.4 HEADER: a field called ``name`` whose value contains
         ``value``; an empty ``value`` matches any message that has the field."""
-        values = self._values(name)
         needle = fold(value)
+        if self._strings is not None:
+            values: Iterable[Any] = self._strings(field_key(name, False)[0], False)[0]
+            return any(needle in v for v in values) if needle else bool(values)
+        values = self._values(name)
         if not needle:
             return bool(values)
-        octets = needle.encode("ascii") if needle.isascii() else None
-        for raw in values:
-            if raw.isascii() and b"=?" not in raw:
-                # 7-bit text without encoded-words decodes to itself, and its
-                # fold is its ASCII lower case: compare octets.
-                if octets is not None and octets in _unfold(raw).lower():
-                    return True
-            elif needle in fold(_decode_header(raw)):
-                return True
-        return False
+        return any(needle in _folded_value(raw) for raw in values)
 
     def envelope_contains(self, field: str, value: str) -> bool:
         """BCC CC FROM SUBJECT TO: the field's decoded text contains ``value``; for
         the address fields, or one of its addresses as parsed does (display name,
         ``mailbox@host``, ``name <mailbox@host>``), so that comments, quoting and
         white space in the field do not hide an address (as in Dovecot)."""
+        if self._strings is not None:
+            needle = fold(value)
+            values, addresses = self._strings(*field_key(field, True))
+            if not needle:
+                return bool(values)
+            return any(needle in v for v in values) or any(needle in a for a in addresses)
         if self.header_contains(field, value):
             return True
         name = field.lower()
@@ -1429,6 +1439,42 @@ def _body_texts(data: bytes, ent: _Entity, out: list[str]) -> None:
 _ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc"})
 #: What separates the words of an address as written: white space and specials.
 _ADDRESS_SEPARATORS = re.compile(r'[\s()<>@,;:\\".\[\]]+')
+
+
+#: What HEADER and the envelope keys compare of one message's fields of one name
+#: (``field_strings``): the values, then the addresses as parsed.
+FieldStrings = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def _folded_value(raw: bytes) -> str:
+    """A field value as HEADER compares it (RFC 3501 §6.4.4): unfolded, RFC 2047
+    words decoded, case-folded (``collation.fold``)."""
+    if raw.isascii() and b"=?" not in raw:
+        # 7-bit text without encoded-words decodes to itself, and its fold is its
+        # ASCII lower case.
+        return _unfold(raw).lower().decode("ascii")
+    return fold(_decode_header(raw))
+
+
+def field_key(name: str, envelope: bool) -> tuple[bytes, bool]:
+    """What ``field_strings`` is asked for a key on the field ``name``: the name as
+    the header is searched for it, and whether its addresses count too (the envelope
+    keys FROM, TO, CC and BCC)."""
+    return name.encode("ascii", "replace").lower(), envelope and name.lower() in _ADDRESS_FIELDS
+
+
+def field_strings(header: bytes, wanted: bytes, addresses: bool) -> FieldStrings:
+    """The strings HEADER (``addresses`` False) or an envelope key (``field_key``)
+    looks for its folded needle in, in the fields called ``wanted`` of this header
+    block: each value as ``_folded_value`` gives it, then, with ``addresses``, each
+    address as parsed (``_address_text``).  A needle is found when it is in one of
+    them; an empty one when there is a value.  ``MessageView`` answers from these
+    when given them, so they must say what it says from the header."""
+    raws = MessageView(header, header=header)._values(wanted.decode("latin-1"))
+    values = tuple(_folded_value(raw) for raw in raws)
+    if not addresses:
+        return values, ()
+    return values, tuple(_address_text(a) for raw in raws for a in _addresses(_unfold(raw)))
 
 
 def _address_text(address: Address) -> str:
@@ -1793,6 +1839,70 @@ def _clauses(key: SearchKey) -> list[tuple[FilterLiteral, ...]]:
         if left and right:
             return [left[0] + right[0]]
     return []
+
+
+#: (field name, with addresses, folded needle), as ``field_key``: the needle is in
+#: one of ``field_strings`` of every message that can match (any string when the
+#: needle is empty).
+FieldLiteral = tuple[bytes, bool, str]
+
+
+def _field_literal(key: Header | EnvelopeField) -> FieldLiteral:
+    name = key.name if isinstance(key, Header) else key.field
+    wanted, addresses = field_key(name, isinstance(key, EnvelopeField))
+    return wanted, addresses, fold(key.value)
+
+
+def _disjunction(key: SearchKey) -> tuple[FieldLiteral, ...] | None:
+    """The literals of a key that is an OR of field keys (a field key is an OR of one)."""
+    if isinstance(key, (Header, EnvelopeField)):
+        return (_field_literal(key),)
+    if isinstance(key, Or):
+        left, right = _disjunction(key.left), _disjunction(key.right)
+        if left is not None and right is not None:
+            return left + right
+    return None
+
+
+def field_filter(key: SearchKey) -> tuple[list[tuple[FieldLiteral, ...]], bool]:
+    """Clauses on ``field_strings`` that every match of ``key`` passes (each one
+    literal of a clause at least), and whether passing them all is matching (the
+    key is an AND of ORs of HEADER and envelope keys: ``exact``)."""
+    one = _disjunction(key)
+    if one is not None:
+        return [one], True
+    if isinstance(key, And):
+        parts = [field_filter(k) for k in key.keys]
+        return [c for clauses, _ in parts for c in clauses], all(exact for _, exact in parts)
+    if isinstance(key, Or):
+        (left, _), (right, _) = field_filter(key.left), field_filter(key.right)
+        if left and right:
+            return [left[0] + right[0]], False
+    return [], False
+
+
+def field_keys(key: SearchKey) -> set[tuple[bytes, bool]] | None:
+    """The ``field_key``s of the header fields ``key`` reads, when these are all of
+    the message it reads (HEADER and the envelope keys); None when it reads more
+    (BODY, TEXT, SENT*)."""
+    if isinstance(key, (Header, EnvelopeField)):
+        return {_field_literal(key)[:2]}
+    if isinstance(key, (Body, Text)) or (isinstance(key, DateKey) and key.sent):
+        return None
+    subkeys: tuple[SearchKey, ...] = ()
+    if isinstance(key, Not):
+        subkeys = (key.key,)
+    elif isinstance(key, Or):
+        subkeys = (key.left, key.right)
+    elif isinstance(key, And):
+        subkeys = key.keys
+    out: set[tuple[bytes, bool]] = set()
+    for k in subkeys:
+        got = field_keys(k)
+        if got is None:
+            return None
+        out |= got
+    return out
 
 
 def prefilter(key: SearchKey) -> HeaderFilter | None:

@@ -20,7 +20,7 @@ from .dmarc import DMARCResult, evaluate_dmarc
 from .lookup import Lookup
 from .sign import field_values, from_domain
 from .spf import SPFResult, check_host, check_spf
-from .fastverify import Canon
+from .canon import Canon
 from .verify import DKIMResult, verify_all
 
 __all__ = ["Verdict", "check_message", "authentication_results"]

@@ -1,10 +1,9 @@
-"""DKIM verification (RFC 6376 §6) of every signature on a message, with dkimpy.
+"""DKIM verification (RFC 6376 §6) of every signature on a message.
 
 The public keys are fetched first, asynchronously, through ``Lookup``
-(``dns.nameservers``, the time-out, temporary failures told apart); dkimpy then
-checks each signature against the key already in hand, so it never does I/O itself.
-The public-key operation is OpenSSL's and the message is canonicalized once for all
-its signatures (``fastverify``: dkimpy's rules, ``cryptography``'s RSA and Ed25519).
+(``dns.nameservers``, the time-out, temporary failures told apart); ``dkimverify``
+then checks each signature against the key already in hand, so it never does I/O
+itself, on the message canonicalized once for all its signatures (``canon.Canon``).
 
 Results per signature (RFC 8601 §2.7.1): ``pass``; ``fail`` (the signature or body
 hash does not match, or it has expired); ``neutral`` (the signature cannot be parsed);
@@ -14,14 +13,11 @@ hash does not match, or it has expired); ``neutral`` (the signature cannot be pa
 
 from __future__ import annotations
 
-import binascii
 import re
 from dataclasses import dataclass
 
-import dkim
-from dkim.util import InvalidTagValueList
-
-from .fastverify import Canon, FastDKIM, evaluate_pk
+from .canon import Canon
+from .dkimverify import Invalid, KeyUnusable, TagListError, Unusable, public_key, verify_dkim
 from .lookup import DNSTempError, Lookup
 
 __all__ = ["DKIMResult", "verify_all", "MAX_SIGNATURES", "MIN_RSA_BITS"]
@@ -53,25 +49,24 @@ async def verify_all(lookup: Lookup, message: bytes, trace: list[str], canon: Ca
         canon = Canon(message)
     # The values dkimpy's verify_headerprep sees, topmost first (each with its CRLF,
     # which parsing strips): their tags are parsed once for both (Canon.tags).
-    fields = [value for name, value in canon.headers if name.lower() == b"dkim-signature"]
+    fields = [(name, value) for name, value in canon.headers if name.lower() == b"dkim-signature"]
     if not fields:
         trace.append("dkim: no DKIM-Signature field: none")
         return []
-    checker = FastDKIM(canon, MIN_RSA_BITS)
     results: list[DKIMResult] = []
     for idx, raw in enumerate(fields):
         if idx >= MAX_SIGNATURES:
             trace.append(f"dkim: {len(fields) - MAX_SIGNATURES} more signature(s) not checked (limit {MAX_SIGNATURES})")
             break
-        results.append(await _verify_one(lookup, checker, canon, idx, raw, trace))
+        results.append(await _verify_one(lookup, canon, idx, raw, trace))
     return results
 
 
-async def _verify_one(lookup: Lookup, checker: FastDKIM, canon: Canon, idx: int, raw: bytes,
+async def _verify_one(lookup: Lookup, canon: Canon, idx: int, field: tuple[bytes, bytes],
                       trace: list[str]) -> DKIMResult:
     try:
-        tags = canon.tags(raw)
-    except InvalidTagValueList as e:
+        tags = canon.tags(field[1])
+    except TagListError as e:
         trace.append(f"dkim[{idx}]: signature does not parse ({e}): neutral")
         return DKIMResult("neutral", reason=f"signature syntax: {e}")
     domain = tags.get(b"d", b"").decode("ascii", "replace").lower()
@@ -97,22 +92,22 @@ async def _verify_one(lookup: Lookup, checker: FastDKIM, canon: Canon, idx: int,
         return res
     key = records[0].encode("utf-8")
     try:
-        _pk, bits, ktag, _tlsrpt = evaluate_pk(name.encode(), key)
-    except (dkim.KeyFormatError, binascii.Error, ValueError) as e:
+        public = public_key(name.encode(), key)
+    except (KeyUnusable, ValueError) as e:  # binascii.Error is a ValueError
         res.result, res.reason = "permerror", f"unusable key at {name}: {e}"
         trace.append(f"dkim[{idx}] d={domain} s={selector}: {res.reason}: permerror")
         return res
-    if ktag == b"rsa" and bits < MIN_RSA_BITS:
-        res.result, res.reason = "permerror", f"RSA key of {bits} bits (RFC 8301 §3.2: at least {MIN_RSA_BITS})"
+    if public.kind == b"rsa" and public.bits < MIN_RSA_BITS:
+        res.result, res.reason = "permerror", f"RSA key of {public.bits} bits (RFC 8301 §3.2: at least {MIN_RSA_BITS})"
         trace.append(f"dkim[{idx}] d={domain} s={selector}: {res.reason}: permerror")
         return res
     try:
-        ok = checker.verify(idx=idx, dnsfunc=lambda _name, timeout=5: key)
-    except dkim.ValidationError as e:
+        ok = verify_dkim(canon, field, public, MIN_RSA_BITS)
+    except Invalid as e:
         res.result, res.reason = "fail", str(e)
-    except dkim.DKIMException as e:  # MessageFormatError, KeyFormatError, ParameterError...
+    except Unusable as e:
         res.result, res.reason = "neutral", f"signature not usable: {e}"
-    except Exception as e:  # dkimpy on input it did not foresee: a verdict, never a crash
+    except Exception as e:  # input nobody foresaw: a verdict, never a crash
         res.result, res.reason = "neutral", f"signature not usable: {type(e).__name__}: {e}"
     else:
         res.result = "pass" if ok else "fail"

@@ -19,6 +19,7 @@ unit tests and the supervisor count nothing, and every counting function costs o
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import shutil
@@ -26,7 +27,7 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -47,6 +48,7 @@ __all__ = [
     "read_families",
     "received",
     "render",
+    "report_search_cache",
     "reset",
     "spool_flush",
     "start_worker",
@@ -90,15 +92,22 @@ class _Metrics:
     minger_lookups: Any
     minger_cache_hits: Any
     memory: Any
+    search_cache: Any
 
 
 _m: _Metrics | None = None
+#: (metric name, label values) -> the labelled child of ``_m``'s metric: ``labels()``
+#: takes a lock and builds its key at every call, a few times per message.  Emptied
+#: whenever ``_m`` is made again.
+_children: dict[tuple[str, tuple[str, ...]], Any] = {}
 
 
 def start_worker(directory: Path) -> None:
     """Count from now on in this process, into ``directory`` (made by ``reset``)."""
     global _m
     from prometheus_client import Counter, Gauge, Histogram, values
+
+    _children.clear()
 
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     # The value class is chosen when prometheus_client is imported, from the variable
@@ -129,6 +138,9 @@ def start_worker(directory: Path) -> None:
                                   "cache of positive answers, without a Minger look-up.", registry=reg),
         memory=Gauge("waypost_worker_resident_memory_bytes", "Resident memory (RSS) of each live worker.",
                      multiprocess_mode="liveall", registry=reg),
+        search_cache=Gauge("waypost_imap_search_cache_bytes", "Octets the IMAP SEARCH caches of each live worker "
+                           "hold (headers and field strings; imap.search_cache bounds them).",
+                           multiprocess_mode="liveall", registry=reg),
     )
     update_memory()
 
@@ -148,8 +160,11 @@ def _count(what: str, *labels: str, amount: float = 1.0) -> None:
     if m is None:
         return
     try:
-        metric = getattr(m, what)
-        (metric.labels(*labels) if labels else metric).inc(amount)
+        child = _children.get((what, labels))
+        if child is None:
+            metric = getattr(m, what)
+            child = _children[(what, labels)] = metric.labels(*labels) if labels else metric
+        child.inc(amount)
     except Exception as e:  # a full disk must not stop mail
         log.warning("event=metrics-error metric=%s error=%r", what, e)
 
@@ -226,14 +241,27 @@ def _rss() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+#: What this worker's IMAP SEARCH caches hold, in octets (``report_search_cache``).
+_search_cache_held: Callable[[], int] | None = None
+
+
+def report_search_cache(held: Callable[[], int]) -> None:
+    """``update_memory`` reports ``held()`` as this worker's SEARCH cache size (the
+    IMAP service hands it over: this package imports no listener)."""
+    global _search_cache_held
+    _search_cache_held = held
+
+
 def update_memory() -> None:
-    """This worker's resident memory, now (a worker calls it every few seconds and
-    before it answers a scrape)."""
+    """This worker's resident memory and SEARCH caches, now (a worker calls it every
+    few seconds and before it answers a scrape)."""
     m = _m
     if m is None:
         return
     try:
         m.memory.set(_rss())
+        if _search_cache_held is not None:
+            m.search_cache.set(_search_cache_held())
     except Exception as e:
         log.warning("event=metrics-error metric=memory error=%r", e)
 
@@ -287,9 +315,22 @@ def _registry(directory: Path, db: "Database | None") -> "CollectorRegistry":
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
+    class _Collector(MultiProcessCollector):  # type: ignore[misc]
+        def collect(self) -> Iterable["Metric"]:
+            # A worker that is starting creates its file empty and sizes it a moment
+            # later: such a file holds no value yet, and prometheus_client fails on it.
+            files = []
+            for f in glob.glob(os.path.join(self._path, "*.db")):
+                try:
+                    if os.stat(f).st_size > 0:
+                        files.append(f)
+                except FileNotFoundError:  # a dead worker's file, removed since the listing
+                    continue
+            return self.merge(files, accumulate=True)  # type: ignore[no-any-return]
+
     registry = CollectorRegistry(auto_describe=False)
     if directory.is_dir():
-        MultiProcessCollector(registry, path=str(directory))
+        _Collector(registry, path=str(directory))
     if db is not None:
         registry.register(QueueCollector(db))  # type: ignore[arg-type]
     return registry

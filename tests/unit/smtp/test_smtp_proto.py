@@ -516,3 +516,53 @@ def test_body_check_piece_by_piece_is_the_check_of_the_whole(parts, cuts, max_li
     for a, b in zip(edges, edges[1:]):
         check.feed(body[a:b])
     assert check.verdict(eight_bit_ok=True) == _reference_verdict(body, max_line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"", b"a", b"x" * 9, b"y" * 10, b"z" * 11, b".", b"..", b".a", b"a.b"]),
+                min_size=1, max_size=40),
+       st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=20))
+def test_text_unstuffed_and_long_lines_found_whatever_the_chunking(lines, sizes):
+    """The framing's shortcuts (the end marker looked for only where a dot is and only
+    once per octet, no unstuffing pass over a piece without a dot, the long-line check
+    by backward searches) give what the rules say for any text and any chunking:
+    unstuffed text as RFC 5321 §4.5.2 defines it, and a line of more than the limit
+    (here 10 octets) found wherever it is."""
+    params = Params(max_message_size=100_000, max_chunk_piece=16)
+    stuffed = b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
+    wire_text = stuffed + b".\r\nNOOP\r\n"
+    conn = Connection(params)
+    conn.start_data()
+    check = BodyCheck(12)  # lines of at most 10 octets and their CRLF
+    got, pos, end = [], 0, None
+    for size in sizes * (len(wire_text) // sum(sizes) + 1):
+        conn.feed(wire_text[pos:pos + size])
+        pos += size
+        while end is None:
+            piece = conn.next_text()
+            if piece is NEED_DATA:
+                break
+            if isinstance(piece, TextEnd):
+                end = piece
+                piece = piece.tail
+            check.feed(piece)
+            got.append(piece)
+        if end is not None:
+            break
+    assert end is not None and end.size == len(stuffed)
+    assert b"".join(got) == b"".join(line + b"\r\n" for line in lines)
+    long_line = any(len(line) > 10 for line in lines)
+    assert check.verdict(True) == (R.BODY_LONG_LINE if long_line else None)
+    conn.feed(wire_text[pos:])
+    assert bytes(conn.input.buf) == b"NOOP\r\n"  # what follows the end marker stays for commands
+
+
+def test_the_handler_table_is_loaded_before_the_workers_fork():
+    """``waypost.server`` (imported by ``serve`` before it forks) loads the SMTP handler
+    modules, so that no worker's first session waits for their import."""
+    import subprocess
+    import sys
+
+    code = "import sys, waypost.server; print('waypost.smtp.commands.data' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

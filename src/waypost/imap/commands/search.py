@@ -9,9 +9,20 @@ worker's memory (``_MEMORY``).  A search first narrows the messages down to thos
 whose header holds the words its keys need (``message.prefilter``) and evaluates
 only these.  BODY and TEXT read the files, once per message and search.
 
+Criteria that read nothing of a message but HEADER and the envelope keys (FROM,
+SUBJECT, ...: the common search of a mail client) are answered from a smaller cache:
+per (mailbox, UIDVALIDITY, field) the strings these keys compare (``_Field``,
+``message.field_strings``: each value unfolded, decoded and case-folded, and the
+addresses as parsed), a few dozen octets a message instead of its whole header,
+so that a 100,000-message mailbox stays in memory between searches.
+
 ``header_blocks`` gives FETCH the same cache for BODY[HEADER...] and RFC822.HEADER.
-The cache is keyed by (mailbox, UID), which never names other octets (a mailbox
-created anew has a new UIDVALIDITY, and its rows go with the old mailbox's).
+The caches are keyed by (mailbox, UIDVALIDITY, UID), which never names other octets
+(a mailbox created anew has a new UIDVALIDITY, and its rows go with the old
+mailbox's; a message's header never changes): new mail is read when a search
+first meets its UID, in any worker, and an expunged message's entry goes when the
+mailbox holds far fewer messages than the cache (``drop_except``) or with its
+mailbox, the least recently searched first (``imap.search_cache`` octets in all).
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from itertools import filterfalse
@@ -48,6 +60,11 @@ _ENTRY_OVERHEAD = 100
 #: Per message of a joined copy (``_Lowered.scan``), besides its octets: two list slots
 #: and an int.
 _JOINED_OVERHEAD = 50
+#: Per message a ``_Field`` covers: a set slot and an int.
+_COVERED_OVERHEAD = 72
+#: Per message with strings in a ``_Field``: a dict slot and a tuple (the strings are
+#: counted by ``sys.getsizeof``).
+_STRINGS_OVERHEAD = 120
 #: A header is read in pieces of at least this size until its empty line.
 _READ_CHUNK = 8192
 #: Fetching every cached header of a mailbox beats asking for this many by UID.
@@ -116,30 +133,142 @@ class _Lowered:
             pos = starts[k + 1]
 
 
+class _Field:
+    """One mailbox's ``message.field_strings`` of one field (``message.field_key``):
+    ``covered`` are the UIDs read, ``values`` and ``addresses`` the strings of those
+    that have the field.  ``scan`` searches them all at once, joined (in UID order)
+    into one string."""
+
+    __slots__ = ("covered", "values", "addresses", "size", "_joined")
+
+    def __init__(self) -> None:
+        self.covered: set[int] = set()
+        self.values: dict[int, tuple[str, ...]] = {}
+        self.addresses: dict[int, tuple[str, ...]] = {}
+        self.size = 0  # octets held, the joined copy included
+        # joined strings, where each starts, its UID, where the next UID's start
+        self._joined: tuple[str, list[int], list[int], list[int]] | None = None
+
+    def add(self, uid: int, strings: mime.FieldStrings) -> None:
+        if uid in self.covered:
+            return
+        self.covered.add(uid)
+        self.size += _COVERED_OVERHEAD + self._put(uid, strings, 1)
+        self._unjoin()
+
+    def _put(self, uid: int, strings: mime.FieldStrings, sign: int) -> int:
+        size = 0
+        for kept, got in ((self.values, strings[0]), (self.addresses, strings[1])):
+            if got:
+                if sign > 0:
+                    kept[uid] = got
+                else:
+                    del kept[uid]
+                size += _STRINGS_OVERHEAD + sum(map(sys.getsizeof, got))
+        return size
+
+    def strings(self, uid: int) -> mime.FieldStrings:
+        return self.values.get(uid, ()), self.addresses.get(uid, ())
+
+    def _unjoin(self) -> None:
+        if self._joined is not None:
+            self.size -= sys.getsizeof(self._joined[0]) + _JOINED_OVERHEAD * len(self._joined[1])
+            self._joined = None
+
+    def drop_except(self, live: Mapping[int, Any]) -> None:
+        for uid in [u for u in self.covered if u not in live]:
+            self.covered.discard(uid)
+            self.size -= _COVERED_OVERHEAD + self._put(uid, self.strings(uid), -1)
+        self._unjoin()
+
+    def scan(self, needle: str) -> list[int]:
+        """The UIDs with a string that holds ``needle`` (with a string at all when it
+        is empty), ascending."""
+        if not needle:
+            return sorted(self.values)
+        if self._joined is None:
+            pieces: list[str] = []
+            starts: list[int] = []
+            owners: list[int] = []
+            after: list[int] = []
+            at = 0
+            for uid in sorted(self.values.keys() | self.addresses.keys()):
+                first = len(pieces)
+                for piece in self.values.get(uid, ()) + self.addresses.get(uid, ()):
+                    pieces.append(piece)
+                    starts.append(at)
+                    owners.append(uid)
+                    at += len(piece) + 1
+                after.extend([len(pieces)] * (len(pieces) - first))
+            self._joined = ("\n".join(pieces), starts, owners, after)
+            self.size += sys.getsizeof(self._joined[0]) + _JOINED_OVERHEAD * len(starts)
+        joined, starts, owners, after = self._joined
+        out: list[int] = []
+        find, last, width = joined.find, len(starts), len(needle)
+        pos = 0
+        while True:
+            i = find(needle, pos)
+            if i < 0:
+                return out
+            k = bisect_right(starts, i) - 1
+            # not one that runs into the next string
+            end = starts[k + 1] - 1 if k + 1 < last else len(joined)
+            if i + width <= end:
+                out.append(owners[k])
+                k = after[k]
+            else:
+                k += 1
+            if k >= last:
+                return out
+            pos = starts[k]
+
+
 class _Memory:
-    """``_Lowered`` per (mailbox id, UIDVALIDITY), least recently used dropped first
-    when they hold more than ``budget`` octets (their joined copies included) or
-    there are more than ``_MEMORY_BOXES`` of them."""
+    """``_Lowered`` per (mailbox id, UIDVALIDITY) and ``_Field`` per (mailbox id,
+    UIDVALIDITY, field name, with addresses), in one order of use: the least recently
+    used dropped first when they hold more than ``budget`` octets (their joined copies
+    included) or there are more than ``_MEMORY_BOXES`` of them."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
-        self.boxes: OrderedDict[tuple[int, int], _Lowered] = OrderedDict()
+        self.boxes: OrderedDict[tuple[Any, ...], _Lowered | _Field] = OrderedDict()
 
     def get(self, key: tuple[int, int]) -> _Lowered:
         found = self.boxes.get(key)
-        if found is None:
+        if not isinstance(found, _Lowered):
             found = self.boxes[key] = _Lowered()
         self.boxes.move_to_end(key)
         return found
 
+    def lowered(self, key: tuple[int, int]) -> _Lowered | None:
+        """The mailbox's header blocks if kept, without using them."""
+        found = self.boxes.get(key)
+        return found if isinstance(found, _Lowered) else None
+
+    def field(self, key: tuple[int, int, bytes, bool]) -> _Field:
+        found = self.boxes.get(key)
+        if not isinstance(found, _Field):
+            found = self.boxes[key] = _Field()
+        self.boxes.move_to_end(key)
+        return found
+
+    def held(self) -> int:
+        """The octets held in all (``imap.search_cache`` bounds it)."""
+        return sum(b.size for b in self.boxes.values())
+
     def trim(self) -> None:
-        total = sum(b.size for b in self.boxes.values())
+        total = self.held()
         while (total > self.budget or len(self.boxes) > _MEMORY_BOXES) and self.boxes:
             _, dropped = self.boxes.popitem(last=False)
             total -= dropped.size
 
 
 _MEMORY = _Memory(_MEMORY_BUDGET)
+
+
+def search_cache_held() -> int:
+    """The octets this worker's SEARCH caches hold now (the ``waypost_imap_search_cache_bytes`` metric)."""
+    return _MEMORY.held()
 
 
 def set_search_cache(budget: int) -> None:
@@ -247,6 +376,60 @@ async def _lowered_headers(conn: Connection, sel: Selected, uids: Sequence[int],
     return lowered, raw, lost
 
 
+async def _fields_of(conn: Connection, sel: Selected, uids: Sequence[int], keys: set[tuple[bytes, bool]],
+                     writes: list[asyncio.Future[None]]) -> tuple[dict[tuple[bytes, bool], _Field], set[int]]:
+    """This mailbox's ``_Field`` of each of ``keys``, covering every one of ``uids``
+    (the header blocks they lack read from the index, else from the files: see
+    ``_from_files`` for ``writes``), and the UIDs of ``uids`` whose header is nowhere
+    (expunged, its file gone, and never kept in the index)."""
+    box = sel.box
+    fields = {key: _MEMORY.field((box.id, box.uidvalidity) + key) for key in sorted(keys)}
+    wanting = {key: [] if f.covered.issuperset(uids) else list(filterfalse(f.covered.__contains__, uids))
+               for key, f in fields.items()}
+    missing = sorted({u for m in wanting.values() for u in m})
+    lost: set[int] = set()
+    if not missing:
+        return fields, lost
+    db = conn.store.db
+    assert db is not None
+    every = len(missing) > _FETCH_ALL_ABOVE
+    got = await asyncio.to_thread(db.message_headers_get, box.id, None if every else missing)
+    raw = {u: got[u] for u in missing if u in got}
+    del got
+    unread = [u for u in missing if u not in raw]
+    if unread:
+        await _from_files(conn, sel, unread, None, raw, writes, lost)
+
+    def fold() -> None:
+        # Off the event loop: decoding and folding 100,000 headers takes a while.
+        for key, field in fields.items():
+            wanted, addresses = key
+            for uid in wanting[key]:
+                block = raw.get(uid)
+                if block is not None:
+                    field.add(uid, mime.field_strings(block, wanted, addresses))
+    await asyncio.to_thread(fold)
+    for field in fields.values():
+        if len(field.covered) > len(sel.msgs) + _FETCH_ALL_ABOVE:
+            field.drop_except(sel.msgs)
+    _MEMORY.trim()
+    return fields, lost
+
+
+def _by_fields(fields: dict[tuple[bytes, bool], _Field], clauses: list[tuple[mime.FieldLiteral, ...]]) -> list[int]:
+    """The UIDs the fields hold that pass every clause (``message.field_filter``),
+    ascending."""
+    chosen: set[int] | None = None
+    for clause in clauses:
+        found: set[int] = set()
+        for wanted, addresses, needle in clause:
+            found.update(fields[(wanted, addresses)].scan(needle))
+        chosen = found if chosen is None else chosen & found
+        if not chosen:
+            break
+    return sorted(chosen or ())
+
+
 async def header_blocks(conn: Connection, sel: Selected, uids: list[int]) -> dict[int, bytes]:
     """The header blocks (``message.header_end``) of these messages of the selected
     mailbox, from the index or else the files (then kept); b"" for a message whose
@@ -259,7 +442,7 @@ async def header_blocks(conn: Connection, sel: Selected, uids: list[int]) -> dic
     if unread:
         box = sel.box
         writes: list[asyncio.Future[None]] = []
-        await _from_files(conn, sel, unread, _MEMORY.boxes.get((box.id, box.uidvalidity)), raw, writes)
+        await _from_files(conn, sel, unread, _MEMORY.lowered((box.id, box.uidvalidity)), raw, writes)
         await asyncio.gather(*writes)
     return raw
 
@@ -282,7 +465,7 @@ async def keep_headers(conn: Connection, sel: Selected, msgs: list[MessageRecord
     missing = await asyncio.to_thread(db.message_headers_missing, box.id, [m.uid for m in msgs])
     if missing:
         writes: list[asyncio.Future[None]] = []
-        await _from_files(conn, sel, missing, _MEMORY.boxes.get((box.id, box.uidvalidity)), {}, writes)
+        await _from_files(conn, sel, missing, _MEMORY.lowered((box.id, box.uidvalidity)), {}, writes)
         await asyncio.gather(*writes)
 
 
@@ -291,10 +474,12 @@ class _Target:
     ``at`` moves it to the next message, so one object serves a whole search."""
 
     __slots__ = ("seq", "uid", "size", "internaldate", "savedate", "modseq", "lost", "_m", "_header", "_view",
-                 "_sel", "_store")
+                 "_sel", "_store", "_fields")
 
-    def __init__(self, conn: Connection, sel: Selected) -> None:
+    def __init__(self, conn: Connection, sel: Selected,
+                 fields: dict[tuple[bytes, bool], _Field] | None = None) -> None:
         self._sel = sel
+        self._fields = fields  # HEADER and the envelope keys answered from these
         self._store = conn.store
         self.seq = self.uid = self.size = self.modseq = 0
         self.internaldate = 0.0
@@ -337,7 +522,13 @@ class _Target:
                     self.lost = True
                     return b""
 
-            self._view = mime.MessageView(load, header=self._header)
+            strings = None
+            if self._fields is not None:
+                fields, uid = self._fields, m.uid
+
+                def strings(wanted: bytes, addresses: bool) -> mime.FieldStrings:
+                    return fields[(wanted, addresses)].strings(uid)
+            self._view = mime.MessageView(load, header=self._header, strings=strings)
         return self._view
 
 
@@ -464,9 +655,26 @@ async def find(conn: Connection, criteria: SearchKey) -> Found:
     # no longer be read (a header never kept, a body: the file is gone) is left out,
     # and the answer says so: OK [EXPUNGEISSUED] (RFC 5530 §3, as Dovecot answers).
     lost = False
+    keys = mime.field_keys(key) if need == mime.CONTENT_HEADER else None
     if need == mime.CONTENT_NONE:
         numbered = list(enumerate(all_uids, 1))
         hits, top = _evaluate(test, target, sel, numbered, None)
+    elif keys is not None:
+        # HEADER and envelope keys only: from the strings they compare (``_Field``).
+        fields, unknown = await _fields_of(conn, sel, all_uids, keys, writes)
+        lost = bool(unknown)
+        clauses, exact = mime.field_filter(key)
+        msgs = sel.msgs
+        unread = unknown.__contains__
+        if clauses:
+            picked = [u for u in _by_fields(fields, clauses) if u <= largest_uid and u in msgs and not unread(u)]
+        else:
+            picked = [u for u in all_uids if not unread(u)]
+        if exact:
+            hits, top = picked, max((msgs[u].modseq for u in picked), default=0)
+        else:
+            numbered = [(bisect_left(all_uids, u) + 1, u) for u in picked]
+            hits, top = _evaluate(test, _Target(conn, sel, fields), sel, numbered, None)
     elif need == mime.CONTENT_HEADER or flt is not None:
         lowered, raw, unknown = await _lowered_headers(conn, sel, all_uids, writes)
         if flt is None:

@@ -107,7 +107,8 @@ class InputBuffer:
 
     def take(self, n: int) -> bytes:
         """Up to ``n`` buffered octets, consumed."""
-        out = bytes(self.buf[:n])
+        with memoryview(self.buf) as view:
+            out = bytes(view[:n])  # one copy (a slice of the bytearray made two)
         del self.buf[:n]
         return out
 
@@ -121,10 +122,11 @@ class DotReader:
     (from the last CRLF, or the last four octets) so that an end marker or a line's
     leading dot is recognised whatever the chunking of the input."""
 
-    __slots__ = ("_pending", "_limit", "_piece", "_size", "_prefix", "_done")
+    __slots__ = ("_pending", "_limit", "_piece", "_size", "_prefix", "_done", "_scanned")
 
     def __init__(self, limit: int, piece: int) -> None:
         self._pending = bytearray(b"\r\n")
+        self._scanned = 0  # where in _pending the end marker may still start
         self._limit = limit
         self._piece = piece
         self._size = -2  # octets of the client's (stuffed) text, without our CRLF
@@ -139,7 +141,7 @@ class DotReader:
             raise RuntimeError("DotReader: the text has ended")
         pend = self._pending
         while True:
-            end = pend.find(b"\r\n.\r\n")
+            end = _find_end(pend, self._scanned)
             if end >= 0:
                 # The CRLF before the dot belongs to the text (RFC 5321 §4.1.1.4).
                 if end + 5 < len(pend):
@@ -149,6 +151,9 @@ class DotReader:
                 self._done = True
                 piece = self._out(text)
                 return TextEnd(self.size, self.too_big, piece)
+            # Every start before the last four octets has been looked at: a marker
+            # there would have been found.  Not scanned again as more arrives.
+            self._scanned = max(len(pend) - 4, 0)
             if len(pend) >= self._piece or not inp.buf:
                 break
             take = self._piece + 8 - len(pend)
@@ -161,8 +166,10 @@ class DotReader:
                 cut -= 1
             if cut <= 2:
                 return NEED_DATA
-        text = bytes(pend[:cut])
+        with memoryview(pend) as view:
+            text = bytes(view[:cut])  # one copy (a slice of the bytearray made two)
         del pend[:cut]
+        self._scanned = max(len(pend) - 4, 0)
         return self._out(text)
 
     def _out(self, text: bytes) -> bytes:
@@ -171,7 +178,9 @@ class DotReader:
             return b""
         # RFC 5321 §4.5.2: "If the first character is a period and there are other
         # characters on the line, the first character is deleted."
-        text = text.replace(b"\r\n.", b"\r\n")
+        # (A text without any dot, such as base64, is passed over by memchr.)
+        if b"." in text:
+            text = text.replace(b"\r\n.", b"\r\n")
         if self._prefix:
             self._prefix = False
             text = text[2:]
@@ -276,16 +285,26 @@ class BodyCheck:
 
 
 def _has_long_line(text: bytes, start: int, end: int, limit: int) -> bool:
-    """Whether ``text[start:end]`` (whole lines separated by CRLF) has a line of more
-    than ``limit`` octets, CRLF not counted.
+    """Whether ``text[start:end]`` (whole lines separated by CRLF, the CRLF at ``end``
+    behind them) has a line of more than ``limit`` octets, CRLF not counted.
 
-    Such a line holds ``limit + 1`` consecutive octets, so it covers one of the points
-    ``start``, ``start + limit + 1``, ...; only the line around each point is measured
-    (two bounded searches), not every line of the text."""
-    step = limit + 1
-    for point in range(start, end, step):
-        left = text.rfind(b"\n", start, point + 1) + 1 or start
-        right = text.find(b"\r\n", left, end)
-        if (end if right < 0 else right) - left > limit:
+    From the start of a line, the last LF within the next ``limit + 2`` octets ends
+    the lines that fit there; none means the line is too long.  So one backward search
+    (memrchr) per ``limit`` octets or so, not a look at every line."""
+    pos = start
+    stop = end + 2
+    while end - pos > limit:
+        lf = text.rfind(b"\n", pos, min(pos + limit + 2, stop))
+        if lf < 0:
             return True
+        pos = lf + 1
     return False
+
+
+def _find_end(buf: bytearray, start: int) -> int:
+    """Where the end marker CRLF.CRLF starts in ``buf`` at ``start`` or after, or -1.
+    A text without a dot (base64, most of a big message) costs one memchr."""
+    dot = buf.find(b".", start + 2)
+    if dot < 0:
+        return -1
+    return buf.find(b"\r\n.\r\n", dot - 2)

@@ -16,6 +16,7 @@ import fcntl
 import http.client as http_client
 import json
 import os
+import poplib
 import re
 import signal
 import smtplib
@@ -30,6 +31,7 @@ import pytest
 from support.imap import Raw
 from support.logins import imap_login
 from support.server import WaypostInstance, free_port, wait_for
+from support.tls import client_context
 from support.workers import on_two_workers
 
 
@@ -459,3 +461,80 @@ def test_the_new_owner_is_not_blocked_for_guesses_at_the_old_owners_password(tmp
         assert "account:z@example.test" not in srv.ok("auth", "blocked")
         srv.ok("account", "add", "z@example.test", "--password", "new-pw")
         assert imap_login(srv, "z@example.test", "new-pw", "127.0.0.3")
+
+
+# -- a local delivery queued for the old owner ------------------------------------------------
+
+def test_mail_queued_for_the_old_owner_never_reaches_the_new_one(srv: WaypostInstance) -> None:
+    """A message accepted for z while z was the old owner's account, still queued when
+    the name is removed and made again, is bounced to its sender (5.1.1, with a log
+    line), not stored for the new owner.  It waits in the queue because the old owner's
+    mailbox was over quota (the client gave no SIZE, so RCPT could not tell)."""
+    srv.ok("account", "set", "z@example.test", "--quota", "100")
+    with smtplib.SMTP("127.0.0.1", srv.smtp_port, timeout=30) as s:
+        s.ehlo("client.example.test")
+        assert s.mail("boss@example.test")[0] == 250  # (no SIZE=)
+        assert s.rcpt("z@example.test")[0] == 250
+        assert s.data(b"From: boss@example.test\r\nSubject: for the old owner\r\n\r\n" + b"old owner's business\r\n" * 40)[0] == 250
+    srv.expect_log(r"event=deferred .*rcpt=<z@example.test>.*4\.2\.2", timeout=30)
+    srv.ok("account", "remove", "z@example.test")
+    srv.ok("account", "add", "z@example.test", "--password", "new-pw")
+    srv.ok("queue", "flush")
+    wait_for(lambda: not srv.queue_ids(), timeout=30, what="the queue empty")
+    r = login(srv, "new-pw")
+    assert exists(r, "INBOX") == 0, "the old owner's mail reached the new owner"
+    r.close()
+    assert not any(b"old owner's business" in p.read_bytes() for p in srv.messages("z@example.test"))
+    srv.expect_log(r"event=local-recipient-gone .*account=z@example.test", timeout=30)
+    srv.expect_log(r"event=bounced .*rcpt=<z@example.test>.*5\.1\.1", timeout=30)
+    [dsn] = wait_for(lambda: srv.messages("boss@example.test"), timeout=30, what="the bounce to the sender")
+    assert b"5.1.1" in dsn.read_bytes()
+
+
+# -- POP3 and submission sessions of the old owner --------------------------------------------
+
+@pytest.mark.parametrize("change", ["removed-and-made-again", "disabled"])
+def test_pop3_and_submission_sessions_end_when_their_account_goes(tmp_path: Path, change: str) -> None:
+    """An old owner's POP3 session gets ``-ERR`` at its next command and is closed
+    (nothing it marked is removed); its submission session is refused the next MAIL
+    with 421 and closed: as IMAP's sessions end (one log line each)."""
+    srv = WaypostInstance(tmp_path / "data", pop3={"failure_delay": 0.0}, server={"workers": 2})
+    srv.ok("account", "add", "z@example.test", "--password", "old-pw")
+    srv.ok("account", "add", "boss@example.test", "--password", "boss-pw")
+    with srv:
+        srv.start()
+        with smtplib.SMTP("127.0.0.1", srv.smtp_port, timeout=30) as s:
+            s.sendmail("x@example.net", ["z@example.test"], b"Subject: old-1\r\n\r\nold owner's\r\n")
+        wait_for(lambda: srv.messages("z@example.test"), timeout=20, what="the old owner's message stored")
+        pop = poplib.POP3("127.0.0.1", srv.pop3_port, timeout=30)
+        pop.stls(context=client_context())
+        pop.user("z@example.test")
+        pop.pass_("old-pw")
+        assert pop.stat()[0] == 1
+        pop.dele(1)
+        sub = smtplib.SMTP("127.0.0.1", srv.submission_port, timeout=30)
+        sub.starttls(context=client_context())
+        sub.login("z@example.test", "old-pw")
+        sub.sendmail("z@example.test", ["boss@example.test"], b"From: z@example.test\r\nSubject: s1\r\n\r\nsent\r\n")
+        if change == "disabled":
+            srv.ok("account", "set", "z@example.test", "--disable")
+        else:
+            srv.ok("account", "remove", "z@example.test")
+            srv.ok("account", "add", "z@example.test", "--password", "new-pw")
+        with pytest.raises(poplib.error_proto) as refused:
+            pop.stat()
+        assert refused.value.args[0].startswith(b"-ERR ") and b"removed or changed" in refused.value.args[0]
+        with pytest.raises((poplib.error_proto, OSError, EOFError)):
+            pop.noop()
+        pop.close()
+        srv.expect_log(r"event=pop3-account-gone .*account=z@example.test")
+        code, text = sub.mail("z@example.test")
+        assert code == 421 and b"removed or changed" in text, (code, text)
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            sub.rcpt("boss@example.test")
+        sub.close()
+        srv.expect_log(r"event=submission-account-gone .*account=z@example.test")
+        # The old owner's DELE was not carried out: the session ended without UPDATE.
+        if change == "disabled":
+            assert len(srv.messages("z@example.test")) == 1
+        assert len(wait_for(lambda: srv.messages("boss@example.test"), timeout=20, what="the boss's message")) == 1

@@ -142,3 +142,33 @@ def test_database_made_before_the_counts_is_counted_once_when_opened(tmp_path):
     _check(db, empty.id, (0, 0, 0, 0))
     db2 = SQLiteDatabase(path)  # a second process opening it counts nothing twice
     _check(db2, box.id, (3, 2, 1010, 1))
+
+
+def test_a_large_add_counts_as_row_by_row(make_db):
+    """The first index of a big Maildir adds thousands of messages at once; on SQLite
+    they are counted once for all (``_bulk_add``), on PostgreSQL by the statement's
+    trigger: mailbox counts and quota exactly as message by message, also when some
+    names were indexed already, and the count triggers still count afterwards."""
+    db = make_db()
+    box = db.mailbox_create("a.test", "al", "INBOX", "", 1)
+    other = db.mailbox_create("a.test", "al", "Other", ".Other", 2)
+    db.message_add(other.id, [("o1", "new", (), 7, 1.0)])
+    items = [(f"m{i:05d}", "cur" if i % 3 else "new", ("\\Seen",) if i % 2 else ("\\Flagged",),
+              -1 if i % 500 == 0 else 10 + i % 7, 1.0) for i in range(3000)]
+    added = db.message_add(box.id, items)
+    assert [m.uid for m in added] == list(range(1, 3001))
+    _check(db, box.id, _recount(db, box.id))
+    assert _counts(db, box.id)[:2] == (3000, 1500)
+    assert db.quota_usage("a.test", "al") == (7 + sum(max(s, 0) for *_, s, _ in items), 3001)
+    # Some of a second large batch indexed already: one by one, still exact.
+    again = items[2990:] + [(f"n{i:05d}", "new", (), 3, 1.0) for i in range(2000)]
+    db.message_add(box.id, again)
+    _check(db, box.id, _recount(db, box.id))
+    assert _counts(db, box.id)[0] == 5000
+    assert db.quota_usage("a.test", "al") == (7 + sum(max(s, 0) for *_, s, _ in items) + 6000, 5001)
+    # The triggers are there again: a small add, an expunge and a flag change count.
+    db.message_add(box.id, [("z1", "new", (), 1, 1.0)])
+    db.message_expunge(box.id, [1, 2, 3])
+    db.message_store(box.id, [4, 5], ["\\Seen"], "+")
+    _check(db, box.id, _recount(db, box.id))
+    assert db.quota_usage("a.test", "al")[1] == 4999

@@ -13,6 +13,7 @@ packed for SELECT: a cache checked against the index at every read, never the tr
 from .maildir import (
     SEPARATOR,
     SPECIAL_USE,
+    AccountGone,
     Delivery,
     MailboxNameError,
     MailboxNameTooLong,
@@ -28,6 +29,7 @@ from .quota import MESSAGES_KEY, STORAGE_KEY, UNLIMITED, OverQuota, Quota, limit
 __all__ = [
     "SEPARATOR",
     "SPECIAL_USE",
+    "AccountGone",
     "Delivery",
     "MailboxNameError",
     "MailboxNameTooLong",

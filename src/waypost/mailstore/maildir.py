@@ -28,7 +28,7 @@ import logging
 import re
 from array import array
 from collections import OrderedDict
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 import os
 import shutil
 import socket
@@ -143,6 +143,17 @@ class Delivery:
     date: float = 0.0
     retry: bool = False
     flags: tuple[str, ...] = ()      # set in the index (Sieve imap4flags, RFC 5232)
+    # The creation stamp of the account the message was accepted for (0: not checked):
+    # stored only while ``account`` is still that account (``AccountGone`` otherwise).
+    owner: float = 0.0
+
+
+class AccountGone(OSError):
+    """The account a delivery was accepted for was removed (or its name made again:
+    another account now), as a file system says a path is gone."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ENOENT, message)
 
 
 def normalize_name(name: str) -> str:
@@ -1188,11 +1199,31 @@ class Mailstore:
         Returns, per item, the file name given or the OSError that stopped it (a full
         disk fails the items it hit, not the others; ``OverQuota`` the items that do not
         fit in their account's quota, counting the items of the batch before them)."""
+        # Each account is checked, and its messages stored, under the shared lock of
+        # its domain's names: an ``account add`` or ``remove`` of the name waits, so
+        # the account checked is the one stored for (never a new owner of the name).
+        owned = sorted({i.domain for i in items if i.owner} if self.db is not None else set())
+        with ExitStack() as locks:
+            for domain in owned:
+                locks.enter_context(self.names_locked(domain, shared=True))
+            return self._deliver_batch(items)
+
+    def _deliver_batch(self, items: Sequence[Delivery]) -> list[str | OSError]:
         results: list[str | OSError] = []
         written: list[tuple[int, Path, Path, int]] = []  # (fd, tmp, new, result index)
         quotas: dict[tuple[str, str], Quota] = {}
         pending: dict[tuple[str, str], tuple[int, int]] = {}  # stored by this batch so far
+        owners: dict[tuple[str, str], float | None] = {}  # (domain, account) -> its stamp now
         for item in items:
+            if item.owner and self.db is not None:
+                who = (item.domain, item.account)
+                if who not in owners:
+                    obj = self.db.get_object(item.domain, item.account, fresh=True)
+                    owners[who] = obj.created if obj is not None and obj.kind == "account" else None
+                if owners[who] != item.owner:
+                    results.append(AccountGone(f"the account {item.account}@{item.domain} it was accepted for"
+                                               " was removed"))
+                    continue
             try:
                 box = self.mailbox_path(item.domain, item.account, item.mailbox)
                 chunks = item.data if isinstance(item.data, tuple) else (item.data,)

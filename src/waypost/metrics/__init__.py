@@ -19,6 +19,7 @@ unit tests and the supervisor count nothing, and every counting function costs o
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import shutil
@@ -314,9 +315,22 @@ def _registry(directory: Path, db: "Database | None") -> "CollectorRegistry":
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
+    class _Collector(MultiProcessCollector):  # type: ignore[misc]
+        def collect(self) -> Iterable["Metric"]:
+            # A worker that is starting creates its file empty and sizes it a moment
+            # later: such a file holds no value yet, and prometheus_client fails on it.
+            files = []
+            for f in glob.glob(os.path.join(self._path, "*.db")):
+                try:
+                    if os.stat(f).st_size > 0:
+                        files.append(f)
+                except FileNotFoundError:  # a dead worker's file, removed since the listing
+                    continue
+            return self.merge(files, accumulate=True)  # type: ignore[no-any-return]
+
     registry = CollectorRegistry(auto_describe=False)
     if directory.is_dir():
-        MultiProcessCollector(registry, path=str(directory))
+        _Collector(registry, path=str(directory))
     if db is not None:
         registry.register(QueueCollector(db))  # type: ignore[arg-type]
     return registry

@@ -21,6 +21,7 @@ import ssl
 from typing import Awaitable, Callable
 
 from ..db import StorageUnavailable
+from ..directory.session_account import SessionAccount
 from ..directory.throttle import log_auth_failed, peer_ip
 from ..log import event
 from ..mailstore import Mailstore
@@ -122,7 +123,7 @@ class Session(asyncio.Protocol):
 
     __slots__ = (
         "service", "params", "transport", "lines", "state", "tls", "peer", "server_ip", "user",
-        "maildrop", "failures", "bad_in_a_row", "task", "_data", "_writable", "_eof",
+        "maildrop", "account", "failures", "bad_in_a_row", "task", "_data", "_writable", "_eof",
         "_paused", "_closing", "_input_lost", "_timed_out",
     )
 
@@ -137,6 +138,7 @@ class Session(asyncio.Protocol):
         self.server_ip: str | None = None
         self.user: str | None = None  # the name of a successful USER, until PASS
         self.maildrop: Maildrop | None = None
+        self.account: SessionAccount | None = None  # the account logged in to, as it was then
         self.failures = 0  # failed logins in a row
         self.bad_in_a_row = 0
         self.task: asyncio.Task[None] | None = None
@@ -368,6 +370,8 @@ class Session(asyncio.Protocol):
                     return
                 continue
             self.bad_in_a_row = 0
+            if self.state is State.TRANSACTION and await self._account_gone():
+                return
             response = await self._dispatch(command)
             if self._input_lost:  # the command waited for a line that never came
                 self._goodbye()
@@ -384,6 +388,24 @@ class Session(asyncio.Protocol):
                 return
             if not await self.drain():
                 return
+
+    async def _account_gone(self) -> bool:
+        """True (``-ERR [AUTH]`` sent, the session to be closed without UPDATE: nothing
+        marked is removed) when the account this session logged in to was removed,
+        disabled or made again under its name (another customer's account now), as
+        IMAP's sessions end.  While the database cannot be reached the session goes on."""
+        acct = self.account
+        if acct is None or acct.unchanged():
+            return False
+        try:
+            if await asyncio.to_thread(acct.check):
+                return False
+        except StorageUnavailable:
+            return False
+        event(log, "pop3-account-gone", level=logging.WARNING, peer=self.peer, account=acct.address)
+        self.send(R.ACCOUNT_GONE)
+        self.state = State.CLOSED
+        return True
 
     def _refuse(self, reply: Reply, detail: str) -> bool:
         """Answer a refused line; True when that was one too many in a row."""

@@ -38,7 +38,7 @@ from ..delivery import remote
 from ..delivery.tlspolicy import TLSPolicies
 from ..log import event
 from ..mailauth import Sealer, Signer, should_seal, should_sign
-from ..mailstore import Delivery, Mailstore, OverQuota
+from ..mailstore import AccountGone, Delivery, Mailstore, OverQuota
 from ..router import LOCAL_TARGET, Context, Route, Router
 from . import dsn
 from .journal import Journal
@@ -645,8 +645,10 @@ class QueueManager:
                 await self._missing(msg, group)
                 continue
             loaded.extend((n, msg, r, body) for r in group)
-        # One thread hop: each account's Sieve script (after the server-wide rules,
-        # which ran at DATA), then the batch stored and the quotas it filled looked at.
+        # One thread hop: the accounts removed since their messages were accepted (no
+        # script of theirs runs, nothing is stored for them: ``_plans``), each other
+        # account's Sieve script (after the server-wide rules, which ran at DATA), then
+        # the batch stored and the quotas it filled looked at.
         slots, rejected, sends, results, warnings = await asyncio.to_thread(self._plan_and_store, batch, loaded)
         # Redirected copies and vacation replies are in the spool before the original
         # is recorded as delivered: a crash between the two sends them again, never loses them.
@@ -663,7 +665,15 @@ class QueueManager:
             outs = per_rcpt[(n, r.idx)]
             quota = next((o for o in outs if isinstance(o, OverQuota)), None)
             error = next((o for o in outs if isinstance(o, OSError)), None)
-            if quota is not None:
+            if isinstance(error, AccountGone):
+                # Accepted for an account that was removed since (perhaps made again
+                # under its name: another customer's now): bounced, never stored there.
+                account = f"{r.route.get('account') or r.route['name']}@{r.route['domain']}"
+                event(log, "local-recipient-gone", logging.WARNING, id=batch[n][0].msg_id, rcpt=f"<{r.address}>",
+                      account=account)
+                per_msg[n].append(_Outcome(r, "failed", f"550 5.1.1 <{r.address}>: the account {account} it was"
+                                           " accepted for was removed", "5.1.1"))
+            elif quota is not None:
                 # RFC 3463 X.2.2 mailbox full: retried until the queue's lifetime ends,
                 # then bounced as 5.2.2 (see _plan).
                 per_msg[n].append(_Outcome(r, "deferred", "452 4.2.2 mailbox full (over quota)", "4.2.2"))
@@ -691,7 +701,7 @@ class QueueManager:
         """Worker thread: the Sieve plans of a local batch, the deliveries they make
         (stored), and what the loop does next: (slots, rejected, sends, results per
         slot, quota warnings)."""
-        plans = self._sieve_plans(loaded)
+        gone, plans = self._plans(loaded)
         slots: list[tuple[int, QueuedRecipient, Delivery | None]] = []  # None: nothing to store
         rejected: dict[tuple[int, int], str] = {}
         sends: list[tuple[QueuedMessage, str, list[str], bytes]] = []  # (msg, sender, to, data)
@@ -701,6 +711,9 @@ class QueueManager:
             route = r.route
             account = route.get("account") or route["name"]
             top = (return_path + _delivery_fields(r.address, f"{account}@{route['domain']}")).encode()
+            if (n, r.idx) in gone:
+                slots.append((n, r, None))
+                continue
             boxes = [(route.get("mailbox") or "INBOX", ())] if plan is None else plan.deliveries
             if plan is not None:
                 if plan.data is not None:  # edited by the script (editheader)
@@ -719,11 +732,15 @@ class QueueManager:
                 # (stored, not yet recorded) is recognised instead of stored twice.
                 key = f"{msg.msg_id}_{r.idx}" + (f"_{k}" if k else "")
                 slots.append((n, r, Delivery(route["domain"], account, (top, body), mailbox, key=key,
-                                             date=msg.created, retry=batch[n][2] is None, flags=flags)))
+                                             date=msg.created, retry=batch[n][2] is None, flags=flags,
+                                             owner=route.get("created", 0.0))))
         items = [d for _n, _r, d in slots if d is not None]
         stored_list, warnings = self._store(items)
         stored = iter(stored_list)
-        results: list[str | OSError | None] = [next(stored) if d is not None else None for _n, _r, d in slots]
+        results: list[str | OSError | None] = [
+            next(stored) if d is not None
+            else AccountGone("the account it was accepted for was removed") if (n, r.idx) in gone else None
+            for n, r, d in slots]
         return slots, rejected, sends, results, warnings
 
     def _store(self, items: list[Delivery]) -> tuple[list[str | OSError], list[tuple[str, str, int, bytes]]]:
@@ -783,6 +800,26 @@ class QueueManager:
         await self.submit("", [Recipient(address, r) for r in self.router.expand(res.route)], text,
                           {"client": "local"})
         event(log, "quota-warning", account=address, percent=percent)
+
+    def _plans(self, loaded: list[tuple[int, QueuedMessage, QueuedRecipient, bytes]]
+               ) -> tuple[set[tuple[int, int]], list[Filtered | None]]:
+        """Worker thread: the (batch index, recipient) pairs whose account is no longer
+        the one the message was accepted for (the route's ``created`` stamp; read from
+        the database, not the cache), and the Sieve plans of the others (None for those)."""
+        now: dict[tuple[str, str], float | None] = {}
+        gone: set[tuple[int, int]] = set()
+        for n, _msg, r, _body in loaded:
+            stamp = r.route.get("created")
+            if not stamp:  # queued by a version that did not record it
+                continue
+            who = (r.route["domain"], r.route.get("account") or r.route["name"])
+            if who not in now:
+                obj = self.db.get_object(*who, fresh=True)
+                now[who] = obj.created if obj is not None and obj.kind == "account" else None
+            if now[who] != stamp:
+                gone.add((n, r.idx))
+        plans = iter(self._sieve_plans([x for x in loaded if (x[0], x[2].idx) not in gone]))
+        return gone, [None if (x[0], x[2].idx) in gone else next(plans) for x in loaded]
 
     def _sieve_plans(self, loaded: list[tuple[int, QueuedMessage, QueuedRecipient, bytes]]) -> list[Filtered | None]:
         out: list[Filtered | None] = []

@@ -551,19 +551,21 @@ class Router:
     def _local(self, obj: ObjectRecord, trace: list[str]) -> Route:
         trace.append(f"object {obj.address}: {obj.kind}")
         account = ""
+        created = 0.0
         if obj.kind in ("account", "alias"):
             acct = self.directory.account_of(obj)
             if acct is None:
                 trace.append(f"alias {obj.address}: its account {obj.data.get('target')} is gone")
                 return Route("refuse", obj.address, domain=obj.domain, code=550, status="5.1.1",
                              reason=f"<{obj.address}>: no such user here")
-            account = acct.name
+            account, created = acct.name, acct.created
             if obj.kind == "alias":
                 trace.append(f"alias of account {acct.address}")
             if not acct.data.get("enabled", True):
                 return Route("refuse", obj.address, domain=obj.domain, code=550, status="5.2.1",
                              reason=f"<{obj.address}>: mailbox disabled")
-        return Route("local", obj.address, domain=obj.domain, name=obj.name, object_kind=obj.kind, account=account)
+        return Route("local", obj.address, domain=obj.domain, name=obj.name, object_kind=obj.kind, account=account,
+                     created=created)
 
     def _remote(self, local: str, domain: str, ctx: Context, walk: _Walk, trace: list[str]) -> Route:
         address = f"{local}@{domain}"

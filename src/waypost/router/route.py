@@ -40,7 +40,9 @@ class Route:
     ``Router.check_sender`` answers accept, refuse or ask-peers.
 
     local:   ``domain``/``name`` is the object found (``object_kind``); ``account`` the
-             account an alias stands for.
+             account an alias stands for; ``created`` that account's creation stamp
+             (its identity: a name removed and made again is another account), so
+             that a queued delivery stores only for the account it was accepted for.
     remote:  deliver ``address`` by SMTP: to the MX of ``domain`` when ``host`` is empty,
              else to ``host`` (a name: A/AAAA only when ``port`` is set; an IP address).
     refuse:  ``code``, ``status`` and ``reason`` are the SMTP reply to give.
@@ -60,6 +62,7 @@ class Route:
     auth: str = ""  # "gateway": authenticate to the next hop with the gateway credentials
     mailbox: str = ""  # local: a mailbox other than INBOX (a rule's "store ~account/mailbox")
     forwarded: bool = False  # a copy made by account forwarding: leaves with an SRS sender
+    created: float = 0.0  # local, an account or alias: the account's creation stamp
 
     @property
     def target(self) -> str:

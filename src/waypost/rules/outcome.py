@@ -22,7 +22,7 @@ def mailbox_route(router: Router, target: str) -> Route:
     if acct is None:
         raise ValueError(f"store {target}: no such account")
     return Route("local", acct.address, domain=acct.domain, name=acct.name, object_kind="account",
-                 account=acct.name, mailbox=mailbox)
+                 account=acct.name, mailbox=mailbox, created=acct.created)
 
 
 def rule_routes(router: Router, out: Outcome) -> list[tuple[str, Route]]:

@@ -34,6 +34,9 @@ class R:
     # 4xx
     TIMEOUT = Reply(421, "4.4.2", "Timeout waiting for data; closing connection")
     TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors; closing connection")
+    # The account logged in to was removed, disabled or made again under its name: the
+    # login is void, and the server closes (421, RFC 5321 §3.8).
+    ACCOUNT_GONE = Reply(421, "4.7.0", "The account was removed or changed; log in again; closing connection")
     SHUTTING_DOWN = Reply(421, "4.3.0", "Server shutting down; try again later")
     LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing; try again later")
     NO_STORAGE = Reply(452, "4.3.1", "Insufficient system storage; try again later")

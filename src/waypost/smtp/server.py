@@ -29,6 +29,7 @@ from ..certs import make_tls_context
 from ..config import Settings
 from ..db import StorageUnavailable
 from ..delivery import backs_up
+from ..directory.session_account import SessionAccount
 from ..log import event
 from ..queue import QueueManager, Recipient
 from ..router import Context, Router
@@ -159,7 +160,7 @@ class WaypostSMTP(asyncio.Protocol):
 
     __slots__ = (
         "service", "settings", "mode", "params", "conn", "transport", "peer", "client_ip", "server_ip",
-        "tls", "host_name", "extended", "authenticated", "auth_data", "auth_methods",
+        "tls", "host_name", "extended", "authenticated", "auth_data", "account", "auth_methods",
         "mail_from", "options", "recipients", "rcpt_tos", "chunks", "chunk_check", "chunk_size",
         "in_data", "errors", "auth_failures", "task", "_waiter", "_writable", "_eof", "_paused", "_closed", "_done", "_out",
     )
@@ -181,6 +182,7 @@ class WaypostSMTP(asyncio.Protocol):
         self.extended = False
         self.authenticated = False
         self.auth_data: str | None = None
+        self.account: SessionAccount | None = None  # the account logged in to, as it was then
         methods = {"CRAM-MD5", "LOGIN", "PLAIN"}
         if self.mode is not Mode.ODMR and not self.settings.smtp.cram_md5:
             # CRAM-MD5 works only for accounts with a sealed secret, and a client that
@@ -297,6 +299,26 @@ class WaypostSMTP(asyncio.Protocol):
         self.flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+    async def _account_gone(self) -> bool:
+        """True (421 sent, the session closing) when the account this session logged in
+        to was removed, disabled or made again under its name (another customer's
+        account now) since: no more mail is sent in its name, as IMAP's sessions end.
+        While the database cannot be reached the session goes on."""
+        acct = self.account
+        if acct is None or acct.unchanged():
+            return False
+        try:
+            if await asyncio.to_thread(acct.check):
+                return False
+        except StorageUnavailable:
+            return False
+        event(log, "submission-account-gone", level=logging.WARNING, client=self.client_ip, mode=self.mode.value,
+              account=acct.address)
+        self.reset_transaction()
+        self.send(R.ACCOUNT_GONE)
+        self.finish()
+        return True
 
     def finish(self) -> None:
         """Close after what was sent (QUIT, a fatal error); nothing more is read, not
@@ -435,6 +457,7 @@ class WaypostSMTP(asyncio.Protocol):
         self.extended = False
         self.authenticated = False
         self.auth_data = None
+        self.account = None
 
     async def start_tls(self) -> bool:
         """Upgrade after "220 Ready to start TLS".  Whatever the client sent behind
@@ -516,6 +539,8 @@ class WaypostSMTP(asyncio.Protocol):
                 if verb == "DATA" and self.state is State.BDAT:
                     self.reset_transaction()
                 return
+        if verb != "QUIT" and await self._account_gone():
+            return
         try:
             await handler(self, line.arg)
         except (ClientGone, asyncio.CancelledError):

@@ -25,11 +25,12 @@ Blocking (files and the index): the handlers run it in a thread.
 from __future__ import annotations
 
 import bisect
+import concurrent.futures
 import logging
 import os
 import threading
 from collections import OrderedDict
-from typing import Sequence, TypeVar
+from typing import Iterator, Sequence, TypeVar
 
 from ..db import MailboxRecord, MessageRecord, SortKeys
 from ..imap import message as mime
@@ -203,15 +204,18 @@ def ordered(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord],
 # -- search ------------------------------------------------------------------------------
 
 
+def _header_key(w: str) -> SearchKey:
+    """The header half of one word's key: ``OR FROM w OR TO w OR CC w SUBJECT w``."""
+    return Or(EnvelopeField("FROM", w), Or(EnvelopeField("TO", w), Or(EnvelopeField("CC", w),
+                                                                     EnvelopeField("SUBJECT", w))))
+
+
 def criteria(words: Sequence[str]) -> SearchKey:
     """The IMAP search key a WebUser search stands for: each word in From, To, Cc,
     Subject or the body, that is ``OR FROM w OR TO w OR CC w OR SUBJECT w BODY w``
     for every word (RFC 3501 §6.4.4; case folded, encoded words and the body's
     transfer encodings and charsets decoded, as IMAP SEARCH matches)."""
-    keys: list[SearchKey] = [
-        Or(EnvelopeField("FROM", w), Or(EnvelopeField("TO", w), Or(EnvelopeField("CC", w),
-                                                                      Or(EnvelopeField("SUBJECT", w), Body(w)))))
-        for w in words]
+    keys: list[SearchKey] = [Or(_header_key(w), Body(w)) for w in words]
     return keys[0] if len(keys) == 1 else And(tuple(keys))
 
 
@@ -219,11 +223,13 @@ class _Target:
     """One message as IMAP's matcher sees it (``message.SearchTarget``); only
     ``view`` is read by the keys of ``criteria``.  The header block, when the index
     has it, answers the header keys without the file; the file is read at most
-    once (a message whose file is gone is an empty message, as in IMAP SEARCH)."""
+    once, or was read ahead (``data``) (a message whose file is gone is an empty
+    message, as in IMAP SEARCH)."""
 
     __slots__ = ("seq", "uid", "flags", "size", "internaldate", "savedate", "modseq", "emailid", "_view")
 
-    def __init__(self, store: Mailstore, box: MailboxRecord, m: MessageRecord, header: bytes | None) -> None:
+    def __init__(self, store: Mailstore, box: MailboxRecord, m: MessageRecord, header: bytes | None,
+                 data: bytes | None = None) -> None:
         self.seq = 0
         self.uid = m.uid
         self.flags = m.flags
@@ -232,17 +238,48 @@ class _Target:
         self.savedate = m.savedate
         self.modseq = m.modseq
         self.emailid = ""
-
-        def load() -> bytes:
-            try:
-                return store.read(box, m)
-            except FileNotFoundError:
-                return b""
-
-        self._view = mime.MessageView(load, header=header)
+        self._view = mime.MessageView(data if data is not None else lambda: _read(store, box, m), header=header)
 
     def view(self) -> mime.MessageView:
         return self._view
+
+
+def _read(store: Mailstore, box: MailboxRecord, m: MessageRecord) -> bytes:
+    try:
+        return store.read(box, m)
+    except FileNotFoundError:
+        return b""
+
+
+#: Message files a search reads ahead in threads (the reads wait on the disk, not on
+#: the interpreter), and at most how many of them and octets it holds at once.
+_READERS = 4
+_AHEAD = 256
+_AHEAD_OCTETS = 16 << 20
+
+
+def _read_ahead(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord]) -> Iterator[bytes]:
+    """The files of ``msgs``, in order, read by ``_READERS`` threads one batch ahead of
+    the caller (a batch: ``_AHEAD`` messages or ``_AHEAD_OCTETS``, by the sizes the
+    index holds), so that a first search of a mailbox not in the page cache waits for
+    the disk once per batch, not once per message."""
+    batches: list[Sequence[MessageRecord]] = []
+    at = 0
+    while at < len(msgs):
+        end, octets = at, 0
+        while end < len(msgs) and end - at < _AHEAD and octets < _AHEAD_OCTETS:
+            octets += max(msgs[end].size, 0)
+            end += 1
+        batches.append(msgs[at:end])
+        at = end
+    with concurrent.futures.ThreadPoolExecutor(_READERS, thread_name_prefix="web-search-read") as pool:
+        def submit(batch: Sequence[MessageRecord]) -> list[concurrent.futures.Future[bytes]]:
+            return [pool.submit(_read, store, box, m) for m in batch]
+        pending = submit(batches[0]) if batches else []
+        for i in range(len(batches)):
+            current, pending = pending, (submit(batches[i + 1]) if i + 1 < len(batches) else [])
+            for f in current:
+                yield f.result()
 
 
 #: (mailbox id, UIDVALIDITY, words) -> (the highest UID looked at, the UIDs found).
@@ -254,21 +291,37 @@ def found(store: Mailstore, box: MailboxRecord, msgs: Sequence[MessageRecord], w
     """The UIDs of ``msgs`` (by UID) that match ``criteria(words)`` (and maybe of
     messages expunged since: the caller picks from its own).  A message's
     octets never change, so what an earlier search of the same words found stands for
-    the UIDs it looked at; only those above are evaluated (then, with the index's
-    header blocks first, their files)."""
+    the UIDs it looked at; only those above are evaluated.
+
+    Each word is ``OR <header keys> BODY w``: where the header block (the index's, else
+    the file's) fails IMAP SEARCH's own necessary condition for the header keys
+    (``message.prefilter``: the word is not in a plain header's octets), only ``BODY``
+    is evaluated, without parsing the address fields (the same answer: that condition
+    holds for every message whose header keys match).  The files are read ahead in
+    threads (``_read_ahead``)."""
     cache_key = (box.id, box.uidvalidity, tuple(words))
     with _lock:
         upto, before = _found.get(cache_key, (0, frozenset()))
     todo = msgs[bisect.bisect_right(msgs, upto, key=lambda m: m.uid):]
     hits = set(before)
     if todo:
-        key = criteria(words)
-        test = mime.matcher(key, len(msgs), msgs[-1].uid)
+        n, last = len(msgs), msgs[-1].uid
+        tests = [(mime.prefilter(_header_key(w)), mime.matcher(Or(_header_key(w), Body(w)), n, last),
+                  mime.matcher(Body(w), n, last)) for w in words]
         db = store.db
         assert db is not None
         headers = db.message_headers_get(box.id, None if len(todo) > 256 else [m.uid for m in todo])
-        for m in todo:
-            if test(_Target(store, box, m, headers.get(m.uid))):
+        for m, data in zip(todo, _read_ahead(store, box, todo)):
+            header = headers.get(m.uid)
+            if header is None:
+                end = mime.header_end(data)
+                header = data if end is None else data[:end]
+            target = _Target(store, box, m, header, data)
+            lowered, plain = mime.searchable(header), mime.plain_header(header)
+            for flt, full, body in tests:
+                if not (full(target) if flt is None or flt(lowered, plain) else body(target)):
+                    break
+            else:
                 hits.add(m.uid)
         upto = todo[-1].uid
     result = frozenset(hits)  # expunged ones too: their UIDs never come back

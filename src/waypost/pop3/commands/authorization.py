@@ -11,9 +11,11 @@ passed through untouched.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from ...directory.session_account import SessionAccount
 from ...directory.throttle import peer_ip
 from ...log import event
 from ..maildrop import Maildrop
@@ -122,6 +124,8 @@ async def login(session: Session, name: str, password: str, authzid: str = "") -
         event(log, "pop3-in-use", peer=session.peer, account=address)
         return R.IN_USE
     session.maildrop = drop
+    if svc.mailstore.db is not None:  # (what each later command checks: SessionAccount)
+        session.account = await asyncio.to_thread(SessionAccount.load, svc.mailstore.db, address)
     count, size = drop.stat()
     event(log, "pop3-login", peer=session.peer, account=address, tls=session.tls, messages=count)
     return R.LOGGED_IN.format(count=count, size=size)

@@ -157,6 +157,9 @@ class R:
     AUTH_CANCELLED = Reply(False, None, "Authentication cancelled")
     MECHANISMS = Reply(True, None, "Mechanisms follow")
     IN_USE = Reply(False, Code.IN_USE, "Maildrop is locked by another POP3 session")
+    # The account was removed, disabled or made again under its name since the login
+    # (RFC 3206 §4 AUTH: the authorization is void); the session is closed, nothing removed.
+    ACCOUNT_GONE = Reply(False, Code.AUTH, "The account was removed or changed; log in again")
     LOGIN_UNAVAILABLE = Reply(False, Code.SYS_TEMP, "Cannot open the maildrop now, try again later")
     STLS_BEGIN = Reply(True, None, "Begin TLS negotiation")
     STLS_ACTIVE = Reply(False, None, "TLS is already active")

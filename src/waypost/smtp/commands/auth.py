@@ -15,6 +15,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
+from ...directory.session_account import SessionAccount
 from ...directory.throttle import log_auth_failed
 from ...log import event
 from ..proto import Auth, parse_auth
@@ -70,6 +71,8 @@ async def auth(s: WaypostSMTP, arg: str | None) -> None:
     event(log, "auth", client=s.client_ip, account=account)
     s.authenticated = True
     s.auth_data = account
+    # What each later command checks (SessionAccount): the account as it is now.
+    s.account = await asyncio.to_thread(SessionAccount.load, s.service.router.directory.db, account)
     s.send(Reply(235, "2.7.0", "Authentication successful"))
 
 

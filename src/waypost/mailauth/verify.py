@@ -30,6 +30,7 @@ MIN_RSA_BITS = 1024
 
 #: RFC 6376 §3.5: the tags every signature has (a signature without one is unusable).
 REQUIRED_TAGS = (b"v", b"a", b"b", b"bh", b"d", b"h", b"s")
+_H_LIST = re.compile(rb"\s*:\s*")
 
 
 
@@ -78,6 +79,12 @@ async def _verify_one(lookup: Lookup, canon: Canon, idx: int, field: tuple[bytes
     if missing:
         res.reason = f"signature lacks {', '.join(t + '=' for t in missing)} (RFC 6376 §3.5)"
         trace.append(f"dkim[{idx}]: {res.reason}: neutral")
+        return res
+    if b"from" not in {h.lower() for h in _H_LIST.split(tags[b"h"].strip())}:
+        # RFC 6376 §6.1.1: PERMFAIL (dkimpy verifies it): one that covers no From could be
+        # copied onto a message with any From of its domain and pass DMARC.
+        res.result, res.reason = "permerror", "From field not signed (RFC 6376 §6.1.1)"
+        trace.append(f"dkim[{idx}] d={domain} s={selector}: {res.reason}: permerror")
         return res
     name = f"{selector}._domainkey.{domain}"
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import subprocess
 import time
 from typing import Any, Callable
@@ -419,6 +420,10 @@ def _reference_all(message: bytes, records: dict[str, str]) -> list[tuple[str, .
         if missing:
             out.append(("neutral", f"signature lacks {', '.join(t + '=' for t in missing)} (RFC 6376 §3.5)") + ident)
             continue
+        if b"from" not in {h.lower() for h in re.split(rb"\s*:\s*", tags[b"h"].strip())}:
+            # Our one step ahead of dkimpy (which verifies such a signature): RFC 6376 §6.1.1.
+            out.append(("permerror", "From field not signed (RFC 6376 §6.1.1)") + ident)
+            continue
         name = f"{selector}._domainkey.{domain}"
         if name not in records:
             out.append(("permerror", f"no key at {name}") + ident)
@@ -539,6 +544,7 @@ SIG_EDITS: dict[str, Callable[[bytes], bytes]] = {
     "b not base64": lambda f: f.replace(b" b=", b" b=%%", 1),
     "bh odd": lambda f: f.replace(b" bh=", b" bh=A", 1),
     "h with arc-seal": lambda f: f.replace(b" h=", b" h=arc-seal : ", 1),
+    "h without from": lambda f: re.sub(rb"(?<=[=:])\s*from\s*(:|;)", lambda m: b"x-from" + m.group(1), f, count=1),
 }
 
 
@@ -591,6 +597,7 @@ async def test_corpus_verdicts_are_not_all_alike(dns, corpus_lookup, corpus_keys
     assert seen["othersvc/none"] == "neutral" and seen["tlsrpt/none"] == "fail"
     assert seen["pkcs1/none"] == "pass" and seen["k512/none"] == "permerror"
     assert seen["r/t future"] == seen["e/x before t"] == "fail" and seen["r/c bad"] == "neutral"
+    assert seen["r/h without from"] == seen["e/h without from"] == "permerror"
     assert {seen[f"r/{edit}"] for edit in SIG_EDITS} >= {"pass", "fail", "neutral", "permerror"}
 
 

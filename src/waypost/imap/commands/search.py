@@ -254,7 +254,8 @@ class _Memory:
 
     def held(self) -> int:
         """The octets held in all (``imap.search_cache`` bounds it)."""
-        return sum(b.size for b in self.boxes.values())
+        # (A copy taken at once: /metrics asks from another thread while the loop changes them.)
+        return sum(b.size for b in list(self.boxes.values()))
 
     def trim(self) -> None:
         total = self.held()
@@ -400,15 +401,20 @@ async def _fields_of(conn: Connection, sel: Selected, uids: Sequence[int], keys:
     if unread:
         await _from_files(conn, sel, unread, None, raw, writes, lost)
 
-    def fold() -> None:
-        # Off the event loop: decoding and folding 100,000 headers takes a while.
+    def fold() -> list[tuple[_Field, list[tuple[int, mime.FieldStrings]]]]:
+        # Off the event loop: decoding and folding 100,000 headers takes a while. The
+        # fields are shared by this worker's sessions on the loop, so only the loop
+        # changes them (below): a session must never see a UID covered whose strings
+        # are not there yet, nor a set that changes while it walks it.
+        folded = []
         for key, field in fields.items():
             wanted, addresses = key
-            for uid in wanting[key]:
-                block = raw.get(uid)
-                if block is not None:
-                    field.add(uid, mime.field_strings(block, wanted, addresses))
-    await asyncio.to_thread(fold)
+            folded.append((field, [(uid, mime.field_strings(block, wanted, addresses))
+                                   for uid in wanting[key] if (block := raw.get(uid)) is not None]))
+        return folded
+    for field, strings in await asyncio.to_thread(fold):
+        for uid, kept in strings:
+            field.add(uid, kept)
     for field in fields.values():
         if len(field.covered) > len(sel.msgs) + _FETCH_ALL_ABOVE:
             field.drop_except(sel.msgs)

@@ -455,3 +455,34 @@ def test_listing_index_is_shared_while_its_listing_lasts(store):
     _, after = store.listing(box)
     fresh = store.listing_index(box.id, after)
     assert fresh is not index and list(fresh.uids) == [2, 3, 4]
+
+
+def test_an_account_add_is_not_kept_waiting_by_a_busy_domains_deliveries(store):
+    """``names_locked``: deliveries hold the domain's names shared, overlapping one
+    another; an exclusive holder (account add or remove) that comes meanwhile gets the
+    lock while they still come, not only once they stop (flock alone lets shared
+    holders that overlap keep it waiting as long as they come: found by review)."""
+    import threading
+
+    give_up = time.monotonic() + 10.0
+    writer_has_it = threading.Event()
+
+    def deliveries(offset: float) -> None:
+        time.sleep(offset)
+        while not writer_has_it.is_set() and time.monotonic() < give_up:
+            with store.names_locked("example.com", shared=True):
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=deliveries, args=(i * 0.003,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)  # the deliveries overlap by now
+    with store.names_locked("example.com"):
+        writer_has_it.set()
+        stopped_waiting = time.monotonic()
+    for t in threads:
+        t.join()
+    assert stopped_waiting < give_up, "the exclusive holder waited until the deliveries stopped"
+    # ... and the deliveries go on after it (they wait at the gate, they are not refused).
+    with store.names_locked("example.com", shared=True):
+        pass

@@ -340,7 +340,10 @@ class Mailstore:
         path = self.account_path(domain, account)
         while True:
             self.ensure(path)
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:  # moved aside by a removal since ``ensure``: again
+                continue
             fcntl.flock(fd, fcntl.LOCK_EX)
             # ``retire_account`` moves the directory aside under this lock: a waiter
             # then holds the lock of the moved one, not the name's.  Again, on the new one.
@@ -367,15 +370,30 @@ class Mailstore:
         retires what a cut-short removal left and makes the account as one step, so
         that of two adds of one name the loser never retires the winner's new mail);
         shared while a delivery checks that each account it stores for is still the
-        one the message was accepted for, and stores.  Taken before any account lock."""
+        one the message was accepted for, and stores.  Taken before any account lock.
+
+        A writer waits ahead of readers that come after it: ``flock`` alone lets shared
+        holders that overlap (a busy domain's deliveries) keep an exclusive one waiting
+        for as long as they come.  So every holder first passes a gate (an exclusive
+        ``flock`` on ``<domain>/.names-gate``; no account name starts with a dot): a
+        reader holds it only while it takes its shared lock, a writer until it has its
+        exclusive one, and readers arriving meanwhile wait at the gate."""
         path = self.root / domain
         self.ensure_dir(path)
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        gate = os.open(path / ".names-gate", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-            yield
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fcntl.flock(gate, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                finally:
+                    fcntl.flock(gate, fcntl.LOCK_UN)
+                yield
+            finally:
+                os.close(fd)  # releases the lock
         finally:
-            os.close(fd)  # releases the lock
+            os.close(gate)
 
     @contextmanager
     def indexing(self, *paths: Path, wait: bool = True, missing_ok: bool = False) -> Iterator[bool]:

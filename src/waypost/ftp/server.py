@@ -416,6 +416,10 @@ class _Waker:
         os.set_blocking(self._w, False)
         self._fileno = self._r
         self._ioloop = ioloop
+        # ``wake`` and ``close`` run in different threads: once closed, the numbers may
+        # be another file's (a message being stored), so nothing is written to them.
+        self._closing = threading.Lock()
+        self._closed = False
         ioloop.register(self._r, self, ioloop.READ)
 
     def readable(self) -> bool:
@@ -437,18 +441,22 @@ class _Waker:
         log.exception("event=ftp-waker-failed")
 
     def wake(self) -> None:
-        try:
-            os.write(self._w, b"\0")
-        except (BlockingIOError, OSError):  # full (a wake is pending) or already closed
-            pass
+        with self._closing:
+            if self._closed:
+                return
+            try:
+                os.write(self._w, b"\0")
+            except BlockingIOError:  # full: a wake is pending
+                pass
 
     def close(self) -> None:
-        self._ioloop.unregister(self._r)
-        for fd in (self._r, self._w):
-            try:
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+            self._ioloop.unregister(self._r)
+            for fd in (self._r, self._w):
                 os.close(fd)
-            except OSError:
-                pass
 
 
 class FTPService:

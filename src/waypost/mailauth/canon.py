@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-__all__ = ["Canon", "CanonError", "MessageFormatError", "RE_BTAG", "SIMPLE", "RELAXED", "c_value",
+__all__ = ["Canon", "CanonError", "MessageFormatError", "RE_BTAG", "SIMPLE", "RELAXED", "TagListError", "c_value",
            "canonicalize_headers", "canonicalize_body", "hash_headers", "parse_message", "relaxed_body",
-           "relaxed_headers", "select_headers", "simple_body"]
+           "parse_tags", "relaxed_headers", "select_headers", "simple_body"]
 
 SIMPLE = b"simple"
 RELAXED = b"relaxed"
@@ -50,6 +50,30 @@ _WSP_RUN = re.compile(rb"[\t ]{2,}|\t")
 _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
 # A field name, then the colon (RFC 5322 §2.2 ftext, as dkimpy's split reads it).
 _FIELD_NAME = re.compile(rb"([\x21-\x7e]+?):")
+
+
+class TagListError(ValueError):
+    """RFC 6376 §3.2: not a tag-list (``args[0]``: the tag-spec or the repeated tag)."""
+
+
+def parse_tags(value: bytes) -> dict[bytes, bytes]:
+    """RFC 6376 §3.2 tag-list: ``tag=value`` separated by ";" (a last ";" allowed), white
+    space around both stripped; a tag starts with a letter and is given once."""
+    tags: dict[bytes, bytes] = {}
+    specs = value.strip().split(b";")
+    if not specs[-1]:
+        specs.pop()
+    for spec in specs:
+        key, eq, val = spec.partition(b"=")
+        if not eq:
+            raise TagListError(spec)
+        key = key.strip()
+        if not key[:1].isalpha():
+            raise TagListError(spec)
+        if key in tags:
+            raise TagListError(key)
+        tags[key] = val.strip()
+    return tags
 
 
 def c_value(c: bytes | None) -> tuple[bytes, bytes]:
@@ -140,22 +164,26 @@ class Canon:
     """One message, split once, with the canonicalized forms every signature of it
     needs computed once."""
 
-    __slots__ = ("message", "headers", "body", "_headers", "_names", "_bodies", "_hashes", "_tags")
+    __slots__ = ("message", "headers", "body", "_headers", "_names", "_bodies", "_hashes", "_tags", "_relaxed")
 
     def __init__(self, message: bytes) -> None:
-        self.message = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if message.count(b"\n") == message.count(b"\r\n"):
+            # Every LF has its CR (SMTP's text always): the two replacements below
+            # would give the same octets, at two copies of the message.
+            self.message = message
+        else:
+            self.message = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         self.headers, self.body = parse_message(self.message)
         self._headers: dict[bytes, list[tuple[bytes, bytes]]] = {}
         self._bodies: dict[bytes, bytes] = {}
         self._hashes: dict[tuple[Any, bytes, bytes | None], bytes] = {}
         self._tags: dict[bytes, dict[bytes, bytes]] = {}
-        self._names: dict[bytes, list[bytes]] = {}
+        self._names: list[bytes] | None = None
+        self._relaxed: dict[int, tuple[bytes, bytes]] = {}
 
     def tags(self, value: bytes) -> dict[bytes, bytes]:
         """``parse_tags(value)`` (a new dict each time: callers add to it), parsed once
         per message; what it refuses raises each time."""
-        from .dkimverify import parse_tags
-
         got = self._tags.get(value)
         if got is None:
             got = self._tags[value] = parse_tags(value)
@@ -167,12 +195,44 @@ class Canon:
             got = self._headers[algorithm] = canonicalize_headers(algorithm, self.headers)
         return got
 
-    def header_names(self, algorithm: bytes) -> list[bytes]:
-        """The lower-case names of ``canonical_headers(algorithm)``."""
-        got = self._names.get(algorithm)
+    def header_names(self, algorithm: bytes = SIMPLE) -> list[bytes]:
+        """The lower-case names of ``canonical_headers(algorithm)``: the same list for
+        both algorithms (a name has no white space to strip: ``parse_message``)."""
+        got = self._names
         if got is None:
-            got = self._names[algorithm] = [x[0].lower() for x in self.canonical_headers(algorithm)]
+            got = self._names = [x[0].lower() for x in self.headers]
         return got
+
+    def field(self, algorithm: bytes, index: int) -> tuple[bytes, bytes]:
+        """``canonical_headers(algorithm)[index]``, made for this field only (a
+        signature covers a few of the fields: the others are never canonicalized)."""
+        if algorithm != RELAXED:
+            x = self.headers[index]
+            return x[0], x[1]
+        got = self._relaxed.get(index)
+        if got is None:
+            x = self.headers[index]
+            got = self._relaxed[index] = (x[0].lower().rstrip(), _compress(_unfold(x[1])).strip() + b"\r\n")
+        return got
+
+    def hash_fields(self, hasher: Any, algorithm: bytes, include_headers: list[bytes],
+                    sigheader: tuple[bytes, bytes]) -> None:
+        """``hash_headers`` on this message's fields, canonicalizing only those selected."""
+        names = self.header_names()
+        lastindex: dict[bytes, int] = {}
+        count = len(names)
+        for h in include_headers:  # select_headers, by index
+            i = lastindex.get(h, count)
+            while i > 0:
+                i -= 1
+                if h == names[i]:
+                    x, y = self.field(algorithm, i)
+                    hasher.update(x)
+                    hasher.update(b":")
+                    hasher.update(y)
+                    break
+            lastindex[h] = i
+        _hash_signature_field(hasher, algorithm, sigheader)
 
     def body_hash(self, hasher: Callable[..., Any], algorithm: bytes, length: bytes | None) -> bytes:
         """The digest of the body under ``algorithm``, cut to ``l=`` when given (a bad
@@ -214,6 +274,10 @@ def hash_headers(hasher: Any, algorithm: bytes, headers: list[tuple[bytes, bytes
         hasher.update(x)
         hasher.update(b":")
         hasher.update(y)
+    _hash_signature_field(hasher, algorithm, sigheader)
+
+
+def _hash_signature_field(hasher: Any, algorithm: bytes, sigheader: tuple[bytes, bytes]) -> None:
     for x, y in canonicalize_headers(algorithm, [(sigheader[0], RE_BTAG.sub(b"\\1", sigheader[1]))]):
         hasher.update(x)
         hasher.update(b":")

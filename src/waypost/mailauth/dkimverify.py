@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 
-from .canon import RELAXED, Canon, CanonError, c_value, hash_headers
+from .canon import RELAXED, Canon, CanonError, TagListError, c_value, parse_tags
 
 __all__ = ["CV_FAIL", "CV_NONE", "CV_PASS", "Invalid", "KeyUnusable", "PublicKey", "TagListError", "Unusable",
            "parse_tags", "public_key", "verify_chain", "verify_dkim", "KEY_CACHE"]
@@ -64,10 +64,6 @@ _ARC_NAMES = (b"arc-seal", b"arc-message-signature", b"arc-authentication-result
 _INSTANCE = re.compile(rb"[\s;]?i\s*=\s*(\d+)", re.MULTILINE | re.IGNORECASE)
 
 
-class TagListError(ValueError):
-    """RFC 6376 §3.2: not a tag-list (``args[0]``: the tag-spec or the repeated tag)."""
-
-
 class Unusable(Exception):
     """The signature cannot be checked (a verdict of neutral for DKIM)."""
 
@@ -78,26 +74,6 @@ class KeyUnusable(Unusable):
 
 class Invalid(Exception):
     """The signature fails: a body hash mismatch, a bad or expired tag."""
-
-
-def parse_tags(value: bytes) -> dict[bytes, bytes]:
-    """RFC 6376 §3.2 tag-list: ``tag=value`` separated by ";" (a last ";" allowed), white
-    space around both stripped; a tag starts with a letter and is given once."""
-    tags: dict[bytes, bytes] = {}
-    specs = value.strip().split(b";")
-    if not specs[-1]:
-        specs.pop()
-    for spec in specs:
-        key, eq, val = spec.partition(b"=")
-        if not eq:
-            raise TagListError(spec)
-        key = key.strip()
-        if not key[:1].isalpha():
-            raise TagListError(spec)
-        if key in tags:
-            raise TagListError(key)
-        tags[key] = val.strip()
-    return tags
 
 
 def validate_fields(sig: dict[bytes, bytes], mandatory: tuple[bytes, ...], arc: bool = False) -> None:
@@ -112,8 +88,9 @@ def validate_fields(sig: dict[bytes, bytes], mandatory: tuple[bytes, ...], arc: 
         if _B64_VALUE.match(sig[b"b"]) is None or len(_WS.sub(b"", sig[b"b"])) % 4 != 0:
             raise Invalid("b= value is not valid base64 (%s)" % sig[b"b"])  # type: ignore[str-bytes-safe]
     if b"bh" in sig:
-        # (dkimpy matches b='s value here, and bh='s length: kept, the verdicts are its.)
-        if _B64_VALUE.match(sig[b"b"]) is None or len(_WS.sub(b"", sig[b"bh"])) % 4 != 0:
+        # (dkimpy matches b='s value here, and bh='s length: kept, the verdicts are its.
+        # When b= is there its match passed above; without it, dkimpy's KeyError.)
+        if (b"b" not in sig and _B64_VALUE.match(sig[b"b"]) is None) or len(_WS.sub(b"", sig[b"bh"])) % 4 != 0:
             raise Invalid("bh= value is not valid base64 (%s)" % sig[b"bh"])  # type: ignore[str-bytes-safe]
     if b"cv" in sig and sig[b"cv"] not in (CV_PASS, CV_FAIL, CV_NONE):
         raise Invalid("cv= value is not valid (%s)" % sig[b"cv"])  # type: ignore[str-bytes-safe]
@@ -332,8 +309,7 @@ def _check(canon: Canon, sig: dict[bytes, bytes], include_headers: list[bytes], 
     if b"from" in include_headers:
         include_headers.append(b"from")  # a second From added later breaks the signature
     h = hasher()
-    hash_headers(h, header_alg, canon.canonical_headers(header_alg), canon.header_names(header_alg),
-                 include_headers, sig_header)
+    canon.hash_fields(h, header_alg, include_headers, sig_header)
     signature = base64.b64decode(_WS.sub(b"", sig[b"b"]))
     if key.kind == b"rsa":
         return _rsa_verify(key, h, signature, minkey)
@@ -393,8 +369,9 @@ KeyFunc = Callable[[bytes], "bytes | None"]
 def _arc_headers(canon: Canon) -> tuple[int, list[tuple[int, tuple[bytes, bytes]]]]:
     """The ARC fields (relaxed), by instance, newest first."""
     headers = []
-    for x, y in canon.canonical_headers(RELAXED):
-        if x in _ARC_NAMES:
+    for i, name in enumerate(canon.header_names()):
+        if name in _ARC_NAMES:  # (the relaxed name is the lower-case one)
+            x, y = canon.field(RELAXED, i)
             m = _INSTANCE.search(y)
             if m is not None:
                 headers.append((int(m.group(1)), (x, y)))

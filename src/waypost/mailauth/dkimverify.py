@@ -55,8 +55,18 @@ KEY_CACHE = 256
 # RFC 8017 §9.2 note 1: the DigestInfo prefixes.
 _DIGEST_INFO = {"sha1": bytes.fromhex("3021300906052b0e03021a05000414"),
                 "sha256": bytes.fromhex("3031300d060960864801650304020105000420")}
-_PREHASHED: dict[str, Any] = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}
+_PREHASHED: dict[str, Any] = {"sha256": utils.Prehashed(hashes.SHA256()), "sha1": utils.Prehashed(hashes.SHA1())}
+_PKCS1 = padding.PKCS1v15()
 _WS = re.compile(rb"\s+")
+#: What ``\s`` matches in a bytes pattern: ``_unspace(v)`` is ``_WS.sub(b"", v)``.
+_SPACE = b" \t\n\r\f\v"
+_DIGITS = re.compile(rb"\d+$")
+_L_VALUE = re.compile(rb"\d{,76}$")
+
+
+def _unspace(value: bytes) -> bytes:
+    return value.translate(None, _SPACE)
+
 _H_SPLIT = re.compile(rb"\s*:\s*")
 _B64_VALUE = re.compile(rb"[\s0-9A-Za-z+/]+[\s=]*$")
 _D_SPECIALS = re.compile(rb"[\(\)<>\[\]:;@\\,]")
@@ -85,12 +95,12 @@ def validate_fields(sig: dict[bytes, bytes], mandatory: tuple[bytes, ...], arc: 
     if b"a" in sig and sig[b"a"] not in (ARC_HASHES if arc else HASHES):
         raise Invalid("unknown signature algorithm: %s" % sig[b"a"])  # type: ignore[str-bytes-safe]
     if b"b" in sig:
-        if _B64_VALUE.match(sig[b"b"]) is None or len(_WS.sub(b"", sig[b"b"])) % 4 != 0:
+        if _B64_VALUE.match(sig[b"b"]) is None or len(_unspace(sig[b"b"])) % 4 != 0:
             raise Invalid("b= value is not valid base64 (%s)" % sig[b"b"])  # type: ignore[str-bytes-safe]
     if b"bh" in sig:
         # (dkimpy matches b='s value here, and bh='s length: kept, the verdicts are its.
         # When b= is there its match passed above; without it, dkimpy's KeyError.)
-        if (b"b" not in sig and _B64_VALUE.match(sig[b"b"]) is None) or len(_WS.sub(b"", sig[b"bh"])) % 4 != 0:
+        if (b"b" not in sig and _B64_VALUE.match(sig[b"b"]) is None) or len(_unspace(sig[b"bh"])) % 4 != 0:
             raise Invalid("bh= value is not valid base64 (%s)" % sig[b"bh"])  # type: ignore[str-bytes-safe]
     if b"cv" in sig and sig[b"cv"] not in (CV_PASS, CV_FAIL, CV_NONE):
         raise Invalid("cv= value is not valid (%s)" % sig[b"cv"])  # type: ignore[str-bytes-safe]
@@ -102,13 +112,13 @@ def validate_fields(sig: dict[bytes, bytes], mandatory: tuple[bytes, ...], arc: 
         # (an i= equal to d= raises IndexError here, as in dkimpy: a neutral verdict)
         if not i.lower().endswith(d.lower()) or i[-len(d) - 1] not in (64, 46):
             raise Invalid("i= domain is not a subdomain of d= (i=%s d=%s)" % (i, d))  # type: ignore[str-bytes-safe]
-    if b"l" in sig and re.match(rb"\d{,76}$", sig[b"l"]) is None:
+    if b"l" in sig and _L_VALUE.match(sig[b"l"]) is None:
         raise Invalid("l= value is not a decimal integer (%s)" % sig[b"l"])  # type: ignore[str-bytes-safe]
     if b"q" in sig and sig[b"q"] != b"dns/txt":
         raise Invalid("q= value is not dns/txt (%s)" % sig[b"q"])  # type: ignore[str-bytes-safe]
     t_sign = None
     if b"t" in sig:
-        if re.match(rb"\d+$", sig[b"t"]) is None:
+        if _DIGITS.match(sig[b"t"]) is None:
             raise Invalid("t= value is not a decimal integer (%s)" % sig[b"t"])  # type: ignore[str-bytes-safe]
         t_sign = int(sig[b"t"])
         if t_sign > int(time.time()) + SLOP:
@@ -116,7 +126,7 @@ def validate_fields(sig: dict[bytes, bytes], mandatory: tuple[bytes, ...], arc: 
     if b"v" in sig and sig[b"v"] != b"1":
         raise Invalid("v= value is not 1 (%s)" % sig[b"v"])  # type: ignore[str-bytes-safe]
     if b"x" in sig:
-        if re.match(rb"\d+$", sig[b"x"]) is None:
+        if _DIGITS.match(sig[b"x"]) is None:
             raise Invalid("x= value is not a decimal integer (%s)" % sig[b"x"])  # type: ignore[str-bytes-safe]
         x_sign = int(sig[b"x"])
         if x_sign < int(time.time()) - SLOP:
@@ -304,13 +314,13 @@ def _check(canon: Canon, sig: dict[bytes, bytes], include_headers: list[bytes], 
     hasher = HASHES[sig[b"a"]]
     if b"bh" in sig:
         digest = canon.body_hash(hasher, body_alg, sig.get(b"l"))
-        if digest != base64.b64decode(_WS.sub(b"", sig[b"bh"])):
+        if digest != base64.b64decode(_unspace(sig[b"bh"])):
             raise Invalid("body hash mismatch (got %r, expected %r)" % (base64.b64encode(digest), sig[b"bh"]))
     if b"from" in include_headers:
         include_headers.append(b"from")  # a second From added later breaks the signature
     h = hasher()
     canon.hash_fields(h, header_alg, include_headers, sig_header)
-    signature = base64.b64decode(_WS.sub(b"", sig[b"b"]))
+    signature = base64.b64decode(_unspace(sig[b"b"]))
     if key.kind == b"rsa":
         return _rsa_verify(key, h, signature, minkey)
     if key.kind == b"ed25519":
@@ -331,14 +341,14 @@ def _rsa_verify(key: PublicKey, h: Any, signature: bytes, minkey: int) -> bool:
     n = key.n
     modlen = max((n.bit_length() + 7) // 8, 1)
     name = h.name.lower()
-    dinfo = _DIGEST_INFO[name] + h.digest()
+    digest = h.digest()
+    dinfo = _DIGEST_INFO[name] + digest
     if len(dinfo) + 11 > modlen:
         raise KeyUnusable("digest too large for modulus: ")
     value = int.from_bytes(signature, "big")
     if key.rsa is not None:
         try:
-            key.rsa.verify((value % n).to_bytes(modlen, "big"), h.digest(), padding.PKCS1v15(),
-                           utils.Prehashed(_PREHASHED[name]))
+            key.rsa.verify((value % n).to_bytes(modlen, "big"), digest, _PKCS1, _PREHASHED[name])
             ok = True
         except InvalidSignature:
             ok = False

@@ -34,6 +34,7 @@ import hashlib
 import logging
 import time
 from email.utils import getaddresses
+from functools import lru_cache
 from typing import Any, Iterable
 
 import dkim
@@ -108,6 +109,16 @@ def field_values(data: bytes, name: str) -> list[tuple[str, str]]:
     return fields
 
 
+#: From values whose address list is kept (``getaddresses`` is a pure function of the
+#: text; a sender's From is the same text in each of its messages).
+ADDRESS_CACHE = 1024
+
+
+@lru_cache(maxsize=ADDRESS_CACHE)
+def _addresses(value: str) -> tuple[str, ...]:
+    return tuple(a for _n, a in getaddresses([value]) if a)
+
+
 def from_domain(fields: Iterable[tuple[str, str]]) -> tuple[str | None, str]:
     """The RFC 5322.From domain (lower case), or None and why (RFC 7489 §6.6.1: one
     From field with one address, else no DMARC evaluation and no signature)."""
@@ -116,7 +127,7 @@ def from_domain(fields: Iterable[tuple[str, str]]) -> tuple[str | None, str]:
         return None, "no From field"
     if len(values) > 1:
         return None, "several From fields"
-    addresses = [a for _n, a in getaddresses(values) if a]
+    addresses = _addresses(values[0])
     if len(addresses) != 1:
         return None, f"From has {len(addresses)} addresses"
     _local, at, domain = addresses[0].rpartition("@")

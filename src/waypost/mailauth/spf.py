@@ -22,6 +22,7 @@ import re
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .lookup import DNSTempError, Lookup
 
@@ -122,6 +123,17 @@ def _domain_ok(domain: str) -> bool:
     return len(labels) > 1 and all(0 < len(label) <= 63 for label in labels) and len(name) <= MAX_DOMAIN
 
 
+#: Addresses and networks whose parse is kept (pure functions of their text, bounded).
+PARSE_CACHE = 4096
+
+
+@lru_cache(maxsize=PARSE_CACHE)
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """``ip_network(text, strict=False)`` (a ValueError is raised each time, not kept)."""
+    return ipaddress.ip_network(text, strict=False)
+
+
+@lru_cache(maxsize=PARSE_CACHE)
 def _client_ip(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     addr = ipaddress.ip_address(ip)
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
@@ -381,7 +393,7 @@ def _in(ctx: _Ctx, addresses: list[str], cidr4: int | None, cidr6: int | None) -
     bits = (cidr6 if cidr6 is not None else 128) if v6 else (cidr4 if cidr4 is not None else 32)
     for a in addresses:
         try:
-            net = ipaddress.ip_network(f"{a}/{bits}", strict=False)
+            net = _network(f"{a}/{bits}")
         except ValueError:
             continue
         if net.version == ctx.ip.version and ctx.ip in net:
@@ -396,7 +408,7 @@ async def _matches(ctx: _Ctx, term: _Term, domain: str, depth: int) -> bool:
         return True
     if kind == "ip4" or kind == "ip6":
         bits = term.cidr4 if kind == "ip4" else term.cidr6
-        net = ipaddress.ip_network(f"{term.arg}/{bits}", strict=False)
+        net = _network(f"{term.arg}/{bits}")
         return net.version == ctx.ip.version and ctx.ip in net
     ctx.budget.term(term.text)
     target = await _expand_async(ctx, term.arg, domain) if term.arg else domain

@@ -57,6 +57,8 @@ def _is_ip_literal(helo: str) -> bool:
     text = helo.strip("[]")
     if text.lower().startswith("ipv6:"):
         text = text[5:]
+    if ":" not in text and text.strip("0123456789."):
+        return False  # a name (no IPv6 colon, not only digits and dots): no parse needed
     try:
         ipaddress.ip_address(text)
         return True

@@ -73,7 +73,7 @@ async def _verify_one(lookup: Lookup, canon: Canon, idx: int, field: tuple[bytes
     domain = tags.get(b"d", b"").decode("ascii", "replace").lower()
     selector = tags.get(b"s", b"").decode("ascii", "replace").lower()
     algorithm = tags.get(b"a", b"").decode("ascii", "replace").lower()
-    b = re.sub(rb"\s+", b"", tags.get(b"b", b""))[:8].decode("ascii", "replace")
+    b = tags.get(b"b", b"").translate(None, b" \t\n\r\f\v")[:8].decode("ascii", "replace")  # (re's \s)
     res = DKIMResult("neutral", domain, selector, algorithm, b)
     missing = [t.decode() for t in REQUIRED_TAGS if not tags.get(t)]
     if missing:

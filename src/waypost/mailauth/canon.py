@@ -50,6 +50,8 @@ _WSP_RUN = re.compile(rb"[\t ]{2,}|\t")
 _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
 # A field name, then the colon (RFC 5322 §2.2 ftext, as dkimpy's split reads it).
 _FIELD_NAME = re.compile(rb"([\x21-\x7e]+?):")
+# Where a field ends: a line break not followed by white space (a continuation line).
+_FIELD_SPLIT = re.compile(rb"\r\n(?![ \t])")
 
 
 class TagListError(ValueError):
@@ -140,11 +142,25 @@ def parse_message(message: bytes) -> tuple[list[list[bytes]], bytes]:
     if message.startswith(b"\r\n"):
         return [], message[2:]
     if end < 0:
-        lines = message.split(b"\r\n")
-        body = b""
-    else:
-        lines = message[:end].split(b"\r\n")
-        body = message[end + 4:]
+        return _parse_lines(message.split(b"\r\n")), b""
+    head = message[:end]
+    if head[:1] not in (b" ", b"\t"):
+        # Field by field (a field: its line and the continuation lines after it), as
+        # the loop below reads them line by line; a field whose name does not parse
+        # (an mbox "From " line, whose continuation lines the loop gives to the field
+        # before it) is left to the loop.
+        headers: list[list[bytes]] = []
+        for chunk in _FIELD_SPLIT.split(head):
+            m = _FIELD_NAME.match(chunk)
+            if m is None:
+                break
+            headers.append([m.group(1), chunk[m.end(0):] + b"\r\n"])
+        else:
+            return headers, message[end + 4:]
+    return _parse_lines(head.split(b"\r\n")), message[end + 4:]
+
+
+def _parse_lines(lines: list[bytes]) -> list[list[bytes]]:
     headers: list[list[bytes]] = []
     for line in lines:
         if not line:  # the message ended in CRLF and has no body
@@ -157,7 +173,7 @@ def parse_message(message: bytes) -> tuple[list[list[bytes]], bytes]:
             headers.append([m.group(1), line[m.end(0):] + b"\r\n"])
         elif not line.startswith(b"From "):
             raise MessageFormatError("Unexpected characters in RFC822 header: %r" % line)
-    return headers, body
+    return headers
 
 
 class Canon:

@@ -2,10 +2,11 @@
 (RFC 6376 §3.4, §5.4.2; RFC 8617 §5.1).
 
 ``Canon`` holds the message normalised to CRLF and split into (header fields, body)
-as dkimpy's ``rfc822_parse`` splits it, and remembers each canonicalized header list
-(per header algorithm) and each body hash (per hash, body algorithm and ``l=``): the
-DKIM signature, the ARC-Message-Signature and the ARC-Seal of a signed and sealed
-message then share them.  ``dkimverify`` does the verification on it.
+as dkimpy's ``rfc822_parse`` splits it, and remembers each canonicalized field (made
+only for the fields a signature selects, and the ARC fields) and each body hash (per
+hash, body algorithm and ``l=``): the DKIM signature, the ARC-Message-Signature and
+the ARC-Seal of a signed and sealed message then share them.  ``dkimverify`` does the
+verification on it.
 
 The split and the "relaxed" forms give dkimpy's output octet for octet (dkimpy stays
 the reference: tests/unit/mailauth/test_dkimverify.py compares them on generated

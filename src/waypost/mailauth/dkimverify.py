@@ -57,8 +57,7 @@ _DIGEST_INFO = {"sha1": bytes.fromhex("3021300906052b0e03021a05000414"),
                 "sha256": bytes.fromhex("3031300d060960864801650304020105000420")}
 _PREHASHED: dict[str, Any] = {"sha256": utils.Prehashed(hashes.SHA256()), "sha1": utils.Prehashed(hashes.SHA1())}
 _PKCS1 = padding.PKCS1v15()
-_WS = re.compile(rb"\s+")
-#: What ``\s`` matches in a bytes pattern: ``_unspace(v)`` is ``_WS.sub(b"", v)``.
+#: What ``\s`` matches in a bytes pattern: ``_unspace(v)`` is ``re.sub(rb"\s+", b"", v)``.
 _SPACE = b" \t\n\r\f\v"
 _DIGITS = re.compile(rb"\d+$")
 _L_VALUE = re.compile(rb"\d{,76}$")

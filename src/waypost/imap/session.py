@@ -395,20 +395,21 @@ class Selected:
             self.recent_mark = fresh_box.recent_uid
         else:
             box_id = self.box.id
-            fresh_box = db.mailbox_by_id(box_id)
-            if fresh_box is None:
+            row = db.mailbox_by_id(box_id)
+            if row is None:
                 return False
-            if fresh_box.folder != self.box.folder or fresh_box.name != self.box.name:
-                self.box = fresh_box  # renamed meanwhile: its files moved with it
-            self.recent_mark = fresh_box.recent_uid
+            if row.folder != self.box.folder or row.name != self.box.name:
+                self.box = row  # renamed meanwhile: its files moved with it
+            self.recent_mark = row.recent_uid
             if store.sync(self.box, wait=False):
-                state = db.mailbox_state(self.box.id)  # files were just indexed
-                if state is None:
+                indexed = db.mailbox_state(self.box.id)  # files were just indexed
+                if indexed is None:
                     return False
+                state = indexed
             else:
-                state = (fresh_box.uidnext, fresh_box.highestmodseq, fresh_box.exists)
+                state = (row.uidnext, row.highestmodseq, row.exists)
             if woken is not None:
-                store.keep_woken(box_id, woken, fresh_box, state)
+                store.keep_woken(box_id, woken, row, state)
         if state == self.state:
             return True
         # Shared by this worker's sessions that ask the same at once (a delivery to a

@@ -41,6 +41,11 @@ class Bus:
     def __init__(self, run_dir: Path) -> None:
         self.dir = run_dir / "bus"
         self._subs: dict[str, list[Callable[[], None]]] = {}
+        # The serial of the last dispatch of each subscribed topic in this process (one
+        # counter for all topics, so a value is never given twice, also after a topic
+        # loses its last subscriber and gains one again): ``heard_serial``.
+        self._serial = 0
+        self._heard: dict[str, int] = {}
         self._sock: socket.socket | None = None
         self._path: Path | None = None
         self._send = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -132,7 +137,12 @@ class Bus:
             self._dispatch(data.decode("utf-8", "replace"))
 
     def _dispatch(self, topic: str) -> None:
-        for callback in list(self._subs.get(topic, ())):
+        subs = self._subs.get(topic)
+        if not subs:
+            return
+        self._serial += 1
+        self._heard[topic] = self._serial
+        for callback in list(subs):
             try:
                 callback()
             except Exception:
@@ -151,6 +161,14 @@ class Bus:
             pass
         if not subs:
             del self._subs[topic]
+            self._heard.pop(topic, None)
+
+    def heard_serial(self, topic: str) -> int | None:
+        """Which dispatch of ``topic`` this process heard last (on the event loop):
+        subscribers woken by the same dispatch may share what they read after it
+        (``Mailstore.woken_state``), since any later change is a later dispatch.
+        None when it was not heard while subscribed."""
+        return self._heard.get(topic)
 
     # -- publishing (any thread, any process) --------------------------------------
 

@@ -186,3 +186,38 @@ def test_a_delivery_to_one_inbox_wakes_only_its_watchers(many):
         finally:
             await asyncio.gather(*(idler.close() for _, idler in idlers))
     asyncio.run(go())
+
+
+def test_deliveries_in_a_row_reach_every_watcher_through_the_change_channel(many):
+    """The sessions of a worker woken by one notification share one look at the mailbox
+    (Mailstore.woken_state): a look shared from an earlier notification must never hide
+    a later delivery until the re-check. Five messages in a row, each its own
+    notification: every watcher reaches the fifth through the change channel."""
+    async def go() -> None:
+        idlers = await _open(many, lambda i: "~news/INBOX")
+        try:
+            before = {idler.exists for _, idler in idlers}
+            assert len(before) == 1
+            target = before.pop() + 5
+
+            def send_five() -> None:
+                with smtplib.SMTP("127.0.0.1", many.smtp_port, timeout=30) as s:
+                    for n in range(5):
+                        s.sendmail("s@example.test", ["news@example.test"],
+                                   f"From: s@example.test\r\nSubject: row {n}\r\n\r\nhello\r\n".encode())
+
+            async def reach(idler: Idler) -> float:
+                while await idler.woken() < target:
+                    pass
+                return time.monotonic()
+
+            started = time.monotonic()
+            await asyncio.to_thread(send_five)
+            reached = await asyncio.gather(*(reach(idler) for _, idler in idlers))
+            # Through the change channel, not IDLE's periodic re-check (5 s).
+            assert max(reached) - started < 4.5, max(reached) - started
+            for _, idler in idlers:
+                await idler.done()
+        finally:
+            await asyncio.gather(*(idler.close() for _, idler in idlers))
+    asyncio.run(go())

@@ -587,9 +587,18 @@ class Connection(asyncio.Protocol):
         self._idle_wake = wake
         bus = self.service.bus
         topic_name = None
+        heard: list[int] = []  # the bus serial of the topic's last dispatch since the last look
+
+        def on_topic() -> None:
+            assert bus is not None and topic_name is not None
+            serial = bus.heard_serial(topic_name)
+            if serial is not None:
+                heard[:] = [serial]
+            wake.set()
+
         if self.selected is not None and bus is not None:
             topic_name = topic(self.selected.box.id)
-            bus.subscribe(topic_name, wake.set)
+            bus.subscribe(topic_name, on_topic)
         deadline = time.monotonic() + self.service.limits.idle_timeout
         outage = False  # the last look at the mailbox met an unreachable database
         try:
@@ -624,13 +633,17 @@ class Connection(asyncio.Protocol):
                 finally:
                     for w in waits:
                         w.cancel()
+                # Woken by the mailbox's topic (not by the client, the re-check or a
+                # shutdown): what the worker's other sessions read after the same
+                # dispatch is shared.
+                woken = heard.pop() if heard else None
                 wake.clear()
                 if await self.account_gone():
                     return None
                 if self.selected is not None:
                     try:
                         await self.load_records()
-                        updates = self.selected.refresh(self.store, allow_expunge=True)
+                        updates = self.selected.refresh(self.store, allow_expunge=True, woken=woken)
                     except StorageUnavailable as e:
                         # The database is down: keep idling (a phone should not be cut
                         # off for it) and look again at the next wake-up or re-check.
@@ -650,7 +663,7 @@ class Connection(asyncio.Protocol):
         finally:
             self._idle_wake = None
             if topic_name is not None and bus is not None:
-                bus.unsubscribe(topic_name, wake.set)
+                bus.unsubscribe(topic_name, on_topic)
 
     async def start_tls(self) -> bool:
         """Upgrade the transport (the tagged OK has been sent)."""

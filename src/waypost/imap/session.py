@@ -376,26 +376,40 @@ class Selected:
             return []
         return [VanishedData(SequenceSet(tuple(items)), earlier=True)]
 
-    def catch_up(self, store: Mailstore) -> bool:
+    def catch_up(self, store: Mailstore, woken: int | None = None) -> bool:
         """Read what changed in the index without telling the client yet: current
         flags into ``msgs`` (their FETCH is owed: ``owed``), expunged UIDs into
         ``gone``, new messages into ``arrived`` (numbered only when EXISTS is sent).
         Commands that act on flags (SEARCH, COPY, EXPUNGE, CLOSE, STORE) call this
-        first, so they never act on stale flags.  False when the mailbox is gone."""
+        first, so they never act on stale flags.  False when the mailbox is gone.
+        ``woken``: the bus dispatch of this mailbox's topic that woke the session
+        (IDLE): the mailbox row and state are shared with the worker's other sessions
+        woken by it (``Mailstore.woken_state``)."""
         db = store.db
         assert db is not None
-        fresh_box = db.mailbox_by_id(self.box.id)
-        if fresh_box is None:
-            return False
-        if fresh_box.folder != self.box.folder or fresh_box.name != self.box.name:
-            self.box = fresh_box  # renamed meanwhile: its files moved with it
-        self.recent_mark = fresh_box.recent_uid
-        if store.sync(self.box, wait=False):
-            state = db.mailbox_state(self.box.id)  # files were just indexed
-            if state is None:
-                return False
+        shared = store.woken_state(self.box.id, woken) if woken is not None else None
+        if shared is not None:
+            fresh_box, state = shared
+            if fresh_box.folder != self.box.folder or fresh_box.name != self.box.name:
+                self.box = fresh_box
+            self.recent_mark = fresh_box.recent_uid
         else:
-            state = (fresh_box.uidnext, fresh_box.highestmodseq, fresh_box.exists)
+            box_id = self.box.id
+            row = db.mailbox_by_id(box_id)
+            if row is None:
+                return False
+            if row.folder != self.box.folder or row.name != self.box.name:
+                self.box = row  # renamed meanwhile: its files moved with it
+            self.recent_mark = row.recent_uid
+            if store.sync(self.box, wait=False):
+                indexed = db.mailbox_state(self.box.id)  # files were just indexed
+                if indexed is None:
+                    return False
+                state = indexed
+            else:
+                state = (row.uidnext, row.highestmodseq, row.exists)
+            if woken is not None:
+                store.keep_woken(box_id, woken, row, state)
         if state == self.state:
             return True
         # Shared by this worker's sessions that ask the same at once (a delivery to a
@@ -429,10 +443,11 @@ class Selected:
                 self.owed.add(m.uid)
         return True
 
-    def refresh(self, store: Mailstore, allow_expunge: bool) -> list[Response]:
+    def refresh(self, store: Mailstore, allow_expunge: bool, woken: int | None = None) -> list[Response]:
         """The untagged responses that tell the client what changed since it last
-        heard (RFC 3501 §7.4.1: no EXPUNGE during FETCH, STORE or SEARCH)."""
-        if not self.catch_up(store):
+        heard (RFC 3501 §7.4.1: no EXPUNGE during FETCH, STORE or SEARCH); ``woken``:
+        see ``catch_up``."""
+        if not self.catch_up(store, woken):
             self.deleted = True
             return []
         db = store.db

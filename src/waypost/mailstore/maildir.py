@@ -257,6 +257,8 @@ class Mailstore:
         # mailbox id -> ((since, index state), what changed): see ``changes``.
         self._changes: dict[int, tuple[tuple[int, tuple[int, int, int]],
                                        tuple[list[MessageRecord], list[int] | None]]] = {}
+        # mailbox id -> (bus serial, (mailbox row, index state)): see ``woken_state``.
+        self._woken: dict[int, tuple[int, tuple[MailboxRecord, tuple[int, int, int]]]] = {}
 
     # -- paths and names --------------------------------------------------------------
 
@@ -836,6 +838,22 @@ class Mailstore:
             self._changes.clear()
         self._changes[mailbox_id] = (key, result)
         return result
+
+    def woken_state(self, mailbox_id: int, serial: int) -> tuple[MailboxRecord, tuple[int, int, int]] | None:
+        """The mailbox row and index state that a session of this process read (after
+        bringing the index in line with the Maildir) when it was woken by the bus's
+        dispatch ``serial`` of the mailbox's topic; None when none did yet.  The
+        hundreds of IDLE sessions of one worker woken by one delivery share that read
+        instead of each asking the index and stat-ing the Maildir: it was made after the
+        dispatch, and a later change is a later dispatch (``Bus.heard_serial``), which
+        wakes them again.  On the event loop only; one entry per mailbox, bounded."""
+        hit = self._woken.get(mailbox_id)
+        return hit[1] if hit is not None and hit[0] == serial else None
+
+    def keep_woken(self, mailbox_id: int, serial: int, box: MailboxRecord, state: tuple[int, int, int]) -> None:
+        if len(self._woken) >= 4 * _MAX_LISTINGS:
+            self._woken.clear()
+        self._woken[mailbox_id] = (serial, (box, state))
 
     def listing_index(self, mailbox_id: int, msgs: list[MessageRecord]) -> ListingIndex:
         """The UIDs in order, the records by UID and the keywords of ``msgs`` (a list

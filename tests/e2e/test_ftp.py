@@ -350,6 +350,8 @@ def test_two_workers_and_a_clean_stop_with_sessions_open(tmp_path):
         for i, f in enumerate(sessions):
             f.storbinary(f"STOR f{i}.txt", io.BytesIO(b"x" * (i + 1)))
         assert sorted(sessions[0].nlst()) == ["f0.txt", "f1.txt", "f2.txt", "f3.txt"]
+        # start() returns when the first worker is ready; the second may still be starting.
+        inst.expect_log("worker-ready", count=2, timeout=20)
         pids = {line.split("pid=")[1] for line in inst.log_lines("event=worker-ready")}
         assert len(pids) == 2
         # An upload in flight when the server stops is discarded; the server stops in time.

@@ -193,7 +193,8 @@ def test_csrf_without_the_token_is_403(page, server):
                                b"login=alice&password=" + PW["alice"].encode(),
                                {"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 403  # the login form has its token too
-    assert any("web-csrf-refused" in line for line in server.output)
+    # (the server's output is read by a thread: the line may come a moment after the reply)
+    wait_for(lambda: any("web-csrf-refused" in line for line in server.output), what="web-csrf-refused logged")
 
 
 def test_a_host_we_do_not_serve_is_404(server):
@@ -612,7 +613,7 @@ def test_sessions_work_across_workers(tmp_path_factory):
             r = c.getresponse()
             assert r.status == 200 and b"alice@example.test" in r.read()
             c.close()
-        assert sum("worker-ready" in line for line in inst.output) == 2
+        wait_for(lambda: sum("worker-ready" in line for line in inst.output) == 2, what="both workers ready")
     finally:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pool.submit(inst.stop).result()

@@ -53,7 +53,7 @@ def copy_sqlite_to_postgres(source: Path, target_url: str, force: bool = False,
         src = sqlite3.connect(f"{source.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None)
         try:
             src.execute("BEGIN")  # one snapshot of the whole source
-            with target._write(settings=False) as dst:
+            with target._write() as dst:  # a settings change every process hears
                 busy = [t for t in (*TABLES, *DERIVED) if dst.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()]  # type: ignore[arg-type]
                 if busy and not force:
                     raise TargetNotEmpty(f"the target database is not empty (tables {', '.join(busy)})")

@@ -41,6 +41,7 @@ class _MailboxIndex:
 
     _read: Any
     _write: Any
+    _cached: Any
 
     def mailbox_list(self, domain: str, account: str) -> list[MailboxRecord]:
         with self._read() as c:
@@ -396,13 +397,17 @@ class _MailboxIndex:
                           (mailbox_id, user, list(uids)))
 
     def mailbox_alias_list(self, domain: str, account: str) -> dict[str, str]:
-        with self._read() as c:
-            rows = c.execute("SELECT name, target FROM mailbox_aliases WHERE domain=%s AND account=%s ORDER BY name",
-                             (domain, account)).fetchall()
-        return {r[0]: r[1] for r in rows}
+        # Read by every SELECT, STATUS and LIST that names a mailbox: cached like the
+        # settings (a write renews every process's token, on every machine).
+        def load() -> dict[str, str]:
+            with self._read() as c:
+                rows = c.execute("SELECT name, target FROM mailbox_aliases WHERE domain=%s AND account=%s"
+                                 " ORDER BY name", (domain, account)).fetchall()
+            return {r[0]: r[1] for r in rows}
+        return dict(self._cached(("mailbox_aliases", domain, account), load))
 
     def mailbox_alias_set(self, domain: str, account: str, name: str, target: str | None) -> None:
-        with self._write(settings=False) as c:
+        with self._write() as c:  # renews the change token: the cached lists go
             if target:
                 c.execute("INSERT INTO mailbox_aliases (domain, account, name, target) VALUES (%s, %s, %s, %s)"
                           " ON CONFLICT (domain, account, name) DO UPDATE SET target=excluded.target",

@@ -61,6 +61,7 @@ class _MailboxIndex:
 
     _conn: Any
     _write: Any
+    _cached: Any
 
     def mailbox_list(self, domain: str, account: str) -> list[MailboxRecord]:
         rows = self._conn().execute(
@@ -430,12 +431,15 @@ class _MailboxIndex:
                               [(mailbox_id, user, u) for u in uids])
 
     def mailbox_alias_list(self, domain: str, account: str) -> dict[str, str]:
-        rows = self._conn().execute("SELECT name, target FROM mailbox_aliases WHERE domain=? AND account=?"
-                                    " ORDER BY name", (domain, account)).fetchall()
-        return dict(rows)
+        # Read by every SELECT, STATUS and LIST that names a mailbox: cached like the
+        # settings (a write renews the change token of every process).
+        def load() -> dict[str, str]:
+            return dict(self._conn().execute("SELECT name, target FROM mailbox_aliases WHERE domain=? AND account=?"
+                                             " ORDER BY name", (domain, account)).fetchall())
+        return dict(self._cached(("mailbox_aliases", domain, account), load))
 
     def mailbox_alias_set(self, domain: str, account: str, name: str, target: str | None) -> None:
-        with self._write(settings=False) as c:
+        with self._write() as c:  # renews the change token: the cached lists go
             if target:
                 c.execute("INSERT OR REPLACE INTO mailbox_aliases (domain, account, name, target) VALUES (?, ?, ?, ?)",
                           (domain, account, name, target))

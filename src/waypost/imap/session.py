@@ -97,19 +97,32 @@ class Selected:
 
     @classmethod
     def open(cls, store: Mailstore, box: MailboxRecord, readonly: bool, condstore: bool,
-             rights: str = "lrswipkxtea", seen_user: str | None = None) -> Selected:
-        store.sync(box)
+             rights: str = "lrswipkxtea", seen_user: str | None = None, fresh: bool = False) -> Selected:
+        """``fresh``: ``box`` was read from the index by this command, just before (the
+        SELECT command's look-up): its UIDNEXT, HIGHESTMODSEQ and count, read in one
+        statement, are a state of the index as good as a new read, unless bringing the
+        index in line with the Maildir changes it now."""
+        changed = store.sync(box)
         db = store.db
         assert db is not None
         # The UIDs and keywords at the index's state, and the records when this worker
         # has them at hand: shared by its sessions; each copies the UIDs (one memory
         # copy) and shares the records until it changes one.
-        selection = store.selection(box)
+        known = (box.uidnext, box.highestmodseq, box.exists) if fresh and not changed else None
+        selection = store.selection(box, known)
         state = selection.state
         # \Recent only for messages this session knows (below the state's UIDNEXT):
         # one that arrives meanwhile is claimed by the session that first sees it.
-        first_recent = box.uidnext if seen_user else _recent_from(db, box) if readonly \
-            else db.message_claim_recent(box.id, state[0])
+        # The mark only grows: one read at or above the state's UIDNEXT leaves nothing
+        # to claim, and the claim's read (a write transaction on SQLite) is saved.
+        if seen_user:
+            first_recent = box.uidnext
+        elif readonly:
+            first_recent = box.recent_uid if fresh else _recent_from(db, box)
+        elif box.recent_uid >= state[0]:
+            first_recent = box.recent_uid
+        else:
+            first_recent = db.message_claim_recent(box.id, state[0])
         sel = cls(box, readonly, condstore, rights=rights, seen_user=seen_user)
         if seen_user is not None:
             sel.seen = db.seen_get(box.id, seen_user)
@@ -184,12 +197,14 @@ class Selected:
         self.records = own
         return own
 
-    def all_seen(self, db: Database) -> bool:
+    def all_seen(self, db: Database, box: MailboxRecord | None = None) -> bool:
         """Whether every message this session shows has \\Seen (the owner's view), from
         the index's counts: true only when the index is still at the state the session
         shows (a flag change moves HIGHESTMODSEQ, a new message UIDNEXT) and counts no
-        unseen message."""
-        box = db.mailbox_by_id(self.box.id)
+        unseen message.  ``box``: a row of the mailbox read before, used when it is at
+        that very state (its counts were read with it, in one statement)."""
+        if box is None or (box.uidnext, box.highestmodseq, box.exists) != self.state:
+            box = db.mailbox_by_id(self.box.id)
         return (box is not None and box.unseen == 0 and not self.gone and not self.arrived
                 and (box.uidnext, box.highestmodseq, box.exists) == self.state and box.exists == len(self.uids))
 

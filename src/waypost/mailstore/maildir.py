@@ -259,6 +259,8 @@ class Mailstore:
                                        tuple[list[MessageRecord], list[int] | None]]] = {}
         # mailbox id -> (bus serial, (mailbox row, index state)): see ``woken_state``.
         self._woken: dict[int, tuple[int, tuple[MailboxRecord, tuple[int, int, int]]]] = {}
+        # mailbox id -> (index state, first UID without \Seen): see ``first_unseen``.
+        self._unseen: dict[int, tuple[tuple[int, int, int], int | None]] = {}
 
     # -- paths and names --------------------------------------------------------------
 
@@ -839,6 +841,22 @@ class Mailstore:
         self._changes[mailbox_id] = (key, result)
         return result
 
+    def first_unseen(self, mailbox_id: int, state: tuple[int, int, int]) -> int | None:
+        """``db.message_first_unseen(mailbox_id, state's UIDNEXT)`` (the owner's view, for
+        SELECT's [UNSEEN]), read by a session that saw the index at ``state``.  Shared
+        by the sessions of this process that ask at the same state, as ``changes``:
+        every flag change and expunge moves the mod-sequence, every new message UIDNEXT,
+        so while the state is the same the answer read after it was seen holds.  The
+        mailbox id is never given again.  One entry per mailbox, bounded."""
+        hit = self._unseen.get(mailbox_id)
+        if hit is not None and hit[0] == state:
+            return hit[1]
+        uid = self._db().message_first_unseen(mailbox_id, state[0])
+        if len(self._unseen) >= 4 * _MAX_LISTINGS:
+            self._unseen.clear()
+        self._unseen[mailbox_id] = (state, uid)
+        return uid
+
     def woken_state(self, mailbox_id: int, serial: int) -> tuple[MailboxRecord, tuple[int, int, int]] | None:
         """The mailbox row and index state that a session of this process read (after
         bringing the index in line with the Maildir) when it was woken by the bus's
@@ -872,14 +890,16 @@ class Mailstore:
                 self._indexes[mailbox_id] = (msgs, index)
         return index
 
-    def selection(self, box: MailboxRecord) -> Selection:
+    def selection(self, box: MailboxRecord, state: tuple[int, int, int] | None = None) -> Selection:
         """What SELECT needs of ``box`` now, at the least cost: from this process's
         cached listing when it is at the index's state; else from the mailbox's UID
         file (``uidfile``), checked against the index's state and brought up to date
         from its change log, without reading the message records; else from the whole
-        listing, and the UID file is written for the next process that starts."""
+        listing, and the UID file is written for the next process that starts.
+        ``state``: the index's state as the caller just read it (else it is read)."""
         db = self._db()
-        state = db.mailbox_state(box.id) or (0, 0, 0)
+        if state is None:
+            state = db.mailbox_state(box.id) or (0, 0, 0)
         cached = self._listings.get(box.id)
         if cached is not None and cached[0] == state:
             index = self.listing_index(box.id, cached[1])

@@ -134,7 +134,8 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
     if cmd.condstore:
         conn.enabled.add("CONDSTORE")  # RFC 7162 §3.1.8: a CONDSTORE parameter enables it
     seen_user = None if conn.access.is_owner(ref.box) else conn.access.address
-    sel = await asyncio.to_thread(Selected.open, conn.store, ref.box, readonly, condstore, ref.rights, seen_user)
+    # One thread hop for the index's part of SELECT (a round trip each on PostgreSQL).
+    sel, first_unseen = await asyncio.to_thread(_open, conn, ref, readonly, condstore, seen_user)
     sel.rev2 = "IMAP4REV2" in conn.enabled
     sel.qresync = qresync
     conn.selected = sel
@@ -144,16 +145,6 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
     ]
     if not sel.rev2:  # RFC 9051 Appendix E: no RECENT, no [UNSEEN] in IMAP4rev2
         out.append(RecentData(len(sel.recent)))
-    if sel.seen_user is None and conn.store.db is not None and await asyncio.to_thread(sel.all_seen, conn.store.db):
-        first_unseen = None  # the index's count says so: no message to look through
-    elif sel.seen_user is None and not sel.loaded:
-        first_unseen = await asyncio.to_thread(_first_unseen, conn, sel)
-    elif sel.seen_user is None:
-        msgs = sel.msgs
-        first_unseen = next((i + 1 for i, u in enumerate(sel.uids) if "\\Seen" not in msgs[u].flags), None)
-    else:
-        await asyncio.to_thread(sel.load, conn.store)
-        first_unseen = next((i + 1 for i, u in enumerate(sel.uids) if not sel.is_seen(u)), None)
     if first_unseen is not None and not sel.rev2:
         out.append(Untagged("OK", "First unseen", Unseen(first_unseen)))
     out += [
@@ -171,13 +162,28 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
     return Tagged(cmd.tag, "OK", f"{cmd.name} completed", code)
 
 
+def _open(conn: Connection, ref: MailboxRef, readonly: bool, condstore: bool,
+          seen_user: str | None) -> tuple[Selected, int | None]:
+    """The selection of ``ref`` (its row was just read by the look-up: ``fresh``) and
+    the number of its first message without \\Seen (for [UNSEEN]); in a thread."""
+    sel = Selected.open(conn.store, ref.box, readonly, condstore, ref.rights, seen_user, fresh=True)
+    db = conn.store.db
+    if sel.seen_user is None and db is not None and sel.all_seen(db, ref.box):
+        return sel, None  # the index's count says so: no message to look through
+    if sel.seen_user is None and not sel.loaded:
+        return sel, _first_unseen(conn, sel)
+    if sel.seen_user is None:
+        msgs = sel.msgs
+        return sel, next((i + 1 for i, u in enumerate(sel.uids) if "\\Seen" not in msgs[u].flags), None)
+    sel.load(conn.store)
+    return sel, next((i + 1 for i, u in enumerate(sel.uids) if not sel.is_seen(u)), None)
+
+
 def _first_unseen(conn: Connection, sel: Selected) -> int | None:
     """[UNSEEN] without the message records: the index's first UID without \\Seen
     among the messages the session shows, by its number; the records are read only
     when that message is no longer among them (expunged since)."""
-    db = conn.store.db
-    assert db is not None
-    uid = db.message_first_unseen(sel.box.id, sel.opened[0])
+    uid = conn.store.first_unseen(sel.box.id, sel.opened)
     if uid is None:
         return None
     seq = sel.seq_of(uid)
@@ -210,8 +216,11 @@ def _resync(conn: Connection, sel: Selected, known: QresyncParams) -> list[Any]:
 def status_items(conn: Connection, ref: MailboxRef, items: tuple[str, ...]) -> tuple[tuple[str, int | str], ...]:
     db = conn.store.db
     assert db is not None and conn.access is not None
-    conn.store.sync(ref.box, wait=False)
-    box = db.mailbox_by_id(ref.box.id) or ref.box
+    # ``ref.box`` was read by this command's look-up (STATUS, LIST's RETURN (STATUS)):
+    # read again only when bringing the index in line with the Maildir changed it.
+    box = ref.box
+    if conn.store.sync(box, wait=False):
+        box = db.mailbox_by_id(box.id) or box
     values: dict[str, int | str] = {"MESSAGES": box.exists, "UIDNEXT": box.uidnext,
                                     "UIDVALIDITY": box.uidvalidity, "HIGHESTMODSEQ": box.highestmodseq,
                                     "MAILBOXID": mailbox_id(box),

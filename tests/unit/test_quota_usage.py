@@ -38,6 +38,63 @@ def test_triggers_follow_add_size_expunge_and_mailbox_delete(make_db):
     assert db.quota_usage("a.test", "bo") == (0, 0)
 
 
+def test_statements_of_many_messages_and_accounts_are_counted_exactly(make_db):
+    """One INSERT of many messages, one expunge of many, a mailbox deleted with its
+    messages, over several accounts: the usage equals a recount after each (PostgreSQL
+    keeps it by statement-level triggers, migration 13; SQLite by row-level ones)."""
+    db = make_db()
+    boxes = {(a, n): db.mailbox_create("a.test", a, n, "" if n == "INBOX" else "." + n, 1)
+             for a in ("al", "bo") for n in ("INBOX", "Arch")}
+    for (a, n), box in boxes.items():
+        db.message_add(box.id, [(f"{a}{n}{i}", "cur", ("\\Seen",) if i % 3 else (), 100 + i if i % 7 else -1, 1.0)
+                                for i in range(500)])
+    def same() -> None:
+        for a in ("al", "bo"):
+            assert db.quota_usage("a.test", a) == db.quota_recount("a.test", a)
+    same()
+    assert db.quota_usage("a.test", "al")[1] == 1000
+    db.message_expunge(boxes[("al", "INBOX")].id, list(range(1, 401)))
+    same()
+    assert db.quota_usage("a.test", "al")[1] == 600
+    db.message_set_sizes(boxes[("bo", "Arch")].id, [(1, 5000), (8, 70)])  # a -1 measured, one resized
+    same()
+    db.mailbox_delete(boxes[("bo", "Arch")].id)
+    same()
+    assert db.quota_usage("a.test", "bo") == db.quota_recount("a.test", "bo") and db.quota_usage("a.test", "bo")[1] == 500
+
+
+def test_a_postgresql_schema_of_version_12_keeps_its_usage_across_migration_13():
+    from support import pg
+    from waypost.db import postgres as pg_engine
+    from waypost.db.postgres import PostgresDatabase
+    import psycopg
+
+    url = pg.new_url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied DOUBLE PRECISION NOT NULL)")
+            for n, statements in enumerate(pg_engine.MIGRATIONS[:12], start=1):
+                for st in statements:
+                    conn.execute(st)
+                conn.execute("INSERT INTO schema_version VALUES (%s, 0)", (n,))
+            conn.execute("INSERT INTO mailboxes (domain, account, name, folder, uidvalidity, uidnext, highestmodseq,"
+                         " recent_uid) VALUES ('a.test', 'al', 'INBOX', '', 1, 3, 1, 1)")
+            conn.execute("INSERT INTO messages (mailbox_id, uid, name, subdir, flags, modseq, size, internaldate)"
+                         " SELECT id, u, 'm' || u, 'cur', '', 1, 10 * u, 1.0 FROM mailboxes, generate_series(1, 2) u")
+    db = PostgresDatabase(url)
+    try:
+        assert db.quota_usage("a.test", "al") == (30, 2)  # kept by version 3's row-level triggers
+        assert db.schema_version() == 13
+        box = db.mailbox_get("a.test", "al", "INBOX")
+        assert box is not None
+        db.message_add(box.id, [("m3", "new", (), 5, 1.0), ("m4", "new", (), 6, 1.0)])
+        assert db.quota_usage("a.test", "al") == (41, 4) == db.quota_recount("a.test", "al")
+        db.message_expunge(box.id, [1, 3])
+        assert db.quota_usage("a.test", "al") == (26, 2) == db.quota_recount("a.test", "al")
+    finally:
+        db.close()
+
+
 def test_old_database_is_counted_once_when_opened(tmp_path):
     path = tmp_path / "w.db"
     db = SQLiteDatabase(path)

@@ -558,7 +558,10 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
             # Connect attempts end soon: a caller waits ``timeout`` at most anyway.
             kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
             name=f"waypost-{os.getpid()}", reconnect_timeout=RECONNECT_WINDOW,
-            check=self._check, reset=self._reset,
+            # No ``reset`` callback: with one, psycopg_pool hands every returned
+            # connection to its worker thread, and the next command (often at once:
+            # SELECT makes several) waits for that thread or has a new connection made.
+            check=self._check,
         )
         self._pool.open(wait=False)
         self._ready = False
@@ -592,7 +595,8 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
                     self._mark_down()
                 raise
 
-    def _reset(self, conn: psycopg.Connection[Any]) -> None:
+    def _returning(self, conn: psycopg.Connection[Any]) -> None:
+        """Note when ``conn`` goes back to the pool (for ``_check``)."""
         if len(self._returned) > 64:  # ids of connections long closed
             self._returned.clear()
         self._returned[id(conn)] = time.monotonic()
@@ -614,6 +618,7 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
                 self._mark_down()
             raise StorageUnavailable(f"database {self.where}: {str(e).strip().splitlines()[0]}") from None
         finally:
+            self._returning(conn)
             self._pool.putconn(conn)
 
     def _getconn(self) -> psycopg.Connection[Any]:

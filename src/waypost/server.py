@@ -484,7 +484,13 @@ class Server:
                 self.mailstore.sync(inbox)
                 # What SELECT needs (the UIDs, from the UID file when this worker has
                 # not read the listing): the records are read when a command needs them.
-                self.mailstore.selection(inbox)
+                selection = self.mailstore.selection(inbox)
+                # And what it looks up: the account's mailbox aliases (cached under the
+                # change token) and the first message without \Seen (kept for this
+                # state); on PostgreSQL this also readies the connection for these reads.
+                self.db.mailbox_alias_list(domain, name)
+                if inbox.unseen:
+                    self.mailstore.first_unseen(inbox.id, selection.state)
 
         def done(future: "asyncio.Future[None]") -> None:
             self._warming.discard(key)

@@ -471,3 +471,34 @@ def test_the_seen_marks_of_a_reader_are_found_through_an_index(make_db):
         with db._read() as c:
             defs = [r[0] for r in c.execute("SELECT indexdef FROM pg_indexes WHERE tablename='seen'").fetchall()]
         assert any(d.rstrip().endswith("(reader)") for d in defs), defs
+
+
+def test_bulk_values_of_mixed_python_types_go_in_whole(make_db):
+    """The mailbox index's bulk writes take whatever numbers their callers hold: an
+    internal date or a sort date given as an int beside floats, empty lists, None and
+    non-ASCII text (PostgreSQL sends these arrays in binary, where a list may not mix
+    ints and floats: they are made floats first)."""
+    from waypost.db.base import SortKeys
+
+    db = make_db()
+    box = db.mailbox_create("example.test", "al", "INBOX", "", 77)
+    added = db.message_add(box.id, [("a", "new", (), 10, 1700000000), ("b", "cur", ("\\Seen", "$Label"), -1, 1.5),
+                                    ("c", "cur", (), 2**33, 1700000001.25)],
+                           keys=[SortKeys(1700000000, "änne", "grüße"), None, SortKeys(3.5, "", "")])
+    assert [(m.uid, m.internaldate, m.size) for m in added] == [(1, 1700000000.0, 10), (2, 1.5, -1),
+                                                                  (3, 1700000001.25, 2**33)]
+    assert db.message_sort_keys_get(box.id) == {1: SortKeys(1700000000.0, "änne", "grüße"), 3: SortKeys(3.5, "", "")}
+    db.message_sort_keys_set(box.id, [(2, SortKeys(7, "x", "y")), (3, SortKeys(8.25, "z", "ü"))], 77)
+    assert db.message_sort_keys_get(box.id, [2, 3]) == {2: SortKeys(7.0, "x", "y"), 3: SortKeys(8.25, "z", "ü")}
+    assert db.message_add(box.id, []) == []
+    db.message_set_sizes(box.id, [(2, 5)])
+    records, refused = db.message_store(box.id, [1, 2, 3, 99], ["\\Flagged"], "+")
+    assert [m.uid for m in records] == [1, 2, 3] and refused == []
+    db.message_headers_set(box.id, [(1, b"Subject: \xc3\xa4\r\n\r\n"), (3, b"\x00")])
+    assert db.message_headers_get(box.id, [1, 3, 42]) == {1: b"Subject: \xc3\xa4\r\n\r\n", 3: b"\x00"}
+    assert db.message_headers_missing(box.id, [1, 2, 3]) == [2]
+    db.seen_set(box.id, "bo@example.test", [1, 3], True)
+    assert db.seen_get(box.id, "bo@example.test") == {1, 3}
+    assert [m.uid for m in db.message_expunge(box.id, [2, 3, 1000])] == [2, 3]
+    assert db.message_expunge(box.id, []) == []
+    assert [(m.uid, m.size) for m in db.message_list(box.id)] == [(1, 10)]

@@ -97,9 +97,13 @@ def validate_fields(sig: dict[bytes, bytes], mandatory: tuple[bytes, ...], arc: 
         if _B64_VALUE.match(sig[b"b"]) is None or len(_unspace(sig[b"b"])) % 4 != 0:
             raise Invalid("b= value is not valid base64 (%s)" % sig[b"b"])  # type: ignore[str-bytes-safe]
     if b"bh" in sig:
-        # (dkimpy matches b='s value here, and bh='s length: kept, the verdicts are its.
-        # When b= is there its match passed above; without it, dkimpy's KeyError.)
-        if (b"b" not in sig and _B64_VALUE.match(sig[b"b"]) is None) or len(_unspace(sig[b"bh"])) % 4 != 0:
+        # dkimpy checks b='s form here again (not bh='s), then bh='s length: its
+        # verdicts are kept.  With b= present that match passed above; without b=,
+        # dkimpy's ``sig[b'b']`` raises KeyError, and so do we (every caller's
+        # ``mandatory`` has b=, so "missing b=" comes first).
+        if b"b" not in sig:
+            raise KeyError(b"b")
+        if len(_unspace(sig[b"bh"])) % 4 != 0:
             raise Invalid("bh= value is not valid base64 (%s)" % sig[b"bh"])  # type: ignore[str-bytes-safe]
     if b"cv" in sig and sig[b"cv"] not in (CV_PASS, CV_FAIL, CV_NONE):
         raise Invalid("cv= value is not valid (%s)" % sig[b"cv"])  # type: ignore[str-bytes-safe]

@@ -236,6 +236,56 @@ def test_odd_signatures_and_keys_same_as_dkimpy(keys):
     assert outcomes["ed flipped"] == ("result", "False")
 
 
+def test_signature_without_b_tag_same_as_dkimpy(keys):
+    """A signature without b= (RFC 6376 §3.5: required): dkimpy's answer, by its field
+    checks (``validate_signature_fields``) and on the whole DKIM and ARC paths."""
+    from dkim import validate_signature_fields
+
+    from waypost.mailauth.dkimverify import AMS_REQUIRED, AS_REQUIRED, DKIM_REQUIRED, validate_fields
+
+    full = {b"v": b"1", b"a": b"rsa-sha256", b"bh": b"2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=",
+            b"d": b"example.test", b"h": b"from", b"s": b"r", b"i": b"1", b"cv": b"none"}
+    seen = set()
+    for mandatory in (DKIM_REQUIRED, AMS_REQUIRED, AS_REQUIRED, (b"d",), ()):
+        for sig in (full, dict(full, bh=b"abc"), {b"d": b"example.test", b"bh": b"AAAA"}):
+            arc = mandatory != DKIM_REQUIRED
+            ours = _outcome_of(lambda: validate_fields(dict(sig), mandatory, arc))
+            reference = _outcome_of(lambda: validate_signature_fields(dict(sig), list(mandatory), arc))
+            reference = ("Invalid", reference[1]) if reference[0] == "ValidationError" else reference
+            assert ours == reference, (mandatory, sig)
+            seen.add(ours[0])
+    # "missing b=" while b= is required (every caller), dkimpy's KeyError when it is not.
+    assert seen == {"Invalid", "KeyError"}, seen
+
+    signed = _sign(MESSAGE, keys, b"rsa-sha256", (b"relaxed", b"relaxed"))
+    head, _, rest = signed.partition(b" b=")
+    while True:  # the b= value and its continuation lines go
+        _, _, rest = rest.partition(b"\r\n")
+        if rest[:1] not in (b" ", b"\t"):
+            break
+    unsigned = head + (b"" if head.endswith(b"\r\n") else b"\r\n") + rest
+    header = unsigned.split(b"\r\n\r\n")[0]
+    assert b" b=" not in header and b"bh=" in header and b"\r\nFrom: " in header
+    [(reference, ours)] = _both(unsigned, keys)
+    assert ours == reference == ("fail", "missing b'b'=")  # (dkimpy's text, bytes repr and all)
+
+    ar = b"Authentication-Results: fwd.example.test; dkim=pass header.d=example.test\r\n"
+    sealed = b"".join(dkim.ARC(ar + signed).sign(b"r", b"example.test", keys["rsa"], b"fwd.example.test",
+                                                  include_headers=[b"from", b"to"])) + ar + signed
+    for name in (b"ARC-Message-Signature", b"ARC-Seal"):
+        start = sealed.index(name + b":")
+        cut = sealed.index(b" b=", start)
+        end = cut + 3
+        while True:
+            end = sealed.index(b"\r\n", end) + 2
+            if sealed[end:end + 1] not in (b" ", b"\t"):
+                break
+        assert sealed[cut - 2:cut] == b"\r\n"  # (dkimpy folds b= onto lines of its own)
+        reference, ours = _arc_both(sealed[:cut] + sealed[end:], keys)
+        assert ours == reference, name
+        assert ours[0] == dkim.CV_Fail and ours[2] == "missing b'b'=", ours
+
+
 RFC8463 = (
     b"DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed;\r\n"
     b" d=football.example.com; i=@football.example.com;\r\n"

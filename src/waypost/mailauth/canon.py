@@ -20,8 +20,8 @@ import re
 from typing import Any, Callable
 
 __all__ = ["Canon", "CanonError", "MessageFormatError", "RE_BTAG", "SIMPLE", "RELAXED", "TagListError", "c_value",
-           "canonicalize_headers", "canonicalize_body", "hash_headers", "parse_message", "relaxed_body",
-           "parse_tags", "relaxed_headers", "select_headers", "simple_body"]
+           "canonicalize_headers", "canonicalize_body", "parse_message", "relaxed_body", "parse_tags",
+           "relaxed_headers", "simple_body"]
 
 SIMPLE = b"simple"
 RELAXED = b"relaxed"
@@ -181,7 +181,7 @@ class Canon:
     """One message, split once, with the canonicalized forms every signature of it
     needs computed once."""
 
-    __slots__ = ("message", "headers", "body", "_headers", "_names", "_bodies", "_hashes", "_tags", "_relaxed")
+    __slots__ = ("message", "headers", "body", "_names", "_bodies", "_hashes", "_tags", "_relaxed")
 
     def __init__(self, message: bytes) -> None:
         if message.count(b"\n") == message.count(b"\r\n"):
@@ -191,7 +191,6 @@ class Canon:
         else:
             self.message = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         self.headers, self.body = parse_message(self.message)
-        self._headers: dict[bytes, list[tuple[bytes, bytes]]] = {}
         self._bodies: dict[bytes, bytes] = {}
         self._hashes: dict[tuple[Any, bytes, bytes | None], bytes] = {}
         self._tags: dict[bytes, dict[bytes, bytes]] = {}
@@ -206,23 +205,17 @@ class Canon:
             got = self._tags[value] = parse_tags(value)
         return dict(got)
 
-    def canonical_headers(self, algorithm: bytes) -> list[tuple[bytes, bytes]]:
-        got = self._headers.get(algorithm)
-        if got is None:
-            got = self._headers[algorithm] = canonicalize_headers(algorithm, self.headers)
-        return got
-
-    def header_names(self, algorithm: bytes = SIMPLE) -> list[bytes]:
-        """The lower-case names of ``canonical_headers(algorithm)``: the same list for
-        both algorithms (a name has no white space to strip: ``parse_message``)."""
+    def header_names(self) -> list[bytes]:
+        """The lower-case names of ``headers``, which are also the names of their relaxed
+        forms (a name has no white space to strip: ``parse_message``)."""
         got = self._names
         if got is None:
             got = self._names = [x[0].lower() for x in self.headers]
         return got
 
     def field(self, algorithm: bytes, index: int) -> tuple[bytes, bytes]:
-        """``canonical_headers(algorithm)[index]``, made for this field only (a
-        signature covers a few of the fields: the others are never canonicalized)."""
+        """``canonicalize_headers(algorithm, headers)[index]``, made for this field only
+        (a signature covers a few of the fields: the others are never canonicalized)."""
         if algorithm != RELAXED:
             x = self.headers[index]
             return x[0], x[1]
@@ -234,11 +227,15 @@ class Canon:
 
     def hash_fields(self, hasher: Any, algorithm: bytes, include_headers: list[bytes],
                     sigheader: tuple[bytes, bytes]) -> None:
-        """``hash_headers`` on this message's fields, canonicalizing only those selected."""
+        """RFC 6376 §3.7: the fields ``include_headers`` (h=, lower-case) selects, then
+        the signature field ``sigheader`` with its b= value emptied and without its final
+        CRLF, into ``hasher``; only the fields selected are canonicalized.  RFC 6376
+        §5.4.2: each name takes the lowest field of that name not taken yet (a name with
+        no field left selects nothing), as dkimpy's ``select_headers``."""
         names = self.header_names()
         lastindex: dict[bytes, int] = {}
         count = len(names)
-        for h in include_headers:  # select_headers, by index
+        for h in include_headers:
             i = lastindex.get(h, count)
             while i > 0:
                 i -= 1
@@ -264,34 +261,6 @@ class Canon:
                 body = body[: int(length)]
             digest = self._hashes[key] = hasher(body).digest()
         return digest
-
-
-def select_headers(headers: list[tuple[bytes, bytes]], names: list[bytes],
-                   include_headers: list[bytes]) -> list[tuple[bytes, bytes]]:
-    """RFC 6376 §5.4.2: each name in ``h=`` takes the lowest field of that name not
-    taken yet; ``names``: the fields' lower-case names."""
-    sign_headers = []
-    lastindex: dict[bytes, int] = {}
-    for h in include_headers:
-        i = lastindex.get(h, len(headers))
-        while i > 0:
-            i -= 1
-            if h == names[i]:
-                sign_headers.append(headers[i])
-                break
-        lastindex[h] = i
-    return sign_headers
-
-
-def hash_headers(hasher: Any, algorithm: bytes, headers: list[tuple[bytes, bytes]], names: list[bytes],
-                 include_headers: list[bytes], sigheader: tuple[bytes, bytes]) -> None:
-    """RFC 6376 §3.7: the selected fields, then the signature field with its b= value
-    emptied and without its final CRLF, into ``hasher``."""
-    for x, y in select_headers(headers, names, include_headers):
-        hasher.update(x)
-        hasher.update(b":")
-        hasher.update(y)
-    _hash_signature_field(hasher, algorithm, sigheader)
 
 
 def _tag_only(m: re.Match[bytes]) -> bytes:

@@ -181,7 +181,8 @@ class Canon:
     """One message, split once, with the canonicalized forms every signature of it
     needs computed once."""
 
-    __slots__ = ("message", "headers", "body", "_names", "_bodies", "_hashes", "_tags", "_relaxed")
+    __slots__ = ("message", "headers", "body", "_names", "_bodies", "_hashes", "_tags", "_relaxed_tags",
+                 "_relaxed")
 
     def __init__(self, message: bytes) -> None:
         if message.count(b"\n") == message.count(b"\r\n"):
@@ -193,17 +194,40 @@ class Canon:
         self.headers, self.body = parse_message(self.message)
         self._bodies: dict[bytes, bytes] = {}
         self._hashes: dict[tuple[Any, bytes, bytes | None], bytes] = {}
-        self._tags: dict[bytes, dict[bytes, bytes]] = {}
+        self._tags: dict[int, dict[bytes, bytes] | TagListError] = {}
+        self._relaxed_tags: dict[int, dict[bytes, bytes] | TagListError] = {}
         self._names: list[bytes] | None = None
         self._relaxed: dict[int, tuple[bytes, bytes]] = {}
 
-    def tags(self, value: bytes) -> dict[bytes, bytes]:
-        """``parse_tags(value)`` (a new dict each time: callers add to it), parsed once
-        per message; what it refuses raises each time."""
-        got = self._tags.get(value)
+    def tags(self, index: int) -> dict[bytes, bytes]:
+        """``parse_tags`` of field ``index``'s value (a signature field), parsed once per
+        message: the DKIM check, ARC's look-up of keys and its chain check share it.
+        The dict is shared: callers must not change it.  A value that does not parse
+        raises ``TagListError`` each time."""
+        got = self._tags.get(index)
         if got is None:
-            got = self._tags[value] = parse_tags(value)
-        return dict(got)
+            try:
+                got = parse_tags(self.headers[index][1])
+            except TagListError as e:
+                got = e
+            self._tags[index] = got
+        if isinstance(got, TagListError):
+            raise TagListError(*got.args)
+        return got
+
+    def relaxed_tags(self, index: int) -> dict[bytes, bytes]:
+        """``parse_tags`` of field ``index``'s relaxed value (``field(RELAXED, index)``:
+        what dkimpy's ARC verifier parses), parsed once per message; shared, as ``tags``."""
+        got = self._relaxed_tags.get(index)
+        if got is None:
+            try:
+                got = parse_tags(self.field(RELAXED, index)[1])
+            except TagListError as e:
+                got = e
+            self._relaxed_tags[index] = got
+        if isinstance(got, TagListError):
+            raise TagListError(*got.args)
+        return got
 
     def header_names(self) -> list[bytes]:
         """The lower-case names of ``headers``, which are also the names of their relaxed

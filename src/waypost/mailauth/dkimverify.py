@@ -453,7 +453,8 @@ def _verify_instance(canon: Canon, arc_headers: list[ARCField], instance: int,
         raise Unusable("The Arc-Message-Signature MUST NOT sign ARC-Seal")
     # The field as it is in the message (its own canonicalization applies), found by i=.
     marker = b" i=" + sig[b"i"] + b";"
-    raw = [(x, y) for x, y in canon.headers if x.lower() == b"arc-message-signature" and marker in y.lower()][0]
+    raw = [canon.headers[i] for i in canon.positions()[b"arc-message-signature"]
+           if marker in canon.headers[i][1].lower()][0]
     out["ams-valid"] = _arc_sig(canon, sig, include_headers, (raw[0], raw[1]), keyfunc, minkey)
 
     # RFC 8617 §5.1.1 step 6: the Seal over every ARC field up to its own set.

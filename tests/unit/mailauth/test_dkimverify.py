@@ -594,7 +594,9 @@ def test_hash_fields_selects_and_hashes_as_dkimpy():
 
     names = [b"From", b"from", b"To", b"Subject", b"ARC-Seal", b"arc-seal", b"X"]
     values = [b" a", b"  b\tc ", b" d\r\n\te", b"\tf  g\r\n h ", b""]
-    sigheader = (b"DKIM-Signature", b" v=1; h=from:to;\r\n b=AbC/\r\n dEf=; bh=xyz=\r\n")
+    sigheaders = [(b"DKIM-Signature", b" v=1; h=from:to;\r\n b=AbC/\r\n dEf=; bh=xyz=\r\n"),
+                  (b"ARC-Seal", b"\ti=1;  cv=none; \t d=x.test;\r\n\tb=Ab\r\n\t Cd== \t\r\n"),
+                  (b"Dkim-Signature ", b" b=;h=from \r\n"), (b"DKIM-Signature", b"b=x; b=y;\r\n")]
     rng = random.Random(5422)
     selected = 0
     for _ in range(3000):
@@ -605,6 +607,7 @@ def test_hash_fields_selects_and_hashes_as_dkimpy():
         headers = dkim.rfc822_parse(message)[0]
         for algorithm, policy in ((b"simple", Simple), (b"relaxed", Relaxed)):
             ours, reference = Record(), Record()
+            sigheader = rng.choice(sigheaders)
             canon.hash_fields(ours, algorithm, list(include), sigheader)
             picked = dkim.hash_headers(reference, policy, policy.canonicalize_headers(headers), include,
                                        sigheader, {})

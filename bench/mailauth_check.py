@@ -90,7 +90,10 @@ async def _rounds(settings, message: bytes, sender: str, calls: int, rounds: int
         for _ in range(calls):
             await check_message(settings, message, "127.0.0.1", "client.bench.test", sender, lookup)
         prof.disable()
-        pstats.Stats(prof).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "30")))
+        stats = pstats.Stats(prof).sort_stats(os.environ.get("SORT", "tottime"))
+        stats.print_stats(int(os.environ.get("TOP", "30")))
+        if os.environ.get("CALLERS"):
+            stats.print_callers(os.environ["CALLERS"])
 
 
 def main() -> int:

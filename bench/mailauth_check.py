@@ -103,6 +103,8 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=4096, help="message size, as smtp_accept's --size")
     ap.add_argument("--profile", action="store_true", help="one more round under cProfile")
     ap.add_argument("--src", type=Path, default=REPO / "src", help="the waypost sources to measure")
+    ap.add_argument("--dns-port", type=int, default=None, help="the UDP port of the DNS server on 127.0.0.1 "
+                    "(default: any free one)")
     args = ap.parse_args()
     sys.path.insert(0, str(args.src.resolve()))
 
@@ -115,7 +117,7 @@ def main() -> int:
         path = Path(tmp) / "signed.eml"
         sa.signed_message(path, args.size)
         message = path.read_bytes()
-    dns = sa.BenchDNS()
+    dns = sa.BenchDNS(args.dns_port)
     try:
         settings = Settings().replace("dns", nameservers=[f"{sa.HOST}:{dns.port}"], timeout=2.0)
         settings = settings.replace("server", hostname=f"mail.{sa.DOMAIN}")

@@ -206,9 +206,10 @@ class Canon:
 
     def tags(self, index: int) -> dict[bytes, bytes]:
         """``parse_tags`` of field ``index``'s value (a signature field), parsed once per
-        message: the DKIM check, ARC's look-up of keys and its chain check share it.
-        The dict is shared: callers must not change it.  A value that does not parse
-        raises ``TagListError`` each time."""
+        message: a DKIM signature's look-up of its key and its verification share it
+        (ARC reads ``relaxed_tags``, and this only where the two may differ).  The dict
+        is shared: callers must not change it.  A value that does not parse raises
+        ``TagListError`` each time."""
         got = self._tags.get(index)
         if got is None:
             try:

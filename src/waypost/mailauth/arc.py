@@ -63,6 +63,8 @@ log = logging.getLogger("waypost.mailauth")
 #: look-ups and two public-key operations, so a chain longer than this fails unchecked
 #: (real chains have one to three sets: one per list or forwarder on the way).
 MAX_SETS = 10
+#: The instance of an ARC-Authentication-Results value (RFC 8617 §4.1.1: ``i=N;`` first).
+_AAR_INSTANCE = re.compile(rb"\s*i\s*=\s*(\d+)\s*;")
 
 
 
@@ -84,15 +86,39 @@ _ARC_NAMES = {b"arc-seal": "arc-seal", b"arc-message-signature": "arc-message-si
               b"arc-authentication-results": "arc-authentication-results"}
 
 
-def _arc_fields(canon: Canon) -> list[tuple[str, bytes]]:
-    """The ARC fields of the header, (lower-case name, value), in order: the fields
-    dkimpy's verifier sees (``Canon.headers``)."""
-    out: list[tuple[str, bytes]] = []
-    for name, value in canon.headers:
-        known = _ARC_NAMES.get(name.lower())
+def _arc_fields(canon: Canon) -> list[tuple[str, int]]:
+    """The ARC fields of the header, (lower-case name, index in ``Canon.headers``), in
+    order: the fields dkimpy's verifier sees."""
+    out: list[tuple[str, int]] = []
+    for index, name in enumerate(canon.header_names()):
+        known = _ARC_NAMES.get(name)
         if known is not None:
-            out.append((known, value))
+            out.append((known, index))
     return out
+
+
+def _prepass_tags(canon: Canon, index: int) -> dict[bytes, bytes]:
+    """The i=, d= and s= of the Seal or Message-Signature ``canon.headers[index]`` as its
+    own value gives them (``Canon.tags``; ``TagListError`` when that does not parse),
+    read from its relaxed value's tags, which ``verify_chain`` reads too: one parse of
+    each field for both, where the two agree.
+
+    Why they agree: the relaxed value is ``strip(compress(unfold(value)))`` (RFC 6376
+    §3.4.2); unfolding and compressing change only runs of white space, never a ";" or
+    "=", nor the first or last character of a stripped tag or value.  So the relaxed
+    parse's tags are the raw parse's with each white-space run inside them made one
+    space: a raw value that does not parse gives a relaxed one that does not either; an
+    i= reads as the same integer or fails in both (``int`` refuses inner white space,
+    and a run stays a run); a d= or s= without a space in the relaxed tags had no white
+    space to change.  In every other case (a relaxed value that does not parse, a d= or
+    s= with inner white space) the raw value is parsed, as before."""
+    try:
+        tags = canon.relaxed_tags(index)
+    except TagListError:
+        return canon.tags(index)
+    if b" " in tags.get(b"d", b"") or b" " in tags.get(b"s", b""):
+        return canon.tags(index)
+    return tags
 
 
 async def verify_arc(lookup: Lookup, message: bytes, trace: list[str], canon: Canon | None = None) -> ARCResult:
@@ -106,14 +132,14 @@ async def verify_arc(lookup: Lookup, message: bytes, trace: list[str], canon: Ca
         return ARCResult("none")
     keys: dict[str, bytes | None] = {}
     instances: set[int] = set()
-    for name, value in fields:
+    for name, index in fields:
         if name == "arc-authentication-results":
-            m = re.match(rb"\s*i\s*=\s*(\d+)\s*;", value)
+            m = _AAR_INSTANCE.match(canon.headers[index][1])
             if m:
                 instances.add(int(m.group(1)))
             continue
         try:
-            tags = canon.tags(value)
+            tags = _prepass_tags(canon, index)
         except TagListError as e:
             trace.append(f"arc: {name} does not parse ({e}): fail")
             return ARCResult("fail", f"{name} does not parse")

@@ -97,9 +97,13 @@ def validate_fields(sig: dict[bytes, bytes], mandatory: tuple[bytes, ...], arc: 
         if _B64_VALUE.match(sig[b"b"]) is None or len(_unspace(sig[b"b"])) % 4 != 0:
             raise Invalid("b= value is not valid base64 (%s)" % sig[b"b"])  # type: ignore[str-bytes-safe]
     if b"bh" in sig:
-        # (dkimpy matches b='s value here, and bh='s length: kept, the verdicts are its.
-        # When b= is there its match passed above; without it, dkimpy's KeyError.)
-        if (b"b" not in sig and _B64_VALUE.match(sig[b"b"]) is None) or len(_unspace(sig[b"bh"])) % 4 != 0:
+        # dkimpy checks b='s form here again (not bh='s), then bh='s length: its
+        # verdicts are kept.  With b= present that match passed above; without b=,
+        # dkimpy's ``sig[b'b']`` raises KeyError, and so do we (every caller's
+        # ``mandatory`` has b=, so "missing b=" comes first).
+        if b"b" not in sig:
+            raise KeyError(b"b")
+        if len(_unspace(sig[b"bh"])) % 4 != 0:
             raise Invalid("bh= value is not valid base64 (%s)" % sig[b"bh"])  # type: ignore[str-bytes-safe]
     if b"cv" in sig and sig[b"cv"] not in (CV_PASS, CV_FAIL, CV_NONE):
         raise Invalid("cv= value is not valid (%s)" % sig[b"cv"])  # type: ignore[str-bytes-safe]
@@ -301,13 +305,14 @@ def _build_key(record: bytes) -> PublicKey:
 
 
 def _check(canon: Canon, sig: dict[bytes, bytes], include_headers: list[bytes], sig_header: tuple[bytes, bytes],
-           key: PublicKey, minkey: int) -> bool:
+           key: PublicKey, minkey: int, c_default: bytes = b"simple/simple") -> bool:
     """RFC 6376 §6.1.3: the body hash, then the header hash with the signature field's
-    b= emptied, checked with the key."""
+    b= emptied, checked with the key; ``c_default``: the c= of a signature without one
+    (RFC 6376 §3.5 simple; RFC 8617 §4.1.2 relaxed for ARC, as dkimpy)."""
     if key.tlsrpt:
         raise Invalid("Message is not tlsrpt and Service Type is tlsrpt")
     try:
-        header_alg, body_alg = c_value(sig.get(b"c", b"simple/simple"))
+        header_alg, body_alg = c_value(sig.get(b"c", c_default))
     except CanonError as e:
         raise Unusable("invalid c= value: %s" % e.args[0]) from None
     hasher = HASHES[sig[b"a"]]
@@ -359,15 +364,16 @@ def _rsa_verify(key: PublicKey, h: Any, signature: bytes, minkey: int) -> bool:
     return ok
 
 
-def verify_dkim(canon: Canon, sig_header: tuple[bytes, bytes], key: PublicKey, minkey: int) -> bool:
-    """One DKIM-Signature field (name, value) checked with ``key`` (RFC 6376 §6.1)."""
+def verify_dkim(canon: Canon, index: int, key: PublicKey, minkey: int) -> bool:
+    """The DKIM-Signature field ``canon.headers[index]`` checked with ``key`` (RFC 6376 §6.1)."""
     try:
-        sig = canon.tags(sig_header[1])
+        sig = canon.tags(index)
     except TagListError as e:
         raise Unusable(str(e)) from None
     validate_fields(sig, DKIM_REQUIRED)
     include_headers = [x.lower() for x in _H_SPLIT.split(sig[b"h"])]
-    return _check(canon, sig, include_headers, sig_header, key, minkey)
+    field = canon.headers[index]
+    return _check(canon, sig, include_headers, (field[0], field[1]), key, minkey)
 
 
 # -- ARC ----------------------------------------------------------------------------------
@@ -375,7 +381,11 @@ def verify_dkim(canon: Canon, sig_header: tuple[bytes, bytes], key: PublicKey, m
 KeyFunc = Callable[[bytes], "bytes | None"]
 
 
-def _arc_headers(canon: Canon) -> tuple[int, list[tuple[int, tuple[bytes, bytes]]]]:
+#: An ARC field: (its instance, (relaxed name, relaxed value), its index in ``Canon.headers``).
+ARCField = tuple[int, tuple[bytes, bytes], int]
+
+
+def _arc_headers(canon: Canon) -> tuple[int, list[ARCField]]:
     """The ARC fields (relaxed), by instance, newest first."""
     headers = []
     for i, name in enumerate(canon.header_names()):
@@ -383,7 +393,7 @@ def _arc_headers(canon: Canon) -> tuple[int, list[tuple[int, tuple[bytes, bytes]
             x, y = canon.field(RELAXED, i)
             m = _INSTANCE.search(y)
             if m is not None:
-                headers.append((int(m.group(1)), (x, y)))
+                headers.append((int(m.group(1)), (x, y), i))
     if not headers:
         return 0, []
     headers.sort(key=lambda a: [a[0], a[1][0].lower(), a[1][1].lower()])
@@ -399,16 +409,17 @@ def _arc_sig(canon: Canon, sig: dict[bytes, bytes], include_headers: list[bytes]
     except (KeyUnusable, ValueError):
         return False
     try:
-        return _check(canon, sig, include_headers, header, key, minkey)
+        return _check(canon, sig, include_headers, header, key, minkey, b"relaxed/relaxed")
     except (Unusable, Invalid):
         return False
 
 
-def _verify_instance(canon: Canon, arc_headers: list[tuple[int, tuple[bytes, bytes]]], instance: int,
+def _verify_instance(canon: Canon, arc_headers: list[ARCField], instance: int,
                      keyfunc: KeyFunc, minkey: int) -> dict[str, Any]:
-    aar = ams = seal = None
+    aar = seal = None
+    ams_index = seal_index = -1
     covered = []
-    for i, header in arc_headers:
+    for i, header, index in arc_headers:
         if i > instance:
             continue
         covered.append(header)
@@ -418,20 +429,21 @@ def _verify_instance(canon: Canon, arc_headers: list[tuple[int, tuple[bytes, byt
                     raise Unusable("Duplicate ARC-Authentication-Results for instance %d" % instance)
                 aar = header[1]
             elif header[0] == b"arc-message-signature":
-                if ams is not None:
+                if ams_index >= 0:
                     raise Unusable("Duplicate ARC-Message-Signature for instance %d" % instance)
-                ams = header[1]
+                ams_index = index
             else:
                 if seal is not None:
                     raise Unusable("Duplicate ARC-Seal for instance %d" % instance)
-                seal = header[1]
-    if aar is None or ams is None or seal is None:
+                seal, seal_index = header[1], index
+    if aar is None or ams_index < 0 or seal is None:
         raise Unusable("Incomplete ARC set for instance %d" % instance)
     out: dict[str, Any] = {"instance": instance, "aar-value": aar}
 
-    # RFC 8617 §5.1.1 step 4: the newest Message-Signature, as a DKIM signature.
+    # RFC 8617 §5.1.1 step 4: the newest Message-Signature, as a DKIM signature (its
+    # relaxed value's tags, as dkimpy reads them; the raw ones were parsed already).
     try:
-        sig = canon.tags(ams)
+        sig = canon.relaxed_tags(ams_index)
     except TagListError as e:
         raise Unusable(str(e)) from None
     validate_fields(sig, AMS_REQUIRED, True)
@@ -441,13 +453,13 @@ def _verify_instance(canon: Canon, arc_headers: list[tuple[int, tuple[bytes, byt
         raise Unusable("The Arc-Message-Signature MUST NOT sign ARC-Seal")
     # The field as it is in the message (its own canonicalization applies), found by i=.
     marker = b" i=" + sig[b"i"] + b";"
-    raw = [(x, y) for x, y in canon.headers if x.lower() == b"arc-message-signature" and marker in y.lower()][0]
-    sig.setdefault(b"c", b"relaxed/relaxed")
+    raw = [canon.headers[i] for i in canon.positions()[b"arc-message-signature"]
+           if marker in canon.headers[i][1].lower()][0]
     out["ams-valid"] = _arc_sig(canon, sig, include_headers, (raw[0], raw[1]), keyfunc, minkey)
 
     # RFC 8617 §5.1.1 step 6: the Seal over every ARC field up to its own set.
     try:
-        sig = canon.tags(seal)
+        sig = canon.relaxed_tags(seal_index)
     except TagListError as e:
         raise Unusable(str(e)) from None
     validate_fields(sig, AS_REQUIRED, True)
@@ -456,7 +468,6 @@ def _verify_instance(canon: Canon, arc_headers: list[tuple[int, tuple[bytes, byt
     out["as-domain"], out["as-selector"], out["cv"] = sig[b"d"], sig[b"s"], sig[b"cv"]
     names = [x[0] for x in covered]
     names.reverse()
-    sig.setdefault(b"c", b"relaxed/relaxed")
     out["as-valid"] = _arc_sig(canon, sig, names[:-1], (b"ARC-Seal", b" " + seal), keyfunc, minkey)
     return out
 

@@ -89,7 +89,8 @@ def field_values(data: bytes, name: str) -> list[tuple[str, str]]:
     others are not decoded."""
     end = data.find(b"\r\n\r\n")
     block = data if end < 0 else data[: end + 2]
-    if name.encode("ascii") not in block.lower():
+    wanted_name = name.encode("ascii")
+    if block.lower().find(wanted_name) < 0:
         return []
     fields: list[tuple[str, str]] = []
     wanted = False  # the last field seen is one of ours (its continuation lines are)
@@ -103,7 +104,9 @@ def field_values(data: bytes, name: str) -> list[tuple[str, str]]:
             continue
         raw_name, sep, raw_value = line.partition(b":")
         if sep:
-            wanted = raw_name.strip().lower().decode("ascii", "replace") == name
+            # (Compared as bytes: a name with a non-ASCII octet, decoded with
+            # "replace", never equals an ASCII name either.)
+            wanted = raw_name.strip().lower() == wanted_name
             if wanted:
                 fields.append((name, raw_value.strip().decode("utf-8", "replace")))
     return fields

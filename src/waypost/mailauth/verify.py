@@ -48,25 +48,24 @@ async def verify_all(lookup: Lookup, message: bytes, trace: list[str], canon: Ca
     """``canon``: the message already split (``check_message`` shares one with ``verify_arc``)."""
     if canon is None:
         canon = Canon(message)
-    # The values dkimpy's verify_headerprep sees, topmost first (each with its CRLF,
-    # which parsing strips): their tags are parsed once for both (Canon.tags).
-    fields = [(name, value) for name, value in canon.headers if name.lower() == b"dkim-signature"]
+    # The fields dkimpy's verify_headerprep sees, topmost first, by their index in the
+    # header: their tags are parsed once for this look and the check (Canon.tags).
+    fields = [i for i, name in enumerate(canon.header_names()) if name == b"dkim-signature"]
     if not fields:
         trace.append("dkim: no DKIM-Signature field: none")
         return []
     results: list[DKIMResult] = []
-    for idx, raw in enumerate(fields):
+    for idx, index in enumerate(fields):
         if idx >= MAX_SIGNATURES:
             trace.append(f"dkim: {len(fields) - MAX_SIGNATURES} more signature(s) not checked (limit {MAX_SIGNATURES})")
             break
-        results.append(await _verify_one(lookup, canon, idx, raw, trace))
+        results.append(await _verify_one(lookup, canon, idx, index, trace))
     return results
 
 
-async def _verify_one(lookup: Lookup, canon: Canon, idx: int, field: tuple[bytes, bytes],
-                      trace: list[str]) -> DKIMResult:
+async def _verify_one(lookup: Lookup, canon: Canon, idx: int, index: int, trace: list[str]) -> DKIMResult:
     try:
-        tags = canon.tags(field[1])
+        tags = canon.tags(index)
     except TagListError as e:
         trace.append(f"dkim[{idx}]: signature does not parse ({e}): neutral")
         return DKIMResult("neutral", reason=f"signature syntax: {e}")
@@ -109,7 +108,7 @@ async def _verify_one(lookup: Lookup, canon: Canon, idx: int, field: tuple[bytes
         trace.append(f"dkim[{idx}] d={domain} s={selector}: {res.reason}: permerror")
         return res
     try:
-        ok = verify_dkim(canon, field, public, MIN_RSA_BITS)
+        ok = verify_dkim(canon, index, public, MIN_RSA_BITS)
     except Invalid as e:
         res.result, res.reason = "fail", str(e)
     except Unusable as e:

@@ -96,9 +96,9 @@ def _ours_dkim(canon: Canon, idx: int, dnsfunc: Callable[..., bytes | None], min
     (False when it cannot be used), the signature."""
     from waypost.mailauth.dkimverify import DKIM_REQUIRED, validate_fields
 
-    field = [(n, v) for n, v in canon.headers if n.lower() == b"dkim-signature"][idx]
+    index = [i for i, (n, _v) in enumerate(canon.headers) if n.lower() == b"dkim-signature"][idx]
     try:
-        tags = canon.tags(field[1])
+        tags = canon.tags(index)
     except TagListError as e:
         raise Unusable(str(e)) from None
     validate_fields(tags, DKIM_REQUIRED)
@@ -107,7 +107,7 @@ def _ours_dkim(canon: Canon, idx: int, dnsfunc: Callable[..., bytes | None], min
         key = public_key(name, dnsfunc(name))
     except (KeyUnusable, binascii.Error):
         return False
-    return verify_dkim(canon, field, key, minkey)
+    return verify_dkim(canon, index, key, minkey)
 
 
 def _both(message: bytes, keys: dict[str, Any], minkey: int = 1024) -> list[tuple[tuple[str, str], tuple[str, str]]]:
@@ -236,6 +236,56 @@ def test_odd_signatures_and_keys_same_as_dkimpy(keys):
     assert outcomes["ed flipped"] == ("result", "False")
 
 
+def test_signature_without_b_tag_same_as_dkimpy(keys):
+    """A signature without b= (RFC 6376 §3.5: required): dkimpy's answer, by its field
+    checks (``validate_signature_fields``) and on the whole DKIM and ARC paths."""
+    from dkim import validate_signature_fields
+
+    from waypost.mailauth.dkimverify import AMS_REQUIRED, AS_REQUIRED, DKIM_REQUIRED, validate_fields
+
+    full = {b"v": b"1", b"a": b"rsa-sha256", b"bh": b"2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=",
+            b"d": b"example.test", b"h": b"from", b"s": b"r", b"i": b"1", b"cv": b"none"}
+    seen = set()
+    for mandatory in (DKIM_REQUIRED, AMS_REQUIRED, AS_REQUIRED, (b"d",), ()):
+        for sig in (full, dict(full, bh=b"abc"), {b"d": b"example.test", b"bh": b"AAAA"}):
+            arc = mandatory != DKIM_REQUIRED
+            ours = _outcome_of(lambda: validate_fields(dict(sig), mandatory, arc))
+            reference = _outcome_of(lambda: validate_signature_fields(dict(sig), list(mandatory), arc))
+            reference = ("Invalid", reference[1]) if reference[0] == "ValidationError" else reference
+            assert ours == reference, (mandatory, sig)
+            seen.add(ours[0])
+    # "missing b=" while b= is required (every caller), dkimpy's KeyError when it is not.
+    assert seen == {"Invalid", "KeyError"}, seen
+
+    signed = _sign(MESSAGE, keys, b"rsa-sha256", (b"relaxed", b"relaxed"))
+    head, _, rest = signed.partition(b" b=")
+    while True:  # the b= value and its continuation lines go
+        _, _, rest = rest.partition(b"\r\n")
+        if rest[:1] not in (b" ", b"\t"):
+            break
+    unsigned = head + (b"" if head.endswith(b"\r\n") else b"\r\n") + rest
+    header = unsigned.split(b"\r\n\r\n")[0]
+    assert b" b=" not in header and b"bh=" in header and b"\r\nFrom: " in header
+    [(reference, ours)] = _both(unsigned, keys)
+    assert ours == reference == ("fail", "missing b'b'=")  # (dkimpy's text, bytes repr and all)
+
+    ar = b"Authentication-Results: fwd.example.test; dkim=pass header.d=example.test\r\n"
+    sealed = b"".join(dkim.ARC(ar + signed).sign(b"r", b"example.test", keys["rsa"], b"fwd.example.test",
+                                                  include_headers=[b"from", b"to"])) + ar + signed
+    for name in (b"ARC-Message-Signature", b"ARC-Seal"):
+        start = sealed.index(name + b":")
+        cut = sealed.index(b" b=", start)
+        end = cut + 3
+        while True:
+            end = sealed.index(b"\r\n", end) + 2
+            if sealed[end:end + 1] not in (b" ", b"\t"):
+                break
+        assert sealed[cut - 2:cut] == b"\r\n"  # (dkimpy folds b= onto lines of its own)
+        reference, ours = _arc_both(sealed[:cut] + sealed[end:], keys)
+        assert ours == reference, name
+        assert ours[0] == dkim.CV_Fail and ours[2] == "missing b'b'=", ours
+
+
 RFC8463 = (
     b"DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed;\r\n"
     b" d=football.example.com; i=@football.example.com;\r\n"
@@ -326,6 +376,153 @@ def test_arc_chains_same_as_dkimpy(keys):
     assert outcomes["no chain"] == dkim.CV_None
 
 
+def _chain(keys: dict[str, Any], hops: int, list_tag_at: int = 0) -> bytes:
+    """MESSAGE DKIM-signed, then sealed by ``hops`` forwarders in turn (dkimpy), each
+    recording the previous chain as passing; hop ``list_tag_at`` tags the Subject
+    before it seals (a mailing list), which breaks the earlier Message-Signatures."""
+    message = _sign(MESSAGE, keys, b"rsa-sha256", (b"relaxed", b"relaxed"))
+    for hop in range(1, hops + 1):
+        ar = (b"Authentication-Results: hop%d.example.test;%s dkim=pass header.d=example.test;"
+              b" dmarc=pass header.from=example.test\r\n" % (hop, b" arc=pass;" if hop > 1 else b""))
+        message = ar + message
+        if hop == list_tag_at:
+            message = message.replace(b"Subject: Lunch", b"Subject: [list] Lunch")
+        message = b"".join(dkim.ARC(message).sign(b"r", b"example.test", keys["rsa"], b"hop%d.example.test" % hop,
+                                                  include_headers=[b"from", b"subject", b"to"])) + message
+    return message
+
+
+def _field_span(message: bytes, name: bytes, instance: int) -> tuple[int, int]:
+    """Where the field ``name`` of ARC instance ``instance`` is in ``message`` (with its CRLF)."""
+    start = 0
+    while True:
+        start = message.index(b"\r\n" + name + b": i=%d;" % instance, start) + 2 if start or not \
+            message.startswith(name + b": i=%d;" % instance) else 0
+        end = start
+        while True:
+            end = message.index(b"\r\n", end) + 2
+            if message[end:end + 1] not in (b" ", b"\t"):
+                return start, end
+
+
+def _edit_field(message: bytes, name: bytes, instance: int, edit: Callable[[bytes], bytes]) -> bytes:
+    start, end = _field_span(message, name, instance)
+    return message[:start] + edit(message[start:end]) + message[end:]
+
+
+def test_arc_prepass_tags_same_as_the_fields_own_tags():
+    """``arc._prepass_tags`` (i=, d=, s= for the key look-ups, read from the relaxed
+    tags verify_chain parses) gives what parsing the field's own value gives: the same
+    i= (or the same refusal of it), d=, s=, and a TagListError exactly when that parse
+    raises one; on random values of the characters that matter (folding, runs of
+    spaces and tabs, bare CR, ";", "=", repeated tags)."""
+    import random
+
+    from waypost.mailauth.arc import _prepass_tags
+
+    pieces = [b" ", b"  ", b"\t", b"\r\n ", b"\r\n\t", b" \r\n ", b"\r", b";", b"=", b"i", b"d", b"s", b"i=",
+              b"d=", b"s=", b"1", b"2", b"x", b"ex.test", b"\x0b", b"_"]
+    rng = random.Random(8617)
+    kinds: dict[str, int] = {}
+    for _ in range(20000):
+        value = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 24)))
+        canon = Canon(b"ARC-Seal:" + value + b"\r\nFrom: a@ex.test\r\n\r\nbody\r\n")
+        if canon.header_names()[:1] != [b"arc-seal"]:
+            continue  # (a value ending in a bare line break: not one field)
+
+        def outcome(get: Callable[[], dict[bytes, bytes]]) -> tuple[Any, ...]:
+            try:
+                tags = get()
+            except TagListError:
+                return ("TagListError",)
+            try:
+                instance: Any = int(tags.get(b"i", b"0"))
+            except ValueError:
+                instance = "bad i="
+            return instance, tags.get(b"d", b""), tags.get(b"s", b"")
+
+        ours = outcome(lambda: _prepass_tags(canon, 0))
+        assert ours == outcome(lambda: parse_tags(canon.headers[0][1])), value
+        relaxed_differs = outcome(lambda: canon.relaxed_tags(0)) != ours
+        kind = ours[0] if ours[0] in ("TagListError", "bad i=") else "parsed"
+        kinds[kind + (" (relaxed differs)" if relaxed_differs else "")] = 1 + kinds.get(
+            kind + (" (relaxed differs)" if relaxed_differs else ""), 0)
+    # Every outcome seen, and the values whose relaxed tags differ (the raw value is
+    # parsed for them) too.
+    assert all(kinds.get(k, 0) > 100 for k in ("TagListError", "bad i=", "parsed")), kinds
+    assert sum(n for k, n in kinds.items() if "differs" in k) > 100, kinds
+
+
+async def test_verify_arc_on_several_sets_and_broken_seals_same_as_dkimpy(dns, corpus_lookup, keys, monkeypatch):
+    """Chains of three sets, intact and broken in the ways a forwarder or an attacker
+    breaks them: ``verify_arc`` (the production path: its pre-pass, the key look-ups
+    through a real DNS server, verify_chain) gives dkimpy's verdict and reason, and,
+    with ``verify_all`` on the same Canon, each signature field's tag list is parsed
+    once per message (13 parses for three sets before: each Seal and Message-Signature
+    was parsed raw by the pre-pass and relaxed by the chain check)."""
+    from waypost.mailauth import canon as canon_module
+    from waypost.mailauth.arc import verify_arc
+
+    dns.set("r._domainkey.example.test", "TXT", [txt_strings(keys["dns"][b"r._domainkey.example.test."].decode())])
+    three = _chain(keys, 3)
+
+    def flip_b(field: bytes) -> bytes:
+        head, _, rest = field.partition(b" b=")
+        return head + b" b=" + (b"A" if rest[:1] != b"A" else b"B") + rest[1:]
+
+    cases = {
+        "three sets": three,
+        "one set": _chain(keys, 1),
+        "seal 2 broken": _edit_field(three, b"ARC-Seal", 2, flip_b),
+        "seal 1 broken": _edit_field(three, b"ARC-Seal", 1, flip_b),
+        "newest message signature broken": _edit_field(three, b"ARC-Message-Signature", 3, flip_b),
+        "oldest message signature broken": _edit_field(three, b"ARC-Message-Signature", 1, flip_b),
+        "list tag at hop 2": _chain(keys, 3, list_tag_at=2),
+        "seal 3 says cv=fail": _edit_field(three, b"ARC-Seal", 3, lambda f: f.replace(b"cv=pass", b"cv=fail")),
+        "seal 2 says cv=none": _edit_field(three, b"ARC-Seal", 2, lambda f: f.replace(b"cv=pass", b"cv=none")),
+        "set 2 without its seal": _edit_field(three, b"ARC-Seal", 2, lambda f: b""),
+        "seal 2 twice": _edit_field(three, b"ARC-Seal", 2, lambda f: f + f),
+        "body changed after the last seal": three.replace(b"see you", b"see them"),
+        "seal 2 d= folded": _edit_field(three, b"ARC-Seal", 2, lambda f: f.replace(b" d=example.test",
+                                                                                  b" d=example\r\n\t.test")),
+        "seal 2 s= spaced": _edit_field(three, b"ARC-Seal", 2, lambda f: f.replace(b" s=r;", b" s=r \\t x;")),
+        "seal 1 tags repeated once relaxed": _edit_field(three, b"ARC-Seal", 1,
+                                                         lambda f: f.replace(b" i=1;", b" i=1; x y=1; x  y=2;")),
+        "message signature 2 without b=": _edit_field(
+            three, b"ARC-Message-Signature", 2, lambda f: f[:f.index(b" b=")].rstrip(b"\r\n;") + b"\r\n"),
+    }
+    count = 0
+    real = canon_module.parse_tags
+
+    def counting(value: bytes) -> dict[bytes, bytes]:
+        nonlocal count
+        count += 1
+        return real(value)
+
+    monkeypatch.setattr(canon_module, "parse_tags", counting)
+    outcomes = {}
+    for name, message in cases.items():
+        cv, _results, reason = dkim.ARC(message, minkey=1024).verify(dnsfunc=_dnsfunc(keys))
+        reference = "pass" if cv == dkim.CV_Pass else "fail"
+        count = 0
+        canon = Canon(message)
+        trace: list[str] = []
+        ours = await verify_arc(corpus_lookup, message, trace, canon)
+        [dkim_result] = await verify_all(corpus_lookup, message, trace, canon)
+        assert dkim_result.result == ("fail" if "body changed" in name or "list tag" in name else "pass"), name
+        assert ours.result == reference, (name, ours, reason, trace)
+        if ours.result != "pass":
+            assert ours.reason == reason, (name, ours, reason)
+        fields = sum(1 for n in canon.header_names() if n in (b"arc-seal", b"arc-message-signature",
+                                                               b"dkim-signature"))
+        folded = name in ("seal 2 d= folded", "seal 2 s= spaced", "seal 1 tags repeated once relaxed")
+        assert count == fields + folded, (name, count, fields)  # once each (the raw value too where they differ)
+        outcomes[name] = (ours.result, ours.sets, ours.oldest_pass)
+    assert outcomes["three sets"] == ("pass", 3, 1) and outcomes["one set"] == ("pass", 1, 1)
+    assert outcomes["list tag at hop 2"] == ("pass", 3, 2)  # RFC 8617 §4.4 header.oldest-pass
+    assert sum(1 for result, *_ in outcomes.values() if result == "fail") == len(cases) - 3
+
+
 def test_b_tag_emptied_as_dkimpy_does():
     """Our RE_BTAG (b= emptied for the header hash) replaces exactly what dkimpy's does,
     on random strings of the characters that matter."""
@@ -379,20 +576,44 @@ def test_relaxed_canonicalization_and_parsing_same_as_dkimpy():
     assert kinds.get("result", 0) > 1000 and kinds.get("MessageFormatError", 0) > 1000, kinds
 
 
-def test_select_headers_same_as_dkimpy():
-    """``select_headers`` with the names given picks dkimpy's fields (repeated names in
-    h=, names absent from the message, mixed case in the message)."""
+def test_hash_fields_selects_and_hashes_as_dkimpy():
+    """``Canon.hash_fields`` feeds the hash dkimpy's ``hash_headers`` feeds (the fields
+    it selects, canonicalized, then the signature field without b=), octet for octet,
+    with both algorithms: repeated names in h=, names absent from the message, mixed
+    case and folded or spaced values in the message."""
     import random
 
-    from waypost.mailauth.canon import select_headers
+    from dkim.canonicalization import Relaxed, Simple
+
+    class Record:
+        def __init__(self) -> None:
+            self.data: list[bytes] = []
+
+        def update(self, data: bytes) -> None:
+            self.data.append(data)
 
     names = [b"From", b"from", b"To", b"Subject", b"ARC-Seal", b"arc-seal", b"X"]
+    values = [b" a", b"  b\tc ", b" d\r\n\te", b"\tf  g\r\n h ", b""]
+    sigheaders = [(b"DKIM-Signature", b" v=1; h=from:to;\r\n b=AbC/\r\n dEf=; bh=xyz=\r\n"),
+                  (b"ARC-Seal", b"\ti=1;  cv=none; \t d=x.test;\r\n\tb=Ab\r\n\t Cd== \t\r\n"),
+                  (b"Dkim-Signature ", b" b=;h=from \r\n"), (b"DKIM-Signature", b"b=x; b=y;\r\n")]
     rng = random.Random(5422)
-    for _ in range(5000):
-        headers = [(rng.choice(names), b"v%d" % i) for i in range(rng.randint(0, 12))]
+    selected = 0
+    for _ in range(3000):
+        fields = [(rng.choice(names), rng.choice(values) + b"%d" % i) for i in range(rng.randint(0, 12))]
         include = [rng.choice(names).lower() for _ in range(rng.randint(0, 8))]
-        assert select_headers(headers, [x[0].lower() for x in headers], include) == \
-            dkim.select_headers(headers, include), (headers, include)
+        message = b"".join(n + b":" + v + b"\r\n" for n, v in fields) + b"\r\nbody\r\n"
+        canon = Canon(message)
+        headers = dkim.rfc822_parse(message)[0]
+        for algorithm, policy in ((b"simple", Simple), (b"relaxed", Relaxed)):
+            ours, reference = Record(), Record()
+            sigheader = rng.choice(sigheaders)
+            canon.hash_fields(ours, algorithm, list(include), sigheader)
+            picked = dkim.hash_headers(reference, policy, policy.canonicalize_headers(headers), include,
+                                       sigheader, {})
+            assert b"".join(ours.data) == b"".join(reference.data), (message, include, algorithm)
+            selected += len(picked)
+    assert selected > 10000  # most cases select fields (and some select none)
 
 
 # -- the production path (verify_all, a real DNS server) against dkimpy, on a corpus --

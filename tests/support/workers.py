@@ -66,14 +66,24 @@ def worker_of(client: socket.socket, group: int, timeout: float = 5.0) -> int:
 
 
 def on_two_workers(connect: Callable[[], T], sock: Callable[[T], socket.socket], close: Callable[[T], None],
-                   group: int, tries: int = 64) -> tuple[T, T]:
-    """Two connections made by ``connect`` that are served by different workers."""
+                   group: int, tries: int = 64, timeout: float = 20.0) -> tuple[T, T]:
+    """Two connections made by ``connect`` that are served by different workers.
+    ``tries`` at once, then one every 50 ms until ``timeout``: the server's start
+    returns when its first worker is ready, and until the second has its listening
+    socket every connection lands on the first."""
     first = connect()
     first_pid = worker_of(sock(first), group)
-    for _ in range(tries):
+    deadline = time.monotonic() + timeout
+    made = 0
+    while True:
         other = connect()
+        made += 1
         if worker_of(sock(other), group) != first_pid:
             return first, other
         close(other)
+        if made >= tries:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     close(first)
-    raise AssertionError(f"{tries} connections all landed on worker {first_pid}")
+    raise AssertionError(f"{made} connections in {timeout:g} s all landed on worker {first_pid}")

@@ -181,6 +181,22 @@ def _parse_lines(lines: list[bytes]) -> list[list[bytes]]:
     return headers
 
 
+def _parsed_once(cache: dict[int, dict[bytes, bytes] | TagListError], index: int,
+                 value: Callable[[], bytes]) -> dict[bytes, bytes]:
+    """``parse_tags(value())`` kept in ``cache`` under ``index`` (a failure too: it raises
+    again each time it is asked for)."""
+    got = cache.get(index)
+    if got is None:
+        try:
+            got = parse_tags(value())
+        except TagListError as e:
+            got = e
+        cache[index] = got
+    if isinstance(got, TagListError):
+        raise TagListError(*got.args)
+    return got
+
+
 class Canon:
     """One message, split once, with the canonicalized forms every signature of it
     needs computed once."""
@@ -210,30 +226,12 @@ class Canon:
         (ARC reads ``relaxed_tags``, and this only where the two may differ).  The dict
         is shared: callers must not change it.  A value that does not parse raises
         ``TagListError`` each time."""
-        got = self._tags.get(index)
-        if got is None:
-            try:
-                got = parse_tags(self.headers[index][1])
-            except TagListError as e:
-                got = e
-            self._tags[index] = got
-        if isinstance(got, TagListError):
-            raise TagListError(*got.args)
-        return got
+        return _parsed_once(self._tags, index, lambda: self.headers[index][1])
 
     def relaxed_tags(self, index: int) -> dict[bytes, bytes]:
         """``parse_tags`` of field ``index``'s relaxed value (``field(RELAXED, index)``:
         what dkimpy's ARC verifier parses), parsed once per message; shared, as ``tags``."""
-        got = self._relaxed_tags.get(index)
-        if got is None:
-            try:
-                got = parse_tags(self.field(RELAXED, index)[1])
-            except TagListError as e:
-                got = e
-            self._relaxed_tags[index] = got
-        if isinstance(got, TagListError):
-            raise TagListError(*got.args)
-        return got
+        return _parsed_once(self._relaxed_tags, index, lambda: self.field(RELAXED, index)[1])
 
     def header_names(self) -> list[bytes]:
         """The lower-case names of ``headers``, which are also the names of their relaxed

@@ -127,3 +127,54 @@ def test_status_and_select_count_a_file_dropped_into_the_maildir(srv):
     got = select(a)  # SELECT's own look-up finds the file (the row read before it is stale)
     assert got["exists"] == 4
     a.logout()
+
+
+def test_two_workers_a_mailbox_made_again_and_a_kill_9(tmp_path):
+    """What each worker remembers ([UNSEEN] by mailbox id and state, the alias lists
+    under the change token) with server.workers = 2: a change made through one worker,
+    or by the CLI, is seen by a session of the other at once; a mailbox deleted and made
+    again under its name is a new mailbox (a new id), not the old one's remembered
+    answers; and after kill -9 and a restart the answers are the index's."""
+    from support.workers import on_two_workers
+
+    srv = WaypostInstance(tmp_path / "data", imap={"plaintext_without_tls": True}, server={"workers": 2})
+    srv.ok("account", "add", "ann@example.test", "--password", "pw")
+    srv.start()
+    try:
+        wait_for(lambda: sum("worker-ready" in line for line in srv.output) == 2, what="both workers ready")
+        a, b = on_two_workers(lambda: login(srv), lambda c: c.sock, lambda c: c.logout(), srv.proc.pid)
+        assert a.create("Team")[0] == "OK"
+        for i in range(3):
+            assert a.append("Team", None, None, f"Subject: t{i}\r\n\r\nx\r\n".encode())[0] == "OK"
+        assert select(a, "Team")["unseen"] == 1
+        assert select(b, "Team")["unseen"] == 1
+        assert b.store("1:2", "+FLAGS", "\\Seen")[0] == "OK"
+        assert select(a, "Team")["unseen"] == 3  # the other worker's change, at once
+        # Deleted and made again under its name: a new mailbox, nothing of the old one.
+        assert a._simple_command("UNSELECT")[0] == "OK"  # type: ignore[attr-defined]
+        assert b._simple_command("UNSELECT")[0] == "OK"  # type: ignore[attr-defined]
+        assert a.delete("Team")[0] == "OK"
+        assert a.create("Team")[0] == "OK"
+        got = select(b, "Team")
+        assert got == {"exists": 0, "recent": 0, "unseen": None}
+        assert a.append("Team", None, None, b"Subject: new\r\n\r\nx\r\n")[0] == "OK"
+        got = select(b, "Team")
+        assert got["exists"] == 1 and got["unseen"] == 1 and got["recent"] == 1
+        # An alias made by the CLI works in both workers' sessions at once, and goes.
+        srv.ok("mailbox", "alias", "add", "ann@example.test", "t", "Team")
+        assert select(a, "t")["exists"] == 1 and select(b, "t")["exists"] == 1
+        srv.ok("mailbox", "alias", "remove", "ann@example.test", "t")
+        assert a.select("t")[0] == "NO" and b.select("t")[0] == "NO"
+        assert select(b, "Team")["unseen"] == 1
+        assert b.store("1", "+FLAGS", "\\Seen")[0] == "OK"
+        a.sock.close()
+        b.sock.close()
+        srv.kill9()
+        srv.start()
+        c = login(srv)
+        got = select(c, "Team")
+        assert got["exists"] == 1 and got["unseen"] is None and got["recent"] == 0
+        assert c.select("t")[0] == "NO"
+        c.logout()
+    finally:
+        srv.stop()

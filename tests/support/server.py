@@ -366,7 +366,11 @@ class WaypostInstance:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        self.proc.wait()
+        proc = self.proc
+        proc.wait()
+        # The workers die a moment after the leader (init reaps them): a test that starts
+        # the server again, or ends, must not find the old ones still there.
+        wait_for(lambda: not _group_alive(proc), timeout=10.0, what="the killed workers to be gone")
         if self._reader is not None:
             self._reader.join(2)
         self.proc = None

@@ -163,6 +163,11 @@ def test_kill_9_of_one_node_under_load_loses_nothing_answered_250(tmp_path):
         by_c: list[str] = []  # queue ids of the messages node C answered 250
         early: list[str] = []  # ... of those, delivered by A or B before C was killed
         refused: list[str] = []
+        # Sent to a node that gave no answer (C killed mid-transaction): C may have
+        # stored it and answered 250 into a closed socket, and the client's try at the
+        # next node made a second copy -- SMTP's duplicate (RFC 5321 6.1, RFC 1047),
+        # the one duplicate allowed.
+        unanswered: set[str] = set()
         lock = threading.Lock()
         c_dead = threading.Event()
         kill_at = clients * per_client // 3
@@ -175,7 +180,11 @@ def test_kill_9_of_one_node_under_load_loses_nothing_answered_250(tmp_path):
                     node = nodes[(n + i + attempt) % 3]
                     try:
                         code, text = send(node, rcpt, subject)
+                    except ConnectionRefusedError:  # C is gone: nothing sent to it
+                        continue
                     except (OSError, smtplib.SMTPException):
+                        with lock:
+                            unanswered.add(f"{rcpt} {subject}")
                         continue
                     if code == 250:
                         with lock:
@@ -202,24 +211,23 @@ def test_kill_9_of_one_node_under_load_loses_nothing_answered_250(tmp_path):
         assert c_dead.is_set()
         assert len(accepted) + len(refused) == clients * per_client
 
-        def counts() -> tuple[int, int]:
+        def counts() -> tuple[int, set[str]]:
             found: Counter[str] = Counter()
             for r in rcpts:
                 found.update({f"{r} {s}": k for s, k in subjects(shared, r).items()})
             lost = sum(1 for r, s in accepted if found[f"{r} {s}"] == 0)
-            duplicated = sum(1 for k in found.values() if k > 1)
-            return lost, duplicated
+            return lost, {m for m, k in found.items() if k > 1}
 
         wait_for(lambda: counts()[0] == 0, timeout=60, interval=0.5, what="every message answered 250 delivered")
-        lost, duplicated = counts()
+        lost, twice = counts()
         # The messages of C that A or B delivered (C died before it could, or before it
         # recorded that it had: then the copy C stored is recognised, not stored again).
         taken_over = {i for node in (a, b) for i in by_c if node.log_lines(f"event=delivered id={i} ")}
         print(f"accepted={len(accepted)} by_c={len(by_c)} taken_over={len(taken_over)} refused={len(refused)}"
-              f" lost={lost} duplicated={duplicated}")
+              f" lost={lost} unanswered={len(unanswered)} twice={sorted(twice)}")
         assert early == []
         assert lost == 0
-        assert duplicated == 0
+        assert twice <= unanswered  # no other message stored twice
         # Nothing is left in the queue once the dead node's leases ran out.
         wait_for(lambda: a.queue_ids() == [], timeout=30, interval=0.5, what="an empty queue")
     finally:

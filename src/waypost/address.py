@@ -34,6 +34,12 @@ _DOT_STRING = re.compile(rf"^{_ATEXT}+(\.{_ATEXT}+)*$")
 _QUOTED = re.compile(r'^"([\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"$')
 # sub-domain = Let-dig [Ldh-str]
 _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# A whole domain of such labels, lower case, in one match.
+_DOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\Z")
+# normalize_domain's answers: a pure function of its text, asked again and again for
+# the same few domains (every RCPT, every look-up); bounded, and emptied when full.
+_NORMALIZED: dict[str, str] = {}
+_NORMALIZED_MAX = 65536
 
 
 class AddressError(ValueError):
@@ -72,6 +78,17 @@ def ip_from_literal(domain: str) -> str:
 
 def normalize_domain(domain: str) -> str:
     """Lower case, IDNA (punycode) labels, no trailing dot; raises AddressError."""
+    done = _NORMALIZED.get(domain)
+    if done is not None:
+        return done
+    d = _normalize_domain(domain)
+    if len(_NORMALIZED) >= _NORMALIZED_MAX:
+        _NORMALIZED.clear()
+    _NORMALIZED[domain] = d
+    return d
+
+
+def _normalize_domain(domain: str) -> str:
     d = domain.strip()
     if d.endswith("."):
         d = d[:-1]
@@ -94,9 +111,8 @@ def normalize_domain(domain: str) -> str:
     d = d.lower()
     if len(d) > MAX_DOMAIN:
         raise AddressError("domain longer than 255 octets")
-    for label in d.split("."):
-        if not _LABEL.match(label):
-            raise AddressError(f"bad domain {domain!r}")
+    if not _DOMAIN.match(d):
+        raise AddressError(f"bad domain {domain!r}")
     return d
 
 

@@ -502,3 +502,49 @@ def test_bulk_values_of_mixed_python_types_go_in_whole(make_db):
     assert [m.uid for m in db.message_expunge(box.id, [2, 3, 1000])] == [2, 3]
     assert db.message_expunge(box.id, []) == []
     assert [(m.uid, m.size) for m in db.message_list(box.id)] == [(1, 10)]
+
+
+def test_domain_names_and_values_follow_changes_made_by_another_process(make_db):
+    """What the Router asks for every address, from each engine's settings cache: a
+    domain's name by its name or an alias (none for any other name, asked twice), and
+    server-wide values (a list given out is the caller's own).  A change by a second
+    engine on the same database (another process) is seen at once."""
+    import time
+
+    one, two = make_db(), make_db()
+    one.add_domain("example.test")
+    one.rename_domain_aliases("example.test", ["alias.test"])
+    for _ in range(2):  # the second time from the cache
+        assert one.domain_name("example.test") == "example.test"
+        assert one.domain_name("alias.test") == "example.test"
+        assert one.domain_name("far.test") is None
+        assert one.get_domain("far.test") is None
+        assert one.get_domain("alias.test").name == "example.test"
+    two.rename_domain_aliases("example.test", ["other.test"])
+    two.add_domain("far.test")
+    deadline = time.monotonic() + 10  # PostgreSQL: the NOTIFY reaches the other engine
+    while one.domain_name("alias.test") is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert one.domain_name("alias.test") is None
+    assert one.domain_name("other.test") == "example.test"
+    assert one.domain_name("far.test") == "far.test"
+    assert one.get_domain("far.test").name == "far.test"
+
+    assert one.get_value("held") is None
+    two.set_value("held", [])
+    while one.get_value("held") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first = one.get_value("held")
+    assert first == []
+    first.append("changed by its caller")
+    assert one.get_value("held") == []
+    two.set_value("held", ["far.test"])
+    while one.get_value("held") == [] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    got = one.get_value("held")
+    got.append("x")
+    assert one.get_value("held") == ["far.test"]
+    two.set_value("version", 3)
+    while one.get_value("version") != 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert one.get_value("version") == 3

@@ -347,6 +347,10 @@ class Database(Protocol):
     def add_domain(self, name: str, settings: dict[str, Any] | None = None) -> DomainRecord: ...
     def get_domain(self, name: str) -> DomainRecord | None:
         """The domain whose name or alias is ``name`` (lower case), or None."""
+    def domain_name(self, name: str) -> str | None:
+        """The name of the domain whose name or alias is ``name`` (lower case), or None:
+        what ``get_domain`` finds, without its settings to decode and copy (the Router
+        asks it for every address)."""
     def list_domains(self) -> list[DomainRecord]: ...
     def update_domain_settings(self, name: str, changes: dict[str, Any]) -> DomainRecord:
         """Merge ``changes`` into the settings; a value of None removes the key."""

@@ -68,7 +68,7 @@ from .base import (
     StorageUnavailable,
 )
 from .base import queue_auth_domain, queue_domain, whole_domain
-from .changes import changes_token
+from .changes import changes_token, value_entry, value_of
 from .postgres_mailbox import _MailboxIndex
 from .postgres_sieve import _QuotaSieve
 
@@ -833,8 +833,7 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
     # -- server-wide values -----------------------------------------------------------
 
     def get_value(self, key: str) -> Any:
-        text = self._cached(("v", key), lambda: self._meta_text("v:" + key))
-        return None if text is None else json.loads(text)
+        return value_of(self._cached(("v", key), lambda: value_entry(self._meta_text("v:" + key))))
 
     def get_mark(self, key: str) -> Any:
         text = self._meta_text("m:" + key)
@@ -887,12 +886,25 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
         assert rec is not None
         return rec
 
+    def domain_name(self, name: str) -> str | None:
+        def load() -> str | None:
+            with self._read() as c:
+                row = c.execute("SELECT name FROM domains WHERE name=%s"
+                                " OR name=(SELECT domain FROM domain_aliases WHERE alias=%s) LIMIT 1",
+                                (name, name)).fetchone()
+            return None if row is None else str(row[0])
+        return self._cached(("n", name), load)  # type: ignore[no-any-return]
+
     def get_domain(self, name: str) -> DomainRecord | None:
+        canonical = self.domain_name(name)  # a name that is no domain: one cached answer
+        if canonical is None:
+            return None
+
         def load() -> tuple[str, list[str], str, float] | None:
             with self._read() as c:
-                rec = self._domain_row(c, name)
+                rec = self._domain_row(c, canonical)
             return None if rec is None else (rec.name, rec.aliases, json.dumps(rec.settings), rec.created)
-        row = self._cached(("d", name), load)
+        row = self._cached(("d", canonical), load)
         return None if row is None else DomainRecord(row[0], list(row[1]), json.loads(row[2]), row[3])
 
     def list_domains(self) -> list[DomainRecord]:

@@ -44,7 +44,7 @@ from .base import (
     SchemaError,
 )
 from .base import queue_auth_domain, queue_domain, whole_domain
-from .changes import changes_token
+from .changes import changes_token, value_entry, value_of
 from .sqlite_mailbox import _MailboxIndex
 from .sqlite_sieve import _QuotaSieve
 
@@ -547,8 +547,7 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
     # -- server-wide values -----------------------------------------------------------
 
     def get_value(self, key: str) -> Any:
-        text = self._cached(("v", key), lambda: self._meta_text("v:" + key))
-        return None if text is None else json.loads(text)
+        return value_of(self._cached(("v", key), lambda: value_entry(self._meta_text("v:" + key))))
 
     def get_mark(self, key: str) -> Any:
         text = self._meta_text("m:" + key)
@@ -575,12 +574,12 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
     # -- domains --------------------------------------------------------------------
 
     def _domain_row(self, conn: sqlite3.Connection, name: str) -> DomainRecord | None:
-        row = conn.execute("SELECT name, settings, created FROM domains WHERE name=?", (name,)).fetchone()
+        # One statement for the domain or the domain it is an alias of: a name that is
+        # neither (every remote domain the Router is asked about) costs one read.
+        row = conn.execute("SELECT name, settings, created FROM domains WHERE name=?1"
+                           " OR name=(SELECT domain FROM domain_aliases WHERE alias=?1) LIMIT 1", (name,)).fetchone()
         if row is None:
-            alias = conn.execute("SELECT domain FROM domain_aliases WHERE alias=?", (name,)).fetchone()
-            if alias is None:
-                return None
-            row = conn.execute("SELECT name, settings, created FROM domains WHERE name=?", (alias[0],)).fetchone()
+            return None
         aliases = [r[0] for r in conn.execute("SELECT alias FROM domain_aliases WHERE domain=? ORDER BY alias", (row[0],))]
         return DomainRecord(name=row[0], aliases=aliases, settings=json.loads(row[1]), created=row[2])
 
@@ -602,11 +601,22 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
         assert rec is not None
         return rec
 
+    def domain_name(self, name: str) -> str | None:
+        def load() -> str | None:
+            row = self._conn().execute("SELECT name FROM domains WHERE name=?1 OR name="
+                                       "(SELECT domain FROM domain_aliases WHERE alias=?1) LIMIT 1", (name,)).fetchone()
+            return None if row is None else str(row[0])
+        return self._cached(("n", name), load)  # type: ignore[no-any-return]
+
     def get_domain(self, name: str) -> DomainRecord | None:
+        canonical = self.domain_name(name)  # a name that is no domain: one cached answer
+        if canonical is None:
+            return None
+
         def load() -> tuple[str, list[str], str, float] | None:
-            rec = self._domain_row(self._conn(), name)
+            rec = self._domain_row(self._conn(), canonical)
             return None if rec is None else (rec.name, rec.aliases, json.dumps(rec.settings), rec.created)
-        row = self._cached(("d", name), load)
+        row = self._cached(("d", canonical), load)
         # A new record each time: callers may change what they are given.
         return None if row is None else DomainRecord(row[0], list(row[1]), json.loads(row[2]), row[3])
 

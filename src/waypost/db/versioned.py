@@ -24,6 +24,7 @@ class VersionedText(Generic[T]):
         self.key = key
         self._parse = parse
         self._version = -1
+        self._seen: tuple[bytes | None, T] | None = None
         self._value: T | None = None
         self._lock = threading.Lock()
 
@@ -31,12 +32,21 @@ class VersionedText(Generic[T]):
         return str(self.db.get_value(self.key) or "")
 
     def get(self) -> T:
+        # Under the settings token the version was read with, nothing changed: not even
+        # the version is read again (one look-up less per resolution).
+        token = self.db.settings_token()
+        seen = self._seen
+        if token is not None and seen is not None and seen[0] == token:
+            return seen[1]
         version = int(self.db.get_value(self.key + ".version") or 0)
         value = self._value
         if version != self._version or value is None:
             with self._lock:
                 value = self._parse(self.text())
                 self._value, self._version = value, version
+        # One pair, set at once (threads): the value with the token read before its
+        # version, which any change since has replaced.
+        self._seen = (token, value)
         return value
 
     def put(self, text: str) -> None:

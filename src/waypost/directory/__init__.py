@@ -109,6 +109,14 @@ class Directory:
         except AddressError:
             return None
 
+    def domain_name(self, name: str) -> str | None:
+        """The name of the local domain called ``name`` (or having it as an alias), else
+        None: ``domain(name).name`` without reading the domain's settings."""
+        try:
+            return self.db.domain_name(normalize_domain(name))
+        except AddressError:
+            return None
+
     def require_domain(self, name: str) -> DomainRecord:
         rec = self.domain(name)
         if rec is None:

@@ -310,17 +310,17 @@ class Router:
                 trace.append(f"{domain} is one of our own addresses: the main domain {main}")
                 domain = main
             # 4. local domains
-            rec = self.directory.domain(domain)
-            if rec is None:
+            name = self.directory.domain_name(domain)
+            if name is None:
                 trace.append(f"domain {domain}: not local")
                 return self._remote(local, domain, ctx, walk, trace)
-            trace.append(f"domain {domain}: local" + (f" (alias of {rec.name})" if rec.name != domain else ""))
+            trace.append(f"domain {domain}: local" + (f" (alias of {name})" if name != domain else ""))
             key = _unquote(local).lower()
-            obj = self.directory.db.get_object(rec.name, key)
+            obj = self.directory.db.get_object(name, key)
             if obj is not None:
                 return self._local(obj, trace)
-            trace.append(f"object {key}@{rec.name}: none")
-            original = self.srs.reverse(_unquote(local)) if self.srs is not None and rec.name == main else None
+            trace.append(f"object {key}@{name}: none")
+            original = self.srs.reverse(_unquote(local)) if self.srs is not None and name == main else None
             if original:
                 # A bounce of mail we forwarded: it goes back to the original sender.
                 trace.append(f"SRS address: the original sender is {original}")
@@ -328,11 +328,11 @@ class Router:
                 local, _, domain = original.rpartition("@")
                 domain = domain.lower()
                 continue
-            if key == "postmaster" and rec.name != main:
+            if key == "postmaster" and name != main:
                 # RFC 5321 §4.5.1: every domain accepts postmaster; ours is the main domain's.
                 pm = self.directory.db.get_object(main, "postmaster")
                 if pm is not None:
-                    trace.append(f"postmaster of {rec.name}: the main domain's postmaster@{main}")
+                    trace.append(f"postmaster of {name}: the main domain's postmaster@{main}")
                     return self._local(pm, trace)
             inner = _source_route(local)
             if inner is not None:
@@ -342,19 +342,19 @@ class Router:
                 walk.granted = walk.granted_all = False
                 walk.rewritten = False
                 local, domain = inner
-                trace.append(f"{addr.local if _hop == 0 else key}@{rec.name} names {local}@{domain}: routed again")
+                trace.append(f"{addr.local if _hop == 0 else key}@{name} names {local}@{domain}: routed again")
                 try:
                     domain = normalize_domain(domain)
                 except AddressError as e:
                     return Route("refuse", f"{local}@{domain}", code=501, status="5.1.3", reason=f"Bad address: {e}")
                 continue
             if ctx.kind != "mail":
-                return Route("refuse", f"{local}@{rec.name}", domain=rec.name, code=550, status="5.1.1",
-                             reason=f"<{local}@{rec.name}>: unknown name")
-            shared = self._shared(f"{key}@{rec.name}", rec.name, ctx, trace)
+                return Route("refuse", f"{local}@{name}", domain=name, code=550, status="5.1.1",
+                             reason=f"<{local}@{name}>: unknown name")
+            shared = self._shared(f"{key}@{name}", name, ctx, trace)
             if shared is not None:
                 return shared
-            unknown = self._unknown(local, rec.name, rec.settings.get("mail_to_unknown", "rejected"), trace)
+            unknown = self._unknown(local, name, self._mail_to_unknown(name), trace)
             if isinstance(unknown, Route):
                 return unknown
             walk.granted = True  # the administrator's own reroute
@@ -490,6 +490,10 @@ class Router:
                          reason=f"<{address}>: a domain-sharing peer could not be asked; try again later")
         trace.append(f"sharing: no peer has {address}")
         return None
+
+    def _mail_to_unknown(self, domain: str) -> str:
+        rec = self.directory.db.get_domain(domain)
+        return "rejected" if rec is None else str(rec.settings.get("mail_to_unknown", "rejected"))
 
     def _to_peer(self, address: str, domain: str, peer: dict[str, Any], trace: list[str]) -> Route:
         trace.append(f"sharing: deliver to peer {peer['host']} port {peer['smtp_port']}")

@@ -254,13 +254,20 @@ class Connection(asyncio.Protocol):
                 self.transport.pause_reading()
         else:
             self.buf += data
-        self._data.set()
+        self._input()
         if len(self.buf) > _READ_HIGH and self.transport is not None:
             self.transport.pause_reading()
 
+    def _input(self) -> None:
+        """Octets, the end of input or the end of the connection: whoever waits for
+        input wakes (an IDLE waits on one event for this and its mailbox's changes)."""
+        self._data.set()
+        if self._idle_wake is not None:
+            self._idle_wake.set()
+
     def eof_received(self) -> bool | None:
         self._eof = True
-        self._data.set()
+        self._input()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -270,10 +277,8 @@ class Connection(asyncio.Protocol):
                   octets_out=d.octets_out, plain_out=d.plain_out)
         self.closed = True
         self._eof = True
-        self._data.set()
+        self._input()
         self._writable.set()
-        if self._idle_wake is not None:
-            self._idle_wake.set()
         if self.notify is not None:
             self.notify.stop()
             self.notify = None
@@ -329,7 +334,7 @@ class Connection(asyncio.Protocol):
             self.send(Untagged("BYE", "Corrupt compressed data"))
             self._corrupt = True
             self._eof = True  # nothing more is read from this client
-            self._data.set()
+            self._input()
             self.close()
             return False
         self.buf += out
@@ -626,13 +631,14 @@ class Connection(asyncio.Protocol):
                 self._data.clear()
                 if self.transport is not None:
                     self.transport.resume_reading()
-                waits = [asyncio.ensure_future(self._data.wait()), asyncio.ensure_future(wake.wait())]
+                # One event for the client's input and the mailbox's changes (``_input``
+                # and ``on_topic`` set it): no task of its own per wait, which counted
+                # when one change wakes a thousand sessions.
                 try:
-                    await asyncio.wait(waits, timeout=self.service.limits.idle_recheck,
-                                       return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for w in waits:
-                        w.cancel()
+                    async with asyncio.timeout(self.service.limits.idle_recheck):
+                        await wake.wait()
+                except TimeoutError:
+                    pass
                 # Woken by the mailbox's topic (not by the client, the re-check or a
                 # shutdown): what the worker's other sessions read after the same
                 # dispatch is shared.

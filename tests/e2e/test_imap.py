@@ -311,6 +311,37 @@ def test_idle_wakes_at_once_on_delivery(imap_server):
     r.close()
 
 
+def test_idle_ends_at_once_on_done_and_on_the_clients_end_of_input(imap_server):
+    """IDLE waits on one event for the client's input and the mailbox's changes: DONE,
+    a DONE sent in pieces, and a client that shuts its side of the connection each end
+    the IDLE at once, not at the 5 s re-check."""
+    import socket
+
+    r = Raw(imap_server.imap_port)
+    r.cmd(b"a1 LOGIN alice@example.test alice-password")
+    r.cmd(b"a2 SELECT INBOX")
+    for n, pieces in enumerate(([b"DONE\r\n"], [b"DO", b"NE", b"\r\n"])):
+        r.send(b"i%d IDLE\r\n" % n)
+        assert r.line().startswith(b"+ ")
+        started = time.monotonic()
+        for piece in pieces:
+            r.send(piece)
+            time.sleep(0.05)
+        while not (line := r.line()).startswith(b"i%d " % n):
+            pass
+        assert line.startswith(b"i%d OK" % n)
+        assert time.monotonic() - started < 2.0
+    r.send(b"i9 IDLE\r\n")
+    assert r.line().startswith(b"+ ")
+    started = time.monotonic()
+    r.sock.shutdown(socket.SHUT_WR)
+    with pytest.raises(EOFError):
+        while True:
+            r.line()  # (a BYE may come first)
+    assert time.monotonic() - started < 2.0
+    r.close()
+
+
 def test_uids_and_uidvalidity_survive_a_restart(tmp_path):
     with WaypostInstance(tmp_path / "data", imap={"plaintext_without_tls": True}) as inst:
         inst.ok("account", "add", "alice@example.test", "--password", "alice-password")

@@ -634,7 +634,7 @@ class Server:
         limits = IMAPLimits(plaintext_without_tls=imap.plaintext_without_tls, idle_timeout=imap.idle_timeout,
                             login_timeout=imap.login_timeout, failure_delay=imap.failure_delay,
                             max_failures=imap.max_login_failures, max_bad_commands=imap.max_bad_commands,
-                            expunged_keep=imap.expunged_keep)
+                            expunged_keep=imap.expunged_keep, idle_recheck=imap.idle_check_interval)
         params = Params(max_line_length=imap.max_line_length, max_literal_size=imap.max_append_size,
                         max_command_size=imap.max_append_size + 1024 * 1024,
                         max_append_messages=imap.max_append_messages)

@@ -4,7 +4,9 @@ mail arriving over SMTP, several sessions on one account."""
 from __future__ import annotations
 
 import imaplib
+import os
 import re
+import signal
 import smtplib
 import ssl
 import time
@@ -299,7 +301,7 @@ def test_idle_wakes_at_once_on_delivery(imap_server):
     line = r.line()
     waited = time.monotonic() - started
     assert line == b"* %d EXISTS" % (count + 1)
-    assert waited < 4.0  # the bus, not the 5 s re-check, woke it
+    assert waited < 4.0  # the bus, not the 30 s re-check, woke it
     while not r.line().startswith(b"* ") or False:
         break
     r.send(b"DONE\r\n")
@@ -314,7 +316,7 @@ def test_idle_wakes_at_once_on_delivery(imap_server):
 def test_idle_ends_at_once_on_done_and_on_the_clients_end_of_input(imap_server):
     """IDLE waits on one event for the client's input and the mailbox's changes: DONE,
     a DONE sent in pieces, and a client that shuts its side of the connection each end
-    the IDLE at once, not at the 5 s re-check."""
+    the IDLE at once, not at the 30 s re-check."""
     import socket
 
     r = Raw(imap_server.imap_port)
@@ -340,6 +342,45 @@ def test_idle_ends_at_once_on_done_and_on_the_clients_end_of_input(imap_server):
             r.line()  # (a BYE may come first)
     assert time.monotonic() - started < 2.0
     r.close()
+
+
+def test_idle_looks_again_every_check_interval(tmp_path):
+    """A file a program writes into the Maildir itself (no notification) reaches a
+    session in IDLE at its next look, every ``imap.idle_check_interval`` seconds."""
+    with WaypostInstance(tmp_path / "data", imap={"plaintext_without_tls": True, "idle_check_interval": 1.0}) as inst:
+        inst.ok("account", "add", "alice@example.test", "--password", "alice-password")
+        inst.start()
+        r = Raw(inst.imap_port)
+        r.cmd(b"a1 LOGIN alice@example.test alice-password")
+        assert b"* 0 EXISTS" in r.cmd(b"a2 SELECT INBOX")
+        r.send(b"a3 IDLE\r\n")
+        assert r.line().startswith(b"+ ")
+        new = inst.mailbox("alice@example.test") / "new"
+        (new.parent / "tmp" / "dropped").write_bytes(b"Subject: dropped in\r\n\r\nby a program\r\n")
+        os.rename(new.parent / "tmp" / "dropped", new / "1700000000.dropped.host")
+        started = time.monotonic()
+        while (line := r.line()) != b"* 1 EXISTS":
+            assert line.startswith(b"* "), line
+        assert time.monotonic() - started < 5.0
+        r.close()
+
+
+def test_a_server_stopping_says_bye_at_once_to_a_session_in_idle(tmp_path):
+    """Not at the session's next look at the index (30 s by default)."""
+    with WaypostInstance(tmp_path / "data", imap={"plaintext_without_tls": True}) as inst:
+        inst.ok("account", "add", "alice@example.test", "--password", "alice-password")
+        inst.start()
+        r = Raw(inst.imap_port)
+        r.cmd(b"a1 LOGIN alice@example.test alice-password")
+        r.cmd(b"a2 SELECT INBOX")
+        r.send(b"a3 IDLE\r\n")
+        assert r.line().startswith(b"+ ")
+        started = time.monotonic()
+        inst.proc.send_signal(signal.SIGTERM)
+        assert r.line().startswith(b"* BYE")
+        assert time.monotonic() - started < 5.0
+        r.close()
+        assert inst.stop() == 0
 
 
 def test_uids_and_uidvalidity_survive_a_restart(tmp_path):

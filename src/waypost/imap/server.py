@@ -90,7 +90,7 @@ class Limits:
     failure_delay: float = 1.0            # first failed login; doubles each time
     max_failures: int = 3                 # then BYE
     max_bad_commands: int = 20            # BAD in a row, then BYE
-    idle_recheck: float = 5.0             # IDLE re-reads the index this often anyway
+    idle_recheck: float = 30.0            # IDLE re-reads the index this often anyway
     expunged_keep: float = 7 * 86400.0    # expunge records (QRESYNC) kept this long
 
 
@@ -353,6 +353,8 @@ class Connection(asyncio.Protocol):
             self.close()
         else:
             self._shutdown_pending = True
+            if self._idle_wake is not None:  # an IDLE says BYE now, not at its next look
+                self._idle_wake.set()
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:

@@ -72,6 +72,9 @@ from .changes import changes_token, value_entry, value_of
 from .postgres_mailbox import _MailboxIndex
 from .postgres_sieve import _QuotaSieve
 
+# The domain called %(name)s or having it as an alias, in one statement.
+_NAMED = "d.name=%(name)s OR d.name=(SELECT domain FROM domain_aliases WHERE alias=%(name)s)"
+
 __all__ = ["PostgresDatabase", "url_problem"]
 
 #: Most rows a process caches (as in sqlite.py).
@@ -864,8 +867,7 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
     def _domain_row(conn: psycopg.Connection[Any], name: str) -> DomainRecord | None:
         row = conn.execute(
             "SELECT d.name, d.settings, d.created, ARRAY(SELECT alias FROM domain_aliases WHERE domain=d.name"
-            " ORDER BY alias) FROM domains d WHERE d.name=%s"
-            " OR d.name=(SELECT domain FROM domain_aliases WHERE alias=%s) LIMIT 1", (name, name)).fetchone()
+            f" ORDER BY alias) FROM domains d WHERE {_NAMED} LIMIT 1", {"name": name}).fetchone()
         if row is None:
             return None
         return DomainRecord(name=row[0], aliases=list(row[3]), settings=json.loads(row[1]), created=row[2])
@@ -889,9 +891,7 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
     def domain_name(self, name: str) -> str | None:
         def load() -> str | None:
             with self._read() as c:
-                row = c.execute("SELECT name FROM domains WHERE name=%s"
-                                " OR name=(SELECT domain FROM domain_aliases WHERE alias=%s) LIMIT 1",
-                                (name, name)).fetchone()
+                row = c.execute(f"SELECT name FROM domains d WHERE {_NAMED} LIMIT 1", {"name": name}).fetchone()
             return None if row is None else str(row[0])
         return self._cached(("n", name), load)  # type: ignore[no-any-return]
 

@@ -48,6 +48,10 @@ from .changes import changes_token, value_entry, value_of
 from .sqlite_mailbox import _MailboxIndex
 from .sqlite_sieve import _QuotaSieve
 
+# The domain called ?1 or having it as an alias, in one statement: a name that is
+# neither (every remote domain the Router is asked about) costs one read.
+_NAMED = "name=?1 OR name=(SELECT domain FROM domain_aliases WHERE alias=?1)"
+
 #: Most rows a process caches; past it the cache starts again (unknown names asked for
 #: by a flood of bad RCPTs must not grow it for ever).
 CACHE_ROWS = 20_000
@@ -574,10 +578,7 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
     # -- domains --------------------------------------------------------------------
 
     def _domain_row(self, conn: sqlite3.Connection, name: str) -> DomainRecord | None:
-        # One statement for the domain or the domain it is an alias of: a name that is
-        # neither (every remote domain the Router is asked about) costs one read.
-        row = conn.execute("SELECT name, settings, created FROM domains WHERE name=?1"
-                           " OR name=(SELECT domain FROM domain_aliases WHERE alias=?1) LIMIT 1", (name,)).fetchone()
+        row = conn.execute(f"SELECT name, settings, created FROM domains WHERE {_NAMED} LIMIT 1", (name,)).fetchone()
         if row is None:
             return None
         aliases = [r[0] for r in conn.execute("SELECT alias FROM domain_aliases WHERE domain=? ORDER BY alias", (row[0],))]
@@ -603,8 +604,7 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
 
     def domain_name(self, name: str) -> str | None:
         def load() -> str | None:
-            row = self._conn().execute("SELECT name FROM domains WHERE name=?1 OR name="
-                                       "(SELECT domain FROM domain_aliases WHERE alias=?1) LIMIT 1", (name,)).fetchone()
+            row = self._conn().execute(f"SELECT name FROM domains WHERE {_NAMED} LIMIT 1", (name,)).fetchone()
             return None if row is None else str(row[0])
         return self._cached(("n", name), load)  # type: ignore[no-any-return]
 

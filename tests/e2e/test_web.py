@@ -652,3 +652,29 @@ def test_a_session_does_not_pass_to_a_new_account_of_the_same_name(page, server)
     _cli(server, "account", "add", f"erin@{MAIN}", "--password", "erin-web-pw-2")
     status, headers, _ = raw_request(server, "GET", "/settings", host, headers={"Cookie": f"wp_session={cookie}"})
     assert status == 303 and headers["location"].endswith("/login"), (status, headers)
+
+
+def test_a_message_the_store_cannot_read_is_an_error_page_and_the_worker_goes_on(page, server):
+    """The read page's values are worked out in the same trip to a thread as the session
+    (one hop); an exception there (here: the message's file is a directory) reaches the
+    page's error handler as before: a 500 page and one log line, no traceback, and the
+    next page is served."""
+    _cli(server, "account", "add", f"frank@{MAIN}", "--password", "frank-web-pw-1")
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as s:
+        s.sendmail("a@remote.test", [f"frank@{MAIN}"], f"From: a@remote.test\r\nSubject: unreadable\r\n\r\nbody\r\n")
+    log_in(page, server, "frank", "frank-web-pw-1")
+    page.wait_for_url("**/mail")
+    cookie = {c["name"]: c["value"] for c in page.context.cookies()}["wp_session"]
+    host, headers = f"127.0.0.1:{server.http_port}", {"Cookie": f"wp_session={cookie}"}
+    wait_for(lambda: b"unreadable" in raw_request(server, "GET", "/mail/box?box=INBOX", host, headers=headers)[2],
+             what="delivery")
+    status, _, body = raw_request(server, "GET", "/mail/msg?box=INBOX&uid=1", host, headers=headers)
+    assert status == 200 and b"unreadable" in body
+    [path] = server.messages(f"frank@{MAIN}")
+    path.unlink()
+    path.mkdir()  # the same name, now a directory: reading it raises IsADirectoryError
+    status, _, body = raw_request(server, "GET", "/mail/msg?box=INBOX&uid=1", host, headers=headers)
+    assert status == 500 and b"Traceback" not in body and b"Error." in body, (status, body[:300])
+    server.expect_log(r"event=web-error path=/mail/msg error=IsADirectoryError")
+    status, _, body = raw_request(server, "GET", "/mail", host, headers=headers)
+    assert status == 200 and b"INBOX" in body

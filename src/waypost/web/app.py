@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
+from starlette.datastructures import QueryParams, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -70,6 +70,10 @@ class Web:
         # mtime on every page is a stat per template per request.
         self.env = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
                                autoescape=select_autoescape(default=True, default_for_string=True), auto_reload=False)
+        #: GET pages whose values are worked out in the same trip to a thread as the
+        #: Host's domain and the session (``_file_response``): path -> Values function.
+        #: Filled by ``build_app``.
+        self.prepared: dict[str, Values] = {}
 
     def operations(self, actor: "Actor") -> Operations:
         """The operations layer acting as ``actor`` (the admin pages and the API)."""
@@ -137,6 +141,23 @@ def _secure(request: Request) -> bool:
 
 
 Handler = Callable[[Web, Request], Awaitable[Response]]
+
+#: A page's values from the database and the mail store (blocking: run in a thread),
+#: for a logged-in session and the request's query parameters.
+Values = Callable[["Web", Session, QueryParams], Any]
+
+
+async def _values(web: Web, request: Request, values: Values) -> Any:
+    """``values`` for this request: worked out already in the trip to a thread that looked
+    up the session (``_file_response``, for the paths in ``Web.prepared``; an exception
+    raised there is raised here), else in a trip of its own."""
+    done = request.scope.pop("waypost.values", None)
+    if done is not None and done[0] is values:
+        if done[1] is not None:
+            raise done[1]
+        return done[2]
+    return await asyncio.to_thread(values, web, request.scope["waypost.session"], request.query_params)
+
 
 #: Octets a form may carry beyond ``web.max_upload_size`` (its other fields, the
 #: multipart boundaries and headers).
@@ -297,9 +318,12 @@ def _mailboxes(web: Web, session: Session) -> list[tuple[MailboxRef, int, int]]:
     return out
 
 
+def _mailboxes_values(web: Web, session: Session, _params: QueryParams) -> list[tuple[MailboxRef, int, int]]:
+    return _mailboxes(web, session)
+
+
 async def mailboxes(web: Web, request: Request) -> Response:
-    session: Session = request.scope["waypost.session"]
-    rows = await asyncio.to_thread(_mailboxes, web, session)
+    rows = await _values(web, request, _mailboxes_values)
     return web.page(request, "mailboxes.html", title="Mailboxes", rows=rows)
 
 
@@ -368,19 +392,22 @@ def _list(web: Web, session: Session, name: str, page: int, sort: str = "arrival
             "query": query}
 
 
-async def message_list(web: Web, request: Request) -> Response:
-    session: Session = request.scope["waypost.session"]
-    name = request.query_params.get("box", "INBOX")
+def _list_values(web: Web, session: Session, params: QueryParams) -> dict[str, Any] | None:
+    name = params.get("box", "INBOX")
     try:
-        page = int(request.query_params.get("page", "1"))
+        page = int(params.get("page", "1"))
     except ValueError:
         page = 1
-    sort = request.query_params.get("sort", "arrival")
+    sort = params.get("sort", "arrival")
     if sort not in listing.SORTS:
         sort = "arrival"
-    descending = request.query_params.get("order", "desc") != "asc"
-    query = " ".join(request.query_params.get("q", "").split())[:200]
-    values = await asyncio.to_thread(_list, web, session, name, page, sort, descending, query)
+    descending = params.get("order", "desc") != "asc"
+    query = " ".join(params.get("q", "").split())[:200]
+    return _list(web, session, name, page, sort, descending, query)
+
+
+async def message_list(web: Web, request: Request) -> Response:
+    values = await _values(web, request, _list_values)
     if values is None:
         return web.not_found(request, "No such mailbox.")
     return web.page(request, "messages.html", title=values["ref"].name, **values)
@@ -421,11 +448,14 @@ def _read(web: Web, session: Session, name: str, uid: str, images: bool) -> tupl
     return ref, msg, shown, [r.name for r in access.own()]
 
 
+def _read_values(web: Web, session: Session, params: QueryParams) -> tuple[MailboxRef, MessageRecord, render.Shown,
+                                                                          list[str]] | None:
+    return _read(web, session, params.get("box", ""), params.get("uid", ""), params.get("images") == "1")
+
+
 async def read_message(web: Web, request: Request) -> Response:
-    session: Session = request.scope["waypost.session"]
     images = request.query_params.get("images") == "1"
-    found = await asyncio.to_thread(_read, web, session, request.query_params.get("box", ""),
-                                    request.query_params.get("uid", ""), images)
+    found = await _values(web, request, _read_values)
     if found is None:
         return web.not_found(request, "No such message.")
     ref, msg, shown, boxes = found
@@ -744,18 +774,32 @@ async def _file_response(web: Web, scope: Scope, receive: Receive, send: Send) -
     server = web.server
     cookie = Request(scope).cookies.get(COOKIE)
 
+    values = web.prepared.get(path) if scope.get("method") == "GET" else None
+    done: tuple[Values, BaseException | None, Any] | None = None
+
     def look() -> tuple[filestore.PublicAnswer, tuple[str | None, Session | None] | None]:
+        nonlocal done
         answer = filestore.lookup(server.files, server.router, host, path)
         if answer.kind != "none":
             return answer, None
         try:
-            return answer, web.host_and_session(host, cookie)
+            looked = web.host_and_session(host, cookie)
         except StorageUnavailable:  # the page answers it (503 with a page)
             return answer, None
+        domain, session = looked
+        if values is not None and domain is not None and session is not None:
+            # The page's own values too (``_values`` takes them): one hop, not two.
+            try:
+                done = (values, None, values(web, session, QueryParams(scope.get("query_string", b""))))
+            except Exception as exc:  # raised again by the handler, as if it had run there
+                done = (values, exc, None)
+        return answer, looked
 
     answer, looked = await asyncio.to_thread(look)
     if answer.kind == "none":
         scope["waypost.looked"] = (host, cookie, looked)
+        if done is not None:
+            scope["waypost.values"] = done
         return False
     response: Response
     if scope.get("method") not in ("GET", "HEAD"):
@@ -811,6 +855,7 @@ def build_app(server: "Server") -> Callable[[Scope, Receive, Send], Awaitable[No
         Route("/mail/acl", _page(acl_page, web), methods=["GET", "POST"]),
         Route("/mail/sharing", _page(sharing_page, web), methods=["GET", "POST"]),
     ] + [Route(path, _page(handler, web), methods=methods) for path, handler, methods in ADMIN_ROUTES]
+    web.prepared.update({"/mail": _mailboxes_values, "/mail/box": _list_values, "/mail/msg": _read_values})
 
     async def not_found(request: Request, exc: Exception) -> Response:
         code = exc.status_code if isinstance(exc, HTTPException) else 500

@@ -255,6 +255,11 @@ async def measure(server, args, sessions: int) -> dict:
             log(f"{server.name}: {key} wake-up over {args.rounds} appends, {len(group)} watcher(s): "
                 f"p50 {out[key]['p50'] * 1000:.1f} ms, p99 {out[key]['p99'] * 1000:.1f} ms, "
                 f"max {out[key]['max'] * 1000:.1f} ms")
+        # What the sessions hold after they were woken (and told of the new messages).
+        await asyncio.sleep(2)
+        kib, _ = tree_pss(server.root_pid())
+        out["after_mib"] = kib / 1024
+        log(f"{server.name}: after the wake-ups, server PSS {kib / 1024:.1f} MiB")
     finally:
         for s in held:
             s.close()
@@ -267,6 +272,8 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=10000, help="IDLE sessions on Waypost (default 10000)")
     ap.add_argument("--peer-sessions", type=int, default=1000, help="IDLE sessions on Dovecot (default 1000)")
     ap.add_argument("--watchers", type=int, default=1000, help="sessions watching the shared INBOX (default 1000)")
+    ap.add_argument("--messages", type=int, default=0,
+                    help="messages in the shared INBOX before the sessions open (default 0; bench/imap's generator)")
     ap.add_argument("--rounds", type=int, default=5, help="APPENDs for each wake-up figure")
     ap.add_argument("--batch", type=int, default=200, help="sessions opened at once")
     ap.add_argument("--quiet", type=float, default=10.0, help="seconds the idle server's CPU is measured over")
@@ -278,8 +285,8 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work directory (the servers' logs)")
     args = ap.parse_args()
     if not (2 <= args.sessions <= 20000 and 2 <= args.peer_sessions <= 20000 and 1 <= args.watchers
-            and 1 <= args.rounds <= 100 and 1 <= args.batch <= 2000):
-        ap.error("--sessions/--peer-sessions 2-20000, --rounds 1-100, --batch 1-2000")
+            and 1 <= args.rounds <= 100 and 1 <= args.batch <= 2000 and 0 <= args.messages <= 200000):
+        ap.error("--sessions/--peer-sessions 2-20000, --rounds 1-100, --batch 1-2000, --messages 0-200000")
     if os.geteuid() != 0:
         print("imap_idle: run as root (the private Dovecot runs its mail processes as another user)", file=sys.stderr)
         return 2
@@ -315,6 +322,15 @@ def main() -> int:
             else:
                 current = Dovecot(work, ib.free_port(), args.peer_sessions)
                 n = args.peer_sessions
+            if args.messages:
+                source = work / "source"
+                if not source.exists():
+                    log(f"generating {args.messages} messages for the shared INBOX")
+                    ib.generate_maildir(source, args.messages, 1, 4)
+                if name == "waypost":
+                    ib.copy_maildir(source, current.maildir)
+                else:
+                    ib.copy_maildir(source, current.maildir / USERS[0], owner=current.owner)
             current.start()
             log(f"{name}: listening on {HOST}:{current.port}")
             try:
@@ -354,6 +370,7 @@ def main() -> int:
     row("server PSS with them (MiB)", lambda r: r["mib"], ".1f", ratio=False)
     row("server PSS before them (MiB)", lambda r: r["base_mib"], ".1f", ratio=False)
     row("per session (KiB)", lambda r: r["per_session_kib"], ".1f")
+    row("server PSS after the wake-ups (MiB)", lambda r: r["after_mib"], ".1f", ratio=False)
     row("server processes", lambda r: r["procs"], "d", ratio=False)
     row("CPU s/s while they sit idle", lambda r: r["idle_cpu"], ".3f", ratio=False)
     row("shared INBOX wake-up p50 (ms)", lambda r: r["shared"]["p50"] * 1000, ".1f")

@@ -16,7 +16,7 @@ import bisect
 from array import array
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, MutableMapping
 
 from ..db import Database, MailboxRecord, MessageRecord
 from ..mailstore import Mailstore
@@ -42,6 +42,79 @@ __all__ = ["Account", "Selected"]
 
 #: The flags every mailbox offers (RFC 3501 §2.3.2) besides keywords.
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+class Overlay(MutableMapping[int, MessageRecord]):
+    """A session's message records by UID: the worker's shared records (``base``,
+    read-only, shared by every session that selected the mailbox at one state) with this
+    session's own changes on top: ``own``, the records it changed or holds that the base
+    lacks, and ``hidden``, UIDs of the base it does not show.  A delivery to a mailbox of
+    100,000 messages watched by 1,000 sessions adds an entry to each, where a copy of the
+    base would be 100,000 entries each.  A session whose changes pass a quarter of the
+    base takes a plain dict of its own instead (``Selected.own_msgs``): the look-ups here
+    cost a Python call each."""
+
+    __slots__ = ("base", "own", "hidden", "_len")
+
+    def __init__(self, base: Mapping[int, MessageRecord]) -> None:
+        self.base = base
+        self.own: dict[int, MessageRecord] = {}
+        self.hidden: set[int] = set()
+        self._len = len(base)
+
+    def __getitem__(self, uid: int) -> MessageRecord:
+        m = self.own.get(uid)
+        if m is None:
+            if uid in self.hidden:
+                raise KeyError(uid)
+            m = self.base[uid]
+        return m
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self.own or (uid not in self.hidden and uid in self.base)
+
+    def get(self, uid: int, default: Any = None) -> Any:  # (Mapping's goes through an exception)
+        m = self.own.get(uid)
+        if m is None:
+            if uid in self.hidden:
+                return default
+            m = self.base.get(uid, default)
+        return m
+
+    def __setitem__(self, uid: int, m: MessageRecord) -> None:
+        if uid not in self:
+            self._len += 1
+        self.own[uid] = m
+
+    def __delitem__(self, uid: int) -> None:
+        if uid not in self:
+            raise KeyError(uid)
+        self.own.pop(uid, None)
+        if uid in self.base:
+            self.hidden.add(uid)
+        self._len -= 1
+
+    def __iter__(self) -> Iterator[int]:
+        own, hidden = self.own, self.hidden
+        for uid in self.base:
+            if uid not in own and uid not in hidden:
+                yield uid
+        yield from own
+
+    def __len__(self) -> int:
+        return self._len
+
+    def hide(self, uids: Iterable[int]) -> None:
+        """Take these UIDs of the base out of view (records of its own stay)."""
+        for uid in uids:
+            if uid not in self.hidden and uid not in self.own and uid in self.base:
+                self.hidden.add(uid)
+                self._len -= 1
+
+    @property
+    def weight(self) -> int:
+        """Entries of this session's own (against the base's)."""
+        return len(self.own) + len(self.hidden)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +226,17 @@ class Selected:
             records = self._load()
         return records
 
-    def own_msgs(self) -> dict[int, MessageRecord]:
-        """The records as this session's own dict, to change (copied the first time)."""
+    def own_msgs(self) -> MutableMapping[int, MessageRecord]:
+        """The records as this session's own, to change: the worker's shared records
+        with this session's changes laid over them (``Overlay``), not a copy; a dict of
+        its own once its changes pass a quarter of the shared ones."""
         records = self.msgs
+        if isinstance(records, Overlay):
+            if records.weight > len(records.base) // 4 + 64:
+                records = self.records = dict(records)
+            return records
         if not isinstance(records, dict):
-            records = self.records = dict(records)
+            records = self.records = Overlay(records)
         return records
 
     def load(self, store: Mailstore) -> None:
@@ -178,22 +257,35 @@ class Selected:
             # The very messages this session shows: the worker's records, shared.
             self.records = MappingProxyType(by_uid)
             return self.records
-        # The mailbox moved on since SELECT: this session's own records of the
-        # messages it shows (and of those it has not announced yet).  One expunged
-        # meanwhile has no record left: it is shown as expunged (no flags, no file;
-        # a FETCH answers what RFC 2180 §4.1.3 allows) until its EXPUNGE is sent.
-        # A record changed since is owed its FETCH: the client may hold the flags of
-        # the mod-sequence SELECT announced (RFC 7162 §3.2).
-        own: dict[int, MessageRecord] = {}
+        # The mailbox moved on since SELECT: the worker's records with this session's
+        # view laid over them (``Overlay``, no copy), the messages it shows and those
+        # it has not announced yet.  Those that came after them are hidden.  One
+        # expunged meanwhile has no record left: it is shown as expunged (no flags, no
+        # file; a FETCH answers what RFC 2180 §4.1.3 allows) until its EXPUNGE is
+        # sent.  A record changed since is owed its FETCH: the client may hold the
+        # flags of the mod-sequence SELECT announced (RFC 7162 §3.2).
+        own = Overlay(MappingProxyType(by_uid))
         since = self.opened[1]
-        for uid in (*self.uids, *self.arrived):
-            m = by_uid.get(uid)
-            if m is None:
-                m = MessageRecord(uid, _EXPUNGED, "new", (), since, 0, 0.0)
-            elif m.modseq > since:
-                self.owed.add(uid)
-                self.note_keywords(m.flags)
-            own[uid] = m
+        last = max(self.uids[-1] if self.uids else 0, max(self.arrived, default=0))
+        listed = store.listing_index(self.box.id, listing).uids  # ascending
+        upto = bisect.bisect_right(listed, last)
+        own.hide(listed[upto:])  # came after what this session knows
+        # Every listed UID up to ``last`` is one this session shows (UIDs only grow; one
+        # it was told is expunged is no longer listed), so when the counts agree the
+        # two are the same; else the difference: shown but expunged since, or (not
+        # expected) listed and not shown.
+        if len(self.uids) + len(self.arrived) != upto:
+            view = {*self.uids, *self.arrived}
+            own.hide(uid for uid in listed[:upto] if uid not in view)
+            for uid in view:
+                if uid not in by_uid:
+                    own[uid] = MessageRecord(uid, _EXPUNGED, "new", (), since, 0, 0.0)
+        if since < state[1]:
+            for changed in store.changes(self.box.id, since, state)[0]:
+                m = by_uid.get(changed.uid)
+                if m is not None and m.modseq > since and changed.uid in own:
+                    self.owed.add(m.uid)
+                    self.note_keywords(m.flags)
         self.records = own
         return own
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+import threading
 import time
 
 import pytest
@@ -486,3 +488,29 @@ def test_an_account_add_is_not_kept_waiting_by_a_busy_domains_deliveries(store):
     # ... and the deliveries go on after it (they wait at the gate, they are not refused).
     with store.names_locked("example.com", shared=True):
         pass
+
+
+def test_threads_asking_for_one_listing_at_once_read_it_once(tmp_path, make_db):
+    """Sessions woken together after a restart each ask for a big mailbox's listing that
+    this process does not hold yet: one thread reads it, the others wait and take it."""
+    db = make_db("once.db")
+    store = Mailstore(tmp_path / "mail", "h", db)
+    box = store.get("example.test", "alice", "INBOX")
+    for i in range(50):
+        store.append(box, b"Subject: %d\r\n\r\nx\r\n" % i)
+    store = Mailstore(tmp_path / "mail", "h", db)  # a process that has read nothing yet
+    reads = []
+    real = db.message_list
+    inside = threading.Event()
+
+    def slow_read(mailbox_id):
+        reads.append(mailbox_id)
+        inside.set()
+        time.sleep(0.3)  # the other threads ask meanwhile
+        return real(mailbox_id)
+    db.message_list = slow_read  # type: ignore[method-assign]
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(lambda _: store.listing(box), range(6)))
+    assert len(reads) == 1 and inside.is_set()
+    assert all(g is got[0] for g in got) and len(got[0][1]) == 50
+    db.close()

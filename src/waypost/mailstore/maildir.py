@@ -247,6 +247,10 @@ class Mailstore:
         # Bounded by entries and by message records in all (``_keep_listing``).
         self._listings: OrderedDict[int, tuple[tuple[int, int, int], list[MessageRecord]]] = OrderedDict()
         self._listed = 0  # message records in _listings
+        # One thread of this process reads (or patches) a mailbox's listing at a time;
+        # the others wait and take what it read.  (After a restart, the sessions that
+        # one delivery to a big mailbox wakes would each read it whole at once.)
+        self._listing_locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
         # mailbox id -> (the listing's message list, (UIDs, records by UID, keywords)):
         # worked out once per cached listing (``listing_index``), gone with it.
         self._indexes: dict[int, tuple[list[MessageRecord], ListingIndex]] = {}
@@ -996,13 +1000,19 @@ class Mailstore:
             except KeyError:  # dropped by another thread meanwhile: still valid here
                 pass
             return cached
-        entry: tuple[tuple[int, int, int], list[MessageRecord]] | None = None
-        if cached is not None and state[1] > cached[0][1] and state[0] >= cached[0][0]:
-            entry = self._patched(box, cached, state)
-        if entry is None:
-            entry = (state, db.message_list(box.id))
-        self._keep_listing(box.id, entry)
-        return entry
+        with self._listing_locks[box.id % _LOCK_STRIPES]:
+            cached = self._listings.get(box.id)
+            if cached is not None and (cached[0] == state or (cached[0][1] > state[1] and cached[0][0] >= state[0])):
+                # Read by another thread while this one waited: its state was read after
+                # this one's (mod-sequences only grow), so it is as good as a new read.
+                return cached
+            entry: tuple[tuple[int, int, int], list[MessageRecord]] | None = None
+            if cached is not None and state[1] > cached[0][1] and state[0] >= cached[0][0]:
+                entry = self._patched(box, cached, state)
+            if entry is None:
+                entry = (state, db.message_list(box.id))
+            self._keep_listing(box.id, entry)
+            return entry
 
     def _patched(self, box: MailboxRecord, cached: tuple[tuple[int, int, int], list[MessageRecord]],
                  state: tuple[int, int, int]) -> tuple[tuple[int, int, int], list[MessageRecord]] | None:

@@ -140,8 +140,9 @@ class IMAPSettings:
     failure_delay: float = _s(1.0, "Seconds before answering a failed login; doubles with each failure.")
     max_login_failures: int = _s(3, "Failed logins on one connection before it is closed.")
     max_bad_commands: int = _s(20, "Bad commands in a row before the connection is closed with BYE.")
-    idle_check_interval: float = _s(30.0, "Seconds between two looks at the index by a session in IDLE when nothing "
-                                          "woke it (a change made through Waypost wakes it at once); what a "
+    idle_check_interval: float = _s(30.0, "Seconds between two looks at the index by a session in IDLE or with "
+                                          "NOTIFY when nothing woke it (a change made through Waypost wakes it at "
+                                          "once); what a "
                                           "program that writes into the Maildirs itself adds is seen this late at "
                                           "most. Dovecot's mailbox_idle_check_interval is 30 s too.")
     search_cache: int = _s(64 * 1024 * 1024, "Octets of message headers a worker keeps in memory for SEARCH, over "

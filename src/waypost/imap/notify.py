@@ -7,8 +7,9 @@ user's own its (MESSAGES, UIDNEXT, UIDVALIDITY, HIGHESTMODSEQ), the names of the
 user's mailboxes (by id, which is never reused, so a RENAME is told from a DELETE
 and a CREATE) and the subscriptions.  It wakes on the change channel (the topic of
 each watched mailbox and the account's topic, which CREATE, DELETE, RENAME and
-(UN)SUBSCRIBE announce) and every ``RECHECK`` seconds in case a datagram was lost,
-compares, and sends what differs:
+(UN)SUBSCRIBE announce) and every ``imap.idle_check_interval`` seconds, as IDLE, in
+case a datagram was lost or a program wrote into a Maildir itself, compares, and sends
+what differs:
 
 - MessageNew / MessageExpunge in a mailbox that is not the selected one: ``STATUS
   (MESSAGES UIDNEXT UIDVALIDITY)``, with HIGHESTMODSEQ when FlagChange is asked
@@ -48,9 +49,6 @@ log = logging.getLogger("waypost.imap")
 #: The events we report (RFC 5465 §5.9: BADEVENT lists them).
 SUPPORTED = ("MessageNew", "MessageExpunge", "FlagChange", "MailboxName", "SubscriptionChange")
 MESSAGE_EVENTS = frozenset({"MessageNew", "MessageExpunge", "FlagChange"})
-
-#: Seconds between checks when no notification came (one may be lost).
-RECHECK = 5.0
 
 
 def problem(groups: tuple[NotifyGroup, ...]) -> tuple[str, str] | None:
@@ -265,7 +263,7 @@ class Watcher:
                     wanted.add(topic(conn.selected.box.id))
                 self._subscribe(wanted)
                 try:
-                    await asyncio.wait_for(self.wake.wait(), RECHECK)
+                    await asyncio.wait_for(self.wake.wait(), conn.service.limits.idle_recheck)
                 except asyncio.TimeoutError:
                     pass
                 self.wake.clear()

@@ -4,7 +4,6 @@ mail arriving over SMTP, several sessions on one account."""
 from __future__ import annotations
 
 import imaplib
-import os
 import re
 import signal
 import smtplib
@@ -355,9 +354,7 @@ def test_idle_looks_again_every_check_interval(tmp_path):
         assert b"* 0 EXISTS" in r.cmd(b"a2 SELECT INBOX")
         r.send(b"a3 IDLE\r\n")
         assert r.line().startswith(b"+ ")
-        new = inst.mailbox("alice@example.test") / "new"
-        (new.parent / "tmp" / "dropped").write_bytes(b"Subject: dropped in\r\n\r\nby a program\r\n")
-        os.rename(new.parent / "tmp" / "dropped", new / "1700000000.dropped.host")
+        inst.drop_in("alice@example.test", b"Subject: dropped in\r\n\r\nby a program\r\n")
         started = time.monotonic()
         while (line := r.line()) != b"* 1 EXISTS":
             assert line.startswith(b"* "), line

@@ -5,7 +5,6 @@ names and subscriptions, the selected mailbox's EXISTS/FETCH at once, and the re
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import time
@@ -205,9 +204,7 @@ def test_notify_looks_again_every_check_interval(tmp_path):
         r = raw(inst)
         assert b"* 0 EXISTS" in b"".join(r.cmd("s SELECT INBOX"))
         assert r.cmd("n NOTIFY SET (selected (MessageNew MessageExpunge))")[-1].startswith(b"n OK")
-        new = inst.mailbox("alice@example.test") / "new"
-        (new.parent / "tmp" / "dropped").write_bytes(b"Subject: dropped in\r\n\r\nby a program\r\n")
-        os.rename(new.parent / "tmp" / "dropped", new / "1700000000.dropped.host")
+        inst.drop_in("alice@example.test", b"Subject: dropped in\r\n\r\nby a program\r\n")
         started = time.monotonic()
         while (line := r.line()) != b"* 1 EXISTS":
             assert line.startswith(b"* "), line

@@ -278,6 +278,13 @@ class WaypostInstance:
     def messages(self, address: str) -> list[Path]:
         return maildir_messages(self.mailbox(address))
 
+    def drop_in(self, address: str, data: bytes, name: str = "1700000000.dropped.host") -> None:
+        """A message a program writes into the account's INBOX Maildir itself (in tmp/,
+        then renamed into new/): nothing announces it to the server."""
+        box = self.mailbox(address)
+        (box / "tmp" / name).write_bytes(data)
+        os.rename(box / "tmp" / name, box / "new" / name)
+
     # -- process ------------------------------------------------------------------------
 
     def start(self, *extra: str, timeout: float = 20.0, python: str = sys.executable) -> "WaypostInstance":

@@ -134,6 +134,9 @@ class Selected:
     readonly: bool
     condstore: bool = False
     uids: array[int] = field(default_factory=lambda: array("I"))  # sequence number - 1 -> UID
+    # Whether ``uids`` is this session's own: SELECT shares the worker's array (a
+    # 100,000-message mailbox's is 400 KB), copied when the session first changes it.
+    uids_own: bool = True
     # The message records by UID (``msgs``): the worker's shared listing, read-only,
     # until this session changes one (``own_msgs`` copies it then); None until a
     # command needs them (a SELECT answers from the UIDs and the index's counts).
@@ -199,7 +202,7 @@ class Selected:
         sel = cls(box, readonly, condstore, rights=rights, seen_user=seen_user)
         if seen_user is not None:
             sel.seen = db.seen_get(box.id, seen_user)
-        sel.uids = selection.uids[:]
+        sel.uids, sel.uids_own = selection.uids, False  # (read-only: see ``own_uids``)
         sel.records = selection.records
         sel._store = store
         sel.opened = state
@@ -225,6 +228,12 @@ class Selected:
         if records is None:
             records = self._load()
         return records
+
+    def own_uids(self) -> array[int]:
+        """``uids`` as this session's own array, to change (copied the first time)."""
+        if not self.uids_own:
+            self.uids, self.uids_own = self.uids[:], True
+        return self.uids
 
     def own_msgs(self) -> MutableMapping[int, MessageRecord]:
         """The records as this session's own, to change: the worker's shared records
@@ -415,7 +424,7 @@ class Selected:
             seq = self.seq_of(uid)
             if seq is None:
                 continue
-            del self.uids[seq - 1]
+            del self.own_uids()[seq - 1]
             self.own_msgs().pop(uid, None)
             self.recent.discard(uid)
             self.gone.discard(uid)
@@ -581,7 +590,10 @@ class Selected:
         if self.arrived:
             fresh = sorted(self.arrived)
             self.arrived.clear()
-            self.uids.extend(fresh)
+            if self.uids_own:
+                self.uids.extend(fresh)
+            else:  # (one new array, not a copy and then a larger one)
+                self.uids, self.uids_own = self.uids + array(self.uids.typecode, fresh), True
             if self.seen_user is None:
                 # Claimed by another session already (the mark only grows): no write.
                 first = _recent_from(db, self.box) if self.readonly \

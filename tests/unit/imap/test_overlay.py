@@ -7,6 +7,7 @@ of them takes a dict of its own."""
 
 from __future__ import annotations
 
+from array import array
 from types import MappingProxyType
 
 from hypothesis import given, settings, strategies as st
@@ -87,3 +88,21 @@ def test_own_msgs_lays_an_overlay_then_takes_a_dict_past_a_quarter():
     own = sel.own_msgs()
     assert type(own) is dict and len(own) == 1000 and own[399].flags == ("\\Seen",) and own[400].flags == ()
     assert all(shared[u].flags == () for u in shared)
+
+
+def test_sessions_share_the_workers_uids_until_they_change_them():
+    """SELECT shares the worker's UID array; an EXPUNGE or new messages told to one
+    session give it an array of its own, and neither the worker's array nor another
+    session's view moves."""
+    box = MailboxRecord(1, "example.test", "u", "INBOX", "", 7, 11, 10, 11, exists=10)
+    shared_uids = array("I", range(1, 11))
+    records = MappingProxyType({u: record(u) for u in shared_uids})
+    one, two = Selected(box, readonly=False), Selected(box, readonly=False)
+    for sel in (one, two):
+        sel.uids, sel.uids_own, sel.records = shared_uids, False, records
+    assert one.uids is two.uids is shared_uids
+    out = one.expunged_here([3])
+    assert [r for r in out if type(r).__name__ == "ExpungeData"] and one.uids_own
+    assert list(one.uids) == [1, 2, 4, 5, 6, 7, 8, 9, 10] and list(shared_uids) == list(range(1, 11))
+    assert two.uids is shared_uids and two.seq_of(3) == 3 and one.seq_of(3) is None
+    assert 3 not in one.msgs and 3 in two.msgs

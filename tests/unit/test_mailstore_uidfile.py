@@ -146,9 +146,11 @@ def test_sessions_share_the_worker_records_until_they_change_one(tmp_path, db):
     s1 = Selected.open(a, box, False, False)
     s2 = Selected.open(a, box, False, False)
     assert s1.loaded and not isinstance(s1.msgs, dict) and s1.msgs[1] is s2.msgs[1]
-    assert isinstance(s1.uids, array) and s1.uids is not s2.uids
+    # The UIDs too, until a session changes them (then it has its own array).
+    assert isinstance(s1.uids, array) and s1.uids is s2.uids and not s1.uids_own
     s1.expunged_here([1])
     assert 1 not in s1.msgs and 1 in s2.msgs and s2.exists == 10
+    assert s1.uids is not s2.uids and list(s1.uids) == list(range(2, 11)) and list(s2.uids) == list(range(1, 11))
 
 
 def test_file_copies_are_not_left_in_tmp(tmp_path, db):

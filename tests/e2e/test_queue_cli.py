@@ -39,23 +39,25 @@ def waypost(inst: WaypostInstance, *args: str, input: str | None = None) -> subp
                           capture_output=True, text=True, timeout=120, input=input)
 
 
-def test_listing_100000_entries_streams_whole_ids_in_under_2_seconds(tmp_path):
+def test_listing_100000_entries_gives_every_whole_id_in_order(tmp_path):
+    """Every entry, whole ids, oldest first, as text and as JSON.  How fast is measured
+    by bench/api.py (``waypost queue list --json`` beside the API), not here: a bound in
+    seconds failed on a machine three times slower than the one it was set on (2.01 s of
+    CPU against 2.0 on 7 December)."""
     inst = WaypostInstance(tmp_path / "data")
     ids = fill(inst, 100_000, time.time())
-    waypost(inst, "queue", "list", "--limit", "1")  # the interpreter and the page cache warm
-    # The figure is the command's CPU time (user + system): the wall time on a machine
-    # shared with other work says more about the others.
     out, took, cpu = timed(inst, "queue", "list")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == 100_002 and lines[-1] == "(100000 message(s))"
     assert lines[1].split()[0] == ids[0] and lines[-2].split()[0] == ids[-1]  # whole ids, oldest first
-    assert cpu < 2.0, f"listing 100,000 entries took {cpu:.2f}s of CPU ({took:.2f}s wall)"
-    out, took, cpu = timed(inst, "queue", "list", "--json")
-    rows = json.loads(out.stdout)
-    assert len(rows) == 100_000 and rows[0]["id"] == ids[0] and rows[-1]["id"] == ids[-1]
-    assert cpu < 2.0, f"listing 100,000 entries as JSON took {cpu:.2f}s of CPU ({took:.2f}s wall)"
+    assert [line.split()[0] for line in lines[1:-1]] == ids
     print(f"queue list of 100,000: {cpu:.2f}s CPU, {took:.2f}s wall")
+    out, took, cpu = timed(inst, "queue", "list", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [r["id"] for r in rows] == ids
+    print(f"queue list --json of 100,000: {cpu:.2f}s CPU, {took:.2f}s wall")
 
 
 def timed(inst: WaypostInstance, *args: str) -> tuple[subprocess.CompletedProcess[str], float, float]:

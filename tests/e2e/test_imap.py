@@ -343,17 +343,22 @@ def test_idle_ends_at_once_on_done_and_on_the_clients_end_of_input(imap_server):
     r.close()
 
 
-def test_idle_looks_again_every_check_interval(tmp_path):
+@pytest.mark.parametrize("waiting", ["IDLE", "NOTIFY"])
+def test_a_waiting_session_looks_again_every_check_interval(tmp_path, waiting):
     """A file a program writes into the Maildir itself (no notification) reaches a
-    session in IDLE at its next look, every ``imap.idle_check_interval`` seconds."""
+    session in IDLE, or one with NOTIFY SELECTED and no command sent (RFC 5465), at its
+    next look, every ``imap.idle_check_interval`` seconds."""
     with WaypostInstance(tmp_path / "data", imap={"plaintext_without_tls": True, "idle_check_interval": 1.0}) as inst:
         inst.ok("account", "add", "alice@example.test", "--password", "alice-password")
         inst.start()
         r = Raw(inst.imap_port)
         r.cmd(b"a1 LOGIN alice@example.test alice-password")
         assert b"* 0 EXISTS" in r.cmd(b"a2 SELECT INBOX")
-        r.send(b"a3 IDLE\r\n")
-        assert r.line().startswith(b"+ ")
+        if waiting == "IDLE":
+            r.send(b"a3 IDLE\r\n")
+            assert r.line().startswith(b"+ ")
+        else:
+            assert r.cmd(b"a3 NOTIFY SET (selected (MessageNew MessageExpunge))")[-1].startswith(b"a3 OK")
         inst.drop_in("alice@example.test", b"Subject: dropped in\r\n\r\nby a program\r\n")
         started = time.monotonic()
         while (line := r.line()) != b"* 1 EXISTS":

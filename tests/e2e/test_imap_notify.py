@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 
 import pytest
 
@@ -193,20 +192,3 @@ def test_changes_made_in_any_worker_are_heard(tmp_path):
             other.close()
         watcher.close()
 
-
-def test_notify_looks_again_every_check_interval(tmp_path):
-    """A file a program writes into the selected mailbox's Maildir (no notification)
-    reaches a session with NOTIFY SELECTED at its next look, every
-    ``imap.idle_check_interval`` seconds, as in IDLE, and with no command sent."""
-    with WaypostInstance(tmp_path / "data", imap={"plaintext_without_tls": True, "idle_check_interval": 1.0}) as inst:
-        inst.ok("account", "add", "alice@example.test", "--password", "alice-password")
-        inst.start()
-        r = raw(inst)
-        assert b"* 0 EXISTS" in b"".join(r.cmd("s SELECT INBOX"))
-        assert r.cmd("n NOTIFY SET (selected (MessageNew MessageExpunge))")[-1].startswith(b"n OK")
-        inst.drop_in("alice@example.test", b"Subject: dropped in\r\n\r\nby a program\r\n")
-        started = time.monotonic()
-        while (line := r.line()) != b"* 1 EXISTS":
-            assert line.startswith(b"* "), line
-        assert time.monotonic() - started < 5.0
-        r.close()

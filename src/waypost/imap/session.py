@@ -261,7 +261,8 @@ class Selected:
         assert store is not None
         self._store = None
         state, listing = store.listing(self.box)
-        by_uid = store.listing_index(self.box.id, listing).by_uid
+        index = store.listing_index(self.box.id, listing)
+        by_uid = index.by_uid
         if state == self.opened and len(self.uids) == state[2] and not self.arrived:
             # The very messages this session shows: the worker's records, shared.
             self.records = MappingProxyType(by_uid)
@@ -276,7 +277,7 @@ class Selected:
         own = Overlay(MappingProxyType(by_uid))
         since = self.opened[1]
         last = max(self.uids[-1] if self.uids else 0, max(self.arrived, default=0))
-        listed = store.listing_index(self.box.id, listing).uids  # ascending
+        listed = index.uids  # ascending
         upto = bisect.bisect_right(listed, last)
         own.hide(listed[upto:])  # came after what this session knows
         # Every listed UID up to ``last`` is one this session shows (UIDs only grow; one

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from .acceptor import Acceptor
 from .config import Settings, parse_hostport, parse_port_range
 from .certs import ServerTLS, make_tls_context, write_self_signed
 from .datadir import owned_by_others, switch_user, user_ids
@@ -333,7 +334,7 @@ class Server:
                                   signer=Signer(self.db, self.secrets),
                                   sealer=Sealer(self.db, self.secrets, settings.server.hostname,
                                                 settings.mailauth.arc_domain) if settings.mailauth.arc_seal else None)
-        self._servers: list[asyncio.base_events.Server] = []
+        self._servers: list[Acceptor | asyncio.base_events.Server] = []
         self._service: SMTPService | None = None
         self._minger: MingerServer | None = None
         self._imap: IMAPService | None = None
@@ -563,8 +564,10 @@ class Server:
             # Moves into and out of Junk (IMAP, WebUser) reported to Rspamd's controller.
             self._learner = Learner(self.settings, loop)
             self.mailstore.on_copy = self._learner.copied
-        # create_server calls listen() again on the socket it is given, with a backlog
-        # of 100 unless told: the setting is passed on (a burst would otherwise wait).
+        # The protocol listeners are served by an Acceptor (one connection a wake-up, so
+        # the workers sharing the socket share its connections); the socket's backlog is
+        # the master's listen(server.listen_backlog).  start_server (ManageSieve,
+        # metrics) calls listen() again, with the setting passed on.
         backlog = self.settings.server.listen_backlog
         for name, sock in sockets.items():
             # submissions, imaps, pop3s (RFC 8314): the service of the plain listener,
@@ -574,16 +577,15 @@ class Server:
             if name in IMPLICIT_TLS:
                 if self._tls is None:  # pragma: no cover - startup_problems refused it first
                     raise RuntimeError(f"listen.{name} needs tls.certificate and tls.key")
-                tls = {"ssl": self._tls, "ssl_handshake_timeout": 60.0}
+                tls = {"tls": self._tls, "handshake_timeout": 60.0}
+            server: Acceptor | asyncio.base_events.Server
             if kind in SMTP_LISTENERS:
-                server = await loop.create_server(_counted(_smtp_factory(service, kind), name), sock=sock,
-                                                  backlog=backlog, **tls)
+                server = Acceptor(loop, sock, _counted(_smtp_factory(service, kind), name), name=name, **tls)
             elif kind == "imap":
                 if self._imap is None:
                     self._imap = self._imap_service()
                     self._imap.start_pruning()
-                server = await loop.create_server(_counted(self._imap.protocol_factory(), name), sock=sock,
-                                                  backlog=backlog, **tls)
+                server = Acceptor(loop, sock, _counted(self._imap.protocol_factory(), name), name=name, **tls)
             elif kind == "pop3":
                 if self._pop3 is None:
                     pop3 = self.settings.pop3
@@ -592,8 +594,7 @@ class Server:
                                              plaintext_without_tls=pop3.plaintext_without_tls,
                                              failure_delay=pop3.failure_delay, max_failures=pop3.max_login_failures,
                                              idle_timeout=pop3.idle_timeout)
-                server = await loop.create_server(_counted(self._pop3.protocol_factory(), name), sock=sock,
-                                                  backlog=backlog, **tls)
+                server = Acceptor(loop, sock, _counted(self._pop3.protocol_factory(), name), name=name, **tls)
             elif name == "managesieve":
                 self._managesieve = self._managesieve_service()
                 handle = self._managesieve.handle
@@ -611,7 +612,7 @@ class Server:
             elif name in ("http", "https"):  # WebUser and the file areas (waypost.web)
                 if name == "https" and self._tls is None:
                     raise RuntimeError("listen.https needs tls.certificate and tls.key")
-                server = await self._web_service().serve(sock, self._tls if name == "https" else None, backlog)
+                server = self._web_service().serve(sock, self._tls if name == "https" else None, name)
             elif name == "ftp":  # pyftpdlib's own threads, not asyncio (see waypost.ftp)
                 self._ftp = self._ftp_service()
                 self._ftp.start(sock, loop, backlog)

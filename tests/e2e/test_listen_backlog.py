@@ -3,7 +3,8 @@
 asyncio's ``create_server(sock=...)`` calls ``listen(100)`` on the socket it is given
 unless told otherwise, which cut the backlog set at bind time down to 100: of a burst
 of connections, those beyond it waited for SYN retransmissions (or for ever, when the
-client's ACK of a SYN cookie was dropped).  The kernel's view is read with ``ss``
+client's ACK of a SYN cookie was dropped).  The listeners are now served by
+``waypost.acceptor``, which never calls ``listen`` again.  The kernel's view is read with ``ss``
 (iproute2): for a listening socket, Send-Q is its backlog and Recv-Q the connections
 waiting to be accepted.
 """

@@ -92,7 +92,7 @@ class POP3Service:
         self.closing = False
 
     def protocol_factory(self) -> Callable[[], asyncio.Protocol]:
-        """For ``loop.create_server(service.protocol_factory(), sock=sock)``."""
+        """For ``Acceptor(loop, sock, service.protocol_factory())`` (``waypost.acceptor``)."""
         return lambda: Session(self)
 
     async def shutdown(self, grace: float) -> None:

@@ -100,7 +100,7 @@ class SMTPService:
         return p
 
     def protocol_factory(self, mode: str | Mode) -> Callable[[], "WaypostSMTP"]:
-        """For ``loop.create_server(service.protocol_factory("smtp"), sock=sock)``."""
+        """For ``Acceptor(loop, sock, service.protocol_factory("smtp"))`` (``waypost.acceptor``)."""
         return lambda: WaypostSMTP(self, mode=mode)
 
     async def shutdown(self, grace: float) -> None:

@@ -1,6 +1,6 @@
 """The web listener of one worker: uvicorn's HTTP/1.1 protocol on a socket the
 supervisor bound, in the worker's own event loop (like every other listener: one
-``loop.create_server`` per socket, TLS from the server's STARTTLS context).  uvicorn's
+``waypost.acceptor.Acceptor`` per socket, TLS from the server's STARTTLS context).  uvicorn's
 ``Server.serve`` is not used: it would take the worker's SIGTERM/SIGINT handlers."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from uvicorn.server import ServerState
 
+from ..acceptor import Acceptor
 from .app import build_app
 
 if TYPE_CHECKING:
@@ -33,16 +34,16 @@ class WebService:
                                       timeout_keep_alive=15, h11_max_incomplete_event_size=64 * 1024)
         self._config.load()
         self._state = ServerState()
-        self._servers: list[asyncio.base_events.Server] = []
+        self._servers: list[Acceptor] = []
 
-    async def serve(self, sock: socket.socket, tls: ssl.SSLContext | None, backlog: int) -> asyncio.base_events.Server:
+    def serve(self, sock: socket.socket, tls: ssl.SSLContext | None, name: str = "http") -> Acceptor:
         loop = asyncio.get_running_loop()
         config, state = self._config, self._state
 
         def protocol() -> Any:
             return config.http_protocol_class(config=config, server_state=state, app_state={})  # type: ignore[call-arg]
 
-        server = await loop.create_server(protocol, sock=sock, ssl=tls, backlog=backlog)
+        server = Acceptor(loop, sock, protocol, tls=tls, name=name)
         self._servers.append(server)
         log.info("event=listening proto=%s", "https" if tls is not None else "http")
         return server

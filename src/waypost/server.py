@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from .acceptor import Acceptor
+from .acceptor import Acceptor, Balance
 from .config import Settings, parse_hostport, parse_port_range
 from .certs import ServerTLS, make_tls_context, write_self_signed
 from .datadir import owned_by_others, switch_user, user_ids
@@ -344,6 +344,7 @@ class Server:
         self._web: "WebService | None" = None
         self._managesieve: "ManageSieveService | None" = None
         self._learner: Any = None  # waypost.mailauth.learn.Learner, with filter.rspamd_controller
+        self.balance: Balance | None = None  # with several workers: see waypost.acceptor
         self.files = FileStore(settings.path(settings.storage.files), self.directory, settings.files.size_limit)
         self._tls = tls if tls is not None else self._tls_context()
         self._dummy: ObjectRecord | None = None
@@ -580,12 +581,12 @@ class Server:
                 tls = {"tls": self._tls, "handshake_timeout": 60.0}
             server: Acceptor | asyncio.base_events.Server
             if kind in SMTP_LISTENERS:
-                server = Acceptor(loop, sock, _counted(_smtp_factory(service, kind), name), name=name, **tls)
+                server = Acceptor(loop, sock, _counted(_smtp_factory(service, kind), name), name=name, **tls, balance=self.balance)
             elif kind == "imap":
                 if self._imap is None:
                     self._imap = self._imap_service()
                     self._imap.start_pruning()
-                server = Acceptor(loop, sock, _counted(self._imap.protocol_factory(), name), name=name, **tls)
+                server = Acceptor(loop, sock, _counted(self._imap.protocol_factory(), name), name=name, **tls, balance=self.balance)
             elif kind == "pop3":
                 if self._pop3 is None:
                     pop3 = self.settings.pop3
@@ -594,7 +595,7 @@ class Server:
                                              plaintext_without_tls=pop3.plaintext_without_tls,
                                              failure_delay=pop3.failure_delay, max_failures=pop3.max_login_failures,
                                              idle_timeout=pop3.idle_timeout)
-                server = Acceptor(loop, sock, _counted(self._pop3.protocol_factory(), name), name=name, **tls)
+                server = Acceptor(loop, sock, _counted(self._pop3.protocol_factory(), name), name=name, **tls, balance=self.balance)
             elif name == "managesieve":
                 self._managesieve = self._managesieve_service()
                 handle = self._managesieve.handle
@@ -612,7 +613,7 @@ class Server:
             elif name in ("http", "https"):  # WebUser and the file areas (waypost.web)
                 if name == "https" and self._tls is None:
                     raise RuntimeError("listen.https needs tls.certificate and tls.key")
-                server = self._web_service().serve(sock, self._tls if name == "https" else None, name)
+                server = self._web_service().serve(sock, self._tls if name == "https" else None, name, self.balance)
             elif name == "ftp":  # pyftpdlib's own threads, not asyncio (see waypost.ftp)
                 self._ftp = self._ftp_service()
                 self._ftp.start(sock, loop, backlog)
@@ -686,6 +687,13 @@ class Server:
         else:
             event(log, "tls-reload-skipped", level=logging.WARNING, reason="no TLS context (no certificate at start)")
 
+    def open_connections(self) -> int:
+        """This worker's SMTP, IMAP, POP3 and web connections (``Balance``)."""
+        return ((len(self._service.sessions) if self._service is not None else 0)
+                + (len(self._imap.connections) if self._imap is not None else 0)
+                + (len(self._pop3.sessions) if self._pop3 is not None else 0)
+                + (self._web.connections() if self._web is not None else 0))
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop listening, let messages in flight finish (at most ``grace`` s), tell the
         other sessions 421, then stop the queue (its leases go back to the index)."""
@@ -735,10 +743,23 @@ def _counted(factory: Callable[[], Any], listener: str) -> Callable[[], Any]:
 MEMORY_INTERVAL = 5.0
 
 
-async def _watch_memory() -> None:
+#: Seconds between two writings of a worker's open connections into ``Balance`` (besides
+#: those at each new connection): how stale the others' view of a closed one may be.
+BALANCE_INTERVAL = 1.0
+
+
+async def _watch_memory(balance: Balance | None = None) -> None:
+    """Every MEMORY_INTERVAL the worker's memory into its metrics; every BALANCE_INTERVAL
+    its open connections into ``balance``."""
+    ticks = round(MEMORY_INTERVAL / BALANCE_INTERVAL)
+    n = 0
     while True:
-        metrics.update_memory()
-        await asyncio.sleep(MEMORY_INTERVAL)
+        if n % ticks == 0:
+            metrics.update_memory()
+        if balance is not None:
+            balance.publish()
+        n += 1
+        await asyncio.sleep(BALANCE_INTERVAL)
 
 
 # A worker was forked with the supervisor's TLS context: set when a SIGHUP reached the
@@ -753,12 +774,15 @@ def _note_hup(signum: int, frame: Any) -> None:
 
 
 def _run_worker(settings: Settings, sockets: dict[str, socket.socket], tls: ssl.SSLContext | None,
-                ftp_tls: Any = None) -> int:
+                ftp_tls: Any = None, balance: Balance | None = None, slot: int = 0) -> int:
     async def main() -> None:
         metrics.start_worker(metrics.metrics_dir(settings.data_dir))
         server = Server(settings, tls, ftp_tls)
+        if balance is not None:
+            balance.take(slot, server.open_connections)
+            server.balance = balance
         await server.start(sockets)
-        memory = asyncio.create_task(_watch_memory())
+        memory = asyncio.create_task(_watch_memory(balance))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -997,6 +1021,7 @@ def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int, tl
                ftp_tls: Any = None) -> int:
     children: dict[int, int] = {}
     stopping = False
+    balance = Balance(n)  # before the forks: every worker maps the same page
 
     def spawn(slot: int) -> None:
         pid = os.fork()
@@ -1006,7 +1031,7 @@ def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int, tl
             signal.signal(signal.SIGHUP, _note_hup)  # until the worker's loop takes it over
             code = 1
             try:
-                code = _run_worker(settings, sockets, tls, ftp_tls)
+                code = _run_worker(settings, sockets, tls, ftp_tls, balance, slot)
             finally:
                 os._exit(code)
         children[pid] = slot

@@ -1,15 +1,18 @@
 """waypost.acceptor: a worker takes one waiting connection per wake-up, so that a busy
-worker leaves the connections waiting on a shared socket to the other workers; and an
-accept(2) that fails for want of descriptors pauses the listener instead of spinning.
+worker leaves the connections waiting on a shared socket to the other workers; a worker
+with more connections than the others lets a new one wait for them (``Balance``); and
+an accept(2) that fails for want of descriptors pauses the listener instead of spinning.
 
 Real sockets on 127.0.0.1, a real event loop; the "other worker" is a thread accepting on
-the same socket, one connection every 20 ms."""
+the same socket, or (for ``Balance``'s shared page) a process forked after it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
+import select
 import socket
 import threading
 import time
@@ -17,7 +20,7 @@ import time
 import pytest
 
 from waypost import acceptor
-from waypost.acceptor import Acceptor
+from waypost.acceptor import Acceptor, Balance
 
 
 def _listening() -> socket.socket:
@@ -173,3 +176,106 @@ def test_connections_are_served_plain_and_with_tls_first(tls, tmp_path):
         return got
 
     assert asyncio.run(main()) == (b"helloagain" if tls else b"hello")
+
+
+def test_the_balance_page_is_shared_by_the_processes_forked_after_it():
+    balance = Balance(2)
+    pid = os.fork()
+    if pid == 0:  # the other worker: five connections open
+        try:
+            balance.take(1, lambda: 5)
+            balance.publish()
+        finally:
+            os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    load = [6]
+    balance.take(0, lambda: load[0])
+    assert balance.counts() == [0, 5]
+    assert not balance.ahead()  # 6 against 5
+    load[0] = 7
+    assert balance.ahead()  # 7 against 5: two more than the least loaded
+    assert balance.counts() == [7, 5]
+    assert not Balance(1).ahead()
+
+
+def _sequential_connections(port: int, n: int) -> list[socket.socket]:
+    """``n`` clients, one after another (10 ms apart), as an IMAP client's sessions."""
+    out = []
+    for _ in range(n):
+        out.append(socket.create_connection(("127.0.0.1", port)))
+        time.sleep(0.01)
+    return out
+
+
+def _other_worker(listener: socket.socket) -> tuple[int, int, int]:
+    """A process accepting on ``listener`` until told to stop: (pid, stop pipe, count pipe)."""
+    stop_r, stop_w = os.pipe()
+    count_r, count_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(stop_w)
+            os.close(count_r)
+            taken = []
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([listener, stop_r], [], [], 1)
+                if stop_r in ready:
+                    break
+                if listener in ready:
+                    try:
+                        taken.append(listener.accept()[0])
+                    except BlockingIOError:
+                        pass
+            os.write(count_w, str(len(taken)).encode())
+        finally:
+            os._exit(0)
+    os.close(stop_r)
+    os.close(count_w)
+    return pid, stop_w, count_r
+
+
+@pytest.mark.parametrize("other_accepts", [True, False])
+def test_a_worker_ahead_leaves_new_connections_to_the_others_but_takes_them_when_nobody_does(other_accepts):
+    listener = _listening()
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    balance = Balance(2)
+    balance.take(0, lambda: 10)  # this worker: 10 open; the other (slot 1): none
+    mine: list[asyncio.Transport] = []
+
+    class Counted(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            mine.append(transport)  # type: ignore[arg-type]
+
+    other = _other_worker(listener) if other_accepts else None
+
+    async def main() -> list[socket.socket]:
+        loop = asyncio.get_running_loop()
+        server = Acceptor(loop, listener, Counted, name="test", balance=balance)
+        clients = await asyncio.to_thread(_sequential_connections, port, 10)
+        await asyncio.sleep(0.5)
+        server.close()
+        await server.wait_closed()
+        for t in mine:
+            t.close()
+        await asyncio.sleep(0)
+        return clients
+
+    clients = asyncio.run(main())
+    taken = 0
+    if other is not None:
+        pid, stop_w, count_r = other
+        os.close(stop_w)
+        taken = int(os.read(count_r, 20) or b"0")
+        os.close(count_r)
+        assert os.waitpid(pid, 0)[1] == 0
+    try:
+        assert len(mine) + taken == 10
+        if other_accepts:
+            assert len(mine) <= 1, (len(mine), taken)  # each waited 2 ms, and the other took it
+        else:
+            assert len(mine) == 10  # nobody else: taken after the wait
+    finally:
+        for s in clients:
+            s.close()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from uvicorn.server import ServerState
 
-from ..acceptor import Acceptor
+from ..acceptor import Acceptor, Balance
 from .app import build_app
 
 if TYPE_CHECKING:
@@ -36,17 +36,21 @@ class WebService:
         self._state = ServerState()
         self._servers: list[Acceptor] = []
 
-    def serve(self, sock: socket.socket, tls: ssl.SSLContext | None, name: str = "http") -> Acceptor:
+    def serve(self, sock: socket.socket, tls: ssl.SSLContext | None, name: str = "http",
+              balance: Balance | None = None) -> Acceptor:
         loop = asyncio.get_running_loop()
         config, state = self._config, self._state
 
         def protocol() -> Any:
             return config.http_protocol_class(config=config, server_state=state, app_state={})  # type: ignore[call-arg]
 
-        server = Acceptor(loop, sock, protocol, tls=tls, name=name)
+        server = Acceptor(loop, sock, protocol, tls=tls, name=name, balance=balance)
         self._servers.append(server)
         log.info("event=listening proto=%s", "https" if tls is not None else "http")
         return server
+
+    def connections(self) -> int:
+        return len(self._state.connections)
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting; requests in progress get ``grace`` seconds, idle keep-alive

@@ -15,11 +15,13 @@ asyncio's own, as with ``create_server``.
 
 Idle workers are all woken for each new connection, and the kernel tends to run the
 same one first: sessions opened one after another (an IMAP client's, bench/web's 50)
-went 46 to 4.  ``Balance`` is a page of memory every worker maps (made by the master
-before it forks them): each worker writes its number of open connections there, and a
-worker with two more than the least loaded one lets a connection wait
-``BALANCE_DEFER`` seconds for the others before it takes it itself (once: a worker
-that is stuck or gone delays a connection by that much, never more).
+went 46 to 4; and a worker that is busy for a moment (a garbage collection) when 50
+clients connect at once finds them all taken.  ``Balance`` is a page of memory every
+worker maps (made by the master before it forks them): each worker writes its number of
+open connections there, and a worker with L more than the least loaded one (L >= 2) lets
+a new connection wait ``BALANCE_DEFER`` x (L - 1) seconds, at most
+``BALANCE_MAX_WAIT``, for the others before it takes it itself: once per connection, so
+a worker that is stuck or gone delays each new connection by at most that much.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ import asyncio
 import errno
 import logging
 import mmap
+import select
 import socket
 import ssl as ssl_module
 from typing import Any, Callable
 
 from .log import event
 
-__all__ = ["Acceptor", "Balance", "ACCEPT_RETRY_DELAY", "BALANCE_DEFER"]
+__all__ = ["Acceptor", "Balance", "ACCEPT_RETRY_DELAY", "BALANCE_DEFER", "BALANCE_MAX_WAIT"]
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +45,10 @@ log = logging.getLogger(__name__)
 #: memory (asyncio's own delay for the same case).
 ACCEPT_RETRY_DELAY = 1.0
 
-#: Seconds a worker ahead of the least loaded one lets a new connection wait for the others.
+#: Seconds a worker ahead of the least loaded one lets a new connection wait for the
+#: others, for each connection of its lead beyond the first; at most BALANCE_MAX_WAIT.
 BALANCE_DEFER = 0.002
+BALANCE_MAX_WAIT = 0.010
 
 #: accept(2) errors that mean "out of a resource": stop watching the socket for a while,
 #: or the loop would spin on a socket that stays readable.
@@ -76,13 +81,13 @@ class Balance:
     def counts(self) -> list[int]:
         return list(self._counts)
 
-    def ahead(self, extra: int = 0) -> bool:
-        """This worker holds two connections more than the least loaded other one."""
+    def lead(self, extra: int = 0) -> int:
+        """How many connections this worker holds more than the least loaded other one
+        (published first, with ``extra``)."""
         if self.workers < 2:
-            return False
+            return 0
         mine = self.publish(extra)
-        least = min(c for i, c in enumerate(self._counts) if i != self.slot)
-        return mine > least + 1
+        return mine - min(c for i, c in enumerate(self._counts) if i != self.slot)
 
 
 class Acceptor:
@@ -95,7 +100,7 @@ class Acceptor:
                  name: str = "", balance: Balance | None = None) -> None:
         self._loop = loop
         self._balance = balance
-        self._deferred_at = -1e9  # loop time of the last wait for the other workers
+        self._grace_until = 0.0  # loop time until which a wake-up takes the connection that waited
         self._sock = sock
         self._factory = factory
         self._tls = tls
@@ -122,6 +127,16 @@ class Acceptor:
             self._loop.add_reader(self._sock.fileno(), self._ready)
             self._watching = True
 
+    def _waited(self) -> None:
+        """The end of a wait for the other workers: if a connection still waits, the next
+        wake-up (at once) takes it."""
+        try:
+            still, _, _ = select.select([self._sock], [], [], 0)
+        except (OSError, ValueError):  # closed meanwhile
+            still = []
+        self._grace_until = self._loop.time() + 0.005 if still else 0.0
+        self._watch()
+
     def _unwatch(self) -> None:
         if self._watching:
             self._loop.remove_reader(self._sock.fileno())
@@ -130,13 +145,16 @@ class Acceptor:
     def _ready(self) -> None:
         if self._balance is not None:
             now = self._loop.time()
-            # A wake-up soon after the wait (the connection still there, or the next
-            # of a burst) takes it; a later one is a new connection, weighed anew.
-            if now - self._deferred_at > 5 * BALANCE_DEFER and self._balance.ahead(len(self._pending)):
-                self._deferred_at = now
-                self._unwatch()
-                self._retry = self._loop.call_later(BALANCE_DEFER, self._watch)
-                return
+            # Right after a wait that no other worker ended, the connection that waited
+            # is taken; any other is weighed.
+            if now >= self._grace_until:
+                lead = self._balance.lead(len(self._pending))
+                if lead >= 2:
+                    self._unwatch()
+                    self._retry = self._loop.call_later(min(BALANCE_DEFER * (lead - 1), BALANCE_MAX_WAIT),
+                                                        self._waited)
+                    return
+            self._grace_until = 0.0
         try:
             conn, _addr = self._sock.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):

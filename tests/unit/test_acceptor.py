@@ -191,24 +191,25 @@ def test_the_balance_page_is_shared_by_the_processes_forked_after_it():
     load = [6]
     balance.take(0, lambda: load[0])
     assert balance.counts() == [0, 5]
-    assert not balance.ahead()  # 6 against 5
+    assert balance.lead() == 1  # 6 against 5
     load[0] = 7
-    assert balance.ahead()  # 7 against 5: two more than the least loaded
-    assert balance.counts() == [7, 5]
-    assert not Balance(1).ahead()
+    assert balance.lead(extra=1) == 3  # 7 open and 1 being set up, against 5
+    assert balance.counts() == [8, 5]
+    assert Balance(1).lead() == 0
 
 
 def _sequential_connections(port: int, n: int) -> list[socket.socket]:
-    """``n`` clients, one after another (10 ms apart), as an IMAP client's sessions."""
+    """``n`` clients, one after another (25 ms apart), as an IMAP client's sessions."""
     out = []
     for _ in range(n):
         out.append(socket.create_connection(("127.0.0.1", port)))
-        time.sleep(0.01)
+        time.sleep(0.025)
     return out
 
 
 def _other_worker(listener: socket.socket) -> tuple[int, int, int]:
-    """A process accepting on ``listener`` until told to stop: (pid, stop pipe, count pipe)."""
+    """A process accepting on ``listener`` until told to stop, 3 ms after each wake-up (a
+    worker busy for a moment): (pid, stop pipe, count pipe)."""
     stop_r, stop_w = os.pipe()
     count_r, count_w = os.pipe()
     pid = os.fork()
@@ -223,6 +224,7 @@ def _other_worker(listener: socket.socket) -> tuple[int, int, int]:
                 if stop_r in ready:
                     break
                 if listener in ready:
+                    time.sleep(0.003)
                     try:
                         taken.append(listener.accept()[0])
                     except BlockingIOError:
@@ -253,7 +255,7 @@ def test_a_worker_ahead_leaves_new_connections_to_the_others_but_takes_them_when
     async def main() -> list[socket.socket]:
         loop = asyncio.get_running_loop()
         server = Acceptor(loop, listener, Counted, name="test", balance=balance)
-        clients = await asyncio.to_thread(_sequential_connections, port, 10)
+        clients = await asyncio.to_thread(_sequential_connections, port, 20)
         await asyncio.sleep(0.5)
         server.close()
         await server.wait_closed()
@@ -271,11 +273,14 @@ def test_a_worker_ahead_leaves_new_connections_to_the_others_but_takes_them_when
         os.close(count_r)
         assert os.waitpid(pid, 0)[1] == 0
     try:
-        assert len(mine) + taken == 10
+        assert len(mine) + taken == 20
         if other_accepts:
-            assert len(mine) <= 1, (len(mine), taken)  # each waited 2 ms, and the other took it
+            # Each waited 10 ms and the other took it after its 3 (a few may not, when
+            # this shared machine leaves the other process without a CPU that long);
+            # without Balance this worker, first to wake, takes them all.
+            assert len(mine) <= 4, (len(mine), taken)
         else:
-            assert len(mine) == 10  # nobody else: taken after the wait
+            assert len(mine) == 20  # nobody else: each taken after its wait
     finally:
         for s in clients:
             s.close()

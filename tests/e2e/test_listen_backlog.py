@@ -79,3 +79,52 @@ def test_a_burst_of_connections_is_greeted(instance):
     instance.start()
     _burst(instance, instance.smtp_port, b"220 ")
     _burst(instance, instance.imap_port, b"* OK")
+
+
+def _held_by(port: int, pids: list[int]) -> dict[int, int]:
+    """Established connections on the server side of ``port``, by worker pid."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", f"sport = :{port}"], capture_output=True,
+                         text=True, check=True).stdout
+    held = dict.fromkeys(pids, 0)
+    for pid in pids:
+        held[pid] = out.count(f"pid={pid},")
+    return held
+
+
+def _sessions(port: int, n: int) -> list[socket.socket]:
+    """``n`` IMAP sessions opened one after another, each greeted before the next."""
+    out = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        assert s.recv(512).startswith(b"* OK")
+        out.append(s)
+    return out
+
+
+def test_two_workers_share_sessions_opened_one_after_another_also_after_one_is_killed(instance):
+    """waypost.acceptor's Balance: the workers share a page of connection counts; a
+    worker ahead lets a new connection wait for the others.  Sessions opened one after
+    another went 46 to 4 without it.  A worker killed with SIGKILL is replaced, the
+    replacement starts at 0 in its slot and takes new sessions; none waits for the dead."""
+    instance.configure(server={"workers": 2})
+    instance.start()
+    ready = instance.expect_log(r"event=worker-ready", count=2, timeout=30)
+    pids = [int(line.split("pid=")[1].split()[0]) for line in ready]
+    socks = _sessions(instance.imap_port, 20)
+    try:
+        held = _held_by(instance.imap_port, pids)
+        assert sum(held.values()) == 20 and min(held.values()) >= 6, held
+        os.kill(pids[0], signal.SIGKILL)
+        instance.expect_log(r"event=worker-died", count=1, timeout=30)
+        ready = instance.expect_log(r"event=worker-ready", count=3, timeout=30)
+        new = int(ready[2].split("pid=")[1].split()[0])
+        t = time.monotonic()
+        socks += _sessions(instance.imap_port, 10)
+        assert time.monotonic() - t < 5
+        held = _held_by(instance.imap_port, [pids[1], new])
+        # The survivor holds its share of the first 20; the replacement, at 0, takes
+        # most of the next 10.
+        assert held[new] >= 6, held
+    finally:
+        for s in socks:
+            s.close()

@@ -114,13 +114,6 @@ class Acceptor:
         sock.setblocking(False)
         self._watch()
 
-    @property
-    def sockets(self) -> tuple[socket.socket, ...]:
-        return () if self._closed else (self._sock,)
-
-    def is_serving(self) -> bool:
-        return self._watching
-
     def _watch(self) -> None:
         self._retry = None
         if not self._closed and not self._watching:

@@ -748,7 +748,7 @@ MEMORY_INTERVAL = 5.0
 BALANCE_INTERVAL = 1.0
 
 
-async def _watch_memory(balance: Balance | None = None) -> None:
+async def _watch_worker(balance: Balance | None = None) -> None:
     """Every MEMORY_INTERVAL the worker's memory into its metrics; every BALANCE_INTERVAL
     its open connections into ``balance``."""
     ticks = round(MEMORY_INTERVAL / BALANCE_INTERVAL)
@@ -782,7 +782,7 @@ def _run_worker(settings: Settings, sockets: dict[str, socket.socket], tls: ssl.
             balance.take(slot, server.open_connections)
             server.balance = balance
         await server.start(sockets)
-        memory = asyncio.create_task(_watch_memory(balance))
+        watch = asyncio.create_task(_watch_worker(balance))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -794,7 +794,7 @@ def _run_worker(settings: Settings, sockets: dict[str, socket.socket], tls: ssl.
         event(log, "worker-ready", pid=os.getpid())
         await stop.wait()
         event(log, "worker-stopping", pid=os.getpid())
-        memory.cancel()
+        watch.cancel()
         await server.stop()
 
     asyncio.run(main())

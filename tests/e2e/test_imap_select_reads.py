@@ -41,6 +41,14 @@ def deliver(srv: WaypostInstance, n: int, to: str = "ann@example.test") -> None:
         for i in range(n):
             s.sendmail("x@example.net", [to], f"Subject: m{before + i}\r\n\r\nbody\r\n".encode())
     wait_for(lambda: len(srv.messages(to)) == before + n)
+    # The file is renamed into the Maildir before the index takes it: wait for the index
+    # too (a SELECT in between saw the state without the new message, on PostgreSQL).
+    who = to.split("@")[0]
+    c = login(srv, who)
+    try:
+        wait_for(lambda: int(c.status("INBOX", "(MESSAGES)")[1][0].split()[-1].strip(b")")) == before + n)
+    finally:
+        c.logout()
 
 
 def select(c: imaplib.IMAP4, mailbox: str = "INBOX", examine: bool = False) -> dict[str, int | None]:

@@ -899,3 +899,44 @@ def test_key_cache_is_keyed_by_record_text_and_bounded():
         public_key(name, b"v=DKIM2; p=x")
     with pytest.raises(KeyUnusable, match="bad version"):
         public_key(name, b"v=DKIM2; p=x")
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=70 * 1024), st.sampled_from(["sha1", "sha256"]))
+def test_a_body_hashed_in_pieces_has_the_digest_of_the_whole(size: int, name: str) -> None:
+    """``held_digest`` (the body hash that keeps the GIL) around the piece size and past
+    the size it hashes in one call: the digest is hashlib's of the whole body."""
+    import hashlib
+
+    from waypost.mailauth.canon import held_digest
+
+    data = bytes(i % 251 for i in range(size))
+    assert held_digest(getattr(hashlib, name), data) == hashlib.new(name, data).digest()
+    for edge in (2046, 2047, 2048, 4094, 4095, 65536, 65537):
+        data = b"x" * edge
+        assert held_digest(getattr(hashlib, name), data) == hashlib.new(name, data).digest()
+
+
+def test_an_rsa_signature_with_a_wrong_digest_or_padding_fails() -> None:
+    """The RSA check rebuilds the encoded digest (RFC 8017 §8.2.2) and compares: a
+    signature of another digest, or a block that is not PKCS #1 v1.5, does not pass."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, utils
+
+    from waypost.mailauth.dkimverify import PublicKey, _rsa_verify
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    numbers = key.public_key().public_numbers()
+    pub = PublicKey(b"rsa", 2048, False, numbers.n, numbers.e)
+    h = hashlib.sha256(b"signed text")
+    good = key.sign(h.digest(), padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+    assert _rsa_verify(pub, h, good, 1024)
+    other = key.sign(hashlib.sha256(b"other text").digest(), padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+    assert not _rsa_verify(pub, h, other, 1024)
+    pss = key.sign(h.digest(), padding.PSS(padding.MGF1(hashes.SHA256()), 32), utils.Prehashed(hashes.SHA256()))
+    assert not _rsa_verify(pub, h, pss, 1024)
+    assert not _rsa_verify(pub, h, good[:-1] + bytes([good[-1] ^ 1]), 1024)
+    with pytest.raises(KeyUnusable, match="public key too small"):
+        _rsa_verify(pub, h, good, 4096)

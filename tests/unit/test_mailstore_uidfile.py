@@ -189,3 +189,29 @@ def test_writers_carry_the_scan_of_a_big_mailbox_over_their_own_change(tmp_path,
     assert other.sync(box)
     assert "1700000000.X9.host" in {m.name for m in db.message_list(box.id)}
     assert len(db.message_list(box.id)) == 6 + 1 + 1 - 2 + 1 + 1 + 1
+
+
+def test_sessions_woken_by_one_dispatch_claim_the_new_message_as_recent_once(tmp_path, db, monkeypatch):
+    """The owner's IDLE sessions of one worker woken by one delivery (one bus dispatch):
+    the first claims the new message as \\Recent (RFC 3501 §2.3.2: one session only)
+    with one write; the others read that claim from the row they share and write
+    nothing.  Every session reports the new EXISTS; exactly one reports RECENT 1."""
+    a = worker(tmp_path, db)
+    box = fill(a, "Big", 3)
+    sessions = [Selected.open(a, box, False, False) for _ in range(5)]
+    a.append_many(box, [(b"Subject: new\r\n\r\nx\r\n", (), None)])
+    claims: list[tuple] = []
+    real = db.message_claim_recent
+    monkeypatch.setattr(db, "message_claim_recent", lambda *args: claims.append(args) or real(*args))
+    before = [len(s.recent) for s in sessions]
+    answers = [[r.encode() for r in s.refresh(a, allow_expunge=True, woken=7)] for s in sessions]
+    assert len(claims) == 1
+    assert all(b"* 4 EXISTS\r\n" in out for out in answers)
+    assert sum(4 in s.recent for s in sessions) == 1
+    assert sorted(len(s.recent) - n for s, n in zip(sessions, before)) == [0, 0, 0, 0, 1]
+    assert sum(f"* {len(s.recent)} RECENT\r\n".encode() in out for s, out in zip(sessions, answers)) == 5
+    # A later dispatch reads the row again: one claim more, one session gets the message.
+    a.append_many(box, [(b"Subject: newer\r\n\r\nx\r\n", (), None)])
+    for s in sessions:
+        s.refresh(a, allow_expunge=True, woken=8)
+    assert len(claims) == 2 and sum(5 in s.recent for s in sessions) == 1

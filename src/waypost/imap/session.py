@@ -597,9 +597,17 @@ class Selected:
                 self.uids, self.uids_own = self.uids + array(self.uids.typecode, fresh), True
             if self.seen_user is None:
                 # Claimed by another session already (the mark only grows): no write.
-                first = _recent_from(db, self.box) if self.readonly \
-                    else self.recent_mark if self.recent_mark > fresh[-1] \
-                    else db.message_claim_recent(self.box.id, fresh[-1] + 1)
+                if self.readonly:
+                    first = _recent_from(db, self.box)
+                elif self.recent_mark > fresh[-1]:
+                    first = self.recent_mark
+                else:
+                    first = db.message_claim_recent(self.box.id, fresh[-1] + 1)
+                    if woken is not None:
+                        # The worker's other sessions woken by the same dispatch read
+                        # the mark from the row they share: now claimed, they write
+                        # nothing (hundreds of write transactions on the event loop).
+                        store.woken_claimed(self.box.id, woken, fresh[-1] + 1)
                 self.recent.update(u for u in fresh if u >= first)
             out.append(ExistsData(len(self.uids)))
             if not self.rev2:

@@ -21,6 +21,7 @@ Each change is announced on the bus as ``mailbox <id>``.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import itertools
@@ -876,6 +877,18 @@ class Mailstore:
         if len(self._woken) >= 4 * _MAX_LISTINGS:
             self._woken.clear()
         self._woken[mailbox_id] = (serial, (box, state))
+
+    def woken_claimed(self, mailbox_id: int, serial: int, recent_uid: int) -> None:
+        """A session woken by dispatch ``serial`` claimed the messages below
+        ``recent_uid`` as its \\Recent ones (RFC 3501 §2.3.2): the row shared with the
+        sessions woken by the same dispatch says so from now on (the index's mark only
+        grows, so it is at least that)."""
+        hit = self._woken.get(mailbox_id)
+        if hit is None or hit[0] != serial:
+            return
+        box, state = hit[1]
+        if box.recent_uid < recent_uid:
+            self._woken[mailbox_id] = (serial, (dataclasses.replace(box, recent_uid=recent_uid), state))
 
     def listing_index(self, mailbox_id: int, msgs: list[MessageRecord]) -> ListingIndex:
         """The UIDs in order, the records by UID and the keywords of ``msgs`` (a list

@@ -21,6 +21,7 @@ class TCPProxy:
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
+        self.sent = 0  # octets the clients sent through it (what reached the server)
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -42,13 +43,15 @@ class TCPProxy:
                     return
                 self._open += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pipe, args=(a, b, a is client), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
         try:
             while data := src.recv(65536):
                 dst.sendall(data)
+                if count:
+                    with self._lock:
+                        self.sent += len(data)
         except OSError:
             pass
         finally:

@@ -336,6 +336,37 @@ def test_connections_cut_while_resting_in_the_pool_are_replaced_before_use(tmp_p
         unchecked.close()
 
 
+def test_a_resting_connection_nothing_came_on_is_used_without_a_round_trip(tmp_path):
+    """The check before use is a look at the socket: after a rest, a command sends what
+    it sends when no check is made at all (no empty query first); after the server cut
+    the connection, the next command still succeeds, on a new one."""
+    port = free_port()
+    url = pg.at_port(pg.new_url(), port)
+    looks = PostgresDatabase(url, pool_size=1, timeout=2.0, idle_check=0.0)
+    never = PostgresDatabase(url, pool_size=1, timeout=2.0, idle_check=3600.0)
+    proxy = TCPProxy(port, ("127.0.0.1", 5432))
+    try:
+        looks.add_domain("example.test")
+        assert never.get_domain("example.test") is not None  # each has its connection now
+
+        def sent_by(db: PostgresDatabase) -> int:
+            time.sleep(0.2)  # a rest
+            before = proxy.sent
+            assert db.get_domain("example.test") is not None
+            time.sleep(0.1)  # the proxy's thread has counted what it forwarded
+            return proxy.sent - before
+        sent = {name: {sent_by(db) for _ in range(3)} for name, db in (("looks", looks), ("never", never))}
+        assert sent["looks"] == sent["never"] and len(sent["looks"]) == 1 and sent["looks"] != {0}
+        proxy.close()                                # "the server restarts"
+        proxy = TCPProxy(port, ("127.0.0.1", 5432))  # ... and is back
+        time.sleep(0.2)
+        assert [d.name for d in looks.list_domains()] == ["example.test"]
+    finally:
+        proxy.close()
+        looks.close()
+        never.close()
+
+
 def test_web_sessions_store_hash_expire_and_delete(make_db):
     """WebUser sessions (migration 4), on both engines: found until they expire, gone
     after delete; the row holds what it was given (a hash, never a session id)."""

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import threading
@@ -80,8 +81,10 @@ __all__ = ["PostgresDatabase", "url_problem"]
 #: Most rows a process caches (as in sqlite.py).
 CACHE_ROWS = 20_000
 
-#: Seconds a pooled connection may rest before it is tried before use (``_check``).
-IDLE_CHECK = 2.0
+#: Seconds a pooled connection may rest before its socket is looked at before use
+#: (``_check``: a poll, no round trip; a connection on which something came while it
+#: rested is tried with an empty query).
+IDLE_CHECK = 0.0
 
 #: Seconds between two connection attempts of the prober while the server is down.
 PROBE_INTERVAL = 0.5
@@ -546,6 +549,19 @@ def _safe(url: str) -> str:
     return f"postgresql://{params.get('user', '')}@{params.get('host', '')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
 
 
+def _has_input(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the socket of a resting ``conn`` has something to read, an end of
+    stream or an error (a poll with no wait; poll, not select: a worker's descriptors
+    go past select's 1,024)."""
+    try:
+        fd = conn.fileno()
+    except psycopg.Error:  # closed
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
+
+
 class PostgresDatabase(_MailboxIndex, _QuotaSieve):
     """``Database`` on a PostgreSQL server.  ``changes``: the path of the data directory's
     change token (None: nothing is cached)."""
@@ -585,18 +601,25 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
 
     def _check(self, conn: psycopg.Connection[Any]) -> None:
         """Before a connection is handed out: one that rested longer than ``idle_check``
-        is tried first (an empty query), so that a PostgreSQL restart costs a reconnect,
-        not the failure of the next command; a busy pool pays nothing."""
+        and on which something came meanwhile is tried first (an empty query), so that
+        a PostgreSQL restart costs a reconnect, not the failure of the next command.
+        A connection of the pool LISTENs to nothing, so what comes while it rests is the
+        server's goodbye (the FATAL error and the end of the stream of a backend that is
+        terminated or shut down, or a TCP reset) or, rarely, a notice: a look at its
+        socket (a poll, no round trip) tells whether to try it.  Trying every rested
+        connection cost the first command after each rest of a quiet node 0.3-0.4 ms.
+        A new connection, not returned yet, is tried."""
         used = self._returned.get(id(conn))
-        if used is None or time.monotonic() - used > self._idle_check:
-            try:
-                conn.execute("")
-            except psycopg.OperationalError:
-                # Cut while it rested (a restart that is over, or a server that is
-                # gone): the pool makes a new one, unless the server does not answer.
-                if not self._reachable():
-                    self._mark_down()
-                raise
+        if used is not None and (time.monotonic() - used <= self._idle_check or not _has_input(conn)):
+            return
+        try:
+            conn.execute("")
+        except psycopg.OperationalError:
+            # Cut while it rested (a restart that is over, or a server that is
+            # gone): the pool makes a new one, unless the server does not answer.
+            if not self._reachable():
+                self._mark_down()
+            raise
 
     def _returning(self, conn: psycopg.Connection[Any]) -> None:
         """Note when ``conn`` goes back to the pool (for ``_check``)."""

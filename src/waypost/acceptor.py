@@ -35,6 +35,7 @@ import socket
 import ssl as ssl_module
 from typing import Any, Callable
 
+from . import tlslayer
 from .log import event
 
 __all__ = ["Acceptor", "Balance", "ACCEPT_RETRY_DELAY", "BALANCE_DEFER", "BALANCE_MAX_WAIT"]
@@ -92,18 +93,20 @@ class Balance:
 
 class Acceptor:
     """Serves ``factory``'s protocol on ``sock`` (listening and non-blocking), with TLS
-    first when ``tls`` is given.  ``close()`` stops accepting and closes this worker's
+    first when ``tls`` is given (``lean_tls``: waypost.tlslayer's, which keeps no read
+    buffer per connection, for listeners whose sessions last; else asyncio's).  ``close()`` stops accepting and closes this worker's
     copy of the socket; ``wait_closed()`` waits for the handshakes under way."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, factory: Callable[[], Any],
                  tls: ssl_module.SSLContext | None = None, handshake_timeout: float | None = None,
-                 name: str = "", balance: Balance | None = None) -> None:
+                 name: str = "", balance: Balance | None = None, lean_tls: bool = False) -> None:
         self._loop = loop
         self._balance = balance
         self._grace_until = 0.0  # loop time until which a wake-up takes the connection that waited
         self._sock = sock
         self._factory = factory
         self._tls = tls
+        self._lean_tls = lean_tls
         # (asyncio refuses a handshake time-out without TLS)
         self._handshake_timeout = handshake_timeout if tls is not None else None
         self._name = name
@@ -170,8 +173,11 @@ class Acceptor:
 
     async def _connect(self, conn: socket.socket) -> None:
         try:
-            await self._loop.connect_accepted_socket(self._factory, conn, ssl=self._tls,
-                                                     ssl_handshake_timeout=self._handshake_timeout)
+            if self._lean_tls and self._tls is not None:
+                await tlslayer.accept(conn, self._factory, self._tls, self._handshake_timeout)
+            else:
+                await self._loop.connect_accepted_socket(self._factory, conn, ssl=self._tls,
+                                                         ssl_handshake_timeout=self._handshake_timeout)
         except asyncio.CancelledError:
             conn.close()
             raise

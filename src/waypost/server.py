@@ -586,7 +586,8 @@ class Server:
                 if self._imap is None:
                     self._imap = self._imap_service()
                     self._imap.start_pruning()
-                server = Acceptor(loop, sock, _counted(self._imap.protocol_factory(), name), name=name, **tls, balance=self.balance)
+                server = Acceptor(loop, sock, _counted(self._imap.protocol_factory(), name), name=name, **tls,
+                                  balance=self.balance, lean_tls=True)
             elif kind == "pop3":
                 if self._pop3 is None:
                     pop3 = self.settings.pop3
@@ -595,7 +596,8 @@ class Server:
                                              plaintext_without_tls=pop3.plaintext_without_tls,
                                              failure_delay=pop3.failure_delay, max_failures=pop3.max_login_failures,
                                              idle_timeout=pop3.idle_timeout)
-                server = Acceptor(loop, sock, _counted(self._pop3.protocol_factory(), name), name=name, **tls, balance=self.balance)
+                server = Acceptor(loop, sock, _counted(self._pop3.protocol_factory(), name), name=name, **tls,
+                                  balance=self.balance, lean_tls=True)
             elif name == "managesieve":
                 self._managesieve = self._managesieve_service()
                 handle = self._managesieve.handle

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from .. import tlslayer
 from ..bus import Bus
 from ..log import event
 from ..db import ObjectRecord, StorageUnavailable
@@ -677,9 +678,8 @@ class Connection(asyncio.Protocol):
         """Upgrade the transport (the tagged OK has been sent)."""
         ctx = self.service.tls_context
         assert ctx is not None and self.transport is not None
-        loop = asyncio.get_running_loop()
         try:
-            new = await loop.start_tls(self.transport, self, ctx, server_side=True)
+            new = await tlslayer.start_tls(self.transport, self, ctx, handshake_timeout=60.0)
         except (ssl.SSLError, OSError, ConnectionError) as e:
             event(log, "imap-tls-failed", peer=self.peer, error=str(e))
             self.closed = True

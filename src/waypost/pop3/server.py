@@ -20,6 +20,7 @@ import logging
 import ssl
 from typing import Awaitable, Callable
 
+from .. import tlslayer
 from ..db import StorageUnavailable
 from ..directory.session_account import SessionAccount
 from ..directory.throttle import log_auth_failed, peer_ip
@@ -307,10 +308,9 @@ class Session(asyncio.Protocol):
         ctx = self.service.tls_context
         assert ctx is not None and self.transport is not None
         self.lines.clear()
-        loop = asyncio.get_running_loop()
         try:
-            new = await loop.start_tls(self.transport, self, ctx, server_side=True,
-                                       ssl_handshake_timeout=min(60.0, self.service.idle_timeout))
+            new = await tlslayer.start_tls(self.transport, self, ctx,
+                                           handshake_timeout=min(60.0, self.service.idle_timeout))
         except (ssl.SSLError, OSError, ConnectionError, asyncio.TimeoutError) as e:
             event(log, "pop3-tls-failed", peer=self.peer, error=str(e) or type(e).__name__)
             self.abort()

@@ -878,7 +878,8 @@ protocol imap {{
         holders = listener_pids(self.port)
         if not holders or not holders <= set(process_tree(self.proc.pid)):
             raise BenchError(f"{HOST}:{self.port} is held by {holders}, not by our dovecot {self.proc.pid}")
-        others = [a for a in tree_listeners(self.proc.pid) if a != f"{HOST}:{self.port}"]
+        allowed = {f"{HOST}:{p}" for p in (self.port, getattr(self, "tls_port", None)) if p}
+        others = [a for a in tree_listeners(self.proc.pid) if a not in allowed]
         if others:
             raise BenchError(f"the private dovecot listens on more than {HOST}:{self.port}: {others}")
 

@@ -4,7 +4,9 @@ client, same run: the server's memory for them, and how fast a new message wakes
 
 Three accounts: ``bench`` (--watchers sessions IDLE on its INBOX), ``solo`` (one session
 IDLE on its INBOX) and ``sit`` (the rest of --sessions, IDLE on their INBOX, never woken).
-All sessions log in (plain LOGIN, no TLS: both servers the same), SELECT INBOX and IDLE;
+All sessions log in (plain LOGIN; in clear, or with ``--tls`` over implicit TLS, imaps,
+on both servers: Waypost's certificate from ``waypost init``, Dovecot's a P-256 one made
+with openssl), SELECT INBOX and IDLE;
 then the script reports:
 
 - **memory**: the PSS of every process of the server (Waypost's workers; Dovecot's
@@ -38,7 +40,9 @@ import re
 import resource
 import shutil
 import signal
+import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -87,15 +91,23 @@ def tree_pss(root: int | None) -> tuple[int, int]:
 
 
 class Waypost(ib.Waypost):
-    def init(self) -> None:
+    tls_port: int | None = None
+
+    def init(self, tls: bool = False) -> None:
         super().init()
         for user in USERS[1:]:
             ib.run([self.exe, "--data", str(self.dir), "account", "add", f"{user}@{DOMAIN}", "--password-stdin"],
                    input=PASSWORD + "\n")
+        if tls:  # implicit TLS (RFC 8314) with the certificate waypost init made
+            self.tls_port = ib.free_port()
+            toml = self.dir / "waypost.toml"
+            toml.write_text(ib._set_key(toml.read_text(), "listen", "imaps", f'"{HOST}:{self.tls_port}"', add=True))
 
 
 class Dovecot(ib.PrivateDovecot):
-    def __init__(self, work: Path, port: int, sessions: int) -> None:
+    tls_port: int | None = None
+
+    def __init__(self, work: Path, port: int, sessions: int, tls: bool = False) -> None:
         try:
             pw = pwd.getpwnam("nobody")
             owner = (pw.pw_uid, pw.pw_gid)
@@ -103,6 +115,8 @@ class Dovecot(ib.PrivateDovecot):
             owner = (65534, 65534)
         super().__init__(work, port, owner, "nobody")
         self.sessions = sessions
+        if tls:
+            self.tls_port = ib.free_port()
         self.maildir.mkdir(parents=True, exist_ok=True)
         os.chown(self.maildir, *owner)
 
@@ -120,6 +134,15 @@ class Dovecot(ib.PrivateDovecot):
         text += (f"auth_cache_size = 10M\nservice imap {{\n  process_limit = {self.sessions + 10}\n}}\n"
                  f"service anvil {{\n  client_limit = {2 * self.sessions + 200}\n}}\n"
                  f"default_client_limit = {self.sessions + 100}\n")
+        if self.tls_port is not None:
+            # A key and certificate of its own (P-256, as waypost init makes), and imaps.
+            cert, key = self.dir / "cert.pem", self.dir / "key.pem"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                            "-nodes", "-subj", "/CN=localhost", "-days", "2", "-keyout", str(key), "-out", str(cert)],
+                           check=True, capture_output=True)
+            text = text.replace("ssl = no\n", f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}\n")
+            text = text.replace("  inet_listener imaps {\n    port = 0\n",
+                                f"  inet_listener imaps {{\n    address = {HOST}\n    port = {self.tls_port}\n")
         self.conf.write_text(text)
         ib.run(["doveconf", "-c", str(self.conf), "-n"])
 
@@ -129,9 +152,13 @@ class Session:
         self.reader, self.writer, self.timeout = reader, writer, timeout
         self.n = 0
 
+    #: --tls: the client context (the servers' certificates are the bench's own: not checked)
+    tls: ssl.SSLContext | None = None
+
     @classmethod
     async def open(cls, port: int, user: str, timeout: float) -> "Session":
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port, limit=1 << 20), timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(HOST, port, limit=1 << 20, ssl=cls.tls), timeout)
         s = cls(reader, writer, timeout)
         await s.line()
         await s.cmd(f'LOGIN "{user}@{DOMAIN}" "{PASSWORD}"')
@@ -187,7 +214,7 @@ MESSAGE = (b"From: a@example.test\r\nTo: b@example.test\r\nSubject: wake up\r\n"
 
 async def measure(server, args, sessions: int) -> dict:
     out: dict = {}
-    port = server.port
+    port = server.tls_port if args.tls else server.port
     # One login per account first, one at a time: the password is verified in full
     # once (argon2id) and then both servers answer from their caches (Waypost's
     # verified logins, Dovecot's auth cache); a thousand first logins at once would
@@ -283,7 +310,12 @@ def main() -> int:
     ap.add_argument("--waypost", help="the waypost command (default: REPO/.venv/bin/waypost)")
     ap.add_argument("--workdir", help="parent of the temporary directory")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (the servers' logs)")
+    ap.add_argument("--tls", action="store_true", help="every session over implicit TLS (imaps, RFC 8314)")
     args = ap.parse_args()
+    if args.tls:
+        Session.tls = ssl.create_default_context()
+        Session.tls.check_hostname = False
+        Session.tls.verify_mode = ssl.CERT_NONE
     if not (2 <= args.sessions <= 20000 and 2 <= args.peer_sessions <= 20000 and 1 <= args.watchers
             and 1 <= args.rounds <= 100 and 1 <= args.batch <= 2000 and 0 <= args.messages <= 200000):
         ap.error("--sessions/--peer-sessions 2-20000, --rounds 1-100, --batch 1-2000, --messages 0-200000")
@@ -311,16 +343,17 @@ def main() -> int:
     results: dict[str, dict] = {}
     current = None
     try:
-        print(f"imap_idle: {args.sessions} sessions on Waypost, {args.peer_sessions} on Dovecot, "
+        print(f"imap_idle: {args.sessions} sessions{' over TLS' if args.tls else ''} on Waypost, "
+              f"{args.peer_sessions} on Dovecot, "
               f"{args.watchers} watching one INBOX, {args.rounds} appends per wake-up figure; machine: "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
         for name in servers:
             if name == "waypost":
                 current = Waypost(work, ib.free_port(), args.workers, exe)
-                current.init()
+                current.init(tls=args.tls)
                 n = args.sessions
             else:
-                current = Dovecot(work, ib.free_port(), args.peer_sessions)
+                current = Dovecot(work, ib.free_port(), args.peer_sessions, tls=args.tls)
                 n = args.peer_sessions
             if args.messages:
                 source = work / "source"

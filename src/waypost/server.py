@@ -581,7 +581,8 @@ class Server:
                 tls = {"tls": self._tls, "handshake_timeout": 60.0}
             server: Acceptor | asyncio.base_events.Server
             if kind in SMTP_LISTENERS:
-                server = Acceptor(loop, sock, _counted(_smtp_factory(service, kind), name), name=name, **tls, balance=self.balance)
+                server = Acceptor(loop, sock, _counted(_smtp_factory(service, kind), name), name=name, **tls,
+                                  balance=self.balance, lean_tls=True)
             elif kind == "imap":
                 if self._imap is None:
                     self._imap = self._imap_service()

@@ -1,4 +1,4 @@
-"""TLS for the sessions of our IMAP and POP3 listeners, lean: an ``ssl.SSLObject`` over two
+"""TLS for the sessions of our SMTP, LMTP, IMAP and POP3 listeners, lean: an ``ssl.SSLObject`` over two
 ``ssl.MemoryBIO`` on a plain asyncio transport.
 
 asyncio's own TLS (``connect_accepted_socket(ssl=...)``, ``loop.start_tls``) gives each
@@ -56,11 +56,14 @@ class TLSLayer(asyncio.Protocol):
     the ``TLSTransport`` when the handshake is done, or the error that ended it.
     ``connected``: the application protocol was connected before (STARTTLS), so its
     ``connection_made`` is not called again and it hears the ``connection_lost``
-    whatever the handshake's outcome."""
+    whatever the handshake's outcome.  ``app`` is an ``asyncio.Protocol`` (plaintext
+    comes through ``data_received``), not a ``BufferedProtocol``."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, app: asyncio.Protocol, context: ssl.SSLContext,
                  waiter: asyncio.Future[TLSTransport], handshake_timeout: float | None = None,
                  connected: bool = False) -> None:
+        if isinstance(app, asyncio.BufferedProtocol):
+            raise TypeError("TLSLayer hands plaintext to data_received: a BufferedProtocol cannot take it")
         self._loop = loop
         self._app = app
         self._context = context

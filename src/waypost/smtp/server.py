@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from .. import tlslayer
 from ..certs import make_tls_context
 from ..config import Settings
 from ..db import StorageUnavailable
@@ -467,10 +468,9 @@ class WaypostSMTP(asyncio.Protocol):
         assert ctx is not None and self.transport is not None
         self.flush()  # the 220, in clear text
         self.conn.clear()
-        loop = asyncio.get_running_loop()
         try:
-            new = await loop.start_tls(self.transport, self, ctx, server_side=True,
-                                       ssl_handshake_timeout=min(60.0, self.settings.smtp.command_timeout))
+            new = await tlslayer.start_tls(self.transport, self, ctx,
+                                           handshake_timeout=min(60.0, self.settings.smtp.command_timeout))
         except (ssl.SSLError, OSError, ConnectionError, asyncio.TimeoutError) as e:
             event(log, "tls-failed", level=logging.INFO, client=self.client_ip, error=repr(e))
             if self.transport is not None:

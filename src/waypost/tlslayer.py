@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 _RECORD = 16384
 
 
+#: The application protocol of a layer whose connection is lost (its callbacks do nothing).
+_GONE = asyncio.Protocol()
+
+
 class _State(enum.Enum):
     HANDSHAKE = "handshake"
     WRAPPED = "wrapped"
@@ -67,7 +71,7 @@ class TLSLayer(asyncio.Protocol):
         self._loop = loop
         self._app = app
         self._context = context
-        self._waiter = waiter
+        self._waiter: asyncio.Future[TLSTransport] | None = waiter  # (dropped once settled: no cycle)
         self._handshake_timeout = handshake_timeout
         self._app_connected = connected
         self._incoming = ssl.MemoryBIO()
@@ -76,7 +80,6 @@ class TLSLayer(asyncio.Protocol):
         self._raw: asyncio.Transport | None = None
         self._state = _State.HANDSHAKE
         self._timer: asyncio.TimerHandle | None = None
-        self._transport: TLSTransport | None = None
         self._paused = False          # the application paused reading
         self._read_scheduled = False
         self._unsent: list[bytes] = []  # plaintext OpenSSL could not take yet (a renegotiation)
@@ -108,11 +111,15 @@ class TLSLayer(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._state = _State.CLOSED
         self._cancel_timer()
-        if not self._waiter.done():
-            self._waiter.set_exception(exc or ConnectionResetError("the connection ended during the TLS handshake"))
+        self._settle(exc or ConnectionResetError("the connection ended during the TLS handshake"))
         if self._app_connected:
             self._app_connected = False
             self._app.connection_lost(exc)
+        # Nothing more is said to the application: drop the reference that closes the
+        # cycle application -> TLSTransport -> layer -> application, so that the
+        # connection's OpenSSL state goes when the application lets go of it, not at the
+        # garbage collector's next full pass (asyncio's transports drop theirs too).
+        self._app = _GONE
 
     def pause_writing(self) -> None:
         if self._app_connected:
@@ -137,12 +144,11 @@ class TLSLayer(asyncio.Protocol):
         self._flush()
         self._cancel_timer()
         self._state = _State.WRAPPED
-        self._transport = TLSTransport(self)
+        transport = TLSTransport(self)
         if not self._app_connected:
             self._app_connected = True
-            self._app.connection_made(self._transport)
-        if not self._waiter.done():
-            self._waiter.set_result(self._transport)
+            self._app.connection_made(transport)
+        self._settle(transport)
         if self._incoming.pending or self._ssl.pending():
             self._schedule_read()  # what came with the last flight, once the caller has its transport
 
@@ -197,10 +203,19 @@ class TLSLayer(asyncio.Protocol):
         the alert, if any, is sent)."""
         self._cancel_timer()
         self._state = _State.CLOSED
-        if not self._waiter.done():
-            self._waiter.set_exception(exc)
+        self._settle(exc)
         if self._raw is not None:
             self._raw.close()
+
+    def _settle(self, outcome: TLSTransport | BaseException) -> None:
+        """The waiter hears how the handshake ended, once."""
+        waiter, self._waiter = self._waiter, None
+        if waiter is None or waiter.done():
+            return
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
 
     def _broken(self, exc: BaseException) -> None:
         """A record that does not decrypt or a protocol error after the handshake."""

@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 #: The most plaintext one TLS record carries (RFC 8446 §5.1, RFC 5246 §6.2.1).
 _RECORD = 16384
 
+#: Seconds a closed connection may take to send what it still holds (a peer that stops
+#: reading) before it is cut (asyncio's ssl_shutdown_timeout is 30 s too).
+SHUTDOWN_TIMEOUT = 30.0
+
 
 #: The application protocol of a layer whose connection is lost (its callbacks do nothing).
 _GONE = asyncio.Protocol()
@@ -65,7 +69,7 @@ class TLSLayer(asyncio.Protocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, app: asyncio.Protocol, context: ssl.SSLContext,
                  waiter: asyncio.Future[TLSTransport], handshake_timeout: float | None = None,
-                 connected: bool = False) -> None:
+                 connected: bool = False, shutdown_timeout: float = SHUTDOWN_TIMEOUT) -> None:
         if isinstance(app, asyncio.BufferedProtocol):
             raise TypeError("TLSLayer hands plaintext to data_received: a BufferedProtocol cannot take it")
         self._loop = loop
@@ -73,6 +77,9 @@ class TLSLayer(asyncio.Protocol):
         self._context = context
         self._waiter: asyncio.Future[TLSTransport] | None = waiter  # (dropped once settled: no cycle)
         self._handshake_timeout = handshake_timeout
+        self._shutdown_timeout = shutdown_timeout
+        self._error: Exception | None = None  # what broke the session, for connection_lost
+        self._app_write_paused = False
         self._app_connected = connected
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
@@ -114,7 +121,7 @@ class TLSLayer(asyncio.Protocol):
         self._settle(exc or ConnectionResetError("the connection ended during the TLS handshake"))
         if self._app_connected:
             self._app_connected = False
-            self._app.connection_lost(exc)
+            self._app.connection_lost(exc or self._error)
         # Nothing more is said to the application: drop the reference that closes the
         # cycle application -> TLSTransport -> layer -> application, so that the
         # connection's OpenSSL state goes when the application lets go of it, not at the
@@ -122,12 +129,15 @@ class TLSLayer(asyncio.Protocol):
         self._app = _GONE
 
     def pause_writing(self) -> None:
-        if self._app_connected:
+        if self._app_connected and not self._app_write_paused:
+            self._app_write_paused = True
             self._app.pause_writing()
 
     def resume_writing(self) -> None:
-        if self._app_connected:
-            self._app.resume_writing()
+        if self._app_write_paused:  # (only what was paused: a handshake's flight never is)
+            self._app_write_paused = False
+            if self._app_connected:
+                self._app.resume_writing()
 
     # -- the steps ----------------------------------------------------------------------
 
@@ -186,7 +196,18 @@ class TLSLayer(asyncio.Protocol):
     def _schedule_read(self) -> None:
         if not self._read_scheduled:
             self._read_scheduled = True
-            self._loop.call_soon(self._read)
+            self._loop.call_soon(self._read_soon)
+
+    def _read_soon(self) -> None:
+        """``_read`` outside the plain transport's call (records that waited): a fault
+        of the application's there ends the session, as the transport does with one in
+        its own call, instead of going to the loop with the session left open."""
+        try:
+            self._read()
+        except Exception as e:
+            log.error("event=tls-session-error peer=%s error=%r", self._peer(), e, exc_info=True)
+            self._error = e
+            self._abort()
 
     def _peer_ended(self) -> None:
         """The end of the client's stream (close_notify, or the TCP end without one)."""
@@ -220,6 +241,8 @@ class TLSLayer(asyncio.Protocol):
     def _broken(self, exc: BaseException) -> None:
         """A record that does not decrypt or a protocol error after the handshake."""
         event(log, "tls-error", level=logging.INFO, peer=self._peer(), error=str(exc) or type(exc).__name__)
+        if isinstance(exc, Exception):
+            self._error = exc
         self._state = _State.CLOSED
         if self._raw is not None:
             self._raw.close()
@@ -270,6 +293,8 @@ class TLSLayer(asyncio.Protocol):
         self._flush()
         if self._raw is not None:
             self._raw.close()
+            if self._raw.get_write_buffer_size():  # a peer that does not read: not for ever
+                self._timer = self._loop.call_later(self._shutdown_timeout, self._raw.abort)
 
     def _abort(self) -> None:
         self._state = _State.CLOSED
@@ -367,19 +392,21 @@ class TLSTransport(asyncio.Transport):
 
 
 async def accept(sock: socket.socket, factory: Callable[[], asyncio.Protocol], context: ssl.SSLContext,
-                 handshake_timeout: float | None = None) -> TLSTransport:
+                 handshake_timeout: float | None = None,
+                 shutdown_timeout: float = SHUTDOWN_TIMEOUT) -> TLSTransport:
     """Implicit TLS on an accepted socket: the handshake, then ``factory``'s protocol is
     connected to the ``TLSTransport``.  Raises what ended the handshake (the connection
-    is closed then, and the protocol never connected)."""
+    is closed then, its descriptor out of the event loop's watch, and the protocol never
+    connected)."""
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[TLSTransport] = loop.create_future()
     app = factory()
     transport, _ = await loop.connect_accepted_socket(
-        lambda: TLSLayer(loop, app, context, waiter, handshake_timeout), sock)
+        lambda: TLSLayer(loop, app, context, waiter, handshake_timeout, shutdown_timeout=shutdown_timeout), sock)
     try:
         return await waiter
-    except asyncio.CancelledError:
-        transport.abort()
+    except BaseException:
+        transport.abort()  # (an alert still queued goes too: the caller may close the socket)
         raise
 
 

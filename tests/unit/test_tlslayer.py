@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import ssl
+import time
 import tracemalloc
 from typing import Any
 
@@ -325,7 +326,7 @@ async def test_a_record_that_does_not_decrypt_ends_the_session_with_a_log_line(c
         with caplog.at_level(logging.INFO, logger="waypost.tlslayer"):
             assert (await asyncio.to_thread(tamper)).startswith(b"ONE\n")
             server = Echo.made[-1]
-            await asyncio.wait_for(server.lost, 5)
+            assert isinstance(await asyncio.wait_for(server.lost, 5), ssl.SSLError)  # not a clean end
         assert any(getattr(r, "fields", {}).get("event") == "tls-error" for r in caplog.records)
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context(),
                                                        server_hostname=NAME)
@@ -359,3 +360,94 @@ async def test_a_closed_session_s_tls_state_goes_without_the_garbage_collector()
         gc.enable()
         acc.close()
     assert after - before <= 1, (before, after)
+
+
+async def _accept_one(handler: Any, **kwargs: Any) -> tuple[int, asyncio.Task[Any]]:
+    """A listening socket whose one connection goes to ``tlslayer.accept``."""
+    sock = _listening()
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+
+    async def one() -> Any:
+        conn, _ = await loop.sock_accept(sock)
+        sock.close()
+        conn.setblocking(False)
+        return await tlslayer.accept(conn, handler, _server_context(), 5, **kwargs)
+    return sock.getsockname()[1], loop.create_task(one())
+
+
+async def test_a_close_that_cannot_send_what_it_holds_ends_within_the_shutdown_time_out():
+    """The server writes 20 MB and closes; the client never reads.  asyncio's TLS cuts
+    such a connection after ssl_shutdown_timeout; so must this."""
+    app = Echo()
+    port, accepted = await _accept_one(lambda: app, shutdown_timeout=0.5)
+
+    def silent_client() -> None:
+        tls = client_context().wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                           server_hostname=NAME)
+        tls.sendall(b"BIG 20000000\nBYE\n")
+        time.sleep(4)  # reads nothing
+        tls.close()
+    client = asyncio.get_running_loop().run_in_executor(None, silent_client)
+    await accepted
+    started = time.monotonic()
+    await asyncio.wait_for(app.lost, 3)
+    assert time.monotonic() - started < 3
+    await client
+
+
+class Faulty(Echo):
+    """Fails on the first line it reads."""
+
+    def line(self, line: bytes) -> None:
+        raise RuntimeError("a fault of the application")
+
+
+def _last_flight_with_data(port: int, data: bytes) -> bytes:
+    """A client (SSLObject over memory BIOs on a blocking socket) that sends its last
+    handshake flight and ``data`` in one segment, then reads until the end: records
+    that come with the handshake's end wait in the server's BIO, and are read after
+    the handshake, outside the plain transport's call."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = client_context().wrap_bio(incoming, outgoing, server_hostname=NAME)
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                sock.sendall(outgoing.read())
+            incoming.write(sock.recv(65536))
+    obj.write(data)
+    sock.sendall(outgoing.read())  # Finished and the data, together
+    got = b""
+    try:
+        while chunk := sock.recv(65536):
+            got += chunk
+    except OSError:  # reset: the session was cut
+        pass
+    sock.close()
+    return got
+
+
+async def test_a_fault_of_the_application_on_records_that_came_with_the_handshake_ends_the_session(caplog):
+    app = Faulty()
+    port, accepted = await _accept_one(lambda: app)
+    client = asyncio.get_running_loop().run_in_executor(None, _last_flight_with_data, port, b"boom\n")
+    with caplog.at_level(logging.ERROR, logger="waypost.tlslayer"):
+        await accepted
+        assert isinstance(await asyncio.wait_for(app.lost, 5), RuntimeError)
+    assert any("event=tls-session-error" in r.getMessage() for r in caplog.records)
+    await asyncio.wait_for(client, 5)  # the client saw the end (not left waiting)
+
+
+async def test_records_that_came_with_the_handshake_reach_the_application():
+    app = Echo()
+    port, accepted = await _accept_one(lambda: app)
+    got = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
+        None, _last_flight_with_data, port, b"first\nBYE\n"), 10)
+    await accepted
+    await asyncio.wait_for(app.lost, 5)
+    assert app.received == len(b"first\nBYE\n")
+    assert got  # the answers, sealed (the client does not decrypt them)

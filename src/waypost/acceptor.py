@@ -94,7 +94,8 @@ class Balance:
 class Acceptor:
     """Serves ``factory``'s protocol on ``sock`` (listening and non-blocking), with TLS
     first when ``tls`` is given (``lean_tls``: waypost.tlslayer's, which keeps no read
-    buffer per connection, for our own protocols' listeners; else asyncio's).  ``close()`` stops accepting and closes this worker's
+    buffer per connection, for protocols that take plaintext by ``data_received``;
+    else asyncio's).  ``close()`` stops accepting and closes this worker's
     copy of the socket; ``wait_closed()`` waits for the handshakes under way."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, factory: Callable[[], Any],

@@ -1,4 +1,4 @@
-"""TLS for the sessions of our SMTP, LMTP, IMAP and POP3 listeners, lean: an ``ssl.SSLObject`` over two
+"""TLS for the sessions of our SMTP, LMTP, IMAP, POP3 and HTTP listeners, lean: an ``ssl.SSLObject`` over two
 ``ssl.MemoryBIO`` on a plain asyncio transport.
 
 asyncio's own TLS (``connect_accepted_socket(ssl=...)``, ``loop.start_tls``) gives each

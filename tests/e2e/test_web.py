@@ -176,6 +176,21 @@ def test_https_cookie_is_secure(browser, server, tmp_path):
     c.close()
 
 
+def test_a_big_file_twice_over_one_https_connection(server):
+    """4 MB over TLS (waypost.tlslayer under uvicorn's protocol: records, flow control),
+    twice on one keep-alive connection, byte for byte."""
+    area = server.data / "files" / MAIN / "alice"
+    area.mkdir(parents=True, exist_ok=True)
+    body = bytes(range(256)) * (4 * 4096)
+    (area / "big.bin").write_bytes(body)
+    c = http.client.HTTPSConnection("127.0.0.1", server.https_port, context=tls.client_context(), timeout=20)
+    for _ in range(2):
+        c.request("GET", "/~alice/big.bin", headers={"Host": MAIN})
+        r = c.getresponse()
+        assert r.status == 200 and r.read() == body
+    c.close()
+
+
 # -- bad input -------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """The web listener of one worker: uvicorn's HTTP/1.1 protocol on a socket the
 supervisor bound, in the worker's own event loop (like every other listener: one
-``waypost.acceptor.Acceptor`` per socket, TLS from the server's STARTTLS context).  uvicorn's
+``waypost.acceptor.Acceptor`` per socket, TLS from the server's STARTTLS context, by
+``waypost.tlslayer`` as for the mail listeners).  uvicorn's
 ``Server.serve`` is not used: it would take the worker's SIGTERM/SIGINT handlers."""
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class WebService:
         def protocol() -> Any:
             return config.http_protocol_class(config=config, server_state=state, app_state={})  # type: ignore[call-arg]
 
-        server = Acceptor(loop, sock, protocol, tls=tls, name=name, balance=balance)
+        # (uvicorn's protocols take plaintext through data_received: waypost.tlslayer
+        # serves them, without asyncio's 256 KiB read buffer per connection.)
+        server = Acceptor(loop, sock, protocol, tls=tls, name=name, balance=balance, lean_tls=True)
         self._servers.append(server)
         log.info("event=listening proto=%s", "https" if tls is not None else "http")
         return server

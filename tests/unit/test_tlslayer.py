@@ -451,3 +451,22 @@ async def test_records_that_came_with_the_handshake_reach_the_application():
     await asyncio.wait_for(app.lost, 5)
     assert app.received == len(b"first\nBYE\n")
     assert got  # the answers, sealed (the client does not decrypt them)
+
+
+async def test_sessions_read_at_the_same_time_each_get_their_own_octets():
+    """The plain transports share one read buffer: twenty sessions sending at once,
+    each a different payload in many records, get their own answers only."""
+    ctx = _server_context()
+    acc, port = await _serve(ctx)
+    try:
+        async def session(i: int) -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context(),
+                                                           server_hostname=NAME)
+            lines = [b"s%d-%d-" % (i, n) + b"z" * (n * 37 % 3000) for n in range(200)]
+            writer.write(b"".join(line + b"\n" for line in lines))
+            for line in lines:
+                assert await asyncio.wait_for(reader.readline(), 10) == line.upper() + b"\n"
+            writer.close()
+        await asyncio.gather(*(session(i) for i in range(20)))
+    finally:
+        acc.close()

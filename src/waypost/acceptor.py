@@ -93,23 +93,21 @@ class Balance:
 
 class Acceptor:
     """Serves ``factory``'s protocol on ``sock`` (listening and non-blocking), with TLS
-    first when ``tls`` is given (``lean_tls``: waypost.tlslayer's, which keeps no read
-    buffer per connection, for protocols that take plaintext by ``data_received``;
-    else asyncio's).  ``close()`` stops accepting and closes this worker's
+    first when ``tls`` is given (waypost.tlslayer's, which keeps no read buffer per
+    connection; ``factory``'s protocol takes plaintext by ``data_received``).
+    ``close()`` stops accepting and closes this worker's
     copy of the socket; ``wait_closed()`` waits for the handshakes under way."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, factory: Callable[[], Any],
                  tls: ssl_module.SSLContext | None = None, handshake_timeout: float | None = None,
-                 name: str = "", balance: Balance | None = None, lean_tls: bool = False) -> None:
+                 name: str = "", balance: Balance | None = None) -> None:
         self._loop = loop
         self._balance = balance
         self._grace_until = 0.0  # loop time until which a wake-up takes the connection that waited
         self._sock = sock
         self._factory = factory
         self._tls = tls
-        self._lean_tls = lean_tls
-        # (asyncio refuses a handshake time-out without TLS)
-        self._handshake_timeout = handshake_timeout if tls is not None else None
+        self._handshake_timeout = handshake_timeout
         self._name = name
         self._pending: set[asyncio.Task[None]] = set()
         self._watching = False
@@ -174,11 +172,10 @@ class Acceptor:
 
     async def _connect(self, conn: socket.socket) -> None:
         try:
-            if self._lean_tls and self._tls is not None:
+            if self._tls is not None:
                 await tlslayer.accept(conn, self._factory, self._tls, self._handshake_timeout)
             else:
-                await self._loop.connect_accepted_socket(self._factory, conn, ssl=self._tls,
-                                                         ssl_handshake_timeout=self._handshake_timeout)
+                await self._loop.connect_accepted_socket(self._factory, conn)
         except asyncio.CancelledError:
             conn.close()
             raise

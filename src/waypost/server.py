@@ -582,13 +582,13 @@ class Server:
             server: Acceptor | asyncio.base_events.Server
             if kind in SMTP_LISTENERS:
                 server = Acceptor(loop, sock, _counted(_smtp_factory(service, kind), name), name=name, **tls,
-                                  balance=self.balance, lean_tls=True)
+                                  balance=self.balance)
             elif kind == "imap":
                 if self._imap is None:
                     self._imap = self._imap_service()
                     self._imap.start_pruning()
                 server = Acceptor(loop, sock, _counted(self._imap.protocol_factory(), name), name=name, **tls,
-                                  balance=self.balance, lean_tls=True)
+                                  balance=self.balance)
             elif kind == "pop3":
                 if self._pop3 is None:
                     pop3 = self.settings.pop3
@@ -598,7 +598,7 @@ class Server:
                                              failure_delay=pop3.failure_delay, max_failures=pop3.max_login_failures,
                                              idle_timeout=pop3.idle_timeout)
                 server = Acceptor(loop, sock, _counted(self._pop3.protocol_factory(), name), name=name, **tls,
-                                  balance=self.balance, lean_tls=True)
+                                  balance=self.balance)
             elif name == "managesieve":
                 self._managesieve = self._managesieve_service()
                 handle = self._managesieve.handle

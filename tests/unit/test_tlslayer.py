@@ -101,13 +101,13 @@ class Echo(asyncio.Protocol):
             self.lost.set_result(exc)
 
 
-async def _serve(context: ssl.SSLContext, lean: bool = True, timeout: float | None = 5.0,
+async def _serve(context: ssl.SSLContext, timeout: float | None = 5.0,
                  implicit: bool = True) -> tuple[Acceptor, int]:
     sock = _listening()
     Echo.made = []
     loop = asyncio.get_running_loop()
     acc = Acceptor(loop, sock, lambda: Echo(context), tls=context if implicit else None,
-                   handshake_timeout=timeout, lean_tls=lean)
+                   handshake_timeout=timeout)
     return acc, sock.getsockname()[1]
 
 
@@ -247,9 +247,15 @@ async def test_plain_text_or_silence_on_the_tls_port_ends_the_connection_and_the
 
 
 async def _memory_per_session(lean: bool, n: int = 40) -> float:
-    """Python-allocated octets per TLS session held open (tracemalloc)."""
+    """Python-allocated octets per TLS session held open (tracemalloc): served by the
+    Acceptor (``lean``) or by asyncio's own TLS (``create_server(ssl=...)``)."""
     ctx = _server_context()
-    acc, port = await _serve(ctx, lean=lean)
+    acc: Any
+    if lean:
+        acc, port = await _serve(ctx)
+    else:
+        acc = await asyncio.get_running_loop().create_server(lambda: Echo(ctx), sock=_listening(), ssl=ctx)
+        port = acc.sockets[0].getsockname()[1]
     clients = []
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context(), server_hostname=NAME)

@@ -47,7 +47,7 @@ class WebService:
 
         # (uvicorn's protocols take plaintext through data_received: waypost.tlslayer
         # serves them, without asyncio's 256 KiB read buffer per connection.)
-        server = Acceptor(loop, sock, protocol, tls=tls, name=name, balance=balance, lean_tls=True)
+        server = Acceptor(loop, sock, protocol, tls=tls, name=name, balance=balance)
         self._servers.append(server)
         log.info("event=listening proto=%s", "https" if tls is not None else "http")
         return server

@@ -16,8 +16,13 @@ then the script reports:
   from sending the APPEND (its storing included) until each of the --watchers sessions has read its
   ``* n EXISTS`` (p50, p99, max over --rounds appends);
 - **one INBOX**: the same for ``solo``'s one watcher, while every other session sits;
-- **idle CPU**: the server's CPU seconds per second over --quiet seconds while every
-  session sits in IDLE and nothing happens.
+- **idle CPU**: the server's CPU seconds per second over --quiet seconds (default 30)
+  while every session sits in IDLE and nothing happens.  What a sitting session costs is
+  its look at the mailbox every 30 s (Waypost's ``imap.idle_check_interval``, Dovecot's
+  ``mailbox_idle_check_interval``): the window starts once every session has made its
+  first look (--idle-check seconds after the last one entered IDLE; a first look can
+  cost more than the next ones) and lasts one whole interval by default, so that it
+  holds one look of each.  (A window shorter than the interval can miss them all.)
 
 Dovecot keeps one imap process per session and its default ``process_limit`` for imap
 is 1024, so it is measured with --peer-sessions (default 1000) sessions unless told
@@ -251,12 +256,15 @@ async def measure(server, args, sessions: int) -> dict:
             if time.monotonic() - t0 > args.timeout * 10:
                 raise BenchError("opening the sessions took too long")
         out["open_seconds"] = time.monotonic() - t0
+        t_idle = time.monotonic()  # the last session is in IDLE
         await asyncio.sleep(2)  # let the server settle (allocations of the last logins)
         kib, procs = tree_pss(server.root_pid())
         out.update(sessions=len(held), mib=kib / 1024, procs=procs, per_session_kib=(kib - base_kib) / len(held))
         log(f"{server.name}: {len(held)} sessions in IDLE, server PSS {kib / 1024:.1f} MiB in {procs} processes "
             f"(before: {base_kib / 1024:.1f} MiB), {(kib - base_kib) / len(held):.1f} KiB per session")
-        # What the sessions cost while nothing happens (IDLE's periodic re-check).
+        # What the sessions cost while nothing happens (IDLE's periodic re-check): from
+        # when every session has made its first look.
+        await asyncio.sleep(max(0.0, t_idle + args.idle_check + 1 - time.monotonic()))
         c0 = ib.tree_cpu(server.root_pid())
         await asyncio.sleep(args.quiet)
         out["idle_cpu"] = (ib.tree_cpu(server.root_pid()) - c0) / args.quiet
@@ -303,7 +311,11 @@ def main() -> int:
                     help="messages in the shared INBOX before the sessions open (default 0; bench/imap's generator)")
     ap.add_argument("--rounds", type=int, default=5, help="APPENDs for each wake-up figure")
     ap.add_argument("--batch", type=int, default=200, help="sessions opened at once")
-    ap.add_argument("--quiet", type=float, default=10.0, help="seconds the idle server's CPU is measured over")
+    ap.add_argument("--quiet", type=float, default=30.0,
+                    help="seconds the idle server's CPU is measured over (default 30: one look of each session)")
+    ap.add_argument("--idle-check", type=float, default=30.0,
+                    help="the servers' look interval in IDLE (both default to 30 s): the idle CPU is measured "
+                         "from this long after the last session entered IDLE")
     ap.add_argument("--timeout", type=float, default=120, help="bound of every wait, in seconds")
     ap.add_argument("--workers", type=int, default=0, help="waypost serve --workers (0: its default)")
     ap.add_argument("--only", choices=("waypost", "dovecot"))
@@ -317,8 +329,10 @@ def main() -> int:
         Session.tls.check_hostname = False
         Session.tls.verify_mode = ssl.CERT_NONE
     if not (2 <= args.sessions <= 20000 and 2 <= args.peer_sessions <= 20000 and 1 <= args.watchers
-            and 1 <= args.rounds <= 100 and 1 <= args.batch <= 2000 and 0 <= args.messages <= 200000):
-        ap.error("--sessions/--peer-sessions 2-20000, --rounds 1-100, --batch 1-2000, --messages 0-200000")
+            and 1 <= args.rounds <= 100 and 1 <= args.batch <= 2000 and 0 <= args.messages <= 200000
+            and 1 <= args.quiet <= 600 and 0 <= args.idle_check <= 600):
+        ap.error("--sessions/--peer-sessions 2-20000, --rounds 1-100, --batch 1-2000, --messages 0-200000, "
+                 "--quiet 1-600, --idle-check 0-600")
     if os.geteuid() != 0:
         print("imap_idle: run as root (the private Dovecot runs its mail processes as another user)", file=sys.stderr)
         return 2

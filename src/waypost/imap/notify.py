@@ -262,10 +262,12 @@ class Watcher:
                 if conn.selected is not None:
                     wanted.add(topic(conn.selected.box.id))
                 self._subscribe(wanted)
+                # The re-check sets the same event (no task and no TimeoutError each time).
+                recheck = asyncio.get_running_loop().call_later(conn.service.limits.idle_recheck, self.wake.set)
                 try:
-                    await asyncio.wait_for(self.wake.wait(), conn.service.limits.idle_recheck)
-                except asyncio.TimeoutError:
-                    pass
+                    await self.wake.wait()
+                finally:
+                    recheck.cancel()
                 self.wake.clear()
                 # Not while a command runs (IDLE excepted): its responses come first.
                 while conn._busy and conn._idle_wake is None and not conn.closed:

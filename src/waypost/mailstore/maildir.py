@@ -262,9 +262,6 @@ class Mailstore:
         # mailbox id -> ((since, index state), what changed): see ``changes``.
         self._changes: dict[int, tuple[tuple[int, tuple[int, int, int]],
                                        tuple[list[MessageRecord], list[int] | None]]] = {}
-        # (domain, account, folder) -> the Maildir's path: a pure function of the names
-        # (keyed by them, not by an id), asked at every IDLE re-check (``box_path``).
-        self._box_paths: dict[tuple[str, str, str], Path] = {}
         # mailbox id -> (bus serial, (mailbox row, index state)): see ``woken_state``.
         self._woken: dict[int, tuple[int, tuple[MailboxRecord, tuple[int, int, int]]]] = {}
         # mailbox id -> (index state, first UID without \Seen): see ``first_unseen``.
@@ -279,13 +276,7 @@ class Mailstore:
         return self.account_path(domain, account) / folder_of(normalize_name(mailbox))
 
     def box_path(self, box: MailboxRecord) -> Path:
-        key = (box.domain, box.account, box.folder)
-        path = self._box_paths.get(key)
-        if path is None:
-            if len(self._box_paths) >= _BOX_PATHS:
-                self._box_paths.clear()
-            path = self._box_paths[key] = self.account_path(box.domain, box.account) / box.folder
-        return path
+        return self.account_path(box.domain, box.account) / box.folder
 
     def file_path(self, box: MailboxRecord, msg: MessageRecord) -> Path:
         return self.box_path(box) / msg.subdir / msg.name
@@ -1393,9 +1384,6 @@ class Mailstore:
                     "event=index-error domain=%s account=%s mailbox=%s error=%r", domain, account, mailbox, e)
         return indexed
 
-
-#: Most Maildir paths a Mailstore keeps worked out (``box_path``); then it starts again.
-_BOX_PATHS = 8192
 
 #: Octets of a message's start from which its sort keys are made (a longer header is
 #: cut there, as the list cuts one it reads from a file).

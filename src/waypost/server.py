@@ -781,6 +781,7 @@ def _run_worker(settings: Settings, sockets: dict[str, socket.socket], tls: ssl.
     async def main() -> None:
         metrics.start_worker(metrics.metrics_dir(settings.data_dir))
         server = Server(settings, tls, ftp_tls)
+        asyncio.get_running_loop().set_default_executor(_warm_executor(server.db))
         if balance is not None:
             balance.take(slot, server.open_connections)
             server.balance = balance
@@ -802,6 +803,43 @@ def _run_worker(settings: Settings, sockets: dict[str, socket.socket], tls: ssl.
 
     asyncio.run(main())
     return 0
+
+
+def _warm_executor(db: Any) -> concurrent.futures.ThreadPoolExecutor:
+    """The worker's thread pool (``asyncio.to_thread``, ``run_in_executor(None)``) as
+    asyncio would make it, with every thread started before the first connection and
+    its database connection open and its common reads compiled
+    (``Database.prepare_thread``; the event loop's thread too).  asyncio starts them one
+    at a time as work comes, and SQLite opens a connection at its thread's first
+    statement: the first commands after a restart waited 0.1-0.8 ms for that each.
+    A thread whose preparation fails still serves; it opens its connection later."""
+    size = min(32, (os.cpu_count() or 1) + 4)  # asyncio's own default (Python 3.8+)
+    pool = concurrent.futures.ThreadPoolExecutor(size, thread_name_prefix="asyncio")
+    # Each job holds its thread until all have started, so that the pool starts a new
+    # thread for every one instead of handing the next job to an idle thread.
+    started = threading.Barrier(size)
+
+    def prepare() -> None:
+        try:
+            db.prepare_thread()
+        finally:
+            started.wait(timeout=10)
+
+    jobs = [pool.submit(prepare) for _ in range(size)]
+    here: concurrent.futures.Future[None] = concurrent.futures.Future()
+    try:
+        db.prepare_thread()
+        here.set_result(None)
+    except Exception as e:
+        here.set_exception(e)
+    done, _ = concurrent.futures.wait(jobs, timeout=15)
+    for job in (here, *done):
+        failure = job.exception()
+        if failure is not None:  # the database cannot be opened now: commands will say so
+            event(log, "thread-prepare-failed", level=logging.WARNING,
+                  error=f"{type(failure).__name__}: {failure}")
+            break
+    return pool
 
 
 #: INBOX warm-ups (see ``Server._warm_inbox``) a worker runs at once.

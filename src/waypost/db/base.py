@@ -326,6 +326,12 @@ class Database(Protocol):
         """Write a consistent copy of the whole database, as of one moment, to the new
         file ``path`` while other processes go on using it (``waypost backup``)."""
 
+    def prepare_thread(self) -> None:
+        """Make ready now what this thread's first call would otherwise wait for
+        (SQLite: the thread's connection, the schema read; PostgreSQL: nothing, the
+        pool's connections belong to no thread).  A worker calls it in each thread of
+        its pool as it starts (``server._warm_executor``); errors are the caller's."""
+
     def settings_token(self) -> bytes | None:
         """The current change token of the cached settings (domains, objects, server-wide
         values): eight bytes that every process reads and any settings write, by any

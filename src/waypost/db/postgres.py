@@ -811,6 +811,9 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
             row = c.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
         return int(row[0]) if row else 0
 
+    def prepare_thread(self) -> None:
+        pass  # the pool's connections are shared by the threads; none is this thread's
+
     def settings_token(self) -> bytes | None:
         # Only while this process hears the other machines' changes (LISTEN): without
         # it, a change made elsewhere would not replace the token.

@@ -512,6 +512,12 @@ class Connection(asyncio.Protocol):
         self._account_token = token
         return True
 
+    def account_checked(self, token: bytes | None) -> None:
+        """The account was just found the same enabled account while the settings
+        token was ``token`` (LOGIN's own look-up): no look-up before the next command
+        unless the token changes."""
+        self._account_token = token
+
     def _count_bad(self) -> bool:
         self.bad_in_a_row += 1
         if self.bad_in_a_row >= self.service.limits.max_bad_commands:

@@ -76,14 +76,22 @@ class MailboxRef:
         return all(r in self.rights for r in rights)
 
 
+_ASK = object()  # Access(me=...) not given: look the account up
+
+
 class Access:
-    def __init__(self, store: Mailstore, domain: str, account: str, lookup: Lookup) -> None:
+    def __init__(self, store: Mailstore, domain: str, account: str, lookup: Lookup,
+                 me: ObjectRecord | None | object = _ASK) -> None:
+        """``me``: the account's record when the caller has just read it (LOGIN),
+        so that it is not looked up again on the event loop."""
         self.store = store
         self.domain = domain
         self.account = account
         self.address = f"{account}@{domain}"
         self._lookup = lookup
-        me = lookup(account, domain)
+        if me is _ASK:
+            me = lookup(account, domain)
+        assert me is None or isinstance(me, ObjectRecord)
         self.admin_rights = set((me.data.get("rights") or []) if me is not None else [])
 
     # -- rights --------------------------------------------------------------------

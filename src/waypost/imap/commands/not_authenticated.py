@@ -64,9 +64,16 @@ async def _login(conn: Connection, tag: str, login: str, password: str, how: str
             return None
         return Tagged(tag, "NO", "Authentication failed", Codes.AUTHENTICATIONFAILED)
     name, _, domain = address.rpartition("@")
+    # The settings token read before the look-up: the account as found is what any
+    # change made after that token would replace, so the session's first command
+    # need not look it up again (``Connection.account_gone``) unless one was made.
+    db = conn.store.db
+    token = db.settings_token() if db is not None else None
     obj = await asyncio.to_thread(conn.service.lookup, name, domain)
     conn.account = Account(domain, name, obj.created if obj is not None else 0.0)
-    conn.access = Access(conn.store, domain, name, conn.service.lookup)
+    if obj is not None and obj.kind == "account" and obj.data.get("enabled", True):
+        conn.account_checked(token)
+    conn.access = Access(conn.store, domain, name, conn.service.lookup, me=obj)
     conn.failures = 0
     event(log, "imap-login", peer=conn.peer, account=address, mechanism=how)
     # RFC 3501 §7.2.1: the capabilities change once logged in; say so in the OK.

@@ -246,7 +246,7 @@ async def list_(conn: Connection, cmd: List) -> Tagged:
             # RFC 8440 §3: the MYRIGHTS response of each listed mailbox that exists.
             out.append(MyRightsData(wire_name, ref.rights))
         if cmd.return_status and ref is not None and ref.may("r"):
-            out.append(StatusData(wire_name, status_items(conn, ref, cmd.return_status)))
+            out.append(StatusData(wire_name, await status_items(conn, ref, cmd.return_status)))
     conn.send(*out)
     return Tagged(cmd.tag, "OK", "LIST completed")
 

@@ -1,0 +1,104 @@
+"""STATUS SIZE of a Maildir whose files another program dropped in (names without
+``S=``) measures every file and writes the sizes to the index: 0.35 s for 10,000
+files on SQLite, 2 s on PostgreSQL.  That work runs in a thread: the other sessions of
+the worker are answered meanwhile, and the SIZE is the files' size as sent (CRLF).
+
+A real ``IMAPService`` on 127.0.0.1 over a SQLite index, driven by socket clients; the
+measuring is held at a gate so that the test sees it in progress, whatever the speed
+of the machine."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from waypost.db.sqlite import SQLiteDatabase
+from waypost.directory import Directory
+from waypost.imap.server import IMAPService, Limits
+from waypost.mailstore import Mailstore
+
+ADDRESS = "u@size.test"
+
+
+class Client:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def login(cls, port: int) -> "Client":
+        c = cls(*await asyncio.open_connection("127.0.0.1", port))
+        await c.reader.readline()
+        assert (await c.cmd(f"a LOGIN {ADDRESS} pw"))[-1].startswith(b"a OK")
+        return c
+
+    async def cmd(self, line: str) -> list[bytes]:
+        tag = line.split(" ", 1)[0].encode()
+        self.writer.write(line.encode() + b"\r\n")
+        out = []
+        while True:
+            got = await asyncio.wait_for(self.reader.readline(), 10)
+            assert got, f"closed after {out!r}"
+            out.append(got)
+            if got.startswith(tag + b" "):
+                return out
+
+
+async def _scenario(tmp: Path) -> None:
+    db = SQLiteDatabase(tmp / "index.sqlite")
+    db.add_domain("size.test")
+    directory = Directory(db, "size.test")
+    directory.add_account(ADDRESS)
+    store = Mailstore(tmp / "mail", hostname="test", db=db)
+    store.ensure_account("size.test", "u")
+    cur = store.mailbox_path("size.test", "u") / "cur"
+    total = 0
+    for i in range(50):  # dropped in by another program: LF line ends, no S= in the name
+        body = b"From: a@b.test\nSubject: %d\n\n%s\n" % (i, b"x" * i)
+        (cur / f"17000000{i:02d}.M{i}P1.other:2,").write_bytes(body)
+        total += len(body) + body.count(b"\n")  # RFC822.SIZE counts CRLF
+
+    gate, inside = threading.Event(), threading.Event()
+    measure = store.sized
+
+    def held(box, msgs):  # the server's own measuring, held at the gate
+        inside.set()
+        assert gate.wait(10)
+        return measure(box, msgs)
+
+    store.sized = held  # type: ignore[method-assign]
+
+    async def authenticate(login: str, password: str, ip: str | None, client_ip: str | None = None) -> str | None:
+        return ADDRESS
+
+    service = IMAPService(store, authenticate, None, hostname="test", lookup=directory.account_named,
+                          limits=Limits(plaintext_without_tls=True))
+    server = await asyncio.get_running_loop().create_server(service.protocol_factory(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        a, b = await Client.login(port), await Client.login(port)
+        status = asyncio.create_task(a.cmd("s STATUS INBOX (MESSAGES SIZE)"))
+        assert await asyncio.to_thread(inside.wait, 10)
+        # Measuring: the other session is served meanwhile.
+        assert (await b.cmd("n NOOP"))[-1].startswith(b"n OK")
+        assert (await b.cmd("l LIST \"\" INBOX"))[-1].startswith(b"l OK")
+        assert not status.done()
+        gate.set()
+        reply = await status
+        assert reply[-1].startswith(b"s OK"), reply
+        assert reply[0] == f"* STATUS INBOX (MESSAGES 50 SIZE {total})\r\n".encode(), reply
+        # Known now: the next STATUS takes the count the index keeps, without measuring.
+        inside.clear()
+        reply = await b.cmd("t STATUS INBOX (SIZE)")
+        assert reply[0] == f"* STATUS INBOX (SIZE {total})\r\n".encode() and not inside.is_set()
+        a.writer.close()
+        b.writer.close()
+    finally:
+        gate.set()
+        server.close()
+        await server.wait_closed()
+        db.close()
+
+
+def test_status_size_measures_dropped_in_files_off_the_event_loop(tmp_path: Path) -> None:
+    asyncio.run(_scenario(tmp_path))

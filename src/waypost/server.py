@@ -449,11 +449,16 @@ class Server:
                 log_auth_failed(proto, client_ip, login, "blocked")
                 metrics.login(proto, False, "blocked")
                 return None
+            # A free slot is taken without yielding to the event loop: nothing of this
+            # process ran since the look above, which then stands (one database read
+            # per login instead of two; on PostgreSQL a round trip the loop waited for).
+            queued = self._hash_slots.locked()
             async with self._hash_slots:
                 # The decisive look, holding a slot to check the password in: attempts
                 # that arrived side by side (50 connections at once) are checked one
                 # slot at a time, each seeing the failures counted before it.
-                verdict = self.throttle.assess(client_ip, address, time.time())
+                if queued:
+                    verdict = self.throttle.assess(client_ip, address, time.time())
                 if verdict.delay <= waited and not verdict.blocked:
                     ok = await verify()
                     if not ok:  # counted before the slot is let go

@@ -831,19 +831,16 @@ def _warm_executor(db: Any) -> concurrent.futures.ThreadPoolExecutor:
             started.wait(timeout=10)
 
     jobs = [pool.submit(prepare) for _ in range(size)]
-    here: concurrent.futures.Future[None] = concurrent.futures.Future()
+    failures: list[BaseException] = []
     try:
         db.prepare_thread()
-        here.set_result(None)
     except Exception as e:
-        here.set_exception(e)
+        failures.append(e)
     done, _ = concurrent.futures.wait(jobs, timeout=15)
-    for job in (here, *done):
-        failure = job.exception()
-        if failure is not None:  # the database cannot be opened now: commands will say so
-            event(log, "thread-prepare-failed", level=logging.WARNING,
-                  error=f"{type(failure).__name__}: {failure}")
-            break
+    failures += [e for e in (job.exception() for job in done) if e is not None]
+    if failures:  # the database cannot be opened now: commands will say so
+        event(log, "thread-prepare-failed", level=logging.WARNING,
+              error=f"{type(failures[0]).__name__}: {failures[0]}")
     return pool
 
 

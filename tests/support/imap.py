@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 
-__all__ = ["Raw"]
+__all__ = ["AsyncClient", "Raw"]
 
 
 class Raw:
@@ -58,3 +59,30 @@ class Raw:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class AsyncClient:
+    """An IMAP client on asyncio streams, for a server served in the test's own event
+    loop (``IMAPService`` on ``loop.create_server``): one command at a time, the
+    response lines up to the tagged one."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def login(cls, port: int, address: str, password: str) -> "AsyncClient":
+        c = cls(*await asyncio.open_connection("127.0.0.1", port))
+        await c.reader.readline()  # greeting
+        assert (await c.cmd(f"a LOGIN {address} {password}"))[-1].startswith(b"a OK")
+        return c
+
+    async def cmd(self, line: str) -> list[bytes]:
+        tag = line.split(" ", 1)[0].encode()
+        self.writer.write(line.encode() + b"\r\n")
+        out = []
+        while True:
+            got = await asyncio.wait_for(self.reader.readline(), 10)
+            assert got, f"closed after {out!r}"
+            out.append(got)
+            if got.startswith(tag + b" "):
+                return out

@@ -11,28 +11,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from support.imap import AsyncClient
 from waypost.db.sqlite import SQLiteDatabase
 from waypost.directory import Directory
 from waypost.imap.server import IMAPService, Limits
 from waypost.mailstore import Mailstore
 
 ADDRESS = "u@look.test"
-
-
-class Client:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    async def cmd(self, line: str) -> list[bytes]:
-        tag = line.split(" ", 1)[0].encode()
-        self.writer.write(line.encode() + b"\r\n")
-        out = []
-        while True:
-            got = await asyncio.wait_for(self.reader.readline(), 10)
-            assert got, f"closed after {out!r}"
-            out.append(got)
-            if got.startswith(tag + b" "):
-                return out
 
 
 async def _scenario(tmp: Path) -> None:
@@ -56,7 +41,7 @@ async def _scenario(tmp: Path) -> None:
     server = await asyncio.get_running_loop().create_server(service.protocol_factory(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        c = Client(*await asyncio.open_connection("127.0.0.1", port))
+        c = AsyncClient(*await asyncio.open_connection("127.0.0.1", port))
         await c.reader.readline()  # greeting
         assert (await c.cmd(f"a LOGIN {ADDRESS} pw"))[-1].startswith(b"a OK")
         at_login = len(looked)  # LOGIN's own
@@ -73,7 +58,7 @@ async def _scenario(tmp: Path) -> None:
 
         # A second session: the account removed between its LOGIN and its first
         # command: that command ends the session (the login is void).
-        c2 = Client(*await asyncio.open_connection("127.0.0.1", port))
+        c2 = AsyncClient(*await asyncio.open_connection("127.0.0.1", port))
         await c2.reader.readline()
         assert (await c2.cmd(f"a LOGIN {ADDRESS} pw"))[-1].startswith(b"a OK")
         directory.remove(ADDRESS, "account")

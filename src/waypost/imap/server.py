@@ -29,6 +29,7 @@ from typing import Any, Awaitable, Callable
 
 from .. import tlslayer
 from ..bus import Bus
+from ..flag import Flag
 from ..log import event
 from ..db import ObjectRecord, StorageUnavailable
 from ..mailstore import Mailstore, topic
@@ -217,13 +218,13 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.failures = 0
         self.bad_in_a_row = 0
-        self._data = asyncio.Event()
-        self._writable = asyncio.Event()
+        self._data = Flag()
+        self._writable = Flag()
         self._writable.set()
         self._eof = False
         self._task: asyncio.Task[None] | None = None
         self._busy = False
-        self._idle_wake: asyncio.Event | None = None
+        self._idle_wake: Flag | None = None
         self._last_continuation: int | None = None
         self._shutdown_pending = False
         self.deflate: Deflate | None = None
@@ -597,7 +598,7 @@ class Connection(asyncio.Protocol):
     async def idle(self, tag: str) -> Any:
         """RFC 2177: send updates as they happen until the client says DONE."""
         self.send(R.IDLING.continuation())
-        wake = asyncio.Event()
+        wake = Flag()
         self._idle_wake = wake
         bus = self.service.bus
         topic_name = None

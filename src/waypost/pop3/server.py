@@ -24,6 +24,7 @@ from .. import tlslayer
 from ..db import StorageUnavailable
 from ..directory.session_account import SessionAccount
 from ..directory.throttle import log_auth_failed, peer_ip
+from ..flag import Flag
 from ..log import event
 from ..mailstore import Mailstore
 from .maildrop import Maildrop
@@ -143,8 +144,8 @@ class Session(asyncio.Protocol):
         self.failures = 0  # failed logins in a row
         self.bad_in_a_row = 0
         self.task: asyncio.Task[None] | None = None
-        self._data = asyncio.Event()
-        self._writable = asyncio.Event()
+        self._data = Flag()
+        self._writable = Flag()
         self._writable.set()
         self._eof = False
         self._paused = False

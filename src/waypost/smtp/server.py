@@ -31,6 +31,7 @@ from ..config import Settings
 from ..db import StorageUnavailable
 from ..delivery import backs_up
 from ..directory.session_account import SessionAccount
+from ..flag import Flag
 from ..log import event
 from ..queue import QueueManager, Recipient
 from ..router import Context, Router
@@ -202,7 +203,7 @@ class WaypostSMTP(asyncio.Protocol):
         self.auth_failures = 0
         self.task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[bool] | None = None  # _more waits for input on it
-        self._writable = asyncio.Event()
+        self._writable = Flag()
         self._writable.set()
         self._eof = False
         self._paused = False

@@ -424,15 +424,19 @@ class Connection(asyncio.Protocol):
             if self._shutdown_pending:
                 self.send(Untagged("BYE", "Server shutting down"))
                 return
+            if self._no_line(self.params):
+                # What parse_command would raise (NeedMore, no literal), without the
+                # exception: see ``_no_line``.
+                if not await self._more_or_bye():
+                    return
+                continue
             try:
                 command, rest = parse_command(self.buf, self.params)
             except NeedMore as more:
                 if more.continuation_required and more.literal_offset != self._last_continuation:
                     self._last_continuation = more.literal_offset
                     self.send(R.CONTINUE_LITERAL.continuation())
-                if not await self._more(self._timeout()):
-                    if not self._eof and not self.closed:
-                        self.send(Untagged("BYE", "Autologout; idle for too long"))
+                if not await self._more_or_bye():
                     return
                 continue
             except Rejected as refused:
@@ -534,6 +538,23 @@ class Connection(asyncio.Protocol):
         if sel is not None and not sel.loaded:
             await asyncio.to_thread(sel.load, self.store)
 
+    def _no_line(self, params: Params) -> bool:
+        """Whether the input holds no line yet, and is short enough to wait for one:
+        the parsers would raise ``NeedMore`` (without a literal) and nothing else.  A
+        session waits so at every command (an empty buffer, or half a line), and an
+        exception caught in a coroutine makes the coroutine's frame an object of its
+        own, kept as long as the session: 270-350 octets for each of the command loop
+        and IDLE, paid by every one of 10,000 sessions in IDLE."""
+        return len(self.buf) < params.max_line_length and b"\n" not in self.buf
+
+    async def _more_or_bye(self) -> bool:
+        """Wait for more input (see ``_more``); at the time-out, say BYE."""
+        if await self._more(self._timeout()):
+            return True
+        if not self._eof and not self.closed:
+            self.send(Untagged("BYE", "Autologout; idle for too long"))
+        return False
+
     async def _dispatch(self, command: Command) -> str:
         """Run one command; its status, or "NONE" when the handler answered itself."""
         handler = HANDLERS[command.name]
@@ -617,16 +638,18 @@ class Connection(asyncio.Protocol):
         deadline = time.monotonic() + self.service.limits.idle_timeout
         loop = asyncio.get_running_loop()
         outage = False  # the last look at the mailbox met an unreachable database
+        params = self.service.params
         try:
             while True:
-                try:
-                    _done, self.buf = parse_idle_done(self.buf, self.service.params, tag=tag)
-                    return None
-                except NeedMore:
-                    pass
-                except Rejected as refused:
-                    self.buf = self.buf[refused.discard:]
-                    return refused.reply()
+                if not self._no_line(params):  # (no line yet: NeedMore, not raised: see _no_line)
+                    try:
+                        _done, self.buf = parse_idle_done(self.buf, params, tag=tag)
+                        return None
+                    except NeedMore:
+                        pass
+                    except Rejected as refused:
+                        self.buf = self.buf[refused.discard:]
+                        return refused.reply()
                 if self.closed or self._eof:
                     return None
                 if self._shutdown_pending:

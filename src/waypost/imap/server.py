@@ -66,6 +66,9 @@ __all__ = ["IMAPService", "Connection"]
 
 log = logging.getLogger("waypost.imap")
 
+#: The empty set of a session that enabled nothing (shared: see ``Connection.turn_on``).
+_NOTHING: frozenset[str] = frozenset()
+
 #: Buffered octets from a client above which we stop reading from it.
 _READ_HIGH = 1 << 20
 #: Octets queued for a client above which ``send`` waits for it to read.
@@ -213,7 +216,7 @@ class Connection(asyncio.Protocol):
         self.tls = False
         self.peer = "?"
         self.server_ip: str | None = None
-        self.enabled: set[str] = set()
+        self.enabled: frozenset[str] = _NOTHING  # RFC 5161 ENABLE (see turn_on)
         self.params = service.params  # with utf8 after ENABLE UTF8=ACCEPT or IMAP4rev2
         self.closed = False
         self.failures = 0
@@ -232,6 +235,12 @@ class Connection(asyncio.Protocol):
         self._corrupt = False
         self.notify: Any = None  # RFC 5465: the session's ``notify.Watcher``, after NOTIFY SET
         self._account_token: bytes | None = None  # settings token of the last account check
+
+    def turn_on(self, *extensions: str) -> None:
+        """ENABLE (RFC 5161) or an implicit enabling (RFC 7162 §3.1.8).  The set is
+        replaced, not changed: most sessions enable nothing and share one empty set
+        (216 octets each otherwise, for 10,000 sessions in IDLE)."""
+        self.enabled = self.enabled.union(extensions)
 
     # -- asyncio.Protocol -----------------------------------------------------------
 

@@ -16,7 +16,7 @@ import bisect
 from array import array
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Iterator, Mapping, MutableMapping
+from typing import AbstractSet, Any, Callable, Iterable, Iterator, Mapping, MutableMapping
 
 from ..db import Database, MailboxRecord, MessageRecord
 from ..mailstore import Mailstore
@@ -117,6 +117,10 @@ class Overlay(MutableMapping[int, MessageRecord]):
         return len(self.own) + len(self.hidden)
 
 
+
+#: The RFC 5182 saved result of a session that saved none (shared: ``Selected.saved``).
+_NO_UIDS: frozenset[int] = frozenset()
+
 @dataclass(frozen=True, slots=True)
 class Account:
     domain: str
@@ -159,7 +163,7 @@ class Selected:
     deleted: bool = False                                  # the mailbox was deleted under us
     # RFC 5182: the UIDs the last SEARCH RETURN (SAVE) found ("$"); empty when the
     # mailbox is selected.  Expunged ones drop out where "$" is read.
-    saved: set[int] = field(default_factory=set)
+    saved: AbstractSet[int] = _NO_UIDS  # (replaced, never changed in place: one shared empty set)
     # RFC 5267: search contexts kept up to date, by tag (``commands/context.py``).
     contexts: dict[str, Any] = field(default_factory=dict)
     # IMAP4rev2 enabled (RFC 9051 Appendix E): no RECENT responses, no \Recent flag.

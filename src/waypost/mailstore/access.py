@@ -77,6 +77,7 @@ class MailboxRef:
 
 
 _ASK = object()  # Access(me=...) not given: look the account up
+_NO_RIGHTS: frozenset[str] = frozenset()  # the admin rights of an account without any (shared)
 
 
 class Access:
@@ -92,7 +93,9 @@ class Access:
         if me is _ASK:
             me = lookup(account, domain)
         assert me is None or isinstance(me, ObjectRecord)
-        self.admin_rights = set((me.data.get("rights") or []) if me is not None else [])
+        rights = me.data.get("rights") if me is not None else None
+        # (most accounts have none: one shared empty set instead of one each)
+        self.admin_rights: frozenset[str] = frozenset(rights) if rights else _NO_RIGHTS
 
     # -- rights --------------------------------------------------------------------
 

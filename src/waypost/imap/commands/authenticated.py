@@ -132,7 +132,7 @@ async def select(conn: Connection, cmd: Select | Examine) -> Tagged:
     readonly = readonly or not any(r in ref.rights for r in "sitwe")
     condstore = cmd.condstore or "CONDSTORE" in conn.enabled
     if cmd.condstore:
-        conn.enabled.add("CONDSTORE")  # RFC 7162 §3.1.8: a CONDSTORE parameter enables it
+        conn.turn_on("CONDSTORE")  # RFC 7162 §3.1.8: a CONDSTORE parameter enables it
     seen_user = None if conn.access.is_owner(ref.box) else conn.access.address
     # One thread hop for the index's part of SELECT (a round trip each on PostgreSQL).
     sel, first_unseen = await asyncio.to_thread(_open, conn, ref, readonly, condstore, seen_user)
@@ -279,7 +279,7 @@ async def status(conn: Connection, cmd: Status) -> Tagged:
     if not ref.may("r"):
         return no_permission(cmd.tag, "r")
     if "HIGHESTMODSEQ" in cmd.items:
-        conn.enabled.add("CONDSTORE")  # RFC 7162 §3.1.8
+        conn.turn_on("CONDSTORE")  # RFC 7162 §3.1.8
         if conn.selected is not None:
             conn.selected.condstore = True
     conn.send(StatusData(cmd.mailbox, await status_items(conn, ref, cmd.items)))
@@ -402,10 +402,10 @@ async def enable(conn: Connection, cmd: Enable) -> Tagged:
     turned = [c for c in dict.fromkeys(c.upper() for c in cmd.capabilities)
               if c in ENABLEABLE and c not in conn.enabled]
     for c in turned:
-        conn.enabled.add(c.upper())
+        conn.turn_on(c.upper())
         if c.upper() == "QRESYNC":
             # RFC 7162 §3.2.3: enabling QRESYNC enables CONDSTORE too.
-            conn.enabled.add("CONDSTORE")
+            conn.turn_on("CONDSTORE")
             if conn.selected is not None:
                 conn.selected.qresync = True
         if c.upper() in ("CONDSTORE", "QRESYNC") and conn.selected is not None:

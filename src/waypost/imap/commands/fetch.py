@@ -88,7 +88,7 @@ async def fetch(conn: Connection, cmd: Fetch) -> Tagged:
         sel.catch_up(conn.store)  # flags as they are now
         conn.send(*sel.announce_keywords())  # RFC 3501 §7.2.6: before a FETCH shows them
     if cmd.changed_since is not None or Att.MODSEQ in atts:
-        conn.enabled.add("CONDSTORE")
+        conn.turn_on("CONDSTORE")
         conn.send(*sel.enable_condstore())
     if cmd.vanished and cmd.changed_since is not None and not cmd.sequence.saved:
         # RFC 7162 §3.2.6: the UIDs of the set expunged since, before the FETCHes.

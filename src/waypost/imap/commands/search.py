@@ -643,7 +643,7 @@ async def find(conn: Connection, criteria: SearchKey) -> Found:
         await asyncio.to_thread(sel.check_sizes, conn.store)
     with_modseq = _mentions(key, (ModSeqKey,))
     if with_modseq:
-        conn.enabled.add("CONDSTORE")
+        conn.turn_on("CONDSTORE")
         conn.send(*sel.enable_condstore())
     all_uids, gone = sel.uids, sel.gone
     largest_seq = len(all_uids)

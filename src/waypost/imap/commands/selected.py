@@ -118,7 +118,7 @@ async def store(conn: Connection, cmd: Store) -> Tagged:
     sel.catch_up(conn.store)
     uids = [u for _, u in targets if u not in sel.gone]
     if cmd.unchanged_since is not None:
-        conn.enabled.add("CONDSTORE")
+        conn.turn_on("CONDSTORE")
         sel.condstore = True
     if sel.seen_user is not None:
         # Another account's mailbox: \Seen is this user's own (RFC 4314 §5.1.2).

@@ -62,6 +62,7 @@ async def _scenario(tmp: Path) -> None:
     port = server.sockets[0].getsockname()[1]
     clients: list[AsyncClient] = []
     raised = Raised(Connection._loop, Connection.idle)
+    before = sys.gettrace()  # (a coverage tool's or a debugger's, put back after)
     sys.settrace(raised)
     try:
         for _ in range(5):
@@ -72,7 +73,7 @@ async def _scenario(tmp: Path) -> None:
             clients.append(c)
         waiting = await AsyncClient.login(port, ADDRESS, "pw")  # between two commands
         await asyncio.sleep(0.05)
-        sys.settrace(None)
+        sys.settrace(before)
         assert raised.seen == []
 
         # Half a command, then the rest: one command.
@@ -93,7 +94,7 @@ async def _scenario(tmp: Path) -> None:
         for c in clients + [waiting]:
             c.writer.close()
     finally:
-        sys.settrace(None)
+        sys.settrace(before)
         server.close()
         await server.wait_closed()
         db.close()

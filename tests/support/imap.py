@@ -5,8 +5,16 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator
 
-__all__ = ["AsyncClient", "Raw"]
+from waypost.db.sqlite import SQLiteDatabase
+from waypost.directory import Directory
+from waypost.mailstore import Mailstore
+
+__all__ = ["AsyncClient", "OneAccount", "Raw", "listening", "one_account"]
 
 
 class Raw:
@@ -86,3 +94,36 @@ class AsyncClient:
             out.append(got)
             if got.startswith(tag + b" "):
                 return out
+
+
+@dataclass
+class OneAccount:
+    """A SQLite index holding one domain and one account, with its Maildir."""
+
+    db: SQLiteDatabase
+    directory: Directory
+    store: Mailstore
+
+
+def one_account(tmp: Path, address: str) -> OneAccount:
+    """The index in ``tmp`` of the account ``address`` (its domain the main one)."""
+    name, domain = address.split("@", 1)
+    db = SQLiteDatabase(tmp / "index.sqlite")
+    db.add_domain(domain)
+    directory = Directory(db, domain)
+    directory.add_account(address)
+    store = Mailstore(tmp / "mail", hostname="test", db=db)
+    store.ensure_account(domain, name)
+    return OneAccount(db, directory, store)
+
+
+@asynccontextmanager
+async def listening(service: Any) -> AsyncIterator[int]:
+    """``service`` (an ``IMAPService``) served on 127.0.0.1 in this event loop: its
+    port; the listener is closed after."""
+    server = await asyncio.get_running_loop().create_server(service.protocol_factory(), "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()

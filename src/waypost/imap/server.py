@@ -239,8 +239,10 @@ class Connection(asyncio.Protocol):
     def turn_on(self, *extensions: str) -> None:
         """ENABLE (RFC 5161) or an implicit enabling (RFC 7162 §3.1.8).  The set is
         replaced, not changed: most sessions enable nothing and share one empty set
-        (216 octets each otherwise, for 10,000 sessions in IDLE)."""
-        self.enabled = self.enabled.union(extensions)
+        (216 octets each otherwise, for 10,000 sessions in IDLE).  Already enabled:
+        nothing is made (a FETCH of MODSEQ enables CONDSTORE at each command)."""
+        if not self.enabled.issuperset(extensions):
+            self.enabled = self.enabled.union(extensions)
 
     # -- asyncio.Protocol -----------------------------------------------------------
 

@@ -117,9 +117,9 @@ class Overlay(MutableMapping[int, MessageRecord]):
         return len(self.own) + len(self.hidden)
 
 
-
 #: The RFC 5182 saved result of a session that saved none (shared: ``Selected.saved``).
 _NO_UIDS: frozenset[int] = frozenset()
+
 
 @dataclass(frozen=True, slots=True)
 class Account:

@@ -11,22 +11,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from support.imap import AsyncClient
-from waypost.db.sqlite import SQLiteDatabase
-from waypost.directory import Directory
+from support.imap import AsyncClient, listening, one_account
 from waypost.imap.server import IMAPService, Limits
-from waypost.mailstore import Mailstore
 
 ADDRESS = "u@look.test"
 
 
 async def _scenario(tmp: Path) -> None:
-    db = SQLiteDatabase(tmp / "index.sqlite")
-    db.add_domain("look.test")
-    directory = Directory(db, "look.test")
-    directory.add_account(ADDRESS)
-    store = Mailstore(tmp / "mail", hostname="test", db=db)
-    store.ensure_account("look.test", "u")
+    index = one_account(tmp, ADDRESS)
+    db, directory = index.db, index.directory
     looked: list[tuple[str, str]] = []
 
     def lookup(name: str, domain: str):  # the server's own look-up, counted
@@ -36,41 +29,38 @@ async def _scenario(tmp: Path) -> None:
     async def authenticate(login: str, password: str, ip: str | None, client_ip: str | None = None) -> str | None:
         return ADDRESS if password == "pw" else None
 
-    service = IMAPService(store, authenticate, None, hostname="test", lookup=lookup,
+    service = IMAPService(index.store, authenticate, None, hostname="test", lookup=lookup,
                           limits=Limits(plaintext_without_tls=True))
-    server = await asyncio.get_running_loop().create_server(service.protocol_factory(), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     try:
-        c = AsyncClient(*await asyncio.open_connection("127.0.0.1", port))
-        await c.reader.readline()  # greeting
-        assert (await c.cmd(f"a LOGIN {ADDRESS} pw"))[-1].startswith(b"a OK")
-        at_login = len(looked)  # LOGIN's own
-        assert at_login == 1
-        assert (await c.cmd("b NOOP"))[-1].startswith(b"b OK")
-        assert (await c.cmd("c SELECT INBOX"))[-1].startswith(b"c OK")
-        assert len(looked) == at_login, looked  # nothing changed since LOGIN: no look-up again
+        async with listening(service) as port:
+            c = AsyncClient(*await asyncio.open_connection("127.0.0.1", port))
+            await c.reader.readline()  # greeting
+            assert (await c.cmd(f"a LOGIN {ADDRESS} pw"))[-1].startswith(b"a OK")
+            at_login = len(looked)  # LOGIN's own
+            assert at_login == 1
+            assert (await c.cmd("b NOOP"))[-1].startswith(b"b OK")
+            assert (await c.cmd("c SELECT INBOX"))[-1].startswith(b"c OK")
+            assert len(looked) == at_login, looked  # nothing changed since LOGIN: no look-up again
 
-        directory.add_account("other@look.test")  # any settings write replaces the token
-        assert (await c.cmd("d NOOP"))[-1].startswith(b"d OK")
-        assert len(looked) == at_login + 1  # asked again, found the same account
-        assert (await c.cmd("e NOOP"))[-1].startswith(b"e OK")
-        assert len(looked) == at_login + 1
+            directory.add_account("other@look.test")  # any settings write replaces the token
+            assert (await c.cmd("d NOOP"))[-1].startswith(b"d OK")
+            assert len(looked) == at_login + 1  # asked again, found the same account
+            assert (await c.cmd("e NOOP"))[-1].startswith(b"e OK")
+            assert len(looked) == at_login + 1
 
-        # A second session: the account removed between its LOGIN and its first
-        # command: that command ends the session (the login is void).
-        c2 = AsyncClient(*await asyncio.open_connection("127.0.0.1", port))
-        await c2.reader.readline()
-        assert (await c2.cmd(f"a LOGIN {ADDRESS} pw"))[-1].startswith(b"a OK")
-        directory.remove(ADDRESS, "account")
-        c2.writer.write(b"b NOOP\r\n")
-        first = await asyncio.wait_for(c2.reader.readline(), 10)
-        assert first.startswith(b"* BYE"), first
-        assert await asyncio.wait_for(c2.reader.read(), 10) == b""  # closed
-        c.writer.close()
-        c2.writer.close()
+            # A second session: the account removed between its LOGIN and its first
+            # command: that command ends the session (the login is void).
+            c2 = AsyncClient(*await asyncio.open_connection("127.0.0.1", port))
+            await c2.reader.readline()
+            assert (await c2.cmd(f"a LOGIN {ADDRESS} pw"))[-1].startswith(b"a OK")
+            directory.remove(ADDRESS, "account")
+            c2.writer.write(b"b NOOP\r\n")
+            first = await asyncio.wait_for(c2.reader.readline(), 10)
+            assert first.startswith(b"* BYE"), first
+            assert await asyncio.wait_for(c2.reader.read(), 10) == b""  # closed
+            c.writer.close()
+            c2.writer.close()
     finally:
-        server.close()
-        await server.wait_closed()
         db.close()
 
 

@@ -15,12 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from support.imap import AsyncClient
-from waypost.db.sqlite import SQLiteDatabase
-from waypost.directory import Directory
+from support.imap import AsyncClient, listening, one_account
 from waypost.imap.proto import Params
 from waypost.imap.server import Connection, IMAPService, Limits
-from waypost.mailstore import Mailstore
 
 ADDRESS = "u@frames.test"
 
@@ -46,58 +43,50 @@ class Raised:
 
 
 async def _scenario(tmp: Path) -> None:
-    db = SQLiteDatabase(tmp / "index.sqlite")
-    db.add_domain("frames.test")
-    directory = Directory(db, "frames.test")
-    directory.add_account(ADDRESS)
-    store = Mailstore(tmp / "mail", hostname="test", db=db)
-    store.ensure_account("frames.test", "u")
+    index = one_account(tmp, ADDRESS)
 
     async def authenticate(login: str, password: str, ip: str | None, client_ip: str | None = None) -> str | None:
         return ADDRESS
 
-    service = IMAPService(store, authenticate, None, hostname="test", lookup=directory.account_named,
+    service = IMAPService(index.store, authenticate, None, hostname="test", lookup=index.directory.account_named,
                           limits=Limits(plaintext_without_tls=True), params=Params(max_line_length=200))
-    server = await asyncio.get_running_loop().create_server(service.protocol_factory(), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     clients: list[AsyncClient] = []
     raised = Raised(Connection._loop, Connection.idle)
     before = sys.gettrace()  # (a coverage tool's or a debugger's, put back after)
     sys.settrace(raised)
     try:
-        for _ in range(5):
-            c = await AsyncClient.login(port, ADDRESS, "pw")
-            assert (await c.cmd("s SELECT INBOX"))[-1].startswith(b"s OK")
-            c.writer.write(b"i IDLE\r\n")
-            assert (await asyncio.wait_for(c.reader.readline(), 10)).startswith(b"+ ")
-            clients.append(c)
-        waiting = await AsyncClient.login(port, ADDRESS, "pw")  # between two commands
-        await asyncio.sleep(0.05)
-        sys.settrace(before)
-        assert raised.seen == []
+        async with listening(service) as port:
+            for _ in range(5):
+                c = await AsyncClient.login(port, ADDRESS, "pw")
+                assert (await c.cmd("s SELECT INBOX"))[-1].startswith(b"s OK")
+                c.writer.write(b"i IDLE\r\n")
+                assert (await asyncio.wait_for(c.reader.readline(), 10)).startswith(b"+ ")
+                clients.append(c)
+            waiting = await AsyncClient.login(port, ADDRESS, "pw")  # between two commands
+            await asyncio.sleep(0.05)
+            sys.settrace(before)
+            assert raised.seen == []
 
-        # Half a command, then the rest: one command.
-        waiting.writer.write(b"n NO")
-        await asyncio.sleep(0.05)
-        waiting.writer.write(b"OP\r\n")
-        assert (await asyncio.wait_for(waiting.reader.readline(), 10)).startswith(b"n OK")
-        # Half of DONE in IDLE, then the rest: IDLE ends.
-        c = clients[0]
-        c.writer.write(b"DO")
-        await asyncio.sleep(0.05)
-        c.writer.write(b"NE\r\n")
-        assert (await asyncio.wait_for(c.reader.readline(), 10)).startswith(b"i OK")
-        # A line longer than the limit, with no end yet, is refused at once.
-        waiting.writer.write(b"x " + b"A" * 300)
-        reply = await asyncio.wait_for(waiting.reader.readline(), 10)
-        assert b"BAD" in reply, reply
-        for c in clients + [waiting]:
-            c.writer.close()
+            # Half a command, then the rest: one command.
+            waiting.writer.write(b"n NO")
+            await asyncio.sleep(0.05)
+            waiting.writer.write(b"OP\r\n")
+            assert (await asyncio.wait_for(waiting.reader.readline(), 10)).startswith(b"n OK")
+            # Half of DONE in IDLE, then the rest: IDLE ends.
+            c = clients[0]
+            c.writer.write(b"DO")
+            await asyncio.sleep(0.05)
+            c.writer.write(b"NE\r\n")
+            assert (await asyncio.wait_for(c.reader.readline(), 10)).startswith(b"i OK")
+            # A line longer than the limit, with no end yet, is refused at once.
+            waiting.writer.write(b"x " + b"A" * 300)
+            reply = await asyncio.wait_for(waiting.reader.readline(), 10)
+            assert b"BAD" in reply, reply
+            for c in clients + [waiting]:
+                c.writer.close()
     finally:
         sys.settrace(before)
-        server.close()
-        await server.wait_closed()
-        db.close()
+        index.db.close()
 
 
 def test_waiting_sessions_raise_nothing_and_still_wait_for_whole_lines(tmp_path: Path) -> None:

@@ -13,22 +13,15 @@ import asyncio
 import threading
 from pathlib import Path
 
-from support.imap import AsyncClient
-from waypost.db.sqlite import SQLiteDatabase
-from waypost.directory import Directory
+from support.imap import AsyncClient, listening, one_account
 from waypost.imap.server import IMAPService, Limits
-from waypost.mailstore import Mailstore
 
 ADDRESS = "u@size.test"
 
 
 async def _scenario(tmp: Path) -> None:
-    db = SQLiteDatabase(tmp / "index.sqlite")
-    db.add_domain("size.test")
-    directory = Directory(db, "size.test")
-    directory.add_account(ADDRESS)
-    store = Mailstore(tmp / "mail", hostname="test", db=db)
-    store.ensure_account("size.test", "u")
+    index = one_account(tmp, ADDRESS)
+    db, directory, store = index.db, index.directory, index.store
     cur = store.mailbox_path("size.test", "u") / "cur"
     total = 0
     for i in range(50):  # dropped in by another program: LF line ends, no S= in the name
@@ -51,30 +44,27 @@ async def _scenario(tmp: Path) -> None:
 
     service = IMAPService(store, authenticate, None, hostname="test", lookup=directory.account_named,
                           limits=Limits(plaintext_without_tls=True))
-    server = await asyncio.get_running_loop().create_server(service.protocol_factory(), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     try:
-        a, b = await AsyncClient.login(port, ADDRESS, "pw"), await AsyncClient.login(port, ADDRESS, "pw")
-        status = asyncio.create_task(a.cmd("s STATUS INBOX (MESSAGES SIZE)"))
-        assert await asyncio.to_thread(inside.wait, 10)
-        # Measuring: the other session is served meanwhile.
-        assert (await b.cmd("n NOOP"))[-1].startswith(b"n OK")
-        assert (await b.cmd("l LIST \"\" INBOX"))[-1].startswith(b"l OK")
-        assert not status.done()
-        gate.set()
-        reply = await status
-        assert reply[-1].startswith(b"s OK"), reply
-        assert reply[0] == f"* STATUS INBOX (MESSAGES 50 SIZE {total})\r\n".encode(), reply
-        # Known now: the next STATUS takes the count the index keeps, without measuring.
-        inside.clear()
-        reply = await b.cmd("t STATUS INBOX (SIZE)")
-        assert reply[0] == f"* STATUS INBOX (SIZE {total})\r\n".encode() and not inside.is_set()
-        a.writer.close()
-        b.writer.close()
+        async with listening(service) as port:
+            a, b = await AsyncClient.login(port, ADDRESS, "pw"), await AsyncClient.login(port, ADDRESS, "pw")
+            status = asyncio.create_task(a.cmd("s STATUS INBOX (MESSAGES SIZE)"))
+            assert await asyncio.to_thread(inside.wait, 10)
+            # Measuring: the other session is served meanwhile.
+            assert (await b.cmd("n NOOP"))[-1].startswith(b"n OK")
+            assert (await b.cmd("l LIST \"\" INBOX"))[-1].startswith(b"l OK")
+            assert not status.done()
+            gate.set()
+            reply = await status
+            assert reply[-1].startswith(b"s OK"), reply
+            assert reply[0] == f"* STATUS INBOX (MESSAGES 50 SIZE {total})\r\n".encode(), reply
+            # Known now: the next STATUS takes the count the index keeps, without measuring.
+            inside.clear()
+            reply = await b.cmd("t STATUS INBOX (SIZE)")
+            assert reply[0] == f"* STATUS INBOX (SIZE {total})\r\n".encode() and not inside.is_set()
+            a.writer.close()
+            b.writer.close()
     finally:
         gate.set()
-        server.close()
-        await server.wait_closed()
         db.close()
 
 

@@ -70,8 +70,7 @@ async def check_message(settings: Settings, message: bytes, client_ip: str, helo
                         lookup: Lookup | None = None, rng: random.Random | None = None) -> Verdict:
     """Every check for one message received from ``client_ip``; ``mail_from`` is the
     reverse-path without brackets ("" for the null sender)."""
-    lookup = lookup or Lookup(settings)
-    start = lookup.queries
+    lookup = lookup.own() if lookup is not None else Lookup(settings)  # its queries are this check's alone
     hostname = settings.server.hostname
     trace: list[str] = [f"client {client_ip}, HELO {helo or '(none)'}, MAIL FROM <{mail_from}>"]
 
@@ -110,7 +109,7 @@ async def check_message(settings: Settings, message: bytes, client_ip: str, helo
                          "disposition none")
     header = authentication_results(hostname, spf, helo_result, helo, mail_from, dkim_results, dmarc, arc,
                                     client_ip)
-    return Verdict(spf, helo_result, dkim_results, dmarc, arc, header, trace, lookup.queries - start)
+    return Verdict(spf, helo_result, dkim_results, dmarc, arc, header, trace, lookup.queries)
 
 
 # RFC 2045 token: the characters a value may have without quotes (RFC 8601 §2.2 pvalue).

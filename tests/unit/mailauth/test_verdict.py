@@ -4,12 +4,13 @@ DNS time-outs (temperror), looping and oversized SPF records, DMARC syntax error
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
 
 from support.mailauth import MESSAGE, add_key
-from waypost.mailauth import Lookup, Signer
+from waypost.mailauth import AnswerCache, Lookup, Signer
 from waypost.mailauth.dmarc import DMARCSyntaxError, aligned, parse_record
 from waypost.mailauth.spf import MAX_DNS_MECHANISMS, check_spf
 from waypost.mailauth.verdict import check_message
@@ -212,3 +213,22 @@ def test_comment_keeps_what_the_character_filter_kept():
         assert _comment(text) == reference(text), text
         dropped += len(_comment(text)) < len(text) + 3
     assert dropped > 1000
+
+
+async def test_checks_at_once_on_one_lookup_count_their_own_queries(zone, settings):
+    # The SMTP worker's checks share one Lookup (and its cache); while one waits for an
+    # answer, another runs.  Each verdict says what its own check asked, as alone.
+    zone.set("_dmarc.example.test", "TXT", ["v=DMARC1; p=none"])
+    zone.set("other.test", "TXT", ["v=spf1 include:example.test -all"])
+    zone.set("_dmarc.other.test", "TXT", ["v=DMARC1; p=none"])
+    other = MESSAGE.replace(b"example.test>", b"other.test>", 1)
+    alone = [await check_message(settings, MESSAGE, CLIENT, "mx.example.test", "a@example.test"),
+             await check_message(settings, other, CLIENT, "mx.example.test", "b@other.test")]
+    assert all(v.dns_queries > 0 for v in alone)
+    shared = Lookup(settings, cache=AnswerCache())
+    together = await asyncio.gather(
+        check_message(settings, MESSAGE, CLIENT, "mx.example.test", "a@example.test", shared),
+        check_message(settings, other, CLIENT, "mx.example.test", "b@other.test", shared))
+    assert [v.dns_queries for v in together] == [v.dns_queries for v in alone]
+    assert [v.header for v in together] == [v.header for v in alone]
+    assert shared.queries == 0  # the view of each check counted; the shared object asked nothing itself

@@ -231,4 +231,4 @@ async def test_checks_at_once_on_one_lookup_count_their_own_queries(zone, settin
         check_message(settings, other, CLIENT, "mx.example.test", "b@other.test", shared))
     assert [v.dns_queries for v in together] == [v.dns_queries for v in alone]
     assert [v.header for v in together] == [v.header for v in alone]
-    assert shared.queries == 0  # the view of each check counted; the shared object asked nothing itself
+    assert shared.queries == 0  # each check counted on its own view, none on the shared one

@@ -6,6 +6,8 @@ a test here, against a real SQLite database.
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -350,3 +352,36 @@ def test_check_sender_in_a_shared_domain(env):
     assert (no.kind, no.code, no.status) == ("refuse", 550, "5.1.0")
     down = answered({"127.0.0.2": "error: timed out"})
     assert (down.kind, down.code, down.status) == ("refuse", 451, "4.4.3")
+
+
+_V4 = st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n)))
+_V6 = st.integers(0, 2**128 - 1).map(lambda n: str(ipaddress.IPv6Address(n)))
+_MAPPED = st.integers(0, 2**32 - 1).map(lambda n: f"::ffff:{ipaddress.IPv4Address(n)}")
+_NETS = st.one_of(
+    st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 32)).map(lambda t: str(ipaddress.IPv4Network(t, strict=False))),
+    st.tuples(st.integers(0, 2**128 - 1), st.integers(0, 128)).map(lambda t: str(ipaddress.IPv6Network(t, strict=False))),
+)
+
+
+@pytest.fixture(scope="module")
+def one_directory(tmp_path_factory):
+    from waypost.db import SQLiteDatabase
+
+    db = SQLiteDatabase(tmp_path_factory.mktemp("trust") / "w.db")
+    yield Directory(db, "main.dom")
+    db.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(nets=st.lists(_NETS, max_size=4),
+       client=st.one_of(_V4, _V6, _MAPPED, _V4.map(lambda a: a[:-1]), st.sampled_from(["", "x", "fe80::1%eth0", "1.2.3.04"])))
+def test_the_trust_check_answers_as_ipaddress_does(one_directory, nets, client):
+    """``relay.trusted_networks``: the numbers is_trusted compares give the answer that
+    ``ipaddress`` membership gives, IPv4-mapped IPv6 clients and zones included."""
+    from waypost.router.resolve import _client_address
+
+    r = Router(one_directory, nets)
+    ip = _client_address(client)
+    expected = ip is not None and any(ip in ipaddress.ip_network(n) for n in nets)
+    assert r.is_trusted(client) is expected
+    assert r.is_trusted(client) is expected  # the second time from its memory

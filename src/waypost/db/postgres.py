@@ -69,7 +69,7 @@ from .base import (
     StorageUnavailable,
 )
 from .base import queue_auth_domain, queue_domain, whole_domain
-from .changes import changes_token, value_entry, value_of
+from .changes import SettingsCache, changes_token, value_entry, value_of
 from .postgres_mailbox import _MailboxIndex
 from .postgres_sieve import _QuotaSieve
 
@@ -77,9 +77,6 @@ from .postgres_sieve import _QuotaSieve
 _NAMED = "d.name=%(name)s OR d.name=(SELECT domain FROM domain_aliases WHERE alias=%(name)s)"
 
 __all__ = ["PostgresDatabase", "url_problem"]
-
-#: Most rows a process caches (as in sqlite.py).
-CACHE_ROWS = 20_000
 
 #: Seconds a pooled connection may rest before its socket is looked at before use
 #: (``_check``: a poll, no round trip; a connection on which something came while it
@@ -586,7 +583,7 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
         self._ready = False
         self._ready_lock = threading.Lock()
         self._changes = None if changes is None else changes_token(str(changes))
-        self._cache: dict[tuple[str, ...], tuple[bytes, Any]] = {}
+        self._settings = SettingsCache(self.settings_token)
         self._listening = threading.Event()   # the LISTEN connection is up
         self._listener: threading.Thread | None = None
         self._listen_conn: psycopg.Connection[Any] | None = None
@@ -823,24 +820,11 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
             self._start_listener()
             if not self._listening.wait(0.0):
                 return None
-        return bytes(self._changes[:8])
+        return self._changes[:8]  # a slice of a mapping is bytes
 
     def _cached(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
-        if self._changes is None:
-            return load()
-        if not self._listening.is_set():
-            self._start_listener()
-            if not self._listening.wait(0.0):
-                return load()
-        token = bytes(self._changes[:8])
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] == token:
-            return hit[1]
-        value = load()
-        if len(self._cache) >= CACHE_ROWS:
-            self._cache.clear()
-        self._cache[key] = (token, value)  # the token read before the query: safe
-        return value
+        """``load()``, or what it gave under the current change token."""
+        return self._settings.get(key, load)
 
     def close(self) -> None:
         # The listener sees the flag within a second and closes its connection; not
@@ -915,11 +899,22 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
         return rec
 
     def domain_name(self, name: str) -> str | None:
+        names = self._settings.domain_names(self._domain_names)
+        if names is not None:
+            return names.get(name)
+
         def load() -> str | None:
             with self._read() as c:
                 row = c.execute(f"SELECT name FROM domains d WHERE {_NAMED} LIMIT 1", {"name": name}).fetchone()
             return None if row is None else str(row[0])
         return self._cached(("n", name), load)  # type: ignore[no-any-return]
+
+    def _domain_names(self, limit: int) -> list[tuple[str, str]]:
+        """(name, canonical name): the aliases, then the domains (a name wins over an
+        alias, as in ``_NAMED``); at most ``limit`` + 1 of each."""
+        with self._read() as c:
+            return (c.execute("SELECT alias, domain FROM domain_aliases LIMIT %s", (limit + 1,)).fetchall()
+                    + c.execute("SELECT name, name FROM domains LIMIT %s", (limit + 1,)).fetchall())
 
     def get_domain(self, name: str) -> DomainRecord | None:
         canonical = self.domain_name(name)  # a name that is no domain: one cached answer
@@ -987,12 +982,18 @@ class PostgresDatabase(_MailboxIndex, _QuotaSieve):
         return obj
 
     def get_object(self, domain: str, name: str, fresh: bool = False) -> ObjectRecord | None:
-        def load() -> Any:
-            with self._read() as c:
-                return c.execute("SELECT domain, name, kind, data, created FROM objects WHERE domain=%s AND name=%s",
-                                 (domain, name)).fetchone()
-        row = load() if fresh else self._cached(("o", domain, name), load)
+        row = self._object_row(domain, name) if fresh else self._settings.object_row(
+            domain, name, self._object_row, self._object_names)
         return None if row is None else ObjectRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
+
+    def _object_row(self, domain: str, name: str) -> Any:
+        with self._read() as c:
+            return c.execute("SELECT domain, name, kind, data, created FROM objects WHERE domain=%s AND name=%s",
+                             (domain, name)).fetchone()
+
+    def _object_names(self, domain: str, limit: int) -> list[str]:
+        with self._read() as c:
+            return [r[0] for r in c.execute("SELECT name FROM objects WHERE domain=%s LIMIT %s", (domain, limit + 1))]
 
     def list_objects(self, domain: str | None = None, kind: str | None = None) -> list[ObjectRecord]:
         sql = "SELECT domain, name, kind, data, created FROM objects"

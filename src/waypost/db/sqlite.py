@@ -44,17 +44,13 @@ from .base import (
     SchemaError,
 )
 from .base import queue_auth_domain, queue_domain, whole_domain
-from .changes import changes_token, value_entry, value_of
+from .changes import SettingsCache, changes_token, value_entry, value_of
 from .sqlite_mailbox import _MailboxIndex
 from .sqlite_sieve import _QuotaSieve
 
 # The domain called ?1 or having it as an alias, in one statement: a name that is
 # neither (every remote domain the Router is asked about) costs one read.
 _NAMED = "name=?1 OR name=(SELECT domain FROM domain_aliases WHERE alias=?1)"
-
-#: Most rows a process caches; past it the cache starts again (unknown names asked for
-#: by a flood of bad RCPTs must not grow it for ever).
-CACHE_ROWS = 20_000
 
 #: Version 1: the schema as it was before versioning (a database made then has
 #: user_version 0 and gets the statements below, which add only what it lacks).
@@ -443,7 +439,7 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._changes = _changes_token(self.path)
-        self._cache: dict[tuple[str, ...], tuple[bytes, Any]] = {}
+        self._settings = SettingsCache(self.settings_token)
         conn = self._conn()
         try:
             _migrate(conn)
@@ -529,21 +525,12 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
                 self._changes[:8] = os.urandom(8)  # (a read-only user commits nothing)
 
     def settings_token(self) -> bytes | None:
-        return None if self._changes is None else bytes(self._changes[:8])
+        changes = self._changes
+        return None if changes is None else changes[:8]  # a slice of a mapping is bytes
 
     def _cached(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
         """``load()``, or what it gave under the current change token."""
-        if self._changes is None:
-            return load()
-        token = bytes(self._changes[:8])
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] == token:
-            return hit[1]
-        value = load()
-        if len(self._cache) >= CACHE_ROWS:
-            self._cache.clear()
-        self._cache[key] = (token, value)  # the token read before the query: safe
-        return value
+        return self._settings.get(key, load)
 
     def close(self) -> None:
         with self._all_lock:
@@ -620,10 +607,21 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
         return rec
 
     def domain_name(self, name: str) -> str | None:
+        names = self._settings.domain_names(self._domain_names)
+        if names is not None:
+            return names.get(name)
+
         def load() -> str | None:
             row = self._conn().execute(f"SELECT name FROM domains WHERE {_NAMED} LIMIT 1", (name,)).fetchone()
             return None if row is None else str(row[0])
         return self._cached(("n", name), load)  # type: ignore[no-any-return]
+
+    def _domain_names(self, limit: int) -> list[tuple[str, str]]:
+        """(name, canonical name): the aliases, then the domains (a name wins over an
+        alias, as in ``_NAMED``); at most ``limit`` + 1 of each."""
+        conn = self._conn()
+        return (conn.execute("SELECT alias, domain FROM domain_aliases LIMIT ?", (limit + 1,)).fetchall()
+                + conn.execute("SELECT name, name FROM domains LIMIT ?", (limit + 1,)).fetchall())
 
     def get_domain(self, name: str) -> DomainRecord | None:
         canonical = self.domain_name(name)  # a name that is no domain: one cached answer
@@ -690,12 +688,17 @@ class SQLiteDatabase(_MailboxIndex, _QuotaSieve):
         return obj
 
     def get_object(self, domain: str, name: str, fresh: bool = False) -> ObjectRecord | None:
-        def load() -> Any:
-            return self._conn().execute(
-                "SELECT domain, name, kind, data, created FROM objects WHERE domain=? AND name=?", (domain, name)
-            ).fetchone()
-        row = load() if fresh else self._cached(("o", domain, name), load)
+        row = self._object_row(domain, name) if fresh else self._settings.object_row(
+            domain, name, self._object_row, self._object_names)
         return None if row is None else ObjectRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
+
+    def _object_row(self, domain: str, name: str) -> Any:
+        return self._conn().execute(
+            "SELECT domain, name, kind, data, created FROM objects WHERE domain=? AND name=?", (domain, name)
+        ).fetchone()
+
+    def _object_names(self, domain: str, limit: int) -> list[str]:
+        return [r[0] for r in self._conn().execute("SELECT name FROM objects WHERE domain=? LIMIT ?", (domain, limit + 1))]
 
     def list_objects(self, domain: str | None = None, kind: str | None = None) -> list[ObjectRecord]:
         sql = "SELECT domain, name, kind, data, created FROM objects"
@@ -1324,8 +1327,8 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _changes_token(db_path: str) -> mmap.mmap | bytearray | None:
+def _changes_token(db_path: str) -> mmap.mmap | None:
     """The change token of the database at ``db_path`` (see ``changes.py``)."""
     if db_path == ":memory:" or db_path.startswith("file:"):
-        return bytearray(8)  # private to this process: nothing else can change it
+        return mmap.mmap(-1, 8)  # private to this process: nothing else can change it
     return changes_token(db_path + "-changes")

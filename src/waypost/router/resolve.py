@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol, Sequence
@@ -56,10 +57,8 @@ def _rememberable(route: Route, trace: list[str]) -> bool:
     many days)."""
     if route.kind == "ask-peers":
         return False
-    for step in trace:
-        if step.startswith("sharing") or "srs0=" in step.lower():
-            return False
-    return True
+    text = "\n".join(trace)  # one pass in C instead of two calls a step: no step holds a line break
+    return "\nsharing" not in text and "srs0=" not in text.lower()
 
 
 def used_sharing_cache(trace: list[str]) -> bool:
@@ -135,6 +134,10 @@ class _Walk:
     granted_all: bool = False  # ... a RelayAll: record
     percent: bool = False      # a %/! form from the client was followed
     rewritten: bool = False    # a record or Mail to Unknown produced the current address
+    # What the settings say that every resolution under one change token asks again (the
+    # held domains, a domain's Mail to Unknown, the sharing peers), kept beside the
+    # answers remembered under that token; None: read each time.
+    facts: dict[Any, Any] | None = None
 
 
 _NO_CONTEXT = Context()
@@ -161,11 +164,13 @@ class Router:
         self.forwarding = forwarding
         self.gateway = gateway
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in trusted_networks]
+        # The same as (version, network address, mask) numbers: is_trusted.
+        self._trusted_numbers = [(n.version, int(n.network_address), int(n.netmask)) for n in self.trusted]
         self.own_addresses = {str(ipaddress.ip_address(a)) for a in own_addresses}
         self._table = _table_store(directory.db)
-        # (settings token, answers worked out under it): swapped whole when the token
-        # changes, so an answer is never used under a token other than its own.
-        self._memo: tuple[bytes | None, dict[tuple[str, Context], Resolution]] = (None, {})
+        # (settings token, answers worked out under it, facts read under it: _Walk.facts):
+        # swapped whole when the token changes, so neither is used under another token.
+        self._memo: tuple[bytes | None, dict[tuple[str, Context], Resolution], dict[Any, Any]] = (None, {}, {})
 
     # -- the table ----------------------------------------------------------------
 
@@ -180,10 +185,12 @@ class Router:
             return False
         known = self._trusted_ips.get(client_ip)
         if known is None:
-            # Parsing the address was a sixth of a resolution: kept per address text
-            # (the networks are fixed for this Router), bounded.
-            ip = _client_address(client_ip)
-            known = ip is not None and any(ip in net for net in self.trusted)
+            # Kept per address text (the networks are fixed for this Router), bounded:
+            # a client asks again at each RCPT.  The address is read by inet_pton, not
+            # by ipaddress, which cost a third of a resolution (a new client each time).
+            ip = _address_number(client_ip)
+            known = ip is not None and any(ip[0] == version and ip[1] & mask == number
+                                           for version, number, mask in self._trusted_numbers)
             if len(self._trusted_ips) >= 4096:
                 self._trusted_ips.clear()
             self._trusted_ips[client_ip] = known
@@ -229,18 +236,19 @@ class Router:
         ctx = ctx or _NO_CONTEXT
         token = self.directory.db.settings_token() if ctx.peer_answers is None else None
         answers: dict[tuple[str, Context], Resolution] | None = None
+        facts: dict[Any, Any] | None = None
         if token is not None:
             memo = self._memo
             if memo[0] == token:
-                answers = memo[1]
+                answers, facts = memo[1], memo[2]
                 hit = answers.get((address, ctx))
                 if hit is not None:
                     return Resolution(hit.route, list(hit.trace))
             else:
-                answers = {}
-                self._memo = (token, answers)
+                answers, facts = {}, {}
+                self._memo = (token, answers, facts)
         trace: list[str] = [f"input: {address!r} ({ctx.kind})"]
-        route = self._resolve(address, ctx, trace)
+        route = self._resolve(address, ctx, trace, facts)
         where = route.target if route.kind in ("local", "remote", "held") else ""
         trace.append(f"result: {route.kind} {where}".rstrip()
                      + (f" ({route.code} {route.status} {route.reason})" if route.kind == "refuse" else ""))
@@ -270,7 +278,7 @@ class Router:
         again.route = refused
         return again
 
-    def _resolve(self, address: str, ctx: Context, trace: list[str]) -> Route:
+    def _resolve(self, address: str, ctx: Context, trace: list[str], facts: dict[Any, Any] | None = None) -> Route:
         try:
             addr = parse_address(address, allow_no_domain=True)
         except AddressError as e:
@@ -281,7 +289,7 @@ class Router:
         if not addr.domain:
             trace.append(f"no domain: using the main domain {main}")
         table = self.table()
-        walk = _Walk(trusted=self._trusted(ctx))
+        walk = _Walk(trusted=self._trusted(ctx), facts=facts)
         for _hop in range(MAX_HOPS + 1):
             # 2. the Router table
             m = table.lookup(local, domain, ctx.kind, trusted=walk.trusted)
@@ -351,10 +359,10 @@ class Router:
             if ctx.kind != "mail":
                 return Route("refuse", f"{local}@{name}", domain=name, code=550, status="5.1.1",
                              reason=f"<{local}@{name}>: unknown name")
-            shared = self._shared(f"{key}@{name}", name, ctx, trace)
+            shared = self._shared(f"{key}@{name}", name, ctx, trace, walk)
             if shared is not None:
                 return shared
-            unknown = self._unknown(local, name, self._mail_to_unknown(name), trace)
+            unknown = self._unknown(local, name, self._mail_to_unknown(name, walk), trace)
             if isinstance(unknown, Route):
                 return unknown
             walk.granted = True  # the administrator's own reroute
@@ -455,11 +463,12 @@ class Router:
         return Route("remote", envelope, domain=envelope.rpartition("@")[2], host=rule.host, port=rule.port,
                      auth="gateway")
 
-    def _shared(self, address: str, domain: str, ctx: Context, trace: list[str]) -> Route | None:
+    def _shared(self, address: str, domain: str, ctx: Context, trace: list[str], walk: _Walk) -> Route | None:
         """Domain sharing (seed 002), before Mail to Unknown: the peer that has the user,
         from the cache or from the answers the caller brought; None to go on to Mail to
         Unknown (no peer has it, or this is a peer's own delivery or ours)."""
-        peers = [p for p in self.directory.db.get_value(PEERS_KEY) or [] if not p.get("domains") or domain in p["domains"]]
+        peers = [p for p in self._fact(walk, "peers", lambda: self.directory.db.get_value(PEERS_KEY) or [])
+                 if not p.get("domains") or domain in p["domains"]]
         if not peers or ctx.internal:
             return None
         if _from_peer(ctx.client_ip, peers):
@@ -491,9 +500,28 @@ class Router:
         trace.append(f"sharing: no peer has {address}")
         return None
 
-    def _mail_to_unknown(self, domain: str) -> str:
-        rec = self.directory.db.get_domain(domain)
-        return "rejected" if rec is None else str(rec.settings.get("mail_to_unknown", "rejected"))
+    def _mail_to_unknown(self, domain: str, walk: _Walk | None = None) -> str:
+        def load() -> str:
+            rec = self.directory.db.get_domain(domain)
+            return "rejected" if rec is None else str(rec.settings.get("mail_to_unknown", "rejected"))
+        return self._fact(walk, ("mail_to_unknown", domain), load)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _fact(walk: _Walk | None, key: Any, load: Callable[[], Any]) -> Any:
+        """``load()``, kept in ``walk.facts`` (bounded) for the other resolutions under
+        the same change token.  What it keeps is read only, never changed."""
+        facts = walk.facts if walk is not None else None
+        if facts is None:
+            return load()
+        try:
+            return facts[key]
+        except KeyError:
+            pass
+        value = load()
+        if len(facts) >= REMEMBERED:
+            facts.clear()
+        facts[key] = value
+        return value
 
     def _to_peer(self, address: str, domain: str, peer: dict[str, Any], trace: list[str]) -> Route:
         trace.append(f"sharing: deliver to peer {peer['host']} port {peer['smtp_port']}")
@@ -547,7 +575,7 @@ class Router:
             return Route("refuse", envelope, domain=env_domain, code=554, status="5.7.1",
                          reason=f"<{envelope}>: Relay access denied")
         if via.mx:
-            return self._mx_route(envelope, via.host, trace)
+            return self._mx_route(envelope, via.host, trace, walk)
         # An IP literal or N.N.N.N.via without a port: the standard port, which is
         # delivery.smtp_port (25 unless a test moves it).
         return Route("remote", envelope, domain=env_domain, host=via.host, port=via.port)
@@ -580,13 +608,13 @@ class Router:
             return Route("refuse", address, domain=domain, code=554, status="5.7.1",
                          reason=f"<{address}>: Relay access denied")
         trace.append(f"remote: deliver by MX of {domain}")
-        return self._mx_route(address, domain, trace)
+        return self._mx_route(address, domain, trace, walk)
 
     def held_domains(self) -> list[str]:
         return list(self.directory.db.get_value(HOLD_KEY) or [])
 
-    def _mx_route(self, address: str, domain: str, trace: list[str]) -> Route:
-        if domain in self.held_domains():
+    def _mx_route(self, address: str, domain: str, trace: list[str], walk: _Walk | None = None) -> Route:
+        if domain in self._fact(walk, "held", lambda: frozenset(self.held_domains())):
             trace.append(f"{domain} is in Hold Mail for Domains: kept in queue mx:{domain} until ETRN/ATRN")
             return Route("held", address, domain=domain)
         return Route("remote", address, domain=domain)
@@ -803,6 +831,22 @@ def _client_address(client_ip: str | None) -> ipaddress.IPv4Address | ipaddress.
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
+
+
+def _address_number(client_ip: str) -> tuple[int, int] | None:
+    """(4 or 6, the address as a number) as ``_client_address`` reads it (the zone
+    dropped, an IPv4-mapped IPv6 address taken as its IPv4 address); None if it is no
+    address."""
+    text = client_ip.split("%", 1)[0]
+    try:
+        if ":" not in text:
+            return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+        number = int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+    except OSError:
+        return None
+    if number >> 32 == 0xFFFF:  # ::ffff:0:0/96
+        return 4, number & 0xFFFFFFFF
+    return 6, number
 
 
 def _from_peer(client_ip: str | None, peers: list[dict[str, Any]]) -> bool:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..address import ip_from_literal, is_ip_literal
 
@@ -97,12 +98,15 @@ class Via:
 
 
 def _ipv4(text: str) -> str | None:
+    if not (text[:1].isdigit() and text[-1:].isdigit()):
+        return None  # no dotted quad (an exception from ipaddress costs more than the rest)
     try:
         return str(ipaddress.IPv4Address(text))
     except ValueError:
         return None
 
 
+@lru_cache(maxsize=4096)
 def parse_via(domain: str) -> Via | None:
     """What a ``.via`` domain or an IP literal asks for; None if it is neither, or is
     malformed (a bad port, a bad host name, a numeric "host" that is no IPv4 address).
@@ -111,6 +115,9 @@ def parse_via(domain: str) -> Via | None:
     ``relay.domain.25.via`` → Via("relay.domain", 25);
     ``127.0.0.1.26.via`` → Via("127.0.0.1", 26, is_ip=True);
     ``[11.22.33.44]`` → Via("11.22.33.44", None, is_ip=True).
+
+    Remembered per process (bounded): a pure function of its text, asked at every
+    resolution through a ``.via`` record.
     """
     d = normalize_via(domain.strip()).lower()
     if is_ip_literal(d):

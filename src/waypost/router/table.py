@@ -171,11 +171,14 @@ class Record:
     right_local: str | None = field(compare=False, repr=False)
     #: Right side: domain (None for an address-level right side without ``@``).
     right_domain: str | None = field(compare=False, repr=False)
+    #: The record as a line of the table (``format_record``), made once: every trace
+    #: step of a resolution through it quotes it.
+    text: str = field(default="", compare=False, repr=False)
 
     @property
     def prefix(self) -> str:
         """The prefixes as written back: ``""``, ``"Mail:"``, ``"Relay: Mail:"``."""
-        return " ".join(f"{p.value}:" for p in (self.relay, self.scope) if p is not None)
+        return " ".join(f"{p.value}:" for p in (self.relay, self.scope) if p is not None)  # as in _line
 
     @property
     def has_wildcard(self) -> bool:
@@ -424,7 +427,8 @@ def parse_record(line: str, line_no: int = 0) -> Record | None:
         right_text = right_domain
 
     return Record(scope, relay, left_text, right_text, line_no,
-                  is_address, left_local, dom, right_local, right_domain)
+                  is_address, left_local, dom, right_local, right_domain,
+                  _line(scope, relay, left_text, right_text))
 
 
 def parse_table(text: str) -> tuple[list[Record], list[TableError]]:
@@ -446,8 +450,12 @@ def parse_table(text: str) -> tuple[list[Record], list[TableError]]:
 
 def format_record(rec: Record) -> str:
     """One record as a line of the table: ``[Prefix: ]left = right``."""
-    prefix = rec.prefix
-    return f"{prefix} {rec.left} = {rec.right}" if prefix else f"{rec.left} = {rec.right}"
+    return rec.text or _line(rec.scope, rec.relay, rec.left, rec.right)
+
+
+def _line(scope: Prefix | None, relay: Prefix | None, left: str, right: str) -> str:
+    prefix = " ".join(f"{p.value}:" for p in (relay, scope) if p is not None)
+    return f"{prefix} {left} = {right}" if prefix else f"{left} = {right}"
 
 
 def format_table(records: Iterable[Record]) -> str:

@@ -171,14 +171,14 @@ class Record:
     right_local: str | None = field(compare=False, repr=False)
     #: Right side: domain (None for an address-level right side without ``@``).
     right_domain: str | None = field(compare=False, repr=False)
-    #: The record as a line of the table (``format_record``), made once: every trace
-    #: step of a resolution through it quotes it.
+    #: The record as a line of the table (``format_record``), made at its first use
+    #: and kept: every trace step of a resolution through it quotes it.
     text: str = field(default="", compare=False, repr=False)
 
     @property
     def prefix(self) -> str:
         """The prefixes as written back: ``""``, ``"Mail:"``, ``"Relay: Mail:"``."""
-        return " ".join(f"{p.value}:" for p in (self.relay, self.scope) if p is not None)  # as in _line
+        return " ".join(f"{p.value}:" for p in (self.relay, self.scope) if p is not None)
 
     @property
     def has_wildcard(self) -> bool:
@@ -427,8 +427,7 @@ def parse_record(line: str, line_no: int = 0) -> Record | None:
         right_text = right_domain
 
     return Record(scope, relay, left_text, right_text, line_no,
-                  is_address, left_local, dom, right_local, right_domain,
-                  _line(scope, relay, left_text, right_text))
+                  is_address, left_local, dom, right_local, right_domain)
 
 
 def parse_table(text: str) -> tuple[list[Record], list[TableError]]:
@@ -450,12 +449,14 @@ def parse_table(text: str) -> tuple[list[Record], list[TableError]]:
 
 def format_record(rec: Record) -> str:
     """One record as a line of the table: ``[Prefix: ]left = right``."""
-    return rec.text or _line(rec.scope, rec.relay, rec.left, rec.right)
-
-
-def _line(scope: Prefix | None, relay: Prefix | None, left: str, right: str) -> str:
-    prefix = " ".join(f"{p.value}:" for p in (relay, scope) if p is not None)
-    return f"{prefix} {left} = {right}" if prefix else f"{left} = {right}"
+    text = rec.text
+    if not text:
+        prefix = rec.prefix
+        text = f"{prefix} {rec.left} = {rec.right}" if prefix else f"{rec.left} = {rec.right}"
+        # Kept in the record (frozen for its users; the same text whoever makes it
+        # first): not made for the 100,000 records of a big table that never match.
+        object.__setattr__(rec, "text", text)
+    return text
 
 
 def format_table(records: Iterable[Record]) -> str:

@@ -2,36 +2,16 @@
 settings token is answered from memory; any settings change, made by another process
 on the same database (another worker, the CLI), is seen by the next question at once;
 the memory is bounded; answers that depend on the time or on a peer are never kept.
-On both engines."""
+On both engines (``two``: tests/unit/conftest.py)."""
 
 from __future__ import annotations
 
-import time
-
-import pytest
-from waypost.directory import Directory
 from waypost.router import Context, Router
 from waypost.router.resolve import store_table
 from waypost.rules.srs import SRS
 from waypost.sharing.peers import PEERS_KEY
 
 OUTSIDE = Context(kind="mail", client_ip="203.0.113.9")
-
-
-@pytest.fixture
-def two(make_db):
-    """Two directories on one database: this worker's and another process's."""
-    here = Directory(make_db("w.db"), "main.dom")
-    there = Directory(make_db("w.db"), "main.dom")
-    here.add_domain("main.dom")
-    here.add_domain("dom.dom")
-    # PostgreSQL: answers are remembered only once the process hears other machines'
-    # changes (LISTEN), which starts at the first question.
-    deadline = time.monotonic() + 10
-    while here.db.settings_token() is None:
-        assert time.monotonic() < deadline, "no settings token"
-        time.sleep(0.02)
-    return here, there
 
 
 def test_the_same_question_is_answered_from_memory(two):

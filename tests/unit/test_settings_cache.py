@@ -6,7 +6,6 @@ for."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from waypost.db import changes
@@ -15,18 +14,11 @@ from waypost.directory import Directory
 
 
 @pytest.fixture
-def two(make_db):
-    """Two directories on one database: this worker's and another process's."""
-    here = Directory(make_db("w.db"), "main.dom")
-    there = Directory(make_db("w.db"), "main.dom")
-    here.add_domain("main.dom")
-    here.add_domain("dom.dom")
+def dom(two):
+    """``two`` (tests/unit/conftest.py), with five accounts in dom.dom."""
+    here, there = two
     for i in range(5):
         here.add_account(f"user{i}@dom.dom", None)
-    deadline = time.monotonic() + 10
-    while here.db.settings_token() is None:  # PostgreSQL: once it hears other machines
-        assert time.monotonic() < deadline, "no settings token"
-        time.sleep(0.02)
     return here, there
 
 
@@ -35,8 +27,8 @@ def _flood(d: Directory, n: int, tag: str = "") -> None:
         assert d.db.get_object("dom.dom", f"nobody{tag}{i}") is None
 
 
-def test_after_a_flood_of_unknown_names_a_new_object_is_seen_at_once(two):
-    here, there = two
+def test_after_a_flood_of_unknown_names_a_new_object_is_seen_at_once(dom):
+    here, there = dom
     _flood(here, changes.MISSES_BEFORE_NAMES * 3)  # its names are now kept
     assert here.db.get_object("dom.dom", "user3").name == "user3"
     assert here.db.get_object("dom.dom", "ann") is None
@@ -50,8 +42,8 @@ def test_after_a_flood_of_unknown_names_a_new_object_is_seen_at_once(two):
     assert here.db.get_object("dom.dom", "ann").kind == "forwarder"
 
 
-def test_domain_names_from_memory_see_a_change_at_once(two):
-    here, there = two
+def test_domain_names_from_memory_see_a_change_at_once(dom):
+    here, there = dom
     for i in range(50):
         assert here.db.domain_name(f"host{i}.example.com") is None
     assert here.db.domain_name("dom.dom") == "dom.dom"

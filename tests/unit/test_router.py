@@ -374,7 +374,7 @@ def one_directory(tmp_path_factory):
 
 @settings(max_examples=300, deadline=None)
 @given(nets=st.lists(_NETS, max_size=4),
-       client=st.one_of(_V4, _V6, _MAPPED, _V4.map(lambda a: a[:-1]), st.sampled_from(["", "x", "fe80::1%eth0", "1.2.3.04"])))
+       client=st.one_of(_V4, _V6, _MAPPED, _V4.map(lambda a: a[:-1]), st.sampled_from(["", "x", "fe80::1%eth0", "1.2.3.04", "1.2.3.4\x00", "::1\ud800", "127.0.0.1 "])))
 def test_the_trust_check_answers_as_ipaddress_does(one_directory, nets, client):
     """``relay.trusted_networks``: the numbers is_trusted compares give the answer that
     ``ipaddress`` membership gives, IPv4-mapped IPv6 clients and zones included."""

@@ -29,12 +29,14 @@ def _flood(d: Directory, n: int, tag: str = "") -> None:
 
 def test_after_a_flood_of_unknown_names_a_new_object_is_seen_at_once(dom):
     here, there = dom
-    _flood(here, changes.MISSES_BEFORE_NAMES * 3)  # its names are now kept
+    _flood(here, changes.MISSES_BEFORE_NAMES * 3)
+    assert here.db._settings.names_held == 5  # its names are now kept
     assert here.db.get_object("dom.dom", "user3").name == "user3"
     assert here.db.get_object("dom.dom", "ann") is None
     there.add_account("ann@dom.dom", None)  # another worker, or the CLI
     assert here.db.get_object("dom.dom", "ann").kind == "account"
     _flood(here, changes.MISSES_BEFORE_NAMES * 3, "b")
+    assert here.db._settings.names_held == 6  # read again under the new token, ann with them
     assert here.db.get_object("dom.dom", "ann").kind == "account"
     there.remove("ann@dom.dom", "account")
     assert here.db.get_object("dom.dom", "ann") is None
@@ -158,11 +160,27 @@ def test_too_many_domains_are_not_kept_whole(monkeypatch):
     assert cache.domain_names(all_names) == {"a.dom": "a.dom", "b.dom": "b.dom", "c.dom": "c.dom"}
 
 
-def test_too_many_domains_are_answered_one_by_one(make_db, monkeypatch):
+def test_too_many_domains_are_answered_one_by_one(two, monkeypatch):
+    here, there = two
     monkeypatch.setattr(changes, "DOMAIN_NAMES", 2)
-    d = Directory(make_db("w.db"), "a.dom")
-    for name in ("a.dom", "b.dom", "c.dom"):
-        d.add_domain(name)
-    d.set_domain("c.dom", aliases=["cc.dom"])
+    there.add_domain("c.dom", aliases=["cc.dom"])
     for _ in range(2):  # asked, then cached one by one
-        assert [d.db.domain_name(n) for n in ("a.dom", "c.dom", "cc.dom", "x.dom")] == ["a.dom", "c.dom", "c.dom", None]
+        assert [here.db.domain_name(n) for n in ("main.dom", "c.dom", "cc.dom", "x.dom")] == [
+            "main.dom", "c.dom", "c.dom", None]
+    assert here.db._settings.domain_names(lambda limit: []) is None  # not kept whole: 3 domains
+    assert here.db._settings._rows[("n", "cc.dom")][1] == "c.dom"
+
+
+def test_a_big_domain_is_read_again_only_after_as_many_misses_as_it_costs(monkeypatch):
+    token = [b"aaaaaaaa"]
+    cache = SettingsCache(lambda: token[0])
+    loads = _Loads([f"n{i}" for i in range(changes.NAMES_PER_MISS * 100)])
+    for i in range(changes.MISSES_BEFORE_NAMES):
+        cache.object_row("dom", f"x{i}", loads.row, loads.all)
+    assert loads.lists == 1 and cache.names_held == len(loads.names)
+    token[0] = b"bbbbbbbb"  # any settings change
+    for i in range(99):
+        cache.object_row("dom", f"y{i}", loads.row, loads.all)
+    assert loads.lists == 1  # 6,400 names: read again at the 100th miss, not the 32nd
+    cache.object_row("dom", "y-last", loads.row, loads.all)
+    assert loads.lists == 2

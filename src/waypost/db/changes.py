@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import threading
 from array import array
 from bisect import bisect_left
 from typing import Any, Callable, Sequence
 
 __all__ = ["SettingsCache", "changes_token", "value_entry", "value_of", "CACHE_ROWS", "DOMAIN_NAMES",
-           "MISSES_BEFORE_NAMES", "OBJECT_NAMES", "NAMES_HELD"]
+           "MISSES_BEFORE_NAMES", "NAMES_PER_MISS", "OBJECT_NAMES", "NAMES_HELD"]
 
 #: Most rows a process caches; past it the cache starts again (unknown names asked for
 #: by a flood of bad RCPTs must not grow it for ever).
@@ -29,8 +30,11 @@ CACHE_ROWS = 20_000
 DOMAIN_NAMES = 50_000
 #: Names asked for in one domain and not found there, under one change token, before
 #: the process reads the names of the domain's objects whole (``OBJECT_NAMES``): a
-#: flood of unknown RCPTs then costs no query each.
+#: flood of unknown RCPTs then costs no query each.  For a domain whose names were read
+#: before, at least one miss for every ``NAMES_PER_MISS`` of them: reading the names
+#: again after each change then costs no more than the misses it saves had.
 MISSES_BEFORE_NAMES = 32
+NAMES_PER_MISS = 64
 #: Most objects a domain may have for its names to be read whole; a bigger domain's
 #: unknown names are asked for one by one.
 OBJECT_NAMES = 200_000
@@ -102,10 +106,11 @@ class SettingsCache:
 
     Two kinds of absence are answered without a query, because a flood of bad RCPTs
     asks for nothing else: a name that is no local domain (the domains' names are
-    kept whole while there are at most ``DOMAIN_NAMES``: ``domain_names``), and, once a domain has had
-    ``MISSES_BEFORE_NAMES`` unknown names asked under one token, an object name the
-    domain does not have (the hashes of its names, sorted; a hash that is there sends
-    the question on to the database, so a collision costs a query, never a wrong
+    kept whole while there are at most ``DOMAIN_NAMES``: ``domain_names``), and, once
+    a domain has had ``MISSES_BEFORE_NAMES`` unknown names asked under one token (one
+    for every ``NAMES_PER_MISS`` names it had when last read, if more), an object name
+    the domain does not have (the hashes of its names, sorted; a hash that is there
+    sends the question on to the database, so a collision costs a query, never a wrong
     answer).  Bounded: ``CACHE_ROWS`` rows, ``NAMES_HELD`` hashes."""
 
     def __init__(self, token: Callable[[], bytes | None]) -> None:
@@ -113,7 +118,9 @@ class SettingsCache:
         self._rows: dict[tuple[str, ...], tuple[bytes, Any]] = {}
         # domain -> (token, misses so far | _TOO_MANY | the sorted hashes of its names)
         self._names: dict[str, tuple[bytes, int | array[int]]] = {}
+        self._sizes: dict[str, int] = {}  # domain -> how many names it had when last read
         self._held = 0
+        self._names_lock = threading.Lock()  # _names, _sizes and _held change together
 
     def get(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
         """``load()``, or what it gave under the current change token."""
@@ -179,23 +186,28 @@ class SettingsCache:
         if type(misses) is not int or misses == _TOO_MANY:
             return  # its names are kept (a hash collision), or there are too many
         misses += 1
-        if misses < MISSES_BEFORE_NAMES:
-            if known is None and len(self._names) >= CACHE_ROWS:
-                self._drop_names()
-            self._set_names(domain, (token, misses))
+        if misses < max(MISSES_BEFORE_NAMES, self._sizes.get(domain, 0) // NAMES_PER_MISS):
+            with self._names_lock:
+                if known is None and len(self._names) >= CACHE_ROWS:
+                    self._drop_names()
+                self._set_names(domain, (token, misses))
             return
         names = load_names(domain, OBJECT_NAMES)
-        if len(names) > OBJECT_NAMES:
-            self._set_names(domain, (token, _TOO_MANY))
-            return
-        hashes = array("q", sorted({hash(n) for n in names}))
-        if self._held + len(hashes) > NAMES_HELD:
-            self._drop_names()
-        # Under the token read before the names: if a name was added meanwhile, the
-        # token has changed and these hashes are never used.
-        self._set_names(domain, (token, hashes))
+        with self._names_lock:
+            if len(names) > OBJECT_NAMES:
+                self._sizes[domain] = len(names)
+                self._set_names(domain, (token, _TOO_MANY))
+                return
+            hashes = array("q", sorted({hash(n) for n in names}))
+            if self._held + len(hashes) > NAMES_HELD:
+                self._drop_names()
+            self._sizes[domain] = len(hashes)
+            # Under the token read before the names: if a name was added meanwhile, the
+            # token has changed and these hashes are never used.
+            self._set_names(domain, (token, hashes))
 
     def _set_names(self, domain: str, entry: tuple[bytes, int | array[int]]) -> None:
+        """(under ``_names_lock``)"""
         old = self._names.get(domain)
         if old is not None and type(old[1]) is array:
             self._held -= len(old[1])
@@ -209,5 +221,7 @@ class SettingsCache:
         return self._held
 
     def _drop_names(self) -> None:
+        """(under ``_names_lock``)"""
         self._names.clear()
+        self._sizes.clear()
         self._held = 0

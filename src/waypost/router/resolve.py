@@ -842,7 +842,7 @@ def _address_number(client_ip: str) -> tuple[int, int] | None:
         if ":" not in text:
             return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
         number = int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
-    except OSError:
+    except (OSError, ValueError):  # not an address; a NUL or a lone surrogate (from the admin's "route --from")
         return None
     if number >> 32 == 0xFFFF:  # ::ffff:0:0/96
         return 4, number & 0xFFFFFFFF

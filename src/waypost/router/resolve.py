@@ -163,9 +163,9 @@ class Router:
         self.srs = srs
         self.forwarding = forwarding
         self.gateway = gateway
-        self.trusted = [ipaddress.ip_network(n, strict=False) for n in trusted_networks]
-        # The same as (version, network address, mask) numbers: is_trusted.
-        self._trusted_numbers = [(n.version, int(n.network_address), int(n.netmask)) for n in self.trusted]
+        # relay.trusted_networks as (version, network address, mask) numbers: is_trusted.
+        self._trusted_numbers = [(n.version, int(n.network_address), int(n.netmask))
+                                 for n in (ipaddress.ip_network(t, strict=False) for t in trusted_networks)]
         self.own_addresses = {str(ipaddress.ip_address(a)) for a in own_addresses}
         self._table = _table_store(directory.db)
         # (settings token, answers worked out under it, facts read under it: _Walk.facts):
